@@ -1,0 +1,25 @@
+"""Tables and the domain. Never imports strawberry or starlette."""
+
+from models.auth import Token, User
+from models.billing_periods import BillingPeriod
+from models.billing_profiles import BillingProfile, BillingProfileCharge
+from models.billing_rules import BillingRule
+from models.costs import CostImport, CostRecord
+from models.exchange_rates import ExchangeRate
+from models.invoices import (
+    Invoice,
+    InvoiceEvent,
+    InvoiceLineItem,
+    InvoiceNumberCounter,
+    InvoiceRevision,
+)
+from models.managed_accounts import ManagedAccount, SubAccount
+from models.organizations import Organization
+from models.payments import Payment, Refund
+
+__all__ = [
+    "BillingPeriod", "BillingProfile", "BillingProfileCharge", "BillingRule", "CostImport",
+    "CostRecord", "ExchangeRate", "Invoice", "InvoiceEvent", "InvoiceLineItem",
+    "InvoiceNumberCounter", "InvoiceRevision", "ManagedAccount", "Organization", "Payment",
+    "Refund", "SubAccount", "Token", "User",
+]

@@ -1,0 +1,185 @@
+"""Users, passwords and tokens.
+
+Passwords are hashed with argon2. Tokens are 256 random bits shown once to their owner and
+stored only as a SHA-256 digest: a high-entropy secret needs no slow hash, and a stolen
+table yields nothing usable. Every token expires and can be revoked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from tortoise import fields
+from tortoise.migrations.constraints import CheckConstraint
+from tortoise.models import Model
+
+from models.base import Scope, TimestampMixin, enum_check
+from models.errors import AuthenticationFailed, NotFound, ValidationFailed
+
+TOKEN_PREFIX = "inv_"
+_hasher = PasswordHasher()
+# Verified against when the e-mail is unknown, so that both failures take the same time.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+class TokenKind(str, Enum):
+    SESSION = "SESSION"
+    API = "API"
+
+
+class User(TimestampMixin, Model):
+    id = fields.UUIDField(primary_key=True)
+    organization = fields.ForeignKeyField(
+        "models.Organization", related_name="users", on_delete=fields.CASCADE
+    )
+    email = fields.CharField(max_length=320, unique=True)
+    name = fields.CharField(max_length=255, default="")
+    password_hash = fields.CharField(max_length=255, null=True)
+    scope = fields.CharEnumField(Scope, max_length=16)
+    # A customer user is bound to exactly one managed account; MSP users to none.
+    managed_account = fields.ForeignKeyField(
+        "models.ManagedAccount", related_name="users", null=True, on_delete=fields.CASCADE
+    )
+    is_active = fields.BooleanField(default=True)
+
+    class Meta:
+        table = "users"
+        constraints = (
+            enum_check("users", "scope", Scope),
+            CheckConstraint(check="email = lower(email) AND email LIKE '%_@_%'", name="users_email_normalized"),
+            CheckConstraint(
+                check="(scope = 'CUSTOMER') = (managed_account_id IS NOT NULL)",
+                name="users_customer_has_account",
+            ),
+        )
+
+
+class Token(Model):
+    id = fields.UUIDField(primary_key=True)
+    user = fields.ForeignKeyField("models.User", related_name="tokens", on_delete=fields.CASCADE)
+    kind = fields.CharEnumField(TokenKind, max_length=16)
+    name = fields.CharField(max_length=255, default="")
+    token_hash = fields.CharField(max_length=64, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField()
+    revoked_at = fields.DatetimeField(null=True)
+    last_used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "tokens"
+        constraints = (
+            enum_check("tokens", "kind", TokenKind),
+            CheckConstraint(check="token_hash ~ '^[0-9a-f]{64}$'", name="tokens_hash_is_sha256"),
+            CheckConstraint(check="expires_at > created_at", name="tokens_expire_after_creation"),
+        )
+
+    @property
+    def is_valid(self) -> bool:
+        return self.revoked_at is None and self.expires_at > _now()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    if len(password) < 10:
+        raise ValidationFailed("A password needs at least 10 characters.", field="password")
+    return _hasher.hash(password)
+
+
+def normalize_email(email: str) -> str:
+    email = email.strip().lower()
+    local, _, domain = email.partition("@")
+    if not local or "." not in domain or any(c.isspace() for c in email):
+        raise ValidationFailed(f"'{email}' is not an e-mail address.", field="email")
+    return email
+
+
+async def create_user(
+    organization_id,
+    email: str,
+    scope: Scope,
+    *,
+    password: str | None = None,
+    name: str = "",
+    managed_account_id=None,
+) -> User:
+    email = normalize_email(email)
+    if (scope == Scope.CUSTOMER) != (managed_account_id is not None):
+        raise ValidationFailed(
+            "A customer user needs a managed account; other users must not have one.",
+            field="managedAccountId",
+        )
+    if await User.filter(email=email).exists():
+        raise ValidationFailed(f"A user with e-mail {email} already exists.", field="email")
+    return await User.create(
+        organization_id=organization_id,
+        email=email,
+        name=name,
+        scope=scope,
+        managed_account_id=managed_account_id,
+        password_hash=hash_password(password) if password is not None else None,
+    )
+
+
+async def issue_token(
+    user: User, kind: TokenKind, lifetime: timedelta, name: str = ""
+) -> tuple[str, Token]:
+    """Make a token; the raw value is returned once and never stored."""
+    if lifetime <= timedelta(0):
+        raise ValidationFailed("A token must live for a positive time.", field="expiresInDays")
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = await Token.create(
+        user=user, kind=kind, name=name, token_hash=hash_token(raw), expires_at=_now() + lifetime
+    )
+    return raw, token
+
+
+async def login(email: str, password: str, lifetime: timedelta) -> tuple[str, Token]:
+    """Check the password and open a session. Unknown e-mail and wrong password answer alike."""
+    user = await User.get_or_none(email=email.strip().lower(), is_active=True)
+    stored = user.password_hash if user and user.password_hash else _DUMMY_HASH
+    try:
+        _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        raise AuthenticationFailed("The e-mail or the password is wrong.") from None
+    if user is None or user.password_hash is None:
+        raise AuthenticationFailed("The e-mail or the password is wrong.")
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+        await user.save(update_fields=["password_hash"])
+    return await issue_token(user, TokenKind.SESSION, lifetime)
+
+
+async def authenticate(raw: str) -> tuple[User, Token]:
+    """The user behind a raw token, or `AuthenticationFailed`."""
+    token = await Token.get_or_none(token_hash=hash_token(raw)).select_related(
+        "user", "user__organization"
+    )
+    if token is None or not token.is_valid or not token.user.is_active:
+        raise AuthenticationFailed("The token is invalid, expired or revoked.")
+    return token.user, token
+
+
+async def revoke_token(token_id, user: User) -> Token:
+    """Revoke one of the user's own tokens, or (for an owner) any token of the organization."""
+    query = Token.filter(id=token_id, user__organization_id=user.organization_id)
+    if user.scope != Scope.OWNER:
+        query = query.filter(user_id=user.id)
+    token = await query.first()
+    if token is None:
+        raise NotFound("No such token.")
+    if token.revoked_at is None:
+        token.revoked_at = _now()
+        await token.save(update_fields=["revoked_at"])
+    return token

@@ -1,0 +1,47 @@
+"""Billing periods: calendar months only, per organization."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from tortoise import fields
+from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
+from tortoise.models import Model
+
+from models.base import enum_check
+
+
+class PeriodState(str, Enum):
+    OPEN = "OPEN"
+    CLOSED = "CLOSED"
+
+
+class BillingPeriod(Model):
+    id = fields.UUIDField(primary_key=True)
+    organization = fields.ForeignKeyField(
+        "models.Organization", related_name="billing_periods", on_delete=fields.CASCADE
+    )
+    start_date = fields.DateField()
+    # Exclusive: the first day of the next month.
+    end_date = fields.DateField()
+    state = fields.CharEnumField(PeriodState, max_length=8, default=PeriodState.OPEN)
+    closed_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "billing_periods"
+        constraints = (
+            UniqueConstraint(fields=("organization_id", "start_date"), name="billing_periods_month_unique"),
+            CheckConstraint(
+                check="EXTRACT(DAY FROM start_date) = 1 AND end_date = (start_date + INTERVAL '1 month')::date",
+                name="billing_periods_whole_month",
+            ),
+            enum_check("billing_periods", "state", PeriodState),
+            CheckConstraint(
+                check="(state = 'CLOSED') = (closed_at IS NOT NULL)", name="billing_periods_closed_at"
+            ),
+        )
+
+    @property
+    def label(self) -> str:
+        return self.start_date.strftime("%Y-%m")

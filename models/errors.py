@@ -1,0 +1,46 @@
+"""Domain errors. `schema/` maps each one to a typed GraphQL `UserError`."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every expected business outcome that is not a success."""
+
+    code = "ERROR"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code:
+            self.code = code
+
+
+class NotFound(DomainError):
+    """The object does not exist, or the viewer may not see it (the two look the same)."""
+
+    code = "NOT_FOUND"
+
+
+class ValidationFailed(DomainError):
+    """An input is malformed; nothing was written."""
+
+    code = "INVALID"
+
+
+class InvalidTransition(DomainError):
+    """The object is not in a state that allows the operation."""
+
+    code = "INVALID_TRANSITION"
+
+
+class Conflict(DomainError):
+    """The operation collides with existing data (a duplicate, a concurrent change)."""
+
+    code = "CONFLICT"
+
+
+class AuthenticationFailed(DomainError):
+    """Wrong credentials, or an expired or revoked token."""
+
+    code = "UNAUTHENTICATED"

@@ -1,0 +1,37 @@
+"""MSP organizations: the tenant boundary that nothing crosses."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from tortoise import fields
+from tortoise.migrations.constraints import CheckConstraint
+from tortoise.models import Model
+
+from models.base import TimestampMixin, enum_check
+
+
+class ExportDateFormat(str, Enum):
+    DAY_FIRST = "DD/MM/YYYY"
+    MONTH_FIRST = "MM/DD/YYYY"
+    ISO = "YYYY-MM-DD"
+
+
+class Organization(TimestampMixin, Model):
+    id = fields.UUIDField(primary_key=True)
+    name = fields.CharField(max_length=255)
+    timezone = fields.CharField(max_length=64, default="UTC")
+    invoice_prefix = fields.CharField(max_length=16, default="INV")
+    # AWS data can arrive up to three days late: close the month on the 4th, not the 1st.
+    data_ingestion_delay = fields.BooleanField(default=False)
+    export_date_format = fields.CharEnumField(
+        ExportDateFormat, max_length=10, default=ExportDateFormat.DAY_FIRST
+    )
+
+    class Meta:
+        table = "organizations"
+        constraints = (
+            CheckConstraint(check="invoice_prefix ~ '^[A-Z0-9]{1,16}$'", name="organizations_prefix_valid"),
+            CheckConstraint(check="btrim(name) <> ''", name="organizations_name_present"),
+            enum_check("organizations", "export_date_format", ExportDateFormat),
+        )

@@ -1,0 +1,93 @@
+"""The one settings object, read from the environment (and an optional `.env` file).
+
+Everything configurable lives here; no other module reads `os.environ`. Leaving
+`DATABASE_URL`, `REDIS_URL` and `SMTP_URL` unset selects the embedded defaults: a real
+PostgreSQL and a real Redis started from their Python wheels, and an outbox folder of
+`.eml` files, all under `DATA_DIR`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production", "test"] = Field(
+        "development", description="`development` serves GraphiQL; `production` does not."
+    )
+    data_dir: Path = Field(
+        Path("var"), description="Folder for the embedded PostgreSQL and Redis and their data."
+    )
+    database_url: str | None = Field(
+        None, description="postgres://user:pass@host:port/db; unset = embedded PostgreSQL."
+    )
+    redis_url: str | None = Field(
+        None, description="redis://host:port/db or unix:///path.sock; unset = embedded Redis."
+    )
+    smtp_url: str | None = Field(
+        None, description="smtp://user:pass@host:port (smtps:// for TLS); unset = outbox folder."
+    )
+    smtp_from: str = Field("Invoicing <no-reply@invoicing.local>", description="Sender address.")
+    storage_dir: Path | None = Field(
+        None, description="Where PDFs, logos and exports are kept; default DATA_DIR/storage."
+    )
+    chromium_path: str | None = Field(
+        None, description="Chromium binary; default the Playwright browser, else Debian's."
+    )
+    secret_key: str | None = Field(
+        None, description="Signs download links; default a random key kept in DATA_DIR."
+    )
+    public_url: str = Field("http://127.0.0.1:8000", description="Base of signed links.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    allowed_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8000", "http://localhost:8000"],
+        description="Browser origins allowed to open WebSockets and call the API (CORS).",
+    )
+    session_token_hours: int = Field(12, gt=0, description="Lifetime of a login session token.")
+    api_token_days: int = Field(365, gt=0, description="Default lifetime of an API token.")
+    max_page_size: int = Field(100, gt=0, description="Cap on `first`/`last` of connections.")
+    max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Cap on a cost upload.")
+
+    @property
+    def storage_path(self) -> Path:
+        return self.storage_dir or self.data_dir / "storage"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.storage_path / "outbox"
+
+    @property
+    def signing_key(self) -> bytes:
+        if self.secret_key:
+            return self.secret_key.encode()
+        key_file = self.data_dir / "secret_key"
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(secrets.token_urlsafe(48))
+            key_file.chmod(0o600)
+        return key_file.read_text().strip().encode()
+
+
+    def child_environment(self) -> dict[str, str]:
+        """The environment for a child process (the worker beside the web server), with
+        the resolved server URLs so that it joins the same embedded servers."""
+        env = dict(os.environ)
+        for name in ("database_url", "redis_url"):
+            if value := getattr(self, name):
+                env[name.upper()] = value
+        return env
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
