@@ -1,0 +1,85 @@
+"""Tests run against a real PostgreSQL and Redis.
+
+`TEST_DATABASE_URL` names a database that is built from the migrations at the start of the
+run and dropped at its end (default: `invoicing_test_<pid>` on 127.0.0.1:5432, so that runs
+side by side do not meet); `TEST_REDIS_URL` a Redis
+database (default: 127.0.0.1:6379, db 15). Tables are truncated before each test.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from tortoise import Tortoise, connections
+
+TEST_DATABASE_URL = os.environ.get(
+    "TEST_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/invoicing_test_{os.getpid()}"
+)
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+DATA_DIR = Path(tempfile.mkdtemp(prefix="invoicing-test-"))
+
+# Settings are read once, from the environment: set it before anything reads it.
+os.environ.update(
+    ENVIRONMENT="test",
+    DATABASE_URL=TEST_DATABASE_URL,
+    REDIS_URL=TEST_REDIS_URL,
+    DATA_DIR=str(DATA_DIR),
+    SECRET_KEY="test-secret-key",
+)
+os.environ.pop("SMTP_URL", None)
+
+import db  # noqa: E402
+from settings import get_settings  # noqa: E402
+
+
+async def _admin(url: str, *statements: str) -> None:
+    parts = urlsplit(url)
+    admin = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
+    conn = await asyncpg.connect(admin)
+    try:
+        for statement in statements:
+            await conn.execute(statement.format(name=parts.path.lstrip("/")))
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def settings():
+    return get_settings()
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def database(settings):
+    await _admin(
+        settings.database_url,
+        'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+        'CREATE DATABASE "{name}"',
+    )
+    await db.migrate(settings)
+    await Tortoise.close_connections()
+    await db.init(settings)
+    yield
+    await db.close()
+    if "TEST_DATABASE_URL" not in os.environ:
+        await _admin(settings.database_url, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+TABLES = None
+
+
+@pytest.fixture(autouse=True)
+async def clean_tables(database):
+    global TABLES
+    conn = connections.get("default")
+    if TABLES is None:
+        rows = await conn.execute_query_dict(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'tortoise_migrations'"
+        )
+        TABLES = ", ".join(f'"{r["tablename"]}"' for r in rows)
+    await conn.execute_script(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    yield
