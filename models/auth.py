@@ -22,6 +22,8 @@ from models.base import Scope, TimestampMixin, enum_check
 from models.errors import AuthenticationFailed, NotFound, ValidationFailed
 
 TOKEN_PREFIX = "inv_"
+LAST_USED_RESOLUTION = timedelta(minutes=5)
+MAX_API_TOKEN_DAYS = 730
 _hasher = PasswordHasher()
 # Verified against when the e-mail is unknown, so that both failures take the same time.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
@@ -145,6 +147,18 @@ async def issue_token(
     return raw, token
 
 
+async def issue_api_token(user: User, name: str, days: int) -> tuple[str, Token]:
+    """An API token for a script, living 1 to MAX_API_TOKEN_DAYS days."""
+    if not 1 <= days <= MAX_API_TOKEN_DAYS:
+        raise ValidationFailed(
+            f"An API token lives 1 to {MAX_API_TOKEN_DAYS} days.", field="expiresInDays"
+        )
+    name = name.strip()
+    if not name or len(name) > 255:
+        raise ValidationFailed("Name the token (1 to 255 characters).", field="name")
+    return await issue_token(user, TokenKind.API, timedelta(days=days), name=name)
+
+
 async def login(email: str, password: str, lifetime: timedelta) -> tuple[str, Token]:
     """Check the password and open a session. Unknown e-mail and wrong password answer alike."""
     user = await User.get_or_none(email=email.strip().lower(), is_active=True)
@@ -161,25 +175,75 @@ async def login(email: str, password: str, lifetime: timedelta) -> tuple[str, To
     return await issue_token(user, TokenKind.SESSION, lifetime)
 
 
-async def authenticate(raw: str) -> tuple[User, Token]:
+async def authenticate(raw: str) -> Principal:
     """The user behind a raw token, or `AuthenticationFailed`."""
     token = await Token.get_or_none(token_hash=hash_token(raw)).select_related(
         "user", "user__organization"
     )
     if token is None or not token.is_valid or not token.user.is_active:
         raise AuthenticationFailed("The token is invalid, expired or revoked.")
-    return token.user, token
+    now = _now()
+    # Recorded at most every few minutes: a write per request would cost more than it tells.
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        await Token.filter(id=token.id).update(last_used_at=now)
+    return Principal(token.user, token)
 
 
-async def revoke_token(token_id, user: User) -> Token:
-    """Revoke one of the user's own tokens, or (for an owner) any token of the organization."""
-    query = Token.filter(id=token_id, user__organization_id=user.organization_id)
-    if user.scope != Scope.OWNER:
-        query = query.filter(user_id=user.id)
-    token = await query.first()
+async def revoke_token(principal: Principal, token_id=None) -> Token:
+    """Revoke a token the principal may see (by default the one it is using: a logout)."""
+    token_id = token_id or principal.token.id
+    token = await visible_tokens(principal).filter(id=token_id).first()
     if token is None:
         raise NotFound("No such token.")
     if token.revoked_at is None:
         token.revoked_at = _now()
         await token.save(update_fields=["revoked_at"])
     return token
+
+
+async def purge_tokens(before: datetime) -> int:
+    """Delete tokens that expired or were revoked before `before`."""
+    from tortoise.expressions import Q
+
+    return await Token.filter(Q(expires_at__lt=before) | Q(revoked_at__lt=before)).delete()
+
+
+class Principal:
+    """Who is asking: the authenticated user and the token they used. Every scoped query
+    takes one, so that visibility is decided in one place per domain."""
+
+    __slots__ = ("user", "token")
+
+    def __init__(self, user: User, token: Token):
+        self.user = user
+        self.token = token
+
+    @property
+    def scope(self) -> Scope:
+        return self.user.scope
+
+    @property
+    def organization_id(self):
+        return self.user.organization_id
+
+    @property
+    def managed_account_id(self):
+        return self.user.managed_account_id
+
+    @property
+    def is_msp_user(self) -> bool:
+        return self.user.scope in (Scope.OWNER, Scope.VIEWER)
+
+
+def visible_users(principal: Principal):
+    """Users the principal may see: its organization's for MSP users, itself for a customer."""
+    if principal.is_msp_user:
+        return User.filter(organization_id=principal.organization_id)
+    return User.filter(id=principal.user.id)
+
+
+def visible_tokens(principal: Principal):
+    """API and session tokens: an owner sees its organization's, anyone else its own."""
+    if principal.scope == Scope.OWNER:
+        return Token.filter(user__organization_id=principal.organization_id)
+    return Token.filter(user_id=principal.user.id)

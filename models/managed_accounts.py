@@ -68,3 +68,11 @@ class SubAccount(Model):
             UniqueConstraint(fields=("organization_id", "sub_account_id"), name="sub_accounts_unique"),
             CheckConstraint(check="btrim(sub_account_id) <> ''", name="sub_accounts_id_present"),
         )
+
+
+def visible_accounts(principal):
+    """Managed accounts the principal may see: its organization's, or a customer's own."""
+    query = ManagedAccount.filter(organization_id=principal.organization_id)
+    if not principal.is_msp_user:
+        query = query.filter(id=principal.managed_account_id)
+    return query

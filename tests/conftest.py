@@ -83,3 +83,52 @@ async def clean_tables(database):
         TABLES = ", ".join(f'"{r["tablename"]}"' for r in rows)
     await conn.execute_script(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
     yield
+
+
+@pytest.fixture
+async def redis(settings):
+    import broker
+
+    pool = await broker.connect(settings)
+    await pool.flushdb()
+    yield pool
+    await pool.aclose()
+
+
+@pytest.fixture
+async def app(settings, redis):
+    """The real ASGI app; the test session already holds the database connection."""
+    from app import create_app
+
+    application = create_app(settings)
+    application.state.redis = redis
+    return application
+
+
+@pytest.fixture
+async def client(app):
+    import httpx
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+async def live_server(app):
+    """The app served by uvicorn on a free loopback port, in this event loop."""
+    import asyncio
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    yield f"127.0.0.1:{port}"
+    server.should_exit = True
+    await task

@@ -1,0 +1,134 @@
+"""ASGI wiring: routes, lifespan and middleware."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UNSET
+from tortoise import connections
+
+import broker
+import db
+from embedded import resolve_urls
+from models.auth import authenticate
+from models.errors import AuthenticationFailed
+from schema.context import Context
+from schema.root import schema
+from settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+BEARER = "bearer "
+
+
+async def _principal(header: str | None):
+    """The principal of an `Authorization: Bearer` value, and why there is none."""
+    if not header:
+        return None, None
+    if not header.lower().startswith(BEARER):
+        return None, "The Authorization header must be 'Bearer <token>'."
+    try:
+        return await authenticate(header[len(BEARER):].strip()), None
+    except AuthenticationFailed as exc:
+        return None, exc.message
+
+
+class GraphQLApp(GraphQL):
+    def __init__(self, settings: Settings, **kwargs: Any):
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if settings.environment == "development" else None,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            allowed_origins=settings.allowed_origins,
+            multipart_uploads_enabled=True,
+            connection_init_wait_timeout=timedelta(seconds=10),
+            **kwargs,
+        )
+        self.settings = settings
+
+    async def get_context(self, request, response) -> Context:
+        context = Context(settings=self.settings, redis=request.app.state.redis, request=request, response=response)
+        if request.scope["type"] == "http":
+            context.principal, context.auth_error = await _principal(request.headers.get("authorization"))
+        return context
+
+    async def on_ws_connect(self, context: Context):
+        # graphql-transport-ws: the token travels in connection_init; without a valid one
+        # the socket closes with 4403 before any operation runs.
+        value = context.connection_params.get("authorization")
+        principal, _ = await _principal(value if isinstance(value, str) else None)
+        if principal is None:
+            raise ConnectionRejectionError()
+        context.principal = principal
+        return UNSET
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """Liveness and readiness: the database, Redis and a worker heartbeat."""
+    checks: dict[str, Any] = {}
+    started = time.perf_counter()
+    try:
+        await connections.get("default").execute_query("SELECT 1")
+        checks["database"] = {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
+    except Exception as exc:  # any failure means "not ready", reported, not raised
+        checks["database"] = {"ok": False, "error": type(exc).__name__}
+    started = time.perf_counter()
+    try:
+        redis = request.app.state.redis
+        await redis.ping()
+        checks["redis"] = {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
+        heartbeat = await redis.get(broker.HEALTH_CHECK_KEY)
+        checks["worker"] = {"ok": heartbeat is not None, "heartbeat": heartbeat.decode() if heartbeat else None}
+    except Exception as exc:
+        checks["redis"] = {"ok": False, "error": type(exc).__name__}
+        checks["worker"] = {"ok": False, "heartbeat": None}
+    ready = checks["database"]["ok"] and checks["redis"]["ok"]
+    # A missing worker degrades the service (nothing gets generated or sent) but the API
+    # still answers, so it does not fail readiness.
+    status = "ok" if ready and checks["worker"]["ok"] else ("degraded" if ready else "unavailable")
+    return JSONResponse({"status": status, **checks}, status_code=200 if ready else 503)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = resolve_urls(settings or get_settings())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        await db.init(settings)
+        app.state.redis = await broker.connect(settings)
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+            await db.close()
+
+    graphql = GraphQLApp(settings)
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.allowed_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type"],
+            )
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,1 @@
+"""Background work run by the arq worker."""

@@ -1,0 +1,45 @@
+"""The arq worker: its settings, start-up and the tasks it runs."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+from arq import cron
+
+import db
+import broker
+from embedded import resolve_urls
+from models.auth import purge_tokens
+from settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+async def startup(ctx: dict) -> None:
+    settings = resolve_urls(get_settings())
+    ctx["settings"] = settings
+    await db.init(settings)
+
+
+async def shutdown(ctx: dict) -> None:
+    await db.close()
+
+
+async def purge_old_tokens(ctx: dict) -> int:
+    """Drop tokens that expired or were revoked more than 30 days ago (kept that long so
+    that "token revoked" stays explainable in the meantime)."""
+    removed = await purge_tokens(before=datetime.now(timezone.utc) - timedelta(days=30))
+    log.info("purged %d old tokens", removed)
+    return removed
+
+
+class WorkerSettings:
+    functions: list = []
+    cron_jobs = [cron(purge_old_tokens, hour={3}, minute={17}, run_at_startup=False)]
+    on_startup = startup
+    on_shutdown = shutdown
+    queue_name = broker.QUEUE_NAME
+    health_check_key = broker.HEALTH_CHECK_KEY
+    health_check_interval = broker.HEALTH_CHECK_SECONDS
+    redis_settings = broker.redis_settings(resolve_urls(get_settings()))

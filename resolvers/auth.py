@@ -1,0 +1,69 @@
+"""Viewer, sign-in and tokens."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import strawberry
+
+from models import auth
+from models.errors import DomainError
+from schema.auth import (
+    ApiTokenCreated,
+    CreateApiTokenInput,
+    CreateApiTokenPayload,
+    LoginPayload,
+    LoginSuccess,
+    RevokeTokenPayload,
+    TokenRevoked,
+    Viewer,
+)
+from schema.context import Info
+from schema.errors import user_error
+from schema.managed_accounts import ManagedAccount
+from schema.nodes import node_uuid
+from schema.organizations import ApiToken, Organization, User
+
+
+async def viewer(principal: auth.Principal) -> Viewer:
+    user = principal.user
+    account = await user.managed_account if user.managed_account_id else None
+    return Viewer(
+        user=User.from_model(user),
+        scope=user.scope,
+        organization=Organization.from_model(user.organization),
+        managed_account=ManagedAccount.from_model(account) if account else None,
+    )
+
+
+async def resolve_viewer(info: Info) -> Viewer | None:
+    principal = info.context.principal
+    return await viewer(principal) if principal else None
+
+
+async def login(info: Info, email: str, password: str) -> LoginPayload:
+    lifetime = timedelta(hours=info.context.settings.session_token_hours)
+    try:
+        raw, token = await auth.login(email, password, lifetime)
+        principal = await auth.authenticate(raw)
+    except DomainError as exc:
+        return user_error(exc)
+    return LoginSuccess(token=raw, expires_at=token.expires_at, viewer=await viewer(principal))
+
+
+async def create_api_token(info: Info, input: CreateApiTokenInput) -> CreateApiTokenPayload:
+    try:
+        raw, token = await auth.issue_api_token(
+            info.context.principal.user, input.name, input.expires_in_days
+        )
+    except DomainError as exc:
+        return user_error(exc)
+    return ApiTokenCreated(token=raw, api_token=ApiToken.from_model(token))
+
+
+async def revoke_token(info: Info, id: strawberry.ID | None = None) -> RevokeTokenPayload:
+    try:
+        token = await auth.revoke_token(info.context.principal, node_uuid(id, "ApiToken"))
+    except DomainError as exc:
+        return user_error(exc)
+    return TokenRevoked(api_token=ApiToken.from_model(token))

@@ -1,0 +1,27 @@
+"""The typed per-request context: who is asking, and fresh dataloaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from arq import ArqRedis
+from strawberry.types import Info as StrawberryInfo
+
+from models.auth import Principal
+from settings import Settings
+
+
+@dataclass
+class Context:
+    settings: Settings
+    redis: ArqRedis
+    request: Any = None
+    response: Any = None
+    principal: Principal | None = None
+    # Why authentication failed, when a token was sent but not accepted.
+    auth_error: str | None = None
+    connection_params: dict[str, Any] = field(default_factory=dict)
+
+
+Info = StrawberryInfo[Context, None]

@@ -1,0 +1,80 @@
+"""GraphQL types of the organization and its users."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterable
+
+import strawberry
+from strawberry import relay
+
+from models import Organization as OrganizationModel
+from models.auth import visible_tokens, visible_users
+from schema.context import Info
+from schema.nodes import scoped_nodes
+from schema.permissions import Scope
+
+
+@strawberry.type(name="Organization", description="An MSP organization: the tenant boundary.")
+class Organization(relay.Node):
+    id: relay.NodeID[str]
+    name: str = strawberry.field(description="Display name.")
+    timezone: str = strawberry.field(description="IANA time zone used for dates and due dates.")
+    invoice_prefix: str = strawberry.field(description="Prefix of invoice numbers (INV).")
+    data_ingestion_delay: bool = strawberry.field(
+        description="Close months on the 4th instead of the 1st (late AWS data)."
+    )
+
+    @classmethod
+    def from_model(cls, org: OrganizationModel) -> Organization:
+        return cls(
+            id=str(org.id), name=org.name, timezone=org.timezone,
+            invoice_prefix=org.invoice_prefix, data_ingestion_delay=org.data_ingestion_delay,
+        )
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: Info, node_ids: Iterable[str], required: bool = False):
+        return await scoped_nodes(
+            cls, info, node_ids, required,
+            lambda principal: OrganizationModel.filter(id=principal.organization_id),
+        )
+
+
+@strawberry.type(name="User", description="A person who signs in: an MSP user or a customer.")
+class User(relay.Node):
+    id: relay.NodeID[str]
+    email: str = strawberry.field(description="Sign-in e-mail, lower case.")
+    name: str = strawberry.field(description="Display name.")
+    scope: Scope = strawberry.field(description="What the user may do.")
+
+    @classmethod
+    def from_model(cls, user: UserModel) -> User:
+        return cls(id=str(user.id), email=user.email, name=user.name, scope=user.scope)
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: Info, node_ids: Iterable[str], required: bool = False):
+        return await scoped_nodes(cls, info, node_ids, required, visible_users)
+
+
+@strawberry.type(description="A token for the API: a login session or a script's API token.")
+class ApiToken(relay.Node):
+    id: relay.NodeID[str]
+    name: str = strawberry.field(description="What the token is for.")
+    kind: str = strawberry.field(description="SESSION (from login) or API (for scripts).")
+    created_at: datetime = strawberry.field(description="When it was issued.")
+    expires_at: datetime = strawberry.field(description="When it stops working.")
+    revoked_at: datetime | None = strawberry.field(description="When it was revoked, if it was.")
+    last_used_at: datetime | None = strawberry.field(
+        description="Last use, recorded to within a few minutes."
+    )
+
+    @classmethod
+    def from_model(cls, token) -> ApiToken:
+        return cls(
+            id=str(token.id), name=token.name, kind=token.kind.value, created_at=token.created_at,
+            expires_at=token.expires_at, revoked_at=token.revoked_at, last_used_at=token.last_used_at,
+        )
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: Info, node_ids: Iterable[str], required: bool = False):
+        return await scoped_nodes(cls, info, node_ids, required, visible_tokens)

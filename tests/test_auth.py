@@ -1,0 +1,244 @@
+"""Passwords, tokens and who may call what."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import websockets
+from strawberry.relay import to_base64
+
+from models import Token
+from models.auth import (
+    TokenKind,
+    authenticate,
+    issue_token,
+    login,
+    revoke_token,
+)
+from models.base import Scope
+from models.errors import AuthenticationFailed
+from tests import factories as f
+from tests.graphql import error_codes, gql
+
+VIEWER = "{ viewer { scope user { email } organization { name } managedAccount { name } } }"
+LOGIN = """mutation($e: String!, $p: String!) { login(email: $e, password: $p) {
+  __typename ... on LoginSuccess { token viewer { scope } } ... on UserError { code message } } }"""
+CREATE_TOKEN = """mutation($name: String!, $days: Int!) {
+  createApiToken(input: {name: $name, expiresInDays: $days}) {
+    __typename ... on ApiTokenCreated { token apiToken { id name kind } }
+    ... on UserError { code field } } }"""
+REVOKE = """mutation($id: ID) { revokeToken(id: $id) {
+  __typename ... on TokenRevoked { apiToken { revokedAt } } ... on UserError { code } } }"""
+
+
+async def test_tokens_are_stored_only_as_sha256_digests():
+    user = await f.user(await f.organization())
+    raw, token = await issue_token(user, TokenKind.API, timedelta(days=1))
+    stored = await Token.get(id=token.id)
+    assert raw.startswith("inv_") and len(raw) > 40
+    assert stored.token_hash == hashlib.sha256(raw.encode()).hexdigest()
+    assert raw not in json.dumps([str(v) for v in (await Token.all().values_list())])
+    assert (await authenticate(raw)).user.id == user.id
+
+
+async def test_two_tokens_are_never_alike():
+    user = await f.user(await f.organization())
+    raws = {(await issue_token(user, TokenKind.API, timedelta(days=1)))[0] for _ in range(20)}
+    assert len(raws) == 20
+
+
+async def test_an_expired_token_is_refused():
+    user = await f.user(await f.organization())
+    raw, token = await issue_token(user, TokenKind.SESSION, timedelta(hours=1))
+    await Token.filter(id=token.id).update(
+        created_at=datetime.now(timezone.utc) - timedelta(hours=2),
+        expires_at=datetime.now(timezone.utc) - timedelta(seconds=1),
+    )
+    with pytest.raises(AuthenticationFailed):
+        await authenticate(raw)
+
+
+async def test_a_revoked_token_is_refused_and_a_deactivated_user_too():
+    user = await f.user(await f.organization())
+    raw, _ = await issue_token(user, TokenKind.API, timedelta(days=1))
+    principal = await authenticate(raw)
+    await revoke_token(principal)
+    with pytest.raises(AuthenticationFailed):
+        await authenticate(raw)
+    other_raw, _ = await issue_token(user, TokenKind.API, timedelta(days=1))
+    user.is_active = False
+    await user.save()
+    with pytest.raises(AuthenticationFailed):
+        await authenticate(other_raw)
+
+
+async def test_login_with_the_right_password_opens_a_session():
+    user = await f.user(await f.organization(), email="owner@example.com")
+    raw, token = await login("Owner@Example.com ", f.PASSWORD, timedelta(hours=1))
+    assert token.kind == TokenKind.SESSION
+    assert (await authenticate(raw)).user.id == user.id
+    assert user.password_hash.startswith("$argon2")
+
+
+@pytest.mark.parametrize("email,password", [
+    ("owner@example.com", "wrong password!"),
+    ("nobody@example.com", f.PASSWORD),
+    ("owner@example.com", ""),
+])
+async def test_login_with_a_wrong_password_or_unknown_email_fails_alike(email, password):
+    await f.user(await f.organization(), email="owner@example.com")
+    with pytest.raises(AuthenticationFailed) as caught:
+        await login(email, password, timedelta(hours=1))
+    assert caught.value.message == "The e-mail or the password is wrong."
+    assert await Token.all().count() == 0
+
+
+async def test_login_over_graphql(client):
+    await f.user(await f.organization(), email="owner@example.com")
+    ok = await gql(client, LOGIN, {"e": "owner@example.com", "p": f.PASSWORD})
+    assert ok["data"]["login"]["__typename"] == "LoginSuccess"
+    token = ok["data"]["login"]["token"]
+    me = await gql(client, VIEWER, token=token)
+    assert me["data"]["viewer"]["user"]["email"] == "owner@example.com"
+    bad = await gql(client, LOGIN, {"e": "owner@example.com", "p": "nope nope nope"})
+    assert bad["data"]["login"] == {
+        "__typename": "AuthenticationError", "code": "UNAUTHENTICATED",
+        "message": "The e-mail or the password is wrong.",
+    }
+
+
+async def test_viewer_for_each_scope(client):
+    org = await f.organization(name="Northwind")
+    account = await f.managed_account(org, name="Contoso")
+    for scope, acct, expected_account in (
+        (Scope.OWNER, None, None), (Scope.VIEWER, None, None), (Scope.CUSTOMER, account, {"name": "Contoso"}),
+    ):
+        token = await f.token(await f.user(org, scope, account=acct))
+        viewer = (await gql(client, VIEWER, token=token))["data"]["viewer"]
+        assert viewer["scope"] == scope.value
+        assert viewer["organization"] == {"name": "Northwind"}
+        assert viewer["managedAccount"] == expected_account
+    assert (await gql(client, VIEWER))["data"]["viewer"] is None
+
+
+async def test_a_bad_bearer_token_is_a_top_level_unauthenticated_error(client):
+    result = await gql(client, CREATE_TOKEN, {"name": "x", "days": 1}, token="inv_forged")
+    assert result["data"] is None
+    assert error_codes(result) == ["UNAUTHENTICATED"]
+    assert "invalid, expired or revoked" in result["errors"][0]["message"]
+
+
+async def test_only_owners_create_api_tokens(client):
+    org = await f.organization()
+    account = await f.managed_account(org)
+    owner = await f.token(await f.user(org, Scope.OWNER))
+    created = (await gql(client, CREATE_TOKEN, {"name": "Xero sync", "days": 30}, token=owner))["data"]
+    assert created["createApiToken"]["__typename"] == "ApiTokenCreated"
+    new_token = created["createApiToken"]["token"]
+    assert (await gql(client, VIEWER, token=new_token))["data"]["viewer"]["scope"] == "OWNER"
+    for scope, acct in ((Scope.VIEWER, None), (Scope.CUSTOMER, account)):
+        token = await f.token(await f.user(org, scope, account=acct))
+        result = await gql(client, CREATE_TOKEN, {"name": "x", "days": 30}, token=token)
+        assert error_codes(result) == ["FORBIDDEN"]
+    assert error_codes(await gql(client, CREATE_TOKEN, {"name": "x", "days": 30})) == ["UNAUTHENTICATED"]
+    assert await Token.filter(kind=TokenKind.API, name="x").count() == 0
+
+
+@pytest.mark.parametrize("name,days,field", [("ok", 0, "expiresInDays"), ("ok", 731, "expiresInDays"), ("  ", 30, "name")])
+async def test_create_api_token_validation(client, name, days, field):
+    owner = await f.token(await f.user(await f.organization()))
+    result = await gql(client, CREATE_TOKEN, {"name": name, "days": days}, token=owner)
+    assert result["data"]["createApiToken"] == {"__typename": "ValidationError", "code": "INVALID", "field": field}
+
+
+async def test_revoke_token_scopes(client):
+    org, other_org = await f.organization(), await f.organization()
+    owner = await f.user(org)
+    viewer = await f.user(org, Scope.VIEWER)
+    viewer_raw, viewer_token = await issue_token(viewer, TokenKind.API, timedelta(days=1))
+    foreign_raw, foreign_token = await issue_token(await f.user(other_org), TokenKind.API, timedelta(days=1))
+    owner_raw = await f.token(owner)
+
+    def gid(token):
+        return to_base64("ApiToken", str(token.id))
+
+    # Another organization's token looks like a missing one and stays valid.
+    result = await gql(client, REVOKE, {"id": gid(foreign_token)}, token=owner_raw)
+    assert result["data"]["revokeToken"] == {"__typename": "NotFoundError", "code": "NOT_FOUND"}
+    assert (await authenticate(foreign_raw)).user.organization_id == other_org.id
+    # A viewer cannot revoke the owner's token, only its own.
+    owner_token = await Token.get(user_id=owner.id)
+    result = await gql(client, REVOKE, {"id": gid(owner_token)}, token=viewer_raw)
+    assert result["data"]["revokeToken"]["__typename"] == "NotFoundError"
+    # An owner can revoke a viewer's token; without an id a user signs itself out.
+    result = await gql(client, REVOKE, {"id": gid(viewer_token)}, token=owner_raw)
+    assert result["data"]["revokeToken"]["__typename"] == "TokenRevoked"
+    assert error_codes(await gql(client, "{ nodes(ids: []) { id } }", token=viewer_raw)) == ["UNAUTHENTICATED"]
+    result = await gql(client, REVOKE, {}, token=owner_raw)
+    assert result["data"]["revokeToken"]["__typename"] == "TokenRevoked"
+    assert (await gql(client, VIEWER, token=owner_raw))["data"]["viewer"] is None
+
+
+async def test_node_hides_other_organizations(client):
+    org, other_org = await f.organization(), await f.organization()
+    account = await f.managed_account(org)
+    foreign_account = await f.managed_account(other_org)
+    owner = await f.token(await f.user(org))
+    customer = await f.token(await f.user(org, Scope.CUSTOMER, account=account))
+    query = "query($ids: [ID!]!) { nodes(ids: $ids) { id ... on ManagedAccount { name } } }"
+    ids = [to_base64("ManagedAccount", str(a.id)) for a in (account, foreign_account)]
+    owner_sees = (await gql(client, query, {"ids": ids}, token=owner))["data"]["nodes"]
+    assert owner_sees == [{"id": ids[0], "name": account.name}, None]
+    other_account = await f.managed_account(org)
+    customer_sees = (await gql(client, query, {"ids": ids + [to_base64("ManagedAccount", str(other_account.id))]}, token=customer))
+    assert customer_sees["data"]["nodes"] == [{"id": ids[0], "name": account.name}, None, None]
+
+
+async def _ws_init(address: str, payload: dict):
+    async with websockets.connect(
+        f"ws://{address}/graphql", subprotocols=["graphql-transport-ws"], origin="http://127.0.0.1:8000"
+    ) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+        try:
+            return json.loads(await ws.recv())
+        except websockets.ConnectionClosed as closed:
+            return closed.rcvd.code
+
+
+async def test_websocket_takes_the_token_in_connection_init(live_server):
+    raw = await f.token(await f.user(await f.organization()))
+    assert await _ws_init(live_server, {"authorization": f"Bearer {raw}"}) == {"type": "connection_ack"}
+    assert await _ws_init(live_server, {"authorization": "Bearer inv_forged"}) == 4403
+    assert await _ws_init(live_server, {}) == 4403
+
+
+async def test_websocket_refuses_the_legacy_protocol(live_server):
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        async with websockets.connect(
+            f"ws://{live_server}/graphql", subprotocols=["graphql-ws"], origin="http://127.0.0.1:8000"
+        ) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            await ws.recv()
+    assert closed.value.rcvd.code == 4406
+
+
+async def test_websocket_refuses_foreign_origins(live_server):
+    raw = await f.token(await f.user(await f.organization()))
+    with pytest.raises(websockets.InvalidStatus):
+        async with websockets.connect(
+            f"ws://{live_server}/graphql", subprotocols=["graphql-transport-ws"], origin="https://evil.example"
+        ) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {raw}"}}))
+            await ws.recv()
+
+
+async def test_healthz_reports_database_redis_and_worker(client, redis):
+    body = (await client.get("/healthz")).json()
+    assert body["database"]["ok"] and body["redis"]["ok"]
+    assert body["worker"]["ok"] is False and body["status"] == "degraded"
+    await redis.set("invoicing:jobs:health-check", "j_complete=0")
+    body = (await client.get("/healthz")).json()
+    assert body["status"] == "ok" and body["worker"]["heartbeat"] == "j_complete=0"
