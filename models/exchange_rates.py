@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
 from tortoise import fields
 from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
 from tortoise.models import Model
+from tortoise.exceptions import IntegrityError
 
 from models.base import TimestampMixin
+from models.currencies import check_currency
+from models.errors import ValidationFailed
 
 
 class ExchangeRate(TimestampMixin, Model):
@@ -34,3 +40,37 @@ class ExchangeRate(TimestampMixin, Model):
                 name="exchange_rates_currencies",
             ),
         )
+
+
+def visible_rates(principal):
+    """Exchange rates are the MSP's business: its users see them, customers do not."""
+    if not principal.is_msp_user:
+        return ExchangeRate.none()
+    return ExchangeRate.filter(organization_id=principal.organization_id)
+
+
+async def set_rate(
+    principal, month: date, currency: str, rate: Decimal, base_currency: str = "USD"
+) -> ExchangeRate:
+    """Set (or replace) the month's rate from `base_currency` to `currency`. Invoices already
+    generated keep the rate stamped on their revision until they are regenerated."""
+    currency = check_currency(currency)
+    base_currency = check_currency(base_currency, field="baseCurrency")
+    if currency == base_currency:
+        raise ValidationFailed("A rate converts between two different currencies.", field="currency")
+    if month.day != 1:
+        raise ValidationFailed("A rate applies to a whole month.", field="month")
+    if not rate.is_finite() or rate <= 0 or rate != rate.quantize(Decimal("1e-10")) or rate >= Decimal("1e14"):
+        raise ValidationFailed(
+            "A rate is a positive number with at most 10 decimals.", field="rate"
+        )
+    key = dict(
+        organization_id=principal.organization_id, month=month,
+        base_currency=base_currency, currency=currency,
+    )
+    if not await ExchangeRate.filter(**key).update(rate=rate, updated_at=datetime.now(timezone.utc)):
+        try:
+            return await ExchangeRate.create(**key, rate=rate)
+        except IntegrityError:  # created concurrently: ours is the later word
+            await ExchangeRate.filter(**key).update(rate=rate, updated_at=datetime.now(timezone.utc))
+    return await ExchangeRate.get(**key)

@@ -19,6 +19,7 @@ from schema.auth import (
     Viewer,
 )
 from schema.context import Info
+from schema.permissions import ANY_USER, OWNERS, requires
 from schema.errors import user_error
 from schema.managed_accounts import ManagedAccount
 from schema.nodes import node_uuid
@@ -36,12 +37,7 @@ async def viewer(principal: auth.Principal) -> Viewer:
     )
 
 
-async def resolve_viewer(info: Info) -> Viewer | None:
-    principal = info.context.principal
-    return await viewer(principal) if principal else None
-
-
-async def login(info: Info, email: str, password: str) -> LoginPayload:
+async def _login(info: Info, email: str, password: str) -> LoginPayload:
     lifetime = timedelta(hours=info.context.settings.session_token_hours)
     try:
         raw, token = await auth.login(email, password, lifetime)
@@ -51,7 +47,7 @@ async def login(info: Info, email: str, password: str) -> LoginPayload:
     return LoginSuccess(token=raw, expires_at=token.expires_at, viewer=await viewer(principal))
 
 
-async def create_api_token(info: Info, input: CreateApiTokenInput) -> CreateApiTokenPayload:
+async def _create_api_token(info: Info, input: CreateApiTokenInput) -> CreateApiTokenPayload:
     try:
         raw, token = await auth.issue_api_token(
             info.context.principal.user, input.name, input.expires_in_days
@@ -61,9 +57,34 @@ async def create_api_token(info: Info, input: CreateApiTokenInput) -> CreateApiT
     return ApiTokenCreated(token=raw, api_token=ApiToken.from_model(token))
 
 
-async def revoke_token(info: Info, id: strawberry.ID | None = None) -> RevokeTokenPayload:
+async def _revoke_token(info: Info, id: strawberry.ID | None = None) -> RevokeTokenPayload:
     try:
         token = await auth.revoke_token(info.context.principal, node_uuid(id, "ApiToken"))
     except DomainError as exc:
         return user_error(exc)
     return TokenRevoked(api_token=ApiToken.from_model(token))
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Who is asking; null without a valid token.")
+    async def viewer(self, info: Info) -> Viewer | None:
+        principal = info.context.principal
+        return await viewer(principal) if principal else None
+
+
+@strawberry.type
+class Mutation:
+    login: LoginPayload = strawberry.mutation(
+        resolver=_login, description="Exchange an e-mail and password for a session token."
+    )
+    create_api_token: CreateApiTokenPayload = strawberry.mutation(
+        resolver=_create_api_token,
+        description="Create an API token for a script (owners only).",
+        extensions=requires(*OWNERS),
+    )
+    revoke_token: RevokeTokenPayload = strawberry.mutation(
+        resolver=_revoke_token,
+        description="Revoke a token; without `id`, the one this request uses (sign out).",
+        extensions=requires(*ANY_USER),
+    )

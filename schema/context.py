@@ -9,6 +9,7 @@ from arq import ArqRedis
 from strawberry.types import Info as StrawberryInfo
 
 from models.auth import Principal
+from schema.loaders import Loaders
 from settings import Settings
 
 
@@ -22,6 +23,7 @@ class Context:
     # Why authentication failed, when a token was sent but not accepted.
     auth_error: str | None = None
     connection_params: dict[str, Any] = field(default_factory=dict)
+    loaders: Loaders = field(default_factory=Loaders)
 
 
 Info = StrawberryInfo[Context, None]

@@ -1,17 +1,18 @@
-"""The schema: Query, Mutation and the GraphQL `Schema` object."""
+"""The schema: Query and Mutation composed from one part per domain."""
 
 from __future__ import annotations
 
 import strawberry
 from strawberry import relay
+from strawberry.schema.config import StrawberryConfig
 
-from resolvers import auth as auth_resolvers
-from schema.auth import CreateApiTokenPayload, LoginPayload, RevokeTokenPayload, Viewer
-from schema.permissions import ANY_USER, OWNERS, requires
+from resolvers import auth, exchange_rates
+from schema.permissions import ANY_USER, requires
+from schema.scalars import SCALARS
 
 
 @strawberry.type(description="Reads. Every object is filtered by the viewer's scope.")
-class Query:
+class Query(auth.Query, exchange_rates.Query):
     node: relay.Node | None = relay.node(
         description="Any object by global id; null when it does not exist or is not visible.",
         extensions=requires(*ANY_USER),
@@ -21,27 +22,12 @@ class Query:
         extensions=requires(*ANY_USER),
     )
 
-    @strawberry.field(description="Who is asking; null without a valid token.")
-    async def viewer(self, info: strawberry.Info) -> Viewer | None:
-        return await auth_resolvers.resolve_viewer(info)
-
 
 @strawberry.type(description="Writes. Each answers a payload union of success or typed errors.")
-class Mutation:
-    login: LoginPayload = strawberry.mutation(
-        resolver=auth_resolvers.login,
-        description="Exchange an e-mail and password for a session token.",
-    )
-    create_api_token: CreateApiTokenPayload = strawberry.mutation(
-        resolver=auth_resolvers.create_api_token,
-        description="Create an API token for a script (owners only).",
-        extensions=requires(*OWNERS),
-    )
-    revoke_token: RevokeTokenPayload = strawberry.mutation(
-        resolver=auth_resolvers.revoke_token,
-        description="Revoke a token; without `id`, the one this request uses (sign out).",
-        extensions=requires(*ANY_USER),
-    )
+class Mutation(auth.Mutation, exchange_rates.Mutation):
+    pass
 
 
-schema = strawberry.Schema(query=Query, mutation=Mutation)
+schema = strawberry.Schema(
+    query=Query, mutation=Mutation, config=StrawberryConfig(scalar_map=SCALARS)
+)

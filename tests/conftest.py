@@ -132,3 +132,10 @@ async def live_server(app):
     yield f"127.0.0.1:{port}"
     server.should_exit = True
     await task
+
+
+@pytest.fixture
+async def world():
+    from tests.factories import world as build
+
+    return await build()

@@ -41,8 +41,8 @@ async def managed_account(org: Organization, *, sub_accounts=(), **kw) -> Manage
 
 
 async def user(org: Organization, scope: Scope = Scope.OWNER, *, account=None, **kw) -> User:
+    """A user; without `password=` it can only use tokens (hashing costs time on purpose)."""
     kw.setdefault("email", f"user{next(_seq)}@example.com")
-    kw.setdefault("password", PASSWORD)
     return await create_user(
         org.id, scope=scope, managed_account_id=account.id if account else None, **kw
     )
@@ -63,3 +63,33 @@ async def invoice(account: ManagedAccount, period: BillingPeriod, **kw) -> Invoi
     return await Invoice.create(
         organization_id=account.organization_id, managed_account=account, billing_period=period, **kw
     )
+
+
+class World:
+    """Two organizations and one user of every kind, for scope-matrix tests.
+
+    `org` has `account` (whose customer is `customer`) and `other_account` (whose customer is
+    `other_customer`); `foreign_org` has `foreign_account` and its own owner."""
+
+    ROLES = ("owner", "viewer", "customer", "other_customer", "foreign_owner")
+
+    async def build(self) -> World:
+        self.org = await organization(name="Northwind")
+        self.foreign_org = await organization(name="Fabrikam")
+        self.profile = await billing_profile(self.org)
+        self.account = await managed_account(self.org, name="Contoso", billing_profile=self.profile)
+        self.other_account = await managed_account(self.org, name="Tailspin", billing_profile=self.profile)
+        self.foreign_account = await managed_account(self.foreign_org, name="Litware")
+        self.users = {
+            "owner": await user(self.org, Scope.OWNER),
+            "viewer": await user(self.org, Scope.VIEWER),
+            "customer": await user(self.org, Scope.CUSTOMER, account=self.account),
+            "other_customer": await user(self.org, Scope.CUSTOMER, account=self.other_account),
+            "foreign_owner": await user(self.foreign_org, Scope.OWNER),
+        }
+        self.tokens = {role: await token(u) for role, u in self.users.items()}
+        return self
+
+
+async def world() -> World:
+    return await World().build()

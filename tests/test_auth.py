@@ -76,7 +76,7 @@ async def test_a_revoked_token_is_refused_and_a_deactivated_user_too():
 
 
 async def test_login_with_the_right_password_opens_a_session():
-    user = await f.user(await f.organization(), email="owner@example.com")
+    user = await f.user(await f.organization(), email="owner@example.com", password=f.PASSWORD)
     raw, token = await login("Owner@Example.com ", f.PASSWORD, timedelta(hours=1))
     assert token.kind == TokenKind.SESSION
     assert (await authenticate(raw)).user.id == user.id
@@ -89,7 +89,7 @@ async def test_login_with_the_right_password_opens_a_session():
     ("owner@example.com", ""),
 ])
 async def test_login_with_a_wrong_password_or_unknown_email_fails_alike(email, password):
-    await f.user(await f.organization(), email="owner@example.com")
+    await f.user(await f.organization(), email="owner@example.com", password=f.PASSWORD)
     with pytest.raises(AuthenticationFailed) as caught:
         await login(email, password, timedelta(hours=1))
     assert caught.value.message == "The e-mail or the password is wrong."
@@ -97,7 +97,7 @@ async def test_login_with_a_wrong_password_or_unknown_email_fails_alike(email, p
 
 
 async def test_login_over_graphql(client):
-    await f.user(await f.organization(), email="owner@example.com")
+    await f.user(await f.organization(), email="owner@example.com", password=f.PASSWORD)
     ok = await gql(client, LOGIN, {"e": "owner@example.com", "p": f.PASSWORD})
     assert ok["data"]["login"]["__typename"] == "LoginSuccess"
     token = ok["data"]["login"]["token"]

@@ -1,0 +1,61 @@
+"""Exchange rates: list and set."""
+
+from __future__ import annotations
+
+import strawberry
+
+from models import exchange_rates
+from models.errors import DomainError
+from schema.context import Info
+from schema.errors import user_error
+from schema.exchange_rates import (
+    ExchangeRate,
+    ExchangeRateConnection,
+    ExchangeRateFilter,
+    ExchangeRateOrder,
+    ExchangeRateOrderField,
+    ExchangeRateSaved,
+    SetExchangeRateInput,
+    SetExchangeRatePayload,
+    filtered,
+)
+from schema.pagination import Direction, order_fields, paginate
+from schema.permissions import MSP_USERS, OWNERS, requires
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(
+        description="The organization's monthly exchange rates.", extensions=requires(*MSP_USERS)
+    )
+    async def exchange_rates(
+        self, info: Info, first: int | None = None, after: str | None = None,
+        last: int | None = None, before: str | None = None,
+        filter: ExchangeRateFilter | None = None, order_by: ExchangeRateOrder | None = None,
+    ) -> ExchangeRateConnection:
+        order = order_by or ExchangeRateOrder(field=ExchangeRateOrderField.MONTH, direction=Direction.DESC)
+        return await paginate(
+            ExchangeRateConnection,
+            filtered(exchange_rates.visible_rates(info.context.principal), filter),
+            ExchangeRate.from_model,
+            order_by=order_fields(order.field.value, order.direction),
+            max_page_size=info.context.settings.max_page_size,
+            first=first, after=after, last=last, before=before,
+        )
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(
+        description="Set a month's exchange rate; regenerate invoices already generated to "
+        "apply it.",
+        extensions=requires(*OWNERS),
+    )
+    async def set_exchange_rate(self, info: Info, input: SetExchangeRateInput) -> SetExchangeRatePayload:
+        try:
+            rate = await exchange_rates.set_rate(
+                info.context.principal, input.month, input.currency, input.rate, input.base_currency
+            )
+        except DomainError as exc:
+            return user_error(exc)
+        return ExchangeRateSaved(exchange_rate=ExchangeRate.from_model(rate))

@@ -1,0 +1,46 @@
+"""Per-request dataloaders: every relation is fetched with one query per request level,
+never one per item. A fresh `Loaders` is made for every request, so nothing cached can leak
+between viewers or organizations."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from strawberry.dataloader import DataLoader
+from tortoise.models import Model
+
+
+class Loaders:
+    def __init__(self) -> None:
+        self._loaders: dict[tuple, DataLoader] = {}
+
+    def by_id(self, model: type[Model]) -> DataLoader:
+        """Rows of `model` by primary key (None for a missing one). Use only for objects
+        reached from an object the viewer may already see."""
+        key = ("id", model)
+        if key not in self._loaders:
+
+            async def load(ids: list[Any]) -> list[Any]:
+                rows = {row.pk: row for row in await model.filter(pk__in=ids)}
+                return [rows.get(i) for i in ids]
+
+            self._loaders[key] = DataLoader(load_fn=load)
+        return self._loaders[key]
+
+    def children(self, model: type[Model], parent_field: str, order: Sequence[str] = ("id",)) -> DataLoader:
+        """Lists of `model` rows per parent id (`parent_field` is the FK column, e.g.
+        `revision_id`), in `order`."""
+        key = ("children", model, parent_field, tuple(order))
+        if key not in self._loaders:
+
+            async def load(parent_ids: list[Any]) -> list[list[Any]]:
+                grouped: dict[Any, list[Any]] = defaultdict(list)
+                rows = await model.filter(**{f"{parent_field}__in": parent_ids}).order_by(*order)
+                for row in rows:
+                    grouped[getattr(row, parent_field)].append(row)
+                return [grouped.get(i, []) for i in parent_ids]
+
+            self._loaders[key] = DataLoader(load_fn=load)
+        return self._loaders[key]

@@ -1,0 +1,98 @@
+"""Relay connections over scoped querysets: `totalCount`, capped pages, stable order.
+
+Cursors are opaque positions in the ordered list (every order ends with the primary key, so
+the order is total and a cursor means the same thing on the next request)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+import strawberry
+from graphql import GraphQLError
+from strawberry import relay
+from strawberry.relay.utils import from_base64, to_base64
+
+NodeType = TypeVar("NodeType")
+CURSOR_PREFIX = "cursor"
+DEFAULT_PAGE_SIZE = 20
+
+
+@strawberry.enum(description="Sort direction.")
+class Direction(Enum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+@strawberry.type(description="A page of a list, with the size of the whole list.")
+class CountedConnection(relay.Connection[NodeType], Generic[NodeType]):
+    total_count: int = strawberry.field(description="How many items the whole list holds.")
+
+
+def _bad_input(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "BAD_USER_INPUT"})
+
+
+def _offset(cursor: str | None, name: str) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        prefix, value = from_base64(cursor)
+        if prefix != CURSOR_PREFIX:
+            raise ValueError(prefix)
+        return int(value)
+    except ValueError:
+        raise _bad_input(f"`{name}` is not a cursor of this list.") from None
+
+
+def _check_size(value: int | None, name: str, cap: int) -> None:
+    if value is not None and not 0 <= value <= cap:
+        raise _bad_input(f"`{name}` must be between 0 and {cap}.")
+
+
+def order_fields(field: str, direction: Direction, tiebreak: str = "id") -> list[str]:
+    sign = "-" if direction == Direction.DESC else ""
+    return [f"{sign}{field}", f"{sign}{tiebreak}"]
+
+
+async def paginate(
+    connection: type[CountedConnection],
+    query: Any,
+    to_node: Callable[[Any], Any],
+    *,
+    order_by: Sequence[str],
+    max_page_size: int,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> CountedConnection:
+    """One COUNT and one page query, whatever the page size."""
+    _check_size(first, "first", max_page_size)
+    _check_size(last, "last", max_page_size)
+    total = await query.count()
+    start = (_offset(after, "after") + 1) if after is not None else 0
+    end = _offset(before, "before") if before is not None else total
+    start, end = max(start, 0), min(max(end, start), total)
+    if first is None and last is None:
+        first = min(DEFAULT_PAGE_SIZE, max_page_size)
+    if first is not None:
+        end = min(end, start + first)
+    if last is not None:
+        start = max(start, end - last)
+    rows = await query.order_by(*order_by).offset(start).limit(end - start) if end > start else []
+    edges = [
+        relay.Edge(cursor=to_base64(CURSOR_PREFIX, start + i), node=to_node(row))
+        for i, row in enumerate(rows)
+    ]
+    return connection(
+        edges=edges,
+        total_count=total,
+        page_info=relay.PageInfo(
+            has_previous_page=start > 0,
+            has_next_page=end < total,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+    )
