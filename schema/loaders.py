@@ -17,13 +17,14 @@ class Loaders:
         self._loaders: dict[tuple, DataLoader] = {}
 
     def by_id(self, model: type[Model]) -> DataLoader:
-        """Rows of `model` by primary key (None for a missing one). Use only for objects
-        reached from an object the viewer may already see."""
+        """Rows of `model` by primary key (None for a missing one or a None key). Use only
+        for objects reached from an object the viewer may already see."""
         key = ("id", model)
         if key not in self._loaders:
 
             async def load(ids: list[Any]) -> list[Any]:
-                rows = {row.pk: row for row in await model.filter(pk__in=ids)}
+                wanted = [i for i in ids if i is not None]
+                rows = {row.pk: row for row in await model.filter(pk__in=wanted)} if wanted else {}
                 return [rows.get(i) for i in ids]
 
             self._loaders[key] = DataLoader(load_fn=load)

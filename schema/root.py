@@ -6,13 +6,13 @@ import strawberry
 from strawberry import relay
 from strawberry.schema.config import StrawberryConfig
 
-from resolvers import auth, exchange_rates
+from resolvers import auth, exchange_rates, invoices
 from schema.permissions import ANY_USER, requires
 from schema.scalars import SCALARS
 
 
 @strawberry.type(description="Reads. Every object is filtered by the viewer's scope.")
-class Query(auth.Query, exchange_rates.Query):
+class Query(auth.Query, exchange_rates.Query, invoices.Query):
     node: relay.Node | None = relay.node(
         description="Any object by global id; null when it does not exist or is not visible.",
         extensions=requires(*ANY_USER),

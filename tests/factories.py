@@ -93,3 +93,44 @@ class World:
 
 async def world() -> World:
     return await World().build()
+
+
+async def generated_invoice(
+    account: ManagedAccount,
+    period: BillingPeriod,
+    *,
+    number: str,
+    status: str = "AWAITING_APPROVAL",
+    lines: int = 2,
+    events: int = 1,
+    issue_date: date = date(2024, 10, 1),
+    **kw,
+) -> Invoice:
+    """An invoice as generation leaves it: a revision with `lines` lines, numbered, dated."""
+    from decimal import Decimal
+
+    from models import InvoiceEvent, InvoiceLineItem, InvoiceRevision
+
+    inv = await invoice(account, period, number=number, **kw)
+    amounts = [Decimal("10.25") * (i + 1) for i in range(lines)]
+    total = sum(amounts, Decimal(0))
+    due = issue_date + timedelta(days=account.payment_terms_days)
+    revision = await InvoiceRevision.create(
+        invoice=inv, revision=1, template_version="1", currency=inv.currency, cost_currency="USD",
+        subtotal=total, adjustments=0, charges=0, total=total, issue_date=issue_date, due_date=due,
+    )
+    await InvoiceLineItem.bulk_create([
+        InvoiceLineItem(revision=revision, position=i + 1, description=f"Service {i + 1}", amount=a)
+        for i, a in enumerate(amounts)
+    ])
+    for i in range(events):
+        await InvoiceEvent.create(invoice=inv, actor_label="worker", kind="GENERATED", to_status="AWAITING_APPROVAL")
+    inv.current_revision = revision
+    inv.subtotal = inv.total = total
+    inv.issue_date, inv.due_date, inv.status = issue_date, due, status
+    if status in ("APPROVED", "VOIDED"):
+        from datetime import datetime, timezone
+
+        inv.approved_at = datetime.now(timezone.utc)
+    await inv.save()
+    return inv

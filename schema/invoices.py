@@ -1,0 +1,249 @@
+"""GraphQL types of invoices: the invoice, its lines, revisions and timeline."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Iterable
+
+import strawberry
+from strawberry import relay
+from strawberry.scalars import JSON
+
+from models import BillingPeriod as BillingPeriodModel
+from models import Invoice as InvoiceModel
+from models import InvoiceEvent as InvoiceEventModel
+from models import InvoiceLineItem as InvoiceLineItemModel
+from models import InvoiceRevision as InvoiceRevisionModel
+from models import ManagedAccount as ManagedAccountModel
+from models import User as UserModel
+from models import invoices as domain
+from schema.context import Info
+from schema.managed_accounts import ManagedAccount
+from schema.nodes import scoped_nodes
+from schema.pagination import CountedConnection, Direction
+from schema.permissions import MSP_USERS, requires
+from schema.scalars import Month, plain
+
+InvoiceStatus = strawberry.enum(
+    domain.InvoiceStatus,
+    description="Where an invoice is in its life: READY_TO_INVOICE after the month closes, "
+    "GENERATING while its PDF is made, AWAITING_APPROVAL for review, ERROR when generation "
+    "failed, APPROVED once sent (frozen), VOIDED when cancelled.",
+)
+PaymentStatus = strawberry.enum(
+    domain.PaymentStatus, description="What has been paid (or refunded) against the invoice."
+)
+DeliveryStatus = strawberry.enum(
+    domain.DeliveryStatus, description="Whether the approved invoice's e-mail went out."
+)
+LineKind = strawberry.enum(
+    domain.LineKind,
+    description="USAGE (cloud costs), RULE (credit, discount or markup), CHARGE (additional "
+    "charge) or TAX.",
+)
+InvoiceDatePreset = strawberry.enum(
+    domain.DatePreset,
+    description="A date range relative to today in the organization's time zone, applied "
+    "to the issue date.",
+)
+
+
+@strawberry.type(description="One printed line of an invoice.")
+class InvoiceLineItem:
+    position: int = strawberry.field(description="Order on the invoice, from 1.")
+    kind: LineKind = strawberry.field(description="What the line is.")
+    description: str = strawberry.field(description="The text printed on the line.")
+    provider: str = strawberry.field(description="Cloud provider (AWS, Microsoft, ...), if any.")
+    service: str = strawberry.field(description="Cloud service, if any.")
+    service_category: str = strawberry.field(description="FOCUS service category, if any.")
+    quantity: Decimal | None = strawberry.field(description="Usage quantity, when units agree.")
+    unit: str | None = strawberry.field(description="Unit of the quantity.")
+    unit_price: Decimal | None = strawberry.field(description="Price per unit, when meaningful.")
+    amount: Decimal = strawberry.field(description="Line total in the invoice currency.")
+
+    @classmethod
+    def from_model(cls, line: InvoiceLineItemModel) -> InvoiceLineItem:
+        return cls(
+            position=line.position, kind=line.kind, description=line.description,
+            provider=line.provider_name, service=line.service_name,
+            service_category=line.service_category,
+            quantity=plain(line.quantity) if line.quantity is not None else None,
+            unit=line.unit,
+            unit_price=plain(line.unit_price) if line.unit_price is not None else None,
+            amount=line.amount,
+        )
+
+
+@strawberry.type(description="One generation of an invoice, frozen: what was computed and printed.")
+class InvoiceRevision:
+    revision: int = strawberry.field(description="1 for the first generation, then 2, 3, ...")
+    created_at: datetime = strawberry.field(description="When it was generated.")
+    template_version: str = strawberry.field(description="Version of the invoice template used.")
+    currency: str = strawberry.field(description="Invoice currency.")
+    cost_currency: str = strawberry.field(description="Currency the costs were billed in.")
+    exchange_rate: Decimal = strawberry.field(description="Rate applied (1 when none was needed).")
+    subtotal: Decimal = strawberry.field(description="Usage after billing rules.")
+    adjustments: Decimal = strawberry.field(description="Credits, discounts and markups.")
+    charges: Decimal = strawberry.field(description="Taxes and additional charges.")
+    total: Decimal = strawberry.field(description="What the revision totals to.")
+    pdf_sha256: str | None = strawberry.field(description="SHA-256 of the revision's PDF.")
+    revision_id: strawberry.Private[object]
+
+    @classmethod
+    def from_model(cls, row: InvoiceRevisionModel) -> InvoiceRevision:
+        return cls(
+            revision=row.revision, created_at=row.created_at, template_version=row.template_version,
+            currency=row.currency, cost_currency=row.cost_currency, exchange_rate=plain(row.exchange_rate),
+            subtotal=row.subtotal, adjustments=row.adjustments, charges=row.charges, total=row.total,
+            pdf_sha256=row.pdf_sha256, revision_id=row.id,
+        )
+
+    @strawberry.field(description="The revision's lines, in order.")
+    async def line_items(self, info: Info) -> list[InvoiceLineItem]:
+        rows = await _lines(info, self.revision_id)
+        return [InvoiceLineItem.from_model(r) for r in rows]
+
+
+@strawberry.type(description="A timeline entry: who did what to the invoice, and when.")
+class InvoiceEvent:
+    at: datetime = strawberry.field(description="When it happened.")
+    actor: str = strawberry.field(description="Who did it: a user's e-mail, or the system part.")
+    kind: str = strawberry.field(description="What happened, e.g. GENERATED, APPROVED, SENT.")
+    from_status: str | None = strawberry.field(description="Status before, for transitions.")
+    to_status: str | None = strawberry.field(description="Status after, for transitions.")
+    detail: JSON = strawberry.field(description="Particulars (amounts, recipients, errors).")
+
+    @classmethod
+    def from_model(cls, row: InvoiceEventModel, actor_email: str | None) -> InvoiceEvent:
+        return cls(
+            at=row.at, actor=actor_email or row.actor_label, kind=row.kind,
+            from_status=row.from_status, to_status=row.to_status, detail=row.detail,
+        )
+
+
+def _lines(info: Info, revision_id):
+    return info.context.loaders.children(
+        InvoiceLineItemModel, "revision_id", order=("position",)
+    ).load(revision_id)
+
+
+@strawberry.type(name="Invoice", description="A managed account's invoice for one month.")
+class Invoice(relay.Node):
+    id: relay.NodeID[str]
+    number: str | None = strawberry.field(description="INV-2026-0042; set on first generation, kept for good.")
+    status: InvoiceStatus = strawberry.field(description="Lifecycle status.")
+    payment_status: PaymentStatus = strawberry.field(description="Payment status.")
+    delivery_status: DeliveryStatus = strawberry.field(description="E-mail delivery status.")
+    currency: str = strawberry.field(description="Invoice currency (ISO 4217).")
+    subtotal: Decimal = strawberry.field(description="Usage after billing rules.")
+    adjustments: Decimal = strawberry.field(description="Credits, discounts and markups.")
+    charges: Decimal = strawberry.field(description="Taxes and additional charges.")
+    total: Decimal = strawberry.field(description="Invoice total.")
+    amount_paid: Decimal = strawberry.field(description="Sum of payments.")
+    amount_refunded: Decimal = strawberry.field(description="Sum of refunds.")
+    amount_due: Decimal = strawberry.field(description="Total less payments; 0 once voided.")
+    issue_date: date | None = strawberry.field(description="Date of issue (first generation).")
+    due_date: date | None = strawberry.field(description="Issue date plus the payment terms.")
+    approved_at: datetime | None = strawberry.field(description="When it was approved.")
+    created_at: datetime = strawberry.field(description="When the month closed for it.")
+    updated_at: datetime = strawberry.field(description="Last change.")
+    model: strawberry.Private[InvoiceModel]
+
+    @classmethod
+    def from_model(cls, row: InvoiceModel) -> Invoice:
+        return cls(
+            id=str(row.id), number=row.number, status=row.status, payment_status=row.payment_status,
+            delivery_status=row.delivery_status, currency=row.currency, subtotal=row.subtotal,
+            adjustments=row.adjustments, charges=row.charges, total=row.total,
+            amount_paid=row.amount_paid, amount_refunded=row.amount_refunded,
+            amount_due=domain.amount_due(row), issue_date=row.issue_date, due_date=row.due_date,
+            approved_at=row.approved_at, created_at=row.created_at, updated_at=row.updated_at, model=row,
+        )
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: Info, node_ids: Iterable[str], required: bool = False):
+        return await scoped_nodes(cls, info, node_ids, required, domain.visible_invoices)
+
+    @strawberry.field(description="The customer billed.")
+    async def account(self, info: Info) -> ManagedAccount:
+        row = await info.context.loaders.by_id(ManagedAccountModel).load(self.model.managed_account_id)
+        return ManagedAccount.from_model(row)
+
+    @strawberry.field(description="The month billed.")
+    async def period(self, info: Info) -> Month:
+        row = await info.context.loaders.by_id(BillingPeriodModel).load(self.model.billing_period_id)
+        return row.start_date
+
+    @strawberry.field(description="The lines of the current revision, in order.")
+    async def line_items(self, info: Info) -> list[InvoiceLineItem]:
+        if self.model.current_revision_id is None:
+            return []
+        return [InvoiceLineItem.from_model(r) for r in await _lines(info, self.model.current_revision_id)]
+
+    @strawberry.field(
+        description="Every generation, oldest first.", extensions=requires(*MSP_USERS)
+    )
+    async def revisions(self, info: Info) -> list[InvoiceRevision]:
+        rows = await info.context.loaders.children(
+            InvoiceRevisionModel, "invoice_id", order=("revision",)
+        ).load(self.model.id)
+        return [InvoiceRevision.from_model(r) for r in rows]
+
+    @strawberry.field(
+        description="Who did what, when; oldest first.", extensions=requires(*MSP_USERS)
+    )
+    async def timeline(self, info: Info) -> list[InvoiceEvent]:
+        rows = await info.context.loaders.children(
+            InvoiceEventModel, "invoice_id", order=("at", "id")
+        ).load(self.model.id)
+        actors = await info.context.loaders.by_id(UserModel).load_many([r.actor_id for r in rows])
+        return [InvoiceEvent.from_model(r, a.email if a else None) for r, a in zip(rows, actors)]
+
+    @strawberry.field(
+        description="Why generation failed, in words a person can act on.",
+        extensions=requires(*MSP_USERS),
+    )
+    def error_message(self) -> str | None:
+        return self.model.error_message
+
+
+@strawberry.type(description="A page of invoices.")
+class InvoiceConnection(CountedConnection[Invoice]):
+    pass
+
+
+@strawberry.enum(description="What invoices can be sorted by.")
+class InvoiceOrderField(Enum):
+    ISSUE_DATE = "issue_date"
+    DUE_DATE = "due_date"
+    NUMBER = "number"
+    TOTAL = "total"
+    STATUS = "status"
+    CREATED_AT = "created_at"
+
+
+@strawberry.input(description="Sort order of invoices.")
+class InvoiceOrder:
+    field: InvoiceOrderField = strawberry.field(description="Sort key.")
+    direction: Direction = strawberry.field(default=Direction.DESC, description="Direction.")
+
+
+@strawberry.input(description="Narrow the invoice list; every condition given must hold.")
+class InvoiceFilter:
+    status: list[InvoiceStatus] | None = strawberry.field(default=None, description="Any of these statuses.")
+    payment_status: list[PaymentStatus] | None = strawberry.field(
+        default=None, description="Any of these payment statuses."
+    )
+    account_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Any of these managed accounts."
+    )
+    period_from: Month | None = strawberry.field(default=None, description="Billed months from.")
+    period_to: Month | None = strawberry.field(default=None, description="Billed months up to.")
+    issued_from: date | None = strawberry.field(default=None, description="Issued on or after.")
+    issued_to: date | None = strawberry.field(default=None, description="Issued on or before.")
+    preset: InvoiceDatePreset | None = strawberry.field(default=None, description="Issue date range preset.")
+    search: str | None = strawberry.field(
+        default=None, description="Part of an invoice number or of the customer's name."
+    )

@@ -1,0 +1,187 @@
+"""Reading invoices over GraphQL: scopes, filters, presets, search, and no N+1."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+
+import pytest
+from strawberry.relay import to_base64
+
+from models.invoices import DatePreset, preset_range
+from tests import factories as f
+from tests.graphql import error_codes, gql
+
+LIST = """query($filter: InvoiceFilter, $order: InvoiceOrder, $first: Int) {
+  invoices(filter: $filter, orderBy: $order, first: $first) { totalCount edges { node { number status } } } }"""
+ONE = """query($n: String!) { invoice(number: $n) { number total amountDue account { name } period
+  lineItems { position description amount } } }"""
+INTERNAL = """query($n: String!) { invoice(number: $n) { number timeline { kind actor } } }"""
+NODE = "query($id: ID!) { node(id: $id) { ... on Invoice { number } } }"
+
+
+async def _invoices(world):
+    """Per account: an approved, an awaiting and a voided-after-approval invoice."""
+    made = {}
+    month = date(2024, 7, 1)
+    for key, account in (("account", world.account), ("other", world.other_account), ("foreign", world.foreign_account)):
+        for status in ("APPROVED", "AWAITING_APPROVAL", "VOIDED"):
+            period = await f.billing_period(await account.organization, month)
+            month = (month + timedelta(days=32)).replace(day=1)
+            number = f"INV-{key}-{status}"
+            made[number] = await f.generated_invoice(account, period, number=number, status=status)
+    return made
+
+
+VISIBLE = {
+    "owner": {f"INV-{a}-{s}" for a in ("account", "other") for s in ("APPROVED", "AWAITING_APPROVAL", "VOIDED")},
+    "customer": {"INV-account-APPROVED", "INV-account-VOIDED"},
+    "other_customer": {"INV-other-APPROVED", "INV-other-VOIDED"},
+    "foreign_owner": {f"INV-foreign-{s}" for s in ("APPROVED", "AWAITING_APPROVAL", "VOIDED")},
+}
+VISIBLE["viewer"] = VISIBLE["owner"]
+
+
+@pytest.mark.parametrize("role", list(VISIBLE))
+async def test_invoices_scope_matrix(client, world, role):
+    made = await _invoices(world)
+    token = world.tokens[role]
+    listed = await gql(client, LIST, {"first": 100}, token=token)
+    numbers = {e["node"]["number"] for e in listed["data"]["invoices"]["edges"]}
+    assert numbers == VISIBLE[role]
+    assert listed["data"]["invoices"]["totalCount"] == len(VISIBLE[role])
+    for number, invoice in made.items():
+        one = (await gql(client, ONE, {"n": number}, token=token))["data"]["invoice"]
+        node = (await gql(client, NODE, {"id": to_base64("Invoice", str(invoice.id))}, token=token))["data"]["node"]
+        if number in VISIBLE[role]:
+            assert one["number"] == number and [l["position"] for l in one["lineItems"]] == [1, 2]
+            assert node == {"number": number}
+        else:
+            assert one is None and node is None
+
+
+@pytest.mark.parametrize("role,allowed", [
+    ("owner", True), ("viewer", True), ("customer", False), ("other_customer", False), ("foreign_owner", False),
+])
+async def test_timeline_is_for_msp_users_only(client, world, role, allowed):
+    await _invoices(world)
+    result = await gql(client, INTERNAL, {"n": "INV-account-APPROVED"}, token=world.tokens[role])
+    if allowed:
+        assert result["data"]["invoice"]["timeline"] == [{"kind": "GENERATED", "actor": "worker"}]
+    elif role == "customer":
+        assert error_codes(result) == ["FORBIDDEN"]
+    else:
+        assert result["data"]["invoice"] is None
+
+
+async def test_amount_due_is_zero_once_voided(client, world):
+    await _invoices(world)
+    token = world.tokens["owner"]
+    approved = (await gql(client, ONE, {"n": "INV-account-APPROVED"}, token=token))["data"]["invoice"]
+    voided = (await gql(client, ONE, {"n": "INV-account-VOIDED"}, token=token))["data"]["invoice"]
+    assert approved["amountDue"] == approved["total"] == "30.7500"
+    assert voided["amountDue"] == "0"
+    assert approved["account"] == {"name": "Contoso"} and approved["period"] == "2024-07"
+
+
+async def test_filters_combine(client, world):
+    await _invoices(world)
+    token = world.tokens["owner"]
+
+    async def numbers(**where):
+        result = await gql(client, LIST, {"filter": where, "first": 100}, token=token)
+        return {e["node"]["number"] for e in result["data"]["invoices"]["edges"]}
+
+    account_id = to_base64("ManagedAccount", str(world.account.id))
+    assert await numbers(status=["APPROVED"]) == {"INV-account-APPROVED", "INV-other-APPROVED"}
+    assert await numbers(status=["APPROVED"], accountIds=[account_id]) == {"INV-account-APPROVED"}
+    assert await numbers(accountIds=[to_base64("ManagedAccount", str(world.foreign_account.id))]) == set()
+    assert await numbers(accountIds=["garbage"]) == set()
+    assert await numbers(search="tail") == {f"INV-other-{s}" for s in ("APPROVED", "AWAITING_APPROVAL", "VOIDED")}
+    assert await numbers(search="inv-account-app") == {"INV-account-APPROVED"}
+    assert await numbers(periodFrom="2024-08", periodTo="2024-10") == {
+        "INV-account-AWAITING_APPROVAL", "INV-account-VOIDED", "INV-other-APPROVED"}
+    assert await numbers(paymentStatus=["PAID"]) == set()
+    assert await numbers(issuedFrom="2024-10-01", issuedTo="2024-10-01", status=["VOIDED"]) == {
+        "INV-account-VOIDED", "INV-other-VOIDED"}
+    assert await numbers(issuedFrom="2024-10-02") == set()
+
+
+async def test_presets_select_by_issue_date_in_the_organization_time_zone(client, world):
+    period = await f.billing_period(world.org)
+    today = date.today()
+    first_this_month = today.replace(day=1)
+    await f.generated_invoice(world.account, period, number="INV-NOW", issue_date=today)
+    await f.generated_invoice(
+        world.other_account, period, number="INV-LAST", issue_date=first_this_month - timedelta(days=1)
+    )
+    token = world.tokens["owner"]
+
+    async def numbers(preset):
+        result = await gql(client, LIST, {"filter": {"preset": preset}}, token=token)
+        return {e["node"]["number"] for e in result["data"]["invoices"]["edges"]}
+
+    assert await numbers("THIS_MONTH") == {"INV-NOW"}
+    assert await numbers("LAST_MONTH") == {"INV-LAST"}
+    assert "INV-NOW" in await numbers("THIS_YEAR") and "INV-NOW" in await numbers("THIS_QUARTER")
+
+
+@pytest.mark.parametrize("preset,today,expected", [
+    (DatePreset.THIS_MONTH, date(2026, 2, 14), (date(2026, 2, 1), date(2026, 2, 28))),
+    (DatePreset.LAST_MONTH, date(2026, 1, 5), (date(2025, 12, 1), date(2025, 12, 31))),
+    (DatePreset.THIS_QUARTER, date(2026, 11, 21), (date(2026, 10, 1), date(2026, 12, 31))),
+    (DatePreset.LAST_QUARTER, date(2026, 2, 1), (date(2025, 10, 1), date(2025, 12, 31))),
+    (DatePreset.THIS_YEAR, date(2024, 2, 29), (date(2024, 1, 1), date(2024, 12, 31))),
+])
+def test_preset_ranges(preset, today, expected):
+    assert preset_range(preset, today) == expected
+
+
+async def test_order_by_number(client, world):
+    await _invoices(world)
+    result = await gql(client, LIST, {"order": {"field": "NUMBER", "direction": "ASC"}, "first": 3}, token=world.tokens["owner"])
+    assert [e["node"]["number"] for e in result["data"]["invoices"]["edges"]] == [
+        "INV-account-APPROVED", "INV-account-AWAITING_APPROVAL", "INV-account-VOIDED"]
+
+
+class _Counter(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.statements = []
+
+    def emit(self, record):
+        self.statements.append(record.getMessage())
+
+
+async def _statements_for(client, token, count):
+    logger = logging.getLogger("tortoise.db_client")
+    counter = _Counter()
+    logger.addHandler(counter)
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        result = await gql(client, """{ invoices(first: 100) { edges { node {
+            account { name } lineItems { amount } timeline { kind } } } } }""", token=token)
+    finally:
+        logger.removeHandler(counter)
+        logger.setLevel(old_level)
+    assert len(result["data"]["invoices"]["edges"]) == count
+    return counter.statements
+
+
+async def test_the_invoice_list_issues_the_same_statements_for_10_and_100_invoices(client, world):
+    token = world.tokens["owner"]
+    await gql(client, "{ viewer { scope } }", token=token)  # the token's first use is recorded once
+    month = date(2020, 1, 1)
+    accounts = [world.account, world.other_account]
+    periods = []
+    for i in range(50):
+        periods.append(await f.billing_period(world.org, month))
+        month = (month + timedelta(days=32)).replace(day=1)
+    for i in range(10):
+        await f.generated_invoice(accounts[i % 2], periods[i // 2], number=f"INV-{i:04}", lines=3, events=2)
+    small = await _statements_for(client, token, 10)
+    for i in range(10, 100):
+        await f.generated_invoice(accounts[i % 2], periods[i // 2], number=f"INV-{i:04}", lines=3, events=2)
+    large = await _statements_for(client, token, 100)
+    assert len(small) == len(large) <= 7, large
