@@ -64,15 +64,15 @@ class InvoiceLineItem:
     amount: Decimal = strawberry.field(description="Line total in the invoice currency.")
 
     @classmethod
-    def from_model(cls, line: InvoiceLineItemModel) -> InvoiceLineItem:
+    def from_row(cls, line: dict) -> InvoiceLineItem:
         return cls(
-            position=line.position, kind=line.kind, description=line.description,
-            provider=line.provider_name, service=line.service_name,
-            service_category=line.service_category,
-            quantity=plain(line.quantity) if line.quantity is not None else None,
-            unit=line.unit,
-            unit_price=plain(line.unit_price) if line.unit_price is not None else None,
-            amount=line.amount,
+            position=line["position"], kind=line["kind"], description=line["description"],
+            provider=line["provider_name"], service=line["service_name"],
+            service_category=line["service_category"],
+            quantity=plain(line["quantity"]) if line["quantity"] is not None else None,
+            unit=line["unit"],
+            unit_price=plain(line["unit_price"]) if line["unit_price"] is not None else None,
+            amount=line["amount"],
         )
 
 
@@ -92,18 +92,18 @@ class InvoiceRevision:
     revision_id: strawberry.Private[object]
 
     @classmethod
-    def from_model(cls, row: InvoiceRevisionModel) -> InvoiceRevision:
+    def from_row(cls, row: dict) -> InvoiceRevision:
         return cls(
-            revision=row.revision, created_at=row.created_at, template_version=row.template_version,
-            currency=row.currency, cost_currency=row.cost_currency, exchange_rate=plain(row.exchange_rate),
-            subtotal=row.subtotal, adjustments=row.adjustments, charges=row.charges, total=row.total,
-            pdf_sha256=row.pdf_sha256, revision_id=row.id,
+            revision=row["revision"], created_at=row["created_at"],
+            template_version=row["template_version"], currency=row["currency"],
+            cost_currency=row["cost_currency"], exchange_rate=plain(row["exchange_rate"]),
+            subtotal=row["subtotal"], adjustments=row["adjustments"], charges=row["charges"],
+            total=row["total"], pdf_sha256=row["pdf_sha256"], revision_id=row["id"],
         )
 
     @strawberry.field(description="The revision's lines, in order.")
     async def line_items(self, info: Info) -> list[InvoiceLineItem]:
-        rows = await _lines(info, self.revision_id)
-        return [InvoiceLineItem.from_model(r) for r in rows]
+        return [InvoiceLineItem.from_row(r) for r in await _lines(info, self.revision_id)]
 
 
 @strawberry.type(description="A timeline entry: who did what to the invoice, and when.")
@@ -116,10 +116,10 @@ class InvoiceEvent:
     detail: JSON = strawberry.field(description="Particulars (amounts, recipients, errors).")
 
     @classmethod
-    def from_model(cls, row: InvoiceEventModel, actor_email: str | None) -> InvoiceEvent:
+    def from_row(cls, row: dict, actor_email: str | None) -> InvoiceEvent:
         return cls(
-            at=row.at, actor=actor_email or row.actor_label, kind=row.kind,
-            from_status=row.from_status, to_status=row.to_status, detail=row.detail,
+            at=row["at"], actor=actor_email or row["actor_label"], kind=row["kind"],
+            from_status=row["from_status"], to_status=row["to_status"], detail=row["detail"],
         )
 
 
@@ -180,7 +180,7 @@ class Invoice(relay.Node):
     async def line_items(self, info: Info) -> list[InvoiceLineItem]:
         if self.model.current_revision_id is None:
             return []
-        return [InvoiceLineItem.from_model(r) for r in await _lines(info, self.model.current_revision_id)]
+        return [InvoiceLineItem.from_row(r) for r in await _lines(info, self.model.current_revision_id)]
 
     @strawberry.field(
         description="Every generation, oldest first.", extensions=requires(*MSP_USERS)
@@ -189,7 +189,7 @@ class Invoice(relay.Node):
         rows = await info.context.loaders.children(
             InvoiceRevisionModel, "invoice_id", order=("revision",)
         ).load(self.model.id)
-        return [InvoiceRevision.from_model(r) for r in rows]
+        return [InvoiceRevision.from_row(r) for r in rows]
 
     @strawberry.field(
         description="Who did what, when; oldest first.", extensions=requires(*MSP_USERS)
@@ -198,8 +198,8 @@ class Invoice(relay.Node):
         rows = await info.context.loaders.children(
             InvoiceEventModel, "invoice_id", order=("at", "id")
         ).load(self.model.id)
-        actors = await info.context.loaders.by_id(UserModel).load_many([r.actor_id for r in rows])
-        return [InvoiceEvent.from_model(r, a.email if a else None) for r, a in zip(rows, actors)]
+        actors = await info.context.loaders.by_id(UserModel).load_many([r["actor_id"] for r in rows])
+        return [InvoiceEvent.from_row(r, a.email if a else None) for r, a in zip(rows, actors)]
 
     @strawberry.field(
         description="Why generation failed, in words a person can act on.",

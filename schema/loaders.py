@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from strawberry.dataloader import DataLoader
+from tortoise.functions import Count
 from tortoise.models import Model
 
 
@@ -32,16 +33,36 @@ class Loaders:
 
     def children(self, model: type[Model], parent_field: str, order: Sequence[str] = ("id",)) -> DataLoader:
         """Lists of `model` rows per parent id (`parent_field` is the FK column, e.g.
-        `revision_id`), in `order`."""
+        `revision_id`), in `order`. Rows come as dicts: lists can be long (an invoice's
+        lines), and building ORM objects for read-only rows costs more than the query."""
         key = ("children", model, parent_field, tuple(order))
         if key not in self._loaders:
 
             async def load(parent_ids: list[Any]) -> list[list[Any]]:
                 grouped: dict[Any, list[Any]] = defaultdict(list)
-                rows = await model.filter(**{f"{parent_field}__in": parent_ids}).order_by(*order)
+                rows = await model.filter(**{f"{parent_field}__in": parent_ids}).order_by(*order).values()
                 for row in rows:
-                    grouped[getattr(row, parent_field)].append(row)
+                    grouped[row[parent_field]].append(row)
                 return [grouped.get(i, []) for i in parent_ids]
+
+            self._loaders[key] = DataLoader(load_fn=load)
+        return self._loaders[key]
+
+    def counts(self, model: type[Model], parent_field: str) -> DataLoader:
+        """How many `model` rows each parent id has (`parent_field` is the FK column), in
+        one grouped COUNT."""
+        key = ("counts", model, parent_field)
+        if key not in self._loaders:
+
+            async def load(parent_ids: list[Any]) -> list[int]:
+                rows = (
+                    await model.filter(**{f"{parent_field}__in": parent_ids})
+                    .annotate(n=Count("id"))
+                    .group_by(parent_field)
+                    .values(parent_field, "n")
+                )
+                found = {row[parent_field]: row["n"] for row in rows}
+                return [found.get(i, 0) for i in parent_ids]
 
             self._loaders[key] = DataLoader(load_fn=load)
         return self._loaders[key]

@@ -31,3 +31,8 @@ class Mutation(auth.Mutation, exchange_rates.Mutation):
 schema = strawberry.Schema(
     query=Query, mutation=Mutation, config=StrawberryConfig(scalar_map=SCALARS)
 )
+
+
+def sdl() -> str:
+    """The schema as SDL, as committed in `schema.graphql` (`invoicing schema` writes it)."""
+    return schema.as_str() + "\n"
