@@ -19,6 +19,7 @@ from models import InvoiceRevision as InvoiceRevisionModel
 from models import ManagedAccount as ManagedAccountModel
 from models import User as UserModel
 from models import invoices as domain
+from models.currencies import round_money
 from schema.context import Info
 from schema.managed_accounts import ManagedAccount
 from schema.nodes import scoped_nodes
@@ -64,7 +65,7 @@ class InvoiceLineItem:
     amount: Decimal = strawberry.field(description="Line total in the invoice currency.")
 
     @classmethod
-    def from_row(cls, line: dict) -> InvoiceLineItem:
+    def from_row(cls, line: dict, currency: str) -> InvoiceLineItem:
         return cls(
             position=line["position"], kind=line["kind"], description=line["description"],
             provider=line["provider_name"], service=line["service_name"],
@@ -72,7 +73,7 @@ class InvoiceLineItem:
             quantity=plain(line["quantity"]) if line["quantity"] is not None else None,
             unit=line["unit"],
             unit_price=plain(line["unit_price"]) if line["unit_price"] is not None else None,
-            amount=line["amount"],
+            amount=round_money(line["amount"], currency),
         )
 
 
@@ -103,7 +104,7 @@ class InvoiceRevision:
 
     @strawberry.field(description="The revision's lines, in order.")
     async def line_items(self, info: Info) -> list[InvoiceLineItem]:
-        return [InvoiceLineItem.from_row(r) for r in await _lines(info, self.revision_id)]
+        return [InvoiceLineItem.from_row(r, self.currency) for r in await _lines(info, self.revision_id)]
 
 
 @strawberry.type(description="A timeline entry: who did what to the invoice, and when.")
@@ -153,12 +154,15 @@ class Invoice(relay.Node):
 
     @classmethod
     def from_model(cls, row: InvoiceModel) -> Invoice:
+        def money(amount: Decimal) -> Decimal:
+            return round_money(amount, row.currency)
+
         return cls(
             id=str(row.id), number=row.number, status=row.status, payment_status=row.payment_status,
-            delivery_status=row.delivery_status, currency=row.currency, subtotal=row.subtotal,
-            adjustments=row.adjustments, charges=row.charges, total=row.total,
-            amount_paid=row.amount_paid, amount_refunded=row.amount_refunded,
-            amount_due=domain.amount_due(row), issue_date=row.issue_date, due_date=row.due_date,
+            delivery_status=row.delivery_status, currency=row.currency, subtotal=money(row.subtotal),
+            adjustments=money(row.adjustments), charges=money(row.charges), total=money(row.total),
+            amount_paid=money(row.amount_paid), amount_refunded=money(row.amount_refunded),
+            amount_due=money(domain.amount_due(row)), issue_date=row.issue_date, due_date=row.due_date,
             approved_at=row.approved_at, created_at=row.created_at, updated_at=row.updated_at, model=row,
         )
 
@@ -180,7 +184,8 @@ class Invoice(relay.Node):
     async def line_items(self, info: Info) -> list[InvoiceLineItem]:
         if self.model.current_revision_id is None:
             return []
-        return [InvoiceLineItem.from_row(r) for r in await _lines(info, self.model.current_revision_id)]
+        lines = await _lines(info, self.model.current_revision_id)
+        return [InvoiceLineItem.from_row(r, self.currency) for r in lines]
 
     @strawberry.field(
         description="Every generation, oldest first.", extensions=requires(*MSP_USERS)

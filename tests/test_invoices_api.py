@@ -79,8 +79,8 @@ async def test_amount_due_is_zero_once_voided(client, world):
     token = world.tokens["owner"]
     approved = (await gql(client, ONE, {"n": "INV-account-APPROVED"}, token=token))["data"]["invoice"]
     voided = (await gql(client, ONE, {"n": "INV-account-VOIDED"}, token=token))["data"]["invoice"]
-    assert approved["amountDue"] == approved["total"] == "30.7500"
-    assert voided["amountDue"] == "0"
+    assert approved["amountDue"] == approved["total"] == "30.75"
+    assert voided["amountDue"] == "0.00"
     assert approved["account"] == {"name": "Contoso"} and approved["period"] == "2024-07"
 
 
