@@ -98,8 +98,11 @@ class InvoiceRevision:
             revision=row["revision"], created_at=row["created_at"],
             template_version=row["template_version"], currency=row["currency"],
             cost_currency=row["cost_currency"], exchange_rate=plain(row["exchange_rate"]),
-            subtotal=row["subtotal"], adjustments=row["adjustments"], charges=row["charges"],
-            total=row["total"], pdf_sha256=row["pdf_sha256"], revision_id=row["id"],
+            subtotal=round_money(row["subtotal"], row["currency"]),
+            adjustments=round_money(row["adjustments"], row["currency"]),
+            charges=round_money(row["charges"], row["currency"]),
+            total=round_money(row["total"], row["currency"]),
+            pdf_sha256=row["pdf_sha256"], revision_id=row["id"],
         )
 
     @strawberry.field(description="The revision's lines, in order.")
