@@ -242,3 +242,18 @@ async def test_healthz_reports_database_redis_and_worker(client, redis):
     await redis.set("invoicing:jobs:health-check", "j_complete=0")
     body = (await client.get("/healthz")).json()
     assert body["status"] == "ok" and body["worker"]["heartbeat"] == "j_complete=0"
+
+
+@pytest.mark.parametrize("environment,served", [("development", True), ("production", False), ("test", False)])
+async def test_graphiql_is_served_in_development_only(settings, redis, environment, served):
+    import httpx
+
+    from app import create_app
+
+    application = create_app(settings.model_copy(update={"environment": environment}))
+    application.state.redis = redis
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://t") as http:
+        response = await http.get("/graphql", headers={"Accept": "text/html"})
+    assert ("graphiql" in response.text.lower()) is served
+    if not served:
+        assert response.status_code in (400, 404)
