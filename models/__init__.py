@@ -6,7 +6,7 @@ from models.billing_profiles import BillingProfile, BillingProfileCharge
 from models.billing_rules import BillingRule
 from models.costs import CostImport, CostRecord
 from models.exchange_rates import ExchangeRate
-from models.invoices import (
+from models.invoices.tables import (
     Invoice,
     InvoiceEvent,
     InvoiceLineItem,

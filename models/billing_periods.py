@@ -45,3 +45,11 @@ class BillingPeriod(Model):
     @property
     def label(self) -> str:
         return self.start_date.strftime("%Y-%m")
+
+
+def visible_periods(principal):
+    """Billing periods are the MSP's bookkeeping: its users see their organization's. A
+    customer sees none; it knows a month only as the period of its approved invoices."""
+    if not principal.is_msp_user:
+        return BillingPeriod.filter(id__in=[])  # matches nothing (WHERE 1=0); Tortoise has no none()
+    return BillingPeriod.filter(organization_id=principal.organization_id)

@@ -44,3 +44,15 @@ class AuthenticationFailed(DomainError):
     """Wrong credentials, or an expired or revoked token."""
 
     code = "UNAUTHENTICATED"
+
+
+class MissingBillingProfile(InvalidTransition):
+    """An invoice cannot be generated for an account without a billing profile."""
+
+    code = "MISSING_BILLING_PROFILE"
+
+
+class GenerationFailed(DomainError):
+    """Generation cannot succeed until a person changes something (the message says what)."""
+
+    code = "GENERATION_FAILED"

@@ -45,7 +45,7 @@ class ExchangeRate(TimestampMixin, Model):
 def visible_rates(principal):
     """Exchange rates are the MSP's business: its users see them, customers do not."""
     if not principal.is_msp_user:
-        return ExchangeRate.none()
+        return ExchangeRate.filter(id__in=[])
     return ExchangeRate.filter(organization_id=principal.organization_id)
 
 

@@ -6,13 +6,13 @@ import strawberry
 from strawberry import relay
 from strawberry.schema.config import StrawberryConfig
 
-from resolvers import auth, exchange_rates, invoices
+from resolvers import auth, billing_periods, billing_profiles, billing_rules, exchange_rates, invoices
 from schema.permissions import ANY_USER, requires
 from schema.scalars import SCALARS
 
 
 @strawberry.type(description="Reads. Every object is filtered by the viewer's scope.")
-class Query(auth.Query, exchange_rates.Query, invoices.Query):
+class Query(auth.Query, billing_profiles.Query, exchange_rates.Query, invoices.Query, billing_periods.Query, billing_rules.Query):
     node: relay.Node | None = relay.node(
         description="Any object by global id; null when it does not exist or is not visible.",
         extensions=requires(*ANY_USER),
@@ -24,7 +24,7 @@ class Query(auth.Query, exchange_rates.Query, invoices.Query):
 
 
 @strawberry.type(description="Writes. Each answers a payload union of success or typed errors.")
-class Mutation(auth.Mutation, exchange_rates.Mutation):
+class Mutation(auth.Mutation, billing_profiles.Mutation, exchange_rates.Mutation, billing_rules.Mutation):
     pass
 
 

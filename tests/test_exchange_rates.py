@@ -38,7 +38,7 @@ async def test_exchange_rates_scope_matrix(client, world, role, visible):
     node = await gql(client, NODE, {"id": to_base64("ExchangeRate", str(own.id))}, token=world.tokens[role])
     if visible is None:
         assert error_codes(result) == ["FORBIDDEN"]
-        assert node["data"]["node"] is None
+        assert node == {"data": {"node": None}}
         return
     assert [e["node"]["rate"] for e in result["data"]["exchangeRates"]["edges"]] == visible
     assert node["data"]["node"] == ({"rate": "0.921"} if role in ("owner", "viewer") else None)

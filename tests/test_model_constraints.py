@@ -168,7 +168,7 @@ async def _generated_invoice():
     invoice = await f.invoice(account, await f.billing_period(org), number="INV-2024-0001")
     revision = await InvoiceRevision.create(
         invoice=invoice, revision=1, template_version="1", currency="USD", cost_currency="USD",
-        subtotal=Decimal("10.00"), adjustments=Decimal("-1.00"), charges=Decimal("1.80"),
+        subtotal=Decimal("9.00"), adjustments=Decimal("-1.00"), charges=Decimal("1.80"),
         total=Decimal("10.80"), issue_date=date(2024, 10, 1), due_date=date(2024, 10, 31),
     )
     line = await InvoiceLineItem.create(revision=revision, position=1, description="EC2", amount=Decimal("10.00"))

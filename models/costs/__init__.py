@@ -1,5 +1,15 @@
 """Cost data: FOCUS exports imported into cost records."""
 
+from models.costs.focus import CostFileRejected
+from models.costs.importer import AccountMonthTotal, ImportReport, UnmatchedSubAccount, import_costs
 from models.costs.records import CostImport, CostRecord
 
-__all__ = ["CostImport", "CostRecord"]
+__all__ = [
+    "AccountMonthTotal",
+    "CostFileRejected",
+    "CostImport",
+    "CostRecord",
+    "ImportReport",
+    "UnmatchedSubAccount",
+    "import_costs",
+]

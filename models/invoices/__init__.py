@@ -1,0 +1,30 @@
+"""Invoices: tables, the scoped list, the lifecycle, numbering and generation."""
+
+from models.invoices.queries import (
+    CUSTOMER_VISIBLE,
+    DatePreset,
+    InvoiceQuery,
+    amount_due,
+    filter_invoices,
+    organization_today,
+    preset_range,
+    visible_invoices,
+)
+from models.invoices.tables import (
+    DeliveryStatus,
+    Invoice,
+    InvoiceEvent,
+    InvoiceLineItem,
+    InvoiceNumberCounter,
+    InvoiceRevision,
+    InvoiceStatus,
+    LineKind,
+    PaymentStatus,
+)
+
+__all__ = [
+    "CUSTOMER_VISIBLE", "DatePreset", "DeliveryStatus", "Invoice", "InvoiceEvent", "InvoiceLineItem",
+    "InvoiceNumberCounter", "InvoiceQuery", "InvoiceRevision", "InvoiceStatus", "LineKind",
+    "PaymentStatus", "amount_due", "filter_invoices", "organization_today", "preset_range",
+    "visible_invoices",
+]

@@ -1,0 +1,231 @@
+"""Computing an invoice from the account's costs of the month.
+
+The order, written down once:
+1. Usage lines: the month's cost records grouped by provider and service (quantity and unit
+   shown when every row of the group has the same unit); groups summing to zero are left out.
+2. Billing rules, in the order `models.billing_rules` documents (credits, discounts, markups;
+   then tax rules), computed exactly in the cost currency.
+3. Conversion to the invoice currency at the month's exchange rate (stamped on the revision).
+4. Rounding: every printed line is rounded half-up to the currency's minor unit
+   (`models.currencies.round_money`); the subtotal, charges and total are sums of printed
+   lines, so the total always equals the sum of what the invoice shows.
+5. The billing profile's taxes and additional charges, in their order, on the subtotal after
+   rules: a percentage of it, or a fixed amount in the invoice currency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from tortoise import connections
+from tortoise.expressions import Q
+
+from models.billing_periods import BillingPeriod
+from models.billing_profiles import BillingProfile, BillingProfileCharge, ChargeKind
+from models.billing_rules import BillingRule, RuleCalculation, RuleKind
+from models.currencies import round_money
+from models.errors import GenerationFailed, MissingBillingProfile
+from models.exchange_rates import ExchangeRate
+from models.invoices.queries import organization_today
+from models.invoices.tables import Invoice, LineKind
+from models.managed_accounts import ManagedAccount
+from models.organizations import Organization
+
+HUNDRED = Decimal(100)
+RULE_ORDER = {RuleKind.CREDIT: 0, RuleKind.DISCOUNT: 1, RuleKind.MARKUP: 2}
+
+
+@dataclass
+class Line:
+    kind: LineKind
+    description: str
+    amount: Decimal
+    provider: str = ""
+    service: str = ""
+    category: str = ""
+    quantity: Decimal | None = None
+    unit: str | None = None
+    unit_price: Decimal | None = None
+
+
+@dataclass
+class Draft:
+    """A computed invoice, ready to render and store as a revision."""
+
+    currency: str
+    cost_currency: str
+    rate: Decimal
+    lines: list[Line] = field(default_factory=list)
+    subtotal: Decimal = Decimal(0)
+    adjustments: Decimal = Decimal(0)
+    charges: Decimal = Decimal(0)
+    total: Decimal = Decimal(0)
+    issue_date: date | None = None
+    due_date: date | None = None
+
+    @property
+    def usage(self) -> list[Line]:
+        return [line for line in self.lines if line.kind == LineKind.USAGE]
+
+    @property
+    def rule_lines(self) -> list[Line]:
+        return [line for line in self.lines if line.kind == LineKind.RULE]
+
+    @property
+    def charge_lines(self) -> list[Line]:
+        return [line for line in self.lines if line.kind in (LineKind.TAX, LineKind.CHARGE)]
+
+
+@dataclass
+class Context:
+    invoice: Invoice
+    organization: Organization
+    account: ManagedAccount
+    profile: BillingProfile
+    charges: list[BillingProfileCharge]
+    period: BillingPeriod
+
+
+async def load_context(invoice_id: Any) -> Context:
+    invoice = await Invoice.get(id=invoice_id)
+    account = await ManagedAccount.get(id=invoice.managed_account_id)
+    if account.billing_profile_id is None:
+        raise MissingBillingProfile(
+            f"{account.name} has no billing profile: choose one on the managed account, then generate.",
+            field="ids",
+        )
+    return Context(
+        invoice=invoice,
+        organization=await Organization.get(id=invoice.organization_id),
+        account=account,
+        profile=await BillingProfile.get(id=account.billing_profile_id),
+        charges=await BillingProfileCharge.filter(billing_profile_id=account.billing_profile_id).order_by("position"),
+        period=await BillingPeriod.get(id=invoice.billing_period_id),
+    )
+
+
+async def _usage_groups(account_id: Any, month: date) -> list[dict[str, Any]]:
+    return (await connections.get("default").execute_query(
+        """SELECT provider_name, COALESCE(service_name, '') AS service_name,
+                  COALESCE(service_category, '') AS service_category, billing_currency,
+                  SUM(billed_cost) AS amount,
+                  COUNT(DISTINCT COALESCE(consumed_unit, '')) AS units, MIN(consumed_unit) AS unit,
+                  SUM(consumed_quantity) AS quantity
+           FROM cost_records WHERE managed_account_id = $1 AND billing_month = $2
+           GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3""",
+        [str(account_id), month],
+    ))[1]
+
+
+async def _rules(ctx: Context) -> list[BillingRule]:
+    month = ctx.period.start_date
+    rules = await BillingRule.filter(
+        Q(managed_account_id=None) | Q(managed_account_id=ctx.account.id),
+        Q(starts_on=None) | Q(starts_on__lte=month),
+        Q(ends_on=None) | Q(ends_on__gte=month),
+        organization_id=ctx.organization.id, is_active=True,
+    ).order_by("created_at", "id")
+    return rules
+
+
+async def _rate(ctx: Context, cost_currency: str) -> Decimal:
+    currency = ctx.account.currency
+    if cost_currency == currency:
+        return Decimal(1)
+    rate = await ExchangeRate.get_or_none(
+        organization_id=ctx.organization.id, month=ctx.period.start_date,
+        base_currency=cost_currency, currency=currency,
+    )
+    if rate is None:
+        raise GenerationFailed(
+            f"No exchange rate from {cost_currency} to {currency} for {ctx.period.label}: "
+            "set it (setExchangeRate), then regenerate."
+        )
+    return rate.rate
+
+
+def _matches(rule: BillingRule, line: Line) -> bool:
+    return all(
+        wanted is None or wanted == actual
+        for wanted, actual in (
+            (rule.provider_name, line.provider), (rule.service_name, line.service),
+            (rule.service_category, line.category),
+        )
+    )
+
+
+def _rule_delta(rule: BillingRule, base: Decimal) -> Decimal:
+    if rule.calculation == RuleCalculation.PERCENT:
+        amount = base * rule.value / HUNDRED
+    elif rule.kind in (RuleKind.CREDIT, RuleKind.DISCOUNT):
+        amount = min(rule.value, max(base, Decimal(0)))
+    else:
+        amount = rule.value
+    return amount if rule.kind in (RuleKind.MARKUP, RuleKind.TAX) else -amount
+
+
+async def compute(ctx: Context) -> Draft:
+    groups = [g for g in await _usage_groups(ctx.account.id, ctx.period.start_date) if g["amount"] != 0]
+    cost_currencies = sorted({g["billing_currency"] for g in groups})
+    if len(cost_currencies) > 1:
+        raise GenerationFailed(
+            f"The month's costs are billed in several currencies ({', '.join(cost_currencies)}); "
+            "invoices are computed from one."
+        )
+    cost_currency = cost_currencies[0] if cost_currencies else ctx.account.currency
+    currency = ctx.account.currency
+    rate = await _rate(ctx, cost_currency)
+    draft = Draft(currency=currency, cost_currency=cost_currency, rate=rate)
+
+    def money(amount: Decimal) -> Decimal:
+        return round_money(amount, currency)
+
+    usage = []
+    for g in groups:
+        agree = g["units"] == 1 and g["unit"] is not None and g["quantity"]
+        usage.append(Line(
+            kind=LineKind.USAGE, provider=g["provider_name"], service=g["service_name"],
+            category=g["service_category"], amount=g["amount"],
+            description=f"{g['provider_name']} {g['service_name']}".strip() or "Cloud usage",
+            quantity=g["quantity"] if agree else None, unit=g["unit"] if agree else None,
+            unit_price=(g["amount"] * rate / g["quantity"]) if agree else None,
+        ))
+    running = [line.amount for line in usage]
+    adjustments, taxes = [], []
+    rules = await _rules(ctx)
+    ordered = sorted((r for r in rules if r.kind != RuleKind.TAX), key=lambda r: RULE_ORDER[r.kind])
+    for rule in ordered + [r for r in rules if r.kind == RuleKind.TAX]:
+        matched = [i for i, line in enumerate(usage) if _matches(rule, line)]
+        if not matched:
+            continue
+        base = sum((running[i] for i in matched), Decimal(0))
+        delta = _rule_delta(rule, base)
+        if delta == 0:
+            continue
+        if rule.kind == RuleKind.TAX:
+            taxes.append((rule, delta))
+            continue
+        if base:
+            for i in matched:
+                running[i] += delta * running[i] / base
+        adjustments.append(Line(kind=LineKind.RULE, description=f"{rule.kind.value.title()}: {rule.name}", amount=delta))
+
+    for line in usage + adjustments:
+        line.amount = money(line.amount * rate)
+    draft.lines = usage + adjustments
+    draft.adjustments = sum((line.amount for line in adjustments), Decimal(0))
+    draft.subtotal = sum((line.amount for line in draft.lines), Decimal(0))
+    for rule, delta in taxes:
+        draft.lines.append(Line(kind=LineKind.TAX, description=rule.name, amount=money(delta * rate)))
+    for charge in ctx.charges:
+        amount = draft.subtotal * charge.value / HUNDRED if charge.kind == ChargeKind.PERCENT else charge.value
+        label = f"{charge.name} ({charge.value.normalize():f}%)" if charge.kind == ChargeKind.PERCENT else charge.name
+        draft.lines.append(Line(kind=LineKind.TAX if charge.is_tax else LineKind.CHARGE, description=label, amount=money(amount)))
+    draft.charges = sum((line.amount for line in draft.charge_lines), Decimal(0))
+    draft.total = draft.subtotal + draft.charges
+    draft.issue_date = organization_today(ctx.organization.timezone)
+    draft.due_date = draft.issue_date + timedelta(days=ctx.account.payment_terms_days)
+    return draft

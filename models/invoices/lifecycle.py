@@ -1,0 +1,120 @@
+"""The invoice lifecycle: a table of allowed transitions, each one conditional UPDATE.
+
+`UPDATE invoices SET status = <to> WHERE id = ... AND status IN (<from>)` lets exactly one of
+two racing requests win; the loser learns the invoice moved on. Every transition writes a
+timeline event in the same transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from datetime import datetime, timezone
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from models.errors import InvalidTransition, NotFound
+from models.invoices.tables import Invoice, InvoiceEvent, InvoiceStatus
+
+S = InvoiceStatus
+
+
+@dataclass(frozen=True)
+class Transition:
+    name: str
+    sources: frozenset[InvoiceStatus]
+    target: InvoiceStatus
+    refusal: str
+
+
+TRANSITIONS = {
+    t.name: t
+    for t in (
+        Transition("GENERATE", frozenset({S.READY_TO_INVOICE}), S.GENERATING,
+                   "Only an invoice that is ready to invoice can be generated; regenerate it instead."),
+        Transition("REGENERATE", frozenset({S.AWAITING_APPROVAL, S.ERROR}), S.GENERATING,
+                   "Only an invoice awaiting approval or in error can be regenerated; approved invoices never change."),
+        Transition("GENERATED", frozenset({S.GENERATING}), S.AWAITING_APPROVAL,
+                   "The invoice is no longer being generated."),
+        Transition("FAILED", frozenset({S.GENERATING}), S.ERROR,
+                   "The invoice is no longer being generated."),
+        Transition("APPROVE", frozenset({S.AWAITING_APPROVAL}), S.APPROVED,
+                   "Only an invoice awaiting approval can be approved."),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who causes a change: a user, or a named part of the system."""
+
+    user_id: Any = None
+    label: str = ""
+
+    @classmethod
+    def system(cls, label: str) -> Actor:
+        return cls(label=label)
+
+
+async def transition(
+    invoice_id: Any,
+    name: str,
+    actor: Actor,
+    *,
+    organization_id: Any = None,
+    changes: dict[str, Any] | None = None,
+    detail: dict[str, Any] | None = None,
+    connection: Any = None,
+) -> Invoice:
+    """Move one invoice along `name`, or raise InvalidTransition (NotFound when the invoice is
+    not there, or not in `organization_id`). `changes` are further columns set by the same
+    UPDATE (trusted names from domain code, never user input)."""
+    rule = TRANSITIONS[name]
+    columns = {"status": rule.target.value, "updated_at": datetime.now(timezone.utc), **(changes or {})}
+    assignments = ", ".join(f'"{column}" = ${i}' for i, column in enumerate(columns, start=4))
+    # The sub-select reads the status before the change, so the timeline records it.
+    sql = (
+        f"UPDATE invoices AS i SET {assignments} FROM ("
+        " SELECT id, status FROM invoices WHERE id = $1"
+        " AND ($2::uuid IS NULL OR organization_id = $2) FOR UPDATE"
+        ") AS before WHERE i.id = before.id AND before.status = ANY($3::text[])"
+        " RETURNING before.status AS from_status"
+    )
+    params = [str(invoice_id), str(organization_id) if organization_id else None,
+              [source.value for source in rule.sources], *_db_values(columns.values())]
+    async with _transaction(connection) as conn:
+        rows = (await conn.execute_query(sql, params))[1]
+        query = Invoice.filter(id=invoice_id)
+        if organization_id is not None:
+            query = query.filter(organization_id=organization_id)
+        invoice = await query.using_db(conn).first()
+        if invoice is None:
+            raise NotFound("No such invoice.", field="id")
+        if not rows:
+            raise InvalidTransition(rule.refusal, field="id")
+        await InvoiceEvent.create(
+            invoice_id=invoice.id, actor_id=actor.user_id, actor_label=actor.label, kind=name,
+            from_status=rows[0]["from_status"], to_status=rule.target.value, detail=detail or {},
+            using_db=conn,
+        )
+    return invoice
+
+
+def _db_values(values) -> list[Any]:
+    return [v.value if isinstance(v, Enum) else v for v in values]
+
+
+def _transaction(connection: Any):
+    """A new transaction, or the caller's open one."""
+    return in_transaction() if connection is None else _Joined(connection)
+
+
+class _Joined:
+    def __init__(self, connection: Any):
+        self.connection = connection
+
+    async def __aenter__(self) -> Any:
+        return self.connection
+
+    async def __aexit__(self, *exc: Any) -> None:
+        return None

@@ -1,0 +1,115 @@
+"""The invoice list: who sees which invoices, and the conditions SPAs filter by."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from enum import Enum
+from zoneinfo import ZoneInfo
+
+from tortoise.expressions import Q
+
+from models.invoices.tables import Invoice, InvoiceStatus, PaymentStatus
+
+
+# States a customer may see: the invoice was approved (and may since have been voided).
+CUSTOMER_VISIBLE = (InvoiceStatus.APPROVED, InvoiceStatus.VOIDED)
+
+
+def visible_invoices(principal):
+    """The one query every invoice read goes through. MSP users see their organization's
+    invoices; a customer sees only its own account's, and only once approved."""
+    query = Invoice.filter(organization_id=principal.organization_id)
+    if not principal.is_msp_user:
+        query = query.filter(
+            managed_account_id=principal.managed_account_id,
+            status__in=CUSTOMER_VISIBLE,
+            approved_at__isnull=False,
+        )
+    return query
+
+
+def amount_due(invoice: Invoice) -> Decimal:
+    """What is still owed: the total less payments (refunds do not reopen an invoice); a
+    voided invoice owes nothing. Never negative."""
+    if invoice.status == InvoiceStatus.VOIDED:
+        return Decimal(0)
+    return max(invoice.total - invoice.amount_paid, Decimal(0))
+
+
+class DatePreset(str, Enum):
+    THIS_MONTH = "THIS_MONTH"
+    LAST_MONTH = "LAST_MONTH"
+    THIS_QUARTER = "THIS_QUARTER"
+    LAST_QUARTER = "LAST_QUARTER"
+    THIS_YEAR = "THIS_YEAR"
+
+
+def preset_range(preset: DatePreset, today: date) -> tuple[date, date]:
+    """The inclusive first and last day of a preset, relative to `today` (in the
+    organization's time zone)."""
+    if preset == DatePreset.THIS_YEAR:
+        return date(today.year, 1, 1), date(today.year, 12, 31)
+    if preset in (DatePreset.THIS_MONTH, DatePreset.LAST_MONTH):
+        first = today.replace(day=1)
+        if preset == DatePreset.LAST_MONTH:
+            first = (first - timedelta(days=1)).replace(day=1)
+        return first, _add_months(first, 1) - timedelta(days=1)
+    first = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+    if preset == DatePreset.LAST_QUARTER:
+        first = _add_months(first, -3)
+    return first, _add_months(first, 3) - timedelta(days=1)
+
+
+def _add_months(first_of_month: date, months: int) -> date:
+    index = first_of_month.year * 12 + first_of_month.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def organization_today(timezone_name: str) -> date:
+    return datetime.now(ZoneInfo(timezone_name)).date()
+
+
+@dataclass
+class InvoiceQuery:
+    """Conditions of the invoice list; all combine (AND)."""
+
+    statuses: list[InvoiceStatus] | None = None
+    payment_statuses: list[PaymentStatus] | None = None
+    account_ids: list | None = None
+    period_from: date | None = None
+    period_to: date | None = None
+    issued_from: date | None = None
+    issued_to: date | None = None
+    preset: DatePreset | None = None
+    search: str | None = None
+
+
+def filter_invoices(query, where: InvoiceQuery, today: date):
+    """Apply the list conditions to a (scoped) invoice query. Presets select by issue date."""
+    if where.statuses:
+        query = query.filter(status__in=where.statuses)
+    if where.payment_statuses:
+        query = query.filter(payment_status__in=where.payment_statuses)
+    if where.account_ids is not None:
+        query = query.filter(managed_account_id__in=where.account_ids)
+    if where.period_from:
+        query = query.filter(billing_period__start_date__gte=where.period_from)
+    if where.period_to:
+        query = query.filter(billing_period__start_date__lte=where.period_to)
+    if where.preset:
+        first, last = preset_range(where.preset, today)
+        query = query.filter(issue_date__gte=first, issue_date__lte=last)
+    if where.issued_from:
+        query = query.filter(issue_date__gte=where.issued_from)
+    if where.issued_to:
+        query = query.filter(issue_date__lte=where.issued_to)
+    if where.search and where.search.strip():
+        term = where.search.strip()
+        query = query.filter(
+            Q(number__icontains=term)
+            | Q(managed_account__name__icontains=term)
+            | Q(managed_account__official_company_name__icontains=term)
+        )
+    return query

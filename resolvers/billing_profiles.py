@@ -1,0 +1,137 @@
+"""Billing profiles: the list, create/update/delete, and the logo upload."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+from strawberry.file_uploads import Upload
+
+from models import billing_profiles
+from models.errors import DomainError
+from schema.billing_profiles import (
+    BillingProfile,
+    BillingProfileConnection,
+    BillingProfileDeleted,
+    BillingProfileLogoSet,
+    BillingProfileOrder,
+    BillingProfileOrderField,
+    BillingProfileSaved,
+    CreateBillingProfileInput,
+    CreateBillingProfilePayload,
+    DeleteBillingProfilePayload,
+    RemoveBillingProfileLogoPayload,
+    SetBillingProfileLogoPayload,
+    UpdateBillingProfileInput,
+    UpdateBillingProfilePayload,
+    profile_data,
+)
+from schema.context import Info
+from schema.errors import user_error
+from schema.nodes import node_uuid
+from schema.pagination import Direction, order_fields, paginate
+from schema.permissions import MSP_USERS, OWNERS, requires
+
+TYPE_NAME = "BillingProfile"
+
+
+def _saved(row) -> BillingProfileSaved:
+    return BillingProfileSaved(billing_profile=BillingProfile.from_model(row))
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(
+        description="The organization's billing profiles.", extensions=requires(*MSP_USERS)
+    )
+    async def billing_profiles(
+        self, info: Info, first: int | None = None, after: str | None = None,
+        last: int | None = None, before: str | None = None,
+        order_by: BillingProfileOrder | None = None,
+    ) -> BillingProfileConnection:
+        order = order_by or BillingProfileOrder(field=BillingProfileOrderField.NICKNAME, direction=Direction.ASC)
+        return await paginate(
+            BillingProfileConnection,
+            billing_profiles.visible_profiles(info.context.principal),
+            BillingProfile.from_model,
+            order_by=order_fields(order.field.value, order.direction),
+            max_page_size=info.context.settings.max_page_size,
+            first=first, after=after, last=last, before=before,
+        )
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Create a billing profile.", extensions=requires(*OWNERS))
+    async def create_billing_profile(
+        self, info: Info, input: CreateBillingProfileInput
+    ) -> CreateBillingProfilePayload:
+        try:
+            row = await billing_profiles.create_profile(info.context.principal, profile_data(input))
+        except DomainError as exc:
+            return user_error(exc)
+        return _saved(row)
+
+    @strawberry.mutation(
+        description="Change a billing profile; only the fields given change. Invoices already "
+        "generated keep what they printed until regenerated.",
+        extensions=requires(*OWNERS),
+    )
+    async def update_billing_profile(
+        self, info: Info, id: strawberry.ID, input: UpdateBillingProfileInput
+    ) -> UpdateBillingProfilePayload:
+        try:
+            row = await billing_profiles.update_profile(
+                info.context.principal, node_uuid(id, TYPE_NAME), profile_data(input)
+            )
+        except DomainError as exc:
+            return user_error(exc)
+        return _saved(row)
+
+    @strawberry.mutation(
+        description="Delete a billing profile; the managed accounts using it are left without one.",
+        extensions=requires(*OWNERS),
+    )
+    async def delete_billing_profile(self, info: Info, id: strawberry.ID) -> DeleteBillingProfilePayload:
+        try:
+            detached = await billing_profiles.delete_profile(info.context.principal, node_uuid(id, TYPE_NAME))
+        except DomainError as exc:
+            return user_error(exc)
+        return BillingProfileDeleted(deleted_id=id, detached_managed_accounts=detached)
+
+    @strawberry.mutation(
+        description="Upload a logo (PNG or JPEG, judged by content; at most "
+        f"{billing_profiles.MAX_LOGO_BYTES // 1024} KiB and {billing_profiles.MAX_LOGO_SIDE} "
+        "pixels a side), sent as a "
+        "GraphQL multipart request. With applyToAllProfiles every profile of the organization "
+        "gets it, so it is uploaded only once.",
+        extensions=requires(*OWNERS),
+    )
+    async def set_billing_profile_logo(
+        self, info: Info, id: strawberry.ID,
+        file: Annotated[Upload, strawberry.argument(description="The image, as a multipart file part.")],
+        apply_to_all_profiles: Annotated[
+            bool | None,
+            strawberry.argument(description="Also put this logo on every other profile (null: no)."),
+        ] = False,
+    ) -> SetBillingProfileLogoPayload:
+        # One byte past the limit is enough to know it is too big; never read more.
+        data = await file.read(billing_profiles.MAX_LOGO_BYTES + 1)
+        try:
+            rows = await billing_profiles.set_logo(
+                info.context.principal, node_uuid(id, TYPE_NAME), data, bool(apply_to_all_profiles)
+            )
+        except DomainError as exc:
+            return user_error(exc)
+        profiles = [BillingProfile.from_model(row) for row in rows]
+        return BillingProfileLogoSet(billing_profile=profiles[0], billing_profiles=profiles)
+
+    @strawberry.mutation(description="Remove a billing profile's logo.", extensions=requires(*OWNERS))
+    async def remove_billing_profile_logo(
+        self, info: Info, id: strawberry.ID
+    ) -> RemoveBillingProfileLogoPayload:
+        try:
+            row = await billing_profiles.remove_logo(info.context.principal, node_uuid(id, TYPE_NAME))
+        except DomainError as exc:
+            return user_error(exc)
+        return _saved(row)

@@ -1,0 +1,95 @@
+"""Billing rules: the list, and create/update/delete."""
+
+from __future__ import annotations
+
+import strawberry
+
+from models import billing_rules
+from models.errors import DomainError
+from schema.billing_rules import (
+    BillingRule,
+    BillingRuleConnection,
+    BillingRuleDeleted,
+    BillingRuleFilter,
+    BillingRuleOrder,
+    BillingRuleOrderField,
+    BillingRuleSaved,
+    CreateBillingRuleInput,
+    CreateBillingRulePayload,
+    DeleteBillingRulePayload,
+    UpdateBillingRuleInput,
+    UpdateBillingRulePayload,
+    filtered,
+    rule_data,
+)
+from schema.context import Info
+from schema.errors import user_error
+from schema.nodes import node_uuid
+from schema.pagination import Direction, order_fields, paginate
+from schema.permissions import MSP_USERS, OWNERS, requires
+
+TYPE_NAME = "BillingRule"
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(
+        description="The organization's billing rules; by default in the order they apply "
+        "within a kind (creation order).",
+        extensions=requires(*MSP_USERS),
+    )
+    async def billing_rules(
+        self, info: Info, first: int | None = None, after: str | None = None,
+        last: int | None = None, before: str | None = None,
+        filter: BillingRuleFilter | None = None, order_by: BillingRuleOrder | None = None,
+    ) -> BillingRuleConnection:
+        order = order_by or BillingRuleOrder(field=BillingRuleOrderField.CREATED_AT, direction=Direction.ASC)
+        return await paginate(
+            BillingRuleConnection,
+            filtered(billing_rules.visible_rules(info.context.principal), filter),
+            BillingRule.from_model,
+            order_by=order_fields(order.field.value, order.direction),
+            max_page_size=info.context.settings.max_page_size,
+            first=first, after=after, last=last, before=before,
+        )
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(
+        description="Create a billing rule; it applies to invoices generated from now on.",
+        extensions=requires(*OWNERS),
+    )
+    async def create_billing_rule(self, info: Info, input: CreateBillingRuleInput) -> CreateBillingRulePayload:
+        try:
+            row = await billing_rules.create_rule(info.context.principal, rule_data(input))
+        except DomainError as exc:
+            return user_error(exc)
+        return BillingRuleSaved(billing_rule=BillingRule.from_model(row))
+
+    @strawberry.mutation(
+        description="Change a billing rule; only the fields given change. Invoices already "
+        "generated keep what they computed until regenerated.",
+        extensions=requires(*OWNERS),
+    )
+    async def update_billing_rule(
+        self, info: Info, id: strawberry.ID, input: UpdateBillingRuleInput
+    ) -> UpdateBillingRulePayload:
+        try:
+            row = await billing_rules.update_rule(
+                info.context.principal, node_uuid(id, TYPE_NAME), rule_data(input)
+            )
+        except DomainError as exc:
+            return user_error(exc)
+        return BillingRuleSaved(billing_rule=BillingRule.from_model(row))
+
+    @strawberry.mutation(
+        description="Delete a billing rule. Invoices already generated keep the lines it made.",
+        extensions=requires(*OWNERS),
+    )
+    async def delete_billing_rule(self, info: Info, id: strawberry.ID) -> DeleteBillingRulePayload:
+        try:
+            await billing_rules.delete_rule(info.context.principal, node_uuid(id, TYPE_NAME))
+        except DomainError as exc:
+            return user_error(exc)
+        return BillingRuleDeleted(deleted_id=id)

@@ -1,0 +1,88 @@
+"""GraphQL types of billing periods (calendar months)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from enum import Enum
+from typing import Iterable
+
+import strawberry
+from strawberry import relay
+
+from models import BillingPeriod as BillingPeriodModel
+from models import Invoice as InvoiceModel
+from models.billing_periods import PeriodState, visible_periods
+from schema.context import Info
+from schema.nodes import scoped_nodes
+from schema.pagination import CountedConnection, Direction
+from schema.scalars import Month
+
+BillingPeriodState = strawberry.enum(
+    PeriodState,
+    name="BillingPeriodState",
+    description="OPEN while the month's costs may still change; CLOSED once the month was "
+    "closed and its invoices made ready.",
+)
+
+
+@strawberry.type(name="BillingPeriod", description="A calendar month that is invoiced.")
+class BillingPeriod(relay.Node):
+    id: relay.NodeID[str]
+    month: Month = strawberry.field(description='The month, e.g. "2026-10".')
+    start_date: date = strawberry.field(description="The month's first day.")
+    end_date: date = strawberry.field(description="The month's last day (inclusive).")
+    state: BillingPeriodState = strawberry.field(description="OPEN or CLOSED.")
+    closed_at: datetime | None = strawberry.field(description="When the month was closed; null while open.")
+    model: strawberry.Private[BillingPeriodModel]
+
+    @classmethod
+    def from_model(cls, row: BillingPeriodModel) -> BillingPeriod:
+        # The table stores an exclusive end (the next month's first day); people read the last day.
+        return cls(
+            id=str(row.id), month=row.start_date, start_date=row.start_date,
+            end_date=row.end_date - timedelta(days=1), state=row.state, closed_at=row.closed_at,
+            model=row,
+        )
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: Info, node_ids: Iterable[str], required: bool = False):
+        return await scoped_nodes(cls, info, node_ids, required, visible_periods)
+
+    @strawberry.field(description="How many invoices the month has, in any status.")
+    async def invoice_count(self, info: Info) -> int:
+        return await info.context.loaders.counts(InvoiceModel, "billing_period_id").load(self.model.id)
+
+
+@strawberry.type(description="A page of billing periods.")
+class BillingPeriodConnection(CountedConnection[BillingPeriod]):
+    pass
+
+
+@strawberry.enum(description="What billing periods can be sorted by.")
+class BillingPeriodOrderField(Enum):
+    MONTH = "start_date"
+
+
+@strawberry.input(description="Sort order of billing periods.")
+class BillingPeriodOrder:
+    field: BillingPeriodOrderField = strawberry.field(description="Sort key.")
+    direction: Direction = strawberry.field(default=Direction.DESC, description="Direction.")
+
+
+@strawberry.input(description="Narrow the list of billing periods; all conditions combine.")
+class BillingPeriodFilter:
+    state: BillingPeriodState | None = strawberry.field(default=None, description="Only periods in this state.")
+    from_: Month | None = strawberry.field(default=None, name="from", description="From this month (inclusive).")
+    to: Month | None = strawberry.field(default=None, description="Up to this month (inclusive).")
+
+
+def filtered(query, where: BillingPeriodFilter | None):
+    if where is None:
+        return query
+    if where.state is not None:
+        query = query.filter(state=where.state.value)
+    if where.from_ is not None:
+        query = query.filter(start_date__gte=where.from_)
+    if where.to is not None:
+        query = query.filter(start_date__lte=where.to)
+    return query

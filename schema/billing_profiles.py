@@ -1,0 +1,238 @@
+"""GraphQL types, inputs and payloads of billing profiles."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated, Any, Iterable
+
+import strawberry
+from strawberry import relay
+
+from models import BillingProfile as BillingProfileModel
+from models import BillingProfileCharge as BillingProfileChargeModel
+from models import ManagedAccount as ManagedAccountModel
+from models.billing_profiles import ChargeKind as ChargeKindValue
+from models.billing_profiles import visible_profiles
+from schema.common import Address, AddressInput, KeyValue, KeyValueInput, key_values
+from schema.context import Info
+from schema.errors import NotFoundError, ValidationError
+from schema.nodes import scoped_nodes
+from schema.pagination import CountedConnection, Direction
+from schema.scalars import plain
+
+ChargeKind = strawberry.enum(
+    ChargeKindValue,
+    name="ChargeKind",
+    description="How a tax or charge is computed from the subtotal after billing rules: "
+    "PERCENT of it, or a FIXED amount in the invoice currency.",
+)
+
+
+@strawberry.type(description="A tax or an additional charge, applied in list order to the subtotal.")
+class BillingProfileCharge:
+    name: str = strawberry.field(description="The name printed on the invoice, e.g. VAT.")
+    kind: ChargeKind = strawberry.field(description="PERCENT or FIXED.")
+    value: Decimal = strawberry.field(
+        description="A percentage (20 = 20 %) or an amount in the invoice currency."
+    )
+    is_tax: bool = strawberry.field(description="Printed as a tax (true) or an additional charge.")
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> BillingProfileCharge:
+        return cls(
+            name=row["name"], kind=ChargeKindValue(row["kind"]), value=plain(row["value"]),
+            is_tax=row["is_tax"],
+        )
+
+
+@strawberry.type(
+    name="BillingProfile",
+    description="The MSP's identity on an invoice: logo, company, address, business and "
+    "banking details, taxes and charges. Managed accounts are invoiced under one.",
+)
+class BillingProfile(relay.Node):
+    id: relay.NodeID[str]
+    nickname: str = strawberry.field(description="The profile's name in the console; unique.")
+    company_name: str = strawberry.field(description="The company name printed on invoices.")
+    address: Address = strawberry.field(description="The company's postal address.")
+    business_fields: list[KeyValue] = strawberry.field(
+        description="Labelled details printed below the address (VAT number, company number...), in order."
+    )
+    banking_fields: list[KeyValue] = strawberry.field(
+        description="Payment details printed on invoices (bank, IBAN, BIC...), in order."
+    )
+    has_logo: bool = strawberry.field(description="Whether a logo is set.")
+    xero_account_code: str = strawberry.field(description="Xero sales account code of exported invoices.")
+    xero_tax_type: str = strawberry.field(description="Xero tax type of exported invoice lines.")
+    created_at: datetime = strawberry.field(description="When the profile was created.")
+    updated_at: datetime = strawberry.field(description="When the profile last changed.")
+    model: strawberry.Private[BillingProfileModel]
+
+    @classmethod
+    def from_model(cls, row: BillingProfileModel) -> BillingProfile:
+        return cls(
+            id=str(row.id), nickname=row.nickname, company_name=row.company_name,
+            address=Address.from_model(row), business_fields=KeyValue.from_list(row.business_fields),
+            banking_fields=KeyValue.from_list(row.banking_fields), has_logo=row.logo is not None,
+            xero_account_code=row.xero_account_code, xero_tax_type=row.xero_tax_type,
+            created_at=row.created_at, updated_at=row.updated_at, model=row,
+        )
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: Info, node_ids: Iterable[str], required: bool = False):
+        return await scoped_nodes(cls, info, node_ids, required, visible_profiles)
+
+    @strawberry.field(
+        description="The logo as a `data:` URL (usable directly as an <img src>), or null."
+    )
+    def logo_url(self) -> str | None:
+        if self.model.logo is None:
+            return None
+        encoded = base64.b64encode(bytes(self.model.logo)).decode("ascii")
+        return f"data:{self.model.logo_content_type};base64,{encoded}"
+
+    @strawberry.field(description="Taxes and additional charges, in the order they apply.")
+    async def taxes_and_charges(self, info: Info) -> list[BillingProfileCharge]:
+        rows = await info.context.loaders.children(
+            BillingProfileChargeModel, "billing_profile_id", order=("position",)
+        ).load(self.model.id)
+        return [BillingProfileCharge.from_row(r) for r in rows]
+
+    @strawberry.field(description="How many managed accounts are invoiced under this profile.")
+    async def managed_accounts_count(self, info: Info) -> int:
+        return await info.context.loaders.counts(ManagedAccountModel, "billing_profile_id").load(self.model.id)
+
+
+@strawberry.type(description="A page of billing profiles.")
+class BillingProfileConnection(CountedConnection[BillingProfile]):
+    pass
+
+
+@strawberry.enum(description="What billing profiles can be sorted by.")
+class BillingProfileOrderField(Enum):
+    NICKNAME = "nickname"
+    CREATED_AT = "created_at"
+
+
+@strawberry.input(description="Sort order of billing profiles.")
+class BillingProfileOrder:
+    field: BillingProfileOrderField = strawberry.field(description="Sort key.")
+    direction: Direction = strawberry.field(default=Direction.ASC, description="Direction.")
+
+
+@strawberry.input(description="A tax or an additional charge.")
+class BillingProfileChargeInput:
+    name: str = strawberry.field(description="Name printed on the invoice (1 to 255 characters).")
+    kind: ChargeKind = strawberry.field(description="PERCENT or FIXED.")
+    value: Decimal = strawberry.field(
+        description="A percentage from 0 to 100, or an amount of 0 or more; at most 4 decimals."
+    )
+    is_tax: bool = strawberry.field(default=True, description="A tax (true) or an additional charge.")
+
+
+@strawberry.input(description="A new billing profile.")
+class CreateBillingProfileInput:
+    nickname: str = strawberry.field(description="Name in the console; unique in the organization.")
+    company_name: str | None = strawberry.field(default=None, description="Company name printed on invoices.")
+    address: AddressInput | None = strawberry.field(default=None, description="Postal address.")
+    business_fields: list[KeyValueInput] | None = strawberry.field(
+        default=None, description="Labelled business details, in order (at most 50)."
+    )
+    banking_fields: list[KeyValueInput] | None = strawberry.field(
+        default=None, description="Labelled payment details, in order (at most 50)."
+    )
+    taxes_and_charges: list[BillingProfileChargeInput] | None = strawberry.field(
+        default=None, description="Taxes and charges in the order they apply (at most 20)."
+    )
+    xero_account_code: str | None = strawberry.field(
+        default=None, description='Xero sales account code (default "200").'
+    )
+    xero_tax_type: str | None = strawberry.field(
+        default=None, description='Xero tax type (default "Tax Exempt").'
+    )
+
+
+@strawberry.input(description="Changes to a billing profile: an omitted or null field keeps its value.")
+class UpdateBillingProfileInput:
+    nickname: str | None = strawberry.field(default=None, description="Name in the console; unique.")
+    company_name: str | None = strawberry.field(default=None, description="Company name printed on invoices.")
+    address: AddressInput | None = strawberry.field(
+        default=None, description="Address lines to change; omitted lines keep their value."
+    )
+    business_fields: list[KeyValueInput] | None = strawberry.field(
+        default=None, description="Replaces the whole list of business details."
+    )
+    banking_fields: list[KeyValueInput] | None = strawberry.field(
+        default=None, description="Replaces the whole list of payment details."
+    )
+    taxes_and_charges: list[BillingProfileChargeInput] | None = strawberry.field(
+        default=None, description="Replaces the whole ordered list of taxes and charges."
+    )
+    xero_account_code: str | None = strawberry.field(default=None, description="Xero sales account code.")
+    xero_tax_type: str | None = strawberry.field(default=None, description="Xero tax type.")
+
+
+def profile_data(input: CreateBillingProfileInput | UpdateBillingProfileInput) -> dict[str, Any]:
+    """The given fields of an input, as the domain's column names."""
+    data: dict[str, Any] = {
+        "nickname": input.nickname, "company_name": input.company_name,
+        "business_fields": key_values(input.business_fields),
+        "banking_fields": key_values(input.banking_fields),
+        "xero_account_code": input.xero_account_code, "xero_tax_type": input.xero_tax_type,
+    }
+    if input.taxes_and_charges is not None:
+        data["charges"] = [
+            {"name": c.name, "kind": c.kind, "value": c.value, "is_tax": c.is_tax}
+            for c in input.taxes_and_charges
+        ]
+    data = {key: value for key, value in data.items() if value is not None}
+    return {**data, **(input.address.to_columns() if input.address else {})}
+
+
+@strawberry.type(description="The billing profile was saved.")
+class BillingProfileSaved:
+    billing_profile: BillingProfile = strawberry.field(description="The profile as saved.")
+
+
+@strawberry.type(description="The billing profile was deleted.")
+class BillingProfileDeleted:
+    deleted_id: strawberry.ID = strawberry.field(description="Global id of the deleted profile.")
+    detached_managed_accounts: int = strawberry.field(
+        description="How many managed accounts used it and now have no billing profile."
+    )
+
+
+@strawberry.type(description="The logo was stored.")
+class BillingProfileLogoSet:
+    billing_profile: BillingProfile = strawberry.field(description="The profile the logo was uploaded to.")
+    billing_profiles: list[BillingProfile] = strawberry.field(
+        description="Every profile that now has this logo (all of the organization's with "
+        "applyToAllProfiles), the uploaded-to one first."
+    )
+
+
+CreateBillingProfilePayload = Annotated[
+    BillingProfileSaved | ValidationError,
+    strawberry.union("CreateBillingProfilePayload", description="The result of `createBillingProfile`."),
+]
+UpdateBillingProfilePayload = Annotated[
+    BillingProfileSaved | ValidationError | NotFoundError,
+    strawberry.union("UpdateBillingProfilePayload", description="The result of `updateBillingProfile`."),
+]
+DeleteBillingProfilePayload = Annotated[
+    BillingProfileDeleted | NotFoundError,
+    strawberry.union("DeleteBillingProfilePayload", description="The result of `deleteBillingProfile`."),
+]
+SetBillingProfileLogoPayload = Annotated[
+    BillingProfileLogoSet | ValidationError | NotFoundError,
+    strawberry.union("SetBillingProfileLogoPayload", description="The result of `setBillingProfileLogo`."),
+]
+RemoveBillingProfileLogoPayload = Annotated[
+    BillingProfileSaved | NotFoundError,
+    strawberry.union(
+        "RemoveBillingProfileLogoPayload", description="The result of `removeBillingProfileLogo`."
+    ),
+]

@@ -1,0 +1,77 @@
+# Shared set-up for ./run and ./test (sourced, not executed): the virtualenv with the project
+# installed, Debian's Chromium for the PDFs and poppler-utils for reading them back. Every step
+# checks first, so a second run costs well under a second.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+APT_UPDATED=
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        echo "Root is needed for: $*" >&2
+        exit 1
+    fi
+}
+
+apt_install() {
+    say "Installing $* (apt-get)"
+    if [ -z "$APT_UPDATED" ]; then
+        as_root apt-get update -qq
+        APT_UPDATED=1
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+python_for_venv() {
+    command -v python3.11 || command -v python3 || { echo "Python 3.11 is needed." >&2; exit 1; }
+}
+
+ensure_venv() {
+    [ -x .venv/bin/python ] && return
+    local python
+    python=$(python_for_venv)
+    say "Creating .venv with $python"
+    # Debian ships venv's pip bootstrap separately (python3-venv).
+    if ! "$python" -m venv .venv >/dev/null 2>&1; then
+        rm -rf .venv
+        apt_install python3-venv
+        "$python" -m venv .venv
+    fi
+}
+
+ensure_project_installed() {
+    # The stamp holds the hash of pyproject.toml at the last successful install.
+    local stamp=.venv/.pyproject.sha256 wanted
+    wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" = "$wanted" ] && [ -x .venv/bin/invoicing ]; then
+        return
+    fi
+    say "Installing the project and its dependencies into .venv"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+    echo "$wanted" >"$stamp"
+}
+
+ensure_system_packages() {
+    local missing=()
+    command -v chromium >/dev/null || [ -x /usr/lib/chromium/chromium ] || missing+=(chromium)
+    command -v pdftotext >/dev/null || missing+=(poppler-utils)
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt_install "${missing[@]}"
+    fi
+}
+
+ensure_venv
+ensure_project_installed
+ensure_system_packages
+
+# Chromium writes its profile under XDG_CONFIG_HOME: keep it in ./var, not in $HOME.
+export XDG_CONFIG_HOME="$ROOT/var/xdg/config" XDG_CACHE_HOME="$ROOT/var/xdg/cache"
+mkdir -p "$XDG_CONFIG_HOME" "$XDG_CACHE_HOME"
