@@ -5,11 +5,16 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta, timezone
 
-from arq import cron
+from arq import cron, func
 
 import db
 import broker
 from embedded import resolve_urls
+from jobs import dispatch
+from jobs.generate import generate_invoice, requeue_stuck
+from jobs.pdf import PdfRenderer
+from jobs.periods import close_due_periods
+from jobs.send import send_invoice
 from models.auth import purge_tokens
 from settings import get_settings
 
@@ -20,9 +25,14 @@ async def startup(ctx: dict) -> None:
     settings = resolve_urls(get_settings())
     ctx["settings"] = settings
     await db.init(settings)
+    # One warm browser per worker: starting Chromium costs far more than a render.
+    ctx["pdf"] = PdfRenderer(settings)
+    await ctx["pdf"].start()
 
 
 async def shutdown(ctx: dict) -> None:
+    if "pdf" in ctx:
+        await ctx["pdf"].close()
     await db.close()
 
 
@@ -35,8 +45,17 @@ async def purge_old_tokens(ctx: dict) -> int:
 
 
 class WorkerSettings:
-    functions: list = []
-    cron_jobs = [cron(purge_old_tokens, hour={3}, minute={17}, run_at_startup=False)]
+    # keep_result=0: a finished job leaves no result behind, so the invoice's next job may
+    # reuse its id; while one is queued or running, the same id is refused.
+    functions = [
+        func(generate_invoice, name=dispatch.GENERATE, keep_result=0, timeout=300),
+        func(send_invoice, name=dispatch.SEND, keep_result=0, timeout=120),
+    ]
+    cron_jobs = [
+        cron(purge_old_tokens, hour={3}, minute={17}, run_at_startup=False),
+        cron(close_due_periods, minute={5}, run_at_startup=True),
+        cron(requeue_stuck, second={30}, run_at_startup=False),
+    ]
     on_startup = startup
     on_shutdown = shutdown
     queue_name = broker.QUEUE_NAME

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta
 from enum import Enum
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from tortoise import fields
 from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
 from tortoise.models import Model
+from tortoise.transactions import in_transaction
 
 from models.base import enum_check
+from models.invoices.lifecycle import Actor
+from models.organizations import Organization
+from models.invoices.tables import InvoiceEvent, InvoiceStatus
 
 
 class PeriodState(str, Enum):
@@ -53,3 +60,63 @@ def visible_periods(principal):
     if not principal.is_msp_user:
         return BillingPeriod.filter(id__in=[])  # matches nothing (WHERE 1=0); Tortoise has no none()
     return BillingPeriod.filter(organization_id=principal.organization_id)
+
+
+def month_bounds(month: date) -> tuple[date, date]:
+    """First day of the month and first day of the next (the period's exclusive end)."""
+    start = month.replace(day=1)
+    return start, (start + timedelta(days=32)).replace(day=1)
+
+
+async def close_period(organization_id: Any, month: date, actor: Actor) -> int:
+    """Close the month and give every managed account its READY_TO_INVOICE invoice.
+    Closing again changes nothing but adds invoices for accounts created since. Returns how
+    many invoices this call created."""
+    start, end = month_bounds(month)
+    async with in_transaction() as conn:
+        await conn.execute_query(
+            "INSERT INTO billing_periods (id, organization_id, start_date, end_date, state, closed_at, created_at)"
+            " VALUES (gen_random_uuid(), $1, $2, $3, 'CLOSED', now(), now())"
+            " ON CONFLICT (organization_id, start_date) DO UPDATE SET state = 'CLOSED',"
+            " closed_at = COALESCE(billing_periods.closed_at, now())",
+            [str(organization_id), start, end],
+        )
+        rows = await conn.execute_query_dict(
+            "INSERT INTO invoices (id, organization_id, managed_account_id, billing_period_id, currency,"
+            " status, payment_status, delivery_status, subtotal, adjustments, charges, total,"
+            " amount_paid, amount_refunded, created_at, updated_at)"
+            " SELECT gen_random_uuid(), a.organization_id, a.id, p.id, a.currency, 'READY_TO_INVOICE',"
+            " 'UNPAID', 'NOT_SENT', 0, 0, 0, 0, 0, 0, now(), now()"
+            " FROM managed_accounts a JOIN billing_periods p"
+            " ON p.organization_id = a.organization_id AND p.start_date = $2"
+            " WHERE a.organization_id = $1"
+            " ON CONFLICT (managed_account_id, billing_period_id) DO NOTHING RETURNING id",
+            [str(organization_id), start],
+        )
+        await InvoiceEvent.bulk_create(
+            [
+                InvoiceEvent(invoice_id=r["id"], actor_id=actor.user_id, actor_label=actor.label,
+                             kind="CREATED", to_status=InvoiceStatus.READY_TO_INVOICE.value,
+                             detail={"period": start.strftime("%Y-%m")})
+                for r in rows
+            ],
+            using_db=conn,
+        )
+    return len(rows)
+
+
+async def periods_to_close(now: datetime) -> list[tuple[Any, date]]:
+    """(organization, month) pairs whose previous month should be closed by `now`: from the
+    1st of a month in the organization's time zone, or from the 4th when it waits for late
+    AWS data (data ingestion delay)."""
+    due = []
+    for org in await Organization.all():
+        today = now.astimezone(ZoneInfo(org.timezone)).date()
+        if today.day < (4 if org.data_ingestion_delay else 1):
+            continue
+        previous = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+        if not await BillingPeriod.filter(
+            organization_id=org.id, start_date=previous, state=PeriodState.CLOSED
+        ).exists():
+            due.append((org.id, previous))
+    return due

@@ -224,8 +224,9 @@ async def _check_account(principal, account_id, connection) -> None:
     be deleted between this check and the write."""
     if account_id is None:
         return
-    found = await visible_accounts(principal).filter(id=account_id).select_for_update().using_db(connection).exists()
-    if not found:
+    # `.first()`, not `.exists()`: Tortoise drops FOR UPDATE from an EXISTS query.
+    found = await visible_accounts(principal).filter(id=account_id).select_for_update().using_db(connection).first()
+    if found is None:
         raise NotFound(f"No managed account with id {account_id}.", field="accountId")
 
 

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import strawberry
 
+from jobs import dispatch
 from models import invoices
-from models.errors import NotFound
+from models.errors import DomainError, NotFound
+from models.invoices import DeliveryStatus, actions
 from schema.context import Info
-from schema.invoices import Invoice, InvoiceConnection, InvoiceFilter, InvoiceOrder, InvoiceOrderField
+from schema.errors import ValidationError, user_error
+from schema.invoices import (
+    BulkInvoicePayload,
+    Invoice,
+    InvoiceActionResult,
+    InvoiceActionResults,
+    InvoiceConnection,
+    InvoiceFilter,
+    InvoiceOrder,
+    InvoiceOrderField,
+    InvoiceResendQueued,
+    ResendInvoicePayload,
+)
 from schema.nodes import node_uuid
 from schema.pagination import Direction, order_fields, paginate
-from schema.permissions import ANY_USER, requires
+from schema.permissions import ANY_USER, OWNERS, requires
 
 
 def _conditions(where: InvoiceFilter | None) -> invoices.InvoiceQuery:
@@ -67,3 +81,79 @@ class Query:
     async def invoice(self, info: Info, number: str) -> Invoice | None:
         row = await invoices.visible_invoices(info.context.principal).get_or_none(number=number.strip())
         return Invoice.from_model(row) if row else None
+
+
+def _results(outcomes) -> InvoiceActionResults:
+    return InvoiceActionResults(results=[
+        InvoiceActionResult(
+            id=gid, invoice=Invoice.from_model(o.invoice) if o.invoice else None,
+            error=user_error(o.error) if o.error else None,
+        )
+        for gid, o in outcomes
+    ])
+
+
+async def _bulk(info: Info, ids: list[strawberry.ID], operation) -> BulkInvoicePayload:
+    """Decode the ids (a bad one fails alone, as not found), run the domain operation, map."""
+    if len(ids) > actions.MAX_BULK:
+        return ValidationError(code="INVALID", message=f"At most {actions.MAX_BULK} ids at once.", field="ids")
+    decoded = []
+    for gid in ids:
+        try:
+            decoded.append(node_uuid(gid, "Invoice"))
+        except NotFound:
+            decoded.append(None)
+    outcomes = await operation(info.context.principal, decoded)
+    return _results(list(zip(ids, outcomes)))
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(
+        description="Generate invoices that are ready to invoice: each moves to GENERATING and "
+        "its PDF is made in the background.",
+        extensions=requires(*OWNERS),
+    )
+    async def generate_invoices(self, info: Info, ids: list[strawberry.ID]) -> BulkInvoicePayload:
+        payload = await _bulk(info, ids, lambda p, d: actions.request_generation(p, d, regenerate=False))
+        await _enqueue_generated(info, payload)
+        return payload
+
+    @strawberry.mutation(
+        description="Generate again invoices awaiting approval or in error (same number, new "
+        "revision). Approved invoices cannot be regenerated.",
+        extensions=requires(*OWNERS),
+    )
+    async def regenerate_invoices(self, info: Info, ids: list[strawberry.ID]) -> BulkInvoicePayload:
+        payload = await _bulk(info, ids, lambda p, d: actions.request_generation(p, d, regenerate=True))
+        await _enqueue_generated(info, payload)
+        return payload
+
+    @strawberry.mutation(
+        description="Approve invoices awaiting approval and e-mail them to the billing e-mails. "
+        "Approved invoices never change. Approving twice is harmless.",
+        extensions=requires(*OWNERS),
+    )
+    async def approve_invoices(self, info: Info, ids: list[strawberry.ID]) -> BulkInvoicePayload:
+        payload = await _bulk(info, ids, actions.approve)
+        if isinstance(payload, InvoiceActionResults):
+            for result in payload.results:
+                if result.invoice and result.invoice.model.delivery_status == DeliveryStatus.QUEUED:
+                    await dispatch.enqueue_send(info.context.redis, result.invoice.model.id)
+        return payload
+
+    @strawberry.mutation(description="E-mail an approved invoice again.", extensions=requires(*OWNERS))
+    async def resend_invoice(self, info: Info, id: strawberry.ID) -> ResendInvoicePayload:
+        try:
+            invoice = await actions.request_resend(info.context.principal, node_uuid(id, "Invoice"))
+        except DomainError as exc:
+            return user_error(exc)
+        await dispatch.enqueue_send(info.context.redis, invoice.id, attempt=str(invoice.updated_at.timestamp()))
+        return InvoiceResendQueued(invoice=Invoice.from_model(invoice))
+
+
+async def _enqueue_generated(info: Info, payload) -> None:
+    if isinstance(payload, InvoiceActionResults):
+        await dispatch.enqueue_generation(
+            info.context.redis, [r.invoice.model.id for r in payload.results if r.invoice]
+        )

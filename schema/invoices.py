@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Iterable
+from typing import Annotated, Iterable
 
 import strawberry
 from strawberry import relay
@@ -21,6 +21,7 @@ from models import User as UserModel
 from models import invoices as domain
 from models.currencies import round_money
 from schema.context import Info
+from schema.errors import InvalidTransitionError, NotFoundError, UserError, ValidationError
 from schema.managed_accounts import ManagedAccount
 from schema.nodes import scoped_nodes
 from schema.pagination import CountedConnection, Direction
@@ -255,3 +256,36 @@ class InvoiceFilter:
     search: str | None = strawberry.field(
         default=None, description="Part of an invoice number or of the customer's name."
     )
+
+
+@strawberry.type(description="The outcome for one id of a bulk request.")
+class InvoiceActionResult:
+    id: strawberry.ID = strawberry.field(description="The id as given.")
+    invoice: Invoice | None = strawberry.field(description="The invoice after the action, if it succeeded.")
+    error: UserError | None = strawberry.field(description="Why the action did not happen for this id.")
+
+
+@strawberry.type(description="Per-id outcomes of a bulk invoice action, in the order of the ids.")
+class InvoiceActionResults:
+    results: list[InvoiceActionResult] = strawberry.field(description="One entry per id.")
+
+    @strawberry.field(description="How many ids succeeded.")
+    def succeeded(self) -> int:
+        return sum(1 for r in self.results if r.error is None)
+
+
+BulkInvoicePayload = Annotated[
+    InvoiceActionResults | ValidationError,
+    strawberry.union("BulkInvoicePayload", description="Per-id outcomes, or why the request was refused."),
+]
+
+
+@strawberry.type(description="The invoice's e-mail was queued again.")
+class InvoiceResendQueued:
+    invoice: Invoice = strawberry.field(description="The invoice.")
+
+
+ResendInvoicePayload = Annotated[
+    InvoiceResendQueued | NotFoundError | InvalidTransitionError,
+    strawberry.union("ResendInvoicePayload", description="The result of `resendInvoice`."),
+]

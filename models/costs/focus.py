@@ -399,12 +399,14 @@ def parse_focus(text: str, progress: Callable[[int], None] | None = None) -> Foc
         raise CostFileRejected(problem.message, line=problem.line, column=problem.column)
 
     # FOCUS times are UTC, and so is the month: the one the billing period starts in.
-    month_of: dict[str, date] = {}
+    month_of: dict[str, str] = {}
+    values["billing_month"] = {}
     for start in set(starts):
         moment = start_of[start].astimezone(UTC)
-        month_of[start] = date(moment.year, moment.month, 1)
-    texts["billing_month"] = [month_of[start].isoformat() for start in starts]
-    values["billing_month"] = {month.isoformat(): month for month in month_of.values()}
+        month = date(moment.year, moment.month, 1)
+        month_of[start] = month.isoformat()
+        values["billing_month"][month_of[start]] = month
+    texts["billing_month"] = list(map(month_of.__getitem__, starts))
     texts["fingerprint"] = _fingerprints([texts[name] for name in _FIELDS], texts["extra"])
     return FocusFile(texts, values, count)
 

@@ -15,6 +15,7 @@ The order, written down once:
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -229,3 +230,116 @@ async def compute(ctx: Context) -> Draft:
     draft.issue_date = organization_today(ctx.organization.timezone)
     draft.due_date = draft.issue_date + timedelta(days=ctx.account.payment_terms_days)
     return draft
+
+
+def _address_lines(row: Any) -> list[str]:
+    city_line = " ".join(part for part in (row.city, row.region, row.postal_code) if part)
+    parts = (row.address_line1, row.address_line2, row.address_line3, row.address_line4, city_line, row.country)
+    return [part for part in parts if part]
+
+
+def _plain(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value.normalize():f}"
+
+
+def build_view(ctx: Context, draft: Draft, number: str, template_version: str) -> dict[str, Any]:
+    """Everything the invoice template prints, as plain JSON-ready values (kept on the
+    revision, so a revision can always be shown as it was)."""
+    profile, account, start = ctx.profile, ctx.account, ctx.period.start_date
+    logo = None
+    if profile.logo:
+        logo = f"data:{profile.logo_content_type};base64,{base64.b64encode(profile.logo).decode()}"
+    return {
+        "template_version": template_version,
+        "number": number,
+        "issue_date": draft.issue_date.isoformat(),
+        "due_date": draft.due_date.isoformat(),
+        "payment_terms_days": account.payment_terms_days,
+        "period": {
+            "label": start.strftime("%B %Y"),
+            "start": start.isoformat(),
+            "end": (ctx.period.end_date - timedelta(days=1)).isoformat(),
+        },
+        "currency": draft.currency,
+        "msp": {
+            "company_name": profile.company_name or ctx.organization.name,
+            "address_lines": _address_lines(profile),
+            "business_fields": profile.business_fields,
+            "banking_fields": profile.banking_fields,
+            "logo_data_url": logo,
+        },
+        "customer": {
+            "name": account.name,
+            "official_company_name": account.official_company_name or account.name,
+            "address_lines": _address_lines(account),
+            "business_fields": account.business_fields,
+            "po_number": account.po_number,
+            "billing_emails": account.billing_emails,
+        },
+        "lines": [
+            {
+                "description": line.description, "provider": line.provider, "service": line.service,
+                "quantity": _plain(line.quantity), "unit": line.unit,
+                "unit_price": _plain(round_money(line.unit_price, draft.currency)) if line.unit_price is not None else None,
+                "amount": str(line.amount),
+            }
+            for line in draft.usage
+        ],
+        "adjustments": [{"description": l.description, "amount": str(l.amount)} for l in draft.rule_lines],
+        "subtotal": str(draft.subtotal),
+        "charges": [
+            {"description": l.description, "amount": str(l.amount), "is_tax": l.kind == LineKind.TAX}
+            for l in draft.charge_lines
+        ],
+        "total": str(draft.total),
+        "exchange": None if draft.rate == 1 else {
+            "from": draft.cost_currency, "to": draft.currency, "rate": _plain(draft.rate),
+        },
+        "notes": None,
+    }
+
+
+async def store_revision(
+    invoice_id: Any, draft: Draft, view: dict[str, Any], pdf: dict[str, Any], actor: Any
+) -> Invoice | None:
+    """Freeze the draft as the invoice's next revision and move it to AWAITING_APPROVAL.
+    Returns None when the invoice is no longer GENERATING (a stale job: nothing is stored)."""
+    from tortoise.transactions import in_transaction
+
+    from models.invoices.lifecycle import transition
+    from models.invoices.tables import InvoiceLineItem, InvoiceRevision, InvoiceStatus
+
+    async with in_transaction() as conn:
+        invoice = await Invoice.select_for_update().using_db(conn).get(id=invoice_id)
+        if invoice.status != InvoiceStatus.GENERATING:
+            return None
+        revision = await InvoiceRevision.create(
+            invoice_id=invoice_id,
+            revision=await InvoiceRevision.filter(invoice_id=invoice_id).using_db(conn).count() + 1,
+            template_version=view["template_version"], currency=draft.currency,
+            cost_currency=draft.cost_currency, exchange_rate=draft.rate, subtotal=draft.subtotal,
+            adjustments=draft.adjustments, charges=draft.charges, total=draft.total,
+            issue_date=draft.issue_date, due_date=draft.due_date, snapshot=view,
+            pdf_path=pdf["path"], pdf_sha256=pdf["sha256"], pdf_size=pdf["size"], using_db=conn,
+        )
+        await InvoiceLineItem.bulk_create(
+            [
+                InvoiceLineItem(
+                    revision_id=revision.id, position=i, kind=line.kind, description=line.description[:1024],
+                    provider_name=line.provider, service_name=line.service, service_category=line.category,
+                    quantity=line.quantity, unit=line.unit, unit_price=line.unit_price, amount=line.amount,
+                )
+                for i, line in enumerate(draft.lines, start=1)
+            ],
+            using_db=conn,
+        )
+        return await transition(
+            invoice_id, "GENERATED", actor, connection=conn,
+            changes={
+                "current_revision_id": revision.id, "currency": draft.currency,
+                "subtotal": draft.subtotal, "adjustments": draft.adjustments, "charges": draft.charges,
+                "total": draft.total, "issue_date": draft.issue_date, "due_date": draft.due_date,
+                "error_message": None,
+            },
+            detail={"revision": revision.revision, "total": str(draft.total), "pdfSha256": pdf["sha256"]},
+        )

@@ -83,7 +83,7 @@ async def transition(
     params = [str(invoice_id), str(organization_id) if organization_id else None,
               [source.value for source in rule.sources], *_db_values(columns.values())]
     async with _transaction(connection) as conn:
-        rows = (await conn.execute_query(sql, params))[1]
+        rows = await conn.execute_query_dict(sql, params)
         query = Invoice.filter(id=invoice_id)
         if organization_id is not None:
             query = query.filter(organization_id=organization_id)

@@ -27,11 +27,11 @@ async def ensure_number(invoice_id: Any, year: int) -> str:
             " VALUES (gen_random_uuid(), $1, $2, 0) ON CONFLICT (organization_id, year) DO NOTHING",
             [str(org.id), year],
         )
-        rows = (await conn.execute_query(
+        rows = await conn.execute_query_dict(
             "UPDATE invoice_number_counters SET last_value = last_value + 1"
             " WHERE organization_id = $1 AND year = $2 RETURNING last_value",
             [str(org.id), year],
-        ))[1]
+        )
         number = format_number(org.invoice_prefix, year, rows[0]["last_value"])
         await Invoice.filter(id=invoice_id).using_db(conn).update(number=number)
         return number

@@ -1,0 +1,80 @@
+"""The generation job: compute, number, render HTML, print the PDF, store the revision.
+
+Failures a person must fix (no billing profile, no exchange rate) end in ERROR at once with
+the reason; anything else is retried with a growing delay, then ends in ERROR too. A sweeper
+re-enqueues invoices left GENERATING without a job (a worker killed mid-render), so none
+stays stuck."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from arq import Retry
+
+import storage
+from jobs import dispatch
+from jobs.rendering import TEMPLATE_VERSION, render_invoice_html
+from models.errors import DomainError
+from models.invoices import Invoice, InvoiceStatus
+from models.invoices.actions import fail_generation
+from models.invoices.generation import build_view, compute, load_context, store_revision
+from models.invoices.lifecycle import Actor
+from models.invoices.numbering import ensure_number
+from models.invoices.tables import InvoiceRevision
+
+log = logging.getLogger(__name__)
+WORKER = Actor.system("worker")
+MAX_TRIES = 4
+STUCK_AFTER = timedelta(minutes=2)
+GIVE_UP_AFTER = timedelta(minutes=30)
+
+
+async def generate_invoice(ctx: dict, invoice_id: str) -> str:
+    invoice = await Invoice.get_or_none(id=invoice_id)
+    if invoice is None or invoice.status != InvoiceStatus.GENERATING:
+        return "nothing to do"
+    try:
+        gen = await load_context(invoice_id)
+        draft = await compute(gen)
+        number = await ensure_number(invoice_id, draft.issue_date.year)
+        view = build_view(gen, draft, number, TEMPLATE_VERSION)
+        pdf = await ctx["pdf"].render(render_invoice_html(view))
+        revision = await InvoiceRevision.filter(invoice_id=invoice_id).count() + 1
+        path = f"invoices/{gen.organization.id}/{number}-r{revision}.pdf"
+        sha256 = storage.save(ctx["settings"], path, pdf)
+        stored = await store_revision(
+            invoice_id, draft, view, {"path": path, "sha256": sha256, "size": len(pdf)}, WORKER
+        )
+        return "generated" if stored else "superseded"
+    except DomainError as exc:
+        await fail_generation(invoice_id, exc.message, WORKER)
+        return "failed"
+    except Exception as exc:
+        if ctx.get("job_try", 1) < MAX_TRIES:
+            log.warning("generating %s failed (try %s), retrying: %r", invoice_id, ctx.get("job_try"), exc)
+            raise Retry(defer=2 * ctx.get("job_try", 1)) from exc
+        log.exception("generating %s failed for good", invoice_id)
+        await fail_generation(
+            invoice_id,
+            f"Generation failed {MAX_TRIES} times ({type(exc).__name__}). Regenerate to try "
+            "again; if it keeps failing, the worker's log has the details.",
+            WORKER,
+        )
+        return "failed"
+
+
+async def requeue_stuck(ctx: dict) -> int:
+    """Re-enqueue invoices GENERATING for a while: if their job still exists arq ignores the
+    duplicate id; if the job was lost with a worker, this starts it again. One that has been
+    generating for half an hour goes to ERROR instead of looping."""
+    now = datetime.now(timezone.utc)
+    stuck = Invoice.filter(status=InvoiceStatus.GENERATING)
+    for invoice_id in await stuck.filter(updated_at__lt=now - GIVE_UP_AFTER).values_list("id", flat=True):
+        await fail_generation(
+            invoice_id, "Generation did not finish in 30 minutes. Regenerate to try again.", WORKER
+        )
+    ids = await stuck.filter(updated_at__lt=now - STUCK_AFTER).values_list("id", flat=True)
+    await dispatch.enqueue_generation(ctx["redis"], ids)
+    return len(ids)

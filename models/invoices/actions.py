@@ -1,0 +1,107 @@
+"""What owners and the system do to invoices: generate, regenerate, approve, and record the
+outcome of background work. Each operation is per invoice; bulk requests report per id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from models.errors import DomainError, InvalidTransition, MissingBillingProfile, NotFound
+from models.invoices.lifecycle import Actor, transition
+from models.invoices.queries import visible_invoices
+from models.invoices.tables import DeliveryStatus, Invoice, InvoiceEvent, InvoiceStatus
+from models.managed_accounts import ManagedAccount
+
+MAX_BULK = 500
+
+
+@dataclass
+class Outcome:
+    """One id's result in a bulk request: the invoice, or why not."""
+
+    id: Any
+    invoice: Invoice | None = None
+    error: DomainError | None = None
+
+
+async def _each(principal, ids: list[Any], operation) -> list[Outcome]:
+    outcomes = []
+    for invoice_id in ids:
+        try:
+            if invoice_id is None:
+                raise NotFound("No such invoice.", field="ids")
+            if not await visible_invoices(principal).filter(id=invoice_id).exists():
+                raise NotFound("No such invoice.", field="ids")
+            outcomes.append(Outcome(invoice_id, invoice=await operation(invoice_id)))
+        except DomainError as exc:
+            outcomes.append(Outcome(invoice_id, error=exc))
+    return outcomes
+
+
+async def request_generation(principal, ids: list[Any], *, regenerate: bool) -> list[Outcome]:
+    """Move each invoice to GENERATING (one conditional UPDATE: of two racing requests, one
+    wins). The caller enqueues a job for each success, after this returns."""
+    actor = Actor(user_id=principal.user.id)
+
+    async def one(invoice_id):
+        invoice = await Invoice.get(id=invoice_id)
+        account = await ManagedAccount.get(id=invoice.managed_account_id)
+        if account.billing_profile_id is None:
+            raise MissingBillingProfile(
+                f"{account.name} has no billing profile: choose one on the managed account first.",
+                field="ids",
+            )
+        return await transition(
+            invoice_id, "REGENERATE" if regenerate else "GENERATE", actor,
+            organization_id=principal.organization_id, changes={"error_message": None},
+        )
+
+    return await _each(principal, ids, one)
+
+
+async def approve(principal, ids: list[Any]) -> list[Outcome]:
+    """Approve and queue the e-mail. Approving an approved invoice again changes nothing."""
+    actor = Actor(user_id=principal.user.id)
+
+    async def one(invoice_id):
+        try:
+            return await transition(
+                invoice_id, "APPROVE", actor, organization_id=principal.organization_id,
+                changes={"approved_at": datetime.now(timezone.utc), "delivery_status": DeliveryStatus.QUEUED},
+            )
+        except InvalidTransition:
+            invoice = await Invoice.get(id=invoice_id)
+            if invoice.status == InvoiceStatus.APPROVED:
+                return invoice
+            raise
+
+    return await _each(principal, ids, one)
+
+
+async def fail_generation(invoice_id: Any, message: str, actor: Actor) -> Invoice | None:
+    """GENERATING -> ERROR with a message a person can act on; None if it moved on already."""
+    try:
+        return await transition(
+            invoice_id, "FAILED", actor, changes={"error_message": message}, detail={"error": message}
+        )
+    except InvalidTransition:
+        return None
+
+
+async def request_resend(principal, invoice_id: Any) -> Invoice:
+    """Queue the approved invoice's e-mail again (the timeline records who asked)."""
+    invoice = await visible_invoices(principal).get_or_none(id=invoice_id) if invoice_id else None
+    if invoice is None:
+        raise NotFound("No such invoice.", field="id")
+    if invoice.status != InvoiceStatus.APPROVED:
+        raise InvalidTransition("Only an approved invoice can be sent.", field="id")
+    now = datetime.now(timezone.utc)
+    async with in_transaction() as conn:
+        await Invoice.filter(id=invoice.id).using_db(conn).update(delivery_status=DeliveryStatus.QUEUED, updated_at=now)
+        await InvoiceEvent.create(
+            invoice_id=invoice.id, actor_id=principal.user.id, kind="RESEND_REQUESTED", using_db=conn
+        )
+    return await Invoice.get(id=invoice.id)
