@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from datetime import date
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -447,3 +448,97 @@ async def _create_token(email: str, days: int, name: str) -> str:
 
 if __name__ == "__main__":
     app()
+
+
+# --- the invoice pipeline --------------------------------------------------------------------
+
+
+def _month(value: str) -> date:
+    try:
+        year, month = value.split("-")
+        return date(int(year), int(month), 1)
+    except ValueError:
+        raise typer.BadParameter(f"'{value}' is not a month; write YYYY-MM.") from None
+
+
+@app.command("close-period")
+def close_period(
+    month: str = typer.Argument(..., help="The month to close, YYYY-MM."),
+    organization: str | None = typer.Option(None, help="Organization name or id (default: the only one)."),
+) -> None:
+    """Close a past month: every managed account gets a READY_TO_INVOICE invoice."""
+    settings = _settings()
+    created = _run(settings, functools.partial(_close_period, _month(month), organization))
+    console.print(f"[green]{month} closed[/green]: {created} invoices ready to invoice.")
+
+
+async def _close_period(month, organization_ref: str | None) -> int:
+    from models.billing_periods import close_period as close
+    from models.invoices.lifecycle import Actor
+
+    organization = await _organization(organization_ref)
+    return await close(organization.id, month, Actor.system("cli"), must_be_past=True)
+
+
+@app.command()
+def generate(
+    month: str = typer.Argument(..., help="Generate this month's ready invoices, YYYY-MM."),
+    organization: str | None = typer.Option(None, help="Organization name or id (default: the only one)."),
+    wait: bool = typer.Option(True, help="Wait until the worker has generated them all."),
+) -> None:
+    """Generate every READY_TO_INVOICE invoice of a month (the worker renders the PDFs)."""
+    settings = _settings()
+    table = _run(settings, functools.partial(_generate, settings, _month(month), organization, wait))
+    console.print(table)
+
+
+async def _generate(settings: Settings, month, organization_ref: str | None, wait: bool) -> Table:
+    import broker
+    from jobs import dispatch
+    from models.invoices import Invoice, InvoiceStatus
+    from models.invoices.actions import start_generation
+    from models.invoices.lifecycle import Actor
+
+    organization = await _organization(organization_ref)
+    ready = Invoice.filter(organization_id=organization.id, billing_period__start_date=month)
+    ids, refused = [], []
+    for invoice_id in await ready.filter(status=InvoiceStatus.READY_TO_INVOICE).values_list("id", flat=True):
+        try:
+            ids.append((await start_generation(invoice_id, organization.id, Actor.system("cli"))).id)
+        except DomainError as exc:
+            refused.append(exc.message)
+    redis = await broker.connect(settings)
+    try:
+        await dispatch.enqueue_generation(redis, ids)
+    finally:
+        await redis.aclose()
+    for message in refused:
+        errors.print(f"[yellow]{escape(message)}[/yellow]")
+    if wait and ids:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as bar:
+            task = bar.add_task("Generating", total=len(ids))
+            while (pending := await Invoice.filter(id__in=ids, status=InvoiceStatus.GENERATING).count()):
+                bar.update(task, completed=len(ids) - pending, description=f"Generating: {pending} to go")
+                await asyncio.sleep(0.5)
+    table = Table("Invoice", "Customer", "Status", "Total", title=f"{month:%Y-%m}")
+    for invoice in await ready.filter(id__in=ids).prefetch_related("managed_account").order_by("number"):
+        table.add_row(invoice.number or "", invoice.managed_account.name, invoice.status.value,
+                      f"{_money(invoice.total)} {invoice.currency}")
+    return table
+
+
+@app.command()
+def schema(check: bool = typer.Option(False, help="Only check that schema.graphql is current.")) -> None:
+    """Write the GraphQL SDL to schema.graphql (the SPA developer's manual)."""
+    from schema.root import sdl
+
+    target = Path(__file__).resolve().parent / "schema.graphql"
+    text = sdl()
+    if check:
+        if target.read_text() != text:
+            errors.print("[red]schema.graphql is out of date: run `invoicing schema`.[/red]")
+            raise typer.Exit(1)
+        console.print("schema.graphql is current.")
+        return
+    target.write_text(text)
+    console.print(f"[green]wrote[/green] {target}")

@@ -13,6 +13,7 @@ from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
 from models.base import enum_check
+from models.errors import ValidationFailed
 from models.invoices.lifecycle import Actor
 from models.organizations import Organization
 from models.invoices.tables import InvoiceEvent, InvoiceStatus
@@ -68,11 +69,16 @@ def month_bounds(month: date) -> tuple[date, date]:
     return start, (start + timedelta(days=32)).replace(day=1)
 
 
-async def close_period(organization_id: Any, month: date, actor: Actor) -> int:
+async def close_period(organization_id: Any, month: date, actor: Actor, *, must_be_past: bool = False) -> int:
     """Close the month and give every managed account its READY_TO_INVOICE invoice.
     Closing again changes nothing but adds invoices for accounts created since. Returns how
-    many invoices this call created."""
+    many invoices this call created. With `must_be_past`, a month that has not ended yet in
+    the organization's time zone is refused."""
     start, end = month_bounds(month)
+    if must_be_past:
+        org = await Organization.get(id=organization_id)
+        if end > datetime.now(ZoneInfo(org.timezone)).date():
+            raise ValidationFailed(f"{start:%Y-%m} has not ended yet.", field="month")
     async with in_transaction() as conn:
         await conn.execute_query(
             "INSERT INTO billing_periods (id, organization_id, start_date, end_date, state, closed_at, created_at)"

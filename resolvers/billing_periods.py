@@ -5,17 +5,23 @@ from __future__ import annotations
 import strawberry
 
 from models import billing_periods
+from models.errors import DomainError
+from models.invoices.lifecycle import Actor
 from schema.billing_periods import (
     BillingPeriod,
+    BillingPeriodClosed,
     BillingPeriodConnection,
     BillingPeriodFilter,
     BillingPeriodOrder,
     BillingPeriodOrderField,
+    CloseBillingPeriodPayload,
     filtered,
 )
+from schema.errors import user_error
+from schema.scalars import Month
 from schema.context import Info
 from schema.pagination import Direction, order_fields, paginate
-from schema.permissions import MSP_USERS, requires
+from schema.permissions import MSP_USERS, OWNERS, requires
 
 
 @strawberry.type
@@ -38,3 +44,23 @@ class Query:
             max_page_size=info.context.settings.max_page_size,
             first=first, after=after, last=last, before=before,
         )
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(
+        description="Close a past month now (the scheduler does it on the 1st, or the 4th with "
+        "the data ingestion delay): every managed account gets a READY_TO_INVOICE invoice. "
+        "Closing again changes nothing.",
+        extensions=requires(*OWNERS),
+    )
+    async def close_billing_period(self, info: Info, month: Month) -> CloseBillingPeriodPayload:
+        principal = info.context.principal
+        try:
+            created = await billing_periods.close_period(
+                principal.organization_id, month, Actor(user_id=principal.user.id), must_be_past=True
+            )
+        except DomainError as exc:
+            return user_error(exc)
+        period = await billing_periods.visible_periods(principal).get(start_date=month)
+        return BillingPeriodClosed(billing_period=BillingPeriod.from_model(period), invoices_created=created)

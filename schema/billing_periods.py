@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from enum import Enum
-from typing import Iterable
+from typing import Annotated, Iterable
 
 import strawberry
 from strawberry import relay
@@ -13,6 +13,7 @@ from models import BillingPeriod as BillingPeriodModel
 from models import Invoice as InvoiceModel
 from models.billing_periods import PeriodState, visible_periods
 from schema.context import Info
+from schema.errors import ValidationError
 from schema.nodes import scoped_nodes
 from schema.pagination import CountedConnection, Direction
 from schema.scalars import Month
@@ -86,3 +87,17 @@ def filtered(query, where: BillingPeriodFilter | None):
     if where.to is not None:
         query = query.filter(start_date__lte=where.to)
     return query
+
+
+@strawberry.type(description="The month is closed; every managed account has its invoice.")
+class BillingPeriodClosed:
+    billing_period: BillingPeriod = strawberry.field(description="The closed month.")
+    invoices_created: int = strawberry.field(
+        description="Invoices this call created (0 when the month was already closed)."
+    )
+
+
+CloseBillingPeriodPayload = Annotated[
+    BillingPeriodClosed | ValidationError,
+    strawberry.union("CloseBillingPeriodPayload", description="The result of `closeBillingPeriod`."),
+]

@@ -26,7 +26,7 @@ class Query(auth.Query, billing_profiles.Query, exchange_rates.Query, invoices.Q
 @strawberry.type(description="Writes. Each answers a payload union of success or typed errors.")
 class Mutation(
     auth.Mutation, billing_profiles.Mutation, exchange_rates.Mutation, billing_rules.Mutation,
-    invoices.Mutation,
+    invoices.Mutation, billing_periods.Mutation,
 ):
     pass
 

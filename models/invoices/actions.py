@@ -28,12 +28,12 @@ class Outcome:
 
 
 async def _each(principal, ids: list[Any], operation) -> list[Outcome]:
+    """Run `operation` on each id the principal may see; others fail alone, as not found."""
+    visible = set(await visible_invoices(principal).filter(id__in=[i for i in ids if i]).values_list("id", flat=True))
     outcomes = []
     for invoice_id in ids:
         try:
-            if invoice_id is None:
-                raise NotFound("No such invoice.", field="ids")
-            if not await visible_invoices(principal).filter(id=invoice_id).exists():
+            if invoice_id not in visible:
                 raise NotFound("No such invoice.", field="ids")
             outcomes.append(Outcome(invoice_id, invoice=await operation(invoice_id)))
         except DomainError as exc:
@@ -41,25 +41,28 @@ async def _each(principal, ids: list[Any], operation) -> list[Outcome]:
     return outcomes
 
 
-async def request_generation(principal, ids: list[Any], *, regenerate: bool) -> list[Outcome]:
-    """Move each invoice to GENERATING (one conditional UPDATE: of two racing requests, one
-    wins). The caller enqueues a job for each success, after this returns."""
-    actor = Actor(user_id=principal.user.id)
-
-    async def one(invoice_id):
-        invoice = await Invoice.get(id=invoice_id)
-        account = await ManagedAccount.get(id=invoice.managed_account_id)
-        if account.billing_profile_id is None:
-            raise MissingBillingProfile(
-                f"{account.name} has no billing profile: choose one on the managed account first.",
-                field="ids",
-            )
-        return await transition(
-            invoice_id, "REGENERATE" if regenerate else "GENERATE", actor,
-            organization_id=principal.organization_id, changes={"error_message": None},
+async def start_generation(invoice_id: Any, organization_id: Any, actor: Actor, *, regenerate: bool = False) -> Invoice:
+    """Move the invoice to GENERATING (one conditional UPDATE: of two racing requests, one
+    wins). The caller enqueues its job once this has committed."""
+    invoice = await Invoice.get(id=invoice_id, organization_id=organization_id)
+    account = await ManagedAccount.get(id=invoice.managed_account_id)
+    if account.billing_profile_id is None:
+        raise MissingBillingProfile(
+            f"{account.name} has no billing profile: choose one on the managed account first.",
+            field="ids",
         )
+    return await transition(
+        invoice_id, "REGENERATE" if regenerate else "GENERATE", actor,
+        organization_id=organization_id, changes={"error_message": None},
+    )
 
-    return await _each(principal, ids, one)
+
+async def request_generation(principal, ids: list[Any], *, regenerate: bool) -> list[Outcome]:
+    actor = Actor(user_id=principal.user.id)
+    return await _each(
+        principal, ids,
+        lambda invoice_id: start_generation(invoice_id, principal.organization_id, actor, regenerate=regenerate),
+    )
 
 
 async def approve(principal, ids: list[Any]) -> list[Outcome]:
