@@ -70,7 +70,8 @@ class UnmatchedSubAccount:
             "providerName": self.provider_name,
             "currency": self.currency,
             "rows": self.rows,
-            "billedCost": str(self.billed_cost),
+            # Fixed-point text, never 8E-7: JSON readers take it for what it says.
+            "billedCost": f"{self.billed_cost:f}",
         }
 
 
@@ -265,6 +266,7 @@ def _group(parsed: FocusFile) -> _Groups:
 
 
 def _unmatched(groups: _Groups, account_of: dict[str, uuid.UUID]) -> tuple[UnmatchedSubAccount, ...]:
+    """The groups of sub-accounts outside `account_of`, per sub-account and currency."""
     merged: dict[tuple[str, str], list[Any]] = {}
     for (sub_account_id, _, currency), (rows, cost, name, provider) in groups.items():
         if sub_account_id in account_of:
@@ -280,6 +282,7 @@ def _unmatched(groups: _Groups, account_of: dict[str, uuid.UUID]) -> tuple[Unmat
 
 
 def _totals(groups: _Groups, account_of: dict[str, uuid.UUID]) -> tuple[AccountMonthTotal, ...]:
+    """The groups summed per managed account (None for the unclaimed), month and currency."""
     merged: dict[tuple[uuid.UUID | None, date, str], list[Any]] = {}
     for (sub_account_id, month, currency), (rows, cost, _, _) in groups.items():
         entry = merged.setdefault((account_of.get(sub_account_id), month, currency), [0, Decimal(0)])
