@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -46,17 +46,27 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(
         None, description="Signs download links; default a random key kept in DATA_DIR."
     )
-    public_url: str = Field("http://127.0.0.1:8000", description="Base of signed links.")
     host: str = "127.0.0.1"
     port: int = 8000
+    public_url: str = Field("", description="Base of signed links; default http://HOST:PORT.")
     allowed_origins: list[str] = Field(
-        default_factory=lambda: ["http://127.0.0.1:8000", "http://localhost:8000"],
-        description="Browser origins allowed to open WebSockets and call the API (CORS).",
+        default_factory=list,
+        description="Browser origins allowed to open WebSockets and call the API (CORS); "
+        "default PUBLIC_URL and http://localhost:PORT.",
     )
     session_token_hours: int = Field(12, gt=0, description="Lifetime of a login session token.")
     api_token_days: int = Field(365, gt=0, description="Default lifetime of an API token.")
     max_page_size: int = Field(100, gt=0, description="Cap on `first`/`last` of connections.")
     max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Cap on a cost upload.")
+
+    @model_validator(mode="after")
+    def _derive_addresses(self) -> Settings:
+        # Changing PORT alone keeps links, GraphiQL's address and CORS consistent.
+        if not self.public_url:
+            self.public_url = f"http://{self.host}:{self.port}"
+        if not self.allowed_origins:
+            self.allowed_origins = list(dict.fromkeys([self.public_url, f"http://localhost:{self.port}"]))
+        return self
 
     @property
     def storage_path(self) -> Path:
