@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import json
 import logging
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
 
 from settings import Settings
 
@@ -24,11 +27,21 @@ log = logging.getLogger(__name__)
 EMBEDDED_DATABASE = "invoicing"
 
 
+def _forget_dead_users(pgdata: Path) -> None:
+    """pgserver stops the server when the last process using it exits, counting users in a
+    file; a process that was killed never leaves it. Drop those, so the count stays true."""
+    handles = pgdata / ".handle_pids.json"
+    if handles.exists():
+        handles.write_text(json.dumps([pid for pid in json.loads(handles.read_text()) if psutil.pid_exists(pid)]))
+
+
 def _postgres_url(data_dir: Path) -> str:
     import pgserver
 
+    pgdata = data_dir.resolve() / "postgres"
+    _forget_dead_users(pgdata)
     # "stop" mode: the server stops when the last process that asked for it exits.
-    server = pgserver.get_server(data_dir.resolve() / "postgres", cleanup_mode="stop")
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
     exists = server.psql(
         f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';"
     )
