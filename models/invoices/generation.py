@@ -280,7 +280,8 @@ def build_view(ctx: Context, draft: Draft, number: str, template_version: str) -
             {
                 "description": line.description, "provider": line.provider, "service": line.service,
                 "quantity": _plain(line.quantity), "unit": line.unit,
-                "unit_price": _plain(round_money(line.unit_price, draft.currency)) if line.unit_price is not None else None,
+                # Cloud unit prices are often fractions of a cent: keep them (to 10 places).
+                "unit_price": _plain(line.unit_price.quantize(Decimal("1e-10"))) if line.unit_price is not None else None,
                 "amount": str(line.amount),
             }
             for line in draft.usage

@@ -1,0 +1,413 @@
+"""Rendering: the view to HTML (pure), then HTML to PDF in a real Chromium, where the HTML
+is treated as hostile: nothing may leave the browser, no file may be read, no script may run."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import io
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from jobs.pdf import DEBIAN_CHROMIUM, PdfRenderer, browser_environment, chromium_executable
+from jobs.rendering import (
+    TEMPLATE_VERSION,
+    format_date,
+    format_money,
+    format_price,
+    format_quantity,
+    render_invoice_html,
+    sample_view,
+)
+
+SCRIPT = "<script>alert(1)</script>"
+ESCAPED_SCRIPT = "&lt;script&gt;alert(1)&lt;/script&gt;"
+MARKER = "VISIBLE-MARKER-7351"
+PASSWD = "root:x:0:0"
+
+
+def pdf_text(pdf: bytes) -> str:
+    """The PDF's text with whitespace collapsed, so that wrapped lines still match."""
+    reader = PdfReader(io.BytesIO(pdf))
+    return " ".join(" ".join(page.extract_text() for page in reader.pages).split())
+
+
+def page_texts(pdf: bytes) -> list[str]:
+    return [" ".join(page.extract_text().split()) for page in PdfReader(io.BytesIO(pdf)).pages]
+
+
+def hostile_view(text: str) -> dict:
+    """The sample view with `text` in every field a customer or an MSP can type."""
+    view = sample_view()
+    msp, customer = view["msp"], view["customer"]
+    msp["company_name"] = f"Acme {text}"
+    msp["address_lines"] = [text, f"Street {text}"]
+    msp["business_fields"] = [{"key": text, "value": text}]
+    msp["banking_fields"] = [{"key": f"IBAN {text}", "value": text}]
+    customer["name"] = text
+    customer["official_company_name"] = f"Customer {text}"
+    customer["address_lines"] = [text]
+    customer["business_fields"] = [{"key": text, "value": text}]
+    customer["po_number"] = text
+    customer["billing_emails"] = [text]
+    for line in view["lines"]:
+        line.update(description=text, provider=text, service=text, unit=text)
+    for row in view["adjustments"] + view["charges"]:
+        row["description"] = text
+    view["notes"] = text
+    return view
+
+
+@pytest.fixture(scope="module")
+async def renderer(settings):
+    async with PdfRenderer(settings, pool_size=2) as pdf:
+        yield pdf
+
+
+@pytest.fixture
+async def spy():
+    """A real HTTP server on 127.0.0.1 that records every connection and request line."""
+    seen: list[str] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append("connection")
+        try:
+            line = await asyncio.wait_for(reader.readline(), 2)
+            seen.append(line.decode(errors="replace").strip())
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 14\r\n\r\n<p>LEAKED</p>\n")
+            await writer.drain()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}", seen
+    server.close()
+    await server.wait_closed()
+
+
+# -- HTML ---------------------------------------------------------------------------------
+
+
+def test_every_field_is_escaped():
+    html = render_invoice_html(hostile_view(SCRIPT))
+
+    assert "<script" not in html
+    assert ESCAPED_SCRIPT in html
+    assert "Acme " + ESCAPED_SCRIPT in html
+    assert "Customer " + ESCAPED_SCRIPT in html
+
+
+def test_quotes_cannot_leave_an_attribute():
+    view = sample_view()
+    view["msp"]["logo_data_url"] = 'data:image/png;base64,x" onerror="alert(1)'
+
+    html = render_invoice_html(view)
+
+    assert 'onerror="alert(1)' not in html
+    assert "x&#34; onerror=&#34;alert(1)" in html
+
+
+@pytest.mark.parametrize("logo", ["http://127.0.0.1:9/logo.png", "file:///etc/passwd", "javascript:alert(1)"])
+def test_a_logo_that_is_not_a_data_image_is_left_out(logo):
+    view = sample_view()
+    view["msp"]["logo_data_url"] = logo
+
+    html = render_invoice_html(view)
+
+    assert logo not in html
+    assert "<img" not in html
+
+
+def test_html_carries_the_invoice():
+    view = sample_view()
+
+    html = render_invoice_html(view)
+
+    assert view["template_version"] == TEMPLATE_VERSION
+    assert view["msp"]["logo_data_url"] in html
+    for text in (
+        "INV-2024-0042", "Northwind Cloud Services GmbH", "Friedrichstraße 68", "DE 298 114 537",
+        "Contoso Retail Europe B.V.", "Herengracht 182", "NL 8531 42 976 B01", "PO-77821",
+        "1 October 2024", "31 October 2024", "Net 30", "September 2024", "1 September 2024",
+        "30 September 2024", "AWS Activate credit", "-150.00", "Managed services fee 8% (Azure, GCP)",
+        "VAT 19%", "229.74", "Support plan", "1,209.17", "EUR 1,483.91",
+        "1 USD = 0.921 EUR", "DE89 3704 0044 0532 0130 00", "COBADEFFXXX",
+        "2,184 Hrs", "0.1766", "385.69", "1,250,000 vCPU-s", "0.0000221",
+    ):
+        assert text in html, text
+    for line in view["lines"]:
+        assert line["description"] in html
+        assert line["provider"] in html and line["service"] in html
+
+
+def test_optional_parts_are_left_out():
+    view = sample_view()
+    view.update(exchange=None, notes=None, adjustments=[], charges=[], payment_terms_days=None)
+    view["msp"]["logo_data_url"] = None
+    view["customer"]["po_number"] = None
+    view["lines"][0].update(quantity=None, unit=None, unit_price=None)
+
+    html = render_invoice_html(view)
+
+    for absent in ("converted from", "Notes", "Adjustments", "Net ", "PO number", "<img"):
+        assert absent not in html
+
+
+def test_zero_day_terms_read_due_on_receipt():
+    view = sample_view()
+    view["payment_terms_days"] = 0
+
+    assert "Due on receipt" in render_invoice_html(view)
+
+
+def test_a_missing_field_is_an_error_not_a_blank():
+    view = sample_view()
+    del view["customer"]["official_company_name"]
+
+    with pytest.raises(Exception, match="official_company_name"):
+        render_invoice_html(view)
+
+
+def test_an_unknown_template_version_is_refused():
+    with pytest.raises(ValueError, match="template version"):
+        render_invoice_html(dict(sample_view(), template_version="../../etc/passwd"))
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "expected"),
+    [
+        ("1234.56", "EUR", "1,234.56"),
+        ("1234.5", "USD", "1,234.50"),
+        ("-1234.56", "USD", "-1,234.56"),
+        ("0", "USD", "0.00"),
+        ("-0.00", "USD", "0.00"),
+        ("1234567", "JPY", "1,234,567"),
+        ("-12.345", "KWD", "-12.345"),
+    ],
+)
+def test_money(amount, currency, expected):
+    assert format_money(amount, currency) == expected
+
+
+def test_prices_quantities_and_dates():
+    assert format_price("0.0000221", "USD") == "0.0000221"
+    assert format_price("3", "USD") == "3.00"
+    assert format_price("1500", "JPY") == "1,500"
+    assert format_quantity("1250000") == "1,250,000"
+    assert format_quantity("4210.500") == "4,210.5"
+    assert format_quantity("1E+3") == "1,000"
+    assert format_date("2024-10-01") == "1 October 2024"
+    assert format_date("2024-02-29") == "29 February 2024"
+
+
+# -- Browser set-up -----------------------------------------------------------------------
+
+
+def test_chromium_is_chosen_in_order(settings, tmp_path):
+    managed = tmp_path / "chrome"
+    managed.write_text("")
+
+    assert chromium_executable(settings.model_copy(update={"chromium_path": "/opt/c"}), str(managed)) == "/opt/c"
+    assert chromium_executable(settings, str(managed)) == str(managed)
+    assert chromium_executable(settings, str(tmp_path / "not-installed")) == DEBIAN_CHROMIUM
+
+
+def test_the_browser_gets_its_own_environment(settings):
+    env = browser_environment(settings)
+
+    assert set(env) == {"HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"}
+    for folder in env.values():
+        assert Path(folder).is_relative_to(settings.data_dir.resolve() / "chromium")
+        assert Path(folder).is_dir()
+
+
+# -- PDF ----------------------------------------------------------------------------------
+
+
+async def test_pdf_shows_the_invoice(renderer):
+    view = sample_view()
+
+    pdf = await renderer.render(render_invoice_html(view))
+
+    assert pdf.startswith(b"%PDF-")
+    text = pdf_text(pdf)
+    for expected in ("INV-2024-0042", "Contoso Retail Europe B.V.", "EUR 1,483.91", "PO-77821", "Net 30"):
+        assert expected in text
+    for line in view["lines"]:
+        assert line["description"] in text
+
+
+async def test_a_long_invoice_repeats_the_table_header(renderer):
+    view = sample_view()
+    view["lines"] = [dict(view["lines"][0], description=f"Line item {n:03d}") for n in range(200)]
+
+    pdf = await renderer.render(render_invoice_html(view))
+
+    pages = page_texts(pdf)
+    assert len(pages) > 1
+    with_items = [text for text in pages if "Line item" in text]
+    assert len(with_items) > 1
+    assert all("UNIT PRICE" in text for text in with_items)
+    assert all(f"Line item {n:03d}" in " ".join(pages) for n in range(200))
+
+
+async def test_fields_with_markup_stay_text_and_fetch_nothing(renderer, spy):
+    url, seen = spy
+    payloads = [
+        f"<img src={url}/x>",
+        f"<link rel=stylesheet href={url}/css>",
+        "<iframe src=file:///etc/passwd></iframe>",
+        f'<meta http-equiv="refresh" content="0;url={url}/r">',
+        "<object data=file:///etc/passwd></object>",
+        f"<div style=\"background:url('{url}/bg')\">x</div>",
+        "x</style><style>body{background:url(" + url + "/css-url)}</style>",
+    ]
+    view = hostile_view(" ".join(payloads))
+
+    pdf = await renderer.render(render_invoice_html(view))
+    await asyncio.sleep(0.5)
+
+    assert seen == []
+    text = pdf_text(pdf)
+    assert "INV-2024-0042" in text
+    assert f"<img src={url}/x>" in text
+    assert PASSWD not in text
+
+
+RAW_ATTACKS = {
+    "img": "<img src={url}/img>",
+    "img-srcset": '<img srcset="{url}/srcset 1x">',
+    "svg-image": '<svg width="10" height="10"><image href="{url}/svg"/></svg>',
+    "stylesheet": "<link rel=stylesheet href={url}/css>",
+    "prefetch": "<link rel=prefetch href={url}/prefetch>",
+    "preload": "<link rel=preload as=image href={url}/preload>",
+    "preconnect": "<link rel=preconnect href={url}/><link rel=dns-prefetch href={url}/>",
+    "css-url": "<style>body {{ background: url({url}/css-url) }}</style>",
+    "css-import": "<style>@import url({url}/import);</style>",
+    "font-face": "<style>@font-face {{ font-family: x; src: url({url}/font) }} p {{ font-family: x }}</style>",
+    "inline-style-url": "<div style=\"background-image: url('{url}/inline')\">.</div>",
+    "iframe-http": "<iframe src={url}/iframe></iframe>",
+    "iframe-file": "<iframe src=file:///etc/passwd></iframe>",
+    "object-file": "<object data=file:///etc/passwd></object>",
+    "embed": "<embed src={url}/embed>",
+    "media": "<video src={url}/video></video><audio src={url}/audio></audio>",
+    "meta-refresh": '<meta http-equiv="refresh" content="0;url={url}/refresh">',
+    "meta-refresh-file": '<meta http-equiv="refresh" content="0;url=file:///etc/passwd">',
+    "base-href": "<base href={url}/base/><img src=relative.png>",
+}
+
+
+@pytest.mark.parametrize("attack", list(RAW_ATTACKS))
+async def test_raw_html_cannot_reach_out_or_read_files(renderer, spy, attack):
+    url, seen = spy
+    html = f"<!DOCTYPE html><html><head>{RAW_ATTACKS[attack].format(url=url)}</head><body><p>{MARKER}</p></body></html>"
+
+    pdf = await renderer.render(html)
+    await asyncio.sleep(0.3)  # a meta refresh or a prefetch fires after load
+    again = await renderer.render(f"<p>{MARKER} again</p>")
+
+    assert seen == []
+    text = pdf_text(pdf)
+    assert MARKER in text
+    assert PASSWD not in text
+    assert "LEAKED" not in text
+    assert f"{MARKER} again" in pdf_text(again)
+
+
+async def test_all_attacks_at_once_in_the_body(renderer, spy):
+    url, seen = spy
+    body = "".join(attack.format(url=url) for attack in RAW_ATTACKS.values())
+
+    pdf = await renderer.render(f"<html><body><p>{MARKER}</p>{body}</body></html>")
+    await asyncio.sleep(0.5)
+
+    assert seen == []
+    text = pdf_text(pdf)
+    assert MARKER in text and PASSWD not in text
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "<script>document.body.innerHTML='JS RAN'</script>",
+        "<img src=data:, onerror=\"document.body.innerHTML='JS RAN'\">",
+        "<body onload=\"document.body.innerHTML='JS RAN'\">",
+    ],
+)
+async def test_javascript_does_not_run(renderer, script):
+    pdf = await renderer.render(f"<html><body><p>{MARKER}</p>{script}</body></html>")
+
+    text = pdf_text(pdf)
+    assert MARKER in text
+    assert "JS RAN" not in text
+
+
+async def test_pages_are_reused_and_a_failed_page_is_replaced(settings, monkeypatch):
+    html = render_invoice_html(sample_view())
+    async with PdfRenderer(settings, pool_size=2) as pdf:
+        results = await asyncio.gather(*(pdf.render(html) for _ in range(20)))
+
+        assert all(result.startswith(b"%PDF-") for result in results)
+        assert (pdf.renders, pdf.pages_created, pdf.pages_replaced) == (20, 2, 0)
+
+        monkeypatch.setattr("jobs.pdf.RENDER_TIMEOUT_MS", 1)
+        with pytest.raises(Exception, match="Timeout"):
+            await pdf.render(html)
+        monkeypatch.undo()
+
+        results = await asyncio.gather(*(pdf.render(html) for _ in range(4)))
+        assert all(result.startswith(b"%PDF-") for result in results)
+        assert (pdf.renders, pdf.pages_created, pdf.pages_replaced) == (24, 3, 1)
+
+
+async def test_a_crashed_browser_is_started_again(settings):
+    async with PdfRenderer(settings, pool_size=1) as pdf:
+        await pdf._browser.close()  # as if Chromium had died under the worker
+
+        result = await pdf.render(f"<p>{MARKER}</p>")
+
+        assert MARKER in pdf_text(result)
+        assert (pdf.pages_created, pdf.renders) == (2, 1)
+
+
+async def test_a_render_cut_short_gives_its_page_back(settings):
+    async with PdfRenderer(settings, pool_size=1) as pdf:
+        task = asyncio.create_task(pdf.render(render_invoice_html(sample_view())))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+        result = await asyncio.wait_for(pdf.render(f"<p>{MARKER}</p>"), 10)
+
+        assert MARKER in pdf_text(result)
+
+
+def test_the_view_is_not_changed_by_rendering():
+    view = sample_view()
+    before = copy.deepcopy(view)
+
+    render_invoice_html(view)
+
+    assert view == before
+
+
+async def test_a_meta_refresh_that_fired_leaves_the_page_printable(renderer, spy):
+    # render() prints right after load, usually before the refresh timer fires; print later
+    # on a pool page to see what a refresh that won the race would leave behind.
+    url, seen = spy
+    page = await renderer._pool.get()
+    try:
+        await page.set_content(
+            f'<meta http-equiv="refresh" content="0;url={url}/refresh"><p>{MARKER}</p>', wait_until="load"
+        )
+        await asyncio.sleep(0.5)
+        pdf = await page.pdf(format="A4")
+    finally:
+        renderer._pool.put_nowait(page)
+
+    assert seen == []
+    assert MARKER in pdf_text(pdf)
