@@ -99,11 +99,25 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def normalize_email(email: str) -> str:
+MAX_EMAIL_LENGTH = 320
+
+
+def normalize_email(email: str, field: str = "email") -> str:
+    """A lower-cased address, or ValidationFailed on `field`. Deliberately simple: one @,
+    a dotted domain, no spaces or control characters; deliverability is the mail server's
+    to judge."""
     email = email.strip().lower()
     local, _, domain = email.partition("@")
-    if not local or "." not in domain or any(c.isspace() for c in email):
-        raise ValidationFailed(f"'{email}' is not an e-mail address.", field="email")
+    if (
+        not local
+        or email.count("@") != 1
+        or "." not in domain
+        or "" in domain.split(".")
+        or len(email) > MAX_EMAIL_LENGTH
+        or any(c.isspace() for c in email)
+        or not email.isprintable()
+    ):
+        raise ValidationFailed(f"'{email[:80]}' is not an e-mail address.", field=field)
     return email
 
 

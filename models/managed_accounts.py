@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Any
 
 from tortoise import fields
+from tortoise.exceptions import IntegrityError
 from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
+from models.auth import normalize_email
 from models.base import AddressMixin, TimestampMixin
-from models.errors import ValidationFailed
+from models.currencies import check_currency
+from models.errors import NotFound, ValidationFailed
 
 
 class ManagedAccount(TimestampMixin, AddressMixin, Model):
@@ -169,3 +174,190 @@ async def set_sub_accounts(account: ManagedAccount, sub_account_ids: list[str]) 
                 " AND managed_account_id IS DISTINCT FROM $1",
                 [account.id, organization_id, wanted],
             )
+
+
+# Limits of what an owner may enter; the invoice template is laid out for them.
+MAX_BILLING_EMAILS = 20
+MAX_INTERNAL_NOTES = 10_000
+MAX_PAYMENT_TERMS_DAYS = 365
+# The console takes "one or more e-mail addresses, separated by commas" in one box.
+_EMAIL_SEPARATORS = re.compile(r"[,;]")
+
+# Column -> (camelCase input field, max length, required).
+_TEXT_COLUMNS = {
+    "name": ("name", 255, True),
+    "official_company_name": ("officialCompanyName", 255, False),
+    "po_number": ("poNumber", 128, False),
+    "internal_notes": ("internalNotes", MAX_INTERNAL_NOTES, False),
+    "address_line1": ("address.line1", 255, False),
+    "address_line2": ("address.line2", 255, False),
+    "address_line3": ("address.line3", 255, False),
+    "address_line4": ("address.line4", 255, False),
+    "city": ("address.city", 255, False),
+    "region": ("address.region", 255, False),
+    "postal_code": ("address.postalCode", 64, False),
+    "country": ("address.country", 255, False),
+}
+ACCOUNT_FIELDS = frozenset(_TEXT_COLUMNS) | {
+    "contact_email", "billing_profile_id", "payment_terms_days", "currency",
+    "include_account_integrations", "billing_emails", "business_fields", "sub_account_ids",
+}
+
+
+def _billing_emails(value: Any) -> list[str]:
+    """Addresses invoices are sent to: normalized, each once (case aside), in order."""
+    field = "billingEmails"
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        raise ValidationFailed("Expected a list of e-mail addresses.", field=field)
+    parts = [part.strip() for item in value for part in _EMAIL_SEPARATORS.split(item)]
+    addresses = list(dict.fromkeys(normalize_email(part, field=field) for part in parts if part))
+    if len(addresses) > MAX_BILLING_EMAILS:
+        raise ValidationFailed(f"At most {MAX_BILLING_EMAILS} billing e-mail addresses.", field=field)
+    return addresses
+
+
+def _contact_email(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValidationFailed("The contact e-mail must be text.", field="contactEmail")
+    return normalize_email(value, field="contactEmail") if value.strip() else ""
+
+
+def _payment_terms(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PAYMENT_TERMS_DAYS:
+        raise ValidationFailed(
+            f"Payment terms are 0 to {MAX_PAYMENT_TERMS_DAYS} days.", field="paymentTermsDays"
+        )
+    return value
+
+
+def _profile_id(value: Any) -> uuid.UUID | None:
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound(f"No billing profile with id {value}.", field="billingProfileId") from None
+
+
+def _sub_account_ids(value: Any) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        raise ValidationFailed("Expected a list of sub-account ids.", field="subAccountIds")
+    if any("\x00" in item for item in value):  # PostgreSQL text cannot hold NUL
+        raise ValidationFailed("A sub-account id contains a NUL character.", field="subAccountIds")
+    return list(value)
+
+
+def _clean_account(data: dict[str, Any]) -> tuple[dict[str, Any], list[str] | None]:
+    """Validated column values (only those given) and the sub-account ids (None: not given)."""
+    # models.billing_profiles imports this module (for ManagedAccount): its text and
+    # key/value checks, which accounts share, are imported when first used.
+    from models.billing_profiles import _pairs, _text
+
+    unknown = set(data) - ACCOUNT_FIELDS
+    if unknown:
+        raise TypeError(f"Not managed account fields: {', '.join(sorted(unknown))}")
+    columns: dict[str, Any] = {}
+    for column, (field, limit, required) in _TEXT_COLUMNS.items():
+        if column in data:
+            columns[column] = _text(data[column], field, limit, required)
+    checks = {
+        "contact_email": _contact_email,
+        "billing_emails": _billing_emails,
+        "payment_terms_days": _payment_terms,
+        "currency": lambda value: check_currency(value if isinstance(value, str) else ""),
+        "billing_profile_id": _profile_id,
+        "business_fields": lambda value: _pairs(value, "businessFields"),
+    }
+    for column, check in checks.items():
+        if column in data:
+            columns[column] = check(data[column])
+    if "include_account_integrations" in data:
+        if not isinstance(data["include_account_integrations"], bool):
+            raise ValidationFailed("Expected true or false.", field="includeAccountIntegrations")
+        columns["include_account_integrations"] = data["include_account_integrations"]
+    sub_account_ids = _sub_account_ids(data["sub_account_ids"]) if "sub_account_ids" in data else None
+    return columns, sub_account_ids
+
+
+def _duplicate_name(name: str) -> ValidationFailed:
+    return ValidationFailed(f"Another managed account is called {name!r}.", field="name")
+
+
+async def _check_name(organization_id, name: str, connection, exclude_id=None) -> None:
+    # Case-insensitive: "Contoso" and "contoso" side by side would only confuse.
+    query = ManagedAccount.filter(organization_id=organization_id, name__iexact=name).using_db(connection)
+    if exclude_id is not None:
+        query = query.exclude(id=exclude_id)
+    if await query.exists():
+        raise _duplicate_name(name)
+
+
+async def _check_billing_profile(principal, profile_id, connection) -> None:
+    """The profile must be one the principal sees; it is locked until commit so that it
+    cannot be deleted between this check and the write that refers to it."""
+    from models.billing_profiles import visible_profiles  # imports this module; see above
+
+    if profile_id is None:
+        return
+    found = await visible_profiles(principal).filter(id=profile_id).select_for_update().using_db(connection).first()
+    if found is None:
+        raise NotFound(f"No billing profile with id {profile_id}.", field="billingProfileId")
+
+
+def _name_taken(exc: IntegrityError, columns: dict[str, Any]) -> ValidationFailed | None:
+    """The duplicate-name error when `exc` is the same name created concurrently."""
+    if "name" in columns and "managed_accounts_name_unique" in str(exc):
+        return _duplicate_name(columns["name"])
+    return None
+
+
+async def create_account(principal, data: dict[str, Any]) -> ManagedAccount:
+    """A new managed account of the principal's organization. `data` holds column names
+    (see ACCOUNT_FIELDS); `name` is required and unique in the organization. Given
+    `sub_account_ids` are claimed in the same transaction: all is written, or nothing."""
+    if "name" not in data:
+        raise ValidationFailed("A name is required.", field="name")
+    columns, sub_account_ids = _clean_account(data)
+    try:
+        async with in_transaction() as connection:
+            await _check_name(principal.organization_id, columns["name"], connection)
+            await _check_billing_profile(principal, columns.get("billing_profile_id"), connection)
+            account = await ManagedAccount.create(
+                organization_id=principal.organization_id, using_db=connection, **columns
+            )
+            if sub_account_ids:
+                await set_sub_accounts(account, sub_account_ids)
+    except IntegrityError as exc:
+        taken = _name_taken(exc, columns)
+        if taken is None:
+            raise
+        raise taken from None
+    return account
+
+
+async def update_account(principal, account_id, changes: dict[str, Any]) -> ManagedAccount:
+    """Change only the given fields. `billing_profile_id` None detaches the profile;
+    `sub_account_ids`, when given, replaces the account's whole list (and relinks costs)."""
+    columns, sub_account_ids = _clean_account(changes)
+    try:
+        async with in_transaction() as connection:
+            # Customers see their own account but never change it.
+            query = visible_accounts(principal) if principal.is_msp_user else ManagedAccount.filter(id__in=[])
+            account = await query.filter(id=account_id).select_for_update().using_db(connection).first()
+            if account is None:
+                raise NotFound(f"No managed account with id {account_id}.", field="id")
+            if "name" in columns:
+                await _check_name(principal.organization_id, columns["name"], connection, account.id)
+            await _check_billing_profile(principal, columns.get("billing_profile_id"), connection)
+            account.update_from_dict(columns)
+            await account.save(using_db=connection)
+            if sub_account_ids is not None:
+                await set_sub_accounts(account, sub_account_ids)
+    except IntegrityError as exc:
+        taken = _name_taken(exc, columns)
+        if taken is None:
+            raise
+        raise taken from None
+    return account

@@ -1,28 +1,298 @@
-"""GraphQL types of managed accounts (the MSP's customers)."""
+"""GraphQL types, inputs and payloads of managed accounts (the MSP's customers)."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from dataclasses import replace
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any, Iterable
 
 import strawberry
 from strawberry import relay
+from tortoise.expressions import Q
 
+from models import BillingProfile as BillingProfileModel
 from models import ManagedAccount as ManagedAccountModel
+from models import SubAccount as SubAccountModel
+from models.errors import NotFound
 from models.managed_accounts import visible_accounts
+from schema.billing_profiles import BillingProfile
+from schema.common import Address, AddressInput, KeyValue, KeyValueInput, key_values
 from schema.context import Info
-from schema.nodes import scoped_nodes
+from schema.errors import NotFoundError, ValidationError
+from schema.nodes import node_uuid, scoped_nodes
+from schema.pagination import CountedConnection, Direction
+from schema.permissions import MSP_USERS, requires
+
+# schema.invoices imports this module (Invoice.account), so its types are referenced lazily.
+_INVOICES = strawberry.lazy("schema.invoices")
+
+
+@strawberry.type(description="How the customer is addressed on its invoices, and where they go.")
+class BillingInformation:
+    official_company_name: str = strawberry.field(description="The legal name printed on invoices.")
+    address: Address = strawberry.field(description="The billing address printed on invoices.")
+    billing_emails: list[str] = strawberry.field(description="Where approved invoices are e-mailed.")
+    po_number: str = strawberry.field(description="Purchase order number printed on invoices.")
 
 
 @strawberry.type(name="ManagedAccount", description="A customer of the MSP.")
 class ManagedAccount(relay.Node):
     id: relay.NodeID[str]
-    name: str = strawberry.field(description="The account's display name.")
+    name: str = strawberry.field(description="The account's display name; unique in the organization.")
+    contact_email: str = strawberry.field(description="The customer's contact e-mail, or empty.")
+    payment_terms_days: int = strawberry.field(description="Days from issue to due date.")
     currency: str = strawberry.field(description="ISO 4217 code invoices are issued in.")
+    include_account_integrations: bool = strawberry.field(
+        description="Whether the integrations the customer connected itself are billed too, "
+        "not only the MSP's."
+    )
+    billing_information: BillingInformation = strawberry.field(
+        description="Company name, address, billing e-mails and PO number for invoices."
+    )
+    business_fields: list[KeyValue] = strawberry.field(
+        description="Labelled details printed on invoices (VAT number...), in order."
+    )
+    created_at: datetime = strawberry.field(description="When the account was created.")
+    updated_at: datetime = strawberry.field(description="When the account last changed.")
+    model: strawberry.Private[ManagedAccountModel]
 
     @classmethod
     def from_model(cls, account: ManagedAccountModel) -> ManagedAccount:
-        return cls(id=str(account.id), name=account.name, currency=account.currency)
+        return cls(
+            id=str(account.id), name=account.name, contact_email=account.contact_email,
+            payment_terms_days=account.payment_terms_days, currency=account.currency,
+            include_account_integrations=account.include_account_integrations,
+            billing_information=BillingInformation(
+                official_company_name=account.official_company_name,
+                address=Address.from_model(account), billing_emails=list(account.billing_emails),
+                po_number=account.po_number,
+            ),
+            business_fields=KeyValue.from_list(account.business_fields),
+            created_at=account.created_at, updated_at=account.updated_at, model=account,
+        )
 
     @classmethod
     async def resolve_nodes(cls, *, info: Info, node_ids: Iterable[str], required: bool = False):
         return await scoped_nodes(cls, info, node_ids, required, visible_accounts)
+
+    @strawberry.field(
+        description="The MSP identity invoices are issued under; null when none is set (an "
+        "account without one is not invoiced). Null for customers, who see no billing profiles."
+    )
+    async def billing_profile(self, info: Info) -> BillingProfile | None:
+        # The same rule as models.billing_profiles.visible_profiles: MSP users only.
+        if self.model.billing_profile_id is None or not info.context.principal.is_msp_user:
+            return None
+        row = await info.context.loaders.by_id(BillingProfileModel).load(self.model.billing_profile_id)
+        return BillingProfile.from_model(row) if row else None
+
+    @strawberry.field(
+        description="The cloud sub-accounts (AWS accounts, Azure subscriptions, GCP projects, "
+        "OCI tenancies) whose costs belong to this account, by FOCUS SubAccountId.",
+        extensions=requires(*MSP_USERS),
+    )
+    async def sub_account_ids(self, info: Info) -> list[str] | None:
+        rows = await info.context.loaders.children(
+            SubAccountModel, "managed_account_id", order=("sub_account_id",)
+        ).load(self.model.id)
+        return [row["sub_account_id"] for row in rows]
+
+    @strawberry.field(
+        description="The MSP's own notes about the customer; never shown to the customer.",
+        extensions=requires(*MSP_USERS),
+    )
+    def internal_notes(self) -> str | None:
+        return self.model.internal_notes
+
+    @strawberry.field(
+        description="The account's invoices you may see (a customer: its approved ones); "
+        "the same filters and order as `invoices`, within this account."
+    )
+    async def invoices(
+        self, info: Info, first: int | None = None, after: str | None = None,
+        last: int | None = None, before: str | None = None,
+        filter: Annotated["InvoiceFilter", _INVOICES] | None = None,
+        order_by: Annotated["InvoiceOrder", _INVOICES] | None = None,
+    ) -> Annotated["InvoiceConnection", _INVOICES]:
+        # Imported when used: resolvers.invoices imports schema.invoices, which imports this.
+        from resolvers.invoices import Query as Invoices
+        from schema.invoices import InvoiceFilter
+
+        own = relay.GlobalID("ManagedAccount", self.id)
+        wanted = filter.account_ids if filter else None
+        # Within this account: a filter naming only other accounts matches nothing.
+        ids = [str(own)] if wanted is None or any(_is_account(gid, self.id) for gid in wanted) else []
+        within = replace(filter, account_ids=ids) if filter else InvoiceFilter(account_ids=ids)
+        return await Invoices.invoices(
+            None, info, first=first, after=after, last=last, before=before,
+            filter=within, order_by=order_by,
+        )
+
+
+def _is_account(global_id: str, account_id: str) -> bool:
+    try:
+        return str(node_uuid(global_id, "ManagedAccount")) == account_id
+    except NotFound:
+        return False
+
+
+@strawberry.type(description="A page of managed accounts.")
+class ManagedAccountConnection(CountedConnection[ManagedAccount]):
+    pass
+
+
+@strawberry.enum(description="What managed accounts can be sorted by.")
+class ManagedAccountOrderField(Enum):
+    NAME = "name"
+    CREATED_AT = "created_at"
+
+
+@strawberry.input(description="Sort order of managed accounts.")
+class ManagedAccountOrder:
+    field: ManagedAccountOrderField = strawberry.field(description="Sort key.")
+    direction: Direction = strawberry.field(default=Direction.ASC, description="Direction.")
+
+
+@strawberry.input(description="Narrow the list of managed accounts; all conditions combine.")
+class ManagedAccountFilter:
+    search: str | None = strawberry.field(
+        default=None, description="Part of the name, the official company name or the contact e-mail."
+    )
+    currencies: list[str] | None = strawberry.field(default=None, description="Any of these invoice currencies.")
+    billing_profile_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Invoiced under any of these billing profiles."
+    )
+    has_billing_profile: bool | None = strawberry.field(
+        default=None, description="With (true) or without (false) a billing profile."
+    )
+
+
+@strawberry.input(description="A new managed account.")
+class CreateManagedAccountInput:
+    name: str = strawberry.field(description="Display name (1 to 255 characters); unique in the organization.")
+    contact_email: str | None = strawberry.field(default=None, description="Contact e-mail address.")
+    billing_profile_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="The billing profile invoices are issued under; null or omitted: none "
+        "(an account without one is not invoiced).",
+    )
+    payment_terms_days: int | None = strawberry.field(
+        default=None, description="Days from issue to due date, 0 to 365 (default 30)."
+    )
+    currency: str | None = strawberry.field(default=None, description="Invoice currency, ISO 4217 (default USD).")
+    include_account_integrations: bool | None = strawberry.field(
+        default=None, description="Also bill the integrations the customer connected itself (default false)."
+    )
+    official_company_name: str | None = strawberry.field(default=None, description="Legal name printed on invoices.")
+    address: AddressInput | None = strawberry.field(default=None, description="Billing address.")
+    billing_emails: list[str] | None = strawberry.field(
+        default=None,
+        description="Where approved invoices are sent: at most 20 addresses; an item may hold "
+        "several separated by commas.",
+    )
+    po_number: str | None = strawberry.field(default=None, description="Purchase order number (at most 128 characters).")
+    business_fields: list[KeyValueInput] | None = strawberry.field(
+        default=None, description="Labelled details printed on invoices, in order (at most 50)."
+    )
+    sub_account_ids: list[str] | None = strawberry.field(
+        default=None,
+        description="FOCUS SubAccountIds whose costs belong to the account; each may belong "
+        "to one account only.",
+    )
+    internal_notes: str | None = strawberry.field(
+        default=None, description="The MSP's own notes (at most 10,000 characters); never shown to the customer."
+    )
+
+
+@strawberry.input(description="Changes to a managed account: an omitted or null field keeps its value.")
+class UpdateManagedAccountInput:
+    name: str | None = strawberry.field(default=None, description="Display name; unique in the organization.")
+    contact_email: str | None = strawberry.field(default=None, description='Contact e-mail address ("" clears it).')
+    billing_profile_id: strawberry.ID | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="The billing profile invoices are issued under; null detaches it, omitted keeps it.",
+    )
+    payment_terms_days: int | None = strawberry.field(default=None, description="Days from issue to due date, 0 to 365.")
+    currency: str | None = strawberry.field(default=None, description="Invoice currency, ISO 4217.")
+    include_account_integrations: bool | None = strawberry.field(
+        default=None, description="Also bill the integrations the customer connected itself."
+    )
+    official_company_name: str | None = strawberry.field(default=None, description="Legal name printed on invoices.")
+    address: AddressInput | None = strawberry.field(
+        default=None, description="Address lines to change; omitted lines keep their value."
+    )
+    billing_emails: list[str] | None = strawberry.field(
+        default=None, description="Replaces the whole list of billing e-mail addresses."
+    )
+    po_number: str | None = strawberry.field(default=None, description="Purchase order number.")
+    business_fields: list[KeyValueInput] | None = strawberry.field(
+        default=None, description="Replaces the whole list of business details."
+    )
+    sub_account_ids: list[str] | None = strawberry.field(
+        default=None,
+        description="Replaces the whole list of sub-accounts; their cost records are relinked.",
+    )
+    internal_notes: str | None = strawberry.field(default=None, description="The MSP's own notes.")
+
+
+_PLAIN_FIELDS = (
+    "name", "contact_email", "payment_terms_days", "currency", "include_account_integrations",
+    "official_company_name", "billing_emails", "po_number", "sub_account_ids", "internal_notes",
+)
+
+
+def account_data(input: CreateManagedAccountInput | UpdateManagedAccountInput) -> dict[str, Any]:
+    """The given fields of an input, as the domain's column names (omitted ones left out)."""
+    data = {name: getattr(input, name) for name in _PLAIN_FIELDS}
+    data["business_fields"] = key_values(input.business_fields)
+    data = {key: value for key, value in data.items() if value is not None}
+    if input.billing_profile_id is not strawberry.UNSET:
+        data["billing_profile_id"] = _profile_uuid(input.billing_profile_id)
+    return {**data, **(input.address.to_columns() if input.address else {})}
+
+
+def _profile_uuid(global_id: str | None):
+    try:
+        return node_uuid(global_id, "BillingProfile")
+    except NotFound as exc:
+        raise NotFound(exc.message, field="billingProfileId") from None
+
+
+@strawberry.type(description="The managed account was saved.")
+class ManagedAccountSaved:
+    managed_account: ManagedAccount = strawberry.field(description="The account as saved.")
+
+
+CreateManagedAccountPayload = Annotated[
+    ManagedAccountSaved | ValidationError | NotFoundError,
+    strawberry.union("CreateManagedAccountPayload", description="The result of `createManagedAccount`."),
+]
+UpdateManagedAccountPayload = Annotated[
+    ManagedAccountSaved | ValidationError | NotFoundError,
+    strawberry.union("UpdateManagedAccountPayload", description="The result of `updateManagedAccount`."),
+]
+
+
+def filtered(query, where: ManagedAccountFilter | None):
+    if where is None:
+        return query
+    if where.search and where.search.strip():
+        term = where.search.strip()
+        query = query.filter(
+            Q(name__icontains=term) | Q(official_company_name__icontains=term)
+            | Q(contact_email__icontains=term)
+        )
+    if where.currencies is not None:
+        query = query.filter(currency__in=[c.strip().upper() for c in where.currencies])
+    if where.billing_profile_ids is not None:
+        ids = []
+        for global_id in where.billing_profile_ids:
+            try:
+                ids.append(node_uuid(global_id, "BillingProfile"))
+            except NotFound:  # an id that cannot be a profile matches nothing
+                continue
+        query = query.filter(billing_profile_id__in=ids)
+    if where.has_billing_profile is not None:
+        query = query.filter(billing_profile_id__isnull=not where.has_billing_profile)
+    return query

@@ -19,14 +19,16 @@ async def scoped_nodes(
     node_ids: Iterable[str],
     required: bool,
     visible: Callable[[Principal], Any],
+    is_key: Callable[[str], bool] | None = None,
 ) -> list[Any]:
     """Objects of `visible(principal)` in the order of `node_ids`. An id the viewer may not
-    see answers None (or NOT_FOUND when required), exactly like an id that does not exist."""
+    see answers None (or NOT_FOUND when required), exactly like an id that does not exist.
+    `is_key` tells which ids can be primary keys of the table (default: UUIDs)."""
     ids = list(node_ids)
     principal = info.context.principal
     rows: dict[str, Any] = {}
     if principal is not None and ids:
-        valid = [i for i in ids if _is_uuid(i)]
+        valid = [i for i in ids if (is_key or _is_uuid)(i)]
         rows = {str(row.id): row for row in await visible(principal).filter(id__in=valid)}
     if required and any(i not in rows for i in ids):
         raise GraphQLError("Not found.", extensions={"code": "NOT_FOUND"})

@@ -7,12 +7,13 @@ from strawberry import relay
 from strawberry.schema.config import StrawberryConfig
 
 from resolvers import auth, billing_periods, billing_profiles, billing_rules, exchange_rates, invoices
+from resolvers import costs, managed_accounts
 from schema.permissions import ANY_USER, requires
 from schema.scalars import SCALARS
 
 
 @strawberry.type(description="Reads. Every object is filtered by the viewer's scope.")
-class Query(auth.Query, billing_profiles.Query, exchange_rates.Query, invoices.Query, billing_periods.Query, billing_rules.Query):
+class Query(auth.Query, billing_profiles.Query, exchange_rates.Query, invoices.Query, billing_periods.Query, billing_rules.Query, managed_accounts.Query, costs.Query):
     node: relay.Node | None = relay.node(
         description="Any object by global id; null when it does not exist or is not visible.",
         extensions=requires(*ANY_USER),
@@ -26,7 +27,7 @@ class Query(auth.Query, billing_profiles.Query, exchange_rates.Query, invoices.Q
 @strawberry.type(description="Writes. Each answers a payload union of success or typed errors.")
 class Mutation(
     auth.Mutation, billing_profiles.Mutation, exchange_rates.Mutation, billing_rules.Mutation,
-    invoices.Mutation, billing_periods.Mutation,
+    invoices.Mutation, billing_periods.Mutation, managed_accounts.Mutation, costs.Mutation,
 ):
     pass
 

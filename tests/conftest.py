@@ -8,7 +8,10 @@ database (default: 127.0.0.1:6379, db 15). Tables are truncated before each test
 
 from __future__ import annotations
 
+import asyncio
+import email
 import os
+import socket
 import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -117,9 +120,6 @@ async def client(app):
 @pytest.fixture
 async def live_server(app):
     """The app served by uvicorn on a free loopback port, in this event loop."""
-    import asyncio
-    import socket
-
     import uvicorn
 
     with socket.socket() as sock:
@@ -139,3 +139,59 @@ async def world():
     from tests.factories import world as build
 
     return await build()
+
+
+class Mailbox:
+    """What the test SMTP server accepted; addresses in `refused` are answered 550."""
+
+    def __init__(self):
+        self.messages = []
+        self.refused: set[str] = set()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.lower() in self.refused:
+            return "550 5.1.1 Mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content)))
+        return "250 OK"
+
+
+@pytest.fixture
+async def smtp():
+    """A real SMTP server (aiosmtpd) on a free loopback port: (its URL, its Mailbox)."""
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield f"smtp://127.0.0.1:{port}", mailbox
+    controller.stop()
+
+
+@pytest.fixture
+async def worker(settings, redis, smtp):
+    """A real arq worker on the test's Redis, in this process (it shares the database)."""
+    from arq.worker import Worker
+
+    import broker
+    from jobs.pdf import PdfRenderer
+    from jobs.worker import WorkerSettings
+
+    worker_settings = settings.model_copy(update={"smtp_url": smtp[0]})
+    renderer = PdfRenderer(worker_settings)
+    await renderer.start()
+    arq_worker = Worker(
+        functions=WorkerSettings.functions, redis_pool=redis, queue_name=broker.QUEUE_NAME,
+        handle_signals=False, poll_delay=0.05, ctx={"settings": worker_settings, "pdf": renderer},
+    )
+    task = asyncio.create_task(arq_worker.async_run())
+    yield arq_worker
+    task.cancel()
+    await arq_worker.close()
+    await renderer.close()

@@ -4,23 +4,17 @@ real SMTP server."""
 from __future__ import annotations
 
 import asyncio
-import email
 import io
-import socket
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
-from arq.worker import Worker
 from pypdf import PdfReader
 from strawberry.relay import to_base64
 
 import broker
 import storage
-from jobs.pdf import PdfRenderer
-from jobs.worker import WorkerSettings
 from models import BillingProfileCharge, Invoice, InvoiceRevision, SubAccount
 from models.costs import import_costs
 from tests.graphql import gql
@@ -29,44 +23,6 @@ SAMPLE = Path(__file__).resolve().parent / "data" / "focus-1.0-sample.csv"
 CLOSE = "mutation($m: Month!) { closeBillingPeriod(month: $m) { __typename ... on BillingPeriodClosed { invoicesCreated } } }"
 BULK = """mutation($ids: [ID!]!) { %s(ids: $ids) { __typename
   ... on InvoiceActionResults { results { id invoice { status number } error { code message } } } } }"""
-
-
-class Mailbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content)))
-        return "250 OK"
-
-
-@pytest.fixture
-async def smtp():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    mailbox = Mailbox()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield f"smtp://127.0.0.1:{port}", mailbox
-    controller.stop()
-
-
-@pytest.fixture
-async def worker(settings, redis, smtp):
-    """A real arq worker on the test's Redis, in this process (it shares the database)."""
-    worker_settings = settings.model_copy(update={"smtp_url": smtp[0]})
-    renderer = PdfRenderer(worker_settings)
-    await renderer.start()
-    arq_worker = Worker(
-        functions=WorkerSettings.functions, redis_pool=redis, queue_name=broker.QUEUE_NAME,
-        handle_signals=False, poll_delay=0.05, ctx={"settings": worker_settings, "pdf": renderer},
-    )
-    task = asyncio.create_task(arq_worker.async_run())
-    yield arq_worker
-    task.cancel()
-    await arq_worker.close()
-    await renderer.close()
 
 
 async def _month_of_costs(world):

@@ -2,6 +2,7 @@
 
 from models.costs.focus import CostFileRejected
 from models.costs.importer import AccountMonthTotal, ImportReport, UnmatchedSubAccount, import_costs
+from models.costs.queries import billed_totals, visible_costs
 from models.costs.records import CostImport, CostRecord
 
 __all__ = [
@@ -12,4 +13,6 @@ __all__ = [
     "ImportReport",
     "UnmatchedSubAccount",
     "import_costs",
+    "billed_totals",
+    "visible_costs",
 ]

@@ -1,0 +1,85 @@
+"""Cost records: the list with its totals, and the FOCUS file import."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+from strawberry.file_uploads import Upload
+
+from models import costs
+from models.costs import CostFileRejected
+from models.errors import DomainError
+from schema.context import Info
+from schema.costs import (
+    CostFileRejectedError,
+    CostRecord,
+    CostRecordConnection,
+    CostRecordFilter,
+    CostRecordOrder,
+    CostRecordOrderField,
+    CostsImported,
+    ImportCostsPayload,
+    filtered,
+)
+from schema.errors import ValidationError, user_error
+from schema.pagination import Direction, order_fields, paginate
+from schema.permissions import MSP_USERS, OWNERS, requires
+from schema.scalars import Month
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(
+        description="Imported cost rows of your organization, optionally of one managed "
+        "account and one month, with their totals per currency.",
+        extensions=requires(*MSP_USERS),
+    )
+    async def costs(
+        self, info: Info,
+        account_id: Annotated[strawberry.ID | None, strawberry.argument(description="Only this managed account's rows.")] = None,
+        period: Annotated[Month | None, strawberry.argument(description="Only this invoice month.")] = None,
+        first: int | None = None, after: str | None = None, last: int | None = None, before: str | None = None,
+        filter: CostRecordFilter | None = None, order_by: CostRecordOrder | None = None,
+    ) -> CostRecordConnection:
+        query = filtered(costs.visible_costs(info.context.principal), account_id, period, filter)
+        order = order_by or CostRecordOrder(field=CostRecordOrderField.CHARGE_PERIOD_START, direction=Direction.DESC)
+        page = await paginate(
+            CostRecordConnection, query, CostRecord.from_model,
+            order_by=order_fields(order.field.value, order.direction),
+            max_page_size=info.context.settings.max_page_size,
+            first=first, after=after, last=last, before=before,
+        )
+        page.query = query
+        return page
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(
+        description="Import a FOCUS cost export (CSV, UTF-8; AWS, Azure, Google Cloud, OCI) "
+        "sent as a GraphQL multipart request. The whole file is imported or nothing is; rows "
+        "imported before are skipped, so sending a file again is harmless.",
+        extensions=requires(*OWNERS),
+    )
+    async def import_costs(
+        self, info: Info,
+        file: Annotated[Upload, strawberry.argument(description="The CSV file, as a multipart file part.")],
+    ) -> ImportCostsPayload:
+        cap = info.context.settings.max_upload_bytes
+        # One byte past the cap tells it is too big; never read more into memory.
+        data = await file.read(cap + 1)
+        if len(data) > cap:
+            return ValidationError(
+                code="INVALID", message=f"A cost file is at most {cap:,} bytes.", field="file"
+            )
+        principal = info.context.principal
+        try:
+            report = await costs.import_costs(
+                principal.organization_id, data, filename=file.filename or "", imported_by_id=principal.user.id
+            )
+        except CostFileRejected as exc:
+            return CostFileRejectedError.from_domain(exc)
+        except DomainError as exc:
+            return user_error(exc)
+        return CostsImported.from_report(report)

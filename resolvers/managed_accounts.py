@@ -1,0 +1,83 @@
+"""Managed accounts: the list, create and update."""
+
+from __future__ import annotations
+
+import strawberry
+
+from models import managed_accounts
+from models.errors import DomainError
+from schema.context import Info
+from schema.errors import user_error
+from schema.managed_accounts import (
+    CreateManagedAccountInput,
+    CreateManagedAccountPayload,
+    ManagedAccount,
+    ManagedAccountConnection,
+    ManagedAccountFilter,
+    ManagedAccountOrder,
+    ManagedAccountOrderField,
+    ManagedAccountSaved,
+    UpdateManagedAccountInput,
+    UpdateManagedAccountPayload,
+    account_data,
+    filtered,
+)
+from schema.nodes import node_uuid
+from schema.pagination import Direction, order_fields, paginate
+from schema.permissions import ANY_USER, OWNERS, requires
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(
+        description="Managed accounts visible to you: your organization's, or (for a "
+        "customer) exactly your own.",
+        extensions=requires(*ANY_USER),
+    )
+    async def managed_accounts(
+        self, info: Info, first: int | None = None, after: str | None = None,
+        last: int | None = None, before: str | None = None,
+        filter: ManagedAccountFilter | None = None, order_by: ManagedAccountOrder | None = None,
+    ) -> ManagedAccountConnection:
+        order = order_by or ManagedAccountOrder(field=ManagedAccountOrderField.NAME, direction=Direction.ASC)
+        return await paginate(
+            ManagedAccountConnection,
+            filtered(managed_accounts.visible_accounts(info.context.principal), filter),
+            ManagedAccount.from_model,
+            order_by=order_fields(order.field.value, order.direction),
+            max_page_size=info.context.settings.max_page_size,
+            first=first, after=after, last=last, before=before,
+        )
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(
+        description="Create a managed account, optionally claiming its cloud sub-accounts "
+        "(their cost records are linked to it).",
+        extensions=requires(*OWNERS),
+    )
+    async def create_managed_account(
+        self, info: Info, input: CreateManagedAccountInput
+    ) -> CreateManagedAccountPayload:
+        try:
+            row = await managed_accounts.create_account(info.context.principal, account_data(input))
+        except DomainError as exc:
+            return user_error(exc)
+        return ManagedAccountSaved(managed_account=ManagedAccount.from_model(row))
+
+    @strawberry.mutation(
+        description="Change a managed account; only the fields given change. Invoices "
+        "already generated keep what they printed until regenerated.",
+        extensions=requires(*OWNERS),
+    )
+    async def update_managed_account(
+        self, info: Info, id: strawberry.ID, input: UpdateManagedAccountInput
+    ) -> UpdateManagedAccountPayload:
+        try:
+            row = await managed_accounts.update_account(
+                info.context.principal, node_uuid(id, "ManagedAccount"), account_data(input)
+            )
+        except DomainError as exc:
+            return user_error(exc)
+        return ManagedAccountSaved(managed_account=ManagedAccount.from_model(row))

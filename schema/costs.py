@@ -1,0 +1,266 @@
+"""GraphQL types of cost records (imported FOCUS rows) and of the cost import."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated, Any, Iterable
+
+import strawberry
+from strawberry import relay
+from strawberry.scalars import JSON
+
+from models import CostRecord as CostRecordModel
+from models import ManagedAccount as ManagedAccountModel
+from models.costs import AccountMonthTotal, CostFileRejected, ImportReport, billed_totals, visible_costs
+from models.errors import NotFound
+from schema.context import Info
+from schema.errors import UserError, ValidationError
+from schema.managed_accounts import ManagedAccount
+from schema.nodes import node_uuid, scoped_nodes
+from schema.pagination import CountedConnection, Direction
+from schema.scalars import Month, plain
+
+# Cost records have BIGINT keys; an id that cannot be one is simply not found.
+_BIGINT = re.compile(r"0|[1-9][0-9]{0,17}")
+
+
+def _decimal(value: Decimal | None) -> Decimal | None:
+    return None if value is None else plain(value)
+
+
+@strawberry.type(
+    name="CostRecord",
+    description="One imported cost row, with the FOCUS columns as the cloud exported them.",
+)
+class CostRecord(relay.Node):
+    id: relay.NodeID[str]
+    billing_month: Month = strawberry.field(description="The invoice month: the month of BillingPeriodStart.")
+    billing_period_start: datetime = strawberry.field(description="FOCUS BillingPeriodStart.")
+    billing_period_end: datetime = strawberry.field(description="FOCUS BillingPeriodEnd (exclusive).")
+    charge_period_start: datetime | None = strawberry.field(description="FOCUS ChargePeriodStart.")
+    charge_period_end: datetime | None = strawberry.field(description="FOCUS ChargePeriodEnd (exclusive).")
+    provider_name: str = strawberry.field(description="FOCUS ProviderName (AWS, Microsoft...).")
+    publisher_name: str | None = strawberry.field(description="FOCUS PublisherName.")
+    invoice_issuer_name: str | None = strawberry.field(description="FOCUS InvoiceIssuerName.")
+    billing_account_id: str | None = strawberry.field(description="FOCUS BillingAccountId.")
+    billing_account_name: str | None = strawberry.field(description="FOCUS BillingAccountName.")
+    sub_account_id: str = strawberry.field(description="FOCUS SubAccountId; empty when the row had none.")
+    sub_account_name: str | None = strawberry.field(description="FOCUS SubAccountName.")
+    billed_cost: Decimal = strawberry.field(description="FOCUS BilledCost, in the billing currency.")
+    billing_currency: str = strawberry.field(description="FOCUS BillingCurrency (ISO 4217).")
+    effective_cost: Decimal | None = strawberry.field(description="FOCUS EffectiveCost.")
+    list_cost: Decimal | None = strawberry.field(description="FOCUS ListCost.")
+    list_unit_price: Decimal | None = strawberry.field(description="FOCUS ListUnitPrice.")
+    contracted_cost: Decimal | None = strawberry.field(description="FOCUS ContractedCost.")
+    contracted_unit_price: Decimal | None = strawberry.field(description="FOCUS ContractedUnitPrice.")
+    consumed_quantity: Decimal | None = strawberry.field(description="FOCUS ConsumedQuantity.")
+    consumed_unit: str | None = strawberry.field(description="FOCUS ConsumedUnit.")
+    pricing_quantity: Decimal | None = strawberry.field(description="FOCUS PricingQuantity.")
+    pricing_unit: str | None = strawberry.field(description="FOCUS PricingUnit.")
+    pricing_category: str | None = strawberry.field(description="FOCUS PricingCategory.")
+    service_name: str | None = strawberry.field(description="FOCUS ServiceName.")
+    service_category: str | None = strawberry.field(description="FOCUS ServiceCategory.")
+    charge_category: str = strawberry.field(description="FOCUS ChargeCategory (Usage, Purchase, Tax...).")
+    charge_class: str | None = strawberry.field(description="FOCUS ChargeClass (Correction or empty).")
+    charge_description: str | None = strawberry.field(description="FOCUS ChargeDescription.")
+    charge_frequency: str | None = strawberry.field(description="FOCUS ChargeFrequency.")
+    region_id: str | None = strawberry.field(description="FOCUS RegionId.")
+    region_name: str | None = strawberry.field(description="FOCUS RegionName.")
+    availability_zone: str | None = strawberry.field(description="FOCUS AvailabilityZone.")
+    resource_id: str | None = strawberry.field(description="FOCUS ResourceId.")
+    resource_name: str | None = strawberry.field(description="FOCUS ResourceName.")
+    resource_type: str | None = strawberry.field(description="FOCUS ResourceType.")
+    sku_id: str | None = strawberry.field(description="FOCUS SkuId.")
+    sku_price_id: str | None = strawberry.field(description="FOCUS SkuPriceId.")
+    tags: JSON | None = strawberry.field(description="FOCUS Tags, as a JSON object.")
+    extra: JSON = strawberry.field(
+        description="Every other column of the row (commitment discounts, x_ provider columns), verbatim."
+    )
+    model: strawberry.Private[CostRecordModel]
+
+    @classmethod
+    def from_model(cls, row: CostRecordModel) -> CostRecord:
+        decimals = (
+            "billed_cost", "effective_cost", "list_cost", "list_unit_price", "contracted_cost",
+            "contracted_unit_price", "consumed_quantity", "pricing_quantity",
+        )
+        texts = (
+            "billing_month", "billing_period_start", "billing_period_end", "charge_period_start",
+            "charge_period_end", "provider_name", "publisher_name", "invoice_issuer_name",
+            "billing_account_id", "billing_account_name", "sub_account_id", "sub_account_name",
+            "billing_currency", "consumed_unit", "pricing_unit", "pricing_category", "service_name",
+            "service_category", "charge_category", "charge_class", "charge_description",
+            "charge_frequency", "region_id", "region_name", "availability_zone", "resource_id",
+            "resource_name", "resource_type", "sku_id", "sku_price_id", "tags", "extra",
+        )
+        return cls(
+            id=str(row.id), model=row,
+            **{name: getattr(row, name) for name in texts},
+            **{name: _decimal(getattr(row, name)) for name in decimals},
+        )
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: Info, node_ids: Iterable[str], required: bool = False):
+        return await scoped_nodes(cls, info, node_ids, required, visible_costs, is_key=_BIGINT.fullmatch)
+
+    @strawberry.field(
+        description="The managed account the row's sub-account belongs to; null while no "
+        "account claims it (nobody is invoiced for it yet)."
+    )
+    async def account(self, info: Info) -> ManagedAccount | None:
+        if self.model.managed_account_id is None:
+            return None
+        row = await info.context.loaders.by_id(ManagedAccountModel).load(self.model.managed_account_id)
+        return ManagedAccount.from_model(row) if row else None
+
+
+@strawberry.type(description="The BilledCost of a set of cost rows in one currency.")
+class CostTotal:
+    currency: str = strawberry.field(description="The billing currency (ISO 4217).")
+    billed_cost: Decimal = strawberry.field(description="Sum of BilledCost, exact.")
+    rows: int = strawberry.field(description="How many rows.")
+
+
+@strawberry.type(description="A page of cost records.")
+class CostRecordConnection(CountedConnection[CostRecord]):
+    # The whole filtered query, for totals; not part of the schema.
+    query: strawberry.Private[Any] = None
+
+    @strawberry.field(
+        description="BilledCost per currency of the whole filtered list (every page), in "
+        "currency order."
+    )
+    async def totals(self) -> list[CostTotal]:
+        return [
+            CostTotal(currency=currency, billed_cost=plain(total), rows=rows)
+            for currency, total, rows in await billed_totals(self.query)
+        ]
+
+
+@strawberry.enum(description="What cost records can be sorted by.")
+class CostRecordOrderField(Enum):
+    BILLED_COST = "billed_cost"
+    CHARGE_PERIOD_START = "charge_period_start"
+    SERVICE_NAME = "service_name"
+
+
+@strawberry.input(description="Sort order of cost records.")
+class CostRecordOrder:
+    field: CostRecordOrderField = strawberry.field(description="Sort key.")
+    direction: Direction = strawberry.field(default=Direction.DESC, description="Direction.")
+
+
+@strawberry.input(description="Narrow the list of cost records; all conditions combine.")
+class CostRecordFilter:
+    providers: list[str] | None = strawberry.field(
+        default=None, description="Any of these FOCUS ProviderNames (exact)."
+    )
+    service_categories: list[str] | None = strawberry.field(
+        default=None, description="Any of these FOCUS ServiceCategories (exact)."
+    )
+    unassigned: bool | None = strawberry.field(
+        default=None,
+        description="Only rows no managed account claims (true), or only claimed rows (false).",
+    )
+
+
+def filtered(query, account_id: strawberry.ID | None, period, where: CostRecordFilter | None):
+    if account_id is not None:
+        try:
+            query = query.filter(managed_account_id=node_uuid(account_id, "ManagedAccount"))
+        except NotFound:  # an id that cannot be an account matches nothing
+            query = query.filter(id__in=[])
+    if period is not None:
+        query = query.filter(billing_month=period)
+    if where is None:
+        return query
+    if where.providers is not None:
+        query = query.filter(provider_name__in=where.providers)
+    if where.service_categories is not None:
+        query = query.filter(service_category__in=where.service_categories)
+    if where.unassigned is not None:
+        query = query.filter(managed_account_id__isnull=where.unassigned)
+    return query
+
+
+@strawberry.type(description="A sub-account of the file that no managed account claims.")
+class UnmatchedSubAccount:
+    sub_account_id: str = strawberry.field(description="FOCUS SubAccountId; empty for rows without one.")
+    sub_account_name: str | None = strawberry.field(description="FOCUS SubAccountName.")
+    provider_name: str = strawberry.field(description="FOCUS ProviderName.")
+    currency: str = strawberry.field(description="The billing currency of these rows.")
+    rows: int = strawberry.field(description="How many rows of the file.")
+    billed_cost: Decimal = strawberry.field(description="Their BilledCost sum.")
+
+
+@strawberry.type(description="BilledCost of the file per managed account, month and currency.")
+class ImportedCostTotal:
+    billing_month: Month = strawberry.field(description="The invoice month.")
+    currency: str = strawberry.field(description="The billing currency.")
+    rows: int = strawberry.field(description="How many rows of the file (duplicates included).")
+    billed_cost: Decimal = strawberry.field(description="Their BilledCost sum.")
+    account_id: strawberry.Private[Any]
+
+    @strawberry.field(description="The managed account; null for rows no account claims.")
+    async def account(self, info: Info) -> ManagedAccount | None:
+        if self.account_id is None:
+            return None
+        row = await info.context.loaders.by_id(ManagedAccountModel).load(self.account_id)
+        return ManagedAccount.from_model(row) if row else None
+
+    @classmethod
+    def from_total(cls, total: AccountMonthTotal) -> ImportedCostTotal:
+        return cls(
+            billing_month=total.billing_month, currency=total.currency, rows=total.rows,
+            billed_cost=plain(total.billed_cost), account_id=total.managed_account_id,
+        )
+
+
+@strawberry.type(description="The cost file was imported.")
+class CostsImported:
+    rows: int = strawberry.field(description="Rows in the file.")
+    inserted: int = strawberry.field(description="Rows new to the organization, now stored.")
+    duplicates: int = strawberry.field(description="Rows already imported before, skipped.")
+    unmatched_sub_accounts: list[UnmatchedSubAccount] = strawberry.field(
+        description="Sub-accounts no managed account claims: stored, but not invoiced until one does."
+    )
+    totals: list[ImportedCostTotal] = strawberry.field(
+        description="What the file holds per account, month and currency."
+    )
+
+    @classmethod
+    def from_report(cls, report: ImportReport) -> CostsImported:
+        return cls(
+            rows=report.rows, inserted=report.inserted, duplicates=report.duplicates,
+            unmatched_sub_accounts=[
+                UnmatchedSubAccount(
+                    sub_account_id=u.sub_account_id, sub_account_name=u.sub_account_name,
+                    provider_name=u.provider_name, currency=u.currency, rows=u.rows,
+                    billed_cost=plain(u.billed_cost),
+                )
+                for u in report.unmatched
+            ],
+            totals=[ImportedCostTotal.from_total(t) for t in report.totals],
+        )
+
+
+@strawberry.type(description="The cost file cannot be imported as it is; nothing was written.")
+class CostFileRejectedError(UserError):
+    line: int | None = strawberry.field(
+        description="The CSV line where the problem is (the header is line 1); null when it "
+        "is the file as a whole."
+    )
+    column: str | None = strawberry.field(description="The FOCUS column concerned, when one is.")
+
+    @classmethod
+    def from_domain(cls, exc: CostFileRejected) -> CostFileRejectedError:
+        return cls(code=exc.code, message=exc.message, field=exc.field, line=exc.line, column=exc.column)
+
+
+ImportCostsPayload = Annotated[
+    CostsImported | CostFileRejectedError | ValidationError,
+    strawberry.union("ImportCostsPayload", description="The result of `importCosts`."),
+]

@@ -1,0 +1,343 @@
+"""Cost records over GraphQL: the scope matrix of `costs`, node/nodes and `importCosts`
+(a real GraphQL multipart request of the FinOps Foundation's FOCUS sample); filters, order,
+totals per currency; refused files with nothing written; no N+1 queries."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, defaultdict
+from decimal import Decimal
+
+import pytest
+from strawberry.relay import to_base64
+
+from models import CostImport, CostRecord, SubAccount
+from models.costs import import_costs
+from schema.scalars import plain
+from tests.graphql import error_codes, gql
+from tests.test_costs_import import AWS_BIG, AWS_SECOND, AZURE, ORACLE, SAMPLE, sample_rows, to_csv
+
+COST_FIELDS = """id billingMonth chargePeriodStart chargePeriodEnd providerName publisherName invoiceIssuerName
+  billingAccountId billingAccountName subAccountId subAccountName billedCost billingCurrency effectiveCost
+  listCost listUnitPrice contractedCost contractedUnitPrice consumedQuantity consumedUnit pricingQuantity
+  pricingUnit pricingCategory serviceName serviceCategory chargeCategory chargeClass chargeDescription
+  chargeFrequency regionId regionName availabilityZone resourceId resourceName resourceType skuId skuPriceId
+  tags extra account { name }"""
+COSTS = """query($accountId: ID, $period: Month, $first: Int, $after: String, $last: Int, $before: String,
+  $filter: CostRecordFilter, $order: CostRecordOrder) {
+  costs(accountId: $accountId, period: $period, first: $first, after: $after, last: $last, before: $before,
+        filter: $filter, orderBy: $order) {
+    totalCount totals { currency billedCost rows } pageInfo { hasNextPage endCursor }
+    edges { node { %s } } } }""" % COST_FIELDS
+NODE = "query($id: ID!) { node(id: $id) { ... on CostRecord { subAccountId billedCost } } }"
+NODES = "query($ids: [ID!]!) { nodes(ids: $ids) { ... on CostRecord { subAccountId } } }"
+IMPORT = """mutation($file: Upload!) { importCosts(file: $file) { __typename
+  ... on CostsImported { rows inserted duplicates
+    unmatchedSubAccounts { subAccountId subAccountName providerName currency rows billedCost }
+    totals { account { name } billingMonth currency rows billedCost } }
+  ... on CostFileRejectedError { line column }
+  ... on UserError { code field message } } }"""
+
+ROLES = ("owner", "viewer", "customer", "other_customer", "foreign_owner")
+MSP = ("owner", "viewer")
+
+
+def account_gid(account) -> str:
+    return to_base64("ManagedAccount", str(account.id))
+
+
+def cost_gid(record) -> str:
+    return to_base64("CostRecord", str(record.id))
+
+
+async def upload(client, token, data: bytes, filename="focus.csv"):
+    """`importCosts` as the GraphQL multipart request spec says: an `operations` part whose
+    file variable is null, a `map` part pointing file part "0" at it, then the file."""
+    response = await client.post(
+        "/graphql",
+        data={
+            "operations": json.dumps({"query": IMPORT, "variables": {"file": None}}),
+            "map": json.dumps({"0": ["variables.file"]}),
+        },
+        files={"0": (filename, data, "text/csv")},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def _costs(world):
+    """The sample in `org` (Contoso claims AWS_BIG, Tailspin AZURE); ten rows of it in
+    `foreign_org`, whose Litware claims AWS_BIG there."""
+    await SubAccount.create(organization=world.org, managed_account=world.account, sub_account_id=AWS_BIG)
+    await SubAccount.create(organization=world.org, managed_account=world.other_account, sub_account_id=AZURE)
+    await SubAccount.create(organization=world.foreign_org, managed_account=world.foreign_account, sub_account_id=AWS_BIG)
+    await import_costs(world.org.id, SAMPLE.read_bytes())
+    header, rows = sample_rows()
+    await import_costs(world.foreign_org.id, to_csv(header, rows[:10]))
+
+
+def _sum(rows) -> Decimal:
+    return sum((Decimal(r["BilledCost"]) for r in rows), Decimal(0))
+
+
+def _plain(value: Decimal) -> str:
+    """A decimal as the API writes it: no trailing zeros, no exponent."""
+    return str(plain(value))
+
+
+# ---------------------------------------------------------------- queries
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_costs_scope_matrix(client, world, role):
+    await _costs(world)
+    _, rows = sample_rows()
+    result = await gql(client, COSTS, {"first": 3}, token=world.tokens[role])
+    if role in ("customer", "other_customer"):
+        assert error_codes(result) == ["FORBIDDEN"]
+        assert result["data"] is None
+        return
+    assert "errors" not in result, result
+    page = result["data"]["costs"]
+    expected = rows if role in MSP else rows[:10]
+    assert page["totalCount"] == len(expected)
+    assert page["totals"] == [{"currency": "USD", "billedCost": _plain(_sum(expected)), "rows": len(expected)}]
+    # Costs of another organization are never listed, whatever the filter.
+    other_org_account = world.foreign_account if role in MSP else world.account
+    filtered = await gql(client, COSTS, {"accountId": account_gid(other_org_account)}, token=world.tokens[role])
+    assert filtered["data"]["costs"]["totalCount"] == 0
+    assert filtered["data"]["costs"]["totals"] == []
+
+
+async def test_costs_needs_a_token(client, world):
+    assert error_codes(await gql(client, COSTS)) == ["UNAUTHENTICATED"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_cost_node_and_nodes_scope_matrix(client, world, role):
+    await _costs(world)
+    own = await CostRecord.filter(organization_id=world.org.id).order_by("id").first()
+    foreign = await CostRecord.filter(organization_id=world.foreign_org.id).order_by("id").first()
+    ids = [cost_gid(own), cost_gid(foreign), to_base64("CostRecord", "007"), to_base64("CostRecord", "x"),
+           to_base64("CostRecord", "99999999999999999999")]
+    visible = {"owner": own, "viewer": own, "foreign_owner": foreign}.get(role)
+    expected = [r.sub_account_id if r == visible else None for r in (own, foreign)] + [None, None, None]
+    token = world.tokens[role]
+    singles = [(await gql(client, NODE, {"id": i}, token=token))["data"]["node"] for i in ids]
+    many = (await gql(client, NODES, {"ids": ids}, token=token))["data"]["nodes"]
+    for answers in (singles, many):
+        assert [a["subAccountId"] if a else None for a in answers] == expected
+    if visible is not None:
+        assert singles[[own, foreign].index(visible)]["billedCost"] == _plain(visible.billed_cost)
+
+
+async def test_a_cost_record_shows_its_focus_columns_as_they_came(client, world):
+    await _costs(world)
+    _, rows = sample_rows()
+    # The second row of the file: AWS, tagged, of a sub-account nobody claims.
+    row = rows[1]
+    record = await CostRecord.get(organization_id=world.org.id, resource_id=row["ResourceId"], sku_id=row["SkuId"])
+    query = "query($id: ID!) { node(id: $id) { ... on CostRecord { %s } } }" % COST_FIELDS
+    node = (await gql(client, query, {"id": cost_gid(record)}, token=world.tokens["owner"]))["data"]["node"]
+    assert node["id"] == cost_gid(record)
+    assert node["billingMonth"] == "2024-09"
+    assert node["chargePeriodStart"] == "2024-09-30T22:00:00+00:00"
+    assert node["chargePeriodEnd"] == "2024-09-30T23:00:00+00:00"
+    assert (node["providerName"], node["publisherName"], node["invoiceIssuerName"]) == (
+        "AWS", "Amazon Web Services, Inc.", "Amazon Web Services, Inc.",
+    )
+    assert (node["billingAccountId"], node["billingAccountName"]) == ("1234567890123", "SunBird")
+    assert (node["subAccountId"], node["subAccountName"]) == ("43883916739", "Zenith Eclipse")
+    assert node["billedCost"] == "0.0000160599" and node["billingCurrency"] == "USD"
+    assert (node["effectiveCost"], node["listCost"], node["listUnitPrice"]) == ("0", "0.0000160599", "0.008")
+    assert (node["contractedCost"], node["contractedUnitPrice"]) == ("0", "0")
+    assert (node["consumedQuantity"], node["consumedUnit"]) == ("0.00200749", "LCU-Hours")
+    assert (node["pricingQuantity"], node["pricingUnit"], node["pricingCategory"]) == ("0.00200749", "LCU-Hours", "Standard")
+    assert (node["serviceName"], node["serviceCategory"]) == ("Elastic Load Balancing", "Networking")
+    assert (node["chargeCategory"], node["chargeClass"], node["chargeFrequency"]) == ("Usage", None, "Usage-Based")
+    assert node["chargeDescription"] == row["ChargeDescription"]
+    assert (node["regionId"], node["regionName"], node["availabilityZone"]) == ("us-west-2", "US West (Oregon)", None)
+    assert (node["resourceName"], node["resourceType"]) == (None, None)
+    assert (node["skuId"], node["skuPriceId"]) == ("2ETY8Y426S4237JU", "2ETY8Y426S4237JU.JRTCKXETXF.6YS6EN2CT7")
+    assert node["tags"] == {"application": "BrightLensMatrix", "environment": "dev", "business_unit": "ViennaAI"}
+    assert node["extra"]["Id"] == "19384"
+    assert node["account"] is None
+
+
+async def test_filters_order_totals_and_pages(client, world, settings):
+    await _costs(world)
+    header, rows = sample_rows()
+    # Three rows again in EUR: new rows (another currency), for totals of two currencies.
+    euro = [{**r, "BillingCurrency": "EUR"} for r in rows[:3]]
+    await import_costs(world.org.id, to_csv(header, euro))
+    token = world.tokens["owner"]
+
+    async def costs(**variables):
+        result = await gql(client, COSTS, {"first": 100, **variables}, token=token)
+        assert "errors" not in result, result
+        return result["data"]["costs"]
+
+    def totals(selected):
+        by_currency = defaultdict(list)
+        for r in selected:
+            by_currency[r["BillingCurrency"]].append(r)
+        return [{"currency": c, "billedCost": _plain(_sum(rs)), "rows": len(rs)} for c, rs in sorted(by_currency.items())]
+
+    everything = rows + euro
+    assert (await costs())["totals"] == totals(everything)
+    contoso = await costs(accountId=account_gid(world.account))
+    assert contoso["totalCount"] == 225
+    assert contoso["totals"] == totals([r for r in everything if r["SubAccountId"] == AWS_BIG])
+    assert {e["node"]["account"]["name"] for e in contoso["edges"]} == {"Contoso"}
+    assert (await costs(accountId="garbage"))["totalCount"] == 0
+    assert (await costs(period="2024-10"))["totalCount"] == Counter(r["BillingPeriodStart"][:7] for r in everything)["2024-10"]
+    assert (await costs(filter={"providers": ["Oracle", "Microsoft"]}))["totalCount"] == 58
+    compute = [r for r in everything if r["ServiceCategory"] in ("Compute", "Storage")]
+    assert (await costs(filter={"serviceCategories": ["Compute", "Storage"]}))["totals"] == totals(compute)
+    claimed = [r for r in everything if r["SubAccountId"] in (AWS_BIG, AZURE)]
+    assert (await costs(filter={"unassigned": False}))["totalCount"] == len(claimed)
+    assert (await costs(filter={"unassigned": True}))["totalCount"] == len(everything) - len(claimed)
+    oracle_unclaimed = await costs(filter={"unassigned": True, "providers": ["Oracle"]}, period="2024-09")
+    assert {e["node"]["subAccountId"] for e in oracle_unclaimed["edges"]} >= {ORACLE}
+
+    by_cost = await costs(order={"field": "BILLED_COST", "direction": "DESC"}, first=5)
+    top = sorted((Decimal(r["BilledCost"]) for r in everything), reverse=True)[:5]
+    assert [Decimal(e["node"]["billedCost"]) for e in by_cost["edges"]] == top
+    by_service = await costs(order={"field": "SERVICE_NAME", "direction": "ASC"}, first=3)
+    assert [e["node"]["serviceName"] for e in by_service["edges"]] == sorted(r["ServiceName"] for r in everything)[:3]
+
+    seen, after = [], None
+    while True:
+        page = (await gql(client, COSTS, {"first": 100, "after": after, "accountId": account_gid(world.account)},
+                          token=token))["data"]["costs"]
+        seen += [e["node"]["id"] for e in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert len(seen) == len(set(seen)) == 225
+    too_big = await gql(client, COSTS, {"first": settings.max_page_size + 1}, token=token)
+    assert error_codes(too_big) == ["BAD_USER_INPUT"]
+
+
+class _Counter(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.statements = []
+
+    def emit(self, record):
+        self.statements.append(record.getMessage())
+
+
+async def test_the_account_of_each_row_is_loaded_once_per_page(client, world):
+    await _costs(world)
+    token = world.tokens["owner"]
+    await gql(client, "{ viewer { scope } }", token=token)  # the token's first use is recorded once
+    counts = []
+    for first in (2, 100):
+        logger = logging.getLogger("tortoise.db_client")
+        counter = _Counter()
+        logger.addHandler(counter)
+        old_level = logger.level
+        logger.setLevel(logging.DEBUG)
+        try:
+            result = await gql(
+                client, "query($first: Int) { costs(first: $first, filter: {unassigned: false}) "
+                "{ totals { rows } edges { node { account { name billingProfile { nickname } } } } } }",
+                {"first": first}, token=token,
+            )
+        finally:
+            logger.removeHandler(counter)
+            logger.setLevel(old_level)
+        assert len(result["data"]["costs"]["edges"]) == first
+        counts.append(len(counter.statements))
+    assert counts[0] == counts[1]
+
+
+# ---------------------------------------------------------------- importCosts
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_import_costs_scope_matrix(client, world, role):
+    await SubAccount.create(organization=world.org, managed_account=world.account, sub_account_id=AWS_BIG)
+    result = await upload(client, world.tokens[role], SAMPLE.read_bytes())
+    if role in ("viewer", "customer", "other_customer"):
+        assert error_codes(result) == ["FORBIDDEN"]
+        assert await CostImport.all().count() == await CostRecord.all().count() == 0
+        return
+    payload = result["data"]["importCosts"]
+    assert payload["__typename"] == "CostsImported", payload
+    assert (payload["rows"], payload["inserted"], payload["duplicates"]) == (1000, 1000, 0)
+    organization_id = world.users[role].organization_id
+    assert await CostRecord.filter(organization_id=organization_id).count() == 1000
+    assert await CostRecord.all().count() == 1000
+    cost_import = await CostImport.get()
+    assert (cost_import.imported_by_id, cost_import.filename) == (world.users[role].id, "focus.csv")
+    # Only the importing organization's mapping applies: Contoso is Northwind's.
+    claimed = await CostRecord.exclude(managed_account_id=None).count()
+    assert claimed == (225 if role == "owner" else 0)
+
+
+async def test_import_reports_unmatched_sub_accounts_and_totals_and_a_second_import_inserts_nothing(client, world):
+    await SubAccount.create(organization=world.org, managed_account=world.account, sub_account_id=AWS_BIG)
+    _, rows = sample_rows()
+    token = world.tokens["owner"]
+    first = (await upload(client, token, SAMPLE.read_bytes()))["data"]["importCosts"]
+
+    unmatched = {u["subAccountId"]: u for u in first["unmatchedSubAccounts"]}
+    assert len(unmatched) == 72 and AWS_BIG not in unmatched
+    second = [r for r in rows if r["SubAccountId"] == AWS_SECOND]
+    assert unmatched[AWS_SECOND] == {
+        "subAccountId": AWS_SECOND, "subAccountName": second[0]["SubAccountName"], "providerName": "AWS",
+        "currency": "USD", "rows": 215, "billedCost": _plain(_sum(second)),
+    }
+    contoso = [r for r in rows if r["SubAccountId"] == AWS_BIG]
+    assert {"account": {"name": "Contoso"}, "billingMonth": "2024-09", "currency": "USD", "rows": 225,
+            "billedCost": _plain(_sum(contoso))} in first["totals"]
+    assert sum(t["rows"] for t in first["totals"]) == 1000
+
+    again = (await upload(client, token, SAMPLE.read_bytes()))["data"]["importCosts"]
+    assert (again["rows"], again["inserted"], again["duplicates"]) == (1000, 0, 1000)
+    assert again["totals"] == first["totals"]
+    assert await CostRecord.all().count() == 1000
+
+
+async def test_a_malformed_file_is_rejected_with_its_line_and_nothing_is_written(client, world):
+    header, rows = sample_rows()
+    await import_costs(world.org.id, to_csv(header, rows[:5]))
+    before = await CostImport.all().count(), await CostRecord.all().count()
+    rows[700]["BilledCost"] = "12,34"
+    result = await upload(client, world.tokens["owner"], to_csv(header, rows))
+    payload = result["data"]["importCosts"]
+    assert (payload["__typename"], payload["code"], payload["line"], payload["column"], payload["field"]) == (
+        "CostFileRejectedError", "INVALID_COST_FILE", 702, "BilledCost", "file",
+    )
+    assert payload["message"].startswith("line 702: BilledCost '12,34' is not a number")
+    assert (await CostImport.all().count(), await CostRecord.all().count()) == before
+
+
+@pytest.mark.parametrize("data,line,message", [
+    (b"", 1, "line 1: the file is empty"),
+    (b"just,some,csv\n1,2,3\n", 1, "line 1: missing required columns BilledCost"),
+    # Not UTF-8: refused by the importer's decoding, with the line of the first bad byte.
+    ("AvailabilityZone,BilledCost\n\xe9t\xe9,1\n".encode("latin-1"), 2, "line 2: the file is not UTF-8 text"),
+])
+async def test_files_that_are_not_focus_are_rejected_and_nothing_is_written(client, world, data, line, message):
+    result = await upload(client, world.tokens["owner"], data)
+    payload = result["data"]["importCosts"]
+    assert (payload["__typename"], payload["code"], payload["field"]) == ("CostFileRejectedError", "INVALID_COST_FILE", "file")
+    assert payload["line"] == line and payload["message"].startswith(message)
+    assert await CostImport.all().count() == await CostRecord.all().count() == 0
+
+
+async def test_a_file_over_the_upload_cap_is_refused_unread(client, world, settings, monkeypatch):
+    data = SAMPLE.read_bytes()
+    monkeypatch.setattr(settings, "max_upload_bytes", len(data) - 1)
+    result = await upload(client, world.tokens["owner"], data)
+    payload = result["data"]["importCosts"]
+    assert (payload["__typename"], payload["code"], payload["field"]) == ("ValidationError", "INVALID", "file")
+    assert await CostImport.all().count() == await CostRecord.all().count() == 0
+    monkeypatch.setattr(settings, "max_upload_bytes", len(data))
+    accepted = await upload(client, world.tokens["owner"], data)
+    assert accepted["data"]["importCosts"]["inserted"] == 1000
