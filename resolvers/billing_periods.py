@@ -20,7 +20,7 @@ from schema.billing_periods import (
 from schema.errors import user_error
 from schema.scalars import Month
 from schema.context import Info
-from schema.pagination import Direction, order_fields, paginate
+from schema.pagination import Direction, paginate
 from schema.permissions import MSP_USERS, OWNERS, requires
 
 
@@ -37,12 +37,11 @@ class Query:
     ) -> BillingPeriodConnection:
         order = order_by or BillingPeriodOrder(field=BillingPeriodOrderField.MONTH, direction=Direction.DESC)
         return await paginate(
+            info,
             BillingPeriodConnection,
             filtered(billing_periods.visible_periods(info.context.principal), filter),
             BillingPeriod.from_model,
-            order_by=order_fields(order.field.value, order.direction),
-            max_page_size=info.context.settings.max_page_size,
-            first=first, after=after, last=last, before=before,
+            order, first=first, after=after, last=last, before=before,
         )
 
 

@@ -29,7 +29,7 @@ from schema.billing_profiles import (
 from schema.context import Info
 from schema.errors import user_error
 from schema.nodes import node_uuid
-from schema.pagination import Direction, order_fields, paginate
+from schema.pagination import Direction, paginate
 from schema.permissions import MSP_USERS, OWNERS, requires
 
 TYPE_NAME = "BillingProfile"
@@ -51,12 +51,11 @@ class Query:
     ) -> BillingProfileConnection:
         order = order_by or BillingProfileOrder(field=BillingProfileOrderField.NICKNAME, direction=Direction.ASC)
         return await paginate(
+            info,
             BillingProfileConnection,
             billing_profiles.visible_profiles(info.context.principal),
             BillingProfile.from_model,
-            order_by=order_fields(order.field.value, order.direction),
-            max_page_size=info.context.settings.max_page_size,
-            first=first, after=after, last=last, before=before,
+            order, first=first, after=after, last=last, before=before,
         )
 
 

@@ -25,7 +25,7 @@ from schema.billing_rules import (
 from schema.context import Info
 from schema.errors import user_error
 from schema.nodes import node_uuid
-from schema.pagination import Direction, order_fields, paginate
+from schema.pagination import Direction, paginate
 from schema.permissions import MSP_USERS, OWNERS, requires
 
 TYPE_NAME = "BillingRule"
@@ -45,12 +45,11 @@ class Query:
     ) -> BillingRuleConnection:
         order = order_by or BillingRuleOrder(field=BillingRuleOrderField.CREATED_AT, direction=Direction.ASC)
         return await paginate(
+            info,
             BillingRuleConnection,
             filtered(billing_rules.visible_rules(info.context.principal), filter),
             BillingRule.from_model,
-            order_by=order_fields(order.field.value, order.direction),
-            max_page_size=info.context.settings.max_page_size,
-            first=first, after=after, last=last, before=before,
+            order, first=first, after=after, last=last, before=before,
         )
 
 

@@ -23,7 +23,7 @@ from schema.costs import (
     filtered,
 )
 from schema.errors import ValidationError, user_error
-from schema.pagination import Direction, order_fields, paginate
+from schema.pagination import Direction, paginate
 from schema.permissions import MSP_USERS, OWNERS, requires
 from schema.scalars import Month
 
@@ -45,10 +45,9 @@ class Query:
         query = filtered(costs.visible_costs(info.context.principal), account_id, period, filter)
         order = order_by or CostRecordOrder(field=CostRecordOrderField.CHARGE_PERIOD_START, direction=Direction.DESC)
         page = await paginate(
+            info,
             CostRecordConnection, query, CostRecord.from_model,
-            order_by=order_fields(order.field.value, order.direction),
-            max_page_size=info.context.settings.max_page_size,
-            first=first, after=after, last=last, before=before,
+            order, first=first, after=after, last=last, before=before,
         )
         page.query = query
         return page

@@ -19,7 +19,7 @@ from schema.exchange_rates import (
     SetExchangeRatePayload,
     filtered,
 )
-from schema.pagination import Direction, order_fields, paginate
+from schema.pagination import Direction, paginate
 from schema.permissions import MSP_USERS, OWNERS, requires
 
 
@@ -35,12 +35,11 @@ class Query:
     ) -> ExchangeRateConnection:
         order = order_by or ExchangeRateOrder(field=ExchangeRateOrderField.MONTH, direction=Direction.DESC)
         return await paginate(
+            info,
             ExchangeRateConnection,
             filtered(exchange_rates.visible_rates(info.context.principal), filter),
             ExchangeRate.from_model,
-            order_by=order_fields(order.field.value, order.direction),
-            max_page_size=info.context.settings.max_page_size,
-            first=first, after=after, last=last, before=before,
+            order, first=first, after=after, last=last, before=before,
         )
 
 

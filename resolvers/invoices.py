@@ -23,7 +23,7 @@ from schema.invoices import (
     ResendInvoicePayload,
 )
 from schema.nodes import node_uuid
-from schema.pagination import Direction, order_fields, paginate
+from schema.pagination import Direction, paginate
 from schema.permissions import ANY_USER, OWNERS, requires
 
 
@@ -68,10 +68,9 @@ class Query:
         query = invoices.filter_invoices(invoices.visible_invoices(principal), _conditions(filter), today)
         order = order_by or InvoiceOrder(field=InvoiceOrderField.CREATED_AT, direction=Direction.DESC)
         return await paginate(
+            info,
             InvoiceConnection, query, Invoice.from_model,
-            order_by=order_fields(order.field.value, order.direction),
-            max_page_size=info.context.settings.max_page_size,
-            first=first, after=after, last=last, before=before,
+            order, first=first, after=after, last=last, before=before,
         )
 
     @strawberry.field(

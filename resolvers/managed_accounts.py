@@ -23,7 +23,7 @@ from schema.managed_accounts import (
     filtered,
 )
 from schema.nodes import node_uuid
-from schema.pagination import Direction, order_fields, paginate
+from schema.pagination import Direction, paginate
 from schema.permissions import ANY_USER, OWNERS, requires
 
 
@@ -41,12 +41,11 @@ class Query:
     ) -> ManagedAccountConnection:
         order = order_by or ManagedAccountOrder(field=ManagedAccountOrderField.NAME, direction=Direction.ASC)
         return await paginate(
+            info,
             ManagedAccountConnection,
             filtered(managed_accounts.visible_accounts(info.context.principal), filter),
             ManagedAccount.from_model,
-            order_by=order_fields(order.field.value, order.direction),
-            max_page_size=info.context.settings.max_page_size,
-            first=first, after=after, last=last, before=before,
+            order, first=first, after=after, last=last, before=before,
         )
 
 

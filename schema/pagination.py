@@ -5,7 +5,7 @@ the order is total and a cursor means the same thing on the next request)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
@@ -57,18 +57,21 @@ def order_fields(field: str, direction: Direction, tiebreak: str = "id") -> list
 
 
 async def paginate(
+    info: Any,
     connection: type[CountedConnection],
     query: Any,
     to_node: Callable[[Any], Any],
+    order: Any,
     *,
-    order_by: Sequence[str],
-    max_page_size: int,
     first: int | None = None,
     after: str | None = None,
     last: int | None = None,
     before: str | None = None,
 ) -> CountedConnection:
-    """One COUNT and one page query, whatever the page size."""
+    """A page of `query` sorted by `order` (an input with `field` and `direction`): one COUNT
+    and one page query, whatever the page size."""
+    max_page_size = info.context.settings.max_page_size
+    order_by = order_fields(order.field.value, order.direction)
     _check_size(first, "first", max_page_size)
     _check_size(last, "last", max_page_size)
     total = await query.count()
