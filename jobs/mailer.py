@@ -132,7 +132,8 @@ def _address(value: str, field: str) -> str:
     if not isinstance(value, str) or _has_line_break(value):
         raise ValidationFailed("An e-mail address must be a single line.", field=field)
     address = normalize_email(value)
-    # normalize_email accepts "a@b.com,c@d.com"; the header must hold exactly one address.
+    # normalize_email checks the shape only; a header also needs a valid addr-spec (no commas,
+    # brackets or quotes that would smuggle in a second address).
     try:
         parsed = Address(addr_spec=address).addr_spec
     except (ValueError, TypeError):
