@@ -52,3 +52,17 @@ class AddressMixin:
         "address_line1", "address_line2", "address_line3", "address_line4",
         "city", "region", "postal_code", "country",
     )
+
+
+# Address columns as inputs name them (camelCase under `address`), with their length limits:
+# column -> (input field, max length, required).
+ADDRESS_TEXT_COLUMNS = {
+    "address_line1": ("address.line1", 255, False),
+    "address_line2": ("address.line2", 255, False),
+    "address_line3": ("address.line3", 255, False),
+    "address_line4": ("address.line4", 255, False),
+    "city": ("address.city", 255, False),
+    "region": ("address.region", 255, False),
+    "postal_code": ("address.postalCode", 64, False),
+    "country": ("address.country", 255, False),
+}

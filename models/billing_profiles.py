@@ -16,7 +16,7 @@ from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from models.base import AddressMixin, TimestampMixin, enum_check
+from models.base import ADDRESS_TEXT_COLUMNS, AddressMixin, TimestampMixin, enum_check
 from models.errors import NotFound, ValidationFailed
 from models.managed_accounts import ManagedAccount
 
@@ -106,14 +106,7 @@ _TEXT_COLUMNS = {
     "company_name": ("companyName", 255, False),
     "xero_account_code": ("xeroAccountCode", 32, False),
     "xero_tax_type": ("xeroTaxType", 64, False),
-    "address_line1": ("address.line1", 255, False),
-    "address_line2": ("address.line2", 255, False),
-    "address_line3": ("address.line3", 255, False),
-    "address_line4": ("address.line4", 255, False),
-    "city": ("address.city", 255, False),
-    "region": ("address.region", 255, False),
-    "postal_code": ("address.postalCode", 64, False),
-    "country": ("address.country", 255, False),
+    **ADDRESS_TEXT_COLUMNS,
 }
 _PAIR_COLUMNS = {"business_fields": "businessFields", "banking_fields": "bankingFields"}
 CHANGEABLE = frozenset(_TEXT_COLUMNS) | frozenset(_PAIR_COLUMNS) | {"charges"}

@@ -13,7 +13,7 @@ from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
 from models.auth import normalize_email
-from models.base import AddressMixin, TimestampMixin
+from models.base import ADDRESS_TEXT_COLUMNS, AddressMixin, TimestampMixin
 from models.currencies import check_currency
 from models.errors import NotFound, ValidationFailed
 
@@ -189,14 +189,7 @@ _TEXT_COLUMNS = {
     "official_company_name": ("officialCompanyName", 255, False),
     "po_number": ("poNumber", 128, False),
     "internal_notes": ("internalNotes", MAX_INTERNAL_NOTES, False),
-    "address_line1": ("address.line1", 255, False),
-    "address_line2": ("address.line2", 255, False),
-    "address_line3": ("address.line3", 255, False),
-    "address_line4": ("address.line4", 255, False),
-    "city": ("address.city", 255, False),
-    "region": ("address.region", 255, False),
-    "postal_code": ("address.postalCode", 64, False),
-    "country": ("address.country", 255, False),
+    **ADDRESS_TEXT_COLUMNS,
 }
 ACCOUNT_FIELDS = frozenset(_TEXT_COLUMNS) | {
     "contact_email", "billing_profile_id", "payment_terms_days", "currency",
