@@ -7,6 +7,7 @@ stays stuck."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -19,7 +20,7 @@ from jobs.rendering import TEMPLATE_VERSION, render_invoice_html
 from models.errors import DomainError
 from models.invoices import Invoice, InvoiceStatus
 from models.invoices.actions import fail_generation
-from models.invoices.generation import build_view, compute, load_context, store_revision
+from models.invoices.generation import build_view, compute, load_context, load_invoice, store_revision
 from models.invoices.lifecycle import Actor
 from models.invoices.numbering import ensure_number
 from models.invoices.tables import InvoiceRevision
@@ -32,18 +33,20 @@ GIVE_UP_AFTER = timedelta(minutes=30)
 
 
 async def generate_invoice(ctx: dict, invoice_id: str) -> str:
-    invoice = await Invoice.get_or_none(id=invoice_id)
+    invoice = await load_invoice(invoice_id)
     if invoice is None or invoice.status != InvoiceStatus.GENERATING:
         return "nothing to do"
     try:
-        gen = await load_context(invoice_id)
+        gen = await load_context(invoice_id, invoice)
         draft = await compute(gen)
         number = await ensure_number(invoice_id, draft.issue_date.year)
         view = build_view(gen, draft, number, TEMPLATE_VERSION)
         pdf = await ctx["pdf"].render(render_invoice_html(view))
         revision = await InvoiceRevision.filter(invoice_id=invoice_id).count() + 1
         path = f"invoices/{gen.organization.id}/{number}-r{revision}.pdf"
-        sha256 = storage.save(ctx["settings"], path, pdf)
+        # Off the event loop: an fsync that waits for the disk would stall every other job's
+        # queries and renders.
+        sha256 = await asyncio.to_thread(storage.save, ctx["settings"], path, pdf)
         stored = await store_revision(
             invoice_id, draft, view, {"path": path, "sha256": sha256, "size": len(pdf)}, WORKER
         )

@@ -9,7 +9,6 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from pypdf import PdfReader
 from strawberry.relay import to_base64
 

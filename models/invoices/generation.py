@@ -90,9 +90,20 @@ class Context:
     period: BillingPeriod
 
 
-async def load_context(invoice_id: Any) -> Context:
-    invoice = await Invoice.get(id=invoice_id)
-    account = await ManagedAccount.get(id=invoice.managed_account_id)
+# What generation reads besides the costs, fetched with the invoice in one query.
+_RELATED = ("organization", "billing_period", "managed_account__billing_profile")
+
+
+async def load_invoice(invoice_id: Any) -> Invoice | None:
+    """The invoice with its organization, period, account and billing profile (one query)."""
+    return await Invoice.filter(id=invoice_id).select_related(*_RELATED).first()
+
+
+async def load_context(invoice_id: Any, invoice: Invoice | None = None) -> Context:
+    """The computation's inputs; pass `invoice` as `load_invoice` returned it to save a query."""
+    if invoice is None:
+        invoice = await Invoice.filter(id=invoice_id).select_related(*_RELATED).get()
+    account = invoice.managed_account
     if account.billing_profile_id is None:
         raise MissingBillingProfile(
             f"{account.name} has no billing profile: choose one on the managed account, then generate.",
@@ -100,11 +111,11 @@ async def load_context(invoice_id: Any) -> Context:
         )
     return Context(
         invoice=invoice,
-        organization=await Organization.get(id=invoice.organization_id),
+        organization=invoice.organization,
         account=account,
-        profile=await BillingProfile.get(id=account.billing_profile_id),
+        profile=account.billing_profile,
         charges=await BillingProfileCharge.filter(billing_profile_id=account.billing_profile_id).order_by("position"),
-        period=await BillingPeriod.get(id=invoice.billing_period_id),
+        period=invoice.billing_period,
     )
 
 
@@ -300,6 +311,13 @@ def build_view(ctx: Context, draft: Draft, number: str, template_version: str) -
     }
 
 
+_LINE_PLACES = Decimal("1e-16")  # invoice_line_items' NUMERIC(38, 16)
+
+
+def _line_decimal(value: Decimal | None) -> Decimal | None:
+    return None if value is None else value.quantize(_LINE_PLACES)
+
+
 async def store_revision(
     invoice_id: Any, draft: Draft, view: dict[str, Any], pdf: dict[str, Any], actor: Any
 ) -> Invoice | None:
@@ -308,31 +326,40 @@ async def store_revision(
     from tortoise.transactions import in_transaction
 
     from models.invoices.lifecycle import transition
-    from models.invoices.tables import InvoiceLineItem, InvoiceRevision, InvoiceStatus
+    from models.invoices.tables import InvoiceRevision, InvoiceStatus
 
     async with in_transaction() as conn:
-        invoice = await Invoice.select_for_update().using_db(conn).get(id=invoice_id)
-        if invoice.status != InvoiceStatus.GENERATING:
+        # The lock and the revision count in one round trip.
+        (locked,) = await conn.execute_query_dict(
+            "SELECT status, (SELECT count(*) FROM invoice_revisions WHERE invoice_id = $1) AS revisions"
+            " FROM invoices WHERE id = $1 FOR UPDATE",
+            [str(invoice_id)],
+        )
+        if locked["status"] != InvoiceStatus.GENERATING.value:
             return None
         revision = await InvoiceRevision.create(
-            invoice_id=invoice_id,
-            revision=await InvoiceRevision.filter(invoice_id=invoice_id).using_db(conn).count() + 1,
+            invoice_id=invoice_id, revision=locked["revisions"] + 1,
             template_version=view["template_version"], currency=draft.currency,
             cost_currency=draft.cost_currency, exchange_rate=draft.rate, subtotal=draft.subtotal,
             adjustments=draft.adjustments, charges=draft.charges, total=draft.total,
             issue_date=draft.issue_date, due_date=draft.due_date, snapshot=view,
             pdf_path=pdf["path"], pdf_sha256=pdf["sha256"], pdf_size=pdf["size"], using_db=conn,
         )
-        await InvoiceLineItem.bulk_create(
+        # One statement for all the lines: building an ORM object per line cost more than
+        # the rest of the transaction. Quantities and prices are rounded as the ORM rounds them.
+        lines = draft.lines
+        await conn.execute_query(
+            "INSERT INTO invoice_line_items (revision_id, position, kind, description, provider_name,"
+            " service_name, service_category, quantity, unit, unit_price, amount)"
+            " SELECT $1::uuid, * FROM unnest($2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[],"
+            " $7::text[], $8::numeric[], $9::text[], $10::numeric[], $11::numeric[])",
             [
-                InvoiceLineItem(
-                    revision_id=revision.id, position=i, kind=line.kind, description=line.description[:1024],
-                    provider_name=line.provider, service_name=line.service, service_category=line.category,
-                    quantity=line.quantity, unit=line.unit, unit_price=line.unit_price, amount=line.amount,
-                )
-                for i, line in enumerate(draft.lines, start=1)
+                str(revision.id), list(range(1, len(lines) + 1)), [line.kind.value for line in lines],
+                [line.description[:1024] for line in lines], [line.provider for line in lines],
+                [line.service for line in lines], [line.category for line in lines],
+                [_line_decimal(line.quantity) for line in lines], [line.unit for line in lines],
+                [_line_decimal(line.unit_price) for line in lines], [line.amount for line in lines],
             ],
-            using_db=conn,
         )
         return await transition(
             invoice_id, "GENERATED", actor, connection=conn,

@@ -1,0 +1,327 @@
+"""Month close to PDFs: N accounts closed, generated and printed through the real pipeline,
+against the floor of Chromium printing the same HTML.
+
+Seeds one organization with `--accounts` managed accounts (each with a billing profile and
+`--lines` services of cost records for September 2024, an organization-wide discount and a
+VAT charge), closes the month (`close_period`), then times the real path: the domain's
+`start_generation` for every invoice, `dispatch.enqueue_generation` after each bulk of them
+commits (as `generateInvoices` does), and an arq worker running the product's job functions
+with a warm `PdfRenderer`, until every invoice is AWAITING_APPROVAL. The worker runs in this
+process (one Python process beside one Chromium, as `invoicing worker` runs).
+
+Then, once the database has been vacuumed and checkpointed, the same renderer class prints the
+HTML of one of those invoices as many times, with the same pool size: the browser alone. Both
+phases also print the CPU they cost per invoice: this process (the worker, and the
+`start_generation` calls a web process would make), Chromium with Playwright's driver, and the
+PostgreSQL and Redis servers (all their processes on the host: on a shared server, other load
+shows there). The last line is `pipeline/raw <ratio>`.
+
+The database named by --database-url is DROPPED and recreated, and Redis db 4 is flushed:
+never point them at real data.
+
+    .venv/bin/python bench/month_close.py [--accounts 500] [--lines 40] [--profile out.html]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/invoicing_bench_month"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/4"
+MONTH = date(2024, 9, 1)
+
+
+class CpuMeter:
+    """CPU seconds spent while it runs, by this process, what it started (Playwright's driver
+    and Chromium) and the PostgreSQL and Redis servers (every process of theirs on the host)."""
+
+    GROUPS = ("python", "chromium", "postgresql", "redis")
+
+    def __init__(self) -> None:
+        self.seen: dict[int, tuple[str, float]] = {}
+
+    def _sample(self) -> dict[int, tuple[str, float]]:
+        me = psutil.Process()
+        groups = {me.pid: "python"} | {child.pid: "chromium" for child in me.children(recursive=True)}
+        for process in psutil.process_iter(["name"]):
+            name = process.info["name"] or ""
+            if name.startswith(("postgres", "postmaster")):
+                groups.setdefault(process.pid, "postgresql")
+            elif name.startswith("redis-server"):
+                groups.setdefault(process.pid, "redis")
+        sample = {}
+        for pid, group in groups.items():
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue
+            sample[pid] = (group, times.user + times.system)
+        return sample
+
+    def __enter__(self) -> CpuMeter:
+        self.start = self._sample()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        end = self._sample()
+        self.seconds = dict.fromkeys(self.GROUPS, 0.0)
+        for pid, (group, used) in end.items():
+            # A process that started meanwhile counts from zero; one that ended is lost (rare:
+            # the browser, its pages and the database connections live through the run).
+            self.seconds[group] += used - self.start.get(pid, (group, 0.0))[1]
+
+
+async def recreate_database(url: str) -> None:
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = await asyncpg.connect(urlunsplit(parts._replace(scheme="postgresql", path="/postgres")))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+
+
+async def seed(accounts: int, lines: int):
+    """The organization, its accounts and their month of costs (one cost record per service)."""
+    from decimal import Decimal
+
+    from tortoise import connections
+
+    from models import BillingProfile, BillingProfileCharge, BillingRule, CostImport, ManagedAccount, Organization
+
+    org = await Organization.create(name="Bench MSP", invoice_prefix="BENCH")
+    profile = await BillingProfile.create(
+        organization=org, nickname="Default", company_name="Bench Cloud Services Ltd",
+        address_line1="1 Bench Street", city="London", postal_code="EC1A 1BB", country="United Kingdom",
+        business_fields=[{"key": "VAT ID", "value": "GB 123 4567 89"}],
+        banking_fields=[{"key": "IBAN", "value": "GB29 NWBK 6016 1331 9268 19"}],
+    )
+    await BillingProfileCharge.create(billing_profile=profile, position=1, name="VAT", kind="PERCENT", value=Decimal(20))
+    await BillingRule.create(
+        organization=org, name="Committed use", kind="DISCOUNT", calculation="PERCENT", value=Decimal(5), provider_name="AWS"
+    )
+    await ManagedAccount.bulk_create([
+        ManagedAccount(
+            organization=org, name=f"Customer {n:04d}", billing_profile=profile,
+            official_company_name=f"Customer {n:04d} Holdings Ltd", billing_emails=[f"ap@customer{n}.example"],
+            po_number=f"PO-{n:04d}", address_line1=f"{n} Market Street", city="Manchester", country="United Kingdom",
+        )
+        for n in range(accounts)
+    ])
+    imported = await CostImport.create(
+        organization=org, file_sha256="0" * 64, row_count=0, inserted_count=0, duplicate_count=0
+    )
+    await connections.get("default").execute_query(
+        "INSERT INTO cost_records (organization_id, managed_account_id, cost_import_id, fingerprint,"
+        " billing_month, billing_period_start, billing_period_end, provider_name, sub_account_id,"
+        " billed_cost, billing_currency, consumed_quantity, consumed_unit, service_name,"
+        " service_category, charge_category, extra)"
+        " SELECT a.organization_id, a.id, $2, md5(a.id::text || ':' || s), $3, '2024-09-01T00:00:00Z',"
+        " '2024-10-01T00:00:00Z', CASE WHEN s % 3 = 0 THEN 'Microsoft' ELSE 'AWS' END, '111122223333',"
+        " round((1 + (s * 37 + hashtext(a.id::text)) % 5000 / 7.0)::numeric, 6), 'USD', 1 + s % 17, 'Hrs',"
+        " 'Service ' || lpad(s::text, 3, '0'), 'Compute', 'Usage', '{}'"
+        " FROM managed_accounts a CROSS JOIN generate_series(1, $4) AS s WHERE a.organization_id = $1",
+        [str(org.id), str(imported.id), MONTH, lines],
+    )
+    return org
+
+
+async def wait_until_generated(org, expected: int, timeout: float) -> float:
+    """Wait until every invoice is AWAITING_APPROVAL; the time (time.time()) of the last
+    transition, which the poll interval does not blur."""
+    from tortoise.functions import Count, Max
+
+    from models import Invoice
+
+    deadline = time.perf_counter() + timeout
+    counts = {}
+    while time.perf_counter() < deadline:
+        await asyncio.sleep(0.25)
+        rows = await Invoice.filter(organization_id=org.id).group_by("status").annotate(
+            n=Count("id"), last=Max("updated_at")
+        ).values("status", "n", "last")
+        counts = {row["status"]: row["n"] for row in rows}
+        if counts.get("ERROR"):
+            failed = await Invoice.filter(organization_id=org.id, status="ERROR").first()
+            raise SystemExit(f"{counts['ERROR']} invoices in ERROR, e.g.: {failed.error_message}")
+        if counts.get("AWAITING_APPROVAL", 0) == expected:
+            return rows[0]["last"].timestamp()
+    raise SystemExit(f"not all generated after {timeout} s: {counts}")
+
+
+def report_cpu(meter: CpuMeter, count: int, seconds: float) -> str:
+    per_invoice = ", ".join(f"{group} {1000 * used / count:.1f}" for group, used in meter.seconds.items())
+    busy = sum(meter.seconds.values()) / seconds
+    return f"CPU ms per invoice: {per_invoice} ({busy:.2f} of {psutil.cpu_count()} cores busy)"
+
+
+async def pipeline(settings, redis, org, *, pool: int, max_jobs: int, poll_delay: float, profile: str | None):
+    """Invoices per second from the first start_generation to the last AWAITING_APPROVAL."""
+    from arq.worker import Worker
+
+    import broker
+    from jobs import dispatch
+    from jobs.pdf import PdfRenderer
+    from jobs.rendering import render_invoice_html, sample_view
+    from jobs.worker import WorkerSettings
+    from models import Invoice
+    from models.auth import create_user
+    from models.base import Scope
+    from models.invoices.actions import MAX_BULK, start_generation
+    from models.invoices.lifecycle import Actor
+
+    owner = await create_user(org.id, "owner@bench.example", Scope.OWNER)
+    actor = Actor(user_id=owner.id)
+    ids = await Invoice.filter(organization_id=org.id).order_by("created_at", "id").values_list("id", flat=True)
+
+    renderer = PdfRenderer(settings, pool_size=pool)
+    await renderer.start()
+    warm = render_invoice_html(sample_view())
+    await asyncio.gather(*(renderer.render(warm) for _ in range(2 * pool)))
+    worker = Worker(
+        functions=WorkerSettings.functions, redis_pool=redis, queue_name=broker.QUEUE_NAME,
+        handle_signals=False, max_jobs=max_jobs, poll_delay=poll_delay,
+        ctx={"settings": settings, "pdf": renderer},
+    )
+    task = asyncio.create_task(worker.async_run())
+    profiler = None
+    if profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(async_mode="disabled", interval=0.0005)
+        profiler.start()
+    try:
+        with CpuMeter() as meter:
+            started = time.time()
+            # As generateInvoices does: each bulk's transitions commit, then its jobs are queued.
+            for chunk in range(0, len(ids), MAX_BULK):
+                bulk = ids[chunk:chunk + MAX_BULK]
+                for invoice_id in bulk:
+                    await start_generation(invoice_id, org.id, actor)
+                await dispatch.enqueue_generation(redis, bulk)
+            queued = time.time() - started
+            seconds = await wait_until_generated(org, len(ids), timeout=60 + 2 * len(ids)) - started
+    finally:
+        if profiler is not None:
+            profiler.stop()
+            Path(profile).write_text(profiler.output_html())
+            print(profiler.output_text(unicode=False, color=False, show_all=False, timeline=False))
+        task.cancel()
+        await worker.close()
+        await renderer.close()
+    print(f"start_generation + enqueue of {len(ids)}: {queued:.2f} s (the worker already at work)")
+    print(f"worker: {worker.jobs_complete} jobs complete, {worker.jobs_retried} retried, {worker.jobs_failed} failed")
+    print(report_cpu(meter, len(ids), seconds))
+    return len(ids) / seconds, seconds
+
+
+async def raw(settings, html: str, count: int, pool: int) -> float:
+    """Invoices per second of the renderer alone: `count` warm renders of `html`, `pool` at a
+    time (as bench/render_pdf.py measures)."""
+    from jobs.pdf import PdfRenderer
+
+    async with PdfRenderer(settings, pool_size=pool) as renderer:
+        await asyncio.gather(*(renderer.render(html) for _ in range(2 * pool)))
+        with CpuMeter() as meter:
+            started = time.perf_counter()
+            await asyncio.gather(*(renderer.render(html) for _ in range(count)))
+            seconds = time.perf_counter() - started
+    print(report_cpu(meter, count, seconds))
+    return count / seconds
+
+
+async def first_revision(org, expected: int):
+    """One invoice's revision, after checking that the numbers came out gapless."""
+    from models import Invoice, InvoiceRevision
+
+    rows = await Invoice.filter(organization_id=org.id).values_list("number", "current_revision_id")
+    numbers = sorted(int(number.rsplit("-", 1)[1]) for number, _ in rows)
+    if numbers != list(range(1, expected + 1)):
+        raise SystemExit("the invoice numbers are not 1..N")
+    return await InvoiceRevision.get(id=rows[0][1])
+
+
+async def main(args) -> None:
+    os.environ.update(
+        DATABASE_URL=args.database_url, REDIS_URL=args.redis_url, DATA_DIR=args.data_dir, ENVIRONMENT="production",
+    )
+    os.environ.pop("SMTP_URL", None)
+    from tortoise import Tortoise, connections
+
+    import broker
+    import db
+    from jobs.rendering import render_invoice_html
+    from models.billing_periods import close_period
+    from models.invoices.lifecycle import Actor
+    from settings import get_settings
+
+    settings = get_settings()
+    await recreate_database(args.database_url)
+    await db.migrate(settings)
+    await Tortoise.close_connections()
+    await db.init(settings)
+    redis = await broker.connect(settings)
+    await redis.flushdb()
+    try:
+        started = time.perf_counter()
+        org = await seed(args.accounts, args.lines)
+        print(f"seeded {args.accounts} accounts x {args.lines} services in {time.perf_counter() - started:.2f} s")
+        started = time.perf_counter()
+        created = await close_period(org.id, MONTH, Actor.system("bench"))
+        print(f"closed {MONTH:%Y-%m}: {created} invoices ready in {time.perf_counter() - started:.2f} s")
+
+        per_second, seconds = await pipeline(
+            settings, redis, org, pool=args.pool, max_jobs=args.max_jobs, poll_delay=args.poll_delay,
+            profile=args.profile,
+        )
+        print(f"pipeline: {created} invoices in {seconds:.2f} s: {per_second:.2f} invoices/s "
+              f"(pool {args.pool}, max_jobs {args.max_jobs}, poll_delay {args.poll_delay} s)")
+        revision = await first_revision(org, created)
+        html = render_invoice_html(revision.snapshot)
+        # Let the database settle, so that autovacuum and a checkpoint after all those writes
+        # do not land on the browser's share of the machine.
+        for statement in ("VACUUM ANALYZE", "CHECKPOINT"):
+            await connections.get("default").execute_script(statement)
+    finally:
+        await redis.flushdb()
+        await redis.aclose()
+        await db.close()
+
+    raw_per_second = await raw(settings, html, created, args.pool)
+    print(f"raw Chromium: the same HTML ({len(revision.snapshot['lines'])} usage lines, {len(html):,} bytes) "
+          f"{created} times, pool {args.pool}: {raw_per_second:.2f} invoices/s")
+    print(f"pipeline/raw {per_second / raw_per_second:.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--accounts", type=int, default=500, help="managed accounts, i.e. invoices")
+    parser.add_argument("--lines", type=int, default=40, help="services (cost lines) per account")
+    parser.add_argument("--pool", type=int, default=2, help="Chromium pages (renders in flight); PdfRenderer's default")
+    parser.add_argument("--max-jobs", type=int, default=10, help="jobs the worker runs at once (arq's default)")
+    parser.add_argument("--poll-delay", type=float, default=0.5, help="seconds between queue polls (arq's default)")
+    parser.add_argument("--profile", help="profile the pipeline with pyinstrument; write the HTML report here")
+    parser.add_argument(
+        "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
+        help="database to DROP, recreate and fill (default: $BENCH_DATABASE_URL or %(default)s)",
+    )
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="Redis database to FLUSH and use")
+    arguments = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="invoicing-bench-month-") as data_dir:
+        arguments.data_dir = data_dir
+        asyncio.run(main(arguments))
