@@ -1,8 +1,10 @@
 """The generation job: compute, number, render HTML, print the PDF, store the revision.
 
 Failures a person must fix (no billing profile, no exchange rate) end in ERROR at once with
-the reason; anything else is retried with a growing delay, then ends in ERROR too. A sweeper
-re-enqueues invoices left GENERATING without a job (a worker killed mid-render), so none
+the reason; anything else is retried with a growing delay, then ends in ERROR too. A job whose
+worker was killed stays in Redis and arq runs it again once its in-progress key expires (the
+job timeout plus 10 s); a sweeper re-enqueues invoices left GENERATING whose job is gone (one
+dropped at arq's timeout or retry limit), so none
 stays stuck."""
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ async def generate_invoice(ctx: dict, invoice_id: str) -> str:
 
 async def requeue_stuck(ctx: dict) -> int:
     """Re-enqueue invoices GENERATING for a while: if their job still exists arq ignores the
-    duplicate id; if the job was lost with a worker, this starts it again. One that has been
+    duplicate id; if the job is gone, this starts it again. One that has been
     generating for half an hour goes to ERROR instead of looping."""
     now = datetime.now(timezone.utc)
     stuck = Invoice.filter(status=InvoiceStatus.GENERATING)
