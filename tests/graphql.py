@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 
@@ -14,3 +15,14 @@ async def gql(client, query: str, variables: dict | None = None, token: str | No
 
 def error_codes(result: dict) -> list[str]:
     return [e.get("extensions", {}).get("code") for e in result.get("errors", [])]
+
+
+class StatementCounter(logging.Handler):
+    """Collects the SQL statements Tortoise logs (attach it to `tortoise.db_client` at DEBUG)."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.statements: list[str] = []
+
+    def emit(self, record):
+        self.statements.append(record.getMessage())

@@ -10,6 +10,7 @@ from strawberry.relay import to_base64
 
 from models.billing_periods import PeriodState
 from tests import factories as f
+from tests.graphql import StatementCounter as _Counter
 from tests.graphql import error_codes, gql
 
 LIST = """query($first: Int, $after: String, $last: Int, $before: String, $filter: BillingPeriodFilter,
@@ -127,13 +128,6 @@ async def test_pages_filters_and_orders(client, world, settings):
     assert "is not a month" in bad_month["errors"][0]["message"]
 
 
-class _Counter(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.statements: list[str] = []
-
-    def emit(self, record):
-        self.statements.append(record.getMessage())
 
 
 async def _statements(client, token) -> list[str]:

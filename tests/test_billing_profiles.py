@@ -17,6 +17,7 @@ from strawberry.relay import to_base64
 from models import BillingProfile, BillingProfileCharge, ManagedAccount
 from models.billing_profiles import MAX_LOGO_BYTES, ChargeKind
 from tests import factories as f
+from tests.graphql import StatementCounter as _Counter
 from tests.graphql import error_codes, gql
 
 FIELDS = """id nickname companyName hasLogo logoUrl xeroAccountCode xeroTaxType managedAccountsCount
@@ -180,13 +181,6 @@ async def test_pages_are_ordered_counted_and_capped(client, world, settings):
     assert error_codes(too_big) == ["BAD_USER_INPUT"]
 
 
-class _Counter(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.statements = []
-
-    def emit(self, record):
-        self.statements.append(record.getMessage())
 
 
 async def _statements_for_list(client, token, count):

@@ -11,6 +11,7 @@ from strawberry.relay import to_base64
 
 from models import BillingRule
 from models.billing_rules import RuleCalculation, RuleKind
+from tests.graphql import StatementCounter as _Counter
 from tests.graphql import error_codes, gql
 
 FIELDS = """id name kind calculation value providerName serviceName serviceCategory startsOn endsOn
@@ -171,13 +172,6 @@ async def test_pages_filters_and_orders(client, world, settings):
     assert error_codes(too_big) == ["BAD_USER_INPUT"]
 
 
-class _Counter(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.statements: list[str] = []
-
-    def emit(self, record):
-        self.statements.append(record.getMessage())
 
 
 async def _statements(client, token) -> list[str]:

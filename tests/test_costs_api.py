@@ -15,6 +15,7 @@ from strawberry.relay import to_base64
 from models import CostImport, CostRecord, SubAccount
 from models.costs import import_costs
 from schema.scalars import plain
+from tests.graphql import StatementCounter as _Counter
 from tests.graphql import error_codes, gql
 from tests.test_costs_import import AWS_BIG, AWS_SECOND, AZURE, ORACLE, SAMPLE, sample_rows, to_csv
 
@@ -221,13 +222,6 @@ async def test_filters_order_totals_and_pages(client, world, settings):
     assert error_codes(too_big) == ["BAD_USER_INPUT"]
 
 
-class _Counter(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.statements = []
-
-    def emit(self, record):
-        self.statements.append(record.getMessage())
 
 
 async def test_the_account_of_each_row_is_loaded_once_per_page(client, world):

@@ -10,6 +10,7 @@ from strawberry.relay import to_base64
 
 from models.invoices import DatePreset, preset_range
 from tests import factories as f
+from tests.graphql import StatementCounter as _Counter
 from tests.graphql import error_codes, gql
 
 LIST = """query($filter: InvoiceFilter, $order: InvoiceOrder, $first: Int) {
@@ -144,13 +145,6 @@ async def test_order_by_number(client, world):
         "INV-account-APPROVED", "INV-account-AWAITING_APPROVAL", "INV-account-VOIDED"]
 
 
-class _Counter(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.statements = []
-
-    def emit(self, record):
-        self.statements.append(record.getMessage())
 
 
 async def _statements_for(client, token, count):

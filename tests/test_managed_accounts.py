@@ -13,6 +13,7 @@ from strawberry.relay import to_base64
 from models import CostRecord, ManagedAccount, SubAccount
 from models.costs import import_costs
 from tests import factories as f
+from tests.graphql import StatementCounter as _Counter
 from tests.graphql import error_codes, gql
 from tests.test_costs_import import AWS_BIG, AWS_SECOND, SAMPLE
 
@@ -215,13 +216,6 @@ async def test_filters_order_and_pages(client, world, settings):
     assert error_codes(too_big) == ["BAD_USER_INPUT"]
 
 
-class _Counter(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.statements = []
-
-    def emit(self, record):
-        self.statements.append(record.getMessage())
 
 
 async def _statements_for_list(client, token):
