@@ -55,7 +55,8 @@ def _gid(invoice):
 
 
 def _pdf_text(data: bytes) -> str:
-    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
+    # Words joined by single spaces: where a long description wraps depends on the fonts.
+    return " ".join(" ".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages).split())
 
 
 async def test_the_sample_month_from_close_to_approved_and_emailed(client, world, worker, smtp, settings):
