@@ -23,31 +23,16 @@ from tortoise import connections
 import broker
 import db
 from embedded import resolve_urls
-from models.auth import authenticate
-from models.errors import AuthenticationFailed
+from events import Hub
 from schema.context import Context
+from schema.permissions import authenticate_bearer
 from schema.root import schema
 from settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-BEARER = "bearer "
-
-
-async def _principal(header: str | None):
-    """The principal of an `Authorization: Bearer` value, and why there is none."""
-    if not header:
-        return None, None
-    if not header.lower().startswith(BEARER):
-        return None, "The Authorization header must be 'Bearer <token>'."
-    try:
-        return await authenticate(header[len(BEARER):].strip()), None
-    except AuthenticationFailed as exc:
-        return None, exc.message
-
-
 class GraphQLApp(GraphQL):
-    def __init__(self, settings: Settings, **kwargs: Any):
+    def __init__(self, settings: Settings, events: Hub, **kwargs: Any):
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.environment == "development" else None,
@@ -58,21 +43,27 @@ class GraphQLApp(GraphQL):
             **kwargs,
         )
         self.settings = settings
+        self.events = events
+        # Every operation on a WebSocket counts, queries included.
+        self.max_subscriptions_per_connection = settings.subscriptions_per_connection
 
     async def get_context(self, request, response) -> Context:
-        context = Context(settings=self.settings, redis=request.app.state.redis, request=request, response=response)
+        context = Context(
+            settings=self.settings, redis=request.app.state.redis, request=request, response=response,
+            events=self.events,
+        )
         if request.scope["type"] == "http":
-            context.principal, context.auth_error = await _principal(request.headers.get("authorization"))
+            context.principal, context.auth_error = await authenticate_bearer(request.headers.get("authorization"))
         return context
 
     async def on_ws_connect(self, context: Context):
         # graphql-transport-ws: the token travels in connection_init; without a valid one
         # the socket closes with 4403 before any operation runs.
         value = context.connection_params.get("authorization")
-        principal, _ = await _principal(value if isinstance(value, str) else None)
+        principal, _ = await authenticate_bearer(value if isinstance(value, str) else None)
         if principal is None:
             raise ConnectionRejectionError()
-        context.principal = principal
+        context.principal, context.bearer = principal, value
         return UNSET
 
 
@@ -105,6 +96,9 @@ async def healthz(request: Request) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = resolve_urls(settings or get_settings())
 
+    events = Hub(queue_size=settings.subscription_queue_size,
+                 recheck_seconds=settings.subscription_recheck_seconds)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         await db.init(settings)
@@ -112,11 +106,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
+            await events.close()
             await app.state.redis.aclose()
             await db.close()
 
-    graphql = GraphQLApp(settings)
-    return Starlette(
+    graphql = GraphQLApp(settings, events)
+    application = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
@@ -132,3 +127,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    application.state.events = events
+    return application

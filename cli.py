@@ -468,16 +468,24 @@ def close_period(
 ) -> None:
     """Close a past month: every managed account gets a READY_TO_INVOICE invoice."""
     settings = _settings()
-    created = _run(settings, functools.partial(_close_period, _month(month), organization))
+    created = _run(settings, functools.partial(_close_period, settings, _month(month), organization))
     console.print(f"[green]{month} closed[/green]: {created} invoices ready to invoice.")
 
 
-async def _close_period(month, organization_ref: str | None) -> int:
+async def _close_period(settings: Settings, month, organization_ref: str | None) -> int:
+    import broker
+    import events
     from models.billing_periods import close_period as close
     from models.invoices.lifecycle import Actor
 
     organization = await _organization(organization_ref)
-    return await close(organization.id, month, Actor.system("cli"), must_be_past=True)
+    created = await close(organization.id, month, Actor.system("cli"), must_be_past=True)
+    redis = await broker.connect(settings)
+    try:
+        await events.publish_ids(redis, created)
+    finally:
+        await redis.aclose()
+    return len(created)
 
 
 @app.command()
@@ -494,6 +502,7 @@ def generate(
 
 async def _generate(settings: Settings, month, organization_ref: str | None, wait: bool) -> Table:
     import broker
+    import events
     from jobs import dispatch
     from models.invoices import Invoice, InvoiceStatus
     from models.invoices.actions import start_generation
@@ -509,6 +518,7 @@ async def _generate(settings: Settings, month, organization_ref: str | None, wai
             refused.append(exc.message)
     redis = await broker.connect(settings)
     try:
+        await events.publish_ids(redis, ids)
         await dispatch.enqueue_generation(redis, ids)
     finally:
         await redis.aclose()

@@ -58,6 +58,18 @@ class Settings(BaseSettings):
     api_token_days: int = Field(365, gt=0, description="Default lifetime of an API token.")
     max_page_size: int = Field(100, gt=0, description="Cap on `first`/`last` of connections.")
     max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Cap on a cost upload.")
+    subscriptions_per_connection: int = Field(
+        20, gt=0, description="Cap on operations running at once on one WebSocket."
+    )
+    subscription_queue_size: int = Field(
+        200, gt=0, description="Events a subscriber may leave unread before it is ended (FELL_BEHIND)."
+    )
+    subscription_recheck_seconds: float = Field(
+        60, gt=0, description="How often live subscriptions' tokens are checked again."
+    )
+    ws_max_message_bytes: int = Field(
+        64 * 1024, gt=0, description="Largest WebSocket message a client may send."
+    )
 
     @model_validator(mode="after")
     def _derive_addresses(self) -> Settings:

@@ -16,6 +16,7 @@ from typing import Any
 
 from arq import Retry
 
+import events
 import storage
 from jobs import dispatch
 from jobs.rendering import TEMPLATE_VERSION, render_invoice_html
@@ -52,22 +53,29 @@ async def generate_invoice(ctx: dict, invoice_id: str) -> str:
         stored = await store_revision(
             invoice_id, draft, view, {"path": path, "sha256": sha256, "size": len(pdf)}, WORKER
         )
-        return "generated" if stored else "superseded"
+        if not stored:
+            return "superseded"
+        await events.publish_ids(ctx["redis"], [invoice_id])
+        return "generated"
     except DomainError as exc:
-        await fail_generation(invoice_id, exc.message, WORKER)
+        await _fail(ctx, invoice_id, exc.message)
         return "failed"
     except Exception as exc:
         if ctx.get("job_try", 1) < MAX_TRIES:
             log.warning("generating %s failed (try %s), retrying: %r", invoice_id, ctx.get("job_try"), exc)
             raise Retry(defer=2 * ctx.get("job_try", 1)) from exc
         log.exception("generating %s failed for good", invoice_id)
-        await fail_generation(
-            invoice_id,
+        await _fail(
+            ctx, invoice_id,
             f"Generation failed {MAX_TRIES} times ({type(exc).__name__}). Regenerate to try "
             "again; if it keeps failing, the worker's log has the details.",
-            WORKER,
         )
         return "failed"
+
+
+async def _fail(ctx: dict, invoice_id: str, message: str) -> None:
+    if failed := await fail_generation(invoice_id, message, WORKER):
+        await events.publish(ctx["redis"], [failed])
 
 
 async def requeue_stuck(ctx: dict) -> int:
@@ -77,9 +85,7 @@ async def requeue_stuck(ctx: dict) -> int:
     now = datetime.now(timezone.utc)
     stuck = Invoice.filter(status=InvoiceStatus.GENERATING)
     for invoice_id in await stuck.filter(updated_at__lt=now - GIVE_UP_AFTER).values_list("id", flat=True):
-        await fail_generation(
-            invoice_id, "Generation did not finish in 30 minutes. Regenerate to try again.", WORKER
-        )
+        await _fail(ctx, invoice_id, "Generation did not finish in 30 minutes. Regenerate to try again.")
     ids = await stuck.filter(updated_at__lt=now - STUCK_AFTER).values_list("id", flat=True)
     await dispatch.enqueue_generation(ctx["redis"], ids)
     return len(ids)

@@ -7,6 +7,7 @@ import logging
 
 from arq import Retry
 
+import events
 import storage
 from jobs.mailer import Attachment, MailPermanentError, MailTransientError, render_invoice_email, send_mail
 from models.invoices import DeliveryStatus, Invoice, InvoiceStatus
@@ -16,12 +17,20 @@ from models.managed_accounts import ManagedAccount
 
 log = logging.getLogger(__name__)
 MAX_TRIES = 5
+NOTHING_TO_SEND = "nothing to send"
 
 
 async def send_invoice(ctx: dict, invoice_id: str) -> str:
+    outcome = await _send(ctx, invoice_id)
+    if outcome != NOTHING_TO_SEND:
+        await events.publish_ids(ctx["redis"], [invoice_id])
+    return outcome
+
+
+async def _send(ctx: dict, invoice_id: str) -> str:
     invoice = await Invoice.get_or_none(id=invoice_id)
     if invoice is None or invoice.status != InvoiceStatus.APPROVED or invoice.current_revision_id is None:
-        return "nothing to send"
+        return NOTHING_TO_SEND
     account = await ManagedAccount.get(id=invoice.managed_account_id)
     revision = await InvoiceRevision.get(id=invoice.current_revision_id)
     if not account.billing_emails:

@@ -69,10 +69,10 @@ def month_bounds(month: date) -> tuple[date, date]:
     return start, (start + timedelta(days=32)).replace(day=1)
 
 
-async def close_period(organization_id: Any, month: date, actor: Actor, *, must_be_past: bool = False) -> int:
+async def close_period(organization_id: Any, month: date, actor: Actor, *, must_be_past: bool = False) -> list[Any]:
     """Close the month and give every managed account its READY_TO_INVOICE invoice.
-    Closing again changes nothing but adds invoices for accounts created since. Returns how
-    many invoices this call created. With `must_be_past`, a month that has not ended yet in
+    Closing again changes nothing but adds invoices for accounts created since. Returns the
+    ids of the invoices this call created. With `must_be_past`, a month that has not ended yet in
     the organization's time zone is refused."""
     start, end = month_bounds(month)
     if must_be_past:
@@ -108,7 +108,7 @@ async def close_period(organization_id: Any, month: date, actor: Actor, *, must_
             ],
             using_db=conn,
         )
-    return len(rows)
+    return [r["id"] for r in rows]
 
 
 async def periods_to_close(now: datetime) -> list[tuple[Any, date]]:

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import strawberry
 
+import events
 from models import auth
 from models.errors import DomainError
 from schema.auth import (
@@ -62,6 +63,7 @@ async def _revoke_token(info: Info, id: strawberry.ID | None = None) -> RevokeTo
         token = await auth.revoke_token(info.context.principal, node_uuid(id, "ApiToken"))
     except DomainError as exc:
         return user_error(exc)
+    await events.publish_revoked(info.context.redis, token.id)
     return TokenRevoked(api_token=ApiToken.from_model(token))
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import strawberry
 
+import events
+
 from models import billing_periods
 from models.errors import DomainError
 from models.invoices.lifecycle import Actor
@@ -61,5 +63,6 @@ class Mutation:
             )
         except DomainError as exc:
             return user_error(exc)
+        await events.publish_ids(info.context.redis, created)
         period = await billing_periods.visible_periods(principal).get(start_date=month)
-        return BillingPeriodClosed(billing_period=BillingPeriod.from_model(period), invoices_created=created)
+        return BillingPeriodClosed(billing_period=BillingPeriod.from_model(period), invoices_created=len(created))

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import strawberry
+from collections.abc import AsyncGenerator
 
+import strawberry
+from graphql import GraphQLError
+
+import events
 from jobs import dispatch
 from models import invoices
 from models.errors import DomainError, NotFound
@@ -20,8 +24,10 @@ from schema.invoices import (
     InvoiceOrder,
     InvoiceOrderField,
     InvoiceResendQueued,
+    InvoiceStatusEvent,
     ResendInvoicePayload,
 )
+from schema.loaders import Loaders
 from schema.nodes import node_uuid
 from schema.pagination import Direction, paginate
 from schema.permissions import ANY_USER, OWNERS, requires
@@ -39,13 +45,17 @@ def _conditions(where: InvoiceFilter | None) -> invoices.InvoiceQuery:
 
 
 def _account_ids(ids: list[str] | None):
-    """Account ids of the filter; an id that is malformed or of another type matches nothing."""
+    return _uuids(ids, "ManagedAccount")
+
+
+def _uuids(ids: list[str] | None, type_name: str):
+    """Ids of a filter; an id that is malformed or of another type matches nothing."""
     if ids is None:
         return None
     valid = []
     for global_id in ids:
         try:
-            valid.append(node_uuid(global_id, "ManagedAccount"))
+            valid.append(node_uuid(global_id, type_name))
         except NotFound:
             continue
     return valid
@@ -136,6 +146,7 @@ class Mutation:
     async def approve_invoices(self, info: Info, ids: list[strawberry.ID]) -> BulkInvoicePayload:
         payload = await _bulk(info, ids, actions.approve)
         if isinstance(payload, InvoiceActionResults):
+            await _publish(info, payload)
             for result in payload.results:
                 if result.invoice and result.invoice.model.delivery_status == DeliveryStatus.QUEUED:
                     await dispatch.enqueue_send(info.context.redis, result.invoice.model.id)
@@ -147,12 +158,48 @@ class Mutation:
             invoice = await actions.request_resend(info.context.principal, node_uuid(id, "Invoice"))
         except DomainError as exc:
             return user_error(exc)
+        await events.publish(info.context.redis, [invoice])
         await dispatch.enqueue_send(info.context.redis, invoice.id, attempt=str(invoice.updated_at.timestamp()))
         return InvoiceResendQueued(invoice=Invoice.from_model(invoice))
 
 
+async def _publish(info: Info, payload: InvoiceActionResults) -> None:
+    await events.publish(info.context.redis, [r.invoice.model for r in payload.results if r.invoice])
+
+
 async def _enqueue_generated(info: Info, payload) -> None:
+    # Published before the jobs are queued: the worker's own events come after these.
     if isinstance(payload, InvoiceActionResults):
+        await _publish(info, payload)
         await dispatch.enqueue_generation(
             info.context.redis, [r.invoice.model.id for r in payload.results if r.invoice]
         )
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Every change of an invoice you may see, live: status, payment and delivery, "
+        "made by anyone (a user, the worker, the scheduler). Narrow it to some accounts or "
+        "invoices. Events are not replayed: after a reconnect, query what you show, then "
+        "subscribe again.",
+        extensions=requires(*ANY_USER),
+    )
+    async def invoice_status_changed(
+        self, info: Info, account_ids: list[strawberry.ID] | None = None,
+        invoice_ids: list[strawberry.ID] | None = None,
+    ) -> AsyncGenerator[InvoiceStatusEvent, None]:
+        context = info.context
+        subscription = await context.events.subscribe(
+            context.redis, context.principal,
+            account_ids=_uuids(account_ids, "ManagedAccount"), invoice_ids=_uuids(invoice_ids, "Invoice"),
+        )
+        try:
+            async for delivery in subscription:
+                # Each event is a new read: nothing cached for an earlier one is reused.
+                context.loaders = Loaders()
+                yield InvoiceStatusEvent.from_delivery(delivery)
+        except events.SubscriptionEnded as ended:
+            raise GraphQLError(ended.message, extensions={"code": ended.code}) from None
+        finally:
+            subscription.close()

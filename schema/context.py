@@ -8,6 +8,7 @@ from typing import Any
 from arq import ArqRedis
 from strawberry.types import Info as StrawberryInfo
 
+from events import Hub
 from models.auth import Principal
 from schema.loaders import Loaders
 from settings import Settings
@@ -23,6 +24,10 @@ class Context:
     # Why authentication failed, when a token was sent but not accepted.
     auth_error: str | None = None
     connection_params: dict[str, Any] = field(default_factory=dict)
+    # On a WebSocket: the `authorization` value of connection_init, checked per operation.
+    bearer: str | None = None
+    # This process's live event relay (subscriptions).
+    events: Hub | None = None
     loaders: Loaders = field(default_factory=Loaders)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Annotated, Iterable
+from typing import Annotated, Any, Iterable
 
 import strawberry
 from strawberry import relay
@@ -216,6 +216,29 @@ class Invoice(relay.Node):
     )
     def error_message(self) -> str | None:
         return self.model.error_message
+
+
+@strawberry.type(description="An invoice changed (any process, any cause): its statuses right after the "
+                 "change, and the invoice as it is now.")
+class InvoiceStatusEvent:
+    status: InvoiceStatus = strawberry.field(description="Lifecycle status after the change.")
+    payment_status: PaymentStatus = strawberry.field(description="Payment status after the change.")
+    delivery_status: DeliveryStatus = strawberry.field(description="Delivery status after the change.")
+    at: datetime = strawberry.field(description="When the change was made.")
+    delivery: strawberry.Private[Any]
+
+    @classmethod
+    def from_delivery(cls, delivery: Any) -> InvoiceStatusEvent:
+        change = delivery.change
+        return cls(
+            status=domain.InvoiceStatus(change.status), payment_status=domain.PaymentStatus(change.payment_status),
+            delivery_status=domain.DeliveryStatus(change.delivery_status), at=datetime.fromisoformat(change.at),
+            delivery=delivery,
+        )
+
+    @strawberry.field(description="The invoice as it is now (loaded once per event for all subscribers).")
+    async def invoice(self) -> Invoice:
+        return Invoice.from_model(await self.delivery.invoice())
 
 
 @strawberry.type(description="A page of invoices.")

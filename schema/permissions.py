@@ -9,10 +9,15 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
 from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.schema_directive import Location
 
+from models.auth import Principal, authenticate
 from models.base import Scope as ScopeValue
+from models.errors import AuthenticationFailed
+
+BEARER = "bearer "
 
 Scope = strawberry.enum(
     ScopeValue,
@@ -49,6 +54,29 @@ class RequiresScope(BasePermission):
                 extensions={"code": "FORBIDDEN"},
             )
         return True
+
+
+async def authenticate_bearer(value: str | None) -> tuple[Principal | None, str | None]:
+    """The principal of an `Authorization: Bearer <token>` value, and why there is none."""
+    if not value:
+        return None, None
+    if not value.lower().startswith(BEARER):
+        return None, "The Authorization header must be 'Bearer <token>'."
+    try:
+        return await authenticate(value[len(BEARER):].strip()), None
+    except AuthenticationFailed as exc:
+        return None, exc.message
+
+
+class WebSocketAuthentication(SchemaExtension):
+    """A WebSocket stays open for hours, so every operation on one checks the token of its
+    `connection_init` again: once revoked or expired, it stops working on open sockets too."""
+
+    async def on_operation(self):
+        context = self.execution_context.context
+        if context.bearer is not None:
+            context.principal, context.auth_error = await authenticate_bearer(context.bearer)
+        yield
 
 
 def requires(*scopes: Enum) -> list[PermissionExtension]:

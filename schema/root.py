@@ -8,7 +8,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from resolvers import auth, billing_periods, billing_profiles, billing_rules, exchange_rates, invoices
 from resolvers import costs, managed_accounts
-from schema.permissions import ANY_USER, requires
+from schema.permissions import ANY_USER, WebSocketAuthentication, requires
 from schema.scalars import SCALARS
 
 
@@ -32,8 +32,14 @@ class Mutation(
     pass
 
 
+@strawberry.type(description="Live updates over WebSocket (graphql-transport-ws).")
+class Subscription(invoices.Subscription):
+    pass
+
+
 schema = strawberry.Schema(
-    query=Query, mutation=Mutation, config=StrawberryConfig(scalar_map=SCALARS)
+    query=Query, mutation=Mutation, subscription=Subscription,
+    extensions=[WebSocketAuthentication], config=StrawberryConfig(scalar_map=SCALARS),
 )
 
 

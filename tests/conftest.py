@@ -51,6 +51,12 @@ async def _admin(url: str, *statements: str) -> None:
         await conn.close()
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def settings():
     return get_settings()
@@ -105,7 +111,8 @@ async def app(settings, redis):
 
     application = create_app(settings)
     application.state.redis = redis
-    return application
+    yield application
+    await application.state.events.close()
 
 
 @pytest.fixture
@@ -118,14 +125,15 @@ async def client(app):
 
 
 @pytest.fixture
-async def live_server(app):
+async def live_server(app, settings):
     """The app served by uvicorn on a free loopback port, in this event loop."""
     import uvicorn
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(
+        app, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
+        ws_max_size=settings.ws_max_message_bytes,
+    ))
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
@@ -164,9 +172,7 @@ async def smtp():
     """A real SMTP server (aiosmtpd) on a free loopback port: (its URL, its Mailbox)."""
     from aiosmtpd.controller import Controller
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     mailbox = Mailbox()
     controller = Controller(mailbox, hostname="127.0.0.1", port=port)
     controller.start()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from typing import Any
 
@@ -26,3 +28,71 @@ class StatementCounter(logging.Handler):
 
     def emit(self, record):
         self.statements.append(record.getMessage())
+
+
+class LiveClient:
+    """A graphql-transport-ws client as SPAs use it: one socket, several subscriptions, each
+    one's messages kept apart."""
+
+    def __init__(self, address: str, token: str | None, origin: str = "http://127.0.0.1:8000"):
+        self.address, self.token, self.origin = address, token, origin
+        self.inbox: dict[str, asyncio.Queue] = {}
+        self.closed: asyncio.Future | None = None
+        self._ids = 0
+
+    async def __aenter__(self) -> LiveClient:
+        import websockets
+
+        self.ws = await websockets.connect(
+            f"ws://{self.address}/graphql", subprotocols=["graphql-transport-ws"], origin=self.origin,
+            max_queue=None,
+        )
+        payload = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        await self.ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+        ack = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
+        assert ack["type"] == "connection_ack", ack
+        self.closed = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self._reader.cancel()
+        await self.ws.close()
+
+    async def _read(self) -> None:
+        import websockets
+
+        try:
+            async for raw in self.ws:
+                message = json.loads(raw)
+                if message.get("type") == "ping":
+                    await self.ws.send(json.dumps({"type": "pong"}))
+                elif "id" in message:
+                    self.inbox.setdefault(message["id"], asyncio.Queue()).put_nowait(message)
+        except websockets.ConnectionClosed as exc:
+            if exc.rcvd:
+                self.closed.set_result(exc.rcvd.code)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    async def subscribe(self, query: str, variables: dict | None = None) -> str:
+        self._ids += 1
+        operation = str(self._ids)
+        self.inbox.setdefault(operation, asyncio.Queue())
+        await self.ws.send(json.dumps({
+            "id": operation, "type": "subscribe", "payload": {"query": query, "variables": variables or {}},
+        }))
+        return operation
+
+    async def next(self, operation: str, timeout: float = 10) -> dict:
+        """The subscription's next message (`next`, `error` or `complete`)."""
+        return await asyncio.wait_for(self.inbox[operation].get(), timeout)
+
+    async def drain(self, operation: str, quiet: float = 0.5) -> list[dict]:
+        """Every message of the subscription until none arrives for `quiet` seconds."""
+        messages = []
+        while True:
+            try:
+                messages.append(await asyncio.wait_for(self.inbox[operation].get(), quiet))
+            except TimeoutError:
+                return messages

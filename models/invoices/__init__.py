@@ -6,6 +6,7 @@ from models.invoices.queries import (
     InvoiceQuery,
     amount_due,
     filter_invoices,
+    is_visible,
     organization_today,
     preset_range,
     visible_invoices,
@@ -25,6 +26,6 @@ from models.invoices.tables import (
 __all__ = [
     "CUSTOMER_VISIBLE", "DatePreset", "DeliveryStatus", "Invoice", "InvoiceEvent", "InvoiceLineItem",
     "InvoiceNumberCounter", "InvoiceQuery", "InvoiceRevision", "InvoiceStatus", "LineKind",
-    "PaymentStatus", "amount_due", "filter_invoices", "organization_today", "preset_range",
+    "PaymentStatus", "amount_due", "filter_invoices", "is_visible", "organization_today", "preset_range",
     "visible_invoices",
 ]

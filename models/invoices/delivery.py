@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from tortoise.transactions import in_transaction
@@ -14,7 +15,9 @@ async def record_delivery(invoice_id: Any, outcomes: list[Any], failure: str | N
     timeline event per recipient, or one for a failure before any recipient."""
     status = DeliveryStatus.SENT if any(o.delivered for o in outcomes) else DeliveryStatus.FAILED
     async with in_transaction() as conn:
-        await Invoice.filter(id=invoice_id).using_db(conn).update(delivery_status=status)
+        await Invoice.filter(id=invoice_id).using_db(conn).update(
+            delivery_status=status, updated_at=datetime.now(timezone.utc)
+        )
         events = [
             InvoiceEvent(
                 invoice_id=invoice_id, actor_label="mailer", kind="SENT" if o.delivered else "DELIVERY_FAILED",

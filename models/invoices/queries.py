@@ -30,6 +30,19 @@ def visible_invoices(principal):
     return query
 
 
+def is_visible(principal, organization_id, managed_account_id, status, approved: bool) -> bool:
+    """`visible_invoices` for one invoice already in hand (a live event): the same rule."""
+    if str(organization_id) != str(principal.organization_id):
+        return False
+    if principal.is_msp_user:
+        return True
+    return (
+        str(managed_account_id) == str(principal.managed_account_id)
+        and status in CUSTOMER_VISIBLE
+        and approved
+    )
+
+
 def amount_due(invoice: Invoice) -> Decimal:
     """What is still owed: the total less payments (refunds do not reopen an invoice); a
     voided invoice owes nothing. Never negative."""

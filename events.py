@@ -1,0 +1,301 @@
+"""Live invoice events across processes.
+
+Whoever changes invoices (a web process, the worker, the CLI) publishes their new state on
+Redis once the change has committed. Each web process holds one Redis subscription (its
+`Hub`) and relays every event to those of its own subscribers whose scope allows it: the
+number of Redis connections does not grow with the number of subscribers. Pub/sub is
+at-most-once: a client that reconnects re-queries what it shows, then subscribes again."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from models.auth import Principal, Token
+from models.invoices import DeliveryStatus, Invoice, InvoiceStatus, PaymentStatus, is_visible
+
+log = logging.getLogger(__name__)
+
+INVOICE_CHANNEL = "invoicing:events:invoices"
+REVOKED_CHANNEL = "invoicing:events:tokens-revoked"
+
+
+@dataclass(frozen=True)
+class InvoiceChange:
+    """An invoice's state right after a change, as published (and nothing more: subscribers
+    load the invoice itself through their own scope)."""
+
+    invoice_id: str
+    organization_id: str
+    managed_account_id: str
+    status: str
+    payment_status: str
+    delivery_status: str
+    approved: bool
+    at: str
+
+    @classmethod
+    def of(cls, invoice: Invoice) -> InvoiceChange:
+        return cls(
+            invoice_id=str(invoice.id), organization_id=str(invoice.organization_id),
+            managed_account_id=str(invoice.managed_account_id), status=InvoiceStatus(invoice.status).value,
+            payment_status=PaymentStatus(invoice.payment_status).value,
+            delivery_status=DeliveryStatus(invoice.delivery_status).value,
+            approved=invoice.approved_at is not None, at=invoice.updated_at.isoformat(),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> InvoiceChange:
+        data = json.loads(raw)
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
+async def publish(redis: Redis, invoices: Iterable[Invoice]) -> None:
+    """Publish the invoices' state. Call once the change has committed, and before enqueueing
+    the job that changes them next, so that subscribers see the changes in order. A Redis
+    failure is logged, not raised: the change itself has been made."""
+    changes = [InvoiceChange.of(invoice) for invoice in invoices]
+    if not changes:
+        return
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for change in changes:
+                pipe.publish(INVOICE_CHANNEL, change.to_json())
+            await pipe.execute()
+    except RedisError as exc:
+        log.warning("could not publish %d invoice events: %r", len(changes), exc)
+
+
+async def publish_ids(redis: Redis, invoice_ids: Iterable[Any]) -> None:
+    """Publish the current state of these invoices (read after the change committed)."""
+    ids = [str(i) for i in invoice_ids if i]
+    if ids:
+        await publish(redis, await Invoice.filter(id__in=ids).order_by("created_at", "id"))
+
+
+async def publish_revoked(redis: Redis, token_id: Any) -> None:
+    """Tell every web process that a token was revoked: its subscriptions end at once."""
+    try:
+        await redis.publish(REVOKED_CHANNEL, str(token_id))
+    except RedisError as exc:
+        log.warning("could not publish the revocation of token %s: %r", token_id, exc)
+
+
+class SubscriptionEnded(Exception):
+    """Why the server ended a subscription; `code` goes to the client's error extensions."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+REVOKED = SubscriptionEnded("UNAUTHENTICATED", "The token was revoked or has expired.")
+FELL_BEHIND = SubscriptionEnded(
+    "FELL_BEHIND", "Too many events were waiting for this client: re-query, then subscribe again."
+)
+SHUTTING_DOWN = SubscriptionEnded("SHUTTING_DOWN", "The server is restarting: re-query, then subscribe again.")
+
+
+class Delivery:
+    """One event as this process relays it: the change, and the invoice row loaded at most
+    once however many subscribers ask for it."""
+
+    __slots__ = ("change", "_invoice")
+
+    def __init__(self, change: InvoiceChange):
+        self.change = change
+        self._invoice: asyncio.Future | None = None
+
+    async def invoice(self) -> Invoice | None:
+        if self._invoice is None:
+            self._invoice = asyncio.ensure_future(Invoice.get_or_none(id=self.change.invoice_id))
+        return await asyncio.shield(self._invoice)
+
+
+class Subscription:
+    """One subscriber's pending events. Bounded: a client that does not keep up is ended
+    with FELL_BEHIND instead of growing the server's memory."""
+
+    def __init__(self, hub: Hub, principal: Principal, account_ids: set[str] | None,
+                 invoice_ids: set[str] | None, limit: int):
+        self.hub = hub
+        self.principal = principal
+        self.token_id = str(principal.token.id)
+        self.account_ids = account_ids
+        self.invoice_ids = invoice_ids
+        self.limit = limit
+        self.ended: SubscriptionEnded | None = None
+        self._pending: deque[Delivery] = deque()
+        self._wake = asyncio.Event()
+
+    def wants(self, change: InvoiceChange) -> bool:
+        if self.account_ids is not None and change.managed_account_id not in self.account_ids:
+            return False
+        if self.invoice_ids is not None and change.invoice_id not in self.invoice_ids:
+            return False
+        return is_visible(self.principal, change.organization_id, change.managed_account_id,
+                          change.status, change.approved)
+
+    def offer(self, delivery: Delivery) -> None:
+        if self.ended or not self.wants(delivery.change):
+            return
+        if len(self._pending) >= self.limit:
+            self.end(FELL_BEHIND)
+            return
+        self._pending.append(delivery)
+        self._wake.set()
+
+    def end(self, reason: SubscriptionEnded) -> None:
+        if self.ended is None:
+            self.ended = reason
+            self._pending.clear()
+            self._wake.set()
+
+    def close(self) -> None:
+        self.hub.forget(self)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        while not self._pending:
+            if self.ended:
+                raise SubscriptionEnded(self.ended.code, self.ended.message)
+            self._wake.clear()
+            remaining = (self.principal.token.expires_at - datetime.now(timezone.utc)).total_seconds()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=max(remaining, 0))
+            except TimeoutError:
+                self.end(REVOKED)
+        return self._pending.popleft()
+
+
+class Hub:
+    """This process's one Redis subscription, fanned out to its local subscribers (indexed by
+    organization, so an event is only matched against subscribers who could see it)."""
+
+    def __init__(self, *, queue_size: int, recheck_seconds: float):
+        self.queue_size = queue_size
+        self.recheck_seconds = recheck_seconds
+        self._by_organization: dict[str, set[Subscription]] = defaultdict(set)
+        self._by_token: dict[str, set[Subscription]] = defaultdict(set)
+        self._tasks: list[asyncio.Task] = []
+        self._pubsub = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(subs) for subs in self._by_organization.values())
+
+    async def subscribe(self, redis: Redis, principal: Principal, *, account_ids: Iterable[Any] | None = None,
+                        invoice_ids: Iterable[Any] | None = None) -> Subscription:
+        """A new subscription; events published from now on reach it. Close it when done."""
+        await self._start(redis)
+        subscription = Subscription(
+            self, principal,
+            None if account_ids is None else {str(i) for i in account_ids},
+            None if invoice_ids is None else {str(i) for i in invoice_ids},
+            self.queue_size,
+        )
+        self._by_organization[str(principal.organization_id)].add(subscription)
+        self._by_token[subscription.token_id].add(subscription)
+        return subscription
+
+    def forget(self, subscription: Subscription) -> None:
+        for index, key in ((self._by_organization, str(subscription.principal.organization_id)),
+                           (self._by_token, subscription.token_id)):
+            subs = index.get(key)
+            if subs is not None:
+                subs.discard(subscription)
+                if not subs:
+                    del index[key]
+
+    async def _start(self, redis: Redis) -> None:
+        async with self._lock:
+            if self._pubsub is not None:
+                return
+            pubsub = redis.pubsub(ignore_subscribe_messages=True)
+            # Subscribed before the first subscriber is registered: nothing published after
+            # `subscribe()` returns is missed.
+            await pubsub.subscribe(INVOICE_CHANNEL, REVOKED_CHANNEL)
+            self._pubsub = pubsub
+            self._tasks = [asyncio.create_task(self._relay()), asyncio.create_task(self._recheck())]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        for subs in list(self._by_organization.values()):
+            for subscription in list(subs):
+                subscription.end(SHUTTING_DOWN)
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+            self._pubsub = None
+
+    async def _relay(self) -> None:
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=None)
+            except RedisError as exc:
+                # redis-py reconnects and subscribes again on the next read.
+                log.warning("event subscription lost (%r); reconnecting", exc)
+                await asyncio.sleep(1)
+                continue
+            if message is not None and message["type"] == "message":
+                self.dispatch(message["channel"], message["data"])
+
+    def dispatch(self, channel: bytes | str, data: bytes | str) -> None:
+        channel = channel.decode() if isinstance(channel, bytes) else channel
+        data = data.decode() if isinstance(data, bytes) else data
+        if channel == REVOKED_CHANNEL:
+            for subscription in list(self._by_token.get(data, ())):
+                subscription.end(REVOKED)
+            return
+        try:
+            change = InvoiceChange.from_json(data)
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a malformed invoice event: %.200r", data)
+            return
+        delivery = Delivery(change)
+        for subscription in list(self._by_organization.get(change.organization_id, ())):
+            subscription.offer(delivery)
+
+    async def _recheck(self) -> None:
+        """Revocations travel by pub/sub, which can lose a message while a connection is
+        down; every so often the tokens behind live subscriptions are checked again (one
+        query for all of them), and deactivated users are caught the same way."""
+        while True:
+            await asyncio.sleep(self.recheck_seconds)
+            try:
+                await self.recheck()
+            except Exception:  # a failed check must not stop the next one
+                log.exception("re-checking subscription tokens failed")
+
+    async def recheck(self) -> None:
+        held = list(self._by_token)
+        if not held:
+            return
+        valid = {
+            str(token_id)
+            for token_id in await Token.filter(
+                id__in=held, revoked_at=None, expires_at__gt=datetime.now(timezone.utc), user__is_active=True
+            ).values_list("id", flat=True)
+        }
+        for token_id in held:
+            if token_id not in valid:
+                for subscription in list(self._by_token.get(token_id, ())):
+                    subscription.end(REVOKED)

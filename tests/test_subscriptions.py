@@ -1,0 +1,218 @@
+"""Live invoice events over graphql-transport-ws, in one web process: scopes, filters, the end
+of a subscription (revoked or expired token, a client that falls behind) and the caps."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+
+import pytest
+import websockets
+from strawberry.relay import to_base64
+
+import events
+import tests.factories as f
+from models import Invoice
+from models.auth import Token
+from tests.conftest import free_port
+from tests.graphql import LiveClient, gql
+
+WATCH = """subscription($accounts: [ID!], $invoices: [ID!]) {
+  invoiceStatusChanged(accountIds: $accounts, invoiceIds: $invoices) {
+    status paymentStatus deliveryStatus at invoice { id number status }
+  }
+}"""
+APPROVE = """mutation($ids: [ID!]!) { approveInvoices(ids: $ids) { __typename
+  ... on InvoiceActionResults { results { invoice { status } error { code } } } } }"""
+REVOKE = "mutation { revokeToken { __typename } }"
+
+
+def _gid(invoice: Invoice) -> str:
+    return to_base64("Invoice", str(invoice.id))
+
+
+async def _invoices(world):
+    period = await f.billing_period(world.org)
+    mine = await f.generated_invoice(world.account, period, number="INV-2024-0001")
+    theirs = await f.generated_invoice(world.other_account, period, number="INV-2024-0002")
+    foreign = await f.generated_invoice(
+        world.foreign_account, await f.billing_period(world.foreign_org), number="INV-2024-0001"
+    )
+    return mine, theirs, foreign
+
+
+def _statuses(messages: list[dict]) -> list[tuple[str, str]]:
+    return [
+        (m["payload"]["data"]["invoiceStatusChanged"]["invoice"]["number"],
+         m["payload"]["data"]["invoiceStatusChanged"]["status"])
+        for m in messages if m["type"] == "next"
+    ]
+
+
+async def test_each_scope_receives_only_what_it_may_see(live_server, client, world):
+    mine, theirs, foreign = await _invoices(world)
+    clients = {role: LiveClient(live_server, world.tokens[role]) for role in world.ROLES}
+    for live in clients.values():
+        await live.__aenter__()
+    try:
+        ops = {role: await live.subscribe(WATCH) for role, live in clients.items()}
+        await asyncio.sleep(0.2)
+        approved = await gql(client, APPROVE, {"ids": [_gid(mine), _gid(theirs)]}, token=world.tokens["owner"])
+        assert [r["invoice"]["status"] for r in approved["data"]["approveInvoices"]["results"]] == ["APPROVED"] * 2
+        await gql(client, APPROVE, {"ids": [_gid(foreign)]}, token=world.tokens["foreign_owner"])
+        got = {role: _statuses(await live.drain(ops[role])) for role, live in clients.items()}
+    finally:
+        for live in clients.values():
+            await live.__aexit__(None, None, None)
+    both = [("INV-2024-0001", "APPROVED"), ("INV-2024-0002", "APPROVED")]
+    assert got["owner"] == both and got["viewer"] == both
+    assert got["customer"] == [("INV-2024-0001", "APPROVED")]
+    assert got["other_customer"] == [("INV-2024-0002", "APPROVED")]
+    assert got["foreign_owner"] == [("INV-2024-0001", "APPROVED")]
+
+
+async def test_a_customer_sees_nothing_before_approval_and_filters_narrow(live_server, client, redis, world):
+    mine, theirs, _ = await _invoices(world)
+    async with LiveClient(live_server, world.tokens["customer"]) as customer, \
+            LiveClient(live_server, world.tokens["owner"]) as owner:
+        everything = await customer.subscribe(WATCH)
+        only_theirs = await owner.subscribe(WATCH, {"invoices": [_gid(theirs)]})
+        only_mine = await owner.subscribe(WATCH, {"accounts": [to_base64("ManagedAccount", str(world.account.id))]})
+        malformed = await owner.subscribe(WATCH, {"invoices": ["not-an-id"]})
+        await asyncio.sleep(0.2)
+        # A draft changing (here: published as the worker would) reaches MSP users only.
+        await events.publish(redis, [mine, theirs])
+        await gql(client, APPROVE, {"ids": [_gid(mine)]}, token=world.tokens["owner"])
+        assert _statuses(await customer.drain(everything)) == [("INV-2024-0001", "APPROVED")]
+        assert _statuses(await owner.drain(only_theirs)) == [("INV-2024-0002", "AWAITING_APPROVAL")]
+        assert _statuses(await owner.drain(only_mine)) == [
+            ("INV-2024-0001", "AWAITING_APPROVAL"), ("INV-2024-0001", "APPROVED"),
+        ]
+        assert await owner.drain(malformed, quiet=0.1) == []
+
+
+async def test_the_invoice_of_an_event_is_loaded_once_for_every_subscriber(live_server, redis, world):
+    mine, _, _ = await _invoices(world)
+    async with LiveClient(live_server, world.tokens["owner"]) as owner:
+        ops = [await owner.subscribe(WATCH) for _ in range(5)]
+        await asyncio.sleep(0.2)
+        loads = []
+        original = events.Invoice.get_or_none
+        events.Invoice.get_or_none = lambda **kw: loads.append(kw) or original(**kw)
+        try:
+            await events.publish(redis, [mine])
+            for op in ops:
+                assert _statuses([await owner.next(op)]) == [("INV-2024-0001", "AWAITING_APPROVAL")]
+        finally:
+            events.Invoice.get_or_none = original
+    assert len(loads) == 1
+
+
+async def test_one_redis_subscription_per_process(live_server, redis, world):
+    async with LiveClient(live_server, world.tokens["owner"]) as a, LiveClient(live_server, world.tokens["viewer"]) as b:
+        for live in (a, b, a, b):
+            await live.subscribe(WATCH)
+        await asyncio.sleep(0.2)
+        assert dict(await redis.pubsub_numsub(events.INVOICE_CHANNEL)) == {events.INVOICE_CHANNEL.encode(): 1}
+
+
+async def test_revoking_the_token_ends_its_subscriptions(live_server, client, world):
+    session = await f.token(world.users["customer"])
+    async with LiveClient(live_server, session) as customer, \
+            LiveClient(live_server, world.tokens["customer"]) as other_session:
+        op = await customer.subscribe(WATCH)
+        kept = await other_session.subscribe(WATCH)
+        await asyncio.sleep(0.2)
+        assert (await gql(client, REVOKE, token=session))["data"]["revokeToken"]["__typename"] == "TokenRevoked"
+        message = await customer.next(op)
+        assert _ended_with(message, "UNAUTHENTICATED")
+        # The socket stays open, but nothing runs on it any more.
+        again = await customer.subscribe(WATCH)
+        refused = await customer.next(again)
+        assert (await customer.drain(op, quiet=0.2))[-1]["type"] == "complete"
+        assert _ended_with(refused, "UNAUTHENTICATED")
+        assert await other_session.drain(kept, quiet=0.1) == []
+
+
+def _ended_with(message: dict, code: str) -> bool:
+    errors = message["payload"] if message["type"] == "error" else message["payload"].get("errors", [])
+    return any(e.get("extensions", {}).get("code") == code for e in errors)
+
+
+async def test_an_expiring_token_ends_the_subscription(live_server, world):
+    raw = await f.token(world.users["viewer"], lifetime=timedelta(seconds=2))
+    async with LiveClient(live_server, raw) as viewer:
+        op = await viewer.subscribe(WATCH)
+        message = await viewer.next(op, timeout=10)
+        assert _ended_with(message, "UNAUTHENTICATED")
+
+
+async def test_the_periodic_check_ends_subscriptions_of_tokens_revoked_unseen(live_server, app, world):
+    async with LiveClient(live_server, world.tokens["viewer"]) as viewer:
+        op = await viewer.subscribe(WATCH)
+        await asyncio.sleep(0.2)
+        # Revoked behind the service's back: no revocation event is published.
+        await Token.filter(user_id=world.users["viewer"].id).update(revoked_at=events.datetime.now(events.timezone.utc))
+        await app.state.events.recheck()
+        assert _ended_with(await viewer.next(op), "UNAUTHENTICATED")
+
+
+async def test_a_subscriber_that_does_not_read_is_ended_not_buffered(world):
+    hub = events.Hub(queue_size=3, recheck_seconds=60)
+    principal = await _principal(world.tokens["owner"])
+    subscription = events.Subscription(hub, principal, None, None, hub.queue_size)
+    hub._by_organization[str(world.org.id)].add(subscription)
+    mine, _, _ = await _invoices(world)
+    change = events.InvoiceChange.of(mine).to_json()
+    for _ in range(1000):
+        hub.dispatch(events.INVOICE_CHANNEL, change)
+    assert subscription.ended is not None and subscription.ended.code == "FELL_BEHIND"
+    assert len(subscription._pending) == 0
+    with pytest.raises(events.SubscriptionEnded):
+        await subscription.__anext__()
+
+
+async def _principal(raw: str):
+    from models.auth import authenticate
+
+    return await authenticate(raw)
+
+
+async def test_caps_on_operations_per_socket_and_message_size(settings, redis, world):
+    import uvicorn
+
+    from app import create_app
+
+    capped = settings.model_copy(update={"subscriptions_per_connection": 2, "ws_max_message_bytes": 4096})
+    application = create_app(capped)
+    application.state.redis = redis
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, lifespan="off",
+                                          log_level="warning", ws_max_size=capped.ws_max_message_bytes))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        async with LiveClient(f"127.0.0.1:{port}", world.tokens["owner"]) as owner:
+            first, second, third = [await owner.subscribe(WATCH) for _ in range(3)]
+            refused = await owner.next(third)
+            assert refused["type"] == "error" and "limit" in refused["payload"][0]["message"]
+            await owner.ws.send(json.dumps({"id": "big", "type": "subscribe", "payload": {
+                "query": WATCH, "variables": {"invoices": ["x" * 5000]}}}))
+            assert await asyncio.wait_for(owner.closed, 5) == 1009
+    finally:
+        server.should_exit = True
+        await task
+        await application.state.events.close()
+
+
+async def test_subscribing_needs_a_token_in_connection_init(live_server):
+    async with websockets.connect(
+        f"ws://{live_server}/graphql", subprotocols=["graphql-transport-ws"], origin="http://127.0.0.1:8000"
+    ) as ws:
+        # A subscribe before connection_init is refused with 4401.
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": WATCH}}))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd.code == 4401
