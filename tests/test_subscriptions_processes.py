@@ -1,0 +1,200 @@
+"""Live events across processes: two web processes and a worker process, each its own
+operating-system process, meeting only through PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from strawberry.relay import to_base64
+
+import broker
+import events
+import tests.factories as f
+from models import Invoice
+from tests.conftest import free_port
+from tests.graphql import LiveClient, gql
+
+ROOT = Path(__file__).resolve().parent.parent
+WATCH = """subscription($invoices: [ID!]) { invoiceStatusChanged(invoiceIds: $invoices) {
+  status paymentStatus deliveryStatus invoice { number account { name } } } }"""
+BULK = """mutation($ids: [ID!]!) { %s(ids: $ids) { __typename
+  ... on InvoiceActionResults { results { invoice { status } error { code message } } } } }"""
+
+
+async def _until(condition, timeout: float = 60, what: str = "condition"):
+    for _ in range(int(timeout / 0.1)):
+        if await condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+async def processes(settings, smtp, redis):
+    """Web process A, web process B and a worker, started as `invoicing` runs them."""
+    env = settings.child_environment() | {
+        "SMTP_URL": smtp[0], "ALLOWED_ORIGINS": json.dumps(["http://127.0.0.1:8000"]),
+    }
+    ports = [free_port(), free_port()]
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "app:create_app", "--factory", "--host", "127.0.0.1",
+             "--port", str(port), "--log-level", "warning"],
+            cwd=ROOT, env=env,
+        )
+        for port in ports
+    ]
+    started.append(subprocess.Popen([sys.executable, "-m", "cli", "worker"], cwd=ROOT, env=env,
+                                    stdout=subprocess.DEVNULL))
+    try:
+        async with httpx.AsyncClient() as http:
+            async def up() -> bool:
+                for port in ports:
+                    try:
+                        if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code != 200:
+                            return False
+                    except httpx.TransportError:
+                        return False
+                return await redis.exists(broker.HEALTH_CHECK_KEY) == 1
+            await _until(up, 60, "the web processes and the worker")
+        yield [f"127.0.0.1:{port}" for port in ports]
+    finally:
+        for process in started:
+            process.terminate()
+        for process in started:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _events(messages: list[dict]) -> list[tuple]:
+    out = []
+    for message in messages:
+        assert message["type"] == "next", message
+        event = message["payload"]["data"]["invoiceStatusChanged"]
+        # Keyed by customer: the invoice is loaded as it is on arrival, numbered or not yet.
+        out.append((event["invoice"]["account"]["name"], event["status"], event["deliveryStatus"]))
+    return out
+
+
+async def test_events_of_another_web_process_and_of_the_worker_arrive_in_order(processes, world, smtp):
+    web_a, web_b = processes
+    for account in (world.account, world.other_account):
+        account.billing_emails = [f"ap@{account.name.lower()}.example"]
+        await account.save()
+    world.foreign_account.billing_profile = await f.billing_profile(world.foreign_org)
+    await world.foreign_account.save()
+    period = await f.billing_period(world.org)
+    mine = await f.invoice(world.account, period)
+    theirs = await f.invoice(world.other_account, period)
+    foreign = await f.invoice(world.foreign_account, await f.billing_period(world.foreign_org))
+    ids = [to_base64("Invoice", str(i.id)) for i in (mine, theirs)]
+    # MSP users watch these invoices only: the worker closes last month on start-up, and
+    # those new invoices are theirs to see too.
+    watched = {"owner": {"invoices": ids}, "viewer": {"invoices": ids},
+               "foreign_owner": {"invoices": [to_base64("Invoice", str(foreign.id))]}}
+    clients = {role: LiveClient(web_a, world.tokens[role]) for role in world.ROLES}
+    for live in clients.values():
+        await live.__aenter__()
+    try:
+        ops = {role: await live.subscribe(WATCH, watched.get(role)) for role, live in clients.items()}
+        await asyncio.sleep(0.3)
+        async with httpx.AsyncClient(base_url=f"http://{web_b}") as b:
+            owner, foreign_owner = world.tokens["owner"], world.tokens["foreign_owner"]
+            generated = await gql(b, BULK % "generateInvoices", {"ids": ids}, token=owner)
+            assert [r["invoice"]["status"] for r in generated["data"]["generateInvoices"]["results"]] == ["GENERATING"] * 2
+            await gql(b, BULK % "generateInvoices", {"ids": [to_base64("Invoice", str(foreign.id))]}, token=foreign_owner)
+
+            async def generated_all() -> bool:
+                return await Invoice.filter(status="AWAITING_APPROVAL").count() == 3
+            await _until(generated_all, what="generation")
+            await gql(b, BULK % "approveInvoices", {"ids": ids[:1]}, token=owner)
+
+            async def sent() -> bool:
+                return (await Invoice.get(id=mine.id)).delivery_status == "SENT"
+            await _until(sent, what="the e-mail")
+        got = {role: _events(await live.drain(ops[role], quiet=1)) for role, live in clients.items()}
+    finally:
+        for live in clients.values():
+            await live.__aexit__(None, None, None)
+
+    number, other_number = world.account.name, world.other_account.name
+    mine_seen = [e for e in got["owner"] if e[0] == number]
+    assert mine_seen == [
+        (number, "GENERATING", "NOT_SENT"), (number, "AWAITING_APPROVAL", "NOT_SENT"),
+        (number, "APPROVED", "QUEUED"), (number, "APPROVED", "SENT"),
+    ]
+    assert [e for e in got["owner"] if e[0] != number] == [
+        (other_number, "GENERATING", "NOT_SENT"), (other_number, "AWAITING_APPROVAL", "NOT_SENT"),
+    ]
+    assert sorted(got["viewer"]) == sorted(got["owner"])
+    assert got["customer"] == [(number, "APPROVED", "QUEUED"), (number, "APPROVED", "SENT")]
+    assert got["other_customer"] == []
+    assert [e[1] for e in got["foreign_owner"]] == ["GENERATING", "AWAITING_APPROVAL"]
+    assert len(smtp[1].messages) == 1
+
+
+async def test_no_event_crosses_accounts_or_organizations_across_many_tries(processes, world, redis):
+    """Hundreds of changes of every kind, published as any process publishes them: each
+    subscriber, on either web process, receives exactly the ones its scope allows."""
+    period = await f.billing_period(world.org)
+    invoices = {
+        "account": await f.invoice(world.account, period),
+        "other_account": await f.invoice(world.other_account, period),
+        "foreign_account": await f.invoice(world.foreign_account, await f.billing_period(world.foreign_org)),
+    }
+    query = "subscription($ids: [ID!]) { invoiceStatusChanged(invoiceIds: $ids) { status invoice { id } } }"
+    gids = {which: to_base64("Invoice", str(invoice.id)) for which, invoice in invoices.items()}
+    # Customers watch everything; MSP users these invoices (the worker's start-up close of last
+    # month makes invoices of its own).
+    watched = {"owner": [gids["account"], gids["other_account"]], "viewer": [gids["account"], gids["other_account"]],
+               "foreign_owner": [gids["foreign_account"]]}
+    roles = list(world.ROLES)
+    clients = [LiveClient(web, world.tokens[role]) for web in processes for role in roles]
+    for live in clients:
+        await live.__aenter__()
+    try:
+        ops = [await live.subscribe(query, {"ids": watched.get(roles[index % len(roles)])})
+               for index, live in enumerate(clients)]
+        await asyncio.sleep(0.3)
+        rng = random.Random(7)
+        published = []
+        for _ in range(300):
+            which = rng.choice(list(invoices))
+            change = events.InvoiceChange.of(invoices[which])
+            status = rng.choice(["READY_TO_INVOICE", "GENERATING", "AWAITING_APPROVAL", "ERROR", "APPROVED", "VOIDED"])
+            approved = status in ("APPROVED", "VOIDED") and rng.random() < 0.9
+            published.append((which, status, approved))
+            await redis.publish(events.INVOICE_CHANNEL, json.dumps({
+                **json.loads(change.to_json()), "status": status, "approved": approved,
+            }))
+        received = [await live.drain(op, quiet=1) for live, op in zip(clients, ops)]
+    finally:
+        for live in clients:
+            await live.__aexit__(None, None, None)
+
+    def allowed(role: str) -> list[str]:
+        return [
+            status for which, status, approved in published
+            if (role in ("owner", "viewer") and which != "foreign_account")
+            or (role == "foreign_owner" and which == "foreign_account")
+            or (role == "customer" and which == "account" and approved)
+            or (role == "other_customer" and which == "other_account" and approved)
+        ]
+
+    for index, messages in enumerate(received):
+        role = roles[index % len(roles)]
+        assert [m["payload"]["data"]["invoiceStatusChanged"]["status"] for m in messages] == allowed(role), role
+    customer_ids = {
+        m["payload"]["data"]["invoiceStatusChanged"]["invoice"]["id"]
+        for index, messages in enumerate(received) if roles[index % len(roles)] == "customer" for m in messages
+    }
+    assert customer_ids == {to_base64("Invoice", str(invoices["account"].id))}
