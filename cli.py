@@ -231,7 +231,10 @@ def _serve(settings: Settings) -> None:
     # uvicorn shuts down on SIGTERM, then raises it again once its own handler is gone: this
     # handler turns it into SystemExit so that `serve` still stops its worker on the way out.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_level="info",
+        ws_max_size=settings.ws_max_message_bytes,
+    )
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
