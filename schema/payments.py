@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any, Iterable
+from typing import TYPE_CHECKING, Annotated, Iterable
 
 import strawberry
 from strawberry import relay
@@ -26,20 +26,24 @@ _PAYMENT_COLUMNS = ("id", "invoice_id", "amount", "paid_on", "method", "referenc
 _REFUND_COLUMNS = ("id", "invoice_id", "payment_id", "amount", "refunded_on", "reason", "recorded_by_id", "created_at")
 
 
-async def _email(info: Info, user_id: Any) -> str | None:
-    user = await info.context.loaders.by_id(UserModel).load(user_id)
-    return user.email if user else None
+@strawberry.type(description="Money moved on an invoice: what payments and refunds share.")
+class _Entry:
+    amount: Decimal = strawberry.field(description="The amount, in the invoice currency.")
+    currency: str = strawberry.field(description="The invoice currency (ISO 4217).")
+    created_at: datetime = strawberry.field(description="When it was recorded.")
+    row: strawberry.Private[dict]
+
+    @strawberry.field(description="Who recorded it (e-mail); null once that user is gone.", extensions=requires(*MSP_USERS))
+    async def recorded_by(self, info: Info) -> str | None:
+        user = await info.context.loaders.by_id(UserModel).load(self.row["recorded_by_id"])
+        return user.email if user else None
 
 
 @strawberry.type(name="Payment", description="Money received against an invoice.")
-class Payment(relay.Node):
+class Payment(_Entry, relay.Node):
     id: relay.NodeID[str]
-    amount: Decimal = strawberry.field(description="Amount received, in the invoice currency.")
-    currency: str = strawberry.field(description="The invoice currency (ISO 4217).")
     paid_on: date = strawberry.field(description="The day the money was received.")
     method: PaymentMethod = strawberry.field(description="How it was paid.")
-    created_at: datetime = strawberry.field(description="When it was recorded.")
-    row: strawberry.Private[dict]
 
     @classmethod
     def from_row(cls, row: dict, currency: str) -> Payment:
@@ -61,19 +65,11 @@ class Payment(relay.Node):
     def reference(self) -> str:
         return self.row["reference"]
 
-    @strawberry.field(description="Who recorded it (e-mail); null once that user is gone.", extensions=requires(*MSP_USERS))
-    async def recorded_by(self, info: Info) -> str | None:
-        return await _email(info, self.row["recorded_by_id"])
-
 
 @strawberry.type(name="Refund", description="Money returned to the customer from one payment.")
-class Refund(relay.Node):
+class Refund(_Entry, relay.Node):
     id: relay.NodeID[str]
-    amount: Decimal = strawberry.field(description="Amount refunded, in the invoice currency.")
-    currency: str = strawberry.field(description="The invoice currency (ISO 4217).")
     refunded_on: date = strawberry.field(description="The day the money was returned.")
-    created_at: datetime = strawberry.field(description="When it was recorded.")
-    row: strawberry.Private[dict]
 
     @classmethod
     def from_row(cls, row: dict, currency: str) -> Refund:
@@ -99,10 +95,6 @@ class Refund(relay.Node):
     @strawberry.field(description="Why the money was returned (internal).", extensions=requires(*MSP_USERS))
     def reason(self) -> str:
         return self.row["reason"]
-
-    @strawberry.field(description="Who recorded it (e-mail); null once that user is gone.", extensions=requires(*MSP_USERS))
-    async def recorded_by(self, info: Info) -> str | None:
-        return await _email(info, self.row["recorded_by_id"])
 
 
 @strawberry.input(description="A payment received against an approved invoice.")
