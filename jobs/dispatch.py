@@ -12,6 +12,7 @@ from arq import ArqRedis
 
 GENERATE = "generate_invoice"
 SEND = "send_invoice"
+NOTIFY = "notify_customer"
 
 
 def generate_job_id(invoice_id: Any) -> str:
@@ -29,3 +30,10 @@ async def enqueue_generation(redis: ArqRedis, invoice_ids: Iterable[Any]) -> Non
 
 async def enqueue_send(redis: ArqRedis, invoice_id: Any, attempt: str = "approval") -> None:
     await redis.enqueue_job(SEND, str(invoice_id), _job_id=send_job_id(invoice_id, attempt))
+
+
+async def enqueue_notification(redis: ArqRedis, invoice_id: Any, notice: str, refund_id: Any = None) -> None:
+    """Queue a notice to the customer (`voided`, or `refunded` with the refund's id): one job
+    per void and per refund."""
+    key = f"{NOTIFY}:{invoice_id}:{notice}" + (f":{refund_id}" if refund_id else "")
+    await redis.enqueue_job(NOTIFY, str(invoice_id), notice, str(refund_id) if refund_id else None, _job_id=key)

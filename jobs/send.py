@@ -1,5 +1,6 @@
-"""The send job: e-mail the approved invoice's PDF to the account's billing e-mails and
-record each recipient's outcome on the timeline."""
+"""The send jobs: e-mail the approved invoice's PDF to the account's billing e-mails, and
+notify them when an invoice is voided or refunded; each recipient's outcome goes on the
+timeline."""
 
 from __future__ import annotations
 
@@ -9,15 +10,25 @@ from arq import Retry
 
 import events
 import storage
-from jobs.mailer import Attachment, MailPermanentError, MailTransientError, render_invoice_email, send_mail
-from models.invoices import DeliveryStatus, Invoice, InvoiceStatus
-from models.invoices.delivery import record_delivery
+from jobs.mailer import (
+    Attachment,
+    MailPermanentError,
+    MailTransientError,
+    render_invoice_email,
+    render_notification_email,
+    send_mail,
+)
+from jobs.rendering import format_money
+from models.invoices import DeliveryStatus, Invoice, InvoiceEvent, InvoiceStatus
+from models.invoices.delivery import record_delivery, record_notification
 from models.invoices.tables import InvoiceRevision
 from models.managed_accounts import ManagedAccount
+from models.payments import Refund
 
 log = logging.getLogger(__name__)
 MAX_TRIES = 5
 NOTHING_TO_SEND = "nothing to send"
+NO_RECIPIENTS = "The account has no billing e-mails: add them, then resend."
 
 
 async def send_invoice(ctx: dict, invoice_id: str) -> str:
@@ -34,27 +45,59 @@ async def _send(ctx: dict, invoice_id: str) -> str:
     account = await ManagedAccount.get(id=invoice.managed_account_id)
     revision = await InvoiceRevision.get(id=invoice.current_revision_id)
     if not account.billing_emails:
-        await record_delivery(invoice.id, [], "The account has no billing e-mails: add them, then resend.")
+        await record_delivery(invoice.id, [], NO_RECIPIENTS)
         return "no recipients"
+    subject, text, html = render_invoice_email(_email_context(invoice, revision))
+    pdf = storage.load(ctx["settings"], revision.pdf_path)
+    outcomes, failure = await _mail(
+        ctx, to=list(account.billing_emails), subject=subject, text=text, html=html,
+        attachments=[Attachment(filename=f"{invoice.number}.pdf", content=pdf)],
+    )
+    await record_delivery(invoice.id, outcomes, failure)
+    return DeliveryStatus.SENT.value if any(o.delivered for o in outcomes) else DeliveryStatus.FAILED.value
+
+
+async def notify_customer(ctx: dict, invoice_id: str, notice: str, refund_id: str | None = None) -> str:
+    """Tell the billing e-mails that an invoice of theirs was voided or refunded. Only
+    invoices the customer received (approved ones) are notified about."""
+    invoice = await Invoice.get_or_none(id=invoice_id)
+    if invoice is None or invoice.approved_at is None or invoice.current_revision_id is None:
+        return "nothing to notify"
+    account = await ManagedAccount.get(id=invoice.managed_account_id)
+    if not account.billing_emails:
+        await record_notification(invoice.id, notice, [], NO_RECIPIENTS)
+        return "no recipients"
+    context = _email_context(invoice, await InvoiceRevision.get(id=invoice.current_revision_id))
+    if notice == "voided":
+        voided = await InvoiceEvent.filter(invoice_id=invoice.id, kind="VOID").order_by("-id").first()
+        context["reason"] = voided.detail.get("reason", "") if voided else ""
+    if refund_id:
+        refund = await Refund.get(id=refund_id, invoice_id=invoice.id)
+        context["refund_amount"] = format_money(refund.amount, invoice.currency)
+    subject, text = render_notification_email(notice, context)
+    outcomes, failure = await _mail(ctx, to=list(account.billing_emails), subject=subject, text=text)
+    await record_notification(invoice.id, notice, outcomes, failure)
+    return "sent" if any(o.delivered for o in outcomes) else "failed"
+
+
+def _email_context(invoice: Invoice, revision: InvoiceRevision) -> dict:
+    # The customer-facing names and amounts as printed on the invoice, not as they are now.
     view = revision.snapshot
-    subject, text, html = render_invoice_email({
+    return {
         "msp_company_name": view["msp"]["company_name"], "customer_name": view["customer"]["official_company_name"],
         "number": invoice.number, "period_label": view["period"]["label"], "total": view["total"],
         "currency": invoice.currency, "due_date": view["due_date"], "payment_terms_days": view["payment_terms_days"],
-    })
-    pdf = storage.load(ctx["settings"], revision.pdf_path)
+    }
+
+
+async def _mail(ctx: dict, **message) -> tuple[list, str | None]:
+    """Send the message: (each recipient's outcome, None), or ([], why) once retrying
+    cannot help. An unreachable server is retried with a growing delay, up to MAX_TRIES."""
     try:
-        outcomes = await send_mail(
-            ctx["settings"], to=list(account.billing_emails), subject=subject, text=text, html=html,
-            attachments=[Attachment(filename=f"{invoice.number}.pdf", content=pdf)],
-        )
+        return await send_mail(ctx["settings"], **message), None
     except MailTransientError as exc:
         if ctx.get("job_try", 1) < MAX_TRIES:
             raise Retry(defer=30 * ctx.get("job_try", 1)) from exc
-        await record_delivery(invoice.id, [], f"The mail server could not be reached: {exc}")
-        return "failed"
+        return [], f"The mail server could not be reached: {exc}"
     except MailPermanentError as exc:
-        await record_delivery(invoice.id, [], f"The mail server refused the message: {exc}")
-        return "failed"
-    await record_delivery(invoice.id, outcomes, None)
-    return DeliveryStatus.SENT.value if any(o.delivered for o in outcomes) else DeliveryStatus.FAILED.value
+        return [], f"The mail server refused the message: {exc}"

@@ -12,9 +12,10 @@ import broker
 from embedded import resolve_urls
 from jobs import dispatch
 from jobs.generate import generate_invoice, requeue_stuck
+from jobs.overdue import mark_overdue_invoices
 from jobs.pdf import PdfRenderer
 from jobs.periods import close_due_periods
-from jobs.send import send_invoice
+from jobs.send import notify_customer, send_invoice
 from models.auth import purge_tokens
 from settings import get_settings
 
@@ -50,11 +51,15 @@ class WorkerSettings:
     functions = [
         func(generate_invoice, name=dispatch.GENERATE, keep_result=0, timeout=300),
         func(send_invoice, name=dispatch.SEND, keep_result=0, timeout=120),
+        func(notify_customer, name=dispatch.NOTIFY, keep_result=0, timeout=120),
     ]
     cron_jobs = [
         cron(purge_old_tokens, hour={3}, minute={17}, run_at_startup=False),
         cron(close_due_periods, minute={5}, run_at_startup=True),
         cron(requeue_stuck, second={30}, run_at_startup=False),
+        # Hourly rather than daily: midnight comes at a different hour in each organization's
+        # time zone, and each invoice turns OVERDUE once, within the hour after its due day.
+        cron(mark_overdue_invoices, minute={10}, run_at_startup=True),
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -56,3 +56,13 @@ class GenerationFailed(DomainError):
     """Generation cannot succeed until a person changes something (the message says what)."""
 
     code = "GENERATION_FAILED"
+
+
+class AmountExceeded(ValidationFailed):
+    """An amount is more than may be paid or refunded; `maximum` is what may be."""
+
+    code = "AMOUNT_EXCEEDED"
+
+    def __init__(self, message: str, *, maximum, field: str | None = None, code: str | None = None):
+        super().__init__(message, field=field, code=code)
+        self.maximum = maximum

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from typing import Annotated
 
 import strawberry
 from graphql import GraphQLError
@@ -143,13 +144,48 @@ class Mutation:
         "Approved invoices never change. Approving twice is harmless.",
         extensions=requires(*OWNERS),
     )
-    async def approve_invoices(self, info: Info, ids: list[strawberry.ID]) -> BulkInvoicePayload:
-        payload = await _bulk(info, ids, actions.approve)
+    async def approve_invoices(
+        self, info: Info, ids: list[strawberry.ID],
+        notify_customer: Annotated[bool, strawberry.argument(
+            description="E-mail the invoice to the billing e-mails now (the customer's notice of it); "
+            "when false it stays NOT_SENT until `resendInvoice`."
+        )] = True,
+    ) -> BulkInvoicePayload:
+        payload = await _bulk(info, ids, lambda p, d: actions.approve(p, d, notify_customer=notify_customer))
         if isinstance(payload, InvoiceActionResults):
             await _publish(info, payload)
             for result in payload.results:
                 if result.invoice and result.invoice.model.delivery_status == DeliveryStatus.QUEUED:
                     await dispatch.enqueue_send(info.context.redis, result.invoice.model.id)
+        return payload
+
+    @strawberry.mutation(
+        description="Void invoices for good: each keeps its number, stays visible and owes nothing. "
+        "Possible in any status but GENERATING and VOIDED, as long as no payment is kept (refund "
+        "payments first). Customers are told about invoices they received (approved ones).",
+        extensions=requires(*OWNERS),
+    )
+    async def void_invoices(
+        self, info: Info, ids: list[strawberry.ID],
+        reason: Annotated[str, strawberry.argument(
+            description="Why, up to 1024 characters: kept on the timeline and told to the customer."
+        )] = "",
+        notify_customer: Annotated[bool, strawberry.argument(
+            description="E-mail the billing e-mails that the invoice was voided."
+        )] = True,
+    ) -> BulkInvoicePayload:
+        try:
+            payload = await _bulk(
+                info, ids, lambda p, d: actions.void(p, d, reason=reason, notify_customer=notify_customer)
+            )
+        except DomainError as exc:
+            return user_error(exc)
+        if isinstance(payload, InvoiceActionResults):
+            await _publish(info, payload)
+        if notify_customer and isinstance(payload, InvoiceActionResults):
+            for result in payload.results:
+                if result.invoice:
+                    await dispatch.enqueue_notification(info.context.redis, result.invoice.model.id, "voided")
         return payload
 
     @strawberry.mutation(description="E-mail an approved invoice again.", extensions=requires(*OWNERS))

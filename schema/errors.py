@@ -5,6 +5,8 @@ turns them into GraphQL types."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import strawberry
 
 from models import errors
@@ -39,12 +41,21 @@ class ConflictError(UserError):
     pass
 
 
+@strawberry.type(
+    description="An amount is more than may be paid (code OVERPAYMENT) or refunded (code "
+    "REFUND_EXCEEDS_PAYMENT); nothing was written."
+)
+class AmountExceededError(UserError):
+    maximum: Decimal = strawberry.field(description="The most that may be paid or refunded now.")
+
+
 @strawberry.type(description="The credentials were not accepted.")
 class AuthenticationError(UserError):
     pass
 
 
 _TYPES: dict[type[errors.DomainError], type[UserError]] = {
+    errors.AmountExceeded: AmountExceededError,
     errors.ValidationFailed: ValidationError,
     errors.NotFound: NotFoundError,
     errors.InvalidTransition: InvalidTransitionError,
@@ -56,5 +67,6 @@ _TYPES: dict[type[errors.DomainError], type[UserError]] = {
 def user_error(exc: errors.DomainError) -> UserError:
     for domain_type in type(exc).__mro__:
         if domain_type in _TYPES:
-            return _TYPES[domain_type](code=exc.code, message=exc.message, field=exc.field)
+            extra = {"maximum": exc.maximum} if isinstance(exc, errors.AmountExceeded) else {}
+            return _TYPES[domain_type](code=exc.code, message=exc.message, field=exc.field, **extra)
     raise exc

@@ -17,6 +17,8 @@ from models import InvoiceEvent as InvoiceEventModel
 from models import InvoiceLineItem as InvoiceLineItemModel
 from models import InvoiceRevision as InvoiceRevisionModel
 from models import ManagedAccount as ManagedAccountModel
+from models import Payment as PaymentModel
+from models import Refund as RefundModel
 from models import User as UserModel
 from models import invoices as domain
 from models.currencies import round_money
@@ -25,6 +27,7 @@ from schema.errors import InvalidTransitionError, NotFoundError, UserError, Vali
 from schema.managed_accounts import ManagedAccount
 from schema.nodes import scoped_nodes
 from schema.pagination import CountedConnection, Direction
+from schema.payments import Payment, Refund
 from schema.permissions import MSP_USERS, requires
 from schema.scalars import Month, plain
 
@@ -115,7 +118,12 @@ class InvoiceRevision:
 class InvoiceEvent:
     at: datetime = strawberry.field(description="When it happened.")
     actor: str = strawberry.field(description="Who did it: a user's e-mail, or the system part.")
-    kind: str = strawberry.field(description="What happened, e.g. GENERATED, APPROVED, SENT.")
+    kind: str = strawberry.field(
+        description="What happened: a transition (GENERATE, REGENERATE, GENERATED, FAILED, APPROVE, "
+        "VOID), RESEND_REQUESTED, SENT or DELIVERY_FAILED (the invoice e-mail, per recipient), "
+        "PAYMENT_RECORDED, PAYMENT_REFUNDED, OVERDUE, NOTIFICATION_SENT or NOTIFICATION_FAILED "
+        "(a notice to the customer, per recipient)."
+    )
     from_status: str | None = strawberry.field(description="Status before, for transitions.")
     to_status: str | None = strawberry.field(description="Status after, for transitions.")
     detail: JSON = strawberry.field(description="Particulars (amounts, recipients, errors).")
@@ -146,12 +154,15 @@ class Invoice(relay.Node):
     adjustments: Decimal = strawberry.field(description="Credits, discounts and markups.")
     charges: Decimal = strawberry.field(description="Taxes and additional charges.")
     total: Decimal = strawberry.field(description="Invoice total.")
-    amount_paid: Decimal = strawberry.field(description="Sum of payments.")
-    amount_refunded: Decimal = strawberry.field(description="Sum of refunds.")
-    amount_due: Decimal = strawberry.field(description="Total less payments; 0 once voided.")
+    amount_paid: Decimal = strawberry.field(description="Sum of payments (refunds do not lower it).")
+    amount_refunded: Decimal = strawberry.field(description="Sum of refunds; at most the amount paid.")
+    amount_due: Decimal = strawberry.field(
+        description="Total less payments, never negative; a refund does not reopen the invoice; 0 once voided."
+    )
     issue_date: date | None = strawberry.field(description="Date of issue (first generation).")
     due_date: date | None = strawberry.field(description="Issue date plus the payment terms.")
     approved_at: datetime | None = strawberry.field(description="When it was approved.")
+    voided_at: datetime | None = strawberry.field(description="When it was voided; voiding is final.")
     created_at: datetime = strawberry.field(description="When the month closed for it.")
     updated_at: datetime = strawberry.field(description="Last change.")
     model: strawberry.Private[InvoiceModel]
@@ -167,7 +178,7 @@ class Invoice(relay.Node):
             adjustments=money(row.adjustments), charges=money(row.charges), total=money(row.total),
             amount_paid=money(row.amount_paid), amount_refunded=money(row.amount_refunded),
             amount_due=money(domain.amount_due(row)), issue_date=row.issue_date, due_date=row.due_date,
-            approved_at=row.approved_at, created_at=row.created_at, updated_at=row.updated_at, model=row,
+            approved_at=row.approved_at, voided_at=row.voided_at, created_at=row.created_at, updated_at=row.updated_at, model=row,
         )
 
     @classmethod
@@ -190,6 +201,20 @@ class Invoice(relay.Node):
             return []
         lines = await _lines(info, self.model.current_revision_id)
         return [InvoiceLineItem.from_row(r, self.currency) for r in lines]
+
+    @strawberry.field(description="Payments received, in the order they were made.")
+    async def payments(self, info: Info) -> list[Payment]:
+        rows = await info.context.loaders.children(
+            PaymentModel, "invoice_id", order=("paid_on", "created_at", "id")
+        ).load(self.model.id)
+        return [Payment.from_row(r, self.currency) for r in rows]
+
+    @strawberry.field(description="Refunds made, in the order they were made.")
+    async def refunds(self, info: Info) -> list[Refund]:
+        rows = await info.context.loaders.children(
+            RefundModel, "invoice_id", order=("refunded_on", "created_at", "id")
+        ).load(self.model.id)
+        return [Refund.from_row(r, self.currency) for r in rows]
 
     @strawberry.field(
         description="Every generation, oldest first.", extensions=requires(*MSP_USERS)

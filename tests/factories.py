@@ -104,9 +104,11 @@ async def generated_invoice(
     lines: int = 2,
     events: int = 1,
     issue_date: date = date(2024, 10, 1),
+    snapshot: dict | None = None,
     **kw,
 ) -> Invoice:
-    """An invoice as generation leaves it: a revision with `lines` lines, numbered, dated."""
+    """An invoice as generation leaves it: a revision with `lines` lines, numbered, dated
+    (`snapshot` is the view its e-mails are written from)."""
     from decimal import Decimal
 
     from models import InvoiceEvent, InvoiceLineItem, InvoiceRevision
@@ -118,6 +120,7 @@ async def generated_invoice(
     revision = await InvoiceRevision.create(
         invoice=inv, revision=1, template_version="1", currency=inv.currency, cost_currency="USD",
         subtotal=total, adjustments=0, charges=0, total=total, issue_date=issue_date, due_date=due,
+        snapshot=snapshot or {},
     )
     await InvoiceLineItem.bulk_create([
         InvoiceLineItem(revision=revision, position=i + 1, description=f"Service {i + 1}", amount=a)

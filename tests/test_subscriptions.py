@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 import websockets
@@ -216,3 +216,37 @@ async def test_subscribing_needs_a_token_in_connection_init(live_server):
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await ws.recv()
     assert closed.value.rcvd.code == 4401
+
+
+PAY = """mutation($input: RecordPaymentInput!) { recordPayment(input: $input) { __typename
+  ... on PaymentRecorded { payment { id } } } }"""
+REFUND = """mutation($input: RefundPaymentInput!) { refundPayment(input: $input) { __typename } }"""
+VOID = """mutation($ids: [ID!]!) { voidInvoices(ids: $ids, notifyCustomer: false) { __typename } }"""
+MONEY = """subscription { invoiceStatusChanged { status paymentStatus invoice { number amountPaid amountDue } } }"""
+
+
+async def test_payments_refunds_and_voids_are_pushed_to_the_customer_too(live_server, client, world):
+    period = await f.billing_period(world.org)
+    paid = await f.generated_invoice(world.account, period, number="INV-2024-0001", status="APPROVED")
+    voided = await f.generated_invoice(world.account, await f.billing_period(world.org, month=date(2024, 10, 1)),
+                                       number="INV-2024-0002", status="APPROVED")
+    owner = world.tokens["owner"]
+    async with LiveClient(live_server, world.tokens["customer"]) as customer, \
+            LiveClient(live_server, world.tokens["other_customer"]) as other:
+        mine, theirs = await customer.subscribe(MONEY), await other.subscribe(MONEY)
+        await asyncio.sleep(0.2)
+        recorded = await gql(client, PAY, {"input": {
+            "invoiceId": _gid(paid), "amount": "10.25", "paidOn": "2024-10-02", "method": "BANK_TRANSFER"}}, token=owner)
+        payment_id = recorded["data"]["recordPayment"]["payment"]["id"]
+        await gql(client, REFUND, {"input": {"paymentId": payment_id, "amount": "10.25", "refundedOn": "2024-10-03",
+                                             "notifyCustomer": False}}, token=owner)
+        await gql(client, VOID, {"ids": [_gid(voided)]}, token=owner)
+        seen = [m["payload"]["data"]["invoiceStatusChanged"] for m in await customer.drain(mine)]
+        assert await other.drain(theirs, quiet=0.1) == []
+    assert [(e["invoice"]["number"], e["status"], e["paymentStatus"]) for e in seen] == [
+        # Partly paid, long after its due date: still overdue.
+        ("INV-2024-0001", "APPROVED", "OVERDUE"),
+        ("INV-2024-0001", "APPROVED", "REFUNDED"),
+        ("INV-2024-0002", "VOIDED", "UNPAID"),
+    ]
+    assert seen[-1]["invoice"]["amountDue"] == "0.00"

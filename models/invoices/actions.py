@@ -1,5 +1,5 @@
-"""What owners and the system do to invoices: generate, regenerate, approve, and record the
-outcome of background work. Each operation is per invoice; bulk requests report per id."""
+"""What owners and the system do to invoices: generate, regenerate, approve, void, and record
+the outcome of background work. Each operation is per invoice; bulk requests report per id."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from models.errors import DomainError, InvalidTransition, MissingBillingProfile, NotFound
-from models.invoices.lifecycle import Actor, transition
+from models.errors import DomainError, InvalidTransition, MissingBillingProfile, NotFound, ValidationFailed
+from models.invoices.lifecycle import Actor, lock_invoice, transition
 from models.invoices.queries import visible_invoices
-from models.invoices.tables import DeliveryStatus, Invoice, InvoiceEvent, InvoiceStatus
+from models.invoices.tables import DeliveryStatus, Invoice, InvoiceEvent, InvoiceStatus, PaymentStatus
 from models.managed_accounts import ManagedAccount
 
 MAX_BULK = 500
@@ -65,21 +65,53 @@ async def request_generation(principal, ids: list[Any], *, regenerate: bool) -> 
     )
 
 
-async def approve(principal, ids: list[Any]) -> list[Outcome]:
-    """Approve and queue the e-mail. Approving an approved invoice again changes nothing."""
+async def approve(principal, ids: list[Any], *, notify_customer: bool = True) -> list[Outcome]:
+    """Approve and queue the e-mail, which is the customer's notice of the invoice; without
+    `notify_customer` it stays NOT_SENT until resent. Approving an approved invoice again
+    changes nothing."""
     actor = Actor(user_id=principal.user.id)
+    changes = {"delivery_status": DeliveryStatus.QUEUED} if notify_customer else {}
 
     async def one(invoice_id):
         try:
             return await transition(
                 invoice_id, "APPROVE", actor, organization_id=principal.organization_id,
-                changes={"approved_at": datetime.now(timezone.utc), "delivery_status": DeliveryStatus.QUEUED},
+                changes={"approved_at": datetime.now(timezone.utc), **changes},
+                detail={"notifyCustomer": notify_customer},
             )
         except InvalidTransition:
             invoice = await Invoice.get(id=invoice_id)
             if invoice.status == InvoiceStatus.APPROVED:
                 return invoice
             raise
+
+    return await _each(principal, ids, one)
+
+
+async def void(principal, ids: list[Any], *, reason: str = "", notify_customer: bool = True) -> list[Outcome]:
+    """Void invoices for good. An invoice can be voided until money is kept against it: any
+    payment not refunded in full must be refunded first. A voided invoice keeps its number,
+    stays visible and owes nothing; it is never OVERDUE."""
+    actor = Actor(user_id=principal.user.id)
+    reason = (reason or "").strip()
+    if len(reason) > 1024:
+        raise ValidationFailed("At most 1024 characters.", field="reason")
+
+    async def one(invoice_id):
+        async with in_transaction() as conn:
+            invoice = await lock_invoice(conn, visible_invoices(principal), invoice_id, field="ids")
+            if invoice.amount_paid > invoice.amount_refunded:
+                raise InvalidTransition(
+                    f"Invoice {invoice.number} has payments: refund them before voiding it.",
+                    field="ids", code="INVOICE_PAID",
+                )
+            changes: dict[str, Any] = {"voided_at": datetime.now(timezone.utc)}
+            if invoice.payment_status == PaymentStatus.OVERDUE:
+                changes["payment_status"] = PaymentStatus.UNPAID
+            return await transition(
+                invoice_id, "VOID", actor, organization_id=principal.organization_id, changes=changes,
+                detail={"reason": reason, "notifyCustomer": notify_customer}, connection=conn,
+            )
 
     return await _each(principal, ids, one)
 

@@ -1,4 +1,5 @@
-"""Recording what happened to an invoice's e-mail."""
+"""Recording what happened to an invoice's e-mails: the invoice itself, and the notices
+sent to the customer when it is voided or refunded."""
 
 from __future__ import annotations
 
@@ -18,16 +19,31 @@ async def record_delivery(invoice_id: Any, outcomes: list[Any], failure: str | N
         await Invoice.filter(id=invoice_id).using_db(conn).update(
             delivery_status=status, updated_at=datetime.now(timezone.utc)
         )
-        events = [
-            InvoiceEvent(
-                invoice_id=invoice_id, actor_label="mailer", kind="SENT" if o.delivered else "DELIVERY_FAILED",
-                detail={"recipient": o.recipient, "detail": o.detail},
-            )
-            for o in outcomes
-        ]
-        if failure:
-            events.append(InvoiceEvent(
-                invoice_id=invoice_id, actor_label="mailer", kind="DELIVERY_FAILED", detail={"error": failure},
-            ))
-        await InvoiceEvent.bulk_create(events, using_db=conn)
+        await InvoiceEvent.bulk_create(
+            _events(invoice_id, outcomes, failure, ("SENT", "DELIVERY_FAILED"), {}), using_db=conn
+        )
     return status
+
+
+async def record_notification(invoice_id: Any, notice: str, outcomes: list[Any], failure: str | None) -> None:
+    """Add the outcome of a notice (`voided`, `refunded`) to the timeline, one event per
+    recipient; the invoice's own delivery status is not the notice's."""
+    await InvoiceEvent.bulk_create(_events(
+        invoice_id, outcomes, failure, ("NOTIFICATION_SENT", "NOTIFICATION_FAILED"), {"notice": notice},
+    ))
+
+
+def _events(invoice_id: Any, outcomes: list[Any], failure: str | None, kinds: tuple[str, str], detail: dict):
+    sent, failed = kinds
+    events = [
+        InvoiceEvent(
+            invoice_id=invoice_id, actor_label="mailer", kind=sent if o.delivered else failed,
+            detail={**detail, "recipient": o.recipient, "detail": o.detail},
+        )
+        for o in outcomes
+    ]
+    if failure:
+        events.append(InvoiceEvent(
+            invoice_id=invoice_id, actor_label="mailer", kind=failed, detail={**detail, "error": failure},
+        ))
+    return events

@@ -40,6 +40,9 @@ TRANSITIONS = {
                    "The invoice is no longer being generated."),
         Transition("APPROVE", frozenset({S.AWAITING_APPROVAL}), S.APPROVED,
                    "Only an invoice awaiting approval can be approved."),
+        # VOIDED is final: no transition leaves it. While GENERATING, a job owns the invoice.
+        Transition("VOID", frozenset({S.READY_TO_INVOICE, S.AWAITING_APPROVAL, S.ERROR, S.APPROVED}), S.VOIDED,
+                   "Only an invoice that is not being generated and not voided already can be voided."),
     )
 }
 
@@ -97,6 +100,16 @@ async def transition(
             from_status=rows[0]["from_status"], to_status=rule.target.value, detail=detail or {},
             using_db=conn,
         )
+    return invoice
+
+
+async def lock_invoice(conn: Any, query, invoice_id: Any, field: str = "id") -> Invoice:
+    """The invoice of `query` (a scoped invoice query) locked for this transaction: every
+    change to its amounts takes this lock first, so concurrent payments, refunds and voids of
+    one invoice run one after the other and none works from a stale balance."""
+    invoice = await query.filter(id=invoice_id).select_for_update().using_db(conn).first() if invoice_id else None
+    if invoice is None:
+        raise NotFound("No such invoice.", field=field)
     return invoice
 
 

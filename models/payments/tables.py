@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 from tortoise import fields
 from tortoise.migrations.constraints import CheckConstraint
 from tortoise.models import Model
 
-from models.base import money
+from models.base import enum_check, money
+
+
+class PaymentMethod(str, Enum):
+    BANK_TRANSFER = "BANK_TRANSFER"
+    CARD = "CARD"
+    DIRECT_DEBIT = "DIRECT_DEBIT"
+    CHECK = "CHECK"
+    CASH = "CASH"
+    OTHER = "OTHER"
 
 
 class Payment(Model):
@@ -14,14 +25,17 @@ class Payment(Model):
     invoice = fields.ForeignKeyField("models.Invoice", related_name="payments", on_delete=fields.RESTRICT)
     amount = money()
     paid_on = fields.DateField()
-    method = fields.CharField(max_length=64, default="")
+    method = fields.CharEnumField(PaymentMethod, max_length=64, default=PaymentMethod.BANK_TRANSFER)
     reference = fields.CharField(max_length=255, default="")
     recorded_by = fields.ForeignKeyField("models.User", related_name=False, null=True, on_delete=fields.SET_NULL)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
         table = "payments"
-        constraints = (CheckConstraint(check="amount > 0", name="payments_amount_positive"),)
+        constraints = (
+            CheckConstraint(check="amount > 0", name="payments_amount_positive"),
+            enum_check("payments", "method", PaymentMethod),
+        )
 
 
 class Refund(Model):
