@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     api_token_days: int = Field(365, gt=0, description="Default lifetime of an API token.")
     max_page_size: int = Field(100, gt=0, description="Cap on `first`/`last` of connections.")
     max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Cap on a cost upload.")
+    link_ttl_seconds: int = Field(
+        300, gt=0, description="Lifetime of a signed download link (PDF, CSV, export)."
+    )
 
     @model_validator(mode="after")
     def _derive_addresses(self) -> Settings:

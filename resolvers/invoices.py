@@ -27,7 +27,7 @@ from schema.pagination import Direction, paginate
 from schema.permissions import ANY_USER, OWNERS, requires
 
 
-def _conditions(where: InvoiceFilter | None) -> invoices.InvoiceQuery:
+def invoice_query(where: InvoiceFilter | None) -> invoices.InvoiceQuery:
     if where is None:
         return invoices.InvoiceQuery()
     return invoices.InvoiceQuery(
@@ -65,7 +65,7 @@ class Query:
     ) -> InvoiceConnection:
         principal = info.context.principal
         today = invoices.organization_today(principal.user.organization.timezone)
-        query = invoices.filter_invoices(invoices.visible_invoices(principal), _conditions(filter), today)
+        query = invoices.filter_invoices(invoices.visible_invoices(principal), invoice_query(filter), today)
         order = order_by or InvoiceOrder(field=InvoiceOrderField.CREATED_AT, direction=Direction.DESC)
         return await paginate(
             info,

@@ -11,6 +11,7 @@ import strawberry
 from strawberry import relay
 from strawberry.scalars import JSON
 
+import links
 from models import BillingPeriod as BillingPeriodModel
 from models import Invoice as InvoiceModel
 from models import InvoiceEvent as InvoiceEventModel
@@ -25,7 +26,7 @@ from schema.errors import InvalidTransitionError, NotFoundError, UserError, Vali
 from schema.managed_accounts import ManagedAccount
 from schema.nodes import scoped_nodes
 from schema.pagination import CountedConnection, Direction
-from schema.permissions import MSP_USERS, requires
+from schema.permissions import ANY_USER, MSP_USERS, requires
 from schema.scalars import Month, plain
 
 InvoiceStatus = strawberry.enum(
@@ -190,6 +191,29 @@ class Invoice(relay.Node):
             return []
         lines = await _lines(info, self.model.current_revision_id)
         return [InvoiceLineItem.from_row(r, self.currency) for r in lines]
+
+    @strawberry.field(
+        description="Signed link to the current revision's PDF, valid for a few minutes (an "
+        "`<a href>` needs no token); null while there is no PDF.",
+        extensions=requires(*ANY_USER),
+    )
+    async def pdf_url(self, info: Info) -> str | None:
+        if self.model.current_revision_id is None:
+            return None
+        revision = await info.context.loaders.by_id(InvoiceRevisionModel).load(self.model.current_revision_id)
+        if revision is None or not revision.pdf_path:
+            return None
+        return links.sign(info.context.settings, info.context.principal, "pdf", str(self.model.id)).url
+
+    @strawberry.field(
+        description="Signed link to the invoice's lines as a detailed CSV, valid for a few "
+        "minutes; null until the invoice is generated.",
+        extensions=requires(*ANY_USER),
+    )
+    def csv_url(self, info: Info) -> str | None:
+        if self.model.current_revision_id is None:
+            return None
+        return links.sign(info.context.settings, info.context.principal, "csv", str(self.model.id)).url
 
     @strawberry.field(
         description="Every generation, oldest first.", extensions=requires(*MSP_USERS)
