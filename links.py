@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 import storage
 from models.exports import EXPORTS_FOLDER
@@ -78,7 +78,7 @@ def verify(settings: Settings, token: str) -> dict[str, Any] | None:
     links are not told apart)."""
     try:
         claims = _serializer(settings).loads(token, max_age=settings.link_ttl_seconds)
-    except BadSignature:
+    except BadData:
         return None
     return claims if isinstance(claims, dict) else None
 
