@@ -530,7 +530,9 @@ async def _generate(settings: Settings, month, organization_ref: str | None, wai
 @app.command()
 def export(
     month: str = typer.Option(..., help="The billed month to export, YYYY-MM."),
-    format: str = typer.Option("xero", help="xero (Xero's sales-invoice import) or detailed (every line, every field)."),
+    format: str = typer.Option(
+        "xero", help="xero (Xero's sales-invoice import) or detailed (every line, every field)."
+    ),
     organization: str | None = typer.Option(None, help="Organization name or id (default: the only one)."),
     output: Path | None = typer.Option(None, help="File to write (default: the export's own name, here)."),
 ) -> None:

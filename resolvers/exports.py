@@ -6,8 +6,8 @@ import strawberry
 
 import links
 from models import exports, invoices
-from models.errors import DomainError, NotFound
-from resolvers.invoices import invoice_query
+from models.errors import DomainError
+from resolvers.invoices import invoice_ids, invoice_query
 from schema.context import Info
 from schema.errors import user_error
 from schema.exports import (
@@ -18,22 +18,8 @@ from schema.exports import (
     UpdateExportSettingsPayload,
 )
 from schema.invoices import InvoiceFilter
-from schema.nodes import node_uuid
 from schema.organizations import ExportDateFormat, Organization
 from schema.permissions import MSP_USERS, OWNERS, requires
-
-
-def _decoded(ids: list[strawberry.ID] | None) -> list | None:
-    """Invoice ids; a malformed one (or of another type) reads as missing."""
-    if ids is None:
-        return None
-    decoded = []
-    for gid in ids:
-        try:
-            decoded.append(node_uuid(gid, "Invoice"))
-        except NotFound:
-            decoded.append(None)
-    return decoded
 
 
 @strawberry.type
@@ -50,9 +36,10 @@ class Mutation:
     ) -> ExportInvoicesPayload:
         principal = info.context.principal
         today = invoices.organization_today(principal.user.organization.timezone)
-        where = invoice_query(filter) if filter is not None else None
+        chosen = None if ids is None else invoice_ids(ids)
+        where = None if filter is None else invoice_query(filter)
         try:
-            file = await exports.export_invoices(principal, format, ids=_decoded(ids), where=where, today=today)
+            file = await exports.export_invoices(principal, format, ids=chosen, where=where, today=today)
         except DomainError as exc:
             return user_error(exc)
         link = links.publish_export(info.context.settings, principal, file.filename, file.data)

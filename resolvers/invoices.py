@@ -82,6 +82,18 @@ class Query:
         return Invoice.from_model(row) if row else None
 
 
+def invoice_ids(ids: list[strawberry.ID]) -> list:
+    """Database ids of invoice global ids; a malformed one (or of another type) is None,
+    so that it fails alone, as not found."""
+    decoded = []
+    for gid in ids:
+        try:
+            decoded.append(node_uuid(gid, "Invoice"))
+        except NotFound:
+            decoded.append(None)
+    return decoded
+
+
 def _results(outcomes) -> InvoiceActionResults:
     return InvoiceActionResults(results=[
         InvoiceActionResult(
@@ -96,13 +108,7 @@ async def _bulk(info: Info, ids: list[strawberry.ID], operation) -> BulkInvoiceP
     """Decode the ids (a bad one fails alone, as not found), run the domain operation, map."""
     if len(ids) > actions.MAX_BULK:
         return ValidationError(code="INVALID", message=f"At most {actions.MAX_BULK} ids at once.", field="ids")
-    decoded = []
-    for gid in ids:
-        try:
-            decoded.append(node_uuid(gid, "Invoice"))
-        except NotFound:
-            decoded.append(None)
-    outcomes = await operation(info.context.principal, decoded)
+    outcomes = await operation(info.context.principal, invoice_ids(ids))
     return _results(list(zip(ids, outcomes)))
 
 
