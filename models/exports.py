@@ -368,8 +368,8 @@ async def signed_download(principal, kind: str, target: str, filename: str) -> D
             return None
         filename = safe_filename(invoice.number or "invoice", "pdf")
         return Download(filename, _CONTENT_TYPES["pdf"], stored=invoice.current_revision.pdf_path)
-    items = await load_exported(query)
-    if kind != "csv" or not items:
+    items = await load_exported(query) if kind == "csv" else []
+    if not items:
         return None
     organization = await Organization.get(id=principal.organization_id)
     data = write_csv(DETAILED_COLUMNS, detailed_rows(items[0], organization.export_date_format))

@@ -200,7 +200,9 @@ class Invoice(relay.Node):
     async def pdf_url(self, info: Info) -> str | None:
         if self.model.current_revision_id is None:
             return None
-        revision = await info.context.loaders.by_id(InvoiceRevisionModel).load(self.model.current_revision_id)
+        # Not the whole revision: its snapshot carries the logo.
+        loader = info.context.loaders.by_id(InvoiceRevisionModel, only=("pdf_path",))
+        revision = await loader.load(self.model.current_revision_id)
         if revision is None or not revision.pdf_path:
             return None
         return links.sign(info.context.settings, info.context.principal, "pdf", str(self.model.id)).url
