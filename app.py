@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -22,8 +22,12 @@ from tortoise import connections
 
 import broker
 import db
+import links
+import storage
 from embedded import resolve_urls
 from events import Hub
+from models import exports
+from models.auth import principal_of_link
 from schema.context import Context
 from schema.permissions import authenticate_bearer
 from schema.root import schema
@@ -93,6 +97,26 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": status, **checks}, status_code=200 if ready else 503)
 
 
+# Downloads are private to whoever holds the link, and are files, never pages to render.
+DOWNLOAD_HEADERS = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
+
+
+async def download(request: Request) -> Response:
+    """`GET /files/<token>`: the file a signed link names, if the link is genuine and
+    unexpired and its requester may still see the file. Every refusal looks the same."""
+    settings = request.app.state.settings
+    claims = links.verify(settings, request.path_params["token"])
+    principal = await principal_of_link(**links.requester(claims)) if claims else None
+    found = await exports.signed_download(principal, claims["k"], claims["t"], claims["f"]) if principal else None
+    path = storage.path(settings, found.stored) if found and found.stored else None
+    if found is None or (path is not None and not path.is_file()):
+        return PlainTextResponse("Not found.", status_code=404, headers=DOWNLOAD_HEADERS)
+    headers = {**DOWNLOAD_HEADERS, "Content-Disposition": f'attachment; filename="{found.filename}"'}
+    if path is not None:
+        return FileResponse(path, media_type=found.content_type, headers=headers)
+    return Response(found.data, media_type=found.content_type, headers=headers)
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = resolve_urls(settings or get_settings())
 
@@ -116,6 +140,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/files/{token}", download, methods=["GET"]),
         ],
         middleware=[
             Middleware(
@@ -128,4 +153,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     application.state.events = events
+    application.state.settings = settings
     return application

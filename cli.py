@@ -541,6 +541,41 @@ async def _generate(settings: Settings, month, organization_ref: str | None, wai
 
 
 @app.command()
+def export(
+    month: str = typer.Option(..., help="The billed month to export, YYYY-MM."),
+    format: str = typer.Option(
+        "xero", help="xero (Xero's sales-invoice import) or detailed (every line, every field)."
+    ),
+    organization: str | None = typer.Option(None, help="Organization name or id (default: the only one)."),
+    output: Path | None = typer.Option(None, help="File to write (default: the export's own name, here)."),
+) -> None:
+    """Export a month's approved invoices as CSV (a Xero export of more than 500 is a zip)."""
+    from models.exports import ExportFormat
+
+    try:
+        fmt = ExportFormat(format.upper())
+    except ValueError:
+        raise typer.BadParameter(f"'{format}' is not a format; write xero or detailed.") from None
+    settings = _settings()
+    file = _run(settings, functools.partial(_export, _month(month), fmt, organization))
+    target = output or Path(file.filename)
+    target.write_bytes(file.data)
+    console.print(f"[green]wrote[/green] {target}: {file.invoice_count} invoices.")
+
+
+async def _export(month, fmt, organization_ref: str | None):
+    from models.exports import export_month
+
+    organization = await _organization(organization_ref)
+    with Progress(
+        SpinnerColumn(), TextColumn("Exporting"), TextColumn("{task.completed:,} invoices"),
+        TimeElapsedColumn(), console=console, transient=True,
+    ) as bar:
+        task = bar.add_task("export", total=None)
+        return await export_month(organization, month, fmt, lambda done: bar.update(task, completed=done))
+
+
+@app.command()
 def schema(check: bool = typer.Option(False, help="Only check that schema.graphql is current.")) -> None:
     """Write the GraphQL SDL to schema.graphql (the SPA developer's manual)."""
     from schema.root import sdl

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     ws_max_message_bytes: int = Field(
         64 * 1024, gt=0, description="Largest WebSocket message a client may send."
     )
+    link_ttl_seconds: int = Field(
+        300, gt=0, description="Lifetime of a signed download link (PDF, CSV, export)."
+    )
 
     @model_validator(mode="after")
     def _derive_addresses(self) -> Settings:

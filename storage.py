@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
+from datetime import datetime
 from pathlib import Path
 
 from settings import Settings
@@ -33,3 +35,23 @@ def save(settings: Settings, relative: str, data: bytes) -> str:
 
 def load(settings: Settings, relative: str) -> bytes:
     return _resolve(settings, relative).read_bytes()
+
+
+def path(settings: Settings, relative: str) -> Path:
+    """Where a stored file is on disk, for streaming it."""
+    return _resolve(settings, relative)
+
+
+def purge(settings: Settings, folder: str, older_than: datetime) -> int:
+    """Remove the entries of `folder/*/*` (one folder per organization, then one per stored
+    item) last changed before `older_than`; returns how many were removed."""
+    root = _resolve(settings, folder)
+    removed = 0
+    for entry in root.glob("*/*"):
+        if entry.stat().st_mtime < older_than.timestamp():
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed += 1
+    return removed

@@ -9,6 +9,7 @@ from arq import cron, func
 
 import db
 import broker
+import links
 from embedded import resolve_urls
 from jobs import dispatch
 from jobs.generate import generate_invoice, requeue_stuck
@@ -45,6 +46,13 @@ async def purge_old_tokens(ctx: dict) -> int:
     return removed
 
 
+async def purge_old_exports(ctx: dict) -> int:
+    """Delete stored exports once their links have expired."""
+    removed = links.purge_exports(ctx["settings"])
+    log.info("purged %d old exports", removed)
+    return removed
+
+
 class WorkerSettings:
     # keep_result=0: a finished job leaves no result behind, so the invoice's next job may
     # reuse its id; while one is queued or running, the same id is refused.
@@ -55,6 +63,7 @@ class WorkerSettings:
     ]
     cron_jobs = [
         cron(purge_old_tokens, hour={3}, minute={17}, run_at_startup=False),
+        cron(purge_old_exports, minute={0, 15, 30, 45}, run_at_startup=False),
         cron(close_due_periods, minute={5}, run_at_startup=True),
         cron(requeue_stuck, second={30}, run_at_startup=False),
         # Hourly rather than daily: midnight comes at a different hour in each organization's

@@ -249,6 +249,17 @@ class Principal:
         return self.user.scope in (Scope.OWNER, Scope.VIEWER)
 
 
+async def principal_of_link(user_id, organization_id, scope, managed_account_id) -> Principal | None:
+    """The principal a signed download link was made for, if that user is still active
+    with the same organization, scope and account; else None."""
+    user = await User.get_or_none(id=user_id, is_active=True)
+    if user is None or (str(user.organization_id), user.scope.value) != (organization_id, scope):
+        return None
+    if (str(user.managed_account_id) if user.managed_account_id else None) != managed_account_id:
+        return None
+    return Principal(user, None)
+
+
 def visible_users(principal: Principal):
     """Users the principal may see: its organization's for MSP users, itself for a customer."""
     if principal.is_msp_user:

@@ -173,7 +173,8 @@ async def _billing_profile(organization: Organization) -> BillingProfile:
             {"key": "IBAN", "value": "GB33 BUKB 2020 1555 5555 55"},
             {"key": "BIC", "value": "BUKBGB22"},
         ],
-        xero_tax_type="20% (VAT on Income)",
+        # VAT is a line of its own in exports: Xero must not add it again.
+        xero_tax_type="No VAT",
     )
     # The support plan is added before VAT so that VAT is charged on it as well.
     await BillingProfileCharge.create(

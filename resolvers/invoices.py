@@ -34,19 +34,15 @@ from schema.pagination import Direction, paginate
 from schema.permissions import ANY_USER, OWNERS, requires
 
 
-def _conditions(where: InvoiceFilter | None) -> invoices.InvoiceQuery:
+def invoice_query(where: InvoiceFilter | None) -> invoices.InvoiceQuery:
     if where is None:
         return invoices.InvoiceQuery()
     return invoices.InvoiceQuery(
         statuses=where.status, payment_statuses=where.payment_status,
-        account_ids=_account_ids(where.account_ids), period_from=where.period_from,
+        account_ids=_uuids(where.account_ids, "ManagedAccount"), period_from=where.period_from,
         period_to=where.period_to, issued_from=where.issued_from, issued_to=where.issued_to,
         preset=where.preset, search=where.search,
     )
-
-
-def _account_ids(ids: list[str] | None):
-    return _uuids(ids, "ManagedAccount")
 
 
 def _uuids(ids: list[str] | None, type_name: str):
@@ -76,7 +72,7 @@ class Query:
     ) -> InvoiceConnection:
         principal = info.context.principal
         today = invoices.organization_today(principal.user.organization.timezone)
-        query = invoices.filter_invoices(invoices.visible_invoices(principal), _conditions(filter), today)
+        query = invoices.filter_invoices(invoices.visible_invoices(principal), invoice_query(filter), today)
         order = order_by or InvoiceOrder(field=InvoiceOrderField.CREATED_AT, direction=Direction.DESC)
         return await paginate(
             info,
@@ -93,6 +89,18 @@ class Query:
         return Invoice.from_model(row) if row else None
 
 
+def invoice_ids(ids: list[strawberry.ID]) -> list:
+    """Database ids of invoice global ids; a malformed one (or of another type) is None,
+    so that it fails alone, as not found."""
+    decoded = []
+    for gid in ids:
+        try:
+            decoded.append(node_uuid(gid, "Invoice"))
+        except NotFound:
+            decoded.append(None)
+    return decoded
+
+
 def _results(outcomes) -> InvoiceActionResults:
     return InvoiceActionResults(results=[
         InvoiceActionResult(
@@ -107,13 +115,7 @@ async def _bulk(info: Info, ids: list[strawberry.ID], operation) -> BulkInvoiceP
     """Decode the ids (a bad one fails alone, as not found), run the domain operation, map."""
     if len(ids) > actions.MAX_BULK:
         return ValidationError(code="INVALID", message=f"At most {actions.MAX_BULK} ids at once.", field="ids")
-    decoded = []
-    for gid in ids:
-        try:
-            decoded.append(node_uuid(gid, "Invoice"))
-        except NotFound:
-            decoded.append(None)
-    outcomes = await operation(info.context.principal, decoded)
+    outcomes = await operation(info.context.principal, invoice_ids(ids))
     return _results(list(zip(ids, outcomes)))
 
 

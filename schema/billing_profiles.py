@@ -66,7 +66,10 @@ class BillingProfile(relay.Node):
     )
     has_logo: bool = strawberry.field(description="Whether a logo is set.")
     xero_account_code: str = strawberry.field(description="Xero sales account code of exported invoices.")
-    xero_tax_type: str = strawberry.field(description="Xero tax type of exported invoice lines.")
+    xero_tax_type: str = strawberry.field(
+        description="Xero tax type of every exported row. Taxes are rows of their own, so "
+        "choose a type that adds no tax (as the default, Tax Exempt) and Xero totals what was billed.",
+    )
     created_at: datetime = strawberry.field(description="When the profile was created.")
     updated_at: datetime = strawberry.field(description="When the profile last changed.")
     model: strawberry.Private[BillingProfileModel]
@@ -151,7 +154,7 @@ class CreateBillingProfileInput:
         default=None, description='Xero sales account code (default "200").'
     )
     xero_tax_type: str | None = strawberry.field(
-        default=None, description='Xero tax type (default "Tax Exempt").'
+        default=None, description='Xero tax type, one that adds no tax (default "Tax Exempt").'
     )
 
 
@@ -172,7 +175,7 @@ class UpdateBillingProfileInput:
         default=None, description="Replaces the whole ordered list of taxes and charges."
     )
     xero_account_code: str | None = strawberry.field(default=None, description="Xero sales account code.")
-    xero_tax_type: str | None = strawberry.field(default=None, description="Xero tax type.")
+    xero_tax_type: str | None = strawberry.field(default=None, description="Xero tax type, one that adds no tax.")
 
 
 def profile_data(input: CreateBillingProfileInput | UpdateBillingProfileInput) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import strawberry
 from strawberry import relay
 from strawberry.scalars import JSON
 
+import links
 from models import BillingPeriod as BillingPeriodModel
 from models import Invoice as InvoiceModel
 from models import InvoiceEvent as InvoiceEventModel
@@ -28,7 +29,7 @@ from schema.managed_accounts import ManagedAccount
 from schema.nodes import scoped_nodes
 from schema.pagination import CountedConnection, Direction
 from schema.payments import Payment, Refund
-from schema.permissions import MSP_USERS, requires
+from schema.permissions import ANY_USER, MSP_USERS, requires
 from schema.scalars import Month, plain
 
 InvoiceStatus = strawberry.enum(
@@ -215,6 +216,31 @@ class Invoice(relay.Node):
             RefundModel, "invoice_id", order=("refunded_on", "created_at", "id")
         ).load(self.model.id)
         return [Refund.from_row(r, self.currency) for r in rows]
+
+    @strawberry.field(
+        description="Signed link to the current revision's PDF, valid for a few minutes (an "
+        "`<a href>` needs no token); null while there is no PDF.",
+        extensions=requires(*ANY_USER),
+    )
+    async def pdf_url(self, info: Info) -> str | None:
+        if self.model.current_revision_id is None:
+            return None
+        # Not the whole revision: its snapshot carries the logo.
+        loader = info.context.loaders.by_id(InvoiceRevisionModel, only=("pdf_path",))
+        revision = await loader.load(self.model.current_revision_id)
+        if revision is None or not revision.pdf_path:
+            return None
+        return links.sign(info.context.settings, info.context.principal, "pdf", str(self.model.id)).url
+
+    @strawberry.field(
+        description="Signed link to the invoice's lines as a detailed CSV, valid for a few "
+        "minutes; null until the invoice is generated.",
+        extensions=requires(*ANY_USER),
+    )
+    def csv_url(self, info: Info) -> str | None:
+        if self.model.current_revision_id is None:
+            return None
+        return links.sign(info.context.settings, info.context.principal, "csv", str(self.model.id)).url
 
     @strawberry.field(
         description="Every generation, oldest first.", extensions=requires(*MSP_USERS)

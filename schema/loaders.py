@@ -17,15 +17,19 @@ class Loaders:
     def __init__(self) -> None:
         self._loaders: dict[tuple, DataLoader] = {}
 
-    def by_id(self, model: type[Model]) -> DataLoader:
+    def by_id(self, model: type[Model], only: Sequence[str] = ()) -> DataLoader:
         """Rows of `model` by primary key (None for a missing one or a None key). Use only
-        for objects reached from an object the viewer may already see."""
-        key = ("id", model)
+        for objects reached from an object the viewer may already see. `only` limits the
+        columns fetched (besides the key), for tables with heavy ones."""
+        key = ("id", model, tuple(only))
         if key not in self._loaders:
 
             async def load(ids: list[Any]) -> list[Any]:
                 wanted = [i for i in ids if i is not None]
-                rows = {row.pk: row for row in await model.filter(pk__in=wanted)} if wanted else {}
+                query = model.filter(pk__in=wanted)
+                if only:
+                    query = query.only(model._meta.pk_attr, *only)
+                rows = {row.pk: row for row in await query} if wanted else {}
                 return [rows.get(i) for i in ids]
 
             self._loaders[key] = DataLoader(load_fn=load)

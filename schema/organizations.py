@@ -9,10 +9,18 @@ import strawberry
 from strawberry import relay
 
 from models import Organization as OrganizationModel
+from models.organizations import ExportDateFormat as ExportDateFormatValue
 from models.auth import visible_tokens, visible_users
 from schema.context import Info
 from schema.nodes import scoped_nodes
 from schema.permissions import Scope
+
+
+ExportDateFormat = strawberry.enum(
+    ExportDateFormatValue,
+    description="How exports write dates: DAY_FIRST (DD/MM/YYYY, Xero's default), MONTH_FIRST "
+    "(MM/DD/YYYY) or ISO (YYYY-MM-DD).",
+)
 
 
 @strawberry.type(name="Organization", description="An MSP organization: the tenant boundary.")
@@ -24,12 +32,16 @@ class Organization(relay.Node):
     data_ingestion_delay: bool = strawberry.field(
         description="Close months on the 4th instead of the 1st (late AWS data)."
     )
+    export_date_format: ExportDateFormat = strawberry.field(
+        description="How exports (Xero, detailed CSV) write dates; see `updateExportSettings`."
+    )
 
     @classmethod
     def from_model(cls, org: OrganizationModel) -> Organization:
         return cls(
             id=str(org.id), name=org.name, timezone=org.timezone,
             invoice_prefix=org.invoice_prefix, data_ingestion_delay=org.data_ingestion_delay,
+            export_date_format=org.export_date_format,
         )
 
     @classmethod

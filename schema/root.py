@@ -7,7 +7,7 @@ from strawberry import relay
 from strawberry.schema.config import StrawberryConfig
 
 from resolvers import auth, billing_periods, billing_profiles, billing_rules, exchange_rates, invoices
-from resolvers import costs, managed_accounts, payments
+from resolvers import costs, exports, managed_accounts, payments
 from schema.permissions import ANY_USER, WebSocketAuthentication, requires
 from schema.scalars import SCALARS
 
@@ -28,6 +28,7 @@ class Query(auth.Query, billing_profiles.Query, exchange_rates.Query, invoices.Q
 class Mutation(
     auth.Mutation, billing_profiles.Mutation, exchange_rates.Mutation, billing_rules.Mutation,
     invoices.Mutation, payments.Mutation, billing_periods.Mutation, managed_accounts.Mutation, costs.Mutation,
+    exports.Mutation,
 ):
     pass
 
