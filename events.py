@@ -107,6 +107,9 @@ FELL_BEHIND = SubscriptionEnded(
     "FELL_BEHIND", "Too many events were waiting for this client: re-query, then subscribe again."
 )
 SHUTTING_DOWN = SubscriptionEnded("SHUTTING_DOWN", "The server is restarting: re-query, then subscribe again.")
+EVENTS_MISSED = SubscriptionEnded(
+    "EVENTS_MISSED", "The server lost its event stream for a moment: re-query, then subscribe again."
+)
 
 
 class Delivery:
@@ -239,9 +242,7 @@ class Hub:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        for subs in list(self._by_organization.values()):
-            for subscription in list(subs):
-                subscription.end(SHUTTING_DOWN)
+        self._end_all(SHUTTING_DOWN)
         if self._pubsub is not None:
             await self._pubsub.aclose()
             self._pubsub = None
@@ -251,12 +252,19 @@ class Hub:
             try:
                 message = await self._pubsub.get_message(timeout=None)
             except RedisError as exc:
-                # redis-py reconnects and subscribes again on the next read.
+                # redis-py reconnects and subscribes again on the next read; what was published
+                # meanwhile is gone, so the current subscribers are told to re-query.
                 log.warning("event subscription lost (%r); reconnecting", exc)
+                self._end_all(EVENTS_MISSED)
                 await asyncio.sleep(1)
                 continue
             if message is not None and message["type"] == "message":
                 self.dispatch(message["channel"], message["data"])
+
+    def _end_all(self, reason: SubscriptionEnded) -> None:
+        for subs in list(self._by_organization.values()):
+            for subscription in list(subs):
+                subscription.end(reason)
 
     def dispatch(self, channel: bytes | str, data: bytes | str) -> None:
         channel = channel.decode() if isinstance(channel, bytes) else channel

@@ -250,3 +250,20 @@ async def test_payments_refunds_and_voids_are_pushed_to_the_customer_too(live_se
         ("INV-2024-0002", "VOIDED", "UNPAID"),
     ]
     assert seen[-1]["invoice"]["amountDue"] == "0.00"
+
+
+async def test_losing_the_event_stream_tells_subscribers_to_re_query(live_server, redis, world):
+    mine, _, _ = await _invoices(world)
+    async with LiveClient(live_server, world.tokens["owner"]) as owner:
+        before = await owner.subscribe(WATCH)
+        await asyncio.sleep(0.2)
+        assert await redis.client_kill_filter(_type="pubsub") == 1
+        assert _ended_with(await owner.next(before), "EVENTS_MISSED")
+        # The process subscribes again by itself: a new subscription gets events.
+        after = await owner.subscribe(WATCH)
+        for _ in range(50):
+            if dict(await redis.pubsub_numsub(events.INVOICE_CHANNEL))[events.INVOICE_CHANNEL.encode()] == 1:
+                break
+            await asyncio.sleep(0.1)
+        await events.publish(redis, [mine])
+        assert _statuses([await owner.next(after)]) == [("INV-2024-0001", "AWAITING_APPROVAL")]
