@@ -330,6 +330,8 @@ async def _load_demo(sample: Path) -> None:
         _print_report(result.report, await _account_names(result.report))
     else:
         console.print(f"{sample.name} was imported before; not importing it again.")
+    for month in result.closed:
+        console.print(f"{month:%B %Y} is closed: its invoices are ready to generate (generateInvoices).")
     _print_demo_users(result.users)
 
 

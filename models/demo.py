@@ -17,7 +17,7 @@ import struct
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,9 @@ from tortoise.transactions import in_transaction
 from models.auth import TokenKind, User, create_user, hash_password, issue_token
 from models.base import Scope
 from models.billing_profiles import BillingProfile, BillingProfileCharge, ChargeKind
-from models.costs import CostImport, ImportReport, import_costs
+from models.billing_periods import close_period
+from models.costs import CostImport, CostRecord, ImportReport, import_costs
+from models.invoices.lifecycle import Actor
 from models.managed_accounts import ManagedAccount, set_sub_accounts
 from models.organizations import Organization
 
@@ -116,6 +118,8 @@ class DemoResult:
     users: list[DemoUser] = field(default_factory=list)
     # None when the sample had been imported before: a re-run must not import it twice.
     report: ImportReport | None = None
+    # The sample's months, closed: their invoices are ready to generate.
+    closed: list[date] = field(default_factory=list)
 
 
 async def load_demo(sample_csv: Path, *, progress: Any = None) -> DemoResult:
@@ -135,6 +139,13 @@ async def load_demo(sample_csv: Path, *, progress: Any = None) -> DemoResult:
             organization.id, sample_csv, filename=sample_csv.name,
             imported_by_id=owner.id, progress=progress,
         )
+    # Closing is idempotent: a re-run adds nothing, and a newcomer finds the sample's month
+    # ready to generate rather than an empty list.
+    result.closed = sorted(set(
+        await CostRecord.filter(organization_id=organization.id).distinct().values_list("billing_month", flat=True)
+    ))
+    for month in result.closed:
+        await close_period(organization.id, month, Actor.system("demo"))
     return result
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
-from models import BillingProfile, BillingProfileCharge, CostRecord, ManagedAccount, Organization, User
+from models import BillingProfile, BillingProfileCharge, CostRecord, Invoice, ManagedAccount, Organization, User
 from models.auth import authenticate, login
 from models.demo import load_demo
 
@@ -26,11 +26,18 @@ async def test_the_demo_loads_once_and_a_second_run_only_refreshes_credentials()
         principal = await authenticate(demo_user.token)
         scopes.add(principal.scope.value)
     assert scopes == {"OWNER", "VIEWER", "CUSTOMER"}
+    # The sample's months (mostly September 2024) are closed: every customer's invoices are
+    # ready to generate.
+    assert date(2024, 9, 1) in first.closed
+    accounts = await ManagedAccount.filter(organization_id=first.organization.id).count()
+    ready = Invoice.filter(organization_id=first.organization.id, status="READY_TO_INVOICE")
+    assert await ready.count() == accounts * len(first.closed)
 
     second = await load_demo(SAMPLE)
     assert not second.created and second.report is None
     assert await Organization.all().count() == 1
     assert await CostRecord.all().count() == 1000
     assert await User.all().count() == 3
+    assert await Invoice.all().count() == accounts * len(first.closed), "closing again adds nothing"
     for demo_user in second.users:
         await login(demo_user.email, demo_user.password, timedelta(hours=1))
