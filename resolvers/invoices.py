@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 from typing import Annotated
 
 import strawberry
@@ -30,7 +31,7 @@ from schema.invoices import (
 )
 from schema.loaders import Loaders
 from schema.nodes import node_uuid
-from schema.pagination import Direction, paginate
+from schema.pagination import Direction, order_fields, page_of, paginate, sibling_page
 from schema.permissions import ANY_USER, OWNERS, requires
 
 
@@ -70,10 +71,7 @@ class Query:
         last: int | None = None, before: str | None = None,
         filter: InvoiceFilter | None = None, order_by: InvoiceOrder | None = None,
     ) -> InvoiceConnection:
-        principal = info.context.principal
-        today = invoices.organization_today(principal.user.organization.timezone)
-        query = invoices.filter_invoices(invoices.visible_invoices(principal), invoice_query(filter), today)
-        order = order_by or InvoiceOrder(field=InvoiceOrderField.CREATED_AT, direction=Direction.DESC)
+        query, order = _listed(info, filter, order_by)
         return await paginate(
             info,
             InvoiceConnection, query, Invoice.from_model,
@@ -87,6 +85,39 @@ class Query:
     async def invoice(self, info: Info, number: str) -> Invoice | None:
         row = await invoices.visible_invoices(info.context.principal).get_or_none(number=number.strip())
         return Invoice.from_model(row) if row else None
+
+
+def _listed(info: Info, where: InvoiceFilter | None, order_by: InvoiceOrder | None):
+    """The invoices of the list the viewer may see, filtered, and their order."""
+    principal = info.context.principal
+    today = invoices.organization_today(principal.user.organization.timezone)
+    query = invoices.filter_invoices(invoices.visible_invoices(principal), invoice_query(where), today)
+    return query, order_by or InvoiceOrder(field=InvoiceOrderField.CREATED_AT, direction=Direction.DESC)
+
+
+async def account_invoices(
+    info: Info, account_id, where: InvoiceFilter | None, order_by: InvoiceOrder | None,
+    first: int | None, after: str | None, last: int | None, before: str | None,
+) -> InvoiceConnection:
+    """`ManagedAccount.invoices`: the `invoices` list within one account (`account_id` None:
+    an account the filter's `accountIds` leave out). Pages by `first`/`after` load with
+    the same page of every other account of the request: a constant number of statements
+    for a list of accounts. Pages by `last`/`before` are fetched one account at a time."""
+    query, order = _listed(info, replace(where, account_ids=None) if where else None, order_by)
+    page = sibling_page(info, first, after, last, before)
+    if page is None:
+        query = query.filter(managed_account_id__in=[account_id] if account_id else [])
+        return await paginate(
+            info, InvoiceConnection, query, Invoice.from_model, order,
+            first=first, after=after, last=last, before=before,
+        )
+    total, rows = 0, []
+    if account_id is not None:
+        pages = info.context.loaders.pages(
+            query, "managed_account_id", order_fields(order.field.value, order.direction), *page
+        )
+        total, rows = await pages.load(account_id)
+    return page_of(info, InvoiceConnection, total, rows, Invoice.from_model, first, after)
 
 
 def invoice_ids(ids: list[strawberry.ID]) -> list:

@@ -8,9 +8,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from pypika_tortoise import Order
+from pypika_tortoise.analytics import RowNumber
 from strawberry.dataloader import DataLoader
+from tortoise.expressions import Subquery
 from tortoise.functions import Count
 from tortoise.models import Model
+from tortoise.queryset import QuerySet
 
 
 class Loaders:
@@ -59,14 +63,59 @@ class Loaders:
         if key not in self._loaders:
 
             async def load(parent_ids: list[Any]) -> list[int]:
-                rows = (
-                    await model.filter(**{f"{parent_field}__in": parent_ids})
-                    .annotate(n=Count("id"))
-                    .group_by(parent_field)
-                    .values(parent_field, "n")
-                )
-                found = {row[parent_field]: row["n"] for row in rows}
+                found = await _counts(model.filter(**{f"{parent_field}__in": parent_ids}), parent_field)
                 return [found.get(i, 0) for i in parent_ids]
 
             self._loaders[key] = DataLoader(load_fn=load)
         return self._loaders[key]
+
+    def pages(self, query: QuerySet, parent_field: str, order: Sequence[str], offset: int, limit: int) -> DataLoader:
+        """Per parent id, how many rows of `query` it has and its rows `offset` to
+        `offset + limit` in `order` (Tortoise ordering, ending with the primary key): one
+        grouped COUNT and one windowed query for all the parents, however many. `query` is
+        the same scoped query for every parent; its SQL tells the loaders apart."""
+        key = ("pages", query.sql(params_inline=True), parent_field, tuple(order), offset, limit)
+        if key not in self._loaders:
+
+            async def load(parent_ids: list[Any]) -> list[tuple[int, list[Any]]]:
+                theirs = query.filter(**{f"{parent_field}__in": parent_ids})
+                totals = await _counts(theirs, parent_field)
+                grouped: dict[Any, list[Any]] = defaultdict(list)
+                if limit:
+                    for row in await _ranked(theirs, parent_field, order, offset, limit):
+                        grouped[getattr(row, parent_field)].append(row)
+                return [(totals.get(i, 0), grouped.get(i, [])) for i in parent_ids]
+
+            self._loaders[key] = DataLoader(load_fn=load)
+        return self._loaders[key]
+
+
+async def _counts(query: QuerySet, parent_field: str) -> dict[Any, int]:
+    rows = await query.annotate(n=Count("id")).group_by(parent_field).values(parent_field, "n")
+    return {row[parent_field]: row["n"] for row in rows}
+
+
+async def _ranked(query: QuerySet, parent_field: str, order: Sequence[str], offset: int, limit: int) -> list[Any]:
+    """Rows `offset` to `offset + limit` of each parent's rows of `query` in `order`, in one
+    statement: SELECT * FROM (query with ROW_NUMBER() OVER (PARTITION BY parent ORDER BY
+    order)) WHERE the number is in range. Tortoise has no window functions nor selects from
+    a subquery, so the statement is composed in PyPika (whose parameters stay parameters)
+    and run by the model's own executor, which builds the rows as `Model.raw` does."""
+    model = query.model
+    table = model._meta.basetable
+
+    def column(name: str):
+        return table[model._meta.fields_map[name].source_field or name]
+
+    rank = RowNumber().over(column(parent_field))
+    for name in order:
+        rank = rank.orderby(column(name.lstrip("-")), order=Order.desc if name.startswith("-") else Order.asc)
+    ranked = Subquery(query.annotate(page_rank=rank)).as_("ranked")
+    db = model._meta.db
+    sql, params = (
+        db.query_class.from_(ranked).select("*")
+        .where((ranked.page_rank > offset) & (ranked.page_rank <= offset + limit))
+        .orderby(ranked.page_rank)
+        .get_parameterized_sql()
+    )
+    return await db.executor_class(model=model, db=db).execute_select(sql, params)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, Iterable
@@ -107,7 +106,9 @@ class ManagedAccount(relay.Node):
 
     @strawberry.field(
         description="The account's invoices you may see (a customer: its approved ones); "
-        "the same filters and order as `invoices`, within this account."
+        "the same filters and order as `invoices`, within this account. In a list of accounts, "
+        "pages by `first`/`after` load for all the accounts at once; pages by `last`/`before` "
+        "cost queries per account."
     )
     async def invoices(
         self, info: Info, first: int | None = None, after: str | None = None,
@@ -116,17 +117,13 @@ class ManagedAccount(relay.Node):
         order_by: Annotated["InvoiceOrder", _INVOICES] | None = None,
     ) -> Annotated["InvoiceConnection", _INVOICES]:
         # Imported when used: resolvers.invoices imports schema.invoices, which imports this.
-        from resolvers.invoices import Query as Invoices
-        from schema.invoices import InvoiceFilter
+        from resolvers.invoices import account_invoices
 
-        own = relay.GlobalID("ManagedAccount", self.id)
         wanted = filter.account_ids if filter else None
         # Within this account: a filter naming only other accounts matches nothing.
-        ids = [str(own)] if wanted is None or any(_is_account(gid, self.id) for gid in wanted) else []
-        within = replace(filter, account_ids=ids) if filter else InvoiceFilter(account_ids=ids)
-        return await Invoices.invoices(
-            None, info, first=first, after=after, last=last, before=before,
-            filter=within, order_by=order_by,
+        within = wanted is None or any(_is_account(gid, self.id) for gid in wanted)
+        return await account_invoices(
+            info, self.model.id if within else None, filter, order_by, first, after, last, before
         )
 
 

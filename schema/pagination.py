@@ -75,7 +75,21 @@ async def paginate(
     _check_size(first, "first", max_page_size)
     _check_size(last, "last", max_page_size)
     total = await query.count()
-    start = (_offset(after, "after") + 1) if after is not None else 0
+    start, end = _bounds(total, first, after, last, before, max_page_size)
+    rows = await query.order_by(*order_by).offset(start).limit(end - start) if end > start else []
+    return _page(connection, rows, to_node, start, end, total)
+
+
+def _after(after: str | None) -> int:
+    """The position of the first item after the cursor `after`."""
+    return (_offset(after, "after") + 1) if after is not None else 0
+
+
+def _bounds(
+    total: int, first: int | None, after: str | None, last: int | None, before: str | None, max_page_size: int
+) -> tuple[int, int]:
+    """The positions [start, end) of the page in a list of `total` items."""
+    start = _after(after)
     end = _offset(before, "before") if before is not None else total
     start, end = max(start, 0), min(max(end, start), total)
     if first is None and last is None:
@@ -84,7 +98,12 @@ async def paginate(
         end = min(end, start + first)
     if last is not None:
         start = max(start, end - last)
-    rows = await query.order_by(*order_by).offset(start).limit(end - start) if end > start else []
+    return start, end
+
+
+def _page(
+    connection: type[CountedConnection], rows: list, to_node: Callable[[Any], Any], start: int, end: int, total: int
+) -> CountedConnection:
     edges = [
         relay.Edge(cursor=to_base64(CURSOR_PREFIX, start + i), node=to_node(row))
         for i, row in enumerate(rows)
@@ -99,3 +118,27 @@ async def paginate(
             end_cursor=edges[-1].cursor if edges else None,
         ),
     )
+
+
+def sibling_page(
+    info: Any, first: int | None, after: str | None, last: int | None, before: str | None
+) -> tuple[int, int] | None:
+    """The rows (offset, limit) of a page that can be loaded together with the same page of
+    sibling lists (the invoices of each account of a list), before their sizes are known:
+    pages by `first` and `after` only. None for pages by `last` or `before`, which count
+    from the end of each list; those are `paginate`d one list at a time."""
+    if last is not None or before is not None:
+        return None
+    max_page_size = info.context.settings.max_page_size
+    _check_size(first, "first", max_page_size)
+    return max(_after(after), 0), first if first is not None else min(DEFAULT_PAGE_SIZE, max_page_size)
+
+
+def page_of(
+    info: Any, connection: type[CountedConnection], total: int, rows: list, to_node: Callable[[Any], Any],
+    first: int | None, after: str | None,
+) -> CountedConnection:
+    """The page `sibling_page` asked for, from its list's size and its rows: the same edges,
+    cursors and page info as `paginate` answers for it."""
+    start, end = _bounds(total, first, after, None, None, info.context.settings.max_page_size)
+    return _page(connection, rows, to_node, start, end, total)

@@ -2,26 +2,44 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 from strawberry import relay
 from strawberry.schema.config import StrawberryConfig
 
 from resolvers import auth, billing_periods, billing_profiles, billing_rules, exchange_rates, invoices
 from resolvers import costs, exports, managed_accounts, payments
+from schema.context import Info
+from schema.nodes import resolve_global_ids
 from schema.permissions import ANY_USER, WebSocketAuthentication, requires
 from schema.scalars import SCALARS
 
 
 @strawberry.type(description="Reads. Every object is filtered by the viewer's scope.")
 class Query(auth.Query, billing_profiles.Query, exchange_rates.Query, invoices.Query, billing_periods.Query, billing_rules.Query, managed_accounts.Query, costs.Query):
-    node: relay.Node | None = relay.node(
-        description="Any object by global id; null when it does not exist or is not visible.",
+    # Plain ID arguments (not relay.node()'s GlobalID): a malformed id then answers null
+    # like a missing one, instead of failing the whole query while arguments are parsed.
+    @strawberry.field(
+        description="Any object by global id; null when the id is malformed, or the object "
+        "does not exist or is not visible.",
         extensions=requires(*ANY_USER),
     )
-    nodes: list[relay.Node | None] = relay.node(
-        description="Objects by global ids, in order; null for each one not visible.",
+    async def node(
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="The ID of the object.")]
+    ) -> relay.Node | None:
+        return (await resolve_global_ids(info, [id]))[0]
+
+    @strawberry.field(
+        description="Objects by global ids (at most `MAX_PAGE_SIZE`), one per id, in order; "
+        "null for each id that is malformed, or whose object does not exist or is not visible.",
         extensions=requires(*ANY_USER),
     )
+    async def nodes(
+        self, info: Info,
+        ids: Annotated[list[strawberry.ID], strawberry.argument(description="The IDs of the objects.")],
+    ) -> list[relay.Node | None]:
+        return await resolve_global_ids(info, ids)
 
 
 @strawberry.type(description="Writes. Each answers a payload union of success or typed errors.")

@@ -30,6 +30,20 @@ class StatementCounter(logging.Handler):
         self.statements.append(record.getMessage())
 
 
+async def gql_counted(client, query: str, variables: dict | None = None, token: str | None = None):
+    """`gql`, and the SQL statements it ran."""
+    logger = logging.getLogger("tortoise.db_client")
+    counter, old_level = StatementCounter(), logger.level
+    logger.addHandler(counter)
+    logger.setLevel(logging.DEBUG)
+    try:
+        result = await gql(client, query, variables, token)
+    finally:
+        logger.removeHandler(counter)
+        logger.setLevel(old_level)
+    return result, counter.statements
+
+
 class LiveClient:
     """A graphql-transport-ws client as SPAs use it: one socket, several subscriptions, each
     one's messages kept apart."""

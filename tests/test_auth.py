@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 import websockets
@@ -21,7 +21,7 @@ from models.auth import (
 from models.base import Scope
 from models.errors import AuthenticationFailed
 from tests import factories as f
-from tests.graphql import error_codes, gql
+from tests.graphql import error_codes, gql, gql_counted
 
 VIEWER = "{ viewer { scope user { email } organization { name } managedAccount { name } } }"
 LOGIN = """mutation($e: String!, $p: String!) { login(email: $e, password: $p) {
@@ -195,6 +195,91 @@ async def test_node_hides_other_organizations(client):
     other_account = await f.managed_account(org)
     customer_sees = (await gql(client, query, {"ids": ids + [to_base64("ManagedAccount", str(other_account.id))]}, token=customer))
     assert customer_sees["data"]["nodes"] == [{"id": ids[0], "name": account.name}, None, None]
+
+
+def _gid(type_name: str, row) -> str:
+    return to_base64(type_name, str(row.id))
+
+
+async def _node_ids(world) -> tuple[list[str], dict[str, list[int]]]:
+    """Ids of every kind a client may send, and which of them (indexes) each role sees."""
+    period = await f.billing_period(world.org)
+    approved = await f.generated_invoice(world.account, period, number="INV-1", status="APPROVED")
+    draft = await f.generated_invoice(world.account, await f.billing_period(world.org, date(2024, 10, 1)), number="INV-2")
+    others = await f.generated_invoice(world.other_account, period, number="INV-3", status="APPROVED")
+    foreign = await f.invoice(world.foreign_account, await f.billing_period(world.foreign_org))
+    ids = [
+        "not-base64",  # 0: malformed
+        "",  # 1
+        to_base64("ManagedAccount", "not-a-uuid"),  # 2: not a key of the table
+        to_base64("NoSuchType", str(world.account.id)),  # 3: unknown type
+        to_base64("Node", str(world.account.id)),  # 4: the interface, not a type
+        to_base64("Query", "x"),  # 5: a type that is not a Node
+        _gid("Invoice", world.account),  # 6: an account's id under another type
+        _gid("ManagedAccount", world.account),  # 7
+        _gid("ManagedAccount", world.other_account),  # 8
+        _gid("ManagedAccount", world.foreign_account),  # 9: another organization
+        _gid("Invoice", approved),  # 10
+        _gid("Invoice", draft),  # 11: a customer never sees it
+        _gid("Invoice", others),  # 12: another customer's
+        _gid("Invoice", foreign),  # 13: another organization
+        _gid("ManagedAccount", world.account),  # 14: the same id twice
+    ]
+    seen = {
+        "owner": [7, 8, 10, 11, 12, 14],
+        "viewer": [7, 8, 10, 11, 12, 14],
+        "customer": [7, 10, 14],
+        "other_customer": [8, 12],
+        "foreign_owner": [9, 13],
+    }
+    return ids, seen
+
+
+@pytest.mark.parametrize("role", ["owner", "viewer", "customer", "other_customer", "foreign_owner"])
+async def test_nodes_answer_null_for_each_id_that_is_malformed_missing_or_not_visible(client, world, role):
+    ids, seen = await _node_ids(world)
+    expected = [{"id": gid} if i in seen[role] else None for i, gid in enumerate(ids)]
+    query = "query($ids: [ID!]!) { nodes(ids: $ids) { id } }"
+    result = await gql(client, query, {"ids": ids}, token=world.tokens[role])
+    assert "errors" not in result, result
+    assert result["data"]["nodes"] == expected
+    # `node(id:)` answers alike, one id at a time.
+    params = ", ".join(f"$i{i}: ID!" for i in range(len(ids)))
+    fields = " ".join(f"n{i}: node(id: $i{i}) {{ id }}" for i in range(len(ids)))
+    result = await gql(client, f"query({params}) {{ {fields} }}", {f"i{i}": gid for i, gid in enumerate(ids)},
+                       token=world.tokens[role])
+    assert "errors" not in result, result
+    assert [result["data"][f"n{i}"] for i in range(len(ids))] == expected
+
+
+async def test_nodes_caps_the_number_of_ids(client, world, settings):
+    ids = [_gid("ManagedAccount", world.account)] * (settings.max_page_size + 1)
+    result = await gql(client, "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": ids}, token=world.tokens["owner"])
+    assert error_codes(result) == ["BAD_USER_INPUT"]
+    assert "At most" in result["errors"][0]["message"]
+    assert len((await gql(client, "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": ids[1:]},
+                          token=world.tokens["owner"]))["data"]["nodes"]) == settings.max_page_size
+
+
+async def test_nodes_query_once_per_type_however_many_ids(client, world):
+    token = world.tokens["owner"]
+    await gql(client, "{ viewer { scope } }", token=token)  # the token's first use is recorded once
+    period = await f.billing_period(world.org)
+    accounts = [world.account, world.other_account] + [await f.managed_account(world.org) for _ in range(18)]
+    invoices = [await f.invoice(account, period) for account in accounts]
+    query = "query($ids: [ID!]!) { nodes(ids: $ids) { id } }"
+
+    async def statements(count: int) -> list[str]:
+        ids = ["not-base64", _gid("ManagedAccount", world.foreign_account)]
+        ids += [_gid("ManagedAccount", a) for a in accounts[:count]] + [_gid("Invoice", i) for i in invoices[:count]]
+        result, statements = await gql_counted(client, query, {"ids": ids}, token=token)
+        assert [node is not None for node in result["data"]["nodes"]] == [False, False] + [True] * 2 * count
+        return statements
+
+    few, many = await statements(2), await statements(20)
+    assert len(few) == len(many)
+    assert sum('FROM "managed_accounts"' in s for s in many) == 1
+    assert sum('FROM "invoices"' in s for s in many) == 1
 
 
 async def _ws_init(address: str, payload: dict):

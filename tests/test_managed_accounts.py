@@ -4,7 +4,6 @@ sub-account claims relinking costs; filters, order and pages; no N+1 queries."""
 
 from __future__ import annotations
 
-import logging
 from datetime import date
 
 import pytest
@@ -13,8 +12,7 @@ from strawberry.relay import to_base64
 from models import CostRecord, ManagedAccount, SubAccount
 from models.costs import import_costs
 from tests import factories as f
-from tests.graphql import StatementCounter as _Counter
-from tests.graphql import error_codes, gql
+from tests.graphql import error_codes, gql, gql_counted
 from tests.test_costs_import import AWS_BIG, AWS_SECOND, SAMPLE
 
 FIELDS = """id name contactEmail paymentTermsDays currency includeAccountIntegrations createdAt updatedAt
@@ -219,23 +217,14 @@ async def test_filters_order_and_pages(client, world, settings):
 
 
 async def _statements_for_list(client, token):
-    logger = logging.getLogger("tortoise.db_client")
-    counter = _Counter()
-    logger.addHandler(counter)
-    old_level = logger.level
-    logger.setLevel(logging.DEBUG)
-    try:
-        result = await gql(
-            client,
-            "{ managedAccounts(first: 50) { edges { node { name subAccountIds billingProfile { nickname "
-            "taxesAndCharges { name } } invoices(first: 5) { totalCount } } } } }",
-            token=token,
-        )
-    finally:
-        logger.removeHandler(counter)
-        logger.setLevel(old_level)
+    result, statements = await gql_counted(
+        client,
+        "{ managedAccounts(first: 50) { edges { node { name subAccountIds billingProfile { nickname "
+        "taxesAndCharges { name } } invoices(first: 5) { totalCount } } } } }",
+        token=token,
+    )
     assert "errors" not in result, result
-    return len(result["data"]["managedAccounts"]["edges"]), counter.statements
+    return len(result["data"]["managedAccounts"]["edges"]), statements
 
 
 async def test_nested_fields_do_not_query_per_account(client, world):
@@ -252,10 +241,111 @@ async def test_nested_fields_do_not_query_per_account(client, world):
         nested_pages = [s for s in statements if 'FROM "invoices"' in s]
         return len(nested_pages), len(statements) - len(nested_pages)
 
-    # Each account's invoices are a connection of their own: its COUNT (and its page, when
-    # not empty) is per account. Every relation is one query per level, however many accounts.
-    assert split(few) == (2, split(many)[1])
-    assert split(many)[0] == 12
+    # Every relation is one query per level, however many accounts; the accounts' invoice
+    # pages are one grouped COUNT and one windowed page query.
+    assert split(few) == split(many)
+    assert split(many)[0] == 2
+
+
+PAGE = "totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor } edges { cursor node { id number status } }"
+ARGS = "first: $first, after: $after, last: $last, before: $before, filter: $filter, orderBy: $order"
+VARIABLES = "$first: Int, $after: String, $last: Int, $before: String, $filter: InvoiceFilter, $order: InvoiceOrder"
+NESTED = f"query({VARIABLES}) {{ managedAccounts(first: 50) {{ edges {{ node {{ id invoices({ARGS}) {{ {PAGE} }} }} }} }} }}"
+ALONE = f"query({VARIABLES}) {{ invoices({ARGS}) {{ {PAGE} }} }}"
+
+
+async def _account_invoices(world) -> None:
+    """Invoices of every status in `world`, some without an issue date (READY_TO_INVOICE)."""
+    months = [await f.billing_period(world.org, date(2024, m, 1)) for m in range(1, 6)]
+    statuses = ["APPROVED", "AWAITING_APPROVAL", "VOIDED", "APPROVED"]
+    for n, status in enumerate(statuses):
+        await f.generated_invoice(
+            world.account, months[n], number=f"INV-A-{n}", status=status, issue_date=date(2024, 7 - n % 2, 1)
+        )
+        if n % 2:
+            await f.generated_invoice(world.other_account, months[n], number=f"INV-B-{n}", status=status)
+    await f.invoice(world.account, months[4])
+    await f.invoice(world.foreign_account, await f.billing_period(world.foreign_org))
+
+
+def _cursor(position: int) -> str:
+    return to_base64("cursor", position)
+
+
+@pytest.mark.parametrize("role", ["owner", "viewer", "customer", "other_customer", "foreign_owner"])
+async def test_account_invoices_answer_as_the_invoice_list_of_each_account(client, world, role):
+    await _account_invoices(world)
+    token = world.tokens[role]
+    cases = [
+        {"first": 2}, {}, {"first": 0}, {"first": 2, "after": _cursor(0)}, {"first": 2, "after": _cursor(1)},
+        {"first": 2, "after": _cursor(9)}, {"first": 2, "after": _cursor(-3)},
+        {"first": 1, "order": {"field": "ISSUE_DATE", "direction": "ASC"}},
+        {"first": 3, "order": {"field": "ISSUE_DATE", "direction": "DESC"}},
+        {"first": 3, "after": _cursor(0), "order": {"field": "NUMBER", "direction": "ASC"}},
+        {"first": 5, "filter": {"status": ["APPROVED", "VOIDED"]}},
+        {"first": 5, "filter": {"search": "inv-a"}},
+        {"first": 5, "filter": {"accountIds": [to_base64("ManagedAccount", str(world.other_account.id))]}},
+        {"first": 5, "filter": {"accountIds": ["not-an-id"]}},
+        # Counted from the end: fetched one account at a time, the same way.
+        {"last": 2}, {"first": 3, "before": _cursor(2)}, {"last": 1, "after": _cursor(0)},
+    ]
+    for variables in cases:
+        result = await gql(client, NESTED, variables, token=token)
+        assert "errors" not in result, (variables, result)
+        for edge in result["data"]["managedAccounts"]["edges"]:
+            account = edge["node"]["id"]
+            wanted = (variables.get("filter") or {}).get("accountIds")
+            within = {**variables.get("filter", {}), "accountIds": [account] if wanted is None or account in wanted else []}
+            alone = await gql(client, ALONE, {**variables, "filter": within}, token=token)
+            assert edge["node"]["invoices"] == alone["data"]["invoices"], (variables, account)
+    # What each scope sees through the accounts (Contoso's invoices, newest first).
+    result = await gql(client, NESTED, {"first": 10}, token=token)
+    seen = {
+        edge["node"]["id"]: [e["node"]["number"] for e in edge["node"]["invoices"]["edges"]]
+        for edge in result["data"]["managedAccounts"]["edges"]
+    }
+    contoso = seen.get(to_base64("ManagedAccount", str(world.account.id)))
+    everything = [None, "INV-A-3", "INV-A-2", "INV-A-1", "INV-A-0"]
+    assert contoso == {
+        "owner": everything, "viewer": everything, "customer": ["INV-A-3", "INV-A-2", "INV-A-0"],
+        "other_customer": None, "foreign_owner": None,
+    }[role]
+
+
+async def test_account_invoices_refuse_bad_pages_as_the_invoice_list_does(client, world, settings):
+    token = world.tokens["owner"]
+    for variables in ({"first": settings.max_page_size + 1}, {"first": -1}, {"first": 2, "after": "nonsense"}):
+        assert error_codes(await gql(client, NESTED, variables, token=token)) == ["BAD_USER_INPUT"]
+        assert error_codes(await gql(client, ALONE, variables, token=token)) == ["BAD_USER_INPUT"]
+
+
+async def test_account_invoices_cost_the_same_statements_for_2_and_20_accounts(client, world):
+    token = world.tokens["owner"]
+    await gql(client, "{ viewer { scope } }", token=token)  # the token's first use is recorded once
+    months = [await f.billing_period(world.org, date(2024, m, 1)) for m in range(1, 4)]
+
+    async def with_invoices(account):
+        for month in months:
+            await f.invoice(account, month)
+
+    query = f"""{{ managedAccounts(first: 50) {{ edges {{ node {{
+        invoices(first: 2) {{ {PAGE} }} later: invoices(first: 2, after: "{_cursor(0)}") {{ {PAGE} }} }} }} }} }}"""
+
+    async def statements(accounts: int) -> list[str]:
+        result, statements = await gql_counted(client, query, token=token)
+        edges = result["data"]["managedAccounts"]["edges"]
+        assert len(edges) == accounts
+        assert all(e["node"]["invoices"]["totalCount"] == 3 and len(e["node"]["later"]["edges"]) == 2 for e in edges)
+        return [s for s in statements if 'FROM "invoices"' in s]
+
+    await with_invoices(world.account)
+    await with_invoices(world.other_account)
+    few = await statements(2)
+    for _ in range(18):
+        await with_invoices(await f.managed_account(world.org))
+    many = await statements(20)
+    # A COUNT and a page per field (two fields), not per account.
+    assert len(few) == len(many) == 4
 
 
 # ---------------------------------------------------------------- mutations
