@@ -27,6 +27,7 @@ from schema.invoices import (
     InvoiceResendQueued,
     InvoiceStatusEvent,
     ResendInvoicePayload,
+    prefetch,
 )
 from schema.loaders import Loaders
 from schema.nodes import node_uuid
@@ -74,11 +75,13 @@ class Query:
         today = invoices.organization_today(principal.user.organization.timezone)
         query = invoices.filter_invoices(invoices.visible_invoices(principal), invoice_query(filter), today)
         order = order_by or InvoiceOrder(field=InvoiceOrderField.CREATED_AT, direction=Direction.DESC)
-        return await paginate(
+        page = await paginate(
             info,
             InvoiceConnection, query, Invoice.from_model,
             order, first=first, after=after, last=last, before=before,
         )
+        await prefetch(info, [edge.node for edge in page.edges])
+        return page
 
     @strawberry.field(
         description="One invoice by its number (INV-2026-0042); null when not visible.",

@@ -8,6 +8,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from resolvers import auth, billing_periods, billing_profiles, billing_rules, exchange_rates, invoices
 from resolvers import costs, exports, managed_accounts, payments
+from schema.execution import ExecutionContext
 from schema.permissions import ANY_USER, WebSocketAuthentication, requires
 from schema.scalars import SCALARS
 
@@ -41,6 +42,7 @@ class Subscription(invoices.Subscription):
 schema = strawberry.Schema(
     query=Query, mutation=Mutation, subscription=Subscription,
     extensions=[WebSocketAuthentication], config=StrawberryConfig(scalar_map=SCALARS),
+    execution_context_class=ExecutionContext,
 )
 
 
