@@ -23,6 +23,8 @@ _TWO_DECIMALS = (
     "WST XCD XCG YER ZAR ZMW ZWG"
 ).split()
 MINOR_UNITS: dict[str, int] = {**{code: 2 for code in _TWO_DECIMALS}, **_MINOR_UNITS_NOT_2}
+# The smallest amount of each currency (0.01 USD, 1 JPY).
+_QUANTA = {code: Decimal(1).scaleb(-units) for code, units in MINOR_UNITS.items()}
 
 
 def check_currency(code: str, field: str = "currency") -> str:
@@ -34,4 +36,4 @@ def check_currency(code: str, field: str = "currency") -> str:
 
 def round_money(amount: Decimal, currency: str) -> Decimal:
     """Half-up to the currency's minor unit: 0.005 USD -> 0.01, 0.5 JPY -> 1."""
-    return amount.quantize(Decimal(1).scaleb(-MINOR_UNITS[currency]), rounding=ROUND_HALF_UP)
+    return amount.quantize(_QUANTA[currency], rounding=ROUND_HALF_UP)

@@ -28,6 +28,7 @@ from schema.invoices import (
     InvoiceResendQueued,
     InvoiceStatusEvent,
     ResendInvoicePayload,
+    prefetch,
 )
 from schema.loaders import Loaders
 from schema.nodes import node_uuid
@@ -72,11 +73,13 @@ class Query:
         filter: InvoiceFilter | None = None, order_by: InvoiceOrder | None = None,
     ) -> InvoiceConnection:
         query, order = _listed(info, filter, order_by)
-        return await paginate(
+        page = await paginate(
             info,
             InvoiceConnection, query, Invoice.from_model,
             order, first=first, after=after, last=last, before=before,
         )
+        await prefetch(info, [edge.node for edge in page.edges])
+        return page
 
     @strawberry.field(
         description="One invoice by its number (INV-2026-0042); null when not visible.",
@@ -107,17 +110,20 @@ async def account_invoices(
     page = sibling_page(info, first, after, last, before)
     if page is None:
         query = query.filter(managed_account_id__in=[account_id] if account_id else [])
-        return await paginate(
+        connection = await paginate(
             info, InvoiceConnection, query, Invoice.from_model, order,
             first=first, after=after, last=last, before=before,
         )
-    total, rows = 0, []
-    if account_id is not None:
-        pages = info.context.loaders.pages(
-            query, "managed_account_id", order_fields(order.field.value, order.direction), *page
-        )
-        total, rows = await pages.load(account_id)
-    return page_of(info, InvoiceConnection, total, rows, Invoice.from_model, first, after)
+    else:
+        total, rows = 0, []
+        if account_id is not None:
+            pages = info.context.loaders.pages(
+                query, "managed_account_id", order_fields(order.field.value, order.direction), *page
+            )
+            total, rows = await pages.load(account_id)
+        connection = page_of(info, InvoiceConnection, total, rows, Invoice.from_model, first, after)
+    await prefetch(info, [edge.node for edge in connection.edges])
+    return connection
 
 
 def invoice_ids(ids: list[strawberry.ID]) -> list:

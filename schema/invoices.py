@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Annotated, Any, Iterable
+from typing import Annotated, Any, Iterable, NamedTuple
 
 import strawberry
 from strawberry import relay
@@ -27,7 +30,7 @@ from schema.context import Info
 from schema.errors import InvalidTransitionError, NotFoundError, UserError, ValidationError
 from schema.managed_accounts import ManagedAccount
 from schema.nodes import scoped_nodes
-from schema.pagination import CountedConnection, Direction
+from schema.pagination import CountedConnection, Direction, selected_node_fields
 from schema.payments import Payment, Refund
 from schema.permissions import ANY_USER, MSP_USERS, requires
 from schema.scalars import Month, plain
@@ -112,7 +115,7 @@ class InvoiceRevision:
 
     @strawberry.field(description="The revision's lines, in order.")
     async def line_items(self, info: Info) -> list[InvoiceLineItem]:
-        return [InvoiceLineItem.from_row(r, self.currency) for r in await _lines(info, self.revision_id)]
+        return [InvoiceLineItem.from_row(r, self.currency) for r in await _lines(info).load(self.revision_id)]
 
 
 @strawberry.type(description="A timeline entry: who did what to the invoice, and when.")
@@ -137,10 +140,8 @@ class InvoiceEvent:
         )
 
 
-def _lines(info: Info, revision_id):
-    return info.context.loaders.children(
-        InvoiceLineItemModel, "revision_id", order=("position",)
-    ).load(revision_id)
+def _lines(info: Info):
+    return info.context.loaders.children(InvoiceLineItemModel, "revision_id", order=("position",))
 
 
 @strawberry.type(name="Invoice", description="A managed account's invoice for one month.")
@@ -167,6 +168,8 @@ class Invoice(relay.Node):
     created_at: datetime = strawberry.field(description="When the month closed for it.")
     updated_at: datetime = strawberry.field(description="Last change.")
     model: strawberry.Private[InvoiceModel]
+    # Relations loaded with the page (`prefetch`), by GraphQL field name.
+    related: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_model(cls, row: InvoiceModel) -> Invoice:
@@ -186,36 +189,34 @@ class Invoice(relay.Node):
     async def resolve_nodes(cls, *, info: Info, node_ids: Iterable[str], required: bool = False):
         return await scoped_nodes(cls, info, node_ids, required, domain.visible_invoices)
 
+    def _related(self, info: Info, name: str) -> Any:
+        """The relation as the page loaded it, as a plain value: GraphQL completes it at once,
+        without a coroutine and a future per invoice. Otherwise (one invoice, a `node`) an
+        awaitable loading it through the request's dataloaders."""
+        if name in self.related:
+            return self.related[name]
+        return _first(RELATIONS[name].load(info, [self]))
+
+    # The relation resolvers are plain functions that may return an awaitable (see _related).
     @strawberry.field(description="The customer billed.")
-    async def account(self, info: Info) -> ManagedAccount:
-        row = await info.context.loaders.by_id(ManagedAccountModel).load(self.model.managed_account_id)
-        return ManagedAccount.from_model(row)
+    def account(self, info: Info) -> ManagedAccount:
+        return self._related(info, "account")
 
     @strawberry.field(description="The month billed.")
-    async def period(self, info: Info) -> Month:
-        row = await info.context.loaders.by_id(BillingPeriodModel).load(self.model.billing_period_id)
-        return row.start_date
+    def period(self, info: Info) -> Month:
+        return self._related(info, "period")
 
     @strawberry.field(description="The lines of the current revision, in order.")
-    async def line_items(self, info: Info) -> list[InvoiceLineItem]:
-        if self.model.current_revision_id is None:
-            return []
-        lines = await _lines(info, self.model.current_revision_id)
-        return [InvoiceLineItem.from_row(r, self.currency) for r in lines]
+    def line_items(self, info: Info) -> list[InvoiceLineItem]:
+        return self._related(info, "lineItems")
 
     @strawberry.field(description="Payments received, in the order they were made.")
-    async def payments(self, info: Info) -> list[Payment]:
-        rows = await info.context.loaders.children(
-            PaymentModel, "invoice_id", order=("paid_on", "created_at", "id")
-        ).load(self.model.id)
-        return [Payment.from_row(r, self.currency) for r in rows]
+    def payments(self, info: Info) -> list[Payment]:
+        return self._related(info, "payments")
 
     @strawberry.field(description="Refunds made, in the order they were made.")
-    async def refunds(self, info: Info) -> list[Refund]:
-        rows = await info.context.loaders.children(
-            RefundModel, "invoice_id", order=("refunded_on", "created_at", "id")
-        ).load(self.model.id)
-        return [Refund.from_row(r, self.currency) for r in rows]
+    def refunds(self, info: Info) -> list[Refund]:
+        return self._related(info, "refunds")
 
     @strawberry.field(
         description="Signed link to the current revision's PDF, valid for a few minutes (an "
@@ -254,12 +255,8 @@ class Invoice(relay.Node):
     @strawberry.field(
         description="Who did what, when; oldest first.", extensions=requires(*MSP_USERS)
     )
-    async def timeline(self, info: Info) -> list[InvoiceEvent]:
-        rows = await info.context.loaders.children(
-            InvoiceEventModel, "invoice_id", order=("at", "id")
-        ).load(self.model.id)
-        actors = await info.context.loaders.by_id(UserModel).load_many([r["actor_id"] for r in rows])
-        return [InvoiceEvent.from_row(r, a.email if a else None) for r, a in zip(rows, actors)]
+    def timeline(self, info: Info) -> list[InvoiceEvent]:
+        return self._related(info, "timeline")
 
     @strawberry.field(
         description="Why generation failed, in words a person can act on.",
@@ -267,6 +264,90 @@ class Invoice(relay.Node):
     )
     def error_message(self) -> str | None:
         return self.model.error_message
+
+
+async def _first(values: Awaitable[list[Any]]) -> Any:
+    return (await values)[0]
+
+
+# Loaders of a relation for many invoices at once, one value per invoice, in order. They go
+# through the request's dataloaders, so pages loaded side by side still share each query.
+
+async def _accounts(info: Info, invoices: list[Invoice]) -> list[ManagedAccount]:
+    rows = await info.context.loaders.by_id(ManagedAccountModel).load_many(
+        [i.model.managed_account_id for i in invoices]
+    )
+    # An account's invoices share one value: it is read-only.
+    accounts = {row.id: ManagedAccount.from_model(row) for row in rows}
+    return [accounts[row.id] for row in rows]
+
+
+async def _periods(info: Info, invoices: list[Invoice]) -> list[date]:
+    rows = await info.context.loaders.by_id(BillingPeriodModel).load_many(
+        [i.model.billing_period_id for i in invoices]
+    )
+    return [row.start_date for row in rows]
+
+
+async def _line_items(info: Info, invoices: list[Invoice]) -> list[list[InvoiceLineItem]]:
+    revision_ids = [i.model.current_revision_id for i in invoices if i.model.current_revision_id is not None]
+    lines = dict(zip(revision_ids, await _lines(info).load_many(revision_ids)))
+    return [
+        [InvoiceLineItem.from_row(r, i.currency) for r in lines.get(i.model.current_revision_id, ())]
+        for i in invoices
+    ]
+
+
+def _children(info: Info, model: type, order: tuple[str, ...], invoices: list[Invoice]) -> Awaitable[list[list[dict]]]:
+    return info.context.loaders.children(model, "invoice_id", order=order).load_many([i.model.id for i in invoices])
+
+
+async def _payments(info: Info, invoices: list[Invoice]) -> list[list[Payment]]:
+    rows = await _children(info, PaymentModel, ("paid_on", "created_at", "id"), invoices)
+    return [[Payment.from_row(r, i.currency) for r in payments] for i, payments in zip(invoices, rows)]
+
+
+async def _refunds(info: Info, invoices: list[Invoice]) -> list[list[Refund]]:
+    rows = await _children(info, RefundModel, ("refunded_on", "created_at", "id"), invoices)
+    return [[Refund.from_row(r, i.currency) for r in refunds] for i, refunds in zip(invoices, rows)]
+
+
+async def _timelines(info: Info, invoices: list[Invoice]) -> list[list[InvoiceEvent]]:
+    rows = await _children(info, InvoiceEventModel, ("at", "id"), invoices)
+    actor_ids = list({r["actor_id"] for events in rows for r in events if r["actor_id"] is not None})
+    users = await info.context.loaders.by_id(UserModel).load_many(actor_ids)
+    emails = {user.id: user.email for user in users if user is not None}
+    return [[InvoiceEvent.from_row(r, emails.get(r["actor_id"])) for r in events] for events in rows]
+
+
+class _Relation(NamedTuple):
+    load: Callable[[Info, list[Invoice]], Awaitable[list[Any]]]
+    # Who may ask for it: the field's own scope check still decides; this only spares the
+    # page a query whose answer would be refused.
+    scopes: tuple = ANY_USER
+
+
+RELATIONS: dict[str, _Relation] = {
+    "account": _Relation(_accounts),
+    "period": _Relation(_periods),
+    "lineItems": _Relation(_line_items),
+    "payments": _Relation(_payments),
+    "refunds": _Relation(_refunds),
+    "timeline": _Relation(_timelines, MSP_USERS),
+}
+
+
+async def prefetch(info: Info, invoices: list[Invoice]) -> None:
+    """Load the relations asked of a page of invoices for the whole page at once (one query
+    each, side by side) and keep them on the invoices, which then resolve them synchronously."""
+    scope = info.context.principal.scope
+    names = [n for n in selected_node_fields(info) if n in RELATIONS and scope in RELATIONS[n].scopes]
+    if not invoices or not names:
+        return
+    loaded = await asyncio.gather(*(RELATIONS[name].load(info, invoices) for name in names))
+    for name, values in zip(names, loaded):
+        for invoice, value in zip(invoices, values):
+            invoice.related[name] = value
 
 
 @strawberry.type(description="An invoice changed (any process, any cause): its statuses right after the "

@@ -13,6 +13,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry import relay
 from strawberry.relay.utils import from_base64, to_base64
+from strawberry.types.nodes import SelectedField, Selection
 
 NodeType = TypeVar("NodeType")
 CURSOR_PREFIX = "cursor"
@@ -28,6 +29,23 @@ class Direction(Enum):
 @strawberry.type(description="A page of a list, with the size of the whole list.")
 class CountedConnection(relay.Connection[NodeType], Generic[NodeType]):
     total_count: int = strawberry.field(description="How many items the whole list holds.")
+
+
+def selected_node_fields(info: Any) -> set[str]:
+    """Names of the fields asked of each node of the connection `info` resolves (through
+    fragments and aliases), so that a list can load their relations for the whole page."""
+    level = [child for connection in _fields(info.selected_fields) for child in connection.selections]
+    for name in ("edges", "node"):
+        level = [child for field in _fields(level) if field.name == name for child in field.selections]
+    return {field.name for field in _fields(level)}
+
+
+def _fields(selections: list[Selection]):
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            yield selection
+        else:
+            yield from _fields(selection.selections)
 
 
 def _bad_input(message: str) -> GraphQLError:

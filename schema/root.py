@@ -12,6 +12,7 @@ from resolvers import auth, billing_periods, billing_profiles, billing_rules, ex
 from resolvers import costs, exports, managed_accounts, payments
 from schema.context import Info
 from schema.nodes import resolve_global_ids
+from schema.execution import ExecutionContext
 from schema.permissions import ANY_USER, WebSocketAuthentication, requires
 from schema.scalars import SCALARS
 
@@ -59,6 +60,7 @@ class Subscription(invoices.Subscription):
 schema = strawberry.Schema(
     query=Query, mutation=Mutation, subscription=Subscription,
     extensions=[WebSocketAuthentication], config=StrawberryConfig(scalar_map=SCALARS),
+    execution_context_class=ExecutionContext,
 )
 
 

@@ -145,17 +145,14 @@ async def test_order_by_number(client, world):
         "INV-account-APPROVED", "INV-account-AWAITING_APPROVAL", "INV-account-VOIDED"]
 
 
-
-
-async def _statements_for(client, token, count):
+async def _statements_for(client, token, count, fields):
     logger = logging.getLogger("tortoise.db_client")
     counter = _Counter()
     logger.addHandler(counter)
     old_level = logger.level
     logger.setLevel(logging.DEBUG)
     try:
-        result = await gql(client, """{ invoices(first: 100) { edges { node {
-            account { name } lineItems { amount } timeline { kind } } } } }""", token=token)
+        result = await gql(client, "{ invoices(first: 100) { edges { node { %s } } } }" % fields, token=token)
     finally:
         logger.removeHandler(counter)
         logger.setLevel(old_level)
@@ -163,7 +160,12 @@ async def _statements_for(client, token, count):
     return counter.statements
 
 
-async def test_the_invoice_list_issues_the_same_statements_for_10_and_100_invoices(client, world):
+@pytest.mark.parametrize("fields,most", [
+    ("account { name } lineItems { amount } timeline { kind }", 7),
+    ("account { name } period lineItems { amount } payments { amount } refunds { amount } "
+     "timeline { kind actor }", 10),
+])
+async def test_the_invoice_list_issues_the_same_statements_for_10_and_100_invoices(client, world, fields, most):
     token = world.tokens["owner"]
     await gql(client, "{ viewer { scope } }", token=token)  # the token's first use is recorded once
     month = date(2020, 1, 1)
@@ -174,8 +176,51 @@ async def test_the_invoice_list_issues_the_same_statements_for_10_and_100_invoic
         month = (month + timedelta(days=32)).replace(day=1)
     for i in range(10):
         await f.generated_invoice(accounts[i % 2], periods[i // 2], number=f"INV-{i:04}", lines=3, events=2)
-    small = await _statements_for(client, token, 10)
+    small = await _statements_for(client, token, 10, fields)
     for i in range(10, 100):
         await f.generated_invoice(accounts[i % 2], periods[i // 2], number=f"INV-{i:04}", lines=3, events=2)
-    large = await _statements_for(client, token, 100)
-    assert len(small) == len(large) <= 7, large
+    large = await _statements_for(client, token, 100, fields)
+    assert len(small) == len(large) <= most, large
+
+
+RELATIONS = """fragment Relations on Invoice { number account { name } period
+  ... on Invoice { lineItems { position kind description amount unitPrice } }
+  payments { amount method recordedBy } refunds { amount reason } timeline { kind actor fromStatus detail } }"""
+PAGE = """query { invoices(first: 100) { edges { node { ...Relations more: lineItems { amount } } } } }
+""" + RELATIONS
+ALONE = """query($n: String!) { invoice(number: $n) { ...Relations more: lineItems { amount } } }
+""" + RELATIONS
+PAY = """mutation($id: ID!) { recordPayment(input: {invoiceId: $id, amount: "20", paidOn: "2024-10-10",
+  method: BANK_TRANSFER, reference: "REF"}) { ... on PaymentRecorded { payment { id } } } }"""
+REFUND = """mutation($id: ID!) { refundPayment(input: {paymentId: $id, amount: "5", refundedOn: "2024-10-20",
+  reason: "Goodwill", notifyCustomer: false}) { __typename } }"""
+
+
+async def test_the_list_answers_each_relation_as_the_invoice_alone_does(client, world):
+    """The list loads relations for its whole page (through fragments and aliases); each
+    node answers exactly what the same invoice answers on its own, field by field."""
+    made = await _invoices(world)
+    token = world.tokens["owner"]
+    paid = made["INV-account-APPROVED"]
+    payment = await gql(client, PAY, {"id": to_base64("Invoice", str(paid.id))}, token=token)
+    payment_id = payment["data"]["recordPayment"]["payment"]["id"]
+    assert (await gql(client, REFUND, {"id": payment_id}, token=token))["data"]["refundPayment"] == {
+        "__typename": "PaymentRefunded"}
+    page = await gql(client, PAGE, token=token)
+    nodes = {e["node"]["number"]: e["node"] for e in page["data"]["invoices"]["edges"]}
+    assert set(nodes) == VISIBLE["owner"] and "errors" not in page
+    for number, node in nodes.items():
+        assert node == (await gql(client, ALONE, {"n": number}, token=token))["data"]["invoice"]
+    owner = world.users["owner"].email
+    assert [e["actor"] for e in nodes["INV-account-APPROVED"]["timeline"]] == ["worker", owner, owner]
+    assert nodes["INV-account-APPROVED"]["payments"][0]["recordedBy"] and nodes["INV-account-APPROVED"]["refunds"]
+
+
+async def test_a_customer_listing_the_timeline_is_refused_per_invoice(client, world):
+    await _invoices(world)
+    result = await gql(client, """{ invoices(first: 100) { edges { node { number lineItems { amount }
+        timeline { kind } } } } }""", token=world.tokens["customer"])
+    assert error_codes(result) == ["FORBIDDEN"] and result["data"] is None
+    listed = await gql(client, "{ invoices(first: 100) { edges { node { number lineItems { amount } } } } }",
+                       token=world.tokens["customer"])
+    assert {e["node"]["number"] for e in listed["data"]["invoices"]["edges"]} == VISIBLE["customer"]
