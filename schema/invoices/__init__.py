@@ -1,0 +1,34 @@
+"""GraphQL types of invoices: `types` (the invoice, its lines, revisions and timeline) and
+`lists` (the list's page, order and filter; bulk results; the live status event)."""
+
+from schema.invoices.lists import (
+    BulkInvoicePayload,
+    InvoiceActionResult,
+    InvoiceActionResults,
+    InvoiceConnection,
+    InvoiceFilter,
+    InvoiceOrder,
+    InvoiceOrderField,
+    InvoiceResendQueued,
+    InvoiceStatusEvent,
+    ResendInvoicePayload,
+)
+from schema.invoices.types import (
+    DeliveryStatus,
+    Invoice,
+    InvoiceDatePreset,
+    InvoiceEvent,
+    InvoiceLineItem,
+    InvoiceRevision,
+    InvoiceStatus,
+    LineKind,
+    PaymentStatus,
+    prefetch,
+)
+
+__all__ = [
+    "BulkInvoicePayload", "DeliveryStatus", "Invoice", "InvoiceActionResult", "InvoiceActionResults",
+    "InvoiceConnection", "InvoiceDatePreset", "InvoiceEvent", "InvoiceFilter", "InvoiceLineItem",
+    "InvoiceOrder", "InvoiceOrderField", "InvoiceResendQueued", "InvoiceRevision", "InvoiceStatus",
+    "InvoiceStatusEvent", "LineKind", "PaymentStatus", "ResendInvoicePayload", "prefetch",
+]
