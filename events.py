@@ -112,20 +112,13 @@ EVENTS_MISSED = SubscriptionEnded(
 )
 
 
+@dataclass(frozen=True)
 class Delivery:
-    """One event as this process relays it: the change, and the invoice row loaded at most
-    once however many subscribers ask for it."""
+    """One event as this process relays it: the change, and the invoice as it is now, read
+    once for all the subscribers it goes to."""
 
-    __slots__ = ("change", "_invoice")
-
-    def __init__(self, change: InvoiceChange):
-        self.change = change
-        self._invoice: asyncio.Future | None = None
-
-    async def invoice(self) -> Invoice | None:
-        if self._invoice is None:
-            self._invoice = asyncio.ensure_future(Invoice.get_or_none(id=self.change.invoice_id))
-        return await asyncio.shield(self._invoice)
+    change: InvoiceChange
+    invoice: Invoice
 
 
 class Subscription:
@@ -153,7 +146,7 @@ class Subscription:
                           change.status, change.approved)
 
     def offer(self, delivery: Delivery) -> None:
-        if self.ended or not self.wants(delivery.change):
+        if self.ended:
             return
         if len(self._pending) >= self.limit:
             self.end(FELL_BEHIND)
@@ -259,14 +252,14 @@ class Hub:
                 await asyncio.sleep(1)
                 continue
             if message is not None and message["type"] == "message":
-                self.dispatch(message["channel"], message["data"])
+                await self.dispatch(message["channel"], message["data"])
 
     def _end_all(self, reason: SubscriptionEnded) -> None:
         for subs in list(self._by_organization.values()):
             for subscription in list(subs):
                 subscription.end(reason)
 
-    def dispatch(self, channel: bytes | str, data: bytes | str) -> None:
+    async def dispatch(self, channel: bytes | str, data: bytes | str) -> None:
         channel = channel.decode() if isinstance(channel, bytes) else channel
         data = data.decode() if isinstance(data, bytes) else data
         if channel == REVOKED_CHANNEL:
@@ -278,9 +271,22 @@ class Hub:
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed invoice event: %.200r", data)
             return
-        delivery = Delivery(change)
-        for subscription in list(self._by_organization.get(change.organization_id, ())):
-            subscription.offer(delivery)
+        subscribers = [
+            s for s in self._by_organization.get(change.organization_id, ()) if not s.ended and s.wants(change)
+        ]
+        if not subscribers:
+            return
+        try:
+            invoice = await Invoice.get_or_none(id=change.invoice_id)
+        except Exception:  # the database is away: these subscribers miss an event, so they re-query
+            log.exception("could not read invoice %s for its event", change.invoice_id)
+            invoice = None
+        delivery = Delivery(change, invoice) if invoice is not None else None
+        for subscription in subscribers:
+            if delivery is None:
+                subscription.end(EVENTS_MISSED)
+            else:
+                subscription.offer(delivery)
 
     async def _recheck(self) -> None:
         """Revocations travel by pub/sub, which can lose a message while a connection is

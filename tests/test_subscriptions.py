@@ -166,7 +166,7 @@ async def test_a_subscriber_that_does_not_read_is_ended_not_buffered(world):
     mine, _, _ = await _invoices(world)
     change = events.InvoiceChange.of(mine).to_json()
     for _ in range(1000):
-        hub.dispatch(events.INVOICE_CHANNEL, change)
+        await hub.dispatch(events.INVOICE_CHANNEL, change)
     assert subscription.ended is not None and subscription.ended.code == "FELL_BEHIND"
     assert len(subscription._pending) == 0
     with pytest.raises(events.SubscriptionEnded):

@@ -34,9 +34,9 @@ class InvoiceStatusEvent:
             delivery=delivery,
         )
 
-    @strawberry.field(description="The invoice as it is now (loaded once per event for all subscribers).")
-    async def invoice(self) -> Invoice:
-        return Invoice.from_model(await self.delivery.invoice())
+    @strawberry.field(description="The invoice as it is now (read once per event for all subscribers).")
+    def invoice(self) -> Invoice:
+        return Invoice.from_model(self.delivery.invoice)
 
 
 @strawberry.type(description="A page of invoices.")
