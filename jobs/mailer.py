@@ -25,17 +25,17 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aiosmtplib
 import jinja2
 
+from jobs.rendering import TEMPLATES_DIR
 from models.auth import normalize_email
 from models.errors import ValidationFailed
 
 SMTP_TIMEOUT = 30.0
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 NOTIFICATION_KINDS = frozenset({"approved", "voided", "refunded"})
 _MIME_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$", re.IGNORECASE)
 _MAX_FILENAME = 120
 
 _templates = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(TEMPLATES),
+    loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
     autoescape=jinja2.select_autoescape(["html"], default_for_string=False, default=False),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
