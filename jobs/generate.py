@@ -1,11 +1,10 @@
 """The generation job: compute, number, render HTML, print the PDF, store the revision.
 
 Failures a person must fix (no billing profile, no exchange rate) end in ERROR at once with
-the reason; anything else is retried with a growing delay, then ends in ERROR too. A job whose
-worker was killed stays in Redis and arq runs it again once its in-progress key expires (the
-job timeout plus 10 s); a sweeper re-enqueues invoices left GENERATING whose job is gone (one
-dropped at arq's timeout or retry limit), so none
-stays stuck."""
+the reason; anything else, a generation that hangs past GENERATION_TIMEOUT included, is
+retried with a growing delay, then ends in ERROR too. A job whose worker was killed stays in
+Redis and arq runs it again once its in-progress key expires (the job timeout plus 10 s); a
+sweeper re-enqueues invoices left GENERATING whose job is gone, so none stays stuck."""
 
 from __future__ import annotations
 
@@ -32,6 +31,8 @@ WORKER = Actor.system("worker")
 MAX_TRIES = 4
 STUCK_AFTER = timedelta(minutes=2)
 GIVE_UP_AFTER = timedelta(minutes=30)
+# Shorter than the job's arq timeout (jobs/worker.py), so that our error path runs first.
+GENERATION_TIMEOUT = timedelta(seconds=240)
 
 
 async def generate_invoice(ctx: dict, invoice_id: str) -> str:
@@ -39,23 +40,10 @@ async def generate_invoice(ctx: dict, invoice_id: str) -> str:
     if invoice is None or invoice.status != InvoiceStatus.GENERATING:
         return "nothing to do"
     try:
-        gen = await load_context(invoice_id, invoice)
-        draft = await compute(gen)
-        number = await ensure_number(invoice_id, draft.issue_date.year)
-        view = build_view(gen, draft, number, TEMPLATE_VERSION)
-        pdf = await ctx["pdf"].render(render_invoice_html(view))
-        revision = await InvoiceRevision.filter(invoice_id=invoice_id).count() + 1
-        path = f"invoices/{gen.organization.id}/{number}-r{revision}.pdf"
-        # Off the event loop: an fsync that waits for the disk would stall every other job's
-        # queries and renders.
-        sha256 = await asyncio.to_thread(storage.save, ctx["settings"], path, pdf)
-        stored = await store_revision(
-            invoice_id, draft, view, {"path": path, "sha256": sha256, "size": len(pdf)}, WORKER
-        )
-        if not stored:
-            return "superseded"
-        await events.publish_ids(ctx["redis"], [invoice_id])
-        return "generated"
+        # Inside arq's own timeout: arq cancels a job at its limit without our error path, so a
+        # generation that hangs (a stuck browser) stops here first and is retried or ends in ERROR.
+        async with asyncio.timeout(GENERATION_TIMEOUT.total_seconds()):
+            return await _generate(ctx, invoice_id, invoice)
     except DomainError as exc:
         await _fail(ctx, invoice_id, exc.message)
         return "failed"
@@ -70,6 +58,26 @@ async def generate_invoice(ctx: dict, invoice_id: str) -> str:
             "again; if it keeps failing, the worker's log has the details.",
         )
         return "failed"
+
+
+async def _generate(ctx: dict, invoice_id: str, invoice: Invoice) -> str:
+    gen = await load_context(invoice_id, invoice)
+    draft = await compute(gen)
+    number = await ensure_number(invoice_id, draft.issue_date.year)
+    view = build_view(gen, draft, number, TEMPLATE_VERSION)
+    pdf = await ctx["pdf"].render(render_invoice_html(view))
+    revision = await InvoiceRevision.filter(invoice_id=invoice_id).count() + 1
+    path = f"invoices/{gen.organization.id}/{number}-r{revision}.pdf"
+    # Off the event loop: an fsync that waits for the disk would stall every other job's
+    # queries and renders.
+    sha256 = await asyncio.to_thread(storage.save, ctx["settings"], path, pdf)
+    stored = await store_revision(
+        invoice_id, draft, view, {"path": path, "sha256": sha256, "size": len(pdf)}, WORKER
+    )
+    if not stored:
+        return "superseded"
+    await events.publish_ids(ctx["redis"], [invoice_id])
+    return "generated"
 
 
 async def _fail(ctx: dict, invoice_id: str, message: str) -> None:

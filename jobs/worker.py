@@ -12,7 +12,7 @@ import broker
 import links
 from embedded import resolve_urls
 from jobs import dispatch
-from jobs.generate import generate_invoice, requeue_stuck
+from jobs.generate import GENERATION_TIMEOUT, generate_invoice, requeue_stuck
 from jobs.overdue import mark_overdue_invoices
 from jobs.pdf import PdfRenderer
 from jobs.periods import close_due_periods
@@ -57,7 +57,8 @@ class WorkerSettings:
     # keep_result=0: a finished job leaves no result behind, so the invoice's next job may
     # reuse its id; while one is queued or running, the same id is refused.
     functions = [
-        func(generate_invoice, name=dispatch.GENERATE, keep_result=0, timeout=300),
+        func(generate_invoice, name=dispatch.GENERATE, keep_result=0,
+             timeout=GENERATION_TIMEOUT.total_seconds() + 60),
         func(send_invoice, name=dispatch.SEND, keep_result=0, timeout=120),
         func(notify_customer, name=dispatch.NOTIFY, keep_result=0, timeout=120),
     ]

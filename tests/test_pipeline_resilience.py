@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from arq import func
+from arq import Retry, func
 from arq.constants import in_progress_key_prefix
 from strawberry.relay import to_base64
 from tortoise import connections
@@ -259,6 +259,36 @@ async def test_an_invoice_generating_for_too_long_goes_to_error_with_a_message(w
     assert event.detail == {"error": failed.error_message}
     assert await _status(recent) == "GENERATING"
     assert await redis.queued_jobs(queue_name=broker.QUEUE_NAME) == [], "nothing queued for either"
+
+
+class HangingBrowser:
+    """A browser that never finishes printing (what a stuck Chromium looks like to the job)."""
+
+    async def render(self, html: str) -> bytes:
+        await asyncio.Event().wait()
+
+
+async def test_a_hanging_render_is_retried_then_ends_in_error_before_arq_cancels_it(
+    world, redis, settings, monkeypatch
+):
+    import jobs.generate
+
+    await _costs(world.org, world.account, services=2)
+    await close_period(world.org.id, SEPT, SYSTEM)
+    invoice = await Invoice.get(managed_account_id=world.account.id)
+    await transition(invoice.id, "GENERATE", SYSTEM)
+    assert WorkerSettings.functions[0].timeout_s > jobs.generate.GENERATION_TIMEOUT.total_seconds()
+    monkeypatch.setattr(jobs.generate, "GENERATION_TIMEOUT", timedelta(milliseconds=200))
+    ctx = {"settings": settings, "redis": redis, "pdf": HangingBrowser()}
+
+    # (wait_for: without the job's own limit these would hang, not fail)
+    with pytest.raises(Retry):
+        await asyncio.wait_for(generate_invoice({**ctx, "job_try": 1}, str(invoice.id)), 10)
+    assert await _status(invoice) == "GENERATING"
+    last_try = {**ctx, "job_try": jobs.generate.MAX_TRIES}
+    assert await asyncio.wait_for(generate_invoice(last_try, str(invoice.id)), 10) == "failed"
+    failed = await Invoice.get(id=invoice.id)
+    assert failed.status == "ERROR" and "TimeoutError" in failed.error_message
 
 
 # --- b. Fifty at once --------------------------------------------------------------------------
