@@ -32,7 +32,7 @@ MAX_TRIES = 4
 STUCK_AFTER = timedelta(minutes=2)
 GIVE_UP_AFTER = timedelta(minutes=30)
 # Shorter than the job's arq timeout (jobs/worker.py), so that our error path runs first.
-GENERATION_TIMEOUT = timedelta(seconds=240)
+GENERATION_TIMEOUT = timedelta(seconds=90)
 
 
 async def generate_invoice(ctx: dict, invoice_id: str) -> str:

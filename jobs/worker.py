@@ -58,7 +58,7 @@ class WorkerSettings:
     # reuse its id; while one is queued or running, the same id is refused.
     functions = [
         func(generate_invoice, name=dispatch.GENERATE, keep_result=0,
-             timeout=GENERATION_TIMEOUT.total_seconds() + 60),
+             timeout=GENERATION_TIMEOUT.total_seconds() + 30),
         func(send_invoice, name=dispatch.SEND, keep_result=0, timeout=120),
         func(notify_customer, name=dispatch.NOTIFY, keep_result=0, timeout=120),
     ]
