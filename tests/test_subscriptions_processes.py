@@ -8,13 +8,13 @@ import json
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 from strawberry.relay import to_base64
 
-import broker
 import events
 import tests.factories as f
 from models import Invoice
@@ -36,11 +36,26 @@ async def _until(condition, timeout: float = 60, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-async def processes(settings, smtp, redis):
-    """Web process A, web process B and a worker, started as `invoicing` runs them."""
+@pytest.fixture(scope="module")
+def mailbox():
+    """The SMTP server the worker process sends to, for the module's tests."""
+    from aiosmtpd.controller import Controller
+
+    from tests.conftest import Mailbox
+
+    box, port = Mailbox(), free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield f"smtp://127.0.0.1:{port}", box
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def processes(settings, mailbox):
+    """Web process A, web process B and a worker, started as `invoicing` runs them, once for
+    the module (each test has its own data: the tables are emptied between tests)."""
     env = settings.child_environment() | {
-        "SMTP_URL": smtp[0], "ALLOWED_ORIGINS": json.dumps(["http://127.0.0.1:8000"]),
+        "SMTP_URL": mailbox[0], "ALLOWED_ORIGINS": json.dumps(["http://127.0.0.1:8000"]),
     }
     ports = [free_port(), free_port()]
     started = [
@@ -54,16 +69,11 @@ async def processes(settings, smtp, redis):
     started.append(subprocess.Popen([sys.executable, "-m", "cli", "worker"], cwd=ROOT, env=env,
                                     stdout=subprocess.DEVNULL))
     try:
-        async with httpx.AsyncClient() as http:
-            async def up() -> bool:
-                for port in ports:
-                    try:
-                        if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code != 200:
-                            return False
-                    except httpx.TransportError:
-                        return False
-                return await redis.exists(broker.HEALTH_CHECK_KEY) == 1
-            await _until(up, 60, "the web processes and the worker")
+        deadline = time.monotonic() + 60
+        # Ready when both answer /healthz with the worker's heartbeat seen.
+        while not all(_ready(port) for port in ports):
+            assert time.monotonic() < deadline, "the web processes and the worker did not start"
+            time.sleep(0.1)
         yield [f"127.0.0.1:{port}" for port in ports]
     finally:
         for process in started:
@@ -73,6 +83,13 @@ async def processes(settings, smtp, redis):
                 process.wait(15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"
+    except (httpx.TransportError, ValueError):
+        return False
 
 
 def _events(messages: list[dict]) -> list[tuple]:
@@ -85,8 +102,9 @@ def _events(messages: list[dict]) -> list[tuple]:
     return out
 
 
-async def test_events_of_another_web_process_and_of_the_worker_arrive_in_order(processes, world, smtp):
+async def test_events_of_another_web_process_and_of_the_worker_arrive_in_order(processes, mailbox, world):
     web_a, web_b = processes
+    mailbox[1].messages.clear()
     for account in (world.account, world.other_account):
         account.billing_emails = [f"ap@{account.name.lower()}.example"]
         await account.save()
@@ -139,7 +157,7 @@ async def test_events_of_another_web_process_and_of_the_worker_arrive_in_order(p
     assert got["customer"] == [(number, "APPROVED", "QUEUED"), (number, "APPROVED", "SENT")]
     assert got["other_customer"] == []
     assert [e[1] for e in got["foreign_owner"]] == ["GENERATING", "AWAITING_APPROVAL"]
-    assert len(smtp[1].messages) == 1
+    assert len(mailbox[1].messages) == 1
 
 
 async def test_no_event_crosses_accounts_or_organizations_across_many_tries(processes, world, redis):
