@@ -61,7 +61,8 @@ async def test_each_scope_receives_only_what_it_may_see(live_server, client, wor
         approved = await gql(client, APPROVE, {"ids": [_gid(mine), _gid(theirs)]}, token=world.tokens["owner"])
         assert [r["invoice"]["status"] for r in approved["data"]["approveInvoices"]["results"]] == ["APPROVED"] * 2
         await gql(client, APPROVE, {"ids": [_gid(foreign)]}, token=world.tokens["foreign_owner"])
-        got = {role: _statuses(await live.drain(ops[role])) for role, live in clients.items()}
+        drained = await asyncio.gather(*(live.drain(ops[role]) for role, live in clients.items()))
+        got = {role: _statuses(messages) for role, messages in zip(clients, drained)}
     finally:
         for live in clients.values():
             await live.__aexit__(None, None, None)

@@ -139,7 +139,8 @@ async def test_events_of_another_web_process_and_of_the_worker_arrive_in_order(p
             async def sent() -> bool:
                 return (await Invoice.get(id=mine.id)).delivery_status == "SENT"
             await _until(sent, what="the e-mail")
-        got = {role: _events(await live.drain(ops[role], quiet=1)) for role, live in clients.items()}
+        drained = await asyncio.gather(*(live.drain(ops[role], quiet=1) for role, live in clients.items()))
+        got = {role: _events(messages) for role, messages in zip(clients, drained)}
     finally:
         for live in clients.values():
             await live.__aexit__(None, None, None)
@@ -194,7 +195,7 @@ async def test_no_event_crosses_accounts_or_organizations_across_many_tries(proc
             await redis.publish(events.INVOICE_CHANNEL, json.dumps({
                 **json.loads(change.to_json()), "status": status, "approved": approved,
             }))
-        received = [await live.drain(op, quiet=1) for live, op in zip(clients, ops)]
+        received = await asyncio.gather(*(live.drain(op, quiet=1) for live, op in zip(clients, ops)))
     finally:
         for live in clients:
             await live.__aexit__(None, None, None)
