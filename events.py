@@ -167,16 +167,20 @@ class Subscription:
         return self
 
     async def __anext__(self) -> Delivery:
-        while not self._pending:
+        while True:
+            # Checked before every event too: a busy stream never waits long enough to time out.
+            remaining = (self.principal.token.expires_at - datetime.now(timezone.utc)).total_seconds()
+            if remaining <= 0:
+                self.end(REVOKED)
             if self.ended:
                 raise SubscriptionEnded(self.ended.code, self.ended.message)
+            if self._pending:
+                return self._pending.popleft()
             self._wake.clear()
-            remaining = (self.principal.token.expires_at - datetime.now(timezone.utc)).total_seconds()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=max(remaining, 0))
+                await asyncio.wait_for(self._wake.wait(), timeout=remaining)
             except TimeoutError:
                 self.end(REVOKED)
-        return self._pending.popleft()
 
 
 class Hub:
@@ -191,10 +195,6 @@ class Hub:
         self._tasks: list[asyncio.Task] = []
         self._pubsub = None
         self._lock = asyncio.Lock()
-
-    @property
-    def subscriber_count(self) -> int:
-        return sum(len(subs) for subs in self._by_organization.values())
 
     async def subscribe(self, redis: Redis, principal: Principal, *, account_ids: Iterable[Any] | None = None,
                         invoice_ids: Iterable[Any] | None = None) -> Subscription:
