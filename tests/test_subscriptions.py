@@ -149,6 +149,21 @@ async def test_an_expiring_token_ends_the_subscription(live_server, world):
         assert _ended_with(message, "UNAUTHENTICATED")
 
 
+async def test_a_token_expiring_during_a_busy_stream_ends_the_subscription(live_server, redis, world):
+    mine, _, _ = await _invoices(world)
+    raw = await f.token(world.users["viewer"], lifetime=timedelta(seconds=2))
+    async with LiveClient(live_server, raw) as viewer:
+        op = await viewer.subscribe(WATCH)
+        await asyncio.sleep(0.2)
+        for _ in range(40):  # an event every 0.1 s, for twice the token's remaining life
+            await events.publish(redis, [mine])
+            await asyncio.sleep(0.1)
+        messages = await viewer.drain(op, quiet=0.3)
+    ended = [m for m in messages if m["type"] != "next" or m["payload"].get("errors")]
+    assert ended and _ended_with(ended[0], "UNAUTHENTICATED")
+    assert 5 < messages.index(ended[0]) < 30, "events flowed until the expiry, and none after"
+
+
 async def test_the_periodic_check_ends_subscriptions_of_tokens_revoked_unseen(live_server, app, world):
     async with LiveClient(live_server, world.tokens["viewer"]) as viewer:
         op = await viewer.subscribe(WATCH)
