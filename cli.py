@@ -33,6 +33,7 @@ from rich.table import Table
 import db
 from embedded import resolve_urls
 from models.base import Scope
+from models.costs import CostOrigin
 from models.errors import DomainError, NotFound, ValidationFailed
 from settings import Settings, get_settings
 
@@ -129,6 +130,16 @@ async def _organization(name_or_id: str | None):
     return found[0]
 
 
+async def _managed_account(organization: Any, name: str):
+    """The organization's managed account of that exact name."""
+    from models.managed_accounts import ManagedAccount
+
+    account = await ManagedAccount.get_or_none(organization=organization, name=name)
+    if account is None:
+        raise NotFound(f"No managed account '{name}' in {organization.name}.")
+    return account
+
+
 def _is_uuid(value: str) -> bool:
     try:
         uuid.UUID(value)
@@ -142,10 +153,10 @@ def _money(value: Any) -> str:
 
 
 async def _account_names(report: Any) -> dict[Any, str]:
-    """Names of the managed accounts a report's totals refer to (it holds only ids)."""
+    """Names of the managed accounts a report refers to (it holds only ids)."""
     from models.managed_accounts import ManagedAccount
 
-    ids = {total.managed_account_id for total in report.totals if total.managed_account_id}
+    ids = {report.managed_account_id, *(total.managed_account_id for total in report.totals)} - {None}
     return dict(await ManagedAccount.filter(id__in=ids).values_list("id", "name"))
 
 
@@ -161,6 +172,11 @@ def _print_report(report: Any, account_names: dict[Any, str]) -> None:
         f"\n[bold]{report.rows:,}[/bold] rows: [green]{report.inserted:,} new[/green], "
         f"{report.duplicates:,} already imported."
     )
+    if report.origin == CostOrigin.ACCOUNT_INTEGRATION:
+        console.print(
+            f"From {escape(account_names[report.managed_account_id])}'s own integration: invoiced "
+            "only while the account includes its integrations."
+        )
     totals = Table(title="Billed cost in the file", title_justify="left")
     for column in ("customer", "month", "rows", "billed cost"):
         totals.add_column(column, justify="right" if column in ("rows", "billed cost") else "left")
@@ -352,18 +368,30 @@ def _print_demo_users(demo_users: list) -> None:
 def import_costs(
     file: Path = typer.Argument(..., help="A FOCUS CSV export.", exists=True, dir_okay=False),
     organization: str | None = typer.Option(None, help="Organization name or id (default: the only one)."),
+    origin: CostOrigin = typer.Option(
+        CostOrigin.MSP_DELEGATED, case_sensitive=False,
+        help="MSP_DELEGATED (the MSP's integration) or ACCOUNT_INTEGRATION (one the account added).",
+    ),
+    account: str | None = typer.Option(
+        None, help="The managed account (name) whose own integration exported the file (ACCOUNT_INTEGRATION)."
+    ),
 ) -> None:
     """Import a FOCUS cost export and report what it held and what no customer claims."""
     settings = _settings()
-    _print_report(*_run(settings, functools.partial(_import_costs, file, organization)))
+    operation = functools.partial(_import_costs, file, organization, origin, account)
+    _print_report(*_run(settings, operation))
 
 
-async def _import_costs(file: Path, organization_ref: str | None):
+async def _import_costs(file: Path, organization_ref: str | None, origin: CostOrigin, account_name: str | None):
     from models.costs import import_costs as import_file
 
     organization = await _organization(organization_ref)
+    account = None if account_name is None else await _managed_account(organization, account_name)
     with _progress_bar(f"Reading {file.name}") as progress:
-        report = await import_file(organization.id, file, filename=file.name, progress=progress)
+        report = await import_file(
+            organization.id, file, filename=file.name, progress=progress,
+            origin=origin, account_id=account and account.id,
+        )
     return report, await _account_names(report)
 
 
@@ -414,17 +442,11 @@ def create_user(
 
 async def _create_user(email, scope, organization_ref, account_name, password, name):
     from models.auth import create_user as create
-    from models.managed_accounts import ManagedAccount
 
     organization = await _organization(organization_ref)
-    account_id = None
-    if account_name is not None:
-        account = await ManagedAccount.get_or_none(organization=organization, name=account_name)
-        if account is None:
-            raise NotFound(f"No managed account '{account_name}' in {organization.name}.")
-        account_id = account.id
+    account = None if account_name is None else await _managed_account(organization, account_name)
     return await create(
-        organization.id, email, scope, password=password, name=name, managed_account_id=account_id
+        organization.id, email, scope, password=password, name=name, managed_account_id=account and account.id
     )
 
 

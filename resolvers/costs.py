@@ -13,6 +13,7 @@ from models.errors import DomainError
 from schema.context import Info
 from schema.costs import (
     CostFileRejectedError,
+    CostOrigin,
     CostRecord,
     CostRecordConnection,
     CostRecordFilter,
@@ -23,6 +24,7 @@ from schema.costs import (
     filtered,
 )
 from schema.errors import ValidationError, user_error
+from schema.nodes import node_uuid
 from schema.pagination import Direction, paginate
 from schema.permissions import MSP_USERS, OWNERS, requires
 from schema.scalars import Month
@@ -64,6 +66,13 @@ class Mutation:
     async def import_costs(
         self, info: Info,
         file: Annotated[Upload, strawberry.argument(description="The CSV file, as a multipart file part.")],
+        origin: Annotated[CostOrigin, strawberry.argument(
+            description="Whose integration exported the file; by default the MSP's."
+        )] = CostOrigin.MSP_DELEGATED,
+        account_id: Annotated[strawberry.ID | None, strawberry.argument(
+            description="The managed account whose own integration exported the file: required "
+            "with ACCOUNT_INTEGRATION (every row must be of its sub-accounts), refused otherwise."
+        )] = None,
     ) -> ImportCostsPayload:
         cap = info.context.settings.max_upload_bytes
         # One byte past the cap tells it is too big; never read more into memory.
@@ -75,7 +84,8 @@ class Mutation:
         principal = info.context.principal
         try:
             report = await costs.import_costs(
-                principal.organization_id, data, filename=file.filename or "", imported_by_id=principal.user.id
+                principal.organization_id, data, filename=file.filename or "", imported_by_id=principal.user.id,
+                origin=origin, account_id=node_uuid(account_id, "ManagedAccount"),
             )
         except CostFileRejected as exc:
             return CostFileRejectedError.from_domain(exc)

@@ -14,10 +14,11 @@ from strawberry.scalars import JSON
 
 from models import CostRecord as CostRecordModel
 from models import ManagedAccount as ManagedAccountModel
+from models import costs as domain
 from models.costs import AccountMonthTotal, CostFileRejected, ImportReport, billed_totals, visible_costs
 from models.errors import NotFound
 from schema.context import Info
-from schema.errors import UserError, ValidationError
+from schema.errors import NotFoundError, UserError, ValidationError
 from schema.managed_accounts import ManagedAccount
 from schema.nodes import node_uuid, scoped_nodes
 from schema.pagination import CountedConnection, Direction
@@ -31,12 +32,32 @@ def _decimal(value: Decimal | None) -> Decimal | None:
     return None if value is None else plain(value)
 
 
+async def _account(info: Info, account_id: Any) -> ManagedAccount | None:
+    """The managed account of an id that may be null, through the request's loader."""
+    if account_id is None:
+        return None
+    row = await info.context.loaders.by_id(ManagedAccountModel).load(account_id)
+    return ManagedAccount.from_model(row) if row else None
+
+
+CostOrigin = strawberry.enum(
+    domain.CostOrigin,
+    description="Whose integration exported the costs: MSP_DELEGATED, the MSP's own (always "
+    "invoiced); ACCOUNT_INTEGRATION, one the managed account added itself (invoiced only when "
+    "the account's includeAccountIntegrations is true).",
+)
+
+
 @strawberry.type(
     name="CostRecord",
     description="One imported cost row, with the FOCUS columns as the cloud exported them.",
 )
 class CostRecord(relay.Node):
     id: relay.NodeID[str]
+    origin: CostOrigin = strawberry.field(
+        description="Whose integration the row came from; the account's invoice counts an "
+        "ACCOUNT_INTEGRATION row only when the account includes its integrations."
+    )
     billing_month: Month = strawberry.field(description="The invoice month: the month of BillingPeriodStart.")
     billing_period_start: datetime = strawberry.field(description="FOCUS BillingPeriodStart.")
     billing_period_end: datetime = strawberry.field(description="FOCUS BillingPeriodEnd (exclusive).")
@@ -88,7 +109,7 @@ class CostRecord(relay.Node):
             "contracted_unit_price", "consumed_quantity", "pricing_quantity",
         )
         texts = (
-            "billing_month", "billing_period_start", "billing_period_end", "charge_period_start",
+            "origin", "billing_month", "billing_period_start", "billing_period_end", "charge_period_start",
             "charge_period_end", "provider_name", "publisher_name", "invoice_issuer_name",
             "billing_account_id", "billing_account_name", "sub_account_id", "sub_account_name",
             "billing_currency", "consumed_unit", "pricing_unit", "pricing_category", "service_name",
@@ -111,10 +132,7 @@ class CostRecord(relay.Node):
         "account claims it (nobody is invoiced for it yet)."
     )
     async def account(self, info: Info) -> ManagedAccount | None:
-        if self.model.managed_account_id is None:
-            return None
-        row = await info.context.loaders.by_id(ManagedAccountModel).load(self.model.managed_account_id)
-        return ManagedAccount.from_model(row) if row else None
+        return await _account(info, self.model.managed_account_id)
 
 
 @strawberry.type(description="The BilledCost of a set of cost rows in one currency.")
@@ -206,10 +224,7 @@ class ImportedCostTotal:
 
     @strawberry.field(description="The managed account; null for rows no account claims.")
     async def account(self, info: Info) -> ManagedAccount | None:
-        if self.account_id is None:
-            return None
-        row = await info.context.loaders.by_id(ManagedAccountModel).load(self.account_id)
-        return ManagedAccount.from_model(row) if row else None
+        return await _account(info, self.account_id)
 
     @classmethod
     def from_total(cls, total: AccountMonthTotal) -> ImportedCostTotal:
@@ -221,6 +236,7 @@ class ImportedCostTotal:
 
 @strawberry.type(description="The cost file was imported.")
 class CostsImported:
+    origin: CostOrigin = strawberry.field(description="Whose integration the file came from.")
     rows: int = strawberry.field(description="Rows in the file.")
     inserted: int = strawberry.field(description="Rows new to the organization, now stored.")
     duplicates: int = strawberry.field(description="Rows already imported before, skipped.")
@@ -230,10 +246,19 @@ class CostsImported:
     totals: list[ImportedCostTotal] = strawberry.field(
         description="What the file holds per account, month and currency."
     )
+    account_id: strawberry.Private[Any]
+
+    @strawberry.field(
+        description="The managed account whose own integration the file came from; null for "
+        "MSP_DELEGATED."
+    )
+    async def account(self, info: Info) -> ManagedAccount | None:
+        return await _account(info, self.account_id)
 
     @classmethod
     def from_report(cls, report: ImportReport) -> CostsImported:
         return cls(
+            origin=report.origin, account_id=report.managed_account_id,
             rows=report.rows, inserted=report.inserted, duplicates=report.duplicates,
             unmatched_sub_accounts=[
                 UnmatchedSubAccount(
@@ -261,6 +286,6 @@ class CostFileRejectedError(UserError):
 
 
 ImportCostsPayload = Annotated[
-    CostsImported | CostFileRejectedError | ValidationError,
+    CostsImported | CostFileRejectedError | ValidationError | NotFoundError,
     strawberry.union("ImportCostsPayload", description="The result of `importCosts`."),
 ]

@@ -43,8 +43,8 @@ class ManagedAccount(relay.Node):
     payment_terms_days: int = strawberry.field(description="Days from issue to due date.")
     currency: str = strawberry.field(description="ISO 4217 code invoices are issued in.")
     include_account_integrations: bool = strawberry.field(
-        description="Whether the integrations the customer connected itself are billed too, "
-        "not only the MSP's."
+        description="Whether the costs of the integrations the customer connected itself "
+        "(imports of origin ACCOUNT_INTEGRATION) are billed too, not only the MSP's."
     )
     billing_information: BillingInformation = strawberry.field(
         description="Company name, address, billing e-mails and PO number for invoices."

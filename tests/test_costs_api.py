@@ -17,14 +17,14 @@ from models.costs import import_costs
 from schema.scalars import plain
 from tests.graphql import StatementCounter as _Counter
 from tests.graphql import error_codes, gql
-from tests.test_costs_import import AWS_BIG, AWS_SECOND, AZURE, ORACLE, SAMPLE, sample_rows, to_csv
+from tests.test_costs_import import AWS_BIG, AWS_SECOND, AZURE, ORACLE, SAMPLE, account_rows, sample_rows, to_csv
 
 COST_FIELDS = """id billingMonth chargePeriodStart chargePeriodEnd providerName publisherName invoiceIssuerName
   billingAccountId billingAccountName subAccountId subAccountName billedCost billingCurrency effectiveCost
   listCost listUnitPrice contractedCost contractedUnitPrice consumedQuantity consumedUnit pricingQuantity
   pricingUnit pricingCategory serviceName serviceCategory chargeCategory chargeClass chargeDescription
   chargeFrequency regionId regionName availabilityZone resourceId resourceName resourceType skuId skuPriceId
-  tags extra account { name }"""
+  tags extra origin account { name }"""
 COSTS = """query($accountId: ID, $period: Month, $first: Int, $after: String, $last: Int, $before: String,
   $filter: CostRecordFilter, $order: CostRecordOrder) {
   costs(accountId: $accountId, period: $period, first: $first, after: $after, last: $last, before: $before,
@@ -33,8 +33,9 @@ COSTS = """query($accountId: ID, $period: Month, $first: Int, $after: String, $l
     edges { node { %s } } } }""" % COST_FIELDS
 NODE = "query($id: ID!) { node(id: $id) { ... on CostRecord { subAccountId billedCost } } }"
 NODES = "query($ids: [ID!]!) { nodes(ids: $ids) { ... on CostRecord { subAccountId } } }"
-IMPORT = """mutation($file: Upload!) { importCosts(file: $file) { __typename
-  ... on CostsImported { rows inserted duplicates
+IMPORT = """mutation($file: Upload!, $origin: CostOrigin! = MSP_DELEGATED, $accountId: ID) {
+  importCosts(file: $file, origin: $origin, accountId: $accountId) { __typename
+  ... on CostsImported { origin account { name } rows inserted duplicates
     unmatchedSubAccounts { subAccountId subAccountName providerName currency rows billedCost }
     totals { account { name } billingMonth currency rows billedCost } }
   ... on CostFileRejectedError { line column }
@@ -52,13 +53,13 @@ def cost_gid(record) -> str:
     return to_base64("CostRecord", str(record.id))
 
 
-async def upload(client, token, data: bytes, filename="focus.csv"):
+async def upload(client, token, data: bytes, filename="focus.csv", **variables):
     """`importCosts` as the GraphQL multipart request spec says: an `operations` part whose
     file variable is null, a `map` part pointing file part "0" at it, then the file."""
     response = await client.post(
         "/graphql",
         data={
-            "operations": json.dumps({"query": IMPORT, "variables": {"file": None}}),
+            "operations": json.dumps({"query": IMPORT, "variables": {"file": None, **variables}}),
             "map": json.dumps({"0": ["variables.file"]}),
         },
         files={"0": (filename, data, "text/csv")},
@@ -262,6 +263,7 @@ async def test_import_costs_scope_matrix(client, world, role):
         return
     payload = result["data"]["importCosts"]
     assert payload["__typename"] == "CostsImported", payload
+    assert (payload["origin"], payload["account"]) == ("MSP_DELEGATED", None)
     assert (payload["rows"], payload["inserted"], payload["duplicates"]) == (1000, 1000, 0)
     organization_id = world.users[role].organization_id
     assert await CostRecord.filter(organization_id=organization_id).count() == 1000
@@ -335,3 +337,65 @@ async def test_a_file_over_the_upload_cap_is_refused_unread(client, world, setti
     monkeypatch.setattr(settings, "max_upload_bytes", len(data))
     accepted = await upload(client, world.tokens["owner"], data)
     assert accepted["data"]["importCosts"]["inserted"] == 1000
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_import_costs_of_an_account_integration_scope_matrix(client, world, role):
+    await SubAccount.create(organization=world.org, managed_account=world.account, sub_account_id=AZURE)
+    result = await upload(
+        client, world.tokens[role], account_rows(AZURE),
+        origin="ACCOUNT_INTEGRATION", accountId=account_gid(world.account),
+    )
+    if role in ("viewer", "customer", "other_customer"):
+        assert error_codes(result) == ["FORBIDDEN"]
+    elif role == "foreign_owner":  # Contoso is Northwind's: not found, as if it did not exist
+        payload = result["data"]["importCosts"]
+        assert (payload["__typename"], payload["code"], payload["field"]) == ("NotFoundError", "NOT_FOUND", "accountId")
+    else:
+        payload = result["data"]["importCosts"]
+        assert payload["__typename"] == "CostsImported", payload
+        assert (payload["origin"], payload["account"], payload["inserted"]) == (
+            "ACCOUNT_INTEGRATION", {"name": "Contoso"}, 45
+        )
+        cost_import = await CostImport.get()
+        assert (cost_import.origin, cost_import.managed_account_id) == ("ACCOUNT_INTEGRATION", world.account.id)
+        return
+    assert await CostImport.all().count() == await CostRecord.all().count() == 0
+
+
+async def test_costs_show_each_rows_origin(client, world):
+    await SubAccount.create(organization=world.org, managed_account=world.account, sub_account_id=AZURE)
+    token = world.tokens["owner"]
+    await upload(client, token, account_rows(AZURE), origin="ACCOUNT_INTEGRATION", accountId=account_gid(world.account))
+    await upload(client, token, account_rows(ORACLE))
+
+    result = await gql(client, COSTS, {"first": 100}, token=token)
+
+    origins = Counter((e["node"]["origin"], e["node"]["subAccountId"]) for e in result["data"]["costs"]["edges"])
+    assert origins == {("ACCOUNT_INTEGRATION", AZURE): 45, ("MSP_DELEGATED", ORACLE): 3}
+
+
+async def test_an_account_integration_file_with_another_accounts_row_is_rejected_with_its_line(client, world):
+    await SubAccount.create(organization=world.org, managed_account=world.account, sub_account_id=AZURE)
+    await SubAccount.create(organization=world.org, managed_account=world.other_account, sub_account_id=ORACLE)
+    header, rows = sample_rows()
+    result = await upload(
+        client, world.tokens["owner"], to_csv(header, [r for r in rows if r["SubAccountId"] in (AZURE, ORACLE)]),
+        origin="ACCOUNT_INTEGRATION", accountId=account_gid(world.account),
+    )
+    payload = result["data"]["importCosts"]
+    first_foreign = 2 + [r["SubAccountId"] for r in rows if r["SubAccountId"] in (AZURE, ORACLE)].index(ORACLE)
+    assert (payload["__typename"], payload["line"], payload["column"]) == (
+        "CostFileRejectedError", first_foreign, "SubAccountId",
+    )
+    assert payload["message"].startswith(f"line {first_foreign}: sub-account {ORACLE} is not one of Contoso's")
+    assert await CostImport.all().count() == await CostRecord.all().count() == 0
+
+
+@pytest.mark.parametrize("variables", [{"origin": "ACCOUNT_INTEGRATION"}, {"accountId": "account"}])
+async def test_only_an_account_integration_names_an_account(client, world, variables):
+    variables = {name: account_gid(world.account) if value == "account" else value for name, value in variables.items()}
+    result = await upload(client, world.tokens["owner"], account_rows(AZURE), **variables)
+    payload = result["data"]["importCosts"]
+    assert (payload["__typename"], payload["field"]) == ("ValidationError", "accountId")
+    assert await CostImport.all().count() == await CostRecord.all().count() == 0

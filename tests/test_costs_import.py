@@ -5,6 +5,7 @@ independently, with the csv module and Decimal."""
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 from collections import Counter, defaultdict
@@ -15,8 +16,9 @@ from pathlib import Path
 import pytest
 from tortoise import connections
 
+import cli
 from models import CostImport, CostRecord, SubAccount
-from models.costs import CostFileRejected, import_costs
+from models.costs import CostFileRejected, CostOrigin, import_costs
 from models.errors import NotFound, ValidationFailed
 from models.managed_accounts import set_sub_accounts
 from tests import factories as f
@@ -438,3 +440,114 @@ async def test_a_file_with_only_a_header_is_recorded_as_an_empty_import():
 
     assert (report.rows, report.inserted, report.duplicates, report.totals) == (0, 0, 0, ())
     assert await counts() == (1, 0)
+
+
+# ---------------------------------------------------------------- origins
+
+
+def account_rows(*sub_accounts: str) -> bytes:
+    """The sample's rows of these sub-accounts, as a file of their own."""
+    header, rows = sample_rows()
+    return to_csv(header, [row for row in rows if row["SubAccountId"] in sub_accounts])
+
+
+async def test_a_delegated_import_is_the_default_and_names_no_account():
+    org = await f.organization()
+    await f.managed_account(org, sub_accounts=[AZURE])
+
+    report = await import_costs(org.id, account_rows(AZURE))
+
+    assert (report.origin, report.managed_account_id) == (CostOrigin.MSP_DELEGATED, None)
+    cost_import = await CostImport.get(id=report.cost_import_id)
+    assert (cost_import.origin, cost_import.managed_account_id) == (CostOrigin.MSP_DELEGATED, None)
+    assert await CostRecord.filter(origin=CostOrigin.MSP_DELEGATED).count() == 45
+
+
+async def test_an_account_integration_import_marks_the_import_and_its_rows():
+    org = await f.organization()
+    account = await f.managed_account(org, sub_accounts=[AWS_BIG, AZURE])
+
+    report = await import_costs(
+        org.id, account_rows(AWS_BIG, AZURE), origin=CostOrigin.ACCOUNT_INTEGRATION, account_id=account.id
+    )
+
+    assert (report.origin, report.managed_account_id, report.inserted) == (
+        CostOrigin.ACCOUNT_INTEGRATION, account.id, 225 + 45
+    )
+    cost_import = await CostImport.get(id=report.cost_import_id)
+    assert (cost_import.origin, cost_import.managed_account_id) == (CostOrigin.ACCOUNT_INTEGRATION, account.id)
+    records = CostRecord.filter(managed_account_id=account.id)
+    assert await records.filter(origin=CostOrigin.ACCOUNT_INTEGRATION).count() == await records.count() == 270
+
+
+@pytest.mark.parametrize("claimed", [True, False], ids=["another account's", "nobody's"])
+async def test_an_account_integration_file_with_a_row_of_another_sub_account_is_refused_whole(claimed):
+    org = await f.organization()
+    account = await f.managed_account(org, sub_accounts=[AZURE])
+    if claimed:
+        await f.managed_account(org, sub_accounts=[ORACLE])
+    header, rows = sample_rows()
+    mine = [row for row in rows if row["SubAccountId"] == AZURE]
+    foreign = next(row for row in rows if row["SubAccountId"] == ORACLE)
+    data = to_csv(header, mine[:5] + [foreign] + mine[5:])
+
+    with pytest.raises(CostFileRejected) as refused:
+        await import_costs(org.id, data, origin=CostOrigin.ACCOUNT_INTEGRATION, account_id=account.id)
+
+    assert (refused.value.line, refused.value.column) == (7, "SubAccountId")  # header, 5 rows, then it
+    assert f"sub-account {ORACLE} is not one of {account.name}'s" in refused.value.message
+    assert await counts() == (0, 0)
+
+
+@pytest.mark.parametrize("origin,named", [
+    (CostOrigin.ACCOUNT_INTEGRATION, False), (CostOrigin.MSP_DELEGATED, True),
+])
+async def test_only_an_account_integration_names_its_account(origin, named):
+    org = await f.organization()
+    account = await f.managed_account(org, sub_accounts=[AZURE])
+    with pytest.raises(ValidationFailed) as refused:
+        await import_costs(org.id, account_rows(AZURE), origin=origin, account_id=account.id if named else None)
+    assert refused.value.field == "accountId"
+    assert await counts() == (0, 0)
+
+
+@pytest.mark.parametrize("account_id", ["not-an-id", "other organization's"])
+async def test_an_account_integration_of_an_unknown_account_is_not_found(account_id):
+    org, other = await f.organization(), await f.organization()
+    theirs = await f.managed_account(other, sub_accounts=[AZURE])
+    account_id = theirs.id if account_id == "other organization's" else account_id
+    with pytest.raises(NotFound) as missing:
+        await import_costs(
+            org.id, account_rows(AZURE), origin=CostOrigin.ACCOUNT_INTEGRATION, account_id=account_id
+        )
+    assert missing.value.field == "accountId"
+    assert await counts() == (0, 0)
+
+
+async def test_the_command_line_imports_an_account_integration_named_by_account(tmp_path, capsys):
+    org = await f.organization(name="Northwind")
+    account = await f.managed_account(org, name="Contoso", sub_accounts=[AZURE])
+    path = tmp_path / "contoso.csv"
+    path.write_bytes(account_rows(AZURE))
+
+    report, names = await cli._import_costs(path, "Northwind", CostOrigin.ACCOUNT_INTEGRATION, "Contoso")
+    cli._print_report(report, names)
+
+    assert (report.origin, report.managed_account_id, report.inserted) == (
+        CostOrigin.ACCOUNT_INTEGRATION, account.id, 45
+    )
+    assert "From Contoso's own integration" in capsys.readouterr().out
+    assert await CostRecord.filter(origin=CostOrigin.ACCOUNT_INTEGRATION).count() == 45
+    with pytest.raises(NotFound):
+        await cli._import_costs(path, "Northwind", CostOrigin.ACCOUNT_INTEGRATION, "Nobody")
+
+
+async def test_the_command_line_imports_delegated_costs_by_default():
+    org = await f.organization(name="Northwind")
+    await f.managed_account(org, name="Contoso", sub_accounts=[AZURE])
+    defaults = {name: param.default for name, param in inspect.signature(cli.import_costs).parameters.items()}
+    assert (defaults["origin"].default, defaults["account"].default) == (CostOrigin.MSP_DELEGATED, None)
+
+    report, _ = await cli._import_costs(SAMPLE, None, CostOrigin.MSP_DELEGATED, None)
+
+    assert (report.origin, report.inserted) == (CostOrigin.MSP_DELEGATED, 1000)

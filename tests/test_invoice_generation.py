@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
@@ -10,6 +11,7 @@ import pytest
 
 from models import BillingPeriod, BillingProfileCharge, BillingRule, CostImport, CostRecord, ExchangeRate, Invoice, InvoiceEvent
 from models.billing_periods import close_period, periods_to_close
+from models.costs import CostOrigin
 from models.errors import GenerationFailed, InvalidTransition, MissingBillingProfile
 from models.invoices.generation import compute, load_context
 from models.invoices.lifecycle import Actor, transition
@@ -19,13 +21,15 @@ from tests import factories as f
 SEPT = date(2024, 9, 1)
 
 
-async def _costs(org, account, rows):
+async def _costs(org, account, rows, origin=CostOrigin.MSP_DELEGATED):
     """rows: (provider, service, category, billed_cost, unit, quantity[, currency])"""
-    imp = await CostImport.create(organization=org, file_sha256="0" * 64, row_count=len(rows), inserted_count=len(rows), duplicate_count=0)
-    for i, row in enumerate(rows):
+    integration = account if origin == CostOrigin.ACCOUNT_INTEGRATION else None
+    imp = await CostImport.create(organization=org, file_sha256="0" * 64, row_count=len(rows), inserted_count=len(rows),
+                                  duplicate_count=0, origin=origin, managed_account=integration)
+    for row in rows:
         provider, service, category, cost, unit, quantity, *currency = row
         await CostRecord.create(
-            organization=org, managed_account=account, cost_import=imp, fingerprint=f"{i:064d}",
+            organization=org, managed_account=account, cost_import=imp, fingerprint=uuid.uuid4().hex, origin=origin,
             billing_month=SEPT, billing_period_start=datetime(2024, 9, 1, tzinfo=timezone.utc),
             billing_period_end=datetime(2024, 10, 1, tzinfo=timezone.utc), provider_name=provider,
             sub_account_id="1", billed_cost=Decimal(cost), billing_currency=(currency or ["USD"])[0],
@@ -161,3 +165,31 @@ async def test_a_missing_exchange_rate_says_what_to_do(world):
     with pytest.raises(GenerationFailed) as caught:
         await compute(await load_context((await _ready(world, account)).id))
     assert "No exchange rate from USD to EUR for 2024-09" in caught.value.message
+
+
+@pytest.mark.parametrize("included", [False, True])
+async def test_the_accounts_own_integrations_count_only_when_it_includes_them(world, included):
+    world.account.include_account_integrations = included
+    await world.account.save()
+    await _costs(world.org, world.account, [
+        ("AWS", "Amazon EC2", "Compute", "100.004", "Hours", "10"),
+    ])
+    await _costs(world.org, world.account, [
+        ("AWS", "Amazon EC2", "Compute", "0.001", "Hours", "1"),  # joins the MSP's line: 100.005
+        ("Microsoft", "Virtual Machines", "Compute", "10.005", None, None),
+    ], origin=CostOrigin.ACCOUNT_INTEGRATION)
+    # Another account's own integration never reaches this invoice.
+    await _costs(world.org, world.other_account, [("AWS", "Amazon S3", "Storage", "7", None, None)],
+                 origin=CostOrigin.ACCOUNT_INTEGRATION)
+    await BillingProfileCharge.create(billing_profile=world.profile, position=1, name="VAT", kind="PERCENT", value=Decimal("20"))
+
+    draft = await compute(await load_context((await _ready(world)).id))
+
+    usage = [(line.description, line.amount) for line in draft.usage]
+    if not included:
+        assert usage == [("AWS Amazon EC2", Decimal("100.00"))]
+        assert (draft.subtotal, draft.charges, draft.total) == (Decimal("100.00"), Decimal("20.00"), Decimal("120.00"))
+        return
+    # Each printed line rounded half up, then summed: 100.005 -> 100.01 and 10.005 -> 10.01.
+    assert usage == [("AWS Amazon EC2", Decimal("100.01")), ("Microsoft Virtual Machines", Decimal("10.01"))]
+    assert (draft.subtotal, draft.charges, draft.total) == (Decimal("110.02"), Decimal("22.00"), Decimal("132.02"))

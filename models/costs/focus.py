@@ -321,12 +321,16 @@ def decode_cost_file(data: bytes) -> str:
 class FocusFile:
     """A parsed FOCUS file, held column by column (the shape the checks and the totals
     want), each column as canonical texts: the form the fingerprint is taken of, which is
-    also text PostgreSQL reads as the column's type ("" is a null, but for sub_account_id)."""
+    also text PostgreSQL reads as the column's type ("" is a null, but for sub_account_id).
+    `lines` holds the CSV line each row starts on, for refusals found after parsing."""
 
-    def __init__(self, texts: dict[str, list[str]], values: dict[str, dict[str, Any]], rows: int):
+    def __init__(
+        self, texts: dict[str, list[str]], values: dict[str, dict[str, Any]], rows: int, lines: list[int]
+    ):
         self._texts = texts
         self._values = values
         self.rows = rows
+        self.lines = lines
 
     def texts(self, name: str) -> list[str]:
         """The canonical texts of a `CostRow` field, row by row."""
@@ -408,7 +412,7 @@ def parse_focus(text: str, progress: Callable[[int], None] | None = None) -> Foc
         values["billing_month"][month_of[start]] = month
     texts["billing_month"] = list(map(month_of.__getitem__, starts))
     texts["fingerprint"] = _fingerprints([texts[name] for name in _FIELDS], texts["extra"])
-    return FocusFile(texts, values, count)
+    return FocusFile(texts, values, count, lines)
 
 
 def _lines(text: str) -> Iterator[str]:

@@ -26,9 +26,9 @@ from typing import Any, BinaryIO
 from tortoise.transactions import in_transaction
 
 from models.costs.focus import EXACT, CostFileRejected, CostRow, FocusFile, decode_cost_file, parse_focus
-from models.costs.records import CostImport
-from models.errors import NotFound
-from models.managed_accounts import SubAccount, lock_sub_account_mapping
+from models.costs.records import CostImport, CostOrigin
+from models.errors import NotFound, ValidationFailed
+from models.managed_accounts import ManagedAccount, SubAccount, lock_sub_account_mapping
 from models.organizations import Organization
 
 _STAGING = "cost_import_staging"
@@ -42,8 +42,8 @@ _CREATE_STAGING = (
     f" SELECT {_STAGED_LIST} FROM cost_records WITH NO DATA"
 )
 _INSERT = (
-    f"INSERT INTO cost_records (organization_id, cost_import_id, {_STAGED_LIST})"
-    f" SELECT $1::uuid, $2::uuid, {_STAGED_LIST} FROM {_STAGING}"
+    f"INSERT INTO cost_records (organization_id, cost_import_id, origin, {_STAGED_LIST})"
+    f" SELECT $1::uuid, $2::uuid, $3, {_STAGED_LIST} FROM {_STAGING}"
     " ON CONFLICT (organization_id, fingerprint) DO NOTHING"
 )
 _COPY_CHUNK_ROWS = 5_000
@@ -92,6 +92,8 @@ class ImportReport:
     """What one import found and did."""
 
     cost_import_id: uuid.UUID
+    origin: CostOrigin
+    managed_account_id: uuid.UUID | None  # the account whose own integration it was
     rows: int
     inserted: int
     duplicates: int
@@ -105,19 +107,31 @@ async def import_costs(
     *,
     filename: str = "",
     imported_by_id: uuid.UUID | str | None = None,
+    origin: CostOrigin = CostOrigin.MSP_DELEGATED,
+    account_id: uuid.UUID | str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Import a FOCUS CSV (bytes, text, a path, or a binary file) into the organization's
     cost records and return what it held and changed.
 
+    `origin` says whose integration exported the file: the MSP's (delegated), or one that
+    the managed account `account_id` added itself, whose file may hold only rows of that
+    account's sub-accounts.
+
     Raises `CostFileRejected` (nothing written) when the file or any row of it cannot be
-    imported exactly, and `NotFound` for an unknown organization. `progress` is called on
-    the event loop with the number of rows read so far while the file is parsed.
+    imported exactly, `ValidationFailed` when `account_id` is missing for an account
+    integration or given for a delegated file, and `NotFound` for an unknown organization or
+    account. `progress` is called on the event loop with the number of rows read so far
+    while the file is parsed.
     """
-    try:
-        organization_id = uuid.UUID(str(organization_id))
-    except ValueError:
-        raise NotFound("The organization does not exist.", field="organizationId") from None
+    organization_id = _uuid(organization_id, "The organization does not exist.", "organizationId")
+    if (origin == CostOrigin.ACCOUNT_INTEGRATION) != (account_id is not None):
+        raise ValidationFailed(
+            "Name the managed account of an account integration's file, and only of one.",
+            field="accountId",
+        )
+    if account_id is not None:
+        account_id = _uuid(account_id, "The managed account does not exist.", "accountId")
     raw = _read_bytes(data)
     file_sha256 = hashlib.sha256(raw).hexdigest()
     parsed = await _parse_off_loop(raw, progress)
@@ -133,8 +147,17 @@ async def import_costs(
             .using_db(connection)
             .values_list("sub_account_id", "managed_account_id")
         )
+        if account_id is not None:
+            account = await (
+                ManagedAccount.filter(id=account_id, organization_id=organization_id).using_db(connection).first()
+            )
+            if account is None:
+                raise NotFound("The managed account does not exist.", field="accountId")
+            _refuse_foreign_rows(parsed, account_of, account)
         cost_import = await CostImport.create(
             organization_id=organization_id,
+            origin=origin,
+            managed_account_id=account_id,
             filename=filename[:255],
             file_sha256=file_sha256,
             row_count=len(parsed),
@@ -156,7 +179,7 @@ async def import_costs(
             )
             if _count(copied) != len(parsed):
                 raise RuntimeError(f"COPY stored {copied!r} for {len(parsed)} rows")
-            inserted = _count(await pg.execute(_INSERT, organization_id, cost_import.id))
+            inserted = _count(await pg.execute(_INSERT, organization_id, cost_import.id, origin.value))
             await pg.execute(f"DROP TABLE {_STAGING}")
         unmatched = _unmatched(groups, account_of)
         cost_import.inserted_count = inserted
@@ -169,12 +192,34 @@ async def import_costs(
 
     return ImportReport(
         cost_import_id=cost_import.id,
+        origin=origin,
+        managed_account_id=account_id,
         rows=len(parsed),
         inserted=inserted,
         duplicates=len(parsed) - inserted,
         unmatched=unmatched,
         totals=_totals(groups, account_of),
     )
+
+
+def _uuid(value: uuid.UUID | str, missing: str, field: str) -> uuid.UUID:
+    """The id as a UUID; one that cannot be is of nothing that exists."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound(missing, field=field) from None
+
+
+def _refuse_foreign_rows(parsed: FocusFile, account_of: dict[str, uuid.UUID], account: ManagedAccount) -> None:
+    """An account integration reports that account's costs only: its first row of a
+    sub-account the account does not have (another's, or nobody's) refuses the file."""
+    for line, sub_account_id in zip(parsed.lines, parsed.texts("sub_account_id")):
+        if account_of.get(sub_account_id) != account.id:
+            raise CostFileRejected(
+                f"sub-account {sub_account_id or '(none)'} is not one of {account.name}'s; "
+                "a file of its own integration holds only its costs",
+                line=line, column="SubAccountId",
+            )
 
 
 def _read_bytes(data: bytes | str | pathlib.Path | BinaryIO) -> bytes:

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
 from tortoise.models import Model
 
-from models.base import cost_decimal
+from models.base import cost_decimal, enum_check
+
+
+class CostOrigin(str, Enum):
+    """Whose integration a cost export comes from."""
+
+    MSP_DELEGATED = "MSP_DELEGATED"
+    ACCOUNT_INTEGRATION = "ACCOUNT_INTEGRATION"
+
+
+def _origin() -> fields.CharEnumField:
+    # Also a database default: the rows imported before origins existed were all the MSP's.
+    return fields.CharEnumField(
+        CostOrigin, max_length=32, default=CostOrigin.MSP_DELEGATED, db_default=CostOrigin.MSP_DELEGATED
+    )
 
 
 class CostImport(Model):
@@ -16,6 +32,11 @@ class CostImport(Model):
     id = fields.UUIDField(primary_key=True)
     organization = fields.ForeignKeyField(
         "models.Organization", related_name="cost_imports", on_delete=fields.CASCADE
+    )
+    origin = _origin()
+    # The managed account whose own integration the file came from (ACCOUNT_INTEGRATION only).
+    managed_account = fields.ForeignKeyField(
+        "models.ManagedAccount", related_name="cost_imports", null=True, on_delete=fields.RESTRICT
     )
     filename = fields.CharField(max_length=255, default="")
     file_sha256 = fields.CharField(max_length=64)
@@ -34,6 +55,11 @@ class CostImport(Model):
                 check="row_count = inserted_count + duplicate_count AND inserted_count >= 0 AND duplicate_count >= 0",
                 name="cost_imports_counts_add_up",
             ),
+            enum_check("cost_imports", "origin", CostOrigin),
+            CheckConstraint(
+                check="(origin = 'ACCOUNT_INTEGRATION') = (managed_account_id IS NOT NULL)",
+                name="cost_imports_integration_account",
+            ),
         )
 
 
@@ -49,6 +75,8 @@ class CostRecord(Model):
     cost_import = fields.ForeignKeyField(
         "models.CostImport", related_name="records", on_delete=fields.RESTRICT
     )
+    # The import's origin, kept on the row so that generation reads its costs without a join.
+    origin = _origin()
     # SHA-256 of the row's values and of its occurrence number among identical rows of its
     # file: a re-import of the same data inserts nothing.
     fingerprint = fields.CharField(max_length=64)
@@ -101,6 +129,7 @@ class CostRecord(Model):
             UniqueConstraint(fields=("organization_id", "fingerprint"), name="cost_records_fingerprint_unique"),
             CheckConstraint(check="EXTRACT(DAY FROM billing_month) = 1", name="cost_records_month"),
             CheckConstraint(check="billing_currency ~ '^[A-Z]{3}$'", name="cost_records_currency_iso"),
+            enum_check("cost_records", "origin", CostOrigin),
         )
         indexes = (
             Index(fields=("managed_account_id", "billing_month"), name="cost_records_account_month"),

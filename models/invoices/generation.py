@@ -3,6 +3,8 @@
 The order, written down once:
 1. Usage lines: the month's cost records grouped by provider and service (quantity and unit
    shown when every row of the group has the same unit); groups summing to zero are left out.
+   Records of the account's own integrations count only when the account includes them
+   (`include_account_integrations`); the MSP's delegated ones always do.
 2. Billing rules, in the order `models.billing_rules` documents (credits, discounts, markups;
    then tax rules), computed exactly in the cost currency.
 3. Conversion to the invoice currency at the month's exchange rate (stamped on the revision).
@@ -27,6 +29,7 @@ from tortoise.expressions import Q
 from models.billing_periods import BillingPeriod
 from models.billing_profiles import BillingProfile, BillingProfileCharge, ChargeKind
 from models.billing_rules import BillingRule, RuleCalculation, RuleKind
+from models.costs import CostOrigin
 from models.currencies import round_money
 from models.errors import GenerationFailed, MissingBillingProfile
 from models.exchange_rates import ExchangeRate
@@ -119,7 +122,7 @@ async def load_context(invoice_id: Any, invoice: Invoice | None = None) -> Conte
     )
 
 
-async def _usage_groups(account_id: Any, month: date) -> list[dict[str, Any]]:
+async def _usage_groups(account: ManagedAccount, month: date) -> list[dict[str, Any]]:
     return (await connections.get("default").execute_query(
         """SELECT provider_name, COALESCE(service_name, '') AS service_name,
                   COALESCE(service_category, '') AS service_category, billing_currency,
@@ -127,8 +130,9 @@ async def _usage_groups(account_id: Any, month: date) -> list[dict[str, Any]]:
                   COUNT(DISTINCT COALESCE(consumed_unit, '')) AS units, MIN(consumed_unit) AS unit,
                   SUM(consumed_quantity) AS quantity
            FROM cost_records WHERE managed_account_id = $1 AND billing_month = $2
+             AND (origin = $3 OR $4::boolean)
            GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3""",
-        [str(account_id), month],
+        [str(account.id), month, CostOrigin.MSP_DELEGATED.value, account.include_account_integrations],
     ))[1]
 
 
@@ -180,7 +184,7 @@ def _rule_delta(rule: BillingRule, base: Decimal) -> Decimal:
 
 
 async def compute(ctx: Context) -> Draft:
-    groups = [g for g in await _usage_groups(ctx.account.id, ctx.period.start_date) if g["amount"] != 0]
+    groups = [g for g in await _usage_groups(ctx.account, ctx.period.start_date) if g["amount"] != 0]
     cost_currencies = sorted({g["billing_currency"] for g in groups})
     if len(cost_currencies) > 1:
         raise GenerationFailed(
