@@ -282,8 +282,8 @@ async def main(args) -> None:
         org = await seed(args.accounts, args.lines)
         print(f"seeded {args.accounts} accounts x {args.lines} services in {time.perf_counter() - started:.2f} s")
         started = time.perf_counter()
-        created = await close_period(org.id, MONTH, Actor.system("bench"))
-        print(f"closed {MONTH:%Y-%m}: {len(created)} invoices ready in {time.perf_counter() - started:.2f} s")
+        created = len(await close_period(org.id, MONTH, Actor.system("bench")))
+        print(f"closed {MONTH:%Y-%m}: {created} invoices ready in {time.perf_counter() - started:.2f} s")
 
         per_second, seconds = await pipeline(
             settings, redis, org, pool=args.pool, max_jobs=args.max_jobs, poll_delay=args.poll_delay,
