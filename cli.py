@@ -19,7 +19,7 @@ import sys
 import uuid
 from datetime import date
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -499,19 +499,27 @@ def close_period(
     console.print(f"[green]{month} closed[/green]: {created} invoices ready to invoice.")
 
 
-async def _close_period(settings: Settings, month, organization_ref: str | None) -> int:
+@asynccontextmanager
+async def _redis(settings: Settings):
+    """A Redis connection for one command: publishing events, queueing jobs."""
     import broker
+
+    redis = await broker.connect(settings)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+async def _close_period(settings: Settings, month, organization_ref: str | None) -> int:
     import events
     from models.billing_periods import close_period as close
     from models.invoices.lifecycle import Actor
 
     organization = await _organization(organization_ref)
     created = await close(organization.id, month, Actor.system("cli"), must_be_past=True)
-    redis = await broker.connect(settings)
-    try:
+    async with _redis(settings) as redis:
         await events.publish_ids(redis, created)
-    finally:
-        await redis.aclose()
     return len(created)
 
 
@@ -528,7 +536,6 @@ def generate(
 
 
 async def _generate(settings: Settings, month, organization_ref: str | None, wait: bool) -> Table:
-    import broker
     import events
     from jobs import dispatch
     from models.invoices import Invoice, InvoiceStatus
@@ -543,12 +550,9 @@ async def _generate(settings: Settings, month, organization_ref: str | None, wai
             ids.append((await start_generation(invoice_id, organization.id, Actor.system("cli"))).id)
         except DomainError as exc:
             refused.append(exc.message)
-    redis = await broker.connect(settings)
-    try:
+    async with _redis(settings) as redis:
         await events.publish_ids(redis, ids)
         await dispatch.enqueue_generation(redis, ids)
-    finally:
-        await redis.aclose()
     for message in refused:
         errors.print(f"[yellow]{escape(message)}[/yellow]")
     if wait and ids:

@@ -47,17 +47,19 @@ def invoice_query(where: InvoiceFilter | None) -> invoices.InvoiceQuery:
     )
 
 
+def _uuid_or_none(global_id: str, type_name: str):
+    """The database id of a global id; None when it is malformed or of another type."""
+    try:
+        return node_uuid(global_id, type_name)
+    except NotFound:
+        return None
+
+
 def _uuids(ids: list[str] | None, type_name: str):
     """Ids of a filter; an id that is malformed or of another type matches nothing."""
     if ids is None:
         return None
-    valid = []
-    for global_id in ids:
-        try:
-            valid.append(node_uuid(global_id, type_name))
-        except NotFound:
-            continue
-    return valid
+    return [uuid for uuid in (_uuid_or_none(global_id, type_name) for global_id in ids) if uuid]
 
 
 @strawberry.type
@@ -129,13 +131,7 @@ async def account_invoices(
 def invoice_ids(ids: list[strawberry.ID]) -> list:
     """Database ids of invoice global ids; a malformed one (or of another type) is None,
     so that it fails alone, as not found."""
-    decoded = []
-    for gid in ids:
-        try:
-            decoded.append(node_uuid(gid, "Invoice"))
-        except NotFound:
-            decoded.append(None)
-    return decoded
+    return [_uuid_or_none(global_id, "Invoice") for global_id in ids]
 
 
 def _results(outcomes) -> InvoiceActionResults:

@@ -9,6 +9,7 @@ database (default: 127.0.0.1:6379, db 15). Tables are truncated before each test
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import os
 import socket
@@ -126,7 +127,14 @@ async def client(app):
 
 @pytest.fixture
 async def live_server(app, settings):
-    """The app served by uvicorn on a free loopback port, in this event loop."""
+    """The test's app on a free loopback port."""
+    async with serving(app, settings) as address:
+        yield address
+
+
+@contextlib.asynccontextmanager
+async def serving(app, settings):
+    """`app` served by uvicorn on a free loopback port, in this event loop: its address."""
     import uvicorn
 
     port = free_port()
@@ -137,9 +145,11 @@ async def live_server(app, settings):
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
-    yield f"127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from strawberry.relay import to_base64
 import events
 import tests.factories as f
 from models import Invoice
-from models.auth import Token
-from tests.conftest import free_port
+from models.auth import Token, authenticate
+from tests.conftest import serving
 from tests.graphql import LiveClient, gql
 
 WATCH = """subscription($accounts: [ID!], $invoices: [ID!]) {
@@ -176,7 +176,7 @@ async def test_the_periodic_check_ends_subscriptions_of_tokens_revoked_unseen(li
 
 async def test_a_subscriber_that_does_not_read_is_ended_not_buffered(world):
     hub = events.Hub(queue_size=3, recheck_seconds=60)
-    principal = await _principal(world.tokens["owner"])
+    principal = await authenticate(world.tokens["owner"])
     subscription = events.Subscription(hub, principal, None, None, hub.queue_size)
     hub._by_organization[str(world.org.id)].add(subscription)
     mine, _, _ = await _invoices(world)
@@ -189,28 +189,14 @@ async def test_a_subscriber_that_does_not_read_is_ended_not_buffered(world):
         await subscription.__anext__()
 
 
-async def _principal(raw: str):
-    from models.auth import authenticate
-
-    return await authenticate(raw)
-
-
 async def test_caps_on_operations_per_socket_and_message_size(settings, redis, world):
-    import uvicorn
-
     from app import create_app
 
     capped = settings.model_copy(update={"subscriptions_per_connection": 2, "ws_max_message_bytes": 4096})
     application = create_app(capped)
     application.state.redis = redis
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, lifespan="off",
-                                          log_level="warning", ws_max_size=capped.ws_max_message_bytes))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
     try:
-        async with LiveClient(f"127.0.0.1:{port}", world.tokens["owner"]) as owner:
+        async with serving(application, capped) as address, LiveClient(address, world.tokens["owner"]) as owner:
             first, second, third = [await owner.subscribe(WATCH) for _ in range(3)]
             refused = await owner.next(third)
             assert refused["type"] == "error" and "limit" in refused["payload"][0]["message"]
@@ -218,8 +204,6 @@ async def test_caps_on_operations_per_socket_and_message_size(settings, redis, w
                 "query": WATCH, "variables": {"invoices": ["x" * 5000]}}}))
             assert await asyncio.wait_for(owner.closed, 5) == 1009
     finally:
-        server.should_exit = True
-        await task
         await application.state.events.close()
 
 
