@@ -132,10 +132,10 @@ async def main() -> None:
     import asyncpg
     import httpx
 
-    import broker
-    import db
-    from app import create_app
-    from settings import get_settings
+    from infra import broker
+    from infra import db
+    from invoicing.app import create_app
+    from infra.settings import get_settings
 
     settings = get_settings()
     await recreate(args.database_url)

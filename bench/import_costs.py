@@ -84,11 +84,11 @@ async def main(rows: int, database_url: str) -> None:
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     from tortoise import Tortoise
 
-    import db
+    from infra import db
     from models import Organization
     from models.costs import import_costs
     from models.managed_accounts import ManagedAccount, set_sub_accounts
-    from settings import get_settings
+    from infra.settings import get_settings
 
     settings = get_settings()
     await recreate_database(database_url)

@@ -174,7 +174,7 @@ async def pipeline(settings, redis, org, *, pool: int, max_jobs: int, poll_delay
     """Invoices per second from the first start_generation to the last AWAITING_APPROVAL."""
     from arq.worker import Worker
 
-    import broker
+    from infra import broker
     from jobs import dispatch
     from jobs.pdf import PdfRenderer
     from jobs.rendering import render_invoice_html, sample_view
@@ -263,12 +263,12 @@ async def main(args) -> None:
     os.environ.pop("SMTP_URL", None)
     from tortoise import Tortoise, connections
 
-    import broker
-    import db
+    from infra import broker
+    from infra import db
     from jobs.rendering import render_invoice_html
     from models.billing_periods import close_period
     from models.invoices.lifecycle import Actor
-    from settings import get_settings
+    from infra.settings import get_settings
 
     settings = get_settings()
     await recreate_database(args.database_url)

@@ -83,7 +83,7 @@ def percentile(samples: list[float], q: float) -> float:
 
 
 async def measure(address: str, token: str, invoice, redis, count: int, rounds: int) -> list[float]:
-    import events
+    from infra import events
     from models import Invoice
 
     received: dict[str, list[float]] = {}
@@ -122,9 +122,9 @@ async def main() -> None:
     )
     import httpx
 
-    import broker
-    import db
-    from settings import get_settings
+    from infra import broker
+    from infra import db
+    from infra.settings import get_settings
 
     settings = get_settings()
     await recreate(args.database_url)
@@ -134,7 +134,7 @@ async def main() -> None:
     invoice, token = await seed()
     redis = await broker.connect(settings)
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app:create_app", "--factory", "--host", "127.0.0.1",
+        [sys.executable, "-m", "uvicorn", "invoicing.app:create_app", "--factory", "--host", "127.0.0.1",
          "--port", str(args.port), "--log-level", "warning"],
         cwd=ROOT, env=dict(os.environ),
     )

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta, timezone
 
 from arq import Retry
 
-import events
-import storage
+from infra import events
+from infra import storage
 from jobs import dispatch
 from jobs.rendering import TEMPLATE_VERSION, render_invoice_html
 from models.errors import DomainError

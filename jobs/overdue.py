@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 
-import events
+from infra import events
 from jobs.periods import SCHEDULER
 from models.payments import mark_overdue
 

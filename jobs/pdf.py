@@ -21,7 +21,7 @@ from types import TracebackType
 
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, Route, async_playwright
 
-from settings import Settings
+from infra.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 
-import events
+from infra import events
 from models.billing_periods import close_period, periods_to_close
 from models.invoices.lifecycle import Actor
 

@@ -8,8 +8,8 @@ import logging
 
 from arq import Retry
 
-import events
-import storage
+from infra import events
+from infra import storage
 from jobs.mailer import (
     Attachment,
     MailPermanentError,

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 from arq import cron, func
 
-import db
-import broker
-import links
-from embedded import resolve_urls
+from infra import db
+from infra import broker
+from infra import links
+from infra.embedded import resolve_urls
 from jobs import dispatch
 from jobs.generate import GENERATION_TIMEOUT, generate_invoice, requeue_stuck
 from jobs.overdue import mark_overdue_invoices
@@ -18,7 +18,7 @@ from jobs.pdf import PdfRenderer
 from jobs.periods import close_due_periods
 from jobs.send import notify_customer, send_invoice
 from models.auth import purge_tokens
-from settings import get_settings
+from infra.settings import get_settings
 
 log = logging.getLogger(__name__)
 

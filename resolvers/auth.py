@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import strawberry
 
-import events
+from infra import events
 from models import auth
 from models.errors import DomainError
 from schema.auth import (

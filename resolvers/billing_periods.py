@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-import events
+from infra import events
 
 from models import billing_periods
 from models.errors import DomainError

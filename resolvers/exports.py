@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-import links
+from infra import links
 from models import exports, invoices
 from models.errors import DomainError
 from resolvers.invoices import invoice_ids, invoice_query

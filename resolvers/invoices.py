@@ -9,7 +9,7 @@ from typing import Annotated
 import strawberry
 from graphql import GraphQLError
 
-import events
+from infra import events
 from jobs import dispatch
 from models import invoices
 from models.errors import DomainError, NotFound

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-import events
+from infra import events
 from jobs import dispatch
 from models import payments
 from models.errors import DomainError

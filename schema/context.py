@@ -8,10 +8,10 @@ from typing import Any
 from arq import ArqRedis
 from strawberry.types import Info as StrawberryInfo
 
-from events import Hub
+from infra.events import Hub
 from models.auth import Principal
 from schema.loaders import Loaders
-from settings import Settings
+from infra.settings import Settings
 
 
 @dataclass

@@ -37,8 +37,8 @@ os.environ.update(
 )
 os.environ.pop("SMTP_URL", None)
 
-import db  # noqa: E402
-from settings import get_settings  # noqa: E402
+from infra import db  # noqa: E402
+from infra.settings import get_settings  # noqa: E402
 
 
 async def _admin(url: str, *statements: str) -> None:
@@ -97,7 +97,7 @@ async def clean_tables(database):
 
 @pytest.fixture
 async def redis(settings):
-    import broker
+    from infra import broker
 
     pool = await broker.connect(settings)
     await pool.flushdb()
@@ -108,7 +108,7 @@ async def redis(settings):
 @pytest.fixture
 async def app(settings, redis):
     """The real ASGI app; the test session already holds the database connection."""
-    from app import create_app
+    from invoicing.app import create_app
 
     application = create_app(settings)
     application.state.redis = redis
@@ -195,7 +195,7 @@ async def worker(settings, redis, smtp):
     """A real arq worker on the test's Redis, in this process (it shares the database)."""
     from arq.worker import Worker
 
-    import broker
+    from infra import broker
     from jobs.pdf import PdfRenderer
     from jobs.worker import WorkerSettings
 

@@ -333,7 +333,7 @@ async def test_healthz_reports_database_redis_and_worker(client, redis):
 async def test_graphiql_is_served_in_development_only(settings, redis, environment, served):
     import httpx
 
-    from app import create_app
+    from invoicing.app import create_app
 
     application = create_app(settings.model_copy(update={"environment": environment}))
     application.state.redis = redis

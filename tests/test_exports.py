@@ -17,14 +17,14 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 from strawberry.relay import to_base64
 from tortoise import connections
 
-import links
-import storage
+from infra import links
+from infra import storage
 from models import Invoice, InvoiceLineItem, InvoiceRevision, ManagedAccount
 from models import exports
 from models.exports import DETAILED_COLUMNS, XERO_COLUMNS, ExportFormat
 from models.invoices import InvoiceStatus, LineKind
 from models.organizations import ExportDateFormat
-from settings import get_settings
+from infra.settings import get_settings
 from tests import factories as f
 from tests.graphql import error_codes, gql
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tortoise import Tortoise
 from tortoise.migrations.autodetector import MigrationAutodetector
 
-import db
+from infra import db
 
 
 async def test_models_and_migrations_agree(settings):

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 from strawberry.relay import to_base64
 
-import broker
+from infra import broker
 from jobs.rendering import sample_view
 from models import InvoiceEvent
 from tests import factories as f

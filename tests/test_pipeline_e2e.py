@@ -12,8 +12,8 @@ from pathlib import Path
 from pypdf import PdfReader
 from strawberry.relay import to_base64
 
-import broker
-import storage
+from infra import broker
+from infra import storage
 from models import BillingProfileCharge, Invoice, InvoiceRevision, SubAccount
 from models.costs import import_costs
 from tests.graphql import gql

@@ -19,8 +19,8 @@ from arq.constants import in_progress_key_prefix
 from strawberry.relay import to_base64
 from tortoise import connections
 
-import broker
-import storage
+from infra import broker
+from infra import storage
 from jobs import dispatch
 from jobs.generate import GIVE_UP_AFTER, STUCK_AFTER, generate_invoice, requeue_stuck
 from jobs.send import send_invoice

@@ -11,7 +11,7 @@ import pytest
 import websockets
 from strawberry.relay import to_base64
 
-import events
+from infra import events
 import tests.factories as f
 from models import Invoice
 from models.auth import Token, authenticate
@@ -190,7 +190,7 @@ async def test_a_subscriber_that_does_not_read_is_ended_not_buffered(world):
 
 
 async def test_caps_on_operations_per_socket_and_message_size(settings, redis, world):
-    from app import create_app
+    from invoicing.app import create_app
 
     capped = settings.model_copy(update={"subscriptions_per_connection": 2, "ws_max_message_bytes": 4096})
     application = create_app(capped)

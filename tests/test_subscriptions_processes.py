@@ -15,7 +15,7 @@ import httpx
 import pytest
 from strawberry.relay import to_base64
 
-import events
+from infra import events
 import tests.factories as f
 from models import Invoice
 from tests.conftest import free_port
@@ -60,13 +60,13 @@ def processes(settings, mailbox):
     ports = [free_port(), free_port()]
     started = [
         subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app:create_app", "--factory", "--host", "127.0.0.1",
+            [sys.executable, "-m", "uvicorn", "invoicing.app:create_app", "--factory", "--host", "127.0.0.1",
              "--port", str(port), "--log-level", "warning"],
             cwd=ROOT, env=env,
         )
         for port in ports
     ]
-    started.append(subprocess.Popen([sys.executable, "-m", "cli", "worker"], cwd=ROOT, env=env,
+    started.append(subprocess.Popen([sys.executable, "-m", "invoicing", "worker"], cwd=ROOT, env=env,
                                     stdout=subprocess.DEVNULL))
     try:
         deadline = time.monotonic() + 60

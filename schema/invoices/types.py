@@ -14,7 +14,7 @@ import strawberry
 from strawberry import relay
 from strawberry.scalars import JSON
 
-import links
+from infra import links
 from models import BillingPeriod as BillingPeriodModel
 from models import Invoice as InvoiceModel
 from models import InvoiceEvent as InvoiceEventModel

@@ -30,12 +30,12 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-import db
-from embedded import resolve_urls
+from infra import db
+from infra.embedded import resolve_urls
 from models.base import Scope
 from models.costs import CostOrigin
 from models.errors import DomainError, NotFound, ValidationFailed
-from settings import Settings, get_settings
+from infra.settings import Settings, get_settings
 
 app = typer.Typer(
     help="Invoicing for managed service providers: cloud costs in, approved invoices out.",
@@ -46,7 +46,7 @@ console = Console()
 errors = Console(stderr=True)
 T = TypeVar("T")
 
-DEMO_SAMPLE = Path(__file__).resolve().parent / "demo" / "focus-1.0-sample.csv"
+DEMO_SAMPLE = Path(__file__).resolve().parent.parent / "demo" / "focus-1.0-sample.csv"
 WORKER_STOP_SECONDS = 15
 
 
@@ -219,7 +219,7 @@ def serve(
     settings = _settings()
     _run(settings, functools.partial(_load_demo, sample) if demo else _nothing, migrate=True)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "cli", "worker"], env=settings.child_environment()
+        [sys.executable, "-m", "invoicing", "worker"], env=settings.child_environment()
     )
     try:
         _serve(settings)
@@ -234,7 +234,7 @@ async def _nothing() -> None:
 def _serve(settings: Settings) -> None:
     import uvicorn
 
-    from app import create_app
+    from invoicing.app import create_app
 
     listening = f"http://{settings.host}:{settings.port}"
     label = "GraphiQL" if settings.environment == "development" else "GraphQL"
@@ -473,9 +473,6 @@ async def _create_token(email: str, days: int, name: str) -> str:
     return raw
 
 
-if __name__ == "__main__":
-    app()
-
 
 # --- the invoice pipeline --------------------------------------------------------------------
 
@@ -502,7 +499,7 @@ def close_period(
 @asynccontextmanager
 async def _redis(settings: Settings):
     """A Redis connection for one command: publishing events, queueing jobs."""
-    import broker
+    from infra import broker
 
     redis = await broker.connect(settings)
     try:
@@ -512,7 +509,7 @@ async def _redis(settings: Settings):
 
 
 async def _close_period(settings: Settings, month, organization_ref: str | None) -> int:
-    import events
+    from infra import events
     from models.billing_periods import close_period as close
     from models.invoices.lifecycle import Actor
 
@@ -536,7 +533,7 @@ def generate(
 
 
 async def _generate(settings: Settings, month, organization_ref: str | None, wait: bool) -> Table:
-    import events
+    from infra import events
     from jobs import dispatch
     from models.invoices import Invoice, InvoiceStatus
     from models.invoices.actions import start_generation
@@ -608,7 +605,7 @@ def schema(check: bool = typer.Option(False, help="Only check that schema.graphq
     """Write the GraphQL SDL to schema.graphql (the SPA developer's manual)."""
     from schema.root import sdl
 
-    target = Path(__file__).resolve().parent / "schema.graphql"
+    target = Path(__file__).resolve().parent.parent / "schema.graphql"
     text = sdl()
     if check:
         if target.read_text() != text:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
 
-from settings import Settings
+from infra.settings import Settings
 
 QUEUE_NAME = "invoicing:jobs"
 # The worker refreshes this key; /healthz reads it to tell whether a worker is alive.

@@ -18,9 +18,9 @@ from typing import Any
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
-import storage
+from infra import storage
 from models.exports import EXPORTS_FOLDER
-from settings import Settings
+from infra.settings import Settings
 
 # A salt of their own: a value signed with the same key for another purpose is no link.
 SALT = "invoicing.files.v1"

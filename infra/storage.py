@@ -10,7 +10,7 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from settings import Settings
+from infra.settings import Settings
 
 
 def _resolve(settings: Settings, relative: str) -> Path:

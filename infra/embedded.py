@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from settings import Settings
+from infra.settings import Settings
 
 log = logging.getLogger(__name__)
 

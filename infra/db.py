@@ -9,7 +9,7 @@ from typing import Any
 from tortoise import Tortoise
 from tortoise.migrations.api import migrate as tortoise_migrate
 
-from settings import Settings
+from infra.settings import Settings
 
 APP = "models"
 
@@ -51,8 +51,8 @@ async def migrate(settings: Settings, progress=None) -> None:
 def __getattr__(name: str) -> Any:
     # `tortoise makemigrations` (configured in pyproject.toml) reads db.TORTOISE_ORM.
     if name == "TORTOISE_ORM":
-        from embedded import resolve_urls
-        from settings import get_settings
+        from infra.embedded import resolve_urls
+        from infra.settings import get_settings
 
         return tortoise_config(resolve_urls(get_settings()))
     raise AttributeError(name)

@@ -1,0 +1,3 @@
+from invoicing.cli import app
+
+app(prog_name="invoicing")
