@@ -112,15 +112,17 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def resolve_urls(settings: Settings) -> Settings:
-    """Start the embedded servers that the settings leave unset and fill in their URLs
-    (`Settings.child_environment()` hands them on to child processes)."""
+    """The settings with the URLs they leave unset filled in, starting those embedded servers
+    if they are not running yet (`Settings.child_environment()` hands the URLs on to child
+    processes). A new object: the one given, which others may hold, is left as it was."""
     if settings.database_url and settings.redis_url:
         return settings
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    resolved: dict[str, str] = {}
     if not settings.database_url:
-        settings.database_url = _postgres_url(settings.data_dir)
-        log.info("embedded PostgreSQL at %s", settings.database_url)
+        resolved["database_url"] = _postgres_url(settings.data_dir)
+        log.info("embedded PostgreSQL at %s", resolved["database_url"])
     if not settings.redis_url:
-        settings.redis_url = _redis_url(settings.data_dir)
-        log.info("embedded Redis at %s", settings.redis_url)
-    return settings
+        resolved["redis_url"] = _redis_url(settings.data_dir)
+        log.info("embedded Redis at %s", resolved["redis_url"])
+    return settings.model_copy(update=resolved)

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from models.auth import Principal, Token
+from models.errors import RequestErrorCode
 from models.invoices import DeliveryStatus, Invoice, InvoiceStatus, PaymentStatus, is_visible
 
 log = logging.getLogger(__name__)
@@ -96,19 +97,19 @@ async def publish_revoked(redis: Redis, token_id: Any) -> None:
 class SubscriptionEnded(Exception):
     """Why the server ended a subscription; `code` goes to the client's error extensions."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: RequestErrorCode, message: str):
         super().__init__(message)
-        self.code = code
+        self.code = RequestErrorCode(code).value
         self.message = message
 
 
-REVOKED = SubscriptionEnded("UNAUTHENTICATED", "The token was revoked or has expired.")
+REVOKED = SubscriptionEnded(RequestErrorCode.UNAUTHENTICATED, "The token was revoked or has expired.")
 FELL_BEHIND = SubscriptionEnded(
-    "FELL_BEHIND", "Too many events were waiting for this client: re-query, then subscribe again."
+    RequestErrorCode.FELL_BEHIND, "Too many events were waiting for this client: re-query, then subscribe again."
 )
-SHUTTING_DOWN = SubscriptionEnded("SHUTTING_DOWN", "The server is restarting: re-query, then subscribe again.")
+SHUTTING_DOWN = SubscriptionEnded(RequestErrorCode.SHUTTING_DOWN, "The server is restarting: re-query, then subscribe again.")
 EVENTS_MISSED = SubscriptionEnded(
-    "EVENTS_MISSED", "The server lost its event stream for a moment: re-query, then subscribe again."
+    RequestErrorCode.EVENTS_MISSED, "The server lost its event stream for a moment: re-query, then subscribe again."
 )
 
 

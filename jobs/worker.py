@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from arq import cron, func
 
@@ -18,13 +19,14 @@ from jobs.pdf import PdfRenderer
 from jobs.periods import close_due_periods
 from jobs.send import notify_customer, send_invoice
 from models.auth import purge_tokens
-from infra.settings import get_settings
+from infra.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 
 async def startup(ctx: dict) -> None:
-    settings = resolve_urls(get_settings())
+    # `invoicing worker` hands over its resolved settings; `arq jobs.worker.WorkerSettings` none.
+    settings = ctx.get("settings") or resolve_urls(get_settings())
     ctx["settings"] = settings
     await db.init(settings)
     # One warm browser per worker: starting Chromium costs far more than a render.
@@ -54,6 +56,8 @@ async def purge_old_exports(ctx: dict) -> int:
 
 
 class WorkerSettings:
+    """What every worker runs. Inert: the Redis to serve is added by `worker_settings()`."""
+
     # keep_result=0: a finished job leaves no result behind, so the invoice's next job may
     # reuse its id; while one is queued or running, the same id is refused.
     functions = [
@@ -76,4 +80,10 @@ class WorkerSettings:
     queue_name = broker.QUEUE_NAME
     health_check_key = broker.HEALTH_CHECK_KEY
     health_check_interval = broker.HEALTH_CHECK_SECONDS
-    redis_settings = broker.redis_settings(resolve_urls(get_settings()))
+
+
+def worker_settings(settings: Settings) -> dict[str, Any]:
+    """arq's settings for a worker on these settings (their URLs resolved). A dict, not a
+    subclass: arq reads a settings class's own `__dict__`, so a subclass would lose the rest."""
+    own = {name: value for name, value in vars(WorkerSettings).items() if not name.startswith("__")}
+    return {**own, "redis_settings": broker.redis_settings(settings), "ctx": {"settings": settings}}

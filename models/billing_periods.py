@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import Enum
 from typing import Any
@@ -61,6 +62,25 @@ def visible_periods(principal):
     if not principal.is_msp_user:
         return BillingPeriod.filter(id__in=[])  # matches nothing (WHERE 1=0); Tortoise has no none()
     return BillingPeriod.filter(organization_id=principal.organization_id)
+
+
+@dataclass(frozen=True)
+class PeriodQuery:
+    """The conditions a list of billing periods can be narrowed by (None: any)."""
+
+    state: str | None = None
+    month_from: date | None = None
+    month_to: date | None = None
+
+
+def filter_periods(query, where: PeriodQuery):
+    if where.state is not None:
+        query = query.filter(state=where.state)
+    if where.month_from is not None:
+        query = query.filter(start_date__gte=where.month_from)
+    if where.month_to is not None:
+        query = query.filter(start_date__lte=where.month_to)
+    return query
 
 
 def month_bounds(month: date) -> tuple[date, date]:

@@ -27,10 +27,12 @@ MARKUP and TAX; or an amount in the cost currency. At most 4 decimals.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from enum import Enum
 from typing import Any
+from uuid import UUID
 
 from tortoise import fields
 from tortoise.migrations.constraints import CheckConstraint
@@ -125,6 +127,25 @@ def visible_rules(principal):
     if not principal.is_msp_user:
         return BillingRule.filter(id__in=[])  # matches nothing (WHERE 1=0); Tortoise has no none()
     return BillingRule.filter(organization_id=principal.organization_id)
+
+
+@dataclass(frozen=True)
+class RuleQuery:
+    """The conditions a list of billing rules can be narrowed by (None: any)."""
+
+    account_ids: list[UUID] | None = None
+    kinds: list[str] | None = None
+    active: bool | None = None
+
+
+def filter_rules(query, where: RuleQuery):
+    if where.account_ids is not None:
+        query = query.filter(managed_account_id__in=where.account_ids)
+    if where.kinds is not None:
+        query = query.filter(kind__in=where.kinds)
+    if where.active is not None:
+        query = query.filter(is_active=where.active)
+    return query
 
 
 def _name(value: Any) -> str:

@@ -1,14 +1,83 @@
-"""Domain errors. `schema/` maps each one to a typed GraphQL `UserError`."""
+"""Domain errors, and every error code a client can receive.
+
+`schema/` maps each domain error to a typed GraphQL `UserError` in one place; its `code` is one
+of `ErrorCode`. Errors of the request itself (a bad token, a field outside the scope, a
+subscription ended by the server) are top-level GraphQL errors whose `extensions.code` is one
+of `RequestErrorCode`. Both lists are printed in the SDL."""
 
 from __future__ import annotations
+
+from enum import Enum
+
+
+class ErrorCode(str, Enum):
+    """`UserError.code`: an expected business outcome that is not a success."""
+
+    INVALID = "INVALID"
+    NOT_FOUND = "NOT_FOUND"
+    INVALID_TRANSITION = "INVALID_TRANSITION"
+    CONFLICT = "CONFLICT"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    MISSING_BILLING_PROFILE = "MISSING_BILLING_PROFILE"
+    GENERATION_FAILED = "GENERATION_FAILED"
+    AMOUNT_EXCEEDED = "AMOUNT_EXCEEDED"
+    OVERPAYMENT = "OVERPAYMENT"
+    REFUND_EXCEEDS_PAYMENT = "REFUND_EXCEEDS_PAYMENT"
+    INVOICE_PAID = "INVOICE_PAID"
+    SUB_ACCOUNT_TAKEN = "SUB_ACCOUNT_TAKEN"
+    INVALID_COST_FILE = "INVALID_COST_FILE"
+    NOT_EXPORTABLE = "NOT_EXPORTABLE"
+    NOTHING_TO_EXPORT = "NOTHING_TO_EXPORT"
+
+
+ERROR_CODE_MEANINGS: dict[ErrorCode, str] = {
+    ErrorCode.INVALID: "an input is malformed or out of range",
+    ErrorCode.NOT_FOUND: "the object does not exist or is not visible to you",
+    ErrorCode.INVALID_TRANSITION: "the object's state does not allow the operation",
+    ErrorCode.CONFLICT: "it collides with existing data or a concurrent change",
+    ErrorCode.UNAUTHENTICATED: "the credentials were not accepted",
+    ErrorCode.MISSING_BILLING_PROFILE: "the managed account has no billing profile",
+    ErrorCode.GENERATION_FAILED: "generation cannot succeed until something is changed",
+    ErrorCode.AMOUNT_EXCEEDED: "an amount is more than may be paid or refunded",
+    ErrorCode.OVERPAYMENT: "a payment is more than the amount due",
+    ErrorCode.REFUND_EXCEEDS_PAYMENT: "a refund is more than what is left of the payment",
+    ErrorCode.INVOICE_PAID: "the invoice keeps payments: refund them first",
+    ErrorCode.SUB_ACCOUNT_TAKEN: "another managed account already claims the sub-account",
+    ErrorCode.INVALID_COST_FILE: "the cost file cannot be imported as it is",
+    ErrorCode.NOT_EXPORTABLE: "an invoice of the request cannot be exported",
+    ErrorCode.NOTHING_TO_EXPORT: "no approved invoice matches the export",
+}
+
+
+class RequestErrorCode(str, Enum):
+    """`extensions.code` of a top-level GraphQL error: the request itself was refused."""
+
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    NOT_FOUND = "NOT_FOUND"
+    BAD_USER_INPUT = "BAD_USER_INPUT"
+    FELL_BEHIND = "FELL_BEHIND"
+    EVENTS_MISSED = "EVENTS_MISSED"
+    SHUTTING_DOWN = "SHUTTING_DOWN"
+
+
+REQUEST_ERROR_CODE_MEANINGS: dict[RequestErrorCode, str] = {
+    RequestErrorCode.UNAUTHENTICATED: "no token, or one that is malformed, expired or revoked",
+    RequestErrorCode.FORBIDDEN: "the field needs another scope",
+    RequestErrorCode.NOT_FOUND: "a required object does not exist or is not visible",
+    RequestErrorCode.BAD_USER_INPUT: "an argument is out of range: a page size, a cursor, too many ids",
+    RequestErrorCode.FELL_BEHIND: "a subscriber left too many events unread: re-query, then subscribe again",
+    RequestErrorCode.EVENTS_MISSED: "the server lost its event stream: re-query, then subscribe again",
+    RequestErrorCode.SHUTTING_DOWN: "the server is restarting: re-query, then subscribe again",
+}
 
 
 class DomainError(Exception):
     """Base of every expected business outcome that is not a success."""
 
-    code = "ERROR"
+    code: ErrorCode = ErrorCode.INVALID
 
-    def __init__(self, message: str, *, field: str | None = None, code: str | None = None):
+    def __init__(self, message: str, *, field: str | None = None, code: ErrorCode | None = None):
         super().__init__(message)
         self.message = message
         self.field = field
@@ -19,50 +88,50 @@ class DomainError(Exception):
 class NotFound(DomainError):
     """The object does not exist, or the viewer may not see it (the two look the same)."""
 
-    code = "NOT_FOUND"
+    code = ErrorCode.NOT_FOUND
 
 
 class ValidationFailed(DomainError):
     """An input is malformed; nothing was written."""
 
-    code = "INVALID"
+    code = ErrorCode.INVALID
 
 
 class InvalidTransition(DomainError):
     """The object is not in a state that allows the operation."""
 
-    code = "INVALID_TRANSITION"
+    code = ErrorCode.INVALID_TRANSITION
 
 
 class Conflict(DomainError):
     """The operation collides with existing data (a duplicate, a concurrent change)."""
 
-    code = "CONFLICT"
+    code = ErrorCode.CONFLICT
 
 
 class AuthenticationFailed(DomainError):
     """Wrong credentials, or an expired or revoked token."""
 
-    code = "UNAUTHENTICATED"
+    code = ErrorCode.UNAUTHENTICATED
 
 
 class MissingBillingProfile(InvalidTransition):
     """An invoice cannot be generated for an account without a billing profile."""
 
-    code = "MISSING_BILLING_PROFILE"
+    code = ErrorCode.MISSING_BILLING_PROFILE
 
 
 class GenerationFailed(DomainError):
     """Generation cannot succeed until a person changes something (the message says what)."""
 
-    code = "GENERATION_FAILED"
+    code = ErrorCode.GENERATION_FAILED
 
 
 class AmountExceeded(ValidationFailed):
     """An amount is more than may be paid or refunded; `maximum` is what may be."""
 
-    code = "AMOUNT_EXCEEDED"
+    code = ErrorCode.AMOUNT_EXCEEDED
 
-    def __init__(self, message: str, *, maximum, field: str | None = None, code: str | None = None):
+    def __init__(self, message: str, *, maximum, field: str | None = None, code: ErrorCode | None = None):
         super().__init__(message, field=field, code=code)
         self.maximum = maximum

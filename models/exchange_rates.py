@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
@@ -47,6 +48,25 @@ def visible_rates(principal):
     if not principal.is_msp_user:
         return ExchangeRate.filter(id__in=[])
     return ExchangeRate.filter(organization_id=principal.organization_id)
+
+
+@dataclass(frozen=True)
+class RateQuery:
+    """The conditions a list of exchange rates can be narrowed by (None or empty: any)."""
+
+    currencies: list[str] | None = None
+    month_from: date | None = None
+    month_to: date | None = None
+
+
+def filter_rates(query, where: RateQuery):
+    if where.currencies:
+        query = query.filter(currency__in=[c.upper() for c in where.currencies])
+    if where.month_from:
+        query = query.filter(month__gte=where.month_from)
+    if where.month_to:
+        query = query.filter(month__lte=where.month_to)
+    return query
 
 
 async def set_rate(

@@ -34,7 +34,7 @@ from tortoise import connections
 
 from models.billing_profiles import BillingProfile
 from models.currencies import round_money
-from models.errors import InvalidTransition, NotFound, ValidationFailed
+from models.errors import ErrorCode, InvalidTransition, NotFound, ValidationFailed
 from models.invoices.queries import InvoiceQuery, amount_due, filter_invoices, visible_invoices
 from models.invoices.tables import Invoice, InvoiceLineItem, InvoiceStatus, LineKind
 from models.organizations import ExportDateFormat, Organization
@@ -300,7 +300,7 @@ async def _by_ids(principal, fmt: ExportFormat, ids: list) -> Any:
         allowed = " or ".join(s.value.lower() for s in EXPORTED_STATUSES[fmt])
         raise InvalidTransition(
             f"Only {allowed} invoices are exported as {fmt.value}: not {', '.join(refused[:5])}.",
-            field="ids", code="NOT_EXPORTABLE",
+            field="ids", code=ErrorCode.NOT_EXPORTABLE,
         )
     return visible_invoices(principal).filter(id__in=wanted)
 
@@ -332,7 +332,7 @@ async def export_month(
 async def _export(organization, query, fmt: ExportFormat, field: str, progress=None) -> ExportFile:
     items = await load_exported(query)
     if not items:
-        raise ValidationFailed("There is no approved invoice to export.", field=field, code="NOTHING_TO_EXPORT")
+        raise ValidationFailed("There is no approved invoice to export.", field=field, code=ErrorCode.NOTHING_TO_EXPORT)
     return await build_export(organization, items, fmt, progress)
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from tortoise import fields
+from tortoise.expressions import Q
 from tortoise.exceptions import IntegrityError
 from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
 from tortoise.models import Model
@@ -15,7 +18,7 @@ from tortoise.transactions import in_transaction
 from models.auth import normalize_email
 from models.base import ADDRESS_TEXT_COLUMNS, AddressMixin, TimestampMixin
 from models.currencies import check_currency
-from models.errors import NotFound, ValidationFailed
+from models.errors import ErrorCode, NotFound, ValidationFailed
 
 
 class ManagedAccount(TimestampMixin, AddressMixin, Model):
@@ -87,6 +90,32 @@ def visible_accounts(principal):
     return query
 
 
+@dataclass(frozen=True)
+class AccountQuery:
+    """The conditions a list of managed accounts can be narrowed by (None: any)."""
+
+    search: str | None = None
+    currencies: list[str] | None = None
+    billing_profile_ids: list[UUID] | None = None
+    has_billing_profile: bool | None = None
+
+
+def filter_accounts(query, where: AccountQuery):
+    if where.search and where.search.strip():
+        term = where.search.strip()
+        query = query.filter(
+            Q(name__icontains=term) | Q(official_company_name__icontains=term)
+            | Q(contact_email__icontains=term)
+        )
+    if where.currencies is not None:
+        query = query.filter(currency__in=[c.strip().upper() for c in where.currencies])
+    if where.billing_profile_ids is not None:
+        query = query.filter(billing_profile_id__in=where.billing_profile_ids)
+    if where.has_billing_profile is not None:
+        query = query.filter(billing_profile_id__isnull=not where.has_billing_profile)
+    return query
+
+
 # Namespace of the advisory lock below (the bytes of "subA"), apart from any other lock.
 _SUB_ACCOUNT_MAPPING_LOCK = 0x73756241
 
@@ -136,7 +165,7 @@ async def set_sub_accounts(account: ManagedAccount, sub_account_ids: list[str]) 
                 f"Sub-account {claimed.sub_account_id} already belongs to "
                 f"{claimed.managed_account.name}.",
                 field="subAccountIds",
-                code="SUB_ACCOUNT_TAKEN",
+                code=ErrorCode.SUB_ACCOUNT_TAKEN,
             )
         current = set(
             await SubAccount.filter(managed_account_id=account.id)

@@ -6,9 +6,8 @@ from datetime import timedelta
 
 import strawberry
 
-from infra import events
+from jobs import effects
 from models import auth
-from models.errors import DomainError
 from schema.auth import (
     ApiTokenCreated,
     CreateApiTokenInput,
@@ -20,8 +19,8 @@ from schema.auth import (
     Viewer,
 )
 from schema.context import Info
-from schema.permissions import ANY_USER, OWNERS, requires
-from schema.errors import user_error
+from schema.mutations import mutation
+from schema.permissions import ANY_USER, OWNERS
 from schema.managed_accounts import ManagedAccount
 from schema.nodes import node_uuid
 from schema.organizations import ApiToken, Organization, User
@@ -40,30 +39,21 @@ async def viewer(principal: auth.Principal) -> Viewer:
 
 async def _login(info: Info, email: str, password: str) -> LoginPayload:
     lifetime = timedelta(hours=info.context.settings.session_token_hours)
-    try:
-        raw, token = await auth.login(email, password, lifetime)
-        principal = await auth.authenticate(raw)
-    except DomainError as exc:
-        return user_error(exc)
+    raw, token = await auth.login(email, password, lifetime)
+    principal = await auth.authenticate(raw)
     return LoginSuccess(token=raw, expires_at=token.expires_at, viewer=await viewer(principal))
 
 
 async def _create_api_token(info: Info, input: CreateApiTokenInput) -> CreateApiTokenPayload:
-    try:
-        raw, token = await auth.issue_api_token(
-            info.context.principal.user, input.name, input.expires_in_days
-        )
-    except DomainError as exc:
-        return user_error(exc)
+    raw, token = await auth.issue_api_token(
+        info.context.principal.user, input.name, input.expires_in_days
+    )
     return ApiTokenCreated(token=raw, api_token=ApiToken.from_model(token))
 
 
 async def _revoke_token(info: Info, id: strawberry.ID | None = None) -> RevokeTokenPayload:
-    try:
-        token = await auth.revoke_token(info.context.principal, node_uuid(id, "ApiToken"))
-    except DomainError as exc:
-        return user_error(exc)
-    await events.publish_revoked(info.context.redis, token.id)
+    token = await auth.revoke_token(info.context.principal, node_uuid(id, "ApiToken"))
+    await effects.token_revoked(info.context.redis, token.id)
     return TokenRevoked(api_token=ApiToken.from_model(token))
 
 
@@ -77,16 +67,16 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    login: LoginPayload = strawberry.mutation(
+    login: LoginPayload = mutation(
         resolver=_login, description="Exchange an e-mail and password for a session token."
     )
-    create_api_token: CreateApiTokenPayload = strawberry.mutation(
+    create_api_token: CreateApiTokenPayload = mutation(
         resolver=_create_api_token,
         description="Create an API token for a script (owners only).",
-        extensions=requires(*OWNERS),
+        scopes=OWNERS,
     )
-    revoke_token: RevokeTokenPayload = strawberry.mutation(
+    revoke_token: RevokeTokenPayload = mutation(
         resolver=_revoke_token,
         description="Revoke a token; without `id`, the one this request uses (sign out).",
-        extensions=requires(*ANY_USER),
+        scopes=ANY_USER,
     )

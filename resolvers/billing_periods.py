@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import strawberry
 
-from infra import events
-
+from jobs import effects
 from models import billing_periods
-from models.errors import DomainError
 from models.invoices.lifecycle import Actor
 from schema.billing_periods import (
     BillingPeriod,
@@ -17,12 +15,12 @@ from schema.billing_periods import (
     BillingPeriodOrder,
     BillingPeriodOrderField,
     CloseBillingPeriodPayload,
-    filtered,
+    period_query,
 )
-from schema.errors import user_error
 from schema.scalars import Month
 from schema.context import Info
 from schema.pagination import Direction, paginate
+from schema.mutations import mutation
 from schema.permissions import MSP_USERS, OWNERS, requires
 
 
@@ -41,7 +39,7 @@ class Query:
         return await paginate(
             info,
             BillingPeriodConnection,
-            filtered(billing_periods.visible_periods(info.context.principal), filter),
+            billing_periods.filter_periods(billing_periods.visible_periods(info.context.principal), period_query(filter)),
             BillingPeriod.from_model,
             order, first=first, after=after, last=last, before=before,
         )
@@ -49,20 +47,17 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(
+    @mutation(
         description="Close a past month now (the scheduler does it on the 1st, or the 4th with "
         "the data ingestion delay): every managed account gets a READY_TO_INVOICE invoice. "
         "Closing again changes nothing.",
-        extensions=requires(*OWNERS),
+        scopes=OWNERS,
     )
     async def close_billing_period(self, info: Info, month: Month) -> CloseBillingPeriodPayload:
         principal = info.context.principal
-        try:
-            created = await billing_periods.close_period(
-                principal.organization_id, month, Actor(user_id=principal.user.id), must_be_past=True
-            )
-        except DomainError as exc:
-            return user_error(exc)
-        await events.publish_ids(info.context.redis, created)
+        created = await billing_periods.close_period(
+            principal.organization_id, month, Actor(user_id=principal.user.id), must_be_past=True
+        )
+        await effects.invoice_ids_changed(info.context.redis, created)
         period = await billing_periods.visible_periods(principal).get(start_date=month)
         return BillingPeriodClosed(billing_period=BillingPeriod.from_model(period), invoices_created=len(created))

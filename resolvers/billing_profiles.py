@@ -8,7 +8,6 @@ import strawberry
 from strawberry.file_uploads import Upload
 
 from models import billing_profiles
-from models.errors import DomainError
 from schema.billing_profiles import (
     BillingProfile,
     BillingProfileConnection,
@@ -27,9 +26,9 @@ from schema.billing_profiles import (
     profile_data,
 )
 from schema.context import Info
-from schema.errors import user_error
 from schema.nodes import node_uuid
 from schema.pagination import Direction, paginate
+from schema.mutations import mutation
 from schema.permissions import MSP_USERS, OWNERS, requires
 
 TYPE_NAME = "BillingProfile"
@@ -61,50 +60,41 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Create a billing profile.", extensions=requires(*OWNERS))
+    @mutation(description="Create a billing profile.", scopes=OWNERS,)
     async def create_billing_profile(
         self, info: Info, input: CreateBillingProfileInput
     ) -> CreateBillingProfilePayload:
-        try:
-            row = await billing_profiles.create_profile(info.context.principal, profile_data(input))
-        except DomainError as exc:
-            return user_error(exc)
+        row = await billing_profiles.create_profile(info.context.principal, profile_data(input))
         return _saved(row)
 
-    @strawberry.mutation(
+    @mutation(
         description="Change a billing profile; only the fields given change. Invoices already "
         "generated keep what they printed until regenerated.",
-        extensions=requires(*OWNERS),
+        scopes=OWNERS,
     )
     async def update_billing_profile(
         self, info: Info, id: strawberry.ID, input: UpdateBillingProfileInput
     ) -> UpdateBillingProfilePayload:
-        try:
-            row = await billing_profiles.update_profile(
-                info.context.principal, node_uuid(id, TYPE_NAME), profile_data(input)
-            )
-        except DomainError as exc:
-            return user_error(exc)
+        row = await billing_profiles.update_profile(
+            info.context.principal, node_uuid(id, TYPE_NAME), profile_data(input)
+        )
         return _saved(row)
 
-    @strawberry.mutation(
+    @mutation(
         description="Delete a billing profile; the managed accounts using it are left without one.",
-        extensions=requires(*OWNERS),
+        scopes=OWNERS,
     )
     async def delete_billing_profile(self, info: Info, id: strawberry.ID) -> DeleteBillingProfilePayload:
-        try:
-            detached = await billing_profiles.delete_profile(info.context.principal, node_uuid(id, TYPE_NAME))
-        except DomainError as exc:
-            return user_error(exc)
+        detached = await billing_profiles.delete_profile(info.context.principal, node_uuid(id, TYPE_NAME))
         return BillingProfileDeleted(deleted_id=id, detached_managed_accounts=detached)
 
-    @strawberry.mutation(
+    @mutation(
         description="Upload a logo (PNG or JPEG, judged by content; at most "
         f"{billing_profiles.MAX_LOGO_BYTES // 1024} KiB and {billing_profiles.MAX_LOGO_SIDE} "
         "pixels a side), sent as a "
         "GraphQL multipart request. With applyToAllProfiles every profile of the organization "
         "gets it, so it is uploaded only once.",
-        extensions=requires(*OWNERS),
+        scopes=OWNERS,
     )
     async def set_billing_profile_logo(
         self, info: Info, id: strawberry.ID,
@@ -116,21 +106,15 @@ class Mutation:
     ) -> SetBillingProfileLogoPayload:
         # One byte past the limit is enough to know it is too big; never read more.
         data = await file.read(billing_profiles.MAX_LOGO_BYTES + 1)
-        try:
-            rows = await billing_profiles.set_logo(
-                info.context.principal, node_uuid(id, TYPE_NAME), data, bool(apply_to_all_profiles)
-            )
-        except DomainError as exc:
-            return user_error(exc)
+        rows = await billing_profiles.set_logo(
+            info.context.principal, node_uuid(id, TYPE_NAME), data, bool(apply_to_all_profiles)
+        )
         profiles = [BillingProfile.from_model(row) for row in rows]
         return BillingProfileLogoSet(billing_profile=profiles[0], billing_profiles=profiles)
 
-    @strawberry.mutation(description="Remove a billing profile's logo.", extensions=requires(*OWNERS))
+    @mutation(description="Remove a billing profile's logo.", scopes=OWNERS,)
     async def remove_billing_profile_logo(
         self, info: Info, id: strawberry.ID
     ) -> RemoveBillingProfileLogoPayload:
-        try:
-            row = await billing_profiles.remove_logo(info.context.principal, node_uuid(id, TYPE_NAME))
-        except DomainError as exc:
-            return user_error(exc)
+        row = await billing_profiles.remove_logo(info.context.principal, node_uuid(id, TYPE_NAME))
         return _saved(row)

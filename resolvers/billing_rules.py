@@ -5,7 +5,6 @@ from __future__ import annotations
 import strawberry
 
 from models import billing_rules
-from models.errors import DomainError
 from schema.billing_rules import (
     BillingRule,
     BillingRuleConnection,
@@ -19,13 +18,13 @@ from schema.billing_rules import (
     DeleteBillingRulePayload,
     UpdateBillingRuleInput,
     UpdateBillingRulePayload,
-    filtered,
+    rule_query,
     rule_data,
 )
 from schema.context import Info
-from schema.errors import user_error
 from schema.nodes import node_uuid
 from schema.pagination import Direction, paginate
+from schema.mutations import mutation
 from schema.permissions import MSP_USERS, OWNERS, requires
 
 TYPE_NAME = "BillingRule"
@@ -47,7 +46,7 @@ class Query:
         return await paginate(
             info,
             BillingRuleConnection,
-            filtered(billing_rules.visible_rules(info.context.principal), filter),
+            billing_rules.filter_rules(billing_rules.visible_rules(info.context.principal), rule_query(filter)),
             BillingRule.from_model,
             order, first=first, after=after, last=last, before=before,
         )
@@ -55,40 +54,31 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(
+    @mutation(
         description="Create a billing rule; it applies to invoices generated from now on.",
-        extensions=requires(*OWNERS),
+        scopes=OWNERS,
     )
     async def create_billing_rule(self, info: Info, input: CreateBillingRuleInput) -> CreateBillingRulePayload:
-        try:
-            row = await billing_rules.create_rule(info.context.principal, rule_data(input))
-        except DomainError as exc:
-            return user_error(exc)
+        row = await billing_rules.create_rule(info.context.principal, rule_data(input))
         return BillingRuleSaved(billing_rule=BillingRule.from_model(row))
 
-    @strawberry.mutation(
+    @mutation(
         description="Change a billing rule; only the fields given change. Invoices already "
         "generated keep what they computed until regenerated.",
-        extensions=requires(*OWNERS),
+        scopes=OWNERS,
     )
     async def update_billing_rule(
         self, info: Info, id: strawberry.ID, input: UpdateBillingRuleInput
     ) -> UpdateBillingRulePayload:
-        try:
-            row = await billing_rules.update_rule(
-                info.context.principal, node_uuid(id, TYPE_NAME), rule_data(input)
-            )
-        except DomainError as exc:
-            return user_error(exc)
+        row = await billing_rules.update_rule(
+            info.context.principal, node_uuid(id, TYPE_NAME), rule_data(input)
+        )
         return BillingRuleSaved(billing_rule=BillingRule.from_model(row))
 
-    @strawberry.mutation(
+    @mutation(
         description="Delete a billing rule. Invoices already generated keep the lines it made.",
-        extensions=requires(*OWNERS),
+        scopes=OWNERS,
     )
     async def delete_billing_rule(self, info: Info, id: strawberry.ID) -> DeleteBillingRulePayload:
-        try:
-            await billing_rules.delete_rule(info.context.principal, node_uuid(id, TYPE_NAME))
-        except DomainError as exc:
-            return user_error(exc)
+        await billing_rules.delete_rule(info.context.principal, node_uuid(id, TYPE_NAME))
         return BillingRuleDeleted(deleted_id=id)

@@ -8,11 +8,9 @@ import strawberry
 from strawberry.file_uploads import Upload
 
 from models import costs
-from models.costs import CostFileRejected
-from models.errors import DomainError
+from models.errors import ValidationFailed
 from schema.context import Info
 from schema.costs import (
-    CostFileRejectedError,
     CostOrigin,
     CostRecord,
     CostRecordConnection,
@@ -21,11 +19,11 @@ from schema.costs import (
     CostRecordOrderField,
     CostsImported,
     ImportCostsPayload,
-    filtered,
+    cost_query,
 )
-from schema.errors import ValidationError, user_error
 from schema.nodes import node_uuid
 from schema.pagination import Direction, paginate
+from schema.mutations import mutation
 from schema.permissions import MSP_USERS, OWNERS, requires
 from schema.scalars import Month
 
@@ -44,7 +42,7 @@ class Query:
         first: int | None = None, after: str | None = None, last: int | None = None, before: str | None = None,
         filter: CostRecordFilter | None = None, order_by: CostRecordOrder | None = None,
     ) -> CostRecordConnection:
-        query = filtered(costs.visible_costs(info.context.principal), account_id, period, filter)
+        query = costs.filter_costs(costs.visible_costs(info.context.principal), cost_query(account_id, period, filter))
         order = order_by or CostRecordOrder(field=CostRecordOrderField.CHARGE_PERIOD_START, direction=Direction.DESC)
         page = await paginate(
             info,
@@ -57,11 +55,11 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(
+    @mutation(
         description="Import a FOCUS cost export (CSV, UTF-8; AWS, Azure, Google Cloud, OCI) "
         "sent as a GraphQL multipart request. The whole file is imported or nothing is; rows "
         "imported before are skipped, so sending a file again is harmless.",
-        extensions=requires(*OWNERS),
+        scopes=OWNERS,
     )
     async def import_costs(
         self, info: Info,
@@ -78,17 +76,10 @@ class Mutation:
         # One byte past the cap tells it is too big; never read more into memory.
         data = await file.read(cap + 1)
         if len(data) > cap:
-            return ValidationError(
-                code="INVALID", message=f"A cost file is at most {cap:,} bytes.", field="file"
-            )
+            raise ValidationFailed(f"A cost file is at most {cap:,} bytes.", field="file")
         principal = info.context.principal
-        try:
-            report = await costs.import_costs(
-                principal.organization_id, data, filename=file.filename or "", imported_by_id=principal.user.id,
-                origin=origin, account_id=node_uuid(account_id, "ManagedAccount"),
-            )
-        except CostFileRejected as exc:
-            return CostFileRejectedError.from_domain(exc)
-        except DomainError as exc:
-            return user_error(exc)
+        report = await costs.import_costs(
+            principal.organization_id, data, filename=file.filename or "", imported_by_id=principal.user.id,
+            origin=origin, account_id=node_uuid(account_id, "ManagedAccount", field="accountId"),
+        )
         return CostsImported.from_report(report)

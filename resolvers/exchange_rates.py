@@ -5,9 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from models import exchange_rates
-from models.errors import DomainError
 from schema.context import Info
-from schema.errors import user_error
 from schema.exchange_rates import (
     ExchangeRate,
     ExchangeRateConnection,
@@ -17,9 +15,10 @@ from schema.exchange_rates import (
     ExchangeRateSaved,
     SetExchangeRateInput,
     SetExchangeRatePayload,
-    filtered,
+    rate_query,
 )
 from schema.pagination import Direction, paginate
+from schema.mutations import mutation
 from schema.permissions import MSP_USERS, OWNERS, requires
 
 
@@ -37,7 +36,7 @@ class Query:
         return await paginate(
             info,
             ExchangeRateConnection,
-            filtered(exchange_rates.visible_rates(info.context.principal), filter),
+            exchange_rates.filter_rates(exchange_rates.visible_rates(info.context.principal), rate_query(filter)),
             ExchangeRate.from_model,
             order, first=first, after=after, last=last, before=before,
         )
@@ -45,16 +44,13 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(
+    @mutation(
         description="Set a month's exchange rate; regenerate invoices already generated to "
         "apply it.",
-        extensions=requires(*OWNERS),
+        scopes=OWNERS,
     )
     async def set_exchange_rate(self, info: Info, input: SetExchangeRateInput) -> SetExchangeRatePayload:
-        try:
-            rate = await exchange_rates.set_rate(
-                info.context.principal, input.month, input.currency, input.rate, input.base_currency
-            )
-        except DomainError as exc:
-            return user_error(exc)
+        rate = await exchange_rates.set_rate(
+            info.context.principal, input.month, input.currency, input.rate, input.base_currency
+        )
         return ExchangeRateSaved(exchange_rate=ExchangeRate.from_model(rate))

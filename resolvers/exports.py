@@ -6,10 +6,7 @@ import strawberry
 
 from infra import links
 from models import exports, invoices
-from models.errors import DomainError
-from resolvers.invoices import invoice_ids, invoice_query
 from schema.context import Info
-from schema.errors import user_error
 from schema.exports import (
     ExportFormat,
     ExportInvoicesPayload,
@@ -17,18 +14,20 @@ from schema.exports import (
     InvoiceExport,
     UpdateExportSettingsPayload,
 )
-from schema.invoices import InvoiceFilter
+from schema.invoices import InvoiceFilter, invoice_query
+from schema.nodes import node_uuid_or_none
 from schema.organizations import ExportDateFormat, Organization
-from schema.permissions import MSP_USERS, OWNERS, requires
+from schema.mutations import mutation
+from schema.permissions import MSP_USERS, OWNERS
 
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(
+    @mutation(
         description="Export approved invoices, chosen by `ids` or by `filter` (give one), as a "
         "CSV file (or a zip of them) behind a signed link valid for a few minutes. Drafts are "
         "never exported.",
-        extensions=requires(*MSP_USERS),
+        scopes=MSP_USERS,
     )
     async def export_invoices(
         self, info: Info, format: ExportFormat, ids: list[strawberry.ID] | None = None,
@@ -36,19 +35,17 @@ class Mutation:
     ) -> ExportInvoicesPayload:
         principal = info.context.principal
         today = invoices.organization_today(principal.user.organization.timezone)
-        chosen = None if ids is None else invoice_ids(ids)
+        # A malformed id (or one of another type) fails alone, as not found.
+        chosen = None if ids is None else [node_uuid_or_none(gid, "Invoice") for gid in ids]
         where = None if filter is None else invoice_query(filter)
-        try:
-            file = await exports.export_invoices(principal, format, ids=chosen, where=where, today=today)
-        except DomainError as exc:
-            return user_error(exc)
+        file = await exports.export_invoices(principal, format, ids=chosen, where=where, today=today)
         link = links.publish_export(info.context.settings, principal, file.filename, file.data)
         return InvoiceExport(
             url=link.url, filename=file.filename, invoice_count=file.invoice_count, expires_at=link.expires_at
         )
 
-    @strawberry.mutation(
-        description="Set how exports write dates, for the whole organization.", extensions=requires(*OWNERS)
+    @mutation(
+        description="Set how exports write dates, for the whole organization.", scopes=OWNERS,
     )
     async def update_export_settings(self, info: Info, date_format: ExportDateFormat) -> UpdateExportSettingsPayload:
         organization = await exports.set_date_format(info.context.principal, date_format)

@@ -1,21 +1,21 @@
-"""Invoices: the list with its filters, and one invoice by number."""
+"""Invoices: the list with its filters, one invoice by number, the bulk actions and the live
+status subscription."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from dataclasses import replace
-from typing import Annotated
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
 
 from infra import events
-from jobs import dispatch
+from jobs import effects
 from models import invoices
-from models.errors import DomainError, NotFound
-from models.invoices import DeliveryStatus, actions
+from models.errors import ValidationFailed
+from models.invoices import actions
 from schema.context import Info
-from schema.errors import ValidationError, user_error
+from schema.errors import user_error
 from schema.invoices import (
     BulkInvoicePayload,
     Invoice,
@@ -24,42 +24,17 @@ from schema.invoices import (
     InvoiceConnection,
     InvoiceFilter,
     InvoiceOrder,
-    InvoiceOrderField,
     InvoiceResendQueued,
     InvoiceStatusEvent,
     ResendInvoicePayload,
+    listed_invoices,
     prefetch,
 )
 from schema.loaders import Loaders
-from schema.nodes import node_uuid
-from schema.pagination import Direction, order_fields, page_of, paginate, sibling_page
+from schema.mutations import mutation
+from schema.nodes import filter_uuids, node_uuid, node_uuid_or_none
+from schema.pagination import paginate
 from schema.permissions import ANY_USER, OWNERS, requires
-
-
-def invoice_query(where: InvoiceFilter | None) -> invoices.InvoiceQuery:
-    if where is None:
-        return invoices.InvoiceQuery()
-    return invoices.InvoiceQuery(
-        statuses=where.status, payment_statuses=where.payment_status,
-        account_ids=_uuids(where.account_ids, "ManagedAccount"), period_from=where.period_from,
-        period_to=where.period_to, issued_from=where.issued_from, issued_to=where.issued_to,
-        preset=where.preset, search=where.search,
-    )
-
-
-def _uuid_or_none(global_id: str, type_name: str):
-    """The database id of a global id; None when it is malformed or of another type."""
-    try:
-        return node_uuid(global_id, type_name)
-    except NotFound:
-        return None
-
-
-def _uuids(ids: list[str] | None, type_name: str):
-    """Ids of a filter; an id that is malformed or of another type matches nothing."""
-    if ids is None:
-        return None
-    return [uuid for uuid in (_uuid_or_none(global_id, type_name) for global_id in ids) if uuid]
 
 
 @strawberry.type
@@ -74,7 +49,7 @@ class Query:
         last: int | None = None, before: str | None = None,
         filter: InvoiceFilter | None = None, order_by: InvoiceOrder | None = None,
     ) -> InvoiceConnection:
-        query, order = _listed(info, filter, order_by)
+        query, order = listed_invoices(info, filter, order_by)
         page = await paginate(
             info,
             InvoiceConnection, query, Invoice.from_model,
@@ -92,92 +67,50 @@ class Query:
         return Invoice.from_model(row) if row else None
 
 
-def _listed(info: Info, where: InvoiceFilter | None, order_by: InvoiceOrder | None):
-    """The invoices of the list the viewer may see, filtered, and their order."""
-    principal = info.context.principal
-    today = invoices.organization_today(principal.user.organization.timezone)
-    query = invoices.filter_invoices(invoices.visible_invoices(principal), invoice_query(where), today)
-    return query, order_by or InvoiceOrder(field=InvoiceOrderField.CREATED_AT, direction=Direction.DESC)
-
-
-async def account_invoices(
-    info: Info, account_id, where: InvoiceFilter | None, order_by: InvoiceOrder | None,
-    first: int | None, after: str | None, last: int | None, before: str | None,
-) -> InvoiceConnection:
-    """`ManagedAccount.invoices`: the `invoices` list within one account (`account_id` None:
-    an account the filter's `accountIds` leave out). Pages by `first`/`after` load with
-    the same page of every other account of the request: a constant number of statements
-    for a list of accounts. Pages by `last`/`before` are fetched one account at a time."""
-    query, order = _listed(info, replace(where, account_ids=None) if where else None, order_by)
-    page = sibling_page(info, first, after, last, before)
-    if page is None:
-        query = query.filter(managed_account_id__in=[account_id] if account_id else [])
-        connection = await paginate(
-            info, InvoiceConnection, query, Invoice.from_model, order,
-            first=first, after=after, last=last, before=before,
-        )
-    else:
-        total, rows = 0, []
-        if account_id is not None:
-            pages = info.context.loaders.pages(
-                query, "managed_account_id", order_fields(order.field.value, order.direction), *page
-            )
-            total, rows = await pages.load(account_id)
-        connection = page_of(info, InvoiceConnection, total, rows, Invoice.from_model, first, after)
-    await prefetch(info, [edge.node for edge in connection.edges])
-    return connection
-
-
-def invoice_ids(ids: list[strawberry.ID]) -> list:
-    """Database ids of invoice global ids; a malformed one (or of another type) is None,
-    so that it fails alone, as not found."""
-    return [_uuid_or_none(global_id, "Invoice") for global_id in ids]
-
-
-def _results(outcomes) -> InvoiceActionResults:
-    return InvoiceActionResults(results=[
+async def _bulk(
+    info: Info, ids: list[strawberry.ID], operation: Callable[[Any, list], Awaitable[list[actions.Outcome]]]
+) -> tuple[InvoiceActionResults, list]:
+    """Decode the ids (a bad one fails alone, as not found), run the domain operation, and
+    map its outcomes; also the invoices it changed, for their after-commit effects."""
+    if len(ids) > actions.MAX_BULK:
+        raise ValidationFailed(f"At most {actions.MAX_BULK} ids at once.", field="ids")
+    outcomes = await operation(info.context.principal, [node_uuid_or_none(gid, "Invoice") for gid in ids])
+    results = InvoiceActionResults(results=[
         InvoiceActionResult(
             id=gid, invoice=Invoice.from_model(o.invoice) if o.invoice else None,
             error=user_error(o.error) if o.error else None,
         )
-        for gid, o in outcomes
+        for gid, o in zip(ids, outcomes)
     ])
-
-
-async def _bulk(info: Info, ids: list[strawberry.ID], operation) -> BulkInvoicePayload:
-    """Decode the ids (a bad one fails alone, as not found), run the domain operation, map."""
-    if len(ids) > actions.MAX_BULK:
-        return ValidationError(code="INVALID", message=f"At most {actions.MAX_BULK} ids at once.", field="ids")
-    outcomes = await operation(info.context.principal, invoice_ids(ids))
-    return _results(list(zip(ids, outcomes)))
+    return results, [o.invoice for o in outcomes if o.invoice]
 
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(
+    @mutation(
         description="Generate invoices that are ready to invoice: each moves to GENERATING and "
         "its PDF is made in the background.",
-        extensions=requires(*OWNERS),
+        scopes=OWNERS,
     )
     async def generate_invoices(self, info: Info, ids: list[strawberry.ID]) -> BulkInvoicePayload:
-        payload = await _bulk(info, ids, lambda p, d: actions.request_generation(p, d, regenerate=False))
-        await _enqueue_generated(info, payload)
-        return payload
+        results, changed = await _bulk(info, ids, lambda p, d: actions.request_generation(p, d, regenerate=False))
+        await effects.generation_requested(info.context.redis, [invoice.id for invoice in changed])
+        return results
 
-    @strawberry.mutation(
+    @mutation(
         description="Generate again invoices awaiting approval or in error (same number, new "
         "revision). Approved invoices cannot be regenerated.",
-        extensions=requires(*OWNERS),
+        scopes=OWNERS,
     )
     async def regenerate_invoices(self, info: Info, ids: list[strawberry.ID]) -> BulkInvoicePayload:
-        payload = await _bulk(info, ids, lambda p, d: actions.request_generation(p, d, regenerate=True))
-        await _enqueue_generated(info, payload)
-        return payload
+        results, changed = await _bulk(info, ids, lambda p, d: actions.request_generation(p, d, regenerate=True))
+        await effects.generation_requested(info.context.redis, [invoice.id for invoice in changed])
+        return results
 
-    @strawberry.mutation(
+    @mutation(
         description="Approve invoices awaiting approval and e-mail them to the billing e-mails. "
         "Approved invoices never change. Approving twice is harmless.",
-        extensions=requires(*OWNERS),
+        scopes=OWNERS,
     )
     async def approve_invoices(
         self, info: Info, ids: list[strawberry.ID],
@@ -186,19 +119,15 @@ class Mutation:
             "when false it stays NOT_SENT until `resendInvoice`."
         )] = True,
     ) -> BulkInvoicePayload:
-        payload = await _bulk(info, ids, lambda p, d: actions.approve(p, d, notify_customer=notify_customer))
-        if isinstance(payload, InvoiceActionResults):
-            await _publish(info, payload)
-            for result in payload.results:
-                if result.invoice and result.invoice.model.delivery_status == DeliveryStatus.QUEUED:
-                    await dispatch.enqueue_send(info.context.redis, result.invoice.model.id)
-        return payload
+        results, changed = await _bulk(info, ids, lambda p, d: actions.approve(p, d, notify_customer=notify_customer))
+        await effects.invoices_approved(info.context.redis, changed)
+        return results
 
-    @strawberry.mutation(
+    @mutation(
         description="Void invoices for good: each keeps its number, stays visible and owes nothing. "
         "Possible in any status but GENERATING and VOIDED, as long as no payment is kept (refund "
         "payments first). Customers are told about invoices they received (approved ones).",
-        extensions=requires(*OWNERS),
+        scopes=OWNERS,
     )
     async def void_invoices(
         self, info: Info, ids: list[strawberry.ID],
@@ -209,42 +138,17 @@ class Mutation:
             description="E-mail the billing e-mails that the invoice was voided."
         )] = True,
     ) -> BulkInvoicePayload:
-        try:
-            payload = await _bulk(
-                info, ids, lambda p, d: actions.void(p, d, reason=reason, notify_customer=notify_customer)
-            )
-        except DomainError as exc:
-            return user_error(exc)
-        if isinstance(payload, InvoiceActionResults):
-            await _publish(info, payload)
-        if notify_customer and isinstance(payload, InvoiceActionResults):
-            for result in payload.results:
-                if result.invoice:
-                    await dispatch.enqueue_notification(info.context.redis, result.invoice.model.id, "voided")
-        return payload
-
-    @strawberry.mutation(description="E-mail an approved invoice again.", extensions=requires(*OWNERS))
-    async def resend_invoice(self, info: Info, id: strawberry.ID) -> ResendInvoicePayload:
-        try:
-            invoice = await actions.request_resend(info.context.principal, node_uuid(id, "Invoice"))
-        except DomainError as exc:
-            return user_error(exc)
-        await events.publish(info.context.redis, [invoice])
-        await dispatch.enqueue_send(info.context.redis, invoice.id, attempt=str(invoice.updated_at.timestamp()))
-        return InvoiceResendQueued(invoice=Invoice.from_model(invoice))
-
-
-async def _publish(info: Info, payload: InvoiceActionResults) -> None:
-    await events.publish(info.context.redis, [r.invoice.model for r in payload.results if r.invoice])
-
-
-async def _enqueue_generated(info: Info, payload) -> None:
-    # Published before the jobs are queued: the worker's own events come after these.
-    if isinstance(payload, InvoiceActionResults):
-        await _publish(info, payload)
-        await dispatch.enqueue_generation(
-            info.context.redis, [r.invoice.model.id for r in payload.results if r.invoice]
+        results, changed = await _bulk(
+            info, ids, lambda p, d: actions.void(p, d, reason=reason, notify_customer=notify_customer)
         )
+        await effects.invoices_voided(info.context.redis, changed, notify_customer=notify_customer)
+        return results
+
+    @mutation(description="E-mail an approved invoice again.", scopes=OWNERS)
+    async def resend_invoice(self, info: Info, id: strawberry.ID) -> ResendInvoicePayload:
+        invoice = await actions.request_resend(info.context.principal, node_uuid(id, "Invoice"))
+        await effects.resend_requested(info.context.redis, invoice)
+        return InvoiceResendQueued(invoice=Invoice.from_model(invoice))
 
 
 @strawberry.type
@@ -263,7 +167,7 @@ class Subscription:
         context = info.context
         subscription = await context.events.subscribe(
             context.redis, context.principal,
-            account_ids=_uuids(account_ids, "ManagedAccount"), invoice_ids=_uuids(invoice_ids, "Invoice"),
+            account_ids=filter_uuids(account_ids, "ManagedAccount"), invoice_ids=filter_uuids(invoice_ids, "Invoice"),
         )
         try:
             async for delivery in subscription:

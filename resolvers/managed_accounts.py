@@ -5,9 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from models import managed_accounts
-from models.errors import DomainError
 from schema.context import Info
-from schema.errors import user_error
 from schema.managed_accounts import (
     CreateManagedAccountInput,
     CreateManagedAccountPayload,
@@ -20,10 +18,11 @@ from schema.managed_accounts import (
     UpdateManagedAccountInput,
     UpdateManagedAccountPayload,
     account_data,
-    filtered,
+    account_query,
 )
 from schema.nodes import node_uuid
 from schema.pagination import Direction, paginate
+from schema.mutations import mutation
 from schema.permissions import ANY_USER, OWNERS, requires
 
 
@@ -43,7 +42,7 @@ class Query:
         return await paginate(
             info,
             ManagedAccountConnection,
-            filtered(managed_accounts.visible_accounts(info.context.principal), filter),
+            managed_accounts.filter_accounts(managed_accounts.visible_accounts(info.context.principal), account_query(filter)),
             ManagedAccount.from_model,
             order, first=first, after=after, last=last, before=before,
         )
@@ -51,32 +50,26 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(
+    @mutation(
         description="Create a managed account, optionally claiming its cloud sub-accounts "
         "(their cost records are linked to it).",
-        extensions=requires(*OWNERS),
+        scopes=OWNERS,
     )
     async def create_managed_account(
         self, info: Info, input: CreateManagedAccountInput
     ) -> CreateManagedAccountPayload:
-        try:
-            row = await managed_accounts.create_account(info.context.principal, account_data(input))
-        except DomainError as exc:
-            return user_error(exc)
+        row = await managed_accounts.create_account(info.context.principal, account_data(input))
         return ManagedAccountSaved(managed_account=ManagedAccount.from_model(row))
 
-    @strawberry.mutation(
+    @mutation(
         description="Change a managed account; only the fields given change. Invoices "
         "already generated keep what they printed until regenerated.",
-        extensions=requires(*OWNERS),
+        scopes=OWNERS,
     )
     async def update_managed_account(
         self, info: Info, id: strawberry.ID, input: UpdateManagedAccountInput
     ) -> UpdateManagedAccountPayload:
-        try:
-            row = await managed_accounts.update_account(
-                info.context.principal, node_uuid(id, "ManagedAccount"), account_data(input)
-            )
-        except DomainError as exc:
-            return user_error(exc)
+        row = await managed_accounts.update_account(
+            info.context.principal, node_uuid(id, "ManagedAccount"), account_data(input)
+        )
         return ManagedAccountSaved(managed_account=ManagedAccount.from_model(row))

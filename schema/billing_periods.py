@@ -11,7 +11,7 @@ from strawberry import relay
 
 from models import BillingPeriod as BillingPeriodModel
 from models import Invoice as InvoiceModel
-from models.billing_periods import PeriodState, visible_periods
+from models.billing_periods import PeriodQuery, PeriodState, visible_periods
 from schema.context import Info
 from schema.errors import ValidationError
 from schema.nodes import scoped_nodes
@@ -77,16 +77,12 @@ class BillingPeriodFilter:
     to: Month | None = strawberry.field(default=None, description="Up to this month (inclusive).")
 
 
-def filtered(query, where: BillingPeriodFilter | None):
+def period_query(where: BillingPeriodFilter | None) -> PeriodQuery:
     if where is None:
-        return query
-    if where.state is not None:
-        query = query.filter(state=where.state.value)
-    if where.from_ is not None:
-        query = query.filter(start_date__gte=where.from_)
-    if where.to is not None:
-        query = query.filter(start_date__lte=where.to)
-    return query
+        return PeriodQuery()
+    return PeriodQuery(
+        state=where.state.value if where.state is not None else None, month_from=where.from_, month_to=where.to
+    )
 
 
 @strawberry.type(description="The month is closed; every managed account has its invoice.")

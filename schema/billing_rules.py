@@ -12,12 +12,11 @@ from strawberry import relay
 
 from models import BillingRule as BillingRuleModel
 from models import ManagedAccount as ManagedAccountModel
-from models.billing_rules import RuleCalculation, RuleKind, visible_rules
-from models.errors import NotFound
+from models.billing_rules import RuleCalculation, RuleKind, RuleQuery, visible_rules
 from schema.context import Info
 from schema.errors import NotFoundError, ValidationError
 from schema.managed_accounts import ManagedAccount
-from schema.nodes import node_uuid, scoped_nodes
+from schema.nodes import filter_uuids, node_uuid, scoped_nodes
 from schema.pagination import CountedConnection, Direction
 from schema.scalars import Month, plain
 
@@ -174,38 +173,22 @@ _COLUMNS = (
 )
 
 
-def account_uuid(global_id: str | None):
-    """The account id of an input; a malformed or foreign id is a missing account."""
-    try:
-        return node_uuid(global_id, "ManagedAccount")
-    except NotFound as exc:
-        raise NotFound(exc.message, field="accountId") from None
-
-
 def rule_data(input: CreateBillingRuleInput | UpdateBillingRuleInput) -> dict[str, Any]:
     """The given fields of an input, as the domain's column names (omitted ones left out)."""
     data = {column: getattr(input, column) for column in _COLUMNS}
     if input.account_id is not strawberry.UNSET:
-        data["managed_account_id"] = account_uuid(input.account_id)
+        data["managed_account_id"] = node_uuid(input.account_id, "ManagedAccount", field="accountId")
     return {column: value for column, value in data.items() if value is not strawberry.UNSET}
 
 
-def filtered(query, where: BillingRuleFilter | None):
+def rule_query(where: BillingRuleFilter | None) -> RuleQuery:
     if where is None:
-        return query
-    if where.account_ids is not None:
-        ids = []
-        for global_id in where.account_ids:
-            try:
-                ids.append(node_uuid(global_id, "ManagedAccount"))
-            except NotFound:  # an id that cannot be an account matches nothing
-                continue
-        query = query.filter(managed_account_id__in=ids)
-    if where.kinds is not None:
-        query = query.filter(kind__in=[kind.value for kind in where.kinds])
-    if where.active is not None:
-        query = query.filter(is_active=where.active)
-    return query
+        return RuleQuery()
+    return RuleQuery(
+        account_ids=filter_uuids(where.account_ids, "ManagedAccount"),
+        kinds=[kind.value for kind in where.kinds] if where.kinds is not None else None,
+        active=where.active,
+    )
 
 
 @strawberry.type(description="The billing rule was saved.")

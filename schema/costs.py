@@ -15,12 +15,11 @@ from strawberry.scalars import JSON
 from models import CostRecord as CostRecordModel
 from models import ManagedAccount as ManagedAccountModel
 from models import costs as domain
-from models.costs import AccountMonthTotal, CostFileRejected, ImportReport, billed_totals, visible_costs
-from models.errors import NotFound
+from models.costs import AccountMonthTotal, CostQuery, ImportReport, billed_totals, visible_costs
 from schema.context import Info
-from schema.errors import NotFoundError, UserError, ValidationError
+from schema.errors import CostFileRejectedError, NotFoundError, ValidationError
 from schema.managed_accounts import ManagedAccount
-from schema.nodes import node_uuid, scoped_nodes
+from schema.nodes import filter_uuids, scoped_nodes
 from schema.pagination import CountedConnection, Direction
 from schema.scalars import Month, plain
 
@@ -185,23 +184,14 @@ class CostRecordFilter:
     )
 
 
-def filtered(query, account_id: strawberry.ID | None, period, where: CostRecordFilter | None):
-    if account_id is not None:
-        try:
-            query = query.filter(managed_account_id=node_uuid(account_id, "ManagedAccount"))
-        except NotFound:  # an id that cannot be an account matches nothing
-            query = query.filter(id__in=[])
-    if period is not None:
-        query = query.filter(billing_month=period)
-    if where is None:
-        return query
-    if where.providers is not None:
-        query = query.filter(provider_name__in=where.providers)
-    if where.service_categories is not None:
-        query = query.filter(service_category__in=where.service_categories)
-    if where.unassigned is not None:
-        query = query.filter(managed_account_id__isnull=where.unassigned)
-    return query
+def cost_query(account_id: strawberry.ID | None, period, where: CostRecordFilter | None) -> CostQuery:
+    return CostQuery(
+        account_ids=filter_uuids([account_id] if account_id is not None else None, "ManagedAccount"),
+        period=period,
+        providers=where.providers if where else None,
+        service_categories=where.service_categories if where else None,
+        unassigned=where.unassigned if where else None,
+    )
 
 
 @strawberry.type(description="A sub-account of the file that no managed account claims.")
@@ -270,19 +260,6 @@ class CostsImported:
             ],
             totals=[ImportedCostTotal.from_total(t) for t in report.totals],
         )
-
-
-@strawberry.type(description="The cost file cannot be imported as it is; nothing was written.")
-class CostFileRejectedError(UserError):
-    line: int | None = strawberry.field(
-        description="The CSV line where the problem is (the header is line 1); null when it "
-        "is the file as a whole."
-    )
-    column: str | None = strawberry.field(description="The FOCUS column concerned, when one is.")
-
-    @classmethod
-    def from_domain(cls, exc: CostFileRejected) -> CostFileRejectedError:
-        return cls(code=exc.code, message=exc.message, field=exc.field, line=exc.line, column=exc.column)
 
 
 ImportCostsPayload = Annotated[

@@ -1,7 +1,7 @@
 """Typed user errors: expected business outcomes, returned in mutation payload unions.
 
 Domain operations raise `models.errors.DomainError`s; `user_error()` is the one place that
-turns them into GraphQL types."""
+turns them into GraphQL types (`schema.mutations.mutation` calls it for every mutation)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,24 @@ from decimal import Decimal
 import strawberry
 
 from models import errors
+from models.costs import CostFileRejected
+
+
+def _listed(meanings: dict) -> str:
+    return "; ".join(f"{code.value}: {meaning}" for code, meaning in meanings.items())
+
+
+# Printed in the SDL: the SPA developer's list of every code, kept in `models/errors.py`.
+CODE_DESCRIPTION = (
+    f"Stable machine-readable code, one of: {_listed(errors.ERROR_CODE_MEANINGS)}. Errors of the "
+    f"request itself are top-level GraphQL errors whose `extensions.code` is one of: "
+    f"{_listed(errors.REQUEST_ERROR_CODE_MEANINGS)}."
+)
 
 
 @strawberry.interface(description="An expected failure of a mutation; nothing was written.")
 class UserError:
-    code: str = strawberry.field(description="Stable machine-readable code, e.g. INVALID.")
+    code: str = strawberry.field(description=CODE_DESCRIPTION)
     message: str = strawberry.field(description="What went wrong, for a person.")
     field: str | None = strawberry.field(
         description="The input field at fault (camelCase), when one is."
@@ -54,7 +67,17 @@ class AuthenticationError(UserError):
     pass
 
 
+@strawberry.type(description="The cost file cannot be imported as it is; nothing was written.")
+class CostFileRejectedError(UserError):
+    line: int | None = strawberry.field(
+        description="The CSV line where the problem is (the header is line 1); null when it "
+        "is the file as a whole."
+    )
+    column: str | None = strawberry.field(description="The FOCUS column concerned, when one is.")
+
+
 _TYPES: dict[type[errors.DomainError], type[UserError]] = {
+    CostFileRejected: CostFileRejectedError,
     errors.AmountExceeded: AmountExceededError,
     errors.ValidationFailed: ValidationError,
     errors.NotFound: NotFoundError,
@@ -67,6 +90,14 @@ _TYPES: dict[type[errors.DomainError], type[UserError]] = {
 def user_error(exc: errors.DomainError) -> UserError:
     for domain_type in type(exc).__mro__:
         if domain_type in _TYPES:
-            extra = {"maximum": exc.maximum} if isinstance(exc, errors.AmountExceeded) else {}
-            return _TYPES[domain_type](code=exc.code, message=exc.message, field=exc.field, **extra)
+            return _TYPES[domain_type](code=exc.code.value, message=exc.message, field=exc.field, **_extra(exc))
     raise exc
+
+
+def _extra(exc: errors.DomainError) -> dict:
+    """The fields an error type has beyond `UserError`'s."""
+    if isinstance(exc, errors.AmountExceeded):
+        return {"maximum": exc.maximum}
+    if isinstance(exc, CostFileRejected):
+        return {"line": exc.line, "column": exc.column}
+    return {}

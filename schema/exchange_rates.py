@@ -11,7 +11,7 @@ import strawberry
 from strawberry import relay
 
 from models.exchange_rates import ExchangeRate as ExchangeRateModel
-from models.exchange_rates import visible_rates
+from models.exchange_rates import RateQuery, visible_rates
 from schema.context import Info
 from schema.errors import ValidationError
 from schema.nodes import scoped_nodes
@@ -83,14 +83,8 @@ SetExchangeRatePayload = Annotated[
 ]
 
 
-def filtered(query, where: ExchangeRateFilter | None):
+def rate_query(where: ExchangeRateFilter | None) -> RateQuery:
     if where is None:
-        return query
-    if where.currencies:
-        query = query.filter(currency__in=[c.upper() for c in where.currencies])
-    if where.month_from:
-        query = query.filter(month__gte=where.month_from)
-    if where.month_to:
-        query = query.filter(month__lte=where.month_to)
-    return query
+        return RateQuery()
+    return RateQuery(currencies=where.currencies, month_from=where.month_from, month_to=where.month_to)
 

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Any, Iterable
+from typing import TYPE_CHECKING, Annotated, Any, Iterable
 
 import strawberry
 from strawberry import relay
-from tortoise.expressions import Q
 
 from models import BillingProfile as BillingProfileModel
 from models import ManagedAccount as ManagedAccountModel
 from models import SubAccount as SubAccountModel
-from models.errors import NotFound
-from models.managed_accounts import visible_accounts
+from models.managed_accounts import AccountQuery, visible_accounts
 from schema.billing_profiles import BillingProfile
 from schema.common import Address, AddressInput, KeyValue, KeyValueInput, key_values
 from schema.context import Info
 from schema.errors import NotFoundError, ValidationError
-from schema.nodes import node_uuid, scoped_nodes
+from schema.nodes import filter_uuids, node_uuid, node_uuid_or_none, scoped_nodes
 from schema.pagination import CountedConnection, Direction
 from schema.permissions import MSP_USERS, requires
+
+if TYPE_CHECKING:
+    from schema.invoices import InvoiceConnection, InvoiceFilter, InvoiceOrder
 
 # schema.invoices imports this module (Invoice.account), so its types are referenced lazily.
 _INVOICES = strawberry.lazy("schema.invoices")
@@ -116,8 +117,8 @@ class ManagedAccount(relay.Node):
         filter: Annotated["InvoiceFilter", _INVOICES] | None = None,
         order_by: Annotated["InvoiceOrder", _INVOICES] | None = None,
     ) -> Annotated["InvoiceConnection", _INVOICES]:
-        # Imported when used: resolvers.invoices imports schema.invoices, which imports this.
-        from resolvers.invoices import account_invoices
+        # Imported when used: schema.invoices refers to this type.
+        from schema.invoices import account_invoices
 
         wanted = filter.account_ids if filter else None
         # Within this account: a filter naming only other accounts matches nothing.
@@ -128,10 +129,7 @@ class ManagedAccount(relay.Node):
 
 
 def _is_account(global_id: str, account_id: str) -> bool:
-    try:
-        return str(node_uuid(global_id, "ManagedAccount")) == account_id
-    except NotFound:
-        return False
+    return str(node_uuid_or_none(global_id, "ManagedAccount")) == account_id
 
 
 @strawberry.type(description="A page of managed accounts.")
@@ -245,15 +243,8 @@ def account_data(input: CreateManagedAccountInput | UpdateManagedAccountInput) -
     data["business_fields"] = key_values(input.business_fields)
     data = {key: value for key, value in data.items() if value is not None}
     if input.billing_profile_id is not strawberry.UNSET:
-        data["billing_profile_id"] = _profile_uuid(input.billing_profile_id)
+        data["billing_profile_id"] = node_uuid(input.billing_profile_id, "BillingProfile", field="billingProfileId")
     return {**data, **(input.address.to_columns() if input.address else {})}
-
-
-def _profile_uuid(global_id: str | None):
-    try:
-        return node_uuid(global_id, "BillingProfile")
-    except NotFound as exc:
-        raise NotFound(exc.message, field="billingProfileId") from None
 
 
 @strawberry.type(description="The managed account was saved.")
@@ -271,25 +262,11 @@ UpdateManagedAccountPayload = Annotated[
 ]
 
 
-def filtered(query, where: ManagedAccountFilter | None):
+def account_query(where: ManagedAccountFilter | None) -> AccountQuery:
     if where is None:
-        return query
-    if where.search and where.search.strip():
-        term = where.search.strip()
-        query = query.filter(
-            Q(name__icontains=term) | Q(official_company_name__icontains=term)
-            | Q(contact_email__icontains=term)
-        )
-    if where.currencies is not None:
-        query = query.filter(currency__in=[c.strip().upper() for c in where.currencies])
-    if where.billing_profile_ids is not None:
-        ids = []
-        for global_id in where.billing_profile_ids:
-            try:
-                ids.append(node_uuid(global_id, "BillingProfile"))
-            except NotFound:  # an id that cannot be a profile matches nothing
-                continue
-        query = query.filter(billing_profile_id__in=ids)
-    if where.has_billing_profile is not None:
-        query = query.filter(billing_profile_id__isnull=not where.has_billing_profile)
-    return query
+        return AccountQuery()
+    return AccountQuery(
+        search=where.search, currencies=where.currencies,
+        billing_profile_ids=filter_uuids(where.billing_profile_ids, "BillingProfile"),
+        has_billing_profile=where.has_billing_profile,
+    )

@@ -11,7 +11,7 @@ from graphql import GraphQLError
 from strawberry.relay import GlobalID, GlobalIDValueError, Node
 
 from models.auth import Principal
-from models.errors import NotFound
+from models.errors import NotFound, RequestErrorCode
 
 
 async def scoped_nodes(
@@ -32,7 +32,7 @@ async def scoped_nodes(
         valid = [i for i in ids if (is_key or _is_uuid)(i)]
         rows = {str(row.id): row for row in await visible(principal).filter(id__in=valid)}
     if required and any(i not in rows for i in ids):
-        raise GraphQLError("Not found.", extensions={"code": "NOT_FOUND"})
+        raise GraphQLError("Not found.", extensions={"code": RequestErrorCode.NOT_FOUND.value})
     return [node_type.from_model(rows[i]) if i in rows else None for i in ids]
 
 
@@ -42,7 +42,7 @@ async def resolve_global_ids(info, global_ids: Sequence[str]) -> list[Any]:
     and each type resolves its group with one scoped query (`resolve_nodes`)."""
     cap = info.context.settings.max_page_size
     if len(global_ids) > cap:
-        raise GraphQLError(f"At most {cap} ids at once.", extensions={"code": "BAD_USER_INPUT"})
+        raise GraphQLError(f"At most {cap} ids at once.", extensions={"code": RequestErrorCode.BAD_USER_INPUT.value})
     wanted: dict[type[Node], list[str]] = {}
     parsed = [_parse(info, global_id) for global_id in global_ids]
     for found in parsed:
@@ -81,9 +81,10 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
-def node_uuid(global_id: str | None, type_name: str) -> UUID | None:
-    """The database id inside a global id of `type_name`. A malformed id or one of another
-    type reads as not found, like an id that does not exist."""
+def node_uuid(global_id: str | None, type_name: str, field: str = "id") -> UUID | None:
+    """The database id inside a global id of `type_name` (None for None). A malformed id, or
+    one of another type, reads as not found, like an id that does not exist, and names the
+    input `field` that held it."""
     if global_id is None:
         return None
     try:
@@ -92,4 +93,20 @@ def node_uuid(global_id: str | None, type_name: str) -> UUID | None:
             raise ValueError(gid.type_name)
         return UUID(gid.node_id)
     except ValueError:
-        raise NotFound(f"No {type_name} with id {global_id}.", field="id") from None
+        raise NotFound(f"No {type_name} with id {global_id}.", field=field) from None
+
+
+def node_uuid_or_none(global_id: str, type_name: str) -> UUID | None:
+    """As `node_uuid`, but None for an id that cannot name a `type_name`."""
+    try:
+        return node_uuid(global_id, type_name)
+    except NotFound:
+        return None
+
+
+def filter_uuids(global_ids: Iterable[str] | None, type_name: str) -> list[UUID] | None:
+    """The database ids of a filter's global ids (None: no such filter). An id that cannot
+    name a `type_name` matches nothing, so it is left out."""
+    if global_ids is None:
+        return None
+    return [uuid for uuid in (node_uuid_or_none(gid, type_name) for gid in global_ids) if uuid]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import strawberry
 from strawberry import relay
@@ -14,6 +14,9 @@ from models.auth import visible_tokens, visible_users
 from schema.context import Info
 from schema.nodes import scoped_nodes
 from schema.permissions import Scope
+
+if TYPE_CHECKING:
+    from models import User as UserModel
 
 
 ExportDateFormat = strawberry.enum(

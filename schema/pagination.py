@@ -15,6 +15,8 @@ from strawberry import relay
 from strawberry.relay.utils import from_base64, to_base64
 from strawberry.types.nodes import SelectedField, Selection
 
+from models.errors import RequestErrorCode
+
 NodeType = TypeVar("NodeType")
 CURSOR_PREFIX = "cursor"
 DEFAULT_PAGE_SIZE = 20
@@ -49,7 +51,7 @@ def _fields(selections: list[Selection]):
 
 
 def _bad_input(message: str) -> GraphQLError:
-    return GraphQLError(message, extensions={"code": "BAD_USER_INPUT"})
+    return GraphQLError(message, extensions={"code": RequestErrorCode.BAD_USER_INPUT.value})
 
 
 def _offset(cursor: str | None, name: str) -> int | None:

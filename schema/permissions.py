@@ -15,7 +15,7 @@ from strawberry.schema_directive import Location
 
 from models.auth import Principal, authenticate
 from models.base import Scope as ScopeValue
-from models.errors import AuthenticationFailed
+from models.errors import AuthenticationFailed, RequestErrorCode
 
 BEARER = "bearer "
 
@@ -47,11 +47,11 @@ class RequiresScope(BasePermission):
         principal = info.context.principal
         if principal is None:
             reason = info.context.auth_error or "Authentication required: send a bearer token."
-            raise GraphQLError(reason, extensions={"code": "UNAUTHENTICATED"})
+            raise GraphQLError(reason, extensions={"code": RequestErrorCode.UNAUTHENTICATED.value})
         if principal.scope not in self.scopes:
             raise GraphQLError(
                 f"This needs one of the scopes {', '.join(s.value for s in self.scopes)}.",
-                extensions={"code": "FORBIDDEN"},
+                extensions={"code": RequestErrorCode.FORBIDDEN.value},
             )
         return True
 

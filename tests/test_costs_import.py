@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from tortoise import connections
 
-from invoicing import cli
+from invoicing.cli import data as cli
 from models import CostImport, CostRecord, SubAccount
 from models.costs import CostFileRejected, CostOrigin, import_costs
 from models.errors import NotFound, ValidationFailed

@@ -21,10 +21,11 @@ from tortoise import connections
 
 from infra import broker
 from infra import storage
+from infra.settings import get_settings
 from jobs import dispatch
 from jobs.generate import GIVE_UP_AFTER, STUCK_AFTER, generate_invoice, requeue_stuck
 from jobs.send import send_invoice
-from jobs.worker import WorkerSettings
+from jobs.worker import WorkerSettings, worker_settings
 from models import BillingPeriod, CostImport, Invoice, InvoiceEvent, InvoiceNumberCounter, InvoiceRevision
 from models.base import Scope
 from models.billing_periods import close_period
@@ -52,8 +53,9 @@ TIMELINE = """query($n: String!) { invoice(number: $n) { deliveryStatus
 # queued and runs again on any worker once that key expires: 15 s after it started here,
 # instead of the 310 s of the product's settings. A dict, not a subclass: arq reads a settings
 # class's own __dict__, so a subclass would lose the inherited Redis settings, queue and start-up.
+PRODUCT_WORKER = worker_settings(get_settings())
 QUICK_RECOVERY_WORKER = {
-    **{name: value for name, value in vars(WorkerSettings).items() if not name.startswith("__")},
+    **PRODUCT_WORKER,
     "functions": [
         func(generate_invoice, name=dispatch.GENERATE, keep_result=0, timeout=5),
         func(send_invoice, name=dispatch.SEND, keep_result=0, timeout=5),
@@ -205,7 +207,7 @@ async def test_a_worker_killed_mid_render_leaves_the_invoice_generated_later(
         assert [j.job_id for j in await redis.queued_jobs(queue_name=broker.QUEUE_NAME)] == [job_id]
 
         # A new worker, with the product's own settings, runs the job once the key expires.
-        survivor = _start_worker(settings, "jobs.worker.WorkerSettings", log)
+        survivor = _start_worker(settings, f"{__name__}.PRODUCT_WORKER", log)
         await _eventually(
             lambda: Invoice.filter(id=invoice.id, status__not="GENERATING").exists(),
             timeout=40, interval=0.2, what="the invoice to leave GENERATING",

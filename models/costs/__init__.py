@@ -2,7 +2,7 @@
 
 from models.costs.focus import CostFileRejected
 from models.costs.importer import AccountMonthTotal, ImportReport, UnmatchedSubAccount, import_costs
-from models.costs.queries import billed_totals, visible_costs
+from models.costs.queries import CostQuery, billed_totals, filter_costs, visible_costs
 from models.costs.records import CostImport, CostOrigin, CostRecord
 
 __all__ = [
@@ -10,10 +10,12 @@ __all__ = [
     "CostFileRejected",
     "CostImport",
     "CostOrigin",
+    "CostQuery",
     "CostRecord",
     "ImportReport",
     "UnmatchedSubAccount",
     "import_costs",
     "billed_totals",
+    "filter_costs",
     "visible_costs",
 ]

@@ -25,7 +25,7 @@ from decimal import Context, Decimal, DecimalException, Inexact
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from models.errors import ValidationFailed
+from models.errors import ErrorCode, ValidationFailed
 
 # The widest number a cost column holds: NUMERIC(38,16), 22 digits before the point.
 COST_SCALE = 16
@@ -61,7 +61,7 @@ class CostFileRejected(ValidationFailed):
     when the problem is the file as a whole; `column` names the FOCUS column concerned.
     """
 
-    code = "INVALID_COST_FILE"
+    code = ErrorCode.INVALID_COST_FILE
 
     def __init__(self, message: str, *, line: int | None = None, column: str | None = None):
         if line is not None:

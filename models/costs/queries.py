@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
+from uuid import UUID
 
 from tortoise.functions import Count, Sum
 
@@ -15,6 +18,32 @@ def visible_costs(principal):
     if not principal.is_msp_user:
         return CostRecord.filter(id__in=[])  # matches nothing (WHERE 1=0)
     return CostRecord.filter(organization_id=principal.organization_id)
+
+
+@dataclass(frozen=True)
+class CostQuery:
+    """The conditions a list of cost records can be narrowed by (None: any). `account_ids`
+    empty matches nothing (an id that named no account)."""
+
+    account_ids: list[UUID] | None = None
+    period: date | None = None
+    providers: list[str] | None = None
+    service_categories: list[str] | None = None
+    unassigned: bool | None = None
+
+
+def filter_costs(query, where: CostQuery):
+    if where.account_ids is not None:
+        query = query.filter(managed_account_id__in=where.account_ids)
+    if where.period is not None:
+        query = query.filter(billing_month=where.period)
+    if where.providers is not None:
+        query = query.filter(provider_name__in=where.providers)
+    if where.service_categories is not None:
+        query = query.filter(service_category__in=where.service_categories)
+    if where.unassigned is not None:
+        query = query.filter(managed_account_id__isnull=where.unassigned)
+    return query
 
 
 async def billed_totals(query) -> list[tuple[str, Decimal, int]]:

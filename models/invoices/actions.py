@@ -9,7 +9,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from models.errors import DomainError, InvalidTransition, MissingBillingProfile, NotFound, ValidationFailed
+from models.errors import DomainError, ErrorCode, InvalidTransition, MissingBillingProfile, NotFound, ValidationFailed
 from models.invoices.lifecycle import Actor, lock_invoice, transition
 from models.invoices.queries import visible_invoices
 from models.invoices.tables import DeliveryStatus, Invoice, InvoiceEvent, InvoiceStatus, PaymentStatus
@@ -103,7 +103,7 @@ async def void(principal, ids: list[Any], *, reason: str = "", notify_customer: 
             if invoice.amount_paid > invoice.amount_refunded:
                 raise InvalidTransition(
                     f"Invoice {invoice.number} has payments: refund them before voiding it.",
-                    field="ids", code="INVOICE_PAID",
+                    field="ids", code=ErrorCode.INVOICE_PAID,
                 )
             changes: dict[str, Any] = {"voided_at": datetime.now(timezone.utc)}
             if invoice.payment_status == PaymentStatus.OVERDUE:

@@ -16,7 +16,7 @@ from tortoise.functions import Sum
 from tortoise.transactions import in_transaction
 
 from models.currencies import MINOR_UNITS, round_money
-from models.errors import AmountExceeded, InvalidTransition, NotFound, ValidationFailed
+from models.errors import AmountExceeded, ErrorCode, InvalidTransition, NotFound, ValidationFailed
 from models.invoices.lifecycle import lock_invoice
 from models.invoices.queries import amount_due, organization_today, visible_invoices
 from models.invoices.tables import Invoice, InvoiceEvent, InvoiceStatus, PaymentStatus
@@ -78,7 +78,7 @@ async def record_payment(
         if amount > due:
             raise AmountExceeded(
                 f"The payment is more than the {due} {invoice.currency} due.",
-                maximum=due, field="amount", code="OVERPAYMENT",
+                maximum=due, field="amount", code=ErrorCode.OVERPAYMENT,
             )
         payment = await Payment.create(
             invoice_id=invoice.id, amount=amount, paid_on=paid_on, method=method, reference=reference,
@@ -116,7 +116,7 @@ async def refund_payment(
         if amount > refundable:
             raise AmountExceeded(
                 f"At most {refundable} {invoice.currency} of this payment can be refunded.",
-                maximum=refundable, field="amount", code="REFUND_EXCEEDS_PAYMENT",
+                maximum=refundable, field="amount", code=ErrorCode.REFUND_EXCEEDS_PAYMENT,
             )
         refund = await Refund.create(
             invoice_id=invoice.id, payment_id=payment.id, amount=amount, refunded_on=refunded_on,

@@ -12,6 +12,9 @@ from schema.invoices.lists import (
     InvoiceResendQueued,
     InvoiceStatusEvent,
     ResendInvoicePayload,
+    account_invoices,
+    invoice_query,
+    listed_invoices,
 )
 from schema.invoices.types import (
     DeliveryStatus,
@@ -30,5 +33,5 @@ __all__ = [
     "BulkInvoicePayload", "DeliveryStatus", "Invoice", "InvoiceActionResult", "InvoiceActionResults",
     "InvoiceConnection", "InvoiceDatePreset", "InvoiceEvent", "InvoiceFilter", "InvoiceLineItem",
     "InvoiceOrder", "InvoiceOrderField", "InvoiceResendQueued", "InvoiceRevision", "InvoiceStatus",
-    "InvoiceStatusEvent", "LineKind", "PaymentStatus", "ResendInvoicePayload", "prefetch",
+    "InvoiceStatusEvent", "LineKind", "PaymentStatus", "ResendInvoicePayload", "account_invoices", "invoice_query", "listed_invoices", "prefetch",
 ]

@@ -3,6 +3,7 @@ and filter, bulk results and the live status event."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime
 from enum import Enum
 from typing import Annotated, Any
@@ -11,8 +12,10 @@ import strawberry
 
 from models import invoices as domain
 from schema.errors import InvalidTransitionError, NotFoundError, UserError, ValidationError
-from schema.invoices.types import DeliveryStatus, Invoice, InvoiceDatePreset, InvoiceStatus, PaymentStatus
-from schema.pagination import CountedConnection, Direction
+from schema.context import Info
+from schema.invoices.types import DeliveryStatus, Invoice, InvoiceDatePreset, InvoiceStatus, PaymentStatus, prefetch
+from schema.nodes import filter_uuids
+from schema.pagination import CountedConnection, Direction, order_fields, page_of, paginate, sibling_page
 from schema.scalars import Month
 
 
@@ -110,3 +113,53 @@ ResendInvoicePayload = Annotated[
     InvoiceResendQueued | NotFoundError | InvalidTransitionError,
     strawberry.union("ResendInvoicePayload", description="The result of `resendInvoice`."),
 ]
+
+
+# The invoice list, as `invoices` and `ManagedAccount.invoices` read it.
+
+
+def invoice_query(where: InvoiceFilter | None) -> domain.InvoiceQuery:
+    if where is None:
+        return domain.InvoiceQuery()
+    return domain.InvoiceQuery(
+        statuses=where.status, payment_statuses=where.payment_status,
+        account_ids=filter_uuids(where.account_ids, "ManagedAccount"), period_from=where.period_from,
+        period_to=where.period_to, issued_from=where.issued_from, issued_to=where.issued_to,
+        preset=where.preset, search=where.search,
+    )
+
+
+def listed_invoices(info: Info, where: InvoiceFilter | None, order_by: InvoiceOrder | None):
+    """The invoices of the list the viewer may see, filtered, and their order."""
+    principal = info.context.principal
+    today = domain.organization_today(principal.user.organization.timezone)
+    query = domain.filter_invoices(domain.visible_invoices(principal), invoice_query(where), today)
+    return query, order_by or InvoiceOrder(field=InvoiceOrderField.CREATED_AT, direction=Direction.DESC)
+
+
+async def account_invoices(
+    info: Info, account_id: Any, where: InvoiceFilter | None, order_by: InvoiceOrder | None,
+    first: int | None, after: str | None, last: int | None, before: str | None,
+) -> InvoiceConnection:
+    """`ManagedAccount.invoices`: the `invoices` list within one account (`account_id` None:
+    an account the filter's `accountIds` leave out). Pages by `first`/`after` load with
+    the same page of every other account of the request: a constant number of statements
+    for a list of accounts. Pages by `last`/`before` are fetched one account at a time."""
+    query, order = listed_invoices(info, replace(where, account_ids=None) if where else None, order_by)
+    page = sibling_page(info, first, after, last, before)
+    if page is None:
+        query = query.filter(managed_account_id__in=[account_id] if account_id else [])
+        connection = await paginate(
+            info, InvoiceConnection, query, Invoice.from_model, order,
+            first=first, after=after, last=last, before=before,
+        )
+    else:
+        total, rows = 0, []
+        if account_id is not None:
+            pages = info.context.loaders.pages(
+                query, "managed_account_id", order_fields(order.field.value, order.direction), *page
+            )
+            total, rows = await pages.load(account_id)
+        connection = page_of(info, InvoiceConnection, total, rows, Invoice.from_model, first, after)
+    await prefetch(info, [edge.node for edge in connection.edges])
+    return connection

@@ -1,0 +1,119 @@
+"""The invoice pipeline from a terminal: close a month, generate it, export it."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from infra.settings import Settings
+from invoicing.cli.common import (
+    app, console, errors, find_organization, money, parse_month, redis_connection, resolved_settings, run,
+)
+from models.errors import DomainError
+
+
+@app.command("close-period")
+def close_period(
+    month: str = typer.Argument(..., help="The month to close, YYYY-MM."),
+    organization: str | None = typer.Option(None, help="Organization name or id (default: the only one)."),
+) -> None:
+    """Close a past month: every managed account gets a READY_TO_INVOICE invoice."""
+    settings = resolved_settings()
+    created = run(settings, functools.partial(_close_period, settings, parse_month(month), organization))
+    console.print(f"[green]{month} closed[/green]: {created} invoices ready to invoice.")
+
+
+async def _close_period(settings: Settings, month, organization_ref: str | None) -> int:
+    from jobs import effects
+    from models.billing_periods import close_period as close
+    from models.invoices.lifecycle import Actor
+
+    organization = await find_organization(organization_ref)
+    created = await close(organization.id, month, Actor.system("cli"), must_be_past=True)
+    async with redis_connection(settings) as redis:
+        await effects.invoice_ids_changed(redis, created)
+    return len(created)
+
+
+@app.command()
+def generate(
+    month: str = typer.Argument(..., help="Generate this month's ready invoices, YYYY-MM."),
+    organization: str | None = typer.Option(None, help="Organization name or id (default: the only one)."),
+    wait: bool = typer.Option(True, help="Wait until the worker has generated them all."),
+) -> None:
+    """Generate every READY_TO_INVOICE invoice of a month (the worker renders the PDFs)."""
+    settings = resolved_settings()
+    table = run(settings, functools.partial(_generate, settings, parse_month(month), organization, wait))
+    console.print(table)
+
+
+async def _generate(settings: Settings, month, organization_ref: str | None, wait: bool) -> Table:
+    from jobs import effects
+    from models.invoices import Invoice, InvoiceStatus
+    from models.invoices.actions import start_generation
+    from models.invoices.lifecycle import Actor
+
+    organization = await find_organization(organization_ref)
+    ready = Invoice.filter(organization_id=organization.id, billing_period__start_date=month)
+    ids, refused = [], []
+    for invoice_id in await ready.filter(status=InvoiceStatus.READY_TO_INVOICE).values_list("id", flat=True):
+        try:
+            ids.append((await start_generation(invoice_id, organization.id, Actor.system("cli"))).id)
+        except DomainError as exc:
+            refused.append(exc.message)
+    async with redis_connection(settings) as redis:
+        await effects.generation_requested(redis, ids)
+    for message in refused:
+        errors.print(f"[yellow]{escape(message)}[/yellow]")
+    if wait and ids:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True) as bar:
+            task = bar.add_task("Generating", total=len(ids))
+            while (pending := await Invoice.filter(id__in=ids, status=InvoiceStatus.GENERATING).count()):
+                bar.update(task, completed=len(ids) - pending, description=f"Generating: {pending} to go")
+                await asyncio.sleep(0.5)
+    table = Table("Invoice", "Customer", "Status", "Total", title=f"{month:%Y-%m}")
+    for invoice in await ready.filter(id__in=ids).prefetch_related("managed_account").order_by("number"):
+        table.add_row(invoice.number or "", invoice.managed_account.name, invoice.status.value,
+                      f"{money(invoice.total)} {invoice.currency}")
+    return table
+
+
+@app.command()
+def export(
+    month: str = typer.Option(..., help="The billed month to export, YYYY-MM."),
+    format: str = typer.Option(
+        "xero", help="xero (Xero's sales-invoice import) or detailed (every line, every field)."
+    ),
+    organization: str | None = typer.Option(None, help="Organization name or id (default: the only one)."),
+    output: Path | None = typer.Option(None, help="File to write (default: the export's own name, here)."),
+) -> None:
+    """Export a month's approved invoices as CSV (a Xero export of more than 500 is a zip)."""
+    from models.exports import ExportFormat
+
+    try:
+        fmt = ExportFormat(format.upper())
+    except ValueError:
+        raise typer.BadParameter(f"'{format}' is not a format; write xero or detailed.") from None
+    settings = resolved_settings()
+    file = run(settings, functools.partial(_export, parse_month(month), fmt, organization))
+    target = output or Path(file.filename)
+    target.write_bytes(file.data)
+    console.print(f"[green]wrote[/green] {target}: {file.invoice_count} invoices.")
+
+
+async def _export(month, fmt, organization_ref: str | None):
+    from models.exports import export_month
+
+    organization = await find_organization(organization_ref)
+    with Progress(
+        SpinnerColumn(), TextColumn("Exporting"), TextColumn("{task.completed:,} invoices"),
+        TimeElapsedColumn(), console=console, transient=True,
+    ) as bar:
+        task = bar.add_task("export", total=None)
+        return await export_month(organization, month, fmt, lambda done: bar.update(task, completed=done))

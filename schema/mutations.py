@@ -1,0 +1,43 @@
+"""Every mutation is declared through `mutation()`: its scope check, and the one place where a
+domain error becomes the typed `UserError` member of its payload union."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from enum import Enum
+from typing import Any
+
+import strawberry
+from strawberry.extensions.field_extension import FieldExtension
+
+from models.errors import DomainError
+from schema.errors import user_error
+from schema.permissions import requires
+
+
+class DomainErrors(FieldExtension):
+    """A domain error raised under a mutation (refused input, missing object, state that
+    does not allow it) is answered as its payload's error; the domain wrote nothing."""
+
+    def resolve(self, next_: Callable[..., Any], source: Any, info: Any, **kwargs: Any) -> Any:
+        try:
+            return next_(source, info, **kwargs)
+        except DomainError as exc:
+            return user_error(exc)
+
+    async def resolve_async(
+        self, next_: Callable[..., Awaitable[Any]], source: Any, info: Any, **kwargs: Any
+    ) -> Any:
+        try:
+            return await next_(source, info, **kwargs)
+        except DomainError as exc:
+            return user_error(exc)
+
+
+def mutation(*, description: str, scopes: tuple[Enum, ...] = (), resolver: Any = None) -> Any:
+    """`@mutation(description=..., scopes=OWNERS)` on a resolver of a `Mutation` type (no
+    scopes: open to anyone, as `login` is)."""
+    extensions = [*requires(*scopes), DomainErrors()] if scopes else [DomainErrors()]
+    if resolver is not None:
+        return strawberry.mutation(resolver=resolver, description=description, extensions=extensions)
+    return strawberry.mutation(description=description, extensions=extensions)
