@@ -20,7 +20,7 @@ import os
 import statistics
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -45,7 +45,13 @@ async def recreate(url: str) -> None:
 
 async def seed():
     from models import (
-        BillingPeriod, Invoice, InvoiceEvent, InvoiceLineItem, InvoiceRevision, ManagedAccount, Organization,
+        BillingPeriod,
+        Invoice,
+        InvoiceEvent,
+        InvoiceLineItem,
+        InvoiceRevision,
+        ManagedAccount,
+        Organization,
     )
     from models.auth import TokenKind, create_user, issue_token
     from models.base import Scope
@@ -57,7 +63,7 @@ async def seed():
         start = date(2020 + i // 12, i % 12 + 1, 1)
         end = (start + timedelta(days=32)).replace(day=1)
         periods.append(await BillingPeriod.create(organization=org, start_date=start, end_date=end))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     invoices, revisions, lines, events = [], [], [], []
     for n in range(INVOICES):
         invoice = Invoice(
@@ -132,10 +138,9 @@ async def main() -> None:
     import asyncpg
     import httpx
 
-    from infra import broker
-    from infra import db
-    from invoicing.app import create_app
+    from infra import broker, db
     from infra.settings import get_settings
+    from invoicing.app import create_app
 
     settings = get_settings()
     await recreate(args.database_url)

@@ -85,10 +85,10 @@ async def main(rows: int, database_url: str) -> None:
     from tortoise import Tortoise
 
     from infra import db
+    from infra.settings import get_settings
     from models import Organization
     from models.costs import import_costs
     from models.managed_accounts import ManagedAccount, set_sub_accounts
-    from infra.settings import get_settings
 
     settings = get_settings()
     await recreate_database(database_url)

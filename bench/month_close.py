@@ -263,12 +263,11 @@ async def main(args) -> None:
     os.environ.pop("SMTP_URL", None)
     from tortoise import Tortoise, connections
 
-    from infra import broker
-    from infra import db
+    from infra import broker, db
+    from infra.settings import get_settings
     from jobs.rendering import render_invoice_html
     from models.billing_periods import close_period
     from models.invoices.lifecycle import Actor
-    from infra.settings import get_settings
 
     settings = get_settings()
     await recreate_database(args.database_url)

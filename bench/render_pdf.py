@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from infra.settings import get_settings  # noqa: E402
 from jobs.pdf import PdfRenderer  # noqa: E402
 from jobs.rendering import render_invoice_html, sample_view  # noqa: E402
-from infra.settings import get_settings  # noqa: E402
 
 
 async def raw_throughput(html: str, n: int, pool_size: int) -> float:

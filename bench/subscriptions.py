@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +93,7 @@ async def measure(address: str, token: str, invoice, redis, count: int, rounds: 
     await asyncio.sleep(0.5)  # every subscription registered on the server
     latencies = []
     for _ in range(rounds):
-        at = datetime.now(timezone.utc)
+        at = datetime.now(UTC)
         await Invoice.filter(id=invoice.id).update(updated_at=at)  # the commit
         committed = time.monotonic()
         await events.publish(redis, [await Invoice.get(id=invoice.id)])
@@ -122,8 +122,7 @@ async def main() -> None:
     )
     import httpx
 
-    from infra import broker
-    from infra import db
+    from infra import broker, db
     from infra.settings import get_settings
 
     settings = get_settings()

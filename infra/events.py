@@ -14,7 +14,7 @@ import logging
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
@@ -170,7 +170,7 @@ class Subscription:
     async def __anext__(self) -> Delivery:
         while True:
             # Checked before every event too: a busy stream never waits long enough to time out.
-            remaining = (self.principal.token.expires_at - datetime.now(timezone.utc)).total_seconds()
+            remaining = (self.principal.token.expires_at - datetime.now(UTC)).total_seconds()
             if remaining <= 0:
                 self.end(REVOKED)
             if self.ended:
@@ -307,7 +307,7 @@ class Hub:
         valid = {
             str(token_id)
             for token_id in await Token.filter(
-                id__in=held, revoked_at=None, expires_at__gt=datetime.now(timezone.utc), user__is_active=True
+                id__in=held, revoked_at=None, expires_at__gt=datetime.now(UTC), user__is_active=True
             ).values_list("id", flat=True)
         }
         for token_id in held:

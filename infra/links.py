@@ -13,14 +13,14 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 from infra import storage
-from models.exports import EXPORTS_FOLDER
 from infra.settings import Settings
+from models.exports import EXPORTS_FOLDER
 
 # A salt of their own: a value signed with the same key for another purpose is no link.
 SALT = "invoicing.files.v1"
@@ -28,7 +28,7 @@ SALT = "invoicing.files.v1"
 
 def clock() -> datetime:
     """The time links are signed and checked at (tests move it)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class _Signer(TimestampSigner):

@@ -1,3 +1,6 @@
+"""`python -m invoicing`: the `invoicing` command."""
+
 from invoicing.cli import app
 
-app(prog_name="invoicing")
+if __name__ == "__main__":
+    app(prog_name="invoicing")

@@ -21,18 +21,15 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET
 from tortoise import connections
 
-from infra import broker
-from infra import db
-from infra import links
-from infra import storage
+from infra import broker, db, links, storage
 from infra.embedded import resolve_urls
 from infra.events import Hub
+from infra.settings import Settings, get_settings
 from models import exports
 from models.auth import principal_of_link
 from schema.context import Context
 from schema.permissions import authenticate_bearer
 from schema.root import schema
-from infra.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

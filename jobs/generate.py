@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from arq import Retry
 
-from infra import events
 from infra import storage
-from jobs import dispatch
+from jobs import effects
 from jobs.rendering import TEMPLATE_VERSION, render_invoice_html
 from models.errors import DomainError
 from models.invoices import Invoice, InvoiceStatus
@@ -76,23 +75,23 @@ async def _generate(ctx: dict, invoice_id: str, invoice: Invoice) -> str:
     )
     if not stored:
         return "superseded"
-    await events.publish_ids(ctx["redis"], [invoice_id])
+    await effects.invoice_ids_changed(ctx["redis"], [invoice_id])
     return "generated"
 
 
 async def _fail(ctx: dict, invoice_id: str, message: str) -> None:
     if failed := await fail_generation(invoice_id, message, WORKER):
-        await events.publish(ctx["redis"], [failed])
+        await effects.invoices_changed(ctx["redis"], [failed])
 
 
 async def requeue_stuck(ctx: dict) -> int:
     """Re-enqueue invoices GENERATING for a while: if their job still exists arq ignores the
     duplicate id; if the job is gone, this starts it again. One that has been
     generating for half an hour goes to ERROR instead of looping."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     stuck = Invoice.filter(status=InvoiceStatus.GENERATING)
     for invoice_id in await stuck.filter(updated_at__lt=now - GIVE_UP_AFTER).values_list("id", flat=True):
         await _fail(ctx, invoice_id, "Generation did not finish in 30 minutes. Regenerate to try again.")
     ids = await stuck.filter(updated_at__lt=now - STUCK_AFTER).values_list("id", flat=True)
-    await dispatch.enqueue_generation(ctx["redis"], ids)
+    await effects.generation_stalled(ctx["redis"], ids)
     return len(ids)

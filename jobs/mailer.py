@@ -15,7 +15,7 @@ import ssl
 import tempfile
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
@@ -88,7 +88,7 @@ async def send_mail(
         raise ValidationFailed("The subject must be a single line.", field="subject")
     sender = _sender(settings.smtp_from)
     reply_to = _address(reply_to, "replyTo") if reply_to is not None else None
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     message = _build(
         settings.smtp_from, recipients, subject.strip(), text, html, attachments, reply_to, now,
         message_id_domain or Address(addr_spec=sender).domain,

@@ -4,9 +4,9 @@ become OVERDUE."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from infra import events
+from jobs import effects
 from jobs.periods import SCHEDULER
 from models.payments import mark_overdue
 
@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 async def mark_overdue_invoices(ctx: dict, now: datetime | None = None) -> int:
     """Idempotent: an invoice already OVERDUE (or paid, refunded, voided) is left alone.
     `now` defaults to the current time."""
-    changed = await mark_overdue(now or datetime.now(timezone.utc), SCHEDULER)
-    await events.publish(ctx["redis"], changed)
+    changed = await mark_overdue(now or datetime.now(UTC), SCHEDULER)
+    await effects.invoices_changed(ctx["redis"], changed)
     if changed:
         log.info("%d invoices are now overdue", len(changed))
     return len(changed)

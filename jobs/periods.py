@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from infra import events
+from jobs import effects
 from models.billing_periods import close_period, periods_to_close
 from models.invoices.lifecycle import Actor
 
@@ -15,9 +15,9 @@ SCHEDULER = Actor.system("scheduler")
 
 async def close_due_periods(ctx: dict) -> int:
     created = 0
-    for organization_id, month in await periods_to_close(datetime.now(timezone.utc)):
+    for organization_id, month in await periods_to_close(datetime.now(UTC)):
         ids = await close_period(organization_id, month, SCHEDULER)
-        await events.publish_ids(ctx["redis"], ids)
+        await effects.invoice_ids_changed(ctx["redis"], ids)
         log.info("closed %s for organization %s: %d invoices ready", month, organization_id, len(ids))
         created += len(ids)
     return created

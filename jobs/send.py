@@ -8,8 +8,8 @@ import logging
 
 from arq import Retry
 
-from infra import events
 from infra import storage
+from jobs import effects
 from jobs.mailer import (
     Attachment,
     MailPermanentError,
@@ -34,7 +34,7 @@ NO_RECIPIENTS = "The account has no billing e-mails: add them, then resend."
 async def send_invoice(ctx: dict, invoice_id: str) -> str:
     outcome = await _send(ctx, invoice_id)
     if outcome != NOTHING_TO_SEND:
-        await events.publish_ids(ctx["redis"], [invoice_id])
+        await effects.invoice_ids_changed(ctx["redis"], [invoice_id])
     return outcome
 
 

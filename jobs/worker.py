@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arq import cron, func
 
-from infra import db
-from infra import broker
-from infra import links
+from infra import broker, db, links
 from infra.embedded import resolve_urls
+from infra.settings import Settings, get_settings
 from jobs import dispatch
 from jobs.generate import GENERATION_TIMEOUT, generate_invoice, requeue_stuck
 from jobs.overdue import mark_overdue_invoices
@@ -19,7 +18,6 @@ from jobs.pdf import PdfRenderer
 from jobs.periods import close_due_periods
 from jobs.send import notify_customer, send_invoice
 from models.auth import purge_tokens
-from infra.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +41,7 @@ async def shutdown(ctx: dict) -> None:
 async def purge_old_tokens(ctx: dict) -> int:
     """Drop tokens that expired or were revoked more than 30 days ago (kept that long so
     that "token revoked" stays explainable in the meantime)."""
-    removed = await purge_tokens(before=datetime.now(timezone.utc) - timedelta(days=30))
+    removed = await purge_tokens(before=datetime.now(UTC) - timedelta(days=30))
     log.info("purged %d old tokens", removed)
     return removed
 

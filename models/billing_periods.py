@@ -16,8 +16,8 @@ from tortoise.transactions import in_transaction
 from models.base import enum_check
 from models.errors import ValidationFailed
 from models.invoices.lifecycle import Actor
-from models.organizations import Organization
 from models.invoices.tables import InvoiceEvent, InvoiceStatus
+from models.organizations import Organization
 
 
 class PeriodState(str, Enum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -18,7 +18,7 @@ from tortoise.transactions import in_transaction
 
 from models.base import ADDRESS_TEXT_COLUMNS, AddressMixin, TimestampMixin, enum_check
 from models.errors import NotFound, ValidationFailed
-from models.managed_accounts import ManagedAccount
+from models.inputs import clean_pairs, clean_text
 
 
 class ChargeKind(str, Enum):
@@ -92,9 +92,6 @@ class BillingProfileCharge(Model):
 MAX_LOGO_BYTES = 512 * 1024
 # A logo is decoded by the PDF renderer: a tiny file may declare a huge canvas.
 MAX_LOGO_SIDE = 5000
-MAX_PAIRS = 50
-MAX_PAIR_KEY = 100
-MAX_PAIR_VALUE = 500
 MAX_CHARGES = 20
 CHARGE_DECIMALS = Decimal("0.0001")
 # NUMERIC(20, 4) holds 16 digits before the point.
@@ -120,35 +117,6 @@ def visible_profiles(principal):
     return BillingProfile.filter(organization_id=principal.organization_id)
 
 
-def _text(value: Any, field: str, limit: int, required: bool, label: str = "This") -> str:
-    if not isinstance(value, str):
-        raise ValidationFailed(f"{label} must be text.", field=field)
-    value = value.strip()
-    if required and not value:
-        raise ValidationFailed(f"{label} is required.", field=field)
-    if len(value) > limit:
-        raise ValidationFailed(f"{label} has at most {limit} characters.", field=field)
-    if "\x00" in value:  # PostgreSQL text cannot hold NUL
-        raise ValidationFailed(f"{label} contains a NUL character.", field=field)
-    return value
-
-
-def _pairs(pairs: Any, field: str) -> list[dict[str, str]]:
-    """An ordered list of {"key", "value"} pairs, as printed on the invoice."""
-    if not isinstance(pairs, (list, tuple)):
-        raise ValidationFailed("Expected a list of key/value pairs.", field=field)
-    if len(pairs) > MAX_PAIRS:
-        raise ValidationFailed(f"At most {MAX_PAIRS} key/value pairs.", field=field)
-    cleaned = []
-    for number, pair in enumerate(pairs, start=1):
-        if not isinstance(pair, dict):
-            raise ValidationFailed(f"Pair {number} needs a key and a value.", field=field)
-        key = _text(pair.get("key"), field, MAX_PAIR_KEY, True, f"The key of pair {number}")
-        value = _text(pair.get("value"), field, MAX_PAIR_VALUE, False, f"The value of pair {number}")
-        cleaned.append({"key": key, "value": value})
-    return cleaned
-
-
 def _charges(charges: Any) -> list[dict[str, Any]]:
     """Taxes and additional charges in the order they apply: [{"name", "kind", "value",
     "is_tax"}], with `kind` a ChargeKind (or its name)."""
@@ -161,7 +129,7 @@ def _charges(charges: Any) -> list[dict[str, Any]]:
     for number, charge in enumerate(charges, start=1):
         if not isinstance(charge, dict):
             raise ValidationFailed(f"Charge {number} needs a name, a kind and a value.", field=field)
-        name = _text(charge.get("name"), field, 255, True, f"The name of charge {number}")
+        name = clean_text(charge.get("name"), field, 255, True, f"The name of charge {number}")
         try:
             kind = ChargeKind(charge.get("kind"))
         except ValueError:
@@ -188,10 +156,10 @@ def _clean(data: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]] |
     columns: dict[str, Any] = {}
     for column, (field, limit, required) in _TEXT_COLUMNS.items():
         if column in data:
-            columns[column] = _text(data[column], field, limit, required)
+            columns[column] = clean_text(data[column], field, limit, required)
     for column, field in _PAIR_COLUMNS.items():
         if column in data:
-            columns[column] = _pairs(data[column], field)
+            columns[column] = clean_pairs(data[column], field)
     charges = _charges(data["charges"]) if "charges" in data else None
     return columns, charges
 
@@ -275,7 +243,7 @@ async def delete_profile(principal, profile_id) -> int:
     a profile (the database sets their reference to NULL); returns how many there were."""
     async with in_transaction() as connection:
         profile = await _owned(principal, profile_id, connection)
-        detached = await ManagedAccount.filter(billing_profile_id=profile.id).using_db(connection).count()
+        detached = await profile.managed_accounts.all().using_db(connection).count()
         await profile.delete(using_db=connection)
     return detached
 
@@ -379,7 +347,7 @@ async def set_logo(principal, profile_id, data: bytes, apply_to_all: bool = Fals
         profile = await _owned(principal, profile_id, connection)
         targets = visible_profiles(principal) if apply_to_all else visible_profiles(principal).filter(id=profile.id)
         await targets.using_db(connection).update(
-            logo=data, logo_content_type=image.content_type, updated_at=datetime.now(timezone.utc)
+            logo=data, logo_content_type=image.content_type, updated_at=datetime.now(UTC)
         )
         changed = await targets.using_db(connection).order_by("nickname", "id")
     return sorted(changed, key=lambda row: row.id != profile.id)

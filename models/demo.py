@@ -26,8 +26,8 @@ from tortoise.transactions import in_transaction
 
 from models.auth import TokenKind, User, create_user, hash_password, issue_token
 from models.base import Scope
-from models.billing_profiles import BillingProfile, BillingProfileCharge, ChargeKind
 from models.billing_periods import close_period
+from models.billing_profiles import BillingProfile, BillingProfileCharge, ChargeKind
 from models.costs import CostImport, CostRecord, ImportReport, import_costs
 from models.invoices.lifecycle import Actor
 from models.managed_accounts import ManagedAccount, set_sub_accounts

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from tortoise import fields
+from tortoise.exceptions import IntegrityError
 from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
 from tortoise.models import Model
-from tortoise.exceptions import IntegrityError
 
 from models.base import TimestampMixin
 from models.currencies import check_currency
@@ -88,9 +88,9 @@ async def set_rate(
         organization_id=principal.organization_id, month=month,
         base_currency=base_currency, currency=currency,
     )
-    if not await ExchangeRate.filter(**key).update(rate=rate, updated_at=datetime.now(timezone.utc)):
+    if not await ExchangeRate.filter(**key).update(rate=rate, updated_at=datetime.now(UTC)):
         try:
             return await ExchangeRate.create(**key, rate=rate)
         except IntegrityError:  # created concurrently: ours is the later word
-            await ExchangeRate.filter(**key).update(rate=rate, updated_at=datetime.now(timezone.utc))
+            await ExchangeRate.filter(**key).update(rate=rate, updated_at=datetime.now(UTC))
     return await ExchangeRate.get(**key)

@@ -9,16 +9,18 @@ from typing import Any
 from uuid import UUID
 
 from tortoise import fields
-from tortoise.expressions import Q
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
 from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
 from models.auth import normalize_email
 from models.base import ADDRESS_TEXT_COLUMNS, AddressMixin, TimestampMixin
+from models.billing_profiles import visible_profiles
 from models.currencies import check_currency
 from models.errors import ErrorCode, NotFound, ValidationFailed
+from models.inputs import clean_pairs, clean_text
 
 
 class ManagedAccount(TimestampMixin, AddressMixin, Model):
@@ -273,24 +275,20 @@ def _sub_account_ids(value: Any) -> list[str]:
 
 def _clean_account(data: dict[str, Any]) -> tuple[dict[str, Any], list[str] | None]:
     """Validated column values (only those given) and the sub-account ids (None: not given)."""
-    # models.billing_profiles imports this module (for ManagedAccount): its text and
-    # key/value checks, which accounts share, are imported when first used.
-    from models.billing_profiles import _pairs, _text
-
     unknown = set(data) - ACCOUNT_FIELDS
     if unknown:
         raise TypeError(f"Not managed account fields: {', '.join(sorted(unknown))}")
     columns: dict[str, Any] = {}
     for column, (field, limit, required) in _TEXT_COLUMNS.items():
         if column in data:
-            columns[column] = _text(data[column], field, limit, required)
+            columns[column] = clean_text(data[column], field, limit, required)
     checks = {
         "contact_email": _contact_email,
         "billing_emails": _billing_emails,
         "payment_terms_days": _payment_terms,
         "currency": lambda value: check_currency(value if isinstance(value, str) else ""),
         "billing_profile_id": _profile_id,
-        "business_fields": lambda value: _pairs(value, "businessFields"),
+        "business_fields": lambda value: clean_pairs(value, "businessFields"),
     }
     for column, check in checks.items():
         if column in data:
@@ -319,7 +317,6 @@ async def _check_name(organization_id, name: str, connection, exclude_id=None) -
 async def _check_billing_profile(principal, profile_id, connection) -> None:
     """The profile must be one the principal sees; it is locked until commit so that it
     cannot be deleted between this check and the write that refers to it."""
-    from models.billing_profiles import visible_profiles  # imports this module; see above
 
     if profile_id is None:
         return

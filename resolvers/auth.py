@@ -19,11 +19,11 @@ from schema.auth import (
     Viewer,
 )
 from schema.context import Info
-from schema.mutations import mutation
-from schema.permissions import ANY_USER, OWNERS
 from schema.managed_accounts import ManagedAccount
+from schema.mutations import mutation
 from schema.nodes import node_uuid
 from schema.organizations import ApiToken, Organization, User
+from schema.permissions import ANY_USER, OWNERS
 
 
 async def viewer(principal: auth.Principal) -> Viewer:

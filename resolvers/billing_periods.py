@@ -17,11 +17,11 @@ from schema.billing_periods import (
     CloseBillingPeriodPayload,
     period_query,
 )
-from schema.scalars import Month
 from schema.context import Info
-from schema.pagination import Direction, paginate
 from schema.mutations import mutation
+from schema.pagination import Direction, paginate
 from schema.permissions import MSP_USERS, OWNERS, requires
+from schema.scalars import Month
 
 
 @strawberry.type

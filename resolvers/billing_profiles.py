@@ -26,9 +26,9 @@ from schema.billing_profiles import (
     profile_data,
 )
 from schema.context import Info
+from schema.mutations import mutation
 from schema.nodes import node_uuid
 from schema.pagination import Direction, paginate
-from schema.mutations import mutation
 from schema.permissions import MSP_USERS, OWNERS, requires
 
 TYPE_NAME = "BillingProfile"

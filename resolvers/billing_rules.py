@@ -18,13 +18,13 @@ from schema.billing_rules import (
     DeleteBillingRulePayload,
     UpdateBillingRuleInput,
     UpdateBillingRulePayload,
-    rule_query,
     rule_data,
+    rule_query,
 )
 from schema.context import Info
+from schema.mutations import mutation
 from schema.nodes import node_uuid
 from schema.pagination import Direction, paginate
-from schema.mutations import mutation
 from schema.permissions import MSP_USERS, OWNERS, requires
 
 TYPE_NAME = "BillingRule"

@@ -21,9 +21,9 @@ from schema.costs import (
     ImportCostsPayload,
     cost_query,
 )
+from schema.mutations import mutation
 from schema.nodes import node_uuid
 from schema.pagination import Direction, paginate
-from schema.mutations import mutation
 from schema.permissions import MSP_USERS, OWNERS, requires
 from schema.scalars import Month
 

@@ -17,8 +17,8 @@ from schema.exchange_rates import (
     SetExchangeRatePayload,
     rate_query,
 )
-from schema.pagination import Direction, paginate
 from schema.mutations import mutation
+from schema.pagination import Direction, paginate
 from schema.permissions import MSP_USERS, OWNERS, requires
 
 

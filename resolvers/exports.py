@@ -15,9 +15,9 @@ from schema.exports import (
     UpdateExportSettingsPayload,
 )
 from schema.invoices import InvoiceFilter, invoice_query
+from schema.mutations import mutation
 from schema.nodes import node_uuid_or_none
 from schema.organizations import ExportDateFormat, Organization
-from schema.mutations import mutation
 from schema.permissions import MSP_USERS, OWNERS
 
 

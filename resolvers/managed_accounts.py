@@ -20,9 +20,9 @@ from schema.managed_accounts import (
     account_data,
     account_query,
 )
+from schema.mutations import mutation
 from schema.nodes import node_uuid
 from schema.pagination import Direction, paginate
-from schema.mutations import mutation
 from schema.permissions import ANY_USER, OWNERS, requires
 
 

@@ -8,6 +8,7 @@ from jobs import effects
 from models import payments
 from schema.context import Info
 from schema.invoices import Invoice
+from schema.mutations import mutation
 from schema.nodes import node_uuid
 from schema.payments import (
     Payment,
@@ -19,7 +20,6 @@ from schema.payments import (
     RefundPaymentInput,
     RefundPaymentPayload,
 )
-from schema.mutations import mutation
 from schema.permissions import OWNERS
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from enum import Enum
-from typing import Annotated, Iterable
+from typing import Annotated
 
 import strawberry
 from strawberry import relay

@@ -9,9 +9,9 @@ from arq import ArqRedis
 from strawberry.types import Info as StrawberryInfo
 
 from infra.events import Hub
+from infra.settings import Settings
 from models.auth import Principal
 from schema.loaders import Loaders
-from infra.settings import Settings
 
 
 @dataclass

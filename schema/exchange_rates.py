@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Annotated, Iterable
+from typing import Annotated
 
 import strawberry
 from strawberry import relay

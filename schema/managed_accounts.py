@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any, Iterable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry import relay
@@ -114,9 +115,9 @@ class ManagedAccount(relay.Node):
     async def invoices(
         self, info: Info, first: int | None = None, after: str | None = None,
         last: int | None = None, before: str | None = None,
-        filter: Annotated["InvoiceFilter", _INVOICES] | None = None,
-        order_by: Annotated["InvoiceOrder", _INVOICES] | None = None,
-    ) -> Annotated["InvoiceConnection", _INVOICES]:
+        filter: Annotated[InvoiceFilter, _INVOICES] | None = None,
+        order_by: Annotated[InvoiceOrder, _INVOICES] | None = None,
+    ) -> Annotated[InvoiceConnection, _INVOICES]:
         # Imported when used: schema.invoices refers to this type.
         from schema.invoices import account_invoices
 

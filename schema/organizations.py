@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 import strawberry
 from strawberry import relay
 
 from models import Organization as OrganizationModel
-from models.organizations import ExportDateFormat as ExportDateFormatValue
 from models.auth import visible_tokens, visible_users
+from models.organizations import ExportDateFormat as ExportDateFormatValue
 from schema.context import Info
 from schema.nodes import scoped_nodes
 from schema.permissions import Scope

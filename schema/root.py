@@ -8,17 +8,30 @@ import strawberry
 from strawberry import relay
 from strawberry.schema.config import StrawberryConfig
 
-from resolvers import auth, billing_periods, billing_profiles, billing_rules, exchange_rates, invoices
-from resolvers import costs, exports, managed_accounts, payments
+from resolvers import (
+    auth,
+    billing_periods,
+    billing_profiles,
+    billing_rules,
+    costs,
+    exchange_rates,
+    exports,
+    invoices,
+    managed_accounts,
+    payments,
+)
 from schema.context import Info
-from schema.nodes import resolve_global_ids
 from schema.execution import ExecutionContext
+from schema.nodes import resolve_global_ids
 from schema.permissions import ANY_USER, WebSocketAuthentication, requires
 from schema.scalars import SCALARS
 
 
 @strawberry.type(description="Reads. Every object is filtered by the viewer's scope.")
-class Query(auth.Query, billing_profiles.Query, exchange_rates.Query, invoices.Query, billing_periods.Query, billing_rules.Query, managed_accounts.Query, costs.Query):
+class Query(
+    auth.Query, billing_profiles.Query, exchange_rates.Query, invoices.Query, billing_periods.Query, billing_rules.Query,
+    managed_accounts.Query, costs.Query,
+):
     # Plain ID arguments (not relay.node()'s GlobalID): a malformed id then answers null
     # like a missing one, instead of failing the whole query while arguments are parsed.
     @strawberry.field(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 
 from models import (
     BillingPeriod,
@@ -132,8 +132,8 @@ async def generated_invoice(
     inv.subtotal = inv.total = total
     inv.issue_date, inv.due_date, inv.status = issue_date, due, status
     if status in ("APPROVED", "VOIDED"):
-        from datetime import datetime, timezone
+        from datetime import datetime
 
-        inv.approved_at = datetime.now(timezone.utc)
+        inv.approved_at = datetime.now(UTC)
     await inv.save()
     return inv

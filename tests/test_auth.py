@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import websockets
@@ -54,8 +54,8 @@ async def test_an_expired_token_is_refused():
     user = await f.user(await f.organization())
     raw, token = await issue_token(user, TokenKind.SESSION, timedelta(hours=1))
     await Token.filter(id=token.id).update(
-        created_at=datetime.now(timezone.utc) - timedelta(hours=2),
-        expires_at=datetime.now(timezone.utc) - timedelta(seconds=1),
+        created_at=datetime.now(UTC) - timedelta(hours=2),
+        expires_at=datetime.now(UTC) - timedelta(seconds=1),
     )
     with pytest.raises(AuthenticationFailed):
         await authenticate(raw)

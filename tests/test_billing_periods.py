@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 from strawberry.relay import to_base64
@@ -20,7 +20,7 @@ LIST = """query($first: Int, $after: String, $last: Int, $before: String, $filte
     edges { cursor node { id month startDate endDate state closedAt invoiceCount } } } }"""
 NODE = "query($id: ID!) { node(id: $id) { ... on BillingPeriod { month invoiceCount } } }"
 NODES = "query($ids: [ID!]!) { nodes(ids: $ids) { ... on BillingPeriod { month } } }"
-CLOSED_AT = datetime(2024, 10, 2, 3, 0, tzinfo=timezone.utc)
+CLOSED_AT = datetime(2024, 10, 2, 3, 0, tzinfo=UTC)
 MISSING = to_base64("BillingPeriod", "00000000-0000-4000-8000-000000000000")
 
 

@@ -7,24 +7,24 @@ import csv
 import io
 import re
 import zipfile
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from strawberry.relay import to_base64
 from tortoise import connections
 
-from infra import links
-from infra import storage
-from models import Invoice, InvoiceLineItem, InvoiceRevision, ManagedAccount
-from models import exports
+from infra import links, storage
+from infra.settings import get_settings
+from models import Invoice, InvoiceLineItem, InvoiceRevision, ManagedAccount, exports
 from models.exports import DETAILED_COLUMNS, XERO_COLUMNS, ExportFormat
 from models.invoices import InvoiceStatus, LineKind
 from models.organizations import ExportDateFormat
-from infra.settings import get_settings
 from tests import factories as f
 from tests.graphql import error_codes, gql
 
@@ -85,7 +85,7 @@ async def approved_invoice(account, period, number, status="APPROVED", lines=LIN
     await Invoice.filter(id=invoice.id).update(
         current_revision_id=revision.id, subtotal=subtotal, charges=charges, total=subtotal + charges,
         issue_date=date(2024, 10, 1), due_date=date(2024, 10, 31), status=status,
-        approved_at=datetime.now(timezone.utc) if approved else None,
+        approved_at=datetime.now(UTC) if approved else None,
     )
     return await Invoice.get(id=invoice.id)
 
@@ -340,7 +340,7 @@ async def test_altered_expired_and_foreign_links_reveal_nothing(client, world, m
     refusals.append(await _download(client, links.sign(settings, customer, "export", f"exports/{world.org.id}/x/a.csv", "a.csv").url))
     # Expired: a second past the lifetime.
     assert (await client.get(f"/files/{token}")).status_code == 200
-    later = datetime.now(timezone.utc) + timedelta(seconds=settings.link_ttl_seconds + 1)
+    later = datetime.now(UTC) + timedelta(seconds=settings.link_ttl_seconds + 1)
     monkeypatch.setattr(links, "clock", lambda: later)
     refusals.append(await client.get(f"/files/{token}"))
     assert {(r.status_code, r.text) for r in refusals} == {(404, "Not found.")}
@@ -362,7 +362,7 @@ async def test_expired_exports_are_refused_then_purged(client, world, monkeypatc
     folder = settings.storage_path / "exports" / str(world.org.id)
     links.purge_exports(settings)
     assert len(list(folder.glob("*"))) == 1
-    later = datetime.now(timezone.utc) + timedelta(seconds=settings.link_ttl_seconds + 120)
+    later = datetime.now(UTC) + timedelta(seconds=settings.link_ttl_seconds + 120)
     monkeypatch.setattr(links, "clock", lambda: later)
     assert (await _download(client, done["url"])).status_code == 404
     links.purge_exports(settings)

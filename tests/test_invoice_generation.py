@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 
-from models import BillingPeriod, BillingProfileCharge, BillingRule, CostImport, CostRecord, ExchangeRate, Invoice, InvoiceEvent
+from models import (
+    BillingPeriod,
+    BillingProfileCharge,
+    BillingRule,
+    CostImport,
+    CostRecord,
+    ExchangeRate,
+    Invoice,
+    InvoiceEvent,
+)
 from models.billing_periods import close_period, periods_to_close
 from models.costs import CostOrigin
 from models.errors import GenerationFailed, InvalidTransition, MissingBillingProfile
@@ -30,8 +39,8 @@ async def _costs(org, account, rows, origin=CostOrigin.MSP_DELEGATED):
         provider, service, category, cost, unit, quantity, *currency = row
         await CostRecord.create(
             organization=org, managed_account=account, cost_import=imp, fingerprint=uuid.uuid4().hex, origin=origin,
-            billing_month=SEPT, billing_period_start=datetime(2024, 9, 1, tzinfo=timezone.utc),
-            billing_period_end=datetime(2024, 10, 1, tzinfo=timezone.utc), provider_name=provider,
+            billing_month=SEPT, billing_period_start=datetime(2024, 9, 1, tzinfo=UTC),
+            billing_period_end=datetime(2024, 10, 1, tzinfo=UTC), provider_name=provider,
             sub_account_id="1", billed_cost=Decimal(cost), billing_currency=(currency or ["USD"])[0],
             service_name=service, service_category=category, charge_category="Usage",
             consumed_unit=unit, consumed_quantity=Decimal(quantity) if quantity else None,
@@ -57,9 +66,9 @@ async def test_closing_a_month_gives_each_account_one_ready_invoice_and_closing_
 
 
 @pytest.mark.parametrize("delay,now,due", [
-    (False, datetime(2026, 11, 1, 0, 30, tzinfo=timezone.utc), [date(2026, 10, 1)]),
-    (True, datetime(2026, 11, 3, 12, 0, tzinfo=timezone.utc), []),
-    (True, datetime(2026, 11, 4, 0, 30, tzinfo=timezone.utc), [date(2026, 10, 1)]),
+    (False, datetime(2026, 11, 1, 0, 30, tzinfo=UTC), [date(2026, 10, 1)]),
+    (True, datetime(2026, 11, 3, 12, 0, tzinfo=UTC), []),
+    (True, datetime(2026, 11, 4, 0, 30, tzinfo=UTC), [date(2026, 10, 1)]),
 ])
 async def test_months_close_on_the_1st_or_the_4th_with_the_ingestion_delay(delay, now, due):
     org = await f.organization(data_ingestion_delay=delay)
@@ -69,7 +78,7 @@ async def test_months_close_on_the_1st_or_the_4th_with_the_ingestion_delay(delay
 async def test_the_organization_time_zone_decides_when_the_month_ends():
     org = await f.organization(timezone="America/Los_Angeles")
     # 1 November 02:00 UTC is still 31 October in Los Angeles.
-    assert [m for o, m in await periods_to_close(datetime(2026, 11, 1, 2, tzinfo=timezone.utc)) if o == org.id] == [date(2026, 9, 1)]
+    assert [m for o, m in await periods_to_close(datetime(2026, 11, 1, 2, tzinfo=UTC)) if o == org.id] == [date(2026, 9, 1)]
 
 
 async def test_a_double_generate_moves_once_and_regenerate_after_approve_is_refused(world):

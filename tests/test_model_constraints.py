@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -252,13 +252,13 @@ async def test_payments_cannot_exceed_the_total_or_be_negative():
 async def test_tokens_are_stored_as_digests_that_expire_after_creation():
     org = await f.organization()
     user = await f.user(org)
-    soon = datetime.now(timezone.utc) + timedelta(hours=1)
+    soon = datetime.now(UTC) + timedelta(hours=1)
     with refused:
         await Token.create(user=user, kind="API", token_hash="inv_plaintext", expires_at=soon)
     with refused:
         await Token.create(
             user=user, kind="API", token_hash="a" * 64,
-            expires_at=datetime.now(timezone.utc) - timedelta(seconds=1),
+            expires_at=datetime.now(UTC) - timedelta(seconds=1),
         )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -327,8 +327,8 @@ async def _due_on(world, org_timezone, number, due: date, **kw):
 
 @pytest.mark.parametrize("org_timezone,first_overdue_utc", [
     # Due 2024-10-31: overdue from midnight on 1 November where the organization is.
-    ("Pacific/Auckland", datetime(2024, 10, 31, 11, 0, tzinfo=timezone.utc)),    # 00:00 NZDT, 1 Nov
-    ("America/Los_Angeles", datetime(2024, 11, 1, 7, 0, tzinfo=timezone.utc)),  # 00:00 PDT, 1 Nov
+    ("Pacific/Auckland", datetime(2024, 10, 31, 11, 0, tzinfo=UTC)),    # 00:00 NZDT, 1 Nov
+    ("America/Los_Angeles", datetime(2024, 11, 1, 7, 0, tzinfo=UTC)),  # 00:00 PDT, 1 Nov
 ])
 async def test_overdue_boundary_in_the_organization_time_zone(client, redis, world, org_timezone, first_overdue_utc):
     invoice = await _due_on(world, org_timezone, "INV-DUE", date(2024, 10, 31))
@@ -348,7 +348,7 @@ async def test_the_same_instant_is_overdue_in_auckland_but_not_in_los_angeles(re
     other_org = await f.organization(name="West", timezone="America/Los_Angeles")
     account = await f.managed_account(other_org, name="Pacific Co")
     los_angeles = await _approved(world, number="INV-LA", account=account, issue_date=date(2024, 10, 1))
-    await mark_overdue_invoices({"redis": redis}, now=datetime(2024, 10, 31, 12, 0, tzinfo=timezone.utc))
+    await mark_overdue_invoices({"redis": redis}, now=datetime(2024, 10, 31, 12, 0, tzinfo=UTC))
     assert (await Invoice.get(id=auckland.id)).payment_status == "OVERDUE"
     assert (await Invoice.get(id=los_angeles.id)).payment_status == "UNPAID"
 
@@ -360,7 +360,7 @@ async def test_overdue_takes_only_approved_invoices_with_something_due(client, r
     paid, _ = await _paid(client, world, amounts=("30.75",), number="INV-3", month=date(2024, 7, 1))
     awaiting = await _approved(world, number="INV-4", month=date(2024, 6, 1), status="AWAITING_APPROVAL")
     voided = await _approved(world, number="INV-5", month=date(2024, 5, 1), status="VOIDED")
-    await mark_overdue_invoices({"redis": redis}, now=datetime.now(timezone.utc) + timedelta(days=90))
+    await mark_overdue_invoices({"redis": redis}, now=datetime.now(UTC) + timedelta(days=90))
     statuses = {i.number: i.payment_status for i in await Invoice.all()}
     assert statuses == {"INV-1": "OVERDUE", "INV-2": "OVERDUE", "INV-3": "PAID", "INV-4": "UNPAID", "INV-5": "UNPAID"}
     assert {unpaid.id, partial.id} == {e.invoice_id for e in await InvoiceEvent.filter(kind="OVERDUE")}
@@ -369,7 +369,7 @@ async def test_overdue_takes_only_approved_invoices_with_something_due(client, r
 
 async def test_payments_after_the_due_date(client, redis, world):
     invoice = await _due_on(world, "UTC", "INV-LATE", date(2024, 10, 31))
-    await mark_overdue_invoices({"redis": redis}, now=datetime(2024, 11, 2, tzinfo=timezone.utc))
+    await mark_overdue_invoices({"redis": redis}, now=datetime(2024, 11, 2, tzinfo=UTC))
     partial = (await _pay(client, world, invoice, "10"))["data"]["recordPayment"]
     assert partial["invoice"]["paymentStatus"] == "OVERDUE", "something is still due after the due date"
     rest = (await _pay(client, world, invoice, "20.75"))["data"]["recordPayment"]
@@ -378,7 +378,7 @@ async def test_payments_after_the_due_date(client, redis, world):
 
 async def test_voiding_an_overdue_invoice_clears_overdue(client, redis, world):
     invoice = await _due_on(world, "UTC", "INV-LATE", date(2024, 10, 31))
-    await mark_overdue_invoices({"redis": redis}, now=datetime(2024, 11, 2, tzinfo=timezone.utc))
+    await mark_overdue_invoices({"redis": redis}, now=datetime(2024, 11, 2, tzinfo=UTC))
     result = await gql(client, VOID, {"ids": [_gid("Invoice", invoice)], "notify": False}, token=world.tokens["owner"])
     assert result["data"]["voidInvoices"]["results"][0]["invoice"]["paymentStatus"] == "UNPAID"
     found = await gql(client, LIST, {"filter": {"paymentStatus": ["OVERDUE"]}}, token=world.tokens["owner"])

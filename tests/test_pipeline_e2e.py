@@ -12,8 +12,7 @@ from pathlib import Path
 from pypdf import PdfReader
 from strawberry.relay import to_base64
 
-from infra import broker
-from infra import storage
+from infra import broker, storage
 from models import BillingProfileCharge, Invoice, InvoiceRevision, SubAccount
 from models.costs import import_costs
 from tests.graphql import gql

@@ -19,8 +19,7 @@ from arq.constants import in_progress_key_prefix
 from strawberry.relay import to_base64
 from tortoise import connections
 
-from infra import broker
-from infra import storage
+from infra import broker, storage
 from infra.settings import get_settings
 from jobs import dispatch
 from jobs.generate import GIVE_UP_AFTER, STUCK_AFTER, generate_invoice, requeue_stuck

@@ -11,8 +11,8 @@ import pytest
 import websockets
 from strawberry.relay import to_base64
 
-from infra import events
 import tests.factories as f
+from infra import events
 from models import Invoice
 from models.auth import Token, authenticate
 from tests.conftest import serving

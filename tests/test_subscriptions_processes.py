@@ -15,8 +15,8 @@ import httpx
 import pytest
 from strawberry.relay import to_base64
 
-from infra import events
 import tests.factories as f
+from infra import events
 from models import Invoice
 from tests.conftest import free_port
 from tests.graphql import LiveClient, gql

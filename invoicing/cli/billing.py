@@ -13,7 +13,15 @@ from rich.table import Table
 
 from infra.settings import Settings
 from invoicing.cli.common import (
-    app, console, errors, find_organization, money, parse_month, redis_connection, resolved_settings, run,
+    app,
+    console,
+    errors,
+    find_organization,
+    money,
+    parse_month,
+    redis_connection,
+    resolved_settings,
+    run,
 )
 from models.errors import DomainError
 

@@ -4,7 +4,7 @@ the outcome of background work. Each operation is per invoice; bulk requests rep
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from tortoise.transactions import in_transaction
@@ -76,7 +76,7 @@ async def approve(principal, ids: list[Any], *, notify_customer: bool = True) ->
         try:
             return await transition(
                 invoice_id, "APPROVE", actor, organization_id=principal.organization_id,
-                changes={"approved_at": datetime.now(timezone.utc), **changes},
+                changes={"approved_at": datetime.now(UTC), **changes},
                 detail={"notifyCustomer": notify_customer},
             )
         except InvalidTransition:
@@ -105,7 +105,7 @@ async def void(principal, ids: list[Any], *, reason: str = "", notify_customer: 
                     f"Invoice {invoice.number} has payments: refund them before voiding it.",
                     field="ids", code=ErrorCode.INVOICE_PAID,
                 )
-            changes: dict[str, Any] = {"voided_at": datetime.now(timezone.utc)}
+            changes: dict[str, Any] = {"voided_at": datetime.now(UTC)}
             if invoice.payment_status == PaymentStatus.OVERDUE:
                 changes["payment_status"] = PaymentStatus.UNPAID
             return await transition(
@@ -133,7 +133,7 @@ async def request_resend(principal, invoice_id: Any) -> Invoice:
         raise NotFound("No such invoice.", field="id")
     if invoice.status != InvoiceStatus.APPROVED:
         raise InvalidTransition("Only an approved invoice can be sent.", field="id")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with in_transaction() as conn:
         await Invoice.filter(id=invoice.id).using_db(conn).update(delivery_status=DeliveryStatus.QUEUED, updated_at=now)
         await InvoiceEvent.create(

@@ -3,7 +3,7 @@ sent to the customer when it is voided or refunded."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from tortoise.transactions import in_transaction
@@ -17,7 +17,7 @@ async def record_delivery(invoice_id: Any, outcomes: list[Any], failure: str | N
     status = DeliveryStatus.SENT if any(o.delivered for o in outcomes) else DeliveryStatus.FAILED
     async with in_transaction() as conn:
         await Invoice.filter(id=invoice_id).using_db(conn).update(
-            delivery_status=status, updated_at=datetime.now(timezone.utc)
+            delivery_status=status, updated_at=datetime.now(UTC)
         )
         await InvoiceEvent.bulk_create(
             _events(invoice_id, outcomes, failure, ("SENT", "DELIVERY_FAILED"), {}), using_db=conn

@@ -301,11 +301,11 @@ def build_view(ctx: Context, draft: Draft, number: str, template_version: str) -
             }
             for line in draft.usage
         ],
-        "adjustments": [{"description": l.description, "amount": str(l.amount)} for l in draft.rule_lines],
+        "adjustments": [{"description": rule.description, "amount": str(rule.amount)} for rule in draft.rule_lines],
         "subtotal": str(draft.subtotal),
         "charges": [
-            {"description": l.description, "amount": str(l.amount), "is_tax": l.kind == LineKind.TAX}
-            for l in draft.charge_lines
+            {"description": charge.description, "amount": str(charge.amount), "is_tax": charge.kind == LineKind.TAX}
+            for charge in draft.charge_lines
         ],
         "total": str(draft.total),
         "exchange": None if draft.rate == 1 else {

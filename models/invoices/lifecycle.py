@@ -7,8 +7,8 @@ timeline event in the same transaction."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
-from datetime import datetime, timezone
 from typing import Any
 
 from tortoise.transactions import in_transaction
@@ -73,7 +73,7 @@ async def transition(
     not there, or not in `organization_id`). `changes` are further columns set by the same
     UPDATE (trusted names from domain code, never user input)."""
     rule = TRANSITIONS[name]
-    columns = {"status": rule.target.value, "updated_at": datetime.now(timezone.utc), **(changes or {})}
+    columns = {"status": rule.target.value, "updated_at": datetime.now(UTC), **(changes or {})}
     assignments = ", ".join(f'"{column}" = ${i}' for i, column in enumerate(columns, start=4))
     # The sub-select reads the status before the change, so the timeline records it.
     sql = (

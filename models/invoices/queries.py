@@ -12,7 +12,6 @@ from tortoise.expressions import Q
 
 from models.invoices.tables import Invoice, InvoiceStatus, PaymentStatus
 
-
 # States a customer may see: the invoice was approved (and may since have been voided).
 CUSTOMER_VISIBLE = (InvoiceStatus.APPROVED, InvoiceStatus.VOIDED)
 

@@ -7,7 +7,7 @@ payments on one invoice cannot lose an update or together pay more than the tota
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -135,7 +135,7 @@ async def _apply(conn, invoice: Invoice, principal, today: date, *, paid: Decima
     """Write the invoice's new sums and status, and the timeline event, in the caller's transaction."""
     status = payment_status(invoice.total, paid, refunded, invoice.due_date < today)
     await Invoice.filter(id=invoice.id).using_db(conn).update(
-        amount_paid=paid, amount_refunded=refunded, payment_status=status, updated_at=datetime.now(timezone.utc),
+        amount_paid=paid, amount_refunded=refunded, payment_status=status, updated_at=datetime.now(UTC),
     )
     await InvoiceEvent.create(
         invoice_id=invoice.id, actor_id=principal.user.id, kind=kind, using_db=conn,

@@ -33,5 +33,6 @@ __all__ = [
     "BulkInvoicePayload", "DeliveryStatus", "Invoice", "InvoiceActionResult", "InvoiceActionResults",
     "InvoiceConnection", "InvoiceDatePreset", "InvoiceEvent", "InvoiceFilter", "InvoiceLineItem",
     "InvoiceOrder", "InvoiceOrderField", "InvoiceResendQueued", "InvoiceRevision", "InvoiceStatus",
-    "InvoiceStatusEvent", "LineKind", "PaymentStatus", "ResendInvoicePayload", "account_invoices", "invoice_query", "listed_invoices", "prefetch",
+    "InvoiceStatusEvent", "LineKind", "PaymentStatus", "ResendInvoicePayload", "account_invoices", "invoice_query",
+    "listed_invoices", "prefetch",
 ]

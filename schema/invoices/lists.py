@@ -11,8 +11,8 @@ from typing import Annotated, Any
 import strawberry
 
 from models import invoices as domain
-from schema.errors import InvalidTransitionError, NotFoundError, UserError, ValidationError
 from schema.context import Info
+from schema.errors import InvalidTransitionError, NotFoundError, UserError, ValidationError
 from schema.invoices.types import DeliveryStatus, Invoice, InvoiceDatePreset, InvoiceStatus, PaymentStatus, prefetch
 from schema.nodes import filter_uuids
 from schema.pagination import CountedConnection, Direction, order_fields, page_of, paginate, sibling_page

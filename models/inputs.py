@@ -1,0 +1,43 @@
+"""Checks of what people type, shared by every domain that stores it: the same limits and the
+same messages everywhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.errors import ValidationFailed
+
+# Key/value pairs (business and banking fields) print on the invoice, laid out for these.
+MAX_PAIRS = 50
+MAX_PAIR_KEY = 100
+MAX_PAIR_VALUE = 500
+
+
+def clean_text(value: Any, field: str, limit: int, required: bool, label: str = "This") -> str:
+    """`value` stripped, checked as text of at most `limit` characters for the input `field`."""
+    if not isinstance(value, str):
+        raise ValidationFailed(f"{label} must be text.", field=field)
+    value = value.strip()
+    if required and not value:
+        raise ValidationFailed(f"{label} is required.", field=field)
+    if len(value) > limit:
+        raise ValidationFailed(f"{label} has at most {limit} characters.", field=field)
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL
+        raise ValidationFailed(f"{label} contains a NUL character.", field=field)
+    return value
+
+
+def clean_pairs(pairs: Any, field: str) -> list[dict[str, str]]:
+    """An ordered list of {"key", "value"} pairs, as printed on the invoice."""
+    if not isinstance(pairs, (list, tuple)):
+        raise ValidationFailed("Expected a list of key/value pairs.", field=field)
+    if len(pairs) > MAX_PAIRS:
+        raise ValidationFailed(f"At most {MAX_PAIRS} key/value pairs.", field=field)
+    cleaned = []
+    for number, pair in enumerate(pairs, start=1):
+        if not isinstance(pair, dict):
+            raise ValidationFailed(f"Pair {number} needs a key and a value.", field=field)
+        key = clean_text(pair.get("key"), field, MAX_PAIR_KEY, True, f"The key of pair {number}")
+        value = clean_text(pair.get("value"), field, MAX_PAIR_VALUE, False, f"The value of pair {number}")
+        cleaned.append({"key": key, "value": value})
+    return cleaned

@@ -1,0 +1,183 @@
+"""The house rules that a reader relies on: where code lives, which way imports flow, that
+importing starts nothing, and that every error code a client can receive is listed."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from models import errors
+from schema.root import sdl
+
+ROOT = Path(__file__).resolve().parent.parent
+# Lower layers first: a module may import its own layer and the ones after it, never before.
+LAYERS = ("invoicing", "schema", "resolvers", "jobs", "infra", "models")
+# What each layer may not import (ARCHITECTURE.md: entry points -> schema -> resolvers -> jobs
+# and plumbing -> models; models import none of the others, settings aside).
+FORBIDDEN = {
+    "models": ("invoicing", "schema", "resolvers", "jobs", "infra"),
+    "infra": ("invoicing", "schema", "resolvers", "jobs"),
+    "jobs": ("invoicing", "schema", "resolvers"),
+    "resolvers": ("invoicing",),
+    "schema": ("invoicing",),
+}
+ALLOWED = {("models", "infra.settings")}
+
+
+def _files() -> dict[str, Path]:
+    """Module name -> file, for every module of the product's packages."""
+    found = {}
+    for package in LAYERS:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            found[name] = path
+    return found
+
+
+def _type_checking_only(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> list[tuple[str, bool]]:
+    """(imported module, imported inside a function) for each import of the file; imports
+    under `if TYPE_CHECKING:` are type references, not imports."""
+    tree = ast.parse(path.read_text())
+    found: list[tuple[str, bool]] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if _type_checking_only(child):
+                continue
+            nested = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+            if isinstance(child, ast.Import):
+                found.extend((alias.name, nested) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
+                for alias in child.names:
+                    # `from models import invoices` imports the module models.invoices.
+                    submodule = f"{child.module}.{alias.name}"
+                    found.append((submodule if submodule in modules else child.module, nested))
+            visit(child, nested)
+
+    visit(tree, False)
+    return [(name, nested) for name, nested in found if name.split(".")[0] in LAYERS]
+
+
+def test_no_python_module_sits_at_the_repository_root():
+    assert sorted(path.name for path in ROOT.glob("*.py")) == []
+
+
+def test_imports_flow_one_way():
+    modules = _files()
+    wrong = []
+    for name, path in modules.items():
+        layer = name.split(".")[0]
+        for imported, _ in _imports(path, modules):
+            target = imported.split(".")[0]
+            if target in FORBIDDEN.get(layer, ()) and (layer, imported) not in ALLOWED:
+                wrong.append(f"{name} imports {imported}")
+    assert wrong == []
+
+
+def test_no_import_cycle_between_files():
+    """Function-level imports count too, but for schema's own lazy references between its
+    types (an invoice's account, an account's invoices), which strawberry resolves late."""
+    modules = _files()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        graph[name] = {
+            imported for imported, nested in _imports(path, modules)
+            if imported in modules and imported != name
+            and not (nested and name.startswith("schema.") and imported.startswith("schema."))
+        }
+    cycles = []
+    state: dict[str, str] = {}
+
+    def walk(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            # A package's __init__ re-exporting its own modules is not a cycle of files.
+            if node == nxt.rsplit(".", 1)[0] or nxt == node.rsplit(".", 1)[0]:
+                continue
+            if state.get(nxt) == "open":
+                cycles.append(" -> ".join([*stack[stack.index(nxt):], nxt]))
+            elif nxt not in state:
+                walk(nxt, [*stack, nxt])
+        state[node] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            walk(name, [name])
+    assert cycles == []
+
+
+def test_importing_any_module_starts_nothing_and_changes_no_settings(tmp_path):
+    """In a fresh interpreter with no server URLs configured, importing every module of the
+    product neither starts an embedded server (nothing appears in DATA_DIR, no child process)
+    nor fills in the settings."""
+    modules = sorted(_files())
+    script = f"""
+import importlib, json, psutil
+for name in {modules!r}:
+    importlib.import_module(name)
+from infra.settings import get_settings
+settings = get_settings()
+print(json.dumps({{"database_url": settings.database_url, "redis_url": settings.redis_url,
+                   "children": len(psutil.Process().children(recursive=True))}}))
+"""
+    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
+    env["DATA_DIR"] = str(tmp_path / "data")
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "database_url": None, "redis_url": None, "children": 0,
+    }
+    assert not (tmp_path / "data").exists()
+
+
+def _domain_errors() -> list[type[errors.DomainError]]:
+    found, pending = [], [errors.DomainError]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        pending.extend(current.__subclasses__())
+    return found
+
+
+def test_every_domain_error_carries_a_listed_code():
+    import models.costs  # noqa: F401  (its error types register as subclasses)
+
+    assert {type(error.code) for error in _domain_errors()} == {errors.ErrorCode}
+
+
+def _string_codes() -> list[tuple[str, str]]:
+    """(file, code) for every error code written as a string literal: a `code=` argument or
+    attribute, or an `extensions={"code": ...}` of a top-level error."""
+    found = []
+    for path in _files().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.keyword) and node.arg == "code" and isinstance(node.value, ast.Constant):
+                found.append((path.name, node.value.value))
+            if isinstance(node, ast.Dict):
+                for key, value in zip(node.keys, node.values):
+                    if isinstance(key, ast.Constant) and key.value == "code" and isinstance(value, ast.Constant):
+                        found.append((path.name, value.value))
+    return found
+
+
+def test_no_error_code_is_written_outside_the_lists():
+    assert _string_codes() == []
+
+
+@pytest.mark.parametrize("code", [*errors.ErrorCode, *errors.RequestErrorCode], ids=str)
+def test_every_listed_code_is_described_in_the_sdl(code):
+    user_error = sdl().split("interface UserError", 1)[1].split("}", 1)[0]
+    assert f"{code.value}: " in user_error
