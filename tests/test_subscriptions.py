@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import websockets
@@ -169,7 +169,7 @@ async def test_the_periodic_check_ends_subscriptions_of_tokens_revoked_unseen(li
         op = await viewer.subscribe(WATCH)
         await asyncio.sleep(0.2)
         # Revoked behind the service's back: no revocation event is published.
-        await Token.filter(user_id=world.users["viewer"].id).update(revoked_at=events.datetime.now(events.timezone.utc))
+        await Token.filter(user_id=world.users["viewer"].id).update(revoked_at=datetime.now(UTC))
         await app.state.events.recheck()
         assert _ended_with(await viewer.next(op), "UNAUTHENTICATED")
 
