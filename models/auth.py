@@ -11,6 +11,8 @@ import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
 from enum import Enum
+from typing import TYPE_CHECKING
+from uuid import UUID
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -20,6 +22,10 @@ from tortoise.models import Model
 
 from models.base import Scope, TimestampMixin, enum_check
 from models.errors import AuthenticationFailed, NotFound, ValidationFailed
+
+if TYPE_CHECKING:
+    from models.managed_accounts import ManagedAccount
+    from models.organizations import Organization
 
 TOKEN_PREFIX = "inv_"
 LAST_USED_RESOLUTION = timedelta(minutes=5)
@@ -36,7 +42,7 @@ class TokenKind(str, Enum):
 
 class User(TimestampMixin, Model):
     id = fields.UUIDField(primary_key=True)
-    organization = fields.ForeignKeyField(
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
         "models.Organization", related_name="users", on_delete=fields.CASCADE
     )
     email = fields.CharField(max_length=320, unique=True)
@@ -44,10 +50,14 @@ class User(TimestampMixin, Model):
     password_hash = fields.CharField(max_length=255, null=True)
     scope = fields.CharEnumField(Scope, max_length=16)
     # A customer user is bound to exactly one managed account; MSP users to none.
-    managed_account = fields.ForeignKeyField(
+    managed_account: fields.ForeignKeyNullableRelation[ManagedAccount] = fields.ForeignKeyField(
         "models.ManagedAccount", related_name="users", null=True, on_delete=fields.CASCADE
     )
     is_active = fields.BooleanField(default=True)
+
+    # The foreign keys' columns, which Tortoise sets on the instance.
+    organization_id: UUID
+    managed_account_id: UUID | None
 
     class Meta:
         table = "users"
@@ -63,7 +73,9 @@ class User(TimestampMixin, Model):
 
 class Token(Model):
     id = fields.UUIDField(primary_key=True)
-    user = fields.ForeignKeyField("models.User", related_name="tokens", on_delete=fields.CASCADE)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="tokens", on_delete=fields.CASCADE
+    )
     kind = fields.CharEnumField(TokenKind, max_length=16)
     name = fields.CharField(max_length=255, default="")
     token_hash = fields.CharField(max_length=64, unique=True)
@@ -205,7 +217,7 @@ async def authenticate(raw: str) -> Principal:
 
 async def revoke_token(principal: Principal, token_id=None) -> Token:
     """Revoke a token the principal may see (by default the one it is using: a logout)."""
-    token_id = token_id or principal.token.id
+    token_id = token_id or principal.presented_token.id
     token = await visible_tokens(principal).filter(id=token_id).first()
     if token is None:
         raise NotFound("No such token.")
@@ -228,20 +240,27 @@ class Principal:
 
     __slots__ = ("user", "token")
 
-    def __init__(self, user: User, token: Token):
+    def __init__(self, user: User, token: Token | None):
         self.user = user
+        # None for the principal a signed download link stands for: no token was presented.
         self.token = token
+
+    @property
+    def presented_token(self) -> Token:
+        """The token of a principal that authenticated with one (every request's does)."""
+        assert self.token is not None, "a signed link's principal presented no token"
+        return self.token
 
     @property
     def scope(self) -> Scope:
         return self.user.scope
 
     @property
-    def organization_id(self):
+    def organization_id(self) -> UUID:
         return self.user.organization_id
 
     @property
-    def managed_account_id(self):
+    def managed_account_id(self) -> UUID | None:
         return self.user.managed_account_id
 
     @property

@@ -27,7 +27,7 @@ class PeriodState(str, Enum):
 
 class BillingPeriod(Model):
     id = fields.UUIDField(primary_key=True)
-    organization = fields.ForeignKeyField(
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
         "models.Organization", related_name="billing_periods", on_delete=fields.CASCADE
     )
     start_date = fields.DateField()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tortoise import fields
 from tortoise.exceptions import IntegrityError
@@ -20,6 +20,10 @@ from models.base import ADDRESS_TEXT_COLUMNS, AddressMixin, TimestampMixin, enum
 from models.errors import NotFound, ValidationFailed
 from models.inputs import clean_pairs, clean_text
 
+if TYPE_CHECKING:
+    from models.managed_accounts import ManagedAccount
+    from models.organizations import Organization
+
 
 class ChargeKind(str, Enum):
     """How a tax or additional charge is computed from the subtotal after billing rules."""
@@ -30,7 +34,7 @@ class ChargeKind(str, Enum):
 
 class BillingProfile(TimestampMixin, AddressMixin, Model):
     id = fields.UUIDField(primary_key=True)
-    organization = fields.ForeignKeyField(
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
         "models.Organization", related_name="billing_profiles", on_delete=fields.CASCADE
     )
     nickname = fields.CharField(max_length=255)
@@ -38,13 +42,14 @@ class BillingProfile(TimestampMixin, AddressMixin, Model):
     logo = fields.BinaryField(null=True)
     logo_content_type = fields.CharField(max_length=32, null=True)
     # Ordered [{"key": "VAT", "value": "GB123"}] pairs, printed below the address.
-    business_fields = fields.JSONField(default=list)
+    business_fields: fields.JSONField[list[dict[str, str]]] = fields.JSONField(default=list)
     # Ordered [{"key": "IBAN", "value": "..."}] pairs, printed in the payment section.
-    banking_fields = fields.JSONField(default=list)
+    banking_fields: fields.JSONField[list[dict[str, str]]] = fields.JSONField(default=list)
     xero_account_code = fields.CharField(max_length=32, default="200")
     xero_tax_type = fields.CharField(max_length=64, default="Tax Exempt")
 
     charges: fields.ReverseRelation[BillingProfileCharge]
+    managed_accounts: fields.ReverseRelation[ManagedAccount]
 
     class Meta:
         table = "billing_profiles"
@@ -65,7 +70,7 @@ class BillingProfileCharge(Model):
     """A tax or an additional charge, applied in `position` order to the subtotal."""
 
     id = fields.UUIDField(primary_key=True)
-    billing_profile = fields.ForeignKeyField(
+    billing_profile: fields.ForeignKeyRelation[BillingProfile] = fields.ForeignKeyField(
         "models.BillingProfile", related_name="charges", on_delete=fields.CASCADE
     )
     position = fields.SmallIntField()

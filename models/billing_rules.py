@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from tortoise import fields
@@ -42,6 +42,10 @@ from tortoise.transactions import in_transaction
 from models.base import TimestampMixin, enum_check
 from models.errors import NotFound, ValidationFailed
 from models.managed_accounts import visible_accounts
+
+if TYPE_CHECKING:
+    from models.managed_accounts import ManagedAccount
+    from models.organizations import Organization
 
 
 class RuleKind(str, Enum):
@@ -58,11 +62,11 @@ class RuleCalculation(str, Enum):
 
 class BillingRule(TimestampMixin, Model):
     id = fields.UUIDField(primary_key=True)
-    organization = fields.ForeignKeyField(
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
         "models.Organization", related_name="billing_rules", on_delete=fields.CASCADE
     )
     # None: the rule applies to every managed account of the organization.
-    managed_account = fields.ForeignKeyField(
+    managed_account: fields.ForeignKeyNullableRelation[ManagedAccount] = fields.ForeignKeyField(
         "models.ManagedAccount", related_name="billing_rules", null=True, on_delete=fields.CASCADE
     )
     name = fields.CharField(max_length=255)
@@ -77,6 +81,9 @@ class BillingRule(TimestampMixin, Model):
     starts_on = fields.DateField(null=True)
     ends_on = fields.DateField(null=True)
     is_active = fields.BooleanField(default=True)
+
+    # The foreign key's column, which Tortoise sets on the instance.
+    managed_account_id: UUID | None
 
     class Meta:
         table = "billing_rules"

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from tortoise.transactions import in_transaction
 
@@ -39,13 +39,26 @@ TOKEN_LIFETIME = timedelta(days=30)
 TOKEN_NAME = "Demo token"
 
 
+class DemoAddress(TypedDict, total=False):
+    """The address columns a demo customer fills in (`AddressMixin`)."""
+
+    address_line1: str
+    address_line2: str
+    address_line3: str
+    address_line4: str
+    city: str
+    region: str
+    postal_code: str
+    country: str
+
+
 @dataclass(frozen=True)
 class DemoCustomer:
     name: str
     official_company_name: str
     # First words of the FOCUS SubAccountNames this customer owns.
     codenames: tuple[str, ...]
-    address: dict[str, str]
+    address: DemoAddress
     billing_emails: tuple[str, ...]
     po_number: str
     payment_terms_days: int
@@ -141,9 +154,12 @@ async def load_demo(sample_csv: Path, *, progress: Any = None) -> DemoResult:
         )
     # Closing is idempotent: a re-run adds nothing, and a newcomer finds the sample's month
     # ready to generate rather than an empty list.
-    result.closed = sorted(set(
-        await CostRecord.filter(organization_id=organization.id).distinct().values_list("billing_month", flat=True)
-    ))
+    # `flat=True` yields the values themselves; tortoise's annotation says tuples.
+    months = cast(
+        list[date],
+        await CostRecord.filter(organization_id=organization.id).distinct().values_list("billing_month", flat=True),
+    )
+    result.closed = sorted(set(months))
     for month in result.closed:
         await close_period(organization.id, month, Actor.system("demo"))
     return result

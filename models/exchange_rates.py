@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from tortoise import fields
 from tortoise.exceptions import IntegrityError
@@ -15,10 +16,13 @@ from models.base import TimestampMixin
 from models.currencies import check_currency
 from models.errors import ValidationFailed
 
+if TYPE_CHECKING:
+    from models.organizations import Organization
+
 
 class ExchangeRate(TimestampMixin, Model):
     id = fields.UUIDField(primary_key=True)
-    organization = fields.ForeignKeyField(
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
         "models.Organization", related_name="exchange_rates", on_delete=fields.CASCADE
     )
     month = fields.DateField()

@@ -189,7 +189,8 @@ async def load_exported(query) -> list[ExportedInvoice]:
 def _xero_quantity(line: dict[str, Any], amount: Decimal) -> tuple[Decimal, Decimal]:
     quantity, unit_price = line["quantity"], line["unit_price"]
     if quantity is not None and unit_price is not None and quantity > 0:
-        quantity, unit_price = _plain(quantity), _plain(unit_price)
+        # As `_plain` would: without the column's trailing zeros (neither is None here).
+        quantity, unit_price = quantity.normalize(), unit_price.normalize()
         fits = quantity.as_tuple().exponent >= _XERO_PLACES and unit_price.as_tuple().exponent >= _XERO_PLACES
         if fits and quantity * unit_price == amount:
             return quantity, unit_price
@@ -316,6 +317,8 @@ async def export_invoices(
     if ids is not None:
         query = await _by_ids(principal, fmt, ids)
     else:
+        # `where` is the one given (checked above); its presets count from `today`.
+        assert where is not None and today is not None
         query = exportable(filter_invoices(visible_invoices(principal), where, today), fmt)
     organization = await Organization.get(id=principal.organization_id)
     return await _export(organization, query, fmt, "ids" if ids is not None else "filter")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from tortoise import fields
@@ -22,15 +22,19 @@ from models.currencies import check_currency
 from models.errors import ErrorCode, NotFound, ValidationFailed
 from models.inputs import clean_pairs, clean_text
 
+if TYPE_CHECKING:
+    from models.billing_profiles import BillingProfile
+    from models.organizations import Organization
+
 
 class ManagedAccount(TimestampMixin, AddressMixin, Model):
     id = fields.UUIDField(primary_key=True)
-    organization = fields.ForeignKeyField(
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
         "models.Organization", related_name="managed_accounts", on_delete=fields.CASCADE
     )
     name = fields.CharField(max_length=255)
     contact_email = fields.CharField(max_length=320, default="")
-    billing_profile = fields.ForeignKeyField(
+    billing_profile: fields.ForeignKeyNullableRelation[BillingProfile] = fields.ForeignKeyField(
         "models.BillingProfile", related_name="managed_accounts", null=True, on_delete=fields.SET_NULL
     )
     payment_terms_days = fields.SmallIntField(default=30)
@@ -38,11 +42,15 @@ class ManagedAccount(TimestampMixin, AddressMixin, Model):
     # Also bill the integrations the customer connected itself, not only the MSP's.
     include_account_integrations = fields.BooleanField(default=False)
     official_company_name = fields.CharField(max_length=255, default="")
-    billing_emails = fields.JSONField(default=list)
+    billing_emails: fields.JSONField[list[str]] = fields.JSONField(default=list)
     po_number = fields.CharField(max_length=128, default="")
-    business_fields = fields.JSONField(default=list)
+    business_fields: fields.JSONField[list[dict[str, str]]] = fields.JSONField(default=list)
     # The MSP's own notes; never shown to the customer.
     internal_notes = fields.TextField(default="")
+
+    # The foreign keys' columns, which Tortoise sets on the instance.
+    organization_id: UUID
+    billing_profile_id: UUID | None
 
     sub_accounts: fields.ReverseRelation[SubAccount]
 
@@ -65,10 +73,10 @@ class SubAccount(Model):
     whose FOCUS `SubAccountId` rows belong to a managed account."""
 
     id = fields.UUIDField(primary_key=True)
-    organization = fields.ForeignKeyField(
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
         "models.Organization", related_name="sub_accounts", on_delete=fields.CASCADE
     )
-    managed_account = fields.ForeignKeyField(
+    managed_account: fields.ForeignKeyRelation[ManagedAccount] = fields.ForeignKeyField(
         "models.ManagedAccount", related_name="sub_accounts", on_delete=fields.CASCADE
     )
     sub_account_id = fields.CharField(max_length=512)

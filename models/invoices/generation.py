@@ -112,11 +112,13 @@ async def load_context(invoice_id: Any, invoice: Invoice | None = None) -> Conte
             f"{account.name} has no billing profile: choose one on the managed account, then generate.",
             field="ids",
         )
+    profile = account.billing_profile
+    assert profile is not None, "selected with the account, whose reference is set"
     return Context(
         invoice=invoice,
         organization=invoice.organization,
         account=account,
-        profile=account.billing_profile,
+        profile=profile,
         charges=await BillingProfileCharge.filter(billing_profile_id=account.billing_profile_id).order_by("position"),
         period=invoice.billing_period,
     )
@@ -261,14 +263,16 @@ def build_view(ctx: Context, draft: Draft, number: str, template_version: str) -
     """Everything the invoice template prints, as plain JSON-ready values (kept on the
     revision, so a revision can always be shown as it was)."""
     profile, account, start = ctx.profile, ctx.account, ctx.period.start_date
+    issue_date, due_date = draft.issue_date, draft.due_date
+    assert issue_date is not None and due_date is not None, "a computed draft has its dates"
     logo = None
     if profile.logo:
         logo = f"data:{profile.logo_content_type};base64,{base64.b64encode(profile.logo).decode()}"
     return {
         "template_version": template_version,
         "number": number,
-        "issue_date": draft.issue_date.isoformat(),
-        "due_date": draft.due_date.isoformat(),
+        "issue_date": issue_date.isoformat(),
+        "due_date": due_date.isoformat(),
         "payment_terms_days": account.payment_terms_days,
         "period": {
             "label": start.strftime("%B %Y"),

@@ -21,7 +21,7 @@ async def ensure_number(invoice_id: Any, year: int) -> str:
         invoice = await Invoice.select_for_update().using_db(conn).get(id=invoice_id)
         if invoice.number:
             return invoice.number
-        org = await Organization.get(id=invoice.organization_id).using_db(conn)
+        org = await Organization.get(id=invoice.organization_id, using_db=conn)
         await conn.execute_query(
             "INSERT INTO invoice_number_counters (id, organization_id, year, last_value)"
             " VALUES (gen_random_uuid(), $1, $2, 0) ON CONFLICT (organization_id, year) DO NOTHING",

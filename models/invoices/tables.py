@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from tortoise import fields
 from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
 from tortoise.models import Model
 
 from models.base import TimestampMixin, enum_check, money
+
+if TYPE_CHECKING:
+    from models.auth import User
+    from models.billing_periods import BillingPeriod
+    from models.managed_accounts import ManagedAccount
+    from models.organizations import Organization
 
 
 class InvoiceStatus(str, Enum):
@@ -47,13 +55,13 @@ class LineKind(str, Enum):
 
 class Invoice(TimestampMixin, Model):
     id = fields.UUIDField(primary_key=True)
-    organization = fields.ForeignKeyField(
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
         "models.Organization", related_name="invoices", on_delete=fields.RESTRICT
     )
-    managed_account = fields.ForeignKeyField(
+    managed_account: fields.ForeignKeyRelation[ManagedAccount] = fields.ForeignKeyField(
         "models.ManagedAccount", related_name="invoices", on_delete=fields.RESTRICT
     )
-    billing_period = fields.ForeignKeyField(
+    billing_period: fields.ForeignKeyRelation[BillingPeriod] = fields.ForeignKeyField(
         "models.BillingPeriod", related_name="invoices", on_delete=fields.RESTRICT
     )
     # Assigned on first generation and kept for good (INV-2026-0042).
@@ -70,12 +78,18 @@ class Invoice(TimestampMixin, Model):
     amount_refunded = money(default=0)
     issue_date = fields.DateField(null=True)
     due_date = fields.DateField(null=True)
-    current_revision = fields.ForeignKeyField(
+    current_revision: fields.ForeignKeyNullableRelation[InvoiceRevision] = fields.ForeignKeyField(
         "models.InvoiceRevision", related_name=False, null=True, on_delete=fields.RESTRICT
     )
     error_message = fields.TextField(null=True)
     approved_at = fields.DatetimeField(null=True)
     voided_at = fields.DatetimeField(null=True)
+
+    # The foreign keys' columns, which Tortoise sets on the instance.
+    organization_id: UUID
+    managed_account_id: UUID
+    billing_period_id: UUID
+    current_revision_id: UUID | None
 
     class Meta:
         table = "invoices"
@@ -106,7 +120,9 @@ class InvoiceNumberCounter(Model):
     """The last number used per organization and year; incremented with one atomic UPDATE."""
 
     id = fields.UUIDField(primary_key=True)
-    organization = fields.ForeignKeyField("models.Organization", related_name=False, on_delete=fields.CASCADE)
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "models.Organization", related_name=False, on_delete=fields.CASCADE
+    )
     year = fields.SmallIntField()
     last_value = fields.IntField(default=0)
 
@@ -122,10 +138,14 @@ class InvoiceRevision(Model):
     """One generation of an invoice: what was computed and printed, frozen."""
 
     id = fields.UUIDField(primary_key=True)
-    invoice = fields.ForeignKeyField("models.Invoice", related_name="revisions", on_delete=fields.RESTRICT)
+    invoice: fields.ForeignKeyRelation[Invoice] = fields.ForeignKeyField(
+        "models.Invoice", related_name="revisions", on_delete=fields.RESTRICT
+    )
     revision = fields.SmallIntField()
     created_at = fields.DatetimeField(auto_now_add=True)
-    created_by = fields.ForeignKeyField("models.User", related_name=False, null=True, on_delete=fields.SET_NULL)
+    created_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
     template_version = fields.CharField(max_length=32)
     currency = fields.CharField(max_length=3)
     cost_currency = fields.CharField(max_length=3)
@@ -137,7 +157,7 @@ class InvoiceRevision(Model):
     issue_date = fields.DateField()
     due_date = fields.DateField()
     # The full view the template was rendered from (MSP and customer details as they were).
-    snapshot = fields.JSONField(default=dict)
+    snapshot: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     pdf_path = fields.CharField(max_length=512, null=True)
     pdf_sha256 = fields.CharField(max_length=64, null=True)
     pdf_size = fields.IntField(null=True)
@@ -158,7 +178,9 @@ class InvoiceRevision(Model):
 
 class InvoiceLineItem(Model):
     id = fields.BigIntField(primary_key=True)
-    revision = fields.ForeignKeyField("models.InvoiceRevision", related_name="line_items", on_delete=fields.RESTRICT)
+    revision: fields.ForeignKeyRelation[InvoiceRevision] = fields.ForeignKeyField(
+        "models.InvoiceRevision", related_name="line_items", on_delete=fields.RESTRICT
+    )
     position = fields.SmallIntField()
     kind = fields.CharEnumField(LineKind, max_length=16, default=LineKind.USAGE)
     description = fields.CharField(max_length=1024)
@@ -182,15 +204,19 @@ class InvoiceEvent(Model):
     """The timeline: who did what, when. Append-only (the database refuses edits)."""
 
     id = fields.BigIntField(primary_key=True)
-    invoice = fields.ForeignKeyField("models.Invoice", related_name="events", on_delete=fields.RESTRICT)
+    invoice: fields.ForeignKeyRelation[Invoice] = fields.ForeignKeyField(
+        "models.Invoice", related_name="events", on_delete=fields.RESTRICT
+    )
     at = fields.DatetimeField(auto_now_add=True)
-    actor = fields.ForeignKeyField("models.User", related_name=False, null=True, on_delete=fields.SET_NULL)
+    actor: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
     # Who acted when no user did: "system", "worker", "scheduler".
     actor_label = fields.CharField(max_length=64, default="")
     kind = fields.CharField(max_length=64)
     from_status = fields.CharField(max_length=24, null=True)
     to_status = fields.CharField(max_length=24, null=True)
-    detail = fields.JSONField(default=dict)
+    detail: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
 
     class Meta:
         table = "invoice_events"

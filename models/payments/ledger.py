@@ -133,6 +133,8 @@ async def refund_payment(
 async def _apply(conn, invoice: Invoice, principal, today: date, *, paid: Decimal, refunded: Decimal,
                  kind: str, detail: dict) -> None:
     """Write the invoice's new sums and status, and the timeline event, in the caller's transaction."""
+    # Payments and refunds are made on approved invoices, which have their dates.
+    assert invoice.due_date is not None
     status = payment_status(invoice.total, paid, refunded, invoice.due_date < today)
     await Invoice.filter(id=invoice.id).using_db(conn).update(
         amount_paid=paid, amount_refunded=refunded, payment_status=status, updated_at=datetime.now(UTC),
@@ -170,5 +172,5 @@ def _text(value: str | None, limit: int, field: str) -> str:
 
 
 async def _today(invoice: Invoice, conn) -> date:
-    organization = await Organization.get(id=invoice.organization_id).using_db(conn)
+    organization = await Organization.get(id=invoice.organization_id, using_db=conn)
     return organization_today(organization.timezone)

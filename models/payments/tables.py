@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from tortoise import fields
 from tortoise.migrations.constraints import CheckConstraint
 from tortoise.models import Model
 
 from models.base import enum_check, money
+
+if TYPE_CHECKING:
+    from models.auth import User
+    from models.invoices.tables import Invoice
 
 
 class PaymentMethod(str, Enum):
@@ -22,12 +27,16 @@ class PaymentMethod(str, Enum):
 
 class Payment(Model):
     id = fields.UUIDField(primary_key=True)
-    invoice = fields.ForeignKeyField("models.Invoice", related_name="payments", on_delete=fields.RESTRICT)
+    invoice: fields.ForeignKeyRelation[Invoice] = fields.ForeignKeyField(
+        "models.Invoice", related_name="payments", on_delete=fields.RESTRICT
+    )
     amount = money()
     paid_on = fields.DateField()
     method = fields.CharEnumField(PaymentMethod, max_length=64, default=PaymentMethod.BANK_TRANSFER)
     reference = fields.CharField(max_length=255, default="")
-    recorded_by = fields.ForeignKeyField("models.User", related_name=False, null=True, on_delete=fields.SET_NULL)
+    recorded_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -40,12 +49,18 @@ class Payment(Model):
 
 class Refund(Model):
     id = fields.UUIDField(primary_key=True)
-    invoice = fields.ForeignKeyField("models.Invoice", related_name="refunds", on_delete=fields.RESTRICT)
-    payment = fields.ForeignKeyField("models.Payment", related_name="refunds", null=True, on_delete=fields.RESTRICT)
+    invoice: fields.ForeignKeyRelation[Invoice] = fields.ForeignKeyField(
+        "models.Invoice", related_name="refunds", on_delete=fields.RESTRICT
+    )
+    payment: fields.ForeignKeyNullableRelation[Payment] = fields.ForeignKeyField(
+        "models.Payment", related_name="refunds", null=True, on_delete=fields.RESTRICT
+    )
     amount = money()
     refunded_on = fields.DateField()
     reason = fields.CharField(max_length=1024, default="")
-    recorded_by = fields.ForeignKeyField("models.User", related_name=False, null=True, on_delete=fields.SET_NULL)
+    recorded_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
