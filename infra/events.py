@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from models.auth import Principal, Token
@@ -97,7 +98,7 @@ async def publish_revoked(redis: Redis, token_id: Any) -> None:
 class SubscriptionEnded(Exception):
     """Why the server ended a subscription; `code` goes to the client's error extensions."""
 
-    def __init__(self, code: RequestErrorCode, message: str):
+    def __init__(self, code: RequestErrorCode | str, message: str):
         super().__init__(message)
         self.code = RequestErrorCode(code).value
         self.message = message
@@ -130,7 +131,7 @@ class Subscription:
                  invoice_ids: set[str] | None, limit: int):
         self.hub = hub
         self.principal = principal
-        self.token_id = str(principal.token.id)
+        self.token_id = str(principal.presented_token.id)
         self.account_ids = account_ids
         self.invoice_ids = invoice_ids
         self.limit = limit
@@ -170,7 +171,7 @@ class Subscription:
     async def __anext__(self) -> Delivery:
         while True:
             # Checked before every event too: a busy stream never waits long enough to time out.
-            remaining = (self.principal.token.expires_at - datetime.now(UTC)).total_seconds()
+            remaining = (self.principal.presented_token.expires_at - datetime.now(UTC)).total_seconds()
             if remaining <= 0:
                 self.end(REVOKED)
             if self.ended:
@@ -194,7 +195,7 @@ class Hub:
         self._by_organization: dict[str, set[Subscription]] = defaultdict(set)
         self._by_token: dict[str, set[Subscription]] = defaultdict(set)
         self._tasks: list[asyncio.Task] = []
-        self._pubsub = None
+        self._pubsub: PubSub | None = None
         self._lock = asyncio.Lock()
 
     async def subscribe(self, redis: Redis, principal: Principal, *, account_ids: Iterable[Any] | None = None,
@@ -242,9 +243,11 @@ class Hub:
             self._pubsub = None
 
     async def _relay(self) -> None:
+        pubsub = self._pubsub
+        assert pubsub is not None, "started by `_start`, once it has subscribed"
         while True:
             try:
-                message = await self._pubsub.get_message(timeout=None)
+                message = await pubsub.get_message(timeout=None)
             except RedisError as exc:
                 # redis-py reconnects and subscribes again on the next read; what was published
                 # meanwhile is gone, so the current subscribers are told to re-query.

@@ -33,7 +33,7 @@ from schema.root import schema
 
 log = logging.getLogger(__name__)
 
-class GraphQLApp(GraphQL):
+class GraphQLApp(GraphQL[Context, None]):
     def __init__(self, settings: Settings, events: Hub, **kwargs: Any):
         super().__init__(
             schema,
@@ -105,7 +105,7 @@ async def download(request: Request) -> Response:
     settings = request.app.state.settings
     claims = links.verify(settings, request.path_params["token"])
     principal = await principal_of_link(**links.requester(claims)) if claims else None
-    found = await exports.signed_download(principal, claims["k"], claims["t"], claims["f"]) if principal else None
+    found = await exports.signed_download(principal, claims["k"], claims["t"], claims["f"]) if principal and claims else None
     path = storage.path(settings, found.stored) if found and found.stored else None
     if found is None or (path is not None and not path.is_file()):
         return PlainTextResponse("Not found.", status_code=404, headers=DOWNLOAD_HEADERS)

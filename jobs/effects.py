@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from arq import ArqRedis
 
 from infra import events
 from jobs import dispatch
@@ -18,30 +18,30 @@ from models.invoices import DeliveryStatus, Invoice
 from models.payments import Refund
 
 
-async def invoices_changed(redis: Redis, invoices: Iterable[Invoice]) -> None:
+async def invoices_changed(redis: ArqRedis, invoices: Iterable[Invoice]) -> None:
     """Invoices changed state (paid, overdue, failed...): subscribers hear of it."""
     await events.publish(redis, invoices)
 
 
-async def invoice_ids_changed(redis: Redis, invoice_ids: Iterable[Any]) -> None:
+async def invoice_ids_changed(redis: ArqRedis, invoice_ids: Iterable[Any]) -> None:
     """As `invoices_changed`, for a writer that holds only ids (a closed month's new
     invoices, a job's invoice): their state is read after the commit."""
     await events.publish_ids(redis, invoice_ids)
 
 
-async def generation_requested(redis: Redis, invoice_ids: Sequence[Any]) -> None:
+async def generation_requested(redis: ArqRedis, invoice_ids: Sequence[Any]) -> None:
     """Invoices moved to GENERATING: announced, then one generation job each."""
     await events.publish_ids(redis, invoice_ids)
     await dispatch.enqueue_generation(redis, invoice_ids)
 
 
-async def generation_stalled(redis: Redis, invoice_ids: Sequence[Any]) -> None:
+async def generation_stalled(redis: ArqRedis, invoice_ids: Sequence[Any]) -> None:
     """Invoices GENERATING for too long: their job is queued again (a no-op while it still
     exists). Nothing changed, so nothing is announced."""
     await dispatch.enqueue_generation(redis, invoice_ids)
 
 
-async def invoices_approved(redis: Redis, invoices: Sequence[Invoice]) -> None:
+async def invoices_approved(redis: ArqRedis, invoices: Sequence[Invoice]) -> None:
     """Invoices approved: announced, then sent to the customer where approval queued it."""
     await events.publish(redis, invoices)
     for invoice in invoices:
@@ -49,13 +49,13 @@ async def invoices_approved(redis: Redis, invoices: Sequence[Invoice]) -> None:
             await dispatch.enqueue_send(redis, invoice.id)
 
 
-async def resend_requested(redis: Redis, invoice: Invoice) -> None:
+async def resend_requested(redis: ArqRedis, invoice: Invoice) -> None:
     """An approved invoice is to be e-mailed again: one send job per request."""
     await events.publish(redis, [invoice])
     await dispatch.enqueue_send(redis, invoice.id, attempt=str(invoice.updated_at.timestamp()))
 
 
-async def invoices_voided(redis: Redis, invoices: Sequence[Invoice], *, notify_customer: bool) -> None:
+async def invoices_voided(redis: ArqRedis, invoices: Sequence[Invoice], *, notify_customer: bool) -> None:
     """Invoices voided: announced, and the customer told when asked for."""
     await events.publish(redis, invoices)
     if notify_customer:
@@ -63,13 +63,13 @@ async def invoices_voided(redis: Redis, invoices: Sequence[Invoice], *, notify_c
             await dispatch.enqueue_notification(redis, invoice.id, "voided")
 
 
-async def refund_recorded(redis: Redis, invoice: Invoice, refund: Refund, *, notify_customer: bool) -> None:
+async def refund_recorded(redis: ArqRedis, invoice: Invoice, refund: Refund, *, notify_customer: bool) -> None:
     """A payment was refunded: announced, and the customer told when asked for."""
     await events.publish(redis, [invoice])
     if notify_customer:
         await dispatch.enqueue_notification(redis, invoice.id, "refunded", refund.id)
 
 
-async def token_revoked(redis: Redis, token_id: Any) -> None:
+async def token_revoked(redis: ArqRedis, token_id: Any) -> None:
     """A token was revoked: every web process ends its subscriptions at once."""
     await events.publish_revoked(redis, token_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from arq import Retry
 
@@ -62,6 +63,7 @@ async def generate_invoice(ctx: dict, invoice_id: str) -> str:
 async def _generate(ctx: dict, invoice_id: str, invoice: Invoice) -> str:
     gen = await load_context(invoice_id, invoice)
     draft = await compute(gen)
+    assert draft.issue_date is not None, "a computed draft has its dates"
     number = await ensure_number(invoice_id, draft.issue_date.year)
     view = build_view(gen, draft, number, TEMPLATE_VERSION)
     pdf = await ctx["pdf"].render(render_invoice_html(view))
@@ -79,7 +81,7 @@ async def _generate(ctx: dict, invoice_id: str, invoice: Invoice) -> str:
     return "generated"
 
 
-async def _fail(ctx: dict, invoice_id: str, message: str) -> None:
+async def _fail(ctx: dict, invoice_id: Any, message: str) -> None:
     if failed := await fail_generation(invoice_id, message, WORKER):
         await effects.invoices_changed(ctx["redis"], [failed])
 

@@ -14,6 +14,7 @@ import re
 import ssl
 import tempfile
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -76,7 +77,7 @@ async def send_mail(
     subject: str,
     text: str,
     html: str | None = None,
-    attachments: list[Attachment] = (),
+    attachments: Sequence[Attachment] = (),
     reply_to: str | None = None,
     message_id_domain: str | None = None,
 ) -> list[RecipientOutcome]:
@@ -121,7 +122,8 @@ def _render(name: str, context: dict) -> tuple[str, str]:
     # of a message stays in one file.
     module = _templates.get_template(name).make_module(context)
     # Names in the subject come from customer data: collapse any line break they carry.
-    return " ".join(str(module.subject).split()), str(module)
+    # (A template's exported names are attributes its module's type cannot list.)
+    return " ".join(str(module.subject).split()), str(module)  # type: ignore[attr-defined]
 
 
 def _has_line_break(value: str) -> bool:
@@ -173,7 +175,7 @@ def safe_filename(filename: str) -> str:
 
 def _build(
     from_header: str, recipients: list[str], subject: str, text: str, html: str | None,
-    attachments: list[Attachment], reply_to: str | None, now: datetime, domain: str,
+    attachments: Sequence[Attachment], reply_to: str | None, now: datetime, domain: str,
 ) -> EmailMessage:
     message = EmailMessage()
     message["From"] = from_header

@@ -18,8 +18,9 @@ import asyncio
 import logging
 from pathlib import Path
 from types import TracebackType
+from typing import TypedDict
 
-from playwright.async_api import Browser, BrowserContext, Page, Playwright, Route, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, PdfMargins, Playwright, Route, async_playwright
 
 from infra.settings import Settings
 
@@ -40,7 +41,17 @@ LAUNCH_ARGS = [
     "--disable-quic",
     "--host-resolver-rules=MAP * ~NOTFOUND",
 ]
-PDF_OPTIONS = {
+
+
+class PdfOptions(TypedDict):
+    """The arguments of `Page.pdf` every invoice is printed with."""
+
+    format: str
+    print_background: bool
+    margin: PdfMargins
+
+
+PDF_OPTIONS: PdfOptions = {
     "format": "A4",
     "print_background": True,
     "margin": {"top": "12mm", "right": "12mm", "bottom": "12mm", "left": "12mm"},
@@ -155,7 +166,8 @@ class PdfRenderer:
         self._browser = await self._playwright.chromium.launch(
             executable_path=self.executable,
             args=LAUNCH_ARGS,
-            env=browser_environment(self.settings),
+            # A copy typed as Playwright's parameter is (a dict of str | float | bool).
+            env=dict(browser_environment(self.settings)),
             headless=True,
         )
         self._context = await self._browser.new_context(

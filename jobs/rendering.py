@@ -39,7 +39,9 @@ def format_price(value: str | Decimal, currency: str) -> str:
     """A unit price: at least the currency's minor units, more if the value carries them
     (a per-request price of 0.0000004 must not print as 0.00)."""
     price = Decimal(value)
-    places = max(MINOR_UNITS[currency], -price.normalize().as_tuple().exponent)
+    exponent = price.normalize().as_tuple().exponent
+    assert isinstance(exponent, int), "a price is a finite number"
+    places = max(MINOR_UNITS[currency], -exponent)
     return f"{price:,.{places}f}"
 
 
@@ -100,17 +102,17 @@ def sample_view() -> dict[str, Any]:
         ("BigQuery – analysis", "GCP", "BigQuery", "12.4", "TiB", "5.7500", "71.30"),
         ("Cloud Run – vCPU time", "GCP", "Cloud Run", "1250000", "vCPU-s", "0.0000221", "27.63"),
     ]
-    lines = [
+    lines: list[dict[str, Any]] = [
         {"description": d, "provider": p, "service": s, "quantity": q, "unit": u, "unit_price": up, "amount": a}
         for d, p, s, q, u, up, a in usage
     ]
-    adjustments = [
+    adjustments: list[dict[str, Any]] = [
         {"description": "AWS Activate credit", "amount": "-150.00"},
         {"description": "Committed-use discount 5% (AWS)", "amount": "-50.01"},
         {"description": "Managed services fee 8% (Azure, GCP)", "amount": "30.29"},
     ]
     subtotal = sum(Decimal(row["amount"]) for row in lines + adjustments)
-    charges = [
+    charges: list[dict[str, Any]] = [
         {"description": "Support plan", "amount": "45.00", "is_tax": False},
         {"description": "VAT 19%", "amount": str(round_money(subtotal * Decimal("0.19"), currency)), "is_tax": True},
     ]

@@ -48,6 +48,7 @@ async def _send(ctx: dict, invoice_id: str) -> str:
         await record_delivery(invoice.id, [], NO_RECIPIENTS)
         return "no recipients"
     subject, text, html = render_invoice_email(_email_context(invoice, revision))
+    assert revision.pdf_path is not None, "a generated revision has its PDF"
     pdf = storage.load(ctx["settings"], revision.pdf_path)
     outcomes, failure = await _mail(
         ctx, to=list(account.billing_emails), subject=subject, text=text, html=html,

@@ -15,7 +15,7 @@ from datetime import date
 from typing import Any, TypeVar
 
 import typer
-from redis.asyncio import Redis
+from arq import ArqRedis
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -147,7 +147,7 @@ def parse_month(value: str) -> date:
 
 
 @asynccontextmanager
-async def redis_connection(settings: Settings) -> AsyncIterator[Redis]:
+async def redis_connection(settings: Settings) -> AsyncIterator[ArqRedis]:
     """A Redis connection for one command: publishing events, queueing jobs."""
     redis = await broker.connect(settings)
     try:
