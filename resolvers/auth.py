@@ -7,6 +7,7 @@ from datetime import timedelta
 import strawberry
 
 from jobs import effects
+from models import ManagedAccount as ManagedAccountModel
 from models import auth
 from schema.auth import (
     ApiTokenCreated,
@@ -28,7 +29,9 @@ from schema.permissions import ANY_USER, OWNERS
 
 async def viewer(principal: auth.Principal) -> Viewer:
     user = principal.user
-    account = await user.managed_account if user.managed_account_id else None
+    # The query `await user.managed_account` makes (tortoise types the unfetched relation
+    # as the model itself).
+    account = await ManagedAccountModel.filter(id=user.managed_account_id).first() if user.managed_account_id else None
     return Viewer(
         user=User.from_model(user),
         scope=user.scope,
@@ -46,13 +49,13 @@ async def _login(info: Info, email: str, password: str) -> LoginPayload:
 
 async def _create_api_token(info: Info, input: CreateApiTokenInput) -> CreateApiTokenPayload:
     raw, token = await auth.issue_api_token(
-        info.context.principal.user, input.name, input.expires_in_days
+        info.context.authenticated().user, input.name, input.expires_in_days
     )
     return ApiTokenCreated(token=raw, api_token=ApiToken.from_model(token))
 
 
 async def _revoke_token(info: Info, id: strawberry.ID | None = None) -> RevokeTokenPayload:
-    token = await auth.revoke_token(info.context.principal, node_uuid(id, "ApiToken"))
+    token = await auth.revoke_token(info.context.authenticated(), node_uuid(id, "ApiToken"))
     await effects.token_revoked(info.context.redis, token.id)
     return TokenRevoked(api_token=ApiToken.from_model(token))
 

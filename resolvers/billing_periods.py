@@ -54,7 +54,7 @@ class Mutation:
         scopes=OWNERS,
     )
     async def close_billing_period(self, info: Info, month: Month) -> CloseBillingPeriodPayload:
-        principal = info.context.principal
+        principal = info.context.authenticated()
         created = await billing_periods.close_period(
             principal.organization_id, month, Actor(user_id=principal.user.id), must_be_past=True
         )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast
 
 import strawberry
+from starlette.datastructures import UploadFile
 from strawberry.file_uploads import Upload
 
 from models import billing_profiles
@@ -104,8 +105,10 @@ class Mutation:
             strawberry.argument(description="Also put this logo on every other profile (null: no)."),
         ] = False,
     ) -> SetBillingProfileLogoPayload:
+        # strawberry types an `Upload` as bytes; over ASGI it is Starlette's file.
+        upload = cast(UploadFile, file)
         # One byte past the limit is enough to know it is too big; never read more.
-        data = await file.read(billing_profiles.MAX_LOGO_BYTES + 1)
+        data = await upload.read(billing_profiles.MAX_LOGO_BYTES + 1)
         rows = await billing_profiles.set_logo(
             info.context.principal, node_uuid(id, TYPE_NAME), data, bool(apply_to_all_profiles)
         )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast
 
 import strawberry
+from starlette.datastructures import UploadFile
 from strawberry.file_uploads import Upload
 
 from models import costs
@@ -73,13 +74,15 @@ class Mutation:
         )] = None,
     ) -> ImportCostsPayload:
         cap = info.context.settings.max_upload_bytes
+        # strawberry types an `Upload` as bytes; over ASGI it is Starlette's file.
+        upload = cast(UploadFile, file)
         # One byte past the cap tells it is too big; never read more into memory.
-        data = await file.read(cap + 1)
+        data = await upload.read(cap + 1)
         if len(data) > cap:
             raise ValidationFailed(f"A cost file is at most {cap:,} bytes.", field="file")
-        principal = info.context.principal
+        principal = info.context.authenticated()
         report = await costs.import_costs(
-            principal.organization_id, data, filename=file.filename or "", imported_by_id=principal.user.id,
+            principal.organization_id, data, filename=upload.filename or "", imported_by_id=principal.user.id,
             origin=origin, account_id=node_uuid(account_id, "ManagedAccount", field="accountId"),
         )
         return CostsImported.from_report(report)

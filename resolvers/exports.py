@@ -33,7 +33,7 @@ class Mutation:
         self, info: Info, format: ExportFormat, ids: list[strawberry.ID] | None = None,
         filter: InvoiceFilter | None = None,
     ) -> ExportInvoicesPayload:
-        principal = info.context.principal
+        principal = info.context.authenticated()
         today = invoices.organization_today(principal.user.organization.timezone)
         # A malformed id (or one of another type) fails alone, as not found.
         chosen = None if ids is None else [node_uuid_or_none(gid, "Invoice") for gid in ids]

@@ -165,8 +165,9 @@ class Subscription:
         invoice_ids: list[strawberry.ID] | None = None,
     ) -> AsyncGenerator[InvoiceStatusEvent, None]:
         context = info.context
+        assert context.events is not None, "the app gives every request its process's event hub"
         subscription = await context.events.subscribe(
-            context.redis, context.principal,
+            context.redis, context.authenticated(),
             account_ids=filter_uuids(account_ids, "ManagedAccount"), invoice_ids=filter_uuids(invoice_ids, "Invoice"),
         )
         try:

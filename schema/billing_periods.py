@@ -19,8 +19,11 @@ from schema.nodes import scoped_nodes
 from schema.pagination import CountedConnection, Direction
 from schema.scalars import Month
 
-BillingPeriodState = strawberry.enum(
-    PeriodState,
+# `strawberry.enum` marks the domain's enum itself as a GraphQL enum; the name here is a
+# plain alias of that class, so that type checkers accept it in annotations.
+BillingPeriodState = PeriodState
+strawberry.enum(
+    BillingPeriodState,
     name="BillingPeriodState",
     description="OPEN while the month's costs may still change; CLOSED once the month was "
     "closed and its invoices made ready.",
@@ -41,7 +44,7 @@ class BillingPeriod(relay.Node):
     def from_model(cls, row: BillingPeriodModel) -> BillingPeriod:
         # The table stores an exclusive end (the next month's first day); people read the last day.
         return cls(
-            id=str(row.id), month=row.start_date, start_date=row.start_date,
+            id=str(row.id), month=Month(row.start_date), start_date=row.start_date,
             end_date=row.end_date - timedelta(days=1), state=row.state, closed_at=row.closed_at,
             model=row,
         )

@@ -24,8 +24,11 @@ from schema.nodes import scoped_nodes
 from schema.pagination import CountedConnection, Direction
 from schema.scalars import plain
 
-ChargeKind = strawberry.enum(
-    ChargeKindValue,
+# `strawberry.enum` marks the domain's enum itself as a GraphQL enum; the name here is a
+# plain alias of that class, so that type checkers accept it in annotations.
+ChargeKind = ChargeKindValue
+strawberry.enum(
+    ChargeKind,
     name="ChargeKind",
     description="How a tax or charge is computed from the subtotal after billing rules: "
     "PERCENT of it, or a FIXED amount in the invoice currency.",

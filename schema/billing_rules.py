@@ -21,15 +21,19 @@ from schema.nodes import filter_uuids, node_uuid, scoped_nodes
 from schema.pagination import CountedConnection, Direction
 from schema.scalars import Month, plain
 
-BillingRuleKind = strawberry.enum(
-    RuleKind,
+# `strawberry.enum` marks the domain's enum itself as a GraphQL enum; the name here is a
+# plain alias of that class, so that type checkers accept it in annotations.
+BillingRuleKind = RuleKind
+strawberry.enum(
+    BillingRuleKind,
     name="BillingRuleKind",
     description="What a rule does to the matching costs. They apply in this order: CREDIT "
     "(subtracted), then DISCOUNT (subtracted), then MARKUP (added), each kind in creation "
     "order; TAX last, on the subtotal after the others.",
 )
-BillingRuleCalculation = strawberry.enum(
-    RuleCalculation,
+BillingRuleCalculation = RuleCalculation
+strawberry.enum(
+    BillingRuleCalculation,
     name="BillingRuleCalculation",
     description="PERCENT of the running amount of the matching lines, or a FIXED amount in "
     "the cost currency applied once per invoice (a fixed credit or discount never takes the "
@@ -71,7 +75,9 @@ class BillingRule(relay.Node):
         return cls(
             id=str(row.id), name=row.name, kind=row.kind, calculation=row.calculation,
             value=plain(row.value), provider_name=row.provider_name, service_name=row.service_name,
-            service_category=row.service_category, starts_on=row.starts_on, ends_on=row.ends_on,
+            service_category=row.service_category,
+            starts_on=None if row.starts_on is None else Month(row.starts_on),
+            ends_on=None if row.ends_on is None else Month(row.ends_on),
             is_active=row.is_active, created_at=row.created_at, updated_at=row.updated_at, model=row,
         )
 

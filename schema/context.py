@@ -30,5 +30,11 @@ class Context:
     events: Hub | None = None
     loaders: Loaders = field(default_factory=Loaders)
 
+    def authenticated(self) -> Principal:
+        """The principal, where there must be one: under a field whose permission
+        (`requires(...)`) refuses anonymous requests, and in the objects such fields return."""
+        assert self.principal is not None, "an anonymous request got past a field's permission"
+        return self.principal
+
 
 Info = StrawberryInfo[Context, None]

@@ -32,7 +32,7 @@ class ExchangeRate(relay.Node):
     @classmethod
     def from_model(cls, row: ExchangeRateModel) -> ExchangeRate:
         return cls(
-            id=str(row.id), month=row.month, base_currency=row.base_currency,
+            id=str(row.id), month=Month(row.month), base_currency=row.base_currency,
             currency=row.currency, rate=plain(row.rate), updated_at=row.updated_at,
         )
 

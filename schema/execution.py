@@ -31,7 +31,7 @@ def _plain_leaf(field: GraphQLField) -> _PlainLeaf | None:
     if key not in _plain_leaves:
         definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
         required = isinstance(field.type, GraphQLNonNull)
-        inner = field.type.of_type if required else field.type
+        inner = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
         basic = definition is not None and definition.is_basic_field and not field.args
         _plain_leaves[key] = _PlainLeaf(inner, required) if basic and is_leaf_type(inner) else None
     return _plain_leaves[key]
@@ -44,7 +44,8 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
     ) -> Any:
         field = parent_type.fields.get(field_details_list[0].node.name.value)
         # Schema extensions that wrap resolvers (middleware) must see every field.
-        leaf = _plain_leaf(field) if field is not None and not self.middleware_manager.middlewares else None
+        middlewares = self.middleware_manager.middlewares if self.middleware_manager is not None else ()
+        leaf = _plain_leaf(field) if field is not None and not middlewares else None
         if leaf is not None:
             value = field.resolve(source, None)
             if value is None and not leaf.required:

@@ -11,8 +11,11 @@ from models import exports as domain
 from schema.errors import InvalidTransitionError, NotFoundError, ValidationError
 from schema.organizations import Organization
 
-ExportFormat = strawberry.enum(
-    domain.ExportFormat,
+# `strawberry.enum` marks the domain's enum itself as a GraphQL enum; the name here is a
+# plain alias of that class, so that type checkers accept it in annotations.
+ExportFormat = domain.ExportFormat
+strawberry.enum(
+    ExportFormat,
     description="XERO: Xero's sales-invoice import template, one row per invoice line, approved "
     "invoices only, at most 500 invoices per file (more come as a zip of files). DETAILED: "
     "every field of every line, for general ledgers, approved and voided invoices.",

@@ -83,7 +83,7 @@ class ManagedAccount(relay.Node):
     )
     async def billing_profile(self, info: Info) -> BillingProfile | None:
         # The same rule as models.billing_profiles.visible_profiles: MSP users only.
-        if self.model.billing_profile_id is None or not info.context.principal.is_msp_user:
+        if self.model.billing_profile_id is None or not info.context.authenticated().is_msp_user:
             return None
         row = await info.context.loaders.by_id(BillingProfileModel).load(self.model.billing_profile_id)
         return BillingProfile.from_model(row) if row else None

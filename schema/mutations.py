@@ -4,12 +4,12 @@ domain error becomes the typed `UserError` member of its payload union."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from enum import Enum
 from typing import Any
 
 import strawberry
 from strawberry.extensions.field_extension import FieldExtension
 
+from models.base import Scope
 from models.errors import DomainError
 from schema.errors import user_error
 from schema.permissions import requires
@@ -34,10 +34,10 @@ class DomainErrors(FieldExtension):
             return user_error(exc)
 
 
-def mutation(*, description: str, scopes: tuple[Enum, ...] = (), resolver: Any = None) -> Any:
+def mutation(*, description: str, scopes: tuple[Scope, ...] = (), resolver: Any = None) -> Any:
     """`@mutation(description=..., scopes=OWNERS)` on a resolver of a `Mutation` type (no
     scopes: open to anyone, as `login` is)."""
-    extensions = [*requires(*scopes), DomainErrors()] if scopes else [DomainErrors()]
+    extensions: list[FieldExtension] = [*requires(*scopes), DomainErrors()] if scopes else [DomainErrors()]
     if resolver is not None:
         return strawberry.mutation(resolver=resolver, description=description, extensions=extensions)
     return strawberry.mutation(description=description, extensions=extensions)

@@ -9,6 +9,8 @@ from uuid import UUID
 
 from graphql import GraphQLError
 from strawberry.relay import GlobalID, GlobalIDValueError, Node
+from strawberry.types.base import get_object_definition
+from strawberry.utils.await_maybe import await_maybe
 
 from models.auth import Principal
 from models.errors import NotFound, RequestErrorCode
@@ -20,7 +22,7 @@ async def scoped_nodes(
     node_ids: Iterable[str],
     required: bool,
     visible: Callable[[Principal], Any],
-    is_key: Callable[[str], bool] | None = None,
+    is_key: Callable[[str], object] | None = None,
 ) -> list[Any]:
     """Objects of `visible(principal)` in the order of `node_ids`. An id the viewer may not
     see answers None (or NOT_FOUND when required), exactly like an id that does not exist.
@@ -49,7 +51,7 @@ async def resolve_global_ids(info, global_ids: Sequence[str]) -> list[Any]:
         if found is not None:
             wanted.setdefault(found[0], []).append(found[1])
     answers = await asyncio.gather(*(
-        node_type.resolve_nodes(info=info, node_ids=node_ids, required=False)
+        await_maybe(node_type.resolve_nodes(info=info, node_ids=node_ids, required=False))
         for node_type, node_ids in wanted.items()
     ))
     nodes = {
@@ -68,7 +70,7 @@ def _parse(info, global_id: str) -> tuple[type[Node], str] | None:
     except GlobalIDValueError:
         return None
     # The `Node` interface itself resolves too, but has no rows of its own.
-    if node_type.__strawberry_definition__.is_interface:
+    if get_object_definition(node_type, strict=True).is_interface:
         return None
     return node_type, gid.node_id
 

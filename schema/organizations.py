@@ -20,8 +20,11 @@ if TYPE_CHECKING:
     from models import User as UserModel
 
 
-ExportDateFormat = strawberry.enum(
-    ExportDateFormatValue,
+# `strawberry.enum` marks the domain's enum itself as a GraphQL enum; the name here is a
+# plain alias of that class, so that type checkers accept it in annotations.
+ExportDateFormat = ExportDateFormatValue
+strawberry.enum(
+    ExportDateFormat,
     description="How exports write dates: DAY_FIRST (DD/MM/YYYY, Xero's default), MONTH_FIRST "
     "(MM/DD/YYYY) or ISO (YYYY-MM-DD).",
 )

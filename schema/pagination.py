@@ -17,7 +17,7 @@ from strawberry.types.nodes import SelectedField, Selection
 
 from models.errors import RequestErrorCode
 
-NodeType = TypeVar("NodeType")
+NodeType = TypeVar("NodeType", bound=relay.Node)
 CURSOR_PREFIX = "cursor"
 DEFAULT_PAGE_SIZE = 20
 
@@ -31,6 +31,10 @@ class Direction(Enum):
 @strawberry.type(description="A page of a list, with the size of the whole list.")
 class CountedConnection(relay.Connection[NodeType], Generic[NodeType]):
     total_count: int = strawberry.field(description="How many items the whole list holds.")
+
+
+# A list's own connection type (`InvoiceConnection`...), which the helpers below return.
+ConnectionType = TypeVar("ConnectionType", bound=CountedConnection)
 
 
 def selected_node_fields(info: Any) -> set[str]:
@@ -54,9 +58,7 @@ def _bad_input(message: str) -> GraphQLError:
     return GraphQLError(message, extensions={"code": RequestErrorCode.BAD_USER_INPUT.value})
 
 
-def _offset(cursor: str | None, name: str) -> int | None:
-    if cursor is None:
-        return None
+def _offset(cursor: str, name: str) -> int:
     try:
         prefix, value = from_base64(cursor)
         if prefix != CURSOR_PREFIX:
@@ -78,7 +80,7 @@ def order_fields(field: str, direction: Direction, tiebreak: str = "id") -> list
 
 async def paginate(
     info: Any,
-    connection: type[CountedConnection],
+    connection: type[ConnectionType],
     query: Any,
     to_node: Callable[[Any], Any],
     order: Any,
@@ -87,7 +89,7 @@ async def paginate(
     after: str | None = None,
     last: int | None = None,
     before: str | None = None,
-) -> CountedConnection:
+) -> ConnectionType:
     """A page of `query` sorted by `order` (an input with `field` and `direction`): one COUNT
     and one page query, whatever the page size."""
     max_page_size = info.context.settings.max_page_size
@@ -122,8 +124,8 @@ def _bounds(
 
 
 def _page(
-    connection: type[CountedConnection], rows: list, to_node: Callable[[Any], Any], start: int, end: int, total: int
-) -> CountedConnection:
+    connection: type[ConnectionType], rows: list, to_node: Callable[[Any], Any], start: int, end: int, total: int
+) -> ConnectionType:
     edges = [
         relay.Edge(cursor=to_base64(CURSOR_PREFIX, start + i), node=to_node(row))
         for i, row in enumerate(rows)
@@ -155,9 +157,9 @@ def sibling_page(
 
 
 def page_of(
-    info: Any, connection: type[CountedConnection], total: int, rows: list, to_node: Callable[[Any], Any],
+    info: Any, connection: type[ConnectionType], total: int, rows: list, to_node: Callable[[Any], Any],
     first: int | None, after: str | None,
-) -> CountedConnection:
+) -> ConnectionType:
     """The page `sibling_page` asked for, from its list's size and its rows: the same edges,
     cursors and page info as `paginate` answers for it."""
     start, end = _bounds(total, first, after, None, None, info.context.settings.max_page_size)

@@ -21,7 +21,10 @@ from schema.permissions import MSP_USERS, requires
 if TYPE_CHECKING:
     from schema.invoices import Invoice
 
-PaymentMethod = strawberry.enum(domain.PaymentMethod, description="How a payment was made.")
+# `strawberry.enum` marks the domain's enum itself as a GraphQL enum; the name here is a
+# plain alias of that class, so that type checkers accept it in annotations.
+PaymentMethod = domain.PaymentMethod
+strawberry.enum(PaymentMethod, description="How a payment was made.")
 
 _PAYMENT_COLUMNS = ("id", "invoice_id", "amount", "paid_on", "method", "reference", "recorded_by_id", "created_at")
 _REFUND_COLUMNS = ("id", "invoice_id", "payment_id", "amount", "refunded_on", "reason", "recorded_by_id", "created_at")

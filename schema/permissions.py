@@ -4,12 +4,11 @@ queries of `models/` that every read goes through."""
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import FieldExtension, SchemaExtension
 from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.schema_directive import Location
 
@@ -19,8 +18,11 @@ from models.errors import AuthenticationFailed, RequestErrorCode
 
 BEARER = "bearer "
 
-Scope = strawberry.enum(
-    ScopeValue,
+# `strawberry.enum` marks the domain's enum itself as a GraphQL enum; the name here is a
+# plain alias of that class, so that type checkers accept it in annotations.
+Scope = ScopeValue
+strawberry.enum(
+    Scope,
     description="What a user may do: OWNER reads and writes its organization, VIEWER reads "
     "it, CUSTOMER reads only its own account's approved invoices.",
 )
@@ -39,9 +41,14 @@ class RequiresScopeDirective:
 class RequiresScope(BasePermission):
     """Refuses the field unless the request is authenticated with one of `scopes`."""
 
-    def __init__(self, *scopes: Enum):
+    def __init__(self, *scopes: ScopeValue):
         self.scopes = scopes
-        self._schema_directive = RequiresScopeDirective(scopes=list(scopes))
+        self._directive = RequiresScopeDirective(scopes=list(scopes))
+
+    @property
+    def schema_directive(self) -> object:
+        """`@requiresScope` with this field's scopes (strawberry's default is one per class)."""
+        return self._directive
 
     def has_permission(self, source: Any, info, **kwargs: Any) -> bool:
         principal = info.context.principal
@@ -79,7 +86,7 @@ class WebSocketAuthentication(SchemaExtension):
         yield
 
 
-def requires(*scopes: Enum) -> list[PermissionExtension]:
+def requires(*scopes: ScopeValue) -> list[FieldExtension]:
     """`extensions=requires(OWNER)` on a field."""
     return [PermissionExtension(permissions=[RequiresScope(*scopes)])]
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from datetime import date
 from decimal import Decimal
-from typing import NewType
+from typing import TYPE_CHECKING, NewType
 
 import strawberry
+
+if TYPE_CHECKING:
+    from strawberry.types.scalar import ScalarDefinition
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
@@ -21,7 +24,7 @@ def _parse_month(value: str) -> date:
     return date(int(match[1]), int(match[2]), 1)
 
 
-SCALARS = {
+SCALARS: dict[object, ScalarDefinition] = {
     Month: strawberry.scalar(
         name="Month",
         description='A calendar month, written YYYY-MM (e.g. "2026-10").',

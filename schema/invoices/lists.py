@@ -131,7 +131,7 @@ def invoice_query(where: InvoiceFilter | None) -> domain.InvoiceQuery:
 
 def listed_invoices(info: Info, where: InvoiceFilter | None, order_by: InvoiceOrder | None):
     """The invoices of the list the viewer may see, filtered, and their order."""
-    principal = info.context.principal
+    principal = info.context.authenticated()
     today = domain.organization_today(principal.user.organization.timezone)
     query = domain.filter_invoices(domain.visible_invoices(principal), invoice_query(where), today)
     return query, order_by or InvoiceOrder(field=InvoiceOrderField.CREATED_AT, direction=Direction.DESC)

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
+from uuid import UUID
 
 import strawberry
 from strawberry import relay
@@ -34,25 +35,32 @@ from schema.payments import Payment, Refund
 from schema.permissions import ANY_USER, MSP_USERS, requires
 from schema.scalars import Month, plain
 
-InvoiceStatus = strawberry.enum(
-    domain.InvoiceStatus,
+# `strawberry.enum` marks the domain's enum itself as a GraphQL enum; the name here is a
+# plain alias of that class, so that type checkers accept it in annotations.
+InvoiceStatus = domain.InvoiceStatus
+strawberry.enum(
+    InvoiceStatus,
     description="Where an invoice is in its life: READY_TO_INVOICE after the month closes, "
     "GENERATING while its PDF is made, AWAITING_APPROVAL for review, ERROR when generation "
     "failed, APPROVED once sent (frozen), VOIDED when cancelled.",
 )
-PaymentStatus = strawberry.enum(
-    domain.PaymentStatus, description="What has been paid (or refunded) against the invoice."
+PaymentStatus = domain.PaymentStatus
+strawberry.enum(
+    PaymentStatus, description="What has been paid (or refunded) against the invoice."
 )
-DeliveryStatus = strawberry.enum(
-    domain.DeliveryStatus, description="Whether the approved invoice's e-mail went out."
+DeliveryStatus = domain.DeliveryStatus
+strawberry.enum(
+    DeliveryStatus, description="Whether the approved invoice's e-mail went out."
 )
-LineKind = strawberry.enum(
-    domain.LineKind,
+LineKind = domain.LineKind
+strawberry.enum(
+    LineKind,
     description="USAGE (cloud costs), RULE (credit, discount or markup), CHARGE (additional "
     "charge) or TAX.",
 )
-InvoiceDatePreset = strawberry.enum(
-    domain.DatePreset,
+InvoiceDatePreset = domain.DatePreset
+strawberry.enum(
+    InvoiceDatePreset,
     description="A date range relative to today in the organization's time zone, applied "
     "to the issue date.",
 )
@@ -290,7 +298,8 @@ async def _periods(info: Info, invoices: list[Invoice]) -> list[date]:
 
 async def _line_items(info: Info, invoices: list[Invoice]) -> list[list[InvoiceLineItem]]:
     revision_ids = [i.model.current_revision_id for i in invoices if i.model.current_revision_id is not None]
-    lines = dict(zip(revision_ids, await _lines(info).load_many(revision_ids)))
+    # Looked up by every invoice's revision, None (no lines yet) included.
+    lines: dict[UUID | None, list[dict[str, Any]]] = dict(zip(revision_ids, await _lines(info).load_many(revision_ids)))
     return [
         [InvoiceLineItem.from_row(r, i.currency) for r in lines.get(i.model.current_revision_id, ())]
         for i in invoices
@@ -339,7 +348,7 @@ RELATIONS: dict[str, _Relation] = {
 async def prefetch(info: Info, invoices: list[Invoice]) -> None:
     """Load the relations asked of a page of invoices for the whole page at once (one query
     each, side by side) and keep them on the invoices, which then resolve them synchronously."""
-    scope = info.context.principal.scope
+    scope = info.context.authenticated().scope
     names = [n for n in selected_node_fields(info) if n in RELATIONS and scope in RELATIONS[n].scopes]
     if not invoices or not names:
         return
