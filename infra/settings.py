@@ -70,6 +70,16 @@ class Settings(BaseSettings):
     ws_max_message_bytes: int = Field(
         64 * 1024, gt=0, description="Largest WebSocket message a client may send."
     )
+    max_query_tokens: int = Field(
+        5_000, gt=0, description="Most tokens a GraphQL document may have (names, punctuation, values)."
+    )
+    max_query_depth: int = Field(12, gt=0, description="Most levels of nested selections in a query.")
+    max_query_aliases: int = Field(30, gt=0, description="Most aliases in a document, fragments spread out.")
+    max_query_cost: int = Field(
+        25_000, gt=0,
+        description="Most objects a query may answer: each object field counts once, times the "
+        "`first`/`last` of the connections above it.",
+    )
     link_ttl_seconds: int = Field(
         300, gt=0, description="Lifetime of a signed download link (PDF, CSV, export)."
     )

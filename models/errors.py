@@ -59,16 +59,20 @@ class RequestErrorCode(str, Enum):
     FELL_BEHIND = "FELL_BEHIND"
     EVENTS_MISSED = "EVENTS_MISSED"
     SHUTTING_DOWN = "SHUTTING_DOWN"
+    QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
 
 REQUEST_ERROR_CODE_MEANINGS: dict[RequestErrorCode, str] = {
     RequestErrorCode.UNAUTHENTICATED: "no token, or one that is malformed, expired or revoked",
     RequestErrorCode.FORBIDDEN: "the field needs another scope",
     RequestErrorCode.NOT_FOUND: "a required object does not exist or is not visible",
-    RequestErrorCode.BAD_USER_INPUT: "an argument is out of range: a page size, a cursor, too many ids",
+    RequestErrorCode.BAD_USER_INPUT: "the document or its variables are malformed, or an argument is out of range",
     RequestErrorCode.FELL_BEHIND: "a subscriber left too many events unread: re-query, then subscribe again",
     RequestErrorCode.EVENTS_MISSED: "the server lost its event stream: re-query, then subscribe again",
     RequestErrorCode.SHUTTING_DOWN: "the server is restarting: re-query, then subscribe again",
+    RequestErrorCode.QUERY_TOO_COMPLEX: "the document is past a limit (tokens, depth, aliases, or cost in objects)",
+    RequestErrorCode.INTERNAL_SERVER_ERROR: "an unexpected failure; `extensions.requestId` finds it in the server's log",
 }
 
 

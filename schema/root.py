@@ -22,6 +22,8 @@ from resolvers import (
 )
 from schema.context import Info
 from schema.execution import ExecutionContext
+from schema.limits import QueryLimits
+from schema.masking import ErrorCodes
 from schema.nodes import resolve_global_ids
 from schema.permissions import ANY_USER, WebSocketAuthentication, requires
 from schema.scalars import SCALARS
@@ -72,7 +74,8 @@ class Subscription(invoices.Subscription):
 
 schema = strawberry.Schema(
     query=Query, mutation=Mutation, subscription=Subscription,
-    extensions=[WebSocketAuthentication], config=StrawberryConfig(scalar_map=SCALARS),
+    # In this order: who is asking, then what they may ask, then the codes of what went wrong.
+    extensions=[WebSocketAuthentication, QueryLimits, ErrorCodes], config=StrawberryConfig(scalar_map=SCALARS),
     execution_context_class=ExecutionContext,
 )
 
