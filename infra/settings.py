@@ -56,6 +56,21 @@ class Settings(BaseSettings):
     )
     session_token_hours: int = Field(12, gt=0, description="Lifetime of a login session token.")
     api_token_days: int = Field(365, gt=0, description="Default lifetime of an API token.")
+    login_free_attempts_per_account: int = Field(
+        5, gt=0, description="Sign-in attempts on one e-mail before each further one must wait (back-off)."
+    )
+    login_free_attempts_per_address: int = Field(
+        20, gt=0, description="Failed sign-in attempts from one client address before back-off."
+    )
+    login_attempt_window_seconds: float = Field(
+        900, gt=0, description="Quiet time after which sign-in attempts are no longer counted."
+    )
+    login_backoff_base_seconds: float = Field(
+        1, gt=0, description="First wait once the free sign-in attempts are spent; it doubles with each attempt."
+    )
+    login_backoff_max_seconds: float = Field(
+        900, gt=0, description="Longest wait between two sign-in attempts (back-off, never a permanent lock)."
+    )
     max_page_size: int = Field(100, gt=0, description="Cap on `first`/`last` of connections.")
     max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Cap on a cost upload.")
     subscriptions_per_connection: int = Field(

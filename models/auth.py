@@ -8,6 +8,7 @@ table yields nothing usable. Every token expires and can be revoked.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -22,10 +23,13 @@ from tortoise.models import Model
 
 from models.base import Scope, TimestampMixin, enum_check
 from models.errors import AuthenticationFailed, NotFound, ValidationFailed
+from models.login_throttle import LoginThrottle
 
 if TYPE_CHECKING:
     from models.managed_accounts import ManagedAccount
     from models.organizations import Organization
+
+log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "inv_"
 LAST_USED_RESOLUTION = timedelta(minutes=5)
@@ -185,16 +189,27 @@ async def issue_api_token(user: User, name: str, days: int) -> tuple[str, Token]
     return await issue_token(user, TokenKind.API, timedelta(days=days), name=name)
 
 
-async def login(email: str, password: str, lifetime: timedelta) -> tuple[str, Token]:
-    """Check the password and open a session. Unknown e-mail and wrong password answer alike."""
+async def login(
+    email: str, password: str, lifetime: timedelta, *, throttle: LoginThrottle | None = None
+) -> tuple[str, Token]:
+    """Check the password and open a session. Unknown e-mail and wrong password answer alike,
+    in about the same time (an unknown e-mail is verified against a dummy hash). While the
+    `throttle` makes the e-mail or the address wait, every attempt is refused before any lookup
+    (`LoginThrottled`), known e-mail or not."""
+    address = throttle.address if throttle else None
+    if throttle:
+        await throttle.admit(email)
     user = await User.get_or_none(email=email.strip().lower(), is_active=True)
     stored = user.password_hash if user and user.password_hash else _DUMMY_HASH
     try:
         _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
-        raise AuthenticationFailed("The e-mail or the password is wrong.") from None
+        user = None
     if user is None or user.password_hash is None:
+        log.warning("login failed for %.200r from %s", email, address)
         raise AuthenticationFailed("The e-mail or the password is wrong.")
+    if throttle:
+        await throttle.succeeded(email)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
         await user.save(update_fields=["password_hash"])
@@ -225,6 +240,17 @@ async def revoke_token(principal: Principal, token_id=None) -> Token:
         token.revoked_at = _now()
         await token.save(update_fields=["revoked_at"])
     return token
+
+
+async def unlock_login(principal: Principal, user_id, throttle: LoginThrottle) -> User:
+    """Lift the sign-in throttle of a user the principal may see: the attempts counted on the
+    user's e-mail are forgotten, and the next one is not made to wait."""
+    user = await visible_users(principal).filter(id=user_id).first()
+    if user is None:
+        raise NotFound("No such user.", field="userId")
+    await throttle.clear(user.email)
+    log.warning("login unlocked for %r by %s", user.email, principal.user.email)
+    return user
 
 
 async def purge_tokens(before: datetime) -> int:

@@ -28,6 +28,7 @@ class ErrorCode(str, Enum):
     INVALID_COST_FILE = "INVALID_COST_FILE"
     NOT_EXPORTABLE = "NOT_EXPORTABLE"
     NOTHING_TO_EXPORT = "NOTHING_TO_EXPORT"
+    LOGIN_THROTTLED = "LOGIN_THROTTLED"
 
 
 ERROR_CODE_MEANINGS: dict[ErrorCode, str] = {
@@ -46,6 +47,7 @@ ERROR_CODE_MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.INVALID_COST_FILE: "the cost file cannot be imported as it is",
     ErrorCode.NOT_EXPORTABLE: "an invoice of the request cannot be exported",
     ErrorCode.NOTHING_TO_EXPORT: "no approved invoice matches the export",
+    ErrorCode.LOGIN_THROTTLED: "too many sign-in attempts: wait the seconds the message gives, then try again",
 }
 
 

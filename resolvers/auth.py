@@ -9,14 +9,17 @@ import strawberry
 from jobs import effects
 from models import ManagedAccount as ManagedAccountModel
 from models import auth
+from models.login_throttle import LoginThrottle
 from schema.auth import (
     ApiTokenCreated,
     CreateApiTokenInput,
     CreateApiTokenPayload,
     LoginPayload,
     LoginSuccess,
+    LoginUnlocked,
     RevokeTokenPayload,
     TokenRevoked,
+    UnlockLoginPayload,
     Viewer,
 )
 from schema.context import Info
@@ -40,9 +43,17 @@ async def viewer(principal: auth.Principal) -> Viewer:
     )
 
 
+def _throttle(info: Info) -> LoginThrottle:
+    """The sign-in throttle for this request's client address (behind a proxy, the address
+    the server was told to trust: uvicorn's `--forwarded-allow-ips`)."""
+    request = info.context.request
+    client = getattr(request, "client", None)
+    return LoginThrottle(info.context.redis, info.context.settings, client.host if client else None)
+
+
 async def _login(info: Info, email: str, password: str) -> LoginPayload:
     lifetime = timedelta(hours=info.context.settings.session_token_hours)
-    raw, token = await auth.login(email, password, lifetime)
+    raw, token = await auth.login(email, password, lifetime, throttle=_throttle(info))
     principal = await auth.authenticate(raw)
     return LoginSuccess(token=raw, expires_at=token.expires_at, viewer=await viewer(principal))
 
@@ -60,6 +71,13 @@ async def _revoke_token(info: Info, id: strawberry.ID | None = None) -> RevokeTo
     return TokenRevoked(api_token=ApiToken.from_model(token))
 
 
+async def _unlock_login(info: Info, user_id: strawberry.ID) -> UnlockLoginPayload:
+    user = await auth.unlock_login(
+        info.context.authenticated(), node_uuid(user_id, "User", "userId"), _throttle(info)
+    )
+    return LoginUnlocked(user=User.from_model(user))
+
+
 @strawberry.type
 class Query:
     @strawberry.field(description="Who is asking; null without a valid token.")
@@ -71,7 +89,15 @@ class Query:
 @strawberry.type
 class Mutation:
     login: LoginPayload = mutation(
-        resolver=_login, description="Exchange an e-mail and password for a session token."
+        resolver=_login,
+        description="Exchange an e-mail and password for a session token. A wrong password and "
+        "an unknown e-mail answer alike (`UNAUTHENTICATED`). Past `LOGIN_FREE_ATTEMPTS_PER_ACCOUNT` "
+        "attempts on one e-mail, or `LOGIN_FREE_ATTEMPTS_PER_ADDRESS` failures from one client "
+        "address, with no quiet `LOGIN_ATTEMPT_WINDOW_SECONDS` between them, each further attempt "
+        "must first wait, twice as long as the last wait (up to `LOGIN_BACKOFF_MAX_SECONDS`): until "
+        "then `login` answers `LOGIN_THROTTLED`, whose message gives the seconds to wait, whatever "
+        "the password and whether the e-mail exists or not. A successful sign-in forgets the "
+        "e-mail's attempts; so does an owner's `unlockLogin`.",
     )
     create_api_token: CreateApiTokenPayload = mutation(
         resolver=_create_api_token,
@@ -82,4 +108,13 @@ class Mutation:
         resolver=_revoke_token,
         description="Revoke a token; without `id`, the one this request uses (sign out).",
         scopes=ANY_USER,
+    )
+    unlock_login: UnlockLoginPayload = mutation(
+        resolver=_unlock_login,
+        description="Lift a user's sign-in throttle (owners only, for their organization's "
+        "users): after too many failed attempts `login` answers `LOGIN_THROTTLED` and each "
+        "further attempt on that e-mail must wait longer, up to `LOGIN_BACKOFF_MAX_SECONDS`; "
+        "this forgets the e-mail's attempts so that the next one is not made to wait. The "
+        "throttle of a client address is not lifted.",
+        scopes=OWNERS,
     )

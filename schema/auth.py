@@ -65,3 +65,14 @@ RevokeTokenPayload = Annotated[
     TokenRevoked | NotFoundError,
     strawberry.union("RevokeTokenPayload", description="The result of `revokeToken`."),
 ]
+
+
+@strawberry.type(description="The user's sign-in throttle is lifted: the next attempt need not wait.")
+class LoginUnlocked:
+    user: User = strawberry.field(description="The user whose sign-in attempts were forgotten.")
+
+
+UnlockLoginPayload = Annotated[
+    LoginUnlocked | NotFoundError,
+    strawberry.union("UnlockLoginPayload", description="The result of `unlockLogin`."),
+]
