@@ -364,11 +364,16 @@ def _extra(columns: list[tuple[str, pa.Array]], rows: int) -> pa.Array:
     """The `extra` JSON object of every row: its other non-null columns, in name order."""
     if not columns:
         return pa.repeat(pa.scalar("{}"), rows)
+    # Each pair with its comma in front, "" when null; the first comma is cut at the end.
+    # (Not null_handling="skip": it drops the rows whose values are all null.)
     pairs = [
-        pc.binary_join_element_wise(json.dumps(name, ensure_ascii=False) + ":", _json_string(_as_text(array)), "")
+        pc.fill_null(
+            pc.binary_join_element_wise("," + json.dumps(name, ensure_ascii=False) + ":", _json_string(_as_text(array)), ""),
+            "",
+        )
         for name, array in columns
     ]
-    body = pc.binary_join_element_wise(*pairs, ",", null_handling="skip")
+    body = pc.utf8_ltrim(pc.binary_join_element_wise(*pairs, ""), ",") if len(pairs) > 1 else pc.utf8_ltrim(pairs[0], ",")
     return pc.binary_join_element_wise("{", body, "}", "")
 
 
