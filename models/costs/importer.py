@@ -219,7 +219,7 @@ class _Progress:
 
 
 async def _run(cost_import: CostImport, workdir: pathlib.Path, reporter: _Progress) -> ImportReport:
-    parts = await asyncio.to_thread(delivery_parts, [pathlib.Path(path) for path in cost_import.parts], workdir)
+    parts = await asyncio.to_thread(delivery_parts, [pathlib.Path(path) for path in cost_import.parts or ()], workdir)
     name_files = len(parts) > 1
     digest = asyncio.create_task(asyncio.to_thread(_digest, parts))
     months = await asyncio.to_thread(_first_months, parts)

@@ -52,19 +52,23 @@ class CostImport(Model):
     filename = fields.CharField(max_length=255, default="")
     # SHA-256 of the delivery's bytes (its parts in order): equal digests, identical data.
     file_sha256 = fields.CharField(max_length=64, default="")
-    state = fields.CharEnumField(CostImportState, max_length=16, default=CostImportState.QUEUED)
-    # The stored files of the delivery as registered: part files, a folder, a zip.
-    parts = fields.JSONField(default=list)
-    rows_done = fields.BigIntField(default=0)
+    # Also a database default: the imports made before states existed were all done.
+    state = fields.CharEnumField(
+        CostImportState, max_length=16, default=CostImportState.QUEUED, db_default=CostImportState.DONE
+    )
+    # The stored files of the delivery as registered: part files, a folder, a zip (null for
+    # the imports made before deliveries were stored).
+    parts = fields.JSONField(null=True)
+    rows_done = fields.BigIntField(default=0, db_default=0)
     row_count = fields.IntField(default=0)
     # Rows written as the delivery's current costs.
     inserted_count = fields.IntField(default=0)
     # Rows of scopes whose current delivery is byte-identical: nothing to change.
     duplicate_count = fields.IntField(default=0)
     # Rows of approved months, kept out; their difference is stored as late costs.
-    late_count = fields.IntField(default=0)
+    late_count = fields.IntField(default=0, db_default=0)
     # Rows of earlier deliveries this one superseded (removed).
-    replaced_count = fields.IntField(default=0)
+    replaced_count = fields.IntField(default=0, db_default=0)
     # [{"subAccountId": ..., "subAccountName": ..., "providerName": ..., "rows": n, "billedCost": "..."}]
     unmatched_sub_accounts = fields.JSONField(default=list)
     # The whole report of a DONE import (scopes, superseded deliveries, late costs), as JSON.
@@ -172,8 +176,6 @@ class CostRecord(Model):
         indexes = (
             Index(fields=("managed_account_id", "billing_month"), name="cost_records_account_month"),
             Index(fields=("organization_id", "sub_account_id"), name="cost_records_sub_account"),
-            # Superseding removes an earlier delivery's rows of one month.
-            Index(fields=("cost_import_id", "billing_month"), name="cost_records_import_month"),
         )
 
 
