@@ -249,9 +249,11 @@ def _as_text(array: pa.Array) -> pa.Array:
 
 
 def _decimal(column: Column, array: pa.Array) -> pa.Array:
+    """The column as NUMERIC(38,16) text for COPY: the number as written once it is known
+    to fit exactly (PostgreSQL reads text much faster than Arrow's 16-place rendering)."""
     if pa.types.is_decimal(array.type) or pa.types.is_integer(array.type):
         try:
-            return array.cast(COST_TYPE)
+            return array.cast(COST_TYPE).cast(pa.string())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             array = array.cast(pa.string())
     elif pa.types.is_floating(array.type):
@@ -260,9 +262,12 @@ def _decimal(column: Column, array: pa.Array) -> pa.Array:
         array = array.cast(pa.string())
     text = _as_text(array)
     try:
-        return text.cast(COST_TYPE)
+        text.cast(COST_TYPE)
+        return text
     except pa.ArrowInvalid:
         pass
+    # Forms Arrow's cast does not read (a long exponent) but the exact parser does; or the
+    # first value that is not a number that fits.
     for index, raw in enumerate(text.to_pylist()):
         if raw is None:
             continue
@@ -270,10 +275,7 @@ def _decimal(column: Column, array: pa.Array) -> pa.Array:
             parse_cost_decimal(raw)
         except ValueError as error:
             raise RowProblem(index, f"{column.focus} {shown(raw)} {error}", column.focus) from None
-    # Forms Arrow's cast does not read (a long exponent) but the exact parser does.
-    return pa.array(
-        [None if raw is None else parse_cost_decimal(raw) for raw in text.to_pylist()], COST_TYPE
-    )
+    return text
 
 
 def _timestamp(column: Column, array: pa.Array) -> pa.Array:
@@ -456,7 +458,7 @@ def _iso(value: pa.Scalar) -> str:
 
 
 def _type_of(column: Column) -> pa.DataType:
-    return {"decimal": COST_TYPE, "timestamp": TIMESTAMP_TYPE}.get(column.kind, pa.string())
+    return {"timestamp": TIMESTAMP_TYPE}.get(column.kind, pa.string())
 
 
 def months_of(batch: pa.RecordBatch, names: list[str]) -> set[date]:

@@ -31,7 +31,7 @@ import pyarrow.csv as pa_csv
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
-from models.costs.focus import EXACT, ROW_FIELDS, TIMESTAMP_TYPE, BatchChecker, CostFileRejected, RowProblem, months_of
+from models.costs.focus import COST_TYPE, EXACT, ROW_FIELDS, TIMESTAMP_TYPE, parse_cost_decimal, BatchChecker, CostFileRejected, RowProblem, months_of
 from models.costs.records import CostImport, CostImportState, CostOrigin
 from models.costs.reports import AccountMonthTotal, ImportReport, UnmatchedSubAccount
 from models.costs.sources import Part, delivery_parts, header_names, line_of_row, read_batches
@@ -410,7 +410,7 @@ class _Pipeline:
             "account": table["managed_account_id"],
             "sub_account": table["sub_account_id"],
             # Wide enough that no sum of NUMERIC(38,16) values in a batch can overflow.
-            "cost": table["billed_cost"].cast(pa.decimal256(76, 16)),
+            "cost": _billed(table["billed_cost"]),
             "name": table["sub_account_name"],
         })
         grouped = keyed.group_by(list(_GROUP_KEYS), use_threads=False).aggregate(
@@ -425,6 +425,15 @@ class _Pipeline:
                 group[0] += row["cost_count"]
                 group[1] = EXACT.add(group[1], row["cost_sum"])
                 group[2] = group[2] or row["name_first"]
+
+
+def _billed(text: pa.ChunkedArray) -> pa.Array:
+    """BilledCost as decimals wide enough that no sum of a batch can overflow."""
+    try:
+        return text.cast(COST_TYPE).cast(pa.decimal256(76, 16))
+    except pa.ArrowInvalid:
+        # A form only the exact parser reads (checked already): rare, so Python may do it.
+        return pa.array([parse_cost_decimal(value) for value in text.to_pylist()], pa.decimal256(76, 16))
 
 
 def _uuid(value: uuid.UUID | str, missing: str, field: str) -> uuid.UUID:
