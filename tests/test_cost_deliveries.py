@@ -247,3 +247,21 @@ async def test_a_registered_delivery_runs_later_and_ends_done_or_failed_with_the
     assert "'dollars' is not a 3-letter currency code" in failed.error_message
     assert await CostRecord.filter(cost_import_id=failing.id).count() == 0
     assert await CostRecord.all().count() == 1000
+
+
+async def test_the_worker_job_runs_a_queued_import_and_records_a_refusal(tmp_path):
+    from jobs.imports import run_cost_import
+
+    org = await f.organization()
+    header, rows = sample_rows()
+    (good := tmp_path / "good.csv").write_bytes(to_csv(header, rows[:20]))
+    (bad := tmp_path / "bad.csv").write_bytes(b"not,focus\n1,2\n")
+    queued, refused = await register_delivery(org.id, [good]), await register_delivery(org.id, [bad])
+
+    assert await run_cost_import({}, str(queued.id)) == {"state": "DONE", "rows": 20}
+    assert (await run_cost_import({}, str(refused.id)))["state"] == "FAILED"
+    # Run again, a finished import is left as it is.
+    assert (await run_cost_import({}, str(queued.id)))["state"] == "SKIPPED"
+    states = dict(await CostImport.all().values_list("id", "state"))
+    assert states == {queued.id: CostImportState.DONE, refused.id: CostImportState.FAILED}
+    assert await CostRecord.all().count() == 20

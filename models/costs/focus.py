@@ -20,7 +20,6 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Context, Decimal, DecimalException, Inexact
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -472,7 +471,3 @@ def months_of(batch: pa.RecordBatch, names: list[str]) -> set[date]:
     months = pc.unique(pc.floor_temporal(pc.drop_null(start), unit="month").cast(pa.timestamp("us")).cast(pa.date32()))
     return set(months.to_pylist())
 
-
-def arrow_error_text(error: BaseException) -> Any:
-    """Arrow's message, for logs only: clients get our own wording."""
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
