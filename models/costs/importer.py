@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
@@ -371,8 +372,8 @@ class _Pipeline:
                     pa_csv.write_csv(table, sink, _CSV_OPTIONS)
                     if not self._put((sink.getvalue(), checked.rows)):
                         return
-                if checker is None and part.kind != "parquet":
-                    # A CSV part of a header and no rows still has to be a FOCUS header.
+                if checker is None:
+                    # A part without rows still has to have FOCUS columns.
                     self._check_header_only(part)
         except CostFileRejected as refused:
             if refused.file and self.name_files and refused.file not in refused.message:
@@ -387,8 +388,14 @@ class _Pipeline:
             self._put(None)
 
     def _check_header_only(self, part: Part) -> None:
-        names, _ = header_names(part)
-        BatchChecker(names, self.keys, self.values, self.only_account)
+        names = pq.ParquetFile(part.path).schema_arrow.names if part.kind == "parquet" else header_names(part)[0]
+        try:
+            BatchChecker(names, self.keys, self.values, self.only_account)
+        except CostFileRejected as refused:
+            raise CostFileRejected(
+                refused.reason, line=1 if part.kind != "parquet" else None, column=refused.column,
+                file=part.name, name_file=self.name_files,
+            ) from None
 
     def _with_constants(self, table: pa.Table) -> pa.Table:
         rows = table.num_rows
