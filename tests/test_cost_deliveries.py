@@ -265,3 +265,32 @@ async def test_the_worker_job_runs_a_queued_import_and_records_a_refusal(tmp_pat
     states = dict(await CostImport.all().values_list("id", "state"))
     assert states == {queued.id: CostImportState.DONE, refused.id: CostImportState.FAILED}
     assert await CostRecord.all().count() == 20
+
+
+async def test_parquet_with_native_types_imports_exactly(tmp_path):
+    """As AWS writes Parquet: decimals and zoned timestamps, not text."""
+    org = await f.organization()
+    header, rows = sample_rows()
+    table = pa_csv.read_csv(
+        io.BytesIO(to_csv(header, rows)),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={n: pa.string() for n in header}, null_values=["", "NULL"], strings_can_be_null=True
+        ),
+    )
+    typed = {}
+    for name in table.column_names:
+        column = table[name]
+        if name in ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost"):
+            column = column.cast(pa.decimal128(38, 12))
+        elif name in ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd"):
+            column = column.cast(pa.timestamp("ms"))
+        typed[name] = column
+    pq.write_table(pa.table(typed), path := tmp_path / "part-00000.snappy.parquet")
+
+    report = await import_costs(org.id, path)
+
+    assert report.rows == 1000
+    assert await database_totals(org.id) == expected_totals(rows, {})
+    first = await CostRecord.filter(organization_id=org.id).order_by("id").first()
+    assert first.billing_period_start.isoformat() == "2024-09-01T00:00:00+00:00"
+    assert first.billed_cost == Decimal(rows[0]["BilledCost"])
