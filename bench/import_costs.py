@@ -1,26 +1,26 @@
-"""Benchmark: import a synthetic FOCUS file of N rows, end to end (parse, COPY, insert).
+"""Benchmark: import a synthetic FOCUS delivery of N rows end to end (read, check, COPY,
+supersede, commit) through `models.costs.import_costs`.
 
-The file is the FinOps Foundation's FOCUS 1.0 sample (tests/data, CC BY 4.0) cycled to N
-rows; each cycle shifts the charge hour, scales the costs and suffixes the ids, so that every
-row is new data (none is a duplicate) and the parser's per-value caches see realistic variety.
+The data is a month of hourly resource usage of a few hundred sub-accounts under a few
+billing accounts, written to disk in chunks by a child process (never held in memory) as
+CSV, gzip CSV or Parquet. The import runs in this process, whose peak RSS is reported.
 The database named by --database-url is DROPPED and recreated: never point it at real data.
 
-    .venv/bin/python bench/import_costs.py --rows 100000
+    .venv/bin/python bench/import_costs.py --rows 2000000 --format parquet
 
-The last line printed is `rows_per_s <integer>`.
+The last two lines printed are `rows_per_s <integer>` and `peak_rss_mb <integer>`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import io
+import multiprocessing
 import os
+import resource
 import sys
+import tempfile
 import time
-from datetime import datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,43 +29,112 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SAMPLE = ROOT / "tests" / "data" / "focus-1.0-sample.csv"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/invoicing_bench"
-COST_COLUMNS = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost")
-# The sample's largest AWS sub-accounts, given to three customers; the rest stay unmatched.
-MAPPED = {
-    "Customer A": ["11353890204", "85742851457"],
-    "Customer B": ["18938484842", "69918885631"],
-    "Customer C": ["84445137922", "/subscriptions/64e355d7-997c-491d-b0c1-8414dccfcf42"],
-}
+SUB_ACCOUNTS = 300
+BILLING_ACCOUNTS = 3
+MAPPED_CUSTOMERS = 30  # each claims 5 sub-accounts; the others stay unmatched
+CHUNK_ROWS = 100_000
+SERVICES = [
+    ("Amazon Elastic Compute Cloud", "Compute", "Hrs", "m5.large"),
+    ("Amazon Simple Storage Service", "Storage", "GB-Mo", "StandardStorage"),
+    ("Amazon Relational Database Service", "Databases", "Hrs", "db.r5.large"),
+    ("AWS Lambda", "Compute", "Requests", "Request"),
+    ("Amazon CloudFront", "Networking", "GB", "DataTransfer-Out"),
+    ("Amazon DynamoDB", "Databases", "ReadRequestUnits", "ReadCapacityUnit-Hrs"),
+]
 
 
-def synthesize(rows: int) -> bytes:
-    """A FOCUS CSV of `rows` rows built from the sample."""
-    with SAMPLE.open(newline="", encoding="utf-8") as sample:
-        reader = csv.DictReader(sample)
-        header = list(reader.fieldnames or ())
-        base = list(reader)
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=header, lineterminator="\r\n")
-    writer.writeheader()
-    for index in range(rows):
-        cycle, row = divmod(index, len(base))
-        record = dict(base[row])
-        if cycle:
-            record["Id"] = f"{record['Id']}-{cycle}"
-            scale = Decimal(1000 + cycle % 997) / 1000
-            for column in COST_COLUMNS:
-                if record[column] not in ("", "NULL"):
-                    record[column] = f"{Decimal(record[column]) * scale:f}"
-            for column in ("ChargePeriodStart", "ChargePeriodEnd"):
-                if record[column] not in ("", "NULL"):
-                    moved = datetime.fromisoformat(record[column]) + timedelta(hours=cycle % 24)
-                    record[column] = moved.strftime("%Y-%m-%d %H:%M:%S")
-            if record["ResourceId"] not in ("", "NULL"):
-                record["ResourceId"] = f"{record['ResourceId']}-{cycle}"
-        writer.writerow(record)
-    return out.getvalue().encode()
+def _chunk(start: int, rows: int):
+    """Rows start..start+rows of the month, as an Arrow table of FOCUS text columns."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def mod(values, divisor: int):
+        return pc.subtract(values, pc.multiply(pc.divide(values, divisor), divisor))
+
+    index = pa.array(range(start, start + rows), pa.int64())
+    sub = mod(index, SUB_ACCOUNTS)
+    hour = mod(pc.divide(index, SUB_ACCOUNTS), 720)
+    service = mod(pc.divide(index, 7), len(SERVICES))
+    september = 1725148800  # 2024-09-01T00:00:00Z
+    seconds = pc.add(pc.multiply(hour, 3600), september)
+    charge_start = seconds.cast(pa.timestamp("s"))
+    charge_end = pc.add(seconds, 3600).cast(pa.timestamp("s"))
+    cents = mod(pc.multiply(index, 7919), 1_000_000)
+    quantity = pc.add(mod(index, 97), 1)
+
+    def text(values) -> pa.Array:
+        return pa.array(values, pa.string())
+
+    def pick(options, at):
+        return pc.take(text(options), at)
+
+    def thousandths(values):
+        whole = pc.cast(pc.divide(values, 1000), pa.string())
+        part = pc.utf8_lpad(pc.cast(mod(values, 1000), pa.string()), 3, "0")
+        return pc.binary_join_element_wise(whole, part, ".")
+
+    billed = thousandths(cents)
+    stamp = pc.strftime(charge_start, format="%Y-%m-%dT%H:%M:%SZ")
+    end = pc.strftime(charge_end, format="%Y-%m-%dT%H:%M:%SZ")
+    sub_ids = pc.cast(pc.add(pc.multiply(sub, 7), 100000000000), pa.string())
+    columns = {
+        "BilledCost": billed,
+        "EffectiveCost": billed,
+        "ListCost": thousandths(pc.multiply(cents, 2)),
+        "BillingAccountId": pc.cast(pc.add(mod(sub, BILLING_ACCOUNTS), 900000000000), pa.string()),
+        "BillingAccountName": pc.binary_join_element_wise("Payer ", pc.cast(mod(sub, BILLING_ACCOUNTS), pa.string()), ""),
+        "BillingCurrency": pa.repeat(pa.scalar("USD"), rows),
+        "BillingPeriodStart": pa.repeat(pa.scalar("2024-09-01T00:00:00Z"), rows),
+        "BillingPeriodEnd": pa.repeat(pa.scalar("2024-10-01T00:00:00Z"), rows),
+        "ChargeCategory": pa.repeat(pa.scalar("Usage"), rows),
+        "ChargeDescription": pick([f"{s[3]} usage" for s in SERVICES], service),
+        "ChargeFrequency": pa.repeat(pa.scalar("Usage-Based"), rows),
+        "ChargePeriodStart": stamp,
+        "ChargePeriodEnd": end,
+        "ConsumedQuantity": pc.cast(quantity, pa.string()),
+        "ConsumedUnit": pick([s[2] for s in SERVICES], service),
+        "PricingQuantity": pc.cast(quantity, pa.string()),
+        "PricingUnit": pick([s[2] for s in SERVICES], service),
+        "ProviderName": pa.repeat(pa.scalar("AWS"), rows),
+        "PublisherName": pa.repeat(pa.scalar("AWS"), rows),
+        "InvoiceIssuerName": pa.repeat(pa.scalar("AWS"), rows),
+        "RegionId": pick(["us-east-1", "eu-west-1", "eu-central-1"], mod(sub, 3)),
+        "RegionName": pick(["US East (N. Virginia)", "Europe (Ireland)", "Europe (Frankfurt)"], mod(sub, 3)),
+        "ResourceId": pc.binary_join_element_wise("arn:aws:ec2:us-east-1:", sub_ids, ":instance/i-", pc.cast(mod(index, 5000), pa.string()), ""),
+        "ServiceName": pick([s[0] for s in SERVICES], service),
+        "ServiceCategory": pick([s[1] for s in SERVICES], service),
+        "SkuId": pick([s[3] for s in SERVICES], service),
+        "SubAccountId": sub_ids,
+        "SubAccountName": pc.binary_join_element_wise("Workload ", sub_ids, ""),
+        "Tags": pick(['{"env":"prod"}', '{"env":"dev","team":"data"}', ""], mod(sub, 3)),
+        "x_UsageType": pick(["BoxUsage:m5.large", "TimedStorage-ByteHrs", "DataTransfer-Out-Bytes"], mod(index, 3)),
+    }
+    return pa.table(columns)
+
+
+def generate(path: str, rows: int, kind: str) -> None:
+    """Write the delivery to `path` a chunk at a time (run in a child process)."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    writer = sink = None
+    for start in range(0, rows, CHUNK_ROWS):
+        table = _chunk(start, min(CHUNK_ROWS, rows - start))
+        if writer is None:
+            if kind == "parquet":
+                writer = pq.ParquetWriter(path, table.schema, compression="snappy")
+            else:
+                sink = pa.output_stream(path, compression="gzip" if kind == "csv.gz" else None)
+                writer = pa_csv.CSVWriter(sink, table.schema)
+        if kind == "parquet":
+            writer.write_table(table, row_group_size=CHUNK_ROWS)
+        else:
+            writer.write_table(table)
+    writer.close()
+    if sink is not None:
+        sink.close()
 
 
 async def recreate_database(url: str) -> None:
@@ -79,7 +148,7 @@ async def recreate_database(url: str) -> None:
         await admin.close()
 
 
-async def main(rows: int, database_url: str) -> None:
+async def main(rows: int, kind: str, database_url: str, folder: Path) -> None:
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     from tortoise import Tortoise
@@ -90,6 +159,15 @@ async def main(rows: int, database_url: str) -> None:
     from models.costs import import_costs
     from models.managed_accounts import ManagedAccount, set_sub_accounts
 
+    path = folder / f"bench-delivery.{kind}"
+    started = time.perf_counter()
+    child = multiprocessing.get_context("spawn").Process(target=generate, args=(str(path), rows, kind))
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise SystemExit("generating the delivery failed")
+    print(f"generated {rows} rows as {kind} ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - started:.1f} s")
+
     settings = get_settings()
     await recreate_database(database_url)
     await db.migrate(settings)
@@ -97,36 +175,32 @@ async def main(rows: int, database_url: str) -> None:
     await db.init(settings)
     try:
         organization = await Organization.create(name="Bench MSP")
-        for name, sub_account_ids in MAPPED.items():
-            account = await ManagedAccount.create(organization=organization, name=name)
-            await set_sub_accounts(account, sub_account_ids)
+        for customer in range(MAPPED_CUSTOMERS):
+            account = await ManagedAccount.create(organization=organization, name=f"Customer {customer}")
+            await set_sub_accounts(account, [str(100000000000 + (customer * 5 + n) * 7) for n in range(5)])
 
         started = time.perf_counter()
-        data = synthesize(rows)
-        print(f"synthesized {rows} rows ({len(data) / 1e6:.1f} MB) in {time.perf_counter() - started:.2f} s")
-
-        started = time.perf_counter()
-        report = await import_costs(organization.id, data, filename="bench.csv")
+        report = await import_costs(organization.id, path)
         seconds = time.perf_counter() - started
-        print(f"imported {report.rows} rows in {seconds:.2f} s: {report.inserted} inserted, "
-              f"{report.duplicates} duplicates, {len(report.unmatched)} unmatched sub-accounts")
-
-        started = time.perf_counter()
-        again = await import_costs(organization.id, data, filename="bench.csv")
-        print(f"re-imported in {time.perf_counter() - started:.2f} s: {again.inserted} inserted, "
-              f"{again.duplicates} duplicates")
+        print(f"imported {report.rows} rows in {seconds:.2f} s: {report.inserted} written, "
+              f"{len(report.scopes)} scopes, {len(report.unmatched)} unmatched sub-accounts")
     finally:
         await db.close()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"rows_per_s {int(report.rows / seconds)}")
+    print(f"peak_rss_mb {peak_kb // 1024}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=100_000, help="rows in the synthetic file")
+    parser.add_argument("--rows", type=int, default=100_000, help="rows in the synthetic delivery")
+    parser.add_argument("--format", choices=("csv", "csv.gz", "parquet"), default="csv")
     parser.add_argument(
         "--database-url",
         default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
         help="database to DROP, recreate and import into (default: $BENCH_DATABASE_URL or %(default)s)",
     )
+    parser.add_argument("--folder", type=Path, default=None, help="where to write the delivery (default: a temporary folder)")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.rows, arguments.database_url))
+    with tempfile.TemporaryDirectory(dir=arguments.folder) as scratch:
+        asyncio.run(main(arguments.rows, arguments.format, arguments.database_url, Path(scratch)))

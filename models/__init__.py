@@ -4,7 +4,7 @@ from models.auth import Token, User
 from models.billing_periods import BillingPeriod
 from models.billing_profiles import BillingProfile, BillingProfileCharge
 from models.billing_rules import BillingRule
-from models.costs import CostImport, CostRecord
+from models.costs import CostDeliveryScope, CostImport, CostRecord, LateCost
 from models.exchange_rates import ExchangeRate
 from models.invoices.tables import (
     Invoice,
@@ -18,8 +18,8 @@ from models.organizations import Organization
 from models.payments import Payment, Refund
 
 __all__ = [
-    "BillingPeriod", "BillingProfile", "BillingProfileCharge", "BillingRule", "CostImport",
-    "CostRecord", "ExchangeRate", "Invoice", "InvoiceEvent", "InvoiceLineItem",
+    "BillingPeriod", "BillingProfile", "BillingProfileCharge", "BillingRule", "CostDeliveryScope",
+    "CostImport", "CostRecord", "ExchangeRate", "Invoice", "InvoiceEvent", "InvoiceLineItem", "LateCost",
     "InvoiceNumberCounter", "InvoiceRevision", "ManagedAccount", "Organization", "Payment",
     "Refund", "SubAccount", "Token", "User",
 ]

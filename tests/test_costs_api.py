@@ -171,8 +171,9 @@ async def test_a_cost_record_shows_its_focus_columns_as_they_came(client, world)
 async def test_filters_order_totals_and_pages(client, world, settings):
     await _costs(world)
     header, rows = sample_rows()
-    # Three rows again in EUR: new rows (another currency), for totals of two currencies.
-    euro = [{**r, "BillingCurrency": "EUR"} for r in rows[:3]]
+    # Three rows again in EUR: new rows (another currency), for totals of two currencies. They
+    # come from a billing account of their own: a delivery replaces its billing account's month.
+    euro = [{**r, "BillingCurrency": "EUR", "BillingAccountId": "eur-billing"} for r in rows[:3]]
     await import_costs(world.org.id, to_csv(header, euro))
     token = world.tokens["owner"]
 

@@ -163,15 +163,24 @@ async def test_importing_the_same_file_again_inserts_nothing_and_changes_no_tota
     assert second.file_sha256 == (await CostImport.get(id=first.cost_import_id)).file_sha256
 
 
-async def test_an_overlapping_export_adds_only_the_new_rows():
+async def test_a_later_delivery_of_the_same_scope_replaces_it_whole():
     org = await f.organization()
     header, rows = sample_rows()
-    await import_costs(org.id, to_csv(header, rows[:600]))
+    first = await import_costs(org.id, to_csv(header, rows[:600]))
 
     report = await import_costs(org.id, io.BytesIO(to_csv(header, rows[400:])))
 
-    assert (report.rows, report.inserted, report.duplicates) == (600, 400, 200)
-    assert await CostRecord.filter(organization_id=org.id).count() == 1000
+    # Every scope (provider, billing account, month) the second delivery names is now what it
+    # says; a scope only the first named keeps the first's rows.
+    scope = lambda row: (row["ProviderName"], row["BillingAccountId"], month_of(row["BillingPeriodStart"]))
+    named = {scope(row) for row in rows[400:]}
+    expected = [row for row in rows[:600] if scope(row) not in named] + rows[400:]
+    assert (report.rows, report.inserted, report.duplicates) == (600, 600, 0)
+    assert await CostRecord.filter(organization_id=org.id).count() == len(expected)
+    assert await database_totals(org.id) == expected_totals(expected, {})
+    assert report.replaced == sum(1 for row in rows[:600] if scope(row) in named)
+    replaced = {(s.provider_name, s.billing_month): s for s in report.scopes if s.outcome == "REPLACED"}
+    assert replaced[("AWS", date(2024, 9, 1))].superseded_import_id == first.cost_import_id
 
 
 def _break(column: str, value: str):
@@ -311,10 +320,14 @@ async def test_bom_crlf_reordered_columns_and_other_timestamp_forms_are_the_same
     variant = b"\xef\xbb\xbf" + to_csv(reordered, variant_rows, lineterminator="\r\n")
     assert variant.count(b"\r\n") == 51
 
+    before = await database_totals(org.id)
+
     report = await import_costs(org.id, variant)
 
-    # Every row is recognized as one already imported.
-    assert (plain.inserted, report.rows, report.inserted, report.duplicates) == (50, 50, 0, 50)
+    # The same data written another way: it replaces the first delivery with equal values.
+    assert (plain.inserted, report.rows, report.inserted, report.replaced) == (50, 50, 50, 50)
+    assert await database_totals(org.id) == before
+    assert await CostRecord.filter(organization_id=org.id).count() == 50
     stored = await CostRecord.filter(organization_id=org.id).order_by("id").first()
     assert stored.billing_period_start.isoformat() == "2024-09-01T00:00:00+00:00"
     assert stored.billing_month == date(2024, 9, 1)
@@ -410,7 +423,7 @@ async def test_another_organizations_rows_are_never_touched():
     await set_sub_accounts(mine, [AWS_BIG, AZURE])
     await set_sub_accounts(mine, [AWS_BIG])
 
-    assert report.inserted == 1000  # fingerprints are per organization
+    assert report.inserted == 1000  # scopes are per organization
     assert await database_totals(other.id) == other_before
     theirs = CostRecord.filter(organization_id=other.id)
     assert await theirs.filter(managed_account_id=other_account.id).count() == 45

@@ -1,21 +1,35 @@
-"""Cost data: FOCUS exports imported into cost records."""
+"""Cost data: FOCUS deliveries imported into cost records, superseding earlier deliveries."""
 
 from models.costs.focus import CostFileRejected
-from models.costs.importer import AccountMonthTotal, ImportReport, UnmatchedSubAccount, import_costs
+from models.costs.importer import import_costs, register_delivery, run_import
 from models.costs.queries import CostQuery, billed_totals, filter_costs, visible_costs
-from models.costs.records import CostImport, CostOrigin, CostRecord
+from models.costs.records import CostDeliveryScope, CostImport, CostImportState, CostOrigin, CostRecord, LateCost
+from models.costs.reports import (
+    AccountMonthTotal,
+    ImportReport,
+    LateCostEntry,
+    ScopeOutcome,
+    UnmatchedSubAccount,
+)
 
 __all__ = [
     "AccountMonthTotal",
+    "CostDeliveryScope",
     "CostFileRejected",
     "CostImport",
+    "CostImportState",
     "CostOrigin",
     "CostQuery",
     "CostRecord",
     "ImportReport",
+    "LateCost",
+    "LateCostEntry",
+    "ScopeOutcome",
     "UnmatchedSubAccount",
-    "import_costs",
     "billed_totals",
     "filter_costs",
+    "import_costs",
+    "register_delivery",
+    "run_import",
     "visible_costs",
 ]

@@ -1,38 +1,39 @@
-"""Reading FOCUS cost exports (FinOps Open Cost and Usage Specification, 1.0 and later).
+"""FOCUS (FinOps Open Cost and Usage Specification, 1.0 and later) rows, checked and converted
+a batch at a time with Arrow's vectorized kernels.
 
-AWS, Azure, Google Cloud and Oracle all emit FOCUS as CSV, each with its own habits: a
-UTF-8 BOM (Azure), CRLF line ends, columns in any order, provider `x_` columns, `NULL` or an
-empty field for a null, and timestamps written three different ways. This module reads such
-a file into a `FocusFile` of rows ready for the `cost_records` table, or refuses it, saying
-the line, the column and why, at the first value it cannot store exactly.
+AWS, Azure, Google Cloud and Oracle all emit FOCUS, each with its own habits: columns in any
+order, provider `x_` columns, `NULL` or an empty field for a null, timestamps written three
+different ways, and in Parquet native types (decimals, timestamps, sometimes doubles). A batch
+is refused at its first value that cannot be stored exactly, naming the row and the column.
 
-Every money and quantity value becomes a `Decimal` straight from its text, never a float, and
-a value that `NUMERIC(38,16)` could only hold rounded is refused: an invoice built on costs
-that were silently rounded on the way in cannot be reconciled with the provider's bill.
+Every money and quantity value becomes NUMERIC(38,16) straight from its text (or its Parquet
+decimal), never through a float: an invoice built on costs that were silently rounded on the
+way in cannot be reconciled with the provider's bill. A value that would need rounding is
+refused. Python looks at single values only once a vectorized check has failed, to say which
+value and why; the common path stays in Arrow's C++ kernels.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
-import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Context, Decimal, DecimalException, Inexact
-from operator import itemgetter
-from typing import Any, NamedTuple
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from models.errors import ErrorCode, ValidationFailed
 
 # The widest number a cost column holds: NUMERIC(38,16), 22 digits before the point.
 COST_SCALE = 16
 COST_INTEGER_DIGITS = 38 - COST_SCALE
+COST_TYPE = pa.decimal128(38, COST_SCALE)
+TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 
-# Decimal arithmetic outside the parser (sums in reports) uses this context: wide enough for
-# any sum of NUMERIC(38,16) values a file can hold, and trapping Inexact so that a sum can
+# Decimal arithmetic outside Arrow (sums in reports) uses this context: wide enough for any
+# sum of NUMERIC(38,16) values a delivery can hold, and trapping Inexact so that a sum can
 # never be rounded without an error.
 EXACT = Context(prec=80, Emax=999_999, Emin=-999_999, traps=[Inexact])
 
@@ -43,155 +44,135 @@ REQUIRED_COLUMNS = (
 )
 # FOCUS 1.2 renamed ProviderName; a 1.2+ file may carry either name, or both.
 PROVIDER_NAME_RENAMED = "ServiceProviderName"
+NULL_TEXTS = ("", "NULL")
 
-# Characters the fingerprint's canonical form uses as separators; no cost export contains
-# them, and refusing them keeps two different rows from ever sharing a canonical form.
-_SEPARATORS = ("\x00", "\x1d", "\x1f")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?")
-_CURRENCY = re.compile(r"[A-Za-z]{3}")
 _MAX_NUMBER_TEXT = 100
 _SHOWN_VALUE = 40
-PROGRESS_EVERY = 10_000
+_ZONED = r"(?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)$"
+_CURRENCY = "^[A-Za-z]{3}$"
+_CONTROL = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]"
 
 
 class CostFileRejected(ValidationFailed):
-    """The cost file cannot be imported as it is; nothing was written.
+    """The delivery cannot be imported as it is; nothing was written.
 
-    `line` is the 1-based CSV line (the header is line 1) where the problem starts, or None
-    when the problem is the file as a whole; `column` names the FOCUS column concerned.
+    `line` is the 1-based CSV line (the header is line 1) where the problem starts, `row` the
+    1-based data row (Parquet has rows, not lines), both None when the problem is the file
+    as a whole; `column` names the FOCUS column concerned; `file` names the part file of a
+    delivery of several (and is in the message then).
     """
 
     code = ErrorCode.INVALID_COST_FILE
 
-    def __init__(self, message: str, *, line: int | None = None, column: str | None = None):
+    def __init__(
+        self, message: str, *, line: int | None = None, column: str | None = None,
+        row: int | None = None, file: str | None = None, name_file: bool = False,
+    ):
+        self.reason = message
+        where = []
+        if file and name_file:
+            where.append(file)
         if line is not None:
-            message = f"line {line}: {message}"
+            where.append(f"line {line}")
+        elif row is not None:
+            where.append(f"row {row}")
+        if where:
+            message = f"{', '.join(where)}: {message}"
         super().__init__(message, field="file")
         self.line = line
+        self.row = row
+        self.column = column
+        self.file = file
+
+
+class RowProblem(Exception):
+    """A refusal inside a batch: `index` is the row's 0-based position in the batch. The
+    reader turns it into a `CostFileRejected` with the file's row and line."""
+
+    def __init__(self, index: int, message: str, column: str | None):
+        super().__init__(message)
+        self.index = index
+        self.message = message
         self.column = column
 
 
-class CostRow(NamedTuple):
-    """One FOCUS row as the `cost_records` table stores it: the field names are its columns."""
-
-    fingerprint: str
-    billing_month: date
-    billing_period_start: datetime
-    billing_period_end: datetime
-    charge_period_start: datetime | None
-    charge_period_end: datetime | None
-    provider_name: str
-    publisher_name: str | None
-    invoice_issuer_name: str | None
-    billing_account_id: str | None
-    billing_account_name: str | None
-    sub_account_id: str
-    sub_account_name: str | None
-    billed_cost: Decimal
-    billing_currency: str
-    effective_cost: Decimal | None
-    list_cost: Decimal | None
-    list_unit_price: Decimal | None
-    contracted_cost: Decimal | None
-    contracted_unit_price: Decimal | None
-    consumed_quantity: Decimal | None
-    consumed_unit: str | None
-    pricing_quantity: Decimal | None
-    pricing_unit: str | None
-    pricing_category: str | None
-    service_name: str | None
-    service_category: str | None
-    charge_category: str
-    charge_class: str | None
-    charge_description: str | None
-    charge_frequency: str | None
-    region_id: str | None
-    region_name: str | None
-    availability_zone: str | None
-    resource_id: str | None
-    resource_name: str | None
-    resource_type: str | None
-    sku_id: str | None
-    sku_price_id: str | None
-    # JSON text (jsonb takes it as it is); canonical: sorted keys, no spaces.
-    tags: str | None
-    # JSON text of every other non-null column of the row, keyed by its FOCUS name.
-    extra: str
-
-
 @dataclass(frozen=True, slots=True)
-class _Column:
+class Column:
     focus: str
+    field: str  # the cost_records column
     kind: str  # "text", "decimal", "timestamp", "currency" or "json"
     required: bool = False  # the value may not be null
     max_length: int | None = None  # the table's VARCHAR length
-    null: Any = None  # what a null becomes
 
 
-# The FOCUS columns the table has a column for, in `CostRow` order (after fingerprint and
-# billing_month). Lengths mirror models/costs/records.py, so that a value the table would
-# refuse is reported with its line instead of failing the whole COPY.
-_COLUMNS = (
-    _Column("BillingPeriodStart", "timestamp", required=True),
-    _Column("BillingPeriodEnd", "timestamp", required=True),
-    _Column("ChargePeriodStart", "timestamp"),
-    _Column("ChargePeriodEnd", "timestamp"),
-    _Column("ProviderName", "text", required=True, max_length=128),
-    _Column("PublisherName", "text", max_length=255),
-    _Column("InvoiceIssuerName", "text", max_length=255),
-    _Column("BillingAccountId", "text", max_length=512),
-    _Column("BillingAccountName", "text", max_length=512),
+# The FOCUS columns the table has a column for. Lengths mirror models/costs/records.py, so
+# that a value the table would refuse is reported with its row instead of failing the COPY.
+COLUMNS = (
+    Column("BillingPeriodStart", "billing_period_start", "timestamp", required=True),
+    Column("BillingPeriodEnd", "billing_period_end", "timestamp", required=True),
+    Column("ChargePeriodStart", "charge_period_start", "timestamp"),
+    Column("ChargePeriodEnd", "charge_period_end", "timestamp"),
+    Column("ProviderName", "provider_name", "text", required=True, max_length=128),
+    Column("PublisherName", "publisher_name", "text", max_length=255),
+    Column("InvoiceIssuerName", "invoice_issuer_name", "text", max_length=255),
+    Column("BillingAccountId", "billing_account_id", "text", max_length=512),
+    Column("BillingAccountName", "billing_account_name", "text", max_length=512),
     # FOCUS lets SubAccountId be null for charges outside any sub-account: they are kept
-    # under "" (the column is NOT NULL) so that the file's totals stay whole, and reported
-    # as unmatched since no managed account can claim them.
-    _Column("SubAccountId", "text", max_length=512, null=""),
-    _Column("SubAccountName", "text", max_length=512),
-    _Column("BilledCost", "decimal", required=True),
-    _Column("BillingCurrency", "currency", required=True),
-    _Column("EffectiveCost", "decimal"),
-    _Column("ListCost", "decimal"),
-    _Column("ListUnitPrice", "decimal"),
-    _Column("ContractedCost", "decimal"),
-    _Column("ContractedUnitPrice", "decimal"),
-    _Column("ConsumedQuantity", "decimal"),
-    _Column("ConsumedUnit", "text", max_length=128),
-    _Column("PricingQuantity", "decimal"),
-    _Column("PricingUnit", "text", max_length=128),
-    _Column("PricingCategory", "text", max_length=64),
-    _Column("ServiceName", "text", max_length=255),
-    _Column("ServiceCategory", "text", max_length=128),
-    _Column("ChargeCategory", "text", required=True, max_length=64),
-    _Column("ChargeClass", "text", max_length=64),
-    _Column("ChargeDescription", "text"),
-    _Column("ChargeFrequency", "text", max_length=64),
-    _Column("RegionId", "text", max_length=128),
-    _Column("RegionName", "text", max_length=255),
-    _Column("AvailabilityZone", "text", max_length=128),
-    _Column("ResourceId", "text"),
-    _Column("ResourceName", "text"),
-    _Column("ResourceType", "text", max_length=255),
-    _Column("SkuId", "text", max_length=255),
-    _Column("SkuPriceId", "text", max_length=512),
-    _Column("Tags", "json"),
+    # under "" (the column is NOT NULL) so that the delivery's totals stay whole, and
+    # reported as unmatched since no managed account can claim them.
+    Column("SubAccountId", "sub_account_id", "text", max_length=512),
+    Column("SubAccountName", "sub_account_name", "text", max_length=512),
+    Column("BilledCost", "billed_cost", "decimal", required=True),
+    Column("BillingCurrency", "billing_currency", "currency", required=True),
+    Column("EffectiveCost", "effective_cost", "decimal"),
+    Column("ListCost", "list_cost", "decimal"),
+    Column("ListUnitPrice", "list_unit_price", "decimal"),
+    Column("ContractedCost", "contracted_cost", "decimal"),
+    Column("ContractedUnitPrice", "contracted_unit_price", "decimal"),
+    Column("ConsumedQuantity", "consumed_quantity", "decimal"),
+    Column("ConsumedUnit", "consumed_unit", "text", max_length=128),
+    Column("PricingQuantity", "pricing_quantity", "decimal"),
+    Column("PricingUnit", "pricing_unit", "text", max_length=128),
+    Column("PricingCategory", "pricing_category", "text", max_length=64),
+    Column("ServiceName", "service_name", "text", max_length=255),
+    Column("ServiceCategory", "service_category", "text", max_length=128),
+    Column("ChargeCategory", "charge_category", "text", required=True, max_length=64),
+    Column("ChargeClass", "charge_class", "text", max_length=64),
+    Column("ChargeDescription", "charge_description", "text"),
+    Column("ChargeFrequency", "charge_frequency", "text", max_length=64),
+    Column("RegionId", "region_id", "text", max_length=128),
+    Column("RegionName", "region_name", "text", max_length=255),
+    Column("AvailabilityZone", "availability_zone", "text", max_length=128),
+    Column("ResourceId", "resource_id", "text"),
+    Column("ResourceName", "resource_name", "text"),
+    Column("ResourceType", "resource_type", "text", max_length=255),
+    Column("SkuId", "sku_id", "text", max_length=255),
+    Column("SkuPriceId", "sku_price_id", "text", max_length=512),
+    Column("Tags", "tags", "json"),
 )
-_START, _END = 0, 1
-_FIELDS = CostRow._fields[2:-1]  # the fields that come from `_COLUMNS`, in order
-assert len(_COLUMNS) + 3 == len(CostRow._fields), "every CostRow field has a column"
+_BY_FOCUS = {column.focus: column for column in COLUMNS}
+
+# The columns of a checked batch, in the order COPY receives them.
+ROW_FIELDS = (
+    "managed_account_id", "billing_month", *(column.field for column in COLUMNS), "extra",
+)
 
 
-def _shown(raw: str) -> str:
+def shown(raw: str) -> str:
+    """A value as a refusal quotes it: repr, cut to a readable length."""
     return repr(raw if len(raw) <= _SHOWN_VALUE else raw[:_SHOWN_VALUE] + "…")
 
 
-def parse_cost_decimal(raw: str) -> tuple[Decimal, str]:
-    """The exact Decimal of a FOCUS number and its canonical text (equal numbers, however
-    written, share it). Raises ValueError with the reason when the text is not a plain
-    decimal number (no NaN, no infinity, no `1_000`) or NUMERIC(38,16) cannot hold it exactly."""
+def parse_cost_decimal(raw: str) -> Decimal:
+    """The exact Decimal of a FOCUS number. Raises ValueError with the reason when the text
+    is not a plain decimal number (no NaN, no infinity, no `1_000`) or NUMERIC(38,16) cannot
+    hold it exactly."""
     if len(raw) > _MAX_NUMBER_TEXT or not _NUMBER.fullmatch(raw):
         raise ValueError("is not a number")
     value = Decimal(raw)
     if not value:
-        return value, "0"
+        return value
     try:
         normal = value.normalize(EXACT)
     except DecimalException:
@@ -201,7 +182,7 @@ def parse_cost_decimal(raw: str) -> tuple[Decimal, str]:
         raise ValueError(f"has more than {COST_SCALE} decimal places")
     if len(digits) + exponent > COST_INTEGER_DIGITS:
         raise ValueError(f"has more than {COST_INTEGER_DIGITS} digits before the decimal point")
-    return value, str(normal)
+    return value
 
 
 def parse_focus_timestamp(raw: str) -> datetime:
@@ -212,235 +193,19 @@ def parse_focus_timestamp(raw: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _text(column: _Column, raw: str) -> tuple[str, str]:
-    if column.max_length and len(raw) > column.max_length:
-        raise ValueError(f"is longer than {column.max_length} characters")
-    return raw, raw
-
-
-def _decimal(column: _Column, raw: str) -> tuple[Decimal, str]:
-    return parse_cost_decimal(raw)
-
-
-def _timestamp(column: _Column, raw: str) -> tuple[datetime, str]:
-    try:
-        value = parse_focus_timestamp(raw)
-    except ValueError:
-        raise ValueError("is not a date and time") from None
-    # The canonical form is the instant, so that one provider's `Z` and another's `+00:00`
-    # or space-separated form fingerprint alike.
-    return value, value.astimezone(UTC).isoformat()
-
-
-def _currency(column: _Column, raw: str) -> tuple[str, str]:
-    if not _CURRENCY.fullmatch(raw):
-        raise ValueError("is not a 3-letter currency code")
-    return raw.upper(), raw.upper()
-
-
-def _json_object(column: _Column, raw: str) -> tuple[str, str]:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        raise ValueError("is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise ValueError("is not a JSON object")
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return text, text
-
-
-_PARSERS: dict[str, Callable[[_Column, str], tuple[Any, str]]] = {
-    "text": _text,
-    "decimal": _decimal,
-    "timestamp": _timestamp,
-    "currency": _currency,
-    "json": _json_object,
-}
-
-
-@dataclass(order=True, slots=True)
-class _Problem:
-    """A refusal found while checking a column; the file is refused for the earliest."""
-
-    line: int
-    order: int  # within a line, the first column in `_COLUMNS` order
-    message: str
-    column: str | None
-
-
-def _convert(
-    column: _Column, order: int, raw_values: list[str], lines: list[int], problems: list[_Problem]
-) -> tuple[list[str], dict[str, Any]]:
-    """The canonical texts of one column of every row, and the value of each canonical text.
-
-    Each distinct text is checked and converted once: cost exports repeat values (zero above
-    all, and names, units and periods), so this is what keeps 100,000 rows fast. A bad value
-    adds a problem at its first row and reads as null, so that the rest can still be checked.
-    """
-    parse = _PARSERS[column.kind]
-    canonical_of: dict[str, str] = {}
-    value_of: dict[str, Any] = {"": column.null}
-    bad: dict[str, str] = {}
-    for raw in set(raw_values):
-        if raw == "" or raw == "NULL":
-            if column.required:
-                bad[raw] = f"{column.focus} is empty; FOCUS requires a value"
-            canonical_of[raw] = ""
-            continue
-        try:
-            value, canonical = parse(column, raw)
-        except ValueError as error:
-            bad[raw] = f"{column.focus} {_shown(raw)} {error}"
-            canonical_of[raw] = ""
-            continue
-        canonical_of[raw] = canonical
-        value_of[canonical] = value
-    if bad:
-        row = next(index for index, raw in enumerate(raw_values) if raw in bad)
-        problems.append(_Problem(lines[row], order, bad[raw_values[row]], column.focus))
-    if column.kind == "text" and "NULL" not in canonical_of:
-        # Text is its own canonical form, and "" already is a null's.
-        return raw_values, value_of
-    return list(map(canonical_of.__getitem__, raw_values)), value_of
-
-
-def decode_cost_file(data: bytes) -> str:
-    """The text of a cost file: UTF-8 with or without a BOM (UTF-16 if it starts with a
-    UTF-16 BOM, as some spreadsheet exports do)."""
-    try:
-        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            return data.decode("utf-16")
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise CostFileRejected(
-            f"the file is not UTF-8 text (byte 0x{data[error.start]:02x})", line=line
-        ) from None
-
-
-class FocusFile:
-    """A parsed FOCUS file, held column by column (the shape the checks and the totals
-    want), each column as canonical texts: the form the fingerprint is taken of, which is
-    also text PostgreSQL reads as the column's type ("" is a null, but for sub_account_id).
-    `lines` holds the CSV line each row starts on, for refusals found after parsing."""
-
-    def __init__(
-        self, texts: dict[str, list[str]], values: dict[str, dict[str, Any]], rows: int, lines: list[int]
-    ):
-        self._texts = texts
-        self._values = values
-        self.rows = rows
-        self.lines = lines
-
-    def texts(self, name: str) -> list[str]:
-        """The canonical texts of a `CostRow` field, row by row."""
-        return self._texts[name]
-
-    def values(self, name: str) -> list[Any]:
-        """The values (Decimal, datetime, str, None...) of a `CostRow` field, row by row."""
-        texts = self._texts[name]
-        value_of = self._values.get(name)
-        return texts if value_of is None else list(map(value_of.__getitem__, texts))
-
-    def __iter__(self) -> Iterator[CostRow]:
-        return map(CostRow._make, zip(*(self.values(name) for name in CostRow._fields)))
-
-    def __len__(self) -> int:
-        return self.rows
-
-
-def parse_focus(text: str, progress: Callable[[int], None] | None = None) -> FocusFile:
-    """The rows of a FOCUS CSV text, in file order.
-
-    Raises `CostFileRejected` for the header, or for the earliest row that cannot be stored
-    as it is. `progress`, if given, is called with the number of rows read so far, every
-    `PROGRESS_EVERY` rows and once at the end of reading.
-    """
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    for separator in _SEPARATORS:
-        position = text.find(separator)
-        if position >= 0:
-            raise CostFileRejected(
-                f"the file contains the control character U+{ord(separator):04X}",
-                line=text.count("\n", 0, position) + 1,
-            )
-    reader = csv.reader(_lines(text), strict=True)
-    try:
-        header = next(reader, None)
-    except csv.Error as error:
-        raise CostFileRejected(f"the header is not valid CSV ({error})", line=1) from None
-    if not header or not any(name.strip() for name in header):
-        raise CostFileRejected("the file is empty; a FOCUS file starts with a header line", line=1)
-    mapped, extra_columns = _header(header)
-
-    records, lines, problems = _read(reader, len(header), progress)
-    count = len(records)
-    texts: dict[str, list[str]] = {}
-    values: dict[str, dict[str, Any]] = {}
-    for order, (name, column) in enumerate(zip(_FIELDS, _COLUMNS)):
-        index = mapped.get(column.focus)
-        if index is None:
-            texts[name], values[name] = [""] * count, {"": column.null}
-        else:
-            texts[name], values[name] = _convert(
-                column, order, list(map(itemgetter(index), records)), lines, problems
-            )
-    texts["extra"] = _extras(records, extra_columns)
-    del records
-
-    starts, start_of = texts["billing_period_start"], values["billing_period_start"]
-    end_of = values["billing_period_end"]
-    for row, (start, end) in enumerate(zip(starts, texts["billing_period_end"])):
-        if start and end and end_of[end] <= start_of[start]:
-            problems.append(_Problem(
-                lines[row], _END, f"BillingPeriodEnd {end} is not after BillingPeriodStart {start}",
-                "BillingPeriodEnd",
-            ))
-            break
-    if problems:
-        problem = min(problems)
-        raise CostFileRejected(problem.message, line=problem.line, column=problem.column)
-
-    # FOCUS times are UTC, and so is the month: the one the billing period starts in.
-    month_of: dict[str, str] = {}
-    values["billing_month"] = {}
-    for start in set(starts):
-        moment = start_of[start].astimezone(UTC)
-        month = date(moment.year, moment.month, 1)
-        month_of[start] = month.isoformat()
-        values["billing_month"][month_of[start]] = month
-    texts["billing_month"] = list(map(month_of.__getitem__, starts))
-    texts["fingerprint"] = _fingerprints([texts[name] for name in _FIELDS], texts["extra"])
-    return FocusFile(texts, values, count, lines)
-
-
-def _lines(text: str) -> Iterator[str]:
-    """The lines of the text, each with its line end. Not io.StringIO, which holds a copy of
-    the text at four bytes a character; not str.splitlines, which also breaks at form feeds
-    and Unicode line separators a value may hold."""
-    start, find = 0, text.find
-    while end := find("\n", start) + 1:
-        yield text[start:end]
-        start = end
-    if start < len(text):
-        yield text[start:]
-
-
-def _header(header: list[str]) -> tuple[dict[str, int], list[tuple[str, int]]]:
-    """Where each mapped FOCUS column is, and the other named columns sorted by name (so
-    that the same data with its columns in another order fingerprints alike)."""
+def header_of(names: list[str]) -> tuple[dict[str, int], list[tuple[str, int]]]:
+    """Where each mapped FOCUS column is in a part's columns, and the other named columns
+    sorted by name. Raises `RowProblem`-free `CostFileRejected` (line 1) for a duplicate or
+    a missing required column; the caller adds the file."""
     positions: dict[str, int] = {}
-    for index, name in enumerate(name.strip().lstrip("\ufeff") for name in header):
+    for index, name in enumerate(name.strip().lstrip("\ufeff") for name in names):
         if not name:
             # A column without a name (a trailing comma) carries nothing to keep.
             continue
         if name in positions:
             raise CostFileRejected(f"column {name} appears twice", line=1, column=name)
         positions[name] = index
-    mapped = {
-        column.focus: positions.pop(column.focus) for column in _COLUMNS if column.focus in positions
-    }
+    mapped = {focus: positions.pop(focus) for focus in _BY_FOCUS if focus in positions}
     if PROVIDER_NAME_RENAMED in positions:
         # The current name wins; a deprecated ProviderName beside it stays in `extra`.
         if "ProviderName" in mapped:
@@ -450,70 +215,259 @@ def _header(header: list[str]) -> tuple[dict[str, int], list[tuple[str, int]]]:
     if missing:
         raise CostFileRejected(
             f"missing required column{'s' if len(missing) > 1 else ''} {', '.join(missing)}",
-            line=1,
-            column=", ".join(missing),
+            line=1, column=", ".join(missing),
         )
     return mapped, sorted(positions.items())
 
 
-def _read(reader, width: int, progress: Callable[[int], None] | None):
-    """Every non-blank row (as its list of fields) and the line it starts on.
+def _first(mask: pa.Array) -> int | None:
+    """The index of the first true value of a boolean array (nulls are false), or None."""
+    if not pc.any(mask).as_py():
+        return None
+    return pc.index(pc.fill_null(mask, False), True).as_py()
 
-    The line is the reader's `line_num` after the previous row plus one, which stays right
-    when a quoted field spans lines. A row with the wrong number of fields is a problem.
-    """
-    records: list[list[str]] = []
-    lines: list[int] = []
-    problems: list[_Problem] = []
-    line = 1
+
+def _as_text(array: pa.Array) -> pa.Array:
+    """Any column as UTF-8 text with FOCUS nulls ("" and NULL) as nulls."""
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if not pa.types.is_string(array.type):
+        if pa.types.is_large_string(array.type):
+            array = array.cast(pa.string())
+        elif pa.types.is_nested(array.type):
+            array = pa.array(
+                [None if value is None else json.dumps(value, default=str) for value in array.to_pylist()],
+                pa.string(),
+            )
+        else:
+            array = array.cast(pa.string())
+    null = pc.or_(pc.equal(array, ""), pc.equal(array, "NULL"))
+    if pc.any(null).as_py():
+        array = pc.if_else(null, pa.scalar(None, pa.string()), array)
+    return array
+
+
+def _decimal(column: Column, array: pa.Array) -> pa.Array:
+    """The column as NUMERIC(38,16) text for COPY: the number as written once it is known
+    to fit exactly (PostgreSQL reads text much faster than Arrow's 16-place rendering)."""
+    if pa.types.is_decimal(array.type) or pa.types.is_integer(array.type):
+        try:
+            return array.cast(COST_TYPE).cast(pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            array = array.cast(pa.string())
+    elif pa.types.is_floating(array.type):
+        # A double holds the shortest decimal that reads back as it; that text is what the
+        # provider meant, and the closest an exact import can come.
+        array = array.cast(pa.string())
+    text = _as_text(array)
     try:
-        for fields in reader:
-            start, line = line + 1, reader.line_num
-            if len(fields) == width:
-                records.append(fields)
-                lines.append(start)
-                if progress is not None and len(records) % PROGRESS_EVERY == 0:
-                    progress(len(records))
-            elif fields and not problems:
-                problems.append(_Problem(
-                    start, -1, f"the row has {len(fields)} fields but the header has {width}", None
-                ))
-    except csv.Error as error:
-        raise CostFileRejected(f"not valid CSV ({error})", line=line + 1) from None
-    if progress is not None:
-        progress(len(records))
-    return records, lines, problems
+        text.cast(COST_TYPE)
+        return text
+    except pa.ArrowInvalid:
+        pass
+    # Forms Arrow's cast does not read (a long exponent) but the exact parser does; or the
+    # first value that is not a number that fits.
+    for index, raw in enumerate(text.to_pylist()):
+        if raw is None:
+            continue
+        try:
+            parse_cost_decimal(raw)
+        except ValueError as error:
+            raise RowProblem(index, f"{column.focus} {shown(raw)} {error}", column.focus) from None
+    return text
 
 
-def _extras(records: list[list[str]], extra_columns: list[tuple[str, int]]) -> list[str]:
-    """The `extra` JSON of every row: its other non-null columns, in name order. Each
-    distinct `"name":"value"` pair is encoded once."""
-    if not extra_columns:
-        return ["{}"] * len(records)
-    pair_columns = []
-    for name, index in extra_columns:
-        raw_values = list(map(itemgetter(index), records))
-        key = json.dumps(name, ensure_ascii=False) + ":"
-        pair_of = {
-            raw: "" if raw == "" or raw == "NULL" else key + json.dumps(raw, ensure_ascii=False)
-            for raw in set(raw_values)
-        }
-        pair_columns.append(map(pair_of.__getitem__, raw_values))
-    return ["{" + ",".join(filter(None, pairs)) + "}" for pairs in zip(*pair_columns)]
+def _timestamp(column: Column, array: pa.Array) -> pa.Array:
+    if pa.types.is_timestamp(array.type):
+        # A timestamp without a zone is UTC's wall clock, as FOCUS says.
+        return array.cast(pa.timestamp("us", tz=array.type.tz or "UTC")).cast(TIMESTAMP_TYPE)
+    if pa.types.is_date(array.type):
+        return array.cast(pa.timestamp("us")).cast(TIMESTAMP_TYPE)
+    text = _as_text(array)
+    zoned = pc.match_substring_regex(text, _ZONED)
+    utc = pc.if_else(zoned, text, pc.binary_join_element_wise(text, "Z", ""))
+    try:
+        return utc.cast(TIMESTAMP_TYPE)
+    except pa.ArrowInvalid:
+        pass
+    values = []
+    for index, raw in enumerate(text.to_pylist()):
+        if raw is None:
+            values.append(None)
+            continue
+        try:
+            values.append(parse_focus_timestamp(raw))
+        except ValueError:
+            raise RowProblem(index, f"{column.focus} {shown(raw)} is not a date and time", column.focus) from None
+    return pa.array(values, TIMESTAMP_TYPE)
 
 
-def _fingerprints(canonical: list[list[str]], extras: list[str]) -> list[str]:
-    """SHA-256 of each row's canonical values and of its occurrence number among identical
-    rows of this file: both copies of a genuinely repeated row are kept, and importing the
-    same file again (even re-exported with its columns in another order, or its timestamps
-    or numbers written another way) matches every row."""
-    seen: dict[bytes, int] = {}
-    fingerprints: list[str] = []
-    sha256 = hashlib.sha256
-    for values in zip(*canonical, extras):
-        digest = sha256("\x1f".join(values).encode())
-        occurrence = seen.get(key := digest.digest(), 0)
-        seen[key] = occurrence + 1
-        digest.update(b"\x1d%d" % occurrence)
-        fingerprints.append(digest.hexdigest())
-    return fingerprints
+def _text(column: Column, array: pa.Array) -> pa.Array:
+    text = _as_text(array)
+    if column.max_length is not None:
+        bad = _first(pc.greater(pc.utf8_length(text), column.max_length))
+        if bad is not None:
+            raise RowProblem(
+                bad, f"{column.focus} {shown(text[bad].as_py())} is longer than {column.max_length} characters",
+                column.focus,
+            )
+    return text
+
+
+def _currency(column: Column, array: pa.Array) -> pa.Array:
+    text = _as_text(array)
+    bad = _first(pc.invert(pc.match_substring_regex(text, _CURRENCY)))
+    if bad is not None:
+        raise RowProblem(bad, f"{column.focus} {shown(text[bad].as_py())} is not a 3-letter currency code", column.focus)
+    return pc.utf8_upper(text)
+
+
+def _json_object(column: Column, array: pa.Array) -> pa.Array:
+    text = _as_text(array)
+    # Tags repeat from row to row (per resource): each distinct text is checked once.
+    for raw in pc.unique(text).to_pylist():
+        if raw is None:
+            continue
+        try:
+            value = json.loads(raw)
+            reason = None if isinstance(value, dict) else "is not a JSON object"
+        except ValueError:
+            reason = "is not valid JSON"
+        if reason:
+            index = pc.index(text, raw).as_py()
+            raise RowProblem(index, f"{column.focus} {shown(raw)} {reason}", column.focus)
+    return text
+
+
+_CONVERT = {
+    "text": _text, "decimal": _decimal, "timestamp": _timestamp,
+    "currency": _currency, "json": _json_object,
+}
+
+
+def _json_string(text: pa.Array) -> pa.Array:
+    """Each text as a JSON string literal (null stays null), escaped in Arrow; the rare
+    value holding another control character goes through json.dumps."""
+    for plain, escaped in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+        text = pc.replace_substring(text, plain, escaped)
+    quoted = pc.binary_join_element_wise('"', text, '"', "")
+    control = pc.match_substring_regex(text, _CONTROL)
+    if pc.any(control).as_py():
+        fixed = [
+            json.dumps(json.loads(value), ensure_ascii=False) if flag else value
+            for value, flag in zip(quoted.to_pylist(), control.to_pylist())
+        ]
+        quoted = pa.array(fixed, pa.string())
+    return quoted
+
+
+def _extra(columns: list[tuple[str, pa.Array]], rows: int) -> pa.Array:
+    """The `extra` JSON object of every row: its other non-null columns, in name order."""
+    if not columns:
+        return pa.repeat(pa.scalar("{}"), rows)
+    # Each pair with its comma in front, "" when null; the first comma is cut at the end.
+    # (Not null_handling="skip": it drops the rows whose values are all null.)
+    pairs = [
+        pc.fill_null(
+            pc.binary_join_element_wise("," + json.dumps(name, ensure_ascii=False) + ":", _json_string(_as_text(array)), ""),
+            "",
+        )
+        for name, array in columns
+    ]
+    body = pc.utf8_ltrim(pc.binary_join_element_wise(*pairs, ""), ",") if len(pairs) > 1 else pc.utf8_ltrim(pairs[0], ",")
+    return pc.binary_join_element_wise("{", body, "}", "")
+
+
+@dataclass(slots=True)
+class CheckedBatch:
+    """A batch ready for COPY, with the keys the report and supersession group by."""
+
+    table: pa.Table  # columns ROW_FIELDS
+    rows: int
+
+
+class BatchChecker:
+    """Checks and converts the batches of one part, whose column names it is given.
+
+    `account_keys`/`account_ids` map sub-account ids to managed account ids (text);
+    `only_account` (with its name) makes every row's sub-account have to be that account's.
+    """
+
+    def __init__(
+        self, names: list[str], account_keys: pa.Array, account_ids: pa.Array,
+        only_account: tuple[str, str] | None = None,
+    ):
+        self.mapped, self.extra_columns = header_of(names)
+        self.account_keys = account_keys
+        self.account_ids = account_ids
+        self.only_account = only_account
+
+    def check(self, batch: pa.RecordBatch) -> CheckedBatch:
+        """The batch converted for COPY; raises `RowProblem` for its earliest bad row (the
+        first problem of each column is found, and the earliest row among them wins)."""
+        rows = batch.num_rows
+        converted: dict[str, pa.Array] = {}
+        problems: list[tuple[int, int, RowProblem]] = []
+        for order, column in enumerate(COLUMNS):
+            index = self.mapped.get(column.focus)
+            if index is None:
+                converted[column.field] = pa.nulls(rows, _type_of(column))
+                continue
+            array = batch.column(index)
+            try:
+                value = _CONVERT[column.kind](column, array)
+                if column.required:
+                    bad = _first(pc.is_null(value))
+                    if bad is not None:
+                        raise RowProblem(bad, f"{column.focus} is empty; FOCUS requires a value", column.focus)
+            except RowProblem as problem:
+                problems.append((problem.index, order, problem))
+                value = pa.nulls(rows, _type_of(column))
+            converted[column.field] = value
+        start, end = converted["billing_period_start"], converted["billing_period_end"]
+        bad = _first(pc.less_equal(end, start))
+        if bad is not None:
+            problems.append((bad, 1, RowProblem(
+                bad, f"BillingPeriodEnd {_iso(end[bad])} is not after BillingPeriodStart {_iso(start[bad])}",
+                "BillingPeriodEnd",
+            )))
+        sub_accounts = pc.fill_null(converted["sub_account_id"], "")
+        converted["sub_account_id"] = sub_accounts
+        accounts = pc.take(self.account_ids, pc.index_in(sub_accounts, value_set=self.account_keys))
+        if self.only_account is not None:
+            account_id, account_name = self.only_account
+            bad = _first(pc.invert(pc.fill_null(pc.equal(accounts, account_id), False)))
+            if bad is not None:
+                sub_account = sub_accounts[bad].as_py()
+                problems.append((bad, -1, RowProblem(
+                    bad, f"sub-account {sub_account or '(none)'} is not one of {account_name}'s; "
+                    "a file of its own integration holds only its costs", "SubAccountId",
+                )))
+        if problems:
+            raise min(problems, key=lambda problem: problem[:2])[2]
+        # FOCUS times are UTC, and so is the month: the one the billing period starts in.
+        month = pc.floor_temporal(start, unit="month").cast(pa.timestamp("us")).cast(pa.date32())
+        extra = _extra([(name, batch.column(index)) for name, index in self.extra_columns], rows)
+        arrays = [accounts, month, *(converted[column.field] for column in COLUMNS), extra]
+        return CheckedBatch(pa.Table.from_arrays(arrays, names=list(ROW_FIELDS)), rows)
+
+
+def _iso(value: pa.Scalar) -> str:
+    return value.as_py().astimezone(UTC).isoformat()
+
+
+def _type_of(column: Column) -> pa.DataType:
+    return {"timestamp": TIMESTAMP_TYPE}.get(column.kind, pa.string())
+
+
+def months_of(batch: pa.RecordBatch, names: list[str]) -> set[date]:
+    """The billing months a batch's rows name, or none when they cannot be read yet (the
+    import proper reports why)."""
+    try:
+        mapped, _ = header_of(names)
+        start = _timestamp(_BY_FOCUS["BillingPeriodStart"], batch.column(mapped["BillingPeriodStart"]))
+    except (CostFileRejected, RowProblem, pa.ArrowException):
+        return set()
+    months = pc.unique(pc.floor_temporal(pc.drop_null(start), unit="month").cast(pa.timestamp("us")).cast(pa.date32()))
+    return set(months.to_pylist())
+

@@ -1,128 +1,71 @@
-"""Importing a FOCUS cost file into an organization's cost records.
+"""Importing a cost delivery: register it (QUEUED), then run it (RUNNING -> DONE or FAILED).
 
-The whole file is parsed and checked before anything is written, and everything is then
-written in one transaction: a file is imported entirely or not at all. Rows are identified by
-their fingerprint, so importing a file again (or an overlapping export) adds only what is new.
-
-Rows travel to PostgreSQL by COPY into a temporary table, then one INSERT ... SELECT ...
-ON CONFLICT DO NOTHING moves them into `cost_records`: row-by-row INSERTs would take minutes
-for the 100,000-row files a month of a few dozen accounts produces.
+A run streams the delivery's parts through `BatchChecker` in a worker thread (Arrow releases
+the GIL) while PostgreSQL COPYs the previous batch: each checked batch is written as CSV by
+Arrow's C++ writer and fed to `copy_to_table`, straight into `cost_records`. The COPY, the
+supersession of earlier deliveries and the import's record commit in one transaction, so a
+refusal at the last row of the last part leaves nothing. Memory stays bounded: a few batches
+are in flight at a time, whatever the size of the delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-import itertools
+import io
 import pathlib
-import re
+import queue
+import shutil
+import tempfile
+import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from datetime import date
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, BinaryIO
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from tortoise import connections
 from tortoise.transactions import in_transaction
 
-from models.costs.focus import EXACT, CostFileRejected, CostRow, FocusFile, decode_cost_file, parse_focus
-from models.costs.records import CostImport, CostOrigin
-from models.errors import NotFound, ValidationFailed
+from models.costs.focus import COST_TYPE, EXACT, ROW_FIELDS, TIMESTAMP_TYPE, parse_cost_decimal, BatchChecker, CostFileRejected, RowProblem, months_of
+from models.costs.records import CostImport, CostImportState, CostOrigin
+from models.costs.reports import AccountMonthTotal, ImportReport, UnmatchedSubAccount
+from models.costs.sources import Part, delivery_parts, header_names, line_of_row, read_batches
+from models.costs.supersede import scope_totals, supersede
+from models.errors import InvalidTransition, NotFound, ValidationFailed
 from models.managed_accounts import ManagedAccount, SubAccount, lock_sub_account_mapping
 from models.organizations import Organization
 
-_STAGING = "cost_import_staging"
-# managed_account_id comes first, resolved from the mapping before the COPY.
-_STAGED = ("managed_account_id", *CostRow._fields)
-_STAGED_LIST = ", ".join(_STAGED)
-# The staging table takes the types of the real columns (NUMERIC(38,16), VARCHAR(n), JSONB)
-# but none of their constraints; ON COMMIT DROP cleans up after a failure too.
-_CREATE_STAGING = (
-    f"CREATE TEMPORARY TABLE {_STAGING} ON COMMIT DROP AS"
-    f" SELECT {_STAGED_LIST} FROM cost_records WITH NO DATA"
-)
-_INSERT = (
-    f"INSERT INTO cost_records (organization_id, cost_import_id, origin, {_STAGED_LIST})"
-    f" SELECT $1::uuid, $2::uuid, $3, {_STAGED_LIST} FROM {_STAGING}"
-    " ON CONFLICT (organization_id, fingerprint) DO NOTHING"
-)
-_COPY_CHUNK_ROWS = 5_000
-_CSV_SPECIAL = re.compile(r'[",\r\n]')
+_COPY_COLUMNS = ("organization_id", "cost_import_id", "origin", *ROW_FIELDS)
+_CSV_OPTIONS = pa_csv.WriteOptions(include_header=False)
+_IN_FLIGHT = 3  # checked batches waiting for COPY: bounds memory
+_PROGRESS_SECONDS = 1.0
+_HASH_CHUNK = 1 << 20
+_GROUP_KEYS = ("provider", "billing_account", "month", "currency", "account", "sub_account")
+
+ProgressCallback = Callable[[int], Any]
 
 
-@dataclass(frozen=True, slots=True)
-class UnmatchedSubAccount:
-    """A sub-account of the file that no managed account claims: its rows are stored
-    without an account (and linked once one claims it), and nobody is invoiced for them yet.
-    One per sub-account and currency, so that no sum adds two currencies."""
-
-    sub_account_id: str  # "" for rows FOCUS exported without a sub-account
-    sub_account_name: str | None
-    provider_name: str
-    currency: str
-    rows: int
-    billed_cost: Decimal
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "subAccountId": self.sub_account_id,
-            "subAccountName": self.sub_account_name,
-            "providerName": self.provider_name,
-            "currency": self.currency,
-            "rows": self.rows,
-            # Fixed-point text, never 8E-7: JSON readers take it for what it says.
-            "billedCost": f"{self.billed_cost:f}",
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class AccountMonthTotal:
-    """The BilledCost of the file's rows for one managed account (None: no account), one
-    billing month and one currency, duplicates included: what the file says, not what was new."""
-
-    managed_account_id: uuid.UUID | None
-    billing_month: date
-    currency: str
-    rows: int
-    billed_cost: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class ImportReport:
-    """What one import found and did."""
-
-    cost_import_id: uuid.UUID
-    origin: CostOrigin
-    managed_account_id: uuid.UUID | None  # the account whose own integration it was
-    rows: int
-    inserted: int
-    duplicates: int
-    unmatched: tuple[UnmatchedSubAccount, ...]
-    totals: tuple[AccountMonthTotal, ...]
-
-
-async def import_costs(
+async def register_delivery(
     organization_id: uuid.UUID | str,
-    data: bytes | str | pathlib.Path | BinaryIO,
+    sources: Sequence[pathlib.Path | str],
     *,
     filename: str = "",
     imported_by_id: uuid.UUID | str | None = None,
     origin: CostOrigin = CostOrigin.MSP_DELEGATED,
     account_id: uuid.UUID | str | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> ImportReport:
-    """Import a FOCUS CSV (bytes, text, a path, or a binary file) into the organization's
-    cost records and return what it held and changed.
+) -> CostImport:
+    """Record a delivery of stored files (part files, a folder with its manifest, a zip) as
+    a QUEUED import; `run_import` (or the `run_cost_import` job) imports it. The files must
+    stay where they are until it ran.
 
-    `origin` says whose integration exported the file: the MSP's (delegated), or one that
-    the managed account `account_id` added itself, whose file may hold only rows of that
-    account's sub-accounts.
-
-    Raises `CostFileRejected` (nothing written) when the file or any row of it cannot be
-    imported exactly, `ValidationFailed` when `account_id` is missing for an account
-    integration or given for a delegated file, and `NotFound` for an unknown organization or
-    account. `progress` is called on the event loop with the number of rows read so far
-    while the file is parsed.
+    Raises `ValidationFailed` when `account_id` is missing for an account integration or
+    given for a delegated delivery, `NotFound` for an unknown organization or account.
     """
     organization_id = _uuid(organization_id, "The organization does not exist.", "organizationId")
     if (origin == CostOrigin.ACCOUNT_INTEGRATION) != (account_id is not None):
@@ -130,76 +73,374 @@ async def import_costs(
             "Name the managed account of an account integration's file, and only of one.",
             field="accountId",
         )
+    if not await Organization.filter(id=organization_id).exists():
+        raise NotFound("The organization does not exist.", field="organizationId")
     if account_id is not None:
         account_id = _uuid(account_id, "The managed account does not exist.", "accountId")
-    raw = _read_bytes(data)
-    file_sha256 = hashlib.sha256(raw).hexdigest()
-    parsed = await _parse_off_loop(raw, progress)
-    groups = _group(parsed)
-
-    async with in_transaction() as connection:
-        if not await Organization.filter(id=organization_id).using_db(connection).exists():
-            raise NotFound("The organization does not exist.", field="organizationId")
-        await lock_sub_account_mapping(connection, organization_id)
-        sub_account_ids = sorted({sub_account_id for sub_account_id, *_ in groups})
-        account_of = dict(
-            await SubAccount.filter(organization_id=organization_id, sub_account_id__in=sub_account_ids)
-            .using_db(connection)
-            .values_list("sub_account_id", "managed_account_id")
-        )
-        if account_id is not None:
-            account = await (
-                ManagedAccount.filter(id=account_id, organization_id=organization_id).using_db(connection).first()
-            )
-            if account is None:
-                raise NotFound("The managed account does not exist.", field="accountId")
-            _refuse_foreign_rows(parsed, account_of, account)
-        cost_import = await CostImport.create(
-            organization_id=organization_id,
-            origin=origin,
-            managed_account_id=account_id,
-            filename=filename[:255],
-            file_sha256=file_sha256,
-            row_count=len(parsed),
-            inserted_count=0,
-            duplicate_count=len(parsed),
-            imported_by_id=imported_by_id,
-            using_db=connection,
-        )
-        async with connection.acquire_connection() as pg:
-            # The asyncpg connection of this transaction, for what the ORM cannot do: COPY.
-            await pg.execute(_CREATE_STAGING)
-            copied = await pg.copy_to_table(
-                _STAGING,
-                source=_csv_chunks(parsed, account_of),
-                columns=_STAGED,
-                format="csv",
-                # A row without a sub-account is stored under "", which CSV would read as null.
-                force_not_null=["sub_account_id"],
-            )
-            if _count(copied) != len(parsed):
-                raise RuntimeError(f"COPY stored {copied!r} for {len(parsed)} rows")
-            inserted = _count(await pg.execute(_INSERT, organization_id, cost_import.id, origin.value))
-            await pg.execute(f"DROP TABLE {_STAGING}")
-        unmatched = _unmatched(groups, account_of)
-        cost_import.inserted_count = inserted
-        cost_import.duplicate_count = len(parsed) - inserted
-        cost_import.unmatched_sub_accounts = [entry.as_json() for entry in unmatched]
-        await cost_import.save(
-            using_db=connection,
-            update_fields=["inserted_count", "duplicate_count", "unmatched_sub_accounts"],
-        )
-
-    return ImportReport(
-        cost_import_id=cost_import.id,
-        origin=origin,
-        managed_account_id=account_id,
-        rows=len(parsed),
-        inserted=inserted,
-        duplicates=len(parsed) - inserted,
-        unmatched=unmatched,
-        totals=_totals(groups, account_of),
+        if not await ManagedAccount.filter(id=account_id, organization_id=organization_id).exists():
+            raise NotFound("The managed account does not exist.", field="accountId")
+    paths = [str(pathlib.Path(source).resolve()) for source in sources]
+    return await CostImport.create(
+        organization_id=organization_id, origin=origin, managed_account_id=account_id,
+        filename=(filename or ", ".join(pathlib.Path(path).name for path in paths))[:255],
+        parts=paths, imported_by_id=imported_by_id, state=CostImportState.QUEUED,
     )
+
+
+async def import_costs(
+    organization_id: uuid.UUID | str,
+    data: bytes | str | pathlib.Path | BinaryIO | Sequence[pathlib.Path],
+    *,
+    filename: str = "",
+    imported_by_id: uuid.UUID | str | None = None,
+    origin: CostOrigin = CostOrigin.MSP_DELEGATED,
+    account_id: uuid.UUID | str | None = None,
+    progress: ProgressCallback | None = None,
+) -> ImportReport:
+    """Import a FOCUS delivery now and return what it held and changed: bytes, text, a
+    binary file, a path (a file, a folder, a zip) or a list of part paths.
+
+    `origin` says whose integration exported it: the MSP's (delegated), or one that the
+    managed account `account_id` added itself, whose rows may only be of that account's
+    sub-accounts. On any error nothing is written, not even the import's record.
+    Raises `CostFileRejected`, `ValidationFailed` and `NotFound` as `register_delivery` and
+    `run_import` do. `progress` is called on the event loop with the rows loaded so far.
+    """
+    with tempfile.TemporaryDirectory(prefix="cost-delivery-") as folder:
+        sources = _stored(data, pathlib.Path(folder), filename)
+        cost_import = await register_delivery(
+            organization_id, sources, filename=filename, imported_by_id=imported_by_id,
+            origin=origin, account_id=account_id,
+        )
+        try:
+            return await run_import(cost_import.id, progress=progress)
+        except BaseException:
+            # The caller is told now, so no failed record is kept for it to read later.
+            await CostImport.filter(id=cost_import.id).delete()
+            raise
+
+
+def _stored(data: Any, folder: pathlib.Path, filename: str) -> list[pathlib.Path]:
+    """The delivery's files on disk: paths as they are, content copied into `folder`."""
+    if isinstance(data, pathlib.Path):
+        return [data]
+    if isinstance(data, (list, tuple)):
+        return [pathlib.Path(path) for path in data]
+    target = folder / (pathlib.Path(filename).name or "delivery")
+    if isinstance(data, str):
+        try:
+            target.write_bytes(data.encode())
+        except UnicodeEncodeError as error:
+            raise CostFileRejected(f"the text holds an invalid character at position {error.start}") from None
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        target.write_bytes(data)
+    else:
+        with target.open("wb") as file:
+            while chunk := data.read(_HASH_CHUNK):
+                file.write(chunk.encode() if isinstance(chunk, str) else chunk)
+    return [target]
+
+
+async def run_import(cost_import_id: uuid.UUID | str, *, progress: ProgressCallback | None = None) -> ImportReport:
+    """Import a registered delivery: stream, check and load it, supersede what earlier
+    deliveries said about its scopes, and end the import DONE; or FAILED with the reason
+    (file, line or row, column) and nothing written. `rows_done` on the import is updated
+    about every second while it runs; `progress`, if given, is called on the event loop
+    with the rows loaded so far.
+
+    Raises `CostFileRejected` when the delivery is refused, `InvalidTransition` when the
+    import is already DONE or FAILED, `NotFound` for an unknown import.
+    """
+    cost_import_id = _uuid(cost_import_id, "The cost import does not exist.", "id")
+    claimed = await CostImport.filter(
+        id=cost_import_id, state__in=(CostImportState.QUEUED, CostImportState.RUNNING)
+    ).update(state=CostImportState.RUNNING, started_at=datetime.now(UTC), rows_done=0)
+    if not claimed:
+        if not await CostImport.filter(id=cost_import_id).exists():
+            raise NotFound("The cost import does not exist.", field="id")
+        raise InvalidTransition("The cost import has already run.", field="id")
+    cost_import = await CostImport.get(id=cost_import_id)
+    reporter = _Progress(cost_import_id, progress)
+    writer = asyncio.create_task(reporter.run())
+    try:
+        with tempfile.TemporaryDirectory(prefix="cost-import-") as folder:
+            report = await _run(cost_import, pathlib.Path(folder), reporter)
+    except CostFileRejected as refused:
+        await _finish(writer)
+        await CostImport.filter(id=cost_import_id).update(
+            state=CostImportState.FAILED, finished_at=datetime.now(UTC), error_message=refused.message,
+            error_file=(refused.file or "")[:255] or None, error_line=refused.line, error_row=refused.row,
+            error_column=refused.column,
+        )
+        raise
+    except BaseException:
+        await _finish(writer)
+        with contextlib.suppress(Exception):
+            await CostImport.filter(id=cost_import_id).update(
+                state=CostImportState.FAILED, finished_at=datetime.now(UTC),
+                error_message="The import stopped on an internal error; it can be run again.",
+            )
+        raise
+    await _finish(writer)
+    return report
+
+
+async def _finish(task: asyncio.Task) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+class _Progress:
+    """Rows loaded so far: told to the caller's callback at once, and written to the
+    import's row at most every `_PROGRESS_SECONDS` from a task started outside the
+    import's transaction (a write inside it would stay invisible until the commit)."""
+
+    def __init__(self, cost_import_id: uuid.UUID, callback: ProgressCallback | None):
+        self.cost_import_id = cost_import_id
+        self.callback = callback
+        self.rows = 0
+        self.changed = asyncio.Event()
+
+    def add(self, rows: int) -> None:
+        self.rows += rows
+        if self.callback is not None:
+            self.callback(self.rows)
+        self.changed.set()
+
+    async def run(self) -> None:
+        written = 0
+        while True:
+            await self.changed.wait()
+            self.changed.clear()
+            if self.rows != written:
+                written = self.rows
+                await CostImport.filter(id=self.cost_import_id, state=CostImportState.RUNNING).update(rows_done=written)
+            await asyncio.sleep(_PROGRESS_SECONDS)
+
+
+async def _run(cost_import: CostImport, workdir: pathlib.Path, reporter: _Progress) -> ImportReport:
+    parts = await asyncio.to_thread(delivery_parts, [pathlib.Path(path) for path in cost_import.parts or ()], workdir)
+    name_files = len(parts) > 1
+    digest = asyncio.create_task(asyncio.to_thread(_digest, parts))
+    months = await asyncio.to_thread(_first_months, parts)
+    for month in sorted(months):
+        # In a transaction of its own: creating a partition locks the table briefly, and the
+        # import's transaction may last minutes.
+        await connections.get("default").execute_query("SELECT ensure_cost_records_partition($1)", [month])
+    organization_id = cost_import.organization_id
+    origin = CostOrigin(cost_import.origin)
+    account_id = cost_import.managed_account_id
+    try:
+        async with in_transaction() as connection:
+            await lock_sub_account_mapping(connection, organization_id)
+            mapping = await SubAccount.filter(organization_id=organization_id).using_db(connection).values_list(
+                "sub_account_id", "managed_account_id"
+            )
+            only_account = None
+            if account_id is not None:
+                account = await ManagedAccount.get(id=account_id).using_db(connection)
+                only_account = (str(account.id), account.name)
+            keys = pa.array([sub for sub, _ in mapping], pa.string())
+            values = pa.array([str(account) for _, account in mapping], pa.string())
+            constants = (str(organization_id), str(cost_import.id), origin.value)
+            pipeline = _Pipeline(parts, keys, values, only_account, constants, name_files)
+            async with connection.acquire_connection() as pg:
+                await pg.execute("SET LOCAL TIME ZONE 'UTC'")
+                copied = await pg.copy_to_table(
+                    "cost_records", source=pipeline.chunks(reporter), columns=_COPY_COLUMNS, format="csv",
+                )
+                if int(copied.rsplit(" ", 1)[1]) != pipeline.rows:
+                    raise RuntimeError(f"COPY stored {copied!r} for {pipeline.rows} rows")
+                outcome = await supersede(
+                    pg, organization_id=organization_id, cost_import_id=cost_import.id, digest=await digest,
+                    origin=origin, integration_account_id=account_id, scopes=scope_totals(pipeline.groups),
+                )
+            unmatched = _unmatched(pipeline.groups)
+            report = ImportReport(
+                cost_import_id=cost_import.id, origin=origin, managed_account_id=account_id,
+                rows=pipeline.rows, inserted=pipeline.rows - outcome.duplicates - outcome.late,
+                duplicates=outcome.duplicates, unmatched=unmatched, totals=_totals(pipeline.groups),
+                late=outcome.late, replaced=outcome.replaced, scopes=tuple(outcome.scopes),
+                late_costs=tuple(outcome.late_costs), parts=tuple(part.name for part in parts),
+            )
+            await CostImport.filter(id=cost_import.id).using_db(connection).update(
+                state=CostImportState.DONE, finished_at=datetime.now(UTC), file_sha256=await digest,
+                rows_done=report.rows, row_count=report.rows, inserted_count=report.inserted,
+                duplicate_count=report.duplicates, late_count=report.late, replaced_count=report.replaced,
+                unmatched_sub_accounts=[entry.as_json() for entry in unmatched], report=report.as_json(),
+            )
+    finally:
+        if not digest.done():
+            digest.cancel()
+    return report
+
+
+def _digest(parts: list[Part]) -> str:
+    """SHA-256 of the delivery's bytes, its parts in order (hashlib releases the GIL)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        with part.path.open("rb") as file:
+            while chunk := file.read(_HASH_CHUNK):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _first_months(parts: list[Part]) -> set[date]:
+    """The billing months of each part's first batch: a month's export names one month,
+    whose partition is then made before the COPY. Rows of a month not seen here still load,
+    into the default partition."""
+    months: set[date] = set()
+    for part in parts:
+        try:
+            batch = next(read_batches(part), None)
+        except CostFileRejected:
+            continue
+        if batch is not None:
+            months |= months_of(batch.data, batch.names)
+    return months
+
+
+class _Pipeline:
+    """Checks the parts' batches in a worker thread and hands them, as CSV, to COPY."""
+
+    def __init__(self, parts, keys, values, only_account, constants, name_files):
+        self.parts = parts
+        self.keys, self.values, self.only_account = keys, values, only_account
+        self.constants = constants
+        self.name_files = name_files
+        self.rows = 0
+        self.groups: dict[tuple, list[Any]] = {}
+        self._queue: queue.Queue = queue.Queue(maxsize=_IN_FLIGHT)
+        self._stop = threading.Event()
+
+    async def chunks(self, reporter: _Progress) -> AsyncIterator[bytes]:
+        """The CSV chunks for COPY; raises the worker's refusal, which aborts the COPY."""
+        worker = threading.Thread(target=self._produce, name="cost-import", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = await asyncio.to_thread(self._queue.get)
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                data, rows = item
+                yield data
+                self.rows += rows
+                reporter.add(rows)
+        finally:
+            self._stop.set()
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self._queue.get_nowait()
+            await asyncio.to_thread(worker.join)
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            for part in self.parts:
+                checker = None
+                for batch in read_batches(part):
+                    if checker is None:
+                        try:
+                            checker = BatchChecker(batch.names, self.keys, self.values, self.only_account)
+                        except CostFileRejected as refused:
+                            raise CostFileRejected(
+                                refused.reason, line=1 if part.kind != "parquet" else None,
+                                column=refused.column, file=part.name, name_file=self.name_files,
+                            ) from None
+                    try:
+                        checked = checker.check(batch.data)
+                    except RowProblem as problem:
+                        row = batch.first_row + problem.index
+                        raise CostFileRejected(
+                            problem.message, line=line_of_row(part, row), row=row + 1, column=problem.column,
+                            file=part.name, name_file=self.name_files,
+                        ) from None
+                    table = self._with_constants(checked.table)
+                    self._add_groups(checked.table)
+                    sink = io.BytesIO()
+                    pa_csv.write_csv(table, sink, _CSV_OPTIONS)
+                    if not self._put((sink.getvalue(), checked.rows)):
+                        return
+                if checker is None:
+                    # A part without rows still has to have FOCUS columns.
+                    self._check_header_only(part)
+        except CostFileRejected as refused:
+            if refused.file and self.name_files and refused.file not in refused.message:
+                refused = CostFileRejected(
+                    refused.reason, line=refused.line, row=refused.row, column=refused.column,
+                    file=refused.file, name_file=True,
+                )
+            self._put(refused)
+        except BaseException as error:  # handed to the event loop, which aborts the COPY
+            self._put(error)
+        else:
+            self._put(None)
+
+    def _check_header_only(self, part: Part) -> None:
+        names = pq.ParquetFile(part.path).schema_arrow.names if part.kind == "parquet" else header_names(part)[0]
+        try:
+            BatchChecker(names, self.keys, self.values, self.only_account)
+        except CostFileRejected as refused:
+            raise CostFileRejected(
+                refused.reason, line=1 if part.kind != "parquet" else None, column=refused.column,
+                file=part.name, name_file=self.name_files,
+            ) from None
+
+    def _with_constants(self, table: pa.Table) -> pa.Table:
+        rows = table.num_rows
+        constants = [pa.repeat(pa.scalar(value), rows) for value in self.constants]
+        # Arrow writes zoned timestamps several times slower than plain ones; the COPY's
+        # session reads plain ones as UTC (SET LOCAL TIME ZONE), which they are.
+        columns = [
+            column.cast(pa.timestamp("us")) if column.type == TIMESTAMP_TYPE else column
+            for column in table.columns
+        ]
+        return pa.Table.from_arrays([*constants, *columns], names=list(_COPY_COLUMNS))
+
+    def _add_groups(self, table: pa.Table) -> None:
+        keyed = pa.table({
+            "provider": table["provider_name"],
+            "billing_account": pc.fill_null(table["billing_account_id"], ""),
+            "month": table["billing_month"],
+            "currency": table["billing_currency"],
+            "account": table["managed_account_id"],
+            "sub_account": table["sub_account_id"],
+            # Wide enough that no sum of NUMERIC(38,16) values in a batch can overflow.
+            "cost": _billed(table["billed_cost"]),
+            "name": table["sub_account_name"],
+        })
+        grouped = keyed.group_by(list(_GROUP_KEYS), use_threads=False).aggregate(
+            [("cost", "sum"), ("cost", "count"), ("name", "first")]
+        )
+        for row in grouped.to_pylist():
+            key = tuple(row[name] for name in _GROUP_KEYS)
+            group = self.groups.get(key)
+            if group is None:
+                self.groups[key] = [row["cost_count"], row["cost_sum"], row["name_first"]]
+            else:
+                group[0] += row["cost_count"]
+                group[1] = EXACT.add(group[1], row["cost_sum"])
+                group[2] = group[2] or row["name_first"]
+
+
+def _billed(text: pa.ChunkedArray) -> pa.Array:
+    """BilledCost as decimals wide enough that no sum of a batch can overflow."""
+    try:
+        return text.cast(COST_TYPE).cast(pa.decimal256(76, 16))
+    except pa.ArrowInvalid:
+        # A form only the exact parser reads (checked already): rare, so Python may do it.
+        return pa.array([parse_cost_decimal(value) for value in text.to_pylist()], pa.decimal256(76, 16))
 
 
 def _uuid(value: uuid.UUID | str, missing: str, field: str) -> uuid.UUID:
@@ -210,141 +451,35 @@ def _uuid(value: uuid.UUID | str, missing: str, field: str) -> uuid.UUID:
         raise NotFound(missing, field=field) from None
 
 
-def _refuse_foreign_rows(parsed: FocusFile, account_of: dict[str, uuid.UUID], account: ManagedAccount) -> None:
-    """An account integration reports that account's costs only: its first row of a
-    sub-account the account does not have (another's, or nobody's) refuses the file."""
-    for line, sub_account_id in zip(parsed.lines, parsed.texts("sub_account_id")):
-        if account_of.get(sub_account_id) != account.id:
-            raise CostFileRejected(
-                f"sub-account {sub_account_id or '(none)'} is not one of {account.name}'s; "
-                "a file of its own integration holds only its costs",
-                line=line, column="SubAccountId",
-            )
-
-
-def _read_bytes(data: bytes | str | pathlib.Path | BinaryIO) -> bytes:
-    """The file's bytes, which its SHA-256 is taken of (text is taken as UTF-8)."""
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, str):
-        try:
-            return data.encode()
-        except UnicodeEncodeError as error:
-            raise CostFileRejected(
-                f"the text holds an invalid character at position {error.start}"
-            ) from None
-    if isinstance(data, pathlib.Path):
-        return data.read_bytes()
-    content = data.read()
-    return content.encode() if isinstance(content, str) else bytes(content)
-
-
-async def _parse_off_loop(data: bytes, progress: Callable[[int], None] | None) -> FocusFile:
-    """Parse in a worker thread: a large file takes seconds of CPU, during which the event
-    loop would otherwise serve nobody else. Progress is handed back to the loop's thread,
-    so that the callback never has to be thread-safe."""
-    loop = asyncio.get_running_loop()
-    report = None
-    if progress is not None:
-        def report(rows: int) -> None:
-            loop.call_soon_threadsafe(progress, rows)
-
-    # The thread's progress calls are queued before its result, so they all run first.
-    return await asyncio.to_thread(lambda: parse_focus(decode_cost_file(data), report))
-
-
-async def _csv_chunks(parsed: FocusFile, account_of: dict[str, uuid.UUID]) -> AsyncIterator[bytes]:
-    """The rows as CSV for COPY, `_COPY_CHUNK_ROWS` at a time, from the canonical texts.
-
-    CSV text rather than `copy_records_to_table`'s binary records: PostgreSQL parses the text
-    in C, while the driver encodes each Decimal and datetime in Python (for 100,000 rows,
-    2.5 s against 5 s). Each distinct value is quoted once, not once per row as csv.writer
-    would.
-    """
-    account_text = {sub_account_id: str(account) for sub_account_id, account in account_of.items()}
-    accounts = [account_text.get(sub_account_id, "") for sub_account_id in parsed.texts("sub_account_id")]
-    columns = [accounts, *(_csv_column(parsed.texts(name)) for name in CostRow._fields)]
-    rows = map(",".join, zip(*columns))
-    while chunk := list(itertools.islice(rows, _COPY_CHUNK_ROWS)):
-        chunk.append("")
-        yield "\n".join(chunk).encode()
-
-
-def _csv_column(texts: list[str]) -> list[str]:
-    """A column's texts as CSV fields: quoted when they hold a quote, a comma or a line end.
-    An empty field stays unquoted, which COPY reads as null."""
-    quoted = {
-        text: '"' + text.replace('"', '""') + '"' for text in set(texts) if _CSV_SPECIAL.search(text)
-    }
-    return [quoted.get(text, text) for text in texts] if quoted else texts
-
-
-def _count(status: str) -> int:
-    """The row count of a command status such as `INSERT 0 12` or `COPY 12`."""
-    return int(status.rsplit(" ", 1)[1])
-
-
-# (sub-account id, billing month, currency) -> [rows, billed cost, sub-account name, provider]
-_Groups = dict[tuple[str, date, str], list[Any]]
-
-
-def _group(parsed: FocusFile) -> _Groups:
-    """Row counts and BilledCost sums per sub-account, month and currency, with the first
-    name and provider seen for the sub-account; summed exactly (see `EXACT`)."""
-    groups: _Groups = {}
-    add = EXACT.add
-    for key, cost, name, provider in zip(
-        zip(parsed.texts("sub_account_id"), parsed.values("billing_month"), parsed.texts("billing_currency")),
-        parsed.values("billed_cost"),
-        parsed.values("sub_account_name"),
-        parsed.texts("provider_name"),
-    ):
-        group = groups.get(key)
-        if group is None:
-            groups[key] = [1, cost, name, provider]
-        else:
-            group[0] += 1
-            group[1] = add(group[1], cost)
-            if group[2] is None:
-                group[2] = name
-    return groups
-
-
-def _unmatched(groups: _Groups, account_of: dict[str, uuid.UUID]) -> tuple[UnmatchedSubAccount, ...]:
-    """The groups of sub-accounts outside `account_of`, per sub-account and currency."""
+def _unmatched(groups: dict[tuple, list[Any]]) -> tuple[UnmatchedSubAccount, ...]:
+    """The groups of sub-accounts no account claims, per sub-account and currency."""
     merged: dict[tuple[str, str], list[Any]] = {}
-    for (sub_account_id, _, currency), (rows, cost, name, provider) in groups.items():
-        if sub_account_id in account_of:
+    for (provider, _, _, currency, account, sub_account), (rows, cost, name) in groups.items():
+        if account is not None:
             continue
-        entry = merged.setdefault((sub_account_id, currency), [0, Decimal(0), name, provider])
+        entry = merged.setdefault((sub_account, currency), [0, Decimal(0), name, provider])
         entry[0] += rows
         entry[1] = EXACT.add(entry[1], cost)
         entry[2] = entry[2] or name
     return tuple(
-        UnmatchedSubAccount(sub_account_id, name, provider, currency, rows, cost)
-        for (sub_account_id, currency), (rows, cost, name, provider) in sorted(merged.items())
+        UnmatchedSubAccount(sub_account, name, provider, currency, rows, cost)
+        for (sub_account, currency), (rows, cost, name, provider) in sorted(merged.items())
     )
 
 
-def _totals(groups: _Groups, account_of: dict[str, uuid.UUID]) -> tuple[AccountMonthTotal, ...]:
+def _totals(groups: dict[tuple, list[Any]]) -> tuple[AccountMonthTotal, ...]:
     """The groups summed per managed account (None for the unclaimed), month and currency."""
-    merged: dict[tuple[uuid.UUID | None, date, str], list[Any]] = {}
-    for (sub_account_id, month, currency), (rows, cost, _, _) in groups.items():
-        entry = merged.setdefault((account_of.get(sub_account_id), month, currency), [0, Decimal(0)])
+    merged: dict[tuple[str | None, date, str], list[Any]] = {}
+    for (_, _, month, currency, account, _), (rows, cost, _) in groups.items():
+        entry = merged.setdefault((account, month, currency), [0, Decimal(0)])
         entry[0] += rows
         entry[1] = EXACT.add(entry[1], cost)
     return tuple(
-        AccountMonthTotal(account_id, month, currency, rows, cost)
-        for (account_id, month, currency), (rows, cost) in sorted(
-            merged.items(), key=lambda item: (str(item[0][0] or ""), item[0][1], item[0][2])
+        AccountMonthTotal(None if account is None else uuid.UUID(account), month, currency, rows, cost)
+        for (account, month, currency), (rows, cost) in sorted(
+            merged.items(), key=lambda item: (item[0][0] or "", item[0][1], item[0][2])
         )
     )
 
 
-__all__ = [
-    "AccountMonthTotal",
-    "CostFileRejected",
-    "ImportReport",
-    "UnmatchedSubAccount",
-    "import_costs",
-]
+__all__ = ["import_costs", "register_delivery", "run_import"]

@@ -1,4 +1,5 @@
-"""Cost records: FOCUS rows as the clouds exported them, one per row, per organization."""
+"""Cost records, the deliveries (imports) they came in, which delivery is current for each
+scope, and the late costs of months already invoiced."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from enum import Enum
 
 from tortoise import fields
 from tortoise.indexes import Index
-from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
+from tortoise.migrations.constraints import CheckConstraint
 from tortoise.models import Model
 
 from models.base import cost_decimal, enum_check
@@ -19,6 +20,16 @@ class CostOrigin(str, Enum):
     ACCOUNT_INTEGRATION = "ACCOUNT_INTEGRATION"
 
 
+class CostImportState(str, Enum):
+    """Where a delivery's import stands: QUEUED until a worker takes it, RUNNING while it
+    streams, then DONE (committed whole) or FAILED (nothing written, `error_*` say why)."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
 def _origin() -> fields.CharEnumField:
     # Also a database default: the rows imported before origins existed were all the MSP's.
     return fields.CharEnumField(
@@ -27,7 +38,7 @@ def _origin() -> fields.CharEnumField:
 
 
 class CostImport(Model):
-    """One accepted FOCUS file: what it held and what it changed."""
+    """One cost delivery (one file or several parts imported as a unit) and its import."""
 
     id = fields.UUIDField(primary_key=True)
     organization = fields.ForeignKeyField(
@@ -39,23 +50,49 @@ class CostImport(Model):
         "models.ManagedAccount", related_name="cost_imports", null=True, on_delete=fields.RESTRICT
     )
     filename = fields.CharField(max_length=255, default="")
-    file_sha256 = fields.CharField(max_length=64)
-    row_count = fields.IntField()
-    inserted_count = fields.IntField()
-    duplicate_count = fields.IntField()
+    # SHA-256 of the delivery's bytes (its parts in order): equal digests, identical data.
+    file_sha256 = fields.CharField(max_length=64, default="")
+    # Also a database default: the imports made before states existed were all done.
+    state = fields.CharEnumField(
+        CostImportState, max_length=16, default=CostImportState.QUEUED, db_default=CostImportState.DONE
+    )
+    # The stored files of the delivery as registered: part files, a folder, a zip (null for
+    # the imports made before deliveries were stored).
+    parts = fields.JSONField(null=True)
+    rows_done = fields.BigIntField(default=0, db_default=0)
+    row_count = fields.IntField(default=0)
+    # Rows written as the delivery's current costs.
+    inserted_count = fields.IntField(default=0)
+    # Rows of scopes whose current delivery is byte-identical: nothing to change.
+    duplicate_count = fields.IntField(default=0)
+    # Rows of approved months, kept out; their difference is stored as late costs.
+    late_count = fields.IntField(default=0, db_default=0)
+    # Rows of earlier deliveries this one superseded (removed).
+    replaced_count = fields.IntField(default=0, db_default=0)
     # [{"subAccountId": ..., "subAccountName": ..., "providerName": ..., "rows": n, "billedCost": "..."}]
     unmatched_sub_accounts = fields.JSONField(default=list)
+    # The whole report of a DONE import (scopes, superseded deliveries, late costs), as JSON.
+    report = fields.JSONField(null=True)
+    error_message = fields.TextField(null=True)
+    error_file = fields.CharField(max_length=255, null=True)
+    error_line = fields.BigIntField(null=True)
+    error_row = fields.BigIntField(null=True)
+    error_column = fields.CharField(max_length=255, null=True)
     imported_by = fields.ForeignKeyField("models.User", related_name=False, null=True, on_delete=fields.SET_NULL)
     created_at = fields.DatetimeField(auto_now_add=True)
+    started_at = fields.DatetimeField(null=True)
+    finished_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "cost_imports"
         constraints = (
             CheckConstraint(
-                check="row_count = inserted_count + duplicate_count AND inserted_count >= 0 AND duplicate_count >= 0",
+                check="row_count = inserted_count + duplicate_count + late_count AND inserted_count >= 0"
+                " AND duplicate_count >= 0 AND late_count >= 0 AND replaced_count >= 0",
                 name="cost_imports_counts_add_up",
             ),
             enum_check("cost_imports", "origin", CostOrigin),
+            enum_check("cost_imports", "state", CostImportState),
             CheckConstraint(
                 check="(origin = 'ACCOUNT_INTEGRATION') = (managed_account_id IS NOT NULL)",
                 name="cost_imports_integration_account",
@@ -64,6 +101,12 @@ class CostImport(Model):
 
 
 class CostRecord(Model):
+    """One FOCUS row of the current delivery of its scope (or of an approved month).
+
+    The table is partitioned by `billing_month` (migrations/0007): its primary key in the
+    database is (id, billing_month); ids stay unique, drawn from one sequence.
+    """
+
     id = fields.BigIntField(primary_key=True)
     organization = fields.ForeignKeyField(
         "models.Organization", related_name="cost_records", on_delete=fields.CASCADE
@@ -77,10 +120,10 @@ class CostRecord(Model):
     )
     # The import's origin, kept on the row so that generation reads its costs without a join.
     origin = _origin()
-    # SHA-256 of the row's values and of its occurrence number among identical rows of its
-    # file: a re-import of the same data inserts nothing.
-    fingerprint = fields.CharField(max_length=64)
-    # The first day of the month of BillingPeriodStart (the invoice month).
+    # Rows imported before deliveries superseded each other carry the digest that
+    # de-duplicated them; deliveries now replace whole scopes and leave it null.
+    fingerprint = fields.CharField(max_length=64, null=True)
+    # The first day of the month of BillingPeriodStart (the invoice month); the partition key.
     billing_month = fields.DateField()
     billing_period_start = fields.DatetimeField()
     billing_period_end = fields.DatetimeField()
@@ -126,7 +169,6 @@ class CostRecord(Model):
     class Meta:
         table = "cost_records"
         constraints = (
-            UniqueConstraint(fields=("organization_id", "fingerprint"), name="cost_records_fingerprint_unique"),
             CheckConstraint(check="EXTRACT(DAY FROM billing_month) = 1", name="cost_records_month"),
             CheckConstraint(check="billing_currency ~ '^[A-Z]{3}$'", name="cost_records_currency_iso"),
             enum_check("cost_records", "origin", CostOrigin),
@@ -134,4 +176,75 @@ class CostRecord(Model):
         indexes = (
             Index(fields=("managed_account_id", "billing_month"), name="cost_records_account_month"),
             Index(fields=("organization_id", "sub_account_id"), name="cost_records_sub_account"),
+        )
+
+
+class CostDeliveryScope(Model):
+    """What one delivery said about one scope: a provider's billing account in one billing
+    month, from one source (the MSP's integration, or one account's own). The latest
+    delivery naming a scope is its current one and replaced the one before (`supersedes`)."""
+
+    id = fields.UUIDField(primary_key=True)
+    organization = fields.ForeignKeyField(
+        "models.Organization", related_name="cost_delivery_scopes", on_delete=fields.CASCADE
+    )
+    cost_import = fields.ForeignKeyField(
+        "models.CostImport", related_name="scopes", on_delete=fields.CASCADE
+    )
+    origin = _origin()
+    # The account of an ACCOUNT_INTEGRATION source; null for the MSP's.
+    integration_account = fields.ForeignKeyField(
+        "models.ManagedAccount", related_name=False, null=True, on_delete=fields.CASCADE
+    )
+    provider_name = fields.CharField(max_length=128)
+    # "" when the rows named no billing account.
+    billing_account_id = fields.CharField(max_length=512)
+    billing_month = fields.DateField()
+    # The delivery that was current for the scope before this one (None: the first).
+    supersedes = fields.ForeignKeyField(
+        "models.CostImport", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    is_current = fields.BooleanField(default=True)
+    row_count = fields.IntField()
+    # {"USD": "123.45"}: the delivery's BilledCost of the scope per currency, exact.
+    totals = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "cost_delivery_scopes"
+        indexes = (
+            Index(fields=("organization_id", "billing_month"), name="cost_delivery_scopes_month"),
+        )
+
+
+class LateCost(Model):
+    """How much a delivery differs, for one account, month and currency, from the costs an
+    approved invoice was made of. Those costs stay as invoiced; this is what a later
+    invoice (or credit note) bills."""
+
+    id = fields.UUIDField(primary_key=True)
+    organization = fields.ForeignKeyField(
+        "models.Organization", related_name="late_costs", on_delete=fields.CASCADE
+    )
+    cost_import = fields.ForeignKeyField(
+        "models.CostImport", related_name="late_costs", on_delete=fields.CASCADE
+    )
+    managed_account = fields.ForeignKeyField(
+        "models.ManagedAccount", related_name="late_costs", on_delete=fields.CASCADE
+    )
+    invoice = fields.ForeignKeyField("models.Invoice", related_name="late_costs", on_delete=fields.CASCADE)
+    billing_month = fields.DateField()
+    origin = _origin()
+    currency = fields.CharField(max_length=3)
+    invoiced_cost = cost_decimal()
+    delivered_cost = cost_decimal()
+    difference = cost_decimal()
+    invoiced_rows = fields.IntField()
+    delivered_rows = fields.IntField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "late_costs"
+        indexes = (
+            Index(fields=("managed_account_id", "billing_month"), name="late_costs_account_month"),
         )

@@ -1,0 +1,33 @@
+"""The background import of a registered cost delivery."""
+
+from __future__ import annotations
+
+import logging
+
+from models.costs import CostFileRejected, run_import
+from models.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+RUN_COST_IMPORT = "run_cost_import"
+# A 10-million-row month takes minutes; the whole import is one transaction.
+IMPORT_TIMEOUT_SECONDS = 4 * 3600
+
+
+async def run_cost_import(ctx: dict, cost_import_id: str) -> dict:
+    """Run the delivery's import. A refused delivery is a result, not a retry: the import
+    ends FAILED with its reason, which a later identical run would give again."""
+    try:
+        report = await run_import(cost_import_id)
+    except CostFileRejected as refused:
+        log.info("cost import %s refused: %s", cost_import_id, refused.message)
+        return {"state": "FAILED", "message": refused.message}
+    except DomainError as error:
+        log.info("cost import %s not run: %s", cost_import_id, error)
+        return {"state": "SKIPPED", "message": str(error)}
+    return {"state": "DONE", "rows": report.rows}
+
+
+async def enqueue_cost_import(redis, cost_import_id: str) -> None:
+    """Queue the import once (job id = import id); call it after the import's row commits."""
+    await redis.enqueue_job(RUN_COST_IMPORT, str(cost_import_id), _job_id=f"cost-import:{cost_import_id}")

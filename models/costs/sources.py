@@ -1,0 +1,315 @@
+"""The files of a cost delivery, recognised by their content, and their rows in batches.
+
+A delivery is one file, several part files sent together, a folder (an AWS Data Exports
+period folder with its `Manifest.json`, or parts alone), or a zip of any of these. Each part
+is CSV, gzip CSV or Parquet whatever its name says. Batches stream with bounded memory:
+Arrow reads CSV a block at a time and Parquet a batch at a time.
+
+When Arrow refuses a file, its message never reaches a client: the part is read again with
+Python's csv, gzip or the Parquet footer to say, in our words, where and why (an error path
+only, so its speed does not matter).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import json
+import shutil
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from models.costs.focus import NULL_TEXTS, CostFileRejected
+
+CSV_BLOCK_BYTES = 8 << 20
+PARQUET_BATCH_ROWS = 32_768
+_SNIFF_BYTES = 1 << 16
+_MANIFEST_SUFFIX = "manifest.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One file of a delivery: where it is, the name refusals give it, and its format."""
+
+    path: Path
+    name: str
+    kind: str  # "csv", "csv.gz" or "parquet"
+
+
+@dataclass(slots=True)
+class Batch:
+    """Rows of a part: `first_row` is the 0-based data row of the part the batch starts at."""
+
+    part: Part
+    names: list[str]
+    data: pa.RecordBatch
+    first_row: int
+
+
+def _kind(path: Path) -> str:
+    with path.open("rb") as file:
+        head = file.read(4)
+    if head.startswith(b"\x1f\x8b"):
+        return "csv.gz"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if head == b"PAR1":
+        return "parquet"
+    return "csv"
+
+
+def delivery_parts(sources: list[Path], workdir: Path) -> list[Part]:
+    """The part files of a delivery, in order. Zips are unpacked into `workdir`; a folder
+    with a manifest gives the parts the manifest names (all of them must be there), a folder
+    without one every file in it. Raises `CostFileRejected` for a delivery without a file,
+    a missing part or a zip that cannot be read."""
+    parts: list[Part] = []
+    for source in sources:
+        parts.extend(_parts_of(Path(source), workdir, Path(source).name))
+    if not parts:
+        raise CostFileRejected("the delivery holds no cost file")
+    return parts
+
+
+def _parts_of(path: Path, workdir: Path, label: str) -> list[Part]:
+    if path.is_dir():
+        return _folder_parts(path, workdir, label)
+    if not path.is_file():
+        raise CostFileRejected(f"{label} is not in the delivery", file=label)
+    kind = _kind(path)
+    if kind != "zip":
+        return [Part(path, label, kind)]
+    target = workdir / f"zip-{len(list(workdir.iterdir()))}"
+    target.mkdir()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for entry in archive.infolist():
+                name = PurePosixPath(entry.filename)
+                if entry.is_dir() or ".." in name.parts or name.is_absolute():
+                    continue
+                destination = target.joinpath(*name.parts)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(entry) as packed, destination.open("wb") as unpacked:
+                    shutil.copyfileobj(packed, unpacked, 1 << 20)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError):
+        raise CostFileRejected(f"{label} is not a zip file that can be read", file=label) from None
+    parts = _folder_parts(target, workdir, label)
+    if any(part.kind == "zip" for part in parts):
+        raise CostFileRejected(f"{label} holds another zip; send its files instead", file=label)
+    return parts
+
+
+def _folder_parts(folder: Path, workdir: Path, label: str) -> list[Part]:
+    files = sorted(
+        path for path in folder.rglob("*")
+        if path.is_file() and not any(piece.startswith(".") for piece in path.relative_to(folder).parts)
+    )
+    manifests = [path for path in files if path.name.lower().endswith(_MANIFEST_SUFFIX)]
+    if not manifests:
+        return [part for path in files for part in _parts_of(path, workdir, _label(label, folder, path))]
+    parts = []
+    for manifest in manifests:
+        for key in _manifest_keys(manifest, _label(label, folder, manifest)):
+            found = _find(folder, files, key)
+            if found is None:
+                raise CostFileRejected(
+                    f"the manifest names {PurePosixPath(key).name}, which is not in the delivery",
+                    file=_label(label, folder, manifest), name_file=True,
+                )
+            parts.extend(_parts_of(found, workdir, _label(label, folder, found)))
+    return parts
+
+
+def _label(label: str, folder: Path, path: Path) -> str:
+    return str(PurePosixPath(label, *path.relative_to(folder).parts))
+
+
+def _manifest_keys(manifest: Path, label: str) -> list[str]:
+    """The data files an AWS manifest names: Data Exports' `dataFiles` (S3 URIs), or the
+    legacy Cost and Usage Report's `reportKeys`."""
+    try:
+        content = json.loads(manifest.read_text(encoding="utf-8-sig"))
+        keys = content.get("dataFiles", content.get("reportKeys"))
+        if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+            raise ValueError
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        raise CostFileRejected(
+            "the manifest is not an export manifest (JSON with its dataFiles)", file=label, name_file=True
+        ) from None
+    return keys
+
+
+def _find(folder: Path, files: list[Path], key: str) -> Path | None:
+    """The file of the folder a manifest key names: the longest match of its trailing path."""
+    wanted = PurePosixPath(key.split("://", 1)[-1]).parts
+    best, best_length = None, 0
+    for path in files:
+        have = path.relative_to(folder).parts
+        length = 0
+        while length < min(len(have), len(wanted)) and have[-1 - length] == wanted[-1 - length]:
+            length += 1
+        if length > best_length:
+            best, best_length = path, length
+    return best
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_batches(part: Part) -> Iterator[Batch]:
+    """The part's rows, a batch at a time, every column as Arrow read it (CSV: text).
+    Raises `CostFileRejected` (naming the part) when the file cannot be read."""
+    if part.kind == "parquet":
+        yield from _parquet_batches(part)
+    else:
+        yield from _csv_batches(part)
+
+
+def _parquet_batches(part: Part) -> Iterator[Batch]:
+    try:
+        parquet = pq.ParquetFile(part.path)
+        names = parquet.schema_arrow.names
+        batches = parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS)
+    except (pa.ArrowException, OSError):
+        raise CostFileRejected("the Parquet file is damaged or incomplete", file=part.name) from None
+    row = 0
+    while True:
+        try:
+            data = next(batches, None)
+        except (pa.ArrowException, OSError):
+            raise CostFileRejected(
+                "the Parquet file is damaged or incomplete", row=row + 1, file=part.name
+            ) from None
+        if data is None:
+            return
+        yield Batch(part, names, data, row)
+        row += data.num_rows
+
+
+def _open_text(part: Part) -> io.BufferedReader:
+    raw = part.path.open("rb")
+    return gzip.open(raw) if part.kind == "csv.gz" else raw
+
+
+def header_names(part: Part) -> tuple[list[str], str]:
+    """The header's column names and the text encoding, read with Python's csv (Arrow is
+    told every column is text, so that it never guesses a type and fails a later block)."""
+    try:
+        with _open_text(part) as stream:
+            head = stream.read(_SNIFF_BYTES)
+    except (OSError, EOFError, zlib.error):
+        raise CostFileRejected("the gzip file is damaged or truncated", file=part.name) from None
+    encoding = "utf-8"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    try:
+        text = head.decode(encoding if encoding == "utf-16" else "utf-8-sig", errors="strict")
+    except UnicodeDecodeError as error:
+        if error.start < len(head) - 4:  # not just a character cut at the end of the sample
+            raise _not_utf8(head, error.start, part) from None
+        text = head[: error.start].decode("utf-8-sig")
+    first = next(csv.reader(io.StringIO(text)), None)
+    if not first or not any(name.strip() for name in first):
+        raise CostFileRejected(
+            "the file is empty; a FOCUS file starts with a header line", line=1, file=part.name
+        )
+    return first, encoding
+
+
+def _not_utf8(data: bytes, position: int, part: Part) -> CostFileRejected:
+    return CostFileRejected(
+        f"the file is not UTF-8 text (byte 0x{data[position]:02x})",
+        line=data.count(b"\n", 0, position) + 1, file=part.name,
+    )
+
+
+def _csv_batches(part: Part) -> Iterator[Batch]:
+    names, encoding = header_names(part)
+    try:
+        stream = pa.input_stream(str(part.path), compression="gzip" if part.kind == "csv.gz" else None)
+        reader = pa_csv.open_csv(
+            stream,
+            read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, encoding=encoding, use_threads=True),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={name: pa.string() for name in names},
+                null_values=list(NULL_TEXTS), strings_can_be_null=True, quoted_strings_can_be_null=True,
+            ),
+        )
+    except (pa.ArrowException, OSError):
+        raise explain_csv_failure(part, 0) from None
+    row = 0
+    with stream:
+        while True:
+            try:
+                data = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (pa.ArrowException, OSError):
+                raise explain_csv_failure(part, row) from None
+            yield Batch(part, names, data, row)
+            row += data.num_rows
+
+
+def explain_csv_failure(part: Part, from_row: int) -> CostFileRejected:
+    """Why Arrow could not read a CSV part, found again with Python: the gzip stream, the
+    UTF-8 text, then each row's number of fields, with the line."""
+    try:
+        with _open_text(part) as stream:
+            while stream.read(1 << 20):
+                pass
+    except (OSError, EOFError, zlib.error):
+        return CostFileRejected("the gzip file is damaged or truncated", file=part.name)
+    with _open_text(part) as stream:
+        line = 0
+        for raw in stream:
+            line += 1
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                return CostFileRejected(
+                    f"the file is not UTF-8 text (byte 0x{raw[error.start]:02x})", line=line, file=part.name
+                )
+    with _open_text(part) as stream:
+        reader = csv.reader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""), strict=True)
+        line = 1
+        width = None
+        try:
+            for fields in reader:
+                start, line = line, reader.line_num + 1
+                if width is None:
+                    width = len(fields)
+                elif fields and len(fields) != width:
+                    return CostFileRejected(
+                        f"the row has {len(fields)} fields but the header has {width}", line=start, file=part.name
+                    )
+        except csv.Error as error:
+            return CostFileRejected(f"not valid CSV ({error})", line=line, file=part.name)
+    return CostFileRejected("the file is not CSV that can be read", row=from_row + 1, file=part.name)
+
+
+def line_of_row(part: Part, row: int) -> int | None:
+    """The CSV line (1-based, the header is line 1) data row `row` (0-based) starts on,
+    counting the lines of quoted values that span several; None for Parquet."""
+    if part.kind == "parquet":
+        return None
+    with _open_text(part) as stream:
+        reader = csv.reader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""))
+        next(reader, None)
+        line, seen = reader.line_num, 0
+        for fields in reader:
+            if fields:
+                if seen == row:
+                    return line + 1
+                seen += 1
+            line = reader.line_num
+    return None

@@ -1,0 +1,189 @@
+"""Supersession: a delivery's rows of a scope replace what earlier deliveries said about it.
+
+A scope is one provider's billing account in one billing month, from one source: the MSP's
+delegated integration, or one managed account's own (an account's integration never replaces
+the MSP's rows, nor the other way round). The new rows are already in `cost_records` under
+the new import (COPY, same transaction); per scope this module then
+
+- leaves the scope as it is when its current delivery is byte-identical (and drops the new
+  copy): a re-import changes nothing;
+- otherwise removes the earlier rows of the scope, except those of accounts whose invoice
+  for the month is approved (or was, before a void): those stay as invoiced, the new rows
+  of those accounts are dropped, and the difference is stored as a late cost;
+- records the delivery as the scope's current one, and which one it superseded.
+
+Everything runs in the import's transaction: a failure leaves the scopes as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from models.costs.focus import EXACT
+from models.costs.reports import LateCostEntry, ScopeOutcome
+from models.costs.records import CostOrigin
+
+# Invoices whose costs may not change any more: approved, or voided after approval (it was
+# numbered, so it was sent as it is).
+_INVOICED = "(i.status = 'APPROVED' OR (i.status = 'VOIDED' AND i.number IS NOT NULL))"
+
+# The rows of a scope from one source: $1 org, $2 month, $3 provider, $4 billing account,
+# $5 origin, $6 integration account (null: the MSP's); $7, the new import, is the caller's.
+_SCOPE_ROWS = """organization_id = $1 AND billing_month = $2 AND provider_name = $3
+    AND COALESCE(billing_account_id, '') = $4 AND origin = $5
+    AND ($6::uuid IS NULL OR cost_import_id IN (SELECT id FROM cost_imports WHERE managed_account_id = $6))"""
+
+
+@dataclass(slots=True)
+class ScopeDelivery:
+    """What the new delivery holds for one scope."""
+
+    rows: int = 0
+    totals: dict[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Supersession:
+    """The outcome over all the delivery's scopes."""
+
+    scopes: list[ScopeOutcome] = field(default_factory=list)
+    late_costs: list[LateCostEntry] = field(default_factory=list)
+    duplicates: int = 0
+    late: int = 0
+    replaced: int = 0
+
+
+async def supersede(
+    pg: Any, *, organization_id: uuid.UUID, cost_import_id: uuid.UUID, digest: str,
+    origin: CostOrigin, integration_account_id: uuid.UUID | None,
+    scopes: dict[tuple[str, str, date], ScopeDelivery],
+) -> Supersession:
+    """Make the new import (whose rows are all in `cost_records`) current for each of its
+    scopes; `pg` is the transaction's asyncpg connection."""
+    result = Supersession()
+    invoiced_by_month: dict[date, dict[uuid.UUID, uuid.UUID]] = {}
+    late: dict[tuple[uuid.UUID, date, str], list[Any]] = {}
+    account = integration_account_id
+    for (provider, billing_account, month), delivered in sorted(scopes.items()):
+        current = await pg.fetchrow(
+            """SELECT s.id, s.cost_import_id, c.file_sha256 FROM cost_delivery_scopes s
+               JOIN cost_imports c ON c.id = s.cost_import_id
+               WHERE s.organization_id = $1 AND s.is_current AND s.origin = $2
+                 AND s.integration_account_id IS NOT DISTINCT FROM $3::uuid AND s.provider_name = $4
+                 AND s.billing_account_id = $5 AND s.billing_month = $6
+               FOR UPDATE OF s""",
+            organization_id, origin.value, account, provider, billing_account, month,
+        )
+        totals = tuple(sorted(delivered.totals.items()))
+        scope_args = (organization_id, month, provider, billing_account, origin.value, account, cost_import_id)
+        if current is not None and current["file_sha256"] == digest:
+            await pg.execute(
+                "DELETE FROM cost_records WHERE cost_import_id = $7 AND " + _SCOPE_ROWS, *scope_args
+            )
+            result.duplicates += delivered.rows
+            result.scopes.append(ScopeOutcome(
+                provider, billing_account, month, "UNCHANGED", delivered.rows, totals, None, 0
+            ))
+            continue
+        if month not in invoiced_by_month:
+            invoiced_by_month[month] = {
+                row["managed_account_id"]: row["id"]
+                for row in await pg.fetch(
+                    f"""SELECT i.id, i.managed_account_id FROM invoices i
+                        JOIN billing_periods p ON p.id = i.billing_period_id
+                        WHERE i.organization_id = $1 AND p.start_date = $2 AND {_INVOICED}""",
+                    organization_id, month,
+                )
+            }
+        invoiced = invoiced_by_month[month]
+        locked = list(invoiced)
+        if locked:
+            # What each approved account's invoice was made of, against what is delivered now.
+            for row in await pg.fetch(
+                f"""SELECT managed_account_id, billing_currency, cost_import_id = $7 AS is_new,
+                           count(*) AS rows, sum(billed_cost) AS cost
+                    FROM cost_records WHERE managed_account_id = ANY($8::uuid[])
+                      AND {_SCOPE_ROWS}
+                    GROUP BY 1, 2, 3""",
+                *scope_args, locked,
+            ):
+                entry = late.setdefault(
+                    (row["managed_account_id"], month, row["billing_currency"]), [Decimal(0), Decimal(0), 0, 0]
+                )
+                slot = 1 if row["is_new"] else 0
+                entry[slot] = EXACT.add(entry[slot], row["cost"])
+                entry[slot + 2] += row["rows"]
+            kept_out = await pg.execute(
+                "DELETE FROM cost_records WHERE cost_import_id = $7 AND managed_account_id = ANY($8::uuid[])"
+                " AND " + _SCOPE_ROWS, *scope_args, locked,
+            )
+            result.late += _count(kept_out)
+        removed = 0
+        if current is not None:
+            # Without a current delivery the scope has no rows from this source (migration
+            # 0007 recorded one for the rows imported before), and a month's partition of
+            # millions of rows is not scanned for nothing.
+            removed = _count(await pg.execute(
+                "DELETE FROM cost_records WHERE cost_import_id <> $7"
+                " AND (managed_account_id IS NULL OR managed_account_id <> ALL($8::uuid[])) AND " + _SCOPE_ROWS,
+                *scope_args, locked,
+            ))
+        result.replaced += removed
+        superseded = None
+        if current is not None:
+            superseded = current["cost_import_id"]
+            await pg.execute("UPDATE cost_delivery_scopes SET is_current = false WHERE id = $1", current["id"])
+        await pg.execute(
+            """INSERT INTO cost_delivery_scopes (id, organization_id, cost_import_id, origin,
+                   integration_account_id, provider_name, billing_account_id, billing_month,
+                   supersedes_id, is_current, row_count, totals, created_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true, $10, $11::jsonb, now())""",
+            uuid.uuid4(), organization_id, cost_import_id, origin.value, account, provider,
+            billing_account, month, superseded, delivered.rows,
+            json.dumps({currency: f"{total:f}" for currency, total in totals}),
+        )
+        result.scopes.append(ScopeOutcome(
+            provider, billing_account, month, "NEW" if current is None else "REPLACED",
+            delivered.rows, totals, superseded, removed,
+        ))
+    for (account_id, month, currency), (invoiced_cost, delivered_cost, invoiced_rows, delivered_rows) in sorted(
+        late.items(), key=lambda item: (str(item[0][0]), item[0][1], item[0][2])
+    ):
+        entry = LateCostEntry(
+            account_id, invoiced_by_month[month][account_id], month, currency, invoiced_cost, delivered_cost,
+            EXACT.subtract(delivered_cost, invoiced_cost), invoiced_rows, delivered_rows,
+        )
+        result.late_costs.append(entry)
+        if entry.difference:
+            await pg.execute(
+                """INSERT INTO late_costs (id, organization_id, cost_import_id, managed_account_id,
+                       invoice_id, billing_month, origin, currency, invoiced_cost, delivered_cost,
+                       difference, invoiced_rows, delivered_rows, created_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now())""",
+                uuid.uuid4(), organization_id, cost_import_id, account_id, entry.invoice_id, month,
+                origin.value, currency, invoiced_cost, delivered_cost, entry.difference,
+                invoiced_rows, delivered_rows,
+            )
+    return result
+
+
+def _count(status: str) -> int:
+    """The row count of a command status such as `DELETE 12`."""
+    return int(status.rsplit(" ", 1)[1])
+
+
+def scope_totals(groups: dict[tuple, list[Any]]) -> dict[tuple[str, str, date], ScopeDelivery]:
+    """The delivery's rows and totals per scope, from its groups
+    (provider, billing account, month, currency, account, sub-account) -> [rows, cost, name]."""
+    scopes: dict[tuple[str, str, date], ScopeDelivery] = defaultdict(ScopeDelivery)
+    for (provider, billing_account, month, currency, _, _), (rows, cost, _) in groups.items():
+        scope = scopes[(provider, billing_account, month)]
+        scope.rows += rows
+        scope.totals[currency] = EXACT.add(scope.totals.get(currency, Decimal(0)), cost)
+    return dict(scopes)
