@@ -72,7 +72,9 @@ class Settings(BaseSettings):
         900, gt=0, description="Longest wait between two sign-in attempts (back-off, never a permanent lock)."
     )
     max_page_size: int = Field(100, gt=0, description="Cap on `first`/`last` of connections.")
-    max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Cap on a cost upload.")
+    max_upload_bytes: int = Field(
+        5 * 1024**3, gt=0, description="Cap on a cost delivery upload (all its parts), streamed to storage."
+    )
     subscriptions_per_connection: int = Field(
         20, gt=0, description="Cap on operations running at once on one WebSocket."
     )

@@ -3,12 +3,15 @@ paths stored in the database."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from infra.settings import Settings
 
@@ -55,3 +58,43 @@ def purge(settings: Settings, folder: str, older_than: datetime) -> int:
                 entry.unlink()
             removed += 1
     return removed
+
+
+class UploadTooLarge(Exception):
+    """An upload passed its cap; what was written of it is removed."""
+
+
+async def receive(settings: Settings, relative: str, upload: Any, limit: int, chunk: int = 1 << 20) -> Path:
+    """Copy an upload (anything with `async read(n)`) into storage in chunks, never holding
+    more than one chunk in memory; past `limit` bytes the file is removed and UploadTooLarge
+    raised. The disk writes run off the event loop."""
+    target = _resolve(settings, relative)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    try:
+        with target.open("wb") as handle:
+            while data := await upload.read(chunk):
+                written += len(data)
+                if written > limit:
+                    raise UploadTooLarge(relative)
+                await asyncio.to_thread(handle.write, data)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def safe_name(filename: str | None, default: str = "upload") -> str:
+    """A client's file name as one harmless path segment: its last component, with anything
+    but letters, digits, dot, dash and underscore replaced."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", (filename or "").replace("\\", "/").rsplit("/", 1)[-1]).lstrip(".")
+    return name[:200] or default
+
+
+def remove(settings: Settings, relative: str) -> None:
+    """Remove a stored folder (or file) and all it holds; nothing when it is not there."""
+    path = _resolve(settings, relative)
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

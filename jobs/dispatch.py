@@ -13,6 +13,7 @@ from arq import ArqRedis
 GENERATE = "generate_invoice"
 SEND = "send_invoice"
 NOTIFY = "notify_customer"
+COST_IMPORT = "run_cost_import"
 
 
 def generate_job_id(invoice_id: Any) -> str:
@@ -37,3 +38,8 @@ async def enqueue_notification(redis: ArqRedis, invoice_id: Any, notice: str, re
     per void and per refund."""
     key = f"{NOTIFY}:{invoice_id}:{notice}" + (f":{refund_id}" if refund_id else "")
     await redis.enqueue_job(NOTIFY, str(invoice_id), notice, str(refund_id) if refund_id else None, _job_id=key)
+
+
+async def enqueue_cost_import(redis: ArqRedis, cost_import_id: Any) -> None:
+    """Queue a registered cost delivery's import, once (the job id is the import's)."""
+    await redis.enqueue_job(COST_IMPORT, str(cost_import_id), _job_id=f"{COST_IMPORT}:{cost_import_id}")

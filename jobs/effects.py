@@ -73,3 +73,8 @@ async def refund_recorded(redis: ArqRedis, invoice: Invoice, refund: Refund, *, 
 async def token_revoked(redis: ArqRedis, token_id: Any) -> None:
     """A token was revoked: every web process ends its subscriptions at once."""
     await events.publish_revoked(redis, token_id)
+
+
+async def cost_import_requested(redis: ArqRedis, cost_import_id: Any) -> None:
+    """A cost delivery is stored and registered: one import job runs it."""
+    await dispatch.enqueue_cost_import(redis, cost_import_id)

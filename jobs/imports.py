@@ -9,7 +9,6 @@ from models.errors import DomainError
 
 log = logging.getLogger(__name__)
 
-RUN_COST_IMPORT = "run_cost_import"
 # A 10-million-row month takes minutes; the whole import is one transaction.
 IMPORT_TIMEOUT_SECONDS = 4 * 3600
 
@@ -26,8 +25,3 @@ async def run_cost_import(ctx: dict, cost_import_id: str) -> dict:
         log.info("cost import %s not run: %s", cost_import_id, error)
         return {"state": "SKIPPED", "message": str(error)}
     return {"state": "DONE", "rows": report.rows}
-
-
-async def enqueue_cost_import(redis, cost_import_id: str) -> None:
-    """Queue the import once (job id = import id); call it after the import's row commits."""
-    await redis.enqueue_job(RUN_COST_IMPORT, str(cost_import_id), _job_id=f"cost-import:{cost_import_id}")

@@ -13,7 +13,7 @@ from infra.embedded import resolve_urls
 from infra.settings import Settings, get_settings
 from jobs import dispatch
 from jobs.generate import GENERATION_TIMEOUT, generate_invoice, requeue_stuck
-from jobs.imports import IMPORT_TIMEOUT_SECONDS, RUN_COST_IMPORT, run_cost_import
+from jobs.imports import IMPORT_TIMEOUT_SECONDS, run_cost_import
 from jobs.overdue import mark_overdue_invoices
 from jobs.pdf import PdfRenderer
 from jobs.periods import close_due_periods
@@ -64,7 +64,7 @@ class WorkerSettings:
              timeout=GENERATION_TIMEOUT.total_seconds() + 30),
         func(send_invoice, name=dispatch.SEND, keep_result=0, timeout=120),
         func(notify_customer, name=dispatch.NOTIFY, keep_result=0, timeout=120),
-        func(run_cost_import, name=RUN_COST_IMPORT, keep_result=0, timeout=IMPORT_TIMEOUT_SECONDS, max_tries=1),
+        func(run_cost_import, name=dispatch.COST_IMPORT, keep_result=0, timeout=IMPORT_TIMEOUT_SECONDS, max_tries=1),
     ]
     cron_jobs = [
         cron(purge_old_tokens, hour={3}, minute={17}, run_at_startup=False),

@@ -1,17 +1,28 @@
-"""Cost records: the list with its totals, and the FOCUS file import."""
+"""Cost records: the list with its totals; cost deliveries: their import, in the background,
+and its progress, live."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import AsyncGenerator
 from typing import Annotated, cast
 
 import strawberry
 from starlette.datastructures import UploadFile
 from strawberry.file_uploads import Upload
 
+from infra import storage
+from jobs import effects
 from models import costs
 from models.errors import ValidationFailed
 from schema.context import Info
 from schema.costs import (
+    CostImport,
+    CostImportConnection,
+    CostImportOrder,
+    CostImportOrderField,
+    CostImportQueued,
     CostOrigin,
     CostRecord,
     CostRecordConnection,
@@ -23,10 +34,13 @@ from schema.costs import (
     cost_query,
 )
 from schema.mutations import mutation
-from schema.nodes import node_uuid
+from schema.nodes import node_uuid, node_uuid_or_none
 from schema.pagination import Direction, paginate
 from schema.permissions import MSP_USERS, OWNERS, requires
 from schema.scalars import Month
+
+# How often a live import is read again for `costImportChanged` (it records progress each second).
+PROGRESS_POLL_SECONDS = 0.5
 
 
 @strawberry.type
@@ -53,36 +67,108 @@ class Query:
         page.query = query
         return page
 
+    @strawberry.field(
+        description="Cost deliveries received, newest first: their state, progress and what they did.",
+        extensions=requires(*MSP_USERS),
+    )
+    async def cost_imports(
+        self, info: Info, first: int | None = None, after: str | None = None,
+        last: int | None = None, before: str | None = None, order_by: CostImportOrder | None = None,
+    ) -> CostImportConnection:
+        order = order_by or CostImportOrder(field=CostImportOrderField.CREATED_AT, direction=Direction.DESC)
+        return await paginate(
+            info, CostImportConnection, costs.visible_imports(info.context.authenticated()),
+            CostImport.from_model, order, first=first, after=after, last=last, before=before,
+        )
+
 
 @strawberry.type
 class Mutation:
     @mutation(
-        description="Import a FOCUS cost export (CSV, UTF-8; AWS, Azure, Google Cloud, OCI) "
-        "sent as a GraphQL multipart request. The whole file is imported or nothing is; rows "
-        "imported before are skipped, so sending a file again is harmless.",
+        description="Receive a FOCUS cost delivery (AWS, Azure, Google Cloud, OCI) sent as a GraphQL "
+        "multipart request: one file, or its parts in `files` (CSV, gzip CSV, Parquet, a zip, an AWS "
+        "Manifest.json with its parts), recognised by content. The files are stored as they arrive "
+        "and a worker imports them as one unit: all of it or nothing. A delivery replaces what "
+        "earlier deliveries said about the same provider, billing account and month; months "
+        "already approved keep what was invoiced and their difference is kept as late costs. "
+        "By default the answer is `CostImportQueued` (follow it with `costImportChanged`); with "
+        "`wait` the import runs now and the answer is its report.",
         scopes=OWNERS,
     )
     async def import_costs(
         self, info: Info,
-        file: Annotated[Upload, strawberry.argument(description="The CSV file, as a multipart file part.")],
+        file: Annotated[Upload | None, strawberry.argument(description="The delivery, or its first part.")] = None,
+        files: Annotated[list[Upload] | None, strawberry.argument(
+            description="Further parts of the same delivery."
+        )] = None,
         origin: Annotated[CostOrigin, strawberry.argument(
-            description="Whose integration exported the file; by default the MSP's."
+            description="Whose integration exported the delivery; by default the MSP's."
         )] = CostOrigin.MSP_DELEGATED,
         account_id: Annotated[strawberry.ID | None, strawberry.argument(
-            description="The managed account whose own integration exported the file: required "
+            description="The managed account whose own integration exported the delivery: required "
             "with ACCOUNT_INTEGRATION (every row must be of its sub-accounts), refused otherwise."
         )] = None,
+        wait: Annotated[bool, strawberry.argument(
+            description="Import now, in this request, and answer the report (small deliveries, scripts)."
+        )] = False,
     ) -> ImportCostsPayload:
-        cap = info.context.settings.max_upload_bytes
-        # strawberry types an `Upload` as bytes; over ASGI it is Starlette's file.
-        upload = cast(UploadFile, file)
-        # One byte past the cap tells it is too big; never read more into memory.
-        data = await upload.read(cap + 1)
-        if len(data) > cap:
-            raise ValidationFailed(f"A cost file is at most {cap:,} bytes.", field="file")
         principal = info.context.authenticated()
-        report = await costs.import_costs(
-            principal.organization_id, data, filename=upload.filename or "", imported_by_id=principal.user.id,
-            origin=origin, account_id=node_uuid(account_id, "ManagedAccount", field="accountId"),
+        uploads = [cast(UploadFile, upload) for upload in ([file] if file else []) + (files or [])]
+        if not uploads:
+            raise ValidationFailed("Send the delivery as `file` (and any further parts as `files`).", field="file")
+        account = node_uuid(account_id, "ManagedAccount", field="accountId")
+        stored = await _store(info, principal.organization_id, uploads)
+        cost_import = await costs.register_delivery(
+            principal.organization_id, stored, filename=", ".join(u.filename or "" for u in uploads),
+            imported_by_id=principal.user.id, origin=origin, account_id=account,
         )
-        return CostsImported.from_report(report)
+        if not wait:
+            await effects.cost_import_requested(info.context.redis, cost_import.id)
+            return CostImportQueued(cost_import=CostImport.from_model(cost_import))
+        report = await costs.run_import(cost_import.id)
+        await cost_import.refresh_from_db()
+        return CostsImported.from_report(report, cost_import)
+
+
+async def _store(info: Info, organization_id: uuid.UUID, uploads: list[UploadFile]) -> list:
+    """Each part into storage, a chunk at a time, under the delivery's own folder (a folder
+    per part keeps its name, which the import's messages use); the cap counts the whole
+    delivery, and a refused one leaves nothing behind."""
+    settings = info.context.settings
+    folder = f"cost-deliveries/{organization_id}/{uuid.uuid4()}"
+    left, stored = settings.max_upload_bytes, []
+    for number, upload in enumerate(uploads, start=1):
+        try:
+            path = await storage.receive(settings, f"{folder}/{number}/{storage.safe_name(upload.filename)}", upload, left)
+        except storage.UploadTooLarge:
+            storage.remove(settings, folder)
+            raise ValidationFailed(
+                f"A cost delivery is at most {settings.max_upload_bytes:,} bytes.", field="file" if number == 1 else "files"
+            ) from None
+        left -= path.stat().st_size
+        stored.append(path)
+    return stored
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="A cost import as it goes: its state and `rowsDone` each time they change, "
+        "until it is DONE or FAILED (the last event). Null when you may not see it.",
+        extensions=requires(*MSP_USERS),
+    )
+    async def cost_import_changed(self, info: Info, id: strawberry.ID) -> AsyncGenerator[CostImport | None, None]:
+        visible = costs.visible_imports(info.context.authenticated())
+        import_id = node_uuid_or_none(id, "CostImport")
+        seen = None
+        while True:
+            row = await visible.filter(id=import_id).first() if import_id else None
+            if row is None:
+                yield None
+                return
+            if (row.state, row.rows_done) != seen:
+                seen = (row.state, row.rows_done)
+                yield CostImport.from_model(row)
+            if row.state in (costs.CostImportState.DONE, costs.CostImportState.FAILED):
+                return
+            await asyncio.sleep(PROGRESS_POLL_SECONDS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Any
@@ -231,18 +231,153 @@ class ImportedCostTotal:
         )
 
 
+CostImportState = domain.CostImportState
+strawberry.enum(
+    CostImportState,
+    description="Where a cost import is: QUEUED (stored, waiting for a worker), RUNNING (rows are "
+    "being read, checked and loaded; `rowsDone` grows), DONE (its costs are current), FAILED "
+    "(refused whole; nothing was written; `error` says why).",
+)
+
+
+@strawberry.type(description="Why a cost import was refused; nothing of it was written.")
+class CostImportError:
+    message: str = strawberry.field(description="What is wrong, for a person.")
+    file: str | None = strawberry.field(description="The part of the delivery at fault, when there are several.")
+    line: int | None = strawberry.field(description="The CSV line (the header is line 1), when one is at fault.")
+    row: int | None = strawberry.field(description="The Parquet row (from 1), when one is at fault.")
+    column: str | None = strawberry.field(description="The FOCUS column concerned, when one is.")
+
+
+@strawberry.type(description="What a delivery did to one scope: one provider's billing account in one month.")
+class DeliveredScope:
+    provider_name: str = strawberry.field(description="FOCUS ProviderName.")
+    billing_account_id: str = strawberry.field(description="FOCUS BillingAccountId.")
+    billing_month: Month = strawberry.field(description="The invoice month.")
+    outcome: str = strawberry.field(
+        description="NEW (no earlier delivery named it), REPLACED (an earlier delivery's rows were "
+        "replaced) or UNCHANGED (the current delivery is byte-identical)."
+    )
+    rows: int = strawberry.field(description="Rows of the delivery in this scope.")
+    totals: list[CostTotal] = strawberry.field(description="Their BilledCost per currency.")
+    rows_removed: int = strawberry.field(description="Rows of the superseded delivery removed.")
+    superseded_import_id: strawberry.ID | None = strawberry.field(
+        description="The import this delivery superseded in the scope (a CostImport id)."
+    )
+
+
+@strawberry.type(description="Costs delivered for a month already invoiced and approved: kept apart, to bill later.")
+class LateCostDifference:
+    billing_month: Month = strawberry.field(description="The invoiced month.")
+    currency: str = strawberry.field(description="The billing currency.")
+    invoiced_cost: Decimal = strawberry.field(description="BilledCost the approved invoice was made of.")
+    delivered_cost: Decimal = strawberry.field(description="BilledCost the delivery says now.")
+    difference: Decimal = strawberry.field(description="Delivered less invoiced.")
+    account_id: strawberry.Private[Any]
+
+    @strawberry.field(description="The managed account invoiced.")
+    async def account(self, info: Info) -> ManagedAccount | None:
+        return await _account(info, self.account_id)
+
+
+@strawberry.type(
+    name="CostImport",
+    description="One cost delivery (a file, or parts imported as one unit) and its import, run in the background.",
+)
+class CostImport(relay.Node):
+    id: relay.NodeID[str]
+    filename: str = strawberry.field(description="The delivery's file names.")
+    origin: CostOrigin = strawberry.field(description="Whose integration exported it.")
+    state: CostImportState = strawberry.field(description="Where the import is.")
+    rows_done: int = strawberry.field(description="Rows read and checked so far (progress while RUNNING).")
+    rows: int = strawberry.field(description="Rows of the delivery, once DONE.")
+    inserted: int = strawberry.field(description="Rows now current costs.")
+    duplicates: int = strawberry.field(description="Rows of scopes whose current delivery was byte-identical: unchanged.")
+    late: int = strawberry.field(description="Rows of months already approved: kept apart as late costs.")
+    replaced: int = strawberry.field(description="Rows of earlier deliveries this one superseded (removed).")
+    created_at: datetime = strawberry.field(description="When the delivery was received.")
+    started_at: datetime | None = strawberry.field(description="When a worker started it.")
+    finished_at: datetime | None = strawberry.field(description="When it ended (DONE or FAILED).")
+    error: CostImportError | None = strawberry.field(description="Why it FAILED; null otherwise.")
+    model: strawberry.Private[Any]
+
+    @strawberry.field(description="What the delivery did per scope (provider, billing account, month), once DONE.")
+    def scopes(self) -> list[DeliveredScope]:
+        return [
+            DeliveredScope(
+                provider_name=s["providerName"], billing_account_id=s["billingAccountId"],
+                billing_month=Month(date.fromisoformat(s["billingMonth"])), outcome=s["outcome"], rows=s["rows"],
+                totals=[CostTotal(currency=c, billed_cost=plain(Decimal(t)), rows=s["rows"]) for c, t in s["totals"].items()],
+                rows_removed=s["rowsRemoved"],
+                superseded_import_id=relay.to_base64("CostImport", s["supersededImportId"]) if s["supersededImportId"] else None,
+            )
+            for s in (self.model.report or {}).get("scopes", [])
+        ]
+
+    @strawberry.field(description="Per account, approved month and currency: how the delivery differs from what was invoiced.")
+    def late_costs(self) -> list[LateCostDifference]:
+        return [
+            LateCostDifference(
+                billing_month=Month(date.fromisoformat(entry["billingMonth"])), currency=entry["currency"],
+                invoiced_cost=plain(Decimal(entry["invoicedCost"])), delivered_cost=plain(Decimal(entry["deliveredCost"])),
+                difference=plain(Decimal(entry["difference"])), account_id=entry["accountId"],
+            )
+            for entry in (self.model.report or {}).get("lateCosts", [])
+        ]
+
+    @classmethod
+    def from_model(cls, row: domain.CostImport) -> CostImport:
+        failed = row.error_message is not None
+        return cls(
+            id=str(row.id), filename=row.filename, origin=row.origin, state=row.state, rows_done=row.rows_done,
+            rows=row.row_count, inserted=row.inserted_count, duplicates=row.duplicate_count, late=row.late_count,
+            replaced=row.replaced_count, created_at=row.created_at, started_at=row.started_at,
+            finished_at=row.finished_at, model=row,
+            error=CostImportError(
+                message=row.error_message or "", file=row.error_file, line=row.error_line, row=row.error_row,
+                column=row.error_column,
+            ) if failed else None,
+        )
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: Info, node_ids: Iterable[str], required: bool = False) -> list[Any]:
+        return await scoped_nodes(cls, info, node_ids, required, domain.visible_imports)
+
+
+@strawberry.type(description="A page of cost imports.")
+class CostImportConnection(CountedConnection[CostImport]):
+    pass
+
+
+@strawberry.enum(description="What cost imports can be sorted by.")
+class CostImportOrderField(Enum):
+    CREATED_AT = "created_at"
+
+
+@strawberry.input(description="Sort order of cost imports.")
+class CostImportOrder:
+    field: CostImportOrderField = strawberry.field(description="Sort key.")
+    direction: Direction = strawberry.field(default=Direction.DESC, description="Direction.")
+
+
+@strawberry.type(description="The delivery is stored and queued: a worker imports it; follow it with `costImportChanged`.")
+class CostImportQueued:
+    cost_import: CostImport = strawberry.field(description="The import, QUEUED.")
+
+
 @strawberry.type(description="The cost file was imported.")
 class CostsImported:
     origin: CostOrigin = strawberry.field(description="Whose integration the file came from.")
     rows: int = strawberry.field(description="Rows in the file.")
     inserted: int = strawberry.field(description="Rows new to the organization, now stored.")
-    duplicates: int = strawberry.field(description="Rows already imported before, skipped.")
+    duplicates: int = strawberry.field(description="Rows of scopes whose current delivery was byte-identical: unchanged.")
     unmatched_sub_accounts: list[UnmatchedSubAccount] = strawberry.field(
         description="Sub-accounts no managed account claims: stored, but not invoiced until one does."
     )
     totals: list[ImportedCostTotal] = strawberry.field(
         description="What the file holds per account, month and currency."
     )
+    cost_import: CostImport = strawberry.field(description="The import, DONE: its scopes and late costs.")
     account_id: strawberry.Private[Any]
 
     @strawberry.field(
@@ -253,8 +388,9 @@ class CostsImported:
         return await _account(info, self.account_id)
 
     @classmethod
-    def from_report(cls, report: ImportReport) -> CostsImported:
+    def from_report(cls, report: ImportReport, cost_import: domain.CostImport) -> CostsImported:
         return cls(
+            cost_import=CostImport.from_model(cost_import),
             origin=report.origin, account_id=report.managed_account_id,
             rows=report.rows, inserted=report.inserted, duplicates=report.duplicates,
             unmatched_sub_accounts=[
@@ -270,6 +406,6 @@ class CostsImported:
 
 
 ImportCostsPayload = Annotated[
-    CostsImported | CostFileRejectedError | ValidationError | NotFoundError,
+    CostImportQueued | CostsImported | CostFileRejectedError | ValidationError | NotFoundError,
     strawberry.union("ImportCostsPayload", description="The result of `importCosts`."),
 ]

@@ -68,7 +68,7 @@ class Mutation(
 
 
 @strawberry.type(description="Live updates over WebSocket (graphql-transport-ws).")
-class Subscription(invoices.Subscription):
+class Subscription(invoices.Subscription, costs.Subscription):
     pass
 
 

@@ -34,7 +34,7 @@ COSTS = """query($accountId: ID, $period: Month, $first: Int, $after: String, $l
 NODE = "query($id: ID!) { node(id: $id) { ... on CostRecord { subAccountId billedCost } } }"
 NODES = "query($ids: [ID!]!) { nodes(ids: $ids) { ... on CostRecord { subAccountId } } }"
 IMPORT = """mutation($file: Upload!, $origin: CostOrigin! = MSP_DELEGATED, $accountId: ID) {
-  importCosts(file: $file, origin: $origin, accountId: $accountId) { __typename
+  importCosts(file: $file, origin: $origin, accountId: $accountId, wait: true) { __typename
   ... on CostsImported { origin account { name } rows inserted duplicates
     unmatchedSubAccounts { subAccountId subAccountName providerName currency rows billedCost }
     totals { account { name } billingMonth currency rows billedCost } }
@@ -311,7 +311,11 @@ async def test_a_malformed_file_is_rejected_with_its_line_and_nothing_is_written
         "CostFileRejectedError", "INVALID_COST_FILE", 702, "BilledCost", "file",
     )
     assert payload["message"].startswith("line 702: BilledCost '12,34' is not a number")
-    assert (await CostImport.all().count(), await CostRecord.all().count()) == before
+    # No cost is written; the refused delivery stays on record, FAILED with its reason.
+    assert await CostRecord.all().count() == before[1]
+    assert await CostImport.all().count() == before[0] + 1
+    failed = await CostImport.all().order_by("-created_at").first()
+    assert failed is not None and (failed.state, failed.error_line, failed.error_column) == ("FAILED", 702, "BilledCost")
 
 
 @pytest.mark.parametrize("data,line,message", [
@@ -325,7 +329,8 @@ async def test_files_that_are_not_focus_are_rejected_and_nothing_is_written(clie
     payload = result["data"]["importCosts"]
     assert (payload["__typename"], payload["code"], payload["field"]) == ("CostFileRejectedError", "INVALID_COST_FILE", "file")
     assert payload["line"] == line and payload["message"].startswith(message)
-    assert await CostImport.all().count() == await CostRecord.all().count() == 0
+    assert await CostRecord.all().count() == 0
+    assert await CostImport.filter(state="FAILED").count() == await CostImport.all().count() == 1, "kept, FAILED"
 
 
 async def test_a_file_over_the_upload_cap_is_refused_unread(client, world, settings, monkeypatch):
@@ -390,7 +395,8 @@ async def test_an_account_integration_file_with_another_accounts_row_is_rejected
         "CostFileRejectedError", first_foreign, "SubAccountId",
     )
     assert payload["message"].startswith(f"line {first_foreign}: sub-account {ORACLE} is not one of Contoso's")
-    assert await CostImport.all().count() == await CostRecord.all().count() == 0
+    assert await CostRecord.all().count() == 0
+    assert await CostImport.filter(state="FAILED").count() == await CostImport.all().count() == 1, "kept, FAILED"
 
 
 @pytest.mark.parametrize("variables", [{"origin": "ACCOUNT_INTEGRATION"}, {"accountId": "account"}])

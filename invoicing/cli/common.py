@@ -18,7 +18,8 @@ import typer
 from arq import ArqRedis
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from infra import broker, db
 from infra.embedded import resolve_urls
@@ -73,13 +74,20 @@ async def migrate_schema(settings: Settings) -> None:
     await db.close()
 
 
+class RowsPerSecond(ProgressColumn):
+    """The recent rate, from rich's own samples of the task."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:,.0f} rows/s" if task.speed else "", style="progress.data.speed")
+
+
 @contextmanager
 def progress_bar(description: str) -> Iterator[Callable[[int], None]]:
     """A live progress line, handed to long domain operations as `progress(rows_done)`;
     they cannot know the total before the end, so it counts rows rather than fill a bar."""
     with Progress(
         SpinnerColumn(), TextColumn("[progress.description]{task.description}"),
-        TextColumn("{task.completed:,} rows"), TimeElapsedColumn(), console=console, transient=True,
+        TextColumn("{task.completed:,} rows"), RowsPerSecond(), TimeElapsedColumn(), console=console, transient=True,
     ) as bar:
         task = bar.add_task(description, total=None)
 

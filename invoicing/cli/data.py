@@ -70,7 +70,10 @@ def _print_demo_users(demo_users: list) -> None:
 
 @app.command("import-costs")
 def import_costs(
-    file: Path = typer.Argument(..., help="A FOCUS CSV export.", exists=True, dir_okay=False),
+    files: list[Path] = typer.Argument(
+        ..., help="The delivery: a FOCUS file (CSV, gzip CSV, Parquet, zip), its parts, a folder of "
+        "them, or an AWS export's Manifest.json (its parts beside it).", exists=True,
+    ),
     organization: str | None = typer.Option(None, help="Organization name or id (default: the only one)."),
     origin: CostOrigin = typer.Option(
         CostOrigin.MSP_DELEGATED, case_sensitive=False,
@@ -80,20 +83,26 @@ def import_costs(
         None, help="The managed account (name) whose own integration exported the file (ACCOUNT_INTEGRATION)."
     ),
 ) -> None:
-    """Import a FOCUS cost export and report what it held and what no customer claims."""
+    """Import a FOCUS cost delivery (all of it or nothing) and report what it held and changed."""
     settings = resolved_settings()
-    operation = functools.partial(_import_costs, file, organization, origin, account)
+    operation = functools.partial(_import_costs, files, organization, origin, account)
     _print_report(*run(settings, operation))
 
 
-async def _import_costs(file: Path, organization_ref: str | None, origin: CostOrigin, account_name: str | None):
+async def _import_costs(
+    files: Path | list[Path], organization_ref: str | None, origin: CostOrigin, account_name: str | None
+):
     from models.costs import import_costs as import_file
 
+    # An AWS manifest names the parts beside it: the delivery is its folder.
+    sources = [path.parent if path.name.endswith("Manifest.json") else path for path in
+               (files if isinstance(files, list) else [files])]
     organization = await find_organization(organization_ref)
     account = None if account_name is None else await find_managed_account(organization, account_name)
-    with progress_bar(f"Reading {file.name}") as progress:
+    names = ", ".join(path.name for path in sources)
+    with progress_bar(f"Importing {names}") as progress:
         report = await import_file(
-            organization.id, file, filename=file.name, progress=progress,
+            organization.id, sources if len(sources) > 1 else sources[0], filename=names, progress=progress,
             origin=origin, account_id=account and account.id,
         )
     return report, await _account_names(report)
@@ -103,7 +112,10 @@ async def _account_names(report: Any) -> dict[Any, str]:
     """Names of the managed accounts a report refers to (it holds only ids)."""
     from models.managed_accounts import ManagedAccount
 
-    ids = {report.managed_account_id, *(total.managed_account_id for total in report.totals)} - {None}
+    ids = {
+        report.managed_account_id, *(total.managed_account_id for total in report.totals),
+        *(entry.managed_account_id for entry in report.late_costs),
+    } - {None}
     return dict(await ManagedAccount.filter(id__in=ids).values_list("id", "name"))
 
 
@@ -116,9 +128,16 @@ def _print_report(report: Any, account_names: dict[Any, str]) -> None:
     """The import report: counts, billed cost per customer and month, and the sub-accounts
     no managed account claims (their rows are kept but nobody is invoiced for them)."""
     console.print(
-        f"\n[bold]{report.rows:,}[/bold] rows: [green]{report.inserted:,} new[/green], "
-        f"{report.duplicates:,} already imported."
+        f"\n[bold]{report.rows:,}[/bold] rows: [green]{report.inserted:,} now current[/green], "
+        f"{report.duplicates:,} unchanged (identical to the current delivery), {report.late:,} of approved "
+        f"months; {report.replaced:,} rows of earlier deliveries replaced."
     )
+    for entry in report.late_costs:
+        console.print(
+            f"[yellow]{escape(account_names.get(entry.managed_account_id, '?'))} {entry.billing_month:%Y-%m} was "
+            f"invoiced at {entry.currency} {money(entry.invoiced_cost)}; this delivery says "
+            f"{money(entry.delivered_cost)}: {money(entry.difference)} kept as late costs.[/yellow]"
+        )
     if report.origin == CostOrigin.ACCOUNT_INTEGRATION:
         console.print(
             f"From {escape(account_names[report.managed_account_id])}'s own integration: invoiced "

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from tortoise.functions import Count, Sum
 
-from models.costs.records import CostRecord
+from models.costs.records import CostImport, CostRecord
 
 
 def visible_costs(principal):
@@ -44,6 +44,14 @@ def filter_costs(query, where: CostQuery):
     if where.unassigned is not None:
         query = query.filter(managed_account_id__isnull=where.unassigned)
     return query
+
+
+def visible_imports(principal):
+    """Cost imports are the MSP's business, as its costs are: its users see their
+    organization's, a customer none."""
+    if not principal.is_msp_user:
+        return CostImport.filter(id__in=[])
+    return CostImport.filter(organization_id=principal.organization_id)
 
 
 async def billed_totals(query) -> list[tuple[str, Decimal, int]]:
