@@ -55,6 +55,10 @@ async def _login(info: Info, email: str, password: str) -> LoginPayload:
     lifetime = timedelta(hours=info.context.settings.session_token_hours)
     raw, token = await auth.login(email, password, lifetime, throttle=_throttle(info))
     principal = await auth.authenticate(raw)
+    # The answer's viewer is the one who just signed in: its fields (an account's invoices,
+    # say) read with that principal when the request itself came without a token.
+    if info.context.principal is None:
+        info.context.principal = principal
     return LoginSuccess(token=raw, expires_at=token.expires_at, viewer=await viewer(principal))
 
 

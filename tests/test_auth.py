@@ -110,6 +110,19 @@ async def test_login_over_graphql(client):
     }
 
 
+async def test_login_answers_the_signed_in_viewer_with_its_relations(client):
+    org = await f.organization(name="Northwind")
+    account = await f.managed_account(org, name="Contoso")
+    await f.user(org, Scope.CUSTOMER, account=account, email="ap@contoso.example", password=f.PASSWORD)
+    query = """mutation($e: String!, $p: String!) { login(email: $e, password: $p) { __typename
+      ... on LoginSuccess { viewer { scope managedAccount { name invoices { totalCount } } } } } }"""
+    result = await gql(client, query, {"e": "ap@contoso.example", "p": f.PASSWORD})
+    assert "errors" not in result, result
+    assert result["data"]["login"]["viewer"] == {
+        "scope": "CUSTOMER", "managedAccount": {"name": "Contoso", "invoices": {"totalCount": 0}},
+    }
+
+
 async def test_viewer_for_each_scope(client):
     org = await f.organization(name="Northwind")
     account = await f.managed_account(org, name="Contoso")
