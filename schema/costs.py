@@ -136,9 +136,7 @@ class CostRecord(relay.Node):
         "account claims it (nobody is invoiced for it yet)."
     )
     async def account(self, info: Info) -> ManagedAccount | None:
-        # CostRecord does not declare its FK column to mypy yet: models/costs is typed by the
-        # cost-delivery work.
-        return await _account(info, self.model.managed_account_id)  # type: ignore[attr-defined]
+        return await _account(info, self.model.managed_account_id)
 
 
 @strawberry.type(description="The BilledCost of a set of cost rows in one currency.")
@@ -309,7 +307,10 @@ class CostImport(relay.Node):
                 billing_month=Month(date.fromisoformat(s["billingMonth"])), outcome=s["outcome"], rows=s["rows"],
                 totals=[CostTotal(currency=c, billed_cost=plain(Decimal(t)), rows=s["rows"]) for c, t in s["totals"].items()],
                 rows_removed=s["rowsRemoved"],
-                superseded_import_id=relay.to_base64("CostImport", s["supersededImportId"]) if s["supersededImportId"] else None,
+                superseded_import_id=(
+                    strawberry.ID(relay.to_base64("CostImport", s["supersededImportId"]))
+                    if s["supersededImportId"] else None
+                ),
             )
             for s in (self.model.report or {}).get("scopes", [])
         ]

@@ -178,6 +178,8 @@ def parse_cost_decimal(raw: str) -> Decimal:
     except DecimalException:
         raise ValueError("has too many digits") from None
     _, digits, exponent = normal.as_tuple()
+    if not isinstance(exponent, int):  # NaN and infinity, which the pattern already refused
+        raise ValueError("is not a number")
     if -exponent > COST_SCALE:
         raise ValueError(f"has more than {COST_SCALE} decimal places")
     if len(digits) + exponent > COST_INTEGER_DIGITS:
@@ -290,7 +292,7 @@ def _timestamp(column: Column, array: pa.Array) -> pa.Array:
         return utc.cast(TIMESTAMP_TYPE)
     except pa.ArrowInvalid:
         pass
-    values = []
+    values: list[datetime | None] = []
     for index, raw in enumerate(text.to_pylist()):
         if raw is None:
             values.append(None)

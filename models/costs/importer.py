@@ -16,7 +16,6 @@ import hashlib
 import io
 import pathlib
 import queue
-import shutil
 import tempfile
 import threading
 import uuid
@@ -32,7 +31,17 @@ import pyarrow.parquet as pq
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
-from models.costs.focus import COST_TYPE, EXACT, ROW_FIELDS, TIMESTAMP_TYPE, parse_cost_decimal, BatchChecker, CostFileRejected, RowProblem, months_of
+from models.costs.focus import (
+    COST_TYPE,
+    EXACT,
+    ROW_FIELDS,
+    TIMESTAMP_TYPE,
+    BatchChecker,
+    CostFileRejected,
+    RowProblem,
+    months_of,
+    parse_cost_decimal,
+)
 from models.costs.records import CostImport, CostImportState, CostOrigin
 from models.costs.reports import AccountMonthTotal, ImportReport, UnmatchedSubAccount
 from models.costs.sources import Part, delivery_parts, header_names, line_of_row, read_batches
@@ -79,12 +88,17 @@ async def register_delivery(
         account_id = _uuid(account_id, "The managed account does not exist.", "accountId")
         if not await ManagedAccount.filter(id=account_id, organization_id=organization_id).exists():
             raise NotFound("The managed account does not exist.", field="accountId")
-    paths = [str(pathlib.Path(source).resolve()) for source in sources]
+    paths = await asyncio.to_thread(_resolved, sources)
     return await CostImport.create(
         organization_id=organization_id, origin=origin, managed_account_id=account_id,
         filename=(filename or ", ".join(pathlib.Path(path).name for path in paths))[:255],
         parts=paths, imported_by_id=imported_by_id, state=CostImportState.QUEUED,
     )
+
+
+def _resolved(sources: Sequence[pathlib.Path | str]) -> list[str]:
+    """The sources' absolute paths (resolving them reads the file system: run in a thread)."""
+    return [str(pathlib.Path(source).resolve()) for source in sources]
 
 
 async def import_costs(
@@ -239,7 +253,7 @@ async def _run(cost_import: CostImport, workdir: pathlib.Path, reporter: _Progre
             )
             only_account = None
             if account_id is not None:
-                account = await ManagedAccount.get(id=account_id).using_db(connection)
+                account = await ManagedAccount.get(id=account_id, using_db=connection)
                 only_account = (str(account.id), account.name)
             keys = pa.array([sub for sub, _ in mapping], pa.string())
             values = pa.array([str(account) for _, account in mapping], pa.string())

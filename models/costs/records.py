@@ -4,6 +4,8 @@ scope, and the late costs of months already invoiced."""
 from __future__ import annotations
 
 from enum import Enum
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from tortoise import fields
 from tortoise.indexes import Index
@@ -11,6 +13,12 @@ from tortoise.migrations.constraints import CheckConstraint
 from tortoise.models import Model
 
 from models.base import cost_decimal, enum_check
+
+if TYPE_CHECKING:
+    from models.auth import User
+    from models.invoices.tables import Invoice
+    from models.managed_accounts import ManagedAccount
+    from models.organizations import Organization
 
 
 class CostOrigin(str, Enum):
@@ -30,7 +38,7 @@ class CostImportState(str, Enum):
     FAILED = "FAILED"
 
 
-def _origin() -> fields.CharEnumField:
+def _origin() -> fields.Field[CostOrigin]:
     # Also a database default: the rows imported before origins existed were all the MSP's.
     return fields.CharEnumField(
         CostOrigin, max_length=32, default=CostOrigin.MSP_DELEGATED, db_default=CostOrigin.MSP_DELEGATED
@@ -41,12 +49,12 @@ class CostImport(Model):
     """One cost delivery (one file or several parts imported as a unit) and its import."""
 
     id = fields.UUIDField(primary_key=True)
-    organization = fields.ForeignKeyField(
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
         "models.Organization", related_name="cost_imports", on_delete=fields.CASCADE
     )
     origin = _origin()
     # The managed account whose own integration the file came from (ACCOUNT_INTEGRATION only).
-    managed_account = fields.ForeignKeyField(
+    managed_account: fields.ForeignKeyNullableRelation[ManagedAccount] = fields.ForeignKeyField(
         "models.ManagedAccount", related_name="cost_imports", null=True, on_delete=fields.RESTRICT
     )
     filename = fields.CharField(max_length=255, default="")
@@ -58,7 +66,7 @@ class CostImport(Model):
     )
     # The stored files of the delivery as registered: part files, a folder, a zip (null for
     # the imports made before deliveries were stored).
-    parts = fields.JSONField(null=True)
+    parts: fields.JSONField[list[str] | None] = fields.JSONField(null=True)
     rows_done = fields.BigIntField(default=0, db_default=0)
     row_count = fields.IntField(default=0)
     # Rows written as the delivery's current costs.
@@ -70,18 +78,25 @@ class CostImport(Model):
     # Rows of earlier deliveries this one superseded (removed).
     replaced_count = fields.IntField(default=0, db_default=0)
     # [{"subAccountId": ..., "subAccountName": ..., "providerName": ..., "rows": n, "billedCost": "..."}]
-    unmatched_sub_accounts = fields.JSONField(default=list)
+    unmatched_sub_accounts: fields.JSONField[list[dict[str, Any]]] = fields.JSONField(default=list)
     # The whole report of a DONE import (scopes, superseded deliveries, late costs), as JSON.
-    report = fields.JSONField(null=True)
+    report: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
     error_message = fields.TextField(null=True)
     error_file = fields.CharField(max_length=255, null=True)
     error_line = fields.BigIntField(null=True)
     error_row = fields.BigIntField(null=True)
     error_column = fields.CharField(max_length=255, null=True)
-    imported_by = fields.ForeignKeyField("models.User", related_name=False, null=True, on_delete=fields.SET_NULL)
+    imported_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
     created_at = fields.DatetimeField(auto_now_add=True)
     started_at = fields.DatetimeField(null=True)
     finished_at = fields.DatetimeField(null=True)
+
+    # The foreign keys' columns, which Tortoise sets on the instance.
+    organization_id: UUID
+    managed_account_id: UUID | None
+    imported_by_id: UUID | None
 
     class Meta:
         table = "cost_imports"
@@ -108,14 +123,14 @@ class CostRecord(Model):
     """
 
     id = fields.BigIntField(primary_key=True)
-    organization = fields.ForeignKeyField(
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
         "models.Organization", related_name="cost_records", on_delete=fields.CASCADE
     )
     # Null while no managed account claims the row's sub-account; linked when one does.
-    managed_account = fields.ForeignKeyField(
+    managed_account: fields.ForeignKeyNullableRelation[ManagedAccount] = fields.ForeignKeyField(
         "models.ManagedAccount", related_name="cost_records", null=True, on_delete=fields.SET_NULL
     )
-    cost_import = fields.ForeignKeyField(
+    cost_import: fields.ForeignKeyRelation[CostImport] = fields.ForeignKeyField(
         "models.CostImport", related_name="records", on_delete=fields.RESTRICT
     )
     # The import's origin, kept on the row so that generation reads its costs without a join.
@@ -162,9 +177,14 @@ class CostRecord(Model):
     resource_type = fields.CharField(max_length=255, null=True)
     sku_id = fields.CharField(max_length=255, null=True)
     sku_price_id = fields.CharField(max_length=512, null=True)
-    tags = fields.JSONField(null=True)
+    tags: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
     # Every other column of the row (commitment discounts, x_ provider extensions), verbatim.
-    extra = fields.JSONField(default=dict)
+    extra: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
+
+    # The foreign keys' columns, which Tortoise sets on the instance.
+    organization_id: UUID
+    managed_account_id: UUID | None
+    cost_import_id: UUID
 
     class Meta:
         table = "cost_records"
@@ -185,15 +205,15 @@ class CostDeliveryScope(Model):
     delivery naming a scope is its current one and replaced the one before (`supersedes`)."""
 
     id = fields.UUIDField(primary_key=True)
-    organization = fields.ForeignKeyField(
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
         "models.Organization", related_name="cost_delivery_scopes", on_delete=fields.CASCADE
     )
-    cost_import = fields.ForeignKeyField(
+    cost_import: fields.ForeignKeyRelation[CostImport] = fields.ForeignKeyField(
         "models.CostImport", related_name="scopes", on_delete=fields.CASCADE
     )
     origin = _origin()
     # The account of an ACCOUNT_INTEGRATION source; null for the MSP's.
-    integration_account = fields.ForeignKeyField(
+    integration_account: fields.ForeignKeyNullableRelation[ManagedAccount] = fields.ForeignKeyField(
         "models.ManagedAccount", related_name=False, null=True, on_delete=fields.CASCADE
     )
     provider_name = fields.CharField(max_length=128)
@@ -201,14 +221,20 @@ class CostDeliveryScope(Model):
     billing_account_id = fields.CharField(max_length=512)
     billing_month = fields.DateField()
     # The delivery that was current for the scope before this one (None: the first).
-    supersedes = fields.ForeignKeyField(
+    supersedes: fields.ForeignKeyNullableRelation[CostImport] = fields.ForeignKeyField(
         "models.CostImport", related_name=False, null=True, on_delete=fields.SET_NULL
     )
     is_current = fields.BooleanField(default=True)
     row_count = fields.IntField()
     # {"USD": "123.45"}: the delivery's BilledCost of the scope per currency, exact.
-    totals = fields.JSONField(default=dict)
+    totals: fields.JSONField[dict[str, str]] = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
+
+    # The foreign keys' columns, which Tortoise sets on the instance.
+    organization_id: UUID
+    cost_import_id: UUID
+    integration_account_id: UUID | None
+    supersedes_id: UUID | None
 
     class Meta:
         table = "cost_delivery_scopes"
@@ -223,16 +249,18 @@ class LateCost(Model):
     invoice (or credit note) bills."""
 
     id = fields.UUIDField(primary_key=True)
-    organization = fields.ForeignKeyField(
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
         "models.Organization", related_name="late_costs", on_delete=fields.CASCADE
     )
-    cost_import = fields.ForeignKeyField(
+    cost_import: fields.ForeignKeyRelation[CostImport] = fields.ForeignKeyField(
         "models.CostImport", related_name="late_costs", on_delete=fields.CASCADE
     )
-    managed_account = fields.ForeignKeyField(
+    managed_account: fields.ForeignKeyRelation[ManagedAccount] = fields.ForeignKeyField(
         "models.ManagedAccount", related_name="late_costs", on_delete=fields.CASCADE
     )
-    invoice = fields.ForeignKeyField("models.Invoice", related_name="late_costs", on_delete=fields.CASCADE)
+    invoice: fields.ForeignKeyRelation[Invoice] = fields.ForeignKeyField(
+        "models.Invoice", related_name="late_costs", on_delete=fields.CASCADE
+    )
     billing_month = fields.DateField()
     origin = _origin()
     currency = fields.CharField(max_length=3)
@@ -242,6 +270,12 @@ class LateCost(Model):
     invoiced_rows = fields.IntField()
     delivered_rows = fields.IntField()
     created_at = fields.DatetimeField(auto_now_add=True)
+
+    # The foreign keys' columns, which Tortoise sets on the instance.
+    organization_id: UUID
+    cost_import_id: UUID
+    managed_account_id: UUID
+    invoice_id: UUID
 
     class Meta:
         table = "late_costs"

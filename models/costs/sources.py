@@ -195,7 +195,7 @@ def _parquet_batches(part: Part) -> Iterator[Batch]:
         row += data.num_rows
 
 
-def _open_text(part: Part) -> io.BufferedReader:
+def _open_text(part: Part) -> io.BufferedReader | gzip.GzipFile:
     raw = part.path.open("rb")
     return gzip.open(raw) if part.kind == "csv.gz" else raw
 

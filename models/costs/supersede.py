@@ -26,8 +26,8 @@ from decimal import Decimal
 from typing import Any
 
 from models.costs.focus import EXACT
-from models.costs.reports import LateCostEntry, ScopeOutcome
 from models.costs.records import CostOrigin
+from models.costs.reports import LateCostEntry, ScopeOutcome
 
 # Invoices whose costs may not change any more: approved, or voided after approval (it was
 # numbered, so it was sent as it is).
@@ -113,12 +113,12 @@ async def supersede(
                     GROUP BY 1, 2, 3""",
                 *scope_args, locked,
             ):
-                entry = late.setdefault(
+                sums = late.setdefault(
                     (row["managed_account_id"], month, row["billing_currency"]), [Decimal(0), Decimal(0), 0, 0]
                 )
                 slot = 1 if row["is_new"] else 0
-                entry[slot] = EXACT.add(entry[slot], row["cost"])
-                entry[slot + 2] += row["rows"]
+                sums[slot] = EXACT.add(sums[slot], row["cost"])
+                sums[slot + 2] += row["rows"]
             kept_out = await pg.execute(
                 "DELETE FROM cost_records WHERE cost_import_id = $7 AND managed_account_id = ANY($8::uuid[])"
                 " AND " + _SCOPE_ROWS, *scope_args, locked,
