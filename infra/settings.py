@@ -97,6 +97,20 @@ class Settings(BaseSettings):
         description="Most objects a query may answer: each object field counts once, times the "
         "`first`/`last` of the connections above it.",
     )
+    job_lease_seconds: float = Field(
+        15, gt=0, description="How long a running job stays claimed once its worker stops renewing "
+        "the claim (a killed worker's jobs run again on another worker after this).",
+    )
+    sweep_every_seconds: int = Field(
+        30, gt=0, le=60, description="How often the worker re-derives work that was never queued or was lost.",
+    )
+    stuck_after_seconds: float = Field(
+        60, gt=0, description="How long a state that implies a job (GENERATING, a QUEUED delivery or "
+        "import) may wait before the sweeper queues its job again.",
+    )
+    worker_retry_max_seconds: float = Field(
+        30, gt=0, description="Longest pause before the worker reconnects after Redis or PostgreSQL failed.",
+    )
     link_ttl_seconds: int = Field(
         300, gt=0, description="Lifetime of a signed download link (PDF, CSV, export)."
     )

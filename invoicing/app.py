@@ -92,7 +92,15 @@ async def healthz(request: Request) -> JSONResponse:
     # A missing worker degrades the service (nothing gets generated or sent) but the API
     # still answers, so it does not fail readiness.
     status = "ok" if ready and checks["worker"]["ok"] else ("degraded" if ready else "unavailable")
-    return JSONResponse({"status": status, **checks}, status_code=200 if ready else 503)
+    reasons = [HEALTH_REASONS[name] for name in HEALTH_REASONS if not checks[name]["ok"]]
+    return JSONResponse({"status": status, "reasons": reasons, **checks}, status_code=200 if ready else 503)
+
+
+HEALTH_REASONS = {
+    "database": "PostgreSQL does not answer: nothing can be read or written.",
+    "redis": "Redis does not answer: changes are kept, their jobs and events wait for it.",
+    "worker": "No worker heartbeat: invoices are not generated or sent until a worker runs.",
+}
 
 
 # Downloads are private to whoever holds the link, and are files, never pages to render.

@@ -9,6 +9,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from arq import ArqRedis
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
+
+from infra.broker import QUEUE_NAME
 
 GENERATE = "generate_invoice"
 SEND = "send_invoice"
@@ -29,6 +32,27 @@ async def enqueue_generation(redis: ArqRedis, invoice_ids: Iterable[Any]) -> Non
         await redis.enqueue_job(GENERATE, str(invoice_id), _job_id=generate_job_id(invoice_id))
 
 
+async def is_held(redis: ArqRedis, job_id: str) -> bool:
+    """Whether arq holds the job: queued (perhaps deferred for a retry) or running under a
+    live claim. A job a killed worker was running stays queued and runs again once its claim
+    lapses (`job_lease_seconds`), so it counts as held too."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.exists(job_key_prefix + job_id)
+        pipe.zscore(QUEUE_NAME, job_id)
+        stored, score = await pipe.execute()
+    return bool(stored) and score is not None
+
+
+async def requeue(redis: ArqRedis, function: str, job_id: str, *args: Any) -> bool:
+    """Queue a job the sweeper derived from a state row, unless arq already holds it. What is
+    left of a job arq no longer runs (its record without a queue entry, its try count) is
+    removed first: arq refuses a new job under an id whose record still exists."""
+    if await is_held(redis, job_id):
+        return False
+    await redis.delete(job_key_prefix + job_id, retry_key_prefix + job_id, in_progress_key_prefix + job_id)
+    return await redis.enqueue_job(function, *args, _job_id=job_id) is not None
+
+
 async def enqueue_send(redis: ArqRedis, invoice_id: Any, attempt: str = "approval") -> None:
     await redis.enqueue_job(SEND, str(invoice_id), _job_id=send_job_id(invoice_id, attempt))
 
@@ -40,6 +64,10 @@ async def enqueue_notification(redis: ArqRedis, invoice_id: Any, notice: str, re
     await redis.enqueue_job(NOTIFY, str(invoice_id), notice, str(refund_id) if refund_id else None, _job_id=key)
 
 
+def cost_import_job_id(cost_import_id: Any) -> str:
+    return f"{COST_IMPORT}:{cost_import_id}"
+
+
 async def enqueue_cost_import(redis: ArqRedis, cost_import_id: Any) -> None:
     """Queue a registered cost delivery's import, once (the job id is the import's)."""
-    await redis.enqueue_job(COST_IMPORT, str(cost_import_id), _job_id=f"{COST_IMPORT}:{cost_import_id}")
+    await redis.enqueue_job(COST_IMPORT, str(cost_import_id), _job_id=cost_import_job_id(cost_import_id))

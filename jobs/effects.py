@@ -3,12 +3,20 @@
 Every writer (the API, the command line, the worker and the scheduler) calls one of these once
 its transaction has committed, never inside it: a rolled-back change must neither be announced
 nor acted on. Events go out before jobs are queued, so that subscribers see a job's own changes
-after the change that queued it."""
+after the change that queued it.
+
+None of them raises: the change is committed whatever happens next, so a writer must answer
+with it, not with Redis's error. Work that could not be queued is not lost: the state row that
+implies it (an invoice GENERATING, a delivery or an import QUEUED) is the outbox, and the
+worker's sweeper (`jobs.generate.requeue_stuck`) queues it again once Redis answers. Events
+that could not be published are lost; subscribers resynchronize by querying."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, ParamSpec
 
 from arq import ArqRedis
 
@@ -17,30 +25,64 @@ from jobs import dispatch
 from models.invoices import DeliveryStatus, Invoice
 from models.payments import Refund
 
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
 
+
+def _after_commit(effect: Callable[P, Awaitable[None]]) -> Callable[P, Awaitable[None]]:
+    """Log, never raise, when an effect fails (Redis down): see the module's docstring."""
+
+    @functools.wraps(effect)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            await effect(*args, **kwargs)
+        except Exception:  # any failure: the change stands, the sweeper queues its work
+            log.exception("%s: not published or queued; the sweeper will queue its work", effect.__name__)
+
+    return guarded
+
+
+@_after_commit
 async def invoices_changed(redis: ArqRedis, invoices: Iterable[Invoice]) -> None:
     """Invoices changed state (paid, overdue, failed...): subscribers hear of it."""
     await events.publish(redis, invoices)
 
 
+@_after_commit
 async def invoice_ids_changed(redis: ArqRedis, invoice_ids: Iterable[Any]) -> None:
     """As `invoices_changed`, for a writer that holds only ids (a closed month's new
     invoices, a job's invoice): their state is read after the commit."""
     await events.publish_ids(redis, invoice_ids)
 
 
+@_after_commit
 async def generation_requested(redis: ArqRedis, invoice_ids: Sequence[Any]) -> None:
     """Invoices moved to GENERATING: announced, then one generation job each."""
     await events.publish_ids(redis, invoice_ids)
     await dispatch.enqueue_generation(redis, invoice_ids)
 
 
+@_after_commit
 async def generation_stalled(redis: ArqRedis, invoice_ids: Sequence[Any]) -> None:
-    """Invoices GENERATING for too long: their job is queued again (a no-op while it still
-    exists). Nothing changed, so nothing is announced."""
-    await dispatch.enqueue_generation(redis, invoice_ids)
+    """Invoices GENERATING for a while: their job is queued again unless arq still holds it.
+    Nothing changed, so nothing is announced."""
+    for invoice_id in invoice_ids:
+        await dispatch.requeue(redis, dispatch.GENERATE, dispatch.generate_job_id(invoice_id), str(invoice_id))
 
 
+@_after_commit
+async def delivery_stalled(redis: ArqRedis, invoices: Sequence[Invoice]) -> None:
+    """Approved invoices whose delivery stayed QUEUED: their send job is queued again unless
+    arq holds the approval's or the last resend's (whose id is the invoice's `updated_at`,
+    as `resend_requested` gave it). Sending checks nothing more, so a held job is never doubled."""
+    for invoice in invoices:
+        if await dispatch.is_held(redis, dispatch.send_job_id(invoice.id)):
+            continue
+        attempt = str(invoice.updated_at.timestamp())
+        await dispatch.requeue(redis, dispatch.SEND, dispatch.send_job_id(invoice.id, attempt), str(invoice.id))
+
+
+@_after_commit
 async def invoices_approved(redis: ArqRedis, invoices: Sequence[Invoice]) -> None:
     """Invoices approved: announced, then sent to the customer where approval queued it."""
     await events.publish(redis, invoices)
@@ -49,12 +91,14 @@ async def invoices_approved(redis: ArqRedis, invoices: Sequence[Invoice]) -> Non
             await dispatch.enqueue_send(redis, invoice.id)
 
 
+@_after_commit
 async def resend_requested(redis: ArqRedis, invoice: Invoice) -> None:
     """An approved invoice is to be e-mailed again: one send job per request."""
     await events.publish(redis, [invoice])
     await dispatch.enqueue_send(redis, invoice.id, attempt=str(invoice.updated_at.timestamp()))
 
 
+@_after_commit
 async def invoices_voided(redis: ArqRedis, invoices: Sequence[Invoice], *, notify_customer: bool) -> None:
     """Invoices voided: announced, and the customer told when asked for."""
     await events.publish(redis, invoices)
@@ -63,6 +107,7 @@ async def invoices_voided(redis: ArqRedis, invoices: Sequence[Invoice], *, notif
             await dispatch.enqueue_notification(redis, invoice.id, "voided")
 
 
+@_after_commit
 async def refund_recorded(redis: ArqRedis, invoice: Invoice, refund: Refund, *, notify_customer: bool) -> None:
     """A payment was refunded: announced, and the customer told when asked for."""
     await events.publish(redis, [invoice])
@@ -70,11 +115,23 @@ async def refund_recorded(redis: ArqRedis, invoice: Invoice, refund: Refund, *, 
         await dispatch.enqueue_notification(redis, invoice.id, "refunded", refund.id)
 
 
+@_after_commit
 async def token_revoked(redis: ArqRedis, token_id: Any) -> None:
     """A token was revoked: every web process ends its subscriptions at once."""
     await events.publish_revoked(redis, token_id)
 
 
+@_after_commit
 async def cost_import_requested(redis: ArqRedis, cost_import_id: Any) -> None:
     """A cost delivery is stored and registered: one import job runs it."""
     await dispatch.enqueue_cost_import(redis, cost_import_id)
+
+
+@_after_commit
+async def cost_import_stalled(redis: ArqRedis, cost_import_ids: Sequence[Any]) -> None:
+    """Cost deliveries registered but still QUEUED: their import job is queued again unless
+    arq holds it."""
+    for cost_import_id in cost_import_ids:
+        await dispatch.requeue(
+            redis, dispatch.COST_IMPORT, dispatch.cost_import_job_id(cost_import_id), str(cost_import_id)
+        )

@@ -3,8 +3,9 @@
 Failures a person must fix (no billing profile, no exchange rate) end in ERROR at once with
 the reason; anything else, a generation that hangs past GENERATION_TIMEOUT included, is
 retried with a growing delay, then ends in ERROR too. A job whose worker was killed stays in
-Redis and arq runs it again once its in-progress key expires (the job timeout plus 10 s); a
-sweeper re-enqueues invoices left GENERATING whose job is gone, so none stays stuck."""
+Redis and arq runs it again once the job's claim lapses (`job_lease_seconds`, renewed while
+its worker lives: jobs/worker.py); a sweeper re-enqueues invoices left GENERATING whose job
+is gone (never queued, Redis down or emptied), so none stays stuck."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from arq import Retry
 from infra import storage
 from jobs import effects
 from jobs.rendering import TEMPLATE_VERSION, render_invoice_html
+from models.costs import CostImport, CostImportState
 from models.errors import DomainError
-from models.invoices import Invoice, InvoiceStatus
+from models.invoices import DeliveryStatus, Invoice, InvoiceStatus
 from models.invoices.actions import fail_generation
 from models.invoices.generation import build_view, compute, load_context, load_invoice, store_revision
 from models.invoices.lifecycle import Actor
@@ -29,7 +31,8 @@ from models.invoices.tables import InvoiceRevision
 log = logging.getLogger(__name__)
 WORKER = Actor.system("worker")
 MAX_TRIES = 4
-STUCK_AFTER = timedelta(minutes=2)
+# What the sweeper waits for when the worker's settings do not say (`stuck_after_seconds`).
+STUCK_AFTER = timedelta(minutes=1)
 GIVE_UP_AFTER = timedelta(minutes=30)
 # Shorter than the job's arq timeout (jobs/worker.py), so that our error path runs first.
 GENERATION_TIMEOUT = timedelta(seconds=90)
@@ -87,13 +90,27 @@ async def _fail(ctx: dict, invoice_id: Any, message: str) -> None:
 
 
 async def requeue_stuck(ctx: dict) -> int:
-    """Re-enqueue invoices GENERATING for a while: if their job still exists arq ignores the
-    duplicate id; if the job is gone, this starts it again. One that has been
-    generating for half an hour goes to ERROR instead of looping."""
+    """The sweeper: queue again the work that committed states imply but arq does not hold
+    (jobs/effects.py tells why a job can be missing). Invoices GENERATING, approved invoices
+    whose delivery is QUEUED and cost imports QUEUED, each for a while (a writer queues its job
+    right after its commit), get their job unless it is queued or running; one generating for
+    half an hour goes to ERROR instead of looping. Answers how many invoices were GENERATING."""
     now = datetime.now(UTC)
+    settings = ctx.get("settings")
+    stuck_after = timedelta(seconds=settings.stuck_after_seconds) if settings else STUCK_AFTER
     stuck = Invoice.filter(status=InvoiceStatus.GENERATING)
     for invoice_id in await stuck.filter(updated_at__lt=now - GIVE_UP_AFTER).values_list("id", flat=True):
         await _fail(ctx, invoice_id, "Generation did not finish in 30 minutes. Regenerate to try again.")
-    ids = await stuck.filter(updated_at__lt=now - STUCK_AFTER).values_list("id", flat=True)
+    ids = await stuck.filter(updated_at__lt=now - stuck_after).values_list("id", flat=True)
     await effects.generation_stalled(ctx["redis"], ids)
+    unsent = await Invoice.filter(
+        status=InvoiceStatus.APPROVED, delivery_status=DeliveryStatus.QUEUED, updated_at__lt=now - stuck_after
+    )
+    await effects.delivery_stalled(ctx["redis"], unsent)
+    imports = await CostImport.filter(
+        state=CostImportState.QUEUED, created_at__lt=now - stuck_after
+    ).values_list("id", flat=True)
+    await effects.cost_import_stalled(ctx["redis"], imports)
+    if ids or unsent or imports:
+        log.info("sweeper: %d generating, %d deliveries, %d imports checked", len(ids), len(unsent), len(imports))
     return len(ids)

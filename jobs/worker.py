@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arq import cron, func
+from arq.constants import in_progress_key_prefix
+from arq.worker import Worker, create_worker
 
 from infra import broker, db, links
 from infra.embedded import resolve_urls
@@ -37,6 +41,39 @@ async def shutdown(ctx: dict) -> None:
     if "pdf" in ctx:
         await ctx["pdf"].close()
     await db.close()
+
+
+async def claim_job(ctx: dict) -> None:
+    """Shorten arq's claim on the job that starts to `job_lease_seconds`, renewed while this
+    worker lives. arq claims a job for the longest job timeout plus 10 s (four hours here, for
+    cost imports): a killed worker's jobs would wait that long before another worker ran them."""
+    settings = ctx.get("settings")
+    if settings is None or "redis" not in ctx:
+        return
+    ctx["lease"] = asyncio.create_task(
+        _renew(ctx["redis"], in_progress_key_prefix + ctx["job_id"], settings.job_lease_seconds)
+    )
+
+
+async def release_job(ctx: dict) -> None:
+    """The job ended (arq removed its claim): stop renewing it."""
+    if lease := ctx.pop("lease", None):
+        lease.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await lease
+
+
+async def _renew(redis: Any, key: str, lease_seconds: float) -> None:
+    """Keep the claim `lease_seconds` long until it is gone (the job ended) or this task is
+    cancelled. A renewal that fails (Redis down) is tried again; the claim may lapse meanwhile,
+    and a job run twice is harmless: every job checks its row's state first."""
+    while True:
+        try:
+            if not await redis.pexpire(key, int(lease_seconds * 1000)):
+                return
+        except Exception as exc:  # Redis unreachable: the worker's own loop will notice
+            log.warning("could not renew the claim %s: %r", key, exc)
+        await asyncio.sleep(lease_seconds / 3)
 
 
 async def purge_old_tokens(ctx: dict) -> int:
@@ -70,13 +107,15 @@ class WorkerSettings:
         cron(purge_old_tokens, hour={3}, minute={17}, run_at_startup=False),
         cron(purge_old_exports, minute={0, 15, 30, 45}, run_at_startup=False),
         cron(close_due_periods, minute={5}, run_at_startup=True),
-        cron(requeue_stuck, second={30}, run_at_startup=False),
+        cron(requeue_stuck, second={0, 30}, run_at_startup=True),
         # Hourly rather than daily: midnight comes at a different hour in each organization's
         # time zone, and each invoice turns OVERDUE once, within the hour after its due day.
         cron(mark_overdue_invoices, minute={10}, run_at_startup=True),
     ]
     on_startup = startup
     on_shutdown = shutdown
+    on_job_start = claim_job
+    after_job_end = release_job
     queue_name = broker.QUEUE_NAME
     health_check_key = broker.HEALTH_CHECK_KEY
     health_check_interval = broker.HEALTH_CHECK_SECONDS
@@ -86,4 +125,18 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
     """arq's settings for a worker on these settings (their URLs resolved). A dict, not a
     subclass: arq reads a settings class's own `__dict__`, so a subclass would lose the rest."""
     own = {name: value for name, value in vars(WorkerSettings).items() if not name.startswith("__")}
+    sweeps = set(range(0, 60, settings.sweep_every_seconds))
+    own["cron_jobs"] = [
+        cron(requeue_stuck, second=sweeps, run_at_startup=True) if job.coroutine is requeue_stuck else job
+        for job in own["cron_jobs"]
+    ]
     return {**own, "redis_settings": broker.redis_settings(settings), "ctx": {"settings": settings}}
+
+
+def claiming_worker(settings: Settings) -> Worker:
+    """arq's worker on these settings, claiming each job for `job_lease_seconds` from the
+    start (`claim_job` then renews it): a worker killed between taking a job and starting it
+    must not hold it for arq's four hours either."""
+    worker = create_worker(worker_settings(settings))
+    worker.in_progress_timeout_s = settings.job_lease_seconds
+    return worker

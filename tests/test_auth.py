@@ -337,9 +337,10 @@ async def test_healthz_reports_database_redis_and_worker(client, redis):
     body = (await client.get("/healthz")).json()
     assert body["database"]["ok"] and body["redis"]["ok"]
     assert body["worker"]["ok"] is False and body["status"] == "degraded"
+    assert body["reasons"] == ["No worker heartbeat: invoices are not generated or sent until a worker runs."]
     await redis.set("invoicing:jobs:health-check", "j_complete=0")
     body = (await client.get("/healthz")).json()
-    assert body["status"] == "ok" and body["worker"]["heartbeat"] == "j_complete=0"
+    assert body["status"] == "ok" and body["worker"]["heartbeat"] == "j_complete=0" and body["reasons"] == []
 
 
 @pytest.mark.parametrize("environment,served", [("development", True), ("production", False), ("test", False)])

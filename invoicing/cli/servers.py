@@ -8,6 +8,8 @@ import logging.config
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,10 @@ from invoicing.cli.common import app, console, errors, nothing, resolved_setting
 from invoicing.cli.data import DEMO_SAMPLE, load_demo_data
 
 WORKER_STOP_SECONDS = 15
+# A worker that ran this long before it stopped was working: its next start waits the least.
+WORKER_HEALTHY_SECONDS = 60
+FIRST_RETRY_SECONDS = 1.0
+log = logging.getLogger("invoicing.worker")
 
 
 @app.command()
@@ -32,13 +38,58 @@ def serve(
     """Run the web server (GraphQL at /graphql) with an arq worker beside it."""
     settings = resolved_settings()
     run(settings, functools.partial(load_demo_data, sample) if demo else nothing, migrate=True)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "invoicing", "worker"], env=settings.child_environment()
+    worker = WorkerSupervisor(
+        [sys.executable, "-m", "invoicing", "worker"], settings.child_environment(),
+        settings.worker_retry_max_seconds,
     )
+    worker.start()
     try:
         _serve(settings)
     finally:
-        _stop(worker)
+        worker.stop()
+
+
+class WorkerSupervisor:
+    """Runs the worker beside the web server and starts it again when it dies (killed, out of
+    memory), waiting longer after each quick death, up to `max_delay` seconds."""
+
+    def __init__(self, command: list[str], env: dict[str, str], max_delay: float) -> None:
+        self.command, self.env, self.max_delay = command, env, max_delay
+        self.starts = 0
+        self.process: subprocess.Popen | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _supervise(self) -> None:
+        delay = FIRST_RETRY_SECONDS
+        while not self._stopping.is_set():
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self.process = subprocess.Popen(self.command, env=self.env)
+                self.starts += 1
+            started = time.monotonic()
+            code = self.process.wait()
+            if self._stopping.is_set():
+                return
+            if time.monotonic() - started > WORKER_HEALTHY_SECONDS:
+                delay = FIRST_RETRY_SECONDS
+            log.error("the worker exited (%s); starting it again in %.0f s", code, delay)
+            if self._stopping.wait(delay):
+                return
+            delay = min(delay * 2, self.max_delay)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping.set()
+            process = self.process
+        if process is not None:
+            _stop(process)
+        self._thread.join(WORKER_STOP_SECONDS)
 
 
 def _serve(settings: Settings) -> None:
@@ -80,15 +131,36 @@ def _stop(process: subprocess.Popen) -> None:
 
 @app.command()
 def worker() -> None:
-    """Run the arq worker: invoice generation, e-mails and the monthly close."""
+    """Run the arq worker: invoice generation, e-mails and the monthly close. It outlives
+    Redis and PostgreSQL: when either fails, it starts again with a growing pause."""
     from arq.logs import default_log_config
-    from arq.worker import run_worker
 
     settings = resolve_urls(get_settings())
     logging.config.dictConfig(default_log_config(verbose=False))
-    from jobs.worker import worker_settings
+    run_worker_until_stopped(settings)
 
-    run_worker(worker_settings(settings))
+
+def run_worker_until_stopped(settings: Settings) -> None:
+    """arq's worker, started again whenever it fails (arq exits on a Redis error, at start-up
+    or in its loop; start-up fails while PostgreSQL is down), after a pause that doubles from
+    one second up to `worker_retry_max_seconds` and starts over once a worker ran for a while.
+    Returns when the worker was stopped (SIGINT, SIGTERM)."""
+    from jobs.worker import claiming_worker
+
+    delay = FIRST_RETRY_SECONDS
+    while True:
+        started = time.monotonic()
+        try:
+            claiming_worker(settings).run()
+            return
+        except Exception as exc:  # whatever stopped it, a worker that stays down serves nobody
+            if time.monotonic() - started > WORKER_HEALTHY_SECONDS:
+                delay = FIRST_RETRY_SECONDS
+            log.warning("the worker stopped (%s: %s); starting again in %.1f s", type(exc).__name__, exc, delay)
+        # arq's signal handlers went with its loop: a stop during the pause must still stop.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        time.sleep(delay)
+        delay = min(delay * 2, settings.worker_retry_max_seconds)
 
 
 @app.command()
