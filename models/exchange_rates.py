@@ -15,6 +15,7 @@ from tortoise.models import Model
 from models.base import TimestampMixin
 from models.currencies import check_currency
 from models.errors import ValidationFailed
+from models.inputs import storable
 
 if TYPE_CHECKING:
     from models.organizations import Organization
@@ -65,7 +66,7 @@ class RateQuery:
 
 def filter_rates(query, where: RateQuery):
     if where.currencies:
-        query = query.filter(currency__in=[c.upper() for c in where.currencies])
+        query = query.filter(currency__in=storable(ExchangeRate, "currency", [c.strip().upper() for c in where.currencies]))
     if where.month_from:
         query = query.filter(month__gte=where.month_from)
     if where.month_to:

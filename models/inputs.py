@@ -3,7 +3,10 @@ same messages everywhere."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+
+from tortoise.exceptions import ValidationError as ColumnValueError
 
 from models.errors import ValidationFailed
 
@@ -25,6 +28,23 @@ def clean_text(value: Any, field: str, limit: int, required: bool, label: str = 
     if "\x00" in value:  # PostgreSQL text cannot hold NUL
         raise ValidationFailed(f"{label} contains a NUL character.", field=field)
     return value
+
+
+def storable(model: Any, column: str, values: Iterable[str]) -> list[str]:
+    """The `values` that the text column `model.column` could hold. A lookup by one it could
+    not (longer than the column) matches no row, and Tortoise refuses to build one, so it is
+    left out: a filter of such values alone matches nothing."""
+    limit = model._meta.fields_map[column].max_length
+    return [value for value in values if len(value) <= limit]
+
+
+def out_of_range(exc: ColumnValueError) -> ValidationFailed:
+    """The refusal of a value that Tortoise would not send to its column (longer or larger
+    than the column holds), raised where no check of the domain came first: Tortoise says
+    `column: why`, and the input is named after the column (camelCase)."""
+    column = str(exc).split(":", 1)[0].strip()
+    field = column.split("_")[0] + "".join(part.title() for part in column.split("_")[1:])
+    return ValidationFailed(f"`{field}` is out of range: too long or too large to be stored.", field=field)
 
 
 def clean_pairs(pairs: Any, field: str) -> list[dict[str, str]]:

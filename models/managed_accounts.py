@@ -20,7 +20,7 @@ from models.base import ADDRESS_TEXT_COLUMNS, AddressMixin, TimestampMixin
 from models.billing_profiles import visible_profiles
 from models.currencies import check_currency
 from models.errors import ErrorCode, NotFound, ValidationFailed
-from models.inputs import clean_pairs, clean_text
+from models.inputs import clean_pairs, clean_text, storable
 
 if TYPE_CHECKING:
     from models.billing_profiles import BillingProfile
@@ -118,7 +118,7 @@ def filter_accounts(query, where: AccountQuery):
             | Q(contact_email__icontains=term)
         )
     if where.currencies is not None:
-        query = query.filter(currency__in=[c.strip().upper() for c in where.currencies])
+        query = query.filter(currency__in=storable(ManagedAccount, "currency", [c.strip().upper() for c in where.currencies]))
     if where.billing_profile_ids is not None:
         query = query.filter(billing_profile_id__in=where.billing_profile_ids)
     if where.has_billing_profile is not None:

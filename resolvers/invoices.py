@@ -63,7 +63,7 @@ class Query:
         extensions=requires(*ANY_USER),
     )
     async def invoice(self, info: Info, number: str) -> Invoice | None:
-        row = await invoices.visible_invoices(info.context.principal).get_or_none(number=number.strip())
+        row = await invoices.visible_invoice_by_number(info.context.principal, number)
         return Invoice.from_model(row) if row else None
 
 

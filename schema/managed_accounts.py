@@ -14,6 +14,7 @@ from models import BillingProfile as BillingProfileModel
 from models import ManagedAccount as ManagedAccountModel
 from models import SubAccount as SubAccountModel
 from models.managed_accounts import AccountQuery, visible_accounts
+from schema.arguments import CheckedArguments
 from schema.billing_profiles import BillingProfile
 from schema.common import Address, AddressInput, KeyValue, KeyValueInput, key_values
 from schema.context import Info
@@ -110,7 +111,8 @@ class ManagedAccount(relay.Node):
         description="The account's invoices you may see (a customer: its approved ones); "
         "the same filters and order as `invoices`, within this account. In a list of accounts, "
         "pages by `first`/`after` load for all the accounts at once; pages by `last`/`before` "
-        "cost queries per account."
+        "cost queries per account.",
+        extensions=[CheckedArguments()],
     )
     async def invoices(
         self, info: Info, first: int | None = None, after: str | None = None,

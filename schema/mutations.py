@@ -11,19 +11,25 @@ from strawberry.extensions.field_extension import FieldExtension
 
 from models.base import Scope
 from models.errors import DomainError
+from models.inputs import ColumnValueError, out_of_range
+from schema.arguments import CheckedArguments
 from schema.errors import user_error
 from schema.permissions import requires
 
 
 class DomainErrors(FieldExtension):
     """A domain error raised under a mutation (refused input, missing object, state that
-    does not allow it) is answered as its payload's error; the domain wrote nothing."""
+    does not allow it) is answered as its payload's error; the domain wrote nothing. So is a
+    value that Tortoise refuses to send to its column (`models.inputs.out_of_range`), as a
+    last guard where a domain operation does not check the length itself."""
 
     def resolve(self, next_: Callable[..., Any], source: Any, info: Any, **kwargs: Any) -> Any:
         try:
             return next_(source, info, **kwargs)
         except DomainError as exc:
             return user_error(exc)
+        except ColumnValueError as exc:
+            return user_error(out_of_range(exc))
 
     async def resolve_async(
         self, next_: Callable[..., Awaitable[Any]], source: Any, info: Any, **kwargs: Any
@@ -32,12 +38,16 @@ class DomainErrors(FieldExtension):
             return await next_(source, info, **kwargs)
         except DomainError as exc:
             return user_error(exc)
+        except ColumnValueError as exc:
+            return user_error(out_of_range(exc))
 
 
 def mutation(*, description: str, scopes: tuple[Scope, ...] = (), resolver: Any = None) -> Any:
     """`@mutation(description=..., scopes=OWNERS)` on a resolver of a `Mutation` type (no
-    scopes: open to anyone, as `login` is)."""
-    extensions: list[FieldExtension] = [*requires(*scopes), DomainErrors()] if scopes else [DomainErrors()]
+    scopes: open to anyone, as `login` is). Its text arguments are checked (`schema.arguments`)."""
+    # The last extension of a field runs first: every error of the others becomes a payload.
+    checks = requires(*scopes) if scopes else [CheckedArguments()]
+    extensions: list[FieldExtension] = [*checks, DomainErrors()]
     if resolver is not None:
         return strawberry.mutation(resolver=resolver, description=description, extensions=extensions)
     return strawberry.mutation(description=description, extensions=extensions)

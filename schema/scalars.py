@@ -8,11 +8,15 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, NewType
 
 import strawberry
+from graphql import GraphQLError
+
+from models.errors import RequestErrorCode
 
 if TYPE_CHECKING:
     from strawberry.types.scalar import ScalarDefinition
 
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# Year 0001 to 9999, as `date` holds them; ASCII digits only, nothing after the month.
+_MONTH = re.compile(r"\A(?!0000)(\d{4})-(0[1-9]|1[0-2])\Z", re.ASCII)
 
 Month = NewType("Month", date)
 
@@ -20,8 +24,19 @@ Month = NewType("Month", date)
 def _parse_month(value: str) -> date:
     match = _MONTH.match(value) if isinstance(value, str) else None
     if not match:
-        raise ValueError(f"'{value}' is not a month; write YYYY-MM, e.g. 2026-10.")
+        # A GraphQL error of its own (not a ValueError) so that it reads as the client's
+        # mistake, located at the value, rather than as a failure of the server.
+        raise GraphQLError(
+            f"{_quoted(value)} is not a month; write YYYY-MM, e.g. 2026-10.",
+            extensions={"code": RequestErrorCode.BAD_USER_INPUT.value},
+        )
     return date(int(match[1]), int(match[2]), 1)
+
+
+def _quoted(value: object, limit: int = 40) -> str:
+    """The value as the client wrote it, cut short: a refusal need not echo a megabyte."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 SCALARS: dict[object, ScalarDefinition] = {

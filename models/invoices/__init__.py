@@ -9,6 +9,7 @@ from models.invoices.queries import (
     is_visible,
     organization_today,
     preset_range,
+    visible_invoice_by_number,
     visible_invoices,
 )
 from models.invoices.tables import (
@@ -27,5 +28,5 @@ __all__ = [
     "CUSTOMER_VISIBLE", "DatePreset", "DeliveryStatus", "Invoice", "InvoiceEvent", "InvoiceLineItem",
     "InvoiceNumberCounter", "InvoiceQuery", "InvoiceRevision", "InvoiceStatus", "LineKind",
     "PaymentStatus", "amount_due", "filter_invoices", "is_visible", "organization_today", "preset_range",
-    "visible_invoices",
+    "visible_invoice_by_number", "visible_invoices",
 ]

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from tortoise.expressions import Q
 
+from models.inputs import storable
 from models.invoices.tables import Invoice, InvoiceStatus, PaymentStatus
 
 # States a customer may see: the invoice was approved (and may since have been voided).
@@ -27,6 +28,12 @@ def visible_invoices(principal):
             approved_at__isnull=False,
         )
     return query
+
+
+async def visible_invoice_by_number(principal, number: str) -> Invoice | None:
+    """The invoice numbered `number` (INV-2026-0042), if the principal may see it."""
+    numbers = storable(Invoice, "number", [number.strip()])
+    return await visible_invoices(principal).get_or_none(number=numbers[0]) if numbers else None
 
 
 def is_visible(principal, organization_id, managed_account_id, status, approved: bool) -> bool:
