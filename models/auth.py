@@ -199,6 +199,9 @@ async def login(
     address = throttle.address if throttle else None
     if throttle:
         await throttle.admit(email)
+    if len(email.strip()) > MAX_EMAIL_LENGTH:
+        # No account can have it; refused before it reaches the database.
+        raise ValidationFailed(f"An e-mail address has at most {MAX_EMAIL_LENGTH} characters.", field="email")
     user = await User.get_or_none(email=email.strip().lower(), is_active=True)
     stored = user.password_hash if user and user.password_hash else _DUMMY_HASH
     try:
