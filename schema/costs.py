@@ -247,6 +247,12 @@ class CostImportError:
     column: str | None = strawberry.field(description="The FOCUS column concerned, when one is.")
 
 
+@strawberry.type(description="BilledCost in one currency.")
+class CurrencyAmount:
+    currency: str = strawberry.field(description="The billing currency (ISO 4217).")
+    billed_cost: Decimal = strawberry.field(description="Sum of BilledCost, exact.")
+
+
 @strawberry.type(description="What a delivery did to one scope: one provider's billing account in one month.")
 class DeliveredScope:
     provider_name: str = strawberry.field(description="FOCUS ProviderName.")
@@ -257,7 +263,8 @@ class DeliveredScope:
         "replaced) or UNCHANGED (the current delivery is byte-identical)."
     )
     rows: int = strawberry.field(description="Rows of the delivery in this scope.")
-    totals: list[CostTotal] = strawberry.field(description="Their BilledCost per currency.")
+    # The delivery's report keeps rows per scope, not per currency: no row count here.
+    totals: list[CurrencyAmount] = strawberry.field(description="Their BilledCost per currency.")
     rows_removed: int = strawberry.field(description="Rows of the superseded delivery removed.")
     superseded_import_id: strawberry.ID | None = strawberry.field(
         description="The import this delivery superseded in the scope (a CostImport id)."
@@ -305,7 +312,7 @@ class CostImport(relay.Node):
             DeliveredScope(
                 provider_name=s["providerName"], billing_account_id=s["billingAccountId"],
                 billing_month=Month(date.fromisoformat(s["billingMonth"])), outcome=s["outcome"], rows=s["rows"],
-                totals=[CostTotal(currency=c, billed_cost=plain(Decimal(t)), rows=s["rows"]) for c, t in s["totals"].items()],
+                totals=[CurrencyAmount(currency=c, billed_cost=plain(Decimal(t))) for c, t in s["totals"].items()],
                 rows_removed=s["rowsRemoved"],
                 superseded_import_id=(
                     strawberry.ID(relay.to_base64("CostImport", s["supersededImportId"]))
