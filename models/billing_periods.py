@@ -107,28 +107,64 @@ async def close_period(organization_id: Any, month: date, actor: Actor, *, must_
             " closed_at = COALESCE(billing_periods.closed_at, now())",
             [str(organization_id), start, end],
         )
+        # An account invoiced per provider gets one invoice for each provider with costs in
+        # the month (one for every provider while there are none). An account that had its
+        # month's invoice, even voided, gets none: a voided invoice is replaced on purpose.
         rows = await conn.execute_query_dict(
-            "INSERT INTO invoices (id, organization_id, managed_account_id, billing_period_id, currency,"
-            " status, payment_status, delivery_status, subtotal, adjustments, charges, total,"
-            " amount_paid, amount_refunded, created_at, updated_at)"
-            " SELECT gen_random_uuid(), a.organization_id, a.id, p.id, a.currency, 'READY_TO_INVOICE',"
-            " 'UNPAID', 'NOT_SENT', 0, 0, 0, 0, 0, 0, now(), now()"
+            _NEW_INVOICES + " SELECT gen_random_uuid(), a.organization_id, a.id, p.id, a.currency, 'READY_TO_INVOICE',"
+            " 'UNPAID', 'NOT_SENT', 0, 0, 0, 0, 0, 0, now(), now(), 'REGULAR', COALESCE(pr.provider_name, '')"
             " FROM managed_accounts a JOIN billing_periods p"
             " ON p.organization_id = a.organization_id AND p.start_date = $2"
-            " WHERE a.organization_id = $1"
-            " ON CONFLICT (managed_account_id, billing_period_id) DO NOTHING RETURNING id",
+            " LEFT JOIN LATERAL (SELECT DISTINCT c.provider_name FROM cost_records c"
+            "   WHERE a.invoice_per_provider AND c.managed_account_id = a.id AND c.billing_month = $2) pr ON true"
+            " WHERE a.organization_id = $1 AND NOT EXISTS (SELECT 1 FROM invoices v"
+            "   WHERE v.managed_account_id = a.id AND v.billing_period_id = p.id AND v.kind = 'REGULAR'"
+            "   AND v.provider_name = COALESCE(pr.provider_name, ''))"
+            " ON CONFLICT (managed_account_id, billing_period_id, provider_name)"
+            " WHERE kind = 'REGULAR' AND status <> 'VOIDED' DO NOTHING RETURNING id",
             [str(organization_id), start],
         )
+        rows += await _supplementary_invoices(conn, organization_id, start)
         await InvoiceEvent.bulk_create(
             [
                 InvoiceEvent(invoice_id=r["id"], actor_id=actor.user_id, actor_label=actor.label,
                              kind="CREATED", to_status=InvoiceStatus.READY_TO_INVOICE.value,
-                             detail={"period": start.strftime("%Y-%m")})
+                             detail={"period": r.get("period") or start.strftime("%Y-%m"),
+                                     **({"supplementary": True} if r.get("period") else {})})
                 for r in rows
             ],
             using_db=conn,
         )
     return [r["id"] for r in rows]
+
+
+_NEW_INVOICES = (
+    "INSERT INTO invoices (id, organization_id, managed_account_id, billing_period_id, currency,"
+    " status, payment_status, delivery_status, subtotal, adjustments, charges, total,"
+    " amount_paid, amount_refunded, created_at, updated_at, kind, provider_name)"
+)
+
+
+async def _supplementary_invoices(conn: Any, organization_id: Any, until: date) -> list[dict[str, Any]]:
+    """When the organization bills late costs on supplementary invoices: one for each account,
+    month (up to `until`) and provider split with late costs left to bill, unless one is
+    already on its way (not approved yet, it bills them when generated)."""
+    return await conn.execute_query_dict(
+        _NEW_INVOICES + " SELECT gen_random_uuid(), a.organization_id, a.id, p.id, a.currency,"
+        " 'READY_TO_INVOICE', 'UNPAID', 'NOT_SENT', 0, 0, 0, 0, 0, 0, now(), now(), 'SUPPLEMENTARY', l.provider"
+        " FROM (SELECT DISTINCT lc.managed_account_id, lc.billing_month, i.provider_name AS provider"
+        "   FROM late_costs lc JOIN invoices i ON i.id = lc.invoice_id"
+        "   WHERE lc.organization_id = $1 AND lc.billing_month <= $2 AND lc.billed_invoice_id IS NULL"
+        "   GROUP BY 1, 2, 3 HAVING sum(lc.billable) <> 0) l"
+        " JOIN managed_accounts a ON a.id = l.managed_account_id"
+        " JOIN organizations o ON o.id = a.organization_id AND o.late_cost_billing = 'SUPPLEMENTARY_INVOICE'"
+        " JOIN billing_periods p ON p.organization_id = a.organization_id AND p.start_date = l.billing_month"
+        " WHERE NOT EXISTS (SELECT 1 FROM invoices s WHERE s.managed_account_id = a.id"
+        "   AND s.billing_period_id = p.id AND s.kind = 'SUPPLEMENTARY' AND s.provider_name = l.provider"
+        "   AND s.status NOT IN ('APPROVED', 'VOIDED'))"
+        " RETURNING id, to_char((SELECT start_date FROM billing_periods WHERE id = billing_period_id), 'YYYY-MM') AS period",
+        [str(organization_id), until],
+    )
 
 
 async def periods_to_close(now: datetime) -> list[tuple[Any, date]]:

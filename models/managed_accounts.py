@@ -41,6 +41,8 @@ class ManagedAccount(TimestampMixin, AddressMixin, Model):
     currency = fields.CharField(max_length=3, default="USD")
     # Also bill the integrations the customer connected itself, not only the MSP's.
     include_account_integrations = fields.BooleanField(default=False)
+    # One invoice per cloud provider for the month, each with its own number, instead of one.
+    invoice_per_provider = fields.BooleanField(default=False, db_default=False)
     official_company_name = fields.CharField(max_length=255, default="")
     billing_emails: fields.JSONField[list[str]] = fields.JSONField(default=list)
     po_number = fields.CharField(max_length=128, default="")
@@ -232,7 +234,7 @@ _TEXT_COLUMNS = {
 }
 ACCOUNT_FIELDS = frozenset(_TEXT_COLUMNS) | {
     "contact_email", "billing_profile_id", "payment_terms_days", "currency",
-    "include_account_integrations", "billing_emails", "business_fields", "sub_account_ids",
+    "include_account_integrations", "invoice_per_provider", "billing_emails", "business_fields", "sub_account_ids",
 }
 
 
@@ -301,10 +303,12 @@ def _clean_account(data: dict[str, Any]) -> tuple[dict[str, Any], list[str] | No
     for column, check in checks.items():
         if column in data:
             columns[column] = check(data[column])
-    if "include_account_integrations" in data:
-        if not isinstance(data["include_account_integrations"], bool):
-            raise ValidationFailed("Expected true or false.", field="includeAccountIntegrations")
-        columns["include_account_integrations"] = data["include_account_integrations"]
+    for column, field in (("include_account_integrations", "includeAccountIntegrations"),
+                          ("invoice_per_provider", "invoicePerProvider")):
+        if column in data:
+            if not isinstance(data[column], bool):
+                raise ValidationFailed("Expected true or false.", field=field)
+            columns[column] = data[column]
     sub_account_ids = _sub_account_ids(data["sub_account_ids"]) if "sub_account_ids" in data else None
     return columns, sub_account_ids
 

@@ -17,6 +17,15 @@ class ExportDateFormat(str, Enum):
     ISO = "YYYY-MM-DD"
 
 
+class LateCostBilling(str, Enum):
+    """How costs delivered for a month after its invoice was approved are billed."""
+
+    # A labelled line on the account's next invoice.
+    NEXT_INVOICE = "NEXT_INVOICE"
+    # A supplementary invoice for that month, made at the next month close.
+    SUPPLEMENTARY_INVOICE = "SUPPLEMENTARY_INVOICE"
+
+
 class Organization(TimestampMixin, Model):
     id = fields.UUIDField(primary_key=True)
     name = fields.CharField(max_length=255)
@@ -27,6 +36,9 @@ class Organization(TimestampMixin, Model):
     export_date_format = fields.CharEnumField(
         ExportDateFormat, max_length=10, default=ExportDateFormat.DAY_FIRST
     )
+    late_cost_billing = fields.CharEnumField(
+        LateCostBilling, max_length=24, default=LateCostBilling.NEXT_INVOICE, db_default=LateCostBilling.NEXT_INVOICE
+    )
 
     class Meta:
         table = "organizations"
@@ -34,4 +46,5 @@ class Organization(TimestampMixin, Model):
             CheckConstraint(check="invoice_prefix ~ '^[A-Z0-9]{1,16}$'", name="organizations_prefix_valid"),
             CheckConstraint(check="btrim(name) <> ''", name="organizations_name_present"),
             enum_check("organizations", "export_date_format", ExportDateFormat),
+            enum_check("organizations", "late_cost_billing", LateCostBilling),
         )

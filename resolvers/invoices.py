@@ -24,8 +24,10 @@ from schema.invoices import (
     InvoiceConnection,
     InvoiceFilter,
     InvoiceOrder,
+    InvoiceReissued,
     InvoiceResendQueued,
     InvoiceStatusEvent,
+    ReissueInvoicePayload,
     ResendInvoicePayload,
     listed_invoices,
     prefetch,
@@ -143,6 +145,18 @@ class Mutation:
         )
         await effects.invoices_voided(info.context.redis, changed, notify_customer=notify_customer)
         return results
+
+    @mutation(
+        description="Replace a voided invoice: a new invoice for the same account and month, with "
+        "a new number, made from the month's costs (and the late costs delivered since), linked "
+        "both ways (`replaces`, `replacedBy`). Void the invoice first; one replacement each.",
+        scopes=OWNERS,
+    )
+    async def reissue_invoice(self, info: Info, id: strawberry.ID) -> ReissueInvoicePayload:
+        replacement = await actions.reissue(info.context.principal, node_uuid(id, "Invoice"))
+        await effects.generation_requested(info.context.redis, [replacement.id])
+        replaced = await invoices.visible_invoices(info.context.principal).get(id=replacement.replaces_id)
+        return InvoiceReissued(invoice=Invoice.from_model(replacement), replaced=Invoice.from_model(replaced))
 
     @mutation(description="E-mail an approved invoice again.", scopes=OWNERS)
     async def resend_invoice(self, info: Info, id: strawberry.ID) -> ResendInvoicePayload:

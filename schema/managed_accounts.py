@@ -49,6 +49,10 @@ class ManagedAccount(relay.Node):
         description="Whether the costs of the integrations the customer connected itself "
         "(imports of origin ACCOUNT_INTEGRATION) are billed too, not only the MSP's."
     )
+    invoice_per_provider: bool = strawberry.field(
+        description="Whether the account gets one invoice per cloud provider for a month (each "
+        "with its own number), rather than one for all."
+    )
     billing_information: BillingInformation = strawberry.field(
         description="Company name, address, billing e-mails and PO number for invoices."
     )
@@ -65,6 +69,7 @@ class ManagedAccount(relay.Node):
             id=str(account.id), name=account.name, contact_email=account.contact_email,
             payment_terms_days=account.payment_terms_days, currency=account.currency,
             include_account_integrations=account.include_account_integrations,
+            invoice_per_provider=account.invoice_per_provider,
             billing_information=BillingInformation(
                 official_company_name=account.official_company_name,
                 address=Address.from_model(account), billing_emails=list(account.billing_emails),
@@ -182,6 +187,9 @@ class CreateManagedAccountInput:
     include_account_integrations: bool | None = strawberry.field(
         default=None, description="Also bill the integrations the customer connected itself (default false)."
     )
+    invoice_per_provider: bool | None = strawberry.field(
+        default=None, description="One invoice per cloud provider for a month, from the next month closed (default false)."
+    )
     official_company_name: str | None = strawberry.field(default=None, description="Legal name printed on invoices.")
     address: AddressInput | None = strawberry.field(default=None, description="Billing address.")
     billing_emails: list[str] | None = strawberry.field(
@@ -216,6 +224,9 @@ class UpdateManagedAccountInput:
     include_account_integrations: bool | None = strawberry.field(
         default=None, description="Also bill the integrations the customer connected itself."
     )
+    invoice_per_provider: bool | None = strawberry.field(
+        default=None, description="One invoice per cloud provider for a month, from the next month closed."
+    )
     official_company_name: str | None = strawberry.field(default=None, description="Legal name printed on invoices.")
     address: AddressInput | None = strawberry.field(
         default=None, description="Address lines to change; omitted lines keep their value."
@@ -236,7 +247,7 @@ class UpdateManagedAccountInput:
 
 _PLAIN_FIELDS = (
     "name", "contact_email", "payment_terms_days", "currency", "include_account_integrations",
-    "official_company_name", "billing_emails", "po_number", "sub_account_ids", "internal_notes",
+    "invoice_per_provider", "official_company_name", "billing_emails", "po_number", "sub_account_ids", "internal_notes",
 )
 
 

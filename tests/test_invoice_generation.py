@@ -131,9 +131,9 @@ async def test_usage_rules_charges_and_rounding(world):
     draft = await compute(await load_context((await _ready(world)).id))
     usage = [(l.description, l.amount, l.quantity, l.unit) for l in draft.usage]
     assert usage == [
-        ("AWS Amazon EC2", Decimal("100.01"), Decimal("11"), "Hours"),  # 100.005 rounds half up
-        ("AWS Amazon S3", Decimal("10.01"), None, None),  # 10.005 -> 10.01; units differ
-        ("Microsoft Virtual Machines", Decimal("50.00"), None, None),
+        ("AWS Amazon EC2 (Compute)", Decimal("100.01"), Decimal("11"), "Hours"),  # 100.005 rounds half up
+        ("AWS Amazon S3 (Storage)", Decimal("10.01"), None, None),  # 10.005 -> 10.01; units differ
+        ("Microsoft Virtual Machines (Compute)", Decimal("50.00"), None, None),
     ]
     # Credits first (5 off 160.01), then the AWS discount on the AWS lines' running amount.
     aws_after_credit = Decimal("110.01") - Decimal(5) * Decimal("110.01") / Decimal("160.01")
@@ -196,9 +196,9 @@ async def test_the_accounts_own_integrations_count_only_when_it_includes_them(wo
 
     usage = [(line.description, line.amount) for line in draft.usage]
     if not included:
-        assert usage == [("AWS Amazon EC2", Decimal("100.00"))]
+        assert usage == [("AWS Amazon EC2 (Compute)", Decimal("100.00"))]
         assert (draft.subtotal, draft.charges, draft.total) == (Decimal("100.00"), Decimal("20.00"), Decimal("120.00"))
         return
     # Each printed line rounded half up, then summed: 100.005 -> 100.01 and 10.005 -> 10.01.
-    assert usage == [("AWS Amazon EC2", Decimal("100.01")), ("Microsoft Virtual Machines", Decimal("10.01"))]
+    assert usage == [("AWS Amazon EC2 (Compute)", Decimal("100.01")), ("Microsoft Virtual Machines (Compute)", Decimal("10.01"))]
     assert (draft.subtotal, draft.charges, draft.total) == (Decimal("110.02"), Decimal("22.00"), Decimal("132.02"))

@@ -263,10 +263,23 @@ class LateCost(Model):
     )
     billing_month = fields.DateField()
     origin = _origin()
+    # The delivery scope the difference was found in: a later delivery of the same scope
+    # restates it (see `billable`).
+    provider_name = fields.CharField(max_length=128, default="", db_default="")
+    billing_account_id = fields.CharField(max_length=255, default="", db_default="")
     currency = fields.CharField(max_length=3)
     invoiced_cost = cost_decimal()
     delivered_cost = cost_decimal()
     difference = cost_decimal()
+    # What this row adds to the scope's earlier late costs: its difference less the previous
+    # row's, so the billable amounts of a scope always add up to its latest difference, and
+    # each is billed once.
+    billable = cost_decimal(default=0, db_default=0)
+    # The invoice that bills it (a later invoice's line, or a supplementary invoice); released
+    # when that invoice is voided, so it is billed again.
+    billed_invoice: fields.ForeignKeyNullableRelation[Invoice] = fields.ForeignKeyField(
+        "models.Invoice", related_name="billed_late_costs", null=True, on_delete=fields.RESTRICT
+    )
     invoiced_rows = fields.IntField()
     delivered_rows = fields.IntField()
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -276,6 +289,7 @@ class LateCost(Model):
     cost_import_id: UUID
     managed_account_id: UUID
     invoice_id: UUID
+    billed_invoice_id: UUID | None
 
     class Meta:
         table = "late_costs"

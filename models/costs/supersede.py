@@ -67,8 +67,10 @@ async def supersede(
     """Make the new import (whose rows are all in `cost_records`) current for each of its
     scopes; `pg` is the transaction's asyncpg connection."""
     result = Supersession()
-    invoiced_by_month: dict[date, dict[uuid.UUID, uuid.UUID]] = {}
-    late: dict[tuple[uuid.UUID, date, str], list[Any]] = {}
+    # month -> account -> provider ('' for an invoice of every provider) -> invoice
+    invoiced_by_month: dict[date, dict[uuid.UUID, dict[str, uuid.UUID]]] = {}
+    # (account, month, currency, provider, billing account) -> [invoiced, delivered, rows, rows]
+    late: dict[tuple[uuid.UUID, date, str, str, str], list[Any]] = {}
     account = integration_account_id
     for (provider, billing_account, month), delivered in sorted(scopes.items()):
         current = await pg.fetchrow(
@@ -92,15 +94,17 @@ async def supersede(
             ))
             continue
         if month not in invoiced_by_month:
-            invoiced_by_month[month] = {
-                row["managed_account_id"]: row["id"]
-                for row in await pg.fetch(
-                    f"""SELECT i.id, i.managed_account_id FROM invoices i
-                        JOIN billing_periods p ON p.id = i.billing_period_id
-                        WHERE i.organization_id = $1 AND p.start_date = $2 AND {_INVOICED}""",
-                    organization_id, month,
-                )
-            }
+            by_account: dict[uuid.UUID, dict[str, uuid.UUID]] = {}
+            # An approved month's invoice is preferred to a voided or supplementary one.
+            for row in await pg.fetch(
+                f"""SELECT i.id, i.managed_account_id, i.provider_name FROM invoices i
+                    JOIN billing_periods p ON p.id = i.billing_period_id
+                    WHERE i.organization_id = $1 AND p.start_date = $2 AND {_INVOICED}
+                    ORDER BY i.status = 'APPROVED', i.kind = 'REGULAR', i.created_at""",
+                organization_id, month,
+            ):
+                by_account.setdefault(row["managed_account_id"], {})[row["provider_name"]] = row["id"]
+            invoiced_by_month[month] = by_account
         invoiced = invoiced_by_month[month]
         locked = list(invoiced)
         if locked:
@@ -114,7 +118,8 @@ async def supersede(
                 *scope_args, locked,
             ):
                 sums = late.setdefault(
-                    (row["managed_account_id"], month, row["billing_currency"]), [Decimal(0), Decimal(0), 0, 0]
+                    (row["managed_account_id"], month, row["billing_currency"], provider, billing_account),
+                    [Decimal(0), Decimal(0), 0, 0],
                 )
                 slot = 1 if row["is_new"] else 0
                 sums[slot] = EXACT.add(sums[slot], row["cost"])
@@ -152,25 +157,60 @@ async def supersede(
             provider, billing_account, month, "NEW" if current is None else "REPLACED",
             delivered.rows, totals, superseded, removed,
         ))
-    for (account_id, month, currency), (invoiced_cost, delivered_cost, invoiced_rows, delivered_rows) in sorted(
-        late.items(), key=lambda item: (str(item[0][0]), item[0][1], item[0][2])
+    per_account: dict[tuple[uuid.UUID, date, str], list[Any]] = {}
+    for (account_id, month, currency, provider, billing_account), sums in sorted(
+        late.items(), key=lambda item: (str(item[0][0]), *item[0][1:])
     ):
-        entry = LateCostEntry(
-            account_id, invoiced_by_month[month][account_id], month, currency, invoiced_cost, delivered_cost,
-            EXACT.subtract(delivered_cost, invoiced_cost), invoiced_rows, delivered_rows,
+        total = per_account.setdefault((account_id, month, currency), [Decimal(0), Decimal(0), 0, 0])
+        for slot in range(4):
+            total[slot] = EXACT.add(total[slot], sums[slot]) if slot < 2 else total[slot] + sums[slot]
+        await _record_late_cost(
+            pg, organization_id, cost_import_id, origin, _invoice_of(invoiced_by_month[month][account_id], provider),
+            (account_id, month, currency, provider, billing_account), sums,
         )
-        result.late_costs.append(entry)
-        if entry.difference:
-            await pg.execute(
-                """INSERT INTO late_costs (id, organization_id, cost_import_id, managed_account_id,
-                       invoice_id, billing_month, origin, currency, invoiced_cost, delivered_cost,
-                       difference, invoiced_rows, delivered_rows, created_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now())""",
-                uuid.uuid4(), organization_id, cost_import_id, account_id, entry.invoice_id, month,
-                origin.value, currency, invoiced_cost, delivered_cost, entry.difference,
-                invoiced_rows, delivered_rows,
-            )
+    for (account_id, month, currency), (invoiced_cost, delivered_cost, invoiced_rows, delivered_rows) in sorted(
+        per_account.items(), key=lambda item: (str(item[0][0]), item[0][1], item[0][2])
+    ):
+        result.late_costs.append(LateCostEntry(
+            account_id, _invoice_of(invoiced_by_month[month][account_id], ""), month, currency, invoiced_cost, delivered_cost,
+            EXACT.subtract(delivered_cost, invoiced_cost), invoiced_rows, delivered_rows,
+        ))
     return result
+
+
+def _invoice_of(invoices: dict[str, uuid.UUID], provider: str) -> uuid.UUID:
+    """The account's invoice of the month that billed `provider` (its own, or the one of every
+    provider); for the report, any of them."""
+    return invoices.get(provider) or invoices.get("") or next(iter(invoices.values()))
+
+
+async def _record_late_cost(
+    pg: Any, organization_id: uuid.UUID, cost_import_id: uuid.UUID, origin: CostOrigin, invoice_id: uuid.UUID,
+    key: tuple[uuid.UUID, date, str, str, str], sums: list[Any],
+) -> None:
+    """Store a scope's difference from what was invoiced, with what it adds to the scope's
+    earlier late costs (nothing stored when it adds nothing)."""
+    account_id, month, currency, provider, billing_account = key
+    invoiced_cost, delivered_cost, invoiced_rows, delivered_rows = sums
+    difference = EXACT.subtract(delivered_cost, invoiced_cost)
+    previous = await pg.fetchval(
+        """SELECT difference FROM late_costs WHERE managed_account_id = $1 AND billing_month = $2
+             AND currency = $3 AND provider_name = $4 AND billing_account_id = $5 AND origin = $6
+           ORDER BY created_at DESC, id DESC LIMIT 1""",
+        account_id, month, currency, provider, billing_account, origin.value,
+    )
+    billable = EXACT.subtract(difference, previous or Decimal(0))
+    if not billable:
+        return
+    await pg.execute(
+        """INSERT INTO late_costs (id, organization_id, cost_import_id, managed_account_id,
+               invoice_id, billing_month, origin, provider_name, billing_account_id, currency,
+               invoiced_cost, delivered_cost, difference, billable, invoiced_rows, delivered_rows, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, clock_timestamp())""",
+        uuid.uuid4(), organization_id, cost_import_id, account_id, invoice_id, month, origin.value,
+        provider, billing_account, currency, invoiced_cost, delivered_cost, difference, billable,
+        invoiced_rows, delivered_rows,
+    )
 
 
 def _count(status: str) -> int:

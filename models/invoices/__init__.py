@@ -7,6 +7,7 @@ from models.invoices.queries import (
     amount_due,
     filter_invoices,
     is_visible,
+    late_costs_of,
     organization_today,
     preset_range,
     visible_invoice_by_number,
@@ -16,6 +17,7 @@ from models.invoices.tables import (
     DeliveryStatus,
     Invoice,
     InvoiceEvent,
+    InvoiceKind,
     InvoiceLineItem,
     InvoiceNumberCounter,
     InvoiceRevision,
@@ -25,8 +27,8 @@ from models.invoices.tables import (
 )
 
 __all__ = [
-    "CUSTOMER_VISIBLE", "DatePreset", "DeliveryStatus", "Invoice", "InvoiceEvent", "InvoiceLineItem",
+    "CUSTOMER_VISIBLE", "DatePreset", "DeliveryStatus", "Invoice", "InvoiceEvent", "InvoiceKind", "InvoiceLineItem",
     "InvoiceNumberCounter", "InvoiceQuery", "InvoiceRevision", "InvoiceStatus", "LineKind",
-    "PaymentStatus", "amount_due", "filter_invoices", "is_visible", "organization_today", "preset_range",
+    "PaymentStatus", "amount_due", "filter_invoices", "is_visible", "late_costs_of", "organization_today", "preset_range",
     "visible_invoice_by_number", "visible_invoices",
 ]

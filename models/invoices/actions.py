@@ -9,10 +9,18 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from models.errors import DomainError, ErrorCode, InvalidTransition, MissingBillingProfile, NotFound, ValidationFailed
+from models.errors import (
+    Conflict,
+    DomainError,
+    ErrorCode,
+    InvalidTransition,
+    MissingBillingProfile,
+    NotFound,
+    ValidationFailed,
+)
 from models.invoices.lifecycle import Actor, lock_invoice, transition
 from models.invoices.queries import visible_invoices
-from models.invoices.tables import DeliveryStatus, Invoice, InvoiceEvent, InvoiceStatus, PaymentStatus
+from models.invoices.tables import DeliveryStatus, Invoice, InvoiceEvent, InvoiceKind, InvoiceStatus, PaymentStatus
 from models.managed_accounts import ManagedAccount
 
 MAX_BULK = 500
@@ -108,12 +116,53 @@ async def void(principal, ids: list[Any], *, reason: str = "", notify_customer: 
             changes: dict[str, Any] = {"voided_at": datetime.now(UTC)}
             if invoice.payment_status == PaymentStatus.OVERDUE:
                 changes["payment_status"] = PaymentStatus.UNPAID
+            # Late costs it billed are billed again by the next invoice that can.
+            await conn.execute_query(
+                "UPDATE late_costs SET billed_invoice_id = NULL WHERE billed_invoice_id = $1", [str(invoice_id)]
+            )
             return await transition(
                 invoice_id, "VOID", actor, organization_id=principal.organization_id, changes=changes,
                 detail={"reason": reason, "notifyCustomer": notify_customer}, connection=conn,
             )
 
     return await _each(principal, ids, one)
+
+
+async def reissue(principal, invoice_id: Any) -> Invoice:
+    """The replacement of a voided invoice: a new invoice for the same account, month (and
+    provider, and kind), linked both ways, moved to GENERATING at once; its number is the next
+    one when it is generated. The caller enqueues its generation once this has committed."""
+    actor = Actor(user_id=principal.user.id)
+    async with in_transaction() as conn:
+        voided = await lock_invoice(conn, visible_invoices(principal), invoice_id)
+        if voided.status != InvoiceStatus.VOIDED:
+            raise InvalidTransition("Only a voided invoice can be replaced: void it first.", field="id")
+        if await Invoice.filter(replaces_id=voided.id).using_db(conn).exists():
+            raise Conflict(f"Invoice {voided.number or voided.id} has a replacement already.", field="id")
+        account = await ManagedAccount.get(id=voided.managed_account_id, using_db=conn)
+        if account.billing_profile_id is None:
+            raise MissingBillingProfile(
+                f"{account.name} has no billing profile: choose one on the managed account first.", field="id"
+            )
+        replaces_active = await Invoice.filter(
+            managed_account_id=voided.managed_account_id, billing_period_id=voided.billing_period_id,
+            provider_name=voided.provider_name, kind=InvoiceKind.REGULAR,
+        ).exclude(status=InvoiceStatus.VOIDED).using_db(conn).exists()
+        if voided.kind == InvoiceKind.REGULAR and replaces_active:
+            raise Conflict("The account has another invoice for the month already.", field="id")
+        replacement = await Invoice.create(
+            organization_id=voided.organization_id, managed_account_id=voided.managed_account_id,
+            billing_period_id=voided.billing_period_id, kind=voided.kind, provider_name=voided.provider_name,
+            replaces_id=voided.id, currency=account.currency, status=InvoiceStatus.GENERATING, using_db=conn,
+        )
+        await InvoiceEvent.bulk_create([
+            InvoiceEvent(invoice_id=replacement.id, actor_id=actor.user_id, kind="CREATED",
+                         to_status=InvoiceStatus.GENERATING.value, detail={"replaces": voided.number}),
+            InvoiceEvent(invoice_id=voided.id, actor_id=actor.user_id, kind="REPLACED",
+                         from_status=InvoiceStatus.VOIDED.value, to_status=InvoiceStatus.VOIDED.value,
+                         detail={"replacement": str(replacement.id)}),
+        ], using_db=conn)
+    return await Invoice.get(id=replacement.id)
 
 
 async def fail_generation(invoice_id: Any, message: str, actor: Actor) -> Invoice | None:

@@ -1,18 +1,32 @@
 """Computing an invoice from the account's costs of the month.
 
 The order, written down once:
-1. Usage lines: the month's cost records grouped by provider and service (quantity and unit
-   shown when every row of the group has the same unit); groups summing to zero are left out.
-   Records of the account's own integrations count only when the account includes them
-   (`include_account_integrations`); the MSP's delegated ones always do.
-2. Billing rules, in the order `models.billing_rules` documents (credits, discounts, markups;
-   then tax rules), computed exactly in the cost currency.
-3. Conversion to the invoice currency at the month's exchange rate (stamped on the revision).
+1. Usage lines: the month's cost records grouped by provider, service, service category and
+   billing currency (quantity and unit shown when every row of the group has the same unit);
+   groups summing to zero are left out. A line's description names what it groups:
+   "AWS Amazon Elastic Compute Cloud (Storage)", and its currency when the month's costs came
+   in several. Records of the account's own integrations count only when the account includes
+   them (`include_account_integrations`); the MSP's delegated ones always do. An invoice of one
+   provider (`invoice_per_provider`) takes that provider's records only.
+2. Conversion of each line, exactly, to the invoice currency at the month's rate for its
+   billing currency (every rate applied is stamped on the revision and printed); a missing
+   rate fails the generation naming it.
+3. Billing rules, in the order `models.billing_rules` documents (credits, discounts, markups;
+   then tax rules), on the converted amounts.
+3b. Late costs (`models.costs.LateCost`) not billed yet: a line per month and currency,
+   "Costs for September 2024 received after invoicing", converted at that month's rate and
+   outside the billing rules. A month's invoice bills those of earlier months when the
+   organization bills late costs on the next invoice, and those of its own month (a
+   replacement of a voided invoice); a supplementary invoice bills its month's.
 4. Rounding: every printed line is rounded half-up to the currency's minor unit
    (`models.currencies.round_money`); the subtotal, charges and total are sums of printed
    lines, so the total always equals the sum of what the invoice shows.
 5. The billing profile's taxes and additional charges, in their order, on the subtotal after
-   rules: a percentage of it, or a fixed amount in the invoice currency.
+   rules: a percentage of it, or a fixed amount in the invoice currency (not on a
+   supplementary invoice, which adds to a month that already carried them).
+6. Dates: the issue date is set by the first generation and kept by every regeneration (the
+   number is taken then too, so numbers and issue dates rise together); the due date is the
+   issue date plus the account's payment terms at generation.
 """
 
 from __future__ import annotations
@@ -34,9 +48,9 @@ from models.currencies import round_money
 from models.errors import GenerationFailed, MissingBillingProfile
 from models.exchange_rates import ExchangeRate
 from models.invoices.queries import organization_today
-from models.invoices.tables import Invoice, LineKind
+from models.invoices.tables import Invoice, InvoiceKind, LineKind
 from models.managed_accounts import ManagedAccount
-from models.organizations import Organization
+from models.organizations import LateCostBilling, Organization
 
 HUNDRED = Decimal(100)
 RULE_ORDER = {RuleKind.CREDIT: 0, RuleKind.DISCOUNT: 1, RuleKind.MARKUP: 2}
@@ -53,6 +67,9 @@ class Line:
     quantity: Decimal | None = None
     unit: str | None = None
     unit_price: Decimal | None = None
+    # The amount before conversion, when the line was billed in another currency.
+    cost_currency: str = ""
+    cost_amount: Decimal | None = None
 
 
 @dataclass
@@ -62,7 +79,11 @@ class Draft:
     currency: str
     cost_currency: str
     rate: Decimal
+    # Every cost currency's rate into `currency`.
+    rates: dict[str, Decimal] = field(default_factory=dict)
     lines: list[Line] = field(default_factory=list)
+    # The late costs the lines bill, claimed when the revision is stored.
+    late_cost_ids: list[Any] = field(default_factory=list)
     subtotal: Decimal = Decimal(0)
     adjustments: Decimal = Decimal(0)
     charges: Decimal = Decimal(0)
@@ -73,6 +94,10 @@ class Draft:
     @property
     def usage(self) -> list[Line]:
         return [line for line in self.lines if line.kind == LineKind.USAGE]
+
+    @property
+    def late_lines(self) -> list[Line]:
+        return [line for line in self.lines if line.kind == LineKind.LATE_COST]
 
     @property
     def rule_lines(self) -> list[Line]:
@@ -124,7 +149,7 @@ async def load_context(invoice_id: Any, invoice: Invoice | None = None) -> Conte
     )
 
 
-async def _usage_groups(account: ManagedAccount, month: date) -> list[dict[str, Any]]:
+async def _usage_groups(account: ManagedAccount, month: date, provider: str) -> list[dict[str, Any]]:
     return (await connections.get("default").execute_query(
         """SELECT provider_name, COALESCE(service_name, '') AS service_name,
                   COALESCE(service_category, '') AS service_category, billing_currency,
@@ -132,9 +157,24 @@ async def _usage_groups(account: ManagedAccount, month: date) -> list[dict[str, 
                   COUNT(DISTINCT COALESCE(consumed_unit, '')) AS units, MIN(consumed_unit) AS unit,
                   SUM(consumed_quantity) AS quantity
            FROM cost_records WHERE managed_account_id = $1 AND billing_month = $2
-             AND (origin = $3 OR $4::boolean)
-           GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3""",
-        [str(account.id), month, CostOrigin.MSP_DELEGATED.value, account.include_account_integrations],
+             AND (origin = $3 OR $4::boolean) AND ($5 = '' OR provider_name = $5)
+           GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4""",
+        [str(account.id), month, CostOrigin.MSP_DELEGATED.value, account.include_account_integrations, provider],
+    ))[1]
+
+
+async def _late_costs(ctx: Context) -> list[dict[str, Any]]:
+    """The late costs this invoice bills: not billed by another invoice, of its own month, and
+    of earlier months when it is a month's invoice and the organization bills them next."""
+    invoice = ctx.invoice
+    earlier = invoice.kind == InvoiceKind.REGULAR and ctx.organization.late_cost_billing == LateCostBilling.NEXT_INVOICE
+    return (await connections.get("default").execute_query(
+        """SELECT id, billing_month, currency, billable FROM late_costs
+           WHERE managed_account_id = $1 AND (billed_invoice_id IS NULL OR billed_invoice_id = $2)
+             AND (billing_month = $3 OR ($4::boolean AND billing_month < $3))
+             AND ($5 = '' OR provider_name = $5)
+           ORDER BY billing_month, currency, created_at, id""",
+        [str(ctx.account.id), str(invoice.id), ctx.period.start_date, earlier, invoice.provider_name],
     ))[1]
 
 
@@ -149,20 +189,27 @@ async def _rules(ctx: Context) -> list[BillingRule]:
     return rules
 
 
-async def _rate(ctx: Context, cost_currency: str) -> Decimal:
+async def _rates(ctx: Context, needed: set[tuple[date, str]]) -> dict[tuple[date, str], Decimal]:
+    """The rate into the invoice currency of each (month, cost currency); a missing one fails
+    the generation, naming every rate to set."""
     currency = ctx.account.currency
-    if cost_currency == currency:
-        return Decimal(1)
-    rate = await ExchangeRate.get_or_none(
-        organization_id=ctx.organization.id, month=ctx.period.start_date,
-        base_currency=cost_currency, currency=currency,
-    )
-    if rate is None:
+    rates = {(month, cost): Decimal(1) for month, cost in needed if cost == currency}
+    wanted = needed - set(rates)
+    if wanted:
+        for row in await ExchangeRate.filter(
+            organization_id=ctx.organization.id, currency=currency,
+            month__in=sorted({month for month, _ in wanted}),
+            base_currency__in=sorted({cost for _, cost in wanted}),
+        ):
+            if (row.month, row.base_currency) in wanted:
+                rates[(row.month, row.base_currency)] = row.rate
+    missing = sorted(wanted - set(rates))
+    if missing:
+        names = ", ".join(f"{cost} to {currency} for {month:%Y-%m}" for month, cost in missing)
         raise GenerationFailed(
-            f"No exchange rate from {cost_currency} to {currency} for {ctx.period.label}: "
-            "set it (setExchangeRate), then regenerate."
+            f"No exchange rate from {names}: set {'it' if len(missing) == 1 else 'them'} (setExchangeRate), then regenerate."
         )
-    return rate.rate
+    return rates
 
 
 def _matches(rule: BillingRule, line: Line) -> bool:
@@ -175,43 +222,61 @@ def _matches(rule: BillingRule, line: Line) -> bool:
     )
 
 
-def _rule_delta(rule: BillingRule, base: Decimal) -> Decimal:
+def _rule_delta(rule: BillingRule, base: Decimal, rate: Decimal) -> Decimal:
+    """The rule's change to `base` (in the invoice currency); a fixed value is in the cost
+    currency, converted at `rate`."""
     if rule.calculation == RuleCalculation.PERCENT:
         amount = base * rule.value / HUNDRED
     elif rule.kind in (RuleKind.CREDIT, RuleKind.DISCOUNT):
-        amount = min(rule.value, max(base, Decimal(0)))
+        amount = min(rule.value * rate, max(base, Decimal(0)))
     else:
-        amount = rule.value
+        amount = rule.value * rate
     return amount if rule.kind in (RuleKind.MARKUP, RuleKind.TAX) else -amount
 
 
+def _description(group: dict[str, Any], several: bool) -> str:
+    what = f"{group['provider_name']} {group['service_name']}".strip() or "Cloud usage"
+    details = [part for part in (group["service_category"], several and group["billing_currency"]) if part]
+    return f"{what} ({', '.join(details)})" if details else what
+
+
 async def compute(ctx: Context) -> Draft:
-    groups = [g for g in await _usage_groups(ctx.account, ctx.period.start_date) if g["amount"] != 0]
-    cost_currencies = sorted({g["billing_currency"] for g in groups})
-    if len(cost_currencies) > 1:
-        raise GenerationFailed(
-            f"The month's costs are billed in several currencies ({', '.join(cost_currencies)}); "
-            "invoices are computed from one."
-        )
-    cost_currency = cost_currencies[0] if cost_currencies else ctx.account.currency
+    supplementary = ctx.invoice.kind == InvoiceKind.SUPPLEMENTARY
+    month = ctx.period.start_date
+    groups = [] if supplementary else [
+        g for g in await _usage_groups(ctx.account, month, ctx.invoice.provider_name) if g["amount"] != 0
+    ]
+    late = [row for row in await _late_costs(ctx) if row["billable"] != 0]
     currency = ctx.account.currency
-    rate = await _rate(ctx, cost_currency)
-    draft = Draft(currency=currency, cost_currency=cost_currency, rate=rate)
+    cost_currencies = sorted({g["billing_currency"] for g in groups})
+    rates = await _rates(ctx, {(month, c) for c in cost_currencies} | {(r["billing_month"], r["currency"]) for r in late})
+    month_rates = {c: rates[(month, c)] for c in cost_currencies}
+    # The revision's single cost currency and rate: the costs' own when there is one.
+    cost_currency = cost_currencies[0] if len(cost_currencies) == 1 else currency
+    draft = Draft(
+        currency=currency, cost_currency=cost_currency, rate=month_rates.get(cost_currency, Decimal(1)),
+        rates={c: r for (_, c), r in sorted(rates.items()) if c != currency},
+    )
+    several = len(cost_currencies) > 1
 
     def money(amount: Decimal) -> Decimal:
         return round_money(amount, currency)
 
-    usage = []
+    usage, converted, line_rates = [], [], []
     for g in groups:
+        rate = month_rates[g["billing_currency"]]
         agree = g["units"] == 1 and g["unit"] is not None and g["quantity"]
+        foreign = g["billing_currency"] != currency
         usage.append(Line(
             kind=LineKind.USAGE, provider=g["provider_name"], service=g["service_name"],
-            category=g["service_category"], amount=g["amount"],
-            description=f"{g['provider_name']} {g['service_name']}".strip() or "Cloud usage",
+            category=g["service_category"], amount=g["amount"], description=_description(g, several),
             quantity=g["quantity"] if agree else None, unit=g["unit"] if agree else None,
             unit_price=(g["amount"] * rate / g["quantity"]) if agree else None,
+            cost_currency=g["billing_currency"] if foreign else "", cost_amount=g["amount"] if foreign else None,
         ))
-    running = [line.amount for line in usage]
+        converted.append(g["amount"] * rate)
+        line_rates.append(rate)
+    running = list(converted)
     adjustments, taxes = [], []
     rules = await _rules(ctx)
     ordered = sorted((r for r in rules if r.kind != RuleKind.TAX), key=lambda r: RULE_ORDER[r.kind])
@@ -220,7 +285,10 @@ async def compute(ctx: Context) -> Draft:
         if not matched:
             continue
         base = sum((running[i] for i in matched), Decimal(0))
-        delta = _rule_delta(rule, base)
+        # A fixed value is in the matched lines' cost currency; in the invoice currency
+        # when they were billed in several.
+        matched_rates = {line_rates[i] for i in matched}
+        delta = _rule_delta(rule, base, matched_rates.pop() if len(matched_rates) == 1 else Decimal(1))
         if delta == 0:
             continue
         if rule.kind == RuleKind.TAX:
@@ -231,22 +299,46 @@ async def compute(ctx: Context) -> Draft:
                 running[i] += delta * running[i] / base
         adjustments.append(Line(kind=LineKind.RULE, description=f"{rule.kind.value.title()}: {rule.name}", amount=delta))
 
-    for line in usage + adjustments:
-        line.amount = money(line.amount * rate)
-    draft.lines = usage + adjustments
+    for line, amount in zip(usage, converted, strict=True):
+        line.amount = money(amount)
+    for line in adjustments:
+        line.amount = money(line.amount)
+    late_lines = _late_lines(late, rates, currency)
+    draft.late_cost_ids = [row["id"] for row in late]
+    draft.lines = usage + adjustments + late_lines
     draft.adjustments = sum((line.amount for line in adjustments), Decimal(0))
     draft.subtotal = sum((line.amount for line in draft.lines), Decimal(0))
     for rule, delta in taxes:
-        draft.lines.append(Line(kind=LineKind.TAX, description=rule.name, amount=money(delta * rate)))
+        draft.lines.append(Line(kind=LineKind.TAX, description=rule.name, amount=money(delta)))
     for charge in ctx.charges:
+        if supplementary and charge.kind != ChargeKind.PERCENT:
+            continue
         amount = draft.subtotal * charge.value / HUNDRED if charge.kind == ChargeKind.PERCENT else charge.value
         label = f"{charge.name} ({charge.value.normalize():f}%)" if charge.kind == ChargeKind.PERCENT else charge.name
         draft.lines.append(Line(kind=LineKind.TAX if charge.is_tax else LineKind.CHARGE, description=label, amount=money(amount)))
     draft.charges = sum((line.amount for line in draft.charge_lines), Decimal(0))
     draft.total = draft.subtotal + draft.charges
-    draft.issue_date = organization_today(ctx.organization.timezone)
+    draft.issue_date = ctx.invoice.issue_date or organization_today(ctx.organization.timezone)
     draft.due_date = draft.issue_date + timedelta(days=ctx.account.payment_terms_days)
     return draft
+
+
+def _late_lines(rows: list[dict[str, Any]], rates: dict[tuple[date, str], Decimal], currency: str) -> list[Line]:
+    """One line per month and cost currency of late costs, converted at that month's rate."""
+    sums: dict[tuple[date, str], Decimal] = {}
+    for row in rows:
+        key = (row["billing_month"], row["currency"])
+        sums[key] = sums.get(key, Decimal(0)) + row["billable"]
+    lines = []
+    for (month, cost), amount in sorted(sums.items()):
+        several = sum(1 for m, _ in sums if m == month) > 1
+        label = f"Costs for {month:%B %Y} received after invoicing" + (f" ({cost})" if several else "")
+        foreign = cost != currency
+        lines.append(Line(
+            kind=LineKind.LATE_COST, description=label, amount=round_money(amount * rates[(month, cost)], currency),
+            cost_currency=cost if foreign else "", cost_amount=amount if foreign else None,
+        ))
+    return lines
 
 
 def _address_lines(row: Any) -> list[str]:
@@ -257,6 +349,13 @@ def _address_lines(row: Any) -> list[str]:
 
 def _plain(value: Decimal | None) -> str | None:
     return None if value is None else f"{value.normalize():f}"
+
+
+def _conversion(line: Line) -> dict[str, str]:
+    """What a converted line was in its own currency (printed beside its amount)."""
+    if line.cost_amount is None:
+        return {}
+    return {"cost_currency": line.cost_currency, "cost_amount": _plain(line.cost_amount) or "0"}
 
 
 def build_view(ctx: Context, draft: Draft, number: str, template_version: str) -> dict[str, Any]:
@@ -301,11 +400,15 @@ def build_view(ctx: Context, draft: Draft, number: str, template_version: str) -
                 "quantity": _plain(line.quantity), "unit": line.unit,
                 # Cloud unit prices are often fractions of a cent: keep them (to 10 places).
                 "unit_price": _plain(line.unit_price.quantize(Decimal("1e-10"))) if line.unit_price is not None else None,
-                "amount": str(line.amount),
+                "amount": str(line.amount), **_conversion(line),
             }
             for line in draft.usage
         ],
         "adjustments": [{"description": rule.description, "amount": str(rule.amount)} for rule in draft.rule_lines],
+        "late_costs": [
+            {"description": line.description, "amount": str(line.amount), **_conversion(line)}
+            for line in draft.late_lines
+        ],
         "subtotal": str(draft.subtotal),
         "charges": [
             {"description": charge.description, "amount": str(charge.amount), "is_tax": charge.kind == LineKind.TAX}
@@ -315,6 +418,13 @@ def build_view(ctx: Context, draft: Draft, number: str, template_version: str) -
         "exchange": None if draft.rate == 1 else {
             "from": draft.cost_currency, "to": draft.currency, "rate": _plain(draft.rate),
         },
+        # Every rate applied (several when the costs came in several currencies or late
+        # costs of other months are billed).
+        "exchanges": [
+            {"from": cost, "to": draft.currency, "rate": _plain(rate)} for cost, rate in sorted(draft.rates.items())
+        ],
+        "kind": ctx.invoice.kind.value,
+        "provider": ctx.invoice.provider_name or None,
         "notes": None,
     }
 
@@ -348,7 +458,8 @@ async def store_revision(
         revision = await InvoiceRevision.create(
             invoice_id=invoice_id, revision=locked["revisions"] + 1,
             template_version=view["template_version"], currency=draft.currency,
-            cost_currency=draft.cost_currency, exchange_rate=draft.rate, subtotal=draft.subtotal,
+            cost_currency=draft.cost_currency, exchange_rate=draft.rate,
+            exchange_rates={cost: _plain(rate) for cost, rate in draft.rates.items()}, subtotal=draft.subtotal,
             adjustments=draft.adjustments, charges=draft.charges, total=draft.total,
             issue_date=draft.issue_date, due_date=draft.due_date, snapshot=view,
             pdf_path=pdf["path"], pdf_sha256=pdf["sha256"], pdf_size=pdf["size"], using_db=conn,
@@ -369,6 +480,7 @@ async def store_revision(
                 [_line_decimal(line.unit_price) for line in lines], [line.amount for line in lines],
             ],
         )
+        await _claim_late_costs(conn, invoice_id, draft.late_cost_ids)
         return await transition(
             invoice_id, "GENERATED", actor, connection=conn,
             changes={
@@ -379,3 +491,22 @@ async def store_revision(
             },
             detail={"revision": revision.revision, "total": str(draft.total), "pdfSha256": pdf["sha256"]},
         )
+
+
+async def _claim_late_costs(conn: Any, invoice_id: Any, ids: list[Any]) -> None:
+    """Mark the late costs the revision bills as billed by this invoice, and release those an
+    earlier revision billed and this one no longer does. Another invoice claiming one first
+    (a race between two generations of the account) fails this one, to be generated again."""
+    await conn.execute_query(
+        "UPDATE late_costs SET billed_invoice_id = NULL WHERE billed_invoice_id = $1 AND id <> ALL($2::uuid[])",
+        [str(invoice_id), [str(i) for i in ids]],
+    )
+    if not ids:
+        return
+    claimed, _ = await conn.execute_query(
+        "UPDATE late_costs SET billed_invoice_id = $1 WHERE id = ANY($2::uuid[])"
+        " AND (billed_invoice_id IS NULL OR billed_invoice_id = $1)",
+        [str(invoice_id), [str(i) for i in ids]],
+    )
+    if claimed != len(ids):
+        raise GenerationFailed("Late costs of this account were billed by another invoice meanwhile: regenerate.")

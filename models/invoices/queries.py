@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from tortoise import connections
 from tortoise.expressions import Q
 
 from models.inputs import storable
@@ -132,3 +134,30 @@ def filter_invoices(query, where: InvoiceQuery, today: date):
             | Q(managed_account__official_company_name__icontains=term)
         )
     return query
+
+
+async def late_costs_of(invoice_id: Any) -> list[dict[str, Any]]:
+    """What deliveries after approval say about the invoice's month, per cost currency: the
+    invoiced and delivered costs and rows as the latest delivery of each scope has them, the
+    difference (the sum of every late cost's `billable`), what is left to bill, and the
+    invoices that bill the rest."""
+    return await connections.get("default").execute_query_dict(
+        """WITH latest AS (
+               SELECT DISTINCT ON (provider_name, billing_account_id, currency, origin)
+                      currency, invoiced_cost, delivered_cost, invoiced_rows, delivered_rows
+               FROM late_costs WHERE invoice_id = $1
+               ORDER BY provider_name, billing_account_id, currency, origin, created_at DESC, id DESC
+           ), amounts AS (
+               SELECT currency, sum(billable) AS difference,
+                      COALESCE(sum(billable) FILTER (WHERE billed_invoice_id IS NULL), 0) AS pending,
+                      COALESCE(array_agg(DISTINCT billed_invoice_id) FILTER (WHERE billed_invoice_id IS NOT NULL),
+                               '{}') AS billed_by
+               FROM late_costs WHERE invoice_id = $1 GROUP BY currency
+           )
+           SELECT a.currency, a.difference, a.pending, a.billed_by,
+                  sum(l.invoiced_cost) AS invoiced_cost, sum(l.delivered_cost) AS delivered_cost,
+                  sum(l.invoiced_rows)::int AS invoiced_rows, sum(l.delivered_rows)::int AS delivered_rows
+           FROM amounts a JOIN latest l USING (currency)
+           GROUP BY a.currency, a.difference, a.pending, a.billed_by ORDER BY a.currency""",
+        [str(invoice_id)],
+    )

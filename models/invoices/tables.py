@@ -51,6 +51,15 @@ class LineKind(str, Enum):
     RULE = "RULE"
     CHARGE = "CHARGE"
     TAX = "TAX"
+    # Costs of an earlier, already invoiced month that a delivery restated afterwards.
+    LATE_COST = "LATE_COST"
+
+
+class InvoiceKind(str, Enum):
+    """A month's invoice, or one billing what was delivered for the month after it was invoiced."""
+
+    REGULAR = "REGULAR"
+    SUPPLEMENTARY = "SUPPLEMENTARY"
 
 
 class Invoice(TimestampMixin, Model):
@@ -63,6 +72,14 @@ class Invoice(TimestampMixin, Model):
     )
     billing_period: fields.ForeignKeyRelation[BillingPeriod] = fields.ForeignKeyField(
         "models.BillingPeriod", related_name="invoices", on_delete=fields.RESTRICT
+    )
+    kind = fields.CharEnumField(InvoiceKind, max_length=16, default=InvoiceKind.REGULAR, db_default=InvoiceKind.REGULAR)
+    # The provider this invoice bills alone, when the account has one invoice per provider;
+    # empty when it bills every provider.
+    provider_name = fields.CharField(max_length=128, default="", db_default="")
+    # The voided invoice this one replaces (same account and month).
+    replaces: fields.ForeignKeyNullableRelation[Invoice] = fields.ForeignKeyField(
+        "models.Invoice", related_name="replaced_by", null=True, unique=True, on_delete=fields.RESTRICT
     )
     # Assigned on first generation and kept for good (INV-2026-0042).
     number = fields.CharField(max_length=64, null=True)
@@ -90,14 +107,21 @@ class Invoice(TimestampMixin, Model):
     managed_account_id: UUID
     billing_period_id: UUID
     current_revision_id: UUID | None
+    replaces_id: UUID | None
 
     class Meta:
         table = "invoices"
         constraints = (
-            # One invoice per account and month; one number per organization.
-            UniqueConstraint(fields=("managed_account_id", "billing_period_id"), name="invoices_account_period_unique"),
+            # One month's invoice per account, month and provider split, voided ones aside (a
+            # replacement takes their place); one number per organization.
+            UniqueConstraint(
+                fields=("managed_account_id", "billing_period_id", "provider_name"),
+                name="invoices_account_period_unique",
+                condition="kind = 'REGULAR' AND status <> 'VOIDED'",
+            ),
             UniqueConstraint(fields=("organization_id", "number"), name="invoices_number_unique"),
             enum_check("invoices", "status", InvoiceStatus),
+            enum_check("invoices", "kind", InvoiceKind),
             enum_check("invoices", "payment_status", PaymentStatus),
             enum_check("invoices", "delivery_status", DeliveryStatus),
             CheckConstraint(check="currency ~ '^[A-Z]{3}$'", name="invoices_currency_iso"),
@@ -150,6 +174,9 @@ class InvoiceRevision(Model):
     currency = fields.CharField(max_length=3)
     cost_currency = fields.CharField(max_length=3)
     exchange_rate = fields.DecimalField(max_digits=24, decimal_places=10, default=1)
+    # Every rate the revision applied: cost currency -> rate into `currency` (several when the
+    # month's costs were billed in several currencies).
+    exchange_rates: fields.JSONField[dict[str, str]] = fields.JSONField(default=dict, db_default=fields.SqlDefault("'{}'::jsonb"))
     subtotal = money()
     adjustments = money()
     charges = money()

@@ -9,8 +9,10 @@ from schema.invoices.lists import (
     InvoiceFilter,
     InvoiceOrder,
     InvoiceOrderField,
+    InvoiceReissued,
     InvoiceResendQueued,
     InvoiceStatusEvent,
+    ReissueInvoicePayload,
     ResendInvoicePayload,
     account_invoices,
     invoice_query,
@@ -32,7 +34,7 @@ from schema.invoices.types import (
 __all__ = [
     "BulkInvoicePayload", "DeliveryStatus", "Invoice", "InvoiceActionResult", "InvoiceActionResults",
     "InvoiceConnection", "InvoiceDatePreset", "InvoiceEvent", "InvoiceFilter", "InvoiceLineItem",
-    "InvoiceOrder", "InvoiceOrderField", "InvoiceResendQueued", "InvoiceRevision", "InvoiceStatus",
-    "InvoiceStatusEvent", "LineKind", "PaymentStatus", "ResendInvoicePayload", "account_invoices", "invoice_query",
+    "InvoiceOrder", "InvoiceOrderField", "InvoiceReissued", "InvoiceResendQueued", "InvoiceRevision", "InvoiceStatus",
+    "InvoiceStatusEvent", "LineKind", "PaymentStatus", "ReissueInvoicePayload", "ResendInvoicePayload", "account_invoices", "invoice_query",
     "listed_invoices", "prefetch",
 ]

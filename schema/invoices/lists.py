@@ -12,7 +12,7 @@ import strawberry
 
 from models import invoices as domain
 from schema.context import Info
-from schema.errors import InvalidTransitionError, NotFoundError, UserError, ValidationError
+from schema.errors import ConflictError, InvalidTransitionError, NotFoundError, UserError, ValidationError
 from schema.invoices.types import DeliveryStatus, Invoice, InvoiceDatePreset, InvoiceStatus, PaymentStatus, prefetch
 from schema.nodes import filter_uuids
 from schema.pagination import CountedConnection, Direction, order_fields, page_of, paginate, sibling_page
@@ -107,6 +107,18 @@ BulkInvoicePayload = Annotated[
 @strawberry.type(description="The invoice's e-mail was queued again.")
 class InvoiceResendQueued:
     invoice: Invoice = strawberry.field(description="The invoice.")
+
+
+@strawberry.type(description="The voided invoice's replacement was created and is being generated.")
+class InvoiceReissued:
+    invoice: Invoice = strawberry.field(description="The replacement, GENERATING; numbered when generated.")
+    replaced: Invoice = strawberry.field(description="The voided invoice it replaces.")
+
+
+ReissueInvoicePayload = Annotated[
+    InvoiceReissued | NotFoundError | InvalidTransitionError | ConflictError,
+    strawberry.union("ReissueInvoicePayload", description="The result of `reissueInvoice`."),
+]
 
 
 ResendInvoicePayload = Annotated[

@@ -56,7 +56,14 @@ LineKind = domain.LineKind
 strawberry.enum(
     LineKind,
     description="USAGE (cloud costs), RULE (credit, discount or markup), CHARGE (additional "
-    "charge) or TAX.",
+    "charge), TAX, or LATE_COST (costs of an earlier, already invoiced month that a delivery "
+    "restated afterwards; negative when it lowered them).",
+)
+InvoiceKind = domain.InvoiceKind
+strawberry.enum(
+    InvoiceKind,
+    description="REGULAR (the month's invoice) or SUPPLEMENTARY (bills what was delivered for "
+    "the month after its invoice was approved, when the organization bills late costs so).",
 )
 InvoiceDatePreset = domain.DatePreset
 strawberry.enum(
@@ -92,14 +99,30 @@ class InvoiceLineItem:
         )
 
 
+@strawberry.type(description="An exchange rate a revision applied, into the invoice currency.")
+class AppliedExchangeRate:
+    from_currency: str = strawberry.field(description="The cost currency converted (ISO 4217).")
+    rate: Decimal = strawberry.field(description="1 unit of it in the invoice currency.")
+
+
 @strawberry.type(description="One generation of an invoice, frozen: what was computed and printed.")
 class InvoiceRevision:
     revision: int = strawberry.field(description="1 for the first generation, then 2, 3, ...")
     created_at: datetime = strawberry.field(description="When it was generated.")
     template_version: str = strawberry.field(description="Version of the invoice template used.")
     currency: str = strawberry.field(description="Invoice currency.")
-    cost_currency: str = strawberry.field(description="Currency the costs were billed in.")
-    exchange_rate: Decimal = strawberry.field(description="Rate applied (1 when none was needed).")
+    cost_currency: str = strawberry.field(
+        description="Currency the costs were billed in; the invoice currency when they came in "
+        "several (see exchangeRates)."
+    )
+    exchange_rate: Decimal = strawberry.field(
+        description="Rate applied to the cost currency (1 when none was needed); see exchangeRates "
+        "for every rate."
+    )
+    exchange_rates: list[AppliedExchangeRate] = strawberry.field(
+        description="Every rate applied, one per cost currency other than the invoice currency "
+        "(each also printed on the PDF)."
+    )
     subtotal: Decimal = strawberry.field(description="Usage after billing rules.")
     adjustments: Decimal = strawberry.field(description="Credits, discounts and markups.")
     charges: Decimal = strawberry.field(description="Taxes and additional charges.")
@@ -113,6 +136,10 @@ class InvoiceRevision:
             revision=row["revision"], created_at=row["created_at"],
             template_version=row["template_version"], currency=row["currency"],
             cost_currency=row["cost_currency"], exchange_rate=plain(row["exchange_rate"]),
+            exchange_rates=[
+                AppliedExchangeRate(from_currency=cost, rate=Decimal(rate))
+                for cost, rate in sorted((row["exchange_rates"] or {}).items())
+            ],
             subtotal=round_money(row["subtotal"], row["currency"]),
             adjustments=round_money(row["adjustments"], row["currency"]),
             charges=round_money(row["charges"], row["currency"]),
@@ -168,8 +195,18 @@ class Invoice(relay.Node):
     amount_due: Decimal = strawberry.field(
         description="Total less payments, never negative; a refund does not reopen the invoice; 0 once voided."
     )
-    issue_date: date | None = strawberry.field(description="Date of issue (first generation).")
-    due_date: date | None = strawberry.field(description="Issue date plus the payment terms.")
+    kind: InvoiceKind = strawberry.field(description="The month's invoice, or a supplementary one.")
+    provider: str | None = strawberry.field(
+        description="The cloud provider this invoice bills alone (accounts invoiced per provider); "
+        "null when it bills every provider."
+    )
+    issue_date: date | None = strawberry.field(
+        description="Date of issue: the day of the first generation, kept by regenerations (the "
+        "number is taken then too, so numbers and dates rise together); a replacement has its own."
+    )
+    due_date: date | None = strawberry.field(
+        description="Issue date plus the account's payment terms as they were at the last generation."
+    )
     approved_at: datetime | None = strawberry.field(description="When it was approved.")
     voided_at: datetime | None = strawberry.field(description="When it was voided; voiding is final.")
     created_at: datetime = strawberry.field(description="When the month closed for it.")
@@ -188,7 +225,8 @@ class Invoice(relay.Node):
             delivery_status=row.delivery_status, currency=row.currency, subtotal=money(row.subtotal),
             adjustments=money(row.adjustments), charges=money(row.charges), total=money(row.total),
             amount_paid=money(row.amount_paid), amount_refunded=money(row.amount_refunded),
-            amount_due=money(domain.amount_due(row)), issue_date=row.issue_date, due_date=row.due_date,
+            amount_due=money(domain.amount_due(row)), kind=row.kind, provider=row.provider_name or None,
+            issue_date=row.issue_date, due_date=row.due_date,
             approved_at=row.approved_at, voided_at=row.voided_at, created_at=row.created_at, updated_at=row.updated_at, model=row,
         )
 
@@ -265,12 +303,61 @@ class Invoice(relay.Node):
     def timeline(self, info: Info) -> list[InvoiceEvent]:
         return self._related(info, "timeline")
 
+    @strawberry.field(description="The voided invoice this one replaces, if any (and if visible to you).")
+    async def replaces(self, info: Info) -> Invoice | None:
+        if self.model.replaces_id is None:
+            return None
+        row = await domain.visible_invoices(info.context.principal).get_or_none(id=self.model.replaces_id)
+        return Invoice.from_model(row) if row else None
+
+    @strawberry.field(description="The invoice that replaces this voided one, if any (and if visible to you).")
+    async def replaced_by(self, info: Info) -> Invoice | None:
+        if self.status != InvoiceStatus.VOIDED:
+            return None
+        row = await domain.visible_invoices(info.context.principal).get_or_none(replaces_id=self.model.id)
+        return Invoice.from_model(row) if row else None
+
+    @strawberry.field(
+        description="What cost deliveries received after approval say about this invoice's month, "
+        "per cost currency: the difference from what was invoiced, what is left to bill, and the "
+        "invoices that bill it (a line on a later invoice, or a supplementary invoice).",
+        extensions=requires(*MSP_USERS),
+    )
+    async def late_costs(self, info: Info) -> list[InvoiceLateCost]:
+        rows = await domain.late_costs_of(self.model.id)
+        billing = {
+            row.id: row for row in await domain.visible_invoices(info.context.principal).filter(
+                id__in=[i for r in rows for i in r["billed_by"]]
+            )
+        }
+        return [
+            InvoiceLateCost(
+                currency=r["currency"], invoiced_cost=plain(r["invoiced_cost"]),
+                delivered_cost=plain(r["delivered_cost"]), difference=plain(r["difference"]),
+                pending=plain(r["pending"]), invoiced_rows=r["invoiced_rows"], delivered_rows=r["delivered_rows"],
+                billed_by=[Invoice.from_model(billing[i]) for i in r["billed_by"] if i in billing],
+            )
+            for r in rows
+        ]
+
     @strawberry.field(
         description="Why generation failed, in words a person can act on.",
         extensions=requires(*MSP_USERS),
     )
     def error_message(self) -> str | None:
         return self.model.error_message
+
+
+@strawberry.type(description="Costs delivered for an invoice's month after its approval, in one cost currency.")
+class InvoiceLateCost:
+    currency: str = strawberry.field(description="The cost currency (ISO 4217).")
+    invoiced_cost: Decimal = strawberry.field(description="What the invoice was made of, of the restated deliveries.")
+    delivered_cost: Decimal = strawberry.field(description="What the latest deliveries say instead.")
+    difference: Decimal = strawberry.field(description="Delivered less invoiced; negative when they lowered the costs.")
+    pending: Decimal = strawberry.field(description="Part of the difference no invoice bills yet.")
+    invoiced_rows: int = strawberry.field(description="Cost rows the invoice was made of, of those deliveries.")
+    delivered_rows: int = strawberry.field(description="Cost rows the latest deliveries hold.")
+    billed_by: list[Invoice] = strawberry.field(description="Invoices that bill the rest of the difference.")
 
 
 async def _first(values: Awaitable[list[Any]]) -> Any:
