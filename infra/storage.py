@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import os
 import re
 import shutil
 import tempfile
+import zipfile
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,16 @@ def save(settings: Settings, relative: str, data: bytes) -> str:
 
 def load(settings: Settings, relative: str) -> bytes:
     return _resolve(settings, relative).read_bytes()
+
+
+def zipped(settings: Settings, files: Iterable[tuple[str, str]]) -> bytes:
+    """A zip of stored files: (name in the archive, stored path) each. PDFs are compressed
+    already: stored, not deflated again."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, relative in files:
+            archive.write(_resolve(settings, relative), arcname=name)
+    return buffer.getvalue()
 
 
 def path(settings: Settings, relative: str) -> Path:

@@ -22,7 +22,7 @@ from arq import ArqRedis
 
 from infra import events
 from jobs import dispatch
-from models.invoices import DeliveryStatus, Invoice
+from models.invoices import DeliveryStatus, Invoice, InvoiceStatus
 from models.payments import Refund
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,15 @@ async def invoice_ids_changed(redis: ArqRedis, invoice_ids: Iterable[Any]) -> No
     """As `invoices_changed`, for a writer that holds only ids (a closed month's new
     invoices, a job's invoice): their state is read after the commit."""
     await events.publish_ids(redis, invoice_ids)
+
+
+@_after_commit
+async def period_closed(redis: ArqRedis, invoice_ids: Sequence[Any]) -> None:
+    """A month closed with these new invoices: announced, and a generation job queued for
+    those of auto-invoiced accounts (which start GENERATING)."""
+    await events.publish_ids(redis, invoice_ids)
+    generating = await Invoice.filter(id__in=list(invoice_ids), status=InvoiceStatus.GENERATING).values_list("id", flat=True)
+    await dispatch.enqueue_generation(redis, generating)
 
 
 @_after_commit

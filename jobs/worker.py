@@ -20,7 +20,7 @@ from jobs.generate import GENERATION_TIMEOUT, generate_invoice, requeue_stuck
 from jobs.imports import IMPORT_TIMEOUT_SECONDS, run_cost_import
 from jobs.overdue import mark_overdue_invoices
 from jobs.pdf import PdfRenderer
-from jobs.periods import close_due_periods
+from jobs.periods import close_due_periods, send_due_invoices
 from jobs.send import notify_customer, send_invoice
 from models.auth import purge_tokens
 
@@ -111,6 +111,8 @@ class WorkerSettings:
         # Hourly rather than daily: midnight comes at a different hour in each organization's
         # time zone, and each invoice turns OVERDUE once, within the hour after its due day.
         cron(mark_overdue_invoices, minute={10}, run_at_startup=True),
+        # Every minute: a review period ends at any time of day.
+        cron(send_due_invoices, second={15}, run_at_startup=True),
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -9,6 +9,7 @@ from models.exchange_rates import ExchangeRate
 from models.invoices.tables import (
     Invoice,
     InvoiceEvent,
+    InvoiceExtraLine,
     InvoiceLineItem,
     InvoiceNumberCounter,
     InvoiceRevision,
@@ -19,7 +20,7 @@ from models.payments import Payment, Refund
 
 __all__ = [
     "BillingPeriod", "BillingProfile", "BillingProfileCharge", "BillingRule", "CostDeliveryScope",
-    "CostImport", "CostRecord", "ExchangeRate", "Invoice", "InvoiceEvent", "InvoiceLineItem", "LateCost",
+    "CostImport", "CostRecord", "ExchangeRate", "Invoice", "InvoiceEvent", "InvoiceExtraLine", "InvoiceLineItem", "LateCost",
     "InvoiceNumberCounter", "InvoiceRevision", "ManagedAccount", "Organization", "Payment",
     "Refund", "SubAccount", "Token", "User",
 ]

@@ -107,28 +107,32 @@ async def close_period(organization_id: Any, month: date, actor: Actor, *, must_
             " closed_at = COALESCE(billing_periods.closed_at, now())",
             [str(organization_id), start, end],
         )
-        # An account invoiced per provider gets one invoice for each provider with costs in
-        # the month (one for every provider while there are none). An account that had its
-        # month's invoice, even voided, gets none: a voided invoice is replaced on purpose.
+        # Accounts not invoiced get none. An account invoiced per provider gets one invoice
+        # for each provider with costs in the month (one for every provider while there are
+        # none). An account that had its month's invoice, even voided, gets none: a voided
+        # invoice is replaced on purpose. An auto-invoiced account's invoice (with a billing
+        # profile to generate it under) starts GENERATING at once.
         rows = await conn.execute_query_dict(
-            _NEW_INVOICES + " SELECT gen_random_uuid(), a.organization_id, a.id, p.id, a.currency, 'READY_TO_INVOICE',"
+            _NEW_INVOICES + " SELECT gen_random_uuid(), a.organization_id, a.id, p.id, a.currency,"
+            " CASE WHEN a.auto_invoice <> 'OFF' AND a.billing_profile_id IS NOT NULL"
+            " THEN 'GENERATING' ELSE 'READY_TO_INVOICE' END,"
             " 'UNPAID', 'NOT_SENT', 0, 0, 0, 0, 0, 0, now(), now(), 'REGULAR', COALESCE(pr.provider_name, '')"
             " FROM managed_accounts a JOIN billing_periods p"
             " ON p.organization_id = a.organization_id AND p.start_date = $2"
             " LEFT JOIN LATERAL (SELECT DISTINCT c.provider_name FROM cost_records c"
             "   WHERE a.invoice_per_provider AND c.managed_account_id = a.id AND c.billing_month = $2) pr ON true"
-            " WHERE a.organization_id = $1 AND NOT EXISTS (SELECT 1 FROM invoices v"
+            " WHERE a.organization_id = $1 AND a.is_invoiced AND NOT EXISTS (SELECT 1 FROM invoices v"
             "   WHERE v.managed_account_id = a.id AND v.billing_period_id = p.id AND v.kind = 'REGULAR'"
             "   AND v.provider_name = COALESCE(pr.provider_name, ''))"
             " ON CONFLICT (managed_account_id, billing_period_id, provider_name)"
-            " WHERE kind = 'REGULAR' AND status <> 'VOIDED' DO NOTHING RETURNING id",
+            " WHERE kind = 'REGULAR' AND status <> 'VOIDED' DO NOTHING RETURNING id, status",
             [str(organization_id), start],
         )
         rows += await _supplementary_invoices(conn, organization_id, start)
         await InvoiceEvent.bulk_create(
             [
                 InvoiceEvent(invoice_id=r["id"], actor_id=actor.user_id, actor_label=actor.label,
-                             kind="CREATED", to_status=InvoiceStatus.READY_TO_INVOICE.value,
+                             kind="CREATED", to_status=r.get("status") or InvoiceStatus.READY_TO_INVOICE.value,
                              detail={"period": r.get("period") or start.strftime("%Y-%m"),
                                      **({"supplementary": True} if r.get("period") else {})})
                 for r in rows

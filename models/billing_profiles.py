@@ -45,6 +45,8 @@ class BillingProfile(TimestampMixin, AddressMixin, Model):
     business_fields: fields.JSONField[list[dict[str, str]]] = fields.JSONField(default=list)
     # Ordered [{"key": "IBAN", "value": "..."}] pairs, printed in the payment section.
     banking_fields: fields.JSONField[list[dict[str, str]]] = fields.JSONField(default=list)
+    # Printed at the foot of every invoice: payment instructions, legal text.
+    invoice_notes = fields.TextField(default="", db_default="")
     xero_account_code = fields.CharField(max_length=32, default="200")
     xero_tax_type = fields.CharField(max_length=64, default="Tax Exempt")
 
@@ -106,6 +108,7 @@ CHARGE_CEILING = Decimal("1e16")
 _TEXT_COLUMNS = {
     "nickname": ("nickname", 255, True),
     "company_name": ("companyName", 255, False),
+    "invoice_notes": ("invoiceNotes", 4000, False),
     "xero_account_code": ("xeroAccountCode", 32, False),
     "xero_tax_type": ("xeroTaxType", 64, False),
     **ADDRESS_TEXT_COLUMNS,

@@ -324,6 +324,48 @@ async def export_invoices(
     return await _export(organization, query, fmt, "ids" if ids is not None else "filter")
 
 
+@dataclass(frozen=True)
+class StoredDocument:
+    """A stored file to put in an archive, under `filename`."""
+
+    filename: str
+    stored: str
+
+
+async def invoice_pdfs(principal, *, ids: list | None = None, where: InvoiceQuery | None = None,
+                       today: date | None = None) -> list[StoredDocument]:
+    """The current PDFs of the principal's invoices chosen by `ids` (each must have one) or by
+    the list conditions `where` (those that have one), in number order, named by number."""
+    if (ids is None) == (where is None):
+        raise ValidationFailed("Give either ids or a filter, not both.", field="ids")
+    if ids is not None:
+        if len(ids) > MAX_IDS:
+            raise ValidationFailed(f"At most {MAX_IDS} ids at once.", field="ids")
+        wanted = {i for i in ids if i is not None}
+        query = visible_invoices(principal).filter(id__in=wanted)
+        if None in ids or await query.count() < len(wanted):
+            raise NotFound("Some of the invoices do not exist.", field="ids")
+    else:
+        assert where is not None and today is not None
+        query = filter_invoices(visible_invoices(principal), where, today)
+    rows = await query.filter(current_revision_id__isnull=False).order_by("number", "id").values(
+        "id", "number", "current_revision__pdf_path"
+    )
+    found = [row for row in rows if row["current_revision__pdf_path"]]
+    if ids is not None and len(found) < len(set(ids)):
+        missing = sorted(str(i) for i in set(ids) - {row["id"] for row in found})
+        raise InvalidTransition(
+            f"Some of the invoices have no PDF yet (generate them first): {', '.join(missing[:5])}.",
+            field="ids", code=ErrorCode.NOT_EXPORTABLE,
+        )
+    if not found:
+        raise ValidationFailed("No invoice with a PDF matches.", field="filter", code=ErrorCode.NOTHING_TO_EXPORT)
+    return [
+        StoredDocument(safe_filename(row["number"] or str(row["id"]), "pdf"), row["current_revision__pdf_path"])
+        for row in found
+    ]
+
+
 async def export_month(
     organization: Organization, month: date, fmt: ExportFormat, progress: Callable[[int], None] | None = None
 ) -> ExportFile:

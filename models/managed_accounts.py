@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -16,7 +17,7 @@ from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
 from models.auth import normalize_email
-from models.base import ADDRESS_TEXT_COLUMNS, AddressMixin, TimestampMixin
+from models.base import ADDRESS_TEXT_COLUMNS, AddressMixin, TimestampMixin, enum_check
 from models.billing_profiles import visible_profiles
 from models.currencies import check_currency
 from models.errors import ErrorCode, NotFound, ValidationFailed
@@ -25,6 +26,18 @@ from models.inputs import clean_pairs, clean_text, storable
 if TYPE_CHECKING:
     from models.billing_profiles import BillingProfile
     from models.organizations import Organization
+
+
+class AutoInvoice(str, Enum):
+    """What the month close does by itself for an account."""
+
+    # Nothing: its invoice waits, READY_TO_INVOICE, for someone to generate it.
+    OFF = "OFF"
+    # Generate it; someone reviews and approves it.
+    GENERATE = "GENERATE"
+    # Generate it, then approve and send it once `auto_send_after_hours` have passed, unless
+    # someone cancels the queued send (or approves it sooner) meanwhile.
+    SEND = "SEND"
 
 
 class ManagedAccount(TimestampMixin, AddressMixin, Model):
@@ -43,6 +56,12 @@ class ManagedAccount(TimestampMixin, AddressMixin, Model):
     include_account_integrations = fields.BooleanField(default=False)
     # One invoice per cloud provider for the month, each with its own number, instead of one.
     invoice_per_provider = fields.BooleanField(default=False, db_default=False)
+    # Whether the month close gives the account an invoice at all.
+    is_invoiced = fields.BooleanField(default=True, db_default=True)
+    # What happens by itself at month close (see `AutoInvoice`), and how long a generated
+    # invoice stays reviewable before it is approved and sent by itself.
+    auto_invoice = fields.CharEnumField(AutoInvoice, max_length=16, default=AutoInvoice.OFF, db_default=AutoInvoice.OFF)
+    auto_send_after_hours = fields.SmallIntField(default=24, db_default=24)
     official_company_name = fields.CharField(max_length=255, default="")
     billing_emails: fields.JSONField[list[str]] = fields.JSONField(default=list)
     po_number = fields.CharField(max_length=128, default="")
@@ -66,6 +85,10 @@ class ManagedAccount(TimestampMixin, AddressMixin, Model):
                 check="payment_terms_days BETWEEN 0 AND 365", name="managed_accounts_payment_terms_range"
             ),
             CheckConstraint(check="jsonb_typeof(billing_emails) = 'array'", name="managed_accounts_emails_list"),
+            enum_check("managed_accounts", "auto_invoice", AutoInvoice),
+            CheckConstraint(
+                check="auto_send_after_hours BETWEEN 0 AND 720", name="managed_accounts_auto_send_after_range"
+            ),
             CheckConstraint(check="jsonb_typeof(business_fields) = 'array'", name="managed_accounts_business_fields_list"),
         )
 
@@ -234,7 +257,8 @@ _TEXT_COLUMNS = {
 }
 ACCOUNT_FIELDS = frozenset(_TEXT_COLUMNS) | {
     "contact_email", "billing_profile_id", "payment_terms_days", "currency",
-    "include_account_integrations", "invoice_per_provider", "billing_emails", "business_fields", "sub_account_ids",
+    "include_account_integrations", "invoice_per_provider", "is_invoiced", "auto_invoice", "auto_send_after_hours",
+    "billing_emails", "business_fields", "sub_account_ids",
 }
 
 
@@ -303,8 +327,18 @@ def _clean_account(data: dict[str, Any]) -> tuple[dict[str, Any], list[str] | No
     for column, check in checks.items():
         if column in data:
             columns[column] = check(data[column])
+    if "auto_invoice" in data:
+        try:
+            columns["auto_invoice"] = AutoInvoice(data["auto_invoice"])
+        except ValueError:
+            raise ValidationFailed("OFF, GENERATE or SEND.", field="autoInvoice") from None
+    if "auto_send_after_hours" in data:
+        hours = data["auto_send_after_hours"]
+        if isinstance(hours, bool) or not isinstance(hours, int) or not 0 <= hours <= 720:
+            raise ValidationFailed("0 to 720 hours.", field="autoSendAfterHours")
+        columns["auto_send_after_hours"] = hours
     for column, field in (("include_account_integrations", "includeAccountIntegrations"),
-                          ("invoice_per_provider", "invoicePerProvider")):
+                          ("invoice_per_provider", "invoicePerProvider"), ("is_invoiced", "isInvoiced")):
         if column in data:
             if not isinstance(data[column], bool):
                 raise ValidationFailed("Expected true or false.", field=field)

@@ -58,6 +58,8 @@ class Mutation:
         created = await billing_periods.close_period(
             principal.organization_id, month, Actor(user_id=principal.user.id), must_be_past=True
         )
-        await effects.invoice_ids_changed(info.context.redis, created)
+        await effects.period_closed(info.context.redis, created)
         period = await billing_periods.visible_periods(principal).get(start_date=month)
-        return BillingPeriodClosed(billing_period=BillingPeriod.from_model(period), invoices_created=len(created))
+        return BillingPeriodClosed(
+            billing_period=BillingPeriod.from_model(period), invoices_created=len(created), invoice_ids=created
+        )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import strawberry
 
-from infra import links
+from infra import links, storage
 from models import exports, invoices
 from schema.context import Info
 from schema.exports import (
@@ -43,6 +45,26 @@ class Mutation:
         return InvoiceExport(
             url=link.url, filename=file.filename, invoice_count=file.invoice_count, expires_at=link.expires_at
         )
+
+    @mutation(
+        description="A zip of the PDFs of invoices chosen by `ids` (each must have been generated) "
+        "or by `filter` (those generated), named by number, behind a signed link valid for a few minutes.",
+        scopes=MSP_USERS,
+    )
+    async def download_invoice_pdfs(
+        self, info: Info, ids: list[strawberry.ID] | None = None, filter: InvoiceFilter | None = None,
+    ) -> ExportInvoicesPayload:
+        principal = info.context.authenticated()
+        today = invoices.organization_today(principal.user.organization.timezone)
+        chosen = None if ids is None else [node_uuid_or_none(gid, "Invoice") for gid in ids]
+        where = None if filter is None else invoice_query(filter)
+        documents = await exports.invoice_pdfs(principal, ids=chosen, where=where, today=today)
+        settings = info.context.settings
+        files = [(document.filename, document.stored) for document in documents]
+        data = await asyncio.to_thread(storage.zipped, settings, files)
+        filename = f"invoices-{today:%Y%m%d}.zip"
+        link = links.publish_export(settings, principal, filename, data)
+        return InvoiceExport(url=link.url, filename=filename, invoice_count=len(documents), expires_at=link.expires_at)
 
     @mutation(
         description="Set how exports write dates, for the whole organization.", scopes=OWNERS,

@@ -4,16 +4,18 @@ status subscription."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from decimal import Decimal
 from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.relay import to_base64
 
 from infra import events
 from jobs import effects
 from models import invoices
 from models.errors import ValidationFailed
-from models.invoices import actions
+from models.invoices import actions, drafts
 from schema.context import Info
 from schema.errors import user_error
 from schema.invoices import (
@@ -21,8 +23,11 @@ from schema.invoices import (
     Invoice,
     InvoiceActionResult,
     InvoiceActionResults,
+    InvoiceChanged,
+    InvoiceChangePayload,
     InvoiceConnection,
     InvoiceFilter,
+    InvoiceItem,
     InvoiceOrder,
     InvoiceReissued,
     InvoiceResendQueued,
@@ -70,11 +75,23 @@ class Query:
 
 
 async def _bulk(
-    info: Info, ids: list[strawberry.ID], operation: Callable[[Any, list], Awaitable[list[actions.Outcome]]]
+    info: Info, ids: list[strawberry.ID] | None, operation: Callable[[Any, list], Awaitable[list[actions.Outcome]]],
+    where: InvoiceFilter | None = None, statuses: tuple[invoices.InvoiceStatus, ...] = (),
 ) -> tuple[InvoiceActionResults, list]:
-    """Decode the ids (a bad one fails alone, as not found), run the domain operation, and
-    map its outcomes; also the invoices it changed, for their after-commit effects."""
-    if len(ids) > actions.MAX_BULK:
+    """Decode the ids (a bad one fails alone, as not found), or select by `where` those of the
+    `statuses` the operation applies to; run the domain operation, and map its outcomes; also
+    the invoices it changed, for their after-commit effects."""
+    if (ids is None) == (where is None):
+        raise ValidationFailed("Give ids or a filter, not both.", field="ids")
+    if ids is None:
+        query, _ = listed_invoices(info, where, None)
+        chosen = await query.filter(status__in=statuses).order_by("created_at", "id").limit(
+            actions.MAX_BY_FILTER + 1
+        ).values_list("id", flat=True)
+        if len(chosen) > actions.MAX_BY_FILTER:
+            raise ValidationFailed(f"The filter selects more than {actions.MAX_BY_FILTER} invoices: narrow it.", field="filter")
+        ids = [strawberry.ID(to_base64("Invoice", str(invoice_id))) for invoice_id in chosen]
+    elif len(ids) > actions.MAX_BULK:
         raise ValidationFailed(f"At most {actions.MAX_BULK} ids at once.", field="ids")
     outcomes = await operation(info.context.principal, [node_uuid_or_none(gid, "Invoice") for gid in ids])
     results = InvoiceActionResults(results=[
@@ -87,6 +104,40 @@ async def _bulk(
     return results, [o.invoice for o in outcomes if o.invoice]
 
 
+_IDS = strawberry.argument(description=f"The invoices, at most {actions.MAX_BULK}; or give `filter`.")
+
+
+def _by_filter(what: str) -> Any:
+    return strawberry.argument(
+        description=f"Instead of ids: every invoice of the list's filter that is {what} "
+        f"(at most {actions.MAX_BY_FILTER})."
+    )
+
+
+async def _changed(info: Info, edited: drafts.Edited) -> InvoiceChanged:
+    if edited.regenerating:
+        await effects.generation_requested(info.context.redis, [edited.invoice.id])
+    currency = edited.invoice.currency
+    return InvoiceChanged(
+        invoice=Invoice.from_model(edited.invoice),
+        item=InvoiceItem.from_model(edited.line, currency) if edited.line else None,
+    )
+
+
+@strawberry.input(description="A one-off item.")
+class InvoiceItemInput:
+    description: str = strawberry.field(description="The text printed on the line (at most 1,024 characters).")
+    quantity: Decimal = strawberry.field(default=Decimal(1), description="How many, more than 0 (default 1).")
+    unit_price: Decimal = strawberry.field(description="Price of one in the invoice currency (negative for a deduction).")
+
+
+@strawberry.input(description="Changes to a one-off item: an omitted or null field keeps its value.")
+class InvoiceItemChange:
+    description: str | None = strawberry.field(default=None, description="The text printed on the line.")
+    quantity: Decimal | None = strawberry.field(default=None, description="How many, more than 0.")
+    unit_price: Decimal | None = strawberry.field(default=None, description="Price of one in the invoice currency.")
+
+
 @strawberry.type
 class Mutation:
     @mutation(
@@ -94,8 +145,14 @@ class Mutation:
         "its PDF is made in the background.",
         scopes=OWNERS,
     )
-    async def generate_invoices(self, info: Info, ids: list[strawberry.ID]) -> BulkInvoicePayload:
-        results, changed = await _bulk(info, ids, lambda p, d: actions.request_generation(p, d, regenerate=False))
+    async def generate_invoices(
+        self, info: Info, ids: Annotated[list[strawberry.ID] | None, _IDS] = None,
+        filter: Annotated[InvoiceFilter | None, _by_filter("READY_TO_INVOICE")] = None,
+    ) -> BulkInvoicePayload:
+        results, changed = await _bulk(
+            info, ids, lambda p, d: actions.request_generation(p, d, regenerate=False),
+            filter, (invoices.InvoiceStatus.READY_TO_INVOICE,),
+        )
         await effects.generation_requested(info.context.redis, [invoice.id for invoice in changed])
         return results
 
@@ -104,8 +161,14 @@ class Mutation:
         "revision). Approved invoices cannot be regenerated.",
         scopes=OWNERS,
     )
-    async def regenerate_invoices(self, info: Info, ids: list[strawberry.ID]) -> BulkInvoicePayload:
-        results, changed = await _bulk(info, ids, lambda p, d: actions.request_generation(p, d, regenerate=True))
+    async def regenerate_invoices(
+        self, info: Info, ids: Annotated[list[strawberry.ID] | None, _IDS] = None,
+        filter: Annotated[InvoiceFilter | None, _by_filter("AWAITING_APPROVAL or ERROR")] = None,
+    ) -> BulkInvoicePayload:
+        results, changed = await _bulk(
+            info, ids, lambda p, d: actions.request_generation(p, d, regenerate=True),
+            filter, (invoices.InvoiceStatus.AWAITING_APPROVAL, invoices.InvoiceStatus.ERROR),
+        )
         await effects.generation_requested(info.context.redis, [invoice.id for invoice in changed])
         return results
 
@@ -115,13 +178,17 @@ class Mutation:
         scopes=OWNERS,
     )
     async def approve_invoices(
-        self, info: Info, ids: list[strawberry.ID],
+        self, info: Info, ids: Annotated[list[strawberry.ID] | None, _IDS] = None,
+        filter: Annotated[InvoiceFilter | None, _by_filter("AWAITING_APPROVAL")] = None,
         notify_customer: Annotated[bool, strawberry.argument(
             description="E-mail the invoice to the billing e-mails now (the customer's notice of it); "
             "when false it stays NOT_SENT until `resendInvoice`."
         )] = True,
     ) -> BulkInvoicePayload:
-        results, changed = await _bulk(info, ids, lambda p, d: actions.approve(p, d, notify_customer=notify_customer))
+        results, changed = await _bulk(
+            info, ids, lambda p, d: actions.approve(p, d, notify_customer=notify_customer),
+            filter, (invoices.InvoiceStatus.AWAITING_APPROVAL,),
+        )
         await effects.invoices_approved(info.context.redis, changed)
         return results
 
@@ -157,6 +224,47 @@ class Mutation:
         await effects.generation_requested(info.context.redis, [replacement.id])
         replaced = await invoices.visible_invoices(info.context.principal).get(id=replacement.replaces_id)
         return InvoiceReissued(invoice=Invoice.from_model(replacement), replaced=Invoice.from_model(replaced))
+
+    @mutation(
+        description="Stop the automatic approval and send queued for an auto-invoiced invoice: it "
+        "stays awaiting approval for review (approve it by hand).",
+        scopes=OWNERS,
+    )
+    async def cancel_queued_invoice(self, info: Info, id: strawberry.ID) -> InvoiceChangePayload:
+        invoice = await actions.cancel_queued_send(info.context.principal, node_uuid(id, "Invoice"))
+        await effects.invoices_changed(info.context.redis, [invoice])
+        return InvoiceChanged(invoice=Invoice.from_model(invoice), item=None)
+
+    @mutation(
+        description="Set the memo printed on an invoice for the customer (empty clears it; at most "
+        "2,000 characters), before approval.",
+        scopes=OWNERS,
+    )
+    async def set_invoice_memo(self, info: Info, id: strawberry.ID, memo: str) -> InvoiceChangePayload:
+        return await _changed(info, await drafts.set_memo(info.context.principal, node_uuid(id, "Invoice"), memo))
+
+    @mutation(
+        description="Add a one-off item (a setup fee, hardware) to an invoice before approval; it is "
+        "printed after the usage, and taxes and charges count it.",
+        scopes=OWNERS,
+    )
+    async def add_invoice_item(self, info: Info, invoice_id: strawberry.ID, item: InvoiceItemInput) -> InvoiceChangePayload:
+        edited = await drafts.add_line(
+            info.context.principal, node_uuid(invoice_id, "Invoice", field="invoiceId"),
+            item.description, item.quantity, item.unit_price,
+        )
+        return await _changed(info, edited)
+
+    @mutation(description="Change a one-off item of an invoice before approval.", scopes=OWNERS)
+    async def update_invoice_item(self, info: Info, id: strawberry.ID, item: InvoiceItemChange) -> InvoiceChangePayload:
+        edited = await drafts.update_line(
+            info.context.principal, node_uuid(id, "InvoiceItem"), item.description, item.quantity, item.unit_price
+        )
+        return await _changed(info, edited)
+
+    @mutation(description="Remove a one-off item from an invoice before approval.", scopes=OWNERS)
+    async def remove_invoice_item(self, info: Info, id: strawberry.ID) -> InvoiceChangePayload:
+        return await _changed(info, await drafts.remove_line(info.context.principal, node_uuid(id, "InvoiceItem")))
 
     @mutation(description="E-mail an approved invoice again.", scopes=OWNERS)
     async def resend_invoice(self, info: Info, id: strawberry.ID) -> ResendInvoicePayload:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry import relay
@@ -13,11 +13,18 @@ from strawberry import relay
 from models import BillingPeriod as BillingPeriodModel
 from models import Invoice as InvoiceModel
 from models.billing_periods import PeriodQuery, PeriodState, visible_periods
+from models.invoices import visible_invoices
+from schema.arguments import CheckedArguments
 from schema.context import Info
 from schema.errors import ValidationError
 from schema.nodes import scoped_nodes
 from schema.pagination import CountedConnection, Direction
 from schema.scalars import Month
+
+if TYPE_CHECKING:
+    from schema.invoices import Invoice, InvoiceConnection, InvoiceFilter, InvoiceOrder
+
+_INVOICES = strawberry.lazy("schema.invoices")
 
 # `strawberry.enum` marks the domain's enum itself as a GraphQL enum; the name here is a
 # plain alias of that class, so that type checkers accept it in annotations.
@@ -57,6 +64,21 @@ class BillingPeriod(relay.Node):
     async def invoice_count(self, info: Info) -> int:
         return await info.context.loaders.counts(InvoiceModel, "billing_period_id").load(self.model.id)
 
+    @strawberry.field(
+        description="The month's invoices; the same filters and order as `invoices`, within this month.",
+        extensions=[CheckedArguments()],
+    )
+    async def invoices(
+        self, info: Info, first: int | None = None, after: str | None = None,
+        last: int | None = None, before: str | None = None,
+        filter: Annotated[InvoiceFilter, _INVOICES] | None = None,
+        order_by: Annotated[InvoiceOrder, _INVOICES] | None = None,
+    ) -> Annotated[InvoiceConnection, _INVOICES]:
+        # Imported when used: schema.invoices refers to this module's types.
+        from schema.invoices import period_invoices
+
+        return await period_invoices(info, self.model.id, filter, order_by, first, after, last, before)
+
 
 @strawberry.type(description="A page of billing periods.")
 class BillingPeriodConnection(CountedConnection[BillingPeriod]):
@@ -95,6 +117,20 @@ class BillingPeriodClosed:
     invoices_created: int = strawberry.field(
         description="Invoices this call created (0 when the month was already closed)."
     )
+    invoice_ids: strawberry.Private[list]
+
+    @strawberry.field(
+        description="The invoices this call created (READY_TO_INVOICE, or GENERATING for "
+        "auto-invoiced accounts), to generate or follow them without another query."
+    )
+    async def invoices(self, info: Info) -> list[Annotated[Invoice, _INVOICES]]:
+        from schema.invoices import Invoice
+        from schema.invoices.types import prefetch
+
+        rows = await visible_invoices(info.context.authenticated()).filter(id__in=self.invoice_ids).order_by("created_at", "id")
+        page = [Invoice.from_model(row) for row in rows]
+        await prefetch(info, page)
+        return page
 
 
 CloseBillingPeriodPayload = Annotated[

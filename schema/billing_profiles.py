@@ -68,6 +68,9 @@ class BillingProfile(relay.Node):
     banking_fields: list[KeyValue] = strawberry.field(
         description="Payment details printed on invoices (bank, IBAN, BIC...), in order."
     )
+    invoice_notes: str = strawberry.field(
+        description="Printed at the foot of every invoice: payment instructions, legal text."
+    )
     has_logo: bool = strawberry.field(description="Whether a logo is set.")
     xero_account_code: str = strawberry.field(description="Xero sales account code of exported invoices.")
     xero_tax_type: str = strawberry.field(
@@ -83,7 +86,8 @@ class BillingProfile(relay.Node):
         return cls(
             id=str(row.id), nickname=row.nickname, company_name=row.company_name,
             address=Address.from_model(row), business_fields=KeyValue.from_list(row.business_fields),
-            banking_fields=KeyValue.from_list(row.banking_fields), has_logo=row.logo is not None,
+            banking_fields=KeyValue.from_list(row.banking_fields), invoice_notes=row.invoice_notes,
+            has_logo=row.logo is not None,
             xero_account_code=row.xero_account_code, xero_tax_type=row.xero_tax_type,
             created_at=row.created_at, updated_at=row.updated_at, model=row,
         )
@@ -144,6 +148,9 @@ class BillingProfileChargeInput:
 class CreateBillingProfileInput:
     nickname: str = strawberry.field(description="Name in the console; unique in the organization.")
     company_name: str | None = strawberry.field(default=None, description="Company name printed on invoices.")
+    invoice_notes: str | None = strawberry.field(
+        default=None, description="Footer printed on every invoice: payment instructions, legal text (at most 4,000 characters)."
+    )
     address: AddressInput | None = strawberry.field(default=None, description="Postal address.")
     business_fields: list[KeyValueInput] | None = strawberry.field(
         default=None, description="Labelled business details, in order (at most 50)."
@@ -166,6 +173,9 @@ class CreateBillingProfileInput:
 class UpdateBillingProfileInput:
     nickname: str | None = strawberry.field(default=None, description="Name in the console; unique.")
     company_name: str | None = strawberry.field(default=None, description="Company name printed on invoices.")
+    invoice_notes: str | None = strawberry.field(
+        default=None, description="Footer printed on every invoice: payment instructions, legal text (at most 4,000 characters)."
+    )
     address: AddressInput | None = strawberry.field(
         default=None, description="Address lines to change; omitted lines keep their value."
     )
@@ -185,7 +195,7 @@ class UpdateBillingProfileInput:
 def profile_data(input: CreateBillingProfileInput | UpdateBillingProfileInput) -> dict[str, Any]:
     """The given fields of an input, as the domain's column names."""
     data: dict[str, Any] = {
-        "nickname": input.nickname, "company_name": input.company_name,
+        "nickname": input.nickname, "company_name": input.company_name, "invoice_notes": input.invoice_notes,
         "business_fields": key_values(input.business_fields),
         "banking_fields": key_values(input.banking_fields),
         "xero_account_code": input.xero_account_code, "xero_tax_type": input.xero_tax_type,

@@ -14,6 +14,7 @@ from models import BillingProfile as BillingProfileModel
 from models import ManagedAccount as ManagedAccountModel
 from models import SubAccount as SubAccountModel
 from models.managed_accounts import AccountQuery, visible_accounts
+from models.managed_accounts import AutoInvoice as AutoInvoiceValue
 from schema.arguments import CheckedArguments
 from schema.billing_profiles import BillingProfile
 from schema.common import Address, AddressInput, KeyValue, KeyValueInput, key_values
@@ -38,6 +39,15 @@ class BillingInformation:
     po_number: str = strawberry.field(description="Purchase order number printed on invoices.")
 
 
+AutoInvoice = AutoInvoiceValue
+strawberry.enum(
+    AutoInvoice,
+    description="What the month close does by itself for an account: OFF (its invoice waits, "
+    "READY_TO_INVOICE), GENERATE (generated for review), SEND (generated, then approved and sent "
+    "once autoSendAfterHours have passed unless cancelled with `cancelQueuedInvoice`).",
+)
+
+
 @strawberry.type(name="ManagedAccount", description="A customer of the MSP.")
 class ManagedAccount(relay.Node):
     id: relay.NodeID[str]
@@ -52,6 +62,12 @@ class ManagedAccount(relay.Node):
     invoice_per_provider: bool = strawberry.field(
         description="Whether the account gets one invoice per cloud provider for a month (each "
         "with its own number), rather than one for all."
+    )
+    is_invoiced: bool = strawberry.field(description="Whether the month close gives the account an invoice.")
+    auto_invoice: AutoInvoice = strawberry.field(description="What the month close does by itself for the account.")
+    auto_send_after_hours: int = strawberry.field(
+        description="With autoInvoice SEND: hours a generated invoice stays for review before it is "
+        "approved and sent by itself."
     )
     billing_information: BillingInformation = strawberry.field(
         description="Company name, address, billing e-mails and PO number for invoices."
@@ -69,7 +85,8 @@ class ManagedAccount(relay.Node):
             id=str(account.id), name=account.name, contact_email=account.contact_email,
             payment_terms_days=account.payment_terms_days, currency=account.currency,
             include_account_integrations=account.include_account_integrations,
-            invoice_per_provider=account.invoice_per_provider,
+            invoice_per_provider=account.invoice_per_provider, is_invoiced=account.is_invoiced,
+            auto_invoice=account.auto_invoice, auto_send_after_hours=account.auto_send_after_hours,
             billing_information=BillingInformation(
                 official_company_name=account.official_company_name,
                 address=Address.from_model(account), billing_emails=list(account.billing_emails),
@@ -190,6 +207,15 @@ class CreateManagedAccountInput:
     invoice_per_provider: bool | None = strawberry.field(
         default=None, description="One invoice per cloud provider for a month, from the next month closed (default false)."
     )
+    is_invoiced: bool | None = strawberry.field(
+        default=None, description="Whether the month close gives the account an invoice (default true)."
+    )
+    auto_invoice: AutoInvoice | None = strawberry.field(
+        default=None, description="What the month close does by itself (default OFF)."
+    )
+    auto_send_after_hours: int | None = strawberry.field(
+        default=None, description="With autoInvoice SEND: hours of review before the automatic send, 0 to 720 (default 24)."
+    )
     official_company_name: str | None = strawberry.field(default=None, description="Legal name printed on invoices.")
     address: AddressInput | None = strawberry.field(default=None, description="Billing address.")
     billing_emails: list[str] | None = strawberry.field(
@@ -227,6 +253,11 @@ class UpdateManagedAccountInput:
     invoice_per_provider: bool | None = strawberry.field(
         default=None, description="One invoice per cloud provider for a month, from the next month closed."
     )
+    is_invoiced: bool | None = strawberry.field(default=None, description="Whether the month close gives the account an invoice.")
+    auto_invoice: AutoInvoice | None = strawberry.field(default=None, description="What the month close does by itself.")
+    auto_send_after_hours: int | None = strawberry.field(
+        default=None, description="With autoInvoice SEND: hours of review before the automatic send, 0 to 720."
+    )
     official_company_name: str | None = strawberry.field(default=None, description="Legal name printed on invoices.")
     address: AddressInput | None = strawberry.field(
         default=None, description="Address lines to change; omitted lines keep their value."
@@ -247,7 +278,8 @@ class UpdateManagedAccountInput:
 
 _PLAIN_FIELDS = (
     "name", "contact_email", "payment_terms_days", "currency", "include_account_integrations",
-    "invoice_per_provider", "official_company_name", "billing_emails", "po_number", "sub_account_ids", "internal_notes",
+    "invoice_per_provider", "is_invoiced", "auto_invoice", "auto_send_after_hours", "official_company_name",
+    "billing_emails", "po_number", "sub_account_ids", "internal_notes",
 )
 
 

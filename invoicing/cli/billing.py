@@ -45,7 +45,7 @@ async def _close_period(settings: Settings, month, organization_ref: str | None)
     organization = await find_organization(organization_ref)
     created = await close(organization.id, month, Actor.system("cli"), must_be_past=True)
     async with redis_connection(settings) as redis:
-        await effects.invoice_ids_changed(redis, created)
+        await effects.period_closed(redis, created)
     return len(created)
 
 

@@ -3,8 +3,10 @@
 from models.invoices.queries import (
     CUSTOMER_VISIBLE,
     DatePreset,
+    DisplayStatus,
     InvoiceQuery,
     amount_due,
+    display_status,
     filter_invoices,
     is_visible,
     late_costs_of,
@@ -17,6 +19,7 @@ from models.invoices.tables import (
     DeliveryStatus,
     Invoice,
     InvoiceEvent,
+    InvoiceExtraLine,
     InvoiceKind,
     InvoiceLineItem,
     InvoiceNumberCounter,
@@ -27,8 +30,9 @@ from models.invoices.tables import (
 )
 
 __all__ = [
-    "CUSTOMER_VISIBLE", "DatePreset", "DeliveryStatus", "Invoice", "InvoiceEvent", "InvoiceKind", "InvoiceLineItem",
-    "InvoiceNumberCounter", "InvoiceQuery", "InvoiceRevision", "InvoiceStatus", "LineKind",
-    "PaymentStatus", "amount_due", "filter_invoices", "is_visible", "late_costs_of", "organization_today", "preset_range",
+    "CUSTOMER_VISIBLE", "DatePreset", "DeliveryStatus", "DisplayStatus", "Invoice", "InvoiceEvent",
+    "InvoiceExtraLine", "InvoiceKind", "InvoiceLineItem", "InvoiceNumberCounter", "InvoiceQuery",
+    "InvoiceRevision", "InvoiceStatus", "LineKind", "PaymentStatus", "amount_due", "display_status",
+    "filter_invoices", "is_visible", "late_costs_of", "organization_today", "preset_range",
     "visible_invoice_by_number", "visible_invoices",
 ]

@@ -24,6 +24,8 @@ from models.invoices.tables import DeliveryStatus, Invoice, InvoiceEvent, Invoic
 from models.managed_accounts import ManagedAccount
 
 MAX_BULK = 500
+# A month's invoices chosen by a filter: a large MSP's month at once.
+MAX_BY_FILTER = 20_000
 
 
 @dataclass
@@ -78,15 +80,10 @@ async def approve(principal, ids: list[Any], *, notify_customer: bool = True) ->
     `notify_customer` it stays NOT_SENT until resent. Approving an approved invoice again
     changes nothing."""
     actor = Actor(user_id=principal.user.id)
-    changes = {"delivery_status": DeliveryStatus.QUEUED} if notify_customer else {}
 
     async def one(invoice_id):
         try:
-            return await transition(
-                invoice_id, "APPROVE", actor, organization_id=principal.organization_id,
-                changes={"approved_at": datetime.now(UTC), **changes},
-                detail={"notifyCustomer": notify_customer},
-            )
+            return await _approve(invoice_id, actor, principal.organization_id, notify_customer)
         except InvalidTransition:
             invoice = await Invoice.get(id=invoice_id)
             if invoice.status == InvoiceStatus.APPROVED:
@@ -94,6 +91,45 @@ async def approve(principal, ids: list[Any], *, notify_customer: bool = True) ->
             raise
 
     return await _each(principal, ids, one)
+
+
+async def _approve(invoice_id: Any, actor: Actor, organization_id: Any, notify_customer: bool, **detail: Any) -> Invoice:
+    changes: dict[str, Any] = {"approved_at": datetime.now(UTC), "auto_send_at": None}
+    if notify_customer:
+        changes["delivery_status"] = DeliveryStatus.QUEUED
+    return await transition(
+        invoice_id, "APPROVE", actor, organization_id=organization_id, changes=changes,
+        detail={"notifyCustomer": notify_customer, **detail},
+    )
+
+
+async def auto_send_due(now: datetime) -> list[Invoice]:
+    """Approve and send the invoices whose automatic send is due (auto-invoice SEND, grace
+    period over, not cancelled, not approved by someone meanwhile)."""
+    due = await Invoice.filter(auto_send_at__lte=now, status=InvoiceStatus.AWAITING_APPROVAL).values_list("id", flat=True)
+    approved = []
+    for invoice_id in due:
+        try:
+            approved.append(await _approve(invoice_id, Actor.system("scheduler"), None, True, automatic=True))
+        except InvalidTransition:
+            continue  # regenerated, voided or approved meanwhile
+    return approved
+
+
+async def cancel_queued_send(principal, invoice_id: Any) -> Invoice:
+    """Stop the automatic approval and send of an auto-invoiced invoice: it stays for review
+    (approve it by hand), and regenerations do not queue it again."""
+    actor = Actor(user_id=principal.user.id)
+    async with in_transaction() as conn:
+        invoice = await lock_invoice(conn, visible_invoices(principal), invoice_id)
+        if invoice.auto_send_at is None:
+            raise InvalidTransition("No automatic send is queued for this invoice.", field="id")
+        await Invoice.filter(id=invoice.id).using_db(conn).update(auto_send_at=None, updated_at=datetime.now(UTC))
+        await InvoiceEvent.create(
+            invoice_id=invoice.id, actor_id=actor.user_id, kind="AUTO_SEND_CANCELLED",
+            detail={"wasDueAt": invoice.auto_send_at.isoformat()}, using_db=conn,
+        )
+    return await Invoice.get(id=invoice.id)
 
 
 async def void(principal, ids: list[Any], *, reason: str = "", notify_customer: bool = True) -> list[Outcome]:
@@ -113,7 +149,7 @@ async def void(principal, ids: list[Any], *, reason: str = "", notify_customer: 
                     f"Invoice {invoice.number} has payments: refund them before voiding it.",
                     field="ids", code=ErrorCode.INVOICE_PAID,
                 )
-            changes: dict[str, Any] = {"voided_at": datetime.now(UTC)}
+            changes: dict[str, Any] = {"voided_at": datetime.now(UTC), "auto_send_at": None}
             if invoice.payment_status == PaymentStatus.OVERDUE:
                 changes["payment_status"] = PaymentStatus.UNPAID
             # Late costs it billed are billed again by the next invoice that can.

@@ -13,6 +13,8 @@ The order, written down once:
    rate fails the generation naming it.
 3. Billing rules, in the order `models.billing_rules` documents (credits, discounts, markups;
    then tax rules), on the converted amounts.
+3a. One-off items added to the invoice by hand (`InvoiceExtraLine`), in the invoice
+   currency, after the usage and outside the billing rules.
 3b. Late costs (`models.costs.LateCost`) not billed yet: a line per month and currency,
    "Costs for September 2024 received after invoicing", converted at that month's rate and
    outside the billing rules. A month's invoice bills those of earlier months when the
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -48,8 +50,8 @@ from models.currencies import round_money
 from models.errors import GenerationFailed, MissingBillingProfile
 from models.exchange_rates import ExchangeRate
 from models.invoices.queries import organization_today
-from models.invoices.tables import Invoice, InvoiceKind, LineKind
-from models.managed_accounts import ManagedAccount
+from models.invoices.tables import Invoice, InvoiceExtraLine, InvoiceKind, LineKind
+from models.managed_accounts import AutoInvoice, ManagedAccount
 from models.organizations import LateCostBilling, Organization
 
 HUNDRED = Decimal(100)
@@ -84,6 +86,12 @@ class Draft:
     lines: list[Line] = field(default_factory=list)
     # The late costs the lines bill, claimed when the revision is stored.
     late_cost_ids: list[Any] = field(default_factory=list)
+    # Hours after which the invoice is approved and sent by itself (auto-invoice SEND).
+    auto_send_after_hours: int | None = None
+
+    @property
+    def taxes(self) -> Decimal:
+        return sum((line.amount for line in self.lines if line.kind == LineKind.TAX), Decimal(0))
     subtotal: Decimal = Decimal(0)
     adjustments: Decimal = Decimal(0)
     charges: Decimal = Decimal(0)
@@ -94,6 +102,11 @@ class Draft:
     @property
     def usage(self) -> list[Line]:
         return [line for line in self.lines if line.kind == LineKind.USAGE]
+
+    @property
+    def printed_items(self) -> list[Line]:
+        """Usage, then one-off items: the invoice's item table."""
+        return [line for line in self.lines if line.kind in (LineKind.USAGE, LineKind.ONE_OFF)]
 
     @property
     def late_lines(self) -> list[Line]:
@@ -305,7 +318,12 @@ async def compute(ctx: Context) -> Draft:
         line.amount = money(line.amount)
     late_lines = _late_lines(late, rates, currency)
     draft.late_cost_ids = [row["id"] for row in late]
-    draft.lines = usage + adjustments + late_lines
+    extras = [
+        Line(kind=LineKind.ONE_OFF, description=extra.description, amount=money(extra.quantity * extra.unit_price),
+             quantity=extra.quantity, unit_price=extra.unit_price)
+        for extra in await InvoiceExtraLine.filter(invoice_id=ctx.invoice.id).order_by("position")
+    ]
+    draft.lines = usage + extras + adjustments + late_lines
     draft.adjustments = sum((line.amount for line in adjustments), Decimal(0))
     draft.subtotal = sum((line.amount for line in draft.lines), Decimal(0))
     for rule, delta in taxes:
@@ -320,6 +338,8 @@ async def compute(ctx: Context) -> Draft:
     draft.total = draft.subtotal + draft.charges
     draft.issue_date = ctx.invoice.issue_date or organization_today(ctx.organization.timezone)
     draft.due_date = draft.issue_date + timedelta(days=ctx.account.payment_terms_days)
+    if ctx.account.auto_invoice == AutoInvoice.SEND:
+        draft.auto_send_after_hours = ctx.account.auto_send_after_hours
     return draft
 
 
@@ -402,7 +422,7 @@ def build_view(ctx: Context, draft: Draft, number: str, template_version: str) -
                 "unit_price": _plain(line.unit_price.quantize(Decimal("1e-10"))) if line.unit_price is not None else None,
                 "amount": str(line.amount), **_conversion(line),
             }
-            for line in draft.usage
+            for line in draft.printed_items
         ],
         "adjustments": [{"description": rule.description, "amount": str(rule.amount)} for rule in draft.rule_lines],
         "late_costs": [
@@ -425,7 +445,8 @@ def build_view(ctx: Context, draft: Draft, number: str, template_version: str) -
         ],
         "kind": ctx.invoice.kind.value,
         "provider": ctx.invoice.provider_name or None,
-        "notes": None,
+        "memo": ctx.invoice.memo or None,
+        "notes": profile.invoice_notes or None,
     }
 
 
@@ -449,7 +470,8 @@ async def store_revision(
     async with in_transaction() as conn:
         # The lock and the revision count in one round trip.
         (locked,) = await conn.execute_query_dict(
-            "SELECT status, (SELECT count(*) FROM invoice_revisions WHERE invoice_id = $1) AS revisions"
+            "SELECT status, auto_send_at, (SELECT count(*) FROM invoice_revisions WHERE invoice_id = $1) AS revisions,"
+            " EXISTS (SELECT 1 FROM invoice_events WHERE invoice_id = $1 AND kind = 'AUTO_SEND_CANCELLED') AS cancelled"
             " FROM invoices WHERE id = $1 FOR UPDATE",
             [str(invoice_id)],
         )
@@ -486,8 +508,8 @@ async def store_revision(
             changes={
                 "current_revision_id": revision.id, "currency": draft.currency,
                 "subtotal": draft.subtotal, "adjustments": draft.adjustments, "charges": draft.charges,
-                "total": draft.total, "issue_date": draft.issue_date, "due_date": draft.due_date,
-                "error_message": None,
+                "total": draft.total, "tax_total": draft.taxes, "issue_date": draft.issue_date,
+                "due_date": draft.due_date, "error_message": None, "auto_send_at": _auto_send_at(draft, locked),
             },
             detail={"revision": revision.revision, "total": str(draft.total), "pdfSha256": pdf["sha256"]},
         )
@@ -510,3 +532,11 @@ async def _claim_late_costs(conn: Any, invoice_id: Any, ids: list[Any]) -> None:
     )
     if claimed != len(ids):
         raise GenerationFailed("Late costs of this account were billed by another invoice meanwhile: regenerate.")
+
+
+def _auto_send_at(draft: Draft, locked: dict[str, Any]) -> datetime | None:
+    """When the automatic approval and send is due: the time queued already, or the grace
+    period from now; none when the account does not auto-send or someone cancelled it."""
+    if draft.auto_send_after_hours is None or locked["cancelled"]:
+        return None
+    return locked["auto_send_at"] or datetime.now(UTC) + timedelta(hours=draft.auto_send_after_hours)

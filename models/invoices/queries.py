@@ -13,7 +13,7 @@ from tortoise import connections
 from tortoise.expressions import Q
 
 from models.inputs import storable
-from models.invoices.tables import Invoice, InvoiceStatus, PaymentStatus
+from models.invoices.tables import DeliveryStatus, Invoice, InvoiceStatus, PaymentStatus
 
 # States a customer may see: the invoice was approved (and may since have been voided).
 CUSTOMER_VISIBLE = (InvoiceStatus.APPROVED, InvoiceStatus.VOIDED)
@@ -161,3 +161,40 @@ async def late_costs_of(invoice_id: Any) -> list[dict[str, Any]]:
            GROUP BY a.currency, a.difference, a.pending, a.billed_by ORDER BY a.currency""",
         [str(invoice_id)],
     )
+
+
+class DisplayStatus(str, Enum):
+    """The one status a list screen shows (the cloud-factory console's colours)."""
+
+    DRAFT = "DRAFT"
+    PENDING = "PENDING"
+    SENT = "SENT"
+    PAID = "PAID"
+    OVERDUE = "OVERDUE"
+    VOIDED = "VOIDED"
+    REFUNDED = "REFUNDED"
+
+
+_DRAFTS = (InvoiceStatus.READY_TO_INVOICE, InvoiceStatus.GENERATING, InvoiceStatus.ERROR)
+_REFUNDED = (PaymentStatus.REFUNDED, PaymentStatus.PARTIALLY_REFUNDED)
+
+
+def display_status(invoice: Invoice) -> DisplayStatus:
+    """VOIDED when voided; DRAFT until generated (or when generation failed); PENDING while
+    awaiting approval, or approved with its e-mail not delivered yet; then from the payments:
+    REFUNDED (any refund), PAID, OVERDUE, else SENT (delivered, unpaid or partly paid)."""
+    if invoice.status == InvoiceStatus.VOIDED:
+        return DisplayStatus.VOIDED
+    if invoice.status in _DRAFTS:
+        return DisplayStatus.DRAFT
+    if invoice.status == InvoiceStatus.AWAITING_APPROVAL:
+        return DisplayStatus.PENDING
+    if invoice.payment_status in _REFUNDED:
+        return DisplayStatus.REFUNDED
+    if invoice.payment_status == PaymentStatus.PAID:
+        return DisplayStatus.PAID
+    if invoice.payment_status == PaymentStatus.OVERDUE:
+        return DisplayStatus.OVERDUE
+    if invoice.delivery_status != DeliveryStatus.SENT:
+        return DisplayStatus.PENDING
+    return DisplayStatus.SENT

@@ -48,6 +48,8 @@ class LineKind(str, Enum):
     """What a printed line is; the total is the sum of every line."""
 
     USAGE = "USAGE"
+    # A one-off item added to the draft by hand (a setup fee, hardware).
+    ONE_OFF = "ONE_OFF"
     RULE = "RULE"
     CHARGE = "CHARGE"
     TAX = "TAX"
@@ -91,6 +93,8 @@ class Invoice(TimestampMixin, Model):
     adjustments = money(default=0)
     charges = money(default=0)
     total = money(default=0)
+    # The TAX lines' part of `charges`.
+    tax_total = money(default=0, db_default=0)
     amount_paid = money(default=0)
     amount_refunded = money(default=0)
     issue_date = fields.DateField(null=True)
@@ -99,6 +103,11 @@ class Invoice(TimestampMixin, Model):
         "models.InvoiceRevision", related_name=False, null=True, on_delete=fields.RESTRICT
     )
     error_message = fields.TextField(null=True)
+    # A note for the customer printed on the invoice (set on a draft; frozen once approved).
+    memo = fields.TextField(default="", db_default="")
+    # When the automatic approval and send is due (accounts set to auto-invoice SEND); null
+    # when none is queued.
+    auto_send_at = fields.DatetimeField(null=True)
     approved_at = fields.DatetimeField(null=True)
     voided_at = fields.DatetimeField(null=True)
 
@@ -224,6 +233,30 @@ class InvoiceLineItem(Model):
         constraints = (
             UniqueConstraint(fields=("revision_id", "position"), name="invoice_line_items_position_unique"),
             enum_check("invoice_line_items", "kind", LineKind),
+        )
+
+
+class InvoiceExtraLine(Model):
+    """A one-off item an owner adds to an invoice before approval; every generation prints it
+    after the usage, in `position` order, and taxes and charges count it."""
+
+    id = fields.UUIDField(primary_key=True)
+    invoice: fields.ForeignKeyRelation[Invoice] = fields.ForeignKeyField(
+        "models.Invoice", related_name="extra_lines", on_delete=fields.CASCADE
+    )
+    position = fields.SmallIntField()
+    description = fields.CharField(max_length=1024)
+    quantity = fields.DecimalField(max_digits=20, decimal_places=4)
+    unit_price = fields.DecimalField(max_digits=20, decimal_places=4)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    invoice_id: UUID
+
+    class Meta:
+        table = "invoice_extra_lines"
+        constraints = (
+            UniqueConstraint(fields=("invoice_id", "position"), name="invoice_extra_lines_position_unique"),
+            CheckConstraint(check="btrim(description) <> ''", name="invoice_extra_lines_description_present"),
         )
 
 

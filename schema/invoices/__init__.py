@@ -5,6 +5,8 @@ from schema.invoices.lists import (
     BulkInvoicePayload,
     InvoiceActionResult,
     InvoiceActionResults,
+    InvoiceChanged,
+    InvoiceChangePayload,
     InvoiceConnection,
     InvoiceFilter,
     InvoiceOrder,
@@ -17,12 +19,14 @@ from schema.invoices.lists import (
     account_invoices,
     invoice_query,
     listed_invoices,
+    period_invoices,
 )
 from schema.invoices.types import (
     DeliveryStatus,
     Invoice,
     InvoiceDatePreset,
     InvoiceEvent,
+    InvoiceItem,
     InvoiceLineItem,
     InvoiceRevision,
     InvoiceStatus,
@@ -33,8 +37,8 @@ from schema.invoices.types import (
 
 __all__ = [
     "BulkInvoicePayload", "DeliveryStatus", "Invoice", "InvoiceActionResult", "InvoiceActionResults",
-    "InvoiceConnection", "InvoiceDatePreset", "InvoiceEvent", "InvoiceFilter", "InvoiceLineItem",
-    "InvoiceOrder", "InvoiceOrderField", "InvoiceReissued", "InvoiceResendQueued", "InvoiceRevision", "InvoiceStatus",
-    "InvoiceStatusEvent", "LineKind", "PaymentStatus", "ReissueInvoicePayload", "ResendInvoicePayload", "account_invoices", "invoice_query",
-    "listed_invoices", "prefetch",
+    "InvoiceChangePayload", "InvoiceChanged", "InvoiceConnection", "InvoiceDatePreset", "InvoiceEvent",
+    "InvoiceFilter", "InvoiceItem", "InvoiceLineItem", "InvoiceOrder", "InvoiceOrderField", "InvoiceReissued",
+    "InvoiceResendQueued", "InvoiceRevision", "InvoiceStatus", "InvoiceStatusEvent", "LineKind", "PaymentStatus",
+    "ReissueInvoicePayload", "ResendInvoicePayload", "account_invoices", "invoice_query", "listed_invoices", "period_invoices", "prefetch",
 ]

@@ -13,7 +13,15 @@ import strawberry
 from models import invoices as domain
 from schema.context import Info
 from schema.errors import ConflictError, InvalidTransitionError, NotFoundError, UserError, ValidationError
-from schema.invoices.types import DeliveryStatus, Invoice, InvoiceDatePreset, InvoiceStatus, PaymentStatus, prefetch
+from schema.invoices.types import (
+    DeliveryStatus,
+    Invoice,
+    InvoiceDatePreset,
+    InvoiceItem,
+    InvoiceStatus,
+    PaymentStatus,
+    prefetch,
+)
 from schema.nodes import filter_uuids
 from schema.pagination import CountedConnection, Direction, order_fields, page_of, paginate, sibling_page
 from schema.scalars import Month
@@ -121,6 +129,25 @@ ReissueInvoicePayload = Annotated[
 ]
 
 
+@strawberry.type(
+    description="The invoice changed; one that was generated already is being generated again "
+    "(GENERATING) so that its totals and PDF hold the change."
+)
+class InvoiceChanged:
+    invoice: Invoice = strawberry.field(description="The invoice.")
+    item: InvoiceItem | None = strawberry.field(description="The one-off item added or changed, if any.")
+
+
+InvoiceChangePayload = Annotated[
+    InvoiceChanged | NotFoundError | InvalidTransitionError | ValidationError,
+    strawberry.union(
+        "InvoiceChangePayload",
+        description="The result of `setInvoiceMemo`, `addInvoiceItem`, `updateInvoiceItem`, `removeInvoiceItem` "
+        "and `cancelQueuedInvoice`.",
+    ),
+]
+
+
 ResendInvoicePayload = Annotated[
     InvoiceResendQueued | NotFoundError | InvalidTransitionError,
     strawberry.union("ResendInvoicePayload", description="The result of `resendInvoice`."),
@@ -147,6 +174,20 @@ def listed_invoices(info: Info, where: InvoiceFilter | None, order_by: InvoiceOr
     today = domain.organization_today(principal.user.organization.timezone)
     query = domain.filter_invoices(domain.visible_invoices(principal), invoice_query(where), today)
     return query, order_by or InvoiceOrder(field=InvoiceOrderField.CREATED_AT, direction=Direction.DESC)
+
+
+async def period_invoices(
+    info: Info, period_id: Any, where: InvoiceFilter | None, order_by: InvoiceOrder | None,
+    first: int | None, after: str | None, last: int | None, before: str | None,
+) -> InvoiceConnection:
+    """`BillingPeriod.invoices`: the `invoices` list within one month."""
+    query, order = listed_invoices(info, where, order_by)
+    connection = await paginate(
+        info, InvoiceConnection, query.filter(billing_period_id=period_id), Invoice.from_model, order,
+        first=first, after=after, last=last, before=before,
+    )
+    await prefetch(info, [edge.node for edge in connection.edges])
+    return connection
 
 
 async def account_invoices(

@@ -55,8 +55,8 @@ strawberry.enum(
 LineKind = domain.LineKind
 strawberry.enum(
     LineKind,
-    description="USAGE (cloud costs), RULE (credit, discount or markup), CHARGE (additional "
-    "charge), TAX, or LATE_COST (costs of an earlier, already invoiced month that a delivery "
+    description="USAGE (cloud costs), ONE_OFF (an item added by hand), RULE (credit, discount or "
+    "markup), CHARGE (additional charge), TAX, or LATE_COST (costs of an earlier, already invoiced month that a delivery "
     "restated afterwards; negative when it lowered them).",
 )
 InvoiceKind = domain.InvoiceKind
@@ -64,6 +64,14 @@ strawberry.enum(
     InvoiceKind,
     description="REGULAR (the month's invoice) or SUPPLEMENTARY (bills what was delivered for "
     "the month after its invoice was approved, when the organization bills late costs so).",
+)
+InvoiceDisplayStatus = domain.DisplayStatus
+strawberry.enum(
+    InvoiceDisplayStatus,
+    description="The one status a list shows, from status, paymentStatus and deliveryStatus: "
+    "VOIDED when voided; DRAFT until generated (READY_TO_INVOICE, GENERATING, ERROR); PENDING "
+    "while awaiting approval, or approved with its e-mail not delivered yet; then REFUNDED "
+    "after any refund, PAID, OVERDUE, or SENT (delivered, unpaid or partly paid).",
 )
 InvoiceDatePreset = domain.DatePreset
 strawberry.enum(
@@ -96,6 +104,24 @@ class InvoiceLineItem:
             unit=line["unit"],
             unit_price=plain(line["unit_price"]) if line["unit_price"] is not None else None,
             amount=round_money(line["amount"], currency),
+        )
+
+
+@strawberry.type(description="A one-off item added by hand to an invoice before approval (a setup fee, hardware).")
+class InvoiceItem:
+    id: strawberry.ID = strawberry.field(description="The item's id, for `updateInvoiceItem` and `removeInvoiceItem`.")
+    position: int = strawberry.field(description="Order among the invoice's one-off items, from 1.")
+    description: str = strawberry.field(description="The text printed on the line.")
+    quantity: Decimal = strawberry.field(description="How many.")
+    unit_price: Decimal = strawberry.field(description="Price of one, in the invoice currency.")
+    amount: Decimal = strawberry.field(description="Quantity times unit price, rounded to the currency's minor unit.")
+
+    @classmethod
+    def from_model(cls, line: Any, currency: str) -> InvoiceItem:
+        return cls(
+            id=strawberry.ID(relay.to_base64("InvoiceItem", str(line.id))), position=line.position,
+            description=line.description, quantity=plain(line.quantity), unit_price=plain(line.unit_price),
+            amount=round_money(line.quantity * line.unit_price, currency),
         )
 
 
@@ -157,8 +183,10 @@ class InvoiceEvent:
     at: datetime = strawberry.field(description="When it happened.")
     actor: str = strawberry.field(description="Who did it: a user's e-mail, or the system part.")
     kind: str = strawberry.field(
-        description="What happened: a transition (GENERATE, REGENERATE, GENERATED, FAILED, APPROVE, "
-        "VOID), RESEND_REQUESTED, SENT or DELIVERY_FAILED (the invoice e-mail, per recipient), "
+        description="What happened: CREATED, a transition (GENERATE, REGENERATE, GENERATED, FAILED, "
+        "APPROVE, VOID), REPLACED (a voided invoice got its replacement), MEMO_SET, ITEM_ADDED, "
+        "ITEM_CHANGED, ITEM_REMOVED (one-off items), AUTO_SEND_CANCELLED, RESEND_REQUESTED, SENT or "
+        "DELIVERY_FAILED (the invoice e-mail, per recipient), "
         "PAYMENT_RECORDED, PAYMENT_REFUNDED, OVERDUE, NOTIFICATION_SENT or NOTIFICATION_FAILED "
         "(a notice to the customer, per recipient)."
     )
@@ -188,7 +216,8 @@ class Invoice(relay.Node):
     currency: str = strawberry.field(description="Invoice currency (ISO 4217).")
     subtotal: Decimal = strawberry.field(description="Usage after billing rules.")
     adjustments: Decimal = strawberry.field(description="Credits, discounts and markups.")
-    charges: Decimal = strawberry.field(description="Taxes and additional charges.")
+    charges: Decimal = strawberry.field(description="Taxes and additional charges (taxTotal included).")
+    tax_total: Decimal = strawberry.field(description="The taxes' part of charges; the rest are additional charges.")
     total: Decimal = strawberry.field(description="Invoice total.")
     amount_paid: Decimal = strawberry.field(description="Sum of payments (refunds do not lower it).")
     amount_refunded: Decimal = strawberry.field(description="Sum of refunds; at most the amount paid.")
@@ -196,6 +225,10 @@ class Invoice(relay.Node):
         description="Total less payments, never negative; a refund does not reopen the invoice; 0 once voided."
     )
     kind: InvoiceKind = strawberry.field(description="The month's invoice, or a supplementary one.")
+    display_status: InvoiceDisplayStatus = strawberry.field(
+        description="The one status a list shows (see InvoiceDisplayStatus for the mapping)."
+    )
+    memo: str = strawberry.field(description="A note for the customer printed on the invoice; empty when none.")
     provider: str | None = strawberry.field(
         description="The cloud provider this invoice bills alone (accounts invoiced per provider); "
         "null when it bills every provider."
@@ -223,7 +256,8 @@ class Invoice(relay.Node):
         return cls(
             id=str(row.id), number=row.number, status=row.status, payment_status=row.payment_status,
             delivery_status=row.delivery_status, currency=row.currency, subtotal=money(row.subtotal),
-            adjustments=money(row.adjustments), charges=money(row.charges), total=money(row.total),
+            adjustments=money(row.adjustments), charges=money(row.charges), tax_total=money(row.tax_total),
+            total=money(row.total), display_status=domain.display_status(row), memo=row.memo,
             amount_paid=money(row.amount_paid), amount_refunded=money(row.amount_refunded),
             amount_due=money(domain.amount_due(row)), kind=row.kind, provider=row.provider_name or None,
             issue_date=row.issue_date, due_date=row.due_date,
@@ -302,6 +336,34 @@ class Invoice(relay.Node):
     )
     def timeline(self, info: Info) -> list[InvoiceEvent]:
         return self._related(info, "timeline")
+
+    @strawberry.field(
+        description="The day the invoice was settled: the last payment's, once payments reached the total; "
+        "null while anything is due."
+    )
+    async def paid_at(self, info: Info) -> date | None:
+        if self.model.total <= 0 or self.model.amount_paid < self.model.total:
+            return None
+        payments = self._related(info, "payments")
+        if not isinstance(payments, list):
+            payments = await payments
+        return max((payment.paid_on for payment in payments), default=None)
+
+    @strawberry.field(
+        description="When the invoice is approved and sent by itself (accounts auto-invoicing with "
+        "SEND), unless cancelled (`cancelQueuedInvoice`) or approved sooner; null when nothing is queued.",
+        extensions=requires(*MSP_USERS),
+    )
+    def auto_send_at(self) -> datetime | None:
+        return self.model.auto_send_at
+
+    @strawberry.field(
+        description="One-off items added by hand, in order (each also a ONE_OFF line once generated).",
+        extensions=requires(*MSP_USERS),
+    )
+    async def items(self, info: Info) -> list[InvoiceItem]:
+        rows = await domain.InvoiceExtraLine.filter(invoice_id=self.model.id).order_by("position")
+        return [InvoiceItem.from_model(row, self.currency) for row in rows]
 
     @strawberry.field(description="The voided invoice this one replaces, if any (and if visible to you).")
     async def replaces(self, info: Info) -> Invoice | None:
