@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 
-from models import BillingProfile, BillingProfileCharge, CostRecord, Invoice, ManagedAccount, Organization, User
+from models import (
+    BillingProfile,
+    BillingProfileCharge,
+    CostRecord,
+    Invoice,
+    InvoiceExtraLine,
+    ManagedAccount,
+    Organization,
+    User,
+)
 from models.auth import authenticate, login
 from models.demo import load_demo
 
@@ -31,7 +40,16 @@ async def test_the_demo_loads_once_and_a_second_run_only_refreshes_credentials()
     assert date(2024, 9, 1) in first.closed
     accounts = await ManagedAccount.filter(organization_id=first.organization.id).count()
     ready = Invoice.filter(organization_id=first.organization.id, status="READY_TO_INVOICE")
-    assert await ready.count() == accounts * len(first.closed)
+    # ... but the auto-invoiced customer's, generating by themselves.
+    assert await ready.count() == (accounts - 1) * len(first.closed)
+    auto = await Invoice.filter(managed_account__auto_invoice="SEND").values_list("status", flat=True)
+    assert auto == ["GENERATING"] * len(first.closed) and len(first.created_invoices) == accounts * len(first.closed)
+    # A memo and a one-off item on the customer user's September invoice.
+    drafted = await Invoice.get(managed_account__name="Atlas Freight", billing_period__start_date=date(2024, 9, 1))
+    assert drafted.memo and [line.description for line in await InvoiceExtraLine.filter(invoice_id=drafted.id)] == [
+        "Landing zone setup (one-off)"
+    ]
+    assert profile.invoice_notes.startswith("Please pay by bank transfer")
 
     second = await load_demo(SAMPLE)
     assert not second.created and second.report is None
@@ -39,5 +57,6 @@ async def test_the_demo_loads_once_and_a_second_run_only_refreshes_credentials()
     assert await CostRecord.all().count() == 1000
     assert await User.all().count() == 3
     assert await Invoice.all().count() == accounts * len(first.closed), "closing again adds nothing"
+    assert await InvoiceExtraLine.all().count() == 1
     for demo_user in second.users:
         await login(demo_user.email, demo_user.password, timedelta(hours=1))

@@ -37,7 +37,7 @@ def serve(
 ) -> None:
     """Run the web server (GraphQL at /graphql) with an arq worker beside it."""
     settings = resolved_settings()
-    run(settings, functools.partial(load_demo_data, sample) if demo else nothing, migrate=True)
+    run(settings, functools.partial(load_demo_data, settings, sample) if demo else nothing, migrate=True)
     worker = WorkerSupervisor(
         [sys.executable, "-m", "invoicing", "worker"], settings.child_environment(),
         settings.worker_retry_max_seconds,
