@@ -309,3 +309,26 @@ async def test_a_zip_of_the_chosen_invoices_pdfs(client, world):
     assert hidden["code"] == "NOT_FOUND"
     customer = await gql(client, DOWNLOAD, {"ids": [gid(first)]}, world.tokens["customer"])
     assert customer["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+UPDATE_ACCOUNT = """mutation($id: ID!, $input: UpdateManagedAccountInput!) { updateManagedAccount(id: $id, input: $input) {
+  __typename ... on ManagedAccountSaved { managedAccount { isInvoiced autoInvoice autoSendAfterHours invoicePerProvider } }
+  ... on UserError { code field } } }"""
+
+
+async def test_an_accounts_automation_is_set_over_the_api_and_checked(client, world):
+    from strawberry.relay import to_base64
+
+    account_id = to_base64("ManagedAccount", str(world.account.id))
+    owner = world.tokens["owner"]
+    changed = await gql(client, UPDATE_ACCOUNT, {"id": account_id, "input": {
+        "isInvoiced": False, "autoInvoice": "SEND", "autoSendAfterHours": 48, "invoicePerProvider": True}}, owner)
+    assert changed["data"]["updateManagedAccount"]["managedAccount"] == {
+        "isInvoiced": False, "autoInvoice": "SEND", "autoSendAfterHours": 48, "invoicePerProvider": True,
+    }
+    refused = await gql(client, UPDATE_ACCOUNT, {"id": account_id, "input": {"autoSendAfterHours": 721, "autoInvoice": "OFF"}}, owner)
+    assert refused["data"]["updateManagedAccount"] == {"__typename": "ValidationError", "code": "INVALID", "field": "autoSendAfterHours"}
+    account = await world.account.__class__.get(id=world.account.id)
+    assert (account.auto_invoice, account.auto_send_after_hours) == ("SEND", 48)
+    viewer = await gql(client, UPDATE_ACCOUNT, {"id": account_id, "input": {"isInvoiced": True}}, world.tokens["viewer"])
+    assert viewer["errors"][0]["extensions"]["code"] == "FORBIDDEN"
