@@ -25,6 +25,20 @@ if TYPE_CHECKING:
     from models.organizations import Organization
 
 
+class BillingBasis(str, Enum):
+    """Which FOCUS cost column invoices bill, before billing rules."""
+
+    # BilledCost: what the provider invoices, after its discounts and credits (the default).
+    BILLED = "BILLED"
+    # EffectiveCost: amortized, with commitment purchases spread over their use.
+    EFFECTIVE = "EFFECTIVE"
+    # ListCost: at public list prices, before any negotiated discount.
+    LIST = "LIST"
+
+
+COST_COLUMNS = {BillingBasis.BILLED: "billed_cost", BillingBasis.EFFECTIVE: "effective_cost", BillingBasis.LIST: "list_cost"}
+
+
 class ChargeKind(str, Enum):
     """How a tax or additional charge is computed from the subtotal after billing rules."""
 
@@ -45,6 +59,8 @@ class BillingProfile(TimestampMixin, AddressMixin, Model):
     business_fields: fields.JSONField[list[dict[str, str]]] = fields.JSONField(default=list)
     # Ordered [{"key": "IBAN", "value": "..."}] pairs, printed in the payment section.
     banking_fields: fields.JSONField[list[dict[str, str]]] = fields.JSONField(default=list)
+    # The FOCUS cost column invoices bill (`BillingBasis`); an account may choose another.
+    billing_basis = fields.CharEnumField(BillingBasis, max_length=16, default=BillingBasis.BILLED, db_default=BillingBasis.BILLED)
     # Printed at the foot of every invoice: payment instructions, legal text.
     invoice_notes = fields.TextField(default="", db_default="")
     xero_account_code = fields.CharField(max_length=32, default="200")
@@ -58,6 +74,7 @@ class BillingProfile(TimestampMixin, AddressMixin, Model):
         constraints = (
             UniqueConstraint(fields=("organization_id", "nickname"), name="billing_profiles_nickname_unique"),
             CheckConstraint(check="btrim(nickname) <> ''", name="billing_profiles_nickname_present"),
+            enum_check("billing_profiles", "billing_basis", BillingBasis),
             CheckConstraint(
                 check="(logo IS NULL) = (logo_content_type IS NULL)"
                 " AND (logo_content_type IS NULL OR logo_content_type IN ('image/png', 'image/jpeg'))",

@@ -18,7 +18,7 @@ from tortoise.transactions import in_transaction
 
 from models.auth import normalize_email
 from models.base import ADDRESS_TEXT_COLUMNS, AddressMixin, TimestampMixin, enum_check
-from models.billing_profiles import visible_profiles
+from models.billing_profiles import BillingBasis, visible_profiles
 from models.currencies import check_currency
 from models.errors import ErrorCode, NotFound, ValidationFailed
 from models.inputs import clean_pairs, clean_text, storable
@@ -62,6 +62,10 @@ class ManagedAccount(TimestampMixin, AddressMixin, Model):
     # invoice stays reviewable before it is approved and sent by itself.
     auto_invoice = fields.CharEnumField(AutoInvoice, max_length=16, default=AutoInvoice.OFF, db_default=AutoInvoice.OFF)
     auto_send_after_hours = fields.SmallIntField(default=24, db_default=24)
+    # The FOCUS cost column its invoices bill, when not the billing profile's.
+    billing_basis = fields.CharEnumField(BillingBasis, max_length=16, null=True)
+    # Whether the customer's users may see its usage by service category.
+    usage_visible_to_customer = fields.BooleanField(default=False, db_default=False)
     official_company_name = fields.CharField(max_length=255, default="")
     billing_emails: fields.JSONField[list[str]] = fields.JSONField(default=list)
     po_number = fields.CharField(max_length=128, default="")
@@ -86,6 +90,10 @@ class ManagedAccount(TimestampMixin, AddressMixin, Model):
             ),
             CheckConstraint(check="jsonb_typeof(billing_emails) = 'array'", name="managed_accounts_emails_list"),
             enum_check("managed_accounts", "auto_invoice", AutoInvoice),
+            CheckConstraint(
+                check="billing_basis IS NULL OR billing_basis IN ('BILLED', 'EFFECTIVE', 'LIST')",
+                name="managed_accounts_billing_basis_valid",
+            ),
             CheckConstraint(
                 check="auto_send_after_hours BETWEEN 0 AND 720", name="managed_accounts_auto_send_after_range"
             ),

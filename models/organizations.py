@@ -36,6 +36,10 @@ class Organization(TimestampMixin, Model):
     export_date_format = fields.CharEnumField(
         ExportDateFormat, max_length=10, default=ExportDateFormat.DAY_FIRST
     )
+    # Checks before approval flag a total or a service that changed month over month by at
+    # least this percentage and this amount (in the invoice currency) both.
+    check_change_percent = fields.DecimalField(max_digits=7, decimal_places=2, default=25, db_default=25)
+    check_change_amount = fields.DecimalField(max_digits=20, decimal_places=4, default=100, db_default=100)
     late_cost_billing = fields.CharEnumField(
         LateCostBilling, max_length=24, default=LateCostBilling.NEXT_INVOICE, db_default=LateCostBilling.NEXT_INVOICE
     )
@@ -47,4 +51,7 @@ class Organization(TimestampMixin, Model):
             CheckConstraint(check="btrim(name) <> ''", name="organizations_name_present"),
             enum_check("organizations", "export_date_format", ExportDateFormat),
             enum_check("organizations", "late_cost_billing", LateCostBilling),
+            CheckConstraint(
+                check="check_change_percent >= 0 AND check_change_amount >= 0", name="organizations_check_thresholds"
+            ),
         )

@@ -25,6 +25,7 @@ from schema.invoices import (
     InvoiceActionResults,
     InvoiceChanged,
     InvoiceChangePayload,
+    InvoiceCheckCode,
     InvoiceConnection,
     InvoiceFilter,
     InvoiceItem,
@@ -184,9 +185,14 @@ class Mutation:
             description="E-mail the invoice to the billing e-mails now (the customer's notice of it); "
             "when false it stays NOT_SENT until `resendInvoice`."
         )] = True,
+        acknowledge: Annotated[list[InvoiceCheckCode], strawberry.argument(
+            description="Warnings of `Invoice.checks` the approver has looked at: an invoice with a warning "
+            "whose code is not listed is refused (CHECKS_UNACKNOWLEDGED); what was acknowledged goes on the timeline."
+        )] | None = None,
     ) -> BulkInvoicePayload:
+        acknowledged = frozenset(acknowledge or ())
         results, changed = await _bulk(
-            info, ids, lambda p, d: actions.approve(p, d, notify_customer=notify_customer),
+            info, ids, lambda p, d: actions.approve(p, d, notify_customer=notify_customer, acknowledged=acknowledged),
             filter, (invoices.InvoiceStatus.AWAITING_APPROVAL,),
         )
         await effects.invoices_approved(info.context.redis, changed)

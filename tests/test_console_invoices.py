@@ -231,6 +231,7 @@ async def test_auto_invoice_generates_at_month_end_in_the_organizations_time_zon
     await world.account.save()
     world.other_account.auto_invoice = AutoInvoice.GENERATE
     await world.other_account.save()
+    await _october_costs(world)
     ctx = {"redis": redis}
     # 31 October 10:30 UTC is still October in Auckland (UTC+13): nothing closes.
     assert await close_due_periods(ctx, datetime(2024, 10, 31, 10, 30, tzinfo=UTC)) == 0
@@ -257,6 +258,22 @@ async def test_auto_invoice_generates_at_month_end_in_the_organizations_time_zon
     assert [rcpt for rcpt, _ in smtp[1].messages] == [["ap@contoso.example"]]
     assert (await InvoiceEvent.filter(invoice_id=sent.id, kind="APPROVE").first()).detail["automatic"] is True
     assert (await Invoice.get(id=reviewed.id)).status == "AWAITING_APPROVAL"
+
+
+async def _october_costs(world):
+    """A month with costs: an invoice that totals zero would be held for a person."""
+    import uuid
+
+    from models import CostImport, CostRecord
+
+    imp = await CostImport.create(organization=world.org, file_sha256="1" * 64, row_count=1, inserted_count=1, duplicate_count=0)
+    await CostRecord.create(
+        organization=world.org, managed_account=world.account, cost_import=imp, fingerprint=uuid.uuid4().hex,
+        billing_month=date(2024, 10, 1), billing_period_start=datetime(2024, 10, 1, tzinfo=UTC),
+        billing_period_end=datetime(2024, 11, 1, tzinfo=UTC), provider_name="AWS", sub_account_id="1",
+        billed_cost=Decimal("42"), billing_currency="USD", service_name="Amazon EC2", service_category="Compute",
+        charge_category="Usage",
+    )
 
 
 async def test_a_cancelled_automatic_send_stays_for_review_even_when_regenerated(client, world, worker, redis):

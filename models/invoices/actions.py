@@ -18,6 +18,7 @@ from models.errors import (
     NotFound,
     ValidationFailed,
 )
+from models.invoices.checks import CheckCode, Severity, current_findings, unacknowledged
 from models.invoices.lifecycle import Actor, lock_invoice, transition
 from models.invoices.queries import visible_invoices
 from models.invoices.tables import DeliveryStatus, Invoice, InvoiceEvent, InvoiceKind, InvoiceStatus, PaymentStatus
@@ -75,15 +76,30 @@ async def request_generation(principal, ids: list[Any], *, regenerate: bool) -> 
     )
 
 
-async def approve(principal, ids: list[Any], *, notify_customer: bool = True) -> list[Outcome]:
+async def approve(
+    principal, ids: list[Any], *, notify_customer: bool = True, acknowledged: frozenset[CheckCode] = frozenset(),
+) -> list[Outcome]:
     """Approve and queue the e-mail, which is the customer's notice of the invoice; without
-    `notify_customer` it stays NOT_SENT until resent. Approving an approved invoice again
-    changes nothing."""
+    `notify_customer` it stays NOT_SENT until resent. An invoice whose checks found warnings
+    is approved only when the call acknowledges each of their codes (the APPROVE event keeps
+    what was acknowledged). Approving an approved invoice again changes nothing."""
     actor = Actor(user_id=principal.user.id)
 
     async def one(invoice_id):
+        invoice = await Invoice.get(id=invoice_id)
+        warnings = [f for f in await current_findings(invoice) if f.severity == Severity.WARNING]
+        missing = unacknowledged(warnings, set(acknowledged))
+        if missing and invoice.status == InvoiceStatus.AWAITING_APPROVAL:
+            codes = sorted({f.code.value for f in missing})
+            raise InvalidTransition(
+                f"Check the warnings before approving ({', '.join(codes)}): acknowledge them to approve.",
+                field="acknowledge", code=ErrorCode.CHECKS_UNACKNOWLEDGED,
+            )
+        seen = [{"code": f.code.value, "message": f.message} for f in warnings]
         try:
-            return await _approve(invoice_id, actor, principal.organization_id, notify_customer)
+            return await _approve(
+                invoice_id, actor, principal.organization_id, notify_customer, **({"acknowledged": seen} if seen else {})
+            )
         except InvalidTransition:
             invoice = await Invoice.get(id=invoice_id)
             if invoice.status == InvoiceStatus.APPROVED:
@@ -106,11 +122,22 @@ async def _approve(invoice_id: Any, actor: Actor, organization_id: Any, notify_c
 async def auto_send_due(now: datetime) -> list[Invoice]:
     """Approve and send the invoices whose automatic send is due (auto-invoice SEND, grace
     period over, not cancelled, not approved by someone meanwhile)."""
-    due = await Invoice.filter(auto_send_at__lte=now, status=InvoiceStatus.AWAITING_APPROVAL).values_list("id", flat=True)
+    due = await Invoice.filter(auto_send_at__lte=now, status=InvoiceStatus.AWAITING_APPROVAL)
     approved = []
-    for invoice_id in due:
+    scheduler = Actor.system("scheduler")
+    for invoice in due:
+        warnings = unacknowledged(await current_findings(invoice), set())
+        if warnings:
+            # Nobody acknowledged them: the invoice waits for a person.
+            async with in_transaction() as conn:
+                if await Invoice.filter(id=invoice.id, auto_send_at__isnull=False).using_db(conn).update(auto_send_at=None):
+                    await InvoiceEvent.create(
+                        invoice_id=invoice.id, actor_label=scheduler.label, kind="AUTO_SEND_HELD",
+                        detail={"warnings": sorted({f.code.value for f in warnings})}, using_db=conn,
+                    )
+            continue
         try:
-            approved.append(await _approve(invoice_id, Actor.system("scheduler"), None, True, automatic=True))
+            approved.append(await _approve(invoice.id, scheduler, None, True, automatic=True))
         except InvalidTransition:
             continue  # regenerated, voided or approved meanwhile
     return approved

@@ -1,7 +1,9 @@
 """Computing an invoice from the account's costs of the month.
 
 The order, written down once:
-1. Usage lines: the month's cost records grouped by provider, service, service category and
+1. Usage lines: the month's cost records (their BilledCost, or the EffectiveCost or ListCost
+   the account's billing basis names, or its billing profile's; a row without that column
+   counts its BilledCost) grouped by provider, service, service category and
    billing currency (quantity and unit shown when every row of the group has the same unit);
    groups summing to zero are left out. A line's description names what it groups:
    "AWS Amazon Elastic Compute Cloud (Storage)", and its currency when the month's costs came
@@ -43,12 +45,13 @@ from tortoise import connections
 from tortoise.expressions import Q
 
 from models.billing_periods import BillingPeriod
-from models.billing_profiles import BillingProfile, BillingProfileCharge, ChargeKind
+from models.billing_profiles import COST_COLUMNS, BillingBasis, BillingProfile, BillingProfileCharge, ChargeKind
 from models.billing_rules import BillingRule, RuleCalculation, RuleKind
 from models.costs import CostOrigin
 from models.currencies import round_money
 from models.errors import GenerationFailed, MissingBillingProfile
 from models.exchange_rates import ExchangeRate
+from models.invoices.checks import Finding, Thresholds, generation_findings
 from models.invoices.queries import organization_today
 from models.invoices.tables import Invoice, InvoiceExtraLine, InvoiceKind, LineKind
 from models.managed_accounts import AutoInvoice, ManagedAccount
@@ -88,6 +91,9 @@ class Draft:
     late_cost_ids: list[Any] = field(default_factory=list)
     # Hours after which the invoice is approved and sent by itself (auto-invoice SEND).
     auto_send_after_hours: int | None = None
+    billing_basis: BillingBasis = BillingBasis.BILLED
+    # The checks before approval (`models.invoices.checks`).
+    checks: list[Finding] = field(default_factory=list)
 
     @property
     def taxes(self) -> Decimal:
@@ -162,11 +168,12 @@ async def load_context(invoice_id: Any, invoice: Invoice | None = None) -> Conte
     )
 
 
-async def _usage_groups(account: ManagedAccount, month: date, provider: str) -> list[dict[str, Any]]:
+async def _usage_groups(account: ManagedAccount, month: date, provider: str, basis: BillingBasis) -> list[dict[str, Any]]:
+    cost = COST_COLUMNS[basis]  # a fixed column name, never input
     return (await connections.get("default").execute_query(
-        """SELECT provider_name, COALESCE(service_name, '') AS service_name,
+        f"""SELECT provider_name, COALESCE(service_name, '') AS service_name,
                   COALESCE(service_category, '') AS service_category, billing_currency,
-                  SUM(billed_cost) AS amount,
+                  SUM(COALESCE({cost}, billed_cost)) AS amount,
                   COUNT(DISTINCT COALESCE(consumed_unit, '')) AS units, MIN(consumed_unit) AS unit,
                   SUM(consumed_quantity) AS quantity
            FROM cost_records WHERE managed_account_id = $1 AND billing_month = $2
@@ -256,8 +263,9 @@ def _description(group: dict[str, Any], several: bool) -> str:
 async def compute(ctx: Context) -> Draft:
     supplementary = ctx.invoice.kind == InvoiceKind.SUPPLEMENTARY
     month = ctx.period.start_date
+    basis = ctx.account.billing_basis or ctx.profile.billing_basis
     groups = [] if supplementary else [
-        g for g in await _usage_groups(ctx.account, month, ctx.invoice.provider_name) if g["amount"] != 0
+        g for g in await _usage_groups(ctx.account, month, ctx.invoice.provider_name, basis) if g["amount"] != 0
     ]
     late = [row for row in await _late_costs(ctx) if row["billable"] != 0]
     currency = ctx.account.currency
@@ -268,7 +276,7 @@ async def compute(ctx: Context) -> Draft:
     cost_currency = cost_currencies[0] if len(cost_currencies) == 1 else currency
     draft = Draft(
         currency=currency, cost_currency=cost_currency, rate=month_rates.get(cost_currency, Decimal(1)),
-        rates={c: r for (_, c), r in sorted(rates.items()) if c != currency},
+        rates={c: r for (_, c), r in sorted(rates.items()) if c != currency}, billing_basis=basis,
     )
     several = len(cost_currencies) > 1
 
@@ -340,6 +348,10 @@ async def compute(ctx: Context) -> Draft:
     draft.due_date = draft.issue_date + timedelta(days=ctx.account.payment_terms_days)
     if ctx.account.auto_invoice == AutoInvoice.SEND:
         draft.auto_send_after_hours = ctx.account.auto_send_after_hours
+    thresholds = Thresholds(ctx.organization.check_change_percent, ctx.organization.check_change_amount)
+    draft.checks = await generation_findings(
+        ctx.invoice, month, thresholds, currency, draft.total, [(line.provider, line.service, line.amount) for line in usage]
+    )
     return draft
 
 
@@ -482,6 +494,7 @@ async def store_revision(
             template_version=view["template_version"], currency=draft.currency,
             cost_currency=draft.cost_currency, exchange_rate=draft.rate,
             exchange_rates={cost: _plain(rate) for cost, rate in draft.rates.items()}, subtotal=draft.subtotal,
+            checks=[finding.stored() for finding in draft.checks], billing_basis=draft.billing_basis.value,
             adjustments=draft.adjustments, charges=draft.charges, total=draft.total,
             issue_date=draft.issue_date, due_date=draft.due_date, snapshot=view,
             pdf_path=pdf["path"], pdf_sha256=pdf["sha256"], pdf_size=pdf["size"], using_db=conn,

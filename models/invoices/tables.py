@@ -192,6 +192,12 @@ class InvoiceRevision(Model):
     total = money()
     issue_date = fields.DateField()
     due_date = fields.DateField()
+    # What the checks before approval found when it was generated (`models.invoices.checks`).
+    checks: fields.JSONField[list[dict[str, Any]]] = fields.JSONField(
+        default=list, db_default=fields.SqlDefault("'[]'::jsonb")
+    )
+    # The FOCUS cost column the usage was billed on.
+    billing_basis = fields.CharField(max_length=16, default="BILLED", db_default="BILLED")
     # The full view the template was rendered from (MSP and customer details as they were).
     snapshot: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     pdf_path = fields.CharField(max_length=512, null=True)

@@ -24,6 +24,7 @@ from schema.invoices.lists import (
 from schema.invoices.types import (
     DeliveryStatus,
     Invoice,
+    InvoiceCheckCode,
     InvoiceDatePreset,
     InvoiceEvent,
     InvoiceItem,
@@ -37,7 +38,7 @@ from schema.invoices.types import (
 
 __all__ = [
     "BulkInvoicePayload", "DeliveryStatus", "Invoice", "InvoiceActionResult", "InvoiceActionResults",
-    "InvoiceChangePayload", "InvoiceChanged", "InvoiceConnection", "InvoiceDatePreset", "InvoiceEvent",
+    "InvoiceChangePayload", "InvoiceChanged", "InvoiceCheckCode", "InvoiceConnection", "InvoiceDatePreset", "InvoiceEvent",
     "InvoiceFilter", "InvoiceItem", "InvoiceLineItem", "InvoiceOrder", "InvoiceOrderField", "InvoiceReissued",
     "InvoiceResendQueued", "InvoiceRevision", "InvoiceStatus", "InvoiceStatusEvent", "LineKind", "PaymentStatus",
     "ReissueInvoicePayload", "ResendInvoicePayload", "account_invoices", "invoice_query", "listed_invoices", "period_invoices", "prefetch",

@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from uuid import UUID
 
 import strawberry
@@ -27,6 +27,7 @@ from models import Refund as RefundModel
 from models import User as UserModel
 from models import invoices as domain
 from models.currencies import round_money
+from models.invoices import checks
 from schema.context import Info
 from schema.managed_accounts import ManagedAccount
 from schema.nodes import scoped_nodes
@@ -72,6 +73,19 @@ strawberry.enum(
     "VOIDED when voided; DRAFT until generated (READY_TO_INVOICE, GENERATING, ERROR); PENDING "
     "while awaiting approval, or approved with its e-mail not delivered yet; then REFUNDED "
     "after any refund, PAID, OVERDUE, or SENT (delivered, unpaid or partly paid).",
+)
+InvoiceCheckCode = checks.CheckCode
+strawberry.enum(
+    InvoiceCheckCode,
+    description="What a check before approval found: TOTAL_CHANGED and SERVICE_CHANGED (moved month over "
+    "month by the organization's thresholds), NEW_SERVICE, SERVICE_GONE, NO_DATA (a provider or "
+    "sub-account with costs last month and none now), ZERO_TOTAL, NEGATIVE_TOTAL, RATE_CHANGED (an "
+    "exchange rate changed since generation), STALE_REVISION (costs delivered again since generation).",
+)
+CheckSeverity = checks.Severity
+strawberry.enum(
+    CheckSeverity,
+    description="WARNING: `approveInvoices` refuses the invoice unless it acknowledges the code; INFO: for reading.",
 )
 InvoiceDatePreset = domain.DatePreset
 strawberry.enum(
@@ -123,6 +137,14 @@ class InvoiceItem:
             description=line.description, quantity=plain(line.quantity), unit_price=plain(line.unit_price),
             amount=round_money(line.quantity * line.unit_price, currency),
         )
+
+
+@strawberry.type(description="A finding of the checks before approval.")
+class InvoiceCheck:
+    code: InvoiceCheckCode = strawberry.field(description="What was found.")
+    severity: CheckSeverity = strawberry.field(description="Whether approval must acknowledge it.")
+    message: str = strawberry.field(description="What was found, for a person.")
+    figures: JSON = strawberry.field(description="The numbers behind it, as text (previous, current, change, percent, names).")
 
 
 @strawberry.type(description="An exchange rate a revision applied, into the invoice currency.")
@@ -364,6 +386,18 @@ class Invoice(relay.Node):
     async def items(self, info: Info) -> list[InvoiceItem]:
         rows = await domain.InvoiceExtraLine.filter(invoice_id=self.model.id).order_by("position")
         return [InvoiceItem.from_model(row, self.currency) for row in rows]
+
+    @strawberry.field(
+        description="What the checks before approval found: the current revision's findings and, while "
+        "it awaits approval, what changed since it was generated. Warnings must be acknowledged by "
+        "`approveInvoices(acknowledge:)`.",
+        extensions=requires(*MSP_USERS),
+    )
+    async def checks(self) -> list[InvoiceCheck]:
+        return [
+            InvoiceCheck(code=f.code, severity=f.severity, message=f.message, figures=cast(Any, f.figures))
+            for f in await checks.current_findings(self.model)
+        ]
 
     @strawberry.field(description="The voided invoice this one replaces, if any (and if visible to you).")
     async def replaces(self, info: Info) -> Invoice | None:

@@ -1,0 +1,229 @@
+"""Checks before approval: what a finance team looks at before it lets an invoice go.
+
+Generation stores its findings on the revision, measured against the account's previous
+month (its invoice of the same provider split, approved or awaiting approval):
+- TOTAL_CHANGED, SERVICE_CHANGED: the total, or one service's amount (provider and service),
+  moved by at least the organization's percentage and amount both (`check_change_percent`,
+  `check_change_amount`, in the invoice currency);
+- NEW_SERVICE, SERVICE_GONE: a service billed this month and not the last, or the reverse (a
+  warning when its amount reaches the amount threshold, otherwise for information);
+- NO_DATA: a provider or a sub-account with costs last month and none this month (an upstream
+  delay, or an integration that stopped);
+- ZERO_TOTAL, NEGATIVE_TOTAL.
+Reading an invoice that awaits approval adds what has changed since it was generated:
+- RATE_CHANGED: an exchange rate of its month differs from the one the revision applied;
+- STALE_REVISION: a cost delivery for its month, with rows of its account, arrived after.
+
+Every WARNING must be acknowledged by the approval (`approveInvoices(acknowledge:)`); INFO
+never stops it. Comparisons need the same invoice currency both months."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from tortoise import connections
+
+from models.exchange_rates import ExchangeRate
+from models.invoices.tables import Invoice, InvoiceKind, InvoiceLineItem, InvoiceRevision, InvoiceStatus, LineKind
+
+HUNDRED = Decimal(100)
+
+
+class CheckCode(str, Enum):
+    TOTAL_CHANGED = "TOTAL_CHANGED"
+    SERVICE_CHANGED = "SERVICE_CHANGED"
+    NEW_SERVICE = "NEW_SERVICE"
+    SERVICE_GONE = "SERVICE_GONE"
+    NO_DATA = "NO_DATA"
+    ZERO_TOTAL = "ZERO_TOTAL"
+    NEGATIVE_TOTAL = "NEGATIVE_TOTAL"
+    RATE_CHANGED = "RATE_CHANGED"
+    STALE_REVISION = "STALE_REVISION"
+
+
+class Severity(str, Enum):
+    INFO = "INFO"
+    WARNING = "WARNING"
+
+
+@dataclass
+class Finding:
+    code: CheckCode
+    severity: Severity
+    message: str
+    # The numbers behind it, as text (amounts, percentages, names).
+    figures: dict[str, str] = field(default_factory=dict)
+
+    def stored(self) -> dict[str, Any]:
+        return {**asdict(self), "code": self.code.value, "severity": self.severity.value}
+
+    @classmethod
+    def from_stored(cls, row: dict[str, Any]) -> Finding:
+        return cls(CheckCode(row["code"]), Severity(row["severity"]), row["message"], dict(row.get("figures") or {}))
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    percent: Decimal
+    amount: Decimal
+
+    def exceeded(self, before: Decimal, after: Decimal) -> bool:
+        change = abs(after - before)
+        if change < self.amount:
+            return False
+        return before == 0 or change * HUNDRED / abs(before) >= self.percent
+
+
+def _change(before: Decimal, after: Decimal) -> dict[str, str]:
+    figures = {"previous": str(before), "current": str(after), "change": str(after - before)}
+    if before:
+        figures["percent"] = str((((after - before) * HUNDRED) / abs(before)).quantize(Decimal("0.1")))
+    return figures
+
+
+def _previous_month(month: date) -> date:
+    return (month - timedelta(days=1)).replace(day=1)
+
+
+async def _previous_invoice(invoice: Invoice, month: date) -> Invoice | None:
+    """The account's invoice of the previous month with the same provider split: approved
+    first, else awaiting approval."""
+    candidates = await Invoice.filter(
+        managed_account_id=invoice.managed_account_id, billing_period__start_date=_previous_month(month),
+        provider_name=invoice.provider_name, kind=InvoiceKind.REGULAR,
+        status__in=(InvoiceStatus.APPROVED, InvoiceStatus.AWAITING_APPROVAL), current_revision_id__isnull=False,
+    )
+    candidates.sort(key=lambda row: row.status != InvoiceStatus.APPROVED)
+    return candidates[0] if candidates else None
+
+
+def _services(lines: list[tuple[str, str, Decimal]]) -> dict[tuple[str, str], Decimal]:
+    services: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for provider, service, amount in lines:
+        services[(provider, service)] += amount
+    return services
+
+
+async def _sources(account_id: Any, months: list[date], provider: str) -> dict[date, set[tuple[str, str]]]:
+    rows = (await connections.get("default").execute_query(
+        """SELECT DISTINCT billing_month, provider_name, sub_account_id FROM cost_records
+           WHERE managed_account_id = $1 AND billing_month = ANY($2::date[]) AND ($3 = '' OR provider_name = $3)""",
+        [str(account_id), months, provider],
+    ))[1]
+    found: dict[date, set[tuple[str, str]]] = defaultdict(set)
+    for row in rows:
+        found[row["billing_month"]].add((row["provider_name"], row["sub_account_id"]))
+    return found
+
+
+async def generation_findings(
+    invoice: Invoice, month: date, thresholds: Thresholds, currency: str, total: Decimal,
+    usage: list[tuple[str, str, Decimal]],
+) -> list[Finding]:
+    """What a new revision (its `total` and `usage` lines as provider, service, amount) shows
+    against the previous month."""
+    findings = []
+    if total == 0:
+        findings.append(Finding(CheckCode.ZERO_TOTAL, Severity.WARNING, "The invoice totals zero.", {"total": str(total)}))
+    elif total < 0:
+        findings.append(Finding(
+            CheckCode.NEGATIVE_TOTAL, Severity.WARNING, f"The invoice totals {total} {currency}: the customer is owed.",
+            {"total": str(total)},
+        ))
+    sources = await _sources(invoice.managed_account_id, [_previous_month(month), month], invoice.provider_name)
+    before, now = sources.get(_previous_month(month), set()), sources.get(month, set())
+    providers_now = {provider for provider, _ in now}
+    for provider in sorted({provider for provider, _ in before} - providers_now):
+        findings.append(Finding(
+            CheckCode.NO_DATA, Severity.WARNING,
+            f"No {provider} costs this month, though last month had some: is its data late?", {"provider": provider},
+        ))
+    for provider, sub_account in sorted(before - now):
+        if provider in providers_now:
+            findings.append(Finding(
+                CheckCode.NO_DATA, Severity.WARNING,
+                f"No costs this month for {provider} sub-account {sub_account}, though last month had some.",
+                {"provider": provider, "subAccount": sub_account},
+            ))
+    previous = await _previous_invoice(invoice, month)
+    if previous is None or previous.currency != currency:
+        return findings
+    if thresholds.exceeded(previous.total, total):
+        findings.append(Finding(
+            CheckCode.TOTAL_CHANGED, Severity.WARNING,
+            f"The total moved from {previous.total} to {total} {currency} since last month.", _change(previous.total, total),
+        ))
+    last = _services(await InvoiceLineItem.filter(
+        revision_id=previous.current_revision_id, kind=LineKind.USAGE,
+    ).values_list("provider_name", "service_name", "amount"))
+    this = _services(usage)
+    for key in sorted(set(last) | set(this)):
+        name = " ".join(part for part in key if part) or "Cloud usage"
+        figures = {"provider": key[0], "service": key[1], **_change(last.get(key, Decimal(0)), this.get(key, Decimal(0)))}
+        if key not in last:
+            severity = Severity.WARNING if abs(this[key]) >= thresholds.amount else Severity.INFO
+            findings.append(Finding(CheckCode.NEW_SERVICE, severity, f"{name} is new this month ({this[key]} {currency}).", figures))
+        elif key not in this:
+            severity = Severity.WARNING if abs(last[key]) >= thresholds.amount else Severity.INFO
+            findings.append(Finding(
+                CheckCode.SERVICE_GONE, severity, f"{name} was billed last month ({last[key]} {currency}), not this month.", figures,
+            ))
+        elif thresholds.exceeded(last[key], this[key]):
+            findings.append(Finding(
+                CheckCode.SERVICE_CHANGED, Severity.WARNING,
+                f"{name} moved from {last[key]} to {this[key]} {currency} since last month.", figures,
+            ))
+    return findings
+
+
+async def current_findings(invoice: Invoice) -> list[Finding]:
+    """The current revision's findings, and for an invoice awaiting approval what changed
+    since it was generated."""
+    if invoice.current_revision_id is None:
+        return []
+    revision = await InvoiceRevision.filter(id=invoice.current_revision_id).only(
+        "id", "checks", "exchange_rates", "created_at", "currency"
+    ).first()
+    if revision is None:
+        return []
+    findings = [Finding.from_stored(row) for row in revision.checks]
+    if invoice.status not in (InvoiceStatus.AWAITING_APPROVAL, InvoiceStatus.ERROR):
+        return findings
+    month = await Invoice.filter(id=invoice.id).values_list("billing_period__start_date", flat=True)
+    month_start: date = month[0]  # type: ignore[assignment]
+    applied = {cost: Decimal(rate) for cost, rate in (revision.exchange_rates or {}).items()}
+    if applied:
+        for rate in await ExchangeRate.filter(
+            organization_id=invoice.organization_id, month=month_start, currency=revision.currency,
+            base_currency__in=list(applied),
+        ):
+            if rate.rate != applied[rate.base_currency]:
+                findings.append(Finding(
+                    CheckCode.RATE_CHANGED, Severity.WARNING,
+                    f"The {rate.base_currency} rate is {rate.rate:f} now, not the {applied[rate.base_currency]:f} "
+                    "the invoice applied: regenerate it.",
+                    {"currency": rate.base_currency, "applied": f"{applied[rate.base_currency]:f}", "current": f"{rate.rate:f}"},
+                ))
+    stale = (await connections.get("default").execute_query(
+        """SELECT count(*) AS deliveries FROM cost_delivery_scopes s
+           WHERE s.organization_id = $1 AND s.billing_month = $2 AND s.created_at > $3
+             AND EXISTS (SELECT 1 FROM cost_records r WHERE r.cost_import_id = s.cost_import_id
+                         AND r.billing_month = $2 AND r.managed_account_id = $4)""",
+        [str(invoice.organization_id), month_start, revision.created_at, str(invoice.managed_account_id)],
+    ))[1][0]["deliveries"]
+    if stale:
+        findings.append(Finding(
+            CheckCode.STALE_REVISION, Severity.WARNING,
+            "Costs of the month were delivered again after the invoice was generated: regenerate it.",
+            {"deliveries": str(stale)},
+        ))
+    return findings
+
+
+def unacknowledged(findings: list[Finding], acknowledged: set[CheckCode]) -> list[Finding]:
+    return [f for f in findings if f.severity == Severity.WARNING and f.code not in acknowledged]
