@@ -28,6 +28,7 @@ from typing import Any
 
 from tortoise import connections
 
+from models.currencies import round_money
 from models.exchange_rates import ExchangeRate
 from models.invoices.tables import Invoice, InvoiceKind, InvoiceLineItem, InvoiceRevision, InvoiceStatus, LineKind
 
@@ -153,14 +154,18 @@ async def generation_findings(
     previous = await _previous_invoice(invoice, month)
     if previous is None or previous.currency != currency:
         return findings
-    if thresholds.exceeded(previous.total, total):
+    previous_total = round_money(previous.total, currency)
+    if thresholds.exceeded(previous_total, total):
         findings.append(Finding(
             CheckCode.TOTAL_CHANGED, Severity.WARNING,
-            f"The total moved from {previous.total} to {total} {currency} since last month.", _change(previous.total, total),
+            f"The total moved from {previous_total} to {total} {currency} since last month.", _change(previous_total, total),
         ))
-    last = _services(await InvoiceLineItem.filter(
-        revision_id=previous.current_revision_id, kind=LineKind.USAGE,
-    ).values_list("provider_name", "service_name", "amount"))
+    last = _services([
+        (provider, service, round_money(amount, currency))
+        for provider, service, amount in await InvoiceLineItem.filter(
+            revision_id=previous.current_revision_id, kind=LineKind.USAGE,
+        ).values_list("provider_name", "service_name", "amount")
+    ])
     this = _services(usage)
     for key in sorted(set(last) | set(this)):
         name = " ".join(part for part in key if part) or "Cloud usage"
@@ -203,11 +208,11 @@ async def current_findings(invoice: Invoice) -> list[Finding]:
             base_currency__in=list(applied),
         ):
             if rate.rate != applied[rate.base_currency]:
+                was, now = f"{applied[rate.base_currency].normalize():f}", f"{rate.rate.normalize():f}"
                 findings.append(Finding(
                     CheckCode.RATE_CHANGED, Severity.WARNING,
-                    f"The {rate.base_currency} rate is {rate.rate:f} now, not the {applied[rate.base_currency]:f} "
-                    "the invoice applied: regenerate it.",
-                    {"currency": rate.base_currency, "applied": f"{applied[rate.base_currency]:f}", "current": f"{rate.rate:f}"},
+                    f"The {rate.base_currency} rate is {now} now, not the {was} the invoice applied: regenerate it.",
+                    {"currency": rate.base_currency, "applied": was, "current": now},
                 ))
     stale = (await connections.get("default").execute_query(
         """SELECT count(*) AS deliveries FROM cost_delivery_scopes s
