@@ -69,6 +69,7 @@ strawberry.enum(
 InvoiceDisplayStatus = domain.DisplayStatus
 strawberry.enum(
     InvoiceDisplayStatus,
+    name="InvoiceDisplayStatus",
     description="The one status a list shows, from status, paymentStatus and deliveryStatus: "
     "VOIDED when voided; DRAFT until generated (READY_TO_INVOICE, GENERATING, ERROR); PENDING "
     "while awaiting approval, or approved with its e-mail not delivered yet; then REFUNDED "
@@ -77,6 +78,7 @@ strawberry.enum(
 InvoiceCheckCode = checks.CheckCode
 strawberry.enum(
     InvoiceCheckCode,
+    name="InvoiceCheckCode",
     description="What a check before approval found: TOTAL_CHANGED and SERVICE_CHANGED (moved month over "
     "month by the organization's thresholds), NEW_SERVICE, SERVICE_GONE, NO_DATA (a provider or "
     "sub-account with costs last month and none now), ZERO_TOTAL, NEGATIVE_TOTAL, RATE_CHANGED (an "
@@ -85,6 +87,7 @@ strawberry.enum(
 CheckSeverity = checks.Severity
 strawberry.enum(
     CheckSeverity,
+    name="CheckSeverity",
     description="WARNING: `approveInvoices` refuses the invoice unless it acknowledges the code; INFO: for reading.",
 )
 InvoiceDatePreset = domain.DatePreset
