@@ -131,7 +131,7 @@ _TEXT_COLUMNS = {
     **ADDRESS_TEXT_COLUMNS,
 }
 _PAIR_COLUMNS = {"business_fields": "businessFields", "banking_fields": "bankingFields"}
-CHANGEABLE = frozenset(_TEXT_COLUMNS) | frozenset(_PAIR_COLUMNS) | {"charges"}
+CHANGEABLE = frozenset(_TEXT_COLUMNS) | frozenset(_PAIR_COLUMNS) | {"charges", "billing_basis"}
 
 
 def visible_profiles(principal):
@@ -182,6 +182,11 @@ def _clean(data: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]] |
     for column, (field, limit, required) in _TEXT_COLUMNS.items():
         if column in data:
             columns[column] = clean_text(data[column], field, limit, required)
+    if "billing_basis" in data:
+        try:
+            columns["billing_basis"] = BillingBasis(data["billing_basis"])
+        except ValueError:
+            raise ValidationFailed("BILLED, EFFECTIVE or LIST.", field="billingBasis") from None
     for column, field in _PAIR_COLUMNS.items():
         if column in data:
             columns[column] = clean_pairs(data[column], field)

@@ -33,9 +33,11 @@ from typing import Any
 from tortoise import connections
 
 from models.billing_profiles import BillingProfile
+from models.costs.usage import usage_account, usage_by_category, usage_csv
 from models.currencies import round_money
 from models.errors import ErrorCode, InvalidTransition, NotFound, ValidationFailed
 from models.invoices.queries import InvoiceQuery, amount_due, filter_invoices, visible_invoices
+from models.invoices.reconciliation import reconcile, reconciliation_csv
 from models.invoices.tables import Invoice, InvoiceLineItem, InvoiceStatus, LineKind
 from models.organizations import ExportDateFormat, Organization
 
@@ -401,11 +403,27 @@ async def signed_download(principal, kind: str, target: str, filename: str) -> D
     """The file of a signed link, checked again against what `principal` may see now:
     - "pdf": the stored PDF of the current revision of invoice `target`;
     - "csv": the DETAILED export of invoice `target`, made now;
-    - "export": a stored export at `target`, only for the organization's MSP users.
+    - "export": a stored export at `target`, only for the organization's MSP users;
+    - "usage": an account's usage by service category (`account/from/to`), made now, for whoever may read it;
+    - "reconciliation": the reconciliation of month `target` as CSV, made now, for MSP users.
     None when there is nothing (any longer) to serve."""
     if kind == "export":
         mine = principal.is_msp_user and target.startswith(f"{EXPORTS_FOLDER}/{principal.organization_id}/")
         return Download(filename, _CONTENT_TYPES[filename.rsplit(".", 1)[-1]], stored=target) if mine else None
+    if kind == "usage":
+        account_id, month_from, month_to = target.split("/")
+        account = await usage_account(principal, account_id)
+        if account is None:
+            return None
+        rows = await usage_by_category(account, date.fromisoformat(month_from), date.fromisoformat(month_to))
+        return Download(safe_filename(f"usage-{account.name}-{month_from[:7]}-{month_to[:7]}", "csv"), CSV_TYPE,
+                        data=usage_csv(account, rows))
+    if kind == "reconciliation":
+        if not principal.is_msp_user:
+            return None
+        month = date.fromisoformat(target)
+        data = reconciliation_csv(await reconcile(principal.organization_id, month))
+        return Download(f"reconciliation-{month:%Y-%m}.csv", CSV_TYPE, data=data)
     query = visible_invoices(principal).filter(id=target, current_revision_id__isnull=False)
     if kind == "pdf":
         invoice = await query.select_related("current_revision").first()

@@ -266,6 +266,7 @@ _TEXT_COLUMNS = {
 ACCOUNT_FIELDS = frozenset(_TEXT_COLUMNS) | {
     "contact_email", "billing_profile_id", "payment_terms_days", "currency",
     "include_account_integrations", "invoice_per_provider", "is_invoiced", "auto_invoice", "auto_send_after_hours",
+    "billing_basis", "usage_visible_to_customer",
     "billing_emails", "business_fields", "sub_account_ids",
 }
 
@@ -340,13 +341,19 @@ def _clean_account(data: dict[str, Any]) -> tuple[dict[str, Any], list[str] | No
             columns["auto_invoice"] = AutoInvoice(data["auto_invoice"])
         except ValueError:
             raise ValidationFailed("OFF, GENERATE or SEND.", field="autoInvoice") from None
+    if "billing_basis" in data:
+        try:
+            columns["billing_basis"] = None if data["billing_basis"] is None else BillingBasis(data["billing_basis"])
+        except ValueError:
+            raise ValidationFailed("BILLED, EFFECTIVE or LIST.", field="billingBasis") from None
     if "auto_send_after_hours" in data:
         hours = data["auto_send_after_hours"]
         if isinstance(hours, bool) or not isinstance(hours, int) or not 0 <= hours <= 720:
             raise ValidationFailed("0 to 720 hours.", field="autoSendAfterHours")
         columns["auto_send_after_hours"] = hours
     for column, field in (("include_account_integrations", "includeAccountIntegrations"),
-                          ("invoice_per_provider", "invoicePerProvider"), ("is_invoiced", "isInvoiced")):
+                          ("invoice_per_provider", "invoicePerProvider"), ("is_invoiced", "isInvoiced"),
+                          ("usage_visible_to_customer", "usageVisibleToCustomer")):
         if column in data:
             if not isinstance(data[column], bool):
                 raise ValidationFailed("Expected true or false.", field=field)

@@ -12,12 +12,14 @@ import strawberry
 from starlette.datastructures import UploadFile
 from strawberry.file_uploads import Upload
 
-from infra import storage
+from infra import links, storage
 from jobs import effects
 from models import costs
+from models.costs import usage
 from models.errors import ValidationFailed
 from schema.context import Info
 from schema.costs import (
+    AccountUsage,
     CostImport,
     CostImportConnection,
     CostImportOrder,
@@ -31,13 +33,15 @@ from schema.costs import (
     CostRecordOrderField,
     CostsImported,
     ImportCostsPayload,
+    UsageLine,
     cost_query,
 )
+from schema.managed_accounts import ManagedAccount
 from schema.mutations import mutation
 from schema.nodes import node_uuid, node_uuid_or_none
 from schema.pagination import Direction, paginate
-from schema.permissions import MSP_USERS, OWNERS, requires
-from schema.scalars import Month
+from schema.permissions import ANY_USER, MSP_USERS, OWNERS, requires
+from schema.scalars import Month, plain
 
 # How often a live import is read again for `costImportChanged` (it records progress each second).
 PROGRESS_POLL_SECONDS = 0.5
@@ -66,6 +70,27 @@ class Query:
         )
         page.query = query
         return page
+
+    @strawberry.field(
+        description="A managed account's usage by service category over a range of months (at most 36), "
+        "on its billing basis and before billing rules, with a CSV link. MSP users read any account's; a "
+        "customer its own once the MSP allows it (`usageVisibleToCustomer`); null otherwise.",
+        extensions=requires(*ANY_USER),
+    )
+    async def usage(
+        self, info: Info, account_id: strawberry.ID, from_: Annotated[Month, strawberry.argument(name="from")], to: Month,
+    ) -> AccountUsage | None:
+        principal = info.context.authenticated()
+        account = await usage.usage_account(principal, node_uuid_or_none(account_id, "ManagedAccount"))
+        if account is None:
+            return None
+        rows = await usage.usage_by_category(account, from_, to)
+        link = links.sign(info.context.settings, principal, "usage", f"{account.id}/{from_.isoformat()}/{to.isoformat()}")
+        return AccountUsage(
+            account=ManagedAccount.from_model(account), csv_url=link.url,
+            lines=[UsageLine(month=Month(r["month"]), service_category=r["category"], currency=r["currency"],
+                             amount=plain(r["amount"]), rows=r["rows"]) for r in rows],
+        )
 
     @strawberry.field(
         description="Cost deliveries received, newest first: their state, progress and what they did.",

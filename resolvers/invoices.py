@@ -11,11 +11,11 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.relay import to_base64
 
-from infra import events
+from infra import events, links
 from jobs import effects
 from models import invoices
 from models.errors import ValidationFailed
-from models.invoices import actions, drafts
+from models.invoices import actions, drafts, reconciliation
 from schema.context import Info
 from schema.errors import user_error
 from schema.invoices import (
@@ -38,11 +38,13 @@ from schema.invoices import (
     listed_invoices,
     prefetch,
 )
+from schema.invoices.reconciliation import AccountMargin, Reconciliation
 from schema.loaders import Loaders
 from schema.mutations import mutation
 from schema.nodes import filter_uuids, node_uuid, node_uuid_or_none
 from schema.pagination import paginate
-from schema.permissions import ANY_USER, OWNERS, requires
+from schema.permissions import ANY_USER, MSP_USERS, OWNERS, requires
+from schema.scalars import Month
 
 
 @strawberry.type
@@ -65,6 +67,27 @@ class Query:
         )
         await prefetch(info, [edge.node for edge in page.edges])
         return page
+
+    @strawberry.field(
+        description="A month's reconciliation: every unit of the billed cost imported for it, per currency, "
+        "in the part it went to (invoiced per account, not invoiced, integrations left out, unclaimed "
+        "sub-accounts, late), with each invoice's rounding; the parts add up to the imported total exactly.",
+        extensions=requires(*MSP_USERS),
+    )
+    async def reconciliation(self, info: Info, period: Month) -> Reconciliation:
+        principal = info.context.authenticated()
+        found = await reconciliation.reconcile(principal.organization_id, period)
+        link = links.sign(info.context.settings, principal, "reconciliation", period.isoformat())
+        return Reconciliation.of(found, link.url)
+
+    @strawberry.field(
+        description="The margin report of a month: per invoiced account, what its invoice bills for cloud "
+        "usage against what that usage cost the MSP.",
+        extensions=requires(*MSP_USERS),
+    )
+    async def margins(self, info: Info, period: Month) -> list[AccountMargin]:
+        found = await reconciliation.margins(info.context.authenticated().organization_id, period)
+        return [AccountMargin.of(margin) for margin in found]
 
     @strawberry.field(
         description="One invoice by its number (INV-2026-0042); null when not visible.",

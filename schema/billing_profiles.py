@@ -15,6 +15,7 @@ from strawberry import relay
 from models import BillingProfile as BillingProfileModel
 from models import BillingProfileCharge as BillingProfileChargeModel
 from models import ManagedAccount as ManagedAccountModel
+from models.billing_profiles import BillingBasis as BillingBasisValue
 from models.billing_profiles import ChargeKind as ChargeKindValue
 from models.billing_profiles import visible_profiles
 from schema.common import Address, AddressInput, KeyValue, KeyValueInput, key_values
@@ -52,6 +53,16 @@ class BillingProfileCharge:
         )
 
 
+BillingBasis = BillingBasisValue
+strawberry.enum(
+    BillingBasis,
+    name="BillingBasis",
+    description="Which FOCUS cost column invoices bill, before billing rules: BILLED (BilledCost, what the "
+    "provider invoices; the default), EFFECTIVE (EffectiveCost, commitments amortized) or LIST (ListCost, "
+    "public prices). A row without the column counts its BilledCost.",
+)
+
+
 @strawberry.type(
     name="BillingProfile",
     description="The MSP's identity on an invoice: logo, company, address, business and "
@@ -71,6 +82,9 @@ class BillingProfile(relay.Node):
     invoice_notes: str = strawberry.field(
         description="Printed at the foot of every invoice: payment instructions, legal text."
     )
+    billing_basis: BillingBasis = strawberry.field(
+        description="The FOCUS cost column invoices bill (an account may choose another)."
+    )
     has_logo: bool = strawberry.field(description="Whether a logo is set.")
     xero_account_code: str = strawberry.field(description="Xero sales account code of exported invoices.")
     xero_tax_type: str = strawberry.field(
@@ -87,6 +101,7 @@ class BillingProfile(relay.Node):
             id=str(row.id), nickname=row.nickname, company_name=row.company_name,
             address=Address.from_model(row), business_fields=KeyValue.from_list(row.business_fields),
             banking_fields=KeyValue.from_list(row.banking_fields), invoice_notes=row.invoice_notes,
+            billing_basis=row.billing_basis,
             has_logo=row.logo is not None,
             xero_account_code=row.xero_account_code, xero_tax_type=row.xero_tax_type,
             created_at=row.created_at, updated_at=row.updated_at, model=row,
@@ -151,6 +166,9 @@ class CreateBillingProfileInput:
     invoice_notes: str | None = strawberry.field(
         default=None, description="Footer printed on every invoice: payment instructions, legal text (at most 4,000 characters)."
     )
+    billing_basis: BillingBasis | None = strawberry.field(
+        default=None, description="The FOCUS cost column invoices bill (default BILLED)."
+    )
     address: AddressInput | None = strawberry.field(default=None, description="Postal address.")
     business_fields: list[KeyValueInput] | None = strawberry.field(
         default=None, description="Labelled business details, in order (at most 50)."
@@ -176,6 +194,9 @@ class UpdateBillingProfileInput:
     invoice_notes: str | None = strawberry.field(
         default=None, description="Footer printed on every invoice: payment instructions, legal text (at most 4,000 characters)."
     )
+    billing_basis: BillingBasis | None = strawberry.field(
+        default=None, description="The FOCUS cost column invoices bill (default BILLED)."
+    )
     address: AddressInput | None = strawberry.field(
         default=None, description="Address lines to change; omitted lines keep their value."
     )
@@ -196,6 +217,7 @@ def profile_data(input: CreateBillingProfileInput | UpdateBillingProfileInput) -
     """The given fields of an input, as the domain's column names."""
     data: dict[str, Any] = {
         "nickname": input.nickname, "company_name": input.company_name, "invoice_notes": input.invoice_notes,
+        "billing_basis": input.billing_basis,
         "business_fields": key_values(input.business_fields),
         "banking_fields": key_values(input.banking_fields),
         "xero_account_code": input.xero_account_code, "xero_tax_type": input.xero_tax_type,

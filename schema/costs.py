@@ -417,3 +417,19 @@ ImportCostsPayload = Annotated[
     CostImportQueued | CostsImported | CostFileRejectedError | ValidationError | NotFoundError,
     strawberry.union("ImportCostsPayload", description="The result of `importCosts`."),
 ]
+
+
+@strawberry.type(description="An account's cost in one month, service category and currency.")
+class UsageLine:
+    month: Month = strawberry.field(description="The month.")
+    service_category: str = strawberry.field(description="FOCUS ServiceCategory (Compute, Storage, Networking, ...); Other when none.")
+    currency: str = strawberry.field(description="The billing currency (ISO 4217).")
+    amount: Decimal = strawberry.field(description="Cost on the account's billing basis, before billing rules, exact.")
+    rows: int = strawberry.field(description="Cost records it sums.")
+
+
+@strawberry.type(description="An account's usage by service category over a range of months.")
+class AccountUsage:
+    account: ManagedAccount = strawberry.field(description="The account.")
+    lines: list[UsageLine] = strawberry.field(description="Per month, service category and currency, in that order.")
+    csv_url: str = strawberry.field(description="Signed link to the same as CSV, valid for a few minutes.")

@@ -16,7 +16,7 @@ from models import SubAccount as SubAccountModel
 from models.managed_accounts import AccountQuery, visible_accounts
 from models.managed_accounts import AutoInvoice as AutoInvoiceValue
 from schema.arguments import CheckedArguments
-from schema.billing_profiles import BillingProfile
+from schema.billing_profiles import BillingBasis, BillingProfile
 from schema.common import Address, AddressInput, KeyValue, KeyValueInput, key_values
 from schema.context import Info
 from schema.errors import NotFoundError, ValidationError
@@ -64,6 +64,12 @@ class ManagedAccount(relay.Node):
         "with its own number), rather than one for all."
     )
     is_invoiced: bool = strawberry.field(description="Whether the month close gives the account an invoice.")
+    billing_basis: BillingBasis | None = strawberry.field(
+        description="The FOCUS cost column its invoices bill; null: its billing profile's."
+    )
+    usage_visible_to_customer: bool = strawberry.field(
+        description="Whether its customer users may read its usage by service category (`usage`)."
+    )
     auto_invoice: AutoInvoice = strawberry.field(description="What the month close does by itself for the account.")
     auto_send_after_hours: int = strawberry.field(
         description="With autoInvoice SEND: hours a generated invoice stays for review before it is "
@@ -86,6 +92,7 @@ class ManagedAccount(relay.Node):
             payment_terms_days=account.payment_terms_days, currency=account.currency,
             include_account_integrations=account.include_account_integrations,
             invoice_per_provider=account.invoice_per_provider, is_invoiced=account.is_invoiced,
+            billing_basis=account.billing_basis, usage_visible_to_customer=account.usage_visible_to_customer,
             auto_invoice=account.auto_invoice, auto_send_after_hours=account.auto_send_after_hours,
             billing_information=BillingInformation(
                 official_company_name=account.official_company_name,
@@ -210,6 +217,12 @@ class CreateManagedAccountInput:
     is_invoiced: bool | None = strawberry.field(
         default=None, description="Whether the month close gives the account an invoice (default true)."
     )
+    billing_basis: BillingBasis | None = strawberry.field(
+        default=None, description="The FOCUS cost column its invoices bill (default: its billing profile's)."
+    )
+    usage_visible_to_customer: bool | None = strawberry.field(
+        default=None, description="Let its customer users read its usage by service category (default false)."
+    )
     auto_invoice: AutoInvoice | None = strawberry.field(
         default=None, description="What the month close does by itself (default OFF)."
     )
@@ -254,6 +267,13 @@ class UpdateManagedAccountInput:
         default=None, description="One invoice per cloud provider for a month, from the next month closed."
     )
     is_invoiced: bool | None = strawberry.field(default=None, description="Whether the month close gives the account an invoice.")
+    billing_basis: BillingBasis | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="The FOCUS cost column its invoices bill; null: its billing profile's; omitted keeps it.",
+    )
+    usage_visible_to_customer: bool | None = strawberry.field(
+        default=None, description="Let its customer users read its usage by service category."
+    )
     auto_invoice: AutoInvoice | None = strawberry.field(default=None, description="What the month close does by itself.")
     auto_send_after_hours: int | None = strawberry.field(
         default=None, description="With autoInvoice SEND: hours of review before the automatic send, 0 to 720."
@@ -279,6 +299,7 @@ class UpdateManagedAccountInput:
 _PLAIN_FIELDS = (
     "name", "contact_email", "payment_terms_days", "currency", "include_account_integrations",
     "invoice_per_provider", "is_invoiced", "auto_invoice", "auto_send_after_hours", "official_company_name",
+    "usage_visible_to_customer",
     "billing_emails", "po_number", "sub_account_ids", "internal_notes",
 )
 
@@ -288,6 +309,8 @@ def account_data(input: CreateManagedAccountInput | UpdateManagedAccountInput) -
     data = {name: getattr(input, name) for name in _PLAIN_FIELDS}
     data["business_fields"] = key_values(input.business_fields)
     data = {key: value for key, value in data.items() if value is not None}
+    if input.billing_basis is not strawberry.UNSET:
+        data["billing_basis"] = input.billing_basis
     if input.billing_profile_id is not strawberry.UNSET:
         data["billing_profile_id"] = node_uuid(input.billing_profile_id, "BillingProfile", field="billingProfileId")
     return {**data, **(input.address.to_columns() if input.address else {})}

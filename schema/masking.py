@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from models.errors import RequestErrorCode
+from models.errors import DomainError, NotFound, RequestErrorCode
 
 log = logging.getLogger(__name__)
 MASKED_MESSAGE = "Unexpected error; the server's log has it under this request id."
@@ -38,6 +38,15 @@ class ErrorCodes(SchemaExtension):
 
     @staticmethod
     def _coded(error: GraphQLError, production: bool) -> GraphQLError:
+        original = error.original_error
+        if isinstance(original, DomainError):
+            # Raised under a query (mutations answer it in their payload): a bad argument, or
+            # an object that is not there.
+            code = RequestErrorCode.NOT_FOUND if isinstance(original, NotFound) else RequestErrorCode.BAD_USER_INPUT
+            return GraphQLError(
+                original.message, nodes=error.nodes, path=error.path,
+                extensions={"code": code.value, **({"field": original.field} if original.field else {})},
+            )
         if _unexpected(error):
             request_id = uuid.uuid4().hex
             log.error("unexpected error (request %s) at %s", request_id, error.path, exc_info=error.original_error)

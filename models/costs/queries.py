@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
+from tortoise.expressions import Q
 from tortoise.functions import Count, Sum
 
 from models.costs.records import CostImport, CostRecord
@@ -64,3 +66,21 @@ async def billed_totals(query) -> list[tuple[str, Decimal, int]]:
         .values("billing_currency", "total", "rows")
     )
     return [(row["billing_currency"], row["total"], row["rows"]) for row in rows]
+
+
+
+def line_costs(principal, invoice: Any, kind: Any, provider: str, service: str, category: str):
+    """The cost records a usage line of `invoice` groups (its month is the caller's to add):
+    the account's, of the line's provider, service and category (empty ones read as absent)."""
+    if invoice is None or getattr(kind, "value", kind) != "USAGE":
+        return CostRecord.filter(id__in=[])
+    query = visible_costs(principal).filter(managed_account_id=invoice.managed_account_id, provider_name=provider)
+    if service:
+        query = query.filter(service_name=service)
+    else:
+        query = query.filter(Q(service_name="") | Q(service_name__isnull=True))
+    if category:
+        query = query.filter(service_category=category)
+    else:
+        query = query.filter(Q(service_category="") | Q(service_category__isnull=True))
+    return query

@@ -26,12 +26,15 @@ from models import Payment as PaymentModel
 from models import Refund as RefundModel
 from models import User as UserModel
 from models import invoices as domain
+from models.costs import CostOrigin
+from models.costs.queries import line_costs
 from models.currencies import round_money
-from models.invoices import checks
+from models.invoices import checks, diff
 from schema.context import Info
+from schema.costs import CostRecord, CostRecordConnection, CostRecordOrder, CostRecordOrderField
 from schema.managed_accounts import ManagedAccount
 from schema.nodes import scoped_nodes
-from schema.pagination import selected_node_fields
+from schema.pagination import Direction, paginate, selected_node_fields
 from schema.payments import Payment, Refund
 from schema.permissions import ANY_USER, MSP_USERS, requires
 from schema.scalars import Month, plain
@@ -110,10 +113,13 @@ class InvoiceLineItem:
     unit: str | None = strawberry.field(description="Unit of the quantity.")
     unit_price: Decimal | None = strawberry.field(description="Price per unit, when meaningful.")
     amount: Decimal = strawberry.field(description="Line total in the invoice currency.")
+    # The invoice the line is of, for its costs.
+    invoice: strawberry.Private[InvoiceModel | None] = None
 
     @classmethod
-    def from_row(cls, line: dict, currency: str) -> InvoiceLineItem:
+    def from_row(cls, line: dict, currency: str, invoice: InvoiceModel | None = None) -> InvoiceLineItem:
         return cls(
+            invoice=invoice,
             position=line["position"], kind=line["kind"], description=line["description"],
             provider=line["provider_name"], service=line["service_name"],
             service_category=line["service_category"],
@@ -122,6 +128,31 @@ class InvoiceLineItem:
             unit_price=plain(line["unit_price"]) if line["unit_price"] is not None else None,
             amount=round_money(line["amount"], currency),
         )
+
+    @strawberry.field(
+        description="The imported cost records behind a usage line (its account, month, provider, service "
+        "and category, as the invoice counted them), with their totals; empty for other lines.",
+        extensions=requires(*MSP_USERS),
+    )
+    async def costs(
+        self, info: Info, first: int | None = None, after: str | None = None,
+        last: int | None = None, before: str | None = None,
+    ) -> CostRecordConnection:
+        query = line_costs(info.context.authenticated(), self.invoice, self.kind, self.provider, self.service, self.service_category)
+        month = None
+        if self.invoice is not None:
+            period = await info.context.loaders.by_id(BillingPeriodModel).load(self.invoice.billing_period_id)
+            month = period.start_date if period else None
+        query = query.filter(billing_month=month) if month else query.filter(id__in=[])
+        if self.invoice is not None:
+            account = await info.context.loaders.by_id(ManagedAccountModel).load(self.invoice.managed_account_id)
+            if account is not None and not account.include_account_integrations:
+                query = query.filter(origin=CostOrigin.MSP_DELEGATED)
+        order = CostRecordOrder(field=CostRecordOrderField.CHARGE_PERIOD_START, direction=Direction.DESC)
+        page = await paginate(info, CostRecordConnection, query, CostRecord.from_model, order,
+                              first=first, after=after, last=last, before=before)
+        page.query = query
+        return page
 
 
 @strawberry.type(description="A one-off item added by hand to an invoice before approval (a setup fee, hardware).")
@@ -148,6 +179,46 @@ class InvoiceCheck:
     severity: CheckSeverity = strawberry.field(description="Whether approval must acknowledge it.")
     message: str = strawberry.field(description="What was found, for a person.")
     figures: JSON = strawberry.field(description="The numbers behind it, as text (previous, current, change, percent, names).")
+
+
+RevisionDiffCause = diff.DiffCause
+strawberry.enum(
+    RevisionDiffCause,
+    name="RevisionDiffCause",
+    description="Why two revisions differ, where the revisions tell: COSTS (usage moved), RULES (billing "
+    "rule lines), RATES (exchange rates applied), PROFILE (the billing profile's charges, taxes or printed "
+    "details), ACCOUNT (the customer's printed details or currency), ITEMS (one-off items), LATE_COSTS, "
+    "BASIS (the cost column billed).",
+)
+
+
+@strawberry.type(description="A line added, removed or changed between two revisions.")
+class RevisionLineChange:
+    kind: LineKind = strawberry.field(description="What the line is.")
+    description: str = strawberry.field(description="The line's text.")
+    before: Decimal | None = strawberry.field(description="Its amount in the earlier revision; null when added.")
+    after: Decimal | None = strawberry.field(description="Its amount in this revision; null when removed.")
+    difference: Decimal = strawberry.field(description="After less before.")
+
+    @classmethod
+    def of(cls, change: diff.LineChange, currency: str) -> RevisionLineChange:
+        def money(value: Decimal | None) -> Decimal | None:
+            return None if value is None else round_money(value, currency)
+
+        return cls(kind=change.kind, description=change.description, before=money(change.before),
+                   after=money(change.after), difference=round_money(change.difference, currency))
+
+
+@strawberry.type(description="What changed between two revisions of an invoice.")
+class RevisionDiff:
+    against: int | None = strawberry.field(description="The revision compared with; null for none (all lines added).")
+    added: list[RevisionLineChange] = strawberry.field(description="Lines only this revision has.")
+    removed: list[RevisionLineChange] = strawberry.field(description="Lines only the other revision has.")
+    changed: list[RevisionLineChange] = strawberry.field(description="Lines both have, with another amount.")
+    subtotal_change: Decimal = strawberry.field(description="This revision's subtotal less the other's.")
+    charges_change: Decimal = strawberry.field(description="This revision's charges less the other's.")
+    total_change: Decimal = strawberry.field(description="This revision's total less the other's.")
+    causes: list[RevisionDiffCause] = strawberry.field(description="Why, where the revisions tell.")
 
 
 @strawberry.type(description="An exchange rate a revision applied, into the invoice currency.")
@@ -180,6 +251,7 @@ class InvoiceRevision:
     total: Decimal = strawberry.field(description="What the revision totals to.")
     pdf_sha256: str | None = strawberry.field(description="SHA-256 of the revision's PDF.")
     revision_id: strawberry.Private[object]
+    invoice_id: strawberry.Private[object]
 
     @classmethod
     def from_row(cls, row: dict) -> InvoiceRevision:
@@ -195,12 +267,33 @@ class InvoiceRevision:
             adjustments=round_money(row["adjustments"], row["currency"]),
             charges=round_money(row["charges"], row["currency"]),
             total=round_money(row["total"], row["currency"]),
-            pdf_sha256=row["pdf_sha256"], revision_id=row["id"],
+            pdf_sha256=row["pdf_sha256"], revision_id=row["id"], invoice_id=row["invoice_id"],
         )
 
     @strawberry.field(description="The revision's lines, in order.")
     async def line_items(self, info: Info) -> list[InvoiceLineItem]:
-        return [InvoiceLineItem.from_row(r, self.currency) for r in await _lines(info).load(self.revision_id)]
+        invoice = await info.context.loaders.by_id(InvoiceModel).load(self.invoice_id)
+        return [InvoiceLineItem.from_row(r, self.currency, invoice) for r in await _lines(info).load(self.revision_id)]
+
+    @strawberry.field(
+        description="What changed against another revision of the invoice (default: the one before): "
+        "lines added, removed and changed, the totals' difference, and the causes; null when the "
+        "invoice has no revision `against`."
+    )
+    async def diff(self, against: int | None = None) -> RevisionDiff | None:
+        found = await diff.revision_diff(self.invoice_id, self.revision, against)
+        if found is None:
+            return None
+        lines = [
+            [RevisionLineChange.of(change, self.currency) for change in changes]
+            for changes in (found.added, found.removed, found.changed)
+        ]
+        return RevisionDiff(
+            against=found.against, added=lines[0], removed=lines[1], changed=lines[2],
+            subtotal_change=round_money(found.subtotal_change, self.currency),
+            charges_change=round_money(found.charges_change, self.currency),
+            total_change=round_money(found.total_change, self.currency), causes=found.causes,
+        )
 
 
 @strawberry.type(description="A timeline entry: who did what to the invoice, and when.")
@@ -487,7 +580,7 @@ async def _line_items(info: Info, invoices: list[Invoice]) -> list[list[InvoiceL
     # Looked up by every invoice's revision, None (no lines yet) included.
     lines: dict[UUID | None, list[dict[str, Any]]] = dict(zip(revision_ids, await _lines(info).load_many(revision_ids)))
     return [
-        [InvoiceLineItem.from_row(r, i.currency) for r in lines.get(i.model.current_revision_id, ())]
+        [InvoiceLineItem.from_row(r, i.currency, i.model) for r in lines.get(i.model.current_revision_id, ())]
         for i in invoices
     ]
 
