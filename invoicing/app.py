@@ -14,7 +14,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
@@ -25,6 +25,7 @@ from infra import broker, db, links, storage
 from infra.embedded import resolve_urls
 from infra.events import Hub
 from infra.settings import Settings, get_settings
+from invoicing import pages
 from models import exports
 from models.auth import principal_of_link
 from schema.context import Context
@@ -67,6 +68,11 @@ class GraphQLApp(GraphQL[Context, None]):
             raise ConnectionRejectionError()
         context.principal, context.bearer = principal, value
         return UNSET
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        # The product's own GraphiQL page (static/pages), not strawberry's: its assets come
+        # from this origin, never from a CDN.
+        return pages.GRAPHIQL.response()
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -123,21 +129,20 @@ async def download(request: Request) -> Response:
     return Response(found.data, media_type=found.content_type, headers=headers)
 
 
+async def portal(request: Request) -> Response:
+    """`GET /portal`: the customer portal, a static page that talks to /graphql."""
+    return pages.PORTAL.response()
+
+
 # Every answer: not to be sniffed into another type, framed, or sent on as a referrer.
 SECURITY_HEADERS = {
     b"x-content-type-options": b"nosniff",
     b"x-frame-options": b"DENY",
     b"referrer-policy": b"no-referrer",
 }
-# API answers (JSON, files) are data, never a page that runs anything.
+# API answers (JSON, files) are data, never a page that runs anything. The pages (GraphiQL,
+# the portal) bring their own policy, which allows this origin alone (invoicing/pages.py).
 API_POLICY = b"default-src 'none'; frame-ancestors 'none'"
-# GraphiQL (development only) loads pinned, integrity-checked assets from unpkg and talks to
-# this origin alone.
-GRAPHIQL_POLICY = (
-    b"default-src 'none'; script-src https://unpkg.com 'unsafe-inline'; style-src https://unpkg.com "
-    b"'unsafe-inline'; font-src https://unpkg.com data:; img-src 'self' data:; connect-src 'self'; "
-    b"frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-)
 
 
 class SecurityHeaders:
@@ -156,8 +161,7 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
-                html = any(name.lower() == b"content-type" and value.startswith(b"text/html") for name, value in headers)
-                added = {**SECURITY_HEADERS, b"content-security-policy": GRAPHIQL_POLICY if html else API_POLICY}
+                added = {**SECURITY_HEADERS, b"content-security-policy": API_POLICY}
                 if b"cache-control" not in present:
                     added[b"cache-control"] = b"no-store"
                 headers.extend((name, value) for name, value in added.items() if name not in present)
@@ -199,12 +203,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await db.close()
 
     graphql = GraphQLApp(settings, events)
+    # GraphiQL in development only, as its GET /graphql; the portal everywhere.
+    served_pages = [pages.PORTAL, *([pages.GRAPHIQL] if graphql.graphql_ide else [])]
     application = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/files/{token}", download, methods=["GET"]),
+            Route("/portal", portal, methods=["GET"]),
+            Mount("/pages", pages.PageAssets(served_pages)),
         ],
         middleware=[
             Middleware(SecurityHeaders),

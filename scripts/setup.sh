@@ -1,6 +1,7 @@
 # Shared set-up for ./run and ./test (sourced, not executed): the virtualenv with the project
-# installed, Debian's Chromium for the PDFs and poppler-utils for reading them back. Every step
-# checks first, so a second run costs well under a second.
+# installed, Debian's Chromium for the PDFs (and the pages' browser tests), poppler-utils for
+# reading them back, and the pages' pinned third-party files. Every step checks first, so a
+# second run costs well under a second.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -68,9 +69,19 @@ ensure_system_packages() {
     fi
 }
 
+# GraphiQL's and the portal's third-party files (static/pages/vendor.json): fetched once from
+# the npm registry, checked against their pins, then served by the product itself.
+ensure_page_assets() {
+    .venv/bin/python scripts/page_assets.py --check 2>/dev/null && return
+    command -v npm >/dev/null || apt_install npm
+    say "Fetching the pages' pinned assets (npm registry)"
+    .venv/bin/python scripts/page_assets.py
+}
+
 ensure_venv
 ensure_project_installed
 ensure_system_packages
+ensure_page_assets
 
 # Chromium writes its profile under XDG_CONFIG_HOME: keep it in ./var, not in $HOME.
 export XDG_CONFIG_HOME="$ROOT/var/xdg/config" XDG_CACHE_HOME="$ROOT/var/xdg/cache"

@@ -40,7 +40,8 @@ def demo(
     run(settings, functools.partial(load_demo_data, settings, sample), migrate=True)
 
 
-async def load_demo_data(settings: Settings, sample: Path) -> None:
+async def load_demo_data(settings: Settings, sample: Path) -> list:
+    """Load the demo and print what it did; its users, with their fresh credentials."""
     from models.demo import load_demo
 
     if not sample.is_file():  # noqa: ASYNC240 (one stat of a local file, before the work starts)
@@ -58,6 +59,7 @@ async def load_demo_data(settings: Settings, sample: Path) -> None:
     for month in result.closed:
         console.print(f"{month:%B %Y} is closed: its invoices are ready to generate (generateInvoices).")
     _print_demo_users(result.users)
+    return result.users
 
 
 def _print_demo_users(demo_users: list) -> None:

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from infra import db
 from infra.embedded import resolve_urls
 from infra.settings import Settings, get_settings
 from invoicing.cli.common import app, console, errors, nothing, resolved_settings, run
 from invoicing.cli.data import DEMO_SAMPLE, load_demo_data
+from models.base import Scope
 
 WORKER_STOP_SECONDS = 15
 # A worker that ran this long before it stopped was working: its next start waits the least.
@@ -37,14 +39,14 @@ def serve(
 ) -> None:
     """Run the web server (GraphQL at /graphql) with an arq worker beside it."""
     settings = resolved_settings()
-    run(settings, functools.partial(load_demo_data, settings, sample) if demo else nothing, migrate=True)
+    demo_users = run(settings, functools.partial(load_demo_data, settings, sample) if demo else nothing, migrate=True)
     worker = WorkerSupervisor(
         [sys.executable, "-m", "invoicing", "worker"], settings.child_environment(),
         settings.worker_retry_max_seconds,
     )
     worker.start()
     try:
-        _serve(settings)
+        _serve(settings, demo_users or [])
     finally:
         worker.stop()
 
@@ -92,14 +94,23 @@ class WorkerSupervisor:
         self._thread.join(WORKER_STOP_SECONDS)
 
 
-def _serve(settings: Settings) -> None:
+def _serve(settings: Settings, demo_users: list | None = None) -> None:
     import uvicorn
 
     from invoicing.app import create_app
 
     listening = f"http://{settings.host}:{settings.port}"
     label = "GraphiQL" if settings.environment == "development" else "GraphQL"
-    console.print(f"\n{label}: [bold cyan]{settings.public_url.rstrip('/')}/graphql[/bold cyan]")
+    base = settings.public_url.rstrip("/")
+    console.print(f"\n{label}: [bold cyan]{base}/graphql[/bold cyan]")
+    console.print(f"Customer portal: [bold cyan]{base}/portal[/bold cyan]")
+    for user in demo_users or []:
+        if user.scope == Scope.CUSTOMER:
+            # One line, never wrapped, so that the password can be copied whole.
+            console.print(
+                f"  sign in as {user.email} with the password {user.password} ({escape(user.account or '')}; "
+                "its invoices show once approved)", soft_wrap=True, highlight=False,
+            )
     if not settings.public_url.startswith(listening):
         console.print(
             f"[yellow]Listening on {listening}; set PUBLIC_URL (and ALLOWED_ORIGINS) to the address "

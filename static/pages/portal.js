@@ -1,0 +1,456 @@
+// The customer portal: a customer signs in (`login`), sees its approved invoices with their
+// payments and refunds, downloads their PDFs (signed links) and follows their changes live
+// (`invoiceStatusChanged` over graphql-transport-ws), then signs out (`revokeToken`).
+// Only a CUSTOMER session is kept: anyone else's token is revoked at once, before anything
+// is read with it. The page writes text only (textContent), never markup.
+(function () {
+  "use strict";
+
+  var ENDPOINT = location.origin + "/graphql";
+  var SOCKET = ENDPOINT.replace(/^http/, "ws");
+  var STORED = "invoicing.portal.session";
+  var PAGE_SIZE = 50;
+  // setTimeout's limit (about 24.8 days); a longer session is checked again then.
+  var LONGEST_TIMER = 2147483647;
+
+  var INVOICE_FIELDS =
+    "fragment PortalInvoice on Invoice { id number period status paymentStatus currency total amountDue " +
+    "dueDate pdfUrl payments { id amount paidOn method } refunds { id amount refundedOn } }";
+  var LOGIN =
+    "mutation PortalLogin($email: String!, $password: String!) { login(email: $email, password: $password) {" +
+    " __typename ... on LoginSuccess { token expiresAt viewer { scope } } ... on UserError { code message } } }";
+  var LIST =
+    "query PortalInvoices($after: String) { viewer { scope user { email } managedAccount { name } }" +
+    " invoices(first: " + PAGE_SIZE + ", after: $after, orderBy: {field: ISSUE_DATE, direction: DESC}) {" +
+    " edges { node { ...PortalInvoice } } pageInfo { hasNextPage endCursor } } } " + INVOICE_FIELDS;
+  var PDF_LINK = "query PortalPdf($id: ID!) { node(id: $id) { ... on Invoice { pdfUrl } } }";
+  var LIVE = "subscription PortalLive { invoiceStatusChanged { invoice { ...PortalInvoice } } } " + INVOICE_FIELDS;
+  var SIGN_OUT = "mutation PortalSignOut { revokeToken { __typename } }";
+
+  var EXPIRED = "Your session has expired. Please sign in again.";
+  var SIGNED_OUT = "You are signed out.";
+  var STATUS = {
+    UNPAID: "Unpaid", PARTIALLY_PAID: "Partly paid", PAID: "Paid", OVERDUE: "Overdue",
+    PARTIALLY_REFUNDED: "Partly refunded", REFUNDED: "Refunded",
+  };
+  var METHODS = {
+    BANK_TRANSFER: "bank transfer", CARD: "card", DIRECT_DEBIT: "direct debit", CHECK: "cheque",
+    CASH: "cash", OTHER: "other",
+  };
+
+  var $ = function (id) { return document.getElementById(id); };
+  var session = null; // {token, expiresAt}
+  var invoices = new Map(); // id -> invoice, as last read
+  var live = null; // the graphql-ws client while signed in
+  var expiryTimer = null;
+
+  // --- Calls --------------------------------------------------------------------------------
+
+  function SessionEnded() {}
+
+  function call(query, variables, token) {
+    var headers = { "Content-Type": "application/json", Accept: "application/json" };
+    if (token) headers.Authorization = "Bearer " + token;
+    return fetch(ENDPOINT, {
+      method: "POST", headers: headers, credentials: "omit", cache: "no-store",
+      body: JSON.stringify({ query: query, variables: variables || {} }),
+    }).then(function (response) {
+      return response.json().catch(function () {
+        throw new Error("The server answered " + response.status + ". Please try again in a moment.");
+      });
+    }, function () {
+      throw new Error("The server cannot be reached. Check your connection, then try again.");
+    }).then(function (result) {
+      var errors = result.errors || [];
+      if (errors.some(function (e) { return e.extensions && e.extensions.code === "UNAUTHENTICATED"; })) {
+        throw new SessionEnded();
+      }
+      if (errors.length) throw new Error(errors[0].message);
+      return result.data;
+    });
+  }
+
+  // As the signed-in customer: a refused token ends the session on screen too.
+  function ask(query, variables) {
+    if (!session) return Promise.reject(new SessionEnded());
+    return call(query, variables, session.token).catch(function (error) {
+      if (error instanceof SessionEnded) endSession(EXPIRED);
+      throw error;
+    });
+  }
+
+  // --- Formatting ---------------------------------------------------------------------------
+
+  function money(amount, currency) {
+    try {
+      return new Intl.NumberFormat(undefined, { style: "currency", currency: currency }).format(Number(amount));
+    } catch (e) {
+      return currency + " " + amount;
+    }
+  }
+
+  function day(iso) {
+    if (!iso) return "—";
+    return new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: "numeric", timeZone: "UTC" })
+      .format(new Date(iso + "T00:00:00Z"));
+  }
+
+  function month(period) {
+    return new Intl.DateTimeFormat(undefined, { month: "long", year: "numeric", timeZone: "UTC" })
+      .format(new Date(period + "-01T00:00:00Z"));
+  }
+
+  function statusOf(invoice) {
+    if (invoice.status === "VOIDED") return { text: "Voided", tone: "voided" };
+    var tone = { PAID: "paid", OVERDUE: "overdue", REFUNDED: "voided" }[invoice.paymentStatus] || "open";
+    return { text: STATUS[invoice.paymentStatus] || invoice.paymentStatus, tone: tone };
+  }
+
+  function element(tag, text, className) {
+    var node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = text;
+    if (className) node.className = className;
+    return node;
+  }
+
+  // --- Screens ------------------------------------------------------------------------------
+
+  // A message in one of the page's alert boxes (none: hidden); an error unless `calm`.
+  function show(message, target, calm) {
+    var box = $(target);
+    box.textContent = message || "";
+    box.hidden = !message;
+    box.className = "notice" + (calm ? "" : " error");
+  }
+
+  function showSignIn(message) {
+    $("invoices").hidden = true;
+    $("who").hidden = true;
+    $("sign-in").hidden = false;
+    show(message, "sign-in-message", message === SIGNED_OUT);
+    $("password").value = "";
+    (message ? $("sign-in-title") : $("email")).focus();
+  }
+
+  function showInvoices(viewer) {
+    $("sign-in").hidden = true;
+    $("who").hidden = false;
+    $("who-account").textContent = viewer.managedAccount ? viewer.managedAccount.name : "";
+    $("who-email").textContent = viewer.user.email;
+    var first = $("invoices").hidden;
+    $("invoices").hidden = false;
+    if (first) $("invoices-title").focus();
+  }
+
+  var LABELS = ["Month", "Total", "Amount due", "Due date", "Status", "Payments and refunds", ""];
+
+  function row(invoice) {
+    var tr = element("tr");
+    tr.dataset.id = invoice.id;
+    var number = element("th", invoice.number || "—");
+    number.scope = "row";
+    tr.appendChild(number);
+    tr.appendChild(element("td", month(invoice.period)));
+    tr.appendChild(element("td", money(invoice.total, invoice.currency), "amount"));
+    tr.appendChild(element("td", money(invoice.amountDue, invoice.currency), "amount"));
+    tr.appendChild(element("td", day(invoice.dueDate)));
+    var status = statusOf(invoice);
+    var cell = element("td");
+    cell.appendChild(element("span", status.text, "badge " + status.tone));
+    tr.appendChild(cell);
+    tr.appendChild(movements(invoice));
+    var download = element("td");
+    if (invoice.pdfUrl) {
+      var button = element("button", "Download PDF", "secondary");
+      button.type = "button";
+      button.setAttribute("aria-label", "Download " + (invoice.number || "the invoice") + " as PDF");
+      button.addEventListener("click", function () { downloadPdf(invoice, button); });
+      download.appendChild(button);
+    } else {
+      download.appendChild(element("span", "PDF not ready yet", "muted"));
+    }
+    tr.appendChild(download);
+    // Narrow screens show each cell on its own line, named (portal.css).
+    Array.prototype.forEach.call(tr.querySelectorAll("td"), function (td, i) { td.dataset.label = LABELS[i]; });
+    return tr;
+  }
+
+  function movements(invoice) {
+    var cell = element("td");
+    var items = [];
+    invoice.payments.forEach(function (p) {
+      items.push([p.paidOn, "Paid " + money(p.amount, invoice.currency) + " on " + day(p.paidOn) +
+        " (" + (METHODS[p.method] || p.method) + ")"]);
+    });
+    invoice.refunds.forEach(function (r) {
+      items.push([r.refundedOn, "Refunded " + money(r.amount, invoice.currency) + " on " + day(r.refundedOn)]);
+    });
+    if (!items.length) {
+      cell.appendChild(element("span", "None yet", "muted"));
+      return cell;
+    }
+    items.sort(function (a, b) { return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0; });
+    var list = element("ul", null, "movements");
+    items.forEach(function (item) { list.appendChild(element("li", item[1])); });
+    cell.appendChild(list);
+    return cell;
+  }
+
+  function newestFirst(a, b) {
+    var left = a.period + (a.number || ""), right = b.period + (b.number || "");
+    return left < right ? 1 : left > right ? -1 : 0;
+  }
+
+  function render() {
+    var body = $("invoice-rows");
+    var list = Array.from(invoices.values()).sort(newestFirst);
+    body.replaceChildren.apply(body, list.map(row));
+    $("invoice-table").hidden = list.length === 0;
+    $("empty").hidden = list.length !== 0;
+  }
+
+  function announce(message) {
+    $("announcer").textContent = message;
+  }
+
+  // --- Session ------------------------------------------------------------------------------
+
+  function remember(value) {
+    session = value;
+    try {
+      if (value) sessionStorage.setItem(STORED, JSON.stringify(value));
+      else sessionStorage.removeItem(STORED);
+    } catch (e) { /* storage refused: the session lasts as long as the page */ }
+  }
+
+  function stored() {
+    try {
+      var value = JSON.parse(sessionStorage.getItem(STORED) || "null");
+      return value && typeof value.token === "string" && typeof value.expiresAt === "string" ? value : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function expired(value) {
+    return Date.parse(value.expiresAt) <= Date.now();
+  }
+
+  function watchExpiry() {
+    clearTimeout(expiryTimer);
+    if (!session) return;
+    var left = Date.parse(session.expiresAt) - Date.now();
+    expiryTimer = setTimeout(function () {
+      if (session && expired(session)) endSession(EXPIRED);
+      else watchExpiry();
+    }, Math.min(Math.max(left, 0), LONGEST_TIMER));
+  }
+
+  // Everything the session showed goes with it.
+  function endSession(message) {
+    clearTimeout(expiryTimer);
+    stopLive();
+    remember(null);
+    invoices.clear();
+    render();
+    show("", "invoices-message");
+    showSignIn(message);
+  }
+
+  function signIn(event) {
+    event.preventDefault();
+    var email = $("email").value.trim();
+    var password = $("password").value;
+    if (!email || !password) {
+      show("Enter your e-mail and your password.", "sign-in-message");
+      (email ? $("password") : $("email")).focus();
+      return;
+    }
+    var button = $("sign-in-button");
+    button.disabled = true;
+    show("", "sign-in-message");
+    call(LOGIN, { email: email, password: password }).then(function (data) {
+      var result = data.login;
+      if (result.__typename !== "LoginSuccess") {
+        show(result.message, "sign-in-message");
+        $("password").value = "";
+        $("password").focus();
+        return null;
+      }
+      if (result.viewer.scope !== "CUSTOMER") {
+        // Not a customer: the token goes at once, nothing is read with it.
+        call(SIGN_OUT, {}, result.token).catch(function () {});
+        show("This portal is for customers. MSP users work in their console or through the API.", "sign-in-message");
+        return null;
+      }
+      remember({ token: result.token, expiresAt: result.expiresAt });
+      $("password").value = "";
+      return open();
+    }).catch(function (error) {
+      if (!(error instanceof SessionEnded)) show(error.message, "sign-in-message");
+    }).then(function () {
+      button.disabled = false;
+    });
+  }
+
+  function signOut() {
+    var token = session && session.token;
+    // The live client first, so that the revocation does not read as an expired session.
+    endSession(SIGNED_OUT);
+    if (token) call(SIGN_OUT, {}, token).catch(function () {});
+  }
+
+  // --- Invoices -----------------------------------------------------------------------------
+
+  function load() {
+    var seen = new Map();
+    var viewer = null;
+    function page(after) {
+      return ask(LIST, { after: after }).then(function (data) {
+        viewer = data.viewer;
+        data.invoices.edges.forEach(function (edge) { seen.set(edge.node.id, edge.node); });
+        var info = data.invoices.pageInfo;
+        return info.hasNextPage ? page(info.endCursor) : null;
+      });
+    }
+    return page(null).then(function () {
+      if (!session) return;
+      if (!viewer || viewer.scope !== "CUSTOMER") {
+        signOut();
+        return;
+      }
+      invoices = seen;
+      render();
+      showInvoices(viewer);
+      show("", "invoices-message");
+    });
+  }
+
+  function open() {
+    watchExpiry();
+    return load().then(startLive, function (error) {
+      if (error instanceof SessionEnded || !session) return;
+      // Signed in, but the list could not be read: say so where it would be, with the way out.
+      $("sign-in").hidden = true;
+      $("who").hidden = false;
+      $("invoices").hidden = false;
+      show(error.message + " Reload the page to try again.", "invoices-message");
+    });
+  }
+
+  function downloadPdf(invoice, button) {
+    // A link is signed for a few minutes: a fresh one for each download.
+    button.disabled = true;
+    ask(PDF_LINK, { id: invoice.id }).then(function (data) {
+      var url = data.node && data.node.pdfUrl;
+      if (!url) throw new Error("The PDF of " + invoice.number + " is not available right now.");
+      var link = element("a");
+      link.href = url;
+      link.download = (invoice.number || "invoice") + ".pdf";
+      link.hidden = true;
+      document.body.appendChild(link);
+      link.click();
+      link.remove();
+      show("", "invoices-message");
+    }).catch(function (error) {
+      if (!(error instanceof SessionEnded)) show(error.message, "invoices-message");
+    }).then(function () {
+      button.disabled = false;
+    });
+  }
+
+  // --- Live updates -------------------------------------------------------------------------
+
+  function liveStatus(text) {
+    $("live").textContent = text;
+  }
+
+  function changed(invoice) {
+    var before = invoices.get(invoice.id);
+    invoices.set(invoice.id, invoice);
+    render();
+    var status = statusOf(invoice).text;
+    if (!before) announce((invoice.number || "An invoice") + " was issued.");
+    else announce((invoice.number || "The invoice") + ": " + status + ", " + money(invoice.amountDue, invoice.currency) + " due.");
+    var shown = document.querySelector('tr[data-id="' + CSS.escape(invoice.id) + '"]');
+    if (shown) shown.classList.add("changed");
+  }
+
+  function startLive() {
+    if (live || !session) return;
+    var client = graphqlWs.createClient({
+      url: SOCKET,
+      connectionParams: function () { return { authorization: "Bearer " + (session ? session.token : "") }; },
+      retryAttempts: Infinity,
+      // 1, 2, 4... seconds between attempts, at most 30, spread so that clients do not return together.
+      retryWait: function (retries) {
+        var wait = Math.min(1000 * Math.pow(2, retries), 30000) * (0.5 + Math.random() / 2);
+        return new Promise(function (resolve) { setTimeout(resolve, wait); });
+      },
+      // 4403: the token was refused when the socket opened; no retry brings it back.
+      shouldRetry: function (event) { return !(event && event.code === 4403); },
+      on: {
+        connected: function (socket, payload, wasRetry) {
+          liveStatus("Live updates on");
+          // Events are not replayed: what changed while the socket was down is read again.
+          if (wasRetry) load().catch(function () {});
+        },
+        closed: function (event) {
+          if (live !== client) return;
+          if (event && event.code === 4403) endSession(EXPIRED);
+          else liveStatus("Live updates paused: reconnecting…");
+        },
+      },
+    });
+    live = client;
+    liveStatus("Connecting for live updates…");
+    subscribe(client);
+  }
+
+  function subscribe(client) {
+    client.subscribe({ query: LIVE }, {
+      next: function (message) {
+        if (message.data && message.data.invoiceStatusChanged) changed(message.data.invoiceStatusChanged.invoice);
+      },
+      error: function (error) {
+        if (live !== client) return;
+        var codes = Array.isArray(error) ? error.map(function (e) { return e.extensions && e.extensions.code; }) : [];
+        if (codes.indexOf("UNAUTHENTICATED") >= 0) {
+          endSession(EXPIRED);
+        } else if (codes.length) {
+          // FELL_BEHIND, EVENTS_MISSED, SHUTTING_DOWN: subscribe again, then read again what
+          // may have been missed, after a pause (a restarting server needs a moment).
+          setTimeout(function () {
+            if (live !== client) return;
+            subscribe(client);
+            load().catch(function () {});
+          }, 1000 + Math.random() * 2000);
+        } else if (!(error && error.code === 4403)) {
+          liveStatus("Live updates are off: reload the page to try again.");
+        }
+      },
+      complete: function () {},
+    });
+  }
+
+  function stopLive() {
+    var client = live;
+    live = null;
+    liveStatus("");
+    if (client) client.dispose();
+  }
+
+  // --- Start --------------------------------------------------------------------------------
+
+  $("sign-in-form").addEventListener("submit", signIn);
+  $("sign-out").addEventListener("click", signOut);
+
+  var kept = stored();
+  if (kept && !expired(kept)) {
+    session = kept;
+    open();
+  } else {
+    remember(null);
+    showSignIn(kept ? EXPIRED : "");
+  }
+})();
