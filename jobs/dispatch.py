@@ -17,6 +17,7 @@ GENERATE = "generate_invoice"
 SEND = "send_invoice"
 NOTIFY = "notify_customer"
 COST_IMPORT = "run_cost_import"
+INVITE = "send_invitation"
 
 
 def generate_job_id(invoice_id: Any) -> str:
@@ -71,3 +72,8 @@ def cost_import_job_id(cost_import_id: Any) -> str:
 async def enqueue_cost_import(redis: ArqRedis, cost_import_id: Any) -> None:
     """Queue a registered cost delivery's import, once (the job id is the import's)."""
     await redis.enqueue_job(COST_IMPORT, str(cost_import_id), _job_id=cost_import_job_id(cost_import_id))
+
+
+async def enqueue_invitation(redis: ArqRedis, invitation_id: Any) -> None:
+    """Queue the e-mail of an invitation's link, once per invitation."""
+    await redis.enqueue_job(INVITE, str(invitation_id), _job_id=f"{INVITE}:{invitation_id}")

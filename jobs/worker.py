@@ -18,6 +18,7 @@ from infra.settings import Settings, get_settings
 from jobs import dispatch
 from jobs.generate import GENERATION_TIMEOUT, generate_invoice, requeue_stuck
 from jobs.imports import IMPORT_TIMEOUT_SECONDS, run_cost_import
+from jobs.invitations import send_invitation
 from jobs.overdue import mark_overdue_invoices
 from jobs.pdf import PdfRenderer
 from jobs.periods import close_due_periods
@@ -101,6 +102,7 @@ class WorkerSettings:
              timeout=GENERATION_TIMEOUT.total_seconds() + 30),
         func(send_invoice, name=dispatch.SEND, keep_result=0, timeout=120),
         func(notify_customer, name=dispatch.NOTIFY, keep_result=0, timeout=120),
+        func(send_invitation, name=dispatch.INVITE, keep_result=0, timeout=120),
         func(run_cost_import, name=dispatch.COST_IMPORT, keep_result=0, timeout=IMPORT_TIMEOUT_SECONDS, max_tries=1),
     ]
     cron_jobs = [

@@ -16,10 +16,11 @@ from models.invoices.tables import (
 from models.managed_accounts import ManagedAccount, SubAccount
 from models.organizations import Organization
 from models.payments import Payment, Refund
+from models.people import Invitation
 
 __all__ = [
     "BillingPeriod", "BillingProfile", "BillingProfileCharge", "BillingRule", "CostDeliveryScope",
     "CostImport", "CostRecord", "ExchangeRate", "Invoice", "InvoiceEvent", "InvoiceLineItem", "LateCost",
-    "InvoiceNumberCounter", "InvoiceRevision", "ManagedAccount", "Organization", "Payment",
+    "Invitation", "InvoiceNumberCounter", "InvoiceRevision", "ManagedAccount", "Organization", "Payment",
     "Refund", "SubAccount", "Token", "User",
 ]

@@ -21,6 +21,7 @@ from models.billing_profiles import visible_profiles
 from models.currencies import check_currency
 from models.errors import ErrorCode, NotFound, ValidationFailed
 from models.inputs import clean_pairs, clean_text, storable
+from models.organizations import Organization
 
 if TYPE_CHECKING:
     from models.billing_profiles import BillingProfile
@@ -340,9 +341,14 @@ def _name_taken(exc: IntegrityError, columns: dict[str, Any]) -> ValidationFaile
     return None
 
 
+async def _default_payment_terms(organization_id, connection) -> int:
+    return (await Organization.get(id=organization_id, using_db=connection)).default_payment_terms_days
+
+
 async def create_account(principal, data: dict[str, Any]) -> ManagedAccount:
     """A new managed account of the principal's organization. `data` holds column names
-    (see ACCOUNT_FIELDS); `name` is required and unique in the organization. Given
+    (see ACCOUNT_FIELDS); `name` is required and unique in the organization; without
+    `payment_terms_days` it takes the organization's default payment terms. Given
     `sub_account_ids` are claimed in the same transaction: all is written, or nothing."""
     if "name" not in data:
         raise ValidationFailed("A name is required.", field="name")
@@ -351,6 +357,8 @@ async def create_account(principal, data: dict[str, Any]) -> ManagedAccount:
         async with in_transaction() as connection:
             await _check_name(principal.organization_id, columns["name"], connection)
             await _check_billing_profile(principal, columns.get("billing_profile_id"), connection)
+            if "payment_terms_days" not in columns:
+                columns["payment_terms_days"] = await _default_payment_terms(principal.organization_id, connection)
             account = await ManagedAccount.create(
                 organization_id=principal.organization_id, using_db=connection, **columns
             )
