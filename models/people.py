@@ -211,11 +211,12 @@ async def _locked_user(principal: Principal, user_id: Any, connection) -> User:
 
 
 async def _keep_an_owner(user: User, connection) -> None:
-    """Refuse when `user` is the organization's last active owner (under the organization's lock)."""
+    """Refuse when no other owner of the organization is ACTIVE (under the organization's
+    lock). An invited owner does not count: its invitation may never be accepted."""
     if user.scope != Scope.OWNER or not user.is_active:
         return
     others = await User.filter(
-        organization_id=user.organization_id, scope=Scope.OWNER, is_active=True
+        organization_id=user.organization_id, scope=Scope.OWNER, is_active=True, password_hash__not_isnull=True,
     ).exclude(id=user.id).using_db(connection).exists()
     if not others:
         raise LastOwner(
