@@ -18,6 +18,7 @@ SEND = "send_invoice"
 NOTIFY = "notify_customer"
 COST_IMPORT = "run_cost_import"
 INVITE = "send_invitation"
+REMIND = "send_reminder"
 
 
 def generate_job_id(invoice_id: Any) -> str:
@@ -77,3 +78,9 @@ async def enqueue_cost_import(redis: ArqRedis, cost_import_id: Any) -> None:
 async def enqueue_invitation(redis: ArqRedis, invitation_id: Any) -> None:
     """Queue the e-mail of an invitation's link, once per invitation."""
     await redis.enqueue_job(INVITE, str(invitation_id), _job_id=f"{INVITE}:{invitation_id}")
+
+
+async def enqueue_reminder(redis: ArqRedis, invoice_id: Any, step: int, as_of: str) -> None:
+    """Queue one step's payment reminder of an invoice, found due at `as_of` (ISO time),
+    once (the job id is the invoice's and the step's)."""
+    await redis.enqueue_job(REMIND, str(invoice_id), step, as_of, _job_id=f"{REMIND}:{invoice_id}:{step}")

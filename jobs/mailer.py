@@ -127,6 +127,12 @@ def render_invitation_email(context: dict) -> tuple[str, str]:
     return _render("email/invitation.txt", context)
 
 
+def render_reminder_email(context: dict) -> tuple[str, str]:
+    """(subject, text) of a payment reminder: the invoice e-mail's keys, `amount_due` and
+    `days_after_due`."""
+    return _render("email/reminder.txt", context)
+
+
 def render_invoice_email(context: dict) -> tuple[str, str, str]:
     """(subject, text, html) of the e-mail that carries an invoice. The context holds
     msp_company_name, customer_name, number, period_label, total, currency, due_date and

@@ -22,6 +22,7 @@ from jobs.invitations import send_invitation
 from jobs.overdue import mark_overdue_invoices
 from jobs.pdf import PdfRenderer
 from jobs.periods import close_due_periods
+from jobs.reminders import queue_due_reminders, send_reminder
 from jobs.send import notify_customer, send_invoice
 from models.auth import purge_tokens
 
@@ -103,6 +104,7 @@ class WorkerSettings:
         func(send_invoice, name=dispatch.SEND, keep_result=0, timeout=120),
         func(notify_customer, name=dispatch.NOTIFY, keep_result=0, timeout=120),
         func(send_invitation, name=dispatch.INVITE, keep_result=0, timeout=120),
+        func(send_reminder, name=dispatch.REMIND, keep_result=0, timeout=120),
         func(run_cost_import, name=dispatch.COST_IMPORT, keep_result=0, timeout=IMPORT_TIMEOUT_SECONDS, max_tries=1),
     ]
     cron_jobs = [
@@ -113,6 +115,8 @@ class WorkerSettings:
         # Hourly rather than daily: midnight comes at a different hour in each organization's
         # time zone, and each invoice turns OVERDUE once, within the hour after its due day.
         cron(mark_overdue_invoices, minute={10}, run_at_startup=True),
+        # Hourly too, for the same reason; after the overdue marking.
+        cron(queue_due_reminders, minute={20}, run_at_startup=True),
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -1,6 +1,7 @@
 """People and settings: invitations (single-use, expiring, stored as SHA-256 digests), a user's
 last sign-in, and the organization's settings. The data ingestion delay becomes a number of
 days: an organization that waited for late AWS data (closing on the 4th) waits 3 days.
+Payment reminders: the steps sent per invoice, and the invoices whose reminders are stopped.
 """
 
 from tortoise import migrations
@@ -10,7 +11,7 @@ from json import dumps, loads
 from tortoise.fields.base import OnDelete
 from uuid import uuid4
 from tortoise import fields
-from tortoise.migrations.constraints import CheckConstraint
+from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
 
 class Migration(migrations.Migration):
     dependencies = [('models', '0007_cost_deliveries')]
@@ -31,7 +32,7 @@ class Migration(migrations.Migration):
                 ('accepted_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('withdrawn_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'invitations', 'app': 'models', 'constraints': [CheckConstraint(check="token_hash ~ '^[0-9a-f]{64}$'", name='invitations_hash_is_sha256'), CheckConstraint(check='expires_at > created_at', name='invitations_expire_after_creation')], 'pk_attr': 'id'},
+            options={'table': 'invitations', 'app': 'models', 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.AddField(
@@ -99,5 +100,39 @@ class Migration(migrations.Migration):
             model_name='User',
             name='last_login_at',
             field=fields.DatetimeField(null=True, auto_now=False, auto_now_add=False),
+        ),
+        ops.CreateModel(
+            name='InvoiceReminder',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('invoice', fields.ForeignKeyField('models.Invoice', source_field='invoice_id', db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.CASCADE)),
+                ('days_after_due', fields.SmallIntField()),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'invoice_reminders', 'app': 'models', 'pk_attr': 'id', 'table_description': 'One step of the schedule, done for one invoice.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='ReminderStop',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('invoice', fields.OneToOneField('models.Invoice', source_field='invoice_id', db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.CASCADE)),
+                ('stopped_by_id', fields.UUIDField(null=True)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'invoice_reminder_stops', 'app': 'models', 'pk_attr': 'id', 'table_description': 'An invoice whose reminders an owner stopped (a dispute, a payment plan).'},
+            bases=['Model'],
+        ),
+        ops.AddConstraint(
+            model_name='Invitation',
+            constraint=CheckConstraint(check="token_hash ~ '^[0-9a-f]{64}$'", name='invitations_hash_is_sha256'),
+        ),
+        ops.AddConstraint(
+            model_name='Invitation',
+            constraint=CheckConstraint(check='expires_at > created_at', name='invitations_expire_after_creation'),
+        ),
+        ops.AddConstraint(
+            model_name='InvoiceReminder',
+            constraint=UniqueConstraint(fields=('invoice_id', 'days_after_due'), name='invoice_reminders_step_unique'),
         ),
     ]

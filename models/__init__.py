@@ -17,10 +17,11 @@ from models.managed_accounts import ManagedAccount, SubAccount
 from models.organizations import Organization
 from models.payments import Payment, Refund
 from models.people import Invitation
+from models.reminders import InvoiceReminder, ReminderStop
 
 __all__ = [
     "BillingPeriod", "BillingProfile", "BillingProfileCharge", "BillingRule", "CostDeliveryScope",
     "CostImport", "CostRecord", "ExchangeRate", "Invoice", "InvoiceEvent", "InvoiceLineItem", "LateCost",
-    "Invitation", "InvoiceNumberCounter", "InvoiceRevision", "ManagedAccount", "Organization", "Payment",
+    "Invitation", "InvoiceNumberCounter", "InvoiceReminder", "ReminderStop", "InvoiceRevision", "ManagedAccount", "Organization", "Payment",
     "Refund", "SubAccount", "Token", "User",
 ]

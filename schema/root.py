@@ -21,6 +21,7 @@ from resolvers import (
     organizations,
     payments,
     people,
+    reminders,
 )
 from schema.context import Info
 from schema.execution import ExecutionContext
@@ -64,7 +65,7 @@ class Query(
 class Mutation(
     auth.Mutation, billing_profiles.Mutation, exchange_rates.Mutation, billing_rules.Mutation,
     invoices.Mutation, payments.Mutation, billing_periods.Mutation, managed_accounts.Mutation, costs.Mutation,
-    exports.Mutation, people.Mutation, organizations.Mutation,
+    exports.Mutation, people.Mutation, organizations.Mutation, reminders.Mutation,
 ):
     pass
 
