@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     )
     session_token_hours: int = Field(12, gt=0, description="Lifetime of a login session token.")
     api_token_days: int = Field(365, gt=0, description="Default lifetime of an API token.")
+    invitation_days: int = Field(7, gt=0, description="How long an invitation link works.")
+    invitation_url: str = Field(
+        "", description="The console's page that accepts an invitation; the e-mailed link is it "
+        "followed by `#token=<token>`. Default PUBLIC_URL/accept-invitation.",
+    )
     login_free_attempts_per_account: int = Field(
         5, gt=0, description="Sign-in attempts on one e-mail before each further one must wait (back-off)."
     )
@@ -120,6 +125,8 @@ class Settings(BaseSettings):
         # Changing PORT alone keeps links, GraphiQL's address and CORS consistent.
         if not self.public_url:
             self.public_url = f"http://{self.host}:{self.port}"
+        if not self.invitation_url:
+            self.invitation_url = f"{self.public_url.rstrip('/')}/accept-invitation"
         if not self.allowed_origins:
             self.allowed_origins = list(dict.fromkeys([self.public_url, f"http://localhost:{self.port}"]))
         return self

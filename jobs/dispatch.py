@@ -17,6 +17,8 @@ GENERATE = "generate_invoice"
 SEND = "send_invoice"
 NOTIFY = "notify_customer"
 COST_IMPORT = "run_cost_import"
+INVITE = "send_invitation"
+REMIND = "send_reminder"
 
 
 def generate_job_id(invoice_id: Any) -> str:
@@ -71,3 +73,14 @@ def cost_import_job_id(cost_import_id: Any) -> str:
 async def enqueue_cost_import(redis: ArqRedis, cost_import_id: Any) -> None:
     """Queue a registered cost delivery's import, once (the job id is the import's)."""
     await redis.enqueue_job(COST_IMPORT, str(cost_import_id), _job_id=cost_import_job_id(cost_import_id))
+
+
+async def enqueue_invitation(redis: ArqRedis, invitation_id: Any) -> None:
+    """Queue the e-mail of an invitation's link, once per invitation."""
+    await redis.enqueue_job(INVITE, str(invitation_id), _job_id=f"{INVITE}:{invitation_id}")
+
+
+async def enqueue_reminder(redis: ArqRedis, invoice_id: Any, step: int, as_of: str) -> None:
+    """Queue one step's payment reminder of an invoice, found due at `as_of` (ISO time),
+    once (the job id is the invoice's and the step's)."""
+    await redis.enqueue_job(REMIND, str(invoice_id), step, as_of, _job_id=f"{REMIND}:{invoice_id}:{step}")

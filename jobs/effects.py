@@ -131,6 +131,21 @@ async def token_revoked(redis: ArqRedis, token_id: Any) -> None:
 
 
 @_after_commit
+async def tokens_revoked(redis: ArqRedis, token_ids: Iterable[Any]) -> None:
+    """Several tokens stopped working at once (a user deactivated) or must be presented
+    again (a user's scope changed): their subscriptions end on every web process."""
+    for token_id in token_ids:
+        await events.publish_revoked(redis, token_id)
+
+
+@_after_commit
+async def invitation_created(redis: ArqRedis, invitation_id: Any) -> None:
+    """A user was invited (or invited again): the e-mail with its link is queued. If it
+    cannot be, the owner sends the invitation again (`resendInvitation`)."""
+    await dispatch.enqueue_invitation(redis, invitation_id)
+
+
+@_after_commit
 async def cost_import_requested(redis: ArqRedis, cost_import_id: Any) -> None:
     """A cost delivery is stored and registered: one import job runs it."""
     await dispatch.enqueue_cost_import(redis, cost_import_id)

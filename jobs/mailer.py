@@ -21,6 +21,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path, PurePath
+from typing import TypedDict
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
@@ -29,6 +30,7 @@ import jinja2
 from jobs.rendering import TEMPLATES_DIR
 from models.auth import normalize_email
 from models.errors import ValidationFailed
+from models.organizations import Organization
 
 SMTP_TIMEOUT = 30.0
 NOTIFICATION_KINDS = frozenset({"approved", "voided", "refunded"})
@@ -79,25 +81,56 @@ async def send_mail(
     html: str | None = None,
     attachments: Sequence[Attachment] = (),
     reply_to: str | None = None,
+    sender_name: str | None = None,
     message_id_domain: str | None = None,
 ) -> list[RecipientOutcome]:
     """Send one message to every address of `to` in one SMTP transaction (or write it to
-    the outbox when `settings.smtp_url` is unset). Raises `ValidationFailed` for bad input
-    before anything is sent."""
+    the outbox when `settings.smtp_url` is unset). `sender_name` replaces the display name
+    of SMTP_FROM (its address stays: the server is allowed to send as it). Raises
+    `ValidationFailed` for bad input before anything is sent."""
     recipients = _recipients(to)
     if _has_line_break(subject):
         raise ValidationFailed("The subject must be a single line.", field="subject")
     sender = _sender(settings.smtp_from)
     reply_to = _address(reply_to, "replyTo") if reply_to is not None else None
+    from_header = settings.smtp_from
+    if sender_name:
+        if _has_line_break(sender_name):
+            raise ValidationFailed("The sender name must be a single line.", field="senderName")
+        from_header = str(Address(display_name=sender_name, addr_spec=sender))
     now = datetime.now(UTC)
     message = _build(
-        settings.smtp_from, recipients, subject.strip(), text, html, attachments, reply_to, now,
+        from_header, recipients, subject.strip(), text, html, attachments, reply_to, now,
         message_id_domain or Address(addr_spec=sender).domain,
     )
     if settings.smtp_url:
         return await _deliver(settings.smtp_url, message, sender, recipients)
     path = await asyncio.to_thread(_write_outbox, settings.outbox_path, message, now)
     return [RecipientOutcome(recipient, True, str(path)) for recipient in recipients]
+
+
+class Sender(TypedDict):
+    """`send_mail`'s sender name and Reply-To."""
+
+    sender_name: str | None
+    reply_to: str | None
+
+
+def organization_sender(organization: Organization) -> Sender:
+    """`send_mail`'s sender name and Reply-To for e-mails sent on the organization's behalf
+    (its settings; unset, SMTP_FROM's name and no Reply-To)."""
+    return Sender(sender_name=organization.email_sender_name or None, reply_to=organization.email_reply_to or None)
+
+
+def render_invitation_email(context: dict) -> tuple[str, str]:
+    """(subject, text) of an invitation: organization_name, inviter, link, expires_at."""
+    return _render("email/invitation.txt", context)
+
+
+def render_reminder_email(context: dict) -> tuple[str, str]:
+    """(subject, text) of a payment reminder: the invoice e-mail's keys, `amount_due` and
+    `days_after_due`."""
+    return _render("email/reminder.txt", context)
 
 
 def render_invoice_email(context: dict) -> tuple[str, str, str]:

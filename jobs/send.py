@@ -14,6 +14,7 @@ from jobs.mailer import (
     Attachment,
     MailPermanentError,
     MailTransientError,
+    organization_sender,
     render_invoice_email,
     render_notification_email,
     send_mail,
@@ -23,6 +24,7 @@ from models.invoices import DeliveryStatus, Invoice, InvoiceEvent, InvoiceStatus
 from models.invoices.delivery import record_delivery, record_notification
 from models.invoices.tables import InvoiceRevision
 from models.managed_accounts import ManagedAccount
+from models.organizations import Organization
 from models.payments import Refund
 
 log = logging.getLogger(__name__)
@@ -47,11 +49,11 @@ async def _send(ctx: dict, invoice_id: str) -> str:
     if not account.billing_emails:
         await record_delivery(invoice.id, [], NO_RECIPIENTS)
         return "no recipients"
-    subject, text, html = render_invoice_email(_email_context(invoice, revision))
+    subject, text, html = render_invoice_email(invoice_email_context(invoice, revision))
     assert revision.pdf_path is not None, "a generated revision has its PDF"
     pdf = storage.load(ctx["settings"], revision.pdf_path)
-    outcomes, failure = await _mail(
-        ctx, to=list(account.billing_emails), subject=subject, text=text, html=html,
+    outcomes, failure = await mail_about_invoice(
+        ctx, invoice, to=list(account.billing_emails), subject=subject, text=text, html=html,
         attachments=[Attachment(filename=f"{invoice.number}.pdf", content=pdf)],
     )
     await record_delivery(invoice.id, outcomes, failure)
@@ -68,7 +70,7 @@ async def notify_customer(ctx: dict, invoice_id: str, notice: str, refund_id: st
     if not account.billing_emails:
         await record_notification(invoice.id, notice, [], NO_RECIPIENTS)
         return "no recipients"
-    context = _email_context(invoice, await InvoiceRevision.get(id=invoice.current_revision_id))
+    context = invoice_email_context(invoice, await InvoiceRevision.get(id=invoice.current_revision_id))
     if notice == "voided":
         voided = await InvoiceEvent.filter(invoice_id=invoice.id, kind="VOID").order_by("-id").first()
         context["reason"] = voided.detail.get("reason", "") if voided else ""
@@ -76,12 +78,13 @@ async def notify_customer(ctx: dict, invoice_id: str, notice: str, refund_id: st
         refund = await Refund.get(id=refund_id, invoice_id=invoice.id)
         context["refund_amount"] = format_money(refund.amount, invoice.currency)
     subject, text = render_notification_email(notice, context)
-    outcomes, failure = await _mail(ctx, to=list(account.billing_emails), subject=subject, text=text)
+    outcomes, failure = await mail_about_invoice(ctx, invoice, to=list(account.billing_emails), subject=subject, text=text)
     await record_notification(invoice.id, notice, outcomes, failure)
     return "sent" if any(o.delivered for o in outcomes) else "failed"
 
 
-def _email_context(invoice: Invoice, revision: InvoiceRevision) -> dict:
+def invoice_email_context(invoice: Invoice, revision: InvoiceRevision) -> dict:
+    """What the e-mails about an invoice say of it (invoice, notices, reminders)."""
     # The customer-facing names and amounts as printed on the invoice, not as they are now.
     view = revision.snapshot
     return {
@@ -91,11 +94,13 @@ def _email_context(invoice: Invoice, revision: InvoiceRevision) -> dict:
     }
 
 
-async def _mail(ctx: dict, **message) -> tuple[list, str | None]:
-    """Send the message: (each recipient's outcome, None), or ([], why) once retrying
-    cannot help. An unreachable server is retried with a growing delay, up to MAX_TRIES."""
+async def mail_about_invoice(ctx: dict, invoice: Invoice, **message) -> tuple[list, str | None]:
+    """Send the message, under the invoice's organization's sender name and Reply-To:
+    (each recipient's outcome, None), or ([], why) once retrying cannot help. An unreachable
+    server is retried with a growing delay, up to MAX_TRIES."""
+    sender = organization_sender(await Organization.get(id=invoice.organization_id))
     try:
-        return await send_mail(ctx["settings"], **message), None
+        return await send_mail(ctx["settings"], **sender, **message), None
     except MailTransientError as exc:
         if ctx.get("job_try", 1) < MAX_TRIES:
             raise Retry(defer=30 * ctx.get("job_try", 1)) from exc

@@ -18,9 +18,11 @@ from infra.settings import Settings, get_settings
 from jobs import dispatch
 from jobs.generate import GENERATION_TIMEOUT, generate_invoice, requeue_stuck
 from jobs.imports import IMPORT_TIMEOUT_SECONDS, run_cost_import
+from jobs.invitations import send_invitation
 from jobs.overdue import mark_overdue_invoices
 from jobs.pdf import PdfRenderer
 from jobs.periods import close_due_periods, send_due_invoices
+from jobs.reminders import queue_due_reminders, send_reminder
 from jobs.send import notify_customer, send_invoice
 from models.auth import purge_tokens
 
@@ -101,6 +103,8 @@ class WorkerSettings:
              timeout=GENERATION_TIMEOUT.total_seconds() + 30),
         func(send_invoice, name=dispatch.SEND, keep_result=0, timeout=120),
         func(notify_customer, name=dispatch.NOTIFY, keep_result=0, timeout=120),
+        func(send_invitation, name=dispatch.INVITE, keep_result=0, timeout=120),
+        func(send_reminder, name=dispatch.REMIND, keep_result=0, timeout=120),
         func(run_cost_import, name=dispatch.COST_IMPORT, keep_result=0, timeout=IMPORT_TIMEOUT_SECONDS, max_tries=1),
     ]
     cron_jobs = [
@@ -113,6 +117,8 @@ class WorkerSettings:
         cron(mark_overdue_invoices, minute={10}, run_at_startup=True),
         # Every minute: a review period ends at any time of day.
         cron(send_due_invoices, second={15}, run_at_startup=True),
+        # Hourly too, for the same reason; after the overdue marking.
+        cron(queue_due_reminders, minute={20}, run_at_startup=True),
     ]
     on_startup = startup
     on_shutdown = shutdown

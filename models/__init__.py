@@ -17,10 +17,13 @@ from models.invoices.tables import (
 from models.managed_accounts import ManagedAccount, SubAccount
 from models.organizations import Organization
 from models.payments import Payment, Refund
+from models.people import Invitation
+from models.reminders import InvoiceReminder, ReminderStop
 
 __all__ = [
     "BillingPeriod", "BillingProfile", "BillingProfileCharge", "BillingRule", "CostDeliveryScope",
-    "CostImport", "CostRecord", "ExchangeRate", "Invoice", "InvoiceEvent", "InvoiceExtraLine", "InvoiceLineItem", "LateCost",
-    "InvoiceNumberCounter", "InvoiceRevision", "ManagedAccount", "Organization", "Payment",
+    "CostImport", "CostRecord", "ExchangeRate", "Invitation", "Invoice", "InvoiceEvent", "InvoiceExtraLine",
+    "InvoiceLineItem", "InvoiceNumberCounter", "InvoiceReminder", "InvoiceRevision", "LateCost", "ManagedAccount",
+    "Organization", "Payment", "ReminderStop",
     "Refund", "SubAccount", "Token", "User",
 ]

@@ -18,11 +18,15 @@ from uuid import UUID
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from tortoise import fields
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
 from tortoise.migrations.constraints import CheckConstraint
 from tortoise.models import Model
+from tortoise.transactions import in_transaction
 
 from models.base import Scope, TimestampMixin, enum_check
-from models.errors import AuthenticationFailed, NotFound, ValidationFailed
+from models.errors import AuthenticationFailed, EmailTaken, NotFound, ValidationFailed
+from models.inputs import clean_text
 from models.login_throttle import LoginThrottle
 
 if TYPE_CHECKING:
@@ -32,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "inv_"
-LAST_USED_RESOLUTION = timedelta(minutes=5)
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 MAX_API_TOKEN_DAYS = 730
 _hasher = PasswordHasher()
 # Verified against when the e-mail is unknown, so that both failures take the same time.
@@ -42,6 +46,15 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 class TokenKind(str, Enum):
     SESSION = "SESSION"
     API = "API"
+
+
+class UserState(str, Enum):
+    """ACTIVE signs in; INVITED has no password yet (its invitation sets one); DEACTIVATED
+    cannot sign in, and every token it had is revoked."""
+
+    ACTIVE = "ACTIVE"
+    INVITED = "INVITED"
+    DEACTIVATED = "DEACTIVATED"
 
 
 class User(TimestampMixin, Model):
@@ -58,6 +71,7 @@ class User(TimestampMixin, Model):
         "models.ManagedAccount", related_name="users", null=True, on_delete=fields.CASCADE
     )
     is_active = fields.BooleanField(default=True)
+    last_login_at = fields.DatetimeField(null=True)
 
     # The foreign keys' columns, which Tortoise sets on the instance.
     organization_id: UUID
@@ -73,6 +87,12 @@ class User(TimestampMixin, Model):
                 name="users_customer_has_account",
             ),
         )
+
+    @property
+    def state(self) -> UserState:
+        if not self.is_active:
+            return UserState.DEACTIVATED
+        return UserState.INVITED if self.password_hash is None else UserState.ACTIVE
 
 
 class Token(Model):
@@ -152,16 +172,26 @@ async def create_user(
             "A customer user needs a managed account; other users must not have one.",
             field="managedAccountId",
         )
+    name = clean_text(name, "name", 255, False)
+    password_hash = hash_password(password) if password is not None else None
     if await User.filter(email=email).exists():
-        raise ValidationFailed(f"A user with e-mail {email} already exists.", field="email")
-    return await User.create(
-        organization_id=organization_id,
-        email=email,
-        name=name,
-        scope=scope,
-        managed_account_id=managed_account_id,
-        password_hash=hash_password(password) if password is not None else None,
-    )
+        raise email_taken(email)
+    try:
+        # Inside a caller's transaction, a savepoint: a concurrent twin's duplicate key then
+        # leaves that transaction usable for the typed error.
+        async with in_transaction() as connection:
+            return await User.create(
+                organization_id=organization_id, email=email, name=name, scope=scope,
+                managed_account_id=managed_account_id, password_hash=password_hash, using_db=connection,
+            )
+    except IntegrityError as exc:
+        if "email" not in str(exc):
+            raise
+        raise email_taken(email) from None
+
+
+def email_taken(email: str) -> EmailTaken:
+    return EmailTaken(f"A user with e-mail {email} already exists.", field="email")
 
 
 async def issue_token(
@@ -213,9 +243,12 @@ async def login(
         raise AuthenticationFailed("The e-mail or the password is wrong.")
     if throttle:
         await throttle.succeeded(email)
+    user.last_login_at = _now()
+    update = ["last_login_at"]
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
-        await user.save(update_fields=["password_hash"])
+        update.append("password_hash")
+    await user.save(update_fields=update)
     return await issue_token(user, TokenKind.SESSION, lifetime)
 
 
@@ -227,9 +260,12 @@ async def authenticate(raw: str) -> Principal:
     if token is None or not token.is_valid or not token.user.is_active:
         raise AuthenticationFailed("The token is invalid, expired or revoked.")
     now = _now()
-    # Recorded at most every few minutes: a write per request would cost more than it tells.
+    # Recorded at most once a minute per token: a write per request would cost more than it
+    # tells. Conditional, so that concurrent requests write it once.
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        await Token.filter(id=token.id).update(last_used_at=now)
+        await Token.filter(
+            Q(last_used_at=None) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION), id=token.id
+        ).update(last_used_at=now)
     return Principal(token.user, token)
 
 
@@ -258,8 +294,6 @@ async def unlock_login(principal: Principal, user_id, throttle: LoginThrottle) -
 
 async def purge_tokens(before: datetime) -> int:
     """Delete tokens that expired or were revoked before `before`."""
-    from tortoise.expressions import Q
-
     return await Token.filter(Q(expires_at__lt=before) | Q(revoked_at__lt=before)).delete()
 
 

@@ -173,12 +173,12 @@ async def _supplementary_invoices(conn: Any, organization_id: Any, until: date) 
 
 async def periods_to_close(now: datetime) -> list[tuple[Any, date]]:
     """(organization, month) pairs whose previous month should be closed by `now`: from the
-    1st of a month in the organization's time zone, or from the 4th when it waits for late
-    AWS data (data ingestion delay)."""
+    1st of a month in the organization's time zone, or as many days later as its data
+    ingestion delay says (late cloud data: 3 days closes on the 4th)."""
     due = []
     for org in await Organization.all():
         today = now.astimezone(ZoneInfo(org.timezone)).date()
-        if today.day < (4 if org.data_ingestion_delay else 1):
+        if today.day < 1 + org.data_ingestion_delay_days:
             continue
         previous = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
         if not await BillingPeriod.filter(

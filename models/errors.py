@@ -29,6 +29,9 @@ class ErrorCode(str, Enum):
     NOT_EXPORTABLE = "NOT_EXPORTABLE"
     NOTHING_TO_EXPORT = "NOTHING_TO_EXPORT"
     LOGIN_THROTTLED = "LOGIN_THROTTLED"
+    EMAIL_TAKEN = "EMAIL_TAKEN"
+    INVITATION_INVALID = "INVITATION_INVALID"
+    LAST_OWNER = "LAST_OWNER"
     CHECKS_UNACKNOWLEDGED = "CHECKS_UNACKNOWLEDGED"
 
 
@@ -49,6 +52,9 @@ ERROR_CODE_MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.NOT_EXPORTABLE: "an invoice of the request cannot be exported",
     ErrorCode.NOTHING_TO_EXPORT: "no approved invoice matches the export",
     ErrorCode.LOGIN_THROTTLED: "too many sign-in attempts: wait the seconds the message gives, then try again",
+    ErrorCode.EMAIL_TAKEN: "a user with this e-mail address already exists",
+    ErrorCode.INVITATION_INVALID: "the invitation link is unknown, expired or already used: ask for a new one",
+    ErrorCode.LAST_OWNER: "the organization's last active owner cannot be demoted or deactivated",
     ErrorCode.CHECKS_UNACKNOWLEDGED: "the invoice has warnings (`Invoice.checks`) the approval did not acknowledge",
 }
 
@@ -143,3 +149,21 @@ class AmountExceeded(ValidationFailed):
     def __init__(self, message: str, *, maximum, field: str | None = None, code: ErrorCode | None = None):
         super().__init__(message, field=field, code=code)
         self.maximum = maximum
+
+
+class EmailTaken(Conflict):
+    """Another user already signs in with this e-mail address."""
+
+    code = ErrorCode.EMAIL_TAKEN
+
+
+class InvitationInvalid(DomainError):
+    """An invitation token that is unknown, expired, withdrawn or already used (all alike)."""
+
+    code = ErrorCode.INVITATION_INVALID
+
+
+class LastOwner(InvalidTransition):
+    """The change would leave the organization without an active owner."""
+
+    code = ErrorCode.LAST_OWNER

@@ -22,6 +22,7 @@ from models.billing_profiles import BillingBasis, visible_profiles
 from models.currencies import check_currency
 from models.errors import ErrorCode, NotFound, ValidationFailed
 from models.inputs import clean_pairs, clean_text, storable
+from models.organizations import Organization
 
 if TYPE_CHECKING:
     from models.billing_profiles import BillingProfile
@@ -393,9 +394,23 @@ def _name_taken(exc: IntegrityError, columns: dict[str, Any]) -> ValidationFaile
     return None
 
 
+async def _organization_defaults(organization_id, connection) -> dict[str, Any]:
+    """What a new account takes from its organization unless given: payment terms and
+    automatic invoicing."""
+    org = await Organization.get(id=organization_id, using_db=connection)
+    automation = AutoInvoice.SEND if org.auto_invoice and org.auto_send else (
+        AutoInvoice.GENERATE if org.auto_invoice else AutoInvoice.OFF
+    )
+    return {
+        "payment_terms_days": org.default_payment_terms_days, "auto_invoice": automation,
+        "auto_send_after_hours": org.auto_send_grace_hours,
+    }
+
+
 async def create_account(principal, data: dict[str, Any]) -> ManagedAccount:
     """A new managed account of the principal's organization. `data` holds column names
-    (see ACCOUNT_FIELDS); `name` is required and unique in the organization. Given
+    (see ACCOUNT_FIELDS); `name` is required and unique in the organization; without
+    `payment_terms_days` or automatic invoicing it takes the organization's defaults. Given
     `sub_account_ids` are claimed in the same transaction: all is written, or nothing."""
     if "name" not in data:
         raise ValidationFailed("A name is required.", field="name")
@@ -404,6 +419,7 @@ async def create_account(principal, data: dict[str, Any]) -> ManagedAccount:
         async with in_transaction() as connection:
             await _check_name(principal.organization_id, columns["name"], connection)
             await _check_billing_profile(principal, columns.get("billing_profile_id"), connection)
+            columns = {**await _organization_defaults(principal.organization_id, connection), **columns}
             account = await ManagedAccount.create(
                 organization_id=principal.organization_id, using_db=connection, **columns
             )

@@ -67,6 +67,12 @@ class AuthenticationError(UserError):
     pass
 
 
+@strawberry.type(description="The invitation link is unknown, expired or already used (all "
+                 "alike); nothing changed. Ask an owner for a new invitation.")
+class InvitationInvalidError(UserError):
+    pass
+
+
 @strawberry.type(description="The cost file cannot be imported as it is; nothing was written.")
 class CostFileRejectedError(UserError):
     line: int | None = strawberry.field(
@@ -79,6 +85,7 @@ class CostFileRejectedError(UserError):
 _TYPES: dict[type[errors.DomainError], type[UserError]] = {
     CostFileRejected: CostFileRejectedError,
     errors.AmountExceeded: AmountExceededError,
+    errors.InvitationInvalid: InvitationInvalidError,
     errors.ValidationFailed: ValidationError,
     errors.NotFound: NotFoundError,
     errors.InvalidTransition: InvalidTransitionError,

@@ -1,23 +1,32 @@
-"""GraphQL types of the organization and its users."""
+"""GraphQL types of the organization, its settings, its users and their tokens."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry import relay
 
+from models import ManagedAccount as ManagedAccountModel
 from models import Organization as OrganizationModel
+from models import User as UserModel
+from models.auth import UserState as UserStateValue
 from models.auth import visible_tokens, visible_users
 from models.organizations import ExportDateFormat as ExportDateFormatValue
+from models.organizations import LateCostBilling as LateCostBillingValue
+from models.organizations import next_invoice_number
 from schema.context import Info
+from schema.errors import ValidationError
+from schema.managed_accounts import ManagedAccount
 from schema.nodes import scoped_nodes
-from schema.permissions import Scope
+from schema.pagination import CountedConnection
+from schema.permissions import MSP_USERS, Scope, requires
 
 if TYPE_CHECKING:
-    from models import User as UserModel
+    from models import Token as TokenModel
 
 
 # `strawberry.enum` marks the domain's enum itself as a GraphQL enum; the name here is a
@@ -28,6 +37,47 @@ strawberry.enum(
     description="How exports write dates: DAY_FIRST (DD/MM/YYYY, Xero's default), MONTH_FIRST "
     "(MM/DD/YYYY) or ISO (YYYY-MM-DD).",
 )
+UserState = UserStateValue
+strawberry.enum(
+    UserState,
+    description="ACTIVE: signs in. INVITED: has not chosen a password yet (its invitation "
+    "link sets one). DEACTIVATED: cannot sign in; its tokens were revoked.",
+)
+
+
+@strawberry.type(description="What happens to accounts' invoices at the month's close, for "
+                 "accounts created from now on (each account keeps its own choice).")
+class AutoInvoiceDefaults:
+    enabled: bool = strawberry.field(description="Generate the account's invoice when its month closes.")
+    approve_and_send: bool = strawberry.field(
+        description="Then approve and send it once `graceHours` have passed, unless someone "
+        "cancels the queued send first."
+    )
+    grace_hours: int = strawberry.field(
+        description="Hours an auto-generated invoice stays reviewable before it is sent (0 to 720)."
+    )
+
+
+LateCostBilling = LateCostBillingValue
+strawberry.enum(
+    LateCostBilling,
+    name="LateCostBilling",
+    description="How costs delivered for a month after its invoice was approved are billed: NEXT_INVOICE (a "
+    "labelled line on the account's next invoice; the default) or SUPPLEMENTARY_INVOICE (a supplementary "
+    "invoice for that month, made at the next month close).",
+)
+
+
+@strawberry.type(description="When the checks before approval flag a change month over month: at least both.")
+class CheckThresholds:
+    change_percent: Decimal = strawberry.field(description="Percentage of last month's amount (default 25).")
+    change_amount: Decimal = strawberry.field(description="Amount in the invoice currency (default 100).")
+
+
+@strawberry.input(description="Thresholds of the checks before approval: an omitted or null field keeps its value.")
+class CheckThresholdsInput:
+    change_percent: Decimal | None = strawberry.field(default=None, description="Percentage, from 0.")
+    change_amount: Decimal | None = strawberry.field(default=None, description="Amount in the invoice currency, from 0.")
 
 
 @strawberry.type(name="Organization", description="An MSP organization: the tenant boundary.")
@@ -36,19 +86,16 @@ class Organization(relay.Node):
     name: str = strawberry.field(description="Display name.")
     timezone: str = strawberry.field(description="IANA time zone used for dates and due dates.")
     invoice_prefix: str = strawberry.field(description="Prefix of invoice numbers (INV).")
-    data_ingestion_delay: bool = strawberry.field(
-        description="Close months on the 4th instead of the 1st (late AWS data)."
-    )
     export_date_format: ExportDateFormat = strawberry.field(
         description="How exports (Xero, detailed CSV) write dates; see `updateExportSettings`."
     )
+    model: strawberry.Private[OrganizationModel]
 
     @classmethod
     def from_model(cls, org: OrganizationModel) -> Organization:
         return cls(
-            id=str(org.id), name=org.name, timezone=org.timezone,
-            invoice_prefix=org.invoice_prefix, data_ingestion_delay=org.data_ingestion_delay,
-            export_date_format=org.export_date_format,
+            id=str(org.id), name=org.name, timezone=org.timezone, invoice_prefix=org.invoice_prefix,
+            export_date_format=org.export_date_format, model=org,
         )
 
     @classmethod
@@ -58,6 +105,80 @@ class Organization(relay.Node):
             lambda principal: OrganizationModel.filter(id=principal.organization_id),
         )
 
+    @strawberry.field(description="Whether months close later than the 1st: "
+                      "`dataIngestionDelayDays` is more than 0.")
+    def data_ingestion_delay(self) -> bool:
+        return self.model.data_ingestion_delay_days > 0
+
+    @strawberry.field(
+        description="Days after a month's end (in `timezone`) before it closes and its invoices "
+        "are made, so that late cloud data (AWS: up to three days) is in them; 0 closes on the 1st.",
+        extensions=requires(*MSP_USERS),
+    )
+    def data_ingestion_delay_days(self) -> int | None:
+        return self.model.data_ingestion_delay_days
+
+    @strawberry.field(
+        description="The number the next invoice of the current year (in `timezone`) takes: "
+        "numbers run per year without gaps.",
+        extensions=requires(*MSP_USERS),
+    )
+    async def next_invoice_number(self) -> int | None:
+        return await next_invoice_number(self.model)
+
+    @strawberry.field(
+        description="Payment terms (days) given to a managed account created without its own.",
+        extensions=requires(*MSP_USERS),
+    )
+    def default_payment_terms_days(self) -> int | None:
+        return self.model.default_payment_terms_days
+
+    @strawberry.field(
+        description="The sender name of the organization's e-mails to customers (invoices, "
+        "notices, reminders, invitations); empty: the server's (SMTP_FROM).",
+        extensions=requires(*MSP_USERS),
+    )
+    def email_sender_name(self) -> str | None:
+        return self.model.email_sender_name
+
+    @strawberry.field(
+        description="Where customers' replies to those e-mails go; empty: no Reply-To.",
+        extensions=requires(*MSP_USERS),
+    )
+    def email_reply_to(self) -> str | None:
+        return self.model.email_reply_to
+
+    @strawberry.field(
+        description="Days after the due date on which an unpaid invoice's billing e-mails get a "
+        "reminder with its PDF, in order; empty: no reminders.",
+        extensions=requires(*MSP_USERS),
+    )
+    def reminder_days(self) -> list[int] | None:
+        return list(self.model.reminder_days)
+
+    @strawberry.field(
+        description="How costs delivered for a month after its invoice was approved are billed.",
+        extensions=requires(*MSP_USERS),
+    )
+    def late_cost_billing(self) -> LateCostBilling | None:
+        return self.model.late_cost_billing
+
+    @strawberry.field(
+        description="Thresholds of the checks before approval (`Invoice.checks`).", extensions=requires(*MSP_USERS)
+    )
+    def checks(self) -> CheckThresholds | None:
+        return CheckThresholds(
+            change_percent=self.model.check_change_percent, change_amount=self.model.check_change_amount
+        )
+
+    @strawberry.field(description="Defaults of automatic invoicing for new accounts.",
+                      extensions=requires(*MSP_USERS))
+    def auto_invoice(self) -> AutoInvoiceDefaults | None:
+        return AutoInvoiceDefaults(
+            enabled=self.model.auto_invoice, approve_and_send=self.model.auto_send,
+            grace_hours=self.model.auto_send_grace_hours,
+        )
+
 
 @strawberry.type(name="User", description="A person who signs in: an MSP user or a customer.")
 class User(relay.Node):
@@ -65,14 +186,28 @@ class User(relay.Node):
     email: str = strawberry.field(description="Sign-in e-mail, lower case.")
     name: str = strawberry.field(description="Display name.")
     scope: Scope = strawberry.field(description="What the user may do.")
+    state: UserState = strawberry.field(description="Whether the user signs in, is invited, or is deactivated.")
+    last_login_at: datetime | None = strawberry.field(description="The last sign-in with a password; null: never.")
+    created_at: datetime = strawberry.field(description="When the user was created or invited.")
+    model: strawberry.Private[UserModel]
 
     @classmethod
     def from_model(cls, user: UserModel) -> User:
-        return cls(id=str(user.id), email=user.email, name=user.name, scope=user.scope)
+        return cls(
+            id=str(user.id), email=user.email, name=user.name, scope=user.scope, state=user.state,
+            last_login_at=user.last_login_at, created_at=user.created_at, model=user,
+        )
 
     @classmethod
     async def resolve_nodes(cls, *, info: Info, node_ids: Iterable[str], required: bool = False):
         return await scoped_nodes(cls, info, node_ids, required, visible_users)
+
+    @strawberry.field(description="For a customer user: the one managed account it belongs to.")
+    async def managed_account(self, info: Info) -> ManagedAccount | None:
+        if self.model.managed_account_id is None:
+            return None
+        row = await info.context.loaders.by_id(ManagedAccountModel).load(self.model.managed_account_id)
+        return ManagedAccount.from_model(row) if row else None
 
 
 @strawberry.type(description="A token for the API: a login session or a script's API token.")
@@ -84,16 +219,121 @@ class ApiToken(relay.Node):
     expires_at: datetime = strawberry.field(description="When it stops working.")
     revoked_at: datetime | None = strawberry.field(description="When it was revoked, if it was.")
     last_used_at: datetime | None = strawberry.field(
-        description="Last use, recorded to within a few minutes."
+        description="Last use, recorded at most once a minute."
     )
+    model: strawberry.Private[Any]
 
     @classmethod
-    def from_model(cls, token) -> ApiToken:
+    def from_model(cls, token: TokenModel) -> ApiToken:
         return cls(
             id=str(token.id), name=token.name, kind=token.kind.value, created_at=token.created_at,
             expires_at=token.expires_at, revoked_at=token.revoked_at, last_used_at=token.last_used_at,
+            model=token,
         )
 
     @classmethod
     async def resolve_nodes(cls, *, info: Info, node_ids: Iterable[str], required: bool = False):
         return await scoped_nodes(cls, info, node_ids, required, visible_tokens)
+
+    @strawberry.field(description="The user the token acts as.")
+    async def user(self, info: Info) -> User:
+        row = await info.context.loaders.by_id(UserModel).load(self.model.user_id)
+        return User.from_model(row)
+
+
+@strawberry.type(description="A page of users.")
+class UserConnection(CountedConnection[User]):
+    pass
+
+
+@strawberry.type(description="A page of API tokens.")
+class ApiTokenConnection(CountedConnection[ApiToken]):
+    pass
+
+
+@strawberry.input(description="Defaults of automatic invoicing; an omitted field keeps its value.")
+class AutoInvoiceDefaultsInput:
+    enabled: bool | None = strawberry.field(default=None, description="Generate invoices at the month's close.")
+    approve_and_send: bool | None = strawberry.field(
+        default=None, description="Then approve and send them after the grace period."
+    )
+    grace_hours: int | None = strawberry.field(default=None, description="Hours before the send, 0 to 720.")
+
+
+@strawberry.input(description="The organization's settings to change: an omitted or null field keeps its value.")
+class UpdateOrganizationInput:
+    name: str | None = strawberry.field(default=None, description="Display name (1 to 255 characters).")
+    timezone: str | None = strawberry.field(
+        default=None, description="IANA time zone (Europe/London): when months close, invoices fall "
+        "due and reminders go."
+    )
+    invoice_prefix: str | None = strawberry.field(
+        default=None, description="Prefix of invoice numbers from now on: 1 to 16 capital letters or "
+        "digits. Numbers already given keep theirs."
+    )
+    next_invoice_number: int | None = strawberry.field(
+        default=None, description="The number the next invoice of the current year takes. Any "
+        "number from 1 while none of the year is taken (to continue another system's series); "
+        "after that only the one after the last taken, so that numbers have no gaps and none is "
+        "used twice."
+    )
+    data_ingestion_delay_days: int | None = strawberry.field(
+        default=None, description="Days after a month's end before it closes, 0 to 27."
+    )
+    default_payment_terms_days: int | None = strawberry.field(
+        default=None, description="Payment terms (days, 0 to 365) of managed accounts created "
+        "without their own; existing accounts keep theirs."
+    )
+    email_sender_name: str | None = strawberry.field(
+        default=None, description='Sender name of e-mails to customers ("" : the server\'s).'
+    )
+    email_reply_to: str | None = strawberry.field(
+        default=None, description='Reply-To address of e-mails to customers ("": none).'
+    )
+    reminder_days: list[int] | None = strawberry.field(
+        default=None, description="Days after the due date (1 to 365, at most 10) on which unpaid "
+        "invoices are reminded; [] stops reminders."
+    )
+    auto_invoice: AutoInvoiceDefaultsInput | None = strawberry.field(
+        default=None, description="Defaults of automatic invoicing for new accounts."
+    )
+    late_cost_billing: LateCostBilling | None = strawberry.field(
+        default=None, description="How costs delivered for a month after its invoice was approved are billed."
+    )
+    checks: CheckThresholdsInput | None = strawberry.field(
+        default=None, description="Thresholds of the checks before approval."
+    )
+
+
+_SETTINGS = (
+    "name", "timezone", "invoice_prefix", "next_invoice_number", "data_ingestion_delay_days",
+    "default_payment_terms_days", "email_sender_name", "email_reply_to", "reminder_days",
+)
+
+
+def organization_changes(input: UpdateOrganizationInput) -> dict[str, Any]:
+    """The given settings, as the domain's column names (omitted ones left out)."""
+    changes = {name: getattr(input, name) for name in _SETTINGS if getattr(input, name) is not None}
+    if input.auto_invoice is not None:
+        given = {
+            "auto_invoice": input.auto_invoice.enabled, "auto_send": input.auto_invoice.approve_and_send,
+            "auto_send_grace_hours": input.auto_invoice.grace_hours,
+        }
+        changes.update({column: value for column, value in given.items() if value is not None})
+    if input.late_cost_billing is not None:
+        changes["late_cost_billing"] = input.late_cost_billing
+    if input.checks is not None:
+        thresholds = {"check_change_percent": input.checks.change_percent, "check_change_amount": input.checks.change_amount}
+        changes.update({column: value for column, value in thresholds.items() if value is not None})
+    return changes
+
+
+@strawberry.type(description="The organization's settings were changed.")
+class OrganizationUpdated:
+    organization: Organization = strawberry.field(description="The organization, as changed.")
+
+
+UpdateOrganizationPayload = Annotated[
+    OrganizationUpdated | ValidationError,
+    strawberry.union("UpdateOrganizationPayload", description="The result of `updateOrganization`."),
+]

@@ -105,10 +105,11 @@ async def generated_invoice(
     events: int = 1,
     issue_date: date = date(2024, 10, 1),
     snapshot: dict | None = None,
+    pdf_path: str | None = None,
     **kw,
 ) -> Invoice:
     """An invoice as generation leaves it: a revision with `lines` lines, numbered, dated
-    (`snapshot` is the view its e-mails are written from)."""
+    (`snapshot` is the view its e-mails are written from; `pdf_path` its stored PDF)."""
     from decimal import Decimal
 
     from models import InvoiceEvent, InvoiceLineItem, InvoiceRevision
@@ -120,7 +121,7 @@ async def generated_invoice(
     revision = await InvoiceRevision.create(
         invoice=inv, revision=1, template_version="1", currency=inv.currency, cost_currency="USD",
         subtotal=total, adjustments=0, charges=0, total=total, issue_date=issue_date, due_date=due,
-        snapshot=snapshot or {},
+        snapshot=snapshot or {}, pdf_path=pdf_path,
     )
     await InvoiceLineItem.bulk_create([
         InvoiceLineItem(revision=revision, position=i + 1, description=f"Service {i + 1}", amount=a)

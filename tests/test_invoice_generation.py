@@ -66,12 +66,14 @@ async def test_closing_a_month_gives_each_account_one_ready_invoice_and_closing_
 
 
 @pytest.mark.parametrize("delay,now,due", [
-    (False, datetime(2026, 11, 1, 0, 30, tzinfo=UTC), [date(2026, 10, 1)]),
-    (True, datetime(2026, 11, 3, 12, 0, tzinfo=UTC), []),
-    (True, datetime(2026, 11, 4, 0, 30, tzinfo=UTC), [date(2026, 10, 1)]),
+    (0, datetime(2026, 11, 1, 0, 30, tzinfo=UTC), [date(2026, 10, 1)]),
+    (3, datetime(2026, 11, 3, 12, 0, tzinfo=UTC), []),
+    (3, datetime(2026, 11, 4, 0, 30, tzinfo=UTC), [date(2026, 10, 1)]),
+    (10, datetime(2026, 11, 10, 23, 0, tzinfo=UTC), []),
+    (10, datetime(2026, 11, 11, 0, 30, tzinfo=UTC), [date(2026, 10, 1)]),
 ])
 async def test_months_close_on_the_1st_or_the_4th_with_the_ingestion_delay(delay, now, due):
-    org = await f.organization(data_ingestion_delay=delay)
+    org = await f.organization(data_ingestion_delay_days=delay)
     assert [m for o, m in await periods_to_close(now) if o == org.id] == due
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 from rich.markup import escape
@@ -26,7 +25,7 @@ from invoicing.cli.common import (
 from jobs import effects
 from models.base import Scope
 from models.costs import CostOrigin
-from models.errors import NotFound, ValidationFailed
+from models.errors import NotFound
 
 DEMO_SAMPLE = Path(__file__).resolve().parents[2] / "demo" / "focus-1.0-sample.csv"
 
@@ -191,17 +190,9 @@ def create_organization(
 
 
 async def _create_organization(name: str, timezone: str, prefix: str):
-    from models.organizations import Organization
+    from models.organizations import create_organization as create
 
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValidationFailed(f"'{timezone}' is not an IANA time zone.", field="timezone") from None
-    if not name.strip():
-        raise ValidationFailed("Name the organization.", field="name")
-    if not (prefix.isascii() and prefix.isalnum() and prefix.isupper() and len(prefix) <= 16):
-        raise ValidationFailed("The prefix is 1 to 16 capital letters or digits.", field="prefix")
-    return await Organization.create(name=name.strip(), timezone=timezone, invoice_prefix=prefix)
+    return await create(name, timezone=timezone, invoice_prefix=prefix)
 
 
 @app.command("create-user")
