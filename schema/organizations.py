@@ -24,6 +24,7 @@ from schema.managed_accounts import ManagedAccount
 from schema.nodes import scoped_nodes
 from schema.pagination import CountedConnection
 from schema.permissions import MSP_USERS, Scope, requires
+from schema.scalars import plain
 
 if TYPE_CHECKING:
     from models import Token as TokenModel
@@ -168,7 +169,7 @@ class Organization(relay.Node):
     )
     def checks(self) -> CheckThresholds | None:
         return CheckThresholds(
-            change_percent=self.model.check_change_percent, change_amount=self.model.check_change_amount
+            change_percent=plain(self.model.check_change_percent), change_amount=plain(self.model.check_change_amount)
         )
 
     @strawberry.field(description="Defaults of automatic invoicing for new accounts.",

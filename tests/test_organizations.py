@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import pytest
 
@@ -166,3 +167,23 @@ async def test_the_command_line_creates_organizations_with_the_same_checks():
     assert (org.timezone, org.invoice_prefix) == ("Europe/Paris", "CT")
     with pytest.raises(ValidationFailed):
         await _create_organization("Bad", "Nowhere/Town", "CT")
+
+
+CORRECTIONS = """mutation($input: UpdateOrganizationInput!) { updateOrganization(input: $input) { __typename
+  ... on OrganizationUpdated { organization { lateCostBilling checks { changePercent changeAmount } } }
+  ... on UserError { code field } } }"""
+
+
+async def test_late_cost_billing_and_the_checks_thresholds_are_settings(client, world):
+    owner = world.tokens["owner"]
+    changed = await gql(client, CORRECTIONS, {"input": {
+        "lateCostBilling": "SUPPLEMENTARY_INVOICE", "checks": {"changePercent": "10", "changeAmount": "50.5"}}}, owner)
+    assert changed["data"]["updateOrganization"]["organization"] == {
+        "lateCostBilling": "SUPPLEMENTARY_INVOICE", "checks": {"changePercent": "10", "changeAmount": "50.5"},
+    }
+    refused = await gql(client, CORRECTIONS, {"input": {"checks": {"changePercent": "-1"}}}, owner)
+    assert refused["data"]["updateOrganization"] == {"__typename": "ValidationError", "code": "INVALID", "field": "checks.changePercent"}
+    org = await world.org.__class__.get(id=world.org.id)
+    assert (org.late_cost_billing, org.check_change_percent, org.check_change_amount) == ("SUPPLEMENTARY_INVOICE", 10, Decimal("50.5"))
+    viewer = await gql(client, CORRECTIONS, {"input": {"lateCostBilling": "NEXT_INVOICE"}}, world.tokens["viewer"])
+    assert viewer["errors"][0]["extensions"]["code"] == "FORBIDDEN"
