@@ -5,6 +5,7 @@ from models.billing_periods import BillingPeriod
 from models.billing_profiles import BillingProfile, BillingProfileCharge
 from models.billing_rules import BillingRule
 from models.costs import CostDeliveryScope, CostImport, CostRecord, LateCost
+from models.credit_notes.tables import CreditNote, CreditNoteLine, CreditNoteNumberCounter, CreditUseEntry
 from models.exchange_rates import ExchangeRate
 from models.invoices.tables import (
     Invoice,
@@ -19,7 +20,8 @@ from models.payments import Payment, Refund
 
 __all__ = [
     "BillingPeriod", "BillingProfile", "BillingProfileCharge", "BillingRule", "CostDeliveryScope",
-    "CostImport", "CostRecord", "ExchangeRate", "Invoice", "InvoiceEvent", "InvoiceLineItem", "LateCost",
+    "CostImport", "CostRecord", "CreditNote", "CreditNoteLine", "CreditNoteNumberCounter", "CreditUseEntry",
+    "ExchangeRate", "Invoice", "InvoiceEvent", "InvoiceLineItem", "LateCost",
     "InvoiceNumberCounter", "InvoiceRevision", "ManagedAccount", "Organization", "Payment",
     "Refund", "SubAccount", "Token", "User",
 ]

@@ -29,6 +29,8 @@ class ErrorCode(str, Enum):
     NOT_EXPORTABLE = "NOT_EXPORTABLE"
     NOTHING_TO_EXPORT = "NOTHING_TO_EXPORT"
     LOGIN_THROTTLED = "LOGIN_THROTTLED"
+    CREDIT_EXCEEDS_INVOICE = "CREDIT_EXCEEDS_INVOICE"
+    CREDIT_EXCEEDS_BALANCE = "CREDIT_EXCEEDS_BALANCE"
 
 
 ERROR_CODE_MEANINGS: dict[ErrorCode, str] = {
@@ -48,6 +50,8 @@ ERROR_CODE_MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.NOT_EXPORTABLE: "an invoice of the request cannot be exported",
     ErrorCode.NOTHING_TO_EXPORT: "no approved invoice matches the export",
     ErrorCode.LOGIN_THROTTLED: "too many sign-in attempts: wait the seconds the message gives, then try again",
+    ErrorCode.CREDIT_EXCEEDS_INVOICE: "a credit note is more than is left to credit on the invoice (or on a line)",
+    ErrorCode.CREDIT_EXCEEDS_BALANCE: "more than the credit note's remaining credit is refunded or applied",
 }
 
 
@@ -141,3 +145,10 @@ class AmountExceeded(ValidationFailed):
     def __init__(self, message: str, *, maximum, field: str | None = None, code: ErrorCode | None = None):
         super().__init__(message, field=field, code=code)
         self.maximum = maximum
+
+
+class CreditExceeded(AmountExceeded):
+    """A credit is more than is left to credit on the invoice, or more than a credit note's
+    remaining credit; `maximum` is what may be credited or used."""
+
+    code = ErrorCode.CREDIT_EXCEEDS_INVOICE
