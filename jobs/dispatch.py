@@ -17,6 +17,7 @@ GENERATE = "generate_invoice"
 SEND = "send_invoice"
 NOTIFY = "notify_customer"
 COST_IMPORT = "run_cost_import"
+CREDIT_NOTE = "issue_credit_note"
 
 
 def generate_job_id(invoice_id: Any) -> str:
@@ -71,3 +72,12 @@ def cost_import_job_id(cost_import_id: Any) -> str:
 async def enqueue_cost_import(redis: ArqRedis, cost_import_id: Any) -> None:
     """Queue a registered cost delivery's import, once (the job id is the import's)."""
     await redis.enqueue_job(COST_IMPORT, str(cost_import_id), _job_id=cost_import_job_id(cost_import_id))
+
+
+def credit_note_job_id(credit_note_id: Any) -> str:
+    return f"{CREDIT_NOTE}:{credit_note_id}"
+
+
+async def enqueue_credit_note(redis: ArqRedis, credit_note_id: Any) -> None:
+    """Queue an issued credit note's PDF and e-mail, once (the job id is the credit note's)."""
+    await redis.enqueue_job(CREDIT_NOTE, str(credit_note_id), _job_id=credit_note_job_id(credit_note_id))

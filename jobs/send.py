@@ -50,7 +50,7 @@ async def _send(ctx: dict, invoice_id: str) -> str:
     subject, text, html = render_invoice_email(_email_context(invoice, revision))
     assert revision.pdf_path is not None, "a generated revision has its PDF"
     pdf = storage.load(ctx["settings"], revision.pdf_path)
-    outcomes, failure = await _mail(
+    outcomes, failure = await mail(
         ctx, to=list(account.billing_emails), subject=subject, text=text, html=html,
         attachments=[Attachment(filename=f"{invoice.number}.pdf", content=pdf)],
     )
@@ -76,7 +76,7 @@ async def notify_customer(ctx: dict, invoice_id: str, notice: str, refund_id: st
         refund = await Refund.get(id=refund_id, invoice_id=invoice.id)
         context["refund_amount"] = format_money(refund.amount, invoice.currency)
     subject, text = render_notification_email(notice, context)
-    outcomes, failure = await _mail(ctx, to=list(account.billing_emails), subject=subject, text=text)
+    outcomes, failure = await mail(ctx, to=list(account.billing_emails), subject=subject, text=text)
     await record_notification(invoice.id, notice, outcomes, failure)
     return "sent" if any(o.delivered for o in outcomes) else "failed"
 
@@ -91,7 +91,7 @@ def _email_context(invoice: Invoice, revision: InvoiceRevision) -> dict:
     }
 
 
-async def _mail(ctx: dict, **message) -> tuple[list, str | None]:
+async def mail(ctx: dict, **message) -> tuple[list, str | None]:
     """Send the message: (each recipient's outcome, None), or ([], why) once retrying
     cannot help. An unreachable server is retried with a growing delay, up to MAX_TRIES."""
     try:

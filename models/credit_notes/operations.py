@@ -21,6 +21,7 @@ from typing import Any
 from tortoise.functions import Sum
 from tortoise.transactions import in_transaction
 
+from models.billing_periods import BillingPeriod
 from models.billing_profiles import BillingProfile
 from models.credit_notes import amounts
 from models.credit_notes.amounts import CHARGE_KINDS, CreditLine, LineCredit
@@ -174,7 +175,7 @@ async def _printed_parties(conn, invoice: Invoice, organization: Organization, s
 
 
 async def _period_label(conn, invoice: Invoice) -> str:
-    period = await invoice.billing_period.using_db(conn)
+    period = await BillingPeriod.get(id=invoice.billing_period_id, using_db=conn)
     return period.start_date.strftime("%B %Y")
 
 
