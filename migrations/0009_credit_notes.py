@@ -91,8 +91,32 @@ class Migration(migrations.Migration):
                 ('created_by', fields.ForeignKeyField('models.User', source_field='created_by_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
-            options={'table': 'credit_notes', 'app': 'models', 'constraints': [UniqueConstraint(fields=('organization_id', 'number'), name='credit_notes_number_unique'), CheckConstraint(check="mode IN ('FULL', 'LINES', 'AMOUNT')", name='credit_notes_mode_valid'), CheckConstraint(check="delivery_status IN ('NOT_SENT', 'QUEUED', 'SENT', 'FAILED')", name='credit_notes_delivery_status_valid'), CheckConstraint(check="currency ~ '^[A-Z]{3}$'", name='credit_notes_currency_iso'), CheckConstraint(check='total = subtotal + charges AND total > 0', name='credit_notes_total_adds_up'), CheckConstraint(check='allocated >= 0 AND amount_refunded >= 0 AND amount_applied >= 0 AND allocated + amount_refunded + amount_applied <= total', name='credit_notes_credit_consistent')], 'pk_attr': 'id', 'table_description': 'An issued credit note. Its number, amounts, lines and snapshot never change (the'},
+            options={'table': 'credit_notes', 'app': 'models', 'pk_attr': 'id', 'table_description': 'An issued credit note. Its number, amounts, lines and snapshot never change (the'},
             bases=['Model'],
+        ),
+        ops.AddConstraint(
+            model_name='CreditNote',
+            constraint=UniqueConstraint(fields=('organization_id', 'number'), name='credit_notes_number_unique'),
+        ),
+        ops.AddConstraint(
+            model_name='CreditNote',
+            constraint=CheckConstraint(check="mode IN ('FULL', 'LINES', 'AMOUNT')", name='credit_notes_mode_valid'),
+        ),
+        ops.AddConstraint(
+            model_name='CreditNote',
+            constraint=CheckConstraint(check="delivery_status IN ('NOT_SENT', 'QUEUED', 'SENT', 'FAILED')", name='credit_notes_delivery_status_valid'),
+        ),
+        ops.AddConstraint(
+            model_name='CreditNote',
+            constraint=CheckConstraint(check="currency ~ '^[A-Z]{3}$'", name='credit_notes_currency_iso'),
+        ),
+        ops.AddConstraint(
+            model_name='CreditNote',
+            constraint=CheckConstraint(check='total = subtotal + charges AND total > 0', name='credit_notes_total_adds_up'),
+        ),
+        ops.AddConstraint(
+            model_name='CreditNote',
+            constraint=CheckConstraint(check='allocated >= 0 AND amount_refunded >= 0 AND amount_applied >= 0 AND allocated + amount_refunded + amount_applied <= total', name='credit_notes_credit_consistent'),
         ),
         ops.CreateModel(
             name='CreditNoteLine',
@@ -105,8 +129,16 @@ class Migration(migrations.Migration):
                 ('invoice_line_position', fields.SmallIntField(null=True)),
                 ('amount', fields.DecimalField(max_digits=20, decimal_places=4)),
             ],
-            options={'table': 'credit_note_lines', 'app': 'models', 'constraints': [UniqueConstraint(fields=('credit_note_id', 'position'), name='credit_note_lines_position_unique'), CheckConstraint(check="kind IN ('USAGE', 'RULE', 'CHARGE', 'TAX')", name='credit_note_lines_kind_valid')], 'pk_attr': 'id', 'table_description': 'One printed line of a credit note, positive where it credits the customer.'},
+            options={'table': 'credit_note_lines', 'app': 'models', 'pk_attr': 'id', 'table_description': 'One printed line of a credit note, positive where it credits the customer.'},
             bases=['Model'],
+        ),
+        ops.AddConstraint(
+            model_name='CreditNoteLine',
+            constraint=UniqueConstraint(fields=('credit_note_id', 'position'), name='credit_note_lines_position_unique'),
+        ),
+        ops.AddConstraint(
+            model_name='CreditNoteLine',
+            constraint=CheckConstraint(check="kind IN ('USAGE', 'RULE', 'CHARGE', 'TAX')", name='credit_note_lines_kind_valid'),
         ),
         ops.CreateModel(
             name='CreditNoteNumberCounter',
@@ -116,8 +148,16 @@ class Migration(migrations.Migration):
                 ('year', fields.SmallIntField()),
                 ('last_value', fields.IntField(default=0)),
             ],
-            options={'table': 'credit_note_number_counters', 'app': 'models', 'constraints': [UniqueConstraint(fields=('organization_id', 'year'), name='credit_note_number_counters_unique'), CheckConstraint(check='last_value >= 0', name='credit_note_number_counters_positive')], 'pk_attr': 'id', 'table_description': 'The last credit note number used per organization and year (CN-2026-0001).'},
+            options={'table': 'credit_note_number_counters', 'app': 'models', 'pk_attr': 'id', 'table_description': 'The last credit note number used per organization and year (CN-2026-0001).'},
             bases=['Model'],
+        ),
+        ops.AddConstraint(
+            model_name='CreditNoteNumberCounter',
+            constraint=UniqueConstraint(fields=('organization_id', 'year'), name='credit_note_number_counters_unique'),
+        ),
+        ops.AddConstraint(
+            model_name='CreditNoteNumberCounter',
+            constraint=CheckConstraint(check='last_value >= 0', name='credit_note_number_counters_positive'),
         ),
         ops.CreateModel(
             name='CreditUseEntry',
@@ -132,8 +172,20 @@ class Migration(migrations.Migration):
                 ('recorded_by', fields.ForeignKeyField('models.User', source_field='recorded_by_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
-            options={'table': 'credit_uses', 'app': 'models', 'constraints': [CheckConstraint(check="kind IN ('REFUND', 'INVOICE')", name='credit_uses_kind_valid'), CheckConstraint(check='amount > 0', name='credit_uses_amount_positive'), CheckConstraint(check="(kind = 'INVOICE') = (invoice_id IS NOT NULL)", name='credit_uses_invoice_given')], 'pk_attr': 'id', 'table_description': 'Remaining credit of a credit note refunded to the customer, or applied to another'},
+            options={'table': 'credit_uses', 'app': 'models', 'pk_attr': 'id', 'table_description': 'Remaining credit of a credit note refunded to the customer, or applied to another'},
             bases=['Model'],
+        ),
+        ops.AddConstraint(
+            model_name='CreditUseEntry',
+            constraint=CheckConstraint(check="kind IN ('REFUND', 'INVOICE')", name='credit_uses_kind_valid'),
+        ),
+        ops.AddConstraint(
+            model_name='CreditUseEntry',
+            constraint=CheckConstraint(check='amount > 0', name='credit_uses_amount_positive'),
+        ),
+        ops.AddConstraint(
+            model_name='CreditUseEntry',
+            constraint=CheckConstraint(check="(kind = 'INVOICE') = (invoice_id IS NOT NULL)", name='credit_uses_invoice_given'),
         ),
         ops.AddField(
             model_name='Invoice',

@@ -5,10 +5,13 @@
   has been credited, FULL credits what is left, as a credit by that amount.
 - LINES credits chosen usage or markup lines of the current revision (those with a positive
   amount), each in full or by a partial amount, never beyond what earlier credit notes left of
-  the line. The credited net N carries its share of every tax and charge line of the invoice:
-  each is credited N / subtotal of its amount, rounded half-up to the currency's minor unit. The
-  invoice's taxes and charges are all computed on the subtotal (or billed for the month it
-  covers), so the credit note's tax is the invoice's rate applied to what is credited.
+  the line. What lowered those lines follows them: each credit or discount line of the invoice
+  (a negative rule line) is credited in the share the chosen amounts G are of all positive lines
+  P (G / P of it, rounded half-up), so the credited net is N = G + those shares. N then carries
+  its share of every tax and charge line of the invoice: N / subtotal of each, rounded half-up
+  to the currency's minor unit. The invoice's taxes and charges are all computed on the
+  subtotal (or billed for the month it covers), so the credit note's tax is the invoice's rate
+  applied to what is credited, and crediting every line in full credits the invoice's total.
 - AMOUNT credits a gross amount A, taxes included, as customers and accountants state a
   credit ("credit 120.00"): each tax and charge line is credited A / total of its amount, rounded
   half-up, and the net line takes the rest, so the lines add up to A exactly.
@@ -88,18 +91,23 @@ def by_lines(
                 "(taxes and charges follow the lines credited; credits and discounts cannot be credited).",
                 field="lines",
             )
-        left = line["amount"] - credited.get(choice.position, Decimal(0))
+        left = round_money(line["amount"] - credited.get(choice.position, Decimal(0)), currency)
         amount = left if choice.amount is None else exact_amount(choice.amount, currency, "lines")
         if amount > left or left <= 0:
+            most = round_money(max(left, Decimal(0)), currency)
             raise CreditExceeded(
-                f"At most {max(left, Decimal(0))} {currency} is left to credit on line {choice.position}.",
-                maximum=max(left, Decimal(0)), field="lines", code=ErrorCode.CREDIT_EXCEEDS_INVOICE,
+                f"At most {most} {currency} is left to credit on line {choice.position}.",
+                maximum=most, field="lines", code=ErrorCode.CREDIT_EXCEEDS_INVOICE,
             )
         credit.append(CreditLine(LineKind(line["kind"]), line["description"], amount, choice.position))
+    chosen_total = sum((c.amount for c in credit), Decimal(0))
+    positive = sum((line["amount"] for line in lines if LineKind(line["kind"]) in NET_KINDS and line["amount"] > 0),
+                   Decimal(0))
+    credit += _shares(lines, chosen_total / positive, currency, (LineKind.RULE,), negative=True)
     net = sum((c.amount for c in credit), Decimal(0))
     subtotal = sum((line["amount"] for line in lines if LineKind(line["kind"]) in NET_KINDS), Decimal(0))
     if subtotal > 0:
-        credit += _shares(lines, net / subtotal, currency)
+        credit += _shares(lines, net / subtotal, currency, CHARGE_KINDS)
     return credit
 
 
@@ -107,15 +115,17 @@ def by_amount(lines: list[dict[str, Any]], amount: Decimal, total: Decimal, curr
               description: str) -> list[CreditLine]:
     """`amount` (taxes included) split into the invoice's taxes and charges in proportion,
     and a net line (`description`) with the rest."""
-    shares = _shares(lines, amount / total, currency) if total > 0 else []
+    shares = _shares(lines, amount / total, currency, CHARGE_KINDS) if total > 0 else []
     net = amount - sum((s.amount for s in shares), Decimal(0))
     return ([CreditLine(LineKind.USAGE, description, net)] if net != 0 else []) + shares
 
 
-def _shares(lines: list[dict[str, Any]], ratio: Decimal, currency: str) -> list[CreditLine]:
+def _shares(lines: list[dict[str, Any]], ratio: Decimal, currency: str, kinds: tuple[LineKind, ...],
+            negative: bool = False) -> list[CreditLine]:
+    """`ratio` of each line of `kinds` (only the negative ones with `negative`), rounded."""
     shares = []
     for line in lines:
-        if LineKind(line["kind"]) in CHARGE_KINDS:
+        if LineKind(line["kind"]) in kinds and (line["amount"] < 0 or not negative):
             amount = round_money(line["amount"] * ratio, currency)
             if amount != 0:
                 shares.append(CreditLine(LineKind(line["kind"]), line["description"], amount, line["position"]))

@@ -29,6 +29,7 @@ from models.credit_notes.documents import TEMPLATE_VERSION, build_view, parties
 from models.credit_notes.numbering import next_number
 from models.credit_notes.queries import remaining_credit, visible_credit_notes
 from models.credit_notes.tables import CreditMode, CreditNote, CreditNoteLine, CreditUse, CreditUseEntry
+from models.currencies import round_money
 from models.errors import AmountExceeded, CreditExceeded, ErrorCode, InvalidTransition, NotFound, ValidationFailed
 from models.invoices.lifecycle import lock_invoice
 from models.invoices.queries import amount_due, organization_today, visible_invoices
@@ -85,7 +86,7 @@ async def create_credit_note(
         revision = await InvoiceRevision.get(id=invoice.current_revision_id, using_db=conn)
         printed = await InvoiceLineItem.filter(revision_id=revision.id).using_db(conn).order_by("position").values(
             "position", "kind", "description", "amount")
-        left = invoice.total - invoice.amount_credited
+        left = round_money(invoice.total - invoice.amount_credited, currency)
         credit = await _credit_lines(conn, invoice, printed, mode, lines, amount, left)
         subtotal = sum((c.amount for c in credit if c.kind not in CHARGE_KINDS), Decimal(0))
         charges = sum((c.amount for c in credit if c.kind in CHARGE_KINDS), Decimal(0))
@@ -95,7 +96,8 @@ async def create_credit_note(
         if total > left:
             raise CreditExceeded(
                 f"At most {max(left, Decimal(0))} {currency} is left to credit on invoice {invoice.number}.",
-                maximum=max(left, Decimal(0)), field="amount" if mode == CreditMode.AMOUNT else "invoiceId",
+                maximum=max(left, round_money(Decimal(0), currency)),
+                field="amount" if mode == CreditMode.AMOUNT else "invoiceId",
             )
         organization = await Organization.get(id=invoice.organization_id, using_db=conn)
         today = organization_today(organization.timezone)
@@ -135,7 +137,7 @@ async def create_credit_note(
                 "previousPaymentStatus": invoice.payment_status.value,
             },
         )
-    return CreditNoteIssued(credit_note=note, invoice=await Invoice.get(id=invoice.id))
+    return CreditNoteIssued(credit_note=await CreditNote.get(id=note.id), invoice=await Invoice.get(id=invoice.id))
 
 
 async def _credit_lines(conn, invoice: Invoice, printed: list[dict[str, Any]], mode: CreditMode,
@@ -159,7 +161,8 @@ async def _credit_lines(conn, invoice: Invoice, printed: list[dict[str, Any]], m
         gross = left
         if gross <= 0:
             raise CreditExceeded(
-                f"Invoice {invoice.number} is credited in full already.", maximum=Decimal(0), field="invoiceId",
+                f"Invoice {invoice.number} is credited in full already.", maximum=round_money(Decimal(0), currency),
+                field="invoiceId",
             )
     return amounts.by_amount(printed, gross, invoice.total, currency, f"Credit on invoice {invoice.number}")
 
@@ -197,7 +200,7 @@ async def _locked_note(conn, principal, credit_note_id: Any) -> CreditNote:
 
 
 def _within_remaining(note: CreditNote, amount: Decimal) -> None:
-    remaining = remaining_credit(note)
+    remaining = round_money(remaining_credit(note), note.currency)
     if amount > remaining:
         raise CreditExceeded(
             f"Credit note {note.number} has {remaining} {note.currency} of credit left.",
@@ -227,13 +230,13 @@ async def apply_credit(
         organization = await Organization.get(id=invoice.organization_id, using_db=conn)
         today = organization_today(organization.timezone)
         applied_on = _on_or_before_today(applied_on, today, "appliedOn")
-        due = amount_due(invoice)
+        due = round_money(amount_due(invoice), invoice.currency)
         if amount is None:
-            amount = min(remaining_credit(note), due)
+            amount = min(round_money(remaining_credit(note), note.currency), due)
             if amount <= 0:
                 raise CreditExceeded(
                     "Nothing to apply: the credit note has no credit left, or the invoice owes nothing.",
-                    maximum=Decimal(0), field="amount", code=ErrorCode.CREDIT_EXCEEDS_BALANCE,
+                    maximum=amount, field="amount", code=ErrorCode.CREDIT_EXCEEDS_BALANCE,
                 )
         amount = amounts.exact_amount(amount, note.currency, "amount")
         _within_remaining(note, amount)
