@@ -114,7 +114,7 @@ async def pay(client, world, invoice, amount):
 
 
 def lines_of(done):
-    return [(l["kind"], l["description"], l["invoiceLinePosition"], l["amount"]) for l in done["creditNote"]["lines"]]
+    return [(x["kind"], x["description"], x["invoiceLinePosition"], x["amount"]) for x in done["creditNote"]["lines"]]
 
 
 # -- what a credit note credits --------------------------------------------------------------
@@ -182,7 +182,7 @@ async def test_a_credit_by_amount_includes_tax_in_proportion_and_adds_up(client,
     # FULL once part is credited: what is left, in the same proportions.
     rest = await credit(client, world, invoice)
     assert rest["creditNote"]["total"] == "91.50" and rest["invoice"]["amountDue"] == "0.00"
-    assert sum(Decimal(l[3]) for l in lines_of(rest)) == Decimal("91.50")
+    assert sum(Decimal(x[3]) for x in lines_of(rest)) == Decimal("91.50")
 
 
 @hypothesis_settings(max_examples=200, deadline=None)
