@@ -3,13 +3,16 @@ it with its SHA-256, then e-mail it to the account's billing e-mails when the ow
 
 It does only what is left to do, so running it twice (a retry, the sweeper) is harmless: a PDF
 is printed and kept once (the first kept stays, so the stored file, its SHA-256 and what is
-e-mailed are the same bytes for good), and the e-mail goes out only while QUEUED."""
+e-mailed are the same bytes for good), and the e-mail goes out only while QUEUED. Printing is
+byte-stable besides: the same credit note prints to the same bytes (`stable_pdf`)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import logging
+import re
+from datetime import date
 
 from arq import Retry
 
@@ -47,8 +50,25 @@ async def issue_credit_note(ctx: dict, credit_note_id: str) -> str:
     return status.value
 
 
+# Chromium stamps the moment of printing into the PDF's metadata, the only bytes that differ
+# between two prints of the same page.
+_PRINT_DATES = re.compile(rb"/(CreationDate|ModDate) \(D:\d{14}")
+
+
+def stable_pdf(pdf: bytes, issued: date) -> bytes:
+    """The PDF with its creation and modification dates set to the issue date (same length,
+    so the file's offsets stay right): a credit note prints to the same bytes every time."""
+    stamp = issued.strftime("%Y%m%d000000").encode()
+    return _PRINT_DATES.sub(lambda m: b"/" + m.group(1) + b" (D:" + stamp, pdf)
+
+
+async def print_credit_note(renderer, note: CreditNote) -> bytes:
+    """The credit note's PDF, from its snapshot: the same bytes for the same credit note."""
+    return stable_pdf(await renderer.render(render_credit_note_html(note.snapshot)), note.issue_date)
+
+
 async def _print(ctx: dict, note: CreditNote) -> None:
-    pdf = await ctx["pdf"].render(render_credit_note_html(note.snapshot))
+    pdf = await print_credit_note(ctx["pdf"], note)
     # Named by content: a second run's file never replaces the one the first run kept.
     sha = hashlib.sha256(pdf).hexdigest()
     path = f"credit_notes/{note.organization_id}/{note.number}-{sha[:16]}.pdf"

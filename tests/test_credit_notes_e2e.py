@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from strawberry.relay import to_base64
 
 from infra import storage
-from jobs.credit_notes import issue_credit_note
+from jobs.credit_notes import issue_credit_note, print_credit_note
 from models import CreditNote, InvoiceEvent
 from tests.graphql import LiveClient, gql
 from tests.test_credit_notes import approved
@@ -98,6 +98,8 @@ async def test_a_credit_note_is_printed_emailed_and_downloaded(client, world, wo
     await world.users["customer"].save()
     assert (await client.get(urlsplit(shown["pdfUrl"]).path)).status_code == 404
 
+    # Byte-stable: printing the credit note again gives the very same bytes.
+    assert await print_credit_note(worker.ctx["pdf"], note) == pdf
     # The job run again (a retry, the sweeper) changes nothing: same file, no second e-mail.
     assert await issue_credit_note(worker.ctx, str(note.id)) == "printed"
     again = await CreditNote.get(id=note.id)
