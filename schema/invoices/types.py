@@ -136,7 +136,9 @@ class InvoiceEvent:
         description="What happened: a transition (GENERATE, REGENERATE, GENERATED, FAILED, APPROVE, "
         "VOID), RESEND_REQUESTED, SENT or DELIVERY_FAILED (the invoice e-mail, per recipient), "
         "PAYMENT_RECORDED, PAYMENT_REFUNDED, OVERDUE, NOTIFICATION_SENT or NOTIFICATION_FAILED "
-        "(a notice to the customer, per recipient)."
+        "(a notice to the customer, per recipient), CREDIT_NOTE_ISSUED, CREDIT_NOTE_SENT or "
+        "CREDIT_NOTE_DELIVERY_FAILED (its e-mail, per recipient), CREDIT_REFUNDED, CREDIT_CARRIED (this "
+        "invoice's credit applied to another) and CREDIT_APPLIED (another's credit applied to this one)."
     )
     from_status: str | None = strawberry.field(description="Status before, for transitions.")
     to_status: str | None = strawberry.field(description="Status after, for transitions.")
