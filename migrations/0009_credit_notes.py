@@ -38,11 +38,11 @@ GUARDS = [
                 USING ERRCODE = 'integrity_constraint_violation';
         END IF;
         IF (NEW.id, NEW.organization_id, NEW.invoice_id, NEW.managed_account_id, NEW.number, NEW.issue_date,
-            NEW.reason, NEW.mode, NEW.currency, NEW.subtotal, NEW.charges, NEW.total, NEW.allocated,
+            NEW.reason, NEW.mode, NEW.currency, NEW.subtotal, NEW.charges, NEW.tax_total, NEW.total, NEW.allocated,
             NEW.template_version, NEW.snapshot, NEW.created_at)
            IS DISTINCT FROM
            (OLD.id, OLD.organization_id, OLD.invoice_id, OLD.managed_account_id, OLD.number, OLD.issue_date,
-            OLD.reason, OLD.mode, OLD.currency, OLD.subtotal, OLD.charges, OLD.total, OLD.allocated,
+            OLD.reason, OLD.mode, OLD.currency, OLD.subtotal, OLD.charges, OLD.tax_total, OLD.total, OLD.allocated,
             OLD.template_version, OLD.snapshot, OLD.created_at)
            OR (OLD.pdf_path IS NOT NULL AND (NEW.pdf_path, NEW.pdf_sha256, NEW.pdf_size)
                IS DISTINCT FROM (OLD.pdf_path, OLD.pdf_sha256, OLD.pdf_size))
@@ -78,6 +78,7 @@ class Migration(migrations.Migration):
                 ('currency', fields.CharField(max_length=3)),
                 ('subtotal', fields.DecimalField(max_digits=20, decimal_places=4)),
                 ('charges', fields.DecimalField(max_digits=20, decimal_places=4)),
+                ('tax_total', fields.DecimalField(max_digits=20, decimal_places=4)),
                 ('total', fields.DecimalField(max_digits=20, decimal_places=4)),
                 ('allocated', fields.DecimalField(max_digits=20, decimal_places=4)),
                 ('amount_refunded', fields.DecimalField(default=0, max_digits=20, decimal_places=4)),

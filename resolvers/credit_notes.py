@@ -23,6 +23,7 @@ from schema.credit_notes import (
     CreditRefunded,
     RefundCreditInput,
     RefundCreditPayload,
+    listed_columns,
 )
 from schema.invoices import Invoice
 from schema.mutations import mutation
@@ -47,7 +48,7 @@ class Query:
             query = credit_notes.filter_credit_notes(query, filter.to_query())
         order = order_by or CreditNoteOrder(field=CreditNoteOrderField.CREATED_AT, direction=Direction.DESC)
         return await paginate(
-            info, CreditNoteConnection, query, CreditNote.from_model, order,
+            info, CreditNoteConnection, listed_columns(query), CreditNote.from_model, order,
             first=first, after=after, last=last, before=before,
         )
 

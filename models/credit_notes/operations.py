@@ -40,6 +40,7 @@ from models.invoices.tables import (
     InvoiceLineItem,
     InvoiceRevision,
     InvoiceStatus,
+    LineKind,
 )
 from models.managed_accounts import ManagedAccount
 from models.organizations import Organization
@@ -90,6 +91,7 @@ async def create_credit_note(
         credit = await _credit_lines(conn, invoice, printed, mode, lines, amount, left)
         subtotal = sum((c.amount for c in credit if c.kind not in CHARGE_KINDS), Decimal(0))
         charges = sum((c.amount for c in credit if c.kind in CHARGE_KINDS), Decimal(0))
+        tax_total = sum((c.amount for c in credit if c.kind == LineKind.TAX), Decimal(0))
         total = subtotal + charges
         if total <= 0:
             raise ValidationFailed("The credit note would credit nothing.", field="lines")
@@ -112,7 +114,8 @@ async def create_credit_note(
         note = await CreditNote.create(
             organization_id=invoice.organization_id, invoice_id=invoice.id,
             managed_account_id=invoice.managed_account_id, number=number, issue_date=today, reason=reason,
-            mode=mode, currency=currency, subtotal=subtotal, charges=charges, total=total, allocated=allocated,
+            mode=mode, currency=currency, subtotal=subtotal, charges=charges, tax_total=tax_total, total=total,
+            allocated=allocated,
             delivery_status=DeliveryStatus.QUEUED if notify_customer else DeliveryStatus.NOT_SENT,
             template_version=TEMPLATE_VERSION, snapshot=view, created_by_id=principal.user.id, using_db=conn,
         )

@@ -58,7 +58,9 @@ class CreditNote(Model):
     mode = fields.CharEnumField(CreditMode, max_length=16)
     currency = fields.CharField(max_length=3)
     subtotal = money()
+    # Taxes and other charges credited; `tax_total` is the taxes' part of them.
     charges = money()
+    tax_total = money()
     total = money()
     # The part of the total that lowered the invoice's own amount due when it was issued; the
     # rest is account credit, refunded or applied to other invoices.
