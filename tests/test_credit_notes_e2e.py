@@ -13,8 +13,10 @@ from urllib.parse import urlsplit
 
 from strawberry.relay import to_base64
 
-from infra import storage
+from infra import broker, storage
+from jobs import dispatch
 from jobs.credit_notes import issue_credit_note, print_credit_note
+from jobs.generate import requeue_stuck
 from models import CreditNote, InvoiceEvent
 from tests.graphql import LiveClient, gql
 from tests.test_credit_notes import approved
@@ -153,3 +155,18 @@ async def test_the_invoice_change_is_pushed_live_to_its_customer(live_server, cl
     assert seen == [{"paymentStatus": "PAID", "invoice": {
         "number": "INV-2024-0001", "amountCredited": "183.00", "amountDue": "0.00"}}]
     assert (await CreditNote.get()).total == Decimal("183.00")
+
+
+async def test_the_sweeper_queues_a_credit_note_whose_job_never_reached_redis(client, world, redis, settings):
+    invoice = await approved(world.account, "INV-2024-0001")
+    issued = await _issue(client, world, invoice)
+    note = await CreditNote.get(number=issued["number"])
+    assert [job.job_id for job in await redis.queued_jobs(queue_name=broker.QUEUE_NAME)] == [
+        dispatch.credit_note_job_id(note.id)]
+    await redis.flushdb()
+    # Waited long enough: no wait at all.
+    impatient = settings.model_copy(update={"stuck_after_seconds": 0})
+    for _ in range(2):  # a second sweep finds it queued and queues nothing more
+        await requeue_stuck({"redis": redis, "settings": impatient})
+        assert [job.job_id for job in await redis.queued_jobs(queue_name=broker.QUEUE_NAME)] == [
+            dispatch.credit_note_job_id(note.id)]
