@@ -22,7 +22,16 @@ from tortoise import connections
 from tortoise.exceptions import OperationalError
 
 from jobs.overdue import mark_overdue_invoices
-from models import BillingPeriod, CreditNote, CreditNoteLine, Invoice, InvoiceEvent, InvoiceLineItem, InvoiceRevision
+from models import (
+    BillingPeriod,
+    CreditNote,
+    CreditNoteLine,
+    Invoice,
+    InvoiceEvent,
+    InvoiceLineItem,
+    InvoiceRevision,
+    Payment,
+)
 from models.credit_notes import amounts
 from models.credit_notes.exports import XERO_CREDIT_NOTE_COLUMNS
 from models.invoices import LineKind
@@ -142,7 +151,7 @@ async def test_a_full_credit_mirrors_the_invoice_and_settles_it(client, world):
     assert len(events) == 1 and events[0].actor_id == world.users["owner"].id
     assert events[0].detail | {"creditNote": None} == {
         "creditNote": None, "number": f"CN-{YEAR}-0001", "mode": "FULL", "reason": "Duplicate usage billed",
-        "total": "183.0000", "allocated": "183.0000", "accountCredit": "0.0000", "notifyCustomer": False,
+        "total": "183.00", "allocated": "183.00", "accountCredit": "0.00", "notifyCustomer": False,
         "paymentStatus": "PAID", "previousPaymentStatus": "UNPAID",
     }
 
@@ -580,3 +589,27 @@ async def test_an_export_without_credit_notes_stays_one_csv(client, world):
     done = (await gql(client, EXPORT, {"format": "XERO", "filter": {"periodFrom": "2024-09", "periodTo": "2024-09"}},
                       token=world.tokens["owner"]))["data"]["exportInvoices"]
     assert (done["filename"], done["creditNoteCount"]) == ("invoices-2024-09-xero.csv", 0)
+
+
+async def test_credit_given_back_as_a_payment_refund_cannot_be_used_again(client, world):
+    september = await approved(world.account, "INV-2024-0001")
+    october = await approved(world.account, "INV-2024-0002", month=date(2024, 10, 1))
+    await pay(client, world, september, "183")
+    note_id = (await credit(client, world, september, mode="AMOUNT", amount="50"))["creditNote"]["id"]
+    payment = await Payment.get(invoice_id=september.id)
+    refunded = await gql(client, """mutation($input: RefundPaymentInput!) { refundPayment(input: $input) {
+        __typename } }""", {"input": {"paymentId": gid("Payment", payment), "amount": "30", "refundedOn": str(
+        date.today()), "notifyCustomer": False}}, token=world.tokens["owner"])
+    assert refunded["data"]["refundPayment"]["__typename"] == "PaymentRefunded"
+    # 30 of the 50 went back with the payment: 20 is left to use.
+    applied = (await gql(client, APPLY, {"input": {"creditNoteId": note_id, "invoiceId": gid("Invoice", october),
+                                                   "amount": "20.01"}}, token=world.tokens["owner"]))
+    assert (applied["data"]["applyCredit"]["code"], applied["data"]["applyCredit"]["maximum"]) == (
+        "CREDIT_EXCEEDS_BALANCE", "20.00")
+    done = (await gql(client, APPLY, {"input": {"creditNoteId": note_id, "invoiceId": gid("Invoice", october)}},
+                      token=world.tokens["owner"]))["data"]["applyCredit"]
+    assert done["invoice"]["creditApplied"] == "20.00"
+    refused = (await gql(client, REFUND, {"input": {"creditNoteId": note_id, "amount": "0.01",
+                                                    "refundedOn": str(date.today())}},
+                         token=world.tokens["owner"]))["data"]["refundCredit"]
+    assert (refused["code"], refused["maximum"]) == ("CREDIT_EXCEEDS_BALANCE", "0.00")

@@ -135,7 +135,8 @@ async def create_credit_note(
             invoice_id=invoice.id, actor_id=principal.user.id, kind="CREDIT_NOTE_ISSUED", using_db=conn,
             detail={
                 "creditNote": str(note.id), "number": number, "mode": mode.value, "reason": reason,
-                "total": str(total), "allocated": str(allocated), "accountCredit": str(total - allocated),
+                "total": str(round_money(total, currency)), "allocated": str(round_money(allocated, currency)),
+                "accountCredit": str(round_money(total - allocated, currency)),
                 "notifyCustomer": notify_customer, "paymentStatus": status.value,
                 "previousPaymentStatus": invoice.payment_status.value,
             },
@@ -194,20 +195,48 @@ def _status(invoice: Invoice, today: date, *, credited: Decimal | None = None, a
     )
 
 
-async def _locked_note(conn, principal, credit_note_id: Any) -> CreditNote:
-    query = visible_credit_notes(principal).filter(id=credit_note_id) if credit_note_id else None
-    note = await query.select_for_update().using_db(conn).first() if query is not None else None
-    if note is None:
+@dataclass
+class _Locked:
+    note: CreditNote
+    # The credit note's own invoice, and the invoice credit is applied to (None for a refund).
+    source: Invoice
+    target: Invoice | None
+    usable: Decimal
+
+
+async def _lock(conn, principal, credit_note_id: Any, target_id: Any = None) -> _Locked:
+    """Lock the credit note's invoice and the target invoice (in id order, so that two
+    applications in opposite directions cannot deadlock), then the credit note, and tell how
+    much of its credit may be used now: what is left of it, and never more than the customer
+    keeps paid on its invoice beyond what the invoice owes, less the credit its credit notes
+    already gave back (a payment refunded with `refundPayment` uses the credit up too)."""
+    found = await visible_credit_notes(principal).get_or_none(id=credit_note_id) if credit_note_id else None
+    if found is None:
         raise NotFound("No such credit note.", field="creditNoteId")
-    return note
+    target = None
+    for invoice_id in sorted({found.invoice_id, target_id} - {None}, key=str):
+        if invoice_id == target_id:
+            target = await lock_invoice(conn, visible_invoices(principal), target_id, field="invoiceId")
+        else:
+            await Invoice.filter(id=invoice_id).select_for_update().using_db(conn).first()
+    note = await CreditNote.filter(id=found.id).select_for_update().using_db(conn).get()
+    source = await Invoice.get(id=note.invoice_id, using_db=conn)
+    (used,) = await conn.execute_query_dict(
+        "SELECT COALESCE(sum(amount_refunded + amount_applied), 0) AS used FROM credit_notes WHERE invoice_id = $1",
+        [str(source.id)],
+    )
+    overpaid = (source.amount_paid - source.amount_refunded + source.credit_applied + source.amount_credited
+                - source.total - used["used"])
+    usable = round_money(max(min(remaining_credit(note), overpaid), Decimal(0)), note.currency)
+    return _Locked(note=note, source=source, target=target, usable=usable)
 
 
-def _within_remaining(note: CreditNote, amount: Decimal) -> None:
-    remaining = round_money(remaining_credit(note), note.currency)
-    if amount > remaining:
+def _within_usable(locked: _Locked, amount: Decimal) -> None:
+    if amount > locked.usable:
+        note = locked.note
         raise CreditExceeded(
-            f"Credit note {note.number} has {remaining} {note.currency} of credit left.",
-            maximum=remaining, field="amount", code=ErrorCode.CREDIT_EXCEEDS_BALANCE,
+            f"Credit note {note.number} has {locked.usable} {note.currency} of credit to use.",
+            maximum=locked.usable, field="amount", code=ErrorCode.CREDIT_EXCEEDS_BALANCE,
         )
 
 
@@ -218,8 +247,10 @@ async def apply_credit(
     and currency (the account's next invoice): it lowers that invoice's amount due as a payment
     would, and both invoices' timelines tell it. Without `amount`, as much as both allow."""
     async with in_transaction() as conn:
-        invoice = await lock_invoice(conn, visible_invoices(principal), invoice_id, field="invoiceId")
-        note = await _locked_note(conn, principal, credit_note_id)
+        locked = await _lock(conn, principal, credit_note_id, invoice_id or None)
+        note, source, invoice = locked.note, locked.source, locked.target
+        if invoice is None:
+            raise NotFound("No such invoice.", field="invoiceId")
         if invoice.status != InvoiceStatus.APPROVED:
             raise InvalidTransition("Credit is applied to approved invoices only.", field="invoiceId")
         if invoice.id == note.invoice_id or invoice.managed_account_id != note.managed_account_id:
@@ -235,14 +266,14 @@ async def apply_credit(
         applied_on = _on_or_before_today(applied_on, today, "appliedOn")
         due = round_money(amount_due(invoice), invoice.currency)
         if amount is None:
-            amount = min(round_money(remaining_credit(note), note.currency), due)
+            amount = min(locked.usable, due)
             if amount <= 0:
                 raise CreditExceeded(
                     "Nothing to apply: the credit note has no credit left, or the invoice owes nothing.",
                     maximum=amount, field="amount", code=ErrorCode.CREDIT_EXCEEDS_BALANCE,
                 )
         amount = amounts.exact_amount(amount, note.currency, "amount")
-        _within_remaining(note, amount)
+        _within_usable(locked, amount)
         if amount > due:
             raise AmountExceeded(
                 f"The invoice has {due} {invoice.currency} due.", maximum=due, field="amount",
@@ -258,7 +289,6 @@ async def apply_credit(
         await Invoice.filter(id=invoice.id).using_db(conn).update(
             credit_applied=applied, payment_status=status, updated_at=datetime.now(UTC),
         )
-        source = await Invoice.get(id=note.invoice_id, using_db=conn)
         common = {"creditNote": str(note.id), "creditNoteNumber": note.number, "amount": str(amount),
                   "appliedOn": applied_on.isoformat()}
         await InvoiceEvent.bulk_create([
@@ -283,11 +313,12 @@ async def refund_credit(
     if len(reference) > 255:
         raise ValidationFailed("At most 255 characters.", field="reference")
     async with in_transaction() as conn:
-        note = await _locked_note(conn, principal, credit_note_id)
+        locked = await _lock(conn, principal, credit_note_id)
+        note = locked.note
         organization = await Organization.get(id=note.organization_id, using_db=conn)
         refunded_on = _on_or_before_today(refunded_on, organization_today(organization.timezone), "refundedOn")
         amount = amounts.exact_amount(amount, note.currency, "amount")
-        _within_remaining(note, amount)
+        _within_usable(locked, amount)
         entry = await CreditUseEntry.create(
             credit_note_id=note.id, kind=CreditUse.REFUND, amount=amount, used_on=refunded_on,
             reference=reference, recorded_by_id=principal.user.id, using_db=conn,
