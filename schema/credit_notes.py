@@ -117,13 +117,8 @@ class CreditNote(relay.Node):
     allocated: Decimal = strawberry.field(
         description="The part that lowered the invoice's amount due when the credit note was issued."
     )
-    remaining_credit: Decimal = strawberry.field(
-        description="Account credit still to refund or apply: the total less what lowered the invoice, "
-        "less refunds and credit applied to other invoices."
-    )
     amount_refunded: Decimal = strawberry.field(description="Account credit refunded to the customer.")
     amount_applied: Decimal = strawberry.field(description="Account credit applied to other invoices.")
-    status: CreditNoteStatus = strawberry.field(description="Whether account credit is left.")
     delivery_status: DeliveryStatus = strawberry.field(description="Whether its e-mail went out.")
     created_at: datetime = strawberry.field(description="When it was issued.")
     model: strawberry.Private[Any]
@@ -138,22 +133,40 @@ class CreditNote(relay.Node):
         def money(amount: Decimal) -> Decimal:
             return round_money(amount, currency)
 
-        remaining = get("total") - get("allocated") - get("amount_refunded") - get("amount_applied")
         return cls(
             id=str(get("id")), number=get("number"), issue_date=get("issue_date"), reason=get("reason"),
             mode=CreditMode(get("mode")), currency=currency, subtotal=money(get("subtotal")),
             tax_total=money(get("tax_total")),
             charges=money(get("charges")), total=money(get("total")), allocated=money(get("allocated")),
-            remaining_credit=money(remaining), amount_refunded=money(get("amount_refunded")),
-            amount_applied=money(get("amount_applied")),
-            status=CreditNoteStatus.CREDIT_AVAILABLE if remaining > 0 else CreditNoteStatus.ALLOCATED,
+            amount_refunded=money(get("amount_refunded")), amount_applied=money(get("amount_applied")),
             delivery_status=DeliveryStatus(get("delivery_status")), created_at=get("created_at"),
-            model={name: get(name) for name in ("id", "invoice_id", "managed_account_id", "created_by_id", "pdf_path")},
+            model={name: get(name) for name in (
+                "id", "invoice_id", "managed_account_id", "created_by_id", "pdf_path", "total", "allocated",
+            )},
         )
 
     @classmethod
     async def resolve_nodes(cls, *, info: Info, node_ids: Iterable[str], required: bool = False):
         return await scoped_nodes(cls, info, node_ids, required, domain.visible_credit_notes)
+
+    @strawberry.field(
+        description="Account credit still to refund or apply: the total less what lowered the invoice, less "
+        "refunds and credit applied to other invoices, and never more than the customer keeps paid on the "
+        "invoice beyond what it owes (a payment refunded with `refundPayment` uses it up too)."
+    )
+    async def remaining_credit(self, info: Info) -> Decimal:
+        return await self._usable(info)
+
+    @strawberry.field(description="Whether account credit is left to refund or apply.")
+    async def status(self, info: Info) -> CreditNoteStatus:
+        left = await self._usable(info)
+        return CreditNoteStatus.CREDIT_AVAILABLE if left > 0 else CreditNoteStatus.ALLOCATED
+
+    async def _usable(self, info: Info) -> Decimal:
+        invoice = await info.context.loaders.by_id(InvoiceModel).load(self.model["invoice_id"])
+        used = await info.context.loaders.keyed("credit_used", _credit_used).load(self.model["invoice_id"])
+        left = self.model["total"] - self.model["allocated"] - self.amount_refunded - self.amount_applied
+        return domain.usable_credit(left, self.currency, invoice, used)
 
     @strawberry.field(description="The invoice it credits.")
     async def invoice(self, info: Info) -> Invoice:
@@ -194,6 +207,11 @@ class CreditNote(relay.Node):
     async def created_by(self, info: Info) -> str | None:
         user = await info.context.loaders.by_id(UserModel).load(self.model["created_by_id"])
         return user.email if user else None
+
+
+async def _credit_used(invoice_ids: list[Any]) -> list[Decimal]:
+    found = await domain.credit_used(invoice_ids)
+    return [found.get(invoice_id, Decimal(0)) for invoice_id in invoice_ids]
 
 
 async def invoice_credit_notes(info: Info, invoice_id: Any) -> list[CreditNote]:

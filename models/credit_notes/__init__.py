@@ -9,11 +9,18 @@ from models.credit_notes.operations import (
     create_credit_note,
     refund_credit,
 )
-from models.credit_notes.queries import CreditNoteQuery, filter_credit_notes, remaining_credit, visible_credit_notes
+from models.credit_notes.queries import (
+    CreditNoteQuery,
+    credit_used,
+    filter_credit_notes,
+    remaining_credit,
+    usable_credit,
+    visible_credit_notes,
+)
 from models.credit_notes.tables import CreditMode, CreditNote, CreditNoteLine, CreditUse, CreditUseEntry
 
 __all__ = [
     "CreditMode", "CreditNote", "CreditNoteIssued", "CreditNoteLine", "CreditNoteQuery", "CreditUse",
     "CreditUseEntry", "CreditUsed", "LineCredit", "apply_credit", "create_credit_note", "filter_credit_notes",
-    "refund_credit", "remaining_credit", "visible_credit_notes",
+    "credit_used", "refund_credit", "remaining_credit", "usable_credit", "visible_credit_notes",
 ]

@@ -27,7 +27,7 @@ from models.credit_notes import amounts
 from models.credit_notes.amounts import CHARGE_KINDS, CreditLine, LineCredit
 from models.credit_notes.documents import TEMPLATE_VERSION, build_view, parties
 from models.credit_notes.numbering import next_number
-from models.credit_notes.queries import remaining_credit, visible_credit_notes
+from models.credit_notes.queries import credit_used, remaining_credit, usable_credit, visible_credit_notes
 from models.credit_notes.tables import CreditMode, CreditNote, CreditNoteLine, CreditUse, CreditUseEntry
 from models.currencies import round_money
 from models.errors import AmountExceeded, CreditExceeded, ErrorCode, InvalidTransition, NotFound, ValidationFailed
@@ -207,9 +207,7 @@ class _Locked:
 async def _lock(conn, principal, credit_note_id: Any, target_id: Any = None) -> _Locked:
     """Lock the credit note's invoice and the target invoice (in id order, so that two
     applications in opposite directions cannot deadlock), then the credit note, and tell how
-    much of its credit may be used now: what is left of it, and never more than the customer
-    keeps paid on its invoice beyond what the invoice owes, less the credit its credit notes
-    already gave back (a payment refunded with `refundPayment` uses the credit up too)."""
+    much of its credit may be used now (`usable_credit`)."""
     found = await visible_credit_notes(principal).get_or_none(id=credit_note_id) if credit_note_id else None
     if found is None:
         raise NotFound("No such credit note.", field="creditNoteId")
@@ -221,13 +219,8 @@ async def _lock(conn, principal, credit_note_id: Any, target_id: Any = None) -> 
             await Invoice.filter(id=invoice_id).select_for_update().using_db(conn).first()
     note = await CreditNote.filter(id=found.id).select_for_update().using_db(conn).get()
     source = await Invoice.get(id=note.invoice_id, using_db=conn)
-    (used,) = await conn.execute_query_dict(
-        "SELECT COALESCE(sum(amount_refunded + amount_applied), 0) AS used FROM credit_notes WHERE invoice_id = $1",
-        [str(source.id)],
-    )
-    overpaid = (source.amount_paid - source.amount_refunded + source.credit_applied + source.amount_credited
-                - source.total - used["used"])
-    usable = round_money(max(min(remaining_credit(note), overpaid), Decimal(0)), note.currency)
+    used = (await credit_used([source.id], conn)).get(source.id, Decimal(0))
+    usable = usable_credit(remaining_credit(note), note.currency, source, used)
     return _Locked(note=note, source=source, target=target, usable=usable)
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from tortoise.expressions import Q
+from tortoise.functions import Sum
 
 from models.credit_notes.tables import CreditNote
+from models.currencies import round_money
+from models.invoices.tables import Invoice
 
 
 def visible_credit_notes(principal):
@@ -24,6 +28,23 @@ def remaining_credit(note: CreditNote) -> Decimal:
     """Account credit the credit note still holds: what its invoice did not owe any more when
     it was issued, less what was refunded or applied to other invoices."""
     return note.total - note.allocated - note.amount_refunded - note.amount_applied
+
+
+async def credit_used(invoice_ids: list, conn: Any = None) -> dict[Any, Decimal]:
+    """Per invoice, the account credit its credit notes gave back (refunded or applied)."""
+    rows = await CreditNote.filter(invoice_id__in=invoice_ids).using_db(conn).group_by("invoice_id").annotate(
+        refunded=Sum("amount_refunded"), applied=Sum("amount_applied")).values("invoice_id", "refunded", "applied")
+    return {row["invoice_id"]: row["refunded"] + row["applied"] for row in rows}
+
+
+def usable_credit(remaining: Decimal, currency: str, invoice: Invoice, used: Decimal) -> Decimal:
+    """What of a credit note's credit may be used now: what is left of it (`remaining`), never more
+    than the customer keeps paid on its invoice beyond what the invoice owes, less the credit
+    its credit notes already gave back (a payment refunded with `refundPayment` uses the
+    credit up too, so nothing is given back twice)."""
+    overpaid = (invoice.amount_paid - invoice.amount_refunded + invoice.credit_applied + invoice.amount_credited
+                - invoice.total - used)
+    return round_money(max(min(remaining, overpaid), Decimal(0)), currency)
 
 
 @dataclass
