@@ -111,6 +111,12 @@ async def test_a_credit_note_is_printed_emailed_and_downloaded(client, world, wo
     assert len(mailbox.messages) == 1
 
 
+async def _finished(worker):
+    """The worker's job is over (its last step, the live event, included): stopping it now
+    cancels nothing."""
+    return worker.jobs_complete >= 1 and worker.job_tasks == {}
+
+
 async def _delivered(number):
     note = await CreditNote.get_or_none(number=number)
     return note is not None and note.delivery_status == "SENT"
@@ -126,7 +132,7 @@ async def test_without_notifying_it_is_printed_but_not_sent(client, world, worke
         return (await CreditNote.get(number=issued["number"])).pdf_path is not None
 
     await _wait(printed)
-    await asyncio.sleep(0.3)
+    await _wait(lambda: _finished(worker))
     assert (await CreditNote.get(number=issued["number"])).delivery_status == "NOT_SENT"
     assert mailbox.messages == []
 
@@ -139,6 +145,7 @@ async def test_an_account_without_billing_emails_gets_a_failed_delivery(client, 
         return (await CreditNote.get(number=issued["number"])).delivery_status == "FAILED"
 
     await _wait(failed)
+    await _wait(lambda: _finished(worker))
     event = await InvoiceEvent.get(invoice_id=invoice.id, kind="CREDIT_NOTE_DELIVERY_FAILED")
     assert "no billing e-mails" in event.detail["error"]
 

@@ -20,7 +20,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from models.credit_notes.queries import remaining_credit
+from models.credit_notes.queries import remaining_credit, usable_credit
 from models.credit_notes.tables import CreditNote, CreditNoteLine
 from models.currencies import round_money
 from models.invoices.tables import LineKind
@@ -46,6 +46,8 @@ class ExportedCreditNote:
     lines: list[dict[str, Any]]
     # The credited invoice as the export loaded it (with its account and period).
     invoice: Any
+    # The credit its invoice's credit notes gave back (refunded or applied).
+    used: Decimal = Decimal(0)
 
     def money(self, amount: Decimal) -> Decimal:
         return round_money(amount, self.note.currency)
@@ -60,7 +62,10 @@ async def load_credit_notes(invoices: list[Any]) -> list[ExportedCreditNote]:
     if notes:
         for line in await CreditNoteLine.filter(credit_note_id__in=[n.id for n in notes]).order_by("position").values():
             lines[line["credit_note_id"]].append(line)
-    return [ExportedCreditNote(n, lines[n.id], by_id[n.invoice_id]) for n in notes]
+    used: dict[Any, Decimal] = defaultdict(Decimal)
+    for n in notes:
+        used[n.invoice_id] += n.amount_refunded + n.amount_applied
+    return [ExportedCreditNote(n, lines[n.id], by_id[n.invoice_id], used[n.invoice_id]) for n in notes]
 
 
 def xero_rows(item: ExportedCreditNote, dated: Callable[[date], str], profile: Any) -> list[list[Any]]:
@@ -91,7 +96,8 @@ def detailed_rows(item: ExportedCreditNote, dated: Callable[[date], str]) -> lis
     ]
     totals = [
         money(note.subtotal), money(note.charges), money(note.total), money(note.allocated),
-        money(note.amount_refunded), money(note.amount_applied), money(remaining_credit(note)),
+        money(note.amount_refunded), money(note.amount_applied),
+        usable_credit(remaining_credit(note), note.currency, invoice, item.used),
     ]
     return [
         [*head, line["position"], LineKind(line["kind"]).value, line["description"], line["invoice_line_position"],
