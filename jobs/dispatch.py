@@ -19,6 +19,7 @@ NOTIFY = "notify_customer"
 COST_IMPORT = "run_cost_import"
 INVITE = "send_invitation"
 REMIND = "send_reminder"
+CREDIT_NOTE = "issue_credit_note"
 
 
 def generate_job_id(invoice_id: Any) -> str:
@@ -84,3 +85,12 @@ async def enqueue_reminder(redis: ArqRedis, invoice_id: Any, step: int, as_of: s
     """Queue one step's payment reminder of an invoice, found due at `as_of` (ISO time),
     once (the job id is the invoice's and the step's)."""
     await redis.enqueue_job(REMIND, str(invoice_id), step, as_of, _job_id=f"{REMIND}:{invoice_id}:{step}")
+
+
+def credit_note_job_id(credit_note_id: Any) -> str:
+    return f"{CREDIT_NOTE}:{credit_note_id}"
+
+
+async def enqueue_credit_note(redis: ArqRedis, credit_note_id: Any) -> None:
+    """Queue an issued credit note's PDF and e-mail, once (the job id is the credit note's)."""
+    await redis.enqueue_job(CREDIT_NOTE, str(credit_note_id), _job_id=credit_note_job_id(credit_note_id))

@@ -22,6 +22,7 @@ from arq import ArqRedis
 
 from infra import events
 from jobs import dispatch
+from models.credit_notes import CreditNote
 from models.invoices import DeliveryStatus, Invoice, InvoiceStatus
 from models.payments import Refund
 
@@ -122,6 +123,24 @@ async def refund_recorded(redis: ArqRedis, invoice: Invoice, refund: Refund, *, 
     await events.publish(redis, [invoice])
     if notify_customer:
         await dispatch.enqueue_notification(redis, invoice.id, "refunded", refund.id)
+
+
+@_after_commit
+async def credit_note_issued(redis: ArqRedis, invoice: Invoice, credit_note: CreditNote) -> None:
+    """A credit note was issued: its invoice's new amount due and payment status announced,
+    then its PDF printed and (when asked for) e-mailed by one job."""
+    await events.publish(redis, [invoice])
+    await dispatch.enqueue_credit_note(redis, credit_note.id)
+
+
+@_after_commit
+async def credit_note_stalled(redis: ArqRedis, credit_note_ids: Sequence[Any]) -> None:
+    """Credit notes still without their PDF, or whose e-mail is still QUEUED: their job is
+    queued again unless arq holds it (it does only what is left to do)."""
+    for credit_note_id in credit_note_ids:
+        await dispatch.requeue(
+            redis, dispatch.CREDIT_NOTE, dispatch.credit_note_job_id(credit_note_id), str(credit_note_id)
+        )
 
 
 @_after_commit

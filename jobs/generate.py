@@ -15,11 +15,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arq import Retry
+from tortoise.expressions import Q
 
 from infra import storage
 from jobs import effects
 from jobs.rendering import TEMPLATE_VERSION, render_invoice_html
 from models.costs import CostImport, CostImportState
+from models.credit_notes import CreditNote
 from models.errors import DomainError
 from models.invoices import DeliveryStatus, Invoice, InvoiceStatus
 from models.invoices.actions import fail_generation
@@ -92,7 +94,8 @@ async def _fail(ctx: dict, invoice_id: Any, message: str) -> None:
 async def requeue_stuck(ctx: dict) -> int:
     """The sweeper: queue again the work that committed states imply but arq does not hold
     (jobs/effects.py tells why a job can be missing). Invoices GENERATING, approved invoices
-    whose delivery is QUEUED and cost imports QUEUED, each for a while (a writer queues its job
+    whose delivery is QUEUED, cost imports QUEUED and credit notes without their PDF or with
+    their e-mail QUEUED, each for a while (a writer queues its job
     right after its commit), get their job unless it is queued or running; one generating for
     half an hour goes to ERROR instead of looping. Answers how many invoices were GENERATING."""
     now = datetime.now(UTC)
@@ -111,6 +114,11 @@ async def requeue_stuck(ctx: dict) -> int:
         state=CostImportState.QUEUED, created_at__lt=now - stuck_after
     ).values_list("id", flat=True)
     await effects.cost_import_stalled(ctx["redis"], imports)
-    if ids or unsent or imports:
-        log.info("sweeper: %d generating, %d deliveries, %d imports checked", len(ids), len(unsent), len(imports))
+    credit_notes = await CreditNote.filter(
+        Q(pdf_path__isnull=True) | Q(delivery_status=DeliveryStatus.QUEUED), created_at__lt=now - stuck_after
+    ).values_list("id", flat=True)
+    await effects.credit_note_stalled(ctx["redis"], credit_notes)
+    if ids or unsent or imports or credit_notes:
+        log.info("sweeper: %d generating, %d deliveries, %d imports, %d credit notes checked",
+                 len(ids), len(unsent), len(imports), len(credit_notes))
     return len(ids)

@@ -141,6 +141,14 @@ def render_invoice_email(context: dict) -> tuple[str, str, str]:
     return subject, text, _templates.get_template("email/invoice.html").render(context)
 
 
+def render_credit_note_email(context: dict) -> tuple[str, str, str]:
+    """(subject, text, html) of the e-mail that carries a credit note. The context holds
+    msp_company_name, customer_name, number, invoice_number, period_label, total, currency
+    and reason."""
+    subject, text = _render("email/credit_note.txt", context)
+    return subject, text, _templates.get_template("email/credit_note.html").render(context)
+
+
 def render_notification_email(kind: str, context: dict) -> tuple[str, str]:
     """(subject, text) of a short notice to the customer that an invoice was approved,
     voided or refunded. The context holds the invoice e-mail's keys; `reason` (voided) and

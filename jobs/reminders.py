@@ -11,8 +11,8 @@ from infra import storage
 from jobs import dispatch
 from jobs.mailer import Attachment, render_reminder_email
 from jobs.rendering import format_money
-from jobs.send import NO_RECIPIENTS, invoice_email_context, mail_about_invoice
-from models.invoices import Invoice
+from jobs.send import NO_RECIPIENTS, invoice_email_context, mail
+from models.invoices import Invoice, amount_due
 from models.invoices.tables import InvoiceRevision
 from models.managed_accounts import ManagedAccount
 from models.organizations import Organization
@@ -51,11 +51,11 @@ async def send_reminder(ctx: dict, invoice_id: str, step: int, as_of: str) -> st
     today = now.astimezone(ZoneInfo(organization.timezone)).date()
     subject, text = render_reminder_email({
         **invoice_email_context(invoice, revision), "days_after_due": (today - invoice.due_date).days,
-        "amount_due": format_money(invoice.total - invoice.amount_paid, invoice.currency),
+        "amount_due": format_money(amount_due(invoice), invoice.currency),
     })
     pdf = storage.load(ctx["settings"], revision.pdf_path)
-    outcomes, failure = await mail_about_invoice(
-        ctx, invoice, to=list(account.billing_emails), subject=subject, text=text,
+    outcomes, failure = await mail(
+        ctx, invoice.organization_id, to=list(account.billing_emails), subject=subject, text=text,
         attachments=[Attachment(filename=f"{invoice.number}.pdf", content=pdf)],
     )
     await record_reminder(invoice.id, step, outcomes, failure)

@@ -78,6 +78,18 @@ def render_invoice_html(view: dict[str, Any]) -> str:
     return _env.get_template(f"invoice/v{version}.html").render(view)
 
 
+CREDIT_NOTE_TEMPLATE_VERSIONS = ("1",)
+
+
+def render_credit_note_html(view: dict[str, Any]) -> str:
+    """The credit note as one self-contained HTML document, in the invoice's template family
+    (the same stylesheet), with the template of `view["template_version"]`."""
+    version = view["template_version"]
+    if version not in CREDIT_NOTE_TEMPLATE_VERSIONS:
+        raise ValueError(f"Unknown credit note template version {version!r}.")
+    return _env.get_template(f"credit_note/v{version}.html").render(view)
+
+
 _SAMPLE_LOGO = (
     "data:image/png;base64,"
     "iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAYAAACqaXHeAAAA70lEQVR42u2byxHDMAhE1ZErSkNpOm4hB1h2xWPGV4l9HpuP0DkYJrP"

@@ -5,6 +5,7 @@ timeline."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from arq import Retry
 
@@ -52,8 +53,8 @@ async def _send(ctx: dict, invoice_id: str) -> str:
     subject, text, html = render_invoice_email(invoice_email_context(invoice, revision))
     assert revision.pdf_path is not None, "a generated revision has its PDF"
     pdf = storage.load(ctx["settings"], revision.pdf_path)
-    outcomes, failure = await mail_about_invoice(
-        ctx, invoice, to=list(account.billing_emails), subject=subject, text=text, html=html,
+    outcomes, failure = await mail(
+        ctx, invoice.organization_id, to=list(account.billing_emails), subject=subject, text=text, html=html,
         attachments=[Attachment(filename=f"{invoice.number}.pdf", content=pdf)],
     )
     await record_delivery(invoice.id, outcomes, failure)
@@ -78,7 +79,7 @@ async def notify_customer(ctx: dict, invoice_id: str, notice: str, refund_id: st
         refund = await Refund.get(id=refund_id, invoice_id=invoice.id)
         context["refund_amount"] = format_money(refund.amount, invoice.currency)
     subject, text = render_notification_email(notice, context)
-    outcomes, failure = await mail_about_invoice(ctx, invoice, to=list(account.billing_emails), subject=subject, text=text)
+    outcomes, failure = await mail(ctx, invoice.organization_id, to=list(account.billing_emails), subject=subject, text=text)
     await record_notification(invoice.id, notice, outcomes, failure)
     return "sent" if any(o.delivered for o in outcomes) else "failed"
 
@@ -94,11 +95,11 @@ def invoice_email_context(invoice: Invoice, revision: InvoiceRevision) -> dict:
     }
 
 
-async def mail_about_invoice(ctx: dict, invoice: Invoice, **message) -> tuple[list, str | None]:
-    """Send the message, under the invoice's organization's sender name and Reply-To:
-    (each recipient's outcome, None), or ([], why) once retrying cannot help. An unreachable
+async def mail(ctx: dict, organization_id: Any, **message) -> tuple[list, str | None]:
+    """Send the message, under the organization's sender name and Reply-To: (each
+    recipient's outcome, None), or ([], why) once retrying cannot help. An unreachable
     server is retried with a growing delay, up to MAX_TRIES."""
-    sender = organization_sender(await Organization.get(id=invoice.organization_id))
+    sender = organization_sender(await Organization.get(id=organization_id))
     try:
         return await send_mail(ctx["settings"], **sender, **message), None
     except MailTransientError as exc:

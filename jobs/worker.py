@@ -16,6 +16,7 @@ from infra import broker, db, links
 from infra.embedded import resolve_urls
 from infra.settings import Settings, get_settings
 from jobs import dispatch
+from jobs.credit_notes import issue_credit_note
 from jobs.generate import GENERATION_TIMEOUT, generate_invoice, requeue_stuck
 from jobs.imports import IMPORT_TIMEOUT_SECONDS, run_cost_import
 from jobs.invitations import send_invitation
@@ -105,6 +106,7 @@ class WorkerSettings:
         func(notify_customer, name=dispatch.NOTIFY, keep_result=0, timeout=120),
         func(send_invitation, name=dispatch.INVITE, keep_result=0, timeout=120),
         func(send_reminder, name=dispatch.REMIND, keep_result=0, timeout=120),
+        func(issue_credit_note, name=dispatch.CREDIT_NOTE, keep_result=0, timeout=180),
         func(run_cost_import, name=dispatch.COST_IMPORT, keep_result=0, timeout=IMPORT_TIMEOUT_SECONDS, max_tries=1),
     ]
     cron_jobs = [

@@ -5,6 +5,7 @@ from models.billing_periods import BillingPeriod
 from models.billing_profiles import BillingProfile, BillingProfileCharge
 from models.billing_rules import BillingRule
 from models.costs import CostDeliveryScope, CostImport, CostRecord, LateCost
+from models.credit_notes.tables import CreditNote, CreditNoteLine, CreditNoteNumberCounter, CreditUseEntry
 from models.exchange_rates import ExchangeRate
 from models.invoices.tables import (
     Invoice,
@@ -22,8 +23,9 @@ from models.reminders import InvoiceReminder, ReminderStop
 
 __all__ = [
     "BillingPeriod", "BillingProfile", "BillingProfileCharge", "BillingRule", "CostDeliveryScope",
-    "CostImport", "CostRecord", "ExchangeRate", "Invitation", "Invoice", "InvoiceEvent", "InvoiceExtraLine",
-    "InvoiceLineItem", "InvoiceNumberCounter", "InvoiceReminder", "InvoiceRevision", "LateCost", "ManagedAccount",
-    "Organization", "Payment", "ReminderStop",
+    "CostImport", "CostRecord", "CreditNote", "CreditNoteLine", "CreditNoteNumberCounter", "CreditUseEntry",
+    "ExchangeRate", "Invitation", "Invoice", "InvoiceEvent", "InvoiceExtraLine", "InvoiceLineItem",
+    "InvoiceNumberCounter", "InvoiceReminder", "InvoiceRevision", "LateCost", "ManagedAccount", "Organization",
+    "Payment", "ReminderStop",
     "Refund", "SubAccount", "Token", "User",
 ]

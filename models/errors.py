@@ -33,6 +33,8 @@ class ErrorCode(str, Enum):
     INVITATION_INVALID = "INVITATION_INVALID"
     LAST_OWNER = "LAST_OWNER"
     CHECKS_UNACKNOWLEDGED = "CHECKS_UNACKNOWLEDGED"
+    CREDIT_EXCEEDS_INVOICE = "CREDIT_EXCEEDS_INVOICE"
+    CREDIT_EXCEEDS_BALANCE = "CREDIT_EXCEEDS_BALANCE"
 
 
 ERROR_CODE_MEANINGS: dict[ErrorCode, str] = {
@@ -56,6 +58,8 @@ ERROR_CODE_MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.INVITATION_INVALID: "the invitation link is unknown, expired or already used: ask for a new one",
     ErrorCode.LAST_OWNER: "the organization's last active owner cannot be demoted or deactivated",
     ErrorCode.CHECKS_UNACKNOWLEDGED: "the invoice has warnings (`Invoice.checks`) the approval did not acknowledge",
+    ErrorCode.CREDIT_EXCEEDS_INVOICE: "a credit note is more than is left to credit on the invoice (or on a line)",
+    ErrorCode.CREDIT_EXCEEDS_BALANCE: "more than the credit note's remaining credit is refunded or applied",
 }
 
 
@@ -167,3 +171,10 @@ class LastOwner(InvalidTransition):
     """The change would leave the organization without an active owner."""
 
     code = ErrorCode.LAST_OWNER
+
+
+class CreditExceeded(AmountExceeded):
+    """A credit is more than is left to credit on the invoice, or more than a credit note's
+    remaining credit; `maximum` is what may be credited or used."""
+
+    code = ErrorCode.CREDIT_EXCEEDS_INVOICE

@@ -7,6 +7,9 @@ What is exported: invoices that have been approved, never drafts.
 - DETAILED also exports VOIDED ones (their status is a column), so that a ledger sees every
   number of the gapless sequence.
 
+Credit notes of the exported invoices come as a second file (models/credit_notes/exports.py):
+the export is then a zip of both.
+
 Xero mapping: one row per printed line (usage, billing rules, charges and taxes), in the
 invoice's order, repeating the invoice's columns. Our taxes are lines of their own, so every
 row carries the billing profile's tax type, which is meant to add no tax in Xero (the default
@@ -34,6 +37,8 @@ from tortoise import connections
 
 from models.billing_profiles import BillingProfile
 from models.costs.usage import usage_account, usage_by_category, usage_csv
+from models.credit_notes import exports as credit_notes
+from models.credit_notes.queries import visible_credit_notes
 from models.currencies import round_money
 from models.errors import ErrorCode, InvalidTransition, NotFound, ValidationFailed
 from models.invoices.queries import InvoiceQuery, amount_due, filter_invoices, visible_invoices
@@ -66,7 +71,7 @@ DETAILED_COLUMNS = (
     "ExchangeRate", "LinePosition", "LineKind", "Description", "Provider", "Service",
     "ServiceCategory", "Quantity", "Unit", "UnitPrice", "Amount", "InvoiceSubtotal",
     "InvoiceAdjustments", "InvoiceCharges", "InvoiceTotal", "AmountPaid", "AmountRefunded",
-    "AmountDue",
+    "AmountDue", "AmountCredited", "CreditApplied",
 )
 # Xero refuses bigger imports; more invoices become a zip of files of this many.
 MAX_INVOICES_PER_FILE = 500
@@ -160,6 +165,7 @@ class ExportFile:
     content_type: str
     data: bytes
     invoice_count: int
+    credit_note_count: int = 0
 
 
 _REVISIONS_SQL = (
@@ -229,6 +235,7 @@ def detailed_rows(item: ExportedInvoice, style: ExportDateFormat) -> list[list[A
     totals = [
         money(invoice.subtotal), money(invoice.adjustments), money(invoice.charges), money(invoice.total),
         money(invoice.amount_paid), money(invoice.amount_refunded), money(amount_due(invoice)),
+        money(invoice.amount_credited), money(invoice.credit_applied),
     ]
     return [
         [
@@ -274,13 +281,31 @@ async def build_export(
         parts.append(write_csv(columns, rows))
         if progress:
             progress(min(start + chunk, len(items)))
-    if len(parts) == 1:
+    notes = await credit_notes.load_credit_notes([item.invoice for item in items])
+    if len(parts) == 1 and not notes:
         return ExportFile(f"{stem}.csv", CSV_TYPE, parts[0], len(items))
+    # Invoices and credit notes are two files (Xero imports them on two screens), in one zip.
+    names = [f"{stem}.csv"] if len(parts) == 1 else [f"{stem}-{n}.csv" for n in range(1, len(parts) + 1)]
+    files = dict(zip(names, parts))
+    if notes:
+        files[f"credit-notes-{stem.removeprefix('invoices-')}.csv"] = _credit_notes_csv(notes, fmt, style, profiles)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for number, part in enumerate(parts, start=1):
-            archive.writestr(f"{stem}-{number}.csv", part)
-    return ExportFile(f"{stem}.zip", "application/zip", buffer.getvalue(), len(items))
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return ExportFile(f"{stem}.zip", "application/zip", buffer.getvalue(), len(items), len(notes))
+
+
+def _credit_notes_csv(notes: list, fmt: ExportFormat, style: ExportDateFormat, profiles: dict) -> bytes:
+    def dated(day: date) -> str:
+        return format_date(day, style)
+
+    if fmt is ExportFormat.XERO:
+        rows = [row for n in notes for row in credit_notes.xero_rows(
+            n, dated, profiles[n.invoice.managed_account.billing_profile_id])]
+        return write_csv(credit_notes.XERO_CREDIT_NOTE_COLUMNS, rows)
+    rows = [row for n in notes for row in credit_notes.detailed_rows(n, dated)]
+    return write_csv(credit_notes.DETAILED_CREDIT_NOTE_COLUMNS, rows)
 
 
 def exportable(query, fmt: ExportFormat):
@@ -406,7 +431,13 @@ async def signed_download(principal, kind: str, target: str, filename: str) -> D
     - "export": a stored export at `target`, only for the organization's MSP users;
     - "usage": an account's usage by service category (`account/from/to`), made now, for whoever may read it;
     - "reconciliation": the reconciliation of month `target` as CSV, made now, for MSP users.
+    - "credit_note_pdf": the stored PDF of credit note `target`.
     None when there is nothing (any longer) to serve."""
+    if kind == "credit_note_pdf":
+        note = await visible_credit_notes(principal).filter(id=target, pdf_path__isnull=False).first()
+        if note is None or note.pdf_path is None:
+            return None
+        return Download(safe_filename(note.number, "pdf"), _CONTENT_TYPES["pdf"], stored=note.pdf_path)
     if kind == "export":
         mine = principal.is_msp_user and target.startswith(f"{EXPORTS_FOLDER}/{principal.organization_id}/")
         return Download(filename, _CONTENT_TYPES[filename.rsplit(".", 1)[-1]], stored=target) if mine else None

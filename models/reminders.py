@@ -65,7 +65,7 @@ CROSS JOIN LATERAL (
     WHERE inv.due_date + d::int <= ($1::timestamptz AT TIME ZONE o.timezone)::date
 ) AS step
 WHERE inv.status = 'APPROVED' AND inv.payment_status IN ('UNPAID', 'PARTIALLY_PAID', 'OVERDUE')
-  AND inv.amount_paid < inv.total AND step.day IS NOT NULL
+  AND inv.amount_paid + inv.credit_applied < inv.total - inv.amount_credited AND step.day IS NOT NULL
   AND ($2::uuid IS NULL OR inv.id = $2::uuid)
   AND NOT EXISTS (SELECT 1 FROM invoice_reminder_stops AS s WHERE s.invoice_id = inv.id)
   AND NOT EXISTS (SELECT 1 FROM invoice_reminders AS r WHERE r.invoice_id = inv.id AND r.days_after_due >= step.day)

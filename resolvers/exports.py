@@ -27,8 +27,8 @@ from schema.permissions import MSP_USERS, OWNERS
 class Mutation:
     @mutation(
         description="Export approved invoices, chosen by `ids` or by `filter` (give one), as a "
-        "CSV file (or a zip of them) behind a signed link valid for a few minutes. Drafts are "
-        "never exported.",
+        "CSV file (or a zip of them; with the invoices' credit notes as a second file) behind a signed link "
+        "valid for a few minutes. Drafts are never exported.",
         scopes=MSP_USERS,
     )
     async def export_invoices(
@@ -43,7 +43,8 @@ class Mutation:
         file = await exports.export_invoices(principal, format, ids=chosen, where=where, today=today)
         link = links.publish_export(info.context.settings, principal, file.filename, file.data)
         return InvoiceExport(
-            url=link.url, filename=file.filename, invoice_count=file.invoice_count, expires_at=link.expires_at
+            url=link.url, filename=file.filename, invoice_count=file.invoice_count,
+            credit_note_count=file.credit_note_count, expires_at=link.expires_at,
         )
 
     @mutation(

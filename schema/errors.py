@@ -62,6 +62,15 @@ class AmountExceededError(UserError):
     maximum: Decimal = strawberry.field(description="The most that may be paid or refunded now.")
 
 
+@strawberry.type(
+    description="A credit is more than is left to credit on the invoice or one of its lines (code "
+    "CREDIT_EXCEEDS_INVOICE), or more than a credit note's remaining credit (code "
+    "CREDIT_EXCEEDS_BALANCE); nothing was written."
+)
+class CreditExceededError(UserError):
+    maximum: Decimal = strawberry.field(description="The most that may be credited (or used of the credit) now.")
+
+
 @strawberry.type(description="The credentials were not accepted.")
 class AuthenticationError(UserError):
     pass
@@ -84,6 +93,7 @@ class CostFileRejectedError(UserError):
 
 _TYPES: dict[type[errors.DomainError], type[UserError]] = {
     CostFileRejected: CostFileRejectedError,
+    errors.CreditExceeded: CreditExceededError,
     errors.AmountExceeded: AmountExceededError,
     errors.InvitationInvalid: InvitationInvalidError,
     errors.ValidationFailed: ValidationError,

@@ -5,7 +5,7 @@ between viewers or organizations."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from pypika_tortoise import Order
@@ -37,6 +37,13 @@ class Loaders:
                 return [rows.get(i) for i in ids]
 
             self._loaders[key] = DataLoader(load_fn=load)
+        return self._loaders[key]
+
+    def keyed(self, name: str, load_fn: Callable[[list[Any]], Awaitable[list[Any]]]) -> DataLoader:
+        """A loader of this request for a domain's own batched lookup (`name` tells it apart)."""
+        key = ("keyed", name)
+        if key not in self._loaders:
+            self._loaders[key] = DataLoader(load_fn=load_fn)
         return self._loaders[key]
 
     def children(self, model: type[Model], parent_field: str, order: Sequence[str] = ("id",)) -> DataLoader:

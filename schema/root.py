@@ -14,6 +14,7 @@ from resolvers import (
     billing_profiles,
     billing_rules,
     costs,
+    credit_notes,
     exchange_rates,
     exports,
     invoices,
@@ -35,7 +36,7 @@ from schema.scalars import SCALARS
 @strawberry.type(description="Reads. Every object is filtered by the viewer's scope.")
 class Query(
     auth.Query, billing_profiles.Query, exchange_rates.Query, invoices.Query, billing_periods.Query, billing_rules.Query,
-    managed_accounts.Query, costs.Query, people.Query,
+    managed_accounts.Query, costs.Query, people.Query, credit_notes.Query,
 ):
     # Plain ID arguments (not relay.node()'s GlobalID): a malformed id then answers null
     # like a missing one, instead of failing the whole query while arguments are parsed.
@@ -65,7 +66,7 @@ class Query(
 class Mutation(
     auth.Mutation, billing_profiles.Mutation, exchange_rates.Mutation, billing_rules.Mutation,
     invoices.Mutation, payments.Mutation, billing_periods.Mutation, managed_accounts.Mutation, costs.Mutation,
-    exports.Mutation, people.Mutation, organizations.Mutation, reminders.Mutation,
+    exports.Mutation, people.Mutation, organizations.Mutation, reminders.Mutation, credit_notes.Mutation,
 ):
     pass
 

@@ -416,7 +416,8 @@ def _fake_invoice(text: dict[str, str], amounts: list[Decimal]) -> exports.Expor
         delivery_status=SimpleNamespace(value="SENT"), managed_account=account, currency="USD",
         billing_period=SimpleNamespace(start_date=date(2024, 9, 1)), issue_date=date(2024, 10, 1),
         due_date=date(2024, 10, 31), subtotal=total, adjustments=Decimal(0), charges=Decimal(0),
-        total=total, amount_paid=Decimal(0), amount_refunded=Decimal(0),
+        total=total, amount_paid=Decimal(0), amount_refunded=Decimal(0), amount_credited=Decimal(0),
+        credit_applied=Decimal(0),
     )
     lines = [
         {"position": i, "kind": LineKind.USAGE, "description": text["description"], "provider_name": text["name"],

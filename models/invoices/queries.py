@@ -52,11 +52,13 @@ def is_visible(principal, organization_id, managed_account_id, status, approved:
 
 
 def amount_due(invoice: Invoice) -> Decimal:
-    """What is still owed: the total less payments (refunds do not reopen an invoice); a
-    voided invoice owes nothing. Never negative."""
+    """What is still owed: the total less its credit notes, payments and credit applied from
+    other credit notes (refunds do not reopen an invoice); a voided invoice owes nothing.
+    Never negative: what a credit note leaves beyond it is account credit (models/credit_notes)."""
     if invoice.status == InvoiceStatus.VOIDED:
         return Decimal(0)
-    return max(invoice.total - invoice.amount_paid, Decimal(0))
+    settled = invoice.amount_credited + invoice.amount_paid + invoice.credit_applied
+    return max(invoice.total - settled, Decimal(0))
 
 
 class DatePreset(str, Enum):

@@ -97,6 +97,10 @@ class Invoice(TimestampMixin, Model):
     tax_total = money(default=0, db_default=0)
     amount_paid = money(default=0)
     amount_refunded = money(default=0)
+    # Credit notes of this invoice (their totals), and credit of other credit notes applied
+    # to it: see models/credit_notes.
+    amount_credited = money(default=0, db_default=0)
+    credit_applied = money(default=0, db_default=0)
     issue_date = fields.DateField(null=True)
     due_date = fields.DateField(null=True)
     current_revision: fields.ForeignKeyNullableRelation[InvoiceRevision] = fields.ForeignKeyField(
@@ -146,6 +150,11 @@ class Invoice(TimestampMixin, Model):
                 name="invoices_amounts_consistent",
             ),
             CheckConstraint(check="due_date IS NULL OR due_date >= issue_date", name="invoices_due_after_issue"),
+            CheckConstraint(
+                check="amount_credited >= 0 AND credit_applied >= 0 AND amount_credited <= GREATEST(total, 0)"
+                " AND amount_paid + credit_applied <= GREATEST(total, 0)",
+                name="invoices_credits_consistent",
+            ),
         )
 
 

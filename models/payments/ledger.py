@@ -26,18 +26,25 @@ from models.payments.tables import Payment, PaymentMethod, Refund
 P = PaymentStatus
 
 
-def payment_status(total: Decimal, paid: Decimal, refunded: Decimal, past_due: bool) -> PaymentStatus:
+def payment_status(
+    total: Decimal, paid: Decimal, refunded: Decimal, past_due: bool, *,
+    credited: Decimal = Decimal(0), applied: Decimal = Decimal(0),
+) -> PaymentStatus:
     """The one rule for `paymentStatus`. Once anything is refunded the refund is what the
-    status tells (REFUNDED when all that was paid went back); a fully paid invoice is PAID;
-    otherwise it is OVERDUE while something is due after the due date, else PARTIALLY_PAID
-    or UNPAID. The hourly overdue job applies the same rule to invoices whose due date passes."""
+    status tells (REFUNDED when all that was paid went back); an invoice settled in full is
+    PAID; otherwise it is OVERDUE while something is due after the due date, else
+    PARTIALLY_PAID or UNPAID. Its own credit notes (`credited`) lower what is owed, and
+    credit applied from other credit notes (`applied`) counts as received, as payments do:
+    a fully credited invoice is settled (PAID, as Xero shows it), never due or OVERDUE. The
+    hourly overdue job applies the same rule to invoices whose due date passes."""
+    received = paid + applied
     if refunded > 0:
         return P.REFUNDED if refunded >= paid else P.PARTIALLY_REFUNDED
-    if paid > 0 and paid >= total:
+    if (received > 0 or credited > 0) and received >= total - credited:
         return P.PAID
     if past_due:
         return P.OVERDUE
-    return P.PARTIALLY_PAID if paid > 0 else P.UNPAID
+    return P.PARTIALLY_PAID if received > 0 else P.UNPAID
 
 
 def visible_payments(principal):
@@ -135,7 +142,10 @@ async def _apply(conn, invoice: Invoice, principal, today: date, *, paid: Decima
     """Write the invoice's new sums and status, and the timeline event, in the caller's transaction."""
     # Payments and refunds are made on approved invoices, which have their dates.
     assert invoice.due_date is not None
-    status = payment_status(invoice.total, paid, refunded, invoice.due_date < today)
+    status = payment_status(
+        invoice.total, paid, refunded, invoice.due_date < today,
+        credited=invoice.amount_credited, applied=invoice.credit_applied,
+    )
     await Invoice.filter(id=invoice.id).using_db(conn).update(
         amount_paid=paid, amount_refunded=refunded, payment_status=status, updated_at=datetime.now(UTC),
     )

@@ -20,7 +20,7 @@ FROM (
     SELECT inv.id, inv.payment_status FROM invoices AS inv
     JOIN organizations AS o ON o.id = inv.organization_id
     WHERE inv.status = 'APPROVED' AND inv.payment_status IN ('UNPAID', 'PARTIALLY_PAID')
-      AND inv.amount_paid < inv.total
+      AND inv.amount_paid + inv.credit_applied < inv.total - inv.amount_credited
       AND inv.due_date < ($1::timestamptz AT TIME ZONE o.timezone)::date
     FOR UPDATE OF inv
 ) AS before

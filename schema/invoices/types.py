@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, cast
 from uuid import UUID
 
 import strawberry
@@ -38,6 +38,9 @@ from schema.pagination import Direction, paginate, selected_node_fields
 from schema.payments import Payment, Refund
 from schema.permissions import ANY_USER, MSP_USERS, requires
 from schema.scalars import Month, plain
+
+if TYPE_CHECKING:
+    from schema.credit_notes import CreditNote
 
 # `strawberry.enum` marks the domain's enum itself as a GraphQL enum; the name here is a
 # plain alias of that class, so that type checkers accept it in annotations.
@@ -306,7 +309,9 @@ class InvoiceEvent:
         "ITEM_CHANGED, ITEM_REMOVED (one-off items), AUTO_SEND_CANCELLED, RESEND_REQUESTED, SENT or "
         "DELIVERY_FAILED (the invoice e-mail, per recipient), "
         "PAYMENT_RECORDED, PAYMENT_REFUNDED, OVERDUE, NOTIFICATION_SENT or NOTIFICATION_FAILED "
-        "(a notice to the customer, per recipient)."
+        "(a notice to the customer, per recipient), CREDIT_NOTE_ISSUED, CREDIT_NOTE_SENT or "
+        "CREDIT_NOTE_DELIVERY_FAILED (its e-mail, per recipient), CREDIT_REFUNDED, CREDIT_CARRIED (this "
+        "invoice's credit applied to another) and CREDIT_APPLIED (another's credit applied to this one)."
     )
     from_status: str | None = strawberry.field(description="Status before, for transitions.")
     to_status: str | None = strawberry.field(description="Status after, for transitions.")
@@ -339,8 +344,13 @@ class Invoice(relay.Node):
     total: Decimal = strawberry.field(description="Invoice total.")
     amount_paid: Decimal = strawberry.field(description="Sum of payments (refunds do not lower it).")
     amount_refunded: Decimal = strawberry.field(description="Sum of refunds; at most the amount paid.")
+    amount_credited: Decimal = strawberry.field(description="Sum of the invoice's credit notes.")
+    credit_applied: Decimal = strawberry.field(
+        description="Account credit of other credit notes applied to this invoice (counts as paid)."
+    )
     amount_due: Decimal = strawberry.field(
-        description="Total less payments, never negative; a refund does not reopen the invoice; 0 once voided."
+        description="Total less credit notes, payments and credit applied, never negative; a refund does not "
+        "reopen the invoice; 0 once voided."
     )
     kind: InvoiceKind = strawberry.field(description="The month's invoice, or a supplementary one.")
     display_status: InvoiceDisplayStatus = strawberry.field(
@@ -377,6 +387,7 @@ class Invoice(relay.Node):
             adjustments=money(row.adjustments), charges=money(row.charges), tax_total=money(row.tax_total),
             total=money(row.total), display_status=domain.display_status(row), memo=row.memo,
             amount_paid=money(row.amount_paid), amount_refunded=money(row.amount_refunded),
+            amount_credited=money(row.amount_credited), credit_applied=money(row.credit_applied),
             amount_due=money(domain.amount_due(row)), kind=row.kind, provider=row.provider_name or None,
             issue_date=row.issue_date, due_date=row.due_date,
             approved_at=row.approved_at, voided_at=row.voided_at, created_at=row.created_at, updated_at=row.updated_at, model=row,
@@ -414,6 +425,12 @@ class Invoice(relay.Node):
     @strawberry.field(description="Refunds made, in the order they were made.")
     def refunds(self, info: Info) -> list[Refund]:
         return self._related(info, "refunds")
+
+    @strawberry.field(description="Credit notes issued against the invoice, oldest first.")
+    async def credit_notes(self, info: Info) -> list[Annotated[CreditNote, strawberry.lazy("schema.credit_notes")]]:
+        from schema.credit_notes import invoice_credit_notes
+
+        return await invoice_credit_notes(info, self.model.id)
 
     @strawberry.field(
         description="Signed link to the current revision's PDF, valid for a few minutes (an "
