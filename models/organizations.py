@@ -17,6 +17,14 @@ class ExportDateFormat(str, Enum):
     ISO = "YYYY-MM-DD"
 
 
+class EmailAttachment(str, Enum):
+    """What the approval e-mail attaches: the plain PDF, or the Factur-X PDF (the same PDF,
+    PDF/A-3 with its EN 16931 XML inside)."""
+
+    PDF = "PDF"
+    FACTURX = "FACTURX"
+
+
 class Organization(TimestampMixin, Model):
     id = fields.UUIDField(primary_key=True)
     name = fields.CharField(max_length=255)
@@ -27,6 +35,10 @@ class Organization(TimestampMixin, Model):
     export_date_format = fields.CharEnumField(
         ExportDateFormat, max_length=10, default=ExportDateFormat.DAY_FIRST
     )
+    # E-invoicing chosen: generation refuses (ERROR, with what is missing) an invoice that
+    # lacks what EN 16931 needs, rather than approve one that cannot be sent electronically.
+    einvoicing = fields.BooleanField(default=False)
+    email_attachment = fields.CharEnumField(EmailAttachment, max_length=16, default=EmailAttachment.PDF)
 
     class Meta:
         table = "organizations"
@@ -34,4 +46,8 @@ class Organization(TimestampMixin, Model):
             CheckConstraint(check="invoice_prefix ~ '^[A-Z0-9]{1,16}$'", name="organizations_prefix_valid"),
             CheckConstraint(check="btrim(name) <> ''", name="organizations_name_present"),
             enum_check("organizations", "export_date_format", ExportDateFormat),
+            enum_check("organizations", "email_attachment", EmailAttachment),
+            CheckConstraint(
+                check="email_attachment = 'PDF' OR einvoicing", name="organizations_facturx_needs_einvoicing"
+            ),
         )
