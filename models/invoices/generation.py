@@ -31,6 +31,7 @@ from models.billing_profiles import BillingProfile, BillingProfileCharge, Charge
 from models.billing_rules import BillingRule, RuleCalculation, RuleKind
 from models.costs import CostOrigin
 from models.currencies import round_money
+from models.einvoicing.document import einvoice_section
 from models.errors import GenerationFailed, MissingBillingProfile
 from models.exchange_rates import ExchangeRate
 from models.invoices.queries import organization_today
@@ -316,6 +317,7 @@ def build_view(ctx: Context, draft: Draft, number: str, template_version: str) -
             "from": draft.cost_currency, "to": draft.currency, "rate": _plain(draft.rate),
         },
         "notes": None,
+        "einvoice": einvoice_section(ctx, draft),
     }
 
 
