@@ -34,6 +34,9 @@ from tortoise import connections
 
 from models.billing_profiles import BillingProfile
 from models.currencies import round_money
+from models.einvoicing.document import EDocument
+from models.einvoicing.files import UBL_TYPE, frozen_document
+from models.einvoicing.ubl import ubl_xml
 from models.errors import ErrorCode, InvalidTransition, NotFound, ValidationFailed
 from models.invoices.queries import InvoiceQuery, amount_due, filter_invoices, visible_invoices
 from models.invoices.tables import Invoice, InvoiceLineItem, InvoiceStatus, LineKind
@@ -353,18 +356,30 @@ class Download:
     content_type: str
     stored: str | None = None
     data: bytes | None = None
+    # The stored PDF is served as Factur-X, with this document embedded.
+    embed: EDocument | None = None
 
 
 async def signed_download(principal, kind: str, target: str, filename: str) -> Download | None:
     """The file of a signed link, checked again against what `principal` may see now:
     - "pdf": the stored PDF of the current revision of invoice `target`;
     - "csv": the DETAILED export of invoice `target`, made now;
-    - "export": a stored export at `target`, only for the organization's MSP users.
+    - "export": a stored export at `target`, only for the organization's MSP users;
+    - "facturx" and "ubl": the e-invoice files of approved invoice `target`'s frozen revision.
     None when there is nothing (any longer) to serve."""
     if kind == "export":
         mine = principal.is_msp_user and target.startswith(f"{EXPORTS_FOLDER}/{principal.organization_id}/")
         return Download(filename, _CONTENT_TYPES[filename.rsplit(".", 1)[-1]], stored=target) if mine else None
     query = visible_invoices(principal).filter(id=target, current_revision_id__isnull=False)
+    if kind in ("facturx", "ubl"):
+        invoice = await query.first()
+        frozen = await frozen_document(invoice) if invoice is not None else None
+        if frozen is None or not frozen[0].pdf_path:
+            return None
+        revision, document = frozen
+        if kind == "ubl":
+            return Download(safe_filename(f"{document.number}-ubl", "xml"), UBL_TYPE, data=ubl_xml(document))
+        return Download(safe_filename(f"{document.number}-facturx", "pdf"), _CONTENT_TYPES["pdf"], stored=revision.pdf_path, embed=document)
     if kind == "pdf":
         invoice = await query.select_related("current_revision").first()
         if invoice is None or not invoice.current_revision.pdf_path:
