@@ -9,6 +9,7 @@ from tortoise.migrations.constraints import CheckConstraint
 from tortoise.models import Model
 
 from models.base import TimestampMixin, enum_check
+from models.errors import ValidationFailed
 
 
 class ExportDateFormat(str, Enum):
@@ -51,3 +52,20 @@ class Organization(TimestampMixin, Model):
                 check="email_attachment = 'PDF' OR einvoicing", name="organizations_facturx_needs_einvoicing"
             ),
         )
+
+
+async def set_einvoicing(principal, einvoicing: bool | None, email_attachment: EmailAttachment | None) -> Organization:
+    """Choose e-invoicing (generation then refuses an invoice that lacks what EN 16931 needs)
+    and what the approval e-mail attaches; a None keeps the setting. The Factur-X attachment
+    needs e-invoicing: turning it off goes back to the plain PDF."""
+    organization = await Organization.get(id=principal.organization_id)
+    wanted = organization.einvoicing if einvoicing is None else einvoicing
+    attachment = email_attachment or organization.email_attachment
+    if email_attachment is None and not wanted:
+        attachment = EmailAttachment.PDF
+    if attachment == EmailAttachment.FACTURX and not wanted:
+        raise ValidationFailed(
+            "The Factur-X attachment needs e-invoicing: set einvoicing to true as well.", field="emailAttachment"
+        )
+    await Organization.filter(id=organization.id).update(einvoicing=wanted, email_attachment=attachment)
+    return await Organization.get(id=organization.id)

@@ -55,6 +55,17 @@ class ManagedAccount(relay.Node):
     business_fields: list[KeyValue] = strawberry.field(
         description="Labelled details printed on invoices (VAT number...), in order."
     )
+    country_code: str = strawberry.field(
+        description="ISO 3166-1 alpha-2 country of the buyer (e-invoices), or empty."
+    )
+    vat_id: str = strawberry.field(description="The buyer's VAT identifier, with its country prefix, or empty.")
+    legal_registration_id: str = strawberry.field(
+        description="The buyer's legal registration identifier, or empty."
+    )
+    electronic_address_scheme: str = strawberry.field(
+        description="Scheme (EAS code) of the buyer's electronic address (Peppol participant id), or empty."
+    )
+    electronic_address: str = strawberry.field(description="The buyer's electronic address, or empty.")
     created_at: datetime = strawberry.field(description="When the account was created.")
     updated_at: datetime = strawberry.field(description="When the account last changed.")
     model: strawberry.Private[ManagedAccountModel]
@@ -71,6 +82,10 @@ class ManagedAccount(relay.Node):
                 po_number=account.po_number,
             ),
             business_fields=KeyValue.from_list(account.business_fields),
+            country_code=account.country_code, vat_id=account.vat_id,
+            legal_registration_id=account.legal_registration_id,
+            electronic_address_scheme=account.electronic_address_scheme,
+            electronic_address=account.electronic_address,
             created_at=account.created_at, updated_at=account.updated_at, model=account,
         )
 
@@ -201,6 +216,21 @@ class CreateManagedAccountInput:
     internal_notes: str | None = strawberry.field(
         default=None, description="The MSP's own notes (at most 10,000 characters); never shown to the customer."
     )
+    country_code: str | None = strawberry.field(
+        default=None, description='Buyer country, ISO 3166-1 alpha-2 (FR, DE...); "" clears it.'
+    )
+    vat_id: str | None = strawberry.field(
+        default=None, description='Buyer VAT identifier with its country prefix (check digits verified in the EU); "" clears it.'
+    )
+    legal_registration_id: str | None = strawberry.field(
+        default=None, description="Buyer legal registration identifier (at most 64 characters)."
+    )
+    electronic_address_scheme: str | None = strawberry.field(
+        default=None, description="EAS code of the electronic address (0088, 0009, 9925, EM...); given with it."
+    )
+    electronic_address: str | None = strawberry.field(
+        default=None, description="Buyer electronic address (Peppol participant id); given with its scheme."
+    )
 
 
 @strawberry.input(description="Changes to a managed account: an omitted or null field keeps its value.")
@@ -232,11 +262,27 @@ class UpdateManagedAccountInput:
         description="Replaces the whole list of sub-accounts; their cost records are relinked.",
     )
     internal_notes: str | None = strawberry.field(default=None, description="The MSP's own notes.")
+    country_code: str | None = strawberry.field(
+        default=None, description='Buyer country, ISO 3166-1 alpha-2 (FR, DE...); "" clears it.'
+    )
+    vat_id: str | None = strawberry.field(
+        default=None, description='Buyer VAT identifier with its country prefix (check digits verified in the EU); "" clears it.'
+    )
+    legal_registration_id: str | None = strawberry.field(
+        default=None, description="Buyer legal registration identifier (at most 64 characters)."
+    )
+    electronic_address_scheme: str | None = strawberry.field(
+        default=None, description="EAS code of the electronic address (0088, 0009, 9925, EM...); given with it."
+    )
+    electronic_address: str | None = strawberry.field(
+        default=None, description="Buyer electronic address (Peppol participant id); given with its scheme."
+    )
 
 
 _PLAIN_FIELDS = (
     "name", "contact_email", "payment_terms_days", "currency", "include_account_integrations",
     "official_company_name", "billing_emails", "po_number", "sub_account_ids", "internal_notes",
+    "country_code", "vat_id", "legal_registration_id", "electronic_address_scheme", "electronic_address",
 )
 
 

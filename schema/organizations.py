@@ -11,6 +11,7 @@ from strawberry import relay
 
 from models import Organization as OrganizationModel
 from models.auth import visible_tokens, visible_users
+from models.organizations import EmailAttachment as EmailAttachmentValue
 from models.organizations import ExportDateFormat as ExportDateFormatValue
 from schema.context import Info
 from schema.nodes import scoped_nodes
@@ -29,6 +30,13 @@ strawberry.enum(
     "(MM/DD/YYYY) or ISO (YYYY-MM-DD).",
 )
 
+EmailAttachment = EmailAttachmentValue
+strawberry.enum(
+    EmailAttachment,
+    description="What the approval e-mail attaches: PDF (the printed invoice) or FACTURX (the same "
+    "PDF as PDF/A-3 with its EN 16931 Cross Industry Invoice XML inside; needs e-invoicing).",
+)
+
 
 @strawberry.type(name="Organization", description="An MSP organization: the tenant boundary.")
 class Organization(relay.Node):
@@ -42,13 +50,21 @@ class Organization(relay.Node):
     export_date_format: ExportDateFormat = strawberry.field(
         description="How exports (Xero, detailed CSV) write dates; see `updateExportSettings`."
     )
+    einvoicing: bool = strawberry.field(
+        description="Whether the organization issues e-invoices (EN 16931): generation then ends in "
+        "ERROR, saying what is missing, for an invoice that could not be one; see `updateEInvoicingSettings`."
+    )
+    email_attachment: EmailAttachment = strawberry.field(
+        description="What the approval e-mail attaches: the plain PDF or the Factur-X PDF."
+    )
 
     @classmethod
     def from_model(cls, org: OrganizationModel) -> Organization:
         return cls(
             id=str(org.id), name=org.name, timezone=org.timezone,
             invoice_prefix=org.invoice_prefix, data_ingestion_delay=org.data_ingestion_delay,
-            export_date_format=org.export_date_format,
+            export_date_format=org.export_date_format, einvoicing=org.einvoicing,
+            email_attachment=org.email_attachment,
         )
 
     @classmethod

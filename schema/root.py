@@ -14,6 +14,7 @@ from resolvers import (
     billing_profiles,
     billing_rules,
     costs,
+    einvoicing,
     exchange_rates,
     exports,
     invoices,
@@ -62,7 +63,7 @@ class Query(
 class Mutation(
     auth.Mutation, billing_profiles.Mutation, exchange_rates.Mutation, billing_rules.Mutation,
     invoices.Mutation, payments.Mutation, billing_periods.Mutation, managed_accounts.Mutation, costs.Mutation,
-    exports.Mutation,
+    exports.Mutation, einvoicing.Mutation,
 ):
     pass
 

@@ -178,7 +178,7 @@ def einvoice_section(ctx: Context, draft: Draft) -> dict[str, Any]:
 def einvoice_ready(snapshot: dict[str, Any]) -> bool:
     """Whether a frozen view can be delivered as an e-invoice."""
     section = snapshot.get("einvoice")
-    return bool(section) and not section["problems"]
+    return isinstance(section, dict) and not section["problems"]
 
 
 @dataclass(frozen=True)
@@ -292,7 +292,9 @@ def document_from(
     )
     untaxed = main if main.code != "S" else TaxCategory("E", Decimal(0), UNTAXED_REASON)
     ordered = sorted(lines, key=lambda line: line.position)
-    document_lines, adjustments, taxes = [], [], []
+    document_lines: list[DocumentLine] = []
+    adjustments: list[AllowanceCharge] = []
+    taxes: list[Decimal] = []
     extra_lines = [line for line in ordered if line.kind in (LineKind.TAX, LineKind.CHARGE)]
     roles = dict(zip((line.position for line in extra_lines), section["charge_roles"], strict=True))
     for line in ordered:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from enum import Enum
 
 from facturx import generate_from_binary
+from tortoise import connections
 
 from models.einvoicing.cii import cii_xml
 from models.einvoicing.document import DocumentKind, EDocument, document_from, einvoice_ready
@@ -32,6 +33,17 @@ async def frozen_document(invoice: Invoice) -> tuple[InvoiceRevision, EDocument]
         return None
     lines = await InvoiceLineItem.filter(revision_id=revision.id).order_by("position")
     return revision, document_from(revision.snapshot, lines, DocumentKind.INVOICE)
+
+
+async def ready_revisions(revision_ids: list) -> set:
+    """Those of the revisions that can be delivered as e-invoices (`einvoice_ready`), read in
+    the database without fetching their views."""
+    rows = await connections.get("default").execute_query_dict(
+        "SELECT id FROM invoice_revisions WHERE id = ANY($1::uuid[])"
+        " AND jsonb_typeof(snapshot->'einvoice') = 'object' AND snapshot->'einvoice'->'problems' = '[]'::jsonb",
+        [[str(revision_id) for revision_id in revision_ids]],
+    )
+    return {row["id"] for row in rows}
 
 
 def facturx_pdf(pdf: bytes, document: EDocument) -> bytes:
