@@ -28,12 +28,12 @@ class Migration(migrations.Migration):
         ),
         ops.AddField(
             model_name='BillingProfile',
-            name='electronic_address',
+            name='endpoint_id',
             field=fields.CharField(default='', db_default='', max_length=255),
         ),
         ops.AddField(
             model_name='BillingProfile',
-            name='electronic_address_scheme',
+            name='endpoint_scheme',
             field=fields.CharField(default='', db_default='', max_length=4),
         ),
         ops.AddField(
@@ -43,7 +43,7 @@ class Migration(migrations.Migration):
         ),
         ops.AddField(
             model_name='BillingProfile',
-            name='legal_registration_id',
+            name='legal_id',
             field=fields.CharField(default='', db_default='', max_length=64),
         ),
         ops.AddField(
@@ -67,7 +67,7 @@ class Migration(migrations.Migration):
         ),
         ops.AddConstraint(
             model_name='BillingProfile',
-            constraint=CheckConstraint(check="(electronic_address = '') = (electronic_address_scheme = '')", name='billing_profiles_electronic_address_pair'),
+            constraint=CheckConstraint(check="(endpoint_id = '') = (endpoint_scheme = '')", name='billing_profiles_endpoint_pair'),
         ),
         ops.AddField(
             model_name='ManagedAccount',
@@ -76,17 +76,17 @@ class Migration(migrations.Migration):
         ),
         ops.AddField(
             model_name='ManagedAccount',
-            name='electronic_address',
+            name='endpoint_id',
             field=fields.CharField(default='', db_default='', max_length=255),
         ),
         ops.AddField(
             model_name='ManagedAccount',
-            name='electronic_address_scheme',
+            name='endpoint_scheme',
             field=fields.CharField(default='', db_default='', max_length=4),
         ),
         ops.AddField(
             model_name='ManagedAccount',
-            name='legal_registration_id',
+            name='legal_id',
             field=fields.CharField(default='', db_default='', max_length=64),
         ),
         ops.AddField(
@@ -96,7 +96,7 @@ class Migration(migrations.Migration):
         ),
         ops.AddConstraint(
             model_name='ManagedAccount',
-            constraint=CheckConstraint(check="(electronic_address = '') = (electronic_address_scheme = '')", name='managed_accounts_electronic_address_pair'),
+            constraint=CheckConstraint(check="(endpoint_id = '') = (endpoint_scheme = '')", name='managed_accounts_endpoint_pair'),
         ),
         ops.AddField(
             model_name='Organization',

@@ -59,11 +59,13 @@ class BillingProfile(TimestampMixin, AddressMixin, Model):
     xero_account_code = fields.CharField(max_length=32, default="200")
     xero_tax_type = fields.CharField(max_length=64, default="Tax Exempt")
     # What EN 16931 asks of the seller (see models/einvoicing/identifiers.py); empty: not given.
+    # Names kept short: generation reads the profile through a nested select_related, whose
+    # column aliases PostgreSQL cuts at 63 characters.
     country_code = fields.CharField(max_length=2, default="")
     vat_id = fields.CharField(max_length=15, default="")
-    legal_registration_id = fields.CharField(max_length=64, default="")
-    electronic_address_scheme = fields.CharField(max_length=4, default="")
-    electronic_address = fields.CharField(max_length=255, default="")
+    legal_id = fields.CharField(max_length=64, default="")
+    endpoint_scheme = fields.CharField(max_length=4, default="")
+    endpoint_id = fields.CharField(max_length=255, default="")
     iban = fields.CharField(max_length=34, default="")
     bic = fields.CharField(max_length=11, default="")
     vat_category = fields.CharEnumField(VatCategory, max_length=16, default=VatCategory.STANDARD)
@@ -86,8 +88,8 @@ class BillingProfile(TimestampMixin, AddressMixin, Model):
             CheckConstraint(check="jsonb_typeof(banking_fields) = 'array'", name="billing_profiles_banking_fields_list"),
             enum_check("billing_profiles", "vat_category", VatCategory),
             CheckConstraint(
-                check="(electronic_address = '') = (electronic_address_scheme = '')",
-                name="billing_profiles_electronic_address_pair",
+                check="(endpoint_id = '') = (endpoint_scheme = '')",
+                name="billing_profiles_endpoint_pair",
             ),
         )
 
@@ -141,9 +143,9 @@ _PAIR_COLUMNS = {"business_fields": "businessFields", "banking_fields": "banking
 _IDENTIFIER_COLUMNS = {
     "country_code": ("countryCode", clean_country_code),
     "vat_id": ("vatId", clean_vat_id),
-    "legal_registration_id": ("legalRegistrationId", clean_legal_id),
-    "electronic_address_scheme": ("electronicAddressScheme", clean_eas_scheme),
-    "electronic_address": ("electronicAddress", clean_endpoint_id),
+    "legal_id": ("legalRegistrationId", clean_legal_id),
+    "endpoint_scheme": ("electronicAddressScheme", clean_eas_scheme),
+    "endpoint_id": ("electronicAddress", clean_endpoint_id),
     "iban": ("iban", clean_iban),
     "bic": ("bic", clean_bic),
 }
@@ -255,7 +257,7 @@ async def create_profile(principal, data: dict[str, Any]) -> BillingProfile:
     if "nickname" not in data:
         raise ValidationFailed("A nickname is required.", field="nickname")
     columns, charges = _clean(data)
-    _check_identifiers(columns.get("electronic_address_scheme", ""), columns.get("electronic_address", ""))
+    _check_identifiers(columns.get("endpoint_scheme", ""), columns.get("endpoint_id", ""))
     try:
         async with in_transaction() as connection:
             await _check_nickname(principal.organization_id, columns["nickname"], connection)
@@ -288,7 +290,7 @@ async def update_profile(principal, profile_id, changes: dict[str, Any]) -> Bill
             if "nickname" in columns:
                 await _check_nickname(principal.organization_id, columns["nickname"], connection, profile.id)
             profile.update_from_dict(columns)
-            _check_identifiers(profile.electronic_address_scheme, profile.electronic_address)
+            _check_identifiers(profile.endpoint_scheme, profile.endpoint_id)
             await profile.save(using_db=connection)
             if charges is not None:
                 await _write_charges(profile.id, charges, connection)

@@ -58,9 +58,9 @@ class ManagedAccount(TimestampMixin, AddressMixin, Model):
     # What EN 16931 asks of the buyer (see models/einvoicing/identifiers.py); empty: not given.
     country_code = fields.CharField(max_length=2, default="")
     vat_id = fields.CharField(max_length=15, default="")
-    legal_registration_id = fields.CharField(max_length=64, default="")
-    electronic_address_scheme = fields.CharField(max_length=4, default="")
-    electronic_address = fields.CharField(max_length=255, default="")
+    legal_id = fields.CharField(max_length=64, default="")
+    endpoint_scheme = fields.CharField(max_length=4, default="")
+    endpoint_id = fields.CharField(max_length=255, default="")
 
     # The foreign keys' columns, which Tortoise sets on the instance.
     organization_id: UUID
@@ -80,8 +80,8 @@ class ManagedAccount(TimestampMixin, AddressMixin, Model):
             CheckConstraint(check="jsonb_typeof(billing_emails) = 'array'", name="managed_accounts_emails_list"),
             CheckConstraint(check="jsonb_typeof(business_fields) = 'array'", name="managed_accounts_business_fields_list"),
             CheckConstraint(
-                check="(electronic_address = '') = (electronic_address_scheme = '')",
-                name="managed_accounts_electronic_address_pair",
+                check="(endpoint_id = '') = (endpoint_scheme = '')",
+                name="managed_accounts_endpoint_pair",
             ),
         )
 
@@ -252,9 +252,9 @@ _TEXT_COLUMNS = {
 _IDENTIFIER_COLUMNS = {
     "country_code": ("countryCode", clean_country_code),
     "vat_id": ("vatId", clean_vat_id),
-    "legal_registration_id": ("legalRegistrationId", clean_legal_id),
-    "electronic_address_scheme": ("electronicAddressScheme", clean_eas_scheme),
-    "electronic_address": ("electronicAddress", clean_endpoint_id),
+    "legal_id": ("legalRegistrationId", clean_legal_id),
+    "endpoint_scheme": ("electronicAddressScheme", clean_eas_scheme),
+    "endpoint_id": ("electronicAddress", clean_endpoint_id),
 }
 ACCOUNT_FIELDS = frozenset(_TEXT_COLUMNS) | frozenset(_IDENTIFIER_COLUMNS) | {
     "contact_email", "billing_profile_id", "payment_terms_days", "currency",
@@ -381,7 +381,7 @@ async def create_account(principal, data: dict[str, Any]) -> ManagedAccount:
     if "name" not in data:
         raise ValidationFailed("A name is required.", field="name")
     columns, sub_account_ids = _clean_account(data)
-    _check_identifiers(columns.get("electronic_address_scheme", ""), columns.get("electronic_address", ""))
+    _check_identifiers(columns.get("endpoint_scheme", ""), columns.get("endpoint_id", ""))
     try:
         async with in_transaction() as connection:
             await _check_name(principal.organization_id, columns["name"], connection)
@@ -414,7 +414,7 @@ async def update_account(principal, account_id, changes: dict[str, Any]) -> Mana
                 await _check_name(principal.organization_id, columns["name"], connection, account.id)
             await _check_billing_profile(principal, columns.get("billing_profile_id"), connection)
             account.update_from_dict(columns)
-            _check_identifiers(account.electronic_address_scheme, account.electronic_address)
+            _check_identifiers(account.endpoint_scheme, account.endpoint_id)
             await account.save(using_db=connection)
             if sub_account_ids is not None:
                 await set_sub_accounts(account, sub_account_ids)

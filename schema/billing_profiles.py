@@ -114,8 +114,8 @@ class BillingProfile(relay.Node):
             address=Address.from_model(row), business_fields=KeyValue.from_list(row.business_fields),
             banking_fields=KeyValue.from_list(row.banking_fields), has_logo=row.logo is not None,
             xero_account_code=row.xero_account_code, xero_tax_type=row.xero_tax_type,
-            country_code=row.country_code, vat_id=row.vat_id, legal_registration_id=row.legal_registration_id,
-            electronic_address_scheme=row.electronic_address_scheme, electronic_address=row.electronic_address,
+            country_code=row.country_code, vat_id=row.vat_id, legal_registration_id=row.legal_id,
+            electronic_address_scheme=row.endpoint_scheme, electronic_address=row.endpoint_id,
             iban=row.iban, bic=row.bic, vat_category=row.vat_category, vat_exemption_reason=row.vat_exemption_reason,
             created_at=row.created_at, updated_at=row.updated_at, model=row,
         )
@@ -256,10 +256,12 @@ class UpdateBillingProfileInput:
     )
 
 
-_IDENTIFIER_FIELDS = (
-    "country_code", "vat_id", "legal_registration_id", "electronic_address_scheme", "electronic_address",
-    "iban", "bic", "vat_category", "vat_exemption_reason",
-)
+# Input field -> column, of the identifiers EN 16931 asks of the seller.
+_IDENTIFIER_FIELDS = {
+    "country_code": "country_code", "vat_id": "vat_id", "legal_registration_id": "legal_id",
+    "electronic_address_scheme": "endpoint_scheme", "electronic_address": "endpoint_id", "iban": "iban",
+    "bic": "bic", "vat_category": "vat_category", "vat_exemption_reason": "vat_exemption_reason",
+}
 
 
 def profile_data(input: CreateBillingProfileInput | UpdateBillingProfileInput) -> dict[str, Any]:
@@ -269,7 +271,7 @@ def profile_data(input: CreateBillingProfileInput | UpdateBillingProfileInput) -
         "business_fields": key_values(input.business_fields),
         "banking_fields": key_values(input.banking_fields),
         "xero_account_code": input.xero_account_code, "xero_tax_type": input.xero_tax_type,
-        **{name: getattr(input, name) for name in _IDENTIFIER_FIELDS},
+        **{column: getattr(input, name) for name, column in _IDENTIFIER_FIELDS.items()},
     }
     if input.taxes_and_charges is not None:
         data["charges"] = [

@@ -83,9 +83,9 @@ class ManagedAccount(relay.Node):
             ),
             business_fields=KeyValue.from_list(account.business_fields),
             country_code=account.country_code, vat_id=account.vat_id,
-            legal_registration_id=account.legal_registration_id,
-            electronic_address_scheme=account.electronic_address_scheme,
-            electronic_address=account.electronic_address,
+            legal_registration_id=account.legal_id,
+            electronic_address_scheme=account.endpoint_scheme,
+            electronic_address=account.endpoint_id,
             created_at=account.created_at, updated_at=account.updated_at, model=account,
         )
 
@@ -282,13 +282,19 @@ class UpdateManagedAccountInput:
 _PLAIN_FIELDS = (
     "name", "contact_email", "payment_terms_days", "currency", "include_account_integrations",
     "official_company_name", "billing_emails", "po_number", "sub_account_ids", "internal_notes",
-    "country_code", "vat_id", "legal_registration_id", "electronic_address_scheme", "electronic_address",
+    "country_code", "vat_id",
 )
+# Input field -> column, of the identifiers EN 16931 asks of the buyer that are named apart.
+_IDENTIFIER_FIELDS = {
+    "legal_registration_id": "legal_id", "electronic_address_scheme": "endpoint_scheme",
+    "electronic_address": "endpoint_id",
+}
 
 
 def account_data(input: CreateManagedAccountInput | UpdateManagedAccountInput) -> dict[str, Any]:
     """The given fields of an input, as the domain's column names (omitted ones left out)."""
     data = {name: getattr(input, name) for name in _PLAIN_FIELDS}
+    data.update({column: getattr(input, name) for name, column in _IDENTIFIER_FIELDS.items()})
     data["business_fields"] = key_values(input.business_fields)
     data = {key: value for key, value in data.items() if value is not None}
     if input.billing_profile_id is not strawberry.UNSET:

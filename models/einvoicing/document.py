@@ -80,10 +80,10 @@ def _party_lines(row: Any) -> list[str]:
 
 def _party(row: Any, name: str) -> dict[str, Any]:
     return {
-        "name": name, "legal_id": row.legal_registration_id, "vat_id": row.vat_id,
+        "name": name, "legal_id": row.legal_id, "vat_id": row.vat_id,
         "country_code": row.country_code, "lines": _party_lines(row), "city": row.city,
         "postal_code": row.postal_code, "region": row.region,
-        "scheme": row.electronic_address_scheme, "endpoint": row.electronic_address,
+        "scheme": row.endpoint_scheme, "endpoint": row.endpoint_id,
     }
 
 
