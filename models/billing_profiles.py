@@ -61,15 +61,17 @@ class BillingProfile(TimestampMixin, AddressMixin, Model):
     # What EN 16931 asks of the seller (see models/einvoicing/identifiers.py); empty: not given.
     # Names kept short: generation reads the profile through a nested select_related, whose
     # column aliases PostgreSQL cuts at 63 characters.
-    country_code = fields.CharField(max_length=2, default="")
-    vat_id = fields.CharField(max_length=15, default="")
-    legal_id = fields.CharField(max_length=64, default="")
-    endpoint_scheme = fields.CharField(max_length=4, default="")
-    endpoint_id = fields.CharField(max_length=255, default="")
-    iban = fields.CharField(max_length=34, default="")
-    bic = fields.CharField(max_length=11, default="")
-    vat_category = fields.CharEnumField(VatCategory, max_length=16, default=VatCategory.STANDARD)
-    vat_exemption_reason = fields.CharField(max_length=255, default="")
+    country_code = fields.CharField(max_length=2, default="", db_default="")
+    vat_id = fields.CharField(max_length=15, default="", db_default="")
+    legal_id = fields.CharField(max_length=64, default="", db_default="")
+    endpoint_scheme = fields.CharField(max_length=4, default="", db_default="")
+    endpoint_id = fields.CharField(max_length=255, default="", db_default="")
+    iban = fields.CharField(max_length=34, default="", db_default="")
+    bic = fields.CharField(max_length=11, default="", db_default="")
+    vat_category = fields.CharEnumField(
+        VatCategory, max_length=16, default=VatCategory.STANDARD, db_default=VatCategory.STANDARD
+    )
+    vat_exemption_reason = fields.CharField(max_length=255, default="", db_default="")
 
     charges: fields.ReverseRelation[BillingProfileCharge]
     managed_accounts: fields.ReverseRelation[ManagedAccount]

@@ -56,11 +56,11 @@ class ManagedAccount(TimestampMixin, AddressMixin, Model):
     # The MSP's own notes; never shown to the customer.
     internal_notes = fields.TextField(default="")
     # What EN 16931 asks of the buyer (see models/einvoicing/identifiers.py); empty: not given.
-    country_code = fields.CharField(max_length=2, default="")
-    vat_id = fields.CharField(max_length=15, default="")
-    legal_id = fields.CharField(max_length=64, default="")
-    endpoint_scheme = fields.CharField(max_length=4, default="")
-    endpoint_id = fields.CharField(max_length=255, default="")
+    country_code = fields.CharField(max_length=2, default="", db_default="")
+    vat_id = fields.CharField(max_length=15, default="", db_default="")
+    legal_id = fields.CharField(max_length=64, default="", db_default="")
+    endpoint_scheme = fields.CharField(max_length=4, default="", db_default="")
+    endpoint_id = fields.CharField(max_length=255, default="", db_default="")
 
     # The foreign keys' columns, which Tortoise sets on the instance.
     organization_id: UUID

@@ -38,8 +38,10 @@ class Organization(TimestampMixin, Model):
     )
     # E-invoicing chosen: generation refuses (ERROR, with what is missing) an invoice that
     # lacks what EN 16931 needs, rather than approve one that cannot be sent electronically.
-    einvoicing = fields.BooleanField(default=False)
-    email_attachment = fields.CharEnumField(EmailAttachment, max_length=16, default=EmailAttachment.PDF)
+    einvoicing = fields.BooleanField(default=False, db_default=False)
+    email_attachment = fields.CharEnumField(
+        EmailAttachment, max_length=16, default=EmailAttachment.PDF, db_default=EmailAttachment.PDF
+    )
 
     class Meta:
         table = "organizations"
