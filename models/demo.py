@@ -202,6 +202,9 @@ async def _billing_profile(organization: Organization) -> BillingProfile:
         ],
         # VAT is a line of its own in exports: Xero must not add it again.
         xero_tax_type="No VAT",
+        # What e-invoices (Factur-X, UBL) need; Peppol knows UK companies by VAT number (9932).
+        country_code="GB", vat_id="GB318442097", legal_id="11846203", endpoint_scheme="9932",
+        endpoint_id="GB318442097", iban="GB33BUKB20201555555555", bic="BUKBGB22",
     )
     # The support plan is added before VAT so that VAT is charged on it as well.
     await BillingProfileCharge.create(
@@ -228,6 +231,29 @@ def _sample_sub_accounts(sample_csv: Path) -> dict[str, list[str]]:
     return {name: sorted(ids) for name, ids in claimed.items()}
 
 
+# The demo customers' countries, as their addresses name them.
+_COUNTRY_CODES = {"United Kingdom": "GB", "Ireland": "IE"}
+
+
+class DemoIdentifiers(TypedDict):
+    """The e-invoice columns a demo customer fills in."""
+
+    country_code: str
+    vat_id: str
+    endpoint_scheme: str
+    endpoint_id: str
+
+
+def _einvoice_identifiers(customer: DemoCustomer) -> DemoIdentifiers:
+    """The buyer identifiers e-invoices need: country, VAT number and, as its Peppol
+    electronic address, the VAT number under its country's scheme (9932 UK, 9935 Ireland)."""
+    country = _COUNTRY_CODES[customer.address["country"]]
+    vat_id = customer.vat.replace(" ", "")
+    return DemoIdentifiers(
+        country_code=country, vat_id=vat_id, endpoint_scheme="9932" if country == "GB" else "9935", endpoint_id=vat_id,
+    )
+
+
 async def _managed_accounts(
     organization: Organization, profile: BillingProfile, sub_accounts: dict[str, list[str]]
 ) -> dict[str, ManagedAccount]:
@@ -247,6 +273,7 @@ async def _managed_accounts(
                 po_number=customer.po_number,
                 business_fields=[{"key": "VAT", "value": customer.vat}],
                 **customer.address,
+                **_einvoice_identifiers(customer),
             )
             await set_sub_accounts(account, sub_accounts.get(customer.name, []))
         accounts[customer.name] = account

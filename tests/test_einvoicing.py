@@ -311,3 +311,30 @@ async def test_e_invoicing_settings_scopes_and_rules(client, world):
     assert on["data"]["updateEInvoicingSettings"]["organization"] == {"einvoicing": True, "emailAttachment": "FACTURX"}
     off = await gql(client, SETTINGS, {"e": False}, token=world.tokens["owner"])
     assert off["data"]["updateEInvoicingSettings"]["organization"] == {"einvoicing": False, "emailAttachment": "PDF"}
+
+
+async def test_every_demo_invoice_of_the_focus_sample_is_a_valid_e_invoice():
+    """The demo's profile (20 % VAT and an untaxed support plan) and customers (UK and Irish)
+    make valid EN 16931 documents from their September 2024 costs, totalling each invoice."""
+    from models.demo import load_demo
+    from models.invoices.generation import build_view, compute, load_context
+    from tests.test_demo import SAMPLE
+
+    demo = await load_demo(SAMPLE)
+    await Organization.filter(id=demo.organization.id).update(einvoicing=True)
+    invoices = await Invoice.filter(organization_id=demo.organization.id, billing_period__start_date="2024-09-01")
+    assert len(invoices) == 6
+    for invoice in invoices:
+        context = await load_context(invoice.id)
+        draft = await compute(context)
+        view = build_view(context, draft, f"INV-2024-{invoice.id.hex[:4]}", "test")
+        lines = [
+            SimpleNamespace(position=i, kind=line.kind, description=line.description, quantity=line.quantity,
+                            unit=line.unit, amount=line.amount)
+            for i, line in enumerate(draft.lines, start=1)
+        ]
+        document = document_from(view, lines)
+        assert document.grand_total == draft.total
+        cii, ubl = cii_xml(document), ubl_xml(document)
+        assert cii_xsd_errors(cii) == [] and ubl_xsd_errors(ubl) == []
+        assert _fatal(cii_rule_failures(cii)) == [] and _fatal(ubl_rule_failures(ubl)) == [], view["customer"]["name"]
