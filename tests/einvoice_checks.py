@@ -74,3 +74,11 @@ def cii_rule_failures(xml: bytes) -> list[str]:
 
 def ubl_rule_failures(xml: bytes) -> list[str]:
     return schematron_failures(xml, UBL_SCHEMATRON)
+
+
+def empty_elements(xml: bytes) -> list[str]:
+    """Elements with neither text nor children (Peppol's PEPPOL-EN16931-R008 refuses them)."""
+    return [
+        etree.QName(element).localname for element in etree.fromstring(xml).iter()
+        if len(element) == 0 and not (element.text or "").strip()
+    ]

@@ -19,7 +19,13 @@ from models.einvoicing.cii import cii_xml
 from models.einvoicing.document import DocumentKind, DocumentReference, document_from
 from models.einvoicing.ubl import ubl_xml
 from models.invoices import LineKind
-from tests.einvoice_checks import cii_rule_failures, cii_xsd_errors, ubl_rule_failures, ubl_xsd_errors
+from tests.einvoice_checks import (
+    cii_rule_failures,
+    cii_xsd_errors,
+    empty_elements,
+    ubl_rule_failures,
+    ubl_xsd_errors,
+)
 from tests.graphql import error_codes, gql
 from tests.test_exports import _principal
 from tests.test_pipeline_e2e import BULK, CLOSE, _month_of_costs, _wait
@@ -109,7 +115,18 @@ def test_the_builders_write_valid_cii_and_ubl_for_invoices_and_credit_notes(kind
     cii, ubl = cii_xml(document), ubl_xml(document)
     assert cii_xsd_errors(cii) == [] and ubl_xsd_errors(ubl) == []
     assert _fatal(cii_rule_failures(cii)) == [] and _fatal(ubl_rule_failures(ubl)) == []
+    # Peppol BIS rules the EN 16931 schematron does not cover: no empty element (R008; the CII
+    # schema itself requires its empty delivery group), a buyer or order reference (R003), the
+    # Peppol customization and profile (R004, R001), both parties' electronic addresses (R010,
+    # R020) and one tax total (R053).
+    assert empty_elements(ubl) == [] and empty_elements(cii) == ["ApplicableHeaderTradeDelivery"]
     root = etree.fromstring(ubl)
+    assert root.findtext(f"{CBC}BuyerReference") == "PO-7"
+    assert root.findtext(f"{CBC}CustomizationID").endswith("urn:fdc:peppol.eu:2017:poacc:billing:3.0")
+    assert root.findtext(f"{CBC}ProfileID") == "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"
+    endpoints = root.findall(f".//{CAC}Party/{CBC}EndpointID")
+    assert [(e.get("schemeID"), e.text) for e in endpoints] == [("0009", "30326504500018"), ("9930", "DE136695976")]
+    assert len(root.findall(f"{CAC}TaxTotal")) == 1
     assert etree.QName(root).localname == ("Invoice" if kind is DocumentKind.INVOICE else "CreditNote")
     assert etree.fromstring(cii).findtext(f".//{RAM}TypeCode") == kind.type_code
     if preceding is not None:
