@@ -4,6 +4,7 @@ the e-invoicing settings, and who may download what."""
 
 from __future__ import annotations
 
+import io
 from decimal import Decimal
 from types import SimpleNamespace
 from urllib.parse import urlsplit
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 from facturx import get_xml_from_pdf
 from lxml import etree
+from pypdf import PdfReader
 from strawberry.relay import to_base64
 
 from infra import links
@@ -206,6 +208,10 @@ async def test_an_approved_sample_invoice_downloads_as_factur_x_and_ubl_that_val
     assert f'filename="{invoice.number}-facturx.pdf"' in facturx.headers["content-disposition"]
     filename, xml = get_xml_from_pdf(facturx.content, check_xsd=False)
     assert filename == "factur-x.xml"
+    # PDF/A-3 (level B), declaring the Factur-X profile EN 16931 in its XMP metadata.
+    xmp = PdfReader(io.BytesIO(facturx.content)).trailer["/Root"]["/Metadata"].get_object().get_data()
+    assert b"<pdfaid:part>3</pdfaid:part>" in xmp and b"<pdfaid:conformance>B</pdfaid:conformance>" in xmp
+    assert b"<fx:ConformanceLevel>EN 16931</fx:ConformanceLevel>" in xmp
     assert cii_xsd_errors(xml) == [] and _fatal(cii_rule_failures(xml)) == []
     totals = etree.fromstring(xml).find(f".//{RAM}SpecifiedTradeSettlementHeaderMonetarySummation")
     taxes = sum((line.amount for line in await _lines(invoice) if line.kind == LineKind.TAX), Decimal(0))
