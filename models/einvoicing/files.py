@@ -49,12 +49,13 @@ async def ready_revisions(revision_ids: list) -> set:
 def facturx_pdf(pdf: bytes, document: EDocument) -> bytes:
     """The PDF as Factur-X: PDF/A-3 with `factur-x.xml` (EN 16931 profile) embedded, and its
     XML checked against the Factur-X XSD on the way (a failure raises)."""
+    what = "Invoice" if document.kind is DocumentKind.INVOICE else "Credit note"
     return bytes(generate_from_binary(
         pdf, cii_xml(document), flavor="factur-x", level="en16931", check_xsd=True,
         pdf_metadata={
-            "author": document.seller.name, "keywords": "Factur-X, Invoice",
-            "title": f"{document.seller.name}: Invoice {document.number}",
-            "subject": f"Factur-X invoice {document.number} dated {document.issue_date} issued by {document.seller.name}",
+            "author": document.seller.name, "keywords": f"Factur-X, {what}",
+            "title": f"{document.seller.name}: {what} {document.number}",
+            "subject": f"Factur-X {what.lower()} {document.number} dated {document.issue_date} issued by {document.seller.name}",
         },
         lang="en",
     ))
