@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -28,6 +29,7 @@ from infra.settings import Settings, get_settings
 from invoicing import pages
 from models import exports
 from models.auth import principal_of_link
+from models.einvoicing.files import facturx_pdf
 from schema.context import Context
 from schema.permissions import authenticate_bearer
 from schema.root import schema
@@ -124,6 +126,10 @@ async def download(request: Request) -> Response:
     if found is None or (path is not None and not path.is_file()):
         return PlainTextResponse("Not found.", status_code=404, headers=DOWNLOAD_HEADERS)
     headers = {**DOWNLOAD_HEADERS, "Content-Disposition": f'attachment; filename="{found.filename}"'}
+    if path is not None and found.embed is not None:
+        # Made when asked, from the frozen revision, off the event loop (PDF work is CPU-bound).
+        data = await asyncio.to_thread(facturx_pdf, await asyncio.to_thread(path.read_bytes), found.embed)
+        return Response(data, media_type=found.content_type, headers=headers)
     if path is not None:
         return FileResponse(path, media_type=found.content_type, headers=headers)
     return Response(found.data, media_type=found.content_type, headers=headers)

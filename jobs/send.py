@@ -1,9 +1,10 @@
-"""The send jobs: e-mail the approved invoice's PDF to the account's billing e-mails, and
-notify them when an invoice is voided or refunded; each recipient's outcome goes on the
-timeline."""
+"""The send jobs: e-mail the approved invoice's PDF (as Factur-X when the organization chose
+it) to the account's billing e-mails, and notify them when an invoice is voided or refunded;
+each recipient's outcome goes on the timeline."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -21,11 +22,12 @@ from jobs.mailer import (
     send_mail,
 )
 from jobs.rendering import format_money
+from models.einvoicing.files import facturx_pdf, frozen_document
 from models.invoices import DeliveryStatus, Invoice, InvoiceEvent, InvoiceStatus
 from models.invoices.delivery import record_delivery, record_notification
 from models.invoices.tables import InvoiceRevision
 from models.managed_accounts import ManagedAccount
-from models.organizations import Organization
+from models.organizations import EmailAttachment, Organization
 from models.payments import Refund
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,13 @@ async def _send(ctx: dict, invoice_id: str) -> str:
     subject, text, html = render_invoice_email(invoice_email_context(invoice, revision))
     assert revision.pdf_path is not None, "a generated revision has its PDF"
     pdf = storage.load(ctx["settings"], revision.pdf_path)
+    organization = await Organization.get(id=invoice.organization_id)
+    if organization.email_attachment == EmailAttachment.FACTURX:
+        # A revision generated before e-invoicing was chosen may lack what EN 16931 needs: its
+        # plain PDF goes out rather than nothing.
+        frozen = await frozen_document(invoice)
+        if frozen is not None:
+            pdf = await asyncio.to_thread(facturx_pdf, pdf, frozen[1])
     outcomes, failure = await mail(
         ctx, invoice.organization_id, to=list(account.billing_emails), subject=subject, text=text, html=html,
         attachments=[Attachment(filename=f"{invoice.number}.pdf", content=pdf)],

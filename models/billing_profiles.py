@@ -17,6 +17,17 @@ from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
 from models.base import ADDRESS_TEXT_COLUMNS, AddressMixin, TimestampMixin, enum_check
+from models.einvoicing.identifiers import (
+    VatCategory,
+    check_endpoint_pair,
+    clean_bic,
+    clean_country_code,
+    clean_eas_scheme,
+    clean_endpoint_id,
+    clean_iban,
+    clean_legal_id,
+    clean_vat_id,
+)
 from models.errors import NotFound, ValidationFailed
 from models.inputs import clean_pairs, clean_text
 
@@ -65,6 +76,20 @@ class BillingProfile(TimestampMixin, AddressMixin, Model):
     invoice_notes = fields.TextField(default="", db_default="")
     xero_account_code = fields.CharField(max_length=32, default="200")
     xero_tax_type = fields.CharField(max_length=64, default="Tax Exempt")
+    # What EN 16931 asks of the seller (see models/einvoicing/identifiers.py); empty: not given.
+    # Names kept short: generation reads the profile through a nested select_related, whose
+    # column aliases PostgreSQL cuts at 63 characters.
+    country_code = fields.CharField(max_length=2, default="", db_default="")
+    vat_id = fields.CharField(max_length=15, default="", db_default="")
+    legal_id = fields.CharField(max_length=64, default="", db_default="")
+    endpoint_scheme = fields.CharField(max_length=4, default="", db_default="")
+    endpoint_id = fields.CharField(max_length=255, default="", db_default="")
+    iban = fields.CharField(max_length=34, default="", db_default="")
+    bic = fields.CharField(max_length=11, default="", db_default="")
+    vat_category = fields.CharEnumField(
+        VatCategory, max_length=16, default=VatCategory.STANDARD, db_default=VatCategory.STANDARD
+    )
+    vat_exemption_reason = fields.CharField(max_length=255, default="", db_default="")
 
     charges: fields.ReverseRelation[BillingProfileCharge]
     managed_accounts: fields.ReverseRelation[ManagedAccount]
@@ -82,6 +107,11 @@ class BillingProfile(TimestampMixin, AddressMixin, Model):
             ),
             CheckConstraint(check="jsonb_typeof(business_fields) = 'array'", name="billing_profiles_business_fields_list"),
             CheckConstraint(check="jsonb_typeof(banking_fields) = 'array'", name="billing_profiles_banking_fields_list"),
+            enum_check("billing_profiles", "vat_category", VatCategory),
+            CheckConstraint(
+                check="(endpoint_id = '') = (endpoint_scheme = '')",
+                name="billing_profiles_endpoint_pair",
+            ),
         )
 
 
@@ -131,7 +161,20 @@ _TEXT_COLUMNS = {
     **ADDRESS_TEXT_COLUMNS,
 }
 _PAIR_COLUMNS = {"business_fields": "businessFields", "banking_fields": "bankingFields"}
-CHANGEABLE = frozenset(_TEXT_COLUMNS) | frozenset(_PAIR_COLUMNS) | {"charges", "billing_basis"}
+# Column -> (camelCase input field, check): the identifiers EN 16931 asks of the seller.
+_IDENTIFIER_COLUMNS = {
+    "country_code": ("countryCode", clean_country_code),
+    "vat_id": ("vatId", clean_vat_id),
+    "legal_id": ("legalRegistrationId", clean_legal_id),
+    "endpoint_scheme": ("electronicAddressScheme", clean_eas_scheme),
+    "endpoint_id": ("electronicAddress", clean_endpoint_id),
+    "iban": ("iban", clean_iban),
+    "bic": ("bic", clean_bic),
+}
+CHANGEABLE = (
+    frozenset(_TEXT_COLUMNS) | frozenset(_PAIR_COLUMNS) | frozenset(_IDENTIFIER_COLUMNS)
+    | {"charges", "billing_basis", "vat_category", "vat_exemption_reason"}
+)
 
 
 def visible_profiles(principal):
@@ -190,8 +233,23 @@ def _clean(data: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]] |
     for column, field in _PAIR_COLUMNS.items():
         if column in data:
             columns[column] = clean_pairs(data[column], field)
+    for column, (field, check) in _IDENTIFIER_COLUMNS.items():
+        if column in data:
+            columns[column] = check(data[column], field)
+    if "vat_category" in data:
+        try:
+            columns["vat_category"] = VatCategory(data["vat_category"])
+        except ValueError:
+            raise ValidationFailed("Unknown VAT category.", field="vatCategory") from None
+    if "vat_exemption_reason" in data:
+        columns["vat_exemption_reason"] = clean_text(data["vat_exemption_reason"], "vatExemptionReason", 255, False)
     charges = _charges(data["charges"]) if "charges" in data else None
     return columns, charges
+
+
+def _check_identifiers(scheme: str, endpoint: str) -> None:
+    """What holds between the identifiers once the changes are applied."""
+    check_endpoint_pair(scheme, endpoint, "electronicAddress")
 
 
 def _duplicate_nickname(nickname: str) -> ValidationFailed:
@@ -226,6 +284,7 @@ async def create_profile(principal, data: dict[str, Any]) -> BillingProfile:
     if "nickname" not in data:
         raise ValidationFailed("A nickname is required.", field="nickname")
     columns, charges = _clean(data)
+    _check_identifiers(columns.get("endpoint_scheme", ""), columns.get("endpoint_id", ""))
     try:
         async with in_transaction() as connection:
             await _check_nickname(principal.organization_id, columns["nickname"], connection)
@@ -258,6 +317,7 @@ async def update_profile(principal, profile_id, changes: dict[str, Any]) -> Bill
             if "nickname" in columns:
                 await _check_nickname(principal.organization_id, columns["nickname"], connection, profile.id)
             profile.update_from_dict(columns)
+            _check_identifiers(profile.endpoint_scheme, profile.endpoint_id)
             await profile.save(using_db=connection)
             if charges is not None:
                 await _write_charges(profile.id, charges, connection)

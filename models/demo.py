@@ -227,6 +227,9 @@ async def _billing_profile(organization: Organization) -> BillingProfile:
         xero_tax_type="No VAT",
         invoice_notes="Please pay by bank transfer to the account above, quoting the invoice number. "
         "Northwind Cloud Partners Ltd, registered in England and Wales, company no. 11846203.",
+        # What e-invoices (Factur-X, UBL) need; Peppol knows UK companies by VAT number (9932).
+        country_code="GB", vat_id="GB318442097", legal_id="11846203", endpoint_scheme="9932",
+        endpoint_id="GB318442097", iban="GB33BUKB20201555555555", bic="BUKBGB22",
     )
     # The support plan is added before VAT so that VAT is charged on it as well.
     await BillingProfileCharge.create(
@@ -253,6 +256,29 @@ def _sample_sub_accounts(sample_csv: Path) -> dict[str, list[str]]:
     return {name: sorted(ids) for name, ids in claimed.items()}
 
 
+# The demo customers' countries, as their addresses name them.
+_COUNTRY_CODES = {"United Kingdom": "GB", "Ireland": "IE"}
+
+
+class DemoIdentifiers(TypedDict):
+    """The e-invoice columns a demo customer fills in."""
+
+    country_code: str
+    vat_id: str
+    endpoint_scheme: str
+    endpoint_id: str
+
+
+def _einvoice_identifiers(customer: DemoCustomer) -> DemoIdentifiers:
+    """The buyer identifiers e-invoices need: country, VAT number and, as its Peppol
+    electronic address, the VAT number under its country's scheme (9932 UK, 9935 Ireland)."""
+    country = _COUNTRY_CODES[customer.address["country"]]
+    vat_id = customer.vat.replace(" ", "")
+    return DemoIdentifiers(
+        country_code=country, vat_id=vat_id, endpoint_scheme="9932" if country == "GB" else "9935", endpoint_id=vat_id,
+    )
+
+
 async def _managed_accounts(
     organization: Organization, profile: BillingProfile, sub_accounts: dict[str, list[str]]
 ) -> dict[str, ManagedAccount]:
@@ -273,6 +299,7 @@ async def _managed_accounts(
                 business_fields=[{"key": "VAT", "value": customer.vat}],
                 auto_invoice=customer.auto_invoice, auto_send_after_hours=72,
                 **customer.address,
+                **_einvoice_identifiers(customer),
             )
             await set_sub_accounts(account, sub_accounts.get(customer.name, []))
         accounts[customer.name] = account

@@ -40,6 +40,9 @@ from models.costs.usage import usage_account, usage_by_category, usage_csv
 from models.credit_notes import exports as credit_notes
 from models.credit_notes.queries import visible_credit_notes
 from models.currencies import round_money
+from models.einvoicing.document import EDocument
+from models.einvoicing.files import UBL_TYPE, frozen_document
+from models.einvoicing.ubl import ubl_xml
 from models.errors import ErrorCode, InvalidTransition, NotFound, ValidationFailed
 from models.invoices.queries import InvoiceQuery, amount_due, filter_invoices, visible_invoices
 from models.invoices.reconciliation import reconcile, reconciliation_csv
@@ -422,6 +425,8 @@ class Download:
     content_type: str
     stored: str | None = None
     data: bytes | None = None
+    # The stored PDF is served as Factur-X, with this document embedded.
+    embed: EDocument | None = None
 
 
 async def signed_download(principal, kind: str, target: str, filename: str) -> Download | None:
@@ -432,6 +437,7 @@ async def signed_download(principal, kind: str, target: str, filename: str) -> D
     - "usage": an account's usage by service category (`account/from/to`), made now, for whoever may read it;
     - "reconciliation": the reconciliation of month `target` as CSV, made now, for MSP users.
     - "credit_note_pdf": the stored PDF of credit note `target`.
+    - "facturx" and "ubl": the e-invoice files of approved invoice `target`'s frozen revision.
     None when there is nothing (any longer) to serve."""
     if kind == "credit_note_pdf":
         note = await visible_credit_notes(principal).filter(id=target, pdf_path__isnull=False).first()
@@ -456,6 +462,15 @@ async def signed_download(principal, kind: str, target: str, filename: str) -> D
         data = reconciliation_csv(await reconcile(principal.organization_id, month))
         return Download(f"reconciliation-{month:%Y-%m}.csv", CSV_TYPE, data=data)
     query = visible_invoices(principal).filter(id=target, current_revision_id__isnull=False)
+    if kind in ("facturx", "ubl"):
+        invoice = await query.first()
+        frozen = await frozen_document(invoice) if invoice is not None else None
+        if frozen is None or not frozen[0].pdf_path:
+            return None
+        revision, document = frozen
+        if kind == "ubl":
+            return Download(safe_filename(f"{document.number}-ubl", "xml"), UBL_TYPE, data=ubl_xml(document))
+        return Download(safe_filename(f"{document.number}-facturx", "pdf"), _CONTENT_TYPES["pdf"], stored=revision.pdf_path, embed=document)
     if kind == "pdf":
         invoice = await query.select_related("current_revision").first()
         if invoice is None or not invoice.current_revision.pdf_path:

@@ -20,6 +20,14 @@ from models.auth import normalize_email
 from models.base import ADDRESS_TEXT_COLUMNS, AddressMixin, TimestampMixin, enum_check
 from models.billing_profiles import BillingBasis, visible_profiles
 from models.currencies import check_currency
+from models.einvoicing.identifiers import (
+    check_endpoint_pair,
+    clean_country_code,
+    clean_eas_scheme,
+    clean_endpoint_id,
+    clean_legal_id,
+    clean_vat_id,
+)
 from models.errors import ErrorCode, NotFound, ValidationFailed
 from models.inputs import clean_pairs, clean_text, storable
 from models.organizations import Organization
@@ -73,6 +81,12 @@ class ManagedAccount(TimestampMixin, AddressMixin, Model):
     business_fields: fields.JSONField[list[dict[str, str]]] = fields.JSONField(default=list)
     # The MSP's own notes; never shown to the customer.
     internal_notes = fields.TextField(default="")
+    # What EN 16931 asks of the buyer (see models/einvoicing/identifiers.py); empty: not given.
+    country_code = fields.CharField(max_length=2, default="", db_default="")
+    vat_id = fields.CharField(max_length=15, default="", db_default="")
+    legal_id = fields.CharField(max_length=64, default="", db_default="")
+    endpoint_scheme = fields.CharField(max_length=4, default="", db_default="")
+    endpoint_id = fields.CharField(max_length=255, default="", db_default="")
 
     # The foreign keys' columns, which Tortoise sets on the instance.
     organization_id: UUID
@@ -99,6 +113,10 @@ class ManagedAccount(TimestampMixin, AddressMixin, Model):
                 check="auto_send_after_hours BETWEEN 0 AND 720", name="managed_accounts_auto_send_after_range"
             ),
             CheckConstraint(check="jsonb_typeof(business_fields) = 'array'", name="managed_accounts_business_fields_list"),
+            CheckConstraint(
+                check="(endpoint_id = '') = (endpoint_scheme = '')",
+                name="managed_accounts_endpoint_pair",
+            ),
         )
 
 
@@ -264,7 +282,15 @@ _TEXT_COLUMNS = {
     "internal_notes": ("internalNotes", MAX_INTERNAL_NOTES, False),
     **ADDRESS_TEXT_COLUMNS,
 }
-ACCOUNT_FIELDS = frozenset(_TEXT_COLUMNS) | {
+# Column -> (camelCase input field, check): the identifiers EN 16931 asks of the buyer.
+_IDENTIFIER_COLUMNS = {
+    "country_code": ("countryCode", clean_country_code),
+    "vat_id": ("vatId", clean_vat_id),
+    "legal_id": ("legalRegistrationId", clean_legal_id),
+    "endpoint_scheme": ("electronicAddressScheme", clean_eas_scheme),
+    "endpoint_id": ("electronicAddress", clean_endpoint_id),
+}
+ACCOUNT_FIELDS = frozenset(_TEXT_COLUMNS) | frozenset(_IDENTIFIER_COLUMNS) | {
     "contact_email", "billing_profile_id", "payment_terms_days", "currency",
     "include_account_integrations", "invoice_per_provider", "is_invoiced", "auto_invoice", "auto_send_after_hours",
     "billing_basis", "usage_visible_to_customer",
@@ -337,6 +363,9 @@ def _clean_account(data: dict[str, Any]) -> tuple[dict[str, Any], list[str] | No
     for column, check in checks.items():
         if column in data:
             columns[column] = check(data[column])
+    for column, (field, identifier_check) in _IDENTIFIER_COLUMNS.items():
+        if column in data:
+            columns[column] = identifier_check(data[column], field)
     if "auto_invoice" in data:
         try:
             columns["auto_invoice"] = AutoInvoice(data["auto_invoice"])
@@ -361,6 +390,11 @@ def _clean_account(data: dict[str, Any]) -> tuple[dict[str, Any], list[str] | No
             columns[column] = data[column]
     sub_account_ids = _sub_account_ids(data["sub_account_ids"]) if "sub_account_ids" in data else None
     return columns, sub_account_ids
+
+
+def _check_identifiers(scheme: str, endpoint: str) -> None:
+    """What holds between the identifiers once the changes are applied."""
+    check_endpoint_pair(scheme, endpoint, "electronicAddress")
 
 
 def _duplicate_name(name: str) -> ValidationFailed:
@@ -415,6 +449,7 @@ async def create_account(principal, data: dict[str, Any]) -> ManagedAccount:
     if "name" not in data:
         raise ValidationFailed("A name is required.", field="name")
     columns, sub_account_ids = _clean_account(data)
+    _check_identifiers(columns.get("endpoint_scheme", ""), columns.get("endpoint_id", ""))
     try:
         async with in_transaction() as connection:
             await _check_name(principal.organization_id, columns["name"], connection)
@@ -448,6 +483,7 @@ async def update_account(principal, account_id, changes: dict[str, Any]) -> Mana
                 await _check_name(principal.organization_id, columns["name"], connection, account.id)
             await _check_billing_profile(principal, columns.get("billing_profile_id"), connection)
             account.update_from_dict(columns)
+            _check_identifiers(account.endpoint_scheme, account.endpoint_id)
             await account.save(using_db=connection)
             if sub_account_ids is not None:
                 await set_sub_accounts(account, sub_account_ids)

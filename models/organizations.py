@@ -41,6 +41,14 @@ class LateCostBilling(str, Enum):
     SUPPLEMENTARY_INVOICE = "SUPPLEMENTARY_INVOICE"
 
 
+class EmailAttachment(str, Enum):
+    """What the approval e-mail attaches: the plain PDF, or the Factur-X PDF (the same PDF,
+    PDF/A-3 with its EN 16931 XML inside)."""
+
+    PDF = "PDF"
+    FACTURX = "FACTURX"
+
+
 class Organization(TimestampMixin, Model):
     id = fields.UUIDField(primary_key=True)
     name = fields.CharField(max_length=255)
@@ -72,6 +80,12 @@ class Organization(TimestampMixin, Model):
     auto_invoice = fields.BooleanField(default=False, db_default=False)
     auto_send = fields.BooleanField(default=False, db_default=False)
     auto_send_grace_hours = fields.SmallIntField(default=24, db_default=24)
+    # E-invoicing chosen: generation refuses (ERROR, with what is missing) an invoice that
+    # lacks what EN 16931 needs, rather than approve one that cannot be sent electronically.
+    einvoicing = fields.BooleanField(default=False, db_default=False)
+    email_attachment = fields.CharEnumField(
+        EmailAttachment, max_length=16, default=EmailAttachment.PDF, db_default=EmailAttachment.PDF
+    )
 
     class Meta:
         table = "organizations"
@@ -96,6 +110,10 @@ class Organization(TimestampMixin, Model):
                 name="organizations_grace_range",
             ),
             CheckConstraint(check="jsonb_typeof(reminder_days) = 'array'", name="organizations_reminders_list"),
+            enum_check("organizations", "email_attachment", EmailAttachment),
+            CheckConstraint(
+                check="email_attachment = 'PDF' OR einvoicing", name="organizations_facturx_needs_einvoicing"
+            ),
         )
 
 
@@ -264,3 +282,20 @@ async def update_organization(principal, changes: dict[str, Any]) -> Organizatio
             await _set_next_number(organization, changes["next_invoice_number"], connection)
         await organization.save(using_db=connection)
     return organization
+
+
+async def set_einvoicing(principal, einvoicing: bool | None, email_attachment: EmailAttachment | None) -> Organization:
+    """Choose e-invoicing (generation then refuses an invoice that lacks what EN 16931 needs)
+    and what the approval e-mail attaches; a None keeps the setting. The Factur-X attachment
+    needs e-invoicing: turning it off goes back to the plain PDF."""
+    organization = await Organization.get(id=principal.organization_id)
+    wanted = organization.einvoicing if einvoicing is None else einvoicing
+    attachment = email_attachment or organization.email_attachment
+    if email_attachment is None and not wanted:
+        attachment = EmailAttachment.PDF
+    if attachment == EmailAttachment.FACTURX and not wanted:
+        raise ValidationFailed(
+            "The Factur-X attachment needs e-invoicing: set einvoicing to true as well.", field="emailAttachment"
+        )
+    await Organization.filter(id=organization.id).update(einvoicing=wanted, email_attachment=attachment)
+    return await Organization.get(id=organization.id)

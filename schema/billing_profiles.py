@@ -18,6 +18,7 @@ from models import ManagedAccount as ManagedAccountModel
 from models.billing_profiles import BillingBasis as BillingBasisValue
 from models.billing_profiles import ChargeKind as ChargeKindValue
 from models.billing_profiles import visible_profiles
+from models.einvoicing.identifiers import VatCategory as VatCategoryValue
 from schema.common import Address, AddressInput, KeyValue, KeyValueInput, key_values
 from schema.context import Info
 from schema.errors import NotFoundError, ValidationError
@@ -33,6 +34,16 @@ strawberry.enum(
     name="ChargeKind",
     description="How a tax or charge is computed from the subtotal after billing rules: "
     "PERCENT of it, or a FIXED amount in the invoice currency.",
+)
+
+VatCategory = VatCategoryValue
+strawberry.enum(
+    VatCategory,
+    name="VatCategory",
+    description="How VAT applies to what a profile invoices, as e-invoices (EN 16931) state it: "
+    "STANDARD (S: the profile's one percentage tax is the VAT rate), ZERO_RATED (Z), EXEMPT (E, "
+    "with a vatExemptionReason) or REVERSE_CHARGE (AE: the buyer accounts for VAT; its VAT "
+    "identifier is needed). Outside STANDARD the profile charges no tax.",
 )
 
 
@@ -91,6 +102,24 @@ class BillingProfile(relay.Node):
         description="Xero tax type of every exported row. Taxes are rows of their own, so "
         "choose a type that adds no tax (as the default, Tax Exempt) and Xero totals what was billed.",
     )
+    country_code: str = strawberry.field(
+        description="ISO 3166-1 alpha-2 country of the seller (e-invoices), or empty."
+    )
+    vat_id: str = strawberry.field(description="The seller's VAT identifier, with its country prefix, or empty.")
+    legal_registration_id: str = strawberry.field(
+        description="The seller's legal registration identifier (company number, SIREN...), or empty."
+    )
+    electronic_address_scheme: str = strawberry.field(
+        description="Scheme (EAS code, such as 0088, 0009, 9925) of the seller's electronic "
+        "address (Peppol participant id), or empty."
+    )
+    electronic_address: str = strawberry.field(description="The seller's electronic address, or empty.")
+    iban: str = strawberry.field(description="The account invoices are paid to (e-invoice payment means), or empty.")
+    bic: str = strawberry.field(description="The BIC of that account's bank, or empty.")
+    vat_category: VatCategory = strawberry.field(description="How VAT applies to what the profile invoices.")
+    vat_exemption_reason: str = strawberry.field(
+        description="Why no VAT is charged, printed in e-invoices (needed when EXEMPT), or empty."
+    )
     created_at: datetime = strawberry.field(description="When the profile was created.")
     updated_at: datetime = strawberry.field(description="When the profile last changed.")
     model: strawberry.Private[BillingProfileModel]
@@ -104,6 +133,9 @@ class BillingProfile(relay.Node):
             billing_basis=row.billing_basis,
             has_logo=row.logo is not None,
             xero_account_code=row.xero_account_code, xero_tax_type=row.xero_tax_type,
+            country_code=row.country_code, vat_id=row.vat_id, legal_registration_id=row.legal_id,
+            electronic_address_scheme=row.endpoint_scheme, electronic_address=row.endpoint_id,
+            iban=row.iban, bic=row.bic, vat_category=row.vat_category, vat_exemption_reason=row.vat_exemption_reason,
             created_at=row.created_at, updated_at=row.updated_at, model=row,
         )
 
@@ -185,6 +217,27 @@ class CreateBillingProfileInput:
     xero_tax_type: str | None = strawberry.field(
         default=None, description='Xero tax type, one that adds no tax (default "Tax Exempt").'
     )
+    country_code: str | None = strawberry.field(
+        default=None, description='Seller country, ISO 3166-1 alpha-2 (FR, DE...); "" clears it.'
+    )
+    vat_id: str | None = strawberry.field(
+        default=None, description='Seller VAT identifier with its country prefix (check digits verified in the EU); "" clears it.'
+    )
+    legal_registration_id: str | None = strawberry.field(
+        default=None, description="Seller legal registration identifier (at most 64 characters)."
+    )
+    electronic_address_scheme: str | None = strawberry.field(
+        default=None, description="EAS code of the electronic address (0088, 0009, 9925, EM...); given with it."
+    )
+    electronic_address: str | None = strawberry.field(
+        default=None, description="Seller electronic address (Peppol participant id); given with its scheme."
+    )
+    iban: str | None = strawberry.field(default=None, description='IBAN invoices are paid to (checked); "" clears it.')
+    bic: str | None = strawberry.field(default=None, description='BIC of its bank (8 or 11 characters); "" clears it.')
+    vat_category: VatCategory | None = strawberry.field(default=None, description="How VAT applies (default STANDARD).")
+    vat_exemption_reason: str | None = strawberry.field(
+        default=None, description="Why no VAT is charged (at most 255 characters); needed when EXEMPT."
+    )
 
 
 @strawberry.input(description="Changes to a billing profile: an omitted or null field keeps its value.")
@@ -211,6 +264,35 @@ class UpdateBillingProfileInput:
     )
     xero_account_code: str | None = strawberry.field(default=None, description="Xero sales account code.")
     xero_tax_type: str | None = strawberry.field(default=None, description="Xero tax type, one that adds no tax.")
+    country_code: str | None = strawberry.field(
+        default=None, description='Seller country, ISO 3166-1 alpha-2 (FR, DE...); "" clears it.'
+    )
+    vat_id: str | None = strawberry.field(
+        default=None, description='Seller VAT identifier with its country prefix (check digits verified in the EU); "" clears it.'
+    )
+    legal_registration_id: str | None = strawberry.field(
+        default=None, description="Seller legal registration identifier (at most 64 characters)."
+    )
+    electronic_address_scheme: str | None = strawberry.field(
+        default=None, description="EAS code of the electronic address (0088, 0009, 9925, EM...); given with it."
+    )
+    electronic_address: str | None = strawberry.field(
+        default=None, description="Seller electronic address (Peppol participant id); given with its scheme."
+    )
+    iban: str | None = strawberry.field(default=None, description='IBAN invoices are paid to (checked); "" clears it.')
+    bic: str | None = strawberry.field(default=None, description='BIC of its bank (8 or 11 characters); "" clears it.')
+    vat_category: VatCategory | None = strawberry.field(default=None, description="How VAT applies.")
+    vat_exemption_reason: str | None = strawberry.field(
+        default=None, description="Why no VAT is charged (at most 255 characters); needed when EXEMPT."
+    )
+
+
+# Input field -> column, of the identifiers EN 16931 asks of the seller.
+_IDENTIFIER_FIELDS = {
+    "country_code": "country_code", "vat_id": "vat_id", "legal_registration_id": "legal_id",
+    "electronic_address_scheme": "endpoint_scheme", "electronic_address": "endpoint_id", "iban": "iban",
+    "bic": "bic", "vat_category": "vat_category", "vat_exemption_reason": "vat_exemption_reason",
+}
 
 
 def profile_data(input: CreateBillingProfileInput | UpdateBillingProfileInput) -> dict[str, Any]:
@@ -221,6 +303,7 @@ def profile_data(input: CreateBillingProfileInput | UpdateBillingProfileInput) -
         "business_fields": key_values(input.business_fields),
         "banking_fields": key_values(input.banking_fields),
         "xero_account_code": input.xero_account_code, "xero_tax_type": input.xero_tax_type,
+        **{column: getattr(input, name) for name, column in _IDENTIFIER_FIELDS.items()},
     }
     if input.taxes_and_charges is not None:
         data["charges"] = [

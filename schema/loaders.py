@@ -16,6 +16,8 @@ from tortoise.functions import Count
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
+from models.einvoicing.files import ready_revisions
+
 
 class Loaders:
     def __init__(self) -> None:
@@ -59,6 +61,18 @@ class Loaders:
                 for row in rows:
                     grouped[row[parent_field]].append(row)
                 return [grouped.get(i, []) for i in parent_ids]
+
+            self._loaders[key] = DataLoader(load_fn=load)
+        return self._loaders[key]
+
+    def einvoice_ready(self) -> DataLoader:
+        """Whether each revision (by id) can be delivered as an e-invoice, in one query."""
+        key = ("einvoice_ready",)
+        if key not in self._loaders:
+
+            async def load(revision_ids: list[Any]) -> list[bool]:
+                ready = await ready_revisions(revision_ids)
+                return [revision_id in ready for revision_id in revision_ids]
 
             self._loaders[key] = DataLoader(load_fn=load)
         return self._loaders[key]

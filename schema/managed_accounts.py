@@ -81,6 +81,17 @@ class ManagedAccount(relay.Node):
     business_fields: list[KeyValue] = strawberry.field(
         description="Labelled details printed on invoices (VAT number...), in order."
     )
+    country_code: str = strawberry.field(
+        description="ISO 3166-1 alpha-2 country of the buyer (e-invoices), or empty."
+    )
+    vat_id: str = strawberry.field(description="The buyer's VAT identifier, with its country prefix, or empty.")
+    legal_registration_id: str = strawberry.field(
+        description="The buyer's legal registration identifier, or empty."
+    )
+    electronic_address_scheme: str = strawberry.field(
+        description="Scheme (EAS code) of the buyer's electronic address (Peppol participant id), or empty."
+    )
+    electronic_address: str = strawberry.field(description="The buyer's electronic address, or empty.")
     created_at: datetime = strawberry.field(description="When the account was created.")
     updated_at: datetime = strawberry.field(description="When the account last changed.")
     model: strawberry.Private[ManagedAccountModel]
@@ -100,6 +111,10 @@ class ManagedAccount(relay.Node):
                 po_number=account.po_number,
             ),
             business_fields=KeyValue.from_list(account.business_fields),
+            country_code=account.country_code, vat_id=account.vat_id,
+            legal_registration_id=account.legal_id,
+            electronic_address_scheme=account.endpoint_scheme,
+            electronic_address=account.endpoint_id,
             created_at=account.created_at, updated_at=account.updated_at, model=account,
         )
 
@@ -248,6 +263,21 @@ class CreateManagedAccountInput:
     internal_notes: str | None = strawberry.field(
         default=None, description="The MSP's own notes (at most 10,000 characters); never shown to the customer."
     )
+    country_code: str | None = strawberry.field(
+        default=None, description='Buyer country, ISO 3166-1 alpha-2 (FR, DE...); "" clears it.'
+    )
+    vat_id: str | None = strawberry.field(
+        default=None, description='Buyer VAT identifier with its country prefix (check digits verified in the EU); "" clears it.'
+    )
+    legal_registration_id: str | None = strawberry.field(
+        default=None, description="Buyer legal registration identifier (at most 64 characters)."
+    )
+    electronic_address_scheme: str | None = strawberry.field(
+        default=None, description="EAS code of the electronic address (0088, 0009, 9925, EM...); given with it."
+    )
+    electronic_address: str | None = strawberry.field(
+        default=None, description="Buyer electronic address (Peppol participant id); given with its scheme."
+    )
 
 
 @strawberry.input(description="Changes to a managed account: an omitted or null field keeps its value.")
@@ -294,19 +324,40 @@ class UpdateManagedAccountInput:
         description="Replaces the whole list of sub-accounts; their cost records are relinked.",
     )
     internal_notes: str | None = strawberry.field(default=None, description="The MSP's own notes.")
+    country_code: str | None = strawberry.field(
+        default=None, description='Buyer country, ISO 3166-1 alpha-2 (FR, DE...); "" clears it.'
+    )
+    vat_id: str | None = strawberry.field(
+        default=None, description='Buyer VAT identifier with its country prefix (check digits verified in the EU); "" clears it.'
+    )
+    legal_registration_id: str | None = strawberry.field(
+        default=None, description="Buyer legal registration identifier (at most 64 characters)."
+    )
+    electronic_address_scheme: str | None = strawberry.field(
+        default=None, description="EAS code of the electronic address (0088, 0009, 9925, EM...); given with it."
+    )
+    electronic_address: str | None = strawberry.field(
+        default=None, description="Buyer electronic address (Peppol participant id); given with its scheme."
+    )
 
 
 _PLAIN_FIELDS = (
     "name", "contact_email", "payment_terms_days", "currency", "include_account_integrations",
     "invoice_per_provider", "is_invoiced", "auto_invoice", "auto_send_after_hours", "official_company_name",
-    "usage_visible_to_customer",
-    "billing_emails", "po_number", "sub_account_ids", "internal_notes",
+    "usage_visible_to_customer", "billing_emails", "po_number", "sub_account_ids", "internal_notes",
+    "country_code", "vat_id",
 )
+# Input field -> column, of the identifiers EN 16931 asks of the buyer that are named apart.
+_IDENTIFIER_FIELDS = {
+    "legal_registration_id": "legal_id", "electronic_address_scheme": "endpoint_scheme",
+    "electronic_address": "endpoint_id",
+}
 
 
 def account_data(input: CreateManagedAccountInput | UpdateManagedAccountInput) -> dict[str, Any]:
     """The given fields of an input, as the domain's column names (omitted ones left out)."""
     data = {name: getattr(input, name) for name in _PLAIN_FIELDS}
+    data.update({column: getattr(input, name) for name, column in _IDENTIFIER_FIELDS.items()})
     data["business_fields"] = key_values(input.business_fields)
     data = {key: value for key, value in data.items() if value is not None}
     if input.billing_basis is not strawberry.UNSET:

@@ -15,6 +15,7 @@ from models import Organization as OrganizationModel
 from models import User as UserModel
 from models.auth import UserState as UserStateValue
 from models.auth import visible_tokens, visible_users
+from models.organizations import EmailAttachment as EmailAttachmentValue
 from models.organizations import ExportDateFormat as ExportDateFormatValue
 from models.organizations import LateCostBilling as LateCostBillingValue
 from models.organizations import next_invoice_number
@@ -80,6 +81,13 @@ class CheckThresholdsInput:
     change_percent: Decimal | None = strawberry.field(default=None, description="Percentage, from 0.")
     change_amount: Decimal | None = strawberry.field(default=None, description="Amount in the invoice currency, from 0.")
 
+EmailAttachment = EmailAttachmentValue
+strawberry.enum(
+    EmailAttachment,
+    description="What the approval e-mail attaches: PDF (the printed invoice) or FACTURX (the same "
+    "PDF as PDF/A-3 with its EN 16931 Cross Industry Invoice XML inside; needs e-invoicing).",
+)
+
 
 @strawberry.type(name="Organization", description="An MSP organization: the tenant boundary.")
 class Organization(relay.Node):
@@ -90,13 +98,21 @@ class Organization(relay.Node):
     export_date_format: ExportDateFormat = strawberry.field(
         description="How exports (Xero, detailed CSV) write dates; see `updateExportSettings`."
     )
+    einvoicing: bool = strawberry.field(
+        description="Whether the organization issues e-invoices (EN 16931): generation then ends in "
+        "ERROR, saying what is missing, for an invoice that could not be one; see `updateEInvoicingSettings`."
+    )
+    email_attachment: EmailAttachment = strawberry.field(
+        description="What the approval e-mail attaches: the plain PDF or the Factur-X PDF."
+    )
     model: strawberry.Private[OrganizationModel]
 
     @classmethod
     def from_model(cls, org: OrganizationModel) -> Organization:
         return cls(
             id=str(org.id), name=org.name, timezone=org.timezone, invoice_prefix=org.invoice_prefix,
-            export_date_format=org.export_date_format, model=org,
+            export_date_format=org.export_date_format, einvoicing=org.einvoicing,
+            email_attachment=org.email_attachment, model=org,
         )
 
     @classmethod

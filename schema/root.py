@@ -15,6 +15,7 @@ from resolvers import (
     billing_rules,
     costs,
     credit_notes,
+    einvoicing,
     exchange_rates,
     exports,
     invoices,
@@ -66,7 +67,7 @@ class Query(
 class Mutation(
     auth.Mutation, billing_profiles.Mutation, exchange_rates.Mutation, billing_rules.Mutation,
     invoices.Mutation, payments.Mutation, billing_periods.Mutation, managed_accounts.Mutation, costs.Mutation,
-    exports.Mutation, people.Mutation, organizations.Mutation, reminders.Mutation, credit_notes.Mutation,
+    exports.Mutation, people.Mutation, organizations.Mutation, reminders.Mutation, credit_notes.Mutation, einvoicing.Mutation,
 ):
     pass
 

@@ -49,6 +49,7 @@ from models.billing_profiles import COST_COLUMNS, BillingBasis, BillingProfile, 
 from models.billing_rules import BillingRule, RuleCalculation, RuleKind
 from models.costs import CostOrigin
 from models.currencies import round_money
+from models.einvoicing.document import einvoice_section
 from models.errors import GenerationFailed, MissingBillingProfile
 from models.exchange_rates import ExchangeRate
 from models.invoices.checks import Finding, Thresholds, generation_findings
@@ -459,6 +460,7 @@ def build_view(ctx: Context, draft: Draft, number: str, template_version: str) -
         "provider": ctx.invoice.provider_name or None,
         "memo": ctx.invoice.memo or None,
         "notes": profile.invoice_notes or None,
+        "einvoice": einvoice_section(ctx, draft),
     }
 
 

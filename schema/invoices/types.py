@@ -457,6 +457,32 @@ class Invoice(relay.Node):
             return None
         return links.sign(info.context.settings, info.context.principal, "csv", str(self.model.id)).url
 
+    async def _einvoice_url(self, info: Info, kind: str) -> str | None:
+        revision_id = self.model.current_revision_id
+        if self.model.approved_at is None or revision_id is None:
+            return None
+        if not await info.context.loaders.einvoice_ready().load(revision_id):
+            return None
+        return links.sign(info.context.settings, info.context.principal, kind, str(self.model.id)).url
+
+    @strawberry.field(
+        description="Signed link, valid for a few minutes, to the approved invoice as Factur-X: its PDF "
+        "as PDF/A-3 with the EN 16931 Cross Industry Invoice XML of the same frozen revision inside "
+        "(ZUGFeRD 2 readers take it too); null before approval, or when the revision lacks what "
+        "EN 16931 needs (identifiers, VAT, IBAN: see `Organization.einvoicing`).",
+        extensions=requires(*ANY_USER),
+    )
+    async def facturx_url(self, info: Info) -> str | None:
+        return await self._einvoice_url(info, "facturx")
+
+    @strawberry.field(
+        description="Signed link, valid for a few minutes, to the approved invoice as a Peppol BIS "
+        "Billing 3.0 UBL 2.1 document of the same frozen revision; null when `facturxUrl` is.",
+        extensions=requires(*ANY_USER),
+    )
+    async def ubl_url(self, info: Info) -> str | None:
+        return await self._einvoice_url(info, "ubl")
+
     @strawberry.field(
         description="Every generation, oldest first.", extensions=requires(*MSP_USERS)
     )

@@ -1,0 +1,61 @@
+"""E-invoice files of an approved invoice's frozen revision: the Factur-X PDF (the stored PDF
+made PDF/A-3 with its Cross Industry Invoice inside, profile EN 16931) and the UBL document."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from facturx import generate_from_binary
+from tortoise import connections
+
+from models.einvoicing.cii import cii_xml
+from models.einvoicing.document import DocumentKind, EDocument, document_from, einvoice_ready
+from models.invoices.tables import Invoice, InvoiceLineItem, InvoiceRevision
+
+UBL_TYPE = "application/xml"
+
+
+class EInvoiceFormat(str, Enum):
+    """The e-invoice files an approved invoice can be downloaded as."""
+
+    FACTURX = "FACTURX"
+    UBL = "UBL"
+
+
+async def frozen_document(invoice: Invoice) -> tuple[InvoiceRevision, EDocument] | None:
+    """The EN 16931 document of an approved invoice's current revision, from what was frozen
+    (the revision's view and stored lines); None when the invoice was never approved or its
+    revision lacks what EN 16931 needs."""
+    if invoice.approved_at is None or invoice.current_revision_id is None:
+        return None
+    revision = await InvoiceRevision.get(id=invoice.current_revision_id)
+    if not einvoice_ready(revision.snapshot):
+        return None
+    lines = await InvoiceLineItem.filter(revision_id=revision.id).order_by("position")
+    return revision, document_from(revision.snapshot, lines, DocumentKind.INVOICE)
+
+
+async def ready_revisions(revision_ids: list) -> set:
+    """Those of the revisions that can be delivered as e-invoices (`einvoice_ready`), read in
+    the database without fetching their views."""
+    rows = await connections.get("default").execute_query_dict(
+        "SELECT id FROM invoice_revisions WHERE id = ANY($1::uuid[])"
+        " AND jsonb_typeof(snapshot->'einvoice') = 'object' AND snapshot->'einvoice'->'problems' = '[]'::jsonb",
+        [[str(revision_id) for revision_id in revision_ids]],
+    )
+    return {row["id"] for row in rows}
+
+
+def facturx_pdf(pdf: bytes, document: EDocument) -> bytes:
+    """The PDF as Factur-X: PDF/A-3 with `factur-x.xml` (EN 16931 profile) embedded, and its
+    XML checked against the Factur-X XSD on the way (a failure raises)."""
+    what = "Invoice" if document.kind is DocumentKind.INVOICE else "Credit note"
+    return bytes(generate_from_binary(
+        pdf, cii_xml(document), flavor="factur-x", level="en16931", check_xsd=True,
+        pdf_metadata={
+            "author": document.seller.name, "keywords": f"Factur-X, {what}",
+            "title": f"{document.seller.name}: {what} {document.number}",
+            "subject": f"Factur-X {what.lower()} {document.number} dated {document.issue_date} issued by {document.seller.name}",
+        },
+        lang="en",
+    ))
