@@ -16,10 +16,19 @@ from models.invoices.tables import (
 from models.managed_accounts import ManagedAccount, SubAccount
 from models.organizations import Organization
 from models.payments import Payment, Refund
+from models.xero.tables import (
+    XeroAccountMapping,
+    XeroAuthorization,
+    XeroConnection,
+    XeroPayment,
+    XeroSettings,
+    XeroSync,
+)
 
 __all__ = [
     "BillingPeriod", "BillingProfile", "BillingProfileCharge", "BillingRule", "CostDeliveryScope",
     "CostImport", "CostRecord", "ExchangeRate", "Invoice", "InvoiceEvent", "InvoiceLineItem", "LateCost",
     "InvoiceNumberCounter", "InvoiceRevision", "ManagedAccount", "Organization", "Payment",
-    "Refund", "SubAccount", "Token", "User",
+    "Refund", "SubAccount", "Token", "User", "XeroAccountMapping", "XeroAuthorization", "XeroConnection",
+    "XeroPayment", "XeroSettings", "XeroSync",
 ]

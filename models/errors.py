@@ -29,6 +29,7 @@ class ErrorCode(str, Enum):
     NOT_EXPORTABLE = "NOT_EXPORTABLE"
     NOTHING_TO_EXPORT = "NOTHING_TO_EXPORT"
     LOGIN_THROTTLED = "LOGIN_THROTTLED"
+    XERO_NOT_CONNECTED = "XERO_NOT_CONNECTED"
 
 
 ERROR_CODE_MEANINGS: dict[ErrorCode, str] = {
@@ -48,6 +49,7 @@ ERROR_CODE_MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.NOT_EXPORTABLE: "an invoice of the request cannot be exported",
     ErrorCode.NOTHING_TO_EXPORT: "no approved invoice matches the export",
     ErrorCode.LOGIN_THROTTLED: "too many sign-in attempts: wait the seconds the message gives, then try again",
+    ErrorCode.XERO_NOT_CONNECTED: "Xero is not connected (or not set up), or its connection must be renewed",
 }
 
 
