@@ -25,8 +25,11 @@ from infra import broker, db, links, storage
 from infra.embedded import resolve_urls
 from infra.events import Hub
 from infra.settings import Settings, get_settings
+from jobs.xero import complete_connection
 from models import exports
 from models.auth import principal_of_link
+from models.errors import DomainError
+from models.xero.connections import take_authorization
 from schema.context import Context
 from schema.permissions import authenticate_bearer
 from schema.root import schema
@@ -123,6 +126,21 @@ async def download(request: Request) -> Response:
     return Response(found.data, media_type=found.content_type, headers=headers)
 
 
+async def xero_callback(request: Request) -> Response:
+    """`GET /xero/callback?code=...&state=...`: where Xero sends the owner's browser back. The
+    state names the authorization `connectXero` started (bound to its organization and owner,
+    short-lived, used once); the code is exchanged with its PKCE verifier."""
+    settings, params = request.app.state.settings, request.query_params
+    try:
+        if params.get("error"):
+            await take_authorization(settings, params.get("state", ""))
+            return PlainTextResponse(f"Xero was not connected: {params['error']}.", status_code=400)
+        connection = await complete_connection(settings, params.get("code", ""), params.get("state", ""))
+    except DomainError as exc:
+        return PlainTextResponse(exc.message, status_code=400)
+    return PlainTextResponse(f"Xero organisation {connection.tenant_name} is connected. You can close this page.")
+
+
 # Every answer: not to be sniffed into another type, framed, or sent on as a referrer.
 SECURITY_HEADERS = {
     b"x-content-type-options": b"nosniff",
@@ -205,6 +223,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/files/{token}", download, methods=["GET"]),
+            Route("/xero/callback", xero_callback, methods=["GET"]),
         ],
         middleware=[
             Middleware(SecurityHeaders),

@@ -17,6 +17,8 @@ GENERATE = "generate_invoice"
 SEND = "send_invoice"
 NOTIFY = "notify_customer"
 COST_IMPORT = "run_cost_import"
+XERO_PUSH = "push_to_xero"
+XERO_REVOKE = "revoke_xero_tokens"
 
 
 def generate_job_id(invoice_id: Any) -> str:
@@ -71,3 +73,18 @@ def cost_import_job_id(cost_import_id: Any) -> str:
 async def enqueue_cost_import(redis: ArqRedis, cost_import_id: Any) -> None:
     """Queue a registered cost delivery's import, once (the job id is the import's)."""
     await redis.enqueue_job(COST_IMPORT, str(cost_import_id), _job_id=cost_import_job_id(cost_import_id))
+
+
+def xero_push_job_id(sync_id: Any) -> str:
+    return f"{XERO_PUSH}:{sync_id}"
+
+
+async def enqueue_xero_push(redis: ArqRedis, sync_id: Any) -> None:
+    """Queue a document's push to Xero, once while one is queued or retrying (the job id is
+    its sync's)."""
+    await redis.enqueue_job(XERO_PUSH, str(sync_id), _job_id=xero_push_job_id(sync_id))
+
+
+async def enqueue_xero_revoke(redis: ArqRedis, sealed_tokens: str) -> None:
+    """Queue the revocation at Xero of a disconnected organization's tokens (sealed)."""
+    await redis.enqueue_job(XERO_REVOKE, sealed_tokens)

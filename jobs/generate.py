@@ -19,6 +19,7 @@ from arq import Retry
 from infra import storage
 from jobs import effects
 from jobs.rendering import TEMPLATE_VERSION, render_invoice_html
+from jobs.xero import requeue_stalled_pushes
 from models.costs import CostImport, CostImportState
 from models.errors import DomainError
 from models.invoices import DeliveryStatus, Invoice, InvoiceStatus
@@ -92,7 +93,7 @@ async def _fail(ctx: dict, invoice_id: Any, message: str) -> None:
 async def requeue_stuck(ctx: dict) -> int:
     """The sweeper: queue again the work that committed states imply but arq does not hold
     (jobs/effects.py tells why a job can be missing). Invoices GENERATING, approved invoices
-    whose delivery is QUEUED and cost imports QUEUED, each for a while (a writer queues its job
+    whose delivery is QUEUED, cost imports and Xero pushes QUEUED, each for a while (a writer queues its job
     right after its commit), get their job unless it is queued or running; one generating for
     half an hour goes to ERROR instead of looping. Answers how many invoices were GENERATING."""
     now = datetime.now(UTC)
@@ -111,6 +112,7 @@ async def requeue_stuck(ctx: dict) -> int:
         state=CostImportState.QUEUED, created_at__lt=now - stuck_after
     ).values_list("id", flat=True)
     await effects.cost_import_stalled(ctx["redis"], imports)
+    await requeue_stalled_pushes(ctx["redis"], stuck_after)
     if ids or unsent or imports:
         log.info("sweeper: %d generating, %d deliveries, %d imports checked", len(ids), len(unsent), len(imports))
     return len(ids)

@@ -22,6 +22,7 @@ from jobs.overdue import mark_overdue_invoices
 from jobs.pdf import PdfRenderer
 from jobs.periods import close_due_periods
 from jobs.send import notify_customer, send_invoice
+from jobs.xero import poll_xero_payments, push_to_xero, revoke_xero_tokens
 from models.auth import purge_tokens
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,9 @@ class WorkerSettings:
         func(send_invoice, name=dispatch.SEND, keep_result=0, timeout=120),
         func(notify_customer, name=dispatch.NOTIFY, keep_result=0, timeout=120),
         func(run_cost_import, name=dispatch.COST_IMPORT, keep_result=0, timeout=IMPORT_TIMEOUT_SECONDS, max_tries=1),
+        # The job itself stops retrying after `xero_push_tries` (a setting); arq's cap is above it.
+        func(push_to_xero, name=dispatch.XERO_PUSH, keep_result=0, timeout=300, max_tries=50),
+        func(revoke_xero_tokens, name=dispatch.XERO_REVOKE, keep_result=0, timeout=120, max_tries=10),
     ]
     cron_jobs = [
         cron(purge_old_tokens, hour={3}, minute={17}, run_at_startup=False),
@@ -111,6 +115,8 @@ class WorkerSettings:
         # Hourly rather than daily: midnight comes at a different hour in each organization's
         # time zone, and each invoice turns OVERDUE once, within the hour after its due day.
         cron(mark_overdue_invoices, minute={10}, run_at_startup=True),
+        # Payments made in Xero come back as payments of ours within a quarter of an hour.
+        cron(poll_xero_payments, minute={2, 17, 32, 47}, run_at_startup=False),
     ]
     on_startup = startup
     on_shutdown = shutdown

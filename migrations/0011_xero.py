@@ -61,6 +61,7 @@ class Migration(migrations.Migration):
                 ('tokens', fields.TextField(unique=False)),
                 ('access_expires_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('connected_by', fields.ForeignKeyField('models.User', source_field='connected_by_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL)),
+                ('connected_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('payments_checked_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
             options={'table': 'xero_connections', 'app': 'models', 'constraints': [CheckConstraint(check="status IN ('CONNECTED', 'NEEDS_RECONNECT')", name='xero_connections_status_valid')], 'pk_attr': 'id', 'table_description': 'One Xero organisation (tenant) per MSP organization.'},

@@ -19,6 +19,7 @@ from resolvers import (
     invoices,
     managed_accounts,
     payments,
+    xero,
 )
 from schema.context import Info
 from schema.execution import ExecutionContext
@@ -32,7 +33,7 @@ from schema.scalars import SCALARS
 @strawberry.type(description="Reads. Every object is filtered by the viewer's scope.")
 class Query(
     auth.Query, billing_profiles.Query, exchange_rates.Query, invoices.Query, billing_periods.Query, billing_rules.Query,
-    managed_accounts.Query, costs.Query,
+    managed_accounts.Query, costs.Query, xero.Query,
 ):
     # Plain ID arguments (not relay.node()'s GlobalID): a malformed id then answers null
     # like a missing one, instead of failing the whole query while arguments are parsed.
@@ -62,7 +63,7 @@ class Query(
 class Mutation(
     auth.Mutation, billing_profiles.Mutation, exchange_rates.Mutation, billing_rules.Mutation,
     invoices.Mutation, payments.Mutation, billing_periods.Mutation, managed_accounts.Mutation, costs.Mutation,
-    exports.Mutation,
+    exports.Mutation, xero.Mutation,
 ):
     pass
 

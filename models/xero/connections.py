@@ -119,7 +119,7 @@ async def save_connection(
         "status": ConnectionStatus.CONNECTED, "status_message": None, "tenant_id": tenant.tenant_id,
         "tenant_name": tenant.name, "short_code": tenant.short_code, "connection_ref": tenant.connection_ref,
         "tokens": seal_tokens(settings, tokens), "access_expires_at": tokens.expires,
-        "connected_by_id": pending.user_id,
+        "connected_by_id": pending.user_id, "connected_at": datetime.now(UTC),
     }
     async with in_transaction() as conn:
         existing = await XeroConnection.filter(organization_id=pending.organization_id).using_db(conn).select_for_update().first()
@@ -171,15 +171,15 @@ async def connection_lost(organization_id: Any, message: str) -> None:
     )
 
 
-async def disconnect(principal, settings: Settings) -> TokenSet | None:
-    """Forget the organization's connection; answers its tokens, for Xero to revoke them."""
+async def disconnect(principal) -> str:
+    """Forget the organization's connection; answers its tokens (sealed), for Xero to revoke them."""
     async with in_transaction() as conn:
         connection = await XeroConnection.filter(
             organization_id=principal.organization_id).using_db(conn).select_for_update().first()
         if connection is None:
             raise NotFound("Xero is not connected.")
         await XeroConnection.filter(id=connection.id).using_db(conn).delete()
-    return unseal_tokens(settings, connection.tokens)
+    return connection.tokens
 
 
 def visible_connection(principal):

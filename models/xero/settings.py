@@ -52,7 +52,7 @@ def _code(value: str, limit: int, field: str) -> str:
 async def update_settings(principal, change: SettingsInput) -> XeroSettings:
     """Change what is given; the mapping is replaced whole when given. Nothing is written
     when any value is refused."""
-    values = {}
+    values: dict[str, object] = {}
     if change.auto_push_at_rollover is not None:
         values["auto_push_at_rollover"] = change.auto_push_at_rollover
     if change.account_code is not None:

@@ -62,6 +62,7 @@ class XeroConnection(TimestampMixin, Model):
     connected_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
     )
+    connected_at = fields.DatetimeField()
     # Payments are read from Xero modified since then (If-Modified-Since).
     payments_checked_at = fields.DatetimeField(null=True)
 
@@ -162,7 +163,7 @@ class XeroSync(TimestampMixin, Model):
     document_id = fields.UUIDField()
     number = fields.CharField(max_length=64)
     state = fields.CharEnumField(SyncState, max_length=16, default=SyncState.QUEUED)
-    message = fields.TextField(null=True)
+    message: str | None = fields.TextField(null=True)
     attempts = fields.SmallIntField(default=0)
     xero_id = fields.CharField(max_length=64, null=True)
     xero_url = fields.CharField(max_length=512, null=True)
