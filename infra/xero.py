@@ -89,7 +89,8 @@ def _message_of(exc: ApiException) -> str:
             error.get("Message", "") for element in data.get("Elements") or [] for error in element.get("ValidationErrors") or []
         ]
         if messages:
-            return "; ".join(m for m in messages if m)
+            # One message per line at fault: the same one for several lines is said once.
+            return "; ".join(dict.fromkeys(m for m in messages if m))
         if data.get("Detail") or data.get("Message"):
             return str(data.get("Detail") or data.get("Message"))
         if data.get("error"):

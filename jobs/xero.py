@@ -147,7 +147,8 @@ async def push_at_rollover(redis: Any, organization_id: Any, actor: Actor) -> in
 
 
 async def poll_payments_of(settings: Settings, redis: Any, connection: XeroConnection) -> int:
-    """Bring back the payments Xero has for our invoices since the last read."""
+    """Bring back the payments Xero has for our invoices since the last read: how many were
+    recorded (those our rules refuse are on the invoice's timeline instead)."""
     started = datetime.now(UTC)
     since = connection.payments_checked_at - PAYMENTS_OVERLAP if connection.payments_checked_at else None
 
@@ -157,7 +158,7 @@ async def poll_payments_of(settings: Settings, redis: Any, connection: XeroConne
     recorded = []
     for seen in await with_token(settings, connection.organization_id, call):
         done = await import_payment(connection.organization_id, seen)
-        if done is not None:
+        if done is not None and done.recorded:
             recorded.append(done.invoice_id)
     await XeroConnection.filter(id=connection.id).update(payments_checked_at=started)
     await effects.invoice_ids_changed(redis, recorded)
