@@ -28,7 +28,7 @@ class Migration(migrations.Migration):
                 ('tax_type', fields.CharField(max_length=64)),
                 ('position', fields.SmallIntField(default=0)),
             ],
-            options={'table': 'xero_account_mappings', 'app': 'models', 'constraints': [UniqueConstraint(fields=('organization_id', 'line_kind', 'line_name'), name='xero_account_mappings_unique'), CheckConstraint(check="line_kind IN ('USAGE', 'RULE', 'CHARGE', 'TAX')", name='xero_account_mappings_line_kind_valid'), CheckConstraint(check="btrim(account_code) <> '' AND btrim(tax_type) <> ''", name='xero_account_mappings_codes_present')], 'pk_attr': 'id', 'table_description': 'The account code and tax type of the lines of one kind, or of one charge or tax (by the'},
+            options={'table': 'xero_account_mappings', 'app': 'models', 'pk_attr': 'id', 'table_description': 'The account code and tax type of the lines of one kind, or of one charge or tax (by the'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -64,7 +64,7 @@ class Migration(migrations.Migration):
                 ('connected_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('payments_checked_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'xero_connections', 'app': 'models', 'constraints': [CheckConstraint(check="status IN ('CONNECTED', 'NEEDS_RECONNECT')", name='xero_connections_status_valid')], 'pk_attr': 'id', 'table_description': 'One Xero organisation (tenant) per MSP organization.'},
+            options={'table': 'xero_connections', 'app': 'models', 'pk_attr': 'id', 'table_description': 'One Xero organisation (tenant) per MSP organization.'},
             bases=['TimestampMixin', 'Model'],
         ),
         ops.CreateModel(
@@ -78,7 +78,7 @@ class Migration(migrations.Migration):
                 ('message', fields.TextField(null=True, unique=False)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
-            options={'table': 'xero_payments', 'app': 'models', 'constraints': [UniqueConstraint(fields=('organization_id', 'xero_payment_id'), name='xero_payments_unique'), CheckConstraint(check='(payment_id IS NULL) <> (message IS NULL)', name='xero_payments_outcome')], 'pk_attr': 'id', 'table_description': 'A payment read from Xero, once: recorded against our invoice, or skipped (`message`'},
+            options={'table': 'xero_payments', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A payment read from Xero, once: recorded against our invoice, or skipped (`message`'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -92,7 +92,7 @@ class Migration(migrations.Migration):
                 ('account_code', fields.CharField(default='200', max_length=32)),
                 ('tax_type', fields.CharField(default='NONE', max_length=64)),
             ],
-            options={'table': 'xero_settings', 'app': 'models', 'constraints': [CheckConstraint(check="btrim(account_code) <> '' AND btrim(tax_type) <> ''", name='xero_settings_codes_present')], 'pk_attr': 'id', 'table_description': "How an organization's documents land in Xero."},
+            options={'table': 'xero_settings', 'app': 'models', 'pk_attr': 'id', 'table_description': "How an organization's documents land in Xero."},
             bases=['TimestampMixin', 'Model'],
         ),
         ops.CreateModel(
@@ -114,8 +114,52 @@ class Migration(migrations.Migration):
                 ('last_attempt_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('synced_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'xero_syncs', 'app': 'models', 'constraints': [UniqueConstraint(fields=('document_kind', 'document_id'), name='xero_syncs_document_unique'), CheckConstraint(check="document_kind IN ('INVOICE', 'CREDIT_NOTE')", name='xero_syncs_document_kind_valid'), CheckConstraint(check="state IN ('QUEUED', 'RETRYING', 'SYNCED', 'FAILED')", name='xero_syncs_state_valid'), CheckConstraint(check="state <> 'SYNCED' OR xero_id IS NOT NULL", name='xero_syncs_synced_has_id')], 'pk_attr': 'id', 'table_description': 'Where one of our documents stands with Xero. `invoice` is the invoice itself, or the'},
+            options={'table': 'xero_syncs', 'app': 'models', 'pk_attr': 'id', 'table_description': 'Where one of our documents stands with Xero. `invoice` is the invoice itself, or the'},
             bases=['TimestampMixin', 'Model'],
+        ),
+        ops.AddConstraint(
+            model_name='XeroAccountMapping',
+            constraint=UniqueConstraint(fields=('organization_id', 'line_kind', 'line_name'), name='xero_account_mappings_unique'),
+        ),
+        ops.AddConstraint(
+            model_name='XeroAccountMapping',
+            constraint=CheckConstraint(check="line_kind IN ('USAGE', 'RULE', 'CHARGE', 'TAX')", name='xero_account_mappings_line_kind_valid'),
+        ),
+        ops.AddConstraint(
+            model_name='XeroAccountMapping',
+            constraint=CheckConstraint(check="btrim(account_code) <> '' AND btrim(tax_type) <> ''", name='xero_account_mappings_codes_present'),
+        ),
+        ops.AddConstraint(
+            model_name='XeroConnection',
+            constraint=CheckConstraint(check="status IN ('CONNECTED', 'NEEDS_RECONNECT')", name='xero_connections_status_valid'),
+        ),
+        ops.AddConstraint(
+            model_name='XeroPayment',
+            constraint=UniqueConstraint(fields=('organization_id', 'xero_payment_id'), name='xero_payments_unique'),
+        ),
+        ops.AddConstraint(
+            model_name='XeroPayment',
+            constraint=CheckConstraint(check='(payment_id IS NULL) <> (message IS NULL)', name='xero_payments_outcome'),
+        ),
+        ops.AddConstraint(
+            model_name='XeroSettings',
+            constraint=CheckConstraint(check="btrim(account_code) <> '' AND btrim(tax_type) <> ''", name='xero_settings_codes_present'),
+        ),
+        ops.AddConstraint(
+            model_name='XeroSync',
+            constraint=UniqueConstraint(fields=('document_kind', 'document_id'), name='xero_syncs_document_unique'),
+        ),
+        ops.AddConstraint(
+            model_name='XeroSync',
+            constraint=CheckConstraint(check="document_kind IN ('INVOICE', 'CREDIT_NOTE')", name='xero_syncs_document_kind_valid'),
+        ),
+        ops.AddConstraint(
+            model_name='XeroSync',
+            constraint=CheckConstraint(check="state IN ('QUEUED', 'RETRYING', 'SYNCED', 'FAILED')", name='xero_syncs_state_valid'),
+        ),
+        ops.AddConstraint(
+            model_name='XeroSync',
+            constraint=CheckConstraint(check="state <> 'SYNCED' OR xero_id IS NOT NULL", name='xero_syncs_synced_has_id'),
         ),
         # The payment poll finds our invoice by Xero's id; timelines and `Invoice.xeroUrl` by ours.
         ops.RunSQL("CREATE INDEX xero_syncs_xero_id ON xero_syncs (organization_id, xero_id) WHERE xero_id IS NOT NULL"),

@@ -5,6 +5,7 @@ refresh, refused and retried pushes, rollover, disconnect; and who may see and d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -295,7 +296,10 @@ async def test_the_worker_retries_a_push_until_xero_takes_it(client, world, fake
             await asyncio.sleep(0.05)
     finally:
         task.cancel()
-        await worker.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.close()
     assert (sync.state, sync.attempts) == (SyncState.SYNCED, 2)
     assert len(fake_xero.invoices) == 1
 
@@ -578,3 +582,29 @@ async def test_scope_of_the_mutations(client, world, fake_xero, role, name):
 async def test_anonymous_requests_are_refused(client):
     for document in (INTEGRATION, CONNECT, DISCONNECT):
         assert error_codes(await gql(client, document)) == ["UNAUTHENTICATED"]
+
+
+async def test_a_xero_payment_read_twice_at_once_is_recorded_once(client, world, fake_xero, ctx, monkeypatch):
+    """The payment and its Xero id are one transaction: the reader that loses the race on the
+    Xero id leaves no payment behind."""
+    from models.xero import payments as xero_payments
+    from models.xero.tables import XeroPayment
+
+    await connect(client, world, fake_xero)
+    invoice = await approved(world)
+    await push(client, world, ctx, invoice)
+    xero_id = (await XeroSync.get(document_id=invoice.id)).xero_id
+    seen = xero_payments.XeroPaymentSeen("pay-1", xero_id, Decimal("5.00"), date.today() - timedelta(days=1))
+    assert (await xero_payments.import_payment(world.org.id, seen)).recorded
+
+    async def not_yet(**kw):
+        return False
+
+    # The second reader checked before the first one committed.
+    monkeypatch.setattr(XeroPayment, "exists", not_yet)
+    from tortoise.exceptions import IntegrityError
+
+    with pytest.raises(IntegrityError):
+        await xero_payments.import_payment(world.org.id, seen)
+    assert await Payment.filter(invoice_id=invoice.id).count() == 1
+    assert (await Invoice.get(id=invoice.id)).amount_paid == Decimal("5.00")
