@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     xero_token_key: str | None = Field(
         None, description="Fernet key encrypting Xero tokens at rest; default derived from SECRET_KEY (HKDF-SHA256).",
     )
+    xero_webhook_key: str = Field(
+        "", description="The Xero app's webhook signing key; unset = /xero/webhook answers 404.",
+    )
     xero_authorization_minutes: int = Field(
         10, gt=0, description="How long an owner has to finish connecting Xero once started.",
     )

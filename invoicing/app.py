@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import time
 from datetime import timedelta
@@ -25,11 +26,12 @@ from infra import broker, db, links, storage
 from infra.embedded import resolve_urls
 from infra.events import Hub
 from infra.settings import Settings, get_settings
-from jobs.xero import complete_connection
+from jobs.xero import complete_connection, webhook_received
 from models import exports
 from models.auth import principal_of_link
 from models.errors import DomainError
 from models.xero.connections import take_authorization
+from models.xero.tokens import webhook_signed
 from schema.context import Context
 from schema.permissions import authenticate_bearer
 from schema.root import schema
@@ -141,6 +143,24 @@ async def xero_callback(request: Request) -> Response:
     return PlainTextResponse(f"Xero organisation {connection.tenant_name} is connected. You can close this page.")
 
 
+async def xero_webhook(request: Request) -> Response:
+    """`POST /xero/webhook`: Xero's events, signed with the app's webhook key. A correctly
+    signed request answers 200 with no body, any other 401 (Xero's "intent to receive" check
+    relies on both); invoices that changed in Xero have their payments read at once."""
+    settings = request.app.state.settings
+    if not settings.xero_webhook_key:
+        return PlainTextResponse("Not found.", status_code=404)
+    body = await request.body()
+    if not webhook_signed(settings, body, request.headers.get("x-xero-signature", "")):
+        return Response(status_code=401)
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return Response(status_code=200)
+    await webhook_received(request.app.state.redis, payload)
+    return Response(status_code=200)
+
+
 # Every answer: not to be sniffed into another type, framed, or sent on as a referrer.
 SECURITY_HEADERS = {
     b"x-content-type-options": b"nosniff",
@@ -224,6 +244,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/files/{token}", download, methods=["GET"]),
             Route("/xero/callback", xero_callback, methods=["GET"]),
+            Route("/xero/webhook", xero_webhook, methods=["POST"]),
         ],
         middleware=[
             Middleware(SecurityHeaders),

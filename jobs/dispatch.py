@@ -19,6 +19,7 @@ NOTIFY = "notify_customer"
 COST_IMPORT = "run_cost_import"
 XERO_PUSH = "push_to_xero"
 XERO_REVOKE = "revoke_xero_tokens"
+XERO_PAYMENTS = "read_xero_payments"
 
 
 def generate_job_id(invoice_id: Any) -> str:
@@ -88,3 +89,8 @@ async def enqueue_xero_push(redis: ArqRedis, sync_id: Any) -> None:
 async def enqueue_xero_revoke(redis: ArqRedis, sealed_tokens: str) -> None:
     """Queue the revocation at Xero of a disconnected organization's tokens (sealed)."""
     await redis.enqueue_job(XERO_REVOKE, sealed_tokens)
+
+
+async def enqueue_xero_payments(redis: ArqRedis, organization_id: Any) -> None:
+    """Queue a read of an organization's Xero payments, once while one is queued."""
+    await redis.enqueue_job(XERO_PAYMENTS, str(organization_id), _job_id=f"{XERO_PAYMENTS}:{organization_id}")

@@ -156,3 +156,11 @@ async def xero_disconnected(redis: ArqRedis, sealed_tokens: str | None) -> None:
     """An organization disconnected Xero: its tokens (sealed) are revoked at Xero by a job."""
     if sealed_tokens:
         await dispatch.enqueue_xero_revoke(redis, sealed_tokens)
+
+
+@_after_commit
+async def xero_invoices_changed(redis: ArqRedis, organization_ids: Sequence[Any]) -> None:
+    """Xero told us (webhook) that invoices changed there: their payments are read now
+    rather than at the next poll."""
+    for organization_id in organization_ids:
+        await dispatch.enqueue_xero_payments(redis, organization_id)

@@ -22,7 +22,7 @@ from jobs.overdue import mark_overdue_invoices
 from jobs.pdf import PdfRenderer
 from jobs.periods import close_due_periods
 from jobs.send import notify_customer, send_invoice
-from jobs.xero import poll_xero_payments, push_to_xero, revoke_xero_tokens
+from jobs.xero import poll_xero_payments, push_to_xero, read_xero_payments, revoke_xero_tokens
 from models.auth import purge_tokens
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ class WorkerSettings:
         # The job itself stops retrying after `xero_push_tries` (a setting); arq's cap is above it.
         func(push_to_xero, name=dispatch.XERO_PUSH, keep_result=0, timeout=300, max_tries=50),
         func(revoke_xero_tokens, name=dispatch.XERO_REVOKE, keep_result=0, timeout=120, max_tries=10),
+        func(read_xero_payments, name=dispatch.XERO_PAYMENTS, keep_result=0, timeout=300, max_tries=1),
     ]
     cron_jobs = [
         cron(purge_old_tokens, hour={3}, minute={17}, run_at_startup=False),

@@ -177,6 +177,25 @@ async def poll_xero_payments(ctx: dict) -> int:
     return count
 
 
+async def read_xero_payments(ctx: dict, organization_id: str) -> int:
+    """One organization's new Xero payments, now (a webhook said its invoices changed)."""
+    connection = await XeroConnection.get_or_none(organization_id=organization_id, status=ConnectionStatus.CONNECTED)
+    return await poll_payments_of(ctx["settings"], ctx["redis"], connection) if connection else 0
+
+
+async def webhook_received(redis: Any, payload: dict) -> list[Any]:
+    """A signed webhook's events: the organizations whose Xero invoices changed get their
+    payments read. Answers those organizations."""
+    events = payload.get("events") if isinstance(payload, dict) else None
+    tenants = list({
+        str(event.get("tenantId")) for event in events or []
+        if isinstance(event, dict) and event.get("eventCategory") == "INVOICE" and event.get("tenantId")
+    })
+    organization_ids = await connections.organizations_of_tenants(tenants) if tenants else []
+    await effects.xero_invoices_changed(redis, organization_ids)
+    return organization_ids
+
+
 async def revoke_xero_tokens(ctx: dict, sealed_tokens: str) -> str:
     """Revoke a disconnected organization's refresh token at Xero (its connection goes with it)."""
     tokens = unseal_tokens(ctx["settings"], sealed_tokens)

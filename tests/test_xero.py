@@ -608,3 +608,52 @@ async def test_a_xero_payment_read_twice_at_once_is_recorded_once(client, world,
         await xero_payments.import_payment(world.org.id, seen)
     assert await Payment.filter(invoice_id=invoice.id).count() == 1
     assert (await Invoice.get(id=invoice.id)).amount_paid == Decimal("5.00")
+
+
+def _signed(key: str, body: bytes) -> dict[str, str]:
+    import base64
+    import hashlib
+    import hmac
+
+    return {"x-xero-signature": base64.b64encode(hmac.new(key.encode(), body, hashlib.sha256).digest()).decode(),
+            "content-type": "application/json"}
+
+
+async def test_the_webhook_checks_xero_signature_and_reads_payments_at_once(world, fake_xero, xero_settings, redis, ctx):
+    import json
+
+    from invoicing.app import create_app
+    from jobs.xero import read_xero_payments
+
+    signed_settings = xero_settings.model_copy(update={"xero_webhook_key": "webhook-key-for-tests"})
+    application = create_app(signed_settings)
+    application.state.redis = redis
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://testserver") as http:
+        await connect(http, world, fake_xero)
+        invoice = await approved(world)
+        await push(http, world, {**ctx, "settings": signed_settings}, invoice)
+        xero_id = (await XeroSync.get(document_id=invoice.id)).xero_id
+        fake_xero.add_payment(xero_id, "7.00", date.today() - timedelta(days=1))
+
+        # Xero's intent-to-receive: a correctly signed request gets 200 and no body, any other 401.
+        intent = json.dumps({"events": [], "firstEventSequence": 0, "lastEventSequence": 0, "entropy": "S0m3"}).encode()
+        ok = await http.post("/xero/webhook", content=intent, headers=_signed("webhook-key-for-tests", intent))
+        assert (ok.status_code, ok.content) == (200, b"")
+        forged = await http.post("/xero/webhook", content=intent, headers=_signed("another-key", intent))
+        assert forged.status_code == 401
+        assert (await http.post("/xero/webhook", content=intent)).status_code == 401
+
+        event = json.dumps({"events": [{
+            "resourceUrl": f"https://api.xero.com/api.xro/2.0/Invoices/{xero_id}", "resourceId": xero_id,
+            "tenantId": TENANT_ID, "tenantType": "ORGANISATION", "eventCategory": "INVOICE", "eventType": "UPDATE",
+            "eventDateUtc": "2026-12-03T10:00:00.000",
+        }], "firstEventSequence": 1, "lastEventSequence": 1, "entropy": "X"}).encode()
+        assert (await http.post("/xero/webhook", content=event, headers=_signed("webhook-key-for-tests", event))).status_code == 200
+    await application.state.events.close()
+    assert await redis.exists(f"arq:job:read_xero_payments:{world.org.id}")
+    assert await read_xero_payments({**ctx, "settings": signed_settings}, str(world.org.id)) == 1
+    assert (await Invoice.get(id=invoice.id)).amount_paid == Decimal("7.00")
+
+
+async def test_without_a_webhook_key_the_webhook_is_not_there(client):
+    assert (await client.post("/xero/webhook", content=b"{}")).status_code == 404

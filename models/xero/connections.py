@@ -182,6 +182,12 @@ async def disconnect(principal) -> str:
     return connection.tokens
 
 
+async def organizations_of_tenants(tenant_ids: list[str]) -> list[Any]:
+    """The organizations connected to these Xero organisations (a webhook names tenants)."""
+    return await XeroConnection.filter(
+        tenant_id__in=tenant_ids, status=ConnectionStatus.CONNECTED).values_list("organization_id", flat=True)
+
+
 def visible_connection(principal):
     """The organization's connection (MSP users only: the schema's scopes say who asks)."""
     return XeroConnection.filter(organization_id=principal.organization_id)

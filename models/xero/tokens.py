@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import secrets
 from dataclasses import asdict, dataclass
@@ -81,3 +82,12 @@ def new_code_verifier() -> str:
 def code_challenge(verifier: str) -> str:
     """S256: BASE64URL(SHA256(verifier)) without padding."""
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
+
+
+def webhook_signed(settings: Settings, body: bytes, signature: str) -> bool:
+    """Whether `signature` (the `x-xero-signature` header) is base64(HMAC-SHA256(webhook key,
+    raw body)), as Xero signs every webhook request."""
+    if not settings.xero_webhook_key:
+        return False
+    expected = base64.b64encode(hmac.new(settings.xero_webhook_key.encode(), body, hashlib.sha256).digest()).decode()
+    return hmac.compare_digest(expected, signature or "")
