@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     xero_token_key: str | None = Field(
         None, description="Fernet key encrypting Xero tokens at rest; default derived from SECRET_KEY (HKDF-SHA256).",
     )
+    xero_return_url: str = Field(
+        "", description="The console page that finishes a Xero connection (`completeXeroConnection`); unset = "
+        "/xero/callback finishes it itself.",
+    )
     xero_webhook_key: str = Field(
         "", description="The Xero app's webhook signing key; unset = /xero/webhook answers 404.",
     )

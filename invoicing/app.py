@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -133,6 +133,11 @@ async def xero_callback(request: Request) -> Response:
     state names the authorization `connectXero` started (bound to its organization and owner,
     short-lived, used once); the code is exchanged with its PKCE verifier."""
     settings, params = request.app.state.settings, request.query_params
+    if settings.xero_return_url:
+        # The console finishes with `completeXeroConnection` under the owner's own token, which
+        # also proves that the browser coming back is the one that started (OAuth CSRF).
+        separator = "&" if "?" in settings.xero_return_url else "?"
+        return RedirectResponse(f"{settings.xero_return_url}{separator}{request.url.query}", status_code=303)
     try:
         if params.get("error"):
             await take_authorization(settings, params.get("state", ""))

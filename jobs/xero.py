@@ -67,10 +67,11 @@ async def with_token(
         raise
 
 
-async def complete_connection(settings: Settings, code: str, state: str) -> XeroConnection:
+async def complete_connection(settings: Settings, code: str, state: str, user_id: Any = None) -> XeroConnection:
     """The end of the authorization: the code exchanged (with the PKCE verifier) for tokens,
-    the organisation chosen through the connections endpoint, and the connection kept."""
-    pending = await connections.take_authorization(settings, state)
+    the organisation chosen through the connections endpoint, and the connection kept. With
+    `user_id`, only the owner who started it may finish it."""
+    pending = await connections.take_authorization(settings, state, user_id)
     if not code:
         raise ValidationFailed("Xero sent no authorization code.", field="code")
     try:

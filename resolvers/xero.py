@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from jobs import effects
+from jobs.xero import complete_connection
 from models.invoices import LineKind
 from models.xero import connections, sync
 from models.xero import settings as xero_settings
@@ -14,11 +15,13 @@ from schema.invoices import BulkInvoicePayload
 from schema.mutations import mutation
 from schema.permissions import MSP_USERS, OWNERS, requires
 from schema.xero import (
+    CompleteXeroConnectionPayload,
     ConnectXeroPayload,
     DisconnectXeroPayload,
     UpdateXeroSettingsInput,
     UpdateXeroSettingsPayload,
     XeroAuthorizationStarted,
+    XeroConnected,
     XeroConnection,
     XeroDisconnected,
     XeroIntegration,
@@ -58,6 +61,16 @@ class Mutation:
     async def connect_xero(self, info: Info) -> ConnectXeroPayload:
         started = await connections.start_authorization(info.context.principal, info.context.settings)
         return XeroAuthorizationStarted(authorize_url=started.url, expires_at=started.expires_at)
+
+    @mutation(
+        description="Finish connecting Xero with the `code` and `state` Xero sent back (when XERO_RETURN_URL "
+        "sends them to the console): only the owner who started the connection may finish it.",
+        scopes=OWNERS,
+    )
+    async def complete_xero_connection(self, info: Info, code: str, state: str) -> CompleteXeroConnectionPayload:
+        principal = info.context.authenticated()
+        await complete_connection(info.context.settings, code, state, principal.user.id)
+        return XeroConnected(integration=await _integration(info))
 
     @mutation(description="Disconnect Xero: its tokens are forgotten here and revoked at Xero.", scopes=OWNERS)
     async def disconnect_xero(self, info: Info) -> DisconnectXeroPayload:

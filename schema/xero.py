@@ -96,6 +96,11 @@ class XeroAuthorizationStarted:
     expires_at: datetime = strawberry.field(description="The authorization must be finished by then.")
 
 
+@strawberry.type(description="Xero is connected.")
+class XeroConnected:
+    integration: XeroIntegration = strawberry.field(description="The integration with its new connection.")
+
+
 @strawberry.type(description="Xero was disconnected; its tokens are revoked at Xero in the background.")
 class XeroDisconnected:
     integration: XeroIntegration = strawberry.field(description="The integration, without a connection.")
@@ -127,6 +132,10 @@ class UpdateXeroSettingsInput:
 ConnectXeroPayload = Annotated[
     XeroAuthorizationStarted | InvalidTransitionError,
     strawberry.union("ConnectXeroPayload", description="The result of `connectXero`."),
+]
+CompleteXeroConnectionPayload = Annotated[
+    XeroConnected | ValidationError | NotFoundError,
+    strawberry.union("CompleteXeroConnectionPayload", description="The result of `completeXeroConnection`."),
 ]
 DisconnectXeroPayload = Annotated[
     XeroDisconnected | NotFoundError,

@@ -657,3 +657,44 @@ async def test_the_webhook_checks_xero_signature_and_reads_payments_at_once(worl
 
 async def test_without_a_webhook_key_the_webhook_is_not_there(client):
     assert (await client.post("/xero/webhook", content=b"{}")).status_code == 404
+
+
+COMPLETE = """mutation($code: String!, $state: String!) { completeXeroConnection(code: $code, state: $state) { __typename
+  ... on XeroConnected { integration { connection { tenantName } } } ... on UserError { code message } } }"""
+
+
+async def test_the_console_finishes_the_connection_under_the_owners_own_token(world, fake_xero, xero_settings, redis):
+    from invoicing.app import create_app
+
+    returning = xero_settings.model_copy(update={"xero_return_url": "https://console.example.com/settings/xero"})
+    application = create_app(returning)
+    application.state.redis = redis
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://testserver") as http:
+        # Another organization's owner cannot finish an authorization it did not start.
+        started = (await gql(http, CONNECT, token=world.tokens["owner"]))["data"]["connectXero"]
+        answer = fake_xero.authorize(started["authorizeUrl"])
+        stolen = (await gql(http, COMPLETE, answer, token=world.tokens["foreign_owner"]))["data"]["completeXeroConnection"]
+        assert stolen["code"] == "NOT_FOUND"
+        assert not await XeroConnection.exists()
+
+        started = (await gql(http, CONNECT, token=world.tokens["owner"]))["data"]["connectXero"]
+        answer = fake_xero.authorize(started["authorizeUrl"])
+        back = await http.get("/xero/callback", params=answer)
+        assert back.status_code == 303
+        location = urlsplit(back.headers["location"])
+        assert f"{location.scheme}://{location.netloc}{location.path}" == "https://console.example.com/settings/xero"
+        handed = {k: v[0] for k, v in parse_qs(location.query).items()}
+        assert handed == {"code": answer["code"], "state": answer["state"], "scope": answer["scope"]}
+        done = (await gql(http, COMPLETE, {"code": handed["code"], "state": handed["state"]},
+                          token=world.tokens["owner"]))["data"]["completeXeroConnection"]
+        assert done == {"__typename": "XeroConnected", "integration": {"connection": {"tenantName": "Northwind Cloud (Xero)"}}}
+        again = (await gql(http, COMPLETE, {"code": handed["code"], "state": handed["state"]},
+                           token=world.tokens["owner"]))["data"]["completeXeroConnection"]
+        assert again["code"] == "NOT_FOUND"
+    await application.state.events.close()
+
+
+@pytest.mark.parametrize("role", ("viewer", "customer"))
+async def test_only_owners_finish_a_connection(client, world, role):
+    result = await gql(client, COMPLETE, {"code": "c", "state": "s"}, token=world.tokens[role])
+    assert error_codes(result) == ["FORBIDDEN"]

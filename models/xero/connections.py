@@ -86,9 +86,10 @@ async def start_authorization(principal, settings: Settings) -> AuthorizationSta
     return AuthorizationStarted(url=f"{settings.xero_authorize_url}?{query}", expires_at=expires_at)
 
 
-async def take_authorization(settings: Settings, state: str) -> PendingAuthorization:
+async def take_authorization(settings: Settings, state: str, user_id: Any = None) -> PendingAuthorization:
     """The authorization `state` names, deleted so that it serves once. An unknown, used or
-    expired state, or one whose owner is no longer an active owner, is refused alike."""
+    expired state, one whose owner is no longer an active owner, or (given `user_id`) one
+    another user started, is refused alike."""
     async with in_transaction() as conn:
         found = await XeroAuthorization.filter(state_hash=state_hash(state or "")).using_db(conn).select_for_update().first()
         if found is not None:
@@ -97,7 +98,8 @@ async def take_authorization(settings: Settings, state: str) -> PendingAuthoriza
     if found is None or verifier is None or found.expires_at <= datetime.now(UTC):
         raise NotFound("This Xero authorization is unknown or has expired: connect again.", field="state")
     user = await found.user
-    if not user.is_active or user.scope != Scope.OWNER or user.organization_id != found.organization_id:
+    if (not user.is_active or user.scope != Scope.OWNER or user.organization_id != found.organization_id
+            or (user_id is not None and user.id != user_id)):
         raise NotFound("This Xero authorization is unknown or has expired: connect again.", field="state")
     return PendingAuthorization(found.organization_id, found.user_id, verifier["verifier"])
 
