@@ -119,6 +119,47 @@ class Settings(BaseSettings):
     link_ttl_seconds: int = Field(
         300, gt=0, description="Lifetime of a signed download link (PDF, CSV, export)."
     )
+    xero_client_id: str = Field("", description="The Xero app's client id (developer.xero.com); unset = Xero off.")
+    xero_client_secret: str = Field(
+        "", description="The Xero app's client secret (a web app); empty for a PKCE-only app."
+    )
+    xero_redirect_uri: str = Field(
+        "", description="Where Xero sends the browser back; default PUBLIC_URL/xero/callback (register it with Xero)."
+    )
+    xero_scopes: str = Field(
+        "offline_access accounting.transactions accounting.contacts accounting.settings.read",
+        description="OAuth 2.0 scopes asked of Xero (offline_access: a refresh token).",
+    )
+    xero_authorize_url: str = Field(
+        "https://login.xero.com/identity/connect/authorize", description="Xero's authorization endpoint."
+    )
+    xero_token_url: str = Field("https://identity.xero.com/connect/token", description="Xero's token endpoint.")
+    xero_revocation_url: str = Field(
+        "https://identity.xero.com/connect/revocation", description="Xero's token revocation endpoint."
+    )
+    xero_identity_api_url: str = Field(
+        "https://api.xero.com", description="Base of Xero's connections endpoint (`/connections`)."
+    )
+    xero_accounting_api_url: str = Field(
+        "https://api.xero.com/api.xro/2.0", description="Base of Xero's Accounting API."
+    )
+    xero_token_key: str | None = Field(
+        None, description="Fernet key encrypting Xero tokens at rest; default derived from SECRET_KEY (HKDF-SHA256).",
+    )
+    xero_return_url: str = Field(
+        "", description="The console page that finishes a Xero connection (`completeXeroConnection`); unset = "
+        "/xero/callback finishes it itself.",
+    )
+    xero_webhook_key: str = Field(
+        "", description="The Xero app's webhook signing key; unset = /xero/webhook answers 404.",
+    )
+    xero_authorization_minutes: int = Field(
+        10, gt=0, description="How long an owner has to finish connecting Xero once started.",
+    )
+    xero_push_tries: int = Field(6, gt=0, description="Attempts of a push that Xero or the network refused for a while.")
+    xero_retry_seconds: float = Field(
+        30, gt=0, description="First wait before pushing again; it doubles with each attempt.",
+    )
 
     @model_validator(mode="after")
     def _derive_addresses(self) -> Settings:
@@ -150,6 +191,9 @@ class Settings(BaseSettings):
             key_file.chmod(0o600)
         return key_file.read_text().strip().encode()
 
+    @property
+    def xero_callback_url(self) -> str:
+        return self.xero_redirect_uri or f"{self.public_url.rstrip('/')}/xero/callback"
 
     def child_environment(self) -> dict[str, str]:
         """The environment for a child process (the worker beside the web server), with

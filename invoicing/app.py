@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import time
 from datetime import timedelta
@@ -14,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -27,9 +28,13 @@ from infra.embedded import resolve_urls
 from infra.events import Hub
 from infra.settings import Settings, get_settings
 from invoicing import pages
+from jobs.xero import complete_connection, webhook_received
 from models import exports
 from models.auth import principal_of_link
 from models.einvoicing.files import facturx_pdf
+from models.errors import DomainError
+from models.xero.connections import take_authorization
+from models.xero.tokens import webhook_signed
 from schema.context import Context
 from schema.permissions import authenticate_bearer
 from schema.root import schema
@@ -140,6 +145,44 @@ async def portal(request: Request) -> Response:
     return pages.PORTAL.response()
 
 
+async def xero_callback(request: Request) -> Response:
+    """`GET /xero/callback?code=...&state=...`: where Xero sends the owner's browser back. The
+    state names the authorization `connectXero` started (bound to its organization and owner,
+    short-lived, used once); the code is exchanged with its PKCE verifier."""
+    settings, params = request.app.state.settings, request.query_params
+    if settings.xero_return_url:
+        # The console finishes with `completeXeroConnection` under the owner's own token, which
+        # also proves that the browser coming back is the one that started (OAuth CSRF).
+        separator = "&" if "?" in settings.xero_return_url else "?"
+        return RedirectResponse(f"{settings.xero_return_url}{separator}{request.url.query}", status_code=303)
+    try:
+        if params.get("error"):
+            await take_authorization(settings, params.get("state", ""))
+            return PlainTextResponse(f"Xero was not connected: {params['error']}.", status_code=400)
+        connection = await complete_connection(settings, params.get("code", ""), params.get("state", ""))
+    except DomainError as exc:
+        return PlainTextResponse(exc.message, status_code=400)
+    return PlainTextResponse(f"Xero organisation {connection.tenant_name} is connected. You can close this page.")
+
+
+async def xero_webhook(request: Request) -> Response:
+    """`POST /xero/webhook`: Xero's events, signed with the app's webhook key. A correctly
+    signed request answers 200 with no body, any other 401 (Xero's "intent to receive" check
+    relies on both); invoices that changed in Xero have their payments read at once."""
+    settings = request.app.state.settings
+    if not settings.xero_webhook_key:
+        return PlainTextResponse("Not found.", status_code=404)
+    body = await request.body()
+    if not webhook_signed(settings, body, request.headers.get("x-xero-signature", "")):
+        return Response(status_code=401)
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return Response(status_code=200)
+    await webhook_received(request.app.state.redis, payload)
+    return Response(status_code=200)
+
+
 # Every answer: not to be sniffed into another type, framed, or sent on as a referrer.
 SECURITY_HEADERS = {
     b"x-content-type-options": b"nosniff",
@@ -219,6 +262,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/files/{token}", download, methods=["GET"]),
             Route("/portal", portal, methods=["GET"]),
             Mount("/pages", pages.PageAssets(served_pages)),
+            Route("/xero/callback", xero_callback, methods=["GET"]),
+            Route("/xero/webhook", xero_webhook, methods=["POST"]),
         ],
         middleware=[
             Middleware(SecurityHeaders),

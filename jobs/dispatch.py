@@ -20,6 +20,9 @@ COST_IMPORT = "run_cost_import"
 INVITE = "send_invitation"
 REMIND = "send_reminder"
 CREDIT_NOTE = "issue_credit_note"
+XERO_PUSH = "push_to_xero"
+XERO_REVOKE = "revoke_xero_tokens"
+XERO_PAYMENTS = "read_xero_payments"
 
 
 def generate_job_id(invoice_id: Any) -> str:
@@ -94,3 +97,23 @@ def credit_note_job_id(credit_note_id: Any) -> str:
 async def enqueue_credit_note(redis: ArqRedis, credit_note_id: Any) -> None:
     """Queue an issued credit note's PDF and e-mail, once (the job id is the credit note's)."""
     await redis.enqueue_job(CREDIT_NOTE, str(credit_note_id), _job_id=credit_note_job_id(credit_note_id))
+
+
+def xero_push_job_id(sync_id: Any) -> str:
+    return f"{XERO_PUSH}:{sync_id}"
+
+
+async def enqueue_xero_push(redis: ArqRedis, sync_id: Any) -> None:
+    """Queue a document's push to Xero, once while one is queued or retrying (the job id is
+    its sync's)."""
+    await redis.enqueue_job(XERO_PUSH, str(sync_id), _job_id=xero_push_job_id(sync_id))
+
+
+async def enqueue_xero_revoke(redis: ArqRedis, sealed_tokens: str) -> None:
+    """Queue the revocation at Xero of a disconnected organization's tokens (sealed)."""
+    await redis.enqueue_job(XERO_REVOKE, sealed_tokens)
+
+
+async def enqueue_xero_payments(redis: ArqRedis, organization_id: Any) -> None:
+    """Queue a read of an organization's Xero payments, once while one is queued."""
+    await redis.enqueue_job(XERO_PAYMENTS, str(organization_id), _job_id=f"{XERO_PAYMENTS}:{organization_id}")

@@ -178,3 +178,32 @@ async def cost_import_stalled(redis: ArqRedis, cost_import_ids: Sequence[Any]) -
         await dispatch.requeue(
             redis, dispatch.COST_IMPORT, dispatch.cost_import_job_id(cost_import_id), str(cost_import_id)
         )
+
+
+@_after_commit
+async def xero_push_requested(redis: ArqRedis, sync_ids: Sequence[Any]) -> None:
+    """Documents are to be pushed to Xero: one push job each."""
+    for sync_id in sync_ids:
+        await dispatch.enqueue_xero_push(redis, sync_id)
+
+
+@_after_commit
+async def xero_push_stalled(redis: ArqRedis, sync_ids: Sequence[Any]) -> None:
+    """Pushes still QUEUED a while after their request: queued again unless arq holds them."""
+    for sync_id in sync_ids:
+        await dispatch.requeue(redis, dispatch.XERO_PUSH, dispatch.xero_push_job_id(sync_id), str(sync_id))
+
+
+@_after_commit
+async def xero_disconnected(redis: ArqRedis, sealed_tokens: str | None) -> None:
+    """An organization disconnected Xero: its tokens (sealed) are revoked at Xero by a job."""
+    if sealed_tokens:
+        await dispatch.enqueue_xero_revoke(redis, sealed_tokens)
+
+
+@_after_commit
+async def xero_invoices_changed(redis: ArqRedis, organization_ids: Sequence[Any]) -> None:
+    """Xero told us (webhook) that invoices changed there: their payments are read now
+    rather than at the next poll."""
+    for organization_id in organization_ids:
+        await dispatch.enqueue_xero_payments(redis, organization_id)

@@ -20,6 +20,7 @@ from tortoise.expressions import Q
 from infra import storage
 from jobs import effects
 from jobs.rendering import TEMPLATE_VERSION, render_invoice_html
+from jobs.xero import requeue_stalled_pushes
 from models.costs import CostImport, CostImportState
 from models.credit_notes import CreditNote
 from models.errors import DomainError
@@ -94,7 +95,7 @@ async def _fail(ctx: dict, invoice_id: Any, message: str) -> None:
 async def requeue_stuck(ctx: dict) -> int:
     """The sweeper: queue again the work that committed states imply but arq does not hold
     (jobs/effects.py tells why a job can be missing). Invoices GENERATING, approved invoices
-    whose delivery is QUEUED, cost imports QUEUED and credit notes without their PDF or with
+    whose delivery is QUEUED, cost imports and Xero pushes QUEUED and credit notes without their PDF or with
     their e-mail QUEUED, each for a while (a writer queues its job
     right after its commit), get their job unless it is queued or running; one generating for
     half an hour goes to ERROR instead of looping. Answers how many invoices were GENERATING."""
@@ -118,6 +119,7 @@ async def requeue_stuck(ctx: dict) -> int:
         Q(pdf_path__isnull=True) | Q(delivery_status=DeliveryStatus.QUEUED), created_at__lt=now - stuck_after
     ).values_list("id", flat=True)
     await effects.credit_note_stalled(ctx["redis"], credit_notes)
+    await requeue_stalled_pushes(ctx["redis"], stuck_after)
     if ids or unsent or imports or credit_notes:
         log.info("sweeper: %d generating, %d deliveries, %d imports, %d credit notes checked",
                  len(ids), len(unsent), len(imports), len(credit_notes))

@@ -1,4 +1,5 @@
-"""The month-end job: close each organization's previous month when it is due."""
+"""The month-end job: close each organization's previous month when it is due, and push its
+approved invoices to Xero when it asks for that at rollover."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 from datetime import UTC, datetime
 
 from jobs import effects
+from jobs.xero import push_at_rollover
 from models.billing_periods import close_period, periods_to_close
 from models.invoices.actions import auto_send_due
 from models.invoices.lifecycle import Actor
@@ -23,6 +25,9 @@ async def close_due_periods(ctx: dict, now: datetime | None = None) -> int:
         await effects.period_closed(ctx["redis"], ids)
         log.info("closed %s for organization %s: %d invoices ready", month, organization_id, len(ids))
         created += len(ids)
+        pushed = await push_at_rollover(ctx["redis"], organization_id, SCHEDULER)
+        if pushed:
+            log.info("organization %s: %d approved invoices queued for Xero at rollover", organization_id, pushed)
     return created
 
 

@@ -25,6 +25,7 @@ from jobs.pdf import PdfRenderer
 from jobs.periods import close_due_periods, send_due_invoices
 from jobs.reminders import queue_due_reminders, send_reminder
 from jobs.send import notify_customer, send_invoice
+from jobs.xero import poll_xero_payments, push_to_xero, read_xero_payments, revoke_xero_tokens
 from models.auth import purge_tokens
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,10 @@ class WorkerSettings:
         func(send_reminder, name=dispatch.REMIND, keep_result=0, timeout=120),
         func(issue_credit_note, name=dispatch.CREDIT_NOTE, keep_result=0, timeout=180),
         func(run_cost_import, name=dispatch.COST_IMPORT, keep_result=0, timeout=IMPORT_TIMEOUT_SECONDS, max_tries=1),
+        # The job itself stops retrying after `xero_push_tries` (a setting); arq's cap is above it.
+        func(push_to_xero, name=dispatch.XERO_PUSH, keep_result=0, timeout=300, max_tries=50),
+        func(revoke_xero_tokens, name=dispatch.XERO_REVOKE, keep_result=0, timeout=120, max_tries=10),
+        func(read_xero_payments, name=dispatch.XERO_PAYMENTS, keep_result=0, timeout=300, max_tries=1),
     ]
     cron_jobs = [
         cron(purge_old_tokens, hour={3}, minute={17}, run_at_startup=False),
@@ -121,6 +126,8 @@ class WorkerSettings:
         cron(send_due_invoices, second={15}, run_at_startup=True),
         # Hourly too, for the same reason; after the overdue marking.
         cron(queue_due_reminders, minute={20}, run_at_startup=True),
+        # Payments made in Xero come back as payments of ours within a quarter of an hour.
+        cron(poll_xero_payments, minute={2, 17, 32, 47}, run_at_startup=False),
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -20,12 +20,20 @@ from models.organizations import Organization
 from models.payments import Payment, Refund
 from models.people import Invitation
 from models.reminders import InvoiceReminder, ReminderStop
+from models.xero.tables import (
+    XeroAccountMapping,
+    XeroAuthorization,
+    XeroConnection,
+    XeroPayment,
+    XeroSettings,
+    XeroSync,
+)
 
 __all__ = [
     "BillingPeriod", "BillingProfile", "BillingProfileCharge", "BillingRule", "CostDeliveryScope",
     "CostImport", "CostRecord", "CreditNote", "CreditNoteLine", "CreditNoteNumberCounter", "CreditUseEntry",
     "ExchangeRate", "Invitation", "Invoice", "InvoiceEvent", "InvoiceExtraLine", "InvoiceLineItem",
     "InvoiceNumberCounter", "InvoiceReminder", "InvoiceRevision", "LateCost", "ManagedAccount", "Organization",
-    "Payment", "ReminderStop",
-    "Refund", "SubAccount", "Token", "User",
+    "Payment", "Refund", "ReminderStop", "SubAccount", "Token", "User", "XeroAccountMapping", "XeroAuthorization",
+    "XeroConnection", "XeroPayment", "XeroSettings", "XeroSync",
 ]

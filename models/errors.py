@@ -35,6 +35,7 @@ class ErrorCode(str, Enum):
     CHECKS_UNACKNOWLEDGED = "CHECKS_UNACKNOWLEDGED"
     CREDIT_EXCEEDS_INVOICE = "CREDIT_EXCEEDS_INVOICE"
     CREDIT_EXCEEDS_BALANCE = "CREDIT_EXCEEDS_BALANCE"
+    XERO_NOT_CONNECTED = "XERO_NOT_CONNECTED"
 
 
 ERROR_CODE_MEANINGS: dict[ErrorCode, str] = {
@@ -60,6 +61,7 @@ ERROR_CODE_MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.CHECKS_UNACKNOWLEDGED: "the invoice has warnings (`Invoice.checks`) the approval did not acknowledge",
     ErrorCode.CREDIT_EXCEEDS_INVOICE: "a credit note is more than is left to credit on the invoice (or on a line)",
     ErrorCode.CREDIT_EXCEEDS_BALANCE: "more than the credit note's remaining credit is refunded or applied",
+    ErrorCode.XERO_NOT_CONNECTED: "Xero is not connected (or not set up), or its connection must be renewed",
 }
 
 

@@ -197,7 +197,7 @@ async def load_exported(query) -> list[ExportedInvoice]:
     ]
 
 
-def _xero_quantity(line: dict[str, Any], amount: Decimal) -> tuple[Decimal, Decimal]:
+def xero_quantity(line: dict[str, Any], amount: Decimal) -> tuple[Decimal, Decimal]:
     quantity, unit_price = line["quantity"], line["unit_price"]
     if quantity is not None and unit_price is not None and quantity > 0:
         # As `_plain` would: without the column's trailing zeros (neither is None here).
@@ -219,7 +219,7 @@ def xero_rows(item: ExportedInvoice, style: ExportDateFormat, profile) -> list[l
     rows = []
     for line in item.lines:
         amount = item.money(line["amount"])
-        quantity, unit_amount = _xero_quantity(line, amount)
+        quantity, unit_amount = xero_quantity(line, amount)
         rows.append([
             *contact, "", line["description"] or LineKind(line["kind"]).value.title(), quantity, unit_amount, "",
             profile.xero_account_code, profile.xero_tax_type, "", "", "", "", invoice.currency, "",

@@ -24,6 +24,7 @@ from resolvers import (
     payments,
     people,
     reminders,
+    xero,
 )
 from schema.context import Info
 from schema.execution import ExecutionContext
@@ -37,7 +38,7 @@ from schema.scalars import SCALARS
 @strawberry.type(description="Reads. Every object is filtered by the viewer's scope.")
 class Query(
     auth.Query, billing_profiles.Query, exchange_rates.Query, invoices.Query, billing_periods.Query, billing_rules.Query,
-    managed_accounts.Query, costs.Query, people.Query, credit_notes.Query,
+    managed_accounts.Query, costs.Query, people.Query, credit_notes.Query, xero.Query,
 ):
     # Plain ID arguments (not relay.node()'s GlobalID): a malformed id then answers null
     # like a missing one, instead of failing the whole query while arguments are parsed.
@@ -67,7 +68,8 @@ class Query(
 class Mutation(
     auth.Mutation, billing_profiles.Mutation, exchange_rates.Mutation, billing_rules.Mutation,
     invoices.Mutation, payments.Mutation, billing_periods.Mutation, managed_accounts.Mutation, costs.Mutation,
-    exports.Mutation, people.Mutation, organizations.Mutation, reminders.Mutation, credit_notes.Mutation, einvoicing.Mutation,
+    exports.Mutation, people.Mutation, organizations.Mutation, reminders.Mutation, credit_notes.Mutation,
+    einvoicing.Mutation, xero.Mutation,
 ):
     pass
 

@@ -17,7 +17,7 @@ from tortoise.transactions import in_transaction
 
 from models.currencies import MINOR_UNITS, round_money
 from models.errors import AmountExceeded, ErrorCode, InvalidTransition, NotFound, ValidationFailed
-from models.invoices.lifecycle import lock_invoice
+from models.invoices.lifecycle import Actor, lock_invoice
 from models.invoices.queries import amount_due, organization_today, visible_invoices
 from models.invoices.tables import Invoice, InvoiceEvent, InvoiceStatus, PaymentStatus
 from models.organizations import Organization
@@ -70,9 +70,12 @@ class PaymentRefunded:
 
 async def record_payment(
     principal, invoice_id: Any, *, amount: Decimal, paid_on: date, method: PaymentMethod, reference: str = "",
+    actor: Actor | None = None,
 ) -> PaymentRecorded:
     """Record money received against an approved invoice. Partial payments add up; more
-    than the amount due is refused (AmountExceeded, nothing written)."""
+    than the amount due is refused (AmountExceeded, nothing written). `actor` is who records
+    it when that is not the principal's user (payments read back from Xero)."""
+    actor = actor or Actor(user_id=principal.user.id)
     reference = _text(reference, 255, "reference")
     async with in_transaction() as conn:
         invoice = await lock_invoice(conn, visible_invoices(principal), invoice_id, field="invoiceId")
@@ -89,9 +92,9 @@ async def record_payment(
             )
         payment = await Payment.create(
             invoice_id=invoice.id, amount=amount, paid_on=paid_on, method=method, reference=reference,
-            recorded_by_id=principal.user.id, using_db=conn,
+            recorded_by_id=actor.user_id, using_db=conn,
         )
-        await _apply(conn, invoice, principal, today, paid=invoice.amount_paid + amount, refunded=invoice.amount_refunded,
+        await _apply(conn, invoice, actor, today, paid=invoice.amount_paid + amount, refunded=invoice.amount_refunded,
                      kind="PAYMENT_RECORDED", detail={
                          "payment": str(payment.id), "amount": str(amount), "paidOn": paid_on.isoformat(),
                          "method": method.value, "reference": reference,
@@ -129,7 +132,8 @@ async def refund_payment(
             invoice_id=invoice.id, payment_id=payment.id, amount=amount, refunded_on=refunded_on,
             reason=reason, recorded_by_id=principal.user.id, using_db=conn,
         )
-        await _apply(conn, invoice, principal, today, paid=invoice.amount_paid, refunded=invoice.amount_refunded + amount,
+        await _apply(conn, invoice, Actor(user_id=principal.user.id), today, paid=invoice.amount_paid,
+                     refunded=invoice.amount_refunded + amount,
                      kind="PAYMENT_REFUNDED", detail={
                          "refund": str(refund.id), "payment": str(payment.id), "amount": str(amount),
                          "refundedOn": refunded_on.isoformat(), "reason": reason,
@@ -137,7 +141,7 @@ async def refund_payment(
     return PaymentRefunded(invoice=await Invoice.get(id=invoice.id), refund=refund)
 
 
-async def _apply(conn, invoice: Invoice, principal, today: date, *, paid: Decimal, refunded: Decimal,
+async def _apply(conn, invoice: Invoice, actor: Actor, today: date, *, paid: Decimal, refunded: Decimal,
                  kind: str, detail: dict) -> None:
     """Write the invoice's new sums and status, and the timeline event, in the caller's transaction."""
     # Payments and refunds are made on approved invoices, which have their dates.
@@ -150,7 +154,7 @@ async def _apply(conn, invoice: Invoice, principal, today: date, *, paid: Decima
         amount_paid=paid, amount_refunded=refunded, payment_status=status, updated_at=datetime.now(UTC),
     )
     await InvoiceEvent.create(
-        invoice_id=invoice.id, actor_id=principal.user.id, kind=kind, using_db=conn,
+        invoice_id=invoice.id, actor_id=actor.user_id, actor_label=actor.label, kind=kind, using_db=conn,
         detail={**detail, "paymentStatus": status.value, "previousPaymentStatus": invoice.payment_status.value},
     )
 

@@ -25,11 +25,13 @@ from models import ManagedAccount as ManagedAccountModel
 from models import Payment as PaymentModel
 from models import Refund as RefundModel
 from models import User as UserModel
+from models import XeroSync as XeroSyncModel
 from models import invoices as domain
 from models.costs import CostOrigin
 from models.costs.queries import line_costs
 from models.currencies import round_money
 from models.invoices import checks, diff
+from models.xero import DocumentKind
 from schema.context import Info
 from schema.costs import CostRecord, CostRecordConnection, CostRecordOrder, CostRecordOrderField
 from schema.managed_accounts import ManagedAccount
@@ -38,6 +40,7 @@ from schema.pagination import Direction, paginate, selected_node_fields
 from schema.payments import Payment, Refund
 from schema.permissions import ANY_USER, MSP_USERS, requires
 from schema.scalars import Month, plain
+from schema.xero_sync import XeroSync
 
 if TYPE_CHECKING:
     from schema.credit_notes import CreditNote
@@ -311,7 +314,9 @@ class InvoiceEvent:
         "PAYMENT_RECORDED, PAYMENT_REFUNDED, OVERDUE, NOTIFICATION_SENT or NOTIFICATION_FAILED "
         "(a notice to the customer, per recipient), CREDIT_NOTE_ISSUED, CREDIT_NOTE_SENT or "
         "CREDIT_NOTE_DELIVERY_FAILED (its e-mail, per recipient), CREDIT_REFUNDED, CREDIT_CARRIED (this "
-        "invoice's credit applied to another) and CREDIT_APPLIED (another's credit applied to this one)."
+        "invoice's credit applied to another), CREDIT_APPLIED (another's credit applied to this one), "
+        "XERO_PUSH_REQUESTED, XERO_PUSHED, XERO_PUSH_FAILED (each failed attempt, with Xero's message) or "
+        "XERO_PAYMENT_SKIPPED (a Xero payment our rules refused)."
     )
     from_status: str | None = strawberry.field(description="Status before, for transitions.")
     to_status: str | None = strawberry.field(description="Status after, for transitions.")
@@ -581,6 +586,29 @@ class Invoice(relay.Node):
     )
     def error_message(self) -> str | None:
         return self.model.error_message
+
+    @strawberry.field(
+        description="Where the invoice stands with Xero (state, message, attempts); null until it is pushed.",
+        extensions=requires(*MSP_USERS),
+    )
+    async def xero_sync(self, info: Info) -> XeroSync | None:
+        row = await _xero_sync(info, self.model.id)
+        return XeroSync.from_row(row) if row else None
+
+    @strawberry.field(
+        description="Xero's deep link to the invoice once Xero has it (Xero's documented "
+        "`go.xero.com/organisationlogin/...AccountsReceivable/View.aspx?InvoiceID=` form); null before.",
+        extensions=requires(*MSP_USERS),
+    )
+    async def xero_url(self, info: Info) -> str | None:
+        row = await _xero_sync(info, self.model.id)
+        return row["xero_url"] if row else None
+
+
+async def _xero_sync(info: Info, invoice_id: UUID) -> dict[str, Any] | None:
+    """The invoice's own push state (a credit note of it has its own)."""
+    rows = await info.context.loaders.children(XeroSyncModel, "invoice_id").load(invoice_id)
+    return next((row for row in rows if row["document_kind"] == DocumentKind.INVOICE), None)
 
 
 @strawberry.type(description="Costs delivered for an invoice's month after its approval, in one cost currency.")

@@ -1,0 +1,221 @@
+"""Xero: finishing a connection, pushing documents, reading payments back, revoking tokens.
+
+A push is idempotent by our number: the document is looked up in Xero by its number first,
+and created only when Xero has none (with an idempotency key, so that a request whose answer
+was lost creates it once). A push that Xero or the network refuses for a while is retried
+with a doubling delay; every failed attempt is on the invoice's timeline, and the last one
+leaves the sync FAILED with Xero's message until an owner pushes again."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from arq import Retry
+
+from infra import xero
+from infra.settings import Settings
+from jobs import effects
+from models.errors import DomainError, ValidationFailed
+from models.invoices.lifecycle import Actor
+from models.xero import connections, sync
+from models.xero.documents import FrozenDocument, account_map, load_view, to_xero, xero_url
+from models.xero.payments import import_payment
+from models.xero.tables import ConnectionStatus, DocumentKind, XeroConnection
+from models.xero.tokens import TokenSet, unseal_tokens
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+# Payments are read again from a little before the last read: Xero's clock and ours differ.
+PAYMENTS_OVERLAP = timedelta(minutes=5)
+
+
+class _Permanent(Exception):
+    """A push that cannot succeed until someone changes something (the message says what)."""
+
+
+def _refresher(settings: Settings) -> Callable[[TokenSet], Awaitable[TokenSet]]:
+    async def refresh(tokens: TokenSet) -> TokenSet:
+        try:
+            return await xero.refresh(settings, tokens.refresh_token)
+        except (xero.XeroRefused, xero.XeroUnauthorized) as exc:
+            raise connections.ConnectionLost(
+                f"Xero refused to renew the connection ({exc.message}): an owner must connect Xero again."
+            ) from exc
+
+    return refresh
+
+
+async def with_token(
+    settings: Settings, organization_id: Any, call: Callable[[XeroConnection, str], Awaitable[T]]
+) -> T:
+    """`call(connection, access_token)` with a fresh token; a token Xero refuses anyway is
+    refreshed once and the call made again. A refused refresh marks the connection
+    NEEDS_RECONNECT and raises `ConnectionLost`."""
+    refresh = _refresher(settings)
+    try:
+        connection, tokens = await connections.fresh_tokens(settings, organization_id, refresh)
+        try:
+            return await call(connection, tokens.access_token)
+        except xero.XeroUnauthorized:
+            connection, tokens = await connections.fresh_tokens(settings, organization_id, refresh, force=True)
+            return await call(connection, tokens.access_token)
+    except connections.ConnectionLost as exc:
+        await connections.connection_lost(organization_id, str(exc))
+        raise
+
+
+async def complete_connection(settings: Settings, code: str, state: str, user_id: Any = None) -> XeroConnection:
+    """The end of the authorization: the code exchanged (with the PKCE verifier) for tokens,
+    the organisation chosen through the connections endpoint, and the connection kept. With
+    `user_id`, only the owner who started it may finish it."""
+    pending = await connections.take_authorization(settings, state, user_id)
+    if not code:
+        raise ValidationFailed("Xero sent no authorization code.", field="code")
+    try:
+        tokens = await xero.exchange_code(settings, code, pending.code_verifier)
+        tenant = connections.choose_tenant(await xero.connections(settings, tokens.access_token))
+        short_code = await xero.short_code(settings, tokens.access_token, tenant["tenantId"])
+    except xero.XeroError as exc:
+        raise ValidationFailed(f"Xero did not complete the connection: {exc.message}", field="code") from exc
+    return await connections.save_connection(settings, pending, tokens, connections.Tenant(
+        tenant_id=tenant["tenantId"], name=tenant.get("tenantName") or "", connection_ref=tenant.get("id") or "",
+        short_code=short_code,
+    ))
+
+
+async def _push(settings: Settings, view: FrozenDocument) -> tuple[str, str, str]:
+    """Push one document: (Xero's id, its deep link, what was done)."""
+    try:
+        document = to_xero(view, await account_map(view.organization_id))
+    except ValueError as exc:
+        raise _Permanent(f"Xero cannot take this document: {exc}") from exc
+    find = xero.find_credit_note if view.kind == DocumentKind.CREDIT_NOTE else xero.find_invoice
+
+    async def call(connection: XeroConnection, token: str) -> tuple[str, str, str]:
+        found = await find(settings, token, connection.tenant_id, view.number)
+        if found is None:
+            if view.voided:
+                raise _Permanent(f"{view.number} is voided and Xero does not have it: nothing to push.")
+            created = await xero.create_document(settings, token, connection.tenant_id, document, f"{view.kind.value}-{view.id}")
+            return created.xero_id, xero_url(view.kind, created.xero_id, connection.short_code), "created"
+        if (found.total is not None and found.total != view.total) or found.contact_name.casefold() != view.contact_name.casefold():
+            raise _Permanent(
+                f"Xero already has a document numbered {view.number}, for {found.contact_name} ({found.total}), "
+                f"not for {view.contact_name} ({view.total}): renumber or remove the one in Xero, then push again."
+            )
+        action = "found"
+        if view.voided and found.status != "VOIDED":
+            await xero.void_document(settings, token, connection.tenant_id, document, found.xero_id)
+            action = "voided"
+        return found.xero_id, xero_url(view.kind, found.xero_id, connection.short_code), action
+
+    return await with_token(settings, view.organization_id, call)
+
+
+async def push_to_xero(ctx: dict, sync_id: str) -> str:
+    settings: Settings = ctx["settings"]
+    current = await sync.begin_attempt(sync_id)
+    if current is None:
+        return "nothing to push"
+    try:
+        xero_id, url, action = await _push(settings, await load_view(current.document_kind, current.document_id))
+    except xero.XeroUnavailable as exc:
+        tries = ctx.get("job_try", 1)
+        if tries < settings.xero_push_tries:
+            await sync.record_failure(current, exc.message, retrying=True)
+            raise Retry(defer=exc.retry_after or settings.xero_retry_seconds * 2 ** (tries - 1)) from exc
+        await sync.record_failure(current, f"{exc.message} Gave up after {tries} attempts: push again later.", retrying=False)
+        return "failed"
+    except (xero.XeroRefused, xero.XeroUnauthorized) as exc:
+        await sync.record_failure(current, f"Xero refused it: {exc.message}", retrying=False)
+        return "refused"
+    except (_Permanent, connections.ConnectionLost, DomainError) as exc:
+        await sync.record_failure(current, getattr(exc, "message", None) or str(exc), retrying=False)
+        return "failed"
+    await sync.record_pushed(current, xero_id, url, action)
+    return action
+
+
+async def push_at_rollover(redis: Any, organization_id: Any, actor: Actor) -> int:
+    """The month rolled over: the organization's approved invoices not yet in Xero are
+    pushed, when it asks for it."""
+    queued = await sync.rollover_pushes(organization_id, actor)
+    await effects.xero_push_requested(redis, [s.id for s in queued])
+    return len(queued)
+
+
+async def poll_payments_of(settings: Settings, redis: Any, connection: XeroConnection) -> int:
+    """Bring back the payments Xero has for our invoices since the last read: how many were
+    recorded (those our rules refuse are on the invoice's timeline instead)."""
+    started = datetime.now(UTC)
+    since = connection.payments_checked_at - PAYMENTS_OVERLAP if connection.payments_checked_at else None
+
+    async def call(current: XeroConnection, token: str) -> list:
+        return await xero.payments(settings, token, current.tenant_id, since)
+
+    recorded = []
+    for seen in await with_token(settings, connection.organization_id, call):
+        done = await import_payment(connection.organization_id, seen)
+        if done is not None and done.recorded:
+            recorded.append(done.invoice_id)
+    await XeroConnection.filter(id=connection.id).update(payments_checked_at=started)
+    await effects.invoice_ids_changed(redis, recorded)
+    return len(recorded)
+
+
+async def poll_xero_payments(ctx: dict) -> int:
+    """Every connected organization's new Xero payments, one organization at a time; one
+    that fails is logged and tried again at the next poll."""
+    count = 0
+    for connection in await XeroConnection.filter(status=ConnectionStatus.CONNECTED):
+        try:
+            count += await poll_payments_of(ctx["settings"], ctx["redis"], connection)
+        except (xero.XeroError, connections.ConnectionLost) as exc:
+            log.warning("Xero payments of organization %s not read: %s", connection.organization_id, exc)
+    return count
+
+
+async def read_xero_payments(ctx: dict, organization_id: str) -> int:
+    """One organization's new Xero payments, now (a webhook said its invoices changed)."""
+    connection = await XeroConnection.get_or_none(organization_id=organization_id, status=ConnectionStatus.CONNECTED)
+    return await poll_payments_of(ctx["settings"], ctx["redis"], connection) if connection else 0
+
+
+async def webhook_received(redis: Any, payload: dict) -> list[Any]:
+    """A signed webhook's events: the organizations whose Xero invoices changed get their
+    payments read. Answers those organizations."""
+    events = payload.get("events") if isinstance(payload, dict) else None
+    tenants = list({
+        str(event.get("tenantId")) for event in events or []
+        if isinstance(event, dict) and event.get("eventCategory") == "INVOICE" and event.get("tenantId")
+    })
+    organization_ids = await connections.organizations_of_tenants(tenants) if tenants else []
+    await effects.xero_invoices_changed(redis, organization_ids)
+    return organization_ids
+
+
+async def revoke_xero_tokens(ctx: dict, sealed_tokens: str) -> str:
+    """Revoke a disconnected organization's refresh token at Xero (its connection goes with it)."""
+    tokens = unseal_tokens(ctx["settings"], sealed_tokens)
+    if tokens is None:
+        return "unreadable"
+    try:
+        await xero.revoke(ctx["settings"], tokens.refresh_token)
+    except xero.XeroUnavailable as exc:
+        if ctx.get("job_try", 1) < 5:
+            raise Retry(defer=60 * ctx.get("job_try", 1)) from exc
+        return "unavailable"
+    except xero.XeroError as exc:
+        log.info("Xero refused the revocation (already revoked?): %s", exc.message)
+    return "revoked"
+
+
+async def requeue_stalled_pushes(redis: Any, stuck_after: timedelta) -> int:
+    """The sweeper's part: pushes that stayed QUEUED (their job was never queued, or lost)."""
+    ids = await sync.stalled_syncs(datetime.now(UTC) - stuck_after).values_list("id", flat=True)
+    await effects.xero_push_stalled(redis, ids)
+    return len(ids)
+

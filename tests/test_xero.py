@@ -1,0 +1,700 @@
+"""Xero end to end, against a local server speaking Xero's documented API (tests/xero_server.py):
+connect (PKCE checked by the server), push, push again (nothing changes), payments back, token
+refresh, refused and retried pushes, rollover, disconnect; and who may see and do what."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from arq import Retry
+
+from models import Invoice, InvoiceEvent, InvoiceLineItem, Payment
+from models.invoices import InvoiceStatus, LineKind, PaymentStatus
+from models.invoices.lifecycle import Actor
+from models.xero import ConnectionStatus, DocumentKind, SyncState, XeroConnection, XeroSync, documents
+from models.xero.sync import request_push
+from models.xero.tokens import code_challenge, seal, unseal, unseal_tokens
+from tests import factories
+from tests.conftest import serving
+from tests.graphql import error_codes, gql
+from tests.xero_server import CLIENT_ID, CLIENT_SECRET, SHORT_CODE, TENANT_ID, FakeXero, parse_xero_date
+
+CONNECT = """mutation { connectXero { __typename ... on XeroAuthorizationStarted { authorizeUrl expiresAt }
+  ... on UserError { code message } } }"""
+PUSH = """mutation($ids: [ID!]!) { pushInvoicesToXero(ids: $ids) { __typename
+  ... on InvoiceActionResults { succeeded results { id error { __typename code message } invoice { xeroSync { state } } } } } }"""
+SYNC = """query($number: String!) { invoice(number: $number) { xeroUrl xeroSync { state message attempts xeroId url }
+  timeline { kind actor detail } } }"""
+INTEGRATION = """{ xero { available connection { status tenantName connectedBy paymentsCheckedAt }
+  settings { autoPushAtRollover accountCode taxType mappings { lineKind lineName accountCode taxType } } } }"""
+SETTINGS = """mutation($input: UpdateXeroSettingsInput!) { updateXeroSettings(input: $input) { __typename
+  ... on XeroSettingsUpdated { settings { autoPushAtRollover accountCode taxType mappings { lineKind lineName accountCode taxType } } }
+  ... on UserError { code field message } } }"""
+DISCONNECT = """mutation { disconnectXero { __typename ... on XeroDisconnected { integration { connection { status } } }
+  ... on UserError { code } } }"""
+
+
+@pytest.fixture
+async def fake_xero(settings):
+    fake = FakeXero()
+    async with serving(fake.app(), settings) as address:
+        fake.base = f"http://{address}"
+        yield fake
+    assert fake.problems == [], fake.problems
+
+
+@pytest.fixture
+def xero_settings(settings, fake_xero):
+    base = fake_xero.base
+    configured = settings.model_copy(update={
+        "xero_client_id": CLIENT_ID, "xero_client_secret": CLIENT_SECRET,
+        "xero_authorize_url": f"{base}/identity/connect/authorize", "xero_token_url": f"{base}/identity/connect/token",
+        "xero_revocation_url": f"{base}/identity/connect/revocation", "xero_identity_api_url": base,
+        "xero_accounting_api_url": f"{base}/api.xro/2.0", "xero_retry_seconds": 0.05, "xero_push_tries": 3,
+    })
+    fake_xero.redirect_uri = configured.xero_callback_url
+    return configured
+
+
+@pytest.fixture
+async def client(xero_settings, redis):
+    from invoicing.app import create_app
+
+    application = create_app(xero_settings)
+    application.state.redis = redis
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://testserver") as http:
+        yield http
+    await application.state.events.close()
+
+
+@pytest.fixture
+def ctx(xero_settings, redis):
+    return {"settings": xero_settings, "redis": redis, "job_try": 1}
+
+
+async def connect(client, world, fake: FakeXero) -> XeroConnection:
+    started = (await gql(client, CONNECT, token=world.tokens["owner"]))["data"]["connectXero"]
+    assert started["__typename"] == "XeroAuthorizationStarted", started
+    response = await client.get("/xero/callback", params=fake.authorize(started["authorizeUrl"]))
+    assert response.status_code == 200, response.text
+    return await XeroConnection.get(organization_id=world.org.id)
+
+
+async def approved(world, number: str = "INV-2026-0001", **kw) -> Invoice:
+    period = kw.pop("period", None) or await factories.billing_period(world.org)
+    return await factories.generated_invoice(
+        world.account, period, number=number, status="APPROVED",
+        snapshot={"customer": {"name": "Contoso", "official_company_name": "Contoso Ltd", "po_number": "PO-77"}}, **kw,
+    )
+
+
+async def push(client, world, ctx, invoice: Invoice, *, role: str = "owner") -> dict:
+    """pushInvoicesToXero, then the job it queued (run here, as the worker would)."""
+    from jobs.xero import push_to_xero
+
+    result = await gql(client, PUSH, {"ids": [_gid(invoice)]}, token=world.tokens[role])
+    sync = await XeroSync.get_or_none(document_id=invoice.id)
+    if sync is not None:
+        await push_to_xero(ctx, str(sync.id))
+    return result
+
+
+def _gid(invoice: Invoice) -> str:
+    from strawberry.relay import GlobalID
+
+    return str(GlobalID("Invoice", str(invoice.id)))
+
+
+async def test_connect_exchanges_the_code_with_its_pkce_verifier_and_seals_the_tokens(client, world, fake_xero, xero_settings):
+    connection = await connect(client, world, fake_xero)
+
+    exchange = fake_xero.calls("POST", "/identity/connect/token")[0].body
+    assert exchange["grant_type"] == "authorization_code" and exchange["redirect_uri"] == xero_settings.xero_callback_url
+    assert len(exchange["code_verifier"]) >= 43
+    assert (connection.tenant_id, connection.short_code, connection.status) == (TENANT_ID, SHORT_CODE, ConnectionStatus.CONNECTED)
+    tokens = unseal_tokens(xero_settings, connection.tokens)
+    assert tokens is not None and tokens.access_token in fake_xero.access_tokens
+    # At rest the tokens are ciphertext: neither appears in the row.
+    assert tokens.access_token not in connection.tokens and tokens.refresh_token not in connection.tokens
+    assert fake_xero.calls("GET", "/Connections")[0].headers["authorization"] == f"Bearer {tokens.access_token}"
+
+    viewer = (await gql(client, INTEGRATION, token=world.tokens["viewer"]))["data"]["xero"]
+    assert viewer["available"] is True
+    assert viewer["connection"]["status"] == "CONNECTED"
+    assert viewer["connection"]["tenantName"] == "Northwind Cloud (Xero)"
+    assert viewer["connection"]["connectedBy"] == world.users["owner"].email
+
+
+async def test_an_authorization_serves_once_and_only_with_its_own_verifier(client, world, fake_xero):
+    started = (await gql(client, CONNECT, token=world.tokens["owner"]))["data"]["connectXero"]
+    query = {k: v[0] for k, v in parse_qs(urlsplit(started["authorizeUrl"]).query).items()}
+    assert query["code_challenge_method"] == "S256" and query["state"]
+
+    # A code issued for another challenge (another verifier) is refused by Xero.
+    answer = fake_xero.authorize(started["authorizeUrl"])
+    fake_xero.codes[answer["code"]]["challenge"] = code_challenge("not-the-verifier-" + "x" * 40)
+    refused = await client.get("/xero/callback", params=answer)
+    assert refused.status_code == 400 and "did not complete" in refused.text
+    # The state was spent by that attempt: it cannot be used again.
+    again = await client.get("/xero/callback", params=fake_xero.authorize(started["authorizeUrl"]))
+    assert again.status_code == 400 and "unknown or has expired" in again.text
+    # A made-up state, or none, names nothing.
+    assert (await client.get("/xero/callback", params={"code": "c", "state": "forged"})).status_code == 400
+    # The owner said no in Xero.
+    other = (await gql(client, CONNECT, token=world.tokens["owner"]))["data"]["connectXero"]
+    state = parse_qs(urlsplit(other["authorizeUrl"]).query)["state"][0]
+    denied = await client.get("/xero/callback", params={"error": "access_denied", "state": state})
+    assert denied.status_code == 400 and "access_denied" in denied.text
+    assert not await XeroConnection.exists(organization_id=world.org.id)
+
+
+async def test_an_expired_authorization_is_refused(client, world, fake_xero):
+    from models.xero.tables import XeroAuthorization
+
+    started = (await gql(client, CONNECT, token=world.tokens["owner"]))["data"]["connectXero"]
+    await XeroAuthorization.all().update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    response = await client.get("/xero/callback", params=fake_xero.authorize(started["authorizeUrl"]))
+    assert response.status_code == 400
+    assert not await XeroConnection.exists(organization_id=world.org.id)
+
+
+async def test_push_creates_the_invoice_once_and_pushing_again_changes_nothing(client, world, fake_xero, ctx):
+    await connect(client, world, fake_xero)
+    invoice = await approved(world)
+
+    first = (await push(client, world, ctx, invoice))["data"]["pushInvoicesToXero"]
+    assert first["succeeded"] == 1 and first["results"][0]["invoice"]["xeroSync"]["state"] == "QUEUED"
+    assert len(fake_xero.invoices) == 1
+    (created,) = fake_xero.invoices.values()
+    put = fake_xero.calls("PUT", "/api.xro/2.0/Invoices")[0]
+    assert put.headers["xero-tenant-id"] == TENANT_ID and put.headers["authorization"].startswith("Bearer ")
+    assert put.headers["idempotency-key"] == f"INVOICE-{invoice.id}"
+    sent = put.body["Invoices"][0]
+    assert (sent["Type"], sent["InvoiceNumber"], sent["Status"], sent["CurrencyCode"]) == ("ACCREC", "INV-2026-0001", "AUTHORISED", "USD")
+    assert sent["Contact"]["Name"] == "Contoso Ltd" and sent["Reference"] == "PO-77"
+    assert parse_xero_date(sent["Date"]) == invoice.issue_date and parse_xero_date(sent["DueDate"]) == invoice.due_date
+    assert [(li["Description"], li["Quantity"], li["UnitAmount"], li["AccountCode"], li["TaxType"]) for li in sent["LineItems"]] == [
+        ("Service 1", 1.0, 10.25, "200", "NONE"), ("Service 2", 1.0, 20.5, "200", "NONE"),
+    ]
+    assert Decimal(str(created["Total"])) == invoice.total
+
+    shown = (await gql(client, SYNC, {"number": invoice.number}, token=world.tokens["viewer"]))["data"]["invoice"]
+    expected_url = (f"https://go.xero.com/organisationlogin/default.aspx?shortcode={SHORT_CODE}"
+                    f"&redirecturl=/AccountsReceivable/View.aspx?InvoiceID={created['InvoiceID']}")
+    assert shown["xeroUrl"] == expected_url
+    assert shown["xeroSync"] == {"state": "SYNCED", "message": None, "attempts": 1, "xeroId": created["InvoiceID"], "url": expected_url}
+    assert [e["kind"] for e in shown["timeline"] if e["kind"].startswith("XERO")] == ["XERO_PUSH_REQUESTED", "XERO_PUSHED"]
+
+    again = (await push(client, world, ctx, invoice))["data"]["pushInvoicesToXero"]
+    assert again["succeeded"] == 1
+    assert len(fake_xero.invoices) == 1 and len(fake_xero.calls("PUT", "/api.xro/2.0/Invoices")) == 1
+    pushed = await InvoiceEvent.filter(invoice_id=invoice.id, kind="XERO_PUSHED").order_by("id")
+    assert [e.detail["action"] for e in pushed] == ["created", "found"]
+    assert (await XeroSync.get(document_id=invoice.id)).xero_id == created["InvoiceID"]
+
+
+async def test_lines_go_to_the_mapped_accounts_and_tax_types(client, world, fake_xero, ctx):
+    await connect(client, world, fake_xero)
+    result = await gql(client, SETTINGS, {"input": {"accountCode": "4000", "taxType": "EXEMPTOUTPUT", "mappings": [
+        {"lineKind": "TAX", "accountCode": "820", "taxType": "NONE"},
+        {"lineKind": "CHARGE", "lineName": "Support plan", "accountCode": "4100", "taxType": "EXEMPTOUTPUT"},
+    ]}}, token=world.tokens["owner"])
+    assert result["data"]["updateXeroSettings"]["__typename"] == "XeroSettingsUpdated"
+    invoice = await approved(world, lines=1)
+    await InvoiceLineItem.create(revision_id=invoice.current_revision_id, position=2, kind=LineKind.CHARGE,
+                                 description="Support plan", amount=Decimal("50"))
+    await InvoiceLineItem.create(revision_id=invoice.current_revision_id, position=3, kind=LineKind.TAX,
+                                 description="VAT 20%", amount=Decimal("12.05"))
+
+    await push(client, world, ctx, invoice)
+    sent = fake_xero.calls("PUT", "/api.xro/2.0/Invoices")[0].body["Invoices"][0]["LineItems"]
+    assert [(li["Description"], li["AccountCode"], li["TaxType"]) for li in sent] == [
+        ("Service 1", "4000", "EXEMPTOUTPUT"), ("Support plan", "4100", "EXEMPTOUTPUT"), ("VAT 20%", "820", "NONE"),
+    ]
+
+
+async def test_settings_refuse_bad_values_and_write_nothing(client, world):
+    bad = await gql(client, SETTINGS, {"input": {"accountCode": " ", "autoPushAtRollover": True}}, token=world.tokens["owner"])
+    assert bad["data"]["updateXeroSettings"] == {"__typename": "ValidationError", "code": "INVALID", "field": "accountCode",
+                                                 "message": "Give 1 to 32 characters."}
+    twice = await gql(client, SETTINGS, {"input": {"mappings": [
+        {"lineKind": "TAX", "accountCode": "820", "taxType": "NONE"}, {"lineKind": "TAX", "accountCode": "821", "taxType": "NONE"},
+    ]}}, token=world.tokens["owner"])
+    assert twice["data"]["updateXeroSettings"]["field"] == "mappings.1"
+    shown = (await gql(client, INTEGRATION, token=world.tokens["owner"]))["data"]["xero"]["settings"]
+    assert shown == {"autoPushAtRollover": False, "accountCode": "200", "taxType": "NONE", "mappings": []}
+
+
+async def test_a_refused_push_is_visible_on_the_invoice_and_its_timeline(client, world, fake_xero, ctx):
+    await connect(client, world, fake_xero)
+    await gql(client, SETTINGS, {"input": {"accountCode": "999"}}, token=world.tokens["owner"])
+    invoice = await approved(world)
+
+    await push(client, world, ctx, invoice)
+    shown = (await gql(client, SYNC, {"number": invoice.number}, token=world.tokens["viewer"]))["data"]["invoice"]
+    assert shown["xeroSync"]["state"] == "FAILED" and shown["xeroUrl"] is None
+    assert shown["xeroSync"]["message"] == "Xero refused it: Account code '999' is not a valid code for this document.", shown
+    failed = [e for e in shown["timeline"] if e["kind"] == "XERO_PUSH_FAILED"]
+    assert failed[0]["actor"] == "xero" and failed[0]["detail"]["retrying"] is False
+    assert "Account code '999'" in failed[0]["detail"]["error"]
+    assert fake_xero.invoices == {}
+
+    # Fixed in the settings, pushed again: now Xero has it.
+    await gql(client, SETTINGS, {"input": {"accountCode": "200"}}, token=world.tokens["owner"])
+    await push(client, world, ctx, invoice)
+    assert (await XeroSync.get(document_id=invoice.id)).state == SyncState.SYNCED
+
+
+async def test_an_unavailable_xero_is_retried_with_a_growing_delay_then_given_up(client, world, fake_xero, ctx):
+    from jobs.xero import push_to_xero
+
+    await connect(client, world, fake_xero)
+    invoice = await approved(world)
+    fake_xero.invoice_put_failures = [(503, {"Title": "Service Unavailable"})] * 3
+    await gql(client, PUSH, {"ids": [_gid(invoice)]}, token=world.tokens["owner"])
+    sync = await XeroSync.get(document_id=invoice.id)
+
+    delays = []
+    for attempt in (1, 2):
+        with pytest.raises(Retry) as retry:
+            await push_to_xero({**ctx, "job_try": attempt}, str(sync.id))
+        delays.append(retry.value.defer_score)
+        assert (await XeroSync.get(id=sync.id)).state == SyncState.RETRYING
+    assert delays[1] == 2 * delays[0]
+    assert await push_to_xero({**ctx, "job_try": 3}, str(sync.id)) == "failed"
+    final = await XeroSync.get(id=sync.id)
+    assert final.state == SyncState.FAILED and "Gave up after 3 attempts" in final.message and final.attempts == 3
+    failures = await InvoiceEvent.filter(invoice_id=invoice.id, kind="XERO_PUSH_FAILED").order_by("id")
+    assert [e.detail["retrying"] for e in failures] == [True, True, False]
+
+
+async def test_the_worker_retries_a_push_until_xero_takes_it(client, world, fake_xero, xero_settings, redis):
+    from arq.worker import Worker
+
+    from infra import broker
+    from jobs.worker import WorkerSettings
+
+    await connect(client, world, fake_xero)
+    invoice = await approved(world)
+    fake_xero.invoice_put_failures = [(429, {"Title": "Too Many Requests"})]
+    worker = Worker(functions=WorkerSettings.functions, redis_pool=redis, queue_name=broker.QUEUE_NAME,
+                    handle_signals=False, poll_delay=0.02, ctx={"settings": xero_settings})
+    task = asyncio.create_task(worker.async_run())
+    try:
+        await gql(client, PUSH, {"ids": [_gid(invoice)]}, token=world.tokens["owner"])
+        for _ in range(200):
+            sync = await XeroSync.get(document_id=invoice.id)
+            if sync.state == SyncState.SYNCED:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.close()
+    assert (sync.state, sync.attempts) == (SyncState.SYNCED, 2)
+    assert len(fake_xero.invoices) == 1
+
+
+async def test_tokens_are_refreshed_before_they_expire_and_when_xero_refuses_them(client, world, fake_xero, ctx, xero_settings):
+    fake_xero.access_token_seconds = 120  # inside the refresh margin: the next use refreshes first
+    connection = await connect(client, world, fake_xero)
+    first = unseal_tokens(xero_settings, connection.tokens)
+    invoice = await approved(world)
+
+    await push(client, world, ctx, invoice)
+    refreshes = [c.body for c in fake_xero.calls("POST", "/identity/connect/token") if c.body["grant_type"] == "refresh_token"]
+    assert [r["refresh_token"] for r in refreshes] == [first.refresh_token]
+    second = unseal_tokens(xero_settings, (await XeroConnection.get(id=connection.id)).tokens)
+    assert second.refresh_token != first.refresh_token and first.refresh_token not in fake_xero.refresh_tokens
+    assert (await XeroSync.get(document_id=invoice.id)).state == SyncState.SYNCED
+
+    # Xero stops taking a token we thought good: refreshed once, and the call made again.
+    fake_xero.access_token_seconds = 1800
+    fake_xero.expire_access_tokens()
+    other = await approved(world, number="INV-2026-0002", period=await factories.billing_period(world.org, date(2024, 10, 1)))
+    await push(client, world, ctx, other)
+    assert (await XeroSync.get(document_id=other.id)).state == SyncState.SYNCED
+    assert len([c for c in fake_xero.calls("POST", "/identity/connect/token") if c.body["grant_type"] == "refresh_token"]) == 2
+
+
+async def test_a_refused_refresh_asks_for_a_new_connection(client, world, fake_xero, ctx):
+    await connect(client, world, fake_xero)
+    invoice = await approved(world)
+    fake_xero.refresh_tokens.clear()
+    fake_xero.expire_access_tokens()
+
+    await push(client, world, ctx, invoice)
+    sync = await XeroSync.get(document_id=invoice.id)
+    assert sync.state == SyncState.FAILED and "connect Xero again" in sync.message
+    connection = await XeroConnection.get(organization_id=world.org.id)
+    assert connection.status == ConnectionStatus.NEEDS_RECONNECT
+    again = (await gql(client, PUSH, {"ids": [_gid(invoice)]}, token=world.tokens["owner"]))["data"]["pushInvoicesToXero"]
+    assert again["results"][0]["error"]["code"] == "XERO_NOT_CONNECTED"
+
+    # Connecting again makes it usable.
+    await connect(client, world, fake_xero)
+    await push(client, world, ctx, invoice)
+    assert (await XeroSync.get(document_id=invoice.id)).state == SyncState.SYNCED
+
+
+async def test_payments_made_in_xero_come_back_once(client, world, fake_xero, ctx):
+    from jobs.xero import poll_xero_payments
+
+    await connect(client, world, fake_xero)
+    invoice = await approved(world)
+    await push(client, world, ctx, invoice)
+    xero_id = (await XeroSync.get(document_id=invoice.id)).xero_id
+    yesterday = date.today() - timedelta(days=1)
+    fake_xero.add_payment(xero_id, "10.25", yesterday, "BACS 881")
+    fake_xero.add_payment("not-one-of-ours", "5.00", yesterday)
+
+    assert await poll_xero_payments(ctx) == 1
+    assert await poll_xero_payments(ctx) == 0
+    payment = await Payment.get(invoice_id=invoice.id)
+    assert (payment.amount, payment.paid_on, payment.reference) == (Decimal("10.25"), yesterday, "Xero BACS 881")
+    assert payment.recorded_by_id is None
+    refreshed = await Invoice.get(id=invoice.id)
+    # Its due date (2024) has passed: partly paid, still overdue.
+    assert (refreshed.amount_paid, refreshed.payment_status) == (Decimal("10.25"), PaymentStatus.OVERDUE)
+    recorded = await InvoiceEvent.get(invoice_id=invoice.id, kind="PAYMENT_RECORDED")
+    assert recorded.actor_label == "xero" and recorded.actor_id is None
+    assert (await XeroConnection.get(organization_id=world.org.id)).payments_checked_at is not None
+    # The second read asked for what changed since the first.
+    assert "if-modified-since" in fake_xero.calls("GET", "/api.xro/2.0/Payments")[-1].headers
+
+    # More than is due is not ours to take: skipped, and said on the timeline, once.
+    fake_xero.add_payment(xero_id, "999.00", yesterday)
+    assert await poll_xero_payments(ctx) == 0
+    assert await poll_xero_payments(ctx) == 0
+    skipped = await InvoiceEvent.filter(invoice_id=invoice.id, kind="XERO_PAYMENT_SKIPPED")
+    assert len(skipped) == 1 and "more than" in skipped[0].detail["error"]
+    assert await Payment.filter(invoice_id=invoice.id).count() == 1
+
+
+async def test_rollover_pushes_approved_invoices_when_the_organization_asks(client, world, fake_xero, ctx):
+    from jobs.periods import SCHEDULER, close_due_periods
+    from jobs.xero import push_at_rollover
+
+    await connect(client, world, fake_xero)
+    invoice = await approved(world)
+    assert await push_at_rollover(ctx["redis"], world.org.id, SCHEDULER) == 0
+    assert not await XeroSync.exists(document_id=invoice.id)
+
+    await gql(client, SETTINGS, {"input": {"autoPushAtRollover": True}}, token=world.tokens["owner"])
+    await close_due_periods(ctx)
+    sync = await XeroSync.get(document_id=invoice.id)
+    assert sync.state == SyncState.QUEUED
+    requested = await InvoiceEvent.get(invoice_id=invoice.id, kind="XERO_PUSH_REQUESTED")
+    assert requested.actor_label == "scheduler"
+    # Its job is queued under the sync's id.
+    assert await ctx["redis"].exists(f"arq:job:push_to_xero:{sync.id}")
+
+
+async def test_disconnect_forgets_the_tokens_and_revokes_them_at_xero(client, world, fake_xero, ctx, xero_settings):
+    from jobs.xero import revoke_xero_tokens
+
+    connection = await connect(client, world, fake_xero)
+    sealed = connection.tokens
+    result = (await gql(client, DISCONNECT, token=world.tokens["owner"]))["data"]["disconnectXero"]
+    assert result == {"__typename": "XeroDisconnected", "integration": {"connection": None}}
+    assert not await XeroConnection.exists(organization_id=world.org.id)
+    assert await revoke_xero_tokens(ctx, sealed) == "revoked"
+    assert fake_xero.revoked == [unseal_tokens(xero_settings, sealed).refresh_token]
+    assert (await gql(client, DISCONNECT, token=world.tokens["owner"]))["data"]["disconnectXero"]["code"] == "NOT_FOUND"
+
+
+async def test_pushing_without_a_connection_is_refused(client, world):
+    invoice = await approved(world)
+    result = (await gql(client, PUSH, {"ids": [_gid(invoice)]}, token=world.tokens["owner"]))["data"]["pushInvoicesToXero"]
+    assert result["results"][0]["error"]["code"] == "XERO_NOT_CONNECTED"
+    assert not await XeroSync.exists(document_id=invoice.id)
+
+
+async def test_only_approved_invoices_are_pushed_and_a_voided_one_is_voided_in_xero(client, world, fake_xero, ctx):
+    await connect(client, world, fake_xero)
+    period = await factories.billing_period(world.org, date(2024, 10, 1))
+    draft = await factories.generated_invoice(world.account, period, number="INV-2026-0009")
+    refused = (await push(client, world, ctx, draft))["data"]["pushInvoicesToXero"]["results"][0]["error"]
+    assert refused["code"] == "NOT_FOUND"
+
+    invoice = await approved(world)
+    await push(client, world, ctx, invoice)
+    await Invoice.filter(id=invoice.id).update(status=InvoiceStatus.VOIDED)
+    await push(client, world, ctx, invoice)
+    (held,) = fake_xero.invoices.values()
+    assert held["Status"] == "VOIDED"
+    assert fake_xero.calls("POST", f"/api.xro/2.0/Invoices/{held['InvoiceID']}")[0].body["Invoices"][0]["Status"] == "VOIDED"
+
+
+async def test_a_number_xero_holds_for_another_document_is_not_taken_for_ours(client, world, fake_xero, ctx):
+    await connect(client, world, fake_xero)
+    invoice = await approved(world)
+    fake_xero.invoices["other"] = {"Type": "ACCREC", "InvoiceID": "other", "InvoiceNumber": invoice.number,
+                                   "Status": "AUTHORISED", "Total": 5.0, "Contact": {"Name": "Someone Else"}}
+    await push(client, world, ctx, invoice)
+    sync = await XeroSync.get(document_id=invoice.id)
+    assert sync.state == SyncState.FAILED and "Someone Else" in sync.message and sync.xero_id is None
+
+
+def credit_note_view(organization_id, invoice_id) -> documents.FrozenDocument:
+    """A credit note as the corrections feature will freeze it, built by hand."""
+    return documents.FrozenDocument(
+        kind=DocumentKind.CREDIT_NOTE, id=uuid.uuid4(), invoice_id=invoice_id, organization_id=organization_id,
+        number="CN-2026-0001", contact_name="Contoso Ltd", issue_date=date(2024, 11, 3), currency="EUR",
+        total=Decimal("12.40"), reference="INV-2026-0001",
+        lines=[
+            documents.FrozenLine(LineKind.USAGE, "Credit: duplicated storage", Decimal("10.00"), Decimal("4"), Decimal("2.5")),
+            documents.FrozenLine(LineKind.TAX, "VAT 20%", Decimal("2.40")),
+        ],
+    )
+
+
+def test_a_credit_note_maps_to_a_sales_credit_note():
+    view = credit_note_view(uuid.uuid4(), uuid.uuid4())
+    accounts = documents.AccountMap(account_code="4000", tax_type="NONE", by_line={(LineKind.TAX, ""): ("820", "NONE")})
+    note = documents.to_xero(view, accounts)
+    assert type(note).__name__ == "CreditNote"
+    assert (note.type, note.credit_note_number, note.status) == ("ACCRECCREDIT", "CN-2026-0001", "AUTHORISED")
+    assert note.reference == "INV-2026-0001"
+    assert note.currency_code.value == "EUR" and note.date == date(2024, 11, 3)
+    assert [(li.description, li.quantity, li.unit_amount, li.account_code) for li in note.line_items] == [
+        ("Credit: duplicated storage", Decimal("4"), Decimal("2.5"), "4000"), ("VAT 20%", Decimal(1), Decimal("2.40"), "820"),
+    ]
+    assert documents.xero_url(DocumentKind.CREDIT_NOTE, "abc", SHORT_CODE).endswith(
+        "&redirecturl=/AccountsPayable/ViewCreditNote.aspx?creditNoteID=abc")
+
+
+async def test_a_credit_note_plugs_in_with_its_loader_and_is_pushed_once(client, world, fake_xero, ctx, monkeypatch):
+    from jobs.xero import push_to_xero
+
+    await connect(client, world, fake_xero)
+    invoice = await approved(world)
+    view = credit_note_view(world.org.id, invoice.id)
+
+    async def load(document_id):
+        return view
+
+    monkeypatch.setitem(documents.VIEWS, DocumentKind.CREDIT_NOTE, load)
+    for _ in range(2):
+        sync, queued = await request_push(view, Actor(user_id=world.users["owner"].id))
+        assert queued
+        assert await push_to_xero(ctx, str(sync.id)) in ("created", "found")
+    (note,) = fake_xero.credit_notes.values()
+    assert (note["Type"], note["CreditNoteNumber"], Decimal(str(note["Total"]))) == ("ACCRECCREDIT", "CN-2026-0001", Decimal("12.40"))
+    sync = await XeroSync.get(document_id=view.id)
+    assert sync.invoice_id == invoice.id and "ViewCreditNote.aspx?creditNoteID=" in sync.xero_url
+    assert await InvoiceEvent.filter(invoice_id=invoice.id, kind="XERO_PUSHED").count() == 2
+
+
+def test_tokens_are_sealed_with_the_configured_key_or_one_derived_from_secret_key(settings):
+    from cryptography.fernet import Fernet
+
+    derived = seal(settings, {"a": 1})
+    assert unseal(settings, derived) == {"a": 1}
+    own_key = settings.model_copy(update={"xero_token_key": Fernet.generate_key().decode()})
+    assert unseal(own_key, derived) is None
+    assert unseal(own_key, seal(own_key, {"b": 2})) == {"b": 2}
+    other_secret = settings.model_copy(update={"secret_key": "another-secret"})
+    assert unseal(other_secret, derived) is None
+    # RFC 7636, appendix B.
+    assert code_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk") == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+
+
+# -- who may see and do what ----------------------------------------------------------------
+
+ROLES = ("owner", "viewer", "customer", "foreign_owner")
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_scope_of_the_integration_query(client, world, fake_xero, role):
+    await connect(client, world, fake_xero)
+    result = await gql(client, INTEGRATION, token=world.tokens[role])
+    if role == "customer":
+        assert error_codes(result) == ["FORBIDDEN"]
+    elif role == "foreign_owner":
+        assert result["data"]["xero"]["connection"] is None
+    else:
+        assert result["data"]["xero"]["connection"]["status"] == "CONNECTED"
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_scope_of_the_invoice_xero_fields(client, world, fake_xero, ctx, role):
+    await connect(client, world, fake_xero)
+    invoice = await approved(world)
+    await push(client, world, ctx, invoice)
+    result = await gql(client, "query($n: String!) { invoice(number: $n) { number xeroUrl } }", {"n": invoice.number},
+                       token=world.tokens[role])
+    if role == "customer":
+        assert error_codes(result) == ["FORBIDDEN"]
+    elif role == "foreign_owner":
+        assert result["data"]["invoice"] is None
+    else:
+        assert result["data"]["invoice"]["xeroUrl"].startswith("https://go.xero.com/")
+    sync_only = await gql(client, "query($n: String!) { invoice(number: $n) { xeroSync { state } } }", {"n": invoice.number},
+                          token=world.tokens[role])
+    if role == "customer":
+        assert error_codes(sync_only) == ["FORBIDDEN"]
+
+
+MUTATIONS = {
+    "connectXero": (CONNECT, lambda world, invoice: {}),
+    "disconnectXero": (DISCONNECT, lambda world, invoice: {}),
+    "updateXeroSettings": (SETTINGS, lambda world, invoice: {"input": {"autoPushAtRollover": True}}),
+    "pushInvoicesToXero": (PUSH, lambda world, invoice: {"ids": [_gid(invoice)]}),
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("name", MUTATIONS)
+async def test_scope_of_the_mutations(client, world, fake_xero, role, name):
+    await connect(client, world, fake_xero)
+    invoice = await approved(world)
+    document, variables = MUTATIONS[name]
+    result = await gql(client, document, variables(world, invoice), token=world.tokens[role])
+    if role in ("viewer", "customer"):
+        assert error_codes(result) == ["FORBIDDEN"] and result["data"] is None
+        assert (await XeroConnection.get(organization_id=world.org.id)).status == ConnectionStatus.CONNECTED
+        return
+    payload = result["data"][name]
+    if role == "owner":
+        assert "code" not in payload, payload
+        return
+    # Another organization's owner acts on its own organization only, and never reaches ours.
+    if name == "disconnectXero":
+        assert payload["code"] == "NOT_FOUND"
+    if name == "pushInvoicesToXero":
+        assert payload["results"][0]["error"]["code"] == "NOT_FOUND"
+    assert await XeroConnection.exists(organization_id=world.org.id)
+    assert not await XeroSync.exists(document_id=invoice.id)
+    ours = (await gql(client, INTEGRATION, token=world.tokens["owner"]))["data"]["xero"]["settings"]
+    assert ours["autoPushAtRollover"] is False
+
+
+async def test_anonymous_requests_are_refused(client):
+    for document in (INTEGRATION, CONNECT, DISCONNECT):
+        assert error_codes(await gql(client, document)) == ["UNAUTHENTICATED"]
+
+
+async def test_a_xero_payment_read_twice_at_once_is_recorded_once(client, world, fake_xero, ctx, monkeypatch):
+    """The payment and its Xero id are one transaction: the reader that loses the race on the
+    Xero id leaves no payment behind."""
+    from models.xero import payments as xero_payments
+    from models.xero.tables import XeroPayment
+
+    await connect(client, world, fake_xero)
+    invoice = await approved(world)
+    await push(client, world, ctx, invoice)
+    xero_id = (await XeroSync.get(document_id=invoice.id)).xero_id
+    seen = xero_payments.XeroPaymentSeen("pay-1", xero_id, Decimal("5.00"), date.today() - timedelta(days=1))
+    assert (await xero_payments.import_payment(world.org.id, seen)).recorded
+
+    async def not_yet(**kw):
+        return False
+
+    # The second reader checked before the first one committed.
+    monkeypatch.setattr(XeroPayment, "exists", not_yet)
+    from tortoise.exceptions import IntegrityError
+
+    with pytest.raises(IntegrityError):
+        await xero_payments.import_payment(world.org.id, seen)
+    assert await Payment.filter(invoice_id=invoice.id).count() == 1
+    assert (await Invoice.get(id=invoice.id)).amount_paid == Decimal("5.00")
+
+
+def _signed(key: str, body: bytes) -> dict[str, str]:
+    import base64
+    import hashlib
+    import hmac
+
+    return {"x-xero-signature": base64.b64encode(hmac.new(key.encode(), body, hashlib.sha256).digest()).decode(),
+            "content-type": "application/json"}
+
+
+async def test_the_webhook_checks_xero_signature_and_reads_payments_at_once(world, fake_xero, xero_settings, redis, ctx):
+    import json
+
+    from invoicing.app import create_app
+    from jobs.xero import read_xero_payments
+
+    signed_settings = xero_settings.model_copy(update={"xero_webhook_key": "webhook-key-for-tests"})
+    application = create_app(signed_settings)
+    application.state.redis = redis
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://testserver") as http:
+        await connect(http, world, fake_xero)
+        invoice = await approved(world)
+        await push(http, world, {**ctx, "settings": signed_settings}, invoice)
+        xero_id = (await XeroSync.get(document_id=invoice.id)).xero_id
+        fake_xero.add_payment(xero_id, "7.00", date.today() - timedelta(days=1))
+
+        # Xero's intent-to-receive: a correctly signed request gets 200 and no body, any other 401.
+        intent = json.dumps({"events": [], "firstEventSequence": 0, "lastEventSequence": 0, "entropy": "S0m3"}).encode()
+        ok = await http.post("/xero/webhook", content=intent, headers=_signed("webhook-key-for-tests", intent))
+        assert (ok.status_code, ok.content) == (200, b"")
+        forged = await http.post("/xero/webhook", content=intent, headers=_signed("another-key", intent))
+        assert forged.status_code == 401
+        assert (await http.post("/xero/webhook", content=intent)).status_code == 401
+
+        event = json.dumps({"events": [{
+            "resourceUrl": f"https://api.xero.com/api.xro/2.0/Invoices/{xero_id}", "resourceId": xero_id,
+            "tenantId": TENANT_ID, "tenantType": "ORGANISATION", "eventCategory": "INVOICE", "eventType": "UPDATE",
+            "eventDateUtc": "2026-12-03T10:00:00.000",
+        }], "firstEventSequence": 1, "lastEventSequence": 1, "entropy": "X"}).encode()
+        assert (await http.post("/xero/webhook", content=event, headers=_signed("webhook-key-for-tests", event))).status_code == 200
+    await application.state.events.close()
+    assert await redis.exists(f"arq:job:read_xero_payments:{world.org.id}")
+    assert await read_xero_payments({**ctx, "settings": signed_settings}, str(world.org.id)) == 1
+    assert (await Invoice.get(id=invoice.id)).amount_paid == Decimal("7.00")
+
+
+async def test_without_a_webhook_key_the_webhook_is_not_there(client):
+    assert (await client.post("/xero/webhook", content=b"{}")).status_code == 404
+
+
+COMPLETE = """mutation($code: String!, $state: String!) { completeXeroConnection(code: $code, state: $state) { __typename
+  ... on XeroConnected { integration { connection { tenantName } } } ... on UserError { code message } } }"""
+
+
+async def test_the_console_finishes_the_connection_under_the_owners_own_token(world, fake_xero, xero_settings, redis):
+    from invoicing.app import create_app
+
+    returning = xero_settings.model_copy(update={"xero_return_url": "https://console.example.com/settings/xero"})
+    application = create_app(returning)
+    application.state.redis = redis
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://testserver") as http:
+        # Another organization's owner cannot finish an authorization it did not start.
+        started = (await gql(http, CONNECT, token=world.tokens["owner"]))["data"]["connectXero"]
+        answer = fake_xero.authorize(started["authorizeUrl"])
+        stolen = (await gql(http, COMPLETE, answer, token=world.tokens["foreign_owner"]))["data"]["completeXeroConnection"]
+        assert stolen["code"] == "NOT_FOUND"
+        assert not await XeroConnection.exists()
+
+        started = (await gql(http, CONNECT, token=world.tokens["owner"]))["data"]["connectXero"]
+        answer = fake_xero.authorize(started["authorizeUrl"])
+        back = await http.get("/xero/callback", params=answer)
+        assert back.status_code == 303
+        location = urlsplit(back.headers["location"])
+        assert f"{location.scheme}://{location.netloc}{location.path}" == "https://console.example.com/settings/xero"
+        handed = {k: v[0] for k, v in parse_qs(location.query).items()}
+        assert handed == {"code": answer["code"], "state": answer["state"], "scope": answer["scope"]}
+        done = (await gql(http, COMPLETE, {"code": handed["code"], "state": handed["state"]},
+                          token=world.tokens["owner"]))["data"]["completeXeroConnection"]
+        assert done == {"__typename": "XeroConnected", "integration": {"connection": {"tenantName": "Northwind Cloud (Xero)"}}}
+        again = (await gql(http, COMPLETE, {"code": handed["code"], "state": handed["state"]},
+                           token=world.tokens["owner"]))["data"]["completeXeroConnection"]
+        assert again["code"] == "NOT_FOUND"
+    await application.state.events.close()
+
+
+@pytest.mark.parametrize("role", ("viewer", "customer"))
+async def test_only_owners_finish_a_connection(client, world, role):
+    result = await gql(client, COMPLETE, {"code": "c", "state": "s"}, token=world.tokens[role])
+    assert error_codes(result) == ["FORBIDDEN"]
