@@ -45,6 +45,15 @@ class Migration(migrations.Migration):
             options={'table': 'invoice_extra_lines', 'app': 'models', 'constraints': [UniqueConstraint(fields=('invoice_id', 'position'), name='invoice_extra_lines_position_unique'), CheckConstraint(check="btrim(description) <> ''", name='invoice_extra_lines_description_present')], 'pk_attr': 'id', 'table_description': 'A one-off item an owner adds to an invoice before approval; every generation prints it'},
             bases=['Model'],
         ),
+        # CreateModel's options create no constraint: each is added on its own.
+        ops.AddConstraint(
+            model_name='InvoiceExtraLine',
+            constraint=UniqueConstraint(fields=('invoice_id', 'position'), name='invoice_extra_lines_position_unique'),
+        ),
+        ops.AddConstraint(
+            model_name='InvoiceExtraLine',
+            constraint=CheckConstraint(check="btrim(description) <> ''", name='invoice_extra_lines_description_present'),
+        ),
         ops.AddField(
             model_name='BillingProfile',
             name='invoice_notes',

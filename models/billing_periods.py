@@ -151,15 +151,16 @@ _NEW_INVOICES = (
 
 async def _supplementary_invoices(conn: Any, organization_id: Any, until: date) -> list[dict[str, Any]]:
     """When the organization bills late costs on supplementary invoices: one for each account,
-    month (up to `until`) and provider split with late costs left to bill, unless one is
-    already on its way (not approved yet, it bills them when generated)."""
+    month (up to `until`) and provider split with late costs left to bill that add up to more
+    than zero (less is credited on the next month's invoice), unless one is already on its
+    way (not approved yet, it bills them when generated)."""
     return await conn.execute_query_dict(
         _NEW_INVOICES + " SELECT gen_random_uuid(), a.organization_id, a.id, p.id, a.currency,"
         " 'READY_TO_INVOICE', 'UNPAID', 'NOT_SENT', 0, 0, 0, 0, 0, 0, now(), now(), 'SUPPLEMENTARY', l.provider"
         " FROM (SELECT DISTINCT lc.managed_account_id, lc.billing_month, i.provider_name AS provider"
         "   FROM late_costs lc JOIN invoices i ON i.id = lc.invoice_id"
         "   WHERE lc.organization_id = $1 AND lc.billing_month <= $2 AND lc.billed_invoice_id IS NULL"
-        "   GROUP BY 1, 2, 3 HAVING sum(lc.billable) <> 0) l"
+        "   GROUP BY 1, 2, 3 HAVING sum(lc.billable) > 0) l"
         " JOIN managed_accounts a ON a.id = l.managed_account_id"
         " JOIN organizations o ON o.id = a.organization_id AND o.late_cost_billing = 'SUPPLEMENTARY_INVOICE'"
         " JOIN billing_periods p ON p.organization_id = a.organization_id AND p.start_date = l.billing_month"

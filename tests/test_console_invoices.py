@@ -349,3 +349,14 @@ async def test_an_accounts_automation_is_set_over_the_api_and_checked(client, wo
     assert (account.auto_invoice, account.auto_send_after_hours) == ("SEND", 48)
     viewer = await gql(client, UPDATE_ACCOUNT, {"id": account_id, "input": {"isInvoiced": True}}, world.tokens["viewer"])
     assert viewer["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_the_database_keeps_one_off_items_in_order_and_described(world):
+    from tortoise.exceptions import IntegrityError
+
+    invoice = await f.invoice(world.account, await f.billing_period(world.org, SEPT))
+    await InvoiceExtraLine.create(invoice=invoice, position=1, description="Fee", quantity=1, unit_price=5)
+    with pytest.raises(IntegrityError):
+        await InvoiceExtraLine.create(invoice=invoice, position=1, description="Again", quantity=1, unit_price=5)
+    with pytest.raises(IntegrityError):
+        await InvoiceExtraLine.create(invoice=invoice, position=2, description="  ", quantity=1, unit_price=5)

@@ -330,3 +330,18 @@ async def test_late_costs_go_on_a_supplementary_invoice_when_the_organization_sa
     ]
     # Closing again while it is on its way makes no second one.
     assert await close_period(world.org.id, OCT, SYSTEM) == []
+
+
+async def test_with_supplementary_invoices_a_lower_restatement_is_credited_on_the_next_invoice(world):
+    world.org.late_cost_billing = LateCostBilling.SUPPLEMENTARY_INVOICE
+    await world.org.save()
+    header, rows, september = await _approved_september(world)
+    await import_costs(world.org.id, to_csv(header, restate(rows, Decimal("-0.75"))))
+
+    await close_period(world.org.id, OCT, SYSTEM)
+    assert not await Invoice.filter(kind="SUPPLEMENTARY").exists()
+    october = await Invoice.get(managed_account_id=world.account.id, billing_period__start_date=OCT)
+    draft = await compute(await load_context(october.id))
+    assert [(line.kind, line.description, line.amount) for line in draft.lines] == [
+        ("LATE_COST", "Costs for September 2024 received after invoicing", Decimal("-0.75")),
+    ]

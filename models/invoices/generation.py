@@ -186,16 +186,24 @@ async def _usage_groups(account: ManagedAccount, month: date, provider: str, bas
 
 async def _late_costs(ctx: Context) -> list[dict[str, Any]]:
     """The late costs this invoice bills: not billed by another invoice, of its own month, and
-    of earlier months when it is a month's invoice and the organization bills them next."""
+    of earlier months when it is a month's invoice and the organization bills them next. When
+    the organization bills them on supplementary invoices, a month whose late costs lower what
+    was invoiced is credited on the next month's invoice instead (a supplementary invoice
+    never totals below zero)."""
     invoice = ctx.invoice
-    earlier = invoice.kind == InvoiceKind.REGULAR and ctx.organization.late_cost_billing == LateCostBilling.NEXT_INVOICE
+    regular = invoice.kind == InvoiceKind.REGULAR
+    next_invoice = ctx.organization.late_cost_billing == LateCostBilling.NEXT_INVOICE
     return (await connections.get("default").execute_query(
-        """SELECT id, billing_month, currency, billable FROM late_costs
+        """SELECT id, billing_month, currency, billable FROM late_costs l
            WHERE managed_account_id = $1 AND (billed_invoice_id IS NULL OR billed_invoice_id = $2)
-             AND (billing_month = $3 OR ($4::boolean AND billing_month < $3))
+             AND (billing_month = $3 OR (billing_month < $3 AND ($4::boolean OR ($6::boolean AND (
+                 SELECT sum(n.billable) FROM late_costs n WHERE n.managed_account_id = $1
+                   AND n.billing_month = l.billing_month AND (n.billed_invoice_id IS NULL OR n.billed_invoice_id = $2)
+             ) < 0))))
              AND ($5 = '' OR provider_name = $5)
            ORDER BY billing_month, currency, created_at, id""",
-        [str(ctx.account.id), str(invoice.id), ctx.period.start_date, earlier, invoice.provider_name],
+        [str(ctx.account.id), str(invoice.id), ctx.period.start_date, regular and next_invoice,
+         invoice.provider_name, regular and not next_invoice],
     ))[1]
 
 
