@@ -41,7 +41,7 @@ from models.credit_notes import exports as credit_notes
 from models.credit_notes.queries import visible_credit_notes
 from models.currencies import round_money
 from models.einvoicing.document import EDocument
-from models.einvoicing.files import UBL_TYPE, frozen_document
+from models.einvoicing.files import UBL_TYPE, credit_note_document, frozen_document
 from models.einvoicing.ubl import ubl_xml
 from models.errors import ErrorCode, InvalidTransition, NotFound, ValidationFailed
 from models.invoices.queries import InvoiceQuery, amount_due, filter_invoices, visible_invoices
@@ -436,7 +436,8 @@ async def signed_download(principal, kind: str, target: str, filename: str) -> D
     - "export": a stored export at `target`, only for the organization's MSP users;
     - "usage": an account's usage by service category (`account/from/to`), made now, for whoever may read it;
     - "reconciliation": the reconciliation of month `target` as CSV, made now, for MSP users.
-    - "credit_note_pdf": the stored PDF of credit note `target`.
+    - "credit_note_pdf": the stored PDF of credit note `target`; "credit_note_facturx" and
+      "credit_note_ubl": its e-invoice files (type 381), made now;
     - "facturx" and "ubl": the e-invoice files of approved invoice `target`'s frozen revision.
     None when there is nothing (any longer) to serve."""
     if kind == "credit_note_pdf":
@@ -444,6 +445,14 @@ async def signed_download(principal, kind: str, target: str, filename: str) -> D
         if note is None or note.pdf_path is None:
             return None
         return Download(safe_filename(note.number, "pdf"), _CONTENT_TYPES["pdf"], stored=note.pdf_path)
+    if kind in ("credit_note_facturx", "credit_note_ubl"):
+        note = await visible_credit_notes(principal).filter(id=target, pdf_path__isnull=False).first()
+        credited = await credit_note_document(note) if note is not None and note.pdf_path else None
+        if note is None or credited is None or note.pdf_path is None:
+            return None
+        if kind == "credit_note_ubl":
+            return Download(safe_filename(f"{note.number}-ubl", "xml"), UBL_TYPE, data=ubl_xml(credited))
+        return Download(safe_filename(f"{note.number}-facturx", "pdf"), _CONTENT_TYPES["pdf"], stored=note.pdf_path, embed=credited)
     if kind == "export":
         mine = principal.is_msp_user and target.startswith(f"{EXPORTS_FOLDER}/{principal.organization_id}/")
         return Download(filename, _CONTENT_TYPES[filename.rsplit(".", 1)[-1]], stored=target) if mine else None

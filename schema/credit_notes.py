@@ -21,6 +21,7 @@ from models import ManagedAccount as ManagedAccountModel
 from models import User as UserModel
 from models import credit_notes as domain
 from models.currencies import round_money
+from models.einvoicing.files import ready_revisions
 from schema.context import Info
 from schema.errors import (
     AmountExceededError,
@@ -202,6 +203,30 @@ class CreditNote(relay.Node):
         if not self.model["pdf_path"]:
             return None
         return links.sign(info.context.settings, info.context.principal, "credit_note_pdf", self.id).url
+
+    @strawberry.field(
+        description="Signed link to the credit note as Factur-X (its PDF made PDF/A-3 with an EN 16931 credit "
+        "note, type 381, inside); null until printed, or when the credited invoice's revision is not a valid "
+        "EN 16931 document.",
+        extensions=requires(*ANY_USER),
+    )
+    async def facturx_url(self, info: Info) -> str | None:
+        return await self._einvoice_link(info, "credit_note_facturx")
+
+    @strawberry.field(
+        description="Signed link to the credit note as a Peppol BIS Billing 3.0 UBL CreditNote; null as facturxUrl is.",
+        extensions=requires(*ANY_USER),
+    )
+    async def ubl_url(self, info: Info) -> str | None:
+        return await self._einvoice_link(info, "credit_note_ubl")
+
+    async def _einvoice_link(self, info: Info, kind: str) -> str | None:
+        if not self.model["pdf_path"]:
+            return None
+        invoice = await info.context.loaders.by_id(InvoiceModel).load(self.model["invoice_id"])
+        if invoice is None or not await ready_revisions([invoice.current_revision_id]):
+            return None
+        return links.sign(info.context.settings, info.context.principal, kind, self.id).url
 
     @strawberry.field(description="Who issued it (e-mail); null once that user is gone.", extensions=requires(*MSP_USERS))
     async def created_by(self, info: Info) -> str | None:

@@ -238,6 +238,32 @@ async def test_an_approved_sample_invoice_downloads_as_factur_x_and_ubl_that_val
     message = next(m for _, m in mailbox.messages if invoice.number in m["Subject"])
     attached = next(p for p in message.walk() if p.get_filename() == f"{invoice.number}.pdf").get_payload(decode=True)
     assert get_xml_from_pdf(attached, check_xsd=True)[1] == xml
+
+    # A credit note of the invoice, by amount, is an EN 16931 credit note (381) of its own.
+    from tests.test_credit_notes import credit
+
+    created = await credit(client, world, invoice, mode="AMOUNT", amount="10.00")
+    assert "creditNote" in created, created
+    note_id = created["creditNote"]["id"]
+    note_links = """query($id: ID!) { node(id: $id) { ... on CreditNote { number total facturxUrl ublUrl } } }"""
+
+    async def printed():
+        found = (await gql(client, note_links, {"id": note_id}, token=world.tokens["customer"]))["data"]["node"]
+        return found if found["facturxUrl"] else None
+
+    await _wait(printed)
+    note = await printed()
+    credited = await _download(client, note["facturxUrl"])
+    assert f'filename="{note["number"]}-facturx.pdf"' in credited.headers["content-disposition"]
+    _, credit_xml = get_xml_from_pdf(credited.content, check_xsd=False)
+    assert cii_xsd_errors(credit_xml) == [] and _fatal(cii_rule_failures(credit_xml)) == []
+    root = etree.fromstring(credit_xml)
+    assert root.findtext(f".//{RAM}TypeCode") == "381"
+    assert root.findtext(f".//{RAM}InvoiceReferencedDocument/{RAM}IssuerAssignedID") == invoice.number
+    assert Decimal(root.find(f".//{RAM}SpecifiedTradeSettlementHeaderMonetarySummation").findtext(f"{RAM}GrandTotalAmount")) == Decimal("10.00")
+    credit_ubl = await _download(client, note["ublUrl"])
+    assert ubl_xsd_errors(credit_ubl.content) == [] and _fatal(ubl_rule_failures(credit_ubl.content)) == []
+    assert etree.fromstring(credit_ubl.content).tag.endswith("CreditNote")
     await _wait(lambda: _settled(redis))
 
 

@@ -299,7 +299,8 @@ def document_from(
     roles = dict(zip((line.position for line in extra_lines), section["charge_roles"], strict=True))
     for line in ordered:
         amount = money(line.amount)
-        if line.kind == LineKind.USAGE:
+        if line.kind in (LineKind.USAGE, LineKind.ONE_OFF, LineKind.LATE_COST):
+            # Usage, a one-off item, costs of an earlier month: each an invoice line.
             detail = f"{line.quantity.normalize():f} {line.unit}" if line.quantity is not None and line.unit else ""
             document_lines.append(DocumentLine(
                 id=str(len(document_lines) + 1), name=line.description, description=detail,

@@ -3,14 +3,17 @@ made PDF/A-3 with its Cross Industry Invoice inside, profile EN 16931) and the U
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from decimal import Decimal
 from enum import Enum
 
 from facturx import generate_from_binary
 from tortoise import connections
 
+from models.credit_notes.tables import CreditNote, CreditNoteLine
 from models.einvoicing.cii import cii_xml
-from models.einvoicing.document import DocumentKind, EDocument, document_from, einvoice_ready
-from models.invoices.tables import Invoice, InvoiceLineItem, InvoiceRevision
+from models.einvoicing.document import DocumentKind, DocumentReference, EDocument, document_from, einvoice_ready
+from models.invoices.tables import Invoice, InvoiceLineItem, InvoiceRevision, LineKind
 
 UBL_TYPE = "application/xml"
 
@@ -33,6 +36,42 @@ async def frozen_document(invoice: Invoice) -> tuple[InvoiceRevision, EDocument]
         return None
     lines = await InvoiceLineItem.filter(revision_id=revision.id).order_by("position")
     return revision, document_from(revision.snapshot, lines, DocumentKind.INVOICE)
+
+
+@dataclass
+class _CreditedLine:
+    """A credit note's line as the document builder reads a stored line."""
+
+    position: int
+    kind: LineKind
+    description: str
+    amount: Decimal
+    quantity: Decimal | None = None
+    unit: str | None = None
+
+
+async def credit_note_document(note: CreditNote) -> EDocument | None:
+    """The EN 16931 credit note (type 381) of an issued credit note: the credited revision's
+    parties and VAT, the credit note's own number, date and credited lines, referring to the
+    invoice it corrects. None when that revision lacks what EN 16931 needs, or the credited
+    lines cannot be stated with its taxes."""
+    invoice = await Invoice.get(id=note.invoice_id)
+    if invoice.current_revision_id is None:
+        return None
+    revision = await InvoiceRevision.get(id=invoice.current_revision_id)
+    if not einvoice_ready(revision.snapshot):
+        return None
+    issued = note.issue_date.isoformat()
+    view = {**revision.snapshot, "number": note.number, "issue_date": issued, "due_date": issued, "total": str(note.total)}
+    lines = [
+        _CreditedLine(line.position, line.kind, line.description, line.amount)
+        for line in await CreditNoteLine.filter(credit_note_id=note.id).order_by("position")
+    ]
+    reference = DocumentReference(invoice.number or "", invoice.issue_date.isoformat() if invoice.issue_date else issued)
+    try:
+        return document_from(view, lines, DocumentKind.CREDIT_NOTE, reference)
+    except (ValueError, KeyError):
+        return None
 
 
 async def ready_revisions(revision_ids: list) -> set:
