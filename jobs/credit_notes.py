@@ -21,6 +21,7 @@ from jobs import effects
 from jobs.mailer import Attachment, render_credit_note_email
 from jobs.rendering import format_money, render_credit_note_html
 from jobs.send import NO_RECIPIENTS, mail
+from jobs.xero import push_credit_note
 from models.credit_notes import CreditNote
 from models.credit_notes.delivery import record_delivery, record_pdf
 from models.invoices import DeliveryStatus
@@ -43,6 +44,8 @@ async def issue_credit_note(ctx: dict, credit_note_id: str) -> str:
                 raise Retry(defer=2 * ctx.get("job_try", 1)) from exc
             raise
         note = await CreditNote.get(id=credit_note_id)
+        # Printed once: the invoice it corrects is in Xero, so is the credit note.
+        await push_credit_note(ctx["redis"], note.id)
     if note.delivery_status != DeliveryStatus.QUEUED:
         return "printed"
     status = await _send(ctx, note)

@@ -139,6 +139,14 @@ async def push_to_xero(ctx: dict, sync_id: str) -> str:
     return action
 
 
+async def push_credit_note(redis: Any, credit_note_id: Any) -> bool:
+    """A credit note was issued: it goes to Xero when Xero holds the invoice it corrects."""
+    queued = await sync.credit_note_push(credit_note_id, Actor.system("worker"))
+    if queued is not None:
+        await effects.xero_push_requested(redis, [queued.id])
+    return queued is not None
+
+
 async def push_at_rollover(redis: Any, organization_id: Any, actor: Actor) -> int:
     """The month rolled over: the organization's approved invoices not yet in Xero are
     pushed, when it asks for it."""

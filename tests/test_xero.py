@@ -698,3 +698,27 @@ async def test_the_console_finishes_the_connection_under_the_owners_own_token(wo
 async def test_only_owners_finish_a_connection(client, world, role):
     result = await gql(client, COMPLETE, {"code": "c", "state": "s"}, token=world.tokens[role])
     assert error_codes(result) == ["FORBIDDEN"]
+
+
+async def test_an_issued_credit_note_goes_to_xero_when_xero_holds_its_invoice(client, world, fake_xero, ctx):
+    from jobs.xero import push_credit_note, push_to_xero
+    from models import CreditNote
+    from tests.test_credit_notes import credit
+
+    await connect(client, world, fake_xero)
+    invoice = await approved(world)
+    not_pushed = await approved(world, number="INV-2026-0002", period=await factories.billing_period(world.org, date(2024, 10, 1)))
+    await push(client, world, ctx, invoice)
+    for target in (invoice, not_pushed):
+        created = await credit(client, world, target, mode="AMOUNT", amount="5.00")
+        assert created["__typename"] == "CreditNoteCreated", created
+    first, second = await CreditNote.all().order_by("number")
+
+    assert await push_credit_note(ctx["redis"], first.id) is True
+    assert await push_credit_note(ctx["redis"], second.id) is False  # Xero has not that invoice
+    sync = await XeroSync.get(document_id=first.id)
+    assert await push_to_xero(ctx, str(sync.id)) == "created"
+    (note,) = fake_xero.credit_notes.values()
+    assert (note["Type"], note["CreditNoteNumber"], Decimal(str(note["Total"]))) == ("ACCRECCREDIT", first.number, Decimal("5.00"))
+    assert note["Reference"] == invoice.number
+    assert not await XeroSync.filter(document_id=second.id).exists()

@@ -16,6 +16,8 @@ from uuid import UUID
 
 from xero_python.accounting import Contact, CreditNote, CurrencyCode, Invoice, LineAmountTypes, LineItem
 
+from models.credit_notes.tables import CreditNote as CreditNoteModel
+from models.credit_notes.tables import CreditNoteLine
 from models.currencies import round_money
 from models.errors import NotFound
 from models.exports import xero_quantity
@@ -82,8 +84,31 @@ async def invoice_view(invoice_id: Any) -> FrozenDocument:
     )
 
 
-# How each kind of document is loaded; credit notes add theirs.
-VIEWS: dict[DocumentKind, Callable[[Any], Awaitable[FrozenDocument]]] = {DocumentKind.INVOICE: invoice_view}
+async def credit_note_view(credit_note_id: Any) -> FrozenDocument:
+    """An issued credit note as it froze: its credited lines (positive amounts), against the
+    invoice it corrects."""
+    note = await CreditNoteModel.get_or_none(id=credit_note_id)
+    if note is None:
+        raise NotFound("No such credit note.", field="ids")
+    invoice = await InvoiceModel.get(id=note.invoice_id)
+    customer = note.snapshot.get("customer", {})
+    return FrozenDocument(
+        kind=DocumentKind.CREDIT_NOTE, id=note.id, invoice_id=note.invoice_id, organization_id=note.organization_id,
+        number=note.number, contact_name=customer.get("official_company_name") or customer.get("name") or note.number,
+        issue_date=note.issue_date, currency=note.currency, total=round_money(note.total, note.currency),
+        reference=invoice.number or "",
+        lines=[
+            FrozenLine(kind=line.kind, description=line.description or line.kind.value.title(),
+                       amount=round_money(line.amount, note.currency))
+            for line in await CreditNoteLine.filter(credit_note_id=note.id).order_by("position")
+        ],
+    )
+
+
+# How each kind of document is loaded.
+VIEWS: dict[DocumentKind, Callable[[Any], Awaitable[FrozenDocument]]] = {
+    DocumentKind.INVOICE: invoice_view, DocumentKind.CREDIT_NOTE: credit_note_view,
+}
 
 
 async def load_view(kind: DocumentKind, document_id: Any) -> FrozenDocument:

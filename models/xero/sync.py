@@ -15,7 +15,7 @@ from models.invoices.lifecycle import Actor
 from models.invoices.queries import visible_invoices
 from models.invoices.tables import Invoice, InvoiceEvent, InvoiceStatus
 from models.xero.connections import usable_connection
-from models.xero.documents import FrozenDocument, invoice_view
+from models.xero.documents import FrozenDocument, credit_note_view, invoice_view
 from models.xero.tables import DocumentKind, SyncState, XeroSettings, XeroSync
 
 IN_FLIGHT = (SyncState.QUEUED, SyncState.RETRYING)
@@ -111,6 +111,22 @@ async def record_failure(sync: XeroSync, message: str, *, retrying: bool) -> Xer
                     "attempt": sync.attempts, "retrying": retrying},
         )
     return sync
+
+
+async def credit_note_push(credit_note_id: Any, actor: Actor) -> XeroSync | None:
+    """Queue an issued credit note's push when Xero holds the invoice it corrects (and is
+    connected): the sync to queue a job for, or None."""
+    view = await credit_note_view(credit_note_id)
+    in_xero = await XeroSync.filter(
+        document_kind=DocumentKind.INVOICE, document_id=view.invoice_id, xero_id__isnull=False
+    ).exists()
+    if not in_xero:
+        return None
+    try:
+        sync, new = await request_push(view, actor)
+    except InvalidTransition:
+        return None
+    return sync if new else None
 
 
 async def rollover_pushes(organization_id: Any, actor: Actor) -> list[XeroSync]:
