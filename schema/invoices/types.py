@@ -308,8 +308,10 @@ class InvoiceEvent:
     actor: str = strawberry.field(description="Who did it: a user's e-mail, or the system part.")
     kind: str = strawberry.field(
         description="What happened: CREATED, a transition (GENERATE, REGENERATE, GENERATED, FAILED, "
-        "APPROVE, VOID), REPLACED (a voided invoice got its replacement), MEMO_SET, ITEM_ADDED, "
-        "ITEM_CHANGED, ITEM_REMOVED (one-off items), AUTO_SEND_CANCELLED, RESEND_REQUESTED, SENT or "
+        "APPROVE (with the warnings acknowledged, if any), VOID), REPLACED (a voided invoice got its "
+        "replacement), MEMO_SET, ITEM_ADDED, ITEM_CHANGED, ITEM_REMOVED (one-off items), AUTO_SEND_CANCELLED, "
+        "AUTO_SEND_HELD (warnings kept the automatic send back), REMINDER_SENT or REMINDER_FAILED (a payment "
+        "reminder, per recipient), REMINDERS_STOPPED, REMINDERS_RESUMED, RESEND_REQUESTED, SENT or "
         "DELIVERY_FAILED (the invoice e-mail, per recipient), "
         "PAYMENT_RECORDED, PAYMENT_REFUNDED, OVERDUE, NOTIFICATION_SENT or NOTIFICATION_FAILED "
         "(a notice to the customer, per recipient), CREDIT_NOTE_ISSUED, CREDIT_NOTE_SENT or "
