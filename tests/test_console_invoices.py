@@ -64,6 +64,11 @@ async def test_one_display_status_per_invoice(client, world, status, payment, de
     data = await gql(client, "query($id: ID!) { node(id: $id) { ... on Invoice { displayStatus } } }",
                      {"id": gid(invoice)}, world.tokens["owner"])
     assert data["data"]["node"]["displayStatus"] == shown
+    # The list's filter says the same: this value finds it, every other one does not.
+    listed = "query($s: [InvoiceDisplayStatus!]) { invoices(filter: {displayStatus: $s}) { totalCount } }"
+    others = [v for v in ("DRAFT", "PENDING", "SENT", "PAID", "OVERDUE", "VOIDED", "REFUNDED") if v != shown]
+    assert (await gql(client, listed, {"s": [shown]}, world.tokens["owner"]))["data"]["invoices"]["totalCount"] == 1
+    assert (await gql(client, listed, {"s": others}, world.tokens["owner"]))["data"]["invoices"]["totalCount"] == 0
 
 
 async def test_tax_total_and_paid_date(client, world):

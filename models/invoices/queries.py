@@ -107,6 +107,7 @@ class InvoiceQuery:
     issued_to: date | None = None
     preset: DatePreset | None = None
     search: str | None = None
+    display_statuses: list[DisplayStatus] | None = None
 
 
 def filter_invoices(query, where: InvoiceQuery, today: date):
@@ -115,6 +116,11 @@ def filter_invoices(query, where: InvoiceQuery, today: date):
         query = query.filter(status__in=where.statuses)
     if where.payment_statuses:
         query = query.filter(payment_status__in=where.payment_statuses)
+    if where.display_statuses:
+        shown = Q()
+        for status in where.display_statuses:
+            shown |= _DISPLAYED[status]
+        query = query.filter(shown)
     if where.account_ids is not None:
         query = query.filter(managed_account_id__in=where.account_ids)
     if where.period_from:
@@ -200,3 +206,18 @@ def display_status(invoice: Invoice) -> DisplayStatus:
     if invoice.delivery_status != DeliveryStatus.SENT:
         return DisplayStatus.PENDING
     return DisplayStatus.SENT
+
+
+_OWED = (PaymentStatus.UNPAID, PaymentStatus.PARTIALLY_PAID)
+_APPROVED = Q(status=InvoiceStatus.APPROVED)
+# `display_status` as conditions of the list (the same mapping, one condition per value).
+_DISPLAYED = {
+    DisplayStatus.VOIDED: Q(status=InvoiceStatus.VOIDED),
+    DisplayStatus.DRAFT: Q(status__in=_DRAFTS),
+    DisplayStatus.PENDING: Q(status=InvoiceStatus.AWAITING_APPROVAL)
+    | (_APPROVED & Q(payment_status__in=_OWED) & ~Q(delivery_status=DeliveryStatus.SENT)),
+    DisplayStatus.REFUNDED: _APPROVED & Q(payment_status__in=_REFUNDED),
+    DisplayStatus.PAID: _APPROVED & Q(payment_status=PaymentStatus.PAID),
+    DisplayStatus.OVERDUE: _APPROVED & Q(payment_status=PaymentStatus.OVERDUE),
+    DisplayStatus.SENT: _APPROVED & Q(payment_status__in=_OWED) & Q(delivery_status=DeliveryStatus.SENT),
+}

@@ -17,6 +17,7 @@ from schema.invoices.types import (
     DeliveryStatus,
     Invoice,
     InvoiceDatePreset,
+    InvoiceDisplayStatus,
     InvoiceItem,
     InvoiceStatus,
     PaymentStatus,
@@ -76,6 +77,9 @@ class InvoiceFilter:
     status: list[InvoiceStatus] | None = strawberry.field(default=None, description="Any of these statuses.")
     payment_status: list[PaymentStatus] | None = strawberry.field(
         default=None, description="Any of these payment statuses."
+    )
+    display_status: list[InvoiceDisplayStatus] | None = strawberry.field(
+        default=None, description="Any of these display statuses (as `Invoice.displayStatus` maps them)."
     )
     account_ids: list[strawberry.ID] | None = strawberry.field(
         default=None, description="Any of these managed accounts."
@@ -164,7 +168,7 @@ def invoice_query(where: InvoiceFilter | None) -> domain.InvoiceQuery:
         statuses=where.status, payment_statuses=where.payment_status,
         account_ids=filter_uuids(where.account_ids, "ManagedAccount"), period_from=where.period_from,
         period_to=where.period_to, issued_from=where.issued_from, issued_to=where.issued_to,
-        preset=where.preset, search=where.search,
+        preset=where.preset, search=where.search, display_statuses=where.display_status,
     )
 
 
