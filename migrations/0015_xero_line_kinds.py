@@ -7,7 +7,7 @@ from tortoise import fields
 from tortoise.migrations.constraints import CheckConstraint
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0011_xero')]
+    dependencies = [('models', '0014_xero')]
 
     initial = False
 

@@ -59,7 +59,7 @@ GUARDS = [
 
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0008_people_settings')]
+    dependencies = [('models', '0010_people_settings')]
 
     initial = False
 

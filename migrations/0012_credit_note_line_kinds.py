@@ -7,7 +7,7 @@ from tortoise import fields
 from tortoise.migrations.constraints import CheckConstraint
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0009_credit_notes')]
+    dependencies = [('models', '0011_credit_notes')]
 
     initial = False
 

@@ -12,7 +12,7 @@ from tortoise import fields
 from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0010_einvoicing')]
+    dependencies = [('models', '0013_einvoicing')]
 
     initial = False
 

@@ -11,7 +11,7 @@ from tortoise import fields
 from tortoise.migrations.constraints import CheckConstraint
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0010_credit_note_line_kinds')]
+    dependencies = [('models', '0012_credit_note_line_kinds')]
 
     initial = False
 
