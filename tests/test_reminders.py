@@ -108,6 +108,11 @@ async def test_paid_voided_and_stopped_invoices_are_not_reminded(client, world, 
     }
     assert await due_reminders(AFTER_MIDNIGHT) == []
     assert await InvoiceEvent.filter(invoice_id=stopped.id, kind="REMINDERS_STOPPED").count() == 1
+    shown = 'query { invoices(first: 5, orderBy: {field: NUMBER, direction: ASC}) { edges { node { number remindersStopped } } } }'
+    listed = (await gql(client, shown, token=world.tokens["viewer"]))["data"]["invoices"]["edges"]
+    assert [(e["node"]["number"], e["node"]["remindersStopped"]) for e in listed] == [
+        ("INV-2026-0001", False), ("INV-2026-0002", False), ("INV-2026-0003", True),
+    ]
     resumed = await gql(client, RESUME, {"id": to_base64("Invoice", str(stopped.id))}, token=world.tokens["owner"])
     assert resumed["data"]["resumeReminders"]["remindersStopped"] is False
     assert await due_reminders(AFTER_MIDNIGHT) == [(stopped.id, 1)]

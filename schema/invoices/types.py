@@ -24,6 +24,7 @@ from models import InvoiceRevision as InvoiceRevisionModel
 from models import ManagedAccount as ManagedAccountModel
 from models import Payment as PaymentModel
 from models import Refund as RefundModel
+from models import ReminderStop as ReminderStopModel
 from models import User as UserModel
 from models import XeroSync as XeroSyncModel
 from models import invoices as domain
@@ -524,6 +525,13 @@ class Invoice(relay.Node):
     )
     def auto_send_at(self) -> datetime | None:
         return self.model.auto_send_at
+
+    @strawberry.field(
+        description="Whether an owner stopped this invoice's payment reminders (`stopReminders`).",
+        extensions=requires(*MSP_USERS),
+    )
+    async def reminders_stopped(self, info: Info) -> bool | None:
+        return await info.context.loaders.counts(ReminderStopModel, "invoice_id").load(self.model.id) > 0
 
     @strawberry.field(
         description="One-off items added by hand, in order (each also a ONE_OFF line once generated).",
