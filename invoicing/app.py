@@ -28,6 +28,7 @@ from infra.settings import Settings, get_settings
 from models import exports
 from models.auth import principal_of_link
 from schema.context import Context
+from schema.fanout import FanOutHandler
 from schema.permissions import authenticate_bearer
 from schema.root import schema
 
@@ -46,6 +47,9 @@ class GraphQLApp(GraphQL[Context, None]):
         )
         self.settings = settings
         self.events = events
+        # Live events: one execution and one encoding per group of alike subscribers (schema/fanout.py).
+        if settings.subscription_fanout:
+            self.graphql_transport_ws_handler_class = FanOutHandler
         # Every operation on a WebSocket counts, queries included.
         self.max_subscriptions_per_connection = settings.subscriptions_per_connection
 
