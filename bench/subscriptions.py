@@ -6,10 +6,23 @@ Starts the web service as its own process (uvicorn, as `invoicing serve` runs it
     subscription { invoiceStatusChanged { status at invoice { number } } }
 
 then, round after round, commits a change to an invoice, publishes it as every writer does,
-and records when each subscriber receives it. Prints p50/p99 per subscriber count; the last
-line is `p99_ms_at_1000 <value>`.
+and records when each subscriber receives it. Then the same with 10,000 subscribers spread
+over two web processes (`--large`, `--large-processes`). Prints p50/p99 per subscriber count,
+and the CPU each web process spent per event (a figure that other load on the machine does
+not inflate as much as the latencies); the last line is `p99_ms_at_1000 <value>`.
 
-    .venv/bin/python bench/subscriptions.py [--database-url URL] [--redis-url URL] [--rounds 30]
+The subscribers live in one client process, which records each frame's arrival and reads the
+frames only once the round is over, so that its own parsing does not delay the later frames.
+
+`--compare` runs every count three times, in a row: "before" (SUBSCRIPTION_FANOUT=false:
+each subscriber's event executed and encoded on its own; WS_PER_MESSAGE_DEFLATE=true: each
+frame compressed for each subscriber, uvicorn's default), "fan-out" (shared execution, still
+compressed) and "now" (the defaults), and prints before/now from the same run. `--quick`: 1 and 100 and 1,000
+subscribers only, 10 rounds.
+
+The database named by --database-url is DROPPED and recreated.
+
+    .venv/bin/python bench/subscriptions.py [--rounds 30] [--compare] [--quick] [--large 10000]
 """
 
 from __future__ import annotations
@@ -24,6 +37,9 @@ import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -51,14 +67,15 @@ async def seed():
 
 
 class Subscriber:
-    def __init__(self, address: str, token: str, received: dict):
-        self.address, self.token, self.received = address, token, received
+    def __init__(self, address: str, token: str, arrivals: list):
+        self.address, self.token, self.arrivals = address, token, arrivals
 
     async def open(self) -> None:
         import websockets
 
         self.ws = await websockets.connect(
             f"ws://{self.address}/graphql", subprotocols=["graphql-transport-ws"], origin=ORIGIN, max_queue=None,
+            open_timeout=60,
         )
         await self.ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {self.token}"}}))
         assert json.loads(await self.ws.recv())["type"] == "connection_ack"
@@ -66,11 +83,9 @@ class Subscriber:
         self.task = asyncio.create_task(self.listen())
 
     async def listen(self) -> None:
+        append, clock = self.arrivals.append, time.monotonic
         async for raw in self.ws:
-            arrived = time.monotonic()
-            message = json.loads(raw)
-            if message.get("type") == "next":
-                self.received.setdefault(message["payload"]["data"]["invoiceStatusChanged"]["at"], []).append(arrived)
+            append((clock(), raw))  # read after the round
 
     async def close(self) -> None:
         self.task.cancel()
@@ -82,46 +97,130 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def measure(address: str, token: str, invoice, redis, count: int, rounds: int) -> list[float]:
+class Servers:
+    """`count` web processes (uvicorn, as `invoicing serve` runs one), each on its own port."""
+
+    def __init__(self, count: int, port: int, mode: Mode):
+        env = dict(os.environ, SUBSCRIPTION_FANOUT="true" if mode.fanout else "false")
+        self.ports = [port + i for i in range(count)]
+        # As `invoicing serve` runs uvicorn (WS_MAX_MESSAGE_BYTES, WS_PER_MESSAGE_DEFLATE).
+        options = ["--ws-max-size", "65536", "--ws-per-message-deflate", "true" if mode.deflate else "false"]
+        self.processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "invoicing.app:create_app", "--factory", "--host", "127.0.0.1",
+                 "--port", str(p), "--log-level", "warning", "--backlog", "4096", *options],
+                cwd=ROOT, env=env,
+            )
+            for p in self.ports
+        ]
+        self.addresses = [f"127.0.0.1:{p}" for p in self.ports]
+
+    async def ready(self) -> None:
+        import httpx
+
+        async with httpx.AsyncClient() as http:
+            for address in self.addresses:
+                for _ in range(300):
+                    try:
+                        if (await http.get(f"http://{address}/healthz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(0.1)
+                else:
+                    raise SystemExit(f"the web process at {address} did not start")
+
+    def cpu_seconds(self) -> float:
+        return sum(sum(psutil.Process(p.pid).cpu_times()[:2]) for p in self.processes)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(15)
+
+
+async def measure(servers: Servers, token: str, invoice, redis, count: int, rounds: int):
+    """Every delivery's latency (ms) over the rounds, and the CPU ms per event of the web
+    processes and of this client process (its subscribers receiving)."""
     from infra import events
     from models import Invoice
 
-    received: dict[str, list[float]] = {}
-    subscribers = [Subscriber(address, token, received) for _ in range(count)]
+    arrivals: list[tuple[float, str]] = []
+    subscribers = [Subscriber(servers.addresses[i % len(servers.addresses)], token, arrivals) for i in range(count)]
     for batch in range(0, count, 100):
         await asyncio.gather(*(s.open() for s in subscribers[batch:batch + 100]))
-    await asyncio.sleep(0.5)  # every subscription registered on the server
-    latencies = []
+    await asyncio.sleep(0.5 + count / 5000)  # every subscription registered on the server
+    latencies: list[float] = []
+    cpu = client_cpu = 0.0
+    me = psutil.Process()
     for _ in range(rounds):
+        arrivals.clear()
         at = datetime.now(UTC)
+        cpu_before, client_before = servers.cpu_seconds(), sum(me.cpu_times()[:2])
         await Invoice.filter(id=invoice.id).update(updated_at=at)  # the commit
         committed = time.monotonic()
         await events.publish(redis, [await Invoice.get(id=invoice.id)])
-        key = at.isoformat()
-        deadline = time.monotonic() + 10
-        while len(received.get(key, ())) < count and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        while len(arrivals) < count and time.monotonic() < deadline:
             await asyncio.sleep(0.002)
-        arrivals = received.get(key, [])
-        assert len(arrivals) == count, f"{len(arrivals)} of {count} subscribers received round {key}"
-        latencies += [(arrived - committed) * 1000 for arrived in arrivals]
-        await asyncio.sleep(0.02)
+        cpu += servers.cpu_seconds() - cpu_before
+        client_cpu += sum(me.cpu_times()[:2]) - client_before
+        key = at.isoformat()
+        received = [arrived for arrived, raw in arrivals
+                    if json.loads(raw)["payload"]["data"]["invoiceStatusChanged"]["at"] == key]
+        assert len(received) == count, f"{len(received)} of {count} subscribers received round {key}"
+        latencies += [(arrived - committed) * 1000 for arrived in received]
+        await asyncio.sleep(0.05)
     await asyncio.gather(*(s.close() for s in subscribers))
-    return latencies
+    return latencies, 1000 * cpu / rounds, 1000 * client_cpu / rounds
+
+
+class Mode(NamedTuple):
+    name: str
+    fanout: bool  # SUBSCRIPTION_FANOUT
+    deflate: bool  # WS_PER_MESSAGE_DEFLATE
+
+
+BEFORE = Mode("before", fanout=False, deflate=True)  # each subscriber's own execution, compressed frames
+FANOUT = Mode("fan-out", fanout=True, deflate=True)
+NOW = Mode("now", fanout=True, deflate=False)  # the defaults
+
+
+async def run(args, token, invoice, redis, mode: Mode, processes: int, count: int, rounds: int) -> dict:
+    servers = Servers(processes, args.port, mode)
+    try:
+        await servers.ready()
+        latencies, cpu_ms, client_ms = await measure(servers, token, invoice, redis, count, rounds)
+    finally:
+        servers.stop()
+    figures = {"p50": statistics.median(latencies), "p99": percentile(latencies, 0.99), "cpu": cpu_ms}
+    print(f"{mode.name:>7}: subscribers {count:>5} on {processes} web process"
+          f"{'es' if processes > 1 else ''}: p50 {figures['p50']:8.2f} ms  p99 {figures['p99']:8.2f} ms  "
+          f"CPU per event: web {cpu_ms:6.1f} ms, clients {client_ms:6.1f} ms  ({len(latencies)} deliveries)", flush=True)
+    return figures
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/invoicing_bench_subscriptions")
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/invoicing_bench_subscriptions",
+                        help="database to DROP, recreate and fill (default: %(default)s)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--port", type=int, default=8791)
+    parser.add_argument("--rounds", type=int, default=30, help="events per subscriber count")
+    parser.add_argument("--counts", default="1,100,1000", help="subscriber counts on one web process")
+    parser.add_argument("--large", type=int, default=10_000, help="subscribers over several web processes (0: skip)")
+    parser.add_argument("--large-processes", type=int, default=2, help="web processes for --large")
+    parser.add_argument("--large-rounds", type=int, default=10, help="events at --large")
+    parser.add_argument("--compare", action="store_true", help="also run as before (no fan-out, compressed frames)")
+    parser.add_argument("--quick", action="store_true", help="no --large, 10 rounds")
+    parser.add_argument("--port", type=int, default=8791, help="first port of the web processes")
     args = parser.parse_args()
+    if args.quick:
+        args.large, args.rounds = 0, 10
     os.environ.update(
         DATABASE_URL=args.database_url, REDIS_URL=args.redis_url, ENVIRONMENT="production",
-        PORT=str(args.port), ALLOWED_ORIGINS=json.dumps([ORIGIN]), SUBSCRIPTION_RECHECK_SECONDS="3600",
+        ALLOWED_ORIGINS=json.dumps([ORIGIN]), SUBSCRIPTION_RECHECK_SECONDS="3600",
     )
-    import httpx
-
     from infra import broker, db
     from infra.settings import get_settings
 
@@ -132,33 +231,28 @@ async def main() -> None:
     await db.init(settings)
     invoice, token = await seed()
     redis = await broker.connect(settings)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "invoicing.app:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(args.port), "--log-level", "warning"],
-        cwd=ROOT, env=dict(os.environ),
-    )
-    address = f"127.0.0.1:{args.port}"
+    modes = (BEFORE, FANOUT, NOW) if args.compare else (NOW,)
+    plan = [(1, int(count), args.rounds) for count in args.counts.split(",")]
+    if args.large:
+        plan.append((args.large_processes, args.large, args.large_rounds))
+    results: dict[tuple, dict] = {}
     try:
-        async with httpx.AsyncClient() as http:
-            for _ in range(100):
-                try:
-                    if (await http.get(f"http://{address}/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        figures = {}
-        for count in (1, 100, 1000):
-            latencies = await measure(address, token, invoice, redis, count, args.rounds)
-            figures[count] = percentile(latencies, 0.99)
-            print(f"subscribers {count:>4}: p50 {statistics.median(latencies):7.2f} ms  "
-                  f"p99 {figures[count]:7.2f} ms  ({len(latencies)} deliveries)")
+        for processes, count, rounds in plan:
+            for mode in modes:
+                results[mode, processes, count] = await run(args, token, invoice, redis, mode, processes, count, rounds)
     finally:
-        server.terminate()
-        server.wait(15)
         await redis.aclose()
         await db.close()
-    print(f"p99_ms_at_1000 {figures[1000]:.1f}")
+    if args.compare:
+        for processes, count, _ in plan:
+            old, new = results[BEFORE, processes, count], results[NOW, processes, count]
+            print(f"{count:>5} subscribers, {processes} process(es): before/now p99 {old['p99'] / new['p99']:.1f}x, "
+                  f"p50 {old['p50'] / new['p50']:.1f}x, web CPU per event {old['cpu'] / new['cpu']:.1f}x")
+    if args.large:
+        print(f"p99_ms_at_{args.large}_over_{args.large_processes}_processes "
+              f"{results[NOW, args.large_processes, args.large]['p99']:.1f}")
+    if (NOW, 1, 1000) in results:
+        print(f"p99_ms_at_1000 {results[NOW, 1, 1000]['p99']:.1f}")
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import defaultdict, deque
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -117,10 +118,12 @@ EVENTS_MISSED = SubscriptionEnded(
 @dataclass(frozen=True)
 class Delivery:
     """One event as this process relays it: the change, and the invoice as it is now, read
-    once for all the subscribers it goes to."""
+    once for all the subscribers it goes to. `shared` is theirs to keep what they compute
+    once for all of them (schema/fanout.py: one execution and encoding per group)."""
 
     change: InvoiceChange
     invoice: Invoice
+    shared: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 class Subscription:
@@ -137,7 +140,12 @@ class Subscription:
         self.limit = limit
         self.ended: SubscriptionEnded | None = None
         self._pending: deque[Delivery] = deque()
-        self._wake = asyncio.Event()
+        self._expires_at = principal.presented_token.expires_at.timestamp()
+        # Woken through one future per wait and ended by one timer at the token's expiry: a
+        # fan-out to thousands of subscribers sets a result per subscriber, and nothing more
+        # (no task or timer per wait, as `asyncio.wait_for` would make).
+        self._waiter: asyncio.Future[None] | None = None
+        self._expiry: asyncio.TimerHandle | None = None
 
     def wants(self, change: InvoiceChange) -> bool:
         if self.account_ids is not None and change.managed_account_id not in self.account_ids:
@@ -154,15 +162,22 @@ class Subscription:
             self.end(FELL_BEHIND)
             return
         self._pending.append(delivery)
-        self._wake.set()
+        self._wake()
 
     def end(self, reason: SubscriptionEnded) -> None:
         if self.ended is None:
             self.ended = reason
             self._pending.clear()
-            self._wake.set()
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def close(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
         self.hub.forget(self)
 
     def __aiter__(self) -> Subscription:
@@ -170,19 +185,22 @@ class Subscription:
 
     async def __anext__(self) -> Delivery:
         while True:
-            # Checked before every event too: a busy stream never waits long enough to time out.
-            remaining = (self.principal.presented_token.expires_at - datetime.now(UTC)).total_seconds()
-            if remaining <= 0:
+            # Checked before every event too: a busy stream may deliver past the expiry before
+            # the timer runs.
+            if self._expires_at <= time.time():
                 self.end(REVOKED)
             if self.ended:
                 raise SubscriptionEnded(self.ended.code, self.ended.message)
             if self._pending:
                 return self._pending.popleft()
-            self._wake.clear()
+            loop = asyncio.get_running_loop()
+            if self._expiry is None:
+                self._expiry = loop.call_later(max(self._expires_at - time.time(), 0), self.end, REVOKED)
+            self._waiter = loop.create_future()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=remaining)
-            except TimeoutError:
-                self.end(REVOKED)
+                await self._waiter
+            finally:
+                self._waiter = None
 
 
 class Hub:

@@ -89,8 +89,19 @@ class Settings(BaseSettings):
     subscription_recheck_seconds: float = Field(
         60, gt=0, description="How often live subscriptions' tokens are checked again."
     )
+    subscription_fanout: bool = Field(
+        True,
+        description="Execute and encode a live event once for all the subscribers of a web process with the same "
+        "operation, variables and scope class (off: once per subscriber, as bench/subscriptions.py --compare measures).",
+    )
     ws_max_message_bytes: int = Field(
         64 * 1024, gt=0, description="Largest WebSocket message a client may send."
+    )
+    ws_per_message_deflate: bool = Field(
+        False,
+        description="Compress WebSocket messages (permessage-deflate) when a client offers it. Off: live events "
+        "are a few hundred bytes, and compressing every frame for every subscriber costs more CPU (and a "
+        "compressor's memory per socket) than the bytes it saves.",
     )
     max_query_tokens: int = Field(
         5_000, gt=0, description="Most tokens a GraphQL document may have (names, punctuation, values)."

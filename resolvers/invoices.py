@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from decimal import Decimal
+from functools import partial
 from typing import Annotated, Any
 
 import strawberry
@@ -16,6 +17,7 @@ from jobs import effects
 from models import invoices
 from models.errors import ValidationFailed
 from models.invoices import actions, drafts, reconciliation
+from schema import fanout
 from schema.context import Info
 from schema.errors import user_error
 from schema.invoices import (
@@ -323,6 +325,11 @@ class Subscription:
         )
         try:
             async for delivery in subscription:
+                # Executed once for every subscriber of this process with the same operation,
+                # variables and scope class, and sent from here (schema/fanout.py)...
+                if await fanout.deliver(info, delivery.shared, partial(InvoiceStatusEvent.from_delivery, delivery)):
+                    continue
+                # ... or, on another transport, executed by graphql-core for this subscriber.
                 # Each event is a new read: nothing cached for an earlier one is reused.
                 context.loaders = Loaders()
                 yield InvoiceStatusEvent.from_delivery(delivery)

@@ -8,11 +8,13 @@ out. The cost is the number of objects the answer may hold: a connection's `firs
 the default page) multiplies what is asked of each node. Introspection (`__schema`, `__type`)
 is bounded by the schema itself and left out of depth and cost; in production it is only for
 an authenticated MSP user (the committed SDL serves code generators) and errors never suggest
-field names."""
+field names. A document that passed validation once is not validated again (`ValidDocuments`)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -152,6 +154,34 @@ def _refused(message: str, code: RequestErrorCode = RequestErrorCode.QUERY_TOO_C
     return GraphQLError(message, extensions={"code": code.value})
 
 
+class ValidDocuments:
+    """Documents that passed validation, by the SHA-256 of their text: the console sends the
+    same few documents again and again, and validating one (every rule walks it) costs as much
+    as executing a page of a list. Bounded; the oldest is forgotten first."""
+
+    def __init__(self, size: int = 1024):
+        self.size = size
+        self._keys: OrderedDict[bytes, None] = OrderedDict()
+
+    @staticmethod
+    def key(query: str | None) -> bytes | None:
+        return hashlib.sha256(query.encode()).digest() if query else None
+
+    def __contains__(self, key: bytes | None) -> bool:
+        if key is None or key not in self._keys:
+            return False
+        self._keys.move_to_end(key)
+        return True
+
+    def add(self, key: bytes) -> None:
+        self._keys[key] = None
+        if len(self._keys) > self.size:
+            self._keys.popitem(last=False)
+
+
+VALID_DOCUMENTS = ValidDocuments()
+
+
 class QueryLimits(SchemaExtension):
     """Refuses, before validation, a document past the limits of the settings (tokens,
     depth, aliases, cost), and in production introspection by anyone but an MSP user."""
@@ -175,6 +205,7 @@ class QueryLimits(SchemaExtension):
         context = self.execution_context.context
         settings = context.settings
         document = self.execution_context.graphql_document
+        known = None
         if document is not None:
             found = measure(
                 self.execution_context.schema._schema, document, self.execution_context.variables or {},
@@ -184,7 +215,16 @@ class QueryLimits(SchemaExtension):
             if refusal is not None:
                 # Set before validation runs: strawberry then skips it.
                 self.execution_context.pre_execution_errors = [refusal]
+            elif self.execution_context.pre_execution_errors is None:
+                known = VALID_DOCUMENTS.key(self.execution_context.query)
+                if known in VALID_DOCUMENTS:
+                    # Validated already: the same text against the same schema and rules (none of
+                    # which reads the request) is valid again. Strawberry skips validation.
+                    self.execution_context.pre_execution_errors = []
+                    known = None
         yield
+        if known is not None and self.execution_context.pre_execution_errors == []:
+            VALID_DOCUMENTS.add(known)
         if settings.environment == "production" and self.execution_context.pre_execution_errors:
             for error in self.execution_context.pre_execution_errors:
                 error.message = _SUGGESTION.sub("", error.message)

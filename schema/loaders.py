@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from pypika_tortoise import Order
 from pypika_tortoise.analytics import RowNumber
@@ -14,7 +14,7 @@ from strawberry.dataloader import DataLoader
 from tortoise.expressions import Subquery
 from tortoise.functions import Count
 from tortoise.models import Model
-from tortoise.queryset import QuerySet
+from tortoise.queryset import QuerySet, ValuesQuery
 
 from models.einvoicing.files import ready_revisions
 
@@ -48,16 +48,23 @@ class Loaders:
             self._loaders[key] = DataLoader(load_fn=load_fn)
         return self._loaders[key]
 
-    def children(self, model: type[Model], parent_field: str, order: Sequence[str] = ("id",)) -> DataLoader:
+    def children(
+        self, model: type[Model], parent_field: str, order: Sequence[str] = ("id",), *, raw: bool = False
+    ) -> DataLoader:
         """Lists of `model` rows per parent id (`parent_field` is the FK column, e.g.
         `revision_id`), in `order`. Rows come as dicts: lists can be long (an invoice's
-        lines), and building ORM objects for read-only rows costs more than the query."""
-        key = ("children", model, parent_field, tuple(order))
+        lines), and building ORM objects for read-only rows costs more than the query.
+        `raw`: the driver's own read-only records instead (same keys, read by name), with the
+        database's values as they come (an enum column's text, not the enum): for the
+        longest lists, where making a dict of each row and converting each value cost more
+        than fetching them."""
+        key = ("children", model, parent_field, tuple(order), raw)
         if key not in self._loaders:
 
             async def load(parent_ids: list[Any]) -> list[list[Any]]:
                 grouped: dict[Any, list[Any]] = defaultdict(list)
-                rows = await model.filter(**{f"{parent_field}__in": parent_ids}).order_by(*order).values()
+                query = model.filter(**{f"{parent_field}__in": parent_ids}).order_by(*order).values()
+                rows = await _records(query) if raw else await query
                 for row in rows:
                     grouped[row[parent_field]].append(row)
                 return [grouped.get(i, []) for i in parent_ids]
@@ -109,6 +116,15 @@ class Loaders:
 
             self._loaders[key] = DataLoader(load_fn=load)
         return self._loaders[key]
+
+
+async def _records(query: ValuesQuery) -> list[Any]:
+    """The rows of a `.values()` query as the driver returns them (the statement Tortoise
+    makes for it, run without its conversion to dicts)."""
+    query._choose_db_if_not_chosen()
+    query._make_query()
+    _, rows = await query._db.execute_query(*query.query.get_parameterized_sql())
+    return cast(list, rows)
 
 
 async def _counts(query: QuerySet, parent_field: str) -> dict[Any, int]:

@@ -34,27 +34,28 @@ class ErrorCodes(SchemaExtension):
         if result is None or not result.errors:
             return
         production = self.execution_context.context.settings.environment == "production"
-        result.errors = [self._coded(error, production) for error in result.errors]
+        result.errors = [coded(error, production) for error in result.errors]
 
-    @staticmethod
-    def _coded(error: GraphQLError, production: bool) -> GraphQLError:
-        original = error.original_error
-        if isinstance(original, DomainError):
-            # Raised under a query (mutations answer it in their payload): a bad argument, or
-            # an object that is not there.
-            code = RequestErrorCode.NOT_FOUND if isinstance(original, NotFound) else RequestErrorCode.BAD_USER_INPUT
-            return GraphQLError(
-                original.message, nodes=error.nodes, path=error.path,
-                extensions={"code": code.value, **({"field": original.field} if original.field else {})},
-            )
-        if _unexpected(error):
-            request_id = uuid.uuid4().hex
-            log.error("unexpected error (request %s) at %s", request_id, error.path, exc_info=error.original_error)
-            return GraphQLError(
-                MASKED_MESSAGE if production else error.message,
-                nodes=error.nodes, path=error.path, original_error=None if production else error.original_error,
-                extensions={"code": RequestErrorCode.INTERNAL_SERVER_ERROR.value, "requestId": request_id},
-            )
-        if not (error.extensions or {}).get("code") and error.path is None:
-            error.extensions = {**(error.extensions or {}), "code": RequestErrorCode.BAD_USER_INPUT.value}
-        return error
+
+def coded(error: GraphQLError, production: bool) -> GraphQLError:
+    """The error as a client receives it: with its code, and masked if unexpected in production."""
+    original = error.original_error
+    if isinstance(original, DomainError):
+        # Raised under a query (mutations answer it in their payload): a bad argument, or an
+        # object that is not there.
+        code = RequestErrorCode.NOT_FOUND if isinstance(original, NotFound) else RequestErrorCode.BAD_USER_INPUT
+        return GraphQLError(
+            original.message, nodes=error.nodes, path=error.path,
+            extensions={"code": code.value, **({"field": original.field} if original.field else {})},
+        )
+    if _unexpected(error):
+        request_id = uuid.uuid4().hex
+        log.error("unexpected error (request %s) at %s", request_id, error.path, exc_info=error.original_error)
+        return GraphQLError(
+            MASKED_MESSAGE if production else error.message,
+            nodes=error.nodes, path=error.path, original_error=None if production else error.original_error,
+            extensions={"code": RequestErrorCode.INTERNAL_SERVER_ERROR.value, "requestId": request_id},
+        )
+    if not (error.extensions or {}).get("code") and error.path is None:
+        error.extensions = {**(error.extensions or {}), "code": RequestErrorCode.BAD_USER_INPUT.value}
+    return error

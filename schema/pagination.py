@@ -5,6 +5,7 @@ the order is total and a cursor means the same thing on the next request)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from enum import Enum
 from typing import Any, Generic, TypeVar
@@ -14,6 +15,8 @@ from graphql import GraphQLError
 from strawberry import relay
 from strawberry.relay.utils import from_base64, to_base64
 from strawberry.types.nodes import SelectedField, Selection
+from tortoise import connections
+from tortoise.backends.base.client import TransactionalDBClient
 
 from models.errors import RequestErrorCode
 
@@ -91,15 +94,36 @@ async def paginate(
     before: str | None = None,
 ) -> ConnectionType:
     """A page of `query` sorted by `order` (an input with `field` and `direction`): one COUNT
-    and one page query, whatever the page size."""
+    and one page query, whatever the page size. A page by `first`/`after` starts where the
+    cursor says, so both statements run side by side (on two connections of the pool); a
+    page counted from the end (`last`, `before`) needs the count first."""
     max_page_size = info.context.settings.max_page_size
     order_by = order_fields(order.field.value, order.direction)
     _check_size(first, "first", max_page_size)
     _check_size(last, "last", max_page_size)
+    if last is None and before is None and not _in_transaction(query):
+        start, _ = _bounds(_UNBOUNDED, first, after, None, None, max_page_size)
+        size = first if first is not None else min(DEFAULT_PAGE_SIZE, max_page_size)
+        rows: list = []
+        if size == 0:
+            total = await query.count()
+        else:
+            total, rows = await asyncio.gather(query.count(), query.order_by(*order_by).offset(start).limit(size))
+        start, end = _bounds(total, first, after, None, None, max_page_size)
+        return _page(connection, rows[:max(end - start, 0)], to_node, start, end, total)
     total = await query.count()
     start, end = _bounds(total, first, after, last, before, max_page_size)
     rows = await query.order_by(*order_by).offset(start).limit(end - start) if end > start else []
     return _page(connection, rows, to_node, start, end, total)
+
+
+# A list size no list reaches: where a page starts, before the list's size is known.
+_UNBOUNDED = 2**62
+
+
+def _in_transaction(query: Any) -> bool:
+    """Whether the query would run on a transaction's one connection (no two statements at once)."""
+    return isinstance(connections.get(query.model._meta.default_connection), TransactionalDBClient)
 
 
 def _after(after: str | None) -> int:

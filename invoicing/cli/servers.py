@@ -121,7 +121,7 @@ def _serve(settings: Settings, demo_users: list | None = None) -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level="info",
-        ws_max_size=settings.ws_max_message_bytes,
+        ws_max_size=settings.ws_max_message_bytes, ws_per_message_deflate=settings.ws_per_message_deflate,
     )
 
 

@@ -124,17 +124,22 @@ class InvoiceLineItem:
     invoice: strawberry.Private[InvoiceModel | None] = None
 
     @classmethod
-    def from_row(cls, line: dict, currency: str, invoice: InvoiceModel | None = None) -> InvoiceLineItem:
-        return cls(
-            invoice=invoice,
-            position=line["position"], kind=line["kind"], description=line["description"],
-            provider=line["provider_name"], service=line["service_name"],
-            service_category=line["service_category"],
-            quantity=plain(line["quantity"]) if line["quantity"] is not None else None,
-            unit=line["unit"],
-            unit_price=plain(line["unit_price"]) if line["unit_price"] is not None else None,
-            amount=round_money(line["amount"], currency),
-        )
+    def from_row(cls, line: Any, currency: str, invoice: InvoiceModel | None = None) -> InvoiceLineItem:
+        """From a row of `_lines` (a record: the kind comes as its text). A page of a list
+        holds thousands of lines of which few fields are asked: each field is converted when
+        first read (`__getattr__`), not all of them for every line."""
+        item = object.__new__(cls)
+        item.__dict__.update(_row=line, _currency=currency, invoice=invoice)
+        return item
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only for a field not read yet (the instance's dict has no such key).
+        convert = _LINE_FIELDS.get(name)
+        if convert is None:
+            raise AttributeError(name)
+        state = self.__dict__
+        value = state[name] = convert(state["_row"], state["_currency"])
+        return value
 
     @strawberry.field(
         description="The imported cost records behind a usage line (its account, month, provider, service "
@@ -160,6 +165,26 @@ class InvoiceLineItem:
                               first=first, after=after, last=last, before=before)
         page.query = query
         return page
+
+
+def _optional_plain(value: Decimal | None) -> Decimal | None:
+    return plain(value) if value is not None else None
+
+
+# How each field of an InvoiceLineItem is read from its row (and the invoice's currency).
+_LINE_FIELDS: dict[str, Callable[[Any, str], Any]] = {
+    "position": lambda row, _: row["position"],
+    "kind": lambda row, _: LineKind(row["kind"]),
+    "description": lambda row, _: row["description"],
+    "provider": lambda row, _: row["provider_name"],
+    "service": lambda row, _: row["service_name"],
+    "service_category": lambda row, _: row["service_category"],
+    "quantity": lambda row, _: _optional_plain(row["quantity"]),
+    "unit": lambda row, _: row["unit"],
+    "unit_price": lambda row, _: _optional_plain(row["unit_price"]),
+    "amount": lambda row, currency: round_money(row["amount"], currency),
+}
+
 
 
 @strawberry.type(description="A one-off item added by hand to an invoice before approval (a setup fee, hardware).")
@@ -334,7 +359,7 @@ class InvoiceEvent:
 
 
 def _lines(info: Info):
-    return info.context.loaders.children(InvoiceLineItemModel, "revision_id", order=("position",))
+    return info.context.loaders.children(InvoiceLineItemModel, "revision_id", order=("position",), raw=True)
 
 
 @strawberry.type(name="Invoice", description="A managed account's invoice for one month.")
@@ -659,7 +684,7 @@ async def _periods(info: Info, invoices: list[Invoice]) -> list[date]:
 async def _line_items(info: Info, invoices: list[Invoice]) -> list[list[InvoiceLineItem]]:
     revision_ids = [i.model.current_revision_id for i in invoices if i.model.current_revision_id is not None]
     # Looked up by every invoice's revision, None (no lines yet) included.
-    lines: dict[UUID | None, list[dict[str, Any]]] = dict(zip(revision_ids, await _lines(info).load_many(revision_ids)))
+    lines: dict[UUID | None, list[Any]] = dict(zip(revision_ids, await _lines(info).load_many(revision_ids)))
     return [
         [InvoiceLineItem.from_row(r, i.currency, i.model) for r in lines.get(i.model.current_revision_id, ())]
         for i in invoices

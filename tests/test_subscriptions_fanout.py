@@ -1,0 +1,175 @@
+"""Live events fanned out (schema/fanout.py): one execution per group of subscribers with the
+same operation, variables and scope class, the same frames as each subscriber's own execution
+would send, and a personal answer (a signed link) never shared."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from strawberry.relay import to_base64
+
+import tests.factories as f
+from infra import events, links
+from models.base import Scope
+from schema import fanout
+from tests.conftest import serving
+from tests.graphql import LiveClient
+
+WATCH = "subscription { invoiceStatusChanged { status invoice { number total } } }"
+
+
+@pytest.fixture
+def executions(monkeypatch):
+    """Every shared execution: (principal's scope, whether it was personal)."""
+    seen: list[tuple[str, bool]] = []
+    original = fanout.execute
+
+    async def counted(info, sink, event):
+        payload, personal = await original(info, sink, event)
+        seen.append((info.context.principal.scope.value, personal))
+        return payload, personal
+
+    monkeypatch.setattr(fanout, "execute", counted)
+    return seen
+
+
+async def _approved(world):
+    period = await f.billing_period(world.org)
+    return await f.generated_invoice(world.account, period, number="INV-2024-0001", status="APPROVED")
+
+
+async def _registered(hub: events.Hub, count: int) -> None:
+    """Until the hub holds `count` subscriptions (an event published before would be missed)."""
+    for _ in range(200):
+        if sum(len(subs) for subs in hub._by_organization.values()) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fewer than {count} subscriptions registered")
+
+
+async def _next_of_all(clients: list[tuple[LiveClient, str]]) -> list[dict]:
+    return list(await asyncio.gather(*(live.next(op) for live, op in clients)))
+
+
+async def test_alike_subscribers_share_one_execution_per_scope_class(live_server, app, redis, world, executions):
+    invoice = await _approved(world)
+    second_owner = await f.user(world.org, Scope.OWNER, email="second-owner@example.com")
+    tokens = [world.tokens["owner"], world.tokens["owner"], await f.token(second_owner),
+              world.tokens["viewer"], world.tokens["customer"]]
+    sockets = [LiveClient(live_server, token) for token in tokens]
+    for live in sockets:
+        await live.__aenter__()
+    try:
+        ops = [(live, await live.subscribe(WATCH)) for live in sockets for _ in range(3)]
+        filtered = (sockets[0], await sockets[0].subscribe(
+            "subscription($ids: [ID!]) { invoiceStatusChanged(invoiceIds: $ids) { status invoice { number total } } }",
+            {"ids": [to_base64("Invoice", str(invoice.id))]},
+        ))
+        await _registered(app.state.events, len(ops) + 1)
+        await events.publish(redis, [invoice])
+        messages = await _next_of_all([*ops, filtered])
+    finally:
+        for live in sockets:
+            await live.__aexit__(None, None, None)
+    payloads = {str(m["payload"]) for m in messages}
+    assert len(payloads) == 1 and messages[0]["payload"]["data"]["invoiceStatusChanged"]["invoice"]["number"] == \
+        "INV-2024-0001"
+    assert [m["id"] for m in messages] == [op for _, op in ops] + [filtered[1]]
+    # Owners (two users, two sockets), the viewer and the customer: one execution per scope
+    # class; the operation with variables is a group of its own.
+    assert sorted(executions) == sorted([("OWNER", False), ("VIEWER", False), ("CUSTOMER", False), ("OWNER", False)])
+
+
+async def test_an_answer_that_names_its_user_goes_to_that_user_alone(live_server, app, redis, world, executions,
+                                                                     settings):
+    invoice = await _approved(world)
+    second_owner = await f.user(world.org, Scope.OWNER, email="second-owner@example.com")
+    users = [world.users["owner"], second_owner, world.users["owner"]]
+    query = "subscription { invoiceStatusChanged { invoice { number csvUrl } } }"
+    sockets = [LiveClient(live_server, await f.token(user)) for user in users]
+    for live in sockets:
+        await live.__aenter__()
+    try:
+        ops = [(live, await live.subscribe(query)) for live in sockets]
+        await _registered(app.state.events, len(ops))
+        await events.publish(redis, [invoice])
+        messages = await _next_of_all(ops)
+    finally:
+        for live in sockets:
+            await live.__aexit__(None, None, None)
+    signed_for = []
+    for message in messages:
+        url = message["payload"]["data"]["invoiceStatusChanged"]["invoice"]["csvUrl"]
+        signed_for.append(links.verify(settings, url.rsplit("/", 1)[1])["u"])
+    assert signed_for == [str(user.id) for user in users]
+    assert executions == [("OWNER", True)] * 3
+
+
+@pytest.mark.parametrize("role", ["owner", "customer"])
+async def test_the_frames_are_those_of_each_subscribers_own_execution(settings, redis, world, role):
+    """The same operations on a server with the fan-out and on one without: the same messages,
+    byte for byte once decoded (errors, fragments, aliases and variables included). This is
+    what fails if graphql-core's or strawberry's internals that schema/fanout.py relies on
+    (Executor.build, execute_subscription_event, the transport handler's operations) change."""
+    from invoicing.app import create_app
+
+    invoice = await _approved(world)
+    gid = to_base64("Invoice", str(invoice.id))
+    operations = [
+        (WATCH, None),
+        ("subscription W($ids: [ID!]) { e: invoiceStatusChanged(invoiceIds: $ids) { ...F paymentStatus } }"
+         " fragment F on InvoiceStatusEvent { status at invoice { id number amountDue lineItems { position amount } } }",
+         {"ids": [gid]}),
+        # The timeline is for MSP users: a customer's answer carries a FORBIDDEN error at its path.
+        ("subscription { invoiceStatusChanged { invoice { number timeline { kind } account { name } } } }", None),
+        ("subscription { invoiceStatusChanged { __typename deliveryStatus invoice { __typename period } } }", None),
+    ]
+    received = {}
+    for shared in (False, True):
+        configured = settings.model_copy(update={"subscription_fanout": shared})
+        application = create_app(configured)
+        application.state.redis = redis
+        try:
+            async with serving(application, configured) as address, LiveClient(address, world.tokens[role]) as live:
+                ops = [await live.subscribe(query, variables) for query, variables in operations]
+                await _registered(application.state.events, len(ops))
+                await events.publish(redis, [invoice])
+                received[shared] = [await live.next(op) for op in ops]
+        finally:
+            await application.state.events.close()
+    assert received[True] == received[False]
+    assert all(m["type"] == "next" for m in received[True])
+    timeline = received[True][2]["payload"]
+    if role == "customer":
+        assert [e["extensions"]["code"] for e in timeline["errors"]] == ["FORBIDDEN"]
+    else:
+        assert "errors" not in timeline and timeline["data"]["invoiceStatusChanged"]["invoice"]["timeline"]
+
+
+async def test_a_subscriber_leaving_while_its_group_executes_does_not_stop_the_others(live_server, app, redis, world,
+                                                                                       monkeypatch):
+    invoice = await _approved(world)
+    original = fanout.execute
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow(info, sink, event):
+        started.set()
+        await release.wait()
+        return await original(info, sink, event)
+
+    monkeypatch.setattr(fanout, "execute", slow)
+    async with LiveClient(live_server, world.tokens["owner"]) as leaving, \
+            LiveClient(live_server, world.tokens["owner"]) as staying:
+        first = await leaving.subscribe(WATCH)
+        await asyncio.sleep(0.1)
+        kept = await staying.subscribe(WATCH)
+        await _registered(app.state.events, 2)
+        await events.publish(redis, [invoice])
+        await asyncio.wait_for(started.wait(), 5)
+        await leaving.ws.send('{"id": "%s", "type": "complete"}' % first)
+        await asyncio.sleep(0.2)
+        release.set()
+        message = await staying.next(kept)
+    assert message["payload"]["data"]["invoiceStatusChanged"]["invoice"]["number"] == "INV-2024-0001"
