@@ -198,3 +198,21 @@ async def test_usage_by_service_category_and_who_reads_it(client, world, allowed
     wide = await gql(client, 'query($a: ID!) { usage(accountId: $a, from: "2020-01", to: "2024-09") { csvUrl } }',
                      {"a": account}, world.tokens["owner"])
     assert wide["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "to"}
+
+
+@pytest.mark.parametrize("role", ["viewer", "customer", "foreign_owner"])
+async def test_who_reads_the_cockpit(client, world, role):
+    await costs(world, SEPT, [("AWS", "Amazon EC2", "1", "60")])
+    invoice = await generated(world, SEPT)
+    await Invoice.filter(id=invoice.id).update(status="APPROVED", approved_at=datetime.now(UTC))
+    token = world.tokens[role]
+    margins = await gql(client, MARGINS, {"m": "2024-09"}, token)
+    checks = await gql(client, """query($id: ID!) { node(id: $id) { ... on Invoice { number checks { code } } } }""",
+                       {"id": gid(invoice)}, token)
+    if role == "viewer":
+        assert len(margins["data"]["margins"]) == 1 and checks["data"]["node"]["checks"] == []
+    elif role == "customer":
+        assert margins["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        assert checks["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    else:
+        assert margins["data"]["margins"] == [] and checks["data"]["node"] is None
