@@ -6,20 +6,29 @@ Seeds one organization with `--accounts` managed accounts (each with a billing p
 VAT charge), closes the month (`close_period`), then times the real path: the domain's
 `start_generation` for every invoice, `dispatch.enqueue_generation` after each bulk of them
 commits (as `generateInvoices` does), and an arq worker running the product's job functions
-with a warm `PdfRenderer`, until every invoice is AWAITING_APPROVAL. The worker runs in this
-process (one Python process beside one Chromium, as `invoicing worker` runs).
+with a warm `PdfRenderer` printing up to `--batch` invoices per Chromium print job (the
+worker's PDF_BATCH_SIZE), until every invoice is AWAITING_APPROVAL. The worker runs in this
+process (one Python process beside one Chromium, as `invoicing worker` runs). Then a sample of
+the stored PDFs is read back: each must match its recorded SHA-256 and hold its own invoice
+alone. It prints the month's wall time: close + generate + print.
 
 Then, once the database has been vacuumed and checkpointed, the same renderer class prints the
-HTML of one of those invoices as many times, with the same pool size: the browser alone. Both
-phases also print the CPU they cost per invoice: this process (the worker, and the
-`start_generation` calls a web process would make), Chromium with Playwright's driver, and the
-PostgreSQL and Redis servers (all their processes on the host: on a shared server, other load
-shows there). The last line is `pipeline/raw <ratio>`.
+HTML of one of those invoices as many times, with the same pool size, one invoice per print
+job and `--batch` per print job: the browser alone. Each phase also prints the CPU it cost per
+invoice: this process (the worker, and the `start_generation` calls a web process would
+make), Chromium with Playwright's driver, and the PostgreSQL and Redis servers (all their
+processes on the host: on a shared server, other load shows there).
 
-The database named by --database-url is DROPPED and recreated, and Redis db 4 is flushed:
-never point them at real data.
+`--compare` first runs the whole month with one invoice per print job (as before batches),
+then with `--batch`, and prints their ratio from the same run. The last lines are
+`month_close_seconds <s>` and `pipeline/raw <ratio>` (pipeline against the renderer alone
+with the same batch size).
 
-    .venv/bin/python bench/month_close.py [--accounts 500] [--lines 40] [--profile out.html]
+The database named by --database-url is DROPPED and recreated, and the Redis database of
+--redis-url (db 4 by default) is flushed: never point them at real data.
+
+    .venv/bin/python bench/month_close.py [--quick | --accounts 500] [--batch 8] [--compare]
+        [--lines 40] [--profile out.html]
 """
 
 from __future__ import annotations
