@@ -6,26 +6,36 @@ Seeds one organization with `--accounts` managed accounts (each with a billing p
 VAT charge), closes the month (`close_period`), then times the real path: the domain's
 `start_generation` for every invoice, `dispatch.enqueue_generation` after each bulk of them
 commits (as `generateInvoices` does), and an arq worker running the product's job functions
-with a warm `PdfRenderer`, until every invoice is AWAITING_APPROVAL. The worker runs in this
-process (one Python process beside one Chromium, as `invoicing worker` runs).
+with a warm `PdfRenderer` printing up to `--batch` invoices per Chromium print job (the
+worker's PDF_BATCH_SIZE), until every invoice is AWAITING_APPROVAL. The worker runs in this
+process (one Python process beside one Chromium, as `invoicing worker` runs). Then a sample of
+the stored PDFs is read back: each must match its recorded SHA-256 and hold its own invoice
+alone. It prints the month's wall time: close + generate + print.
 
 Then, once the database has been vacuumed and checkpointed, the same renderer class prints the
-HTML of one of those invoices as many times, with the same pool size: the browser alone. Both
-phases also print the CPU they cost per invoice: this process (the worker, and the
-`start_generation` calls a web process would make), Chromium with Playwright's driver, and the
-PostgreSQL and Redis servers (all their processes on the host: on a shared server, other load
-shows there). The last line is `pipeline/raw <ratio>`.
+HTML of one of those invoices as many times, with the same pool size, one invoice per print
+job and `--batch` per print job: the browser alone. Each phase also prints the CPU it cost per
+invoice: this process (the worker, and the `start_generation` calls a web process would
+make), Chromium with Playwright's driver, and the PostgreSQL and Redis servers (all their
+processes on the host: on a shared server, other load shows there).
 
-The database named by --database-url is DROPPED and recreated, and Redis db 4 is flushed:
-never point them at real data.
+`--compare` first runs the whole month with one invoice per print job (as before batches),
+then with `--batch`, and prints their ratio from the same run. The last lines are
+`month_close_seconds <s>` and `pipeline/raw <ratio>` (pipeline against the renderer alone
+with the same batch size).
 
-    .venv/bin/python bench/month_close.py [--accounts 500] [--lines 40] [--profile out.html]
+The database named by --database-url is DROPPED and recreated, and the Redis database of
+--redis-url (db 4 by default) is flushed: never point them at real data.
+
+    .venv/bin/python bench/month_close.py [--quick | --accounts 500] [--batch 8] [--compare]
+        [--lines 40] [--profile out.html]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import sys
 import tempfile
@@ -170,7 +180,8 @@ def report_cpu(meter: CpuMeter, count: int, seconds: float) -> str:
     return f"CPU ms per invoice: {per_invoice} ({busy:.2f} of {psutil.cpu_count()} cores busy)"
 
 
-async def pipeline(settings, redis, org, *, pool: int, max_jobs: int, poll_delay: float, profile: str | None):
+async def pipeline(settings, redis, org, *, pool: int, batch: int, max_jobs: int, poll_delay: float,
+                   profile: str | None):
     """Invoices per second from the first start_generation to the last AWAITING_APPROVAL."""
     from arq.worker import Worker
 
@@ -189,7 +200,7 @@ async def pipeline(settings, redis, org, *, pool: int, max_jobs: int, poll_delay
     actor = Actor(user_id=owner.id)
     ids = await Invoice.filter(organization_id=org.id).order_by("created_at", "id").values_list("id", flat=True)
 
-    renderer = PdfRenderer(settings, pool_size=pool)
+    renderer = PdfRenderer(settings, pool_size=pool, batch_size=batch)
     await renderer.start()
     warm = render_invoice_html(sample_view())
     await asyncio.gather(*(renderer.render(warm) for _ in range(2 * pool)))
@@ -225,17 +236,18 @@ async def pipeline(settings, redis, org, *, pool: int, max_jobs: int, poll_delay
         await worker.close()
         await renderer.close()
     print(f"start_generation + enqueue of {len(ids)}: {queued:.2f} s (the worker already at work)")
-    print(f"worker: {worker.jobs_complete} jobs complete, {worker.jobs_retried} retried, {worker.jobs_failed} failed")
+    print(f"worker: {worker.jobs_complete} jobs complete, {worker.jobs_retried} retried, {worker.jobs_failed} failed; "
+          f"{renderer.batches} print jobs of several invoices")
     print(report_cpu(meter, len(ids), seconds))
     return len(ids) / seconds, seconds
 
 
-async def raw(settings, html: str, count: int, pool: int) -> float:
-    """Invoices per second of the renderer alone: `count` warm renders of `html`, `pool` at a
-    time (as bench/render_pdf.py measures)."""
+async def raw(settings, html: str, count: int, pool: int, batch: int) -> float:
+    """Invoices per second of the renderer alone: `count` warm renders of `html`, `pool` print
+    jobs at a time, of `batch` invoices each (1: as bench/render_pdf.py measures)."""
     from jobs.pdf import PdfRenderer
 
-    async with PdfRenderer(settings, pool_size=pool) as renderer:
+    async with PdfRenderer(settings, pool_size=pool, batch_size=batch) as renderer:
         await asyncio.gather(*(renderer.render(html) for _ in range(2 * pool)))
         with CpuMeter() as meter:
             started = time.perf_counter()
@@ -256,20 +268,16 @@ async def first_revision(org, expected: int):
     return await InvoiceRevision.get(id=rows[0][1])
 
 
-async def main(args) -> None:
-    os.environ.update(
-        DATABASE_URL=args.database_url, REDIS_URL=args.redis_url, DATA_DIR=args.data_dir, ENVIRONMENT="production",
-    )
-    os.environ.pop("SMTP_URL", None)
+async def month(args, settings, batch: int):
+    """Seed, close and generate the month with the renderer printing `batch` invoices per
+    print job: (invoices, seconds to close, seconds to generate, invoices/s, one revision's HTML)."""
     from tortoise import Tortoise, connections
 
     from infra import broker, db
-    from infra.settings import get_settings
     from jobs.rendering import render_invoice_html
     from models.billing_periods import close_period
     from models.invoices.lifecycle import Actor
 
-    settings = get_settings()
     await recreate_database(args.database_url)
     await db.migrate(settings)
     await Tortoise.close_connections()
@@ -282,15 +290,16 @@ async def main(args) -> None:
         print(f"seeded {args.accounts} accounts x {args.lines} services in {time.perf_counter() - started:.2f} s")
         started = time.perf_counter()
         created = len(await close_period(org.id, MONTH, Actor.system("bench")))
-        print(f"closed {MONTH:%Y-%m}: {created} invoices ready in {time.perf_counter() - started:.2f} s")
-
+        closing = time.perf_counter() - started
+        print(f"closed {MONTH:%Y-%m}: {created} invoices ready in {closing:.2f} s")
         per_second, seconds = await pipeline(
-            settings, redis, org, pool=args.pool, max_jobs=args.max_jobs, poll_delay=args.poll_delay,
+            settings, redis, org, pool=args.pool, batch=batch, max_jobs=args.max_jobs, poll_delay=args.poll_delay,
             profile=args.profile,
         )
         print(f"pipeline: {created} invoices in {seconds:.2f} s: {per_second:.2f} invoices/s "
-              f"(pool {args.pool}, max_jobs {args.max_jobs}, poll_delay {args.poll_delay} s)")
+              f"(pool {args.pool}, batch {batch}, max_jobs {args.max_jobs}, poll_delay {args.poll_delay} s)")
         revision = await first_revision(org, created)
+        await check_pdfs(settings, org)
         html = render_invoice_html(revision.snapshot)
         # Let the database settle, so that autovacuum and a checkpoint after all those writes
         # do not land on the browser's share of the machine.
@@ -300,16 +309,67 @@ async def main(args) -> None:
         await redis.flushdb()
         await redis.aclose()
         await db.close()
+    return created, closing, seconds, per_second, html, len(revision.snapshot["lines"])
 
-    raw_per_second = await raw(settings, html, created, args.pool)
-    print(f"raw Chromium: the same HTML ({len(revision.snapshot['lines'])} usage lines, {len(html):,} bytes) "
-          f"{created} times, pool {args.pool}: {raw_per_second:.2f} invoices/s")
-    print(f"pipeline/raw {per_second / raw_per_second:.2f}")
+
+async def check_pdfs(settings, org) -> None:
+    """Every revision's PDF is its own: stored, of the recorded size and SHA-256, and naming
+    its own invoice number (read back from the file)."""
+    import hashlib
+
+    from pypdf import PdfReader
+
+    from infra import storage
+    from models import Invoice
+
+    rows = await Invoice.filter(organization_id=org.id).values_list("number", "current_revision__pdf_path",
+                                                                     "current_revision__pdf_sha256")
+    for number, path, sha256 in rows[:: max(1, len(rows) // 25)]:
+        data = storage.path(settings, path).read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise SystemExit(f"{number}: the stored PDF is not the one recorded")
+        text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
+        # The title's letters come out spaced; the footer names the invoice once more.
+        if text.replace(" ", "").count("INVOICE") != 1 or text.count("Invoice number") != 1 or number not in text:
+            raise SystemExit(f"{number}: the PDF is not that invoice's alone")
+
+
+async def main(args) -> None:
+    os.environ.update(
+        DATABASE_URL=args.database_url, REDIS_URL=args.redis_url, DATA_DIR=args.data_dir, ENVIRONMENT="production",
+    )
+    os.environ.pop("SMTP_URL", None)
+    from infra.settings import get_settings
+
+    settings = get_settings()
+    batches = (1, args.batch) if args.compare and args.batch > 1 else (args.batch,)
+    runs = {}
+    for batch in batches:
+        runs[batch] = await month(args, settings, batch)
+        created, closing, seconds, per_second, html, lines = runs[batch]
+        print(f"month close, batch {batch}: close {closing:.1f} s + generate and print {seconds:.1f} s = "
+              f"{closing + seconds:.1f} s for {created} accounts", flush=True)
+    created, closing, seconds, per_second, html, lines = runs[args.batch]
+    raws = {}
+    for batch in sorted(set(batches) | {1}):
+        raws[batch] = await raw(settings, html, created, args.pool, batch)
+        print(f"raw Chromium: the same HTML ({lines} usage lines, {len(html):,} bytes) {created} times, "
+              f"pool {args.pool}, batch {batch}: {raws[batch]:.2f} invoices/s")
+    if args.compare and args.batch > 1:
+        before = runs[1]
+        print(f"batch {args.batch} / batch 1 (same run): pipeline {per_second / before[3]:.2f}x, "
+              f"raw {raws[args.batch] / raws[1]:.2f}x; pipeline with batches / raw one per print job "
+              f"{per_second / raws[1]:.2f}")
+    print(f"month_close_seconds {closing + seconds:.1f} (close + generate + print, {created} accounts)")
+    print(f"pipeline/raw {per_second / raws[args.batch]:.2f}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--accounts", type=int, default=500, help="managed accounts, i.e. invoices")
+    parser.add_argument("--accounts", type=int, default=500, help="managed accounts, i.e. invoices (10000: a large MSP)")
+    parser.add_argument("--quick", action="store_true", help="100 accounts: an everyday run of a minute or two")
+    parser.add_argument("--batch", type=int, default=8, help="invoices per print job (PDF_BATCH_SIZE; 1: one each)")
+    parser.add_argument("--compare", action="store_true", help="also run the month with one invoice per print job")
     parser.add_argument("--lines", type=int, default=40, help="services (cost lines) per account")
     parser.add_argument("--pool", type=int, default=2, help="Chromium pages (renders in flight); PdfRenderer's default")
     parser.add_argument("--max-jobs", type=int, default=10, help="jobs the worker runs at once (arq's default)")
@@ -319,8 +379,11 @@ if __name__ == "__main__":
         "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
         help="database to DROP, recreate and fill (default: $BENCH_DATABASE_URL or %(default)s)",
     )
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="Redis database to FLUSH and use")
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL),
+                        help="Redis database to FLUSH and use (default: $BENCH_REDIS_URL or %(default)s)")
     arguments = parser.parse_args()
+    if arguments.quick:
+        arguments.accounts = 100
     with tempfile.TemporaryDirectory(prefix="invoicing-bench-month-") as data_dir:
         arguments.data_dir = data_dir
         asyncio.run(main(arguments))

@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     ws_max_message_bytes: int = Field(
         64 * 1024, gt=0, description="Largest WebSocket message a client may send."
     )
+    pdf_batch_size: int = Field(
+        8, ge=1,
+        description="Most invoices of one organization a worker prints in one Chromium print job when several "
+        "wait (each still gets a PDF of its own); 1 prints each alone.",
+    )
     ws_per_message_deflate: bool = Field(
         False,
         description="Compress WebSocket messages (permessage-deflate) when a client offers it. Off: live events "

@@ -72,7 +72,8 @@ async def _generate(ctx: dict, invoice_id: str, invoice: Invoice) -> str:
     assert draft.issue_date is not None, "a computed draft has its dates"
     number = await ensure_number(invoice_id, draft.issue_date.year)
     view = build_view(gen, draft, number, TEMPLATE_VERSION)
-    pdf = await ctx["pdf"].render(render_invoice_html(view))
+    # Printed with other invoices of its organization when several wait (jobs/pdf.py).
+    pdf = await ctx["pdf"].render(render_invoice_html(view), group=str(gen.organization.id))
     revision = await InvoiceRevision.filter(invoice_id=invoice_id).count() + 1
     path = f"invoices/{gen.organization.id}/{number}-r{revision}.pdf"
     # Off the event loop: an fsync that waits for the disk would stall every other job's

@@ -37,7 +37,7 @@ async def startup(ctx: dict) -> None:
     ctx["settings"] = settings
     await db.init(settings)
     # One warm browser per worker: starting Chromium costs far more than a render.
-    ctx["pdf"] = PdfRenderer(settings)
+    ctx["pdf"] = PdfRenderer(settings, batch_size=settings.pdf_batch_size)
     await ctx["pdf"].start()
 
 

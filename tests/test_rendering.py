@@ -411,3 +411,50 @@ async def test_a_meta_refresh_that_fired_leaves_the_page_printable(renderer, spy
 
     assert seen == []
     assert MARKER in pdf_text(pdf)
+
+
+# -- Several invoices per print job ------------------------------------------------------
+
+def _views(count: int) -> list[dict]:
+    views = []
+    for n in range(count):
+        view = sample_view()
+        view["number"] = f"INV-2024-{n + 1:04d}"
+        view["customer"]["official_company_name"] = f"Customer {n + 1} B.V."
+        # Invoices of one, two and more pages side by side.
+        view["lines"] = [dict(view["lines"][0], description=f"Line {n + 1}.{i}") for i in range(1 + 25 * (n % 3))]
+        views.append(view)
+    return views
+
+
+async def test_invoices_printed_together_each_get_their_own_pdf(settings):
+    views = _views(5)
+    htmls = [render_invoice_html(view) for view in views]
+    async with PdfRenderer(settings, pool_size=1) as alone:
+        single = [await alone.render(html) for html in htmls]
+    async with PdfRenderer(settings, pool_size=1, batch_size=4) as together:
+        first = await asyncio.gather(*(together.render(html, group="org") for html in htmls))
+        again = await asyncio.gather(*(together.render(html, group="org") for html in htmls))
+        assert together.batches >= 2  # the renders waited for the one page, and went together
+    for view, pdf, own in zip(views, first, single):
+        reader = PdfReader(io.BytesIO(pdf))
+        text = pdf_text(pdf)
+        assert len(reader.pages) == len(PdfReader(io.BytesIO(own)).pages)
+        assert view["number"] in text and view["customer"]["official_company_name"] in text
+        others = [v for v in views if v is not view]
+        assert not any(v["number"] in text or v["customer"]["official_company_name"] in text for v in others)
+        assert reader.metadata.title == f"Invoice {view['number']}" and reader.metadata.creation_date is None
+    # Printed in the same company, an invoice's PDF is the same bytes again.
+    assert first == list(again)
+
+
+async def test_other_organizations_and_documents_that_do_not_split_print_alone(settings):
+    html = render_invoice_html(sample_view())
+    no_heading = "<!DOCTYPE html><html><head><style>p { color: red }</style></head><body><p>Plain</p></body></html>"
+    async with PdfRenderer(settings, pool_size=1, batch_size=8) as renderer:
+        pdfs = await asyncio.gather(*(renderer.render(html, group=n) for n in range(3)))
+        assert renderer.batches == 0
+        plain = await asyncio.gather(*(renderer.render(no_heading, group="org") for _ in range(3)))
+        assert renderer.batches == 0
+    assert all("INV-2024-0042" in pdf_text(pdf) for pdf in pdfs)
+    assert all(pdf_text(pdf).strip() == "Plain" for pdf in plain)

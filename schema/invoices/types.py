@@ -129,7 +129,10 @@ class InvoiceLineItem:
         holds thousands of lines of which few fields are asked: each field is converted when
         first read (`__getattr__`), not all of them for every line."""
         item = object.__new__(cls)
-        item.__dict__.update(_row=line, _currency=currency, invoice=invoice)
+        # The amount, which nearly every list asks for, at once; the rest when read.
+        item.__dict__.update(
+            _row=line, _currency=currency, invoice=invoice, amount=round_money(line["amount"], currency)
+        )
         return item
 
     def __getattr__(self, name: str) -> Any:
