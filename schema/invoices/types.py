@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import date, datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -28,6 +29,7 @@ from models import User as UserModel
 from models import invoices as domain
 from models.currencies import round_money
 from schema.context import Info
+from schema.execution import PREFETCHED
 from schema.managed_accounts import ManagedAccount
 from schema.nodes import scoped_nodes
 from schema.pagination import selected_node_fields
@@ -81,12 +83,12 @@ class InvoiceLineItem:
 
     @classmethod
     def from_row(cls, line: Any, currency: str) -> InvoiceLineItem:
-        """From a row of `_lines` (a record: the kind comes as its text). A page of a list
+        """From a row of `_lines` (a record: the kind and the numbers come as their text). A page of a list
         holds thousands of lines of which few fields are asked: each field is converted when
         first read (`__getattr__`), not all of them for every line."""
         item = object.__new__(cls)
         # The amount, which nearly every list asks for, at once; the rest when read.
-        item.__dict__.update(_row=line, _currency=currency, amount=round_money(line["amount"], currency))
+        item.__dict__.update(_row=line, _currency=currency, amount=round_money(Decimal(line["amount"]), currency))
         return item
 
     def __getattr__(self, name: str) -> Any:
@@ -99,8 +101,8 @@ class InvoiceLineItem:
         return value
 
 
-def _optional_plain(value: Decimal | None) -> Decimal | None:
-    return plain(value) if value is not None else None
+def _optional_plain(value: str | None) -> Decimal | None:
+    return plain(Decimal(value)) if value is not None else None
 
 
 # How each field of an InvoiceLineItem is read from its row (and the invoice's currency).
@@ -114,7 +116,7 @@ _LINE_FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "quantity": lambda row, _: _optional_plain(row["quantity"]),
     "unit": lambda row, _: row["unit"],
     "unit_price": lambda row, _: _optional_plain(row["unit_price"]),
-    "amount": lambda row, currency: round_money(row["amount"], currency),
+    "amount": lambda row, currency: round_money(Decimal(row["amount"]), currency),
 }
 
 
@@ -206,17 +208,19 @@ class Invoice(relay.Node):
 
     @classmethod
     def from_model(cls, row: InvoiceModel) -> Invoice:
-        def money(amount: Decimal) -> Decimal:
-            return round_money(amount, row.currency)
+        """The invoice of a row; each field is converted when first read (`__getattr__`):
+        a page holds a hundred invoices of which a list asks few fields."""
+        invoice = object.__new__(cls)
+        invoice.__dict__.update(model=row, related={})
+        return invoice
 
-        return cls(
-            id=str(row.id), number=row.number, status=row.status, payment_status=row.payment_status,
-            delivery_status=row.delivery_status, currency=row.currency, subtotal=money(row.subtotal),
-            adjustments=money(row.adjustments), charges=money(row.charges), total=money(row.total),
-            amount_paid=money(row.amount_paid), amount_refunded=money(row.amount_refunded),
-            amount_due=money(domain.amount_due(row)), issue_date=row.issue_date, due_date=row.due_date,
-            approved_at=row.approved_at, voided_at=row.voided_at, created_at=row.created_at, updated_at=row.updated_at, model=row,
-        )
+    def __getattr__(self, name: str) -> Any:
+        # Reached only for a field not read yet (the instance's dict has no such key).
+        convert = _INVOICE_FIELDS.get(name)
+        if convert is None or "model" not in self.__dict__:
+            raise AttributeError(name)
+        value = self.__dict__[name] = convert(self.__dict__["model"])
+        return value
 
     @classmethod
     async def resolve_nodes(cls, *, info: Info, node_ids: Iterable[str], required: bool = False):
@@ -230,24 +234,26 @@ class Invoice(relay.Node):
             return self.related[name]
         return _first(RELATIONS[name].load(info, [self]))
 
-    # The relation resolvers are plain functions that may return an awaitable (see _related).
-    @strawberry.field(description="The customer billed.")
+    # The relation resolvers are plain functions that may return an awaitable (see _related);
+    # those without a permission of their own are answered from `related` without calling them
+    # when the page loaded it (schema/execution.py: `answer_prefetched`).
+    @strawberry.field(description="The customer billed.", metadata=PREFETCHED)
     def account(self, info: Info) -> ManagedAccount:
         return self._related(info, "account")
 
-    @strawberry.field(description="The month billed.")
+    @strawberry.field(description="The month billed.", metadata=PREFETCHED)
     def period(self, info: Info) -> Month:
         return self._related(info, "period")
 
-    @strawberry.field(description="The lines of the current revision, in order.")
+    @strawberry.field(description="The lines of the current revision, in order.", metadata=PREFETCHED)
     def line_items(self, info: Info) -> list[InvoiceLineItem]:
         return self._related(info, "lineItems")
 
-    @strawberry.field(description="Payments received, in the order they were made.")
+    @strawberry.field(description="Payments received, in the order they were made.", metadata=PREFETCHED)
     def payments(self, info: Info) -> list[Payment]:
         return self._related(info, "payments")
 
-    @strawberry.field(description="Refunds made, in the order they were made.")
+    @strawberry.field(description="Refunds made, in the order they were made.", metadata=PREFETCHED)
     def refunds(self, info: Info) -> list[Refund]:
         return self._related(info, "refunds")
 
@@ -286,7 +292,7 @@ class Invoice(relay.Node):
         return [InvoiceRevision.from_row(r) for r in rows]
 
     @strawberry.field(
-        description="Who did what, when; oldest first.", extensions=requires(*MSP_USERS)
+        description="Who did what, when; oldest first.", extensions=requires(*MSP_USERS), metadata=PREFETCHED
     )
     def timeline(self, info: Info) -> list[InvoiceEvent]:
         return self._related(info, "timeline")
@@ -297,6 +303,22 @@ class Invoice(relay.Node):
     )
     def error_message(self) -> str | None:
         return self.model.error_message
+
+
+def _money(attribute: str) -> Callable[[InvoiceModel], Decimal]:
+    return lambda row: round_money(getattr(row, attribute), row.currency)
+
+
+# How each field of an Invoice is read from its row.
+_INVOICE_FIELDS: dict[str, Callable[[InvoiceModel], Any]] = {
+    "id": lambda row: str(row.id),
+    **{name: attrgetter(name) for name in (
+        "number", "status", "payment_status", "delivery_status", "currency", "issue_date", "due_date",
+        "approved_at", "voided_at", "created_at", "updated_at",
+    )},
+    **{name: _money(name) for name in ("subtotal", "adjustments", "charges", "total", "amount_paid", "amount_refunded")},
+    "amount_due": lambda row: round_money(domain.amount_due(row), row.currency),
+}
 
 
 async def _first(values: Awaitable[list[Any]]) -> Any:
