@@ -140,7 +140,7 @@ async def main() -> None:
 
     from infra import broker, db
     from infra.settings import get_settings
-    from invoicing.app import create_app
+    from invoicing.app import create_app, tune_garbage_collector
 
     settings = get_settings()
     await recreate(args.database_url)
@@ -153,6 +153,8 @@ async def main() -> None:
 
     app = create_app(settings)
     app.state.redis = await broker.connect(settings)
+    # As the app's lifespan does in a web process (not run by the ASGI transport).
+    tune_garbage_collector()
     conn = await asyncpg.connect(args.database_url.replace("postgres://", "postgresql://", 1))
     transport = httpx.ASGITransport(app=app)
     figures = {}

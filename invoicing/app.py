@@ -240,7 +240,7 @@ class SecurityHeaders:
 GC_THRESHOLDS = (20_000, 20, 100)
 
 
-def _tune_garbage_collector() -> None:
+def tune_garbage_collector() -> None:
     """Start-up objects move out of the collector's sight (`gc.freeze`), and collections of
     cyclic garbage come less often (reference counting still frees everything else at once)."""
     gc.freeze()
@@ -257,7 +257,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette):
         await db.init(settings)
         app.state.redis = await broker.connect(settings)
-        _tune_garbage_collector()
+        tune_garbage_collector()
         try:
             yield
         finally:

@@ -22,9 +22,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from operator import attrgetter
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
-from graphql import GraphQLField, GraphQLLeafType, GraphQLList, GraphQLNonNull, GraphQLObjectType, is_leaf_type
+from graphql import (
+    GraphQLField,
+    GraphQLLeafType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    is_leaf_type,
+)
 from graphql.pyutils import Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
@@ -61,36 +70,45 @@ def _reader(definition: Any, field: GraphQLField) -> Callable[[Any], Any]:
     return lambda source: resolve(source, None)
 
 
-class _PlainObject(NamedTuple):
-    """How to answer one object of a list: (response name, resolver or None for __typename,
-    leaf type, required) per field, the object type's name, and whether items may be null."""
+_LEAF, _TYPENAME, _OBJECT, _LIST = range(4)
+_MISSING = object()
 
-    fields: tuple[tuple[str, Any, GraphQLLeafType | None, bool], ...]
+
+class _Field(NamedTuple):
+    """One field of a plain object: its response name, what it is, how it is read from the
+    source, its leaf type (leaves), whether it is non-null, and the plan of the objects it
+    holds (objects, lists of objects) with whether a list's items may be null."""
+
+    name: str
+    kind: int
+    read: Callable[[Any], Any] | None
+    leaf: GraphQLLeafType | None
+    required: bool
+    nested: _PlainObject | None = None
+    nullable_items: bool = False
+
+
+class _PlainObject(NamedTuple):
+    fields: tuple[_Field, ...]
     typename: str
+    is_type_of: Callable[[Any, Any], Any] | None
+
+
+class _PlainList(NamedTuple):
+    item: _PlainObject
     nullable_items: bool
 
+    @property
+    def typename(self) -> str:
+        return self.item.typename
 
-def _plain_object(item_type: Any, grouped_field_set: Any) -> _PlainObject | None:
-    nullable_items = not isinstance(item_type, GraphQLNonNull)
-    object_type = item_type if nullable_items else item_type.of_type
-    if not isinstance(object_type, GraphQLObjectType) or object_type.is_type_of is not None:
-        return None
-    plan: list[tuple[str, Any, GraphQLLeafType | None, bool]] = []
-    for response_name, field_details_list in grouped_field_set.items():
-        name = field_details_list[0].node.name.value
-        if name == "__typename":
-            plan.append((response_name, None, None, True))
-            continue
-        field = object_type.fields.get(name)
-        leaf = _plain_leaf(field) if field is not None else None
-        if leaf is None:
-            return None
-        plan.append((response_name, leaf.read, leaf.type, leaf.required))
-    return _PlainObject(tuple(plan), object_type.name, nullable_items)
+
+class _Fallback(Exception):
+    """A value that graphql-core's own path must complete (and report, if it is an error)."""
 
 
 class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
-    _plain_lists: dict[int, tuple[Any, _PlainObject | None]]
+    _plain_lists: dict[int, tuple[Any, _PlainList | None]]
 
     def complete_list_value(
         self, return_type: GraphQLList, field_details_list: Any, info: Any, path: Any, result: Any,
@@ -104,10 +122,12 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     return completed
         return super().complete_list_value(return_type, field_details_list, info, path, result, position_context)
 
-    def _plain_list(self, item_type: Any, field_details_list: Any, path: Any) -> _PlainObject | None:
-        """The plan for a list field's items when they are objects asked only plain fields;
-        memoized per field as graphql-core memoizes its collected subfields (the list is kept
-        alive with the entry, so that its id is not reused)."""
+    def _plain_list(self, item_type: Any, field_details_list: Any, path: Any) -> _PlainList | None:
+        """The plan for a list field's items when they are objects asked only plain fields,
+        objects and lists of them, and relations the page loaded; memoized per field as
+        graphql-core memoizes its collected subfields (the list is kept alive with the entry,
+        so that its id is not reused). Per request: a relation behind a scope is planned only
+        when this request's principal has it."""
         try:
             plans = self._plain_lists
         except AttributeError:
@@ -117,13 +137,95 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if entry is None:
             plan = None
             inner = item_type.of_type if isinstance(item_type, GraphQLNonNull) else item_type
-            plain_nodes = all(not details.node.directives for details in field_details_list)
-            if isinstance(inner, GraphQLObjectType) and plain_nodes and self.get_stream_usage(field_details_list, path) is None:
-                collected = self.collect_subfields(inner, field_details_list)
-                if not collected.new_defer_usages and not collected.forbidden_directive_instances:
-                    plan = _plain_object(item_type, collected.grouped_field_set)
+            if isinstance(inner, GraphQLObjectType) and self.get_stream_usage(field_details_list, path) is None:
+                item = self._object_plan(inner, field_details_list, 0)
+                if item is not None:
+                    plan = _PlainList(item, not isinstance(item_type, GraphQLNonNull))
             entry = plans[key] = (field_details_list, plan)
         return entry[1]
+
+    def _object_plan(self, object_type: GraphQLObjectType, field_details_list: Any, depth: int) -> _PlainObject | None:
+        if depth > 3 or any(details.node.directives for details in field_details_list):
+            return None
+        collected = self.collect_subfields(object_type, field_details_list)
+        if collected.new_defer_usages or collected.forbidden_directive_instances:
+            return None
+        fields = []
+        for response_name, details in collected.grouped_field_set.items():
+            name = details[0].node.name.value
+            if name == "__typename":
+                fields.append(_Field(response_name, _TYPENAME, None, None, True))
+                continue
+            field = object_type.fields.get(name)
+            if field is None:
+                return None
+            leaf = _plain_leaf(field)
+            if leaf is not None:
+                fields.append(_Field(response_name, _LEAF, leaf.read, leaf.type, leaf.required))
+                continue
+            read = self._object_reader(field, name)
+            if read is None or field.args:
+                return None
+            required = isinstance(field.type, GraphQLNonNull)
+            inner = field.type.of_type if required else field.type
+            if isinstance(inner, GraphQLList):
+                nullable_items = not isinstance(inner.of_type, GraphQLNonNull)
+                item_type = inner.of_type.of_type if not nullable_items else inner.of_type
+                if not isinstance(item_type, GraphQLObjectType) or details[0].node.directives:
+                    return None
+                nested = self._object_plan(item_type, details, depth + 1)
+                if nested is None:
+                    return None
+                fields.append(_Field(response_name, _LIST, read, None, required, nested, nullable_items))
+            elif isinstance(inner, GraphQLObjectType):
+                nested = self._object_plan(inner, details, depth + 1)
+                if nested is None:
+                    return None
+                fields.append(_Field(response_name, _OBJECT, read, None, required, nested))
+            else:
+                return None
+        return _PlainObject(tuple(fields), object_type.name, object_type.is_type_of)
+
+    def _object_reader(self, field: GraphQLField, name: str) -> Callable[[Any], Any] | None:
+        """How to read a field holding objects without its resolver: an attribute (a field
+        with no resolver or extension), or a relation the page loaded (`PREFETCHED`) whose
+        only extensions are scope checks this request passes (and the no-op check of
+        arguments it has none of)."""
+        definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+        if definition is None:
+            return None
+        if definition.is_basic_field:
+            return _reader(definition, field)
+        if not definition.metadata.get("prefetched") or not self._passes(definition.extensions):
+            return None
+
+        def related(source: Any) -> Any:
+            loaded = getattr(source, "related", None)
+            return loaded.get(name, _MISSING) if loaded is not None else _MISSING
+
+        return related
+
+    def _passes(self, extensions: list) -> bool:
+        from strawberry.permission import PermissionExtension
+
+        from schema.arguments import CheckedArguments
+        from schema.permissions import RequiresScope
+
+        for extension in extensions:
+            if isinstance(extension, CheckedArguments):
+                continue  # a field without arguments has nothing to check
+            if not isinstance(extension, PermissionExtension) or extension.fail_silently:
+                return False
+            for permission in extension.permissions:
+                # RequiresScope reads the request's principal alone, never the source.
+                if type(permission) is not RequiresScope:
+                    return False
+                try:
+                    if permission.has_permission(None, SimpleNamespace(context=self.context_value)) is not True:
+                        return False
+                except Exception:  # refused: graphql-core's path reports it, at its place
+                    return False
+        return True
 
     def execute_field(
         self, parent_type: GraphQLObjectType, source: Any, field_details_list: Any, path: Any,
@@ -146,41 +248,103 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         return super().execute_field(parent_type, source, field_details_list, path, position_context)
 
 
-def _complete_plain(plan: _PlainObject, items: list) -> list | None:
+def _complete_plain(plan: _PlainList, items: list) -> list | None:
     """The list's answer, or None when an item needs graphql-core's own path."""
+    try:
+        return _complete_items(plan.item, plan.nullable_items, items)
+    except _Fallback:
+        return None
+
+
+def _complete_items(plan: _PlainObject, nullable_items: bool, items: list) -> list:
     completed: list[Any] = []
     append = completed.append
-    fields, typename = plan.fields, plan.typename
     plain_type: type | None = None
     for item in items:
         if item is None:
-            if not plan.nullable_items:
-                return None
+            if not nullable_items:
+                raise _Fallback
             append(None)
             continue
         if type(item) is not plain_type:
             # Asked of the class, once per class: an item that is an error or awaitable is
             # graphql-core's to complete.
             if isinstance(item, Exception) or hasattr(type(item), "__await__"):
-                return None
+                raise _Fallback
             plain_type = type(item)
-        row: dict[str, Any] = {}
-        for response_name, resolve, leaf_type, required in fields:
-            if resolve is None:
-                row[response_name] = typename
-                continue
-            value = resolve(item)
-            if value is None:
-                if required:
-                    return None
-                row[response_name] = None
-                continue
-            try:
-                serialized = leaf_type.coerce_output_value(value)  # type: ignore[union-attr]
-            except Exception:  # reported by graphql-core's path, at its place
-                return None
-            if serialized is None or serialized is Undefined:
-                return None
-            row[response_name] = serialized
-        append(row)
+        append(_complete_object(plan, item))
     return completed
+
+
+def _complete_object(plan: _PlainObject, source: Any) -> dict[str, Any]:
+    if plan.is_type_of is not None:
+        try:
+            if plan.is_type_of(source, None) is not True:
+                raise _Fallback
+        except _Fallback:
+            raise
+        except Exception:
+            raise _Fallback from None
+    row: dict[str, Any] = {}
+    for field in plan.fields:
+        kind = field.kind
+        if kind == _TYPENAME:
+            row[field.name] = plan.typename
+            continue
+        value = field.read(source)  # type: ignore[misc]
+        if value is None:
+            if field.required:
+                raise _Fallback
+            row[field.name] = None
+            continue
+        if value is _MISSING:
+            raise _Fallback
+        if kind == _LEAF:
+            try:
+                serialized = field.leaf.coerce_output_value(value)  # type: ignore[union-attr]
+            except Exception:  # reported by graphql-core's path, at its place
+                raise _Fallback from None
+            if serialized is None or serialized is Undefined:
+                raise _Fallback
+            row[field.name] = serialized
+        elif kind == _OBJECT:
+            if isinstance(value, Exception) or hasattr(type(value), "__await__"):
+                raise _Fallback
+            row[field.name] = _complete_object(field.nested, value)  # type: ignore[arg-type]
+        else:
+            if type(value) is not list:
+                raise _Fallback
+            row[field.name] = _complete_items(field.nested, field.nullable_items, value)  # type: ignore[arg-type]
+    return row
+
+
+# `metadata=PREFETCHED` on a field whose resolver answers `self.related[field's GraphQL name]`
+# when that is there (a relation the list loaded for its whole page).
+PREFETCHED = {"prefetched": True}
+
+
+def answer_prefetched(schema: GraphQLSchema) -> None:
+    """Gives each field marked PREFETCHED a resolver that answers the loaded relation itself
+    and calls strawberry's resolver (its Info, arguments and extension chain) only when it is
+    not loaded: a page of a hundred invoices asks its relations three hundred times. Only
+    for fields without arguments or extensions (no permission is ever skipped)."""
+    for named in schema.type_map.values():
+        if not isinstance(named, GraphQLObjectType):
+            continue
+        for name, field in named.fields.items():
+            definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            if definition is None or not definition.metadata.get("prefetched"):
+                continue
+            if definition.extensions or field.args:
+                continue  # its checks run: graphql-core calls its resolver (a page's plan checks them once)
+            field.resolve = _answering_prefetched(name, field.resolve)
+
+
+def _answering_prefetched(name: str, resolve: Any) -> Callable[..., Any]:
+    def answer(source: Any, info: Any) -> Any:
+        related = getattr(source, "related", None)
+        if related is not None and name in related:
+            return related[name]
+        return resolve(source, info)
+
+    return answer

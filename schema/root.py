@@ -27,7 +27,7 @@ from resolvers import (
     xero,
 )
 from schema.context import Info
-from schema.execution import ExecutionContext
+from schema.execution import ExecutionContext, answer_prefetched
 from schema.limits import QueryLimits
 from schema.masking import ErrorCodes
 from schema.nodes import resolve_global_ids
@@ -85,6 +85,7 @@ schema = strawberry.Schema(
     extensions=[WebSocketAuthentication, QueryLimits, ErrorCodes], config=StrawberryConfig(scalar_map=SCALARS),
     execution_context_class=ExecutionContext,
 )
+answer_prefetched(schema._schema)
 
 
 def sdl() -> str:

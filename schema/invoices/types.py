@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import date, datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, cast
 from uuid import UUID
 
@@ -35,6 +36,7 @@ from models.invoices import checks, diff
 from models.xero import DocumentKind
 from schema.context import Info
 from schema.costs import CostRecord, CostRecordConnection, CostRecordOrder, CostRecordOrderField
+from schema.execution import PREFETCHED
 from schema.managed_accounts import ManagedAccount
 from schema.nodes import scoped_nodes
 from schema.pagination import Direction, paginate, selected_node_fields
@@ -131,7 +133,7 @@ class InvoiceLineItem:
         item = object.__new__(cls)
         # The amount, which nearly every list asks for, at once; the rest when read.
         item.__dict__.update(
-            _row=line, _currency=currency, invoice=invoice, amount=round_money(line["amount"], currency)
+            _row=line, _currency=currency, invoice=invoice, amount=round_money(Decimal(line["amount"]), currency)
         )
         return item
 
@@ -170,8 +172,8 @@ class InvoiceLineItem:
         return page
 
 
-def _optional_plain(value: Decimal | None) -> Decimal | None:
-    return plain(value) if value is not None else None
+def _optional_plain(value: str | None) -> Decimal | None:
+    return plain(Decimal(value)) if value is not None else None
 
 
 # How each field of an InvoiceLineItem is read from its row (and the invoice's currency).
@@ -185,7 +187,7 @@ _LINE_FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "quantity": lambda row, _: _optional_plain(row["quantity"]),
     "unit": lambda row, _: row["unit"],
     "unit_price": lambda row, _: _optional_plain(row["unit_price"]),
-    "amount": lambda row, currency: round_money(row["amount"], currency),
+    "amount": lambda row, currency: round_money(Decimal(row["amount"]), currency),
 }
 
 
@@ -414,20 +416,19 @@ class Invoice(relay.Node):
 
     @classmethod
     def from_model(cls, row: InvoiceModel) -> Invoice:
-        def money(amount: Decimal) -> Decimal:
-            return round_money(amount, row.currency)
+        """The invoice of a row; each field is converted when first read (`__getattr__`):
+        a page holds a hundred invoices of which a list asks few fields."""
+        invoice = object.__new__(cls)
+        invoice.__dict__.update(model=row, related={})
+        return invoice
 
-        return cls(
-            id=str(row.id), number=row.number, status=row.status, payment_status=row.payment_status,
-            delivery_status=row.delivery_status, currency=row.currency, subtotal=money(row.subtotal),
-            adjustments=money(row.adjustments), charges=money(row.charges), tax_total=money(row.tax_total),
-            total=money(row.total), display_status=domain.display_status(row), memo=row.memo,
-            amount_paid=money(row.amount_paid), amount_refunded=money(row.amount_refunded),
-            amount_credited=money(row.amount_credited), credit_applied=money(row.credit_applied),
-            amount_due=money(domain.amount_due(row)), kind=row.kind, provider=row.provider_name or None,
-            issue_date=row.issue_date, due_date=row.due_date,
-            approved_at=row.approved_at, voided_at=row.voided_at, created_at=row.created_at, updated_at=row.updated_at, model=row,
-        )
+    def __getattr__(self, name: str) -> Any:
+        # Reached only for a field not read yet (the instance's dict has no such key).
+        convert = _INVOICE_FIELDS.get(name)
+        if convert is None or "model" not in self.__dict__:
+            raise AttributeError(name)
+        value = self.__dict__[name] = convert(self.__dict__["model"])
+        return value
 
     @classmethod
     async def resolve_nodes(cls, *, info: Info, node_ids: Iterable[str], required: bool = False):
@@ -442,23 +443,25 @@ class Invoice(relay.Node):
         return _first(RELATIONS[name].load(info, [self]))
 
     # The relation resolvers are plain functions that may return an awaitable (see _related).
-    @strawberry.field(description="The customer billed.")
+    # The relation resolvers are answered from `related` without calling them when the page
+    # loaded it and they have no permission of their own (schema/execution.py: `answer_prefetched`).
+    @strawberry.field(description="The customer billed.", metadata=PREFETCHED)
     def account(self, info: Info) -> ManagedAccount:
         return self._related(info, "account")
 
-    @strawberry.field(description="The month billed.")
+    @strawberry.field(description="The month billed.", metadata=PREFETCHED)
     def period(self, info: Info) -> Month:
         return self._related(info, "period")
 
-    @strawberry.field(description="The lines of the current revision, in order.")
+    @strawberry.field(description="The lines of the current revision, in order.", metadata=PREFETCHED)
     def line_items(self, info: Info) -> list[InvoiceLineItem]:
         return self._related(info, "lineItems")
 
-    @strawberry.field(description="Payments received, in the order they were made.")
+    @strawberry.field(description="Payments received, in the order they were made.", metadata=PREFETCHED)
     def payments(self, info: Info) -> list[Payment]:
         return self._related(info, "payments")
 
-    @strawberry.field(description="Refunds made, in the order they were made.")
+    @strawberry.field(description="Refunds made, in the order they were made.", metadata=PREFETCHED)
     def refunds(self, info: Info) -> list[Refund]:
         return self._related(info, "refunds")
 
@@ -529,7 +532,7 @@ class Invoice(relay.Node):
         return [InvoiceRevision.from_row(r) for r in rows]
 
     @strawberry.field(
-        description="Who did what, when; oldest first.", extensions=requires(*MSP_USERS)
+        description="Who did what, when; oldest first.", extensions=requires(*MSP_USERS), metadata=PREFETCHED
     )
     def timeline(self, info: Info) -> list[InvoiceEvent]:
         return self._related(info, "timeline")
@@ -659,6 +662,27 @@ class InvoiceLateCost:
     invoiced_rows: int = strawberry.field(description="Cost rows the invoice was made of, of those deliveries.")
     delivered_rows: int = strawberry.field(description="Cost rows the latest deliveries hold.")
     billed_by: list[Invoice] = strawberry.field(description="Invoices that bill the rest of the difference.")
+
+
+def _money(attribute: str) -> Callable[[InvoiceModel], Decimal]:
+    return lambda row: round_money(getattr(row, attribute), row.currency)
+
+
+# How each field of an Invoice is read from its row.
+_INVOICE_FIELDS: dict[str, Callable[[InvoiceModel], Any]] = {
+    "id": lambda row: str(row.id),
+    **{name: attrgetter(name) for name in (
+        "number", "status", "payment_status", "delivery_status", "currency", "issue_date", "due_date",
+        "approved_at", "voided_at", "created_at", "updated_at", "kind", "memo",
+    )},
+    **{name: _money(name) for name in (
+        "subtotal", "adjustments", "charges", "tax_total", "total", "amount_paid", "amount_refunded",
+        "amount_credited", "credit_applied",
+    )},
+    "amount_due": lambda row: round_money(domain.amount_due(row), row.currency),
+    "display_status": domain.display_status,
+    "provider": lambda row: row.provider_name or None,
+}
 
 
 async def _first(values: Awaitable[list[Any]]) -> Any:
