@@ -112,6 +112,11 @@ class WorkerSettings:
         # time zone, and each invoice turns OVERDUE once, within the hour after its due day.
         cron(mark_overdue_invoices, minute={10}, run_at_startup=True),
     ]
+    # Enough jobs at once for several invoices to wait for the browser together (printed in one
+    # job: jobs/pdf.py), and a free slot taken within 50 ms rather than arq's 0.5 s poll: a month
+    # close is paced by how soon the next invoice starts (bench/month_close.py).
+    max_jobs = 20
+    poll_delay = 0.05
     on_startup = startup
     on_shutdown = shutdown
     on_job_start = claim_job
