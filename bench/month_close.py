@@ -19,8 +19,8 @@ invoice: this process (the worker, and the `start_generation` calls a web proces
 make), Chromium with Playwright's driver, and the PostgreSQL and Redis servers (all their
 processes on the host: on a shared server, other load shows there).
 
-`--compare` first runs the whole month with one invoice per print job (as before batches),
-then with `--batch`, and prints their ratio from the same run. The last lines are
+`--compare` first runs the whole month as the worker did before (one invoice per print job,
+arq's 10 jobs at once and 0.5 s poll), then as now, and prints their ratio from the same run. The last lines are
 `month_close_seconds <s>` and `pipeline/raw <ratio>` (pipeline against the renderer alone
 with the same batch size).
 
@@ -268,7 +268,7 @@ async def first_revision(org, expected: int):
     return await InvoiceRevision.get(id=rows[0][1])
 
 
-async def month(args, settings, batch: int):
+async def month(args, settings, batch: int, max_jobs: int, poll_delay: float):
     """Seed, close and generate the month with the renderer printing `batch` invoices per
     print job: (invoices, seconds to close, seconds to generate, invoices/s, one revision's HTML)."""
     from tortoise import Tortoise, connections
@@ -293,11 +293,11 @@ async def month(args, settings, batch: int):
         closing = time.perf_counter() - started
         print(f"closed {MONTH:%Y-%m}: {created} invoices ready in {closing:.2f} s")
         per_second, seconds = await pipeline(
-            settings, redis, org, pool=args.pool, batch=batch, max_jobs=args.max_jobs, poll_delay=args.poll_delay,
+            settings, redis, org, pool=args.pool, batch=batch, max_jobs=max_jobs, poll_delay=poll_delay,
             profile=args.profile,
         )
         print(f"pipeline: {created} invoices in {seconds:.2f} s: {per_second:.2f} invoices/s "
-              f"(pool {args.pool}, batch {batch}, max_jobs {args.max_jobs}, poll_delay {args.poll_delay} s)")
+              f"(pool {args.pool}, batch {batch}, max_jobs {max_jobs}, poll_delay {poll_delay} s)")
         revision = await first_revision(org, created)
         await check_pdfs(settings, org)
         html = render_invoice_html(revision.snapshot)
@@ -345,7 +345,9 @@ async def main(args) -> None:
     batches = (1, args.batch) if args.compare and args.batch > 1 else (args.batch,)
     runs = {}
     for batch in batches:
-        runs[batch] = await month(args, settings, batch)
+        # Compared with the worker as it was: one invoice per print job, arq's 10 jobs and 0.5 s poll.
+        before = args.compare and batch == 1
+        runs[batch] = await month(args, settings, batch, 10 if before else args.max_jobs, 0.5 if before else args.poll_delay)
         created, closing, seconds, per_second, html, lines = runs[batch]
         print(f"month close, batch {batch}: close {closing:.1f} s + generate and print {seconds:.1f} s = "
               f"{closing + seconds:.1f} s for {created} accounts", flush=True)
@@ -357,7 +359,7 @@ async def main(args) -> None:
               f"pool {args.pool}, batch {batch}: {raws[batch]:.2f} invoices/s")
     if args.compare and args.batch > 1:
         before = runs[1]
-        print(f"batch {args.batch} / batch 1 (same run): pipeline {per_second / before[3]:.2f}x, "
+        print(f"now / before (same run): pipeline {per_second / before[3]:.2f}x, "
               f"raw {raws[args.batch] / raws[1]:.2f}x; pipeline with batches / raw one per print job "
               f"{per_second / raws[1]:.2f}")
     print(f"month_close_seconds {closing + seconds:.1f} (close + generate + print, {created} accounts)")
@@ -369,11 +371,12 @@ if __name__ == "__main__":
     parser.add_argument("--accounts", type=int, default=500, help="managed accounts, i.e. invoices (10000: a large MSP)")
     parser.add_argument("--quick", action="store_true", help="100 accounts: an everyday run of a minute or two")
     parser.add_argument("--batch", type=int, default=8, help="invoices per print job (PDF_BATCH_SIZE; 1: one each)")
-    parser.add_argument("--compare", action="store_true", help="also run the month with one invoice per print job")
+    parser.add_argument("--compare", action="store_true",
+                        help="first run the month as before: one invoice per print job, 10 jobs, 0.5 s poll")
     parser.add_argument("--lines", type=int, default=40, help="services (cost lines) per account")
     parser.add_argument("--pool", type=int, default=2, help="Chromium pages (renders in flight); PdfRenderer's default")
-    parser.add_argument("--max-jobs", type=int, default=10, help="jobs the worker runs at once (arq's default)")
-    parser.add_argument("--poll-delay", type=float, default=0.5, help="seconds between queue polls (arq's default)")
+    parser.add_argument("--max-jobs", type=int, default=20, help="jobs the worker runs at once (WorkerSettings')")
+    parser.add_argument("--poll-delay", type=float, default=0.05, help="seconds between queue polls (WorkerSettings')")
     parser.add_argument("--profile", help="profile the pipeline with pyinstrument; write the HTML report here")
     parser.add_argument(
         "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),

@@ -129,6 +129,11 @@ class WorkerSettings:
         # Payments made in Xero come back as payments of ours within a quarter of an hour.
         cron(poll_xero_payments, minute={2, 17, 32, 47}, run_at_startup=False),
     ]
+    # Enough jobs at once for several invoices to wait for the browser together (printed in one
+    # job: jobs/pdf.py), and a free slot taken within 50 ms rather than arq's 0.5 s poll: a month
+    # close is paced by how soon the next invoice starts (bench/month_close.py).
+    max_jobs = 20
+    poll_delay = 0.05
     on_startup = startup
     on_shutdown = shutdown
     on_job_start = claim_job
