@@ -91,7 +91,16 @@ async def clean_tables(database):
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'tortoise_migrations'"
         )
         TABLES = ", ".join(f'"{r["tablename"]}"' for r in rows)
-    await conn.execute_script(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    # A worker process of a test (its jobs run at start-up) may write while the tables are
+    # emptied: PostgreSQL then ends one of the two as a deadlock; emptying again succeeds.
+    for attempt in range(5):
+        try:
+            await conn.execute_script(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+            break
+        except asyncpg.exceptions.DeadlockDetectedError:
+            if attempt == 4:
+                raise
+            await asyncio.sleep(0.2)
     yield
 
 
