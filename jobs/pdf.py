@@ -11,15 +11,17 @@ Starting Chromium costs about a second and a fresh page several times a render, 
 browser starts once and a small pool of pages is reused; a page that fails is closed and
 replaced by a new one on its next use.
 
-Printing is cheaper by the document than by the page: a print job of ten invoices costs
-Chromium about a quarter of the CPU per invoice of ten jobs (bench/month_close.py). So when
-renders wait for a page (a month closing), the renderer prints those of one organization with
-the same template together (`batch_size`): their bodies in one document, each starting on a
-new page, printed with an outline whose top entries are the invoices' one `<h1>` each, which
-tells where each begins; the document is then split back into one PDF per invoice (pypdf),
-each holding only its own pages, with the invoice's title and no clock in its metadata (the
-same batch prints the same bytes). Should anything not line up (another number of entries
-than of invoices, a failed print), each is printed alone as before.
+Printing is cheaper by the document than by the page: a print job of eight invoices costs
+Chromium about half the CPU per invoice of eight jobs (bench/month_close.py). So when renders
+wait for a page (a month closing), the renderer prints those of one organization with the same
+template together (`batch_size`): their bodies in one document, each starting on a new page
+with an empty anchor that links to itself. Chromium writes a named destination for every
+anchor the document links to, which tells the page where each invoice begins (an outline would
+too, but only in a tagged PDF, which costs Chromium more than the batching saves). The document
+is then split back into one PDF per invoice (pypdf), each holding only its own pages, with the
+invoice's title and no clock in its metadata (the same batch prints the same bytes). Should
+anything not line up (another number of destinations than of invoices, a failed print), each
+is printed alone as before.
 """
 
 from __future__ import annotations
@@ -129,11 +131,20 @@ def _body(html: str) -> str:
     return html.split("<body>", 1)[1].rsplit("</body>", 1)[0]
 
 
+# The anchor starting each invoice of a combined document (its own link makes Chromium write
+# a named destination for it). Template text cannot make one: every value is escaped.
+_START = "invoicing-start-"
+_NEW_PAGE = ' style="break-before: page"'
+
+
 def combine(htmls: list[str]) -> str:
-    """One document of several invoices of the same template, each from a new page."""
+    """One document of several invoices of the same template, each from a new page, starting
+    with an anchor named after its position."""
     head = _TITLE.sub("<title>Invoices</title>", htmls[0].split("<body>", 1)[0])
-    parts = [f'<div style="break-before: page">{_body(html)}</div>' if i else f"<div>{_body(html)}</div>"
-             for i, html in enumerate(htmls)]
+    parts = [
+        f'<div{_NEW_PAGE if i else ""}><a id="{_START}{i}" href="#{_START}{i}"></a>{_body(html)}</div>'
+        for i, html in enumerate(htmls)
+    ]
     return head + "<body>\n" + "\n".join(parts) + "\n</body>\n</html>\n"
 
 
@@ -162,14 +173,17 @@ def normalized(pdf: bytes, title: str) -> bytes:
 
 
 def split(pdf: bytes, titles: list[str]) -> list[bytes] | None:
-    """The PDF of each of `len(titles)` invoices printed together by `combine` (with an
-    outline), or None when its outline does not have one top entry per invoice."""
+    """The PDF of each of `len(titles)` invoices printed together by `combine`, or None when
+    its named destinations do not give each invoice its own first page, in order."""
     from pypdf import PdfReader
 
     reader = PdfReader(io.BytesIO(pdf))
-    found = [reader.get_destination_page_number(entry) for entry in reader.outline if not isinstance(entry, list)]
-    starts = [number for number in found if number is not None]
-    if len(starts) != len(titles) or len(found) != len(starts) or starts != sorted(set(starts)) or starts[0] != 0:
+    destinations = reader.named_destinations
+    found = [destinations.get(f"/{_START}{i}") for i in range(len(titles))]
+    if len(destinations) != len(titles) or None in found:
+        return None
+    starts = [reader.get_destination_page_number(destination) for destination in found]
+    if starts != sorted(set(starts)) or starts[0] != 0:
         return None
     ends = starts[1:] + [len(reader.pages)]
     return [_written(reader, range(start, end), title) for title, start, end in zip(titles, starts, ends)]
@@ -303,7 +317,7 @@ class PdfRenderer:
             if page is None or page.is_closed():
                 page = await self._new_page()
             await page.set_content(combine(htmls), wait_until="load", timeout=RENDER_TIMEOUT_MS)
-            pdf = await page.pdf(**PDF_OPTIONS, outline=True, tagged=True)
+            pdf = await page.pdf(**PDF_OPTIONS)
         except BaseException:
             self._pool.put_nowait(None)
             self.pages_replaced += 1
@@ -315,7 +329,7 @@ class PdfRenderer:
         # pypdf is plain Python: off the event loop, so that other jobs' queries go on.
         pdfs = await asyncio.to_thread(split, pdf, titles)
         if pdfs is None:
-            log.warning("a batch of %d invoices did not split by its outline; printing each alone", len(htmls))
+            log.warning("a batch of %d invoices did not split by its anchors; printing each alone", len(htmls))
             return None
         self.batches += 1
         self.renders += len(pdfs)
