@@ -179,11 +179,12 @@ def split(pdf: bytes, titles: list[str]) -> list[bytes] | None:
 
     reader = PdfReader(io.BytesIO(pdf))
     destinations = reader.named_destinations
-    found = [destinations.get(f"/{_START}{i}") for i in range(len(titles))]
-    if len(destinations) != len(titles) or None in found:
+    names = [f"/{_START}{i}" for i in range(len(titles))]
+    if sorted(destinations) != sorted(names):
         return None
-    starts = [reader.get_destination_page_number(destination) for destination in found]
-    if starts != sorted(set(starts)) or starts[0] != 0:
+    found = [reader.get_destination_page_number(destinations[name]) for name in names]
+    starts = [number for number in found if number is not None]
+    if starts != found or starts != sorted(set(starts)) or starts[0] != 0:
         return None
     ends = starts[1:] + [len(reader.pages)]
     return [_written(reader, range(start, end), title) for title, start, end in zip(titles, starts, ends)]

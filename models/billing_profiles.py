@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from tortoise import fields
 from tortoise.exceptions import IntegrityError
@@ -128,6 +129,8 @@ class BillingProfileCharge(Model):
     # A percentage (20 = 20 %) or an amount in the invoice currency.
     value = fields.DecimalField(max_digits=20, decimal_places=4)
     is_tax = fields.BooleanField(default=True)
+
+    billing_profile_id: UUID
 
     class Meta:
         table = "billing_profile_charges"

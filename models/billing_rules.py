@@ -82,7 +82,8 @@ class BillingRule(TimestampMixin, Model):
     ends_on = fields.DateField(null=True)
     is_active = fields.BooleanField(default=True)
 
-    # The foreign key's column, which Tortoise sets on the instance.
+    # The foreign keys' columns, which Tortoise sets on the instance.
+    organization_id: UUID
     managed_account_id: UUID | None
 
     class Meta:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 from tortoise import fields
 from tortoise.exceptions import IntegrityError
@@ -31,6 +32,8 @@ class ExchangeRate(TimestampMixin, Model):
     currency = fields.CharField(max_length=3)
     # 1 unit of base_currency = `rate` units of currency.
     rate = fields.DecimalField(max_digits=24, decimal_places=10)
+
+    organization_id: UUID
 
     class Meta:
         table = "exchange_rates"

@@ -91,16 +91,66 @@ def _previous_month(month: date) -> date:
     return (month - timedelta(days=1)).replace(day=1)
 
 
-async def _previous_invoice(invoice: Invoice, month: date) -> Invoice | None:
-    """The account's invoice of the previous month with the same provider split: approved
+@dataclass
+class History:
+    """What an invoice's checks compare it with: the sub-accounts with costs last month and
+    this month (provider, sub-account) and the previous month's invoice with its usage lines."""
+
+    sources_before: set[tuple[str, str]] = field(default_factory=set)
+    sources_now: set[tuple[str, str]] = field(default_factory=set)
+    previous: Invoice | None = None
+    # (provider, service, amount) of the previous invoice's usage lines.
+    previous_usage: list[tuple[str, str, Decimal]] = field(default_factory=list)
+
+
+async def histories(invoices: list[tuple[Invoice, date]]) -> list[History]:
+    """The history of each (invoice, its month), read for all of them at once. The previous
+    invoice is the account's of the previous month with the same provider split: approved
     first, else awaiting approval."""
+    found = [History() for _ in invoices]
+    if not invoices:
+        return found
+    rows = (await connections.get("default").execute_query(
+        """SELECT w.n, s.* FROM unnest($1::int[], $2::uuid[], $3::date[], $4::date[], $5::text[])
+               AS w(n, account, month, before, provider)
+           CROSS JOIN LATERAL (
+               SELECT DISTINCT billing_month, provider_name, sub_account_id FROM cost_records
+               WHERE managed_account_id = w.account AND billing_month IN (w.before, w.month)
+                 AND (w.provider = '' OR provider_name = w.provider)
+           ) AS s""",
+        [list(range(len(invoices))), [str(i.managed_account_id) for i, _ in invoices],
+         [month for _, month in invoices], [_previous_month(month) for _, month in invoices],
+         [i.provider_name for i, _ in invoices]],
+    ))[1]
+    for row in rows:
+        history = found[row["n"]]
+        month = invoices[row["n"]][1]
+        (history.sources_now if row["billing_month"] == month else history.sources_before).add(
+            (row["provider_name"], row["sub_account_id"])
+        )
     candidates = await Invoice.filter(
-        managed_account_id=invoice.managed_account_id, billing_period__start_date=_previous_month(month),
-        provider_name=invoice.provider_name, kind=InvoiceKind.REGULAR,
-        status__in=(InvoiceStatus.APPROVED, InvoiceStatus.AWAITING_APPROVAL), current_revision_id__isnull=False,
-    )
+        managed_account_id__in={i.managed_account_id for i, _ in invoices},
+        billing_period__start_date__in={_previous_month(month) for _, month in invoices},
+        kind=InvoiceKind.REGULAR, status__in=(InvoiceStatus.APPROVED, InvoiceStatus.AWAITING_APPROVAL),
+        current_revision_id__isnull=False,
+    ).select_related("billing_period")
     candidates.sort(key=lambda row: row.status != InvoiceStatus.APPROVED)
-    return candidates[0] if candidates else None
+    for (invoice, month), history in zip(invoices, found, strict=True):
+        history.previous = next((
+            row for row in candidates
+            if row.managed_account_id == invoice.managed_account_id and row.provider_name == invoice.provider_name
+            and row.billing_period.start_date == _previous_month(month)
+        ), None)
+    lines: dict[Any, list[tuple[str, str, Decimal]]] = defaultdict(list)
+    revisions = {h.previous.current_revision_id for h in found if h.previous is not None}
+    for revision_id, provider, service, amount in await InvoiceLineItem.filter(
+        revision_id__in=revisions, kind=LineKind.USAGE,
+    ).order_by("revision_id", "position").values_list("revision_id", "provider_name", "service_name", "amount"):
+        lines[revision_id].append((provider, service, amount))
+    for history in found:
+        if history.previous is not None:
+            history.previous_usage = lines[history.previous.current_revision_id]
+    return found
 
 
 def _services(lines: list[tuple[str, str, Decimal]]) -> dict[tuple[str, str], Decimal]:
@@ -110,24 +160,11 @@ def _services(lines: list[tuple[str, str, Decimal]]) -> dict[tuple[str, str], De
     return services
 
 
-async def _sources(account_id: Any, months: list[date], provider: str) -> dict[date, set[tuple[str, str]]]:
-    rows = (await connections.get("default").execute_query(
-        """SELECT DISTINCT billing_month, provider_name, sub_account_id FROM cost_records
-           WHERE managed_account_id = $1 AND billing_month = ANY($2::date[]) AND ($3 = '' OR provider_name = $3)""",
-        [str(account_id), months, provider],
-    ))[1]
-    found: dict[date, set[tuple[str, str]]] = defaultdict(set)
-    for row in rows:
-        found[row["billing_month"]].add((row["provider_name"], row["sub_account_id"]))
-    return found
-
-
-async def generation_findings(
-    invoice: Invoice, month: date, thresholds: Thresholds, currency: str, total: Decimal,
-    usage: list[tuple[str, str, Decimal]],
+def generation_findings(
+    history: History, thresholds: Thresholds, currency: str, total: Decimal, usage: list[tuple[str, str, Decimal]],
 ) -> list[Finding]:
     """What a new revision (its `total` and `usage` lines as provider, service, amount) shows
-    against the previous month."""
+    against the previous month (`history`)."""
     findings = []
     if total == 0:
         findings.append(Finding(CheckCode.ZERO_TOTAL, Severity.WARNING, "The invoice totals zero.", {"total": str(total)}))
@@ -136,8 +173,7 @@ async def generation_findings(
             CheckCode.NEGATIVE_TOTAL, Severity.WARNING, f"The invoice totals {total} {currency}: the customer is owed.",
             {"total": str(total)},
         ))
-    sources = await _sources(invoice.managed_account_id, [_previous_month(month), month], invoice.provider_name)
-    before, now = sources.get(_previous_month(month), set()), sources.get(month, set())
+    before, now = history.sources_before, history.sources_now
     providers_now = {provider for provider, _ in now}
     for provider in sorted({provider for provider, _ in before} - providers_now):
         findings.append(Finding(
@@ -151,7 +187,7 @@ async def generation_findings(
                 f"No costs this month for {provider} sub-account {sub_account}, though last month had some.",
                 {"provider": provider, "subAccount": sub_account},
             ))
-    previous = await _previous_invoice(invoice, month)
+    previous = history.previous
     if previous is None or previous.currency != currency:
         return findings
     previous_total = round_money(previous.total, currency)
@@ -161,10 +197,7 @@ async def generation_findings(
             f"The total moved from {previous_total} to {total} {currency} since last month.", _change(previous_total, total),
         ))
     last = _services([
-        (provider, service, round_money(amount, currency))
-        for provider, service, amount in await InvoiceLineItem.filter(
-            revision_id=previous.current_revision_id, kind=LineKind.USAGE,
-        ).values_list("provider_name", "service_name", "amount")
+        (provider, service, round_money(amount, currency)) for provider, service, amount in history.previous_usage
     ])
     this = _services(usage)
     for key in sorted(set(last) | set(this)):

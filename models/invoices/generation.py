@@ -36,13 +36,13 @@ The order, written down once:
 from __future__ import annotations
 
 import base64
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from tortoise import connections
-from tortoise.expressions import Q
 
 from models.billing_periods import BillingPeriod
 from models.billing_profiles import COST_COLUMNS, BillingBasis, BillingProfile, BillingProfileCharge, ChargeKind
@@ -50,9 +50,9 @@ from models.billing_rules import BillingRule, RuleCalculation, RuleKind
 from models.costs import CostOrigin
 from models.currencies import round_money
 from models.einvoicing.document import einvoice_section
-from models.errors import GenerationFailed, MissingBillingProfile
+from models.errors import DomainError, GenerationFailed, MissingBillingProfile
 from models.exchange_rates import ExchangeRate
-from models.invoices.checks import Finding, Thresholds, generation_findings
+from models.invoices.checks import Finding, History, Thresholds, generation_findings, histories
 from models.invoices.queries import organization_today
 from models.invoices.tables import Invoice, InvoiceExtraLine, InvoiceKind, LineKind
 from models.managed_accounts import AutoInvoice, ManagedAccount
@@ -129,6 +129,19 @@ class Draft:
 
 
 @dataclass
+class Inputs:
+    """What computing an invoice reads besides its context (`fetch_inputs`, for many at once)."""
+
+    usage: list[dict[str, Any]]
+    late: list[dict[str, Any]]
+    rules: list[BillingRule]
+    extras: list[InvoiceExtraLine]
+    # The organization's rates into the invoice currency by (month, cost currency), of those needed.
+    rates: dict[tuple[date, str], Decimal]
+    history: History
+
+
+@dataclass
 class Context:
     invoice: Invoice
     organization: Organization
@@ -136,6 +149,7 @@ class Context:
     profile: BillingProfile
     charges: list[BillingProfileCharge]
     period: BillingPeriod
+    inputs: Inputs | None = None
 
 
 # What generation reads besides the costs, fetched with the invoice in one query.
@@ -151,88 +165,148 @@ async def load_context(invoice_id: Any, invoice: Invoice | None = None) -> Conte
     """The computation's inputs; pass `invoice` as `load_invoice` returned it to save a query."""
     if invoice is None:
         invoice = await Invoice.filter(id=invoice_id).select_related(*_RELATED).get()
-    account = invoice.managed_account
-    if account.billing_profile_id is None:
-        raise MissingBillingProfile(
-            f"{account.name} has no billing profile: choose one on the managed account, then generate.",
-            field="ids",
+    found = (await load_contexts([invoice]))[0]
+    if isinstance(found, DomainError):
+        raise found
+    return found
+
+
+async def load_contexts(invoices: list[Invoice]) -> list[Context | DomainError]:
+    """The context of each invoice (loaded as `load_invoice` does), or why it cannot be
+    generated; the billing profiles' charges read at once."""
+    profiles = {i.managed_account.billing_profile_id for i in invoices} - {None}
+    charges: dict[Any, list[BillingProfileCharge]] = defaultdict(list)
+    for charge in await BillingProfileCharge.filter(billing_profile_id__in=profiles).order_by("position"):
+        charges[charge.billing_profile_id].append(charge)
+    found: list[Context | DomainError] = []
+    for invoice in invoices:
+        account = invoice.managed_account
+        if account.billing_profile_id is None:
+            found.append(MissingBillingProfile(
+                f"{account.name} has no billing profile: choose one on the managed account, then generate.",
+                field="ids",
+            ))
+            continue
+        profile = account.billing_profile
+        assert profile is not None, "selected with the account, whose reference is set"
+        found.append(Context(
+            invoice=invoice, organization=invoice.organization, account=account, profile=profile,
+            charges=charges[account.billing_profile_id], period=invoice.billing_period,
+        ))
+    return found
+
+
+def _basis(ctx: Context) -> BillingBasis:
+    return ctx.account.billing_basis or ctx.profile.billing_basis
+
+
+# The cost column of each billing basis, chosen per invoice inside one statement (fixed names, never input).
+_COST = "CASE w.basis " + " ".join(
+    f"WHEN '{basis.value}' THEN {column}" for basis, column in COST_COLUMNS.items()
+) + " END"
+
+
+async def fetch_inputs(contexts: list[Context]) -> None:
+    """Read what computing each of `contexts` needs, a few statements for all of them, into
+    each one's `inputs`."""
+    conn = connections.get("default")
+    n = list(range(len(contexts)))
+    months = [ctx.period.start_date for ctx in contexts]
+    accounts = [str(ctx.account.id) for ctx in contexts]
+    providers = [ctx.invoice.provider_name for ctx in contexts]
+    # A supplementary invoice bills no usage (its month's invoice did).
+    usage_of = [i for i, ctx in enumerate(contexts) if ctx.invoice.kind != InvoiceKind.SUPPLEMENTARY]
+    usage = (await conn.execute_query(
+        f"""SELECT w.n, g.* FROM unnest($1::int[], $2::uuid[], $3::date[], $4::text[], $5::boolean[], $6::text[])
+               AS w(n, account, month, provider, include, basis)
+           CROSS JOIN LATERAL (
+               SELECT provider_name, COALESCE(service_name, '') AS service_name,
+                      COALESCE(service_category, '') AS service_category, billing_currency,
+                      SUM(COALESCE({_COST}, billed_cost)) AS amount,
+                      COUNT(DISTINCT COALESCE(consumed_unit, '')) AS units, MIN(consumed_unit) AS unit,
+                      SUM(consumed_quantity) AS quantity
+               FROM cost_records WHERE managed_account_id = w.account AND billing_month = w.month
+                 AND (origin = $7 OR w.include) AND (w.provider = '' OR provider_name = w.provider)
+               GROUP BY 1, 2, 3, 4
+           ) AS g ORDER BY 1, 2, 3, 4, 5""",
+        [usage_of, [accounts[i] for i in usage_of], [months[i] for i in usage_of], [providers[i] for i in usage_of],
+         [contexts[i].account.include_account_integrations for i in usage_of],
+         [_basis(contexts[i]).value for i in usage_of], CostOrigin.MSP_DELEGATED.value],
+    ))[1]
+    # The late costs each bills: not billed by another invoice, of its own month, and of
+    # earlier months when it is a month's invoice and the organization bills them next. When
+    # the organization bills them on supplementary invoices, a month whose late costs lower
+    # what was invoiced is credited on the next month's invoice instead (a supplementary
+    # invoice never totals below zero).
+    regular = [ctx.invoice.kind == InvoiceKind.REGULAR for ctx in contexts]
+    next_invoice = [ctx.organization.late_cost_billing == LateCostBilling.NEXT_INVOICE for ctx in contexts]
+    late = (await conn.execute_query(
+        """SELECT w.n, l.* FROM unnest($1::int[], $2::uuid[], $3::uuid[], $4::date[], $5::boolean[], $6::text[],
+                                     $7::boolean[]) AS w(n, account, invoice, month, next_invoice, provider, credit)
+           CROSS JOIN LATERAL (
+               SELECT id, billing_month, currency, billable, created_at FROM late_costs l
+               WHERE managed_account_id = w.account AND (billed_invoice_id IS NULL OR billed_invoice_id = w.invoice)
+                 AND (billing_month = w.month OR (billing_month < w.month AND (w.next_invoice OR (w.credit AND (
+                     SELECT sum(c.billable) FROM late_costs c WHERE c.managed_account_id = w.account
+                       AND c.billing_month = l.billing_month AND (c.billed_invoice_id IS NULL OR c.billed_invoice_id = w.invoice)
+                 ) < 0))))
+                 AND (w.provider = '' OR provider_name = w.provider)
+           ) AS l ORDER BY w.n, l.billing_month, l.currency, l.created_at, l.id""",
+        [n, accounts, [str(ctx.invoice.id) for ctx in contexts], months,
+         [r and x for r, x in zip(regular, next_invoice, strict=True)], providers,
+         [r and not x for r, x in zip(regular, next_invoice, strict=True)]],
+    ))[1]
+    usage_by: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in usage:
+        usage_by[row["n"]].append(row)
+    late_by: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in late:
+        late_by[row["n"]].append(row)
+    organizations = {ctx.organization.id for ctx in contexts}
+    rules = await BillingRule.filter(organization_id__in=organizations, is_active=True).order_by("created_at", "id")
+    extras: dict[Any, list[InvoiceExtraLine]] = defaultdict(list)
+    for extra in await InvoiceExtraLine.filter(invoice_id__in=[ctx.invoice.id for ctx in contexts]).order_by("position"):
+        extras[extra.invoice_id].append(extra)
+    # The rates each needs: its month's for every cost currency, each late month's for its currency.
+    needed = [
+        {(months[i], g["billing_currency"]) for g in usage_by[i]} | {(r["billing_month"], r["currency"]) for r in late_by[i]}
+        for i in n
+    ]
+    wanted = {(ctx.organization.id, ctx.account.currency, *key) for ctx, keys in zip(contexts, needed, strict=True)
+              for key in keys if key[1] != ctx.account.currency}
+    rates = {}
+    if wanted:
+        rates = {
+            (row.organization_id, row.currency, row.month, row.base_currency): row.rate
+            for row in await ExchangeRate.filter(
+                organization_id__in={w[0] for w in wanted}, currency__in={w[1] for w in wanted},
+                month__in={w[2] for w in wanted}, base_currency__in={w[3] for w in wanted},
+            )
+        }
+    histories_found = await histories([(ctx.invoice, months[i]) for i, ctx in enumerate(contexts)])
+    for i, ctx in enumerate(contexts):
+        month, org, currency = months[i], ctx.organization.id, ctx.account.currency
+        ctx.inputs = Inputs(
+            usage=usage_by[i], late=late_by[i],
+            rules=[
+                rule for rule in rules if rule.organization_id == org
+                and rule.managed_account_id in (None, ctx.account.id)
+                and (rule.starts_on is None or rule.starts_on <= month) and (rule.ends_on is None or rule.ends_on >= month)
+            ],
+            extras=extras[ctx.invoice.id],
+            rates={key: rates[(org, currency, *key)] for key in needed[i] if (org, currency, *key) in rates},
+            history=histories_found[i],
         )
-    profile = account.billing_profile
-    assert profile is not None, "selected with the account, whose reference is set"
-    return Context(
-        invoice=invoice,
-        organization=invoice.organization,
-        account=account,
-        profile=profile,
-        charges=await BillingProfileCharge.filter(billing_profile_id=account.billing_profile_id).order_by("position"),
-        period=invoice.billing_period,
-    )
 
 
-async def _usage_groups(account: ManagedAccount, month: date, provider: str, basis: BillingBasis) -> list[dict[str, Any]]:
-    cost = COST_COLUMNS[basis]  # a fixed column name, never input
-    return (await connections.get("default").execute_query(
-        f"""SELECT provider_name, COALESCE(service_name, '') AS service_name,
-                  COALESCE(service_category, '') AS service_category, billing_currency,
-                  SUM(COALESCE({cost}, billed_cost)) AS amount,
-                  COUNT(DISTINCT COALESCE(consumed_unit, '')) AS units, MIN(consumed_unit) AS unit,
-                  SUM(consumed_quantity) AS quantity
-           FROM cost_records WHERE managed_account_id = $1 AND billing_month = $2
-             AND (origin = $3 OR $4::boolean) AND ($5 = '' OR provider_name = $5)
-           GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4""",
-        [str(account.id), month, CostOrigin.MSP_DELEGATED.value, account.include_account_integrations, provider],
-    ))[1]
-
-
-async def _late_costs(ctx: Context) -> list[dict[str, Any]]:
-    """The late costs this invoice bills: not billed by another invoice, of its own month, and
-    of earlier months when it is a month's invoice and the organization bills them next. When
-    the organization bills them on supplementary invoices, a month whose late costs lower what
-    was invoiced is credited on the next month's invoice instead (a supplementary invoice
-    never totals below zero)."""
-    invoice = ctx.invoice
-    regular = invoice.kind == InvoiceKind.REGULAR
-    next_invoice = ctx.organization.late_cost_billing == LateCostBilling.NEXT_INVOICE
-    return (await connections.get("default").execute_query(
-        """SELECT id, billing_month, currency, billable FROM late_costs l
-           WHERE managed_account_id = $1 AND (billed_invoice_id IS NULL OR billed_invoice_id = $2)
-             AND (billing_month = $3 OR (billing_month < $3 AND ($4::boolean OR ($6::boolean AND (
-                 SELECT sum(n.billable) FROM late_costs n WHERE n.managed_account_id = $1
-                   AND n.billing_month = l.billing_month AND (n.billed_invoice_id IS NULL OR n.billed_invoice_id = $2)
-             ) < 0))))
-             AND ($5 = '' OR provider_name = $5)
-           ORDER BY billing_month, currency, created_at, id""",
-        [str(ctx.account.id), str(invoice.id), ctx.period.start_date, regular and next_invoice,
-         invoice.provider_name, regular and not next_invoice],
-    ))[1]
-
-
-async def _rules(ctx: Context) -> list[BillingRule]:
-    month = ctx.period.start_date
-    rules = await BillingRule.filter(
-        Q(managed_account_id=None) | Q(managed_account_id=ctx.account.id),
-        Q(starts_on=None) | Q(starts_on__lte=month),
-        Q(ends_on=None) | Q(ends_on__gte=month),
-        organization_id=ctx.organization.id, is_active=True,
-    ).order_by("created_at", "id")
-    return rules
-
-
-async def _rates(ctx: Context, needed: set[tuple[date, str]]) -> dict[tuple[date, str], Decimal]:
+def _rates(ctx: Context, needed: set[tuple[date, str]]) -> dict[tuple[date, str], Decimal]:
     """The rate into the invoice currency of each (month, cost currency); a missing one fails
     the generation, naming every rate to set."""
+    assert ctx.inputs is not None
     currency = ctx.account.currency
     rates = {(month, cost): Decimal(1) for month, cost in needed if cost == currency}
-    wanted = needed - set(rates)
-    if wanted:
-        for row in await ExchangeRate.filter(
-            organization_id=ctx.organization.id, currency=currency,
-            month__in=sorted({month for month, _ in wanted}),
-            base_currency__in=sorted({cost for _, cost in wanted}),
-        ):
-            if (row.month, row.base_currency) in wanted:
-                rates[(row.month, row.base_currency)] = row.rate
-    missing = sorted(wanted - set(rates))
+    rates |= {key: rate for key, rate in ctx.inputs.rates.items() if key in needed and key not in rates}
+    missing = sorted(needed - set(rates))
     if missing:
         names = ", ".join(f"{cost} to {currency} for {month:%Y-%m}" for month, cost in missing)
         raise GenerationFailed(
@@ -270,16 +344,24 @@ def _description(group: dict[str, Any], several: bool) -> str:
 
 
 async def compute(ctx: Context) -> Draft:
+    """The invoice computed from its inputs (read first when `fetch_inputs` has not)."""
+    if ctx.inputs is None:
+        await fetch_inputs([ctx])
+    return computed(ctx)
+
+
+def computed(ctx: Context) -> Draft:
+    """The invoice computed from the inputs `fetch_inputs` read (no database access)."""
+    inputs = ctx.inputs
+    assert inputs is not None, "fetch_inputs read them"
     supplementary = ctx.invoice.kind == InvoiceKind.SUPPLEMENTARY
     month = ctx.period.start_date
-    basis = ctx.account.billing_basis or ctx.profile.billing_basis
-    groups = [] if supplementary else [
-        g for g in await _usage_groups(ctx.account, month, ctx.invoice.provider_name, basis) if g["amount"] != 0
-    ]
-    late = [row for row in await _late_costs(ctx) if row["billable"] != 0]
+    basis = _basis(ctx)
+    groups = [] if supplementary else [g for g in inputs.usage if g["amount"] != 0]
+    late = [row for row in inputs.late if row["billable"] != 0]
     currency = ctx.account.currency
     cost_currencies = sorted({g["billing_currency"] for g in groups})
-    rates = await _rates(ctx, {(month, c) for c in cost_currencies} | {(r["billing_month"], r["currency"]) for r in late})
+    rates = _rates(ctx, {(month, c) for c in cost_currencies} | {(r["billing_month"], r["currency"]) for r in late})
     month_rates = {c: rates[(month, c)] for c in cost_currencies}
     # The revision's single cost currency and rate: the costs' own when there is one.
     cost_currency = cost_currencies[0] if len(cost_currencies) == 1 else currency
@@ -308,7 +390,7 @@ async def compute(ctx: Context) -> Draft:
         line_rates.append(rate)
     running = list(converted)
     adjustments, taxes = [], []
-    rules = await _rules(ctx)
+    rules = inputs.rules
     ordered = sorted((r for r in rules if r.kind != RuleKind.TAX), key=lambda r: RULE_ORDER[r.kind])
     for rule in ordered + [r for r in rules if r.kind == RuleKind.TAX]:
         matched = [i for i, line in enumerate(usage) if _matches(rule, line)]
@@ -338,7 +420,7 @@ async def compute(ctx: Context) -> Draft:
     extras = [
         Line(kind=LineKind.ONE_OFF, description=extra.description, amount=money(extra.quantity * extra.unit_price),
              quantity=extra.quantity, unit_price=extra.unit_price)
-        for extra in await InvoiceExtraLine.filter(invoice_id=ctx.invoice.id).order_by("position")
+        for extra in inputs.extras
     ]
     draft.lines = usage + extras + adjustments + late_lines
     draft.adjustments = sum((line.amount for line in adjustments), Decimal(0))
@@ -358,8 +440,8 @@ async def compute(ctx: Context) -> Draft:
     if ctx.account.auto_invoice == AutoInvoice.SEND:
         draft.auto_send_after_hours = ctx.account.auto_send_after_hours
     thresholds = Thresholds(ctx.organization.check_change_percent, ctx.organization.check_change_amount)
-    draft.checks = await generation_findings(
-        ctx.invoice, month, thresholds, currency, draft.total, [(line.provider, line.service, line.amount) for line in usage]
+    draft.checks = generation_findings(
+        inputs.history, thresholds, currency, draft.total, [(line.provider, line.service, line.amount) for line in usage]
     )
     return draft
 
