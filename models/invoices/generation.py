@@ -561,81 +561,135 @@ def _line_decimal(value: Decimal | None) -> Decimal | None:
     return None if value is None else value.quantize(_LINE_PLACES)
 
 
+@dataclass
+class Generated:
+    """A computed invoice, printed, to store as its next revision."""
+
+    invoice_id: Any
+    draft: Draft
+    view: dict[str, Any]
+    # The stored PDF: its path, SHA-256 and size.
+    pdf: dict[str, Any]
+
+
 async def store_revision(
     invoice_id: Any, draft: Draft, view: dict[str, Any], pdf: dict[str, Any], actor: Any
 ) -> Invoice | None:
     """Freeze the draft as the invoice's next revision and move it to AWAITING_APPROVAL.
     Returns None when the invoice is no longer GENERATING (a stale job: nothing is stored)."""
+    stored = (await store_revisions([Generated(invoice_id, draft, view, pdf)], actor))[0]
+    if isinstance(stored, DomainError):
+        raise stored
+    return stored
+
+
+async def store_revisions(generated: list[Generated], actor: Any) -> list[Invoice | None | DomainError]:
+    """`store_revision` for each, in one transaction; when the late costs of one were claimed
+    by another invoice meanwhile, each is stored alone, so that only that one fails."""
+    try:
+        return list(await _store(generated, actor))
+    except GenerationFailed as exc:
+        if len(generated) == 1:
+            return [exc]
+    found: list[Invoice | None | DomainError] = []
+    for one in generated:
+        try:
+            found.extend(await _store([one], actor))
+        except GenerationFailed as exc:
+            found.append(exc)
+    return found
+
+
+async def _store(generated: list[Generated], actor: Any) -> list[Invoice | None]:
     from tortoise.transactions import in_transaction
 
     from models.invoices.lifecycle import transition
     from models.invoices.tables import InvoiceRevision, InvoiceStatus
 
+    ids = [str(one.invoice_id) for one in generated]
     async with in_transaction() as conn:
-        # The lock and the revision count in one round trip.
-        (locked,) = await conn.execute_query_dict(
-            "SELECT status, auto_send_at, (SELECT count(*) FROM invoice_revisions WHERE invoice_id = $1) AS revisions,"
-            " EXISTS (SELECT 1 FROM invoice_events WHERE invoice_id = $1 AND kind = 'AUTO_SEND_CANCELLED') AS cancelled"
-            " FROM invoices WHERE id = $1 FOR UPDATE",
-            [str(invoice_id)],
-        )
-        if locked["status"] != InvoiceStatus.GENERATING.value:
-            return None
-        revision = await InvoiceRevision.create(
-            invoice_id=invoice_id, revision=locked["revisions"] + 1,
-            template_version=view["template_version"], currency=draft.currency,
-            cost_currency=draft.cost_currency, exchange_rate=draft.rate,
-            exchange_rates={cost: _plain(rate) for cost, rate in draft.rates.items()}, subtotal=draft.subtotal,
-            checks=[finding.stored() for finding in draft.checks], billing_basis=draft.billing_basis.value,
-            adjustments=draft.adjustments, charges=draft.charges, total=draft.total,
-            issue_date=draft.issue_date, due_date=draft.due_date, snapshot=view,
-            pdf_path=pdf["path"], pdf_sha256=pdf["sha256"], pdf_size=pdf["size"], using_db=conn,
-        )
+        # The locks (in id order, as every bulk lock is taken) and the revision counts in one round trip.
+        locked = {row["id"]: row for row in await conn.execute_query_dict(
+            "SELECT id::text AS id, status, auto_send_at,"
+            " (SELECT count(*) FROM invoice_revisions r WHERE r.invoice_id = i.id) AS revisions,"
+            " EXISTS (SELECT 1 FROM invoice_events e WHERE e.invoice_id = i.id AND kind = 'AUTO_SEND_CANCELLED') AS cancelled"
+            " FROM invoices i WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
+            [ids],
+        )}
+        current = [one for one, invoice_id in zip(generated, ids, strict=True)
+                   if invoice_id in locked and locked[invoice_id]["status"] == InvoiceStatus.GENERATING.value]
+        revisions = [
+            InvoiceRevision(
+                invoice_id=one.invoice_id, revision=locked[str(one.invoice_id)]["revisions"] + 1,
+                template_version=one.view["template_version"], currency=one.draft.currency,
+                cost_currency=one.draft.cost_currency, exchange_rate=one.draft.rate,
+                exchange_rates={cost: _plain(rate) for cost, rate in one.draft.rates.items()}, subtotal=one.draft.subtotal,
+                checks=[finding.stored() for finding in one.draft.checks], billing_basis=one.draft.billing_basis.value,
+                adjustments=one.draft.adjustments, charges=one.draft.charges, total=one.draft.total,
+                issue_date=one.draft.issue_date, due_date=one.draft.due_date, snapshot=one.view,
+                pdf_path=one.pdf["path"], pdf_sha256=one.pdf["sha256"], pdf_size=one.pdf["size"],
+            )
+            for one in current
+        ]
+        if revisions:
+            await InvoiceRevision.bulk_create(revisions, using_db=conn)
         # One statement for all the lines: building an ORM object per line cost more than
         # the rest of the transaction. Quantities and prices are rounded as the ORM rounds them.
-        lines = draft.lines
-        await conn.execute_query(
-            "INSERT INTO invoice_line_items (revision_id, position, kind, description, provider_name,"
-            " service_name, service_category, quantity, unit, unit_price, amount)"
-            " SELECT $1::uuid, * FROM unnest($2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[],"
-            " $7::text[], $8::numeric[], $9::text[], $10::numeric[], $11::numeric[])",
-            [
-                str(revision.id), list(range(1, len(lines) + 1)), [line.kind.value for line in lines],
-                [line.description[:1024] for line in lines], [line.provider for line in lines],
-                [line.service for line in lines], [line.category for line in lines],
-                [_line_decimal(line.quantity) for line in lines], [line.unit for line in lines],
-                [_line_decimal(line.unit_price) for line in lines], [line.amount for line in lines],
-            ],
-        )
-        await _claim_late_costs(conn, invoice_id, draft.late_cost_ids)
-        return await transition(
-            invoice_id, "GENERATED", actor, connection=conn,
-            changes={
-                "current_revision_id": revision.id, "currency": draft.currency,
-                "subtotal": draft.subtotal, "adjustments": draft.adjustments, "charges": draft.charges,
-                "total": draft.total, "tax_total": draft.taxes, "issue_date": draft.issue_date,
-                "due_date": draft.due_date, "error_message": None, "auto_send_at": _auto_send_at(draft, locked),
-            },
-            detail={"revision": revision.revision, "total": str(draft.total), "pdfSha256": pdf["sha256"]},
-        )
+        lines = [(revision.id, position, line) for one, revision in zip(current, revisions, strict=True)
+                 for position, line in enumerate(one.draft.lines, start=1)]
+        if lines:
+            await conn.execute_query(
+                "INSERT INTO invoice_line_items (revision_id, position, kind, description, provider_name,"
+                " service_name, service_category, quantity, unit, unit_price, amount)"
+                " SELECT * FROM unnest($1::uuid[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[],"
+                " $7::text[], $8::numeric[], $9::text[], $10::numeric[], $11::numeric[])",
+                [
+                    [str(revision_id) for revision_id, _, _ in lines], [position for _, position, _ in lines],
+                    [line.kind.value for _, _, line in lines], [line.description[:1024] for _, _, line in lines],
+                    [line.provider for _, _, line in lines], [line.service for _, _, line in lines],
+                    [line.category for _, _, line in lines], [_line_decimal(line.quantity) for _, _, line in lines],
+                    [line.unit for _, _, line in lines], [_line_decimal(line.unit_price) for _, _, line in lines],
+                    [line.amount for _, _, line in lines],
+                ],
+            )
+        await _claim_late_costs(conn, current)
+        stored = {}
+        for one, revision in zip(current, revisions, strict=True):
+            draft = one.draft
+            stored[str(one.invoice_id)] = await transition(
+                one.invoice_id, "GENERATED", actor, connection=conn,
+                changes={
+                    "current_revision_id": revision.id, "currency": draft.currency,
+                    "subtotal": draft.subtotal, "adjustments": draft.adjustments, "charges": draft.charges,
+                    "total": draft.total, "tax_total": draft.taxes, "issue_date": draft.issue_date,
+                    "due_date": draft.due_date, "error_message": None,
+                    "auto_send_at": _auto_send_at(draft, locked[str(one.invoice_id)]),
+                },
+                detail={"revision": revision.revision, "total": str(draft.total), "pdfSha256": one.pdf["sha256"]},
+            )
+    return [stored.get(invoice_id) for invoice_id in ids]
 
 
-async def _claim_late_costs(conn: Any, invoice_id: Any, ids: list[Any]) -> None:
-    """Mark the late costs the revision bills as billed by this invoice, and release those an
+async def _claim_late_costs(conn: Any, generated: list[Generated]) -> None:
+    """Mark the late costs each revision bills as billed by its invoice, and release those an
     earlier revision billed and this one no longer does. Another invoice claiming one first
     (a race between two generations of the account) fails this one, to be generated again."""
+    if not generated:
+        return
+    claims = [(str(one.invoice_id), str(late_id)) for one in generated for late_id in one.draft.late_cost_ids]
     await conn.execute_query(
-        "UPDATE late_costs SET billed_invoice_id = NULL WHERE billed_invoice_id = $1 AND id <> ALL($2::uuid[])",
-        [str(invoice_id), [str(i) for i in ids]],
+        "UPDATE late_costs SET billed_invoice_id = NULL WHERE billed_invoice_id = ANY($1::uuid[])"
+        " AND id <> ALL($2::uuid[])",
+        [[str(one.invoice_id) for one in generated], [late_id for _, late_id in claims]],
     )
-    if not ids:
+    if not claims:
         return
     claimed, _ = await conn.execute_query(
-        "UPDATE late_costs SET billed_invoice_id = $1 WHERE id = ANY($2::uuid[])"
-        " AND (billed_invoice_id IS NULL OR billed_invoice_id = $1)",
-        [str(invoice_id), [str(i) for i in ids]],
+        "UPDATE late_costs SET billed_invoice_id = v.invoice FROM unnest($1::uuid[], $2::uuid[]) AS v(invoice, id)"
+        " WHERE late_costs.id = v.id AND (late_costs.billed_invoice_id IS NULL OR late_costs.billed_invoice_id = v.invoice)",
+        [[invoice_id for invoice_id, _ in claims], [late_id for _, late_id in claims]],
     )
-    if claimed != len(ids):
+    if claimed != len(claims):
         raise GenerationFailed("Late costs of this account were billed by another invoice meanwhile: regenerate.")
 
 

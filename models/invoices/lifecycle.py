@@ -81,20 +81,21 @@ async def transition(
         " SELECT id, status FROM invoices WHERE id = $1"
         " AND ($2::uuid IS NULL OR organization_id = $2) FOR UPDATE"
         ") AS before WHERE i.id = before.id AND before.status = ANY($3::text[])"
-        " RETURNING before.status AS from_status"
+        " RETURNING before.status AS from_status, i.*"
     )
     params = [str(invoice_id), str(organization_id) if organization_id else None,
               [source.value for source in rule.sources], *_db_values(columns.values())]
     async with _transaction(connection) as conn:
         rows = await conn.execute_query_dict(sql, params)
-        query = Invoice.filter(id=invoice_id)
-        if organization_id is not None:
-            query = query.filter(organization_id=organization_id)
-        invoice = await query.using_db(conn).first()
-        if invoice is None:
-            raise NotFound("No such invoice.", field="id")
         if not rows:
+            query = Invoice.filter(id=invoice_id)
+            if organization_id is not None:
+                query = query.filter(organization_id=organization_id)
+            if not await query.using_db(conn).exists():
+                raise NotFound("No such invoice.", field="id")
             raise InvalidTransition(rule.refusal, field="id")
+        row = rows[0]
+        invoice = Invoice._init_from_db(**{column: value for column, value in row.items() if column != "from_status"})
         await InvoiceEvent.create(
             invoice_id=invoice.id, actor_id=actor.user_id, actor_label=actor.label, kind=name,
             from_status=rows[0]["from_status"], to_status=rule.target.value, detail=detail or {},
