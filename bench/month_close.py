@@ -181,12 +181,13 @@ def report_cpu(meter: CpuMeter, count: int, seconds: float) -> str:
 
 
 async def pipeline(settings, redis, org, *, pool: int, batch: int, max_jobs: int, poll_delay: float,
-                   profile: str | None):
+                   generation_batch: int, profile: str | None):
     """Invoices per second from the first start_generation to the last AWAITING_APPROVAL."""
     from arq.worker import Worker
 
     from infra import broker
     from jobs import dispatch
+    from jobs.generate import Generations
     from jobs.pdf import PdfRenderer
     from jobs.rendering import render_invoice_html, sample_view
     from jobs.worker import WorkerSettings
@@ -207,7 +208,7 @@ async def pipeline(settings, redis, org, *, pool: int, batch: int, max_jobs: int
     worker = Worker(
         functions=WorkerSettings.functions, redis_pool=redis, queue_name=broker.QUEUE_NAME,
         handle_signals=False, max_jobs=max_jobs, poll_delay=poll_delay,
-        ctx={"settings": settings, "pdf": renderer},
+        ctx={"settings": settings, "pdf": renderer, "generations": Generations(batch_size=generation_batch)},
     )
     task = asyncio.create_task(worker.async_run())
     profiler = None
@@ -268,7 +269,7 @@ async def first_revision(org, expected: int):
     return await InvoiceRevision.get(id=rows[0][1])
 
 
-async def month(args, settings, batch: int, max_jobs: int, poll_delay: float):
+async def month(args, settings, batch: int, max_jobs: int, poll_delay: float, generation_batch: int):
     """Seed, close and generate the month with the renderer printing `batch` invoices per
     print job: (invoices, seconds to close, seconds to generate, invoices/s, one revision's HTML)."""
     from tortoise import Tortoise, connections
@@ -294,10 +295,11 @@ async def month(args, settings, batch: int, max_jobs: int, poll_delay: float):
         print(f"closed {MONTH:%Y-%m}: {created} invoices ready in {closing:.2f} s")
         per_second, seconds = await pipeline(
             settings, redis, org, pool=args.pool, batch=batch, max_jobs=max_jobs, poll_delay=poll_delay,
-            profile=args.profile,
+            generation_batch=generation_batch, profile=args.profile,
         )
         print(f"pipeline: {created} invoices in {seconds:.2f} s: {per_second:.2f} invoices/s "
-              f"(pool {args.pool}, batch {batch}, max_jobs {max_jobs}, poll_delay {poll_delay} s)")
+              f"(pool {args.pool}, batch {batch}, max_jobs {max_jobs}, poll_delay {poll_delay} s, "
+              f"generated {generation_batch} at a time)")
         revision = await first_revision(org, created)
         await check_pdfs(settings, org)
         html = render_invoice_html(revision.snapshot)
@@ -345,9 +347,13 @@ async def main(args) -> None:
     batches = (1, args.batch) if args.compare and args.batch > 1 else (args.batch,)
     runs = {}
     for batch in batches:
-        # Compared with the worker as it was: one invoice per print job, arq's 10 jobs and 0.5 s poll.
+        # Compared with the worker as it was: one invoice per print job, arq's 10 jobs and 0.5 s
+        # poll, each invoice generated alone.
         before = args.compare and batch == 1
-        runs[batch] = await month(args, settings, batch, 10 if before else args.max_jobs, 0.5 if before else args.poll_delay)
+        runs[batch] = await month(
+            args, settings, batch, 10 if before else args.max_jobs, 0.5 if before else args.poll_delay,
+            1 if before else args.generation_batch,
+        )
         created, closing, seconds, per_second, html, lines = runs[batch]
         print(f"month close, batch {batch}: close {closing:.1f} s + generate and print {seconds:.1f} s = "
               f"{closing + seconds:.1f} s for {created} accounts", flush=True)
@@ -376,6 +382,8 @@ if __name__ == "__main__":
     parser.add_argument("--lines", type=int, default=40, help="services (cost lines) per account")
     parser.add_argument("--pool", type=int, default=2, help="Chromium pages (renders in flight); PdfRenderer's default")
     parser.add_argument("--max-jobs", type=int, default=20, help="jobs the worker runs at once (WorkerSettings')")
+    parser.add_argument("--generation-batch", type=int, default=16,
+                        help="invoices whose jobs run together generated together (Generations' default)")
     parser.add_argument("--poll-delay", type=float, default=0.05, help="seconds between queue polls (WorkerSettings')")
     parser.add_argument("--profile", help="profile the pipeline with pyinstrument; write the HTML report here")
     parser.add_argument(

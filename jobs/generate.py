@@ -26,10 +26,18 @@ from models.credit_notes import CreditNote
 from models.errors import DomainError
 from models.invoices import DeliveryStatus, Invoice, InvoiceStatus
 from models.invoices.actions import fail_generation
-from models.invoices.generation import build_view, compute, load_context, load_invoice, store_revision
+from models.invoices.generation import (
+    Generated,
+    build_view,
+    computed,
+    fetch_inputs,
+    load_contexts,
+    load_invoices,
+    revision_counts,
+    store_revisions,
+)
 from models.invoices.lifecycle import Actor
-from models.invoices.numbering import ensure_number
-from models.invoices.tables import InvoiceRevision
+from models.invoices.numbering import ensure_numbers
 
 log = logging.getLogger(__name__)
 WORKER = Actor.system("worker")
@@ -42,14 +50,8 @@ GENERATION_TIMEOUT = timedelta(seconds=90)
 
 
 async def generate_invoice(ctx: dict, invoice_id: str) -> str:
-    invoice = await load_invoice(invoice_id)
-    if invoice is None or invoice.status != InvoiceStatus.GENERATING:
-        return "nothing to do"
     try:
-        # Inside arq's own timeout: arq cancels a job at its limit without our error path, so a
-        # generation that hangs (a stuck browser) stops here first and is retried or ends in ERROR.
-        async with asyncio.timeout(GENERATION_TIMEOUT.total_seconds()):
-            return await _generate(ctx, invoice_id, invoice)
+        return await generations(ctx).generate(ctx, invoice_id)
     except DomainError as exc:
         await _fail(ctx, invoice_id, exc.message)
         return "failed"
@@ -66,26 +68,129 @@ async def generate_invoice(ctx: dict, invoice_id: str) -> str:
         return "failed"
 
 
-async def _generate(ctx: dict, invoice_id: str, invoice: Invoice) -> str:
-    gen = await load_context(invoice_id, invoice)
-    draft = await compute(gen)
-    assert draft.issue_date is not None, "a computed draft has its dates"
-    number = await ensure_number(invoice_id, draft.issue_date.year)
-    view = build_view(gen, draft, number, TEMPLATE_VERSION)
-    # Printed with other invoices of its organization when several wait (jobs/pdf.py).
-    pdf = await ctx["pdf"].render(render_invoice_html(view), group=str(gen.organization.id))
-    revision = await InvoiceRevision.filter(invoice_id=invoice_id).count() + 1
-    path = f"invoices/{gen.organization.id}/{number}-r{revision}.pdf"
+def generations(ctx: dict) -> Generations:
+    """The worker's generations (made at its start-up), or one for this job alone."""
+    return ctx.get("generations") or Generations(batch_size=1)
+
+
+class Generations:
+    """Generates together the invoices whose jobs run at the same time: the jobs that start
+    within `wait` seconds of each other (up to `batch_size`) are loaded, computed, numbered
+    and stored with a few statements for all of them, and printed together (jobs/pdf.py).
+    Each job still gets its own outcome: an invoice that cannot be generated fails alone.
+    A batch runs under GENERATION_TIMEOUT, inside arq's own timeout, so that a generation that
+    hangs (a stuck browser) stops there first and each of its jobs is retried or ends in ERROR."""
+
+    def __init__(self, batch_size: int = 16, wait: float = 0.02) -> None:
+        self.batch_size = batch_size
+        self.wait = wait
+        self.batches = 0
+        self._waiting: list[tuple[str, asyncio.Future]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    async def generate(self, ctx: dict, invoice_id: Any) -> str:
+        """What became of the invoice: "generated", "superseded" (regenerated meanwhile) or
+        "nothing to do" (not GENERATING); raises what made it fail."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((str(invoice_id), future))
+        if len(self._waiting) >= self.batch_size:
+            self._start(ctx)
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.wait, self._start, ctx)
+        return await future
+
+    def _start(self, ctx: dict) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._waiting:
+            batch, self._waiting = self._waiting[:self.batch_size], self._waiting[self.batch_size:]
+            task = asyncio.create_task(self._run(ctx, batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, ctx: dict, batch: list[tuple[str, asyncio.Future]]) -> None:
+        self.batches += 1
+        try:
+            async with asyncio.timeout(GENERATION_TIMEOUT.total_seconds()):
+                outcomes = await _generate(ctx, [invoice_id for invoice_id, _ in batch])
+        except BaseException as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+
+async def _generate(ctx: dict, ids: list[str]) -> list[str | BaseException]:
+    """Generate the invoices that are GENERATING among `ids`: each one's outcome, in order."""
+    outcomes: dict[str, str | BaseException] = dict.fromkeys(ids, "nothing to do")
+    invoices = [
+        invoice for invoice in await load_invoices(list(dict.fromkeys(ids)))
+        if invoice.status == InvoiceStatus.GENERATING
+    ]
+    contexts = []
+    for invoice, found in zip(invoices, await load_contexts(invoices), strict=True):
+        if isinstance(found, DomainError):
+            outcomes[str(invoice.id)] = found
+        else:
+            contexts.append(found)
+    await fetch_inputs(contexts)
+    drafts = []
+    for gen in contexts:
+        try:
+            drafts.append((gen, computed(gen)))
+        except DomainError as exc:
+            outcomes[str(gen.invoice.id)] = exc
+    numbers = await ensure_numbers([(gen.invoice.id, draft.issue_date.year) for gen, draft in drafts if draft.issue_date])
+    revisions = await revision_counts([gen.invoice.id for gen, _ in drafts])
+    printing = []
+    for gen, draft in drafts:
+        try:
+            view = build_view(gen, draft, numbers[str(gen.invoice.id)], TEMPLATE_VERSION)
+        except DomainError as exc:
+            outcomes[str(gen.invoice.id)] = exc
+            continue
+        path = f"invoices/{gen.organization.id}/{view['number']}-r{revisions.get(gen.invoice.id, 0) + 1}.pdf"
+        printing.append((gen, draft, view, path))
+    # Printed with other invoices of their organization (jobs/pdf.py).
+    pdfs = await asyncio.gather(
+        *(ctx["pdf"].render(render_invoice_html(view), group=str(gen.organization.id)) for gen, _, view, _ in printing),
+        return_exceptions=True,
+    )
+    printed = []
+    for (gen, draft, view, path), pdf in zip(printing, pdfs, strict=True):
+        if isinstance(pdf, BaseException):
+            outcomes[str(gen.invoice.id)] = pdf
+        else:
+            printed.append(Generated(gen.invoice.id, draft, view, {"path": path, "size": len(pdf), "pdf": pdf}))
     # Off the event loop: an fsync that waits for the disk would stall every other job's
     # queries and renders.
-    sha256 = await asyncio.to_thread(storage.save, ctx["settings"], path, pdf)
-    stored = await store_revision(
-        invoice_id, draft, view, {"path": path, "sha256": sha256, "size": len(pdf)}, WORKER
+    await asyncio.to_thread(_save, ctx["settings"], printed)
+    stored = await store_revisions(printed, WORKER)
+    for one, outcome in zip(printed, stored, strict=True):
+        outcomes[str(one.invoice_id)] = outcome if isinstance(outcome, BaseException) else (
+            "superseded" if outcome is None else "generated"
+        )
+    await effects.invoice_ids_changed(
+        ctx["redis"], [one.invoice_id for one, outcome in zip(printed, stored, strict=True) if isinstance(outcome, Invoice)]
     )
-    if not stored:
-        return "superseded"
-    await effects.invoice_ids_changed(ctx["redis"], [invoice_id])
-    return "generated"
+    return [outcomes[invoice_id] for invoice_id in ids]
+
+
+def _save(settings: Any, printed: list[Generated]) -> None:
+    """Store each PDF, recording its SHA-256 in place of its bytes."""
+    for one in printed:
+        one.pdf["sha256"] = storage.save(settings, one.pdf["path"], one.pdf.pop("pdf"))
 
 
 async def _fail(ctx: dict, invoice_id: Any, message: str) -> None:

@@ -18,7 +18,7 @@ template together (`batch_size`): their bodies in one document, each starting on
 with an empty anchor that links to itself. Chromium writes a named destination for every
 anchor the document links to, which tells the page where each invoice begins (an outline would
 too, but only in a tagged PDF, which costs Chromium more than the batching saves). The document
-is then split back into one PDF per invoice (pypdf), each holding only its own pages, with the
+is then split back into one PDF per invoice (pikepdf, on qpdf), each holding only its own pages, with the
 invoice's title and no clock in its metadata (the same batch prints the same bytes). Should
 anything not line up (another number of destinations than of invoices, a failed print), each
 is printed alone as before.
@@ -111,7 +111,7 @@ async def _guard(route: Route) -> None:
 
 _TITLE = re.compile(r"<title>(.*?)</title>", re.S)
 # The metadata of every split PDF besides its title: fixed, so that nothing varies but content.
-_SPLIT_METADATA = {"/Producer": "invoicing (Chromium, pypdf)", "/Creator": "invoicing"}
+_SPLIT_METADATA = {"/Producer": "invoicing (Chromium, qpdf)", "/Creator": "invoicing"}
 
 
 @dataclass
@@ -148,15 +148,17 @@ def combine(htmls: list[str]) -> str:
     return head + "<body>\n" + "\n".join(parts) + "\n</body>\n</html>\n"
 
 
-def _written(reader: Any, pages: range, title: str) -> bytes:
-    from pypdf import PdfWriter
+def _written(source: Any, pages: range, title: str) -> bytes:
+    """The pages of `source` (a pikepdf.Pdf) as a PDF of their own, with fixed metadata."""
+    import pikepdf
 
-    writer = PdfWriter()
-    for number in pages:
-        writer.add_page(reader.pages[number])
-    writer.add_metadata({**_SPLIT_METADATA, "/Title": title})
+    pdf = pikepdf.new()
+    pdf.pages.extend(source.pages[pages.start:pages.stop])
+    for key, value in {**_SPLIT_METADATA, "/Title": title}.items():
+        pdf.docinfo[key] = pikepdf.String(value)
     buffer = io.BytesIO()
-    writer.write(buffer)
+    # The file identifier from the content, not from a clock or a random number.
+    pdf.save(buffer, deterministic_id=True)
     return buffer.getvalue()
 
 
@@ -166,28 +168,34 @@ def _title(html: str) -> str:
 
 def normalized(pdf: bytes, title: str) -> bytes:
     """A PDF printed alone, written as a split one is: the same metadata, no clock."""
-    from pypdf import PdfReader
+    import pikepdf
 
-    reader = PdfReader(io.BytesIO(pdf))
-    return _written(reader, range(len(reader.pages)), title)
+    with pikepdf.open(io.BytesIO(pdf)) as source:
+        return _written(source, range(len(source.pages)), title)
 
 
 def split(pdf: bytes, titles: list[str]) -> list[bytes] | None:
     """The PDF of each of `len(titles)` invoices printed together by `combine`, or None when
     its named destinations do not give each invoice its own first page, in order."""
-    from pypdf import PdfReader
+    import pikepdf
 
-    reader = PdfReader(io.BytesIO(pdf))
-    destinations = reader.named_destinations
-    names = [f"/{_START}{i}" for i in range(len(titles))]
-    if sorted(destinations) != sorted(names):
-        return None
-    found = [reader.get_destination_page_number(destinations[name]) for name in names]
-    starts = [number for number in found if number is not None]
-    if starts != found or starts != sorted(set(starts)) or starts[0] != 0:
-        return None
-    ends = starts[1:] + [len(reader.pages)]
-    return [_written(reader, range(start, end), title) for title, start, end in zip(titles, starts, ends)]
+    with pikepdf.open(io.BytesIO(pdf)) as source:
+        destinations = source.Root.get("/Dests")
+        names = [f"/{_START}{i}" for i in range(len(titles))]
+        if not isinstance(destinations, pikepdf.Dictionary) or sorted(destinations.keys()) != sorted(names):
+            return None
+        numbers: dict[tuple[int, int], int] = {page.obj.objgen: number for number, page in enumerate(source.pages)}
+        starts = []
+        for name in names:
+            target = destinations[name]
+            page = target[0] if isinstance(target, pikepdf.Array) and len(target) else None
+            if page is None or page.objgen not in numbers:
+                return None
+            starts.append(numbers[page.objgen])
+        if starts != sorted(set(starts)) or starts[0] != 0:
+            return None
+        ends = starts[1:] + [len(source.pages)]
+        return [_written(source, range(start, end), title) for title, start, end in zip(titles, starts, ends)]
 
 
 class PdfRenderer:
@@ -327,7 +335,7 @@ class PdfRenderer:
             raise
         self._pool.put_nowait(page)
         titles = [_title(html) for html in htmls]
-        # pypdf is plain Python: off the event loop, so that other jobs' queries go on.
+        # Off the event loop, so that other jobs' queries go on meanwhile.
         pdfs = await asyncio.to_thread(split, pdf, titles)
         if pdfs is None:
             log.warning("a batch of %d invoices did not split by its anchors; printing each alone", len(htmls))

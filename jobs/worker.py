@@ -17,7 +17,7 @@ from infra.embedded import resolve_urls
 from infra.settings import Settings, get_settings
 from jobs import dispatch
 from jobs.credit_notes import issue_credit_note
-from jobs.generate import GENERATION_TIMEOUT, generate_invoice, requeue_stuck
+from jobs.generate import GENERATION_TIMEOUT, Generations, generate_invoice, requeue_stuck
 from jobs.imports import IMPORT_TIMEOUT_SECONDS, run_cost_import
 from jobs.invitations import send_invitation
 from jobs.overdue import mark_overdue_invoices
@@ -39,6 +39,7 @@ async def startup(ctx: dict) -> None:
     # One warm browser per worker: starting Chromium costs far more than a render.
     ctx["pdf"] = PdfRenderer(settings, batch_size=settings.pdf_batch_size)
     await ctx["pdf"].start()
+    ctx["generations"] = Generations()
 
 
 async def shutdown(ctx: dict) -> None:

@@ -43,6 +43,7 @@ from decimal import Decimal
 from typing import Any
 
 from tortoise import connections
+from tortoise.functions import Count
 
 from models.billing_periods import BillingPeriod
 from models.billing_profiles import COST_COLUMNS, BillingBasis, BillingProfile, BillingProfileCharge, ChargeKind
@@ -54,7 +55,7 @@ from models.errors import DomainError, GenerationFailed, MissingBillingProfile
 from models.exchange_rates import ExchangeRate
 from models.invoices.checks import Finding, History, Thresholds, generation_findings, histories
 from models.invoices.queries import organization_today
-from models.invoices.tables import Invoice, InvoiceExtraLine, InvoiceKind, LineKind
+from models.invoices.tables import Invoice, InvoiceExtraLine, InvoiceKind, InvoiceRevision, LineKind
 from models.managed_accounts import AutoInvoice, ManagedAccount
 from models.organizations import LateCostBilling, Organization
 
@@ -156,13 +157,21 @@ class Context:
 _RELATED = ("organization", "billing_period", "managed_account__billing_profile")
 
 
-async def load_invoice(invoice_id: Any) -> Invoice | None:
-    """The invoice with its organization, period, account and billing profile (one query)."""
-    return await Invoice.filter(id=invoice_id).select_related(*_RELATED).first()
+async def load_invoices(ids: list[Any]) -> list[Invoice]:
+    """The invoices with their organization, period, account and billing profile (one query)."""
+    return await Invoice.filter(id__in=ids).select_related(*_RELATED)
+
+
+async def revision_counts(ids: list[Any]) -> dict[Any, int]:
+    """How many revisions each invoice has (none: left out)."""
+    rows = await InvoiceRevision.filter(invoice_id__in=ids).group_by("invoice_id").annotate(n=Count("id")).values_list(
+        "invoice_id", "n"
+    )
+    return dict(rows)
 
 
 async def load_context(invoice_id: Any, invoice: Invoice | None = None) -> Context:
-    """The computation's inputs; pass `invoice` as `load_invoice` returned it to save a query."""
+    """The computation's inputs; pass `invoice` as `load_invoices` returned it to save a query."""
     if invoice is None:
         invoice = await Invoice.filter(id=invoice_id).select_related(*_RELATED).get()
     found = (await load_contexts([invoice]))[0]
@@ -172,7 +181,7 @@ async def load_context(invoice_id: Any, invoice: Invoice | None = None) -> Conte
 
 
 async def load_contexts(invoices: list[Invoice]) -> list[Context | DomainError]:
-    """The context of each invoice (loaded as `load_invoice` does), or why it cannot be
+    """The context of each invoice (loaded as `load_invoices` does), or why it cannot be
     generated; the billing profiles' charges read at once."""
     profiles = {i.managed_account.billing_profile_id for i in invoices} - {None}
     charges: dict[Any, list[BillingProfileCharge]] = defaultdict(list)
