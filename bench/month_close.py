@@ -4,7 +4,7 @@ against the floor of Chromium printing the same HTML.
 Seeds one organization with `--accounts` managed accounts (each with a billing profile and
 `--lines` services of cost records for September 2024, an organization-wide discount and a
 VAT charge), closes the month (`close_period`), then times the real path: the domain's
-`start_generation` for every invoice, `dispatch.enqueue_generation` after each bulk of them
+`start_generations` for every invoice, `dispatch.enqueue_generation` after each bulk of them
 commits (as `generateInvoices` does), and an arq worker running the product's job functions
 with a warm `PdfRenderer` printing up to `--batch` invoices per Chromium print job (the
 worker's PDF_BATCH_SIZE), until every invoice is AWAITING_APPROVAL. The worker runs in this
@@ -15,7 +15,7 @@ alone. It prints the month's wall time: close + generate + print.
 Then, once the database has been vacuumed and checkpointed, the same renderer class prints the
 HTML of one of those invoices as many times, with the same pool size, one invoice per print
 job and `--batch` per print job: the browser alone. Each phase also prints the CPU it cost per
-invoice: this process (the worker, and the `start_generation` calls a web process would
+invoice: this process (the worker, and the `start_generations` calls a web process would
 make), Chromium with Playwright's driver, and the PostgreSQL and Redis servers (all their
 processes on the host: on a shared server, other load shows there).
 
@@ -182,7 +182,7 @@ def report_cpu(meter: CpuMeter, count: int, seconds: float) -> str:
 
 async def pipeline(settings, redis, org, *, pool: int, batch: int, max_jobs: int, poll_delay: float,
                    generation_batch: int, profile: str | None):
-    """Invoices per second from the first start_generation to the last AWAITING_APPROVAL."""
+    """Invoices per second from the first start_generations to the last AWAITING_APPROVAL."""
     from arq.worker import Worker
 
     from infra import broker
@@ -194,7 +194,7 @@ async def pipeline(settings, redis, org, *, pool: int, batch: int, max_jobs: int
     from models import Invoice
     from models.auth import create_user
     from models.base import Scope
-    from models.invoices.actions import MAX_BULK, start_generation
+    from models.invoices.actions import MAX_BULK, start_generations
     from models.invoices.lifecycle import Actor
 
     owner = await create_user(org.id, "owner@bench.example", Scope.OWNER)
@@ -223,8 +223,7 @@ async def pipeline(settings, redis, org, *, pool: int, batch: int, max_jobs: int
             # As generateInvoices does: each bulk's transitions commit, then its jobs are queued.
             for chunk in range(0, len(ids), MAX_BULK):
                 bulk = ids[chunk:chunk + MAX_BULK]
-                for invoice_id in bulk:
-                    await start_generation(invoice_id, org.id, actor)
+                await start_generations(bulk, org.id, actor)
                 await dispatch.enqueue_generation(redis, bulk)
             queued = time.time() - started
             seconds = await wait_until_generated(org, len(ids), timeout=60 + 2 * len(ids)) - started
@@ -236,7 +235,7 @@ async def pipeline(settings, redis, org, *, pool: int, batch: int, max_jobs: int
         task.cancel()
         await worker.close()
         await renderer.close()
-    print(f"start_generation + enqueue of {len(ids)}: {queued:.2f} s (the worker already at work)")
+    print(f"start_generations + enqueue of {len(ids)}: {queued:.2f} s (the worker already at work)")
     print(f"worker: {worker.jobs_complete} jobs complete, {worker.jobs_retried} retried, {worker.jobs_failed} failed; "
           f"{renderer.batches} print jobs of several invoices")
     print(report_cpu(meter, len(ids), seconds))

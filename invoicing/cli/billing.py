@@ -23,7 +23,6 @@ from invoicing.cli.common import (
     resolved_settings,
     run,
 )
-from models.errors import DomainError
 
 
 @app.command("close-period")
@@ -64,17 +63,15 @@ def generate(
 async def _generate(settings: Settings, month, organization_ref: str | None, wait: bool) -> Table:
     from jobs import effects
     from models.invoices import Invoice, InvoiceStatus
-    from models.invoices.actions import start_generation
+    from models.invoices.actions import start_generations
     from models.invoices.lifecycle import Actor
 
     organization = await find_organization(organization_ref)
     ready = Invoice.filter(organization_id=organization.id, billing_period__start_date=month)
-    ids, refused = [], []
-    for invoice_id in await ready.filter(status=InvoiceStatus.READY_TO_INVOICE).values_list("id", flat=True):
-        try:
-            ids.append((await start_generation(invoice_id, organization.id, Actor.system("cli"))).id)
-        except DomainError as exc:
-            refused.append(exc.message)
+    chosen = await ready.filter(status=InvoiceStatus.READY_TO_INVOICE).values_list("id", flat=True)
+    outcomes = await start_generations(chosen, organization.id, Actor.system("cli"))
+    ids = [outcome.invoice.id for outcome in outcomes if outcome.invoice]
+    refused = [outcome.error.message for outcome in outcomes if outcome.error]
     async with redis_connection(settings) as redis:
         await effects.generation_requested(redis, ids)
     for message in refused:

@@ -19,7 +19,7 @@ from models.errors import (
     ValidationFailed,
 )
 from models.invoices.checks import CheckCode, Severity, current_findings, unacknowledged
-from models.invoices.lifecycle import Actor, lock_invoice, transition
+from models.invoices.lifecycle import Actor, lock_invoice, transition, transition_each
 from models.invoices.queries import visible_invoices
 from models.invoices.tables import DeliveryStatus, Invoice, InvoiceEvent, InvoiceKind, InvoiceStatus, PaymentStatus
 from models.managed_accounts import ManagedAccount
@@ -38,9 +38,13 @@ class Outcome:
     error: DomainError | None = None
 
 
+async def _visible(principal, ids: list[Any]) -> set[Any]:
+    return set(await visible_invoices(principal).filter(id__in=[i for i in ids if i]).values_list("id", flat=True))
+
+
 async def _each(principal, ids: list[Any], operation) -> list[Outcome]:
     """Run `operation` on each id the principal may see; others fail alone, as not found."""
-    visible = set(await visible_invoices(principal).filter(id__in=[i for i in ids if i]).values_list("id", flat=True))
+    visible = await _visible(principal, ids)
     outcomes = []
     for invoice_id in ids:
         try:
@@ -55,25 +59,53 @@ async def _each(principal, ids: list[Any], operation) -> list[Outcome]:
 async def start_generation(invoice_id: Any, organization_id: Any, actor: Actor, *, regenerate: bool = False) -> Invoice:
     """Move the invoice to GENERATING (one conditional UPDATE: of two racing requests, one
     wins). The caller enqueues its job once this has committed."""
-    invoice = await Invoice.get(id=invoice_id, organization_id=organization_id)
-    account = await ManagedAccount.get(id=invoice.managed_account_id)
-    if account.billing_profile_id is None:
-        raise MissingBillingProfile(
-            f"{account.name} has no billing profile: choose one on the managed account first.",
-            field="ids",
+    (outcome,) = await start_generations([invoice_id], organization_id, actor, regenerate=regenerate)
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.invoice is not None
+    return outcome.invoice
+
+
+async def start_generations(ids: list[Any], organization_id: Any, actor: Actor, *, regenerate: bool = False) -> list[Outcome]:
+    """`start_generation` of each invoice, a few statements for all of them (a month's
+    invoices at once): each one's outcome."""
+    accounts = {
+        str(row["id"]): row for row in await Invoice.filter(id__in=ids, organization_id=organization_id).values(
+            "id", name="managed_account__name", billing_profile_id="managed_account__billing_profile_id"
         )
-    return await transition(
-        invoice_id, "REGENERATE" if regenerate else "GENERATE", actor,
-        organization_id=organization_id, changes={"error_message": None},
-    )
+    }
+    ready = [str(i) for i in ids if str(i) in accounts and accounts[str(i)]["billing_profile_id"] is not None]
+    moved = dict(zip(ready, await transition_each(
+        ready, "REGENERATE" if regenerate else "GENERATE", actor, organization_id=organization_id,
+        changes={"error_message": None},
+    ), strict=True))
+    outcomes = []
+    for invoice_id in ids:
+        found = moved.get(str(invoice_id))
+        if str(invoice_id) not in accounts:
+            outcomes.append(Outcome(invoice_id, error=NotFound("No such invoice.", field="ids")))
+        elif found is None:
+            outcomes.append(Outcome(invoice_id, error=MissingBillingProfile(
+                f"{accounts[str(invoice_id)]['name']} has no billing profile: choose one on the managed account first.",
+                field="ids",
+            )))
+        elif isinstance(found, DomainError):
+            outcomes.append(Outcome(invoice_id, error=found))
+        else:
+            outcomes.append(Outcome(invoice_id, invoice=found))
+    return outcomes
 
 
 async def request_generation(principal, ids: list[Any], *, regenerate: bool) -> list[Outcome]:
-    actor = Actor(user_id=principal.user.id)
-    return await _each(
-        principal, ids,
-        lambda invoice_id: start_generation(invoice_id, principal.organization_id, actor, regenerate=regenerate),
+    visible = await _visible(principal, ids)
+    started = await start_generations(
+        [i for i in ids if i in visible], principal.organization_id, Actor(user_id=principal.user.id), regenerate=regenerate,
     )
+    outcomes = iter(started)
+    return [
+        next(outcomes) if invoice_id in visible else Outcome(invoice_id, error=NotFound("No such invoice.", field="ids"))
+        for invoice_id in ids
+    ]
 
 
 async def approve(

@@ -13,7 +13,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from models.errors import InvalidTransition, NotFound
+from models.errors import DomainError, InvalidTransition, NotFound
 from models.invoices.tables import Invoice, InvoiceEvent, InvoiceStatus
 
 S = InvoiceStatus
@@ -72,36 +72,71 @@ async def transition(
     """Move one invoice along `name`, or raise InvalidTransition (NotFound when the invoice is
     not there, or not in `organization_id`). `changes` are further columns set by the same
     UPDATE (trusted names from domain code, never user input)."""
+    async with _transaction(connection) as conn:
+        (found,) = await _apply(conn, [invoice_id], name, actor, organization_id, changes, detail)
+    if isinstance(found, DomainError):
+        raise found
+    return found
+
+
+async def transition_each(
+    ids: list[Any],
+    name: str,
+    actor: Actor,
+    *,
+    organization_id: Any = None,
+    changes: dict[str, Any] | None = None,
+    detail: dict[str, Any] | None = None,
+) -> list[Invoice | DomainError]:
+    """`transition` of each invoice with the same changes, in one transaction and a few
+    statements for all of them: each one's invoice, or why it did not move."""
+    async with in_transaction() as conn:
+        return await _apply(conn, ids, name, actor, organization_id, changes, detail)
+
+
+async def _apply(
+    conn: Any, ids: list[Any], name: str, actor: Actor, organization_id: Any,
+    changes: dict[str, Any] | None, detail: dict[str, Any] | None,
+) -> list[Invoice | DomainError]:
     rule = TRANSITIONS[name]
     columns = {"status": rule.target.value, "updated_at": datetime.now(UTC), **(changes or {})}
     assignments = ", ".join(f'"{column}" = ${i}' for i, column in enumerate(columns, start=4))
-    # The sub-select reads the status before the change, so the timeline records it.
+    # The sub-select reads the status before the change, so the timeline records it; it locks
+    # in id order, as every bulk lock is taken.
     sql = (
         f"UPDATE invoices AS i SET {assignments} FROM ("
-        " SELECT id, status FROM invoices WHERE id = $1"
-        " AND ($2::uuid IS NULL OR organization_id = $2) FOR UPDATE"
+        " SELECT id, status FROM invoices WHERE id = ANY($1::uuid[])"
+        " AND ($2::uuid IS NULL OR organization_id = $2) ORDER BY id FOR UPDATE"
         ") AS before WHERE i.id = before.id AND before.status = ANY($3::text[])"
         " RETURNING before.status AS from_status, i.*"
     )
-    params = [str(invoice_id), str(organization_id) if organization_id else None,
+    params = [[str(invoice_id) for invoice_id in ids], str(organization_id) if organization_id else None,
               [source.value for source in rule.sources], *_db_values(columns.values())]
-    async with _transaction(connection) as conn:
-        rows = await conn.execute_query_dict(sql, params)
-        if not rows:
-            query = Invoice.filter(id=invoice_id)
-            if organization_id is not None:
-                query = query.filter(organization_id=organization_id)
-            if not await query.using_db(conn).exists():
-                raise NotFound("No such invoice.", field="id")
-            raise InvalidTransition(rule.refusal, field="id")
-        row = rows[0]
-        invoice = Invoice._init_from_db(**{column: value for column, value in row.items() if column != "from_status"})
-        await InvoiceEvent.create(
-            invoice_id=invoice.id, actor_id=actor.user_id, actor_label=actor.label, kind=name,
-            from_status=rows[0]["from_status"], to_status=rule.target.value, detail=detail or {},
-            using_db=conn,
-        )
-    return invoice
+    moved = {}
+    for row in await conn.execute_query_dict(sql, params):
+        from_status = row.pop("from_status")
+        moved[str(row["id"])] = (Invoice._init_from_db(**row), from_status)
+    if moved:
+        await InvoiceEvent.bulk_create([
+            InvoiceEvent(
+                invoice_id=invoice.id, actor_id=actor.user_id, actor_label=actor.label, kind=name,
+                from_status=from_status, to_status=rule.target.value, detail=detail or {},
+            )
+            for invoice, from_status in moved.values()
+        ], using_db=conn)
+    stayed = [str(invoice_id) for invoice_id in ids if str(invoice_id) not in moved]
+    existing = set()
+    if stayed:
+        query = Invoice.filter(id__in=stayed)
+        if organization_id is not None:
+            query = query.filter(organization_id=organization_id)
+        existing = {str(invoice_id) for invoice_id in await query.using_db(conn).values_list("id", flat=True)}
+    return [
+        moved[str(invoice_id)][0] if str(invoice_id) in moved
+        else InvalidTransition(rule.refusal, field="id") if str(invoice_id) in existing
+        else NotFound("No such invoice.", field="id")
+        for invoice_id in ids
+    ]
 
 
 async def lock_invoice(conn: Any, query, invoice_id: Any, field: str = "id") -> Invoice:
