@@ -81,7 +81,7 @@ class Generations:
     A batch runs under GENERATION_TIMEOUT, inside arq's own timeout, so that a generation that
     hangs (a stuck browser) stops there first and each of its jobs is retried or ends in ERROR."""
 
-    def __init__(self, batch_size: int = 16, wait: float = 0.02) -> None:
+    def __init__(self, batch_size: int = 16, wait: float = 0.1) -> None:
         self.batch_size = batch_size
         self.wait = wait
         self.batches = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from models.costs import CostFileRejected, run_import
@@ -13,11 +14,17 @@ log = logging.getLogger(__name__)
 IMPORT_TIMEOUT_SECONDS = 4 * 3600
 
 
+# Imports a worker runs at once; more wait for a turn. Each holds a large file's batches in
+# memory and a core busy, while the worker runs dozens of jobs at once for a month close.
+IMPORTS_AT_ONCE = 2
+
+
 async def run_cost_import(ctx: dict, cost_import_id: str) -> dict:
     """Run the delivery's import. A refused delivery is a result, not a retry: the import
     ends FAILED with its reason, which a later identical run would give again."""
     try:
-        report = await run_import(cost_import_id)
+        async with ctx.get("imports") or contextlib.nullcontext():
+            report = await run_import(cost_import_id)
     except CostFileRejected as refused:
         log.info("cost import %s refused: %s", cost_import_id, refused.message)
         return {"state": "FAILED", "message": refused.message}

@@ -18,7 +18,7 @@ from infra.settings import Settings, get_settings
 from jobs import dispatch
 from jobs.credit_notes import issue_credit_note
 from jobs.generate import GENERATION_TIMEOUT, Generations, generate_invoice, requeue_stuck
-from jobs.imports import IMPORT_TIMEOUT_SECONDS, run_cost_import
+from jobs.imports import IMPORT_TIMEOUT_SECONDS, IMPORTS_AT_ONCE, run_cost_import
 from jobs.invitations import send_invitation
 from jobs.overdue import mark_overdue_invoices
 from jobs.pdf import PdfRenderer
@@ -36,10 +36,15 @@ async def startup(ctx: dict) -> None:
     settings = ctx.get("settings") or resolve_urls(get_settings())
     ctx["settings"] = settings
     await db.init(settings)
-    # One warm browser per worker: starting Chromium costs far more than a render.
-    ctx["pdf"] = PdfRenderer(settings, batch_size=settings.pdf_batch_size)
-    await ctx["pdf"].start()
-    ctx["generations"] = Generations()
+    ctx.update(await shared(settings))
+
+
+async def shared(settings: Settings) -> dict[str, Any]:
+    """What a worker's jobs share: one warm browser (starting Chromium costs far more than a
+    render), the generation of invoices whose jobs run at once, and the cost imports' turns."""
+    renderer = PdfRenderer(settings, batch_size=settings.pdf_batch_size)
+    await renderer.start()
+    return {"pdf": renderer, "generations": Generations(), "imports": asyncio.Semaphore(IMPORTS_AT_ONCE)}
 
 
 async def shutdown(ctx: dict) -> None:
@@ -130,10 +135,11 @@ class WorkerSettings:
         # Payments made in Xero come back as payments of ours within a quarter of an hour.
         cron(poll_xero_payments, minute={2, 17, 32, 47}, run_at_startup=False),
     ]
-    # Enough jobs at once for several invoices to wait for the browser together (printed in one
-    # job: jobs/pdf.py), and a free slot taken within 50 ms rather than arq's 0.5 s poll: a month
-    # close is paced by how soon the next invoice starts (bench/month_close.py).
-    max_jobs = 20
+    # Enough jobs at once for a batch of invoices to be generated together (jobs/generate.py)
+    # while the one before is printed (several per Chromium print job: jobs/pdf.py), and a free
+    # slot taken within 50 ms rather than arq's 0.5 s poll: a month close is paced by how soon
+    # the next invoices start (bench/month_close.py). Cost imports take two of them at most.
+    max_jobs = 48
     poll_delay = 0.05
     on_startup = startup
     on_shutdown = shutdown

@@ -205,18 +205,16 @@ async def worker(settings, redis, smtp):
     from arq.worker import Worker
 
     from infra import broker
-    from jobs.pdf import PdfRenderer
-    from jobs.worker import WorkerSettings
+    from jobs.worker import WorkerSettings, shared
 
     worker_settings = settings.model_copy(update={"smtp_url": smtp[0]})
-    renderer = PdfRenderer(worker_settings)
-    await renderer.start()
+    ctx = {"settings": worker_settings, **await shared(worker_settings)}
     arq_worker = Worker(
         functions=WorkerSettings.functions, redis_pool=redis, queue_name=broker.QUEUE_NAME,
-        handle_signals=False, poll_delay=0.05, ctx={"settings": worker_settings, "pdf": renderer},
+        handle_signals=False, max_jobs=WorkerSettings.max_jobs, poll_delay=WorkerSettings.poll_delay, ctx=ctx,
     )
     task = asyncio.create_task(arq_worker.async_run())
     yield arq_worker
     task.cancel()
     await arq_worker.close()
-    await renderer.close()
+    await ctx["pdf"].close()

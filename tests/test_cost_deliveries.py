@@ -267,6 +267,41 @@ async def test_the_worker_job_runs_a_queued_import_and_records_a_refusal(tmp_pat
     assert await CostRecord.all().count() == 20
 
 
+async def test_a_worker_runs_two_imports_at_once_and_the_others_wait_their_turn(tmp_path, monkeypatch):
+    import asyncio
+
+    import jobs.imports
+    from jobs.imports import IMPORTS_AT_ONCE, run_cost_import
+
+    org = await f.organization()
+    header, rows = sample_rows()
+    deliveries = []
+    for n in range(5):
+        (path := tmp_path / f"part-{n}.csv").write_bytes(to_csv(header, rows[n * 10:(n + 1) * 10]))
+        deliveries.append(await register_delivery(org.id, [path]))
+    running, most = 0, 0
+    real_import = jobs.imports.run_import
+
+    async def watched(cost_import_id):
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            await asyncio.sleep(0.05)  # long enough for every job to have asked for its turn
+            return await real_import(cost_import_id)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(jobs.imports, "run_import", watched)
+    ctx = {"imports": asyncio.Semaphore(IMPORTS_AT_ONCE)}  # as the worker's start-up makes it
+    results = await asyncio.gather(*(run_cost_import(ctx, str(delivery.id)) for delivery in deliveries))
+    assert results == [{"state": "DONE", "rows": 10}] * 5
+    assert most == IMPORTS_AT_ONCE == 2
+    # Deliveries of one month's scope: each replaced the one before (and the first two made
+    # the month's partition at the same moment).
+    assert await CostRecord.all().count() == 10
+
+
 async def test_parquet_with_native_types_imports_exactly(tmp_path):
     """As AWS writes Parquet: decimals and zoned timestamps, not text."""
     org = await f.organization()

@@ -32,6 +32,7 @@ from models.invoices.actions import fail_generation
 from models.invoices.lifecycle import Actor, transition
 from tests import factories as f
 from tests.graphql import error_codes, gql
+from tests.test_rendering import pdf_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SEPT = date(2024, 9, 1)
@@ -325,6 +326,44 @@ async def test_fifty_concurrent_generations_get_gapless_unique_numbers(client, r
     assert (await InvoiceNumberCounter.get(organization_id=org.id)).last_value == 50
     assert await InvoiceRevision.filter(invoice_id__in=[i.id for i in invoices]).count() == 50
     assert worker.jobs_complete == 50 and worker.jobs_retried == 0 and worker.jobs_failed == 0
+
+
+async def test_invoices_whose_jobs_run_at_once_are_generated_together_each_with_its_own_outcome(redis, settings):
+    from jobs.generate import Generations
+    from jobs.pdf import PdfRenderer
+
+    org = await f.organization(name="Acme MSP", invoice_prefix="ACME")
+    profile = await f.billing_profile(org)
+    accounts = [
+        await f.managed_account(org, name="Customer A", billing_profile=profile),
+        # Billed in euros with no rate from its dollar costs: it fails, alone.
+        await f.managed_account(org, name="Customer B", billing_profile=profile, currency="EUR"),
+        await f.managed_account(org, name="Customer C", billing_profile=profile),
+        await f.managed_account(org, name="Customer D", billing_profile=profile),
+    ]
+    for account in accounts:
+        await _costs(org, account, services=3)
+    await close_period(org.id, SEPT, SYSTEM)
+    invoices = [await Invoice.get(managed_account_id=account.id) for account in accounts]
+    for invoice in invoices[:3]:
+        await transition(invoice.id, "GENERATE", SYSTEM)  # D stays READY_TO_INVOICE
+
+    generations = Generations(batch_size=16)
+    async with PdfRenderer(settings, batch_size=8) as renderer:
+        ctx = {"settings": settings, "redis": redis, "pdf": renderer, "generations": generations, "job_try": 1}
+        outcomes = await asyncio.gather(*(generate_invoice(ctx, str(invoice.id)) for invoice in invoices))
+    assert outcomes == ["generated", "failed", "generated", "nothing to do"]
+    assert generations.batches == 1 and renderer.batches == 1  # read, stored and printed together
+    a, b, c, d = [await Invoice.get(id=invoice.id) for invoice in invoices]
+    assert (a.status, b.status, c.status, d.status) == ("AWAITING_APPROVAL", "ERROR", "AWAITING_APPROVAL", "READY_TO_INVOICE")
+    assert "No exchange rate from USD to EUR for 2024-09" in b.error_message and b.number is None
+    year = a.issue_date.year
+    assert (a.number, c.number) == (f"ACME-{year}-0001", f"ACME-{year}-0002")
+    for invoice in (a, c):
+        revision = await InvoiceRevision.get(id=invoice.current_revision_id)
+        pdf = storage.load(settings, revision.pdf_path)
+        assert invoice.number in pdf_text(pdf) and len(pdf) == revision.pdf_size
+        assert revision.snapshot["customer"]["name"] == ("Customer A" if invoice is a else "Customer C")
 
 
 async def _none_but(org, status) -> bool:
