@@ -7,20 +7,22 @@ VAT charge), closes the month (`close_period`), then times the real path: the do
 `start_generations` for every invoice, `dispatch.enqueue_generation` after each bulk of them
 commits (as `generateInvoices` does), and an arq worker running the product's job functions
 with a warm `PdfRenderer` printing up to `--batch` invoices per Chromium print job (the
-worker's PDF_BATCH_SIZE), until every invoice is AWAITING_APPROVAL. The worker runs in this
+worker's PDF_BATCH_SIZE) and `Generations` generating the invoices of jobs that run at once
+together (`--generation-batch`), until every invoice is AWAITING_APPROVAL. The worker runs in this
 process (one Python process beside one Chromium, as `invoicing worker` runs). Then a sample of
 the stored PDFs is read back: each must match its recorded SHA-256 and hold its own invoice
 alone. It prints the month's wall time: close + generate + print.
 
 Then, once the database has been vacuumed and checkpointed, the same renderer class prints the
-HTML of one of those invoices as many times, with the same pool size, one invoice per print
+HTML of one of those invoices as many times (500 at most), with the same pool size, one invoice per print
 job and `--batch` per print job: the browser alone. Each phase also prints the CPU it cost per
 invoice: this process (the worker, and the `start_generations` calls a web process would
 make), Chromium with Playwright's driver, and the PostgreSQL and Redis servers (all their
 processes on the host: on a shared server, other load shows there).
 
-`--compare` first runs the whole month as the worker did before (one invoice per print job,
-arq's 10 jobs at once and 0.5 s poll), then as now, and prints their ratio from the same run. The last lines are
+`--compare` first runs the whole month with the worker's settings as they were (one invoice
+per print job and per generation, arq's 10 jobs at once and 0.5 s poll), then as now, and
+prints their ratio from the same run. The last lines are
 `month_close_seconds <s>` and `pipeline/raw <ratio>` (pipeline against the renderer alone
 with the same batch size).
 
@@ -227,6 +229,10 @@ async def pipeline(settings, redis, org, *, pool: int, batch: int, max_jobs: int
                 await dispatch.enqueue_generation(redis, bulk)
             queued = time.time() - started
             seconds = await wait_until_generated(org, len(ids), timeout=60 + 2 * len(ids)) - started
+        # The last jobs announce their invoices after the commit the wait saw: let them end
+        # before the worker stops (it would cancel them).
+        while worker.jobs_complete + worker.jobs_failed < len(ids):
+            await asyncio.sleep(0.05)
     finally:
         if profiler is not None:
             profiler.stop()
@@ -379,7 +385,7 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="100 accounts: an everyday run of a minute or two")
     parser.add_argument("--batch", type=int, default=8, help="invoices per print job (PDF_BATCH_SIZE; 1: one each)")
     parser.add_argument("--compare", action="store_true",
-                        help="first run the month as before: one invoice per print job, 10 jobs, 0.5 s poll")
+                        help="first run the month as before: one invoice per print job and per generation, 10 jobs, 0.5 s poll")
     parser.add_argument("--lines", type=int, default=40, help="services (cost lines) per account")
     parser.add_argument("--pool", type=int, default=2, help="Chromium pages (renders in flight); PdfRenderer's default")
     parser.add_argument("--max-jobs", type=int, default=48, help="jobs the worker runs at once (WorkerSettings')")

@@ -1,5 +1,9 @@
 """The generation job: compute, number, render HTML, print the PDF, store the revision.
 
+Jobs that run at the same time are generated together (`Generations`): a month's invoices
+are read, numbered and stored with a few statements per batch rather than a dozen per invoice,
+and printed several per Chromium print job; each job keeps its own outcome.
+
 Failures a person must fix (no billing profile, no exchange rate) end in ERROR at once with
 the reason; anything else, a generation that hangs past GENERATION_TIMEOUT included, is
 retried with a growing delay, then ends in ERROR too. A job whose worker was killed stays in

@@ -191,8 +191,35 @@ class BillingProfileChargeInput:
     is_tax: bool = strawberry.field(default=True, description="A tax (true) or an additional charge.")
 
 
+@strawberry.input(description="The identifiers EN 16931 asks of the seller (a profile's e-invoicing details).")
+class SellerIdentifiersInput:
+    country_code: str | None = strawberry.field(
+        default=None, description='Seller country, ISO 3166-1 alpha-2 (FR, DE...); "" clears it.'
+    )
+    vat_id: str | None = strawberry.field(
+        default=None, description='Seller VAT identifier with its country prefix (check digits verified in the EU); "" clears it.'
+    )
+    legal_registration_id: str | None = strawberry.field(
+        default=None, description="Seller legal registration identifier (at most 64 characters)."
+    )
+    electronic_address_scheme: str | None = strawberry.field(
+        default=None, description="EAS code of the electronic address (0088, 0009, 9925, EM...); given with it."
+    )
+    electronic_address: str | None = strawberry.field(
+        default=None, description="Seller electronic address (Peppol participant id); given with its scheme."
+    )
+    iban: str | None = strawberry.field(default=None, description='IBAN invoices are paid to (checked); "" clears it.')
+    bic: str | None = strawberry.field(default=None, description='BIC of its bank (8 or 11 characters); "" clears it.')
+    vat_category: VatCategory | None = strawberry.field(
+        default=None, description="How VAT applies (STANDARD for a new profile that does not say)."
+    )
+    vat_exemption_reason: str | None = strawberry.field(
+        default=None, description="Why no VAT is charged (at most 255 characters); needed when EXEMPT."
+    )
+
+
 @strawberry.input(description="A new billing profile.")
-class CreateBillingProfileInput:
+class CreateBillingProfileInput(SellerIdentifiersInput):
     nickname: str = strawberry.field(description="Name in the console; unique in the organization.")
     company_name: str | None = strawberry.field(default=None, description="Company name printed on invoices.")
     invoice_notes: str | None = strawberry.field(
@@ -217,31 +244,10 @@ class CreateBillingProfileInput:
     xero_tax_type: str | None = strawberry.field(
         default=None, description='Xero tax type, one that adds no tax (default "Tax Exempt").'
     )
-    country_code: str | None = strawberry.field(
-        default=None, description='Seller country, ISO 3166-1 alpha-2 (FR, DE...); "" clears it.'
-    )
-    vat_id: str | None = strawberry.field(
-        default=None, description='Seller VAT identifier with its country prefix (check digits verified in the EU); "" clears it.'
-    )
-    legal_registration_id: str | None = strawberry.field(
-        default=None, description="Seller legal registration identifier (at most 64 characters)."
-    )
-    electronic_address_scheme: str | None = strawberry.field(
-        default=None, description="EAS code of the electronic address (0088, 0009, 9925, EM...); given with it."
-    )
-    electronic_address: str | None = strawberry.field(
-        default=None, description="Seller electronic address (Peppol participant id); given with its scheme."
-    )
-    iban: str | None = strawberry.field(default=None, description='IBAN invoices are paid to (checked); "" clears it.')
-    bic: str | None = strawberry.field(default=None, description='BIC of its bank (8 or 11 characters); "" clears it.')
-    vat_category: VatCategory | None = strawberry.field(default=None, description="How VAT applies (default STANDARD).")
-    vat_exemption_reason: str | None = strawberry.field(
-        default=None, description="Why no VAT is charged (at most 255 characters); needed when EXEMPT."
-    )
 
 
 @strawberry.input(description="Changes to a billing profile: an omitted or null field keeps its value.")
-class UpdateBillingProfileInput:
+class UpdateBillingProfileInput(SellerIdentifiersInput):
     nickname: str | None = strawberry.field(default=None, description="Name in the console; unique.")
     company_name: str | None = strawberry.field(default=None, description="Company name printed on invoices.")
     invoice_notes: str | None = strawberry.field(
@@ -264,27 +270,6 @@ class UpdateBillingProfileInput:
     )
     xero_account_code: str | None = strawberry.field(default=None, description="Xero sales account code.")
     xero_tax_type: str | None = strawberry.field(default=None, description="Xero tax type, one that adds no tax.")
-    country_code: str | None = strawberry.field(
-        default=None, description='Seller country, ISO 3166-1 alpha-2 (FR, DE...); "" clears it.'
-    )
-    vat_id: str | None = strawberry.field(
-        default=None, description='Seller VAT identifier with its country prefix (check digits verified in the EU); "" clears it.'
-    )
-    legal_registration_id: str | None = strawberry.field(
-        default=None, description="Seller legal registration identifier (at most 64 characters)."
-    )
-    electronic_address_scheme: str | None = strawberry.field(
-        default=None, description="EAS code of the electronic address (0088, 0009, 9925, EM...); given with it."
-    )
-    electronic_address: str | None = strawberry.field(
-        default=None, description="Seller electronic address (Peppol participant id); given with its scheme."
-    )
-    iban: str | None = strawberry.field(default=None, description='IBAN invoices are paid to (checked); "" clears it.')
-    bic: str | None = strawberry.field(default=None, description='BIC of its bank (8 or 11 characters); "" clears it.')
-    vat_category: VatCategory | None = strawberry.field(default=None, description="How VAT applies.")
-    vat_exemption_reason: str | None = strawberry.field(
-        default=None, description="Why no VAT is charged (at most 255 characters); needed when EXEMPT."
-    )
 
 
 # Input field -> column, of the identifiers EN 16931 asks of the seller.

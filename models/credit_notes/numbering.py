@@ -9,19 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from models.invoices.numbering import format_number, take
+
 PREFIX = "CN"
 
 
 async def next_number(conn: Any, organization_id: Any, year: int) -> str:
     """The organization's next credit note number of `year`, inside the caller's transaction."""
-    await conn.execute_query(
-        "INSERT INTO credit_note_number_counters (id, organization_id, year, last_value)"
-        " VALUES (gen_random_uuid(), $1, $2, 0) ON CONFLICT (organization_id, year) DO NOTHING",
-        [str(organization_id), year],
-    )
-    rows = await conn.execute_query_dict(
-        "UPDATE credit_note_number_counters SET last_value = last_value + 1"
-        " WHERE organization_id = $1 AND year = $2 RETURNING last_value",
-        [str(organization_id), year],
-    )
-    return f"{PREFIX}-{year}-{rows[0]['last_value']:04d}"
+    return format_number(PREFIX, year, await take(conn, "credit_note_number_counters", organization_id, year))

@@ -41,17 +41,7 @@ async def ensure_numbers(invoices: list[tuple[Any, int]]) -> dict[str, str]:
             if invoice_id not in waiting:
                 waiting.append(invoice_id)
         for (organization_id, year), waiting in sorted(wanting.items()):
-            await conn.execute_query(
-                "INSERT INTO invoice_number_counters (id, organization_id, year, last_value)"
-                " VALUES (gen_random_uuid(), $1, $2, 0) ON CONFLICT (organization_id, year) DO NOTHING",
-                [organization_id, year],
-            )
-            (counter,) = await conn.execute_query_dict(
-                "UPDATE invoice_number_counters SET last_value = last_value + $3"
-                " WHERE organization_id = $1 AND year = $2 RETURNING last_value",
-                [organization_id, year, len(waiting)],
-            )
-            first = counter["last_value"] - len(waiting) + 1
+            first = await take(conn, "invoice_number_counters", organization_id, year, len(waiting))
             prefix = found[waiting[0]]["invoice_prefix"]
             numbers |= {invoice_id: format_number(prefix, year, first + k) for k, invoice_id in enumerate(waiting)}
         taken = [invoice_id for waiting in wanting.values() for invoice_id in waiting]
@@ -62,6 +52,22 @@ async def ensure_numbers(invoices: list[tuple[Any, int]]) -> dict[str, str]:
                 [taken, [numbers[invoice_id] for invoice_id in taken]],
             )
     return numbers
+
+
+async def take(conn: Any, counters: str, organization_id: Any, year: int, count: int = 1) -> int:
+    """The first of `count` values taken from an organization's counter of `year` in
+    `counters` (a counter table's name, never input), inside the caller's transaction: the
+    counter row stays locked until it commits."""
+    await conn.execute_query(
+        f"INSERT INTO {counters} (id, organization_id, year, last_value)"
+        " VALUES (gen_random_uuid(), $1, $2, 0) ON CONFLICT (organization_id, year) DO NOTHING",
+        [str(organization_id), year],
+    )
+    (counter,) = await conn.execute_query_dict(
+        f"UPDATE {counters} SET last_value = last_value + $3 WHERE organization_id = $1 AND year = $2 RETURNING last_value",
+        [str(organization_id), year, count],
+    )
+    return counter["last_value"] - count + 1
 
 
 def format_number(prefix: str, year: int, value: int) -> str:
