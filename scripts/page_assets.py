@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -22,6 +23,8 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+
+log = logging.getLogger("page_assets")
 
 PAGES = Path(__file__).resolve().parent.parent / "static" / "pages"
 LOCK = PAGES / "vendor.json"
@@ -86,13 +89,14 @@ def main(argv: list[str]) -> int:
     wrong = {spec: names for spec, pin in pins().items() if (names := missing(spec, pin))}
     if check_only:
         for spec, names in wrong.items():
-            print(f"{spec}: {', '.join(names)} missing or altered", file=sys.stderr)
+            log.warning("%s: %s missing or altered", spec, ", ".join(names))
         return 1 if wrong else 0
     for spec in wrong:
-        print(f"Fetching {spec} (npm registry)", file=sys.stderr)
+        log.info("Fetching %s (npm registry)", spec)
         fetch(spec, pins()[spec])
     return 0
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # to stderr, as setup's other messages
     sys.exit(main(sys.argv[1:]))
