@@ -202,19 +202,13 @@ async def smtp():
 @pytest.fixture
 async def worker(settings, redis, smtp):
     """A real arq worker on the test's Redis, in this process (it shares the database)."""
-    from arq.worker import Worker
-
-    from infra import broker
-    from jobs.worker import WorkerSettings, shared
+    from jobs.worker import shared
+    from tests.workers import running
 
     worker_settings = settings.model_copy(update={"smtp_url": smtp[0]})
     ctx = {"settings": worker_settings, **await shared(worker_settings)}
-    arq_worker = Worker(
-        functions=WorkerSettings.functions, redis_pool=redis, queue_name=broker.QUEUE_NAME,
-        handle_signals=False, max_jobs=WorkerSettings.max_jobs, poll_delay=WorkerSettings.poll_delay, ctx=ctx,
-    )
-    task = asyncio.create_task(arq_worker.async_run())
-    yield arq_worker
-    task.cancel()
-    await arq_worker.close()
-    await ctx["pdf"].close()
+    try:
+        async with running(redis, ctx) as arq_worker:
+            yield arq_worker
+    finally:
+        await ctx["pdf"].close()

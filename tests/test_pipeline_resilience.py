@@ -528,3 +528,19 @@ async def test_pipeline_mutations_scope_matrix(client, world, redis, role):
 
     queued = sorted(j.function for j in await redis.queued_jobs(queue_name=broker.QUEUE_NAME))
     assert queued == ([dispatch.GENERATE] * 2 + [dispatch.SEND] * 2 if role == "owner" else [])
+
+
+async def test_the_test_worker_stops_cleanly_while_jobs_are_starting(settings, redis):
+    """arq's close() cancels the jobs under way and waits for them; a job cancelled as it
+    starts would raise its cancellation out of the tests' teardown (and pytest would then
+    reuse the last test's fixtures for every test after it): tests.workers.running lets the
+    jobs finish first and keeps a cancellation out of its caller."""
+    import uuid
+
+    from tests.workers import running
+
+    for pause in (0, 0.02, 0.05, 0.1):
+        async with running(redis, {"settings": settings}) as worker:
+            await dispatch.enqueue_generation(redis, [uuid.uuid4() for _ in range(150)])
+            await asyncio.sleep(pause)
+        assert worker.jobs_complete + worker.jobs_retried > 0

@@ -5,7 +5,6 @@ refresh, refused and retried pushes, rollover, disconnect; and who may see and d
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -276,30 +275,18 @@ async def test_an_unavailable_xero_is_retried_with_a_growing_delay_then_given_up
 
 
 async def test_the_worker_retries_a_push_until_xero_takes_it(client, world, fake_xero, xero_settings, redis):
-    from arq.worker import Worker
-
-    from infra import broker
-    from jobs.worker import WorkerSettings
+    from tests.workers import running
 
     await connect(client, world, fake_xero)
     invoice = await approved(world)
     fake_xero.invoice_put_failures = [(429, {"Title": "Too Many Requests"})]
-    worker = Worker(functions=WorkerSettings.functions, redis_pool=redis, queue_name=broker.QUEUE_NAME,
-                    handle_signals=False, poll_delay=0.02, ctx={"settings": xero_settings})
-    task = asyncio.create_task(worker.async_run())
-    try:
+    async with running(redis, {"settings": xero_settings}, poll_delay=0.02):
         await gql(client, PUSH, {"ids": [_gid(invoice)]}, token=world.tokens["owner"])
         for _ in range(200):
             sync = await XeroSync.get(document_id=invoice.id)
             if sync.state == SyncState.SYNCED:
                 break
             await asyncio.sleep(0.05)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker.close()
     assert (sync.state, sync.attempts) == (SyncState.SYNCED, 2)
     assert len(fake_xero.invoices) == 1
 

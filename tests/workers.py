@@ -1,0 +1,44 @@
+"""An arq worker running the product's job functions inside a test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+
+@contextlib.asynccontextmanager
+async def running(redis, ctx: dict[str, Any], **options: Any) -> AsyncIterator[Any]:
+    """A worker on the test's Redis polling the product's queue while the block runs. On the
+    way out it stops taking jobs and lets those under way finish (a few seconds at most),
+    then closes; what it had to cancel is not the test's failure. (arq's close() cancels the
+    jobs still running and waits for them: their cancellation would otherwise escape the
+    test's teardown, which pytest does not survive: the fixtures of the next tests would not
+    be built again.)"""
+    from arq.worker import Worker
+
+    from infra import broker
+    from jobs.worker import WorkerSettings
+
+    worker = Worker(
+        functions=WorkerSettings.functions, redis_pool=redis, queue_name=broker.QUEUE_NAME,
+        handle_signals=False, ctx=ctx, **{"max_jobs": WorkerSettings.max_jobs, "poll_delay": WorkerSettings.poll_delay, **options},
+    )
+    task = asyncio.create_task(worker.async_run())
+    try:
+        yield worker
+    finally:
+        worker.allow_pick_jobs = False
+        under_way = [job for job in worker.tasks.values() if not job.done()]
+        if under_way:
+            await asyncio.wait(under_way, timeout=5)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        try:
+            await worker.close()
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
