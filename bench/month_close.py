@@ -7,8 +7,9 @@ VAT charge), closes the month (`close_period`), then times the real path: the do
 `start_generations` for every invoice, `dispatch.enqueue_generation` after each bulk of them
 commits (as `generateInvoices` does), and an arq worker running the product's job functions
 with a warm `PdfRenderer` printing up to `--batch` invoices per Chromium print job (the
-worker's PDF_BATCH_SIZE) and `Generations` generating the invoices of jobs that run at once
-together (`--generation-batch`), until every invoice is AWAITING_APPROVAL. The worker runs in this
+worker's PDF_BATCH_SIZE), each job generating `--generation-batch` invoices together
+(dispatch.GENERATION_BATCH), GENERATIONS_AT_ONCE jobs at a time, until every invoice is
+AWAITING_APPROVAL. The worker runs in this
 process (one Python process beside one Chromium, as `invoicing worker` runs). Then a sample of
 the stored PDFs is read back: each must match its recorded SHA-256 and hold its own invoice
 alone. It prints the month's wall time: close + generate + print.
@@ -21,7 +22,7 @@ make), Chromium with Playwright's driver, and the PostgreSQL and Redis servers (
 processes on the host: on a shared server, other load shows there).
 
 `--compare` first runs the whole month with the worker's settings as they were (one invoice
-per print job and per generation, arq's 10 jobs at once and 0.5 s poll), then as now, and
+per print job and per generation job, arq's 10 jobs at once and 0.5 s poll), then as now, and
 prints their ratio from the same run. The last lines are
 `month_close_seconds <s>` and `pipeline/raw <ratio>` (pipeline against the renderer alone
 with the same batch size).
@@ -183,13 +184,12 @@ def report_cpu(meter: CpuMeter, count: int, seconds: float) -> str:
 
 
 async def pipeline(settings, redis, org, *, pool: int, batch: int, max_jobs: int, poll_delay: float,
-                   generation_batch: int, profile: str | None):
+                   generation_batch: int, at_once: int, profile: str | None):
     """Invoices per second from the first start_generations to the last AWAITING_APPROVAL."""
     from arq.worker import Worker
 
     from infra import broker
     from jobs import dispatch
-    from jobs.generate import Generations
     from jobs.pdf import PdfRenderer
     from jobs.rendering import render_invoice_html, sample_view
     from jobs.worker import WorkerSettings
@@ -210,7 +210,9 @@ async def pipeline(settings, redis, org, *, pool: int, batch: int, max_jobs: int
     worker = Worker(
         functions=WorkerSettings.functions, redis_pool=redis, queue_name=broker.QUEUE_NAME,
         handle_signals=False, max_jobs=max_jobs, poll_delay=poll_delay,
-        ctx={"settings": settings, "pdf": renderer, "generations": Generations(batch_size=generation_batch)},
+        # Before batching, every job generated its invoice at once.
+        ctx={"settings": settings, "pdf": renderer,
+             "generations": asyncio.Semaphore(at_once if generation_batch > 1 else max_jobs)},
     )
     task = asyncio.create_task(worker.async_run())
     profiler = None
@@ -226,12 +228,12 @@ async def pipeline(settings, redis, org, *, pool: int, batch: int, max_jobs: int
             for chunk in range(0, len(ids), MAX_BULK):
                 bulk = ids[chunk:chunk + MAX_BULK]
                 await start_generations(bulk, org.id, actor)
-                await dispatch.enqueue_generation(redis, bulk)
+                await dispatch.enqueue_generation(redis, bulk, batch=generation_batch)
             queued = time.time() - started
             seconds = await wait_until_generated(org, len(ids), timeout=60 + 2 * len(ids)) - started
         # The last jobs announce their invoices after the commit the wait saw: let them end
         # before the worker stops (it would cancel them).
-        while worker.jobs_complete + worker.jobs_failed < len(ids):
+        while any(not job.done() for job in worker.tasks.values()):
             await asyncio.sleep(0.05)
     finally:
         if profiler is not None:
@@ -300,7 +302,7 @@ async def month(args, settings, batch: int, max_jobs: int, poll_delay: float, ge
         print(f"closed {MONTH:%Y-%m}: {created} invoices ready in {closing:.2f} s")
         per_second, seconds = await pipeline(
             settings, redis, org, pool=args.pool, batch=batch, max_jobs=max_jobs, poll_delay=poll_delay,
-            generation_batch=generation_batch, profile=args.profile,
+            generation_batch=generation_batch, at_once=args.generations_at_once, profile=args.profile,
         )
         print(f"pipeline: {created} invoices in {seconds:.2f} s: {per_second:.2f} invoices/s "
               f"(pool {args.pool}, batch {batch}, max_jobs {max_jobs}, poll_delay {poll_delay} s, "
@@ -380,6 +382,8 @@ async def main(args) -> None:
 
 
 if __name__ == "__main__":
+    from jobs.generate import GENERATIONS_AT_ONCE
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--accounts", type=int, default=500, help="managed accounts, i.e. invoices (10000: a large MSP)")
     parser.add_argument("--quick", action="store_true", help="100 accounts: an everyday run of a minute or two")
@@ -388,9 +392,11 @@ if __name__ == "__main__":
                         help="first run the month as before: one invoice per print job and per generation, 10 jobs, 0.5 s poll")
     parser.add_argument("--lines", type=int, default=40, help="services (cost lines) per account")
     parser.add_argument("--pool", type=int, default=2, help="Chromium pages (renders in flight); PdfRenderer's default")
-    parser.add_argument("--max-jobs", type=int, default=48, help="jobs the worker runs at once (WorkerSettings')")
+    parser.add_argument("--max-jobs", type=int, default=12, help="jobs the worker runs at once (WorkerSettings')")
     parser.add_argument("--generation-batch", type=int, default=16,
-                        help="invoices whose jobs run together generated together (Generations' default)")
+                        help="invoices per generation job, generated together (dispatch.GENERATION_BATCH)")
+    parser.add_argument("--generations-at-once", type=int, default=GENERATIONS_AT_ONCE,
+                        help="generation jobs a worker runs at a time (GENERATIONS_AT_ONCE)")
     parser.add_argument("--poll-delay", type=float, default=0.05, help="seconds between queue polls (WorkerSettings')")
     parser.add_argument("--profile", help="profile the pipeline with pyinstrument; write the HTML report here")
     parser.add_argument(

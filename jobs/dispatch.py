@@ -1,19 +1,23 @@
 """Enqueueing background work, used by resolvers and the CLI after their changes commit.
 
-Job ids are derived from the invoice, so a job that is already queued or running for an
-invoice is never queued twice (arq refuses a second job with the same id)."""
+Job ids are derived from the row a job works on, so a job that is already queued or running
+is never queued twice (arq refuses a second job with the same id). Generation is the
+exception: its jobs carry up to GENERATION_BATCH invoices each (generated together), and
+the sweeper asks `generations_held` which invoices they cover."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from arq import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
+from arq.jobs import deserialize_job
 
 from infra.broker import QUEUE_NAME
 
-GENERATE = "generate_invoice"
+GENERATE = "generate_invoices"
 SEND = "send_invoice"
 NOTIFY = "notify_customer"
 COST_IMPORT = "run_cost_import"
@@ -25,17 +29,36 @@ XERO_REVOKE = "revoke_xero_tokens"
 XERO_PAYMENTS = "read_xero_payments"
 
 
-def generate_job_id(invoice_id: Any) -> str:
-    return f"{GENERATE}:{invoice_id}"
-
-
 def send_job_id(invoice_id: Any, attempt: str = "approval") -> str:
     return f"{SEND}:{invoice_id}:{attempt}"
 
 
-async def enqueue_generation(redis: ArqRedis, invoice_ids: Iterable[Any]) -> None:
-    for invoice_id in invoice_ids:
-        await redis.enqueue_job(GENERATE, str(invoice_id), _job_id=generate_job_id(invoice_id))
+# Invoices per generation job: read, numbered, stored and printed together (jobs/generate.py),
+# one job's Redis round trips for all of them.
+GENERATION_BATCH = 16
+
+
+async def enqueue_generation(
+    redis: ArqRedis, invoice_ids: Iterable[Any], *, tries: int = 1, defer: float | None = None, batch: int = GENERATION_BATCH,
+) -> None:
+    """Queue the invoices' generation, `batch` per job; `tries` counts the tries so far
+    including this one, `defer` delays it (seconds)."""
+    ids = [str(invoice_id) for invoice_id in invoice_ids]
+    for start in range(0, len(ids), batch):
+        await redis.enqueue_job(GENERATE, ids[start:start + batch], tries, _job_id=f"{GENERATE}:{uuid.uuid4().hex}", _defer_by=defer)
+
+
+async def generations_held(redis: ArqRedis) -> set[str]:
+    """The invoices that generation jobs arq holds are for: queued, deferred for a retry or
+    running (as `is_held` counts them). A job that ends meanwhile is not counted."""
+    job_ids = [job_id for job_id in await redis.zrange(QUEUE_NAME, 0, -1) if job_id.startswith(f"{GENERATE}:".encode())]
+    if not job_ids:
+        return set()
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.get(job_key_prefix + job_id.decode())
+        stored = await pipe.execute()
+    return {invoice_id for data in stored if data is not None for invoice_id in deserialize_job(data).args[0]}
 
 
 async def is_held(redis: ArqRedis, job_id: str) -> bool:

@@ -67,17 +67,26 @@ async def period_closed(redis: ArqRedis, invoice_ids: Sequence[Any]) -> None:
 
 @_after_commit
 async def generation_requested(redis: ArqRedis, invoice_ids: Sequence[Any]) -> None:
-    """Invoices moved to GENERATING: announced, then one generation job each."""
+    """Invoices moved to GENERATING: announced, then their generation queued."""
     await events.publish_ids(redis, invoice_ids)
     await dispatch.enqueue_generation(redis, invoice_ids)
 
 
 @_after_commit
 async def generation_stalled(redis: ArqRedis, invoice_ids: Sequence[Any]) -> None:
-    """Invoices GENERATING for a while: their job is queued again unless arq still holds it.
-    Nothing changed, so nothing is announced."""
-    for invoice_id in invoice_ids:
-        await dispatch.requeue(redis, dispatch.GENERATE, dispatch.generate_job_id(invoice_id), str(invoice_id))
+    """Invoices GENERATING for a while: their generation is queued again unless a job arq
+    holds is for them. Nothing changed, so nothing is announced."""
+    if not invoice_ids:
+        return
+    held = await dispatch.generations_held(redis)
+    await dispatch.enqueue_generation(redis, [invoice_id for invoice_id in invoice_ids if str(invoice_id) not in held])
+
+
+@_after_commit
+async def generation_retried(redis: ArqRedis, invoice_ids: Sequence[Any], tries: int, defer: float) -> None:
+    """Invoices whose generation failed for a reason that may pass: queued again, `defer`
+    seconds later. Nothing changed, so nothing is announced."""
+    await dispatch.enqueue_generation(redis, invoice_ids, tries=tries, defer=defer)
 
 
 @_after_commit

@@ -1,12 +1,12 @@
 """The generation job: compute, number, render HTML, print the PDF, store the revision.
 
-Jobs that run at the same time are generated together (`Generations`): a month's invoices
-are read, numbered and stored with a few statements per batch rather than a dozen per invoice,
-and printed several per Chromium print job; each job keeps its own outcome.
+A job carries up to GENERATION_BATCH invoices (jobs/dispatch.py), generated together: read,
+numbered and stored with a few statements for all of them rather than a dozen each, printed
+several per Chromium print job; each invoice keeps its own outcome.
 
 Failures a person must fix (no billing profile, no exchange rate) end in ERROR at once with
 the reason; anything else, a generation that hangs past GENERATION_TIMEOUT included, is
-retried with a growing delay, then ends in ERROR too. A job whose worker was killed stays in
+queued again with a growing delay, then ends in ERROR too. A job whose worker was killed stays in
 Redis and arq runs it again once the job's claim lapses (`job_lease_seconds`, renewed while
 its worker lives: jobs/worker.py); a sweeper re-enqueues invoices left GENERATING whose job
 is gone (never queued, Redis down or emptied), so none stays stuck."""
@@ -14,11 +14,11 @@ is gone (never queued, Redis down or emptied), so none stays stuck."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from arq import Retry
 from tortoise.expressions import Q
 
 from infra import storage
@@ -49,94 +49,59 @@ MAX_TRIES = 4
 # What the sweeper waits for when the worker's settings do not say (`stuck_after_seconds`).
 STUCK_AFTER = timedelta(minutes=1)
 GIVE_UP_AFTER = timedelta(minutes=30)
-# Shorter than the job's arq timeout (jobs/worker.py), so that our error path runs first.
+# A job's time once its turn came (shorter than arq's timeout, jobs/worker.py, so that our own
+# error path runs first).
 GENERATION_TIMEOUT = timedelta(seconds=90)
+# Generation jobs a worker runs at a time: one printed while the next is read and stored.
+GENERATIONS_AT_ONCE = 3
 
 
-async def generate_invoice(ctx: dict, invoice_id: str) -> str:
-    try:
-        return await generations(ctx).generate(ctx, invoice_id)
-    except DomainError as exc:
-        await _fail(ctx, invoice_id, exc.message)
-        return "failed"
-    except Exception as exc:
-        if ctx.get("job_try", 1) < MAX_TRIES:
-            log.warning("generating %s failed (try %s), retrying: %r", invoice_id, ctx.get("job_try"), exc)
-            raise Retry(defer=2 * ctx.get("job_try", 1)) from exc
-        log.exception("generating %s failed for good", invoice_id)
-        await _fail(
-            ctx, invoice_id,
-            f"Generation failed {MAX_TRIES} times ({type(exc).__name__}). Regenerate to try "
-            "again; if it keeps failing, the worker's log has the details.",
-        )
-        return "failed"
-
-
-def generations(ctx: dict) -> Generations:
-    """The worker's generations (made at its start-up), or one for this job alone."""
-    return ctx.get("generations") or Generations(batch_size=1)
-
-
-class Generations:
-    """Generates together the invoices whose jobs run at the same time: the jobs that start
-    within `wait` seconds of each other (up to `batch_size`) are loaded, computed, numbered
-    and stored with a few statements for all of them, and printed together (jobs/pdf.py).
-    Each job still gets its own outcome: an invoice that cannot be generated fails alone.
-    A batch runs under GENERATION_TIMEOUT, inside arq's own timeout, so that a generation that
-    hangs (a stuck browser) stops there first and each of its jobs is retried or ends in ERROR."""
-
-    def __init__(self, batch_size: int = 16, wait: float = 0.1) -> None:
-        self.batch_size = batch_size
-        self.wait = wait
-        self.batches = 0
-        self._waiting: list[tuple[str, asyncio.Future]] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task] = set()
-
-    async def generate(self, ctx: dict, invoice_id: Any) -> str:
-        """What became of the invoice: "generated", "superseded" (regenerated meanwhile) or
-        "nothing to do" (not GENERATING); raises what made it fail."""
-        future = asyncio.get_running_loop().create_future()
-        self._waiting.append((str(invoice_id), future))
-        if len(self._waiting) >= self.batch_size:
-            self._start(ctx)
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.wait, self._start, ctx)
-        return await future
-
-    def _start(self, ctx: dict) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        while self._waiting:
-            batch, self._waiting = self._waiting[:self.batch_size], self._waiting[self.batch_size:]
-            task = asyncio.create_task(self._run(ctx, batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, ctx: dict, batch: list[tuple[str, asyncio.Future]]) -> None:
-        self.batches += 1
+async def generate_invoices(ctx: dict, invoice_ids: list[str], tries: int = 1) -> dict[str, str]:
+    """Generate a job's invoices together (dispatch.enqueue_generation queues them
+    GENERATION_BATCH at a time): what became of each, "generated", "superseded" (regenerated
+    meanwhile), "nothing to do" (not GENERATING), "failed" (ERROR, with the reason) or
+    "retrying". An invoice that cannot be generated fails alone; those whose failure may pass
+    (the whole batch's, when printing hangs past GENERATION_TIMEOUT) are queued again, in a
+    job of their own, until their MAX_TRIES-th try. `tries` counts this one; a job run again
+    because its worker died counts once more."""
+    tries += ctx.get("job_try", 1) - 1
+    # A worker generates GENERATIONS_AT_ONCE jobs at a time (jobs/worker.py): the time limit
+    # starts with this job's turn.
+    async with ctx.get("generations") or contextlib.nullcontext():
         try:
             async with asyncio.timeout(GENERATION_TIMEOUT.total_seconds()):
-                outcomes = await _generate(ctx, [invoice_id for invoice_id, _ in batch])
-        except BaseException as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
-            if future.done():
-                continue
-            if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+                outcomes = await _generate(ctx, invoice_ids)
+        except Exception as exc:
+            outcomes = [exc] * len(invoice_ids)
+    results: dict[str, str] = {}
+    again = []
+    for invoice_id, outcome in zip(invoice_ids, outcomes, strict=True):
+        if isinstance(outcome, str):
+            results[invoice_id] = outcome
+        elif isinstance(outcome, DomainError):
+            await _fail(ctx, invoice_id, outcome.message)
+            results[invoice_id] = "failed"
+        elif tries < MAX_TRIES:
+            log.warning("generating %s failed (try %s), retrying: %r", invoice_id, tries, outcome)
+            again.append(invoice_id)
+            results[invoice_id] = "retrying"
+        else:
+            log.error("generating %s failed for good", invoice_id, exc_info=outcome)
+            await _fail(
+                ctx, invoice_id,
+                f"Generation failed {MAX_TRIES} times ({type(outcome).__name__}). Regenerate to try "
+                "again; if it keeps failing, the worker's log has the details.",
+            )
+            results[invoice_id] = "failed"
+    if again:
+        await effects.generation_retried(ctx["redis"], again, tries + 1, 2 * tries)
+    return results
 
 
 async def _generate(ctx: dict, ids: list[str]) -> list[str | BaseException]:
-    """Generate the invoices that are GENERATING among `ids`: each one's outcome, in order."""
+    """Generate the invoices that are GENERATING among `ids`: each one's outcome, in order.
+    They are read, numbered and stored with a few statements for all of them, and printed
+    several per Chromium print job (jobs/pdf.py)."""
     outcomes: dict[str, str | BaseException] = dict.fromkeys(ids, "nothing to do")
     invoices = [
         invoice for invoice in await load_invoices(list(dict.fromkeys(ids)))

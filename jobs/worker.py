@@ -17,7 +17,7 @@ from infra.embedded import resolve_urls
 from infra.settings import Settings, get_settings
 from jobs import dispatch
 from jobs.credit_notes import issue_credit_note
-from jobs.generate import GENERATION_TIMEOUT, Generations, generate_invoice, requeue_stuck
+from jobs.generate import GENERATION_TIMEOUT, GENERATIONS_AT_ONCE, GIVE_UP_AFTER, generate_invoices, requeue_stuck
 from jobs.imports import IMPORT_TIMEOUT_SECONDS, IMPORTS_AT_ONCE, run_cost_import
 from jobs.invitations import send_invitation
 from jobs.overdue import mark_overdue_invoices
@@ -41,10 +41,14 @@ async def startup(ctx: dict) -> None:
 
 async def shared(settings: Settings) -> dict[str, Any]:
     """What a worker's jobs share: one warm browser (starting Chromium costs far more than a
-    render), the generation of invoices whose jobs run at once, and the cost imports' turns."""
+    render), and the turns of generation jobs and cost imports."""
     renderer = PdfRenderer(settings, batch_size=settings.pdf_batch_size)
     await renderer.start()
-    return {"pdf": renderer, "generations": Generations(), "imports": asyncio.Semaphore(IMPORTS_AT_ONCE)}
+    return {
+        "pdf": renderer,
+        "generations": asyncio.Semaphore(GENERATIONS_AT_ONCE),
+        "imports": asyncio.Semaphore(IMPORTS_AT_ONCE),
+    }
 
 
 async def shutdown(ctx: dict) -> None:
@@ -105,10 +109,11 @@ class WorkerSettings:
     """What every worker runs. Inert: the Redis to serve is added by `worker_settings()`."""
 
     # keep_result=0: a finished job leaves no result behind, so the invoice's next job may
-    # reuse its id; while one is queued or running, the same id is refused.
+    # reuse its id; while one is queued or running, the same id is refused. A generation job
+    # may wait for its turn (GENERATIONS_AT_ONCE) before its own GENERATION_TIMEOUT starts.
     functions = [
-        func(generate_invoice, name=dispatch.GENERATE, keep_result=0,
-             timeout=GENERATION_TIMEOUT.total_seconds() + 30),
+        func(generate_invoices, name=dispatch.GENERATE, keep_result=0,
+             timeout=GIVE_UP_AFTER.total_seconds() + GENERATION_TIMEOUT.total_seconds()),
         func(send_invoice, name=dispatch.SEND, keep_result=0, timeout=120),
         func(notify_customer, name=dispatch.NOTIFY, keep_result=0, timeout=120),
         func(send_invitation, name=dispatch.INVITE, keep_result=0, timeout=120),
@@ -135,11 +140,11 @@ class WorkerSettings:
         # Payments made in Xero come back as payments of ours within a quarter of an hour.
         cron(poll_xero_payments, minute={2, 17, 32, 47}, run_at_startup=False),
     ]
-    # Enough jobs at once for a batch of invoices to be generated together (jobs/generate.py)
-    # while the one before is printed (several per Chromium print job: jobs/pdf.py), and a free
-    # slot taken within 50 ms rather than arq's 0.5 s poll: a month close is paced by how soon
-    # the next invoices start (bench/month_close.py). Cost imports take two of them at most.
-    max_jobs = 48
+    # Generation jobs waiting for their turn beside those generating (jobs/generate.py), with
+    # room for other work, and a free slot taken within 50 ms rather than arq's 0.5 s poll: a
+    # month close is paced by how soon the next invoices start (bench/month_close.py). Cost
+    # imports take two of them at most.
+    max_jobs = 12
     poll_delay = 0.05
     on_startup = startup
     on_shutdown = shutdown

@@ -9,12 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psutil
 import pytest
-from arq import Retry, func
+from arq import func
 from arq.constants import in_progress_key_prefix
 from strawberry.relay import to_base64
 from tortoise import connections
@@ -22,7 +22,7 @@ from tortoise import connections
 from infra import broker, storage
 from infra.settings import get_settings
 from jobs import dispatch
-from jobs.generate import GIVE_UP_AFTER, STUCK_AFTER, generate_invoice, requeue_stuck
+from jobs.generate import GIVE_UP_AFTER, STUCK_AFTER, generate_invoices, requeue_stuck
 from jobs.send import send_invoice
 from jobs.worker import WorkerSettings, worker_settings
 from models import BillingPeriod, CostImport, Invoice, InvoiceEvent, InvoiceNumberCounter, InvoiceRevision
@@ -57,7 +57,7 @@ PRODUCT_WORKER = worker_settings(get_settings())
 QUICK_RECOVERY_WORKER = {
     **PRODUCT_WORKER,
     "functions": [
-        func(generate_invoice, name=dispatch.GENERATE, keep_result=0, timeout=5),
+        func(generate_invoices, name=dispatch.GENERATE, keep_result=0, timeout=5),
         func(send_invoice, name=dispatch.SEND, keep_result=0, timeout=5),
     ],
     "cron_jobs": [],
@@ -174,10 +174,12 @@ async def test_a_worker_killed_mid_render_leaves_the_invoice_generated_later(
     owner = world.tokens["owner"]
     assert (await gql(client, CLOSE, {"m": "2024-09"}, token=owner))["data"]["closeBillingPeriod"]["invoicesCreated"] == 2
     invoice = await Invoice.get(managed_account_id=world.account.id)
-    job_id = dispatch.generate_job_id(invoice.id)
-    in_progress = in_progress_key_prefix + job_id
     generated = await gql(client, BULK % "generateInvoices", {"ids": [_gid(invoice)]}, token=owner)
     assert generated["data"]["generateInvoices"]["results"][0]["invoice"]["status"] == "GENERATING"
+    (job,) = await redis.queued_jobs(queue_name=broker.QUEUE_NAME)
+    assert (job.function, job.args) == (dispatch.GENERATE, ([str(invoice.id)], 1))
+    job_id = job.job_id
+    in_progress = in_progress_key_prefix + job_id
 
     log = tmp_path / "workers.log"
     doomed = _start_worker(settings, f"{__name__}.QUICK_RECOVERY_WORKER", log)
@@ -284,11 +286,17 @@ async def test_a_hanging_render_is_retried_then_ends_in_error_before_arq_cancels
     ctx = {"settings": settings, "redis": redis, "pdf": HangingBrowser()}
 
     # (wait_for: without the job's own limit these would hang, not fail)
-    with pytest.raises(Retry):
-        await asyncio.wait_for(generate_invoice({**ctx, "job_try": 1}, str(invoice.id)), 10)
+    ids = [str(invoice.id)]
+    assert await asyncio.wait_for(generate_invoices(ctx, ids), 10) == {ids[0]: "retrying"}
     assert await _status(invoice) == "GENERATING"
-    last_try = {**ctx, "job_try": jobs.generate.MAX_TRIES}
-    assert await asyncio.wait_for(generate_invoice(last_try, str(invoice.id)), 10) == "failed"
+    (again,) = await redis.queued_jobs(queue_name=broker.QUEUE_NAME)
+    assert (again.function, again.args) == (dispatch.GENERATE, (ids, 2))
+    assert again.score > 1000 * datetime.now(UTC).timestamp() + 1000, "deferred by two seconds"
+    # A job run again because its worker died counts that try too.
+    assert await asyncio.wait_for(generate_invoices({**ctx, "job_try": 2}, ids, 2), 10) == {ids[0]: "retrying"}
+    assert sorted(job.args[1] for job in await redis.queued_jobs(queue_name=broker.QUEUE_NAME)) == [2, 4]
+    last_try = jobs.generate.MAX_TRIES
+    assert await asyncio.wait_for(generate_invoices(ctx, ids, last_try), 10) == {ids[0]: "failed"}
     failed = await Invoice.get(id=invoice.id)
     assert failed.status == "ERROR" and "TimeoutError" in failed.error_message
 
@@ -325,11 +333,13 @@ async def test_fifty_concurrent_generations_get_gapless_unique_numbers(client, r
     assert sorted(i.number for i in invoices) == [f"ACME-{year}-{n:04d}" for n in range(1, 51)]
     assert (await InvoiceNumberCounter.get(organization_id=org.id)).last_value == 50
     assert await InvoiceRevision.filter(invoice_id__in=[i.id for i in invoices]).count() == 50
-    assert worker.jobs_complete == 50 and worker.jobs_retried == 0 and worker.jobs_failed == 0
+    # Each click's invoices went in jobs of GENERATION_BATCH.
+    won = [sum(result["error"] is None for result in click["data"]["generateInvoices"]["results"]) for click in (first, second)]
+    batch = dispatch.GENERATION_BATCH
+    assert worker.jobs_complete == sum(-(-n // batch) for n in won) and worker.jobs_retried == worker.jobs_failed == 0
 
 
-async def test_invoices_whose_jobs_run_at_once_are_generated_together_each_with_its_own_outcome(redis, settings):
-    from jobs.generate import Generations
+async def test_a_jobs_invoices_are_generated_together_each_with_its_own_outcome(redis, settings):
     from jobs.pdf import PdfRenderer
 
     org = await f.organization(name="Acme MSP", invoice_prefix="ACME")
@@ -348,12 +358,12 @@ async def test_invoices_whose_jobs_run_at_once_are_generated_together_each_with_
     for invoice in invoices[:3]:
         await transition(invoice.id, "GENERATE", SYSTEM)  # D stays READY_TO_INVOICE
 
-    generations = Generations(batch_size=16)
     async with PdfRenderer(settings, batch_size=8) as renderer:
-        ctx = {"settings": settings, "redis": redis, "pdf": renderer, "generations": generations, "job_try": 1}
-        outcomes = await asyncio.gather(*(generate_invoice(ctx, str(invoice.id)) for invoice in invoices))
-    assert outcomes == ["generated", "failed", "generated", "nothing to do"]
-    assert generations.batches == 1 and renderer.batches == 1  # read, stored and printed together
+        ctx = {"settings": settings, "redis": redis, "pdf": renderer, "job_try": 1}
+        outcomes = await generate_invoices(ctx, [str(invoice.id) for invoice in invoices])
+    assert list(outcomes.values()) == ["generated", "failed", "generated", "nothing to do"]
+    assert list(outcomes) == [str(invoice.id) for invoice in invoices]
+    assert renderer.batches == 1  # printed together
     a, b, c, d = [await Invoice.get(id=invoice.id) for invoice in invoices]
     assert (a.status, b.status, c.status, d.status) == ("AWAITING_APPROVAL", "ERROR", "AWAITING_APPROVAL", "READY_TO_INVOICE")
     assert "No exchange rate from USD to EUR for 2024-09" in b.error_message and b.number is None
@@ -541,6 +551,6 @@ async def test_the_test_worker_stops_cleanly_while_jobs_are_starting(settings, r
 
     for pause in (0, 0.02, 0.05, 0.1):
         async with running(redis, {"settings": settings}) as worker:
-            await dispatch.enqueue_generation(redis, [uuid.uuid4() for _ in range(150)])
+            await dispatch.enqueue_generation(redis, [uuid.uuid4() for _ in range(150)], batch=1)
             await asyncio.sleep(pause)
         assert worker.jobs_complete + worker.jobs_retried > 0

@@ -612,7 +612,7 @@ async def store_revisions(generated: list[Generated], actor: Any) -> list[Invoic
 async def _store(generated: list[Generated], actor: Any) -> list[Invoice | None]:
     from tortoise.transactions import in_transaction
 
-    from models.invoices.lifecycle import transition
+    from models.invoices.lifecycle import transition_each
     from models.invoices.tables import InvoiceRevision, InvoiceStatus
 
     ids = [str(one.invoice_id) for one in generated]
@@ -662,20 +662,28 @@ async def _store(generated: list[Generated], actor: Any) -> list[Invoice | None]
                 ],
             )
         await _claim_late_costs(conn, current)
+        moved = await transition_each(
+            [one.invoice_id for one in current], "GENERATED", actor, connection=conn,
+            changes={"error_message": None},
+            each=[
+                (
+                    {
+                        "current_revision_id": revision.id, "currency": one.draft.currency,
+                        "subtotal": one.draft.subtotal, "adjustments": one.draft.adjustments,
+                        "charges": one.draft.charges, "total": one.draft.total, "tax_total": one.draft.taxes,
+                        "issue_date": one.draft.issue_date, "due_date": one.draft.due_date,
+                        "auto_send_at": _auto_send_at(one.draft, locked[str(one.invoice_id)]),
+                    },
+                    {"revision": revision.revision, "total": str(one.draft.total), "pdfSha256": one.pdf["sha256"]},
+                )
+                for one, revision in zip(current, revisions, strict=True)
+            ],
+        )
         stored = {}
-        for one, revision in zip(current, revisions, strict=True):
-            draft = one.draft
-            stored[str(one.invoice_id)] = await transition(
-                one.invoice_id, "GENERATED", actor, connection=conn,
-                changes={
-                    "current_revision_id": revision.id, "currency": draft.currency,
-                    "subtotal": draft.subtotal, "adjustments": draft.adjustments, "charges": draft.charges,
-                    "total": draft.total, "tax_total": draft.taxes, "issue_date": draft.issue_date,
-                    "due_date": draft.due_date, "error_message": None,
-                    "auto_send_at": _auto_send_at(draft, locked[str(one.invoice_id)]),
-                },
-                detail={"revision": revision.revision, "total": str(draft.total), "pdfSha256": one.pdf["sha256"]},
-            )
+        for one, found in zip(current, moved, strict=True):
+            if isinstance(found, DomainError):  # locked GENERATING above: cannot happen
+                raise found
+            stored[str(one.invoice_id)] = found
     return [stored.get(invoice_id) for invoice_id in ids]
 
 

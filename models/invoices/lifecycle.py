@@ -6,8 +6,9 @@ timeline event in the same transaction."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any
 
@@ -87,42 +88,59 @@ async def transition_each(
     organization_id: Any = None,
     changes: dict[str, Any] | None = None,
     detail: dict[str, Any] | None = None,
+    each: list[tuple[dict[str, Any], dict[str, Any]]] | None = None,
+    connection: Any = None,
 ) -> list[Invoice | DomainError]:
-    """`transition` of each invoice with the same changes, in one transaction and a few
-    statements for all of them: each one's invoice, or why it did not move."""
-    async with in_transaction() as conn:
-        return await _apply(conn, ids, name, actor, organization_id, changes, detail)
+    """`transition` of each invoice, in one transaction (a new one, or `connection`'s) and a
+    few statements for all of them: each one's invoice, or why it did not move. `changes`
+    and `detail` are the same for all; `each` gives every invoice, in the order of `ids`,
+    further columns of its own and its event's detail."""
+    async with _transaction(connection) as conn:
+        return await _apply(conn, ids, name, actor, organization_id, changes, detail, each)
 
 
 async def _apply(
     conn: Any, ids: list[Any], name: str, actor: Actor, organization_id: Any,
     changes: dict[str, Any] | None, detail: dict[str, Any] | None,
+    each: list[tuple[dict[str, Any], dict[str, Any]]] | None = None,
 ) -> list[Invoice | DomainError]:
     rule = TRANSITIONS[name]
     columns = {"status": rule.target.value, "updated_at": datetime.now(UTC), **(changes or {})}
-    assignments = ", ".join(f'"{column}" = ${i}' for i, column in enumerate(columns, start=4))
+    assignments = [f'"{column}" = ${i}' for i, column in enumerate(columns, start=4)]
+    params = [[str(invoice_id) for invoice_id in ids], str(organization_id) if organization_id else None,
+              [source.value for source in rule.sources], *_db_values(columns.values())]
+    own = ""
+    if each:
+        # Each invoice's own columns, typed as the table types them (JSON strings through the
+        # columns' input functions: amounts stay exact).
+        assignments += [f'"{column}" = v."{column}"' for column in dict.fromkeys(c for mine, _ in each for c in mine)]
+        own = f", jsonb_populate_recordset(NULL::invoices, ${len(params) + 1}::jsonb) AS v"
+        params.append(json.dumps([
+            {"id": str(invoice_id), **{column: _json_value(value) for column, value in mine.items()}}
+            for invoice_id, (mine, _) in zip(ids, each, strict=True)
+        ]))
     # The sub-select reads the status before the change, so the timeline records it; it locks
     # in id order, as every bulk lock is taken.
     sql = (
-        f"UPDATE invoices AS i SET {assignments} FROM ("
+        f"UPDATE invoices AS i SET {', '.join(assignments)} FROM ("
         " SELECT id, status FROM invoices WHERE id = ANY($1::uuid[])"
         " AND ($2::uuid IS NULL OR organization_id = $2) ORDER BY id FOR UPDATE"
-        ") AS before WHERE i.id = before.id AND before.status = ANY($3::text[])"
-        " RETURNING before.status AS from_status, i.*"
+        f") AS before{own} WHERE i.id = before.id AND before.status = ANY($3::text[])"
+        + (" AND v.id = i.id" if own else "")
+        + " RETURNING before.status AS from_status, i.*"
     )
-    params = [[str(invoice_id) for invoice_id in ids], str(organization_id) if organization_id else None,
-              [source.value for source in rule.sources], *_db_values(columns.values())]
     moved = {}
     for row in await conn.execute_query_dict(sql, params):
         from_status = row.pop("from_status")
         moved[str(row["id"])] = (Invoice._init_from_db(**row), from_status)
     if moved:
+        details = {str(invoice_id): {**(detail or {}), **mine} for invoice_id, (_, mine) in zip(ids, each or [], strict=False)}
         await InvoiceEvent.bulk_create([
             InvoiceEvent(
                 invoice_id=invoice.id, actor_id=actor.user_id, actor_label=actor.label, kind=name,
-                from_status=from_status, to_status=rule.target.value, detail=detail or {},
+                from_status=from_status, to_status=rule.target.value, detail=details.get(invoice_id, detail or {}),
             )
-            for invoice, from_status in moved.values()
+            for invoice_id, (invoice, from_status) in moved.items()
         ], using_db=conn)
     stayed = [str(invoice_id) for invoice_id in ids if str(invoice_id) not in moved]
     existing = set()
@@ -151,6 +169,18 @@ async def lock_invoice(conn: Any, query, invoice_id: Any, field: str = "id") -> 
 
 def _db_values(values) -> list[Any]:
     return [v.value if isinstance(v, Enum) else v for v in values]
+
+
+def _json_value(value: Any) -> Any:
+    """A column's value as JSON that its type reads back unchanged: amounts, dates, times and
+    ids as their text."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return str(value)  # Decimal, UUID
 
 
 def _transaction(connection: Any):
