@@ -250,19 +250,19 @@ async def pipeline(settings, redis, org, *, pool: int, batch: int, max_jobs: int
     return len(ids) / seconds, seconds
 
 
-async def raw(settings, html: str, count: int, pool: int, batch: int) -> float:
-    """Invoices per second of the renderer alone: `count` warm renders of `html`, `pool` print
-    jobs at a time, of `batch` invoices each (1: as bench/render_pdf.py measures)."""
+async def raw(settings, htmls: list[str], pool: int, batch: int) -> float:
+    """Invoices per second of the renderer alone: warm renders of `htmls`, `pool` print jobs
+    at a time, of `batch` invoices each (1: as bench/render_pdf.py measures)."""
     from jobs.pdf import PdfRenderer
 
     async with PdfRenderer(settings, pool_size=pool, batch_size=batch) as renderer:
-        await asyncio.gather(*(renderer.render(html) for _ in range(2 * pool)))
+        await asyncio.gather(*(renderer.render(htmls[0]) for _ in range(2 * pool)))
         with CpuMeter() as meter:
             started = time.perf_counter()
-            await asyncio.gather(*(renderer.render(html) for _ in range(count)))
+            await asyncio.gather(*(renderer.render(html) for html in htmls))
             seconds = time.perf_counter() - started
-    print(report_cpu(meter, count, seconds))
-    return count / seconds
+    print(report_cpu(meter, len(htmls), seconds))
+    return len(htmls) / seconds
 
 
 async def first_revision(org, expected: int):
@@ -283,6 +283,7 @@ async def month(args, settings, batch: int, max_jobs: int, poll_delay: float, ge
 
     from infra import broker, db
     from jobs.rendering import render_invoice_html
+    from models import InvoiceRevision
     from models.billing_periods import close_period
     from models.invoices.lifecycle import Actor
 
@@ -310,6 +311,8 @@ async def month(args, settings, batch: int, max_jobs: int, poll_delay: float, ge
         revision = await first_revision(org, created)
         await check_pdfs(settings, org)
         html = render_invoice_html(revision.snapshot)
+        own = [render_invoice_html(snapshot) for snapshot in await InvoiceRevision.filter(
+            invoice__organization_id=org.id).order_by("invoice__number").limit(500).values_list("snapshot", flat=True)]
         # Let the database settle, so that autovacuum and a checkpoint after all those writes
         # do not land on the browser's share of the machine.
         for statement in ("VACUUM ANALYZE", "CHECKPOINT"):
@@ -318,7 +321,7 @@ async def month(args, settings, batch: int, max_jobs: int, poll_delay: float, ge
         await redis.flushdb()
         await redis.aclose()
         await db.close()
-    return created, closing, seconds, per_second, html, len(revision.snapshot["lines"])
+    return created, closing, seconds, per_second, html, len(revision.snapshot["lines"]), own
 
 
 async def check_pdfs(settings, org) -> None:
@@ -361,23 +364,26 @@ async def main(args) -> None:
             args, settings, batch, 10 if before else args.max_jobs, 0.5 if before else args.poll_delay,
             1 if before else args.generation_batch,
         )
-        created, closing, seconds, per_second, html, lines = runs[batch]
+        created, closing, seconds, per_second, html, lines, own = runs[batch]
         print(f"month close, batch {batch}: close {closing:.1f} s + generate and print {seconds:.1f} s = "
               f"{closing + seconds:.1f} s for {created} accounts", flush=True)
-    created, closing, seconds, per_second, html, lines = runs[args.batch]
+    created, closing, seconds, per_second, html, lines, own = runs[args.batch]
     raws = {}
     # A rate: 500 renders tell it (10,000 would add a quarter of an hour to a large month's run).
     renders = min(created, 500)
     for batch in sorted(set(batches) | {1}):
-        raws[batch] = await raw(settings, html, renders, args.pool, batch)
+        raws[batch] = await raw(settings, [html] * renders, args.pool, batch)
         print(f"raw Chromium: the same HTML ({lines} usage lines, {len(html):,} bytes) {renders} times, "
               f"pool {args.pool}, batch {batch}: {raws[batch]:.2f} invoices/s")
+    owns = await raw(settings, own[:renders], args.pool, args.batch)
+    print(f"raw Chromium: the month's own {len(own[:renders])} invoices, pool {args.pool}, batch {args.batch}: {owns:.2f} invoices/s")
     if args.compare and args.batch > 1:
         before = runs[1]
         print(f"now / before (same run): pipeline {per_second / before[3]:.2f}x, "
               f"raw {raws[args.batch] / raws[1]:.2f}x; pipeline with batches / raw one per print job "
               f"{per_second / raws[1]:.2f}")
     print(f"month_close_seconds {closing + seconds:.1f} (close + generate + print, {created} accounts)")
+    print(f"pipeline/raw (own invoices) {per_second / owns:.2f}")
     print(f"pipeline/raw {per_second / raws[args.batch]:.2f}")
 
 

@@ -120,6 +120,9 @@ async def _generate(ctx: dict, ids: list[str]) -> list[str | BaseException]:
             drafts.append((gen, computed(gen)))
         except DomainError as exc:
             outcomes[str(gen.invoice.id)] = exc
+        # Between two invoices' work the event loop runs: the browser's answers to the other
+        # jobs' print jobs get through, so its pages are handed their next one without delay.
+        await asyncio.sleep(0)
     numbers = await ensure_numbers([(gen.invoice.id, draft.issue_date.year) for gen, draft in drafts if draft.issue_date])
     revisions = await revision_counts([gen.invoice.id for gen, _ in drafts])
     printing = []
@@ -130,14 +133,15 @@ async def _generate(ctx: dict, ids: list[str]) -> list[str | BaseException]:
             outcomes[str(gen.invoice.id)] = exc
             continue
         path = f"invoices/{gen.organization.id}/{view['number']}-r{revisions.get(gen.invoice.id, 0) + 1}.pdf"
-        printing.append((gen, draft, view, path))
-    # Printed with other invoices of their organization (jobs/pdf.py).
+        printing.append((gen, draft, view, path, render_invoice_html(view)))
+        await asyncio.sleep(0)
+    # Printed with other invoices of their organization (jobs/pdf.py), handed over together.
     pdfs = await asyncio.gather(
-        *(ctx["pdf"].render(render_invoice_html(view), group=str(gen.organization.id)) for gen, _, view, _ in printing),
+        *(ctx["pdf"].render(html, group=str(gen.organization.id)) for gen, _, _, _, html in printing),
         return_exceptions=True,
     )
     printed = []
-    for (gen, draft, view, path), pdf in zip(printing, pdfs, strict=True):
+    for (gen, draft, view, path, _), pdf in zip(printing, pdfs, strict=True):
         if isinstance(pdf, BaseException):
             outcomes[str(gen.invoice.id)] = pdf
         else:
