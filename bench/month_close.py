@@ -16,7 +16,8 @@ alone. It prints the month's wall time: close + generate + print.
 
 Then, once the database has been vacuumed and checkpointed, the same renderer class prints the
 HTML of one of those invoices as many times (500 at most), with the same pool size, one invoice per print
-job and `--batch` per print job: the browser alone. Each phase also prints the CPU it cost per
+job and `--batch` per print job: the browser alone; and the month's own invoices (500 at most,
+each its own HTML) with `--batch` per print job. Each phase also prints the CPU it cost per
 invoice: this process (the worker, and the `start_generations` calls a web process would
 make), Chromium with Playwright's driver, and the PostgreSQL and Redis servers (all their
 processes on the host: on a shared server, other load shows there).
@@ -24,8 +25,8 @@ processes on the host: on a shared server, other load shows there).
 `--compare` first runs the whole month with the worker's settings as they were (one invoice
 per print job and per generation job, arq's 10 jobs at once and 0.5 s poll), then as now, and
 prints their ratio from the same run. The last lines are
-`month_close_seconds <s>` and `pipeline/raw <ratio>` (pipeline against the renderer alone
-with the same batch size).
+`month_close_seconds <s>`, `pipeline/raw (own invoices) <ratio>` and `pipeline/raw <ratio>`
+(pipeline against the renderer alone printing one invoice's HTML, with the same batch size).
 
 The database named by --database-url is DROPPED and recreated, and the Redis database of
 --redis-url (db 4 by default) is flushed: never point them at real data.

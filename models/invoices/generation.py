@@ -51,7 +51,7 @@ from models.billing_rules import BillingRule, RuleCalculation, RuleKind
 from models.costs import CostOrigin
 from models.currencies import round_money
 from models.einvoicing.document import einvoice_section
-from models.errors import DomainError, GenerationFailed, MissingBillingProfile
+from models.errors import DomainError, GenerationFailed, MissingBillingProfile, NotFound
 from models.exchange_rates import ExchangeRate
 from models.invoices.checks import Finding, History, Thresholds, generation_findings, histories
 from models.invoices.queries import organization_today
@@ -170,11 +170,12 @@ async def revision_counts(ids: list[Any]) -> dict[Any, int]:
     return dict(rows)
 
 
-async def load_context(invoice_id: Any, invoice: Invoice | None = None) -> Context:
-    """The computation's inputs; pass `invoice` as `load_invoices` returned it to save a query."""
-    if invoice is None:
-        invoice = await Invoice.filter(id=invoice_id).select_related(*_RELATED).get()
-    found = (await load_contexts([invoice]))[0]
+async def load_context(invoice_id: Any) -> Context:
+    """One invoice's computation inputs (`load_invoices`, then `load_contexts`)."""
+    invoices = await load_invoices([invoice_id])
+    if not invoices:
+        raise NotFound("No such invoice.", field="id")
+    found = (await load_contexts(invoices))[0]
     if isinstance(found, DomainError):
         raise found
     return found
