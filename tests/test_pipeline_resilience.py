@@ -335,8 +335,13 @@ async def test_fifty_concurrent_generations_get_gapless_unique_numbers(client, r
     assert await InvoiceRevision.filter(invoice_id__in=[i.id for i in invoices]).count() == 50
     # Each click's invoices went in jobs of GENERATION_BATCH.
     won = [sum(result["error"] is None for result in click["data"]["generateInvoices"]["results"]) for click in (first, second)]
-    batch = dispatch.GENERATION_BATCH
-    assert worker.jobs_complete == sum(-(-n // batch) for n in won) and worker.jobs_retried == worker.jobs_failed == 0
+    jobs = sum(-(-n // dispatch.GENERATION_BATCH) for n in won)
+
+    async def ended() -> bool:  # a job ends just after its invoices are stored
+        return worker.jobs_complete + worker.jobs_retried + worker.jobs_failed >= jobs
+
+    await _eventually(ended, timeout=10, interval=0.05, what="the jobs to end")
+    assert worker.jobs_complete == jobs and worker.jobs_retried == worker.jobs_failed == 0
 
 
 async def test_a_jobs_invoices_are_generated_together_each_with_its_own_outcome(redis, settings):
