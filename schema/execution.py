@@ -47,19 +47,21 @@ class _PlainLeaf(NamedTuple):
     read: Callable[[Any], Any]
 
 
-# Per field of the (one, immutable) schema: its plain leaf, or None when it is not one.
-_plain_leaves: dict[int, _PlainLeaf | None] = {}
+# Per field of a schema: its plain leaf, or None when it is not one. The entry holds the field
+# so that its id is not reused by another schema's field (tests build many schemas).
+_plain_leaves: dict[int, tuple[GraphQLField, _PlainLeaf | None]] = {}
 
 
 def _plain_leaf(field: GraphQLField) -> _PlainLeaf | None:
-    key = id(field)
-    if key not in _plain_leaves:
+    entry = _plain_leaves.get(id(field))
+    if entry is None:
         definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
         required = isinstance(field.type, GraphQLNonNull)
         inner = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
         basic = definition is not None and definition.is_basic_field and not field.args
-        _plain_leaves[key] = _PlainLeaf(inner, required, _reader(definition, field)) if basic and is_leaf_type(inner) else None
-    return _plain_leaves[key]
+        leaf = _PlainLeaf(inner, required, _reader(definition, field)) if basic and is_leaf_type(inner) else None
+        entry = _plain_leaves[id(field)] = (field, leaf)
+    return entry[1]
 
 
 def _reader(definition: Any, field: GraphQLField) -> Callable[[Any], Any]:

@@ -119,3 +119,17 @@ def test_lists_of_plain_objects_answer_as_graphql_core_does(query, monkeypatch):
     assert [(e.message, e.path) for e in result.errors or []] == [(e.message, e.path) for e in expected.errors or []]
     # The short path answered the good lists itself, and left the bad ones to graphql-core.
     assert taken and all((r is None) == ("bad" in query) for r in taken)
+
+
+def test_a_field_of_another_schema_is_never_taken_for_one_seen_before():
+    """Fields of schemas built and dropped one after another (as tests do) may come at the
+    address of a field seen before; each is still planned as what it is."""
+    from graphql import GraphQLField, GraphQLString
+
+    from schema import execution
+
+    plain = strawberry.Schema(query=Query)._schema.query_type.fields["lines"].type.of_type.of_type.of_type.fields["note"]
+    for turn in range(2000):
+        field = GraphQLField(plain.type, extensions=plain.extensions) if turn % 2 else GraphQLField(GraphQLString)
+        assert (execution._plain_leaf(field) is not None) == bool(turn % 2), turn
+        del field
