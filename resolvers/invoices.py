@@ -17,6 +17,7 @@ from jobs import effects
 from models import invoices
 from models.errors import ValidationFailed
 from models.invoices import actions, drafts, reconciliation
+from models.xero import sync as xero_sync
 from schema import fanout
 from schema.context import Info
 from schema.errors import user_error
@@ -226,7 +227,8 @@ class Mutation:
     @mutation(
         description="Void invoices for good: each keeps its number, stays visible and owes nothing. "
         "Possible in any status but GENERATING and VOIDED, as long as no payment is kept (refund "
-        "payments first). Customers are told about invoices they received (approved ones).",
+        "payments first). Customers are told about invoices they received (approved ones); one that "
+        "Xero has is voided there too.",
         scopes=OWNERS,
     )
     async def void_invoices(
@@ -242,6 +244,10 @@ class Mutation:
             info, ids, lambda p, d: actions.void(p, d, reason=reason, notify_customer=notify_customer)
         )
         await effects.invoices_voided(info.context.redis, changed, notify_customer=notify_customer)
+        # Those Xero has are pushed, to void them there.
+        await effects.xero_push_requested(
+            info.context.redis, await xero_sync.queued_pushes([invoice.id for invoice in changed])
+        )
         return results
 
     @mutation(

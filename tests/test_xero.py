@@ -422,6 +422,49 @@ async def test_only_approved_invoices_are_pushed_and_a_voided_one_is_voided_in_x
     assert fake_xero.calls("POST", f"/api.xro/2.0/Invoices/{held['InvoiceID']}")[0].body["Invoices"][0]["Status"] == "VOIDED"
 
 
+VOID = 'mutation($ids: [ID!]!) { voidInvoices(ids: $ids, reason: "Wrong rate") { __typename } }'
+
+
+async def test_voiding_an_invoice_xero_has_voids_it_there(client, world, fake_xero, ctx):
+    from jobs.xero import push_to_xero
+
+    await connect(client, world, fake_xero)
+    pushed = await approved(world)
+    never_pushed = await approved(world, number="INV-2026-0002", period=await factories.billing_period(world.org, date(2024, 10, 1)))
+    await push(client, world, ctx, pushed)
+    await ctx["redis"].delete(f"arq:job:push_to_xero:{(await XeroSync.get(document_id=pushed.id)).id}")  # taken
+    for invoice in (pushed, never_pushed):
+        assert (await gql(client, VOID, {"ids": [_gid(invoice)]}, token=world.tokens["owner"]))["data"]
+        assert (await Invoice.get(id=invoice.id)).status == InvoiceStatus.VOIDED
+
+    sync = await XeroSync.get(document_id=pushed.id)
+    assert sync.state == SyncState.QUEUED
+    # Asked for by the owner who voided it, right after the void on its timeline.
+    last = await InvoiceEvent.filter(invoice_id=pushed.id).order_by("-id").limit(2)
+    assert [e.kind for e in last] == ["XERO_PUSH_REQUESTED", "VOID"]
+    assert last[0].actor_id == world.users["owner"].id
+    assert await ctx["redis"].exists(f"arq:job:push_to_xero:{sync.id}")
+    assert await push_to_xero(ctx, str(sync.id)) == "voided"
+    (held,) = fake_xero.invoices.values()
+    assert (held["InvoiceNumber"], held["Status"]) == (pushed.number, "VOIDED")
+    # Xero never had the other one: nothing to void there.
+    assert not await XeroSync.exists(document_id=never_pushed.id)
+
+
+async def test_voiding_while_xero_is_disconnected_queues_nothing(client, world, fake_xero, ctx):
+    await connect(client, world, fake_xero)
+    invoice = await approved(world)
+    await push(client, world, ctx, invoice)
+    await ctx["redis"].delete(f"arq:job:push_to_xero:{(await XeroSync.get(document_id=invoice.id)).id}")  # taken
+    await XeroConnection.filter(organization_id=world.org.id).update(status=ConnectionStatus.NEEDS_RECONNECT)
+    assert (await gql(client, VOID, {"ids": [_gid(invoice)]}, token=world.tokens["owner"]))["data"]
+    sync = await XeroSync.get(document_id=invoice.id)
+    assert sync.state == SyncState.SYNCED
+    assert not await ctx["redis"].exists(f"arq:job:push_to_xero:{sync.id}")
+    (held,) = fake_xero.invoices.values()
+    assert held["Status"] == "AUTHORISED"
+
+
 async def test_a_number_xero_holds_for_another_document_is_not_taken_for_ours(client, world, fake_xero, ctx):
     await connect(client, world, fake_xero)
     invoice = await approved(world)

@@ -23,6 +23,7 @@ from models.invoices.lifecycle import Actor, lock_invoice, transition, transitio
 from models.invoices.queries import visible_invoices
 from models.invoices.tables import DeliveryStatus, Invoice, InvoiceEvent, InvoiceKind, InvoiceStatus, PaymentStatus
 from models.managed_accounts import ManagedAccount
+from models.xero.sync import void_in_xero
 
 MAX_BULK = 500
 # A month's invoices chosen by a filter: a large MSP's month at once.
@@ -194,7 +195,7 @@ async def cancel_queued_send(principal, invoice_id: Any) -> Invoice:
 async def void(principal, ids: list[Any], *, reason: str = "", notify_customer: bool = True) -> list[Outcome]:
     """Void invoices for good. An invoice can be voided until money is kept against it: any
     payment not refunded in full must be refunded first. A voided invoice keeps its number,
-    stays visible and owes nothing; it is never OVERDUE."""
+    stays visible and owes nothing; it is never OVERDUE. One that Xero has is voided there too."""
     actor = Actor(user_id=principal.user.id)
     reason = (reason or "").strip()
     if len(reason) > 1024:
@@ -215,10 +216,12 @@ async def void(principal, ids: list[Any], *, reason: str = "", notify_customer: 
             await conn.execute_query(
                 "UPDATE late_costs SET billed_invoice_id = NULL WHERE billed_invoice_id = $1", [str(invoice_id)]
             )
-            return await transition(
+            voided = await transition(
                 invoice_id, "VOID", actor, organization_id=principal.organization_id, changes=changes,
                 detail={"reason": reason, "notifyCustomer": notify_customer}, connection=conn,
             )
+            await void_in_xero(conn, invoice, actor)
+            return voided
 
     return await _each(principal, ids, one)
 

@@ -16,7 +16,7 @@ from models.invoices.queries import visible_invoices
 from models.invoices.tables import Invoice, InvoiceEvent, InvoiceStatus
 from models.xero.connections import usable_connection
 from models.xero.documents import FrozenDocument, credit_note_view, invoice_view
-from models.xero.tables import DocumentKind, SyncState, XeroSettings, XeroSync
+from models.xero.tables import ConnectionStatus, DocumentKind, SyncState, XeroConnection, XeroSettings, XeroSync
 
 IN_FLIGHT = (SyncState.QUEUED, SyncState.RETRYING)
 
@@ -47,14 +47,47 @@ async def request_push(view: FrozenDocument, actor: Actor) -> tuple[XeroSync, bo
                 organization_id=view.organization_id, invoice_id=view.invoice_id, document_kind=view.kind,
                 document_id=view.id, number=view.number, using_db=conn,
             )
+            await _requested(conn, sync, actor)
         else:
-            sync.state, sync.message, sync.attempts = SyncState.QUEUED, None, 0
-            await sync.save(using_db=conn, update_fields=["state", "message", "attempts", "updated_at"])
-        await InvoiceEvent.create(
-            invoice_id=view.invoice_id, actor_id=actor.user_id, actor_label=actor.label, kind="XERO_PUSH_REQUESTED",
-            detail={"document": view.kind.value, "number": view.number}, using_db=conn,
-        )
+            await _queue_again(conn, sync, actor)
     return sync, True
+
+
+async def _queue_again(conn: Any, sync: XeroSync, actor: Actor) -> None:
+    sync.state, sync.message, sync.attempts = SyncState.QUEUED, None, 0
+    await sync.save(using_db=conn, update_fields=["state", "message", "attempts", "updated_at"])
+    await _requested(conn, sync, actor)
+
+
+async def _requested(conn: Any, sync: XeroSync, actor: Actor) -> None:
+    await InvoiceEvent.create(
+        invoice_id=sync.invoice_id, actor_id=actor.user_id, actor_label=actor.label, kind="XERO_PUSH_REQUESTED",
+        detail={"document": sync.document_kind.value, "number": sync.number}, using_db=conn,
+    )
+
+
+async def void_in_xero(conn: Any, invoice: Invoice, actor: Actor) -> None:
+    """In the transaction that voids an invoice: when Xero has it and Xero is connected, its
+    push is queued (the push voids it there; `queued_pushes` names the job to queue). A push
+    under way finds the invoice voided when it runs. Disconnected, nothing is queued: pushing
+    it once connected again voids it."""
+    sync = await XeroSync.filter(
+        document_kind=DocumentKind.INVOICE, document_id=invoice.id, xero_id__isnull=False,
+    ).using_db(conn).select_for_update().first()
+    if sync is None or sync.state in IN_FLIGHT:
+        return
+    if not await XeroConnection.filter(
+        organization_id=invoice.organization_id, status=ConnectionStatus.CONNECTED,
+    ).using_db(conn).exists():
+        return
+    await _queue_again(conn, sync, actor)
+
+
+async def queued_pushes(invoice_ids: list[Any]) -> list[Any]:
+    """The queued pushes of these invoices themselves: their jobs to queue once committed."""
+    return await XeroSync.filter(
+        document_kind=DocumentKind.INVOICE, document_id__in=invoice_ids, state=SyncState.QUEUED,
+    ).values_list("id", flat=True)
 
 
 async def push_invoices(principal, ids: list[Any]) -> list[PushOutcome]:
