@@ -752,3 +752,32 @@ async def test_an_issued_credit_note_goes_to_xero_when_xero_holds_its_invoice(cl
     assert (note["Type"], note["CreditNoteNumber"], Decimal(str(note["Total"]))) == ("ACCRECCREDIT", first.number, Decimal("5.00"))
     assert note["Reference"] == invoice.number
     assert not await XeroSync.filter(document_id=second.id).exists()
+
+
+async def test_credit_notes_printed_before_their_invoice_reached_xero_follow_it(client, world, fake_xero, ctx):
+    from jobs.xero import push_credit_note, push_to_xero
+    from models import CreditNote
+    from models.credit_notes.delivery import record_pdf
+    from tests.test_credit_notes import credit
+
+    await connect(client, world, fake_xero)
+    invoice = await approved(world)
+    for amount in ("5.00", "2.50"):
+        created = await credit(client, world, invoice, mode="AMOUNT", amount=amount)
+        assert created["__typename"] == "CreditNoteCreated", created
+    printed, unprinted = await CreditNote.all().order_by("number")
+    assert await record_pdf(printed.id, "credit-notes/printed.pdf", "0" * 64, 1000)
+    assert await push_credit_note(ctx["redis"], printed.id) is False  # Xero has not the invoice yet
+
+    await push(client, world, ctx, invoice)
+    sync = await XeroSync.get(document_id=printed.id)
+    assert (sync.state, sync.document_kind) == (SyncState.QUEUED, DocumentKind.CREDIT_NOTE)
+    assert await ctx["redis"].exists(f"arq:job:push_to_xero:{sync.id}")
+    assert await push_to_xero(ctx, str(sync.id)) == "created"
+    (note,) = fake_xero.credit_notes.values()
+    assert (note["CreditNoteNumber"], note["Reference"]) == (printed.number, invoice.number)
+    # Not printed yet: it goes by itself once printed.
+    assert not await XeroSync.exists(document_id=unprinted.id)
+    # Pushing the invoice again queues nothing more.
+    await push(client, world, ctx, invoice)
+    assert await XeroSync.filter(document_kind=DocumentKind.CREDIT_NOTE).count() == 1

@@ -10,6 +10,7 @@ from typing import Any
 from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
+from models.credit_notes.tables import CreditNote
 from models.errors import DomainError, InvalidTransition, NotFound
 from models.invoices.lifecycle import Actor
 from models.invoices.queries import visible_invoices
@@ -160,6 +161,20 @@ async def credit_note_push(credit_note_id: Any, actor: Actor) -> XeroSync | None
     except InvalidTransition:
         return None
     return sync if new else None
+
+
+async def credit_notes_after_invoice(invoice_id: Any, actor: Actor) -> list[XeroSync]:
+    """An invoice just reached Xero: its credit notes printed before, never pushed, are queued
+    (those printed later go by themselves, `credit_note_push`)."""
+    pushed = XeroSync.filter(document_kind=DocumentKind.CREDIT_NOTE).values("document_id")
+    printed = await CreditNote.filter(invoice_id=invoice_id, pdf_path__isnull=False).exclude(
+        id__in=Subquery(pushed)).order_by("number").values_list("id", flat=True)
+    queued = []
+    for credit_note_id in printed:
+        sync = await credit_note_push(credit_note_id, actor)
+        if sync is not None:
+            queued.append(sync)
+    return queued
 
 
 async def rollover_pushes(organization_id: Any, actor: Actor) -> list[XeroSync]:
