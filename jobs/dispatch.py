@@ -87,8 +87,9 @@ async def enqueue_send(redis: ArqRedis, invoice_id: Any, attempt: str = "approva
 
 
 async def enqueue_notification(redis: ArqRedis, invoice_id: Any, notice: str, refund_id: Any = None) -> None:
-    """Queue a notice to the customer (`voided`, or `refunded` with the refund's id): one job
-    per void and per refund."""
+    """Queue a notice to the customer (`voided`; `refunded` with the refund's id;
+    `credit_refunded` with the credit note's refund entry's id): one job per void and per
+    refund."""
     key = f"{NOTIFY}:{invoice_id}:{notice}" + (f":{refund_id}" if refund_id else "")
     await redis.enqueue_job(NOTIFY, str(invoice_id), notice, str(refund_id) if refund_id else None, _job_id=key)
 

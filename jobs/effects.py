@@ -22,7 +22,7 @@ from arq import ArqRedis
 
 from infra import events
 from jobs import dispatch
-from models.credit_notes import CreditNote
+from models.credit_notes import CreditNote, CreditUseEntry
 from models.invoices import DeliveryStatus, Invoice, InvoiceStatus
 from models.payments import Refund
 
@@ -132,6 +132,15 @@ async def refund_recorded(redis: ArqRedis, invoice: Invoice, refund: Refund, *, 
     await events.publish(redis, [invoice])
     if notify_customer:
         await dispatch.enqueue_notification(redis, invoice.id, "refunded", refund.id)
+
+
+@_after_commit
+async def credit_refunded(
+    redis: ArqRedis, credit_note: CreditNote, entry: CreditUseEntry, *, notify_customer: bool,
+) -> None:
+    """A credit note's account credit was paid back: the customer told when asked for."""
+    if notify_customer:
+        await dispatch.enqueue_notification(redis, credit_note.invoice_id, "credit_refunded", entry.id)
 
 
 @_after_commit

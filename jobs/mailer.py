@@ -33,7 +33,7 @@ from models.errors import ValidationFailed
 from models.organizations import Organization
 
 SMTP_TIMEOUT = 30.0
-NOTIFICATION_KINDS = frozenset({"approved", "voided", "refunded"})
+NOTIFICATION_KINDS = frozenset({"approved", "voided", "refunded", "credit_refunded"})
 _MIME_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$", re.IGNORECASE)
 _MAX_FILENAME = 120
 
@@ -151,8 +151,9 @@ def render_credit_note_email(context: dict) -> tuple[str, str, str]:
 
 def render_notification_email(kind: str, context: dict) -> tuple[str, str]:
     """(subject, text) of a short notice to the customer that an invoice was approved,
-    voided or refunded. The context holds the invoice e-mail's keys; `reason` (voided) and
-    `refund_amount` (refunded) are optional."""
+    voided or refunded, or a credit note's credit refunded. The context holds the invoice
+    e-mail's keys; `reason` (voided) and `refund_amount` (refunded) are optional;
+    `credit_refunded` needs `refund_amount` and `credit_note_number`."""
     if kind not in NOTIFICATION_KINDS:
         raise ValueError(f"Unknown notification kind {kind!r}.")
     return _render(f"email/notification_{kind}.txt", context)

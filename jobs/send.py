@@ -22,6 +22,7 @@ from jobs.mailer import (
     send_mail,
 )
 from jobs.rendering import format_money
+from models.credit_notes import CreditUse, CreditUseEntry
 from models.einvoicing.files import facturx_pdf, frozen_document
 from models.invoices import DeliveryStatus, Invoice, InvoiceEvent, InvoiceStatus
 from models.invoices.delivery import record_delivery, record_notification
@@ -71,8 +72,10 @@ async def _send(ctx: dict, invoice_id: str) -> str:
 
 
 async def notify_customer(ctx: dict, invoice_id: str, notice: str, refund_id: str | None = None) -> str:
-    """Tell the billing e-mails that an invoice of theirs was voided or refunded. Only
-    invoices the customer received (approved ones) are notified about."""
+    """Tell the billing e-mails that an invoice of theirs was voided or refunded, or that
+    credit one of its credit notes left was refunded (`refund_id` names the refund, or the
+    credit note's refund entry). Only invoices the customer received (approved ones) are
+    notified about."""
     invoice = await Invoice.get_or_none(id=invoice_id)
     if invoice is None or invoice.approved_at is None or invoice.current_revision_id is None:
         return "nothing to notify"
@@ -84,7 +87,13 @@ async def notify_customer(ctx: dict, invoice_id: str, notice: str, refund_id: st
     if notice == "voided":
         voided = await InvoiceEvent.filter(invoice_id=invoice.id, kind="VOID").order_by("-id").first()
         context["reason"] = voided.detail.get("reason", "") if voided else ""
-    if refund_id:
+    if notice == "credit_refunded":
+        entry = await CreditUseEntry.get(
+            id=refund_id, kind=CreditUse.REFUND, credit_note__invoice_id=invoice.id
+        ).prefetch_related("credit_note")
+        context["refund_amount"] = format_money(entry.amount, invoice.currency)
+        context["credit_note_number"] = entry.credit_note.number
+    elif refund_id:
         refund = await Refund.get(id=refund_id, invoice_id=invoice.id)
         context["refund_amount"] = format_money(refund.amount, invoice.currency)
     subject, text = render_notification_email(notice, context)

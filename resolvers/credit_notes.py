@@ -93,4 +93,7 @@ class Mutation:
             info.context.principal, node_uuid(input.credit_note_id, "CreditNote", field="creditNoteId"),
             amount=input.amount, refunded_on=input.refunded_on, reference=input.reference,
         )
+        await effects.credit_refunded(
+            info.context.redis, done.credit_note, done.entry, notify_customer=input.notify_customer
+        )
         return CreditRefunded(credit_note=CreditNote.from_model(done.credit_note))

@@ -330,6 +330,9 @@ class RefundCreditInput:
     amount: Decimal = strawberry.field(description="How much, at most the remaining credit.")
     refunded_on: date = strawberry.field(description="The day the money was paid back (not in the future).")
     reference: str = strawberry.field(default="", description="Bank reference (internal, up to 255 characters).")
+    notify_customer: bool = strawberry.field(
+        default=True, description="E-mail the account's billing e-mails about the refund."
+    )
 
 
 @strawberry.type(description="The credit note was issued; its PDF and e-mail follow in the background.")

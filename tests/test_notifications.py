@@ -73,6 +73,34 @@ async def test_a_refund_tells_the_billing_emails_its_amount(client, world, worke
     assert "refunded 10.75 USD on invoice INV-2024-0042" in message.get_payload(decode=True).decode()
 
 
+async def test_a_refund_of_credit_tells_the_billing_emails_its_amount_and_credit_note(client, world, worker, smtp):
+    from models import CreditNote
+    from tests.test_credit_notes import REFUND as REFUND_CREDIT
+    from tests.test_credit_notes import approved, credit, pay
+
+    _, mailbox = smtp
+    world.account.billing_emails = RECIPIENTS
+    await world.account.save()
+    invoice = await approved(world.account, "INV-2024-0042", snapshot=sample_view())
+    await pay(client, world, invoice, "183.00")
+    note = (await credit(client, world, invoice, mode="AMOUNT", amount="50"))["creditNote"]
+    for amount, notify in (("5", False), ("20", True)):
+        done = await gql(client, REFUND_CREDIT, {"input": {
+            "creditNoteId": note["id"], "amount": amount, "refundedOn": str(date.today()), "notifyCustomer": notify,
+        }}, token=world.tokens["owner"])
+        assert done["data"]["refundCredit"]["__typename"] == "CreditRefunded", done
+    events = await _notices(invoice, 2)
+    assert [(e.kind, e.detail["notice"], e.detail["recipient"]) for e in events] == [
+        ("NOTIFICATION_SENT", "credit_refunded", r) for r in RECIPIENTS]
+    number = (await CreditNote.get(invoice_id=invoice.id)).number
+    await asyncio.sleep(0.5)  # a notice that should not be there would be by now
+    ((recipients, message),) = mailbox.messages
+    assert sorted(recipients) == RECIPIENTS
+    assert " ".join(message["Subject"].split()) == f"Refund of credit note {number} from {sample_view()['msp']['company_name']}"
+    assert (f"refunded 20.00 {invoice.currency} of the credit left by credit note {number} on invoice INV-2024-0042"
+            in message.get_payload(decode=True).decode())
+
+
 async def test_no_notice_when_the_owner_switches_it_off(client, world, redis):
     invoice = await _invoice(world)
     paid = await gql(client, PAY, {"id": _gid(invoice)}, token=world.tokens["owner"])
