@@ -26,8 +26,8 @@ async def record_delivery(invoice_id: Any, outcomes: list[Any], failure: str | N
 
 
 async def record_notification(invoice_id: Any, notice: str, outcomes: list[Any], failure: str | None) -> None:
-    """Add the outcome of a notice (`voided`, `refunded`, `credit_refunded`) to the timeline, one event per
-    recipient; the invoice's own delivery status is not the notice's."""
+    """Add the outcome of a notice (`voided`, `refunded`, `credit_refunded`) to the timeline,
+    one event per recipient; the invoice's own delivery status is not the notice's."""
     await InvoiceEvent.bulk_create(_events(
         invoice_id, outcomes, failure, ("NOTIFICATION_SENT", "NOTIFICATION_FAILED"), {"notice": notice},
     ))
