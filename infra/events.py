@@ -230,6 +230,10 @@ class Hub:
         self._by_token[subscription.token_id].add(subscription)
         return subscription
 
+    def subscription_count(self) -> int:
+        """How many subscriptions this process serves now."""
+        return sum(len(subs) for subs in self._by_organization.values())
+
     def forget(self, subscription: Subscription) -> None:
         for index, key in ((self._by_organization, str(subscription.principal.organization_id)),
                            (self._by_token, subscription.token_id)):

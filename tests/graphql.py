@@ -15,6 +15,15 @@ async def gql(client, query: str, variables: dict | None = None, token: str | No
     return response.json()
 
 
+async def subscribed(app, count: int, timeout: float = 10) -> None:
+    """Wait until the app serves `count` subscriptions: the protocol answers a subscribe
+    message with nothing, and the server registers it in its own time (events published
+    before that do not reach it)."""
+    async with asyncio.timeout(timeout):
+        while app.state.events.subscription_count() < count:  # noqa: ASYNC110 (the hub signals nothing)
+            await asyncio.sleep(0.01)
+
+
 def error_codes(result: dict) -> list[str]:
     return [e.get("extensions", {}).get("code") for e in result.get("errors", [])]
 

@@ -18,7 +18,7 @@ from jobs import dispatch
 from jobs.credit_notes import issue_credit_note, print_credit_note
 from jobs.generate import requeue_stuck
 from models import CreditNote, InvoiceEvent
-from tests.graphql import LiveClient, gql
+from tests.graphql import LiveClient, gql, subscribed
 from tests.test_credit_notes import approved
 
 YEAR = date.today().year
@@ -150,12 +150,12 @@ async def test_an_account_without_billing_emails_gets_a_failed_delivery(client, 
     assert "no billing e-mails" in event.detail["error"]
 
 
-async def test_the_invoice_change_is_pushed_live_to_its_customer(live_server, client, world):
+async def test_the_invoice_change_is_pushed_live_to_its_customer(live_server, client, world, app):
     invoice = await approved(world.account, "INV-2024-0001")
     async with LiveClient(live_server, world.tokens["customer"]) as customer, \
             LiveClient(live_server, world.tokens["other_customer"]) as other:
         mine, theirs = await customer.subscribe(WATCH), await other.subscribe(WATCH)
-        await asyncio.sleep(0.2)
+        await subscribed(app, 2)
         await _issue(client, world, invoice, mode="FULL", lines=None, notifyCustomer=False)
         seen = [m["payload"]["data"]["invoiceStatusChanged"] for m in await customer.drain(mine)]
         assert await other.drain(theirs, quiet=0.1) == []

@@ -18,7 +18,7 @@ from models.base import Scope
 from models.errors import AuthenticationFailed, InvitationInvalid, LastOwner
 from models.people import accept_invitation, change_scope, deactivate_user, invite_user, make_invitation_link
 from tests import factories as f
-from tests.graphql import LiveClient, error_codes, gql
+from tests.graphql import LiveClient, error_codes, gql, subscribed
 
 INVITE = """mutation($input: InviteUserInput!) { inviteUser(input: $input) { __typename
   ... on UserInvited { invitationExpiresAt user { id email scope state managedAccount { name } } }
@@ -293,12 +293,12 @@ async def test_the_last_owner_cannot_be_deactivated(client, world):
     assert await _snapshot() == before
 
 
-async def test_deactivation_ends_sessions_tokens_and_subscriptions_at_once(client, live_server, world):
+async def test_deactivation_ends_sessions_tokens_and_subscriptions_at_once(client, live_server, world, app):
     viewer = world.users["viewer"]
     session, _ = await login_token(viewer)
     async with LiveClient(live_server, world.tokens["viewer"]) as live:
         op = await live.subscribe(WATCH)
-        await asyncio.sleep(0.2)
+        await subscribed(app, 1)
         result = await gql(client, DEACTIVATE, {"id": _gid("User", viewer)}, token=world.tokens["owner"])
         assert result["data"]["deactivateUser"]["user"] == {"state": "DEACTIVATED"}
         message = await live.next(op, timeout=5)

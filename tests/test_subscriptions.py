@@ -16,7 +16,7 @@ from infra import events
 from models import Invoice
 from models.auth import Token, authenticate
 from tests.conftest import serving
-from tests.graphql import LiveClient, gql
+from tests.graphql import LiveClient, gql, subscribed
 
 WATCH = """subscription($accounts: [ID!], $invoices: [ID!]) {
   invoiceStatusChanged(accountIds: $accounts, invoiceIds: $invoices) {
@@ -50,14 +50,14 @@ def _statuses(messages: list[dict]) -> list[tuple[str, str]]:
     ]
 
 
-async def test_each_scope_receives_only_what_it_may_see(live_server, client, world):
+async def test_each_scope_receives_only_what_it_may_see(live_server, client, world, app):
     mine, theirs, foreign = await _invoices(world)
     clients = {role: LiveClient(live_server, world.tokens[role]) for role in world.ROLES}
     for live in clients.values():
         await live.__aenter__()
     try:
         ops = {role: await live.subscribe(WATCH) for role, live in clients.items()}
-        await asyncio.sleep(0.2)
+        await subscribed(app, len(ops))
         approved = await gql(client, APPROVE, {"ids": [_gid(mine), _gid(theirs)]}, token=world.tokens["owner"])
         assert [r["invoice"]["status"] for r in approved["data"]["approveInvoices"]["results"]] == ["APPROVED"] * 2
         await gql(client, APPROVE, {"ids": [_gid(foreign)]}, token=world.tokens["foreign_owner"])
@@ -73,7 +73,7 @@ async def test_each_scope_receives_only_what_it_may_see(live_server, client, wor
     assert got["foreign_owner"] == [("INV-2024-0001", "APPROVED")]
 
 
-async def test_a_customer_sees_nothing_before_approval_and_filters_narrow(live_server, client, redis, world):
+async def test_a_customer_sees_nothing_before_approval_and_filters_narrow(live_server, client, redis, world, app):
     mine, theirs, _ = await _invoices(world)
     async with LiveClient(live_server, world.tokens["customer"]) as customer, \
             LiveClient(live_server, world.tokens["owner"]) as owner:
@@ -81,7 +81,7 @@ async def test_a_customer_sees_nothing_before_approval_and_filters_narrow(live_s
         only_theirs = await owner.subscribe(WATCH, {"invoices": [_gid(theirs)]})
         only_mine = await owner.subscribe(WATCH, {"accounts": [to_base64("ManagedAccount", str(world.account.id))]})
         malformed = await owner.subscribe(WATCH, {"invoices": ["not-an-id"]})
-        await asyncio.sleep(0.2)
+        await subscribed(app, 4)
         # A draft changing (here: published as the worker would) reaches MSP users only.
         await events.publish(redis, [mine, theirs])
         await gql(client, APPROVE, {"ids": [_gid(mine)]}, token=world.tokens["owner"])
@@ -93,11 +93,11 @@ async def test_a_customer_sees_nothing_before_approval_and_filters_narrow(live_s
         assert await owner.drain(malformed, quiet=0.1) == []
 
 
-async def test_the_invoice_of_an_event_is_loaded_once_for_every_subscriber(live_server, redis, world):
+async def test_the_invoice_of_an_event_is_loaded_once_for_every_subscriber(live_server, redis, world, app):
     mine, _, _ = await _invoices(world)
     async with LiveClient(live_server, world.tokens["owner"]) as owner:
         ops = [await owner.subscribe(WATCH) for _ in range(5)]
-        await asyncio.sleep(0.2)
+        await subscribed(app, 5)
         loads = []
         original = events.Invoice.get_or_none
         events.Invoice.get_or_none = lambda **kw: loads.append(kw) or original(**kw)
@@ -110,21 +110,21 @@ async def test_the_invoice_of_an_event_is_loaded_once_for_every_subscriber(live_
     assert len(loads) == 1
 
 
-async def test_one_redis_subscription_per_process(live_server, redis, world):
+async def test_one_redis_subscription_per_process(live_server, redis, world, app):
     async with LiveClient(live_server, world.tokens["owner"]) as a, LiveClient(live_server, world.tokens["viewer"]) as b:
         for live in (a, b, a, b):
             await live.subscribe(WATCH)
-        await asyncio.sleep(0.2)
+        await subscribed(app, 4)
         assert dict(await redis.pubsub_numsub(events.INVOICE_CHANNEL)) == {events.INVOICE_CHANNEL.encode(): 1}
 
 
-async def test_revoking_the_token_ends_its_subscriptions(live_server, client, world):
+async def test_revoking_the_token_ends_its_subscriptions(live_server, client, world, app):
     session = await f.token(world.users["customer"])
     async with LiveClient(live_server, session) as customer, \
             LiveClient(live_server, world.tokens["customer"]) as other_session:
         op = await customer.subscribe(WATCH)
         kept = await other_session.subscribe(WATCH)
-        await asyncio.sleep(0.2)
+        await subscribed(app, 2)
         assert (await gql(client, REVOKE, token=session))["data"]["revokeToken"]["__typename"] == "TokenRevoked"
         message = await customer.next(op)
         assert _ended_with(message, "UNAUTHENTICATED")
@@ -149,12 +149,12 @@ async def test_an_expiring_token_ends_the_subscription(live_server, world):
         assert _ended_with(message, "UNAUTHENTICATED")
 
 
-async def test_a_token_expiring_during_a_busy_stream_ends_the_subscription(live_server, redis, world):
+async def test_a_token_expiring_during_a_busy_stream_ends_the_subscription(live_server, redis, world, app):
     mine, _, _ = await _invoices(world)
     raw = await f.token(world.users["viewer"], lifetime=timedelta(seconds=2))
     async with LiveClient(live_server, raw) as viewer:
         op = await viewer.subscribe(WATCH)
-        await asyncio.sleep(0.2)
+        await subscribed(app, 1)
         for _ in range(40):  # an event every 0.1 s, for twice the token's remaining life
             await events.publish(redis, [mine])
             await asyncio.sleep(0.1)
@@ -167,7 +167,7 @@ async def test_a_token_expiring_during_a_busy_stream_ends_the_subscription(live_
 async def test_the_periodic_check_ends_subscriptions_of_tokens_revoked_unseen(live_server, app, world):
     async with LiveClient(live_server, world.tokens["viewer"]) as viewer:
         op = await viewer.subscribe(WATCH)
-        await asyncio.sleep(0.2)
+        await subscribed(app, 1)
         # Revoked behind the service's back: no revocation event is published.
         await Token.filter(user_id=world.users["viewer"].id).update(revoked_at=datetime.now(UTC))
         await app.state.events.recheck()
@@ -225,7 +225,7 @@ VOID = """mutation($ids: [ID!]!) { voidInvoices(ids: $ids, notifyCustomer: false
 MONEY = """subscription { invoiceStatusChanged { status paymentStatus invoice { number amountPaid amountDue } } }"""
 
 
-async def test_payments_refunds_and_voids_are_pushed_to_the_customer_too(live_server, client, world):
+async def test_payments_refunds_and_voids_are_pushed_to_the_customer_too(live_server, client, world, app):
     period = await f.billing_period(world.org)
     paid = await f.generated_invoice(world.account, period, number="INV-2024-0001", status="APPROVED")
     voided = await f.generated_invoice(world.account, await f.billing_period(world.org, month=date(2024, 10, 1)),
@@ -234,7 +234,7 @@ async def test_payments_refunds_and_voids_are_pushed_to_the_customer_too(live_se
     async with LiveClient(live_server, world.tokens["customer"]) as customer, \
             LiveClient(live_server, world.tokens["other_customer"]) as other:
         mine, theirs = await customer.subscribe(MONEY), await other.subscribe(MONEY)
-        await asyncio.sleep(0.2)
+        await subscribed(app, 2)
         recorded = await gql(client, PAY, {"input": {
             "invoiceId": _gid(paid), "amount": "10.25", "paidOn": "2024-10-02", "method": "BANK_TRANSFER"}}, token=owner)
         payment_id = recorded["data"]["recordPayment"]["payment"]["id"]
@@ -252,11 +252,11 @@ async def test_payments_refunds_and_voids_are_pushed_to_the_customer_too(live_se
     assert seen[-1]["invoice"]["amountDue"] == "0.00"
 
 
-async def test_losing_the_event_stream_tells_subscribers_to_re_query(live_server, redis, world):
+async def test_losing_the_event_stream_tells_subscribers_to_re_query(live_server, redis, world, app):
     mine, _, _ = await _invoices(world)
     async with LiveClient(live_server, world.tokens["owner"]) as owner:
         before = await owner.subscribe(WATCH)
-        await asyncio.sleep(0.2)
+        await subscribed(app, 1)
         assert await redis.client_kill_filter(_type="pubsub") == 1
         assert _ended_with(await owner.next(before), "EVENTS_MISSED")
         # The process subscribes again by itself: a new subscription gets events.
