@@ -136,9 +136,7 @@ async def push_to_xero(ctx: dict, sync_id: str) -> str:
         await sync.record_failure(current, getattr(exc, "message", None) or str(exc), retrying=False)
         return "failed"
     await sync.record_pushed(current, xero_id, url, action)
-    if current.document_kind == DocumentKind.INVOICE and action != "voided":
-        queued = await sync.credit_notes_after_invoice(current.invoice_id, Actor.system("worker"))
-        await effects.xero_push_requested(ctx["redis"], [s.id for s in queued])
+    await effects.xero_push_requested(ctx["redis"], [s.id for s in await sync.after_push(current, action)])
     return action
 
 

@@ -451,6 +451,33 @@ async def test_voiding_an_invoice_xero_has_voids_it_there(client, world, fake_xe
     assert not await XeroSync.exists(document_id=never_pushed.id)
 
 
+async def test_an_invoice_voided_while_its_push_creates_it_in_xero_is_voided_there_next(
+    client, world, fake_xero, ctx, monkeypatch,
+):
+    from jobs import xero as xero_jobs
+
+    await connect(client, world, fake_xero)
+    invoice = await approved(world)
+    creating = xero_jobs._push
+
+    async def voided_meanwhile(settings, view):
+        pushed = await creating(settings, view)
+        # The owner voids it after the job read it and before the job records what Xero did.
+        assert (await gql(client, VOID, {"ids": [_gid(invoice)]}, token=world.tokens["owner"]))["data"]
+        return pushed
+
+    monkeypatch.setattr(xero_jobs, "_push", voided_meanwhile)
+    await push(client, world, ctx, invoice)
+    monkeypatch.setattr(xero_jobs, "_push", creating)
+    (held,) = fake_xero.invoices.values()
+    assert held["Status"] == "AUTHORISED"
+    sync = await XeroSync.get(document_id=invoice.id)
+    assert sync.state == SyncState.QUEUED and sync.xero_id == held["InvoiceID"]
+    assert await xero_jobs.push_to_xero(ctx, str(sync.id)) == "voided"
+    ((_, status),) = [(x["InvoiceID"], x["Status"]) for x in fake_xero.invoices.values()]
+    assert status == "VOIDED"
+
+
 async def test_voiding_while_xero_is_disconnected_queues_nothing(client, world, fake_xero, ctx):
     await connect(client, world, fake_xero)
     invoice = await approved(world)

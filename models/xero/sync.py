@@ -163,9 +163,25 @@ async def credit_note_push(credit_note_id: Any, actor: Actor) -> XeroSync | None
     return sync if new else None
 
 
-async def credit_notes_after_invoice(invoice_id: Any, actor: Actor) -> list[XeroSync]:
-    """An invoice just reached Xero: its credit notes printed before, never pushed, are queued
-    (those printed later go by themselves, `credit_note_push`)."""
+async def after_push(sync: XeroSync, action: str) -> list[XeroSync]:
+    """What an invoice's push that created or found it in Xero leads to (the pushes to queue):
+    the invoice again when it was voided here meanwhile (the push voids it in Xero), else its
+    printed credit notes never pushed."""
+    if sync.document_kind != DocumentKind.INVOICE or action == "voided":
+        return []
+    actor = Actor.system("worker")
+    if not await Invoice.filter(id=sync.document_id, status=InvoiceStatus.VOIDED).exists():
+        return await _credit_notes_after_invoice(sync.invoice_id, actor)
+    try:
+        again, new = await request_push(await invoice_view(sync.document_id), actor)
+    except InvalidTransition:  # Xero disconnected meanwhile: pushing it once reconnected voids it
+        return []
+    return [again] if new else []
+
+
+async def _credit_notes_after_invoice(invoice_id: Any, actor: Actor) -> list[XeroSync]:
+    """Credit notes printed before their invoice reached Xero, never pushed, are queued (those
+    printed later go by themselves, `credit_note_push`)."""
     pushed = XeroSync.filter(document_kind=DocumentKind.CREDIT_NOTE).values("document_id")
     printed = await CreditNote.filter(invoice_id=invoice_id, pdf_path__isnull=False).exclude(
         id__in=Subquery(pushed)).order_by("number").values_list("id", flat=True)
