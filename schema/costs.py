@@ -8,6 +8,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Any
+from uuid import UUID
 
 import strawberry
 from strawberry import relay
@@ -328,7 +329,9 @@ class CostImport(relay.Node):
             LateCostDifference(
                 billing_month=Month(date.fromisoformat(entry["billingMonth"])), currency=entry["currency"],
                 invoiced_cost=plain(Decimal(entry["invoicedCost"])), delivered_cost=plain(Decimal(entry["deliveredCost"])),
-                difference=plain(Decimal(entry["difference"])), account_id=entry["accountId"],
+                difference=plain(Decimal(entry["difference"])),
+                # The report is JSON: its account id is text, the loader's keys are UUIDs.
+                account_id=UUID(entry["accountId"]),
             )
             for entry in (self.model.report or {}).get("lateCosts", [])
         ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter, defaultdict
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -14,7 +15,9 @@ from strawberry.relay import to_base64
 
 from models import CostImport, CostRecord, SubAccount
 from models.costs import import_costs
+from models.invoices.tables import InvoiceStatus
 from schema.scalars import plain
+from tests import factories as f
 from tests.graphql import StatementCounter as _Counter
 from tests.graphql import error_codes, gql
 from tests.test_costs_import import AWS_BIG, AWS_SECOND, AZURE, ORACLE, SAMPLE, account_rows, sample_rows, to_csv
@@ -53,13 +56,13 @@ def cost_gid(record) -> str:
     return to_base64("CostRecord", str(record.id))
 
 
-async def upload(client, token, data: bytes, filename="focus.csv", **variables):
+async def upload(client, token, data: bytes, filename="focus.csv", query=IMPORT, **variables):
     """`importCosts` as the GraphQL multipart request spec says: an `operations` part whose
     file variable is null, a `map` part pointing file part "0" at it, then the file."""
     response = await client.post(
         "/graphql",
         data={
-            "operations": json.dumps({"query": IMPORT, "variables": {"file": None, **variables}}),
+            "operations": json.dumps({"query": query, "variables": {"file": None, **variables}}),
             "map": json.dumps({"0": ["variables.file"]}),
         },
         files={"0": (filename, data, "text/csv")},
@@ -406,3 +409,52 @@ async def test_only_an_account_integration_names_an_account(client, world, varia
     payload = result["data"]["importCosts"]
     assert (payload["__typename"], payload["field"]) == ("ValidationError", "accountId")
     assert await CostImport.all().count() == await CostRecord.all().count() == 0
+
+
+LATE_IMPORT = """mutation($file: Upload!) { importCosts(file: $file, wait: true) { __typename
+  ... on CostsImported { costImport { id late lateCosts { billingMonth currency difference account { id name } } } }
+  ... on UserError { code message } } }"""
+LATE_IMPORTS = """{ costImports(first: 10) { edges { node { late lateCosts { difference account { id name } } } } } }"""
+
+
+@pytest.mark.parametrize("role", ("owner", "viewer"))
+async def test_a_late_cost_names_its_account_in_the_import_and_the_list(client, world, role):
+    await SubAccount.create(organization=world.org, managed_account=world.account, sub_account_id=AWS_BIG)
+    header, rows = sample_rows()
+    await import_costs(world.org.id, to_csv(header, rows))
+    period = await f.billing_period(world.org, date(2024, 9, 1))
+    await f.generated_invoice(world.account, period, status=InvoiceStatus.APPROVED, number="INV-2024-0001")
+    restated = next(i for i, row in enumerate(rows)
+                    if row["SubAccountId"] == AWS_BIG and row["BillingPeriodStart"].startswith("2024-09"))
+    rows[restated]["BilledCost"] = str(Decimal(rows[restated]["BilledCost"]) + Decimal("1.25"))
+
+    result = await upload(client, world.tokens["owner"], to_csv(header, rows), query=LATE_IMPORT)
+
+    payload = result["data"]["importCosts"]
+    assert payload["__typename"] == "CostsImported", result
+    expected = {"difference": "1.25", "account": {"id": account_gid(world.account), "name": "Contoso"}}
+    (late,) = payload["costImport"]["lateCosts"]
+    assert (late["billingMonth"], late["currency"]) == ("2024-09", "USD")
+    assert {"difference": late["difference"], "account": late["account"]} == expected
+    listed = await gql(client, LATE_IMPORTS, token=world.tokens[role])
+    assert "errors" not in listed, listed
+    entries = [e for edge in listed["data"]["costImports"]["edges"] for e in edge["node"]["lateCosts"]]
+    assert entries == [expected]
+
+
+@pytest.mark.parametrize("role", ("customer", "other_customer", "foreign_owner"))
+async def test_late_costs_are_not_shown_outside_the_msp(client, world, role):
+    await SubAccount.create(organization=world.org, managed_account=world.account, sub_account_id=AWS_BIG)
+    header, rows = sample_rows()
+    await import_costs(world.org.id, to_csv(header, rows))
+    period = await f.billing_period(world.org, date(2024, 9, 1))
+    await f.generated_invoice(world.account, period, status=InvoiceStatus.APPROVED, number="INV-2024-0001")
+    rows[0]["BilledCost"] = str(Decimal(rows[0]["BilledCost"]) + 1)
+    await import_costs(world.org.id, to_csv(header, rows))
+
+    listed = await gql(client, LATE_IMPORTS, token=world.tokens[role])
+
+    if role == "foreign_owner":
+        assert listed["data"]["costImports"]["edges"] == []
+    else:
+        assert error_codes(listed) == ["FORBIDDEN"]
