@@ -17,7 +17,7 @@ from strawberry.scalars import JSON
 from models import CostRecord as CostRecordModel
 from models import ManagedAccount as ManagedAccountModel
 from models import costs as domain
-from models.costs import AccountMonthTotal, CostQuery, ImportReport, billed_totals, visible_costs
+from models.costs import AccountMonthTotal, CostQuery, ImportReport, billed_totals, is_invoiced, visible_costs
 from schema.context import Info
 from schema.errors import CostFileRejectedError, NotFoundError, ValidationError
 from schema.managed_accounts import ManagedAccount
@@ -139,6 +139,17 @@ class CostRecord(relay.Node):
     async def account(self, info: Info) -> ManagedAccount | None:
         return await _account(info, self.model.managed_account_id)
 
+    @strawberry.field(
+        description="Whether the account's invoice counts the row: a managed account claims it, and it "
+        "came from the MSP's delegated integration (MSP_DELEGATED), or from the account's own while the "
+        "account includes its integrations (includeAccountIntegrations). The `invoiced` filter asks for "
+        "these rows only, so that their totals are what the invoice bills."
+    )
+    async def invoiced(self, info: Info) -> bool:
+        account_id = self.model.managed_account_id
+        account = await info.context.loaders.by_id(ManagedAccountModel).load(account_id) if account_id else None
+        return is_invoiced(self.model.origin, account)
+
 
 @strawberry.type(description="The BilledCost of a set of cost rows in one currency.")
 class CostTotal:
@@ -188,6 +199,12 @@ class CostRecordFilter:
         default=None,
         description="Only rows no managed account claims (true), or only claimed rows (false).",
     )
+    invoiced: bool | None = strawberry.field(
+        default=None,
+        description="Only the rows the account's invoice counts (true: see CostRecord.invoiced), or only "
+        "those it leaves out (false: unclaimed rows, and an account's own integration's rows while the "
+        "account does not include its integrations).",
+    )
 
 
 def cost_query(account_id: strawberry.ID | None, period, where: CostRecordFilter | None) -> CostQuery:
@@ -197,6 +214,7 @@ def cost_query(account_id: strawberry.ID | None, period, where: CostRecordFilter
         providers=where.providers if where else None,
         service_categories=where.service_categories if where else None,
         unassigned=where.unassigned if where else None,
+        invoiced=where.invoiced if where else None,
     )
 
 

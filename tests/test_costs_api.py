@@ -13,8 +13,12 @@ from decimal import Decimal
 import pytest
 from strawberry.relay import to_base64
 
-from models import CostImport, CostRecord, SubAccount
-from models.costs import import_costs
+from models import CostImport, CostRecord, Invoice, SubAccount
+from models.billing_periods import close_period
+from models.costs import CostOrigin, import_costs
+from models.currencies import round_money
+from models.invoices.generation import compute, load_context
+from models.invoices.lifecycle import Actor
 from models.invoices.tables import InvoiceStatus
 from schema.scalars import plain
 from tests import factories as f
@@ -458,3 +462,87 @@ async def test_late_costs_are_not_shown_outside_the_msp(client, world, role):
         assert listed["data"]["costImports"]["edges"] == []
     else:
         assert error_codes(listed) == ["FORBIDDEN"]
+
+
+DRILL = """query($accountId: ID, $period: Month, $filter: CostRecordFilter) {
+  costs(accountId: $accountId, period: $period, first: 100, filter: $filter) {
+    totalCount totals { currency billedCost rows }
+    edges { node { origin invoiced subAccountId providerName serviceName serviceCategory billedCost } } } }"""
+DELEGATED = ("10961396247", "15196455530")  # 6 and 10 rows, the MSP's export
+
+
+async def _own_integration_costs(world):
+    """Contoso (includeAccountIntegrations off) has DELEGATED's rows from the MSP's export and
+    AZURE's from its own integration; ORACLE's rows are nobody's; Litware (another
+    organization) has DELEGATED's rows too."""
+    for sub_account in (*DELEGATED, AZURE):
+        await SubAccount.create(organization=world.org, managed_account=world.account, sub_account_id=sub_account)
+    await SubAccount.create(organization=world.foreign_org, managed_account=world.foreign_account, sub_account_id=DELEGATED[0])
+    await import_costs(world.org.id, account_rows(*DELEGATED, ORACLE))
+    await import_costs(world.org.id, account_rows(AZURE), origin=CostOrigin.ACCOUNT_INTEGRATION, account_id=world.account.id)
+    await import_costs(world.foreign_org.id, account_rows(DELEGATED[0]))
+
+
+def _rows_of(*sub_accounts):
+    _, rows = sample_rows()
+    return [row for row in rows if row["SubAccountId"] in sub_accounts]
+
+
+async def test_the_drill_down_says_what_the_invoice_counts_and_sums_what_it_bills(client, world):
+    await _own_integration_costs(world)
+    token, contoso = world.tokens["owner"], account_gid(world.account)
+    variables = {"accountId": contoso, "period": "2024-09"}
+
+    every = (await gql(client, DRILL, variables, token=token))["data"]["costs"]
+    invoiced = (await gql(client, DRILL, {**variables, "filter": {"invoiced": True}}, token=token))["data"]["costs"]
+    left_out = (await gql(client, DRILL, {**variables, "filter": {"invoiced": False}}, token=token))["data"]["costs"]
+
+    delegated, own = _rows_of(*DELEGATED), _rows_of(AZURE)
+    assert every["totalCount"] == len(delegated) + len(own)
+    assert Counter((e["node"]["origin"], e["node"]["invoiced"]) for e in every["edges"]) == {
+        ("MSP_DELEGATED", True): len(delegated), ("ACCOUNT_INTEGRATION", False): len(own)}
+    assert invoiced["totals"] == [{"currency": "USD", "billedCost": _plain(_sum(delegated)), "rows": len(delegated)}]
+    assert {e["node"]["invoiced"] for e in invoiced["edges"]} == {True}
+    assert left_out["totals"] == [{"currency": "USD", "billedCost": _plain(_sum(own)), "rows": len(own)}]
+    # Without an account, the rows nobody claims are left out too.
+    unclaimed = (await gql(client, DRILL, {"period": "2024-09", "filter": {"invoiced": False, "unassigned": True}},
+                           token=token))["data"]["costs"]
+    assert unclaimed["totalCount"] == len(_rows_of(ORACLE))
+    assert {e["node"]["invoiced"] for e in unclaimed["edges"]} == {False}
+
+    # The invoice bills exactly the invoiced rows: each usage line is their group's sum, rounded.
+    await close_period(world.org.id, date(2024, 9, 1), Actor.system("test"))
+    draft = await compute(await load_context((await Invoice.get(managed_account_id=world.account.id)).id))
+    groups: dict[tuple, Decimal] = defaultdict(Decimal)
+    for edge in invoiced["edges"]:
+        node = edge["node"]
+        groups[(node["providerName"], node["serviceName"], node["serviceCategory"])] += Decimal(node["billedCost"])
+    billed = sorted(round_money(total, "USD") for total in groups.values() if total)
+    assert sorted(line.amount for line in draft.usage) == billed
+    assert draft.subtotal == sum(billed, Decimal(0))
+
+    # Once the account includes its integrations, every row of it is invoiced.
+    world.account.include_account_integrations = True
+    await world.account.save()
+    now = (await gql(client, DRILL, {**variables, "filter": {"invoiced": True}}, token=token))["data"]["costs"]
+    assert now["totalCount"] == every["totalCount"]
+    assert {e["node"]["invoiced"] for e in now["edges"]} == {True}
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_the_invoiced_filter_scope_matrix(client, world, role):
+    await _own_integration_costs(world)
+    variables = {"accountId": account_gid(world.account), "period": "2024-09", "filter": {"invoiced": True}}
+    result = await gql(client, DRILL, variables, token=world.tokens[role])
+    if role in ("customer", "other_customer"):
+        assert error_codes(result) == ["FORBIDDEN"] and result["data"] is None
+        return
+    page = result["data"]["costs"]
+    if role == "foreign_owner":  # Contoso is Northwind's: nothing, even where Litware has the same sub-account
+        assert (page["totalCount"], page["totals"]) == (0, [])
+        own = {**variables, "accountId": account_gid(world.foreign_account)}
+        mine = (await gql(client, DRILL, own, token=world.tokens[role]))["data"]["costs"]
+        assert mine["totalCount"] == len(_rows_of(DELEGATED[0]))
+        assert {e["node"]["invoiced"] for e in mine["edges"]} == {True}
+        return
+    assert page["totalCount"] == len(_rows_of(*DELEGATED))

@@ -11,7 +11,7 @@ from uuid import UUID
 from tortoise.expressions import Q
 from tortoise.functions import Count, Sum
 
-from models.costs.records import CostImport, CostRecord
+from models.costs.records import CostImport, CostOrigin, CostRecord
 
 
 def visible_costs(principal):
@@ -32,6 +32,23 @@ class CostQuery:
     providers: list[str] | None = None
     service_categories: list[str] | None = None
     unassigned: bool | None = None
+    # Only the rows the account's invoice counts (True), or only those it leaves out (False).
+    invoiced: bool | None = None
+
+
+def is_invoiced(origin: CostOrigin | str, account: Any) -> bool:
+    """Whether the invoice of the row's account counts a row of `origin`: a managed account
+    claims it, and it came from the MSP's delegated integration, or from the account's own
+    while the account includes its integrations (as `models.invoices.generation` counts)."""
+    if account is None:
+        return False
+    return CostOrigin(origin) == CostOrigin.MSP_DELEGATED or account.include_account_integrations
+
+
+# `is_invoiced` as a condition on cost records.
+INVOICED = Q(managed_account_id__isnull=False) & (
+    Q(origin=CostOrigin.MSP_DELEGATED) | Q(managed_account__include_account_integrations=True)
+)
 
 
 def filter_costs(query, where: CostQuery):
@@ -45,6 +62,8 @@ def filter_costs(query, where: CostQuery):
         query = query.filter(service_category__in=where.service_categories)
     if where.unassigned is not None:
         query = query.filter(managed_account_id__isnull=where.unassigned)
+    if where.invoiced is not None:
+        query = query.filter(INVOICED if where.invoiced else ~INVOICED)
     return query
 
 

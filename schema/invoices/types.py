@@ -29,8 +29,7 @@ from models import ReminderStop as ReminderStopModel
 from models import User as UserModel
 from models import XeroSync as XeroSyncModel
 from models import invoices as domain
-from models.costs import CostOrigin
-from models.costs.queries import line_costs
+from models.costs.queries import CostQuery, filter_costs, line_costs
 from models.currencies import round_money
 from models.invoices import checks, diff
 from models.xero import DocumentKind
@@ -161,10 +160,7 @@ class InvoiceLineItem:
             period = await info.context.loaders.by_id(BillingPeriodModel).load(self.invoice.billing_period_id)
             month = period.start_date if period else None
         query = query.filter(billing_month=month) if month else query.filter(id__in=[])
-        if self.invoice is not None:
-            account = await info.context.loaders.by_id(ManagedAccountModel).load(self.invoice.managed_account_id)
-            if account is not None and not account.include_account_integrations:
-                query = query.filter(origin=CostOrigin.MSP_DELEGATED)
+        query = filter_costs(query, CostQuery(invoiced=True))
         order = CostRecordOrder(field=CostRecordOrderField.CHARGE_PERIOD_START, direction=Direction.DESC)
         page = await paginate(info, CostRecordConnection, query, CostRecord.from_model, order,
                               first=first, after=after, last=last, before=before)
