@@ -33,6 +33,9 @@ from models import (
     Payment,
 )
 from models.credit_notes import amounts
+from models.credit_notes.tables import CreditMode
+from models.currencies import round_money
+from models.errors import CreditExceeded, ValidationFailed
 from models.credit_notes.exports import XERO_CREDIT_NOTE_COLUMNS
 from models.invoices import LineKind
 from tests import factories as f
@@ -211,6 +214,151 @@ def test_an_amount_is_split_to_the_cent(cents, vat, fee):
     split = amounts.by_amount(printed, amount, total, "USD", "Credit")
     assert sum((line.amount for line in split), Decimal(0)) == amount
     assert all(line.amount == line.amount.quantize(Decimal("0.01")) for line in split)
+
+
+# The issue's invoice: subtotal 1361.64, VAT 272.33, total 1633.97.
+VAT_CENT = [
+    (LineKind.USAGE, "AWS Amazon EC2", Decimal("1338.61")),
+    (LineKind.USAGE, "AWS Amazon S3", Decimal("23.03")),
+    (LineKind.TAX, "VAT (20%)", Decimal("272.33")),
+]
+# Two taxes of different rates and a fixed charge, after a discount: subtotal 1023.45.
+TAXES = [
+    (LineKind.USAGE, "AWS Amazon EC2", Decimal("777.77")),
+    (LineKind.USAGE, "Azure Storage", Decimal("333.33")),
+    (LineKind.USAGE, "GCP BigQuery", Decimal("15.01")),
+    (LineKind.RULE, "Discount: Loyalty", Decimal("-102.66")),
+    (LineKind.CHARGE, "Support plan", Decimal("49.99")),
+    (LineKind.TAX, "VAT (19%)", Decimal("194.46")),
+    (LineKind.TAX, "Digital services tax (7.5%)", Decimal("76.76")),
+]
+
+
+async def _credited_per_line(invoice):
+    """What the invoice's credit notes credited of each of its lines, by position."""
+    credited: dict[int, Decimal] = {}
+    for line in await CreditNoteLine.filter(credit_note__invoice_id=invoice.id, invoice_line_position__isnull=False):
+        credited[line.invoice_line_position] = credited.get(line.invoice_line_position, Decimal(0)) + line.amount
+    return credited
+
+
+async def test_vat_credited_over_three_notes_is_the_vat_charged_to_the_cent(client, world):
+    invoice = await approved(world.account, "INV-2024-0001", lines=VAT_CENT)
+    by_lines = await credit(client, world, invoice, mode="LINES", lines=[{"position": 2}])
+    by_amount = await credit(client, world, invoice, mode="AMOUNT", amount="123.45")
+    rest = await credit(client, world, invoice)
+    notes = [by_lines["creditNote"], by_amount["creditNote"], rest["creditNote"]]
+    assert [(n["total"], n["taxTotal"]) for n in notes] == [
+        ("27.64", "4.61"), ("123.45", "20.58"), ("1482.88", "247.14")]
+    assert sum(Decimal(n["taxTotal"]) for n in notes) == Decimal("272.33")
+    assert sum(Decimal(n["subtotal"]) for n in notes) == Decimal("1361.64")
+    assert lines_of(rest) == [
+        ("USAGE", "Credit on invoice INV-2024-0001", None, "1235.74"), ("TAX", "VAT (20%)", 3, "247.14")]
+    assert rest["invoice"] == {"amountCredited": "1633.97", "amountDue": "0.00", "paymentStatus": "PAID"}
+    assert (await _credited_per_line(invoice))[3] == Decimal("272.33")
+
+
+async def test_several_taxes_are_credited_to_the_cent_over_any_notes(client, world):
+    invoice = await approved(world.account, "INV-2024-0001", lines=TAXES)
+    charged = {i: amount for i, (kind, _, amount) in enumerate(TAXES, start=1) if kind in amounts.CHARGE_KINDS}
+    steps = [
+        {"mode": "AMOUNT", "amount": "0.03"}, {"mode": "LINES", "lines": [{"position": 3, "amount": "0.01"}]},
+        {"mode": "AMOUNT", "amount": "333.33"}, {"mode": "LINES", "lines": [{"position": 2}, {"position": 3}]},
+        {"mode": "AMOUNT", "amount": "0.07"}, {"mode": "FULL"},
+    ]
+    for step in steps:
+        done = await credit(client, world, invoice, **step)
+        assert done["__typename"] == "CreditNoteCreated", (step, done)
+        note = done["creditNote"]
+        assert Decimal(note["subtotal"]) + Decimal(note["charges"]) == Decimal(note["total"])
+        assert sum(Decimal(x[3]) for x in lines_of(done)) == Decimal(note["total"])
+        credited = await _credited_per_line(invoice)
+        assert all(credited.get(position, Decimal(0)) <= amount for position, amount in charged.items()), credited
+    assert {position: credited[position] for position in charged} == charged
+    assert done["invoice"]["amountDue"] == "0.00"
+    notes = await CreditNote.filter(invoice_id=invoice.id)
+    assert sum(n.tax_total for n in notes) == Decimal("194.46") + Decimal("76.76")
+    assert sum(n.total for n in notes) == invoice.total
+
+
+def _printed(lines):
+    return [{"position": i, "kind": kind, "description": text, "amount": amount}
+            for i, (kind, text, amount) in enumerate(lines, start=1)]
+
+
+@st.composite
+def invoices(draw):
+    """Printed lines as generation makes them: usage lines, perhaps a discount, then one to
+    three percentage taxes of different rates on the subtotal and perhaps a fixed charge."""
+    cents = st.integers(min_value=1, max_value=5_000_000)
+    usage = [Decimal(c) / 100 for c in draw(st.lists(cents, min_size=1, max_size=4))]
+    lines = [(LineKind.USAGE, f"Service {i}", amount) for i, amount in enumerate(usage, start=1)]
+    discount = draw(st.integers(min_value=0, max_value=30))
+    if discount:
+        lines.append((LineKind.RULE, "Discount", round_money(-sum(usage) * discount / 100, "USD")))
+    subtotal = sum((amount for _, _, amount in lines), Decimal(0))
+    if draw(st.booleans()):
+        lines.append((LineKind.CHARGE, "Support", Decimal(draw(st.integers(min_value=1, max_value=100_000))) / 100))
+    rates = draw(st.lists(st.integers(min_value=1, max_value=275), min_size=1, max_size=3, unique=True))
+    lines += [(LineKind.TAX, f"Tax {rate / 10}%", round_money(subtotal * rate / 1000, "USD")) for rate in rates]
+    return [line for line in lines if line[2] != 0]
+
+
+STEP = st.one_of(
+    st.tuples(st.just(CreditMode.FULL)),
+    st.tuples(st.just(CreditMode.AMOUNT), st.integers(min_value=1, max_value=10_000_000)),
+    st.tuples(st.just(CreditMode.LINES), st.lists(st.tuples(st.integers(1, 4), st.integers(0, 10_000_000)),
+                                                  min_size=1, max_size=3)),
+)
+
+
+@hypothesis_settings(max_examples=400, deadline=None)
+@given(lines=invoices(), steps=st.lists(STEP, max_size=6), last=st.sampled_from(["FULL", "AMOUNT", "LINES"]))
+def test_no_sequence_of_credit_notes_credits_a_tax_beyond_its_charge(lines, steps, last):
+    printed = _printed(lines)
+    total = sum((amount for _, _, amount in lines), Decimal(0))
+    charged = {line["position"]: line["amount"] for line in printed if line["kind"] in amounts.CHARGE_KINDS}
+    net_lines = {line["position"]: line["amount"] for line in printed if line["kind"] in amounts.NET_KINDS}
+    credited: dict[int, Decimal] = {}
+    left, net_credited = total, Decimal(0)
+    by_amount = False
+    # The rest, whichever way it is asked for: FULL, an AMOUNT of what is left, or what is
+    # left of every usage line.
+    final = {"FULL": (CreditMode.FULL,), "AMOUNT": (CreditMode.AMOUNT, None), "LINES": (CreditMode.LINES, None)}
+    for step in [*steps, final[last]]:
+        mode = step[0]
+        chosen, amount = None, None
+        if mode == CreditMode.AMOUNT:
+            amount = left if step[1] is None else Decimal(step[1]) / 100
+        elif mode == CreditMode.LINES and step[1] is None:
+            chosen = [amounts.LineCredit(p) for p, a in net_lines.items() if a > 0 and credited.get(p, 0) < a]
+        elif mode == CreditMode.LINES:
+            chosen = [amounts.LineCredit(p, Decimal(c) / 100 if c else None) for p, c in dict(step[1]).items()]
+        try:
+            note = amounts.credit(mode, printed, credited, left, "USD", "INV-1", chosen, amount)
+        except (CreditExceeded, ValidationFailed):
+            continue  # refused: nothing changes
+        note_total = sum((c.amount for c in note), Decimal(0))
+        net = sum((c.amount for c in note if c.kind in amounts.NET_KINDS), Decimal(0))
+        charges = sum((c.amount for c in note if c.kind in amounts.CHARGE_KINDS), Decimal(0))
+        assert net + charges == note_total and 0 < note_total <= left
+        assert all(c.amount == c.amount.quantize(Decimal("0.01")) for c in note)
+        if mode == CreditMode.AMOUNT:
+            assert note_total == amount
+        for c in note:
+            if c.invoice_line_position is not None:
+                credited[c.invoice_line_position] = credited.get(c.invoice_line_position, Decimal(0)) + c.amount
+        left -= note_total
+        net_credited += net
+        by_amount = by_amount or mode == CreditMode.AMOUNT
+        for position, amount_charged in charged.items():
+            assert 0 <= credited.get(position, Decimal(0)) <= amount_charged, (position, credited, step)
+        assert net_credited <= sum(net_lines.values())
+    # LINES reach the rest unless a credit by amount took a net that names no line.
+    assert left == 0 or (last == "LINES" and by_amount)
+    if left == 0:
+        assert {p: credited.get(p, Decimal(0)) for p in charged} == charged
+        assert net_credited == sum(net_lines.values())
 
 
 # -- typed errors write nothing ---------------------------------------------------------------

@@ -24,7 +24,7 @@ from tortoise.transactions import in_transaction
 from models.billing_periods import BillingPeriod
 from models.billing_profiles import BillingProfile
 from models.credit_notes import amounts
-from models.credit_notes.amounts import CHARGE_KINDS, CreditLine, LineCredit
+from models.credit_notes.amounts import CHARGE_KINDS, LineCredit
 from models.credit_notes.documents import TEMPLATE_VERSION, build_view, parties
 from models.credit_notes.numbering import next_number
 from models.credit_notes.queries import credit_used, remaining_credit, usable_credit, visible_credit_notes
@@ -88,19 +88,13 @@ async def create_credit_note(
         printed = await InvoiceLineItem.filter(revision_id=revision.id).using_db(conn).order_by("position").values(
             "position", "kind", "description", "amount")
         left = round_money(invoice.total - invoice.amount_credited, currency)
-        credit = await _credit_lines(conn, invoice, printed, mode, lines, amount, left)
+        credit = amounts.credit(
+            mode, printed, await _credited(conn, invoice), left, currency, invoice.number or "", lines, amount,
+        )
         subtotal = sum((c.amount for c in credit if c.kind not in CHARGE_KINDS), Decimal(0))
         charges = sum((c.amount for c in credit if c.kind in CHARGE_KINDS), Decimal(0))
         tax_total = sum((c.amount for c in credit if c.kind == LineKind.TAX), Decimal(0))
         total = subtotal + charges
-        if total <= 0:
-            raise ValidationFailed("The credit note would credit nothing.", field="lines")
-        if total > left:
-            raise CreditExceeded(
-                f"At most {max(left, Decimal(0))} {currency} is left to credit on invoice {invoice.number}.",
-                maximum=max(left, round_money(Decimal(0), currency)),
-                field="amount" if mode == CreditMode.AMOUNT else "invoiceId",
-            )
         organization = await Organization.get(id=invoice.organization_id, using_db=conn)
         today = organization_today(organization.timezone)
         number = await next_number(conn, organization.id, today.year)
@@ -144,31 +138,15 @@ async def create_credit_note(
     return CreditNoteIssued(credit_note=await CreditNote.get(id=note.id), invoice=await Invoice.get(id=invoice.id))
 
 
-async def _credit_lines(conn, invoice: Invoice, printed: list[dict[str, Any]], mode: CreditMode,
-                        lines: list[LineCredit] | None, amount: Decimal | None, left: Decimal) -> list[CreditLine]:
-    currency = invoice.currency
-    if mode == CreditMode.LINES:
-        rows = await CreditNoteLine.filter(
-            credit_note__invoice_id=invoice.id, invoice_line_position__isnull=False,
-        ).using_db(conn).group_by("invoice_line_position").annotate(sum=Sum("amount")).values(
-            "invoice_line_position", "sum")
-        credited = {row["invoice_line_position"]: row["sum"] for row in rows}
-        return amounts.by_lines(printed, lines or [], currency, credited)
-    if mode == CreditMode.AMOUNT:
-        if amount is None:
-            raise ValidationFailed("Give the amount to credit.", field="amount")
-        gross = amounts.exact_amount(amount, currency, "amount")
-    elif invoice.amount_credited == 0:
-        return amounts.full(printed)
-    else:
-        # What earlier credit notes left, credited in the same proportions.
-        gross = left
-        if gross <= 0:
-            raise CreditExceeded(
-                f"Invoice {invoice.number} is credited in full already.", maximum=round_money(Decimal(0), currency),
-                field="invoiceId",
-            )
-    return amounts.by_amount(printed, gross, invoice.total, currency, f"Credit on invoice {invoice.number}")
+async def _credited(conn, invoice: Invoice) -> dict[int, Decimal]:
+    """What earlier credit notes credited of each line of the invoice, by its position."""
+    if invoice.amount_credited == 0:
+        return {}
+    rows = await CreditNoteLine.filter(
+        credit_note__invoice_id=invoice.id, invoice_line_position__isnull=False,
+    ).using_db(conn).group_by("invoice_line_position").annotate(sum=Sum("amount")).values(
+        "invoice_line_position", "sum")
+    return {row["invoice_line_position"]: row["sum"] for row in rows}
 
 
 async def _printed_parties(conn, invoice: Invoice, organization: Organization, snapshot: dict) -> dict:
