@@ -33,10 +33,10 @@ from models import (
     Payment,
 )
 from models.credit_notes import amounts
+from models.credit_notes.exports import XERO_CREDIT_NOTE_COLUMNS
 from models.credit_notes.tables import CreditMode
 from models.currencies import round_money
 from models.errors import CreditExceeded, ValidationFailed
-from models.credit_notes.exports import XERO_CREDIT_NOTE_COLUMNS
 from models.invoices import LineKind
 from tests import factories as f
 from tests.graphql import error_codes, gql
@@ -256,6 +256,19 @@ async def test_vat_credited_over_three_notes_is_the_vat_charged_to_the_cent(clie
         ("USAGE", "Credit on invoice INV-2024-0001", None, "1235.74"), ("TAX", "VAT (20%)", 3, "247.14")]
     assert rest["invoice"] == {"amountCredited": "1633.97", "amountDue": "0.00", "paymentStatus": "PAID"}
     assert (await _credited_per_line(invoice))[3] == Decimal("272.33")
+    # The printed credit notes, and Xero's credit notes file, add up the same way.
+    printed_vat = Decimal(0)
+    for note in await CreditNote.filter(invoice_id=invoice.id):
+        view = note.snapshot
+        printed_vat += sum((Decimal(c["amount"]) for c in view["charges"] if c["is_tax"]), Decimal(0))
+        printed = [Decimal(x["amount"]) for x in view["lines"]] + [Decimal(c["amount"]) for c in view["charges"]]
+        assert Decimal(view["subtotal"]) + sum(Decimal(c["amount"]) for c in view["charges"]) == Decimal(view["total"])
+        assert sum(printed, Decimal(0)) == note.total
+    assert printed_vat == Decimal("272.33")
+    _, archive = await _export(client, world, "XERO")
+    records = _rows(archive.read("credit-notes-2024-09-xero.csv"))
+    assert sum(Decimal(r["*UnitAmount"]) for r in records if r["*Description"] == "VAT (20%)") == Decimal("272.33")
+    assert sum(Decimal(r["*Quantity"]) * Decimal(r["*UnitAmount"]) for r in records) == Decimal("1633.97")
 
 
 async def test_several_taxes_are_credited_to_the_cent_over_any_notes(client, world):

@@ -261,7 +261,8 @@ async def test_an_approved_sample_invoice_downloads_as_factur_x_and_ubl_that_val
     root = etree.fromstring(credit_xml)
     assert root.findtext(f".//{RAM}TypeCode") == "381"
     assert root.findtext(f".//{RAM}InvoiceReferencedDocument/{RAM}IssuerAssignedID") == invoice.number
-    assert Decimal(root.find(f".//{RAM}SpecifiedTradeSettlementHeaderMonetarySummation").findtext(f"{RAM}GrandTotalAmount")) == Decimal("10.00")
+    summation = root.find(f".//{RAM}SpecifiedTradeSettlementHeaderMonetarySummation")
+    assert Decimal(summation.findtext(f"{RAM}GrandTotalAmount")) == Decimal("10.00")
     credit_ubl = await _download(client, note["ublUrl"])
     assert ubl_xsd_errors(credit_ubl.content) == [] and _fatal(ubl_rule_failures(credit_ubl.content)) == []
     assert etree.fromstring(credit_ubl.content).tag.endswith("CreditNote")
@@ -399,3 +400,30 @@ async def test_every_demo_invoice_of_the_focus_sample_is_a_valid_e_invoice():
         cii, ubl = cii_xml(document), ubl_xml(document)
         assert cii_xsd_errors(cii) == [] and ubl_xsd_errors(ubl) == []
         assert _fatal(cii_rule_failures(cii)) == [] and _fatal(ubl_rule_failures(ubl)) == [], view["customer"]["name"]
+
+
+async def test_each_credit_note_of_an_invoice_is_a_valid_e_invoice_and_their_vat_is_the_invoices(client, world):
+    """Four credit notes (one too small to carry VAT, then by lines, by amount and the rest)
+    are each a valid EN 16931 credit note, and their VAT adds up to the invoice's to the cent."""
+    from models import CreditNote
+    from models.einvoicing.files import credit_note_document
+    from tests.test_credit_notes import approved, credit
+
+    lines = [
+        (LineKind.USAGE, "AWS Amazon EC2", Decimal("1338.61")), (LineKind.USAGE, "AWS Amazon S3", Decimal("23.03")),
+        (LineKind.TAX, "VAT (20%)", Decimal("272.33")), (LineKind.CHARGE, "Support plan", Decimal("30.60")),
+    ]
+    view = {**VIEW, "currency": world.account.currency, "total": "1664.57"}
+    invoice = await approved(world.account, "INV-2024-0001", lines=lines, snapshot=view)
+    for step in ({"mode": "AMOUNT", "amount": "0.01"}, {"mode": "LINES", "lines": [{"position": 2}]},
+                 {"mode": "AMOUNT", "amount": "123.45"}, {"mode": "FULL"}):
+        assert (await credit(client, world, invoice, **step))["__typename"] == "CreditNoteCreated", step
+    vat = Decimal(0)
+    for note in await CreditNote.filter(invoice_id=invoice.id).order_by("number"):
+        document = await credit_note_document(note)
+        assert document is not None, note.number
+        assert (document.grand_total, document.tax_total) == (note.total, note.tax_total)
+        cii, ubl = cii_xml(document), ubl_xml(document)
+        assert _fatal(cii_rule_failures(cii)) == [] and _fatal(ubl_rule_failures(ubl)) == [], note.number
+        vat += document.tax_total
+    assert vat == Decimal("272.33")

@@ -62,13 +62,22 @@ async def credit_note_document(note: CreditNote) -> EDocument | None:
     if not einvoice_ready(revision.snapshot):
         return None
     issued = note.issue_date.isoformat()
-    view = {**revision.snapshot, "number": note.number, "issue_date": issued, "due_date": issued, "total": str(note.total)}
-    lines = [
-        _CreditedLine(line.position, line.kind, line.description, line.amount)
-        for line in await CreditNoteLine.filter(credit_note_id=note.id).order_by("position")
-    ]
+    stored = await CreditNoteLine.filter(credit_note_id=note.id).order_by("position")
+    lines = [_CreditedLine(line.position, line.kind, line.description, line.amount) for line in stored]
     reference = DocumentReference(invoice.number or "", invoice.issue_date.isoformat() if invoice.issue_date else issued)
+    extra = (LineKind.TAX, LineKind.CHARGE)
+    invoiced = await InvoiceLineItem.filter(revision_id=revision.id, kind__in=extra).order_by("position").values_list(
+        "position", flat=True)
+    section = revision.snapshot["einvoice"]
     try:
+        # A credit note leaves out the taxes and charges it credits nothing of: each of its
+        # own takes the role of the invoice's line it credits.
+        role_of = dict(zip(invoiced, section["charge_roles"], strict=True))
+        roles = [role_of[line.invoice_line_position] for line in stored if line.kind in extra]
+        view = {
+            **revision.snapshot, "number": note.number, "issue_date": issued, "due_date": issued,
+            "total": str(note.total), "einvoice": {**section, "charge_roles": roles},
+        }
         return document_from(view, lines, DocumentKind.CREDIT_NOTE, reference)
     except (ValueError, KeyError):
         return None
