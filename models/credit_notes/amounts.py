@@ -84,22 +84,22 @@ def credit(
     credit nothing or more than is left (nothing is written then)."""
     description = f"Credit on invoice {invoice_number}"
     if mode == CreditMode.LINES:
-        credit = by_lines(lines, chosen or [], currency, credited, left)
+        note = by_lines(lines, chosen or [], currency, credited, left)
     elif mode == CreditMode.AMOUNT:
         if amount is None:
             raise ValidationFailed("Give the amount to credit.", field="amount")
         total = sum((line["amount"] for line in lines), Decimal(0))
-        credit = by_amount(lines, exact_amount(amount, currency, "amount"), total, currency, description, credited, left)
+        note = by_amount(lines, exact_amount(amount, currency, "amount"), total, currency, description, credited, left)
     elif not credited and left == sum((line["amount"] for line in lines), Decimal(0)):
-        credit = full(lines)
+        note = full(lines)
     elif left <= 0:
         raise CreditExceeded(
             f"Invoice {invoice_number} is credited in full already.", maximum=round_money(Decimal(0), currency),
             field="invoiceId",
         )
     else:
-        credit = rest(lines, credited, left, currency, description)
-    total = sum((c.amount for c in credit), Decimal(0))
+        note = rest(lines, credited, left, currency, description)
+    total = sum((c.amount for c in note), Decimal(0))
     if total <= 0:
         raise ValidationFailed("The credit note would credit nothing.", field="lines")
     if total > left:
@@ -108,7 +108,7 @@ def credit(
             maximum=max(left, round_money(Decimal(0), currency)),
             field="amount" if mode == CreditMode.AMOUNT else "invoiceId",
         )
-    return credit
+    return note
 
 
 def full(lines: list[dict[str, Any]]) -> list[CreditLine]:
