@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,27 @@ def purge(settings: Settings, folder: str, older_than: datetime) -> int:
                 entry.unlink()
             removed += 1
     return removed
+
+
+DELIVERIES_FOLDER = "cost-deliveries"
+
+
+def delivery_folder(organization_id: Any) -> str:
+    """Where an organization's uploaded cost deliveries are kept, one folder each."""
+    return f"{DELIVERIES_FOLDER}/{organization_id}"
+
+
+def used_bytes(settings: Settings, relative: str) -> int:
+    """The bytes of the files under a stored folder (0 when it is not there)."""
+    root = _resolve(settings, relative)
+    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file()) if root.is_dir() else 0
+
+
+def purge_deliveries(settings: Settings, now: datetime | None = None) -> int:
+    """Remove uploaded cost deliveries kept longer than DELIVERY_RETENTION_DAYS; returns how
+    many. Their imports' records and cost rows stay: only the files go."""
+    older_than = (now or datetime.now(UTC)) - timedelta(days=settings.delivery_retention_days)
+    return purge(settings, DELIVERIES_FOLDER, older_than)
 
 
 class UploadTooLarge(Exception):

@@ -4,6 +4,7 @@ and its progress, live."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncGenerator
 from typing import Annotated, cast
@@ -142,11 +143,15 @@ class Mutation:
         if not uploads:
             raise ValidationFailed("Send the delivery as `file` (and any further parts as `files`).", field="file")
         account = node_uuid(account_id, "ManagedAccount", field="accountId")
-        stored = await _store(info, principal.organization_id, uploads)
-        cost_import = await costs.register_delivery(
-            principal.organization_id, stored, filename=", ".join(u.filename or "" for u in uploads),
-            imported_by_id=principal.user.id, origin=origin, account_id=account,
-        )
+        folder, stored = await _store(info, principal.organization_id, uploads)
+        try:
+            cost_import = await costs.register_delivery(
+                principal.organization_id, stored, filename=", ".join(u.filename or "" for u in uploads),
+                imported_by_id=principal.user.id, origin=origin, account_id=account,
+            )
+        except BaseException:
+            storage.remove(info.context.settings, folder)
+            raise
         if not wait:
             await effects.cost_import_requested(info.context.redis, cost_import.id)
             return CostImportQueued(cost_import=CostImport.from_model(cost_import))
@@ -155,24 +160,40 @@ class Mutation:
         return CostsImported.from_report(report, cost_import)
 
 
-async def _store(info: Info, organization_id: uuid.UUID, uploads: list[UploadFile]) -> list:
+# A control character in a file name (NUL above all) is refused before anything is stored.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+async def _store(info: Info, organization_id: uuid.UUID, uploads: list[UploadFile]) -> tuple[str, list]:
     """Each part into storage, a chunk at a time, under the delivery's own folder (a folder
     per part keeps its name, which the import's messages use); the cap counts the whole
-    delivery, and a refused one leaves nothing behind."""
+    delivery and the organization's stored deliveries, and a refused one leaves nothing behind."""
     settings = info.context.settings
-    folder = f"cost-deliveries/{organization_id}/{uuid.uuid4()}"
-    left, stored = settings.max_upload_bytes, []
+    for number, upload in enumerate(uploads, start=1):
+        if _CONTROL.search(upload.filename or ""):
+            raise ValidationFailed(
+                "A file name holds a control character; rename the file.", field="file" if number == 1 else "files"
+            )
+    kept = storage.delivery_folder(organization_id)
+    room = settings.max_stored_delivery_bytes - await asyncio.to_thread(storage.used_bytes, settings, kept)
+    folder = f"{kept}/{uuid.uuid4()}"
+    left, stored = min(settings.max_upload_bytes, room), []
     for number, upload in enumerate(uploads, start=1):
         try:
             path = await storage.receive(settings, f"{folder}/{number}/{storage.safe_name(upload.filename)}", upload, left)
         except storage.UploadTooLarge:
             storage.remove(settings, folder)
-            raise ValidationFailed(
-                f"A cost delivery is at most {settings.max_upload_bytes:,} bytes.", field="file" if number == 1 else "files"
-            ) from None
+            field = "file" if number == 1 else "files"
+            if room < settings.max_upload_bytes:
+                raise ValidationFailed(
+                    f"Your organization keeps at most {settings.max_stored_delivery_bytes:,} bytes of cost deliveries, "
+                    f"and {max(room, 0):,} are left until older ones are purged "
+                    f"({settings.delivery_retention_days} days after their upload).", field=field,
+                ) from None
+            raise ValidationFailed(f"A cost delivery is at most {settings.max_upload_bytes:,} bytes.", field=field) from None
         left -= path.stat().st_size
         stored.append(path)
-    return stored
+    return folder, stored
 
 
 @strawberry.type

@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from models.costs.focus import CostFileRejected
 from models.costs.sources import Part
@@ -179,7 +180,7 @@ def _read_manifest(file: _File) -> _Manifest:
         if not isinstance(content, dict):
             raise ValueError
         if "blobs" in content:  # Azure Cost Management
-            keys = [blob["blobName"] for blob in content["blobs"]]
+            keys: Any = [blob["blobName"] for blob in content["blobs"]]
             run = content.get("runInfo") or {}
             submitted, execution = str(run.get("submittedTime") or ""), str(run.get("runId") or "")
         else:  # AWS Data Exports, or the legacy Cost and Usage Report
@@ -274,13 +275,13 @@ def _refuse_several_runs(files: list[_File]) -> None:
     """Without a manifest, a billing period's folder must hold one run, not several."""
     runs: dict[tuple[str, ...], set[str]] = defaultdict(set)
     for file in files:
-        folders = file.relative[:-1]
+        folders = PurePosixPath(file.label).parts[:-1]
         period = max((index for index, piece in enumerate(folders) if _PERIOD_FOLDER.match(piece)), default=None)
         if period is None:
             continue
         run = folders[period + 1] if period + 1 < len(folders) else ""
-        runs[(file.label.split("/", 1)[0], *folders[: period + 1])].add(run)
-    for (_, *where), names in runs.items():
+        runs[folders[: period + 1]].add(run)
+    for where, names in runs.items():
         if len(names) > 1:
             raise CostFileRejected(
                 f"{'/'.join(where)} holds {len(names)} runs of the export ({', '.join(sorted(n or '(none)' for n in names))}); "

@@ -32,7 +32,7 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from infra.settings import get_settings
-
+from models.costs.deliveries import DeliveryLimits, delivery_parts
 from models.costs.focus import (
     COST_TYPE,
     EXACT,
@@ -46,7 +46,6 @@ from models.costs.focus import (
 )
 from models.costs.records import CostImport, CostImportState, CostOrigin
 from models.costs.reports import AccountMonthTotal, ImportReport, UnmatchedSubAccount
-from models.costs.deliveries import DeliveryLimits, delivery_parts
 from models.costs.sources import Part, header_names, line_of_row, read_batches
 from models.costs.supersede import scope_totals, supersede
 from models.errors import InvalidTransition, NotFound, ValidationFailed
