@@ -125,6 +125,18 @@ def safe_name(filename: str | None, default: str = "upload") -> str:
     return name[:200] or default
 
 
+def safe_relative(filename: str | None, default: str = "upload") -> str:
+    """A client's file name that may hold folders (`BILLING_PERIOD=2025-10/part-1.csv`) as a
+    harmless relative path: each folder as `safe_name` makes it (`=` kept), `.` and `..` left
+    out. A name to match and show, never a path to open."""
+    pieces = [
+        re.sub(r"[^A-Za-z0-9._=-]", "_", piece).lstrip(".")[:200]
+        for piece in (filename or "").replace("\\", "/").split("/")
+        if piece not in ("", ".", "..")
+    ]
+    return "/".join(piece for piece in pieces if piece)[-1000:].lstrip("/") or default
+
+
 def remove(settings: Settings, relative: str) -> None:
     """Remove a stored folder (or file) and all it holds; nothing when it is not there."""
     path = _resolve(settings, relative)

@@ -192,7 +192,8 @@ async def _store(info: Info, organization_id: uuid.UUID, uploads: list[UploadFil
                 ) from None
             raise ValidationFailed(f"A cost delivery is at most {settings.max_upload_bytes:,} bytes.", field=field) from None
         left -= path.stat().st_size
-        stored.append(path)
+        # Sent with its folders, a part matches its manifest's keys by them too.
+        stored.append((path, storage.safe_relative(upload.filename)))
     return folder, stored
 
 

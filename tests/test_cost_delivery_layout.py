@@ -253,6 +253,22 @@ async def test_the_api_imports_an_aws_manifest_with_its_parts_for_each_scope(tmp
     assert await CostRecord.all().count() == len(rows)  # the other organization got nothing
 
 
+async def test_the_api_matches_parts_sent_with_their_folders_to_the_manifests_keys(tmp_path, client, world):
+    """Both periods' latest manifests and every run's parts in one request: the part names
+    repeat across periods and runs, their folders tell them apart."""
+    export, rows = aws_export(tmp_path, create_new=True)
+    sent = []
+    for period in PERIODS:
+        manifest = export / "metadata" / f"BILLING_PERIOD={period}" / RUN_NEW / f"{EXPORT}-Manifest.json"
+        sent.append((f"metadata/BILLING_PERIOD={period}/{EXPORT}-Manifest.json", manifest.read_bytes()))
+    for path in sorted((export / "data").rglob("*.parquet")):
+        sent.append((str(path.relative_to(export)), path.read_bytes()))
+    assert len(sent) == 2 + 2 * 2 * 3
+    result = await send(client, world.tokens["owner"], sent)
+    assert result["data"]["importCosts"] == {"__typename": "CostsImported", "rows": len(rows)}
+    assert await database_totals(world.org.id) == totals_of(rows)
+
+
 async def test_the_api_imports_an_azure_manifest_with_its_parts(tmp_path, client, world):
     export, rows = azure_export(tmp_path)
     folder = export / "20240901-20240930" / RUN_NEW

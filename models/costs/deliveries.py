@@ -72,15 +72,22 @@ class _Manifest:
     order: tuple[str, float] = field(default=("", 0.0))
 
 
-def delivery_parts(sources: Iterable[Path], workdir: Path, limits: DeliveryLimits) -> list[Part]:
-    """The part files of a delivery, in order. Zips are unpacked into `workdir`. Raises
+def delivery_parts(
+    sources: Iterable[Path | tuple[Path, str]], workdir: Path, limits: DeliveryLimits,
+) -> list[Part]:
+    """The part files of a delivery, in order: each source a path, or a file's path and the
+    name it was sent under (a relative path, matched against manifest keys like a folder's
+    files). Zips are unpacked into `workdir`. Raises
     `CostFileRejected` for a delivery without a file, a manifest naming a file that is not
     there or one file twice, a file sent that its manifest does not name, a folder of several
     runs without a manifest, and a zip that cannot be read or passes the limits."""
     unpacker = _Unpacker(workdir, limits)
     files: list[_File] = []
     for source in sources:
-        files.extend(_source_files(Path(source), unpacker))
+        if isinstance(source, tuple):
+            files.extend(_source_files(Path(source[0]), unpacker, source[1]))
+        else:
+            files.extend(_source_files(Path(source), unpacker))
     manifests = [file for file in files if _is_manifest(file.path)]
     data = [file for file in files if not _is_manifest(file.path)]
     chosen = _latest(_read_manifest(file) for file in manifests)
@@ -125,17 +132,18 @@ def _is_manifest(path: Path) -> bool:
 # --------------------------------------------------------------------------- what was sent
 
 
-def _source_files(source: Path, unpacker: _Unpacker) -> list[_File]:
-    label = source.name
+def _source_files(source: Path, unpacker: _Unpacker, name: str = "") -> list[_File]:
+    relative = tuple(piece for piece in PurePosixPath(name).parts if piece not in ("/", ".", "..")) or (source.name,)
+    label = "/".join(relative)
     if source.is_dir():
         return _folder_files(source, label, unpacker)
     if not source.is_file():
         raise CostFileRejected(f"{label} is not in the delivery", file=label)
     if _is_manifest(source):
-        return [_File(source, label, (label,), sent=True), *_beside_manifest(source, unpacker)]
+        return [_File(source, label, relative, sent=True), *_beside_manifest(source, unpacker)]
     if _kind(source) == "zip":
         return unpacker.unpack(source, label)
-    return [_File(source, label, (label,), sent=True)]
+    return [_File(source, label, relative, sent=True)]
 
 
 def _beside_manifest(manifest: Path, unpacker: _Unpacker) -> list[_File]:
@@ -225,7 +233,7 @@ def _latest(manifests: Iterable[_Manifest]) -> list[_Manifest]:
 
 def _named(manifests: list[_Manifest], data: list[_File]) -> list[_File]:
     """The files the manifests name, in their order; each once, each there, and every file
-    sent as itself named."""
+    sent as itself named (but for another run of a period whose latest run is taken)."""
     parts: list[_File] = []
     named: set[int] = set()
     for manifest in manifests:
@@ -237,8 +245,12 @@ def _named(manifests: list[_Manifest], data: list[_File]) -> list[_File]:
                 )
             named.add(id(found))
             parts.append(found)
+    taken = {run for manifest in manifests for key in manifest.keys if (run := _run_of(_key_parts(key)[:-1]))}
     for file in data:
         if file.sent and id(file) not in named:
+            run = _run_of(file.relative[:-1])
+            if run and run[1] and any(period == run[0] and name != run[1] for period, name in taken):
+                continue  # another run of a period whose latest run was taken: superseded
             raise CostFileRejected(
                 f"{file.label} is not one of the files its manifest names", file=file.label, name_file=True
             )
@@ -269,6 +281,15 @@ def _find(files: list[_File], key: str, label: str) -> _File:
             "with their folders", file=label, name_file=True,
         )
     return best[0]
+
+
+def _run_of(folders: tuple[str, ...]) -> tuple[str, str] | None:
+    """The billing period's folder and the run's folder under it ("" for none) of a file's
+    folders; None when no billing period's folder is among them."""
+    for index in range(len(folders) - 1, -1, -1):
+        if _PERIOD_FOLDER.match(folders[index]):
+            return folders[index], folders[index + 1] if index + 1 < len(folders) else ""
+    return None
 
 
 def _refuse_several_runs(files: list[_File]) -> None:

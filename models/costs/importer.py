@@ -60,11 +60,13 @@ _HASH_CHUNK = 1 << 20
 _GROUP_KEYS = ("provider", "billing_account", "month", "currency", "account", "sub_account")
 
 ProgressCallback = Callable[[int], Any]
+# A delivery's file: its path, or its path and the name (a relative path) it was sent under.
+Source = pathlib.Path | str | tuple[pathlib.Path | str, str]
 
 
 async def register_delivery(
     organization_id: uuid.UUID | str,
-    sources: Sequence[pathlib.Path | str],
+    sources: Sequence[Source],
     *,
     filename: str = "",
     imported_by_id: uuid.UUID | str | None = None,
@@ -72,7 +74,8 @@ async def register_delivery(
     account_id: uuid.UUID | str | None = None,
 ) -> CostImport:
     """Record a delivery of stored files (part files, a folder with its manifest, a zip) as
-    a QUEUED import; `run_import` (or the `run_cost_import` job) imports it. The files must
+    a QUEUED import; a source may be a (path, name) pair: a file sent under a name, whose
+    folders match a manifest's keys (an upload's relative path); `run_import` (or the `run_cost_import` job) imports it. The files must
     stay where they are until it ran.
 
     Raises `ValidationFailed` when `account_id` is missing for an account integration or
@@ -93,14 +96,23 @@ async def register_delivery(
     paths = await asyncio.to_thread(_resolved, sources)
     return await CostImport.create(
         organization_id=organization_id, origin=origin, managed_account_id=account_id,
-        filename=(filename or ", ".join(pathlib.Path(path).name for path in paths))[:255],
+        filename=(filename or ", ".join(pathlib.Path(_path_of(path)).name for path in paths))[:255],
         parts=paths, imported_by_id=imported_by_id, state=CostImportState.QUEUED,
     )
 
 
-def _resolved(sources: Sequence[pathlib.Path | str]) -> list[str]:
-    """The sources' absolute paths (resolving them reads the file system: run in a thread)."""
-    return [str(pathlib.Path(source).resolve()) for source in sources]
+def _resolved(sources: Sequence[Source]) -> list[str | list[str]]:
+    """The sources' absolute paths, with their names when sent under one (resolving them
+    reads the file system: run in a thread)."""
+    return [
+        [str(pathlib.Path(source[0]).resolve()), source[1]] if isinstance(source, tuple)
+        else str(pathlib.Path(source).resolve())
+        for source in sources
+    ]
+
+
+def _path_of(stored: str | list[str]) -> str:
+    return stored[0] if isinstance(stored, list) else stored
 
 
 async def import_costs(
@@ -241,7 +253,10 @@ async def _run(cost_import: CostImport, workdir: pathlib.Path, reporter: _Progre
         extracted_bytes=settings.max_extracted_bytes, entries=settings.max_archive_entries,
         ratio=settings.max_compression_ratio,
     )
-    sources = [pathlib.Path(path) for path in cost_import.parts or ()]
+    sources: list[pathlib.Path | tuple[pathlib.Path, str]] = [
+        (pathlib.Path(stored[0]), stored[1]) if isinstance(stored, list) else pathlib.Path(stored)
+        for stored in cost_import.parts or ()
+    ]
     parts = await asyncio.to_thread(delivery_parts, sources, workdir, limits)
     name_files = len(parts) > 1
     digest = asyncio.create_task(asyncio.to_thread(_digest, parts))
