@@ -88,7 +88,7 @@ class Settings(BaseSettings):
         10_000, gt=0, description="Most files a cost delivery's zips may hold, all of them together."
     )
     max_compression_ratio: int = Field(
-        200, gt=0, description="Most bytes a zip entry may unpack to per byte it takes in the zip (past its first MiB).",
+        100, gt=0, description="Most bytes a zip entry may unpack to per byte it takes in the zip (past its first MiB).",
     )
     max_delivery_rows: int = Field(
         50_000_000, gt=0, description="Most cost rows one delivery may hold; a larger one is refused whole.",

@@ -112,8 +112,11 @@ class Query:
 class Mutation:
     @mutation(
         description="Receive a FOCUS cost delivery (AWS, Azure, Google Cloud, OCI) sent as a GraphQL "
-        "multipart request: one file, or its parts in `files` (CSV, gzip CSV, Parquet, a zip, an AWS "
-        "Manifest.json with its parts), recognised by content. The files are stored as they arrive "
+        "multipart request: one file, or its parts in `files` (CSV, gzip CSV, Parquet, a zip, an AWS or "
+        "Azure export's manifest with its parts), recognised by content. A part's file name may keep its "
+        "folders (`BILLING_PERIOD=2025-10/<run>/<export>-00001.parquet`): the manifest's keys are matched by "
+        "name and folders; a part the manifest does not name, or one it names that is missing, refuses the "
+        "delivery. The files are stored as they arrive "
         "and a worker imports them as one unit: all of it or nothing. A delivery replaces what "
         "earlier deliveries said about the same provider, billing account and month; months "
         "already approved keep what was invoiced and their difference is kept as late costs. "
