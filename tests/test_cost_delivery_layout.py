@@ -407,7 +407,7 @@ class _TempWatch:
         self._thread.join()
 
 
-@pytest.mark.parametrize("bomb", ["bytes", "ratio", "entries", "zip in zip", "zip named otherwise", "duplicate",
+@pytest.mark.parametrize("bomb", ["bytes", "ratio", "small entries", "entries", "zip in zip", "zip named otherwise", "duplicate",
                                   "encrypted", "outside"])
 async def test_a_zip_past_its_bounds_is_refused_in_our_words_and_leaves_nothing(tmp_path, bomb, settings, monkeypatch):
     org = await f.organization()
@@ -423,6 +423,10 @@ async def test_a_zip_past_its_bounds_is_refused_in_our_words_and_leaves_nothing(
         data, expected = _zip([("costs.csv", csv + zeros)]), "unpacks to more than 8,388,608 bytes"
     elif bomb == "ratio":
         data, expected = _zip([("costs.csv", csv + zeros)]), "unpacks to more than 100 times its size"
+    elif bomb == "small entries":
+        # Each below the MiB an entry may take before its own ratio counts; together far past it.
+        data = _zip([(f"p{i}.csv", csv + zeros[: 1000 << 10]) for i in range(64)])
+        expected = "unpacks to more than 100 times its size"
     elif bomb == "entries":
         monkeypatch.setattr(settings, "max_archive_entries", 50)
         data, expected = _zip([(f"p{i}.csv", csv) for i in range(51)]), "holds more than 50 files"
@@ -448,7 +452,9 @@ async def test_a_zip_past_its_bounds_is_refused_in_our_words_and_leaves_nothing(
     assert str(temporary) not in refused.value.message and str(tmp_path) not in refused.value.message
     assert await counts() == (0, 0)
     assert not list(temporary.iterdir()), "nothing is left in the temporary folder"
-    bound = {"bytes": settings.max_extracted_bytes, "ratio": 100 * len(data)}.get(bomb, 1 << 20)
+    bound = {"bytes": settings.max_extracted_bytes, "ratio": 100 * len(data), "small entries": 100 * len(data)}.get(
+        bomb, 1 << 20
+    )
     assert watch.peak <= bound + (2 << 20), f"the temporary folder grew by {watch.peak:,} bytes"
 
 

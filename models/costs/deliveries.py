@@ -47,8 +47,9 @@ _PERIOD_FOLDER = re.compile(r"^(BILLING_PERIOD=\d{4}-\d{2}|\d{8}-\d{8})$")
 @dataclass(frozen=True, slots=True)
 class DeliveryLimits:
     """Bounds on what a delivery's zips may unpack to: bytes in all, entries in all, and
-    bytes per compressed byte of an entry (checked once an entry passes `ratio_from` bytes,
-    so that small files that compress well are never refused)."""
+    bytes per compressed byte, of each entry and of each zip as a whole (checked once past
+    `ratio_from` bytes, so that small files that compress well are never refused; the whole
+    zip's, so that many small entries, or entries sharing their compressed bytes, add up)."""
 
     extracted_bytes: int
     entries: int
@@ -102,12 +103,7 @@ def delivery_parts(
         if key in seen:
             raise CostFileRejected(f"{part.label} is in the delivery twice", file=part.label)
         seen[key] = part.label
-    result = []
-    for part in parts:
-        kind = _kind(part.path)
-        if kind == "zip":  # only a zip found inside a zip gets here, unpacked no further
-            raise CostFileRejected(f"{part.label} is a zip inside a zip; send its files instead", file=part.label)
-        result.append(Part(part.path, part.label, kind))
+    result = [Part(part.path, part.label, _kind(part.path)) for part in parts]
     if not result:
         raise CostFileRejected("the delivery holds no cost file")
     return result
@@ -323,6 +319,7 @@ class _Unpacker:
         self.entries = 0
         self.written = 0
         self.zips = 0
+        self.zip_size = self.zip_written = 0
 
     def unpack(self, path: Path, label: str) -> list[_File]:
         self.zips += 1
@@ -340,6 +337,7 @@ class _Unpacker:
 
     def _unpack(self, path: Path, target: Path, label: str) -> list[_File]:
         files = []
+        self.zip_size, self.zip_written = path.stat().st_size, 0
         with zipfile.ZipFile(path) as archive:
             entries = [entry for entry in archive.infolist() if not entry.is_dir()]
             self.entries += len(entries)
@@ -381,12 +379,15 @@ class _Unpacker:
                     raise CostFileRejected(f"{label} holds another zip; send its files instead", file=label)
                 written += len(chunk)
                 self.written += len(chunk)
+                self.zip_written += len(chunk)
                 if self.written > limits.extracted_bytes:
                     raise CostFileRejected(
                         f"{label} unpacks to more than {limits.extracted_bytes:,} bytes; send its files instead",
                         file=label,
                     )
-                if written > limits.ratio_from and written > limits.ratio * max(entry.compress_size, 1):
+                if (written > limits.ratio_from and written > limits.ratio * max(entry.compress_size, 1)) or (
+                    self.zip_written > limits.ratio_from and self.zip_written > limits.ratio * self.zip_size
+                ):
                     raise CostFileRejected(
                         f"{label} unpacks to more than {limits.ratio} times its size; send its files instead",
                         file=label,
