@@ -153,8 +153,13 @@ def _beside_manifest(manifest: Path, unpacker: _Unpacker) -> list[_File]:
                 _File(file.path, file.label, ("data", *file.relative), sent=False)
                 for file in _folder_files(data, "data", unpacker)
             ]
-    return [file for file in _folder_files(manifest.parent, manifest.parent.name, unpacker)
-            if file.path != manifest and not _is_manifest(file.path)]
+    # Only the files right beside it, as they are: a manifest saved in a busy folder does not
+    # make every zip and folder around it part of the delivery.
+    return [
+        _File(path, str(PurePosixPath(manifest.parent.name, path.name)), (path.name,), sent=False)
+        for path in sorted(manifest.parent.iterdir())
+        if path.is_file() and path != manifest and not path.name.startswith(".") and not _is_manifest(path)
+    ]
 
 
 def _folder_files(folder: Path, label: str, unpacker: _Unpacker) -> list[_File]:
