@@ -80,6 +80,27 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         5 * 1024**3, gt=0, description="Cap on a cost delivery upload (all its parts), streamed to storage."
     )
+    max_extracted_bytes: int = Field(
+        20 * 1024**3, gt=0, description="Most bytes a cost delivery's zips may unpack to, all of them together "
+        "(counted as they are written, whatever the zip declares).",
+    )
+    max_archive_entries: int = Field(
+        10_000, gt=0, description="Most files a cost delivery's zips may hold, all of them together."
+    )
+    max_compression_ratio: int = Field(
+        100, gt=0, description="Most bytes a zip entry may unpack to per byte it takes in the zip (past its first MiB).",
+    )
+    max_delivery_rows: int = Field(
+        50_000_000, gt=0, description="Most cost rows one delivery may hold; a larger one is refused whole.",
+    )
+    max_stored_delivery_bytes: int = Field(
+        50 * 1024**3, gt=0, description="Most bytes of uploaded cost deliveries an organization keeps stored "
+        "(until they are purged, DELIVERY_RETENTION_DAYS after their upload).",
+    )
+    delivery_retention_days: int = Field(
+        35, gt=0, description="Days an uploaded cost delivery's files are kept; the worker purges older ones "
+        "hourly (and `invoicing purge-deliveries` at once). Its import's record and rows stay.",
+    )
     subscriptions_per_connection: int = Field(
         20, gt=0, description="Cap on operations running at once on one WebSocket."
     )

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,27 @@ def purge(settings: Settings, folder: str, older_than: datetime) -> int:
     return removed
 
 
+DELIVERIES_FOLDER = "cost-deliveries"
+
+
+def delivery_folder(organization_id: Any) -> str:
+    """Where an organization's uploaded cost deliveries are kept, one folder each."""
+    return f"{DELIVERIES_FOLDER}/{organization_id}"
+
+
+def used_bytes(settings: Settings, relative: str) -> int:
+    """The bytes of the files under a stored folder (0 when it is not there)."""
+    root = _resolve(settings, relative)
+    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file()) if root.is_dir() else 0
+
+
+def purge_deliveries(settings: Settings, now: datetime | None = None) -> int:
+    """Remove uploaded cost deliveries kept longer than DELIVERY_RETENTION_DAYS; returns how
+    many. Their imports' records and cost rows stay: only the files go."""
+    older_than = (now or datetime.now(UTC)) - timedelta(days=settings.delivery_retention_days)
+    return purge(settings, DELIVERIES_FOLDER, older_than)
+
+
 class UploadTooLarge(Exception):
     """An upload passed its cap; what was written of it is removed."""
 
@@ -102,6 +123,18 @@ def safe_name(filename: str | None, default: str = "upload") -> str:
     but letters, digits, dot, dash and underscore replaced."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", (filename or "").replace("\\", "/").rsplit("/", 1)[-1]).lstrip(".")
     return name[:200] or default
+
+
+def safe_relative(filename: str | None, default: str = "upload") -> str:
+    """A client's file name that may hold folders (`BILLING_PERIOD=2025-10/part-1.csv`) as a
+    harmless relative path: each folder as `safe_name` makes it (`=` kept), `.` and `..` left
+    out. A name to match and show, never a path to open."""
+    pieces = [
+        re.sub(r"[^A-Za-z0-9._=-]", "_", piece).lstrip(".")[:200]
+        for piece in (filename or "").replace("\\", "/").split("/")
+        if piece not in ("", ".", "..")
+    ]
+    return "/".join(piece for piece in pieces if piece)[-1000:].lstrip("/") or default
 
 
 def remove(settings: Settings, relative: str) -> None:

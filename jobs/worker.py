@@ -12,7 +12,7 @@ from arq import cron, func
 from arq.constants import in_progress_key_prefix
 from arq.worker import Worker, create_worker
 
-from infra import broker, db, links
+from infra import broker, db, links, storage
 from infra.embedded import resolve_urls
 from infra.settings import Settings, get_settings
 from jobs import dispatch
@@ -105,6 +105,13 @@ async def purge_old_exports(ctx: dict) -> int:
     return removed
 
 
+async def purge_old_deliveries(ctx: dict) -> int:
+    """Delete uploaded cost deliveries' files once their retention has passed."""
+    removed = await asyncio.to_thread(storage.purge_deliveries, ctx["settings"])
+    log.info("purged %d old cost deliveries", removed)
+    return removed
+
+
 class WorkerSettings:
     """What every worker runs. Inert: the Redis to serve is added by `worker_settings()`."""
 
@@ -128,6 +135,7 @@ class WorkerSettings:
     cron_jobs = [
         cron(purge_old_tokens, hour={3}, minute={17}, run_at_startup=False),
         cron(purge_old_exports, minute={0, 15, 30, 45}, run_at_startup=False),
+        cron(purge_old_deliveries, minute={40}, run_at_startup=False),
         cron(close_due_periods, minute={5}, run_at_startup=True),
         cron(requeue_stuck, second={0, 30}, run_at_startup=True),
         # Hourly rather than daily: midnight comes at a different hour in each organization's

@@ -4,6 +4,7 @@ and its progress, live."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncGenerator
 from typing import Annotated, cast
@@ -111,8 +112,11 @@ class Query:
 class Mutation:
     @mutation(
         description="Receive a FOCUS cost delivery (AWS, Azure, Google Cloud, OCI) sent as a GraphQL "
-        "multipart request: one file, or its parts in `files` (CSV, gzip CSV, Parquet, a zip, an AWS "
-        "Manifest.json with its parts), recognised by content. The files are stored as they arrive "
+        "multipart request: one file, or its parts in `files` (CSV, gzip CSV, Parquet, a zip, an AWS or "
+        "Azure export's manifest with its parts), recognised by content. A part's file name may keep its "
+        "folders (`BILLING_PERIOD=2025-10/<run>/<export>-00001.parquet`): the manifest's keys are matched by "
+        "name and folders; a part the manifest does not name, or one it names that is missing, refuses the "
+        "delivery. The files are stored as they arrive "
         "and a worker imports them as one unit: all of it or nothing. A delivery replaces what "
         "earlier deliveries said about the same provider, billing account and month; months "
         "already approved keep what was invoiced and their difference is kept as late costs. "
@@ -142,11 +146,15 @@ class Mutation:
         if not uploads:
             raise ValidationFailed("Send the delivery as `file` (and any further parts as `files`).", field="file")
         account = node_uuid(account_id, "ManagedAccount", field="accountId")
-        stored = await _store(info, principal.organization_id, uploads)
-        cost_import = await costs.register_delivery(
-            principal.organization_id, stored, filename=", ".join(u.filename or "" for u in uploads),
-            imported_by_id=principal.user.id, origin=origin, account_id=account,
-        )
+        folder, stored = await _store(info, principal.organization_id, uploads)
+        try:
+            cost_import = await costs.register_delivery(
+                principal.organization_id, stored, filename=", ".join(u.filename or "" for u in uploads),
+                imported_by_id=principal.user.id, origin=origin, account_id=account,
+            )
+        except BaseException:
+            storage.remove(info.context.settings, folder)
+            raise
         if not wait:
             await effects.cost_import_requested(info.context.redis, cost_import.id)
             return CostImportQueued(cost_import=CostImport.from_model(cost_import))
@@ -155,24 +163,41 @@ class Mutation:
         return CostsImported.from_report(report, cost_import)
 
 
-async def _store(info: Info, organization_id: uuid.UUID, uploads: list[UploadFile]) -> list:
+# A control character in a file name (NUL above all) is refused before anything is stored.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+async def _store(info: Info, organization_id: uuid.UUID, uploads: list[UploadFile]) -> tuple[str, list]:
     """Each part into storage, a chunk at a time, under the delivery's own folder (a folder
     per part keeps its name, which the import's messages use); the cap counts the whole
-    delivery, and a refused one leaves nothing behind."""
+    delivery and the organization's stored deliveries, and a refused one leaves nothing behind."""
     settings = info.context.settings
-    folder = f"cost-deliveries/{organization_id}/{uuid.uuid4()}"
-    left, stored = settings.max_upload_bytes, []
+    for number, upload in enumerate(uploads, start=1):
+        if _CONTROL.search(upload.filename or ""):
+            raise ValidationFailed(
+                "A file name holds a control character; rename the file.", field="file" if number == 1 else "files"
+            )
+    kept = storage.delivery_folder(organization_id)
+    room = settings.max_stored_delivery_bytes - await asyncio.to_thread(storage.used_bytes, settings, kept)
+    folder = f"{kept}/{uuid.uuid4()}"
+    left, stored = min(settings.max_upload_bytes, room), []
     for number, upload in enumerate(uploads, start=1):
         try:
             path = await storage.receive(settings, f"{folder}/{number}/{storage.safe_name(upload.filename)}", upload, left)
         except storage.UploadTooLarge:
             storage.remove(settings, folder)
-            raise ValidationFailed(
-                f"A cost delivery is at most {settings.max_upload_bytes:,} bytes.", field="file" if number == 1 else "files"
-            ) from None
+            field = "file" if number == 1 else "files"
+            if room < settings.max_upload_bytes:
+                raise ValidationFailed(
+                    f"Your organization keeps at most {settings.max_stored_delivery_bytes:,} bytes of cost deliveries, "
+                    f"and {max(room, 0):,} are left until older ones are purged "
+                    f"({settings.delivery_retention_days} days after their upload).", field=field,
+                ) from None
+            raise ValidationFailed(f"A cost delivery is at most {settings.max_upload_bytes:,} bytes.", field=field) from None
         left -= path.stat().st_size
-        stored.append(path)
-    return stored
+        # Sent with its folders, a part matches its manifest's keys by them too.
+        stored.append((path, storage.safe_relative(upload.filename)))
+    return folder, stored
 
 
 @strawberry.type

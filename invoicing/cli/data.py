@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from infra.settings import Settings
+from infra.settings import Settings, get_settings
 from invoicing.cli.common import (
     app,
     console,
@@ -78,7 +78,8 @@ def _print_demo_users(demo_users: list) -> None:
 def import_costs(
     files: list[Path] = typer.Argument(
         ..., help="The delivery: a FOCUS file (CSV, gzip CSV, Parquet, zip), its parts, a folder of "
-        "them, or an AWS export's Manifest.json (its parts beside it).", exists=True,
+        "them (an export's folder), or an export's manifest: AWS's <export>-Manifest.json (its parts under the "
+        "export's data/ folder) or Azure's manifest.json (its parts beside it).", exists=True,
     ),
     organization: str | None = typer.Option(None, help="Organization name or id (default: the only one)."),
     origin: CostOrigin = typer.Option(
@@ -100,9 +101,8 @@ async def _import_costs(
 ):
     from models.costs import import_costs as import_file
 
-    # An AWS manifest names the parts beside it: the delivery is its folder.
-    sources = [path.parent if path.name.endswith("Manifest.json") else path for path in
-               (files if isinstance(files, list) else [files])]
+    # A manifest's path stands for its export: the delivery finds the parts it names.
+    sources = files if isinstance(files, list) else [files]
     organization = await find_organization(organization_ref)
     account = None if account_name is None else await find_managed_account(organization, account_name)
     names = ", ".join(path.name for path in sources)
@@ -175,6 +175,17 @@ def _print_report(report: Any, account_names: dict[Any, str]) -> None:
             f"{item.currency} {money(item.billed_cost)}",
         )
     console.print(unmatched)
+
+
+@app.command("purge-deliveries")
+def purge_deliveries() -> None:
+    """Remove uploaded cost deliveries' files kept longer than DELIVERY_RETENTION_DAYS (the worker
+    does it hourly); their imports' records and cost rows stay."""
+    from infra import storage
+
+    settings = get_settings()
+    removed = storage.purge_deliveries(settings)
+    console.print(f"Removed {removed} cost deliveries older than {settings.delivery_retention_days} days.")
 
 
 @app.command("create-organization")

@@ -31,6 +31,8 @@ import pyarrow.parquet as pq
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
+from infra.settings import get_settings
+from models.costs.deliveries import DeliveryLimits, delivery_parts
 from models.costs.focus import (
     COST_TYPE,
     EXACT,
@@ -44,7 +46,7 @@ from models.costs.focus import (
 )
 from models.costs.records import CostImport, CostImportState, CostOrigin
 from models.costs.reports import AccountMonthTotal, ImportReport, UnmatchedSubAccount
-from models.costs.sources import Part, delivery_parts, header_names, line_of_row, read_batches
+from models.costs.sources import Part, header_names, line_of_row, read_batches
 from models.costs.supersede import scope_totals, supersede
 from models.errors import InvalidTransition, NotFound, ValidationFailed
 from models.managed_accounts import ManagedAccount, SubAccount, lock_sub_account_mapping
@@ -58,11 +60,13 @@ _HASH_CHUNK = 1 << 20
 _GROUP_KEYS = ("provider", "billing_account", "month", "currency", "account", "sub_account")
 
 ProgressCallback = Callable[[int], Any]
+# A delivery's file: its path, or its path and the name (a relative path) it was sent under.
+Source = pathlib.Path | str | tuple[pathlib.Path | str, str]
 
 
 async def register_delivery(
     organization_id: uuid.UUID | str,
-    sources: Sequence[pathlib.Path | str],
+    sources: Sequence[Source],
     *,
     filename: str = "",
     imported_by_id: uuid.UUID | str | None = None,
@@ -70,7 +74,8 @@ async def register_delivery(
     account_id: uuid.UUID | str | None = None,
 ) -> CostImport:
     """Record a delivery of stored files (part files, a folder with its manifest, a zip) as
-    a QUEUED import; `run_import` (or the `run_cost_import` job) imports it. The files must
+    a QUEUED import; a source may be a (path, name) pair: a file sent under a name, whose
+    folders match a manifest's keys (an upload's relative path); `run_import` (or the `run_cost_import` job) imports it. The files must
     stay where they are until it ran.
 
     Raises `ValidationFailed` when `account_id` is missing for an account integration or
@@ -91,14 +96,23 @@ async def register_delivery(
     paths = await asyncio.to_thread(_resolved, sources)
     return await CostImport.create(
         organization_id=organization_id, origin=origin, managed_account_id=account_id,
-        filename=(filename or ", ".join(pathlib.Path(path).name for path in paths))[:255],
+        filename=(filename or ", ".join(pathlib.Path(_path_of(path)).name for path in paths))[:255],
         parts=paths, imported_by_id=imported_by_id, state=CostImportState.QUEUED,
     )
 
 
-def _resolved(sources: Sequence[pathlib.Path | str]) -> list[str]:
-    """The sources' absolute paths (resolving them reads the file system: run in a thread)."""
-    return [str(pathlib.Path(source).resolve()) for source in sources]
+def _resolved(sources: Sequence[Source]) -> list[str | list[str]]:
+    """The sources' absolute paths, with their names when sent under one (resolving them
+    reads the file system: run in a thread)."""
+    return [
+        [str(pathlib.Path(source[0]).resolve()), source[1]] if isinstance(source, tuple)
+        else str(pathlib.Path(source).resolve())
+        for source in sources
+    ]
+
+
+def _path_of(stored: str | list[str]) -> str:
+    return stored[0] if isinstance(stored, list) else stored
 
 
 async def import_costs(
@@ -234,7 +248,16 @@ class _Progress:
 
 
 async def _run(cost_import: CostImport, workdir: pathlib.Path, reporter: _Progress) -> ImportReport:
-    parts = await asyncio.to_thread(delivery_parts, [pathlib.Path(path) for path in cost_import.parts or ()], workdir)
+    settings = get_settings()
+    limits = DeliveryLimits(
+        extracted_bytes=settings.max_extracted_bytes, entries=settings.max_archive_entries,
+        ratio=settings.max_compression_ratio,
+    )
+    sources: list[pathlib.Path | tuple[pathlib.Path, str]] = [
+        (pathlib.Path(stored[0]), stored[1]) if isinstance(stored, list) else pathlib.Path(stored)
+        for stored in cost_import.parts or ()
+    ]
+    parts = await asyncio.to_thread(delivery_parts, sources, workdir, limits)
     name_files = len(parts) > 1
     digest = asyncio.create_task(asyncio.to_thread(_digest, parts))
     months = await asyncio.to_thread(_first_months, parts)
@@ -258,7 +281,7 @@ async def _run(cost_import: CostImport, workdir: pathlib.Path, reporter: _Progre
             keys = pa.array([sub for sub, _ in mapping], pa.string())
             values = pa.array([str(account) for _, account in mapping], pa.string())
             constants = (str(organization_id), str(cost_import.id), origin.value)
-            pipeline = _Pipeline(parts, keys, values, only_account, constants, name_files)
+            pipeline = _Pipeline(parts, keys, values, only_account, constants, name_files, settings.max_delivery_rows)
             async with connection.acquire_connection() as pg:
                 await pg.execute("SET LOCAL TIME ZONE 'UTC'")
                 copied = await pg.copy_to_table(
@@ -318,8 +341,10 @@ def _first_months(parts: list[Part]) -> set[date]:
 class _Pipeline:
     """Checks the parts' batches in a worker thread and hands them, as CSV, to COPY."""
 
-    def __init__(self, parts, keys, values, only_account, constants, name_files):
+    def __init__(self, parts, keys, values, only_account, constants, name_files, max_rows):
         self.parts = parts
+        self.max_rows = max_rows
+        self.checked_rows = 0
         self.keys, self.values, self.only_account = keys, values, only_account
         self.constants = constants
         self.name_files = name_files
@@ -380,6 +405,12 @@ class _Pipeline:
                             problem.message, line=line_of_row(part, row), row=row + 1, column=problem.column,
                             file=part.name, name_file=self.name_files,
                         ) from None
+                    self.checked_rows += checked.rows
+                    if self.checked_rows > self.max_rows:
+                        raise CostFileRejected(
+                            f"the delivery holds more than {self.max_rows:,} rows; send it in smaller deliveries "
+                            "(one billing account or month each)"
+                        )
                     table = self._with_constants(checked.table)
                     self._add_groups(checked.table)
                     sink = io.BytesIO()

@@ -65,8 +65,9 @@ class CostImport(Model):
         CostImportState, max_length=16, default=CostImportState.QUEUED, db_default=CostImportState.DONE
     )
     # The stored files of the delivery as registered: part files, a folder, a zip (null for
-    # the imports made before deliveries were stored).
-    parts: fields.JSONField[list[str] | None] = fields.JSONField(null=True)
+    # the imports made before deliveries were stored); a file sent under a name (an upload
+    # with its folders) is [path, name].
+    parts: fields.JSONField[list[str | list[str]] | None] = fields.JSONField(null=True)
     rows_done = fields.BigIntField(default=0, db_default=0)
     row_count = fields.IntField(default=0)
     # Rows written as the delivery's current costs.

@@ -1,8 +1,7 @@
-"""The files of a cost delivery, recognised by their content, and their rows in batches.
+"""The part files of a cost delivery and their rows in batches (how a delivery is laid out
+and unpacked is `deliveries`).
 
-A delivery is one file, several part files sent together, a folder (an AWS Data Exports
-period folder with its `Manifest.json`, or parts alone), or a zip of any of these. Each part
-is CSV, gzip CSV or Parquet whatever its name says. Batches stream with bounded memory:
+Each part is CSV, gzip CSV or Parquet whatever its name says. Batches stream with bounded memory:
 Arrow reads CSV a block at a time and Parquet a batch at a time.
 
 When Arrow refuses a file, its message never reaches a client: the part is read again with
@@ -16,13 +15,10 @@ import codecs
 import csv
 import gzip
 import io
-import json
-import shutil
-import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -33,7 +29,6 @@ from models.costs.focus import NULL_TEXTS, CostFileRejected
 CSV_BLOCK_BYTES = 8 << 20
 PARQUET_BATCH_ROWS = 32_768
 _SNIFF_BYTES = 1 << 16
-_MANIFEST_SUFFIX = "manifest.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,113 +48,6 @@ class Batch:
     names: list[str]
     data: pa.RecordBatch
     first_row: int
-
-
-def _kind(path: Path) -> str:
-    with path.open("rb") as file:
-        head = file.read(4)
-    if head.startswith(b"\x1f\x8b"):
-        return "csv.gz"
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return "zip"
-    if head == b"PAR1":
-        return "parquet"
-    return "csv"
-
-
-def delivery_parts(sources: list[Path], workdir: Path) -> list[Part]:
-    """The part files of a delivery, in order. Zips are unpacked into `workdir`; a folder
-    with a manifest gives the parts the manifest names (all of them must be there), a folder
-    without one every file in it. Raises `CostFileRejected` for a delivery without a file,
-    a missing part or a zip that cannot be read."""
-    parts: list[Part] = []
-    for source in sources:
-        parts.extend(_parts_of(Path(source), workdir, Path(source).name))
-    if not parts:
-        raise CostFileRejected("the delivery holds no cost file")
-    return parts
-
-
-def _parts_of(path: Path, workdir: Path, label: str) -> list[Part]:
-    if path.is_dir():
-        return _folder_parts(path, workdir, label)
-    if not path.is_file():
-        raise CostFileRejected(f"{label} is not in the delivery", file=label)
-    kind = _kind(path)
-    if kind != "zip":
-        return [Part(path, label, kind)]
-    target = workdir / f"zip-{len(list(workdir.iterdir()))}"
-    target.mkdir()
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for entry in archive.infolist():
-                name = PurePosixPath(entry.filename)
-                if entry.is_dir() or ".." in name.parts or name.is_absolute():
-                    continue
-                destination = target.joinpath(*name.parts)
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                with archive.open(entry) as packed, destination.open("wb") as unpacked:
-                    shutil.copyfileobj(packed, unpacked, 1 << 20)
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError):
-        raise CostFileRejected(f"{label} is not a zip file that can be read", file=label) from None
-    parts = _folder_parts(target, workdir, label)
-    if any(part.kind == "zip" for part in parts):
-        raise CostFileRejected(f"{label} holds another zip; send its files instead", file=label)
-    return parts
-
-
-def _folder_parts(folder: Path, workdir: Path, label: str) -> list[Part]:
-    files = sorted(
-        path for path in folder.rglob("*")
-        if path.is_file() and not any(piece.startswith(".") for piece in path.relative_to(folder).parts)
-    )
-    manifests = [path for path in files if path.name.lower().endswith(_MANIFEST_SUFFIX)]
-    if not manifests:
-        return [part for path in files for part in _parts_of(path, workdir, _label(label, folder, path))]
-    parts = []
-    for manifest in manifests:
-        for key in _manifest_keys(manifest, _label(label, folder, manifest)):
-            found = _find(folder, files, key)
-            if found is None:
-                raise CostFileRejected(
-                    f"the manifest names {PurePosixPath(key).name}, which is not in the delivery",
-                    file=_label(label, folder, manifest), name_file=True,
-                )
-            parts.extend(_parts_of(found, workdir, _label(label, folder, found)))
-    return parts
-
-
-def _label(label: str, folder: Path, path: Path) -> str:
-    return str(PurePosixPath(label, *path.relative_to(folder).parts))
-
-
-def _manifest_keys(manifest: Path, label: str) -> list[str]:
-    """The data files an AWS manifest names: Data Exports' `dataFiles` (S3 URIs), or the
-    legacy Cost and Usage Report's `reportKeys`."""
-    try:
-        content = json.loads(manifest.read_text(encoding="utf-8-sig"))
-        keys = content.get("dataFiles", content.get("reportKeys"))
-        if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
-            raise ValueError
-    except (ValueError, AttributeError, UnicodeDecodeError):
-        raise CostFileRejected(
-            "the manifest is not an export manifest (JSON with its dataFiles)", file=label, name_file=True
-        ) from None
-    return keys
-
-
-def _find(folder: Path, files: list[Path], key: str) -> Path | None:
-    """The file of the folder a manifest key names: the longest match of its trailing path."""
-    wanted = PurePosixPath(key.split("://", 1)[-1]).parts
-    best, best_length = None, 0
-    for path in files:
-        have = path.relative_to(folder).parts
-        length = 0
-        while length < min(len(have), len(wanted)) and have[-1 - length] == wanted[-1 - length]:
-            length += 1
-        if length > best_length:
-            best, best_length = path, length
-    return best
 
 
 # --------------------------------------------------------------------------- reading
