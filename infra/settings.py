@@ -80,6 +80,17 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         5 * 1024**3, gt=0, description="Cap on a cost delivery upload (all its parts), streamed to storage."
     )
+    cost_row_max_bytes: int = Field(
+        1 << 20, gt=0, le=4 << 20,
+        description="Largest row of a cost file (a CSV line or record, the values of a Parquet row); a delivery "
+        "holding a longer one is refused, naming it. At most 4 MiB: CSV is read 8 MiB at a time.",
+    )
+    cost_parquet_row_group_max_bytes: int = Field(
+        64 << 20, gt=0,
+        description="Largest uncompressed size of the FOCUS columns of one Parquet row group (what reading it "
+        "may take at once); a part with a larger row group is refused. Raise it for exports written with larger "
+        "row groups: the worker's memory grows with it.",
+    )
     subscriptions_per_connection: int = Field(
         20, gt=0, description="Cap on operations running at once on one WebSocket."
     )
