@@ -1,5 +1,6 @@
 """A registered cost import run in a process of its own, as the worker runs it; prints its
-outcome and how much its peak RSS grew during the run (JSON on the last line).
+outcome and how far its resident memory rose above where it stood when the run began (JSON
+on the last line).
 
     python -m tests.import_process <cost import id>
 
@@ -10,8 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import resource
+import re
 import sys
+from pathlib import Path
+
+_STATUS = Path("/proc/self/status")
+
+
+def _reset_peak() -> int:
+    """Linux: "5" resets the peak resident size (VmHWM) to the present one, so that the peak
+    read afterwards is the run's own, not the start-up's. Returns the present size (KiB)."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _kib("VmRSS")
+
+
+def _kib(field: str) -> int:
+    found = re.search(rf"^{field}:\s+(\d+) kB", _STATUS.read_text(), re.MULTILINE)
+    assert found, field
+    return int(found.group(1))
 
 
 async def _main(cost_import_id: str) -> dict:
@@ -21,13 +38,13 @@ async def _main(cost_import_id: str) -> dict:
 
     await db.init(get_settings())
     try:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        before = _reset_peak()
         outcome = await run_cost_import({}, cost_import_id)
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = _kib("VmHWM")
     finally:
         await db.close()
-    return {**outcome, "peak_growth_mb": (after - before) / 1024}
+    return {**outcome, "peak_growth_mb": round((peak - before) / 1024, 1)}
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(_main(sys.argv[1]))))
+    sys.stdout.write(json.dumps(asyncio.run(_main(sys.argv[1]))) + "\n")

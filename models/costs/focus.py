@@ -3,13 +3,16 @@ a batch at a time with Arrow's vectorized kernels.
 
 AWS, Azure, Google Cloud and Oracle all emit FOCUS, each with its own habits: columns in any
 order, provider `x_` columns, `NULL` or an empty field for a null, timestamps written three
-different ways, and in Parquet native types (decimals, timestamps, sometimes doubles). A batch
-is refused at its first value that cannot be stored exactly, naming the row and the column.
+different ways, and in Parquet native types (decimals, timestamps with or without a zone, maps;
+AWS types costs and quantities as doubles and Tags as a map). A batch is refused at its first
+value that cannot be stored exactly, naming the row and the column.
 
 Every money and quantity value becomes NUMERIC(38,16) straight from its text (or its Parquet
-decimal; a Parquet double from its shortest decimal text), never through float arithmetic: an invoice built on costs that were silently rounded on the
-way in cannot be reconciled with the provider's bill. A value that would need rounding is
-refused. Python looks at single values only once a vectorized check has failed, to say which
+decimal, or a double's shortest decimal text), never through float arithmetic: an invoice
+built on costs that were silently rounded on the way in cannot be reconciled with the
+provider's bill. A value that would need rounding is refused; only a double past 16 places
+is rounded, its last digits being the binary fraction's, not the provider's. Python looks at
+single values only once a vectorized check has failed, to say which
 value and why; the common path stays in Arrow's C++ kernels.
 """
 

@@ -2,13 +2,15 @@
 
 A delivery is one file, several part files sent together, a folder (an AWS Data Exports
 period folder with its `Manifest.json`, or parts alone), or a zip of any of these. Each part
-is CSV, gzip CSV or Parquet whatever its name says. Batches stream with bounded memory:
-Arrow reads CSV a block at a time and Parquet a batch at a time.
+is CSV, gzip CSV or Parquet whatever its name says. Batches stream with bounded memory,
+whatever a small file decodes to: Arrow reads CSV a block at a time; Parquet is read by its
+FOCUS columns only, a row group at a time once its size in the footer is within the setting,
+strings as dictionaries, in batches cut to BATCH_BYTES of decoded values. A row longer than
+the `cost_row_max_bytes` setting is refused, naming it.
 
 When Arrow refuses a file, its message never reaches a client: the part is read again with
-Python's csv, gzip or the Parquet footer to say, in our words, where and why (an error path
-only, so its speed does not matter).
-"""
+Python's csv, gzip or the Parquet footer, a chunk at a time, to say, in our words, where and
+why (an error path only, so its speed does not matter)."""
 
 from __future__ import annotations
 
