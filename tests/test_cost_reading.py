@@ -224,3 +224,21 @@ async def test_a_gzip_of_one_long_line_is_refused_with_bounded_memory(settings, 
     stored = await CostImport.get(id=delivery.id)
     assert (stored.state, stored.error_line) == (CostImportState.FAILED, 2)
     assert await CostRecord.all().count() == 0
+
+
+@pytest.mark.parametrize("mib, reason", [
+    (9, "the row holds 9.0 MiB, more than the 1.0 MiB a row may hold"),  # read by Arrow
+    (40, "the row starting on this line is longer than the 1.0 MiB a row may hold"),  # Arrow gives up
+])
+async def test_a_row_of_many_quoted_lines_is_refused_naming_its_first_line(tmp_path, mib, reason):
+    org = await f.organization()
+    header, rows = sample_rows()
+    rows = rows[:3]
+    rows[1]["ChargeDescription"] = ("d" * 1023 + "\n") * (mib << 10)  # in lines of 1 KiB
+    (path := tmp_path / "part.csv").write_bytes(to_csv(header, rows))
+
+    with pytest.raises(CostFileRejected) as refused:
+        await import_costs(org.id, path)
+
+    assert refused.value.message == f"line 3: {reason}"
+    assert await CostRecord.all().count() == 0

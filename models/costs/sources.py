@@ -385,11 +385,13 @@ def explain_csv_failure(part: Part, from_row: int) -> CostFileRejected:
     if refused is not None:
         return refused
     with _open_text(part) as stream:
-        reader = csv.reader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""), strict=True)
+        record = _RecordBytes(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""), limit)
+        reader = csv.reader(record, strict=True)
         line = 1
         width = None
         try:
             for fields in reader:
+                record.size = 0
                 start, line = line, reader.line_num + 1
                 if width is None:
                     width = len(fields)
@@ -397,16 +399,39 @@ def explain_csv_failure(part: Part, from_row: int) -> CostFileRejected:
                     return CostFileRejected(
                         f"the row has {len(fields)} fields but the header has {width}", line=start, file=part.name
                     )
-                size = sum(len(field.encode()) for field in fields)
-                if size > limit:
-                    return CostFileRejected(_too_long(size), line=start, file=part.name)
+        except _RowTooLong:
+            return CostFileRejected(
+                f"the row starting on this line is longer than the {_mib(limit)} a row may hold",
+                line=line, file=part.name,
+            )
         except csv.Error as error:
-            if str(error).startswith("field larger than field limit"):
-                return CostFileRejected(
-                    f"a value is longer than the {_mib(limit)} a row may hold", line=line, file=part.name
-                )
             return CostFileRejected(f"not valid CSV ({error})", line=line, file=part.name)
     return CostFileRejected("the file is not CSV that can be read", row=from_row + 1, file=part.name)
+
+
+class _RowTooLong(Exception):
+    pass
+
+
+class _RecordBytes:
+    """The lines of a text stream for csv.reader, which asks for one more only while its row
+    goes on: `size` (set to 0 at each row) counts the row's bytes so far, so that a row of
+    many quoted lines is refused once past `limit` instead of being held whole."""
+
+    def __init__(self, lines: Iterator[str], limit: int):
+        self.lines = lines
+        self.limit = limit
+        self.size = 0
+
+    def __iter__(self) -> _RecordBytes:
+        return self
+
+    def __next__(self) -> str:
+        text = next(self.lines)
+        self.size += len(text.encode())
+        if self.size > self.limit:
+            raise _RowTooLong
+        return text
 
 
 def _check_lines(part: Part, limit: int) -> CostFileRejected | None:
@@ -457,5 +482,7 @@ def line_of_row(part: Part, row: int) -> int | None:
                     seen += 1
                 line = reader.line_num
         except csv.Error:
-            return None
+            # Python's csv holds a value of at most CSV_BLOCK_BYTES; only the row refused for
+            # its size may be longer, and its first line is known by then.
+            return line + 1 if seen == row else None
     return None
