@@ -165,6 +165,24 @@ async def test_a_row_group_larger_than_the_setting_is_refused_naming_its_first_r
     assert await CostRecord.all().count() == 0
 
 
+async def test_a_nested_column_of_millions_of_values_in_a_few_bytes_is_refused_before_it_is_read(tmp_path):
+    org = await f.organization()
+    header, rows = sample_rows()
+    table = aws_typed(rows[:1], header).drop_columns(["Tags"])
+    values = 10_000_000
+    table = table.append_column(
+        "x_Blob", pa.ListArray.from_arrays(pa.array([0, values], pa.int32()), pa.nulls(values, pa.int8()))
+    )
+    pq.write_table(table, path := tmp_path / "part.parquet")
+    assert path.stat().st_size < 100_000
+
+    with pytest.raises(CostFileRejected) as refused:
+        await import_costs(org.id, path)
+
+    assert refused.value.message.startswith("row 1: the row group starting at this row holds 76.")
+    assert await CostRecord.all().count() == 0
+
+
 @pytest.mark.parametrize("form", ["csv", "parquet"])
 async def test_a_row_longer_than_the_setting_is_refused_naming_it(tmp_path, form):
     org = await f.organization()

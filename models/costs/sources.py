@@ -273,10 +273,15 @@ def _parquet_batches(part: Part) -> Iterator[Batch]:
     row = 0
     for group in range(metadata.num_row_groups):
         chunks = metadata.row_group(group)
-        size = sum(
-            chunks.column(index).total_uncompressed_size for index in range(chunks.num_columns)
-            if chunks.column(index).path_in_schema.split(".", 1)[0] in wanted
-        )
+        size = 0
+        for index in range(chunks.num_columns):
+            chunk = chunks.column(index)
+            top, _, inner = chunk.path_in_schema.partition(".")
+            if top in wanted:
+                # A nested column's values take 8 bytes or more each once decoded (offsets,
+                # levels), however few its run-length encoded levels weigh in the file; and
+                # one row may hold them all.
+                size += chunk.total_uncompressed_size + (8 * chunk.num_values if inner else 0)
         if size > limit:
             raise CostFileRejected(
                 f"the row group starting at this row holds {_mib(size)} of FOCUS columns, more than the "
