@@ -19,7 +19,6 @@ value and why; the common path stays in Arrow's C++ kernels.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -317,19 +316,19 @@ def _double(column: Column, array: pa.Array) -> pa.Array:
     except pa.ArrowInvalid:
         pass
     values: list[str | None] = []
-    for index, value in enumerate(array.to_pylist()):
-        if value is None:
+    for index, raw in enumerate(text.to_pylist()):
+        if raw is None:
             values.append(None)
             continue
         try:
-            if not math.isfinite(value):
+            exact = Decimal(raw)
+            if not exact.is_finite():
                 raise ValueError("is not a number")
-            exact = Decimal(repr(value))
             if exact.as_tuple().exponent < -COST_SCALE:  # type: ignore[operator]
                 exact = exact.quantize(_COST_QUANTUM, context=_ROUND_DOUBLE)
             values.append(format(parse_cost_decimal(format(exact, "f")), "f"))
         except ValueError as error:
-            raise RowProblem(index, f"{column.focus} {shown(repr(value))} {error}", column.focus) from None
+            raise RowProblem(index, f"{column.focus} {shown(raw)} {error}", column.focus) from None
     return pa.array(values, pa.string())
 
 
