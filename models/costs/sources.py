@@ -250,7 +250,8 @@ def _parquet_batches(part: Part) -> Iterator[Batch]:
     FOCUS columns only, strings as dictionaries (a value repeated on every row is decoded
     once), in batches cut to BATCH_BYTES of values once decoded."""
     try:
-        names = pq.ParquetFile(part.path).schema_arrow.names
+        probe = pq.ParquetFile(part.path)
+        names = probe.schema_arrow.names
     except (pa.ArrowException, OSError):
         raise CostFileRejected("the Parquet file is damaged or incomplete", file=part.name) from None
     try:
@@ -259,7 +260,6 @@ def _parquet_batches(part: Part) -> Iterator[Batch]:
         raise CostFileRejected(refused.reason, column=refused.column, file=part.name) from None
     read = [name for name in names if is_focus_column(name)]
     try:
-        probe = pq.ParquetFile(part.path)
         strings = [
             column.path for column in probe.schema
             if column.physical_type == "BYTE_ARRAY" and column.path.split(".", 1)[0] in read
