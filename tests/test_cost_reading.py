@@ -7,6 +7,7 @@ with a reason that names the row or line."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import json
 import os
@@ -259,4 +260,22 @@ async def test_a_row_of_many_quoted_lines_is_refused_naming_its_first_line(tmp_p
         await import_costs(org.id, path)
 
     assert refused.value.message == f"line 3: {reason}"
+    assert await CostRecord.all().count() == 0
+
+
+@pytest.mark.parametrize("form", ["csv", "csv.gz"])
+async def test_a_header_line_longer_than_the_sample_read_for_it_is_refused(tmp_path, form):
+    org = await f.organization()
+    data = (
+        "BilledCost,BillingCurrency,BillingPeriodStart,BillingPeriodEnd,ChargeCategory,ProviderName,SubAccountId,"
+        f"x_{'n' * 70_000}\n1,USD,2024-09-01,2024-10-01,Usage,AWS,1,v\n"
+    ).encode()
+    (path := tmp_path / "part").write_bytes(gzip.compress(data) if form == "csv.gz" else data)
+
+    with pytest.raises(CostFileRejected) as refused:
+        await import_costs(org.id, path)
+
+    assert refused.value.message == (
+        "line 1: the header line is longer than 64 KiB; a FOCUS header names a few dozen columns"
+    )
     assert await CostRecord.all().count() == 0

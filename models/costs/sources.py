@@ -328,6 +328,11 @@ def header_names(part: Part) -> tuple[list[str], str]:
         if error.start < len(head) - 4:  # not just a character cut at the end of the sample
             raise _not_utf8(head, error.start, part) from None
         text = head[: error.start].decode("utf-8-sig")
+    if len(head) == _SNIFF_BYTES and "\n" not in text and "\r" not in text:
+        raise CostFileRejected(
+            f"the header line is longer than {_SNIFF_BYTES >> 10} KiB; a FOCUS header names a few dozen columns",
+            line=1, file=part.name,
+        )
     first = next(csv.reader(io.StringIO(text)), None)
     if not first or not any(name.strip() for name in first):
         raise CostFileRejected(
