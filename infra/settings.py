@@ -101,6 +101,17 @@ class Settings(BaseSettings):
         35, gt=0, description="Days an uploaded cost delivery's files are kept; the worker purges older ones "
         "hourly (and `invoicing purge-deliveries` at once). Its import's record and rows stay.",
     )
+    cost_row_max_bytes: int = Field(
+        1 << 20, gt=0, le=4 << 20,
+        description="Largest row of a cost file (a CSV line or record, the values of a Parquet row); a delivery "
+        "holding a longer one is refused, naming it. At most 4 MiB: CSV is read 8 MiB at a time.",
+    )
+    cost_parquet_row_group_max_bytes: int = Field(
+        64 << 20, gt=0,
+        description="Largest uncompressed size of the FOCUS columns of one Parquet row group (what reading it "
+        "may take at once); a part with a larger row group is refused. Raise it for exports written with larger "
+        "row groups: the worker's memory grows with it.",
+    )
     subscriptions_per_connection: int = Field(
         20, gt=0, description="Cap on operations running at once on one WebSocket."
     )

@@ -3,13 +3,16 @@ a batch at a time with Arrow's vectorized kernels.
 
 AWS, Azure, Google Cloud and Oracle all emit FOCUS, each with its own habits: columns in any
 order, provider `x_` columns, `NULL` or an empty field for a null, timestamps written three
-different ways, and in Parquet native types (decimals, timestamps, sometimes doubles). A batch
-is refused at its first value that cannot be stored exactly, naming the row and the column.
+different ways, and in Parquet native types (decimals, timestamps with or without a zone, maps;
+AWS types costs and quantities as doubles and Tags as a map). A batch is refused at its first
+value that cannot be stored exactly, naming the row and the column.
 
 Every money and quantity value becomes NUMERIC(38,16) straight from its text (or its Parquet
-decimal), never through a float: an invoice built on costs that were silently rounded on the
-way in cannot be reconciled with the provider's bill. A value that would need rounding is
-refused. Python looks at single values only once a vectorized check has failed, to say which
+decimal, or a double's shortest decimal text), never through float arithmetic: an invoice
+built on costs that were silently rounded on the way in cannot be reconciled with the
+provider's bill. A value that would need rounding is refused; only a double past 16 places
+is rounded, its last digits being the binary fraction's, not the provider's. Python looks at
+single values only once a vectorized check has failed, to say which
 value and why; the common path stays in Arrow's C++ kernels.
 """
 
@@ -19,7 +22,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Context, Decimal, DecimalException, Inexact
+from decimal import ROUND_HALF_EVEN, Context, Decimal, DecimalException, Inexact
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,6 +39,8 @@ TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 # sum of NUMERIC(38,16) values a delivery can hold, and trapping Inexact so that a sum can
 # never be rounded without an error.
 EXACT = Context(prec=80, Emax=999_999, Emin=-999_999, traps=[Inexact])
+_ROUND_DOUBLE = Context(prec=80, rounding=ROUND_HALF_EVEN)
+_COST_QUANTUM = Decimal(1).scaleb(-COST_SCALE)
 
 # FOCUS requires these columns; a file without one of them is not a FOCUS cost export.
 REQUIRED_COLUMNS = (
@@ -152,6 +157,18 @@ COLUMNS = (
     Column("Tags", "tags", "json"),
 )
 _BY_FOCUS = {column.focus: column for column in COLUMNS}
+# The columns of the FOCUS specification (1.0 to 1.3) that the table has no column for, kept
+# in `extra` with the providers' `x_` columns. A Parquet part is read for these and COLUMNS
+# only: a column no one defined is never decoded.
+OTHER_FOCUS_COLUMNS = frozenset({
+    "AllocatedMethodDetails", "AllocatedMethodId", "AllocatedResourceId", "AllocatedResourceName",
+    "AllocatedTags", "BillingAccountType", "CapacityReservationId", "CapacityReservationStatus",
+    "CommitmentDiscountCategory", "CommitmentDiscountId", "CommitmentDiscountName",
+    "CommitmentDiscountQuantity", "CommitmentDiscountStatus", "CommitmentDiscountType",
+    "CommitmentDiscountUnit", "ContractApplied", "HostProviderName", "InvoiceId", "PricingCurrency",
+    "PricingCurrencyContractedUnitPrice", "PricingCurrencyEffectiveCost", "PricingCurrencyListUnitPrice",
+    "ServiceSubcategory", "SkuMeter", "SkuPriceDetails", "SubAccountType",
+})
 
 # The columns of a checked batch, in the order COPY receives them.
 ROW_FIELDS = (
@@ -222,6 +239,14 @@ def header_of(names: list[str]) -> tuple[dict[str, int], list[tuple[str, int]]]:
     return mapped, sorted(positions.items())
 
 
+def is_focus_column(name: str) -> bool:
+    """Whether a column is one FOCUS defines, or a provider's `x_` column."""
+    name = name.strip().lstrip("\ufeff")
+    return (
+        name in _BY_FOCUS or name == PROVIDER_NAME_RENAMED or name in OTHER_FOCUS_COLUMNS or name.startswith("x_")
+    )
+
+
 def _first(mask: pa.Array) -> int | None:
     """The index of the first true value of a boolean array (nulls are false), or None."""
     if not pc.any(mask).as_py():
@@ -237,8 +262,10 @@ def _as_text(array: pa.Array) -> pa.Array:
         if pa.types.is_large_string(array.type):
             array = array.cast(pa.string())
         elif pa.types.is_nested(array.type):
+            # A map (AWS types Tags so) is the JSON object it stands for, not a list of pairs.
+            plain = dict if pa.types.is_map(array.type) else (lambda value: value)
             array = pa.array(
-                [None if value is None else json.dumps(value, default=str) for value in array.to_pylist()],
+                [None if value is None else json.dumps(plain(value), default=str) for value in array.to_pylist()],
                 pa.string(),
             )
         else:
@@ -258,9 +285,7 @@ def _decimal(column: Column, array: pa.Array) -> pa.Array:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             array = array.cast(pa.string())
     elif pa.types.is_floating(array.type):
-        # A double holds the shortest decimal that reads back as it; that text is what the
-        # provider meant, and the closest an exact import can come.
-        array = array.cast(pa.string())
+        return _double(column, array)
     text = _as_text(array)
     try:
         text.cast(COST_TYPE)
@@ -277,6 +302,34 @@ def _decimal(column: Column, array: pa.Array) -> pa.Array:
         except ValueError as error:
             raise RowProblem(index, f"{column.focus} {shown(raw)} {error}", column.focus) from None
     return text
+
+
+def _double(column: Column, array: pa.Array) -> pa.Array:
+    """A double column (AWS types costs and quantities so) as NUMERIC(38,16) text: each
+    value's shortest decimal that reads back as the same double (Python's repr, Arrow's
+    cast), which is what the provider meant and what its CSV export writes; rounded half-even
+    to 16 places when it has more (a double carries 17 significant digits at most)."""
+    text = array.cast(pa.string())
+    try:
+        text.cast(COST_TYPE)
+        return text
+    except pa.ArrowInvalid:
+        pass
+    values: list[str | None] = []
+    for index, raw in enumerate(text.to_pylist()):
+        if raw is None:
+            values.append(None)
+            continue
+        try:
+            exact = Decimal(raw)
+            if not exact.is_finite():
+                raise ValueError("is not a number")
+            if exact.as_tuple().exponent < -COST_SCALE:  # type: ignore[operator]
+                exact = exact.quantize(_COST_QUANTUM, context=_ROUND_DOUBLE)
+            values.append(format(parse_cost_decimal(format(exact, "f")), "f"))
+        except ValueError as error:
+            raise RowProblem(index, f"{column.focus} {shown(raw)} {error}", column.focus) from None
+    return pa.array(values, pa.string())
 
 
 def _timestamp(column: Column, array: pa.Array) -> pa.Array:
