@@ -107,10 +107,10 @@ class Settings(BaseSettings):
         "holding a longer one is refused, naming it. At most 4 MiB: CSV is read 8 MiB at a time.",
     )
     cost_parquet_row_group_max_bytes: int = Field(
-        64 << 20, gt=0,
-        description="Largest uncompressed size of the FOCUS columns of one Parquet row group (what reading it "
-        "may take at once); a part with a larger row group is refused. Raise it for exports written with larger "
-        "row groups: the worker's memory grows with it.",
+        1 << 30, gt=0,
+        description="Largest uncompressed size of the FOCUS columns of one Parquet row group; a part with a larger "
+        "row group is refused. Row groups are read in batches of about 8 MiB of decoded values whatever their "
+        "size, so this bounds only a row group whose values are gathered in a few rows.",
     )
     subscriptions_per_connection: int = Field(
         20, gt=0, description="Cap on operations running at once on one WebSocket."

@@ -156,7 +156,7 @@ def _parquet_batches(part: Part) -> Iterator[Batch]:
         metadata = parquet.metadata
     except (pa.ArrowException, OSError):
         raise CostFileRejected("the Parquet file is damaged or incomplete", file=part.name) from None
-    limit = get_settings().cost_parquet_row_group_max_bytes
+    limit, row_limit = get_settings().cost_parquet_row_group_max_bytes, get_settings().cost_row_max_bytes
     wanted = set(read)
     row = 0
     for group in range(metadata.num_row_groups):
@@ -175,7 +175,13 @@ def _parquet_batches(part: Part) -> Iterator[Batch]:
                 f"the row group starting at this row holds {_mib(size)} of FOCUS columns, more than the "
                 f"{_mib(limit)} one may hold; export with smaller row groups", row=row + 1, file=part.name,
             )
-        batches = parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[group], columns=read)
+        rows = max(chunks.num_rows, 1)
+        if size // rows > row_limit:
+            raise CostFileRejected(_too_long(size // rows), row=row + 1, file=part.name)
+        # Rows per batch such that a batch decodes to about BATCH_BYTES, however large the
+        # row group: real exports write row groups of hundreds of MiB.
+        batch_rows = max(1, min(PARQUET_BATCH_ROWS, BATCH_BYTES * rows // max(size, 1)))
+        batches = parquet.iter_batches(batch_size=batch_rows, row_groups=[group], columns=read)
         while True:
             try:
                 data = next(batches, None)
