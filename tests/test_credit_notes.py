@@ -19,7 +19,6 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from strawberry.relay import to_base64
 from tortoise import connections
-from tortoise.exceptions import OperationalError
 
 from jobs.overdue import mark_overdue_invoices
 from models import (
@@ -37,6 +36,7 @@ from models.credit_notes.exports import XERO_CREDIT_NOTE_COLUMNS
 from models.invoices import LineKind
 from tests import factories as f
 from tests.graphql import error_codes, gql
+from tests.guards import refused_by
 
 YEAR = date.today().year
 ROLES = ["owner", "viewer", "customer", "other_customer", "foreign_owner"]
@@ -492,18 +492,18 @@ async def test_an_issued_credit_note_never_changes(client, world):
     await credit(client, world, invoice, mode="AMOUNT", amount="10")
     note = await CreditNote.get()
     conn = connections.get("default")
-    for statement in (
-        "UPDATE credit_notes SET total = 20, subtotal = 20, charges = 0",
-        "UPDATE credit_notes SET number = 'CN-1999-0001'",
-        "UPDATE credit_notes SET amount_refunded = amount_refunded - 1",
-        "DELETE FROM credit_notes",
-        "UPDATE credit_note_lines SET amount = 1",
-        "DELETE FROM credit_note_lines",
+    for statement, guard in (
+        ("UPDATE credit_notes SET total = 20, subtotal = 20, charges = 0", "credit_notes_guard"),
+        ("UPDATE credit_notes SET number = 'CN-1999-0001'", "credit_notes_guard"),
+        ("UPDATE credit_notes SET amount_refunded = amount_refunded - 1", "credit_notes_guard"),
+        ("DELETE FROM credit_notes", "credit_notes_guard"),
+        ("UPDATE credit_note_lines SET amount = 1", "credit_note_lines_frozen"),
+        ("DELETE FROM credit_note_lines", "credit_note_lines_frozen"),
     ):
-        with pytest.raises(OperationalError):
+        async with refused_by(guard):
             await conn.execute_query(statement)
     await conn.execute_query("UPDATE credit_notes SET pdf_path = 'a.pdf', pdf_sha256 = 'x', pdf_size = 1")
-    with pytest.raises(OperationalError):
+    async with refused_by("credit_notes_guard"):
         await conn.execute_query("UPDATE credit_notes SET pdf_path = 'b.pdf'")
     assert (await CreditNote.get(id=note.id)).total == Decimal(10)
 
