@@ -94,6 +94,22 @@ async def test_a_double_generate_moves_once_and_regenerate_after_approve_is_refu
     event = await InvoiceEvent.get(invoice_id=invoice.id, kind="GENERATE")
     assert (event.from_status, event.to_status, event.actor_id) == ("READY_TO_INVOICE", "GENERATING", actor.user_id)
 
+    # An invoice generated and then approved: regenerating it, even five times at once, is refused.
+    august = await f.billing_period(world.org, date(2024, 8, 1))
+    generated = await f.generated_invoice(world.account, august, number="INV-2024-0001")
+    approved = await transition(generated.id, "APPROVE", actor)
+    assert approved.status == "APPROVED"
+    refusals = await asyncio.gather(
+        *[transition(generated.id, "REGENERATE", actor) for _ in range(5)], return_exceptions=True
+    )
+    assert [type(r) for r in refusals] == [InvalidTransition] * 5
+    assert {r.message for r in refusals} == {
+        "Only an invoice awaiting approval or in error can be regenerated; approved invoices never change."
+    }
+    after = await Invoice.get(id=generated.id)
+    assert (after.status, after.current_revision_id, after.total) == ("APPROVED", generated.current_revision_id, generated.total)
+    assert await InvoiceEvent.filter(invoice_id=generated.id, kind="REGENERATE").count() == 0
+
 
 async def test_missing_billing_profile_is_a_typed_error(world):
     account = await f.managed_account(world.org, name="No profile")
@@ -137,16 +153,14 @@ async def test_usage_rules_charges_and_rounding(world):
         ("AWS Amazon S3 (Storage)", Decimal("10.01"), None, None),  # 10.005 -> 10.01; units differ
         ("Microsoft Virtual Machines (Compute)", Decimal("50.00"), None, None),
     ]
-    # Credits first (5 off 160.01), then the AWS discount on the AWS lines' running amount.
-    aws_after_credit = Decimal("110.01") - Decimal(5) * Decimal("110.01") / Decimal("160.01")
+    # Credits first (5 off 160.01), then the AWS discount on the AWS lines' running amount:
+    # 10% of 110.01 - 5 x 110.01 / 160.01 = 10.657... -> 10.66.
     adjustments = [(l.description, l.amount) for l in draft.rule_lines]
-    assert adjustments == [("Credit: Welcome", Decimal("-5.00")),
-                           ("Discount: EDP", (-aws_after_credit / 10).quantize(Decimal("0.01")))]
-    assert draft.subtotal == sum(l.amount for l in draft.usage + draft.rule_lines)
+    assert adjustments == [("Credit: Welcome", Decimal("-5.00")), ("Discount: EDP", Decimal("-10.66"))]
+    # 100.01 + 10.01 + 50.00 - 5.00 - 10.66; VAT is 20% of that subtotal, 28.872 -> 28.87.
     charges = [(l.description, l.amount) for l in draft.charge_lines]
-    assert charges[0] == ("Support", Decimal("25.00"))
-    assert charges[1] == ("VAT (20%)", (draft.subtotal * Decimal("0.2")).quantize(Decimal("0.01")))
-    assert draft.total == draft.subtotal + draft.charges == sum(l.amount for l in draft.lines) - draft.adjustments + draft.adjustments
+    assert charges == [("Support", Decimal("25.00")), ("VAT (20%)", Decimal("28.87"))]
+    assert (draft.subtotal, draft.charges, draft.total) == (Decimal("144.36"), Decimal("53.87"), Decimal("198.23"))
 
 
 @pytest.mark.parametrize("cost,rate,currency,expected", [
