@@ -340,7 +340,8 @@ async def test_nicknames_are_unique_in_the_organization(client, world, nickname)
 
 async def test_a_missing_nickname_is_a_graphql_input_error(client, world):
     result = await gql(client, CREATE, {"input": {"companyName": "X"}}, token=world.tokens["owner"])
-    assert result["errors"] and await BillingProfile.all().count() == 1
+    assert error_codes(result) == ["BAD_USER_INPUT"] and result["data"] is None
+    assert await BillingProfile.all().count() == 1
 
 
 # ---------------------------------------------------------------- update
