@@ -20,6 +20,7 @@ from jobs.generate import requeue_stuck
 from models import CreditNote, InvoiceEvent
 from tests.graphql import LiveClient, gql, subscribed
 from tests.test_credit_notes import approved
+from tests.workers import idle
 
 YEAR = date.today().year
 CREATE = """mutation($input: CreateCreditNoteInput!) { createCreditNote(input: $input) { __typename
@@ -58,7 +59,7 @@ async def _customer_details(world):
     await world.profile.save()
 
 
-async def test_a_credit_note_is_printed_emailed_and_downloaded(client, world, worker, smtp, settings):
+async def test_a_credit_note_is_printed_emailed_and_downloaded(client, world, worker, smtp, settings, redis):
     _, mailbox = smtp
     await _customer_details(world)
     invoice = await approved(world.account, "INV-2024-0001")
@@ -107,7 +108,7 @@ async def test_a_credit_note_is_printed_emailed_and_downloaded(client, world, wo
     again = await CreditNote.get(id=note.id)
     assert (again.pdf_path, again.pdf_sha256) == (note.pdf_path, note.pdf_sha256)
     assert storage.load(settings, again.pdf_path) == pdf
-    await asyncio.sleep(0.3)
+    await idle(redis)
     assert len(mailbox.messages) == 1
 
 

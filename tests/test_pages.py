@@ -29,7 +29,7 @@ from models import Invoice, InvoiceLineItem, InvoiceRevision
 from models.auth import Token, TokenKind, hash_password
 from tests import factories as f
 from tests.conftest import free_port
-from tests.graphql import gql
+from tests.graphql import gql, subscribed
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT_DIR = os.environ.get("SCREENSHOT_DIR")
@@ -50,6 +50,10 @@ REFUND = """mutation($input: RefundPaymentInput!) { refundPayment(input: $input)
 
 # --- The server and the browser ------------------------------------------------------------
 
+# The app serving each running site, by origin: a test waits on its event hub.
+SITES: dict[str, object] = {}
+
+
 @contextlib.asynccontextmanager
 async def _site(settings, redis, environment: str = "development"):
     """The app on a free loopback port, with PUBLIC_URL set to it (signed links point back
@@ -69,9 +73,11 @@ async def _site(settings, redis, environment: str = "development"):
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
         await asyncio.sleep(0.01)
+    SITES[origin] = application
     try:
         yield origin
     finally:
+        del SITES[origin]
         server.should_exit = True
         await task
         await application.state.events.close()
@@ -293,7 +299,7 @@ async def test_the_portal_shows_the_customers_approved_invoices_their_pdf_and_pa
     # The MSP records payments: the customer's shows at once, without a reload; another
     # customer's never reaches the page.
     await page.evaluate("window.__sameDocument = true")
-    await asyncio.sleep(0.5)  # the subscription follows the socket's acknowledgement
+    await subscribed(SITES[origin], 1)  # the page subscribes once the socket is acknowledged
     async with httpx.AsyncClient(base_url=origin) as http:
         assert (await _pay(http, world, made.theirs, "10.00", "2024-10-09"))["data"]["recordPayment"] == {
             "__typename": "PaymentRecorded"}
