@@ -203,7 +203,7 @@ async def serving(app, settings):
         ws_max_size=settings.ws_max_message_bytes,
     ))
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
         await asyncio.sleep(0.01)
     try:
         yield f"127.0.0.1:{port}"

@@ -144,10 +144,12 @@ async def test_usage_rules_charges_and_rounding(world):
                              value=Decimal("5"), managed_account=world.account)
     await BillingRule.create(organization=world.org, name="Other customer", kind="CREDIT", calculation="FIXED",
                              value=Decimal("1000"), managed_account=world.other_account)
-    await BillingProfileCharge.create(billing_profile=world.profile, position=1, name="Support", kind="FIXED", value=Decimal("25"), is_tax=False)
+    await BillingProfileCharge.create(
+        billing_profile=world.profile, position=1, name="Support", kind="FIXED", value=Decimal("25"), is_tax=False
+    )
     await BillingProfileCharge.create(billing_profile=world.profile, position=2, name="VAT", kind="PERCENT", value=Decimal("20"))
     draft = await compute(await load_context((await _ready(world)).id))
-    usage = [(l.description, l.amount, l.quantity, l.unit) for l in draft.usage]
+    usage = [(line.description, line.amount, line.quantity, line.unit) for line in draft.usage]
     assert usage == [
         ("AWS Amazon EC2 (Compute)", Decimal("100.01"), Decimal("11"), "Hours"),  # 100.005 rounds half up
         ("AWS Amazon S3 (Storage)", Decimal("10.01"), None, None),  # 10.005 -> 10.01; units differ
@@ -155,10 +157,10 @@ async def test_usage_rules_charges_and_rounding(world):
     ]
     # Credits first (5 off 160.01), then the AWS discount on the AWS lines' running amount:
     # 10% of 110.01 - 5 x 110.01 / 160.01 = 10.657... -> 10.66.
-    adjustments = [(l.description, l.amount) for l in draft.rule_lines]
+    adjustments = [(line.description, line.amount) for line in draft.rule_lines]
     assert adjustments == [("Credit: Welcome", Decimal("-5.00")), ("Discount: EDP", Decimal("-10.66"))]
     # 100.01 + 10.01 + 50.00 - 5.00 - 10.66; VAT is 20% of that subtotal, 28.872 -> 28.87.
-    charges = [(l.description, l.amount) for l in draft.charge_lines]
+    charges = [(line.description, line.amount) for line in draft.charge_lines]
     assert charges == [("Support", Decimal("25.00")), ("VAT (20%)", Decimal("28.87"))]
     assert (draft.subtotal, draft.charges, draft.total) == (Decimal("144.36"), Decimal("53.87"), Decimal("198.23"))
 
@@ -180,7 +182,7 @@ async def test_half_up_rounding_to_the_minor_unit(world, cost, rate, currency, e
     if rate != "1":
         await ExchangeRate.create(organization=world.org, month=SEPT, currency=currency, rate=Decimal(rate))
     draft = await compute(await load_context((await _ready(world, account)).id))
-    assert [str(l.amount) for l in draft.usage] == [expected]
+    assert [str(line.amount) for line in draft.usage] == [expected]
     assert str(draft.total) == expected and draft.rate == Decimal(rate)
 
 
