@@ -32,6 +32,14 @@ INVOICE_CHANNEL = "invoicing:events:invoices"
 REVOKED_CHANNEL = "invoicing:events:tokens-revoked"
 
 
+def channel(redis: Redis, name: str) -> str:
+    """The channel `name` of the Redis database `redis` uses. Keys live in a database but
+    pub/sub channels are server-wide: a deployment (or a test run) on another database of the
+    same server must not hear these events. Database 0 keeps the bare name."""
+    database = redis.connection_pool.connection_kwargs.get("db") or 0
+    return f"{name}@{database}" if database else name
+
+
 @dataclass(frozen=True)
 class InvoiceChange:
     """An invoice's state right after a change, as published (and nothing more: subscribers
@@ -75,7 +83,7 @@ async def publish(redis: Redis, invoices: Iterable[Invoice]) -> None:
     try:
         async with redis.pipeline(transaction=False) as pipe:
             for change in changes:
-                pipe.publish(INVOICE_CHANNEL, change.to_json())
+                pipe.publish(channel(redis, INVOICE_CHANNEL), change.to_json())
             await pipe.execute()
     except RedisError as exc:
         log.warning("could not publish %d invoice events: %r", len(changes), exc)
@@ -91,7 +99,7 @@ async def publish_ids(redis: Redis, invoice_ids: Iterable[Any]) -> None:
 async def publish_revoked(redis: Redis, token_id: Any) -> None:
     """Tell every web process that a token was revoked: its subscriptions end at once."""
     try:
-        await redis.publish(REVOKED_CHANNEL, str(token_id))
+        await redis.publish(channel(redis, REVOKED_CHANNEL), str(token_id))
     except RedisError as exc:
         log.warning("could not publish the revocation of token %s: %r", token_id, exc)
 
@@ -250,7 +258,7 @@ class Hub:
             pubsub = redis.pubsub(ignore_subscribe_messages=True)
             # Subscribed before the first subscriber is registered: nothing published after
             # `subscribe()` returns is missed.
-            await pubsub.subscribe(INVOICE_CHANNEL, REVOKED_CHANNEL)
+            await pubsub.subscribe(channel(redis, INVOICE_CHANNEL), channel(redis, REVOKED_CHANNEL))
             self._pubsub = pubsub
             self._tasks = [asyncio.create_task(self._relay()), asyncio.create_task(self._recheck())]
 
@@ -285,10 +293,10 @@ class Hub:
             for subscription in list(subs):
                 subscription.end(reason)
 
-    async def dispatch(self, channel: bytes | str, data: bytes | str) -> None:
-        channel = channel.decode() if isinstance(channel, bytes) else channel
+    async def dispatch(self, name: bytes | str, data: bytes | str) -> None:
+        name = name.decode() if isinstance(name, bytes) else name
         data = data.decode() if isinstance(data, bytes) else data
-        if channel == REVOKED_CHANNEL:
+        if name.partition("@")[0] == REVOKED_CHANNEL:
             for subscription in list(self._by_token.get(data, ())):
                 subscription.end(REVOKED)
             return

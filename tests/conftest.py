@@ -2,13 +2,16 @@
 
 `TEST_DATABASE_URL` names a database that is built from the migrations at the start of the
 run and dropped at its end (default: `invoicing_test_<pid>` on 127.0.0.1:5432, so that runs
-side by side do not meet); `TEST_REDIS_URL` a Redis
-database (default: 127.0.0.1:6379, db 15). Tables are truncated before each test.
+side by side do not meet); `TEST_REDIS_URL` a Redis database (default: the first of databases
+15 down to 1 of 127.0.0.1:6379 that no other live run holds). Tables are truncated and the
+Redis database emptied before each test; live events use channels of that database only
+(infra.events.channel), so runs side by side neither see nor flush each other's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import email
 import os
@@ -18,13 +21,61 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import psutil
 import pytest
+import redis as redis_client
 from tortoise import Tortoise, connections
 
 TEST_DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/invoicing_test_{os.getpid()}"
 )
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+CLAIM = "invoicing:test-run:{database}"
+
+
+def _claim(url: str) -> bool:
+    """Hold database `url` for this run, unless another live run holds it. The claims live in
+    database 0, which no run empties (each test empties its own database)."""
+    parts = urlsplit(url)
+    database = int(parts.path.lstrip("/") or 0)
+    claims = redis_client.Redis.from_url(urlunsplit(parts._replace(path="/0")))
+    try:
+        key, pid = CLAIM.format(database=database), str(os.getpid())
+        if claims.set(key, pid, nx=True):
+            return True
+        holder = int(claims.get(key) or 0)
+        # A run that ended without letting go (killed) leaves its claim to whoever comes next.
+        if psutil.pid_exists(holder) and holder != os.getpid():
+            return False
+        return claims.set(key, pid, xx=True, get=True) in (str(holder).encode(), None)
+    finally:
+        claims.close()
+
+
+def _release(url: str) -> None:
+    parts = urlsplit(url)
+    claims = redis_client.Redis.from_url(urlunsplit(parts._replace(path="/0")))
+    try:
+        key = CLAIM.format(database=int(parts.path.lstrip("/") or 0))
+        if claims.get(key) == str(os.getpid()).encode():
+            claims.delete(key)
+    finally:
+        claims.close()
+
+
+def _redis_url() -> str:
+    if "TEST_REDIS_URL" in os.environ:
+        # Claimed too, so that a run choosing its own database passes this one by.
+        _claim(os.environ["TEST_REDIS_URL"])
+        return os.environ["TEST_REDIS_URL"]
+    for database in range(15, 0, -1):
+        url = f"redis://127.0.0.1:6379/{database}"
+        if _claim(url):
+            return url
+    raise RuntimeError("every Redis database of 127.0.0.1:6379 is held by another test run")
+
+
+TEST_REDIS_URL = _redis_url()
+atexit.register(_release, TEST_REDIS_URL)
 DATA_DIR = Path(tempfile.mkdtemp(prefix="invoicing-test-"))
 
 # Settings are read once, from the environment: set it before anything reads it.
@@ -152,7 +203,7 @@ async def serving(app, settings):
         ws_max_size=settings.ws_max_message_bytes,
     ))
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
         await asyncio.sleep(0.01)
     try:
         yield f"127.0.0.1:{port}"
@@ -212,3 +263,21 @@ async def worker(settings, redis, smtp):
             yield arq_worker
     finally:
         await ctx["pdf"].close()
+
+
+# Whole modules that go end to end (browser, worker, SMTP) or start processes, rebuild
+# databases or run many generated cases: `./test -m "not slow"` runs the rest alone.
+E2E_MODULES = {"test_pipeline_e2e", "test_credit_notes_e2e", "test_pages", "test_einvoicing"}
+SLOW_MODULES = E2E_MODULES | {
+    "test_rendering", "test_pipeline_recovery", "test_pipeline_resilience", "test_subscriptions_processes",
+    "test_fuzz", "test_migrations", "test_cost_records_migration", "test_demo",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+        if module in E2E_MODULES:
+            item.add_marker(pytest.mark.e2e)

@@ -84,7 +84,8 @@ JPEG = (
     + _segment(0xDA, b"\x01" + b"\x01\x00" + b"\x00\x3f\x00")
     + b"\x3f\xff\xd9"
 )
-GIF = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+GIF = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,"
+       b"\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"><script>alert(1)</script></svg>'
 HTML = b"<!DOCTYPE html><html><body><img src=x onerror=alert(1)></body></html>"
 
@@ -165,7 +166,8 @@ async def test_pages_are_ordered_counted_and_capped(client, world, settings):
     token = world.tokens["owner"]
     seen, after = [], None
     while True:
-        page = (await gql(client, LIST, {"first": 2, "after": after, "order": {"field": "CREATED_AT", "direction": "ASC"}}, token=token))["data"]["billingProfiles"]
+        variables = {"first": 2, "after": after, "order": {"field": "CREATED_AT", "direction": "ASC"}}
+        page = (await gql(client, LIST, variables, token=token))["data"]["billingProfiles"]
         assert page["totalCount"] == 6
         seen += [e["node"]["nickname"] for e in page["edges"]]
         if not page["pageInfo"]["hasNextPage"]:
@@ -190,7 +192,10 @@ async def _statements_for_list(client, token, count):
     old_level = logger.level
     logger.setLevel(logging.DEBUG)
     try:
-        result = await gql(client, "{ billingProfiles(first: 50) { edges { node { nickname managedAccountsCount taxesAndCharges { name } } } } }", token=token)
+        result = await gql(
+            client, "{ billingProfiles(first: 50) { edges { node { nickname managedAccountsCount taxesAndCharges { name } } } } }",
+            token=token,
+        )
     finally:
         logger.removeHandler(counter)
         logger.setLevel(old_level)
@@ -340,7 +345,8 @@ async def test_nicknames_are_unique_in_the_organization(client, world, nickname)
 
 async def test_a_missing_nickname_is_a_graphql_input_error(client, world):
     result = await gql(client, CREATE, {"input": {"companyName": "X"}}, token=world.tokens["owner"])
-    assert result["errors"] and await BillingProfile.all().count() == 1
+    assert error_codes(result) == ["BAD_USER_INPUT"] and result["data"] is None
+    assert await BillingProfile.all().count() == 1
 
 
 # ---------------------------------------------------------------- update
@@ -368,7 +374,8 @@ async def test_update_changes_only_the_given_fields(client, world):
     untouched = await BillingProfile.get(nickname="EU")
     result = await gql(client, UPDATE, {"id": created["id"], "input": {
         "address": {"line2": "Floor 3", "city": ""},
-        "taxesAndCharges": [{"name": "VAT", "kind": "PERCENT", "value": "9"}, {"name": "Fee", "kind": "FIXED", "value": "2.5", "isTax": False}],
+        "taxesAndCharges": [{"name": "VAT", "kind": "PERCENT", "value": "9"},
+                            {"name": "Fee", "kind": "FIXED", "value": "2.5", "isTax": False}],
         "bankingFields": [],
     }}, token=token)
     updated = result["data"]["updateBillingProfile"]["billingProfile"]
@@ -394,7 +401,8 @@ async def test_update_validation_writes_nothing(client, world, changes, field):
     await f.billing_profile(world.org, nickname="taken")
     await BillingProfileCharge.create(billing_profile=world.profile, position=1, name="VAT", kind=ChargeKind.PERCENT, value=Decimal(20))
     before = await snapshot()
-    result = await gql(client, UPDATE, {"id": gid(world.profile), "input": {"companyName": "Changed", **changes}}, token=world.tokens["owner"])
+    result = await gql(client, UPDATE, {"id": gid(world.profile), "input": {"companyName": "Changed", **changes}},
+                       token=world.tokens["owner"])
     payload = result["data"]["updateBillingProfile"]
     assert payload["__typename"] == "ValidationError", payload
     assert payload["field"] == field

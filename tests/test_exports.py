@@ -21,7 +21,8 @@ from tortoise import connections
 
 from infra import links, storage
 from infra.settings import get_settings
-from models import Invoice, InvoiceLineItem, InvoiceRevision, ManagedAccount, exports
+from models import Invoice, InvoiceLineItem, InvoiceRevision, ManagedAccount, User, exports
+from models.base import Scope
 from models.exports import DETAILED_COLUMNS, XERO_COLUMNS, ExportFormat
 from models.invoices import InvoiceStatus, LineKind
 from models.organizations import ExportDateFormat
@@ -352,6 +353,20 @@ async def test_a_link_dies_with_its_user_or_scope(client, world):
     assert (await _download(client, url)).status_code == 200
     world.users["viewer"].is_active = False
     await world.users["viewer"].save()
+    assert (await _download(client, url)).status_code == 404
+
+    # The owner made a viewer: the owner's link dies, though a viewer may read the same PDF.
+    url = (await gql(client, LINKS, {"n": "INV-2024-0001"}, token=world.tokens["owner"]))["data"]["invoice"]["pdfUrl"]
+    assert (await _download(client, url)).status_code == 200
+    await User.filter(id=world.users["owner"].id).update(scope=Scope.VIEWER)
+    assert (await _download(client, url)).status_code == 404
+    await User.filter(id=world.users["owner"].id).update(scope=Scope.OWNER)
+    assert (await _download(client, url)).status_code == 200
+
+    # A customer moved to another account: its link to the first account's invoice dies.
+    url = (await gql(client, LINKS, {"n": "INV-2024-0001"}, token=world.tokens["customer"]))["data"]["invoice"]["pdfUrl"]
+    assert (await _download(client, url)).status_code == 200
+    await User.filter(id=world.users["customer"].id).update(managed_account_id=world.other_account.id)
     assert (await _download(client, url)).status_code == 404
 
 

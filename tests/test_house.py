@@ -181,3 +181,35 @@ def test_no_error_code_is_written_outside_the_lists():
 def test_every_listed_code_is_described_in_the_sdl(code):
     user_error = sdl().split("interface UserError", 1)[1].split("}", 1)[0]
     assert f"{code.value}: " in user_error
+
+
+def _answer_keys(node: ast.AST) -> list[object]:
+    """The constant keys of a subscript chain: result["data"]["x"] -> ["x", "data"]."""
+    keys = []
+    while isinstance(node, ast.Subscript):
+        if isinstance(node.slice, ast.Constant):
+            keys.append(node.slice.value)
+        node = node.value
+    return keys
+
+
+def _truthy_answers(node: ast.AST) -> list[ast.AST]:
+    """Parts of an assert's test that only ask a GraphQL answer's data or errors to be truthy."""
+    if isinstance(node, ast.BoolOp):
+        return [found for value in node.values for found in _truthy_answers(value)]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return _truthy_answers(node.operand)
+    if isinstance(node, ast.Subscript) and {"data", "errors"} & set(_answer_keys(node)):
+        return [node]
+    return []
+
+
+def test_no_test_asserts_a_graphql_answer_only_to_be_truthy():
+    """`assert result["data"]["x"]` holds for any answer that is not empty: an error payload, a
+    refusal's union member, a wrong record. Compare with what the answer must be."""
+    bare = []
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assert):
+                bare += [f"{path.name}:{node.lineno}: {ast.unparse(found)}" for found in _truthy_answers(node.test)]
+    assert bare == []

@@ -94,6 +94,22 @@ async def test_a_double_generate_moves_once_and_regenerate_after_approve_is_refu
     event = await InvoiceEvent.get(invoice_id=invoice.id, kind="GENERATE")
     assert (event.from_status, event.to_status, event.actor_id) == ("READY_TO_INVOICE", "GENERATING", actor.user_id)
 
+    # An invoice generated and then approved: regenerating it, even five times at once, is refused.
+    august = await f.billing_period(world.org, date(2024, 8, 1))
+    generated = await f.generated_invoice(world.account, august, number="INV-2024-0001")
+    approved = await transition(generated.id, "APPROVE", actor)
+    assert approved.status == "APPROVED"
+    refusals = await asyncio.gather(
+        *[transition(generated.id, "REGENERATE", actor) for _ in range(5)], return_exceptions=True
+    )
+    assert [type(r) for r in refusals] == [InvalidTransition] * 5
+    assert {r.message for r in refusals} == {
+        "Only an invoice awaiting approval or in error can be regenerated; approved invoices never change."
+    }
+    after = await Invoice.get(id=generated.id)
+    assert (after.status, after.current_revision_id, after.total) == ("APPROVED", generated.current_revision_id, generated.total)
+    assert await InvoiceEvent.filter(invoice_id=generated.id, kind="REGENERATE").count() == 0
+
 
 async def test_missing_billing_profile_is_a_typed_error(world):
     account = await f.managed_account(world.org, name="No profile")
@@ -128,25 +144,25 @@ async def test_usage_rules_charges_and_rounding(world):
                              value=Decimal("5"), managed_account=world.account)
     await BillingRule.create(organization=world.org, name="Other customer", kind="CREDIT", calculation="FIXED",
                              value=Decimal("1000"), managed_account=world.other_account)
-    await BillingProfileCharge.create(billing_profile=world.profile, position=1, name="Support", kind="FIXED", value=Decimal("25"), is_tax=False)
+    await BillingProfileCharge.create(
+        billing_profile=world.profile, position=1, name="Support", kind="FIXED", value=Decimal("25"), is_tax=False
+    )
     await BillingProfileCharge.create(billing_profile=world.profile, position=2, name="VAT", kind="PERCENT", value=Decimal("20"))
     draft = await compute(await load_context((await _ready(world)).id))
-    usage = [(l.description, l.amount, l.quantity, l.unit) for l in draft.usage]
+    usage = [(line.description, line.amount, line.quantity, line.unit) for line in draft.usage]
     assert usage == [
         ("AWS Amazon EC2 (Compute)", Decimal("100.01"), Decimal("11"), "Hours"),  # 100.005 rounds half up
         ("AWS Amazon S3 (Storage)", Decimal("10.01"), None, None),  # 10.005 -> 10.01; units differ
         ("Microsoft Virtual Machines (Compute)", Decimal("50.00"), None, None),
     ]
-    # Credits first (5 off 160.01), then the AWS discount on the AWS lines' running amount.
-    aws_after_credit = Decimal("110.01") - Decimal(5) * Decimal("110.01") / Decimal("160.01")
-    adjustments = [(l.description, l.amount) for l in draft.rule_lines]
-    assert adjustments == [("Credit: Welcome", Decimal("-5.00")),
-                           ("Discount: EDP", (-aws_after_credit / 10).quantize(Decimal("0.01")))]
-    assert draft.subtotal == sum(l.amount for l in draft.usage + draft.rule_lines)
-    charges = [(l.description, l.amount) for l in draft.charge_lines]
-    assert charges[0] == ("Support", Decimal("25.00"))
-    assert charges[1] == ("VAT (20%)", (draft.subtotal * Decimal("0.2")).quantize(Decimal("0.01")))
-    assert draft.total == draft.subtotal + draft.charges == sum(l.amount for l in draft.lines) - draft.adjustments + draft.adjustments
+    # Credits first (5 off 160.01), then the AWS discount on the AWS lines' running amount:
+    # 10% of 110.01 - 5 x 110.01 / 160.01 = 10.657... -> 10.66.
+    adjustments = [(line.description, line.amount) for line in draft.rule_lines]
+    assert adjustments == [("Credit: Welcome", Decimal("-5.00")), ("Discount: EDP", Decimal("-10.66"))]
+    # 100.01 + 10.01 + 50.00 - 5.00 - 10.66; VAT is 20% of that subtotal, 28.872 -> 28.87.
+    charges = [(line.description, line.amount) for line in draft.charge_lines]
+    assert charges == [("Support", Decimal("25.00")), ("VAT (20%)", Decimal("28.87"))]
+    assert (draft.subtotal, draft.charges, draft.total) == (Decimal("144.36"), Decimal("53.87"), Decimal("198.23"))
 
 
 @pytest.mark.parametrize("cost,rate,currency,expected", [
@@ -166,7 +182,7 @@ async def test_half_up_rounding_to_the_minor_unit(world, cost, rate, currency, e
     if rate != "1":
         await ExchangeRate.create(organization=world.org, month=SEPT, currency=currency, rate=Decimal(rate))
     draft = await compute(await load_context((await _ready(world, account)).id))
-    assert [str(l.amount) for l in draft.usage] == [expected]
+    assert [str(line.amount) for line in draft.usage] == [expected]
     assert str(draft.total) == expected and draft.rate == Decimal(rate)
 
 

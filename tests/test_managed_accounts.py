@@ -569,5 +569,5 @@ async def test_update_of_an_unknown_or_malformed_id_is_not_found(client, world):
 
 async def test_a_name_is_required_on_create(client, world):
     result = await gql(client, CREATE, {"input": {"currency": "EUR"}}, token=world.tokens["owner"])
-    assert result["errors"] and result["data"] is None
+    assert error_codes(result) == ["BAD_USER_INPUT"] and result["data"] is None
     assert await ManagedAccount.all().count() == 3

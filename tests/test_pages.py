@@ -29,7 +29,7 @@ from models import Invoice, InvoiceLineItem, InvoiceRevision
 from models.auth import Token, TokenKind, hash_password
 from tests import factories as f
 from tests.conftest import free_port
-from tests.graphql import gql
+from tests.graphql import gql, subscribed
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT_DIR = os.environ.get("SCREENSHOT_DIR")
@@ -50,6 +50,10 @@ REFUND = """mutation($input: RefundPaymentInput!) { refundPayment(input: $input)
 
 # --- The server and the browser ------------------------------------------------------------
 
+# The app serving each running site, by origin: a test waits on its event hub.
+SITES: dict[str, object] = {}
+
+
 @contextlib.asynccontextmanager
 async def _site(settings, redis, environment: str = "development"):
     """The app on a free loopback port, with PUBLIC_URL set to it (signed links point back
@@ -69,9 +73,11 @@ async def _site(settings, redis, environment: str = "development"):
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
         await asyncio.sleep(0.01)
+    SITES[origin] = application
     try:
         yield origin
     finally:
+        del SITES[origin]
         server.should_exit = True
         await task
         await application.state.events.close()
@@ -126,17 +132,19 @@ async def visit(browser, site):
     page.set_default_timeout(20_000)
     seen = Visit(page, site)
 
-    async def keep(response):
-        if response.url.startswith(site + "/graphql"):
-            with contextlib.suppress(Exception):  # a body the page no longer holds
-                seen.received.append(await response.text())
+    async def keep(route):
+        # Fetched here and handed to the page, so every answer's body is read, even one the
+        # page has left behind by the time a response listener would ask for it.
+        response = await route.fetch()
+        seen.received.append(await response.text())
+        await route.fulfill(response=response)
 
     def on_socket(socket):
         seen.sockets.append(socket.url)
         socket.on("framereceived", lambda payload: seen.received.append(str(payload)))
 
     page.on("request", lambda request: seen.requests.append(request.url))
-    page.on("response", keep)
+    await page.route(lambda url: url.startswith(site + "/graphql"), keep)
     page.on("websocket", on_socket)
     yield seen
     await context.close()
@@ -189,7 +197,7 @@ async def _portal(world, settings, origin) -> Portal:
                              {"n": "INV-2024-0003"}, token=world.tokens["owner"]))["data"]["invoice"]["payments"][0]
         refunded = await gql(http, REFUND, {"input": {"paymentId": payment["id"], "amount": "5.00",
                                                       "refundedOn": "2024-09-06"}}, token=world.tokens["owner"])
-        assert refunded["data"]["refundPayment"]["refund"], refunded
+        assert refunded["data"]["refundPayment"]["__typename"] == "PaymentRefunded", refunded
     return made
 
 
@@ -291,10 +299,12 @@ async def test_the_portal_shows_the_customers_approved_invoices_their_pdf_and_pa
     # The MSP records payments: the customer's shows at once, without a reload; another
     # customer's never reaches the page.
     await page.evaluate("window.__sameDocument = true")
-    await asyncio.sleep(0.5)  # the subscription follows the socket's acknowledgement
+    await subscribed(SITES[origin], 1)  # the page subscribes once the socket is acknowledged
     async with httpx.AsyncClient(base_url=origin) as http:
-        assert (await _pay(http, world, made.theirs, "10.00", "2024-10-09"))["data"]["recordPayment"]
-        assert (await _pay(http, world, made.september, "30.75", "2024-10-10"))["data"]["recordPayment"]
+        assert (await _pay(http, world, made.theirs, "10.00", "2024-10-09"))["data"]["recordPayment"] == {
+            "__typename": "PaymentRecorded"}
+        assert (await _pay(http, world, made.september, "30.75", "2024-10-10"))["data"]["recordPayment"] == {
+            "__typename": "PaymentRecorded"}
     row = page.locator("#invoice-rows tr", has_text="INV-2024-0007")
     await row.get_by_text("Paid", exact=True).wait_for()
     assert (await _rows(page))[0][3:7] == [

@@ -364,7 +364,8 @@ async def test_overdue_takes_only_approved_invoices_with_something_due(client, r
     statuses = {i.number: i.payment_status for i in await Invoice.all()}
     assert statuses == {"INV-1": "OVERDUE", "INV-2": "OVERDUE", "INV-3": "PAID", "INV-4": "UNPAID", "INV-5": "UNPAID"}
     assert {unpaid.id, partial.id} == {e.invoice_id for e in await InvoiceEvent.filter(kind="OVERDUE")}
-    assert paid and awaiting and voided
+    left = {i.id: (i.status, i.payment_status) for i in await Invoice.filter(id__in=[paid.id, awaiting.id, voided.id])}
+    assert left == {paid.id: ("APPROVED", "PAID"), awaiting.id: ("AWAITING_APPROVAL", "UNPAID"), voided.id: ("VOIDED", "UNPAID")}
 
 
 async def test_payments_after_the_due_date(client, redis, world):

@@ -9,6 +9,7 @@ import random
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -92,6 +93,70 @@ def _ready(port: int) -> bool:
         return False
 
 
+async def _probes(world) -> list[Invoice]:
+    """August's approved invoices, one for each account a subscriber may see, that nothing
+    under test touches: published as they are, they show that the web process (which the
+    test cannot look into) holds every subscription; published as VOIDED, they mark the end
+    of a stream, after everything published before them."""
+    mine, foreign = await f.billing_period(world.org, date(2024, 8, 1)), await f.billing_period(world.foreign_org, date(2024, 8, 1))
+    return [await f.generated_invoice(account, period, number=f"PROBE-{n}", status="APPROVED")
+            for n, (account, period) in enumerate(((world.account, mine), (world.other_account, mine),
+                                                  (world.foreign_account, foreign)), start=1)]
+
+
+async def _publish_probes(redis, probes: list[Invoice], status: str) -> None:
+    for probe in probes:
+        change = {**json.loads(events.InvoiceChange.of(probe).to_json()), "status": status}
+        await redis.publish(events.channel(redis, events.INVOICE_CHANNEL), json.dumps(change))
+
+
+def _probe_status(message: dict, probes: list[Invoice]) -> str | None:
+    """The status of a probe's event, None for any other message."""
+    event = message["payload"]["data"]["invoiceStatusChanged"]
+    invoice = event["invoice"]
+    ids = {to_base64("Invoice", str(probe.id)) for probe in probes}
+    numbers = {probe.number for probe in probes}
+    return event["status"] if invoice.get("id") in ids or invoice.get("number") in numbers else None
+
+
+async def _until_subscribed(redis, probes: list[Invoice], subscribers: list[tuple[LiveClient, str]]) -> None:
+    """Probes published again and again until every subscriber has received one; whatever
+    they received until then is dropped (nothing else is published yet)."""
+    heard = [False] * len(subscribers)
+    other: list[dict] = []
+    for _ in range(200):
+        await _publish_probes(redis, probes, "APPROVED")
+        await asyncio.sleep(0.1)
+        for index, (live, op) in enumerate(subscribers):
+            inbox = live.inbox[op]
+            while not inbox.empty():
+                message = inbox.get_nowait()
+                probe = _probe_status(message, probes) is not None
+                heard[index] = heard[index] or probe
+                if not probe:
+                    other.append(message)
+        if all(heard):
+            return
+    raise AssertionError(f"subscribers {[i for i, h in enumerate(heard) if not h]} never received the probes; {other[:3]}")
+
+
+async def _until_end(redis, probes: list[Invoice], subscribers: list[tuple[LiveClient, str]]) -> list[list[dict]]:
+    """Each subscriber's messages up to the end marker, probes left out."""
+    await _publish_probes(redis, probes, "VOIDED")
+    received = []
+    for live, op in subscribers:
+        messages = []
+        while True:
+            message = await live.next(op, timeout=60)
+            status = _probe_status(message, probes)
+            if status == "VOIDED":
+                break
+            if status is None:
+                messages.append(message)
+        received.append(messages)
+    return received
+
+
 def _events(messages: list[dict]) -> list[tuple]:
     out = []
     for message in messages:
@@ -102,7 +167,7 @@ def _events(messages: list[dict]) -> list[tuple]:
     return out
 
 
-async def test_events_of_another_web_process_and_of_the_worker_arrive_in_order(processes, mailbox, world):
+async def test_events_of_another_web_process_and_of_the_worker_arrive_in_order(processes, mailbox, world, redis):
     web_a, web_b = processes
     mailbox[1].messages.clear()
     for account in (world.account, world.other_account):
@@ -115,16 +180,18 @@ async def test_events_of_another_web_process_and_of_the_worker_arrive_in_order(p
     theirs = await f.invoice(world.other_account, period)
     foreign = await f.invoice(world.foreign_account, await f.billing_period(world.foreign_org))
     ids = [to_base64("Invoice", str(i.id)) for i in (mine, theirs)]
+    probes = await _probes(world)
+    probed = [to_base64("Invoice", str(probe.id)) for probe in probes]
     # MSP users watch these invoices only: the worker closes last month on start-up, and
     # those new invoices are theirs to see too.
-    watched = {"owner": {"invoices": ids}, "viewer": {"invoices": ids},
-               "foreign_owner": {"invoices": [to_base64("Invoice", str(foreign.id))]}}
+    watched = {"owner": {"invoices": ids + probed[:2]}, "viewer": {"invoices": ids + probed[:2]},
+               "foreign_owner": {"invoices": [to_base64("Invoice", str(foreign.id)), probed[2]]}}
     clients = {role: LiveClient(web_a, world.tokens[role]) for role in world.ROLES}
     for live in clients.values():
         await live.__aenter__()
     try:
         ops = {role: await live.subscribe(WATCH, watched.get(role)) for role, live in clients.items()}
-        await asyncio.sleep(0.3)
+        await _until_subscribed(redis, probes, [(live, ops[role]) for role, live in clients.items()])
         async with httpx.AsyncClient(base_url=f"http://{web_b}") as b:
             owner, foreign_owner = world.tokens["owner"], world.tokens["foreign_owner"]
             generated = await gql(b, BULK % "generateInvoices", {"ids": ids}, token=owner)
@@ -143,8 +210,19 @@ async def test_events_of_another_web_process_and_of_the_worker_arrive_in_order(p
             async def sent() -> bool:
                 return (await Invoice.get(id=mine.id)).delivery_status == "SENT"
             await _until(sent, what="the e-mail")
-        drained = await asyncio.gather(*(live.drain(ops[role], quiet=1) for role, live in clients.items()))
-        got = {role: _events(messages) for role, messages in zip(clients, drained)}
+            # The worker publishes once the change has committed: the database says SENT a
+            # moment before the event leaves. The end marker goes out once it has arrived.
+            seen: list[dict] = []
+
+            async def heard_sent() -> bool:
+                inbox = clients["customer"].inbox[ops["customer"]]
+                while not inbox.empty():
+                    seen.append(inbox.get_nowait())
+                return (world.account.name, "APPROVED", "SENT") in _events(seen)
+            await _until(heard_sent, what="the customer's SENT event")
+        ended = await _until_end(redis, probes, [(live, ops[role]) for role, live in clients.items()])
+        ended[list(clients).index("customer")][:0] = [m for m in seen if _probe_status(m, probes) is None]
+        got = {role: _events(messages) for role, messages in zip(clients, ended)}
     finally:
         for live in clients.values():
             await live.__aexit__(None, None, None)
@@ -178,8 +256,11 @@ async def test_no_event_crosses_accounts_or_organizations_across_many_tries(proc
     gids = {which: to_base64("Invoice", str(invoice.id)) for which, invoice in invoices.items()}
     # Customers watch everything; MSP users these invoices (the worker's start-up close of last
     # month makes invoices of its own).
-    watched = {"owner": [gids["account"], gids["other_account"]], "viewer": [gids["account"], gids["other_account"]],
-               "foreign_owner": [gids["foreign_account"]]}
+    probes = await _probes(world)
+    probed = [to_base64("Invoice", str(probe.id)) for probe in probes]
+    watched = {"owner": [gids["account"], gids["other_account"], *probed[:2]],
+               "viewer": [gids["account"], gids["other_account"], *probed[:2]],
+               "foreign_owner": [gids["foreign_account"], probed[2]]}
     roles = list(world.ROLES)
     clients = [LiveClient(web, world.tokens[role]) for web in processes for role in roles]
     for live in clients:
@@ -187,7 +268,7 @@ async def test_no_event_crosses_accounts_or_organizations_across_many_tries(proc
     try:
         ops = [await live.subscribe(query, {"ids": watched.get(roles[index % len(roles)])})
                for index, live in enumerate(clients)]
-        await asyncio.sleep(0.3)
+        await _until_subscribed(redis, probes, list(zip(clients, ops)))
         rng = random.Random(7)
         published = []
         for _ in range(300):
@@ -196,10 +277,10 @@ async def test_no_event_crosses_accounts_or_organizations_across_many_tries(proc
             status = rng.choice(["READY_TO_INVOICE", "GENERATING", "AWAITING_APPROVAL", "ERROR", "APPROVED", "VOIDED"])
             approved = status in ("APPROVED", "VOIDED") and rng.random() < 0.9
             published.append((which, status, approved))
-            await redis.publish(events.INVOICE_CHANNEL, json.dumps({
+            await redis.publish(events.channel(redis, events.INVOICE_CHANNEL), json.dumps({
                 **json.loads(change.to_json()), "status": status, "approved": approved,
             }))
-        received = await asyncio.gather(*(live.drain(op, quiet=1) for live, op in zip(clients, ops)))
+        received = await _until_end(redis, probes, list(zip(clients, ops)))
     finally:
         for live in clients:
             await live.__aexit__(None, None, None)

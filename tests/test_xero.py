@@ -422,7 +422,9 @@ async def test_only_approved_invoices_are_pushed_and_a_voided_one_is_voided_in_x
     assert fake_xero.calls("POST", f"/api.xro/2.0/Invoices/{held['InvoiceID']}")[0].body["Invoices"][0]["Status"] == "VOIDED"
 
 
-VOID = 'mutation($ids: [ID!]!) { voidInvoices(ids: $ids, reason: "Wrong rate") { __typename } }'
+VOID = """mutation($ids: [ID!]!) { voidInvoices(ids: $ids, reason: "Wrong rate") {
+  ... on InvoiceActionResults { results { invoice { status } error { code } } } } }"""
+VOIDED = {"voidInvoices": {"results": [{"invoice": {"status": "VOIDED"}, "error": None}]}}
 
 
 async def test_voiding_an_invoice_xero_has_voids_it_there(client, world, fake_xero, ctx):
@@ -434,7 +436,7 @@ async def test_voiding_an_invoice_xero_has_voids_it_there(client, world, fake_xe
     await push(client, world, ctx, pushed)
     await ctx["redis"].delete(f"arq:job:push_to_xero:{(await XeroSync.get(document_id=pushed.id)).id}")  # taken
     for invoice in (pushed, never_pushed):
-        assert (await gql(client, VOID, {"ids": [_gid(invoice)]}, token=world.tokens["owner"]))["data"]
+        assert (await gql(client, VOID, {"ids": [_gid(invoice)]}, token=world.tokens["owner"]))["data"] == VOIDED
         assert (await Invoice.get(id=invoice.id)).status == InvoiceStatus.VOIDED
 
     sync = await XeroSync.get(document_id=pushed.id)
@@ -463,7 +465,7 @@ async def test_an_invoice_voided_while_its_push_creates_it_in_xero_is_voided_the
     async def voided_meanwhile(settings, view):
         pushed = await creating(settings, view)
         # The owner voids it after the job read it and before the job records what Xero did.
-        assert (await gql(client, VOID, {"ids": [_gid(invoice)]}, token=world.tokens["owner"]))["data"]
+        assert (await gql(client, VOID, {"ids": [_gid(invoice)]}, token=world.tokens["owner"]))["data"] == VOIDED
         return pushed
 
     monkeypatch.setattr(xero_jobs, "_push", voided_meanwhile)
@@ -484,7 +486,7 @@ async def test_voiding_while_xero_is_disconnected_queues_nothing(client, world, 
     await push(client, world, ctx, invoice)
     await ctx["redis"].delete(f"arq:job:push_to_xero:{(await XeroSync.get(document_id=invoice.id)).id}")  # taken
     await XeroConnection.filter(organization_id=world.org.id).update(status=ConnectionStatus.NEEDS_RECONNECT)
-    assert (await gql(client, VOID, {"ids": [_gid(invoice)]}, token=world.tokens["owner"]))["data"]
+    assert (await gql(client, VOID, {"ids": [_gid(invoice)]}, token=world.tokens["owner"]))["data"] == VOIDED
     sync = await XeroSync.get(document_id=invoice.id)
     assert sync.state == SyncState.SYNCED
     assert not await ctx["redis"].exists(f"arq:job:push_to_xero:{sync.id}")

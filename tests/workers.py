@@ -42,3 +42,18 @@ async def running(redis, ctx: dict[str, Any], **options: Any) -> AsyncIterator[A
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise
+
+
+async def idle(redis, timeout: float = 60) -> None:
+    """Until the product's queue holds no job and none is running: whatever the test's last
+    action enqueued has run (a notice that should not exist has been sent by then)."""
+    from arq.constants import in_progress_key_prefix
+
+    from infra import broker
+
+    for _ in range(int(timeout / 0.05)):
+        # Counted, not listed: a job taken between arq's listing and its reading fails a listing.
+        if not await redis.zcard(broker.QUEUE_NAME) and not await redis.keys(f"{in_progress_key_prefix}*"):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the queue did not empty")
