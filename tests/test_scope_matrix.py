@@ -15,7 +15,9 @@ Outcomes:
 - HIDDEN: not refused by scope, but the answer holds none of the victim's data (null, empty,
   NOT_FOUND, or the principal's own rows only).
 After every write that is not OK, the victim organization's rows (a row count and a hash per
-table, reached through the foreign keys) are what they were before.
+table, reached through the foreign keys) are what they were before; after a refused one, so
+are Redis's keys and job queue. Uploads go as GraphQL multipart requests, subscriptions over
+the WebSocket (graphql-transport-ws), where a socket without a token closes with 4403.
 
 One world serves the whole module (the tables are emptied once, at its start); for each field
 the principals ask in the order of PRINCIPALS, so the writes that succeed come last."""
