@@ -641,8 +641,11 @@ async def test_each_principal_gets_what_the_table_says(field, matrix, matrix_cli
             difference = changed(before, await snapshot(matrix))
             if difference:
                 why = (why + "; " if why else "") + f"the victim's rows changed: {difference}"
-        if jobs is not None and jobs != await queued(matrix.redis):
-            why = (why + "; " if why else "") + f"Redis changed: {jobs} -> {await queued(matrix.redis)}"
+        if jobs is not None:
+            now = await queued(matrix.redis)
+            if now != jobs:
+                added = sorted(set(now["keys"]) - set(jobs["keys"]))
+                why = (why + "; " if why else "") + f"Redis changed (keys added: {added})"
         if why:
             failures.append(f"{field} as {principal}: {why}")
     assert not failures, "\n".join(failures)
