@@ -16,8 +16,9 @@ Outcomes:
   NOT_FOUND, or the principal's own rows only).
 After every write that is not OK, the victim organization's rows (a row count and a hash per
 table, reached through the foreign keys) are what they were before; after a refused one, so
-are Redis's keys and job queue. Uploads go as GraphQL multipart requests, subscriptions over
-the WebSocket (graphql-transport-ws), where a socket without a token closes with 4403.
+are the jobs in Redis (arq's keys and queue). Uploads go as GraphQL multipart requests,
+subscriptions over the WebSocket (graphql-transport-ws), where a socket without a token
+closes with 4403.
 
 One world serves the whole module (the tables are emptied once, at its start); for each field
 the principals ask in the order of PRINCIPALS, so the writes that succeed come last."""
@@ -495,8 +496,9 @@ async def snapshot(matrix: Matrix) -> dict[str, tuple[int, str]]:
 
 
 async def queued(redis) -> dict[str, Any]:
-    """What Redis holds for jobs: its keys, and the queue's members in order."""
-    return {"keys": sorted(await redis.keys("*")), "queue": await redis.zrange(broker.QUEUE_NAME, 0, -1)}
+    """What Redis holds for jobs: arq's keys, and the queue's members in order (other keys,
+    such as the sign-in throttle's, expire on their own)."""
+    return {"keys": sorted(await redis.keys("arq:*")), "queue": await redis.zrange(broker.QUEUE_NAME, 0, -1)}
 
 
 def changed(before: dict, after: dict) -> list[str]:
@@ -645,7 +647,7 @@ async def test_each_principal_gets_what_the_table_says(field, matrix, matrix_cli
             now = await queued(matrix.redis)
             if now != jobs:
                 added = sorted(set(now["keys"]) - set(jobs["keys"]))
-                why = (why + "; " if why else "") + f"Redis changed (keys added: {added})"
+                why = (why + "; " if why else "") + f"jobs changed (keys added: {added})"
         if why:
             failures.append(f"{field} as {principal}: {why}")
     assert not failures, "\n".join(failures)
