@@ -40,7 +40,7 @@ from infra import broker, events
 from models import BillingRule, ExchangeRate, Invoice, Payment
 from models.auth import TokenKind, issue_token
 from models.base import Scope
-from models.costs.records import CostImport, CostImportState
+from models.costs.records import CostImport, CostImportState, CostRecord
 from models.invoices.tables import InvoiceExtraLine
 from models.xero.tables import XeroConnection
 from schema.root import sdl
@@ -350,7 +350,7 @@ class Matrix:
         await w.account.save(update_fields=["usage_visible_to_customer"])
         # Connected (no worker runs the revocation `disconnectXero` queues, so Xero is never called).
         now = datetime.now(UTC)
-        await XeroConnection.create(organization=w.org, tenant_id="northwind-tenant", tokens="sealed",
+        await XeroConnection.create(organization=w.org, tenant_id="northwind-tenant", tenant_name="Northwind Xero", tokens="sealed",
                                     access_expires_at=now + timedelta(minutes=30), connected_at=now)
         month = date(2024, 9, 1)
         period = await factories.billing_period(w.org, month)
@@ -376,6 +376,13 @@ class Matrix:
         rate = await ExchangeRate.create(organization=w.org, month=month, currency="EUR", rate=Decimal("0.9"))
         spare_profile = await factories.billing_profile(w.org, nickname="Northwind spare profile")
         cost_import = await CostImport.create(organization=w.org, state=CostImportState.DONE, filename="sep.csv")
+        cost = await CostRecord.create(
+            organization=w.org, managed_account=w.account, cost_import=cost_import, fingerprint="matrix-1",
+            billing_month=month, billing_period_start=datetime(2024, 9, 1, tzinfo=UTC),
+            billing_period_end=datetime(2024, 10, 1, tzinfo=UTC), provider_name="AWS", sub_account_id="contoso-prod",
+            billed_cost=Decimal("42"), billing_currency="USD", service_name="Amazon EC2", service_category="Compute",
+            charge_category="Usage",
+        )
         spare_user = await factories.user(w.org, Scope.VIEWER)
         _, spare_token = await issue_token(w.users["owner"], TokenKind.API, timedelta(hours=1))
         self.ids = {
@@ -399,7 +406,8 @@ class Matrix:
         self.ids["other_invoice"] = gid("Invoice", other)
         self.rows = {"invoice": invoice.id, "other_invoice": other.id, "foreign_invoice": self.foreign_invoice.id}
         self.tokens: dict[str, str | None] = {"anonymous": None, **w.tokens}
-        contoso = ["Contoso", "INV-2024-0001", "INV-2024-0003", "INV-2024-0004", self.ids["account"],
+        contoso = ["Contoso", "INV-2024-0001", "INV-2024-0003", "INV-2024-0004", "contoso-prod", self.ids["account"],
+                   gid("CostRecord", cost),
                    *(self.ids[k] for k in ("invoice", "spare_invoice", "draft", "ready_invoice", "payment", "credit_note"))]
         northwind = contoso + ["Northwind", "Tailspin", "INV-2024-0002", gid("ManagedAccount", w.other_account),
                                gid("Organization", w.org), gid("BillingPeriod", period), gid("ExchangeRate", rate),
@@ -538,12 +546,50 @@ def judge(expected: str, principal: str, name: str, answer: dict, document: str,
         if "NOT_FOUND" in _codes(data):
             return f"expected OK, the victim's rows were not found: {_short(data)}"
         return None
-    shown = json.dumps(answer)
-    asked = document + json.dumps(variables)
-    leaked = [m for m in markers if m in shown and m not in asked]
+    leaked = shows(answer, document + json.dumps(variables), markers)
     if leaked:
         return f"expected HIDDEN, the answer shows {leaked}: {_short(answer)}"
     return None
+
+
+NODE_TYPES = {t.name for t in SCHEMA.get_possible_types(SCHEMA.get_type("Node"))}
+
+
+def shows(answer: dict, asked: str, markers: list[str]) -> list[str]:
+    """The victim's data in an answer: a marker the request did not hold, or one of the
+    victim's rows as an object (its id may have been asked; an echo of the id is no object)."""
+    text = json.dumps(answer)
+    found = [m for m in markers if m in text and m not in asked]
+
+    def objects(value: Any) -> None:
+        if isinstance(value, dict):
+            if value.get("__typename") in NODE_TYPES and value.get("id") in markers:
+                found.append(f"{value['__typename']} {value['id']}")
+            for child in value.values():
+                objects(child)
+        elif isinstance(value, list):
+            for child in value:
+                objects(child)
+
+    objects(answer.get("data"))
+    return found
+
+
+def unshown(field: str, answers: dict[str, dict], asked: str, markers: dict[str, list[str]]) -> list[str]:
+    """The principals a field hides the victim from, when the principals it allows see
+    nothing of the victim either (then hiding proves nothing)."""
+    allowed = [answers[p] for p in PRINCIPALS if EXPECTED[field][p] == OK]
+    return [
+        f"{field}: {principal} is to see none of the victim's data, but no allowed principal saw any"
+        for principal in PRINCIPALS
+        if EXPECTED[field][principal] == HIDDEN and allowed and field not in NOTHING_SHOWN
+        and not any(shows(answer, asked, markers.get(principal, [])) for answer in allowed)
+    ]
+
+
+# Fields whose answer names none of the victim's rows for anyone, so that there is nothing to
+# hide: the signed-in user itself, and writes about the caller's own organization.
+NOTHING_SHOWN = {"Query.viewer", "Mutation.login", "Mutation.acceptInvitation"}
 
 
 def _short(value: Any) -> str:
@@ -626,7 +672,7 @@ async def test_each_principal_gets_what_the_table_says(field, matrix, matrix_cli
     assert field in EXPECTED, f"{field} is not in the expectation table: decide who may use it"
     document, variables, upload = _document(field, matrix.ids)
     name = field.split(".")[1]
-    failures = []
+    failures, answers = [], {}
     for principal in PRINCIPALS:
         expected = EXPECTED[field][principal]
         token = matrix.tokens[principal]
@@ -638,6 +684,7 @@ async def test_each_principal_gets_what_the_table_says(field, matrix, matrix_cli
             answer = await _upload(matrix_client, token, document, variables, upload, UPLOADS[field])
         else:
             answer = await _ask(matrix_client, token, document, variables)
+        answers[principal] = answer
         why = judge(expected, principal, name, answer, document, variables, matrix.markers.get(principal, []))
         if before is not None:
             difference = changed(before, await snapshot(matrix))
@@ -650,6 +697,8 @@ async def test_each_principal_gets_what_the_table_says(field, matrix, matrix_cli
                 why = (why + "; " if why else "") + f"jobs changed (keys added: {added})"
         if why:
             failures.append(f"{field} as {principal}: {why}")
+    if field.startswith("Query."):
+        failures += unshown(field, answers, document + json.dumps(variables), matrix.markers)
     assert not failures, "\n".join(failures)
 
 
@@ -735,4 +784,5 @@ async def test_each_principal_subscribes_as_the_table_says(field, matrix, matrix
                     matrix.markers.get(principal, []))
         if why:
             failures.append(f"{field} as {principal}: {why}")
+    failures += unshown(field, answers, document + json.dumps(variables), matrix.markers)
     assert not failures, "\n".join(failures)
