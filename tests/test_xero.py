@@ -808,3 +808,37 @@ async def test_credit_notes_printed_before_their_invoice_reached_xero_follow_it(
     # Pushing the invoice again queues nothing more.
     await push(client, world, ctx, invoice)
     assert await XeroSync.filter(document_kind=DocumentKind.CREDIT_NOTE).count() == 1
+
+
+def test_production_with_xero_on_requires_its_own_token_key(tmp_path):
+    from cryptography.fernet import Fernet
+    from pydantic import ValidationError
+
+    from infra.settings import Settings
+
+    base = {"environment": "production", "data_dir": tmp_path, "xero_client_id": CLIENT_ID}
+    with pytest.raises(ValidationError) as refused:
+        Settings(**base)
+    assert "XERO_TOKEN_KEY must be set in production when Xero is on" in str(refused.value)
+    assert Settings(**base, xero_token_key=Fernet.generate_key().decode()).xero_client_id == CLIENT_ID
+    assert Settings(environment="production", data_dir=tmp_path).xero_client_id == ""  # Xero off: nothing to seal
+    with pytest.raises(ValidationError, match="outside DATA_DIR"):
+        Settings(environment="development", data_dir=tmp_path, secret_key=None, xero_token_key_file=tmp_path / "key")
+
+
+def test_a_copy_of_the_data_folder_does_not_carry_the_token_key(tmp_path):
+    """In development, with neither XERO_TOKEN_KEY nor SECRET_KEY, the key is generated outside
+    DATA_DIR (beside the embedded database): the data folder alone reads no token."""
+    from infra.settings import Settings
+
+    data = tmp_path / "var"
+    here = Settings(environment="development", data_dir=data, secret_key=None, xero_token_key_file=tmp_path / "conf" / "key")
+    sealed = seal(here, {"refresh_token": "r"})
+    assert unseal(here, sealed) == {"refresh_token": "r"}
+    # Another machine given the data folder (its `secret_key` file included), not the key file.
+    copy = Settings(environment="development", data_dir=data, secret_key=None, xero_token_key_file=tmp_path / "other" / "key")
+    assert copy.signing_key == here.signing_key
+    assert unseal(copy, sealed) is None
+    assert (tmp_path / "conf" / "key").stat().st_mode & 0o777 == 0o600
+    key = (tmp_path / "conf" / "key").read_bytes()
+    assert not any(key in path.read_bytes() for path in data.rglob("*") if path.is_file())
