@@ -169,14 +169,17 @@ async def revoke(settings: Settings, refresh_token: str) -> None:
     await _run(call)
 
 
-async def connections(settings: Settings, access_token: str) -> list[dict[str, Any]]:
-    """The tenants the token may reach, as the connections endpoint lists them."""
+async def connections(settings: Settings, access_token: str, auth_event_id: str | None = None) -> list[dict[str, Any]]:
+    """The tenants the token may reach, as the connections endpoint lists them; with
+    `auth_event_id`, those one authorization connected."""
     def call() -> list[dict[str, Any]]:
         api = IdentityApi(_client(settings, access_token), base_url=settings.xero_identity_api_url)
+        event = {"auth_event_id": auth_event_id} if auth_event_id else {}
         return [
             {"id": c.id, "tenantId": c.tenant_id, "tenantType": c.tenant_type, "tenantName": c.tenant_name,
+             "authEventId": str(c.auth_event_id) if c.auth_event_id else None,
              "createdDateUtc": c.created_date_utc.isoformat() if isinstance(c.created_date_utc, datetime) else c.created_date_utc}
-            for c in api.get_connections(_request_timeout=TIMEOUT)
+            for c in api.get_connections(_request_timeout=TIMEOUT, **event)
         ]
 
     return await _run(call)

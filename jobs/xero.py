@@ -24,7 +24,7 @@ from models.xero import connections, sync
 from models.xero.documents import FrozenDocument, account_map, load_view, to_xero, xero_url
 from models.xero.payments import import_payment
 from models.xero.tables import ConnectionStatus, DocumentKind, XeroConnection
-from models.xero.tokens import TokenSet, unseal_tokens
+from models.xero.tokens import TokenSet, auth_event_id, unseal_tokens
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,14 +69,16 @@ async def with_token(
 
 async def complete_connection(settings: Settings, code: str, state: str, user_id: Any = None) -> XeroConnection:
     """The end of the authorization: the code exchanged (with the PKCE verifier) for tokens,
-    the organisation chosen through the connections endpoint, and the connection kept. With
+    the organisation this authorization connected chosen through the connections endpoint
+    (by its `authEventId`), and the connection kept. With
     `user_id`, only the owner who started it may finish it."""
     pending = await connections.take_authorization(settings, state, user_id)
     if not code:
         raise ValidationFailed("Xero sent no authorization code.", field="code")
     try:
         tokens = await xero.exchange_code(settings, code, pending.code_verifier)
-        tenant = connections.choose_tenant(await xero.connections(settings, tokens.access_token))
+        event_id = auth_event_id(tokens.access_token)
+        tenant = connections.choose_tenant(await xero.connections(settings, tokens.access_token, event_id), event_id)
         short_code = await xero.short_code(settings, tokens.access_token, tenant["tenantId"])
     except xero.XeroError as exc:
         raise ValidationFailed(f"Xero did not complete the connection: {exc.message}", field="code") from exc

@@ -145,7 +145,7 @@ async def test_an_authorization_serves_once_and_only_with_its_own_verifier(clien
     again = await client.get("/xero/callback", params=fake_xero.authorize(started["authorizeUrl"]))
     assert again.status_code == 400 and "unknown or has expired" in again.text
     # A made-up state, or none, names nothing.
-    assert (await client.get("/xero/callback", params={"code": "c", "state": "forged"})).status_code == 400
+    assert (await client.get("/xero/callback", params={"code": "c", "state": "forged"})).status_code == 403
     # The owner said no in Xero.
     other = (await gql(client, CONNECT, token=world.tokens["owner"]))["data"]["connectXero"]
     state = parse_qs(urlsplit(other["authorizeUrl"]).query)["state"][0]
@@ -842,3 +842,72 @@ def test_a_copy_of_the_data_folder_does_not_carry_the_token_key(tmp_path):
     assert (tmp_path / "conf" / "key").stat().st_mode & 0o777 == 0o600
     key = (tmp_path / "conf" / "key").read_bytes()
     assert not any(key in path.read_bytes() for path in data.rglob("*") if path.is_file())
+
+
+async def test_a_browser_without_the_starting_cookie_cannot_complete_the_connection(world, fake_xero, xero_settings, redis):
+    """OAuth's login CSRF: whoever is sent (or finds) an owner's authorize link and says yes in
+    Xero completes nothing, with or without XERO_RETURN_URL; the owner's own browser still can."""
+    from http.cookies import SimpleCookie
+
+    from invoicing.app import create_app
+
+    for returning in ("", "https://console.example.com/settings/xero"):
+        await XeroConnection.all().delete()
+        application = create_app(xero_settings.model_copy(update={"xero_return_url": returning}))
+        application.state.redis = redis
+        transport = httpx.ASGITransport(app=application)
+        async with (httpx.AsyncClient(transport=transport, base_url="http://testserver") as owner,
+                    httpx.AsyncClient(transport=transport, base_url="http://testserver") as stranger):
+            answer = await owner.post("/graphql", json={"query": CONNECT}, headers={"authorization": f"Bearer {world.tokens['owner']}"})
+            started = answer.json()["data"]["connectXero"]
+            victim_said_yes = fake_xero.authorize(started["authorizeUrl"])
+
+            # No cookie, or the cookie of an authorization of its own (another organization's owner).
+            refused = await stranger.get("/xero/callback", params=victim_said_yes)
+            assert refused.status_code == 403 and "did not start this connection" in refused.text
+            cookie = SimpleCookie(answer.headers["set-cookie"])["xero_authorization"]
+            assert (cookie["httponly"], cookie["samesite"], cookie["path"], cookie["max-age"], cookie["secure"]) == (
+                True, "lax", "/xero/callback", "600", "")
+            await gql(stranger, CONNECT, token=world.tokens["foreign_owner"])
+            assert (await stranger.get("/xero/callback", params=victim_said_yes)).status_code == 403
+            assert not await XeroConnection.exists()
+
+            # Nothing was spent: the owner's browser comes back and finishes.
+            back = await owner.get("/xero/callback", params=victim_said_yes)
+            if returning:
+                assert back.status_code == 303 and back.headers["location"].startswith(returning)
+                done = await gql(owner, COMPLETE, {"code": victim_said_yes["code"], "state": victim_said_yes["state"]},
+                                 token=world.tokens["owner"])
+                assert done["data"]["completeXeroConnection"]["__typename"] == "XeroConnected"
+            else:
+                assert back.status_code == 200, back.text
+            assert (await XeroConnection.get(organization_id=world.org.id)).tenant_id == TENANT_ID
+        await application.state.events.close()
+
+
+async def test_the_authorization_cookie_is_secure_over_https(world, fake_xero, xero_settings, redis):
+    from http.cookies import SimpleCookie
+
+    from invoicing.app import create_app
+
+    application = create_app(xero_settings.model_copy(update={"public_url": "https://billing.example.com"}))
+    application.state.redis = redis
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://testserver") as http:
+        answer = await http.post("/graphql", json={"query": CONNECT}, headers={"authorization": f"Bearer {world.tokens['owner']}"})
+        assert answer.json()["data"]["connectXero"]["__typename"] == "XeroAuthorizationStarted"
+        assert SimpleCookie(answer.headers["set-cookie"])["xero_authorization"]["secure"] is True
+    await application.state.events.close()
+
+
+async def test_the_organisation_chosen_is_the_one_this_authorization_connected(client, world, fake_xero):
+    """Not the newest connection the Xero user has: one made meanwhile (another tab, another
+    app session) is another authorization's."""
+    fake_xero.connected.append({
+        "id": "0d1e2f30-0000-4000-8000-000000000002", "authEventId": str(uuid.uuid4()),
+        "tenantId": "99999999-0000-4000-8000-00000000beef", "tenantType": "ORGANISATION", "tenantName": "Someone else's books",
+        "createdDateUtc": "2026-12-05T10:00:00.0000000", "updatedDateUtc": "2026-12-05T10:00:00.0000000",
+    })
+    connection = await connect(client, world, fake_xero)
+    assert (connection.tenant_id, connection.tenant_name) == (TENANT_ID, "Northwind Cloud (Xero)")
+    asked = fake_xero.calls("GET", "/Connections")[-1].query
+    assert asked["authEventId"] == [fake_xero.connected[-1]["authEventId"]]

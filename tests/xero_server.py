@@ -67,6 +67,9 @@ class FakeXero:
     idempotency: dict[str, dict] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # The app's connections to tenants, as /connections lists them (tests add other tenants').
+    connected: list[dict] = field(default_factory=list)
+    events: dict[str, str] = field(default_factory=dict)
     # Arranged failures: the next PUT /Invoices answers each of these (status, body) in turn.
     invoice_put_failures: list[tuple[int, dict]] = field(default_factory=list)
 
@@ -139,10 +142,17 @@ class FakeXero:
         basic = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
         return seen.headers.get("authorization") == basic and seen.body.get("client_id") == CLIENT_ID
 
-    def _issue(self) -> dict:
-        access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    def _issue(self, event_id: str) -> dict:
+        """Tokens of one authorization: the access token is a JWT whose `authentication_event_id`
+        names it (as Xero's do; the signature is not checked by its users), the refresh token
+        keeps it."""
+        claims = {"authentication_event_id": event_id, "jti": secrets.token_hex(8), "exp": int(time.time()) + self.access_token_seconds}
+        part = lambda value: base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()  # noqa: E731
+        access = f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.{secrets.token_urlsafe(24)}"
+        refresh = secrets.token_urlsafe(24)
         self.access_tokens[access] = time.time() + self.access_token_seconds
         self.refresh_tokens.add(refresh)
+        self.events[refresh] = event_id
         return {"access_token": access, "refresh_token": refresh, "expires_in": self.access_token_seconds,
                 "token_type": "Bearer", "scope": "offline_access accounting.transactions"}
 
@@ -159,14 +169,21 @@ class FakeXero:
             challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
             if issued is None or issued["challenge"] != challenge or form.get("redirect_uri") != issued["redirect_uri"]:
                 return JSONResponse({"error": "invalid_grant"}, status_code=400)
-            return JSONResponse(self._issue())
+            # Each authorization connects our tenant anew, under an authEventId of its own.
+            event_id = str(uuid.uuid4())
+            self.connected.append({
+                "id": "0d1e2f30-0000-4000-8000-000000000001", "authEventId": event_id, "tenantId": TENANT_ID,
+                "tenantType": "ORGANISATION", "tenantName": "Northwind Cloud (Xero)",
+                "createdDateUtc": "2026-12-01T10:00:00.0000000", "updatedDateUtc": "2026-12-01T10:00:00.0000000",
+            })
+            return JSONResponse(self._issue(event_id))
         if form.get("grant_type") == "refresh_token":
             refresh = form.get("refresh_token", "")
             if refresh not in self.refresh_tokens:
                 return JSONResponse({"error": "invalid_grant"}, status_code=400)
             # Xero rotates refresh tokens: the one used is spent.
             self.refresh_tokens.discard(refresh)
-            return JSONResponse(self._issue())
+            return JSONResponse(self._issue(self.events.get(refresh, "")))
         return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
 
     async def revocation(self, request: Request) -> Response:
@@ -192,11 +209,10 @@ class FakeXero:
         seen = await self._record(request)
         if refused := self._authorized(seen, tenant=False):
             return refused
-        return JSONResponse([
-            {"id": "0d1e2f30-0000-4000-8000-000000000001", "authEventId": str(uuid.uuid4()), "tenantId": TENANT_ID,
-             "tenantType": "ORGANISATION", "tenantName": "Northwind Cloud (Xero)",
-             "createdDateUtc": "2026-12-01T10:00:00.0000000", "updatedDateUtc": "2026-12-01T10:00:00.0000000"},
-        ])
+        # One entry per tenant, its latest authorization's; `authEventId` narrows to one authorization's.
+        latest = {c["tenantId"]: c for c in self.connected}
+        event_id = seen.query.get("authEventId", [None])[0]
+        return JSONResponse([c for c in latest.values() if event_id is None or c["authEventId"] == event_id])
 
     async def organisation(self, request: Request) -> Response:
         seen = await self._record(request)

@@ -93,6 +93,30 @@ def state_hash(state: str) -> str:
     return hashlib.sha256(state.encode()).hexdigest()
 
 
+def browser_binding(settings: Settings, state: str) -> str:
+    """What the cookie of the browser that started the authorization `state` names holds: an
+    HMAC of the state under the server's key, which whoever merely holds the state (a leaked
+    or forwarded authorize link) cannot make."""
+    digest = hmac.new(settings.signing_key, b"xero browser binding\x00" + state.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def browser_bound(settings: Settings, state: str, cookie: str | None) -> bool:
+    return bool(state and cookie) and hmac.compare_digest(browser_binding(settings, state), cookie or "")
+
+
+def auth_event_id(access_token: str) -> str | None:
+    """The `authentication_event_id` claim of Xero's access token (a JWT, received straight
+    from Xero's token endpoint): the authorization the connections it made share."""
+    try:
+        payload = access_token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return None
+    value = claims.get("authentication_event_id") if isinstance(claims, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
 def new_code_verifier() -> str:
     """RFC 7636: 43 to 128 characters of [A-Z a-z 0-9 - . _ ~]; 64 random bytes give 86."""
     return secrets.token_urlsafe(64)
