@@ -87,10 +87,12 @@ async def connect(client, world, fake: FakeXero) -> XeroConnection:
 
 
 async def approved(world, number: str = "INV-2026-0001", **kw) -> Invoice:
+    """As an approval freezes it: its credit notes print the same customer (one contact in Xero)."""
     period = kw.pop("period", None) or await factories.billing_period(world.org)
     return await factories.generated_invoice(
         world.account, period, number=number, status="APPROVED",
-        snapshot={"customer": {"name": "Contoso", "official_company_name": "Contoso Ltd", "po_number": "PO-77"}}, **kw,
+        snapshot={"msp": {"company_name": "Northwind"},
+                  "customer": {"name": "Contoso", "official_company_name": "Contoso Ltd", "po_number": "PO-77"}}, **kw,
     )
 
 
@@ -911,3 +913,50 @@ async def test_the_organisation_chosen_is_the_one_this_authorization_connected(c
     assert (connection.tenant_id, connection.tenant_name) == (TENANT_ID, "Northwind Cloud (Xero)")
     asked = fake_xero.calls("GET", "/Connections")[-1].query
     assert asked["authEventId"] == [fake_xero.connected[-1]["authEventId"]]
+
+
+async def test_a_credit_note_is_allocated_to_its_invoice_in_xero_once(client, world, fake_xero, ctx):
+    """Xero then owes what we say the invoice owes: the credit note printed before its invoice
+    reached Xero is allocated when the invoice arrives, the one issued after at once, and
+    pushing again (a retry, an answer lost) allocates nothing more."""
+    from jobs.xero import push_credit_note, push_to_xero
+    from models import CreditNote
+    from models.credit_notes.delivery import record_pdf
+    from tests.test_credit_notes import credit
+
+    await connect(client, world, fake_xero)
+    invoice = await approved(world)
+    assert (await credit(client, world, invoice, mode="AMOUNT", amount="5.00"))["__typename"] == "CreditNoteCreated"
+    (before,) = await CreditNote.all()
+    assert await record_pdf(before.id, "credit-notes/before.pdf", "0" * 64, 1000)
+    await push(client, world, ctx, invoice)
+    pushed = await push_to_xero(ctx, str((await XeroSync.get(document_id=before.id)).id))
+    assert pushed == "created", (await XeroSync.get(document_id=before.id)).message
+    assert (await credit(client, world, invoice, mode="AMOUNT", amount="2.50"))["__typename"] == "CreditNoteCreated"
+    after = await CreditNote.exclude(id=before.id).get()
+    assert await push_credit_note(ctx["redis"], after.id) is True
+    assert await push_to_xero(ctx, str((await XeroSync.get(document_id=after.id)).id)) == "created"
+
+    invoice_xero_id = (await XeroSync.get(document_id=invoice.id)).xero_id
+    held = fake_xero.invoices[invoice_xero_id]
+    product = (await gql(client, "query($n: String!) { invoice(number: $n) { amountDue } }", {"n": invoice.number},
+                         token=world.tokens["viewer"]))["data"]["invoice"]
+    assert Decimal(product["amountDue"]) == invoice.total - Decimal("7.50")
+    assert Decimal(str(held["AmountDue"])) == Decimal(product["amountDue"])
+    assert sorted(Decimal(str(a["Amount"])) for a in held["Allocations"]) == [Decimal("2.50"), Decimal("5.00")]
+    assert all(n["RemainingCredit"] == 0 and n["Status"] == "PAID" for n in fake_xero.credit_notes.values())
+    allocated = await InvoiceEvent.filter(invoice_id=invoice.id, kind="XERO_CREDIT_NOTE_ALLOCATED").order_by("id")
+    assert [(e.detail["number"], e.detail["amount"]) for e in allocated] == [(before.number, "5.00"), (after.number, "2.50")]
+
+    # Pushed again, and once more as if the first allocation's answer had been lost.
+    for note in (before, after):
+        sync, queued = await request_push(await documents.credit_note_view(note.id), Actor(user_id=world.users["owner"].id))
+        assert queued
+        if note is after:
+            await XeroSync.filter(id=sync.id).update(allocated_at=None)
+        assert await push_to_xero(ctx, str(sync.id)) == "found"
+    assert len(fake_xero.calls("PUT", f"/api.xro/2.0/CreditNotes/{(await XeroSync.get(document_id=before.id)).xero_id}/Allocations")) == 1
+    assert len(held["Allocations"]) == 2 and Decimal(str(held["AmountDue"])) == Decimal(product["amountDue"])
+    # Pushing the invoice again queues no allocated credit note.
+    await push(client, world, ctx, invoice)
+    assert await XeroSync.filter(document_kind=DocumentKind.CREDIT_NOTE, state=SyncState.QUEUED).count() == 0

@@ -1,8 +1,8 @@
 """A local server that speaks the parts of Xero's documented API the product uses, and checks
 the shape of every request it gets: the identity token endpoint (authorization code with PKCE,
 refresh with rotating refresh tokens, revocation), the connections endpoint, and the
-Accounting API's Organisation, Invoices (GET, PUT, POST), CreditNotes (GET, PUT) and Payments
-(GET), each with `Authorization: Bearer` and `xero-tenant-id`. The tests run the real SDK
+Accounting API's Organisation, Invoices (GET, PUT, POST), CreditNotes (GET, PUT) with their
+Allocations (PUT), and Payments (GET), each with `Authorization: Bearer` and `xero-tenant-id`. The tests run the real SDK
 against it: there is no internet here."""
 
 from __future__ import annotations
@@ -116,8 +116,10 @@ class FakeXero:
             Route("/Connections", self.connections, methods=["GET"]),
             Route("/api.xro/2.0/Organisation", self.organisation, methods=["GET"]),
             Route("/api.xro/2.0/Invoices", self.invoices_endpoint, methods=["GET", "PUT"]),
-            Route("/api.xro/2.0/Invoices/{invoice_id}", self.invoice_update, methods=["POST"]),
+            Route("/api.xro/2.0/Invoices/{invoice_id}", self.invoice_update, methods=["GET", "POST"]),
             Route("/api.xro/2.0/CreditNotes", self.credit_notes_endpoint, methods=["GET", "PUT"]),
+            Route("/api.xro/2.0/CreditNotes/{credit_note_id}", self.credit_note_get, methods=["GET"]),
+            Route("/api.xro/2.0/CreditNotes/{credit_note_id}/Allocations", self.allocations, methods=["PUT"]),
             Route("/api.xro/2.0/Payments", self.payments_endpoint, methods=["GET"]),
         ])
 
@@ -263,7 +265,10 @@ class FakeXero:
             (Decimal(str(line["Quantity"])) * Decimal(str(line["UnitAmount"]))).quantize(Decimal("0.01"))
             for line in document["LineItems"]
         )
-        document.update({id_key: str(uuid.uuid4()), "Total": float(total), "SubTotal": float(total), "TotalTax": 0.0})
+        document.update({id_key: str(uuid.uuid4()), "Total": float(total), "SubTotal": float(total), "TotalTax": 0.0,
+                         "Allocations": []})
+        # What is left: an invoice's amount due, a credit note's credit (allocations lower both).
+        document["AmountDue" if key == "Invoices" else "RemainingCredit"] = float(total)
         store[document[id_key]] = document
         answer = {"Id": str(uuid.uuid4()), "Status": "OK", key: [document]}
         self.idempotency[idempotency_key] = answer
@@ -298,9 +303,66 @@ class FakeXero:
         invoice = self.invoices.get(request.path_params["invoice_id"])
         if invoice is None:
             return JSONResponse({"Title": "Not Found"}, status_code=404)
+        if request.method == "GET":
+            return JSONResponse({"Invoices": [invoice]})
         change = ((seen.body or {}).get("Invoices") or [{}])[0]
         invoice.update({k: v for k, v in change.items() if k == "Status"})
         return JSONResponse({"Invoices": [invoice]})
+
+    async def credit_note_get(self, request: Request) -> Response:
+        seen = await self._record(request)
+        if refused := self._authorized(seen):
+            return refused
+        note = self.credit_notes.get(request.path_params["credit_note_id"])
+        if note is None:
+            return JSONResponse({"Title": "Not Found"}, status_code=404)
+        return JSONResponse({"CreditNotes": [note]})
+
+    async def allocations(self, request: Request) -> Response:
+        """Xero's credit note allocation: part of the credit note's remaining credit pays the
+        invoice, whose amount due goes down by as much (PAID at nothing due), as does the
+        credit note's remaining credit. Never more than either, only between authorised
+        documents of one contact."""
+        seen = await self._record(request)
+        if refused := self._authorized(seen):
+            return refused
+        idempotency_key = seen.headers.get("idempotency-key", "")
+        self._check(0 < len(idempotency_key) <= 128, "Allocations: no Idempotency-Key")
+        if idempotency_key in self.idempotency:
+            return JSONResponse(self.idempotency[idempotency_key])
+        note = self.credit_notes.get(request.path_params["credit_note_id"])
+        if note is None:
+            return JSONResponse({"Title": "Not Found"}, status_code=404)
+        allocations = (seen.body or {}).get("Allocations") or []
+        self._check(len(allocations) == 1, "Allocations: one allocation per request")
+        allocation = allocations[0]
+        invoice = self.invoices.get((allocation.get("Invoice") or {}).get("InvoiceID", ""))
+        self._check(re.fullmatch(r"/Date\(\d+\)/", allocation.get("Date", "")) is not None, "Allocation Date is not /Date(ms)/")
+        amount = Decimal(str(allocation.get("Amount", 0)))
+        errors = []
+        if invoice is None:
+            errors.append("Invoice could not be found")
+        elif invoice["Status"] != "AUTHORISED" or note["Status"] != "AUTHORISED":
+            errors.append("Only authorised documents can be allocated")
+        elif invoice["Contact"]["Name"] != note["Contact"]["Name"]:
+            errors.append("The credit note and the invoice must belong to the same contact")
+        elif not 0 < amount <= min(Decimal(str(invoice["AmountDue"])), Decimal(str(note["RemainingCredit"]))):
+            errors.append("The amount allocated must not be more than the remaining credit or the amount due")
+        if errors:
+            return JSONResponse({"ErrorNumber": 10, "Type": "ValidationException", "Message": "A validation exception occurred",
+                                 "Elements": [{**allocation, "ValidationErrors": [{"Message": m} for m in errors]}]}, status_code=400)
+        record = {"AllocationID": str(uuid.uuid4()), "Amount": float(amount), "Date": allocation["Date"]}
+        invoice["AmountDue"] = float(Decimal(str(invoice["AmountDue"])) - amount)
+        invoice["AmountCredited"] = float(Decimal(str(invoice.get("AmountCredited", 0))) + amount)
+        note["RemainingCredit"] = float(Decimal(str(note["RemainingCredit"])) - amount)
+        invoice["Allocations"].append({**record, "CreditNote": {"CreditNoteID": note["CreditNoteID"]}})
+        note["Allocations"].append({**record, "Invoice": {"InvoiceID": invoice["InvoiceID"]}})
+        for document, left in ((invoice, "AmountDue"), (note, "RemainingCredit")):
+            if document[left] == 0:
+                document["Status"] = "PAID"
+        answer = {"Allocations": [{**record, "Invoice": {"InvoiceID": invoice["InvoiceID"]}}]}
+        self.idempotency[idempotency_key] = answer
+        return JSONResponse(answer)
 
     async def payments_endpoint(self, request: Request) -> Response:
         seen = await self._record(request)

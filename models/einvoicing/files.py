@@ -93,7 +93,7 @@ class _Rewritten(BytesIO):
 
     _started = False
 
-    def write(self, data, /) -> int:  # type: ignore[override]
+    def write(self, data, /) -> int:
         if not self._started:
             self._started = True
             self.seek(0)
