@@ -960,3 +960,50 @@ async def test_a_credit_note_is_allocated_to_its_invoice_in_xero_once(client, wo
     # Pushing the invoice again queues no allocated credit note.
     await push(client, world, ctx, invoice)
     assert await XeroSync.filter(document_kind=DocumentKind.CREDIT_NOTE, state=SyncState.QUEUED).count() == 0
+
+
+CONSISTENT = """query($n: String!) { invoice(number: $n) { total amountPaid amountDue paymentStatus payments { amount } } }"""
+RECORD = """mutation($input: RecordPaymentInput!) { recordPayment(input: $input) { __typename } }"""
+
+
+@pytest.mark.parametrize("path", ["xero poll", "xero webhook", "recordPayment"])
+async def test_one_answer_shows_a_payment_with_its_invoice_amounts_or_neither(client, world, fake_xero, ctx, monkeypatch, path):
+    """The payment commits with its invoice's amounts and status; an answer reading the invoice,
+    then (in another statement) its payments, while a payment commits in between, shows both as
+    they were before it, never the payment beside the old amounts."""
+    from jobs.xero import poll_xero_payments, read_xero_payments
+    from schema.invoices import types as invoice_types
+
+    await connect(client, world, fake_xero)
+    invoice = await approved(world)
+    await push(client, world, ctx, invoice)
+    fake_xero.add_payment((await XeroSync.get(document_id=invoice.id)).xero_id, "10.25", date.today() - timedelta(days=1))
+
+    reading, recorded = asyncio.Event(), asyncio.Event()
+    relation = invoice_types.RELATIONS["payments"]
+
+    async def after_the_invoice(info, invoices):
+        reading.set()
+        await recorded.wait()
+        return await relation.load(info, invoices)
+
+    monkeypatch.setitem(invoice_types.RELATIONS, "payments", relation._replace(load=after_the_invoice))
+    answer = asyncio.create_task(gql(client, CONSISTENT, {"n": invoice.number}, token=world.tokens["viewer"]))
+    await asyncio.wait_for(reading.wait(), 30)
+    # The answer has read the invoice; the payment commits before it reads the payments.
+    if path == "xero poll":
+        assert await poll_xero_payments(ctx) == 1
+    elif path == "xero webhook":
+        assert await read_xero_payments(ctx, str(world.org.id)) == 1
+    else:
+        done = await gql(client, RECORD, {"input": {"invoiceId": _gid(invoice), "amount": "10.25", "paidOn": str(date.today()),
+                                                    "method": "BANK_TRANSFER"}}, token=world.tokens["owner"])
+        assert done["data"]["recordPayment"]["__typename"] == "PaymentRecorded", done
+    recorded.set()
+    shown = (await answer)["data"]["invoice"]
+    assert (shown["amountPaid"], shown["amountDue"], shown["payments"]) == ("0.00", shown["total"], []), shown
+
+    monkeypatch.setitem(invoice_types.RELATIONS, "payments", relation)
+    now = (await gql(client, CONSISTENT, {"n": invoice.number}, token=world.tokens["viewer"]))["data"]["invoice"]
+    assert (now["amountPaid"], now["payments"]) == ("10.25", [{"amount": "10.25"}])
+    assert Decimal(now["amountDue"]) == Decimal(now["total"]) - Decimal("10.25")
