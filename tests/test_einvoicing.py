@@ -261,7 +261,8 @@ async def test_an_approved_sample_invoice_downloads_as_factur_x_and_ubl_that_val
     root = etree.fromstring(credit_xml)
     assert root.findtext(f".//{RAM}TypeCode") == "381"
     assert root.findtext(f".//{RAM}InvoiceReferencedDocument/{RAM}IssuerAssignedID") == invoice.number
-    assert Decimal(root.find(f".//{RAM}SpecifiedTradeSettlementHeaderMonetarySummation").findtext(f"{RAM}GrandTotalAmount")) == Decimal("10.00")
+    summation = root.find(f".//{RAM}SpecifiedTradeSettlementHeaderMonetarySummation")
+    assert Decimal(summation.findtext(f"{RAM}GrandTotalAmount")) == Decimal("10.00")
     credit_ubl = await _download(client, note["ublUrl"])
     assert ubl_xsd_errors(credit_ubl.content) == [] and _fatal(ubl_rule_failures(credit_ubl.content)) == []
     assert etree.fromstring(credit_ubl.content).tag.endswith("CreditNote")
