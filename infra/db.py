@@ -10,6 +10,7 @@ import asyncpg
 from tortoise import Tortoise
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.migrations.api import migrate as tortoise_migrate
+from tortoise.transactions import in_transaction
 
 from infra.settings import Settings
 
@@ -55,6 +56,17 @@ async def connected(settings: Settings) -> AsyncIterator[None]:
         yield
     finally:
         await close()
+
+
+@contextlib.asynccontextmanager
+async def snapshot() -> AsyncIterator[None]:
+    """Everything read inside sees the database as of the first statement (a REPEATABLE READ
+    transaction): a change committed meanwhile shows in none of the reads or in all of them,
+    never in some (under READ COMMITTED each statement takes a snapshot of its own). The reads
+    share the transaction's one connection."""
+    async with in_transaction() as connection:
+        await connection.execute_script("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
 
 
 async def migrate(settings: Settings, progress=None) -> None:

@@ -192,7 +192,12 @@ class Settings(BaseSettings):
         "https://api.xero.com/api.xro/2.0", description="Base of Xero's Accounting API."
     )
     xero_token_key: str | None = Field(
-        None, description="Fernet key encrypting Xero tokens at rest; default derived from SECRET_KEY (HKDF-SHA256).",
+        None, description="Fernet key encrypting Xero tokens at rest; required in production when Xero is on. "
+        "Unset elsewhere: derived from SECRET_KEY when it is set, else a key generated in XERO_TOKEN_KEY_FILE.",
+    )
+    xero_token_key_file: Path | None = Field(
+        None, description="Where development keeps its generated Xero token key, never in DATA_DIR (a copy of "
+        "the data must not carry the key to its tokens); default ~/.config/invoicing/xero-token-key.",
     )
     xero_return_url: str = Field(
         "", description="The console page that finishes a Xero connection (`completeXeroConnection`); unset = "
@@ -220,6 +225,19 @@ class Settings(BaseSettings):
             self.allowed_origins = list(dict.fromkeys([self.public_url, f"http://localhost:{self.port}"]))
         return self
 
+    @model_validator(mode="after")
+    def _xero_token_key_in_production(self) -> Settings:
+        if self.environment == "production" and self.xero_client_id and not self.xero_token_key:
+            raise ValueError(
+                "XERO_TOKEN_KEY must be set in production when Xero is on (XERO_CLIENT_ID): a Fernet key, e.g. from "
+                "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`, kept "
+                "apart from the database and its backups."
+            )
+        generated = not self.xero_token_key and not self.secret_key
+        if generated and self.xero_key_file.is_relative_to(self.data_dir.resolve()):
+            raise ValueError("XERO_TOKEN_KEY_FILE must lie outside DATA_DIR: a copy of the data would carry its key.")
+        return self
+
     @property
     def storage_path(self) -> Path:
         return self.storage_dir or self.data_dir / "storage"
@@ -238,6 +256,11 @@ class Settings(BaseSettings):
             key_file.write_text(secrets.token_urlsafe(48))
             key_file.chmod(0o600)
         return key_file.read_text().strip().encode()
+
+    @property
+    def xero_key_file(self) -> Path:
+        """Where a generated Xero token key is kept (outside DATA_DIR: checked at start)."""
+        return (self.xero_token_key_file or Path.home() / ".config" / "invoicing" / "xero-token-key").expanduser().resolve()
 
     @property
     def xero_callback_url(self) -> str:

@@ -15,12 +15,12 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import urllib3
-from xero_python.accounting import AccountingApi, CreditNote, CreditNotes, Invoice, Invoices
+from xero_python.accounting import AccountingApi, Allocation, Allocations, CreditNote, CreditNotes, Invoice, Invoices
 from xero_python.api_client import ApiClient
 from xero_python.api_client.configuration import Configuration
 from xero_python.api_client.oauth2 import OAuth2Token
@@ -65,6 +65,14 @@ class Found:
     status: str
     total: Decimal | None
     contact_name: str
+
+
+@dataclass(frozen=True)
+class Balance:
+    """What is left of a document in Xero: an invoice's amount due, a credit note's credit."""
+
+    status: str
+    remaining: Decimal
 
 
 def _client(settings: Settings, access_token: str | None = None) -> ApiClient:
@@ -169,14 +177,17 @@ async def revoke(settings: Settings, refresh_token: str) -> None:
     await _run(call)
 
 
-async def connections(settings: Settings, access_token: str) -> list[dict[str, Any]]:
-    """The tenants the token may reach, as the connections endpoint lists them."""
+async def connections(settings: Settings, access_token: str, auth_event_id: str | None = None) -> list[dict[str, Any]]:
+    """The tenants the token may reach, as the connections endpoint lists them; with
+    `auth_event_id`, those one authorization connected."""
     def call() -> list[dict[str, Any]]:
         api = IdentityApi(_client(settings, access_token), base_url=settings.xero_identity_api_url)
+        event = {"auth_event_id": auth_event_id} if auth_event_id else {}
         return [
             {"id": c.id, "tenantId": c.tenant_id, "tenantType": c.tenant_type, "tenantName": c.tenant_name,
+             "authEventId": str(c.auth_event_id) if c.auth_event_id else None,
              "createdDateUtc": c.created_date_utc.isoformat() if isinstance(c.created_date_utc, datetime) else c.created_date_utc}
-            for c in api.get_connections(_request_timeout=TIMEOUT)
+            for c in api.get_connections(_request_timeout=TIMEOUT, **event)
         ]
 
     return await _run(call)
@@ -245,6 +256,39 @@ async def create_document(
         return Found(invoices[0].invoice_id, invoices[0].status, _decimal(invoices[0].total), document.contact.name)
 
     return await _run(call)
+
+
+async def invoice_balance(settings: Settings, access_token: str, tenant_id: str, xero_id: str) -> Balance:
+    def call() -> Balance:
+        (invoice,) = _accounting(settings, access_token).get_invoice(tenant_id, xero_id, unitdp=4, _request_timeout=TIMEOUT).invoices
+        return Balance(invoice.status, _decimal(invoice.amount_due) or Decimal(0))
+
+    return await _run(call)
+
+
+async def credit_note_balance(settings: Settings, access_token: str, tenant_id: str, xero_id: str) -> Balance:
+    def call() -> Balance:
+        (note,) = _accounting(settings, access_token).get_credit_note(tenant_id, xero_id, unitdp=4, _request_timeout=TIMEOUT).credit_notes
+        return Balance(note.status, _decimal(note.remaining_credit) or Decimal(0))
+
+    return await _run(call)
+
+
+async def allocate_credit_note(
+    settings: Settings, access_token: str, tenant_id: str, credit_note_id: str, invoice_id: str, amount: Decimal,
+    on: date, idempotency_key: str,
+) -> None:
+    """Allocate `amount` of the credit note to the invoice (Xero's credit note Allocations,
+    which lower the invoice's amount due); the idempotency key makes a retried request
+    allocate once."""
+    def call() -> None:
+        allocation = Allocation(invoice=Invoice(invoice_id=invoice_id), amount=float(amount), date=on)
+        _accounting(settings, access_token).create_credit_note_allocation(
+            tenant_id, credit_note_id, Allocations(allocations=[allocation]), summarize_errors=True,
+            idempotency_key=idempotency_key, _request_timeout=TIMEOUT,
+        )
+
+    await _run(call)
 
 
 async def void_document(settings: Settings, access_token: str, tenant_id: str, document: Invoice | CreditNote, xero_id: str) -> None:

@@ -10,6 +10,7 @@ import logging
 import time
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from starlette.applications import Starlette
@@ -34,8 +35,8 @@ from models import exports
 from models.auth import principal_of_link
 from models.einvoicing.files import facturx_pdf
 from models.errors import DomainError
-from models.xero.connections import take_authorization
-from models.xero.tokens import webhook_signed
+from models.xero.connections import BROWSER_COOKIE, take_authorization
+from models.xero.tokens import browser_bound, webhook_signed
 from schema.context import Context
 from schema.fanout import FanOutHandler
 from schema.permissions import authenticate_bearer
@@ -162,21 +163,31 @@ async def portal(request: Request) -> Response:
 async def xero_callback(request: Request) -> Response:
     """`GET /xero/callback?code=...&state=...`: where Xero sends the owner's browser back. The
     state names the authorization `connectXero` started (bound to its organization and owner,
-    short-lived, used once); the code is exchanged with its PKCE verifier."""
+    short-lived, used once); the code is exchanged with its PKCE verifier. Only the browser that
+    started it, holding its cookie, may come back with it (whatever XERO_RETURN_URL is): any
+    other (one sent the authorize link) changes nothing."""
     settings, params = request.app.state.settings, request.query_params
+    state = params.get("state", "")
+    if not browser_bound(settings, state, request.cookies.get(BROWSER_COOKIE)):
+        return PlainTextResponse(
+            "Xero was not connected: this browser did not start this connection. Start it again from the console, "
+            "in the browser that goes to Xero.", status_code=403,
+        )
     if settings.xero_return_url:
-        # The console finishes with `completeXeroConnection` under the owner's own token, which
-        # also proves that the browser coming back is the one that started (OAuth CSRF).
+        # The console finishes with `completeXeroConnection` under the owner's own token.
         separator = "&" if "?" in settings.xero_return_url else "?"
         return RedirectResponse(f"{settings.xero_return_url}{separator}{request.url.query}", status_code=303)
     try:
         if params.get("error"):
-            await take_authorization(settings, params.get("state", ""))
-            return PlainTextResponse(f"Xero was not connected: {params['error']}.", status_code=400)
-        connection = await complete_connection(settings, params.get("code", ""), params.get("state", ""))
+            await take_authorization(settings, state)
+            answer = PlainTextResponse(f"Xero was not connected: {params['error']}.", status_code=400)
+        else:
+            connection = await complete_connection(settings, params.get("code", ""), state)
+            answer = PlainTextResponse(f"Xero organisation {connection.tenant_name} is connected. You can close this page.")
+            answer.delete_cookie(BROWSER_COOKIE, path=urlsplit(settings.xero_callback_url).path or "/")
     except DomainError as exc:
-        return PlainTextResponse(exc.message, status_code=400)
-    return PlainTextResponse(f"Xero organisation {connection.tenant_name} is connected. You can close this page.")
+        answer = PlainTextResponse(exc.message, status_code=400)
+    return answer
 
 
 async def xero_webhook(request: Request) -> Response:

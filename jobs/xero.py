@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from arq import Retry
@@ -18,13 +19,14 @@ from arq import Retry
 from infra import xero
 from infra.settings import Settings
 from jobs import effects
+from models.currencies import round_money
 from models.errors import DomainError, ValidationFailed
 from models.invoices.lifecycle import Actor
 from models.xero import connections, sync
 from models.xero.documents import FrozenDocument, account_map, load_view, to_xero, xero_url
 from models.xero.payments import import_payment
-from models.xero.tables import ConnectionStatus, DocumentKind, XeroConnection
-from models.xero.tokens import TokenSet, unseal_tokens
+from models.xero.tables import ConnectionStatus, DocumentKind, XeroConnection, XeroSync
+from models.xero.tokens import TokenSet, auth_event_id, unseal_tokens
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,14 +71,16 @@ async def with_token(
 
 async def complete_connection(settings: Settings, code: str, state: str, user_id: Any = None) -> XeroConnection:
     """The end of the authorization: the code exchanged (with the PKCE verifier) for tokens,
-    the organisation chosen through the connections endpoint, and the connection kept. With
+    the organisation this authorization connected chosen through the connections endpoint
+    (by its `authEventId`), and the connection kept. With
     `user_id`, only the owner who started it may finish it."""
     pending = await connections.take_authorization(settings, state, user_id)
     if not code:
         raise ValidationFailed("Xero sent no authorization code.", field="code")
     try:
         tokens = await xero.exchange_code(settings, code, pending.code_verifier)
-        tenant = connections.choose_tenant(await xero.connections(settings, tokens.access_token))
+        event_id = auth_event_id(tokens.access_token)
+        tenant = connections.choose_tenant(await xero.connections(settings, tokens.access_token, event_id), event_id)
         short_code = await xero.short_code(settings, tokens.access_token, tenant["tenantId"])
     except xero.XeroError as exc:
         raise ValidationFailed(f"Xero did not complete the connection: {exc.message}", field="code") from exc
@@ -115,13 +119,40 @@ async def _push(settings: Settings, view: FrozenDocument) -> tuple[str, str, str
     return await with_token(settings, view.organization_id, call)
 
 
+async def _allocate(settings: Settings, current: XeroSync, view: FrozenDocument, xero_id: str) -> Decimal | None:
+    """A credit note Xero has is allocated there to its invoice, once Xero has that too (Xero
+    then owes what we say the invoice owes): as much of its credit as the invoice still owes
+    in Xero. The amount allocated (0 when Xero had nothing left to allocate: a request whose
+    answer was lost did it), or None when it is not for now."""
+    if view.kind != DocumentKind.CREDIT_NOTE or view.voided or current.allocated_at is not None:
+        return None
+    invoice_xero_id = await sync.invoice_in_xero(view.invoice_id)
+    if invoice_xero_id is None:
+        return None
+
+    async def call(connection: XeroConnection, token: str) -> Decimal:
+        credit = await xero.credit_note_balance(settings, token, connection.tenant_id, xero_id)
+        owed = await xero.invoice_balance(settings, token, connection.tenant_id, invoice_xero_id)
+        amount = round_money(min(credit.remaining, owed.remaining), view.currency)
+        if credit.status != "AUTHORISED" or owed.status != "AUTHORISED" or amount <= 0:
+            return Decimal(0)
+        await xero.allocate_credit_note(
+            settings, token, connection.tenant_id, xero_id, invoice_xero_id, amount, view.issue_date, f"ALLOCATION-{view.id}",
+        )
+        return amount
+
+    return await with_token(settings, view.organization_id, call)
+
+
 async def push_to_xero(ctx: dict, sync_id: str) -> str:
     settings: Settings = ctx["settings"]
     current = await sync.begin_attempt(sync_id)
     if current is None:
         return "nothing to push"
     try:
-        xero_id, url, action = await _push(settings, await load_view(current.document_kind, current.document_id))
+        view = await load_view(current.document_kind, current.document_id)
+        xero_id, url, action = await _push(settings, view)
+        allocated = await _allocate(settings, current, view, xero_id)
     except xero.XeroUnavailable as exc:
         tries = ctx.get("job_try", 1)
         if tries < settings.xero_push_tries:
@@ -135,7 +166,7 @@ async def push_to_xero(ctx: dict, sync_id: str) -> str:
     except (_Permanent, connections.ConnectionLost, DomainError) as exc:
         await sync.record_failure(current, getattr(exc, "message", None) or str(exc), retrying=False)
         return "failed"
-    await sync.record_pushed(current, xero_id, url, action)
+    await sync.record_pushed(current, xero_id, url, action, allocated)
     await effects.xero_push_requested(ctx["redis"], [s.id for s in await sync.after_push(current, action)])
     return action
 

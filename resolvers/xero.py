@@ -55,11 +55,19 @@ class Mutation:
     @mutation(
         description="Start connecting the organization to Xero (OAuth 2.0, authorization code with PKCE): "
         "send the browser to the answer's `authorizeUrl`; Xero brings it back to /xero/callback, which "
-        "finishes within the answer's `expiresAt`. Connecting again replaces the connection.",
+        "finishes within the answer's `expiresAt`. Ask over HTTP from the browser that goes to Xero: the "
+        "answer sets an HttpOnly cookie that /xero/callback requires (a browser without it, one that was "
+        "sent the link, changes nothing). Connecting again replaces the connection.",
         scopes=OWNERS,
     )
     async def connect_xero(self, info: Info) -> ConnectXeroPayload:
         started = await connections.start_authorization(info.context.principal, info.context.settings)
+        cookie = started.cookie
+        if info.context.response is not None:
+            info.context.response.set_cookie(
+                cookie.name, cookie.value, max_age=cookie.max_age, path=cookie.path, secure=cookie.secure,
+                httponly=True, samesite="lax",
+            )
         return XeroAuthorizationStarted(authorize_url=started.url, expires_at=started.expires_at)
 
     @mutation(

@@ -26,6 +26,7 @@ from resolvers import (
     reminders,
     xero,
 )
+from schema.consistency import ConsistentReads
 from schema.context import Info
 from schema.execution import ExecutionContext, answer_prefetched
 from schema.limits import QueryLimits
@@ -81,8 +82,9 @@ class Subscription(invoices.Subscription, costs.Subscription):
 
 schema = strawberry.Schema(
     query=Query, mutation=Mutation, subscription=Subscription,
-    # In this order: who is asking, then what they may ask, then the codes of what went wrong.
-    extensions=[WebSocketAuthentication, QueryLimits, ErrorCodes], config=StrawberryConfig(scalar_map=SCALARS),
+    # In this order: who is asking, then what they may ask, then the codes of what went wrong; a
+    # query's reads see one moment.
+    extensions=[WebSocketAuthentication, QueryLimits, ErrorCodes, ConsistentReads], config=StrawberryConfig(scalar_map=SCALARS),
     execution_context_class=ExecutionContext,
 )
 answer_prefetched(schema._schema)

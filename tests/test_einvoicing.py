@@ -16,7 +16,7 @@ from lxml import etree
 from pypdf import PdfReader
 from strawberry.relay import to_base64
 
-from infra import broker, links
+from infra import broker, links, storage
 from models import BillingProfile, Invoice, ManagedAccount, Organization
 from models.einvoicing.cii import cii_xml
 from models.einvoicing.document import DocumentKind, DocumentReference, document_from
@@ -428,3 +428,63 @@ async def test_each_credit_note_of_an_invoice_is_a_valid_e_invoice_and_their_vat
         assert _fatal(cii_rule_failures(cii)) == [] and _fatal(ubl_rule_failures(ubl)) == [], note.number
         vat += document.tax_total
     assert vat == Decimal("272.33")
+
+
+def _one_header(pdf: bytes) -> bool:
+    """PDF/A-3 (ISO 19005-3, the basis of Factur-X): the file begins with its header, and has one."""
+    return pdf.startswith(b"%PDF-") and pdf.count(b"%PDF-") == 1
+
+
+async def test_every_pdf_begins_with_its_one_header(client, world, worker, smtp, redis, settings):
+    """Invoice and credit note, plain and Factur-X, stored, downloaded and e-mailed."""
+    from models import CreditNote, InvoiceRevision
+    from tests.test_credit_notes import credit
+
+    await _month_of_costs(world)
+    await _identify(client, world)
+    await gql(client, SETTINGS, {"e": True, "a": "FACTURX"}, token=world.tokens["owner"])
+    invoice = await _approved_sample(client, world, worker)
+    revision = await InvoiceRevision.get(id=invoice.current_revision_id)
+    customer = world.tokens["customer"]
+    found = (await gql(client, "query($id: ID!) { node(id: $id) { ... on Invoice { pdfUrl facturxUrl } } }",
+                       {"id": to_base64("Invoice", str(invoice.id))}, token=customer))["data"]["node"]
+    _, mailbox = smtp
+    message = next(m for _, m in mailbox.messages if invoice.number in m["Subject"])
+    mailed = next(p for p in message.walk() if p.get_filename() == f"{invoice.number}.pdf").get_payload(decode=True)
+    pdfs = {
+        "invoice stored": storage.load(settings, revision.pdf_path),
+        "invoice downloaded": (await _download(client, found["pdfUrl"])).content,
+        "invoice factur-x downloaded": (await _download(client, found["facturxUrl"])).content,
+        "invoice factur-x e-mailed": mailed,
+    }
+    assert get_xml_from_pdf(mailed, check_xsd=False)[0] == "factur-x.xml"
+
+    created = await credit(client, world, invoice, mode="AMOUNT", amount="10.00", notifyCustomer=True)
+    assert "creditNote" in created, created
+    note_query = "query($id: ID!) { node(id: $id) { ... on CreditNote { number pdfUrl facturxUrl } } }"
+
+    async def printed():
+        node = (await gql(client, note_query, {"id": created["creditNote"]["id"]}, token=customer))["data"]["node"]
+        return node if node["facturxUrl"] else None
+
+    await _wait(printed)
+    note = await printed()
+    await _wait(lambda: _mailed(mailbox, note["number"]))
+    note_message = next(m for _, m in mailbox.messages if note["number"] in m["Subject"])
+    pdfs.update({
+        "credit note stored": storage.load(settings, (await CreditNote.get(number=note["number"])).pdf_path),
+        "credit note downloaded": (await _download(client, note["pdfUrl"])).content,
+        "credit note factur-x downloaded": (await _download(client, note["facturxUrl"])).content,
+        "credit note e-mailed": next(
+            p for p in note_message.walk() if p.get_filename() == f"{note['number']}.pdf").get_payload(decode=True),
+    })
+    assert {name: _one_header(pdf) for name, pdf in pdfs.items()} == dict.fromkeys(pdfs, True)
+    # Still a Factur-X PDF that any reader opens.
+    for name in ("invoice factur-x downloaded", "credit note factur-x downloaded"):
+        assert len(PdfReader(io.BytesIO(pdfs[name])).pages) >= 1
+        assert get_xml_from_pdf(pdfs[name], check_xsd=True)[0] == "factur-x.xml"
+    await _wait(lambda: _settled(redis))
+
+
+async def _mailed(mailbox, number: str) -> bool:
+    return any(number in m["Subject"] for _, m in mailbox.messages)

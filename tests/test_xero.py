@@ -87,10 +87,12 @@ async def connect(client, world, fake: FakeXero) -> XeroConnection:
 
 
 async def approved(world, number: str = "INV-2026-0001", **kw) -> Invoice:
+    """As an approval freezes it: its credit notes print the same customer (one contact in Xero)."""
     period = kw.pop("period", None) or await factories.billing_period(world.org)
     return await factories.generated_invoice(
         world.account, period, number=number, status="APPROVED",
-        snapshot={"customer": {"name": "Contoso", "official_company_name": "Contoso Ltd", "po_number": "PO-77"}}, **kw,
+        snapshot={"msp": {"company_name": "Northwind"},
+                  "customer": {"name": "Contoso", "official_company_name": "Contoso Ltd", "po_number": "PO-77"}}, **kw,
     )
 
 
@@ -145,7 +147,7 @@ async def test_an_authorization_serves_once_and_only_with_its_own_verifier(clien
     again = await client.get("/xero/callback", params=fake_xero.authorize(started["authorizeUrl"]))
     assert again.status_code == 400 and "unknown or has expired" in again.text
     # A made-up state, or none, names nothing.
-    assert (await client.get("/xero/callback", params={"code": "c", "state": "forged"})).status_code == 400
+    assert (await client.get("/xero/callback", params={"code": "c", "state": "forged"})).status_code == 403
     # The owner said no in Xero.
     other = (await gql(client, CONNECT, token=world.tokens["owner"]))["data"]["connectXero"]
     state = parse_qs(urlsplit(other["authorizeUrl"]).query)["state"][0]
@@ -810,3 +812,200 @@ async def test_credit_notes_printed_before_their_invoice_reached_xero_follow_it(
     # Pushing the invoice again queues nothing more.
     await push(client, world, ctx, invoice)
     assert await XeroSync.filter(document_kind=DocumentKind.CREDIT_NOTE).count() == 1
+
+
+def test_production_with_xero_on_requires_its_own_token_key(tmp_path):
+    from cryptography.fernet import Fernet
+    from pydantic import ValidationError
+
+    from infra.settings import Settings
+
+    base = {"environment": "production", "data_dir": tmp_path, "xero_client_id": CLIENT_ID}
+    with pytest.raises(ValidationError) as refused:
+        Settings(**base)
+    assert "XERO_TOKEN_KEY must be set in production when Xero is on" in str(refused.value)
+    assert Settings(**base, xero_token_key=Fernet.generate_key().decode()).xero_client_id == CLIENT_ID
+    assert Settings(environment="production", data_dir=tmp_path).xero_client_id == ""  # Xero off: nothing to seal
+    with pytest.raises(ValidationError, match="outside DATA_DIR"):
+        Settings(environment="development", data_dir=tmp_path, secret_key=None, xero_token_key_file=tmp_path / "key")
+
+
+def test_a_copy_of_the_data_folder_does_not_carry_the_token_key(tmp_path):
+    """In development, with neither XERO_TOKEN_KEY nor SECRET_KEY, the key is generated outside
+    DATA_DIR (beside the embedded database): the data folder alone reads no token."""
+    from infra.settings import Settings
+
+    data = tmp_path / "var"
+    here = Settings(environment="development", data_dir=data, secret_key=None, xero_token_key_file=tmp_path / "conf" / "key")
+    sealed = seal(here, {"refresh_token": "r"})
+    assert unseal(here, sealed) == {"refresh_token": "r"}
+    # Another machine given the data folder (its `secret_key` file included), not the key file.
+    copy = Settings(environment="development", data_dir=data, secret_key=None, xero_token_key_file=tmp_path / "other" / "key")
+    assert copy.signing_key == here.signing_key
+    assert unseal(copy, sealed) is None
+    assert (tmp_path / "conf" / "key").stat().st_mode & 0o777 == 0o600
+    key = (tmp_path / "conf" / "key").read_bytes()
+    assert not any(key in path.read_bytes() for path in data.rglob("*") if path.is_file())
+
+
+async def test_a_browser_without_the_starting_cookie_cannot_complete_the_connection(world, fake_xero, xero_settings, redis):
+    """OAuth's login CSRF: whoever is sent (or finds) an owner's authorize link and says yes in
+    Xero completes nothing, with or without XERO_RETURN_URL; the owner's own browser still can."""
+    from http.cookies import SimpleCookie
+
+    from invoicing.app import create_app
+
+    for returning in ("", "https://console.example.com/settings/xero"):
+        await XeroConnection.all().delete()
+        application = create_app(xero_settings.model_copy(update={"xero_return_url": returning}))
+        application.state.redis = redis
+        transport = httpx.ASGITransport(app=application)
+        async with (httpx.AsyncClient(transport=transport, base_url="http://testserver") as owner,
+                    httpx.AsyncClient(transport=transport, base_url="http://testserver") as stranger):
+            answer = await owner.post("/graphql", json={"query": CONNECT}, headers={"authorization": f"Bearer {world.tokens['owner']}"})
+            started = answer.json()["data"]["connectXero"]
+            victim_said_yes = fake_xero.authorize(started["authorizeUrl"])
+
+            # No cookie, or the cookie of an authorization of its own (another organization's owner).
+            refused = await stranger.get("/xero/callback", params=victim_said_yes)
+            assert refused.status_code == 403 and "did not start this connection" in refused.text
+            cookie = SimpleCookie(answer.headers["set-cookie"])["xero_authorization"]
+            assert (cookie["httponly"], cookie["samesite"], cookie["path"], cookie["max-age"], cookie["secure"]) == (
+                True, "lax", "/xero/callback", "600", "")
+            await gql(stranger, CONNECT, token=world.tokens["foreign_owner"])
+            assert (await stranger.get("/xero/callback", params=victim_said_yes)).status_code == 403
+            assert not await XeroConnection.exists()
+
+            # Nothing was spent: the owner's browser comes back and finishes.
+            back = await owner.get("/xero/callback", params=victim_said_yes)
+            if returning:
+                assert back.status_code == 303 and back.headers["location"].startswith(returning)
+                done = await gql(owner, COMPLETE, {"code": victim_said_yes["code"], "state": victim_said_yes["state"]},
+                                 token=world.tokens["owner"])
+                assert done["data"]["completeXeroConnection"]["__typename"] == "XeroConnected"
+            else:
+                assert back.status_code == 200, back.text
+            assert (await XeroConnection.get(organization_id=world.org.id)).tenant_id == TENANT_ID
+        await application.state.events.close()
+
+
+async def test_the_authorization_cookie_is_secure_over_https(world, fake_xero, xero_settings, redis):
+    from http.cookies import SimpleCookie
+
+    from invoicing.app import create_app
+
+    application = create_app(xero_settings.model_copy(update={"public_url": "https://billing.example.com"}))
+    application.state.redis = redis
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://testserver") as http:
+        answer = await http.post("/graphql", json={"query": CONNECT}, headers={"authorization": f"Bearer {world.tokens['owner']}"})
+        assert answer.json()["data"]["connectXero"]["__typename"] == "XeroAuthorizationStarted"
+        assert SimpleCookie(answer.headers["set-cookie"])["xero_authorization"]["secure"] is True
+    await application.state.events.close()
+
+
+async def test_the_organisation_chosen_is_the_one_this_authorization_connected(client, world, fake_xero):
+    """Not the newest connection the Xero user has: one made meanwhile (another tab, another
+    app session) is another authorization's."""
+    fake_xero.connected.append({
+        "id": "0d1e2f30-0000-4000-8000-000000000002", "authEventId": str(uuid.uuid4()),
+        "tenantId": "99999999-0000-4000-8000-00000000beef", "tenantType": "ORGANISATION", "tenantName": "Someone else's books",
+        "createdDateUtc": "2026-12-05T10:00:00.0000000", "updatedDateUtc": "2026-12-05T10:00:00.0000000",
+    })
+    connection = await connect(client, world, fake_xero)
+    assert (connection.tenant_id, connection.tenant_name) == (TENANT_ID, "Northwind Cloud (Xero)")
+    asked = fake_xero.calls("GET", "/Connections")[-1].query
+    assert asked["authEventId"] == [fake_xero.connected[-1]["authEventId"]]
+
+
+async def test_a_credit_note_is_allocated_to_its_invoice_in_xero_once(client, world, fake_xero, ctx):
+    """Xero then owes what we say the invoice owes: the credit note printed before its invoice
+    reached Xero is allocated when the invoice arrives, the one issued after at once, and
+    pushing again (a retry, an answer lost) allocates nothing more."""
+    from jobs.xero import push_credit_note, push_to_xero
+    from models import CreditNote
+    from models.credit_notes.delivery import record_pdf
+    from tests.test_credit_notes import credit
+
+    await connect(client, world, fake_xero)
+    invoice = await approved(world)
+    assert (await credit(client, world, invoice, mode="AMOUNT", amount="5.00"))["__typename"] == "CreditNoteCreated"
+    (before,) = await CreditNote.all()
+    assert await record_pdf(before.id, "credit-notes/before.pdf", "0" * 64, 1000)
+    await push(client, world, ctx, invoice)
+    pushed = await push_to_xero(ctx, str((await XeroSync.get(document_id=before.id)).id))
+    assert pushed == "created", (await XeroSync.get(document_id=before.id)).message
+    assert (await credit(client, world, invoice, mode="AMOUNT", amount="2.50"))["__typename"] == "CreditNoteCreated"
+    after = await CreditNote.exclude(id=before.id).get()
+    assert await push_credit_note(ctx["redis"], after.id) is True
+    assert await push_to_xero(ctx, str((await XeroSync.get(document_id=after.id)).id)) == "created"
+
+    invoice_xero_id = (await XeroSync.get(document_id=invoice.id)).xero_id
+    held = fake_xero.invoices[invoice_xero_id]
+    product = (await gql(client, "query($n: String!) { invoice(number: $n) { amountDue } }", {"n": invoice.number},
+                         token=world.tokens["viewer"]))["data"]["invoice"]
+    assert Decimal(product["amountDue"]) == invoice.total - Decimal("7.50")
+    assert Decimal(str(held["AmountDue"])) == Decimal(product["amountDue"])
+    assert sorted(Decimal(str(a["Amount"])) for a in held["Allocations"]) == [Decimal("2.50"), Decimal("5.00")]
+    assert all(n["RemainingCredit"] == 0 and n["Status"] == "PAID" for n in fake_xero.credit_notes.values())
+    allocated = await InvoiceEvent.filter(invoice_id=invoice.id, kind="XERO_CREDIT_NOTE_ALLOCATED").order_by("id")
+    assert [(e.detail["number"], e.detail["amount"]) for e in allocated] == [(before.number, "5.00"), (after.number, "2.50")]
+
+    # Pushed again, and once more as if the first allocation's answer had been lost.
+    for note in (before, after):
+        sync, queued = await request_push(await documents.credit_note_view(note.id), Actor(user_id=world.users["owner"].id))
+        assert queued
+        if note is after:
+            await XeroSync.filter(id=sync.id).update(allocated_at=None)
+        assert await push_to_xero(ctx, str(sync.id)) == "found"
+    assert len(fake_xero.calls("PUT", f"/api.xro/2.0/CreditNotes/{(await XeroSync.get(document_id=before.id)).xero_id}/Allocations")) == 1
+    assert len(held["Allocations"]) == 2 and Decimal(str(held["AmountDue"])) == Decimal(product["amountDue"])
+    # Pushing the invoice again queues no allocated credit note.
+    await push(client, world, ctx, invoice)
+    assert await XeroSync.filter(document_kind=DocumentKind.CREDIT_NOTE, state=SyncState.QUEUED).count() == 0
+
+
+CONSISTENT = """query($n: String!) { invoice(number: $n) { total amountPaid amountDue paymentStatus payments { amount } } }"""
+RECORD = """mutation($input: RecordPaymentInput!) { recordPayment(input: $input) { __typename } }"""
+
+
+@pytest.mark.parametrize("path", ["xero poll", "xero webhook", "recordPayment"])
+async def test_one_answer_shows_a_payment_with_its_invoice_amounts_or_neither(client, world, fake_xero, ctx, monkeypatch, path):
+    """The payment commits with its invoice's amounts and status; an answer reading the invoice,
+    then (in another statement) its payments, while a payment commits in between, shows both as
+    they were before it, never the payment beside the old amounts."""
+    from jobs.xero import poll_xero_payments, read_xero_payments
+    from schema.invoices import types as invoice_types
+
+    await connect(client, world, fake_xero)
+    invoice = await approved(world)
+    await push(client, world, ctx, invoice)
+    fake_xero.add_payment((await XeroSync.get(document_id=invoice.id)).xero_id, "10.25", date.today() - timedelta(days=1))
+
+    reading, recorded = asyncio.Event(), asyncio.Event()
+    relation = invoice_types.RELATIONS["payments"]
+
+    async def after_the_invoice(info, invoices):
+        reading.set()
+        await recorded.wait()
+        return await relation.load(info, invoices)
+
+    monkeypatch.setitem(invoice_types.RELATIONS, "payments", relation._replace(load=after_the_invoice))
+    answer = asyncio.create_task(gql(client, CONSISTENT, {"n": invoice.number}, token=world.tokens["viewer"]))
+    await asyncio.wait_for(reading.wait(), 30)
+    # The answer has read the invoice; the payment commits before it reads the payments.
+    if path == "xero poll":
+        assert await poll_xero_payments(ctx) == 1
+    elif path == "xero webhook":
+        assert await read_xero_payments(ctx, str(world.org.id)) == 1
+    else:
+        done = await gql(client, RECORD, {"input": {"invoiceId": _gid(invoice), "amount": "10.25", "paidOn": str(date.today()),
+                                                    "method": "BANK_TRANSFER"}}, token=world.tokens["owner"])
+        assert done["data"]["recordPayment"]["__typename"] == "PaymentRecorded", done
+    recorded.set()
+    shown = (await answer)["data"]["invoice"]
+    assert (shown["amountPaid"], shown["amountDue"], shown["payments"]) == ("0.00", shown["total"], []), shown
+
+    monkeypatch.setitem(invoice_types.RELATIONS, "payments", relation)
+    now = (await gql(client, CONSISTENT, {"n": invoice.number}, token=world.tokens["viewer"]))["data"]["invoice"]
+    assert (now["amountPaid"], now["payments"]) == ("10.25", [{"amount": "10.25"}])
+    assert Decimal(now["amountDue"]) == Decimal(now["total"]) - Decimal("10.25")

@@ -1,8 +1,8 @@
 """A local server that speaks the parts of Xero's documented API the product uses, and checks
 the shape of every request it gets: the identity token endpoint (authorization code with PKCE,
 refresh with rotating refresh tokens, revocation), the connections endpoint, and the
-Accounting API's Organisation, Invoices (GET, PUT, POST), CreditNotes (GET, PUT) and Payments
-(GET), each with `Authorization: Bearer` and `xero-tenant-id`. The tests run the real SDK
+Accounting API's Organisation, Invoices (GET, PUT, POST), CreditNotes (GET, PUT) with their
+Allocations (PUT), and Payments (GET), each with `Authorization: Bearer` and `xero-tenant-id`. The tests run the real SDK
 against it: there is no internet here."""
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ class FakeXero:
     idempotency: dict[str, dict] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # The app's connections to tenants, as /connections lists them (tests add other tenants').
+    connected: list[dict] = field(default_factory=list)
+    events: dict[str, str] = field(default_factory=dict)
     # Arranged failures: the next PUT /Invoices answers each of these (status, body) in turn.
     invoice_put_failures: list[tuple[int, dict]] = field(default_factory=list)
 
@@ -113,8 +116,10 @@ class FakeXero:
             Route("/Connections", self.connections, methods=["GET"]),
             Route("/api.xro/2.0/Organisation", self.organisation, methods=["GET"]),
             Route("/api.xro/2.0/Invoices", self.invoices_endpoint, methods=["GET", "PUT"]),
-            Route("/api.xro/2.0/Invoices/{invoice_id}", self.invoice_update, methods=["POST"]),
+            Route("/api.xro/2.0/Invoices/{invoice_id}", self.invoice_update, methods=["GET", "POST"]),
             Route("/api.xro/2.0/CreditNotes", self.credit_notes_endpoint, methods=["GET", "PUT"]),
+            Route("/api.xro/2.0/CreditNotes/{credit_note_id}", self.credit_note_get, methods=["GET"]),
+            Route("/api.xro/2.0/CreditNotes/{credit_note_id}/Allocations", self.allocations, methods=["PUT"]),
             Route("/api.xro/2.0/Payments", self.payments_endpoint, methods=["GET"]),
         ])
 
@@ -139,10 +144,17 @@ class FakeXero:
         basic = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
         return seen.headers.get("authorization") == basic and seen.body.get("client_id") == CLIENT_ID
 
-    def _issue(self) -> dict:
-        access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    def _issue(self, event_id: str) -> dict:
+        """Tokens of one authorization: the access token is a JWT whose `authentication_event_id`
+        names it (as Xero's do; the signature is not checked by its users), the refresh token
+        keeps it."""
+        claims = {"authentication_event_id": event_id, "jti": secrets.token_hex(8), "exp": int(time.time()) + self.access_token_seconds}
+        part = lambda value: base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()  # noqa: E731
+        access = f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.{secrets.token_urlsafe(24)}"
+        refresh = secrets.token_urlsafe(24)
         self.access_tokens[access] = time.time() + self.access_token_seconds
         self.refresh_tokens.add(refresh)
+        self.events[refresh] = event_id
         return {"access_token": access, "refresh_token": refresh, "expires_in": self.access_token_seconds,
                 "token_type": "Bearer", "scope": "offline_access accounting.transactions"}
 
@@ -159,14 +171,21 @@ class FakeXero:
             challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
             if issued is None or issued["challenge"] != challenge or form.get("redirect_uri") != issued["redirect_uri"]:
                 return JSONResponse({"error": "invalid_grant"}, status_code=400)
-            return JSONResponse(self._issue())
+            # Each authorization connects our tenant anew, under an authEventId of its own.
+            event_id = str(uuid.uuid4())
+            self.connected.append({
+                "id": "0d1e2f30-0000-4000-8000-000000000001", "authEventId": event_id, "tenantId": TENANT_ID,
+                "tenantType": "ORGANISATION", "tenantName": "Northwind Cloud (Xero)",
+                "createdDateUtc": "2026-12-01T10:00:00.0000000", "updatedDateUtc": "2026-12-01T10:00:00.0000000",
+            })
+            return JSONResponse(self._issue(event_id))
         if form.get("grant_type") == "refresh_token":
             refresh = form.get("refresh_token", "")
             if refresh not in self.refresh_tokens:
                 return JSONResponse({"error": "invalid_grant"}, status_code=400)
             # Xero rotates refresh tokens: the one used is spent.
             self.refresh_tokens.discard(refresh)
-            return JSONResponse(self._issue())
+            return JSONResponse(self._issue(self.events.get(refresh, "")))
         return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
 
     async def revocation(self, request: Request) -> Response:
@@ -192,11 +211,10 @@ class FakeXero:
         seen = await self._record(request)
         if refused := self._authorized(seen, tenant=False):
             return refused
-        return JSONResponse([
-            {"id": "0d1e2f30-0000-4000-8000-000000000001", "authEventId": str(uuid.uuid4()), "tenantId": TENANT_ID,
-             "tenantType": "ORGANISATION", "tenantName": "Northwind Cloud (Xero)",
-             "createdDateUtc": "2026-12-01T10:00:00.0000000", "updatedDateUtc": "2026-12-01T10:00:00.0000000"},
-        ])
+        # One entry per tenant, its latest authorization's; `authEventId` narrows to one authorization's.
+        latest = {c["tenantId"]: c for c in self.connected}
+        event_id = seen.query.get("authEventId", [None])[0]
+        return JSONResponse([c for c in latest.values() if event_id is None or c["authEventId"] == event_id])
 
     async def organisation(self, request: Request) -> Response:
         seen = await self._record(request)
@@ -247,7 +265,10 @@ class FakeXero:
             (Decimal(str(line["Quantity"])) * Decimal(str(line["UnitAmount"]))).quantize(Decimal("0.01"))
             for line in document["LineItems"]
         )
-        document.update({id_key: str(uuid.uuid4()), "Total": float(total), "SubTotal": float(total), "TotalTax": 0.0})
+        document.update({id_key: str(uuid.uuid4()), "Total": float(total), "SubTotal": float(total), "TotalTax": 0.0,
+                         "Allocations": []})
+        # What is left: an invoice's amount due, a credit note's credit (allocations lower both).
+        document["AmountDue" if key == "Invoices" else "RemainingCredit"] = float(total)
         store[document[id_key]] = document
         answer = {"Id": str(uuid.uuid4()), "Status": "OK", key: [document]}
         self.idempotency[idempotency_key] = answer
@@ -282,9 +303,66 @@ class FakeXero:
         invoice = self.invoices.get(request.path_params["invoice_id"])
         if invoice is None:
             return JSONResponse({"Title": "Not Found"}, status_code=404)
+        if request.method == "GET":
+            return JSONResponse({"Invoices": [invoice]})
         change = ((seen.body or {}).get("Invoices") or [{}])[0]
         invoice.update({k: v for k, v in change.items() if k == "Status"})
         return JSONResponse({"Invoices": [invoice]})
+
+    async def credit_note_get(self, request: Request) -> Response:
+        seen = await self._record(request)
+        if refused := self._authorized(seen):
+            return refused
+        note = self.credit_notes.get(request.path_params["credit_note_id"])
+        if note is None:
+            return JSONResponse({"Title": "Not Found"}, status_code=404)
+        return JSONResponse({"CreditNotes": [note]})
+
+    async def allocations(self, request: Request) -> Response:
+        """Xero's credit note allocation: part of the credit note's remaining credit pays the
+        invoice, whose amount due goes down by as much (PAID at nothing due), as does the
+        credit note's remaining credit. Never more than either, only between authorised
+        documents of one contact."""
+        seen = await self._record(request)
+        if refused := self._authorized(seen):
+            return refused
+        idempotency_key = seen.headers.get("idempotency-key", "")
+        self._check(0 < len(idempotency_key) <= 128, "Allocations: no Idempotency-Key")
+        if idempotency_key in self.idempotency:
+            return JSONResponse(self.idempotency[idempotency_key])
+        note = self.credit_notes.get(request.path_params["credit_note_id"])
+        if note is None:
+            return JSONResponse({"Title": "Not Found"}, status_code=404)
+        allocations = (seen.body or {}).get("Allocations") or []
+        self._check(len(allocations) == 1, "Allocations: one allocation per request")
+        allocation = allocations[0]
+        invoice = self.invoices.get((allocation.get("Invoice") or {}).get("InvoiceID", ""))
+        self._check(re.fullmatch(r"/Date\(\d+\)/", allocation.get("Date", "")) is not None, "Allocation Date is not /Date(ms)/")
+        amount = Decimal(str(allocation.get("Amount", 0)))
+        errors = []
+        if invoice is None:
+            errors.append("Invoice could not be found")
+        elif invoice["Status"] != "AUTHORISED" or note["Status"] != "AUTHORISED":
+            errors.append("Only authorised documents can be allocated")
+        elif invoice["Contact"]["Name"] != note["Contact"]["Name"]:
+            errors.append("The credit note and the invoice must belong to the same contact")
+        elif not 0 < amount <= min(Decimal(str(invoice["AmountDue"])), Decimal(str(note["RemainingCredit"]))):
+            errors.append("The amount allocated must not be more than the remaining credit or the amount due")
+        if errors:
+            return JSONResponse({"ErrorNumber": 10, "Type": "ValidationException", "Message": "A validation exception occurred",
+                                 "Elements": [{**allocation, "ValidationErrors": [{"Message": m} for m in errors]}]}, status_code=400)
+        record = {"AllocationID": str(uuid.uuid4()), "Amount": float(amount), "Date": allocation["Date"]}
+        invoice["AmountDue"] = float(Decimal(str(invoice["AmountDue"])) - amount)
+        invoice["AmountCredited"] = float(Decimal(str(invoice.get("AmountCredited", 0))) + amount)
+        note["RemainingCredit"] = float(Decimal(str(note["RemainingCredit"])) - amount)
+        invoice["Allocations"].append({**record, "CreditNote": {"CreditNoteID": note["CreditNoteID"]}})
+        note["Allocations"].append({**record, "Invoice": {"InvoiceID": invoice["InvoiceID"]}})
+        for document, left in ((invoice, "AmountDue"), (note, "RemainingCredit")):
+            if document[left] == 0:
+                document["Status"] = "PAID"
+        answer = {"Allocations": [{**record, "Invoice": {"InvoiceID": invoice["InvoiceID"]}}]}
+        self.idempotency[idempotency_key] = answer
+        return JSONResponse(answer)
 
     async def payments_endpoint(self, request: Request) -> Response:
         seen = await self._record(request)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
+from io import BytesIO
 
-from facturx import generate_from_binary
+from facturx import generate_from_file
 from tortoise import connections
 
 from models.credit_notes.tables import CreditNote, CreditNoteLine
@@ -94,16 +95,34 @@ async def ready_revisions(revision_ids: list) -> set:
     return {row["id"] for row in rows}
 
 
+class _Rewritten(BytesIO):
+    """The PDF in memory, which the Factur-X writer reads and then writes over. It writes from
+    wherever its reading stopped (`generate_from_binary` thus left ~170 bytes of the plain PDF
+    before a second `%PDF-` header, which PDF/A-3 forbids): the first write starts over."""
+
+    _started = False
+
+    def write(self, data, /) -> int:
+        if not self._started:
+            self._started = True
+            self.seek(0)
+            self.truncate()
+        return super().write(data)
+
+
 def facturx_pdf(pdf: bytes, document: EDocument) -> bytes:
     """The PDF as Factur-X: PDF/A-3 with `factur-x.xml` (EN 16931 profile) embedded, and its
-    XML checked against the Factur-X XSD on the way (a failure raises)."""
+    XML checked against the Factur-X XSD on the way (a failure raises). It begins with its one
+    `%PDF-` header, as PDF/A-3 requires."""
     what = "Invoice" if document.kind is DocumentKind.INVOICE else "Credit note"
-    return bytes(generate_from_binary(
-        pdf, cii_xml(document), flavor="factur-x", level="en16931", check_xsd=True,
+    stream = _Rewritten(pdf)
+    generate_from_file(
+        stream, cii_xml(document), flavor="factur-x", level="en16931", check_xsd=True,
         pdf_metadata={
             "author": document.seller.name, "keywords": f"Factur-X, {what}",
             "title": f"{document.seller.name}: {what} {document.number}",
             "subject": f"Factur-X {what.lower()} {document.number} dated {document.issue_date} issued by {document.seller.name}",
         },
         lang="en",
-    ))
+    )
+    return stream.getvalue()

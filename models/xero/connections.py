@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from tortoise.transactions import in_transaction
 
@@ -18,6 +18,7 @@ from models.errors import ErrorCode, InvalidTransition, NotFound, ValidationFail
 from models.xero.tables import ConnectionStatus, XeroAuthorization, XeroConnection
 from models.xero.tokens import (
     TokenSet,
+    browser_binding,
     code_challenge,
     new_code_verifier,
     new_state,
@@ -33,10 +34,29 @@ from models.xero.tokens import (
 REFRESH_MARGIN = timedelta(minutes=5)
 
 
+# The cookie that binds an authorization to the browser that started it (OAuth's login CSRF):
+# the callback takes no state without it.
+BROWSER_COOKIE = "xero_authorization"
+
+
+@dataclass(frozen=True)
+class BrowserCookie:
+    """Set on the answer that starts an authorization: HttpOnly, SameSite=Lax (Xero's
+    redirect back is a top-level GET, which carries it), Secure over https, sent to the
+    callback's path alone, and gone when the authorization expires."""
+
+    name: str
+    value: str
+    path: str
+    max_age: int
+    secure: bool
+
+
 @dataclass(frozen=True)
 class AuthorizationStarted:
     url: str
     expires_at: datetime
+    cookie: BrowserCookie
 
 
 @dataclass(frozen=True)
@@ -83,7 +103,12 @@ async def start_authorization(principal, settings: Settings) -> AuthorizationSta
         "scope": settings.xero_scopes, "state": state, "code_challenge": code_challenge(verifier),
         "code_challenge_method": "S256",
     })
-    return AuthorizationStarted(url=f"{settings.xero_authorize_url}?{query}", expires_at=expires_at)
+    callback = urlsplit(settings.xero_callback_url)
+    cookie = BrowserCookie(
+        name=BROWSER_COOKIE, value=browser_binding(settings, state), path=callback.path or "/",
+        max_age=settings.xero_authorization_minutes * 60, secure=urlsplit(settings.public_url).scheme == "https",
+    )
+    return AuthorizationStarted(url=f"{settings.xero_authorize_url}?{query}", expires_at=expires_at, cookie=cookie)
 
 
 async def take_authorization(settings: Settings, state: str, user_id: Any = None) -> PendingAuthorization:
@@ -104,12 +129,16 @@ async def take_authorization(settings: Settings, state: str, user_id: Any = None
     return PendingAuthorization(found.organization_id, found.user_id, verifier["verifier"])
 
 
-def choose_tenant(connections: list[dict]) -> dict:
-    """The organisation the owner just authorized: connections list every tenant the app
-    may reach for that user; the one made last is the one just chosen in Xero."""
-    organisations = [c for c in connections if c.get("tenantType", "ORGANISATION") == "ORGANISATION"]
+def choose_tenant(connections: list[dict], event_id: str | None) -> dict:
+    """The organisation the owner just authorized: the connection made by this authorization
+    (`authEventId`, the access token's `authentication_event_id`), never merely the newest of
+    those the user may reach (another one may have been made meanwhile)."""
+    organisations = [
+        c for c in connections
+        if c.get("tenantType", "ORGANISATION") == "ORGANISATION" and event_id and c.get("authEventId") == event_id
+    ]
     if not organisations:
-        raise ValidationFailed("Xero answered no organisation for this connection.", field="code")
+        raise ValidationFailed("Xero answered no organisation for this authorization: connect again.", field="code")
     return max(organisations, key=lambda c: str(c.get("createdDateUtc") or ""))
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
-from tortoise.expressions import Subquery
+from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
 from models.credit_notes.tables import CreditNote
@@ -121,17 +122,33 @@ async def begin_attempt(sync_id: Any) -> XeroSync | None:
     return sync
 
 
-async def record_pushed(sync: XeroSync, xero_id: str, url: str, action: str) -> XeroSync:
-    """Xero has the document (`action`: created, found, voided)."""
+async def record_pushed(sync: XeroSync, xero_id: str, url: str, action: str, allocated: Decimal | None = None) -> XeroSync:
+    """Xero has the document (`action`: created, found, voided); a credit note `allocated` to
+    its invoice there is recorded so, once."""
     async with in_transaction() as conn:
         sync.state, sync.message, sync.xero_id, sync.xero_url = SyncState.SYNCED, None, xero_id, url
         sync.synced_at = datetime.now(UTC)
-        await sync.save(using_db=conn, update_fields=["state", "message", "xero_id", "xero_url", "synced_at", "updated_at"])
+        fields = ["state", "message", "xero_id", "xero_url", "synced_at", "updated_at"]
+        if allocated is not None:
+            sync.allocated_at = sync.synced_at
+            fields.append("allocated_at")
+        await sync.save(using_db=conn, update_fields=fields)
         await InvoiceEvent.create(
             invoice_id=sync.invoice_id, actor_label="xero", kind="XERO_PUSHED", using_db=conn,
             detail={"document": sync.document_kind.value, "number": sync.number, "xeroId": xero_id, "action": action},
         )
+        if allocated is not None:
+            await InvoiceEvent.create(
+                invoice_id=sync.invoice_id, actor_label="xero", kind="XERO_CREDIT_NOTE_ALLOCATED", using_db=conn,
+                detail={"number": sync.number, "xeroId": xero_id, "amount": str(allocated)},
+            )
     return sync
+
+
+async def invoice_in_xero(invoice_id: Any) -> str | None:
+    """Xero's id of the invoice, once a push recorded it there."""
+    found = await XeroSync.filter(document_kind=DocumentKind.INVOICE, document_id=invoice_id, xero_id__isnull=False).first()
+    return found.xero_id if found else None
 
 
 async def record_failure(sync: XeroSync, message: str, *, retrying: bool) -> XeroSync:
@@ -180,11 +197,12 @@ async def after_push(sync: XeroSync, action: str) -> list[XeroSync]:
 
 
 async def _credit_notes_after_invoice(invoice_id: Any, actor: Actor) -> list[XeroSync]:
-    """Credit notes printed before their invoice reached Xero, never pushed, are queued (those
-    printed later go by themselves, `credit_note_push`)."""
-    pushed = XeroSync.filter(document_kind=DocumentKind.CREDIT_NOTE).values("document_id")
+    """Credit notes printed before their invoice reached Xero, never pushed or never allocated
+    to it there, are queued (those printed later go by themselves, `credit_note_push`)."""
+    done = XeroSync.filter(document_kind=DocumentKind.CREDIT_NOTE).filter(
+        Q(allocated_at__isnull=False) | Q(state__in=IN_FLIGHT)).values("document_id")
     printed = await CreditNote.filter(invoice_id=invoice_id, pdf_path__isnull=False).exclude(
-        id__in=Subquery(pushed)).order_by("number").values_list("id", flat=True)
+        id__in=Subquery(done)).order_by("number").values_list("id", flat=True)
     queued = []
     for credit_note_id in printed:
         sync = await credit_note_push(credit_note_id, actor)

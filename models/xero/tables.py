@@ -169,6 +169,8 @@ class XeroSync(TimestampMixin, Model):
     xero_url = fields.CharField(max_length=512, null=True)
     last_attempt_at = fields.DatetimeField(null=True)
     synced_at = fields.DatetimeField(null=True)
+    # A credit note: when Xero allocated it to its invoice (once; null before, and for invoices).
+    allocated_at = fields.DatetimeField(null=True)
 
     organization_id: UUID
     invoice_id: UUID

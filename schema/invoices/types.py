@@ -344,7 +344,8 @@ class InvoiceEvent:
         "(a notice to the customer, per recipient), CREDIT_NOTE_ISSUED, CREDIT_NOTE_SENT or "
         "CREDIT_NOTE_DELIVERY_FAILED (its e-mail, per recipient), CREDIT_REFUNDED, CREDIT_CARRIED (this "
         "invoice's credit applied to another), CREDIT_APPLIED (another's credit applied to this one), "
-        "XERO_PUSH_REQUESTED, XERO_PUSHED, XERO_PUSH_FAILED (each failed attempt, with Xero's message) or "
+        "XERO_PUSH_REQUESTED, XERO_PUSHED, XERO_PUSH_FAILED (each failed attempt, with Xero's message), "
+        "XERO_CREDIT_NOTE_ALLOCATED (a credit note allocated to this invoice in Xero, with the amount) or "
         "XERO_PAYMENT_SKIPPED (a Xero payment our rules refused)."
     )
     from_status: str | None = strawberry.field(description="Status before, for transitions.")
