@@ -18,7 +18,6 @@ import zipfile
 from decimal import Decimal
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -29,6 +28,7 @@ from models import CostImport, CostRecord
 from models.costs import CostFileRejected, CostOrigin, import_costs
 from tests import factories as f
 from tests.graphql import error_codes
+from tests.test_cost_reading import aws_typed
 from tests.test_costs_import import database_totals, expected_totals, sample_rows, to_csv
 
 BUCKET = "s3://msp-billing/cur"
@@ -38,12 +38,11 @@ RUN_OLD, RUN_NEW = "7f6c0b3e-0000-4000-8000-000000000001", "7f6c0b3e-0000-4000-8
 
 
 def write_part(path: Path, rows: list[dict[str, str]]) -> None:
-    """A Parquet part as the fixtures write it: every column text (Tags as JSON text, costs as
-    decimal text). The one place to switch to AWS's own typing."""
+    """A Parquet part typed as AWS's FOCUS table types it (costs double, periods timestamps,
+    Tags a map)."""
     header, _ = sample_rows()
-    table = pa.table({name: pa.array([row[name] for row in rows], pa.string()) for name in header})
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
+    pq.write_table(aws_typed(rows, header), path)
 
 
 def period_rows(period: str, scale: int = 1) -> list[dict[str, str]]:
