@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         5 * 1024**3, gt=0, description="Cap on a cost delivery upload (all its parts), streamed to storage."
     )
+    max_request_bytes: int = Field(
+        1024**2, gt=0, description="Largest request body other than an upload (GraphQL JSON); a larger one is "
+        "answered 413 before it is read whole.",
+    )
+    max_webhook_bytes: int = Field(
+        256 * 1024, gt=0, description="Largest body `/xero/webhook` reads (Xero's events are a few KiB); larger is 413.",
+    )
     subscriptions_per_connection: int = Field(
         20, gt=0, description="Cap on operations running at once on one WebSocket."
     )
