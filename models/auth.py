@@ -344,9 +344,13 @@ class Principal:
         return self.user.scope in (Scope.OWNER, Scope.VIEWER)
 
 
-async def principal_of_link(user_id, organization_id, scope, managed_account_id) -> Principal | None:
+async def principal_of_link(user_id, organization_id, scope, managed_account_id, token_id) -> Principal | None:
     """The principal a signed download link was made for, if that user is still active
-    with the same organization, scope and account; else None."""
+    with the same organization, scope and account, and the token it was made with is still
+    valid (not signed out, revoked or expired); else None."""
+    token = await Token.get_or_none(id=token_id, user_id=user_id) if token_id else None
+    if token is None or not token.is_valid:
+        return None
     user = await User.get_or_none(id=user_id, is_active=True)
     if user is None or (str(user.organization_id), user.scope.value) != (organization_id, scope):
         return None
