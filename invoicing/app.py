@@ -30,6 +30,7 @@ from infra.events import Hub
 from infra.settings import Settings, get_settings
 from invoicing import pages
 from invoicing.bodies import BodyLimits
+from invoicing.logs import redact_access_log
 from jobs.xero import complete_connection, webhook_received
 from models import exports
 from models.auth import principal_of_link
@@ -283,6 +284,7 @@ def tune_garbage_collector() -> None:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = resolve_urls(settings or get_settings())
+    redact_access_log()
 
     events = Hub(queue_size=settings.subscription_queue_size,
                  recheck_seconds=settings.subscription_recheck_seconds)

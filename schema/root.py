@@ -29,7 +29,7 @@ from resolvers import (
 from schema.context import Info
 from schema.execution import ExecutionContext, answer_prefetched
 from schema.limits import QueryLimits
-from schema.masking import ErrorCodes
+from schema.masking import ErrorCodes, Schema
 from schema.nodes import resolve_global_ids
 from schema.permissions import ANY_USER, WebSocketAuthentication, requires
 from schema.scalars import SCALARS
@@ -79,7 +79,7 @@ class Subscription(invoices.Subscription, costs.Subscription):
     pass
 
 
-schema = strawberry.Schema(
+schema = Schema(
     query=Query, mutation=Mutation, subscription=Subscription,
     # In this order: who is asking, then what they may ask, then the codes of what went wrong.
     extensions=[WebSocketAuthentication, QueryLimits, ErrorCodes], config=StrawberryConfig(scalar_map=SCALARS),

@@ -34,7 +34,7 @@ LOGO = """mutation($id: ID!, $file: Upload!) { setBillingProfileLogo(id: $id, fi
 class Server:
     """A web process as `invoicing serve` runs it, with a temporary folder of its own."""
 
-    def __init__(self, settings, **env: str):
+    def __init__(self, settings, log_level: str = "warning", **env: str):
         self.tmp = Path(tempfile.mkdtemp(prefix="invoicing-bodies-"))
         self.port = free_port()
         environment = settings.child_environment() | {"TMPDIR": str(self.tmp), **env}
@@ -44,7 +44,7 @@ class Server:
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "invoicing.app:create_app", "--factory", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--log-level", "warning"],
+                 "--port", str(self.port), "--log-level", log_level],
                 cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 60
