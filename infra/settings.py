@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     chromium_path: str | None = Field(
         None, description="Chromium binary; default the Playwright browser, else Debian's."
     )
+    chromium_sandbox: bool = Field(
+        True, description="Run Chromium inside its own sandbox (namespaces and seccomp). Off (`--no-sandbox`) only "
+        "where the kernel allows no user namespaces.",
+    )
+    chromium_user: str = Field(
+        "nobody", description="When the worker runs as root: the user Chromium runs as (its sandbox cannot start "
+        "as root), who can read nothing of DATA_DIR.",
+    )
     secret_key: str | None = Field(
         None, description="Signs download links; default a random key kept in DATA_DIR."
     )
