@@ -112,19 +112,26 @@ class LaunchOptions(TypedDict):
 
 
 # Chromium's sandbox (user namespaces and seccomp) cannot start as root. A worker running as
-# root starts it as CHROMIUM_USER through this script: setpriv (util-linux) drops to that user
-# and execs Chromium in the same process, so Playwright's pipes (fds 3 and 4) stay its own. The
-# profile folder Playwright made as root is given to that user first, and the browser keeps its
-# home and caches there: it cannot reach DATA_DIR (the database, the secret key).
+# root starts it as CHROMIUM_USER through this script: setpriv (util-linux) drops to that user,
+# and Playwright's pipes (fds 3 and 4) pass through to Chromium. The profile Playwright made as
+# root lies in the worker's temporary folder, which that user may not reach: Chromium gets a
+# profile of that user's own in /tmp instead (its home and caches in it too, out of DATA_DIR's
+# reach: the database, the secret key), removed when it exits.
 _AS_USER_SCRIPT = """#!/bin/sh
+profile=$(mktemp -d /tmp/invoicing-chromium-XXXXXXXX) || exit 1
+chown {uid}:{gid} "$profile"
 for arg; do
-    case $arg in --user-data-dir=*) profile=${{arg#--user-data-dir=}};; esac
+    shift
+    case $arg in
+        --user-data-dir=*) set -- "$@" "--user-data-dir=$profile" ;;
+        *) set -- "$@" "$arg" ;;
+    esac
 done
-if [ -n "$profile" ]; then
-    chown -R {uid}:{gid} "$profile"
-    export HOME="$profile/home" XDG_CONFIG_HOME="$profile/config" XDG_CACHE_HOME="$profile/cache"
-fi
-exec setpriv --reuid={uid} --regid={gid} --clear-groups -- {executable} "$@"
+export HOME="$profile" XDG_CONFIG_HOME="$profile/.config" XDG_CACHE_HOME="$profile/.cache"
+setpriv --reuid={uid} --regid={gid} --clear-groups -- {executable} "$@"
+status=$?
+rm -rf "$profile"
+exit $status
 """
 
 
