@@ -5,7 +5,8 @@ minutes (`LINK_TTL_SECONDS`).
 A token is an itsdangerous `URLSafeTimedSerializer` value (payload, timestamp, HMAC-SHA256
 keyed by `SECRET_KEY` with a salt of its own): readable by whoever holds it, but any change
 breaks the signature. The payload names the file (an invoice's PDF or CSV, or an export in
-storage) and the requester's scope at signing time; the download checks both again.
+storage), the requester's scope at signing time and the id of the token the requester
+presented; the download checks them all again, so a sign-out or a revoked token ends its links.
 """
 
 from __future__ import annotations
@@ -49,11 +50,12 @@ class Link:
 
 
 def _scope(principal) -> dict[str, Any]:
-    """Who asked, as it stood when the link was made."""
+    """Who asked, as it stood when the link was made, and with which token: signing out or
+    revoking that token ends its links too."""
     account = principal.managed_account_id
     return {
         "o": str(principal.organization_id), "u": str(principal.user.id), "s": principal.scope.value,
-        "a": str(account) if account else None,
+        "a": str(account) if account else None, "tk": str(principal.presented_token.id),
     }
 
 
@@ -61,7 +63,7 @@ def requester(claims: dict[str, Any]) -> dict[str, Any]:
     """Who a link was made for, as keyword arguments of `models.auth.principal_of_link`."""
     return {
         "user_id": claims["u"], "organization_id": claims["o"], "scope": claims["s"],
-        "managed_account_id": claims["a"],
+        "managed_account_id": claims["a"], "token_id": claims.get("tk"),
     }
 
 

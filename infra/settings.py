@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     chromium_path: str | None = Field(
         None, description="Chromium binary; default the Playwright browser, else Debian's."
     )
+    chromium_sandbox: bool = Field(
+        True, description="Run Chromium inside its own sandbox (namespaces and seccomp). Off (`--no-sandbox`) only "
+        "where the kernel allows no user namespaces.",
+    )
+    chromium_user: str = Field(
+        "nobody", description="When the worker runs as root: the user Chromium runs as (its sandbox cannot start "
+        "as root), who can read nothing of DATA_DIR.",
+    )
     secret_key: str | None = Field(
         None, description="Signs download links; default a random key kept in DATA_DIR."
     )
@@ -111,6 +119,13 @@ class Settings(BaseSettings):
         description="Largest uncompressed size of the FOCUS columns of one Parquet row group; a part with a larger "
         "row group is refused. Row groups are read in batches of about 8 MiB of decoded values whatever their "
         "size, so this bounds only a row group whose values are gathered in a few rows.",
+    )
+    max_request_bytes: int = Field(
+        1024**2, gt=0, description="Largest request body other than an upload (GraphQL JSON); a larger one is "
+        "answered 413 before it is read whole.",
+    )
+    max_webhook_bytes: int = Field(
+        256 * 1024, gt=0, description="Largest body `/xero/webhook` reads (Xero's events are a few KiB); larger is 413.",
     )
     subscriptions_per_connection: int = Field(
         20, gt=0, description="Cap on operations running at once on one WebSocket."

@@ -30,11 +30,13 @@ from infra.embedded import resolve_urls
 from infra.events import Hub
 from infra.settings import Settings, get_settings
 from invoicing import pages
+from invoicing.bodies import BodyLimits
+from invoicing.logs import redact_access_log
 from jobs.xero import complete_connection, webhook_received
 from models import exports
 from models.auth import principal_of_link
 from models.einvoicing.files import facturx_pdf
-from models.errors import DomainError
+from models.errors import DomainError, RequestErrorCode
 from models.xero.connections import BROWSER_COOKIE, take_authorization
 from models.xero.tokens import browser_bound, webhook_signed
 from schema.context import Context
@@ -72,13 +74,33 @@ class GraphQLApp(GraphQL[Context, None]):
         except TypeError:  # what orjson does not encode (an integer past 64 bits in JSON)
             return json.dumps(data, separators=(",", ":"))
 
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        if not isinstance(request, Request):  # a WebSocket
+            return await super().run(request, context, root_value)
+        try:
+            if _is_upload(request):
+                # Uploads are for signed-in users only: refused before a byte of the body is
+                # read, so that no one without a token makes the server spool anything.
+                principal, reason = await authenticate_bearer(request.headers.get("authorization"))
+                if principal is None:
+                    return _unauthenticated(reason)
+                request.state.authenticated = principal, reason
+            return await super().run(request, context, root_value)
+        finally:
+            # The upload's spooled files, closed (and so deleted) once the operation is done,
+            # rather than at the next full garbage collection.
+            await request.close()
+
     async def get_context(self, request, response) -> Context:
         context = Context(
             settings=self.settings, redis=request.app.state.redis, request=request, response=response,
             events=self.events,
         )
         if request.scope["type"] == "http":
-            context.principal, context.auth_error = await authenticate_bearer(request.headers.get("authorization"))
+            authenticated = getattr(request.state, "authenticated", None)
+            context.principal, context.auth_error = authenticated or await authenticate_bearer(
+                request.headers.get("authorization")
+            )
         return context
 
     async def on_ws_connect(self, context: Context):
@@ -95,6 +117,19 @@ class GraphQLApp(GraphQL[Context, None]):
         # The product's own GraphiQL page (static/pages), not strawberry's: its assets come
         # from this origin, never from a CDN.
         return pages.GRAPHIQL.response()
+
+
+def _is_upload(request: Request) -> bool:
+    return request.method == "POST" and request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+
+
+def _unauthenticated(reason: str | None) -> JSONResponse:
+    """What the upload mutations answer without a valid token, as their permission would."""
+    message = reason or "Authentication required: send a bearer token."
+    return JSONResponse(
+        {"data": None, "errors": [{"message": message, "extensions": {"code": RequestErrorCode.UNAUTHENTICATED.value}}]},
+        headers={"connection": "close"},
+    )
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -260,6 +295,7 @@ def tune_garbage_collector() -> None:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = resolve_urls(settings or get_settings())
+    redact_access_log()
 
     events = Hub(queue_size=settings.subscription_queue_size,
                  recheck_seconds=settings.subscription_recheck_seconds)
@@ -292,6 +328,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         middleware=[
             Middleware(SecurityHeaders),
+            Middleware(BodyLimits, settings=settings),
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.allowed_origins,

@@ -29,7 +29,10 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
+import pwd
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -46,7 +49,6 @@ DEBIAN_CHROMIUM = "/usr/lib/chromium/chromium"
 DEBIAN_CHROMIUM_WRAPPER = "/usr/bin/chromium"
 LAUNCH_ARGS = [
     "--headless",
-    "--no-sandbox",  # workers run as root, where Chromium's sandbox cannot start
     "--disable-gpu",
     "--disable-dev-shm-usage",
     "--disable-background-networking",
@@ -97,6 +99,74 @@ def browser_environment(settings: Settings) -> dict[str, str]:
     for folder in env.values():
         folder.mkdir(parents=True, exist_ok=True)
     return {name: str(folder) for name, folder in env.items()}
+
+
+class LaunchOptions(TypedDict):
+    """The arguments of `BrowserType.launch` that say which Chromium runs, how and as whom."""
+
+    executable_path: str
+    args: list[str]
+    env: dict[str, str | float | bool]
+    # Playwright's own default is off (it adds `--no-sandbox`).
+    chromium_sandbox: bool
+
+
+# Chromium's sandbox (user namespaces and seccomp) cannot start as root. A worker running as
+# root starts it as CHROMIUM_USER through this script: setpriv (util-linux) drops to that user,
+# and Playwright's pipes (fds 3 and 4) pass through to Chromium. The profile Playwright made as
+# root lies in the worker's temporary folder, which that user may not reach: Chromium gets a
+# profile of that user's own in /tmp instead (its home and caches in it too, out of DATA_DIR's
+# reach: the database, the secret key), removed when it exits.
+_AS_USER_SCRIPT = """#!/bin/sh
+profile=$(mktemp -d /tmp/invoicing-chromium-XXXXXXXX) || exit 1
+chown {uid}:{gid} "$profile"
+for arg; do
+    shift
+    case $arg in
+        --user-data-dir=*) set -- "$@" "--user-data-dir=$profile" ;;
+        *) set -- "$@" "$arg" ;;
+    esac
+done
+export HOME="$profile" XDG_CONFIG_HOME="$profile/.config" XDG_CACHE_HOME="$profile/.cache"
+setpriv --reuid={uid} --regid={gid} --clear-groups -- {executable} "$@"
+status=$?
+rm -rf "$profile"
+exit $status
+"""
+
+
+def launch_options(settings: Settings, managed: str | None = None) -> LaunchOptions:
+    """How to launch Chromium: sandboxed unless CHROMIUM_SANDBOX is off, and, when this process
+    is root, as CHROMIUM_USER (see `_AS_USER_SCRIPT`)."""
+    executable = chromium_executable(settings, managed)
+    options = LaunchOptions(
+        executable_path=executable, args=list(LAUNCH_ARGS), env=dict(browser_environment(settings)),
+        chromium_sandbox=settings.chromium_sandbox,
+    )
+    if settings.chromium_sandbox and os.geteuid() == 0:
+        options["executable_path"] = str(_as_user_script(settings, executable))
+    return options
+
+
+def _as_user_script(settings: Settings, executable: str) -> Path:
+    try:
+        user = pwd.getpwnam(settings.chromium_user)
+    except KeyError:
+        raise RuntimeError(
+            f"CHROMIUM_USER {settings.chromium_user!r} is no user of this system: Chromium's sandbox cannot start as root."
+        ) from None
+    if user.pw_uid == 0:
+        raise RuntimeError("CHROMIUM_USER must not be root: Chromium's sandbox cannot start as root.")
+    script = (settings.data_dir / "chromium" / f"as-{settings.chromium_user}").resolve()
+    script.parent.mkdir(parents=True, exist_ok=True)
+    text = _AS_USER_SCRIPT.format(uid=user.pw_uid, gid=user.pw_gid, executable=shlex.quote(executable))
+    if not script.is_file() or script.read_text() != text:
+        # Written aside and renamed: another worker may be starting its browser with it.
+        written = script.with_name(f".{script.name}.{os.getpid()}")
+        written.write_text(text)
+        written.chmod(0o700)
+        written.replace(script)
+    return script
 
 
 async def _guard(route: Route) -> None:
@@ -368,11 +438,7 @@ class PdfRenderer:
     async def _launch(self) -> None:
         assert self._playwright is not None and self.executable is not None
         self._browser = await self._playwright.chromium.launch(
-            executable_path=self.executable,
-            args=LAUNCH_ARGS,
-            # A copy typed as Playwright's parameter is (a dict of str | float | bool).
-            env=dict(browser_environment(self.settings)),
-            headless=True,
+            **launch_options(self.settings, self._playwright.chromium.executable_path), headless=True
         )
         self._context = await self._browser.new_context(
             java_script_enabled=False, service_workers="block", accept_downloads=False

@@ -7,6 +7,7 @@ table yields nothing usable. Every token expires and can be revoked.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import secrets
@@ -135,6 +136,19 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+async def hashed_password(password: str) -> str:
+    """`hash_password` in a thread: argon2 takes tens of milliseconds of CPU on purpose, which
+    the event loop would otherwise spend not serving anyone else."""
+    return await asyncio.to_thread(hash_password, password)
+
+
+def _password_matches(stored: str, password: str) -> bool:
+    try:
+        return _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
 MAX_EMAIL_LENGTH = 320
 
 
@@ -173,7 +187,7 @@ async def create_user(
             field="managedAccountId",
         )
     name = clean_text(name, "name", 255, False)
-    password_hash = hash_password(password) if password is not None else None
+    password_hash = await hashed_password(password) if password is not None else None
     if await User.filter(email=email).exists():
         raise email_taken(email)
     try:
@@ -234,9 +248,8 @@ async def login(
         raise ValidationFailed(f"An e-mail address has at most {MAX_EMAIL_LENGTH} characters.", field="email")
     user = await User.get_or_none(email=email.strip().lower(), is_active=True)
     stored = user.password_hash if user and user.password_hash else _DUMMY_HASH
-    try:
-        _hasher.verify(stored, password)
-    except (VerificationError, InvalidHashError):
+    # In a thread, as hashing is (many logins in one request would hold every other request).
+    if not await asyncio.to_thread(_password_matches, stored, password):
         user = None
     if user is None or user.password_hash is None:
         log.warning("login failed for %.200r from %s", email, address)
@@ -246,7 +259,7 @@ async def login(
     user.last_login_at = _now()
     update = ["last_login_at"]
     if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
+        user.password_hash = await asyncio.to_thread(_hasher.hash, password)
         update.append("password_hash")
     await user.save(update_fields=update)
     return await issue_token(user, TokenKind.SESSION, lifetime)
@@ -331,9 +344,13 @@ class Principal:
         return self.user.scope in (Scope.OWNER, Scope.VIEWER)
 
 
-async def principal_of_link(user_id, organization_id, scope, managed_account_id) -> Principal | None:
+async def principal_of_link(user_id, organization_id, scope, managed_account_id, token_id) -> Principal | None:
     """The principal a signed download link was made for, if that user is still active
-    with the same organization, scope and account; else None."""
+    with the same organization, scope and account, and the token it was made with is still
+    valid (not signed out, revoked or expired); else None."""
+    token = await Token.get_or_none(id=token_id, user_id=user_id) if token_id else None
+    if token is None or not token.is_valid:
+        return None
     user = await User.get_or_none(id=user_id, is_active=True)
     if user is None or (str(user.organization_id), user.scope.value) != (organization_id, scope):
         return None

@@ -76,6 +76,7 @@ class RequestErrorCode(str, Enum):
     EVENTS_MISSED = "EVENTS_MISSED"
     SHUTTING_DOWN = "SHUTTING_DOWN"
     QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
 
@@ -88,6 +89,7 @@ REQUEST_ERROR_CODE_MEANINGS: dict[RequestErrorCode, str] = {
     RequestErrorCode.EVENTS_MISSED: "the server lost its event stream: re-query, then subscribe again",
     RequestErrorCode.SHUTTING_DOWN: "the server is restarting: re-query, then subscribe again",
     RequestErrorCode.QUERY_TOO_COMPLEX: "the document is past a limit (tokens, depth, aliases, or cost in objects)",
+    RequestErrorCode.PAYLOAD_TOO_LARGE: "the request body is past its route's limit (answered with HTTP 413)",
     RequestErrorCode.INTERNAL_SERVER_ERROR: "an unexpected failure; `extensions.requestId` finds it in the server's log",
 }
 

@@ -31,8 +31,8 @@ from models.auth import (
     User,
     UserState,
     create_user,
-    hash_password,
     hash_token,
+    hashed_password,
     issue_token,
     visible_tokens,
     visible_users,
@@ -177,7 +177,7 @@ async def accept_invitation(raw: str, password: str, session_lifetime: timedelta
     """Set the invited user's password and open its first session. An unknown, expired,
     withdrawn or used token is refused alike (`InvitationInvalid`) and changes nothing; so
     does a password too short (the link still works afterwards)."""
-    password_hash = hash_password(password)
+    password_hash = await hashed_password(password)
     async with in_transaction() as connection:
         invitation = await Invitation.filter(
             _pending(), token_hash=hash_token(raw)

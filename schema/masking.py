@@ -5,7 +5,13 @@ A failure inside a resolver that is not a GraphQL error (a bug, a lost connectio
 with a request id and answered as INTERNAL_SERVER_ERROR with that id; in production its message
 is replaced, since it may quote a database or a library. Errors about the document or its
 variables (syntax, validation, coercion) come before execution, have no path, and are
-BAD_USER_INPUT."""
+BAD_USER_INPUT.
+
+Errors are logged without the document: a GraphQL error's text (`str(error)`) quotes the lines
+of the document around it, arguments and all, and a password written inline in a login would
+reach the log with them. An error about the document is logged by its code and place alone (its
+message may quote a value); an error of a field by its code, path and message (the server's
+words)."""
 
 from __future__ import annotations
 
@@ -13,8 +19,10 @@ import logging
 import uuid
 from collections.abc import Iterator
 
+import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 
 from models.errors import DomainError, NotFound, RequestErrorCode
 
@@ -59,3 +67,18 @@ def coded(error: GraphQLError, production: bool) -> GraphQLError:
     if not (error.extensions or {}).get("code") and error.path is None:
         error.extensions = {**(error.extensions or {}), "code": RequestErrorCode.BAD_USER_INPUT.value}
     return error
+
+
+class Schema(strawberry.Schema):
+    """strawberry's Schema, logging its errors without the document they came from."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        for error in errors:
+            code = (error.extensions or {}).get("code", "")
+            where = [f"{location.line}:{location.column}" for location in error.locations or []]
+            if _unexpected(error):
+                log.error("GraphQL error at %s: %s", error.path, error.message, exc_info=error.original_error)
+            elif error.path is None:
+                log.warning("GraphQL document refused (%s) at %s", code or RequestErrorCode.BAD_USER_INPUT.value, where)
+            else:
+                log.info("GraphQL error %s at %s: %s", code, error.path, error.message)

@@ -30,7 +30,7 @@ from schema.consistency import ConsistentReads
 from schema.context import Info
 from schema.execution import ExecutionContext, answer_prefetched
 from schema.limits import QueryLimits
-from schema.masking import ErrorCodes
+from schema.masking import ErrorCodes, Schema
 from schema.nodes import resolve_global_ids
 from schema.permissions import ANY_USER, WebSocketAuthentication, requires
 from schema.scalars import SCALARS
@@ -80,7 +80,7 @@ class Subscription(invoices.Subscription, costs.Subscription):
     pass
 
 
-schema = strawberry.Schema(
+schema = Schema(
     query=Query, mutation=Mutation, subscription=Subscription,
     # In this order: who is asking, then what they may ask, then the codes of what went wrong; a
     # query's reads see one moment.

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import websockets
@@ -108,6 +110,33 @@ async def test_login_over_graphql(client):
         "__typename": "AuthenticationError", "code": "UNAUTHENTICATED",
         "message": "The e-mail or the password is wrong.",
     }
+
+
+async def test_login_verifies_the_password_off_the_event_loop(client):
+    """argon2 spends tens of milliseconds of CPU on purpose: on the event loop's thread it would
+    hold every other request meanwhile. The loop's thread is watched (a profiler sees every
+    Python call it makes); a login, right or wrong, makes no argon2 call there."""
+    import argon2
+
+    await f.user(await f.organization(), email="owner@example.com", password=f.PASSWORD)
+    package = Path(argon2.__file__).parent
+    on_loop: list[str] = []
+
+    def watch(frame, event, arg):
+        # argon2's work is `verify_secret` and `hash_secret` (reading a hash's parameters is not).
+        code = frame.f_code
+        if event == "call" and code.co_filename.startswith(str(package)) and code.co_name in ("verify_secret", "hash_secret"):
+            on_loop.append(code.co_name)
+
+    sys.setprofile(watch)
+    try:
+        ok = await gql(client, LOGIN, {"e": "owner@example.com", "p": f.PASSWORD})
+        bad = await gql(client, LOGIN, {"e": "owner@example.com", "p": "wrong password!"})
+    finally:
+        sys.setprofile(None)
+    assert ok["data"]["login"]["__typename"] == "LoginSuccess"
+    assert bad["data"]["login"]["__typename"] == "AuthenticationError"
+    assert on_loop == []
 
 
 async def test_login_answers_the_signed_in_viewer_with_its_relations(client):

@@ -22,6 +22,7 @@ from tortoise import connections
 from infra import links, storage
 from infra.settings import get_settings
 from models import Invoice, InvoiceLineItem, InvoiceRevision, ManagedAccount, User, exports
+from models.auth import Token, TokenKind, issue_token
 from models.base import Scope
 from models.exports import DETAILED_COLUMNS, XERO_COLUMNS, ExportFormat
 from models.invoices import InvoiceStatus, LineKind
@@ -328,14 +329,14 @@ async def test_altered_expired_and_foreign_links_reveal_nothing(client, world, m
         altered = token[:position] + ("A" if token[position] != "A" else "Q") + token[position + 1:]
         refusals.append(await client.get(f"/files/{altered}"))
     # Forged for an invoice the customer cannot see, signed with another key.
-    customer = await _principal(world.users["customer"])
+    customer = await _principal(world.tokens["customer"])
     other_key = settings.model_copy(update={"secret_key": "another-key"})
     refusals.append(await _download(client, links.sign(other_key, customer, "pdf", str(made["INV-2024-0002"].id)).url))
     # Genuine, but for an invoice outside the requester's scope (another account, a draft,
     # another organization): the download checks the scope again.
     for number in ("INV-2024-0002", "INV-2024-0004", "INV-2024-0099"):
         refusals.append(await _download(client, links.sign(settings, customer, "pdf", str(made[number].id)).url))
-    foreign = await _principal(world.users["foreign_owner"])
+    foreign = await _principal(world.tokens["foreign_owner"])
     refusals.append(await _download(client, links.sign(settings, foreign, "csv", str(made["INV-2024-0001"].id)).url))
     # A customer's link to another organization's export folder.
     refusals.append(await _download(client, links.sign(settings, customer, "export", f"exports/{world.org.id}/x/a.csv", "a.csv").url))
@@ -370,6 +371,36 @@ async def test_a_link_dies_with_its_user_or_scope(client, world):
     assert (await _download(client, url)).status_code == 404
 
 
+REVOKE = """mutation($id: ID) { revokeToken(id: $id) { __typename } }"""
+
+
+@pytest.mark.parametrize("role", ["owner", "viewer", "customer"])
+async def test_a_link_dies_with_the_sign_out_of_the_token_that_made_it(client, world, role):
+    """Signing out (revoking one's own token) ends the links that token made; the links of the
+    same user's other sessions keep working until their own token goes."""
+    await _september(world, pdf=PDF)
+    second, _ = await issue_token(world.users[role], TokenKind.SESSION, timedelta(hours=1))
+    urls = [
+        (await gql(client, LINKS, {"n": "INV-2024-0001"}, token=raw))["data"]["invoice"]["pdfUrl"]
+        for raw in (world.tokens[role], second)
+    ]
+    assert [(await _download(client, url)).status_code for url in urls] == [200, 200]
+    assert (await gql(client, REVOKE, {}, token=world.tokens[role]))["data"]["revokeToken"]["__typename"] == "TokenRevoked"
+    assert [(await _download(client, url)).status_code for url in urls] == [404, 200]
+
+
+async def test_a_link_dies_when_an_owner_revokes_its_token_and_not_by_another_organization(client, world):
+    await _september(world, pdf=PDF)
+    viewer_token = await Token.get(user_id=world.users["viewer"].id)
+    url = (await gql(client, LINKS, {"n": "INV-2024-0001"}, token=world.tokens["viewer"]))["data"]["invoice"]["pdfUrl"]
+    refused = await gql(client, REVOKE, {"id": to_base64("ApiToken", str(viewer_token.id))}, token=world.tokens["foreign_owner"])
+    assert refused["data"]["revokeToken"]["__typename"] == "NotFoundError"
+    assert (await _download(client, url)).status_code == 200
+    revoked = await gql(client, REVOKE, {"id": to_base64("ApiToken", str(viewer_token.id))}, token=world.tokens["owner"])
+    assert revoked["data"]["revokeToken"]["__typename"] == "TokenRevoked"
+    assert (await _download(client, url)).status_code == 404
+
+
 async def test_expired_exports_are_refused_then_purged(client, world, monkeypatch, settings):
     await _september(world)
     done = await _export(client, world.tokens["owner"], filter=SEPTEMBER)
@@ -384,13 +415,11 @@ async def test_expired_exports_are_refused_then_purged(client, world, monkeypatc
     assert list(folder.glob("*")) == []
 
 
-async def _principal(user):
-    from models.auth import principal_of_link
+async def _principal(raw_token: str):
+    """The principal of a signed-in user's token, as a request has it (links are bound to it)."""
+    from models.auth import authenticate
 
-    return await principal_of_link(
-        str(user.id), str(user.organization_id), user.scope.value,
-        str(user.managed_account_id) if user.managed_account_id else None,
-    )
+    return await authenticate(raw_token)
 
 
 # --- spreadsheet safety -----------------------------------------------------------------------

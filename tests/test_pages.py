@@ -24,7 +24,7 @@ from strawberry.relay import to_base64
 
 from infra import storage
 from invoicing import pages
-from jobs.pdf import LAUNCH_ARGS, browser_environment, chromium_executable
+from jobs.pdf import launch_options
 from models import Invoice, InvoiceLineItem, InvoiceRevision
 from models.auth import Token, TokenKind, hash_password
 from tests import factories as f
@@ -34,9 +34,7 @@ from tests.graphql import gql, subscribed
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT_DIR = os.environ.get("SCREENSHOT_DIR")
 # No host name resolves, the loopback address being the only way out.
-BROWSER_ARGS = [arg for arg in LAUNCH_ARGS if not arg.startswith("--host-resolver-rules")] + [
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
-]
+BROWSER_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
 # Every violation of a page's Content-Security-Policy, kept where the test can read it.
 WATCH_POLICY = """document.addEventListener("securitypolicyviolation", (e) => {
   (window.__violations = window.__violations || []).push(e.violatedDirective + " " + e.blockedURI);
@@ -91,15 +89,25 @@ async def site(settings, redis):
 
 @pytest.fixture(scope="module")
 async def browser(settings):
+    import pwd
+    import shutil
+    import tempfile
+
     from playwright.async_api import async_playwright
 
+    # Downloads land in a folder the browser's user may reach and write (as root it runs as
+    # CHROMIUM_USER): pytest's own temporary folders are the test user's alone.
+    downloads = tempfile.mkdtemp(prefix="invoicing-downloads-")
+    if os.geteuid() == 0:
+        user = pwd.getpwnam(settings.chromium_user)
+        os.chown(downloads, user.pw_uid, user.pw_gid)
     async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=chromium_executable(settings, playwright.chromium.executable_path),
-            args=BROWSER_ARGS, env=dict(browser_environment(settings)), headless=True,
-        )
+        options = launch_options(settings, playwright.chromium.executable_path)
+        options["args"] = [arg for arg in options["args"] if not arg.startswith("--host-resolver-rules")] + BROWSER_ARGS
+        chromium = await playwright.chromium.launch(**options, headless=True, downloads_path=downloads)
         yield chromium
         await chromium.close()
+    shutil.rmtree(downloads, ignore_errors=True)
 
 
 @dataclass

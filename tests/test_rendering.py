@@ -4,14 +4,18 @@ is treated as hostile: nothing may leave the browser, no file may be read, no sc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import io
+import os
+import re
 from pathlib import Path
 
+import psutil
 import pytest
 from pypdf import PdfReader
 
-from jobs.pdf import DEBIAN_CHROMIUM, PdfRenderer, browser_environment, chromium_executable
+from jobs.pdf import DEBIAN_CHROMIUM, PdfRenderer, browser_environment, chromium_executable, launch_options
 from jobs.rendering import (
     TEMPLATE_VERSION,
     format_date,
@@ -222,6 +226,46 @@ def test_the_browser_gets_its_own_environment(settings):
     for folder in env.values():
         assert Path(folder).is_relative_to(settings.data_dir.resolve() / "chromium")
         assert Path(folder).is_dir()
+
+
+def _chromium_processes() -> list[psutil.Process]:
+    """This test process's Chromium processes (Playwright's driver starts them)."""
+    found = []
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if any("chrom" in part for part in process.cmdline()[:1]):
+                found.append(process)
+    return found
+
+
+async def test_chromium_prints_inside_its_sandbox_and_never_as_root(renderer):
+    """No `--no-sandbox`; a worker that is root starts Chromium as CHROMIUM_USER; its renderers
+    (where an invoice's HTML is parsed) run under seccomp in user namespaces of their own."""
+    assert (await renderer.render(render_invoice_html(sample_view()))).startswith(b"%PDF-")
+    processes = _chromium_processes()
+    assert processes
+    for process in processes:
+        assert "--no-sandbox" not in process.cmdline()
+        if os.geteuid() == 0:
+            assert process.uids().real != 0 and process.uids().effective != 0
+    browser = next(p for p in processes if not any(a.startswith("--type=") for a in p.cmdline()))
+    renderers = [p for p in processes if "--type=renderer" in p.cmdline()]
+    assert renderers
+    for process in renderers:
+        with open(f"/proc/{process.pid}/status") as proc:  # noqa: ASYNC230 (a kernel file, read at once)
+            status = proc.read()
+        assert re.search(r"^Seccomp:\s+2$", status, re.M), "a renderer without its seccomp filter"
+        assert os.readlink(f"/proc/{process.pid}/ns/user") != os.readlink(f"/proc/{browser.pid}/ns/user")
+
+
+def test_a_root_worker_needs_an_existing_chromium_user(settings):
+    if os.geteuid() != 0:
+        pytest.skip("only a worker running as root starts Chromium as another user")
+    with pytest.raises(RuntimeError, match="no user of this system"):
+        launch_options(settings.model_copy(update={"chromium_user": "no-such-user-here"}))
+    with pytest.raises(RuntimeError, match="must not be root"):
+        launch_options(settings.model_copy(update={"chromium_user": "root"}))
+    assert launch_options(settings.model_copy(update={"chromium_sandbox": False}))["chromium_sandbox"] is False
 
 
 # -- PDF ----------------------------------------------------------------------------------

@@ -132,5 +132,6 @@ def webhook_signed(settings: Settings, body: bytes, signature: str) -> bool:
     raw body)), as Xero signs every webhook request."""
     if not settings.xero_webhook_key:
         return False
-    expected = base64.b64encode(hmac.new(settings.xero_webhook_key.encode(), body, hashlib.sha256).digest()).decode()
-    return hmac.compare_digest(expected, signature or "")
+    expected = base64.b64encode(hmac.new(settings.xero_webhook_key.encode(), body, hashlib.sha256).digest())
+    # Compared as bytes: a header of any characters is a wrong signature, not a TypeError.
+    return hmac.compare_digest(expected, (signature or "").encode("utf-8", "surrogateescape"))
