@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gzip
 import io
 import json
 import os
@@ -51,6 +50,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.bomb_files import gzip_one_line, parquet_wide_strings  # noqa: E402
 from bench.graphql_list import recreate  # noqa: E402
 
 MiB = 1024**2
@@ -102,31 +102,7 @@ def manifest_repeats(folder: Path) -> list[Path]:
     return [manifest, part]
 
 
-def parquet_wide_strings(path: Path) -> None:
-    """3,000 rows sharing one 1 MiB string (stored once, in the column's dictionary)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    rows = 3000
-    wide = pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), pa.array(["x" * MiB]))
-    table = pa.table({
-        "BilledCost": pa.array(["1.00"] * rows), "BillingCurrency": pa.array(["USD"] * rows),
-        "ChargeDescription": wide, "SubAccountId": pa.array(["100000000001"] * rows),
-    })
-    pq.write_table(table, path, compression="zstd", compression_level=19)
-
-
-def gzip_one_line(path: Path) -> None:
-    """One line of 768 MiB, gzipped (about 765 KiB), a MiB at a time."""
-    block = b"1" * MiB
-    with gzip.open(path, "wb", compresslevel=9) as out:
-        out.write(FOCUS_HEADER.replace(",", "").encode())
-        for _ in range(768):
-            out.write(block)
-        out.write(b"\n")
-
-
-def _one(builder: Callable[[Path], None], name: str) -> Callable[[Path], list[Path]]:
+def _one(builder: Callable[[Path], object], name: str) -> Callable[[Path], list[Path]]:
     def build(folder: Path) -> list[Path]:
         builder(folder / name)
         return [folder / name]
@@ -305,7 +281,7 @@ def json_300mb(service: Service, token: str) -> str:
 FILE_BOMBS: dict[str, Callable[[Path], list[Path]]] = {
     "zip_of_zips": zip_of_zips,
     "manifest_repeats": manifest_repeats,
-    "parquet_wide_strings": _one(parquet_wide_strings, "wide.parquet"),
+    "parquet_wide_strings": _one(lambda path: parquet_wide_strings(path, rows=3000, value_bytes=MiB), "wide.parquet"),
     "gzip_one_line": _one(gzip_one_line, "one-line.csv.gz"),
 }
 REQUEST_BOMBS: dict[str, Callable[[Service, str], str]] = {"multipart_400mb": multipart_400mb, "json_300mb": json_300mb}
