@@ -16,7 +16,8 @@ The four files are uploaded by the organization's owner (`importCosts`) and foll
 import ends. For each bomb it prints the answer, the peak RSS of the web and the worker processes
 (their children included, but the worker's warm Chromium), and the peak growth of what they keep on disk: DATA_DIR (storage,
 temporary folder) and the deleted files they still hold open. The last line is
-`worst_growth_mb <N>` (the README's bound: 100).
+`worst_growth_mb <N>`, the most either process's resident memory or the disk grew over one
+bomb (the README's bound: 100).
 
 The database named by --database-url is DROPPED and recreated.
 
@@ -183,6 +184,7 @@ class Peaks:
     def __init__(self, service: Service):
         self.service = service
         self.web = self.worker = 0
+        self.web_before, self.worker_before = service.rss(service.web), service.rss(service.worker)
         self.disk_before = service.disk()
         self.disk = self.disk_before
         self._stop = threading.Event()
@@ -204,8 +206,13 @@ class Peaks:
         self._thread.join()
 
     @property
-    def growth_mb(self) -> float:
+    def disk_mb(self) -> float:
         return (self.disk - self.disk_before) / MiB
+
+    @property
+    def growth_mb(self) -> float:
+        """The most any of the three grew: the web process's memory, the worker's, the disk."""
+        return max(self.disk_mb, (self.web - self.web_before) / MiB, (self.worker - self.worker_before) / MiB)
 
 
 # --------------------------------------------------------------------------- sending
@@ -340,8 +347,9 @@ def main() -> None:
                 time.sleep(1)  # what the answer left behind, if anything, shows in the last samples
             worst = max(worst, peaks.growth_mb)
             print(f"{name}{f' ({sizes})' if sizes else ''}: {answer}", flush=True)
-            print(f"  peak RSS web {peaks.web / MiB:,.0f} MiB, worker {peaks.worker / MiB:,.0f} MiB; "
-                  f"disk growth {peaks.growth_mb:,.1f} MiB", flush=True)
+            print(f"  peak RSS web {peaks.web / MiB:,.0f} MiB (+{(peaks.web - peaks.web_before) / MiB:,.0f}), "
+                  f"worker {peaks.worker / MiB:,.0f} MiB (+{(peaks.worker - peaks.worker_before) / MiB:,.0f}); "
+                  f"disk growth {peaks.disk_mb:,.1f} MiB", flush=True)
             for path in files:
                 path.unlink()
     finally:
