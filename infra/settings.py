@@ -101,6 +101,19 @@ class Settings(BaseSettings):
         35, gt=0, description="Days an uploaded cost delivery's files are kept; the worker purges older ones "
         "hourly (and `invoicing purge-deliveries` at once). Its import's record and rows stay.",
     )
+    cost_source_sync_hours: float = Field(
+        6, gt=0, description="Hours between two scheduled syncs of a cost source (the worker checks hourly).",
+    )
+    cost_source_private_endpoints: bool = Field(
+        False, description="Allow an S3-compatible cost source's endpoint on a loopback, private or link-local "
+        "address (an on-premises store, or the tests' emulator); refused by default.",
+    )
+    aws_s3_endpoint_url: str = Field(
+        "", description="Where AWS_S3 cost sources are reached; unset = AWS itself (set for a VPC endpoint or an emulator).",
+    )
+    cost_source_timeout_seconds: float = Field(
+        60, gt=0, description="Longest wait for one answer of a cost source's object store.",
+    )
     subscriptions_per_connection: int = Field(
         20, gt=0, description="Cap on operations running at once on one WebSocket."
     )

@@ -1,25 +1,19 @@
 """Xero's tokens at rest, and PKCE.
 
-Tokens are kept as one Fernet token (AES-128-CBC with an HMAC-SHA256, from `cryptography`):
-without the key, a copy of the database reads nothing and cannot alter them unnoticed. The key
-is XERO_TOKEN_KEY (a Fernet key) when set; otherwise it is derived from SECRET_KEY with
-HKDF-SHA256 under a label of its own, so that no other use of SECRET_KEY yields it."""
+Tokens are sealed (`models.sealing`) under XERO_TOKEN_KEY (a Fernet key) when set; otherwise
+under a key derived from SECRET_KEY with a label of their own."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-import json
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from infra.settings import Settings
+from models import sealing
 
 _HKDF_INFO = b"invoicing xero token encryption"
 
@@ -38,23 +32,13 @@ class TokenSet:
         return datetime.fromtimestamp(self.expires_at, UTC)
 
 
-def _fernet(settings: Settings) -> Fernet:
-    if settings.xero_token_key:
-        return Fernet(settings.xero_token_key.encode())
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(settings.signing_key)
-    return Fernet(base64.urlsafe_b64encode(derived))
-
-
 def seal(settings: Settings, value: dict) -> str:
-    return _fernet(settings).encrypt(json.dumps(value, separators=(",", ":")).encode()).decode()
+    return sealing.seal(sealing.fernet(settings.signing_key, _HKDF_INFO, settings.xero_token_key), value)
 
 
 def unseal(settings: Settings, sealed: str) -> dict | None:
     """The sealed value, or None when it cannot be read (another key, or altered)."""
-    try:
-        return json.loads(_fernet(settings).decrypt(sealed.encode()))
-    except (InvalidToken, ValueError):
-        return None
+    return sealing.unseal(sealing.fernet(settings.signing_key, _HKDF_INFO, settings.xero_token_key), sealed)
 
 
 def seal_tokens(settings: Settings, tokens: TokenSet) -> str:
