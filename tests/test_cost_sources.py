@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import uuid
 from decimal import Decimal
 
@@ -22,7 +23,6 @@ from jobs import dispatch
 from jobs.cost_sources import lock_key, sync_cost_source, sync_due_cost_sources
 from models import CostImport, CostRecord, CostSource
 from models.cost_sources import CostSourceState, credentials_of
-from tests import factories as f
 from tests.graphql import error_codes, gql
 from tests.test_cost_delivery_layout import PERIODS, period_rows, thirds
 from tests.test_costs_import import database_totals, expected_totals, sample_rows
@@ -252,7 +252,8 @@ async def test_one_sync_per_source_at_a_time_and_the_schedule_queues_due_sources
 
 
 async def test_refused_credentials_and_a_missing_bucket_are_typed_and_change_nothing(s3_client, world, redis,
-                                                                                    s3_settings, moto_s3, bucket):
+                                                                                    s3_settings, moto_s3, bucket, caplog):
+    caplog.set_level(logging.DEBUG)
     s3, owner = moto_s3["s3"], world.tokens["owner"]
     deliver(s3, bucket, "2024-09", period_rows("2024-09"), execution="run-1")
     wrong_secret = "wRoNg" + moto_s3["secret"][5:]
@@ -277,6 +278,9 @@ async def test_refused_credentials_and_a_missing_bucket_are_typed_and_change_not
     for edge in listed:
         assert edge["node"]["state"] == "FAILING" and edge["node"]["lastError"]
         assert moto_s3["secret"] not in json.dumps(edge) and moto_s3["endpoint"] not in edge["node"]["lastError"]
+    logged = "\n".join(record.getMessage() for record in caplog.records if record.name.startswith(("infra", "jobs", "models")))
+    assert "unreadable" in logged
+    assert moto_s3["secret"] not in logged and wrong_secret not in logged and moto_s3["key_id"] not in logged
 
 
 async def test_a_private_endpoint_and_other_locations_are_refused_before_anything_is_saved(client, world, moto_s3):
