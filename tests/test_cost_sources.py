@@ -7,6 +7,7 @@ and do what."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -205,6 +206,24 @@ async def test_an_aws_export_syncs_imports_once_and_a_redelivery_supersedes(s3_c
     assert await CostImport.all().count() == 3
     assert await database_totals(world.org.id) == totals_of(current["2024-09"] + restated)
     assert await CostRecord.filter(organization_id=world.org.id).count() == len(all_rows)
+
+
+async def test_sync_cost_source_runs_on_the_worker(s3_client, world, redis, s3_settings, moto_s3, bucket):
+    from tests.workers import running
+
+    rows = period_rows("2024-09")
+    deliver(moto_s3["s3"], bucket, "2024-09", rows, execution="run-1")
+    source = (await create(s3_client, world.tokens["owner"], source_input(bucket, moto_s3)))["costSource"]
+    ctx = {"settings": s3_settings, "imports": asyncio.Semaphore(2)}
+    async with running(redis, ctx):
+        queued = (await gql(s3_client, SYNC, {"id": source["id"]}, world.tokens["owner"]))["data"]["syncCostSource"]
+        assert queued["__typename"] == "CostSourceSyncQueued"
+        async with asyncio.timeout(60):
+            while (await CostSource.get()).state == CostSourceState.NEW:  # noqa: ASYNC110 (the worker signals nothing)
+                await asyncio.sleep(0.1)
+    assert (await CostSource.get()).state == CostSourceState.OK
+    assert await database_totals(world.org.id) == totals_of(rows)
+    assert await CostImport.filter(cost_source_id=_raw(source["id"]), state="DONE").count() == 1
 
 
 async def test_a_delivery_still_being_written_waits_for_the_next_sync(s3_client, world, redis, s3_settings, moto_s3,
