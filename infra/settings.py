@@ -102,7 +102,11 @@ class Settings(BaseSettings):
         "hourly (and `invoicing purge-deliveries` at once). Its import's record and rows stay.",
     )
     cost_source_sync_hours: float = Field(
-        6, gt=0, description="Hours between two scheduled syncs of a cost source (the worker checks hourly).",
+        6, gt=0, description="Hours between two scheduled syncs of a cost source (the worker looks every 15 minutes).",
+    )
+    cost_source_retry_minutes: float = Field(
+        15, gt=0, description="Wait before syncing again a cost source whose sync failed (doubling with each failure "
+        "in a row, at most COST_SOURCE_SYNC_HOURS) or found a delivery still being written.",
     )
     cost_source_private_endpoints: bool = Field(
         False, description="Allow an S3-compatible cost source's endpoint on a loopback, private or link-local "

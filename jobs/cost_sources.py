@@ -60,9 +60,10 @@ async def sync_cost_source(ctx: dict, source_id: str) -> dict:
 
 
 async def sync_due_cost_sources(ctx: dict) -> int:
-    """Cron: queue the sync of each source not synced for COST_SOURCE_SYNC_HOURS; how many."""
-    queued = 0
-    for source_id in await due_sources(datetime.now(UTC), ctx["settings"].cost_source_sync_hours):
+    """Cron: queue the sync of each source due (`models.cost_sources.sync_wait`); how many.
+    Each sync is a job of its own: a slow or failing source holds no other up."""
+    settings, queued = ctx["settings"], 0
+    for source_id in await due_sources(datetime.now(UTC), settings.cost_source_sync_hours, settings.cost_source_retry_minutes):
         queued += await dispatch.enqueue_cost_source_sync(ctx["redis"], source_id)
     return queued
 

@@ -150,8 +150,8 @@ class WorkerSettings:
         cron(queue_due_reminders, minute={20}, run_at_startup=True),
         # Payments made in Xero come back as payments of ours within a quarter of an hour.
         cron(poll_xero_payments, minute={2, 17, 32, 47}, run_at_startup=False),
-        # Hourly: each source is synced once COST_SOURCE_SYNC_HOURS have passed since its last sync.
-        cron(sync_due_cost_sources, minute={25}, run_at_startup=False),
+        # Each source is synced COST_SOURCE_SYNC_HOURS after its last sync; a failing one sooner.
+        cron(sync_due_cost_sources, minute={10, 25, 40, 55}, run_at_startup=False),
     ]
     # Generation jobs waiting for their turn beside those generating (jobs/generate.py), with
     # room for other work, and a free slot taken within 50 ms rather than arq's 0.5 s poll: a

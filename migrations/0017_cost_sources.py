@@ -35,6 +35,7 @@ class Migration(migrations.Migration):
                 ('last_delivery_key', fields.CharField(null=True, max_length=1024)),
                 ('last_delivery_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('last_error', fields.TextField(null=True, unique=False)),
+                ('failures', fields.SmallIntField(default=0)),
             ],
             options={'table': 'cost_sources', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A bucket (and a prefix in it) where an organization\'s cost exports land.'},
             bases=['TimestampMixin', 'Model'],

@@ -15,13 +15,14 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
 from tortoise import fields
+from tortoise.expressions import F
 from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
@@ -110,6 +111,9 @@ class CostSource(TimestampMixin, Model):
     last_delivery_key = fields.CharField(max_length=1024, null=True)
     last_delivery_at = fields.DatetimeField(null=True)
     last_error = fields.TextField(null=True)
+    # Syncs failed in a row: a failing source is retried sooner than the schedule, then less
+    # and less often (`due_sources`).
+    failures = fields.SmallIntField(default=0)
 
     organization_id: UUID
 
@@ -261,7 +265,7 @@ async def update_source(principal, settings: Settings, source_id, data: SourceIn
         if "name" in columns:
             await _name_free(principal.organization_id, columns["name"], source.id, connection)
         if {"credentials", "bucket", "endpoint", "region", "kind"} & columns.keys():
-            columns.update(state=CostSourceState.NEW, last_error=None)
+            columns.update(state=CostSourceState.NEW, last_error=None, failures=0)
         if columns:
             await CostSource.filter(id=source.id).using_db(connection).update(**columns, updated_at=datetime.now(UTC))
         await source.refresh_from_db(using_db=connection)
@@ -397,8 +401,12 @@ def missing_parts(keys: Iterable[str | None], listing: Iterable[StoredObject]) -
 
 async def record_sync(source_id, *, state: CostSourceState, error: str | None = None,
                       newest: Delivery | None = None) -> None:
-    """What a sync found: its state, the error of a failure (None clears it), the newest delivery."""
-    columns: dict[str, Any] = {"state": state, "last_sync_at": datetime.now(UTC), "last_error": error}
+    """What a sync found: its state, the error of a failure (None clears it), the newest
+    delivery; a failure adds one to the failures in a row, anything else ends them."""
+    columns: dict[str, Any] = {
+        "state": state, "last_sync_at": datetime.now(UTC), "last_error": error,
+        "failures": F("failures") + 1 if state == CostSourceState.FAILING else 0,
+    }
     if newest is not None:
         columns.update(last_delivery_key=newest.manifest.key[:1024], last_delivery_at=newest.manifest.modified)
     await CostSource.filter(id=source_id).update(**columns)
@@ -413,10 +421,25 @@ def imports_of(source: CostSource):
     return CostImport.filter(cost_source_id=source.id).order_by("-created_at")
 
 
-async def due_sources(now: datetime, every_hours: float) -> list[UUID]:
-    """The sources whose last sync is older than `every_hours` (or that never synced)."""
-    rows = await CostSource.filter(kind__in=AVAILABLE_KINDS).values_list("id", "last_sync_at")
-    return [source_id for source_id, synced in rows if synced is None or (now - synced).total_seconds() >= every_hours * 3600]
+def sync_wait(state: CostSourceState, failures: int, every_hours: float, retry_minutes: float) -> timedelta:
+    """How long after its last sync a source is synced again: `every_hours` when it was read;
+    `retry_minutes` when a delivery was still being written; after a failure `retry_minutes`,
+    doubling with each failure in a row, never longer than `every_hours`."""
+    every = timedelta(hours=every_hours)
+    if state == CostSourceState.WAITING:
+        return min(timedelta(minutes=retry_minutes), every)
+    if state == CostSourceState.FAILING:
+        return min(timedelta(minutes=retry_minutes) * 2 ** min(max(failures - 1, 0), 20), every)
+    return every
+
+
+async def due_sources(now: datetime, every_hours: float, retry_minutes: float) -> list[UUID]:
+    """The sources due for a sync (`sync_wait` after their last one, or never synced)."""
+    rows = await CostSource.filter(kind__in=AVAILABLE_KINDS).values_list("id", "last_sync_at", "state", "failures")
+    return [
+        source_id for source_id, synced, state, failures in rows
+        if synced is None or now - synced >= sync_wait(CostSourceState(state), failures, every_hours, retry_minutes)
+    ]
 
 
 __all__ = [

@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import boto3
@@ -267,6 +268,25 @@ async def test_one_sync_per_source_at_a_time_and_the_schedule_queues_due_sources
     assert await sync_due_cost_sources(ctx) == 0  # synced just now
 
 
+@pytest.mark.parametrize("state, failures, minutes_ago, due", [
+    ("OK", 0, 20, False), ("OK", 0, 6 * 60, True),
+    ("WAITING", 0, 10, False), ("WAITING", 0, 16, True),
+    ("FAILING", 1, 16, True), ("FAILING", 2, 16, False), ("FAILING", 2, 31, True), ("FAILING", 3, 59, False),
+    ("FAILING", 30, 5 * 60, False), ("FAILING", 30, 6 * 60, True),
+])
+async def test_a_failing_source_is_retried_sooner_then_backs_off_to_the_schedule(
+    client, world, redis, settings, moto_s3, state, failures, minutes_ago, due,
+):
+    source = (await create(client, world.tokens["owner"], source_input("exports", moto_s3)))["costSource"]
+    now = datetime.now(UTC)
+    await CostSource.filter(id=_raw(source["id"])).update(
+        state=state, failures=failures, last_sync_at=now - timedelta(minutes=minutes_ago, seconds=1),
+    )
+    ctx = {"redis": redis, "settings": settings.model_copy(update={"cost_source_sync_hours": 6, "cost_source_retry_minutes": 15})}
+    assert await sync_due_cost_sources(ctx) == int(due)
+    assert await dispatch.is_held(redis, dispatch.cost_source_sync_job_id(_raw(source["id"]))) == due
+
+
 # ---------------------------------------------------------------- refusals
 
 
@@ -292,6 +312,8 @@ async def test_refused_credentials_and_a_missing_bucket_are_typed_and_change_not
         assert "http" not in tested["message"] and "RequestId" not in tested["message"]
         outcome = await sync(redis, s3_settings, source["id"])
         assert outcome == {"state": "FAILING", "problem": problem}
+        await sync(redis, s3_settings, source["id"])
+        assert (await CostSource.get(id=_raw(source["id"]))).failures == 2
     assert await CostImport.all().count() == 0 and await CostRecord.all().count() == 0
     listed = (await gql(s3_client, LIST, token=owner))["data"]["costSources"]["edges"]
     for edge in listed:
