@@ -49,8 +49,9 @@ async def check_endpoint(settings: Settings, endpoint: str) -> None:
         return
     host = urlsplit(endpoint).hostname or ""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
+        async with asyncio.timeout(settings.cost_source_timeout_seconds):
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError, TimeoutError):
         raise CostSourceUnreadable(
             "The endpoint's host name does not resolve.", SourceProblem.UNREACHABLE, field="endpoint"
         ) from None

@@ -23,6 +23,7 @@ from models.cost_sources import (
     CostSourceState,
     CostSourceUnreadable,
     Delivery,
+    SourceProblem,
     already_taken,
     credentials_of,
     discover,
@@ -96,6 +97,19 @@ async def sync_source(settings: Settings, source_id: Any, turns: asyncio.Semapho
     return {"state": state.value, "imported": imported, "waiting": waiting, "refused": refused}
 
 
+async def _room_for(settings: Settings, source: CostSource, parts: list) -> None:
+    """Refuse a delivery larger than an upload may be, or than the room left of the
+    organization's stored deliveries (synced ones are kept and purged as uploads are)."""
+    size = sum(part.size for part in parts)
+    used = await asyncio.to_thread(storage.used_bytes, settings, storage.delivery_folder(source.organization_id))
+    if size > settings.max_upload_bytes or used + size > settings.max_stored_delivery_bytes:
+        raise CostSourceUnreadable(
+            f"A delivery of {size:,} bytes is larger than a delivery may be ({settings.max_upload_bytes:,}) or than "
+            f"the room left of your organization's stored deliveries ({max(settings.max_stored_delivery_bytes - used, 0):,}).",
+            SourceProblem.TOO_LARGE,
+        )
+
+
 async def _take(settings: Settings, store: Any, source: CostSource, delivery: Delivery, listing: list,
                 turns: asyncio.Semaphore | None) -> str:
     """Store the delivery's manifest and parts, then import them; "waiting" when a part the
@@ -115,6 +129,7 @@ async def _take(settings: Settings, store: Any, source: CostSource, delivery: De
             log.info("cost source %s: %s waits for %d part(s)", source.id, delivery.manifest.key, len(missing))
             storage.remove(settings, folder)
             return "waiting"
+        await _room_for(settings, source, [stored for stored in listing if stored.key in set(keys)])
         stored: list = [(manifest_path, manifest_name)]
         for number, key in enumerate(keys, start=1):
             assert key is not None  # missing_parts refused a part of another bucket

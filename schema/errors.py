@@ -97,8 +97,9 @@ strawberry.enum(
     CostSourceProblem, name="CostSourceProblem",
     description="Why a cost source cannot be read: ACCESS_DENIED (the credentials are refused or may not list "
     "and read the location), BUCKET_NOT_FOUND, UNREACHABLE (the endpoint or region does not answer), "
-    "ENDPOINT_REFUSED (its host is on a loopback, private or link-local address), NOT_AVAILABLE (a kind not "
-    "yet available).",
+    "ENDPOINT_REFUSED (its host is on a loopback, private or link-local address), TOO_LARGE (a delivery is "
+    "larger than MAX_UPLOAD_BYTES, or than the room left of MAX_STORED_DELIVERY_BYTES), NOT_AVAILABLE (a kind "
+    "not yet available).",
 )
 
 

@@ -324,6 +324,20 @@ async def test_refused_credentials_and_a_missing_bucket_are_typed_and_change_not
     assert moto_s3["secret"] not in logged and wrong_secret not in logged and moto_s3["key_id"] not in logged
 
 
+async def test_a_delivery_past_the_storage_room_is_refused_and_leaves_nothing(s3_client, world, redis, s3_settings,
+                                                                             moto_s3, bucket):
+    from infra import storage
+
+    deliver(moto_s3["s3"], bucket, "2024-09", period_rows("2024-09"), execution="run-1")
+    source = (await create(s3_client, world.tokens["owner"], source_input(bucket, moto_s3)))["costSource"]
+    cramped = s3_settings.model_copy(update={"max_stored_delivery_bytes": 2000})
+    assert await sync(redis, cramped, source["id"]) == {"state": "FAILING", "problem": "TOO_LARGE"}
+    assert await CostImport.all().count() == 0 and await CostRecord.all().count() == 0
+    assert storage.used_bytes(cramped, storage.delivery_folder(world.org.id)) == 0
+    assert "room left" in (await CostSource.get()).last_error
+    assert (await sync(redis, s3_settings, source["id"]))["state"] == "OK"
+
+
 async def test_a_private_endpoint_and_other_locations_are_refused_before_anything_is_saved(client, world, moto_s3):
     owner = world.tokens["owner"]
     local = source_input("exports", moto_s3, kind="S3_COMPATIBLE", region="", endpoint=moto_s3["endpoint"])
