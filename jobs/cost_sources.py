@@ -1,8 +1,8 @@
 """Syncing a cost source: list its bucket, find the deliveries (`models.cost_sources.discover`),
 and import each new one through the import path uploads take (stored, registered, run).
 
-One sync per source at a time: a Redis lock held while it runs (renewed only by its expiry,
-which outlasts the longest import). A manifest already imported under its key and ETag is
+One sync per source at a time: a Redis lock held while it runs, renewed while it lives, so
+that a killed worker's lock lapses within LOCK_SECONDS. A manifest already imported under its key and ETag is
 skipped without reading anything; one naming a part not there yet is left for the next sync."""
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any
 from infra import object_stores, storage
 from infra.settings import Settings
 from jobs import dispatch
-from jobs.imports import IMPORT_TIMEOUT_SECONDS
 from models.cost_sources import (
     CostSource,
     CostSourceState,
@@ -38,11 +37,11 @@ from models.costs.deliveries import manifest_keys
 
 log = logging.getLogger(__name__)
 
-# Outlasts the longest import a sync may run, so that a lock is never lost under a live sync;
-# a killed worker's lock lapses after it.
-LOCK_SECONDS = IMPORT_TIMEOUT_SECONDS + 600
+# How long a sync's lock outlives its last renewal (renewed every third of it).
+LOCK_SECONDS = 300
 MANIFEST_BYTES = 16 << 20
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) else return 0 end"
 
 
 def lock_key(source_id: Any) -> str:
@@ -54,10 +53,25 @@ async def sync_cost_source(ctx: dict, source_id: str) -> dict:
     redis, token = ctx["redis"], uuid.uuid4().hex
     if not await redis.set(lock_key(source_id), token, nx=True, ex=LOCK_SECONDS):
         return {"state": "BUSY"}
+    renewal = asyncio.create_task(_keep_lock(redis, lock_key(source_id), token))
     try:
         return await sync_source(ctx["settings"], source_id, ctx.get("imports"))
     finally:
+        renewal.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewal
         await redis.eval(_RELEASE, 1, lock_key(source_id), token)
+
+
+async def _keep_lock(redis: Any, key: str, token: str) -> None:
+    """Renew the lock while it is ours; a renewal that fails (Redis down) is tried again."""
+    while True:
+        await asyncio.sleep(LOCK_SECONDS / 3)
+        try:
+            if not await redis.eval(_RENEW, 1, key, token, LOCK_SECONDS):
+                return
+        except Exception as exc:  # Redis unreachable: the sync itself will notice
+            log.warning("could not renew the lock %s: %r", key, exc)
 
 
 async def sync_due_cost_sources(ctx: dict) -> int:
@@ -131,8 +145,8 @@ async def _take(settings: Settings, store: Any, source: CostSource, delivery: De
             return "waiting"
         await _room_for(settings, source, [stored for stored in listing if stored.key in set(keys)])
         stored: list = [(manifest_path, manifest_name)]
-        for number, key in enumerate(keys, start=1):
-            assert key is not None  # missing_parts refused a part of another bucket
+        # None of them is None: missing_parts counts a part of another bucket as missing.
+        for number, key in enumerate(filter(None, keys), start=1):
             path = storage.path(settings, f"{folder}/{number}/{storage.safe_name(key)}")
             await object_stores.download(store, key, path)
             stored.append((path, storage.safe_relative(key)))

@@ -15,6 +15,8 @@ from schema.cost_sources import (
     CostSourceConnection,
     CostSourceDeleted,
     CostSourceMonth,
+    CostSourceOrder,
+    CostSourceOrderField,
     CostSourceSaved,
     CostSourceSyncQueued,
     CostSourceTested,
@@ -27,7 +29,6 @@ from schema.cost_sources import (
     UpdateCostSourcePayload,
     source_input,
 )
-from schema.costs import CostImportOrder, CostImportOrderField
 from schema.mutations import mutation
 from schema.nodes import node_uuid_or_none
 from schema.pagination import Direction, paginate
@@ -40,16 +41,16 @@ TYPE_NAME = "CostSource"
 @strawberry.type
 class Query:
     @strawberry.field(
-        description="The organization's cost sources, newest first.",
+        description="The organization's cost sources; by default by name.",
         extensions=requires(*MSP_USERS),
     )
     async def cost_sources(
         self, info: Info, first: int | None = None, after: str | None = None,
-        last: int | None = None, before: str | None = None,
+        last: int | None = None, before: str | None = None, order_by: CostSourceOrder | None = None,
     ) -> CostSourceConnection:
         return await paginate(
             info, CostSourceConnection, cost_sources.visible_sources(info.context.authenticated()),
-            CostSource.from_model, CostImportOrder(field=CostImportOrderField.CREATED_AT, direction=Direction.DESC),
+            CostSource.from_model, order_by or CostSourceOrder(field=CostSourceOrderField.NAME, direction=Direction.ASC),
             first=first, after=after, last=last, before=before,
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from enum import Enum
 from typing import Annotated, Any
 
 import strawberry
@@ -77,6 +78,19 @@ class CostSource(relay.Node):
 @strawberry.type(description="A page of cost sources.")
 class CostSourceConnection(CountedConnection[CostSource]):
     pass
+
+
+@strawberry.enum(description="What cost sources can be sorted by.")
+class CostSourceOrderField(Enum):
+    NAME = "name"
+    CREATED_AT = "created_at"
+    LAST_SYNC_AT = "last_sync_at"
+
+
+@strawberry.input(description="Sort order of cost sources.")
+class CostSourceOrder:
+    field: CostSourceOrderField = strawberry.field(description="Sort key.")
+    direction: Direction = strawberry.field(default=Direction.ASC, description="Direction.")
 
 
 @strawberry.type(description="What a source holds for one billing month.")

@@ -268,6 +268,31 @@ async def test_one_sync_per_source_at_a_time_and_the_schedule_queues_due_sources
     assert await sync_due_cost_sources(ctx) == 0  # synced just now
 
 
+async def test_a_running_syncs_lock_is_renewed_and_a_lock_taken_over_is_left_alone(redis, monkeypatch):
+    from jobs import cost_sources as job
+
+    monkeypatch.setattr(job, "LOCK_SECONDS", 1)
+    await redis.set("cost-source-sync:held", "mine", ex=1)
+    renewal = asyncio.create_task(job._keep_lock(redis, "cost-source-sync:held", "mine"))
+    await asyncio.sleep(2.5)  # more than twice the lock's life: only renewals keep it
+    assert await redis.get("cost-source-sync:held") == b"mine"
+    await redis.set("cost-source-sync:held", "another", ex=30)
+    async with asyncio.timeout(10):
+        await renewal  # ends once the lock is no longer its own
+    assert await redis.ttl("cost-source-sync:held") > 20
+
+
+async def test_cost_sources_are_listed_in_the_order_asked(client, world, moto_s3):
+    for name in ("b", "c", "a"):
+        await create(client, world.tokens["owner"], source_input("exports", moto_s3, name=name))
+    query = "query($o: CostSourceOrder) { costSources(orderBy: $o) { edges { node { name } } } }"
+    names = [
+        [edge["node"]["name"] for edge in (await gql(client, query, {"o": order}, world.tokens["viewer"]))["data"]["costSources"]["edges"]]
+        for order in (None, {"field": "NAME", "direction": "DESC"}, {"field": "CREATED_AT"})
+    ]
+    assert names == [["a", "b", "c"], ["c", "b", "a"], ["b", "c", "a"]]
+
+
 @pytest.mark.parametrize("state, failures, minutes_ago, due", [
     ("OK", 0, 20, False), ("OK", 0, 6 * 60, True),
     ("WAITING", 0, 10, False), ("WAITING", 0, 16, True),
