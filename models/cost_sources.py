@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from tortoise import fields
-from tortoise.expressions import F
+from tortoise.expressions import F, Q
 from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
@@ -30,6 +30,7 @@ from tortoise.transactions import in_transaction
 from infra.settings import Settings
 from models import sealing
 from models.base import TimestampMixin, enum_check
+from models.costs.importer import INTERNAL_ERROR
 from models.costs.records import CostImport, CostImportState
 from models.errors import DomainError, ErrorCode, NotFound, ValidationFailed
 
@@ -349,8 +350,10 @@ def discover(listing: Iterable[StoredObject]) -> list[Delivery]:
 
 async def already_taken(source: CostSource, delivery: Delivery) -> bool:
     """Whether the manifest, as it is (key and ETag), was imported (or is being imported, or
-    was refused: the same bytes would be refused again)."""
+    was refused: the same bytes would be refused again). One stopped by an internal error is
+    taken again."""
     return await CostImport.filter(
+        Q(state__not=CostImportState.FAILED) | Q(error_message__not=INTERNAL_ERROR),
         cost_source_id=source.id, source_key=delivery.manifest.key, source_etag=delivery.manifest.etag,
     ).exists()
 

@@ -209,6 +209,33 @@ async def test_an_aws_export_syncs_imports_once_and_a_redelivery_supersedes(s3_c
     assert await CostRecord.filter(organization_id=world.org.id).count() == len(all_rows)
 
 
+async def test_a_refused_delivery_is_not_read_again_but_one_stopped_by_an_internal_error_is(
+    s3_client, world, redis, s3_settings, moto_s3, bucket,
+):
+    from models.costs.importer import INTERNAL_ERROR
+
+    s3, owner = moto_s3["s3"], world.tokens["owner"]
+    manifest = f"{PREFIX}/{EXPORT}/metadata/BILLING_PERIOD=2024-09/{EXPORT}-Manifest.json"
+    s3.put_object(Bucket=bucket, Key=manifest, Body=b"not json")
+    source = (await create(s3_client, owner, source_input(bucket, moto_s3)))["costSource"]
+    first = await sync(redis, s3_settings, source["id"])
+    assert first["state"] == "OK" and first["refused"] == [manifest]
+    refused = await CostImport.get()
+    assert refused.state == "FAILED" and "not an export manifest" in refused.error_message
+    assert (await sync(redis, s3_settings, source["id"]))["refused"] == []
+
+    rows = period_rows("2024-09")
+    deliver(s3, bucket, "2024-09", rows, execution="run-1")
+    etag = s3.head_object(Bucket=bucket, Key=manifest)["ETag"].strip('"')
+    await CostImport.create(
+        organization_id=world.org.id, cost_source_id=_raw(source["id"]), source_key=manifest, source_etag=etag,
+        state="FAILED", error_message=INTERNAL_ERROR,
+    )
+    again = await sync(redis, s3_settings, source["id"])
+    assert again["imported"] == [manifest]
+    assert await database_totals(world.org.id) == totals_of(rows)
+
+
 async def test_sync_cost_source_runs_on_the_worker(s3_client, world, redis, s3_settings, moto_s3, bucket):
     from tests.workers import running
 

@@ -59,6 +59,9 @@ _PROGRESS_SECONDS = 1.0
 _HASH_CHUNK = 1 << 20
 _GROUP_KEYS = ("provider", "billing_account", "month", "currency", "account", "sub_account")
 
+# What an import that stopped on something else than a refusal says: running it again may succeed.
+INTERNAL_ERROR = "The import stopped on an internal error; it can be run again."
+
 ProgressCallback = Callable[[int], Any]
 # A delivery's file: its path, or its path and the name (a relative path) it was sent under.
 Source = pathlib.Path | str | tuple[pathlib.Path | str, str]
@@ -211,7 +214,7 @@ async def run_import(cost_import_id: uuid.UUID | str, *, progress: ProgressCallb
         with contextlib.suppress(Exception):
             await CostImport.filter(id=cost_import_id).update(
                 state=CostImportState.FAILED, finished_at=datetime.now(UTC),
-                error_message="The import stopped on an internal error; it can be run again.",
+                error_message=INTERNAL_ERROR,
             )
         raise
     await _finish(writer)
