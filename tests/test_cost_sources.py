@@ -371,6 +371,12 @@ async def test_refused_credentials_and_a_missing_bucket_are_typed_and_change_not
     for edge in listed:
         assert edge["node"]["state"] == "FAILING" and edge["node"]["lastError"]
         assert moto_s3["secret"] not in json.dumps(edge) and moto_s3["endpoint"] not in edge["node"]["lastError"]
+    fixed = (await gql(s3_client, UPDATE, {"id": wrong["id"], "input": {
+        "accessKeyId": moto_s3["key_id"], "secretAccessKey": moto_s3["secret"]}}, owner))["data"]["updateCostSource"]
+    assert (fixed["costSource"]["state"], fixed["costSource"]["lastError"]) == ("NEW", None)
+    assert (await CostSource.get(id=_raw(wrong["id"]))).failures == 0
+    assert (await sync(redis, s3_settings, wrong["id"]))["state"] == "OK"
+    assert await CostImport.filter(state="DONE").count() == 1
     logged = "\n".join(record.getMessage() for record in caplog.records if record.name.startswith(("infra", "jobs", "models")))
     assert "unreadable" in logged
     assert moto_s3["secret"] not in logged and wrong_secret not in logged and moto_s3["key_id"] not in logged
