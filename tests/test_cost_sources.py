@@ -114,16 +114,19 @@ def parquet(rows: list[dict[str, str]]) -> bytes:
     return sink.getvalue()
 
 
-def deliver(s3, bucket: str, period: str, rows: list[dict[str, str]], *, execution: str, skip_part: int | None = None) -> None:
-    """One refresh of a billing period as AWS Data Exports writes it (overwrite mode): its
-    data files under data/BILLING_PERIOD=..., then its manifest under metadata/ naming them."""
+def deliver(s3, bucket: str, period: str, rows: list[dict[str, str]], *, execution: str, skip_part: int | None = None,
+            create_new: bool = False) -> None:
+    """One refresh of a billing period as AWS Data Exports writes it: its data files under
+    data/BILLING_PERIOD=... (in "create new" mode, in a folder of the run's own), then its
+    manifest under metadata/ naming them."""
+    run = f"{execution}/" if create_new else ""
     keys = []
     for number, chunk in enumerate(thirds(rows), start=1):
-        key = f"{PREFIX}/{EXPORT}/data/BILLING_PERIOD={period}/{EXPORT}-{number:05d}.snappy.parquet"
+        key = f"{PREFIX}/{EXPORT}/data/BILLING_PERIOD={period}/{run}{EXPORT}-{number:05d}.snappy.parquet"
         if number != skip_part:
             s3.put_object(Bucket=bucket, Key=key, Body=parquet(chunk))
         keys.append(f"s3://{bucket}/{key}")
-    s3.put_object(Bucket=bucket, Key=f"{PREFIX}/{EXPORT}/metadata/BILLING_PERIOD={period}/{EXPORT}-Manifest.json",
+    s3.put_object(Bucket=bucket, Key=f"{PREFIX}/{EXPORT}/metadata/BILLING_PERIOD={period}/{run}{EXPORT}-Manifest.json",
                   Body=json.dumps({
                       "executionId": execution, "dataFiles": keys,
                       "exportArn": "arn:aws:bcm-data-exports:us-east-1:123456789012:export/focus-1a2b",
@@ -252,6 +255,19 @@ async def test_sync_cost_source_runs_on_the_worker(s3_client, world, redis, s3_s
     assert (await CostSource.get()).state == CostSourceState.OK
     assert await database_totals(world.org.id) == totals_of(rows)
     assert await CostImport.filter(cost_source_id=_raw(source["id"]), state="DONE").count() == 1
+
+
+async def test_in_create_new_mode_the_latest_run_of_a_period_is_imported(s3_client, world, redis, s3_settings,
+                                                                         moto_s3, bucket):
+    s3 = moto_s3["s3"]
+    deliver(s3, bucket, "2024-09", period_rows("2024-09", scale=2), execution="b-older-run", create_new=True)
+    await asyncio.sleep(1.1)  # S3 times objects to the second: the newer run's manifest is written a second later
+    rows = period_rows("2024-09")
+    deliver(s3, bucket, "2024-09", rows, execution="a-newer-run", create_new=True)
+    source = (await create(s3_client, world.tokens["owner"], source_input(bucket, moto_s3)))["costSource"]
+    outcome = await sync(redis, s3_settings, source["id"])
+    assert outcome["imported"] == [f"{PREFIX}/{EXPORT}/metadata/BILLING_PERIOD=2024-09/a-newer-run/{EXPORT}-Manifest.json"]
+    assert await database_totals(world.org.id) == totals_of(rows)
 
 
 async def test_a_delivery_still_being_written_waits_for_the_next_sync(s3_client, world, redis, s3_settings, moto_s3,
