@@ -127,6 +127,23 @@ class Settings(BaseSettings):
     max_webhook_bytes: int = Field(
         256 * 1024, gt=0, description="Largest body `/xero/webhook` reads (Xero's events are a few KiB); larger is 413.",
     )
+    cost_source_sync_hours: float = Field(
+        6, gt=0, description="Hours between two scheduled syncs of a cost source (the worker looks every 15 minutes).",
+    )
+    cost_source_retry_minutes: float = Field(
+        15, gt=0, description="Wait before syncing again a cost source whose sync failed (doubling with each failure "
+        "in a row, at most COST_SOURCE_SYNC_HOURS) or found a delivery still being written.",
+    )
+    cost_source_private_endpoints: bool = Field(
+        False, description="Allow an S3-compatible cost source's endpoint on a loopback, private or link-local "
+        "address (an on-premises store, or the tests' emulator); refused by default.",
+    )
+    aws_s3_endpoint_url: str = Field(
+        "", description="Where AWS_S3 cost sources are reached; unset = AWS itself (set for a VPC endpoint or an emulator).",
+    )
+    cost_source_timeout_seconds: float = Field(
+        60, gt=0, description="Longest wait for one answer of a cost source's object store.",
+    )
     subscriptions_per_connection: int = Field(
         20, gt=0, description="Cap on operations running at once on one WebSocket."
     )
@@ -208,11 +225,12 @@ class Settings(BaseSettings):
     )
     xero_token_key: str | None = Field(
         None, description="Fernet key encrypting Xero tokens at rest; required in production when Xero is on. "
-        "Unset elsewhere: derived from SECRET_KEY when it is set, else a key generated in XERO_TOKEN_KEY_FILE.",
+        "Unset elsewhere: derived from SECRET_KEY when it is set, else from the key in SEALING_KEY_FILE.",
     )
-    xero_token_key_file: Path | None = Field(
-        None, description="Where development keeps its generated Xero token key, never in DATA_DIR (a copy of "
-        "the data must not carry the key to its tokens); default ~/.config/invoicing/xero-token-key.",
+    sealing_key_file: Path | None = Field(
+        None, description="Without SECRET_KEY, where the key that secrets at rest (Xero's tokens, cost sources' "
+        "credentials) are derived from is generated and kept, never in DATA_DIR (a copy of the data must not carry "
+        "the key to its secrets); default ~/.config/invoicing/sealing-key.",
     )
     xero_return_url: str = Field(
         "", description="The console page that finishes a Xero connection (`completeXeroConnection`); unset = "
@@ -248,9 +266,8 @@ class Settings(BaseSettings):
                 "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`, kept "
                 "apart from the database and its backups."
             )
-        generated = not self.xero_token_key and not self.secret_key
-        if generated and self.xero_key_file.is_relative_to(self.data_dir.resolve()):
-            raise ValueError("XERO_TOKEN_KEY_FILE must lie outside DATA_DIR: a copy of the data would carry its key.")
+        if not self.secret_key and self.sealing_key_path.is_relative_to(self.data_dir.resolve()):
+            raise ValueError("SEALING_KEY_FILE must lie outside DATA_DIR: a copy of the data would carry its key.")
         return self
 
     @property
@@ -273,9 +290,9 @@ class Settings(BaseSettings):
         return key_file.read_text().strip().encode()
 
     @property
-    def xero_key_file(self) -> Path:
-        """Where a generated Xero token key is kept (outside DATA_DIR: checked at start)."""
-        return (self.xero_token_key_file or Path.home() / ".config" / "invoicing" / "xero-token-key").expanduser().resolve()
+    def sealing_key_path(self) -> Path:
+        """Where a generated sealing key is kept (outside DATA_DIR: checked at start)."""
+        return (self.sealing_key_file or Path.home() / ".config" / "invoicing" / "sealing-key").expanduser().resolve()
 
     @property
     def xero_callback_url(self) -> str:

@@ -27,6 +27,7 @@ CREDIT_NOTE = "issue_credit_note"
 XERO_PUSH = "push_to_xero"
 XERO_REVOKE = "revoke_xero_tokens"
 XERO_PAYMENTS = "read_xero_payments"
+COST_SOURCE_SYNC = "sync_cost_source"
 
 
 def send_job_id(invoice_id: Any, attempt: str = "approval") -> str:
@@ -101,6 +102,15 @@ def cost_import_job_id(cost_import_id: Any) -> str:
 async def enqueue_cost_import(redis: ArqRedis, cost_import_id: Any) -> None:
     """Queue a registered cost delivery's import, once (the job id is the import's)."""
     await redis.enqueue_job(COST_IMPORT, str(cost_import_id), _job_id=cost_import_job_id(cost_import_id))
+
+
+def cost_source_sync_job_id(source_id: Any) -> str:
+    return f"{COST_SOURCE_SYNC}:{source_id}"
+
+
+async def enqueue_cost_source_sync(redis: ArqRedis, source_id: Any) -> bool:
+    """Queue a cost source's sync unless one is queued or running; whether it was queued."""
+    return await requeue(redis, COST_SOURCE_SYNC, cost_source_sync_job_id(source_id), str(source_id))
 
 
 async def enqueue_invitation(redis: ArqRedis, invitation_id: Any) -> None:

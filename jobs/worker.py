@@ -16,6 +16,7 @@ from infra import broker, db, links, storage
 from infra.embedded import resolve_urls
 from infra.settings import Settings, get_settings
 from jobs import dispatch
+from jobs.cost_sources import sync_cost_source, sync_due_cost_sources
 from jobs.credit_notes import issue_credit_note
 from jobs.generate import GENERATION_TIMEOUT, GENERATIONS_AT_ONCE, GIVE_UP_AFTER, generate_invoices, requeue_stuck
 from jobs.imports import IMPORT_TIMEOUT_SECONDS, IMPORTS_AT_ONCE, run_cost_import
@@ -127,6 +128,8 @@ class WorkerSettings:
         func(send_reminder, name=dispatch.REMIND, keep_result=0, timeout=120),
         func(issue_credit_note, name=dispatch.CREDIT_NOTE, keep_result=0, timeout=180),
         func(run_cost_import, name=dispatch.COST_IMPORT, keep_result=0, timeout=IMPORT_TIMEOUT_SECONDS, max_tries=1),
+        # A sync imports its new deliveries one after another; a failing source waits for the next.
+        func(sync_cost_source, name=dispatch.COST_SOURCE_SYNC, keep_result=0, timeout=4 * IMPORT_TIMEOUT_SECONDS, max_tries=1),
         # The job itself stops retrying after `xero_push_tries` (a setting); arq's cap is above it.
         func(push_to_xero, name=dispatch.XERO_PUSH, keep_result=0, timeout=300, max_tries=50),
         func(revoke_xero_tokens, name=dispatch.XERO_REVOKE, keep_result=0, timeout=120, max_tries=10),
@@ -147,6 +150,8 @@ class WorkerSettings:
         cron(queue_due_reminders, minute={20}, run_at_startup=True),
         # Payments made in Xero come back as payments of ours within a quarter of an hour.
         cron(poll_xero_payments, minute={2, 17, 32, 47}, run_at_startup=False),
+        # Each source is synced COST_SOURCE_SYNC_HOURS after its last sync; a failing one sooner.
+        cron(sync_due_cost_sources, minute={10, 25, 40, 55}, run_at_startup=False),
     ]
     # Generation jobs waiting for their turn beside those generating (jobs/generate.py), with
     # room for other work, and a free slot taken within 50 ms rather than arq's 0.5 s poll: a

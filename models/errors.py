@@ -36,6 +36,7 @@ class ErrorCode(str, Enum):
     CREDIT_EXCEEDS_INVOICE = "CREDIT_EXCEEDS_INVOICE"
     CREDIT_EXCEEDS_BALANCE = "CREDIT_EXCEEDS_BALANCE"
     XERO_NOT_CONNECTED = "XERO_NOT_CONNECTED"
+    COST_SOURCE_UNREADABLE = "COST_SOURCE_UNREADABLE"
 
 
 ERROR_CODE_MEANINGS: dict[ErrorCode, str] = {
@@ -62,6 +63,8 @@ ERROR_CODE_MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.CREDIT_EXCEEDS_INVOICE: "a credit note is more than is left to credit on the invoice (or on a line)",
     ErrorCode.CREDIT_EXCEEDS_BALANCE: "more than the credit note's remaining credit is refunded or applied",
     ErrorCode.XERO_NOT_CONNECTED: "Xero is not connected (or not set up), or its connection must be renewed",
+    ErrorCode.COST_SOURCE_UNREADABLE: "the cost source cannot be read: credentials refused, bucket missing, "
+    "endpoint unreachable or refused (`problem` says which)",
 }
 
 

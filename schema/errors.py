@@ -10,6 +10,7 @@ from decimal import Decimal
 import strawberry
 
 from models import errors
+from models.cost_sources import CostSourceUnreadable, SourceProblem
 from models.costs import CostFileRejected
 
 
@@ -91,8 +92,25 @@ class CostFileRejectedError(UserError):
     column: str | None = strawberry.field(description="The FOCUS column concerned, when one is.")
 
 
+CostSourceProblem = SourceProblem
+strawberry.enum(
+    CostSourceProblem, name="CostSourceProblem",
+    description="Why a cost source cannot be read: ACCESS_DENIED (the credentials are refused or may not list "
+    "and read the location), BUCKET_NOT_FOUND, UNREACHABLE (the endpoint or region does not answer), "
+    "ENDPOINT_REFUSED (its host is on a loopback, private or link-local address), TOO_LARGE (a delivery is "
+    "larger than MAX_UPLOAD_BYTES, or than the room left of MAX_STORED_DELIVERY_BYTES), NOT_AVAILABLE (a kind "
+    "not yet available).",
+)
+
+
+@strawberry.type(description="The cost source cannot be read (code COST_SOURCE_UNREADABLE); nothing changed.")
+class CostSourceUnreadableError(UserError):
+    problem: CostSourceProblem = strawberry.field(description="Which problem it is.")
+
+
 _TYPES: dict[type[errors.DomainError], type[UserError]] = {
     CostFileRejected: CostFileRejectedError,
+    CostSourceUnreadable: CostSourceUnreadableError,
     errors.CreditExceeded: CreditExceededError,
     errors.AmountExceeded: AmountExceededError,
     errors.InvitationInvalid: InvitationInvalidError,
@@ -117,4 +135,6 @@ def _extra(exc: errors.DomainError) -> dict:
         return {"maximum": exc.maximum}
     if isinstance(exc, CostFileRejected):
         return {"line": exc.line, "column": exc.column}
+    if isinstance(exc, CostSourceUnreadable):
+        return {"problem": exc.problem}
     return {}

@@ -13,6 +13,7 @@ from resolvers import (
     billing_periods,
     billing_profiles,
     billing_rules,
+    cost_sources,
     costs,
     credit_notes,
     einvoicing,
@@ -39,7 +40,7 @@ from schema.scalars import SCALARS
 @strawberry.type(description="Reads. Every object is filtered by the viewer's scope.")
 class Query(
     auth.Query, billing_profiles.Query, exchange_rates.Query, invoices.Query, billing_periods.Query, billing_rules.Query,
-    managed_accounts.Query, costs.Query, people.Query, credit_notes.Query, xero.Query,
+    managed_accounts.Query, costs.Query, cost_sources.Query, people.Query, credit_notes.Query, xero.Query,
 ):
     # Plain ID arguments (not relay.node()'s GlobalID): a malformed id then answers null
     # like a missing one, instead of failing the whole query while arguments are parsed.
@@ -68,7 +69,7 @@ class Query(
 @strawberry.type(description="Writes. Each answers a payload union of success or typed errors.")
 class Mutation(
     auth.Mutation, billing_profiles.Mutation, exchange_rates.Mutation, billing_rules.Mutation,
-    invoices.Mutation, payments.Mutation, billing_periods.Mutation, managed_accounts.Mutation, costs.Mutation,
+    invoices.Mutation, payments.Mutation, billing_periods.Mutation, managed_accounts.Mutation, costs.Mutation, cost_sources.Mutation,
     exports.Mutation, people.Mutation, organizations.Mutation, reminders.Mutation, credit_notes.Mutation,
     einvoicing.Mutation, xero.Mutation,
 ):

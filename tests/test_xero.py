@@ -827,7 +827,7 @@ def test_production_with_xero_on_requires_its_own_token_key(tmp_path):
     assert Settings(**base, xero_token_key=Fernet.generate_key().decode()).xero_client_id == CLIENT_ID
     assert Settings(environment="production", data_dir=tmp_path).xero_client_id == ""  # Xero off: nothing to seal
     with pytest.raises(ValidationError, match="outside DATA_DIR"):
-        Settings(environment="development", data_dir=tmp_path, secret_key=None, xero_token_key_file=tmp_path / "key")
+        Settings(environment="development", data_dir=tmp_path, secret_key=None, sealing_key_file=tmp_path / "key")
 
 
 def test_a_copy_of_the_data_folder_does_not_carry_the_token_key(tmp_path):
@@ -836,11 +836,11 @@ def test_a_copy_of_the_data_folder_does_not_carry_the_token_key(tmp_path):
     from infra.settings import Settings
 
     data = tmp_path / "var"
-    here = Settings(environment="development", data_dir=data, secret_key=None, xero_token_key_file=tmp_path / "conf" / "key")
+    here = Settings(environment="development", data_dir=data, secret_key=None, sealing_key_file=tmp_path / "conf" / "key")
     sealed = seal(here, {"refresh_token": "r"})
     assert unseal(here, sealed) == {"refresh_token": "r"}
     # Another machine given the data folder (its `secret_key` file included), not the key file.
-    copy = Settings(environment="development", data_dir=data, secret_key=None, xero_token_key_file=tmp_path / "other" / "key")
+    copy = Settings(environment="development", data_dir=data, secret_key=None, sealing_key_file=tmp_path / "other" / "key")
     assert copy.signing_key == here.signing_key
     assert unseal(copy, sealed) is None
     assert (tmp_path / "conf" / "key").stat().st_mode & 0o777 == 0o600

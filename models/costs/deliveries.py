@@ -109,6 +109,12 @@ def delivery_parts(
     return result
 
 
+def manifest_keys(path: Path, name: str) -> list[str]:
+    """The data files an export's manifest (stored at `path`, known as `name`) names, as
+    written in it (S3 URIs, blob names). Raises `CostFileRejected` when it is not a manifest."""
+    return _read_manifest(_File(path, name, tuple(PurePosixPath(name).parts) or (path.name,), sent=True)).keys
+
+
 def _kind(path: Path) -> str:
     with path.open("rb") as file:
         head = file.read(4)
@@ -400,4 +406,4 @@ class _Unpacker:
                 unpacked.write(chunk)
 
 
-__all__ = ["DeliveryLimits", "delivery_parts"]
+__all__ = ["DeliveryLimits", "delivery_parts", "manifest_keys"]

@@ -59,6 +59,9 @@ _PROGRESS_SECONDS = 1.0
 _HASH_CHUNK = 1 << 20
 _GROUP_KEYS = ("provider", "billing_account", "month", "currency", "account", "sub_account")
 
+# What an import that stopped on something else than a refusal says: running it again may succeed.
+INTERNAL_ERROR = "The import stopped on an internal error; it can be run again."
+
 ProgressCallback = Callable[[int], Any]
 # A delivery's file: its path, or its path and the name (a relative path) it was sent under.
 Source = pathlib.Path | str | tuple[pathlib.Path | str, str]
@@ -72,11 +75,14 @@ async def register_delivery(
     imported_by_id: uuid.UUID | str | None = None,
     origin: CostOrigin = CostOrigin.MSP_DELEGATED,
     account_id: uuid.UUID | str | None = None,
+    found_by: tuple[uuid.UUID, str, str] | None = None,
 ) -> CostImport:
     """Record a delivery of stored files (part files, a folder with its manifest, a zip) as
     a QUEUED import; a source may be a (path, name) pair: a file sent under a name, whose
     folders match a manifest's keys (an upload's relative path); `run_import` (or the `run_cost_import` job) imports it. The files must
     stay where they are until it ran.
+
+    `found_by` is the cost source whose sync found it, with its manifest's key and ETag.
 
     Raises `ValidationFailed` when `account_id` is missing for an account integration or
     given for a delegated delivery, `NotFound` for an unknown organization or account.
@@ -98,6 +104,8 @@ async def register_delivery(
         organization_id=organization_id, origin=origin, managed_account_id=account_id,
         filename=(filename or ", ".join(pathlib.Path(_path_of(path)).name for path in paths))[:255],
         parts=paths, imported_by_id=imported_by_id, state=CostImportState.QUEUED,
+        cost_source_id=found_by[0] if found_by else None, source_key=found_by[1][:1024] if found_by else None,
+        source_etag=found_by[2][:255] if found_by else None,
     )
 
 
@@ -206,7 +214,7 @@ async def run_import(cost_import_id: uuid.UUID | str, *, progress: ProgressCallb
         with contextlib.suppress(Exception):
             await CostImport.filter(id=cost_import_id).update(
                 state=CostImportState.FAILED, finished_at=datetime.now(UTC),
-                error_message="The import stopped on an internal error; it can be run again.",
+                error_message=INTERNAL_ERROR,
             )
         raise
     await _finish(writer)

@@ -16,6 +16,7 @@ from models.base import cost_decimal, enum_check
 
 if TYPE_CHECKING:
     from models.auth import User
+    from models.cost_sources import CostSource
     from models.invoices.tables import Invoice
     from models.managed_accounts import ManagedAccount
     from models.organizations import Organization
@@ -90,6 +91,13 @@ class CostImport(Model):
     imported_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
     )
+    # The cost source whose sync found the delivery, and its manifest's object key and ETag:
+    # a manifest imported under the same key and ETag is not read again.
+    cost_source: fields.ForeignKeyNullableRelation[CostSource] = fields.ForeignKeyField(
+        "models.CostSource", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    source_key = fields.CharField(max_length=1024, null=True)
+    source_etag = fields.CharField(max_length=255, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     started_at = fields.DatetimeField(null=True)
     finished_at = fields.DatetimeField(null=True)
@@ -98,6 +106,7 @@ class CostImport(Model):
     organization_id: UUID
     managed_account_id: UUID | None
     imported_by_id: UUID | None
+    cost_source_id: UUID | None
 
     class Meta:
         table = "cost_imports"

@@ -1,12 +1,8 @@
 """Xero's tokens at rest, and PKCE.
 
-Tokens are kept as one Fernet token (AES-128-CBC with an HMAC-SHA256, from `cryptography`):
-without the key, a copy of the database reads nothing and cannot alter them unnoticed. The key
-is XERO_TOKEN_KEY (a Fernet key), which production requires (infra/settings.py). Elsewhere,
-unset, it is derived from a SECRET_KEY given in the environment with HKDF-SHA256 under a label
-of its own (so that no other use of SECRET_KEY yields it), or else generated once into
-XERO_TOKEN_KEY_FILE: never from the `secret_key` file kept in DATA_DIR beside the embedded
-database, since a copy of that folder would then read its own tokens."""
+Tokens are sealed (`models.sealing`) under XERO_TOKEN_KEY (a Fernet key), which production
+requires (infra/settings.py); elsewhere, unset, under a key of their own derived as
+`models.sealing` says (never from anything kept in DATA_DIR)."""
 
 from __future__ import annotations
 
@@ -14,17 +10,12 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from infra.settings import Settings
+from models import sealing
 
 _HKDF_INFO = b"invoicing xero token encryption"
 
@@ -43,37 +34,13 @@ class TokenSet:
         return datetime.fromtimestamp(self.expires_at, UTC)
 
 
-def _fernet(settings: Settings) -> Fernet:
-    if settings.xero_token_key:
-        return Fernet(settings.xero_token_key.encode())
-    if settings.secret_key:
-        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(settings.secret_key.encode())
-        return Fernet(base64.urlsafe_b64encode(derived))
-    return Fernet(_generated_key(settings.xero_key_file))
-
-
-def _generated_key(path: Path) -> bytes:
-    """The key kept in `path`, made on first use (readable by its owner only)."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
-                file.write(Fernet.generate_key())
-        except FileExistsError:  # another process made it first: theirs is the key
-            pass
-    return path.read_bytes().strip()
-
-
 def seal(settings: Settings, value: dict) -> str:
-    return _fernet(settings).encrypt(json.dumps(value, separators=(",", ":")).encode()).decode()
+    return sealing.seal(sealing.fernet(settings, _HKDF_INFO, settings.xero_token_key), value)
 
 
 def unseal(settings: Settings, sealed: str) -> dict | None:
     """The sealed value, or None when it cannot be read (another key, or altered)."""
-    try:
-        return json.loads(_fernet(settings).decrypt(sealed.encode()))
-    except (InvalidToken, ValueError):
-        return None
+    return sealing.unseal(sealing.fernet(settings, _HKDF_INFO, settings.xero_token_key), sealed)
 
 
 def seal_tokens(settings: Settings, tokens: TokenSet) -> str:
