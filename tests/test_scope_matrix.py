@@ -40,6 +40,7 @@ from infra import broker, events
 from models import BillingRule, ExchangeRate, Invoice, Payment
 from models.auth import TokenKind, issue_token
 from models.base import Scope
+from models.cost_sources import CostSource, CostSourceKind
 from models.costs.records import CostImport, CostImportState, CostRecord
 from models.invoices.tables import InvoiceExtraLine
 from models.xero.tables import XeroConnection
@@ -91,6 +92,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "Query.apiTokens": OWNER_ONLY,
     "Query.creditNotes": ANY_USER,
     "Query.xero": MSP,
+    "Query.costSources": MSP,
     "Query.node": ANY_USER,
     "Query.nodes": ANY_USER,
     # Mutations.
@@ -105,6 +107,11 @@ EXPECTED: dict[str, dict[str, str]] = {
     "Mutation.setBillingProfileLogo": OWNER_ONLY,
     "Mutation.removeBillingProfileLogo": OWNER_ONLY,
     "Mutation.setExchangeRate": OWNER_ONLY,
+    "Mutation.createCostSource": OWNER_ONLY,
+    "Mutation.updateCostSource": OWNER_ONLY,
+    "Mutation.deleteCostSource": OWNER_ONLY,
+    "Mutation.testCostSource": OWNER_ONLY,
+    "Mutation.syncCostSource": OWNER_ONLY,
     "Mutation.createBillingRule": OWNER_ONLY,
     "Mutation.updateBillingRule": OWNER_ONLY,
     "Mutation.deleteBillingRule": OWNER_ONLY,
@@ -188,6 +195,10 @@ ID_BY_FIELD = {
     "Mutation.resendInvitation": {"userId": "invited_user"},
     "Mutation.pushInvoicesToXero": {"ids": "invoice"},
     "Subscription.costImportChanged": {"id": "cost_import"},
+    "Mutation.updateCostSource": {"id": "cost_source"},
+    "Mutation.deleteCostSource": {"id": "spare_cost_source"},
+    "Mutation.testCostSource": {"id": "cost_source"},
+    "Mutation.syncCostSource": {"id": "cost_source"},
 }
 # Optional arguments naming ids are given (a foreign id is what a foreign principal must not
 # reach), but not a filter: beside `ids` it would be refused as input. The invoice events are
@@ -383,6 +394,10 @@ class Matrix:
             billed_cost=Decimal("42"), billing_currency="USD", service_name="Amazon EC2", service_category="Compute",
             charge_category="Usage",
         )
+        # An S3-compatible store on loopback: refused as a private endpoint before any connection.
+        sources = [await CostSource.create(organization=w.org, name=name, kind=CostSourceKind.S3_COMPATIBLE,
+                                           bucket="northwind-billing", endpoint="http://127.0.0.1:9", credentials="sealed")
+                   for name in ("Northwind exports", "Northwind spare exports")]
         spare_user = await factories.user(w.org, Scope.VIEWER)
         _, spare_token = await issue_token(w.users["owner"], TokenKind.API, timedelta(hours=1))
         self.ids = {
@@ -394,6 +409,7 @@ class Matrix:
             "rule": gid("BillingRule", rules[0]), "spare_rule": gid("BillingRule", rules[1]),
             "spare_user": gid("User", spare_user), "spare_token": gid("ApiToken", spare_token),
             "cost_import": gid("CostImport", cost_import),
+            "cost_source": gid("CostSource", sources[0]), "spare_cost_source": gid("CostSource", sources[1]),
         }
         owner = w.tokens["owner"]
         invited = await _ask(client, owner, """mutation { inviteUser(input: {email: "invited@example.com", scope: VIEWER}) {
@@ -411,7 +427,7 @@ class Matrix:
                    *(self.ids[k] for k in ("invoice", "spare_invoice", "draft", "ready_invoice", "payment", "credit_note"))]
         northwind = contoso + ["Northwind", "Tailspin", "INV-2024-0002", gid("ManagedAccount", w.other_account),
                                gid("Organization", w.org), gid("BillingPeriod", period), gid("ExchangeRate", rate),
-                               *(self.ids[k] for k in ("profile", "spare_profile", "rule", "spare_rule", "cost_import",
+                               *(self.ids[k] for k in ("profile", "spare_profile", "rule", "spare_rule", "cost_import", "cost_source",
                                                        "spare_user", "spare_token", "other_invoice", "invited_user")),
                                *(gid("User", u) for u in w.users.values() if u.organization_id == w.org.id)]
         self.markers = {"anonymous": northwind, "foreign_owner": northwind, "other_customer": contoso}
