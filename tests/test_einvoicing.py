@@ -289,7 +289,7 @@ async def test_who_gets_e_invoice_links(client, world, worker, settings, redis):
         assert (await gql(client, LINKS, {"id": gid}, token=world.tokens[role]))["data"]["node"] is None
     # Genuine links, but for an invoice outside the requester's scope: the download checks again.
     for role in ("other_customer", "foreign_owner"):
-        principal = await _principal(world.users[role])
+        principal = await _principal(world.tokens[role])
         for kind in ("facturx", "ubl"):
             assert (await _download(client, links.sign(settings, principal, kind, str(invoice.id)).url)).status_code == 404
     await _wait(lambda: _settled(redis))
