@@ -16,7 +16,6 @@ from models.base import cost_decimal, enum_check
 
 if TYPE_CHECKING:
     from models.auth import User
-    from models.cost_sources import CostSource
     from models.invoices.tables import Invoice
     from models.managed_accounts import ManagedAccount
     from models.organizations import Organization
@@ -93,7 +92,9 @@ class CostImport(Model):
     )
     # The cost source whose sync found the delivery, and its manifest's object key and ETag:
     # a manifest imported under the same key and ETag is not read again.
-    cost_source: fields.ForeignKeyNullableRelation[CostSource] = fields.ForeignKeyField(
+    # Read by its id only (`cost_source_id`): typed as any table, so that the cost tables do not
+    # depend on the sources that feed them (models.cost_sources reads these).
+    cost_source: fields.ForeignKeyNullableRelation[Model] = fields.ForeignKeyField(
         "models.CostSource", related_name=False, null=True, on_delete=fields.SET_NULL
     )
     source_key = fields.CharField(max_length=1024, null=True)
