@@ -149,6 +149,7 @@ TOKEN_LIFETIME = timedelta(seconds=5)
 
 
 async def test_an_expiring_token_ends_the_subscription(live_server, world, app):
+    app.state.events.recheck_seconds = 3600  # the token's own timer ends it, not the periodic check
     raw = await f.token(world.users["viewer"], lifetime=TOKEN_LIFETIME)
     async with LiveClient(live_server, raw) as viewer:
         op = await viewer.subscribe(WATCH)
@@ -158,6 +159,7 @@ async def test_an_expiring_token_ends_the_subscription(live_server, world, app):
 
 
 async def test_a_token_expiring_during_a_busy_stream_ends_the_subscription(live_server, redis, world, app):
+    app.state.events.recheck_seconds = 3600  # the token's own checks end it, not the periodic one
     mine, _, _ = await _invoices(world)
     raw = await f.token(world.users["viewer"], lifetime=TOKEN_LIFETIME)
     expires_at = (await authenticate(raw)).presented_token.expires_at.timestamp()
