@@ -200,7 +200,12 @@ async def test_a_redis_outage_mid_flight_loses_no_change_and_no_work(settings, t
             health = (await client.get("/healthz")).json()
             assert health["status"] == "unavailable" and health["redis"]["ok"] is False
             assert any("Redis" in reason for reason in health["reasons"])
-            await asyncio.sleep(2)
+            # Its own word that it lost Redis, then that a start on the Redis still down failed
+            # too: it lived through both and waits on.
+            await _eventually(
+                lambda: asyncio.sleep(0, log.read_text().count("starting again") >= 2),
+                timeout=60, interval=0.2, what="the worker to fail to start on the Redis still down",
+            )
             assert worker.poll() is None, "the worker waits for Redis instead of exiting"
 
             await private.start()
@@ -219,17 +224,37 @@ async def test_a_redis_outage_mid_flight_loses_no_change_and_no_work(settings, t
 async def test_a_running_job_keeps_a_short_claim_while_its_worker_lives(redis, settings):
     from jobs.worker import claim_job, release_job
 
+    # Renewed every third of the lease: a machine would have to stall two seconds to lose it.
+    lease_ms = 6000
     key = in_progress_key_prefix + "generate_invoice:x"
     await redis.psetex(key, 4 * 3600 * 1000, b"1")
-    ctx = {"redis": redis, "settings": settings.model_copy(update={"job_lease_seconds": 0.6}), "job_id": "generate_invoice:x"}
+    ctx = {"redis": redis, "settings": settings.model_copy(update={"job_lease_seconds": lease_ms / 1000}),
+           "job_id": "generate_invoice:x"}
     await claim_job(ctx)
-    for _ in range(4):  # renewed every 0.2 s: never lapses while the job runs
-        await asyncio.sleep(0.25)
-        assert 0 < await redis.pttl(key) <= 600
+    await _eventually(lambda: _shortened(redis, key, lease_ms), interval=0.05, what="the claim shortened to the lease")
+    # A claim's life only shrinks unless renewed: each time it grows, the job renewed it.
+    lives = [await redis.pttl(key)]
+
+    async def renewed_again() -> bool:
+        lives.append(await redis.pttl(key))
+        return sum(later > earlier for earlier, later in zip(lives, lives[1:])) >= 2
+
+    await _eventually(renewed_again, timeout=60, interval=0.1, what="two renewals of the claim")
+    assert all(0 < life <= lease_ms for life in lives), "never lapses while the job runs, never longer than the lease"
     await release_job(ctx)
     assert "lease" not in ctx
-    await asyncio.sleep(0.8)
-    assert not await redis.exists(key), "no longer renewed: it lapses"
+    await _eventually(
+        lambda: _gone(redis, key), timeout=60, interval=0.2,
+        what="the claim, no longer renewed, to lapse",
+    )
+
+
+async def _shortened(redis, key: str, lease_ms: int) -> bool:
+    return 0 < await redis.pttl(key) <= lease_ms
+
+
+async def _gone(redis, key: str) -> bool:
+    return not await redis.exists(key)
 
 
 async def _backdate(table: str, column: str, row_id, seconds: float = 120) -> None:
@@ -275,7 +300,9 @@ async def test_serve_starts_a_worker_that_died_again(tmp_path):
     finally:
         await asyncio.to_thread(supervisor.stop)
     starts = supervisor.starts
-    await asyncio.sleep(0.5)
+    # Only its thread starts workers: once that has ended, none can start again.
+    supervisor._thread.join(30)
+    assert not supervisor._thread.is_alive()
     assert supervisor.starts == starts >= 3, "stopped for good"
 
 

@@ -92,6 +92,51 @@ async def spy():
     await server.wait_closed()
 
 
+class Traffic:
+    """The requests the renderer's pages made, as Playwright reports them on their way to the
+    product's guard, and which of them have ended (answered, refused or failed)."""
+
+    def __init__(self) -> None:
+        self.asked: list = []
+        self.ended: list = []
+
+    def paths(self, url: str) -> set[str]:
+        return {request.url.removeprefix(url) for request in self.asked if request.url.startswith(url)}
+
+    async def settled(self, url: str, paths: set[str], timeout: float = 30) -> None:
+        """Until the pages have asked for each of `paths` under `url` and every request of theirs
+        to `url` has ended: one the guard let through has reached the spy by then, since it
+        ends only once the spy has answered."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not (paths <= self.paths(url) and not self.open(url)):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"asked for {sorted(self.paths(url))}, still open {self.open(url)}")
+            await asyncio.sleep(0.01)
+
+    def open(self, url: str) -> list[str]:
+        return [request.url for request in self.asked
+                if request.url.startswith(url) and not any(request is done for done in self.ended)]
+
+
+@pytest.fixture
+def traffic(renderer):
+    seen = Traffic()
+    context = renderer._context
+
+    def asked(request) -> None:
+        seen.asked.append(request)
+
+    def ended(request) -> None:
+        seen.ended.append(request)
+
+    handlers = {"request": asked, "requestfinished": ended, "requestfailed": ended}
+    for event, handler in handlers.items():
+        context.on(event, handler)
+    yield seen
+    for event, handler in handlers.items():
+        context.remove_listener(event, handler)
+
+
 # -- HTML ---------------------------------------------------------------------------------
 
 
@@ -298,7 +343,7 @@ async def test_a_long_invoice_repeats_the_table_header(renderer):
     assert all(f"Line item {n:03d}" in " ".join(pages) for n in range(200))
 
 
-async def test_fields_with_markup_stay_text_and_fetch_nothing(renderer, spy):
+async def test_fields_with_markup_stay_text_and_fetch_nothing(renderer, spy, traffic):
     url, seen = spy
     payloads = [
         f"<img src={url}/x>",
@@ -310,10 +355,15 @@ async def test_fields_with_markup_stay_text_and_fetch_nothing(renderer, spy):
         "x</style><style>body{background:url(" + url + "/css-url)}</style>",
     ]
     view = hostile_view(" ".join(payloads))
+    # A request of the test's own, after every field: once it has ended, so has any the fields
+    # started while the page loaded. (A meta refresh that fired later is the subject of
+    # test_a_meta_refresh_that_fired_leaves_the_page_printable.)
+    html = render_invoice_html(view).replace("</body>", f"<img src={url}/probe></body>")
 
-    pdf = await renderer.render(render_invoice_html(view))
-    await asyncio.sleep(0.5)
+    pdf = await renderer.render(html)
+    await traffic.settled(url, {"/probe"})
 
+    assert traffic.paths(url) == {"/probe"}, "no field became markup"
     assert seen == []
     text = pdf_text(pdf)
     assert "INV-2024-0042" in text
@@ -342,15 +392,34 @@ RAW_ATTACKS = {
     "meta-refresh-file": '<meta http-equiv="refresh" content="0;url=file:///etc/passwd">',
     "base-href": "<base href={url}/base/><img src=relative.png>",
 }
+# What each attack has the page ask for (and the guard refuse): the positive sign that the
+# attempt was made and is over. The file: attacks do not aim at the spy: their PDF shows what
+# they read.
+ASKED = {
+    "img": {"/img"}, "img-srcset": {"/srcset"}, "svg-image": {"/svg"}, "stylesheet": {"/css"},
+    "prefetch": {"/prefetch"}, "preload": {"/preload"}, "css-url": {"/css-url"},
+    "css-import": {"/import"}, "font-face": {"/font"}, "inline-style-url": {"/inline"},
+    "iframe-file": set(), "object-file": set(), "meta-refresh": {"/refresh"}, "meta-refresh-file": set(),
+    "base-href": {"/base/relative.png"},
+}
+# Those with no sign to wait for: a preconnect or dns-prefetch asks the page for nothing (the
+# browser process resolves the host itself, refused by the host resolver rules, and no event
+# says when), and Chromium asks for an iframe, an embed or media only some of the time (after
+# earlier renders on the same pool, not at all), so their absence proves nothing either way.
+UNSIGNALLED = {"preconnect", "iframe-http", "embed", "media"}
 
 
 @pytest.mark.parametrize("attack", list(RAW_ATTACKS))
-async def test_raw_html_cannot_reach_out_or_read_files(renderer, spy, attack):
+async def test_raw_html_cannot_reach_out_or_read_files(renderer, spy, traffic, attack):
     url, seen = spy
     html = f"<!DOCTYPE html><html><head>{RAW_ATTACKS[attack].format(url=url)}</head><body><p>{MARKER}</p></body></html>"
 
     pdf = await renderer.render(html)
-    await asyncio.sleep(0.3)  # a meta refresh or a prefetch fires after load
+    # A meta refresh or a prefetch fires after load: waited for until it has ended.
+    if attack in UNSIGNALLED:
+        await asyncio.sleep(0.3)  # no sign to wait for (see UNSIGNALLED): the time it takes, guessed
+    else:
+        await traffic.settled(url, ASKED[attack])
     again = await renderer.render(f"<p>{MARKER} again</p>")
 
     assert seen == []
@@ -361,12 +430,14 @@ async def test_raw_html_cannot_reach_out_or_read_files(renderer, spy, attack):
     assert f"{MARKER} again" in pdf_text(again)
 
 
-async def test_all_attacks_at_once_in_the_body(renderer, spy):
+async def test_all_attacks_at_once_in_the_body(renderer, spy, traffic):
     url, seen = spy
     body = "".join(attack.format(url=url) for attack in RAW_ATTACKS.values())
 
     pdf = await renderer.render(f"<html><body><p>{MARKER}</p>{body}</body></html>")
-    await asyncio.sleep(0.5)
+    # A <base> or a meta refresh in the body is not obeyed; those of UNSIGNALLED give no sign.
+    await traffic.settled(url, set().union(*ASKED.values()) - {"/base/relative.png", "/refresh"})
+    await asyncio.sleep(0.3)  # for UNSIGNALLED: the time they take, guessed
 
     assert seen == []
     text = pdf_text(pdf)
@@ -439,7 +510,7 @@ def test_the_view_is_not_changed_by_rendering():
     assert view == before
 
 
-async def test_a_meta_refresh_that_fired_leaves_the_page_printable(renderer, spy):
+async def test_a_meta_refresh_that_fired_leaves_the_page_printable(renderer, spy, traffic):
     # render() prints right after load, usually before the refresh timer fires; print later
     # on a pool page to see what a refresh that won the race would leave behind.
     url, seen = spy
@@ -448,7 +519,7 @@ async def test_a_meta_refresh_that_fired_leaves_the_page_printable(renderer, spy
         await page.set_content(
             f'<meta http-equiv="refresh" content="0;url={url}/refresh"><p>{MARKER}</p>', wait_until="load"
         )
-        await asyncio.sleep(0.5)
+        await traffic.settled(url, {"/refresh"})  # it fired, and the guard answered it
         pdf = await page.pdf(format="A4")
     finally:
         renderer._pool.put_nowait(page)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -142,27 +143,47 @@ def _ended_with(message: dict, code: str) -> bool:
     return any(e.get("extensions", {}).get("code") == code for e in errors)
 
 
-async def test_an_expiring_token_ends_the_subscription(live_server, world):
-    raw = await f.token(world.users["viewer"], lifetime=timedelta(seconds=2))
+# Long enough for a busy machine to subscribe well within it: each test first sees the
+# subscription served, then waits for its end, however long the expiry takes to come.
+TOKEN_LIFETIME = timedelta(seconds=5)
+
+
+async def test_an_expiring_token_ends_the_subscription(live_server, world, app):
+    app.state.events.recheck_seconds = 3600  # the token's own timer ends it, not the periodic check
+    raw = await f.token(world.users["viewer"], lifetime=TOKEN_LIFETIME)
     async with LiveClient(live_server, raw) as viewer:
         op = await viewer.subscribe(WATCH)
-        message = await viewer.next(op, timeout=10)
+        await subscribed(app, 1)
+        message = await viewer.next(op, timeout=60)
         assert _ended_with(message, "UNAUTHENTICATED")
 
 
 async def test_a_token_expiring_during_a_busy_stream_ends_the_subscription(live_server, redis, world, app):
+    app.state.events.recheck_seconds = 3600  # the token's own checks end it, not the periodic one
     mine, _, _ = await _invoices(world)
-    raw = await f.token(world.users["viewer"], lifetime=timedelta(seconds=2))
+    raw = await f.token(world.users["viewer"], lifetime=TOKEN_LIFETIME)
+    expires_at = (await authenticate(raw)).presented_token.expires_at.timestamp()
+    published: list[float] = []
     async with LiveClient(live_server, raw) as viewer:
         op = await viewer.subscribe(WATCH)
         await subscribed(app, 1)
-        for _ in range(40):  # an event every 0.1 s, for twice the token's remaining life
-            await events.publish(redis, [mine])
-            await asyncio.sleep(0.1)
-        messages = await viewer.drain(op, quiet=0.3)
-    ended = [m for m in messages if m["type"] != "next" or m["payload"].get("errors")]
-    assert ended and _ended_with(ended[0], "UNAUTHENTICATED")
-    assert 5 < messages.index(ended[0]) < 30, "events flowed until the expiry, and none after"
+        async with asyncio.timeout(60):
+            # One event at a time, each awaited, until the stream ends: the n-th message
+            # answers the n-th event.
+            while True:
+                published.append(time.time())
+                await events.publish(redis, [mine])
+                message = await viewer.next(op)
+                if message["type"] != "next" or message["payload"].get("errors"):
+                    break
+                await asyncio.sleep(0.05)
+        assert _ended_with(message, "UNAUTHENTICATED")
+        if message["type"] == "next":
+            # The protocol's last word on the operation: nothing can follow it.
+            assert (await viewer.next(op))["type"] == "complete"
+    delivered = published[:-1]
+    assert delivered, "events flowed until the expiry"
+    assert all(at < expires_at for at in delivered), "no event published after the expiry was delivered"
 
 
 async def test_the_periodic_check_ends_subscriptions_of_tokens_revoked_unseen(live_server, app, world):
@@ -264,10 +285,9 @@ async def test_losing_the_event_stream_tells_subscribers_to_re_query(live_server
         assert _ended_with(await owner.next(before), "EVENTS_MISSED")
         # The process subscribes again by itself: a new subscription gets events.
         after = await owner.subscribe(WATCH)
-        for _ in range(50):
-            name = events.channel(redis, events.INVOICE_CHANNEL)
-            if dict(await redis.pubsub_numsub(name))[name.encode()] == 1:
-                break
-            await asyncio.sleep(0.1)
+        name = events.channel(redis, events.INVOICE_CHANNEL)
+        async with asyncio.timeout(30):
+            while dict(await redis.pubsub_numsub(name))[name.encode()] != 1:  # noqa: ASYNC110 (Redis signals nothing)
+                await asyncio.sleep(0.1)
         await events.publish(redis, [mine])
         assert _statuses([await owner.next(after)]) == [("INV-2024-0001", "AWAITING_APPROVAL")]
