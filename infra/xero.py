@@ -282,7 +282,7 @@ async def allocate_credit_note(
     which lower the invoice's amount due); the idempotency key makes a retried request
     allocate once."""
     def call() -> None:
-        allocation = Allocation(invoice=Invoice(invoice_id=invoice_id), amount=float(amount), date=on)
+        allocation = Allocation(invoice=Invoice(invoice_id=invoice_id), amount=amount, date=on)
         _accounting(settings, access_token).create_credit_note_allocation(
             tenant_id, credit_note_id, Allocations(allocations=[allocation]), summarize_errors=True,
             idempotency_key=idempotency_key, _request_timeout=TIMEOUT,
