@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -119,3 +120,17 @@ class LiveClient:
                 messages.append(await asyncio.wait_for(self.inbox[operation].get(), quiet))
             except TimeoutError:
                 return messages
+
+
+@contextlib.asynccontextmanager
+async def client_of(settings, redis, **changes):
+    """A client of the app on these settings, changed."""
+    import httpx
+
+    from invoicing.app import create_app
+
+    application = create_app(settings.model_copy(update=changes))
+    application.state.redis = redis
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://testserver") as http:
+        yield http
+    await application.state.events.close()

@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import boto3
-import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -25,7 +24,7 @@ from jobs import dispatch
 from jobs.cost_sources import lock_key, sync_cost_source, sync_due_cost_sources
 from models import CostImport, CostRecord, CostSource
 from models.cost_sources import CostSourceState, credentials_of
-from tests.graphql import error_codes, gql
+from tests.graphql import client_of, error_codes, gql
 from tests.test_cost_delivery_layout import PERIODS, period_rows, thirds
 from tests.test_costs_import import database_totals, expected_totals, sample_rows
 
@@ -91,13 +90,8 @@ def s3_settings(settings, moto_s3):
 
 @pytest.fixture
 async def s3_client(s3_settings, redis):
-    from invoicing.app import create_app
-
-    application = create_app(s3_settings)
-    application.state.redis = redis
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://testserver") as http:
+    async with client_of(s3_settings, redis) as http:
         yield http
-    await application.state.events.close()
 
 
 @pytest.fixture

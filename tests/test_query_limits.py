@@ -3,16 +3,14 @@ masking, and the security headers of every answer."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import uuid
 
-import httpx
 import pytest
 
 from schema.root import schema
-from tests.graphql import error_codes, gql, gql_counted
+from tests.graphql import client_of, error_codes, gql, gql_counted
 
 ACCOUNTS_WITH_INVOICES = (
     "managedAccounts(first: 100) { edges { node { invoices(first: 100) { edges { node { lineItems { amount } } } } } } }"
@@ -20,22 +18,10 @@ ACCOUNTS_WITH_INVOICES = (
 INTROSPECTION = "{ __schema { queryType { name } } }"
 
 
-@contextlib.asynccontextmanager
-async def _client_of(settings, redis, **changes):
-    """A client of the app on these settings, changed."""
-    from invoicing.app import create_app
-
-    application = create_app(settings.model_copy(update=changes))
-    application.state.redis = redis
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://testserver") as http:
-        yield http
-    await application.state.events.close()
-
-
 @pytest.fixture
 async def production(settings, redis):
     """The app as production runs it: no GraphiQL, masked errors, guarded introspection."""
-    async with _client_of(settings, redis, environment="production") as http:
+    async with client_of(settings, redis, environment="production") as http:
         yield http
 
 
@@ -162,7 +148,7 @@ async def test_an_unexpected_failure_is_masked_in_production_and_logged_with_its
 
 
 async def test_the_limits_are_settings(world, settings, redis):
-    async with _client_of(settings, redis, max_query_depth=3) as http:
+    async with client_of(settings, redis, max_query_depth=3) as http:
         result = await gql(http, "{ viewer { user { email } } }", token=world.tokens["owner"])
         assert "errors" not in result
         result = await gql(http, "{ viewer { organization { name } managedAccount { billingProfile { id } } } }",
@@ -182,7 +168,7 @@ async def test_every_answer_carries_the_security_headers(client, world, settings
         assert "no-store" in response.headers["cache-control"]
     assert api.headers["content-security-policy"].startswith("default-src 'none'")
     assert missing.headers["cache-control"] == "private, no-store", "a download keeps its own caching rule"
-    async with _client_of(settings, redis, environment="development") as development:
+    async with client_of(settings, redis, environment="development") as development:
         graphiql = await development.get("/graphql", headers={"Accept": "text/html"})
     assert graphiql.headers["content-type"].startswith("text/html")
     policy = graphiql.headers["content-security-policy"]

@@ -22,7 +22,7 @@ from models.xero.sync import request_push
 from models.xero.tokens import code_challenge, seal, unseal, unseal_tokens
 from tests import factories
 from tests.conftest import serving
-from tests.graphql import error_codes, gql
+from tests.graphql import client_of, error_codes, gql
 from tests.xero_server import CLIENT_ID, CLIENT_SECRET, SHORT_CODE, TENANT_ID, FakeXero, parse_xero_date
 
 CONNECT = """mutation { connectXero { __typename ... on XeroAuthorizationStarted { authorizeUrl expiresAt }
@@ -64,13 +64,8 @@ def xero_settings(settings, fake_xero):
 
 @pytest.fixture
 async def client(xero_settings, redis):
-    from invoicing.app import create_app
-
-    application = create_app(xero_settings)
-    application.state.redis = redis
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://testserver") as http:
+    async with client_of(xero_settings, redis) as http:
         yield http
-    await application.state.events.close()
 
 
 @pytest.fixture
