@@ -9,6 +9,7 @@ import copy
 import io
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -273,13 +274,27 @@ def test_the_browser_gets_its_own_environment(settings):
         assert Path(folder).is_dir()
 
 
-def _chromium_processes() -> list[psutil.Process]:
-    """This test process's Chromium processes (Playwright's driver starts them)."""
+@dataclass
+class _Seen:
+    cmdline: list[str]
+    uids: tuple[int, int]
+    status: str
+    user_namespace: str
+
+
+def _chromium_processes() -> list[_Seen]:
+    """This test process's Chromium processes (Playwright's driver starts them), each read at
+    once; one that exits meanwhile (a closed page's renderer) is left out."""
     found = []
     for process in psutil.Process().children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if any("chrom" in part for part in process.cmdline()[:1]):
-                found.append(process)
+        with contextlib.suppress(psutil.Error, OSError):
+            cmdline = process.cmdline()
+            if not any("chrom" in part for part in cmdline[:1]):
+                continue
+            uids = process.uids()
+            with open(f"/proc/{process.pid}/status") as proc:
+                status = proc.read()
+            found.append(_Seen(cmdline, (uids.real, uids.effective), status, os.readlink(f"/proc/{process.pid}/ns/user")))
     return found
 
 
@@ -290,17 +305,15 @@ async def test_chromium_prints_inside_its_sandbox_and_never_as_root(renderer):
     processes = _chromium_processes()
     assert processes
     for process in processes:
-        assert "--no-sandbox" not in process.cmdline()
+        assert "--no-sandbox" not in process.cmdline
         if os.geteuid() == 0:
-            assert process.uids().real != 0 and process.uids().effective != 0
-    browser = next(p for p in processes if not any(a.startswith("--type=") for a in p.cmdline()))
-    renderers = [p for p in processes if "--type=renderer" in p.cmdline()]
+            assert process.uids[0] != 0 and process.uids[1] != 0
+    browser = next(p for p in processes if not any(a.startswith("--type=") for a in p.cmdline))
+    renderers = [p for p in processes if "--type=renderer" in p.cmdline]
     assert renderers
     for process in renderers:
-        with open(f"/proc/{process.pid}/status") as proc:  # noqa: ASYNC230 (a kernel file, read at once)
-            status = proc.read()
-        assert re.search(r"^Seccomp:\s+2$", status, re.M), "a renderer without its seccomp filter"
-        assert os.readlink(f"/proc/{process.pid}/ns/user") != os.readlink(f"/proc/{browser.pid}/ns/user")
+        assert re.search(r"^Seccomp:\s+2$", process.status, re.M), "a renderer without its seccomp filter"
+        assert process.user_namespace != browser.user_namespace
 
 
 def test_a_root_worker_needs_an_existing_chromium_user(settings):
