@@ -15,14 +15,13 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from models.auth import Principal, Token
+from models.auth import Principal, live_token_ids
 from models.errors import RequestErrorCode
 from models.invoices import DeliveryStatus, Invoice, InvoiceStatus, PaymentStatus, is_visible
 
@@ -57,11 +56,14 @@ class InvoiceChange:
     @classmethod
     def of(cls, invoice: Invoice) -> InvoiceChange:
         return cls(
-            invoice_id=str(invoice.id), organization_id=str(invoice.organization_id),
-            managed_account_id=str(invoice.managed_account_id), status=InvoiceStatus(invoice.status).value,
+            invoice_id=str(invoice.id),
+            organization_id=str(invoice.organization_id),
+            managed_account_id=str(invoice.managed_account_id),
+            status=InvoiceStatus(invoice.status).value,
             payment_status=PaymentStatus(invoice.payment_status).value,
             delivery_status=DeliveryStatus(invoice.delivery_status).value,
-            approved=invoice.approved_at is not None, at=invoice.updated_at.isoformat(),
+            approved=invoice.approved_at is not None,
+            at=invoice.updated_at.isoformat(),
         )
 
     def to_json(self) -> str:
@@ -127,7 +129,7 @@ EVENTS_MISSED = SubscriptionEnded(
 class Delivery:
     """One event as this process relays it: the change, and the invoice as it is now, read
     once for all the subscribers it goes to. `shared` is theirs to keep what they compute
-    once for all of them (schema/fanout.py: one execution and encoding per group)."""
+    once for all of them (schema/core/fanout.py: one execution and encoding per group)."""
 
     change: InvoiceChange
     invoice: Invoice
@@ -138,8 +140,7 @@ class Subscription:
     """One subscriber's pending events. Bounded: a client that does not keep up is ended
     with FELL_BEHIND instead of growing the server's memory."""
 
-    def __init__(self, hub: Hub, principal: Principal, account_ids: set[str] | None,
-                 invoice_ids: set[str] | None, limit: int):
+    def __init__(self, hub: Hub, principal: Principal, account_ids: set[str] | None, invoice_ids: set[str] | None, limit: int):
         self.hub = hub
         self.principal = principal
         self.token_id = str(principal.presented_token.id)
@@ -160,8 +161,7 @@ class Subscription:
             return False
         if self.invoice_ids is not None and change.invoice_id not in self.invoice_ids:
             return False
-        return is_visible(self.principal, change.organization_id, change.managed_account_id,
-                          change.status, change.approved)
+        return is_visible(self.principal, change.organization_id, change.managed_account_id, change.status, change.approved)
 
     def offer(self, delivery: Delivery) -> None:
         if self.ended:
@@ -224,12 +224,14 @@ class Hub:
         self._pubsub: PubSub | None = None
         self._lock = asyncio.Lock()
 
-    async def subscribe(self, redis: Redis, principal: Principal, *, account_ids: Iterable[Any] | None = None,
-                        invoice_ids: Iterable[Any] | None = None) -> Subscription:
+    async def subscribe(
+        self, redis: Redis, principal: Principal, *, account_ids: Iterable[Any] | None = None, invoice_ids: Iterable[Any] | None = None
+    ) -> Subscription:
         """A new subscription; events published from now on reach it. Close it when done."""
         await self._start(redis)
         subscription = Subscription(
-            self, principal,
+            self,
+            principal,
             None if account_ids is None else {str(i) for i in account_ids},
             None if invoice_ids is None else {str(i) for i in invoice_ids},
             self.queue_size,
@@ -243,8 +245,7 @@ class Hub:
         return sum(len(subs) for subs in self._by_organization.values())
 
     def forget(self, subscription: Subscription) -> None:
-        for index, key in ((self._by_organization, str(subscription.principal.organization_id)),
-                           (self._by_token, subscription.token_id)):
+        for index, key in ((self._by_organization, str(subscription.principal.organization_id)), (self._by_token, subscription.token_id)):
             subs = index.get(key)
             if subs is not None:
                 subs.discard(subscription)
@@ -305,9 +306,7 @@ class Hub:
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed invoice event: %.200r", data)
             return
-        subscribers = [
-            s for s in self._by_organization.get(change.organization_id, ()) if not s.ended and s.wants(change)
-        ]
+        subscribers = [s for s in self._by_organization.get(change.organization_id, ()) if not s.ended and s.wants(change)]
         if not subscribers:
             return
         try:
@@ -337,12 +336,7 @@ class Hub:
         held = list(self._by_token)
         if not held:
             return
-        valid = {
-            str(token_id)
-            for token_id in await Token.filter(
-                id__in=held, revoked_at=None, expires_at__gt=datetime.now(UTC), user__is_active=True
-            ).values_list("id", flat=True)
-        }
+        valid = await live_token_ids(held)
         for token_id in held:
             if token_id not in valid:
                 for subscription in list(self._by_token.get(token_id, ())):

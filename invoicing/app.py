@@ -32,6 +32,7 @@ from infra.settings import Settings, get_settings
 from invoicing import pages
 from invoicing.bodies import BodyLimits
 from invoicing.logs import redact_access_log
+from invoicing.root import schema
 from jobs.xero import complete_connection, webhook_received
 from models import exports
 from models.auth import principal_of_link
@@ -39,10 +40,9 @@ from models.einvoicing.files import facturx_pdf
 from models.errors import DomainError, RequestErrorCode
 from models.xero.connections import BROWSER_COOKIE, take_authorization
 from models.xero.tokens import browser_bound, webhook_signed
-from schema.context import Context
-from schema.fanout import FanOutHandler
-from schema.permissions import authenticate_bearer
-from schema.root import schema
+from schema.core.context import Context
+from schema.core.fanout import FanOutHandler
+from schema.core.permissions import authenticate_bearer
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class GraphQLApp(GraphQL[Context, None]):
         )
         self.settings = settings
         self.events = events
-        # Live events: one execution and one encoding per group of alike subscribers (schema/fanout.py).
+        # Live events: one execution and one encoding per group of alike subscribers (schema/core/fanout.py).
         if settings.subscription_fanout:
             self.graphql_transport_ws_handler_class = FanOutHandler
         # Every operation on a WebSocket counts, queries included.

@@ -22,12 +22,12 @@ from schema.auth import (
     UnlockLoginPayload,
     Viewer,
 )
-from schema.context import Info
+from schema.core.context import Info
+from schema.core.mutations import mutation
+from schema.core.nodes import node_uuid
+from schema.core.permissions import ANY_USER, OWNERS
 from schema.managed_accounts import ManagedAccount
-from schema.mutations import mutation
-from schema.nodes import node_uuid
 from schema.organizations import ApiToken, Organization, User
-from schema.permissions import ANY_USER, OWNERS
 
 
 async def viewer(principal: auth.Principal) -> Viewer:

@@ -17,11 +17,11 @@ from schema.billing_periods import (
     CloseBillingPeriodPayload,
     period_query,
 )
-from schema.context import Info
-from schema.mutations import mutation
-from schema.pagination import Direction, paginate
-from schema.permissions import MSP_USERS, OWNERS, requires
-from schema.scalars import Month
+from schema.core.context import Info
+from schema.core.mutations import mutation
+from schema.core.pagination import Direction, paginate
+from schema.core.permissions import MSP_USERS, OWNERS, requires
+from schema.core.scalars import Month
 
 
 @strawberry.type

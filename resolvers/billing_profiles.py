@@ -26,11 +26,11 @@ from schema.billing_profiles import (
     UpdateBillingProfilePayload,
     profile_data,
 )
-from schema.context import Info
-from schema.mutations import mutation
-from schema.nodes import node_uuid
-from schema.pagination import Direction, paginate
-from schema.permissions import MSP_USERS, OWNERS, requires
+from schema.core.context import Info
+from schema.core.mutations import mutation
+from schema.core.nodes import node_uuid
+from schema.core.pagination import Direction, paginate
+from schema.core.permissions import MSP_USERS, OWNERS, requires
 
 TYPE_NAME = "BillingProfile"
 

@@ -9,7 +9,12 @@ import strawberry
 from infra import object_stores
 from jobs import dispatch
 from models import cost_sources
-from schema.context import Info
+from schema.core.context import Info
+from schema.core.mutations import mutation
+from schema.core.nodes import node_uuid_or_none
+from schema.core.pagination import Direction, paginate
+from schema.core.permissions import MSP_USERS, OWNERS, requires
+from schema.core.scalars import Month
 from schema.cost_sources import (
     CostSource,
     CostSourceConnection,
@@ -29,11 +34,6 @@ from schema.cost_sources import (
     UpdateCostSourcePayload,
     source_input,
 )
-from schema.mutations import mutation
-from schema.nodes import node_uuid_or_none
-from schema.pagination import Direction, paginate
-from schema.permissions import MSP_USERS, OWNERS, requires
-from schema.scalars import Month
 
 TYPE_NAME = "CostSource"
 

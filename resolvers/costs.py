@@ -18,7 +18,12 @@ from jobs import effects
 from models import costs
 from models.costs import usage
 from models.errors import ValidationFailed
-from schema.context import Info
+from schema.core.context import Info
+from schema.core.mutations import mutation
+from schema.core.nodes import node_uuid, node_uuid_or_none
+from schema.core.pagination import Direction, paginate
+from schema.core.permissions import ANY_USER, MSP_USERS, OWNERS, requires
+from schema.core.scalars import Month, plain
 from schema.costs import (
     AccountUsage,
     CostImport,
@@ -38,11 +43,6 @@ from schema.costs import (
     cost_query,
 )
 from schema.managed_accounts import ManagedAccount
-from schema.mutations import mutation
-from schema.nodes import node_uuid, node_uuid_or_none
-from schema.pagination import Direction, paginate
-from schema.permissions import ANY_USER, MSP_USERS, OWNERS, requires
-from schema.scalars import Month, plain
 
 # How often a live import is read again for `costImportChanged` (it records progress each second).
 PROGRESS_POLL_SECONDS = 0.5

@@ -7,7 +7,11 @@ import strawberry
 from jobs import effects
 from models import credit_notes
 from models.credit_notes import LineCredit
-from schema.context import Info
+from schema.core.context import Info
+from schema.core.mutations import mutation
+from schema.core.nodes import node_uuid
+from schema.core.pagination import Direction, paginate
+from schema.core.permissions import ANY_USER, OWNERS, requires
 from schema.credit_notes import (
     ApplyCreditInput,
     ApplyCreditPayload,
@@ -26,10 +30,6 @@ from schema.credit_notes import (
     listed_columns,
 )
 from schema.invoices import Invoice
-from schema.mutations import mutation
-from schema.nodes import node_uuid
-from schema.pagination import Direction, paginate
-from schema.permissions import ANY_USER, OWNERS, requires
 
 
 @strawberry.type

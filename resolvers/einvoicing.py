@@ -5,11 +5,11 @@ from __future__ import annotations
 import strawberry
 
 from models import organizations
-from schema.context import Info
+from schema.core.context import Info
+from schema.core.mutations import mutation
+from schema.core.permissions import OWNERS
 from schema.einvoicing import EInvoicingSettingsUpdated, UpdateEInvoicingSettingsPayload
-from schema.mutations import mutation
 from schema.organizations import EmailAttachment, Organization
-from schema.permissions import OWNERS
 
 
 @strawberry.type

@@ -5,7 +5,10 @@ from __future__ import annotations
 import strawberry
 
 from models import exchange_rates
-from schema.context import Info
+from schema.core.context import Info
+from schema.core.mutations import mutation
+from schema.core.pagination import Direction, paginate
+from schema.core.permissions import MSP_USERS, OWNERS, requires
 from schema.exchange_rates import (
     ExchangeRate,
     ExchangeRateConnection,
@@ -17,9 +20,6 @@ from schema.exchange_rates import (
     SetExchangeRatePayload,
     rate_query,
 )
-from schema.mutations import mutation
-from schema.pagination import Direction, paginate
-from schema.permissions import MSP_USERS, OWNERS, requires
 
 
 @strawberry.type

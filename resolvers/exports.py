@@ -8,7 +8,10 @@ import strawberry
 
 from infra import links, storage
 from models import exports, invoices
-from schema.context import Info
+from schema.core.context import Info
+from schema.core.mutations import mutation
+from schema.core.nodes import node_uuid_or_none
+from schema.core.permissions import MSP_USERS, OWNERS
 from schema.exports import (
     ExportFormat,
     ExportInvoicesPayload,
@@ -17,10 +20,7 @@ from schema.exports import (
     UpdateExportSettingsPayload,
 )
 from schema.invoices import InvoiceFilter, invoice_query
-from schema.mutations import mutation
-from schema.nodes import node_uuid_or_none
 from schema.organizations import ExportDateFormat, Organization
-from schema.permissions import MSP_USERS, OWNERS
 
 
 @strawberry.type

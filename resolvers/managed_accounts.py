@@ -5,7 +5,11 @@ from __future__ import annotations
 import strawberry
 
 from models import managed_accounts
-from schema.context import Info
+from schema.core.context import Info
+from schema.core.mutations import mutation
+from schema.core.nodes import node_uuid
+from schema.core.pagination import Direction, paginate
+from schema.core.permissions import ANY_USER, OWNERS, requires
 from schema.managed_accounts import (
     CreateManagedAccountInput,
     CreateManagedAccountPayload,
@@ -20,10 +24,6 @@ from schema.managed_accounts import (
     account_data,
     account_query,
 )
-from schema.mutations import mutation
-from schema.nodes import node_uuid
-from schema.pagination import Direction, paginate
-from schema.permissions import ANY_USER, OWNERS, requires
 
 
 @strawberry.type

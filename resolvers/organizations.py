@@ -5,8 +5,9 @@ from __future__ import annotations
 import strawberry
 
 from models import organizations
-from schema.context import Info
-from schema.mutations import mutation
+from schema.core.context import Info
+from schema.core.mutations import mutation
+from schema.core.permissions import OWNERS
 from schema.organizations import (
     Organization,
     OrganizationUpdated,
@@ -14,7 +15,6 @@ from schema.organizations import (
     UpdateOrganizationPayload,
     organization_changes,
 )
-from schema.permissions import OWNERS
 
 
 @strawberry.type

@@ -6,10 +6,11 @@ import strawberry
 
 from jobs import effects
 from models import payments
-from schema.context import Info
+from schema.core.context import Info
+from schema.core.mutations import mutation
+from schema.core.nodes import node_uuid
+from schema.core.permissions import OWNERS
 from schema.invoices import Invoice
-from schema.mutations import mutation
-from schema.nodes import node_uuid
 from schema.payments import (
     Payment,
     PaymentRecorded,
@@ -20,7 +21,6 @@ from schema.payments import (
     RefundPaymentInput,
     RefundPaymentPayload,
 )
-from schema.permissions import OWNERS
 
 
 @strawberry.type

@@ -11,11 +11,12 @@ from models import people
 from models.auth import authenticate, visible_users
 from resolvers.auth import viewer
 from schema.auth import LoginSuccess
-from schema.context import Info
-from schema.mutations import mutation
-from schema.nodes import node_uuid
+from schema.core.context import Info
+from schema.core.mutations import mutation
+from schema.core.nodes import node_uuid
+from schema.core.pagination import Direction, paginate
+from schema.core.permissions import MSP_USERS, OWNERS, Scope, requires
 from schema.organizations import ApiToken, ApiTokenConnection, User, UserConnection
-from schema.pagination import Direction, paginate
 from schema.people import (
     AcceptInvitationPayload,
     ChangeUserScopePayload,
@@ -31,7 +32,6 @@ from schema.people import (
     UserUpdated,
     user_query,
 )
-from schema.permissions import MSP_USERS, OWNERS, Scope, requires
 
 # Tokens list newest first (the order's field is a column tokens share with users).
 _TOKEN_ORDER = UserOrder(field=UserOrderField.CREATED_AT, direction=Direction.DESC)

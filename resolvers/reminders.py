@@ -5,11 +5,11 @@ from __future__ import annotations
 import strawberry
 
 from models import reminders
-from schema.context import Info
+from schema.core.context import Info
+from schema.core.mutations import mutation
+from schema.core.nodes import node_uuid
+from schema.core.permissions import OWNERS
 from schema.invoices import Invoice
-from schema.mutations import mutation
-from schema.nodes import node_uuid
-from schema.permissions import OWNERS
 from schema.reminders import RemindersChanged, RemindersPayload
 
 

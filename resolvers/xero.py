@@ -10,10 +10,10 @@ from models.invoices import LineKind
 from models.xero import connections, sync
 from models.xero import settings as xero_settings
 from resolvers.invoices import _bulk
-from schema.context import Info
+from schema.core.context import Info
+from schema.core.mutations import mutation
+from schema.core.permissions import MSP_USERS, OWNERS, requires
 from schema.invoices import BulkInvoicePayload
-from schema.mutations import mutation
-from schema.permissions import MSP_USERS, OWNERS, requires
 from schema.xero import (
     CompleteXeroConnectionPayload,
     ConnectXeroPayload,

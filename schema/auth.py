@@ -7,10 +7,10 @@ from typing import Annotated
 
 import strawberry
 
-from schema.errors import AuthenticationError, NotFoundError, ValidationError
+from schema.core.errors import AuthenticationError, NotFoundError, ValidationError
+from schema.core.permissions import Scope
 from schema.managed_accounts import ManagedAccount
 from schema.organizations import ApiToken, Organization, User
-from schema.permissions import Scope
 
 
 @strawberry.type(description="Who is asking, and in which organization.")

@@ -14,12 +14,12 @@ from models import BillingPeriod as BillingPeriodModel
 from models import Invoice as InvoiceModel
 from models.billing_periods import PeriodQuery, PeriodState, visible_periods
 from models.invoices import visible_invoices
-from schema.arguments import CheckedArguments
-from schema.context import Info
-from schema.errors import ValidationError
-from schema.nodes import scoped_nodes
-from schema.pagination import CountedConnection, Direction
-from schema.scalars import Month
+from schema.core.arguments import CheckedArguments
+from schema.core.context import Info
+from schema.core.errors import ValidationError
+from schema.core.nodes import scoped_nodes
+from schema.core.pagination import CountedConnection, Direction
+from schema.core.scalars import Month
 
 if TYPE_CHECKING:
     from schema.invoices import Invoice, InvoiceConnection, InvoiceFilter, InvoiceOrder

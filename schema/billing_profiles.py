@@ -20,11 +20,11 @@ from models.billing_profiles import ChargeKind as ChargeKindValue
 from models.billing_profiles import visible_profiles
 from models.einvoicing.identifiers import VatCategory as VatCategoryValue
 from schema.common import Address, AddressInput, KeyValue, KeyValueInput, key_values
-from schema.context import Info
-from schema.errors import NotFoundError, ValidationError
-from schema.nodes import scoped_nodes
-from schema.pagination import CountedConnection, Direction
-from schema.scalars import plain
+from schema.core.context import Info
+from schema.core.errors import NotFoundError, ValidationError
+from schema.core.nodes import scoped_nodes
+from schema.core.pagination import CountedConnection, Direction
+from schema.core.scalars import plain
 
 # `strawberry.enum` marks the domain's enum itself as a GraphQL enum; the name here is a
 # plain alias of that class, so that type checkers accept it in annotations.

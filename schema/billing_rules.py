@@ -14,12 +14,12 @@ from strawberry import relay
 from models import BillingRule as BillingRuleModel
 from models import ManagedAccount as ManagedAccountModel
 from models.billing_rules import RuleCalculation, RuleKind, RuleQuery, visible_rules
-from schema.context import Info
-from schema.errors import NotFoundError, ValidationError
+from schema.core.context import Info
+from schema.core.errors import NotFoundError, ValidationError
+from schema.core.nodes import filter_uuids, node_uuid, scoped_nodes
+from schema.core.pagination import CountedConnection, Direction
+from schema.core.scalars import Month, plain
 from schema.managed_accounts import ManagedAccount
-from schema.nodes import filter_uuids, node_uuid, scoped_nodes
-from schema.pagination import CountedConnection, Direction
-from schema.scalars import Month, plain
 
 # `strawberry.enum` marks the domain's enum itself as a GraphQL enum; the name here is a
 # plain alias of that class, so that type checkers accept it in annotations.

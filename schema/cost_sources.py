@@ -11,12 +11,12 @@ import strawberry
 from strawberry import relay
 
 from models import cost_sources as domain
-from schema.context import Info
+from schema.core.context import Info
+from schema.core.errors import CostSourceUnreadableError, InvalidTransitionError, NotFoundError, ValidationError
+from schema.core.nodes import scoped_nodes
+from schema.core.pagination import CountedConnection, Direction, paginate
+from schema.core.scalars import Month
 from schema.costs import CostImport, CostImportConnection, CostImportOrder, CostImportOrderField
-from schema.errors import CostSourceUnreadableError, InvalidTransitionError, NotFoundError, ValidationError
-from schema.nodes import scoped_nodes
-from schema.pagination import CountedConnection, Direction, paginate
-from schema.scalars import Month
 
 CostSourceKind = domain.CostSourceKind
 strawberry.enum(

@@ -18,12 +18,12 @@ from models import CostRecord as CostRecordModel
 from models import ManagedAccount as ManagedAccountModel
 from models import costs as domain
 from models.costs import AccountMonthTotal, CostQuery, ImportReport, billed_totals, is_invoiced, visible_costs
-from schema.context import Info
-from schema.errors import CostFileRejectedError, NotFoundError, ValidationError
+from schema.core.context import Info
+from schema.core.errors import CostFileRejectedError, NotFoundError, ValidationError
+from schema.core.nodes import filter_uuids, scoped_nodes
+from schema.core.pagination import CountedConnection, Direction
+from schema.core.scalars import Month, plain
 from schema.managed_accounts import ManagedAccount
-from schema.nodes import filter_uuids, scoped_nodes
-from schema.pagination import CountedConnection, Direction
-from schema.scalars import Month, plain
 
 # Cost records have BIGINT keys; an id that cannot be one is simply not found.
 _BIGINT = re.compile(r"0|[1-9][0-9]{0,17}")

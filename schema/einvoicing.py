@@ -6,7 +6,7 @@ from typing import Annotated
 
 import strawberry
 
-from schema.errors import ValidationError
+from schema.core.errors import ValidationError
 from schema.organizations import Organization
 
 

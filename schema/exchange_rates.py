@@ -13,11 +13,11 @@ from strawberry import relay
 
 from models.exchange_rates import ExchangeRate as ExchangeRateModel
 from models.exchange_rates import RateQuery, visible_rates
-from schema.context import Info
-from schema.errors import ValidationError
-from schema.nodes import scoped_nodes
-from schema.pagination import CountedConnection, Direction
-from schema.scalars import Month, plain
+from schema.core.context import Info
+from schema.core.errors import ValidationError
+from schema.core.nodes import scoped_nodes
+from schema.core.pagination import CountedConnection, Direction
+from schema.core.scalars import Month, plain
 
 
 @strawberry.type(name="ExchangeRate", description="A month's rate between two currencies.")

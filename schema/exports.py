@@ -8,7 +8,7 @@ from typing import Annotated
 import strawberry
 
 from models import exports as domain
-from schema.errors import InvalidTransitionError, NotFoundError, ValidationError
+from schema.core.errors import InvalidTransitionError, NotFoundError, ValidationError
 from schema.organizations import Organization
 
 # `strawberry.enum` marks the domain's enum itself as a GraphQL enum; the name here is a

@@ -19,13 +19,13 @@ from models.organizations import EmailAttachment as EmailAttachmentValue
 from models.organizations import ExportDateFormat as ExportDateFormatValue
 from models.organizations import LateCostBilling as LateCostBillingValue
 from models.organizations import next_invoice_number
-from schema.context import Info
-from schema.errors import ValidationError
+from schema.core.context import Info
+from schema.core.errors import ValidationError
+from schema.core.nodes import scoped_nodes
+from schema.core.pagination import CountedConnection
+from schema.core.permissions import MSP_USERS, Scope, requires
+from schema.core.scalars import plain
 from schema.managed_accounts import ManagedAccount
-from schema.nodes import scoped_nodes
-from schema.pagination import CountedConnection
-from schema.permissions import MSP_USERS, Scope, requires
-from schema.scalars import plain
 
 if TYPE_CHECKING:
     from models import Token as TokenModel

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import strawberry
 from strawberry import relay
@@ -13,13 +13,10 @@ from strawberry import relay
 from models import User as UserModel
 from models import payments as domain
 from models.currencies import round_money
-from schema.context import Info
-from schema.errors import AmountExceededError, InvalidTransitionError, NotFoundError, ValidationError
-from schema.nodes import scoped_nodes
-from schema.permissions import MSP_USERS, requires
-
-if TYPE_CHECKING:
-    from schema.invoices import Invoice
+from schema.core.context import Info
+from schema.core.errors import AmountExceededError, InvalidTransitionError, NotFoundError, ValidationError
+from schema.core.nodes import scoped_nodes
+from schema.core.permissions import MSP_USERS, requires
 
 # `strawberry.enum` marks the domain's enum itself as a GraphQL enum; the name here is a
 # plain alias of that class, so that type checkers accept it in annotations.
@@ -52,8 +49,13 @@ class Payment(_Entry, relay.Node):
     @classmethod
     def from_row(cls, row: dict, currency: str) -> Payment:
         return cls(
-            id=str(row["id"]), amount=round_money(row["amount"], currency), currency=currency,
-            paid_on=row["paid_on"], method=row["method"], created_at=row["created_at"], row=row,
+            id=str(row["id"]),
+            amount=round_money(row["amount"], currency),
+            currency=currency,
+            paid_on=row["paid_on"],
+            method=row["method"],
+            created_at=row["created_at"],
+            row=row,
         )
 
     @classmethod
@@ -78,8 +80,12 @@ class Refund(_Entry, relay.Node):
     @classmethod
     def from_row(cls, row: dict, currency: str) -> Refund:
         return cls(
-            id=str(row["id"]), amount=round_money(row["amount"], currency), currency=currency,
-            refunded_on=row["refunded_on"], created_at=row["created_at"], row=row,
+            id=str(row["id"]),
+            amount=round_money(row["amount"], currency),
+            currency=currency,
+            refunded_on=row["refunded_on"],
+            created_at=row["created_at"],
+            row=row,
         )
 
     @classmethod
@@ -115,14 +121,10 @@ class RecordPaymentInput:
 @strawberry.input(description="Money to return from one payment.")
 class RefundPaymentInput:
     payment_id: strawberry.ID = strawberry.field(description="The payment to refund from.")
-    amount: Decimal = strawberry.field(
-        description="Amount to return: positive, at most what is left of the payment after earlier refunds."
-    )
+    amount: Decimal = strawberry.field(description="Amount to return: positive, at most what is left of the payment after earlier refunds.")
     refunded_on: date = strawberry.field(description="The day the money was returned (not before the payment, not in the future).")
     reason: str = strawberry.field(default="", description="Why (internal, up to 1024 characters).")
-    notify_customer: bool = strawberry.field(
-        default=True, description="E-mail the account's billing e-mails about the refund."
-    )
+    notify_customer: bool = strawberry.field(default=True, description="E-mail the account's billing e-mails about the refund.")
 
 
 InvoiceRef = Annotated["Invoice", strawberry.lazy("schema.invoices")]

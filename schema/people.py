@@ -10,17 +10,17 @@ import strawberry
 
 from models.people import UserQuery
 from schema.auth import LoginSuccess
-from schema.errors import (
+from schema.core.errors import (
     ConflictError,
     InvalidTransitionError,
     InvitationInvalidError,
     NotFoundError,
     ValidationError,
 )
-from schema.nodes import filter_uuids
+from schema.core.nodes import filter_uuids
+from schema.core.pagination import Direction
+from schema.core.permissions import Scope
 from schema.organizations import User, UserState
-from schema.pagination import Direction
-from schema.permissions import Scope
 
 
 @strawberry.enum(description="What users can be sorted by.")

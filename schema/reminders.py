@@ -6,7 +6,7 @@ from typing import Annotated
 
 import strawberry
 
-from schema.errors import NotFoundError
+from schema.core.errors import NotFoundError
 from schema.invoices import Invoice
 
 

@@ -10,9 +10,9 @@ import strawberry
 
 from models import User as UserModel
 from models import xero as domain
-from schema.context import Info
-from schema.errors import InvalidTransitionError, NotFoundError, ValidationError
-from schema.invoices.types import LineKind
+from schema.core.context import Info
+from schema.core.errors import InvalidTransitionError, NotFoundError, ValidationError
+from schema.invoices.enums import LineKind
 
 XeroConnectionStatus = domain.ConnectionStatus
 strawberry.enum(

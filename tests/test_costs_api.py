@@ -20,7 +20,7 @@ from models.currencies import round_money
 from models.invoices.generation import compute, load_context
 from models.invoices.lifecycle import Actor
 from models.invoices.tables import InvoiceStatus
-from schema.scalars import plain
+from schema.core.scalars import plain
 from tests import factories as f
 from tests.graphql import StatementCounter as _Counter
 from tests.graphql import error_codes, gql

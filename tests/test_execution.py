@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 import strawberry
 
-from schema.execution import ExecutionContext
-from schema.permissions import OWNERS, requires
+from schema.core.execution import ExecutionContext
+from schema.core.permissions import OWNERS, requires
 
 
 @strawberry.enum
@@ -109,7 +109,7 @@ def _both(query: str, variables: dict | None = None):
     '{ badLines(which: "a null item") { amount } }',
 ])
 def test_lists_of_plain_objects_answer_as_graphql_core_does(query, monkeypatch):
-    from schema import execution
+    from schema.core import execution
 
     taken = []
     original = execution._complete_plain
@@ -126,7 +126,7 @@ def test_a_field_of_another_schema_is_never_taken_for_one_seen_before():
     address of a field seen before; each is still planned as what it is."""
     from graphql import GraphQLField, GraphQLString
 
-    from schema import execution
+    from schema.core import execution
 
     plain = strawberry.Schema(query=Query)._schema.query_type.fields["lines"].type.of_type.of_type.of_type.fields["note"]
     for turn in range(2000):

@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from hypothesis_graphql import mutations, nodes, queries
 from strawberry.relay.utils import to_base64
 
+from invoicing.root import sdl
 from models import BillingRule, ExchangeRate, Payment
 from models.errors import ErrorCode, RequestErrorCode
-from schema.root import sdl
 from tests import factories
 from tests.graphql import error_codes, gql
 

@@ -12,20 +12,21 @@ from pathlib import Path
 
 import pytest
 
+from invoicing.root import sdl
 from models import errors
-from schema.root import sdl
 
 ROOT = Path(__file__).resolve().parent.parent
 # Lower layers first: a module may import its own layer and the ones after it, never before.
-LAYERS = ("invoicing", "schema", "resolvers", "jobs", "infra", "models")
-# What each layer may not import (ARCHITECTURE.md: entry points -> schema -> resolvers -> jobs
-# and plumbing -> models; models import none of the others, settings aside).
+LAYERS = ("invoicing", "resolvers", "schema", "jobs", "infra", "models")
+# What each layer may not import: the entry package assembles the root schema from the resolvers'
+# fields, which answer with the schema's types; then jobs and plumbing, then models, which import
+# none of the others, settings aside.
 FORBIDDEN = {
     "models": ("invoicing", "schema", "resolvers", "jobs", "infra"),
     "infra": ("invoicing", "schema", "resolvers", "jobs"),
     "jobs": ("invoicing", "schema", "resolvers"),
+    "schema": ("invoicing", "resolvers"),
     "resolvers": ("invoicing",),
-    "schema": ("invoicing",),
 }
 ALLOWED = {("models", "infra.settings")}
 
@@ -41,32 +42,20 @@ def _files() -> dict[str, Path]:
     return found
 
 
-def _type_checking_only(node: ast.AST) -> bool:
-    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-
-
-def _imports(path: Path, modules: dict[str, Path]) -> list[tuple[str, bool]]:
-    """(imported module, imported inside a function) for each import of the file; imports
-    under `if TYPE_CHECKING:` are type references, not imports."""
-    tree = ast.parse(path.read_text())
-    found: list[tuple[str, bool]] = []
-
-    def visit(node: ast.AST, in_function: bool) -> None:
-        for child in ast.iter_child_nodes(node):
-            if _type_checking_only(child):
-                continue
-            nested = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
-            if isinstance(child, ast.Import):
-                found.extend((alias.name, nested) for alias in child.names)
-            elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
-                for alias in child.names:
-                    # `from models import invoices` imports the module models.invoices.
-                    submodule = f"{child.module}.{alias.name}"
-                    found.append((submodule if submodule in modules else child.module, nested))
-            visit(child, nested)
-
-    visit(tree, False)
-    return [(name, nested) for name, nested in found if name.split(".")[0] in LAYERS]
+def _imports(path: Path, modules: dict[str, Path]) -> list[str]:
+    """Each product module the file imports: at its top, inside a function or under `if
+    TYPE_CHECKING:` alike, since a module that needs another only to name a type is read with
+    it all the same."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                # `from models import invoices` imports the module models.invoices.
+                submodule = f"{node.module}.{alias.name}"
+                found.append(submodule if submodule in modules else node.module)
+    return [name for name in found if name.split(".")[0] in LAYERS]
 
 
 def test_no_python_module_sits_at_the_repository_root():
@@ -78,24 +67,20 @@ def test_imports_flow_one_way():
     wrong = []
     for name, path in modules.items():
         layer = name.split(".")[0]
-        for imported, _ in _imports(path, modules):
+        for imported in _imports(path, modules):
             target = imported.split(".")[0]
             if target in FORBIDDEN.get(layer, ()) and (layer, imported) not in ALLOWED:
                 wrong.append(f"{name} imports {imported}")
-    assert wrong == []
+    assert wrong == [], "\n".join(wrong)
 
 
 def test_no_import_cycle_between_files():
-    """Function-level imports count too, but for schema's own lazy references between its
-    types (an invoice's account, an account's invoices), which strawberry resolves late."""
+    """Type-only and function-level imports count too. A schema type may still name another
+    by `strawberry.lazy("module")`: a string, which strawberry reads once the schema is built."""
     modules = _files()
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
-        graph[name] = {
-            imported for imported, nested in _imports(path, modules)
-            if imported in modules and imported != name
-            and not (nested and name.startswith("schema.") and imported.startswith("schema."))
-        }
+        graph[name] = {imported for imported in _imports(path, modules) if imported in modules and imported != name}
     cycles = []
     state: dict[str, str] = {}
 
@@ -106,7 +91,7 @@ def test_no_import_cycle_between_files():
             if node == nxt.rsplit(".", 1)[0] or nxt == node.rsplit(".", 1)[0]:
                 continue
             if state.get(nxt) == "open":
-                cycles.append(" -> ".join([*stack[stack.index(nxt):], nxt]))
+                cycles.append(" -> ".join([*stack[stack.index(nxt) :], nxt]))
             elif nxt not in state:
                 walk(nxt, [*stack, nxt])
         state[node] = "done"
@@ -114,7 +99,32 @@ def test_no_import_cycle_between_files():
     for name in sorted(graph):
         if name not in state:
             walk(name, [name])
-    assert cycles == []
+    assert cycles == [], "\n".join(cycles)
+
+
+MAX_FILE_LINES = 500
+MAX_MODEL_FUNCTION_LINES = 80
+
+
+def test_no_product_file_is_over_500_lines():
+    long = [
+        f"{path.relative_to(ROOT)}: {lines} lines"
+        for path in sorted(_files().values())
+        if (lines := len(path.read_text().splitlines())) > MAX_FILE_LINES
+    ]
+    assert long == [], "\n".join(long)
+
+
+def test_no_function_in_models_is_over_80_lines():
+    """Counted from the `def` line to the function's last line, docstring included."""
+    long = []
+    for path in sorted((ROOT / "models").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_MODEL_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {lines} lines")
+    assert long == [], "\n".join(long)
 
 
 def test_importing_any_module_starts_nothing_and_changes_no_settings(tmp_path):
@@ -133,12 +143,12 @@ print(json.dumps({{"database_url": settings.database_url, "redis_url": settings.
 """
     env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
     env["DATA_DIR"] = str(tmp_path / "data")
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {
-        "database_url": None, "redis_url": None, "children": 0,
+        "database_url": None,
+        "redis_url": None,
+        "children": 0,
     }
     assert not (tmp_path / "data").exists()
 

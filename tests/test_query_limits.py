@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from schema.root import schema
+from invoicing.root import schema
 from tests.graphql import client_of, error_codes, gql, gql_counted
 
 ACCOUNTS_WITH_INVOICES = (
@@ -30,7 +30,7 @@ async def test_a_thousand_aliases_are_refused_by_the_parser_before_any_resolver(
     validated, and nothing runs."""
     import strawberry.schema.schema as strawberry_schema
 
-    from schema import limits
+    from schema.core import limits
 
     walked = []
     for module, name in ((limits, "measure"), (strawberry_schema, "validate_document")):
@@ -135,7 +135,7 @@ async def test_an_unexpected_failure_is_masked_in_production_and_logged_with_its
         raise RuntimeError('relation "secret_table" does not exist')
 
     monkeypatch.setattr(auth, "viewer", broken)
-    with caplog.at_level(logging.ERROR, logger="schema.masking"):
+    with caplog.at_level(logging.ERROR, logger="schema.core.masking"):
         answered = await gql(production, "{ viewer { scope } }", token=world.tokens["owner"])
     (error,) = answered["errors"]
     assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"

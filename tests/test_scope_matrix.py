@@ -37,6 +37,7 @@ from strawberry.relay import to_base64
 from tortoise import connections
 
 from infra import broker, events
+from invoicing.root import sdl
 from models import BillingRule, ExchangeRate, Invoice, Payment
 from models.auth import TokenKind, issue_token
 from models.base import Scope
@@ -44,7 +45,6 @@ from models.cost_sources import CostSource, CostSourceKind
 from models.costs.records import CostImport, CostImportState, CostRecord
 from models.invoices.tables import InvoiceExtraLine
 from models.xero.tables import XeroConnection
-from schema.root import sdl
 from tests import factories
 from tests.conftest import serving
 from tests.graphql import LiveClient, subscribed

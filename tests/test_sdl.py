@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from schema.root import schema, sdl
+from invoicing.root import schema, sdl
 
 BUILT_IN = {"String", "Int", "Float", "Boolean", "ID", "Decimal", "Date", "DateTime", "JSON", "Upload"}
 SDL_FILE = Path(__file__).resolve().parent.parent / "schema.graphql"

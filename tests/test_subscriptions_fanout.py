@@ -1,4 +1,4 @@
-"""Live events fanned out (schema/fanout.py): one execution per group of subscribers with the
+"""Live events fanned out (schema/core/fanout.py): one execution per group of subscribers with the
 same operation, variables and scope class, the same frames as each subscriber's own execution
 would send, and a personal answer (a signed link) never shared."""
 
@@ -12,7 +12,7 @@ from strawberry.relay import to_base64
 import tests.factories as f
 from infra import events, links
 from models.base import Scope
-from schema import fanout
+from schema.core import fanout
 from tests.conftest import serving
 from tests.graphql import LiveClient
 
@@ -110,7 +110,7 @@ async def test_an_answer_that_names_its_user_goes_to_that_user_alone(live_server
 async def test_the_frames_are_those_of_each_subscribers_own_execution(settings, redis, world, role):
     """The same operations on a server with the fan-out and on one without: the same messages,
     byte for byte once decoded (errors, fragments, aliases and variables included). This is
-    what fails if graphql-core's or strawberry's internals that schema/fanout.py relies on
+    what fails if graphql-core's or strawberry's internals that schema/core/fanout.py relies on
     (Executor.build, execute_subscription_event, the transport handler's operations) change."""
     from invoicing.app import create_app
 

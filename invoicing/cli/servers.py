@@ -213,7 +213,7 @@ async def _write_migrations(settings: Settings, name: str | None) -> list[tuple[
 @app.command()
 def schema(check: bool = typer.Option(False, help="Only check that schema.graphql is current.")) -> None:
     """Write the GraphQL SDL to schema.graphql (the SPA developer's manual)."""
-    from schema.root import sdl
+    from invoicing.root import sdl
 
     target = Path(__file__).resolve().parents[2] / "schema.graphql"
     text = sdl()

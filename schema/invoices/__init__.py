@@ -1,6 +1,15 @@
-"""GraphQL types of invoices: `types` (the invoice, its lines, revisions and timeline) and
-`lists` (the list's page, order and filter; bulk results; the live status event)."""
+"""GraphQL types of invoices: `types` (the invoice and the loading of its relations), `parts`
+(its lines, items, checks, revisions and timeline), `enums`, `lists` (the list's page, order
+and filter; bulk results; the live status event) and `inputs` (edits of one-off items)."""
 
+from schema.invoices.enums import (
+    DeliveryStatus,
+    InvoiceCheckCode,
+    InvoiceDatePreset,
+    InvoiceStatus,
+    LineKind,
+    PaymentStatus,
+)
 from schema.invoices.lists import (
     BulkInvoicePayload,
     InvoiceActionResult,
@@ -16,30 +25,41 @@ from schema.invoices.lists import (
     InvoiceStatusEvent,
     ReissueInvoicePayload,
     ResendInvoicePayload,
-    account_invoices,
     invoice_query,
     listed_invoices,
     period_invoices,
 )
-from schema.invoices.types import (
-    DeliveryStatus,
-    Invoice,
-    InvoiceCheckCode,
-    InvoiceDatePreset,
-    InvoiceEvent,
-    InvoiceItem,
-    InvoiceLineItem,
-    InvoiceRevision,
-    InvoiceStatus,
-    LineKind,
-    PaymentStatus,
-    prefetch,
-)
+from schema.invoices.parts import InvoiceEvent, InvoiceItem, InvoiceLineItem, InvoiceRevision
+from schema.invoices.types import Invoice, prefetch
 
 __all__ = [
-    "BulkInvoicePayload", "DeliveryStatus", "Invoice", "InvoiceActionResult", "InvoiceActionResults",
-    "InvoiceChangePayload", "InvoiceChanged", "InvoiceCheckCode", "InvoiceConnection", "InvoiceDatePreset", "InvoiceEvent",
-    "InvoiceFilter", "InvoiceItem", "InvoiceLineItem", "InvoiceOrder", "InvoiceOrderField", "InvoiceReissued",
-    "InvoiceResendQueued", "InvoiceRevision", "InvoiceStatus", "InvoiceStatusEvent", "LineKind", "PaymentStatus",
-    "ReissueInvoicePayload", "ResendInvoicePayload", "account_invoices", "invoice_query", "listed_invoices", "period_invoices", "prefetch",
+    "BulkInvoicePayload",
+    "DeliveryStatus",
+    "Invoice",
+    "InvoiceActionResult",
+    "InvoiceActionResults",
+    "InvoiceChangePayload",
+    "InvoiceChanged",
+    "InvoiceCheckCode",
+    "InvoiceConnection",
+    "InvoiceDatePreset",
+    "InvoiceEvent",
+    "InvoiceFilter",
+    "InvoiceItem",
+    "InvoiceLineItem",
+    "InvoiceOrder",
+    "InvoiceOrderField",
+    "InvoiceReissued",
+    "InvoiceResendQueued",
+    "InvoiceRevision",
+    "InvoiceStatus",
+    "InvoiceStatusEvent",
+    "LineKind",
+    "PaymentStatus",
+    "ReissueInvoicePayload",
+    "ResendInvoicePayload",
+    "invoice_query",
+    "listed_invoices",
+    "period_invoices",
+    "prefetch",
 ]

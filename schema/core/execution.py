@@ -210,8 +210,8 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def _passes(self, extensions: list) -> bool:
         from strawberry.permission import PermissionExtension
 
-        from schema.arguments import CheckedArguments
-        from schema.permissions import RequiresScope
+        from schema.core.arguments import CheckedArguments
+        from schema.core.permissions import RequiresScope
 
         for extension in extensions:
             if isinstance(extension, CheckedArguments):

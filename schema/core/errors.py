@@ -1,7 +1,7 @@
 """Typed user errors: expected business outcomes, returned in mutation payload unions.
 
 Domain operations raise `models.errors.DomainError`s; `user_error()` is the one place that
-turns them into GraphQL types (`schema.mutations.mutation` calls it for every mutation)."""
+turns them into GraphQL types (`schema.core.mutations.mutation` calls it for every mutation)."""
 
 from __future__ import annotations
 

@@ -37,9 +37,9 @@ from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 
 from models.auth import Principal
-from schema.context import Context, Info
-from schema.loaders import Loaders
-from schema.masking import coded
+from schema.core.context import Context, Info
+from schema.core.loaders import Loaders
+from schema.core.masking import coded
 
 log = logging.getLogger(__name__)
 

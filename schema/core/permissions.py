@@ -15,7 +15,7 @@ from strawberry.schema_directive import Location
 from models.auth import Principal, authenticate
 from models.base import Scope as ScopeValue
 from models.errors import AuthenticationFailed, RequestErrorCode
-from schema.arguments import CheckedArguments
+from schema.core.arguments import CheckedArguments
 
 BEARER = "bearer "
 
@@ -89,7 +89,7 @@ class WebSocketAuthentication(SchemaExtension):
 
 def requires(*scopes: ScopeValue) -> list[FieldExtension]:
     """`extensions=requires(OWNER)` on a field: the scope check, then the check of its text
-    arguments (`schema.arguments`), so that a caller without the scope learns nothing more."""
+    arguments (`schema.core.arguments`), so that a caller without the scope learns nothing more."""
     # The last extension of a field runs first.
     return [CheckedArguments(), PermissionExtension(permissions=[RequiresScope(*scopes)])]
 

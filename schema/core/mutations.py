@@ -12,9 +12,9 @@ from strawberry.extensions.field_extension import FieldExtension
 from models.base import Scope
 from models.errors import DomainError
 from models.inputs import ColumnValueError, out_of_range
-from schema.arguments import CheckedArguments
-from schema.errors import user_error
-from schema.permissions import requires
+from schema.core.arguments import CheckedArguments
+from schema.core.errors import user_error
+from schema.core.permissions import requires
 
 
 class DomainErrors(FieldExtension):
@@ -44,7 +44,7 @@ class DomainErrors(FieldExtension):
 
 def mutation(*, description: str, scopes: tuple[Scope, ...] = (), resolver: Any = None) -> Any:
     """`@mutation(description=..., scopes=OWNERS)` on a resolver of a `Mutation` type (no
-    scopes: open to anyone, as `login` is). Its text arguments are checked (`schema.arguments`)."""
+    scopes: open to anyone, as `login` is). Its text arguments are checked (`schema.core.arguments`)."""
     # The last extension of a field runs first: every error of the others becomes a payload.
     checks = requires(*scopes) if scopes else [CheckedArguments()]
     extensions: list[FieldExtension] = [*checks, DomainErrors()]

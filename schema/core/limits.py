@@ -39,7 +39,7 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 
 from models.errors import RequestErrorCode
-from schema.pagination import DEFAULT_PAGE_SIZE
+from schema.core.pagination import DEFAULT_PAGE_SIZE
 
 INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
 # graphql-core's validation messages end with "Did you mean 'x' or 'y'?": a map of the schema

@@ -11,7 +11,7 @@ from strawberry.types import Info as StrawberryInfo
 from infra.events import Hub
 from infra.settings import Settings
 from models.auth import Principal
-from schema.loaders import Loaders
+from schema.core.loaders import Loaders
 
 
 @dataclass

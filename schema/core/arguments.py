@@ -82,7 +82,7 @@ def _refusal(value: Any, type_: Any, path: str, limit: int | None) -> Refusal | 
 class CheckedArguments(FieldExtension):
     """Refuses a field's unusable text arguments (see the module) before its resolver runs.
     On a mutation it raises the domain's `ValidationFailed`, which the mutation's own error
-    mapping (`schema.mutations.DomainErrors`, outside this one) answers as its payload."""
+    mapping (`schema.core.mutations.DomainErrors`, outside this one) answers as its payload."""
 
     def apply(self, field: Any) -> None:
         self.types = {argument.python_name: argument.type for argument in field.arguments}

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from graphql import GraphQLError
 from strawberry.relay import GlobalID, GlobalIDValueError, Node
-from strawberry.types.base import get_object_definition
+from strawberry.types.base import StrawberryObjectDefinition, get_object_definition
 from strawberry.utils.await_maybe import await_maybe
 
 from models.auth import Principal
@@ -50,10 +50,9 @@ async def resolve_global_ids(info, global_ids: Sequence[str]) -> list[Any]:
     for found in parsed:
         if found is not None:
             wanted.setdefault(found[0], []).append(found[1])
-    answers = await asyncio.gather(*(
-        await_maybe(node_type.resolve_nodes(info=info, node_ids=node_ids, required=False))
-        for node_type, node_ids in wanted.items()
-    ))
+    answers = await asyncio.gather(
+        *(await_maybe(node_type.resolve_nodes(info=info, node_ids=node_ids, required=False)) for node_type, node_ids in wanted.items())
+    )
     nodes = {
         (node_type, node_id): node
         for (node_type, node_ids), found in zip(wanted.items(), answers)
@@ -112,3 +111,13 @@ def filter_uuids(global_ids: Iterable[str] | None, type_name: str) -> list[UUID]
     if global_ids is None:
         return None
     return [uuid for uuid in (node_uuid_or_none(gid, type_name) for gid in global_ids) if uuid]
+
+
+def schema_type(info, name: str) -> Any:
+    """The class of the object type `name` in the schema answering the request. A type that
+    refers back to one above it (an account's invoices, an invoice's credit notes) names it,
+    as its field's `strawberry.lazy` annotation does, instead of importing its module, which
+    imports this type's."""
+    definition = info.schema.get_type_by_name(name)
+    assert isinstance(definition, StrawberryObjectDefinition), name
+    return definition.origin
