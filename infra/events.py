@@ -56,14 +56,11 @@ class InvoiceChange:
     @classmethod
     def of(cls, invoice: Invoice) -> InvoiceChange:
         return cls(
-            invoice_id=str(invoice.id),
-            organization_id=str(invoice.organization_id),
-            managed_account_id=str(invoice.managed_account_id),
-            status=InvoiceStatus(invoice.status).value,
+            invoice_id=str(invoice.id), organization_id=str(invoice.organization_id),
+            managed_account_id=str(invoice.managed_account_id), status=InvoiceStatus(invoice.status).value,
             payment_status=PaymentStatus(invoice.payment_status).value,
             delivery_status=DeliveryStatus(invoice.delivery_status).value,
-            approved=invoice.approved_at is not None,
-            at=invoice.updated_at.isoformat(),
+            approved=invoice.approved_at is not None, at=invoice.updated_at.isoformat(),
         )
 
     def to_json(self) -> str:
@@ -140,7 +137,8 @@ class Subscription:
     """One subscriber's pending events. Bounded: a client that does not keep up is ended
     with FELL_BEHIND instead of growing the server's memory."""
 
-    def __init__(self, hub: Hub, principal: Principal, account_ids: set[str] | None, invoice_ids: set[str] | None, limit: int):
+    def __init__(self, hub: Hub, principal: Principal, account_ids: set[str] | None,
+                 invoice_ids: set[str] | None, limit: int):
         self.hub = hub
         self.principal = principal
         self.token_id = str(principal.presented_token.id)
@@ -161,7 +159,8 @@ class Subscription:
             return False
         if self.invoice_ids is not None and change.invoice_id not in self.invoice_ids:
             return False
-        return is_visible(self.principal, change.organization_id, change.managed_account_id, change.status, change.approved)
+        return is_visible(self.principal, change.organization_id, change.managed_account_id,
+                          change.status, change.approved)
 
     def offer(self, delivery: Delivery) -> None:
         if self.ended:
@@ -224,14 +223,12 @@ class Hub:
         self._pubsub: PubSub | None = None
         self._lock = asyncio.Lock()
 
-    async def subscribe(
-        self, redis: Redis, principal: Principal, *, account_ids: Iterable[Any] | None = None, invoice_ids: Iterable[Any] | None = None
-    ) -> Subscription:
+    async def subscribe(self, redis: Redis, principal: Principal, *, account_ids: Iterable[Any] | None = None,
+                        invoice_ids: Iterable[Any] | None = None) -> Subscription:
         """A new subscription; events published from now on reach it. Close it when done."""
         await self._start(redis)
         subscription = Subscription(
-            self,
-            principal,
+            self, principal,
             None if account_ids is None else {str(i) for i in account_ids},
             None if invoice_ids is None else {str(i) for i in invoice_ids},
             self.queue_size,
@@ -245,7 +242,8 @@ class Hub:
         return sum(len(subs) for subs in self._by_organization.values())
 
     def forget(self, subscription: Subscription) -> None:
-        for index, key in ((self._by_organization, str(subscription.principal.organization_id)), (self._by_token, subscription.token_id)):
+        for index, key in ((self._by_organization, str(subscription.principal.organization_id)),
+                           (self._by_token, subscription.token_id)):
             subs = index.get(key)
             if subs is not None:
                 subs.discard(subscription)
@@ -306,7 +304,9 @@ class Hub:
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed invoice event: %.200r", data)
             return
-        subscribers = [s for s in self._by_organization.get(change.organization_id, ()) if not s.ended and s.wants(change)]
+        subscribers = [
+            s for s in self._by_organization.get(change.organization_id, ()) if not s.ended and s.wants(change)
+        ]
         if not subscribers:
             return
         try:

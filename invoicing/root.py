@@ -39,23 +39,14 @@ from schema.core.scalars import SCALARS
 
 @strawberry.type(description="Reads. Every object is filtered by the viewer's scope.")
 class Query(
-    auth.Query,
-    billing_profiles.Query,
-    exchange_rates.Query,
-    invoices.Query,
-    billing_periods.Query,
-    billing_rules.Query,
-    managed_accounts.Query,
-    costs.Query,
-    cost_sources.Query,
-    people.Query,
-    credit_notes.Query,
-    xero.Query,
+    auth.Query, billing_profiles.Query, exchange_rates.Query, invoices.Query, billing_periods.Query, billing_rules.Query,
+    managed_accounts.Query, costs.Query, cost_sources.Query, people.Query, credit_notes.Query, xero.Query,
 ):
     # Plain ID arguments (not relay.node()'s GlobalID): a malformed id then answers null
     # like a missing one, instead of failing the whole query while arguments are parsed.
     @strawberry.field(
-        description="Any object by global id; null when the id is malformed, or the object does not exist or is not visible.",
+        description="Any object by global id; null when the id is malformed, or the object "
+        "does not exist or is not visible.",
         extensions=requires(*ANY_USER),
     )
     async def node(
@@ -69,8 +60,7 @@ class Query(
         extensions=requires(*ANY_USER),
     )
     async def nodes(
-        self,
-        info: Info,
+        self, info: Info,
         ids: Annotated[list[strawberry.ID], strawberry.argument(description="The IDs of the objects.")],
     ) -> list[relay.Node | None]:
         return await resolve_global_ids(info, ids)
@@ -78,23 +68,10 @@ class Query(
 
 @strawberry.type(description="Writes. Each answers a payload union of success or typed errors.")
 class Mutation(
-    auth.Mutation,
-    billing_profiles.Mutation,
-    exchange_rates.Mutation,
-    billing_rules.Mutation,
-    invoices.Mutation,
-    payments.Mutation,
-    billing_periods.Mutation,
-    managed_accounts.Mutation,
-    costs.Mutation,
-    cost_sources.Mutation,
-    exports.Mutation,
-    people.Mutation,
-    organizations.Mutation,
-    reminders.Mutation,
-    credit_notes.Mutation,
-    einvoicing.Mutation,
-    xero.Mutation,
+    auth.Mutation, billing_profiles.Mutation, exchange_rates.Mutation, billing_rules.Mutation,
+    invoices.Mutation, payments.Mutation, billing_periods.Mutation, managed_accounts.Mutation, costs.Mutation, cost_sources.Mutation,
+    exports.Mutation, people.Mutation, organizations.Mutation, reminders.Mutation, credit_notes.Mutation,
+    einvoicing.Mutation, xero.Mutation,
 ):
     pass
 
@@ -105,13 +82,10 @@ class Subscription(invoices.Subscription, costs.Subscription):
 
 
 schema = Schema(
-    query=Query,
-    mutation=Mutation,
-    subscription=Subscription,
+    query=Query, mutation=Mutation, subscription=Subscription,
     # In this order: who is asking, then what they may ask, then the codes of what went wrong; a
     # query's reads see one moment.
-    extensions=[WebSocketAuthentication, QueryLimits, ErrorCodes, ConsistentReads],
-    config=StrawberryConfig(scalar_map=SCALARS),
+    extensions=[WebSocketAuthentication, QueryLimits, ErrorCodes, ConsistentReads], config=StrawberryConfig(scalar_map=SCALARS),
     execution_context_class=ExecutionContext,
 )
 answer_prefetched(schema._schema)

@@ -99,7 +99,9 @@ class User(TimestampMixin, Model):
 
 class Token(Model):
     id = fields.UUIDField(primary_key=True)
-    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField("models.User", related_name="tokens", on_delete=fields.CASCADE)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="tokens", on_delete=fields.CASCADE
+    )
     kind = fields.CharEnumField(TokenKind, max_length=16)
     name = fields.CharField(max_length=255, default="")
     token_hash = fields.CharField(max_length=64, unique=True)
@@ -205,13 +207,8 @@ async def create_user(
         # leaves that transaction usable for the typed error.
         async with in_transaction() as connection:
             return await User.create(
-                organization_id=organization_id,
-                email=email,
-                name=name,
-                scope=scope,
-                managed_account_id=managed_account_id,
-                password_hash=password_hash,
-                using_db=connection,
+                organization_id=organization_id, email=email, name=name, scope=scope,
+                managed_account_id=managed_account_id, password_hash=password_hash, using_db=connection,
             )
     except IntegrityError as exc:
         if "email" not in str(exc):
@@ -223,26 +220,34 @@ def email_taken(email: str) -> EmailTaken:
     return EmailTaken(f"A user with e-mail {email} already exists.", field="email")
 
 
-async def issue_token(user: User, kind: TokenKind, lifetime: timedelta, name: str = "") -> tuple[str, Token]:
+async def issue_token(
+    user: User, kind: TokenKind, lifetime: timedelta, name: str = ""
+) -> tuple[str, Token]:
     """Make a token; the raw value is returned once and never stored."""
     if lifetime <= timedelta(0):
         raise ValidationFailed("A token must live for a positive time.", field="expiresInDays")
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = await Token.create(user=user, kind=kind, name=name, token_hash=hash_token(raw), expires_at=_now() + lifetime)
+    token = await Token.create(
+        user=user, kind=kind, name=name, token_hash=hash_token(raw), expires_at=_now() + lifetime
+    )
     return raw, token
 
 
 async def issue_api_token(user: User, name: str, days: int) -> tuple[str, Token]:
     """An API token for a script, living 1 to MAX_API_TOKEN_DAYS days."""
     if not 1 <= days <= MAX_API_TOKEN_DAYS:
-        raise ValidationFailed(f"An API token lives 1 to {MAX_API_TOKEN_DAYS} days.", field="expiresInDays")
+        raise ValidationFailed(
+            f"An API token lives 1 to {MAX_API_TOKEN_DAYS} days.", field="expiresInDays"
+        )
     name = name.strip()
     if not name or len(name) > 255:
         raise ValidationFailed("Name the token (1 to 255 characters).", field="name")
     return await issue_token(user, TokenKind.API, timedelta(days=days), name=name)
 
 
-async def login(email: str, password: str, lifetime: timedelta, *, throttle: LoginThrottle | None = None) -> tuple[str, Token]:
+async def login(
+    email: str, password: str, lifetime: timedelta, *, throttle: LoginThrottle | None = None
+) -> tuple[str, Token]:
     """Check the password and open a session. Unknown e-mail and wrong password answer alike,
     in about the same time (an unknown e-mail is verified against a dummy hash). While the
     `throttle` makes the e-mail or the address wait, every attempt is refused before any lookup
@@ -274,14 +279,18 @@ async def login(email: str, password: str, lifetime: timedelta, *, throttle: Log
 
 async def authenticate(raw: str) -> Principal:
     """The user behind a raw token, or `AuthenticationFailed`."""
-    token = await Token.get_or_none(token_hash=hash_token(raw)).select_related("user", "user__organization")
+    token = await Token.get_or_none(token_hash=hash_token(raw)).select_related(
+        "user", "user__organization"
+    )
     if token is None or not token.is_valid or not token.user.is_active:
         raise AuthenticationFailed("The token is invalid, expired or revoked.")
     now = _now()
     # Recorded at most once a minute per token: a write per request would cost more than it
     # tells. Conditional, so that concurrent requests write it once.
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        await Token.filter(Q(last_used_at=None) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION), id=token.id).update(last_used_at=now)
+        await Token.filter(
+            Q(last_used_at=None) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION), id=token.id
+        ).update(last_used_at=now)
     return Principal(token.user, token)
 
 

@@ -53,30 +53,20 @@ from schema.invoices.reconciliation import AccountMargin, Reconciliation
 @strawberry.type
 class Query:
     @strawberry.field(
-        description="Invoices visible to you: your organization's, or (for a customer) your approved ones.",
+        description="Invoices visible to you: your organization's, or (for a customer) your "
+        "approved ones.",
         extensions=requires(*ANY_USER),
     )
     async def invoices(
-        self,
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        filter: InvoiceFilter | None = None,
-        order_by: InvoiceOrder | None = None,
+        self, info: Info, first: int | None = None, after: str | None = None,
+        last: int | None = None, before: str | None = None,
+        filter: InvoiceFilter | None = None, order_by: InvoiceOrder | None = None,
     ) -> InvoiceConnection:
         query, order = listed_invoices(info, filter, order_by)
         page = await paginate(
             info,
-            InvoiceConnection,
-            query,
-            Invoice.from_model,
-            order,
-            first=first,
-            after=after,
-            last=last,
-            before=before,
+            InvoiceConnection, query, Invoice.from_model,
+            order, first=first, after=after, last=last, before=before,
         )
         await prefetch(info, [edge.node for edge in page.edges])
         return page
@@ -112,11 +102,8 @@ class Query:
 
 
 async def _bulk(
-    info: Info,
-    ids: list[strawberry.ID] | None,
-    operation: Callable[[Any, list], Awaitable[list[actions.Outcome]]],
-    where: InvoiceFilter | None = None,
-    statuses: tuple[invoices.InvoiceStatus, ...] = (),
+    info: Info, ids: list[strawberry.ID] | None, operation: Callable[[Any, list], Awaitable[list[actions.Outcome]]],
+    where: InvoiceFilter | None = None, statuses: tuple[invoices.InvoiceStatus, ...] = (),
 ) -> tuple[InvoiceActionResults, list]:
     """Decode the ids (a bad one fails alone, as not found), or select by `where` those of the
     `statuses` the operation applies to; run the domain operation, and map its outcomes; also
@@ -125,28 +112,22 @@ async def _bulk(
         raise ValidationFailed("Give ids or a filter, not both.", field="ids")
     if ids is None:
         query, _ = listed_invoices(info, where, None)
-        chosen = (
-            await query.filter(status__in=statuses)
-            .order_by("created_at", "id")
-            .limit(actions.MAX_BY_FILTER + 1)
-            .values_list("id", flat=True)
-        )
+        chosen = await query.filter(status__in=statuses).order_by("created_at", "id").limit(
+            actions.MAX_BY_FILTER + 1
+        ).values_list("id", flat=True)
         if len(chosen) > actions.MAX_BY_FILTER:
             raise ValidationFailed(f"The filter selects more than {actions.MAX_BY_FILTER} invoices: narrow it.", field="filter")
         ids = [strawberry.ID(to_base64("Invoice", str(invoice_id))) for invoice_id in chosen]
     elif len(ids) > actions.MAX_BULK:
         raise ValidationFailed(f"At most {actions.MAX_BULK} ids at once.", field="ids")
     outcomes = await operation(info.context.principal, [node_uuid_or_none(gid, "Invoice") for gid in ids])
-    results = InvoiceActionResults(
-        results=[
-            InvoiceActionResult(
-                id=gid,
-                invoice=Invoice.from_model(o.invoice) if o.invoice else None,
-                error=user_error(o.error) if o.error else None,
-            )
-            for gid, o in zip(ids, outcomes)
-        ]
-    )
+    results = InvoiceActionResults(results=[
+        InvoiceActionResult(
+            id=gid, invoice=Invoice.from_model(o.invoice) if o.invoice else None,
+            error=user_error(o.error) if o.error else None,
+        )
+        for gid, o in zip(ids, outcomes)
+    ])
     return results, [o.invoice for o in outcomes if o.invoice]
 
 
@@ -155,7 +136,8 @@ _IDS = strawberry.argument(description=f"The invoices, at most {actions.MAX_BULK
 
 def _by_filter(what: str) -> Any:
     return strawberry.argument(
-        description=f"Instead of ids: every invoice of the list's filter that is {what} (at most {actions.MAX_BY_FILTER})."
+        description=f"Instead of ids: every invoice of the list's filter that is {what} "
+        f"(at most {actions.MAX_BY_FILTER})."
     )
 
 
@@ -172,21 +154,17 @@ async def _changed(info: Info, edited: drafts.Edited) -> InvoiceChanged:
 @strawberry.type
 class Mutation:
     @mutation(
-        description="Generate invoices that are ready to invoice: each moves to GENERATING and its PDF is made in the background.",
+        description="Generate invoices that are ready to invoice: each moves to GENERATING and "
+        "its PDF is made in the background.",
         scopes=OWNERS,
     )
     async def generate_invoices(
-        self,
-        info: Info,
-        ids: Annotated[list[strawberry.ID] | None, _IDS] = None,
+        self, info: Info, ids: Annotated[list[strawberry.ID] | None, _IDS] = None,
         filter: Annotated[InvoiceFilter | None, _by_filter("READY_TO_INVOICE")] = None,
     ) -> BulkInvoicePayload:
         results, changed = await _bulk(
-            info,
-            ids,
-            lambda p, d: actions.request_generation(p, d, regenerate=False),
-            filter,
-            (invoices.InvoiceStatus.READY_TO_INVOICE,),
+            info, ids, lambda p, d: actions.request_generation(p, d, regenerate=False),
+            filter, (invoices.InvoiceStatus.READY_TO_INVOICE,),
         )
         await effects.generation_requested(info.context.redis, [invoice.id for invoice in changed])
         return results
@@ -197,17 +175,12 @@ class Mutation:
         scopes=OWNERS,
     )
     async def regenerate_invoices(
-        self,
-        info: Info,
-        ids: Annotated[list[strawberry.ID] | None, _IDS] = None,
+        self, info: Info, ids: Annotated[list[strawberry.ID] | None, _IDS] = None,
         filter: Annotated[InvoiceFilter | None, _by_filter("AWAITING_APPROVAL or ERROR")] = None,
     ) -> BulkInvoicePayload:
         results, changed = await _bulk(
-            info,
-            ids,
-            lambda p, d: actions.request_generation(p, d, regenerate=True),
-            filter,
-            (invoices.InvoiceStatus.AWAITING_APPROVAL, invoices.InvoiceStatus.ERROR),
+            info, ids, lambda p, d: actions.request_generation(p, d, regenerate=True),
+            filter, (invoices.InvoiceStatus.AWAITING_APPROVAL, invoices.InvoiceStatus.ERROR),
         )
         await effects.generation_requested(info.context.redis, [invoice.id for invoice in changed])
         return results
@@ -218,33 +191,21 @@ class Mutation:
         scopes=OWNERS,
     )
     async def approve_invoices(
-        self,
-        info: Info,
-        ids: Annotated[list[strawberry.ID] | None, _IDS] = None,
+        self, info: Info, ids: Annotated[list[strawberry.ID] | None, _IDS] = None,
         filter: Annotated[InvoiceFilter | None, _by_filter("AWAITING_APPROVAL")] = None,
-        notify_customer: Annotated[
-            bool,
-            strawberry.argument(
-                description="E-mail the invoice to the billing e-mails now (the customer's notice of it); "
-                "when false it stays NOT_SENT until `resendInvoice`."
-            ),
-        ] = True,
-        acknowledge: Annotated[
-            list[InvoiceCheckCode],
-            strawberry.argument(
-                description="Warnings of `Invoice.checks` the approver has looked at: an invoice with a warning "
-                "whose code is not listed is refused (CHECKS_UNACKNOWLEDGED); what was acknowledged goes on the timeline."
-            ),
-        ]
-        | None = None,
+        notify_customer: Annotated[bool, strawberry.argument(
+            description="E-mail the invoice to the billing e-mails now (the customer's notice of it); "
+            "when false it stays NOT_SENT until `resendInvoice`."
+        )] = True,
+        acknowledge: Annotated[list[InvoiceCheckCode], strawberry.argument(
+            description="Warnings of `Invoice.checks` the approver has looked at: an invoice with a warning "
+            "whose code is not listed is refused (CHECKS_UNACKNOWLEDGED); what was acknowledged goes on the timeline."
+        )] | None = None,
     ) -> BulkInvoicePayload:
         acknowledged = frozenset(acknowledge or ())
         results, changed = await _bulk(
-            info,
-            ids,
-            lambda p, d: actions.approve(p, d, notify_customer=notify_customer, acknowledged=acknowledged),
-            filter,
-            (invoices.InvoiceStatus.AWAITING_APPROVAL,),
+            info, ids, lambda p, d: actions.approve(p, d, notify_customer=notify_customer, acknowledged=acknowledged),
+            filter, (invoices.InvoiceStatus.AWAITING_APPROVAL,),
         )
         await effects.invoices_approved(info.context.redis, changed)
         return results
@@ -257,18 +218,22 @@ class Mutation:
         scopes=OWNERS,
     )
     async def void_invoices(
-        self,
-        info: Info,
-        ids: list[strawberry.ID],
-        reason: Annotated[
-            str, strawberry.argument(description="Why, up to 1024 characters: kept on the timeline and told to the customer.")
-        ] = "",
-        notify_customer: Annotated[bool, strawberry.argument(description="E-mail the billing e-mails that the invoice was voided.")] = True,
+        self, info: Info, ids: list[strawberry.ID],
+        reason: Annotated[str, strawberry.argument(
+            description="Why, up to 1024 characters: kept on the timeline and told to the customer."
+        )] = "",
+        notify_customer: Annotated[bool, strawberry.argument(
+            description="E-mail the billing e-mails that the invoice was voided."
+        )] = True,
     ) -> BulkInvoicePayload:
-        results, changed = await _bulk(info, ids, lambda p, d: actions.void(p, d, reason=reason, notify_customer=notify_customer))
+        results, changed = await _bulk(
+            info, ids, lambda p, d: actions.void(p, d, reason=reason, notify_customer=notify_customer)
+        )
         await effects.invoices_voided(info.context.redis, changed, notify_customer=notify_customer)
         # Those Xero has are pushed, to void them there.
-        await effects.xero_push_requested(info.context.redis, await xero_sync.queued_pushes([invoice.id for invoice in changed]))
+        await effects.xero_push_requested(
+            info.context.redis, await xero_sync.queued_pushes([invoice.id for invoice in changed])
+        )
         return results
 
     @mutation(
@@ -294,7 +259,8 @@ class Mutation:
         return InvoiceChanged(invoice=Invoice.from_model(invoice), item=None)
 
     @mutation(
-        description="Set the memo printed on an invoice for the customer (empty clears it; at most 2,000 characters), before approval.",
+        description="Set the memo printed on an invoice for the customer (empty clears it; at most "
+        "2,000 characters), before approval.",
         scopes=OWNERS,
     )
     async def set_invoice_memo(self, info: Info, id: strawberry.ID, memo: str) -> InvoiceChangePayload:
@@ -307,11 +273,8 @@ class Mutation:
     )
     async def add_invoice_item(self, info: Info, invoice_id: strawberry.ID, item: InvoiceItemInput) -> InvoiceChangePayload:
         edited = await drafts.add_line(
-            info.context.principal,
-            node_uuid(invoice_id, "Invoice", field="invoiceId"),
-            item.description,
-            item.quantity,
-            item.unit_price,
+            info.context.principal, node_uuid(invoice_id, "Invoice", field="invoiceId"),
+            item.description, item.quantity, item.unit_price,
         )
         return await _changed(info, edited)
 
@@ -343,18 +306,14 @@ class Subscription:
         extensions=requires(*ANY_USER),
     )
     async def invoice_status_changed(
-        self,
-        info: Info,
-        account_ids: list[strawberry.ID] | None = None,
+        self, info: Info, account_ids: list[strawberry.ID] | None = None,
         invoice_ids: list[strawberry.ID] | None = None,
     ) -> AsyncGenerator[InvoiceStatusEvent, None]:
         context = info.context
         assert context.events is not None, "the app gives every request its process's event hub"
         subscription = await context.events.subscribe(
-            context.redis,
-            context.authenticated(),
-            account_ids=filter_uuids(account_ids, "ManagedAccount"),
-            invoice_ids=filter_uuids(invoice_ids, "Invoice"),
+            context.redis, context.authenticated(),
+            account_ids=filter_uuids(account_ids, "ManagedAccount"), invoice_ids=filter_uuids(invoice_ids, "Invoice"),
         )
         try:
             async for delivery in subscription:

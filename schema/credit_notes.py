@@ -47,13 +47,13 @@ strawberry.enum(
     "(an amount, taxes included, split into the invoice's taxes and charges in proportion).",
 )
 CreditUse = domain.CreditUse
-strawberry.enum(CreditUse, description="Where account credit went: REFUND (paid back) or INVOICE (applied to an invoice).")
-
-
-@strawberry.enum(
-    description="What is left of a credit note: ALLOCATED (all of it lowered its invoice, "
-    "or was refunded or applied) or CREDIT_AVAILABLE (part is account credit to refund or apply)."
+strawberry.enum(
+    CreditUse, description="Where account credit went: REFUND (paid back) or INVOICE (applied to an invoice)."
 )
+
+
+@strawberry.enum(description="What is left of a credit note: ALLOCATED (all of it lowered its invoice, "
+                 "or was refunded or applied) or CREDIT_AVAILABLE (part is account credit to refund or apply).")
 class CreditNoteStatus(Enum):
     ALLOCATED = "ALLOCATED"
     CREDIT_AVAILABLE = "CREDIT_AVAILABLE"
@@ -72,11 +72,8 @@ class CreditNoteLine:
     @classmethod
     def from_row(cls, row: dict, currency: str) -> CreditNoteLine:
         return cls(
-            position=row["position"],
-            kind=row["kind"],
-            description=row["description"],
-            invoice_line_position=row["invoice_line_position"],
-            amount=round_money(row["amount"], currency),
+            position=row["position"], kind=row["kind"], description=row["description"],
+            invoice_line_position=row["invoice_line_position"], amount=round_money(row["amount"], currency),
         )
 
 
@@ -99,32 +96,14 @@ class CreditNoteUse:
 
 
 _COLUMNS = (
-    "id",
-    "invoice_id",
-    "managed_account_id",
-    "created_by_id",
-    "pdf_path",
-    "number",
-    "issue_date",
-    "reason",
-    "mode",
-    "currency",
-    "subtotal",
-    "charges",
-    "tax_total",
-    "total",
-    "allocated",
-    "amount_refunded",
-    "amount_applied",
-    "delivery_status",
-    "created_at",
+    "id", "invoice_id", "managed_account_id", "created_by_id", "pdf_path", "number", "issue_date", "reason", "mode",
+    "currency", "subtotal", "charges", "tax_total", "total", "allocated", "amount_refunded", "amount_applied",
+    "delivery_status", "created_at",
 )
 
 
-@strawberry.type(
-    name="CreditNote",
-    description="An issued credit note: it credits an approved invoice in full, by lines or by an amount, and never changes.",
-)
+@strawberry.type(name="CreditNote", description="An issued credit note: it credits an approved invoice in full, "
+                 "by lines or by an amount, and never changes.")
 class CreditNote(relay.Node):
     id: relay.NodeID[str]
     number: str = strawberry.field(description="CN-2026-0001: the organization's own gapless series, per year.")
@@ -136,7 +115,9 @@ class CreditNote(relay.Node):
     tax_total: Decimal = strawberry.field(description="Taxes credited (the TAX lines).")
     charges: Decimal = strawberry.field(description="Taxes and additional charges credited.")
     total: Decimal = strawberry.field(description="Total credited: subtotal plus charges.")
-    allocated: Decimal = strawberry.field(description="The part that lowered the invoice's amount due when the credit note was issued.")
+    allocated: Decimal = strawberry.field(
+        description="The part that lowered the invoice's amount due when the credit note was issued."
+    )
     amount_refunded: Decimal = strawberry.field(description="Account credit refunded to the customer.")
     amount_applied: Decimal = strawberry.field(description="Account credit applied to other invoices.")
     delivery_status: DeliveryStatus = strawberry.field(description="Whether its e-mail went out.")
@@ -154,33 +135,15 @@ class CreditNote(relay.Node):
             return round_money(amount, currency)
 
         return cls(
-            id=str(get("id")),
-            number=get("number"),
-            issue_date=get("issue_date"),
-            reason=get("reason"),
-            mode=CreditMode(get("mode")),
-            currency=currency,
-            subtotal=money(get("subtotal")),
+            id=str(get("id")), number=get("number"), issue_date=get("issue_date"), reason=get("reason"),
+            mode=CreditMode(get("mode")), currency=currency, subtotal=money(get("subtotal")),
             tax_total=money(get("tax_total")),
-            charges=money(get("charges")),
-            total=money(get("total")),
-            allocated=money(get("allocated")),
-            amount_refunded=money(get("amount_refunded")),
-            amount_applied=money(get("amount_applied")),
-            delivery_status=DeliveryStatus(get("delivery_status")),
-            created_at=get("created_at"),
-            model={
-                name: get(name)
-                for name in (
-                    "id",
-                    "invoice_id",
-                    "managed_account_id",
-                    "created_by_id",
-                    "pdf_path",
-                    "total",
-                    "allocated",
-                )
-            },
+            charges=money(get("charges")), total=money(get("total")), allocated=money(get("allocated")),
+            amount_refunded=money(get("amount_refunded")), amount_applied=money(get("amount_applied")),
+            delivery_status=DeliveryStatus(get("delivery_status")), created_at=get("created_at"),
+            model={name: get(name) for name in (
+                "id", "invoice_id", "managed_account_id", "created_by_id", "pdf_path", "total", "allocated",
+            )},
         )
 
     @classmethod
@@ -217,20 +180,17 @@ class CreditNote(relay.Node):
 
     @strawberry.field(description="The printed lines, in order.")
     async def lines(self, info: Info) -> list[CreditNoteLine]:
-        rows = await info.context.loaders.children(CreditNoteLineModel, "credit_note_id", order=("position",)).load(self.model["id"])
+        rows = await info.context.loaders.children(CreditNoteLineModel, "credit_note_id", order=("position",)).load(
+            self.model["id"])
         return [CreditNoteLine.from_row(r, self.currency) for r in rows]
 
     @strawberry.field(description="Account credit refunded or applied, oldest first.")
     async def uses(self, info: Info) -> list[CreditNoteUse]:
-        rows = await info.context.loaders.children(CreditUseModel, "credit_note_id", order=("created_at", "id")).load(self.model["id"])
+        rows = await info.context.loaders.children(CreditUseModel, "credit_note_id", order=("created_at", "id")).load(
+            self.model["id"])
         return [
-            CreditNoteUse(
-                kind=CreditUse(r["kind"]),
-                amount=round_money(r["amount"], self.currency),
-                used_on=r["used_on"],
-                created_at=r["created_at"],
-                row=r,
-            )
+            CreditNoteUse(kind=CreditUse(r["kind"]), amount=round_money(r["amount"], self.currency),
+                          used_on=r["used_on"], created_at=r["created_at"], row=r)
             for r in rows
         ]
 
@@ -311,17 +271,15 @@ class CreditNoteFilter:
     period_to: Month | None = strawberry.field(default=None, description="Credited invoices' billed months up to.")
     issued_from: date | None = strawberry.field(default=None, description="Issued on or after.")
     issued_to: date | None = strawberry.field(default=None, description="Issued on or before.")
-    search: str | None = strawberry.field(default=None, description="Part of a credit note number or of the credited invoice's number.")
+    search: str | None = strawberry.field(
+        default=None, description="Part of a credit note number or of the credited invoice's number."
+    )
 
     def to_query(self) -> domain.CreditNoteQuery:
         return domain.CreditNoteQuery(
             account_ids=filter_uuids(self.account_ids, "ManagedAccount"),
-            invoice_ids=filter_uuids(self.invoice_ids, "Invoice"),
-            period_from=self.period_from,
-            period_to=self.period_to,
-            issued_from=self.issued_from,
-            issued_to=self.issued_to,
-            search=self.search,
+            invoice_ids=filter_uuids(self.invoice_ids, "Invoice"), period_from=self.period_from,
+            period_to=self.period_to, issued_from=self.issued_from, issued_to=self.issued_to, search=self.search,
         )
 
 
@@ -365,7 +323,9 @@ class RefundCreditInput:
     amount: Decimal = strawberry.field(description="How much, at most the remaining credit.")
     refunded_on: date = strawberry.field(description="The day the money was paid back (not in the future).")
     reference: str = strawberry.field(default="", description="Bank reference (internal, up to 255 characters).")
-    notify_customer: bool = strawberry.field(default=True, description="E-mail the account's billing e-mails about the refund.")
+    notify_customer: bool = strawberry.field(
+        default=True, description="E-mail the account's billing e-mails about the refund."
+    )
 
 
 @strawberry.type(description="The credit note was issued; its PDF and e-mail follow in the background.")
@@ -390,7 +350,8 @@ CreateCreditNotePayload = Annotated[
     strawberry.union("CreateCreditNotePayload", description="The result of `createCreditNote`."),
 ]
 ApplyCreditPayload = Annotated[
-    CreditApplied | CreditExceededError | AmountExceededError | ValidationError | NotFoundError | InvalidTransitionError,
+    CreditApplied | CreditExceededError | AmountExceededError | ValidationError | NotFoundError
+    | InvalidTransitionError,
     strawberry.union("ApplyCreditPayload", description="The result of `applyCredit`."),
 ]
 RefundCreditPayload = Annotated[

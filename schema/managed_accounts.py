@@ -69,15 +69,22 @@ class ManagedAccount(relay.Node):
     )
     auto_invoice: AutoInvoice = strawberry.field(description="What the month close does by itself for the account.")
     auto_send_after_hours: int = strawberry.field(
-        description="With autoInvoice SEND: hours a generated invoice stays for review before it is approved and sent by itself."
+        description="With autoInvoice SEND: hours a generated invoice stays for review before it is "
+        "approved and sent by itself."
     )
     billing_information: BillingInformation = strawberry.field(
         description="Company name, address, billing e-mails and PO number for invoices."
     )
-    business_fields: list[KeyValue] = strawberry.field(description="Labelled details printed on invoices (VAT number...), in order.")
-    country_code: str = strawberry.field(description="ISO 3166-1 alpha-2 country of the buyer (e-invoices), or empty.")
+    business_fields: list[KeyValue] = strawberry.field(
+        description="Labelled details printed on invoices (VAT number...), in order."
+    )
+    country_code: str = strawberry.field(
+        description="ISO 3166-1 alpha-2 country of the buyer (e-invoices), or empty."
+    )
     vat_id: str = strawberry.field(description="The buyer's VAT identifier, with its country prefix, or empty.")
-    legal_registration_id: str = strawberry.field(description="The buyer's legal registration identifier, or empty.")
+    legal_registration_id: str = strawberry.field(
+        description="The buyer's legal registration identifier, or empty."
+    )
     electronic_address_scheme: str = strawberry.field(
         description="Scheme (EAS code) of the buyer's electronic address (Peppol participant id), or empty."
     )
@@ -89,33 +96,23 @@ class ManagedAccount(relay.Node):
     @classmethod
     def from_model(cls, account: ManagedAccountModel) -> ManagedAccount:
         return cls(
-            id=str(account.id),
-            name=account.name,
-            contact_email=account.contact_email,
-            payment_terms_days=account.payment_terms_days,
-            currency=account.currency,
+            id=str(account.id), name=account.name, contact_email=account.contact_email,
+            payment_terms_days=account.payment_terms_days, currency=account.currency,
             include_account_integrations=account.include_account_integrations,
-            invoice_per_provider=account.invoice_per_provider,
-            is_invoiced=account.is_invoiced,
-            billing_basis=account.billing_basis,
-            usage_visible_to_customer=account.usage_visible_to_customer,
-            auto_invoice=account.auto_invoice,
-            auto_send_after_hours=account.auto_send_after_hours,
+            invoice_per_provider=account.invoice_per_provider, is_invoiced=account.is_invoiced,
+            billing_basis=account.billing_basis, usage_visible_to_customer=account.usage_visible_to_customer,
+            auto_invoice=account.auto_invoice, auto_send_after_hours=account.auto_send_after_hours,
             billing_information=BillingInformation(
                 official_company_name=account.official_company_name,
-                address=Address.from_model(account),
-                billing_emails=list(account.billing_emails),
+                address=Address.from_model(account), billing_emails=list(account.billing_emails),
                 po_number=account.po_number,
             ),
             business_fields=KeyValue.from_list(account.business_fields),
-            country_code=account.country_code,
-            vat_id=account.vat_id,
+            country_code=account.country_code, vat_id=account.vat_id,
             legal_registration_id=account.legal_id,
             electronic_address_scheme=account.endpoint_scheme,
             electronic_address=account.endpoint_id,
-            created_at=account.created_at,
-            updated_at=account.updated_at,
-            model=account,
+            created_at=account.created_at, updated_at=account.updated_at, model=account,
         )
 
     @classmethod
@@ -139,7 +136,9 @@ class ManagedAccount(relay.Node):
         extensions=requires(*MSP_USERS),
     )
     async def sub_account_ids(self, info: Info) -> list[str] | None:
-        rows = await info.context.loaders.children(SubAccountModel, "managed_account_id", order=("sub_account_id",)).load(self.model.id)
+        rows = await info.context.loaders.children(
+            SubAccountModel, "managed_account_id", order=("sub_account_id",)
+        ).load(self.model.id)
         return [row["sub_account_id"] for row in rows]
 
     @strawberry.field(
@@ -157,15 +156,11 @@ class ManagedAccount(relay.Node):
         extensions=[CheckedArguments()],
     )
     async def invoices(
-        self,
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        filter: Annotated[InvoiceFilter, _INVOICES] | None = None,
-        order_by: Annotated[InvoiceOrder, _INVOICES] | None = None,
-    ) -> Annotated[InvoiceConnection, _INVOICES]:
+        self, info: Info, first: int | None = None, after: str | None = None,
+        last: int | None = None, before: str | None = None,
+        filter: Annotated[InvoiceFilter, _INVOICES] | None = None,  # noqa: F821
+        order_by: Annotated[InvoiceOrder, _INVOICES] | None = None,  # noqa: F821
+    ) -> Annotated[InvoiceConnection, _INVOICES]:  # noqa: F821
         wanted = filter.account_ids if filter else None
         # Within this account: a filter naming only other accounts matches nothing.
         within = wanted is None or any(_is_account(gid, self.id) for gid in wanted)
@@ -197,12 +192,16 @@ class ManagedAccountOrder:
 
 @strawberry.input(description="Narrow the list of managed accounts; all conditions combine.")
 class ManagedAccountFilter:
-    search: str | None = strawberry.field(default=None, description="Part of the name, the official company name or the contact e-mail.")
+    search: str | None = strawberry.field(
+        default=None, description="Part of the name, the official company name or the contact e-mail."
+    )
     currencies: list[str] | None = strawberry.field(default=None, description="Any of these invoice currencies.")
     billing_profile_ids: list[strawberry.ID] | None = strawberry.field(
         default=None, description="Invoiced under any of these billing profiles."
     )
-    has_billing_profile: bool | None = strawberry.field(default=None, description="With (true) or without (false) a billing profile.")
+    has_billing_profile: bool | None = strawberry.field(
+        default=None, description="With (true) or without (false) a billing profile."
+    )
 
 
 @strawberry.input(description="A new managed account.")
@@ -211,9 +210,12 @@ class CreateManagedAccountInput:
     contact_email: str | None = strawberry.field(default=None, description="Contact e-mail address.")
     billing_profile_id: strawberry.ID | None = strawberry.field(
         default=strawberry.UNSET,
-        description="The billing profile invoices are issued under; null or omitted: none (an account without one is not invoiced).",
+        description="The billing profile invoices are issued under; null or omitted: none "
+        "(an account without one is not invoiced).",
     )
-    payment_terms_days: int | None = strawberry.field(default=None, description="Days from issue to due date, 0 to 365 (default 30).")
+    payment_terms_days: int | None = strawberry.field(
+        default=None, description="Days from issue to due date, 0 to 365 (default 30)."
+    )
     currency: str | None = strawberry.field(default=None, description="Invoice currency, ISO 4217 (default USD).")
     include_account_integrations: bool | None = strawberry.field(
         default=None, description="Also bill the integrations the customer connected itself (default false)."
@@ -230,7 +232,9 @@ class CreateManagedAccountInput:
     usage_visible_to_customer: bool | None = strawberry.field(
         default=None, description="Let its customer users read its usage by service category (default false)."
     )
-    auto_invoice: AutoInvoice | None = strawberry.field(default=None, description="What the month close does by itself (default OFF).")
+    auto_invoice: AutoInvoice | None = strawberry.field(
+        default=None, description="What the month close does by itself (default OFF)."
+    )
     auto_send_after_hours: int | None = strawberry.field(
         default=None, description="With autoInvoice SEND: hours of review before the automatic send, 0 to 720 (default 24)."
     )
@@ -238,7 +242,8 @@ class CreateManagedAccountInput:
     address: AddressInput | None = strawberry.field(default=None, description="Billing address.")
     billing_emails: list[str] | None = strawberry.field(
         default=None,
-        description="Where approved invoices are sent: at most 20 addresses; an item may hold several separated by commas.",
+        description="Where approved invoices are sent: at most 20 addresses; an item may hold "
+        "several separated by commas.",
     )
     po_number: str | None = strawberry.field(default=None, description="Purchase order number (at most 128 characters).")
     business_fields: list[KeyValueInput] | None = strawberry.field(
@@ -246,12 +251,15 @@ class CreateManagedAccountInput:
     )
     sub_account_ids: list[str] | None = strawberry.field(
         default=None,
-        description="FOCUS SubAccountIds whose costs belong to the account; each may belong to one account only.",
+        description="FOCUS SubAccountIds whose costs belong to the account; each may belong "
+        "to one account only.",
     )
     internal_notes: str | None = strawberry.field(
         default=None, description="The MSP's own notes (at most 10,000 characters); never shown to the customer."
     )
-    country_code: str | None = strawberry.field(default=None, description='Buyer country, ISO 3166-1 alpha-2 (FR, DE...); "" clears it.')
+    country_code: str | None = strawberry.field(
+        default=None, description='Buyer country, ISO 3166-1 alpha-2 (FR, DE...); "" clears it.'
+    )
     vat_id: str | None = strawberry.field(
         default=None, description='Buyer VAT identifier with its country prefix (check digits verified in the EU); "" clears it.'
     )
@@ -295,16 +303,24 @@ class UpdateManagedAccountInput:
         default=None, description="With autoInvoice SEND: hours of review before the automatic send, 0 to 720."
     )
     official_company_name: str | None = strawberry.field(default=None, description="Legal name printed on invoices.")
-    address: AddressInput | None = strawberry.field(default=None, description="Address lines to change; omitted lines keep their value.")
-    billing_emails: list[str] | None = strawberry.field(default=None, description="Replaces the whole list of billing e-mail addresses.")
+    address: AddressInput | None = strawberry.field(
+        default=None, description="Address lines to change; omitted lines keep their value."
+    )
+    billing_emails: list[str] | None = strawberry.field(
+        default=None, description="Replaces the whole list of billing e-mail addresses."
+    )
     po_number: str | None = strawberry.field(default=None, description="Purchase order number.")
-    business_fields: list[KeyValueInput] | None = strawberry.field(default=None, description="Replaces the whole list of business details.")
+    business_fields: list[KeyValueInput] | None = strawberry.field(
+        default=None, description="Replaces the whole list of business details."
+    )
     sub_account_ids: list[str] | None = strawberry.field(
         default=None,
         description="Replaces the whole list of sub-accounts; their cost records are relinked.",
     )
     internal_notes: str | None = strawberry.field(default=None, description="The MSP's own notes.")
-    country_code: str | None = strawberry.field(default=None, description='Buyer country, ISO 3166-1 alpha-2 (FR, DE...); "" clears it.')
+    country_code: str | None = strawberry.field(
+        default=None, description='Buyer country, ISO 3166-1 alpha-2 (FR, DE...); "" clears it.'
+    )
     vat_id: str | None = strawberry.field(
         default=None, description='Buyer VAT identifier with its country prefix (check digits verified in the EU); "" clears it.'
     )
@@ -320,28 +336,14 @@ class UpdateManagedAccountInput:
 
 
 _PLAIN_FIELDS = (
-    "name",
-    "contact_email",
-    "payment_terms_days",
-    "currency",
-    "include_account_integrations",
-    "invoice_per_provider",
-    "is_invoiced",
-    "auto_invoice",
-    "auto_send_after_hours",
-    "official_company_name",
-    "usage_visible_to_customer",
-    "billing_emails",
-    "po_number",
-    "sub_account_ids",
-    "internal_notes",
-    "country_code",
-    "vat_id",
+    "name", "contact_email", "payment_terms_days", "currency", "include_account_integrations",
+    "invoice_per_provider", "is_invoiced", "auto_invoice", "auto_send_after_hours", "official_company_name",
+    "usage_visible_to_customer", "billing_emails", "po_number", "sub_account_ids", "internal_notes",
+    "country_code", "vat_id",
 )
 # Input field -> column, of the identifiers EN 16931 asks of the buyer that are named apart.
 _IDENTIFIER_FIELDS = {
-    "legal_registration_id": "legal_id",
-    "electronic_address_scheme": "endpoint_scheme",
+    "legal_registration_id": "legal_id", "electronic_address_scheme": "endpoint_scheme",
     "electronic_address": "endpoint_id",
 }
 
@@ -378,8 +380,7 @@ def account_query(where: ManagedAccountFilter | None) -> AccountQuery:
     if where is None:
         return AccountQuery()
     return AccountQuery(
-        search=where.search,
-        currencies=where.currencies,
+        search=where.search, currencies=where.currencies,
         billing_profile_ids=filter_uuids(where.billing_profile_ids, "BillingProfile"),
         has_billing_profile=where.has_billing_profile,
     )

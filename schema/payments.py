@@ -49,13 +49,8 @@ class Payment(_Entry, relay.Node):
     @classmethod
     def from_row(cls, row: dict, currency: str) -> Payment:
         return cls(
-            id=str(row["id"]),
-            amount=round_money(row["amount"], currency),
-            currency=currency,
-            paid_on=row["paid_on"],
-            method=row["method"],
-            created_at=row["created_at"],
-            row=row,
+            id=str(row["id"]), amount=round_money(row["amount"], currency), currency=currency,
+            paid_on=row["paid_on"], method=row["method"], created_at=row["created_at"], row=row,
         )
 
     @classmethod
@@ -80,12 +75,8 @@ class Refund(_Entry, relay.Node):
     @classmethod
     def from_row(cls, row: dict, currency: str) -> Refund:
         return cls(
-            id=str(row["id"]),
-            amount=round_money(row["amount"], currency),
-            currency=currency,
-            refunded_on=row["refunded_on"],
-            created_at=row["created_at"],
-            row=row,
+            id=str(row["id"]), amount=round_money(row["amount"], currency), currency=currency,
+            refunded_on=row["refunded_on"], created_at=row["created_at"], row=row,
         )
 
     @classmethod
@@ -121,13 +112,18 @@ class RecordPaymentInput:
 @strawberry.input(description="Money to return from one payment.")
 class RefundPaymentInput:
     payment_id: strawberry.ID = strawberry.field(description="The payment to refund from.")
-    amount: Decimal = strawberry.field(description="Amount to return: positive, at most what is left of the payment after earlier refunds.")
+    amount: Decimal = strawberry.field(
+        description="Amount to return: positive, at most what is left of the payment after earlier refunds."
+    )
     refunded_on: date = strawberry.field(description="The day the money was returned (not before the payment, not in the future).")
     reason: str = strawberry.field(default="", description="Why (internal, up to 1024 characters).")
-    notify_customer: bool = strawberry.field(default=True, description="E-mail the account's billing e-mails about the refund.")
+    notify_customer: bool = strawberry.field(
+        default=True, description="E-mail the account's billing e-mails about the refund."
+    )
 
 
-InvoiceRef = Annotated["Invoice", strawberry.lazy("schema.invoices")]
+# Named, not imported: schema.invoices imports this module (an invoice's payments).
+InvoiceRef = Annotated["Invoice", strawberry.lazy("schema.invoices")]  # noqa: F821
 
 
 @strawberry.type(description="The payment was recorded.")

@@ -50,9 +50,10 @@ async def resolve_global_ids(info, global_ids: Sequence[str]) -> list[Any]:
     for found in parsed:
         if found is not None:
             wanted.setdefault(found[0], []).append(found[1])
-    answers = await asyncio.gather(
-        *(await_maybe(node_type.resolve_nodes(info=info, node_ids=node_ids, required=False)) for node_type, node_ids in wanted.items())
-    )
+    answers = await asyncio.gather(*(
+        await_maybe(node_type.resolve_nodes(info=info, node_ids=node_ids, required=False))
+        for node_type, node_ids in wanted.items()
+    ))
     nodes = {
         (node_type, node_id): node
         for (node_type, node_ids), found in zip(wanted.items(), answers)

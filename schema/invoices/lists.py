@@ -21,9 +21,8 @@ from schema.invoices.parts import InvoiceItem
 from schema.invoices.types import Invoice, prefetch
 
 
-@strawberry.type(
-    description="An invoice changed (any process, any cause): its statuses right after the change, and the invoice as it is now."
-)
+@strawberry.type(description="An invoice changed (any process, any cause): its statuses right after the "
+                 "change, and the invoice as it is now.")
 class InvoiceStatusEvent:
     status: InvoiceStatus = strawberry.field(description="Lifecycle status after the change.")
     payment_status: PaymentStatus = strawberry.field(description="Payment status after the change.")
@@ -35,10 +34,8 @@ class InvoiceStatusEvent:
     def from_delivery(cls, delivery: Any) -> InvoiceStatusEvent:
         change = delivery.change
         return cls(
-            status=domain.InvoiceStatus(change.status),
-            payment_status=domain.PaymentStatus(change.payment_status),
-            delivery_status=domain.DeliveryStatus(change.delivery_status),
-            at=datetime.fromisoformat(change.at),
+            status=domain.InvoiceStatus(change.status), payment_status=domain.PaymentStatus(change.payment_status),
+            delivery_status=domain.DeliveryStatus(change.delivery_status), at=datetime.fromisoformat(change.at),
             delivery=delivery,
         )
 
@@ -51,15 +48,8 @@ class InvoiceStatusEvent:
 class InvoiceConnection(CountedConnection[Invoice]):
     @classmethod
     async def of_account(
-        cls,
-        info: Info,
-        account_id: Any,
-        where: InvoiceFilter | None,
-        order_by: InvoiceOrder | None,
-        first: int | None,
-        after: str | None,
-        last: int | None,
-        before: str | None,
+        cls, info: Info, account_id: Any, where: InvoiceFilter | None, order_by: InvoiceOrder | None,
+        first: int | None, after: str | None, last: int | None, before: str | None,
     ) -> InvoiceConnection:
         """`ManagedAccount.invoices`: the `invoices` list within one account (`account_id` None:
         an account the filter's `accountIds` leave out). Pages by `first`/`after` load with
@@ -70,20 +60,15 @@ class InvoiceConnection(CountedConnection[Invoice]):
         if page is None:
             query = query.filter(managed_account_id__in=[account_id] if account_id else [])
             connection = await paginate(
-                info,
-                cls,
-                query,
-                Invoice.from_model,
-                order,
-                first=first,
-                after=after,
-                last=last,
-                before=before,
+                info, cls, query, Invoice.from_model, order,
+                first=first, after=after, last=last, before=before,
             )
         else:
             total, rows = 0, []
             if account_id is not None:
-                pages = info.context.loaders.pages(query, "managed_account_id", order_fields(order.field.value, order.direction), *page)
+                pages = info.context.loaders.pages(
+                    query, "managed_account_id", order_fields(order.field.value, order.direction), *page
+                )
                 total, rows = await pages.load(account_id)
             connection = page_of(info, cls, total, rows, Invoice.from_model, first, after)
         await prefetch(info, [edge.node for edge in connection.edges])
@@ -109,17 +94,23 @@ class InvoiceOrder:
 @strawberry.input(description="Narrow the invoice list; every condition given must hold.")
 class InvoiceFilter:
     status: list[InvoiceStatus] | None = strawberry.field(default=None, description="Any of these statuses.")
-    payment_status: list[PaymentStatus] | None = strawberry.field(default=None, description="Any of these payment statuses.")
+    payment_status: list[PaymentStatus] | None = strawberry.field(
+        default=None, description="Any of these payment statuses."
+    )
     display_status: list[InvoiceDisplayStatus] | None = strawberry.field(
         default=None, description="Any of these display statuses (as `Invoice.displayStatus` maps them)."
     )
-    account_ids: list[strawberry.ID] | None = strawberry.field(default=None, description="Any of these managed accounts.")
+    account_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Any of these managed accounts."
+    )
     period_from: Month | None = strawberry.field(default=None, description="Billed months from.")
     period_to: Month | None = strawberry.field(default=None, description="Billed months up to.")
     issued_from: date | None = strawberry.field(default=None, description="Issued on or after.")
     issued_to: date | None = strawberry.field(default=None, description="Issued on or before.")
     preset: InvoiceDatePreset | None = strawberry.field(default=None, description="Issue date range preset.")
-    search: str | None = strawberry.field(default=None, description="Part of an invoice number or of the customer's name.")
+    search: str | None = strawberry.field(
+        default=None, description="Part of an invoice number or of the customer's name."
+    )
 
 
 @strawberry.type(description="The outcome for one id of a bulk request.")
@@ -174,7 +165,8 @@ InvoiceChangePayload = Annotated[
     InvoiceChanged | NotFoundError | InvalidTransitionError | ValidationError,
     strawberry.union(
         "InvoiceChangePayload",
-        description="The result of `setInvoiceMemo`, `addInvoiceItem`, `updateInvoiceItem`, `removeInvoiceItem` and `cancelQueuedInvoice`.",
+        description="The result of `setInvoiceMemo`, `addInvoiceItem`, `updateInvoiceItem`, `removeInvoiceItem` "
+        "and `cancelQueuedInvoice`.",
     ),
 ]
 
@@ -192,16 +184,10 @@ def invoice_query(where: InvoiceFilter | None) -> domain.InvoiceQuery:
     if where is None:
         return domain.InvoiceQuery()
     return domain.InvoiceQuery(
-        statuses=where.status,
-        payment_statuses=where.payment_status,
-        account_ids=filter_uuids(where.account_ids, "ManagedAccount"),
-        period_from=where.period_from,
-        period_to=where.period_to,
-        issued_from=where.issued_from,
-        issued_to=where.issued_to,
-        preset=where.preset,
-        search=where.search,
-        display_statuses=where.display_status,
+        statuses=where.status, payment_statuses=where.payment_status,
+        account_ids=filter_uuids(where.account_ids, "ManagedAccount"), period_from=where.period_from,
+        period_to=where.period_to, issued_from=where.issued_from, issued_to=where.issued_to,
+        preset=where.preset, search=where.search, display_statuses=where.display_status,
     )
 
 
@@ -214,27 +200,14 @@ def listed_invoices(info: Info, where: InvoiceFilter | None, order_by: InvoiceOr
 
 
 async def period_invoices(
-    info: Info,
-    period_id: Any,
-    where: InvoiceFilter | None,
-    order_by: InvoiceOrder | None,
-    first: int | None,
-    after: str | None,
-    last: int | None,
-    before: str | None,
+    info: Info, period_id: Any, where: InvoiceFilter | None, order_by: InvoiceOrder | None,
+    first: int | None, after: str | None, last: int | None, before: str | None,
 ) -> InvoiceConnection:
     """`BillingPeriod.invoices`: the `invoices` list within one month."""
     query, order = listed_invoices(info, where, order_by)
     connection = await paginate(
-        info,
-        InvoiceConnection,
-        query.filter(billing_period_id=period_id),
-        Invoice.from_model,
-        order,
-        first=first,
-        after=after,
-        last=last,
-        before=before,
+        info, InvoiceConnection, query.filter(billing_period_id=period_id), Invoice.from_model, order,
+        first=first, after=after, last=last, before=before,
     )
     await prefetch(info, [edge.node for edge in connection.edges])
     return connection

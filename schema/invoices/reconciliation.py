@@ -65,34 +65,22 @@ class Reconciliation:
 
         zero = Decimal(0)
         return cls(
-            month=Month(found.month),
-            csv_url=csv_url,
+            month=Month(found.month), csv_url=csv_url,
             totals=[
                 ReconciliationTotal(
-                    currency=currency,
-                    imported=parts.get("IMPORTED", zero),
-                    invoiced=parts.get("INVOICED", zero),
-                    not_invoiced=parts.get("NOT_INVOICED", zero),
-                    integration_excluded=parts.get("INTEGRATION_EXCLUDED", zero),
-                    unclaimed=parts.get("UNCLAIMED", zero),
-                    late=parts.get("LATE", zero),
+                    currency=currency, imported=parts.get("IMPORTED", zero), invoiced=parts.get("INVOICED", zero),
+                    not_invoiced=parts.get("NOT_INVOICED", zero), integration_excluded=parts.get("INTEGRATION_EXCLUDED", zero),
+                    unclaimed=parts.get("UNCLAIMED", zero), late=parts.get("LATE", zero),
                 )
                 for currency, parts in found.totals().items()
             ],
             lines=[
                 ReconciliationLine(
-                    part=line.part,
-                    currency=line.currency,
-                    cost=line.cost,
-                    rows=line.rows,
-                    account_id=gid("ManagedAccount", line.account_id),
-                    account_name=line.account_name,
-                    sub_account_id=line.sub_account_id,
-                    invoice_id=gid("Invoice", line.invoice_id),
-                    invoice_number=line.invoice_number,
-                    invoiced_amount=line.invoiced_amount,
-                    invoice_currency=line.invoice_currency,
-                    rounding=line.rounding,
+                    part=line.part, currency=line.currency, cost=line.cost, rows=line.rows,
+                    account_id=gid("ManagedAccount", line.account_id), account_name=line.account_name,
+                    sub_account_id=line.sub_account_id, invoice_id=gid("Invoice", line.invoice_id),
+                    invoice_number=line.invoice_number, invoiced_amount=line.invoiced_amount,
+                    invoice_currency=line.invoice_currency, rounding=line.rounding,
                 )
                 for line in found.lines
             ],
@@ -117,10 +105,6 @@ class AccountMargin:
             account_id=strawberry.ID(strawberry.relay.to_base64("ManagedAccount", str(found.account_id))),
             account_name=found.account_name,
             invoice_id=strawberry.ID(strawberry.relay.to_base64("Invoice", str(found.invoice_id))),
-            invoice_number=found.invoice_number,
-            currency=found.currency,
-            billed=found.billed,
-            cost=found.cost,
-            margin=found.margin,
-            margin_percent=found.percent,
+            invoice_number=found.invoice_number, currency=found.currency, billed=found.billed, cost=found.cost,
+            margin=found.margin, margin_percent=found.percent,
         )

@@ -137,7 +137,8 @@ class Invoice(relay.Node):
         return self._related(info, "refunds")
 
     @strawberry.field(description="Credit notes issued against the invoice, oldest first.")
-    async def credit_notes(self, info: Info) -> list[Annotated[CreditNote, strawberry.lazy("schema.credit_notes")]]:
+    # CreditNote is named, not imported: schema.credit_notes imports this module.
+    async def credit_notes(self, info: Info) -> list[Annotated[CreditNote, strawberry.lazy("schema.credit_notes")]]:  # noqa: F821
         # Whoever sees the invoice sees its credit notes (all are issued).
         rows = await info.context.loaders.children(CreditNoteModel, "invoice_id", order=("created_at", "id")).load(self.model.id)
         return [schema_type(info, "CreditNote").from_model(row) for row in rows]
