@@ -24,8 +24,11 @@ from schema.core.nodes import filter_uuids, node_uuid, node_uuid_or_none, schema
 from schema.core.pagination import CountedConnection, Direction
 from schema.core.permissions import MSP_USERS, requires
 
-# schema.invoices imports this module (Invoice.account), so its types are referenced by name.
+# Named, not imported: schema.invoices imports this module (Invoice.account).
 _INVOICES = strawberry.lazy("schema.invoices")
+InvoiceConnectionRef = Annotated["InvoiceConnection", _INVOICES]  # type: ignore[name-defined]  # noqa: F821
+InvoiceFilterRef = Annotated["InvoiceFilter", _INVOICES]  # type: ignore[name-defined]  # noqa: F821
+InvoiceOrderRef = Annotated["InvoiceOrder", _INVOICES]  # type: ignore[name-defined]  # noqa: F821
 
 
 @strawberry.type(description="How the customer is addressed on its invoices, and where they go.")
@@ -158,9 +161,9 @@ class ManagedAccount(relay.Node):
     async def invoices(
         self, info: Info, first: int | None = None, after: str | None = None,
         last: int | None = None, before: str | None = None,
-        filter: Annotated[InvoiceFilter, _INVOICES] | None = None,  # noqa: F821
-        order_by: Annotated[InvoiceOrder, _INVOICES] | None = None,  # noqa: F821
-    ) -> Annotated[InvoiceConnection, _INVOICES]:  # noqa: F821
+        filter: InvoiceFilterRef | None = None,
+        order_by: InvoiceOrderRef | None = None,
+    ) -> InvoiceConnectionRef:
         wanted = filter.account_ids if filter else None
         # Within this account: a filter naming only other accounts matches nothing.
         within = wanted is None or any(_is_account(gid, self.id) for gid in wanted)

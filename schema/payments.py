@@ -123,7 +123,7 @@ class RefundPaymentInput:
 
 
 # Named, not imported: schema.invoices imports this module (an invoice's payments).
-InvoiceRef = Annotated["Invoice", strawberry.lazy("schema.invoices")]  # noqa: F821
+InvoiceRef = Annotated["Invoice", strawberry.lazy("schema.invoices")]  # type: ignore[name-defined]  # noqa: F821
 
 
 @strawberry.type(description="The payment was recorded.")

@@ -42,6 +42,9 @@ from schema.managed_accounts import ManagedAccount
 from schema.payments import Payment, Refund
 from schema.xero_sync import XeroSync
 
+# Named, not imported: schema.credit_notes imports this module (a credit note's invoice).
+CreditNoteRef = Annotated["CreditNote", strawberry.lazy("schema.credit_notes")]  # type: ignore[name-defined]  # noqa: F821
+
 
 @strawberry.type(name="Invoice", description="A managed account's invoice for one month.")
 class Invoice(relay.Node):
@@ -137,8 +140,7 @@ class Invoice(relay.Node):
         return self._related(info, "refunds")
 
     @strawberry.field(description="Credit notes issued against the invoice, oldest first.")
-    # CreditNote is named, not imported: schema.credit_notes imports this module.
-    async def credit_notes(self, info: Info) -> list[Annotated[CreditNote, strawberry.lazy("schema.credit_notes")]]:  # noqa: F821
+    async def credit_notes(self, info: Info) -> list[CreditNoteRef]:
         # Whoever sees the invoice sees its credit notes (all are issued).
         rows = await info.context.loaders.children(CreditNoteModel, "invoice_id", order=("created_at", "id")).load(self.model.id)
         return [schema_type(info, "CreditNote").from_model(row) for row in rows]
