@@ -21,11 +21,13 @@ from models.billing_periods import close_period
 from models.credit_notes.amounts import LineCredit
 from models.credit_notes.operations import create_credit_note
 from models.credit_notes.tables import CreditMode, CreditNote
+from models.demo import load_demo
 from models.invoices.generation.compute import compute
 from models.invoices.generation.inputs import load_context
 from models.invoices.generation.view import build_view
 from models.invoices.lifecycle import Actor
 from tests.test_credit_notes import approved
+from tests.test_demo import SAMPLE
 from tests.test_exports import _principal
 from tests.test_invoice_generation import SEPT
 from tests.test_invoice_generation import _costs as costs
@@ -154,6 +156,15 @@ async def test_every_invoice_view_renders_as_before(world):
     views = _by_hand() + await _invoice_views(world)
     assert any(view["msp"]["logo_data_url"] for view in views)
     assert any(len(view["exchanges"]) > 1 for view in views if "exchanges" in view)
+    assert_unchanged(views, "invoice")
+
+
+async def test_the_demo_invoices_render_as_before():
+    """The demo's September: six customers of the FOCUS sample, with VAT and a support plan."""
+    demo = await load_demo(SAMPLE)
+    invoices = await Invoice.filter(organization_id=demo.organization.id, billing_period__start_date=SEPT)
+    views = [await _generated(invoice, f"INV-2024-{i:04d}") for i, invoice in enumerate(invoices, start=1)]
+    assert len(views) == 6
     assert_unchanged(views, "invoice")
 
 

@@ -100,6 +100,7 @@ async def create_credit_note(
         )
         subtotal = sum((c.amount for c in credit if c.kind not in CHARGE_KINDS), Decimal(0))
         charges = sum((c.amount for c in credit if c.kind in CHARGE_KINDS), Decimal(0))
+        total = subtotal + charges
         organization = await Organization.get(id=invoice.organization_id, using_db=conn)
         today = organization_today(organization.timezone)
         number = await next_number(conn, organization.id, today.year)
@@ -107,14 +108,14 @@ async def create_credit_note(
             number=number, issue_date=today, invoice=invoice,
             printed=await _printed_parties(conn, invoice, organization, revision.snapshot),
             period_label=revision.snapshot.get("period", {}).get("label") or await _period_label(conn, invoice),
-            reason=reason, lines=credit, subtotal=subtotal, charges=charges, total=subtotal + charges,
+            reason=reason, lines=credit, subtotal=subtotal, charges=charges, total=total,
         )
         note = await CreditNote.create(
             organization_id=invoice.organization_id, invoice_id=invoice.id,
             managed_account_id=invoice.managed_account_id, number=number, issue_date=today, reason=reason,
             mode=mode, currency=currency, subtotal=subtotal, charges=charges,
-            tax_total=sum((c.amount for c in credit if c.kind == LineKind.TAX), Decimal(0)), total=subtotal + charges,
-            allocated=min(subtotal + charges, amount_due(invoice)),
+            tax_total=sum((c.amount for c in credit if c.kind == LineKind.TAX), Decimal(0)), total=total,
+            allocated=min(total, amount_due(invoice)),
             delivery_status=DeliveryStatus.QUEUED if notify_customer else DeliveryStatus.NOT_SENT,
             template_version=TEMPLATE_VERSION, snapshot=view, created_by_id=principal.user.id, using_db=conn,
         )
