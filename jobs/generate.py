@@ -30,16 +30,10 @@ from models.credit_notes import CreditNote
 from models.errors import DomainError
 from models.invoices import DeliveryStatus, Invoice, InvoiceStatus
 from models.invoices.actions import fail_generation
-from models.invoices.generation import (
-    Generated,
-    build_view,
-    computed,
-    fetch_inputs,
-    load_contexts,
-    load_invoices,
-    revision_counts,
-    store_revisions,
-)
+from models.invoices.generation.compute import computed
+from models.invoices.generation.inputs import fetch_inputs, load_contexts, load_invoices, revision_counts
+from models.invoices.generation.store import Generated, store_revisions
+from models.invoices.generation.view import build_view
 from models.invoices.lifecycle import Actor
 from models.invoices.numbering import ensure_numbers
 
@@ -114,26 +108,28 @@ async def _generate(ctx: dict, ids: list[str]) -> list[str | BaseException]:
         else:
             contexts.append(found)
     await fetch_inputs(contexts)
-    drafts = []
+    computations = []
     for gen in contexts:
         try:
-            drafts.append((gen, computed(gen)))
+            computations.append((gen, computed(gen)))
         except DomainError as exc:
             outcomes[str(gen.invoice.id)] = exc
         # Between two invoices' work the event loop runs: the browser's answers to the other
         # jobs' print jobs get through, so its pages are handed their next one without delay.
         await asyncio.sleep(0)
-    numbers = await ensure_numbers([(gen.invoice.id, draft.issue_date.year) for gen, draft in drafts if draft.issue_date])
-    revisions = await revision_counts([gen.invoice.id for gen, _ in drafts])
+    numbers = await ensure_numbers(
+        [(gen.invoice.id, computation.issue_date.year) for gen, computation in computations if computation.issue_date]
+    )
+    revisions = await revision_counts([gen.invoice.id for gen, _ in computations])
     printing = []
-    for gen, draft in drafts:
+    for gen, computation in computations:
         try:
-            view = build_view(gen, draft, numbers[str(gen.invoice.id)], TEMPLATE_VERSION)
+            view = build_view(gen, computation, numbers[str(gen.invoice.id)], TEMPLATE_VERSION)
         except DomainError as exc:
             outcomes[str(gen.invoice.id)] = exc
             continue
         path = f"invoices/{gen.organization.id}/{view['number']}-r{revisions.get(gen.invoice.id, 0) + 1}.pdf"
-        printing.append((gen, draft, view, path, render_invoice_html(view)))
+        printing.append((gen, computation, view, path, render_invoice_html(view)))
         await asyncio.sleep(0)
     # Printed with other invoices of their organization (jobs/pdf.py), handed over together.
     pdfs = await asyncio.gather(
@@ -141,11 +137,11 @@ async def _generate(ctx: dict, ids: list[str]) -> list[str | BaseException]:
         return_exceptions=True,
     )
     printed = []
-    for (gen, draft, view, path, _), pdf in zip(printing, pdfs, strict=True):
+    for (gen, computation, view, path, _), pdf in zip(printing, pdfs, strict=True):
         if isinstance(pdf, BaseException):
             outcomes[str(gen.invoice.id)] = pdf
         else:
-            printed.append(Generated(gen.invoice.id, draft, view, {"path": path, "size": len(pdf), "pdf": pdf}))
+            printed.append(Generated(gen.invoice.id, computation, view, {"path": path, "size": len(pdf), "pdf": pdf}))
     # Off the event loop: an fsync that waits for the disk would stall every other job's
     # queries and renders.
     await asyncio.to_thread(_save, ctx["settings"], printed)

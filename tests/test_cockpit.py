@@ -16,7 +16,10 @@ from strawberry.relay import to_base64
 from models import BillingRule, ExchangeRate, Invoice, SubAccount
 from models.costs import import_costs
 from models.invoices.actions import start_generation
-from models.invoices.generation import build_view, compute, load_context, store_revision
+from models.invoices.generation.compute import compute
+from models.invoices.generation.inputs import load_context
+from models.invoices.generation.store import store_revision
+from models.invoices.generation.view import build_view
 from tests.graphql import gql
 from tests.test_checks import SYSTEM, costs, generated
 from tests.test_corrections import gid, restate

@@ -16,7 +16,8 @@ from models import BillingProfileCharge, ExchangeRate, Invoice, InvoiceEvent, La
 from models.billing_periods import close_period
 from models.costs import import_costs
 from models.errors import GenerationFailed
-from models.invoices.generation import compute, load_context
+from models.invoices.generation.compute import compute
+from models.invoices.generation.inputs import load_context
 from models.invoices.lifecycle import Actor
 from models.invoices.tables import InvoiceStatus
 from models.organizations import LateCostBilling

@@ -17,7 +17,8 @@ from models import CostImport, CostRecord, Invoice, SubAccount
 from models.billing_periods import close_period
 from models.costs import CostOrigin, import_costs
 from models.currencies import round_money
-from models.invoices.generation import compute, load_context
+from models.invoices.generation.compute import compute
+from models.invoices.generation.inputs import load_context
 from models.invoices.lifecycle import Actor
 from models.invoices.tables import InvoiceStatus
 from schema.core.scalars import plain

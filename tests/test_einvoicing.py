@@ -380,7 +380,9 @@ async def test_every_demo_invoice_of_the_focus_sample_is_a_valid_e_invoice():
     """The demo's profile (20 % VAT and an untaxed support plan) and customers (UK and Irish)
     make valid EN 16931 documents from their September 2024 costs, totalling each invoice."""
     from models.demo import load_demo
-    from models.invoices.generation import build_view, compute, load_context
+    from models.invoices.generation.compute import compute
+    from models.invoices.generation.inputs import load_context
+    from models.invoices.generation.view import build_view
     from tests.test_demo import SAMPLE
 
     demo = await load_demo(SAMPLE)

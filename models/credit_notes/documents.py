@@ -3,48 +3,14 @@ which the template renders, now and years from now, exactly as it was issued."""
 
 from __future__ import annotations
 
-import base64
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from models.billing_profiles import BillingProfile
 from models.credit_notes.amounts import CreditLine
 from models.invoices.tables import Invoice, LineKind
-from models.managed_accounts import ManagedAccount
-from models.organizations import Organization
 
 TEMPLATE_VERSION = "1"
-
-
-def _address_lines(row: Any) -> list[str]:
-    city_line = " ".join(part for part in (row.city, row.region, row.postal_code) if part)
-    parts = (row.address_line1, row.address_line2, row.address_line3, row.address_line4, city_line, row.country)
-    return [part for part in parts if part]
-
-
-def parties(organization: Organization, account: ManagedAccount, profile: BillingProfile | None) -> dict[str, Any]:
-    """The MSP and the customer as they stand now, for an invoice whose revision did not keep them."""
-    logo = None
-    if profile is not None and profile.logo:
-        logo = f"data:{profile.logo_content_type};base64,{base64.b64encode(profile.logo).decode()}"
-    return {
-        "msp": {
-            "company_name": (profile.company_name if profile else "") or organization.name,
-            "address_lines": _address_lines(profile) if profile else [],
-            "business_fields": profile.business_fields if profile else [],
-            "banking_fields": profile.banking_fields if profile else [],
-            "logo_data_url": logo,
-        },
-        "customer": {
-            "name": account.name,
-            "official_company_name": account.official_company_name or account.name,
-            "address_lines": _address_lines(account),
-            "business_fields": account.business_fields,
-            "po_number": account.po_number,
-            "billing_emails": account.billing_emails,
-        },
-    }
 
 
 def build_view(
@@ -52,7 +18,8 @@ def build_view(
     reason: str, lines: list[CreditLine], subtotal: Decimal, charges: Decimal, total: Decimal,
 ) -> dict[str, Any]:
     """Everything the credit note prints. `printed` holds the MSP and customer as the
-    invoice printed them (`msp`, `customer`)."""
+    invoice printed them, or as they stand now (`models.parties`) for an invoice whose
+    revision did not keep them."""
     return {
         "template_version": TEMPLATE_VERSION,
         "number": number,

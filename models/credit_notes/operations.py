@@ -25,7 +25,7 @@ from models.billing_periods import BillingPeriod
 from models.billing_profiles import BillingProfile
 from models.credit_notes import amounts
 from models.credit_notes.amounts import CHARGE_KINDS, LineCredit
-from models.credit_notes.documents import TEMPLATE_VERSION, build_view, parties
+from models.credit_notes.documents import TEMPLATE_VERSION, build_view
 from models.credit_notes.numbering import next_number
 from models.credit_notes.queries import credit_used, remaining_credit, usable_credit, visible_credit_notes
 from models.credit_notes.tables import CreditMode, CreditNote, CreditNoteLine, CreditUse, CreditUseEntry
@@ -44,6 +44,7 @@ from models.invoices.tables import (
 )
 from models.managed_accounts import ManagedAccount
 from models.organizations import Organization
+from models.parties import parties
 from models.payments.ledger import payment_status
 
 MAX_REASON = 1024
@@ -63,13 +64,8 @@ class CreditUsed:
     invoice: Invoice | None
 
 
-async def create_credit_note(
-    principal, invoice_id: Any, *, reason: str, mode: CreditMode, lines: list[LineCredit] | None = None,
-    amount: Decimal | None = None, notify_customer: bool = True,
-) -> CreditNoteIssued:
-    """Credit an approved invoice in full, by lines or by an amount (models/credit_notes/amounts.py
-    says how taxes and charges follow). Never more than is left to credit: the invoice's total
-    less its earlier credit notes (CreditExceeded, nothing written)."""
+def _checked_reason(reason: str, mode: CreditMode, lines: list[LineCredit] | None, amount: Decimal | None) -> str:
+    """The reason, stripped, once the request's fields agree with its mode."""
     reason = (reason or "").strip()
     if not reason:
         raise ValidationFailed("Say why the invoice is credited.", field="reason")
@@ -79,6 +75,17 @@ async def create_credit_note(
         raise ValidationFailed("Lines are chosen only to credit by lines.", field="lines")
     if mode != CreditMode.AMOUNT and amount is not None:
         raise ValidationFailed("An amount is given only to credit by amount.", field="amount")
+    return reason
+
+
+async def create_credit_note(
+    principal, invoice_id: Any, *, reason: str, mode: CreditMode, lines: list[LineCredit] | None = None,
+    amount: Decimal | None = None, notify_customer: bool = True,
+) -> CreditNoteIssued:
+    """Credit an approved invoice in full, by lines or by an amount (models/credit_notes/amounts.py
+    says how taxes and charges follow). Never more than is left to credit: the invoice's total
+    less its earlier credit notes (CreditExceeded, nothing written)."""
+    reason = _checked_reason(reason, mode, lines, amount)
     async with in_transaction() as conn:
         invoice = await lock_invoice(conn, visible_invoices(principal), invoice_id, field="invoiceId")
         if invoice.status != InvoiceStatus.APPROVED:
@@ -93,12 +100,10 @@ async def create_credit_note(
         )
         subtotal = sum((c.amount for c in credit if c.kind not in CHARGE_KINDS), Decimal(0))
         charges = sum((c.amount for c in credit if c.kind in CHARGE_KINDS), Decimal(0))
-        tax_total = sum((c.amount for c in credit if c.kind == LineKind.TAX), Decimal(0))
         total = subtotal + charges
         organization = await Organization.get(id=invoice.organization_id, using_db=conn)
         today = organization_today(organization.timezone)
         number = await next_number(conn, organization.id, today.year)
-        allocated = min(total, amount_due(invoice))
         view = build_view(
             number=number, issue_date=today, invoice=invoice,
             printed=await _printed_parties(conn, invoice, organization, revision.snapshot),
@@ -108,34 +113,44 @@ async def create_credit_note(
         note = await CreditNote.create(
             organization_id=invoice.organization_id, invoice_id=invoice.id,
             managed_account_id=invoice.managed_account_id, number=number, issue_date=today, reason=reason,
-            mode=mode, currency=currency, subtotal=subtotal, charges=charges, tax_total=tax_total, total=total,
-            allocated=allocated,
+            mode=mode, currency=currency, subtotal=subtotal, charges=charges,
+            tax_total=sum((c.amount for c in credit if c.kind == LineKind.TAX), Decimal(0)), total=total,
+            allocated=min(total, amount_due(invoice)),
             delivery_status=DeliveryStatus.QUEUED if notify_customer else DeliveryStatus.NOT_SENT,
             template_version=TEMPLATE_VERSION, snapshot=view, created_by_id=principal.user.id, using_db=conn,
         )
-        await CreditNoteLine.bulk_create([
-            CreditNoteLine(
-                credit_note_id=note.id, position=i, kind=c.kind, description=c.description[:1024],
-                invoice_line_position=c.invoice_line_position, amount=c.amount,
-            )
-            for i, c in enumerate(credit, start=1)
-        ], using_db=conn)
-        credited = invoice.amount_credited + total
-        status = _status(invoice, today, credited=credited)
-        await Invoice.filter(id=invoice.id).using_db(conn).update(
-            amount_credited=credited, payment_status=status, updated_at=datetime.now(UTC),
-        )
-        await InvoiceEvent.create(
-            invoice_id=invoice.id, actor_id=principal.user.id, kind="CREDIT_NOTE_ISSUED", using_db=conn,
-            detail={
-                "creditNote": str(note.id), "number": number, "mode": mode.value, "reason": reason,
-                "total": str(round_money(total, currency)), "allocated": str(round_money(allocated, currency)),
-                "accountCredit": str(round_money(total - allocated, currency)),
-                "notifyCustomer": notify_customer, "paymentStatus": status.value,
-                "previousPaymentStatus": invoice.payment_status.value,
-            },
-        )
+        await _issued(conn, principal, invoice, note, credit, today, notify_customer)
     return CreditNoteIssued(credit_note=await CreditNote.get(id=note.id), invoice=await Invoice.get(id=invoice.id))
+
+
+async def _issued(
+    conn, principal, invoice: Invoice, note: CreditNote, credit: list[amounts.CreditLine], today: date,
+    notify_customer: bool,
+) -> None:
+    """Write the credit note's lines, what it leaves the invoice owing, and the timeline event."""
+    await CreditNoteLine.bulk_create([
+        CreditNoteLine(
+            credit_note_id=note.id, position=i, kind=c.kind, description=c.description[:1024],
+            invoice_line_position=c.invoice_line_position, amount=c.amount,
+        )
+        for i, c in enumerate(credit, start=1)
+    ], using_db=conn)
+    credited = invoice.amount_credited + note.total
+    status = _status(invoice, today, credited=credited)
+    await Invoice.filter(id=invoice.id).using_db(conn).update(
+        amount_credited=credited, payment_status=status, updated_at=datetime.now(UTC),
+    )
+    currency = invoice.currency
+    await InvoiceEvent.create(
+        invoice_id=invoice.id, actor_id=principal.user.id, kind="CREDIT_NOTE_ISSUED", using_db=conn,
+        detail={
+            "creditNote": str(note.id), "number": note.number, "mode": note.mode.value, "reason": note.reason,
+            "total": str(round_money(note.total, currency)), "allocated": str(round_money(note.allocated, currency)),
+            "accountCredit": str(round_money(note.total - note.allocated, currency)),
+            "notifyCustomer": notify_customer, "paymentStatus": status.value,
+            "previousPaymentStatus": invoice.payment_status.value,
+        },
+    )
 
 
 async def _credited(conn, invoice: Invoice) -> dict[int, Decimal]:
@@ -211,6 +226,24 @@ def _within_usable(locked: _Locked, amount: Decimal) -> None:
         )
 
 
+def _target(locked: _Locked) -> Invoice:
+    """The invoice credit is applied to: approved, another of the credit note's account, in its currency."""
+    note, invoice = locked.note, locked.target
+    if invoice is None:
+        raise NotFound("No such invoice.", field="invoiceId")
+    if invoice.status != InvoiceStatus.APPROVED:
+        raise InvalidTransition("Credit is applied to approved invoices only.", field="invoiceId")
+    if invoice.id == note.invoice_id or invoice.managed_account_id != note.managed_account_id:
+        raise ValidationFailed(
+            "Credit is applied to another invoice of the credit note's account.", field="invoiceId"
+        )
+    if invoice.currency != note.currency:
+        raise ValidationFailed(
+            f"The invoice is in {invoice.currency}, the credit in {note.currency}.", field="invoiceId"
+        )
+    return invoice
+
+
 async def apply_credit(
     principal, credit_note_id: Any, invoice_id: Any, *, amount: Decimal | None = None, applied_on: date | None = None,
 ) -> CreditUsed:
@@ -219,19 +252,7 @@ async def apply_credit(
     would, and both invoices' timelines tell it. Without `amount`, as much as both allow."""
     async with in_transaction() as conn:
         locked = await _lock(conn, principal, credit_note_id, invoice_id or None)
-        note, source, invoice = locked.note, locked.source, locked.target
-        if invoice is None:
-            raise NotFound("No such invoice.", field="invoiceId")
-        if invoice.status != InvoiceStatus.APPROVED:
-            raise InvalidTransition("Credit is applied to approved invoices only.", field="invoiceId")
-        if invoice.id == note.invoice_id or invoice.managed_account_id != note.managed_account_id:
-            raise ValidationFailed(
-                "Credit is applied to another invoice of the credit note's account.", field="invoiceId"
-            )
-        if invoice.currency != note.currency:
-            raise ValidationFailed(
-                f"The invoice is in {invoice.currency}, the credit in {note.currency}.", field="invoiceId"
-            )
+        note, source, invoice = locked.note, locked.source, _target(locked)
         organization = await Organization.get(id=invoice.organization_id, using_db=conn)
         today = organization_today(organization.timezone)
         applied_on = _on_or_before_today(applied_on, today, "appliedOn")

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from lxml import etree
 
-from models.einvoicing.document import AllowanceCharge, EDocument, Party, TaxCategory
+from models.einvoicing.document import AllowanceCharge, DocumentLine, EDocument, Party, TaxCategory, TaxSubtotal
 
 RSM = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
 RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"
@@ -84,6 +84,85 @@ def _allowance_charge(parent: etree._Element, item: AllowanceCharge) -> None:
     _category(node, "ram:CategoryTradeTax", item.tax)
 
 
+def _line_item(transaction: etree._Element, line: DocumentLine) -> None:
+    item = _el(transaction, "ram:IncludedSupplyChainTradeLineItem")
+    _el(_el(item, "ram:AssociatedDocumentLineDocument"), "ram:LineID", line.id)
+    product = _el(item, "ram:SpecifiedTradeProduct")
+    _el(product, "ram:Name", line.name)
+    _opt(product, "ram:Description", line.description)
+    agreement = _el(item, "ram:SpecifiedLineTradeAgreement")
+    _el(_el(agreement, "ram:NetPriceProductTradePrice"), "ram:ChargeAmount", _amount(line.price))
+    delivery = _el(item, "ram:SpecifiedLineTradeDelivery")
+    _el(delivery, "ram:BilledQuantity", f"{line.quantity:f}", unitCode="C62")
+    settlement = _el(item, "ram:SpecifiedLineTradeSettlement")
+    _category(settlement, "ram:ApplicableTradeTax", line.tax)
+    summation = _el(settlement, "ram:SpecifiedTradeSettlementLineMonetarySummation")
+    _el(summation, "ram:LineTotalAmount", _amount(line.amount))
+
+
+def _agreement(transaction: etree._Element, document: EDocument) -> None:
+    agreement = _el(transaction, "ram:ApplicableHeaderTradeAgreement")
+    _opt(agreement, "ram:BuyerReference", document.buyer_reference)
+    _party(agreement, "ram:SellerTradeParty", document.seller)
+    _party(agreement, "ram:BuyerTradeParty", document.buyer)
+    if document.order_reference:
+        _el(_el(agreement, "ram:BuyerOrderReferencedDocument"), "ram:IssuerAssignedID", document.order_reference)
+
+
+def _payment_means(settlement: etree._Element, document: EDocument) -> None:
+    means = _el(settlement, "ram:SpecifiedTradeSettlementPaymentMeans")
+    _el(means, "ram:TypeCode", CREDIT_TRANSFER)
+    account = _el(means, "ram:PayeePartyCreditorFinancialAccount")
+    _el(account, "ram:IBANID", document.iban)
+    _opt(account, "ram:AccountName", document.account_name)
+    if document.bic:
+        _el(_el(means, "ram:PayeeSpecifiedCreditorFinancialInstitution"), "ram:BICID", document.bic)
+
+
+def _tax_subtotal(settlement: etree._Element, subtotal: TaxSubtotal) -> None:
+    tax = _el(settlement, "ram:ApplicableTradeTax")
+    _el(tax, "ram:CalculatedAmount", _amount(subtotal.amount))
+    _el(tax, "ram:TypeCode", "VAT")
+    _opt(tax, "ram:ExemptionReason", subtotal.tax.exemption_reason)
+    _el(tax, "ram:BasisAmount", _amount(subtotal.taxable))
+    _el(tax, "ram:CategoryCode", subtotal.tax.code)
+    _opt(tax, "ram:ExemptionReasonCode", subtotal.tax.exemption_code)
+    _el(tax, "ram:RateApplicablePercent", _percent(subtotal.tax.rate))
+
+
+def _totals(settlement: etree._Element, document: EDocument) -> None:
+    totals = _el(settlement, "ram:SpecifiedTradeSettlementHeaderMonetarySummation")
+    _el(totals, "ram:LineTotalAmount", _amount(document.line_total))
+    _el(totals, "ram:ChargeTotalAmount", _amount(document.charge_total))
+    _el(totals, "ram:AllowanceTotalAmount", _amount(document.allowance_total))
+    _el(totals, "ram:TaxBasisTotalAmount", _amount(document.tax_exclusive))
+    _el(totals, "ram:TaxTotalAmount", _amount(document.tax_total), currencyID=document.currency)
+    _el(totals, "ram:GrandTotalAmount", _amount(document.grand_total))
+    _el(totals, "ram:DuePayableAmount", _amount(document.due_amount))
+
+
+def _settlement(transaction: etree._Element, document: EDocument) -> None:
+    settlement = _el(transaction, "ram:ApplicableHeaderTradeSettlement")
+    _el(settlement, "ram:PaymentReference", document.number)
+    _el(settlement, "ram:InvoiceCurrencyCode", document.currency)
+    _payment_means(settlement, document)
+    for subtotal in document.tax_subtotals:
+        _tax_subtotal(settlement, subtotal)
+    period = _el(settlement, "ram:BillingSpecifiedPeriod")
+    _date(period, "ram:StartDateTime", document.period_start)
+    _date(period, "ram:EndDateTime", document.period_end)
+    for item in document.allowances_charges:
+        _allowance_charge(settlement, item)
+    terms = _el(settlement, "ram:SpecifiedTradePaymentTerms")
+    _el(terms, "ram:Description", document.payment_terms)
+    _date(terms, "ram:DueDateDateTime", document.due_date)
+    _totals(settlement, document)
+    if document.preceding is not None:
+        reference = _el(settlement, "ram:InvoiceReferencedDocument")
+        _el(reference, "ram:IssuerAssignedID", document.preceding.number)
+        _date(reference, "ram:FormattedIssueDateTime", document.preceding.issue_date, data_type="qdt")
+
+
 def cii_xml(document: EDocument) -> bytes:
     """The document as Cross Industry Invoice XML (UTF-8, with its declaration)."""
     root = etree.Element(f"{{{RSM}}}CrossIndustryInvoice", nsmap=NSMAP)
@@ -100,65 +179,8 @@ def cii_xml(document: EDocument) -> bytes:
 
     transaction = _el(root, "rsm:SupplyChainTradeTransaction")
     for line in document.lines:
-        item = _el(transaction, "ram:IncludedSupplyChainTradeLineItem")
-        _el(_el(item, "ram:AssociatedDocumentLineDocument"), "ram:LineID", line.id)
-        product = _el(item, "ram:SpecifiedTradeProduct")
-        _el(product, "ram:Name", line.name)
-        _opt(product, "ram:Description", line.description)
-        agreement = _el(item, "ram:SpecifiedLineTradeAgreement")
-        _el(_el(agreement, "ram:NetPriceProductTradePrice"), "ram:ChargeAmount", _amount(line.price))
-        delivery = _el(item, "ram:SpecifiedLineTradeDelivery")
-        _el(delivery, "ram:BilledQuantity", f"{line.quantity:f}", unitCode="C62")
-        settlement = _el(item, "ram:SpecifiedLineTradeSettlement")
-        _category(settlement, "ram:ApplicableTradeTax", line.tax)
-        summation = _el(settlement, "ram:SpecifiedTradeSettlementLineMonetarySummation")
-        _el(summation, "ram:LineTotalAmount", _amount(line.amount))
-
-    agreement = _el(transaction, "ram:ApplicableHeaderTradeAgreement")
-    _opt(agreement, "ram:BuyerReference", document.buyer_reference)
-    _party(agreement, "ram:SellerTradeParty", document.seller)
-    _party(agreement, "ram:BuyerTradeParty", document.buyer)
-    if document.order_reference:
-        _el(_el(agreement, "ram:BuyerOrderReferencedDocument"), "ram:IssuerAssignedID", document.order_reference)
+        _line_item(transaction, line)
+    _agreement(transaction, document)
     _el(transaction, "ram:ApplicableHeaderTradeDelivery")
-
-    settlement = _el(transaction, "ram:ApplicableHeaderTradeSettlement")
-    _el(settlement, "ram:PaymentReference", document.number)
-    _el(settlement, "ram:InvoiceCurrencyCode", document.currency)
-    means = _el(settlement, "ram:SpecifiedTradeSettlementPaymentMeans")
-    _el(means, "ram:TypeCode", CREDIT_TRANSFER)
-    account = _el(means, "ram:PayeePartyCreditorFinancialAccount")
-    _el(account, "ram:IBANID", document.iban)
-    _opt(account, "ram:AccountName", document.account_name)
-    if document.bic:
-        _el(_el(means, "ram:PayeeSpecifiedCreditorFinancialInstitution"), "ram:BICID", document.bic)
-    for subtotal in document.tax_subtotals:
-        tax = _el(settlement, "ram:ApplicableTradeTax")
-        _el(tax, "ram:CalculatedAmount", _amount(subtotal.amount))
-        _el(tax, "ram:TypeCode", "VAT")
-        _opt(tax, "ram:ExemptionReason", subtotal.tax.exemption_reason)
-        _el(tax, "ram:BasisAmount", _amount(subtotal.taxable))
-        _el(tax, "ram:CategoryCode", subtotal.tax.code)
-        _opt(tax, "ram:ExemptionReasonCode", subtotal.tax.exemption_code)
-        _el(tax, "ram:RateApplicablePercent", _percent(subtotal.tax.rate))
-    period = _el(settlement, "ram:BillingSpecifiedPeriod")
-    _date(period, "ram:StartDateTime", document.period_start)
-    _date(period, "ram:EndDateTime", document.period_end)
-    for item in document.allowances_charges:
-        _allowance_charge(settlement, item)
-    terms = _el(settlement, "ram:SpecifiedTradePaymentTerms")
-    _el(terms, "ram:Description", document.payment_terms)
-    _date(terms, "ram:DueDateDateTime", document.due_date)
-    totals = _el(settlement, "ram:SpecifiedTradeSettlementHeaderMonetarySummation")
-    _el(totals, "ram:LineTotalAmount", _amount(document.line_total))
-    _el(totals, "ram:ChargeTotalAmount", _amount(document.charge_total))
-    _el(totals, "ram:AllowanceTotalAmount", _amount(document.allowance_total))
-    _el(totals, "ram:TaxBasisTotalAmount", _amount(document.tax_exclusive))
-    _el(totals, "ram:TaxTotalAmount", _amount(document.tax_total), currencyID=document.currency)
-    _el(totals, "ram:GrandTotalAmount", _amount(document.grand_total))
-    _el(totals, "ram:DuePayableAmount", _amount(document.due_amount))
-    if document.preceding is not None:
-        reference = _el(settlement, "ram:InvoiceReferencedDocument")
-        _el(reference, "ram:IssuerAssignedID", document.preceding.number)
-        _date(reference, "ram:FormattedIssueDateTime", document.preceding.issue_date, data_type="qdt")
+    _settlement(transaction, document)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)

@@ -30,16 +30,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from models.billing_profiles import ChargeKind
 from models.currencies import round_money
 from models.einvoicing.identifiers import VatCategory
 from models.errors import GenerationFailed
+from models.invoices.generation.types import ComputedRevision, Context
 from models.invoices.tables import LineKind
-
-if TYPE_CHECKING:
-    from models.invoices.generation import Context, Draft
 
 SECTION_VERSION = 1
 # Roles of the TAX and CHARGE lines, in their order on the invoice.
@@ -87,10 +85,10 @@ def _party(row: Any, name: str) -> dict[str, Any]:
     }
 
 
-def _charge_roles(ctx: Context, draft: Draft, problems: list[str]) -> tuple[list[str], Decimal | None]:
+def _charge_roles(ctx: Context, revision: ComputedRevision, problems: list[str]) -> tuple[list[str], Decimal | None]:
     """The role of each TAX and CHARGE line, and the VAT rate (None: no percentage tax).
     Billing-rule taxes come first, then the profile's taxes and charges, in their order."""
-    lines = draft.charge_lines
+    lines = revision.charge_lines
     rule_taxes = lines[: len(lines) - len(ctx.charges)]
     roles, rates = [], []
     for line in rule_taxes:
@@ -116,12 +114,12 @@ def _charge_roles(ctx: Context, draft: Draft, problems: list[str]) -> tuple[list
     return roles, (rates[0] if rates else None)
 
 
-def einvoice_section(ctx: Context, draft: Draft) -> dict[str, Any]:
+def einvoice_section(ctx: Context, revision: ComputedRevision) -> dict[str, Any]:
     """What the revision's view keeps for e-invoices; raises GenerationFailed, listing every
     problem, when the organization chose e-invoicing and the invoice cannot be one."""
     profile, account = ctx.profile, ctx.account
     problems: list[str] = []
-    roles, rate = _charge_roles(ctx, draft, problems)
+    roles, rate = _charge_roles(ctx, revision, problems)
     seller = _party(profile, profile.company_name or ctx.organization.name)
     buyer = _party(account, account.official_company_name or account.name)
     where_seller = f"the billing profile {profile.nickname!r}"
@@ -145,7 +143,7 @@ def einvoice_section(ctx: Context, draft: Draft) -> dict[str, Any]:
             "but has no percentage tax above 0: add it, or choose the VAT category that applies."
         )
     if category is not VatCategory.STANDARD and any(
-        role == VAT_ROLE and line.amount for role, line in zip(roles, draft.charge_lines, strict=True)
+        role == VAT_ROLE and line.amount for role, line in zip(roles, revision.charge_lines, strict=True)
     ):
         problems.append(
             f"The billing profile {profile.nickname!r} is {category.value.lower().replace('_', ' ')} "
@@ -272,6 +270,57 @@ def _sum(values: Iterable[Decimal]) -> Decimal:
     return sum(values, Decimal(0))
 
 
+@dataclass
+class _Parts:
+    """A frozen view's lines sorted into what EN 16931 makes of them."""
+
+    lines: list[DocumentLine] = field(default_factory=list)
+    adjustments: list[AllowanceCharge] = field(default_factory=list)
+    taxes: list[Decimal] = field(default_factory=list)
+
+
+def _parts(section: dict[str, Any], lines: Sequence[FrozenLine], currency: str, main: TaxCategory) -> _Parts:
+    """Each usage, one-off and late-cost line an invoice line; each rule an allowance or
+    charge; each TAX or CHARGE line, by its role, VAT or a charge exempt from it."""
+    untaxed = main if main.code != "S" else TaxCategory("E", Decimal(0), UNTAXED_REASON)
+    ordered = sorted(lines, key=lambda line: line.position)
+    extra_lines = [line for line in ordered if line.kind in (LineKind.TAX, LineKind.CHARGE)]
+    roles = dict(zip((line.position for line in extra_lines), section["charge_roles"], strict=True))
+    found = _Parts()
+    for line in ordered:
+        amount = round_money(Decimal(line.amount), currency)
+        if line.kind in (LineKind.USAGE, LineKind.ONE_OFF, LineKind.LATE_COST):
+            # Usage, a one-off item, costs of an earlier month: each an invoice line.
+            detail = f"{line.quantity.normalize():f} {line.unit}" if line.quantity is not None and line.unit else ""
+            found.lines.append(DocumentLine(
+                id=str(len(found.lines) + 1), name=line.description, description=detail,
+                quantity=Decimal(1 if amount >= 0 else -1), price=abs(amount), amount=amount, tax=main,
+            ))
+        elif line.kind == LineKind.RULE:
+            if amount:
+                found.adjustments.append(AllowanceCharge(amount > 0, line.description, abs(amount), main))
+        elif roles[line.position] == VAT_ROLE:
+            found.taxes.append(amount)
+        elif amount:
+            found.adjustments.append(AllowanceCharge(True, line.description, amount, untaxed))
+    return found
+
+
+def _tax_subtotals(parts: _Parts, main: TaxCategory, tax_total: Decimal) -> list[TaxSubtotal]:
+    """The VAT breakdown: the taxable amount of each category, the main one carrying the VAT."""
+    groups: dict[TaxCategory, Decimal] = {}
+    for item in parts.lines:
+        groups[item.tax] = groups.get(item.tax, Decimal(0)) + item.amount
+    for adjustment in parts.adjustments:
+        signed = adjustment.amount if adjustment.is_charge else -adjustment.amount
+        groups[adjustment.tax] = groups.get(adjustment.tax, Decimal(0)) + signed
+    groups.setdefault(main, Decimal(0))
+    return [
+        TaxSubtotal(category, taxable, tax_total if category == main else Decimal(0))
+        for category, taxable in groups.items()
+    ]
+
+
 def document_from(
     snapshot: dict[str, Any], lines: Sequence[FrozenLine], kind: DocumentKind = DocumentKind.INVOICE,
     preceding: DocumentReference | None = None,
@@ -282,55 +331,18 @@ def document_from(
     if section["problems"]:
         raise ValueError("the view is not a valid EN 16931 document: " + " ".join(section["problems"]))
     currency = snapshot["currency"]
-
-    def money(value: Decimal) -> Decimal:
-        return round_money(Decimal(value), currency)
-
     vat = section["vat"]
     main = TaxCategory(
         VatCategory(vat["category"]).code, Decimal(vat["rate"]), vat["exemption_reason"], vat["exemption_code"]
     )
-    untaxed = main if main.code != "S" else TaxCategory("E", Decimal(0), UNTAXED_REASON)
-    ordered = sorted(lines, key=lambda line: line.position)
-    document_lines: list[DocumentLine] = []
-    adjustments: list[AllowanceCharge] = []
-    taxes: list[Decimal] = []
-    extra_lines = [line for line in ordered if line.kind in (LineKind.TAX, LineKind.CHARGE)]
-    roles = dict(zip((line.position for line in extra_lines), section["charge_roles"], strict=True))
-    for line in ordered:
-        amount = money(line.amount)
-        if line.kind in (LineKind.USAGE, LineKind.ONE_OFF, LineKind.LATE_COST):
-            # Usage, a one-off item, costs of an earlier month: each an invoice line.
-            detail = f"{line.quantity.normalize():f} {line.unit}" if line.quantity is not None and line.unit else ""
-            document_lines.append(DocumentLine(
-                id=str(len(document_lines) + 1), name=line.description, description=detail,
-                quantity=Decimal(1 if amount >= 0 else -1), price=abs(amount), amount=amount, tax=main,
-            ))
-        elif line.kind == LineKind.RULE:
-            if amount:
-                adjustments.append(AllowanceCharge(amount > 0, line.description, abs(amount), main))
-        elif roles[line.position] == VAT_ROLE:
-            taxes.append(amount)
-        elif amount:
-            adjustments.append(AllowanceCharge(True, line.description, amount, untaxed))
-    tax_total = _sum(taxes)
-    groups: dict[TaxCategory, Decimal] = {}
-    for item in document_lines:
-        groups[item.tax] = groups.get(item.tax, Decimal(0)) + item.amount
-    for adjustment in adjustments:
-        signed = adjustment.amount if adjustment.is_charge else -adjustment.amount
-        groups[adjustment.tax] = groups.get(adjustment.tax, Decimal(0)) + signed
-    groups.setdefault(main, Decimal(0))
-    subtotals = [
-        TaxSubtotal(category, taxable, tax_total if category == main else Decimal(0))
-        for category, taxable in groups.items()
-    ]
-    line_total = _sum(item.amount for item in document_lines)
-    allowance_total = _sum(a.amount for a in adjustments if not a.is_charge)
-    charge_total = _sum(a.amount for a in adjustments if a.is_charge)
+    parts = _parts(section, lines, currency, main)
+    tax_total = _sum(parts.taxes)
+    line_total = _sum(item.amount for item in parts.lines)
+    allowance_total = _sum(a.amount for a in parts.adjustments if not a.is_charge)
+    charge_total = _sum(a.amount for a in parts.adjustments if a.is_charge)
     tax_exclusive = line_total - allowance_total + charge_total
     grand_total = tax_exclusive + tax_total
-    if grand_total != money(Decimal(snapshot["total"])):
+    if grand_total != round_money(Decimal(snapshot["total"]), currency):
         raise ValueError(f"the e-invoice totals {grand_total}, the frozen view {snapshot['total']}")
     return EDocument(
         kind=kind, number=snapshot["number"], issue_date=snapshot["issue_date"], due_date=snapshot["due_date"],
@@ -339,8 +351,9 @@ def document_from(
         buyer_reference=section["buyer_reference"], order_reference=section["order_reference"],
         seller=Party(**section["seller"]), buyer=Party(**section["buyer"]),
         iban=section["payment"]["iban"], bic=section["payment"]["bic"],
-        account_name=section["payment"]["account_name"], lines=document_lines,
-        allowances_charges=adjustments, tax_subtotals=subtotals, line_total=line_total,
-        allowance_total=allowance_total, charge_total=charge_total, tax_exclusive=tax_exclusive,
-        tax_total=tax_total, grand_total=grand_total, due_amount=grand_total, preceding=preceding,
+        account_name=section["payment"]["account_name"], lines=parts.lines,
+        allowances_charges=parts.adjustments, tax_subtotals=_tax_subtotals(parts, main, tax_total),
+        line_total=line_total, allowance_total=allowance_total, charge_total=charge_total,
+        tax_exclusive=tax_exclusive, tax_total=tax_total, grand_total=grand_total, due_amount=grand_total,
+        preceding=preceding,
     )

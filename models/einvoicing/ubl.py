@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from lxml import etree
 
-from models.einvoicing.document import DocumentKind, EDocument, Party, TaxCategory
+from models.einvoicing.document import DocumentKind, DocumentLine, EDocument, Party, TaxCategory
 
 CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
 CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
@@ -77,6 +77,57 @@ def _party(parent: etree._Element, tag: str, party: Party) -> None:
     _opt(legal, "cbc:CompanyID", party.legal_id)
 
 
+def _payment(root: etree._Element, document: EDocument) -> None:
+    means = _el(root, "cac:PaymentMeans")
+    _el(means, "cbc:PaymentMeansCode", CREDIT_TRANSFER)
+    if document.kind is DocumentKind.CREDIT_NOTE:
+        _el(means, "cbc:PaymentDueDate", document.due_date)
+    _el(means, "cbc:PaymentID", document.number)
+    account = _el(means, "cac:PayeeFinancialAccount")
+    _el(account, "cbc:ID", document.iban)
+    _opt(account, "cbc:Name", document.account_name)
+    if document.bic:
+        _el(_el(account, "cac:FinancialInstitutionBranch"), "cbc:ID", document.bic)
+    _el(_el(root, "cac:PaymentTerms"), "cbc:Note", document.payment_terms)
+
+
+def _amounts(root: etree._Element, document: EDocument) -> None:
+    """The allowances and charges, the VAT breakdown and the document's totals."""
+    currency = document.currency
+    for item in document.allowances_charges:
+        node = _el(root, "cac:AllowanceCharge")
+        _el(node, "cbc:ChargeIndicator", "true" if item.is_charge else "false")
+        _el(node, "cbc:AllowanceChargeReason", item.reason)
+        _amount(node, "cbc:Amount", item.amount, currency)
+        _tax_category(node, "cac:TaxCategory", item.tax)
+    total = _el(root, "cac:TaxTotal")
+    _amount(total, "cbc:TaxAmount", document.tax_total, currency)
+    for subtotal in document.tax_subtotals:
+        node = _el(total, "cac:TaxSubtotal")
+        _amount(node, "cbc:TaxableAmount", subtotal.taxable, currency)
+        _amount(node, "cbc:TaxAmount", subtotal.amount, currency)
+        _tax_category(node, "cac:TaxCategory", subtotal.tax, with_exemption=True)
+    sums = _el(root, "cac:LegalMonetaryTotal")
+    _amount(sums, "cbc:LineExtensionAmount", document.line_total, currency)
+    _amount(sums, "cbc:TaxExclusiveAmount", document.tax_exclusive, currency)
+    _amount(sums, "cbc:TaxInclusiveAmount", document.grand_total, currency)
+    _amount(sums, "cbc:AllowanceTotalAmount", document.allowance_total, currency)
+    _amount(sums, "cbc:ChargeTotalAmount", document.charge_total, currency)
+    _amount(sums, "cbc:PayableAmount", document.due_amount, currency)
+
+
+def _line(root: etree._Element, line: DocumentLine, credit: bool, currency: str) -> None:
+    node = _el(root, "cac:CreditNoteLine" if credit else "cac:InvoiceLine")
+    _el(node, "cbc:ID", line.id)
+    _el(node, "cbc:CreditedQuantity" if credit else "cbc:InvoicedQuantity", f"{line.quantity:f}", unitCode="C62")
+    _amount(node, "cbc:LineExtensionAmount", line.amount, currency)
+    item = _el(node, "cac:Item")
+    _opt(item, "cbc:Description", line.description)
+    _el(item, "cbc:Name", line.name)
+    _tax_category(item, "cac:ClassifiedTaxCategory", line.tax)
+    _amount(_el(node, "cac:Price"), "cbc:PriceAmount", line.price, currency)
+
+
 def ubl_xml(document: EDocument) -> bytes:
     """The document as UBL 2.1 XML (Invoice or CreditNote by its kind; UTF-8)."""
     credit = document.kind is DocumentKind.CREDIT_NOTE
@@ -84,7 +135,6 @@ def ubl_xml(document: EDocument) -> bytes:
     root = etree.Element(
         f"{{{namespace}}}{'CreditNote' if credit else 'Invoice'}", nsmap={None: namespace, "cac": CAC, "cbc": CBC}
     )
-    currency = document.currency
     _el(root, "cbc:CustomizationID", PEPPOL_CUSTOMIZATION)
     _el(root, "cbc:ProfileID", PEPPOL_PROFILE)
     _el(root, "cbc:ID", document.number)
@@ -94,7 +144,7 @@ def ubl_xml(document: EDocument) -> bytes:
     _el(root, "cbc:CreditNoteTypeCode" if credit else "cbc:InvoiceTypeCode", document.kind.type_code)
     for note in document.notes:
         _el(root, "cbc:Note", note)
-    _el(root, "cbc:DocumentCurrencyCode", currency)
+    _el(root, "cbc:DocumentCurrencyCode", document.currency)
     _opt(root, "cbc:BuyerReference", document.buyer_reference)
     period = _el(root, "cac:InvoicePeriod")
     _el(period, "cbc:StartDate", document.period_start)
@@ -107,50 +157,8 @@ def ubl_xml(document: EDocument) -> bytes:
         _el(reference, "cbc:IssueDate", document.preceding.issue_date)
     _party(root, "cac:AccountingSupplierParty", document.seller)
     _party(root, "cac:AccountingCustomerParty", document.buyer)
-
-    means = _el(root, "cac:PaymentMeans")
-    _el(means, "cbc:PaymentMeansCode", CREDIT_TRANSFER)
-    if credit:
-        _el(means, "cbc:PaymentDueDate", document.due_date)
-    _el(means, "cbc:PaymentID", document.number)
-    account = _el(means, "cac:PayeeFinancialAccount")
-    _el(account, "cbc:ID", document.iban)
-    _opt(account, "cbc:Name", document.account_name)
-    if document.bic:
-        _el(_el(account, "cac:FinancialInstitutionBranch"), "cbc:ID", document.bic)
-    _el(_el(root, "cac:PaymentTerms"), "cbc:Note", document.payment_terms)
-
-    for item in document.allowances_charges:
-        node = _el(root, "cac:AllowanceCharge")
-        _el(node, "cbc:ChargeIndicator", "true" if item.is_charge else "false")
-        _el(node, "cbc:AllowanceChargeReason", item.reason)
-        _amount(node, "cbc:Amount", item.amount, currency)
-        _tax_category(node, "cac:TaxCategory", item.tax)
-
-    total = _el(root, "cac:TaxTotal")
-    _amount(total, "cbc:TaxAmount", document.tax_total, currency)
-    for subtotal in document.tax_subtotals:
-        node = _el(total, "cac:TaxSubtotal")
-        _amount(node, "cbc:TaxableAmount", subtotal.taxable, currency)
-        _amount(node, "cbc:TaxAmount", subtotal.amount, currency)
-        _tax_category(node, "cac:TaxCategory", subtotal.tax, with_exemption=True)
-
-    sums = _el(root, "cac:LegalMonetaryTotal")
-    _amount(sums, "cbc:LineExtensionAmount", document.line_total, currency)
-    _amount(sums, "cbc:TaxExclusiveAmount", document.tax_exclusive, currency)
-    _amount(sums, "cbc:TaxInclusiveAmount", document.grand_total, currency)
-    _amount(sums, "cbc:AllowanceTotalAmount", document.allowance_total, currency)
-    _amount(sums, "cbc:ChargeTotalAmount", document.charge_total, currency)
-    _amount(sums, "cbc:PayableAmount", document.due_amount, currency)
-
+    _payment(root, document)
+    _amounts(root, document)
     for line in document.lines:
-        node = _el(root, "cac:CreditNoteLine" if credit else "cac:InvoiceLine")
-        _el(node, "cbc:ID", line.id)
-        _el(node, "cbc:CreditedQuantity" if credit else "cbc:InvoicedQuantity", f"{line.quantity:f}", unitCode="C62")
-        _amount(node, "cbc:LineExtensionAmount", line.amount, currency)
-        item = _el(node, "cac:Item")
-        _opt(item, "cbc:Description", line.description)
-        _el(item, "cbc:Name", line.name)
-        _tax_category(item, "cac:ClassifiedTaxCategory", line.tax)
-        _amount(_el(node, "cac:Price"), "cbc:PriceAmount", line.price, currency)
+        _line(root, line, credit, document.currency)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
