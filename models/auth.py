@@ -27,8 +27,8 @@ from tortoise.transactions import in_transaction
 
 from models.base import Scope, TimestampMixin, enum_check
 from models.errors import AuthenticationFailed, EmailTaken, NotFound, ValidationFailed
-from models.inputs import clean_text
 from models.login_throttle import LoginThrottle
+from models.text import MAX_EMAIL_LENGTH, clean_text, normalize_email
 
 if TYPE_CHECKING:
     from models.managed_accounts import ManagedAccount
@@ -147,28 +147,6 @@ def _password_matches(stored: str, password: str) -> bool:
         return _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
         return False
-
-
-MAX_EMAIL_LENGTH = 320
-
-
-def normalize_email(email: str, field: str = "email") -> str:
-    """A lower-cased address, or ValidationFailed on `field`. Deliberately simple: one @,
-    a dotted domain, no spaces or control characters; deliverability is the mail server's
-    to judge."""
-    email = email.strip().lower()
-    local, _, domain = email.partition("@")
-    if (
-        not local
-        or email.count("@") != 1
-        or "." not in domain
-        or "" in domain.split(".")
-        or len(email) > MAX_EMAIL_LENGTH
-        or any(c.isspace() for c in email)
-        or not email.isprintable()
-    ):
-        raise ValidationFailed(f"'{email[:80]}' is not an e-mail address.", field=field)
-    return email
 
 
 async def create_user(

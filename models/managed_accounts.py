@@ -16,7 +16,6 @@ from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from models.auth import normalize_email
 from models.base import ADDRESS_TEXT_COLUMNS, AddressMixin, TimestampMixin, enum_check
 from models.billing_profiles import BillingBasis, visible_profiles
 from models.currencies import check_currency
@@ -29,8 +28,8 @@ from models.einvoicing.identifiers import (
     clean_vat_id,
 )
 from models.errors import ErrorCode, NotFound, ValidationFailed
-from models.inputs import clean_pairs, clean_text, storable
 from models.organizations import Organization
+from models.text import clean_pairs, clean_text, normalize_email, storable
 
 if TYPE_CHECKING:
     from models.billing_profiles import BillingProfile

@@ -36,13 +36,14 @@ from models.xero import DocumentKind
 from schema.context import Info
 from schema.costs import CostRecord, CostRecordConnection, CostRecordOrder, CostRecordOrderField
 from schema.execution import PREFETCHED
+from schema.line_kinds import LineKind
 from schema.managed_accounts import ManagedAccount
 from schema.nodes import scoped_nodes
 from schema.pagination import Direction, paginate, selected_node_fields
 from schema.payments import Payment, Refund
 from schema.permissions import ANY_USER, MSP_USERS, requires
 from schema.scalars import Month, plain
-from schema.xero_sync import XeroSync
+from schema.xero import XeroSync
 
 if TYPE_CHECKING:
     from schema.credit_notes import CreditNote
@@ -63,13 +64,6 @@ strawberry.enum(
 DeliveryStatus = domain.DeliveryStatus
 strawberry.enum(
     DeliveryStatus, description="Whether the approved invoice's e-mail went out."
-)
-LineKind = domain.LineKind
-strawberry.enum(
-    LineKind,
-    description="USAGE (cloud costs), ONE_OFF (an item added by hand), RULE (credit, discount or "
-    "markup), CHARGE (additional charge), TAX, or LATE_COST (costs of an earlier, already invoiced month that a delivery "
-    "restated afterwards; negative when it lowered them).",
 )
 InvoiceKind = domain.InvoiceKind
 strawberry.enum(
