@@ -182,6 +182,11 @@ async def create_user(
         raise email_taken(email) from None
 
 
+def no_such_user() -> NotFound:
+    """The refusal of a user id the principal may not see (or that does not exist): the two are not told apart."""
+    return NotFound("No such user.", field="userId")
+
+
 def email_taken(email: str) -> EmailTaken:
     return EmailTaken(f"A user with e-mail {email} already exists.", field="email")
 
@@ -277,7 +282,7 @@ async def unlock_login(principal: Principal, user_id, throttle: LoginThrottle) -
     user's e-mail are forgotten, and the next one is not made to wait."""
     user = await visible_users(principal).filter(id=user_id).first()
     if user is None:
-        raise NotFound("No such user.", field="userId")
+        raise no_such_user()
     await throttle.clear(user.email)
     log.warning("login unlocked for %r by %s", user.email, principal.user.email)
     return user
