@@ -195,10 +195,10 @@ async def pipeline(settings, redis, org, *, pool: int, batch: int, max_jobs: int
     from jobs.rendering import render_invoice_html, sample_view
     from jobs.worker import WorkerSettings
     from models import Invoice
+    from models.actors import Actor
     from models.auth import create_user
     from models.base import Scope
     from models.invoices.actions import MAX_BULK, start_generations
-    from models.invoices.lifecycle import Actor
 
     owner = await create_user(org.id, "owner@bench.example", Scope.OWNER)
     actor = Actor(user_id=owner.id)
@@ -285,8 +285,8 @@ async def month(args, settings, batch: int, max_jobs: int, poll_delay: float, ge
     from infra import broker, db
     from jobs.rendering import render_invoice_html
     from models import InvoiceRevision
+    from models.actors import Actor
     from models.billing_periods import close_period
-    from models.invoices.lifecycle import Actor
 
     await recreate_database(args.database_url)
     await db.migrate(settings)

@@ -1,6 +1,7 @@
 """Short-lived signed download links, `GET /files/<token>`: a browser's `<a href>` cannot send
 an `Authorization` header, so the link itself carries who may download what, for a few
-minutes (`LINK_TTL_SECONDS`).
+minutes (`LINK_TTL_SECONDS`). Every kind of link is signed, checked and served here
+(`signed_download`), each kind through the domain's own scoped query.
 
 A token is an itsdangerous `URLSafeTimedSerializer` value (payload, timestamp, HMAC-SHA256
 keyed by `SECRET_KEY` with a salt of its own): readable by whoever holds it, but any change
@@ -14,17 +15,26 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 from infra import storage
 from infra.settings import Settings
-from models.exports import EXPORTS_FOLDER
+from models.costs.usage import usage_account, usage_by_category, usage_csv
+from models.credit_notes.queries import visible_credit_notes
+from models.einvoicing.document import EDocument
+from models.einvoicing.files import UBL_TYPE, credit_note_document, frozen_document
+from models.einvoicing.ubl import ubl_xml
+from models.exports import CSV_TYPE, DETAILED_COLUMNS, EXPORTS_FOLDER, detailed_rows, load_exported, safe_filename, write_csv
+from models.invoices.queries import visible_invoices
+from models.invoices.reconciliation import reconcile, reconciliation_csv
+from models.organizations import Organization
 
 # A salt of their own: a value signed with the same key for another purpose is no link.
 SALT = "invoicing.files.v1"
+CONTENT_TYPES = {"csv": CSV_TYPE, "zip": "application/zip", "pdf": "application/pdf"}
 
 
 def clock() -> datetime:
@@ -97,3 +107,80 @@ def purge_exports(settings: Settings) -> int:
     return storage.purge(
         settings, EXPORTS_FOLDER, older_than=clock() - timedelta(seconds=settings.link_ttl_seconds + 60)
     )
+
+
+@dataclass(frozen=True)
+class Download:
+    """What a signed link serves: a file in storage (`stored`) or bytes made now (`data`)."""
+
+    filename: str
+    content_type: str
+    stored: str | None = None
+    data: bytes | None = None
+    # The stored PDF is served as Factur-X, with this document embedded.
+    embed: EDocument | None = None
+
+
+async def signed_download(principal, kind: str, target: str, filename: str) -> Download | None:
+    """The file of a signed link, checked again against what `principal` may see now:
+    - "pdf": the stored PDF of the current revision of invoice `target`;
+    - "csv": the DETAILED export of invoice `target`, made now;
+    - "export": a stored export at `target`, only for the organization's MSP users;
+    - "usage": an account's usage by service category (`account/from/to`), made now, for whoever may read it;
+    - "reconciliation": the reconciliation of month `target` as CSV, made now, for MSP users.
+    - "credit_note_pdf": the stored PDF of credit note `target`; "credit_note_facturx" and
+      "credit_note_ubl": its e-invoice files (type 381), made now;
+    - "facturx" and "ubl": the e-invoice files of approved invoice `target`'s frozen revision.
+    None when there is nothing (any longer) to serve."""
+    if kind == "credit_note_pdf":
+        note = await visible_credit_notes(principal).filter(id=target, pdf_path__isnull=False).first()
+        if note is None or note.pdf_path is None:
+            return None
+        return Download(safe_filename(note.number, "pdf"), CONTENT_TYPES["pdf"], stored=note.pdf_path)
+    if kind in ("credit_note_facturx", "credit_note_ubl"):
+        note = await visible_credit_notes(principal).filter(id=target, pdf_path__isnull=False).first()
+        credited = await credit_note_document(note) if note is not None and note.pdf_path else None
+        if note is None or credited is None or note.pdf_path is None:
+            return None
+        if kind == "credit_note_ubl":
+            return Download(safe_filename(f"{note.number}-ubl", "xml"), UBL_TYPE, data=ubl_xml(credited))
+        return Download(safe_filename(f"{note.number}-facturx", "pdf"), CONTENT_TYPES["pdf"], stored=note.pdf_path, embed=credited)
+    if kind == "export":
+        mine = principal.is_msp_user and target.startswith(f"{EXPORTS_FOLDER}/{principal.organization_id}/")
+        return Download(filename, CONTENT_TYPES[filename.rsplit(".", 1)[-1]], stored=target) if mine else None
+    if kind == "usage":
+        account_id, month_from, month_to = target.split("/")
+        account = await usage_account(principal, account_id)
+        if account is None:
+            return None
+        rows = await usage_by_category(account, date.fromisoformat(month_from), date.fromisoformat(month_to))
+        return Download(safe_filename(f"usage-{account.name}-{month_from[:7]}-{month_to[:7]}", "csv"), CSV_TYPE,
+                        data=usage_csv(account, rows))
+    if kind == "reconciliation":
+        if not principal.is_msp_user:
+            return None
+        month = date.fromisoformat(target)
+        data = reconciliation_csv(await reconcile(principal.organization_id, month))
+        return Download(f"reconciliation-{month:%Y-%m}.csv", CSV_TYPE, data=data)
+    query = visible_invoices(principal).filter(id=target, current_revision_id__isnull=False)
+    if kind in ("facturx", "ubl"):
+        invoice = await query.first()
+        frozen = await frozen_document(invoice) if invoice is not None else None
+        if frozen is None or not frozen[0].pdf_path:
+            return None
+        revision, document = frozen
+        if kind == "ubl":
+            return Download(safe_filename(f"{document.number}-ubl", "xml"), UBL_TYPE, data=ubl_xml(document))
+        return Download(safe_filename(f"{document.number}-facturx", "pdf"), CONTENT_TYPES["pdf"], stored=revision.pdf_path, embed=document)
+    if kind == "pdf":
+        invoice = await query.select_related("current_revision").first()
+        if invoice is None or not invoice.current_revision.pdf_path:
+            return None
+        filename = safe_filename(invoice.number or "invoice", "pdf")
+        return Download(filename, CONTENT_TYPES["pdf"], stored=invoice.current_revision.pdf_path)
+    items = await load_exported(query) if kind == "csv" else []
+    if not items:
+        return None
+    organization = await Organization.get(id=principal.organization_id)
+    data = write_csv(DETAILED_COLUMNS, detailed_rows(items[0], organization.export_date_format))
+    return Download(safe_filename(items[0].invoice.number or "invoice", "csv"), CSV_TYPE, data=data)

@@ -3,7 +3,6 @@ paths stored in the database."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import os
@@ -92,30 +91,6 @@ def purge_deliveries(settings: Settings, now: datetime | None = None) -> int:
     many. Their imports' records and cost rows stay: only the files go."""
     older_than = (now or datetime.now(UTC)) - timedelta(days=settings.delivery_retention_days)
     return purge(settings, DELIVERIES_FOLDER, older_than)
-
-
-class UploadTooLarge(Exception):
-    """An upload passed its cap; what was written of it is removed."""
-
-
-async def receive(settings: Settings, relative: str, upload: Any, limit: int, chunk: int = 1 << 20) -> Path:
-    """Copy an upload (anything with `async read(n)`) into storage in chunks, never holding
-    more than one chunk in memory; past `limit` bytes the file is removed and UploadTooLarge
-    raised. The disk writes run off the event loop."""
-    target = _resolve(settings, relative)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    written = 0
-    try:
-        with target.open("wb") as handle:
-            while data := await upload.read(chunk):
-                written += len(data)
-                if written > limit:
-                    raise UploadTooLarge(relative)
-                await asyncio.to_thread(handle.write, data)
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
-    return target
 
 
 def safe_name(filename: str | None, default: str = "upload") -> str:

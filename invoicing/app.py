@@ -33,13 +33,12 @@ from invoicing import pages
 from invoicing.bodies import BodyLimits
 from invoicing.logs import redact_access_log
 from invoicing.root import schema
-from jobs.xero import complete_connection, webhook_received
-from models import exports
 from models.auth import principal_of_link
 from models.einvoicing.files import facturx_pdf
 from models.errors import DomainError, RequestErrorCode
 from models.xero.connections import BROWSER_COOKIE, take_authorization
 from models.xero.tokens import browser_bound, webhook_signed
+from resolvers.xero import complete_connection, webhook_received
 from schema.core.context import Context
 from schema.core.fanout import FanOutHandler
 from schema.core.permissions import authenticate_bearer
@@ -176,7 +175,7 @@ async def download(request: Request) -> Response:
     settings = request.app.state.settings
     claims = links.verify(settings, request.path_params["token"])
     principal = await principal_of_link(**links.requester(claims)) if claims else None
-    found = await exports.signed_download(principal, claims["k"], claims["t"], claims["f"]) if principal and claims else None
+    found = await links.signed_download(principal, claims["k"], claims["t"], claims["f"]) if principal and claims else None
     path = storage.path(settings, found.stored) if found and found.stored else None
     if found is None or (path is not None and not path.is_file()):
         return PlainTextResponse("Not found.", status_code=404, headers=DOWNLOAD_HEADERS)

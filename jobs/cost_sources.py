@@ -32,8 +32,9 @@ from models.cost_sources import (
     object_key,
     record_sync,
 )
-from models.costs import CostFileRejected, register_delivery, run_import
+from models.costs import register_delivery, run_import
 from models.costs.deliveries import manifest_keys
+from models.errors import CostFileRejected
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ from infra import storage
 from jobs import effects
 from jobs.rendering import TEMPLATE_VERSION, render_invoice_html
 from jobs.xero import requeue_stalled_pushes
+from models.actors import Actor
 from models.costs import CostImport, CostImportState
 from models.credit_notes import CreditNote
 from models.errors import DomainError
@@ -34,7 +35,6 @@ from models.invoices.generation.compute import computed
 from models.invoices.generation.inputs import fetch_inputs, load_contexts, load_invoices, revision_counts
 from models.invoices.generation.store import Generated, store_revisions
 from models.invoices.generation.view import build_view
-from models.invoices.lifecycle import Actor
 from models.invoices.numbering import ensure_numbers
 
 log = logging.getLogger(__name__)

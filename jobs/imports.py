@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from models.costs import CostFileRejected, run_import
-from models.errors import DomainError
+from models.costs import run_import
+from models.errors import CostFileRejected, DomainError
 
 log = logging.getLogger(__name__)
 

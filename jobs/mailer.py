@@ -28,9 +28,9 @@ import aiosmtplib
 import jinja2
 
 from jobs.rendering import TEMPLATES_DIR
-from models.auth import normalize_email
 from models.errors import ValidationFailed
 from models.organizations import Organization
+from models.text import normalize_email
 
 SMTP_TIMEOUT = 30.0
 NOTIFICATION_KINDS = frozenset({"approved", "voided", "refunded", "credit_refunded"})

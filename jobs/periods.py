@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 from jobs import effects
 from jobs.xero import push_at_rollover
+from models.actors import Actor
 from models.billing_periods import close_period, periods_to_close
 from models.invoices.actions import auto_send_due
-from models.invoices.lifecycle import Actor
 
 log = logging.getLogger(__name__)
 SCHEDULER = Actor.system("scheduler")

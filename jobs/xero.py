@@ -1,4 +1,4 @@
-"""Xero: finishing a connection, pushing documents, reading payments back, revoking tokens.
+"""Xero in the background: pushing documents, reading payments back, revoking tokens.
 
 A push is idempotent by our number: the document is looked up in Xero by its number first,
 and created only when Xero has none (with an idempotency key, so that a request whose answer
@@ -19,14 +19,14 @@ from arq import Retry
 from infra import xero
 from infra.settings import Settings
 from jobs import effects
+from models.actors import Actor
 from models.currencies import round_money
-from models.errors import DomainError, ValidationFailed
-from models.invoices.lifecycle import Actor
+from models.errors import DomainError
 from models.xero import connections, sync
-from models.xero.documents import FrozenDocument, account_map, load_view, to_xero, xero_url
+from models.xero.documents import FrozenDocument, account_map, load_view, not_ours, to_xero, xero_url
 from models.xero.payments import import_payment
 from models.xero.tables import ConnectionStatus, DocumentKind, XeroConnection, XeroSync
-from models.xero.tokens import TokenSet, auth_event_id, unseal_tokens
+from models.xero.tokens import TokenSet, unseal_tokens
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,27 +69,6 @@ async def with_token(
         raise
 
 
-async def complete_connection(settings: Settings, code: str, state: str, user_id: Any = None) -> XeroConnection:
-    """The end of the authorization: the code exchanged (with the PKCE verifier) for tokens,
-    the organisation this authorization connected chosen through the connections endpoint
-    (by its `authEventId`), and the connection kept. With
-    `user_id`, only the owner who started it may finish it."""
-    pending = await connections.take_authorization(settings, state, user_id)
-    if not code:
-        raise ValidationFailed("Xero sent no authorization code.", field="code")
-    try:
-        tokens = await xero.exchange_code(settings, code, pending.code_verifier)
-        event_id = auth_event_id(tokens.access_token)
-        tenant = connections.choose_tenant(await xero.connections(settings, tokens.access_token, event_id), event_id)
-        short_code = await xero.short_code(settings, tokens.access_token, tenant["tenantId"])
-    except xero.XeroError as exc:
-        raise ValidationFailed(f"Xero did not complete the connection: {exc.message}", field="code") from exc
-    return await connections.save_connection(settings, pending, tokens, connections.Tenant(
-        tenant_id=tenant["tenantId"], name=tenant.get("tenantName") or "", connection_ref=tenant.get("id") or "",
-        short_code=short_code,
-    ))
-
-
 async def _push(settings: Settings, view: FrozenDocument) -> tuple[str, str, str]:
     """Push one document: (Xero's id, its deep link, what was done)."""
     try:
@@ -105,11 +84,9 @@ async def _push(settings: Settings, view: FrozenDocument) -> tuple[str, str, str
                 raise _Permanent(f"{view.number} is voided and Xero does not have it: nothing to push.")
             created = await xero.create_document(settings, token, connection.tenant_id, document, f"{view.kind.value}-{view.id}")
             return created.xero_id, xero_url(view.kind, created.xero_id, connection.short_code), "created"
-        if (found.total is not None and found.total != view.total) or found.contact_name.casefold() != view.contact_name.casefold():
-            raise _Permanent(
-                f"Xero already has a document numbered {view.number}, for {found.contact_name} ({found.total}), "
-                f"not for {view.contact_name} ({view.total}): renumber or remove the one in Xero, then push again."
-            )
+        problem = not_ours(view, found.total, found.contact_name)
+        if problem:
+            raise _Permanent(problem)
         action = "found"
         if view.voided and found.status != "VOIDED":
             await xero.void_document(settings, token, connection.tenant_id, document, found.xero_id)
@@ -222,19 +199,6 @@ async def read_xero_payments(ctx: dict, organization_id: str) -> int:
     """One organization's new Xero payments, now (a webhook said its invoices changed)."""
     connection = await XeroConnection.get_or_none(organization_id=organization_id, status=ConnectionStatus.CONNECTED)
     return await poll_payments_of(ctx["settings"], ctx["redis"], connection) if connection else 0
-
-
-async def webhook_received(redis: Any, payload: dict) -> list[Any]:
-    """A signed webhook's events: the organizations whose Xero invoices changed get their
-    payments read. Answers those organizations."""
-    events = payload.get("events") if isinstance(payload, dict) else None
-    tenants = list({
-        str(event.get("tenantId")) for event in events or []
-        if isinstance(event, dict) and event.get("eventCategory") == "INVOICE" and event.get("tenantId")
-    })
-    organization_ids = await connections.organizations_of_tenants(tenants) if tenants else []
-    await effects.xero_invoices_changed(redis, organization_ids)
-    return organization_ids
 
 
 async def revoke_xero_tokens(ctx: dict, sealed_tokens: str) -> str:

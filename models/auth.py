@@ -28,8 +28,8 @@ from tortoise.transactions import in_transaction
 
 from models.base import Scope, TimestampMixin, enum_check
 from models.errors import AuthenticationFailed, EmailTaken, NotFound, ValidationFailed
-from models.inputs import clean_text
 from models.login_throttle import LoginThrottle
+from models.text import MAX_EMAIL_LENGTH, clean_text, normalize_email
 
 if TYPE_CHECKING:
     from models.managed_accounts import ManagedAccount
@@ -161,28 +161,6 @@ def _password_matches(stored: str, password: str) -> bool:
         return False
 
 
-MAX_EMAIL_LENGTH = 320
-
-
-def normalize_email(email: str, field: str = "email") -> str:
-    """A lower-cased address, or ValidationFailed on `field`. Deliberately simple: one @,
-    a dotted domain, no spaces or control characters; deliverability is the mail server's
-    to judge."""
-    email = email.strip().lower()
-    local, _, domain = email.partition("@")
-    if (
-        not local
-        or email.count("@") != 1
-        or "." not in domain
-        or "" in domain.split(".")
-        or len(email) > MAX_EMAIL_LENGTH
-        or any(c.isspace() for c in email)
-        or not email.isprintable()
-    ):
-        raise ValidationFailed(f"'{email[:80]}' is not an e-mail address.", field=field)
-    return email
-
-
 async def create_user(
     organization_id,
     email: str,
@@ -214,6 +192,11 @@ async def create_user(
         if "email" not in str(exc):
             raise
         raise email_taken(email) from None
+
+
+def no_such_user() -> NotFound:
+    """The refusal of a user id the principal may not see (or that does not exist): the two are not told apart."""
+    return NotFound("No such user.", field="userId")
 
 
 def email_taken(email: str) -> EmailTaken:
@@ -311,7 +294,7 @@ async def unlock_login(principal: Principal, user_id, throttle: LoginThrottle) -
     user's e-mail are forgotten, and the next one is not made to wait."""
     user = await visible_users(principal).filter(id=user_id).first()
     if user is None:
-        raise NotFound("No such user.", field="userId")
+        raise no_such_user()
     await throttle.clear(user.email)
     log.warning("login unlocked for %r by %s", user.email, principal.user.email)
     return user

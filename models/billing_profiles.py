@@ -30,10 +30,9 @@ from models.einvoicing.identifiers import (
     clean_vat_id,
 )
 from models.errors import NotFound, ValidationFailed
-from models.inputs import clean_pairs, clean_text
+from models.text import clean_pairs, clean_text
 
 if TYPE_CHECKING:
-    from models.managed_accounts import ManagedAccount
     from models.organizations import Organization
 
 
@@ -93,7 +92,9 @@ class BillingProfile(TimestampMixin, AddressMixin, Model):
     vat_exemption_reason = fields.CharField(max_length=255, default="", db_default="")
 
     charges: fields.ReverseRelation[BillingProfileCharge]
-    managed_accounts: fields.ReverseRelation[ManagedAccount]
+    # Named by the base table: the accounts' module imports this one (a profile's basis and
+    # visibility), and this one only counts them.
+    managed_accounts: fields.ReverseRelation[Model]
 
     class Meta:
         table = "billing_profiles"

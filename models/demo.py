@@ -24,12 +24,12 @@ from typing import Any, TypedDict, cast
 
 from tortoise.transactions import in_transaction
 
+from models.actors import Actor
 from models.auth import TokenKind, User, create_user, hash_password, issue_token
 from models.base import Scope
 from models.billing_periods import close_period
 from models.billing_profiles import BillingProfile, BillingProfileCharge, ChargeKind
 from models.costs import CostImport, CostRecord, ImportReport, import_costs
-from models.invoices.lifecycle import Actor
 from models.invoices.tables import Invoice, InvoiceExtraLine, InvoiceStatus
 from models.managed_accounts import AutoInvoice, ManagedAccount, set_sub_accounts
 from models.organizations import Organization

@@ -122,6 +122,42 @@ class ValidationFailed(DomainError):
     code = ErrorCode.INVALID
 
 
+class CostFileRejected(ValidationFailed):
+    """The cost delivery cannot be imported as it is; nothing was written.
+
+    `line` is the 1-based CSV line (the header is line 1) where the problem starts, `row` the
+    1-based data row (Parquet has rows, not lines), both None when the problem is the file
+    as a whole; `column` names the FOCUS column concerned; `file` names the part file of a
+    delivery of several (and is in the message then, with `name_file`). A check that does
+    not know where it reads is `placed` by the reader that does, and raised on as it is.
+    """
+
+    code = ErrorCode.INVALID_COST_FILE
+
+    def __init__(
+        self, message: str, *, line: int | None = None, column: str | None = None,
+        row: int | None = None, file: str | None = None, name_file: bool = False,
+    ):
+        super().__init__(message, field="file")
+        self.reason = message
+        self.column = column
+        self.placed(line=line, row=row, file=file, name_file=name_file)
+
+    def placed(
+        self, *, line: int | None = None, row: int | None = None, file: str | None = None, name_file: bool = False,
+    ) -> CostFileRejected:
+        """This refusal at `line` or `row` of `file` (named in the message with `name_file`)."""
+        self.line, self.row, self.file = line, row, file
+        where = [file] if file and name_file else []
+        if line is not None:
+            where.append(f"line {line}")
+        elif row is not None:
+            where.append(f"row {row}")
+        self.message = f"{', '.join(where)}: {self.reason}" if where else self.reason
+        self.args = (self.message,)
+        return self
+
+
 class InvalidTransition(DomainError):
     """The object is not in a state that allows the operation."""
 

@@ -16,7 +16,7 @@ from tortoise.models import Model
 from models.base import TimestampMixin
 from models.currencies import check_currency
 from models.errors import ValidationFailed
-from models.inputs import storable
+from models.text import storable
 
 if TYPE_CHECKING:
     from models.organizations import Organization

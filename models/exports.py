@@ -36,16 +36,10 @@ from typing import Any
 from tortoise import connections
 
 from models.billing_profiles import BillingProfile
-from models.costs.usage import usage_account, usage_by_category, usage_csv
 from models.credit_notes import exports as credit_notes
-from models.credit_notes.queries import visible_credit_notes
 from models.currencies import round_money
-from models.einvoicing.document import EDocument
-from models.einvoicing.files import UBL_TYPE, credit_note_document, frozen_document
-from models.einvoicing.ubl import ubl_xml
 from models.errors import ErrorCode, InvalidTransition, NotFound, ValidationFailed
 from models.invoices.queries import InvoiceQuery, amount_due, filter_invoices, visible_invoices
-from models.invoices.reconciliation import reconcile, reconciliation_csv
 from models.invoices.tables import Invoice, InvoiceLineItem, InvoiceStatus, LineKind
 from models.organizations import ExportDateFormat, Organization
 
@@ -90,7 +84,6 @@ _DATE_PATTERNS = {
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 CSV_TYPE = "text/csv; charset=utf-8"
-_CONTENT_TYPES = {"csv": CSV_TYPE, "zip": "application/zip", "pdf": "application/pdf"}
 # Stored exports live under EXPORTS_FOLDER/<organization id>/.
 EXPORTS_FOLDER = "exports"
 
@@ -415,80 +408,3 @@ async def set_date_format(principal, style: ExportDateFormat) -> Organization:
     """The organization's date format of exports."""
     await Organization.filter(id=principal.organization_id).update(export_date_format=style)
     return await Organization.get(id=principal.organization_id)
-
-
-@dataclass(frozen=True)
-class Download:
-    """What a signed link serves: a file in storage (`stored`) or bytes made now (`data`)."""
-
-    filename: str
-    content_type: str
-    stored: str | None = None
-    data: bytes | None = None
-    # The stored PDF is served as Factur-X, with this document embedded.
-    embed: EDocument | None = None
-
-
-async def signed_download(principal, kind: str, target: str, filename: str) -> Download | None:
-    """The file of a signed link, checked again against what `principal` may see now:
-    - "pdf": the stored PDF of the current revision of invoice `target`;
-    - "csv": the DETAILED export of invoice `target`, made now;
-    - "export": a stored export at `target`, only for the organization's MSP users;
-    - "usage": an account's usage by service category (`account/from/to`), made now, for whoever may read it;
-    - "reconciliation": the reconciliation of month `target` as CSV, made now, for MSP users.
-    - "credit_note_pdf": the stored PDF of credit note `target`; "credit_note_facturx" and
-      "credit_note_ubl": its e-invoice files (type 381), made now;
-    - "facturx" and "ubl": the e-invoice files of approved invoice `target`'s frozen revision.
-    None when there is nothing (any longer) to serve."""
-    if kind == "credit_note_pdf":
-        note = await visible_credit_notes(principal).filter(id=target, pdf_path__isnull=False).first()
-        if note is None or note.pdf_path is None:
-            return None
-        return Download(safe_filename(note.number, "pdf"), _CONTENT_TYPES["pdf"], stored=note.pdf_path)
-    if kind in ("credit_note_facturx", "credit_note_ubl"):
-        note = await visible_credit_notes(principal).filter(id=target, pdf_path__isnull=False).first()
-        credited = await credit_note_document(note) if note is not None and note.pdf_path else None
-        if note is None or credited is None or note.pdf_path is None:
-            return None
-        if kind == "credit_note_ubl":
-            return Download(safe_filename(f"{note.number}-ubl", "xml"), UBL_TYPE, data=ubl_xml(credited))
-        return Download(safe_filename(f"{note.number}-facturx", "pdf"), _CONTENT_TYPES["pdf"], stored=note.pdf_path, embed=credited)
-    if kind == "export":
-        mine = principal.is_msp_user and target.startswith(f"{EXPORTS_FOLDER}/{principal.organization_id}/")
-        return Download(filename, _CONTENT_TYPES[filename.rsplit(".", 1)[-1]], stored=target) if mine else None
-    if kind == "usage":
-        account_id, month_from, month_to = target.split("/")
-        account = await usage_account(principal, account_id)
-        if account is None:
-            return None
-        rows = await usage_by_category(account, date.fromisoformat(month_from), date.fromisoformat(month_to))
-        return Download(safe_filename(f"usage-{account.name}-{month_from[:7]}-{month_to[:7]}", "csv"), CSV_TYPE,
-                        data=usage_csv(account, rows))
-    if kind == "reconciliation":
-        if not principal.is_msp_user:
-            return None
-        month = date.fromisoformat(target)
-        data = reconciliation_csv(await reconcile(principal.organization_id, month))
-        return Download(f"reconciliation-{month:%Y-%m}.csv", CSV_TYPE, data=data)
-    query = visible_invoices(principal).filter(id=target, current_revision_id__isnull=False)
-    if kind in ("facturx", "ubl"):
-        invoice = await query.first()
-        frozen = await frozen_document(invoice) if invoice is not None else None
-        if frozen is None or not frozen[0].pdf_path:
-            return None
-        revision, document = frozen
-        if kind == "ubl":
-            return Download(safe_filename(f"{document.number}-ubl", "xml"), UBL_TYPE, data=ubl_xml(document))
-        return Download(safe_filename(f"{document.number}-facturx", "pdf"), _CONTENT_TYPES["pdf"], stored=revision.pdf_path, embed=document)
-    if kind == "pdf":
-        invoice = await query.select_related("current_revision").first()
-        if invoice is None or not invoice.current_revision.pdf_path:
-            return None
-        filename = safe_filename(invoice.number or "invoice", "pdf")
-        return Download(filename, _CONTENT_TYPES["pdf"], stored=invoice.current_revision.pdf_path)
-    items = await load_exported(query) if kind == "csv" else []
-    if not items:
-        return None
-    organization = await Organization.get(id=principal.organization_id)
-    data = write_csv(DETAILED_COLUMNS, detailed_rows(items[0], organization.export_date_format))
-    return Download(safe_filename(items[0].invoice.number or "invoice", "csv"), CSV_TYPE, data=data)

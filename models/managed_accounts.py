@@ -16,7 +16,6 @@ from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from models.auth import normalize_email
 from models.base import ADDRESS_TEXT_COLUMNS, AddressMixin, TimestampMixin, enum_check
 from models.billing_profiles import BillingBasis, visible_profiles
 from models.currencies import check_currency
@@ -29,8 +28,8 @@ from models.einvoicing.identifiers import (
     clean_vat_id,
 )
 from models.errors import ErrorCode, NotFound, ValidationFailed
-from models.inputs import clean_pairs, clean_text, storable
 from models.organizations import Organization
+from models.text import clean_pairs, clean_text, normalize_email, storable
 
 if TYPE_CHECKING:
     from models.billing_profiles import BillingProfile
@@ -250,21 +249,25 @@ async def set_sub_accounts(account: ManagedAccount, sub_account_ids: list[str]) 
                 ],
                 using_db=connection,
             )
-        # The account's records become exactly those of its sub-accounts, whatever linked
-        # them before; only rows whose link changes are written.
+        await _relink_costs(connection, account, wanted)
+
+
+async def _relink_costs(connection: Any, account: ManagedAccount, wanted: list[str]) -> None:
+    """The account's records become exactly those of its sub-accounts, whatever linked them
+    before; only rows whose link changes are written."""
+    await connection.execute_query(
+        "UPDATE cost_records SET managed_account_id = NULL"
+        " WHERE managed_account_id = $1 AND organization_id = $2"
+        " AND NOT (sub_account_id = ANY($3::varchar[]))",
+        [account.id, account.organization_id, wanted],
+    )
+    if wanted:
         await connection.execute_query(
-            "UPDATE cost_records SET managed_account_id = NULL"
-            " WHERE managed_account_id = $1 AND organization_id = $2"
-            " AND NOT (sub_account_id = ANY($3::varchar[]))",
-            [account.id, organization_id, wanted],
+            "UPDATE cost_records SET managed_account_id = $1"
+            " WHERE organization_id = $2 AND sub_account_id = ANY($3::varchar[])"
+            " AND managed_account_id IS DISTINCT FROM $1",
+            [account.id, account.organization_id, wanted],
         )
-        if wanted:
-            await connection.execute_query(
-                "UPDATE cost_records SET managed_account_id = $1"
-                " WHERE organization_id = $2 AND sub_account_id = ANY($3::varchar[])"
-                " AND managed_account_id IS DISTINCT FROM $1",
-                [account.id, organization_id, wanted],
-            )
 
 
 # Limits of what an owner may enter; the invoice template is laid out for them.

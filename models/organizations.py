@@ -14,10 +14,9 @@ from tortoise.migrations.constraints import CheckConstraint
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from models.auth import normalize_email
 from models.base import Scope, TimestampMixin, enum_check
 from models.errors import NotFound, ValidationFailed
-from models.inputs import clean_text
+from models.text import clean_text, normalize_email
 
 
 class ExportDateFormat(str, Enum):

@@ -34,6 +34,7 @@ from models.auth import (
     hash_token,
     hashed_password,
     issue_token,
+    no_such_user,
     visible_tokens,
     visible_users,
 )
@@ -85,7 +86,7 @@ def _pending() -> Q:
 def _require_owner(principal: Principal) -> None:
     # The API checks the scope before this; the domain refuses the rest alike (CLI, jobs).
     if principal.scope != Scope.OWNER:
-        raise NotFound("No such user.", field="userId")
+        raise no_such_user()
 
 
 async def _account_of(principal: Principal, scope: Scope, managed_account_id: Any) -> Any:
@@ -128,7 +129,7 @@ async def resend_invitation(principal: Principal, user_id: Any, *, lifetime: tim
     async with in_transaction() as connection:
         user = await visible_users(principal).filter(id=user_id).select_for_update().using_db(connection).first()
         if user is None:
-            raise NotFound("No such user.", field="userId")
+            raise no_such_user()
         if user.state != UserState.INVITED:
             raise InvalidTransition(
                 f"{user.email} is {user.state.value.lower()}: only an invited user is sent an invitation.",
@@ -206,7 +207,7 @@ async def _locked_user(principal: Principal, user_id: Any, connection) -> User:
     await _lock_organization(principal, connection)
     user = await visible_users(principal).filter(id=user_id).select_for_update().using_db(connection).first()
     if user is None:
-        raise NotFound("No such user.", field="userId")
+        raise no_such_user()
     return user
 
 

@@ -6,7 +6,7 @@ import strawberry
 
 from jobs import effects
 from models import billing_periods
-from models.invoices.lifecycle import Actor
+from models.actors import Actor
 from schema.billing_periods import (
     BillingPeriod,
     BillingPeriodClosed,

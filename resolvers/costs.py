@@ -168,8 +168,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 async def _store(info: Info, organization_id: uuid.UUID, uploads: list[UploadFile]) -> tuple[str, list]:
-    """Each part into storage, a chunk at a time, under the delivery's own folder (a folder
-    per part keeps its name, which the import's messages use); the cap counts the whole
+    """The delivery's parts into storage under a folder of its own; the cap counts the whole
     delivery and the organization's stored deliveries, and a refused one leaves nothing behind."""
     settings = info.context.settings
     for number, upload in enumerate(uploads, start=1):
@@ -180,24 +179,26 @@ async def _store(info: Info, organization_id: uuid.UUID, uploads: list[UploadFil
     kept = storage.delivery_folder(organization_id)
     room = settings.max_stored_delivery_bytes - await asyncio.to_thread(storage.used_bytes, settings, kept)
     folder = f"{kept}/{uuid.uuid4()}"
-    left, stored = min(settings.max_upload_bytes, room), []
-    for number, upload in enumerate(uploads, start=1):
-        try:
-            path = await storage.receive(settings, f"{folder}/{number}/{storage.safe_name(upload.filename)}", upload, left)
-        except storage.UploadTooLarge:
-            storage.remove(settings, folder)
-            field = "file" if number == 1 else "files"
-            if room < settings.max_upload_bytes:
-                raise ValidationFailed(
-                    f"Your organization keeps at most {settings.max_stored_delivery_bytes:,} bytes of cost deliveries, "
-                    f"and {max(room, 0):,} are left until older ones are purged "
-                    f"({settings.delivery_retention_days} days after their upload).", field=field,
-                ) from None
-            raise ValidationFailed(f"A cost delivery is at most {settings.max_upload_bytes:,} bytes.", field=field) from None
-        left -= path.stat().st_size
-        # Sent with its folders, a part matches its manifest's keys by them too.
-        stored.append((path, storage.safe_relative(upload.filename)))
-    return folder, stored
+    try:
+        paths = await costs.store_parts(
+            storage.path(settings, folder), [(storage.safe_name(upload.filename), upload) for upload in uploads],
+            min(settings.max_upload_bytes, room),
+        )
+    except costs.PartTooLarge as too_large:
+        storage.remove(settings, folder)
+        field = "file" if too_large.number == 1 else "files"
+        if room < settings.max_upload_bytes:
+            raise ValidationFailed(
+                f"Your organization keeps at most {settings.max_stored_delivery_bytes:,} bytes of cost deliveries, "
+                f"and {max(room, 0):,} are left until older ones are purged "
+                f"({settings.delivery_retention_days} days after their upload).", field=field,
+            ) from None
+        raise ValidationFailed(f"A cost delivery is at most {settings.max_upload_bytes:,} bytes.", field=field) from None
+    except BaseException:
+        storage.remove(settings, folder)
+        raise
+    # Sent with its folders, a part matches its manifest's keys by them too.
+    return folder, [(path, storage.safe_relative(upload.filename)) for path, upload in zip(paths, uploads, strict=True)]
 
 
 @strawberry.type

@@ -1,14 +1,22 @@
-"""Xero: the integration as MSP users read it; connect, disconnect, settings and pushes, by owners."""
+"""Xero: the integration as MSP users read it; connect, disconnect, settings and pushes, by owners;
+and the two requests Xero itself sends to the app (the authorization's end, the webhook), which
+the app's routes hand to `complete_connection` and `webhook_received`."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 
+from infra import xero
+from infra.settings import Settings
 from jobs import effects
-from jobs.xero import complete_connection
+from models.errors import ValidationFailed
 from models.invoices import LineKind
 from models.xero import connections, sync
 from models.xero import settings as xero_settings
+from models.xero.tables import XeroConnection as XeroConnectionModel
+from models.xero.tokens import auth_event_id
 from resolvers.invoices import _bulk
 from schema.core.context import Info
 from schema.core.mutations import mutation
@@ -28,6 +36,40 @@ from schema.xero import (
     XeroSettings,
     XeroSettingsUpdated,
 )
+
+
+async def complete_connection(settings: Settings, code: str, state: str, user_id: Any = None) -> XeroConnectionModel:
+    """The end of the authorization: the code exchanged (with the PKCE verifier) for tokens,
+    the organisation this authorization connected chosen through the connections endpoint
+    (by its `authEventId`), and the connection kept. With
+    `user_id`, only the owner who started it may finish it."""
+    pending = await connections.take_authorization(settings, state, user_id)
+    if not code:
+        raise ValidationFailed("Xero sent no authorization code.", field="code")
+    try:
+        tokens = await xero.exchange_code(settings, code, pending.code_verifier)
+        event_id = auth_event_id(tokens.access_token)
+        tenant = connections.choose_tenant(await xero.connections(settings, tokens.access_token, event_id), event_id)
+        short_code = await xero.short_code(settings, tokens.access_token, tenant["tenantId"])
+    except xero.XeroError as exc:
+        raise ValidationFailed(f"Xero did not complete the connection: {exc.message}", field="code") from exc
+    return await connections.save_connection(settings, pending, tokens, connections.Tenant(
+        tenant_id=tenant["tenantId"], name=tenant.get("tenantName") or "", connection_ref=tenant.get("id") or "",
+        short_code=short_code,
+    ))
+
+
+async def webhook_received(redis: Any, payload: dict) -> list[Any]:
+    """A signed webhook's events: the organizations whose Xero invoices changed get their
+    payments read. Answers those organizations."""
+    events = payload.get("events") if isinstance(payload, dict) else None
+    tenants = list({
+        str(event.get("tenantId")) for event in events or []
+        if isinstance(event, dict) and event.get("eventCategory") == "INVOICE" and event.get("tenantId")
+    })
+    organization_ids = await connections.organizations_of_tenants(tenants) if tenants else []
+    await effects.xero_invoices_changed(redis, organization_ids)
+    return organization_ids
 
 
 async def _integration(info: Info) -> XeroIntegration:

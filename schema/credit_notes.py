@@ -33,8 +33,9 @@ from schema.core.nodes import filter_uuids, scoped_nodes
 from schema.core.pagination import CountedConnection, Direction
 from schema.core.permissions import ANY_USER, MSP_USERS, requires
 from schema.core.scalars import Month
-from schema.invoices.enums import DeliveryStatus, LineKind
+from schema.invoices.enums import DeliveryStatus
 from schema.invoices.types import Invoice
+from schema.line_kinds import LineKind
 from schema.managed_accounts import ManagedAccount
 
 # `strawberry.enum` marks the domain's enum itself as a GraphQL enum; the name here is a

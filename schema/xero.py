@@ -1,5 +1,6 @@
 """GraphQL types of the Xero integration: the connection, the account mapping, and where each
-document stands with Xero. MSP users only: customers see nothing of Xero."""
+document stands with Xero (the type `Invoice.xeroSync` and a credit note's answer). MSP users
+only: customers see nothing of Xero."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from models import User as UserModel
 from models import xero as domain
 from schema.core.context import Info
 from schema.core.errors import InvalidTransitionError, NotFoundError, ValidationError
-from schema.invoices.enums import LineKind
+from schema.line_kinds import LineKind
 
 XeroConnectionStatus = domain.ConnectionStatus
 strawberry.enum(
@@ -20,6 +21,32 @@ strawberry.enum(
     description="CONNECTED, or NEEDS_RECONNECT once Xero refused to renew the connection (revoked in "
     "Xero, or unused for 60 days): an owner connects again.",
 )
+
+XeroSyncState = domain.SyncState
+strawberry.enum(
+    XeroSyncState,
+    description="Where a document stands with Xero: QUEUED (a push is on its way), RETRYING (an attempt "
+    "failed for a reason that may pass; another follows), SYNCED (Xero has it), FAILED (Xero refused it, "
+    "or retrying gave up: `message` says why; push again once fixed).",
+)
+
+
+@strawberry.type(description="Where one document stands with Xero.")
+class XeroSync:
+    state: XeroSyncState = strawberry.field(description="Where the push stands.")
+    message: str | None = strawberry.field(description="Why the last attempt failed, in Xero's words when it gave them.")
+    attempts: int = strawberry.field(description="Attempts of the current push.")
+    last_attempt_at: datetime | None = strawberry.field(description="When the last attempt was made.")
+    synced_at: datetime | None = strawberry.field(description="When Xero last confirmed it has the document.")
+    xero_id: str | None = strawberry.field(description="Xero's id of the document, once it has it.")
+    url: str | None = strawberry.field(description="Xero's deep link to the document, once it has it.")
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> XeroSync:
+        return cls(
+            state=row["state"], message=row["message"], attempts=row["attempts"], last_attempt_at=row["last_attempt_at"],
+            synced_at=row["synced_at"], xero_id=row["xero_id"], url=row["xero_url"],
+        )
 
 
 @strawberry.type(description="The organization's connection to one Xero organisation.")

@@ -10,13 +10,13 @@ from decimal import Decimal
 import pytest
 
 from models import CostDeliveryScope, CostImport, CostRecord, ExchangeRate, Invoice, InvoiceEvent
+from models.actors import Actor
 from models.billing_periods import close_period
 from models.invoices.actions import start_generation
 from models.invoices.generation.compute import compute
 from models.invoices.generation.inputs import load_context
 from models.invoices.generation.store import store_revision
 from models.invoices.generation.view import build_view
-from models.invoices.lifecycle import Actor
 from models.invoices.numbering import ensure_number
 from tests.graphql import gql
 from tests.test_corrections import gid

@@ -14,8 +14,8 @@ import pytest
 
 from jobs.periods import close_due_periods, send_due_invoices
 from models import BillingProfileCharge, Invoice, InvoiceEvent, InvoiceExtraLine, InvoiceLineItem, Payment
+from models.actors import Actor
 from models.billing_periods import close_period
-from models.invoices.lifecycle import Actor
 from models.managed_accounts import AutoInvoice
 from tests import factories as f
 from tests.graphql import gql

@@ -13,12 +13,12 @@ import pytest
 from strawberry.relay import to_base64
 
 from models import BillingProfileCharge, ExchangeRate, Invoice, InvoiceEvent, LateCost, SubAccount
+from models.actors import Actor
 from models.billing_periods import close_period
 from models.costs import import_costs
 from models.errors import GenerationFailed
 from models.invoices.generation.compute import compute
 from models.invoices.generation.inputs import load_context
-from models.invoices.lifecycle import Actor
 from models.invoices.tables import InvoiceStatus
 from models.organizations import LateCostBilling
 from tests import factories as f

@@ -17,8 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from models import CostImport, CostRecord, LateCost
-from models.costs import CostFileRejected, CostImportState, import_costs, register_delivery, run_import
+from models.costs import CostImportState, import_costs, register_delivery, run_import
 from models.costs.records import CostDeliveryScope
+from models.errors import CostFileRejected
 from models.invoices.tables import InvoiceStatus
 from tests import factories as f
 from tests.test_costs_import import AWS_BIG, SAMPLE, database_totals, expected_totals, sample_rows, to_csv

@@ -25,7 +25,8 @@ from infra import storage
 from invoicing.cli import data as cli
 from jobs import worker as worker_jobs
 from models import CostImport, CostRecord
-from models.costs import CostFileRejected, CostOrigin, import_costs
+from models.costs import CostOrigin, import_costs
+from models.errors import CostFileRejected
 from tests import factories as f
 from tests.graphql import error_codes
 from tests.test_cost_reading import aws_typed

@@ -23,8 +23,9 @@ from tortoise import connections
 
 from bench import bomb_files
 from infra.settings import get_settings
-from models.costs import CostFileRejected, CostImport, CostImportState, CostRecord, import_costs, register_delivery
+from models.costs import CostImport, CostImportState, CostRecord, import_costs, register_delivery
 from models.costs.sources import BATCH_BYTES, Part, read_batches
+from models.errors import CostFileRejected
 from tests import factories as f
 from tests.test_costs_import import database_totals, expected_totals, sample_rows, to_csv
 

@@ -14,12 +14,12 @@ import pytest
 from strawberry.relay import to_base64
 
 from models import CostImport, CostRecord, Invoice, SubAccount
+from models.actors import Actor
 from models.billing_periods import close_period
 from models.costs import CostOrigin, import_costs
 from models.currencies import round_money
 from models.invoices.generation.compute import compute
 from models.invoices.generation.inputs import load_context
-from models.invoices.lifecycle import Actor
 from models.invoices.tables import InvoiceStatus
 from schema.core.scalars import plain
 from tests import factories as f

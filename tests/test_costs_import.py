@@ -18,8 +18,8 @@ from tortoise import connections
 
 from invoicing.cli import data as cli
 from models import CostImport, CostRecord, SubAccount
-from models.costs import CostFileRejected, CostOrigin, import_costs
-from models.errors import NotFound, ValidationFailed
+from models.costs import CostOrigin, import_costs
+from models.errors import CostFileRejected, NotFound, ValidationFailed
 from models.managed_accounts import set_sub_accounts
 from tests import factories as f
 

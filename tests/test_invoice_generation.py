@@ -19,12 +19,13 @@ from models import (
     Invoice,
     InvoiceEvent,
 )
+from models.actors import Actor
 from models.billing_periods import close_period, periods_to_close
 from models.costs import CostOrigin
 from models.errors import GenerationFailed, InvalidTransition, MissingBillingProfile
 from models.invoices.generation.compute import compute
 from models.invoices.generation.inputs import load_context
-from models.invoices.lifecycle import Actor, transition
+from models.invoices.lifecycle import transition
 from models.invoices.numbering import ensure_number
 from tests import factories as f
 

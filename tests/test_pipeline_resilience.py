@@ -26,10 +26,11 @@ from jobs.generate import GIVE_UP_AFTER, STUCK_AFTER, generate_invoices, requeue
 from jobs.send import send_invoice
 from jobs.worker import WorkerSettings, worker_settings
 from models import BillingPeriod, CostImport, Invoice, InvoiceEvent, InvoiceNumberCounter, InvoiceRevision
+from models.actors import Actor
 from models.base import Scope
 from models.billing_periods import close_period
 from models.invoices.actions import fail_generation
-from models.invoices.lifecycle import Actor, transition
+from models.invoices.lifecycle import transition
 from tests import factories as f
 from tests.graphql import error_codes, gql
 from tests.test_rendering import pdf_text

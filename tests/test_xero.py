@@ -15,8 +15,8 @@ import pytest
 from arq import Retry
 
 from models import Invoice, InvoiceEvent, InvoiceLineItem, Payment
+from models.actors import Actor
 from models.invoices import InvoiceStatus, LineKind, PaymentStatus
-from models.invoices.lifecycle import Actor
 from models.xero import ConnectionStatus, DocumentKind, SyncState, XeroConnection, XeroSync, documents
 from models.xero.sync import request_push
 from models.xero.tokens import code_challenge, seal, unseal, unseal_tokens

@@ -38,8 +38,8 @@ def close_period(
 
 async def _close_period(settings: Settings, month, organization_ref: str | None) -> int:
     from jobs import effects
+    from models.actors import Actor
     from models.billing_periods import close_period as close
-    from models.invoices.lifecycle import Actor
 
     organization = await find_organization(organization_ref)
     created = await close(organization.id, month, Actor.system("cli"), must_be_past=True)
@@ -62,9 +62,9 @@ def generate(
 
 async def _generate(settings: Settings, month, organization_ref: str | None, wait: bool) -> Table:
     from jobs import effects
+    from models.actors import Actor
     from models.invoices import Invoice, InvoiceStatus
     from models.invoices.actions import start_generations
-    from models.invoices.lifecycle import Actor
 
     organization = await find_organization(organization_ref)
     ready = Invoice.filter(organization_id=organization.id, billing_period__start_date=month)

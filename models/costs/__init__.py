@@ -1,7 +1,7 @@
 """Cost data: FOCUS deliveries imported into cost records, superseding earlier deliveries."""
 
-from models.costs.focus import CostFileRejected
-from models.costs.importer import import_costs, register_delivery, run_import
+from models.costs.importer import run_import
+from models.costs.intake import PartTooLarge, import_costs, register_delivery, store_parts
 from models.costs.queries import CostQuery, billed_totals, filter_costs, is_invoiced, visible_costs, visible_imports
 from models.costs.records import CostDeliveryScope, CostImport, CostImportState, CostOrigin, CostRecord, LateCost
 from models.costs.reports import (
@@ -15,7 +15,6 @@ from models.costs.reports import (
 __all__ = [
     "AccountMonthTotal",
     "CostDeliveryScope",
-    "CostFileRejected",
     "CostImport",
     "CostImportState",
     "CostOrigin",
@@ -24,7 +23,9 @@ __all__ = [
     "ImportReport",
     "LateCost",
     "LateCostEntry",
+    "PartTooLarge",
     "ScopeOutcome",
+    "store_parts",
     "UnmatchedSubAccount",
     "billed_totals",
     "filter_costs",

@@ -34,8 +34,8 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from models.costs.focus import CostFileRejected
 from models.costs.sources import Part
+from models.errors import CostFileRejected
 
 _MANIFEST_SUFFIX = "manifest.json"
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")

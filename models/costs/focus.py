@@ -27,7 +27,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, DecimalException, Inexact
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from models.errors import ErrorCode, ValidationFailed
+from models.errors import CostFileRejected
 
 # The widest number a cost column holds: NUMERIC(38,16), 22 digits before the point.
 COST_SCALE = 16
@@ -57,38 +57,6 @@ _SHOWN_VALUE = 40
 _ZONED = r"(?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)$"
 _CURRENCY = "^[A-Za-z]{3}$"
 _CONTROL = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]"
-
-
-class CostFileRejected(ValidationFailed):
-    """The delivery cannot be imported as it is; nothing was written.
-
-    `line` is the 1-based CSV line (the header is line 1) where the problem starts, `row` the
-    1-based data row (Parquet has rows, not lines), both None when the problem is the file
-    as a whole; `column` names the FOCUS column concerned; `file` names the part file of a
-    delivery of several (and is in the message then).
-    """
-
-    code = ErrorCode.INVALID_COST_FILE
-
-    def __init__(
-        self, message: str, *, line: int | None = None, column: str | None = None,
-        row: int | None = None, file: str | None = None, name_file: bool = False,
-    ):
-        self.reason = message
-        where = []
-        if file and name_file:
-            where.append(file)
-        if line is not None:
-            where.append(f"line {line}")
-        elif row is not None:
-            where.append(f"row {row}")
-        if where:
-            message = f"{', '.join(where)}: {message}"
-        super().__init__(message, field="file")
-        self.line = line
-        self.row = row
-        self.column = column
-        self.file = file
 
 
 class RowProblem(Exception):

@@ -19,10 +19,10 @@ import queue
 import tempfile
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, BinaryIO
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,7 +39,6 @@ from models.costs.focus import (
     ROW_FIELDS,
     TIMESTAMP_TYPE,
     BatchChecker,
-    CostFileRejected,
     RowProblem,
     months_of,
     parse_cost_decimal,
@@ -48,9 +47,8 @@ from models.costs.records import CostImport, CostImportState, CostOrigin
 from models.costs.reports import AccountMonthTotal, ImportReport, UnmatchedSubAccount
 from models.costs.sources import Part, header_names, line_of_row, read_batches
 from models.costs.supersede import scope_totals, supersede
-from models.errors import InvalidTransition, NotFound, ValidationFailed
+from models.errors import CostFileRejected, InvalidTransition, NotFound
 from models.managed_accounts import ManagedAccount, SubAccount, lock_sub_account_mapping
-from models.organizations import Organization
 
 _COPY_COLUMNS = ("organization_id", "cost_import_id", "origin", *ROW_FIELDS)
 _CSV_OPTIONS = pa_csv.WriteOptions(include_header=False)
@@ -63,118 +61,6 @@ _GROUP_KEYS = ("provider", "billing_account", "month", "currency", "account", "s
 INTERNAL_ERROR = "The import stopped on an internal error; it can be run again."
 
 ProgressCallback = Callable[[int], Any]
-# A delivery's file: its path, or its path and the name (a relative path) it was sent under.
-Source = pathlib.Path | str | tuple[pathlib.Path | str, str]
-
-
-async def register_delivery(
-    organization_id: uuid.UUID | str,
-    sources: Sequence[Source],
-    *,
-    filename: str = "",
-    imported_by_id: uuid.UUID | str | None = None,
-    origin: CostOrigin = CostOrigin.MSP_DELEGATED,
-    account_id: uuid.UUID | str | None = None,
-    found_by: tuple[uuid.UUID, str, str] | None = None,
-) -> CostImport:
-    """Record a delivery of stored files (part files, a folder with its manifest, a zip) as
-    a QUEUED import; a source may be a (path, name) pair: a file sent under a name, whose
-    folders match a manifest's keys (an upload's relative path); `run_import` (or the `run_cost_import` job) imports it. The files must
-    stay where they are until it ran.
-
-    `found_by` is the cost source whose sync found it, with its manifest's key and ETag.
-
-    Raises `ValidationFailed` when `account_id` is missing for an account integration or
-    given for a delegated delivery, `NotFound` for an unknown organization or account.
-    """
-    organization_id = _uuid(organization_id, "The organization does not exist.", "organizationId")
-    if (origin == CostOrigin.ACCOUNT_INTEGRATION) != (account_id is not None):
-        raise ValidationFailed(
-            "Name the managed account of an account integration's file, and only of one.",
-            field="accountId",
-        )
-    if not await Organization.filter(id=organization_id).exists():
-        raise NotFound("The organization does not exist.", field="organizationId")
-    if account_id is not None:
-        account_id = _uuid(account_id, "The managed account does not exist.", "accountId")
-        if not await ManagedAccount.filter(id=account_id, organization_id=organization_id).exists():
-            raise NotFound("The managed account does not exist.", field="accountId")
-    paths = await asyncio.to_thread(_resolved, sources)
-    return await CostImport.create(
-        organization_id=organization_id, origin=origin, managed_account_id=account_id,
-        filename=(filename or ", ".join(pathlib.Path(_path_of(path)).name for path in paths))[:255],
-        parts=paths, imported_by_id=imported_by_id, state=CostImportState.QUEUED,
-        cost_source_id=found_by[0] if found_by else None, source_key=found_by[1][:1024] if found_by else None,
-        source_etag=found_by[2][:255] if found_by else None,
-    )
-
-
-def _resolved(sources: Sequence[Source]) -> list[str | list[str]]:
-    """The sources' absolute paths, with their names when sent under one (resolving them
-    reads the file system: run in a thread)."""
-    return [
-        [str(pathlib.Path(source[0]).resolve()), source[1]] if isinstance(source, tuple)
-        else str(pathlib.Path(source).resolve())
-        for source in sources
-    ]
-
-
-def _path_of(stored: str | list[str]) -> str:
-    return stored[0] if isinstance(stored, list) else stored
-
-
-async def import_costs(
-    organization_id: uuid.UUID | str,
-    data: bytes | str | pathlib.Path | BinaryIO | Sequence[pathlib.Path],
-    *,
-    filename: str = "",
-    imported_by_id: uuid.UUID | str | None = None,
-    origin: CostOrigin = CostOrigin.MSP_DELEGATED,
-    account_id: uuid.UUID | str | None = None,
-    progress: ProgressCallback | None = None,
-) -> ImportReport:
-    """Import a FOCUS delivery now and return what it held and changed: bytes, text, a
-    binary file, a path (a file, a folder, a zip) or a list of part paths.
-
-    `origin` says whose integration exported it: the MSP's (delegated), or one that the
-    managed account `account_id` added itself, whose rows may only be of that account's
-    sub-accounts. On any error nothing is written, not even the import's record.
-    Raises `CostFileRejected`, `ValidationFailed` and `NotFound` as `register_delivery` and
-    `run_import` do. `progress` is called on the event loop with the rows loaded so far.
-    """
-    with tempfile.TemporaryDirectory(prefix="cost-delivery-") as folder:
-        sources = _stored(data, pathlib.Path(folder), filename)
-        cost_import = await register_delivery(
-            organization_id, sources, filename=filename, imported_by_id=imported_by_id,
-            origin=origin, account_id=account_id,
-        )
-        try:
-            return await run_import(cost_import.id, progress=progress)
-        except BaseException:
-            # The caller is told now, so no failed record is kept for it to read later.
-            await CostImport.filter(id=cost_import.id).delete()
-            raise
-
-
-def _stored(data: Any, folder: pathlib.Path, filename: str) -> list[pathlib.Path]:
-    """The delivery's files on disk: paths as they are, content copied into `folder`."""
-    if isinstance(data, pathlib.Path):
-        return [data]
-    if isinstance(data, (list, tuple)):
-        return [pathlib.Path(path) for path in data]
-    target = folder / (pathlib.Path(filename).name or "delivery")
-    if isinstance(data, str):
-        try:
-            target.write_bytes(data.encode())
-        except UnicodeEncodeError as error:
-            raise CostFileRejected(f"the text holds an invalid character at position {error.start}") from None
-    elif isinstance(data, (bytes, bytearray, memoryview)):
-        target.write_bytes(data)
-    else:
-        with target.open("wb") as file:
-            while chunk := data.read(_HASH_CHUNK):
-                file.write(chunk.encode() if isinstance(chunk, str) else chunk)
-    return [target]
 
 
 async def run_import(cost_import_id: uuid.UUID | str, *, progress: ProgressCallback | None = None) -> ImportReport:
@@ -187,7 +73,7 @@ async def run_import(cost_import_id: uuid.UUID | str, *, progress: ProgressCallb
     Raises `CostFileRejected` when the delivery is refused, `InvalidTransition` when the
     import is already DONE or FAILED, `NotFound` for an unknown import.
     """
-    cost_import_id = _uuid(cost_import_id, "The cost import does not exist.", "id")
+    cost_import_id = known_uuid(cost_import_id, "The cost import does not exist.", "id")
     claimed = await CostImport.filter(
         id=cost_import_id, state__in=(CostImportState.QUEUED, CostImportState.RUNNING)
     ).update(state=CostImportState.RUNNING, started_at=datetime.now(UTC), rows_done=0)
@@ -401,9 +287,8 @@ class _Pipeline:
                         try:
                             checker = BatchChecker(batch.names, self.keys, self.values, self.only_account)
                         except CostFileRejected as refused:
-                            raise CostFileRejected(
-                                refused.reason, line=1 if part.kind != "parquet" else None,
-                                column=refused.column, file=part.name, name_file=self.name_files,
+                            raise refused.placed(
+                                line=1 if part.kind != "parquet" else None, file=part.name, name_file=self.name_files,
                             ) from None
                     try:
                         checked = checker.check(batch.data)
@@ -430,10 +315,7 @@ class _Pipeline:
                     self._check_header_only(part)
         except CostFileRejected as refused:
             if refused.file and self.name_files and refused.file not in refused.message:
-                refused = CostFileRejected(
-                    refused.reason, line=refused.line, row=refused.row, column=refused.column,
-                    file=refused.file, name_file=True,
-                )
+                refused.placed(line=refused.line, row=refused.row, file=refused.file, name_file=True)
             self._put(refused)
         except BaseException as error:  # handed to the event loop, which aborts the COPY
             self._put(error)
@@ -445,10 +327,7 @@ class _Pipeline:
         try:
             BatchChecker(names, self.keys, self.values, self.only_account)
         except CostFileRejected as refused:
-            raise CostFileRejected(
-                refused.reason, line=1 if part.kind != "parquet" else None, column=refused.column,
-                file=part.name, name_file=self.name_files,
-            ) from None
+            raise refused.placed(line=1 if part.kind != "parquet" else None, file=part.name, name_file=self.name_files) from None
 
     def _with_constants(self, table: pa.Table) -> pa.Table:
         rows = table.num_rows
@@ -496,7 +375,7 @@ def _billed(text: pa.ChunkedArray) -> pa.Array:
         return pa.array([parse_cost_decimal(value) for value in text.to_pylist()], pa.decimal256(76, 16))
 
 
-def _uuid(value: uuid.UUID | str, missing: str, field: str) -> uuid.UUID:
+def known_uuid(value: uuid.UUID | str, missing: str, field: str) -> uuid.UUID:
     """The id as a UUID; one that cannot be is of nothing that exists."""
     try:
         return uuid.UUID(str(value))
@@ -535,4 +414,4 @@ def _totals(groups: dict[tuple, list[Any]]) -> tuple[AccountMonthTotal, ...]:
     )
 
 
-__all__ = ["import_costs", "register_delivery", "run_import"]
+__all__ = ["INTERNAL_ERROR", "ProgressCallback", "known_uuid", "run_import"]

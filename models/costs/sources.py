@@ -29,7 +29,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from infra.settings import get_settings
-from models.costs.focus import NULL_TEXTS, CostFileRejected, header_of, is_focus_column
+from models.costs.focus import NULL_TEXTS, header_of, is_focus_column
+from models.errors import CostFileRejected
 
 CSV_BLOCK_BYTES = 8 << 20
 PARQUET_BATCH_ROWS = 32_768
@@ -145,7 +146,7 @@ def _parquet_batches(part: Part) -> Iterator[Batch]:
     try:
         header_of(names)
     except CostFileRejected as refused:
-        raise CostFileRejected(refused.reason, column=refused.column, file=part.name) from None
+        raise refused.placed(file=part.name) from None
     read = [name for name in names if is_focus_column(name)]
     try:
         strings = [

@@ -94,69 +94,98 @@ async def supersede(
             ))
             continue
         if month not in invoiced_by_month:
-            by_account: dict[uuid.UUID, dict[str, uuid.UUID]] = {}
-            # An approved month's invoice is preferred to a voided or supplementary one.
-            for row in await pg.fetch(
-                f"""SELECT i.id, i.managed_account_id, i.provider_name FROM invoices i
-                    JOIN billing_periods p ON p.id = i.billing_period_id
-                    WHERE i.organization_id = $1 AND p.start_date = $2 AND {_INVOICED}
-                    ORDER BY i.status = 'APPROVED', i.kind = 'REGULAR', i.created_at""",
-                organization_id, month,
-            ):
-                by_account.setdefault(row["managed_account_id"], {})[row["provider_name"]] = row["id"]
-            invoiced_by_month[month] = by_account
-        invoiced = invoiced_by_month[month]
-        locked = list(invoiced)
+            invoiced_by_month[month] = await _invoiced_accounts(pg, organization_id, month)
+        locked = list(invoiced_by_month[month])
         if locked:
-            # What each approved account's invoice was made of, against what is delivered now.
-            for row in await pg.fetch(
-                f"""SELECT managed_account_id, billing_currency, cost_import_id = $7 AS is_new,
-                           count(*) AS rows, sum(billed_cost) AS cost
-                    FROM cost_records WHERE managed_account_id = ANY($8::uuid[])
-                      AND {_SCOPE_ROWS}
-                    GROUP BY 1, 2, 3""",
-                *scope_args, locked,
-            ):
-                sums = late.setdefault(
-                    (row["managed_account_id"], month, row["billing_currency"], provider, billing_account),
-                    [Decimal(0), Decimal(0), 0, 0],
-                )
-                slot = 1 if row["is_new"] else 0
-                sums[slot] = EXACT.add(sums[slot], row["cost"])
-                sums[slot + 2] += row["rows"]
-            kept_out = await pg.execute(
-                "DELETE FROM cost_records WHERE cost_import_id = $7 AND managed_account_id = ANY($8::uuid[])"
-                " AND " + _SCOPE_ROWS, *scope_args, locked,
-            )
-            result.late += _count(kept_out)
-        removed = 0
-        if current is not None:
-            # Without a current delivery the scope has no rows from this source (migration
-            # 0007 recorded one for the rows imported before), and a month's partition of
-            # millions of rows is not scanned for nothing.
-            removed = _count(await pg.execute(
-                "DELETE FROM cost_records WHERE cost_import_id <> $7"
-                " AND (managed_account_id IS NULL OR managed_account_id <> ALL($8::uuid[])) AND " + _SCOPE_ROWS,
-                *scope_args, locked,
-            ))
+            result.late += await _keep_invoiced(pg, scope_args, locked, late)
+        removed, superseded = await _replace(pg, scope_args, locked, current, delivered.rows, totals)
         result.replaced += removed
-        superseded = None
-        if current is not None:
-            superseded = current["cost_import_id"]
-            await pg.execute("UPDATE cost_delivery_scopes SET is_current = false WHERE id = $1", current["id"])
-        await pg.execute(
-            """INSERT INTO cost_delivery_scopes (id, organization_id, cost_import_id, origin,
-                   integration_account_id, provider_name, billing_account_id, billing_month,
-                   supersedes_id, is_current, row_count, totals, created_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true, $10, $11::jsonb, now())""",
-            uuid.uuid4(), organization_id, cost_import_id, origin.value, account, provider,
-            billing_account, month, superseded, delivered.rows,
-            json.dumps({currency: f"{total:f}" for currency, total in totals}),
-        )
         result.scopes.append(ScopeOutcome(
             provider, billing_account, month, "NEW" if current is None else "REPLACED",
             delivered.rows, totals, superseded, removed,
         ))
+    await _late_costs(pg, result, late, invoiced_by_month, (organization_id, cost_import_id, origin))
+    return result
+
+
+async def _invoiced_accounts(pg: Any, organization_id: uuid.UUID, month: date) -> dict[uuid.UUID, dict[str, uuid.UUID]]:
+    """The month's accounts whose costs may not change any more: account -> provider -> invoice."""
+    by_account: dict[uuid.UUID, dict[str, uuid.UUID]] = {}
+    # An approved month's invoice is preferred to a voided or supplementary one.
+    for row in await pg.fetch(
+        f"""SELECT i.id, i.managed_account_id, i.provider_name FROM invoices i
+            JOIN billing_periods p ON p.id = i.billing_period_id
+            WHERE i.organization_id = $1 AND p.start_date = $2 AND {_INVOICED}
+            ORDER BY i.status = 'APPROVED', i.kind = 'REGULAR', i.created_at""",
+        organization_id, month,
+    ):
+        by_account.setdefault(row["managed_account_id"], {})[row["provider_name"]] = row["id"]
+    return by_account
+
+
+async def _keep_invoiced(pg: Any, scope_args: tuple, locked: list[uuid.UUID], late: dict) -> int:
+    """The invoiced accounts keep their rows as invoiced: what they were made of and what is
+    delivered now is summed into `late`, and the new rows of those accounts are dropped (how many)."""
+    _, month, provider, billing_account = scope_args[:4]
+    for row in await pg.fetch(
+        f"""SELECT managed_account_id, billing_currency, cost_import_id = $7 AS is_new,
+                   count(*) AS rows, sum(billed_cost) AS cost
+            FROM cost_records WHERE managed_account_id = ANY($8::uuid[])
+              AND {_SCOPE_ROWS}
+            GROUP BY 1, 2, 3""",
+        *scope_args, locked,
+    ):
+        sums = late.setdefault(
+            (row["managed_account_id"], month, row["billing_currency"], provider, billing_account),
+            [Decimal(0), Decimal(0), 0, 0],
+        )
+        slot = 1 if row["is_new"] else 0
+        sums[slot] = EXACT.add(sums[slot], row["cost"])
+        sums[slot + 2] += row["rows"]
+    kept_out = await pg.execute(
+        "DELETE FROM cost_records WHERE cost_import_id = $7 AND managed_account_id = ANY($8::uuid[])"
+        " AND " + _SCOPE_ROWS, *scope_args, locked,
+    )
+    return _count(kept_out)
+
+
+async def _replace(
+    pg: Any, scope_args: tuple, locked: list[uuid.UUID], current: Any, rows: int, totals: tuple,
+) -> tuple[int, uuid.UUID | None]:
+    """The scope's earlier rows removed (but the invoiced accounts'), and the new import
+    recorded as its current delivery: (rows removed, the import it superseded)."""
+    organization_id, month, provider, billing_account, origin, account, cost_import_id = scope_args
+    removed = 0
+    superseded = None
+    if current is not None:
+        # Without a current delivery the scope has no rows from this source (migration
+        # 0007 recorded one for the rows imported before), and a month's partition of
+        # millions of rows is not scanned for nothing.
+        removed = _count(await pg.execute(
+            "DELETE FROM cost_records WHERE cost_import_id <> $7"
+            " AND (managed_account_id IS NULL OR managed_account_id <> ALL($8::uuid[])) AND " + _SCOPE_ROWS,
+            *scope_args, locked,
+        ))
+        superseded = current["cost_import_id"]
+        await pg.execute("UPDATE cost_delivery_scopes SET is_current = false WHERE id = $1", current["id"])
+    await pg.execute(
+        """INSERT INTO cost_delivery_scopes (id, organization_id, cost_import_id, origin,
+               integration_account_id, provider_name, billing_account_id, billing_month,
+               supersedes_id, is_current, row_count, totals, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true, $10, $11::jsonb, now())""",
+        uuid.uuid4(), organization_id, cost_import_id, origin, account, provider,
+        billing_account, month, superseded, rows,
+        json.dumps({currency: f"{total:f}" for currency, total in totals}),
+    )
+    return removed, superseded
+
+
+async def _late_costs(
+    pg: Any, result: Supersession, late: dict, invoiced_by_month: dict, delivery: tuple[uuid.UUID, uuid.UUID, CostOrigin],
+) -> None:
+    """Each invoiced scope's difference stored as a late cost, and reported per account,
+    month and currency."""
+    organization_id, cost_import_id, origin = delivery
     per_account: dict[tuple[uuid.UUID, date, str], list[Any]] = {}
     for (account_id, month, currency, provider, billing_account), sums in sorted(
         late.items(), key=lambda item: (str(item[0][0]), *item[0][1:])
@@ -175,7 +204,6 @@ async def supersede(
             account_id, _invoice_of(invoiced_by_month[month][account_id], ""), month, currency, invoiced_cost, delivered_cost,
             EXACT.subtract(delivered_cost, invoiced_cost), invoiced_rows, delivered_rows,
         ))
-    return result
 
 
 def _invoice_of(invoices: dict[str, uuid.UUID], provider: str) -> uuid.UUID:

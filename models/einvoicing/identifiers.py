@@ -15,7 +15,7 @@ from stdnum.eu import vat as eu_vat
 from stdnum.exceptions import ValidationError as StdnumError
 
 from models.errors import ValidationFailed
-from models.inputs import clean_text
+from models.text import clean_text
 
 # ISO 3166-1 alpha-2 (all 249 assigned codes).
 COUNTRY_CODES = frozenset(

@@ -9,6 +9,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from models.actors import Actor
 from models.errors import (
     Conflict,
     DomainError,
@@ -19,7 +20,7 @@ from models.errors import (
     ValidationFailed,
 )
 from models.invoices.checks import CheckCode, Severity, current_findings, unacknowledged
-from models.invoices.lifecycle import Actor, lock_invoice, transition, transition_each
+from models.invoices.lifecycle import lock_invoice, transition, transition_each
 from models.invoices.queries import visible_invoices
 from models.invoices.tables import DeliveryStatus, Invoice, InvoiceEvent, InvoiceKind, InvoiceStatus, PaymentStatus
 from models.managed_accounts import ManagedAccount

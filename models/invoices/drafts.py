@@ -14,11 +14,12 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from models.actors import Actor
 from models.errors import InvalidTransition, NotFound, ValidationFailed
-from models.inputs import clean_text
-from models.invoices.lifecycle import Actor, lock_invoice, transition
+from models.invoices.lifecycle import lock_invoice, transition
 from models.invoices.queries import visible_invoices
 from models.invoices.tables import Invoice, InvoiceEvent, InvoiceExtraLine, InvoiceStatus
+from models.text import clean_text
 
 EDITABLE = (InvoiceStatus.READY_TO_INVOICE, InvoiceStatus.AWAITING_APPROVAL, InvoiceStatus.ERROR)
 MAX_MEMO = 2000

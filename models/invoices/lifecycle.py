@@ -14,6 +14,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from models.actors import Actor
 from models.errors import DomainError, InvalidTransition, NotFound
 from models.invoices.tables import Invoice, InvoiceEvent, InvoiceStatus
 
@@ -46,18 +47,6 @@ TRANSITIONS = {
                    "Only an invoice that is not being generated and not voided already can be voided."),
     )
 }
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who causes a change: a user, or a named part of the system."""
-
-    user_id: Any = None
-    label: str = ""
-
-    @classmethod
-    def system(cls, label: str) -> Actor:
-        return cls(label=label)
 
 
 async def transition(

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 from tortoise import connections
 from tortoise.expressions import Q
 
-from models.inputs import storable
 from models.invoices.tables import DeliveryStatus, Invoice, InvoiceStatus, PaymentStatus
+from models.text import storable
 
 # States a customer may see: the invoice was approved (and may since have been voided).
 CUSTOMER_VISIBLE = (InvoiceStatus.APPROVED, InvoiceStatus.VOIDED)

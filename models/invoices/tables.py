@@ -14,7 +14,7 @@ from models.base import TimestampMixin, enum_check, money
 
 if TYPE_CHECKING:
     from models.auth import User
-    from models.billing_periods import BillingPeriod
+    from models.billing_periods.tables import BillingPeriod
     from models.managed_accounts import ManagedAccount
     from models.organizations import Organization
 

@@ -15,9 +15,10 @@ from tortoise.expressions import Subquery
 from tortoise.functions import Sum
 from tortoise.transactions import in_transaction
 
+from models.actors import Actor
 from models.currencies import MINOR_UNITS, round_money
 from models.errors import AmountExceeded, ErrorCode, InvalidTransition, NotFound, ValidationFailed
-from models.invoices.lifecycle import Actor, lock_invoice
+from models.invoices.lifecycle import lock_invoice
 from models.invoices.queries import amount_due, organization_today, visible_invoices
 from models.invoices.tables import Invoice, InvoiceEvent, InvoiceStatus, PaymentStatus
 from models.organizations import Organization

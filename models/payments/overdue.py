@@ -7,7 +7,7 @@ from datetime import datetime
 
 from tortoise.transactions import in_transaction
 
-from models.invoices.lifecycle import Actor
+from models.actors import Actor
 from models.invoices.tables import Invoice, InvoiceEvent, PaymentStatus
 
 # One statement for every organization: "today" is taken in each organization's time zone,

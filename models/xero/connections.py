@@ -120,11 +120,9 @@ async def take_authorization(settings: Settings, state: str, user_id: Any = None
         if found is not None:
             await XeroAuthorization.filter(id=found.id).using_db(conn).delete()
     verifier = unseal(settings, found.code_verifier) if found else None
-    if found is None or verifier is None or found.expires_at <= datetime.now(UTC):
-        raise NotFound("This Xero authorization is unknown or has expired: connect again.", field="state")
-    user = await found.user
-    if (not user.is_active or user.scope != Scope.OWNER or user.organization_id != found.organization_id
-            or (user_id is not None and user.id != user_id)):
+    user = await found.user if found is not None and verifier is not None and found.expires_at > datetime.now(UTC) else None
+    if (found is None or verifier is None or user is None or not user.is_active or user.scope != Scope.OWNER
+            or user.organization_id != found.organization_id or (user_id is not None and user.id != user_id)):
         raise NotFound("This Xero authorization is unknown or has expired: connect again.", field="state")
     return PendingAuthorization(found.organization_id, found.user_id, verifier["verifier"])
 

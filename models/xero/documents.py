@@ -168,6 +168,17 @@ def to_xero(view: FrozenDocument, accounts: AccountMap) -> Invoice | CreditNote:
     return Invoice(type="ACCREC", invoice_number=view.number, due_date=view.due_date, **common)
 
 
+def not_ours(view: FrozenDocument, total: Decimal | None, contact_name: str) -> str | None:
+    """Why the document Xero has under our number (its total, when Xero gave one, and its
+    contact) is another than `view`, or None when it is this one."""
+    if (total is None or total == view.total) and contact_name.casefold() == view.contact_name.casefold():
+        return None
+    return (
+        f"Xero already has a document numbered {view.number}, for {contact_name} ({total}), "
+        f"not for {view.contact_name} ({view.total}): renumber or remove the one in Xero, then push again."
+    )
+
+
 def xero_url(kind: DocumentKind, xero_id: str, short_code: str) -> str:
     """Xero's documented deep link to the document in its organisation."""
     if kind == DocumentKind.CREDIT_NOTE:

@@ -11,8 +11,8 @@ from uuid import UUID
 
 from tortoise.transactions import in_transaction
 
+from models.actors import Actor
 from models.errors import DomainError
-from models.invoices.lifecycle import Actor
 from models.invoices.tables import InvoiceEvent
 from models.payments.ledger import record_payment
 from models.payments.tables import PaymentMethod

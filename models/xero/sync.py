@@ -11,9 +11,9 @@ from typing import Any
 from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
+from models.actors import Actor
 from models.credit_notes.tables import CreditNote
 from models.errors import DomainError, InvalidTransition, NotFound
-from models.invoices.lifecycle import Actor
 from models.invoices.queries import visible_invoices
 from models.invoices.tables import Invoice, InvoiceEvent, InvoiceStatus
 from models.xero.connections import usable_connection

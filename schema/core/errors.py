@@ -11,7 +11,7 @@ import strawberry
 
 from models import errors
 from models.cost_sources import CostSourceUnreadable, SourceProblem
-from models.costs import CostFileRejected
+from models.errors import CostFileRejected
 
 
 def _listed(meanings: dict) -> str:

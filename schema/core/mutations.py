@@ -11,7 +11,7 @@ from strawberry.extensions.field_extension import FieldExtension
 
 from models.base import Scope
 from models.errors import DomainError
-from models.inputs import ColumnValueError, out_of_range
+from models.text import ColumnValueError, out_of_range
 from schema.core.arguments import CheckedArguments
 from schema.core.errors import user_error
 from schema.core.permissions import requires
@@ -20,7 +20,7 @@ from schema.core.permissions import requires
 class DomainErrors(FieldExtension):
     """A domain error raised under a mutation (refused input, missing object, state that
     does not allow it) is answered as its payload's error; the domain wrote nothing. So is a
-    value that Tortoise refuses to send to its column (`models.inputs.out_of_range`), as a
+    value that Tortoise refuses to send to its column (`models.text.out_of_range`), as a
     last guard where a domain operation does not check the length itself."""
 
     def resolve(self, next_: Callable[..., Any], source: Any, info: Any, **kwargs: Any) -> Any:

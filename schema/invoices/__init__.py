@@ -7,7 +7,6 @@ from schema.invoices.enums import (
     InvoiceCheckCode,
     InvoiceDatePreset,
     InvoiceStatus,
-    LineKind,
     PaymentStatus,
 )
 from schema.invoices.lists import (
@@ -36,6 +35,6 @@ __all__ = [
     "BulkInvoicePayload", "DeliveryStatus", "Invoice", "InvoiceActionResult", "InvoiceActionResults",
     "InvoiceChangePayload", "InvoiceChanged", "InvoiceCheckCode", "InvoiceConnection", "InvoiceDatePreset", "InvoiceEvent",
     "InvoiceFilter", "InvoiceItem", "InvoiceLineItem", "InvoiceOrder", "InvoiceOrderField", "InvoiceReissued",
-    "InvoiceResendQueued", "InvoiceRevision", "InvoiceStatus", "InvoiceStatusEvent", "LineKind", "PaymentStatus",
+    "InvoiceResendQueued", "InvoiceRevision", "InvoiceStatus", "InvoiceStatusEvent", "PaymentStatus",
     "ReissueInvoicePayload", "ResendInvoicePayload", "invoice_query", "listed_invoices", "period_invoices", "prefetch",
 ]

@@ -20,13 +20,6 @@ PaymentStatus = domain.PaymentStatus
 strawberry.enum(PaymentStatus, description="What has been paid (or refunded) against the invoice.")
 DeliveryStatus = domain.DeliveryStatus
 strawberry.enum(DeliveryStatus, description="Whether the approved invoice's e-mail went out.")
-LineKind = domain.LineKind
-strawberry.enum(
-    LineKind,
-    description="USAGE (cloud costs), ONE_OFF (an item added by hand), RULE (credit, discount or "
-    "markup), CHARGE (additional charge), TAX, or LATE_COST (costs of an earlier, already invoiced month that a delivery "
-    "restated afterwards; negative when it lowered them).",
-)
 InvoiceKind = domain.InvoiceKind
 strawberry.enum(
     InvoiceKind,

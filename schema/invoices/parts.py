@@ -23,7 +23,8 @@ from schema.core.pagination import Direction, paginate
 from schema.core.permissions import MSP_USERS, requires
 from schema.core.scalars import plain
 from schema.costs import CostRecord, CostRecordConnection, CostRecordOrder, CostRecordOrderField
-from schema.invoices.enums import CheckSeverity, InvoiceCheckCode, LineKind
+from schema.invoices.enums import CheckSeverity, InvoiceCheckCode
+from schema.line_kinds import LineKind
 
 
 def revision_lines(info: Info):

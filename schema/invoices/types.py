@@ -40,7 +40,7 @@ from schema.invoices.enums import DeliveryStatus, InvoiceDisplayStatus, InvoiceK
 from schema.invoices.parts import InvoiceCheck, InvoiceEvent, InvoiceItem, InvoiceLineItem, InvoiceRevision, revision_lines
 from schema.managed_accounts import ManagedAccount
 from schema.payments import Payment, Refund
-from schema.xero_sync import XeroSync
+from schema.xero import XeroSync
 
 # Named, not imported: schema.credit_notes imports this module (a credit note's invoice).
 CreditNoteRef = Annotated["CreditNote", strawberry.lazy("schema.credit_notes")]  # type: ignore[name-defined]  # noqa: F821

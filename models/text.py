@@ -1,5 +1,5 @@
-"""Checks of what people type, shared by every domain that stores it: the same limits and the
-same messages everywhere."""
+"""Checks of the text people type (names, key/value pairs, e-mail addresses), shared by every
+domain that stores it: the same limits and the same messages everywhere."""
 
 from __future__ import annotations
 
@@ -61,3 +61,25 @@ def clean_pairs(pairs: Any, field: str) -> list[dict[str, str]]:
         value = clean_text(pair.get("value"), field, MAX_PAIR_VALUE, False, f"The value of pair {number}")
         cleaned.append({"key": key, "value": value})
     return cleaned
+
+
+MAX_EMAIL_LENGTH = 320
+
+
+def normalize_email(email: str, field: str = "email") -> str:
+    """A lower-cased address, or ValidationFailed on `field`. Deliberately simple: one @,
+    a dotted domain, no spaces or control characters; deliverability is the mail server's
+    to judge."""
+    email = email.strip().lower()
+    local, _, domain = email.partition("@")
+    if (
+        not local
+        or email.count("@") != 1
+        or "." not in domain
+        or "" in domain.split(".")
+        or len(email) > MAX_EMAIL_LENGTH
+        or any(c.isspace() for c in email)
+        or not email.isprintable()
+    ):
+        raise ValidationFailed(f"'{email[:80]}' is not an e-mail address.", field=field)
+    return email
