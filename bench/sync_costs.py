@@ -128,13 +128,18 @@ async def sync_phase(database_url: str) -> tuple[int, float]:
         started = time.perf_counter()
         outcome = await sync_source(settings, source.id)
         seconds = time.perf_counter() - started
-        imported = await CostImport.filter(cost_source_id=source.id).values_list("state", "row_count")
+        imported = await CostImport.filter(cost_source_id=source.id).values_list(
+            "state", "row_count", "started_at", "finished_at"
+        )
     finally:
         await db.close()
     if outcome.get("state") != "OK" or len(imported) != 1 or imported[0][0] != "DONE":
         raise SystemExit(f"the sync did not import the month: {outcome} {imported}")
-    print(f"synced {imported[0][1]} rows in {seconds:.2f} s")
-    return imported[0][1], seconds
+    _, rows, import_started, import_finished = imported[0]
+    importing = (import_finished - import_started).total_seconds()
+    print(f"synced {rows} rows in {seconds:.2f} s (listing and reading the bucket {seconds - importing:.2f} s, "
+          f"importing {importing:.2f} s)")
+    return rows, seconds
 
 
 async def import_phase(database_url: str, paths: list[Path]) -> tuple[int, float]:
