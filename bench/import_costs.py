@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import resource
@@ -113,15 +114,16 @@ def _chunk(start: int, rows: int):
     return pa.table(columns)
 
 
-def generate(path: str, rows: int, kind: str) -> None:
-    """Write the delivery to `path` a chunk at a time (run in a child process)."""
+def generate(path: str, rows: int, kind: str, first: int = 0) -> None:
+    """Write rows first..first+rows of the month to `path` a chunk at a time (run in a child
+    process); a month in several parts is one call per part."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
     import pyarrow.parquet as pq
 
     writer = sink = None
-    for start in range(0, rows, CHUNK_ROWS):
-        table = _chunk(start, min(CHUNK_ROWS, rows - start))
+    for start in range(first, first + rows, CHUNK_ROWS):
+        table = _chunk(start, min(CHUNK_ROWS, first + rows - start))
         if writer is None:
             if kind == "parquet":
                 writer = pq.ParquetWriter(path, table.schema, compression="snappy")
@@ -148,16 +150,40 @@ async def recreate_database(url: str) -> None:
         await admin.close()
 
 
-async def main(rows: int, kind: str, database_url: str, folder: Path) -> None:
-    os.environ["DATABASE_URL"] = database_url
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+async def fresh_database(database_url: str) -> None:
+    """Drop and recreate the database, migrate it and open the product's connections to it;
+    a checkpoint first, so that the writes of an earlier run are not flushed during this one."""
     from tortoise import Tortoise
 
     from infra import db
     from infra.settings import get_settings
+
+    settings = get_settings()
+    await recreate_database(database_url)
+    await db.migrate(settings)
+    await Tortoise.close_connections()
+    await db.init(settings)
+    with contextlib.suppress(Exception):  # CHECKPOINT needs a superuser (or pg_checkpoint)
+        await Tortoise.get_connection("default").execute_script("CHECKPOINT")
+
+
+async def bench_organization():
+    """The MSP the delivery is imported for: 30 customers claiming 5 sub-accounts each."""
     from models import Organization
-    from models.costs import import_costs
     from models.managed_accounts import ManagedAccount, set_sub_accounts
+
+    organization = await Organization.create(name="Bench MSP")
+    for customer in range(MAPPED_CUSTOMERS):
+        account = await ManagedAccount.create(organization=organization, name=f"Customer {customer}")
+        await set_sub_accounts(account, [str(100000000000 + (customer * 5 + n) * 7) for n in range(5)])
+    return organization
+
+
+async def main(rows: int, kind: str, database_url: str, folder: Path) -> None:
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    from infra import db
+    from models.costs import import_costs
 
     path = folder / f"bench-delivery.{kind}"
     started = time.perf_counter()
@@ -168,17 +194,9 @@ async def main(rows: int, kind: str, database_url: str, folder: Path) -> None:
         raise SystemExit("generating the delivery failed")
     print(f"generated {rows} rows as {kind} ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - started:.1f} s")
 
-    settings = get_settings()
-    await recreate_database(database_url)
-    await db.migrate(settings)
-    await Tortoise.close_connections()
-    await db.init(settings)
+    await fresh_database(database_url)
     try:
-        organization = await Organization.create(name="Bench MSP")
-        for customer in range(MAPPED_CUSTOMERS):
-            account = await ManagedAccount.create(organization=organization, name=f"Customer {customer}")
-            await set_sub_accounts(account, [str(100000000000 + (customer * 5 + n) * 7) for n in range(5)])
-
+        organization = await bench_organization()
         started = time.perf_counter()
         report = await import_costs(organization.id, path)
         seconds = time.perf_counter() - started
