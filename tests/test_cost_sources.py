@@ -69,13 +69,22 @@ def moto_s3():
     iam.create_user(UserName="billing-reader")
     key = iam.create_access_key(UserName="billing-reader")["AccessKey"]
     iam.put_user_policy(UserName="billing-reader", PolicyName="read-exports", PolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*", "sts:AssumeRole"], "Resource": "*"}],
+    }))
+    # An administrator, to make the roles the role tests assume once IAM checks every request.
+    iam.create_user(UserName="admin")
+    admin = iam.create_access_key(UserName="admin")["AccessKey"]
+    iam.put_user_policy(UserName="admin", PolicyName="all", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
     }))
     before = moto_settings.INITIAL_NO_AUTH_ACTION_COUNT
     moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key["AccessKeyId"],
                       aws_secret_access_key=key["SecretAccessKey"])
-    yield {"endpoint": endpoint, "key_id": key["AccessKeyId"], "secret": key["SecretAccessKey"], "s3": s3}
+    iam_admin = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                             aws_access_key_id=admin["AccessKeyId"], aws_secret_access_key=admin["SecretAccessKey"])
+    yield {"endpoint": endpoint, "key_id": key["AccessKeyId"], "secret": key["SecretAccessKey"], "s3": s3,
+           "iam": iam_admin}
     moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = before
     server.stop()
 
@@ -416,7 +425,7 @@ async def test_a_private_endpoint_and_other_locations_are_refused_before_anythin
     assert link_local["problem"] == "ENDPOINT_REFUSED"
     for changes, field in (
         ({"location": "gs://exports/cur"}, "location"), ({"location": "https://exports/cur"}, "location"),
-        ({"kind": "AZURE_BLOB"}, "kind"), ({"kind": "GCS"}, "kind"),
+        ({"kind": "AZURE_BLOB"}, "location"), ({"kind": "GCS", "location": "gs://exports/cur"}, "accessKeyId"),
         ({"endpoint": "https://s3.example.com"}, "endpoint"), ({"region": ""}, "region"),
         ({"endpoint": "file:///etc", "kind": "S3_COMPATIBLE"}, "endpoint"),
     ):
