@@ -32,6 +32,7 @@ from obstore.store import AzureStore, GCSStore, S3Store
 
 from infra.settings import Settings
 from models.cost_sources import (
+    CREDENTIAL_FIELD,
     CostSource,
     CostSourceKind,
     CostSourceUnreadable,
@@ -101,14 +102,9 @@ async def open_store(settings: Settings, source: CostSource, credentials: Creden
         log.info("cost source: credentials unusable (%s)", type(error).__name__)
         raise CostSourceUnreadable(
             "The credentials cannot be used (a malformed key or token); enter them again.", SourceProblem.ACCESS_DENIED,
-            field=_CREDENTIAL_FIELD[source.kind],
+            field=CREDENTIAL_FIELD[source.kind],
         ) from None
 
-
-_CREDENTIAL_FIELD = {
-    CostSourceKind.AWS_S3: "accessKeyId", CostSourceKind.S3_COMPATIBLE: "accessKeyId",
-    CostSourceKind.AZURE_BLOB: "sasToken", CostSourceKind.GCS: "serviceAccountKey",
-}
 
 
 def _s3_config(source: CostSource, credentials: Credentials, endpoint: str) -> S3Config:

@@ -174,6 +174,11 @@ class Credentials:
 
 
 _CREDENTIAL_FIELDS = tuple(field.name for field in dataclass_fields(Credentials))
+# The input field an error about a kind's credentials points at.
+CREDENTIAL_FIELD = {
+    CostSourceKind.AWS_S3: "accessKeyId", CostSourceKind.S3_COMPATIBLE: "accessKeyId",
+    CostSourceKind.AZURE_BLOB: "sasToken", CostSourceKind.GCS: "serviceAccountKey",
+}
 
 
 def _sealer(settings: Settings):
@@ -187,7 +192,7 @@ def credentials_of(settings: Settings, source: CostSource) -> Credentials:
     if value is None:
         raise CostSourceUnreadable(
             "The source's credentials cannot be read with this server's key; enter them again.",
-            SourceProblem.ACCESS_DENIED, field="accessKeyId",
+            SourceProblem.ACCESS_DENIED, field=CREDENTIAL_FIELD[source.kind],
         )
     return Credentials(**{name: str(value[name]) for name in _CREDENTIAL_FIELDS if value.get(name)})
 
@@ -431,7 +436,7 @@ async def create_source(principal, settings: Settings, data: SourceInput, check_
         if getattr(data, name) is None:
             raise ValidationFailed("This is required.", field=_camel(name))
     if not data.credentials_given():
-        raise ValidationFailed("Give the credentials that reach the store.", field="accessKeyId")
+        raise ValidationFailed("Give the credentials that reach the store.", field=CREDENTIAL_FIELD[CostSourceKind(data.kind)])
     columns = _columns(data, {}, settings)
     if columns.get("endpoint"):
         await check_endpoint(columns["endpoint"])
@@ -542,8 +547,7 @@ def discover(listing: Iterable[StoredObject]) -> list[Delivery]:
         current = latest.get((export, period))
         if current is None or (stored.modified, stored.key) > (current.manifest.modified, current.manifest.key):
             latest[(export, period)] = delivery
-    found = [*latest.values(), *_file_sets(listing)]
-    return sorted(found, key=lambda delivery: (delivery.period, delivery.export))
+    return sorted([*latest.values(), *_file_sets(listing)], key=lambda delivery: (delivery.period, delivery.export))
 
 
 def _file_sets(listing: Iterable[StoredObject]) -> list[Delivery]:
@@ -670,7 +674,7 @@ async def due_sources(now: datetime, every_hours: float, retry_minutes: float) -
 
 
 __all__ = [
-    "AVAILABLE_KINDS", "CostImportState", "CostSource", "CostSourceKind", "CostSourceState", "CostSourceUnreadable",
+    "AVAILABLE_KINDS", "CREDENTIAL_FIELD", "CostImportState", "CostSource", "CostSourceKind", "CostSourceState", "CostSourceUnreadable",
     "Credentials", "Delivery", "SourceInput", "SourceProblem", "StoredObject", "credentials_of", "create_source",
     "delete_source", "discover", "location_of", "missing_parts", "object_key", "owned_source", "record_sync",
     "still_written", "update_source", "visible_sources",

@@ -13,7 +13,9 @@ import gzip
 import json
 import logging
 import re
+import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -61,25 +63,28 @@ def azurite(tmp_path_factory) -> Iterator[dict]:
     if not AZURITE.exists():
         pytest.fail("Azurite is not installed: ./test installs it (scripts/setup.sh, npm registry).")
     folder = tmp_path_factory.mktemp("azurite")
-    log = folder / "debug.log"
-    process = subprocess.Popen(
-        [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", "0", "--inMemoryPersistence",
-         "--skipApiVersionCheck", "--debug", str(log)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    log, said = folder / "debug.log", folder / "stdout.log"
+    with said.open("w") as output:
+        process = subprocess.Popen(
+            [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", "0", "--inMemoryPersistence", "--skipApiVersionCheck",
+             "--debug", str(log)], stdout=output, stderr=subprocess.STDOUT,
+        )
     try:
-        endpoint = None
-        assert process.stdout is not None
-        for line in process.stdout:
-            found = re.search(r"listens on (http://127\.0\.0\.1:\d+)", line)
-            if found:
-                endpoint = found[1]
-                break
-        assert endpoint, "Azurite did not start"
-        yield {"endpoint": endpoint, "log": log}
+        found = None
+        deadline = time.monotonic() + 60
+        while found is None and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            found = re.search(r"listens on (http://127\.0\.0\.1:\d+)", said.read_text())
+        assert found, f"Azurite did not start: {said.read_text()}"
+        yield {"endpoint": found[1], "log": log}
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        # Azurite closes on SIGINT (Ctrl-C), as its command line is meant to be stopped.
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def blob_service(azurite):
@@ -314,7 +319,7 @@ def fake_gcs(tmp_path_factory) -> Iterator[dict]:
                     break
             except httpx.TransportError:
                 pass
-            subprocess.run(["sleep", "0.1"], check=True)
+            time.sleep(0.1)
         yield {"endpoint": endpoint, "log": log}
     finally:
         process.terminate()
