@@ -492,13 +492,11 @@ def s3_role(moto_s3):
     """A role in moto's IAM that the reader may assume, allowed to read S3 (or not)."""
     iam = moto_s3["iam"]
     trust = json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"sts:ExternalId": "msp-4242"}}}]})
+        "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:user/billing-reader"}, "Action": "sts:AssumeRole"}]})
     name = f"billing-{uuid.uuid4().hex[:8]}"
     reader = iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
     iam.put_role_policy(RoleName=name, PolicyName="read", PolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetObject"],
-                                                "Resource": "*"}]}))
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
     blind = iam.create_role(RoleName=f"{name}-blind", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
     return {"reader": reader, "blind": blind}
 
