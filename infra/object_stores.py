@@ -18,7 +18,7 @@ import json
 import logging
 import socket
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -157,7 +157,7 @@ class _AssumedRole:
             raise ConnectionError("STS did not answer") from None
         found = answer["Credentials"]
         return {"access_key_id": found["AccessKeyId"], "secret_access_key": found["SecretAccessKey"],
-                "token": found["SessionToken"], "expires_at": found["Expiration"]}
+                "token": found["SessionToken"], "expires_at": found["Expiration"].astimezone(UTC)}  # obstore takes UTC only
 
 
 def _azure_config(source: CostSource, credentials: Credentials) -> AzureConfig:
