@@ -134,12 +134,19 @@ class Settings(BaseSettings):
         15, gt=0, description="Wait before syncing again a cost source whose sync failed (doubling with each failure "
         "in a row, at most COST_SOURCE_SYNC_HOURS) or found a delivery still being written.",
     )
+    cost_source_quiet_minutes: float = Field(
+        30, ge=0, description="A billing month's files without a manifest (Cloud Storage exports) are taken once none "
+        "of them changed for this long; newer, they may still be being written and wait for the next sync.",
+    )
     cost_source_private_endpoints: bool = Field(
-        False, description="Allow an S3-compatible cost source's endpoint on a loopback, private or link-local "
-        "address (an on-premises store, or the tests' emulator); refused by default.",
+        False, description="Allow a cost source's custom endpoint (S3-compatible, Azure, Cloud Storage) on a "
+        "loopback, private or link-local address (an on-premises store, or the tests' emulator); refused by default.",
     )
     aws_s3_endpoint_url: str = Field(
         "", description="Where AWS_S3 cost sources are reached; unset = AWS itself (set for a VPC endpoint or an emulator).",
+    )
+    aws_sts_endpoint_url: str = Field(
+        "", description="Where an AWS_S3 cost source's role is assumed; unset = AWS STS itself (set for an emulator).",
     )
     cost_source_timeout_seconds: float = Field(
         60, gt=0, description="Longest wait for one answer of a cost source's object store.",

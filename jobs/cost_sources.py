@@ -3,7 +3,9 @@ and import each new one through the import path uploads take (stored, registered
 
 One sync per source at a time: a Redis lock held while it runs, renewed while it lives, so
 that a killed worker's lock lapses within LOCK_SECONDS. A manifest already imported under its key and ETag is
-skipped without reading anything; one naming a part not there yet is left for the next sync."""
+skipped without reading anything; one naming a part not there yet is left for the next sync. A
+month's files without a manifest (Cloud Storage) are skipped the same way by their names and
+ETags together, and left for the next sync while one of them is newer than COST_SOURCE_QUIET_MINUTES."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from models.cost_sources import (
     newest,
     object_key,
     record_sync,
+    still_written,
 )
 from models.costs import register_delivery, run_import
 from models.costs.deliveries import manifest_keys
@@ -101,6 +104,9 @@ async def sync_source(settings: Settings, source_id: Any, turns: asyncio.Semapho
         for delivery in deliveries:
             if await already_taken(source, delivery):
                 continue
+            if still_written(delivery, datetime.now(UTC), settings.cost_source_quiet_minutes):
+                waiting.append(delivery.manifest.key)
+                continue
             outcome = await _take(settings, store, source, delivery, listing, turns)
             {"imported": imported, "waiting": waiting, "refused": refused}[outcome].append(delivery.manifest.key)
     except CostSourceUnreadable as error:
@@ -127,9 +133,12 @@ async def _room_for(settings: Settings, source: CostSource, parts: list) -> None
 
 async def _take(settings: Settings, store: Any, source: CostSource, delivery: Delivery, listing: list,
                 turns: asyncio.Semaphore | None) -> str:
-    """Store the delivery's manifest and parts, then import them; "waiting" when a part the
-    manifest names is not there yet (nothing is kept), "refused" when the import refused it."""
+    """Store the delivery's manifest and parts (or its files, when it has no manifest), then
+    import them; "waiting" when a part the manifest names is not there yet (nothing is kept),
+    "refused" when the import refused it."""
     folder = f"{storage.delivery_folder(source.organization_id)}/{uuid.uuid4()}"
+    if delivery.parts:
+        return await _import(source, delivery, await _files(settings, store, source, delivery, folder), turns)
     try:
         manifest_name = storage.safe_relative(delivery.manifest.key)
         manifest_path = storage.path(settings, f"{folder}/0/{storage.safe_name(delivery.manifest.key)}")
@@ -154,6 +163,26 @@ async def _take(settings: Settings, store: Any, source: CostSource, delivery: De
     except BaseException:
         storage.remove(settings, folder)
         raise
+    return await _import(source, delivery, stored, turns)
+
+
+async def _files(settings: Settings, store: Any, source: CostSource, delivery: Delivery, folder: str) -> list:
+    """A manifest-less delivery's files, stored under `folder` (removed if one fails)."""
+    try:
+        await _room_for(settings, source, list(delivery.parts))
+        stored: list = []
+        for number, part in enumerate(delivery.parts, start=1):
+            path = storage.path(settings, f"{folder}/{number}/{storage.safe_name(part.key)}")
+            await object_stores.download(store, part.key, path)
+            stored.append((path, storage.safe_relative(part.key)))
+    except BaseException:
+        storage.remove(settings, folder)
+        raise
+    return stored
+
+
+async def _import(source: CostSource, delivery: Delivery, stored: list, turns: asyncio.Semaphore | None) -> str:
+    """Register the stored delivery as an import of the source and run it."""
     cost_import = await register_delivery(
         source.organization_id, stored, filename=delivery.manifest.key,
         found_by=(source.id, delivery.manifest.key, delivery.manifest.etag),

@@ -4,17 +4,25 @@ scheduled sync (the reading itself is `infra.object_stores`; the sync is `jobs.c
 A source's credentials are sealed at rest (`models.sealing`) under a label of their own and never
 leave this module but to the one place that reaches object stores; the API shows a hint only.
 
-Discovery is decided here from a listing of the source's objects: an AWS Data Exports delivery is
+Discovery is decided here from a listing of the source's objects. An AWS Data Exports delivery is
 its manifest (`<export>/metadata/BILLING_PERIOD=YYYY-MM/[<run>/]<export>-Manifest.json`, written
-once all its data files are), the latest of each export and billing period. A manifest already
-imported under the same key and ETag is skipped without reading anything; one naming a data file
-not there yet is a delivery still being written, left for the next sync."""
+once all its data files are); an Azure Cost Management one is its run's manifest
+(`<export>/<YYYYMMDD-YYYYMMDD>/<run id>/manifest.json`); each the latest of its export and billing
+period. A manifest already imported under the same key and ETag is skipped without reading
+anything; one naming a data file not there yet is a delivery still being written, left for the
+next sync. Exports without a manifest (Google Cloud's from BigQuery, OCI's reports copied into
+months) are a set of files in a billing month's folder (`BILLING_PERIOD=YYYY-MM/`, not an AWS
+export's `data/` one), known by their names and ETags together, and taken once none of them
+changed for COST_SOURCE_QUIET_MINUTES (a set still being written changes)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -39,6 +47,18 @@ if TYPE_CHECKING:
 
 _SEAL_LABEL = b"invoicing cost source credentials"
 _MANIFEST = re.compile(r"(^|/)(?P<export>[^/]*)/metadata/BILLING_PERIOD=(?P<period>\d{4}-\d{2})/(?:[^/]+/)?[^/]*manifest\.json$", re.I)
+_AZURE_MANIFEST = re.compile(
+    r"(^|/)(?P<export>[^/]*)/(?P<year>\d{4})(?P<month>\d{2})\d{2}-\d{8}/[^/]+/manifest\.json$", re.I
+)
+# A month's folder of files without a manifest (Google Cloud's exports), and the files taken from it.
+_MONTH_FOLDER = re.compile(r"(^|/)BILLING_PERIOD=(?P<period>\d{4}-\d{2})/(?P<name>[^/]+)$")
+_AWS_DATA = re.compile(r"(^|/)data/BILLING_PERIOD=[^/]+/[^/]+$")
+_DATA_FILE = re.compile(r"\.(csv|csv\.gz|gz|parquet)$", re.I)
+# Azure storage account names: 3 to 24 lower-case letters and digits; containers as S3 buckets, no dots.
+_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
+_CONTAINER = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
+_GCS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 # S3 bucket names (the general-purpose rules): 3 to 63 lower-case letters, digits, dots and dashes.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+-\d$|^[a-z0-9-]{1,32}$")
@@ -54,8 +74,9 @@ class CostSourceKind(str, Enum):
     S3_COMPATIBLE = "S3_COMPATIBLE"
 
 
-# The kinds a source can be made of today; the others are refused as not yet available.
-AVAILABLE_KINDS = (CostSourceKind.AWS_S3, CostSourceKind.S3_COMPATIBLE)
+# The kinds a source can be made of.
+AVAILABLE_KINDS = tuple(CostSourceKind)
+_S3_KINDS = (CostSourceKind.AWS_S3, CostSourceKind.S3_COMPATIBLE)
 
 
 class CostSourceState(str, Enum):
@@ -104,7 +125,9 @@ class CostSource(TimestampMixin, Model):
     prefix = fields.CharField(max_length=1024, default="")
     region = fields.CharField(max_length=64, default="")
     endpoint = fields.CharField(max_length=1024, default="")
-    # The access key id and secret, sealed (`seal_credentials`); only `key_hint` is ever shown.
+    # The Azure storage account holding the container (empty for the other kinds).
+    account = fields.CharField(max_length=64, default="", db_default="")
+    # The credentials (`Credentials`), sealed (`seal_credentials`); only `key_hint` is ever shown.
     credentials = fields.TextField()
     key_hint = fields.CharField(max_length=16, default="")
     state = fields.CharEnumField(CostSourceState, max_length=16, default=CostSourceState.NEW)
@@ -131,13 +154,31 @@ class CostSource(TimestampMixin, Model):
 
 @dataclass(frozen=True)
 class Credentials:
-    """An S3 access key: used only to reach the store, never shown or logged."""
+    """What reaches the store, one kind of it set: S3's access key and/or a role to assume
+    (with its external id), Azure's SAS token, service principal or account key, or a
+    Google service account's key (its JSON). Used only to reach the store, never shown or logged."""
 
-    access_key_id: str
-    secret_access_key: str
+    access_key_id: str = ""
+    secret_access_key: str = ""
+    role_arn: str = ""
+    external_id: str = ""
+    sas_token: str = ""
+    tenant_id: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+    account_key: str = ""
+    service_account_key: str = ""
 
     def __repr__(self) -> str:
         return "Credentials(…)"
+
+
+_CREDENTIAL_FIELDS = tuple(field.name for field in dataclass_fields(Credentials))
+# The input field an error about a kind's credentials points at.
+CREDENTIAL_FIELD = {
+    CostSourceKind.AWS_S3: "accessKeyId", CostSourceKind.S3_COMPATIBLE: "accessKeyId",
+    CostSourceKind.AZURE_BLOB: "sasToken", CostSourceKind.GCS: "serviceAccountKey",
+}
 
 
 def _sealer(settings: Settings):
@@ -151,9 +192,9 @@ def credentials_of(settings: Settings, source: CostSource) -> Credentials:
     if value is None:
         raise CostSourceUnreadable(
             "The source's credentials cannot be read with this server's key; enter them again.",
-            SourceProblem.ACCESS_DENIED, field="accessKeyId",
+            SourceProblem.ACCESS_DENIED, field=CREDENTIAL_FIELD[source.kind],
         )
-    return Credentials(value["access_key_id"], value["secret_access_key"])
+    return Credentials(**{name: str(value[name]) for name in _CREDENTIAL_FIELDS if value.get(name)})
 
 
 def visible_sources(principal):
@@ -179,16 +220,71 @@ class SourceInput:
     endpoint: str | None = None
     access_key_id: str | None = None
     secret_access_key: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
+    sas_token: str | None = None
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    account_key: str | None = None
+    service_account_key: str | None = None
+
+    def credentials_given(self) -> bool:
+        return any(getattr(self, name) is not None for name in _CREDENTIAL_FIELDS)
 
 
-def parse_location(location: str) -> tuple[str, str]:
-    """`s3://bucket/prefix` as its bucket and prefix (without slashes around it)."""
+_LOCATION_FORMS = {
+    CostSourceKind.AWS_S3: "s3://bucket/prefix",
+    CostSourceKind.S3_COMPATIBLE: "s3://bucket/prefix",
+    CostSourceKind.AZURE_BLOB: "az://account.blob.core.windows.net/container/prefix (or "
+    "abfss://container@account.dfs.core.windows.net/prefix)",
+    CostSourceKind.GCS: "gs://bucket/prefix",
+}
+
+
+def parse_location(location: str, kind: CostSourceKind = CostSourceKind.AWS_S3) -> tuple[str, str, str]:
+    """The location as its bucket (or container), prefix (without slashes around it) and
+    Azure storage account (empty for the other kinds): `s3://bucket/prefix`,
+    `az://<account>.blob.core.windows.net/<container>/<prefix>` or
+    `abfs[s]://<container>@<account>.dfs.core.windows.net/<prefix>`, `gs://bucket/prefix`."""
     parts = urlsplit(location.strip())
-    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
-        raise ValidationFailed("Give the location as s3://bucket/prefix.", field="location")
-    if not _BUCKET.match(parts.netloc):
-        raise ValidationFailed("The bucket name is not a valid S3 bucket name.", field="location")
-    return parts.netloc, parts.path.strip("/")
+    refused = ValidationFailed(f"Give the location as {_LOCATION_FORMS[kind]}.", field="location")
+    if not parts.netloc or parts.query or parts.fragment or parts.password:
+        raise refused
+    account = ""
+    if kind in _S3_KINDS:
+        if parts.scheme != "s3":
+            raise refused
+        bucket, prefix = parts.netloc, parts.path
+        if not _BUCKET.match(bucket):
+            raise ValidationFailed("The bucket name is not a valid S3 bucket name.", field="location")
+    elif kind == CostSourceKind.GCS:
+        if parts.scheme != "gs":
+            raise refused
+        bucket, prefix = parts.netloc, parts.path
+        if not _GCS_BUCKET.match(bucket):
+            raise ValidationFailed("The bucket name is not a valid Cloud Storage bucket name.", field="location")
+    else:
+        host = (parts.hostname or "").lower()
+        if parts.scheme == "az" and host.endswith(".blob.core.windows.net") and not parts.username:
+            account = host.removesuffix(".blob.core.windows.net")
+            bucket, _, prefix = parts.path.lstrip("/").partition("/")
+        elif parts.scheme in ("abfs", "abfss") and host.endswith(".dfs.core.windows.net") and parts.username:
+            account, bucket, prefix = host.removesuffix(".dfs.core.windows.net"), parts.username, parts.path
+        else:
+            raise refused
+        if not _ACCOUNT.match(account) or not _CONTAINER.match(bucket):
+            raise ValidationFailed("The storage account or container name is not valid.", field="location")
+    return bucket, prefix.strip("/"), account
+
+
+def location_of(source: CostSource) -> str:
+    """The source's location as it is given (`parse_location`'s forms)."""
+    if source.kind == CostSourceKind.AZURE_BLOB:
+        found = f"az://{source.account}.blob.core.windows.net/{source.bucket}/{source.prefix}"
+    else:
+        found = f"{'gs' if source.kind == CostSourceKind.GCS else 's3'}://{source.bucket}/{source.prefix}"
+    return found.rstrip("/")
 
 
 def _endpoint(value: str) -> str:
@@ -208,13 +304,11 @@ def _columns(data: SourceInput, current: dict[str, Any], settings: Settings) -> 
         columns["name"] = data.name.strip()
     if data.kind is not None:
         columns["kind"] = data.kind
-    kind = columns.get("kind", current.get("kind"))
-    if kind not in AVAILABLE_KINDS:
-        raise ValidationFailed(
-            f"{CostSourceKind(kind).value} sources are not yet available; use AWS_S3 or S3_COMPATIBLE.", field="kind"
-        )
+    kind = CostSourceKind(columns.get("kind", current.get("kind")))
     if data.location is not None:
-        columns["bucket"], columns["prefix"] = parse_location(data.location)
+        columns["bucket"], columns["prefix"], columns["account"] = parse_location(data.location, kind)
+    elif "kind" in columns and kind != current.get("kind"):
+        raise ValidationFailed("Give the location of the new kind of store.", field="location")
     if data.region is not None:
         if data.region and not _REGION.match(data.region):
             raise ValidationFailed("The region is not a region name (such as eu-west-1).", field="region")
@@ -228,25 +322,121 @@ def _columns(data: SourceInput, current: dict[str, Any], settings: Settings) -> 
             raise ValidationFailed("An AWS_S3 source reaches AWS itself: give its region, not an endpoint.", field="endpoint")
         if not region:
             raise ValidationFailed("Give the bucket's region (such as eu-west-1).", field="region")
-    elif not endpoint:
+    elif kind == CostSourceKind.S3_COMPATIBLE and not endpoint:
         raise ValidationFailed("Give the S3-compatible store's endpoint (https://host).", field="endpoint")
-    if (data.access_key_id is None) != (data.secret_access_key is None):
-        raise ValidationFailed("Give the access key id and its secret together.", field="secretAccessKey")
-    if data.access_key_id is not None and data.secret_access_key is not None:
-        key_id, secret = data.access_key_id.strip(), data.secret_access_key.strip()
-        if not key_id or not secret or len(key_id) > 128 or len(secret) > 256:
-            raise ValidationFailed("Give an access key id and its secret.", field="accessKeyId")
-        columns["credentials"] = sealing.seal(_sealer(settings), {"access_key_id": key_id, "secret_access_key": secret})
-        columns["key_hint"] = f"…{key_id[-4:]}"
+    if data.credentials_given():
+        credentials = _credentials(kind, data)
+        columns["credentials"] = sealing.seal(
+            _sealer(settings), {name: value for name, value in vars(credentials).items() if value}
+        )
+        columns["key_hint"] = _hint(credentials)
+    elif "kind" in columns and kind != current.get("kind"):
+        raise ValidationFailed("Give the credentials of the new kind of store.", field="kind")
     return columns
+
+
+def _given(data: SourceInput, *names: str) -> dict[str, str]:
+    return {name: (getattr(data, name) or "").strip() for name in names if getattr(data, name) is not None}
+
+
+def _credentials(kind: CostSourceKind, data: SourceInput) -> Credentials:
+    """The credentials given, checked against the kind of store: each kind takes its own and
+    no other, each part within bounds."""
+    allowed = {
+        CostSourceKind.AWS_S3: ("access_key_id", "secret_access_key", "role_arn", "external_id"),
+        CostSourceKind.S3_COMPATIBLE: ("access_key_id", "secret_access_key"),
+        CostSourceKind.AZURE_BLOB: ("sas_token", "tenant_id", "client_id", "client_secret", "account_key"),
+        CostSourceKind.GCS: ("service_account_key",),
+    }[kind]
+    foreign = [name for name in _CREDENTIAL_FIELDS if getattr(data, name) is not None and name not in allowed]
+    if foreign:
+        raise ValidationFailed(f"A {kind.value} source does not take {_camel(foreign[0])}.", field=_camel(foreign[0]))
+    given = _given(data, *allowed)
+    for name, value in given.items():
+        if len(value) > (8192 if name == "service_account_key" else 2048):
+            raise ValidationFailed("This is longer than such a credential can be.", field=_camel(name))
+    if kind in _S3_KINDS:
+        return _s3_credentials(given)
+    if kind == CostSourceKind.AZURE_BLOB:
+        return _azure_credentials(given)
+    return _gcs_credentials(given)
+
+
+def _s3_credentials(given: dict[str, str]) -> Credentials:
+    key_id, secret = given.get("access_key_id", ""), given.get("secret_access_key", "")
+    if bool(key_id) != bool(secret):
+        raise ValidationFailed("Give the access key id and its secret together.", field="secretAccessKey")
+    role, external_id = given.get("role_arn", ""), given.get("external_id", "")
+    if not key_id and not role:
+        raise ValidationFailed("Give an access key id and its secret, or a role to assume.", field="accessKeyId")
+    if role and not _ROLE_ARN.match(role):
+        raise ValidationFailed("Give the role as arn:aws:iam::<account>:role/<name>.", field="roleArn")
+    if external_id and not role:
+        raise ValidationFailed("An external id goes with a role to assume.", field="externalId")
+    if external_id and not re.fullmatch(r"[\w+=,.@:/-]{2,1224}", external_id):
+        raise ValidationFailed("The external id holds characters AWS does not take.", field="externalId")
+    return Credentials(access_key_id=key_id, secret_access_key=secret, role_arn=role, external_id=external_id)
+
+
+def _azure_credentials(given: dict[str, str]) -> Credentials:
+    principal = {name: given.get(name, "") for name in ("tenant_id", "client_id", "client_secret")}
+    ways = [bool(given.get("sas_token")), any(principal.values()), bool(given.get("account_key"))]
+    if sum(ways) != 1:
+        raise ValidationFailed(
+            "Give one of: a SAS token, a service principal (tenant id, client id and secret), or the account key.",
+            field="sasToken",
+        )
+    if any(principal.values()) and not all(principal.values()):
+        missing = next(name for name, value in principal.items() if not value)
+        raise ValidationFailed("Give the service principal's tenant id, client id and secret together.",
+                               field=_camel(missing))
+    return Credentials(sas_token=given.get("sas_token", "").lstrip("?"), account_key=given.get("account_key", ""),
+                       **principal)
+
+
+def _gcs_credentials(given: dict[str, str]) -> Credentials:
+    refused = ValidationFailed(
+        "Give the service account's key as the JSON file Google Cloud made for it (type service_account, "
+        "with its client_email and private_key).", field="serviceAccountKey",
+    )
+    try:
+        key = json.loads(given.get("service_account_key", ""))
+    except ValueError:
+        raise refused from None
+    if not isinstance(key, dict) or key.get("type") != "service_account" or not all(
+        isinstance(key.get(name), str) and key[name] for name in ("client_email", "private_key")
+    ):
+        raise refused
+    # Only what identifies the account is kept: a key's other fields (a base URL, a switch that
+    # turns signing off) would send the credentials, or the requests, elsewhere.
+    kept = {name: key[name] for name in ("type", "project_id", "private_key_id", "private_key", "client_email")
+            if isinstance(key.get(name), str)}
+    return Credentials(service_account_key=json.dumps(kept))
+
+
+def _hint(credentials: Credentials) -> str:
+    """What tells the credentials apart without giving any secret away."""
+    if credentials.access_key_id:
+        return f"…{credentials.access_key_id[-4:]}"
+    if credentials.role_arn:
+        return f"role …{credentials.role_arn[-9:]}"
+    if credentials.sas_token:
+        return "SAS token"
+    if credentials.client_id:
+        return f"app …{credentials.client_id[-4:]}"
+    if credentials.account_key:
+        return "account key"
+    return f"…{json.loads(credentials.service_account_key)['client_email'].split('@')[0][-15:]}"
 
 
 async def create_source(principal, settings: Settings, data: SourceInput, check_endpoint: EndpointCheck) -> CostSource:
     """A new source of the principal's organization. `check_endpoint` refuses a custom
     endpoint that resolves to an address the server may not reach (`infra.object_stores`)."""
-    for name in ("name", "kind", "location", "access_key_id"):
+    for name in ("name", "kind", "location"):
         if getattr(data, name) is None:
             raise ValidationFailed("This is required.", field=_camel(name))
+    if not data.credentials_given():
+        raise ValidationFailed("Give the credentials that reach the store.", field=CREDENTIAL_FIELD[CostSourceKind(data.kind)])
     columns = _columns(data, {}, settings)
     if columns.get("endpoint"):
         await check_endpoint(columns["endpoint"])
@@ -266,7 +456,7 @@ async def update_source(principal, settings: Settings, source_id, data: SourceIn
             await check_endpoint(columns["endpoint"])
         if "name" in columns:
             await _name_free(principal.organization_id, columns["name"], source.id, connection)
-        if {"credentials", "bucket", "endpoint", "region", "kind"} & columns.keys():
+        if {"credentials", "bucket", "prefix", "account", "endpoint", "region", "kind"} & columns.keys():
             columns.update(state=CostSourceState.NEW, last_error=None, failures=0)
         if columns:
             await CostSource.filter(id=source.id).using_db(connection).update(**columns, updated_at=datetime.now(UTC))
@@ -326,26 +516,63 @@ class StoredObject:
 
 @dataclass(frozen=True)
 class Delivery:
-    """A delivery found: the manifest of one export's billing period, its latest run."""
+    """A delivery found: the manifest of one export's billing period, its latest run; or, for
+    a store without manifests, the files of a billing month's folder (`parts`), its `manifest`
+    then standing for the set: the folder's key, an ETag of the files' names and ETags, their
+    bytes and the newest one's time."""
 
     export: str
     period: str  # "2025-10"
     manifest: StoredObject
+    parts: tuple[StoredObject, ...] = ()
 
 
 def discover(listing: Iterable[StoredObject]) -> list[Delivery]:
-    """The latest manifest of each export and billing period, by period then export."""
+    """The deliveries of a listing, by period then export: the latest manifest of each export
+    and billing period (AWS's, Azure's), and the files of each `BILLING_PERIOD=YYYY-MM/` folder
+    that is not an AWS export's data folder (its manifest says which of them count)."""
+    listing = list(listing)
     latest: dict[tuple[str, str], Delivery] = {}
     for stored in listing:
         found = _MANIFEST.search(stored.key)
-        if not found:
+        azure = None if found else _AZURE_MANIFEST.search(stored.key)
+        if azure:
+            found, period = azure, f"{azure['year']}-{azure['month']}"
+        elif found:
+            period = found["period"]
+        else:
             continue
         export = stored.key[: found.start("export")] + found["export"]
-        delivery = Delivery(export, found["period"], stored)
-        current = latest.get((export, found["period"]))
+        delivery = Delivery(export, period, stored)
+        current = latest.get((export, period))
         if current is None or (stored.modified, stored.key) > (current.manifest.modified, current.manifest.key):
-            latest[(export, found["period"])] = delivery
-    return sorted(latest.values(), key=lambda delivery: (delivery.period, delivery.export))
+            latest[(export, period)] = delivery
+    return sorted([*latest.values(), *_file_sets(listing)], key=lambda delivery: (delivery.period, delivery.export))
+
+
+def _file_sets(listing: Iterable[StoredObject]) -> list[Delivery]:
+    folders: dict[str, list[StoredObject]] = {}
+    for stored in listing:
+        found = _MONTH_FOLDER.search(stored.key)
+        if found and _DATA_FILE.search(found["name"]) and stored.size > 0 and not _AWS_DATA.search(stored.key):
+            folders.setdefault(stored.key[: found.start("name")], []).append(stored)
+    deliveries = []
+    for folder, files in folders.items():
+        files.sort(key=lambda stored: stored.key)
+        digest = hashlib.sha256("\n".join(f"{stored.key}\t{stored.etag}" for stored in files).encode()).hexdigest()
+        found = _MONTH_FOLDER.search(files[0].key)
+        assert found is not None  # each file was put in its folder by this match
+        stands_for = StoredObject(folder, digest[:32], sum(stored.size for stored in files),
+                                  max(stored.modified for stored in files))
+        deliveries.append(Delivery(folder[: found.start("period")].removesuffix("BILLING_PERIOD=").rstrip("/"),
+                                   found["period"], stands_for, tuple(files)))
+    return sorted(deliveries, key=lambda delivery: (delivery.period, delivery.export))
+
+
+def still_written(delivery: Delivery, now: datetime, quiet_minutes: float) -> bool:
+    """Whether a set of files without a manifest may still be being written: one of them was
+    written less than `quiet_minutes` ago (an export writes its files one after the other)."""
+    return bool(delivery.parts) and now - delivery.manifest.modified < timedelta(minutes=quiet_minutes)
 
 
 async def already_taken(source: CostSource, delivery: Delivery) -> bool:
@@ -447,8 +674,8 @@ async def due_sources(now: datetime, every_hours: float, retry_minutes: float) -
 
 
 __all__ = [
-    "AVAILABLE_KINDS", "CostImportState", "CostSource", "CostSourceKind", "CostSourceState", "CostSourceUnreadable",
+    "AVAILABLE_KINDS", "CREDENTIAL_FIELD", "CostImportState", "CostSource", "CostSourceKind", "CostSourceState", "CostSourceUnreadable",
     "Credentials", "Delivery", "SourceInput", "SourceProblem", "StoredObject", "credentials_of", "create_source",
-    "delete_source", "discover", "missing_parts", "object_key", "owned_source", "record_sync", "update_source",
-    "visible_sources",
+    "delete_source", "discover", "location_of", "missing_parts", "object_key", "owned_source", "record_sync",
+    "still_written", "update_source", "visible_sources",
 ]

@@ -58,8 +58,9 @@ class Query:
 @strawberry.type
 class Mutation:
     @mutation(
-        description="Connect a bucket where cost exports land (AWS Data Exports' S3 path prefix, or an "
-        "S3-compatible store's). Nothing is read until `testCostSource` or a sync.",
+        description="Connect a bucket or container where cost exports land (AWS Data Exports' S3 path prefix, an "
+        "S3-compatible store's, an Azure Cost Management export's container and directory, a Cloud Storage bucket "
+        "where billing data is exported). Nothing is read until `testCostSource` or a sync.",
         scopes=OWNERS,
     )
     async def create_cost_source(self, info: Info, input: CreateCostSourceInput) -> CreateCostSourcePayload:

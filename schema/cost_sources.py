@@ -22,7 +22,8 @@ CostSourceKind = domain.CostSourceKind
 strawberry.enum(
     CostSourceKind, name="CostSourceKind",
     description="Where a cost source's deliveries land: AWS_S3 (AWS Data Exports into S3), S3_COMPATIBLE "
-    "(OCI Object Storage, MinIO, Wasabi, ... at an endpoint), AZURE_BLOB and GCS (not yet available).",
+    "(OCI Object Storage, MinIO, Wasabi, ... at an endpoint), AZURE_BLOB (Azure Cost Management exports into a "
+    "blob container), GCS (billing data exported from BigQuery into a Cloud Storage bucket).",
 )
 CostSourceState = domain.CostSourceState
 strawberry.enum(
@@ -38,10 +39,20 @@ class CostSource(relay.Node):
     id: relay.NodeID[str]
     name: str = strawberry.field(description="The source's name, unique in the organization.")
     kind: CostSourceKind = strawberry.field(description="Which store it is.")
-    location: str = strawberry.field(description="`s3://bucket/prefix`: where the exports are read from.")
+    location: str = strawberry.field(
+        description="Where the exports are read from: `s3://bucket/prefix`, "
+        "`az://<account>.blob.core.windows.net/<container>/<prefix>` or `gs://bucket/prefix`."
+    )
     region: str = strawberry.field(description="The bucket's region (empty: the store's default).")
-    endpoint: str = strawberry.field(description="The S3-compatible store's endpoint (empty for AWS_S3).")
-    key_hint: str = strawberry.field(description="The last characters of the access key id, to tell keys apart.")
+    endpoint: str = strawberry.field(
+        description="The store's custom endpoint (an S3-compatible store's; for Azure or Cloud Storage, empty but for "
+        "another cloud or an emulator; always empty for AWS_S3)."
+    )
+    key_hint: str = strawberry.field(
+        description="What tells its credentials apart without a secret: the access key id's last characters, "
+        "`role …` and the role's last ones, `SAS token`, `app …` and the client id's last ones, `account key`, or "
+        "the service account's name."
+    )
     state: CostSourceState = strawberry.field(description="How its last sync went.")
     last_sync_at: datetime | None = strawberry.field(description="When it was last synced; null: never.")
     last_delivery_key: str | None = strawberry.field(description="The newest delivery found: its manifest's key.")
@@ -53,7 +64,7 @@ class CostSource(relay.Node):
     @classmethod
     def from_model(cls, row: domain.CostSource) -> CostSource:
         return cls(
-            id=str(row.id), name=row.name, kind=row.kind, location=f"s3://{row.bucket}/{row.prefix}".rstrip("/"),
+            id=str(row.id), name=row.name, kind=row.kind, location=domain.location_of(row),
             region=row.region, endpoint=row.endpoint, key_hint=row.key_hint, state=row.state,
             last_sync_at=row.last_sync_at, last_delivery_key=row.last_delivery_key,
             last_delivery_at=row.last_delivery_at, last_error=row.last_error, created_at=row.created_at, model=row,
@@ -101,34 +112,71 @@ class CostSourceMonth:
     latest_at: datetime = strawberry.field(description="When the latest of them was written.")
 
 
-@strawberry.input(description="A new cost source.")
+_CREDENTIALS = {
+    "access_key_id": "S3: an access key allowed to list and read the location (with its secret).",
+    "secret_access_key": "S3: the access key's secret; sealed at rest and never shown again.",
+    "role_arn": "AWS_S3: a role to assume (`arn:aws:iam::<account>:role/<name>`), from the access key given or, "
+    "without one, from the server's own AWS credentials.",
+    "external_id": "AWS_S3: the external id the role's trust policy asks for.",
+    "sas_token": "AZURE_BLOB: a SAS token allowed to list and read the container (the partners' MCA/CSP way).",
+    "tenant_id": "AZURE_BLOB: a service principal's tenant (directory) id, with its client id and secret.",
+    "client_id": "AZURE_BLOB: the service principal's client (application) id.",
+    "client_secret": "AZURE_BLOB: the service principal's secret.",
+    "account_key": "AZURE_BLOB: the storage account's key (an emulator's, or where no other way is allowed).",
+    "service_account_key": "GCS: the service account's key, the JSON file Google Cloud made for it.",
+}
+
+
+@strawberry.input(description="A new cost source: its location and the credentials of its kind (one way of them).")
 class CreateCostSourceInput:
     name: str = strawberry.field(description="Its name (1 to 255 characters), unique in the organization.")
-    kind: CostSourceKind = strawberry.field(description="AWS_S3 or S3_COMPATIBLE.")
-    location: str = strawberry.field(description="`s3://bucket/prefix`: the export's S3 path prefix.")
-    access_key_id: str = strawberry.field(description="An access key allowed to list and read the location.")
-    secret_access_key: str = strawberry.field(description="Its secret; sealed at rest and never shown again.")
+    kind: CostSourceKind = strawberry.field(description="Which store it is.")
+    location: str = strawberry.field(
+        description="`s3://bucket/prefix` (the export's S3 path prefix), "
+        "`az://<account>.blob.core.windows.net/<container>/<directory>` or "
+        "`abfss://<container>@<account>.dfs.core.windows.net/<directory>`, or `gs://bucket/prefix`."
+    )
+    access_key_id: str | None = strawberry.field(default=None, description=_CREDENTIALS["access_key_id"])
+    secret_access_key: str | None = strawberry.field(default=None, description=_CREDENTIALS["secret_access_key"])
+    role_arn: str | None = strawberry.field(default=None, description=_CREDENTIALS["role_arn"])
+    external_id: str | None = strawberry.field(default=None, description=_CREDENTIALS["external_id"])
+    sas_token: str | None = strawberry.field(default=None, description=_CREDENTIALS["sas_token"])
+    tenant_id: str | None = strawberry.field(default=None, description=_CREDENTIALS["tenant_id"])
+    client_id: str | None = strawberry.field(default=None, description=_CREDENTIALS["client_id"])
+    client_secret: str | None = strawberry.field(default=None, description=_CREDENTIALS["client_secret"])
+    account_key: str | None = strawberry.field(default=None, description=_CREDENTIALS["account_key"])
+    service_account_key: str | None = strawberry.field(default=None, description=_CREDENTIALS["service_account_key"])
     region: str = strawberry.field(default="", description="The bucket's region; required for AWS_S3.")
     endpoint: str = strawberry.field(
-        default="", description="`https://host[:port]` of an S3-compatible store; required for S3_COMPATIBLE, refused "
-        "for AWS_S3. A host on a loopback, private or link-local address is refused.",
+        default="", description="`https://host[:port]` of an S3-compatible store (required for S3_COMPATIBLE, refused "
+        "for AWS_S3), or of another Azure cloud or Cloud Storage emulator. A host on a loopback, private or "
+        "link-local address is refused.",
     )
 
 
-@strawberry.input(description="Changes to a cost source; only the fields given change.")
+@strawberry.input(description="Changes to a cost source; only the fields given change. Credentials given replace "
+                  "the source's whole set.")
 class UpdateCostSourceInput:
     name: str | None = strawberry.field(default=None, description="A new name.")
-    location: str | None = strawberry.field(default=None, description="A new `s3://bucket/prefix`.")
-    access_key_id: str | None = strawberry.field(default=None, description="A new access key id (with its secret).")
-    secret_access_key: str | None = strawberry.field(default=None, description="The new key's secret.")
+    location: str | None = strawberry.field(default=None, description="A new location, in its kind's form.")
+    access_key_id: str | None = strawberry.field(default=None, description=_CREDENTIALS["access_key_id"])
+    secret_access_key: str | None = strawberry.field(default=None, description=_CREDENTIALS["secret_access_key"])
+    role_arn: str | None = strawberry.field(default=None, description=_CREDENTIALS["role_arn"])
+    external_id: str | None = strawberry.field(default=None, description=_CREDENTIALS["external_id"])
+    sas_token: str | None = strawberry.field(default=None, description=_CREDENTIALS["sas_token"])
+    tenant_id: str | None = strawberry.field(default=None, description=_CREDENTIALS["tenant_id"])
+    client_id: str | None = strawberry.field(default=None, description=_CREDENTIALS["client_id"])
+    client_secret: str | None = strawberry.field(default=None, description=_CREDENTIALS["client_secret"])
+    account_key: str | None = strawberry.field(default=None, description=_CREDENTIALS["account_key"])
+    service_account_key: str | None = strawberry.field(default=None, description=_CREDENTIALS["service_account_key"])
     region: str | None = strawberry.field(default=None, description="A new region.")
-    endpoint: str | None = strawberry.field(default=None, description="A new endpoint (S3_COMPATIBLE).")
+    endpoint: str | None = strawberry.field(default=None, description="A new endpoint.")
 
 
 def source_input(data: CreateCostSourceInput | UpdateCostSourceInput) -> domain.SourceInput:
     return domain.SourceInput(
         name=data.name, kind=getattr(data, "kind", None), location=data.location, region=data.region,
-        endpoint=data.endpoint, access_key_id=data.access_key_id, secret_access_key=data.secret_access_key,
+        endpoint=data.endpoint, **{name: getattr(data, name) for name in _CREDENTIALS},
     )
 
 

@@ -78,10 +78,26 @@ ensure_page_assets() {
     .venv/bin/python scripts/page_assets.py
 }
 
+# Azurite, Microsoft's storage emulator, for the Azure Blob cost source tests: installed from
+# the npm registry at a pinned version into ./var/azurite (the tests start and stop it).
+AZURITE_VERSION=3.37.0
+ensure_azurite() {
+    local installed=var/azurite/node_modules/azurite/package.json
+    if [ -f "$installed" ] && grep -q "\"version\": \"$AZURITE_VERSION\"" "$installed"; then
+        return
+    fi
+    command -v npm >/dev/null || apt_install npm
+    say "Installing Azurite $AZURITE_VERSION (npm registry)"
+    mkdir -p var/azurite
+    npm install --prefix var/azurite --no-save --no-audit --no-fund --ignore-scripts --loglevel=error \
+        "azurite@$AZURITE_VERSION" >/dev/null
+}
+
 ensure_venv
 ensure_project_installed
 ensure_system_packages
 ensure_page_assets
+ensure_azurite
 
 # Chromium writes its profile under XDG_CONFIG_HOME: keep it in ./var, not in $HOME.
 export XDG_CONFIG_HOME="$ROOT/var/xdg/config" XDG_CACHE_HOME="$ROOT/var/xdg/cache"

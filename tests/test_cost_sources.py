@@ -1,7 +1,8 @@
 """Cost sources end to end against moto's S3 in server mode (started here on loopback, with IAM
 checking every request), driven only through the S3 API: an AWS Data Exports delivery of two
 billing periods written as AWS lays it out, synced and imported; a second sync with nothing new;
-a re-delivery with a restated row; a delivery still being written; credentials refused, a
+a re-delivery with a restated row; a delivery still being written; a role assumed through moto's
+STS; credentials refused, a
 missing bucket and a refused endpoint; one sync at a time; the scheduled sync; and who may see
 and do what."""
 
@@ -69,13 +70,22 @@ def moto_s3():
     iam.create_user(UserName="billing-reader")
     key = iam.create_access_key(UserName="billing-reader")["AccessKey"]
     iam.put_user_policy(UserName="billing-reader", PolicyName="read-exports", PolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*", "sts:AssumeRole"], "Resource": "*"}],
+    }))
+    # An administrator, to make the roles the role tests assume once IAM checks every request.
+    iam.create_user(UserName="admin")
+    admin = iam.create_access_key(UserName="admin")["AccessKey"]
+    iam.put_user_policy(UserName="admin", PolicyName="all", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
     }))
     before = moto_settings.INITIAL_NO_AUTH_ACTION_COUNT
     moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key["AccessKeyId"],
                       aws_secret_access_key=key["SecretAccessKey"])
-    yield {"endpoint": endpoint, "key_id": key["AccessKeyId"], "secret": key["SecretAccessKey"], "s3": s3}
+    iam_admin = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                             aws_access_key_id=admin["AccessKeyId"], aws_secret_access_key=admin["SecretAccessKey"])
+    yield {"endpoint": endpoint, "key_id": key["AccessKeyId"], "secret": key["SecretAccessKey"], "s3": s3,
+           "iam": iam_admin}
     moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = before
     server.stop()
 
@@ -349,6 +359,60 @@ async def test_a_failing_source_is_retried_sooner_then_backs_off_to_the_schedule
     assert await dispatch.is_held(redis, dispatch.cost_source_sync_job_id(_raw(source["id"]))) == due
 
 
+# ---------------------------------------------------------------- an S3 role to assume
+
+
+@pytest.fixture
+def s3_role(moto_s3):
+    """A role in moto's IAM that the reader may assume, allowed to read S3 (or not)."""
+    iam = moto_s3["iam"]
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:user/billing-reader"}, "Action": "sts:AssumeRole"}]})
+    name = f"billing-{uuid.uuid4().hex[:8]}"
+    reader = iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    iam.put_role_policy(RoleName=name, PolicyName="read", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+    blind = iam.create_role(RoleName=f"{name}-blind", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    return {"reader": reader, "blind": blind}
+
+
+async def test_an_s3_source_reads_through_a_role_assumed_with_its_access_key(client, world, redis, settings, moto_s3,
+                                                                             s3_role, caplog):
+    caplog.set_level(logging.DEBUG)
+    s3_settings = settings.model_copy(update={"aws_s3_endpoint_url": moto_s3["endpoint"],
+                                              "aws_sts_endpoint_url": moto_s3["endpoint"], "cost_source_timeout_seconds": 10})
+    bucket = f"exports-{uuid.uuid4().hex[:12]}"
+    moto_s3["s3"].create_bucket(Bucket=bucket)
+    rows = period_rows("2024-09")
+    deliver(moto_s3["s3"], bucket, "2024-09", rows, execution="run-1")
+    owner = world.tokens["owner"]
+    async with client_of(s3_settings, redis) as http:
+        saved = await create(http, owner, source_input(bucket, moto_s3, roleArn=s3_role["reader"], externalId="msp-4242"))
+        assert saved["__typename"] == "CostSourceSaved", saved
+        assert saved["costSource"]["keyHint"] == "…" + moto_s3["key_id"][-4:]
+        outcome = await sync(redis, s3_settings, saved["costSource"]["id"])
+        assert outcome["state"] == "OK" and outcome["imported"] == [
+            f"{PREFIX}/{EXPORT}/metadata/BILLING_PERIOD=2024-09/{EXPORT}-Manifest.json"], outcome
+        assert await database_totals(world.org.id) == totals_of(rows)
+
+        blind = await create(http, owner, source_input(bucket, moto_s3, name="blind", roleArn=s3_role["blind"]))
+        tested = (await gql(http, TEST, {"id": blind["costSource"]["id"]}, owner))["data"]["testCostSource"]
+        assert (tested["__typename"], tested["problem"]) == ("CostSourceUnreadableError", "ACCESS_DENIED"), tested
+        assert await sync(redis, s3_settings, blind["costSource"]["id"]) == {"state": "FAILING", "problem": "ACCESS_DENIED"}
+        for changes, field in (({"roleArn": "role/billing"}, "roleArn"), ({"externalId": "msp-4242"}, "externalId"),
+                               ({"kind": "S3_COMPATIBLE", "endpoint": "https://s3.example.com", "roleArn": s3_role["reader"]},
+                                "roleArn")):
+            answer = await create(http, owner, source_input(bucket, moto_s3, name="bad", **changes))
+            assert (answer["__typename"], answer["field"]) == ("ValidationError", field), answer
+        fixed = (await gql(http, UPDATE, {"id": blind["costSource"]["id"], "input": {
+            "accessKeyId": moto_s3["key_id"], "secretAccessKey": moto_s3["secret"], "roleArn": s3_role["reader"]}},
+            owner))["data"]["updateCostSource"]
+        assert fixed["costSource"]["state"] == "NEW"
+    assert await CostImport.filter(state="DONE").count() == 1
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert moto_s3["secret"] not in logged
+
+
 # ---------------------------------------------------------------- refusals
 
 
@@ -416,7 +480,7 @@ async def test_a_private_endpoint_and_other_locations_are_refused_before_anythin
     assert link_local["problem"] == "ENDPOINT_REFUSED"
     for changes, field in (
         ({"location": "gs://exports/cur"}, "location"), ({"location": "https://exports/cur"}, "location"),
-        ({"kind": "AZURE_BLOB"}, "kind"), ({"kind": "GCS"}, "kind"),
+        ({"kind": "AZURE_BLOB"}, "location"), ({"kind": "GCS", "location": "gs://exports/cur"}, "accessKeyId"),
         ({"endpoint": "https://s3.example.com"}, "endpoint"), ({"region": ""}, "region"),
         ({"endpoint": "file:///etc", "kind": "S3_COMPATIBLE"}, "endpoint"),
     ):
