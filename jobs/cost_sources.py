@@ -32,7 +32,7 @@ from models.cost_sources import (
     object_key,
     record_sync,
 )
-from models.costs import CostFileRejected, register_delivery, run_import
+from models.costs import CostFileRejected, CostOrigin, register_delivery, run_import
 from models.costs.deliveries import manifest_keys
 
 log = logging.getLogger(__name__)
@@ -153,9 +153,13 @@ async def _take(settings: Settings, store: Any, source: CostSource, delivery: De
     except BaseException:
         storage.remove(settings, folder)
         raise
+    # A source of an account's own integration imports as that account's: a row of another
+    # account's sub-account refuses the whole delivery, as an upload of its integration.
+    origin = CostOrigin.ACCOUNT_INTEGRATION if source.managed_account_id else CostOrigin.MSP_DELEGATED
     cost_import = await register_delivery(
         source.organization_id, stored, filename=delivery.manifest.key,
-        found_by=(source.id, delivery.manifest.key, delivery.manifest.etag),
+        found_by=(source.id, delivery.manifest.key, delivery.manifest.etag), written_at=delivery.manifest.modified,
+        origin=origin, account_id=source.managed_account_id,
     )
     try:
         async with turns or contextlib.nullcontext():

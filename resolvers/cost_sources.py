@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import strawberry
@@ -30,7 +31,7 @@ from schema.cost_sources import (
     source_input,
 )
 from schema.mutations import mutation
-from schema.nodes import node_uuid_or_none
+from schema.nodes import node_uuid, node_uuid_or_none
 from schema.pagination import Direction, paginate
 from schema.permissions import MSP_USERS, OWNERS, requires
 from schema.scalars import Month
@@ -64,8 +65,9 @@ class Mutation:
     )
     async def create_cost_source(self, info: Info, input: CreateCostSourceInput) -> CreateCostSourcePayload:
         settings = info.context.settings
+        data = replace(source_input(input), account_id=node_uuid(input.account_id, "ManagedAccount", field="accountId"))
         row = await cost_sources.create_source(
-            info.context.principal, settings, source_input(input), partial(object_stores.check_endpoint, settings)
+            info.context.principal, settings, data, partial(object_stores.check_endpoint, settings)
         )
         return CostSourceSaved(cost_source=CostSource.from_model(row))
 
