@@ -17,6 +17,7 @@ from jobs.cost_sources import sync_due_cost_sources
 from jobs.periods import close_due_periods
 from models import BillingPeriod, CostImport, CostRecord, CostSource, Invoice, Organization, SubAccount
 from models.costs.records import CostOrigin
+from models.errors import ErrorCode, ValidationFailed
 from tests import factories as f
 from tests.graphql import error_codes, gql
 from tests.test_checks import APPROVE, generated
@@ -406,3 +407,29 @@ async def test_the_cost_data_settings_are_checked_and_read_back(client, world):
     assert (await gql(client, read, token=world.tokens["viewer"]))["data"]["viewer"]["organization"]["costData"] == {"settleHours": 48}
     assert error_codes(await gql(client, read, token=world.tokens["customer"])) == ["FORBIDDEN"]
     assert error_codes(await gql(client, SETTINGS, {"input": {"costData": {"settleHours": 1}}}, world.tokens["viewer"])) == ["FORBIDDEN"]
+
+
+async def test_the_command_line_shows_completeness_and_closes_an_incomplete_month_only_with_force(
+    s3_client, world, redis, s3_settings, moto_s3, bucket
+):
+    from rich.console import Console
+
+    from invoicing.cli.billing import _close_period, _completeness
+
+    month = last_month()
+    await aws_source(s3_client, world, redis, s3_settings, moto_s3, bucket, month)
+    await settle(world.org.id, 720)
+    console = Console(record=True, width=200)
+    console.print(await _completeness(month, "Northwind"))
+    shown = console.export_text()
+    assert f"{month:%Y-%m}: PARTIAL" in shown and "AWS billing" in shown and "PARTIAL" in shown.split("AWS billing")[1]
+
+    with pytest.raises(ValidationFailed) as refused:
+        await _close_period(s3_settings, month, "Northwind", False)
+    assert refused.value.code == ErrorCode.DATA_INCOMPLETE
+    assert not await BillingPeriod.filter(organization_id=world.org.id, start_date=month).exists()
+    assert await _close_period(s3_settings, month, "Northwind", True) == 2
+    period = await BillingPeriod.get(organization_id=world.org.id, start_date=month)
+    assert (period.forced_by_id, period.forced_by_label) == (None, "cli")
+    console.print(await _completeness(month, "Northwind"))
+    assert "closed before complete" in console.export_text()
