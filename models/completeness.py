@@ -71,33 +71,39 @@ def state_of(written_at: datetime | None, month: date, settle_hours: int) -> Dat
 
 async def month_sources(organization_id: Any, month: date, settle_hours: int) -> list[MonthSource]:
     """Each source of the organization with the month's state of each provider it delivered
-    (one MISSING line when it delivered nothing), by source name then provider. A delivery
-    counts once its import is DONE; one imported before the store's write times were kept
-    counts from when it was imported."""
-    month = month.replace(day=1)
+    (one MISSING line when it delivered nothing), by source name then provider."""
+    return (await months_sources(organization_id, [month], settle_hours))[month.replace(day=1)]
+
+
+async def months_sources(organization_id: Any, months: list[date], settle_hours: int) -> dict[date, list[MonthSource]]:
+    """`month_sources` of several months in one query. A delivery counts once its import is
+    DONE; one imported before the store's write times were kept counts from when it was
+    imported."""
+    firsts = sorted({month.replace(day=1) for month in months})
     rows = await connections.get("default").execute_query_dict(
-        """SELECT s.id, s.name, s.managed_account_id, d.provider_name,
+        """SELECT m.month, s.id, s.name, s.managed_account_id, d.provider_name,
                   max(COALESCE(i.source_written_at, i.created_at)) AS written_at
-           FROM cost_sources s
-           LEFT JOIN (cost_imports i JOIN cost_delivery_scopes d
-                      ON d.cost_import_id = i.id AND d.billing_month = $2)
-             ON i.cost_source_id = s.id AND i.state = 'DONE'
+           FROM cost_sources s CROSS JOIN unnest($2::date[]) AS m(month)
+           LEFT JOIN (cost_imports i JOIN cost_delivery_scopes d ON d.cost_import_id = i.id)
+             ON i.cost_source_id = s.id AND i.state = 'DONE' AND d.billing_month = m.month
            WHERE s.organization_id = $1 AND s.kind = ANY($3::text[])
-           GROUP BY s.id, s.name, s.managed_account_id, d.provider_name
-           ORDER BY s.name, d.provider_name""",
-        [str(organization_id), month, [kind.value for kind in AVAILABLE_KINDS]],
+           GROUP BY m.month, s.id, s.name, s.managed_account_id, d.provider_name
+           ORDER BY m.month, s.name, d.provider_name""",
+        [str(organization_id), firsts, [kind.value for kind in AVAILABLE_KINDS]],
     )
-    return [
-        MonthSource(
-            row["id"],
-            row["name"],
-            row["managed_account_id"],
-            row["provider_name"],
-            state_of(row["written_at"], month, settle_hours),
-            row["written_at"],
+    found: dict[date, list[MonthSource]] = {month: [] for month in firsts}
+    for row in rows:
+        found[row["month"]].append(
+            MonthSource(
+                row["id"],
+                row["name"],
+                row["managed_account_id"],
+                row["provider_name"],
+                state_of(row["written_at"], row["month"], settle_hours),
+                row["written_at"],
+            )
         )
-        for row in rows
-    ]
+    return found
 
 
 def overall(sources: list[MonthSource]) -> DataCompleteness | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry import relay
@@ -124,10 +125,8 @@ class BillingPeriod(relay.Node):
         return (user.name or user.email) if user else None
 
     async def _sources(self, info: Info) -> list[domain_completeness.MonthSource]:
-        organization = await info.context.loaders.by_id(OrganizationModel).load(self.model.organization_id)
-        return await domain_completeness.month_sources(
-            self.model.organization_id, self.model.start_date, organization.data_settle_hours
-        )
+        loader = info.context.loaders.keyed("period_completeness", partial(_completeness, info))
+        return await loader.load((self.model.organization_id, self.model.start_date))
 
     @strawberry.field(description="How many invoices the month has, in any status.")
     async def invoice_count(self, info: Info) -> int:
@@ -147,6 +146,17 @@ class BillingPeriod(relay.Node):
         from schema.invoices import period_invoices
 
         return await period_invoices(info, self.model.id, filter, order_by, first, after, last, before)
+
+
+async def _completeness(info: Info, keys: list[tuple[Any, date]]) -> list[list[domain_completeness.MonthSource]]:
+    """The completeness of the periods of a page, one query per organization (one in all)."""
+    found: dict[tuple[Any, date], list[domain_completeness.MonthSource]] = {}
+    for organization_id in {organization for organization, _ in keys}:
+        organization = await info.context.loaders.by_id(OrganizationModel).load(organization_id)
+        months = [month for owner, month in keys if owner == organization_id]
+        by_month = await domain_completeness.months_sources(organization_id, months, organization.data_settle_hours)
+        found.update({(organization_id, month): sources for month, sources in by_month.items()})
+    return [found[key] for key in keys]
 
 
 @strawberry.type(description="A page of billing periods.")

@@ -433,3 +433,22 @@ async def test_the_command_line_shows_completeness_and_closes_an_incomplete_mont
     assert (period.forced_by_id, period.forced_by_label) == (None, "cli")
     console.print(await _completeness(month, "Northwind"))
     assert "closed before complete" in console.export_text()
+
+
+async def test_the_completeness_of_many_periods_takes_one_query(s3_client, world, redis, s3_settings, moto_s3, bucket):
+    from tests.graphql import gql_counted
+
+    await aws_source(s3_client, world, redis, s3_settings, moto_s3, bucket, last_month())
+    token = world.tokens["owner"]
+    query = "{ billingPeriods(first: 100) { edges { node { month completeness sourceCompleteness { state } } } } }"
+
+    async def statements(months: int) -> list[str]:
+        for number in range(1, months + 1):
+            await period_of(world, date(2024, number, 1))
+        await gql(s3_client, "{ viewer { scope } }", token=token)  # the token's use is recorded once
+        result, ran = await gql_counted(s3_client, query, token=token)
+        assert len(result["data"]["billingPeriods"]["edges"]) == months
+        assert {edge["node"]["completeness"] for edge in result["data"]["billingPeriods"]["edges"]} == {"MISSING"}
+        return [statement for statement in ran if "cost_sources" in statement]
+
+    assert len(await statements(2)) == len(await statements(6)) == 1
