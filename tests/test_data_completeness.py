@@ -449,6 +449,6 @@ async def test_the_completeness_of_many_periods_takes_one_query(s3_client, world
         result, ran = await gql_counted(s3_client, query, token=token)
         assert len(result["data"]["billingPeriods"]["edges"]) == months
         assert {edge["node"]["completeness"] for edge in result["data"]["billingPeriods"]["edges"]} == {"MISSING"}
-        return [statement for statement in ran if "cost_sources" in statement]
+        return [statement for statement in ran if "cost_delivery_scopes" in statement]
 
     assert len(await statements(2)) == len(await statements(6)) == 1
