@@ -35,7 +35,7 @@ from models.cost_sources import (
     record_sync,
     still_written,
 )
-from models.costs import register_delivery, run_import
+from models.costs import CostOrigin, register_delivery, run_import
 from models.costs.deliveries import manifest_keys
 from models.errors import CostFileRejected
 
@@ -183,9 +183,13 @@ async def _files(settings: Settings, store: Any, source: CostSource, delivery: D
 
 async def _import(source: CostSource, delivery: Delivery, stored: list, turns: asyncio.Semaphore | None) -> str:
     """Register the stored delivery as an import of the source and run it."""
+    # A source of an account's own integration imports as that account's: a row of another
+    # account's sub-account refuses the whole delivery, as an upload of its integration.
+    origin = CostOrigin.ACCOUNT_INTEGRATION if source.managed_account_id else CostOrigin.MSP_DELEGATED
     cost_import = await register_delivery(
         source.organization_id, stored, filename=delivery.manifest.key,
-        found_by=(source.id, delivery.manifest.key, delivery.manifest.etag),
+        found_by=(source.id, delivery.manifest.key, delivery.manifest.etag), written_at=delivery.manifest.modified,
+        origin=origin, account_id=source.managed_account_id,
     )
     try:
         async with turns or contextlib.nullcontext():

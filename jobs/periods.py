@@ -18,10 +18,12 @@ SCHEDULER = Actor.system("scheduler")
 
 async def close_due_periods(ctx: dict, now: datetime | None = None) -> int:
     """Close every month that has ended in its organization's time zone (`now` defaults to
-    the current time); auto-invoiced accounts' invoices start generating."""
+    the current time) and whose cost data is complete, or whose latest close day has come:
+    then it closes early, recorded as the scheduler's. Auto-invoiced accounts' invoices start
+    generating."""
     created = 0
     for organization_id, month in await periods_to_close(now or datetime.now(UTC)):
-        ids = await close_period(organization_id, month, SCHEDULER)
+        ids = await close_period(organization_id, month, SCHEDULER, force=True)
         await effects.period_closed(ctx["redis"], ids)
         log.info("closed %s for organization %s: %d invoices ready", month, organization_id, len(ids))
         created += len(ids)

@@ -41,6 +41,7 @@ from models.base import TimestampMixin, enum_check
 from models.costs.importer import INTERNAL_ERROR
 from models.costs.records import CostImport, CostImportState
 from models.errors import DomainError, ErrorCode, NotFound, ValidationFailed
+from models.managed_accounts import ManagedAccount
 
 if TYPE_CHECKING:
     from models.organizations import Organization
@@ -119,6 +120,11 @@ class CostSource(TimestampMixin, Model):
     organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
         "models.Organization", related_name="cost_sources", on_delete=fields.CASCADE
     )
+    # An account's own integration: its deliveries import as that account's (ACCOUNT_INTEGRATION,
+    # every row of its sub-accounts); null: the MSP's.
+    managed_account: fields.ForeignKeyNullableRelation[ManagedAccount] = fields.ForeignKeyField(
+        "models.ManagedAccount", related_name="cost_sources", null=True, on_delete=fields.CASCADE
+    )
     name = fields.CharField(max_length=255)
     kind = fields.CharEnumField(CostSourceKind, max_length=16)
     bucket = fields.CharField(max_length=255)
@@ -141,6 +147,7 @@ class CostSource(TimestampMixin, Model):
     failures = fields.SmallIntField(default=0)
 
     organization_id: UUID
+    managed_account_id: UUID | None
 
     class Meta:
         table = "cost_sources"
@@ -228,6 +235,8 @@ class SourceInput:
     client_secret: str | None = None
     account_key: str | None = None
     service_account_key: str | None = None
+    # The managed account whose own integration the source is (create only; None: the MSP's).
+    account_id: UUID | None = None
 
     def credentials_given(self) -> bool:
         return any(getattr(self, name) is not None for name in _CREDENTIAL_FIELDS)
@@ -441,6 +450,12 @@ async def create_source(principal, settings: Settings, data: SourceInput, check_
     if columns.get("endpoint"):
         await check_endpoint(columns["endpoint"])
     async with in_transaction() as connection:
+        if data.account_id is not None:
+            if not await ManagedAccount.filter(
+                id=data.account_id, organization_id=principal.organization_id
+            ).using_db(connection).exists():
+                raise NotFound("The managed account does not exist.", field="accountId")
+            columns["managed_account_id"] = data.account_id
         await _name_free(principal.organization_id, columns["name"], None, connection)
         return await CostSource.create(organization_id=principal.organization_id, using_db=connection, **columns)
 
@@ -665,11 +680,15 @@ def sync_wait(state: CostSourceState, failures: int, every_hours: float, retry_m
 
 
 async def due_sources(now: datetime, every_hours: float, retry_minutes: float) -> list[UUID]:
-    """The sources due for a sync (`sync_wait` after their last one, or never synced)."""
-    rows = await CostSource.filter(kind__in=AVAILABLE_KINDS).values_list("id", "last_sync_at", "state", "failures")
+    """The sources due for a sync (`sync_wait` after their last one, or never synced), each
+    on its organization's interval (`every_hours` where it set none)."""
+    rows = await CostSource.filter(kind__in=AVAILABLE_KINDS).values_list(
+        "id", "last_sync_at", "state", "failures", "organization__cost_sync_hours"
+    )
     return [
-        source_id for source_id, synced, state, failures in rows
-        if synced is None or now - synced >= sync_wait(CostSourceState(state), failures, every_hours, retry_minutes)
+        source_id for source_id, synced, state, failures, own_hours in rows
+        if synced is None
+        or now - synced >= sync_wait(CostSourceState(state), failures, own_hours or every_hours, retry_minutes)
     ]
 
 

@@ -37,6 +37,7 @@ class ErrorCode(str, Enum):
     CREDIT_EXCEEDS_BALANCE = "CREDIT_EXCEEDS_BALANCE"
     XERO_NOT_CONNECTED = "XERO_NOT_CONNECTED"
     COST_SOURCE_UNREADABLE = "COST_SOURCE_UNREADABLE"
+    DATA_INCOMPLETE = "DATA_INCOMPLETE"
 
 
 ERROR_CODE_MEANINGS: dict[ErrorCode, str] = {
@@ -65,6 +66,8 @@ ERROR_CODE_MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.XERO_NOT_CONNECTED: "Xero is not connected (or not set up), or its connection must be renewed",
     ErrorCode.COST_SOURCE_UNREADABLE: "the cost source cannot be read: credentials refused, bucket missing, "
     "endpoint unreachable or refused (`problem` says which)",
+    ErrorCode.DATA_INCOMPLETE: "a cost source's data of the month is not complete yet (`BillingPeriod.completeness`): "
+    "close it with `force: true` to invoice it as it is",
 }
 
 

@@ -30,6 +30,9 @@ MAX_PAYMENT_TERMS_DAYS = 365
 MAX_REMINDER_STEPS = 10
 MAX_REMINDER_DAY = 365
 MAX_AUTO_SEND_GRACE_HOURS = 720
+MAX_COST_SYNC_HOURS = 168
+MAX_DATA_SETTLE_HOURS = 720
+MAX_CLOSE_DAY = 28
 
 class LateCostBilling(str, Enum):
     """How costs delivered for a month after its invoice was approved are billed."""
@@ -82,6 +85,15 @@ class Organization(TimestampMixin, Model):
     # E-invoicing chosen: generation refuses (ERROR, with what is missing) an invoice that
     # lacks what EN 16931 needs, rather than approve one that cannot be sent electronically.
     einvoicing = fields.BooleanField(default=False, db_default=False)
+    # Hours between two scheduled syncs of the organization's cost sources (null: the server's
+    # COST_SOURCE_SYNC_HOURS).
+    cost_sync_hours = fields.SmallIntField(null=True)
+    # A month's data is complete once a source's latest delivery for it was written this many
+    # hours after the month ended (AWS refreshes a month for days after its end).
+    data_settle_hours = fields.SmallIntField(default=72, db_default=72)
+    # With cost sources, the scheduled close waits for complete data until this day of the next
+    # month (never before the data ingestion delay's day), then closes with a warning.
+    latest_close_day = fields.SmallIntField(default=15, db_default=15)
     email_attachment = fields.CharEnumField(
         EmailAttachment, max_length=16, default=EmailAttachment.PDF, db_default=EmailAttachment.PDF
     )
@@ -109,6 +121,12 @@ class Organization(TimestampMixin, Model):
                 name="organizations_grace_range",
             ),
             CheckConstraint(check="jsonb_typeof(reminder_days) = 'array'", name="organizations_reminders_list"),
+            CheckConstraint(
+                check=f"cost_sync_hours BETWEEN 1 AND {MAX_COST_SYNC_HOURS}"
+                f" AND data_settle_hours BETWEEN 0 AND {MAX_DATA_SETTLE_HOURS}"
+                f" AND latest_close_day BETWEEN 1 AND {MAX_CLOSE_DAY}",
+                name="organizations_cost_data_ranges",
+            ),
             enum_check("organizations", "email_attachment", EmailAttachment),
             CheckConstraint(
                 check="email_attachment = 'PDF' OR einvoicing", name="organizations_facturx_needs_einvoicing"
@@ -185,6 +203,14 @@ _CHECKS = {
     "auto_send_grace_hours": lambda value: _whole(
         value, 0, MAX_AUTO_SEND_GRACE_HOURS, "autoInvoice.graceHours", "The grace period (hours)"
     ),
+    # 0 goes back to the server's interval (null keeps the value in the API's input).
+    "cost_sync_hours": lambda value: _whole(
+        value, 0, MAX_COST_SYNC_HOURS, "costData.syncEveryHours", "The sync interval (hours)"
+    ) or None,
+    "data_settle_hours": lambda value: _whole(
+        value, 0, MAX_DATA_SETTLE_HOURS, "costData.settleHours", "The settle time (hours)"
+    ),
+    "latest_close_day": lambda value: _whole(value, 1, MAX_CLOSE_DAY, "costData.latestCloseDay", "The latest close day"),
     "late_cost_billing": lambda value: _choice(LateCostBilling, value, "lateCostBilling"),
     "check_change_percent": lambda value: _threshold(value, Decimal(100000), "checks.changePercent"),
     "check_change_amount": lambda value: _threshold(value, Decimal("1e12"), "checks.changeAmount"),
@@ -213,6 +239,12 @@ def _flag(value: Any, field: str) -> bool:
     if not isinstance(value, bool):
         raise ValidationFailed("Expected true or false.", field=field)
     return value
+
+
+def latest_close_day(organization: Organization) -> int:
+    """The day of the next month by which a month closes whatever its data: the latest close
+    day, or the data ingestion delay's day when that is later."""
+    return max(organization.latest_close_day, 1 + organization.data_ingestion_delay_days)
 
 
 def organization_year(organization: Organization, now: datetime | None = None) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from jobs import effects
@@ -49,14 +51,21 @@ class Query:
 class Mutation:
     @mutation(
         description="Close a past month now (the scheduler does it on the 1st, or the 4th with "
-        "the data ingestion delay): every managed account gets a READY_TO_INVOICE invoice. "
-        "Closing again changes nothing.",
+        "the data ingestion delay; with cost sources, once their data is complete): every managed "
+        "account gets a READY_TO_INVOICE invoice. Closing again changes nothing. While a cost "
+        "source's data of the month is not complete, refused (DATA_INCOMPLETE) unless `force`.",
         scopes=OWNERS,
     )
-    async def close_billing_period(self, info: Info, month: Month) -> CloseBillingPeriodPayload:
+    async def close_billing_period(
+        self, info: Info, month: Month,
+        force: Annotated[bool, strawberry.argument(
+            description="Close even though a cost source's data of the month is not complete: recorded on the period "
+            "(`forcedAt`, `forcedBy`), and its invoices carry an INCOMPLETE_DATA warning to acknowledge."
+        )] = False,
+    ) -> CloseBillingPeriodPayload:
         principal = info.context.authenticated()
         created = await billing_periods.close_period(
-            principal.organization_id, month, Actor(user_id=principal.user.id), must_be_past=True
+            principal.organization_id, month, Actor(user_id=principal.user.id), must_be_past=True, force=force
         )
         await effects.period_closed(info.context.redis, created)
         period = await billing_periods.visible_periods(principal).get(start_date=month)

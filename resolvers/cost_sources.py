@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import strawberry
@@ -11,7 +12,7 @@ from jobs import dispatch
 from models import cost_sources
 from schema.core.context import Info
 from schema.core.mutations import mutation
-from schema.core.nodes import node_uuid_or_none
+from schema.core.nodes import node_uuid, node_uuid_or_none
 from schema.core.pagination import Direction, paginate
 from schema.core.permissions import MSP_USERS, OWNERS, requires
 from schema.core.scalars import Month
@@ -65,8 +66,9 @@ class Mutation:
     )
     async def create_cost_source(self, info: Info, input: CreateCostSourceInput) -> CreateCostSourcePayload:
         settings = info.context.settings
+        data = replace(source_input(input), account_id=node_uuid(input.account_id, "ManagedAccount", field="accountId"))
         row = await cost_sources.create_source(
-            info.context.principal, settings, source_input(input), partial(object_stores.check_endpoint, settings)
+            info.context.principal, settings, data, partial(object_stores.check_endpoint, settings)
         )
         return CostSourceSaved(cost_source=CostSource.from_model(row))
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry import relay
 
 from models import BillingPeriod as BillingPeriodModel
+from models import CostSource as CostSourceModel
 from models import Invoice as InvoiceModel
+from models import Organization as OrganizationModel
+from models import User as UserModel
+from models import completeness as domain_completeness
 from models.billing_periods import PeriodQuery, PeriodState, visible_periods
 from models.invoices import visible_invoices
 from schema.core.arguments import CheckedArguments
@@ -20,6 +25,7 @@ from schema.core.errors import ValidationError
 from schema.core.nodes import scoped_nodes
 from schema.core.pagination import CountedConnection, Direction
 from schema.core.scalars import Month
+from schema.cost_sources import CostSource
 
 if TYPE_CHECKING:
     from schema.invoices import Invoice, InvoiceConnection, InvoiceFilter, InvoiceOrder
@@ -35,6 +41,26 @@ strawberry.enum(
     description="OPEN while the month's costs may still change; CLOSED once the month was "
     "closed and its invoices made ready.",
 )
+
+DataCompleteness = domain_completeness.DataCompleteness
+strawberry.enum(
+    DataCompleteness,
+    name="DataCompleteness",
+    description="How complete a month's cost data is: MISSING (no delivery of the month imported), PARTIAL (the "
+    "latest was written before the month ended, or less than the organization's settle time after), COMPLETE.",
+)
+
+
+@strawberry.type(description="One cost source's data of the month, for one provider.")
+class SourceCompleteness:
+    cost_source: CostSource = strawberry.field(description="The source.")
+    provider: str | None = strawberry.field(
+        description="The provider (FOCUS ProviderName) of its deliveries; null while it delivered nothing."
+    )
+    state: DataCompleteness = strawberry.field(description="How complete its data of the month is.")
+    written_at: datetime | None = strawberry.field(
+        description="When the store wrote its latest delivery with costs of the month; null: none."
+    )
 
 
 @strawberry.type(name="BillingPeriod", description="A calendar month that is invoiced.")
@@ -60,6 +86,48 @@ class BillingPeriod(relay.Node):
     async def resolve_nodes(cls, *, info: Info, node_ids: Iterable[str], required: bool = False):
         return await scoped_nodes(cls, info, node_ids, required, visible_periods)
 
+    @strawberry.field(
+        description="How complete the month's cost data is now, the least complete of `sourceCompleteness`; null "
+        "when the organization has no cost source (the month closes as scheduled). The scheduled close waits for "
+        "COMPLETE until the latest close day; `closeBillingPeriod` closes before only with `force`."
+    )
+    async def completeness(self, info: Info) -> DataCompleteness | None:
+        return domain_completeness.overall(await self._sources(info))
+
+    @strawberry.field(description="The month's data per cost source and provider, by source name.")
+    async def source_completeness(self, info: Info) -> list[SourceCompleteness]:
+        found = await self._sources(info)
+        loader = info.context.loaders.by_id(CostSourceModel)
+        rows = await loader.load_many([source.source_id for source in found])
+        return [
+            SourceCompleteness(
+                cost_source=CostSource.from_model(row), provider=source.provider, state=source.state,
+                written_at=source.written_at,
+            )
+            for source, row in zip(found, rows, strict=True) if row is not None
+        ]
+
+    @strawberry.field(
+        description="When the month was closed before its data was complete (with `force`, or by the scheduler at "
+        "the latest close day); null: it was not."
+    )
+    def forced_at(self) -> datetime | None:
+        return self.model.forced_at
+
+    @strawberry.field(description="Who closed the month before its data was complete: a user's name, or the part of "
+                      "the system (scheduler, cli); null: nobody did.")
+    async def forced_by(self, info: Info) -> str | None:
+        if self.model.forced_at is None:
+            return None
+        if self.model.forced_by_id is None:
+            return self.model.forced_by_label or None
+        user = await info.context.loaders.by_id(UserModel).load(self.model.forced_by_id)
+        return (user.name or user.email) if user else None
+
+    async def _sources(self, info: Info) -> list[domain_completeness.MonthSource]:
+        loader = info.context.loaders.keyed("period_completeness", partial(_completeness, info))
+        return await loader.load((self.model.organization_id, self.model.start_date))
+
     @strawberry.field(description="How many invoices the month has, in any status.")
     async def invoice_count(self, info: Info) -> int:
         return await info.context.loaders.counts(InvoiceModel, "billing_period_id").load(self.model.id)
@@ -78,6 +146,17 @@ class BillingPeriod(relay.Node):
         from schema.invoices import period_invoices
 
         return await period_invoices(info, self.model.id, filter, order_by, first, after, last, before)
+
+
+async def _completeness(info: Info, keys: list[tuple[Any, date]]) -> list[list[domain_completeness.MonthSource]]:
+    """The completeness of the periods of a page, one query per organization (one in all)."""
+    found: dict[tuple[Any, date], list[domain_completeness.MonthSource]] = {}
+    for organization_id in {organization for organization, _ in keys}:
+        organization = await info.context.loaders.by_id(OrganizationModel).load(organization_id)
+        months = [month for owner, month in keys if owner == organization_id]
+        by_month = await domain_completeness.months_sources(organization_id, months, organization.data_settle_hours)
+        found.update({(organization_id, month): sources for month, sources in by_month.items()})
+    return [found[key] for key in keys]
 
 
 @strawberry.type(description="A page of billing periods.")

@@ -16,7 +16,8 @@ from schema.core.errors import CostSourceUnreadableError, InvalidTransitionError
 from schema.core.nodes import scoped_nodes
 from schema.core.pagination import CountedConnection, Direction, paginate
 from schema.core.scalars import Month
-from schema.costs import CostImport, CostImportConnection, CostImportOrder, CostImportOrderField
+from schema.costs import CostImport, CostImportConnection, CostImportOrder, CostImportOrderField, account_of
+from schema.managed_accounts import ManagedAccount
 
 CostSourceKind = domain.CostSourceKind
 strawberry.enum(
@@ -73,6 +74,13 @@ class CostSource(relay.Node):
     @classmethod
     async def resolve_nodes(cls, *, info: Info, node_ids: Iterable[str], required: bool = False) -> list[Any]:
         return await scoped_nodes(cls, info, node_ids, required, domain.visible_sources)
+
+    @strawberry.field(
+        description="The managed account whose own integration the source is: its deliveries import as that "
+        "account's (ACCOUNT_INTEGRATION, every row of its sub-accounts); null: the MSP's."
+    )
+    async def account(self, info: Info) -> ManagedAccount | None:
+        return await account_of(info, self.model.managed_account_id)
 
     @strawberry.field(description="The imports its syncs made, newest first.")
     async def imports(
@@ -152,6 +160,11 @@ class CreateCostSourceInput:
         "for AWS_S3), or of another Azure cloud or Cloud Storage emulator. A host on a loopback, private or "
         "link-local address is refused.",
     )
+    account_id: strawberry.ID | None = strawberry.field(
+        default=None, description="For a managed account's own integration (its own cloud export): the account. Its "
+        "deliveries then import as that account's, and one with a row of another account's sub-account is refused, "
+        "as `importCosts` with ACCOUNT_INTEGRATION refuses it. Omitted: the MSP's source.",
+    )
 
 
 @strawberry.input(description="Changes to a cost source; only the fields given change. Credentials given replace "
@@ -203,7 +216,7 @@ class CostSourceSyncQueued:
 
 
 CreateCostSourcePayload = Annotated[
-    CostSourceSaved | ValidationError | CostSourceUnreadableError,
+    CostSourceSaved | ValidationError | NotFoundError | CostSourceUnreadableError,
     strawberry.union("CreateCostSourcePayload", description="The result of `createCostSource`."),
 ]
 UpdateCostSourcePayload = Annotated[

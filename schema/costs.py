@@ -33,7 +33,7 @@ def _decimal(value: Decimal | None) -> Decimal | None:
     return None if value is None else plain(value)
 
 
-async def _account(info: Info, account_id: Any) -> ManagedAccount | None:
+async def account_of(info: Info, account_id: Any) -> ManagedAccount | None:
     """The managed account of an id that may be null, through the request's loader."""
     if account_id is None:
         return None
@@ -137,7 +137,7 @@ class CostRecord(relay.Node):
         "account claims it (nobody is invoiced for it yet)."
     )
     async def account(self, info: Info) -> ManagedAccount | None:
-        return await _account(info, self.model.managed_account_id)
+        return await account_of(info, self.model.managed_account_id)
 
     @strawberry.field(
         description="Whether the account's invoice counts the row: a managed account claims it, and it "
@@ -238,7 +238,7 @@ class ImportedCostTotal:
 
     @strawberry.field(description="The managed account; null for rows no account claims.")
     async def account(self, info: Info) -> ManagedAccount | None:
-        return await _account(info, self.account_id)
+        return await account_of(info, self.account_id)
 
     @classmethod
     def from_total(cls, total: AccountMonthTotal) -> ImportedCostTotal:
@@ -301,7 +301,7 @@ class LateCostDifference:
 
     @strawberry.field(description="The managed account invoiced.")
     async def account(self, info: Info) -> ManagedAccount | None:
-        return await _account(info, self.account_id)
+        return await account_of(info, self.account_id)
 
 
 @strawberry.type(
@@ -414,7 +414,7 @@ class CostsImported:
         "MSP_DELEGATED."
     )
     async def account(self, info: Info) -> ManagedAccount | None:
-        return await _account(info, self.account_id)
+        return await account_of(info, self.account_id)
 
     @classmethod
     def from_report(cls, report: ImportReport, cost_import: domain.CostImport) -> CostsImported:

@@ -81,6 +81,33 @@ class CheckThresholdsInput:
     change_percent: Decimal | None = strawberry.field(default=None, description="Percentage, from 0.")
     change_amount: Decimal | None = strawberry.field(default=None, description="Amount in the invoice currency, from 0.")
 
+@strawberry.type(description="How the organization's cost sources are synced, and when a month's data counts as "
+                 "complete for its close (`BillingPeriod.completeness`).")
+class CostDataSettings:
+    sync_every_hours: int | None = strawberry.field(
+        description="Hours between two scheduled syncs of each cost source; null: the server's default "
+        "(COST_SOURCE_SYNC_HOURS)."
+    )
+    settle_hours: int = strawberry.field(
+        description="A source's data of a month is COMPLETE once its latest delivery was written at least this many "
+        "hours after the month's end (UTC); before, PARTIAL (default 72)."
+    )
+    latest_close_day: int = strawberry.field(
+        description="With cost sources, the scheduled close waits for complete data until this day of the next "
+        "month (1 to 28, default 15; never before `dataIngestionDelayDays` lets it), then closes with an "
+        "INCOMPLETE_DATA warning on the invoices concerned."
+    )
+
+
+@strawberry.input(description="Cost data settings: an omitted or null field keeps its value.")
+class CostDataSettingsInput:
+    sync_every_hours: int | None = strawberry.field(
+        default=None, description="Hours between scheduled syncs, 1 to 168; 0 goes back to the server's default."
+    )
+    settle_hours: int | None = strawberry.field(default=None, description="Settle time in hours, 0 to 720.")
+    latest_close_day: int | None = strawberry.field(default=None, description="Latest close day, 1 to 28.")
+
+
 EmailAttachment = EmailAttachmentValue
 strawberry.enum(
     EmailAttachment,
@@ -186,6 +213,14 @@ class Organization(relay.Node):
     def checks(self) -> CheckThresholds | None:
         return CheckThresholds(
             change_percent=plain(self.model.check_change_percent), change_amount=plain(self.model.check_change_amount)
+        )
+
+    @strawberry.field(description="How cost sources are synced and when a month's data is complete.",
+                      extensions=requires(*MSP_USERS))
+    def cost_data(self) -> CostDataSettings | None:
+        return CostDataSettings(
+            sync_every_hours=self.model.cost_sync_hours, settle_hours=self.model.data_settle_hours,
+            latest_close_day=self.model.latest_close_day,
         )
 
     @strawberry.field(description="Defaults of automatic invoicing for new accounts.",
@@ -320,6 +355,9 @@ class UpdateOrganizationInput:
     checks: CheckThresholdsInput | None = strawberry.field(
         default=None, description="Thresholds of the checks before approval."
     )
+    cost_data: CostDataSettingsInput | None = strawberry.field(
+        default=None, description="How cost sources are synced and when a month's data is complete."
+    )
 
 
 _SETTINGS = (
@@ -342,6 +380,10 @@ def organization_changes(input: UpdateOrganizationInput) -> dict[str, Any]:
     if input.checks is not None:
         thresholds = {"check_change_percent": input.checks.change_percent, "check_change_amount": input.checks.change_amount}
         changes.update({column: value for column, value in thresholds.items() if value is not None})
+    if input.cost_data is not None:
+        cost_data = {"cost_sync_hours": input.cost_data.sync_every_hours, "data_settle_hours": input.cost_data.settle_hours,
+                     "latest_close_day": input.cost_data.latest_close_day}
+        changes.update({column: value for column, value in cost_data.items() if value is not None})
     return changes
 
 

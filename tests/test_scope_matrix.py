@@ -211,6 +211,8 @@ VALUES_BY_ARGUMENT: dict[str, Any] = {
     "amount": "1.00", "rate": "0.9", "number": "INV-2024-0001", "mode": "AMOUNT",
     # A customer user names its account; a file of the account's own integration too.
     "scope": "CUSTOMER", "origin": "ACCOUNT_INTEGRATION",
+    # The world's cost sources never synced: their data of the month is MISSING, so the close is forced.
+    "force": True,
 }
 # Files of the two multipart fields: a PNG logo, and one FOCUS row (queued only: no worker
 # runs here).

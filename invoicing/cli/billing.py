@@ -29,23 +29,54 @@ from invoicing.cli.common import (
 def close_period(
     month: str = typer.Argument(..., help="The month to close, YYYY-MM."),
     organization: str | None = typer.Option(None, help="Organization name or id (default: the only one)."),
+    force: bool = typer.Option(False, help="Close even though a cost source's data of the month is not complete."),
 ) -> None:
-    """Close a past month: every managed account gets a READY_TO_INVOICE invoice."""
+    """Close a past month: every managed account gets a READY_TO_INVOICE invoice. While a cost
+    source's data of the month is not complete (see `completeness`), only with --force."""
     settings = resolved_settings()
-    created = run(settings, functools.partial(_close_period, settings, parse_month(month), organization))
+    created = run(settings, functools.partial(_close_period, settings, parse_month(month), organization, force))
     console.print(f"[green]{month} closed[/green]: {created} invoices ready to invoice.")
 
 
-async def _close_period(settings: Settings, month, organization_ref: str | None) -> int:
+async def _close_period(settings: Settings, month, organization_ref: str | None, force: bool) -> int:
     from jobs import effects
     from models.actors import Actor
     from models.billing_periods import close_period as close
 
     organization = await find_organization(organization_ref)
-    created = await close(organization.id, month, Actor.system("cli"), must_be_past=True)
+    created = await close(organization.id, month, Actor.system("cli"), must_be_past=True, force=force)
     async with redis_connection(settings) as redis:
         await effects.period_closed(redis, created)
     return len(created)
+
+
+@app.command()
+def completeness(
+    month: str = typer.Argument(..., help="The month, YYYY-MM."),
+    organization: str | None = typer.Option(None, help="Organization name or id (default: the only one)."),
+) -> None:
+    """How complete a month's cost data is, per cost source and provider (MISSING, PARTIAL,
+    COMPLETE), and whether the month was closed before it was."""
+    settings = resolved_settings()
+    console.print(run(settings, functools.partial(_completeness, parse_month(month), organization)))
+
+
+async def _completeness(month, organization_ref: str | None) -> Table:
+    from models.billing_periods import BillingPeriod
+    from models.completeness import month_sources, overall
+
+    organization = await find_organization(organization_ref)
+    sources = await month_sources(organization.id, month, organization.data_settle_hours)
+    period = await BillingPeriod.filter(organization_id=organization.id, start_date=month).first()
+    state = overall(sources)
+    title = f"{month:%Y-%m}: {state.value if state else 'no cost source'}"
+    if period is not None and period.forced_at is not None:
+        title += f", closed before complete on {period.forced_at:%Y-%m-%d %H:%M} UTC"
+    table = Table("Source", "Provider", "State", "Latest delivery written", title=title)
+    for source in sources:
+        table.add_row(escape(source.source_name), escape(source.provider or ""), source.state.value,
+                      f"{source.written_at:%Y-%m-%d %H:%M} UTC" if source.written_at else "")
+    return table
 
 
 @app.command()

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+import json
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from tortoise.transactions import in_transaction
 
+from models import completeness
 from models.actors import Actor
 from models.billing_periods.tables import BillingPeriod, PeriodState
-from models.errors import ValidationFailed
+from models.errors import ErrorCode, ValidationFailed
 from models.invoices.tables import InvoiceEvent, InvoiceStatus
-from models.organizations import Organization
+from models.organizations import Organization, latest_close_day
 
 
 def month_bounds(month: date) -> tuple[date, date]:
@@ -21,16 +23,31 @@ def month_bounds(month: date) -> tuple[date, date]:
     return start, (start + timedelta(days=32)).replace(day=1)
 
 
-async def close_period(organization_id: Any, month: date, actor: Actor, *, must_be_past: bool = False) -> list[Any]:
+async def close_period(
+    organization_id: Any, month: date, actor: Actor, *, must_be_past: bool = False, force: bool = False,
+) -> list[Any]:
     """Close the month and give every managed account its READY_TO_INVOICE invoice.
     Closing again changes nothing but adds invoices for accounts created since. Returns the
     ids of the invoices this call created. With `must_be_past`, a month that has not ended yet in
-    the organization's time zone is refused."""
+    the organization's time zone is refused.
+
+    While a cost source's data for the month is not complete (`models.completeness`), closing
+    is refused (DATA_INCOMPLETE) unless `force`: then the period keeps who closed it early, when,
+    and what was not complete, which the invoices' checks warn of (INCOMPLETE_DATA)."""
     start, end = month_bounds(month)
-    if must_be_past:
-        org = await Organization.get(id=organization_id)
-        if end > datetime.now(ZoneInfo(org.timezone)).date():
-            raise ValidationFailed(f"{start:%Y-%m} has not ended yet.", field="month")
+    org = await Organization.get(id=organization_id)
+    if must_be_past and end > datetime.now(ZoneInfo(org.timezone)).date():
+        raise ValidationFailed(f"{start:%Y-%m} has not ended yet.", field="month")
+    closed = await BillingPeriod.filter(organization_id=organization_id, start_date=start, state=PeriodState.CLOSED).exists()
+    missing = [] if closed else completeness.incomplete(
+        await completeness.month_sources(organization_id, start, org.data_settle_hours)
+    )
+    if missing and not force:
+        states = ", ".join(f"{s.source_name}{f' ({s.provider})' if s.provider else ''} {s.state.value}" for s in missing)
+        raise ValidationFailed(
+            f"The cost data of {start:%Y-%m} is not complete yet ({states}): close it with force to invoice it as it is.",
+            field="force", code=ErrorCode.DATA_INCOMPLETE,
+        )
     async with in_transaction() as conn:
         await conn.execute_query(
             "INSERT INTO billing_periods (id, organization_id, start_date, end_date, state, closed_at, created_at)"
@@ -39,6 +56,13 @@ async def close_period(organization_id: Any, month: date, actor: Actor, *, must_
             " closed_at = COALESCE(billing_periods.closed_at, now())",
             [str(organization_id), start, end],
         )
+        if missing:
+            await conn.execute_query(
+                "UPDATE billing_periods SET forced_at = $3, forced_by_id = $4, forced_by_label = $5,"
+                " incomplete_at_close = $6::jsonb WHERE organization_id = $1 AND start_date = $2",
+                [str(organization_id), start, datetime.now(UTC), str(actor.user_id) if actor.user_id else None,
+                 actor.label[:64], json.dumps([source.stored() for source in missing])],
+            )
         # Accounts not invoiced get none. An account invoiced per provider gets one invoice
         # for each provider with costs in the month (one for every provider while there are
         # none). An account that had its month's invoice, even voided, gets none: a voided
@@ -111,13 +135,20 @@ async def _supplementary_invoices(conn: Any, organization_id: Any, until: date) 
 async def periods_to_close(now: datetime) -> list[tuple[Any, date]]:
     """(organization, month) pairs whose previous month should be closed by `now`: from the
     1st of a month in the organization's time zone, or as many days later as its data
-    ingestion delay says (late cloud data: 3 days closes on the 4th)."""
+    ingestion delay says (late cloud data: 3 days closes on the 4th). With cost sources, a
+    month waits until each source's data of it is complete, or until the latest close day,
+    when it closes whatever its data."""
     due = []
     for org in await Organization.all():
         today = now.astimezone(ZoneInfo(org.timezone)).date()
         if today.day < 1 + org.data_ingestion_delay_days:
             continue
         previous = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
-        if not await BillingPeriod.filter(organization_id=org.id, start_date=previous, state=PeriodState.CLOSED).exists():
-            due.append((org.id, previous))
+        if await BillingPeriod.filter(organization_id=org.id, start_date=previous, state=PeriodState.CLOSED).exists():
+            continue
+        if today.day < latest_close_day(org) and completeness.incomplete(
+            await completeness.month_sources(org.id, previous, org.data_settle_hours)
+        ):
+            continue
+        due.append((org.id, previous))
     return due

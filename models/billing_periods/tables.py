@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from enum import Enum
+from typing import Any
+from uuid import UUID
 
 from tortoise import fields
 from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
@@ -29,7 +31,20 @@ class BillingPeriod(Model):
     end_date = fields.DateField()
     state = fields.CharEnumField(PeriodState, max_length=8, default=PeriodState.OPEN)
     closed_at = fields.DatetimeField(null=True)
+    # Closed before every cost source's data for the month was complete: when, by whom (a
+    # user, or the scheduler at the latest close day), and what was not complete then
+    # (`models.completeness.MonthSource.stored`), which the invoices' checks warn of.
+    forced_at = fields.DatetimeField(null=True)
+    # A user (the auth module's table, named here so that the periods need not import it).
+    forced_by: fields.ForeignKeyNullableRelation[Model] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    forced_by_label = fields.CharField(max_length=64, default="", db_default="")
+    incomplete_at_close: fields.JSONField[list[dict[str, Any]]] = fields.JSONField(default=list, db_default=[])
     created_at = fields.DatetimeField(auto_now_add=True)
+
+    organization_id: UUID
+    forced_by_id: UUID | None
 
     class Meta:
         table = "billing_periods"

@@ -10,6 +10,7 @@ import pathlib
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from typing import Any, BinaryIO
 
 from models.costs.importer import ProgressCallback, known_uuid, run_import
@@ -79,13 +80,15 @@ async def register_delivery(
     origin: CostOrigin = CostOrigin.MSP_DELEGATED,
     account_id: uuid.UUID | str | None = None,
     found_by: tuple[uuid.UUID, str, str] | None = None,
+    written_at: datetime | None = None,
 ) -> CostImport:
     """Record a delivery of stored files (part files, a folder with its manifest, a zip) as
     a QUEUED import; a source may be a (path, name) pair: a file sent under a name, whose
     folders match a manifest's keys (an upload's relative path); `run_import` (or the `run_cost_import` job) imports it. The files must
     stay where they are until it ran.
 
-    `found_by` is the cost source whose sync found it, with its manifest's key and ETag.
+    `found_by` is the cost source whose sync found it, with its manifest's key and ETag;
+    `written_at` when the store says the manifest was written.
 
     Raises `ValidationFailed` when `account_id` is missing for an account integration or
     given for a delegated delivery, `NotFound` for an unknown organization or account.
@@ -114,6 +117,7 @@ async def register_delivery(
         cost_source_id=found_by[0] if found_by else None,
         source_key=found_by[1][:1024] if found_by else None,
         source_etag=found_by[2][:255] if found_by else None,
+        source_written_at=written_at,
     )
 
 

@@ -99,6 +99,8 @@ class CostImport(Model):
     )
     source_key = fields.CharField(max_length=1024, null=True)
     source_etag = fields.CharField(max_length=255, null=True)
+    # When the store says the manifest was written: how settled the month's data is.
+    source_written_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     started_at = fields.DatetimeField(null=True)
     finished_at = fields.DatetimeField(null=True)

@@ -12,7 +12,10 @@ month (its invoice of the same provider split, approved or awaiting approval):
 - ZERO_TOTAL, NEGATIVE_TOTAL.
 Reading an invoice that awaits approval adds what has changed since it was generated:
 - RATE_CHANGED: an exchange rate of its month differs from the one the revision applied;
-- STALE_REVISION: a cost delivery for its month, with rows of its account, arrived after.
+- STALE_REVISION: a cost delivery for its month, with rows of its account, arrived after;
+- INCOMPLETE_DATA: its month closed before the data of a cost source feeding it was complete
+  (forced, or at the latest close day): the MSP's sources feed every account, an account's own
+  integration only that account; a source's provider only that provider's invoice.
 
 Every WARNING must be acknowledged by the approval (`approveInvoices(acknowledge:)`); INFO
 never stops it. Comparisons need the same invoice currency both months."""
@@ -45,6 +48,7 @@ class CheckCode(str, Enum):
     NEGATIVE_TOTAL = "NEGATIVE_TOTAL"
     RATE_CHANGED = "RATE_CHANGED"
     STALE_REVISION = "STALE_REVISION"
+    INCOMPLETE_DATA = "INCOMPLETE_DATA"
 
 
 class Severity(str, Enum):
@@ -232,8 +236,10 @@ async def current_findings(invoice: Invoice) -> list[Finding]:
     findings = [Finding.from_stored(row) for row in revision.checks]
     if invoice.status not in (InvoiceStatus.AWAITING_APPROVAL, InvoiceStatus.ERROR):
         return findings
-    month = await Invoice.filter(id=invoice.id).values_list("billing_period__start_date", flat=True)
-    month_start: date = month[0]  # type: ignore[assignment]
+    ((month_start, incomplete),) = await Invoice.filter(id=invoice.id).values_list(
+        "billing_period__start_date", "billing_period__incomplete_at_close"
+    )
+    findings.extend(_incomplete_data(invoice, incomplete or []))
     applied = {cost: Decimal(rate) for cost, rate in (revision.exchange_rates or {}).items()}
     if applied:
         for rate in await ExchangeRate.filter(
@@ -261,6 +267,23 @@ async def current_findings(invoice: Invoice) -> list[Finding]:
             {"deliveries": str(stale)},
         ))
     return findings
+
+
+def _incomplete_data(invoice: Invoice, sources: list[dict[str, Any]]) -> list[Finding]:
+    """The sources whose data was not complete when the invoice's month closed, of those that
+    feed the invoice."""
+    return [
+        Finding(
+            CheckCode.INCOMPLETE_DATA, Severity.WARNING,
+            f"The month closed before the data of {source['source']}{f' ({p})' if (p := source['provider']) else ''} "
+            f"was complete ({source['state']}): costs may be missing.",
+            {"source": source["source"], "provider": source["provider"] or "", "state": source["state"],
+             "writtenAt": source["writtenAt"] or ""},
+        )
+        for source in sources
+        if source["accountId"] in (None, str(invoice.managed_account_id))
+        and (not invoice.provider_name or source["provider"] in (None, invoice.provider_name))
+    ]
 
 
 def unacknowledged(findings: list[Finding], acknowledged: set[CheckCode]) -> list[Finding]:

@@ -42,7 +42,8 @@ strawberry.enum(
     description="What a check before approval found: TOTAL_CHANGED and SERVICE_CHANGED (moved month over "
     "month by the organization's thresholds), NEW_SERVICE, SERVICE_GONE, NO_DATA (a provider or "
     "sub-account with costs last month and none now), ZERO_TOTAL, NEGATIVE_TOTAL, RATE_CHANGED (an "
-    "exchange rate changed since generation), STALE_REVISION (costs delivered again since generation).",
+    "exchange rate changed since generation), STALE_REVISION (costs delivered again since generation), "
+    "INCOMPLETE_DATA (the month closed before a cost source's data feeding the invoice was complete).",
 )
 CheckSeverity = checks.Severity
 strawberry.enum(
