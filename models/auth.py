@@ -29,6 +29,7 @@ from models.base import Scope, TimestampMixin, enum_check
 from models.errors import AuthenticationFailed, EmailTaken, NotFound, ValidationFailed
 from models.inputs import clean_text
 from models.login_throttle import LoginThrottle
+from models.outbox import Entity, Transition, record
 
 if TYPE_CHECKING:
     from models.managed_accounts import ManagedAccount
@@ -291,6 +292,7 @@ async def revoke_token(principal: Principal, token_id=None) -> Token:
     if token.revoked_at is None:
         token.revoked_at = _now()
         await token.save(update_fields=["revoked_at"])
+    record(Entity.TOKEN, Transition.REVOKED, [token.id])
     return token
 
 

@@ -18,6 +18,7 @@ from models.errors import ValidationFailed
 from models.invoices.lifecycle import Actor
 from models.invoices.tables import InvoiceEvent, InvoiceStatus
 from models.organizations import Organization
+from models.outbox import Entity, Transition, record
 
 
 class PeriodState(str, Enum):
@@ -139,7 +140,9 @@ async def close_period(organization_id: Any, month: date, actor: Actor, *, must_
             ],
             using_db=conn,
         )
-    return [r["id"] for r in rows]
+    created = [r["id"] for r in rows]
+    record(Entity.PERIOD, Transition.CLOSED, created)
+    return created
 
 
 _NEW_INVOICES = (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import strawberry
 
-from jobs import effects
 from models import billing_periods
 from models.invoices.lifecycle import Actor
 from schema.billing_periods import (
@@ -58,7 +57,6 @@ class Mutation:
         created = await billing_periods.close_period(
             principal.organization_id, month, Actor(user_id=principal.user.id), must_be_past=True
         )
-        await effects.period_closed(info.context.redis, created)
         period = await billing_periods.visible_periods(principal).get(start_date=month)
         return BillingPeriodClosed(
             billing_period=BillingPeriod.from_model(period), invoices_created=len(created), invoice_ids=created

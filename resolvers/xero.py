@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import strawberry
 
-from jobs import effects
 from jobs.xero import complete_connection
 from models.invoices import LineKind
 from models.xero import connections, sync
@@ -82,8 +81,7 @@ class Mutation:
 
     @mutation(description="Disconnect Xero: its tokens are forgotten here and revoked at Xero.", scopes=OWNERS)
     async def disconnect_xero(self, info: Info) -> DisconnectXeroPayload:
-        sealed = await connections.disconnect(info.context.principal)
-        await effects.xero_disconnected(info.context.redis, sealed)
+        await connections.disconnect(info.context.principal)
         return XeroDisconnected(integration=await _integration(info))
 
     @mutation(
@@ -110,13 +108,7 @@ class Mutation:
         scopes=OWNERS,
     )
     async def push_invoices_to_xero(self, info: Info, ids: list[strawberry.ID]) -> BulkInvoicePayload:
-        queued: list = []
+        async def push(principal, invoice_ids):  # outcomes read as an invoice action's
+            return await sync.push_invoices(principal, invoice_ids)
 
-        async def push(principal, invoice_ids):
-            outcomes = await sync.push_invoices(principal, invoice_ids)
-            queued.extend(outcome.sync.id for outcome in outcomes if outcome.sync)
-            return outcomes
-
-        results, _ = await _bulk(info, ids, push)
-        await effects.xero_push_requested(info.context.redis, queued)
-        return results
+        return await _bulk(info, ids, push)

@@ -51,6 +51,7 @@ from models.costs.supersede import scope_totals, supersede
 from models.errors import InvalidTransition, NotFound, ValidationFailed
 from models.managed_accounts import ManagedAccount, SubAccount, lock_sub_account_mapping
 from models.organizations import Organization
+from models.outbox import Entity, Transition, record
 
 _COPY_COLUMNS = ("organization_id", "cost_import_id", "origin", *ROW_FIELDS)
 _CSV_OPTIONS = pa_csv.WriteOptions(include_header=False)
@@ -76,6 +77,7 @@ async def register_delivery(
     origin: CostOrigin = CostOrigin.MSP_DELEGATED,
     account_id: uuid.UUID | str | None = None,
     found_by: tuple[uuid.UUID, str, str] | None = None,
+    in_background: bool = False,
 ) -> CostImport:
     """Record a delivery of stored files (part files, a folder with its manifest, a zip) as
     a QUEUED import; a source may be a (path, name) pair: a file sent under a name, whose
@@ -83,6 +85,7 @@ async def register_delivery(
     stay where they are until it ran.
 
     `found_by` is the cost source whose sync found it, with its manifest's key and ETag.
+    `in_background`: its import job is queued once this committed (else the caller runs it).
 
     Raises `ValidationFailed` when `account_id` is missing for an account integration or
     given for a delegated delivery, `NotFound` for an unknown organization or account.
@@ -100,13 +103,16 @@ async def register_delivery(
         if not await ManagedAccount.filter(id=account_id, organization_id=organization_id).exists():
             raise NotFound("The managed account does not exist.", field="accountId")
     paths = await asyncio.to_thread(_resolved, sources)
-    return await CostImport.create(
+    registered = await CostImport.create(
         organization_id=organization_id, origin=origin, managed_account_id=account_id,
         filename=(filename or ", ".join(pathlib.Path(_path_of(path)).name for path in paths))[:255],
         parts=paths, imported_by_id=imported_by_id, state=CostImportState.QUEUED,
         cost_source_id=found_by[0] if found_by else None, source_key=found_by[1][:1024] if found_by else None,
         source_etag=found_by[2][:255] if found_by else None,
     )
+    if in_background:
+        record(Entity.COST_IMPORT, Transition.QUEUED, [registered.id])
+    return registered
 
 
 def _resolved(sources: Sequence[Source]) -> list[str | list[str]]:
