@@ -19,6 +19,7 @@ from typing import Any
 from infra import object_stores, storage
 from infra.settings import Settings
 from jobs import dispatch
+from jobs.effects import runs_effects
 from models.cost_sources import (
     CostSource,
     CostSourceState,
@@ -52,6 +53,7 @@ def lock_key(source_id: Any) -> str:
     return f"cost-source-sync:{source_id}"
 
 
+@runs_effects
 async def sync_cost_source(ctx: dict, source_id: str) -> dict:
     """The job: sync the source unless another sync of it holds the lock."""
     redis, token = ctx["redis"], uuid.uuid4().hex
@@ -78,6 +80,7 @@ async def _keep_lock(redis: Any, key: str, token: str) -> None:
             log.warning("could not renew the lock %s: %r", key, exc)
 
 
+@runs_effects
 async def sync_due_cost_sources(ctx: dict) -> int:
     """Cron: queue the sync of each source due (`models.cost_sources.sync_wait`); how many.
     Each sync is a job of its own: a slow or failing source holds no other up."""

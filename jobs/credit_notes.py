@@ -17,7 +17,7 @@ from datetime import date
 from arq import Retry
 
 from infra import storage
-from jobs import effects
+from jobs.effects import runs_effects
 from jobs.mailer import Attachment, render_credit_note_email
 from jobs.rendering import format_money, render_credit_note_html
 from jobs.send import NO_RECIPIENTS, mail
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 MAX_TRIES = 5
 
 
+@runs_effects
 async def issue_credit_note(ctx: dict, credit_note_id: str) -> str:
     note = await CreditNote.get_or_none(id=credit_note_id)
     if note is None:
@@ -48,9 +49,7 @@ async def issue_credit_note(ctx: dict, credit_note_id: str) -> str:
         await push_credit_note(ctx["redis"], note.id)
     if note.delivery_status != DeliveryStatus.QUEUED:
         return "printed"
-    status = await _send(ctx, note)
-    await effects.invoice_ids_changed(ctx["redis"], [note.invoice_id])
-    return status.value
+    return (await _send(ctx, note)).value
 
 
 # Chromium stamps the moment of printing into the PDF's metadata, the only bytes that differ

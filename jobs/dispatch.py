@@ -1,4 +1,5 @@
-"""Enqueueing background work, used by resolvers and the CLI after their changes commit.
+"""Enqueueing background work: the effects that follow committed transitions (jobs/effects.py),
+the sweeper that queues again what they could not, and the scheduler.
 
 Job ids are derived from the row a job works on, so a job that is already queued or running
 is never queued twice (arq refuses a second job with the same id). Generation is the
@@ -7,15 +8,20 @@ the sweeper asks `generations_held` which invoices they cover."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import uuid
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, ParamSpec
 
 from arq import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import deserialize_job
 
 from infra.broker import QUEUE_NAME
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
 
 GENERATE = "generate_invoices"
 SEND = "send_invoice"
@@ -151,3 +157,53 @@ async def enqueue_xero_revoke(redis: ArqRedis, sealed_tokens: str) -> None:
 async def enqueue_xero_payments(redis: ArqRedis, organization_id: Any) -> None:
     """Queue a read of an organization's Xero payments, once while one is queued."""
     await redis.enqueue_job(XERO_PAYMENTS, str(organization_id), _job_id=f"{XERO_PAYMENTS}:{organization_id}")
+
+
+def _logged(requeue: Callable[P, Awaitable[None]]) -> Callable[P, Awaitable[None]]:
+    """The sweeper's and a retry's queueing logs, never raises, when Redis fails: the state
+    rows still imply the work, and the next sweep queues it."""
+
+    @functools.wraps(requeue)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            await requeue(*args, **kwargs)
+        except Exception:  # any failure: the next sweep tries again
+            log.exception("%s: not queued; the sweeper will try again", requeue.__name__)
+
+    return guarded
+
+
+@_logged
+async def retry_generation(redis: ArqRedis, invoice_ids: Sequence[Any], tries: int, defer: float) -> None:
+    """Invoices whose generation failed for a reason that may pass: queued again, `defer`
+    seconds later."""
+    await enqueue_generation(redis, invoice_ids, tries=tries, defer=defer)
+
+
+@_logged
+async def requeue_generations(redis: ArqRedis, invoice_ids: Sequence[Any]) -> None:
+    """Invoices GENERATING for a while: their generation is queued again unless a job arq
+    holds is for them."""
+    if not invoice_ids:
+        return
+    held = await generations_held(redis)
+    await enqueue_generation(redis, [invoice_id for invoice_id in invoice_ids if str(invoice_id) not in held])
+
+
+@_logged
+async def requeue_sends(redis: ArqRedis, invoices: Sequence[Any]) -> None:
+    """Approved invoices whose delivery stayed QUEUED: their send job is queued again unless
+    arq holds the approval's or the last resend's (whose id is the invoice's `updated_at`, as
+    a resend's effect gave it). Sending checks nothing more, so a held job is never doubled."""
+    for invoice in invoices:
+        if await is_held(redis, send_job_id(invoice.id)):
+            continue
+        await requeue(redis, SEND, send_job_id(invoice.id, str(invoice.updated_at.timestamp())), str(invoice.id))
+
+
+@_logged
+async def requeue_jobs(redis: ArqRedis, function: str, job_id: Callable[[Any], str], row_ids: Sequence[Any]) -> None:
+    """Rows (cost imports, credit notes, Xero pushes) still waiting for their job: queued
+    again unless arq holds it (the job does only what is left to do)."""
+    for row_id in row_ids:
+        await requeue(redis, function, job_id(row_id), str(row_id))

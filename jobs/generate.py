@@ -22,7 +22,8 @@ from typing import Any
 from tortoise.expressions import Q
 
 from infra import storage
-from jobs import effects
+from jobs import dispatch
+from jobs.effects import runs_effects
 from jobs.rendering import TEMPLATE_VERSION, render_invoice_html
 from jobs.xero import requeue_stalled_pushes
 from models.actors import Actor
@@ -36,6 +37,7 @@ from models.invoices.generation.inputs import fetch_inputs, load_contexts, load_
 from models.invoices.generation.store import Generated, store_revisions
 from models.invoices.generation.view import build_view
 from models.invoices.numbering import ensure_numbers
+from models.outbox import Entity, Transition, record
 
 log = logging.getLogger(__name__)
 WORKER = Actor.system("worker")
@@ -50,6 +52,7 @@ GENERATION_TIMEOUT = timedelta(seconds=90)
 GENERATIONS_AT_ONCE = 3
 
 
+@runs_effects
 async def generate_invoices(ctx: dict, invoice_ids: list[str], tries: int = 1) -> dict[str, str]:
     """Generate a job's invoices together (dispatch.enqueue_generation queues them
     GENERATION_BATCH at a time): what became of each, "generated", "superseded" (regenerated
@@ -73,7 +76,7 @@ async def generate_invoices(ctx: dict, invoice_ids: list[str], tries: int = 1) -
         if isinstance(outcome, str):
             results[invoice_id] = outcome
         elif isinstance(outcome, DomainError):
-            await _fail(ctx, invoice_id, outcome.message)
+            await fail_generation(invoice_id, outcome.message, WORKER)
             results[invoice_id] = "failed"
         elif tries < MAX_TRIES:
             log.warning("generating %s failed (try %s), retrying: %r", invoice_id, tries, outcome)
@@ -81,14 +84,14 @@ async def generate_invoices(ctx: dict, invoice_ids: list[str], tries: int = 1) -
             results[invoice_id] = "retrying"
         else:
             log.error("generating %s failed for good", invoice_id, exc_info=outcome)
-            await _fail(
-                ctx, invoice_id,
+            await fail_generation(
+                invoice_id,
                 f"Generation failed {MAX_TRIES} times ({type(outcome).__name__}). Regenerate to try "
-                "again; if it keeps failing, the worker's log has the details.",
+                "again; if it keeps failing, the worker's log has the details.", WORKER,
             )
             results[invoice_id] = "failed"
     if again:
-        await effects.generation_retried(ctx["redis"], again, tries + 1, 2 * tries)
+        await dispatch.retry_generation(ctx["redis"], again, tries + 1, 2 * tries)
     return results
 
 
@@ -150,9 +153,9 @@ async def _generate(ctx: dict, ids: list[str]) -> list[str | BaseException]:
         outcomes[str(one.invoice_id)] = outcome if isinstance(outcome, BaseException) else (
             "superseded" if outcome is None else "generated"
         )
-    await effects.invoice_ids_changed(
-        ctx["redis"], [one.invoice_id for one, outcome in zip(printed, stored, strict=True) if isinstance(outcome, Invoice)]
-    )
+    record(Entity.INVOICE, Transition.GENERATED, [
+        one.invoice_id for one, outcome in zip(printed, stored, strict=True) if isinstance(outcome, Invoice)
+    ])
     return [outcomes[invoice_id] for invoice_id in ids]
 
 
@@ -162,11 +165,7 @@ def _save(settings: Any, printed: list[Generated]) -> None:
         one.pdf["sha256"] = storage.save(settings, one.pdf["path"], one.pdf.pop("pdf"))
 
 
-async def _fail(ctx: dict, invoice_id: Any, message: str) -> None:
-    if failed := await fail_generation(invoice_id, message, WORKER):
-        await effects.invoices_changed(ctx["redis"], [failed])
-
-
+@runs_effects
 async def requeue_stuck(ctx: dict) -> int:
     """The sweeper: queue again the work that committed states imply but arq does not hold
     (jobs/effects.py tells why a job can be missing). Invoices GENERATING, approved invoices
@@ -179,21 +178,21 @@ async def requeue_stuck(ctx: dict) -> int:
     stuck_after = timedelta(seconds=settings.stuck_after_seconds) if settings else STUCK_AFTER
     stuck = Invoice.filter(status=InvoiceStatus.GENERATING)
     for invoice_id in await stuck.filter(updated_at__lt=now - GIVE_UP_AFTER).values_list("id", flat=True):
-        await _fail(ctx, invoice_id, "Generation did not finish in 30 minutes. Regenerate to try again.")
+        await fail_generation(invoice_id, "Generation did not finish in 30 minutes. Regenerate to try again.", WORKER)
     ids = await stuck.filter(updated_at__lt=now - stuck_after).values_list("id", flat=True)
-    await effects.generation_stalled(ctx["redis"], ids)
+    await dispatch.requeue_generations(ctx["redis"], ids)
     unsent = await Invoice.filter(
         status=InvoiceStatus.APPROVED, delivery_status=DeliveryStatus.QUEUED, updated_at__lt=now - stuck_after
     )
-    await effects.delivery_stalled(ctx["redis"], unsent)
+    await dispatch.requeue_sends(ctx["redis"], unsent)
     imports = await CostImport.filter(
         state=CostImportState.QUEUED, created_at__lt=now - stuck_after
     ).values_list("id", flat=True)
-    await effects.cost_import_stalled(ctx["redis"], imports)
+    await dispatch.requeue_jobs(ctx["redis"], dispatch.COST_IMPORT, dispatch.cost_import_job_id, imports)
     credit_notes = await CreditNote.filter(
         Q(pdf_path__isnull=True) | Q(delivery_status=DeliveryStatus.QUEUED), created_at__lt=now - stuck_after
     ).values_list("id", flat=True)
-    await effects.credit_note_stalled(ctx["redis"], credit_notes)
+    await dispatch.requeue_jobs(ctx["redis"], dispatch.CREDIT_NOTE, dispatch.credit_note_job_id, credit_notes)
     await requeue_stalled_pushes(ctx["redis"], stuck_after)
     if ids or unsent or imports or credit_notes:
         log.info("sweeper: %d generating, %d deliveries, %d imports, %d credit notes checked",

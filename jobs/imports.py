@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
+from jobs.effects import runs_effects
 from models.costs import run_import
 from models.errors import CostFileRejected, DomainError
 
@@ -19,6 +20,7 @@ IMPORT_TIMEOUT_SECONDS = 4 * 3600
 IMPORTS_AT_ONCE = 2
 
 
+@runs_effects
 async def run_cost_import(ctx: dict, cost_import_id: str) -> dict:
     """Run the delivery's import. A refused delivery is a result, not a retry: the import
     ends FAILED with its reason, which a later identical run would give again."""

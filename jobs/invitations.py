@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from arq import Retry
 
+from jobs.effects import runs_effects
 from jobs.mailer import (
     MailPermanentError,
     MailTransientError,
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 MAX_TRIES = 5
 
 
+@runs_effects
 async def send_invitation(ctx: dict, invitation_id: str) -> str:
     """Make the invitation's token and e-mail its link; nothing when it is no longer pending
     (accepted, withdrawn by a resend or a deactivation, expired)."""

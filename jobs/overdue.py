@@ -6,18 +6,18 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from jobs import effects
+from jobs.effects import runs_effects
 from jobs.periods import SCHEDULER
 from models.payments import mark_overdue
 
 log = logging.getLogger(__name__)
 
 
+@runs_effects
 async def mark_overdue_invoices(ctx: dict, now: datetime | None = None) -> int:
     """Idempotent: an invoice already OVERDUE (or paid, refunded, voided) is left alone.
     `now` defaults to the current time."""
     changed = await mark_overdue(now or datetime.now(UTC), SCHEDULER)
-    await effects.invoices_changed(ctx["redis"], changed)
     if changed:
         log.info("%d invoices are now overdue", len(changed))
     return len(changed)

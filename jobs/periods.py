@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from jobs import effects
+from jobs.effects import runs_effects
 from jobs.xero import push_at_rollover
 from models.actors import Actor
 from models.billing_periods import close_period, periods_to_close
@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 SCHEDULER = Actor.system("scheduler")
 
 
+@runs_effects
 async def close_due_periods(ctx: dict, now: datetime | None = None) -> int:
     """Close every month that has ended in its organization's time zone (`now` defaults to
     the current time) and whose cost data is complete, or whose latest close day has come:
@@ -24,7 +25,6 @@ async def close_due_periods(ctx: dict, now: datetime | None = None) -> int:
     created = 0
     for organization_id, month in await periods_to_close(now or datetime.now(UTC)):
         ids = await close_period(organization_id, month, SCHEDULER, force=True)
-        await effects.period_closed(ctx["redis"], ids)
         log.info("closed %s for organization %s: %d invoices ready", month, organization_id, len(ids))
         created += len(ids)
         pushed = await push_at_rollover(ctx["redis"], organization_id, SCHEDULER)
@@ -33,10 +33,10 @@ async def close_due_periods(ctx: dict, now: datetime | None = None) -> int:
     return created
 
 
+@runs_effects
 async def send_due_invoices(ctx: dict, now: datetime | None = None) -> int:
     """Approve and send auto-invoiced invoices whose review time is over."""
     approved = await auto_send_due(now or datetime.now(UTC))
-    await effects.invoices_approved(ctx["redis"], approved)
     if approved:
         log.info("%d auto-invoiced invoices approved and sent", len(approved))
     return len(approved)

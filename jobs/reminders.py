@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from infra import storage
 from jobs import dispatch
+from jobs.effects import runs_effects
 from jobs.mailer import Attachment, render_reminder_email
 from jobs.rendering import format_money
 from jobs.send import NO_RECIPIENTS, invoice_email_context, mail
@@ -21,6 +22,7 @@ from models.reminders import due_reminders, record_reminder, reminder_due
 log = logging.getLogger(__name__)
 
 
+@runs_effects
 async def queue_due_reminders(ctx: dict, now: datetime | None = None) -> int:
     """Queue the reminders due by `now` (default: the current time). Hourly, like the
     overdue marking: each organization's day starts at another hour. A job already queued
@@ -34,6 +36,7 @@ async def queue_due_reminders(ctx: dict, now: datetime | None = None) -> int:
     return len(due)
 
 
+@runs_effects
 async def send_reminder(ctx: dict, invoice_id: str, step: int, as_of: str) -> str:
     """E-mail one reminder, if it is still the one due as of when it was queued (`as_of`: not
     paid, voided or stopped since), and record it on the timeline."""

@@ -11,7 +11,7 @@ from typing import Any
 from arq import Retry
 
 from infra import storage
-from jobs import effects
+from jobs.effects import runs_effects
 from jobs.mailer import (
     Attachment,
     MailPermanentError,
@@ -37,14 +37,8 @@ NOTHING_TO_SEND = "nothing to send"
 NO_RECIPIENTS = "The account has no billing e-mails: add them, then resend."
 
 
+@runs_effects
 async def send_invoice(ctx: dict, invoice_id: str) -> str:
-    outcome = await _send(ctx, invoice_id)
-    if outcome != NOTHING_TO_SEND:
-        await effects.invoice_ids_changed(ctx["redis"], [invoice_id])
-    return outcome
-
-
-async def _send(ctx: dict, invoice_id: str) -> str:
     invoice = await Invoice.get_or_none(id=invoice_id)
     if invoice is None or invoice.status != InvoiceStatus.APPROVED or invoice.current_revision_id is None:
         return NOTHING_TO_SEND
@@ -71,6 +65,7 @@ async def _send(ctx: dict, invoice_id: str) -> str:
     return DeliveryStatus.SENT.value if any(o.delivered for o in outcomes) else DeliveryStatus.FAILED.value
 
 
+@runs_effects
 async def notify_customer(ctx: dict, invoice_id: str, notice: str, refund_id: str | None = None) -> str:
     """Tell the billing e-mails that an invoice of theirs was voided or refunded, or that
     credit one of its credit notes left was refunded (`refund_id` names the refund, or the

@@ -18,6 +18,7 @@ from infra.settings import Settings, get_settings
 from jobs import dispatch
 from jobs.cost_sources import sync_cost_source, sync_due_cost_sources
 from jobs.credit_notes import issue_credit_note
+from jobs.effects import runs_effects
 from jobs.generate import GENERATION_TIMEOUT, GENERATIONS_AT_ONCE, GIVE_UP_AFTER, generate_invoices, requeue_stuck
 from jobs.imports import IMPORT_TIMEOUT_SECONDS, IMPORTS_AT_ONCE, run_cost_import
 from jobs.invitations import send_invitation
@@ -91,6 +92,7 @@ async def _renew(redis: Any, key: str, lease_seconds: float) -> None:
         await asyncio.sleep(lease_seconds / 3)
 
 
+@runs_effects
 async def purge_old_tokens(ctx: dict) -> int:
     """Drop tokens that expired or were revoked more than 30 days ago (kept that long so
     that "token revoked" stays explainable in the meantime)."""
@@ -99,6 +101,7 @@ async def purge_old_tokens(ctx: dict) -> int:
     return removed
 
 
+@runs_effects
 async def purge_old_exports(ctx: dict) -> int:
     """Delete stored exports once their links have expired."""
     removed = links.purge_exports(ctx["settings"])
@@ -106,6 +109,7 @@ async def purge_old_exports(ctx: dict) -> int:
     return removed
 
 
+@runs_effects
 async def purge_old_deliveries(ctx: dict) -> int:
     """Delete uploaded cost deliveries' files once their retention has passed."""
     removed = await asyncio.to_thread(storage.purge_deliveries, ctx["settings"])

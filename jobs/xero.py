@@ -18,10 +18,12 @@ from arq import Retry
 
 from infra import xero
 from infra.settings import Settings
-from jobs import effects
+from jobs import dispatch
+from jobs.effects import following, runs_effects
 from models.actors import Actor
 from models.currencies import round_money
-from models.errors import DomainError
+from models.errors import DomainError, ValidationFailed
+from models.outbox import Entity, Transition, record
 from models.xero import connections, sync
 from models.xero.documents import FrozenDocument, account_map, load_view, not_ours, to_xero, xero_url
 from models.xero.payments import import_payment
@@ -121,6 +123,7 @@ async def _allocate(settings: Settings, current: XeroSync, view: FrozenDocument,
     return await with_token(settings, view.organization_id, call)
 
 
+@runs_effects
 async def push_to_xero(ctx: dict, sync_id: str) -> str:
     settings: Settings = ctx["settings"]
     current = await sync.begin_attempt(sync_id)
@@ -144,27 +147,29 @@ async def push_to_xero(ctx: dict, sync_id: str) -> str:
         await sync.record_failure(current, getattr(exc, "message", None) or str(exc), retrying=False)
         return "failed"
     await sync.record_pushed(current, xero_id, url, action, allocated)
-    await effects.xero_push_requested(ctx["redis"], [s.id for s in await sync.after_push(current, action)])
+    record(Entity.XERO_SYNC, Transition.QUEUED, [s.id for s in await sync.after_push(current, action)])
     return action
 
 
 async def push_credit_note(redis: Any, credit_note_id: Any) -> bool:
-    """A credit note was issued: it goes to Xero when Xero holds the invoice it corrects."""
-    queued = await sync.credit_note_push(credit_note_id, Actor.system("worker"))
-    if queued is not None:
-        await effects.xero_push_requested(redis, [queued.id])
+    """A credit note was issued: it goes to Xero when Xero holds the invoice it corrects (its
+    push queued at once)."""
+    async with following(redis):
+        queued = await sync.credit_note_push(credit_note_id, Actor.system("worker"))
+        record(Entity.XERO_SYNC, Transition.QUEUED, [queued.id] if queued else [])
     return queued is not None
 
 
 async def push_at_rollover(redis: Any, organization_id: Any, actor: Actor) -> int:
     """The month rolled over: the organization's approved invoices not yet in Xero are
-    pushed, when it asks for it."""
-    queued = await sync.rollover_pushes(organization_id, actor)
-    await effects.xero_push_requested(redis, [s.id for s in queued])
+    pushed, when it asks for it (their pushes queued at once)."""
+    async with following(redis):
+        queued = await sync.rollover_pushes(organization_id, actor)
+        record(Entity.XERO_SYNC, Transition.QUEUED, [s.id for s in queued])
     return len(queued)
 
 
-async def poll_payments_of(settings: Settings, redis: Any, connection: XeroConnection) -> int:
+async def poll_payments_of(settings: Settings, connection: XeroConnection) -> int:
     """Bring back the payments Xero has for our invoices since the last read: how many were
     recorded (those our rules refuse are on the invoice's timeline instead)."""
     started = datetime.now(UTC)
@@ -173,34 +178,35 @@ async def poll_payments_of(settings: Settings, redis: Any, connection: XeroConne
     async def call(current: XeroConnection, token: str) -> list:
         return await xero.payments(settings, token, current.tenant_id, since)
 
-    recorded = []
+    recorded = 0
     for seen in await with_token(settings, connection.organization_id, call):
         done = await import_payment(connection.organization_id, seen)
-        if done is not None and done.recorded:
-            recorded.append(done.invoice_id)
+        recorded += done is not None and done.recorded
     await XeroConnection.filter(id=connection.id).update(payments_checked_at=started)
-    await effects.invoice_ids_changed(redis, recorded)
-    return len(recorded)
+    return recorded
 
 
+@runs_effects
 async def poll_xero_payments(ctx: dict) -> int:
     """Every connected organization's new Xero payments, one organization at a time; one
     that fails is logged and tried again at the next poll."""
     count = 0
     for connection in await XeroConnection.filter(status=ConnectionStatus.CONNECTED):
         try:
-            count += await poll_payments_of(ctx["settings"], ctx["redis"], connection)
+            count += await poll_payments_of(ctx["settings"], connection)
         except (xero.XeroError, connections.ConnectionLost) as exc:
             log.warning("Xero payments of organization %s not read: %s", connection.organization_id, exc)
     return count
 
 
+@runs_effects
 async def read_xero_payments(ctx: dict, organization_id: str) -> int:
     """One organization's new Xero payments, now (a webhook said its invoices changed)."""
     connection = await XeroConnection.get_or_none(organization_id=organization_id, status=ConnectionStatus.CONNECTED)
-    return await poll_payments_of(ctx["settings"], ctx["redis"], connection) if connection else 0
+    return await poll_payments_of(ctx["settings"], connection) if connection else 0
 
 
+@runs_effects
 async def revoke_xero_tokens(ctx: dict, sealed_tokens: str) -> str:
     """Revoke a disconnected organization's refresh token at Xero (its connection goes with it)."""
     tokens = unseal_tokens(ctx["settings"], sealed_tokens)
@@ -220,6 +226,6 @@ async def revoke_xero_tokens(ctx: dict, sealed_tokens: str) -> str:
 async def requeue_stalled_pushes(redis: Any, stuck_after: timedelta) -> int:
     """The sweeper's part: pushes that stayed QUEUED (their job was never queued, or lost)."""
     ids = await sync.stalled_syncs(datetime.now(UTC) - stuck_after).values_list("id", flat=True)
-    await effects.xero_push_stalled(redis, ids)
+    await dispatch.requeue_jobs(redis, dispatch.XERO_PUSH, dispatch.xero_push_job_id, ids)
     return len(ids)
 

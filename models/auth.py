@@ -29,6 +29,7 @@ from tortoise.transactions import in_transaction
 from models.base import Scope, TimestampMixin, enum_check
 from models.errors import AuthenticationFailed, EmailTaken, NotFound, ValidationFailed
 from models.login_throttle import LoginThrottle
+from models.outbox import Entity, Transition, record
 from models.text import MAX_EMAIL_LENGTH, clean_text, normalize_email
 
 if TYPE_CHECKING:
@@ -286,6 +287,7 @@ async def revoke_token(principal: Principal, token_id=None) -> Token:
     if token.revoked_at is None:
         token.revoked_at = _now()
         await token.save(update_fields=["revoked_at"])
+    record(Entity.TOKEN, Transition.REVOKED, [token.id])
     return token
 
 

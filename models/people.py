@@ -41,6 +41,7 @@ from models.auth import (
 from models.base import Scope
 from models.errors import InvalidTransition, InvitationInvalid, LastOwner, NotFound, ValidationFailed
 from models.managed_accounts import visible_accounts
+from models.outbox import Entity, Transition, record
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,8 @@ async def invite_user(
     managed_account_id: Any = None, password: str | None = None,
 ) -> tuple[User, Invitation | None]:
     """A new user of the principal's organization (owners only). With a password, it signs in
-    at once; without, it is INVITED and the invitation's link, e-mailed after commit
-    (`jobs.effects.invitation_created`), lets it choose one."""
+    at once; without, it is INVITED and the invitation's link, e-mailed once this committed,
+    lets it choose one."""
     _require_owner(principal)
     managed_account_id = await _account_of(principal, scope, managed_account_id)
     async with in_transaction() as connection:
@@ -120,6 +121,7 @@ async def invite_user(
             user=user, invited_by_id=principal.user.id, expires_at=_now() + lifetime, using_db=connection,
         )
     log.info("%s invited %s as %s", principal.user.email, user.email, scope.value)
+    record(Entity.INVITATION, Transition.CREATED, [invitation.id] if invitation else [])
     return user, invitation
 
 
@@ -141,6 +143,7 @@ async def resend_invitation(principal: Principal, user_id: Any, *, lifetime: tim
         invitation = await Invitation.create(
             user=user, invited_by_id=principal.user.id, expires_at=_now() + lifetime, using_db=connection,
         )
+    record(Entity.INVITATION, Transition.CREATED, [invitation.id])
     return user, invitation
 
 
@@ -247,13 +250,14 @@ async def change_scope(
         await user.save(update_fields=["scope", "managed_account_id", "updated_at"], using_db=connection)
         tokens = await _live_tokens(user, connection)
     log.warning("%s made %s %s", principal.user.email, user.email, scope.value)
+    record(Entity.USER, Transition.SCOPE_CHANGED, tokens)
     return user, tokens
 
 
 async def deactivate_user(principal: Principal, user_id: Any) -> tuple[User, list[Any]]:
     """The user can no longer sign in: its tokens are revoked and its invitations withdrawn
     in the same transaction. Answers the user and the tokens revoked now (whose live
-    subscriptions the caller ends after commit)."""
+    subscriptions end once this committed)."""
     async with in_transaction() as connection:
         user = await _locked_user(principal, user_id, connection)
         await _keep_an_owner(user, connection)
@@ -266,6 +270,7 @@ async def deactivate_user(principal: Principal, user_id: Any) -> tuple[User, lis
         user.is_active = False
         await user.save(update_fields=["is_active", "updated_at"], using_db=connection)
     log.warning("%s deactivated %s (%d tokens revoked)", principal.user.email, user.email, len(tokens))
+    record(Entity.USER, Transition.DEACTIVATED, tokens)
     return user, tokens
 
 

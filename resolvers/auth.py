@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import strawberry
 
-from jobs import effects
 from models import ManagedAccount as ManagedAccountModel
 from models import auth
 from models.login_throttle import LoginThrottle
@@ -71,7 +70,6 @@ async def _create_api_token(info: Info, input: CreateApiTokenInput) -> CreateApi
 
 async def _revoke_token(info: Info, id: strawberry.ID | None = None) -> RevokeTokenPayload:
     token = await auth.revoke_token(info.context.authenticated(), node_uuid(id, "ApiToken"))
-    await effects.token_revoked(info.context.redis, token.id)
     return TokenRevoked(api_token=ApiToken.from_model(token))
 
 

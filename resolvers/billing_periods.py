@@ -6,7 +6,6 @@ from typing import Annotated
 
 import strawberry
 
-from jobs import effects
 from models import billing_periods
 from models.actors import Actor
 from schema.billing_periods import (
@@ -67,7 +66,6 @@ class Mutation:
         created = await billing_periods.close_period(
             principal.organization_id, month, Actor(user_id=principal.user.id), must_be_past=True, force=force
         )
-        await effects.period_closed(info.context.redis, created)
         period = await billing_periods.visible_periods(principal).get(start_date=month)
         return BillingPeriodClosed(
             billing_period=BillingPeriod.from_model(period), invoices_created=len(created), invoice_ids=created

@@ -14,7 +14,6 @@ from starlette.datastructures import UploadFile
 from strawberry.file_uploads import Upload
 
 from infra import links, storage
-from jobs import effects
 from models import costs
 from models.costs import usage
 from models.errors import ValidationFailed
@@ -150,13 +149,12 @@ class Mutation:
         try:
             cost_import = await costs.register_delivery(
                 principal.organization_id, stored, filename=", ".join(u.filename or "" for u in uploads),
-                imported_by_id=principal.user.id, origin=origin, account_id=account,
+                imported_by_id=principal.user.id, origin=origin, account_id=account, in_background=not wait,
             )
         except BaseException:
             storage.remove(info.context.settings, folder)
             raise
         if not wait:
-            await effects.cost_import_requested(info.context.redis, cost_import.id)
             return CostImportQueued(cost_import=CostImport.from_model(cost_import))
         report = await costs.run_import(cost_import.id)
         await cost_import.refresh_from_db()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import strawberry
 
-from jobs import effects
 from models import credit_notes
 from models.credit_notes import LineCredit
 from schema.core.context import Info
@@ -67,7 +66,6 @@ class Mutation:
             info.context.principal, node_uuid(input.invoice_id, "Invoice", field="invoiceId"), reason=input.reason,
             mode=input.mode, lines=lines, amount=input.amount, notify_customer=input.notify_customer,
         )
-        await effects.credit_note_issued(info.context.redis, done.invoice, done.credit_note)
         return CreditNoteCreated(credit_note=CreditNote.from_model(done.credit_note), invoice=Invoice.from_model(done.invoice))
 
     @mutation(
@@ -81,7 +79,6 @@ class Mutation:
             node_uuid(input.invoice_id, "Invoice", field="invoiceId"), amount=input.amount, applied_on=input.applied_on,
         )
         assert done.invoice is not None, "credit applied goes to an invoice"
-        await effects.invoices_changed(info.context.redis, [done.invoice])
         return CreditApplied(credit_note=CreditNote.from_model(done.credit_note), invoice=Invoice.from_model(done.invoice))
 
     @mutation(
@@ -92,8 +89,6 @@ class Mutation:
         done = await credit_notes.refund_credit(
             info.context.principal, node_uuid(input.credit_note_id, "CreditNote", field="creditNoteId"),
             amount=input.amount, refunded_on=input.refunded_on, reference=input.reference,
-        )
-        await effects.credit_refunded(
-            info.context.redis, done.credit_note, done.entry, notify_customer=input.notify_customer
+            notify_customer=input.notify_customer,
         )
         return CreditRefunded(credit_note=CreditNote.from_model(done.credit_note))

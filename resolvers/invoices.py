@@ -12,7 +12,6 @@ from graphql import GraphQLError
 from strawberry.relay import to_base64
 
 from infra import events, links
-from jobs import effects
 from models import invoices
 from models.errors import ValidationFailed
 from models.invoices import actions, drafts, reconciliation
@@ -104,10 +103,9 @@ class Query:
 async def _bulk(
     info: Info, ids: list[strawberry.ID] | None, operation: Callable[[Any, list], Awaitable[list[actions.Outcome]]],
     where: InvoiceFilter | None = None, statuses: tuple[invoices.InvoiceStatus, ...] = (),
-) -> tuple[InvoiceActionResults, list]:
+) -> InvoiceActionResults:
     """Decode the ids (a bad one fails alone, as not found), or select by `where` those of the
-    `statuses` the operation applies to; run the domain operation, and map its outcomes; also
-    the invoices it changed, for their after-commit effects."""
+    `statuses` the operation applies to; run the domain operation, and map its outcomes."""
     if (ids is None) == (where is None):
         raise ValidationFailed("Give ids or a filter, not both.", field="ids")
     if ids is None:
@@ -121,14 +119,13 @@ async def _bulk(
     elif len(ids) > actions.MAX_BULK:
         raise ValidationFailed(f"At most {actions.MAX_BULK} ids at once.", field="ids")
     outcomes = await operation(info.context.principal, [node_uuid_or_none(gid, "Invoice") for gid in ids])
-    results = InvoiceActionResults(results=[
+    return InvoiceActionResults(results=[
         InvoiceActionResult(
             id=gid, invoice=Invoice.from_model(o.invoice) if o.invoice else None,
             error=user_error(o.error) if o.error else None,
         )
         for gid, o in zip(ids, outcomes)
     ])
-    return results, [o.invoice for o in outcomes if o.invoice]
 
 
 _IDS = strawberry.argument(description=f"The invoices, at most {actions.MAX_BULK}; or give `filter`.")
@@ -141,9 +138,7 @@ def _by_filter(what: str) -> Any:
     )
 
 
-async def _changed(info: Info, edited: drafts.Edited) -> InvoiceChanged:
-    if edited.regenerating:
-        await effects.generation_requested(info.context.redis, [edited.invoice.id])
+def _changed(edited: drafts.Edited) -> InvoiceChanged:
     currency = edited.invoice.currency
     return InvoiceChanged(
         invoice=Invoice.from_model(edited.invoice),
@@ -162,12 +157,10 @@ class Mutation:
         self, info: Info, ids: Annotated[list[strawberry.ID] | None, _IDS] = None,
         filter: Annotated[InvoiceFilter | None, _by_filter("READY_TO_INVOICE")] = None,
     ) -> BulkInvoicePayload:
-        results, changed = await _bulk(
+        return await _bulk(
             info, ids, lambda p, d: actions.request_generation(p, d, regenerate=False),
             filter, (invoices.InvoiceStatus.READY_TO_INVOICE,),
         )
-        await effects.generation_requested(info.context.redis, [invoice.id for invoice in changed])
-        return results
 
     @mutation(
         description="Generate again invoices awaiting approval or in error (same number, new "
@@ -178,12 +171,10 @@ class Mutation:
         self, info: Info, ids: Annotated[list[strawberry.ID] | None, _IDS] = None,
         filter: Annotated[InvoiceFilter | None, _by_filter("AWAITING_APPROVAL or ERROR")] = None,
     ) -> BulkInvoicePayload:
-        results, changed = await _bulk(
+        return await _bulk(
             info, ids, lambda p, d: actions.request_generation(p, d, regenerate=True),
             filter, (invoices.InvoiceStatus.AWAITING_APPROVAL, invoices.InvoiceStatus.ERROR),
         )
-        await effects.generation_requested(info.context.redis, [invoice.id for invoice in changed])
-        return results
 
     @mutation(
         description="Approve invoices awaiting approval and e-mail them to the billing e-mails. "
@@ -203,12 +194,10 @@ class Mutation:
         )] | None = None,
     ) -> BulkInvoicePayload:
         acknowledged = frozenset(acknowledge or ())
-        results, changed = await _bulk(
+        return await _bulk(
             info, ids, lambda p, d: actions.approve(p, d, notify_customer=notify_customer, acknowledged=acknowledged),
             filter, (invoices.InvoiceStatus.AWAITING_APPROVAL,),
         )
-        await effects.invoices_approved(info.context.redis, changed)
-        return results
 
     @mutation(
         description="Void invoices for good: each keeps its number, stays visible and owes nothing. "
@@ -226,15 +215,9 @@ class Mutation:
             description="E-mail the billing e-mails that the invoice was voided."
         )] = True,
     ) -> BulkInvoicePayload:
-        results, changed = await _bulk(
+        return await _bulk(
             info, ids, lambda p, d: actions.void(p, d, reason=reason, notify_customer=notify_customer)
         )
-        await effects.invoices_voided(info.context.redis, changed, notify_customer=notify_customer)
-        # Those Xero has are pushed, to void them there.
-        await effects.xero_push_requested(
-            info.context.redis, await xero_sync.queued_pushes([invoice.id for invoice in changed])
-        )
-        return results
 
     @mutation(
         description="Replace a voided invoice: a new invoice for the same account and month, with "
@@ -244,7 +227,6 @@ class Mutation:
     )
     async def reissue_invoice(self, info: Info, id: strawberry.ID) -> ReissueInvoicePayload:
         replacement = await actions.reissue(info.context.principal, node_uuid(id, "Invoice"))
-        await effects.generation_requested(info.context.redis, [replacement.id])
         replaced = await invoices.visible_invoices(info.context.principal).get(id=replacement.replaces_id)
         return InvoiceReissued(invoice=Invoice.from_model(replacement), replaced=Invoice.from_model(replaced))
 
@@ -255,7 +237,6 @@ class Mutation:
     )
     async def cancel_queued_invoice(self, info: Info, id: strawberry.ID) -> InvoiceChangePayload:
         invoice = await actions.cancel_queued_send(info.context.principal, node_uuid(id, "Invoice"))
-        await effects.invoices_changed(info.context.redis, [invoice])
         return InvoiceChanged(invoice=Invoice.from_model(invoice), item=None)
 
     @mutation(
@@ -264,7 +245,7 @@ class Mutation:
         scopes=OWNERS,
     )
     async def set_invoice_memo(self, info: Info, id: strawberry.ID, memo: str) -> InvoiceChangePayload:
-        return await _changed(info, await drafts.set_memo(info.context.principal, node_uuid(id, "Invoice"), memo))
+        return _changed(await drafts.set_memo(info.context.principal, node_uuid(id, "Invoice"), memo))
 
     @mutation(
         description="Add a one-off item (a setup fee, hardware) to an invoice before approval; it is "
@@ -276,23 +257,22 @@ class Mutation:
             info.context.principal, node_uuid(invoice_id, "Invoice", field="invoiceId"),
             item.description, item.quantity, item.unit_price,
         )
-        return await _changed(info, edited)
+        return _changed(edited)
 
     @mutation(description="Change a one-off item of an invoice before approval.", scopes=OWNERS)
     async def update_invoice_item(self, info: Info, id: strawberry.ID, item: InvoiceItemChange) -> InvoiceChangePayload:
         edited = await drafts.update_line(
             info.context.principal, node_uuid(id, "InvoiceItem"), item.description, item.quantity, item.unit_price
         )
-        return await _changed(info, edited)
+        return _changed(edited)
 
     @mutation(description="Remove a one-off item from an invoice before approval.", scopes=OWNERS)
     async def remove_invoice_item(self, info: Info, id: strawberry.ID) -> InvoiceChangePayload:
-        return await _changed(info, await drafts.remove_line(info.context.principal, node_uuid(id, "InvoiceItem")))
+        return _changed(await drafts.remove_line(info.context.principal, node_uuid(id, "InvoiceItem")))
 
     @mutation(description="E-mail an approved invoice again.", scopes=OWNERS)
     async def resend_invoice(self, info: Info, id: strawberry.ID) -> ResendInvoicePayload:
         invoice = await actions.request_resend(info.context.principal, node_uuid(id, "Invoice"))
-        await effects.resend_requested(info.context.redis, invoice)
         return InvoiceResendQueued(invoice=Invoice.from_model(invoice))
 
 

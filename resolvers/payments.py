@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import strawberry
 
-from jobs import effects
 from models import payments
 from schema.core.context import Info
 from schema.core.mutations import mutation
@@ -35,7 +34,6 @@ class Mutation:
             info.context.principal, node_uuid(input.invoice_id, "Invoice", field="invoiceId"), amount=input.amount,
             paid_on=input.paid_on, method=input.method, reference=input.reference,
         )
-        await effects.invoices_changed(info.context.redis, [done.invoice])
         return PaymentRecorded(
             payment=Payment.from_model(done.payment, done.invoice.currency), invoice=Invoice.from_model(done.invoice)
         )
@@ -48,10 +46,7 @@ class Mutation:
     async def refund_payment(self, info: Info, input: RefundPaymentInput) -> RefundPaymentPayload:
         done = await payments.refund_payment(
             info.context.principal, node_uuid(input.payment_id, "Payment", field="paymentId"), amount=input.amount,
-            refunded_on=input.refunded_on, reason=input.reason,
-        )
-        await effects.refund_recorded(
-            info.context.redis, done.invoice, done.refund, notify_customer=input.notify_customer
+            refunded_on=input.refunded_on, reason=input.reason, notify_customer=input.notify_customer,
         )
         return PaymentRefunded(
             refund=Refund.from_model(done.refund, done.invoice.currency), invoice=Invoice.from_model(done.invoice)

@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import strawberry
 
-from jobs import effects
 from models import people
 from models.auth import authenticate, visible_users
 from resolvers.auth import viewer
@@ -91,8 +90,6 @@ class Mutation:
             name=input.name or "", password=input.password,
             managed_account_id=node_uuid(input.managed_account_id, "ManagedAccount", "managedAccountId"),
         )
-        if invitation is not None:
-            await effects.invitation_created(info.context.redis, invitation.id)
         expires_at = invitation.expires_at if invitation else None
         return UserInvited(user=User.from_model(user), invitation_expires_at=expires_at)
 
@@ -103,7 +100,6 @@ class Mutation:
         user, invitation = await people.resend_invitation(
             info.context.authenticated(), node_uuid(user_id, "User", "userId"), lifetime=_invitation_lifetime(info)
         )
-        await effects.invitation_created(info.context.redis, invitation.id)
         return UserInvited(user=User.from_model(user), invitation_expires_at=invitation.expires_at)
 
     @mutation(
@@ -128,11 +124,10 @@ class Mutation:
     async def change_user_scope(
         self, info: Info, user_id: strawberry.ID, scope: Scope, managed_account_id: strawberry.ID | None = None,
     ) -> ChangeUserScopePayload:
-        user, tokens = await people.change_scope(
+        user, _ = await people.change_scope(
             info.context.authenticated(), node_uuid(user_id, "User", "userId"), scope,
             node_uuid(managed_account_id, "ManagedAccount", "managedAccountId"),
         )
-        await effects.tokens_revoked(info.context.redis, tokens)
         return UserUpdated(user=User.from_model(user))
 
     @mutation(
@@ -141,8 +136,7 @@ class Mutation:
         scopes=OWNERS,
     )
     async def deactivate_user(self, info: Info, user_id: strawberry.ID) -> DeactivateUserPayload:
-        user, tokens = await people.deactivate_user(info.context.authenticated(), node_uuid(user_id, "User", "userId"))
-        await effects.tokens_revoked(info.context.redis, tokens)
+        user, _ = await people.deactivate_user(info.context.authenticated(), node_uuid(user_id, "User", "userId"))
         return UserUpdated(user=User.from_model(user))
 
     @mutation(

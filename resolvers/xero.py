@@ -10,9 +10,10 @@ import strawberry
 
 from infra import xero
 from infra.settings import Settings
-from jobs import effects
+from jobs.effects import following
 from models.errors import ValidationFailed
 from models.invoices import LineKind
+from models.outbox import Entity, Transition, record
 from models.xero import connections, sync
 from models.xero import settings as xero_settings
 from models.xero.tables import XeroConnection as XeroConnectionModel
@@ -67,8 +68,9 @@ async def webhook_received(redis: Any, payload: dict) -> list[Any]:
         str(event.get("tenantId")) for event in events or []
         if isinstance(event, dict) and event.get("eventCategory") == "INVOICE" and event.get("tenantId")
     })
-    organization_ids = await connections.organizations_of_tenants(tenants) if tenants else []
-    await effects.xero_invoices_changed(redis, organization_ids)
+    async with following(redis):
+        organization_ids = await connections.organizations_of_tenants(tenants) if tenants else []
+        record(Entity.XERO_CONNECTION, Transition.INVOICES_CHANGED, organization_ids)
     return organization_ids
 
 
@@ -124,8 +126,7 @@ class Mutation:
 
     @mutation(description="Disconnect Xero: its tokens are forgotten here and revoked at Xero.", scopes=OWNERS)
     async def disconnect_xero(self, info: Info) -> DisconnectXeroPayload:
-        sealed = await connections.disconnect(info.context.principal)
-        await effects.xero_disconnected(info.context.redis, sealed)
+        await connections.disconnect(info.context.principal)
         return XeroDisconnected(integration=await _integration(info))
 
     @mutation(
@@ -152,13 +153,7 @@ class Mutation:
         scopes=OWNERS,
     )
     async def push_invoices_to_xero(self, info: Info, ids: list[strawberry.ID]) -> BulkInvoicePayload:
-        queued: list = []
+        async def push(principal, invoice_ids):  # outcomes read as an invoice action's
+            return await sync.push_invoices(principal, invoice_ids)
 
-        async def push(principal, invoice_ids):
-            outcomes = await sync.push_invoices(principal, invoice_ids)
-            queued.extend(outcome.sync.id for outcome in outcomes if outcome.sync)
-            return outcomes
-
-        results, _ = await _bulk(info, ids, push)
-        await effects.xero_push_requested(info.context.redis, queued)
-        return results
+        return await _bulk(info, ids, push)

@@ -284,11 +284,11 @@ async def _october_costs(world):
 async def test_a_cancelled_automatic_send_stays_for_review_even_when_regenerated(client, world, worker, redis):
     world.account.auto_invoice = AutoInvoice.SEND
     await world.account.save()
-    await close_period(world.org.id, SEPT, SYSTEM)
-    invoice = await Invoice.get(managed_account_id=world.account.id)
-    from jobs import effects
+    from jobs.effects import following
 
-    await effects.period_closed(redis, [invoice.id])
+    async with following(redis):
+        await close_period(world.org.id, SEPT, SYSTEM)
+    invoice = await Invoice.get(managed_account_id=world.account.id)
     invoice = await _wait_status(invoice.id, "AWAITING_APPROVAL")
     assert invoice.auto_send_at is not None
     owner = world.tokens["owner"]

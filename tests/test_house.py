@@ -223,3 +223,67 @@ def test_no_test_asserts_a_graphql_answer_only_to_be_truthy():
             if isinstance(node, ast.Assert):
                 bare += [f"{path.name}:{node.lineno}: {ast.unparse(found)}" for found in _truthy_answers(node.test)]
     assert bare == []
+
+
+# Opening a unit of work whose committed transitions are followed by their effects: the only
+# names of jobs.effects that other modules use (the mutation helper, commands, jobs).
+EFFECT_ENTRIES = {"following", "runs_effects", "run"}
+
+
+def _effect_work() -> set[str]:
+    """What the effects table does that no one else may: the `dispatch.*` queueing it calls and
+    the `events.*` it publishes."""
+    found = set()
+    for node in ast.walk(ast.parse((ROOT / "jobs" / "effects.py").read_text())):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in ("dispatch", "events"):
+            found.add(f"{node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_module_but_the_effects_table_names_an_effect():
+    """An effect belongs to a transition, not to a caller (ARCHITECTURE.md rule 8): writers
+    record transitions (models.outbox) and open units of work; only jobs/effects.py names an
+    effect, publishes an invoice's or a token's event, or queues the job a transition calls for
+    (jobs/dispatch.py, where the queueing is written, and infra/events.py aside)."""
+    work = _effect_work()
+    assert {"events.publish", "dispatch.enqueue_send", "dispatch.enqueue_generation"} <= work
+    wrong = []
+    for name, path in _files().items():
+        if name in ("jobs.effects", "jobs.dispatch", "infra.events"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "jobs.effects":
+                wrong += [f"{name} imports {alias.name}" for alias in node.names if alias.name not in EFFECT_ENTRIES]
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                called = f"{node.value.id}.{node.attr}"
+                if node.value.id == "effects" and node.attr not in EFFECT_ENTRIES or called in work:
+                    wrong.append(f"{name}:{node.lineno} {called}")
+    assert wrong == []
+
+
+def _recorded() -> set[tuple[str, str]]:
+    """(entity, transition) of every `record(Entity.X, Transition.Y, ...)` of the product."""
+    found = set()
+    for path in _files().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "record":
+                entity, transition = (ast.unparse(arg).split(".")[-1] for arg in node.args[:2])
+                found.add((entity, transition))
+    return found
+
+
+def test_every_recorded_transition_has_its_row_in_the_effects_table():
+    from jobs.effects import EFFECTS
+
+    recorded = _recorded()
+    assert ("INVOICE", "APPROVED") in recorded and ("PERIOD", "CLOSED") in recorded
+    assert recorded <= {(entity.name, transition.name) for entity, transition in EFFECTS}
+
+
+def test_every_job_and_scheduled_run_is_a_unit_of_work():
+    """What a job commits is followed by its effects however it was started (the worker, a
+    test, a command): each task the worker runs is wrapped by `runs_effects`."""
+    from jobs.worker import WorkerSettings
+
+    tasks = [*WorkerSettings.functions, *WorkerSettings.cron_jobs]
+    assert [task.coroutine.__name__ for task in tasks if task.coroutine.__code__.co_name != "unit_of_work"] == []

@@ -14,12 +14,12 @@ from rich.table import Table
 from infra.settings import Settings
 from invoicing.cli.common import (
     app,
+    committed,
     console,
     errors,
     find_organization,
     money,
     parse_month,
-    redis_connection,
     resolved_settings,
     run,
 )
@@ -34,20 +34,16 @@ def close_period(
     """Close a past month: every managed account gets a READY_TO_INVOICE invoice. While a cost
     source's data of the month is not complete (see `completeness`), only with --force."""
     settings = resolved_settings()
-    created = run(settings, functools.partial(_close_period, settings, parse_month(month), organization, force))
+    created = run(settings, functools.partial(_close_period, parse_month(month), organization, force))
     console.print(f"[green]{month} closed[/green]: {created} invoices ready to invoice.")
 
 
-async def _close_period(settings: Settings, month, organization_ref: str | None, force: bool) -> int:
-    from jobs import effects
+async def _close_period(month, organization_ref: str | None, force: bool) -> int:
     from models.actors import Actor
     from models.billing_periods import close_period as close
 
     organization = await find_organization(organization_ref)
-    created = await close(organization.id, month, Actor.system("cli"), must_be_past=True, force=force)
-    async with redis_connection(settings) as redis:
-        await effects.period_closed(redis, created)
-    return len(created)
+    return len(await close(organization.id, month, Actor.system("cli"), must_be_past=True, force=force))
 
 
 @app.command()
@@ -92,7 +88,6 @@ def generate(
 
 
 async def _generate(settings: Settings, month, organization_ref: str | None, wait: bool) -> Table:
-    from jobs import effects
     from models.actors import Actor
     from models.invoices import Invoice, InvoiceStatus
     from models.invoices.actions import start_generations
@@ -100,11 +95,11 @@ async def _generate(settings: Settings, month, organization_ref: str | None, wai
     organization = await find_organization(organization_ref)
     ready = Invoice.filter(organization_id=organization.id, billing_period__start_date=month)
     chosen = await ready.filter(status=InvoiceStatus.READY_TO_INVOICE).values_list("id", flat=True)
-    outcomes = await start_generations(chosen, organization.id, Actor.system("cli"))
+    # Their jobs are queued before the command waits for them.
+    async with committed(settings):
+        outcomes = await start_generations(chosen, organization.id, Actor.system("cli"))
     ids = [outcome.invoice.id for outcome in outcomes if outcome.invoice]
     refused = [outcome.error.message for outcome in outcomes if outcome.error]
-    async with redis_connection(settings) as redis:
-        await effects.generation_requested(redis, ids)
     for message in refused:
         errors.print(f"[yellow]{escape(message)}[/yellow]")
     if wait and ids:

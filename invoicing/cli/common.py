@@ -43,13 +43,13 @@ def resolved_settings() -> Settings:
 
 
 def run(settings: Settings, operation: Callable[[], Awaitable[T]], *, migrate: bool = False) -> T:
-    """Run one async operation against the database; a domain error becomes a red message
-    and exit status 1."""
+    """Run one async operation against the database, a unit of work (`committed`); a domain
+    error becomes a red message and exit status 1."""
 
     async def main() -> T:
         if migrate:
             await migrate_schema(settings)
-        async with db.connected(settings):
+        async with db.connected(settings), committed(settings):
             return await operation()
 
     try:
@@ -152,6 +152,23 @@ def parse_month(value: str) -> date:
         return date(int(year), int(month), 1)
     except ValueError:
         raise typer.BadParameter(f"'{value}' is not a month; write YYYY-MM.") from None
+
+
+@asynccontextmanager
+async def committed(settings: Settings) -> AsyncIterator[None]:
+    """A command, or a step it waits on (generation), is a unit of work: what it committed is
+    announced and the work it calls for queued once it is over (jobs/effects.py), as after a
+    mutation. Redis is reached only when something happened."""
+    from jobs import effects
+    from models.outbox import collecting
+
+    with collecting() as happened:
+        try:
+            yield
+        finally:
+            if happened:
+                async with redis_connection(settings) as redis:
+                    await effects.run(redis, happened)
 
 
 @asynccontextmanager

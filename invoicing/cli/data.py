@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from infra.settings import Settings, get_settings
+from infra.settings import get_settings
 from invoicing.cli.common import (
     app,
     console,
@@ -18,11 +18,9 @@ from invoicing.cli.common import (
     find_organization,
     money,
     progress_bar,
-    redis_connection,
     resolved_settings,
     run,
 )
-from jobs import effects
 from models.base import Scope
 from models.costs import CostOrigin
 from models.errors import NotFound
@@ -36,10 +34,10 @@ def demo(
 ) -> None:
     """Load the demo MSP (customers, users, a month of costs); safe to run again."""
     settings = resolved_settings()
-    run(settings, functools.partial(load_demo_data, settings, sample), migrate=True)
+    run(settings, functools.partial(load_demo_data, sample), migrate=True)
 
 
-async def load_demo_data(settings: Settings, sample: Path) -> list:
+async def load_demo_data(sample: Path) -> list:
     """Load the demo and print what it did; its users, with their fresh credentials."""
     from models.demo import load_demo
 
@@ -47,8 +45,6 @@ async def load_demo_data(settings: Settings, sample: Path) -> list:
         raise NotFound(f"There is no FOCUS sample at {sample}; name one with --sample.")
     with progress_bar(f"Reading {sample.name}") as progress:
         result = await load_demo(sample, progress=progress)
-    async with redis_connection(settings) as redis:
-        await effects.period_closed(redis, result.created_invoices)
     verb = "Created" if result.created else "Refreshed the credentials of"
     console.print(f"{verb} the demo organization [bold]{escape(result.organization.name)}[/bold].")
     if result.report is not None:

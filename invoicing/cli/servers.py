@@ -39,7 +39,7 @@ def serve(
 ) -> None:
     """Run the web server (GraphQL at /graphql) with an arq worker beside it."""
     settings = resolved_settings()
-    demo_users = run(settings, functools.partial(load_demo_data, settings, sample) if demo else nothing, migrate=True)
+    demo_users = run(settings, functools.partial(load_demo_data, sample) if demo else nothing, migrate=True)
     worker = WorkerSupervisor(
         [sys.executable, "-m", "invoicing", "worker"], settings.child_environment(),
         settings.worker_retry_max_seconds,

@@ -15,6 +15,7 @@ from models.billing_periods.tables import BillingPeriod, PeriodState
 from models.errors import ErrorCode, ValidationFailed
 from models.invoices.tables import InvoiceEvent, InvoiceStatus
 from models.organizations import Organization, latest_close_day
+from models.outbox import Entity, Transition, record
 
 
 def month_bounds(month: date) -> tuple[date, date]:
@@ -99,7 +100,9 @@ async def close_period(
             ],
             using_db=conn,
         )
-    return [r["id"] for r in rows]
+    created = [r["id"] for r in rows]
+    record(Entity.PERIOD, Transition.CLOSED, created)
+    return created
 
 
 _NEW_INVOICES = (

@@ -18,6 +18,7 @@ from models.costs.records import CostImport, CostImportState, CostOrigin
 from models.costs.reports import ImportReport
 from models.errors import CostFileRejected, NotFound, ValidationFailed
 from models.managed_accounts import ManagedAccount
+from models.outbox import Entity, Transition, record
 from models.organizations import Organization
 
 # A delivery's file: its path, or its path and the name (a relative path) it was sent under.
@@ -81,6 +82,7 @@ async def register_delivery(
     account_id: uuid.UUID | str | None = None,
     found_by: tuple[uuid.UUID, str, str] | None = None,
     written_at: datetime | None = None,
+    in_background: bool = False,
 ) -> CostImport:
     """Record a delivery of stored files (part files, a folder with its manifest, a zip) as
     a QUEUED import; a source may be a (path, name) pair: a file sent under a name, whose
@@ -89,6 +91,7 @@ async def register_delivery(
 
     `found_by` is the cost source whose sync found it, with its manifest's key and ETag;
     `written_at` when the store says the manifest was written.
+    `in_background`: its import job is queued once this committed (else the caller runs it).
 
     Raises `ValidationFailed` when `account_id` is missing for an account integration or
     given for a delegated delivery, `NotFound` for an unknown organization or account.
@@ -106,7 +109,7 @@ async def register_delivery(
         if not await ManagedAccount.filter(id=account_id, organization_id=organization_id).exists():
             raise NotFound("The managed account does not exist.", field="accountId")
     paths = await asyncio.to_thread(_resolved, sources)
-    return await CostImport.create(
+    registered = await CostImport.create(
         organization_id=organization_id,
         origin=origin,
         managed_account_id=account_id,
@@ -119,6 +122,9 @@ async def register_delivery(
         source_etag=found_by[2][:255] if found_by else None,
         source_written_at=written_at,
     )
+    if in_background:
+        record(Entity.COST_IMPORT, Transition.QUEUED, [registered.id])
+    return registered
 
 
 def _resolved(sources: Sequence[Source]) -> list[str | list[str]]:

@@ -9,6 +9,7 @@ from tortoise.transactions import in_transaction
 
 from models.credit_notes.tables import CreditNote
 from models.invoices.tables import DeliveryStatus, InvoiceEvent
+from models.outbox import Entity, Transition, record
 
 
 async def record_pdf(credit_note_id: Any, path: str, sha256: str, size: int) -> bool:
@@ -41,4 +42,5 @@ async def record_delivery(note: CreditNote, outcomes: list[Any], failure: str | 
     async with in_transaction() as conn:
         await CreditNote.filter(id=note.id).using_db(conn).update(delivery_status=status)
         await InvoiceEvent.bulk_create(events, using_db=conn)
+    record(Entity.CREDIT_NOTE, Transition.DELIVERED, [note.id], invoice=note.invoice_id)
     return status

@@ -44,6 +44,7 @@ from models.invoices.tables import (
 )
 from models.managed_accounts import ManagedAccount
 from models.organizations import Organization
+from models.outbox import Entity, Transition, record
 from models.parties import parties
 from models.payments.ledger import payment_status
 
@@ -120,7 +121,9 @@ async def create_credit_note(
             template_version=TEMPLATE_VERSION, snapshot=view, created_by_id=principal.user.id, using_db=conn,
         )
         await _issued(conn, principal, invoice, note, credit, today, notify_customer)
-    return CreditNoteIssued(credit_note=await CreditNote.get(id=note.id), invoice=await Invoice.get(id=invoice.id))
+    done = CreditNoteIssued(credit_note=await CreditNote.get(id=note.id), invoice=await Invoice.get(id=invoice.id))
+    record(Entity.CREDIT_NOTE, Transition.ISSUED, [done.credit_note], invoice=done.invoice)
+    return done
 
 
 async def _issued(
@@ -292,15 +295,19 @@ async def apply_credit(
                 **common, "toInvoice": invoice.number,
             }),
         ], using_db=conn)
-    return CreditUsed(
+    done = CreditUsed(
         credit_note=await CreditNote.get(id=note.id), entry=entry, invoice=await Invoice.get(id=invoice.id),
     )
+    record(Entity.CREDIT_NOTE, Transition.APPLIED, [entry], invoice=done.invoice)
+    return done
 
 
 async def refund_credit(
     principal, credit_note_id: Any, *, amount: Decimal, refunded_on: date, reference: str = "",
+    notify_customer: bool = False,
 ) -> CreditUsed:
-    """Record money paid back to the customer from a credit note's remaining credit."""
+    """Record money paid back to the customer from a credit note's remaining credit; with
+    `notify_customer` the billing e-mails are told once it committed."""
     reference = (reference or "").strip()
     if len(reference) > 255:
         raise ValidationFailed("At most 255 characters.", field="reference")
@@ -321,7 +328,10 @@ async def refund_credit(
             detail={"creditNote": str(note.id), "creditNoteNumber": note.number, "amount": str(amount),
                     "refundedOn": refunded_on.isoformat(), "reference": reference},
         )
-    return CreditUsed(credit_note=await CreditNote.get(id=note.id), entry=entry, invoice=None)
+    done = CreditUsed(credit_note=await CreditNote.get(id=note.id), entry=entry, invoice=None)
+    record(Entity.CREDIT_NOTE, Transition.CREDIT_REFUNDED, [entry], credit_note=done.credit_note,
+           notify_customer=notify_customer)
+    return done
 
 
 def _on_or_before_today(day: date | None, today: date, field: str) -> date:

@@ -24,6 +24,7 @@ from models.invoices.lifecycle import lock_invoice, transition, transition_each
 from models.invoices.queries import visible_invoices
 from models.invoices.tables import DeliveryStatus, Invoice, InvoiceEvent, InvoiceKind, InvoiceStatus, PaymentStatus
 from models.managed_accounts import ManagedAccount
+from models.outbox import Entity, Transition, record
 from models.xero.sync import void_in_xero
 
 MAX_BULK = 500
@@ -60,7 +61,7 @@ async def _each(principal, ids: list[Any], operation) -> list[Outcome]:
 
 async def start_generation(invoice_id: Any, organization_id: Any, actor: Actor, *, regenerate: bool = False) -> Invoice:
     """Move the invoice to GENERATING (one conditional UPDATE: of two racing requests, one
-    wins). The caller enqueues its job once this has committed."""
+    wins); its job is queued once this has committed."""
     (outcome,) = await start_generations([invoice_id], organization_id, actor, regenerate=regenerate)
     if outcome.error is not None:
         raise outcome.error
@@ -95,6 +96,7 @@ async def start_generations(ids: list[Any], organization_id: Any, actor: Actor, 
             outcomes.append(Outcome(invoice_id, error=found))
         else:
             outcomes.append(Outcome(invoice_id, invoice=found))
+    record(Entity.INVOICE, Transition.GENERATION_REQUESTED, [o.invoice.id for o in outcomes if o.invoice])
     return outcomes
 
 
@@ -140,7 +142,9 @@ async def approve(
                 return invoice
             raise
 
-    return await _each(principal, ids, one)
+    outcomes = await _each(principal, ids, one)
+    record(Entity.INVOICE, Transition.APPROVED, [o.invoice for o in outcomes if o.invoice])
+    return outcomes
 
 
 async def _approve(invoice_id: Any, actor: Actor, organization_id: Any, notify_customer: bool, **detail: Any) -> Invoice:
@@ -174,6 +178,7 @@ async def auto_send_due(now: datetime) -> list[Invoice]:
             approved.append(await _approve(invoice.id, scheduler, None, True, automatic=True))
         except InvalidTransition:
             continue  # regenerated, voided or approved meanwhile
+    record(Entity.INVOICE, Transition.APPROVED, approved)
     return approved
 
 
@@ -190,7 +195,9 @@ async def cancel_queued_send(principal, invoice_id: Any) -> Invoice:
             invoice_id=invoice.id, actor_id=actor.user_id, kind="AUTO_SEND_CANCELLED",
             detail={"wasDueAt": invoice.auto_send_at.isoformat()}, using_db=conn,
         )
-    return await Invoice.get(id=invoice.id)
+    changed = await Invoice.get(id=invoice.id)
+    record(Entity.INVOICE, Transition.CHANGED, [changed])
+    return changed
 
 
 async def void(principal, ids: list[Any], *, reason: str = "", notify_customer: bool = True) -> list[Outcome]:
@@ -224,13 +231,15 @@ async def void(principal, ids: list[Any], *, reason: str = "", notify_customer: 
             await void_in_xero(conn, invoice, actor)
             return voided
 
-    return await _each(principal, ids, one)
+    outcomes = await _each(principal, ids, one)
+    record(Entity.INVOICE, Transition.VOIDED, [o.invoice for o in outcomes if o.invoice], notify_customer=notify_customer)
+    return outcomes
 
 
 async def reissue(principal, invoice_id: Any) -> Invoice:
     """The replacement of a voided invoice: a new invoice for the same account, month (and
     provider, and kind), linked both ways, moved to GENERATING at once; its number is the next
-    one when it is generated. The caller enqueues its generation once this has committed."""
+    one when it is generated. Its generation is queued once this has committed."""
     actor = Actor(user_id=principal.user.id)
     async with in_transaction() as conn:
         voided = await lock_invoice(conn, visible_invoices(principal), invoice_id)
@@ -261,17 +270,20 @@ async def reissue(principal, invoice_id: Any) -> Invoice:
                          from_status=InvoiceStatus.VOIDED.value, to_status=InvoiceStatus.VOIDED.value,
                          detail={"replacement": str(replacement.id)}),
         ], using_db=conn)
+    record(Entity.INVOICE, Transition.GENERATION_REQUESTED, [replacement.id])
     return await Invoice.get(id=replacement.id)
 
 
 async def fail_generation(invoice_id: Any, message: str, actor: Actor) -> Invoice | None:
     """GENERATING -> ERROR with a message a person can act on; None if it moved on already."""
     try:
-        return await transition(
+        failed = await transition(
             invoice_id, "FAILED", actor, changes={"error_message": message}, detail={"error": message}
         )
     except InvalidTransition:
         return None
+    record(Entity.INVOICE, Transition.CHANGED, [failed])
+    return failed
 
 
 async def request_resend(principal, invoice_id: Any) -> Invoice:
@@ -287,4 +299,6 @@ async def request_resend(principal, invoice_id: Any) -> Invoice:
         await InvoiceEvent.create(
             invoice_id=invoice.id, actor_id=principal.user.id, kind="RESEND_REQUESTED", using_db=conn
         )
-    return await Invoice.get(id=invoice.id)
+    requested = await Invoice.get(id=invoice.id)
+    record(Entity.INVOICE, Transition.RESEND_REQUESTED, [requested])
+    return requested

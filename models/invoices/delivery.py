@@ -9,6 +9,7 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from models.invoices.tables import DeliveryStatus, Invoice, InvoiceEvent
+from models.outbox import Entity, Transition, record
 
 
 async def record_delivery(invoice_id: Any, outcomes: list[Any], failure: str | None) -> DeliveryStatus:
@@ -22,6 +23,7 @@ async def record_delivery(invoice_id: Any, outcomes: list[Any], failure: str | N
         await InvoiceEvent.bulk_create(
             _events(invoice_id, outcomes, failure, ("SENT", "DELIVERY_FAILED"), {}), using_db=conn
         )
+    record(Entity.INVOICE, Transition.DELIVERED, [invoice_id])
     return status
 
 

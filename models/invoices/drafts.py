@@ -19,6 +19,7 @@ from models.errors import InvalidTransition, NotFound, ValidationFailed
 from models.invoices.lifecycle import lock_invoice, transition
 from models.invoices.queries import visible_invoices
 from models.invoices.tables import Invoice, InvoiceEvent, InvoiceExtraLine, InvoiceStatus
+from models.outbox import Entity, Transition, record
 from models.text import clean_text
 
 EDITABLE = (InvoiceStatus.READY_TO_INVOICE, InvoiceStatus.AWAITING_APPROVAL, InvoiceStatus.ERROR)
@@ -29,10 +30,9 @@ _LIMIT = Decimal("1e12")
 
 @dataclass
 class Edited:
-    """The invoice after the change; `regenerating` when its generation job is to be queued."""
+    """The invoice after the change, and the line it added or changed."""
 
     invoice: Invoice
-    regenerating: bool
     line: InvoiceExtraLine | None = None
 
 
@@ -75,7 +75,9 @@ async def _edit(principal, invoice_id: Any, kind: str, detail: dict[str, Any], c
         regenerating = invoice.status != InvoiceStatus.READY_TO_INVOICE
         if regenerating:
             await transition(invoice.id, "REGENERATE", actor, connection=conn, detail={"because": kind})
-    return Edited(await Invoice.get(id=invoice.id), regenerating, line)
+    if regenerating:
+        record(Entity.INVOICE, Transition.GENERATION_REQUESTED, [invoice.id])
+    return Edited(await Invoice.get(id=invoice.id), line)
 
 
 async def set_memo(principal, invoice_id: Any, memo: Any) -> Edited:

@@ -22,6 +22,7 @@ from models.invoices.lifecycle import lock_invoice
 from models.invoices.queries import amount_due, organization_today, visible_invoices
 from models.invoices.tables import Invoice, InvoiceEvent, InvoiceStatus, PaymentStatus
 from models.organizations import Organization
+from models.outbox import Entity, Transition, record
 from models.payments.tables import Payment, PaymentMethod, Refund
 
 P = PaymentStatus
@@ -100,14 +101,17 @@ async def record_payment(
                          "payment": str(payment.id), "amount": str(amount), "paidOn": paid_on.isoformat(),
                          "method": method.value, "reference": reference,
                      })
-    return PaymentRecorded(invoice=await Invoice.get(id=invoice.id), payment=payment)
+    done = PaymentRecorded(invoice=await Invoice.get(id=invoice.id), payment=payment)
+    record(Entity.PAYMENT, Transition.RECORDED, [payment], invoice=done.invoice)
+    return done
 
 
 async def refund_payment(
-    principal, payment_id: Any, *, amount: Decimal, refunded_on: date, reason: str = "",
+    principal, payment_id: Any, *, amount: Decimal, refunded_on: date, reason: str = "", notify_customer: bool = False,
 ) -> PaymentRefunded:
     """Refund all or part of one payment: never more than is left of it. A refund does not
-    reopen the invoice (the amount due stays the total less payments)."""
+    reopen the invoice (the amount due stays the total less payments). With `notify_customer`
+    the billing e-mails are told once it committed."""
     reason = _text(reason, 1024, "reason")
     payment = await visible_payments(principal).get_or_none(id=payment_id) if payment_id else None
     if payment is None:
@@ -139,7 +143,9 @@ async def refund_payment(
                          "refund": str(refund.id), "payment": str(payment.id), "amount": str(amount),
                          "refundedOn": refunded_on.isoformat(), "reason": reason,
                      })
-    return PaymentRefunded(invoice=await Invoice.get(id=invoice.id), refund=refund)
+    done = PaymentRefunded(invoice=await Invoice.get(id=invoice.id), refund=refund)
+    record(Entity.PAYMENT, Transition.REFUNDED, [refund], invoice=done.invoice, notify_customer=notify_customer)
+    return done
 
 
 async def _apply(conn, invoice: Invoice, actor: Actor, today: date, *, paid: Decimal, refunded: Decimal,

@@ -9,6 +9,7 @@ from tortoise.transactions import in_transaction
 
 from models.actors import Actor
 from models.invoices.tables import Invoice, InvoiceEvent, PaymentStatus
+from models.outbox import Entity, Transition, record
 
 # One statement for every organization: "today" is taken in each organization's time zone,
 # so an invoice due on the 5th turns overdue at midnight on the 6th where the MSP is. Only
@@ -44,4 +45,6 @@ async def mark_overdue(now: datetime, actor: Actor) -> list[Invoice]:
         ], using_db=conn)
     if not rows:
         return []
-    return await Invoice.filter(id__in=[row["id"] for row in rows]).order_by("due_date", "id")
+    changed = await Invoice.filter(id__in=[row["id"] for row in rows]).order_by("due_date", "id")
+    record(Entity.INVOICE, Transition.CHANGED, changed)
+    return changed

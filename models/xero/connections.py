@@ -15,6 +15,7 @@ from tortoise.transactions import in_transaction
 from infra.settings import Settings
 from models.base import Scope
 from models.errors import ErrorCode, InvalidTransition, NotFound, ValidationFailed
+from models.outbox import Entity, Transition, record
 from models.xero.tables import ConnectionStatus, XeroAuthorization, XeroConnection
 from models.xero.tokens import (
     TokenSet,
@@ -200,15 +201,15 @@ async def connection_lost(organization_id: Any, message: str) -> None:
     )
 
 
-async def disconnect(principal) -> str:
-    """Forget the organization's connection; answers its tokens (sealed), for Xero to revoke them."""
+async def disconnect(principal) -> None:
+    """Forget the organization's connection; its tokens (sealed) are revoked at Xero once this committed."""
     async with in_transaction() as conn:
         connection = await XeroConnection.filter(
             organization_id=principal.organization_id).using_db(conn).select_for_update().first()
         if connection is None:
             raise NotFound("Xero is not connected.")
         await XeroConnection.filter(id=connection.id).using_db(conn).delete()
-    return connection.tokens
+    record(Entity.XERO_CONNECTION, Transition.DISCONNECTED, [connection.tokens] if connection.tokens else [])
 
 
 async def organizations_of_tenants(tenant_ids: list[str]) -> list[Any]:

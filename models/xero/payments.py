@@ -9,8 +9,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from tortoise.transactions import in_transaction
-
+from models import outbox
 from models.actors import Actor
 from models.errors import DomainError
 from models.invoices.tables import InvoiceEvent
@@ -59,7 +58,8 @@ async def import_payment(organization_id: Any, seen: XeroPaymentSeen) -> Payment
     if sync is None or await XeroPayment.exists(organization_id=organization_id, xero_payment_id=seen.payment_id):
         return None
     reference = f"Xero {seen.reference}".strip() if seen.reference else "Xero"
-    async with in_transaction() as conn:
+    # The payment's own record (its invoice announced) waits for this transaction's commit.
+    async with outbox.transaction() as conn:
         try:
             done = await record_payment(
                 OrganizationScope(organization_id), sync.invoice_id, amount=seen.amount, paid_on=seen.paid_on,

@@ -16,6 +16,7 @@ from models.credit_notes.tables import CreditNote
 from models.errors import DomainError, InvalidTransition, NotFound
 from models.invoices.queries import visible_invoices
 from models.invoices.tables import Invoice, InvoiceEvent, InvoiceStatus
+from models.outbox import Entity, Transition, record
 from models.xero.connections import usable_connection
 from models.xero.documents import FrozenDocument, credit_note_view, invoice_view
 from models.xero.tables import ConnectionStatus, DocumentKind, SyncState, XeroConnection, XeroSettings, XeroSync
@@ -105,6 +106,7 @@ async def push_invoices(principal, ids: list[Any]) -> list[PushOutcome]:
             outcomes.append(PushOutcome(invoice_id, invoice=await Invoice.get(id=invoice_id), sync=sync))
         except DomainError as exc:
             outcomes.append(PushOutcome(invoice_id, error=exc))
+    record(Entity.XERO_SYNC, Transition.QUEUED, [outcome.sync.id for outcome in outcomes if outcome.sync])
     return outcomes
 
 

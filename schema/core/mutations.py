@@ -1,5 +1,6 @@
-"""Every mutation is declared through `mutation()`: its scope check, and the one place where a
-domain error becomes the typed `UserError` member of its payload union."""
+"""Every mutation is declared through `mutation()`: its scope check, the one place where a
+domain error becomes the typed `UserError` member of its payload union, and the unit of work
+whose committed transitions are followed by their effects (jobs/effects.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import strawberry
 from strawberry.extensions.field_extension import FieldExtension
 
+from jobs.effects import following
 from models.base import Scope
 from models.errors import DomainError
 from models.text import ColumnValueError, out_of_range
@@ -42,12 +44,23 @@ class DomainErrors(FieldExtension):
             return user_error(out_of_range(exc))
 
 
+class AfterCommit(FieldExtension):
+    """A mutation is a unit of work: the transitions it committed are announced and the work
+    they call for queued once it has its answer, before the answer is sent."""
+
+    async def resolve_async(
+        self, next_: Callable[..., Awaitable[Any]], source: Any, info: Any, **kwargs: Any
+    ) -> Any:
+        async with following(info.context.redis):
+            return await next_(source, info, **kwargs)
+
+
 def mutation(*, description: str, scopes: tuple[Scope, ...] = (), resolver: Any = None) -> Any:
     """`@mutation(description=..., scopes=OWNERS)` on a resolver of a `Mutation` type (no
     scopes: open to anyone, as `login` is). Its text arguments are checked (`schema.core.arguments`)."""
     # The last extension of a field runs first: every error of the others becomes a payload.
     checks = requires(*scopes) if scopes else [CheckedArguments()]
-    extensions: list[FieldExtension] = [*checks, DomainErrors()]
+    extensions: list[FieldExtension] = [*checks, DomainErrors(), AfterCommit()]
     if resolver is not None:
         return strawberry.mutation(resolver=resolver, description=description, extensions=extensions)
     return strawberry.mutation(description=description, extensions=extensions)
