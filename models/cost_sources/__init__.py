@@ -1,0 +1,40 @@
+"""Cost sources: the buckets where an organization's cloud cost exports land."""
+
+from models.cost_sources.tables import (
+    AVAILABLE_KINDS,
+    CREDENTIAL_FIELD,
+    CostSource,
+    CostSourceKind,
+    CostSourceState,
+    CostSourceUnreadable,
+    Credentials,
+    Delivery,
+    SourceInput,
+    SourceProblem,
+    StoredObject,
+    already_taken,
+    create_source,
+    credentials_of,
+    delete_source,
+    discover,
+    due_sources,
+    imports_of,
+    location_of,
+    missing_parts,
+    months_found,
+    newest,
+    object_key,
+    owned_source,
+    record_sync,
+    still_written,
+    update_source,
+    visible_sources,
+)
+
+__all__ = [
+    "AVAILABLE_KINDS", "CREDENTIAL_FIELD", "CostSource", "CostSourceKind", "CostSourceState", "CostSourceUnreadable",
+    "Credentials", "Delivery", "SourceInput", "SourceProblem", "StoredObject", "already_taken", "create_source",
+    "credentials_of", "delete_source", "discover", "due_sources", "imports_of", "location_of", "missing_parts",
+    "months_found", "newest", "object_key", "owned_source", "record_sync", "still_written", "update_source",
+    "visible_sources",
+]
