@@ -22,7 +22,7 @@ from jobs import dispatch
 from jobs.effects import following, runs_effects
 from models.actors import Actor
 from models.currencies import round_money
-from models.errors import DomainError, ValidationFailed
+from models.errors import DomainError
 from models.outbox import Entity, Transition, record
 from models.xero import connections, sync
 from models.xero.documents import FrozenDocument, account_map, load_view, not_ours, to_xero, xero_url

@@ -38,12 +38,17 @@ def storable(model: Any, column: str, values: Iterable[str]) -> list[str]:
     return [value for value in values if len(value) <= limit]
 
 
+def camel(name: str) -> str:
+    """The input field (camelCase) named after a column or an attribute (snake_case)."""
+    head, *rest = name.split("_")
+    return head + "".join(word.title() for word in rest)
+
+
 def out_of_range(exc: ColumnValueError) -> ValidationFailed:
     """The refusal of a value that Tortoise would not send to its column (longer or larger
     than the column holds), raised where no check of the domain came first: Tortoise says
     `column: why`, and the input is named after the column (camelCase)."""
-    column = str(exc).split(":", 1)[0].strip()
-    field = column.split("_")[0] + "".join(part.title() for part in column.split("_")[1:])
+    field = camel(str(exc).split(":", 1)[0].strip())
     return ValidationFailed(f"`{field}` is out of range: too long or too large to be stored.", field=field)
 
 

@@ -15,7 +15,6 @@ from infra import events, links
 from models import invoices
 from models.errors import ValidationFailed
 from models.invoices import actions, drafts, reconciliation
-from models.xero import sync as xero_sync
 from schema.core import fanout
 from schema.core.context import Info
 from schema.core.errors import user_error

@@ -16,7 +16,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -51,43 +50,6 @@ NODE = """query($id: ID!) { node(id: $id) { __typename ... on CostSource { name 
 
 
 # ---------------------------------------------------------------- the S3 emulator
-
-
-@pytest.fixture(scope="session")
-def moto_s3():
-    """moto's server on a free loopback port, with an IAM user allowed to read S3; requests
-    are then checked against IAM (a wrong key is refused as AWS refuses it)."""
-    from moto import settings as moto_settings
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    bootstrap = {"endpoint_url": endpoint, "region_name": "us-east-1", "aws_access_key_id": "bootstrap",
-                 "aws_secret_access_key": "bootstrap"}
-    iam = boto3.client("iam", **bootstrap)
-    iam.create_user(UserName="billing-reader")
-    key = iam.create_access_key(UserName="billing-reader")["AccessKey"]
-    iam.put_user_policy(UserName="billing-reader", PolicyName="read-exports", PolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*", "sts:AssumeRole"], "Resource": "*"}],
-    }))
-    # An administrator, to make the roles the role tests assume once IAM checks every request.
-    iam.create_user(UserName="admin")
-    admin = iam.create_access_key(UserName="admin")["AccessKey"]
-    iam.put_user_policy(UserName="admin", PolicyName="all", PolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
-    }))
-    before = moto_settings.INITIAL_NO_AUTH_ACTION_COUNT
-    moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key["AccessKeyId"],
-                      aws_secret_access_key=key["SecretAccessKey"])
-    iam_admin = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
-                             aws_access_key_id=admin["AccessKeyId"], aws_secret_access_key=admin["SecretAccessKey"])
-    yield {"endpoint": endpoint, "key_id": key["AccessKeyId"], "secret": key["SecretAccessKey"], "s3": s3,
-           "iam": iam_admin}
-    moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = before
-    server.stop()
 
 
 @pytest.fixture

@@ -27,7 +27,6 @@ from tests.test_cost_sources import (  # noqa: F401 (fixtures)
     bucket,
     create,
     deliver,
-    moto_s3,
     s3_client,
     s3_settings,
     source_input,
@@ -425,10 +424,10 @@ async def test_the_command_line_shows_completeness_and_closes_an_incomplete_mont
     assert f"{month:%Y-%m}: PARTIAL" in shown and "AWS billing" in shown and "PARTIAL" in shown.split("AWS billing")[1]
 
     with pytest.raises(ValidationFailed) as refused:
-        await _close_period(s3_settings, month, "Northwind", False)
+        await _close_period(month, "Northwind", False)
     assert refused.value.code == ErrorCode.DATA_INCOMPLETE
     assert not await BillingPeriod.filter(organization_id=world.org.id, start_date=month).exists()
-    assert await _close_period(s3_settings, month, "Northwind", True) == 2
+    assert await _close_period(month, "Northwind", True) == 2
     period = await BillingPeriod.get(organization_id=world.org.id, start_date=month)
     assert (period.forced_by_id, period.forced_by_label) == (None, "cli")
     console.print(await _completeness(month, "Northwind"))

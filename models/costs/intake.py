@@ -18,8 +18,8 @@ from models.costs.records import CostImport, CostImportState, CostOrigin
 from models.costs.reports import ImportReport
 from models.errors import CostFileRejected, NotFound, ValidationFailed
 from models.managed_accounts import ManagedAccount
-from models.outbox import Entity, Transition, record
 from models.organizations import Organization
+from models.outbox import Entity, Transition, record
 
 # A delivery's file: its path, or its path and the name (a relative path) it was sent under.
 Source = pathlib.Path | str | tuple[pathlib.Path | str, str]
