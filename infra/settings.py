@@ -22,26 +22,32 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     environment: Literal["development", "production", "test"] = Field(
-        "development", description="`development` serves GraphiQL; `production` does not."
+        "development", description="`development` serves GraphiQL; `production` does not; `test` is set by the tests."
     )
     data_dir: Path = Field(
-        Path("var"), description="Folder for the embedded PostgreSQL and Redis and their data."
+        Path("var"), description="Folder of the embedded PostgreSQL and Redis, the generated secret key and (by "
+        "default) the stored files."
     )
     database_url: str | None = Field(
-        None, description="postgres://user:pass@host:port/db; unset = embedded PostgreSQL."
+        None, description="postgres://user:pass@host:port/db; unset = an embedded PostgreSQL in DATA_DIR/postgres."
     )
     redis_url: str | None = Field(
-        None, description="redis://host:port/db or unix:///path.sock; unset = embedded Redis."
+        None, description="redis://host:port/db or unix:///path.sock; unset = an embedded Redis in DATA_DIR/redis."
     )
     smtp_url: str | None = Field(
-        None, description="smtp://user:pass@host:port (smtps:// for TLS); unset = outbox folder."
+        None, description="smtp://user:pass@host:port (smtps:// for TLS); unset = e-mails are written as .eml "
+        "files to STORAGE_DIR/outbox."
     )
-    smtp_from: str = Field("Invoicing <no-reply@invoicing.local>", description="Sender address.")
+    smtp_from: str = Field(
+        "Invoicing <no-reply@invoicing.local>", description="Sender of the e-mails (an organization may set its "
+        "display name and Reply-To; the address stays this one's)."
+    )
     storage_dir: Path | None = Field(
-        None, description="Where PDFs, logos and exports are kept; default DATA_DIR/storage."
+        None, description="Where PDFs, logos, exports and the outbox are kept; default DATA_DIR/storage."
     )
     chromium_path: str | None = Field(
-        None, description="Chromium binary; default the Playwright browser, else Debian's."
+        None, description="The browser that prints invoices to PDF; default Playwright's browser, else "
+        "/usr/bin/chromium (Debian's)."
     )
     chromium_sandbox: bool = Field(
         True, description="Run Chromium inside its own sandbox (namespaces and seccomp). Off (`--no-sandbox`) only "
@@ -49,21 +55,26 @@ class Settings(BaseSettings):
     )
     chromium_user: str = Field(
         "nobody", description="When the worker runs as root: the user Chromium runs as (its sandbox cannot start "
-        "as root), who can read nothing of DATA_DIR.",
+        "as root), through setpriv, with a profile of its own in /tmp; it can read nothing of DATA_DIR.",
     )
     secret_key: str | None = Field(
-        None, description="Signs download links; default a random key kept in DATA_DIR."
+        None, description="Signs download links; default a random key kept in DATA_DIR/secret_key. Set it when "
+        "several machines serve the same data."
     )
-    host: str = "127.0.0.1"
-    port: int = 8000
-    public_url: str = Field("", description="Base of signed links; default http://HOST:PORT.")
+    host: str = Field("127.0.0.1", description="Where `invoicing serve` listens; PUBLIC_URL and ALLOWED_ORIGINS "
+                      "follow unless set.")
+    port: int = Field(8000, description="The port `invoicing serve` listens on.")
+    public_url: str = Field(
+        "", description="The address browsers use: base of signed links and of the printed GraphiQL and portal "
+        "addresses; default http://HOST:PORT."
+    )
     allowed_origins: list[str] = Field(
         default_factory=list,
         description="Browser origins allowed to open WebSockets and call the API (CORS); "
         "default PUBLIC_URL and http://localhost:PORT.",
     )
     session_token_hours: int = Field(12, gt=0, description="Lifetime of a login session token.")
-    api_token_days: int = Field(365, gt=0, description="Default lifetime of an API token.")
+    api_token_days: int = Field(365, gt=0, description="Default lifetime of an API token (`create-token`).")
     invitation_days: int = Field(7, gt=0, description="How long an invitation link works.")
     invitation_url: str = Field(
         "", description="The console's page that accepts an invitation; the e-mailed link is it "
@@ -86,7 +97,8 @@ class Settings(BaseSettings):
     )
     max_page_size: int = Field(100, gt=0, description="Cap on `first`/`last` of connections.")
     max_upload_bytes: int = Field(
-        5 * 1024**3, gt=0, description="Cap on a cost delivery upload (all its parts), streamed to storage."
+        5 * 1024**3, gt=0, description="Cap on a cost delivery upload (all its parts), streamed to storage; a "
+        "multipart body past it plus 1 MiB is answered 413."
     )
     max_extracted_bytes: int = Field(
         20 * 1024**3, gt=0, description="Most bytes a cost delivery's zips may unpack to, all of them together "
@@ -128,7 +140,8 @@ class Settings(BaseSettings):
         256 * 1024, gt=0, description="Largest body `/xero/webhook` reads (Xero's events are a few KiB); larger is 413.",
     )
     cost_source_sync_hours: float = Field(
-        6, gt=0, description="Hours between two scheduled syncs of a cost source (the worker looks every 15 minutes).",
+        6, gt=0, description="Hours between two scheduled syncs of a cost source, unless its organization sets its "
+        "own (`costData.syncEveryHours`); the worker looks every 15 minutes.",
     )
     cost_source_retry_minutes: float = Field(
         15, gt=0, description="Wait before syncing again a cost source whose sync failed (doubling with each failure "
@@ -177,10 +190,12 @@ class Settings(BaseSettings):
         False,
         description="Compress WebSocket messages (permessage-deflate) when a client offers it. Off: live events "
         "are a few hundred bytes, and compressing every frame for every subscriber costs more CPU (and a "
-        "compressor's memory per socket) than the bytes it saves.",
+        "compressor's memory per socket) than the bytes it saves. (uvicorn run directly: "
+        "`--ws-per-message-deflate false`.)",
     )
     max_query_tokens: int = Field(
-        5_000, gt=0, description="Most tokens a GraphQL document may have (names, punctuation, values)."
+        5_000, gt=0, description="Most tokens a GraphQL document may have (names, punctuation, values). This and "
+        "the three limits below are checked before validation: past one, `QUERY_TOO_COMPLEX`."
     )
     max_query_depth: int = Field(12, gt=0, description="Most levels of nested selections in a query.")
     max_query_aliases: int = Field(30, gt=0, description="Most aliases in a document, fragments spread out.")
@@ -206,7 +221,10 @@ class Settings(BaseSettings):
     link_ttl_seconds: int = Field(
         300, gt=0, description="Lifetime of a signed download link (PDF, CSV, export)."
     )
-    xero_client_id: str = Field("", description="The Xero app's client id (developer.xero.com); unset = Xero off.")
+    xero_client_id: str = Field(
+        "", description="The Xero app's client id (developer.xero.com); unset = Xero off (`connectXero` answers "
+        "XERO_NOT_CONNECTED)."
+    )
     xero_client_secret: str = Field(
         "", description="The Xero app's client secret (a web app); empty for a PKCE-only app."
     )
@@ -218,7 +236,9 @@ class Settings(BaseSettings):
         description="OAuth 2.0 scopes asked of Xero (offline_access: a refresh token).",
     )
     xero_authorize_url: str = Field(
-        "https://login.xero.com/identity/connect/authorize", description="Xero's authorization endpoint."
+        "https://login.xero.com/identity/connect/authorize",
+        description="Xero's authorization endpoint (this and the four endpoints below: the tests point them at a "
+        "local server).",
     )
     xero_token_url: str = Field("https://identity.xero.com/connect/token", description="Xero's token endpoint.")
     xero_revocation_url: str = Field(

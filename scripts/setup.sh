@@ -1,4 +1,4 @@
-# Shared set-up for ./run and ./test (sourced, not executed): the virtualenv with the project
+# Shared set-up for ./run, ./test and ./docs (sourced, not executed): the virtualenv with the project
 # installed, Debian's Chromium for the PDFs (and the pages' browser tests), poppler-utils for
 # reading them back, and the pages' pinned third-party files. Every step checks first, so a
 # second run costs well under a second.
@@ -56,7 +56,7 @@ ensure_project_installed() {
         return
     fi
     say "Installing the project and its dependencies into .venv"
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,docs]'
     echo "$wanted" >"$stamp"
 }
 

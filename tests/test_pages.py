@@ -3,7 +3,7 @@ uvicorn server on a free port, driven by Playwright through the Chromium the ren
 
 The browser cannot resolve any host name (as on a machine without internet access): every
 request must go to the server's own origin, and none is attempted elsewhere. Set
-SCREENSHOT_DIR=docs to refresh the README's screenshots."""
+SCREENSHOT_DIR=docs/images to refresh the manual's screenshots."""
 
 from __future__ import annotations
 

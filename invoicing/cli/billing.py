@@ -81,7 +81,8 @@ def generate(
     organization: str | None = typer.Option(None, help="Organization name or id (default: the only one)."),
     wait: bool = typer.Option(True, help="Wait until the worker has generated them all."),
 ) -> None:
-    """Generate every READY_TO_INVOICE invoice of a month (the worker renders the PDFs)."""
+    """Generate every READY_TO_INVOICE invoice of a month (the worker renders the PDFs) and wait
+    for the worker to finish them (--no-wait: only queue them)."""
     settings = resolved_settings()
     table = run(settings, functools.partial(_generate, settings, parse_month(month), organization, wait))
     console.print(table)
@@ -124,7 +125,8 @@ def export(
     organization: str | None = typer.Option(None, help="Organization name or id (default: the only one)."),
     output: Path | None = typer.Option(None, help="File to write (default: the export's own name, here)."),
 ) -> None:
-    """Export a month's approved invoices as CSV (a Xero export of more than 500 is a zip)."""
+    """Export a month's approved invoices as Xero or detailed CSV (a zip past 500 invoices in Xero
+    format, or with the invoices' credit notes as a second file)."""
     from models.exports import ExportFormat
 
     try:

@@ -32,7 +32,8 @@ DEMO_SAMPLE = Path(__file__).resolve().parents[2] / "demo" / "focus-1.0-sample.c
 def demo(
     sample: Path = typer.Option(DEMO_SAMPLE, help="FOCUS file to import.", dir_okay=False),
 ) -> None:
-    """Load the demo MSP (customers, users, a month of costs); safe to run again."""
+    """Load the demo MSP (customers, users, a month of costs), or refresh it: safe to run again.
+    Prints its users with fresh passwords and API tokens."""
     settings = resolved_settings()
     run(settings, functools.partial(load_demo_data, sample), migrate=True)
 
@@ -86,7 +87,10 @@ def import_costs(
         None, help="The managed account (name) whose own integration exported the file (ACCOUNT_INTEGRATION)."
     ),
 ) -> None:
-    """Import a FOCUS cost delivery (all of it or nothing) and report what it held and changed."""
+    """Import a FOCUS cost delivery (all of it or nothing): files, parts, a folder, a zip, or an AWS
+    or Azure export's manifest, with a progress line in rows per second. The report: rows now
+    current, unchanged, of approved months (late costs), replaced, totals, and the sub-accounts
+    no customer claims."""
     settings = resolved_settings()
     operation = functools.partial(_import_costs, files, organization, origin, account)
     _print_report(*run(settings, operation))
@@ -190,7 +194,7 @@ def create_organization(
     timezone: str = typer.Option("UTC", help="IANA time zone its months close in (Europe/London)."),
     prefix: str = typer.Option("INV", help="Invoice number prefix (A-Z, 0-9)."),
 ) -> None:
-    """Create an MSP organization."""
+    """Create an MSP organization (its other settings: the `updateOrganization` mutation)."""
     settings = resolved_settings()
     organization = run(settings, functools.partial(_create_organization, name, timezone, prefix))
     console.print(f"Created organization [bold]{escape(organization.name)}[/bold] ({organization.id}).")
@@ -211,7 +215,8 @@ def create_user(
     password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
     name: str = typer.Option("", help="Display name."),
 ) -> None:
-    """Create a user who can log in with a password."""
+    """Create a user who can log in with a password, prompted (hidden) when not given. A CUSTOMER
+    user needs --account."""
     settings = resolved_settings()
     operation = functools.partial(_create_user, email, scope, organization, account, password, name)
     user = run(settings, operation)

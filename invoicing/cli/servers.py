@@ -37,7 +37,8 @@ def serve(
     ),
     sample: Path = typer.Option(DEMO_SAMPLE, help="FOCUS file the demo imports.", dir_okay=False),
 ) -> None:
-    """Run the web server (GraphQL at /graphql) with an arq worker beside it."""
+    """Apply migrations, optionally load the demo, start an arq worker as a child process and
+    serve HTTP (GraphQL at /graphql) on HOST:PORT; the worker stops on exit."""
     settings = resolved_settings()
     demo_users = run(settings, functools.partial(load_demo_data, sample) if demo else nothing, migrate=True)
     worker = WorkerSupervisor(
@@ -142,8 +143,10 @@ def _stop(process: subprocess.Popen) -> None:
 
 @app.command()
 def worker() -> None:
-    """Run the arq worker: invoice generation, e-mails and the monthly close. It outlives
-    Redis and PostgreSQL: when either fails, it starts again with a growing pause."""
+    """Run the arq worker alone: invoice generation, e-mails and notices, the monthly close,
+    automatic sends, overdue marking, payment reminders, invitation e-mails, credit notes, token
+    and cost delivery purges, Xero pushes and payments. It outlives Redis and PostgreSQL: when
+    either fails, it starts again with a growing pause."""
     from arq.logs import default_log_config
 
     settings = resolve_urls(get_settings())
@@ -176,7 +179,7 @@ def run_worker_until_stopped(settings: Settings) -> None:
 
 @app.command()
 def migrate() -> None:
-    """Bring the database schema up to date."""
+    """Bring the database schema up to date, one line per migration applied."""
     settings = resolved_settings()
     run(settings, nothing, migrate=True)
     console.print("[green]The database is up to date.[/green]")
@@ -212,7 +215,7 @@ async def _write_migrations(settings: Settings, name: str | None) -> list[tuple[
 
 @app.command()
 def schema(check: bool = typer.Option(False, help="Only check that schema.graphql is current.")) -> None:
-    """Write the GraphQL SDL to schema.graphql (the SPA developer's manual)."""
+    """Write the GraphQL SDL to schema.graphql (the SPA developer's manual), or --check it."""
     from invoicing.root import sdl
 
     target = Path(__file__).resolve().parents[2] / "schema.graphql"
