@@ -198,8 +198,9 @@ def _types_page(schema: GraphQLSchema) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def graphql_pages() -> dict[str, str]:
-    schema = build_schema((ROOT / "schema.graphql").read_text())
+def graphql_pages(sdl: str | None = None) -> dict[str, str]:
+    """The GraphQL pages, from `schema.graphql` (or the SDL given)."""
+    schema = build_schema(sdl if sdl is not None else (ROOT / "schema.graphql").read_text())
     pages = {f"graphql/{page}.md": _operations_page(schema, page, root) for page, root in GRAPHQL_PAGES.items()}
     pages["graphql/types.md"] = _types_page(schema)
     return pages
