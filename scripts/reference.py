@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 import typer  # noqa: E402
 from graphql import (  # noqa: E402
+    EnumValueNode,
     GraphQLArgument,
     GraphQLEnumType,
     GraphQLField,
@@ -31,6 +32,7 @@ from graphql import (  # noqa: E402
     GraphQLScalarType,
     GraphQLSchema,
     GraphQLUnionType,
+    ListValueNode,
     build_schema,
     get_named_type,
 )
@@ -87,11 +89,12 @@ def _type_link(type_: Any, here: str) -> str:
 
 
 def _scopes(field: GraphQLField) -> str:
+    """The scopes of the field's `@requiresScope(scopes: [...])`, or "" without one."""
     node = field.ast_node
     for directive in (node.directives or ()) if node else ():
-        if directive.name.value == "requiresScope":
-            for argument in directive.arguments:
-                return ", ".join(f"`{value.value}`" for value in argument.value.values)  # type: ignore[attr-defined]
+        for argument in directive.arguments or ():
+            if directive.name.value == "requiresScope" and isinstance(argument.value, ListValueNode):
+                return ", ".join(f"`{value.value}`" for value in argument.value.values if isinstance(value, EnumValueNode))
     return ""
 
 
@@ -163,9 +166,11 @@ def _type_entry(type_: Any) -> list[str]:
         for name, field in type_.fields.items():
             description = field.description or ""
             if field.args:
-                description += " Arguments: " + ", ".join(
-                    f"`{arg_name}` ({_type_link(arg.type, 'types')})" for arg_name, arg in field.args.items()
-                ) + "."
+                description += (
+                    " Arguments: "
+                    + ", ".join(f"`{arg_name}` ({_type_link(arg.type, 'types')})" for arg_name, arg in field.args.items())
+                    + "."
+                )
             if field.deprecation_reason:
                 description += f" Deprecated: {field.deprecation_reason}"
             out.append(f"| `{name}` | {_type_link(field.type, 'types')} | {_scopes(field)} | {_cell(description)} |")
@@ -320,8 +325,7 @@ def data_formats_page() -> str:
         f"FOCUS 1.2 renamed `ProviderName`: `{focus.PROVIDER_NAME_RENAMED}` is taken for it, and a file may "
         "carry either name, or both.",
         "",
-        "**Nulls.** In CSV, " + " and ".join(f"`{text}`" if text else "an empty field" for text in focus.NULL_TEXTS)
-        + " are null.",
+        "**Nulls.** In CSV, " + " and ".join(f"`{text}`" if text else "an empty field" for text in focus.NULL_TEXTS) + " are null.",
         "",
         "**Columns stored.** Each value is checked before anything is written: a value that cannot be stored "
         "exactly (a number that would need rounding, a text longer than its column) refuses the delivery, "
