@@ -17,7 +17,7 @@ import ends. For each bomb it prints the answer, the peak RSS of the web and the
 (their children included, but the worker's warm Chromium), and the peak growth of what they keep on disk: DATA_DIR (storage,
 temporary folder) and the deleted files they still hold open. The last line is
 `worst_growth_mb <N>`, the most either process's resident memory or the disk grew over one
-bomb (the README's bound: 100).
+bomb (the manual's bound: 100, docs/benchmarks/index.md).
 
 The database named by --database-url is DROPPED and recreated.
 
