@@ -137,7 +137,8 @@ class Settings(BaseSettings):
         "answered 413 before it is read whole.",
     )
     max_webhook_bytes: int = Field(
-        256 * 1024, gt=0, description="Largest body `/xero/webhook` reads (Xero's events are a few KiB); larger is 413.",
+        256 * 1024, gt=0, description="Largest body `/xero/webhook` reads (Xero's events are a few KiB); larger is 413, before "
+        "its signature is computed.",
     )
     cost_source_sync_hours: float = Field(
         6, gt=0, description="Hours between two scheduled syncs of a cost source, unless its organization sets its "

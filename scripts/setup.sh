@@ -1,4 +1,4 @@
-# Shared set-up for ./run, ./test and ./docs (sourced, not executed): the virtualenv with the project
+# Shared set-up for ./run, ./test and ./manual (sourced, not executed): the virtualenv with the project
 # installed, Debian's Chromium for the PDFs (and the pages' browser tests), poppler-utils for
 # reading them back, and the pages' pinned third-party files. Every step checks first, so a
 # second run costs well under a second.
