@@ -85,6 +85,14 @@ def test_a_new_schema_field_is_missing_from_the_page_until_it_is_regenerated():
     assert "Statements of a month." in pages["graphql/queries.md"]
 
 
+def test_every_setting_is_described():
+    """The settings page is an operator's reference: a setting without a description would show
+    there as a bare name."""
+    from infra.settings import Settings
+
+    assert [name for name, field in Settings.model_fields.items() if not field.description] == []
+
+
 def test_a_setting_reads_as_its_environment_variable_with_type_default_and_description():
     text = (ROOT / "docs" / "reference" / "settings.md").read_text()
     assert "| `MAX_UPLOAD_BYTES` | integer | `5368709120` (5 GiB) |" in text
