@@ -5,7 +5,9 @@ run and dropped at its end (default: `invoicing_test_<pid>` on 127.0.0.1:5432, s
 side by side do not meet); `TEST_REDIS_URL` a Redis database (default: the first of databases
 15 down to 1 of 127.0.0.1:6379 that no other live run holds). Tables are truncated and the
 Redis database emptied before each test; live events use channels of that database only
-(infra.events.channel), so runs side by side neither see nor flush each other's.
+(infra.events.channel), so runs side by side neither see nor flush each other's. Each worker
+of a parallel run (pytest-xdist, as `./test` runs) is such a run: its own database and Redis
+database.
 """
 
 from __future__ import annotations
@@ -26,9 +28,16 @@ import pytest
 import redis as redis_client
 from tortoise import Tortoise, connections
 
+# Under pytest-xdist each worker is a run of its own: its own database and Redis database.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 TEST_DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/invoicing_test_{os.getpid()}"
 )
+# A database named by the environment is the run's; when its workers share the name, each takes
+# the name with its own suffix (and drops it at the end, as a database of its own).
+OWN_DATABASE = "TEST_DATABASE_URL" not in os.environ or XDIST_WORKER is not None
+if XDIST_WORKER and "TEST_DATABASE_URL" in os.environ:
+    TEST_DATABASE_URL = f"{TEST_DATABASE_URL}_{XDIST_WORKER}"
 CLAIM = "invoicing:test-run:{database}"
 
 
@@ -63,7 +72,7 @@ def _release(url: str) -> None:
 
 
 def _redis_url() -> str:
-    if "TEST_REDIS_URL" in os.environ:
+    if "TEST_REDIS_URL" in os.environ and XDIST_WORKER is None:
         # Claimed too, so that a run choosing its own database passes this one by.
         _claim(os.environ["TEST_REDIS_URL"])
         return os.environ["TEST_REDIS_URL"]
@@ -126,7 +135,7 @@ async def database(settings):
     await db.init(settings)
     yield
     await db.close()
-    if "TEST_DATABASE_URL" not in os.environ:
+    if OWN_DATABASE:
         await _admin(settings.database_url, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
