@@ -70,7 +70,7 @@ class AuditEntry(Model):
     entity_id = fields.CharField(max_length=64)
     action = fields.CharEnumField(AuditAction, max_length=16)
     # {field: {"before": value, "after": value}}, secrets masked.
-    changes: dict[str, Any] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    changes: Any = fields.JSONField(default=dict)
 
     class Meta:
         table = "audit_entries"

@@ -96,6 +96,7 @@ class BillingProfile(TimestampMixin, AddressMixin, Model):
     # Named by the base table: the accounts' module imports this one (a profile's basis and
     # visibility), and this one only counts them.
     managed_accounts: fields.ReverseRelation[Model]
+    organization_id: UUID
 
     class Meta:
         table = "billing_profiles"

@@ -208,9 +208,7 @@ async def set_sub_accounts(account: ManagedAccount, sub_account_ids: list[str]) 
         raise ValidationFailed("A sub-account id cannot be empty.", field="subAccountIds")
     too_long = next((s for s in wanted if len(s) > 512), None)
     if too_long is not None:
-        raise ValidationFailed(
-            f"Sub-account id {too_long[:40]!r}… is longer than 512 characters.", field="subAccountIds"
-        )
+        raise ValidationFailed(f"Sub-account id {too_long[:40]!r}… is longer than 512 characters.", field="subAccountIds")
     organization_id = account.organization_id
     async with in_transaction() as connection:
         await lock_sub_account_mapping(connection, organization_id)
@@ -219,12 +217,10 @@ async def set_sub_accounts(account: ManagedAccount, sub_account_ids: list[str]) 
         ).using_db(connection).select_related("managed_account").order_by("sub_account_id").first()
         if claimed is not None:
             raise ValidationFailed(
-                f"Sub-account {claimed.sub_account_id} already belongs to "
-                f"{claimed.managed_account.name}.",
-                field="subAccountIds",
-                code=ErrorCode.SUB_ACCOUNT_TAKEN,
+                f"Sub-account {claimed.sub_account_id} already belongs to {claimed.managed_account.name}.",
+                field="subAccountIds", code=ErrorCode.SUB_ACCOUNT_TAKEN,
             )
-        current = set(await SubAccount.filter(managed_account_id=account.id).using_db(connection).values_list("sub_account_id", flat=True))
+        current = set(await _own_sub_accounts(account, connection))
         removed = current.difference(wanted)
         if removed:
             await SubAccount.filter(
@@ -238,10 +234,19 @@ async def set_sub_accounts(account: ManagedAccount, sub_account_ids: list[str]) 
         await _relink_costs(connection, account, wanted)
 
 
+async def _own_sub_accounts(account: ManagedAccount, connection: Any) -> Any:
+    query = SubAccount.filter(managed_account_id=account.id).using_db(connection).order_by("sub_account_id")
+    return await query.values_list("sub_account_id", flat=True)
+
+
 async def _state(account: ManagedAccount, connection: Any) -> dict[str, Any] | None:
     """The account as its audit entries compare it, its sub-accounts included."""
-    subs = await SubAccount.filter(managed_account_id=account.id).using_db(connection).order_by("sub_account_id").values_list("sub_account_id", flat=True)
-    return snapshot(account, sub_account_ids=subs)
+    return snapshot(account, sub_account_ids=await _own_sub_accounts(account, connection))
+
+
+async def _logged(connection: Any, account: ManagedAccount, before: dict[str, Any] | None) -> None:
+    after = await _state(account, connection)
+    await record_change(connection, AuditEntity.MANAGED_ACCOUNT, account.id, account.organization_id, before, after)
 
 
 async def _relink_costs(connection: Any, account: ManagedAccount, wanted: list[str]) -> None:
@@ -455,7 +460,7 @@ async def create_account(principal, data: dict[str, Any]) -> ManagedAccount:
             )
             if sub_account_ids:
                 await set_sub_accounts(account, sub_account_ids)
-            await record_change(connection, AuditEntity.MANAGED_ACCOUNT, account.id, account.organization_id, None, await _state(account, connection))
+            await _logged(connection, account, None)
     except IntegrityError as exc:
         taken = _name_taken(exc, columns)
         if taken is None:
@@ -484,7 +489,7 @@ async def update_account(principal, account_id, changes: dict[str, Any]) -> Mana
             await account.save(using_db=connection)
             if sub_account_ids is not None:
                 await set_sub_accounts(account, sub_account_ids)
-            await record_change(connection, AuditEntity.MANAGED_ACCOUNT, account.id, account.organization_id, before, await _state(account, connection))
+            await _logged(connection, account, before)
     except IntegrityError as exc:
         taken = _name_taken(exc, columns)
         if taken is None:

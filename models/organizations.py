@@ -314,7 +314,8 @@ async def update_organization(principal, changes: dict[str, Any]) -> Organizatio
         if "next_invoice_number" in changes:
             await _set_next_number(organization, changes["next_invoice_number"], connection)
         await organization.save(using_db=connection)
-        after = snapshot(organization, **({"next_invoice_number": changes["next_invoice_number"]} if "next_invoice_number" in changes else {}))
+        numbered = {"next_invoice_number": changes["next_invoice_number"]} if "next_invoice_number" in changes else {}
+        after = snapshot(organization, **numbered)
         await record_change(connection, AuditEntity.ORGANIZATION, organization.id, organization.id, before, after)
     return organization
 
@@ -334,6 +335,6 @@ async def set_einvoicing(principal, einvoicing: bool | None, email_attachment: E
         )
     async with in_transaction() as connection:
         await Organization.filter(id=organization.id).using_db(connection).update(einvoicing=wanted, email_attachment=attachment)
-        changed = await Organization.get(id=organization.id).using_db(connection)
+        changed = await Organization.filter(id=organization.id).using_db(connection).get()
         await record_change(connection, AuditEntity.ORGANIZATION, changed.id, changed.id, snapshot(organization), snapshot(changed))
     return changed

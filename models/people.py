@@ -23,6 +23,8 @@ from tortoise.migrations.constraints import CheckConstraint
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
+from models.actors import Actor, acting, current
+from models.audit import AuditEntity, record_change, snapshot
 from models.auth import (
     TOKEN_PREFIX,
     Principal,
@@ -38,8 +40,6 @@ from models.auth import (
     visible_tokens,
     visible_users,
 )
-from models.actors import Actor, acting, current
-from models.audit import AuditEntity, record_change, snapshot
 from models.base import Scope
 from models.errors import InvalidTransition, InvitationInvalid, LastOwner, NotFound, ValidationFailed
 from models.managed_accounts import visible_accounts
