@@ -128,8 +128,12 @@ def _changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dic
 
 
 async def record_change(
-    connection: Any, entity: AuditEntity, subject_id: Any, organization_id: Any,
-    before: dict[str, Any] | None, after: dict[str, Any] | None,
+    connection: Any,
+    entity: AuditEntity,
+    subject_id: Any,
+    organization_id: Any,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
 ) -> AuditEntry | None:
     """Log a change of one row, in the transaction (`connection`) that makes it: created
     (`before` None), deleted (`after` None) or updated (only the fields that differ). A
@@ -140,9 +144,16 @@ async def record_change(
     action = AuditAction.CREATED if before is None else AuditAction.DELETED if after is None else AuditAction.UPDATED
     actor = current()
     return await AuditEntry.create(
-        organization_id=organization_id, actor_user_id=actor.user_id, actor_token_id=actor.token_id,
-        actor_label=actor.label[:320], address=(actor.address or None) and actor.address[:64],
-        entity=entity, entity_id=str(subject_id), action=action, changes=changes, using_db=connection,
+        organization_id=organization_id,
+        actor_user_id=actor.user_id,
+        actor_token_id=actor.token_id,
+        actor_label=actor.label[:320],
+        address=(actor.address or None) and actor.address[:64],
+        entity=entity,
+        entity_id=str(subject_id),
+        action=action,
+        changes=changes,
+        using_db=connection,
     )
 
 
@@ -184,8 +195,16 @@ def audit_rows(entries: list[AuditEntry]) -> list[list[Any]]:
     """One CSV row per changed field of each entry (an entry that changed none: one row)."""
     rows = []
     for entry in entries:
-        head = [entry.at.isoformat(), entry.actor_label, entry.actor_user_id or "", entry.actor_token_id or "",
-                entry.address or "", entry.entity.value, entry.entity_id, entry.action.value]
+        head = [
+            entry.at.isoformat(),
+            entry.actor_label,
+            entry.actor_user_id or "",
+            entry.actor_token_id or "",
+            entry.address or "",
+            entry.entity.value,
+            entry.entity_id,
+            entry.action.value,
+        ]
         for name, change in sorted(entry.changes.items()) or [("", {})]:
             rows.append([*head, name, _cell(change.get("before")), _cell(change.get("after"))])
     return rows
@@ -201,18 +220,23 @@ def _cell(value: Any) -> str:
 
 def filter_text(where: AuditFilter) -> str:
     """The filter as a signed link carries it."""
-    return json.dumps({
-        "entity": where.entity.value if where.entity else None,
-        "user": str(where.actor_user_id) if where.actor_user_id else None, "label": where.actor_label,
-        "since": where.since.isoformat() if where.since else None, "until": where.until.isoformat() if where.until else None,
-    })
+    return json.dumps(
+        {
+            "entity": where.entity.value if where.entity else None,
+            "user": str(where.actor_user_id) if where.actor_user_id else None,
+            "label": where.actor_label,
+            "since": where.since.isoformat() if where.since else None,
+            "until": where.until.isoformat() if where.until else None,
+        }
+    )
 
 
 def parse_filter(text: str) -> AuditFilter:
     data = json.loads(text)
     return AuditFilter(
-        entity=AuditEntity(data["entity"]) if data["entity"] else None, actor_user_id=data["user"], actor_label=data["label"],
+        entity=AuditEntity(data["entity"]) if data["entity"] else None,
+        actor_user_id=data["user"],
+        actor_label=data["label"],
         since=datetime.fromisoformat(data["since"]) if data["since"] else None,
         until=datetime.fromisoformat(data["until"]) if data["until"] else None,
     )
-

@@ -71,9 +71,7 @@ def _now() -> datetime:
 
 def check_key(key: str) -> str:
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
-        raise ValidationFailed(
-            f"An idempotency key is 1 to {MAX_KEY_LENGTH} printable characters.", field="idempotencyKey"
-        )
+        raise ValidationFailed(f"An idempotency key is 1 to {MAX_KEY_LENGTH} printable characters.", field="idempotencyKey")
     return key
 
 
@@ -87,7 +85,7 @@ async def claim(organization_id: Any, user_id: Any, key: str, fingerprint: str) 
     await IdempotencyKey.filter(**mine, expires_at__lte=_now()).delete()
     # One statement: of two concurrent claims, the database lets one insert, the other waits
     # for it to commit and inserts nothing.
-    _, claimed = await IdempotencyKey._meta.db.execute_query(
+    claimed = await IdempotencyKey._meta.db.execute_query_dict(
         "INSERT INTO idempotency_keys (id, organization_id, user_id, key, fingerprint, state, created_at, expires_at)"
         " VALUES ($1, $2, $3, $4, $5, $6, now(), $7) ON CONFLICT (organization_id, user_id, key) DO NOTHING"
         " RETURNING id",
@@ -111,16 +109,12 @@ async def claim(organization_id: Any, user_id: Any, key: str, fingerprint: str) 
 
 async def answered(organization_id: Any, user_id: Any, key: str, answer: Any) -> None:
     """Keep the answer of the work done under a claimed key."""
-    await IdempotencyKey.filter(organization_id=organization_id, user_id=user_id, key=key).update(
-        state=KeyState.DONE, answer=answer
-    )
+    await IdempotencyKey.filter(organization_id=organization_id, user_id=user_id, key=key).update(state=KeyState.DONE, answer=answer)
 
 
 async def release(organization_id: Any, user_id: Any, key: str) -> None:
     """Give a claimed key back: its work failed before it could answer, and may be tried again."""
-    await IdempotencyKey.filter(
-        organization_id=organization_id, user_id=user_id, key=key, state=KeyState.WORKING
-    ).delete()
+    await IdempotencyKey.filter(organization_id=organization_id, user_id=user_id, key=key, state=KeyState.WORKING).delete()
 
 
 async def purge_keys(before: datetime | None = None) -> int:

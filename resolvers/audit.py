@@ -32,8 +32,11 @@ def _where(filter: AuditLogFilter | None) -> audit.AuditFilter:
     actor = filter.actor.strip() if filter.actor is not None else None
     user_id = node_uuid_or_none(actor, "User") if actor else None
     return audit.AuditFilter(
-        entity=filter.entity, actor_user_id=user_id, actor_label=actor.lower() if actor and user_id is None else None,
-        since=filter.from_, until=filter.to,
+        entity=filter.entity,
+        actor_user_id=user_id,
+        actor_label=actor.lower() if actor and user_id is None else None,
+        since=filter.from_,
+        until=filter.to,
     )
 
 
@@ -45,13 +48,25 @@ class Query:
         extensions=requires(*OWNERS),
     )
     async def audit_log(
-        self, info: Info, filter: AuditLogFilter | None = None, first: int | None = None, after: str | None = None,
-        last: int | None = None, before: str | None = None,
+        self,
+        info: Info,
+        filter: AuditLogFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> AuditEntryConnection:
         query = audit.visible_entries(info.context.authenticated(), _where(filter))
         return await paginate(
-            info, AuditEntryConnection, query, AuditEntry.from_model, _Order,
-            first=first, after=after, last=last, before=before,
+            info,
+            AuditEntryConnection,
+            query,
+            AuditEntry.from_model,
+            _Order,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
         )
 
     @strawberry.field(

@@ -16,7 +16,8 @@ from schema.core.pagination import CountedConnection
 
 AuditEntity = domain.AuditEntity
 strawberry.enum(
-    AuditEntity, name="AuditEntity",
+    AuditEntity,
+    name="AuditEntity",
     description="What an audit entry is about: the organization's settings, a billing profile (banking details "
     "included), a billing rule, an exchange rate, a managed account, a user, an invitation, an API token, the Xero "
     "connection, a cost source, a webhook endpoint.",
@@ -49,10 +50,15 @@ class AuditEntry(relay.Node):
     def from_model(cls, row: domain.AuditEntry) -> AuditEntry:
         user = row.actor_user_id
         return cls(
-            id=str(row.id), at=row.at, actor=row.actor_label, address=row.address, entity=row.entity,
+            id=str(row.id),
+            at=row.at,
+            actor=row.actor_label,
+            address=row.address,
+            entity=row.entity,
             actor_user_id=strawberry.ID(relay.to_base64("User", str(user))) if user else None,
             actor_token_id=strawberry.ID(str(row.actor_token_id)) if row.actor_token_id else None,
-            entity_id=row.entity_id, action=row.action,
+            entity_id=row.entity_id,
+            action=row.action,
             changes=[AuditChange(field=name, before=c.get("before"), after=c.get("after")) for name, c in sorted(row.changes.items())],
         )
 

@@ -93,6 +93,8 @@ EXPECTED: dict[str, dict[str, str]] = {
     "Query.creditNotes": ANY_USER,
     "Query.xero": MSP,
     "Query.costSources": MSP,
+    "Query.auditLog": OWNER_ONLY,
+    "Query.auditLogExport": OWNER_ONLY,
     "Query.node": ANY_USER,
     "Query.nodes": ANY_USER,
     # Mutations.

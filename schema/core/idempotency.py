@@ -55,14 +55,15 @@ class Idempotent(FieldExtension):
         field.arguments = [
             *field.arguments,
             StrawberryArgument(
-                python_name=ARGUMENT, graphql_name=None, type_annotation=StrawberryAnnotation(str | None),
-                description=DESCRIPTION, default=None,
+                python_name=ARGUMENT,
+                graphql_name=None,
+                type_annotation=StrawberryAnnotation(str | None),
+                description=DESCRIPTION,
+                default=None,
             ),
         ]
 
-    async def resolve_async(
-        self, next_: Callable[..., Awaitable[Any]], source: Any, info: Any, **kwargs: Any
-    ) -> Any:
+    async def resolve_async(self, next_: Callable[..., Awaitable[Any]], source: Any, info: Any, **kwargs: Any) -> Any:
         key = kwargs.pop(ARGUMENT, None)
         if key is None:
             return await _answer(next_(source, info, **kwargs))
