@@ -20,7 +20,7 @@ strawberry.enum(
     name="AuditEntity",
     description="What an audit entry is about: the organization's settings, a billing profile (banking details "
     "included), a billing rule, an exchange rate, a managed account, a user, an invitation, an API token, the Xero "
-    "connection, a cost source, a webhook endpoint.",
+    "connection or its settings (account codes, tax types, mappings), a cost source, a webhook endpoint.",
 )
 AuditAction = domain.AuditAction
 strawberry.enum(AuditAction, name="AuditAction", description="Whether the row was created, updated or deleted.")

@@ -81,6 +81,8 @@ async def test_settings_profiles_rules_and_rates_are_logged_with_their_fields_be
         str(world.org.id),
         {"name": ("Northwind", "Northwind Cloud")},
     )
+    await mutate(client, world, "mutation { updateExportSettings(dateFormat: ISO) { __typename } }", {})
+    assert changes(await only(client, world, "ORGANIZATION")) == {"export_date_format": ("DAY_FIRST", "ISO")}
 
     made = await mutate(
         client,
@@ -250,6 +252,18 @@ async def test_connections_are_logged_with_their_credentials_masked(client, worl
         connected_at=now,
     )
     await mutate(client, world, "mutation { disconnectXero { __typename } }", {})
+    await mutate(
+        client,
+        world,
+        """mutation { updateXeroSettings(input: {accountCode: "4000",
+      mappings: [{lineKind: TAX, accountCode: "2200", taxType: "OUTPUT2"}]}) { __typename } }""",
+        {},
+    )
+    settings = await only(client, world, "XERO_SETTINGS")
+    assert changes(settings) == {
+        "account_code": ("200", "4000"),
+        "mappings": ([], [{"line_kind": "TAX", "line_name": "", "account_code": "2200", "tax_type": "OUTPUT2"}]),
+    }
     xero = await only(client, world, "XERO_CONNECTION")
     assert xero["action"] == "DELETED" and changes(xero)["tokens"] == (MASK, None)
     assert changes(xero)["tenant_name"] == ("Northwind Xero", None)

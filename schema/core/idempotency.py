@@ -42,6 +42,7 @@ DESCRIPTION = (
 )
 # Where the classes of a kept answer may come from.
 _KEPT_MODULES = ("schema.", "models.")
+_PART = 1 << 20
 
 
 class Idempotent(FieldExtension):
@@ -98,9 +99,12 @@ async def _fingerprint(field_name: str, arguments: dict[str, Any]) -> str:
 
 async def _plain(value: Any) -> Any:
     if hasattr(value, "read") and hasattr(value, "seek"):
-        data = await value.read()
+        # An upload (spooled to disk past a size): by its bytes, read a part at a time.
+        digest = hashlib.sha256()
+        while part := await value.read(_PART):
+            digest.update(part)
         await value.seek(0)
-        return hashlib.sha256(data).hexdigest()
+        return digest.hexdigest()
     if isinstance(value, dict):
         return {key: await _plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
