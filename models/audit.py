@@ -84,7 +84,8 @@ class AuditEntry(Model):
 def _plain(value: Any) -> Any:
     """A column's value as JSON holds it."""
     if isinstance(value, Enum):
-        return value.value
+        # By name, as the API names it (an export's date format DAY_FIRST, not DD/MM/YYYY).
+        return value.name
     if isinstance(value, Decimal):
         # 10 and 10.0000 are one amount, whether assigned or read back.
         return format(value.normalize(), "f")
