@@ -22,6 +22,8 @@ from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 from infra import storage
 from infra.settings import Settings
+from models.audit import AUDIT_COLUMNS, audit_rows, parse_filter, visible_entries
+from models.base import Scope
 from models.costs.usage import usage_account, usage_by_category, usage_csv
 from models.credit_notes.queries import visible_credit_notes
 from models.einvoicing.document import EDocument
@@ -127,6 +129,7 @@ async def signed_download(principal, kind: str, target: str, filename: str) -> D
     - "csv": the DETAILED export of invoice `target`, made now;
     - "export": a stored export at `target`, only for the organization's MSP users;
     - "usage": an account's usage by service category (`account/from/to`), made now, for whoever may read it;
+    - "audit": the audit log as CSV (`target` its filter), made now, for owners;
     - "reconciliation": the reconciliation of month `target` as CSV, made now, for MSP users.
     - "credit_note_pdf": the stored PDF of credit note `target`; "credit_note_facturx" and
       "credit_note_ubl": its e-invoice files (type 381), made now;
@@ -156,6 +159,9 @@ async def signed_download(principal, kind: str, target: str, filename: str) -> D
         rows = await usage_by_category(account, date.fromisoformat(month_from), date.fromisoformat(month_to))
         return Download(safe_filename(f"usage-{account.name}-{month_from[:7]}-{month_to[:7]}", "csv"), CSV_TYPE,
                         data=usage_csv(account, rows))
+    if kind == "audit":
+        entries = await visible_entries(principal, parse_filter(target)).order_by("at", "id")
+        return Download(filename, CSV_TYPE, data=write_csv(AUDIT_COLUMNS, audit_rows(entries))) if principal.scope == Scope.OWNER else None
     if kind == "reconciliation":
         if not principal.is_msp_user:
             return None

@@ -9,6 +9,7 @@ from strawberry import relay
 from strawberry.schema.config import StrawberryConfig
 
 from resolvers import (
+    audit,
     auth,
     billing_periods,
     billing_profiles,
@@ -40,7 +41,7 @@ from schema.core.scalars import SCALARS
 @strawberry.type(description="Reads. Every object is filtered by the viewer's scope.")
 class Query(
     auth.Query, billing_profiles.Query, exchange_rates.Query, invoices.Query, billing_periods.Query, billing_rules.Query,
-    managed_accounts.Query, costs.Query, cost_sources.Query, people.Query, credit_notes.Query, xero.Query,
+    managed_accounts.Query, costs.Query, cost_sources.Query, people.Query, credit_notes.Query, xero.Query, audit.Query,
 ):
     # Plain ID arguments (not relay.node()'s GlobalID): a malformed id then answers null
     # like a missing one, instead of failing the whole query while arguments are parsed.

@@ -29,6 +29,7 @@ from jobs.reminders import queue_due_reminders, send_reminder
 from jobs.send import notify_customer, send_invoice
 from jobs.xero import poll_xero_payments, push_to_xero, read_xero_payments, revoke_xero_tokens
 from models.auth import purge_tokens
+from models.idempotency import purge_keys
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +96,10 @@ async def _renew(redis: Any, key: str, lease_seconds: float) -> None:
 @runs_effects
 async def purge_old_tokens(ctx: dict) -> int:
     """Drop tokens that expired or were revoked more than 30 days ago (kept that long so
-    that "token revoked" stays explainable in the meantime)."""
+    that "token revoked" stays explainable in the meantime), and expired idempotency keys."""
     removed = await purge_tokens(before=datetime.now(UTC) - timedelta(days=30))
-    log.info("purged %d old tokens", removed)
+    keys = await purge_keys()
+    log.info("purged %d old tokens and %d expired idempotency keys", removed, keys)
     return removed
 
 

@@ -1,5 +1,6 @@
 """Tables and the domain. Never imports strawberry or starlette."""
 
+from models.audit import AuditEntry
 from models.auth import Token, User
 from models.billing_periods import BillingPeriod
 from models.billing_profiles import BillingProfile, BillingProfileCharge
@@ -8,6 +9,7 @@ from models.cost_sources import CostSource
 from models.costs import CostDeliveryScope, CostImport, CostRecord, LateCost
 from models.credit_notes.tables import CreditNote, CreditNoteLine, CreditNoteNumberCounter, CreditUseEntry
 from models.exchange_rates import ExchangeRate
+from models.idempotency import IdempotencyKey
 from models.invoices.tables import (
     Invoice,
     InvoiceEvent,
@@ -31,7 +33,7 @@ from models.xero.tables import (
 )
 
 __all__ = [
-    "BillingPeriod", "BillingProfile", "BillingProfileCharge", "BillingRule", "CostDeliveryScope",
+    "AuditEntry", "IdempotencyKey", "BillingPeriod", "BillingProfile", "BillingProfileCharge", "BillingRule", "CostDeliveryScope",
     "CostImport", "CostSource", "CostRecord", "CreditNote", "CreditNoteLine", "CreditNoteNumberCounter", "CreditUseEntry",
     "ExchangeRate", "Invitation", "Invoice", "InvoiceEvent", "InvoiceExtraLine", "InvoiceLineItem",
     "InvoiceNumberCounter", "InvoiceReminder", "InvoiceRevision", "LateCost", "ManagedAccount", "Organization",

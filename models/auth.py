@@ -26,6 +26,7 @@ from tortoise.migrations.constraints import CheckConstraint
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
+from models.audit import AuditEntity, record_change, snapshot
 from models.base import Scope, TimestampMixin, enum_check
 from models.errors import AuthenticationFailed, EmailTaken, NotFound, ValidationFailed
 from models.login_throttle import LoginThrottle
@@ -185,10 +186,12 @@ async def create_user(
         # Inside a caller's transaction, a savepoint: a concurrent twin's duplicate key then
         # leaves that transaction usable for the typed error.
         async with in_transaction() as connection:
-            return await User.create(
+            user = await User.create(
                 organization_id=organization_id, email=email, name=name, scope=scope,
                 managed_account_id=managed_account_id, password_hash=password_hash, using_db=connection,
             )
+            await record_change(connection, AuditEntity.USER, user.id, organization_id, None, snapshot(user))
+            return user
     except IntegrityError as exc:
         if "email" not in str(exc):
             raise
@@ -226,7 +229,10 @@ async def issue_api_token(user: User, name: str, days: int) -> tuple[str, Token]
     name = name.strip()
     if not name or len(name) > 255:
         raise ValidationFailed("Name the token (1 to 255 characters).", field="name")
-    return await issue_token(user, TokenKind.API, timedelta(days=days), name=name)
+    async with in_transaction() as connection:
+        raw, token = await issue_token(user, TokenKind.API, timedelta(days=days), name=name)
+        await record_change(connection, AuditEntity.API_TOKEN, token.id, user.organization_id, None, snapshot(token))
+    return raw, token
 
 
 async def login(
@@ -285,8 +291,12 @@ async def revoke_token(principal: Principal, token_id=None) -> Token:
     if token is None:
         raise NotFound("No such token.")
     if token.revoked_at is None:
-        token.revoked_at = _now()
-        await token.save(update_fields=["revoked_at"])
+        async with in_transaction() as connection:
+            before = snapshot(token)
+            token.revoked_at = _now()
+            await token.save(update_fields=["revoked_at"], using_db=connection)
+            if token.kind == TokenKind.API:
+                await record_change(connection, AuditEntity.API_TOKEN, token.id, principal.organization_id, before, snapshot(token))
     record(Entity.TOKEN, Transition.REVOKED, [token.id])
     return token
 

@@ -17,6 +17,7 @@ from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
+from models.audit import AuditEntity, record_change, snapshot
 from models.base import ADDRESS_TEXT_COLUMNS, AddressMixin, TimestampMixin, enum_check
 from models.einvoicing.identifiers import (
     VatCategory,
@@ -95,6 +96,7 @@ class BillingProfile(TimestampMixin, AddressMixin, Model):
     # Named by the base table: the accounts' module imports this one (a profile's basis and
     # visibility), and this one only counts them.
     managed_accounts: fields.ReverseRelation[Model]
+    organization_id: UUID
 
     class Meta:
         table = "billing_profiles"
@@ -270,6 +272,18 @@ async def _check_nickname(organization_id, nickname: str, connection, exclude_id
         raise _duplicate_nickname(nickname)
 
 
+async def _logged(connection, profile: BillingProfile, before: dict[str, Any] | None, **extra: Any) -> None:
+    """The audit entry of `profile` created (`before` None) or changed, with `extra` (its charges)."""
+    after = snapshot(profile, **extra)
+    await record_change(connection, AuditEntity.BILLING_PROFILE, profile.id, profile.organization_id, before, after)
+
+
+async def _charges_of(profile_id, connection) -> list[dict[str, Any]]:
+    return await BillingProfileCharge.filter(billing_profile_id=profile_id).using_db(connection).order_by(
+        "position"
+    ).values("name", "kind", "value", "is_tax")
+
+
 async def _write_charges(profile_id, charges: list[dict[str, Any]], connection) -> None:
     await BillingProfileCharge.filter(billing_profile_id=profile_id).using_db(connection).delete()
     if charges:
@@ -296,6 +310,7 @@ async def create_profile(principal, data: dict[str, Any]) -> BillingProfile:
                 organization_id=principal.organization_id, using_db=connection, **columns
             )
             await _write_charges(profile.id, charges or [], connection)
+            await _logged(connection, profile, None, charges=await _charges_of(profile.id, connection))
     except IntegrityError:  # the same nickname created concurrently
         raise _duplicate_nickname(columns["nickname"]) from None
     return profile
@@ -318,6 +333,8 @@ async def update_profile(principal, profile_id, changes: dict[str, Any]) -> Bill
     try:
         async with in_transaction() as connection:
             profile = await _owned(principal, profile_id, connection)
+            was = {"charges": await _charges_of(profile.id, connection)} if charges is not None else {}
+            before = snapshot(profile, **was)
             if "nickname" in columns:
                 await _check_nickname(principal.organization_id, columns["nickname"], connection, profile.id)
             profile.update_from_dict(columns)
@@ -325,6 +342,8 @@ async def update_profile(principal, profile_id, changes: dict[str, Any]) -> Bill
             await profile.save(using_db=connection)
             if charges is not None:
                 await _write_charges(profile.id, charges, connection)
+            now = {"charges": await _charges_of(profile.id, connection)} if charges is not None else {}
+            await _logged(connection, profile, before, **now)
     except IntegrityError:
         if "nickname" not in columns:
             raise
@@ -338,7 +357,9 @@ async def delete_profile(principal, profile_id) -> int:
     async with in_transaction() as connection:
         profile = await _owned(principal, profile_id, connection)
         detached = await profile.managed_accounts.all().using_db(connection).count()
+        before = snapshot(profile, charges=await _charges_of(profile.id, connection))
         await profile.delete(using_db=connection)
+        await record_change(connection, AuditEntity.BILLING_PROFILE, profile.id, profile.organization_id, before, None)
     return detached
 
 
@@ -440,16 +461,21 @@ async def set_logo(principal, profile_id, data: bytes, apply_to_all: bool = Fals
     async with in_transaction() as connection:
         profile = await _owned(principal, profile_id, connection)
         targets = visible_profiles(principal) if apply_to_all else visible_profiles(principal).filter(id=profile.id)
+        was = {row.id: snapshot(row) for row in await targets.using_db(connection).select_for_update()}
         await targets.using_db(connection).update(
             logo=data, logo_content_type=image.content_type, updated_at=datetime.now(UTC)
         )
         changed = await targets.using_db(connection).order_by("nickname", "id")
+        for row in changed:
+            await _logged(connection, row, was.get(row.id))
     return sorted(changed, key=lambda row: row.id != profile.id)
 
 
 async def remove_logo(principal, profile_id) -> BillingProfile:
     async with in_transaction() as connection:
         profile = await _owned(principal, profile_id, connection)
+        before = snapshot(profile)
         profile.logo = profile.logo_content_type = None
         await profile.save(using_db=connection)
+        await _logged(connection, profile, before)
     return profile

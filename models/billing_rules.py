@@ -39,6 +39,7 @@ from tortoise.migrations.constraints import CheckConstraint
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
+from models.audit import AuditEntity, record_change, snapshot
 from models.base import TimestampMixin, enum_check
 from models.errors import NotFound, ValidationFailed
 from models.managed_accounts import visible_accounts
@@ -271,9 +272,9 @@ async def create_rule(principal, data: dict[str, Any]) -> BillingRule:
     _check_whole(whole)
     async with in_transaction() as connection:
         await _check_account(principal, whole["managed_account_id"], connection)
-        return await BillingRule.create(
-            organization_id=principal.organization_id, using_db=connection, **columns
-        )
+        rule = await BillingRule.create(organization_id=principal.organization_id, using_db=connection, **columns)
+        await record_change(connection, AuditEntity.BILLING_RULE, rule.id, rule.organization_id, None, snapshot(rule))
+        return rule
 
 
 async def _owned(principal, rule_id, connection) -> BillingRule:
@@ -293,6 +294,7 @@ async def update_rule(principal, rule_id, changes: dict[str, Any]) -> BillingRul
     columns = _clean(changes)
     async with in_transaction() as connection:
         rule = await _owned(principal, rule_id, connection)
+        before = snapshot(rule)
         current = {column: getattr(rule, column) for column in CHANGEABLE}
         _check_whole({**current, **columns})
         if "managed_account_id" in columns and columns["managed_account_id"] != rule.managed_account_id:
@@ -300,6 +302,7 @@ async def update_rule(principal, rule_id, changes: dict[str, Any]) -> BillingRul
         if columns:
             rule.update_from_dict(columns)
             await rule.save(using_db=connection)
+            await record_change(connection, AuditEntity.BILLING_RULE, rule.id, rule.organization_id, before, snapshot(rule))
     return rule
 
 
@@ -308,3 +311,4 @@ async def delete_rule(principal, rule_id) -> None:
     async with in_transaction() as connection:
         rule = await _owned(principal, rule_id, connection)
         await rule.delete(using_db=connection)
+        await record_change(connection, AuditEntity.BILLING_RULE, rule.id, rule.organization_id, snapshot(rule), None)

@@ -38,6 +38,8 @@ class ErrorCode(str, Enum):
     XERO_NOT_CONNECTED = "XERO_NOT_CONNECTED"
     COST_SOURCE_UNREADABLE = "COST_SOURCE_UNREADABLE"
     DATA_INCOMPLETE = "DATA_INCOMPLETE"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    IDEMPOTENCY_KEY_IN_PROGRESS = "IDEMPOTENCY_KEY_IN_PROGRESS"
 
 
 ERROR_CODE_MEANINGS: dict[ErrorCode, str] = {
@@ -68,6 +70,9 @@ ERROR_CODE_MEANINGS: dict[ErrorCode, str] = {
     "endpoint unreachable or refused (`problem` says which)",
     ErrorCode.DATA_INCOMPLETE: "a cost source's data of the month is not complete yet (`BillingPeriod.completeness`): "
     "close it with `force: true` to invoice it as it is",
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: "the idempotency key was used before with another input: use a new key",
+    ErrorCode.IDEMPOTENCY_KEY_IN_PROGRESS: "the first request with this idempotency key is still working: "
+    "retry in a moment to receive its answer",
 }
 
 

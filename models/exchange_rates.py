@@ -12,7 +12,9 @@ from tortoise import fields
 from tortoise.exceptions import IntegrityError
 from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
 from tortoise.models import Model
+from tortoise.transactions import in_transaction
 
+from models.audit import AuditEntity, record_change, snapshot
 from models.base import TimestampMixin
 from models.currencies import check_currency
 from models.errors import ValidationFailed
@@ -96,9 +98,17 @@ async def set_rate(
         organization_id=principal.organization_id, month=month,
         base_currency=base_currency, currency=currency,
     )
-    if not await ExchangeRate.filter(**key).update(rate=rate, updated_at=datetime.now(UTC)):
-        try:
-            return await ExchangeRate.create(**key, rate=rate)
-        except IntegrityError:  # created concurrently: ours is the later word
-            await ExchangeRate.filter(**key).update(rate=rate, updated_at=datetime.now(UTC))
-    return await ExchangeRate.get(**key)
+    async with in_transaction() as connection:
+        # Locked, so that the entry's "before" is the rate this change replaces.
+        was = await ExchangeRate.filter(**key).select_for_update().using_db(connection).first()
+        if was is None:
+            try:
+                async with in_transaction() as savepoint:
+                    row = await ExchangeRate.create(**key, rate=rate, using_db=savepoint)
+            except IntegrityError:  # created concurrently: ours is the later word
+                was = await ExchangeRate.filter(**key).select_for_update().using_db(connection).get()
+        if was is not None:
+            await ExchangeRate.filter(id=was.id).using_db(connection).update(rate=rate, updated_at=datetime.now(UTC))
+            row = await ExchangeRate.filter(id=was.id).using_db(connection).get()
+        await record_change(connection, AuditEntity.EXCHANGE_RATE, row.id, row.organization_id, snapshot(was), snapshot(row))
+    return row

@@ -34,7 +34,9 @@ from enum import Enum
 from typing import Any
 
 from tortoise import connections
+from tortoise.transactions import in_transaction
 
+from models.audit import AuditEntity, record_change, snapshot
 from models.billing_profiles import BillingProfile
 from models.credit_notes import exports as credit_notes
 from models.currencies import round_money
@@ -406,5 +408,9 @@ async def _export(organization, query, fmt: ExportFormat, field: str, progress=N
 
 async def set_date_format(principal, style: ExportDateFormat) -> Organization:
     """The organization's date format of exports."""
-    await Organization.filter(id=principal.organization_id).update(export_date_format=style)
-    return await Organization.get(id=principal.organization_id)
+    async with in_transaction() as connection:
+        was = await Organization.filter(id=principal.organization_id).select_for_update().using_db(connection).get()
+        await Organization.filter(id=was.id).using_db(connection).update(export_date_format=style)
+        now = await Organization.filter(id=was.id).using_db(connection).get()
+        await record_change(connection, AuditEntity.ORGANIZATION, now.id, now.id, snapshot(was), snapshot(now))
+    return now

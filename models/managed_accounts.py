@@ -16,6 +16,7 @@ from tortoise.migrations.constraints import CheckConstraint, UniqueConstraint
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
+from models.audit import AuditEntity, record_change, snapshot
 from models.base import ADDRESS_TEXT_COLUMNS, AddressMixin, TimestampMixin, enum_check
 from models.billing_profiles import BillingBasis, visible_profiles
 from models.currencies import check_currency
@@ -207,32 +208,19 @@ async def set_sub_accounts(account: ManagedAccount, sub_account_ids: list[str]) 
         raise ValidationFailed("A sub-account id cannot be empty.", field="subAccountIds")
     too_long = next((s for s in wanted if len(s) > 512), None)
     if too_long is not None:
-        raise ValidationFailed(
-            f"Sub-account id {too_long[:40]!r}… is longer than 512 characters.", field="subAccountIds"
-        )
+        raise ValidationFailed(f"Sub-account id {too_long[:40]!r}… is longer than 512 characters.", field="subAccountIds")
     organization_id = account.organization_id
     async with in_transaction() as connection:
         await lock_sub_account_mapping(connection, organization_id)
-        claimed = (
-            await SubAccount.filter(organization_id=organization_id, sub_account_id__in=wanted)
-            .exclude(managed_account_id=account.id)
-            .using_db(connection)
-            .select_related("managed_account")
-            .order_by("sub_account_id")
-            .first()
-        )
+        claimed = await SubAccount.filter(organization_id=organization_id, sub_account_id__in=wanted).exclude(
+            managed_account_id=account.id
+        ).using_db(connection).select_related("managed_account").order_by("sub_account_id").first()
         if claimed is not None:
             raise ValidationFailed(
-                f"Sub-account {claimed.sub_account_id} already belongs to "
-                f"{claimed.managed_account.name}.",
-                field="subAccountIds",
-                code=ErrorCode.SUB_ACCOUNT_TAKEN,
+                f"Sub-account {claimed.sub_account_id} already belongs to {claimed.managed_account.name}.",
+                field="subAccountIds", code=ErrorCode.SUB_ACCOUNT_TAKEN,
             )
-        current = set(
-            await SubAccount.filter(managed_account_id=account.id)
-            .using_db(connection)
-            .values_list("sub_account_id", flat=True)
-        )
+        current = set(await _own_sub_accounts(account, connection))
         removed = current.difference(wanted)
         if removed:
             await SubAccount.filter(
@@ -240,16 +228,25 @@ async def set_sub_accounts(account: ManagedAccount, sub_account_ids: list[str]) 
             ).using_db(connection).delete()
         added = [s for s in wanted if s not in current]
         if added:
-            await SubAccount.bulk_create(
-                [
-                    SubAccount(
-                        organization_id=organization_id, managed_account_id=account.id, sub_account_id=s
-                    )
-                    for s in added
-                ],
-                using_db=connection,
-            )
+            await SubAccount.bulk_create([
+                SubAccount(organization_id=organization_id, managed_account_id=account.id, sub_account_id=s) for s in added
+            ], using_db=connection)
         await _relink_costs(connection, account, wanted)
+
+
+async def _own_sub_accounts(account: ManagedAccount, connection: Any) -> Any:
+    query = SubAccount.filter(managed_account_id=account.id).using_db(connection).order_by("sub_account_id")
+    return await query.values_list("sub_account_id", flat=True)
+
+
+async def _state(account: ManagedAccount, connection: Any) -> dict[str, Any] | None:
+    """The account as its audit entries compare it, its sub-accounts included."""
+    return snapshot(account, sub_account_ids=await _own_sub_accounts(account, connection))
+
+
+async def _logged(connection: Any, account: ManagedAccount, before: dict[str, Any] | None) -> None:
+    after = await _state(account, connection)
+    await record_change(connection, AuditEntity.MANAGED_ACCOUNT, account.id, account.organization_id, before, after)
 
 
 async def _relink_costs(connection: Any, account: ManagedAccount, wanted: list[str]) -> None:
@@ -463,6 +460,7 @@ async def create_account(principal, data: dict[str, Any]) -> ManagedAccount:
             )
             if sub_account_ids:
                 await set_sub_accounts(account, sub_account_ids)
+            await _logged(connection, account, None)
     except IntegrityError as exc:
         taken = _name_taken(exc, columns)
         if taken is None:
@@ -485,11 +483,13 @@ async def update_account(principal, account_id, changes: dict[str, Any]) -> Mana
             if "name" in columns:
                 await _check_name(principal.organization_id, columns["name"], connection, account.id)
             await _check_billing_profile(principal, columns.get("billing_profile_id"), connection)
+            before = await _state(account, connection)
             account.update_from_dict(columns)
             _check_identifiers(account.endpoint_scheme, account.endpoint_id)
             await account.save(using_db=connection)
             if sub_account_ids is not None:
                 await set_sub_accounts(account, sub_account_ids)
+            await _logged(connection, account, before)
     except IntegrityError as exc:
         taken = _name_taken(exc, columns)
         if taken is None:

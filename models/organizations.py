@@ -14,6 +14,7 @@ from tortoise.migrations.constraints import CheckConstraint
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
+from models.audit import AuditEntity, record_change, snapshot
 from models.base import Scope, TimestampMixin, enum_check
 from models.errors import NotFound, ValidationFailed
 from models.text import clean_text, normalize_email
@@ -308,10 +309,14 @@ async def update_organization(principal, changes: dict[str, Any]) -> Organizatio
     columns = {column: _CHECKS[column](value) for column, value in changes.items() if column in _CHECKS}
     async with in_transaction() as connection:
         organization = await Organization.select_for_update().using_db(connection).get(id=principal.organization_id)
+        before = snapshot(organization)
         organization.update_from_dict(columns)
         if "next_invoice_number" in changes:
             await _set_next_number(organization, changes["next_invoice_number"], connection)
         await organization.save(using_db=connection)
+        numbered = {"next_invoice_number": changes["next_invoice_number"]} if "next_invoice_number" in changes else {}
+        after = snapshot(organization, **numbered)
+        await record_change(connection, AuditEntity.ORGANIZATION, organization.id, organization.id, before, after)
     return organization
 
 
@@ -328,5 +333,8 @@ async def set_einvoicing(principal, einvoicing: bool | None, email_attachment: E
         raise ValidationFailed(
             "The Factur-X attachment needs e-invoicing: set einvoicing to true as well.", field="emailAttachment"
         )
-    await Organization.filter(id=organization.id).update(einvoicing=wanted, email_attachment=attachment)
-    return await Organization.get(id=organization.id)
+    async with in_transaction() as connection:
+        await Organization.filter(id=organization.id).using_db(connection).update(einvoicing=wanted, email_attachment=attachment)
+        changed = await Organization.filter(id=organization.id).using_db(connection).get()
+        await record_change(connection, AuditEntity.ORGANIZATION, changed.id, changed.id, snapshot(organization), snapshot(changed))
+    return changed

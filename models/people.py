@@ -23,6 +23,8 @@ from tortoise.migrations.constraints import CheckConstraint
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
+from models.actors import Actor, acting, current
+from models.audit import AuditEntity, record_change, snapshot
 from models.auth import (
     TOKEN_PREFIX,
     Principal,
@@ -120,6 +122,7 @@ async def invite_user(
         invitation = None if password is not None else await Invitation.create(
             user=user, invited_by_id=principal.user.id, expires_at=_now() + lifetime, using_db=connection,
         )
+        await _logged_invitation(connection, invitation, user)
     log.info("%s invited %s as %s", principal.user.email, user.email, scope.value)
     record(Entity.INVITATION, Transition.CREATED, [invitation.id] if invitation else [])
     return user, invitation
@@ -143,6 +146,7 @@ async def resend_invitation(principal: Principal, user_id: Any, *, lifetime: tim
         invitation = await Invitation.create(
             user=user, invited_by_id=principal.user.id, expires_at=_now() + lifetime, using_db=connection,
         )
+        await _logged_invitation(connection, invitation, user)
     record(Entity.INVITATION, Transition.CREATED, [invitation.id])
     return user, invitation
 
@@ -191,13 +195,27 @@ async def accept_invitation(raw: str, password: str, session_lifetime: timedelta
         ).select_for_update().using_db(connection).first()
         if invitation is None or user is None:
             raise InvitationInvalid(INVITATION_INVALID, field="token")
+        was_invitation, was_user = snapshot(invitation), snapshot(user)
         invitation.accepted_at = user.last_login_at = _now()
         user.password_hash = password_hash
         await invitation.save(update_fields=["accepted_at"], using_db=connection)
         await user.save(update_fields=["password_hash", "last_login_at"], using_db=connection)
         raw_session, session = await issue_token(user, TokenKind.SESSION, session_lifetime)
+        # The invited user acts, from the address of the request.
+        with acting(Actor(user_id=user.id, label=user.email, address=current().address)):
+            await _logged_invitation(connection, invitation, user, was_invitation)
+            await _logged_user(connection, user, was_user)
     log.info("%s accepted the invitation", user.email)
     return raw_session, session
+
+
+async def _logged_invitation(connection, invitation: Invitation | None, user: User, before: dict[str, Any] | None = None) -> None:
+    if invitation is not None:
+        await record_change(connection, AuditEntity.INVITATION, invitation.id, user.organization_id, before, snapshot(invitation))
+
+
+async def _logged_user(connection, user: User, before: dict[str, Any] | None) -> None:
+    await record_change(connection, AuditEntity.USER, user.id, user.organization_id, before, snapshot(user))
 
 
 async def _lock_organization(principal: Principal, connection) -> None:
@@ -246,8 +264,10 @@ async def change_scope(
         user = await _locked_user(principal, user_id, connection)
         if scope != Scope.OWNER:
             await _keep_an_owner(user, connection)
+        before = snapshot(user)
         user.scope, user.managed_account_id = scope, managed_account_id
         await user.save(update_fields=["scope", "managed_account_id", "updated_at"], using_db=connection)
+        await _logged_user(connection, user, before)
         tokens = await _live_tokens(user, connection)
     log.warning("%s made %s %s", principal.user.email, user.email, scope.value)
     record(Entity.USER, Transition.SCOPE_CHANGED, tokens)
@@ -267,8 +287,10 @@ async def deactivate_user(principal: Principal, user_id: Any) -> tuple[User, lis
         await Invitation.filter(user_id=user.id, accepted_at=None, withdrawn_at=None).using_db(connection).update(
             withdrawn_at=now
         )
+        before = snapshot(user)
         user.is_active = False
         await user.save(update_fields=["is_active", "updated_at"], using_db=connection)
+        await _logged_user(connection, user, before)
     log.warning("%s deactivated %s (%d tokens revoked)", principal.user.email, user.email, len(tokens))
     record(Entity.USER, Transition.DEACTIVATED, tokens)
     return user, tokens
@@ -279,8 +301,10 @@ async def reactivate_user(principal: Principal, user_id: Any) -> User:
     one still without a password needs a new invitation)."""
     async with in_transaction() as connection:
         user = await _locked_user(principal, user_id, connection)
+        before = snapshot(user)
         user.is_active = True
         await user.save(update_fields=["is_active", "updated_at"], using_db=connection)
+        await _logged_user(connection, user, before)
     log.warning("%s reactivated %s", principal.user.email, user.email)
     return user
 

@@ -121,7 +121,7 @@ class Mutation:
         "already approved keep what was invoiced and their difference is kept as late costs. "
         "By default the answer is `CostImportQueued` (follow it with `costImportChanged`); with "
         "`wait` the import runs now and the answer is its report.",
-        scopes=OWNERS,
+        scopes=OWNERS, idempotent=True,
     )
     async def import_costs(
         self, info: Info,

@@ -58,7 +58,7 @@ class Mutation:
         description="Credit an approved invoice in full, by lines or by an amount, with a reason. The credit note "
         "gets its own number (CN-2026-0001), never changes, lowers what the invoice leaves due (what was paid "
         "beyond it is account credit to refund or apply), and is printed and e-mailed in the background.",
-        scopes=OWNERS,
+        scopes=OWNERS, idempotent=True,
     )
     async def create_credit_note(self, info: Info, input: CreateCreditNoteInput) -> CreateCreditNotePayload:
         lines = None if input.lines is None else [LineCredit(line.position, line.amount) for line in input.lines]
@@ -71,7 +71,7 @@ class Mutation:
     @mutation(
         description="Apply a credit note's remaining account credit to another approved invoice of the account "
         "(its next invoice): it lowers that invoice's amount due as a payment does.",
-        scopes=OWNERS,
+        scopes=OWNERS, idempotent=True,
     )
     async def apply_credit(self, info: Info, input: ApplyCreditInput) -> ApplyCreditPayload:
         done = await credit_notes.apply_credit(
@@ -83,7 +83,7 @@ class Mutation:
 
     @mutation(
         description="Record that a credit note's remaining account credit was paid back to the customer.",
-        scopes=OWNERS,
+        scopes=OWNERS, idempotent=True,
     )
     async def refund_credit(self, info: Info, input: RefundCreditInput) -> RefundCreditPayload:
         done = await credit_notes.refund_credit(

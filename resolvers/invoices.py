@@ -178,7 +178,7 @@ class Mutation:
     @mutation(
         description="Approve invoices awaiting approval and e-mail them to the billing e-mails. "
         "Approved invoices never change. Approving twice is harmless.",
-        scopes=OWNERS,
+        scopes=OWNERS, idempotent=True,
     )
     async def approve_invoices(
         self, info: Info, ids: Annotated[list[strawberry.ID] | None, _IDS] = None,
@@ -203,7 +203,7 @@ class Mutation:
         "Possible in any status but GENERATING and VOIDED, as long as no payment is kept (refund "
         "payments first). Customers are told about invoices they received (approved ones); one that "
         "Xero has is voided there too.",
-        scopes=OWNERS,
+        scopes=OWNERS, idempotent=True,
     )
     async def void_invoices(
         self, info: Info, ids: list[strawberry.ID],
@@ -222,7 +222,7 @@ class Mutation:
         description="Replace a voided invoice: a new invoice for the same account and month, with "
         "a new number, made from the month's costs (and the late costs delivered since), linked "
         "both ways (`replaces`, `replacedBy`). Void the invoice first; one replacement each.",
-        scopes=OWNERS,
+        scopes=OWNERS, idempotent=True,
     )
     async def reissue_invoice(self, info: Info, id: strawberry.ID) -> ReissueInvoicePayload:
         replacement = await actions.reissue(info.context.principal, node_uuid(id, "Invoice"))
@@ -249,7 +249,7 @@ class Mutation:
     @mutation(
         description="Add a one-off item (a setup fee, hardware) to an invoice before approval; it is "
         "printed after the usage, and taxes and charges count it.",
-        scopes=OWNERS,
+        scopes=OWNERS, idempotent=True,
     )
     async def add_invoice_item(self, info: Info, invoice_id: strawberry.ID, item: InvoiceItemInput) -> InvoiceChangePayload:
         edited = await drafts.add_line(
@@ -269,7 +269,7 @@ class Mutation:
     async def remove_invoice_item(self, info: Info, id: strawberry.ID) -> InvoiceChangePayload:
         return _changed(await drafts.remove_line(info.context.principal, node_uuid(id, "InvoiceItem")))
 
-    @mutation(description="E-mail an approved invoice again.", scopes=OWNERS)
+    @mutation(description="E-mail an approved invoice again.", scopes=OWNERS, idempotent=True)
     async def resend_invoice(self, info: Info, id: strawberry.ID) -> ResendInvoicePayload:
         invoice = await actions.request_resend(info.context.principal, node_uuid(id, "Invoice"))
         return InvoiceResendQueued(invoice=Invoice.from_model(invoice))

@@ -27,7 +27,7 @@ class Mutation:
     @mutation(
         description="Record money received against an approved invoice. Partial payments add up "
         "(PARTIALLY_PAID, then PAID); more than the amount due is refused (AmountExceededError).",
-        scopes=OWNERS,
+        scopes=OWNERS, idempotent=True,
     )
     async def record_payment(self, info: Info, input: RecordPaymentInput) -> RecordPaymentPayload:
         done = await payments.record_payment(
@@ -41,7 +41,7 @@ class Mutation:
     @mutation(
         description="Return all or part of a payment (PARTIALLY_REFUNDED, or REFUNDED once all that was "
         "paid went back). The amount due does not change: a refund does not reopen the invoice.",
-        scopes=OWNERS,
+        scopes=OWNERS, idempotent=True,
     )
     async def refund_payment(self, info: Info, input: RefundPaymentInput) -> RefundPaymentPayload:
         done = await payments.refund_payment(

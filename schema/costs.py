@@ -19,7 +19,7 @@ from models import ManagedAccount as ManagedAccountModel
 from models import costs as domain
 from models.costs import AccountMonthTotal, CostQuery, ImportReport, billed_totals, is_invoiced, visible_costs
 from schema.core.context import Info
-from schema.core.errors import CostFileRejectedError, NotFoundError, ValidationError
+from schema.core.errors import ConflictError, CostFileRejectedError, NotFoundError, ValidationError
 from schema.core.nodes import filter_uuids, scoped_nodes
 from schema.core.pagination import CountedConnection, Direction
 from schema.core.scalars import Month, plain
@@ -435,7 +435,7 @@ class CostsImported:
 
 
 ImportCostsPayload = Annotated[
-    CostImportQueued | CostsImported | CostFileRejectedError | ValidationError | NotFoundError,
+    CostImportQueued | CostsImported | CostFileRejectedError | ValidationError | NotFoundError | ConflictError,
     strawberry.union("ImportCostsPayload", description="The result of `importCosts`."),
 ]
 

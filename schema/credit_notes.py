@@ -24,6 +24,7 @@ from models.einvoicing.files import ready_revisions
 from schema.core.context import Info
 from schema.core.errors import (
     AmountExceededError,
+    ConflictError,
     CreditExceededError,
     InvalidTransitionError,
     NotFoundError,
@@ -347,15 +348,16 @@ class CreditRefunded:
 
 
 CreateCreditNotePayload = Annotated[
-    CreditNoteCreated | CreditExceededError | ValidationError | NotFoundError | InvalidTransitionError,
+    CreditNoteCreated | CreditExceededError | ValidationError | NotFoundError | InvalidTransitionError
+    | ConflictError,
     strawberry.union("CreateCreditNotePayload", description="The result of `createCreditNote`."),
 ]
 ApplyCreditPayload = Annotated[
     CreditApplied | CreditExceededError | AmountExceededError | ValidationError | NotFoundError
-    | InvalidTransitionError,
+    | InvalidTransitionError | ConflictError,
     strawberry.union("ApplyCreditPayload", description="The result of `applyCredit`."),
 ]
 RefundCreditPayload = Annotated[
-    CreditRefunded | CreditExceededError | ValidationError | NotFoundError,
+    CreditRefunded | CreditExceededError | ValidationError | NotFoundError | ConflictError,
     strawberry.union("RefundCreditPayload", description="The result of `refundCredit`."),
 ]

@@ -14,7 +14,7 @@ from models import User as UserModel
 from models import payments as domain
 from models.currencies import round_money
 from schema.core.context import Info
-from schema.core.errors import AmountExceededError, InvalidTransitionError, NotFoundError, ValidationError
+from schema.core.errors import AmountExceededError, ConflictError, InvalidTransitionError, NotFoundError, ValidationError
 from schema.core.nodes import scoped_nodes
 from schema.core.permissions import MSP_USERS, requires
 
@@ -139,10 +139,10 @@ class PaymentRefunded:
 
 
 RecordPaymentPayload = Annotated[
-    PaymentRecorded | AmountExceededError | ValidationError | NotFoundError | InvalidTransitionError,
+    PaymentRecorded | AmountExceededError | ValidationError | NotFoundError | InvalidTransitionError | ConflictError,
     strawberry.union("RecordPaymentPayload", description="The result of `recordPayment`."),
 ]
 RefundPaymentPayload = Annotated[
-    PaymentRefunded | AmountExceededError | ValidationError | NotFoundError | InvalidTransitionError,
+    PaymentRefunded | AmountExceededError | ValidationError | NotFoundError | InvalidTransitionError | ConflictError,
     strawberry.union("RefundPaymentPayload", description="The result of `refundPayment`."),
 ]

@@ -93,6 +93,8 @@ EXPECTED: dict[str, dict[str, str]] = {
     "Query.creditNotes": ANY_USER,
     "Query.xero": MSP,
     "Query.costSources": MSP,
+    "Query.auditLog": OWNER_ONLY,
+    "Query.auditLogExport": OWNER_ONLY,
     "Query.node": ANY_USER,
     "Query.nodes": ANY_USER,
     # Mutations.
@@ -606,8 +608,9 @@ def unshown(field: str, answers: dict[str, dict], asked: str, markers: dict[str,
 
 
 # Fields whose answer names none of the victim's rows for anyone, so that there is nothing to
-# hide: the signed-in user itself, and writes about the caller's own organization.
-NOTHING_SHOWN = {"Query.viewer", "Mutation.login", "Mutation.acceptInvitation"}
+# hide: the signed-in user itself, writes about the caller's own organization, and a signed link
+# (what the audit log's link serves to each principal: tests/test_audit_log.py).
+NOTHING_SHOWN = {"Query.viewer", "Mutation.login", "Mutation.acceptInvitation", "Query.auditLogExport"}
 
 
 def _short(value: Any) -> str:

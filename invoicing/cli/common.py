@@ -24,6 +24,7 @@ from rich.text import Text
 from infra import broker, db
 from infra.embedded import resolve_urls
 from infra.settings import Settings, get_settings
+from models.actors import Actor, acting
 from models.errors import DomainError, NotFound, ValidationFailed
 
 app = typer.Typer(
@@ -43,14 +44,16 @@ def resolved_settings() -> Settings:
 
 
 def run(settings: Settings, operation: Callable[[], Awaitable[T]], *, migrate: bool = False) -> T:
-    """Run one async operation against the database, a unit of work (`committed`); a domain
-    error becomes a red message and exit status 1."""
+    """Run one async operation against the database, a unit of work (`committed`) made by the
+    `cli` actor; a domain error becomes a red message and exit status 1."""
 
     async def main() -> T:
         if migrate:
             await migrate_schema(settings)
-        async with db.connected(settings), committed(settings):
-            return await operation()
+        # The audit log names the command line as who made its changes.
+        with acting(Actor.system("cli")):
+            async with db.connected(settings), committed(settings):
+                return await operation()
 
     try:
         return asyncio.run(main())

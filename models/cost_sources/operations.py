@@ -11,6 +11,7 @@ from uuid import UUID
 from tortoise.transactions import in_transaction
 
 from infra.settings import Settings
+from models.audit import AuditEntity, record_change, snapshot
 from models.cost_sources.credentials import (
     CREDENTIAL_FIELD,
     CREDENTIAL_FIELDS,
@@ -104,7 +105,9 @@ async def create_source(principal, settings: Settings, data: SourceInput, check_
                 raise NotFound("The managed account does not exist.", field="accountId")
             columns["managed_account_id"] = data.account_id
         await _name_free(principal.organization_id, columns["name"], None, connection)
-        return await CostSource.create(organization_id=principal.organization_id, using_db=connection, **columns)
+        source = await CostSource.create(organization_id=principal.organization_id, using_db=connection, **columns)
+        await record_change(connection, AuditEntity.COST_SOURCE, source.id, source.organization_id, None, snapshot(source))
+        return source
 
 
 async def update_source(principal, settings: Settings, source_id, data: SourceInput, check_endpoint: EndpointCheck) -> CostSource:
@@ -112,6 +115,7 @@ async def update_source(principal, settings: Settings, source_id, data: SourceIn
     it NEW again (its last error was about the old ones)."""
     async with in_transaction() as connection:
         source = await _owned(principal, source_id, connection)
+        before = snapshot(source)
         current = {"kind": source.kind, "endpoint": source.endpoint, "region": source.region}
         columns = _columns(data, current, settings)
         if columns.get("endpoint"):
@@ -123,6 +127,7 @@ async def update_source(principal, settings: Settings, source_id, data: SourceIn
         if columns:
             await CostSource.filter(id=source.id).using_db(connection).update(**columns, updated_at=datetime.now(UTC))
         await source.refresh_from_db(using_db=connection)
+        await record_change(connection, AuditEntity.COST_SOURCE, source.id, source.organization_id, before, snapshot(source))
         return source
 
 
@@ -131,6 +136,7 @@ async def delete_source(principal, source_id) -> None:
     async with in_transaction() as connection:
         source = await _owned(principal, source_id, connection)
         await source.delete(using_db=connection)
+        await record_change(connection, AuditEntity.COST_SOURCE, source.id, source.organization_id, snapshot(source), None)
 
 
 async def owned_source(principal, source_id) -> CostSource:

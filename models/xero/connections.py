@@ -13,6 +13,7 @@ from urllib.parse import urlencode, urlsplit
 from tortoise.transactions import in_transaction
 
 from infra.settings import Settings
+from models.audit import AuditEntity, record_change, snapshot
 from models.base import Scope
 from models.errors import ErrorCode, InvalidTransition, NotFound, ValidationFailed
 from models.outbox import Entity, Transition, record
@@ -154,11 +155,14 @@ async def save_connection(
     async with in_transaction() as conn:
         existing = await XeroConnection.filter(organization_id=pending.organization_id).using_db(conn).select_for_update().first()
         if existing is None:
-            return await XeroConnection.create(organization_id=pending.organization_id, using_db=conn, **values)
-        if existing.tenant_id != tenant.tenant_id:
-            values["payments_checked_at"] = None
-        await XeroConnection.filter(id=existing.id).using_db(conn).update(**values, updated_at=datetime.now(UTC))
-    return await XeroConnection.get(id=existing.id)
+            saved = await XeroConnection.create(organization_id=pending.organization_id, using_db=conn, **values)
+        else:
+            if existing.tenant_id != tenant.tenant_id:
+                values["payments_checked_at"] = None
+            await XeroConnection.filter(id=existing.id).using_db(conn).update(**values, updated_at=datetime.now(UTC))
+            saved = await XeroConnection.filter(id=existing.id).using_db(conn).get()
+        await record_change(conn, AuditEntity.XERO_CONNECTION, saved.id, saved.organization_id, snapshot(existing), snapshot(saved))
+    return saved
 
 
 async def usable_connection(organization_id: Any) -> XeroConnection:
@@ -209,6 +213,7 @@ async def disconnect(principal) -> None:
         if connection is None:
             raise NotFound("Xero is not connected.")
         await XeroConnection.filter(id=connection.id).using_db(conn).delete()
+        await record_change(conn, AuditEntity.XERO_CONNECTION, connection.id, connection.organization_id, snapshot(connection), None)
     record(Entity.XERO_CONNECTION, Transition.DISCONNECTED, [connection.tokens] if connection.tokens else [])
 
 

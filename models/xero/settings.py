@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from tortoise.transactions import in_transaction
 
+from models.audit import AuditEntity, record_change, snapshot
 from models.errors import ValidationFailed
 from models.invoices.tables import LineKind
 from models.xero.tables import XeroAccountMapping, XeroSettings
@@ -78,9 +79,18 @@ async def update_settings(principal, change: SettingsInput) -> XeroSettings:
             ))
     async with in_transaction() as conn:
         settings, _ = await XeroSettings.get_or_create(organization_id=principal.organization_id, using_db=conn)
+        before = snapshot(settings, mappings=await _mapped(principal.organization_id, conn))
         if values:
             await XeroSettings.filter(id=settings.id).using_db(conn).update(**values, updated_at=datetime.now(UTC))
         if rows is not None:
             await XeroAccountMapping.filter(organization_id=principal.organization_id).using_db(conn).delete()
             await XeroAccountMapping.bulk_create(rows, using_db=conn)
-    return await XeroSettings.get(organization_id=principal.organization_id)
+        settings = await XeroSettings.filter(id=settings.id).using_db(conn).get()
+        after = snapshot(settings, mappings=await _mapped(principal.organization_id, conn))
+        await record_change(conn, AuditEntity.XERO_SETTINGS, settings.id, principal.organization_id, before, after)
+    return settings
+
+
+async def _mapped(organization_id, conn) -> list[dict]:
+    query = XeroAccountMapping.filter(organization_id=organization_id).using_db(conn).order_by("position")
+    return await query.values("line_kind", "line_name", "account_code", "tax_type")

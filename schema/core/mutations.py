@@ -11,11 +11,13 @@ import strawberry
 from strawberry.extensions.field_extension import FieldExtension
 
 from jobs.effects import following
+from models.actors import Actor, acting
 from models.base import Scope
 from models.errors import DomainError
 from models.text import ColumnValueError, out_of_range
 from schema.core.arguments import CheckedArguments
 from schema.core.errors import user_error
+from schema.core.idempotency import Idempotent
 from schema.core.permissions import requires
 
 
@@ -46,21 +48,40 @@ class DomainErrors(FieldExtension):
 
 class AfterCommit(FieldExtension):
     """A mutation is a unit of work: the transitions it committed are announced and the work
-    they call for queued once it has its answer, before the answer is sent."""
+    they call for queued once it has its answer, before the answer is sent. Its changes are
+    made by the requester (`models.actors.acting`), as the audit log records them."""
 
     async def resolve_async(
         self, next_: Callable[..., Awaitable[Any]], source: Any, info: Any, **kwargs: Any
     ) -> Any:
-        async with following(info.context.redis):
-            return await next_(source, info, **kwargs)
+        with acting(requester(info.context)):
+            async with following(info.context.redis):
+                return await next_(source, info, **kwargs)
 
 
-def mutation(*, description: str, scopes: tuple[Scope, ...] = (), resolver: Any = None) -> Any:
+def requester(context: Any) -> Actor:
+    """Who asks: the user and the token it presented, from the request's client address (the
+    proxy's, unless uvicorn was told to trust its `X-Forwarded-For`)."""
+    client = getattr(context.request, "client", None)
+    address = client.host if client else None
+    principal = context.principal
+    if principal is None:
+        return Actor(label="anonymous", address=address)
+    token = principal.token
+    return Actor(user_id=principal.user.id, label=principal.user.email, token_id=token.id if token else None, address=address)
+
+
+def mutation(
+    *, description: str, scopes: tuple[Scope, ...] = (), resolver: Any = None, idempotent: bool = False
+) -> Any:
     """`@mutation(description=..., scopes=OWNERS)` on a resolver of a `Mutation` type (no
-    scopes: open to anyone, as `login` is). Its text arguments are checked (`schema.core.arguments`)."""
+    scopes: open to anyone, as `login` is). Its text arguments are checked (`schema.core.arguments`).
+    `idempotent=True`: it takes an `idempotencyKey` (`schema.core.idempotency`), checked once
+    the scope is, its payload naming `ConflictError`."""
     # The last extension of a field runs first: every error of the others becomes a payload.
     checks = requires(*scopes) if scopes else [CheckedArguments()]
-    extensions: list[FieldExtension] = [*checks, DomainErrors(), AfterCommit()]
+    keyed: list[FieldExtension] = [Idempotent()] if idempotent else []
+    extensions: list[FieldExtension] = [*keyed, *checks, DomainErrors(), AfterCommit()]
     if resolver is not None:
         return strawberry.mutation(resolver=resolver, description=description, extensions=extensions)
     return strawberry.mutation(description=description, extensions=extensions)

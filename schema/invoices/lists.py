@@ -130,7 +130,7 @@ class InvoiceActionResults:
 
 
 BulkInvoicePayload = Annotated[
-    InvoiceActionResults | ValidationError,
+    InvoiceActionResults | ValidationError | ConflictError,
     strawberry.union("BulkInvoicePayload", description="Per-id outcomes, or why the request was refused."),
 ]
 
@@ -162,7 +162,7 @@ class InvoiceChanged:
 
 
 InvoiceChangePayload = Annotated[
-    InvoiceChanged | NotFoundError | InvalidTransitionError | ValidationError,
+    InvoiceChanged | NotFoundError | InvalidTransitionError | ValidationError | ConflictError,
     strawberry.union(
         "InvoiceChangePayload",
         description="The result of `setInvoiceMemo`, `addInvoiceItem`, `updateInvoiceItem`, `removeInvoiceItem` "
@@ -172,7 +172,7 @@ InvoiceChangePayload = Annotated[
 
 
 ResendInvoicePayload = Annotated[
-    InvoiceResendQueued | NotFoundError | InvalidTransitionError,
+    InvoiceResendQueued | NotFoundError | InvalidTransitionError | ConflictError,
     strawberry.union("ResendInvoicePayload", description="The result of `resendInvoice`."),
 ]
 
