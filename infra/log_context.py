@@ -44,6 +44,12 @@ def get(name: str) -> str | None:
     return _VARS[name].get()
 
 
+def mark(**values: Any) -> None:
+    """The fields given set for the rest of the task (one that runs a single job)."""
+    for name, value in values.items():
+        _VARS[name].set(str(value))
+
+
 @contextlib.contextmanager
 def bound(**values: Any) -> Iterator[None]:
     """The fields given (None ones left as they are) set for the block."""

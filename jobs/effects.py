@@ -242,19 +242,20 @@ def runs_effects(job: Job) -> Job:
         carried = {name: value for name, value in (kwargs.pop(dispatch.CARRIED, None) or {}).items()
                    if name in log_context.CARRIED}
         timer, outcome = metrics.Timer(), "failed"
-        try:
-            with log_context.bound(job_id=ctx.get("job_id"), function=job.__name__, **carried):
+        with log_context.bound(job_id=ctx.get("job_id"), function=job.__name__, **carried):
+            try:
                 async with following(ctx.get("redis")):
                     result = await job(ctx, *args, **kwargs)
-            outcome = "ok"
-            return result
-        except Retry:
-            outcome = "retried"
-            raise
-        except asyncio.CancelledError:
-            outcome = "cancelled"
-            raise
-        finally:
-            metrics.JOBS.labels(job.__name__, outcome).observe(timer.seconds)
+                outcome = "ok"
+                return result
+            except Retry:
+                outcome = "retried"
+                raise
+            except asyncio.CancelledError:
+                outcome = "cancelled"
+                raise
+            finally:
+                metrics.JOBS.labels(job.__name__, outcome).observe(timer.seconds)
+                log.info("%s %s in %.3f s", job.__name__, outcome, timer.seconds)
 
     return cast(Job, unit_of_work)

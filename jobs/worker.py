@@ -13,7 +13,7 @@ from arq import cron, func
 from arq.constants import in_progress_key_prefix, retry_key_prefix
 from arq.worker import Worker, get_kwargs
 
-from infra import broker, db, links, metrics, storage
+from infra import broker, db, links, log_context, metrics, storage
 from infra.embedded import resolve_urls
 from infra.settings import Settings, get_settings
 from jobs import dispatch
@@ -69,6 +69,8 @@ async def claim_job(ctx: dict) -> None:
     """Shorten arq's claim on the job that starts to `job_lease_seconds`, renewed while this
     worker lives. arq claims a job for the longest job timeout plus 10 s (four hours here, for
     cost imports): a killed worker's jobs would wait that long before another worker ran them."""
+    # arq's own lines of the job (its start and end) carry its id: this runs in its task.
+    log_context.mark(job_id=ctx["job_id"])
     settings = ctx.get("settings")
     if settings is None or "redis" not in ctx:
         return
