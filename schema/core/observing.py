@@ -23,12 +23,17 @@ class Observed(SchemaExtension):
         with log_context.bound(
             operation=name[:100] if name else None, organization_id=principal.organization_id if principal else None,
         ):
-            yield
+            try:
+                yield
+            finally:
+                # Also when the operation is cut short: a subscription whose client went away.
+                self._count(timer.seconds)
+
+    def _count(self, seconds: float) -> None:
+        context = self.execution_context
         try:
             kind = context.operation_type.value
         except RuntimeError:  # no document: it did not parse
             kind = "unknown"
         outcome = "error" if context.result is not None and context.result.errors else "ok"
-        metrics.GRAPHQL_OPERATIONS.labels(kind, metrics.operation_label(context.operation_name), outcome).observe(
-            timer.seconds
-        )
+        metrics.GRAPHQL_OPERATIONS.labels(kind, metrics.operation_label(context.operation_name), outcome).observe(seconds)
