@@ -31,10 +31,12 @@ HIDDEN = "[hidden]"
 SECRET_PARAMETERS = ("code", "state", "session_state", "token", "access_token", "id_token", "variables")
 _LINK = re.compile(r"^/files/[^?]*")
 _PARAMETER = re.compile(rf"(?i)(^|&)({'|'.join(SECRET_PARAMETERS)})=[^&]*")
-# A bearer token, and the password of a URL (a DSN in a connection error).
+# A bearer token, the password of a URL (a DSN in a connection error), and a sealed value (a
+# Fernet token: Xero's tokens as a revocation job's argument, which arq writes when it starts).
 _SECRETS = (
     (re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+"), rf"\1{HIDDEN}"),
     (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/\s@]*:)[^@\s/]+@"), rf"\1{HIDDEN}@"),
+    (re.compile(r"\bgAAAAA[A-Za-z0-9_=-]+"), HIDDEN),
 )
 # The loggers that bring their own handlers (uvicorn's, arq's): in JSON they write through ours.
 OWN_HANDLERS = ("uvicorn", "uvicorn.error", ACCESS_LOGGER, "arq", "arq.worker")
@@ -80,7 +82,10 @@ class SecretRedaction(logging.Filter):
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = without_secrets(record.exc_text)
+            # Written from the text alone: formatters format `exc_info` afresh when it is there.
+            record.exc_text, record.exc_info = without_secrets(record.exc_text), None
+        if record.stack_info:
+            record.stack_info = without_secrets(record.stack_info)
         return True
 
 

@@ -268,7 +268,7 @@ async def test_a_month_through_real_processes_is_counted_and_logged_as_json_with
     text = "\n".join(lines)
     (sent,) = mailbox[1].messages
     body = next(part.get_payload(decode=True).decode() for part in sent[1].walk() if part.get_content_type() == "text/plain")
-    secrets = [PASSWORD, token, SMTP_PASSWORD, METRICS_TOKEN, settings.secret_key, link.rsplit("/", 1)[1], KEY, REFRESH,
+    secrets = [PASSWORD, token, SMTP_PASSWORD, METRICS_TOKEN, settings.secret_key, link.rsplit("/", 1)[1], KEY, REFRESH, sealed,
                *world.tokens.values(), *[line.strip() for line in body.splitlines() if len(line.strip()) > 24]]
     assert [secret for secret in secrets if secret and secret in text] == []
 
