@@ -38,37 +38,48 @@ JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 1440
 PRINT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 
 GRAPHQL_OPERATIONS = Histogram(
-    "invoicing_graphql_operation_seconds", "GraphQL operations by type, name and outcome (ok or error), and how long "
-    "each took (a subscription: as long as it stayed open).", ["type", "operation", "outcome"],
+    "invoicing_graphql_operation_seconds",
+    "GraphQL operations by type, name and outcome (ok or error), and how long each took (a subscription: as long as it stayed open).",
+    ["type", "operation", "outcome"],
 )
 SUBSCRIPTIONS = Gauge("invoicing_subscriptions_active", "Invoice subscriptions open on this web process.")
 JOBS = Histogram(
-    "invoicing_job_seconds", "Background jobs and scheduled runs by function and outcome (ok, failed, retried, "
-    "cancelled), and how long each ran.", ["function", "outcome"], buckets=JOB_BUCKETS,
+    "invoicing_job_seconds",
+    "Background jobs and scheduled runs by function and outcome (ok, failed, retried, cancelled), and how long each ran.",
+    ["function", "outcome"],
+    buckets=JOB_BUCKETS,
 )
 QUEUE_WAITING = Gauge("invoicing_queue_jobs_waiting", "Jobs due in the queue that no worker has taken yet.")
 QUEUE_RUNNING = Gauge("invoicing_queue_jobs_running", "Jobs a worker holds.")
 QUEUE_DEFERRED = Gauge("invoicing_queue_jobs_deferred", "Jobs queued for later (a retry's wait).")
 QUEUE_OLDEST = Gauge(
-    "invoicing_queue_oldest_job_age_seconds", "How long the oldest job due and not taken has waited (0: none).",
+    "invoicing_queue_oldest_job_age_seconds",
+    "How long the oldest job due and not taken has waited (0: none).",
 )
 COST_IMPORT_ROWS = Counter("invoicing_cost_import_rows_total", "Cost rows imported.")
 COST_IMPORTS = Histogram(
-    "invoicing_cost_import_seconds", "Cost imports by outcome (done, failed, skipped), and how long each took.",
-    ["outcome"], buckets=JOB_BUCKETS,
+    "invoicing_cost_import_seconds",
+    "Cost imports by outcome (done, failed, skipped), and how long each took.",
+    ["outcome"],
+    buckets=JOB_BUCKETS,
 )
 PDFS_PRINTED = Counter("invoicing_pdfs_printed_total", "Documents Chromium printed to PDF.")
 PDF_PRINTS = Histogram(
-    "invoicing_pdf_print_seconds", "Chromium's print jobs (one document, or a batch printed together) by outcome, "
-    "and how long each took.", ["outcome"], buckets=PRINT_BUCKETS,
+    "invoicing_pdf_print_seconds",
+    "Chromium's print jobs (one document, or a batch printed together) by outcome, and how long each took.",
+    ["outcome"],
+    buckets=PRINT_BUCKETS,
 )
 EMAILS = Counter("invoicing_emails_total", "E-mails by recipient and outcome (sent, failed).", ["outcome"])
 XERO_SYNCS = Counter(
-    "invoicing_xero_syncs_total", "Exchanges with Xero by kind (push, payments, revoke) and outcome.", ["kind", "outcome"],
+    "invoicing_xero_syncs_total",
+    "Exchanges with Xero by kind (push, payments, revoke) and outcome.",
+    ["kind", "outcome"],
 )
 COST_SOURCE_SYNCS = Counter(
-    "invoicing_cost_source_syncs_total", "Cost source syncs by kind of bucket and state reached (ok, waiting, "
-    "failing).", ["kind", "state"],
+    "invoicing_cost_source_syncs_total",
+    "Cost source syncs by kind of bucket and state reached (ok, waiting, failing).",
+    ["kind", "state"],
 )
 
 OPERATION_NAMES = 100
@@ -169,7 +180,11 @@ class MetricsServer:
         app = Starlette(routes=[Route("/metrics", endpoint, methods=["GET"])])
         app.state.settings, app.state.redis = settings, redis
         config = uvicorn.Config(
-            app, host=settings.host, port=settings.worker_metrics_port or 0, lifespan="off", access_log=False,
+            app,
+            host=settings.host,
+            port=settings.worker_metrics_port or 0,
+            lifespan="off",
+            access_log=False,
             log_config=None,
         )
         self._server = _Server(config)

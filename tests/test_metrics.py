@@ -86,14 +86,18 @@ def _families(text: str) -> dict[str, list]:
 async def test_an_operation_is_counted_by_name_and_outcome_and_answered_with_its_request_id(client, world):
     def count(outcome: str) -> float:
         return sum(
-            sample.value for sample in _families(scraped)["invoicing_graphql_operation_seconds"]
+            sample.value
+            for sample in _families(scraped)["invoicing_graphql_operation_seconds"]
             if sample.name.endswith("_count") and sample.labels == {"type": "query", "operation": "Me", "outcome": outcome}
         )
 
     scraped = (await client.get("/metrics")).text
     before_ok, before_error = count("ok"), count("error")
-    answer = await client.post("/graphql", json={"query": "query Me { viewer { scope } }"},
-                               headers={"Authorization": f"Bearer {world.tokens['owner']}", "X-Request-Id": "bad id\nforged"})
+    answer = await client.post(
+        "/graphql",
+        json={"query": "query Me { viewer { scope } }"},
+        headers={"Authorization": f"Bearer {world.tokens['owner']}", "X-Request-Id": "bad id\nforged"},
+    )
     assert answer.json() == {"data": {"viewer": {"scope": "OWNER"}}}
     assert len(answer.headers["x-request-id"]) == 32 and "forged" not in answer.headers["x-request-id"]
     await gql(client, "query Me { viewer { nothingOfThatName } }")
@@ -129,7 +133,9 @@ def test_a_json_line_has_every_field_and_no_secret():
         logger.removeHandler(handler)
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [(line["level"], line["request_id"], line["organization_id"], line["job_id"]) for line in lines] == [
-        ("WARNING", "req-12345678", "org-1", None), ("ERROR", "req-12345678", "org-1", None), ("INFO", None, None, None),
+        ("WARNING", "req-12345678", "org-1", None),
+        ("ERROR", "req-12345678", "org-1", None),
+        ("INFO", None, None, None),
     ]
     assert lines[0]["message"] == "calling postgres://app:[hidden]@db:5432/app with Bearer [hidden]"
     assert "RuntimeError" in lines[1]["exc_info"]

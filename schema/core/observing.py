@@ -21,7 +21,8 @@ class Observed(SchemaExtension):
         principal = getattr(context.context, "principal", None)
         name = context.operation_name
         with log_context.bound(
-            operation=name[:100] if name else None, organization_id=principal.organization_id if principal else None,
+            operation=name[:100] if name else None,
+            organization_id=principal.organization_id if principal else None,
         ):
             try:
                 yield
