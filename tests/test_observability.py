@@ -370,6 +370,9 @@ async def test_a_stopping_web_process_finishes_its_requests_and_closes_sockets_w
                 )
             )
             await asyncio.wait_for(sent_half.wait(), 10)
+            # Under way once the server has read its head: a connection with nothing read yet is
+            # simply closed (the client tries again elsewhere).
+            await asyncio.sleep(1)
             stopped_at = time.monotonic()
             server.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(live.closed, 10) == 1012
@@ -385,6 +388,11 @@ async def test_a_stopping_web_process_finishes_its_requests_and_closes_sockets_w
     finally:
         resumed.set()
         processes.stop()
+
+
+async def _revocations(redis) -> list[str]:
+    """The queued jobs but the worker's scheduled runs (`cron:...`)."""
+    return [job.decode() for job in await redis.zrange(broker.QUEUE_NAME, 0, -1) if not job.startswith(b"cron:")]
 
 
 async def test_a_stopping_worker_takes_no_more_jobs_and_hands_back_the_one_it_could_not_finish(settings, redis):
@@ -411,19 +419,19 @@ async def test_a_stopping_worker_takes_no_more_jobs_and_hands_back_the_one_it_co
 
         await _until(heartbeat, "the worker's heartbeat")
         await dispatch.enqueue_xero_revoke(redis, sealed)
-        (held_job,) = [job.decode() for job in await redis.zrange(broker.QUEUE_NAME, 0, -1)]
+        (held_job,) = await _revocations(redis)
         await asyncio.wait_for(connected.wait(), 30)
         stopped_at = time.monotonic()
         worker.send_signal(signal.SIGTERM)
         await asyncio.sleep(0.3)
         await dispatch.enqueue_xero_revoke(redis, "sealed-tokens-this-worker-cannot-read")
-        (later_job,) = [job.decode() for job in await redis.zrange(broker.QUEUE_NAME, 0, -1) if job.decode() != held_job]
+        (later_job,) = [job for job in await _revocations(redis) if job != held_job]
         await asyncio.sleep(2.5)
         # The SDK's call waits in a thread; it ends when Xero (here) hangs up.
         for writer in held:
             writer.close()
         assert await asyncio.to_thread(worker.wait, 30) == 0
-        assert time.monotonic() - stopped_at < 15
+        assert time.monotonic() - stopped_at < 30
 
         assert await redis.zscore(broker.QUEUE_NAME, held_job) is not None
         assert not await redis.exists(in_progress_key_prefix + held_job)
