@@ -79,6 +79,8 @@ class SecretRedaction(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg, record.args = without_secrets(record.getMessage()), None
+        # uvicorn's second copy of a message, with terminal colours: the JSON line has it once.
+        record.__dict__.pop("color_message", None)
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
