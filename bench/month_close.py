@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import os
 import sys
@@ -216,6 +217,8 @@ async def pipeline(settings, redis, org, *, pool: int, batch: int, max_jobs: int
              "generations": asyncio.Semaphore(at_once if generation_batch > 1 else max_jobs)},
     )
     task = asyncio.create_task(worker.async_run())
+    scraper = Scraper(settings, redis)
+    await scraper.start()
     profiler = None
     if profile:
         from pyinstrument import Profiler
@@ -244,11 +247,74 @@ async def pipeline(settings, redis, org, *, pool: int, batch: int, max_jobs: int
         task.cancel()
         await worker.close()
         await renderer.close()
+        await scraper.stop()
     print(f"start_generations + enqueue of {len(ids)}: {queued:.2f} s (the worker already at work)")
     print(f"worker: {worker.jobs_complete} jobs complete, {worker.jobs_retried} retried, {worker.jobs_failed} failed; "
           f"{renderer.batches} print jobs of several invoices")
     print(report_cpu(meter, len(ids), seconds))
+    scraper.report()
     return len(ids) / seconds, seconds
+
+
+class Scraper:
+    """The worker's /metrics (infra.metrics.MetricsServer, as `invoicing worker` serves it on
+    WORKER_METRICS_PORT), scraped every half second while the month is generated: the queue's
+    figures at their highest, and the counters as the last scrape read them."""
+
+    def __init__(self, settings, redis) -> None:
+        from infra import metrics
+
+        self.port = free_port()
+        self.server = metrics.MetricsServer(settings.model_copy(update={"worker_metrics_port": self.port}), redis)
+        self.peaks: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        self.scrapes = 0
+
+    async def start(self) -> None:
+        await self.server.start()
+        self.task = asyncio.create_task(self._scrape_every(0.5))
+
+    async def _scrape_every(self, seconds: float) -> None:
+        import httpx
+        from prometheus_client.parser import text_string_to_metric_families
+
+        async with httpx.AsyncClient() as client:
+            while True:
+                answer = await client.get(f"http://127.0.0.1:{self.port}/metrics")
+                totals: dict[str, float] = {}
+                for family in text_string_to_metric_families(answer.text):
+                    if family.name.startswith("invoicing_"):
+                        for sample in family.samples:
+                            if sample.name.endswith(("_bucket", "_sum", "_created")):
+                                continue
+                            totals[sample.name] = totals.get(sample.name, 0) + sample.value
+                self.last = totals
+                for name, value in totals.items():
+                    self.peaks[name] = max(self.peaks.get(name, 0), value)
+                self.scrapes += 1
+                await asyncio.sleep(seconds)
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        await self.server.stop()
+
+    def report(self) -> None:
+        gauges = ("invoicing_queue_jobs_waiting", "invoicing_queue_jobs_running", "invoicing_queue_oldest_job_age_seconds")
+        figures = {name: self.peaks.get(name, 0) if name in gauges else value for name, value in self.last.items()}
+        figures.update({name: self.peaks.get(name, 0) for name in gauges})
+        for name in sorted(figures):
+            print(f"metrics {name} {figures[name]:g}{' (peak)' if name in gauges else ''}")
+        print(f"metrics: {self.scrapes} scrapes, {sum(1 for value in figures.values() if value)} of {len(figures)} series non-zero")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 async def raw(settings, htmls: list[str], pool: int, batch: int) -> float:

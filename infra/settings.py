@@ -275,6 +275,27 @@ class Settings(BaseSettings):
         30, gt=0, description="First wait before pushing again; it doubles with each attempt.",
     )
 
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`json`: one JSON object per log line (time, level, message, request and job ids) for a "
+        "log pipeline; `text`: lines for a person.",
+    )
+    metrics_token: str | None = Field(
+        None, description="Bearer token a Prometheus scrape of /metrics presents; unset = /metrics answers loopback "
+        "clients only.",
+    )
+    worker_metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="Port on HOST where a worker serves its own /metrics (jobs, PDFs, e-mails, "
+        "imports, syncs); unset = not served. One port per worker on a host.",
+    )
+    worker_stop_seconds: int = Field(
+        25, gt=0, description="On SIGTERM, how long a worker lets its running jobs finish; what is still running "
+        "then is handed back to the queue for another worker.",
+    )
+    web_stop_seconds: int = Field(
+        15, gt=0, description="On SIGTERM, how long a web process lets its requests finish (WebSockets are closed "
+        "at once with 1012, service restart, which clients reconnect on).",
+    )
+
     @model_validator(mode="after")
     def _derive_addresses(self) -> Settings:
         # Changing PORT alone keeps links, GraphiQL's address and CORS consistent.

@@ -25,13 +25,13 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET
 from tortoise import connections
 
-from infra import broker, db, links, storage
+from infra import broker, db, links, metrics, storage
 from infra.embedded import resolve_urls
 from infra.events import Hub
 from infra.settings import Settings, get_settings
 from invoicing import pages
 from invoicing.bodies import BodyLimits
-from invoicing.logs import redact_access_log
+from invoicing.logs import RequestIds, configure_logging
 from invoicing.root import schema
 from models.auth import principal_of_link
 from models.einvoicing.files import facturx_pdf
@@ -294,7 +294,7 @@ def tune_garbage_collector() -> None:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = resolve_urls(settings or get_settings())
-    redact_access_log()
+    configure_logging(settings)
 
     events = Hub(queue_size=settings.subscription_queue_size,
                  recheck_seconds=settings.subscription_recheck_seconds)
@@ -319,6 +319,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics.endpoint, methods=["GET"]),
             Route("/files/{token}", download, methods=["GET"]),
             Route("/portal", portal, methods=["GET"]),
             Mount("/pages", pages.PageAssets(served_pages)),
@@ -326,13 +327,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/xero/webhook", xero_webhook, methods=["POST"]),
         ],
         middleware=[
+            Middleware(RequestIds),
             Middleware(SecurityHeaders),
             Middleware(BodyLimits, settings=settings),
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.allowed_origins,
                 allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type"],
+                allow_headers=["authorization", "content-type", "x-request-id"],
+                expose_headers=["x-request-id"],
             )
         ],
         lifespan=lifespan,

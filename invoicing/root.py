@@ -34,6 +34,7 @@ from schema.core.execution import ExecutionContext, answer_prefetched
 from schema.core.limits import QueryLimits
 from schema.core.masking import ErrorCodes, Schema
 from schema.core.nodes import resolve_global_ids
+from schema.core.observing import Observed
 from schema.core.permissions import ANY_USER, WebSocketAuthentication, requires
 from schema.core.scalars import SCALARS
 
@@ -84,9 +85,9 @@ class Subscription(invoices.Subscription, costs.Subscription):
 
 schema = Schema(
     query=Query, mutation=Mutation, subscription=Subscription,
-    # In this order: who is asking, then what they may ask, then the codes of what went wrong; a
-    # query's reads see one moment.
-    extensions=[WebSocketAuthentication, QueryLimits, ErrorCodes, ConsistentReads], config=StrawberryConfig(scalar_map=SCALARS),
+    # In this order: the operation timed and named for the logs, who is asking, then what they
+    # may ask, then the codes of what went wrong; a query's reads see one moment.
+    extensions=[Observed, WebSocketAuthentication, QueryLimits, ErrorCodes, ConsistentReads], config=StrawberryConfig(scalar_map=SCALARS),
     execution_context_class=ExecutionContext,
 )
 answer_prefetched(schema._schema)

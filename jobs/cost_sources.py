@@ -16,10 +16,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from infra import object_stores, storage
+from infra import metrics, object_stores, storage
 from infra.settings import Settings
 from jobs import dispatch
 from jobs.effects import runs_effects
+from jobs.imports import counted_import
 from models.cost_sources import (
     CostSource,
     CostSourceState,
@@ -36,7 +37,7 @@ from models.cost_sources import (
     record_sync,
     still_written,
 )
-from models.costs import CostOrigin, register_delivery, run_import
+from models.costs import CostOrigin, register_delivery
 from models.costs.deliveries import manifest_keys
 from models.errors import CostFileRejected
 
@@ -115,9 +116,11 @@ async def sync_source(settings: Settings, source_id: Any, turns: asyncio.Semapho
     except CostSourceUnreadable as error:
         log.info("cost source %s unreadable: %s", source.id, error.problem.value)
         await record_sync(source.id, state=CostSourceState.FAILING, error=error.message)
+        metrics.COST_SOURCE_SYNCS.labels(source.kind.value, CostSourceState.FAILING.value.lower()).inc()
         return {"state": CostSourceState.FAILING.value, "problem": error.problem.value}
     state = CostSourceState.WAITING if waiting else CostSourceState.OK
     await record_sync(source.id, state=state, newest=newest(deliveries))
+    metrics.COST_SOURCE_SYNCS.labels(source.kind.value, state.value.lower()).inc()
     return {"state": state.value, "imported": imported, "waiting": waiting, "refused": refused}
 
 
@@ -196,7 +199,7 @@ async def _import(source: CostSource, delivery: Delivery, stored: list, turns: a
     )
     try:
         async with turns or contextlib.nullcontext():
-            await run_import(cost_import.id)
+            await counted_import(cost_import.id)
     except CostFileRejected as rejected:
         log.info("cost source %s: delivery %s refused: %s", source.id, cost_import.id, rejected.message)
         return "refused"

@@ -18,6 +18,7 @@ from arq import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import deserialize_job
 
+from infra import log_context
 from infra.broker import QUEUE_NAME
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,18 @@ XERO_PAYMENTS = "read_xero_payments"
 COST_SOURCE_SYNC = "sync_cost_source"
 
 
+# The keyword argument a job receives with the request that queued it (its id, its
+# organization), for its log lines; `jobs.effects.runs_effects` takes it off before the job runs.
+CARRIED = "log_context"
+
+
+async def _enqueue(redis: ArqRedis, function: str, *args: Any, **options: Any) -> Any:
+    """arq's `enqueue_job`, with what the job carries of the request under way, if any."""
+    if carried := log_context.carried():
+        options[CARRIED] = carried
+    return await redis.enqueue_job(function, *args, **options)
+
+
 def send_job_id(invoice_id: Any, attempt: str = "approval") -> str:
     return f"{SEND}:{invoice_id}:{attempt}"
 
@@ -52,7 +65,7 @@ async def enqueue_generation(
     including this one, `defer` delays it (seconds)."""
     ids = [str(invoice_id) for invoice_id in invoice_ids]
     for start in range(0, len(ids), batch):
-        await redis.enqueue_job(GENERATE, ids[start:start + batch], tries, _job_id=f"{GENERATE}:{uuid.uuid4().hex}", _defer_by=defer)
+        await _enqueue(redis, GENERATE, ids[start:start + batch], tries, _job_id=f"{GENERATE}:{uuid.uuid4().hex}", _defer_by=defer)
 
 
 async def generations_held(redis: ArqRedis) -> set[str]:
@@ -86,11 +99,11 @@ async def requeue(redis: ArqRedis, function: str, job_id: str, *args: Any) -> bo
     if await is_held(redis, job_id):
         return False
     await redis.delete(job_key_prefix + job_id, retry_key_prefix + job_id, in_progress_key_prefix + job_id)
-    return await redis.enqueue_job(function, *args, _job_id=job_id) is not None
+    return await _enqueue(redis, function, *args, _job_id=job_id) is not None
 
 
 async def enqueue_send(redis: ArqRedis, invoice_id: Any, attempt: str = "approval") -> None:
-    await redis.enqueue_job(SEND, str(invoice_id), _job_id=send_job_id(invoice_id, attempt))
+    await _enqueue(redis, SEND, str(invoice_id), _job_id=send_job_id(invoice_id, attempt))
 
 
 async def enqueue_notification(redis: ArqRedis, invoice_id: Any, notice: str, refund_id: Any = None) -> None:
@@ -98,7 +111,7 @@ async def enqueue_notification(redis: ArqRedis, invoice_id: Any, notice: str, re
     `credit_refunded` with the credit note's refund entry's id): one job per void and per
     refund."""
     key = f"{NOTIFY}:{invoice_id}:{notice}" + (f":{refund_id}" if refund_id else "")
-    await redis.enqueue_job(NOTIFY, str(invoice_id), notice, str(refund_id) if refund_id else None, _job_id=key)
+    await _enqueue(redis, NOTIFY, str(invoice_id), notice, str(refund_id) if refund_id else None, _job_id=key)
 
 
 def cost_import_job_id(cost_import_id: Any) -> str:
@@ -107,7 +120,7 @@ def cost_import_job_id(cost_import_id: Any) -> str:
 
 async def enqueue_cost_import(redis: ArqRedis, cost_import_id: Any) -> None:
     """Queue a registered cost delivery's import, once (the job id is the import's)."""
-    await redis.enqueue_job(COST_IMPORT, str(cost_import_id), _job_id=cost_import_job_id(cost_import_id))
+    await _enqueue(redis, COST_IMPORT, str(cost_import_id), _job_id=cost_import_job_id(cost_import_id))
 
 
 def cost_source_sync_job_id(source_id: Any) -> str:
@@ -121,13 +134,13 @@ async def enqueue_cost_source_sync(redis: ArqRedis, source_id: Any) -> bool:
 
 async def enqueue_invitation(redis: ArqRedis, invitation_id: Any) -> None:
     """Queue the e-mail of an invitation's link, once per invitation."""
-    await redis.enqueue_job(INVITE, str(invitation_id), _job_id=f"{INVITE}:{invitation_id}")
+    await _enqueue(redis, INVITE, str(invitation_id), _job_id=f"{INVITE}:{invitation_id}")
 
 
 async def enqueue_reminder(redis: ArqRedis, invoice_id: Any, step: int, as_of: str) -> None:
     """Queue one step's payment reminder of an invoice, found due at `as_of` (ISO time),
     once (the job id is the invoice's and the step's)."""
-    await redis.enqueue_job(REMIND, str(invoice_id), step, as_of, _job_id=f"{REMIND}:{invoice_id}:{step}")
+    await _enqueue(redis, REMIND, str(invoice_id), step, as_of, _job_id=f"{REMIND}:{invoice_id}:{step}")
 
 
 def credit_note_job_id(credit_note_id: Any) -> str:
@@ -136,7 +149,7 @@ def credit_note_job_id(credit_note_id: Any) -> str:
 
 async def enqueue_credit_note(redis: ArqRedis, credit_note_id: Any) -> None:
     """Queue an issued credit note's PDF and e-mail, once (the job id is the credit note's)."""
-    await redis.enqueue_job(CREDIT_NOTE, str(credit_note_id), _job_id=credit_note_job_id(credit_note_id))
+    await _enqueue(redis, CREDIT_NOTE, str(credit_note_id), _job_id=credit_note_job_id(credit_note_id))
 
 
 def xero_push_job_id(sync_id: Any) -> str:
@@ -146,17 +159,17 @@ def xero_push_job_id(sync_id: Any) -> str:
 async def enqueue_xero_push(redis: ArqRedis, sync_id: Any) -> None:
     """Queue a document's push to Xero, once while one is queued or retrying (the job id is
     its sync's)."""
-    await redis.enqueue_job(XERO_PUSH, str(sync_id), _job_id=xero_push_job_id(sync_id))
+    await _enqueue(redis, XERO_PUSH, str(sync_id), _job_id=xero_push_job_id(sync_id))
 
 
 async def enqueue_xero_revoke(redis: ArqRedis, sealed_tokens: str) -> None:
     """Queue the revocation at Xero of a disconnected organization's tokens (sealed)."""
-    await redis.enqueue_job(XERO_REVOKE, sealed_tokens)
+    await _enqueue(redis, XERO_REVOKE, sealed_tokens)
 
 
 async def enqueue_xero_payments(redis: ArqRedis, organization_id: Any) -> None:
     """Queue a read of an organization's Xero payments, once while one is queued."""
-    await redis.enqueue_job(XERO_PAYMENTS, str(organization_id), _job_id=f"{XERO_PAYMENTS}:{organization_id}")
+    await _enqueue(redis, XERO_PAYMENTS, str(organization_id), _job_id=f"{XERO_PAYMENTS}:{organization_id}")
 
 
 def _logged(requeue: Callable[P, Awaitable[None]]) -> Callable[P, Awaitable[None]]:

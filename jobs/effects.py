@@ -19,15 +19,16 @@ that could not be published are lost; subscribers resynchronize by querying."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast
 
-from arq import ArqRedis
+from arq import ArqRedis, Retry
 
-from infra import events
+from infra import events, log_context, metrics
 from jobs import dispatch
 from models.invoices import DeliveryStatus, Invoice, InvoiceStatus
 from models.outbox import Entity, Happened, Transition, collecting
@@ -232,11 +233,29 @@ async def following(redis: ArqRedis | None) -> AsyncIterator[None]:
 
 def runs_effects(job: Job) -> Job:
     """A job or a scheduled run is a unit of work: the effects of what it committed run once it
-    is over, on the worker's Redis (`ctx["redis"]`)."""
+    is over, on the worker's Redis (`ctx["redis"]`). It is also where every job is seen from
+    outside: its lines carry its id, its function and the request that queued it, and its
+    time and outcome are counted (`infra.metrics`)."""
 
     @functools.wraps(job)
     async def unit_of_work(ctx: dict, *args: Any, **kwargs: Any) -> Any:
-        async with following(ctx.get("redis")):
-            return await job(ctx, *args, **kwargs)
+        carried = {name: value for name, value in (kwargs.pop(dispatch.CARRIED, None) or {}).items()
+                   if name in log_context.CARRIED}
+        timer, outcome = metrics.Timer(), "failed"
+        with log_context.bound(job_id=ctx.get("job_id"), function=job.__name__, **carried):
+            try:
+                async with following(ctx.get("redis")):
+                    result = await job(ctx, *args, **kwargs)
+                outcome = "ok"
+                return result
+            except Retry:
+                outcome = "retried"
+                raise
+            except asyncio.CancelledError:
+                outcome = "cancelled"
+                raise
+            finally:
+                metrics.JOBS.labels(job.__name__, outcome).observe(timer.seconds)
+                log.info("%s %s in %.3f s", job.__name__, outcome, timer.seconds)
 
     return cast(Job, unit_of_work)

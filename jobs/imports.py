@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Any
 
+from infra import metrics
 from jobs.effects import runs_effects
-from models.costs import run_import
+from models.costs import ImportReport, run_import
 from models.errors import CostFileRejected, DomainError
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,7 @@ async def run_cost_import(ctx: dict, cost_import_id: str) -> dict:
     ends FAILED with its reason, which a later identical run would give again."""
     try:
         async with ctx.get("imports") or contextlib.nullcontext():
-            report = await run_import(cost_import_id)
+            report = await counted_import(cost_import_id)
     except CostFileRejected as refused:
         log.info("cost import %s refused: %s", cost_import_id, refused.message)
         return {"state": "FAILED", "message": refused.message}
@@ -34,3 +36,18 @@ async def run_cost_import(ctx: dict, cost_import_id: str) -> dict:
         log.info("cost import %s not run: %s", cost_import_id, error)
         return {"state": "SKIPPED", "message": str(error)}
     return {"state": "DONE", "rows": report.rows}
+
+
+async def counted_import(cost_import_id: Any) -> ImportReport:
+    """`run_import`, its rows and time counted by outcome (an upload's and a sync's alike)."""
+    timer, outcome = metrics.Timer(), "failed"
+    try:
+        report = await run_import(cost_import_id)
+        outcome = "done"
+    except DomainError as error:
+        outcome = "failed" if isinstance(error, CostFileRejected) else "skipped"
+        raise
+    finally:
+        metrics.COST_IMPORTS.labels(outcome).observe(timer.seconds)
+    metrics.COST_IMPORT_ROWS.inc(report.rows)
+    return report

@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aiosmtplib
 import jinja2
 
+from infra import metrics
 from jobs.rendering import TEMPLATES_DIR
 from models.errors import ValidationFailed
 from models.organizations import Organization
@@ -104,9 +105,17 @@ async def send_mail(
         message_id_domain or Address(addr_spec=sender).domain,
     )
     if settings.smtp_url:
-        return await _deliver(settings.smtp_url, message, sender, recipients)
-    path = await asyncio.to_thread(_write_outbox, settings.outbox_path, message, now)
-    return [RecipientOutcome(recipient, True, str(path)) for recipient in recipients]
+        try:
+            outcomes = await _deliver(settings.smtp_url, message, sender, recipients)
+        except MailError:
+            metrics.EMAILS.labels("failed").inc(len(recipients))
+            raise
+    else:
+        path = await asyncio.to_thread(_write_outbox, settings.outbox_path, message, now)
+        outcomes = [RecipientOutcome(recipient, True, str(path)) for recipient in recipients]
+    for outcome in outcomes:
+        metrics.EMAILS.labels("sent" if outcome.delivered else "failed").inc()
+    return outcomes
 
 
 class Sender(TypedDict):

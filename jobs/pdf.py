@@ -40,6 +40,7 @@ from typing import Any, TypedDict
 
 from playwright.async_api import Browser, BrowserContext, Page, PdfMargins, Playwright, Route, async_playwright
 
+from infra import metrics
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -392,12 +393,14 @@ class PdfRenderer:
     async def _print_batch(self, page: Page | None, htmls: list[str]) -> list[bytes] | None:
         """The invoices printed together, split; None when the split does not line up (the
         page goes back to the pool either way, or is replaced when the print failed)."""
+        timer = metrics.Timer()
         try:
             if page is None or page.is_closed():
                 page = await self._new_page()
             await page.set_content(combine(htmls), wait_until="load", timeout=RENDER_TIMEOUT_MS)
             pdf = await page.pdf(**PDF_OPTIONS)
         except BaseException:
+            metrics.PDF_PRINTS.labels("failed").observe(timer.seconds)
             self._pool.put_nowait(None)
             self.pages_replaced += 1
             if page is not None:
@@ -412,18 +415,22 @@ class PdfRenderer:
             return None
         self.batches += 1
         self.renders += len(pdfs)
+        metrics.PDF_PRINTS.labels("ok").observe(timer.seconds)
+        metrics.PDFS_PRINTED.inc(len(pdfs))
         return pdfs
 
     async def _render_one(self, html: str, page: Page | None = None) -> bytes:
         """`html` printed alone, on `page` (taken from the pool) or the next free one."""
         if page is None:
             page = await self._pool.get()
+        timer = metrics.Timer()
         try:
             if page is None or page.is_closed():
                 page = await self._new_page()
             await page.set_content(html, wait_until="load", timeout=RENDER_TIMEOUT_MS)
             pdf = await page.pdf(**PDF_OPTIONS)
         except BaseException:
+            metrics.PDF_PRINTS.labels("failed").observe(timer.seconds)
             # Its state is unknown (timed out, cancelled, crashed): the next render gets a
             # new page. The slot goes back first so that the pool never shrinks.
             self._pool.put_nowait(None)
@@ -433,6 +440,8 @@ class PdfRenderer:
             raise
         self._pool.put_nowait(page)
         self.renders += 1
+        metrics.PDF_PRINTS.labels("ok").observe(timer.seconds)
+        metrics.PDFS_PRINTED.inc()
         return pdf
 
     async def _launch(self) -> None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arq import cron, func
-from arq.constants import in_progress_key_prefix
-from arq.worker import Worker, create_worker
+from arq.constants import in_progress_key_prefix, retry_key_prefix
+from arq.worker import Worker, get_kwargs
 
-from infra import broker, db, links, storage
+from infra import broker, db, links, log_context, metrics, storage
 from infra.embedded import resolve_urls
 from infra.settings import Settings, get_settings
 from jobs import dispatch
@@ -40,6 +41,9 @@ async def startup(ctx: dict) -> None:
     ctx["settings"] = settings
     await db.init(settings)
     ctx.update(await shared(settings))
+    if settings.worker_metrics_port is not None:
+        ctx["metrics"] = metrics.MetricsServer(settings, ctx.get("redis"))
+        await ctx["metrics"].start()
 
 
 async def shared(settings: Settings) -> dict[str, Any]:
@@ -57,6 +61,8 @@ async def shared(settings: Settings) -> dict[str, Any]:
 async def shutdown(ctx: dict) -> None:
     if "pdf" in ctx:
         await ctx["pdf"].close()
+    if "metrics" in ctx:
+        await ctx["metrics"].stop()
     await db.close()
 
 
@@ -64,6 +70,8 @@ async def claim_job(ctx: dict) -> None:
     """Shorten arq's claim on the job that starts to `job_lease_seconds`, renewed while this
     worker lives. arq claims a job for the longest job timeout plus 10 s (four hours here, for
     cost imports): a killed worker's jobs would wait that long before another worker ran them."""
+    # arq's own lines of the job (its start and end) carry its id: this runs in its task.
+    log_context.mark(job_id=ctx["job_id"])
     settings = ctx.get("settings")
     if settings is None or "redis" not in ctx:
         return
@@ -73,11 +81,18 @@ async def claim_job(ctx: dict) -> None:
 
 
 async def release_job(ctx: dict) -> None:
-    """The job ended (arq removed its claim): stop renewing it."""
+    """The job ended (arq removed its claim): stop renewing it. A job that the worker's stop
+    cut short stays queued for another worker (arq's doing), and this try is not counted
+    against it: a cost import, tried once, runs again in full."""
     if lease := ctx.pop("lease", None):
         lease.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await lease
+    stopping = ctx.get("stopping")
+    if stopping is not None and stopping.is_set() and "redis" in ctx:
+        if await ctx["redis"].zscore(broker.QUEUE_NAME, ctx["job_id"]) is not None:
+            await ctx["redis"].decr(retry_key_prefix + ctx["job_id"])
+            log.info("job %s handed back to the queue", ctx["job_id"])
 
 
 async def _renew(redis: Any, key: str, lease_seconds: float) -> None:
@@ -186,10 +201,22 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
     return {**own, "redis_settings": broker.redis_settings(settings), "ctx": {"settings": settings}}
 
 
+class StoppingWorker(Worker):
+    """arq's worker, telling its jobs' ends (`release_job`) that it is stopping."""
+
+    def handle_sig_wait_for_completion(self, signum: signal.Signals) -> None:
+        self.ctx["stopping"].set()
+        super().handle_sig_wait_for_completion(signum)
+
+
 def claiming_worker(settings: Settings) -> Worker:
     """arq's worker on these settings, claiming each job for `job_lease_seconds` from the
     start (`claim_job` then renews it): a worker killed between taking a job and starting it
-    must not hold it for arq's four hours either."""
-    worker = create_worker(worker_settings(settings))
+    must not hold it for arq's four hours either. On SIGTERM (or SIGINT) it takes no more
+    jobs, lets those it runs finish for `worker_stop_seconds`, hands back the others and exits."""
+    own = worker_settings(settings)
+    own["ctx"] = {**own["ctx"], "stopping": asyncio.Event()}
+    options: dict[str, Any] = dict(get_kwargs(own))
+    worker = StoppingWorker(**options, job_completion_wait=settings.worker_stop_seconds)
     worker.in_progress_timeout_s = settings.job_lease_seconds
     return worker

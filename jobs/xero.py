@@ -8,15 +8,16 @@ leaves the sync FAILED with Xero's message until an owner pushes again."""
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from arq import Retry
 
-from infra import xero
+from infra import metrics, xero
 from infra.settings import Settings
 from jobs import dispatch
 from jobs.effects import following, runs_effects
@@ -32,12 +33,40 @@ from models.xero.tokens import TokenSet, unseal_tokens
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+P = ParamSpec("P")
 # Payments are read again from a little before the last read: Xero's clock and ours differ.
 PAYMENTS_OVERLAP = timedelta(minutes=5)
 
 
 class _Permanent(Exception):
     """A push that cannot succeed until someone changes something (the message says what)."""
+
+
+# What an exchange answers when it did not do its work (the others did, or had none to do).
+_NOT_DONE = ("failed", "refused", "unreadable", "unavailable")
+
+
+def _counted(kind: str) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]:
+    """Count each exchange of this kind with Xero by outcome: ok, retrying (Xero or the network
+    refused for a while), or what it answered when it did not do its work."""
+
+    def counting(exchange: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+        @functools.wraps(exchange)
+        async def counted(*args: P.args, **kwargs: P.kwargs) -> T:
+            outcome = "failed"
+            try:
+                result = await exchange(*args, **kwargs)
+                outcome = result if isinstance(result, str) and result in _NOT_DONE else "ok"
+                return result
+            except Retry:
+                outcome = "retrying"
+                raise
+            finally:
+                metrics.XERO_SYNCS.labels(kind, outcome).inc()
+
+        return counted
+
+    return counting
 
 
 def _refresher(settings: Settings) -> Callable[[TokenSet], Awaitable[TokenSet]]:
@@ -124,6 +153,7 @@ async def _allocate(settings: Settings, current: XeroSync, view: FrozenDocument,
 
 
 @runs_effects
+@_counted("push")
 async def push_to_xero(ctx: dict, sync_id: str) -> str:
     settings: Settings = ctx["settings"]
     current = await sync.begin_attempt(sync_id)
@@ -169,6 +199,7 @@ async def push_at_rollover(redis: Any, organization_id: Any, actor: Actor) -> in
     return len(queued)
 
 
+@_counted("payments")
 async def poll_payments_of(settings: Settings, connection: XeroConnection) -> int:
     """Bring back the payments Xero has for our invoices since the last read: how many were
     recorded (those our rules refuse are on the invoice's timeline instead)."""
@@ -207,6 +238,7 @@ async def read_xero_payments(ctx: dict, organization_id: str) -> int:
 
 
 @runs_effects
+@_counted("revoke")
 async def revoke_xero_tokens(ctx: dict, sealed_tokens: str) -> str:
     """Revoke a disconnected organization's refresh token at Xero (its connection goes with it)."""
     tokens = unseal_tokens(ctx["settings"], sealed_tokens)

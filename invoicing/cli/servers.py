@@ -21,9 +21,10 @@ from infra.embedded import resolve_urls
 from infra.settings import Settings, get_settings
 from invoicing.cli.common import app, console, errors, nothing, resolved_settings, run
 from invoicing.cli.data import DEMO_SAMPLE, load_demo_data
+from invoicing.logs import configure_logging
 from models.base import Scope
 
-WORKER_STOP_SECONDS = 15
+WORKER_STOP_MARGIN = 10
 # A worker that ran this long before it stopped was working: its next start waits the least.
 WORKER_HEALTHY_SECONDS = 60
 FIRST_RETRY_SECONDS = 1.0
@@ -43,7 +44,7 @@ def serve(
     demo_users = run(settings, functools.partial(load_demo_data, sample) if demo else nothing, migrate=True)
     worker = WorkerSupervisor(
         [sys.executable, "-m", "invoicing", "worker"], settings.child_environment(),
-        settings.worker_retry_max_seconds,
+        settings.worker_retry_max_seconds, settings.worker_stop_seconds,
     )
     worker.start()
     try:
@@ -56,8 +57,10 @@ class WorkerSupervisor:
     """Runs the worker beside the web server and starts it again when it dies (killed, out of
     memory), waiting longer after each quick death, up to `max_delay` seconds."""
 
-    def __init__(self, command: list[str], env: dict[str, str], max_delay: float) -> None:
+    def __init__(self, command: list[str], env: dict[str, str], max_delay: float, stop_seconds: float = 5) -> None:
         self.command, self.env, self.max_delay = command, env, max_delay
+        # The worker's own time to finish its jobs, and a margin to close.
+        self.stop_seconds = stop_seconds + WORKER_STOP_MARGIN
         self.starts = 0
         self.process: subprocess.Popen | None = None
         self._stopping = threading.Event()
@@ -91,8 +94,8 @@ class WorkerSupervisor:
             self._stopping.set()
             process = self.process
         if process is not None:
-            _stop(process)
-        self._thread.join(WORKER_STOP_SECONDS)
+            _stop(process, self.stop_seconds)
+        self._thread.join(self.stop_seconds)
 
 
 def _serve(settings: Settings, demo_users: list | None = None) -> None:
@@ -120,22 +123,30 @@ def _serve(settings: Settings, demo_users: list | None = None) -> None:
     # uvicorn shuts down on SIGTERM, then raises it again once its own handler is gone: this
     # handler turns it into SystemExit so that `serve` still stops its worker on the way out.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # On SIGTERM uvicorn takes no new connection, closes WebSockets with 1012 (service restart:
+    # clients reconnect, to another process) and lets requests under way finish.
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level="info",
         ws_max_size=settings.ws_max_message_bytes, ws_per_message_deflate=settings.ws_per_message_deflate,
+        timeout_graceful_shutdown=settings.web_stop_seconds, **_log_config(settings),
     )
+
+
+def _log_config(settings: Settings) -> dict[str, Any]:
+    """uvicorn's own logging, or none in JSON: `create_app` made every logger write JSON."""
+    return {"log_config": None} if settings.log_format == "json" else {}
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """Stop the worker gracefully (arq finishes its running jobs on SIGTERM), then for good."""
+def _stop(process: subprocess.Popen, wait: float) -> None:
+    """Stop the worker gracefully (on SIGTERM it finishes or hands back its jobs), then for good."""
     if process.poll() is None:
         process.terminate()
         try:
-            process.wait(WORKER_STOP_SECONDS)
+            process.wait(wait)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -150,7 +161,10 @@ def worker() -> None:
     from arq.logs import default_log_config
 
     settings = resolve_urls(get_settings())
-    logging.config.dictConfig(default_log_config(verbose=False))
+    if settings.log_format == "json":
+        configure_logging(settings)
+    else:
+        logging.config.dictConfig(default_log_config(verbose=False))
     run_worker_until_stopped(settings)
 
 

@@ -24,6 +24,7 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
+from infra import log_context
 from models.errors import DomainError, NotFound, RequestErrorCode
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def coded(error: GraphQLError, production: bool) -> GraphQLError:
             extensions={"code": code.value, **({"field": original.field} if original.field else {})},
         )
     if _unexpected(error):
-        request_id = uuid.uuid4().hex
+        request_id = log_context.get("request_id") or uuid.uuid4().hex
         log.error("unexpected error (request %s) at %s", request_id, error.path, exc_info=error.original_error)
         return GraphQLError(
             MASKED_MESSAGE if production else error.message,
