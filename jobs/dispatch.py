@@ -34,6 +34,10 @@ XERO_PUSH = "push_to_xero"
 XERO_REVOKE = "revoke_xero_tokens"
 XERO_PAYMENTS = "read_xero_payments"
 COST_SOURCE_SYNC = "sync_cost_source"
+WEBHOOKS = "deliver_webhooks"
+WEBHOOK_DISABLED = "notify_webhook_disabled"
+# Set when deliveries were queued: a lane that finds it set after its last round goes on.
+WEBHOOKS_WAKE = "invoicing:webhooks:wake"
 
 
 def send_job_id(invoice_id: Any, attempt: str = "approval") -> str:
@@ -159,6 +163,23 @@ async def enqueue_xero_payments(redis: ArqRedis, organization_id: Any) -> None:
     await redis.enqueue_job(XERO_PAYMENTS, str(organization_id), _job_id=f"{XERO_PAYMENTS}:{organization_id}")
 
 
+def webhook_lane_id(lane: int) -> str:
+    return f"{WEBHOOKS}:{lane}"
+
+
+async def wake_webhook_lanes(redis: ArqRedis, lanes: int) -> None:
+    """Deliveries were queued: the lanes running go on, those not running start (one job per
+    lane at most: a lane queued or running refuses a second)."""
+    await redis.set(WEBHOOKS_WAKE, "1")
+    for lane in range(lanes):
+        await redis.enqueue_job(WEBHOOKS, lane, _job_id=webhook_lane_id(lane))
+
+
+async def enqueue_webhook_disabled(redis: ArqRedis, endpoint_id: Any) -> None:
+    """Queue the e-mail telling the owners that the endpoint was disabled."""
+    await redis.enqueue_job(WEBHOOK_DISABLED, str(endpoint_id))
+
+
 def _logged(requeue: Callable[P, Awaitable[None]]) -> Callable[P, Awaitable[None]]:
     """The sweeper's and a retry's queueing logs, never raises, when Redis fails: the state
     rows still imply the work, and the next sweep queues it."""
@@ -207,3 +228,10 @@ async def requeue_jobs(redis: ArqRedis, function: str, job_id: Callable[[Any], s
     again unless arq holds it (the job does only what is left to do)."""
     for row_id in row_ids:
         await requeue(redis, function, job_id(row_id), str(row_id))
+
+
+@_logged
+async def start_webhook_lanes(redis: ArqRedis, lanes: int) -> None:
+    """Deliveries are due: each lane arq does not hold is queued again."""
+    for lane in range(lanes):
+        await requeue(redis, WEBHOOKS, webhook_lane_id(lane), lane)
