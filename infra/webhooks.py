@@ -20,6 +20,7 @@ import httpx
 
 from infra import egress
 from infra.settings import Settings
+from models.errors import ValidationFailed
 from models.webhooks import Outcome
 
 _REFUSED = {
@@ -27,6 +28,21 @@ _REFUSED = {
     egress.Refusal.PRIVATE: "refused: the host is on a loopback, private or link-local address",
 }
 USER_AGENT = "invoicing-webhooks/1"
+
+
+async def check_url(settings: Settings, url: str) -> None:
+    """Refuse, when it is given, an endpoint whose host does not resolve or resolves to an
+    address not to be reached (delivery checks again each time: a name's answer may change)."""
+    try:
+        await egress.resolve(urlsplit(url).hostname or "", allow_private=settings.webhook_private_addresses,
+                             timeout=settings.webhook_timeout_seconds)
+    except egress.EgressRefused as refused:
+        if refused.refusal == egress.Refusal.UNRESOLVED:
+            raise ValidationFailed("The endpoint's host name does not resolve.", field="url") from None
+        raise ValidationFailed(
+            "The endpoint is on a loopback, private or link-local address, which this server does not reach.",
+            field="url",
+        ) from None
 
 
 class Sender:

@@ -22,8 +22,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 from arq import ArqRedis
@@ -31,8 +31,8 @@ from arq import ArqRedis
 from infra import events
 from infra.settings import get_settings
 from jobs import dispatch
-from models.invoices import DeliveryStatus, Invoice, InvoiceStatus
 from models import webhooks
+from models.invoices import DeliveryStatus, Invoice, InvoiceStatus
 from models.outbox import Entity, Happened, Transition, collecting
 from models.xero.sync import queued_pushes
 

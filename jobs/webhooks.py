@@ -127,7 +127,8 @@ async def notify_webhook_disabled(ctx: dict, endpoint_id: str) -> str:
         "disabled_at": f"{at:%Y-%m-%d %H:%M} ({organization.timezone})", "reason": endpoint.disabled_reason or "",
     })
     try:
-        await send_mail(ctx["settings"], to=list(owners), subject=subject, text=text, **organization_sender(organization))
+        await send_mail(ctx["settings"], to=[str(owner) for owner in owners], subject=subject, text=text,
+                        **organization_sender(organization))
     except MailError as exc:
         log.error("the notice of webhook endpoint %s disabled was not sent: %s", endpoint_id, type(exc).__name__)
         return "failed"

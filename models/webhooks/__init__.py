@@ -27,6 +27,7 @@ from models.webhooks.endpoints import (
     ready_for_test,
     rotate_secret,
     signing_secrets,
+    test_event,
     update_endpoint,
 )
 from models.webhooks.events import EVENT_TYPES, TEST_EVENT, Event, events_of, node_id
@@ -44,6 +45,7 @@ __all__ = [
     "EVENT_TYPES", "RETRY_DELAYS", "TEST_EVENT", "DeliveryState", "Due", "EndpointInput", "Event", "Outcome",
     "WebhookAttempt", "WebhookDelivery", "WebhookEndpoint", "WebhookEvent", "any_due", "check_url", "claim_due",
     "create_endpoint", "delete_endpoint", "events_of", "node_id", "owned_delivery", "owned_endpoint", "queue_events",
-    "queue_test", "ready_for_test", "record_attempt", "redeliver", "rotate_secret", "signing_secrets", "update_endpoint",
+    "queue_test", "ready_for_test", "record_attempt", "redeliver", "rotate_secret", "signing_secrets", "test_event",
+    "update_endpoint",
     "visible_deliveries", "visible_endpoints",
 ]

@@ -17,7 +17,7 @@ from tortoise.transactions import in_transaction
 from infra.settings import Settings
 from models import sealing
 from models.errors import InvalidTransition, NotFound, ValidationFailed
-from models.webhooks.events import EVENT_TYPES
+from models.webhooks.events import EVENT_TYPES, TEST_EVENT, Event, node_id
 from models.webhooks.tables import DeliveryState, WebhookDelivery, WebhookEndpoint, visible_deliveries, visible_endpoints
 
 _SEAL_LABEL = b"invoicing webhook signing secrets"
@@ -154,10 +154,10 @@ async def delete_endpoint(principal, endpoint_id: Any) -> None:
     await endpoint.delete()
 
 
-async def owned_endpoint(principal, endpoint_id: Any) -> WebhookEndpoint:
+async def owned_endpoint(principal, endpoint_id: Any, field: str = "id") -> WebhookEndpoint:
     endpoint = await visible_endpoints(principal).filter(id=endpoint_id).first() if endpoint_id else None
     if endpoint is None:
-        raise NotFound("The webhook endpoint does not exist.", field="id")
+        raise NotFound("The webhook endpoint does not exist.", field=field)
     return endpoint
 
 
@@ -172,3 +172,9 @@ async def owned_delivery(principal, delivery_id: Any) -> WebhookDelivery:
 def ready_for_test(endpoint: WebhookEndpoint) -> None:
     if not endpoint.enabled:
         raise InvalidTransition("The endpoint is disabled: enable it first.", field="endpointId")
+
+
+def test_event(endpoint: WebhookEndpoint) -> Event:
+    """The event `sendTestWebhook` sends: which endpoint it was sent to."""
+    return Event(endpoint.organization_id, TEST_EVENT, {"webhookEndpoint": {
+        "id": node_id("WebhookEndpoint", endpoint.id), "url": endpoint.url, "description": endpoint.description}})

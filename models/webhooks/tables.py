@@ -37,7 +37,7 @@ class WebhookEndpoint(TimestampMixin, Model):
     url = fields.CharField(max_length=2048)
     description = fields.CharField(max_length=500, default="")
     # The event types it receives (`models.webhooks.events.EVENT_TYPES`).
-    events: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
+    events: fields.JSONField[list[str]] = fields.JSONField(default=list)
     # The signing secret (`whsec_...`), sealed; after a rotation the previous one signs too
     # until `previous_secret_until`.
     secret = fields.TextField()
