@@ -135,9 +135,11 @@ async def _payment_events(happened: Happened) -> list[Event]:
             entry = _entry(payment, "Payment", invoice.currency, paidOn=payment.paid_on, method=payment.method.value,
                            reference=payment.reference)
             found.append(Event(invoice.organization_id, "payment.recorded", {"payment": entry, "invoice": one["data"]}))
-        paid = {PaymentStatus.PAID: "invoice.paid", PaymentStatus.PARTIALLY_PAID: "invoice.partially_paid"}
-        if invoice.payment_status in paid:
-            found.append(Event(invoice.organization_id, paid[PaymentStatus(invoice.payment_status)], {"invoice": one["data"]}))
+        # Settled in full, or in part (an overdue invoice paid in part stays OVERDUE, and is partially paid).
+        if invoice.payment_status == PaymentStatus.PAID:
+            found.append(Event(invoice.organization_id, "invoice.paid", {"invoice": one["data"]}))
+        elif amount_due(invoice) > 0:
+            found.append(Event(invoice.organization_id, "invoice.partially_paid", {"invoice": one["data"]}))
     else:
         for refund in happened.subjects:
             entry = _entry(refund, "Refund", invoice.currency, refundedOn=refund.refunded_on, reason=refund.reason,
