@@ -374,7 +374,7 @@ async def test_scope_matrix(world, hooks_client, receiver, role):
     else:
         assert listed["data"]["webhookEndpoints"]["totalCount"] == 0
         assert node["data"]["node"] is None
-    if role == "owner":
+    if role in ("owner", "foreign_owner"):  # each in its own organization
         assert created["data"]["createWebhookEndpoint"]["__typename"] == "WebhookEndpointCreated"
     else:
         assert created["data"] is None and created["errors"][0]["extensions"]["code"] == "FORBIDDEN"
@@ -387,8 +387,9 @@ async def test_scope_matrix(world, hooks_client, receiver, role):
             assert answer["data"][field]["__typename"] == "NotFoundError"
         else:
             assert answer["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-    remaining = await WebhookEndpoint.all().values_list("url", flat=True)
-    assert remaining == ([receiver.url("x")] if role == "owner" else [receiver.url("matrix")])
+    remaining = await WebhookEndpoint.all().order_by("url").values_list("organization_id", "url")
+    ours, theirs = (world.org.id, receiver.url("matrix")), (world.foreign_org.id, receiver.url("x"))
+    assert remaining == {"owner": [(world.org.id, receiver.url("x"))], "foreign_owner": [ours, theirs]}.get(role, [ours])
 
 
 async def test_a_delivery_is_redelivered_by_its_owner_only(world, redis, hooks, hooks_client, receiver):
