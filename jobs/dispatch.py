@@ -163,16 +163,31 @@ async def enqueue_xero_payments(redis: ArqRedis, organization_id: Any) -> None:
     await redis.enqueue_job(XERO_PAYMENTS, str(organization_id), _job_id=f"{XERO_PAYMENTS}:{organization_id}")
 
 
-def webhook_lane_id(lane: int) -> str:
-    return f"{WEBHOOKS}:{lane}"
+def webhook_lane_lock(lane: int) -> str:
+    """Held by the lane's running job (`jobs.webhooks.deliver_webhooks`)."""
+    return f"{WEBHOOKS}:{lane}:lock"
+
+
+def webhook_lane_kick(lane: int) -> str:
+    """Set from a lane's job being queued until it starts: one queued job per lane."""
+    return f"{WEBHOOKS}:{lane}:kick"
+
+
+async def _kick_webhook_lanes(redis: ArqRedis, lanes: int) -> None:
+    """WAKE set first, then a job queued for each lane that no job holds or is about to: a
+    lane that stops checks WAKE after it let its lock go, so that either it goes on or this
+    sees its lock free and queues the next."""
+    await redis.set(WEBHOOKS_WAKE, "1")
+    for lane in range(lanes):
+        if await redis.exists(webhook_lane_lock(lane)):
+            continue
+        if await redis.set(webhook_lane_kick(lane), "1", nx=True, px=10_000):
+            await redis.enqueue_job(WEBHOOKS, lane, _job_id=f"{WEBHOOKS}:{lane}:{uuid.uuid4().hex}")
 
 
 async def wake_webhook_lanes(redis: ArqRedis, lanes: int) -> None:
-    """Deliveries were queued: the lanes running go on, those not running start (one job per
-    lane at most: a lane queued or running refuses a second)."""
-    await redis.set(WEBHOOKS_WAKE, "1")
-    for lane in range(lanes):
-        await redis.enqueue_job(WEBHOOKS, lane, _job_id=webhook_lane_id(lane))
+    """Deliveries were queued: the lanes running go on, the others start."""
+    await _kick_webhook_lanes(redis, lanes)
 
 
 async def enqueue_webhook_disabled(redis: ArqRedis, endpoint_id: Any) -> None:
@@ -232,6 +247,5 @@ async def requeue_jobs(redis: ArqRedis, function: str, job_id: Callable[[Any], s
 
 @_logged
 async def start_webhook_lanes(redis: ArqRedis, lanes: int) -> None:
-    """Deliveries are due: each lane arq does not hold is queued again."""
-    for lane in range(lanes):
-        await requeue(redis, WEBHOOKS, webhook_lane_id(lane), lane)
+    """Deliveries are due (the sweeper found them): the lanes not running start."""
+    await _kick_webhook_lanes(redis, lanes)

@@ -3,8 +3,9 @@ and record what came of it (`models.webhooks`); the sweeper that starts a lane w
 fell due (a retry's time came, or a lane stopped as one was queued); and the e-mail to the
 owners of an endpoint that was disabled.
 
-A lane is one arq job (`deliver_webhooks`, one fixed id per lane, WEBHOOK_LANES of them): it
-holds one of the worker's job slots whatever the traffic, so the other work keeps the rest,
+A lane is one arq job (`deliver_webhooks`; one at a time per lane, which holds the lane's lock,
+WEBHOOK_LANES of them): it holds one of the worker's job slots whatever the traffic, so the
+other work keeps the rest,
 and posts up to WEBHOOK_CONCURRENCY deliveries at once, at most PER_ENDPOINT of them to one
 endpoint (a slow endpoint does not hold the others up). It stops when nothing is due and no
 new delivery was announced meanwhile (`WAKE`, set by the effect before it starts the lanes)."""
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -32,6 +34,9 @@ from models.webhooks import Due, Outcome, WebhookEndpoint, any_due, claim_due, r
 
 log = logging.getLogger(__name__)
 PER_ENDPOINT = 4
+# A lane's lock outlives a worker that died holding it by this much at most (renewed each round).
+LANE_LOCK_SECONDS = 120
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 Clock = Callable[[], datetime]
 
 
@@ -89,15 +94,27 @@ async def deliver_due(settings: Settings, sender: Sender, clock: Clock = _now) -
 
 @runs_effects
 async def deliver_webhooks(ctx: dict, lane: int) -> int:
-    """One lane: deliver what is due, again while new deliveries are announced."""
+    """One lane: unless another job holds it, deliver what is due, again while new deliveries
+    are announced (WAKE); then let the lane go and look once more (`dispatch._kick_webhook_lanes`
+    says why that order loses nothing)."""
     settings, redis = ctx["settings"], ctx["redis"]
+    lock, token = dispatch.webhook_lane_lock(lane), uuid.uuid4().hex
+    await redis.delete(dispatch.webhook_lane_kick(lane))
     attempted = 0
     async with Sender(settings, connections=settings.webhook_concurrency) as sender:
-        while True:
-            await redis.delete(dispatch.WEBHOOKS_WAKE)
-            attempted += await deliver_due(settings, sender)
+        while await redis.set(lock, token, nx=True, ex=LANE_LOCK_SECONDS):
+            try:
+                while True:
+                    await redis.delete(dispatch.WEBHOOKS_WAKE)
+                    attempted += await deliver_due(settings, sender)
+                    await redis.expire(lock, LANE_LOCK_SECONDS)
+                    if not await redis.exists(dispatch.WEBHOOKS_WAKE):
+                        break
+            finally:
+                await redis.eval(_RELEASE, 1, lock, token)
             if not await redis.exists(dispatch.WEBHOOKS_WAKE):
-                return attempted
+                break
+    return attempted
 
 
 @runs_effects
