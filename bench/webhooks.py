@@ -52,7 +52,7 @@ def receiver_app(secrets_file: Path):
     async def receive(request):
         arrived = time.time()
         if not secrets:
-            secrets.update({path: Webhook(secret) for path, secret in json.loads(secrets_file.read_text()).items()})
+            secrets.update({path: Webhook(secret) for path, secret in json.loads(secrets_file.read_text()).items()})  # noqa: ASYNC240 (once, a small file)
         body = await request.body()
         try:
             payload = secrets[request.path_params["path"]].verify(body, dict(request.headers))
@@ -99,27 +99,48 @@ async def seed(endpoints: int, invoices_each: int, receiver: str, secrets_file: 
         owner = Principal(await create_user(org.id, email=f"owner{n}@bench.example", scope=Scope.OWNER), None)
         account = await ManagedAccount.create(organization=org, name="Customer")
         for month in range(invoices_each):
-            period = await BillingPeriod.create(organization=org, start_date=date(2020 + month // 12, month % 12 + 1, 1),
-                                                end_date=date(2020 + (month + 1) // 12, (month + 1) % 12 + 1, 1))
+            period = await BillingPeriod.create(
+                organization=org,
+                start_date=date(2020 + month // 12, month % 12 + 1, 1),
+                end_date=date(2020 + (month + 1) // 12, (month + 1) % 12 + 1, 1),
+            )
             invoice = await Invoice.create(organization=org, managed_account=account, billing_period=period, currency="USD")
             revision = await InvoiceRevision.create(
-                invoice=invoice, revision=1, template_version="1", currency="USD", cost_currency="USD", subtotal=total,
-                adjustments=0, charges=0, total=total, issue_date=date(2026, 1, 1), due_date=date(2099, 1, 1), snapshot={})
+                invoice=invoice,
+                revision=1,
+                template_version="1",
+                currency="USD",
+                cost_currency="USD",
+                subtotal=total,
+                adjustments=0,
+                charges=0,
+                total=total,
+                issue_date=date(2026, 1, 1),
+                due_date=date(2099, 1, 1),
+                snapshot={},
+            )
             await Invoice.filter(id=invoice.id).update(
-                current_revision_id=revision.id, status="APPROVED", number=f"INV-{n}-{month}", subtotal=total, total=total,
-                issue_date=date(2026, 1, 1), due_date=date(2099, 1, 1), approved_at=datetime.now(UTC))
+                current_revision_id=revision.id,
+                status="APPROVED",
+                number=f"INV-{n}-{month}",
+                subtotal=total,
+                total=total,
+                issue_date=date(2026, 1, 1),
+                due_date=date(2099, 1, 1),
+                approved_at=datetime.now(UTC),
+            )
             invoices.append((owner, invoice))
-        _, secret = await create_endpoint(owner, settings, EndpointInput(
-            url=f"{receiver}/hooks/org{n}", events=["payment.recorded"]), anywhere)
+        _, secret = await create_endpoint(
+            owner, settings, EndpointInput(url=f"{receiver}/hooks/org{n}", events=["payment.recorded"]), anywhere
+        )
         secrets[f"org{n}"] = secret
         owners.append(owner)
-    secrets_file.write_text(json.dumps(secrets))
+    secrets_file.write_text(json.dumps(secrets))  # noqa: ASYNC240 (a small file, before the run)
     return invoices
 
 
 async def main(events: int, endpoints: int, database_url: str, redis_url: str) -> None:
-    os.environ.update(DATABASE_URL=database_url, REDIS_URL=redis_url, WEBHOOK_PRIVATE_ADDRESSES="true",
-                      WEBHOOK_ALLOW_HTTP="true")
+    os.environ.update(DATABASE_URL=database_url, REDIS_URL=redis_url, WEBHOOK_PRIVATE_ADDRESSES="true", WEBHOOK_ALLOW_HTTP="true")
     import httpx
 
     from infra import broker, db
@@ -138,10 +159,10 @@ async def main(events: int, endpoints: int, database_url: str, redis_url: str) -
     invoices_each = max(events // endpoints // 100, 1)
     invoices = await seed(endpoints, invoices_each, f"http://127.0.0.1:{port}", secrets_file)
     environment = {**os.environ, "WEBHOOK_PRIVATE_ADDRESSES": "true", "WEBHOOK_ALLOW_HTTP": "true"}
-    receiver = subprocess.Popen([sys.executable, __file__, "--receiver", str(port), "--secrets", str(secrets_file)],
-                                env=environment)
-    worker = subprocess.Popen([sys.executable, "-m", "invoicing", "worker"], env=environment, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    receiver = subprocess.Popen([sys.executable, __file__, "--receiver", str(port), "--secrets", str(secrets_file)], env=environment)  # noqa: ASYNC220
+    worker = subprocess.Popen(  # noqa: ASYNC220 (started once, before the run)
+        [sys.executable, "-m", "invoicing", "worker"], env=environment, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         async with httpx.AsyncClient() as http:
             for _ in range(200):
@@ -161,8 +182,9 @@ async def main(events: int, endpoints: int, database_url: str, redis_url: str) -
                 for n in range(first, events, WRITERS):
                     owner, invoice = invoices[n % len(invoices)]
                     async with following(redis):
-                        done = await record_payment(owner, invoice.id, amount=Decimal("1.00"), paid_on=date(2026, 1, 2),
-                                                    method=PaymentMethod.BANK_TRANSFER)
+                        done = await record_payment(
+                            owner, invoice.id, amount=Decimal("1.00"), paid_on=date(2026, 1, 2), method=PaymentMethod.BANK_TRANSFER
+                        )
                         committed[node_id("Payment", done.payment.id)] = time.time()
 
             await asyncio.gather(*(writer(first) for first in range(WRITERS)))
@@ -198,8 +220,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--endpoints", type=int, default=10)
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
-                        help="database to DROP and recreate (default: $BENCH_DATABASE_URL or %(default)s)")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
+        help="database to DROP and recreate (default: $BENCH_DATABASE_URL or %(default)s)",
+    )
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--secrets", type=Path, help=argparse.SUPPRESS)

@@ -34,8 +34,9 @@ async def check_url(settings: Settings, url: str) -> None:
     """Refuse, when it is given, an endpoint whose host does not resolve or resolves to an
     address not to be reached (delivery checks again each time: a name's answer may change)."""
     try:
-        await egress.resolve(urlsplit(url).hostname or "", allow_private=settings.webhook_private_addresses,
-                             timeout=settings.webhook_timeout_seconds)
+        await egress.resolve(
+            urlsplit(url).hostname or "", allow_private=settings.webhook_private_addresses, timeout=settings.webhook_timeout_seconds
+        )
     except egress.EgressRefused as refused:
         if refused.refusal == egress.Refusal.UNRESOLVED:
             raise ValidationFailed("The endpoint's host name does not resolve.", field="url") from None
@@ -51,7 +52,9 @@ class Sender:
     def __init__(self, settings: Settings, *, connections: int = 16):
         self.settings = settings
         self._client = httpx.AsyncClient(
-            follow_redirects=False, trust_env=False, timeout=httpx.Timeout(settings.webhook_timeout_seconds),
+            follow_redirects=False,
+            trust_env=False,
+            timeout=httpx.Timeout(settings.webhook_timeout_seconds),
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
             headers={"User-Agent": USER_AGENT},
         )
@@ -70,8 +73,9 @@ class Sender:
             async with asyncio.timeout(settings.webhook_timeout_seconds):
                 parts = urlsplit(url)
                 host = parts.hostname or ""
-                addresses = await egress.resolve(host, allow_private=settings.webhook_private_addresses,
-                                                 timeout=settings.webhook_timeout_seconds, port=parts.port)
+                addresses = await egress.resolve(
+                    host, allow_private=settings.webhook_private_addresses, timeout=settings.webhook_timeout_seconds, port=parts.port
+                )
                 return await self._post(parts, host, addresses[0], headers, body, started)
         except egress.EgressRefused as refused:
             return Outcome(None, _elapsed(started), error=_REFUSED[refused.refusal])
@@ -82,14 +86,15 @@ class Sender:
         except httpx.HTTPError:
             return Outcome(None, _elapsed(started), error="the connection failed before a whole answer came")
 
-    async def _post(self, parts, host: str, address: egress.IPAddress, headers: dict[str, str], body: str,
-                    started: float) -> Outcome:
+    async def _post(self, parts, host: str, address: egress.IPAddress, headers: dict[str, str], body: str, started: float) -> Outcome:
         literal = f"[{address}]" if isinstance(address, ipaddress.IPv6Address) else str(address)
         netloc = f"{literal}:{parts.port}" if parts.port else literal
         pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
         host_header = f"{host}:{parts.port}" if parts.port else host
         request = self._client.build_request(
-            "POST", pinned, content=body.encode(),
+            "POST",
+            pinned,
+            content=body.encode(),
             headers={**headers, "Host": host_header, "Content-Type": "application/json"},
             extensions={"sni_hostname": host},
         )

@@ -68,8 +68,7 @@ async def deliver_due(settings: Settings, sender: Sender, clock: Clock = _now) -
         async with endpoint_turns[due.endpoint.id]:
             secrets = signing_secrets(settings, due.endpoint, clock())
             if secrets:
-                outcome = await sender.post(due.endpoint.url, signed_headers(secrets, due.message_id, due.payload),
-                                            due.payload)
+                outcome = await sender.post(due.endpoint.url, signed_headers(secrets, due.message_id, due.payload), due.payload)
             else:
                 outcome = Outcome(None, 0, error="the signing secret cannot be read with this server's key: rotate it")
         await record_attempt(due.delivery_id, outcome, clock(), disable_after)
@@ -134,18 +133,23 @@ async def notify_webhook_disabled(ctx: dict, endpoint_id: str) -> str:
     if endpoint is None or endpoint.enabled or endpoint.disabled_at is None:
         return "not disabled"
     organization = await Organization.get(id=endpoint.organization_id)
-    owners = await User.filter(organization_id=organization.id, scope=Scope.OWNER, is_active=True).values_list(
-        "email", flat=True)
+    owners = await User.filter(organization_id=organization.id, scope=Scope.OWNER, is_active=True).values_list("email", flat=True)
     if not owners:
         return "no owner"
     at = endpoint.disabled_at.astimezone(ZoneInfo(organization.timezone))
-    subject, text = render_webhook_disabled_email({
-        "organization_name": organization.name, "url": endpoint.url, "description": endpoint.description,
-        "disabled_at": f"{at:%Y-%m-%d %H:%M} ({organization.timezone})", "reason": endpoint.disabled_reason or "",
-    })
+    subject, text = render_webhook_disabled_email(
+        {
+            "organization_name": organization.name,
+            "url": endpoint.url,
+            "description": endpoint.description,
+            "disabled_at": f"{at:%Y-%m-%d %H:%M} ({organization.timezone})",
+            "reason": endpoint.disabled_reason or "",
+        }
+    )
     try:
-        await send_mail(ctx["settings"], to=[str(owner) for owner in owners], subject=subject, text=text,
-                        **organization_sender(organization))
+        await send_mail(
+            ctx["settings"], to=[str(owner) for owner in owners], subject=subject, text=text, **organization_sender(organization)
+        )
     except MailError as exc:
         log.error("the notice of webhook endpoint %s disabled was not sent: %s", endpoint_id, type(exc).__name__)
         return "failed"

@@ -43,17 +43,26 @@ TYPE_NAME = "WebhookEndpoint"
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="The organization's webhook endpoints; by default oldest first.",
-                      extensions=requires(*MSP_USERS))
+    @strawberry.field(description="The organization's webhook endpoints; by default oldest first.", extensions=requires(*MSP_USERS))
     async def webhook_endpoints(
-        self, info: Info, first: int | None = None, after: str | None = None,
-        last: int | None = None, before: str | None = None, order_by: WebhookEndpointOrder | None = None,
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        order_by: WebhookEndpointOrder | None = None,
     ) -> WebhookEndpointConnection:
         return await paginate(
-            info, WebhookEndpointConnection, webhooks.visible_endpoints(info.context.authenticated()),
+            info,
+            WebhookEndpointConnection,
+            webhooks.visible_endpoints(info.context.authenticated()),
             WebhookEndpoint.from_model,
             order_by or WebhookEndpointOrder(field=WebhookEndpointOrderField.CREATED_AT, direction=Direction.ASC),
-            first=first, after=after, last=last, before=before,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
         )
 
     @strawberry.field(description="Every event type an endpoint can subscribe to.", extensions=requires(*MSP_USERS))
@@ -63,12 +72,16 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @mutation(description="Add an endpoint that receives the events chosen, signed (Standard Webhooks); the answer "
-              "holds its secret, shown this once.", scopes=OWNERS)
+    @mutation(
+        description="Add an endpoint that receives the events chosen, signed (Standard Webhooks); the answer "
+        "holds its secret, shown this once.",
+        scopes=OWNERS,
+    )
     async def create_webhook_endpoint(self, info: Info, input: CreateWebhookEndpointInput) -> CreateWebhookEndpointPayload:
         settings = info.context.settings
         row, secret = await webhooks.create_endpoint(
-            info.context.principal, settings, endpoint_input(input), partial(client.check_url, settings))
+            info.context.principal, settings, endpoint_input(input), partial(client.check_url, settings)
+        )
         return WebhookEndpointCreated(webhook_endpoint=WebhookEndpoint.from_model(row), secret=secret)
 
     @mutation(description="Change an endpoint (its URL, events, description), or disable or enable it.", scopes=OWNERS)
@@ -77,7 +90,10 @@ class Mutation:
     ) -> UpdateWebhookEndpointPayload:
         settings = info.context.settings
         row = await webhooks.update_endpoint(
-            info.context.principal, settings, node_uuid_or_none(id, TYPE_NAME), endpoint_input(input),
+            info.context.principal,
+            settings,
+            node_uuid_or_none(id, TYPE_NAME),
+            endpoint_input(input),
             partial(client.check_url, settings),
         )
         return WebhookEndpointSaved(webhook_endpoint=WebhookEndpoint.from_model(row))
@@ -87,18 +103,20 @@ class Mutation:
         await webhooks.delete_endpoint(info.context.principal, node_uuid_or_none(id, TYPE_NAME))
         return WebhookEndpointDeleted(deleted_id=id)
 
-    @mutation(description="Give the endpoint a new secret (shown this once); for a day the previous one signs too, "
-              "so that the receiver can switch without losing an event.", scopes=OWNERS)
+    @mutation(
+        description="Give the endpoint a new secret (shown this once); for a day the previous one signs too, "
+        "so that the receiver can switch without losing an event.",
+        scopes=OWNERS,
+    )
     async def rotate_webhook_secret(self, info: Info, id: strawberry.ID) -> RotateWebhookSecretPayload:
         row, secret = await webhooks.rotate_secret(
-            info.context.principal, info.context.settings, node_uuid_or_none(id, TYPE_NAME), datetime.now(UTC))
+            info.context.principal, info.context.settings, node_uuid_or_none(id, TYPE_NAME), datetime.now(UTC)
+        )
         return WebhookSecretRotated(webhook_endpoint=WebhookEndpoint.from_model(row), secret=secret)
 
-    @mutation(description="Send a delivery again now (same `webhook-id` and body); its retries start over.",
-              scopes=OWNERS)
+    @mutation(description="Send a delivery again now (same `webhook-id` and body); its retries start over.", scopes=OWNERS)
     async def redeliver_webhook(self, info: Info, delivery_id: strawberry.ID) -> RedeliverWebhookPayload:
-        delivery = await webhooks.owned_delivery(
-            info.context.principal, node_uuid_or_none(delivery_id, "WebhookDelivery"))
+        delivery = await webhooks.owned_delivery(info.context.principal, node_uuid_or_none(delivery_id, "WebhookDelivery"))
         row = await webhooks.redeliver(delivery, datetime.now(UTC))
         await row.fetch_related("event")
         return WebhookDeliveryQueued(delivery=WebhookDelivery.from_model(row))

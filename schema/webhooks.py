@@ -18,7 +18,8 @@ from schema.core.pagination import CountedConnection, Direction, paginate
 
 WebhookDeliveryState = domain.DeliveryState
 strawberry.enum(
-    WebhookDeliveryState, name="WebhookDeliveryState",
+    WebhookDeliveryState,
+    name="WebhookDeliveryState",
     description="PENDING until an attempt is answered with a 2xx (DELIVERED), or until its retries ran out or its "
     "endpoint was disabled (FAILED; `redeliverWebhook` sends it again).",
 )
@@ -54,21 +55,31 @@ class WebhookDelivery(relay.Node):
     @classmethod
     def from_model(cls, row: domain.WebhookDelivery) -> WebhookDelivery:
         return cls(
-            id=str(row.id), event_id=row.event.message_id, event_type=row.event.type, payload=row.event.payload,
-            state=row.state, attempts=row.attempts, next_attempt_at=row.next_attempt_at, last_status=row.last_status,
-            delivered_at=row.delivered_at, created_at=row.created_at, model=row,
+            id=str(row.id),
+            event_id=row.event.message_id,
+            event_type=row.event.type,
+            payload=row.event.payload,
+            state=row.state,
+            attempts=row.attempts,
+            next_attempt_at=row.next_attempt_at,
+            last_status=row.last_status,
+            delivered_at=row.delivered_at,
+            created_at=row.created_at,
+            model=row,
         )
 
     @classmethod
     async def resolve_nodes(cls, *, info: Info, node_ids: Iterable[str], required: bool = False) -> list[Any]:
-        return await scoped_nodes(cls, info, node_ids, required,
-                                  lambda principal: domain.visible_deliveries(principal).select_related("event"))
+        return await scoped_nodes(
+            cls, info, node_ids, required, lambda principal: domain.visible_deliveries(principal).select_related("event")
+        )
 
     @strawberry.field(description="Every attempt, oldest first: time, status, duration, first bytes of the answer.")
     async def attempt_log(self, info: Info) -> list[WebhookAttempt]:
         rows = await domain.WebhookAttempt.filter(delivery_id=self.model.id).order_by("at", "id")
-        return [WebhookAttempt(at=r.at, status_code=r.status_code, duration_ms=r.duration_ms, response=r.response,
-                               error=r.error) for r in rows]
+        return [
+            WebhookAttempt(at=r.at, status_code=r.status_code, duration_ms=r.duration_ms, response=r.response, error=r.error) for r in rows
+        ]
 
 
 @strawberry.type(description="A page of webhook deliveries.")
@@ -87,9 +98,12 @@ class WebhookDeliveryOrder:
     direction: Direction = strawberry.field(default=Direction.DESC, description="Direction.")
 
 
-@strawberry.type(name="WebhookEndpoint", description="A URL that receives the organization's events it subscribed "
-                 "to, each signed per the Standard Webhooks specification with the endpoint's secret (never shown again "
-                 "after its creation or rotation).")
+@strawberry.type(
+    name="WebhookEndpoint",
+    description="A URL that receives the organization's events it subscribed "
+    "to, each signed per the Standard Webhooks specification with the endpoint's secret (never shown again "
+    "after its creation or rotation).",
+)
 class WebhookEndpoint(relay.Node):
     id: relay.NodeID[str]
     url: str = strawberry.field(description="Where events are posted (https://).")
@@ -98,8 +112,7 @@ class WebhookEndpoint(relay.Node):
     enabled: bool = strawberry.field(description="Whether events are sent to it.")
     disabled_at: datetime | None = strawberry.field(description="When it was disabled; null while enabled.")
     disabled_reason: str | None = strawberry.field(
-        description="Why it was disabled by the server (every attempt failed for days); null when enabled or "
-        "disabled by hand."
+        description="Why it was disabled by the server (every attempt failed for days); null when enabled or disabled by hand."
     )
     failing_since: datetime | None = strawberry.field(
         description="Since when every attempt to it has failed; null when its last attempt succeeded."
@@ -113,9 +126,17 @@ class WebhookEndpoint(relay.Node):
     @classmethod
     def from_model(cls, row: domain.WebhookEndpoint) -> WebhookEndpoint:
         return cls(
-            id=str(row.id), url=row.url, description=row.description, events=list(row.events), enabled=row.enabled,
-            disabled_at=row.disabled_at, disabled_reason=row.disabled_reason, failing_since=row.failing_since,
-            previous_secret_valid_until=row.previous_secret_until, created_at=row.created_at, model=row,
+            id=str(row.id),
+            url=row.url,
+            description=row.description,
+            events=list(row.events),
+            enabled=row.enabled,
+            disabled_at=row.disabled_at,
+            disabled_reason=row.disabled_reason,
+            failing_since=row.failing_since,
+            previous_secret_valid_until=row.previous_secret_until,
+            created_at=row.created_at,
+            model=row,
         )
 
     @classmethod
@@ -124,16 +145,28 @@ class WebhookEndpoint(relay.Node):
 
     @strawberry.field(description="Its deliveries, newest first by default.")
     async def deliveries(
-        self, info: Info, first: int | None = None, after: str | None = None, last: int | None = None,
-        before: str | None = None, state: WebhookDeliveryState | None = None, order_by: WebhookDeliveryOrder | None = None,
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        state: WebhookDeliveryState | None = None,
+        order_by: WebhookDeliveryOrder | None = None,
     ) -> WebhookDeliveryConnection:
         query = domain.WebhookDelivery.filter(endpoint_id=self.model.id).select_related("event")
         if state is not None:
             query = query.filter(state=state)
         return await paginate(
-            info, WebhookDeliveryConnection, query, WebhookDelivery.from_model,
+            info,
+            WebhookDeliveryConnection,
+            query,
+            WebhookDelivery.from_model,
             order_by or WebhookDeliveryOrder(field=WebhookDeliveryOrderField.CREATED_AT),
-            first=first, after=after, last=last, before=before,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
         )
 
 
@@ -162,9 +195,7 @@ class WebhookEventType:
 
 @strawberry.input(description="A new webhook endpoint.")
 class CreateWebhookEndpointInput:
-    url: str = strawberry.field(
-        description="`https://` URL that receives the events (its host must resolve to public addresses)."
-    )
+    url: str = strawberry.field(description="`https://` URL that receives the events (its host must resolve to public addresses).")
     events: list[str] = strawberry.field(description="The event types it receives (at least one).")
     description: str = strawberry.field(default="", description="What it is for (500 characters at most).")
 
@@ -180,8 +211,7 @@ class UpdateWebhookEndpointInput:
 
 
 def endpoint_input(data: CreateWebhookEndpointInput | UpdateWebhookEndpointInput) -> domain.EndpointInput:
-    return domain.EndpointInput(url=data.url, events=data.events, description=data.description,
-                                enabled=getattr(data, "enabled", None))
+    return domain.EndpointInput(url=data.url, events=data.events, description=data.description, enabled=getattr(data, "enabled", None))
 
 
 @strawberry.type(description="The endpoint was created; its secret is shown this once.")

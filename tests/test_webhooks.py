@@ -47,9 +47,13 @@ ENDPOINTS = """{ webhookEndpoints { totalCount edges { node { id url enabled eve
 @pytest.fixture
 def hooks(settings):
     """The server's settings with the receiver reachable: loopback and http:// allowed."""
-    return settings.model_copy(update={
-        "webhook_private_addresses": True, "webhook_allow_http": True, "webhook_timeout_seconds": 1.0,
-    })
+    return settings.model_copy(
+        update={
+            "webhook_private_addresses": True,
+            "webhook_allow_http": True,
+            "webhook_timeout_seconds": 1.0,
+        }
+    )
 
 
 @pytest.fixture
@@ -72,17 +76,18 @@ async def hooks_client(hooks, redis):
 
 
 async def add_endpoint(client, token, receiver, path, events=None) -> tuple[str, str]:
-    result = await gql(client, CREATE, {"input": {
-        "url": receiver.url(path), "events": events or list(EVENT_TYPES), "description": path}}, token)
+    result = await gql(
+        client, CREATE, {"input": {"url": receiver.url(path), "events": events or list(EVENT_TYPES), "description": path}}, token
+    )
     answer = result["data"]["createWebhookEndpoint"]
     assert answer["__typename"] == "WebhookEndpointCreated", answer
     receiver.secrets[path].append(answer["secret"])
     return answer["webhookEndpoint"]["id"], answer["secret"]
 
 
-async def deliver(settings, clock=None) -> int:
+async def deliver(settings, at: datetime | None = None) -> int:
     async with Sender(settings) as sender:
-        return await deliver_due(settings, sender, clock or (lambda: datetime.now(UTC)))
+        return await deliver_due(settings, sender, (lambda: at) if at else (lambda: datetime.now(UTC)))
 
 
 async def _refund(owner, invoice):
@@ -112,13 +117,10 @@ async def test_each_event_type_is_delivered_once_per_change_signed(world, redis,
     paid = await approved_invoice(world, "INV-2024-0002")
     credited = await approved_invoice(world, "INV-2024-0003")
     voided = await approved_invoice(world, "INV-2024-0004")
-    source = await CostSource.create(organization=world.org, name="exports", kind=CostSourceKind.AWS_S3, bucket="b",
-                                     credentials="sealed")
+    source = await CostSource.create(organization=world.org, name="exports", kind=CostSourceKind.AWS_S3, bucket="b", credentials="sealed")
     changes = [
-        lambda: record_payment(owner, paid.id, amount=Decimal("10.00"), paid_on=date.today(),
-                               method=PaymentMethod.BANK_TRANSFER),
-        lambda: record_payment(owner, paid.id, amount=paid.total - Decimal("10.00"), paid_on=date.today(),
-                               method=PaymentMethod.CARD),
+        lambda: record_payment(owner, paid.id, amount=Decimal("10.00"), paid_on=date.today(), method=PaymentMethod.BANK_TRANSFER),
+        lambda: record_payment(owner, paid.id, amount=paid.total - Decimal("10.00"), paid_on=date.today(), method=PaymentMethod.CARD),
         lambda: _refund(owner, paid),
         lambda: create_credit_note(owner, credited.id, reason="Goodwill", mode=CreditMode.FULL, notify_customer=False),
         lambda: void(owner, [voided.id], reason="Wrong account", notify_customer=False),
@@ -141,18 +143,33 @@ async def test_each_event_type_is_delivered_once_per_change_signed(world, redis,
     attempted = await deliver(hooks)
     received = receiver.at("all")
     assert all(one.verified for one in received)
-    assert types_of(received) == sorted([
-        "invoice.overdue", "payment.recorded", "payment.recorded", "invoice.partially_paid", "invoice.paid",
-        "payment.refunded", "credit_note.issued", "invoice.voided", "invoice.reissued", "invoice.delivery_failed",
-        "cost_import.completed", "cost_import.failed", "cost_source.failing", "billing_period.closed",
-    ])
+    assert types_of(received) == sorted(
+        [
+            "invoice.overdue",
+            "payment.recorded",
+            "payment.recorded",
+            "invoice.partially_paid",
+            "invoice.paid",
+            "payment.refunded",
+            "credit_note.issued",
+            "invoice.voided",
+            "invoice.reissued",
+            "invoice.delivery_failed",
+            "cost_import.completed",
+            "cost_import.failed",
+            "cost_source.failing",
+            "billing_period.closed",
+        ]
+    )
     assert attempted == len(received) == 14
     assert len({one.headers["webhook-id"] for one in received}) == 14
     by_type = {one.type: one.json for one in received}
     assert by_type["invoice.overdue"]["data"]["invoice"]["id"] == node_id("Invoice", overdue.id)
     assert by_type["invoice.overdue"]["data"]["invoice"]["paymentStatus"] == "OVERDUE"
-    assert by_type["invoice.paid"]["data"]["invoice"] | {"amountDue": "0.00", "paymentStatus": "PAID"} == \
-        by_type["invoice.paid"]["data"]["invoice"]
+    assert (
+        by_type["invoice.paid"]["data"]["invoice"] | {"amountDue": "0.00", "paymentStatus": "PAID"}
+        == by_type["invoice.paid"]["data"]["invoice"]
+    )
     assert by_type["invoice.reissued"]["data"]["invoice"]["replaces"] == node_id("Invoice", voided.id)
     assert by_type["cost_source.failing"]["data"]["costSource"]["lastError"] == "denied"
     assert set(by_type["credit_note.issued"]["data"]) == {"creditNote", "invoice"}
@@ -163,7 +180,12 @@ async def test_each_event_type_is_delivered_once_per_change_signed(world, redis,
 
 
 async def test_the_worker_delivers_after_commit_events_of_generation_approval_and_a_test(
-    world, redis, hooks, hooks_client, receiver, smtp,
+    world,
+    redis,
+    hooks,
+    hooks_client,
+    receiver,
+    smtp,
 ):
     """End to end through the worker: the lanes deliver what the mutations' and jobs' effects queued."""
     from jobs.worker import shared
@@ -174,29 +196,46 @@ async def test_the_worker_delivers_after_commit_events_of_generation_approval_an
     ctx = {"settings": worker_settings, **await shared(worker_settings)}
     try:
         async with running(redis, ctx):
-            answer = await gql(hooks_client, "mutation($id: ID!) { sendTestWebhook(endpointId: $id) { __typename "
-                               "... on WebhookDeliveryQueued { delivery { eventType state } } } }", {"id": endpoint_id},
-                               world.tokens["owner"])
+            answer = await gql(
+                hooks_client,
+                "mutation($id: ID!) { sendTestWebhook(endpointId: $id) { __typename "
+                "... on WebhookDeliveryQueued { delivery { eventType state } } } }",
+                {"id": endpoint_id},
+                world.tokens["owner"],
+            )
             assert answer["data"]["sendTestWebhook"] == {
-                "__typename": "WebhookDeliveryQueued", "delivery": {"eventType": "webhook.test", "state": "PENDING"}}
+                "__typename": "WebhookDeliveryQueued",
+                "delivery": {"eventType": "webhook.test", "state": "PENDING"},
+            }
             await receiver.wait_for("live", 1)
-            closed = await gql(hooks_client, "mutation { closeBillingPeriod(month: \"2024-09\", force: true) { __typename "
-                               "... on BillingPeriodClosed { invoices { id } } } }", None, world.tokens["owner"])
+            closed = await gql(
+                hooks_client,
+                'mutation { closeBillingPeriod(month: "2024-09", force: true) { __typename '
+                "... on BillingPeriodClosed { invoices { id } } } }",
+                None,
+                world.tokens["owner"],
+            )
             ids = [one["id"] for one in closed["data"]["closeBillingPeriod"]["invoices"]]
             assert len(ids) == 2
-            await gql(hooks_client, "mutation($ids: [ID!]) { generateInvoices(ids: $ids) { __typename } }", {"ids": ids},
-                      world.tokens["owner"])
+            await gql(
+                hooks_client, "mutation($ids: [ID!]) { generateInvoices(ids: $ids) { __typename } }", {"ids": ids}, world.tokens["owner"]
+            )
             received = await receiver.wait_for("live", 1 + 1 + 2 * 2, timeout=90)
     finally:
         await ctx["pdf"].close()
     assert all(one.verified for one in received)
     # Zero totals: each generated invoice awaits approval with a warning (ZERO_TOTAL).
-    assert types_of(received) == sorted(["webhook.test", "billing_period.closed", *["invoice.generated"] * 2,
-                                         *["invoice.awaiting_approval_with_warnings"] * 2])
+    assert types_of(received) == sorted(
+        ["webhook.test", "billing_period.closed", *["invoice.generated"] * 2, *["invoice.awaiting_approval_with_warnings"] * 2]
+    )
 
 
 async def test_an_endpoint_answering_500_then_200_gets_the_event_twice_and_both_attempts_are_logged(
-    world, redis, hooks, hooks_client, receiver,
+    world,
+    redis,
+    hooks,
+    hooks_client,
+    receiver,
 ):
     await add_endpoint(hooks_client, world.tokens["owner"], receiver, "flaky", ["payment.recorded"])
     receiver.answers["flaky"] = [500, 200]
@@ -205,9 +244,9 @@ async def test_an_endpoint_answering_500_then_200_gets_the_event_twice_and_both_
     async with following(redis):
         await record_payment(owner, invoice.id, amount=Decimal("5.00"), paid_on=date.today(), method=PaymentMethod.CASH)
     start = datetime.now(UTC)
-    assert await deliver(hooks, lambda: start) == 1
-    assert await deliver(hooks, lambda: start + RETRY_DELAYS[0] - timedelta(seconds=1)) == 0
-    assert await deliver(hooks, lambda: start + RETRY_DELAYS[0]) == 1
+    assert await deliver(hooks, start) == 1
+    assert await deliver(hooks, start + RETRY_DELAYS[0] - timedelta(seconds=1)) == 0
+    assert await deliver(hooks, start + RETRY_DELAYS[0]) == 1
     received = receiver.at("flaky")
     assert [one.verified for one in received] == [True, True]
     assert received[0].headers["webhook-id"] == received[1].headers["webhook-id"]
@@ -222,7 +261,12 @@ async def test_an_endpoint_answering_500_then_200_gets_the_event_twice_and_both_
 
 
 async def test_an_endpoint_that_never_answers_is_retried_on_the_schedule_then_disabled_and_owners_emailed(
-    world, redis, hooks, hooks_client, receiver, smtp,
+    world,
+    redis,
+    hooks,
+    hooks_client,
+    receiver,
+    smtp,
 ):
     endpoint_id, _ = await add_endpoint(hooks_client, world.tokens["owner"], receiver, "silent", ["payment.recorded"])
     receiver.answers["silent"] = ["hang"] * 20
@@ -235,12 +279,12 @@ async def test_an_endpoint_that_never_answers_is_retried_on_the_schedule_then_di
     waits = []
     async with following(redis):
         for _ in range(len(RETRY_DELAYS) + 1):
-            assert await deliver(quick, lambda: now) == 1
+            assert await deliver(quick, now) == 1
             delivery = await WebhookDelivery.get()
             if delivery.next_attempt_at is None:
                 break
             waits.append(delivery.next_attempt_at - now)
-            assert await deliver(quick, lambda: delivery.next_attempt_at - timedelta(seconds=1)) == 0
+            assert await deliver(quick, delivery.next_attempt_at - timedelta(seconds=1)) == 0
             now = delivery.next_attempt_at
     assert tuple(waits) == RETRY_DELAYS
     delivery = await WebhookDelivery.get()
@@ -255,7 +299,7 @@ async def test_an_endpoint_that_never_answers_is_retried_on_the_schedule_then_di
     # Disabled: nothing more is attempted, whatever falls due.
     async with following(redis):
         await record_payment(owner, invoice.id, amount=Decimal("1.00"), paid_on=date.today(), method=PaymentMethod.CASH)
-    assert await deliver(quick, lambda: now + timedelta(days=10)) == 0
+    assert await deliver(quick, now + timedelta(days=10)) == 0
 
 
 async def test_an_endpoint_of_another_organization_never_sees_these_events(world, redis, hooks, hooks_client, receiver):
@@ -263,12 +307,23 @@ async def test_an_endpoint_of_another_organization_never_sees_these_events(world
     await add_endpoint(hooks_client, world.tokens["foreign_owner"], receiver, "theirs")
     invoice = await approved_invoice(world, "INV-2024-0007")
     foreign = await factories.generated_invoice(
-        world.foreign_account, await factories.billing_period(world.foreign_org), number="INV-2024-0001", status="APPROVED")
+        world.foreign_account, await factories.billing_period(world.foreign_org), number="INV-2024-0001", status="APPROVED"
+    )
     async with following(redis):
-        await record_payment(Principal(await User.get(id=world.users["owner"].id), None), invoice.id,
-                             amount=Decimal("2.00"), paid_on=date.today(), method=PaymentMethod.CASH)
-        await record_payment(Principal(await User.get(id=world.users["foreign_owner"].id), None), foreign.id,
-                             amount=Decimal("3.00"), paid_on=date.today(), method=PaymentMethod.CASH)
+        await record_payment(
+            Principal(await User.get(id=world.users["owner"].id), None),
+            invoice.id,
+            amount=Decimal("2.00"),
+            paid_on=date.today(),
+            method=PaymentMethod.CASH,
+        )
+        await record_payment(
+            Principal(await User.get(id=world.users["foreign_owner"].id), None),
+            foreign.id,
+            amount=Decimal("3.00"),
+            paid_on=date.today(),
+            method=PaymentMethod.CASH,
+        )
     await deliver(hooks)
     ours, theirs = receiver.at("ours"), receiver.at("theirs")
     assert types_of(ours) == types_of(theirs) == ["invoice.partially_paid", "payment.recorded"]
@@ -279,10 +334,19 @@ async def test_an_endpoint_of_another_organization_never_sees_these_events(world
     assert receiver.secrets["ours"] != receiver.secrets["theirs"]
 
 
-@pytest.mark.parametrize("url", [
-    "https://127.0.0.1/hook", "https://10.1.2.3/hook", "https://169.254.169.254/latest", "https://[::1]/hook",
-    "https://localhost/hook", "http://example.com/hook", "ftp://example.com/hook", "https://user:pw@example.com/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/hook",
+        "https://10.1.2.3/hook",
+        "https://169.254.169.254/latest",
+        "https://[::1]/hook",
+        "https://localhost/hook",
+        "http://example.com/hook",
+        "ftp://example.com/hook",
+        "https://user:pw@example.com/",
+    ],
+)
 async def test_urls_refused_when_the_setting_is_off(world, client, url):
     result = await gql(client, CREATE, {"input": {"url": url, "events": ["invoice.paid"]}}, world.tokens["owner"])
     answer = result["data"]["createWebhookEndpoint"]
@@ -291,7 +355,12 @@ async def test_urls_refused_when_the_setting_is_off(world, client, url):
 
 
 async def test_a_name_that_resolves_to_loopback_and_a_redirect_are_refused_at_delivery(
-    world, redis, settings, hooks, hooks_client, receiver,
+    world,
+    redis,
+    settings,
+    hooks,
+    hooks_client,
+    receiver,
 ):
     """Checked again at each delivery, to the address connected to: an endpoint accepted while the
     setting allowed it is refused once it does not; a redirect is an answer, never followed."""
@@ -301,8 +370,13 @@ async def test_a_name_that_resolves_to_loopback_and_a_redirect_are_refused_at_de
     receiver.answers["moved"] = ["redirect"]
     invoice = await approved_invoice(world, "INV-2024-0008")
     async with following(redis):
-        await record_payment(Principal(await User.get(id=world.users["owner"].id), None), invoice.id,
-                             amount=Decimal("2.00"), paid_on=date.today(), method=PaymentMethod.CASH)
+        await record_payment(
+            Principal(await User.get(id=world.users["owner"].id), None),
+            invoice.id,
+            amount=Decimal("2.00"),
+            paid_on=date.today(),
+            method=PaymentMethod.CASH,
+        )
     strict = settings.model_copy(update={"webhook_allow_http": True})
     named = await WebhookDelivery.get(endpoint__url__contains="localhost")
     await WebhookDelivery.exclude(id=named.id).update(next_attempt_at=datetime.now(UTC) + timedelta(hours=1))
@@ -319,9 +393,13 @@ async def test_a_name_that_resolves_to_loopback_and_a_redirect_are_refused_at_de
 
 async def test_after_a_rotation_both_secrets_sign_for_a_day(world, redis, hooks, hooks_client, receiver):
     endpoint_id, old = await add_endpoint(hooks_client, world.tokens["owner"], receiver, "rotating", ["payment.recorded"])
-    result = await gql(hooks_client, "mutation($id: ID!) { rotateWebhookSecret(id: $id) { __typename ... on "
-                       "WebhookSecretRotated { secret webhookEndpoint { previousSecretValidUntil } } } }",
-                       {"id": endpoint_id}, world.tokens["owner"])
+    result = await gql(
+        hooks_client,
+        "mutation($id: ID!) { rotateWebhookSecret(id: $id) { __typename ... on "
+        "WebhookSecretRotated { secret webhookEndpoint { previousSecretValidUntil } } } }",
+        {"id": endpoint_id},
+        world.tokens["owner"],
+    )
     new = result["data"]["rotateWebhookSecret"]["secret"]
     assert new.startswith("whsec_") and new != old
     receiver.secrets["rotating"] = [new]
@@ -340,20 +418,20 @@ async def test_after_a_rotation_both_secrets_sign_for_a_day(world, redis, hooks,
     # A day later only the new secret signs.
     receiver.received.clear()
     await WebhookDelivery.all().update(state=DeliveryState.PENDING, next_attempt_at=datetime.now(UTC))
-    await deliver(hooks, lambda: datetime.now(UTC) + timedelta(days=1, minutes=1))
+    await deliver(hooks, datetime.now(UTC) + timedelta(days=1, minutes=1))
     (late,) = receiver.at("rotating")
     assert not late.verified and len(late.headers["webhook-signature"].split(" ")) == 1
 
 
 MUTATIONS = {
-    "update": ("mutation($id: ID!) { updateWebhookEndpoint(id: $id, input: {enabled: false}) { __typename } }",
-               "updateWebhookEndpoint", "WebhookEndpointSaved"),
-    "rotate": ("mutation($id: ID!) { rotateWebhookSecret(id: $id) { __typename } }", "rotateWebhookSecret",
-               "WebhookSecretRotated"),
-    "test": ("mutation($id: ID!) { sendTestWebhook(endpointId: $id) { __typename } }", "sendTestWebhook",
-             "WebhookDeliveryQueued"),
-    "delete": ("mutation($id: ID!) { deleteWebhookEndpoint(id: $id) { __typename } }", "deleteWebhookEndpoint",
-               "WebhookEndpointDeleted"),
+    "update": (
+        "mutation($id: ID!) { updateWebhookEndpoint(id: $id, input: {enabled: false}) { __typename } }",
+        "updateWebhookEndpoint",
+        "WebhookEndpointSaved",
+    ),
+    "rotate": ("mutation($id: ID!) { rotateWebhookSecret(id: $id) { __typename } }", "rotateWebhookSecret", "WebhookSecretRotated"),
+    "test": ("mutation($id: ID!) { sendTestWebhook(endpointId: $id) { __typename } }", "sendTestWebhook", "WebhookDeliveryQueued"),
+    "delete": ("mutation($id: ID!) { deleteWebhookEndpoint(id: $id) { __typename } }", "deleteWebhookEndpoint", "WebhookEndpointDeleted"),
 }
 
 
@@ -394,19 +472,24 @@ async def test_scope_matrix(world, hooks_client, receiver, role):
 
 async def test_a_delivery_is_redelivered_by_its_owner_only(world, redis, hooks, hooks_client, receiver):
     endpoint_id, _ = await add_endpoint(hooks_client, world.tokens["owner"], receiver, "again")
-    sent = await gql(hooks_client, "mutation($id: ID!) { sendTestWebhook(endpointId: $id) { ... on WebhookDeliveryQueued "
-                     "{ delivery { id } } } }", {"id": endpoint_id}, world.tokens["owner"])
+    sent = await gql(
+        hooks_client,
+        "mutation($id: ID!) { sendTestWebhook(endpointId: $id) { ... on WebhookDeliveryQueued { delivery { id } } } }",
+        {"id": endpoint_id},
+        world.tokens["owner"],
+    )
     delivery_id = sent["data"]["sendTestWebhook"]["delivery"]["id"]
     await deliver(hooks)
-    redeliver = "mutation($id: ID!) { redeliverWebhook(deliveryId: $id) { __typename ... on WebhookDeliveryQueued { " \
+    redeliver = (
+        "mutation($id: ID!) { redeliverWebhook(deliveryId: $id) { __typename ... on WebhookDeliveryQueued { "
         "delivery { state attempts } } ... on UserError { field } } }"
+    )
     foreign = await gql(hooks_client, redeliver, {"id": delivery_id}, world.tokens["foreign_owner"])
     assert foreign["data"]["redeliverWebhook"] == {"__typename": "NotFoundError", "field": "deliveryId"}
     viewer = await gql(hooks_client, redeliver, {"id": delivery_id}, world.tokens["viewer"])
     assert viewer["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     again = await gql(hooks_client, redeliver, {"id": delivery_id}, world.tokens["owner"])
-    assert again["data"]["redeliverWebhook"] == {
-        "__typename": "WebhookDeliveryQueued", "delivery": {"state": "PENDING", "attempts": 0}}
+    assert again["data"]["redeliverWebhook"] == {"__typename": "WebhookDeliveryQueued", "delivery": {"state": "PENDING", "attempts": 0}}
     await deliver(hooks)
     first, second = receiver.at("again")
     assert first.verified and second.verified and first.body == second.body

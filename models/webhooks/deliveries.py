@@ -20,9 +20,21 @@ from models.webhooks.tables import DeliveryState, WebhookAttempt, WebhookDeliver
 
 # The wait before each retry after a failed attempt: exponential back-off over about three
 # days (eleven attempts in all, the last 70 h 42 min after the first).
-RETRY_DELAYS: tuple[timedelta, ...] = tuple(timedelta(seconds=s) for s in (
-    30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 24 * 3600, 24 * 3600,
-))
+RETRY_DELAYS: tuple[timedelta, ...] = tuple(
+    timedelta(seconds=s)
+    for s in (
+        30,
+        120,
+        600,
+        1800,
+        3600,
+        3 * 3600,
+        6 * 3600,
+        12 * 3600,
+        24 * 3600,
+        24 * 3600,
+    )
+)
 # How long a lane holds a delivery it took before another may take it (a worker that died).
 CLAIM = timedelta(minutes=2)
 # What an attempt keeps of the answer.
@@ -35,19 +47,25 @@ async def queue_events(events: Sequence[Event], now: datetime) -> list[Any]:
     organizations = {event.organization_id for event in events}
     if not organizations:
         return []
-    endpoints = await WebhookEndpoint.filter(organization_id__in=list(organizations), enabled=True).only(
-        "id", "organization_id", "events")
+    endpoints = await WebhookEndpoint.filter(organization_id__in=list(organizations), enabled=True).only("id", "organization_id", "events")
     rows: list[WebhookEvent] = []
     deliveries: list[WebhookDelivery] = []
     for event in events:
         targets = [e for e in endpoints if e.organization_id == event.organization_id and event.type in e.events]
         if not targets:
             continue
-        row = WebhookEvent(id=uuid.uuid4(), organization_id=event.organization_id, type=event.type,
-                           payload=body(event.type, now, event.data), created_at=now)
+        row = WebhookEvent(
+            id=uuid.uuid4(),
+            organization_id=event.organization_id,
+            type=event.type,
+            payload=body(event.type, now, event.data),
+            created_at=now,
+        )
         rows.append(row)
-        deliveries += [WebhookDelivery(id=uuid.uuid4(), endpoint_id=target.id, event_id=row.id, next_attempt_at=now,
-                                       created_at=now) for target in targets]
+        deliveries += [
+            WebhookDelivery(id=uuid.uuid4(), endpoint_id=target.id, event_id=row.id, next_attempt_at=now, created_at=now)
+            for target in targets
+        ]
     if deliveries:
         async with in_transaction() as connection:
             await WebhookEvent.bulk_create(rows, using_db=connection)
@@ -58,10 +76,16 @@ async def queue_events(events: Sequence[Event], now: datetime) -> list[Any]:
 async def queue_test(endpoint: WebhookEndpoint, event: Event, now: datetime) -> WebhookDelivery:
     """A test event to one endpoint (whatever it subscribed to)."""
     async with in_transaction() as connection:
-        row = await WebhookEvent.create(organization_id=endpoint.organization_id, type=event.type,
-                                        payload=body(event.type, now, event.data), created_at=now, using_db=connection)
-        delivery = await WebhookDelivery.create(endpoint_id=endpoint.id, event_id=row.id, next_attempt_at=now,
-                                                created_at=now, using_db=connection)
+        row = await WebhookEvent.create(
+            organization_id=endpoint.organization_id,
+            type=event.type,
+            payload=body(event.type, now, event.data),
+            created_at=now,
+            using_db=connection,
+        )
+        delivery = await WebhookDelivery.create(
+            endpoint_id=endpoint.id, event_id=row.id, next_attempt_at=now, created_at=now, using_db=connection
+        )
     record(Entity.WEBHOOK_DELIVERY, Transition.QUEUED, [delivery.id])
     return delivery
 
@@ -110,8 +134,7 @@ async def claim_due(now: datetime, limit: int) -> list[Due]:
 
 
 async def any_due(now: datetime) -> bool:
-    return await WebhookDelivery.filter(state=DeliveryState.PENDING, next_attempt_at__lte=now,
-                                        endpoint__enabled=True).exists()
+    return await WebhookDelivery.filter(state=DeliveryState.PENDING, next_attempt_at__lte=now, endpoint__enabled=True).exists()
 
 
 @dataclass(frozen=True)
@@ -136,9 +159,15 @@ async def record_attempt(delivery_id: Any, outcome: Outcome, now: datetime, disa
     async with in_transaction() as connection:
         delivery = await WebhookDelivery.filter(id=delivery_id).select_for_update().using_db(connection).get()
         attempts = delivery.attempts + 1
-        await WebhookAttempt.create(delivery_id=delivery_id, at=now, status_code=outcome.status_code,
-                                    duration_ms=outcome.duration_ms, response=outcome.response[:RESPONSE_EXCERPT],
-                                    error=outcome.error, using_db=connection)
+        await WebhookAttempt.create(
+            delivery_id=delivery_id,
+            at=now,
+            status_code=outcome.status_code,
+            duration_ms=outcome.duration_ms,
+            response=outcome.response[:RESPONSE_EXCERPT],
+            error=outcome.error,
+            using_db=connection,
+        )
         columns: dict[str, Any] = {"attempts": attempts, "last_status": outcome.status_code}
         if outcome.succeeded:
             columns.update(state=DeliveryState.DELIVERED, delivered_at=now, next_attempt_at=None)
@@ -153,10 +182,13 @@ async def record_attempt(delivery_id: Any, outcome: Outcome, now: datetime, disa
             disabled = False
         else:
             await endpoints.filter(failing_since__isnull=True).update(failing_since=now)
-            disabled = bool(await endpoints.filter(enabled=True, failing_since__lte=now - disable_after).update(
-                enabled=False, disabled_at=now,
-                disabled_reason=f"Every attempt failed for {_hours(disable_after)}; the last: {_why(outcome)}.",
-            ))
+            disabled = bool(
+                await endpoints.filter(enabled=True, failing_since__lte=now - disable_after).update(
+                    enabled=False,
+                    disabled_at=now,
+                    disabled_reason=f"Every attempt failed for {_hours(disable_after)}; the last: {_why(outcome)}.",
+                )
+            )
             if disabled:
                 await _fail_pending(connection, delivery.endpoint_id)
     if disabled:
@@ -166,8 +198,11 @@ async def record_attempt(delivery_id: Any, outcome: Outcome, now: datetime, disa
 
 async def _fail_pending(connection: Any, endpoint_id: Any) -> None:
     """A disabled endpoint's deliveries still pending fail (redeliver them once it is enabled)."""
-    await WebhookDelivery.filter(endpoint_id=endpoint_id, state=DeliveryState.PENDING).using_db(connection).update(
-        state=DeliveryState.FAILED, next_attempt_at=None)
+    await (
+        WebhookDelivery.filter(endpoint_id=endpoint_id, state=DeliveryState.PENDING)
+        .using_db(connection)
+        .update(state=DeliveryState.FAILED, next_attempt_at=None)
+    )
 
 
 def _hours(span: timedelta) -> str:

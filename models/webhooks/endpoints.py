@@ -106,7 +106,10 @@ async def create_endpoint(principal, settings: Settings, data: EndpointInput, ch
         raise ValidationFailed(f"An organization has at most {MAX_ENDPOINTS} endpoints.", field="url")
     secret = new_secret()
     endpoint = await WebhookEndpoint.create(
-        organization_id=principal.organization_id, url=url, events=events, description=description,
+        organization_id=principal.organization_id,
+        url=url,
+        events=events,
+        description=description,
         secret=_sealed(settings, secret),
     )
     return endpoint, secret
@@ -124,13 +127,15 @@ async def update_endpoint(principal, settings: Settings, endpoint_id: Any, data:
     if data.description is not None:
         columns["description"] = _description(data.description)
     if data.enabled is not None and data.enabled != endpoint.enabled:
-        columns.update(enabled=data.enabled, failing_since=None, disabled_reason=None,
-                       disabled_at=None if data.enabled else datetime.now(UTC))
+        columns.update(
+            enabled=data.enabled, failing_since=None, disabled_reason=None, disabled_at=None if data.enabled else datetime.now(UTC)
+        )
     if columns:
         await WebhookEndpoint.filter(id=endpoint.id).update(**columns, updated_at=datetime.now(UTC))
         if data.enabled is False:
             await WebhookDelivery.filter(endpoint_id=endpoint.id, state=DeliveryState.PENDING).update(
-                state=DeliveryState.FAILED, next_attempt_at=None)
+                state=DeliveryState.FAILED, next_attempt_at=None
+            )
     return await WebhookEndpoint.get(id=endpoint.id)
 
 
@@ -141,9 +146,15 @@ async def rotate_secret(principal, settings: Settings, endpoint_id: Any, now: da
         if endpoint is None:
             raise NotFound("The webhook endpoint does not exist.", field="id")
         secret = new_secret()
-        await WebhookEndpoint.filter(id=endpoint.id).using_db(connection).update(
-            secret=_sealed(settings, secret), previous_secret=endpoint.secret,
-            previous_secret_until=now + ROTATION_OVERLAP, updated_at=now,
+        await (
+            WebhookEndpoint.filter(id=endpoint.id)
+            .using_db(connection)
+            .update(
+                secret=_sealed(settings, secret),
+                previous_secret=endpoint.secret,
+                previous_secret_until=now + ROTATION_OVERLAP,
+                updated_at=now,
+            )
         )
     return await WebhookEndpoint.get(id=endpoint.id), secret
 
@@ -162,8 +173,7 @@ async def owned_endpoint(principal, endpoint_id: Any, field: str = "id") -> Webh
 
 
 async def owned_delivery(principal, delivery_id: Any) -> WebhookDelivery:
-    delivery = await visible_deliveries(principal).filter(id=delivery_id).select_related("endpoint").first() \
-        if delivery_id else None
+    delivery = await visible_deliveries(principal).filter(id=delivery_id).select_related("endpoint").first() if delivery_id else None
     if delivery is None:
         raise NotFound("The webhook delivery does not exist.", field="deliveryId")
     return delivery
@@ -176,5 +186,8 @@ def ready_for_test(endpoint: WebhookEndpoint) -> None:
 
 def test_event(endpoint: WebhookEndpoint) -> Event:
     """The event `sendTestWebhook` sends: which endpoint it was sent to."""
-    return Event(endpoint.organization_id, TEST_EVENT, {"webhookEndpoint": {
-        "id": node_id("WebhookEndpoint", endpoint.id), "url": endpoint.url, "description": endpoint.description}})
+    return Event(
+        endpoint.organization_id,
+        TEST_EVENT,
+        {"webhookEndpoint": {"id": node_id("WebhookEndpoint", endpoint.id), "url": endpoint.url, "description": endpoint.description}},
+    )

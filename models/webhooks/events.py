@@ -61,8 +61,7 @@ def node_id(type_name: str, row_id: Any) -> str:
 
 def body(event_type: str, at: datetime, data: dict[str, Any]) -> str:
     """The JSON sent, Standard Webhooks' shape: `type`, `timestamp`, `data`."""
-    return json.dumps({"type": event_type, "timestamp": _text(at), "data": data}, sort_keys=True,
-                      separators=(",", ":"), default=_text)
+    return json.dumps({"type": event_type, "timestamp": _text(at), "data": data}, sort_keys=True, separators=(",", ":"), default=_text)
 
 
 def _text(value: Any) -> Any:
@@ -79,13 +78,20 @@ def _money(amount: Decimal, currency: str) -> str:
 
 def invoice_data(invoice: Invoice, account: ManagedAccount, period: BillingPeriod) -> dict[str, Any]:
     return {
-        "id": node_id("Invoice", invoice.id), "number": invoice.number, "status": InvoiceStatus(invoice.status).value,
+        "id": node_id("Invoice", invoice.id),
+        "number": invoice.number,
+        "status": InvoiceStatus(invoice.status).value,
         "paymentStatus": PaymentStatus(invoice.payment_status).value,
-        "deliveryStatus": DeliveryStatus(invoice.delivery_status).value, "currency": invoice.currency,
-        "subtotal": _money(invoice.subtotal, invoice.currency), "taxTotal": _money(invoice.tax_total, invoice.currency),
-        "total": _money(invoice.total, invoice.currency), "amountPaid": _money(invoice.amount_paid, invoice.currency),
-        "amountDue": _money(amount_due(invoice), invoice.currency), "issueDate": invoice.issue_date,
-        "dueDate": invoice.due_date, "period": f"{period.start_date:%Y-%m}",
+        "deliveryStatus": DeliveryStatus(invoice.delivery_status).value,
+        "currency": invoice.currency,
+        "subtotal": _money(invoice.subtotal, invoice.currency),
+        "taxTotal": _money(invoice.tax_total, invoice.currency),
+        "total": _money(invoice.total, invoice.currency),
+        "amountPaid": _money(invoice.amount_paid, invoice.currency),
+        "amountDue": _money(amount_due(invoice), invoice.currency),
+        "issueDate": invoice.issue_date,
+        "dueDate": invoice.due_date,
+        "period": f"{period.start_date:%Y-%m}",
         "account": {"id": node_id("ManagedAccount", account.id), "name": account.name},
         "replaces": node_id("Invoice", invoice.replaces_id) if invoice.replaces_id else None,
     }
@@ -93,13 +99,21 @@ def invoice_data(invoice: Invoice, account: ManagedAccount, period: BillingPerio
 
 async def _invoices(ids: Sequence[Any]) -> list[dict[str, Any]]:
     """The invoices as committed, with their organization, data and findings' severity."""
-    invoices = await Invoice.filter(id__in=[str(i) for i in ids]).order_by("created_at", "id").select_related(
-        "managed_account", "billing_period", "current_revision")
-    return [{
-        "invoice": invoice, "data": invoice_data(invoice, invoice.managed_account, invoice.billing_period),
-        "warnings": any(check.get("severity") == "WARNING" for check in
-                        (invoice.current_revision.checks if invoice.current_revision else [])),
-    } for invoice in invoices]
+    invoices = (
+        await Invoice.filter(id__in=[str(i) for i in ids])
+        .order_by("created_at", "id")
+        .select_related("managed_account", "billing_period", "current_revision")
+    )
+    return [
+        {
+            "invoice": invoice,
+            "data": invoice_data(invoice, invoice.managed_account, invoice.billing_period),
+            "warnings": any(
+                check.get("severity") == "WARNING" for check in (invoice.current_revision.checks if invoice.current_revision else [])
+            ),
+        }
+        for invoice in invoices
+    ]
 
 
 def _ids(subjects: Sequence[Any]) -> list[Any]:
@@ -132,8 +146,9 @@ async def _payment_events(happened: Happened) -> list[Event]:
     invoice, found = one["invoice"], []
     if happened.transition == Transition.RECORDED:
         for payment in happened.subjects:
-            entry = _entry(payment, "Payment", invoice.currency, paidOn=payment.paid_on, method=payment.method.value,
-                           reference=payment.reference)
+            entry = _entry(
+                payment, "Payment", invoice.currency, paidOn=payment.paid_on, method=payment.method.value, reference=payment.reference
+            )
             found.append(Event(invoice.organization_id, "payment.recorded", {"payment": entry, "invoice": one["data"]}))
         # Settled in full, or in part (an overdue invoice paid in part stays OVERDUE, and is partially paid).
         if invoice.payment_status == PaymentStatus.PAID:
@@ -142,24 +157,42 @@ async def _payment_events(happened: Happened) -> list[Event]:
             found.append(Event(invoice.organization_id, "invoice.partially_paid", {"invoice": one["data"]}))
     else:
         for refund in happened.subjects:
-            entry = _entry(refund, "Refund", invoice.currency, refundedOn=refund.refunded_on, reason=refund.reason,
-                           payment=node_id("Payment", refund.payment_id) if refund.payment_id else None)
+            entry = _entry(
+                refund,
+                "Refund",
+                invoice.currency,
+                refundedOn=refund.refunded_on,
+                reason=refund.reason,
+                payment=node_id("Payment", refund.payment_id) if refund.payment_id else None,
+            )
             found.append(Event(invoice.organization_id, "payment.refunded", {"refund": entry, "invoice": one["data"]}))
     return found
 
 
 def _entry(row: Payment | Refund, type_name: str, currency: str, **fields: Any) -> dict[str, Any]:
-    return {"id": node_id(type_name, row.id), "amount": _money(row.amount, currency), "currency": currency,
-            "createdAt": row.created_at, **fields}
+    return {
+        "id": node_id(type_name, row.id),
+        "amount": _money(row.amount, currency),
+        "currency": currency,
+        "createdAt": row.created_at,
+        **fields,
+    }
 
 
 async def _credit_note_events(happened: Happened) -> list[Event]:
     (one,) = await _invoices([happened.details["invoice"].id])
     found = []
     for note in await CreditNote.filter(id__in=_ids(happened.subjects)):
-        data = {"id": node_id("CreditNote", note.id), "number": note.number, "issueDate": note.issue_date,
-                "reason": note.reason, "mode": note.mode.value, "currency": note.currency,
-                "total": _money(note.total, note.currency), "taxTotal": _money(note.tax_total, note.currency)}
+        data = {
+            "id": node_id("CreditNote", note.id),
+            "number": note.number,
+            "issueDate": note.issue_date,
+            "reason": note.reason,
+            "mode": note.mode.value,
+            "currency": note.currency,
+            "total": _money(note.total, note.currency),
+            "taxTotal": _money(note.tax_total, note.currency),
+        }
         found.append(Event(note.organization_id, "credit_note.issued", {"creditNote": data, "invoice": one["data"]}))
     return found
 
@@ -167,10 +200,16 @@ async def _credit_note_events(happened: Happened) -> list[Event]:
 async def _cost_import_events(happened: Happened) -> list[Event]:
     found = []
     for row in await CostImport.filter(id__in=_ids(happened.subjects)):
-        data = {"id": node_id("CostImport", row.id), "filename": row.filename, "state": row.state.value,
-                "rowCount": row.row_count, "insertedCount": row.inserted_count, "finishedAt": row.finished_at,
-                "errorMessage": row.error_message,
-                "account": node_id("ManagedAccount", row.managed_account_id) if row.managed_account_id else None}
+        data = {
+            "id": node_id("CostImport", row.id),
+            "filename": row.filename,
+            "state": row.state.value,
+            "rowCount": row.row_count,
+            "insertedCount": row.inserted_count,
+            "finishedAt": row.finished_at,
+            "errorMessage": row.error_message,
+            "account": node_id("ManagedAccount", row.managed_account_id) if row.managed_account_id else None,
+        }
         kind = "cost_import.completed" if happened.transition == Transition.COMPLETED else "cost_import.failed"
         found.append(Event(row.organization_id, kind, {"costImport": data}))
     return found
@@ -181,24 +220,43 @@ async def _period_events(happened: Happened) -> list[Event]:
     if not happened.details.get("first") or organization_id is None:
         return []
     period = await BillingPeriod.get(organization_id=organization_id, start_date=month)
-    data = {"id": node_id("BillingPeriod", period.id), "month": f"{period.start_date:%Y-%m}", "state": "CLOSED",
-            "closedAt": period.closed_at, "invoices": [node_id("Invoice", i) for i in happened.subjects]}
+    data = {
+        "id": node_id("BillingPeriod", period.id),
+        "month": f"{period.start_date:%Y-%m}",
+        "state": "CLOSED",
+        "closedAt": period.closed_at,
+        "invoices": [node_id("Invoice", i) for i in happened.subjects],
+    }
     return [Event(organization_id, "billing_period.closed", {"billingPeriod": data})]
 
 
 async def _cost_source_events(happened: Happened) -> list[Event]:
     return [
-        Event(source.organization_id, "cost_source.failing", {"costSource": {
-            "id": node_id("CostSource", source.id), "name": source.name, "kind": source.kind.value,
-            "state": source.state.value, "lastError": source.last_error, "lastSyncAt": source.last_sync_at,
-        }})
+        Event(
+            source.organization_id,
+            "cost_source.failing",
+            {
+                "costSource": {
+                    "id": node_id("CostSource", source.id),
+                    "name": source.name,
+                    "kind": source.kind.value,
+                    "state": source.state.value,
+                    "lastError": source.last_error,
+                    "lastSyncAt": source.last_sync_at,
+                }
+            },
+        )
         for source in await CostSource.filter(id__in=_ids(happened.subjects))
     ]
 
 
 _BY_ENTITY = {
-    Entity.INVOICE: _invoice_events, Entity.PAYMENT: _payment_events, Entity.CREDIT_NOTE: _credit_note_events,
-    Entity.COST_IMPORT: _cost_import_events, Entity.PERIOD: _period_events, Entity.COST_SOURCE: _cost_source_events,
+    Entity.INVOICE: _invoice_events,
+    Entity.PAYMENT: _payment_events,
+    Entity.CREDIT_NOTE: _credit_note_events,
+    Entity.COST_IMPORT: _cost_import_events,
+    Entity.PERIOD: _period_events,
+    Entity.COST_SOURCE: _cost_source_events,
 }
 
 

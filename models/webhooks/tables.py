@@ -53,9 +53,7 @@ class WebhookEndpoint(TimestampMixin, Model):
 
     class Meta:
         table = "webhook_endpoints"
-        constraints = (
-            CheckConstraint(check="url ~ '^https?://'", name="webhook_endpoints_url_http"),
-        )
+        constraints = (CheckConstraint(check="url ~ '^https?://'", name="webhook_endpoints_url_http"),)
 
 
 class WebhookEvent(Model):
