@@ -14,6 +14,7 @@ import pytest
 
 from infra.webhooks import Sender
 from jobs.effects import following
+from jobs.mailer import RecipientOutcome
 from jobs.webhooks import deliver_due, notify_webhook_disabled
 from models import CostSource, User
 from models.actors import Actor
@@ -24,7 +25,7 @@ from models.costs import import_costs, register_delivery, run_import
 from models.credit_notes.operations import create_credit_note
 from models.credit_notes.tables import CreditMode
 from models.errors import CostFileRejected
-from models.invoices.actions import reissue, void
+from models.invoices.actions import approve, reissue, void
 from models.invoices.delivery import record_delivery
 from models.payments.ledger import record_payment, refund_payment
 from models.payments.overdue import mark_overdue
@@ -117,6 +118,9 @@ async def test_each_event_type_is_delivered_once_per_change_signed(world, redis,
     paid = await approved_invoice(world, "INV-2024-0002")
     credited = await approved_invoice(world, "INV-2024-0003")
     voided = await approved_invoice(world, "INV-2024-0004")
+    awaiting = await factories.generated_invoice(
+        world.other_account, await factories.billing_period(world.org, date(2024, 12, 1)), number="INV-2024-0012"
+    )
     source = await CostSource.create(organization=world.org, name="exports", kind=CostSourceKind.AWS_S3, bucket="b", credentials="sealed")
     changes = [
         lambda: record_payment(owner, paid.id, amount=Decimal("10.00"), paid_on=date.today(), method=PaymentMethod.BANK_TRANSFER),
@@ -126,6 +130,8 @@ async def test_each_event_type_is_delivered_once_per_change_signed(world, redis,
         lambda: void(owner, [voided.id], reason="Wrong account", notify_customer=False),
         lambda: reissue(owner, voided.id),
         lambda: record_delivery(paid.id, [], "no billing e-mail"),
+        lambda: approve(owner, [awaiting.id], notify_customer=False),
+        lambda: record_delivery(awaiting.id, [RecipientOutcome("billing@contoso.example", True, "250 OK")], None),
         lambda: import_costs(world.org.id, SAMPLE.read_bytes(), filename="costs.csv"),
         lambda: record_sync(source.id, state=CostSourceState.FAILING, error="denied"),
         lambda: record_sync(source.id, state=CostSourceState.FAILING, error="denied again"),
@@ -155,14 +161,16 @@ async def test_each_event_type_is_delivered_once_per_change_signed(world, redis,
             "invoice.voided",
             "invoice.reissued",
             "invoice.delivery_failed",
+            "invoice.approved",
+            "invoice.sent",
             "cost_import.completed",
             "cost_import.failed",
             "cost_source.failing",
             "billing_period.closed",
         ]
     )
-    assert attempted == len(received) == 14
-    assert len({one.headers["webhook-id"] for one in received}) == 14
+    assert attempted == len(received) == 16
+    assert len({one.headers["webhook-id"] for one in received}) == 16
     by_type = {one.type: one.json for one in received}
     assert by_type["invoice.overdue"]["data"]["invoice"]["id"] == node_id("Invoice", overdue.id)
     assert by_type["invoice.overdue"]["data"]["invoice"]["paymentStatus"] == "OVERDUE"
