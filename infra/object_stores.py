@@ -13,10 +13,8 @@ changes its answer between the two (DNS rebinding) is not caught here."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
-import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -30,6 +28,7 @@ import obstore
 from obstore.exceptions import BaseError, NotFoundError, PermissionDeniedError, UnauthenticatedError
 from obstore.store import AzureStore, GCSStore, S3Store
 
+from infra import egress
 from infra.settings import Settings
 from models.cost_sources import (
     CREDENTIAL_FIELD,
@@ -54,24 +53,21 @@ _LIST_CHUNK = 1000
 
 async def check_endpoint(settings: Settings, endpoint: str) -> None:
     """Refuse an endpoint whose host is, or resolves to, an address that is not public
-    (unless the operator allows them), or does not resolve at all."""
+    (unless the operator allows them), or does not resolve at all (`infra.egress`)."""
     if settings.cost_source_private_endpoints:
         return
-    host = urlsplit(endpoint).hostname or ""
     try:
-        async with asyncio.timeout(settings.cost_source_timeout_seconds):
-            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError, TimeoutError):
-        raise CostSourceUnreadable(
-            "The endpoint's host name does not resolve.", SourceProblem.UNREACHABLE, field="endpoint"
-        ) from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not address.is_global or address.is_multicast:
+        await egress.resolve(urlsplit(endpoint).hostname or "", allow_private=settings.cost_source_private_endpoints,
+                             timeout=settings.cost_source_timeout_seconds)
+    except egress.EgressRefused as refused:
+        if refused.refusal == egress.Refusal.UNRESOLVED:
             raise CostSourceUnreadable(
-                "The endpoint is on a loopback, private or link-local address, which this server does not reach.",
-                SourceProblem.ENDPOINT_REFUSED, field="endpoint",
-            )
+                "The endpoint's host name does not resolve.", SourceProblem.UNREACHABLE, field="endpoint"
+            ) from None
+        raise CostSourceUnreadable(
+            "The endpoint is on a loopback, private or link-local address, which this server does not reach.",
+            SourceProblem.ENDPOINT_REFUSED, field="endpoint",
+        ) from None
 
 
 async def open_store(settings: Settings, source: CostSource, credentials: Credentials) -> Store:

@@ -165,6 +165,29 @@ class Settings(BaseSettings):
     cost_source_timeout_seconds: float = Field(
         60, gt=0, description="Longest wait for one answer of a cost source's object store.",
     )
+    webhook_allow_http: bool = Field(
+        False, description="Allow webhook endpoints at plain http:// URLs; https:// only by default.",
+    )
+    webhook_private_addresses: bool = Field(
+        False, description="Allow webhook endpoints whose host is, or resolves to, a loopback, private, link-local "
+        "or metadata address (an endpoint inside the operator's network, or the tests' receiver); refused by default.",
+    )
+    webhook_timeout_seconds: float = Field(
+        5, gt=0, le=30, description="Longest wait for an endpoint to answer one delivery (connecting included).",
+    )
+    webhook_response_bytes: int = Field(
+        4096, gt=0, le=65536, description="Most bytes of an endpoint's answer read (the first 512 are kept in the log).",
+    )
+    webhook_disable_after_hours: float = Field(
+        48, gt=0, description="An endpoint whose every attempt has failed for this long is disabled and its "
+        "organization's owners are e-mailed.",
+    )
+    webhook_lanes: int = Field(
+        2, gt=0, le=16, description="Worker jobs delivering webhooks at once (each takes one of the worker's job slots).",
+    )
+    webhook_concurrency: int = Field(
+        16, gt=0, le=256, description="Deliveries in flight at once in each lane (at most 4 of them to one endpoint).",
+    )
     subscriptions_per_connection: int = Field(
         20, gt=0, description="Cap on operations running at once on one WebSocket."
     )

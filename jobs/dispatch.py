@@ -35,6 +35,10 @@ XERO_PUSH = "push_to_xero"
 XERO_REVOKE = "revoke_xero_tokens"
 XERO_PAYMENTS = "read_xero_payments"
 COST_SOURCE_SYNC = "sync_cost_source"
+WEBHOOKS = "deliver_webhooks"
+WEBHOOK_DISABLED = "notify_webhook_disabled"
+# Set when deliveries were queued: a lane that finds it set after its last round goes on.
+WEBHOOKS_WAKE = "invoicing:webhooks:wake"
 
 
 # The keyword argument a job receives with the request that queued it (its id, its
@@ -172,6 +176,38 @@ async def enqueue_xero_payments(redis: ArqRedis, organization_id: Any) -> None:
     await _enqueue(redis, XERO_PAYMENTS, str(organization_id), _job_id=f"{XERO_PAYMENTS}:{organization_id}")
 
 
+def webhook_lane_lock(lane: int) -> str:
+    """Held by the lane's running job (`jobs.webhooks.deliver_webhooks`)."""
+    return f"{WEBHOOKS}:{lane}:lock"
+
+
+def webhook_lane_kick(lane: int) -> str:
+    """Set from a lane's job being queued until it starts: one queued job per lane."""
+    return f"{WEBHOOKS}:{lane}:kick"
+
+
+async def _kick_webhook_lanes(redis: ArqRedis, lanes: int) -> None:
+    """WAKE set first, then a job queued for each lane that no job holds or is about to: a
+    lane that stops checks WAKE after it let its lock go, so that either it goes on or this
+    sees its lock free and queues the next."""
+    await redis.set(WEBHOOKS_WAKE, "1")
+    for lane in range(lanes):
+        if await redis.exists(webhook_lane_lock(lane)):
+            continue
+        if await redis.set(webhook_lane_kick(lane), "1", nx=True, px=10_000):
+            await redis.enqueue_job(WEBHOOKS, lane, _job_id=f"{WEBHOOKS}:{lane}:{uuid.uuid4().hex}")
+
+
+async def wake_webhook_lanes(redis: ArqRedis, lanes: int) -> None:
+    """Deliveries were queued: the lanes running go on, the others start."""
+    await _kick_webhook_lanes(redis, lanes)
+
+
+async def enqueue_webhook_disabled(redis: ArqRedis, endpoint_id: Any) -> None:
+    """Queue the e-mail telling the owners that the endpoint was disabled."""
+    await redis.enqueue_job(WEBHOOK_DISABLED, str(endpoint_id))
+
+
 def _logged(requeue: Callable[P, Awaitable[None]]) -> Callable[P, Awaitable[None]]:
     """The sweeper's and a retry's queueing logs, never raises, when Redis fails: the state
     rows still imply the work, and the next sweep queues it."""
@@ -220,3 +256,9 @@ async def requeue_jobs(redis: ArqRedis, function: str, job_id: Callable[[Any], s
     again unless arq holds it (the job does only what is left to do)."""
     for row_id in row_ids:
         await requeue(redis, function, job_id(row_id), str(row_id))
+
+
+@_logged
+async def start_webhook_lanes(redis: ArqRedis, lanes: int) -> None:
+    """Deliveries are due (the sweeper found them): the lanes not running start."""
+    await _kick_webhook_lanes(redis, lanes)

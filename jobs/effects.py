@@ -24,12 +24,15 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 from arq import ArqRedis, Retry
 
 from infra import events, log_context, metrics
+from infra.settings import get_settings
 from jobs import dispatch
+from models import webhooks
 from models.invoices import DeliveryStatus, Invoice, InvoiceStatus
 from models.outbox import Entity, Happened, Transition, collecting
 from models.xero.sync import queued_pushes
@@ -168,24 +171,63 @@ async def _xero_invoices_changed(redis: ArqRedis, happened: Happened) -> None:
         await dispatch.enqueue_xero_payments(redis, organization_id)
 
 
+async def _webhooks(redis: ArqRedis, happened: Happened) -> None:
+    """The transition's events (`models.webhooks.events`) queued to the endpoints of their
+    organization that subscribed to them, then the delivery lanes woken. Queued rows outlive a
+    Redis failure: the sweeper (`jobs.webhooks.sweep_webhooks`) starts the lanes then."""
+    queued = await webhooks.queue_events(await webhooks.events_of(happened), datetime.now(UTC))
+    if queued:
+        await dispatch.wake_webhook_lanes(redis, get_settings().webhook_lanes)
+
+
+def _and_webhooks(effect: Effect) -> Effect:
+    """The effect, then the same transition's webhooks: live subscribers and endpoints hear of
+    a change from its one record. Webhooks are queued even when the effect failed."""
+
+    async def both(redis: ArqRedis, happened: Happened) -> None:
+        try:
+            await effect(redis, happened)
+        finally:
+            await _webhooks(redis, happened)
+
+    both.__doc__ = effect.__doc__
+    return both
+
+
+async def _webhooks_queued(redis: ArqRedis, happened: Happened) -> None:
+    """Deliveries were queued by hand (a test event, a redelivery): the lanes woken."""
+    await dispatch.wake_webhook_lanes(redis, get_settings().webhook_lanes)
+
+
+async def _webhook_endpoint_disabled(redis: ArqRedis, happened: Happened) -> None:
+    """An endpoint failed for too long and was disabled: its owners are e-mailed by a job."""
+    for endpoint_id in happened.subjects:
+        await dispatch.enqueue_webhook_disabled(redis, endpoint_id)
+
+
 # Which effect follows which transition. The subjects are what the transition's record names:
 # rows, or ids where the effect reads their committed state.
 EFFECTS: dict[tuple[Entity, Transition], Effect] = {
     (Entity.INVOICE, Transition.CHANGED): _announced,
     (Entity.INVOICE, Transition.GENERATION_REQUESTED): _generation_requested,
-    (Entity.INVOICE, Transition.GENERATED): _announced,
-    (Entity.INVOICE, Transition.APPROVED): _approved,
+    (Entity.INVOICE, Transition.GENERATED): _and_webhooks(_announced),
+    (Entity.INVOICE, Transition.APPROVED): _and_webhooks(_approved),
     (Entity.INVOICE, Transition.RESEND_REQUESTED): _resend_requested,
-    (Entity.INVOICE, Transition.DELIVERED): _announced,
-    (Entity.INVOICE, Transition.VOIDED): _voided,
-    (Entity.PERIOD, Transition.CLOSED): _period_closed,
-    (Entity.PAYMENT, Transition.RECORDED): _invoice_announced,
-    (Entity.PAYMENT, Transition.REFUNDED): _refunded,
-    (Entity.CREDIT_NOTE, Transition.ISSUED): _credit_note_issued,
+    (Entity.INVOICE, Transition.DELIVERED): _and_webhooks(_announced),
+    (Entity.INVOICE, Transition.VOIDED): _and_webhooks(_voided),
+    (Entity.INVOICE, Transition.OVERDUE): _and_webhooks(_announced),
+    (Entity.INVOICE, Transition.REISSUED): _and_webhooks(_generation_requested),
+    (Entity.PERIOD, Transition.CLOSED): _and_webhooks(_period_closed),
+    (Entity.PAYMENT, Transition.RECORDED): _and_webhooks(_invoice_announced),
+    (Entity.PAYMENT, Transition.REFUNDED): _and_webhooks(_refunded),
+    (Entity.CREDIT_NOTE, Transition.ISSUED): _and_webhooks(_credit_note_issued),
     (Entity.CREDIT_NOTE, Transition.APPLIED): _invoice_announced,
     (Entity.CREDIT_NOTE, Transition.CREDIT_REFUNDED): _credit_refunded,
     (Entity.CREDIT_NOTE, Transition.DELIVERED): _invoice_announced,
     (Entity.COST_IMPORT, Transition.QUEUED): _cost_import_queued,
+    (Entity.COST_IMPORT, Transition.COMPLETED): _webhooks,
+    (Entity.COST_IMPORT, Transition.FAILED): _webhooks,
+    (Entity.COST_SOURCE, Transition.FAILING): _webhooks,
     (Entity.TOKEN, Transition.REVOKED): _tokens_revoked,
     (Entity.USER, Transition.SCOPE_CHANGED): _tokens_revoked,
     (Entity.USER, Transition.DEACTIVATED): _tokens_revoked,
@@ -193,6 +235,8 @@ EFFECTS: dict[tuple[Entity, Transition], Effect] = {
     (Entity.XERO_SYNC, Transition.QUEUED): _xero_push_queued,
     (Entity.XERO_CONNECTION, Transition.DISCONNECTED): _xero_disconnected,
     (Entity.XERO_CONNECTION, Transition.INVOICES_CHANGED): _xero_invoices_changed,
+    (Entity.WEBHOOK_DELIVERY, Transition.QUEUED): _webhooks_queued,
+    (Entity.WEBHOOK_ENDPOINT, Transition.DISABLED): _webhook_endpoint_disabled,
 }
 
 

@@ -136,6 +136,12 @@ def render_invitation_email(context: dict) -> tuple[str, str]:
     return _render("email/invitation.txt", context)
 
 
+def render_webhook_disabled_email(context: dict) -> tuple[str, str]:
+    """(subject, text) of the notice to owners that a webhook endpoint was disabled:
+    organization_name, url, description, disabled_at, reason."""
+    return _render("email/webhook_disabled.txt", context)
+
+
 def render_reminder_email(context: dict) -> tuple[str, str]:
     """(subject, text) of a payment reminder: the invoice e-mail's keys, `amount_due` and
     `days_after_due`."""

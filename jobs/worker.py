@@ -28,6 +28,7 @@ from jobs.pdf import PdfRenderer
 from jobs.periods import close_due_periods, send_due_invoices
 from jobs.reminders import queue_due_reminders, send_reminder
 from jobs.send import notify_customer, send_invoice
+from jobs.webhooks import deliver_webhooks, notify_webhook_disabled, sweep_webhooks
 from jobs.xero import poll_xero_payments, push_to_xero, read_xero_payments, revoke_xero_tokens
 from models.auth import purge_tokens
 from models.idempotency import purge_keys
@@ -155,6 +156,9 @@ class WorkerSettings:
         func(push_to_xero, name=dispatch.XERO_PUSH, keep_result=0, timeout=300, max_tries=50),
         func(revoke_xero_tokens, name=dispatch.XERO_REVOKE, keep_result=0, timeout=120, max_tries=10),
         func(read_xero_payments, name=dispatch.XERO_PAYMENTS, keep_result=0, timeout=300, max_tries=1),
+        # A lane runs while deliveries are due (jobs/webhooks.py); one fixed id per lane.
+        func(deliver_webhooks, name=dispatch.WEBHOOKS, keep_result=0, timeout=3600, max_tries=1),
+        func(notify_webhook_disabled, name=dispatch.WEBHOOK_DISABLED, keep_result=0, timeout=120, max_tries=3),
     ]
     cron_jobs = [
         cron(purge_old_tokens, hour={3}, minute={17}, run_at_startup=False),
@@ -173,6 +177,8 @@ class WorkerSettings:
         cron(poll_xero_payments, minute={2, 17, 32, 47}, run_at_startup=False),
         # Each source is synced COST_SOURCE_SYNC_HOURS after its last sync; a failing one sooner.
         cron(sync_due_cost_sources, minute={10, 25, 40, 55}, run_at_startup=False),
+        # Retries fall due at any second: lanes start within ten seconds of it.
+        cron(sweep_webhooks, second=set(range(0, 60, 10)), run_at_startup=True),
     ]
     # Generation jobs waiting for their turn beside those generating (jobs/generate.py), with
     # room for other work, and a free slot taken within 50 ms rather than arq's 0.5 s poll: a

@@ -23,6 +23,7 @@ from models.organizations import Organization
 from models.payments import Payment, Refund
 from models.people import Invitation
 from models.reminders import InvoiceReminder, ReminderStop
+from models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from models.xero.tables import (
     XeroAccountMapping,
     XeroAuthorization,
@@ -38,5 +39,6 @@ __all__ = [
     "ExchangeRate", "Invitation", "Invoice", "InvoiceEvent", "InvoiceExtraLine", "InvoiceLineItem",
     "InvoiceNumberCounter", "InvoiceReminder", "InvoiceRevision", "LateCost", "ManagedAccount", "Organization",
     "Payment", "Refund", "ReminderStop", "SubAccount", "Token", "User", "XeroAccountMapping", "XeroAuthorization",
-    "XeroConnection", "XeroPayment", "XeroSettings", "XeroSync",
+    "WebhookAttempt", "WebhookDelivery", "WebhookEndpoint", "WebhookEvent", "XeroConnection", "XeroPayment", "XeroSettings",
+    "XeroSync",
 ]

@@ -101,7 +101,7 @@ async def close_period(
             using_db=conn,
         )
     created = [r["id"] for r in rows]
-    record(Entity.PERIOD, Transition.CLOSED, created)
+    record(Entity.PERIOD, Transition.CLOSED, created, organization_id=organization_id, month=start, first=not closed)
     return created
 
 

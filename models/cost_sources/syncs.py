@@ -12,6 +12,7 @@ from tortoise.expressions import F
 
 from models.cost_sources.tables import AVAILABLE_KINDS, CostSource, CostSourceState
 from models.costs.records import CostImport
+from models.outbox import Entity, Transition, record
 
 if TYPE_CHECKING:
     from models.cost_sources.discovery import Delivery
@@ -20,14 +21,19 @@ if TYPE_CHECKING:
 async def record_sync(source_id, *, state: CostSourceState, error: str | None = None,
                       newest: Delivery | None = None) -> None:
     """What a sync found: its state, the error of a failure (None clears it), the newest
-    delivery; a failure adds one to the failures in a row, anything else ends them."""
+    delivery; a failure adds one to the failures in a row, anything else ends them. A source
+    that turns FAILING is recorded (`Transition.FAILING`)."""
     columns: dict[str, Any] = {
         "state": state, "last_sync_at": datetime.now(UTC), "last_error": error,
         "failures": F("failures") + 1 if state == CostSourceState.FAILING else 0,
     }
     if newest is not None:
         columns.update(last_delivery_key=newest.manifest.key[:1024], last_delivery_at=newest.manifest.modified)
+    turned_failing = state == CostSourceState.FAILING and await CostSource.filter(id=source_id).exclude(
+        state=CostSourceState.FAILING).exists()
     await CostSource.filter(id=source_id).update(**columns)
+    # A source that was readable and is not: its organization hears of it once, not at every failed sync.
+    record(Entity.COST_SOURCE, Transition.FAILING, [source_id] if turned_failing else [])
 
 
 def imports_of(source: CostSource):

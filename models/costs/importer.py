@@ -49,6 +49,7 @@ from models.costs.sources import Part, header_names, line_of_row, read_batches
 from models.costs.supersede import scope_totals, supersede
 from models.errors import CostFileRejected, InvalidTransition, NotFound
 from models.managed_accounts import ManagedAccount, SubAccount, lock_sub_account_mapping
+from models.outbox import Entity, Transition, record
 
 _COPY_COLUMNS = ("organization_id", "cost_import_id", "origin", *ROW_FIELDS)
 _CSV_OPTIONS = pa_csv.WriteOptions(include_header=False)
@@ -94,6 +95,7 @@ async def run_import(cost_import_id: uuid.UUID | str, *, progress: ProgressCallb
             error_file=(refused.file or "")[:255] or None, error_line=refused.line, error_row=refused.row,
             error_column=refused.column,
         )
+        record(Entity.COST_IMPORT, Transition.FAILED, [cost_import_id])
         raise
     except BaseException:
         await _finish(writer)
@@ -102,8 +104,10 @@ async def run_import(cost_import_id: uuid.UUID | str, *, progress: ProgressCallb
                 state=CostImportState.FAILED, finished_at=datetime.now(UTC),
                 error_message=INTERNAL_ERROR,
             )
+            record(Entity.COST_IMPORT, Transition.FAILED, [cost_import_id])
         raise
     await _finish(writer)
+    record(Entity.COST_IMPORT, Transition.COMPLETED, [cost_import_id])
     return report
 
 

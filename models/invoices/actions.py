@@ -270,7 +270,7 @@ async def reissue(principal, invoice_id: Any) -> Invoice:
                          from_status=InvoiceStatus.VOIDED.value, to_status=InvoiceStatus.VOIDED.value,
                          detail={"replacement": str(replacement.id)}),
         ], using_db=conn)
-    record(Entity.INVOICE, Transition.GENERATION_REQUESTED, [replacement.id])
+    record(Entity.INVOICE, Transition.REISSUED, [replacement.id])
     return await Invoice.get(id=replacement.id)
 
 

@@ -46,5 +46,5 @@ async def mark_overdue(now: datetime, actor: Actor) -> list[Invoice]:
     if not rows:
         return []
     changed = await Invoice.filter(id__in=[row["id"] for row in rows]).order_by("due_date", "id")
-    record(Entity.INVOICE, Transition.CHANGED, changed)
+    record(Entity.INVOICE, Transition.OVERDUE, changed)
     return changed

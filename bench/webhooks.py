@@ -1,0 +1,248 @@
+"""Webhook deliveries: 10,000 events to 10 endpoints, from the commit to the receiver.
+
+Ten organizations each get one endpoint (subscribed to `invoice.overdue` and
+`payment.recorded`) on a receiver that runs as its own process on loopback (uvicorn; it
+verifies every signature with `standardwebhooks` and notes when each event arrived). The
+worker runs as `invoicing worker` does, in a process of its own.
+
+1. A burst: 10,000 approved invoices (1,000 per organization) fall due, and one run of the
+   overdue marking commits them all: 10,000 `invoice.overdue` events at once. Prints
+   `deliveries_per_s` (10,000 over the time from that commit to the last receipt) and the
+   p50/p99 from the commit to each receipt (queueing included).
+2. Steady changes: 200 payments recorded one after another, each a unit of work as a mutation
+   is; prints the p50/p99 from each commit to its receipt (`steady_p99_ms`).
+
+The last line is the burst's `p99_ms`. The database named by --database-url is DROPPED and
+recreated: never point it at one you keep.
+
+    .venv/bin/python bench/webhooks.py [--events 10000] [--endpoints 10] [--steady 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.import_costs import DEFAULT_DATABASE_URL, fresh_database  # noqa: E402
+
+
+def receiver_app(secrets_file: Path):
+    """The receiver: verifies each delivery and notes (payment id, arrival, verified)."""
+    from standardwebhooks import Webhook, WebhookVerificationError
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    secrets: dict[str, Webhook] = {}
+    arrivals: list[tuple[str, float, bool]] = []
+
+    async def receive(request):
+        arrived = time.time()
+        if not secrets:
+            secrets.update({path: Webhook(secret) for path, secret in json.loads(secrets_file.read_text()).items()})  # noqa: ASYNC240 (once, a small file)
+        body = await request.body()
+        try:
+            payload = secrets[request.path_params["path"]].verify(body, dict(request.headers))
+            data = payload["data"]
+            arrivals.append(((data.get("payment") or data["invoice"])["id"], arrived, True))
+        except (WebhookVerificationError, KeyError):
+            arrivals.append(("", arrived, False))
+        return PlainTextResponse("ok")
+
+    async def stats(request):
+        return JSONResponse(arrivals)
+
+    return Starlette(routes=[Route("/hooks/{path}", receive, methods=["POST"]), Route("/stats", stats)])
+
+
+def serve_receiver(port: int, secrets_file: Path) -> None:
+    import uvicorn
+
+    uvicorn.run(receiver_app(secrets_file), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def seed(endpoints: int, invoices_each: int, receiver: str, secrets_file: Path):
+    """Per organization: an owner, approved invoices due long ago (one account and month each),
+    and one endpoint at the receiver."""
+    from tortoise import connections
+
+    from infra.settings import get_settings
+    from models import BillingPeriod, Invoice, ManagedAccount, Organization
+    from models.auth import Principal, create_user
+    from models.base import Scope
+    from models.webhooks import EndpointInput, create_endpoint
+
+    settings = get_settings()
+    owners, secrets = [], {}
+
+    async def anywhere(url: str) -> None:
+        return None
+
+    for n in range(endpoints):
+        org = await Organization.create(name=f"Bench MSP {n}")
+        owner = Principal(await create_user(org.id, email=f"owner{n}@bench.example", scope=Scope.OWNER), None)
+        accounts = [await ManagedAccount.create(organization=org, name=f"Customer {a}") for a in range(10)]
+        months = [date(1990 + m // 12, m % 12 + 1, 1) for m in range(invoices_each // 10 + 1)]
+        periods = [
+            BillingPeriod(organization=org, start_date=start, end_date=(start + timedelta(days=32)).replace(day=1)) for start in months
+        ]
+        await BillingPeriod.bulk_create(periods)
+        periods = await BillingPeriod.filter(organization_id=org.id).order_by("start_date")
+        await Invoice.bulk_create(
+            [
+                Invoice(organization=org, managed_account=accounts[i % 10], billing_period=periods[i // 10], currency="USD")
+                for i in range(invoices_each)
+            ],
+            batch_size=1000,
+        )
+        _, secret = await create_endpoint(
+            owner, settings, EndpointInput(url=f"{receiver}/hooks/org{n}", events=["invoice.overdue", "payment.recorded"]), anywhere
+        )
+        secrets[f"org{n}"] = secret
+        owners.append(owner)
+    # Each invoice generated (a revision of 1,000.00) and approved, due in 1990.
+    await connections.get("default").execute_script("""
+        INSERT INTO invoice_revisions (id, invoice_id, revision, created_at, template_version, currency, cost_currency,
+            exchange_rate, subtotal, adjustments, charges, total, issue_date, due_date, snapshot)
+        SELECT gen_random_uuid(), id, 1, now(), '1', 'USD', 'USD', 1, 1000, 0, 0, 1000, '1990-01-01', '1990-01-31', '{}'
+        FROM invoices;
+        UPDATE invoices AS i SET current_revision_id = r.id, status = 'APPROVED', subtotal = 1000, total = 1000,
+            number = 'INV-' || left(i.id::text, 8), issue_date = '1990-01-01', due_date = '1990-01-31', approved_at = now()
+        FROM invoice_revisions AS r WHERE r.invoice_id = i.id;
+    """)
+    secrets_file.write_text(json.dumps(secrets))  # noqa: ASYNC240 (a small file, before the run)
+    invoices = await Invoice.all().order_by("id")
+    by_org = {owner.organization_id: owner for owner in owners}
+    return [(by_org[invoice.organization_id], invoice) for invoice in invoices]
+
+
+async def main(events: int, endpoints: int, steady: int, database_url: str, redis_url: str) -> None:
+    os.environ.update(DATABASE_URL=database_url, REDIS_URL=redis_url, WEBHOOK_PRIVATE_ADDRESSES="true", WEBHOOK_ALLOW_HTTP="true")
+    import httpx
+
+    from infra import broker, db
+    from infra.settings import get_settings
+    from jobs.effects import following
+    from models.actors import Actor
+    from models.payments.ledger import record_payment
+    from models.payments.overdue import mark_overdue
+    from models.payments.tables import PaymentMethod
+    from models.webhooks import node_id
+
+    await fresh_database(database_url)
+    settings = get_settings()
+    redis = await broker.connect(settings)
+    await redis.delete(broker.QUEUE_NAME, broker.HEALTH_CHECK_KEY)
+    port = free_port()
+    secrets_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-webhooks-{os.getpid()}.json"
+    invoices_each = events // endpoints
+    invoices = await seed(endpoints, invoices_each, f"http://127.0.0.1:{port}", secrets_file)
+    seeded = time.time()
+    environment = {**os.environ, "WEBHOOK_PRIVATE_ADDRESSES": "true", "WEBHOOK_ALLOW_HTTP": "true"}
+    receiver = subprocess.Popen([sys.executable, __file__, "--receiver", str(port), "--secrets", str(secrets_file)], env=environment)  # noqa: ASYNC220
+    worker = subprocess.Popen(  # noqa: ASYNC220 (started once, before the run)
+        [sys.executable, "-m", "invoicing", "worker"], env=environment, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        async with httpx.AsyncClient() as http:
+            for _ in range(200):
+                with contextlib.suppress(httpx.HTTPError):
+                    await http.get(f"http://127.0.0.1:{port}/stats")
+                    break
+                await asyncio.sleep(0.1)
+            for _ in range(600):  # the worker is up once its health check is written
+                if await redis.exists(broker.HEALTH_CHECK_KEY):
+                    break
+                await asyncio.sleep(0.1)
+            committed: dict[str, float] = {}
+            started = time.time()
+            async with following(redis):
+                overdue = await mark_overdue(datetime.now(UTC), Actor.system("bench"))
+                burst_commit = time.time()
+            committed.update({node_id("Invoice", invoice.id): burst_commit for invoice in overdue})
+            burst = await _arrivals(http, port, len(overdue))
+            for n in range(steady):
+                owner, invoice = invoices[n % len(invoices)]
+                async with following(redis):
+                    done = await record_payment(
+                        owner, invoice.id, amount=Decimal("1.00"), paid_on=date(2026, 1, 2), method=PaymentMethod.BANK_TRANSFER
+                    )
+                    committed[node_id("Payment", done.payment.id)] = time.time()
+            arrivals = await _arrivals(http, port, len(overdue) + steady)
+    finally:
+        for process in (worker, receiver):
+            process.send_signal(signal.SIGTERM)
+        for process in (worker, receiver):
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        secrets_file.unlink(missing_ok=True)
+        await redis.aclose()
+        await db.close()
+
+    def figures(found: list) -> list[float]:
+        return sorted((arrived - committed[key]) * 1000 for key, arrived, ok in found if ok and key in committed)
+
+    burst_ms, steady_ms = figures(burst), figures(arrivals[len(burst) :])
+    finished = max(arrived for _, arrived, _ in burst) if burst else time.time()
+    print(f"events {len(overdue)} endpoints {endpoints} worker_ready_in_s {started - seeded:.1f}")
+    print(f"deliveries {len(arrivals)} unverified {sum(1 for _, _, ok in arrivals if not ok)}")
+    print(f"steady_events {steady} steady_p50_ms {_at(steady_ms, 0.5)} steady_p99_ms {_at(steady_ms, 0.99)}")
+    print(f"p50_ms {_at(burst_ms, 0.5)}")
+    print(f"deliveries_per_s {len(burst) / max(finished - burst_commit, 1e-9):.0f}")
+    print(f"p99_ms {_at(burst_ms, 0.99)}")
+
+
+def _at(values: list[float], share: float) -> str:
+    return f"{values[min(len(values) - 1, int(len(values) * share))]:.0f}" if values else "n/a"
+
+
+async def _arrivals(http, port: int, count: int) -> list:
+    """What the receiver has noted, once it holds `count` (10 minutes at most)."""
+    deadline = time.time() + 600
+    while True:
+        arrivals = (await http.get(f"http://127.0.0.1:{port}/stats")).json()
+        if len(arrivals) >= count or time.time() > deadline:
+            return arrivals
+        await asyncio.sleep(0.2)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--endpoints", type=int, default=10)
+    parser.add_argument("--steady", type=int, default=200)
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
+        help="database to DROP and recreate (default: $BENCH_DATABASE_URL or %(default)s)",
+    )
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--secrets", type=Path, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.receiver:
+        serve_receiver(arguments.receiver, arguments.secrets)
+    else:
+        asyncio.run(main(arguments.events, arguments.endpoints, arguments.steady, arguments.database_url, arguments.redis_url))

@@ -1,0 +1,156 @@
+"""Delivering webhooks: lanes that take the deliveries due, sign and post each (`infra.webhooks`),
+and record what came of it (`models.webhooks`); the sweeper that starts a lane when deliveries
+fell due (a retry's time came, or a lane stopped as one was queued); and the e-mail to the
+owners of an endpoint that was disabled.
+
+A lane is one arq job (`deliver_webhooks`; one at a time per lane, which holds the lane's lock,
+WEBHOOK_LANES of them): it holds one of the worker's job slots whatever the traffic, so the
+other work keeps the rest,
+and posts up to WEBHOOK_CONCURRENCY deliveries at once, at most PER_ENDPOINT of them to one
+endpoint (a slow endpoint does not hold the others up). It stops when nothing is due and no
+new delivery was announced meanwhile (`WAKE`, set by the effect before it starts the lanes)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from standardwebhooks import Webhook
+
+from infra.settings import Settings
+from infra.webhooks import Sender
+from jobs import dispatch
+from jobs.effects import runs_effects
+from jobs.mailer import MailError, organization_sender, render_webhook_disabled_email, send_mail
+from models.auth import User
+from models.base import Scope
+from models.organizations import Organization
+from models.webhooks import Due, Outcome, WebhookEndpoint, any_due, claim_due, record_attempt, signing_secrets
+
+log = logging.getLogger(__name__)
+PER_ENDPOINT = 4
+# A lane's lock outlives a worker that died holding it by this much at most (renewed each round).
+LANE_LOCK_SECONDS = 120
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+Clock = Callable[[], datetime]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def signed_headers(secrets: list[str], message_id: str, payload: str) -> dict[str, str]:
+    """The Standard Webhooks headers: the message's id, the time of this attempt, and one
+    signature per secret valid now (the new and the previous one after a rotation)."""
+    at = datetime.now(UTC)
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": " ".join(Webhook(secret).sign(message_id, at, payload) for secret in secrets),
+    }
+
+
+async def deliver_due(settings: Settings, sender: Sender, clock: Clock = _now) -> int:
+    """Attempt every delivery due at `clock()` until none is; how many were attempted. The
+    clock decides what is due and when a retry is; the signature's timestamp is the real time."""
+    concurrency = settings.webhook_concurrency
+    endpoint_turns: dict[object, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(PER_ENDPOINT))
+    disable_after = timedelta(hours=settings.webhook_disable_after_hours)
+    in_flight: set[asyncio.Task] = set()
+    attempted = 0
+
+    async def attempt(due: Due) -> None:
+        async with endpoint_turns[due.endpoint.id]:
+            secrets = signing_secrets(settings, due.endpoint, clock())
+            if secrets:
+                outcome = await sender.post(due.endpoint.url, signed_headers(secrets, due.message_id, due.payload), due.payload)
+            else:
+                outcome = Outcome(None, 0, error="the signing secret cannot be read with this server's key: rotate it")
+        await record_attempt(due.delivery_id, outcome, clock(), disable_after)
+
+    try:
+        while True:
+            free = concurrency - len(in_flight)
+            batch = await claim_due(clock(), free) if free else []
+            attempted += len(batch)
+            in_flight |= {asyncio.create_task(attempt(due)) for due in batch}
+            if not in_flight:
+                return attempted
+            if len(batch) < free or not free:
+                done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task.exception() is not None:
+                        log.error("a webhook attempt failed to be recorded", exc_info=task.exception())
+    finally:
+        for task in in_flight:
+            task.cancel()
+
+
+@runs_effects
+async def deliver_webhooks(ctx: dict, lane: int) -> int:
+    """One lane: unless another job holds it, deliver what is due, again while new deliveries
+    are announced (WAKE); then let the lane go and look once more (`dispatch._kick_webhook_lanes`
+    says why that order loses nothing)."""
+    settings, redis = ctx["settings"], ctx["redis"]
+    lock, token = dispatch.webhook_lane_lock(lane), uuid.uuid4().hex
+    await redis.delete(dispatch.webhook_lane_kick(lane))
+    attempted = 0
+    async with Sender(settings, connections=settings.webhook_concurrency) as sender:
+        while await redis.set(lock, token, nx=True, ex=LANE_LOCK_SECONDS):
+            try:
+                while True:
+                    await redis.delete(dispatch.WEBHOOKS_WAKE)
+                    attempted += await deliver_due(settings, sender)
+                    await redis.expire(lock, LANE_LOCK_SECONDS)
+                    if not await redis.exists(dispatch.WEBHOOKS_WAKE):
+                        break
+            finally:
+                await redis.eval(_RELEASE, 1, lock, token)
+            if not await redis.exists(dispatch.WEBHOOKS_WAKE):
+                break
+    return attempted
+
+
+@runs_effects
+async def sweep_webhooks(ctx: dict) -> bool:
+    """Cron: start the lanes when deliveries are due (retries whose time came, or deliveries
+    queued as a lane was stopping); whether any were."""
+    if not await any_due(_now()):
+        return False
+    await dispatch.start_webhook_lanes(ctx["redis"], ctx["settings"].webhook_lanes)
+    return True
+
+
+@runs_effects
+async def notify_webhook_disabled(ctx: dict, endpoint_id: str) -> str:
+    """E-mail the organization's owners that the endpoint was disabled, and why."""
+    endpoint = await WebhookEndpoint.get_or_none(id=endpoint_id)
+    if endpoint is None or endpoint.enabled or endpoint.disabled_at is None:
+        return "not disabled"
+    organization = await Organization.get(id=endpoint.organization_id)
+    owners = await User.filter(organization_id=organization.id, scope=Scope.OWNER, is_active=True).values_list("email", flat=True)
+    if not owners:
+        return "no owner"
+    at = endpoint.disabled_at.astimezone(ZoneInfo(organization.timezone))
+    subject, text = render_webhook_disabled_email(
+        {
+            "organization_name": organization.name,
+            "url": endpoint.url,
+            "description": endpoint.description,
+            "disabled_at": f"{at:%Y-%m-%d %H:%M} ({organization.timezone})",
+            "reason": endpoint.disabled_reason or "",
+        }
+    )
+    try:
+        await send_mail(
+            ctx["settings"], to=[str(owner) for owner in owners], subject=subject, text=text, **organization_sender(organization)
+        )
+    except MailError as exc:
+        log.error("the notice of webhook endpoint %s disabled was not sent: %s", endpoint_id, type(exc).__name__)
+        return "failed"
+    return "sent"
