@@ -18,6 +18,7 @@ from arq import Retry
 
 from infra import storage
 from jobs.effects import runs_effects
+from jobs.locales import page_label
 from jobs.mailer import Attachment, render_credit_note_email
 from jobs.rendering import format_money, render_credit_note_html
 from jobs.send import NO_RECIPIENTS, mail
@@ -66,7 +67,8 @@ def stable_pdf(pdf: bytes, issued: date) -> bytes:
 
 async def print_credit_note(renderer, note: CreditNote) -> bytes:
     """The credit note's PDF, from its snapshot: the same bytes for the same credit note."""
-    return stable_pdf(await renderer.render(render_credit_note_html(note.snapshot)), note.issue_date)
+    label = page_label(note.snapshot.get("locale"))
+    return stable_pdf(await renderer.render(render_credit_note_html(note.snapshot), page_label=label), note.issue_date)
 
 
 async def _print(ctx: dict, note: CreditNote) -> None:

@@ -34,6 +34,7 @@ XERO_PUSH = "push_to_xero"
 XERO_REVOKE = "revoke_xero_tokens"
 XERO_PAYMENTS = "read_xero_payments"
 COST_SOURCE_SYNC = "sync_cost_source"
+VOID_COPY = "print_void_copy"
 
 
 def send_job_id(invoice_id: Any, attempt: str = "approval") -> str:
@@ -137,6 +138,11 @@ def credit_note_job_id(credit_note_id: Any) -> str:
 async def enqueue_credit_note(redis: ArqRedis, credit_note_id: Any) -> None:
     """Queue an issued credit note's PDF and e-mail, once (the job id is the credit note's)."""
     await redis.enqueue_job(CREDIT_NOTE, str(credit_note_id), _job_id=credit_note_job_id(credit_note_id))
+
+
+async def enqueue_void_copy(redis: ArqRedis, invoice_id: Any) -> None:
+    """Queue the printing of a voided invoice's copy marked VOID, once per invoice."""
+    await redis.enqueue_job(VOID_COPY, str(invoice_id), _job_id=f"{VOID_COPY}:{invoice_id}")
 
 
 def xero_push_job_id(sync_id: Any) -> str:

@@ -92,10 +92,13 @@ async def _resend_requested(redis: ArqRedis, happened: Happened) -> None:
 
 
 async def _voided(redis: ArqRedis, happened: Happened) -> None:
-    """Invoices voided: announced, the customer told when asked for, and those Xero has
-    pushed, to void them there."""
+    """Invoices voided: announced, their copies marked VOID printed, the customer told when
+    asked for, and those Xero has pushed, to void them there."""
     invoices: Sequence[Invoice] = happened.subjects
     await events.publish(redis, invoices)
+    for invoice in invoices:
+        if invoice.current_revision_id is not None:
+            await dispatch.enqueue_void_copy(redis, invoice.id)
     if happened.details["notify_customer"]:
         for invoice in invoices:
             await dispatch.enqueue_notification(redis, invoice.id, "voided")

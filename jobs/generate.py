@@ -24,6 +24,7 @@ from tortoise.expressions import Q
 from infra import storage
 from jobs import dispatch
 from jobs.effects import runs_effects
+from jobs.locales import page_label
 from jobs.rendering import TEMPLATE_VERSION, render_invoice_html
 from jobs.xero import requeue_stalled_pushes
 from models.actors import Actor
@@ -132,15 +133,15 @@ async def _generate(ctx: dict, ids: list[str]) -> list[str | BaseException]:
             outcomes[str(gen.invoice.id)] = exc
             continue
         path = f"invoices/{gen.organization.id}/{view['number']}-r{revisions.get(gen.invoice.id, 0) + 1}.pdf"
-        printing.append((gen, computation, view, path, render_invoice_html(view)))
+        printing.append((gen, computation, view, path, render_invoice_html(view), page_label(view["locale"])))
         await asyncio.sleep(0)
     # Printed with other invoices of their organization (jobs/pdf.py), handed over together.
     pdfs = await asyncio.gather(
-        *(ctx["pdf"].render(html, group=str(gen.organization.id)) for gen, _, _, _, html in printing),
+        *(ctx["pdf"].render(html, group=str(gen.organization.id), page_label=label) for gen, _, _, _, html, label in printing),
         return_exceptions=True,
     )
     printed = []
-    for (gen, computation, view, path, _), pdf in zip(printing, pdfs, strict=True):
+    for (gen, computation, view, path, _, _), pdf in zip(printing, pdfs, strict=True):
         if isinstance(pdf, BaseException):
             outcomes[str(gen.invoice.id)] = pdf
         else:

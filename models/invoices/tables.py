@@ -212,6 +212,10 @@ class InvoiceRevision(Model):
     pdf_path = fields.CharField(max_length=512, null=True)
     pdf_sha256 = fields.CharField(max_length=64, null=True)
     pdf_size = fields.IntField(null=True)
+    # The language it was printed in: printing it again (a VOID copy) uses this one.
+    locale = fields.CharField(max_length=8, default="en", db_default="en")
+    # The copy marked VOID, printed beside the frozen PDF once the invoice is voided.
+    void_pdf_path = fields.CharField(max_length=512, null=True)
 
     line_items: fields.ReverseRelation[InvoiceLineItem]
 
