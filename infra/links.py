@@ -179,9 +179,8 @@ async def signed_download(principal, kind: str, target: str, filename: str) -> D
             return None
         filename = safe_filename(invoice.number or "invoice", "pdf")
         # A voided invoice is served as its copy marked VOID once that is printed.
-        revision = invoice.current_revision
-        void_copy = revision.void_pdf_path if invoice.status == InvoiceStatus.VOIDED else None
-        return Download(filename, CONTENT_TYPES["pdf"], stored=void_copy or revision.pdf_path)
+        void_copy = invoice.void_pdf_path if invoice.status == InvoiceStatus.VOIDED else None
+        return Download(filename, CONTENT_TYPES["pdf"], stored=void_copy or invoice.current_revision.pdf_path)
     items = await load_exported(query) if kind == "csv" else []
     if not items:
         return None

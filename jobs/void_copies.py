@@ -27,11 +27,11 @@ async def print_void_copy(ctx: dict, invoice_id: str) -> str:
     invoice = await Invoice.get_or_none(id=invoice_id)
     if invoice is None or invoice.status != InvoiceStatus.VOIDED or invoice.current_revision_id is None:
         return "nothing to do"
-    revision = await InvoiceRevision.get(id=invoice.current_revision_id)
-    if revision.void_pdf_path:
+    if invoice.void_pdf_path:
         return "printed already"
+    revision = await InvoiceRevision.get(id=invoice.current_revision_id)
     view = void_view(revision, invoice)
     pdf = await ctx["pdf"].render(render_invoice_html(view), page_label=page_label(revision.locale))
     path = f"invoices/{invoice.organization_id}/{invoice.number or invoice.id}-r{revision.revision}-void.pdf"
     await asyncio.to_thread(storage.save, ctx["settings"], path, pdf)
-    return "printed" if await record_void_copy(revision.id, path) else "printed already"
+    return "printed" if await record_void_copy(invoice.id, path) else "printed already"

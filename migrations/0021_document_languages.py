@@ -1,6 +1,6 @@
 """Documents in the customer's language: an organization's default locale and whether it prints
-usage lines of zero, an account's own locale, and on each revision the locale it was printed in
-and its copy marked VOID."""
+usage lines of zero, an account's own locale, on each revision the locale it was printed in, and
+on a voided invoice its copy marked VOID (revisions never change)."""
 
 from tortoise import fields, migrations
 from tortoise.migrations import operations as ops
@@ -33,7 +33,7 @@ class Migration(migrations.Migration):
             field=fields.CharField(default="en", db_default="en", max_length=8),
         ),
         ops.AddField(
-            model_name="InvoiceRevision",
+            model_name="Invoice",
             name="void_pdf_path",
             field=fields.CharField(null=True, max_length=512),
         ),

@@ -8,7 +8,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from models.invoices.tables import DeliveryStatus, Invoice, InvoiceEvent, InvoiceRevision
+from models.invoices.tables import DeliveryStatus, Invoice, InvoiceEvent
 from models.outbox import Entity, Transition, record
 
 
@@ -27,10 +27,10 @@ async def record_delivery(invoice_id: Any, outcomes: list[Any], failure: str | N
     return status
 
 
-async def record_void_copy(revision_id: Any, path: str) -> bool:
-    """Keep the path of a revision's copy marked VOID, unless one is kept already (the frozen
-    PDF beside it is never touched); whether this one was kept."""
-    return await InvoiceRevision.filter(id=revision_id, void_pdf_path__isnull=True).update(void_pdf_path=path) == 1
+async def record_void_copy(invoice_id: Any, path: str) -> bool:
+    """Keep the path of a voided invoice's copy marked VOID, unless one is kept already (its
+    revision's frozen PDF is never touched); whether this one was kept."""
+    return await Invoice.filter(id=invoice_id, void_pdf_path__isnull=True).update(void_pdf_path=path) == 1
 
 
 async def record_notification(invoice_id: Any, notice: str, outcomes: list[Any], failure: str | None) -> None:
