@@ -23,6 +23,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal, format_percent
 from babel.support import Translations
+from jinja2 import Environment, pass_context
+from jinja2.runtime import Context
 
 from models.currencies import MINOR_UNITS, round_money
 from models.locales import DEFAULT_LOCALE, SUPPORTED_LOCALES
@@ -132,3 +134,45 @@ def format_month(value: str | date, locale: str | None = None) -> str:
 def page_label(locale: str | None) -> str:
     """What each printed page says of itself, `{page}` and `{pages}` filled in by the printer."""
     return translate(locale, "Page %(page)s of %(pages)s", page="{page}", pages="{pages}")
+
+
+def context_locale(context: Context) -> str:
+    """The locale a template's values name (`locale`); English when they name none."""
+    return known(context.get("locale"))
+
+
+def install_gettext(env: Environment) -> None:
+    """Give `env`'s templates `_()` (and the i18n extension's tags) in the locale of the values
+    each is rendered with: new-style, so `_("Invoice %(number)s", number=number)` escapes the
+    values and trusts the message."""
+
+    @pass_context
+    def gettext_(context: Context, message: str) -> str:
+        return translations(context_locale(context)).gettext(message)
+
+    @pass_context
+    def ngettext_(context: Context, singular: str, plural: str, count: int) -> str:
+        return translations(context_locale(context)).ngettext(singular, plural, count)
+
+    env.add_extension("jinja2.ext.i18n")
+    env.install_gettext_callables(gettext_, ngettext_, newstyle=True)  # type: ignore[attr-defined]
+
+
+def money_value(value: str | Decimal, currency: str, locale: str | None) -> str:
+    """An amount an e-mail's values carry: written out in English (as it always was), kept
+    as a number for the template to write in any other language (`money_text`)."""
+    return format_money(value, currency) if known(locale) == DEFAULT_LOCALE else str(value)
+
+
+@pass_context
+def money_text(context: Context, value: str, currency: str) -> str:
+    """An e-mail's amount with its currency: '1,234.50 EUR' in English, as Babel writes it elsewhere."""
+    locale = context_locale(context)
+    return f"{value} {currency}" if locale == DEFAULT_LOCALE else format_amount(value, currency, locale)
+
+
+@pass_context
+def day_text(context: Context, value: str) -> str:
+    """An e-mail's date: as given in English (as it always was), the locale's long date elsewhere."""
+    locale = context_locale(context)
+    return value if locale == DEFAULT_LOCALE else format_date(value, locale)

@@ -16,7 +16,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context,
 from jinja2.runtime import Context
 
 from jobs import locales
-from jobs.locales import format_date, format_money, format_price, format_quantity, known, translations
+from jobs.locales import format_date, format_money, format_price, format_quantity
 from models.currencies import round_money
 
 __all__ = ["format_date", "format_money", "format_price", "format_quantity", "render_invoice_html", "render_credit_note_html"]
@@ -28,17 +28,7 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 def _locale(context: Context) -> str:
     """The view's locale; a view printed before documents had one is English."""
-    return known(context.get("locale"))
-
-
-@pass_context
-def _gettext(context: Context, message: str) -> str:
-    return translations(_locale(context)).gettext(message)
-
-
-@pass_context
-def _ngettext(context: Context, singular: str, plural: str, count: int) -> str:
-    return translations(_locale(context)).ngettext(singular, plural, count)
+    return locales.context_locale(context)
 
 
 @pass_context
@@ -84,10 +74,8 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
     auto_reload=False,
-    extensions=["jinja2.ext.i18n"],
 )
-# New-style gettext: `_("Invoice %(number)s", number=number)`, the values escaped, the message trusted.
-_env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]
+locales.install_gettext(_env)
 _env.globals["language"] = pass_context(_locale)
 _env.filters.update(
     money=_localized(locales.format_money), amount=_localized(locales.format_amount),
