@@ -31,8 +31,18 @@ from models.locales import DEFAULT_LOCALE, SUPPORTED_LOCALES
 
 CATALOGS_DIR = Path(__file__).resolve().parent.parent / "templates" / "locale"
 _MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 )
 
 

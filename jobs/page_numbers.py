@@ -1,4 +1,4 @@
-""""Page n of m" on every page of a printed document, written once the document stands alone
+"""Every page of a printed document says "Page n of m", written once the document stands alone
 (jobs/pdf.py says why not by Chromium): in the bottom margin, in PDF's own Helvetica, so that
 nothing is embedded and the text reads back as it was written."""
 
@@ -22,10 +22,14 @@ def number_pages(pdf: Any, label: str) -> None:
     """Write `label` ("Page {page} of {pages}") into each page of `pdf` (a pikepdf.Pdf)."""
     import pikepdf
 
-    font = pdf.make_indirect(pikepdf.Dictionary(
-        Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1, BaseFont=pikepdf.Name.Helvetica,
-        Encoding=pikepdf.Name.WinAnsiEncoding,
-    ))
+    font = pdf.make_indirect(
+        pikepdf.Dictionary(
+            Type=pikepdf.Name.Font,
+            Subtype=pikepdf.Name.Type1,
+            BaseFont=pikepdf.Name.Helvetica,
+            Encoding=pikepdf.Name.WinAnsiEncoding,
+        )
+    )
     total = len(pdf.pages)
     for number, page in enumerate(pdf.pages, start=1):
         name = page.add_resource(font, pikepdf.Name.Font, prefix="PageNo")
@@ -33,5 +37,13 @@ def number_pages(pdf: Any, label: str) -> None:
         # The page's own drawing is wrapped in q/Q so that the label starts from the page's
         # untransformed coordinates.
         page.contents_add(pikepdf.Stream(pdf, b"q\n"), prepend=True)
-        page.contents_add(pikepdf.Stream(pdf, b"\nQ\nq 0.42 0.47 0.52 rg BT " + str(name).encode() + b" %.1f Tf %.1f %.1f Td "
-                                         % (_LABEL_SIZE, *_LABEL_AT) + text + b" Tj ET Q\n"))
+        page.contents_add(
+            pikepdf.Stream(
+                pdf,
+                b"\nQ\nq 0.42 0.47 0.52 rg BT "
+                + str(name).encode()
+                + b" %.1f Tf %.1f %.1f Td " % (_LABEL_SIZE, *_LABEL_AT)
+                + text
+                + b" Tj ET Q\n",
+            )
+        )

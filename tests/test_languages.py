@@ -33,7 +33,6 @@ from models.invoices.generation.view import build_view
 from models.invoices.tables import InvoiceRevision
 from models.locales import SUPPORTED_LOCALES
 from tests.graphql import error_codes, gql
-from tests.test_credit_notes import approved
 from tests.test_exports import _principal
 from tests.test_invoice_generation import SEPT
 from tests.test_invoice_generation import _costs as costs
@@ -93,12 +92,19 @@ def invoice_view(locale: str, **changes) -> dict:
 def credit_note_view(locale: str) -> dict:
     invoice = sample_view()
     return {
-        "template_version": "1", "number": "CN-2024-0007", "issue_date": "2024-10-20", "locale": locale,
+        "template_version": "1",
+        "number": "CN-2024-0007",
+        "issue_date": "2024-10-20",
+        "locale": locale,
         "invoice": {"number": "INV-2024-0042", "issue_date": "2024-10-01", "total": invoice["total"]},
-        "period": {"label": "September 2024", "start": "2024-09-01"}, "currency": "EUR", "reason": "Billed twice",
-        "msp": invoice["msp"], "customer": invoice["customer"],
+        "period": {"label": "September 2024", "start": "2024-09-01"},
+        "currency": "EUR",
+        "reason": "Billed twice",
+        "msp": invoice["msp"],
+        "customer": invoice["customer"],
         "lines": [{"description": "Amazon EC2 – m6i.xlarge, eu-central-1", "amount": "1234.56"}],
-        "subtotal": "1234.56", "charges": [{"description": "VAT (19%)", "amount": "234.57", "is_tax": True, "percent": "19"}],
+        "subtotal": "1234.56",
+        "charges": [{"description": "VAT (19%)", "amount": "234.57", "is_tax": True, "percent": "19"}],
         "total": "1469.13",
     }
 
@@ -138,8 +144,12 @@ async def test_a_credit_note_reads_in_each_language_and_names_its_invoice(render
 def test_legal_phrases_of_reverse_charge_are_the_ones_the_rules_name():
     view = invoice_view("de", einvoice={"vat": {"category": "REVERSE_CHARGE"}})
     assert "Steuerschuldnerschaft des Leistungsempfängers" in render_invoice_html(view)
-    for locale, phrase in (("fr", "Autoliquidation"), ("nl", "Btw verlegd"), ("es", "Inversión del sujeto pasivo"),
-                           ("en", "Reverse charge")):
+    for locale, phrase in (
+        ("fr", "Autoliquidation"),
+        ("nl", "Btw verlegd"),
+        ("es", "Inversión del sujeto pasivo"),
+        ("en", "Reverse charge"),
+    ):
         assert phrase in render_invoice_html(dict(view, locale=locale))
     # A revision printed before documents had a language prints as it did.
     old = {key: value for key, value in view.items() if key != "locale"}
@@ -184,12 +194,30 @@ async def _approved_and_printed(world, renderer, settings) -> Invoice:
     sha = storage.save(settings, "invoices/frozen.pdf", frozen)
     total, issued, due = Decimal(view["total"]), date(2024, 10, 1), date(2024, 10, 31)
     revision = await InvoiceRevision.create(
-        invoice=invoice, revision=1, template_version="1", currency="EUR", cost_currency="USD", subtotal=total,
-        adjustments=0, charges=0, total=total, issue_date=issued, due_date=due, snapshot=view, locale="de",
-        pdf_path="invoices/frozen.pdf", pdf_sha256=sha, pdf_size=len(frozen),
+        invoice=invoice,
+        revision=1,
+        template_version="1",
+        currency="EUR",
+        cost_currency="USD",
+        subtotal=total,
+        adjustments=0,
+        charges=0,
+        total=total,
+        issue_date=issued,
+        due_date=due,
+        snapshot=view,
+        locale="de",
+        pdf_path="invoices/frozen.pdf",
+        pdf_sha256=sha,
+        pdf_size=len(frozen),
     )
     await Invoice.filter(id=invoice.id).update(
-        current_revision_id=revision.id, subtotal=total, total=total, issue_date=issued, due_date=due, status="APPROVED",
+        current_revision_id=revision.id,
+        subtotal=total,
+        total=total,
+        issue_date=issued,
+        due_date=due,
+        status="APPROVED",
         approved_at=datetime.now(UTC),
     )
     return await Invoice.get(id=invoice.id)
@@ -248,10 +276,14 @@ async def test_a_revision_is_printed_in_its_accounts_language_and_again_byte_for
 
 
 async def test_zero_usage_lines_are_left_out_unless_the_organization_asks(world):
-    await costs(world.org, world.account, [
-        ("AWS", "Amazon EC2", "Compute", "100.00", "Hrs", "10"),
-        ("AWS", "Amazon S3", "Storage", "0.001", "GB-Mo", "0.01"),
-    ])
+    await costs(
+        world.org,
+        world.account,
+        [
+            ("AWS", "Amazon EC2", "Compute", "100.00", "Hrs", "10"),
+            ("AWS", "Amazon S3", "Storage", "0.001", "GB-Mo", "0.01"),
+        ],
+    )
     from models.billing_periods import close_period
     from models.invoices.lifecycle import Actor
 
@@ -280,8 +312,12 @@ async def test_an_accounts_locale_is_set_by_its_owner_only(client, world, role):
     if role == "owner":
         assert result["data"]["updateManagedAccount"] == {"__typename": "ManagedAccountSaved", "managedAccount": {"locale": "de"}}
         assert world.account.locale == "de"
-        read = await gql(client, "query($id: ID!) { node(id: $id) { ... on ManagedAccount { locale } } }",
-                         {"id": variables["id"]}, token=world.tokens["customer"])
+        read = await gql(
+            client,
+            "query($id: ID!) { node(id: $id) { ... on ManagedAccount { locale } } }",
+            {"id": variables["id"]},
+            token=world.tokens["customer"],
+        )
         assert read["data"]["node"] == {"locale": "de"}
         cleared = await gql(client, UPDATE_ACCOUNT, {**variables, "input": {"locale": None}}, token=world.tokens[role])
         assert cleared["data"]["updateManagedAccount"]["managedAccount"] == {"locale": None}
@@ -315,3 +351,33 @@ async def test_a_locale_outside_the_supported_list_is_a_typed_error(client, worl
     assert organization["data"]["updateOrganization"] == {"__typename": "ValidationError", "code": "INVALID", "field": "locale"}
     await world.account.refresh_from_db()
     assert world.account.locale is None and (await Organization.get(id=world.org.id)).locale == "en"
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_the_customer_e_mails_are_in_the_accounts_language(locale):
+    from jobs.mailer import render_invoice_email, render_notification_email, render_reminder_email
+
+    context = {
+        "msp_company_name": "Northwind",
+        "customer_name": "Contoso",
+        "number": "INV-2024-0042",
+        "total": "1234.5",
+        "period_label": "September 2024",
+        "currency": "EUR",
+        "due_date": "2024-10-31",
+        "payment_terms_days": 30,
+        "locale": locale,
+    }
+    subject, text, html = render_invoice_email(context)
+    _, reminder = render_reminder_email({**context, "amount_due": "1234.50", "days_after_due": 3})
+    _, voided = render_notification_email("voided", {**context, "reason": "Issued twice"})
+    invoice_word = translate(locale, "Invoice %(number)s", number="INV-2024-0042")
+    assert subject.startswith(invoice_word) and translate(locale, "Kind regards,") in text
+    if locale == "en":
+        assert "1234.5 EUR" in text and "2024-10-31" in text
+    else:
+        money = format_currency(Decimal("1234.50"), "EUR", locale=locale)
+        due = format_date(date(2024, 10, 31), "long", locale=locale)
+        assert money in text and due in text and money in reminder and money in voided
+        assert "Dear" not in text + reminder + voided and "Kind regards" not in html
+        assert f'<html lang="{locale}">' in html
