@@ -140,9 +140,13 @@ async def enqueue_credit_note(redis: ArqRedis, credit_note_id: Any) -> None:
     await redis.enqueue_job(CREDIT_NOTE, str(credit_note_id), _job_id=credit_note_job_id(credit_note_id))
 
 
+def void_copy_job_id(invoice_id: Any) -> str:
+    return f"{VOID_COPY}:{invoice_id}"
+
+
 async def enqueue_void_copy(redis: ArqRedis, invoice_id: Any) -> None:
     """Queue the printing of a voided invoice's copy marked VOID, once per invoice."""
-    await redis.enqueue_job(VOID_COPY, str(invoice_id), _job_id=f"{VOID_COPY}:{invoice_id}")
+    await redis.enqueue_job(VOID_COPY, str(invoice_id), _job_id=void_copy_job_id(invoice_id))
 
 
 def xero_push_job_id(sync_id: Any) -> str:

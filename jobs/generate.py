@@ -171,7 +171,7 @@ async def requeue_stuck(ctx: dict) -> int:
     """The sweeper: queue again the work that committed states imply but arq does not hold
     (jobs/effects.py tells why a job can be missing). Invoices GENERATING, approved invoices
     whose delivery is QUEUED, cost imports and Xero pushes QUEUED and credit notes without their PDF or with
-    their e-mail QUEUED, each for a while (a writer queues its job
+    their e-mail QUEUED, voided invoices without their VOID copy, each for a while (a writer queues its job
     right after its commit), get their job unless it is queued or running; one generating for
     half an hour goes to ERROR instead of looping. Answers how many invoices were GENERATING."""
     now = datetime.now(UTC)
@@ -194,6 +194,11 @@ async def requeue_stuck(ctx: dict) -> int:
         Q(pdf_path__isnull=True) | Q(delivery_status=DeliveryStatus.QUEUED), created_at__lt=now - stuck_after
     ).values_list("id", flat=True)
     await dispatch.requeue_jobs(ctx["redis"], dispatch.CREDIT_NOTE, dispatch.credit_note_job_id, credit_notes)
+    void_copies = await Invoice.filter(
+        status=InvoiceStatus.VOIDED, void_pdf_path__isnull=True, current_revision__pdf_path__isnull=False,
+        updated_at__lt=now - stuck_after,
+    ).values_list("id", flat=True)
+    await dispatch.requeue_jobs(ctx["redis"], dispatch.VOID_COPY, dispatch.void_copy_job_id, void_copies)
     await requeue_stalled_pushes(ctx["redis"], stuck_after)
     if ids or unsent or imports or credit_notes:
         log.info("sweeper: %d generating, %d deliveries, %d imports, %d credit notes checked",

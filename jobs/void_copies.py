@@ -30,6 +30,8 @@ async def print_void_copy(ctx: dict, invoice_id: str) -> str:
     if invoice.void_pdf_path:
         return "printed already"
     revision = await InvoiceRevision.get(id=invoice.current_revision_id)
+    if revision.pdf_path is None:  # never printed: there is nothing to mark
+        return "nothing to do"
     view = void_view(revision, invoice)
     pdf = await ctx["pdf"].render(render_invoice_html(view), page_label=page_label(revision.locale))
     path = f"invoices/{invoice.organization_id}/{invoice.number or invoice.id}-r{revision.revision}-void.pdf"
