@@ -96,9 +96,9 @@ async def _voided(redis: ArqRedis, happened: Happened) -> None:
     asked for, and those Xero has pushed, to void them there."""
     invoices: Sequence[Invoice] = happened.subjects
     await events.publish(redis, invoices)
-    for invoice in invoices:
-        if invoice.current_revision_id is not None:
-            await dispatch.enqueue_void_copy(redis, invoice.id)
+    printed = Invoice.filter(id__in=[invoice.id for invoice in invoices], current_revision__pdf_path__isnull=False)
+    for invoice_id in await printed.values_list("id", flat=True):
+        await dispatch.enqueue_void_copy(redis, invoice_id)
     if happened.details["notify_customer"]:
         for invoice in invoices:
             await dispatch.enqueue_notification(redis, invoice.id, "voided")

@@ -32,7 +32,8 @@ def number_pages(pdf: Any, label: str) -> None:
     )
     total = len(pdf.pages)
     for number, page in enumerate(pdf.pages, start=1):
-        name = page.add_resource(font, pikepdf.Name.Font, prefix="PageNo")
+        # A fixed name (Chromium's fonts are /F1, /F2...): the same document prints the same bytes.
+        name = page.add_resource(font, pikepdf.Name.Font, pikepdf.Name("/InvoicingPageNumber"))
         text = _pdf_text(label.format(page=number, pages=total))
         # The page's own drawing is wrapped in q/Q so that the label starts from the page's
         # untransformed coordinates.
