@@ -404,11 +404,11 @@ async def test_voiding_queues_the_void_copy_and_the_sweeper_queues_it_again(rend
 async def test_a_new_account_may_choose_its_language(client, world):
     create = """mutation($input: CreateManagedAccountInput!) { createManagedAccount(input: $input) {
       __typename ... on ManagedAccountSaved { managedAccount { locale } } ... on UserError { field } } }"""
-    made = await gql(client, create, {"input": {"name": "Tailspin", "locale": "es"}}, token=world.tokens["owner"])
+    made = await gql(client, create, {"input": {"name": "Languages Ltd", "locale": "es"}}, token=world.tokens["owner"])
     assert made["data"]["createManagedAccount"] == {"__typename": "ManagedAccountSaved", "managedAccount": {"locale": "es"}}
-    plain = await gql(client, create, {"input": {"name": "Wingtip"}}, token=world.tokens["owner"])
+    plain = await gql(client, create, {"input": {"name": "Languages Two Ltd"}}, token=world.tokens["owner"])
     assert plain["data"]["createManagedAccount"]["managedAccount"] == {"locale": None}
-    wrong = await gql(client, create, {"input": {"name": "Adatum", "locale": "klingon"}}, token=world.tokens["owner"])
+    wrong = await gql(client, create, {"input": {"name": "Languages Three Ltd", "locale": "klingon"}}, token=world.tokens["owner"])
     assert wrong["data"]["createManagedAccount"] == {"__typename": "ValidationError", "field": "locale"}
-    viewer = await gql(client, create, {"input": {"name": "Adatum", "locale": "de"}}, token=world.tokens["viewer"])
+    viewer = await gql(client, create, {"input": {"name": "Languages Three Ltd", "locale": "de"}}, token=world.tokens["viewer"])
     assert error_codes(viewer) == ["FORBIDDEN"]
