@@ -30,6 +30,7 @@ from models.einvoicing.document import EDocument
 from models.einvoicing.files import UBL_TYPE, credit_note_document, frozen_document
 from models.einvoicing.ubl import ubl_xml
 from models.exports import CSV_TYPE, DETAILED_COLUMNS, EXPORTS_FOLDER, detailed_rows, load_exported, safe_filename, write_csv
+from models.invoices import InvoiceStatus
 from models.invoices.queries import visible_invoices
 from models.invoices.reconciliation import reconcile, reconciliation_csv
 from models.organizations import Organization
@@ -125,7 +126,7 @@ class Download:
 
 async def signed_download(principal, kind: str, target: str, filename: str) -> Download | None:
     """The file of a signed link, checked again against what `principal` may see now:
-    - "pdf": the stored PDF of the current revision of invoice `target`;
+    - "pdf": the stored PDF of the current revision of invoice `target` (its VOID copy once voided);
     - "csv": the DETAILED export of invoice `target`, made now;
     - "export": a stored export at `target`, only for the organization's MSP users;
     - "usage": an account's usage by service category (`account/from/to`), made now, for whoever may read it;
@@ -183,7 +184,9 @@ async def signed_download(principal, kind: str, target: str, filename: str) -> D
         if invoice is None or not invoice.current_revision.pdf_path:
             return None
         filename = safe_filename(invoice.number or "invoice", "pdf")
-        return Download(filename, CONTENT_TYPES["pdf"], stored=invoice.current_revision.pdf_path)
+        # A voided invoice is served as its copy marked VOID once that is printed.
+        void_copy = invoice.void_pdf_path if invoice.status == InvoiceStatus.VOIDED else None
+        return Download(filename, CONTENT_TYPES["pdf"], stored=void_copy or invoice.current_revision.pdf_path)
     items = await load_exported(query) if kind == "csv" else []
     if not items:
         return None

@@ -18,8 +18,9 @@ from arq import Retry
 
 from infra import storage
 from jobs.effects import runs_effects
+from jobs.locales import format_month, money_value, page_label
 from jobs.mailer import Attachment, render_credit_note_email
-from jobs.rendering import format_money, render_credit_note_html
+from jobs.rendering import render_credit_note_html
 from jobs.send import NO_RECIPIENTS, mail
 from jobs.xero import push_credit_note
 from models.credit_notes import CreditNote
@@ -66,7 +67,8 @@ def stable_pdf(pdf: bytes, issued: date) -> bytes:
 
 async def print_credit_note(renderer, note: CreditNote) -> bytes:
     """The credit note's PDF, from its snapshot: the same bytes for the same credit note."""
-    return stable_pdf(await renderer.render(render_credit_note_html(note.snapshot)), note.issue_date)
+    label = page_label(note.snapshot.get("locale"))
+    return stable_pdf(await renderer.render(render_credit_note_html(note.snapshot), page_label=label), note.issue_date)
 
 
 async def _print(ctx: dict, note: CreditNote) -> None:
@@ -83,10 +85,13 @@ async def _send(ctx: dict, note: CreditNote) -> DeliveryStatus:
     if not account.billing_emails:
         return await record_delivery(note, [], NO_RECIPIENTS)
     view = note.snapshot
+    locale = view.get("locale", "en")
+    period = format_month(view["period"]["start"], locale) if "start" in view["period"] else view["period"]["label"]
     subject, text, html = render_credit_note_email({
         "msp_company_name": view["msp"]["company_name"], "customer_name": view["customer"]["official_company_name"],
-        "number": note.number, "invoice_number": view["invoice"]["number"], "period_label": view["period"]["label"],
-        "total": format_money(note.total, note.currency), "currency": note.currency, "reason": note.reason,
+        "number": note.number, "invoice_number": view["invoice"]["number"],
+        "period_label": view["period"]["label"] if locale == "en" else period, "locale": locale,
+        "total": money_value(note.total, note.currency, locale), "currency": note.currency, "reason": note.reason,
     })
     assert note.pdf_path is not None, "printed before it is sent"
     pdf = storage.load(ctx["settings"], note.pdf_path)

@@ -35,6 +35,7 @@ XERO_PUSH = "push_to_xero"
 XERO_REVOKE = "revoke_xero_tokens"
 XERO_PAYMENTS = "read_xero_payments"
 COST_SOURCE_SYNC = "sync_cost_source"
+VOID_COPY = "print_void_copy"
 WEBHOOKS = "deliver_webhooks"
 WEBHOOK_DISABLED = "notify_webhook_disabled"
 # Set when deliveries were queued: a lane that finds it set after its last round goes on.
@@ -154,6 +155,15 @@ def credit_note_job_id(credit_note_id: Any) -> str:
 async def enqueue_credit_note(redis: ArqRedis, credit_note_id: Any) -> None:
     """Queue an issued credit note's PDF and e-mail, once (the job id is the credit note's)."""
     await _enqueue(redis, CREDIT_NOTE, str(credit_note_id), _job_id=credit_note_job_id(credit_note_id))
+
+
+def void_copy_job_id(invoice_id: Any) -> str:
+    return f"{VOID_COPY}:{invoice_id}"
+
+
+async def enqueue_void_copy(redis: ArqRedis, invoice_id: Any) -> None:
+    """Queue the printing of a voided invoice's copy marked VOID, once per invoice."""
+    await _enqueue(redis, VOID_COPY, str(invoice_id), _job_id=void_copy_job_id(invoice_id))
 
 
 def xero_push_job_id(sync_id: Any) -> str:

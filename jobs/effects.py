@@ -96,10 +96,13 @@ async def _resend_requested(redis: ArqRedis, happened: Happened) -> None:
 
 
 async def _voided(redis: ArqRedis, happened: Happened) -> None:
-    """Invoices voided: announced, the customer told when asked for, and those Xero has
-    pushed, to void them there."""
+    """Invoices voided: announced, their copies marked VOID printed, the customer told when
+    asked for, and those Xero has pushed, to void them there."""
     invoices: Sequence[Invoice] = happened.subjects
     await events.publish(redis, invoices)
+    printed = Invoice.filter(id__in=[invoice.id for invoice in invoices], current_revision__pdf_path__isnull=False)
+    for invoice_id in await printed.values_list("id", flat=True):
+        await dispatch.enqueue_void_copy(redis, invoice_id)
     if happened.details["notify_customer"]:
         for invoice in invoices:
             await dispatch.enqueue_notification(redis, invoice.id, "voided")

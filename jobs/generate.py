@@ -24,6 +24,7 @@ from tortoise.expressions import Q
 from infra import storage
 from jobs import dispatch
 from jobs.effects import runs_effects
+from jobs.locales import page_label
 from jobs.rendering import TEMPLATE_VERSION, render_invoice_html
 from jobs.xero import requeue_stalled_pushes
 from models.actors import Actor
@@ -132,15 +133,15 @@ async def _generate(ctx: dict, ids: list[str]) -> list[str | BaseException]:
             outcomes[str(gen.invoice.id)] = exc
             continue
         path = f"invoices/{gen.organization.id}/{view['number']}-r{revisions.get(gen.invoice.id, 0) + 1}.pdf"
-        printing.append((gen, computation, view, path, render_invoice_html(view)))
+        printing.append((gen, computation, view, path, render_invoice_html(view), page_label(view["locale"])))
         await asyncio.sleep(0)
     # Printed with other invoices of their organization (jobs/pdf.py), handed over together.
     pdfs = await asyncio.gather(
-        *(ctx["pdf"].render(html, group=str(gen.organization.id)) for gen, _, _, _, html in printing),
+        *(ctx["pdf"].render(html, group=str(gen.organization.id), page_label=label) for gen, _, _, _, html, label in printing),
         return_exceptions=True,
     )
     printed = []
-    for (gen, computation, view, path, _), pdf in zip(printing, pdfs, strict=True):
+    for (gen, computation, view, path, _, _), pdf in zip(printing, pdfs, strict=True):
         if isinstance(pdf, BaseException):
             outcomes[str(gen.invoice.id)] = pdf
         else:
@@ -170,7 +171,7 @@ async def requeue_stuck(ctx: dict) -> int:
     """The sweeper: queue again the work that committed states imply but arq does not hold
     (jobs/effects.py tells why a job can be missing). Invoices GENERATING, approved invoices
     whose delivery is QUEUED, cost imports and Xero pushes QUEUED and credit notes without their PDF or with
-    their e-mail QUEUED, each for a while (a writer queues its job
+    their e-mail QUEUED, voided invoices without their VOID copy, each for a while (a writer queues its job
     right after its commit), get their job unless it is queued or running; one generating for
     half an hour goes to ERROR instead of looping. Answers how many invoices were GENERATING."""
     now = datetime.now(UTC)
@@ -193,6 +194,11 @@ async def requeue_stuck(ctx: dict) -> int:
         Q(pdf_path__isnull=True) | Q(delivery_status=DeliveryStatus.QUEUED), created_at__lt=now - stuck_after
     ).values_list("id", flat=True)
     await dispatch.requeue_jobs(ctx["redis"], dispatch.CREDIT_NOTE, dispatch.credit_note_job_id, credit_notes)
+    void_copies = await Invoice.filter(
+        status=InvoiceStatus.VOIDED, void_pdf_path__isnull=True, current_revision__pdf_path__isnull=False,
+        updated_at__lt=now - stuck_after,
+    ).values_list("id", flat=True)
+    await dispatch.requeue_jobs(ctx["redis"], dispatch.VOID_COPY, dispatch.void_copy_job_id, void_copies)
     await requeue_stalled_pushes(ctx["redis"], stuck_after)
     if ids or unsent or imports or credit_notes:
         log.info("sweeper: %d generating, %d deliveries, %d imports, %d credit notes checked",

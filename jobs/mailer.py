@@ -28,6 +28,7 @@ import aiosmtplib
 import jinja2
 
 from infra import metrics
+from jobs.locales import day_text, install_gettext, money_text
 from jobs.rendering import TEMPLATES_DIR
 from models.errors import ValidationFailed
 from models.organizations import Organization
@@ -44,6 +45,9 @@ _templates = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
 )
+# In the language of the values each message is rendered with (`locale`, English without one).
+install_gettext(_templates)
+_templates.filters.update(money_text=money_text, day=day_text)
 
 
 class MailError(Exception):

@@ -22,6 +22,11 @@ is then split back into one PDF per invoice (pikepdf, on qpdf), each holding onl
 invoice's title and no clock in its metadata (the same batch prints the same bytes). Should
 anything not line up (another number of destinations than of invoices, a failed print), each
 is printed alone as before.
+
+Each document says "Page n of m" on every page in its own language (`page_label`). Chromium's
+header and footer templates, and CSS's page counters, count the pages of the whole print job,
+which holds several invoices when printing is batched: so the pages are numbered once each
+document stands alone, written into its bottom margin with PDF's own Helvetica.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from playwright.async_api import Browser, BrowserContext, Page, PdfMargins, Play
 
 from infra import metrics
 from infra.settings import Settings
+from jobs.page_numbers import number_pages
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +196,7 @@ class _Request:
     html: str
     group: Any
     future: asyncio.Future = field(repr=False)
+    label: str | None = None
     # What must be equal to print together: the organization, and the document around the
     # body (the template's stylesheet), title aside.
     key: tuple = field(init=False, repr=False)
@@ -219,12 +226,15 @@ def combine(htmls: list[str]) -> str:
     return head + "<body>\n" + "\n".join(parts) + "\n</body>\n</html>\n"
 
 
-def _written(source: Any, pages: range, title: str) -> bytes:
-    """The pages of `source` (a pikepdf.Pdf) as a PDF of their own, with fixed metadata."""
+def _written(source: Any, pages: range, title: str, label: str | None = None) -> bytes:
+    """The pages of `source` (a pikepdf.Pdf) as a PDF of their own, with fixed metadata, each
+    page numbered with `label` when given."""
     import pikepdf
 
     pdf = pikepdf.new()
     pdf.pages.extend(source.pages[pages.start:pages.stop])
+    if label:
+        number_pages(pdf, label)
     for key, value in {**_SPLIT_METADATA, "/Title": title}.items():
         pdf.docinfo[key] = pikepdf.String(value)
     buffer = io.BytesIO()
@@ -237,15 +247,15 @@ def _title(html: str) -> str:
     return match.group(1).strip() if (match := _TITLE.search(html)) else "Invoice"
 
 
-def normalized(pdf: bytes, title: str) -> bytes:
+def normalized(pdf: bytes, title: str, label: str | None = None) -> bytes:
     """A PDF printed alone, written as a split one is: the same metadata, no clock."""
     import pikepdf
 
     with pikepdf.open(io.BytesIO(pdf)) as source:
-        return _written(source, range(len(source.pages)), title)
+        return _written(source, range(len(source.pages)), title, label)
 
 
-def split(pdf: bytes, titles: list[str]) -> list[bytes] | None:
+def split(pdf: bytes, titles: list[str], labels: list[str | None] | None = None) -> list[bytes] | None:
     """The PDF of each of `len(titles)` invoices printed together by `combine`, or None when
     its named destinations do not give each invoice its own first page, in order."""
     import pikepdf
@@ -266,7 +276,11 @@ def split(pdf: bytes, titles: list[str]) -> list[bytes] | None:
         if starts != sorted(set(starts)) or starts[0] != 0:
             return None
         ends = starts[1:] + [len(source.pages)]
-        return [_written(source, range(start, end), title) for title, start, end in zip(titles, starts, ends)]
+        labels = labels or [None] * len(titles)
+        return [
+            _written(source, range(start, end), title, label)
+            for title, label, start, end in zip(titles, labels, starts, ends)
+        ]
 
 
 class PdfRenderer:
@@ -332,13 +346,15 @@ class PdfRenderer:
         self._playwright = self._browser = self._context = None
         self._pool = asyncio.Queue()
 
-    async def render(self, html: str, *, group: Any = None) -> bytes:
+    async def render(self, html: str, *, group: Any = None, page_label: str | None = None) -> bytes:
         """The PDF of `html`; at most `pool_size` print jobs run at once, the rest wait (and
-        with `batch_size` above 1, those of the same `group` and template wait together)."""
+        with `batch_size` above 1, those of the same `group` and template wait together).
+        With `page_label` ("Page {page} of {pages}"), every page says which it is."""
         if self.batch_size == 1:
-            return await self._render_one(html)
+            pdf = await self._render_one(html)
+            return await asyncio.to_thread(normalized, pdf, _title(html), page_label) if page_label else pdf
         future = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Request(html, group, future))
+        self._waiting.append(_Request(html, group, future, page_label))
         if self._dispatcher is None:
             self._dispatcher = asyncio.create_task(self._dispatch())
         self._wake.set()
@@ -362,7 +378,7 @@ class PdfRenderer:
     async def _print(self, page: Page | None, batch: list[_Request]) -> None:
         if len(batch) > 1:
             try:
-                pdfs = await self._print_batch(page, [r.html for r in batch])
+                pdfs = await self._print_batch(page, [r.html for r in batch], [r.label for r in batch])
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -379,7 +395,7 @@ class PdfRenderer:
         for request in batch:
             try:
                 pdf = await self._render_one(request.html, page)
-                pdf = await asyncio.to_thread(normalized, pdf, _title(request.html))
+                pdf = await asyncio.to_thread(normalized, pdf, _title(request.html), request.label)
             except BaseException as exc:
                 if not request.future.done():
                     request.future.set_exception(exc)
@@ -390,7 +406,7 @@ class PdfRenderer:
                     request.future.set_result(pdf)
             page = None
 
-    async def _print_batch(self, page: Page | None, htmls: list[str]) -> list[bytes] | None:
+    async def _print_batch(self, page: Page | None, htmls: list[str], labels: list[str | None]) -> list[bytes] | None:
         """The invoices printed together, split; None when the split does not line up (the
         page goes back to the pool either way, or is replaced when the print failed)."""
         timer = metrics.Timer()
@@ -409,7 +425,7 @@ class PdfRenderer:
         self._pool.put_nowait(page)
         titles = [_title(html) for html in htmls]
         # Off the event loop, so that other jobs' queries go on meanwhile.
-        pdfs = await asyncio.to_thread(split, pdf, titles)
+        pdfs = await asyncio.to_thread(split, pdf, titles, labels)
         if pdfs is None:
             log.warning("a batch of %d invoices did not split by its anchors; printing each alone", len(htmls))
             return None

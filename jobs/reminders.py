@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 from infra import storage
 from jobs import dispatch
 from jobs.effects import runs_effects
+from jobs.locales import money_value
 from jobs.mailer import Attachment, render_reminder_email
-from jobs.rendering import format_money
 from jobs.send import NO_RECIPIENTS, invoice_email_context, mail
 from models.invoices import Invoice, amount_due
 from models.invoices.tables import InvoiceRevision
@@ -54,7 +54,7 @@ async def send_reminder(ctx: dict, invoice_id: str, step: int, as_of: str) -> st
     today = now.astimezone(ZoneInfo(organization.timezone)).date()
     subject, text = render_reminder_email({
         **invoice_email_context(invoice, revision), "days_after_due": (today - invoice.due_date).days,
-        "amount_due": format_money(amount_due(invoice), invoice.currency),
+        "amount_due": money_value(amount_due(invoice), invoice.currency, revision.locale),
     })
     pdf = storage.load(ctx["settings"], revision.pdf_path)
     outcomes, failure = await mail(

@@ -8,53 +8,62 @@ revision renders with the template it was made with.
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2.runtime import Context
 
-from models.currencies import MINOR_UNITS, round_money
+from jobs import locales
+from jobs.locales import format_date, format_money, format_price, format_quantity
+from models.currencies import round_money
+
+__all__ = ["format_date", "format_money", "format_price", "format_quantity", "render_invoice_html", "render_credit_note_html"]
 
 TEMPLATE_VERSION = "1"
 TEMPLATE_VERSIONS = ("1",)
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
-_MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-)
+
+def _locale(context: Context) -> str:
+    """The view's locale; a view printed before documents had one is English."""
+    return locales.context_locale(context)
 
 
-def format_money(value: str | Decimal, currency: str) -> str:
-    """'-1234.5' in EUR -> '-1,234.50'; '1234' in JPY -> '1,234'."""
-    amount = round_money(Decimal(value), currency)
-    if amount == 0:
-        amount = abs(amount)  # no '-0.00'
-    return f"{amount:,.{MINOR_UNITS[currency]}f}"
+@pass_context
+def _month(context: Context, period: dict[str, Any]) -> str:
+    """A billing period's month: its stored label in English (as it always printed), else
+    its first day's month in the view's language."""
+    if _locale(context) == "en" or not period.get("start"):
+        return period["label"]
+    return locales.format_month(period["start"], _locale(context))
 
 
-def format_price(value: str | Decimal, currency: str) -> str:
-    """A unit price: at least the currency's minor units, more if the value carries them
-    (a per-request price of 0.0000004 must not print as 0.00)."""
-    price = Decimal(value)
-    exponent = price.normalize().as_tuple().exponent
-    assert isinstance(exponent, int), "a price is a finite number"
-    places = max(MINOR_UNITS[currency], -exponent)
-    return f"{price:,.{places}f}"
+@pass_context
+def _charge_label(context: Context, charge: dict[str, Any]) -> str:
+    """A tax or charge as printed: its description, with its rate written the locale's way."""
+    percent = charge.get("percent")
+    if _locale(context) == "en" or percent is None:
+        return charge["description"]
+    name = charge["description"].removesuffix(f" ({percent}%)")
+    return f"{name} ({locales.format_percent_value(percent, _locale(context))})"
 
 
-def format_quantity(value: str | Decimal) -> str:
-    """'1234.500' -> '1,234.5'; never in exponent notation."""
-    quantity = Decimal(value).normalize()
-    return f"{quantity:,f}" if quantity != quantity.to_integral() else f"{quantity:,.0f}"
+@pass_context
+def _rate(context: Context, value: str) -> str:
+    """An exchange rate: as stored in English, in the locale's digits elsewhere."""
+    return value if _locale(context) == "en" else locales.format_quantity(value, _locale(context))
 
 
-def format_date(value: str | date) -> str:
-    """'2024-10-01' -> '1 October 2024', whatever the process locale."""
-    day = date.fromisoformat(value) if isinstance(value, str) else value
-    return f"{day.day} {_MONTHS[day.month - 1]} {day.year}"
+def _localized(format_value: Any) -> Any:
+    """A formatting function as a filter that takes the view's locale from its context."""
+
+    @pass_context
+    def run(context: Context, value: Any, *args: Any) -> str:
+        return format_value(value, *args, locale=_locale(context))
+
+    return run
 
 
 _env = Environment(
@@ -66,7 +75,13 @@ _env = Environment(
     lstrip_blocks=True,
     auto_reload=False,
 )
-_env.filters.update(money=format_money, price=format_price, quantity=format_quantity, date=format_date)
+locales.install_gettext(_env)
+_env.globals["language"] = pass_context(_locale)
+_env.filters.update(
+    money=_localized(locales.format_money), amount=_localized(locales.format_amount),
+    price=_localized(locales.format_price), quantity=_localized(locales.format_quantity),
+    date=_localized(locales.format_date), month=_month, charge_label=_charge_label, rate=_rate,
+)
 
 
 def render_invoice_html(view: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from arq import Retry
 
 from infra import storage
 from jobs.effects import runs_effects
+from jobs.locales import format_month, money_value
 from jobs.mailer import (
     Attachment,
     MailPermanentError,
@@ -21,7 +22,6 @@ from jobs.mailer import (
     render_notification_email,
     send_mail,
 )
-from jobs.rendering import format_money
 from models.credit_notes import CreditUse, CreditUseEntry
 from models.einvoicing.files import facturx_pdf, frozen_document
 from models.invoices import DeliveryStatus, Invoice, InvoiceEvent, InvoiceStatus
@@ -86,11 +86,11 @@ async def notify_customer(ctx: dict, invoice_id: str, notice: str, refund_id: st
         entry = await CreditUseEntry.get(
             id=refund_id, kind=CreditUse.REFUND, credit_note__invoice_id=invoice.id
         ).prefetch_related("credit_note")
-        context["refund_amount"] = format_money(entry.amount, invoice.currency)
+        context["refund_amount"] = money_value(entry.amount, invoice.currency, context["locale"])
         context["credit_note_number"] = entry.credit_note.number
     elif refund_id:
         refund = await Refund.get(id=refund_id, invoice_id=invoice.id)
-        context["refund_amount"] = format_money(refund.amount, invoice.currency)
+        context["refund_amount"] = money_value(refund.amount, invoice.currency, context["locale"])
     subject, text = render_notification_email(notice, context)
     outcomes, failure = await mail(ctx, invoice.organization_id, to=list(account.billing_emails), subject=subject, text=text)
     await record_notification(invoice.id, notice, outcomes, failure)
@@ -101,10 +101,12 @@ def invoice_email_context(invoice: Invoice, revision: InvoiceRevision) -> dict:
     """What the e-mails about an invoice say of it (invoice, notices, reminders)."""
     # The customer-facing names and amounts as printed on the invoice, not as they are now.
     view = revision.snapshot
+    period = view["period"]["label"] if revision.locale == "en" else format_month(view["period"]["start"], revision.locale)
     return {
         "msp_company_name": view["msp"]["company_name"], "customer_name": view["customer"]["official_company_name"],
-        "number": invoice.number, "period_label": view["period"]["label"], "total": view["total"],
+        "number": invoice.number, "period_label": period, "total": view["total"],
         "currency": invoice.currency, "due_date": view["due_date"], "payment_terms_days": view["payment_terms_days"],
+        "locale": revision.locale,
     }
 
 

@@ -29,6 +29,7 @@ from models.einvoicing.identifiers import (
     clean_vat_id,
 )
 from models.errors import ErrorCode, NotFound, ValidationFailed
+from models.locales import check_locale
 from models.organizations import Organization
 from models.text import clean_pairs, clean_text, normalize_email, storable
 
@@ -78,6 +79,7 @@ class ManagedAccount(TimestampMixin, AddressMixin, Model):
     official_company_name = fields.CharField(max_length=255, default="")
     billing_emails: fields.JSONField[list[str]] = fields.JSONField(default=list)
     po_number = fields.CharField(max_length=128, default="")
+    locale = fields.CharField(max_length=8, null=True)  # None: the organization's (models/locales.py)
     business_fields: fields.JSONField[list[dict[str, str]]] = fields.JSONField(default=list)
     # The MSP's own notes; never shown to the customer.
     internal_notes = fields.TextField(default="")
@@ -293,7 +295,7 @@ _IDENTIFIER_COLUMNS = {
 ACCOUNT_FIELDS = frozenset(_TEXT_COLUMNS) | frozenset(_IDENTIFIER_COLUMNS) | {
     "contact_email", "billing_profile_id", "payment_terms_days", "currency",
     "include_account_integrations", "invoice_per_provider", "is_invoiced", "auto_invoice", "auto_send_after_hours",
-    "billing_basis", "usage_visible_to_customer",
+    "billing_basis", "usage_visible_to_customer", "locale",
     "billing_emails", "business_fields", "sub_account_ids",
 }
 
@@ -359,6 +361,7 @@ def _clean_account(data: dict[str, Any]) -> tuple[dict[str, Any], list[str] | No
         "currency": lambda value: check_currency(value if isinstance(value, str) else ""),
         "billing_profile_id": _profile_id,
         "business_fields": lambda value: clean_pairs(value, "businessFields"),
+        "locale": lambda value: None if value is None else check_locale(value),
     }
     for column, check in checks.items():
         if column in data:
@@ -429,8 +432,7 @@ def _name_taken(exc: IntegrityError, columns: dict[str, Any]) -> ValidationFaile
 
 
 async def _organization_defaults(organization_id, connection) -> dict[str, Any]:
-    """What a new account takes from its organization unless given: payment terms and
-    automatic invoicing."""
+    """What a new account takes from its organization unless given: terms, automation."""
     org = await Organization.get(id=organization_id, using_db=connection)
     automation = AutoInvoice.SEND if org.auto_invoice and org.auto_send else (
         AutoInvoice.GENERATE if org.auto_invoice else AutoInvoice.OFF

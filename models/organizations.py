@@ -17,6 +17,7 @@ from tortoise.transactions import in_transaction
 from models.audit import AuditEntity, record_change, snapshot
 from models.base import Scope, TimestampMixin, enum_check
 from models.errors import NotFound, ValidationFailed
+from models.locales import DEFAULT_LOCALE, check_locale
 from models.text import clean_text, normalize_email
 
 
@@ -98,6 +99,10 @@ class Organization(TimestampMixin, Model):
     email_attachment = fields.CharEnumField(
         EmailAttachment, max_length=16, default=EmailAttachment.PDF, db_default=EmailAttachment.PDF
     )
+    # The language of documents and e-mails for accounts that choose none (models/locales.py).
+    locale = fields.CharField(max_length=8, default=DEFAULT_LOCALE, db_default=DEFAULT_LOCALE)
+    # Usage lines whose amount rounds to zero are left off printed invoices unless this is on.
+    show_zero_usage_lines = fields.BooleanField(default=False, db_default=False)
 
     class Meta:
         table = "organizations"
@@ -213,6 +218,8 @@ _CHECKS = {
     ),
     "latest_close_day": lambda value: _whole(value, 1, MAX_CLOSE_DAY, "costData.latestCloseDay", "The latest close day"),
     "late_cost_billing": lambda value: _choice(LateCostBilling, value, "lateCostBilling"),
+    "locale": check_locale,
+    "show_zero_usage_lines": lambda value: _flag(value, "showZeroUsageLines"),
     "check_change_percent": lambda value: _threshold(value, Decimal(100000), "checks.changePercent"),
     "check_change_amount": lambda value: _threshold(value, Decimal("1e12"), "checks.changeAmount"),
 }

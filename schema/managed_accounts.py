@@ -71,6 +71,10 @@ class ManagedAccount(relay.Node):
         description="Whether its customer users may read its usage by service category (`usage`)."
     )
     auto_invoice: AutoInvoice = strawberry.field(description="What the month close does by itself for the account.")
+    locale: str | None = strawberry.field(
+        description="The language its invoices, credit notes and e-mails are printed in (en, de, fr, nl, es); "
+        "null: the organization's `locale`."
+    )
     auto_send_after_hours: int = strawberry.field(
         description="With autoInvoice SEND: hours a generated invoice stays for review before it is "
         "approved and sent by itself."
@@ -104,7 +108,7 @@ class ManagedAccount(relay.Node):
             include_account_integrations=account.include_account_integrations,
             invoice_per_provider=account.invoice_per_provider, is_invoiced=account.is_invoiced,
             billing_basis=account.billing_basis, usage_visible_to_customer=account.usage_visible_to_customer,
-            auto_invoice=account.auto_invoice, auto_send_after_hours=account.auto_send_after_hours,
+            auto_invoice=account.auto_invoice, auto_send_after_hours=account.auto_send_after_hours, locale=account.locale,
             billing_information=BillingInformation(
                 official_company_name=account.official_company_name,
                 address=Address.from_model(account), billing_emails=list(account.billing_emails),
@@ -249,6 +253,9 @@ class CreateManagedAccountInput:
         "several separated by commas.",
     )
     po_number: str | None = strawberry.field(default=None, description="Purchase order number (at most 128 characters).")
+    locale: str | None = strawberry.field(
+        default=None, description="Language of its documents and e-mails: en, de, fr, nl or es; omitted: the organization's."
+    )
     business_fields: list[KeyValueInput] | None = strawberry.field(
         default=None, description="Labelled details printed on invoices, in order (at most 50)."
     )
@@ -313,6 +320,9 @@ class UpdateManagedAccountInput:
         default=None, description="Replaces the whole list of billing e-mail addresses."
     )
     po_number: str | None = strawberry.field(default=None, description="Purchase order number.")
+    locale: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Language of its documents and e-mails: en, de, fr, nl or es; null: the organization's."
+    )
     business_fields: list[KeyValueInput] | None = strawberry.field(
         default=None, description="Replaces the whole list of business details."
     )
@@ -357,6 +367,8 @@ def account_data(input: CreateManagedAccountInput | UpdateManagedAccountInput) -
     data.update({column: getattr(input, name) for name, column in _IDENTIFIER_FIELDS.items()})
     data["business_fields"] = key_values(input.business_fields)
     data = {key: value for key, value in data.items() if value is not None}
+    if input.locale is not strawberry.UNSET:
+        data["locale"] = input.locale
     if input.billing_basis is not strawberry.UNSET:
         data["billing_basis"] = input.billing_basis
     if input.billing_profile_id is not strawberry.UNSET:

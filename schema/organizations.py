@@ -201,6 +201,20 @@ class Organization(relay.Node):
         return list(self.model.reminder_days)
 
     @strawberry.field(
+        description="The language of documents and e-mails of accounts that choose none (en, de, fr, nl, es).",
+        extensions=requires(*MSP_USERS),
+    )
+    def locale(self) -> str | None:
+        return self.model.locale
+
+    @strawberry.field(
+        description="Whether printed invoices list usage lines whose amount is zero (left out by default).",
+        extensions=requires(*MSP_USERS),
+    )
+    def show_zero_usage_lines(self) -> bool | None:
+        return self.model.show_zero_usage_lines
+
+    @strawberry.field(
         description="How costs delivered for a month after its invoice was approved are billed.",
         extensions=requires(*MSP_USERS),
     )
@@ -358,11 +372,18 @@ class UpdateOrganizationInput:
     cost_data: CostDataSettingsInput | None = strawberry.field(
         default=None, description="How cost sources are synced and when a month's data is complete."
     )
+    locale: str | None = strawberry.field(
+        default=None, description="Default language of documents and e-mails: en, de, fr, nl or es."
+    )
+    show_zero_usage_lines: bool | None = strawberry.field(
+        default=None, description="Whether printed invoices list usage lines whose amount is zero."
+    )
 
 
 _SETTINGS = (
     "name", "timezone", "invoice_prefix", "next_invoice_number", "data_ingestion_delay_days",
-    "default_payment_terms_days", "email_sender_name", "email_reply_to", "reminder_days",
+    "default_payment_terms_days", "email_sender_name", "email_reply_to", "reminder_days", "locale",
+    "show_zero_usage_lines",
 )
 
 

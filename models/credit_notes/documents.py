@@ -16,10 +16,11 @@ TEMPLATE_VERSION = "1"
 def build_view(
     *, number: str, issue_date: date, invoice: Invoice, printed: dict[str, Any], period_label: str,
     reason: str, lines: list[CreditLine], subtotal: Decimal, charges: Decimal, total: Decimal,
+    locale: str = "en", period_start: str | None = None,
 ) -> dict[str, Any]:
     """Everything the credit note prints. `printed` holds the MSP and customer as the
     invoice printed them, or as they stand now (`models.parties`) for an invoice whose
-    revision did not keep them."""
+    revision did not keep them. It is printed in the language its invoice was (`locale`)."""
     return {
         "template_version": TEMPLATE_VERSION,
         "number": number,
@@ -29,7 +30,8 @@ def build_view(
             "issue_date": invoice.issue_date.isoformat() if invoice.issue_date else None,
             "total": str(invoice.total),
         },
-        "period": {"label": period_label},
+        "locale": locale,
+        "period": {"label": period_label, **({"start": period_start} if period_start else {})},
         "currency": invoice.currency,
         "reason": reason,
         "msp": printed["msp"],

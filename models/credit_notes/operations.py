@@ -110,6 +110,7 @@ async def create_credit_note(
             printed=await _printed_parties(conn, invoice, organization, revision.snapshot),
             period_label=revision.snapshot.get("period", {}).get("label") or await _period_label(conn, invoice),
             reason=reason, lines=credit, subtotal=subtotal, charges=charges, total=total,
+            locale=revision.locale, period_start=revision.snapshot.get("period", {}).get("start"),
         )
         note = await CreditNote.create(
             organization_id=invoice.organization_id, invoice_id=invoice.id,

@@ -27,6 +27,12 @@ async def record_delivery(invoice_id: Any, outcomes: list[Any], failure: str | N
     return status
 
 
+async def record_void_copy(invoice_id: Any, path: str) -> bool:
+    """Keep the path of a voided invoice's copy marked VOID, unless one is kept already (its
+    revision's frozen PDF is never touched); whether this one was kept."""
+    return await Invoice.filter(id=invoice_id, void_pdf_path__isnull=True).update(void_pdf_path=path) == 1
+
+
 async def record_notification(invoice_id: Any, notice: str, outcomes: list[Any], failure: str | None) -> None:
     """Add the outcome of a notice (`voided`, `refunded`, `credit_refunded`) to the timeline,
     one event per recipient; the invoice's own delivery status is not the notice's."""

@@ -114,6 +114,8 @@ class Invoice(TimestampMixin, Model):
     auto_send_at = fields.DatetimeField(null=True)
     approved_at = fields.DatetimeField(null=True)
     voided_at = fields.DatetimeField(null=True)
+    # The copy marked VOID, printed beside its revision's frozen PDF once it is voided.
+    void_pdf_path = fields.CharField(max_length=512, null=True)
 
     # The foreign keys' columns, which Tortoise sets on the instance.
     organization_id: UUID
@@ -212,6 +214,8 @@ class InvoiceRevision(Model):
     pdf_path = fields.CharField(max_length=512, null=True)
     pdf_sha256 = fields.CharField(max_length=64, null=True)
     pdf_size = fields.IntField(null=True)
+    # The language it was printed in: printing it again (a VOID copy) uses this one.
+    locale = fields.CharField(max_length=8, default="en", db_default="en")
 
     line_items: fields.ReverseRelation[InvoiceLineItem]
 

@@ -197,7 +197,8 @@ def _charges(ctx: Context, subtotal: Decimal) -> list[Line]:
             continue
         amount = subtotal * charge.value / HUNDRED if charge.kind == ChargeKind.PERCENT else charge.value
         label = f"{charge.name} ({charge.value.normalize():f}%)" if charge.kind == ChargeKind.PERCENT else charge.name
-        lines.append(Line(kind=LineKind.TAX if charge.is_tax else LineKind.CHARGE, description=label, amount=amount))
+        percent = charge.value if charge.kind == ChargeKind.PERCENT else None
+        lines.append(Line(kind=LineKind.TAX if charge.is_tax else LineKind.CHARGE, description=label, amount=amount, percent=percent))
     return lines
 
 

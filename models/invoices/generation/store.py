@@ -84,6 +84,7 @@ def _revision(one: Generated, number: int) -> InvoiceRevision:
         invoice_id=one.invoice_id,
         revision=number,
         template_version=one.view["template_version"],
+        locale=one.view.get("locale", "en"),
         currency=computed.currency,
         cost_currency=computed.cost_currency,
         exchange_rate=computed.rate,

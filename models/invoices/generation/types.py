@@ -32,6 +32,8 @@ class Line:
     # The amount before conversion, when the line was billed in another currency.
     cost_currency: str = ""
     cost_amount: Decimal | None = None
+    # A percentage charge's rate (its description prints it; a translated document formats it).
+    percent: Decimal | None = None
 
 
 @dataclass

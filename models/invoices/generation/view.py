@@ -25,7 +25,8 @@ def _conversion(line: Line) -> dict[str, str]:
     return {"cost_currency": line.cost_currency, "cost_amount": plain(line.cost_amount) or "0"}
 
 
-def _items(revision: ComputedRevision) -> list[dict[str, Any]]:
+def _items(revision: ComputedRevision, zero_lines: bool) -> list[dict[str, Any]]:
+    """The item table: usage lines whose amount is zero are left out unless `zero_lines`."""
     return [
         {
             "description": line.description,
@@ -39,20 +40,23 @@ def _items(revision: ComputedRevision) -> list[dict[str, Any]]:
             **_conversion(line),
         }
         for line in revision.printed_items
+        if zero_lines or line.kind != LineKind.USAGE or line.amount != 0
     ]
 
 
-def _amounts(revision: ComputedRevision) -> dict[str, Any]:
+def _charge(line: Line) -> dict[str, Any]:
+    charge = {"description": line.description, "amount": str(line.amount), "is_tax": line.kind == LineKind.TAX}
+    return charge if line.percent is None else {**charge, "percent": plain(line.percent)}
+
+
+def _amounts(revision: ComputedRevision, zero_lines: bool) -> dict[str, Any]:
     """The item table, adjustments, late costs, sums and the rates applied."""
     return {
-        "lines": _items(revision),
+        "lines": _items(revision, zero_lines),
         "adjustments": [{"description": rule.description, "amount": str(rule.amount)} for rule in revision.rule_lines],
         "late_costs": [{"description": line.description, "amount": str(line.amount), **_conversion(line)} for line in revision.late_lines],
         "subtotal": str(revision.subtotal),
-        "charges": [
-            {"description": charge.description, "amount": str(charge.amount), "is_tax": charge.kind == LineKind.TAX}
-            for charge in revision.charge_lines
-        ],
+        "charges": [_charge(charge) for charge in revision.charge_lines],
         "total": str(revision.total),
         "exchange": None
         if revision.rate == 1
@@ -74,6 +78,8 @@ def build_view(ctx: Context, revision: ComputedRevision, number: str, template_v
     assert issue_date is not None and due_date is not None, "a computed revision has its dates"
     return {
         "template_version": template_version,
+        # Printed in the account's language, else its organization's; kept so that it prints so again.
+        "locale": ctx.account.locale or ctx.organization.locale,
         "number": number,
         "issue_date": issue_date.isoformat(),
         "due_date": due_date.isoformat(),
@@ -85,7 +91,7 @@ def build_view(ctx: Context, revision: ComputedRevision, number: str, template_v
         },
         "currency": revision.currency,
         **parties(ctx.organization, ctx.account, ctx.profile),
-        **_amounts(revision),
+        **_amounts(revision, ctx.organization.show_zero_usage_lines),
         "kind": ctx.invoice.kind.value,
         "provider": ctx.invoice.provider_name or None,
         "memo": ctx.invoice.memo or None,
