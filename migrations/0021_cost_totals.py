@@ -22,36 +22,84 @@ FROM cost_records GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13
 
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0020_data_completeness')]
+    dependencies = [("models", "0020_data_completeness")]
 
     initial = False
 
     operations = [
         ops.CreateModel(
-            name='CostTotal',
+            name="CostTotal",
             fields=[
-                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
-                ('organization', fields.ForeignKeyField('models.Organization', source_field='organization_id', db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.CASCADE)),
-                ('cost_import', fields.ForeignKeyField('models.CostImport', source_field='cost_import_id', db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.CASCADE)),
-                ('origin', fields.CharEnumField(description='MSP_DELEGATED: MSP_DELEGATED\nACCOUNT_INTEGRATION: ACCOUNT_INTEGRATION', enum_type=CostOrigin, max_length=32)),
-                ('billing_month', fields.DateField()),
-                ('provider_name', fields.CharField(max_length=128)),
-                ('billing_account_id', fields.CharField(max_length=512)),
-                ('billing_currency', fields.CharField(max_length=3)),
-                ('managed_account', fields.ForeignKeyField('models.ManagedAccount', source_field='managed_account_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL)),
-                ('sub_account_id', fields.CharField(max_length=512)),
-                ('service_name', fields.CharField(max_length=255)),
-                ('service_category', fields.CharField(max_length=128)),
-                ('charge_category', fields.CharField(max_length=64)),
-                ('consumed_unit', fields.CharField(max_length=128)),
-                ('row_count', fields.BigIntField()),
-                ('billed_cost', fields.DecimalField(max_digits=60, decimal_places=16)),
-                ('effective_cost', fields.DecimalField(max_digits=60, decimal_places=16)),
-                ('list_cost', fields.DecimalField(max_digits=60, decimal_places=16)),
-                ('consumed_quantity', fields.DecimalField(null=True, max_digits=60, decimal_places=16)),
+                ("id", fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                (
+                    "organization",
+                    fields.ForeignKeyField(
+                        "models.Organization",
+                        source_field="organization_id",
+                        db_constraint=True,
+                        to_field="id",
+                        related_name=False,
+                        on_delete=OnDelete.CASCADE,
+                    ),
+                ),
+                (
+                    "cost_import",
+                    fields.ForeignKeyField(
+                        "models.CostImport",
+                        source_field="cost_import_id",
+                        db_constraint=True,
+                        to_field="id",
+                        related_name=False,
+                        on_delete=OnDelete.CASCADE,
+                    ),
+                ),
+                (
+                    "origin",
+                    fields.CharEnumField(
+                        description="MSP_DELEGATED: MSP_DELEGATED\nACCOUNT_INTEGRATION: ACCOUNT_INTEGRATION",
+                        enum_type=CostOrigin,
+                        max_length=32,
+                    ),
+                ),
+                ("billing_month", fields.DateField()),
+                ("provider_name", fields.CharField(max_length=128)),
+                ("billing_account_id", fields.CharField(max_length=512)),
+                ("billing_currency", fields.CharField(max_length=3)),
+                (
+                    "managed_account",
+                    fields.ForeignKeyField(
+                        "models.ManagedAccount",
+                        source_field="managed_account_id",
+                        null=True,
+                        db_constraint=True,
+                        to_field="id",
+                        related_name=False,
+                        on_delete=OnDelete.SET_NULL,
+                    ),
+                ),
+                ("sub_account_id", fields.CharField(max_length=512)),
+                ("service_name", fields.CharField(max_length=255)),
+                ("service_category", fields.CharField(max_length=128)),
+                ("charge_category", fields.CharField(max_length=64)),
+                ("consumed_unit", fields.CharField(max_length=128)),
+                ("row_count", fields.BigIntField()),
+                ("billed_cost", fields.DecimalField(max_digits=60, decimal_places=16)),
+                ("effective_cost", fields.DecimalField(max_digits=60, decimal_places=16)),
+                ("list_cost", fields.DecimalField(max_digits=60, decimal_places=16)),
+                ("consumed_quantity", fields.DecimalField(null=True, max_digits=60, decimal_places=16)),
             ],
-            options={'table': 'cost_totals', 'app': 'models', 'indexes': [Index(fields=['organization_id', 'billing_month'], name='cost_totals_month'), Index(fields=['managed_account_id', 'billing_month'], name='cost_totals_account_month'), Index(fields=['cost_import_id'], name='cost_totals_import')], 'pk_attr': 'id', 'table_description': "A month's cost records of one delivery summed per account, sub-account, provider,"},
-            bases=['Model'],
+            options={
+                "table": "cost_totals",
+                "app": "models",
+                "indexes": [
+                    Index(fields=["organization_id", "billing_month"], name="cost_totals_month"),
+                    Index(fields=["managed_account_id", "billing_month"], name="cost_totals_account_month"),
+                    Index(fields=["cost_import_id"], name="cost_totals_import"),
+                ],
+                "pk_attr": "id",
+                "table_description": "A month's cost records of one delivery summed per account, sub-account, provider,",
+            },
+            bases=["Model"],
         ),
         ops.RunSQL(FILL),
     ]

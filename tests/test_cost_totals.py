@@ -27,14 +27,29 @@ BILLING_ACCOUNTS = ("900000000001", "900000000002", "")
 SUB_ACCOUNTS = ("100000000001", "100000000002", "100000000003", "100000000004")
 SERVICES = (("Amazon EC2", "Compute", "Hrs"), ("Amazon S3", "Storage", "GB-Mo"), ("AWS Support", "", ""))
 HEADER = [
-    "BilledCost", "EffectiveCost", "ListCost", "BillingAccountId", "BillingCurrency", "BillingPeriodStart",
-    "BillingPeriodEnd", "ChargeCategory", "ConsumedQuantity", "ConsumedUnit", "ProviderName", "ServiceName",
-    "ServiceCategory", "SubAccountId", "SubAccountName",
+    "BilledCost",
+    "EffectiveCost",
+    "ListCost",
+    "BillingAccountId",
+    "BillingCurrency",
+    "BillingPeriodStart",
+    "BillingPeriodEnd",
+    "ChargeCategory",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "ProviderName",
+    "ServiceName",
+    "ServiceCategory",
+    "SubAccountId",
+    "SubAccountName",
 ]
 
 _row = st.tuples(
-    st.sampled_from(SUB_ACCOUNTS), st.sampled_from(SERVICES), st.sampled_from(("Usage", "Tax", "Credit")),
-    st.decimals(min_value=-50, max_value=5000, places=4, allow_nan=False), st.sampled_from(("USD", "EUR")),
+    st.sampled_from(SUB_ACCOUNTS),
+    st.sampled_from(SERVICES),
+    st.sampled_from(("Usage", "Tax", "Credit")),
+    st.decimals(min_value=-50, max_value=5000, places=4, allow_nan=False),
+    st.sampled_from(("USD", "EUR")),
     st.one_of(st.none(), st.decimals(min_value=0, max_value=5000, places=2, allow_nan=False)),
     st.one_of(st.none(), st.decimals(min_value=0, max_value=100, places=3, allow_nan=False)),
 )
@@ -55,11 +70,25 @@ def _csv(month: date, billing_account: str, rows) -> bytes:
     writer.writerow(HEADER)
     end = date(month.year + month.month // 12, month.month % 12 + 1, 1)
     for sub_account, (service, category, unit), charge, cost, currency, effective, quantity in rows:
-        writer.writerow([
-            f"{cost:f}", "" if effective is None else f"{effective:f}", "", billing_account, currency,
-            f"{month}T00:00:00Z", f"{end}T00:00:00Z", charge, "" if quantity is None else f"{quantity:f}", unit,
-            "AWS", service, category, sub_account, f"Workload {sub_account[-1]}",
-        ])
+        writer.writerow(
+            [
+                f"{cost:f}",
+                "" if effective is None else f"{effective:f}",
+                "",
+                billing_account,
+                currency,
+                f"{month}T00:00:00Z",
+                f"{end}T00:00:00Z",
+                charge,
+                "" if quantity is None else f"{quantity:f}",
+                unit,
+                "AWS",
+                service,
+                category,
+                sub_account,
+                f"Workload {sub_account[-1]}",
+            ]
+        )
     return out.getvalue().encode()
 
 
@@ -70,22 +99,32 @@ async def _kept_and_scanned(organization_id) -> tuple[dict, dict]:
         "cost_import_id, origin, provider_name, billing_account_id, billing_month, billing_currency,"
         " managed_account_id, sub_account_id, service_name, service_category, charge_category, consumed_unit"
     )
-    sums = "sum(row_count) AS rows, sum(billed_cost) AS billed, sum(effective_cost) AS effective," \
+    sums = (
+        "sum(row_count) AS rows, sum(billed_cost) AS billed, sum(effective_cost) AS effective,"
         " sum(list_cost) AS list, sum(consumed_quantity) AS quantity"
+    )
     found = []
     for source in ("cost_totals WHERE organization_id = $1", f"({SCAN}) AS scan"):
         rows = await db.execute_query_dict(f"SELECT {keys}, {sums} FROM {source} GROUP BY {keys}", [str(organization_id)])
-        found.append({
-            tuple(row[name.strip()] for name in keys.split(",")): (
-                row["rows"], row["billed"], row["effective"], row["list"], row["quantity"]
-            )
-            for row in rows
-        })
+        found.append(
+            {
+                tuple(row[name.strip()] for name in keys.split(",")): (
+                    row["rows"],
+                    row["billed"],
+                    row["effective"],
+                    row["list"],
+                    row["quantity"],
+                )
+                for row in rows
+            }
+        )
     return found[0], found[1]
 
 
 @hypothesis_settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     # Each example imports several deliveries: a failure is shown as found, not shrunk for minutes.
     phases=(Phase.explicit, Phase.reuse, Phase.generate),
 )
@@ -115,12 +154,11 @@ async def test_the_kept_figures_equal_a_scan_after_any_sequence_of_deliveries(st
         imported: dict[str, Decimal] = {}
         for row in await connections.get("default").execute_query_dict(
             "SELECT billing_currency, sum(billed_cost) AS total FROM cost_records"
-            " WHERE organization_id = $1 AND billing_month = $2 GROUP BY 1", [str(org.id), month],
+            " WHERE organization_id = $1 AND billing_month = $2 GROUP BY 1",
+            [str(org.id), month],
         ):
             imported[row["billing_currency"]] = row["total"]
-        late = {
-            late.currency: late.billable for late in await LateCost.filter(organization_id=org.id, billing_month=month)
-        }
+        late = {late.currency: late.billable for late in await LateCost.filter(organization_id=org.id, billing_month=month)}
         totals = (await reconcile(org.id, month)).totals()
         for currency, total in imported.items():
             parts = totals[currency]

@@ -2,8 +2,9 @@
 
 A run streams the delivery's parts through `BatchChecker` in a worker thread (Arrow releases
 the GIL) while PostgreSQL COPYs the previous batch: each checked batch is written as CSV by
-Arrow's C++ writer and fed to `copy_to_table`, straight into `cost_records`. The COPY, the
-supersession of earlier deliveries and the import's record commit in one transaction, so a
+Arrow's C++ writer and fed to `copy_to_table`, straight into `cost_records`, and summed into
+the month's kept figures (models/costs/totals.py). The COPY, the figures, the supersession of
+earlier deliveries and the import's record commit in one transaction, so a
 refusal at the last row of the last part leaves nothing. Memory stays bounded: a few batches
 are in flight at a time, whatever the size of the delivery.
 """

@@ -36,8 +36,16 @@ _WIDE = pa.decimal256(76, 16)
 
 # What a group of rows is keyed by, as the checked batch names its columns ('' for a null).
 KEYS = (
-    "provider_name", "billing_account_id", "billing_month", "billing_currency", "managed_account_id",
-    "sub_account_id", "service_name", "service_category", "charge_category", "consumed_unit",
+    "provider_name",
+    "billing_account_id",
+    "billing_month",
+    "billing_currency",
+    "managed_account_id",
+    "sub_account_id",
+    "service_name",
+    "service_category",
+    "charge_category",
+    "consumed_unit",
 )
 # The coarse key of the import's report and supersession: (provider, billing account, month,
 # currency, account, sub-account).
@@ -47,8 +55,15 @@ COARSE = 6
 _ROWS, _BILLED, _EFFECTIVE, _LIST, _QUANTITY, _NAME = range(6)
 
 COLUMNS = (
-    "organization_id", "cost_import_id", "origin", *KEYS,
-    "row_count", "billed_cost", "effective_cost", "list_cost", "consumed_quantity",
+    "organization_id",
+    "cost_import_id",
+    "origin",
+    *KEYS,
+    "row_count",
+    "billed_cost",
+    "effective_cost",
+    "list_cost",
+    "consumed_quantity",
 )
 
 
@@ -110,10 +125,7 @@ def _wide(text: Any) -> pa.Array:
 def add_batch(groups: dict[tuple, list[Any]], table: pa.Table) -> None:
     """Sum a checked batch (columns ROW_FIELDS) into `groups`, key (KEYS) -> sums."""
     billed = _wide(table["billed_cost"])
-    keyed = {
-        name: pc.fill_null(table[name], "") if name not in ("billing_month", "managed_account_id") else table[name]
-        for name in KEYS
-    }
+    keyed = {name: pc.fill_null(table[name], "") if name not in ("billing_month", "managed_account_id") else table[name] for name in KEYS}
     keyed |= {
         "billed": billed,
         "effective": pc.coalesce(_wide(table["effective_cost"]), billed),
@@ -121,14 +133,23 @@ def add_batch(groups: dict[tuple, list[Any]], table: pa.Table) -> None:
         "quantity": _wide(table["consumed_quantity"]),
         "name": table["sub_account_name"],
     }
-    grouped = pa.table(keyed).group_by(list(KEYS), use_threads=False).aggregate([
-        ("billed", "count"), ("billed", "sum"), ("effective", "sum"), ("list", "sum"),
-        ("quantity", "sum"), ("name", "first"),
-    ])
+    grouped = (
+        pa.table(keyed)
+        .group_by(list(KEYS), use_threads=False)
+        .aggregate(
+            [
+                ("billed", "count"),
+                ("billed", "sum"),
+                ("effective", "sum"),
+                ("list", "sum"),
+                ("quantity", "sum"),
+                ("name", "first"),
+            ]
+        )
+    )
     for row in grouped.to_pylist():
         key = tuple(row[name] for name in KEYS)
-        sums = [row["billed_count"], row["billed_sum"], row["effective_sum"], row["list_sum"],
-                row["quantity_sum"], row["name_first"]]
+        sums = [row["billed_count"], row["billed_sum"], row["effective_sum"], row["list_sum"], row["quantity_sum"], row["name_first"]]
         group = groups.get(key)
         if group is None:
             groups[key] = sums
@@ -147,9 +168,7 @@ def coarse(groups: dict[tuple, list[Any]]) -> dict[tuple, list[Any]]:
     merged: dict[tuple, list[Any]] = {}
     for key, sums in groups.items():
         provider, billing_account, month, currency, account, sub_account = key[:COARSE]
-        entry = merged.setdefault(
-            (provider, billing_account, month, currency, account, sub_account), [0, Decimal(0), None]
-        )
+        entry = merged.setdefault((provider, billing_account, month, currency, account, sub_account), [0, Decimal(0), None])
         entry[0] += sums[_ROWS]
         entry[1] = EXACT.add(entry[1], sums[_BILLED])
         entry[2] = entry[2] or sums[_NAME]
@@ -164,10 +183,19 @@ async def write(pg: Any, groups: dict[tuple, list[Any]], delivery: tuple[uuid.UU
     for key, sums in groups.items():
         values: list[Any] = list(key)
         values[4] = None if values[4] is None else uuid.UUID(values[4])
-        records.append((
-            organization_id, cost_import_id, origin, *values,
-            sums[_ROWS], sums[_BILLED], sums[_EFFECTIVE], sums[_LIST], sums[_QUANTITY],
-        ))
+        records.append(
+            (
+                organization_id,
+                cost_import_id,
+                origin,
+                *values,
+                sums[_ROWS],
+                sums[_BILLED],
+                sums[_EFFECTIVE],
+                sums[_LIST],
+                sums[_QUANTITY],
+            )
+        )
     if records:
         await pg.copy_records_to_table("cost_totals", records=records, columns=COLUMNS)
 
