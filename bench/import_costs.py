@@ -195,7 +195,7 @@ async def copy_floor(folder: Path) -> float:
             "SELECT array_agg(attname ORDER BY attnum) FROM pg_attribute"
             " WHERE attrelid = 'cost_records'::regclass AND attnum > 0 AND NOT attisdropped"
         ) if name != "id"]
-        await pg.copy_from_table("cost_records", output=str(path), columns=columns, format="csv")
+        await pg.copy_from_query(f"SELECT {', '.join(columns)} FROM cost_records", output=str(path), format="csv")
         await pg.execute("CREATE TABLE copy_floor (LIKE cost_records INCLUDING ALL)")
         with contextlib.suppress(Exception):
             await pg.execute("CHECKPOINT")
