@@ -8,7 +8,10 @@ The database named by --database-url is DROPPED and recreated: never point it at
 
     .venv/bin/python bench/import_costs.py --rows 2000000 --format parquet
 
-The last two lines printed are `rows_per_s <integer>` and `peak_rss_mb <integer>`.
+Then PostgreSQL's own COPY of the same rows, read back from the table into a CSV file, into a
+table like `cost_records` (its columns, defaults, constraints and indexes), in one transaction:
+the floor an import cannot pass. The last four lines printed are `rows_per_s <integer>`,
+`copy_rows_per_s <integer>`, `peak_rss_mb <integer>` and the headline `import/copy <ratio>`.
 """
 
 from __future__ import annotations
@@ -179,6 +182,32 @@ async def bench_organization():
     return organization
 
 
+async def copy_floor(folder: Path) -> float:
+    """Seconds PostgreSQL takes to COPY the imported rows, as a CSV file, into a fresh table
+    like `cost_records` in one transaction (a checkpoint first, as before the import)."""
+    from tortoise import Tortoise
+
+    connection = Tortoise.get_connection("default")
+    path = folder / "copy-floor.csv"
+    async with connection.acquire_connection() as pg:
+        await pg.execute("SET TIME ZONE 'UTC'")
+        columns = [name for name in await pg.fetchval(
+            "SELECT array_agg(attname ORDER BY attnum) FROM pg_attribute"
+            " WHERE attrelid = 'cost_records'::regclass AND attnum > 0 AND NOT attisdropped"
+        ) if name != "id"]
+        await pg.copy_from_query(f"SELECT {', '.join(columns)} FROM cost_records", output=str(path), format="csv")
+        await pg.execute("CREATE TABLE copy_floor (LIKE cost_records INCLUDING ALL)")
+        with contextlib.suppress(Exception):
+            await pg.execute("CHECKPOINT")
+        started = time.perf_counter()
+        async with pg.transaction():
+            await pg.copy_to_table("copy_floor", source=str(path), columns=columns, format="csv")
+        seconds = time.perf_counter() - started
+        await pg.execute("DROP TABLE copy_floor")
+    path.unlink()
+    return seconds
+
+
 async def main(rows: int, kind: str, database_url: str, folder: Path) -> None:
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -202,11 +231,17 @@ async def main(rows: int, kind: str, database_url: str, folder: Path) -> None:
         seconds = time.perf_counter() - started
         print(f"imported {report.rows} rows in {seconds:.2f} s: {report.inserted} written, "
               f"{len(report.scopes)} scopes, {len(report.unmatched)} unmatched sub-accounts")
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        floor = await copy_floor(folder)
+        print(f"PostgreSQL's COPY of the {report.inserted} rows from a file: {floor:.2f} s")
     finally:
         await db.close()
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"rows_per_s {int(report.rows / seconds)}")
+    rows_per_s = report.rows / seconds
+    copy_rows_per_s = report.inserted / floor
+    print(f"rows_per_s {int(rows_per_s)}")
+    print(f"copy_rows_per_s {int(copy_rows_per_s)}")
     print(f"peak_rss_mb {peak_kb // 1024}")
+    print(f"import/copy {rows_per_s / copy_rows_per_s:.2f}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from models.billing_periods import BillingPeriod
 from models.billing_profiles import BillingProfile, BillingProfileCharge
 from models.billing_rules import BillingRule
 from models.cost_sources import CostSource
-from models.costs import CostDeliveryScope, CostImport, CostRecord, LateCost
+from models.costs import CostDeliveryScope, CostImport, CostRecord, CostTotal, LateCost
 from models.credit_notes.tables import CreditNote, CreditNoteLine, CreditNoteNumberCounter, CreditUseEntry
 from models.exchange_rates import ExchangeRate
 from models.idempotency import IdempotencyKey
@@ -35,7 +35,7 @@ from models.xero.tables import (
 
 __all__ = [
     "AuditEntry", "IdempotencyKey", "BillingPeriod", "BillingProfile", "BillingProfileCharge", "BillingRule", "CostDeliveryScope",
-    "CostImport", "CostSource", "CostRecord", "CreditNote", "CreditNoteLine", "CreditNoteNumberCounter", "CreditUseEntry",
+    "CostImport", "CostSource", "CostRecord", "CostTotal", "CreditNote", "CreditNoteLine", "CreditNoteNumberCounter", "CreditUseEntry",
     "ExchangeRate", "Invitation", "Invoice", "InvoiceEvent", "InvoiceExtraLine", "InvoiceLineItem",
     "InvoiceNumberCounter", "InvoiceReminder", "InvoiceRevision", "LateCost", "ManagedAccount", "Organization",
     "Payment", "Refund", "ReminderStop", "SubAccount", "Token", "User", "XeroAccountMapping", "XeroAuthorization",

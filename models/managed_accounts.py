@@ -253,20 +253,22 @@ async def _logged(connection: Any, account: ManagedAccount, before: dict[str, An
 
 async def _relink_costs(connection: Any, account: ManagedAccount, wanted: list[str]) -> None:
     """The account's records become exactly those of its sub-accounts, whatever linked them
-    before; only rows whose link changes are written."""
-    await connection.execute_query(
-        "UPDATE cost_records SET managed_account_id = NULL"
-        " WHERE managed_account_id = $1 AND organization_id = $2"
-        " AND NOT (sub_account_id = ANY($3::varchar[]))",
-        [account.id, account.organization_id, wanted],
-    )
-    if wanted:
+    before; only rows whose link changes are written. The month's sums (`cost_totals`, keyed
+    by sub-account as well) follow them."""
+    for table in ("cost_totals", "cost_records"):
         await connection.execute_query(
-            "UPDATE cost_records SET managed_account_id = $1"
-            " WHERE organization_id = $2 AND sub_account_id = ANY($3::varchar[])"
-            " AND managed_account_id IS DISTINCT FROM $1",
+            f"UPDATE {table} SET managed_account_id = NULL"
+            " WHERE managed_account_id = $1 AND organization_id = $2"
+            " AND NOT (sub_account_id = ANY($3::varchar[]))",
             [account.id, account.organization_id, wanted],
         )
+        if wanted:
+            await connection.execute_query(
+                f"UPDATE {table} SET managed_account_id = $1"
+                " WHERE organization_id = $2 AND sub_account_id = ANY($3::varchar[])"
+                " AND managed_account_id IS DISTINCT FROM $1",
+                [account.id, account.organization_id, wanted],
+            )
 
 
 # Limits of what an owner may enter; the invoice template is laid out for them.

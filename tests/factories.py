@@ -138,3 +138,13 @@ async def generated_invoice(
         inv.approved_at = datetime.now(UTC)
     await inv.save()
     return inv
+
+
+async def summed_costs(organization_id) -> None:
+    """The organization's month figures (`cost_totals`) summed again from its cost records,
+    after a test wrote records by hand, as an import would have written them."""
+    from tortoise import connections
+
+    from models.costs import totals
+
+    await totals.rebuild(connections.get("default"), organization_id)

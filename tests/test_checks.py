@@ -18,6 +18,7 @@ from models.invoices.generation.inputs import load_context
 from models.invoices.generation.store import store_revision
 from models.invoices.generation.view import build_view
 from models.invoices.numbering import ensure_number
+from tests import factories
 from tests.graphql import gql
 from tests.test_corrections import gid
 
@@ -42,6 +43,7 @@ async def costs(world, month: date, rows, account=None, cost_import=None):
             sub_account_id=sub_account, billed_cost=Decimal(cost), billing_currency=(currency or ["USD"])[0],
             service_name=service, service_category="Compute", charge_category="Usage",
         )
+    await factories.summed_costs(world.org.id)
     return cost_import
 
 

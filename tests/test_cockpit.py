@@ -20,6 +20,7 @@ from models.invoices.generation.compute import compute
 from models.invoices.generation.inputs import load_context
 from models.invoices.generation.store import store_revision
 from models.invoices.generation.view import build_view
+from tests.factories import summed_costs
 from tests.graphql import gql
 from tests.test_checks import SYSTEM, costs, generated
 from tests.test_corrections import gid, restate
@@ -108,6 +109,7 @@ async def test_the_sample_months_reconciliation_equals_its_imported_billed_total
     from models import CostRecord
 
     await CostRecord.filter(sub_account_id="1").update(origin="ACCOUNT_INTEGRATION")
+    await summed_costs(world.org.id)
     invoice = await generated(world, SEPT)
     await Invoice.filter(id=invoice.id).update(status="APPROVED", approved_at=datetime.now(UTC))
     await import_costs(world.org.id, to_csv(header, restate(rows, Decimal("1.25"))))
@@ -153,6 +155,7 @@ async def test_billing_basis_margins_and_the_costs_behind_a_line(client, world):
 
     await costs(world, SEPT, [("AWS", "Amazon EC2", "1", "60"), ("AWS", "Amazon EC2", "1", "40"), ("AWS", "Amazon S3", "1", "10")])
     await CostRecord.filter(service_name="Amazon EC2").update(effective_cost=Decimal("45"))
+    await summed_costs(world.org.id)
     await BillingRule.create(organization=world.org, name="Management", kind="MARKUP", calculation="PERCENT", value=Decimal("20"))
     invoice = await generated(world, SEPT)
     owner = world.tokens["owner"]

@@ -279,6 +279,9 @@ async def _october_costs(world):
         billed_cost=Decimal("42"), billing_currency="USD", service_name="Amazon EC2", service_category="Compute",
         charge_category="Usage",
     )
+    from tests.factories import summed_costs
+
+    await summed_costs(world.org.id)
 
 
 async def test_a_cancelled_automatic_send_stays_for_review_even_when_regenerated(client, world, worker, redis):

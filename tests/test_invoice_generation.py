@@ -47,6 +47,7 @@ async def _costs(org, account, rows, origin=CostOrigin.MSP_DELEGATED):
             service_name=service, service_category=category, charge_category="Usage",
             consumed_unit=unit, consumed_quantity=Decimal(quantity) if quantity else None,
         )
+    await f.summed_costs(org.id)
 
 
 async def _ready(world, account=None):

@@ -95,6 +95,7 @@ async def _costs(org, account, *, services: int, rows_per_service: int = 1) -> N
         " FROM generate_series(1, $5) AS n",
         [str(org.id), str(account.id), str(imported.id), services, services * rows_per_service],
     )
+    await f.summed_costs(org.id)
 
 
 async def _revisions(invoice) -> int:

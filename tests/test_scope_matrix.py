@@ -398,6 +398,7 @@ class Matrix:
             billed_cost=Decimal("42"), billing_currency="USD", service_name="Amazon EC2", service_category="Compute",
             charge_category="Usage",
         )
+        await factories.summed_costs(w.org.id)
         # An S3-compatible store on loopback: refused as a private endpoint before any connection.
         sources = [await CostSource.create(organization=w.org, name=name, kind=CostSourceKind.S3_COMPATIBLE,
                                            bucket="northwind-billing", endpoint="http://127.0.0.1:9", credentials="sealed")

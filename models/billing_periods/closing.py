@@ -76,7 +76,7 @@ async def close_period(
             " 'UNPAID', 'NOT_SENT', 0, 0, 0, 0, 0, 0, now(), now(), 'REGULAR', COALESCE(pr.provider_name, '')"
             " FROM managed_accounts a JOIN billing_periods p"
             " ON p.organization_id = a.organization_id AND p.start_date = $2"
-            " LEFT JOIN LATERAL (SELECT DISTINCT c.provider_name FROM cost_records c"
+            " LEFT JOIN LATERAL (SELECT DISTINCT c.provider_name FROM cost_totals c"
             "   WHERE a.invoice_per_provider AND c.managed_account_id = a.id AND c.billing_month = $2) pr ON true"
             " WHERE a.organization_id = $1 AND a.is_invoiced AND NOT EXISTS (SELECT 1 FROM invoices v"
             "   WHERE v.managed_account_id = a.id AND v.billing_period_id = p.id AND v.kind = 'REGULAR'"

@@ -11,6 +11,7 @@ from models.costs.reports import (
     ScopeOutcome,
     UnmatchedSubAccount,
 )
+from models.costs.totals import CostTotal
 
 __all__ = [
     "AccountMonthTotal",
@@ -20,6 +21,7 @@ __all__ = [
     "CostOrigin",
     "CostQuery",
     "CostRecord",
+    "CostTotal",
     "ImportReport",
     "LateCost",
     "LateCostEntry",

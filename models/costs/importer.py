@@ -2,8 +2,9 @@
 
 A run streams the delivery's parts through `BatchChecker` in a worker thread (Arrow releases
 the GIL) while PostgreSQL COPYs the previous batch: each checked batch is written as CSV by
-Arrow's C++ writer and fed to `copy_to_table`, straight into `cost_records`. The COPY, the
-supersession of earlier deliveries and the import's record commit in one transaction, so a
+Arrow's C++ writer and fed to `copy_to_table`, straight into `cost_records`, and summed into
+the month's kept figures (models/costs/totals.py). The COPY, the figures, the supersession of
+earlier deliveries and the import's record commit in one transaction, so a
 refusal at the last row of the last part leaves nothing. Memory stays bounded: a few batches
 are in flight at a time, whatever the size of the delivery.
 """
@@ -25,28 +26,27 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from infra.settings import get_settings
+from models.costs import totals
 from models.costs.deliveries import DeliveryLimits, delivery_parts
 from models.costs.focus import (
-    COST_TYPE,
     EXACT,
     ROW_FIELDS,
     TIMESTAMP_TYPE,
     BatchChecker,
     RowProblem,
     months_of,
-    parse_cost_decimal,
 )
 from models.costs.records import CostImport, CostImportState, CostOrigin
 from models.costs.reports import AccountMonthTotal, ImportReport, UnmatchedSubAccount
 from models.costs.sources import Part, header_names, line_of_row, read_batches
 from models.costs.supersede import scope_totals, supersede
+from models.costs.totals import add_batch
 from models.errors import CostFileRejected, InvalidTransition, NotFound
 from models.managed_accounts import ManagedAccount, SubAccount, lock_sub_account_mapping
 from models.outbox import Entity, Transition, record
@@ -56,7 +56,6 @@ _CSV_OPTIONS = pa_csv.WriteOptions(include_header=False)
 _IN_FLIGHT = 3  # checked batches waiting for COPY: bounds memory
 _PROGRESS_SECONDS = 1.0
 _HASH_CHUNK = 1 << 20
-_GROUP_KEYS = ("provider", "billing_account", "month", "currency", "account", "sub_account")
 
 # What an import that stopped on something else than a refusal says: running it again may succeed.
 INTERNAL_ERROR = "The import stopped on an internal error; it can be run again."
@@ -187,15 +186,17 @@ async def _run(cost_import: CostImport, workdir: pathlib.Path, reporter: _Progre
                 )
                 if int(copied.rsplit(" ", 1)[1]) != pipeline.rows:
                     raise RuntimeError(f"COPY stored {copied!r} for {pipeline.rows} rows")
+                await totals.write(pg, pipeline.groups, (organization_id, cost_import.id, origin.value))
+                groups = totals.coarse(pipeline.groups)
                 outcome = await supersede(
                     pg, organization_id=organization_id, cost_import_id=cost_import.id, digest=await digest,
-                    origin=origin, integration_account_id=account_id, scopes=scope_totals(pipeline.groups),
+                    origin=origin, integration_account_id=account_id, scopes=scope_totals(groups),
                 )
-            unmatched = _unmatched(pipeline.groups)
+            unmatched = _unmatched(groups)
             report = ImportReport(
                 cost_import_id=cost_import.id, origin=origin, managed_account_id=account_id,
                 rows=pipeline.rows, inserted=pipeline.rows - outcome.duplicates - outcome.late,
-                duplicates=outcome.duplicates, unmatched=unmatched, totals=_totals(pipeline.groups),
+                duplicates=outcome.duplicates, unmatched=unmatched, totals=_totals(groups),
                 late=outcome.late, replaced=outcome.replaced, scopes=tuple(outcome.scopes),
                 late_costs=tuple(outcome.late_costs), parts=tuple(part.name for part in parts),
             )
@@ -309,7 +310,7 @@ class _Pipeline:
                             "(one billing account or month each)"
                         )
                     table = self._with_constants(checked.table)
-                    self._add_groups(checked.table)
+                    add_batch(self.groups, checked.table)
                     sink = io.BytesIO()
                     pa_csv.write_csv(table, sink, _CSV_OPTIONS)
                     if not self._put((sink.getvalue(), checked.rows)):
@@ -343,40 +344,6 @@ class _Pipeline:
             for column in table.columns
         ]
         return pa.Table.from_arrays([*constants, *columns], names=list(_COPY_COLUMNS))
-
-    def _add_groups(self, table: pa.Table) -> None:
-        keyed = pa.table({
-            "provider": table["provider_name"],
-            "billing_account": pc.fill_null(table["billing_account_id"], ""),
-            "month": table["billing_month"],
-            "currency": table["billing_currency"],
-            "account": table["managed_account_id"],
-            "sub_account": table["sub_account_id"],
-            # Wide enough that no sum of NUMERIC(38,16) values in a batch can overflow.
-            "cost": _billed(table["billed_cost"]),
-            "name": table["sub_account_name"],
-        })
-        grouped = keyed.group_by(list(_GROUP_KEYS), use_threads=False).aggregate(
-            [("cost", "sum"), ("cost", "count"), ("name", "first")]
-        )
-        for row in grouped.to_pylist():
-            key = tuple(row[name] for name in _GROUP_KEYS)
-            group = self.groups.get(key)
-            if group is None:
-                self.groups[key] = [row["cost_count"], row["cost_sum"], row["name_first"]]
-            else:
-                group[0] += row["cost_count"]
-                group[1] = EXACT.add(group[1], row["cost_sum"])
-                group[2] = group[2] or row["name_first"]
-
-
-def _billed(text: pa.ChunkedArray) -> pa.Array:
-    """BilledCost as decimals wide enough that no sum of a batch can overflow."""
-    try:
-        return text.cast(COST_TYPE).cast(pa.decimal256(76, 16))
-    except pa.ArrowInvalid:
-        # A form only the exact parser reads (checked already): rare, so Python may do it.
-        return pa.array([parse_cost_decimal(value) for value in text.to_pylist()], pa.decimal256(76, 16))
 
 
 def known_uuid(value: uuid.UUID | str, missing: str, field: str) -> uuid.UUID:

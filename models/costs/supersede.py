@@ -12,7 +12,9 @@ the new import (COPY, same transaction); per scope this module then
   of those accounts are dropped, and the difference is stored as a late cost;
 - records the delivery as the scope's current one, and which one it superseded.
 
-Everything runs in the import's transaction: a failure leaves the scopes as they were.
+Each removal of records removes their sums from `cost_totals` too, with the same condition
+(models/costs/totals.py). Everything runs in the import's transaction: a failure leaves the
+scopes as they were.
 """
 
 from __future__ import annotations
@@ -85,9 +87,7 @@ async def supersede(
         totals = tuple(sorted(delivered.totals.items()))
         scope_args = (organization_id, month, provider, billing_account, origin.value, account, cost_import_id)
         if current is not None and current["file_sha256"] == digest:
-            await pg.execute(
-                "DELETE FROM cost_records WHERE cost_import_id = $7 AND " + _SCOPE_ROWS, *scope_args
-            )
+            await _delete(pg, "cost_import_id = $7 AND " + _SCOPE_ROWS, *scope_args)
             result.duplicates += delivered.rows
             result.scopes.append(ScopeOutcome(
                 provider, billing_account, month, "UNCHANGED", delivered.rows, totals, None, 0
@@ -129,8 +129,8 @@ async def _keep_invoiced(pg: Any, scope_args: tuple, locked: list[uuid.UUID], la
     _, month, provider, billing_account = scope_args[:4]
     for row in await pg.fetch(
         f"""SELECT managed_account_id, billing_currency, cost_import_id = $7 AS is_new,
-                   count(*) AS rows, sum(billed_cost) AS cost
-            FROM cost_records WHERE managed_account_id = ANY($8::uuid[])
+                   sum(row_count)::bigint AS rows, sum(billed_cost) AS cost
+            FROM cost_totals WHERE managed_account_id = ANY($8::uuid[])
               AND {_SCOPE_ROWS}
             GROUP BY 1, 2, 3""",
         *scope_args, locked,
@@ -142,11 +142,9 @@ async def _keep_invoiced(pg: Any, scope_args: tuple, locked: list[uuid.UUID], la
         slot = 1 if row["is_new"] else 0
         sums[slot] = EXACT.add(sums[slot], row["cost"])
         sums[slot + 2] += row["rows"]
-    kept_out = await pg.execute(
-        "DELETE FROM cost_records WHERE cost_import_id = $7 AND managed_account_id = ANY($8::uuid[])"
-        " AND " + _SCOPE_ROWS, *scope_args, locked,
+    return await _delete(
+        pg, "cost_import_id = $7 AND managed_account_id = ANY($8::uuid[]) AND " + _SCOPE_ROWS, *scope_args, locked,
     )
-    return _count(kept_out)
 
 
 async def _replace(
@@ -161,11 +159,10 @@ async def _replace(
         # Without a current delivery the scope has no rows from this source (migration
         # 0007 recorded one for the rows imported before), and a month's partition of
         # millions of rows is not scanned for nothing.
-        removed = _count(await pg.execute(
-            "DELETE FROM cost_records WHERE cost_import_id <> $7"
-            " AND (managed_account_id IS NULL OR managed_account_id <> ALL($8::uuid[])) AND " + _SCOPE_ROWS,
-            *scope_args, locked,
-        ))
+        removed = await _delete(
+            pg, "cost_import_id <> $7 AND (managed_account_id IS NULL OR managed_account_id <> ALL($8::uuid[]))"
+            " AND " + _SCOPE_ROWS, *scope_args, locked,
+        )
         superseded = current["cost_import_id"]
         await pg.execute("UPDATE cost_delivery_scopes SET is_current = false WHERE id = $1", current["id"])
     await pg.execute(
@@ -239,6 +236,13 @@ async def _record_late_cost(
         provider, billing_account, currency, invoiced_cost, delivered_cost, difference, billable,
         invoiced_rows, delivered_rows,
     )
+
+
+async def _delete(pg: Any, condition: str, *args: Any) -> int:
+    """Remove the records that meet `condition`, and their sums from `cost_totals` (the same
+    condition holds there: its columns are the records'): how many records went."""
+    await pg.execute("DELETE FROM cost_totals WHERE " + condition, *args)
+    return _count(await pg.execute("DELETE FROM cost_records WHERE " + condition, *args))
 
 
 def _count(status: str) -> int:

@@ -43,8 +43,8 @@ async def usage_by_category(account: ManagedAccount, month_from: date, month_to:
     cost = COST_COLUMNS[basis]  # a fixed column name, never input
     return await connections.get("default").execute_query_dict(
         f"""SELECT billing_month AS month, COALESCE(NULLIF(service_category, ''), 'Other') AS category,
-                   billing_currency AS currency, sum(COALESCE({cost}, billed_cost)) AS amount, count(*)::int AS rows
-            FROM cost_records WHERE managed_account_id = $1 AND billing_month BETWEEN $2 AND $3
+                   billing_currency AS currency, sum(COALESCE({cost}, billed_cost)) AS amount, sum(row_count)::int AS rows
+            FROM cost_totals WHERE managed_account_id = $1 AND billing_month BETWEEN $2 AND $3
               AND (origin = $4 OR $5::boolean)
             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
         [str(account.id), month_from, month_to, CostOrigin.MSP_DELEGATED.value, account.include_account_integrations],

@@ -118,7 +118,7 @@ async def histories(invoices: list[tuple[Invoice, date]]) -> list[History]:
         """SELECT w.n, s.* FROM unnest($1::int[], $2::uuid[], $3::date[], $4::date[], $5::text[])
                AS w(n, account, month, before, provider)
            CROSS JOIN LATERAL (
-               SELECT DISTINCT billing_month, provider_name, sub_account_id FROM cost_records
+               SELECT DISTINCT billing_month, provider_name, sub_account_id FROM cost_totals
                WHERE managed_account_id = w.account AND billing_month IN (w.before, w.month)
                  AND (w.provider = '' OR provider_name = w.provider)
            ) AS s""",
@@ -256,7 +256,7 @@ async def current_findings(invoice: Invoice) -> list[Finding]:
     stale = (await connections.get("default").execute_query(
         """SELECT count(*) AS deliveries FROM cost_delivery_scopes s
            WHERE s.organization_id = $1 AND s.billing_month = $2 AND s.created_at > $3
-             AND EXISTS (SELECT 1 FROM cost_records r WHERE r.cost_import_id = s.cost_import_id
+             AND EXISTS (SELECT 1 FROM cost_totals r WHERE r.cost_import_id = s.cost_import_id
                          AND r.billing_month = $2 AND r.managed_account_id = $4)""",
         [str(invoice.organization_id), month_start, revision.created_at, str(invoice.managed_account_id)],
     ))[1][0]["deliveries"]

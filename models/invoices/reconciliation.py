@@ -81,8 +81,8 @@ _RECORDS = """
 WITH sums AS (
     SELECT managed_account_id, provider_name, origin, billing_currency,
            CASE WHEN managed_account_id IS NULL THEN sub_account_id ELSE '' END AS sub_account_id,
-           sum(billed_cost) AS cost, count(*) AS rows
-    FROM cost_records WHERE organization_id = $1 AND billing_month = $2
+           sum(billed_cost) AS cost, sum(row_count) AS rows
+    FROM cost_totals WHERE organization_id = $1 AND billing_month = $2
     GROUP BY 1, 2, 3, 4, 5
 )
 SELECT CASE

@@ -98,9 +98,9 @@ async def _usage(conn: Any, contexts: list[Context]) -> dict[int, list[dict[str,
                SELECT provider_name, COALESCE(service_name, '') AS service_name,
                       COALESCE(service_category, '') AS service_category, billing_currency,
                       SUM(COALESCE({_COST}, billed_cost)) AS amount,
-                      COUNT(DISTINCT COALESCE(consumed_unit, '')) AS units, MIN(consumed_unit) AS unit,
+                      COUNT(DISTINCT consumed_unit) AS units, MIN(NULLIF(consumed_unit, '')) AS unit,
                       SUM(consumed_quantity) AS quantity
-               FROM cost_records WHERE managed_account_id = w.account AND billing_month = w.month
+               FROM cost_totals WHERE managed_account_id = w.account AND billing_month = w.month
                  AND (origin = $7 OR w.include) AND (w.provider = '' OR provider_name = w.provider)
                GROUP BY 1, 2, 3, 4
            ) AS g ORDER BY 1, 2, 3, 4, 5""",
