@@ -257,16 +257,14 @@ async def _relink_costs(connection: Any, account: ManagedAccount, wanted: list[s
     by sub-account as well) follow them."""
     for table in ("cost_totals", "cost_records"):
         await connection.execute_query(
-            f"UPDATE {table} SET managed_account_id = NULL"
-            " WHERE managed_account_id = $1 AND organization_id = $2"
+            f"UPDATE {table} SET managed_account_id = NULL WHERE managed_account_id = $1 AND organization_id = $2"
             " AND NOT (sub_account_id = ANY($3::varchar[]))",
             [account.id, account.organization_id, wanted],
         )
         if wanted:
             await connection.execute_query(
-                f"UPDATE {table} SET managed_account_id = $1"
-                " WHERE organization_id = $2 AND sub_account_id = ANY($3::varchar[])"
-                " AND managed_account_id IS DISTINCT FROM $1",
+                f"UPDATE {table} SET managed_account_id = $1 WHERE organization_id = $2"
+                " AND sub_account_id = ANY($3::varchar[]) AND managed_account_id IS DISTINCT FROM $1",
                 [account.id, account.organization_id, wanted],
             )
 
