@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 
+from infra import storage
 from jobs.effects import runs_effects
 from models.costs import run_import
 from models.errors import CostFileRejected, DomainError
@@ -26,7 +28,7 @@ async def run_cost_import(ctx: dict, cost_import_id: str) -> dict:
     ends FAILED with its reason, which a later identical run would give again."""
     try:
         async with ctx.get("imports") or contextlib.nullcontext():
-            report = await run_import(cost_import_id)
+            report = await run_import(cost_import_id, fetch=functools.partial(storage.local_copy, ctx["settings"]))
     except CostFileRejected as refused:
         log.info("cost import %s refused: %s", cost_import_id, refused.message)
         return {"state": "FAILED", "message": refused.message}

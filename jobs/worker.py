@@ -104,7 +104,7 @@ async def purge_old_tokens(ctx: dict) -> int:
 @runs_effects
 async def purge_old_exports(ctx: dict) -> int:
     """Delete stored exports once their links have expired."""
-    removed = links.purge_exports(ctx["settings"])
+    removed = await asyncio.to_thread(links.purge_exports, ctx["settings"])
     log.info("purged %d old exports", removed)
     return removed
 
