@@ -232,6 +232,10 @@ class Settings(BaseSettings):
         60, gt=0, description="How long a state that implies a job (GENERATING, a QUEUED delivery or "
         "import) may wait before the sweeper queues its job again.",
     )
+    worker_max_jobs: int = Field(
+        12, gt=0, description="Jobs one worker runs at once (a month close's generations, e-mails, imports); "
+        "more workers, rather than more jobs per worker, spread a month's work over machines.",
+    )
     worker_retry_max_seconds: float = Field(
         30, gt=0, description="Longest pause before the worker reconnects after Redis or PostgreSQL failed.",
     )

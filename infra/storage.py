@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import re
+import shutil
 import zipfile
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -272,6 +273,14 @@ def used_bytes(settings: Settings, relative: str) -> int:
 
 def remove(settings: Settings, relative: str) -> None:
     """Remove a stored folder (or file) and all it holds; nothing when it is not there."""
+    if not settings.storage_url:
+        # Folders too: an upload refused midway leaves its part's folder behind, empty.
+        path = settings.storage_path.resolve() / _checked(relative)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        return
     paths = [file.path for file in listed(settings, relative)] or [_checked(relative)]
     with contextlib.suppress(FileNotFoundError), _Failed(relative):
         for start in range(0, len(paths), 1000):

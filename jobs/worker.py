@@ -181,6 +181,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         cron(requeue_stuck, second=sweeps, run_at_startup=True) if job.coroutine is requeue_stuck else job
         for job in own["cron_jobs"]
     ]
+    own["max_jobs"] = settings.worker_max_jobs
     return {**own, "redis_settings": broker.redis_settings(settings), "ctx": {"settings": settings}}
 
 
