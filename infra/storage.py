@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import zipfile
@@ -173,6 +174,13 @@ def save(settings: Settings, relative: str, data: bytes) -> str:
     """Write atomically and return the SHA-256 of the data."""
     with _Failed(relative):
         obstore.put(store(settings), _checked(relative), data, chunk_size=CHUNK_BYTES)
+        if not settings.storage_url:
+            # On disk before the row naming it commits: a crash must not leave an empty file behind it.
+            descriptor = os.open(settings.storage_path.resolve() / _checked(relative), os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -234,7 +242,7 @@ async def local_copy(settings: Settings, relative: str, folder: Path) -> Path:
         return settings.storage_path.resolve() / _checked(relative)
     target = folder / _checked(relative)
     await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
-    size, chunks = await stream(settings, relative)
+    _, chunks = await stream(settings, relative)
     with target.open("wb") as handle:
         async for chunk in chunks:
             await asyncio.to_thread(handle.write, chunk)
