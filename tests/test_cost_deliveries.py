@@ -283,13 +283,13 @@ async def test_a_worker_runs_two_imports_at_once_and_the_others_wait_their_turn(
     running, most = 0, 0
     real_import = jobs.imports.run_import
 
-    async def watched(cost_import_id):
+    async def watched(cost_import_id, **options):
         nonlocal running, most
         running += 1
         most = max(most, running)
         try:
             await asyncio.sleep(0.05)  # long enough for every job to have asked for its turn
-            return await real_import(cost_import_id)
+            return await real_import(cost_import_id, **options)
         finally:
             running -= 1
 
