@@ -74,7 +74,8 @@ def client_options(timeout_seconds: float, endpoint: str = "") -> ClientConfig:
 
 def retry_config(timeout_seconds: float, retries: int = 2) -> RetryConfig:
     return {
-        "max_retries": retries, "retry_timeout": timedelta(seconds=timeout_seconds),
+        "max_retries": retries,
+        "retry_timeout": timedelta(seconds=timeout_seconds),
         "backoff": {"init_backoff": timedelta(milliseconds=200), "max_backoff": timedelta(seconds=5), "base": 2},
     }
 
@@ -99,14 +100,18 @@ def store(settings: Settings) -> Store:
     """The settings' store, made once per configuration (a client keeps its connections)."""
     secret = settings.storage_secrets()
     return _store(
-        settings.storage_url, str(settings.storage_path.resolve()), settings.storage_endpoint_url,
-        settings.storage_region, settings.storage_azure_account, settings.storage_timeout_seconds, secret,
+        settings.storage_url,
+        str(settings.storage_path.resolve()),
+        settings.storage_endpoint_url,
+        settings.storage_region,
+        settings.storage_azure_account,
+        settings.storage_timeout_seconds,
+        secret,
     )
 
 
 @lru_cache(maxsize=8)
-def _store(url: str, root: str, endpoint: str, region: str, account: str, timeout: float,
-           secret: tuple[str, str, str, str, str]) -> Store:
+def _store(url: str, root: str, endpoint: str, region: str, account: str, timeout: float, secret: tuple[str, str, str, str, str]) -> Store:
     if not url:
         return LocalStore(root, mkdir=True, automatic_cleanup=True)
     scheme, bucket, prefix = location(url)
@@ -203,8 +208,7 @@ async def save_stream(settings: Settings, relative: str, chunks: AsyncIterable[b
 
     try:
         with _Failed(relative):
-            await obstore.put_async(store(settings), _checked(relative), counted(), chunk_size=CHUNK_BYTES,
-                                    max_concurrency=4)
+            await obstore.put_async(store(settings), _checked(relative), counted(), chunk_size=CHUNK_BYTES, max_concurrency=4)
     except BaseException:
         if refused:
             raise refused[0] from None
@@ -292,7 +296,7 @@ def remove(settings: Settings, relative: str) -> None:
     paths = [file.path for file in listed(settings, relative)] or [_checked(relative)]
     with contextlib.suppress(FileNotFoundError), _Failed(relative):
         for start in range(0, len(paths), 1000):
-            obstore.delete(store(settings), paths[start:start + 1000])
+            obstore.delete(store(settings), paths[start : start + 1000])
 
 
 def purge(settings: Settings, folder: str, older_than: datetime) -> int:

@@ -43,18 +43,25 @@ PDF_URL = """query($id: ID!) { node(id: $id) { ... on Invoice { number status pd
 
 def _process(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "invoicing", *command], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, "-m", "invoicing", *command], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def _environment(settings, bucket_settings: dict, data_dir: Path) -> dict[str, str]:
     """A machine's environment: its own DATA_DIR (no STORAGE_DIR), the shared servers and bucket."""
     env = {name: value for name, value in os.environ.items() if name not in ("STORAGE_DIR", "SMTP_URL")}
-    env.update(QUICK, ENVIRONMENT="test", DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
-               DATA_DIR=str(data_dir), SECRET_KEY="test-secret-key", WORKER_MAX_JOBS="3",
-               XDG_CONFIG_HOME=str(data_dir / "xdg-config"))
-    env.update({name.upper(): value.get_secret_value() if isinstance(value, SecretStr) else value
-                for name, value in bucket_settings.items()})
+    env.update(
+        QUICK,
+        ENVIRONMENT="test",
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
+        DATA_DIR=str(data_dir),
+        SECRET_KEY="test-secret-key",
+        WORKER_MAX_JOBS="3",
+        XDG_CONFIG_HOME=str(data_dir / "xdg-config"),
+    )
+    env.update(
+        {name.upper(): value.get_secret_value() if isinstance(value, SecretStr) else value for name, value in bucket_settings.items()}
+    )
     return env
 
 
@@ -69,8 +76,9 @@ async def _world(count: int):
     org = await f.organization(name="Spread MSP", invoice_prefix="SPRD")
     profile = await f.billing_profile(org)
     for n in range(count):
-        account = await f.managed_account(org, name=f"Customer {n:02d}", billing_profile=profile,
-                                          billing_emails=[f"ap{n}@customer.example"])
+        account = await f.managed_account(
+            org, name=f"Customer {n:02d}", billing_profile=profile, billing_emails=[f"ap{n}@customer.example"]
+        )
         await set_sub_accounts(account, [f"90000000{n:04d}"])
     return org, await f.token(await f.user(org, Scope.OWNER))
 
@@ -95,9 +103,13 @@ async def test_web_and_two_workers_share_only_the_databases_and_a_bucket(setting
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as web:
             await _eventually(lambda: _answers(web), timeout=60, what="the web process to answer")
             response = await web.post(
-                "/graphql", headers={"Authorization": f"Bearer {owner}"}, files={"0": ("sept.csv", _delivery(ACCOUNTS))},
-                data={"operations": json.dumps({"query": UPLOAD, "variables": {"file": None}}),
-                      "map": json.dumps({"0": ["variables.file"]})},
+                "/graphql",
+                headers={"Authorization": f"Bearer {owner}"},
+                files={"0": ("sept.csv", _delivery(ACCOUNTS))},
+                data={
+                    "operations": json.dumps({"query": UPLOAD, "variables": {"file": None}}),
+                    "map": json.dumps({"0": ["variables.file"]}),
+                },
             )
             queued = response.json()["data"]["importCosts"]
             assert queued["__typename"] == "CostImportQueued", queued
@@ -129,8 +141,9 @@ async def test_web_and_two_workers_share_only_the_databases_and_a_bucket(setting
             ack = ["NO_DATA", "ZERO_TOTAL", "NEGATIVE_TOTAL", "INCOMPLETE_DATA", "NEW_SERVICE", "TOTAL_CHANGED"]
             approved = (await gql_ok(web, APPROVE, {"ids": ids, "ack": ack}, owner))["approveInvoices"]
             assert [r["error"] for r in approved["results"]] == [None] * len(ids), approved
-            await _eventually(lambda: _all_sent([invoice.id for invoice in invoices]), timeout=120, interval=0.5,
-                              what="every invoice e-mailed")
+            await _eventually(
+                lambda: _all_sent([invoice.id for invoice in invoices]), timeout=120, interval=0.5, what="every invoice e-mailed"
+            )
     finally:
         for process in processes.values():
             _stop(process)
@@ -168,4 +181,3 @@ async def _all_awaiting(org_id) -> bool:
     statuses = await Invoice.filter(organization_id=org_id).values_list("status", "error_message")
     assert not [status for status in statuses if status[0] == "ERROR"], statuses
     return {status for status, _ in statuses} == {"AWAITING_APPROVAL"}
-

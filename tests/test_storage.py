@@ -39,8 +39,10 @@ def s3_settings(moto: dict, bucket: str, prefix: str = "files") -> dict:
     """The settings of a STORAGE_URL in moto's server (a bucket made for it)."""
     moto["s3"].create_bucket(Bucket=bucket)
     return {
-        "storage_url": f"s3://{bucket}/{prefix}", "storage_endpoint_url": moto["endpoint"],
-        "storage_access_key_id": moto["key_id"], "storage_secret_access_key": SecretStr(moto["secret"]),
+        "storage_url": f"s3://{bucket}/{prefix}",
+        "storage_endpoint_url": moto["endpoint"],
+        "storage_access_key_id": moto["key_id"],
+        "storage_secret_access_key": SecretStr(moto["secret"]),
         "storage_region": "us-east-1",
     }
 
@@ -55,11 +57,11 @@ def _azure(request) -> dict:
         f"BlobEndpoint={azurite['endpoint']}/{AZURITE_ACCOUNT};"
     ).create_container(container)
     return {
-        "storage_url": f"az://{container}/files", "storage_endpoint_url": azurite["endpoint"],
-        "storage_azure_account": AZURITE_ACCOUNT, "storage_azure_account_key": SecretStr(AZURITE_KEY),
+        "storage_url": f"az://{container}/files",
+        "storage_endpoint_url": azurite["endpoint"],
+        "storage_azure_account": AZURITE_ACCOUNT,
+        "storage_azure_account_key": SecretStr(AZURITE_KEY),
     }
-
-
 
 
 @pytest.fixture(params=["local", "s3", "azure"])
@@ -86,7 +88,7 @@ async def chunks_of(data: bytes, size: int = MiB, fail_after: int | None = None)
     for start in range(0, len(data), size):
         if fail_after is not None and start >= fail_after:
             raise PartTooLarge(1)
-        yield data[start:start + size]
+        yield data[start : start + size]
 
 
 async def test_a_file_is_saved_whole_read_back_and_streamed(kept):
@@ -128,21 +130,20 @@ async def test_a_large_stream_goes_up_in_parts_and_a_failed_one_leaves_nothing(k
 
 
 async def test_folders_are_counted_zipped_removed_and_purged(kept):
-    files = {"exports/org1/item1/a.csv": b"a" * 10, "exports/org1/item2/b.pdf": b"b" * 20,
-             "exports/org2/item3/c.csv": b"c" * 30}
+    files = {"exports/org1/item1/a.csv": b"a" * 10, "exports/org1/item2/b.pdf": b"b" * 20, "exports/org2/item3/c.csv": b"c" * 30}
     for relative, data in files.items():
         storage.save(kept, relative, data)
     assert storage.used_bytes(kept, "exports/org1") == 30 and storage.used_bytes(kept, "exports/none") == 0
-    archive = zipfile.ZipFile(io.BytesIO(storage.zipped(kept, [("one.csv", "exports/org1/item1/a.csv"),
-                                                                ("two.pdf", "exports/org1/item2/b.pdf")])))
+    archive = zipfile.ZipFile(
+        io.BytesIO(storage.zipped(kept, [("one.csv", "exports/org1/item1/a.csv"), ("two.pdf", "exports/org1/item2/b.pdf")]))
+    )
     assert {name: archive.read(name) for name in archive.namelist()} == {"one.csv": b"a" * 10, "two.pdf": b"b" * 20}
 
     now = datetime.now(UTC)
     assert storage.purge(kept, "exports", older_than=now - timedelta(hours=1)) == 0
     storage.remove(kept, "exports/org1/item2")
     storage.remove(kept, "exports/org1/item2")  # nothing there: nothing done
-    assert sorted(file.path for file in storage.listed(kept, "exports")) == ["exports/org1/item1/a.csv",
-                                                                            "exports/org2/item3/c.csv"]
+    assert sorted(file.path for file in storage.listed(kept, "exports")) == ["exports/org1/item1/a.csv", "exports/org2/item3/c.csv"]
     assert storage.purge(kept, "exports", older_than=now + timedelta(minutes=5)) == 2
     assert storage.listed(kept, "exports") == []
     assert nothing_local(kept)
@@ -159,10 +160,14 @@ async def test_a_cloud_storage_bucket_is_read_streamed_listed_and_fetched(settin
     from tests.test_cost_sources_clouds import gcs_put, service_account_key
 
     bucket = gcs_files
-    kept = settings.model_copy(update={
-        "storage_dir": tmp_path / "storage", "storage_url": f"gs://{bucket}/files",
-        "storage_endpoint_url": fake_gcs["endpoint"], "storage_gcs_service_account_key": SecretStr(service_account_key()),
-    })
+    kept = settings.model_copy(
+        update={
+            "storage_dir": tmp_path / "storage",
+            "storage_url": f"gs://{bucket}/files",
+            "storage_endpoint_url": fake_gcs["endpoint"],
+            "storage_gcs_service_account_key": SecretStr(service_account_key()),
+        }
+    )
     data = os.urandom(storage.CHUNK_BYTES + 5000)
     gcs_put(fake_gcs, bucket, "files/invoices/org/a.pdf", data)
     gcs_put(fake_gcs, bucket, "files/invoices/org/b.pdf", b"%PDF-b")
@@ -184,9 +189,9 @@ UPLOAD = """mutation($file: Upload!) { importCosts(file: $file, wait: true) {
 async def _upload(client, token: str, name: str, data: bytes) -> dict:
     response = await client.post(
         "/graphql",
-        data={"operations": json.dumps({"query": UPLOAD, "variables": {"file": None}}),
-              "map": json.dumps({"0": ["variables.file"]})},
-        files={"0": (name, data, "text/csv")}, headers={"Authorization": f"Bearer {token}"},
+        data={"operations": json.dumps({"query": UPLOAD, "variables": {"file": None}}), "map": json.dumps({"0": ["variables.file"]})},
+        files={"0": (name, data, "text/csv")},
+        headers={"Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 200, response.text
     return response.json()["data"]["importCosts"]
@@ -206,7 +211,7 @@ async def test_an_upload_is_kept_in_the_store_imported_from_it_and_an_export_dow
         assert await CostRecord.filter(cost_import_id=cost_import.id).count() == len(rows)
 
         await _september(world)
-        export = (await gql(client, EXPORT, {"format": "XERO", "filter": SEPTEMBER}, token=world.tokens["owner"]))
+        export = await gql(client, EXPORT, {"format": "XERO", "filter": SEPTEMBER}, token=world.tokens["owner"])
         link = export["data"]["exportInvoices"]
         response = await client.get(_path(link["url"]))
         assert response.status_code == 200 and response.headers["content-length"] == str(len(response.content))
@@ -220,19 +225,23 @@ async def test_an_upload_is_kept_in_the_store_imported_from_it_and_an_export_dow
 
 def test_storage_copy_moves_a_local_storage_into_a_bucket_and_checks_every_file(settings, moto_s3, tmp_path):
     folder = tmp_path / "storage"
-    files = {"invoices/o/r1.pdf": os.urandom(5000), "exports/o/x/e.csv": b"a,b\n", "cost-deliveries/o/d/1/big.csv":
-             os.urandom(storage.CHUNK_BYTES + 1000)}
+    files = {
+        "invoices/o/r1.pdf": os.urandom(5000),
+        "exports/o/x/e.csv": b"a,b\n",
+        "cost-deliveries/o/d/1/big.csv": os.urandom(storage.CHUNK_BYTES + 1000),
+    }
     for relative, data in files.items():
         (folder / relative).parent.mkdir(parents=True, exist_ok=True)
         (folder / relative).write_bytes(data)
     changes = s3_settings(moto_s3, f"copy-{uuid.uuid4().hex[:8]}", prefix="prod")
-    env = {**os.environ, **{name.upper(): value.get_secret_value() if isinstance(value, SecretStr) else value
-                            for name, value in changes.items()}}
+    env = {
+        **os.environ,
+        **{name.upper(): value.get_secret_value() if isinstance(value, SecretStr) else value for name, value in changes.items()},
+    }
     command = [str(ROOT / ".venv" / "bin" / "invoicing"), "storage", "copy", "--from", str(folder)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"Copied 3 files ({sum(map(len, files.values())):,} bytes); 3 verified by SHA-256, 0 differ." in " ".join(
-        done.stdout.split())
+    assert f"Copied 3 files ({sum(map(len, files.values())):,} bytes); 3 verified by SHA-256, 0 differ." in " ".join(done.stdout.split())
     bucket = settings.model_copy(update=changes)
     assert {relative: storage.load(bucket, relative) for relative in files} == files
     assert moto_s3["secret"] not in done.stdout + done.stderr

@@ -19,8 +19,11 @@ app.add_typer(files, name="storage")
 @files.command("copy")
 def copy(
     source: Path = typer.Option(
-        None, "--from", help="The local storage folder; default STORAGE_DIR (DATA_DIR/storage).",
-        exists=True, file_okay=False,
+        None,
+        "--from",
+        help="The local storage folder; default STORAGE_DIR (DATA_DIR/storage).",
+        exists=True,
+        file_okay=False,
     ),
 ) -> None:
     """Copy every file of a local storage folder into STORAGE_URL's bucket, then read each back
