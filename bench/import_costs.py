@@ -12,6 +12,12 @@ Then PostgreSQL's own COPY of the same rows, read back from the table into a CSV
 table like `cost_records` (its columns, defaults, constraints and indexes), in one transaction:
 the floor an import cannot pass. The last four lines printed are `rows_per_s <integer>`,
 `copy_rows_per_s <integer>`, `peak_rss_mb <integer>` and the headline `import/copy <ratio>`.
+
+With `--storage s3` the delivery is also kept in an S3 bucket (moto's server, started here as
+a process of its own on loopback) as an upload is, and imported from it as a worker on another
+machine imports it (fetched from the bucket, then read); the same run imports it from the local
+disk first, into a fresh database each time. `rows_per_s` is then the bucket's rate, and the
+last line, `s3/local <ratio>` (in place of `import/copy`), that rate over the local disk's.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import contextlib
 import multiprocessing
 import os
 import resource
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -208,9 +216,69 @@ async def copy_floor(folder: Path) -> float:
     return seconds
 
 
-async def main(rows: int, kind: str, database_url: str, folder: Path) -> None:
+def start_moto() -> tuple[subprocess.Popen, str]:
+    """moto's S3 server, a process of its own on a free loopback port, and a bucket in it."""
+    import boto3
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
+                      aws_secret_access_key="bench")
+    for _ in range(100):
+        try:
+            s3.create_bucket(Bucket="bench-storage")
+            return server, endpoint
+        except Exception:  # not listening yet
+            time.sleep(0.1)
+    server.kill()
+    raise SystemExit("moto's server did not start")
+
+
+async def import_from_bucket(organization_id, path: Path):
+    """The delivery uploaded to the bucket as the web process keeps an upload (timed apart),
+    then imported as a worker imports it: fetched from the bucket, then read."""
+    from infra import storage
+    from infra.settings import get_settings
+    from models.costs import register_delivery, run_import
+
+    settings = get_settings()
+    relative = f"{storage.delivery_folder(organization_id)}/bench/1/{path.name}"
+    started = time.perf_counter()
+
+    async def chunks():
+        with path.open("rb") as handle:
+            while chunk := handle.read(storage.CHUNK_BYTES):
+                yield chunk
+
+    await storage.save_stream(settings, relative, chunks())
+    print(f"uploaded the delivery to the bucket in {time.perf_counter() - started:.2f} s")
+    fetching = 0.0
+
+    async def fetch(stored: str, folder: Path) -> Path:
+        nonlocal fetching
+        begun = time.perf_counter()
+        try:
+            return await storage.local_copy(settings, stored, folder)
+        finally:
+            fetching += time.perf_counter() - begun
+
+    started = time.perf_counter()
+    cost_import = await register_delivery(organization_id, [(relative, path.name)])
+    report = await run_import(cost_import.id, fetch=fetch)
+    print(f"fetched the delivery from the bucket in {fetching:.2f} s (within the import's time)")
+    return report, time.perf_counter() - started
+
+
+async def main(rows: int, kind: str, database_url: str, folder: Path, bucket: str = "") -> None:
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    if bucket:
+        os.environ.update(STORAGE_URL="s3://bench-storage/invoicing", STORAGE_ENDPOINT_URL=bucket,
+                          STORAGE_ACCESS_KEY_ID="bench", STORAGE_SECRET_ACCESS_KEY="bench")
     from infra import db
     from models.costs import import_costs
 
@@ -230,10 +298,18 @@ async def main(rows: int, kind: str, database_url: str, folder: Path) -> None:
         report = await import_costs(organization.id, path)
         seconds = time.perf_counter() - started
         print(f"imported {report.rows} rows in {seconds:.2f} s: {report.inserted} written, "
-              f"{len(report.scopes)} scopes, {len(report.unmatched)} unmatched sub-accounts")
+              f"{len(report.scopes)} scopes, {len(report.unmatched)} unmatched sub-accounts (local disk)")
         peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         floor = await copy_floor(folder)
         print(f"PostgreSQL's COPY of the {report.inserted} rows from a file: {floor:.2f} s")
+        local_rate = report.rows / seconds
+        if bucket:
+            await db.close()
+            await fresh_database(database_url)
+            organization = await bench_organization()
+            report, seconds = await import_from_bucket(organization.id, path)
+            print(f"imported {report.rows} rows in {seconds:.2f} s: {report.inserted} written (from the bucket)")
+            peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     finally:
         await db.close()
     rows_per_s = report.rows / seconds
@@ -241,7 +317,10 @@ async def main(rows: int, kind: str, database_url: str, folder: Path) -> None:
     print(f"rows_per_s {int(rows_per_s)}")
     print(f"copy_rows_per_s {int(copy_rows_per_s)}")
     print(f"peak_rss_mb {peak_kb // 1024}")
-    print(f"import/copy {rows_per_s / copy_rows_per_s:.2f}")
+    if bucket:
+        print(f"s3/local {rows_per_s / local_rate:.2f}")
+    else:
+        print(f"import/copy {rows_per_s / copy_rows_per_s:.2f}")
 
 
 if __name__ == "__main__":
@@ -254,6 +333,14 @@ if __name__ == "__main__":
         help="database to DROP, recreate and import into (default: $BENCH_DATABASE_URL or %(default)s)",
     )
     parser.add_argument("--folder", type=Path, default=None, help="where to write the delivery (default: a temporary folder)")
+    parser.add_argument("--storage", choices=("local", "s3"), default="local",
+                        help="s3: also import the delivery kept in an S3 bucket (moto's server), and compare")
     arguments = parser.parse_args()
-    with tempfile.TemporaryDirectory(dir=arguments.folder) as scratch:
-        asyncio.run(main(arguments.rows, arguments.format, arguments.database_url, Path(scratch)))
+    moto, endpoint = start_moto() if arguments.storage == "s3" else (None, "")
+    try:
+        with tempfile.TemporaryDirectory(dir=arguments.folder) as scratch:
+            asyncio.run(main(arguments.rows, arguments.format, arguments.database_url, Path(scratch), endpoint))
+    finally:
+        if moto is not None:
+            moto.terminate()
+            moto.wait(timeout=10)

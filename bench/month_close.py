@@ -404,7 +404,7 @@ async def check_pdfs(settings, org) -> None:
     rows = await Invoice.filter(organization_id=org.id).values_list("number", "current_revision__pdf_path",
                                                                      "current_revision__pdf_sha256")
     for number, path, sha256 in rows[:: max(1, len(rows) // 25)]:
-        data = storage.path(settings, path).read_bytes()
+        data = storage.load(settings, path)
         if hashlib.sha256(data).hexdigest() != sha256:
             raise SystemExit(f"{number}: the stored PDF is not the one recorded")
         text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)

@@ -16,8 +16,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, timedelta
-from pathlib import Path
+from datetime import UTC
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -28,7 +27,7 @@ import obstore
 from obstore.exceptions import BaseError, NotFoundError, PermissionDeniedError, UnauthenticatedError
 from obstore.store import AzureStore, GCSStore, S3Store
 
-from infra import egress
+from infra import egress, storage
 from infra.settings import Settings
 from models.cost_sources import (
     CREDENTIAL_FIELD,
@@ -41,7 +40,7 @@ from models.cost_sources import (
 )
 
 if TYPE_CHECKING:  # the configuration's types exist in obstore's stubs only
-    from obstore.store import AzureConfig, ClientConfig, GCSConfig, RetryConfig, S3Config, S3Credential
+    from obstore.store import AzureConfig, GCSConfig, S3Config, S3Credential
 
 Store = S3Store | AzureStore | GCSStore
 
@@ -76,14 +75,8 @@ async def open_store(settings: Settings, source: CostSource, credentials: Creden
     endpoint = settings.aws_s3_endpoint_url if source.kind == CostSourceKind.AWS_S3 else source.endpoint
     if endpoint and source.kind != CostSourceKind.AWS_S3:
         await check_endpoint(settings, endpoint)
-    timeout = timedelta(seconds=settings.cost_source_timeout_seconds)
-    options: ClientConfig = {"timeout": timeout, "connect_timeout": min(timeout, timedelta(seconds=10))}
-    if endpoint.startswith("http://"):
-        options["allow_http"] = True
-    retry: RetryConfig = {
-        "max_retries": 2, "retry_timeout": timeout,
-        "backoff": {"init_backoff": timedelta(milliseconds=200), "max_backoff": timedelta(seconds=5), "base": 2},
-    }
+    options = storage.client_options(settings.cost_source_timeout_seconds, endpoint)
+    retry = storage.retry_config(settings.cost_source_timeout_seconds)
     try:
         if source.kind == CostSourceKind.AZURE_BLOB:
             return AzureStore(source.bucket, config=_azure_config(source, credentials), client_options=options,
@@ -162,8 +155,7 @@ def _azure_config(source: CostSource, credentials: Credentials) -> AzureConfig:
     the account is addressed by path, as Azurite is: `<endpoint>/<account>/<container>`."""
     config: AzureConfig = {"account_name": source.account}
     if source.endpoint:
-        host = urlsplit(source.endpoint).hostname or ""
-        config["endpoint"] = source.endpoint if host.startswith(f"{source.account}.") else f"{source.endpoint}/{source.account}"
+        config["endpoint"] = storage.azure_endpoint(source.endpoint, source.account)
     if credentials.sas_token:
         config["sas_key"] = credentials.sas_token
     elif credentials.account_key:
@@ -201,26 +193,15 @@ async def list_objects(store: Store, prefix: str) -> list[StoredObject]:
 async def read_bytes(store: Store, key: str, limit: int) -> bytes:
     """A small object (a manifest) whole, refused past `limit` bytes."""
     data = bytearray()
-    async for chunk in _stream(store, key):
+    async for chunk in stream(store, key):
         data += chunk
         if len(data) > limit:
             raise CostSourceUnreadable(f"{key} is larger than a manifest can be.", SourceProblem.UNREACHABLE)
     return bytes(data)
 
 
-async def download(store: Store, key: str, target: Path) -> int:
-    """An object into a file, a chunk at a time (memory stays bounded whatever its size);
-    returns its bytes. The disk writes run off the event loop."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    written = 0
-    with target.open("wb") as handle:
-        async for chunk in _stream(store, key):
-            await asyncio.to_thread(handle.write, chunk)
-            written += len(chunk)
-    return written
-
-
-async def _stream(store: Store, key: str) -> AsyncIterator[bytes]:
+async def stream(store: Store, key: str) -> AsyncIterator[bytes]:
+    """An object's bytes, a chunk at a time; the store's errors as `CostSourceUnreadable`."""
     try:
         result = await obstore.get_async(store, key)
         async for chunk in result.stream(min_chunk_size=_CHUNK):

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,7 +43,39 @@ class Settings(BaseSettings):
         "display name and Reply-To; the address stays this one's)."
     )
     storage_dir: Path | None = Field(
-        None, description="Where PDFs, logos, exports and the outbox are kept; default DATA_DIR/storage."
+        None, description="Where PDFs, exports and cost deliveries are kept when STORAGE_URL is unset; default DATA_DIR/storage."
+    )
+    storage_url: str = Field(
+        "", description="Where files are kept when not in STORAGE_DIR: s3://bucket/prefix (AWS and S3-compatible "
+        "stores), az://container/prefix or gs://bucket/prefix; unset = the local folder. Required once web processes "
+        "and workers run on machines without a shared disk.",
+    )
+    storage_endpoint_url: str = Field(
+        "", description="The store's endpoint when not the cloud's own: MinIO, Ceph, R2 or OCI for s3://, another "
+        "Azure cloud or an emulator for az://, a gateway or an emulator for gs://.",
+    )
+    storage_region: str = Field("", description="The s3:// bucket's region; unset = AWS_REGION, else us-east-1.")
+    storage_access_key_id: str = Field(
+        "", description="The s3:// store's access key id; unset = the process's AWS credentials (environment, "
+        "profile, instance or task role).",
+    )
+    storage_secret_access_key: SecretStr = Field(
+        SecretStr(""), description="The secret of STORAGE_ACCESS_KEY_ID.",
+    )
+    storage_azure_account: str = Field("", description="The az:// container's storage account.")
+    storage_azure_account_key: SecretStr = Field(
+        SecretStr(""), description="The storage account's key; or STORAGE_AZURE_SAS_TOKEN; neither = the "
+        "environment's Azure credentials (AZURE_* variables, a managed identity).",
+    )
+    storage_azure_sas_token: SecretStr = Field(
+        SecretStr(""), description="A SAS token of the az:// container allowing read, write, delete and list.",
+    )
+    storage_gcs_service_account_key: SecretStr = Field(
+        SecretStr(""), description="The gs:// bucket's service account key (its JSON); unset = "
+        "GOOGLE_SERVICE_ACCOUNT_PATH or the machine's own credentials.",
+    )
+    storage_timeout_seconds: float = Field(
+        60, gt=0, description="Longest wait for one answer of the STORAGE_URL store.",
     )
     chromium_path: str | None = Field(
         None, description="The browser that prints invoices to PDF; default Playwright's browser, else "
@@ -239,6 +271,10 @@ class Settings(BaseSettings):
         60, gt=0, description="How long a state that implies a job (GENERATING, a QUEUED delivery or "
         "import) may wait before the sweeper queues its job again.",
     )
+    worker_max_jobs: int = Field(
+        12, gt=0, description="Jobs one worker runs at once (a month close's generations, e-mails, imports); "
+        "more workers, rather than more jobs per worker, spread a month's work over machines.",
+    )
     worker_retry_max_seconds: float = Field(
         30, gt=0, description="Longest pause before the worker reconnects after Redis or PostgreSQL failed.",
     )
@@ -331,6 +367,14 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _storage_url_known(self) -> Settings:
+        if self.storage_url and not self.storage_url.startswith(("s3://", "az://", "gs://")):
+            raise ValueError("STORAGE_URL is s3://bucket/prefix, az://container/prefix or gs://bucket/prefix.")
+        if self.storage_url.startswith("az://") and not self.storage_azure_account:
+            raise ValueError("STORAGE_URL names an Azure container: set STORAGE_AZURE_ACCOUNT, its storage account.")
+        return self
+
+    @model_validator(mode="after")
     def _xero_token_key_in_production(self) -> Settings:
         if self.environment == "production" and self.xero_client_id and not self.xero_token_key:
             raise ValueError(
@@ -345,6 +389,14 @@ class Settings(BaseSettings):
     @property
     def storage_path(self) -> Path:
         return self.storage_dir or self.data_dir / "storage"
+
+    def storage_secrets(self) -> tuple[str, str, str, str, str]:
+        """STORAGE_URL's credentials, as its client takes them."""
+        return (
+            self.storage_access_key_id, self.storage_secret_access_key.get_secret_value(),
+            self.storage_azure_account_key.get_secret_value(), self.storage_azure_sas_token.get_secret_value(),
+            self.storage_gcs_service_account_key.get_secret_value(),
+        )
 
     @property
     def outbox_path(self) -> Path:

@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -176,17 +176,25 @@ async def download(request: Request) -> Response:
     claims = links.verify(settings, request.path_params["token"])
     principal = await principal_of_link(**links.requester(claims)) if claims else None
     found = await links.signed_download(principal, claims["k"], claims["t"], claims["f"]) if principal and claims else None
-    path = storage.path(settings, found.stored) if found and found.stored else None
-    if found is None or (path is not None and not path.is_file()):
-        return PlainTextResponse("Not found.", status_code=404, headers=DOWNLOAD_HEADERS)
+    missing = PlainTextResponse("Not found.", status_code=404, headers=DOWNLOAD_HEADERS)
+    if found is None:
+        return missing
     headers = {**DOWNLOAD_HEADERS, "Content-Disposition": f'attachment; filename="{found.filename}"'}
-    if path is not None and found.embed is not None:
-        # Made when asked, from the frozen revision, off the event loop (PDF work is CPU-bound).
-        data = await asyncio.to_thread(facturx_pdf, await asyncio.to_thread(path.read_bytes), found.embed)
-        return Response(data, media_type=found.content_type, headers=headers)
-    if path is not None:
-        return FileResponse(path, media_type=found.content_type, headers=headers)
-    return Response(found.data, media_type=found.content_type, headers=headers)
+    if found.stored is None:
+        return Response(found.data, media_type=found.content_type, headers=headers)
+    # Served from the store through this process, never redirected to the bucket: the link is
+    # checked at each download, and the store stays private to the product.
+    try:
+        if found.embed is not None:
+            # Made when asked, from the frozen revision, off the event loop (PDF work is CPU-bound).
+            pdf = await asyncio.to_thread(storage.load, settings, found.stored)
+            data = await asyncio.to_thread(facturx_pdf, pdf, found.embed)
+            return Response(data, media_type=found.content_type, headers=headers)
+        size, chunks = await storage.stream(settings, found.stored)
+    except FileNotFoundError:
+        return missing
+    headers["Content-Length"] = str(size)
+    return StreamingResponse(chunks, media_type=found.content_type, headers=headers)
 
 
 async def portal(request: Request) -> Response:

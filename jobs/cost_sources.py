@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from infra import metrics, object_stores, storage
@@ -144,50 +146,61 @@ async def _take(settings: Settings, store: Any, source: CostSource, delivery: De
     "refused" when the import refused it."""
     folder = f"{storage.delivery_folder(source.organization_id)}/{uuid.uuid4()}"
     if delivery.parts:
-        return await _import(source, delivery, await _files(settings, store, source, delivery, folder), turns)
+        return await _import(settings, source, delivery, await _files(settings, store, source, delivery, folder), turns)
+    manifest_name = storage.safe_relative(delivery.manifest.key)
+    manifest = await object_stores.read_bytes(store, delivery.manifest.key, MANIFEST_BYTES)
+    keys = await asyncio.to_thread(_keys_of, manifest, manifest_name, source)
+    missing = missing_parts(keys, listing)
+    if missing:
+        log.info("cost source %s: %s waits for %d part(s)", source.id, delivery.manifest.key, len(missing))
+        return "waiting"
+    await _room_for(settings, source, [stored for stored in listing if stored.key in set(keys)])
     try:
-        manifest_name = storage.safe_relative(delivery.manifest.key)
-        manifest_path = storage.path(settings, f"{folder}/0/{storage.safe_name(delivery.manifest.key)}")
-        manifest_path.parent.mkdir(parents=True, exist_ok=True)
-        manifest_path.write_bytes(await object_stores.read_bytes(store, delivery.manifest.key, MANIFEST_BYTES))
-        try:
-            keys = [object_key(key, source.bucket) for key in manifest_keys(manifest_path, manifest_name)]
-        except CostFileRejected:
-            keys = []
-        missing = missing_parts(keys, listing)
-        if missing:
-            log.info("cost source %s: %s waits for %d part(s)", source.id, delivery.manifest.key, len(missing))
-            storage.remove(settings, folder)
-            return "waiting"
-        await _room_for(settings, source, [stored for stored in listing if stored.key in set(keys)])
+        manifest_path = f"{folder}/0/{storage.safe_name(delivery.manifest.key)}"
+        await asyncio.to_thread(storage.save, settings, manifest_path, manifest)
         stored: list = [(manifest_path, manifest_name)]
         # None of them is None: missing_parts counts a part of another bucket as missing.
         for number, key in enumerate(filter(None, keys), start=1):
-            path = storage.path(settings, f"{folder}/{number}/{storage.safe_name(key)}")
-            await object_stores.download(store, key, path)
-            stored.append((path, storage.safe_relative(key)))
+            stored.append((await _copy(settings, store, key, f"{folder}/{number}"), storage.safe_relative(key)))
     except BaseException:
-        storage.remove(settings, folder)
+        await asyncio.to_thread(storage.remove, settings, folder)
         raise
-    return await _import(source, delivery, stored, turns)
+    return await _import(settings, source, delivery, stored, turns)
+
+
+def _keys_of(manifest: bytes, name: str, source: CostSource) -> list:
+    """The object keys a manifest names (none when it is no manifest: the import refuses it)."""
+    with tempfile.TemporaryDirectory(prefix="cost-manifest-") as folder:
+        path = Path(folder) / storage.safe_name(name)
+        path.write_bytes(manifest)
+        try:
+            return [object_key(key, source.bucket) for key in manifest_keys(path, name)]
+        except CostFileRejected:
+            return []
+
+
+async def _copy(settings: Settings, store: Any, key: str, folder: str) -> str:
+    """An object of the source's bucket into storage, streamed (in parts when large)."""
+    relative = f"{folder}/{storage.safe_name(key)}"
+    await storage.save_stream(settings, relative, object_stores.stream(store, key))
+    return relative
 
 
 async def _files(settings: Settings, store: Any, source: CostSource, delivery: Delivery, folder: str) -> list:
     """A manifest-less delivery's files, stored under `folder` (removed if one fails)."""
+    await _room_for(settings, source, list(delivery.parts))
     try:
-        await _room_for(settings, source, list(delivery.parts))
-        stored: list = []
-        for number, part in enumerate(delivery.parts, start=1):
-            path = storage.path(settings, f"{folder}/{number}/{storage.safe_name(part.key)}")
-            await object_stores.download(store, part.key, path)
-            stored.append((path, storage.safe_relative(part.key)))
+        return [
+            (await _copy(settings, store, part.key, f"{folder}/{number}"), storage.safe_relative(part.key))
+            for number, part in enumerate(delivery.parts, start=1)
+        ]
     except BaseException:
-        storage.remove(settings, folder)
+        await asyncio.to_thread(storage.remove, settings, folder)
         raise
-    return stored
 
 
-async def _import(source: CostSource, delivery: Delivery, stored: list, turns: asyncio.Semaphore | None) -> str:
+async def _import(settings: Settings, source: CostSource, delivery: Delivery, stored: list,
+                  turns: asyncio.Semaphore | None) -> str:
     """Register the stored delivery as an import of the source and run it."""
     # A source of an account's own integration imports as that account's: a row of another
     # account's sub-account refuses the whole delivery, as an upload of its integration.
@@ -199,7 +212,7 @@ async def _import(source: CostSource, delivery: Delivery, stored: list, turns: a
     )
     try:
         async with turns or contextlib.nullcontext():
-            await counted_import(cost_import.id)
+            await counted_import(cost_import.id, settings)
     except CostFileRejected as rejected:
         log.info("cost source %s: delivery %s refused: %s", source.id, cost_import.id, rejected.message)
         return "refused"

@@ -94,7 +94,7 @@ async def _send(ctx: dict, note: CreditNote) -> DeliveryStatus:
         "total": money_value(note.total, note.currency, locale), "currency": note.currency, "reason": note.reason,
     })
     assert note.pdf_path is not None, "printed before it is sent"
-    pdf = storage.load(ctx["settings"], note.pdf_path)
+    pdf = await asyncio.to_thread(storage.load, ctx["settings"], note.pdf_path)
     outcomes, failure = await mail(
         ctx, note.organization_id, to=list(account.billing_emails), subject=subject, text=text, html=html,
         attachments=[Attachment(filename=f"{note.number}.pdf", content=pdf)],

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from typing import Any
 
-from infra import metrics
+from infra import metrics, storage
+from infra.settings import Settings
 from jobs.effects import runs_effects
 from models.costs import ImportReport, run_import
 from models.errors import CostFileRejected, DomainError
@@ -28,7 +30,7 @@ async def run_cost_import(ctx: dict, cost_import_id: str) -> dict:
     ends FAILED with its reason, which a later identical run would give again."""
     try:
         async with ctx.get("imports") or contextlib.nullcontext():
-            report = await counted_import(cost_import_id)
+            report = await counted_import(cost_import_id, ctx["settings"])
     except CostFileRejected as refused:
         log.info("cost import %s refused: %s", cost_import_id, refused.message)
         return {"state": "FAILED", "message": refused.message}
@@ -38,11 +40,12 @@ async def run_cost_import(ctx: dict, cost_import_id: str) -> dict:
     return {"state": "DONE", "rows": report.rows}
 
 
-async def counted_import(cost_import_id: Any) -> ImportReport:
-    """`run_import`, its rows and time counted by outcome (an upload's and a sync's alike)."""
+async def counted_import(cost_import_id: Any, settings: Settings) -> ImportReport:
+    """`run_import` of a delivery in storage, its rows and time counted by outcome (an upload's
+    and a sync's alike)."""
     timer, outcome = metrics.Timer(), "failed"
     try:
-        report = await run_import(cost_import_id)
+        report = await run_import(cost_import_id, fetch=functools.partial(storage.local_copy, settings))
         outcome = "done"
     except DomainError as error:
         outcome = "failed" if isinstance(error, CostFileRejected) else "skipped"

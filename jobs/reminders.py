@@ -3,6 +3,7 @@ invoice and step; each e-mails the invoice's PDF to the account's billing e-mail
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -56,7 +57,7 @@ async def send_reminder(ctx: dict, invoice_id: str, step: int, as_of: str) -> st
         **invoice_email_context(invoice, revision), "days_after_due": (today - invoice.due_date).days,
         "amount_due": money_value(amount_due(invoice), invoice.currency, revision.locale),
     })
-    pdf = storage.load(ctx["settings"], revision.pdf_path)
+    pdf = await asyncio.to_thread(storage.load, ctx["settings"], revision.pdf_path)
     outcomes, failure = await mail(
         ctx, invoice.organization_id, to=list(account.billing_emails), subject=subject, text=text,
         attachments=[Attachment(filename=f"{invoice.number}.pdf", content=pdf)],

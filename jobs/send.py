@@ -49,7 +49,7 @@ async def send_invoice(ctx: dict, invoice_id: str) -> str:
         return "no recipients"
     subject, text, html = render_invoice_email(invoice_email_context(invoice, revision))
     assert revision.pdf_path is not None, "a generated revision has its PDF"
-    pdf = storage.load(ctx["settings"], revision.pdf_path)
+    pdf = await asyncio.to_thread(storage.load, ctx["settings"], revision.pdf_path)
     organization = await Organization.get(id=invoice.organization_id)
     if organization.email_attachment == EmailAttachment.FACTURX:
         # A revision generated before e-invoicing was chosen may lack what EN 16931 needs: its

@@ -123,7 +123,7 @@ async def purge_old_tokens(ctx: dict) -> int:
 @runs_effects
 async def purge_old_exports(ctx: dict) -> int:
     """Delete stored exports once their links have expired."""
-    removed = links.purge_exports(ctx["settings"])
+    removed = await asyncio.to_thread(links.purge_exports, ctx["settings"])
     log.info("purged %d old exports", removed)
     return removed
 
@@ -206,6 +206,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         cron(requeue_stuck, second=sweeps, run_at_startup=True) if job.coroutine is requeue_stuck else job
         for job in own["cron_jobs"]
     ]
+    own["max_jobs"] = settings.worker_max_jobs
     return {**own, "redis_settings": broker.redis_settings(settings), "ctx": {"settings": settings}}
 
 

@@ -4,9 +4,10 @@ and its progress, live."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, cast
 
 import strawberry
@@ -152,11 +153,13 @@ class Mutation:
                 imported_by_id=principal.user.id, origin=origin, account_id=account, in_background=not wait,
             )
         except BaseException:
-            storage.remove(info.context.settings, folder)
+            await asyncio.to_thread(storage.remove, info.context.settings, folder)
             raise
         if not wait:
             return CostImportQueued(cost_import=CostImport.from_model(cost_import))
-        report = await costs.run_import(cost_import.id)
+        report = await costs.run_import(
+            cost_import.id, fetch=functools.partial(storage.local_copy, info.context.settings)
+        )
         await cost_import.refresh_from_db()
         return CostsImported.from_report(report, cost_import)
 
@@ -177,13 +180,17 @@ async def _store(info: Info, organization_id: uuid.UUID, uploads: list[UploadFil
     kept = storage.delivery_folder(organization_id)
     room = settings.max_stored_delivery_bytes - await asyncio.to_thread(storage.used_bytes, settings, kept)
     folder = f"{kept}/{uuid.uuid4()}"
+
+    async def save(name: str, chunks: AsyncIterator[bytes]) -> str:
+        await storage.save_stream(settings, f"{folder}/{name}", chunks)
+        return f"{folder}/{name}"
+
     try:
         paths = await costs.store_parts(
-            storage.path(settings, folder), [(storage.safe_name(upload.filename), upload) for upload in uploads],
-            min(settings.max_upload_bytes, room),
+            save, [(storage.safe_name(upload.filename), upload) for upload in uploads], min(settings.max_upload_bytes, room),
         )
     except costs.PartTooLarge as too_large:
-        storage.remove(settings, folder)
+        await asyncio.to_thread(storage.remove, settings, folder)
         field = "file" if too_large.number == 1 else "files"
         if room < settings.max_upload_bytes:
             raise ValidationFailed(
@@ -193,7 +200,7 @@ async def _store(info: Info, organization_id: uuid.UUID, uploads: list[UploadFil
             ) from None
         raise ValidationFailed(f"A cost delivery is at most {settings.max_upload_bytes:,} bytes.", field=field) from None
     except BaseException:
-        storage.remove(settings, folder)
+        await asyncio.to_thread(storage.remove, settings, folder)
         raise
     # Sent with its folders, a part matches its manifest's keys by them too.
     return folder, [(path, storage.safe_relative(upload.filename)) for path, upload in zip(paths, uploads, strict=True)]

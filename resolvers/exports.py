@@ -41,7 +41,7 @@ class Mutation:
         chosen = None if ids is None else [node_uuid_or_none(gid, "Invoice") for gid in ids]
         where = None if filter is None else invoice_query(filter)
         file = await exports.export_invoices(principal, format, ids=chosen, where=where, today=today)
-        link = links.publish_export(info.context.settings, principal, file.filename, file.data)
+        link = await asyncio.to_thread(links.publish_export, info.context.settings, principal, file.filename, file.data)
         return InvoiceExport(
             url=link.url, filename=file.filename, invoice_count=file.invoice_count,
             credit_note_count=file.credit_note_count, expires_at=link.expires_at,
@@ -64,7 +64,7 @@ class Mutation:
         files = [(document.filename, document.stored) for document in documents]
         data = await asyncio.to_thread(storage.zipped, settings, files)
         filename = f"invoices-{today:%Y%m%d}.zip"
-        link = links.publish_export(settings, principal, filename, data)
+        link = await asyncio.to_thread(links.publish_export, settings, principal, filename, data)
         return InvoiceExport(url=link.url, filename=filename, invoice_count=len(documents), expires_at=link.expires_at)
 
     @mutation(

@@ -39,7 +39,7 @@ async def _main(cost_import_id: str) -> dict:
     await db.init(get_settings())
     try:
         before = _reset_peak()
-        outcome = await run_cost_import({}, cost_import_id)
+        outcome = await run_cost_import({"settings": get_settings()}, cost_import_id)
         peak = _kib("VmHWM")
     finally:
         await db.close()

@@ -250,7 +250,7 @@ async def test_a_registered_delivery_runs_later_and_ends_done_or_failed_with_the
     assert await CostRecord.all().count() == 1000
 
 
-async def test_the_worker_job_runs_a_queued_import_and_records_a_refusal(tmp_path):
+async def test_the_worker_job_runs_a_queued_import_and_records_a_refusal(tmp_path, settings):
     from jobs.imports import run_cost_import
 
     org = await f.organization()
@@ -259,16 +259,16 @@ async def test_the_worker_job_runs_a_queued_import_and_records_a_refusal(tmp_pat
     (bad := tmp_path / "bad.csv").write_bytes(b"not,focus\n1,2\n")
     queued, refused = await register_delivery(org.id, [good]), await register_delivery(org.id, [bad])
 
-    assert await run_cost_import({}, str(queued.id)) == {"state": "DONE", "rows": 20}
-    assert (await run_cost_import({}, str(refused.id)))["state"] == "FAILED"
+    assert await run_cost_import({"settings": settings}, str(queued.id)) == {"state": "DONE", "rows": 20}
+    assert (await run_cost_import({"settings": settings}, str(refused.id)))["state"] == "FAILED"
     # Run again, a finished import is left as it is.
-    assert (await run_cost_import({}, str(queued.id)))["state"] == "SKIPPED"
+    assert (await run_cost_import({"settings": settings}, str(queued.id)))["state"] == "SKIPPED"
     states = dict(await CostImport.all().values_list("id", "state"))
     assert states == {queued.id: CostImportState.DONE, refused.id: CostImportState.FAILED}
     assert await CostRecord.all().count() == 20
 
 
-async def test_a_worker_runs_two_imports_at_once_and_the_others_wait_their_turn(tmp_path, monkeypatch):
+async def test_a_worker_runs_two_imports_at_once_and_the_others_wait_their_turn(tmp_path, monkeypatch, settings):
     import asyncio
 
     import jobs.imports
@@ -283,18 +283,18 @@ async def test_a_worker_runs_two_imports_at_once_and_the_others_wait_their_turn(
     running, most = 0, 0
     real_import = jobs.imports.run_import
 
-    async def watched(cost_import_id):
+    async def watched(cost_import_id, **options):
         nonlocal running, most
         running += 1
         most = max(most, running)
         try:
             await asyncio.sleep(0.05)  # long enough for every job to have asked for its turn
-            return await real_import(cost_import_id)
+            return await real_import(cost_import_id, **options)
         finally:
             running -= 1
 
     monkeypatch.setattr(jobs.imports, "run_import", watched)
-    ctx = {"imports": asyncio.Semaphore(IMPORTS_AT_ONCE)}  # as the worker's start-up makes it
+    ctx = {"settings": settings, "imports": asyncio.Semaphore(IMPORTS_AT_ONCE)}  # as the worker's start-up makes it
     results = await asyncio.gather(*(run_cost_import(ctx, str(delivery.id)) for delivery in deliveries))
     assert results == [{"state": "DONE", "rows": 10}] * 5
     assert most == IMPORTS_AT_ONCE == 2

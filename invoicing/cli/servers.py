@@ -37,6 +37,10 @@ def serve(
         False, "--demo", help="Load the demo organization first and print its tokens."
     ),
     sample: Path = typer.Option(DEMO_SAMPLE, help="FOCUS file the demo imports.", dir_okay=False),
+    with_worker: bool = typer.Option(
+        True, "--worker/--no-worker", help="Run a worker beside the web server; --no-worker where workers run "
+        "as processes of their own (`invoicing worker`, other machines).",
+    ),
 ) -> None:
     """Apply migrations, optionally load the demo, start an arq worker as a child process and
     serve HTTP (GraphQL at /graphql) on HOST:PORT; the worker stops on exit."""
@@ -46,11 +50,13 @@ def serve(
         [sys.executable, "-m", "invoicing", "worker"], settings.child_environment(),
         settings.worker_retry_max_seconds, settings.worker_stop_seconds,
     )
-    worker.start()
+    if with_worker:
+        worker.start()
     try:
         _serve(settings, demo_users or [])
     finally:
-        worker.stop()
+        if with_worker:
+            worker.stop()
 
 
 class WorkerSupervisor:

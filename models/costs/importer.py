@@ -20,7 +20,7 @@ import queue
 import tempfile
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -61,14 +61,18 @@ _HASH_CHUNK = 1 << 20
 INTERNAL_ERROR = "The import stopped on an internal error; it can be run again."
 
 ProgressCallback = Callable[[int], Any]
+# Makes a part kept in storage (its relative path) a local file to read, under the folder given.
+Fetch = Callable[[str, pathlib.Path], Awaitable[pathlib.Path]]
 
 
-async def run_import(cost_import_id: uuid.UUID | str, *, progress: ProgressCallback | None = None) -> ImportReport:
+async def run_import(
+    cost_import_id: uuid.UUID | str, *, progress: ProgressCallback | None = None, fetch: Fetch | None = None,
+) -> ImportReport:
     """Import a registered delivery: stream, check and load it, supersede what earlier
     deliveries said about its scopes, and end the import DONE; or FAILED with the reason
     (file, line or row, column) and nothing written. `rows_done` on the import is updated
     about every second while it runs; `progress`, if given, is called on the event loop
-    with the rows loaded so far.
+    with the rows loaded so far. `fetch` reads the parts kept in storage (`infra.storage.local_copy`).
 
     Raises `CostFileRejected` when the delivery is refused, `InvalidTransition` when the
     import is already DONE or FAILED, `NotFound` for an unknown import.
@@ -86,7 +90,7 @@ async def run_import(cost_import_id: uuid.UUID | str, *, progress: ProgressCallb
     writer = asyncio.create_task(reporter.run())
     try:
         with tempfile.TemporaryDirectory(prefix="cost-import-") as folder:
-            report = await _run(cost_import, pathlib.Path(folder), reporter)
+            report = await _run(cost_import, pathlib.Path(folder), reporter, fetch)
     except CostFileRejected as refused:
         await _finish(writer)
         await CostImport.filter(id=cost_import_id).update(
@@ -144,16 +148,13 @@ class _Progress:
             await asyncio.sleep(_PROGRESS_SECONDS)
 
 
-async def _run(cost_import: CostImport, workdir: pathlib.Path, reporter: _Progress) -> ImportReport:
+async def _run(cost_import: CostImport, workdir: pathlib.Path, reporter: _Progress, fetch: Fetch | None) -> ImportReport:
     settings = get_settings()
     limits = DeliveryLimits(
         extracted_bytes=settings.max_extracted_bytes, entries=settings.max_archive_entries,
         ratio=settings.max_compression_ratio,
     )
-    sources: list[pathlib.Path | tuple[pathlib.Path, str]] = [
-        (pathlib.Path(stored[0]), stored[1]) if isinstance(stored, list) else pathlib.Path(stored)
-        for stored in cost_import.parts or ()
-    ]
+    sources = await _local_sources(cost_import.parts or [], workdir / "stored", fetch)
     parts = await asyncio.to_thread(delivery_parts, sources, workdir, limits)
     name_files = len(parts) > 1
     digest = asyncio.create_task(asyncio.to_thread(_digest, parts))
@@ -210,6 +211,23 @@ async def _run(cost_import: CostImport, workdir: pathlib.Path, reporter: _Progre
         if not digest.done():
             digest.cancel()
     return report
+
+
+async def _local_sources(
+    parts: list, folder: pathlib.Path, fetch: Fetch | None,
+) -> list[pathlib.Path | tuple[pathlib.Path, str]]:
+    """The delivery's files as local paths, with the names they were sent under: a part kept in
+    storage (a relative path) is fetched, all of them at once."""
+
+    async def local(path: str) -> pathlib.Path:
+        if path.startswith("/"):
+            return pathlib.Path(path)
+        if fetch is None:
+            raise RuntimeError("a delivery kept in storage is imported with a fetch")
+        return await fetch(path, folder)
+
+    paths = await asyncio.gather(*(local(stored[0] if isinstance(stored, list) else stored) for stored in parts))
+    return [(path, stored[1]) if isinstance(stored, list) else path for path, stored in zip(paths, parts, strict=True)]
 
 
 def _digest(parts: list[Part]) -> str:

@@ -9,7 +9,7 @@ import inspect
 import pathlib
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, BinaryIO
 
@@ -21,7 +21,8 @@ from models.managed_accounts import ManagedAccount
 from models.organizations import Organization
 from models.outbox import Entity, Transition, record
 
-# A delivery's file: its path, or its path and the name (a relative path) it was sent under.
+# A delivery's file: its path, or its path and the name (a relative path) it was sent under. A
+# local file is a `Path` (or an absolute `str`); a `str` without a leading `/` is a path in storage.
 Source = pathlib.Path | str | tuple[pathlib.Path | str, str]
 # Parts are read and written a chunk at a time: a delivery is never held whole in memory.
 CHUNK_BYTES = 1 << 20
@@ -35,19 +36,33 @@ class PartTooLarge(Exception):
         self.number = number
 
 
-async def store_parts(folder: pathlib.Path, parts: Sequence[tuple[str, Any]], limit: int | None = None) -> list[pathlib.Path]:
-    """Each part, (file name, content), written to `folder/<number>/<file name>`: the content
+# Stores a part's chunks under its relative name (`<number>/<file name>`), answering what refers to it.
+PartSink = Callable[[str, AsyncIterator[bytes]], Awaitable[Any]]
+
+
+async def store_parts(folder: pathlib.Path | PartSink, parts: Sequence[tuple[str, Any]], limit: int | None = None) -> list:
+    """Each part, (file name, content), written to `folder/<number>/<file name>` (its path
+    answered), or handed to a sink function as a stream (what it answers answered): the content
     is bytes, text, a binary file or an upload (`async read(n)`). Past `limit` bytes in all,
     `PartTooLarge`; the caller removes the folder. The disk writes run off the event loop."""
     stored, written = [], 0
+
+    async def limited(number: int, content: Any) -> AsyncIterator[bytes]:
+        nonlocal written
+        async for chunk in _chunks(content):
+            written += len(chunk)
+            if limit is not None and written > limit:
+                raise PartTooLarge(number)
+            yield chunk
+
     for number, (name, content) in enumerate(parts, start=1):
+        if not isinstance(folder, pathlib.Path):
+            stored.append(await folder(f"{number}/{name}", limited(number, content)))
+            continue
         target = folder / str(number) / name
         await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
         with target.open("wb") as handle:
-            async for chunk in _chunks(content):
-                written += len(chunk)
-                if limit is not None and written > limit:
-                    raise PartTooLarge(number)
+            async for chunk in limited(number, content):
                 await asyncio.to_thread(handle.write, chunk)
         stored.append(target)
     return stored
@@ -129,11 +144,15 @@ async def register_delivery(
 
 def _resolved(sources: Sequence[Source]) -> list[str | list[str]]:
     """The sources' absolute paths, with their names when sent under one (resolving them
-    reads the file system: run in a thread)."""
+    reads the file system: run in a thread); paths in storage as they are."""
     return [
-        [str(pathlib.Path(source[0]).resolve()), source[1]] if isinstance(source, tuple) else str(pathlib.Path(source).resolve())
+        [_absolute(source[0]), source[1]] if isinstance(source, tuple) else _absolute(source)
         for source in sources
     ]
+
+
+def _absolute(source: pathlib.Path | str) -> str:
+    return source if isinstance(source, str) and not source.startswith("/") else str(pathlib.Path(source).resolve())
 
 
 def _path_of(stored: str | list[str]) -> str:
