@@ -44,6 +44,7 @@ from models.base import Scope
 from models.cost_sources import CostSource, CostSourceKind
 from models.costs.records import CostImport, CostImportState, CostRecord
 from models.invoices.tables import InvoiceExtraLine
+from models.webhooks.tables import DeliveryState, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from models.xero.tables import XeroConnection
 from tests import factories
 from tests.conftest import serving
@@ -95,6 +96,8 @@ EXPECTED: dict[str, dict[str, str]] = {
     "Query.costSources": MSP,
     "Query.auditLog": OWNER_ONLY,
     "Query.auditLogExport": OWNER_ONLY,
+    "Query.webhookEndpoints": MSP,
+    "Query.webhookEventTypes": MSP,
     "Query.node": ANY_USER,
     "Query.nodes": ANY_USER,
     # Mutations.
@@ -114,6 +117,12 @@ EXPECTED: dict[str, dict[str, str]] = {
     "Mutation.deleteCostSource": OWNER_ONLY,
     "Mutation.testCostSource": OWNER_ONLY,
     "Mutation.syncCostSource": OWNER_ONLY,
+    "Mutation.createWebhookEndpoint": OWNER_ONLY,
+    "Mutation.updateWebhookEndpoint": OWNER_ONLY,
+    "Mutation.deleteWebhookEndpoint": OWNER_ONLY,
+    "Mutation.rotateWebhookSecret": OWNER_ONLY,
+    "Mutation.redeliverWebhook": OWNER_ONLY,
+    "Mutation.sendTestWebhook": OWNER_ONLY,
     "Mutation.createBillingRule": OWNER_ONLY,
     "Mutation.updateBillingRule": OWNER_ONLY,
     "Mutation.deleteBillingRule": OWNER_ONLY,
@@ -201,6 +210,11 @@ ID_BY_FIELD = {
     "Mutation.deleteCostSource": {"id": "spare_cost_source"},
     "Mutation.testCostSource": {"id": "cost_source"},
     "Mutation.syncCostSource": {"id": "cost_source"},
+    "Mutation.updateWebhookEndpoint": {"id": "webhook_endpoint"},
+    "Mutation.deleteWebhookEndpoint": {"id": "spare_webhook_endpoint"},
+    "Mutation.rotateWebhookSecret": {"id": "webhook_endpoint"},
+    "Mutation.redeliverWebhook": {"deliveryId": "webhook_delivery"},
+    "Mutation.sendTestWebhook": {"endpointId": "webhook_endpoint"},
 }
 # Optional arguments naming ids are given (a foreign id is what a foreign principal must not
 # reach), but not a filter: beside `ids` it would be refused as input. The invoice events are
@@ -403,6 +417,11 @@ class Matrix:
         sources = [await CostSource.create(organization=w.org, name=name, kind=CostSourceKind.S3_COMPATIBLE,
                                            bucket="northwind-billing", endpoint="http://127.0.0.1:9", credentials="sealed")
                    for name in ("Northwind exports", "Northwind spare exports")]
+        hooks = [await WebhookEndpoint.create(organization=w.org, url=f"https://hooks.example.com/{name}", events=["invoice.paid"],
+                                              secret="sealed") for name in ("erp", "spare")]
+        event = await WebhookEvent.create(organization=w.org, type="invoice.paid", payload="{}", created_at=datetime.now(UTC))
+        delivery = await WebhookDelivery.create(endpoint=hooks[0], event=event, state=DeliveryState.FAILED,
+                                                created_at=datetime.now(UTC))
         spare_user = await factories.user(w.org, Scope.VIEWER)
         _, spare_token = await issue_token(w.users["owner"], TokenKind.API, timedelta(hours=1))
         self.ids = {
@@ -415,6 +434,8 @@ class Matrix:
             "spare_user": gid("User", spare_user), "spare_token": gid("ApiToken", spare_token),
             "cost_import": gid("CostImport", cost_import),
             "cost_source": gid("CostSource", sources[0]), "spare_cost_source": gid("CostSource", sources[1]),
+            "webhook_endpoint": gid("WebhookEndpoint", hooks[0]), "spare_webhook_endpoint": gid("WebhookEndpoint", hooks[1]),
+            "webhook_delivery": gid("WebhookDelivery", delivery),
         }
         owner = w.tokens["owner"]
         invited = await _ask(client, owner, """mutation { inviteUser(input: {email: "invited@example.com", scope: VIEWER}) {
@@ -433,7 +454,9 @@ class Matrix:
         northwind = contoso + ["Northwind", "Tailspin", "INV-2024-0002", gid("ManagedAccount", w.other_account),
                                gid("Organization", w.org), gid("BillingPeriod", period), gid("ExchangeRate", rate),
                                *(self.ids[k] for k in ("profile", "spare_profile", "rule", "spare_rule", "cost_import", "cost_source",
-                                                       "spare_user", "spare_token", "other_invoice", "invited_user")),
+                                                       "spare_user", "spare_token", "other_invoice", "invited_user",
+                                                       "webhook_endpoint", "webhook_delivery")),
+                               "https://hooks.example.com/erp",
                                *(gid("User", u) for u in w.users.values() if u.organization_id == w.org.id)]
         self.markers = {"anonymous": northwind, "foreign_owner": northwind, "other_customer": contoso}
         self.snapshot_sql = await _snapshot_statements()
@@ -610,8 +633,9 @@ def unshown(field: str, answers: dict[str, dict], asked: str, markers: dict[str,
 
 # Fields whose answer names none of the victim's rows for anyone, so that there is nothing to
 # hide: the signed-in user itself, writes about the caller's own organization, and a signed link
-# (what the audit log's link serves to each principal: tests/test_audit_log.py).
-NOTHING_SHOWN = {"Query.viewer", "Mutation.login", "Mutation.acceptInvitation", "Query.auditLogExport"}
+# (what the audit log's link serves to each principal: tests/test_audit_log.py), and the list of
+# webhook event types, the same for every organization.
+NOTHING_SHOWN = {"Query.viewer", "Mutation.login", "Mutation.acceptInvitation", "Query.auditLogExport", "Query.webhookEventTypes"}
 
 
 def _short(value: Any) -> str:
