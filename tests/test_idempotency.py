@@ -404,8 +404,10 @@ async def test_a_refusal_is_answered_again_and_a_bad_key_is_refused(client, worl
     refused = payload(await ask(client, case, owner, "too-much", **too_much))
     assert (refused["__typename"], refused["code"]) == ("AmountExceededError", "OVERPAYMENT")
     assert payload(await ask(client, case, owner, "too-much", **too_much)) == refused
-    bad = payload(await ask(client, case, owner, "x" * 256))
-    assert (bad["__typename"], bad["field"]) == ("ValidationError", "idempotencyKey")
+    for malformed in ("x" * 256, ""):
+        bad = await ask(client, case, owner, malformed)
+        assert bad["data"] is None, bad
+        assert [(e["extensions"]["code"], e["extensions"]["field"]) for e in bad["errors"]] == [("BAD_USER_INPUT", "idempotencyKey")]
     assert await case.done() == 0
 
 

@@ -22,6 +22,7 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
+from graphql import GraphQLError
 from strawberry import relay
 from strawberry.annotation import StrawberryAnnotation
 from strawberry.extensions.field_extension import FieldExtension
@@ -30,7 +31,7 @@ from strawberry.types.base import get_object_definition
 from strawberry.types.union import StrawberryUnion
 
 from models import idempotency
-from models.errors import DomainError
+from models.errors import DomainError, RequestErrorCode, ValidationFailed
 from schema.core.errors import ConflictError, user_error
 
 ARGUMENT = "idempotency_key"
@@ -69,6 +70,13 @@ class Idempotent(FieldExtension):
         if key is None:
             return await _answer(next_(source, info, **kwargs))
         user = info.context.authenticated().user
+        try:
+            idempotency.check_key(key)
+        except ValidationFailed as malformed:
+            # An argument no payload of the mutation answers: refused as the request's input.
+            raise GraphQLError(
+                malformed.message, extensions={"code": RequestErrorCode.BAD_USER_INPUT.value, "field": "idempotencyKey"}
+            ) from None
         mine = (user.organization_id, user.id, key)
         first, kept = await idempotency.claim(*mine, await _fingerprint(info.field_name, kwargs))
         if not first:
