@@ -421,3 +421,16 @@ async def test_a_key_expires_after_a_day_and_the_worker_purges_it(client, world)
     await IdempotencyKey.all().update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
     await purge_old_tokens({})
     assert await IdempotencyKey.all().count() == 0
+
+
+async def test_a_key_holding_nul_is_bad_input_also_where_the_payload_has_no_validation_error(client, world):
+    invoice = await f.generated_invoice(world.account, await f.billing_period(world.org, date(2024, 9, 1)), number="INV-2024-0001", status="VOIDED")
+    answer = await gql(
+        client,
+        "mutation($id: ID!, $key: String) { reissueInvoice(id: $id, idempotencyKey: $key) { __typename } }",
+        {"id": to_base64("Invoice", str(invoice.id)), "key": "retry\x00one"},
+        token=world.tokens["owner"],
+    )
+    assert answer["data"] is None, answer
+    assert [(e["extensions"]["code"], e["extensions"]["field"]) for e in answer["errors"]] == [("BAD_USER_INPUT", "idempotencyKey")]
+    assert await IdempotencyKey.all().count() == 0

@@ -270,7 +270,7 @@ async def test_an_invoice_generating_for_too_long_goes_to_error_with_a_message(w
 class HangingBrowser:
     """A browser that never finishes printing (what a stuck Chromium looks like to the job)."""
 
-    async def render(self, html: str, group: object = None) -> bytes:
+    async def render(self, html: str, *, group: object = None, page_label: str | None = None) -> bytes:
         await asyncio.Event().wait()
 
 

@@ -7,7 +7,8 @@ also capped at `MAX_QUERY_TEXT` characters, more than any value they are compare
 Ids are not checked: a malformed id names nothing and is answered as such (null, not found).
 
 A query answers a refused argument with a top-level BAD_USER_INPUT error naming it; a
-mutation with its payload's `ValidationError`, whose `field` is the camelCase input."""
+mutation with its payload's `ValidationError`, whose `field` is the camelCase input (or, when
+its payload has none, as a query does)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions.field_extension import FieldExtension
 from strawberry.types.base import StrawberryList, StrawberryOptional, get_object_definition
+from strawberry.types.union import StrawberryUnion
 from strawberry.utils.str_converters import to_camel_case
 
 from models.errors import RequestErrorCode, ValidationFailed
@@ -86,6 +88,10 @@ class CheckedArguments(FieldExtension):
 
     def apply(self, field: Any) -> None:
         self.types = {argument.python_name: argument.type for argument in field.arguments}
+        # A mutation whose payload has no `ValidationError` (it takes ids and a key, no text of
+        # its own) refuses a bad argument as the request's input, as a query does.
+        members = field.type.types if isinstance(field.type, StrawberryUnion) else ()
+        self.in_payload = any(getattr(member, "__name__", "") == "ValidationError" for member in members)
 
     def _check(self, info: Any, kwargs: dict[str, Any]) -> None:
         if info.path.typename == "Mutation":
@@ -93,6 +99,10 @@ class CheckedArguments(FieldExtension):
             if found:
                 # Payload errors name a field of a mutation's `input` without the prefix.
                 field = found.path.removeprefix("input.")
+                if not self.in_payload:
+                    raise GraphQLError(
+                        found.message(field), extensions={"code": RequestErrorCode.BAD_USER_INPUT.value, "field": field}
+                    )
                 raise ValidationFailed(found.message(field), field=field)
             return
         found = refusal(kwargs, self.types, MAX_QUERY_TEXT)
