@@ -424,7 +424,8 @@ async def test_a_key_expires_after_a_day_and_the_worker_purges_it(client, world)
 
 
 async def test_a_key_holding_nul_is_bad_input_also_where_the_payload_has_no_validation_error(client, world):
-    invoice = await f.generated_invoice(world.account, await f.billing_period(world.org, date(2024, 9, 1)), number="INV-2024-0001", status="VOIDED")
+    period = await f.billing_period(world.org, date(2024, 9, 1))
+    invoice = await f.generated_invoice(world.account, period, number="INV-2024-0001", status="VOIDED")
     answer = await gql(
         client,
         "mutation($id: ID!, $key: String) { reissueInvoice(id: $id, idempotencyKey: $key) { __typename } }",
