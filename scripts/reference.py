@@ -294,6 +294,8 @@ def cli_page() -> str:
         "rejected file, an unknown user) print one red line and exit with status 1. `--organization` may be left "
         "out while there is a single organization."
     )
+    # Defaults that are files of the checkout are shown relative to it, the same in every clone.
+    body = body.replace(f"{ROOT}/", "")
     return f"{title}\n\n{_generated('the `invoicing` command (invoicing/cli/)')}\n{preamble}\n\n{_prose(body.strip())}\n"
 
 
