@@ -61,7 +61,7 @@ class Migration(migrations.Migration):
                 ("key", fields.CharField(max_length=255)),
                 ("fingerprint", fields.CharField(max_length=64)),
                 ("state", fields.CharEnumField(default=KeyState.WORKING, enum_type=KeyState, max_length=16)),
-                ("answer", fields.JSONField(null=True)),
+                ("answer", fields.TextField(null=True)),
                 ("created_at", fields.DatetimeField(auto_now=False, auto_now_add=True)),
                 ("expires_at", fields.DatetimeField(db_index=True, auto_now=False, auto_now_add=False)),
             ],

@@ -12,6 +12,7 @@ retry does the work. Expired keys are purged by the worker's daily cron (`purge_
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -41,7 +42,9 @@ class IdempotencyKey(Model):
     # Which mutation, and a digest of its input: what "the same request" means.
     fingerprint = fields.CharField(max_length=64)
     state = fields.CharEnumField(KeyState, max_length=16, default=KeyState.WORKING)
-    answer: Any = fields.JSONField(null=True)
+    # The kept answer as JSON text, not jsonb: an answer may echo what the client sent, and jsonb
+    # cannot hold the NUL character that JSON text writes as an escape.
+    answer = fields.TextField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField(db_index=True)
 
@@ -104,12 +107,12 @@ async def claim(organization_id: Any, user_id: Any, key: str, fingerprint: str) 
             "A request with this idempotency key is still being processed: try again in a moment.",
             field="idempotencyKey",
         )
-    return False, held.answer
+    return False, json.loads(held.answer) if held.answer is not None else None
 
 
 async def answered(organization_id: Any, user_id: Any, key: str, answer: Any) -> None:
     """Keep the answer of the work done under a claimed key."""
-    await IdempotencyKey.filter(organization_id=organization_id, user_id=user_id, key=key).update(state=KeyState.DONE, answer=answer)
+    await IdempotencyKey.filter(organization_id=organization_id, user_id=user_id, key=key).update(state=KeyState.DONE, answer=json.dumps(answer))
 
 
 async def release(organization_id: Any, user_id: Any, key: str) -> None:

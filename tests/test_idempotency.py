@@ -435,3 +435,15 @@ async def test_a_key_holding_nul_is_bad_input_also_where_the_payload_has_no_vali
     assert answer["data"] is None, answer
     assert [(e["extensions"]["code"], e["extensions"]["field"]) for e in answer["errors"]] == [("BAD_USER_INPUT", "idempotencyKey")]
     assert await IdempotencyKey.all().count() == 0
+
+
+async def test_an_answer_echoing_a_nul_the_client_sent_is_kept_and_answered_again(client, world):
+    void = (
+        "mutation($ids: [ID!]!, $key: String) { voidInvoices(ids: $ids, reason: \"Duplicate\", notifyCustomer: false,"
+        " idempotencyKey: $key) { __typename } }"
+    )
+    variables = {"ids": ["not\x00an-id"], "key": "void-once"}
+    first = await gql(client, void, variables, token=world.tokens["owner"])
+    assert "errors" not in first, first
+    assert await gql(client, void, variables, token=world.tokens["owner"]) == first
+    assert await IdempotencyKey.filter(state="DONE").count() == 1
