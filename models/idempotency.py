@@ -112,7 +112,8 @@ async def claim(organization_id: Any, user_id: Any, key: str, fingerprint: str) 
 
 async def answered(organization_id: Any, user_id: Any, key: str, answer: Any) -> None:
     """Keep the answer of the work done under a claimed key."""
-    await IdempotencyKey.filter(organization_id=organization_id, user_id=user_id, key=key).update(state=KeyState.DONE, answer=json.dumps(answer))
+    mine = IdempotencyKey.filter(organization_id=organization_id, user_id=user_id, key=key)
+    await mine.update(state=KeyState.DONE, answer=json.dumps(answer))
 
 
 async def release(organization_id: Any, user_id: Any, key: str) -> None:
