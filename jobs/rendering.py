@@ -16,10 +16,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context,
 from jinja2.runtime import Context
 
 from jobs import locales
-from jobs.locales import format_date, format_money, format_price, format_quantity
 from models.currencies import round_money
-
-__all__ = ["format_date", "format_money", "format_price", "format_quantity", "render_invoice_html", "render_credit_note_html"]
 
 TEMPLATE_VERSION = "1"
 TEMPLATE_VERSIONS = ("1",)

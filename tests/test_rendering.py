@@ -16,16 +16,9 @@ import psutil
 import pytest
 from pypdf import PdfReader
 
+from jobs.locales import format_date, format_money, format_price, format_quantity
 from jobs.pdf import DEBIAN_CHROMIUM, PdfRenderer, browser_environment, chromium_executable, launch_options
-from jobs.rendering import (
-    TEMPLATE_VERSION,
-    format_date,
-    format_money,
-    format_price,
-    format_quantity,
-    render_invoice_html,
-    sample_view,
-)
+from jobs.rendering import TEMPLATE_VERSION, render_invoice_html, sample_view
 
 SCRIPT = "<script>alert(1)</script>"
 ESCAPED_SCRIPT = "&lt;script&gt;alert(1)&lt;/script&gt;"
