@@ -24,13 +24,15 @@ from tortoise.expressions import Q
 from infra import storage
 from jobs import dispatch
 from jobs.effects import runs_effects
+from jobs.invoice_templates import render_own
 from jobs.locales import page_label
 from jobs.rendering import TEMPLATE_VERSION, render_invoice_html
 from jobs.xero import requeue_stalled_pushes
 from models.actors import Actor
 from models.costs import CostImport, CostImportState
 from models.credit_notes import CreditNote
-from models.errors import DomainError
+from models.errors import DomainError, GenerationFailed
+from models.invoice_templates import InvoiceTemplate, TemplateRejected, active_templates
 from models.invoices import DeliveryStatus, Invoice, InvoiceStatus
 from models.invoices.actions import fail_generation
 from models.invoices.generation.compute import computed
@@ -125,15 +127,21 @@ async def _generate(ctx: dict, ids: list[str]) -> list[str | BaseException]:
         [(gen.invoice.id, computation.issue_date.year) for gen, computation in computations if computation.issue_date]
     )
     revisions = await revision_counts([gen.invoice.id for gen, _ in computations])
+    # An organization's own template, when it chose one (models/invoice_templates.py).
+    own = await active_templates({gen.organization.id for gen, _ in computations})
     printing = []
     for gen, computation in computations:
+        template = own.get(gen.organization.id)
         try:
-            view = build_view(gen, computation, numbers[str(gen.invoice.id)], TEMPLATE_VERSION)
+            view = build_view(
+                gen, computation, numbers[str(gen.invoice.id)], template.template_version if template else TEMPLATE_VERSION
+            )
+            html = render_invoice_html(view) if template is None else await _render_own(template, view)
         except DomainError as exc:
             outcomes[str(gen.invoice.id)] = exc
             continue
         path = f"invoices/{gen.organization.id}/{view['number']}-r{revisions.get(gen.invoice.id, 0) + 1}.pdf"
-        printing.append((gen, computation, view, path, render_invoice_html(view), page_label(view["locale"])))
+        printing.append((gen, computation, view, path, html, page_label(view["locale"])))
         await asyncio.sleep(0)
     # Printed with other invoices of their organization (jobs/pdf.py), handed over together.
     pdfs = await asyncio.gather(
@@ -158,6 +166,19 @@ async def _generate(ctx: dict, ids: list[str]) -> list[str | BaseException]:
         one.invoice_id for one, outcome in zip(printed, stored, strict=True) if isinstance(outcome, Invoice)
     ])
     return [outcomes[invoice_id] for invoice_id in ids]
+
+
+async def _render_own(template: InvoiceTemplate, view: dict[str, Any]) -> str:
+    """The view printed with the organization's template; a template that cannot print it
+    fails the invoice with the line and the reason (the organization changes its template)."""
+    try:
+        (html,) = await render_own(template.source, [view])
+    except TemplateRejected as exc:
+        raise GenerationFailed(
+            f"The invoice template {template.name!r} (version {template.version}) cannot print this invoice: "
+            f"{exc.message}. Activate another template (or the product's), then regenerate."
+        ) from None
+    return html
 
 
 def _save(settings: Any, printed: list[Generated]) -> None:

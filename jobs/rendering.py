@@ -72,13 +72,21 @@ _env = Environment(
     lstrip_blocks=True,
     auto_reload=False,
 )
-locales.install_gettext(_env)
-_env.globals["language"] = pass_context(_locale)
-_env.filters.update(
-    money=_localized(locales.format_money), amount=_localized(locales.format_amount),
-    price=_localized(locales.format_price), quantity=_localized(locales.format_quantity),
-    date=_localized(locales.format_date), month=_month, charge_label=_charge_label, rate=_rate,
-)
+
+
+def configure(env: Environment) -> None:
+    """Give `env` what the printed documents' templates use: `_()` in the view's locale,
+    `language()` and the formatting filters (also an organization's own templates' sandbox)."""
+    locales.install_gettext(env)
+    env.globals["language"] = pass_context(_locale)
+    env.filters.update(
+        money=_localized(locales.format_money), amount=_localized(locales.format_amount),
+        price=_localized(locales.format_price), quantity=_localized(locales.format_quantity),
+        date=_localized(locales.format_date), month=_month, charge_label=_charge_label, rate=_rate,
+    )
+
+
+configure(_env)
 
 
 def render_invoice_html(view: dict[str, Any]) -> str:

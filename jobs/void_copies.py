@@ -9,7 +9,8 @@ import asyncio
 from infra import storage
 from jobs.effects import runs_effects
 from jobs.locales import page_label
-from jobs.rendering import render_invoice_html
+from jobs.invoice_templates import render_invoice
+from models.invoice_templates import printed_with
 from models.invoices import Invoice, InvoiceStatus
 from models.invoices.delivery import record_void_copy
 from models.invoices.tables import InvoiceRevision
@@ -33,7 +34,10 @@ async def print_void_copy(ctx: dict, invoice_id: str) -> str:
     if revision.pdf_path is None:  # never printed: there is nothing to mark
         return "nothing to do"
     view = void_view(revision, invoice)
-    pdf = await ctx["pdf"].render(render_invoice_html(view), page_label=page_label(revision.locale))
+    # Printed with the template it was printed with: the organization's own version, if it was.
+    own = await printed_with(invoice.organization_id, revision.template_version)
+    html = await render_invoice(view, own.source if own else None)
+    pdf = await ctx["pdf"].render(html, page_label=page_label(revision.locale))
     path = f"invoices/{invoice.organization_id}/{invoice.number or invoice.id}-r{revision.revision}-void.pdf"
     await asyncio.to_thread(storage.save, ctx["settings"], path, pdf)
     return "printed" if await record_void_copy(invoice.id, path) else "printed already"

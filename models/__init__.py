@@ -10,6 +10,7 @@ from models.costs import CostDeliveryScope, CostImport, CostRecord, CostTotal, L
 from models.credit_notes.tables import CreditNote, CreditNoteLine, CreditNoteNumberCounter, CreditUseEntry
 from models.exchange_rates import ExchangeRate
 from models.idempotency import IdempotencyKey
+from models.invoice_templates import InvoiceTemplate
 from models.invoices.tables import (
     Invoice,
     InvoiceEvent,
@@ -37,7 +38,7 @@ __all__ = [
     "AuditEntry", "IdempotencyKey", "BillingPeriod", "BillingProfile", "BillingProfileCharge", "BillingRule", "CostDeliveryScope",
     "CostImport", "CostSource", "CostRecord", "CostTotal", "CreditNote", "CreditNoteLine", "CreditNoteNumberCounter", "CreditUseEntry",
     "ExchangeRate", "Invitation", "Invoice", "InvoiceEvent", "InvoiceExtraLine", "InvoiceLineItem",
-    "InvoiceNumberCounter", "InvoiceReminder", "InvoiceRevision", "LateCost", "ManagedAccount", "Organization",
+    "InvoiceNumberCounter", "InvoiceReminder", "InvoiceRevision", "InvoiceTemplate", "LateCost", "ManagedAccount", "Organization",
     "Payment", "Refund", "ReminderStop", "SubAccount", "Token", "User", "XeroAccountMapping", "XeroAuthorization",
     "WebhookAttempt", "WebhookDelivery", "WebhookEndpoint", "WebhookEvent", "XeroConnection", "XeroPayment", "XeroSettings",
     "XeroSync",

@@ -40,6 +40,7 @@ class ErrorCode(str, Enum):
     DATA_INCOMPLETE = "DATA_INCOMPLETE"
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
     IDEMPOTENCY_KEY_IN_PROGRESS = "IDEMPOTENCY_KEY_IN_PROGRESS"
+    TEMPLATE_REJECTED = "TEMPLATE_REJECTED"
 
 
 ERROR_CODE_MEANINGS: dict[ErrorCode, str] = {
@@ -73,6 +74,8 @@ ERROR_CODE_MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.IDEMPOTENCY_KEY_REUSED: "the idempotency key was used before with another input: use a new key",
     ErrorCode.IDEMPOTENCY_KEY_IN_PROGRESS: "the first request with this idempotency key is still working: "
     "retry in a moment to receive its answer",
+    ErrorCode.TEMPLATE_REJECTED: "an invoice template does not compile, or rendering an invoice with it fails "
+    "(`line` and `reason` say where and why); nothing was stored",
 }
 
 
