@@ -20,6 +20,7 @@ from resolvers import (
     einvoicing,
     exchange_rates,
     exports,
+    invoice_templates,
     invoices,
     managed_accounts,
     organizations,
@@ -44,7 +45,7 @@ from schema.core.scalars import SCALARS
 class Query(
     auth.Query, billing_profiles.Query, exchange_rates.Query, invoices.Query, billing_periods.Query, billing_rules.Query,
     managed_accounts.Query, costs.Query, cost_sources.Query, people.Query, credit_notes.Query, xero.Query, audit.Query,
-    webhooks.Query,
+    webhooks.Query, invoice_templates.Query,
 ):
     # Plain ID arguments (not relay.node()'s GlobalID): a malformed id then answers null
     # like a missing one, instead of failing the whole query while arguments are parsed.
@@ -75,7 +76,7 @@ class Mutation(
     auth.Mutation, billing_profiles.Mutation, exchange_rates.Mutation, billing_rules.Mutation,
     invoices.Mutation, payments.Mutation, billing_periods.Mutation, managed_accounts.Mutation, costs.Mutation, cost_sources.Mutation,
     exports.Mutation, people.Mutation, organizations.Mutation, reminders.Mutation, credit_notes.Mutation,
-    einvoicing.Mutation, xero.Mutation, webhooks.Mutation,
+    einvoicing.Mutation, xero.Mutation, webhooks.Mutation, invoice_templates.Mutation,
 ):
     pass
 

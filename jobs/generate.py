@@ -31,8 +31,8 @@ from jobs.xero import requeue_stalled_pushes
 from models.actors import Actor
 from models.costs import CostImport, CostImportState
 from models.credit_notes import CreditNote
-from models.errors import DomainError, GenerationFailed
-from models.invoice_templates import InvoiceTemplate, TemplateRejected, active_templates
+from models.errors import DomainError, GenerationFailed, TemplateRejected
+from models.invoice_templates import InvoiceTemplate, active_templates
 from models.invoices import DeliveryStatus, Invoice, InvoiceStatus
 from models.invoices.actions import fail_generation
 from models.invoices.generation.compute import computed
@@ -129,20 +129,21 @@ async def _generate(ctx: dict, ids: list[str]) -> list[str | BaseException]:
     revisions = await revision_counts([gen.invoice.id for gen, _ in computations])
     # An organization's own template, when it chose one (models/invoice_templates.py).
     own = await active_templates({gen.organization.id for gen, _ in computations})
-    printing = []
+    printing: list[list[Any]] = []
     for gen, computation in computations:
         template = own.get(gen.organization.id)
         try:
             view = build_view(
                 gen, computation, numbers[str(gen.invoice.id)], template.template_version if template else TEMPLATE_VERSION
             )
-            html = render_invoice_html(view) if template is None else await _render_own(template, view)
         except DomainError as exc:
             outcomes[str(gen.invoice.id)] = exc
             continue
         path = f"invoices/{gen.organization.id}/{view['number']}-r{revisions.get(gen.invoice.id, 0) + 1}.pdf"
-        printing.append((gen, computation, view, path, html, page_label(view["locale"])))
+        html = render_invoice_html(view) if template is None else None
+        printing.append([gen, computation, view, path, html, page_label(view["locale"])])
         await asyncio.sleep(0)
+    printing = await _print_own(printing, own, outcomes)
     # Printed with other invoices of their organization (jobs/pdf.py), handed over together.
     pdfs = await asyncio.gather(
         *(ctx["pdf"].render(html, group=str(gen.organization.id), page_label=label) for gen, _, _, _, html, label in printing),
@@ -168,17 +169,29 @@ async def _generate(ctx: dict, ids: list[str]) -> list[str | BaseException]:
     return [outcomes[invoice_id] for invoice_id in ids]
 
 
-async def _render_own(template: InvoiceTemplate, view: dict[str, Any]) -> str:
-    """The view printed with the organization's template; a template that cannot print it
-    fails the invoice with the line and the reason (the organization changes its template)."""
-    try:
-        (html,) = await render_own(template.source, [view])
-    except TemplateRejected as exc:
-        raise GenerationFailed(
-            f"The invoice template {template.name!r} (version {template.version}) cannot print this invoice: "
-            f"{exc.message}. Activate another template (or the product's), then regenerate."
-        ) from None
-    return html
+async def _print_own(printing: list[list[Any]], own: dict[Any, InvoiceTemplate], outcomes: dict) -> list[list[Any]]:
+    """The HTML of the views printed with their organization's template: each template's views in
+    one child process (jobs/invoice_templates.py); when that fails, each view on its own, so that
+    an invoice the template cannot print fails alone, with the line and the reason."""
+    groups: dict[Any, list[list[Any]]] = {}
+    for item in printing:
+        if item[4] is None:
+            groups.setdefault(item[0].organization.id, []).append(item)
+    for organization_id, items in groups.items():
+        template = own[organization_id]
+        try:
+            for item, html in zip(items, await render_own(template.source, [item[2] for item in items]), strict=True):
+                item[4] = html
+        except TemplateRejected:
+            for item in items:
+                try:
+                    (item[4],) = await render_own(template.source, [item[2]])
+                except TemplateRejected as exc:
+                    outcomes[str(item[0].invoice.id)] = GenerationFailed(
+                        f"The invoice template {template.name!r} (version {template.version}) cannot print this invoice: "
+                        f"{exc.message}. Activate another template (or the product's), then regenerate."
+                    )
+    return [item for item in printing if item[4] is not None]
 
 
 def _save(settings: Any, printed: list[Generated]) -> None:

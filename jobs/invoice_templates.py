@@ -9,17 +9,19 @@ methods and filters are the ones that cannot blow a short text up to gigabytes (
 `ljust`, `format` and their kind are left out), `range` stops at MAX_RANGE.
 
 What a sandbox cannot bound (a loop of loops, a text doubled again and again) is bounded by the
-process it renders in: each render runs in a child of a fork server, with RENDER_MEMORY_BYTES of
-address space and RENDER_SECONDS of CPU and wall-clock time; past them it is killed and the
-template refused. Printing the HTML to PDF is the product's printer as for any invoice: Chromium
-with JavaScript off and every request that is not `data:` aborted."""
+process it renders in: each print (of one invoice, or of a batch's invoices of one organization)
+runs in a child interpreter of its own, with RENDER_MEMORY_BYTES of address space and
+RENDER_SECONDS of CPU time (WALL_SECONDS in all); past them it is killed and the template
+refused. Printing the HTML to PDF is the product's printer as for any invoice: Chromium with
+JavaScript off and every request that is not `data:` aborted."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import multiprocessing
+import json
 import resource
+import sys
 import types
 from typing import Any
 
@@ -29,7 +31,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
 from jobs import rendering
-from models.invoice_templates import TemplateRejected
+from models.errors import TemplateRejected
 
 # What an own template may extend or include: the product's invoice (to change a few blocks)
 # and the page every document extends (to write the whole body).
@@ -38,22 +40,101 @@ MAX_RANGE = 10_000
 MAX_TEXT = 1_000_000
 RENDER_SECONDS = 10
 RENDER_MEMORY_BYTES = 1024**3
+# The child's whole life, its start (a fresh interpreter importing the printer) included.
+WALL_SECONDS = 60
+ROOT = rendering.TEMPLATES_DIR.parent
 _OWN = "<template>"  # the file name Jinja gives a template compiled from a string
 
-_TEXT_METHODS = frozenset({
-    "capitalize", "casefold", "count", "endswith", "find", "isalnum", "isalpha", "isdigit", "islower",
-    "isnumeric", "isspace", "istitle", "isupper", "join", "lower", "lstrip", "partition", "removeprefix",
-    "removesuffix", "rfind", "rpartition", "rsplit", "rstrip", "split", "splitlines", "startswith", "strip",
-    "swapcase", "title", "upper",
-})
-_FILTERS = frozenset({
-    "abs", "attr", "batch", "capitalize", "count", "d", "default", "dictsort", "e", "escape", "first", "float",
-    "forceescape", "groupby", "int", "items", "join", "last", "length", "list", "lower", "map", "max", "min",
-    "reject", "rejectattr", "reverse", "round", "safe", "select", "selectattr", "slice", "sort", "string",
-    "striptags", "sum", "title", "tojson", "trim", "truncate", "unique", "upper", "wordcount",
-    # The product's own (jobs/rendering.py).
-    "money", "amount", "price", "quantity", "date", "month", "charge_label", "rate",
-})
+_TEXT_METHODS = frozenset(
+    {
+        "capitalize",
+        "casefold",
+        "count",
+        "endswith",
+        "find",
+        "isalnum",
+        "isalpha",
+        "isdigit",
+        "islower",
+        "isnumeric",
+        "isspace",
+        "istitle",
+        "isupper",
+        "join",
+        "lower",
+        "lstrip",
+        "partition",
+        "removeprefix",
+        "removesuffix",
+        "rfind",
+        "rpartition",
+        "rsplit",
+        "rstrip",
+        "split",
+        "splitlines",
+        "startswith",
+        "strip",
+        "swapcase",
+        "title",
+        "upper",
+    }
+)
+_FILTERS = frozenset(
+    {
+        "abs",
+        "attr",
+        "batch",
+        "capitalize",
+        "count",
+        "d",
+        "default",
+        "dictsort",
+        "e",
+        "escape",
+        "first",
+        "float",
+        "forceescape",
+        "groupby",
+        "int",
+        "items",
+        "join",
+        "last",
+        "length",
+        "list",
+        "lower",
+        "map",
+        "max",
+        "min",
+        "reject",
+        "rejectattr",
+        "reverse",
+        "round",
+        "safe",
+        "select",
+        "selectattr",
+        "slice",
+        "sort",
+        "string",
+        "striptags",
+        "sum",
+        "title",
+        "tojson",
+        "trim",
+        "truncate",
+        "unique",
+        "upper",
+        "wordcount",
+        # The product's own (jobs/rendering.py).
+        "money",
+        "amount",
+        "price",
+        "quantity",
+        "date",
+        "month",
+        "charge_label",
+        "rate",
+    }
+)
 
 
 class _Bases(BaseLoader):
@@ -82,6 +163,10 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         if isinstance(obj, str) and isinstance(value, (types.BuiltinMethodType, types.MethodType)):
             return attr in _TEXT_METHODS
         return super().is_safe_attribute(obj, attr, value)
+
+    def wrap_str_format(self, value: Any) -> None:
+        """No `str.format`: a width of a billion characters is one format spec away."""
+        return None
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "*" and isinstance(right, (str, list, tuple)):
@@ -158,49 +243,24 @@ def render_here(source: str, view: dict[str, Any]) -> str:
     return str(html) if isinstance(html, Markup) else html
 
 
-def _child(connection: Any, source: str, views: list[dict[str, Any]]) -> None:
-    """In the child: limits first, then each view rendered; the outcome sent as plain values."""
+def _limited() -> None:
+    """The child's own limits, set before it reads the template."""
     resource.setrlimit(resource.RLIMIT_AS, (RENDER_MEMORY_BYTES, RENDER_MEMORY_BYTES))
     resource.setrlimit(resource.RLIMIT_CPU, (RENDER_SECONDS, RENDER_SECONDS + 1))
+
+
+def serve() -> None:
+    """The child (`python -m jobs.template_printer`): {"source", "views"} as JSON on stdin, each
+    view printed, the outcome as JSON on stdout."""
+    _limited()
+    asked = json.load(sys.stdin)
     try:
-        connection.send(("printed", [render_here(source, view) for view in views]))
+        outcome: dict[str, Any] = {"printed": [render_here(asked["source"], view) for view in asked["views"]]}
     except TemplateRejected as exc:
-        connection.send(("rejected", exc.reason, exc.line))
+        outcome = {"rejected": exc.reason, "line": exc.line}
     except MemoryError:
-        connection.send(("rejected", "the template uses too much memory", None))
-    finally:
-        connection.close()
-
-
-@functools.cache
-def _processes() -> Any:
-    """The fork server's context, started on first use with this module loaded: a child starts
-    in milliseconds, from a clean process (not from the web or worker process and its threads)."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    return context
-
-
-def _render_apart(source: str, views: list[dict[str, Any]]) -> list[str]:
-    context = _processes()
-    parent, child = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(child, source, views), daemon=True)
-    process.start()
-    child.close()
-    try:
-        if not parent.poll(RENDER_SECONDS + 5):
-            raise TemplateRejected(f"printing the invoice took longer than {RENDER_SECONDS} seconds")
-        try:
-            outcome = parent.recv()
-        except EOFError:  # killed: past its CPU time or its memory
-            raise TemplateRejected("the template used too much time or memory") from None
-    finally:
-        process.kill()
-        process.join()
-        parent.close()
-    if outcome[0] == "rejected":
-        raise TemplateRejected(outcome[1], line=outcome[2])
-    return list(outcome[1])
+        outcome = {"rejected": "the template uses too much memory", "line": None}
+    json.dump(outcome, sys.stdout)
 
 
 async def render_own(source: str, views: list[dict[str, Any]]) -> list[str]:
@@ -208,7 +268,29 @@ async def render_own(source: str, views: list[dict[str, Any]]) -> list[str]:
     bounded time and memory; TemplateRejected (line, reason) when one cannot be."""
     if not views:
         return []
-    return await asyncio.to_thread(_render_apart, source, views)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "jobs.template_printer",
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        answer, _ = await asyncio.wait_for(child.communicate(json.dumps({"source": source, "views": views}).encode()), WALL_SECONDS)
+    except TimeoutError:
+        raise TemplateRejected(f"printing the invoice took longer than {WALL_SECONDS} seconds") from None
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+    if child.returncode != 0 or not answer:  # killed: past its CPU time or its memory
+        raise TemplateRejected("the template used too much time or memory")
+    outcome = json.loads(answer)
+    if "rejected" in outcome:
+        raise TemplateRejected(outcome["rejected"], line=outcome["line"])
+    return list(outcome["printed"])
 
 
 async def check_template(source: str) -> None:

@@ -8,8 +8,8 @@ import asyncio
 
 from infra import storage
 from jobs.effects import runs_effects
-from jobs.locales import page_label
 from jobs.invoice_templates import render_invoice
+from jobs.locales import page_label
 from models.invoice_templates import printed_with
 from models.invoices import Invoice, InvoiceStatus
 from models.invoices.delivery import record_void_copy

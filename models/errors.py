@@ -232,3 +232,16 @@ class CreditExceeded(AmountExceeded):
     remaining credit; `maximum` is what may be credited or used."""
 
     code = ErrorCode.CREDIT_EXCEEDS_INVOICE
+
+
+class TemplateRejected(ValidationFailed):
+    """An invoice template cannot be used: it does not compile, or printing an invoice with it
+    fails. `line` is the 1-based line of the template where the problem is (None when no line of
+    it is at fault), `reason` what is wrong there; nothing was stored."""
+
+    code = ErrorCode.TEMPLATE_REJECTED
+
+    def __init__(self, reason: str, *, line: int | None = None):
+        message = f"line {line}: {reason}" if line is not None else reason
+        super().__init__(message, field="source")
+        self.reason, self.line = reason, line

@@ -23,7 +23,7 @@ from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
 from models.audit import AuditEntity, record_change, snapshot
-from models.errors import Conflict, ErrorCode, GenerationFailed, NotFound, ValidationFailed
+from models.errors import Conflict, GenerationFailed, NotFound, TemplateRejected, ValidationFailed
 from models.invoices.queries import visible_invoices
 from models.invoices.tables import InvoiceRevision
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 MAX_TEMPLATE_BYTES = 64 * 1024
 MAX_NAME = 100
 OWN_PREFIX = "org-"
+__all__ = ["InvoiceTemplate", "TemplateRejected"]
 
 
 class InvoiceTemplate(Model):
@@ -77,19 +78,6 @@ class InvoiceTemplate(Model):
         return f"{OWN_PREFIX}{self.version}"
 
 
-class TemplateRejected(ValidationFailed):
-    """The template cannot be used: it does not compile, or rendering an invoice with it fails.
-    `line` is the 1-based line of the template where the problem is (None when no line of it is
-    at fault), `reason` what is wrong there; nothing was stored."""
-
-    code = ErrorCode.TEMPLATE_REJECTED
-
-    def __init__(self, reason: str, *, line: int | None = None):
-        message = f"line {line}: {reason}" if line is not None else reason
-        super().__init__(message, field="source")
-        self.reason, self.line = reason, line
-
-
 def visible_templates(principal: Any):
     """An organization's templates are its MSP users' business: customers see none."""
     if not principal.is_msp_user:
@@ -114,9 +102,7 @@ def _checked_text(name: str, source: str) -> tuple[str, bytes]:
     if not source.strip():
         raise ValidationFailed("The template is empty.", field="source")
     if len(data) > MAX_TEMPLATE_BYTES:
-        raise ValidationFailed(
-            f"The template is {len(data)} bytes; at most {MAX_TEMPLATE_BYTES} are kept.", field="source"
-        )
+        raise ValidationFailed(f"The template is {len(data)} bytes; at most {MAX_TEMPLATE_BYTES} are kept.", field="source")
     return name, data
 
 
@@ -127,12 +113,21 @@ async def upload_template(principal: Any, name: str, source: str, check: Callabl
     await check(source)
     try:
         async with in_transaction() as connection:
-            last = await InvoiceTemplate.filter(organization_id=principal.organization_id).using_db(connection).order_by(
-                "-version"
-            ).values_list("version", flat=True).first()
+            last = (
+                await InvoiceTemplate.filter(organization_id=principal.organization_id)
+                .using_db(connection)
+                .order_by("-version")
+                .only("id", "version")
+                .first()
+            )
             row = await InvoiceTemplate.create(
-                organization_id=principal.organization_id, version=int(last or 0) + 1, name=name, source=source,  # type: ignore[call-overload]
-                sha256=hashlib.sha256(data).hexdigest(), size=len(data), created_by_id=principal.user.id,
+                organization_id=principal.organization_id,
+                version=last.version + 1 if last else 1,
+                name=name,
+                source=source,
+                sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+                created_by_id=principal.user.id,
                 using_db=connection,
             )
             await record_change(connection, AuditEntity.INVOICE_TEMPLATE, row.id, row.organization_id, None, _audited(row))
@@ -153,9 +148,7 @@ async def activate_template(principal: Any, template_id: Any | None) -> InvoiceT
     Revisions already printed keep theirs."""
     chosen = await visible_template(principal, template_id) if template_id is not None else None
     async with in_transaction() as connection:
-        rows = await InvoiceTemplate.filter(organization_id=principal.organization_id, active=True).using_db(
-            connection
-        ).select_for_update()
+        rows = await InvoiceTemplate.filter(organization_id=principal.organization_id, active=True).using_db(connection).select_for_update()
         for was in rows:
             if chosen is not None and was.id == chosen.id:
                 return was
@@ -188,9 +181,7 @@ async def printed_with(organization_id: Any, template_version: str) -> InvoiceTe
     if not template_version.startswith(OWN_PREFIX):
         return None
     number = template_version.removeprefix(OWN_PREFIX)
-    row = await InvoiceTemplate.filter(
-        organization_id=organization_id, version=int(number) if number.isdigit() else 0
-    ).first()
+    row = await InvoiceTemplate.filter(organization_id=organization_id, version=int(number) if number.isdigit() else 0).first()
     if row is None:
         raise GenerationFailed(f"The invoice template {template_version} is missing.")
     return row

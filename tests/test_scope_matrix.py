@@ -26,6 +26,7 @@ the principals ask in the order of PRINCIPALS, so the writes that succeed come l
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -43,6 +44,7 @@ from models.auth import TokenKind, issue_token
 from models.base import Scope
 from models.cost_sources import CostSource, CostSourceKind
 from models.costs.records import CostImport, CostImportState, CostRecord
+from models.invoice_templates import InvoiceTemplate
 from models.invoices.tables import InvoiceExtraLine
 from models.webhooks.tables import DeliveryState, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from models.xero.tables import XeroConnection
@@ -97,6 +99,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "Query.auditLog": OWNER_ONLY,
     "Query.auditLogExport": OWNER_ONLY,
     "Query.webhookEndpoints": MSP,
+    "Query.invoiceTemplates": MSP,
     "Query.webhookEventTypes": MSP,
     "Query.node": ANY_USER,
     "Query.nodes": ANY_USER,
@@ -120,6 +123,10 @@ EXPECTED: dict[str, dict[str, str]] = {
     "Mutation.createWebhookEndpoint": OWNER_ONLY,
     "Mutation.updateWebhookEndpoint": OWNER_ONLY,
     "Mutation.deleteWebhookEndpoint": OWNER_ONLY,
+    "Mutation.uploadInvoiceTemplate": OWNER_ONLY,
+    "Mutation.activateInvoiceTemplate": OWNER_ONLY,
+    # Prints an invoice with a template and stores nothing: the organization's viewers may too.
+    "Mutation.previewInvoiceTemplate": MSP,
     "Mutation.rotateWebhookSecret": OWNER_ONLY,
     "Mutation.redeliverWebhook": OWNER_ONLY,
     "Mutation.sendTestWebhook": OWNER_ONLY,
@@ -215,6 +222,8 @@ ID_BY_FIELD = {
     "Mutation.rotateWebhookSecret": {"id": "webhook_endpoint"},
     "Mutation.redeliverWebhook": {"deliveryId": "webhook_delivery"},
     "Mutation.sendTestWebhook": {"endpointId": "webhook_endpoint"},
+    "Mutation.activateInvoiceTemplate": {"id": "invoice_template"},
+    "Mutation.previewInvoiceTemplate": {"templateId": "invoice_template"},
 }
 # Optional arguments naming ids are given (a foreign id is what a foreign principal must not
 # reach), but not a filter: beside `ids` it would be refused as input. The invoice events are
@@ -422,6 +431,8 @@ class Matrix:
         event = await WebhookEvent.create(organization=w.org, type="invoice.paid", payload="{}", created_at=datetime.now(UTC))
         delivery = await WebhookDelivery.create(endpoint=hooks[0], event=event, state=DeliveryState.FAILED,
                                                 created_at=datetime.now(UTC))
+        template = await InvoiceTemplate.create(organization=w.org, version=1, name="Northwind layout", source="Northwind",
+                                                sha256=hashlib.sha256(b"Northwind").hexdigest(), size=9)
         spare_user = await factories.user(w.org, Scope.VIEWER)
         _, spare_token = await issue_token(w.users["owner"], TokenKind.API, timedelta(hours=1))
         self.ids = {
@@ -435,7 +446,7 @@ class Matrix:
             "cost_import": gid("CostImport", cost_import),
             "cost_source": gid("CostSource", sources[0]), "spare_cost_source": gid("CostSource", sources[1]),
             "webhook_endpoint": gid("WebhookEndpoint", hooks[0]), "spare_webhook_endpoint": gid("WebhookEndpoint", hooks[1]),
-            "webhook_delivery": gid("WebhookDelivery", delivery),
+            "webhook_delivery": gid("WebhookDelivery", delivery), "invoice_template": gid("InvoiceTemplate", template),
         }
         owner = w.tokens["owner"]
         invited = await _ask(client, owner, """mutation { inviteUser(input: {email: "invited@example.com", scope: VIEWER}) {
@@ -455,7 +466,7 @@ class Matrix:
                                gid("Organization", w.org), gid("BillingPeriod", period), gid("ExchangeRate", rate),
                                *(self.ids[k] for k in ("profile", "spare_profile", "rule", "spare_rule", "cost_import", "cost_source",
                                                        "spare_user", "spare_token", "other_invoice", "invited_user",
-                                                       "webhook_endpoint", "webhook_delivery")),
+                                                       "webhook_endpoint", "webhook_delivery", "invoice_template")),
                                "https://hooks.example.com/erp",
                                *(gid("User", u) for u in w.users.values() if u.organization_id == w.org.id)]
         self.markers = {"anonymous": northwind, "foreign_owner": northwind, "other_customer": contoso}

@@ -2,7 +2,7 @@
 settings (starting the embedded servers when no URLs are configured), connects, calls one
 domain operation and prints the outcome."""
 
-from invoicing.cli import billing, data, servers, storage
+from invoicing.cli import billing, data, servers, storage, templates
 from invoicing.cli.common import app
 
-__all__ = ["app", "billing", "data", "servers", "storage"]
+__all__ = ["app", "billing", "data", "servers", "storage", "templates"]

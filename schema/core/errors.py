@@ -11,7 +11,7 @@ import strawberry
 
 from models import errors
 from models.cost_sources import CostSourceUnreadable, SourceProblem
-from models.errors import CostFileRejected
+from models.errors import CostFileRejected, TemplateRejected
 
 
 def _listed(meanings: dict) -> str:
@@ -92,6 +92,17 @@ class CostFileRejectedError(UserError):
     column: str | None = strawberry.field(description="The FOCUS column concerned, when one is.")
 
 
+@strawberry.type(
+    description="The invoice template cannot be used (code TEMPLATE_REJECTED): it does not compile, or printing "
+    "an invoice with it fails; nothing was stored."
+)
+class TemplateRejectedError(UserError):
+    line: int | None = strawberry.field(
+        description="The line of the template where the problem is; null when no line of it is at fault."
+    )
+    reason: str = strawberry.field(description="What is wrong there.")
+
+
 CostSourceProblem = SourceProblem
 strawberry.enum(
     CostSourceProblem, name="CostSourceProblem",
@@ -110,6 +121,7 @@ class CostSourceUnreadableError(UserError):
 
 _TYPES: dict[type[errors.DomainError], type[UserError]] = {
     CostFileRejected: CostFileRejectedError,
+    TemplateRejected: TemplateRejectedError,
     CostSourceUnreadable: CostSourceUnreadableError,
     errors.CreditExceeded: CreditExceededError,
     errors.AmountExceeded: AmountExceededError,
@@ -135,6 +147,8 @@ def _extra(exc: errors.DomainError) -> dict:
         return {"maximum": exc.maximum}
     if isinstance(exc, CostFileRejected):
         return {"line": exc.line, "column": exc.column}
+    if isinstance(exc, TemplateRejected):
+        return {"line": exc.line, "reason": exc.reason}
     if isinstance(exc, CostSourceUnreadable):
         return {"problem": exc.problem}
     return {}
