@@ -266,7 +266,8 @@ async def test_owners_upload_and_activate_viewers_read_and_preview_customers_nev
     if role == "owner":
         assert listed["data"]["invoiceTemplates"]["totalCount"] == 1
         assert uploaded["data"]["uploadInvoiceTemplate"]["__typename"] == "InvoiceTemplateUploaded"
-        assert activated["data"]["activateInvoiceTemplate"]["invoiceTemplate"]["active"] and mine.active
+        assert activated["data"]["activateInvoiceTemplate"]["invoiceTemplate"] == {"id": template_id, "version": 1, "active": True}
+        assert mine.active
         assert "Northwind invoice" in preview["data"]["previewInvoiceTemplate"]["html"]
         assert node["data"]["node"] == {"source": CUSTOM}
     elif role == "viewer":
