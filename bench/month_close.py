@@ -236,7 +236,7 @@ async def pipeline(org, msp, redis, *, batch: int, generation_batch: int, profil
     finally:
         if profiler is not None:
             profiler.stop()
-            Path(profile).write_text(profiler.output_html())
+            await asyncio.to_thread(Path(profile).write_text, profiler.output_html())
             print(profiler.output_text(unicode=False, color=False, show_all=False, timeline=False))
     print(f"generateInvoices of {len(ids)}: {queued:.2f} s (the worker already at work)")
     print(report_cpu(meter, len(ids), seconds))
@@ -275,7 +275,7 @@ async def worker(settings, redis, *, pool: int, batch: int, max_jobs: int, poll_
         yield arq_worker, renderer, f"http://127.0.0.1:{port}/metrics"
         # The last jobs announce their invoices after the commit the waits saw: let them end
         # before the worker stops (it would cancel them).
-        while any(not job.done() for job in arq_worker.tasks.values()):
+        while any(not job.done() for job in arq_worker.tasks.values()):  # noqa: ASYNC110 (arq signals nothing)
             await asyncio.sleep(0.05)
     finally:
         task.cancel()
@@ -292,14 +292,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def raw(settings, htmls: list[str], pool: int, batch: int) -> float:
+async def raw(settings, htmls: list[str], pool: int, batch: int, ignored: tuple[int, ...] = ()) -> float:
     """Invoices per second of the renderer alone: warm renders of `htmls`, `pool` print jobs
     at a time, of `batch` invoices each (1: as bench/render_pdf.py measures)."""
     from jobs.pdf import PdfRenderer
 
     async with PdfRenderer(settings, pool_size=pool, batch_size=batch) as renderer:
         await asyncio.gather(*(renderer.render(htmls[0]) for _ in range(2 * pool)))
-        with CpuMeter() as meter:
+        with CpuMeter(ignored=ignored) as meter:
             started = time.perf_counter()
             await asyncio.gather(*(renderer.render(html) for html in htmls))
             seconds = time.perf_counter() - started
@@ -437,10 +437,10 @@ async def months(args, settings, outside) -> None:
     # A rate: 500 renders tell it (10,000 would add a quarter of an hour to a large month's run).
     renders = min(created, 500)
     for batch in sorted(set(batches) | {1}):
-        raws[batch] = await raw(settings, [html] * renders, args.pool, batch)
+        raws[batch] = await raw(settings, [html] * renders, args.pool, batch, ignored=(outside.moto.pid,))
         print(f"raw Chromium: the same HTML ({lines} usage lines, {len(html):,} bytes) {renders} times, "
               f"pool {args.pool}, batch {batch}: {raws[batch]:.2f} invoices/s")
-    owns = await raw(settings, own[:renders], args.pool, args.batch)
+    owns = await raw(settings, own[:renders], args.pool, args.batch, ignored=(outside.moto.pid,))
     print(f"raw Chromium: the month's own {len(own[:renders])} invoices, pool {args.pool}, batch {args.batch}: {owns:.2f} invoices/s")
     if args.compare and args.batch > 1:
         before = runs[1]

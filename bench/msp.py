@@ -100,13 +100,22 @@ class Ports:
 
         xero = f"http://127.0.0.1:{self.xero}"
         return {
-            "HOST": "127.0.0.1", "PORT": str(self.web), "SECRET_KEY": os.urandom(24).hex(),
-            "SMTP_URL": f"smtp://127.0.0.1:{self.smtp}", "SMTP_FROM": "billing@bench.example",
-            "COST_SOURCE_PRIVATE_ENDPOINTS": "true", "AWS_S3_ENDPOINT_URL": f"http://127.0.0.1:{self.moto}",
-            "XERO_CLIENT_ID": CLIENT_ID, "XERO_CLIENT_SECRET": CLIENT_SECRET, "XERO_TOKEN_KEY": Fernet.generate_key().decode(),
-            "XERO_AUTHORIZE_URL": f"{xero}/identity/connect/authorize", "XERO_TOKEN_URL": f"{xero}/identity/connect/token",
-            "XERO_REVOCATION_URL": f"{xero}/identity/connect/revocation", "XERO_IDENTITY_API_URL": xero,
-            "XERO_ACCOUNTING_API_URL": f"{xero}/api.xro/2.0", "XERO_RETRY_SECONDS": "0.2",
+            "HOST": "127.0.0.1",
+            "PORT": str(self.web),
+            "SECRET_KEY": os.urandom(24).hex(),
+            "SMTP_URL": f"smtp://127.0.0.1:{self.smtp}",
+            "SMTP_FROM": "billing@bench.example",
+            "COST_SOURCE_PRIVATE_ENDPOINTS": "true",
+            "AWS_S3_ENDPOINT_URL": f"http://127.0.0.1:{self.moto}",
+            "XERO_CLIENT_ID": CLIENT_ID,
+            "XERO_CLIENT_SECRET": CLIENT_SECRET,
+            "XERO_TOKEN_KEY": Fernet.generate_key().decode(),
+            "XERO_AUTHORIZE_URL": f"{xero}/identity/connect/authorize",
+            "XERO_TOKEN_URL": f"{xero}/identity/connect/token",
+            "XERO_REVOCATION_URL": f"{xero}/identity/connect/revocation",
+            "XERO_IDENTITY_API_URL": xero,
+            "XERO_ACCOUNTING_API_URL": f"{xero}/api.xro/2.0",
+            "XERO_RETRY_SECONDS": "0.2",
         }
 
 
@@ -123,9 +132,10 @@ class Outside:
 
         from tests.xero_server import FakeXero
 
-        self.moto = subprocess.Popen(
+        self.moto = subprocess.Popen(  # noqa: ASYNC220 (started once, before anything runs)
             [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(self.ports.moto)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         outside = self
 
@@ -155,19 +165,28 @@ class Outside:
         """The month as AWS Data Exports writes it: a data file, then the manifest naming it."""
         import boto3
 
-        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{self.ports.moto}", region_name="us-east-1",
-                          aws_access_key_id=S3_KEY_ID, aws_secret_access_key=S3_SECRET)
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{self.ports.moto}",
+            region_name="us-east-1",
+            aws_access_key_id=S3_KEY_ID,
+            aws_secret_access_key=S3_SECRET,
+        )
         with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
             s3.create_bucket(Bucket=BUCKET)
         key = f"{PREFIX}/{EXPORT}/data/BILLING_PERIOD={PERIOD}/{EXPORT}-00001.snappy.parquet"
         s3.put_object(Bucket=BUCKET, Key=key, Body=focus_rows(0, SYNCED_ROWS, "parquet"))
         manifest = {
-            "executionId": f"bench-{time.time_ns()}", "dataFiles": [f"s3://{BUCKET}/{key}"],
+            "executionId": f"bench-{time.time_ns()}",
+            "dataFiles": [f"s3://{BUCKET}/{key}"],
             "exportArn": f"arn:aws:bcm-data-exports:us-east-1:123456789012:export/{EXPORT}",
             "billingPeriod": {"start": "2024-09-01T00:00:00Z", "end": "2024-10-01T00:00:00Z"},
         }
-        s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{EXPORT}/metadata/BILLING_PERIOD={PERIOD}/{EXPORT}-Manifest.json",
-                      Body=json.dumps(manifest).encode())
+        s3.put_object(
+            Bucket=BUCKET,
+            Key=f"{PREFIX}/{EXPORT}/metadata/BILLING_PERIOD={PERIOD}/{EXPORT}-Manifest.json",
+            Body=json.dumps(manifest).encode(),
+        )
 
 
 def focus_rows(first: int, rows: int, kind: str, billing_account: str | None = None) -> bytes:
@@ -285,10 +304,24 @@ class Msp:
 
         self.outside.mails = 0
         with (self.folder / "web.log").open("wb") as out:
-            self.web = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "invoicing.app:create_app", "--factory", "--host", "127.0.0.1",
-                 "--port", str(self.ports.web), "--log-level", "warning"],
-                cwd=ROOT, env=self.settings.child_environment(), stdout=out, stderr=subprocess.STDOUT,
+            self.web = subprocess.Popen(  # noqa: ASYNC220 (started once, before the MSP's work)
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "invoicing.app:create_app",
+                    "--factory",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.ports.web),
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=ROOT,
+                env=self.settings.child_environment(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         await _until(self._healthy, "the web process", 90)
         self.http = httpx.AsyncClient(base_url=self.web_url, timeout=600)
@@ -333,8 +366,9 @@ class Msp:
         started = (await self.call(CONNECT))["connectXero"]
         if started["__typename"] != "XeroAuthorizationStarted":
             raise SystemExit(f"connectXero: {started}")
-        answer = await self.http.get(urlsplit(self.outside.xero.redirect_uri).path,
-                                     params=self.outside.xero.authorize(started["authorizeUrl"]))
+        answer = await self.http.get(
+            urlsplit(self.outside.xero.redirect_uri).path, params=self.outside.xero.authorize(started["authorizeUrl"])
+        )
         if answer.status_code != 200:
             raise SystemExit(f"the Xero callback answered {answer.status_code}")
 
@@ -343,18 +377,28 @@ class Msp:
         worker. The rows imported, and the seconds until both were done."""
         started = time.perf_counter()
         await asyncio.to_thread(self.outside.deliver)
-        source = (await self.call(CREATE_SOURCE, {"input": {
-            "name": "AWS billing", "kind": "AWS_S3", "location": f"s3://{BUCKET}/{PREFIX}", "region": "us-east-1",
-            "accessKeyId": S3_KEY_ID, "secretAccessKey": S3_SECRET,
-        }}))["createCostSource"]
+        source = (
+            await self.call(
+                CREATE_SOURCE,
+                {
+                    "input": {
+                        "name": "AWS billing",
+                        "kind": "AWS_S3",
+                        "location": f"s3://{BUCKET}/{PREFIX}",
+                        "region": "us-east-1",
+                        "accessKeyId": S3_KEY_ID,
+                        "secretAccessKey": S3_SECRET,
+                    }
+                },
+            )
+        )["createCostSource"]
         if source["__typename"] != "CostSourceSaved":
             raise SystemExit(f"createCostSource: {source}")
         await self.call(SYNC_SOURCE, {"id": source["costSource"]["id"]})
         upload = focus_rows(SYNCED_ROWS, UPLOADED_ROWS, "csv", billing_account="800000000000")
         answer = await self.http.post(
             "/graphql",
-            data={"operations": json.dumps({"query": IMPORT, "variables": {"file": None}}),
-                  "map": json.dumps({"0": ["variables.file"]})},
+            data={"operations": json.dumps({"query": IMPORT, "variables": {"file": None}}), "map": json.dumps({"0": ["variables.file"]})},
             files={"0": ("focus-september.csv", upload, "text/csv")},
             headers={"Authorization": f"Bearer {self.token}"},
         )
@@ -396,7 +440,7 @@ class Msp:
     async def bulk(self, query: str, ids: list[str], **variables) -> None:
         """A bulk mutation, 500 invoices a call (its limit); every one must succeed."""
         for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
+            chunk = ids[start : start + 500]
             answer = next(iter((await self.call(query, {"ids": chunk, **variables})).values()))
             if answer.get("succeeded") != len(chunk):
                 errors = [result["error"] for result in answer.get("results", []) if result["error"]]
@@ -424,12 +468,17 @@ class Msp:
 
         started = time.perf_counter()
         await self.bulk(PUSH, ids)
-        await _until(lambda: _count_is(XeroSync.filter(state=SyncState.SYNCED), expected, XeroSync.filter(state=SyncState.FAILED)),
-                     "the pushes to Xero", 120 + expected)
+        await _until(
+            lambda: _count_is(XeroSync.filter(state=SyncState.SYNCED), expected, XeroSync.filter(state=SyncState.FAILED)),
+            "the pushes to Xero",
+            120 + expected,
+        )
         self.timings["push to Xero"] = time.perf_counter() - started
-        print(f"MSP: {len(codes)} kinds of warning acknowledged ({', '.join(codes) or 'none'}); "
-              f"{self.outside.mails} e-mails received; {len(self.outside.xero.invoices)} invoices in Xero; "
-              + "; ".join(f"{name} {seconds:.1f} s" for name, seconds in self.timings.items()))
+        print(
+            f"MSP: {len(codes)} kinds of warning acknowledged ({', '.join(codes) or 'none'}); "
+            f"{self.outside.mails} e-mails received; {len(self.outside.xero.invoices)} invoices in Xero; "
+            + "; ".join(f"{name} {seconds:.1f} s" for name, seconds in self.timings.items())
+        )
         if self.outside.xero.problems:
             raise SystemExit(f"the Xero server found requests it would refuse: {self.outside.xero.problems[:3]}")
 
