@@ -1,26 +1,36 @@
 """Month close to PDFs: N accounts closed, generated and printed through the real pipeline,
-against the floor of Chromium printing the same HTML.
+against the floor of Chromium printing the same HTML, the month driven as an MSP drives it.
 
 Seeds one organization with `--accounts` managed accounts (each with a billing profile and
 `--lines` services of cost records for September 2024, an organization-wide discount and a
-VAT charge), closes the month (`close_period`), then times the real path: the domain's
-`start_generations` for every invoice, `dispatch.enqueue_generation` after each bulk of them
-commits (as `generateInvoices` does), and an arq worker running the product's job functions
+VAT charge). Then the MSP works through a web process of its own (`uvicorn`, another
+operating-system process) over GraphQL, as bench/msp.py describes: it logs in and keeps an
+invoice subscription open, connects Xero (the Xero test server), creates a cost source whose
+bucket (moto's S3 server) holds an AWS Data Exports delivery of the month and syncs it, uploads
+another delivery with `importCosts`, and waits until the worker imported both. It closes the
+month (`closeBillingPeriod`), then the real path is timed: `generateInvoices` for every invoice
+(500 a call, as the console sends them), and an arq worker running the product's job functions
 with a warm `PdfRenderer` printing up to `--batch` invoices per Chromium print job (the
 worker's PDF_BATCH_SIZE), each job generating `--generation-batch` invoices together
 (dispatch.GENERATION_BATCH), GENERATIONS_AT_ONCE jobs at a time, until every invoice is
 AWAITING_APPROVAL. The worker runs in this
 process (one Python process beside one Chromium, as `invoicing worker` runs). Then a sample of
 the stored PDFs is read back: each must match its recorded SHA-256 and hold its own invoice
-alone. It prints the month's wall time: close + generate + print.
+alone. It prints the month's wall time: close + generate + print. The MSP then lists the
+invoices with their checks, approves them all (acknowledging the warnings found), waits until
+each was e-mailed to the SMTP server (aiosmtpd on loopback), and pushes them to Xero.
+
+Throughout, `/metrics` of the web process and of the worker (on its WORKER_METRICS_PORT, as
+`invoicing worker` serves it) is scraped every half second and read with prometheus-client's
+parser: `metrics: N scrapes, K of K families non-zero` (a family never seen non-zero is named).
 
 Then, once the database has been vacuumed and checkpointed, the same renderer class prints the
 HTML of one of those invoices as many times (500 at most), with the same pool size, one invoice per print
 job and `--batch` per print job: the browser alone; and the month's own invoices (500 at most,
 each its own HTML) with `--batch` per print job. Each phase also prints the CPU it cost per
-invoice: this process (the worker, and the `start_generations` calls a web process would
-make), Chromium with Playwright's driver, and the PostgreSQL and Redis servers (all their
-processes on the host: on a shared server, other load shows there).
+invoice: this process (the worker), the web process, Chromium with Playwright's driver, and
+the PostgreSQL and Redis servers (all their processes on the host: on a shared server, other
+load shows there).
 
 `--compare` first runs the whole month with the worker's settings as they were (one invoice
 per print job and per generation job, arq's 10 jobs at once and 0.5 s poll), then as now, and
@@ -61,17 +71,25 @@ MONTH = date(2024, 9, 1)
 
 
 class CpuMeter:
-    """CPU seconds spent while it runs, by this process, what it started (Playwright's driver
-    and Chromium) and the PostgreSQL and Redis servers (every process of theirs on the host)."""
+    """CPU seconds spent while it runs, by this process, the web process, what this process
+    started for its renderer (Playwright's driver and Chromium) and the PostgreSQL and Redis
+    servers (every process of theirs on the host). The S3 emulator is counted in none."""
 
-    GROUPS = ("python", "chromium", "postgresql", "redis")
+    GROUPS = ("python", "web", "chromium", "postgresql", "redis")
 
-    def __init__(self) -> None:
+    def __init__(self, web: int | None = None, ignored: tuple[int, ...] = ()) -> None:
         self.seen: dict[int, tuple[str, float]] = {}
+        self.web, self.ignored = web, ignored
 
     def _sample(self) -> dict[int, tuple[str, float]]:
         me = psutil.Process()
-        groups = {me.pid: "python"} | {child.pid: "chromium" for child in me.children(recursive=True)}
+        groups = {me.pid: "python"}
+        for child in me.children():
+            if child.pid in self.ignored:
+                continue
+            group = "web" if child.pid == self.web else "chromium"
+            with contextlib.suppress(psutil.Error):
+                groups |= {process.pid: group for process in (child, *child.children(recursive=True))}
         for process in psutil.process_iter(["name"]):
             name = process.info["name"] or ""
             if name.startswith(("postgres", "postmaster")):
@@ -117,7 +135,11 @@ async def seed(accounts: int, lines: int):
 
     from tortoise import connections
 
+    from bench import msp
     from models import BillingProfile, BillingProfileCharge, BillingRule, CostImport, ManagedAccount, Organization
+    from models.auth import create_user
+    from models.base import Scope
+    from models.managed_accounts import SubAccount
 
     org = await Organization.create(name="Bench MSP", invoice_prefix="BENCH")
     profile = await BillingProfile.create(
@@ -138,6 +160,13 @@ async def seed(accounts: int, lines: int):
         )
         for n in range(accounts)
     ])
+    # The accounts that claim the delivered rows' sub-accounts (the others' costs stay unclaimed).
+    claiming = await ManagedAccount.filter(organization=org).order_by("name").limit(msp.SUB_ACCOUNTS)
+    await SubAccount.bulk_create([
+        SubAccount(organization=org, managed_account=account, sub_account_id=msp.sub_account_of(n), provider_name="AWS")
+        for n, account in enumerate(claiming)
+    ])
+    await create_user(org.id, msp.OWNER, Scope.OWNER, password=msp.PASSWORD)
     imported = await CostImport.create(
         organization=org, file_sha256="0" * 64, row_count=0, inserted_count=0, duplicate_count=0
     )
@@ -185,40 +214,11 @@ def report_cpu(meter: CpuMeter, count: int, seconds: float) -> str:
     return f"CPU ms per invoice: {per_invoice} ({busy:.2f} of {psutil.cpu_count()} cores busy)"
 
 
-async def pipeline(settings, redis, org, *, pool: int, batch: int, max_jobs: int, poll_delay: float,
-                   generation_batch: int, at_once: int, profile: str | None):
-    """Invoices per second from the first start_generations to the last AWAITING_APPROVAL."""
-    from arq.worker import Worker
+async def pipeline(org, msp, redis, *, batch: int, generation_batch: int, profile: str | None):
+    """Invoices per second from the first `generateInvoices` to the last AWAITING_APPROVAL."""
+    from bench.msp import GENERATE
 
-    from infra import broker
-    from jobs import dispatch
-    from jobs.pdf import PdfRenderer
-    from jobs.rendering import render_invoice_html, sample_view
-    from jobs.worker import WorkerSettings
-    from models import Invoice
-    from models.actors import Actor
-    from models.auth import create_user
-    from models.base import Scope
-    from models.invoices.actions import MAX_BULK, start_generations
-
-    owner = await create_user(org.id, "owner@bench.example", Scope.OWNER)
-    actor = Actor(user_id=owner.id)
-    ids = await Invoice.filter(organization_id=org.id).order_by("created_at", "id").values_list("id", flat=True)
-
-    renderer = PdfRenderer(settings, pool_size=pool, batch_size=batch)
-    await renderer.start()
-    warm = render_invoice_html(sample_view())
-    await asyncio.gather(*(renderer.render(warm) for _ in range(2 * pool)))
-    worker = Worker(
-        functions=WorkerSettings.functions, redis_pool=redis, queue_name=broker.QUEUE_NAME,
-        handle_signals=False, max_jobs=max_jobs, poll_delay=poll_delay,
-        # Before batching, every job generated its invoice at once.
-        ctx={"settings": settings, "pdf": renderer,
-             "generations": asyncio.Semaphore(at_once if generation_batch > 1 else max_jobs)},
-    )
-    task = asyncio.create_task(worker.async_run())
-    scraper = Scraper(settings, redis)
-    await scraper.start()
+    ids = [invoice["id"] for invoice in await msp.listed("READY_TO_INVOICE")]
     profiler = None
     if profile:
         from pyinstrument import Profiler
@@ -226,87 +226,62 @@ async def pipeline(settings, redis, org, *, pool: int, batch: int, max_jobs: int
         profiler = Profiler(async_mode="disabled", interval=0.0005)
         profiler.start()
     try:
-        with CpuMeter() as meter:
+        with CpuMeter(web=msp.web.pid, ignored=(msp.outside.moto.pid,)) as meter:
             started = time.time()
-            # As generateInvoices does: each bulk's transitions commit, then its jobs are queued.
-            for chunk in range(0, len(ids), MAX_BULK):
-                bulk = ids[chunk:chunk + MAX_BULK]
-                await start_generations(bulk, org.id, actor)
-                await dispatch.enqueue_generation(redis, bulk, batch=generation_batch)
+            # As the console does: the invoices 500 a call; each call's jobs are queued once its
+            # transitions commit.
+            await msp.bulk(GENERATE, ids)
             queued = time.time() - started
             seconds = await wait_until_generated(org, len(ids), timeout=60 + 2 * len(ids)) - started
-        # The last jobs announce their invoices after the commit the wait saw: let them end
-        # before the worker stops (it would cancel them).
-        while any(not job.done() for job in worker.tasks.values()):
-            await asyncio.sleep(0.05)
     finally:
         if profiler is not None:
             profiler.stop()
-            Path(profile).write_text(profiler.output_html())
+            await asyncio.to_thread(Path(profile).write_text, profiler.output_html())
             print(profiler.output_text(unicode=False, color=False, show_all=False, timeline=False))
-        task.cancel()
-        await worker.close()
-        await renderer.close()
-        await scraper.stop()
-    print(f"start_generations + enqueue of {len(ids)}: {queued:.2f} s (the worker already at work)")
-    print(f"worker: {worker.jobs_complete} jobs complete, {worker.jobs_retried} retried, {worker.jobs_failed} failed; "
-          f"{renderer.batches} print jobs of several invoices")
+    print(f"generateInvoices of {len(ids)}: {queued:.2f} s (the worker already at work)")
     print(report_cpu(meter, len(ids), seconds))
-    scraper.report()
     return len(ids) / seconds, seconds
 
 
-class Scraper:
-    """The worker's /metrics (infra.metrics.MetricsServer, as `invoicing worker` serves it on
-    WORKER_METRICS_PORT), scraped every half second while the month is generated: the queue's
-    figures at their highest, and the counters as the last scrape read them."""
+@contextlib.asynccontextmanager
+async def worker(settings, redis, *, pool: int, batch: int, max_jobs: int, poll_delay: float, generation_batch: int,
+                 at_once: int):
+    """An arq worker running the product's job functions in this process, with a warm renderer,
+    and its `/metrics` served as `invoicing worker` serves it (WORKER_METRICS_PORT)."""
+    from arq.worker import Worker
 
-    def __init__(self, settings, redis) -> None:
-        from infra import metrics
+    from infra import broker, metrics
+    from jobs.imports import IMPORTS_AT_ONCE
+    from jobs.pdf import PdfRenderer
+    from jobs.rendering import render_invoice_html, sample_view
+    from jobs.worker import WorkerSettings
 
-        self.port = free_port()
-        self.server = metrics.MetricsServer(settings.model_copy(update={"worker_metrics_port": self.port}), redis)
-        self.peaks: dict[str, float] = {}
-        self.last: dict[str, float] = {}
-        self.scrapes = 0
-
-    async def start(self) -> None:
-        await self.server.start()
-        self.task = asyncio.create_task(self._scrape_every(0.5))
-
-    async def _scrape_every(self, seconds: float) -> None:
-        import httpx
-        from prometheus_client.parser import text_string_to_metric_families
-
-        async with httpx.AsyncClient() as client:
-            while True:
-                answer = await client.get(f"http://127.0.0.1:{self.port}/metrics")
-                totals: dict[str, float] = {}
-                for family in text_string_to_metric_families(answer.text):
-                    if family.name.startswith("invoicing_"):
-                        for sample in family.samples:
-                            if sample.name.endswith(("_bucket", "_sum", "_created")):
-                                continue
-                            totals[sample.name] = totals.get(sample.name, 0) + sample.value
-                self.last = totals
-                for name, value in totals.items():
-                    self.peaks[name] = max(self.peaks.get(name, 0), value)
-                self.scrapes += 1
-                await asyncio.sleep(seconds)
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-        await self.server.stop()
-
-    def report(self) -> None:
-        gauges = ("invoicing_queue_jobs_waiting", "invoicing_queue_jobs_running", "invoicing_queue_oldest_job_age_seconds")
-        figures = {name: self.peaks.get(name, 0) if name in gauges else value for name, value in self.last.items()}
-        figures.update({name: self.peaks.get(name, 0) for name in gauges})
-        for name in sorted(figures):
-            print(f"metrics {name} {figures[name]:g}{' (peak)' if name in gauges else ''}")
-        print(f"metrics: {self.scrapes} scrapes, {sum(1 for value in figures.values() if value)} of {len(figures)} series non-zero")
+    renderer = PdfRenderer(settings, pool_size=pool, batch_size=batch)
+    await renderer.start()
+    warm = render_invoice_html(sample_view())
+    await asyncio.gather(*(renderer.render(warm) for _ in range(2 * pool)))
+    port = free_port()
+    served = metrics.MetricsServer(settings.model_copy(update={"worker_metrics_port": port}), redis)
+    await served.start()
+    arq_worker = Worker(
+        functions=WorkerSettings.functions, redis_pool=redis, queue_name=broker.QUEUE_NAME,
+        handle_signals=False, max_jobs=max_jobs, poll_delay=poll_delay,
+        # Before batching, every job generated its invoice at once.
+        ctx={"settings": settings, "pdf": renderer, "imports": asyncio.Semaphore(IMPORTS_AT_ONCE),
+             "generations": asyncio.Semaphore(at_once if generation_batch > 1 else max_jobs)},
+    )
+    task = asyncio.create_task(arq_worker.async_run())
+    try:
+        yield arq_worker, renderer, f"http://127.0.0.1:{port}/metrics"
+        # The last jobs announce their invoices after the commit the waits saw: let them end
+        # before the worker stops (it would cancel them).
+        while any(not job.done() for job in arq_worker.tasks.values()):  # noqa: ASYNC110 (arq signals nothing)
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await arq_worker.close()
+        await renderer.close()
+        await served.stop()
 
 
 def free_port() -> int:
@@ -317,14 +292,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def raw(settings, htmls: list[str], pool: int, batch: int) -> float:
+async def raw(settings, htmls: list[str], pool: int, batch: int, ignored: tuple[int, ...] = ()) -> float:
     """Invoices per second of the renderer alone: warm renders of `htmls`, `pool` print jobs
     at a time, of `batch` invoices each (1: as bench/render_pdf.py measures)."""
     from jobs.pdf import PdfRenderer
 
     async with PdfRenderer(settings, pool_size=pool, batch_size=batch) as renderer:
         await asyncio.gather(*(renderer.render(htmls[0]) for _ in range(2 * pool)))
-        with CpuMeter() as meter:
+        with CpuMeter(ignored=ignored) as meter:
             started = time.perf_counter()
             await asyncio.gather(*(renderer.render(html) for html in htmls))
             seconds = time.perf_counter() - started
@@ -343,16 +318,16 @@ async def first_revision(org, expected: int):
     return await InvoiceRevision.get(id=rows[0][1])
 
 
-async def month(args, settings, batch: int, max_jobs: int, poll_delay: float, generation_batch: int):
-    """Seed, close and generate the month with the renderer printing `batch` invoices per
-    print job: (invoices, seconds to close, seconds to generate, invoices/s, one revision's HTML)."""
+async def month(args, settings, outside, batch: int, max_jobs: int, poll_delay: float, generation_batch: int):
+    """Seed the month, let the MSP drive it, close and generate it with the renderer printing
+    `batch` invoices per print job, then approve, e-mail and push it: (invoices, seconds to
+    close, seconds to generate, invoices/s, one revision's HTML, its lines, own HTMLs)."""
     from tortoise import Tortoise, connections
 
+    from bench.msp import Msp, Scrapes
     from infra import broker, db
     from jobs.rendering import render_invoice_html
     from models import InvoiceRevision
-    from models.actors import Actor
-    from models.billing_periods import close_period
 
     await recreate_database(args.database_url)
     await db.migrate(settings)
@@ -360,23 +335,38 @@ async def month(args, settings, batch: int, max_jobs: int, poll_delay: float, ge
     await db.init(settings)
     redis = await broker.connect(settings)
     await redis.flushdb()
+    msp = Msp(settings, outside.ports, outside)
     try:
         started = time.perf_counter()
         org = await seed(args.accounts, args.lines)
         print(f"seeded {args.accounts} accounts x {args.lines} services in {time.perf_counter() - started:.2f} s")
-        started = time.perf_counter()
-        created = len(await close_period(org.id, MONTH, Actor.system("bench")))
-        closing = time.perf_counter() - started
-        print(f"closed {MONTH:%Y-%m}: {created} invoices ready in {closing:.2f} s")
-        per_second, seconds = await pipeline(
-            settings, redis, org, pool=args.pool, batch=batch, max_jobs=max_jobs, poll_delay=poll_delay,
-            generation_batch=generation_batch, at_once=args.generations_at_once, profile=args.profile,
-        )
-        print(f"pipeline: {created} invoices in {seconds:.2f} s: {per_second:.2f} invoices/s "
-              f"(pool {args.pool}, batch {batch}, max_jobs {max_jobs}, poll_delay {poll_delay} s, "
-              f"generated {generation_batch} at a time)")
-        revision = await first_revision(org, created)
-        await check_pdfs(settings, org)
+        async with worker(settings, redis, pool=args.pool, batch=batch, max_jobs=max_jobs, poll_delay=poll_delay,
+                          generation_batch=generation_batch, at_once=args.generations_at_once) as (arq_worker, renderer, url):
+            await msp.start()
+            scrapes = Scrapes({"web": f"{msp.web_url}/metrics", "worker": url})
+            await scrapes.start()
+            try:
+                await msp.connect_xero()
+                rows, arriving = await msp.costs_arrive()
+                print(f"costs arrived: {rows} rows synced from the bucket and uploaded, imported in {arriving:.1f} s")
+                started = time.perf_counter()
+                created = await msp.close(f"{MONTH:%Y-%m}")
+                closing = time.perf_counter() - started
+                print(f"closed {MONTH:%Y-%m}: {created} invoices ready in {closing:.2f} s")
+                per_second, seconds = await pipeline(org, msp, redis, batch=batch, generation_batch=generation_batch,
+                                                     profile=args.profile)
+                print(f"worker: {arq_worker.jobs_complete} jobs complete, {arq_worker.jobs_retried} retried, "
+                      f"{arq_worker.jobs_failed} failed; {renderer.batches} print jobs of several invoices")
+                print(f"pipeline: {created} invoices in {seconds:.2f} s: {per_second:.2f} invoices/s "
+                      f"(pool {args.pool}, batch {batch}, max_jobs {max_jobs}, poll_delay {poll_delay} s, "
+                      f"generated {generation_batch} at a time)")
+                revision = await first_revision(org, created)
+                await check_pdfs(settings, org)
+                await msp.approve_send_and_push(created)
+            finally:
+                await scrapes.stop()
+                await msp.stop()
+        scrapes.report()
         html = render_invoice_html(revision.snapshot)
         own = [render_invoice_html(snapshot) for snapshot in await InvoiceRevision.filter(
             invoice__organization_id=org.id).order_by("invoice__number").limit(500).values_list("snapshot", flat=True)]
@@ -414,13 +404,21 @@ async def check_pdfs(settings, org) -> None:
 
 
 async def main(args) -> None:
+    from bench.msp import Outside, Ports
+
+    ports = Ports()
     os.environ.update(
         DATABASE_URL=args.database_url, REDIS_URL=args.redis_url, DATA_DIR=args.data_dir, ENVIRONMENT="production",
+        **ports.environment(),
     )
-    os.environ.pop("SMTP_URL", None)
     from infra.settings import get_settings
 
     settings = get_settings()
+    async with Outside(ports) as outside:
+        await months(args, settings, outside)
+
+
+async def months(args, settings, outside) -> None:
     batches = (1, args.batch) if args.compare and args.batch > 1 else (args.batch,)
     runs = {}
     for batch in batches:
@@ -428,7 +426,7 @@ async def main(args) -> None:
         # poll, each invoice generated alone.
         before = args.compare and batch == 1
         runs[batch] = await month(
-            args, settings, batch, 10 if before else args.max_jobs, 0.5 if before else args.poll_delay,
+            args, settings, outside, batch, 10 if before else args.max_jobs, 0.5 if before else args.poll_delay,
             1 if before else args.generation_batch,
         )
         created, closing, seconds, per_second, html, lines, own = runs[batch]
@@ -439,10 +437,10 @@ async def main(args) -> None:
     # A rate: 500 renders tell it (10,000 would add a quarter of an hour to a large month's run).
     renders = min(created, 500)
     for batch in sorted(set(batches) | {1}):
-        raws[batch] = await raw(settings, [html] * renders, args.pool, batch)
+        raws[batch] = await raw(settings, [html] * renders, args.pool, batch, ignored=(outside.moto.pid,))
         print(f"raw Chromium: the same HTML ({lines} usage lines, {len(html):,} bytes) {renders} times, "
               f"pool {args.pool}, batch {batch}: {raws[batch]:.2f} invoices/s")
-    owns = await raw(settings, own[:renders], args.pool, args.batch)
+    owns = await raw(settings, own[:renders], args.pool, args.batch, ignored=(outside.moto.pid,))
     print(f"raw Chromium: the month's own {len(own[:renders])} invoices, pool {args.pool}, batch {args.batch}: {owns:.2f} invoices/s")
     if args.compare and args.batch > 1:
         before = runs[1]

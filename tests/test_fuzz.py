@@ -168,12 +168,15 @@ async def _operations(world) -> list:
 
 
 @pytest.mark.parametrize("role", ["owner", "viewer", "customer", "foreign_owner", "anonymous"])
-# Each example sends one operation of every field (about 0.7 s quiet, several seconds for an
-# owner, whose writes do their work, on a busy machine: hence the longer limit); no shrinking,
+# Each example draws and sends one operation of every field. Derandomized: CI runs the same
+# examples each time. No deadline: an example's time is mostly hypothesis-graphql drawing its
+# ~85 documents (up to 44 s of an owner's example on a busy machine, against 8-11 s for all of
+# its requests, none over 0.4 s but `login`'s password hashing), which says nothing of the
+# product; the run is bounded by the examples' number and the test's timeout. No shrinking,
 # since the assertion names the failing document and shrinking replays dozens of requests per step.
 @pytest.mark.timeout(900)
 @hypothesis_settings(
-    max_examples=12, deadline=timedelta(seconds=10), phases=[Phase.explicit, Phase.generate],
+    max_examples=12, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(data=st.data())

@@ -3,7 +3,18 @@ bucket (moto's server), an Azure container (Azurite) and a Cloud Storage bucket
 (fake-gcs-server), each a real server on loopback. Writes are whole or nothing (a stream that
 fails midway leaves nothing), reads stream, folders are counted, removed and purged; a delivery
 uploaded through the API is kept in the store and imported from it, an export is downloaded
-through `/files`; `invoicing storage copy` copies a local storage into a bucket and checks it."""
+through `/files`; `invoicing storage copy` copies a local storage into a bucket and checks it.
+
+Cloud Storage's writes are not tested here: obstore writes through Cloud Storage's XML API (an
+object is `PUT /<bucket>/<object>`; a large one goes up as an XML multipart upload,
+`POST ...?uploads`, `PUT ...?partNumber=&uploadId=`, `POST ...?uploadId=`), and no emulator on
+a package registry takes either. fake-gcs-server answers both with 400 "invalid uploadType" (its
+XML API takes only signed-URL uploads; XML support is its open issues #331 and #852), and
+gcp-storage-emulator stores a PUT but answers without the `ETag` header that obstore requires,
+and has no XML multipart upload, XML list or XML delete (501). Everything else obstore does in
+a bucket, reading, streaming, listing, zipping, removing and purging, is tested against
+fake-gcs-server with the same assertions as the other stores, its files put through its JSON
+upload API (docs/operators/deployment.md says so too)."""
 
 from __future__ import annotations
 
@@ -67,8 +78,8 @@ def _azure(request) -> dict:
 @pytest.fixture(params=["local", "s3", "azure"])
 def kept(request, settings, tmp_path):
     """Settings whose files are kept in the parametrised kind of store (a fresh one each test).
-    Cloud Storage is read in a test of its own: fake-gcs-server takes no upload through the XML
-    API that obstore writes with."""
+    Cloud Storage has tests of their own, its files put by the emulator's JSON API (obstore's
+    XML API writes are taken by no emulator: see above)."""
     local = {"storage_dir": tmp_path / "storage"}
     if request.param == "local":
         return settings.model_copy(update=local)
@@ -130,9 +141,13 @@ async def test_a_large_stream_goes_up_in_parts_and_a_failed_one_leaves_nothing(k
 
 
 async def test_folders_are_counted_zipped_removed_and_purged(kept):
+    _folders_are_counted_zipped_removed_and_purged(kept, lambda relative, data: storage.save(kept, relative, data))
+
+
+def _folders_are_counted_zipped_removed_and_purged(kept, put) -> None:
     files = {"exports/org1/item1/a.csv": b"a" * 10, "exports/org1/item2/b.pdf": b"b" * 20, "exports/org2/item3/c.csv": b"c" * 30}
     for relative, data in files.items():
-        storage.save(kept, relative, data)
+        put(relative, data)
     assert storage.used_bytes(kept, "exports/org1") == 30 and storage.used_bytes(kept, "exports/none") == 0
     archive = zipfile.ZipFile(
         io.BytesIO(storage.zipped(kept, [("one.csv", "exports/org1/item1/a.csv"), ("two.pdf", "exports/org1/item2/b.pdf")]))
@@ -156,18 +171,25 @@ def gcs_files(fake_gcs) -> str:
     return bucket
 
 
-async def test_a_cloud_storage_bucket_is_read_streamed_listed_and_fetched(settings, fake_gcs, gcs_files, tmp_path):
-    from tests.test_cost_sources_clouds import gcs_put, service_account_key
+@pytest.fixture
+def gcs_kept(settings, fake_gcs, gcs_files, tmp_path):
+    """Settings whose files are kept in a fresh Cloud Storage bucket of fake-gcs-server."""
+    from tests.test_cost_sources_clouds import service_account_key
 
-    bucket = gcs_files
-    kept = settings.model_copy(
+    return settings.model_copy(
         update={
             "storage_dir": tmp_path / "storage",
-            "storage_url": f"gs://{bucket}/files",
+            "storage_url": f"gs://{gcs_files}/files",
             "storage_endpoint_url": fake_gcs["endpoint"],
             "storage_gcs_service_account_key": SecretStr(service_account_key()),
         }
     )
+
+
+async def test_a_cloud_storage_bucket_is_read_streamed_listed_and_fetched(gcs_kept, fake_gcs, gcs_files, tmp_path):
+    from tests.test_cost_sources_clouds import gcs_put
+
+    bucket, kept = gcs_files, gcs_kept
     data = os.urandom(storage.CHUNK_BYTES + 5000)
     gcs_put(fake_gcs, bucket, "files/invoices/org/a.pdf", data)
     gcs_put(fake_gcs, bucket, "files/invoices/org/b.pdf", b"%PDF-b")
@@ -180,6 +202,13 @@ async def test_a_cloud_storage_bucket_is_read_streamed_listed_and_fetched(settin
     with pytest.raises(FileNotFoundError):
         storage.load(kept, "invoices/org/missing.pdf")
     assert nothing_local(kept)
+
+
+async def test_a_cloud_storage_bucket_s_folders_are_counted_zipped_removed_and_purged(gcs_kept, fake_gcs, gcs_files):
+    from tests.test_cost_sources_clouds import gcs_put
+
+    _folders_are_counted_zipped_removed_and_purged(gcs_kept, lambda relative, data: gcs_put(fake_gcs, gcs_files, f"files/{relative}", data))
+    assert nothing_local(gcs_kept)
 
 
 UPLOAD = """mutation($file: Upload!) { importCosts(file: $file, wait: true) {
