@@ -21,10 +21,11 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import statistics
 import sys
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -33,6 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 INVOICES, LINES = 1000, 3
 MONTH = date(2026, 1, 1)
 PASSWORD = "Bench console pass 1"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 async def seed() -> str:
@@ -98,7 +105,6 @@ async def main() -> None:
     from infra.settings import get_settings
     from invoicing.app import create_app
     from jobs.pdf import launch_options
-    from tests.conftest import free_port
 
     settings = get_settings()
     await recreate(args.database_url)

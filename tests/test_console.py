@@ -19,11 +19,13 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import graphql
 import httpx
 import pytest
 
 from invoicing import pages
-from models import BillingPeriod, CostRecord, ExchangeRate, Invoice, InvoiceRevision
+from invoicing.root import schema
+from models import BillingPeriod, CostRecord, ExchangeRate, Invoice, InvoiceLineItem, InvoiceRevision
 from models.actors import Actor
 from models.demo import load_demo
 from models.invoices.actions import start_generation
@@ -34,9 +36,12 @@ from models.invoices.generation.store import store_revision
 from models.invoices.generation.view import build_view
 from models.invoices.numbering import ensure_number
 from tests import factories as f
+from tests import test_pages
 from tests.graphql import gql, subscribed
-from tests.test_pages import SITES, _screenshot, _until, browser, site, visit  # noqa: F401 (fixtures)
+from tests.test_pages import SITES, _screenshot
 
+# The page tests' server and browser (every host name unresolvable but the loopback address).
+browser, site, visit = test_pages.browser, test_pages.site, test_pages.visit
 ROOT = Path(__file__).resolve().parent.parent
 SEPT = date(2024, 9, 1)
 SYSTEM = Actor.system("test")
@@ -87,20 +92,42 @@ async def _month() -> Month:
     made.revised = await _generate(first, again=True)
 
     profile = await first.managed_account.first().values_list("billing_profile_id", flat=True)
+    warnings = {0: CheckCode.ZERO_TOTAL, 1: CheckCode.TOTAL_CHANGED}
     for n in range(12):
         account = await f.managed_account(org, name=f"Harbour Client {n + 1:02d}", currency="USD", billing_profile_id=profile)
-        made.extra.append(await f.generated_invoice(account, period, number=f"NW-2024-{900 + n}", currency="USD"))
+        made.extra.append(await _awaiting(account, period, f"NW-2024-{900 + n}", warnings.get(n)))
     made.warned, made.other_warned = made.extra[0], made.extra[1]
-    for invoice, code in ((made.warned, CheckCode.ZERO_TOTAL), (made.other_warned, CheckCode.TOTAL_CHANGED)):
-        finding = Finding(code, Severity.WARNING, f"{code.value.replace('_', ' ').capitalize()} this month.", {})
-        await InvoiceRevision.filter(id=invoice.current_revision_id).update(checks=[finding.stored()])
     return made
+
+
+async def _awaiting(account, period, number: str, warning: CheckCode | None) -> Invoice:
+    """An invoice as generation leaves it awaiting approval: two lines, and the warning its
+    checks found (stored on its revision, as generation stores them)."""
+    invoice = await f.invoice(account, period, number=number)
+    checks = [] if warning is None else [
+        Finding(warning, Severity.WARNING, f"{warning.value.replace('_', ' ').capitalize()} this month.", {}).stored()
+    ]
+    total = Decimal("0.00") if warning == CheckCode.ZERO_TOTAL else Decimal("130.75")
+    revision = await InvoiceRevision.create(
+        invoice=invoice, revision=1, template_version="1", currency="USD", cost_currency="USD", subtotal=total,
+        adjustments=0, charges=0, total=total, issue_date=date(2024, 10, 1), due_date=date(2024, 10, 31),
+        snapshot={}, checks=checks,
+    )
+    await InvoiceLineItem.bulk_create([
+        InvoiceLineItem(revision=revision, position=1, description="Compute", amount=total),
+        InvoiceLineItem(revision=revision, position=2, description="Support", amount=Decimal("0.00")),
+    ])
+    await Invoice.filter(id=invoice.id).update(
+        current_revision_id=revision.id, subtotal=total, total=total, issue_date=date(2024, 10, 1),
+        due_date=date(2024, 10, 31), status="AWAITING_APPROVAL",
+    )
+    return await Invoice.get(id=invoice.id)
 
 
 async def _sign_in(page, origin: str, email: str, password: str) -> None:
     await page.goto(origin + "/console")
-    await page.get_by_label("E-mail").fill(email)
-    await page.get_by_label("Password").fill(password)
+    await page.get_by_label("E-mail", exact=True).fill(email)
+    await page.get_by_label("Password", exact=True).fill(password)
     await page.get_by_role("button", name="Sign in").click()
 
 
@@ -132,6 +159,9 @@ async def test_an_owner_closes_september_approving_ten_at_once_live_with_diff_dr
     page, origin = visit.page, visit.origin
     made = await _month()
     awaiting = len(made.demo) + len(made.extra)
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(json.loads(r.post_data)["query"])
+            if r.url == origin + "/graphql" and r.method == "POST" else None)
     await _sign_in(page, origin, *made.users["owner"])
     await _september(page)
     await page.get_by_text("Live updates on").wait_for()
@@ -205,6 +235,9 @@ async def test_an_owner_closes_september_approving_ten_at_once_live_with_diff_dr
     rate = await ExchangeRate.get(organization_id=made.demo[0].organization_id, currency="EUR")
     assert rate.rate == Decimal("0.9215") and rate.month == SEPT and rate.base_currency == "USD"
 
+    # Every request's document is one of the page's constants: the validation cache serves it.
+    documents = set(await page.evaluate("Object.values(window.consoleApi.DOCUMENTS)"))
+    assert sent and set(sent) <= documents
     assert visit.foreign() == []
     assert await visit.violations() == []
 
@@ -249,6 +282,9 @@ async def test_a_viewer_reads_the_same_month_without_a_control_and_the_api_refus
       return response.json();
     }""", _gid(made.warned))
     assert [e["extensions"]["code"] for e in forced["errors"]] == ["FORBIDDEN"]
+    # The page's documents all hold against the schema (a renamed field fails here first).
+    for document in await page.evaluate("Object.values(window.consoleApi.DOCUMENTS)"):
+        assert graphql.validate(schema._schema, graphql.parse(document)) == [], document
     assert (await Invoice.get(id=made.warned.id)).status == "AWAITING_APPROVAL"
     assert visit.foreign() == [] and await visit.violations() == []
 
@@ -320,7 +356,7 @@ async def _axe(page) -> list[dict]:
     return found
 
 
-async def test_axe_finds_no_violation_contrast_included_on_every_view(browser, site):  # noqa: F811 (fixtures)
+async def test_axe_finds_no_violation_contrast_included_on_every_view(browser, site):
     made = await _month()
     # axe-core is the test's script, not the page's: the page's policy would refuse it.
     context = await browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
@@ -370,5 +406,5 @@ async def test_the_console_is_served_with_the_pages_policy(settings, redis, envi
         axe = await http.get("/pages/vendor/axe-core@4.10.3/axe.min.js")
     assert console.status_code == 200 and console.headers["content-security-policy"] == pages.PORTAL_POLICY
     assert "trusted-types 'none'" in console.headers["content-security-policy"]
-    assert [r.status_code for r in files] == [200] * len(files) and len(files) == 6
+    assert [r.status_code for r in files] == [200] * len(files) and len(files) == 7
     assert axe.status_code == 404

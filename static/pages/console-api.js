@@ -69,7 +69,7 @@
     SET_RATE: "mutation ConsoleSetRate($input: SetExchangeRateInput!) { setExchangeRate(input: $input) { __typename" +
       " ... on ExchangeRateSaved { exchangeRate { id baseCurrency currency rate } } ... on UserError { code message field } } }",
     AUTO_INVOICE: "mutation ConsoleAutoInvoice($id: ID!, $mode: AutoInvoice!) { updateManagedAccount(id: $id," +
-      " input: {autoInvoice: $mode}) { __typename ... on ManagedAccountSaved { account { id autoInvoice } }" +
+      " input: {autoInvoice: $mode}) { __typename ... on ManagedAccountSaved { managedAccount { id autoInvoice } }" +
       " ... on UserError { code message } } }",
     LIVE: "subscription ConsoleLive { invoiceStatusChanged { invoice { ...ConsoleRow } } } " + ROW,
     IMPORT_LIVE: "subscription ConsoleImport($id: ID!) { costImportChanged(id: $id) { id filename state rowsDone rows } }",

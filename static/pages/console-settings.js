@@ -178,7 +178,7 @@
     api.ask("AUTO_INVOICE", { id: account.id, mode: mode }).then(function (data) {
       var r = data.updateManagedAccount;
       if (r.__typename !== "ManagedAccountSaved") throw new Error(r.message);
-      account.autoInvoice = r.account.autoInvoice;
+      account.autoInvoice = r.managedAccount.autoInvoice;
       p.announce("Automatic invoicing for " + account.name + ": " + p.AUTO[mode] + ".");
     }).catch(function (error) {
       select.value = account.autoInvoice;
