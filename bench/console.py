@@ -54,8 +54,9 @@ async def seed() -> str:
         batch_size=500,
     )
     accounts = await ManagedAccount.filter(organization=org).order_by("name")
-    period = await BillingPeriod.create(organization=org, start_date=MONTH, end_date=date(2026, 2, 1), state="CLOSED")
     now = datetime.now(UTC)
+    period = await BillingPeriod.create(organization=org, start_date=MONTH, end_date=date(2026, 2, 1), state="CLOSED",
+                                       closed_at=now)
     await Invoice.bulk_create([
         Invoice(organization=org, managed_account=account, billing_period=period, currency=account.currency,
                 number=f"INV-2026-{n + 1:04}" if n < 950 else None, issue_date=date(2026, 2, 1),
