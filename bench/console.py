@@ -55,36 +55,63 @@ async def seed() -> str:
     )
     accounts = await ManagedAccount.filter(organization=org).order_by("name")
     now = datetime.now(UTC)
-    period = await BillingPeriod.create(organization=org, start_date=MONTH, end_date=date(2026, 2, 1), state="CLOSED",
-                                       closed_at=now)
-    await Invoice.bulk_create([
-        Invoice(organization=org, managed_account=account, billing_period=period, currency=account.currency,
-                number=f"INV-2026-{n + 1:04}" if n < 950 else None, issue_date=date(2026, 2, 1),
-                due_date=date(2026, 3, 3), created_at=now)
-        for n, account in enumerate(accounts)
-    ], batch_size=500)
+    period = await BillingPeriod.create(organization=org, start_date=MONTH, end_date=date(2026, 2, 1), state="CLOSED", closed_at=now)
+    await Invoice.bulk_create(
+        [
+            Invoice(
+                organization=org,
+                managed_account=account,
+                billing_period=period,
+                currency=account.currency,
+                number=f"INV-2026-{n + 1:04}" if n < 950 else None,
+                issue_date=date(2026, 2, 1),
+                due_date=date(2026, 3, 3),
+                created_at=now,
+            )
+            for n, account in enumerate(accounts)
+        ],
+        batch_size=500,
+    )
     invoices = await Invoice.filter(organization=org).order_by("number")
     warning = Finding(CheckCode.TOTAL_CHANGED, Severity.WARNING, "The total moved by 40 % since last month.", {}).stored()
-    await InvoiceRevision.bulk_create([
-        InvoiceRevision(invoice=invoice, revision=1, template_version="1", currency=invoice.currency, cost_currency="USD",
-                        subtotal=Decimal("123.45"), adjustments=0, charges=0, total=Decimal("123.45"),
-                        issue_date=date(2026, 2, 1), due_date=date(2026, 3, 3),
-                        checks=[warning] if 800 <= n < 830 else [])
-        for n, invoice in enumerate(invoices)
-    ], batch_size=500)
+    await InvoiceRevision.bulk_create(
+        [
+            InvoiceRevision(
+                invoice=invoice,
+                revision=1,
+                template_version="1",
+                currency=invoice.currency,
+                cost_currency="USD",
+                subtotal=Decimal("123.45"),
+                adjustments=0,
+                charges=0,
+                total=Decimal("123.45"),
+                issue_date=date(2026, 2, 1),
+                due_date=date(2026, 3, 3),
+                checks=[warning] if 800 <= n < 830 else [],
+            )
+            for n, invoice in enumerate(invoices)
+        ],
+        batch_size=500,
+    )
     revisions = {r.invoice_id: r for r in await InvoiceRevision.all()}
-    await InvoiceLineItem.bulk_create([
-        InvoiceLineItem(revision=revisions[invoice.id], position=p + 1, description=f"Service {p + 1}", amount=Decimal("41.15"))
-        for invoice in invoices for p in range(LINES)
-    ], batch_size=5000)
+    await InvoiceLineItem.bulk_create(
+        [
+            InvoiceLineItem(revision=revisions[invoice.id], position=p + 1, description=f"Service {p + 1}", amount=Decimal("41.15"))
+            for invoice in invoices
+            for p in range(LINES)
+        ],
+        batch_size=5000,
+    )
     for n, invoice in enumerate(invoices):
         invoice.current_revision_id = revisions[invoice.id].id
         invoice.total = invoice.subtotal = Decimal("123.45")
         invoice.status = "APPROVED" if n < 800 else "AWAITING_APPROVAL" if n < 950 else "READY_TO_INVOICE"
         invoice.delivery_status = "SENT" if n < 800 else "NOT_SENT"
         invoice.approved_at = now if n < 800 else None
-    await Invoice.bulk_update(invoices, fields=["current_revision_id", "total", "subtotal", "status", "delivery_status",
-                                                "approved_at"], batch_size=500)
+    await Invoice.bulk_update(
+        invoices, fields=["current_revision_id", "total", "subtotal", "status", "delivery_status", "approved_at"], batch_size=500
+    )
     owner = await create_user(org.id, "owner@bench.example", Scope.OWNER, password=PASSWORD)
     return owner.email
 
@@ -125,16 +152,24 @@ async def main() -> None:
     while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
         await asyncio.sleep(0.01)
     async with httpx.AsyncClient(base_url=origin) as http:
-        answer = (await http.post("/graphql", json={"query": "mutation($e: String!, $p: String!) { login(email: $e, password: $p)"
-                                                            " { ... on LoginSuccess { token expiresAt } } }",
-                                                   "variables": {"e": email, "p": PASSWORD}})).json()
+        answer = (
+            await http.post(
+                "/graphql",
+                json={
+                    "query": "mutation($e: String!, $p: String!) { login(email: $e, password: $p)"
+                    " { ... on LoginSuccess { token expiresAt } } }",
+                    "variables": {"e": email, "p": PASSWORD},
+                },
+            )
+        ).json()
     session = json.dumps(answer["data"]["login"])
     figures = []
     try:
         async with async_playwright() as playwright:
             options = launch_options(settings, playwright.chromium.executable_path)
             options["args"] = [a for a in options["args"] if not a.startswith("--host-resolver-rules")] + [
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
+            ]
             browser = await playwright.chromium.launch(**options, headless=True)
             for round_ in range(args.rounds + 1):
                 context = await browser.new_context(viewport={"width": 1280, "height": 900})
@@ -158,8 +193,7 @@ async def main() -> None:
         await app.state.events.close()
         await app.state.redis.aclose()
         await db.close()
-    print(f"median {statistics.median(figures):.0f} ms, best {min(figures):.0f} ms, worst {max(figures):.0f} ms "
-          f"over {len(figures)} rounds")
+    print(f"median {statistics.median(figures):.0f} ms, best {min(figures):.0f} ms, worst {max(figures):.0f} ms over {len(figures)} rounds")
     print(f"interactive_ms {statistics.median(figures):.0f}")
 
 

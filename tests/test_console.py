@@ -79,8 +79,7 @@ async def _month() -> Month:
     org = result.organization
     users = {user.scope.value.lower(): (user.email, user.password) for user in result.users}
     period = await BillingPeriod.get(organization_id=org.id, start_date=SEPT)
-    demo = [await _generate(invoice) for invoice in
-            await Invoice.filter(billing_period_id=period.id).order_by("created_at")]
+    demo = [await _generate(invoice) for invoice in await Invoice.filter(billing_period_id=period.id).order_by("created_at")]
     made = Month(users, demo)
 
     # The first demo invoice's costs grow after generation; generated again, it has a diff.
@@ -104,22 +103,40 @@ async def _awaiting(account, period, number: str, warning: CheckCode | None) -> 
     """An invoice as generation leaves it awaiting approval: two lines, and the warning its
     checks found (stored on its revision, as generation stores them)."""
     invoice = await f.invoice(account, period, number=number)
-    checks = [] if warning is None else [
-        Finding(warning, Severity.WARNING, f"{warning.value.replace('_', ' ').capitalize()} this month.", {}).stored()
-    ]
+    checks = (
+        []
+        if warning is None
+        else [Finding(warning, Severity.WARNING, f"{warning.value.replace('_', ' ').capitalize()} this month.", {}).stored()]
+    )
     total = Decimal("0.00") if warning == CheckCode.ZERO_TOTAL else Decimal("130.75")
     revision = await InvoiceRevision.create(
-        invoice=invoice, revision=1, template_version="1", currency="USD", cost_currency="USD", subtotal=total,
-        adjustments=0, charges=0, total=total, issue_date=date(2024, 10, 1), due_date=date(2024, 10, 31),
-        snapshot={}, checks=checks,
+        invoice=invoice,
+        revision=1,
+        template_version="1",
+        currency="USD",
+        cost_currency="USD",
+        subtotal=total,
+        adjustments=0,
+        charges=0,
+        total=total,
+        issue_date=date(2024, 10, 1),
+        due_date=date(2024, 10, 31),
+        snapshot={},
+        checks=checks,
     )
-    await InvoiceLineItem.bulk_create([
-        InvoiceLineItem(revision=revision, position=1, description="Compute", amount=total),
-        InvoiceLineItem(revision=revision, position=2, description="Support", amount=Decimal("0.00")),
-    ])
+    await InvoiceLineItem.bulk_create(
+        [
+            InvoiceLineItem(revision=revision, position=1, description="Compute", amount=total),
+            InvoiceLineItem(revision=revision, position=2, description="Support", amount=Decimal("0.00")),
+        ]
+    )
     await Invoice.filter(id=invoice.id).update(
-        current_revision_id=revision.id, subtotal=total, total=total, issue_date=date(2024, 10, 1),
-        due_date=date(2024, 10, 31), status="AWAITING_APPROVAL",
+        current_revision_id=revision.id,
+        subtotal=total,
+        total=total,
+        issue_date=date(2024, 10, 1),
+        due_date=date(2024, 10, 31),
+        status="AWAITING_APPROVAL",
     )
     return await Invoice.get(id=invoice.id)
 
@@ -155,13 +172,15 @@ async def _glance(page) -> dict[str, list[str]]:
 
 # --- The owner ---------------------------------------------------------------------------------
 
+
 async def test_an_owner_closes_september_approving_ten_at_once_live_with_diff_drill_down_and_rate(visit):
     page, origin = visit.page, visit.origin
     made = await _month()
     awaiting = len(made.demo) + len(made.extra)
     sent: list[str] = []
-    page.on("request", lambda r: sent.append(json.loads(r.post_data)["query"])
-            if r.url == origin + "/graphql" and r.method == "POST" else None)
+    page.on(
+        "request", lambda r: sent.append(json.loads(r.post_data)["query"]) if r.url == origin + "/graphql" and r.method == "POST" else None
+    )
     await _sign_in(page, origin, *made.users["owner"])
     await _september(page)
     await page.get_by_text("Live updates on").wait_for()
@@ -169,8 +188,9 @@ async def test_an_owner_closes_september_approving_ten_at_once_live_with_diff_dr
     # The month at a glance: every invoice awaits approval (PENDING), in dollars.
     glance = await _glance(page)
     assert list(glance) == ["Pending"] and glance["Pending"][0] == str(awaiting)
-    total = sum((i.total for i in await Invoice.filter(billing_period__start_date=SEPT,
-                                                       organization_id=made.demo[0].organization_id)), Decimal(0))
+    total = sum(
+        (i.total for i in await Invoice.filter(billing_period__start_date=SEPT, organization_id=made.demo[0].organization_id)), Decimal(0)
+    )
     assert glance["Pending"][1] == f"US${total:,.2f}"
     attention = await page.locator("#attention").inner_text()
     assert "2 warnings to acknowledge on 2 invoices" in attention and f"{awaiting} invoices await approval" in attention
@@ -198,8 +218,7 @@ async def test_an_owner_closes_september_approving_ten_at_once_live_with_diff_dr
     assert "NW-2024-901 (Harbour Client 02):" in await results.inner_text()
     statuses = {i.number: i.status for i in await Invoice.filter(id__in=[i.id for i in made.extra])}
     # The first eleven were selected: all approved but the second (its warning not acknowledged).
-    assert [statuses[i.number] for i in made.extra] == (
-        ["APPROVED", "AWAITING_APPROVAL"] + ["APPROVED"] * 9 + ["AWAITING_APPROVAL"])
+    assert [statuses[i.number] for i in made.extra] == (["APPROVED", "AWAITING_APPROVAL"] + ["APPROVED"] * 9 + ["AWAITING_APPROVAL"])
     row = page.locator("#rows tr", has_text="NW-2024-905")
     assert "Approved" in await row.inner_text()
 
@@ -225,7 +244,11 @@ async def test_an_owner_closes_september_approving_ten_at_once_live_with_diff_dr
     await page.locator("#drill-title").get_by_text("record", exact=False).wait_for()
     drilled = await _table(page, "drill-rows")
     assert drilled and all(row[3].startswith("US$") for row in drilled)
+    # The manual's picture: the results, the list and the invoice's diff in one view.
+    await page.set_viewport_size({"width": 1280, "height": 1500})
+    await page.evaluate("window.scrollTo(0, 0)")
     await _screenshot(page, "console-approval.png")
+    await page.set_viewport_size({"width": 1200, "height": 720})
 
     # Settings: a rate for September.
     await page.get_by_role("link", name="Settings").click()
@@ -252,6 +275,7 @@ def _gid(invoice: Invoice) -> str:
 
 # --- The viewer, the customer ------------------------------------------------------------------
 
+
 async def test_a_viewer_reads_the_same_month_without_a_control_and_the_api_refuses_a_forced_approval(visit):
     page, origin = visit.page, visit.origin
     made = await _month()
@@ -275,14 +299,17 @@ async def test_a_viewer_reads_the_same_month_without_a_control_and_the_api_refus
     assert "Harbour Client 01" in await page.locator("#account-rows").inner_text()
 
     # Forced through the page's own session: refused, nothing approved.
-    forced = await page.evaluate("""async (id) => {
+    forced = await page.evaluate(
+        """async (id) => {
       const session = JSON.parse(sessionStorage.getItem("invoicing.console.session"));
       const response = await fetch("/graphql", {method: "POST", headers: {"Content-Type": "application/json",
         Authorization: "Bearer " + session.token}, body: JSON.stringify({query:
         "mutation($ids: [ID!]!) { approveInvoices(ids: $ids, acknowledge: [ZERO_TOTAL]) { __typename } }",
         variables: {ids: [id]}})});
       return response.json();
-    }""", _gid(made.warned))
+    }""",
+        _gid(made.warned),
+    )
     assert [e["extensions"]["code"] for e in forced["errors"]] == ["FORBIDDEN"]
     # The page's documents all hold against the schema (a renamed field fails here first).
     for document in await page.evaluate("Object.values(window.consoleApi.DOCUMENTS)"):
@@ -302,6 +329,7 @@ async def test_a_customer_is_sent_to_the_portal_signed_in(visit):
 
 
 # --- Keyboard and contrast ---------------------------------------------------------------------
+
 
 async def _tab_to(page, name: str, limit: int = 80, back: bool = False) -> None:
     """Tab (or Shift+Tab) until the focused element is named `name` (its label or text)."""
@@ -383,6 +411,7 @@ async def test_axe_finds_no_violation_contrast_included_on_every_view(browser, s
 
 
 # --- Serving (no browser) ------------------------------------------------------------------------
+
 
 def test_the_console_loads_only_pinned_files_checked_by_the_browser():
     pinned = json.loads(pages.PAGES.joinpath("vendor.json").read_text())["packages"]
