@@ -384,6 +384,7 @@
   $("filter-checks").addEventListener("change", applyChecks);
   $("filter-search").addEventListener("input", function () { clearTimeout(typing); typing = setTimeout(load, 300); });
   $("list").addEventListener("scroll", function () { requestAnimationFrame(render); });
+  window.addEventListener("resize", function () { requestAnimationFrame(render); });
   $("select-all").addEventListener("change", selectAll);
   $("approve-selected").addEventListener("click", function () { askApproval(Array.from(state.selected)); });
   $("approve-form").addEventListener("submit", approve);

@@ -29,7 +29,7 @@
   var state = {
     viewer: null, month: null, view: "month", owner: false,
     rows: new Map(), order: [], shown: [], selected: new Set(), elements: new Map(),
-    detail: null, live: null, imports: new Map(), listRun: 0, monthRun: 0, refreshTimer: null,
+    detail: null, live: null, imports: new Map(), listRun: 0, monthRun: 0, refreshTimer: null, accounts: null,
   };
 
   // --- Formatting ---------------------------------------------------------------------------
@@ -193,7 +193,7 @@
       $("who").hidden = false;
       $("nav").hidden = false;
       startLive();
-      loadAccounts();
+      state.accounts = null;
       route();
     }).catch(function (error) {
       if (!(error instanceof api.SessionEnded)) show(error.message, "sign-in-message");
@@ -223,6 +223,7 @@
     if (view === "month") loadMonth();
     else if (view === "approval") loadList();
     else loadSettings();
+    if (view !== "month") loadAccounts();
   }
 
   function focusTitle(id) {
@@ -259,6 +260,7 @@
       $("month").setAttribute("data-ready", month);
       window.consoleTimings = { monthReady: performance.now(), invoices: invoices.length };
       focusTitle("month-title");
+      loadAccounts();
     }).catch(failed);
   }
 
@@ -414,7 +416,11 @@
 
   function loadList() { window.consoleList.load(); }
   function loadSettings() { window.consoleSettings.load(); }
-  function loadAccounts() { window.consoleSettings.accounts(); }
+  // The accounts (the list's filter, the settings' switches) once a session, after the month's
+  // figures: they would otherwise compete with them for the server.
+  function loadAccounts() {
+    if (!state.accounts) state.accounts = window.consoleSettings.accounts();
+  }
 
   // --- Start --------------------------------------------------------------------------------
 
