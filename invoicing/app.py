@@ -202,6 +202,11 @@ async def portal(request: Request) -> Response:
     return pages.PORTAL.response()
 
 
+async def console_page(request: Request) -> Response:
+    """`GET /console`: the MSP's month-end console, a static page that talks to /graphql."""
+    return pages.CONSOLE.response()
+
+
 async def xero_callback(request: Request) -> Response:
     """`GET /xero/callback?code=...&state=...`: where Xero sends the owner's browser back. The
     state names the authorization `connectXero` started (bound to its organization and owner,
@@ -320,8 +325,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await db.close()
 
     graphql = GraphQLApp(settings, events)
-    # GraphiQL in development only, as its GET /graphql; the portal everywhere.
-    served_pages = [pages.PORTAL, *([pages.GRAPHIQL] if graphql.graphql_ide else [])]
+    # GraphiQL in development only, as its GET /graphql; the portal and the console everywhere.
+    served_pages = [pages.PORTAL, pages.CONSOLE, *([pages.GRAPHIQL] if graphql.graphql_ide else [])]
     application = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
@@ -330,6 +335,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/metrics", metrics.endpoint, methods=["GET"]),
             Route("/files/{token}", download, methods=["GET"]),
             Route("/portal", portal, methods=["GET"]),
+            Route("/console", console_page, methods=["GET"]),
             Mount("/pages", pages.PageAssets(served_pages)),
             Route("/xero/callback", xero_callback, methods=["GET"]),
             Route("/xero/webhook", xero_webhook, methods=["POST"]),

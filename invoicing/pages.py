@@ -1,5 +1,6 @@
-"""The product's two pages, served by the app itself from static/pages: GraphiQL (development
-only, at `GET /graphql`) and the customer portal (`/portal`).
+"""The product's pages, served by the app itself from static/pages: GraphiQL (development
+only, at `GET /graphql`), the customer portal (`/portal`) and the MSP's month-end console
+(`/console`).
 
 Nothing they load comes from anywhere but this origin: their own scripts and styles, and the
 third-party files scripts/setup.sh fetched from the npm registry into static/pages/vendor,
@@ -28,7 +29,7 @@ _REFERENCE = re.compile(r'\b(?:src|href)="/pages/([^"?#]+)"')
 _COMMON = "default-src 'none'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 # GraphiQL's stylesheet carries its fonts as data: URLs (part of the pinned file, not a request).
 GRAPHIQL_POLICY = f"{_COMMON}; style-src 'self'; img-src 'self'; font-src data:"
-# The portal writes text, never markup: Trusted Types turn any markup sink into an error.
+# The portal and the console write text, never markup: Trusted Types turn any markup sink into an error.
 PORTAL_POLICY = f"{_COMMON}; style-src 'self'; img-src 'self'; require-trusted-types-for 'script'; trusted-types 'none'"
 
 # Vendored files have their version in their path: cached for good. The pages' own files
@@ -67,6 +68,7 @@ class Page:
 
 GRAPHIQL = Page("graphiql.html", GRAPHIQL_POLICY)
 PORTAL = Page("portal.html", PORTAL_POLICY)
+CONSOLE = Page("console.html", PORTAL_POLICY)
 
 
 class PageAssets(StaticFiles):

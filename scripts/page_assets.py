@@ -37,7 +37,9 @@ def digest(algorithm: str, data: bytes) -> str:
 
 
 def pins() -> dict[str, dict]:
-    return json.loads(LOCK.read_text())["packages"]
+    """Every pinned package: the pages' own, and those the tests alone use (axe-core)."""
+    lock = json.loads(LOCK.read_text())
+    return {**lock["packages"], **lock.get("testPackages", {})}
 
 
 def missing(spec: str, pin: dict) -> list[str]:

@@ -1,0 +1,172 @@
+// The month-end console's side of the public GraphQL API: its documents, each a constant (the
+// same text for every request, so that the server's validation cache serves it), the session
+// (a `login` token in the tab's sessionStorage) and the live client (graphql-transport-ws).
+// Nothing here touches the page: console.js does.
+(function () {
+  "use strict";
+
+  var ENDPOINT = location.origin + "/graphql";
+  var SOCKET = ENDPOINT.replace(/^http/, "ws");
+  var STORED = "invoicing.console.session";
+  // The portal's key: a customer who signs in here is handed over to it, signed in.
+  var PORTAL_STORED = "invoicing.portal.session";
+  var PAGE = 100; // the server's largest page
+
+  var ROW = "fragment ConsoleRow on Invoice { id number status displayStatus deliveryStatus currency total period" +
+    " account { id name } checks { code severity message } }";
+  var RESULTS = "... on InvoiceActionResults { succeeded results { id error { code message } invoice { ...ConsoleRow } } }" +
+    " ... on UserError { code message }";
+
+  var DOCUMENTS = {
+    LOGIN: "mutation ConsoleLogin($email: String!, $password: String!) { login(email: $email, password: $password) {" +
+      " __typename ... on LoginSuccess { token expiresAt viewer { scope } } ... on UserError { code message } } }",
+    SIGN_OUT: "mutation ConsoleSignOut { revokeToken { __typename } }",
+    VIEWER: "query ConsoleViewer { viewer { scope user { email name } organization { name } }" +
+      " billingPeriods(first: 24, orderBy: {field: MONTH, direction: DESC}) { edges { node { month } } } }",
+    MONTH: "query ConsoleMonth($month: Month!) {" +
+      " billingPeriods(first: 1, filter: {from: $month, to: $month}) { edges { node { month state completeness" +
+      " forcedAt invoiceCount sourceCompleteness { provider state writtenAt costSource { name } } } } }" +
+      " reconciliation(period: $month) { totals { currency imported invoiced notInvoiced integrationExcluded unclaimed late } }" +
+      " costImports(first: 5, orderBy: {field: CREATED_AT, direction: DESC}) { edges { node { id filename state rowsDone rows } } } }",
+    MONTH_INVOICES: "query ConsoleMonthInvoices($month: Month!, $after: String) { invoices(first: " + PAGE +
+      ", after: $after, filter: {periodFrom: $month, periodTo: $month}) { totalCount pageInfo { hasNextPage endCursor }" +
+      " edges { node { id status displayStatus deliveryStatus currency total } } } }",
+    MONTH_WARNINGS: "query ConsoleMonthWarnings($month: Month!, $after: String) { invoices(first: " + PAGE +
+      ", after: $after, filter: {periodFrom: $month, periodTo: $month, status: [AWAITING_APPROVAL]}) {" +
+      " pageInfo { hasNextPage endCursor } edges { node { id checks { severity } } } } }",
+    INVOICES: "query ConsoleInvoices($filter: InvoiceFilter!, $after: String) { invoices(first: " + PAGE +
+      ", after: $after, filter: $filter, orderBy: {field: NUMBER, direction: ASC}) { totalCount" +
+      " pageInfo { hasNextPage endCursor } edges { node { ...ConsoleRow } } } } " + ROW,
+    INVOICE: "query ConsoleInvoice($id: ID!) { node(id: $id) { ... on Invoice { ...ConsoleRow paymentStatus amountDue" +
+      " issueDate dueDate errorMessage pdfUrl replaces { number } replacedBy { number }" +
+      " creditNotes { number total } revisions { revision createdAt total diff { against totalChange causes" +
+      " added { description after difference } removed { description before difference }" +
+      " changed { description before after difference } } }" +
+      " lineItems { position kind description provider service amount } } } } " + ROW,
+    LINE_COSTS: "query ConsoleLineCosts($id: ID!) { node(id: $id) { ... on Invoice { currency lineItems { position" +
+      " costs(first: 50) { totalCount edges { node { id subAccountId subAccountName serviceName resourceId" +
+      " billedCost billingCurrency } } } } } } }",
+    APPROVE: "mutation ConsoleApprove($ids: [ID!]!, $acknowledge: [InvoiceCheckCode!], $notify: Boolean!, $key: String) {" +
+      " approveInvoices(ids: $ids, acknowledge: $acknowledge, notifyCustomer: $notify, idempotencyKey: $key) {" +
+      " __typename " + RESULTS + " } } " + ROW,
+    REGENERATE: "mutation ConsoleRegenerate($ids: [ID!]!) { regenerateInvoices(ids: $ids) { __typename " + RESULTS +
+      " } } " + ROW,
+    VOID: "mutation ConsoleVoid($ids: [ID!]!, $reason: String!, $key: String) { voidInvoices(ids: $ids, reason: $reason," +
+      " idempotencyKey: $key) { __typename " + RESULTS + " } } " + ROW,
+    REISSUE: "mutation ConsoleReissue($id: ID!, $key: String) { reissueInvoice(id: $id, idempotencyKey: $key) {" +
+      " __typename ... on InvoiceReissued { invoice { ...ConsoleRow } replaced { ...ConsoleRow } }" +
+      " ... on UserError { code message } } } " + ROW,
+    CREDIT: "mutation ConsoleCredit($input: CreateCreditNoteInput!, $key: String) { createCreditNote(input: $input," +
+      " idempotencyKey: $key) { __typename ... on CreditNoteCreated { creditNote { number total } invoice { ...ConsoleRow } }" +
+      " ... on UserError { code message } } } " + ROW,
+    SETTINGS: "query ConsoleSettings($month: Month!, $owner: Boolean!) {" +
+      " exchangeRates(first: 100, filter: {monthFrom: $month, monthTo: $month}) { edges { node { id baseCurrency currency rate } } }" +
+      " billingRules(first: 100) { edges { node { id name kind calculation value isActive providerName serviceName account { name } } } }" +
+      " users(first: 100) { edges { node { id name email scope state } } }" +
+      " apiTokens(first: 100) @include(if: $owner) { edges { node { id name expiresAt lastUsedAt user { email } } } } }",
+    ACCOUNTS: "query ConsoleAccounts($after: String) { managedAccounts(first: " + PAGE + ", after: $after) {" +
+      " pageInfo { hasNextPage endCursor } edges { node { id name currency autoInvoice } } } }",
+    SET_RATE: "mutation ConsoleSetRate($input: SetExchangeRateInput!) { setExchangeRate(input: $input) { __typename" +
+      " ... on ExchangeRateSaved { exchangeRate { id baseCurrency currency rate } } ... on UserError { code message field } } }",
+    AUTO_INVOICE: "mutation ConsoleAutoInvoice($id: ID!, $mode: AutoInvoice!) { updateManagedAccount(id: $id," +
+      " input: {autoInvoice: $mode}) { __typename ... on ManagedAccountSaved { managedAccount { id autoInvoice } }" +
+      " ... on UserError { code message } } }",
+    LIVE: "subscription ConsoleLive { invoiceStatusChanged { invoice { ...ConsoleRow } } } " + ROW,
+    IMPORT_LIVE: "subscription ConsoleImport($id: ID!) { costImportChanged(id: $id) { id filename state rowsDone rows } }",
+  };
+
+  function SessionEnded() {}
+  function Refused(message) { this.message = message; }
+
+  var session = null; // {token, expiresAt}
+
+  function call(query, variables, token) {
+    var headers = { "Content-Type": "application/json", Accept: "application/json" };
+    if (token) headers.Authorization = "Bearer " + token;
+    return fetch(ENDPOINT, {
+      method: "POST", headers: headers, credentials: "omit", cache: "no-store",
+      body: JSON.stringify({ query: query, variables: variables || {} }),
+    }).then(function (response) {
+      return response.json().catch(function () {
+        throw new Error("The server answered " + response.status + ". Please try again in a moment.");
+      });
+    }, function () {
+      throw new Error("The server cannot be reached. Check your connection, then try again.");
+    }).then(function (result) {
+      var errors = result.errors || [];
+      var codes = errors.map(function (e) { return e.extensions && e.extensions.code; });
+      if (codes.indexOf("UNAUTHENTICATED") >= 0) throw new SessionEnded();
+      if (codes.indexOf("FORBIDDEN") >= 0) throw new Refused("Your role cannot do this.");
+      if (errors.length) throw new Error(errors[0].message);
+      return result.data;
+    });
+  }
+
+  var onEnded = function () {};
+
+  // As the signed-in user: a refused token ends the session on screen too.
+  function ask(name, variables) {
+    if (!session) return Promise.reject(new SessionEnded());
+    return call(DOCUMENTS[name], variables, session.token).catch(function (error) {
+      if (error instanceof SessionEnded) onEnded();
+      throw error;
+    });
+  }
+
+  // Every page of a connection, `pick(data)` being the connection; `each(page)` as they come.
+  function pages(name, variables, pick, each) {
+    function next(after) {
+      var v = Object.assign({}, variables, { after: after });
+      return ask(name, v).then(function (data) {
+        var connection = pick(data);
+        if (each(connection) === false) return null;
+        return connection.pageInfo.hasNextPage ? next(connection.pageInfo.endCursor) : null;
+      });
+    }
+    return next(null);
+  }
+
+  function remember(value, key) {
+    if (!key) session = value;
+    try {
+      if (value) sessionStorage.setItem(key || STORED, JSON.stringify(value));
+      else sessionStorage.removeItem(key || STORED);
+    } catch (e) { /* storage refused: the session lasts as long as the page */ }
+  }
+
+  function stored() {
+    try {
+      var value = JSON.parse(sessionStorage.getItem(STORED) || "null");
+      return value && typeof value.token === "string" && typeof value.expiresAt === "string" ? value : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function liveClient(on) {
+    return graphqlWs.createClient({
+      url: SOCKET,
+      connectionParams: function () { return { authorization: "Bearer " + (session ? session.token : "") }; },
+      retryAttempts: Infinity,
+      retryWait: function (retries) {
+        var wait = Math.min(1000 * Math.pow(2, retries), 30000) * (0.5 + Math.random() / 2);
+        return new Promise(function (resolve) { setTimeout(resolve, wait); });
+      },
+      shouldRetry: function (event) { return !(event && event.code === 4403); },
+      on: on,
+    });
+  }
+
+  // An idempotency key: a retried click does the work once (crypto.randomUUID needs HTTPS).
+  function key() {
+    var bytes = crypto.getRandomValues(new Uint8Array(16));
+    return Array.prototype.map.call(bytes, function (b) { return (b + 256).toString(16).slice(1); }).join("");
+  }
+
+  window.consoleApi = {
+    DOCUMENTS: DOCUMENTS, SessionEnded: SessionEnded, Refused: Refused, PORTAL_STORED: PORTAL_STORED,
+    call: call, ask: ask, pages: pages, remember: remember, stored: stored, liveClient: liveClient, key: key,
+    session: function () { return session; },
+    onSessionEnded: function (callback) { onEnded = callback; },
+  };
+})();

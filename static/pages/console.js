@@ -1,0 +1,449 @@
+// The month-end console: an OWNER or VIEWER signs in (`login`) and works through a month: the
+// month at a glance, the approval work (filters, checks, revision diffs, lines and the costs
+// behind them, bulk approval acknowledging warnings, regenerate, void and re-issue, credit
+// notes) and the settings a month needs, all live (`invoiceStatusChanged`). A CUSTOMER is
+// handed to the portal. Viewers see everything and get no control. The page writes text only
+// (textContent), never markup; its GraphQL documents are constants (console-api.js).
+(function () {
+  "use strict";
+
+  var api = window.consoleApi;
+  var ROW_HEIGHT = 44; // px, as console.css sets it: the list renders only the rows in sight
+  var OVERSCAN = 12;
+  var EXPIRED = "Your session has expired. Please sign in again.";
+  var SIGNED_OUT = "You are signed out.";
+  var DISPLAY = [
+    ["DRAFT", "Draft"], ["PENDING", "Pending"], ["SENT", "Sent"], ["PAID", "Paid"], ["OVERDUE", "Overdue"],
+    ["REFUNDED", "Refunded"], ["VOIDED", "Voided"],
+  ];
+  var STATUS = {
+    READY_TO_INVOICE: "Ready to generate", GENERATING: "Generating", AWAITING_APPROVAL: "Awaiting approval",
+    ERROR: "Error", APPROVED: "Approved", VOIDED: "Voided",
+  };
+  var AUTO = { OFF: "Off", GENERATE: "Generate", SEND: "Generate and send" };
+  // A cell that reads as an amount ("€1,234.00", "+£5.00", "12.5 %") is aligned as one.
+  var AMOUNT = /^[+\-−]?\D{0,3}\d[\d.,\s]*( %)?$/;
+  var SCOPES = { OWNER: "Owner", VIEWER: "Viewer", CUSTOMER: "Customer" };
+
+  var $ = function (id) { return document.getElementById(id); };
+  var state = {
+    viewer: null, month: null, view: "month", owner: false,
+    rows: new Map(), order: [], shown: [], selected: new Set(), elements: new Map(),
+    detail: null, live: null, imports: new Map(), listRun: 0, monthRun: 0, refreshTimer: null, accounts: null,
+  };
+
+  // --- Formatting ---------------------------------------------------------------------------
+
+  function element(tag, text, className) {
+    var node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = text;
+    if (className) node.className = className;
+    return node;
+  }
+
+  function button(text, handler, className, label) {
+    var node = element("button", text, className);
+    node.type = "button";
+    if (label) node.setAttribute("aria-label", label);
+    node.addEventListener("click", handler);
+    return node;
+  }
+
+  function cells(tr, values) {
+    values.forEach(function (value, i) {
+      var td = element(i === 0 ? "th" : "td");
+      if (i === 0) td.scope = "row";
+      if (value instanceof Node) td.appendChild(value);
+      else td.textContent = value;
+      if (i > 0 && typeof value === "string" && AMOUNT.test(value)) td.className = "amount";
+      tr.appendChild(td);
+    });
+    return tr;
+  }
+
+  function money(amount, currency) {
+    try {
+      return new Intl.NumberFormat("en-GB", { style: "currency", currency: currency }).format(Number(amount));
+    } catch (e) {
+      return currency + " " + amount;
+    }
+  }
+
+  function monthName(period) {
+    return new Intl.DateTimeFormat("en-GB", { month: "long", year: "numeric", timeZone: "UTC" })
+      .format(new Date(period + "-01T00:00:00Z"));
+  }
+
+  function day(iso) {
+    if (!iso) return "—";
+    return new Intl.DateTimeFormat("en-GB", { day: "numeric", month: "short", year: "numeric", timeZone: "UTC" })
+      .format(new Date(iso.length === 10 ? iso + "T00:00:00Z" : iso));
+  }
+
+  function warnings(invoice) {
+    return (invoice.checks || []).filter(function (c) { return c.severity === "WARNING"; });
+  }
+
+  function show(message, target, calm) {
+    var box = $(target || "message");
+    box.textContent = message || "";
+    box.hidden = !message;
+    box.className = "notice" + (calm ? "" : " error");
+  }
+
+  function announce(message) { $("announcer").textContent = message; }
+
+  function failed(error) {
+    if (!(error instanceof api.SessionEnded)) show(error.message);
+  }
+
+  // --- Session ------------------------------------------------------------------------------
+
+  function showSignIn(message) {
+    ["month", "approval", "settings", "nav", "who"].forEach(function (id) { $(id).hidden = true; });
+    $("sign-in").hidden = false;
+    show(message, "sign-in-message", message === SIGNED_OUT);
+    $("password").value = "";
+    (message ? $("sign-in-title") : $("email")).focus();
+  }
+
+  function endSession(message) {
+    stopLive();
+    api.remember(null);
+    state.viewer = null;
+    state.rows.clear();
+    state.order = [];
+    state.shown = [];
+    state.selected.clear();
+    state.elements.clear();
+    $("rows").replaceChildren();
+    ["by-status-rows", "source-rows", "import-rows", "reconciliation-rows", "attention", "rate-rows", "rule-rows",
+      "account-rows", "people-rows", "token-rows", "detail-lines", "drill-rows"].forEach(function (id) {
+      $(id).replaceChildren();
+    });
+    $("detail").hidden = true;
+    show("");
+    showSignIn(message);
+  }
+
+  function toPortal(token, expiresAt) {
+    api.remember({ token: token, expiresAt: expiresAt }, api.PORTAL_STORED);
+    api.remember(null);
+    location.assign("/portal");
+  }
+
+  function signIn(event) {
+    event.preventDefault();
+    var email = $("email").value.trim();
+    var password = $("password").value;
+    if (!email || !password) {
+      show("Enter your e-mail and your password.", "sign-in-message");
+      (email ? $("password") : $("email")).focus();
+      return;
+    }
+    $("sign-in-button").disabled = true;
+    show("", "sign-in-message");
+    api.call(api.DOCUMENTS.LOGIN, { email: email, password: password }).then(function (data) {
+      var result = data.login;
+      if (result.__typename !== "LoginSuccess") {
+        show(result.message, "sign-in-message");
+        $("password").value = "";
+        $("password").focus();
+        return null;
+      }
+      $("password").value = "";
+      if (result.viewer.scope === "CUSTOMER") return toPortal(result.token, result.expiresAt);
+      api.remember({ token: result.token, expiresAt: result.expiresAt });
+      return open();
+    }).catch(function (error) {
+      show(error.message, "sign-in-message");
+    }).then(function () {
+      $("sign-in-button").disabled = false;
+    });
+  }
+
+  function signOut() {
+    var session = api.session();
+    endSession(SIGNED_OUT);
+    if (session) api.call(api.DOCUMENTS.SIGN_OUT, {}, session.token).catch(function () {});
+  }
+
+  function open() {
+    return api.ask("VIEWER").then(function (data) {
+      var viewer = data.viewer;
+      if (viewer.scope === "CUSTOMER") {
+        var session = api.session();
+        return toPortal(session.token, session.expiresAt);
+      }
+      state.viewer = viewer;
+      state.owner = viewer.scope === "OWNER";
+      document.querySelectorAll(".owner-only").forEach(function (node) { node.hidden = !state.owner; });
+      var months = data.billingPeriods.edges.map(function (e) { return e.node.month; });
+      var picker = $("month-picker");
+      picker.replaceChildren.apply(picker, months.map(function (m) {
+        var option = element("option", monthName(m));
+        option.value = m;
+        return option;
+      }));
+      state.month = months.indexOf(state.month) >= 0 ? state.month : months[0] || null;
+      if (state.month) picker.value = state.month;
+      $("who-email").textContent = viewer.user.email;
+      $("who-scope").textContent = SCOPES[viewer.scope] + " · " + viewer.organization.name;
+      $("sign-in").hidden = true;
+      $("who").hidden = false;
+      $("nav").hidden = false;
+      startLive();
+      state.accounts = null;
+      route();
+    }).catch(function (error) {
+      if (!(error instanceof api.SessionEnded)) show(error.message, "sign-in-message");
+    });
+  }
+
+  // --- Views --------------------------------------------------------------------------------
+
+  function route() {
+    if (!state.viewer) return;
+    var view = (location.hash || "#month").slice(1);
+    if (["month", "approval", "settings"].indexOf(view) < 0) view = "month";
+    state.view = view;
+    ["month", "approval", "settings"].forEach(function (id) {
+      $(id).hidden = id !== view;
+      var link = $("nav-" + id);
+      if (id === view) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    });
+    show("");
+    if (!state.month) {
+      show("No month has been closed yet: invoices appear once a month closes.", "message", true);
+      return;
+    }
+    document.title = { month: "The month", approval: "Approval", settings: "Settings" }[view] + " · " +
+      monthName(state.month) + " · Month-end console";
+    if (view === "month") loadMonth();
+    else if (view === "approval") loadList();
+    else loadSettings();
+    if (view !== "month") loadAccounts();
+  }
+
+  function focusTitle(id) {
+    if (document.activeElement === document.body || document.activeElement === $("main") ||
+        (document.activeElement && document.activeElement.closest("nav"))) {
+      $(id).focus();
+    }
+  }
+
+  // --- The month at a glance ------------------------------------------------------------------
+
+  function loadMonth() {
+    var run = ++state.monthRun;
+    var month = state.month;
+    var invoices = [];
+    var warned = { invoices: 0, warnings: 0 };
+    $("month-title").textContent = monthName(month);
+    $("month").removeAttribute("data-ready");
+    var overview = api.ask("MONTH", { month: month });
+    var all = api.pages("MONTH_INVOICES", { month: month }, function (d) { return d.invoices; }, function (c) {
+      if (run !== state.monthRun) return false;
+      c.edges.forEach(function (e) { invoices.push(e.node); });
+    });
+    var awaiting = api.pages("MONTH_WARNINGS", { month: month }, function (d) { return d.invoices; }, function (c) {
+      if (run !== state.monthRun) return false;
+      c.edges.forEach(function (e) {
+        var count = warnings(e.node).length;
+        if (count) { warned.invoices += 1; warned.warnings += count; }
+      });
+    });
+    return Promise.all([overview, all, awaiting]).then(function (results) {
+      if (run !== state.monthRun) return;
+      renderMonth(results[0], invoices, warned);
+      $("month").setAttribute("data-ready", month);
+      window.consoleTimings = { monthReady: performance.now(), invoices: invoices.length };
+      focusTitle("month-title");
+      loadAccounts();
+    }).catch(failed);
+  }
+
+  function renderMonth(data, invoices, warned) {
+    var byStatus = {};
+    invoices.forEach(function (invoice) {
+      var entry = byStatus[invoice.displayStatus] = byStatus[invoice.displayStatus] || { count: 0, totals: {} };
+      entry.count += 1;
+      entry.totals[invoice.currency] = (entry.totals[invoice.currency] || 0) + Math.round(Number(invoice.total) * 100);
+    });
+    $("by-status-rows").replaceChildren.apply($("by-status-rows"), DISPLAY.filter(function (d) {
+      return byStatus[d[0]];
+    }).map(function (d) {
+      var entry = byStatus[d[0]];
+      var totals = Object.keys(entry.totals).sort().map(function (c) { return money(entry.totals[c] / 100, c); });
+      return cells(element("tr"), [d[1], String(entry.count), totals.join(" · ")]);
+    }));
+    if (!invoices.length) $("by-status-rows").appendChild(cells(element("tr"), ["No invoices this month", "0", "—"]));
+
+    var count = function (test) { return invoices.filter(test).length; };
+    var needs = [];
+    if (warned.invoices) needs.push([warned.warnings + " warnings to acknowledge on " + warned.invoices + " invoices", "WARNING"]);
+    var errors = count(function (i) { return i.status === "ERROR"; });
+    if (errors) needs.push([errors + " invoices failed to generate", "ERROR"]);
+    var pending = count(function (i) { return i.status === "AWAITING_APPROVAL"; });
+    if (pending) needs.push([pending + " invoices await approval", "AWAITING_APPROVAL"]);
+    var ready = count(function (i) { return i.status === "READY_TO_INVOICE"; });
+    if (ready) needs.push([ready + " invoices are ready to generate", "READY_TO_INVOICE"]);
+    var undelivered = count(function (i) {
+      return i.status === "APPROVED" && (i.deliveryStatus === "FAILED" || i.deliveryStatus === "NOT_SENT");
+    });
+    if (undelivered) needs.push([undelivered + " approved invoices were not delivered", "APPROVED"]);
+    var period = data.billingPeriods.edges.length ? data.billingPeriods.edges[0].node : null;
+    if (period && period.completeness && period.completeness !== "COMPLETE") {
+      needs.push(["The month's cost data is " + period.completeness.toLowerCase(), null]);
+    }
+    var list = $("attention");
+    list.replaceChildren.apply(list, needs.map(function (need) {
+      var item = element("li");
+      if (need[1]) {
+        item.appendChild(button(need[0], function () { openApproval(need[1]); }, "link"));
+      } else {
+        item.textContent = need[0];
+      }
+      return item;
+    }));
+    if (!needs.length) list.appendChild(element("li", "Nothing needs a person."));
+
+    $("completeness").textContent = period
+      ? "The month is " + period.state.toLowerCase() + (period.completeness ? ", its data " + period.completeness.toLowerCase() : "") +
+        (period.forcedAt ? " (closed early)" : "") + "."
+      : "The month has not closed yet.";
+    var sources = period ? period.sourceCompleteness : [];
+    $("source-rows").replaceChildren.apply($("source-rows"), sources.map(function (s) {
+      return cells(element("tr"), [s.costSource.name, s.provider || "All", s.state[0] + s.state.slice(1).toLowerCase() +
+        (s.writtenAt ? " (" + day(s.writtenAt) + ")" : "")]);
+    }));
+    if (!sources.length) $("source-rows").appendChild(cells(element("tr"), ["No cost sources", "—", "Imported by hand"]));
+
+    var imports = data.costImports.edges.map(function (e) { return e.node; });
+    $("import-rows").replaceChildren.apply($("import-rows"), imports.map(importRow));
+    imports.forEach(function (i) { if (i.state === "QUEUED" || i.state === "RUNNING") followImport(i.id); });
+
+    $("reconciliation-rows").replaceChildren.apply($("reconciliation-rows"), data.reconciliation.totals.map(function (t) {
+      return cells(element("tr"), [t.currency, money(t.imported, t.currency), money(t.invoiced, t.currency),
+        money(t.notInvoiced, t.currency), money(t.integrationExcluded, t.currency), money(t.unclaimed, t.currency),
+        money(t.late, t.currency)]);
+    }));
+  }
+
+  function importRow(i) {
+    var tr = cells(element("tr"), [i.filename, i.state[0] + i.state.slice(1).toLowerCase(),
+      i.rows ? i.rowsDone.toLocaleString("en-GB") + " of " + i.rows.toLocaleString("en-GB") : i.rowsDone.toLocaleString("en-GB")]);
+    tr.dataset.id = i.id;
+    return tr;
+  }
+
+  function followImport(id) {
+    if (!state.live || state.imports.has(id)) return;
+    state.imports.set(id, state.live.subscribe({ query: api.DOCUMENTS.IMPORT_LIVE, variables: { id: id } }, {
+      next: function (message) {
+        var found = message.data && message.data.costImportChanged;
+        var old = found && document.querySelector('#import-rows tr[data-id="' + CSS.escape(found.id) + '"]');
+        if (old) old.replaceWith(importRow(found));
+      },
+      error: function () { state.imports.delete(id); },
+      complete: function () { state.imports.delete(id); },
+    }));
+  }
+
+  function openApproval(filter) {
+    $("filter-status").value = filter === "WARNING" ? "AWAITING_APPROVAL" : filter === "ERROR" ? "ERROR" : filter;
+    $("filter-checks").value = filter === "WARNING" ? "WARNING" : "";
+    if (location.hash === "#approval") loadList();
+    else location.hash = "#approval";
+  }
+
+  window.consoleParts = {
+    $: $, api: api, state: state, element: element, button: button, cells: cells, money: money, day: day,
+    monthName: monthName, warnings: warnings, show: show, announce: announce, failed: failed, focusTitle: focusTitle,
+    STATUS: STATUS, AUTO: AUTO, SCOPES: SCOPES, ROW_HEIGHT: ROW_HEIGHT, OVERSCAN: OVERSCAN,
+  };
+
+  // --- Live ---------------------------------------------------------------------------------
+
+  function startLive() {
+    if (state.live) return;
+    var client = api.liveClient({
+      connected: function (socket, payload, wasRetry) {
+        $("live").textContent = "Live updates on";
+        if (wasRetry) refresh();
+      },
+      closed: function (event) {
+        if (state.live !== client) return;
+        if (event && event.code === 4403) endSession(EXPIRED);
+        else $("live").textContent = "Live updates paused: reconnecting…";
+      },
+    });
+    state.live = client;
+    $("live").textContent = "Connecting for live updates…";
+    client.subscribe({ query: api.DOCUMENTS.LIVE }, {
+      next: function (message) {
+        var event = message.data && message.data.invoiceStatusChanged;
+        if (event) changed(event.invoice);
+      },
+      error: function () {
+        if (state.live === client) $("live").textContent = "Live updates are off: reload the page to try again.";
+      },
+      complete: function () {},
+    });
+  }
+
+  function stopLive() {
+    var client = state.live;
+    state.live = null;
+    state.imports.clear();
+    $("live").textContent = "";
+    if (client) client.dispose();
+  }
+
+  function changed(invoice) {
+    window.consoleList.update(invoice, true);
+    clearTimeout(state.refreshTimer);
+    state.refreshTimer = setTimeout(function () {
+      if (state.view === "month") loadMonth();
+    }, 400);
+  }
+
+  function refresh() {
+    if (state.view === "month") loadMonth();
+    else if (state.view === "approval") loadList();
+  }
+
+  function loadList() { window.consoleList.load(); }
+  function loadSettings() { window.consoleSettings.load(); }
+  // The accounts (the list's filter, the settings' switches) once a session, after the month's
+  // figures: they would otherwise compete with them for the server.
+  function loadAccounts() {
+    if (!state.accounts) state.accounts = window.consoleSettings.accounts();
+  }
+
+  // --- Start --------------------------------------------------------------------------------
+
+  function start() {
+    $("sign-in-form").addEventListener("submit", signIn);
+    $("sign-out").addEventListener("click", signOut);
+    window.addEventListener("hashchange", route);
+    $("month-picker").addEventListener("change", function () {
+      state.month = $("month-picker").value;
+      state.selected.clear();
+      route();
+    });
+    api.onSessionEnded(function () { endSession(EXPIRED); });
+    var kept = api.stored();
+    if (kept && Date.parse(kept.expiresAt) > Date.now()) {
+      api.remember(kept);
+      open();
+    } else {
+      api.remember(null);
+      showSignIn(kept ? EXPIRED : "");
+    }
+  }
+
+  // The other parts (console-list.js, console-settings.js) are loaded by then.
+  document.addEventListener("DOMContentLoaded", start);
+})();
