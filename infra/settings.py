@@ -221,7 +221,7 @@ class Settings(BaseSettings):
         16, gt=0, le=256, description="Deliveries in flight at once in each lane (at most 4 of them to one endpoint).",
     )
     webhook_concurrency_busy: int = Field(
-        4, gt=0, le=256, description="Deliveries in flight at once in each lane while the worker runs other jobs "
+        1, gt=0, le=256, description="Deliveries in flight at once in each lane while the worker runs other jobs "
         "(generation, e-mail, imports): webhooks then leave them the worker's time.",
     )
     subscriptions_per_connection: int = Field(

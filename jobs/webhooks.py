@@ -5,10 +5,13 @@ owners of an endpoint that was disabled.
 
 A lane is one arq job (`deliver_webhooks`; one at a time per lane, which holds the lane's lock,
 WEBHOOK_LANES of them): it holds one of the worker's job slots whatever the traffic, so the
-other work keeps the rest,
-and posts up to WEBHOOK_CONCURRENCY deliveries at once, at most PER_ENDPOINT of them to one
-endpoint (a slow endpoint does not hold the others up). It stops when nothing is due and no
-new delivery was announced meanwhile (`WAKE`, set by the effect before it starts the lanes)."""
+other work keeps the rest. It claims due deliveries in batches, posts up to WEBHOOK_CONCURRENCY
+at once over kept-alive connections, at most PER_ENDPOINT of them to one endpoint (a slow
+endpoint does not hold the others up), and writes their attempts in batches. While the worker
+runs other jobs (generation, e-mail, imports: `jobs.worker` keeps their ids), a lane posts at
+most WEBHOOK_CONCURRENCY_BUSY at once: webhooks wait rather than slow the other work. It stops
+when nothing is due and no new delivery was announced meanwhile (`WAKE`, set by the effect
+before it starts the lanes)."""
 
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ LANE_LOCK_SECONDS = 120
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 # Attempts are written in batches: this many, or after this long, whichever comes first.
 FLUSH_SIZE = 200
-FLUSH_SECONDS = 0.1
+FLUSH_SECONDS = 0.5
 Clock = Callable[[], datetime]
 Busy = Callable[[], bool]
 
