@@ -612,3 +612,19 @@ async def test_a_batch_of_attempts_moves_each_delivery_and_the_endpoints_streak_
     rows = await WebhookDelivery.filter(id__in=[first, third]).values_list("attempts", "last_status", "next_attempt_at")
     assert sorted(rows, key=str) == [(1, None, None), (1, None, None)]
     assert await WebhookAttempt.filter(delivery_id=second).values_list("status_code", "duration_ms") == [(204, 3)]
+
+
+async def test_the_worker_tells_the_lanes_while_other_jobs_run():
+    from jobs.webhooks import _others_running
+    from jobs.worker import claim_job, release_job
+
+    shared: set[str] = set()
+    busy = _others_running({"other_jobs": shared})
+    for job_id in ("deliver_webhooks:0:5f1c", "cron:sweep_webhooks:1796611200000"):
+        await claim_job({"other_jobs": shared, "job_id": job_id})
+        assert not busy()
+    generation = {"other_jobs": shared, "job_id": "generate_invoices:9a2b"}
+    await claim_job(generation)
+    assert busy() and shared == {"generate_invoices:9a2b"}
+    await release_job(generation)
+    assert not busy() and shared == set()
