@@ -1,21 +1,30 @@
-"""Webhook deliveries: 10,000 events to 10 endpoints, from the commit to the receiver.
+"""Webhook deliveries: 10,000 events to 10 endpoints, from the commit to the receiver, and the
+worker's other work beside them.
 
 Ten organizations each get one endpoint (subscribed to `invoice.overdue` and
 `payment.recorded`) on a receiver that runs as its own process on loopback (uvicorn; it
 verifies every signature with `standardwebhooks` and notes when each event arrived). The
-worker runs as `invoicing worker` does, in a process of its own.
+worker runs as `invoicing worker` does, in a process of its own (with its warm Chromium).
 
-1. A burst: 10,000 approved invoices (1,000 per organization) fall due, and one run of the
-   overdue marking commits them all: 10,000 `invoice.overdue` events at once. Prints
-   `deliveries_per_s` (10,000 over the time from that commit to the last receipt) and the
-   p50/p99 from the commit to each receipt (queueing included).
-2. Steady changes: 200 payments recorded one after another, each a unit of work as a mutation
+1. Other work alone: `--other` invoices of one organization generated (closed month, started
+   as `generateInvoices` does, printed by the worker), timed from the start to the last
+   AWAITING_APPROVAL (after the same amount of another organization's, untimed: the worker's
+   first generation warms its templates and browser).
+2. A burst: 10,000 approved invoices (1,000 per organization) fall due, and one run of the
+   overdue marking commits them all: 10,000 `invoice.overdue` events at once. Right after its
+   commit, the same amount of other work (a second organization's invoices) is started and
+   timed while the burst is delivered. Prints `deliveries_per_s` (10,000 over the time from
+   that commit to the last receipt) and the p50/p99 from the commit to each receipt
+   (queueing included).
+3. Other work alone again (a third organization), once the burst is delivered.
+4. Steady changes: 200 payments recorded one after another, each a unit of work as a mutation
    is; prints the p50/p99 from each commit to its receipt (`steady_p99_ms`).
 
-The last line is the burst's `p99_ms`. The database named by --database-url is DROPPED and
-recreated: never point it at one you keep.
+`other_work_ratio` is the time of the other work during the burst over the mean of its two
+times alone (1.0: unaffected). The last line is the burst's `p99_ms`. The database named by
+--database-url is DROPPED and recreated: never point it at one you keep.
 
-    .venv/bin/python bench/webhooks.py [--events 10000] [--endpoints 10] [--steady 200]
+    .venv/bin/python bench/webhooks.py [--events 10000] [--endpoints 10] [--steady 200] [--other 24]
 """
 
 from __future__ import annotations
@@ -120,14 +129,15 @@ async def seed(endpoints: int, invoices_each: int, receiver: str, secrets_file: 
         )
         secrets[f"org{n}"] = secret
         owners.append(owner)
-    # Each invoice generated (a revision of 1,000.00) and approved, due in 1990.
+    # Each invoice generated (a revision of 1,000.00) and approved, due in 2999 until the burst
+    # moves its due date to 1990 (so that the worker's own overdue run at its start leaves it).
     await connections.get("default").execute_script("""
         INSERT INTO invoice_revisions (id, invoice_id, revision, created_at, template_version, currency, cost_currency,
             exchange_rate, subtotal, adjustments, charges, total, issue_date, due_date, snapshot)
-        SELECT gen_random_uuid(), id, 1, now(), '1', 'USD', 'USD', 1, 1000, 0, 0, 1000, '1990-01-01', '1990-01-31', '{}'
+        SELECT gen_random_uuid(), id, 1, now(), '1', 'USD', 'USD', 1, 1000, 0, 0, 1000, '1990-01-01', '2999-01-31', '{}'
         FROM invoices;
         UPDATE invoices AS i SET current_revision_id = r.id, status = 'APPROVED', subtotal = 1000, total = 1000,
-            number = 'INV-' || left(i.id::text, 8), issue_date = '1990-01-01', due_date = '1990-01-31', approved_at = now()
+            number = 'INV-' || left(i.id::text, 8), issue_date = '1990-01-01', due_date = '2999-01-31', approved_at = now()
         FROM invoice_revisions AS r WHERE r.invoice_id = i.id;
     """)
     secrets_file.write_text(json.dumps(secrets))  # noqa: ASYNC240 (a small file, before the run)
@@ -136,9 +146,47 @@ async def seed(endpoints: int, invoices_each: int, receiver: str, secrets_file: 
     return [(by_org[invoice.organization_id], invoice) for invoice in invoices]
 
 
-async def main(events: int, endpoints: int, steady: int, database_url: str, redis_url: str) -> None:
+async def other_work(organizations: int, invoices: int) -> list:
+    """The other work's organizations: `invoices` accounts each with a closed month of costs
+    (`bench/month_close.py`'s), their invoices ready to generate."""
+    from bench.month_close import MONTH
+    from bench.month_close import seed as seed_month
+    from models import Organization
+    from models.actors import Actor
+    from models.billing_periods import close_period
+
+    found = []
+    for n in range(organizations):
+        org = await seed_month(invoices, 20)
+        await Organization.filter(id=org.id).update(name=f"Other work {n}", invoice_prefix=f"OW{n}")
+        await close_period(org.id, MONTH, Actor.system("bench"))
+        found.append(org)
+    return found
+
+
+async def generate(redis, org) -> float:
+    """Generate the organization's invoices as `generateInvoices` does: seconds from the start
+    to the last AWAITING_APPROVAL."""
+    from bench.month_close import wait_until_generated
+    from jobs import dispatch
+    from models import Invoice
+    from models.actors import Actor
+    from models.auth import create_user
+    from models.base import Scope
+    from models.invoices.actions import start_generations
+
+    owner = await create_user(org.id, f"owner@{org.id.hex}.example", Scope.OWNER)
+    ids = await Invoice.filter(organization_id=org.id).order_by("created_at", "id").values_list("id", flat=True)
+    started = time.time()
+    await start_generations(list(ids), org.id, Actor(user_id=owner.id))
+    await dispatch.enqueue_generation(redis, ids)
+    return await wait_until_generated(org, len(ids), timeout=600) - started
+
+
+async def main(events: int, endpoints: int, steady: int, other: int, database_url: str, redis_url: str) -> None:
     os.environ.update(DATABASE_URL=database_url, REDIS_URL=redis_url, WEBHOOK_PRIVATE_ADDRESSES="true", WEBHOOK_ALLOW_HTTP="true")
     import httpx
+    from tortoise import connections
 
     from infra import broker, db
     from infra.settings import get_settings
@@ -157,6 +205,7 @@ async def main(events: int, endpoints: int, steady: int, database_url: str, redi
     secrets_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-webhooks-{os.getpid()}.json"
     invoices_each = events // endpoints
     invoices = await seed(endpoints, invoices_each, f"http://127.0.0.1:{port}", secrets_file)
+    others = await other_work(4, other)
     seeded = time.time()
     environment = {**os.environ, "WEBHOOK_PRIVATE_ADDRESSES": "true", "WEBHOOK_ALLOW_HTTP": "true"}
     receiver = subprocess.Popen([sys.executable, __file__, "--receiver", str(port), "--secrets", str(secrets_file)], env=environment)  # noqa: ASYNC220
@@ -174,13 +223,26 @@ async def main(events: int, endpoints: int, steady: int, database_url: str, redi
                 if await redis.exists(broker.HEALTH_CHECK_KEY):
                     break
                 await asyncio.sleep(0.1)
-            committed: dict[str, float] = {}
+            await asyncio.sleep(3)  # its jobs run at start-up end
             started = time.time()
+            warm = await generate(redis, others[3])  # the worker's first generation warms its templates and browser
+            alone = [await generate(redis, others[0])]
+            print(f"other work: warming {warm:.2f} s, alone {alone[0]:.2f} s", flush=True)
+            # The approved invoices' guard (a trigger) set aside for this one move of the seed.
+            await connections.get("default").execute_script(
+                "BEGIN; SET LOCAL session_replication_role = replica;"
+                " UPDATE invoices SET due_date = '1990-01-31' WHERE status = 'APPROVED';"
+                " UPDATE invoice_revisions SET due_date = '1990-01-31' WHERE due_date = '2999-01-31'; COMMIT;"
+            )
+            committed: dict[str, float] = {}
             async with following(redis):
                 overdue = await mark_overdue(datetime.now(UTC), Actor.system("bench"))
                 burst_commit = time.time()
             committed.update({node_id("Invoice", invoice.id): burst_commit for invoice in overdue})
+            beside = await generate(redis, others[1])
+            beside_ended = time.time()
             burst = await _arrivals(http, port, len(overdue))
+            alone.append(await generate(redis, others[2]))
             for n in range(steady):
                 owner, invoice = invoices[n % len(invoices)]
                 async with following(redis):
@@ -206,9 +268,15 @@ async def main(events: int, endpoints: int, steady: int, database_url: str, redi
 
     burst_ms, steady_ms = figures(burst), figures(arrivals[len(burst) :])
     finished = max(arrived for _, arrived, _ in burst) if burst else time.time()
+    delivered_before = sum(1 for _, arrived, ok in burst if ok and arrived <= beside_ended)
     print(f"events {len(overdue)} endpoints {endpoints} worker_ready_in_s {started - seeded:.1f}")
     print(f"deliveries {len(arrivals)} unverified {sum(1 for _, _, ok in arrivals if not ok)}")
     print(f"steady_events {steady} steady_p50_ms {_at(steady_ms, 0.5)} steady_p99_ms {_at(steady_ms, 0.99)}")
+    print(
+        f"other_work {other} invoices generated: alone_s {alone[0]:.2f} {alone[1]:.2f} during_burst_s {beside:.2f}"
+        f" (burst delivered {delivered_before} of {len(burst)} meanwhile, in {finished - burst_commit:.1f} s in all)"
+    )
+    print(f"other_work_ratio {beside / (sum(alone) / len(alone)):.2f}")
     print(f"p50_ms {_at(burst_ms, 0.5)}")
     print(f"deliveries_per_s {len(burst) / max(finished - burst_commit, 1e-9):.0f}")
     print(f"p99_ms {_at(burst_ms, 0.99)}")
@@ -233,6 +301,7 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--endpoints", type=int, default=10)
     parser.add_argument("--steady", type=int, default=200)
+    parser.add_argument("--other", type=int, default=24, help="invoices generated as the other work, each time")
     parser.add_argument(
         "--database-url",
         default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
@@ -245,4 +314,6 @@ if __name__ == "__main__":
     if arguments.receiver:
         serve_receiver(arguments.receiver, arguments.secrets)
     else:
-        asyncio.run(main(arguments.events, arguments.endpoints, arguments.steady, arguments.database_url, arguments.redis_url))
+        asyncio.run(
+            main(arguments.events, arguments.endpoints, arguments.steady, arguments.other, arguments.database_url, arguments.redis_url)
+        )

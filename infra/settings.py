@@ -220,6 +220,10 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(
         16, gt=0, le=256, description="Deliveries in flight at once in each lane (at most 4 of them to one endpoint).",
     )
+    webhook_concurrency_busy: int = Field(
+        1, gt=0, le=256, description="Deliveries in flight at once in each lane while the worker runs other jobs "
+        "(generation, e-mail, imports): webhooks then leave them the worker's time.",
+    )
     subscriptions_per_connection: int = Field(
         20, gt=0, description="Cap on operations running at once on one WebSocket."
     )

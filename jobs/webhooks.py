@@ -5,15 +5,19 @@ owners of an endpoint that was disabled.
 
 A lane is one arq job (`deliver_webhooks`; one at a time per lane, which holds the lane's lock,
 WEBHOOK_LANES of them): it holds one of the worker's job slots whatever the traffic, so the
-other work keeps the rest,
-and posts up to WEBHOOK_CONCURRENCY deliveries at once, at most PER_ENDPOINT of them to one
-endpoint (a slow endpoint does not hold the others up). It stops when nothing is due and no
-new delivery was announced meanwhile (`WAKE`, set by the effect before it starts the lanes)."""
+other work keeps the rest. It claims due deliveries in batches, posts up to WEBHOOK_CONCURRENCY
+at once over kept-alive connections, at most PER_ENDPOINT of them to one endpoint (a slow
+endpoint does not hold the others up), and writes their attempts in batches. While the worker
+runs other jobs (generation, e-mail, imports: `jobs.worker` keeps their ids), a lane posts at
+most WEBHOOK_CONCURRENCY_BUSY at once: webhooks wait rather than slow the other work. It stops
+when nothing is due and no new delivery was announced meanwhile (`WAKE`, set by the effect
+before it starts the lanes)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -30,14 +34,22 @@ from jobs.mailer import MailError, organization_sender, render_webhook_disabled_
 from models.auth import User
 from models.base import Scope
 from models.organizations import Organization
-from models.webhooks import Due, Outcome, WebhookEndpoint, any_due, claim_due, record_attempt, signing_secrets
+from models.webhooks import Attempted, Due, Outcome, WebhookEndpoint, any_due, claim_due, record_attempts, signing_secrets
 
 log = logging.getLogger(__name__)
 PER_ENDPOINT = 4
 # A lane's lock outlives a worker that died holding it by this much at most (renewed each round).
 LANE_LOCK_SECONDS = 120
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+# Attempts are written in batches: this many, or after this long, whichever comes first.
+FLUSH_SIZE = 200
+FLUSH_SECONDS = 0.5
 Clock = Callable[[], datetime]
+Busy = Callable[[], bool]
+
+
+def _idle() -> bool:
+    return False
 
 
 def _now() -> datetime:
@@ -55,40 +67,72 @@ def signed_headers(secrets: list[str], message_id: str, payload: str) -> dict[st
     }
 
 
-async def deliver_due(settings: Settings, sender: Sender, clock: Clock = _now) -> int:
+async def deliver_due(settings: Settings, sender: Sender, clock: Clock = _now, busy: Busy = _idle) -> int:
     """Attempt every delivery due at `clock()` until none is; how many were attempted. The
-    clock decides what is due and when a retry is; the signature's timestamp is the real time."""
-    concurrency = settings.webhook_concurrency
+    clock decides what is due and when a retry is; the signature's timestamp is the real time.
+
+    Deliveries are claimed in batches (one statement each), posted up to WEBHOOK_CONCURRENCY at
+    once (WEBHOOK_CONCURRENCY_BUSY while `busy()`: the worker runs other jobs), at most
+    PER_ENDPOINT to one endpoint, and their attempts written in batches (`record_attempts`:
+    a few statements per batch, not per attempt) every FLUSH_SECONDS or FLUSH_SIZE attempts."""
     endpoint_turns: dict[object, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(PER_ENDPOINT))
     disable_after = timedelta(hours=settings.webhook_disable_after_hours)
     in_flight: set[asyncio.Task] = set()
-    attempted = 0
+    done: list[Attempted] = []
+    attempted, flushed_at = 0, time.monotonic()
 
-    async def attempt(due: Due) -> None:
+    async def attempt(due: Due, secrets: list[str] | None) -> None:
         async with endpoint_turns[due.endpoint.id]:
-            secrets = signing_secrets(settings, due.endpoint, clock())
             if secrets:
                 outcome = await sender.post(due.endpoint.url, signed_headers(secrets, due.message_id, due.payload), due.payload)
             else:
                 outcome = Outcome(None, 0, error="the signing secret cannot be read with this server's key: rotate it")
-        await record_attempt(due.delivery_id, outcome, clock(), disable_after)
+        done.append(Attempted(due.delivery_id, outcome, clock()))
+
+    async def flush() -> None:
+        nonlocal flushed_at
+        batch = done[:]
+        done.clear()
+        flushed_at = time.monotonic()
+        await record_attempts(batch, disable_after)
 
     try:
         while True:
-            free = concurrency - len(in_flight)
-            batch = await claim_due(clock(), free) if free else []
-            attempted += len(batch)
-            in_flight |= {asyncio.create_task(attempt(due)) for due in batch}
+            limit = settings.webhook_concurrency_busy if busy() else settings.webhook_concurrency
+            room = limit - len(in_flight)
+            # Claim in batches (a quarter of the room at least) rather than one as each ends.
+            if room > 0 and (room * 4 >= limit or not in_flight):
+                claimed = await claim_due(clock(), room)
+                attempted += len(claimed)
+                in_flight |= {asyncio.create_task(attempt(due, secrets)) for due, secrets in _signing(settings, claimed, clock())}
+            if done and (len(done) >= FLUSH_SIZE or not in_flight or time.monotonic() - flushed_at >= FLUSH_SECONDS):
+                await flush()
             if not in_flight:
                 return attempted
-            if len(batch) < free or not free:
-                done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    if task.exception() is not None:
-                        log.error("a webhook attempt failed to be recorded", exc_info=task.exception())
+            ended, in_flight = await asyncio.wait(in_flight, timeout=FLUSH_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+            for task in ended:
+                if task.exception() is not None:
+                    log.error("a webhook attempt failed", exc_info=task.exception())
     finally:
         for task in in_flight:
             task.cancel()
+        if done:
+            await flush()
+
+
+def _signing(settings: Settings, claimed: list[Due], now: datetime) -> list[tuple[Due, list[str] | None]]:
+    """Each delivery with the secrets that sign it now, unsealed once per endpoint."""
+    secrets: dict[object, list[str] | None] = {}
+    for due in claimed:
+        if due.endpoint.id not in secrets:
+            secrets[due.endpoint.id] = signing_secrets(settings, due.endpoint, now)
+    return [(due, secrets[due.endpoint.id]) for due in claimed]
+
+
+def _others_running(ctx: dict) -> Busy:
+    """Whether the worker runs jobs other than the lanes now (`jobs.worker` keeps count)."""
+    others: set[str] | None = ctx.get("other_jobs")
+    return (lambda: bool(others)) if others is not None else _idle
 
 
 @runs_effects
@@ -100,12 +144,13 @@ async def deliver_webhooks(ctx: dict, lane: int) -> int:
     lock, token = dispatch.webhook_lane_lock(lane), uuid.uuid4().hex
     await redis.delete(dispatch.webhook_lane_kick(lane))
     attempted = 0
+    busy = _others_running(ctx)
     async with Sender(settings, connections=settings.webhook_concurrency) as sender:
         while await redis.set(lock, token, nx=True, ex=LANE_LOCK_SECONDS):
             try:
                 while True:
                     await redis.delete(dispatch.WEBHOOKS_WAKE)
-                    attempted += await deliver_due(settings, sender)
+                    attempted += await deliver_due(settings, sender, busy=busy)
                     await redis.expire(lock, LANE_LOCK_SECONDS)
                     if not await redis.exists(dispatch.WEBHOOKS_WAKE):
                         break

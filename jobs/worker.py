@@ -57,6 +57,8 @@ async def shared(settings: Settings) -> dict[str, Any]:
         "pdf": renderer,
         "generations": asyncio.Semaphore(GENERATIONS_AT_ONCE),
         "imports": asyncio.Semaphore(IMPORTS_AT_ONCE),
+        # The ids of the jobs running now but the webhook lanes (jobs/webhooks.py yields to them).
+        "other_jobs": set(),
     }
 
 
@@ -74,6 +76,8 @@ async def claim_job(ctx: dict) -> None:
     cost imports): a killed worker's jobs would wait that long before another worker ran them."""
     # arq's own lines of the job (its start and end) carry its id: this runs in its task.
     log_context.mark(job_id=ctx["job_id"])
+    if _other_job(ctx):
+        ctx["other_jobs"].add(ctx["job_id"])
     settings = ctx.get("settings")
     if settings is None or "redis" not in ctx:
         return
@@ -86,6 +90,8 @@ async def release_job(ctx: dict) -> None:
     """The job ended (arq removed its claim): stop renewing it. A job that the worker's stop
     cut short stays queued for another worker (arq's doing), and this try is not counted
     against it: a cost import, tried once, runs again in full."""
+    if _other_job(ctx):
+        ctx["other_jobs"].discard(ctx["job_id"])
     if lease := ctx.pop("lease", None):
         lease.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -95,6 +101,12 @@ async def release_job(ctx: dict) -> None:
         if await ctx["redis"].zscore(broker.QUEUE_NAME, ctx["job_id"]) is not None:
             await ctx["redis"].decr(retry_key_prefix + ctx["job_id"])
             log.info("job %s handed back to the queue", ctx["job_id"])
+
+
+def _other_job(ctx: dict) -> bool:
+    """A job the webhook lanes yield to: any but theirs and their sweeper's."""
+    job_id = str(ctx.get("job_id", ""))
+    return "other_jobs" in ctx and not job_id.startswith((dispatch.WEBHOOKS, f"cron:{sweep_webhooks.__name__}"))
 
 
 async def _renew(redis: Any, key: str, lease_seconds: float) -> None:

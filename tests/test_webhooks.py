@@ -15,7 +15,7 @@ import pytest
 from infra.webhooks import Sender
 from jobs.effects import following
 from jobs.mailer import RecipientOutcome
-from jobs.webhooks import deliver_due, notify_webhook_disabled
+from jobs.webhooks import PER_ENDPOINT, deliver_due, notify_webhook_disabled
 from models import CostSource, User
 from models.actors import Actor
 from models.auth import Principal
@@ -30,7 +30,20 @@ from models.invoices.delivery import record_delivery
 from models.payments.ledger import record_payment, refund_payment
 from models.payments.overdue import mark_overdue
 from models.payments.tables import PaymentMethod
-from models.webhooks import EVENT_TYPES, RETRY_DELAYS, DeliveryState, WebhookDelivery, WebhookEndpoint, node_id
+from models.webhooks import (
+    EVENT_TYPES,
+    RETRY_DELAYS,
+    Attempted,
+    DeliveryState,
+    Event,
+    Outcome,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    node_id,
+    queue_events,
+    record_attempts,
+)
 from tests import factories
 from tests.conftest import serving
 from tests.graphql import gql
@@ -86,9 +99,9 @@ async def add_endpoint(client, token, receiver, path, events=None) -> tuple[str,
     return answer["webhookEndpoint"]["id"], answer["secret"]
 
 
-async def deliver(settings, at: datetime | None = None) -> int:
+async def deliver(settings, at: datetime | None = None, busy=lambda: False) -> int:
     async with Sender(settings) as sender:
-        return await deliver_due(settings, sender, (lambda: at) if at else (lambda: datetime.now(UTC)))
+        return await deliver_due(settings, sender, (lambda: at) if at else (lambda: datetime.now(UTC)), busy)
 
 
 async def _refund(owner, invoice):
@@ -510,7 +523,7 @@ async def test_endpoint_changes_are_in_the_audit_log_with_their_secrets_masked(h
     token = world.tokens["owner"]
     endpoint_id, secret = await add_endpoint(hooks_client, token, receiver, "/audited", events=["invoice.approved"])
     for query in (
-        "mutation($id: ID!) { updateWebhookEndpoint(id: $id, input: {description: \"ERP\"}) { __typename } }",
+        'mutation($id: ID!) { updateWebhookEndpoint(id: $id, input: {description: "ERP"}) { __typename } }',
         "mutation($id: ID!) { rotateWebhookSecret(id: $id) { __typename } }",
         "mutation($id: ID!) { deleteWebhookEndpoint(id: $id) { __typename } }",
     ):
@@ -531,3 +544,87 @@ async def test_endpoint_changes_are_in_the_audit_log_with_their_secrets_masked(h
     assert rotated["secret"] == ("********", "********") and rotated["previous_secret"] == (None, "********")
     assert deleted["url"] == (receiver.url("/audited"), None)
     assert secret not in str(await AuditEntry.all().values_list("changes", flat=True))
+
+
+async def _burst(world, hooks_client, receiver, paths: list[str], count: int) -> None:
+    """`count` events of the world's organization queued at once to an endpoint per path."""
+    for path in paths:
+        await add_endpoint(hooks_client, world.tokens["owner"], receiver, path, ["payment.recorded"])
+    events = [Event(world.org.id, "payment.recorded", {"payment": {"id": node_id("Payment", n)}}) for n in range(count)]
+    assert len(await queue_events(events, datetime.now(UTC))) == count * len(paths)
+
+
+async def test_a_burst_is_posted_concurrently_at_most_four_at_once_to_an_endpoint_and_every_attempt_logged(
+    world, hooks, hooks_client, receiver
+):
+    await _burst(world, hooks_client, receiver, ["one", "two"], 40)
+    receiver.delay.update({"one": 0.05, "two": 0.05})
+    receiver.answers["two"] = [500] * 10  # a failed attempt is logged beside the successes, and retried
+    assert await deliver(hooks.model_copy(update={"webhook_concurrency": 16})) == 80
+    assert receiver.peak["one"] == receiver.peak["two"] == PER_ENDPOINT
+    for path in ("one", "two"):
+        received = receiver.at(path)
+        assert len(received) == 40 and all(one.verified for one in received)
+        assert len({one.headers["webhook-id"] for one in received}) == 40
+    states = await WebhookDelivery.all().values_list("endpoint__url", "state", "attempts")
+    assert sorted(states) == sorted(
+        [(receiver.url("one"), DeliveryState.DELIVERED, 1)] * 40
+        + [(receiver.url("two"), DeliveryState.DELIVERED, 1)] * 30
+        + [(receiver.url("two"), DeliveryState.PENDING, 1)] * 10
+    )
+    logged = await WebhookAttempt.all().values_list("delivery__endpoint__url", "status_code", "response")
+    assert sorted(logged) == sorted(
+        [(receiver.url("one"), 200, "ok")] * 40 + [(receiver.url("two"), 200, "ok")] * 30 + [(receiver.url("two"), 500, "ok")] * 10
+    )
+    # The failures come again after the first wait, and only they.
+    assert await deliver(hooks, datetime.now(UTC) + RETRY_DELAYS[0]) == 10
+    assert await WebhookDelivery.filter(state=DeliveryState.DELIVERED, attempts=2).count() == 10
+    assert len(receiver.at("two")) == 50
+
+
+async def test_while_the_worker_runs_other_jobs_a_lane_posts_fewer_at_once(world, hooks, hooks_client, receiver):
+    await _burst(world, hooks_client, receiver, ["shared"], 12)
+    receiver.delay["shared"] = 0.05
+    settings = hooks.model_copy(update={"webhook_concurrency": 16, "webhook_concurrency_busy": 2})
+    assert await deliver(settings, busy=lambda: True) == 12
+    assert receiver.peak["shared"] == 2
+    assert len(receiver.at("shared")) == 12 and await WebhookDelivery.filter(state=DeliveryState.DELIVERED).count() == 12
+
+
+async def test_a_batch_of_attempts_moves_each_delivery_and_the_endpoints_streak_in_order(world, hooks_client, receiver):
+    await _burst(world, hooks_client, receiver, ["streak"], 4)
+    first, second, third, fourth = await WebhookDelivery.all().order_by("created_at", "id").values_list("id", flat=True)
+    endpoint = await WebhookEndpoint.get()
+    start = datetime.now(UTC)
+    failed, answered = Outcome(None, 5, error="timed out"), Outcome(204, 3, response="")
+    # A failure, a success, then a failure: the streak starts at the last failure.
+    done = [Attempted(first, failed, start), Attempted(second, answered, start), Attempted(third, failed, start + timedelta(seconds=1))]
+    states = await record_attempts(done, timedelta(hours=48))
+    assert states == {first: DeliveryState.PENDING, second: DeliveryState.DELIVERED, third: DeliveryState.PENDING}
+    await endpoint.refresh_from_db()
+    assert endpoint.failing_since == start + timedelta(seconds=1) and endpoint.enabled
+    # Failing on for two days (one attempt of a batch): disabled, its pending deliveries failed.
+    later = start + timedelta(hours=48, seconds=1)
+    assert await record_attempts([Attempted(fourth, failed, later)], timedelta(hours=48)) == {fourth: DeliveryState.PENDING}
+    await endpoint.refresh_from_db()
+    assert not endpoint.enabled and endpoint.disabled_at == later and "timed out" in endpoint.disabled_reason
+    assert await WebhookDelivery.filter(state=DeliveryState.PENDING).count() == 0
+    rows = await WebhookDelivery.filter(id__in=[first, third]).values_list("attempts", "last_status", "next_attempt_at")
+    assert sorted(rows, key=str) == [(1, None, None), (1, None, None)]
+    assert await WebhookAttempt.filter(delivery_id=second).values_list("status_code", "duration_ms") == [(204, 3)]
+
+
+async def test_the_worker_tells_the_lanes_while_other_jobs_run():
+    from jobs.webhooks import _others_running
+    from jobs.worker import claim_job, release_job
+
+    shared: set[str] = set()
+    busy = _others_running({"other_jobs": shared})
+    for job_id in ("deliver_webhooks:0:5f1c", "cron:sweep_webhooks:1796611200000"):
+        await claim_job({"other_jobs": shared, "job_id": job_id})
+        assert not busy()
+    generation = {"other_jobs": shared, "job_id": "generate_invoices:9a2b"}
+    await claim_job(generation)
+    assert busy() and shared == {"generate_invoices:9a2b"}
+    await release_job(generation)
+    assert not busy() and shared == set()

@@ -1,7 +1,8 @@
 """A real HTTP receiver of webhooks for the tests, on a loopback port: it verifies every
 delivery's signature with `standardwebhooks` against the secrets of the path it was posted to,
 keeps what it received, and answers as the test tells it (a status per request, a hang
-longer than the sender's timeout, a redirect)."""
+longer than the sender's timeout, a redirect, a delay per path while it counts the requests
+it holds at once)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,10 @@ class Receiver:
         self.secrets: dict[str, list[str]] = defaultdict(list)
         # Per path, what to answer next: an HTTP status, "hang" or "redirect"; empty: 200.
         self.answers: dict[str, list[Any]] = defaultdict(list)
+        # Per path, how long each answer takes (seconds), and the most requests it had at once.
+        self.delay: dict[str, float] = defaultdict(float)
+        self.peak: dict[str, int] = defaultdict(int)
+        self._open: dict[str, int] = defaultdict(int)
         self.address = ""
         self.app = Starlette(routes=[Route("/{path}", self._receive, methods=["POST", "GET"])])
 
@@ -66,6 +71,13 @@ class Receiver:
                 Webhook(secret).verify(body, headers)
                 verified = True
         self.received.append(Received(path, headers, body, verified))
+        if self.delay[path]:
+            self._open[path] += 1
+            self.peak[path] = max(self.peak[path], self._open[path])
+            try:
+                await asyncio.sleep(self.delay[path])
+            finally:
+                self._open[path] -= 1
         answer = self.answers[path].pop(0) if self.answers[path] else 200
         if answer == "hang":
             await asyncio.sleep(3)

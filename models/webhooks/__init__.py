@@ -8,6 +8,7 @@ queue, the retry schedule and what an attempt's outcome does."""
 
 from models.webhooks.deliveries import (
     RETRY_DELAYS,
+    Attempted,
     Due,
     Outcome,
     any_due,
@@ -15,6 +16,7 @@ from models.webhooks.deliveries import (
     queue_events,
     queue_test,
     record_attempt,
+    record_attempts,
     redeliver,
 )
 from models.webhooks.endpoints import (
@@ -45,6 +47,7 @@ __all__ = [
     "EVENT_TYPES",
     "RETRY_DELAYS",
     "TEST_EVENT",
+    "Attempted",
     "DeliveryState",
     "Due",
     "EndpointInput",
@@ -67,6 +70,7 @@ __all__ = [
     "queue_test",
     "ready_for_test",
     "record_attempt",
+    "record_attempts",
     "redeliver",
     "rotate_secret",
     "signing_secrets",

@@ -16,7 +16,7 @@ from tortoise.transactions import in_transaction
 
 from models.outbox import Entity, Transition, record
 from models.webhooks.events import Event, body
-from models.webhooks.tables import DeliveryState, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from models.webhooks.tables import DeliveryState, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 # The wait before each retry after a failed attempt: exponential back-off over about three
 # days (eleven attempts in all, the last 70 h 42 min after the first).
@@ -98,17 +98,19 @@ async def redeliver(delivery: WebhookDelivery, now: datetime) -> WebhookDelivery
 
 
 _CLAIM_DUE = """
-UPDATE webhook_deliveries AS d SET next_attempt_at = $2
-FROM (
+WITH due AS (
     SELECT d2.id FROM webhook_deliveries AS d2
     JOIN webhook_endpoints AS e ON e.id = d2.endpoint_id
     WHERE d2.state = 'PENDING' AND d2.next_attempt_at <= $1 AND e.enabled
     ORDER BY d2.next_attempt_at
     LIMIT $3
     FOR UPDATE OF d2 SKIP LOCKED
-) AS due
-WHERE d.id = due.id
-RETURNING d.id
+), claimed AS (
+    UPDATE webhook_deliveries AS d SET next_attempt_at = $2 FROM due WHERE d.id = due.id
+    RETURNING d.id, d.endpoint_id, d.event_id
+)
+SELECT claimed.id, claimed.endpoint_id, claimed.event_id, event.payload
+FROM claimed JOIN webhook_events AS event ON event.id = claimed.event_id
 """
 
 
@@ -124,13 +126,19 @@ class Due:
 
 async def claim_due(now: datetime, limit: int) -> list[Due]:
     """Take up to `limit` deliveries due at `now` (of enabled endpoints), oldest first; each
-    is held for CLAIM, so that two lanes (or two workers) never attempt one at once."""
+    is held for CLAIM, so that two lanes (or two workers) never attempt one at once. One
+    statement takes them with their bodies, one more reads their endpoints (as they are now:
+    a URL changed or a secret rotated since the event counts)."""
     async with in_transaction() as connection:
         rows = await connection.execute_query_dict(_CLAIM_DUE, [now, now + CLAIM, limit])
     if not rows:
         return []
-    deliveries = await WebhookDelivery.filter(id__in=[row["id"] for row in rows]).select_related("endpoint", "event")
-    return [Due(d.id, d.endpoint, d.event.message_id, d.event.payload) for d in deliveries]
+    endpoints = {e.id: e for e in await WebhookEndpoint.filter(id__in=list({row["endpoint_id"] for row in rows}))}
+    return [
+        Due(row["id"], endpoints[row["endpoint_id"]], WebhookEvent.message_id_of(row["event_id"]), row["payload"])
+        for row in rows
+        if row["endpoint_id"] in endpoints
+    ]
 
 
 async def any_due(now: datetime) -> bool:
@@ -152,48 +160,125 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-async def record_attempt(delivery_id: Any, outcome: Outcome, now: datetime, disable_after: timedelta) -> DeliveryState:
-    """Log the attempt and move its delivery on: DELIVERED on a 2xx; else due again after the
-    next wait of RETRY_DELAYS, or FAILED when they ran out. The endpoint's failing streak
-    starts or ends with it; a streak as long as `disable_after` disables the endpoint."""
+@dataclass(frozen=True)
+class Attempted:
+    """One attempt made: its delivery, what came of it, and when it ended."""
+
+    delivery_id: Any
+    outcome: Outcome
+    at: datetime
+
+
+_LOG_ATTEMPTS = """
+INSERT INTO webhook_attempts (id, delivery_id, at, status_code, duration_ms, response, error)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::smallint[], $5::int[], $6::text[], $7::text[])
+"""
+# Each delivery moves on by its outcome: DELIVERED on a 2xx; else due again after the next
+# wait of RETRY_DELAYS ($2, in seconds), or FAILED when they ran out.
+_MOVE_ON = """
+UPDATE webhook_deliveries AS d SET
+    attempts = d.attempts + 1,
+    last_status = o.status,
+    state = CASE WHEN o.ok THEN 'DELIVERED' WHEN d.attempts + 1 > cardinality($2::int[]) THEN 'FAILED' ELSE d.state END,
+    delivered_at = CASE WHEN o.ok THEN o.at ELSE d.delivered_at END,
+    next_attempt_at = CASE WHEN o.ok OR d.attempts + 1 > cardinality($2::int[]) THEN NULL
+        ELSE o.at + make_interval(secs => ($2::int[])[d.attempts + 1]) END
+FROM unnest($1::uuid[], $3::smallint[], $4::bool[], $5::timestamptz[]) AS o(id, status, ok, at)
+WHERE d.id = o.id
+RETURNING d.id, d.endpoint_id, d.state
+"""
+# Each endpoint's failing streak after the batch: ended ($2 null: its last attempt succeeded),
+# started anew ($3: a success came earlier in the batch) or started unless it had ($2).
+_STREAKS = """
+UPDATE webhook_endpoints AS e SET failing_since = CASE WHEN s.restart THEN s.since ELSE coalesce(e.failing_since, s.since) END
+FROM unnest($1::uuid[], $2::timestamptz[], $3::bool[]) AS s(id, since, restart)
+WHERE e.id = s.id AND e.failing_since IS DISTINCT FROM (CASE WHEN s.restart THEN s.since ELSE coalesce(e.failing_since, s.since) END)
+"""
+_DISABLE = """
+UPDATE webhook_endpoints AS e SET enabled = false, disabled_at = f.at, disabled_reason = f.reason
+FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) AS f(id, at, reason)
+WHERE e.id = f.id AND e.enabled AND e.failing_since <= f.at - make_interval(secs => $4)
+RETURNING e.id
+"""
+
+
+async def record_attempts(done: Sequence[Attempted], disable_after: timedelta) -> dict[Any, DeliveryState]:
+    """Log a batch of attempts and move their deliveries on, in one transaction of a few
+    statements whatever its size; each delivery's state after it. The endpoints' failing
+    streaks start or end with them (in the order the attempts ended); a streak as long as
+    `disable_after` disables the endpoint, and its pending deliveries fail."""
+    if not done:
+        return {}
     async with in_transaction() as connection:
-        delivery = await WebhookDelivery.filter(id=delivery_id).select_for_update().using_db(connection).get()
-        attempts = delivery.attempts + 1
-        await WebhookAttempt.create(
-            delivery_id=delivery_id,
-            at=now,
-            status_code=outcome.status_code,
-            duration_ms=outcome.duration_ms,
-            response=outcome.response[:RESPONSE_EXCERPT],
-            error=outcome.error,
-            using_db=connection,
+        await connection.execute_query(
+            _LOG_ATTEMPTS,
+            [
+                [uuid.uuid4() for _ in done],
+                [a.delivery_id for a in done],
+                [a.at for a in done],
+                [a.outcome.status_code for a in done],
+                [a.outcome.duration_ms for a in done],
+                [a.outcome.response[:RESPONSE_EXCERPT] for a in done],
+                [a.outcome.error for a in done],
+            ],
         )
-        columns: dict[str, Any] = {"attempts": attempts, "last_status": outcome.status_code}
-        if outcome.succeeded:
-            columns.update(state=DeliveryState.DELIVERED, delivered_at=now, next_attempt_at=None)
-        elif attempts > len(RETRY_DELAYS):
-            columns.update(state=DeliveryState.FAILED, next_attempt_at=None)
-        else:
-            columns.update(next_attempt_at=now + RETRY_DELAYS[attempts - 1])
-        await WebhookDelivery.filter(id=delivery_id).using_db(connection).update(**columns)
-        endpoints = WebhookEndpoint.filter(id=delivery.endpoint_id).using_db(connection)
-        if outcome.succeeded:
-            await endpoints.filter(failing_since__not_isnull=True).update(failing_since=None)
-            disabled = False
-        else:
-            await endpoints.filter(failing_since__isnull=True).update(failing_since=now)
-            disabled = bool(
-                await endpoints.filter(enabled=True, failing_since__lte=now - disable_after).update(
-                    enabled=False,
-                    disabled_at=now,
-                    disabled_reason=f"Every attempt failed for {_hours(disable_after)}; the last: {_why(outcome)}.",
-                )
-            )
-            if disabled:
-                await _fail_pending(connection, delivery.endpoint_id)
+        moved = await connection.execute_query_dict(
+            _MOVE_ON,
+            [
+                [a.delivery_id for a in done],
+                [int(delay.total_seconds()) for delay in RETRY_DELAYS],
+                [a.outcome.status_code for a in done],
+                [a.outcome.succeeded for a in done],
+                [a.at for a in done],
+            ],
+        )
+        endpoint_of = {row["id"]: row["endpoint_id"] for row in moved}
+        disabled = await _streaks(connection, done, endpoint_of, disable_after)
     if disabled:
-        record(Entity.WEBHOOK_ENDPOINT, Transition.DISABLED, [delivery.endpoint_id])
-    return DeliveryState(columns.get("state", DeliveryState.PENDING))
+        record(Entity.WEBHOOK_ENDPOINT, Transition.DISABLED, disabled)
+    return {row["id"]: DeliveryState(row["state"]) for row in moved}
+
+
+async def _streaks(connection: Any, done: Sequence[Attempted], endpoint_of: dict, disable_after: timedelta) -> list[Any]:
+    """Each endpoint's streak after the batch (one statement), then those failing for
+    `disable_after` disabled (one more); the ids disabled."""
+    streaks: dict[Any, tuple[datetime | None, bool]] = {}  # endpoint: (failing since, restarted)
+    last_failure: dict[Any, Attempted] = {}
+    for attempt in done:
+        endpoint = endpoint_of.get(attempt.delivery_id)
+        if endpoint is None:
+            continue
+        since, restarted = streaks.get(endpoint, (None, False))
+        if attempt.outcome.succeeded:
+            streaks[endpoint] = (None, True)
+            last_failure.pop(endpoint, None)
+        else:
+            streaks[endpoint] = (since or attempt.at, restarted)
+            last_failure[endpoint] = attempt
+    if streaks:
+        ids = list(streaks)
+        await connection.execute_query(_STREAKS, [ids, [streaks[e][0] for e in ids], [streaks[e][0] is None or streaks[e][1] for e in ids]])
+    if not last_failure:
+        return []
+    ids = list(last_failure)
+    rows = await connection.execute_query_dict(
+        _DISABLE,
+        [
+            ids,
+            [last_failure[e].at for e in ids],
+            [f"Every attempt failed for {_hours(disable_after)}; the last: {_why(last_failure[e].outcome)}." for e in ids],
+            disable_after.total_seconds(),
+        ],
+    )
+    disabled = [row["id"] for row in rows]
+    for endpoint_id in disabled:
+        await _fail_pending(connection, endpoint_id)
+    return disabled
+
+
+async def record_attempt(delivery_id: Any, outcome: Outcome, now: datetime, disable_after: timedelta) -> DeliveryState:
+    """One attempt's log and its delivery moved on (`record_attempts` of one)."""
+    return (await record_attempts([Attempted(delivery_id, outcome, now)], disable_after))[delivery_id]
 
 
 async def _fail_pending(connection: Any, endpoint_id: Any) -> None:

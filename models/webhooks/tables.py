@@ -76,7 +76,11 @@ class WebhookEvent(Model):
 
     @property
     def message_id(self) -> str:
-        return f"msg_{self.id.hex}"
+        return self.message_id_of(self.id)
+
+    @staticmethod
+    def message_id_of(event_id: UUID) -> str:
+        return f"msg_{event_id.hex}"
 
 
 class WebhookDelivery(Model):
