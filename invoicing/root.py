@@ -26,6 +26,7 @@ from resolvers import (
     payments,
     people,
     reminders,
+    statements,
     webhooks,
     xero,
 )
@@ -75,7 +76,7 @@ class Mutation(
     auth.Mutation, billing_profiles.Mutation, exchange_rates.Mutation, billing_rules.Mutation,
     invoices.Mutation, payments.Mutation, billing_periods.Mutation, managed_accounts.Mutation, costs.Mutation, cost_sources.Mutation,
     exports.Mutation, people.Mutation, organizations.Mutation, reminders.Mutation, credit_notes.Mutation,
-    einvoicing.Mutation, xero.Mutation, webhooks.Mutation,
+    einvoicing.Mutation, xero.Mutation, webhooks.Mutation, statements.Mutation,
 ):
     pass
 
