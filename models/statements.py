@@ -274,6 +274,7 @@ async def statement(account: ManagedAccount, start: date, end: date) -> Statemen
     by_currency: dict[str, CurrencyStatement] = {}
     for currency, entry in await ledger(account, organization, end):
         section = by_currency.setdefault(currency, CurrencyStatement(currency, Decimal(0), [], Decimal(0)))
+        entry.amount = round_money(entry.amount, currency)  # stored to 4 places; printed to the minor unit
         section.closing += entry.amount
         if entry.day < start:
             section.opening += entry.amount
