@@ -215,8 +215,7 @@ async def ageings(account: ManagedAccount, today: date | None = None) -> list[Ag
         row = found.setdefault(invoice.currency, defaultdict(Decimal))
         row[bucket((today - invoice.due_date).days)] += due
     return [
-        Ageing(code, *(round_money(found[code][name], code)
-                       for name in ("current", "days_1_30", "days_31_60", "days_61_90", "over_90")))
+        Ageing(code, *(round_money(found[code][name], code) for name in ("current", "days_1_30", "days_31_60", "days_61_90", "over_90")))
         for code in sorted(found)
     ]
 
@@ -245,15 +244,15 @@ async def ledger(account: ManagedAccount, organization: Organization, until: dat
                 lines.append((invoice.currency, Entry(voided, EntryKind.VOID, number, number, -claimed)))
     notes = await CreditNote.filter(managed_account_id=account.id, issue_date__lte=until).select_related("invoice")
     for note in notes:
-        lines.append((note.currency, Entry(note.issue_date, EntryKind.CREDIT_NOTE, note.number,
-                                           note.invoice.number or "", -note.total)))
+        lines.append((note.currency, Entry(note.issue_date, EntryKind.CREDIT_NOTE, note.number, note.invoice.number or "", -note.total)))
     uses = await CreditUseEntry.filter(
-        credit_note__managed_account_id=account.id, kind=CreditUse.REFUND, used_on__lte=until,
+        credit_note__managed_account_id=account.id,
+        kind=CreditUse.REFUND,
+        used_on__lte=until,
     ).select_related("credit_note", "credit_note__invoice")
     for use in uses:
         note = use.credit_note
-        lines.append((note.currency, Entry(use.used_on, EntryKind.CREDIT_REFUND, note.number,
-                                           note.invoice.number or "", use.amount)))
+        lines.append((note.currency, Entry(use.used_on, EntryKind.CREDIT_REFUND, note.number, note.invoice.number or "", use.amount)))
     ids = list(numbers)
     for payment in await Payment.filter(invoice_id__in=ids, paid_on__lte=until).select_related("invoice"):
         number = numbers[payment.invoice_id]  # type: ignore[attr-defined]
@@ -295,15 +294,29 @@ async def statement_view(found: Statement) -> dict[str, Any]:
     account = found.account
     profile = await BillingProfile.get_or_none(id=account.billing_profile_id) if account.billing_profile_id else None
     return {
-        "template_version": STATEMENT_TEMPLATE_VERSION, "locale": found.locale,
+        "template_version": STATEMENT_TEMPLATE_VERSION,
+        "locale": found.locale,
         **parties(found.organization, account, profile),
-        "start": found.start.isoformat(), "end": found.end.isoformat(), "today": found.today.isoformat(),
+        "start": found.start.isoformat(),
+        "end": found.end.isoformat(),
+        "today": found.today.isoformat(),
         "currencies": [
-            {"currency": s.currency, "opening": str(s.opening), "closing": str(s.closing), "entries": [
-                {"day": e.day.isoformat(), "kind": e.kind.value, "reference": e.reference,
-                 "invoice_number": e.invoice_number, "amount": str(e.amount), "balance": str(e.balance)}
-                for e in s.entries
-            ]}
+            {
+                "currency": s.currency,
+                "opening": str(s.opening),
+                "closing": str(s.closing),
+                "entries": [
+                    {
+                        "day": e.day.isoformat(),
+                        "kind": e.kind.value,
+                        "reference": e.reference,
+                        "invoice_number": e.invoice_number,
+                        "amount": str(e.amount),
+                        "balance": str(e.balance),
+                    }
+                    for e in s.entries
+                ],
+            }
             for s in found.currencies
         ],
     }

@@ -27,7 +27,11 @@ class Mutation:
         scopes=ANY_USER,
     )
     async def print_statement(
-        self, info: Info, account_id: strawberry.ID, from_: Annotated[date, strawberry.argument(name="from")], to: date,
+        self,
+        info: Info,
+        account_id: strawberry.ID,
+        from_: Annotated[date, strawberry.argument(name="from")],
+        to: date,
     ) -> PrintStatementPayload:
         account = await statements.account_for(info.context.authenticated(), node_uuid_or_none(account_id, "ManagedAccount"))
         found = await statements.statement(account, from_, to)
@@ -36,4 +40,3 @@ class Mutation:
         if not printed:
             await dispatch.enqueue_statement(info.context.redis, path, account.id, from_.isoformat(), to.isoformat())
         return StatementPrinting(statement=AccountStatement.of(found), ready=printed)
-

@@ -21,9 +21,7 @@ class AccountBalance:
     currency: str = strawberry.field(description="ISO 4217 code; amounts in other currencies are in their own balance.")
     open: Decimal = strawberry.field(description="What its approved invoices still owe (their `amountDue` added up).")
     overdue: Decimal = strawberry.field(description="The part of `open` past its due date, in the organization's time zone.")
-    credit: Decimal = strawberry.field(
-        description="Account credit its credit notes still hold (to be refunded or applied to an invoice)."
-    )
+    credit: Decimal = strawberry.field(description="Account credit its credit notes still hold (to be refunded or applied to an invoice).")
     net: Decimal = strawberry.field(description="`open` less `credit`: negative when the customer is owed money.")
 
     @classmethod
@@ -44,8 +42,13 @@ class AccountAgeing:
     @classmethod
     def of(cls, row: domain.Ageing) -> AccountAgeing:
         return cls(
-            currency=row.currency, current=row.current, days_1_to_30=row.days_1_30, days_31_to_60=row.days_31_60,
-            days_61_to_90=row.days_61_90, over_90_days=row.over_90, total=row.total,
+            currency=row.currency,
+            current=row.current,
+            days_1_to_30=row.days_1_30,
+            days_31_to_60=row.days_31_60,
+            days_61_to_90=row.days_61_90,
+            over_90_days=row.over_90,
+            total=row.total,
         )
 
 
@@ -74,8 +77,10 @@ class CurrencyStatement:
     closing_balance: Decimal = strawberry.field(description="The balance at the end of the range.")
 
 
-@strawberry.type(description="A statement of account over a date range: per currency, the opening balance, each "
-                 "invoice, credit note, payment and refund, and the closing balance.")
+@strawberry.type(
+    description="A statement of account over a date range: per currency, the opening balance, each "
+    "invoice, credit note, payment and refund, and the closing balance."
+)
 class AccountStatement:
     from_: date = strawberry.field(name="from", description="The first day (included).")
     to: date = strawberry.field(description="The last day (included).")
@@ -86,15 +91,30 @@ class AccountStatement:
 
     @classmethod
     def of(cls, found: domain.Statement) -> AccountStatement:
-        return cls(from_=found.start, to=found.end, found=found, currencies=[
-            CurrencyStatement(
-                currency=s.currency, opening_balance=s.opening, closing_balance=s.closing,
-                entries=[StatementEntry(day=e.day, kind=e.kind, reference=e.reference,
-                                        invoice_number=e.invoice_number, amount=e.amount, balance=e.balance)
-                         for e in s.entries],
-            )
-            for s in found.currencies
-        ])
+        return cls(
+            from_=found.start,
+            to=found.end,
+            found=found,
+            currencies=[
+                CurrencyStatement(
+                    currency=s.currency,
+                    opening_balance=s.opening,
+                    closing_balance=s.closing,
+                    entries=[
+                        StatementEntry(
+                            day=e.day,
+                            kind=e.kind,
+                            reference=e.reference,
+                            invoice_number=e.invoice_number,
+                            amount=e.amount,
+                            balance=e.balance,
+                        )
+                        for e in s.entries
+                    ],
+                )
+                for s in found.currencies
+            ],
+        )
 
     @strawberry.field(
         description="Signed link to this statement as PDF, in the account's language, valid for a few minutes; "

@@ -29,8 +29,15 @@ CREDIT = """mutation($input: CreateCreditNoteInput!) { createCreditNote(input: $
 
 
 async def _credited(origin, world, invoice) -> str:
-    variables = {"input": {"invoiceId": to_base64("Invoice", str(invoice.id)), "reason": "Storage billed twice",
-                           "mode": "AMOUNT", "amount": "10.25", "notifyCustomer": False}}
+    variables = {
+        "input": {
+            "invoiceId": to_base64("Invoice", str(invoice.id)),
+            "reason": "Storage billed twice",
+            "mode": "AMOUNT",
+            "amount": "10.25",
+            "notifyCustomer": False,
+        }
+    }
     async with httpx.AsyncClient(base_url=origin) as http:
         done = (await gql(http, CREDIT, variables, token=world.tokens["owner"]))["data"]["createCreditNote"]
     assert done["__typename"] == "CreditNoteCreated", done
@@ -38,6 +45,7 @@ async def _credited(origin, world, invoice) -> str:
 
     async def printed() -> bool:
         return (await CreditNote.get(number=number)).pdf_path is not None
+
     await _until(printed, "the credit note's PDF", timeout=90)
     return number
 
@@ -64,8 +72,7 @@ async def test_the_portal_shows_what_is_owed_the_csv_credit_notes_and_a_statemen
     # The balance at the top: 30.75 less 10.25 credited, overdue since 31 October 2024.
     card = page.locator(".card")
     assert await card.inner_text() == "EUR\nOpen\n€20.50\nOverdue\n€20.50\nCredit on account\n€0.00"
-    ageing = await page.eval_on_selector_all(
-        "#ageing-rows tr", "rows => rows.map(r => [...r.children].map(c => c.innerText.trim()))")
+    ageing = await page.eval_on_selector_all("#ageing-rows tr", "rows => rows.map(r => [...r.children].map(c => c.innerText.trim()))")
     assert ageing == [["EUR", "€0.00", "€0.00", "€0.00", "€0.00", "€20.50", "€20.50"]]
     await _screenshot(page, "portal-balance.png")
 
@@ -75,11 +82,9 @@ async def test_the_portal_shows_what_is_owed_the_csv_credit_notes_and_a_statemen
     assert september[7] == f"{note}: €10.25 credited on {_short(await _issue_date(note))} PDF"
     name, data = await _downloaded(page, page.get_by_role("button", name=f"Download credit note {note} as PDF").click)
     assert name == f"{note}.pdf" and "Storage billed twice" in _text(data)
-    name, data = await _downloaded(
-        page, page.get_by_role("button", name="Download the lines of INV-2024-0007 as CSV").click)
+    name, data = await _downloaded(page, page.get_by_role("button", name="Download the lines of INV-2024-0007 as CSV").click)
     lines = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
-    assert name == "INV-2024-0007.csv" and [line["Description"] for line in lines if line.get("Description")] == [
-        "Compute", "Storage"]
+    assert name == "INV-2024-0007.csv" and [line["Description"] for line in lines if line.get("Description")] == ["Compute", "Storage"]
 
     # The statement of account, by keyboard: the range, then Enter on the button.
     await page.get_by_label("From", exact=True).fill("2024-09-01")
@@ -89,8 +94,17 @@ async def test_the_portal_shows_what_is_owed_the_csv_credit_notes_and_a_statemen
     name, data = await _downloaded(page, lambda: page.keyboard.press("Enter"))
     assert name == f"statement-2024-09-01-{today}.pdf"
     text = _text(data)
-    for printed in ("STATEMENT", "Opening balance", "Invoice INV-2024-0003", "Invoice INV-2024-0007",
-                    "Payment received", "Refund of a payment", f"Credit note {note}", "Closing balance", "25.50"):
+    for printed in (
+        "STATEMENT",
+        "Opening balance",
+        "Invoice INV-2024-0003",
+        "Invoice INV-2024-0007",
+        "Payment received",
+        "Refund of a payment",
+        f"Credit note {note}",
+        "Closing balance",
+        "25.50",
+    ):
         assert printed in text, (printed, text)
     await page.get_by_text("is downloaded").wait_for()
 
@@ -105,8 +119,7 @@ async def test_the_portal_shows_what_is_owed_the_csv_credit_notes_and_a_statemen
     await page.get_by_label("To month").fill("2024-09")
     await page.get_by_role("button", name="Show usage").click()
     await page.locator("#usage-rows tr").first.wait_for()
-    usage = await page.eval_on_selector_all(
-        "#usage-rows tr", "rows => rows.map(r => [...r.children].map(c => c.innerText.trim()))")
+    usage = await page.eval_on_selector_all("#usage-rows tr", "rows => rows.map(r => [...r.children].map(c => c.innerText.trim()))")
     assert usage == [["September 2024", "Compute", "€64.50"]]
     name, data = await _downloaded(page, page.get_by_role("button", name="Download CSV").click)
     assert name == "usage-2024-08-2024-09.csv" and b"Compute" in data

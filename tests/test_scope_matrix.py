@@ -118,6 +118,8 @@ EXPECTED: dict[str, dict[str, str]] = {
     "Mutation.testCostSource": OWNER_ONLY,
     "Mutation.syncCostSource": OWNER_ONLY,
     "Mutation.createWebhookEndpoint": OWNER_ONLY,
+    # Any user of the account: MSP users any of theirs, a customer its own (queued only: no worker).
+    "Mutation.printStatement": ANY_USER,
     "Mutation.updateWebhookEndpoint": OWNER_ONLY,
     "Mutation.deleteWebhookEndpoint": OWNER_ONLY,
     "Mutation.rotateWebhookSecret": OWNER_ONLY,

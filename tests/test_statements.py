@@ -75,72 +75,147 @@ async def ok(client, world, query: str, variables: dict, name: str, typename: st
 
 # --- Ageing and balance -----------------------------------------------------------------------
 
+
 def test_each_day_past_due_falls_in_its_bucket():
     assert [bucket(days) for days in (-5, 0, 1, 30, 31, 60, 61, 90, 91, 400)] == [
-        "current", "current", "days_1_30", "days_1_30", "days_31_60", "days_31_60", "days_61_90",
-        "days_61_90", "over_90", "over_90"]
+        "current",
+        "current",
+        "days_1_30",
+        "days_1_30",
+        "days_31_60",
+        "days_31_60",
+        "days_61_90",
+        "days_61_90",
+        "over_90",
+        "over_90",
+    ]
 
 
 async def test_ageing_puts_what_is_owed_in_its_bucket_on_the_boundary_days(client, world):
     today = await today_of(world)
     # (days past due, amount): each boundary day on both sides.
-    cases = [(0, "1.00"), (1, "2.00"), (30, "4.00"), (31, "8.00"), (60, "16.00"), (61, "32.00"),
-             (90, "64.00"), (91, "128.00"), (-3, "0.50")]
+    cases = [
+        (0, "1.00"),
+        (1, "2.00"),
+        (30, "4.00"),
+        (31, "8.00"),
+        (60, "16.00"),
+        (61, "32.00"),
+        (90, "64.00"),
+        (91, "128.00"),
+        (-3, "0.50"),
+    ]
     for index, (late, amount) in enumerate(cases):
-        await issued(world.account, f"INV-A-{index}", amount, due=today - timedelta(days=late),
-                     month=date(2023, index + 1, 1))
+        await issued(world.account, f"INV-A-{index}", amount, due=today - timedelta(days=late), month=date(2023, index + 1, 1))
     # Partly paid: only what is still owed ages; another account's invoice is not counted.
     paid = await issued(world.account, "INV-A-PAID", "100.00", due=today - timedelta(days=45), month=date(2022, 1, 1))
-    await ok(client, world, PAY, {"input": {"invoiceId": gid("Invoice", paid), "amount": "99.01",
-                                            "paidOn": today.isoformat(), "method": "CARD"}}, "recordPayment", "PaymentRecorded")
+    await ok(
+        client,
+        world,
+        PAY,
+        {"input": {"invoiceId": gid("Invoice", paid), "amount": "99.01", "paidOn": today.isoformat(), "method": "CARD"}},
+        "recordPayment",
+        "PaymentRecorded",
+    )
     await issued(world.other_account, "INV-OTHER", "1000.00", due=today - timedelta(days=100), month=date(2023, 1, 1))
 
     [ageing] = await ageings(world.account, today)
     assert (ageing.current, ageing.days_1_30, ageing.days_31_60, ageing.days_61_90, ageing.over_90) == (
-        Decimal("1.50"), Decimal("6.00"), Decimal("24.99"), Decimal("96.00"), Decimal("128.00"))
+        Decimal("1.50"),
+        Decimal("6.00"),
+        Decimal("24.99"),
+        Decimal("96.00"),
+        Decimal("128.00"),
+    )
     [balance] = await balances(world.account, today)
     assert balance.open == ageing.total == Decimal("256.49")
     assert balance.overdue == Decimal("254.99")  # all but what is due today or later
     assert balance.credit == Decimal("0.00")
 
     # The same over GraphQL, for the account's customer.
-    answer = await gql(client, OWED, {"id": gid("ManagedAccount", world.account), "from": "2020-01-01",
-                                      "to": today.isoformat()}, token=world.tokens["customer"])
+    answer = await gql(
+        client,
+        OWED,
+        {"id": gid("ManagedAccount", world.account), "from": "2020-01-01", "to": today.isoformat()},
+        token=world.tokens["customer"],
+    )
     node = answer["data"]["node"]
-    assert node["ageing"] == [{"currency": "USD", "current": "1.50", "days1To30": "6.00", "days31To60": "24.99",
-                               "days61To90": "96.00", "over90Days": "128.00", "total": "256.49"}]
-    assert node["balance"] == [{"currency": "USD", "open": "256.49", "overdue": "254.99", "credit": "0.00",
-                                "net": "256.49"}]
+    assert node["ageing"] == [
+        {
+            "currency": "USD",
+            "current": "1.50",
+            "days1To30": "6.00",
+            "days31To60": "24.99",
+            "days61To90": "96.00",
+            "over90Days": "128.00",
+            "total": "256.49",
+        }
+    ]
+    assert node["balance"] == [{"currency": "USD", "open": "256.49", "overdue": "254.99", "credit": "0.00", "net": "256.49"}]
 
 
 async def test_account_credit_is_what_credit_notes_hold_beyond_what_their_invoice_owed(client, world):
     today = await today_of(world)
     invoice = await issued(world.account, "INV-C-1", "100.00", due=today + timedelta(days=10), month=date(2024, 1, 1))
-    await ok(client, world, PAY, {"input": {"invoiceId": gid("Invoice", invoice), "amount": "100.00",
-                                            "paidOn": today.isoformat(), "method": "CARD"}}, "recordPayment", "PaymentRecorded")
-    note = (await ok(client, world, CREATE_NOTE, {"input": {
-        "invoiceId": gid("Invoice", invoice), "reason": "Billed twice", "mode": "AMOUNT", "amount": "30.00",
-        "notifyCustomer": False}}, "createCreditNote", "CreditNoteCreated"))["creditNote"]
+    await ok(
+        client,
+        world,
+        PAY,
+        {"input": {"invoiceId": gid("Invoice", invoice), "amount": "100.00", "paidOn": today.isoformat(), "method": "CARD"}},
+        "recordPayment",
+        "PaymentRecorded",
+    )
+    note = (
+        await ok(
+            client,
+            world,
+            CREATE_NOTE,
+            {
+                "input": {
+                    "invoiceId": gid("Invoice", invoice),
+                    "reason": "Billed twice",
+                    "mode": "AMOUNT",
+                    "amount": "30.00",
+                    "notifyCustomer": False,
+                }
+            },
+            "createCreditNote",
+            "CreditNoteCreated",
+        )
+    )["creditNote"]
     [balance] = await balances(world.account, today)
     assert (balance.open, balance.overdue, balance.credit, balance.net) == (
-        Decimal("0.00"), Decimal("0.00"), Decimal("30.00"), Decimal("-30.00"))
+        Decimal("0.00"),
+        Decimal("0.00"),
+        Decimal("30.00"),
+        Decimal("-30.00"),
+    )
     assert await ageings(world.account, today) == []  # nothing is owed
 
-    await ok(client, world, REFUND_CREDIT, {"input": {"creditNoteId": note["id"], "amount": "10.00",
-                                                      "refundedOn": today.isoformat(), "notifyCustomer": False}},
-             "refundCredit", "CreditRefunded")
+    await ok(
+        client,
+        world,
+        REFUND_CREDIT,
+        {"input": {"creditNoteId": note["id"], "amount": "10.00", "refundedOn": today.isoformat(), "notifyCustomer": False}},
+        "refundCredit",
+        "CreditRefunded",
+    )
     [balance] = await balances(world.account, today)
     assert balance.credit == Decimal("20.00")
     # The statement's closing balance is what the balance says: credit is negative.
     found = await statement(world.account, today - timedelta(days=60), today)
     [usd] = found.currencies
     assert [(e.kind, e.amount) for e in usd.entries] == [
-        (EntryKind.INVOICE, Decimal("100.00")), (EntryKind.CREDIT_NOTE, Decimal("-30.00")),
-        (EntryKind.PAYMENT, Decimal("-100.00")), (EntryKind.CREDIT_REFUND, Decimal("10.00"))]
+        (EntryKind.INVOICE, Decimal("100.00")),
+        (EntryKind.CREDIT_NOTE, Decimal("-30.00")),
+        (EntryKind.PAYMENT, Decimal("-100.00")),
+        (EntryKind.CREDIT_REFUND, Decimal("10.00")),
+    ]
     assert usd.closing == balance.net == Decimal("-20.00")
 
 
 # --- The statement ----------------------------------------------------------------------------
+
 
 async def _two_currencies(client, world, today: date) -> None:
     """EUR: 1000.00 issued 100 days ago, 400.00 paid 60 days ago, 250.55 issued 40 days ago,
@@ -149,21 +224,71 @@ async def _two_currencies(client, world, today: date) -> None:
     world.account.currency = "EUR"
     await world.account.save()
     first = await issued(world.account, "INV-S-1", "1000.00", due=today - timedelta(days=70), month=date(2024, 1, 1))
-    payment = (await ok(client, world, PAY, {"input": {
-        "invoiceId": gid("Invoice", first), "amount": "400.00", "paidOn": (today - timedelta(days=60)).isoformat(),
-        "method": "BANK_TRANSFER"}}, "recordPayment", "PaymentRecorded"))["payment"]
+    payment = (
+        await ok(
+            client,
+            world,
+            PAY,
+            {
+                "input": {
+                    "invoiceId": gid("Invoice", first),
+                    "amount": "400.00",
+                    "paidOn": (today - timedelta(days=60)).isoformat(),
+                    "method": "BANK_TRANSFER",
+                }
+            },
+            "recordPayment",
+            "PaymentRecorded",
+        )
+    )["payment"]
     second = await issued(world.account, "INV-S-2", "250.55", due=today - timedelta(days=10), month=date(2024, 2, 1))
-    await ok(client, world, REFUND, {"input": {"paymentId": payment["id"], "amount": "100.00",
-                                               "refundedOn": (today - timedelta(days=5)).isoformat(), "notifyCustomer": False}},
-             "refundPayment", "PaymentRefunded")
-    await ok(client, world, CREATE_NOTE, {"input": {
-        "invoiceId": gid("Invoice", second), "reason": "Discount agreed", "mode": "AMOUNT", "amount": "50.55",
-        "notifyCustomer": False}}, "createCreditNote", "CreditNoteCreated")
-    dollars = await issued(world.account, "INV-S-3", "99.99", due=today + timedelta(days=10), month=date(2024, 3, 1),
-                           currency="USD")
-    await ok(client, world, PAY, {"input": {"invoiceId": gid("Invoice", dollars), "amount": "99.99",
-                                            "paidOn": (today - timedelta(days=2)).isoformat(), "method": "CARD"}},
-             "recordPayment", "PaymentRecorded")
+    await ok(
+        client,
+        world,
+        REFUND,
+        {
+            "input": {
+                "paymentId": payment["id"],
+                "amount": "100.00",
+                "refundedOn": (today - timedelta(days=5)).isoformat(),
+                "notifyCustomer": False,
+            }
+        },
+        "refundPayment",
+        "PaymentRefunded",
+    )
+    await ok(
+        client,
+        world,
+        CREATE_NOTE,
+        {
+            "input": {
+                "invoiceId": gid("Invoice", second),
+                "reason": "Discount agreed",
+                "mode": "AMOUNT",
+                "amount": "50.55",
+                "notifyCustomer": False,
+            }
+        },
+        "createCreditNote",
+        "CreditNoteCreated",
+    )
+    dollars = await issued(world.account, "INV-S-3", "99.99", due=today + timedelta(days=10), month=date(2024, 3, 1), currency="USD")
+    await ok(
+        client,
+        world,
+        PAY,
+        {
+            "input": {
+                "invoiceId": gid("Invoice", dollars),
+                "amount": "99.99",
+                "paidOn": (today - timedelta(days=2)).isoformat(),
+                "method": "CARD",
+            }
+        },
+        "recordPayment",
+        "PaymentRecorded",
+    )
     voided = await issued(world.account, "INV-S-4", "70.00", due=today, month=date(2024, 4, 1))
     await gql(client, VOID, {"ids": [gid("Invoice", voided)]}, token=world.tokens["owner"])
     # Never the customer's: a draft, and another account's invoice.
@@ -174,30 +299,60 @@ async def _two_currencies(client, world, today: date) -> None:
 async def test_a_statement_carries_its_opening_balance_each_line_and_its_closing_balance_per_currency(client, world):
     today = await today_of(world)
     await _two_currencies(client, world, today)
-    variables = {"id": gid("ManagedAccount", world.account), "from": (today - timedelta(days=50)).isoformat(),
-                 "to": today.isoformat()}
+    variables = {"id": gid("ManagedAccount", world.account), "from": (today - timedelta(days=50)).isoformat(), "to": today.isoformat()}
     answer = await gql(client, OWED, variables, token=world.tokens["customer"])
     eur, usd = answer["data"]["node"]["statement"]["currencies"]
     day = lambda n: (today - timedelta(days=n)).isoformat()  # noqa: E731
-    assert eur == {"currency": "EUR", "openingBalance": "600.00", "closingBalance": "900.00", "entries": [
-        {"date": day(40), "kind": "INVOICE", "reference": "INV-S-2", "invoiceNumber": "INV-S-2", "amount": "250.55",
-         "balance": "850.55"},
-        {"date": day(30), "kind": "INVOICE", "reference": "INV-S-4", "invoiceNumber": "INV-S-4", "amount": "70.00",
-         "balance": "920.55"},
-        {"date": day(5), "kind": "REFUND", "reference": "INV-S-1", "invoiceNumber": "INV-S-1", "amount": "100.00",
-         "balance": "1020.55"},
-        {"date": day(0), "kind": "CREDIT_NOTE", "reference": eur["entries"][3]["reference"], "invoiceNumber": "INV-S-2",
-         "amount": "-50.55", "balance": "970.00"},
-        {"date": day(0), "kind": "VOID", "reference": "INV-S-4", "invoiceNumber": "INV-S-4", "amount": "-70.00",
-         "balance": "900.00"},
-    ]}
+    assert eur == {
+        "currency": "EUR",
+        "openingBalance": "600.00",
+        "closingBalance": "900.00",
+        "entries": [
+            {
+                "date": day(40),
+                "kind": "INVOICE",
+                "reference": "INV-S-2",
+                "invoiceNumber": "INV-S-2",
+                "amount": "250.55",
+                "balance": "850.55",
+            },
+            {
+                "date": day(30),
+                "kind": "INVOICE",
+                "reference": "INV-S-4",
+                "invoiceNumber": "INV-S-4",
+                "amount": "70.00",
+                "balance": "920.55",
+            },
+            {
+                "date": day(5),
+                "kind": "REFUND",
+                "reference": "INV-S-1",
+                "invoiceNumber": "INV-S-1",
+                "amount": "100.00",
+                "balance": "1020.55",
+            },
+            {
+                "date": day(0),
+                "kind": "CREDIT_NOTE",
+                "reference": eur["entries"][3]["reference"],
+                "invoiceNumber": "INV-S-2",
+                "amount": "-50.55",
+                "balance": "970.00",
+            },
+            {"date": day(0), "kind": "VOID", "reference": "INV-S-4", "invoiceNumber": "INV-S-4", "amount": "-70.00", "balance": "900.00"},
+        ],
+    }
     assert eur["entries"][3]["reference"].startswith("CN-")
-    assert usd == {"currency": "USD", "openingBalance": "0.00", "closingBalance": "0.00", "entries": [
-        {"date": day(20), "kind": "INVOICE", "reference": "INV-S-3", "invoiceNumber": "INV-S-3", "amount": "99.99",
-         "balance": "99.99"},
-        {"date": day(2), "kind": "PAYMENT", "reference": "INV-S-3", "invoiceNumber": "INV-S-3", "amount": "-99.99",
-         "balance": "0.00"},
-    ]}
+    assert usd == {
+        "currency": "USD",
+        "openingBalance": "0.00",
+        "closingBalance": "0.00",
+        "entries": [
+            {"date": day(20), "kind": "INVOICE", "reference": "INV-S-3", "invoiceNumber": "INV-S-3", "amount": "99.99", "balance": "99.99"},
+            {"date": day(2), "kind": "PAYMENT", "reference": "INV-S-3", "invoiceNumber": "INV-S-3", "amount": "-99.99", "balance": "0.00"},
+        ],
+    }
     # A range before anything happened has no currency; one in between opens where the last closed.
     earlier = await statement(world.account, today - timedelta(days=400), today - timedelta(days=101))
     assert earlier.currencies == []
@@ -215,33 +370,39 @@ async def test_a_range_that_ends_before_it_starts_or_is_too_long_is_refused(clie
     answer = await gql(client, OWED, variables, token=world.tokens["owner"])
     assert answer["data"]["node"] is None or answer["errors"]
     assert answer["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "to"}
-    printed = await ok(client, world, PRINT, {**variables, "from": "2010-01-01", "to": "2024-04-30"},
-                       "printStatement", "ValidationError")
+    printed = await ok(client, world, PRINT, {**variables, "from": "2010-01-01", "to": "2024-04-30"}, "printStatement", "ValidationError")
     assert printed["field"] == "from"
 
 
 # --- Scopes -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("role,sees", [("owner", True), ("viewer", True), ("customer", True),
-                                       ("other_customer", False), ("foreign_owner", False)])
+
+@pytest.mark.parametrize(
+    "role,sees", [("owner", True), ("viewer", True), ("customer", True), ("other_customer", False), ("foreign_owner", False)]
+)
 async def test_each_scope_reads_what_an_account_owes_only_where_it_may(client, world, role, sees):
     today = await today_of(world)
     await issued(world.account, "INV-R-1", "12.34", due=today - timedelta(days=3), month=date(2024, 1, 1))
     variables = {"id": gid("ManagedAccount", world.account), "from": "2020-01-01", "to": today.isoformat()}
     node = (await gql(client, OWED, variables, token=world.tokens[role]))["data"]["node"]
     if sees:
-        assert node["balance"] == [{"currency": "USD", "open": "12.34", "overdue": "12.34", "credit": "0.00",
-                                    "net": "12.34"}]
+        assert node["balance"] == [{"currency": "USD", "open": "12.34", "overdue": "12.34", "credit": "0.00", "net": "12.34"}]
         assert node["statement"]["currencies"][0]["closingBalance"] == "12.34"
     else:
         assert node is None
     # In the list: MSP users see each of their accounts; a customer only its own; another
     # organization none of these.
-    listed = (await gql(client, LISTED, {"from": "2020-01-01", "to": today.isoformat()},
-                        token=world.tokens[role]))["data"]["managedAccounts"]["edges"]
+    listed = (await gql(client, LISTED, {"from": "2020-01-01", "to": today.isoformat()}, token=world.tokens[role]))["data"][
+        "managedAccounts"
+    ]["edges"]
     names = {edge["node"]["name"]: edge["node"] for edge in listed}
-    expected = {"owner": {"Contoso", "Tailspin"}, "viewer": {"Contoso", "Tailspin"}, "customer": {"Contoso"},
-                "other_customer": {"Tailspin"}, "foreign_owner": {"Litware"}}[role]
+    expected = {
+        "owner": {"Contoso", "Tailspin"},
+        "viewer": {"Contoso", "Tailspin"},
+        "customer": {"Contoso"},
+        "other_customer": {"Tailspin"},
+        "foreign_owner": {"Litware"},
+    }[role]
     assert set(names) == expected
     if "Tailspin" in names:
         assert names["Tailspin"]["balance"] == [] and names["Tailspin"]["statement"]["currencies"] == []
@@ -263,6 +424,7 @@ async def test_nobody_signed_in_reads_or_prints_nothing(client, world):
 
 # --- The PDF ----------------------------------------------------------------------------------
 
+
 def _text(pdf: bytes) -> str:
     done = subprocess.run(["pdftotext", "-layout", "-", "-"], input=pdf, capture_output=True, check=True)
     return " ".join(done.stdout.decode().replace("\u202f", " ").replace("\xa0", " ").split())
@@ -283,16 +445,29 @@ async def test_the_statement_is_printed_in_the_accounts_language_and_downloaded_
     world.account.locale = "de"
     world.account.official_company_name = "Contoso GmbH"
     await world.account.save()
-    variables = {"id": gid("ManagedAccount", world.account), "from": (today - timedelta(days=50)).isoformat(),
-                 "to": today.isoformat()}
+    variables = {"id": gid("ManagedAccount", world.account), "from": (today - timedelta(days=50)).isoformat(), "to": today.isoformat()}
     await ok(client, world, PRINT, variables, "printStatement", "StatementPrinting", role="customer")
     url = await _link(client, world, variables)
     response = await client.get(urlsplit(url).path)
     assert response.status_code == 200 and response.headers["content-type"] == "application/pdf"
     text = _text(response.content)
-    for printed in ("KONTOAUSZUG", "Contoso GmbH", "Anfangssaldo", "Endsaldo", "Rechnung INV-S-2", "Zahlung erhalten",
-                    "Erstattung einer Zahlung", "Rechnung storniert", "600,00", "250,55", "1.020,55", "-50,55",
-                    "900,00", "99,99", "Seite 1 von 1"):
+    for printed in (
+        "KONTOAUSZUG",
+        "Contoso GmbH",
+        "Anfangssaldo",
+        "Endsaldo",
+        "Rechnung INV-S-2",
+        "Zahlung erhalten",
+        "Erstattung einer Zahlung",
+        "Rechnung storniert",
+        "600,00",
+        "250,55",
+        "1.020,55",
+        "-50,55",
+        "900,00",
+        "99,99",
+        "Seite 1 von 1",
+    ):
         assert printed in text, (printed, text)
     for never in ("INV-S-DRAFT", "INV-S-OTHER", "333,00"):
         assert never not in text
@@ -309,9 +484,18 @@ async def test_the_statement_is_printed_in_the_accounts_language_and_downloaded_
 async def test_the_invoice_email_links_to_the_portal():
     from jobs.mailer import render_invoice_email
 
-    context = {"msp_company_name": "Northwind", "customer_name": "Contoso", "number": "INV-2024-0001",
-               "period_label": "September 2024", "total": "10.00", "currency": "EUR", "due_date": "2024-10-31",
-               "payment_terms_days": 30, "locale": "de", "portal_url": "https://billing.example/portal"}
+    context = {
+        "msp_company_name": "Northwind",
+        "customer_name": "Contoso",
+        "number": "INV-2024-0001",
+        "period_label": "September 2024",
+        "total": "10.00",
+        "currency": "EUR",
+        "due_date": "2024-10-31",
+        "payment_terms_days": 30,
+        "locale": "de",
+        "portal_url": "https://billing.example/portal",
+    }
     _, text, html = render_invoice_email(context)
     assert "Ihr Kundenportal zeigt diese Rechnung" in text and "https://billing.example/portal" in text
     assert 'href="https://billing.example/portal"' in html
