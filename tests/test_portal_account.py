@@ -122,7 +122,7 @@ async def test_the_portal_shows_what_is_owed_the_csv_credit_notes_and_a_statemen
     usage = await page.eval_on_selector_all("#usage-rows tr", "rows => rows.map(r => [...r.children].map(c => c.innerText.trim()))")
     assert usage == [["September 2024", "Compute", "€64.50"]]
     name, data = await _downloaded(page, page.get_by_role("button", name="Download CSV").click)
-    assert name == "usage-2024-08-2024-09.csv" and b"Compute" in data
+    assert name == "usage-Contoso-2024-08-2024-09.csv" and b"Compute" in data
 
     everything = "\n".join(visit.received)
     for hidden in ("INV-2024-0011", "INV-2024-0008", "BANK-REF-INTERNAL", world.other_account.name):
