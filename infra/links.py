@@ -34,7 +34,7 @@ from models.invoices import InvoiceStatus
 from models.invoices.queries import visible_invoices
 from models.invoices.reconciliation import reconcile, reconciliation_csv
 from models.organizations import Organization
-from models.statements import account_of_path, readable_account
+from models.statements import STATEMENTS_FOLDER, account_of_path, readable_account
 
 # A salt of their own: a value signed with the same key for another purpose is no link.
 SALT = "invoicing.files.v1"
@@ -107,10 +107,12 @@ def publish_export(settings: Settings, principal, filename: str, data: bytes) ->
 
 
 def purge_exports(settings: Settings) -> int:
-    """Delete stored exports whose links can no longer be valid; returns how many."""
-    return storage.purge(
+    """Delete stored exports whose links can no longer be valid, and the statements of accounts
+    none was printed for in a day (printed again when asked for); returns how many."""
+    removed = storage.purge(
         settings, EXPORTS_FOLDER, older_than=clock() - timedelta(seconds=settings.link_ttl_seconds + 60)
     )
+    return removed + storage.purge(settings, STATEMENTS_FOLDER, older_than=clock() - timedelta(days=1))
 
 
 @dataclass(frozen=True)

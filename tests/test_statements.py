@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import urlsplit
 
 import pytest
 from strawberry.relay import to_base64
 
+from infra import links
 from models import Invoice, Organization
 from models.invoices import LineKind
 from models.invoices.queries import organization_today
@@ -439,7 +440,9 @@ async def _link(client, world, variables, role="customer", timeout=90.0) -> str:
     raise AssertionError("the statement was not printed")
 
 
-async def test_the_statement_is_printed_in_the_accounts_language_and_downloaded_by_its_customer(client, world, worker):
+async def test_the_statement_is_printed_in_the_accounts_language_and_downloaded_by_its_customer(
+    client, world, worker, settings, monkeypatch
+):
     today = await today_of(world)
     await _two_currencies(client, world, today)
     world.account.locale = "de"
@@ -475,6 +478,16 @@ async def test_the_statement_is_printed_in_the_accounts_language_and_downloaded_
     again = await ok(client, world, PRINT, variables, "printStatement", "StatementPrinting", role="owner")
     assert again["ready"] is True
     assert (await client.get(urlsplit(await _link(client, world, variables, "owner")).path)).content == response.content
+    # Kept a day, then purged with the expired exports; asked again, it is printed again.
+    links.purge_exports(settings)
+    assert (await gql(client, LINK, variables, token=world.tokens["owner"]))["data"]["node"]["statement"]["pdfUrl"]
+    later = datetime.now(UTC) + timedelta(days=2)
+    monkeypatch.setattr(links, "clock", lambda: later)
+    links.purge_exports(settings)
+    monkeypatch.undo()
+    assert (await gql(client, LINK, variables, token=world.tokens["owner"]))["data"]["node"]["statement"]["pdfUrl"] is None
+    assert (await ok(client, world, PRINT, variables, "printStatement", "StatementPrinting"))["ready"] is False
+    await _link(client, world, variables, "owner")
     # The link is the customer's: once the customer belongs to another account it serves nothing.
     world.users["customer"].managed_account_id = world.other_account.id
     await world.users["customer"].save()
