@@ -34,6 +34,7 @@ from models.invoices import InvoiceStatus
 from models.invoices.queries import visible_invoices
 from models.invoices.reconciliation import reconcile, reconciliation_csv
 from models.organizations import Organization
+from models.statements import STATEMENTS_FOLDER, account_of_path, readable_account
 
 # A salt of their own: a value signed with the same key for another purpose is no link.
 SALT = "invoicing.files.v1"
@@ -106,10 +107,12 @@ def publish_export(settings: Settings, principal, filename: str, data: bytes) ->
 
 
 def purge_exports(settings: Settings) -> int:
-    """Delete stored exports whose links can no longer be valid; returns how many."""
-    return storage.purge(
+    """Delete stored exports whose links can no longer be valid, and the statements of accounts
+    none was printed for in a day (printed again when asked for); returns how many."""
+    removed = storage.purge(
         settings, EXPORTS_FOLDER, older_than=clock() - timedelta(seconds=settings.link_ttl_seconds + 60)
     )
+    return removed + storage.purge(settings, STATEMENTS_FOLDER, older_than=clock() - timedelta(days=1))
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,8 @@ async def signed_download(principal, kind: str, target: str, filename: str) -> D
     - "reconciliation": the reconciliation of month `target` as CSV, made now, for MSP users.
     - "credit_note_pdf": the stored PDF of credit note `target`; "credit_note_facturx" and
       "credit_note_ubl": its e-invoice files (type 381), made now;
-    - "facturx" and "ubl": the e-invoice files of approved invoice `target`'s frozen revision.
+    - "facturx" and "ubl": the e-invoice files of approved invoice `target`'s frozen revision;
+    - "statement": a printed statement of account at `target`, for whoever may read its account.
     None when there is nothing (any longer) to serve."""
     if kind == "credit_note_pdf":
         note = await visible_credit_notes(principal).filter(id=target, pdf_path__isnull=False).first()
@@ -149,6 +153,11 @@ async def signed_download(principal, kind: str, target: str, filename: str) -> D
         if kind == "credit_note_ubl":
             return Download(safe_filename(f"{note.number}-ubl", "xml"), UBL_TYPE, data=ubl_xml(credited))
         return Download(safe_filename(f"{note.number}-facturx", "pdf"), CONTENT_TYPES["pdf"], stored=note.pdf_path, embed=credited)
+    if kind == "statement":
+        named = account_of_path(target)
+        if named is None or named[0] != str(principal.organization_id) or await readable_account(principal, named[1]) is None:
+            return None
+        return Download(safe_filename(filename.removesuffix(".pdf") or "statement", "pdf"), CONTENT_TYPES["pdf"], stored=target)
     if kind == "export":
         mine = principal.is_msp_user and target.startswith(f"{EXPORTS_FOLDER}/{principal.organization_id}/")
         return Download(filename, CONTENT_TYPES[filename.rsplit(".", 1)[-1]], stored=target) if mine else None

@@ -226,6 +226,16 @@ def load(settings: Settings, relative: str) -> bytes:
         return bytes(obstore.get(store(settings), _checked(relative)).bytes())
 
 
+def exists(settings: Settings, relative: str) -> bool:
+    """Whether a file is stored at `relative` (its metadata only is read)."""
+    try:
+        with _Failed(relative):
+            obstore.head(store(settings), _checked(relative))
+    except FileNotFoundError:
+        return False
+    return True
+
+
 async def stream(settings: Settings, relative: str) -> tuple[int, AsyncIterator[bytes]]:
     """A stored file's size and its bytes, a chunk at a time; FileNotFoundError when it is not there."""
     with _Failed(relative):

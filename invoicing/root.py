@@ -27,6 +27,7 @@ from resolvers import (
     payments,
     people,
     reminders,
+    statements,
     webhooks,
     xero,
 )
@@ -77,6 +78,7 @@ class Mutation(
     invoices.Mutation, payments.Mutation, billing_periods.Mutation, managed_accounts.Mutation, costs.Mutation, cost_sources.Mutation,
     exports.Mutation, people.Mutation, organizations.Mutation, reminders.Mutation, credit_notes.Mutation,
     einvoicing.Mutation, xero.Mutation, webhooks.Mutation, invoice_templates.Mutation,
+    statements.Mutation,
 ):
     pass
 

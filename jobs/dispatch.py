@@ -36,6 +36,7 @@ XERO_REVOKE = "revoke_xero_tokens"
 XERO_PAYMENTS = "read_xero_payments"
 COST_SOURCE_SYNC = "sync_cost_source"
 VOID_COPY = "print_void_copy"
+STATEMENT = "print_statement"
 WEBHOOKS = "deliver_webhooks"
 WEBHOOK_DISABLED = "notify_webhook_disabled"
 # Set when deliveries were queued: a lane that finds it set after its last round goes on.
@@ -164,6 +165,15 @@ def void_copy_job_id(invoice_id: Any) -> str:
 async def enqueue_void_copy(redis: ArqRedis, invoice_id: Any) -> None:
     """Queue the printing of a voided invoice's copy marked VOID, once per invoice."""
     await _enqueue(redis, VOID_COPY, str(invoice_id), _job_id=void_copy_job_id(invoice_id))
+
+
+def statement_job_id(path: str) -> str:
+    return f"{STATEMENT}:{path}"
+
+
+async def enqueue_statement(redis: ArqRedis, path: str, account_id: Any, start: str, end: str) -> None:
+    """Print the statement that will be kept at `path` (queued once while it waits or runs)."""
+    await _enqueue(redis, STATEMENT, str(account_id), start, end, _job_id=statement_job_id(path))
 
 
 def xero_push_job_id(sync_id: Any) -> str:

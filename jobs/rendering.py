@@ -110,6 +110,18 @@ def render_credit_note_html(view: dict[str, Any]) -> str:
     return _env.get_template(f"credit_note/v{version}.html").render(view)
 
 
+STATEMENT_TEMPLATE_VERSIONS = ("1",)
+
+
+def render_statement_html(view: dict[str, Any]) -> str:
+    """A statement of account (models/statements.py's view) as one self-contained HTML document,
+    in the invoice's family (the same stylesheet)."""
+    version = view["template_version"]
+    if version not in STATEMENT_TEMPLATE_VERSIONS:
+        raise ValueError(f"Unknown statement template version {version!r}.")
+    return _env.get_template(f"statement/v{version}.html").render(view)
+
+
 _SAMPLE_LOGO = (
     "data:image/png;base64,"
     "iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAYAAACqaXHeAAAA70lEQVR42u2byxHDMAhE1ZErSkNpOm4hB1h2xWPGV4l9HpuP0DkYJrP"

@@ -47,7 +47,9 @@ async def send_invoice(ctx: dict, invoice_id: str) -> str:
     if not account.billing_emails:
         await record_delivery(invoice.id, [], NO_RECIPIENTS)
         return "no recipients"
-    subject, text, html = render_invoice_email(invoice_email_context(invoice, revision))
+    # The customer portal shows the invoice beside its CSV, credit notes and payments, and what is owed.
+    portal = f"{ctx['settings'].public_url.rstrip('/')}/portal"
+    subject, text, html = render_invoice_email(invoice_email_context(invoice, revision) | {"portal_url": portal})
     assert revision.pdf_path is not None, "a generated revision has its PDF"
     pdf = await asyncio.to_thread(storage.load, ctx["settings"], revision.pdf_path)
     organization = await Organization.get(id=invoice.organization_id)

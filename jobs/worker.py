@@ -28,6 +28,7 @@ from jobs.pdf import PdfRenderer
 from jobs.periods import close_due_periods, send_due_invoices
 from jobs.reminders import queue_due_reminders, send_reminder
 from jobs.send import notify_customer, send_invoice
+from jobs.statements import print_statement
 from jobs.void_copies import print_void_copy
 from jobs.webhooks import deliver_webhooks, notify_webhook_disabled, sweep_webhooks
 from jobs.xero import poll_xero_payments, push_to_xero, read_xero_payments, revoke_xero_tokens
@@ -163,6 +164,7 @@ class WorkerSettings:
         func(send_reminder, name=dispatch.REMIND, keep_result=0, timeout=120),
         func(issue_credit_note, name=dispatch.CREDIT_NOTE, keep_result=0, timeout=180),
         func(print_void_copy, name=dispatch.VOID_COPY, keep_result=0, timeout=180),
+        func(print_statement, name=dispatch.STATEMENT, keep_result=0, timeout=180),
         func(run_cost_import, name=dispatch.COST_IMPORT, keep_result=0, timeout=IMPORT_TIMEOUT_SECONDS, max_tries=1),
         # A sync imports its new deliveries one after another; a failing source waits for the next.
         func(sync_cost_source, name=dispatch.COST_SOURCE_SYNC, keep_result=0, timeout=4 * IMPORT_TIMEOUT_SECONDS, max_tries=1),

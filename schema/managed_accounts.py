@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from enum import Enum
 from typing import Annotated, Any
 
@@ -13,6 +13,7 @@ from strawberry import relay
 from models import BillingProfile as BillingProfileModel
 from models import ManagedAccount as ManagedAccountModel
 from models import SubAccount as SubAccountModel
+from models import statements
 from models.managed_accounts import AccountQuery, visible_accounts
 from models.managed_accounts import AutoInvoice as AutoInvoiceValue
 from schema.billing_profiles import BillingBasis, BillingProfile
@@ -23,6 +24,7 @@ from schema.core.errors import NotFoundError, ValidationError
 from schema.core.nodes import filter_uuids, node_uuid, node_uuid_or_none, schema_type, scoped_nodes
 from schema.core.pagination import CountedConnection, Direction
 from schema.core.permissions import MSP_USERS, requires
+from schema.statements import AccountAgeing, AccountBalance, AccountStatement
 
 # Named, not imported: schema.invoices imports this module (Invoice.account).
 _INVOICES = strawberry.lazy("schema.invoices")
@@ -175,6 +177,20 @@ class ManagedAccount(relay.Node):
             info, self.model.id if within else None, filter, order_by, first, after, last, before
         )
 
+
+    @strawberry.field(description="What the account owes, per currency of its invoices: open, overdue and account credit.")
+    async def balance(self) -> list[AccountBalance]:
+        return [AccountBalance.of(row) for row in await statements.balances(self.model)]
+
+    @strawberry.field(description="What the account owes, per currency, by days past the due date; "
+                      "currencies in which nothing is owed are left out.")
+    async def ageing(self) -> list[AccountAgeing]:
+        return [AccountAgeing.of(row) for row in await statements.ageings(self.model)]
+
+    @strawberry.field(description="The account's statement from `from` to `to` (both included, at most "
+                      "3660 days): per currency, its opening balance, each line and its closing balance.")
+    async def statement(self, from_: Annotated[date, strawberry.argument(name="from")], to: date) -> AccountStatement:
+        return AccountStatement.of(await statements.statement(self.model, from_, to))
 
 def _is_account(global_id: str, account_id: str) -> bool:
     return str(node_uuid_or_none(global_id, "ManagedAccount")) == account_id

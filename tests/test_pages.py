@@ -293,10 +293,10 @@ async def test_the_portal_shows_the_customers_approved_invoices_their_pdf_and_pa
 
     # Exactly the customer's approved invoices: not its draft, not another customer's.
     assert await _rows(page) == [
-        ["INV-2024-0007", "September 2024", "€30.75", "€30.75", "31 Oct 2024", "Unpaid", "None yet",
-         "Download PDF"],
+        ["INV-2024-0007", "September 2024", "€30.75", "€30.75", "31 Oct 2024", "Unpaid", "None yet", "None",
+         "Download PDF\nLines as CSV"],
         ["INV-2024-0003", "August 2024", "€30.75", "€0.00", "1 Oct 2024", "Partly refunded",
-         "Paid €30.75 on 5 Sept 2024 (card)\nRefunded €5.00 on 6 Sept 2024", "PDF not ready yet"],
+         "Paid €30.75 on 5 Sept 2024 (card)\nRefunded €5.00 on 6 Sept 2024", "None", "PDF not ready yet"],
     ]
 
     # The PDF, through a freshly signed link of this origin.

@@ -121,6 +121,8 @@ EXPECTED: dict[str, dict[str, str]] = {
     "Mutation.testCostSource": OWNER_ONLY,
     "Mutation.syncCostSource": OWNER_ONLY,
     "Mutation.createWebhookEndpoint": OWNER_ONLY,
+    # Any user of the account: MSP users any of theirs, a customer its own (queued only: no worker).
+    "Mutation.printStatement": ANY_USER,
     "Mutation.updateWebhookEndpoint": OWNER_ONLY,
     "Mutation.deleteWebhookEndpoint": OWNER_ONLY,
     "Mutation.uploadInvoiceTemplate": OWNER_ONLY,
@@ -239,6 +241,7 @@ VALUES_BY_ARGUMENT: dict[str, Any] = {
     # The world's cost sources never synced: their data of the month is MISSING, so the close is forced.
     "force": True,
 }
+DAYS_BY_ARGUMENT = {"from": "2024-09-01", "to": "2024-09-30"}
 # Files of the two multipart fields: a PNG logo, and one FOCUS row (queued only: no worker
 # runs here).
 FOCUS_CSV = (
@@ -296,7 +299,8 @@ def _value(field: str, name: str, type_: graphql.GraphQLInputType, ids: dict[str
         assert key, f"{field}: say in ID_BY_FIELD or ID_BY_ARGUMENT which of the victim's rows `{name}` names"
         return ids[key]
     if name in VALUES_BY_ARGUMENT:
-        return VALUES_BY_ARGUMENT[name]
+        # `from` and `to` are months for usage, days for a statement.
+        return DAYS_BY_ARGUMENT.get(name, VALUES_BY_ARGUMENT[name]) if named.name == "Date" else VALUES_BY_ARGUMENT[name]
     if isinstance(named, graphql.GraphQLEnumType):
         return next(iter(named.values))
     return {"String": "matrix", "Int": 1, "Float": 1.0, "Boolean": False, "Decimal": "1.00", "Month": "2024-09",

@@ -1,6 +1,8 @@
 // The customer portal: a customer signs in (`login`), sees its approved invoices with their
 // payments and refunds, downloads their PDFs (signed links) and follows their changes live
-// (`invoiceStatusChanged` over graphql-transport-ws), then signs out (`revokeToken`).
+// (`invoiceStatusChanged` over graphql-transport-ws), then signs out (`revokeToken`). Beside
+// each invoice: its lines as CSV and its credit notes with their PDFs; above them, what the
+// account owes and its statement, and its usage where allowed (portal-account.js).
 // Only a CUSTOMER session is kept: anyone else's token is revoked at once, before anything
 // is read with it. The page writes text only (textContent), never markup.
 (function () {
@@ -15,15 +17,19 @@
 
   var INVOICE_FIELDS =
     "fragment PortalInvoice on Invoice { id number period status paymentStatus currency total amountDue " +
-    "dueDate pdfUrl payments { id amount paidOn method } refunds { id amount refundedOn } }";
+    "dueDate pdfUrl payments { id amount paidOn method } refunds { id amount refundedOn }" +
+    " creditNotes { id number issueDate total } }";
   var LOGIN =
     "mutation PortalLogin($email: String!, $password: String!) { login(email: $email, password: $password) {" +
     " __typename ... on LoginSuccess { token expiresAt viewer { scope } } ... on UserError { code message } } }";
   var LIST =
-    "query PortalInvoices($after: String) { viewer { scope user { email } managedAccount { name } }" +
+    "query PortalInvoices($after: String) { viewer { scope user { email } managedAccount { " + PortalAccount.FIELDS + " } }" +
     " invoices(first: " + PAGE_SIZE + ", after: $after, orderBy: {field: ISSUE_DATE, direction: DESC}) {" +
     " edges { node { ...PortalInvoice } } pageInfo { hasNextPage endCursor } } } " + INVOICE_FIELDS;
   var PDF_LINK = "query PortalPdf($id: ID!) { node(id: $id) { ... on Invoice { pdfUrl } } }";
+  var CSV_LINK = "query PortalCsv($id: ID!) { node(id: $id) { ... on Invoice { csvUrl } } }";
+  var CREDIT_NOTE_LINK = "query PortalCreditNote($id: ID!) { node(id: $id) { ... on CreditNote { pdfUrl } } }";
+  var ACCOUNT = "query PortalAccount { viewer { managedAccount { " + PortalAccount.FIELDS + " } } }";
   var LIVE = "subscription PortalLive { invoiceStatusChanged { invoice { ...PortalInvoice } } } " + INVOICE_FIELDS;
   var SIGN_OUT = "mutation PortalSignOut { revokeToken { __typename } }";
 
@@ -142,7 +148,7 @@
     if (first) $("invoices-title").focus();
   }
 
-  var LABELS = ["Month", "Total", "Amount due", "Due date", "Status", "Payments and refunds", ""];
+  var LABELS = ["Month", "Total", "Amount due", "Due date", "Status", "Payments and refunds", "Credit notes", ""];
 
   function row(invoice) {
     var tr = element("tr");
@@ -159,13 +165,14 @@
     cell.appendChild(element("span", status.text, "badge " + status.tone));
     tr.appendChild(cell);
     tr.appendChild(movements(invoice));
-    var download = element("td");
+    tr.appendChild(creditNotes(invoice));
+    var download = element("td", null, "downloads");
     if (invoice.pdfUrl) {
-      var button = element("button", "Download PDF", "secondary");
-      button.type = "button";
-      button.setAttribute("aria-label", "Download " + (invoice.number || "the invoice") + " as PDF");
-      button.addEventListener("click", function () { downloadPdf(invoice, button); });
-      download.appendChild(button);
+      var name = invoice.number || "invoice";
+      download.appendChild(downloadButton("Download PDF", "Download " + name + " as PDF",
+        PDF_LINK, invoice.id, "pdfUrl", name + ".pdf"));
+      download.appendChild(downloadButton("Lines as CSV", "Download the lines of " + name + " as CSV",
+        CSV_LINK, invoice.id, "csvUrl", name + ".csv"));
     } else {
       download.appendChild(element("span", "PDF not ready yet", "muted"));
     }
@@ -194,6 +201,32 @@
     items.forEach(function (item) { list.appendChild(element("li", item[1])); });
     cell.appendChild(list);
     return cell;
+  }
+
+  function creditNotes(invoice) {
+    var cell = element("td");
+    var notes = invoice.creditNotes || [];
+    if (!notes.length) {
+      cell.appendChild(element("span", "None", "muted"));
+      return cell;
+    }
+    var list = element("ul", null, "movements");
+    notes.forEach(function (note) {
+      var item = element("li", note.number + ": " + money(note.total, invoice.currency) + " credited on " + day(note.issueDate) + " ");
+      item.appendChild(downloadButton("PDF", "Download credit note " + note.number + " as PDF",
+        CREDIT_NOTE_LINK, note.id, "pdfUrl", note.number + ".pdf"));
+      list.appendChild(item);
+    });
+    cell.appendChild(list);
+    return cell;
+  }
+
+  function downloadButton(text, label, query, id, field, filename) {
+    var button = element("button", text, "secondary");
+    button.type = "button";
+    button.setAttribute("aria-label", label);
+    button.addEventListener("click", function () { download(query, id, field, filename, button); });
+    return button;
   }
 
   function newestFirst(a, b) {
@@ -253,6 +286,7 @@
     remember(null);
     invoices.clear();
     render();
+    account.clear();
     show("", "invoices-message");
     showSignIn(message);
   }
@@ -321,6 +355,7 @@
       }
       invoices = seen;
       render();
+      account.show(viewer.managedAccount);
       showInvoices(viewer);
       show("", "invoices-message");
     });
@@ -338,19 +373,23 @@
     });
   }
 
-  function downloadPdf(invoice, button) {
+  function save(url, filename) {
+    var link = element("a");
+    link.href = url;
+    link.download = filename;
+    link.hidden = true;
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+  }
+
+  function download(query, id, field, filename, button) {
     // A link is signed for a few minutes: a fresh one for each download.
     button.disabled = true;
-    ask(PDF_LINK, { id: invoice.id }).then(function (data) {
-      var url = data.node && data.node.pdfUrl;
-      if (!url) throw new Error("The PDF of " + invoice.number + " is not available right now.");
-      var link = element("a");
-      link.href = url;
-      link.download = (invoice.number || "invoice") + ".pdf";
-      link.hidden = true;
-      document.body.appendChild(link);
-      link.click();
-      link.remove();
+    ask(query, { id: id }).then(function (data) {
+      var url = data.node && data.node[field];
+      if (!url) throw new Error(filename + " is not available right now.");
+      save(url, filename);
       show("", "invoices-message");
     }).catch(function (error) {
       if (!(error instanceof SessionEnded)) show(error.message, "invoices-message");
@@ -365,7 +404,15 @@
     $("live").textContent = text;
   }
 
+  // What is owed changes with the invoices: read again after a live change.
+  function refreshAccount() {
+    ask(ACCOUNT).then(function (data) {
+      if (session && data.viewer.managedAccount) account.show(data.viewer.managedAccount);
+    }).catch(function () {});
+  }
+
   function changed(invoice) {
+    refreshAccount();
     var before = invoices.get(invoice.id);
     invoices.set(invoice.id, invoice);
     render();
@@ -441,6 +488,11 @@
   }
 
   // --- Start --------------------------------------------------------------------------------
+
+  var account = PortalAccount.create({
+    $: $, element: element, money: money, day: day, month: month, show: show, ask: ask, save: save,
+    ended: function (error) { return error instanceof SessionEnded; },
+  });
 
   $("sign-in-form").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", signOut);
