@@ -140,10 +140,7 @@ class Sums:
     def add(self, table: pa.Table) -> None:
         """Sum a checked batch (columns ROW_FIELDS)."""
         billed = table["billed_cost"].cast(_WIDE)
-        keyed = {
-            name: table[name] if name in ("billing_month", "managed_account_id") else pc.fill_null(table[name], "")
-            for name in KEYS
-        }
+        keyed = {name: table[name] if name in ("billing_month", "managed_account_id") else pc.fill_null(table[name], "") for name in KEYS}
         keyed |= {
             # Counted as rows: BilledCost is never null.
             "rows": billed,
