@@ -9,6 +9,9 @@ import io
 from datetime import date
 from decimal import Decimal
 
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -188,3 +191,44 @@ async def test_a_month_rebuilt_from_its_records_is_the_month_kept():
     ]
     await f.summed_costs(org.id)
     assert (await _kept_and_scanned(org.id))[0] == kept
+
+
+async def test_sums_folded_while_a_delivery_streams_equal_a_scan(monkeypatch):
+    # Batches of three rows, and the partial sums folded as soon as two of them pile up:
+    # a delivery of 60 rows goes through every fold a month of millions of rows would.
+    from models.costs import sources, totals
+
+    monkeypatch.setattr(sources, "PARQUET_BATCH_ROWS", 3)
+    monkeypatch.setattr(totals, "_FOLD_ROWS", 2)
+    org = await f.organization()
+    await f.managed_account(org, sub_accounts=SUB_ACCOUNTS[:2])
+    rows = [
+        (
+            SUB_ACCOUNTS[n % 4],
+            SERVICES[n % 3],
+            ("Usage", "Tax")[n % 2],
+            Decimal(n * 7) / 8,
+            ("USD", "EUR")[n % 5 == 0],
+            None if n % 3 else Decimal(n),
+            None if n % 4 == 3 else Decimal(n) / 100,
+        )
+        for n in range(60)
+    ]
+    table = pa_csv.read_csv(
+        io.BytesIO(_csv(MONTHS[0], BILLING_ACCOUNTS[0], rows)),
+        convert_options=pa_csv.ConvertOptions(column_types={name: pa.string() for name in HEADER}),
+    )
+    sink = io.BytesIO()
+    pq.write_table(table, sink, row_group_size=7)
+    report = await import_costs(org.id, sink.getvalue(), filename="month.parquet")
+    assert report.rows == 60
+    kept, scanned = await _kept_and_scanned(org.id)
+    assert kept == scanned and len(kept) > 12
+    # The sub-account no account claims is reported with every one of its rows and its cost.
+    unmatched = {(entry.sub_account_id, entry.currency): (entry.rows, entry.billed_cost) for entry in report.unmatched}
+    expected: dict[tuple[str, str], tuple[int, Decimal]] = {}
+    for sub_account, _, _, cost, currency, _, _ in rows:
+        if sub_account in SUB_ACCOUNTS[2:]:
+            count, total = expected.get((sub_account, currency), (0, Decimal(0)))
+            expected[(sub_account, currency)] = (count + 1, total + cost)
+    assert unmatched == expected

@@ -245,45 +245,46 @@ def _as_text(array: pa.Array) -> pa.Array:
 
 
 def _decimal(column: Column, array: pa.Array) -> pa.Array:
-    """The column as NUMERIC(38,16) text for COPY: the number as written once it is known
-    to fit exactly (PostgreSQL reads text much faster than Arrow's 16-place rendering)."""
+    """The column as NUMERIC(38,16) decimals (COST_TYPE) once each value is known to fit
+    exactly: binary COPY sends them as PostgreSQL's own NUMERIC, which it reads without
+    parsing text."""
     if pa.types.is_decimal(array.type) or pa.types.is_integer(array.type):
         try:
-            return array.cast(COST_TYPE).cast(pa.string())
+            return array.cast(COST_TYPE)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             array = array.cast(pa.string())
     elif pa.types.is_floating(array.type):
         return _double(column, array)
     text = _as_text(array)
     try:
-        text.cast(COST_TYPE)
-        return text
+        return text.cast(COST_TYPE)
     except pa.ArrowInvalid:
         pass
     # Forms Arrow's cast does not read (a long exponent) but the exact parser does; or the
     # first value that is not a number that fits.
+    values: list[Decimal | None] = []
     for index, raw in enumerate(text.to_pylist()):
         if raw is None:
+            values.append(None)
             continue
         try:
-            parse_cost_decimal(raw)
+            values.append(parse_cost_decimal(raw))
         except ValueError as error:
             raise RowProblem(index, f"{column.focus} {shown(raw)} {error}", column.focus) from None
-    return text
+    return pa.array(values, COST_TYPE)
 
 
 def _double(column: Column, array: pa.Array) -> pa.Array:
-    """A double column (AWS types costs and quantities so) as NUMERIC(38,16) text: each
+    """A double column (AWS types costs and quantities so) as NUMERIC(38,16) decimals: each
     value's shortest decimal that reads back as the same double (Python's repr, Arrow's
     cast), which is what the provider meant and what its CSV export writes; rounded half-even
     to 16 places when it has more (a double carries 17 significant digits at most)."""
     text = array.cast(pa.string())
     try:
-        text.cast(COST_TYPE)
-        return text
+        return text.cast(COST_TYPE)
     except pa.ArrowInvalid:
         pass
-    values: list[str | None] = []
+    values: list[Decimal | None] = []
     for index, raw in enumerate(text.to_pylist()):
         if raw is None:
             values.append(None)
@@ -294,10 +295,10 @@ def _double(column: Column, array: pa.Array) -> pa.Array:
                 raise ValueError("is not a number")
             if exact.as_tuple().exponent < -COST_SCALE:  # type: ignore[operator]
                 exact = exact.quantize(_COST_QUANTUM, context=_ROUND_DOUBLE)
-            values.append(format(parse_cost_decimal(format(exact, "f")), "f"))
+            values.append(parse_cost_decimal(format(exact, "f")))
         except ValueError as error:
             raise RowProblem(index, f"{column.focus} {shown(raw)} {error}", column.focus) from None
-    return pa.array(values, pa.string())
+    return pa.array(values, COST_TYPE)
 
 
 def _timestamp(column: Column, array: pa.Array) -> pa.Array:
@@ -480,7 +481,7 @@ def _iso(value: pa.Scalar) -> str:
 
 
 def _type_of(column: Column) -> pa.DataType:
-    return {"timestamp": TIMESTAMP_TYPE}.get(column.kind, pa.string())
+    return {"timestamp": TIMESTAMP_TYPE, "decimal": COST_TYPE}.get(column.kind, pa.string())
 
 
 def months_of(batch: pa.RecordBatch, names: list[str]) -> set[date]:

@@ -1,9 +1,9 @@
 """Importing a cost delivery: register it (QUEUED), then run it (RUNNING -> DONE or FAILED).
 
-A run streams the delivery's parts through `BatchChecker` in a worker thread (Arrow releases
-the GIL) while PostgreSQL COPYs the previous batch: each checked batch is written as CSV by
-Arrow's C++ writer and fed to `copy_to_table`, straight into `cost_records`, and summed into
-the month's kept figures (models/costs/totals.py). The COPY, the figures, the supersession of
+A run streams the delivery's parts through `BatchChecker` in a worker thread (Arrow and pgpq
+release the GIL) while PostgreSQL COPYs the previous batch: each checked batch is encoded as
+binary COPY data (models/costs/binary_copy.py) and fed to `copy_to_table`, straight into
+`cost_records`, and summed into the month's kept figures (models/costs/totals.py). The COPY, the figures, the supersession of
 earlier deliveries and the import's record commit in one transaction, so a
 refusal at the last row of the last part leaves nothing. Memory stays bounded: a few batches
 are in flight at a time, whatever the size of the delivery.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import io
 import pathlib
 import queue
 import tempfile
@@ -26,33 +25,23 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from infra.settings import get_settings
 from models.costs import totals
+from models.costs.binary_copy import COLUMN_NAMES, CopyEncoder
 from models.costs.deliveries import DeliveryLimits, delivery_parts
-from models.costs.focus import (
-    EXACT,
-    ROW_FIELDS,
-    TIMESTAMP_TYPE,
-    BatchChecker,
-    RowProblem,
-    months_of,
-)
+from models.costs.focus import EXACT, BatchChecker, RowProblem, months_of
 from models.costs.records import CostImport, CostImportState, CostOrigin
 from models.costs.reports import AccountMonthTotal, ImportReport, UnmatchedSubAccount
 from models.costs.sources import Part, header_names, line_of_row, read_batches
 from models.costs.supersede import scope_totals, supersede
-from models.costs.totals import add_batch
 from models.errors import CostFileRejected, InvalidTransition, NotFound
 from models.managed_accounts import ManagedAccount, SubAccount, lock_sub_account_mapping
 from models.outbox import Entity, Transition, record
 
-_COPY_COLUMNS = ("organization_id", "cost_import_id", "origin", *ROW_FIELDS)
-_CSV_OPTIONS = pa_csv.WriteOptions(include_header=False)
 _IN_FLIGHT = 3  # checked batches waiting for COPY: bounds memory
 _PROGRESS_SECONDS = 1.0
 _HASH_CHUNK = 1 << 20
@@ -178,17 +167,17 @@ async def _run(cost_import: CostImport, workdir: pathlib.Path, reporter: _Progre
                 only_account = (str(account.id), account.name)
             keys = pa.array([sub for sub, _ in mapping], pa.string())
             values = pa.array([str(account) for _, account in mapping], pa.string())
-            constants = (str(organization_id), str(cost_import.id), origin.value)
-            pipeline = _Pipeline(parts, keys, values, only_account, constants, name_files, settings.max_delivery_rows)
+            encoder = CopyEncoder(organization_id, cost_import.id, origin.value, values)
+            pipeline = _Pipeline(parts, keys, values, only_account, encoder, name_files, settings.max_delivery_rows)
             async with connection.acquire_connection() as pg:
-                await pg.execute("SET LOCAL TIME ZONE 'UTC'")
                 copied = await pg.copy_to_table(
-                    "cost_records", source=pipeline.chunks(reporter), columns=_COPY_COLUMNS, format="csv",
+                    "cost_records", source=pipeline.chunks(reporter), columns=COLUMN_NAMES, format="binary",
                 )
                 if int(copied.rsplit(" ", 1)[1]) != pipeline.rows:
                     raise RuntimeError(f"COPY stored {copied!r} for {pipeline.rows} rows")
-                await totals.write(pg, pipeline.groups, (organization_id, cost_import.id, origin.value))
-                groups = totals.coarse(pipeline.groups)
+                sums = pipeline.sums.groups()
+                await totals.write(pg, sums, (organization_id, cost_import.id, origin.value))
+                groups = totals.coarse(sums)
                 outcome = await supersede(
                     pg, organization_id=organization_id, cost_import_id=cost_import.id, digest=await digest,
                     origin=origin, integration_account_id=account_id, scopes=scope_totals(groups),
@@ -256,22 +245,22 @@ def _first_months(parts: list[Part]) -> set[date]:
 
 
 class _Pipeline:
-    """Checks the parts' batches in a worker thread and hands them, as CSV, to COPY."""
+    """Checks the parts' batches in a worker thread and hands them, encoded, to COPY."""
 
-    def __init__(self, parts, keys, values, only_account, constants, name_files, max_rows):
+    def __init__(self, parts, keys, values, only_account, encoder: CopyEncoder, name_files, max_rows):
         self.parts = parts
         self.max_rows = max_rows
         self.checked_rows = 0
         self.keys, self.values, self.only_account = keys, values, only_account
-        self.constants = constants
+        self.encoder = encoder
         self.name_files = name_files
         self.rows = 0
-        self.groups: dict[tuple, list[Any]] = {}
+        self.sums = totals.Sums()
         self._queue: queue.Queue = queue.Queue(maxsize=_IN_FLIGHT)
         self._stop = threading.Event()
 
     async def chunks(self, reporter: _Progress) -> AsyncIterator[bytes]:
-        """The CSV chunks for COPY; raises the worker's refusal, which aborts the COPY."""
+        """The COPY data, a batch at a time; raises the worker's refusal, which aborts the COPY."""
         worker = threading.Thread(target=self._produce, name="cost-import", daemon=True)
         worker.start()
         try:
@@ -303,6 +292,8 @@ class _Pipeline:
 
     def _produce(self) -> None:
         try:
+            if not self._put((self.encoder.header(), 0)):
+                return
             for part in self.parts:
                 checker = None
                 for batch in read_batches(part):
@@ -327,11 +318,8 @@ class _Pipeline:
                             f"the delivery holds more than {self.max_rows:,} rows; send it in smaller deliveries "
                             "(one billing account or month each)"
                         )
-                    table = self._with_constants(checked.table)
-                    add_batch(self.groups, checked.table)
-                    sink = io.BytesIO()
-                    pa_csv.write_csv(table, sink, _CSV_OPTIONS)
-                    if not self._put((sink.getvalue(), checked.rows)):
+                    self.sums.add(checked.table)
+                    if not self._put((self.encoder.batch(checked.table), checked.rows)):
                         return
                 if checker is None:
                     # A part without rows still has to have FOCUS columns.
@@ -343,7 +331,8 @@ class _Pipeline:
         except BaseException as error:  # handed to the event loop, which aborts the COPY
             self._put(error)
         else:
-            self._put(None)
+            if self._put((self.encoder.trailer(), 0)):
+                self._put(None)
 
     def _check_header_only(self, part: Part) -> None:
         names = pq.ParquetFile(part.path).schema_arrow.names if part.kind == "parquet" else header_names(part)[0]
@@ -351,17 +340,6 @@ class _Pipeline:
             BatchChecker(names, self.keys, self.values, self.only_account)
         except CostFileRejected as refused:
             raise refused.placed(line=1 if part.kind != "parquet" else None, file=part.name, name_file=self.name_files) from None
-
-    def _with_constants(self, table: pa.Table) -> pa.Table:
-        rows = table.num_rows
-        constants = [pa.repeat(pa.scalar(value), rows) for value in self.constants]
-        # Arrow writes zoned timestamps several times slower than plain ones; the COPY's
-        # session reads plain ones as UTC (SET LOCAL TIME ZONE), which they are.
-        columns = [
-            column.cast(pa.timestamp("us")) if column.type == TIMESTAMP_TYPE else column
-            for column in table.columns
-        ]
-        return pa.Table.from_arrays([*constants, *columns], names=list(_COPY_COLUMNS))
 
 
 def known_uuid(value: uuid.UUID | str, missing: str, field: str) -> uuid.UUID:

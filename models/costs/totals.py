@@ -22,7 +22,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
 
-from models.costs.focus import COST_TYPE, EXACT, parse_cost_decimal
+from models.costs.focus import EXACT
 from models.costs.records import CostOrigin
 
 if TYPE_CHECKING:
@@ -113,52 +113,63 @@ class CostTotal(Model):
         )
 
 
-def _wide(text: Any) -> pa.Array:
-    """A checked cost column (NUMERIC text) as decimals no sum of a batch can overflow."""
-    try:
-        return text.cast(COST_TYPE).cast(_WIDE)
-    except pa.ArrowInvalid:
-        # A form only the exact parser reads (checked already): rare, so Python may do it.
-        return pa.array([None if v is None else parse_cost_decimal(v) for v in text.to_pylist()], _WIDE)
+# Partial sums held before they are folded into one table: memory stays bounded by the
+# delivery's distinct groups, not its rows.
+_FOLD_ROWS = 1 << 17
+_SUMS = ("rows", "billed", "effective", "list", "quantity", "name")
 
 
-def add_batch(groups: dict[tuple, list[Any]], table: pa.Table) -> None:
-    """Sum a checked batch (columns ROW_FIELDS) into `groups`, key (KEYS) -> sums."""
-    billed = _wide(table["billed_cost"])
-    keyed = {name: pc.fill_null(table[name], "") if name not in ("billing_month", "managed_account_id") else table[name] for name in KEYS}
-    keyed |= {
-        "billed": billed,
-        "effective": pc.coalesce(_wide(table["effective_cost"]), billed),
-        "list": pc.coalesce(_wide(table["list_cost"]), billed),
-        "quantity": _wide(table["consumed_quantity"]),
-        "name": table["sub_account_name"],
-    }
-    grouped = (
-        pa.table(keyed)
-        .group_by(list(KEYS), use_threads=False)
-        .aggregate(
-            [
-                ("billed", "count"),
-                ("billed", "sum"),
-                ("effective", "sum"),
-                ("list", "sum"),
-                ("quantity", "sum"),
-                ("name", "first"),
-            ]
-        )
-    )
-    for row in grouped.to_pylist():
-        key = tuple(row[name] for name in KEYS)
-        sums = [row["billed_count"], row["billed_sum"], row["effective_sum"], row["list_sum"], row["quantity_sum"], row["name_first"]]
-        group = groups.get(key)
-        if group is None:
-            groups[key] = sums
-            continue
-        group[_ROWS] += sums[_ROWS]
-        for slot in (_BILLED, _EFFECTIVE, _LIST, _QUANTITY):
-            if sums[slot] is not None:
-                group[slot] = sums[slot] if group[slot] is None else EXACT.add(group[slot], sums[slot])
-        group[_NAME] = group[_NAME] or sums[_NAME]
+def _grouped(table: pa.Table, first: str) -> pa.Table:
+    """`table` (KEYS and _SUMS, `rows` counted with `first`) summed per key, columns KEYS and _SUMS."""
+    aggregates = [("rows", first), ("billed", "sum"), ("effective", "sum"), ("list", "sum"), ("quantity", "sum"), ("name", "first")]
+    grouped = table.group_by(list(KEYS), use_threads=False).aggregate(aggregates)
+    return grouped.select([*KEYS, *(f"{name}_{how}" for name, how in aggregates)]).rename_columns([*KEYS, *_SUMS])
+
+
+class Sums:
+    """A delivery's sums per group (KEYS), kept in Arrow while it streams: each checked batch
+    is grouped as it comes (`add`, in the worker thread; Arrow's kernels release the GIL), the
+    partial groups folded together whenever they pile up, and Python reads each group once at
+    the end (`groups`)."""
+
+    def __init__(self) -> None:
+        self._parts: list[pa.Table] = []
+        self._rows = 0
+        self._folded = 0
+
+    def add(self, table: pa.Table) -> None:
+        """Sum a checked batch (columns ROW_FIELDS)."""
+        billed = table["billed_cost"].cast(_WIDE)
+        keyed = {name: table[name] if name in ("billing_month", "managed_account_id") else pc.fill_null(table[name], "") for name in KEYS}
+        keyed |= {
+            # Counted as rows: BilledCost is never null.
+            "rows": billed,
+            "billed": billed,
+            "effective": pc.coalesce(table["effective_cost"].cast(_WIDE), billed),
+            "list": pc.coalesce(table["list_cost"].cast(_WIDE), billed),
+            "quantity": table["consumed_quantity"].cast(_WIDE),
+            "name": table["sub_account_name"],
+        }
+        part = _grouped(pa.table(keyed), "count")
+        self._parts.append(part)
+        self._rows += part.num_rows
+        if self._rows > max(_FOLD_ROWS, 2 * self._folded):
+            self._fold()
+
+    def _fold(self) -> None:
+        if len(self._parts) > 1:
+            self._parts = [_grouped(pa.concat_tables(self._parts), "sum")]
+        self._rows = self._folded = self._parts[0].num_rows if self._parts else 0
+
+    def groups(self) -> dict[tuple, list[Any]]:
+        """The sums: key (KEYS) -> [rows, BilledCost, EffectiveCost, ListCost, ConsumedQuantity
+        (None: no row had one), sub-account name]."""
+        self._fold()
+        if not self._parts:
+            return {}
+        columns = [self._parts[0][name].to_pylist() for name in (*KEYS, *_SUMS)]
+        keys, sums = columns[: len(KEYS)], columns[len(KEYS) :]
+        return {key: list(values) for key, values in zip(zip(*keys, strict=True), zip(*sums, strict=True), strict=True)}
 
 
 def coarse(groups: dict[tuple, list[Any]]) -> dict[tuple, list[Any]]:
@@ -227,4 +238,4 @@ async def rebuild(connection: Any, organization_id: uuid.UUID | str) -> None:
     )
 
 
-__all__ = ["COARSE", "KEYS", "SCAN", "CostTotal", "add_batch", "coarse", "rebuild", "write"]
+__all__ = ["COARSE", "KEYS", "SCAN", "CostTotal", "Sums", "coarse", "rebuild", "write"]
