@@ -28,7 +28,9 @@ Each phase prints its seconds; then `reconciliation_ms` (median of five more cal
 HTTP, at this many rows) and the headline `month_end_seconds` (the phases' sum).
 
 The database named by --database-url is DROPPED, recreated (a copy of `<name>_template_<hash>`,
-migrated once and kept, named by the migrations) and dropped again at the end; the Redis database of --redis-url (db 5 by default) is flushed: never point them at real data.
+migrated once and kept, named by the migrations) and dropped again at the end; the Redis
+database of --redis-url (db 5 by default, claimed as the test runs claim theirs) is flushed:
+never point them at real data.
 
     .venv/bin/python bench/month_end.py --customers 1000 --rows 10000000
     .venv/bin/python bench/month_end.py --customers 100 --rows 1000000   # a profile-sized month
@@ -118,8 +120,7 @@ def _chunk(start: int, rows: int, subs: int):
         return pc.cast(values, pa.string())
 
     def thousandths(values):
-        return pc.binary_join_element_wise(
-            numbers(div(values, 1000)), pc.utf8_lpad(numbers(mod(values, 1000)), 3, "0"), ".")
+        return pc.binary_join_element_wise(numbers(div(values, 1000)), pc.utf8_lpad(numbers(mod(values, 1000)), 3, "0"), ".")
 
     seconds = pc.add(pc.multiply(hour, 3600), september)
     stamp = pc.strftime(seconds.cast(pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%SZ")
@@ -155,8 +156,8 @@ def _chunk(start: int, rows: int, subs: int):
         "InvoiceIssuerName": constant("AWS"),
         "RegionId": pick(["us-east-1", "eu-west-1", "eu-central-1"], mod(sub, 3)),
         "ResourceId": pc.binary_join_element_wise(
-            "arn:aws:ec2:us-east-1:", sub_ids, ":instance/i-",
-            numbers(pc.add(pc.multiply(service, 1000), resource)), ""),
+            "arn:aws:ec2:us-east-1:", sub_ids, ":instance/i-", numbers(pc.add(pc.multiply(service, 1000), resource)), ""
+        ),
         "ServiceName": pick([s[0] for s in SERVICES], service),
         "ServiceCategory": pick([s[1] for s in SERVICES], service),
         "SkuId": pick([s[3] for s in SERVICES], service),
@@ -203,21 +204,31 @@ def month_data(customers: int, rows: int, cache: Path) -> tuple[Path, dict]:
         for number, first in enumerate(range(0, rows, per_part), start=1):
             name = f"{EXPORT}-{number:05d}.snappy.parquet"
             names.append(name)
-            jobs.append(pool.submit(write_part, str(data / name), first, min(per_part, rows - first),
-                                    sub_accounts(customers)))
+            jobs.append(pool.submit(write_part, str(data / name), first, min(per_part, rows - first), sub_accounts(customers)))
         total = sum(job.result() for job in jobs)
-    (meta / f"{EXPORT}-Manifest.json").write_text(json.dumps({
-        "executionId": "5f0c1d2e-0000-4000-8000-000000000031",
-        "exportArn": "arn:aws:bcm-data-exports:us-east-1:123456789012:export/focus-month-end",
-        "billingPeriod": {"start": "2024-09-01T00:00:00.000Z", "end": "2024-10-01T00:00:00.000Z"},
-        "dataFiles": [f"{BUCKET}/{EXPORT}/data/BILLING_PERIOD={MONTH}/{name}" for name in names],
-    }))
-    facts = {"customers": customers, "rows": rows, "parts": len(names), "billed_thousandths": total,
-             "bytes": sum(path.stat().st_size for path in data.iterdir())}
+    (meta / f"{EXPORT}-Manifest.json").write_text(
+        json.dumps(
+            {
+                "executionId": "5f0c1d2e-0000-4000-8000-000000000031",
+                "exportArn": "arn:aws:bcm-data-exports:us-east-1:123456789012:export/focus-month-end",
+                "billingPeriod": {"start": "2024-09-01T00:00:00.000Z", "end": "2024-10-01T00:00:00.000Z"},
+                "dataFiles": [f"{BUCKET}/{EXPORT}/data/BILLING_PERIOD={MONTH}/{name}" for name in names],
+            }
+        )
+    )
+    facts = {
+        "customers": customers,
+        "rows": rows,
+        "parts": len(names),
+        "billed_thousandths": total,
+        "bytes": sum(path.stat().st_size for path in data.iterdir()),
+    }
     (scratch / "about.json").write_text(json.dumps(facts))
     scratch.rename(folder)
-    print(f"generated {rows} rows in {len(names)} Parquet parts ({facts['bytes'] / 1e6:.0f} MB) "
-          f"in {time.perf_counter() - started:.1f} s, kept in {folder}")
+    print(
+        f"generated {rows} rows in {len(names)} Parquet parts ({facts['bytes'] / 1e6:.0f} MB) "
+        f"in {time.perf_counter() - started:.1f} s, kept in {folder}"
+    )
     return folder, facts
 
 
@@ -259,8 +270,7 @@ async def fresh_database(url: str, settings) -> None:
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", template):
-            for stale in await admin.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1",
-                                           f"{name}_template_%"):
+            for stale in await admin.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1", f"{name}_template_%"):
                 await admin.execute(f'DROP DATABASE "{stale["datname"]}" WITH (FORCE)')
             await admin.execute(f'CREATE DATABASE "{name}"')
             await db.migrate(settings)
@@ -292,30 +302,55 @@ async def seed(customers: int) -> str:
     from models.managed_accounts import SubAccount
     from models.organizations import EmailAttachment
 
-    org = await Organization.create(name="Bench MSP", invoice_prefix="ME", einvoicing=True,
-                                    email_attachment=EmailAttachment.FACTURX)
+    org = await Organization.create(name="Bench MSP", invoice_prefix="ME", einvoicing=True, email_attachment=EmailAttachment.FACTURX)
     profile = await BillingProfile.create(
-        organization=org, nickname="Default", company_name="Northwind SAS", address_line1="1 rue de la Paix",
-        city="Paris", postal_code="75002", country="France", country_code="FR", vat_id="FR40303265045",
-        legal_id="303265045", endpoint_scheme="0009", endpoint_id="30326504500018",
-        iban="FR7630006000011234567890189", bic="AGRIFRPP",
+        organization=org,
+        nickname="Default",
+        company_name="Northwind SAS",
+        address_line1="1 rue de la Paix",
+        city="Paris",
+        postal_code="75002",
+        country="France",
+        country_code="FR",
+        vat_id="FR40303265045",
+        legal_id="303265045",
+        endpoint_scheme="0009",
+        endpoint_id="30326504500018",
+        iban="FR7630006000011234567890189",
+        bic="AGRIFRPP",
     )
     await BillingProfileCharge.create(billing_profile=profile, position=1, name="VAT", kind="PERCENT", value=Decimal(20))
-    await ManagedAccount.bulk_create([
-        ManagedAccount(
-            organization=org, name=f"Customer {n:04d}", billing_profile=profile,
-            official_company_name=f"Customer {n:04d} GmbH", billing_emails=[f"ap@customer{n:04d}.example"],
-            po_number=f"PO-{n:04d}", address_line1=f"Hauptstrasse {n + 1}", city="Berlin", country="Germany",
-            country_code="DE", vat_id="DE136695976", legal_id="HRB 12345", endpoint_scheme="9930",
-            endpoint_id="DE136695976",
-        )
-        for n in range(customers)
-    ], batch_size=1000)
+    await ManagedAccount.bulk_create(
+        [
+            ManagedAccount(
+                organization=org,
+                name=f"Customer {n:04d}",
+                billing_profile=profile,
+                official_company_name=f"Customer {n:04d} GmbH",
+                billing_emails=[f"ap@customer{n:04d}.example"],
+                po_number=f"PO-{n:04d}",
+                address_line1=f"Hauptstrasse {n + 1}",
+                city="Berlin",
+                country="Germany",
+                country_code="DE",
+                vat_id="DE136695976",
+                legal_id="HRB 12345",
+                endpoint_scheme="9930",
+                endpoint_id="DE136695976",
+            )
+            for n in range(customers)
+        ],
+        batch_size=1000,
+    )
     accounts = await ManagedAccount.filter(organization=org).order_by("name").values_list("id", flat=True)
-    await SubAccount.bulk_create([
-        SubAccount(organization=org, managed_account_id=account, sub_account_id=sub_account_id(2 * n + k))
-        for n, account in enumerate(accounts) for k in range(2)
-    ], batch_size=2000)
+    await SubAccount.bulk_create(
+        [
+            SubAccount(organization=org, managed_account_id=account, sub_account_id=sub_account_id(2 * n + k))
+            for n, account in enumerate(accounts)
+            for k in range(2)
+        ],
+        batch_size=2000,
+    )
     owner = await create_user(org.id, "owner@bench.example", Scope.OWNER)
     raw, _ = await issue_token(owner, TokenKind.API, timedelta(days=1))
     return raw
@@ -372,13 +407,31 @@ class Mailbox:
 def start_processes(env: dict[str, str], port: int, workers: int, logs: Path) -> list[subprocess.Popen]:
     """The web app under uvicorn and the workers, each a process of its own."""
     out = (logs / "processes.log").open("ab")
-    started = [subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "invoicing.app:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env=env, stdout=out, stderr=out,
-    )]
-    started += [subprocess.Popen([sys.executable, "-m", "invoicing", "worker"], cwd=ROOT, env=env,
-                                 stdout=out, stderr=out) for _ in range(workers)]
+    started = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "invoicing.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+    ]
+    started += [
+        subprocess.Popen([sys.executable, "-m", "invoicing", "worker"], cwd=ROOT, env=env, stdout=out, stderr=out) for _ in range(workers)
+    ]
     return started
 
 
@@ -416,8 +469,7 @@ class Api:
         self.client, self.headers = client, {"Authorization": f"Bearer {token}"}
 
     async def __call__(self, query: str, variables: dict | None = None) -> dict:
-        response = await self.client.post("/graphql", json={"query": query, "variables": variables or {}},
-                                          headers=self.headers)
+        response = await self.client.post("/graphql", json={"query": query, "variables": variables or {}}, headers=self.headers)
         answer = response.json()
         if response.status_code != 200 or answer.get("errors"):
             raise SystemExit(f"GraphQL answered {response.status_code}: {json.dumps(answer)[:2000]}")
@@ -444,10 +496,13 @@ async def upload(client, token: str, files: list[tuple[str, Path]]) -> str:
     handles = [path.open("rb") for _, path in files]
     try:
         response = await client.post(
-            "/graphql", headers={"Authorization": f"Bearer {token}"},
+            "/graphql",
+            headers={"Authorization": f"Bearer {token}"},
             data={"operations": json.dumps(operations), "map": json.dumps(mapping)},
-            files=[(str(i), (name, handle, "application/octet-stream"))
-                   for i, ((name, _), handle) in enumerate(zip(files, handles, strict=True))],
+            files=[
+                (str(i), (name, handle, "application/octet-stream"))
+                for i, ((name, _), handle) in enumerate(zip(files, handles, strict=True))
+            ],
         )
     finally:
         for handle in handles:
@@ -459,8 +514,7 @@ async def upload(client, token: str, files: list[tuple[str, Path]]) -> str:
     return payload["costImport"]["id"]
 
 
-async def month_end(api: Api, client, token: str, folder: Path, facts: dict, mailbox: Mailbox,
-                    customers: int) -> dict[str, float]:
+async def month_end(api: Api, client, token: str, folder: Path, facts: dict, mailbox: Mailbox, customers: int) -> dict[str, float]:
     from decimal import Decimal
 
     phases: dict[str, float] = {}
@@ -487,8 +541,12 @@ async def month_end(api: Api, client, token: str, folder: Path, facts: dict, mai
     await until(imported, 60 + rows / 2000, "the import", every=0.5)
     if state["rows"] != rows:
         raise SystemExit(f"imported {state['rows']} rows, not {rows}")
-    done("import", started, lambda: f"{rows} rows: {rows / phases['import']:,.0f} rows/s "
-         f"({rows / (phases['import'] + phases['upload']):,.0f} with the upload)")
+
+    def rates() -> str:
+        with_upload = rows / (phases["import"] + phases["upload"])
+        return f"{rows} rows: {rows / phases['import']:,.0f} rows/s ({with_upload:,.0f} with the upload)"
+
+    done("import", started, rates)
 
     started = time.perf_counter()
     closed = (await api(CLOSE, {"m": MONTH}))["closeBillingPeriod"]
@@ -497,7 +555,7 @@ async def month_end(api: Api, client, token: str, folder: Path, facts: dict, mai
     done("close", started, f"{customers} invoices ready")
 
     started = time.perf_counter()
-    generated = (await api(GENERATE, {"f": {"periodFrom": MONTH, "periodTo": MONTH, "status": ["READY_TO_INVOICE"]}}))
+    generated = await api(GENERATE, {"f": {"periodFrom": MONTH, "periodTo": MONTH, "status": ["READY_TO_INVOICE"]}})
     results = generated["generateInvoices"].get("results") or []
     if len(results) != customers or any(result["error"] for result in results):
         raise SystemExit(f"generateInvoices answered {json.dumps(generated)[:2000]}")
@@ -539,8 +597,7 @@ async def month_end(api: Api, client, token: str, folder: Path, facts: dict, mai
         raise SystemExit(f"the reconciliation adds up to {cost} over {counted} rows, the data to {expected} over {rows}")
 
     started = time.perf_counter()
-    approved = await api(APPROVE, {"f": {"periodFrom": MONTH, "periodTo": MONTH, "status": ["AWAITING_APPROVAL"]},
-                                   "ack": sorted(warnings)})
+    approved = await api(APPROVE, {"f": {"periodFrom": MONTH, "periodTo": MONTH, "status": ["AWAITING_APPROVAL"]}, "ack": sorted(warnings)})
     results = approved["approveInvoices"].get("results") or []
     if len(results) != customers or any(result["error"] for result in results):
         raise SystemExit(f"approveInvoices answered {json.dumps(approved)[:2000]}")
@@ -564,6 +621,52 @@ async def month_end(api: Api, client, token: str, folder: Path, facts: dict, mai
     return phases
 
 
+async def send_costs(settings) -> None:
+    """What one e-mail's work costs in CPU, measured here on an approved invoice of the run:
+    its EN 16931 document from what was frozen, the Factur-X PDF, and the e-mail itself."""
+    from jobs.mailer import Attachment, render_invoice_email, send_mail
+    from jobs.send import invoice_email_context
+    from models import Invoice, InvoiceRevision
+    from models.einvoicing.files import facturx_pdf, frozen_document
+
+    invoice = await Invoice.filter(status="APPROVED").order_by("number").first()
+    assert invoice is not None
+    revision = await InvoiceRevision.get(id=invoice.current_revision_id)
+    pdf = storage_load(settings, revision.pdf_path)
+    spent = dict.fromkeys(("document", "facturx", "mail"), 0.0)
+    rounds = 5
+    for _ in range(rounds):
+        begun = time.process_time()
+        frozen = await frozen_document(invoice)
+        assert frozen is not None
+        spent["document"] += time.process_time() - begun
+        begun = time.process_time()
+        made = facturx_pdf(pdf, frozen[1])
+        spent["facturx"] += time.process_time() - begun
+        begun = time.process_time()
+        subject, text, html = render_invoice_email(invoice_email_context(invoice, revision))
+        await send_mail(
+            settings,
+            to=["cpu@bench.example"],
+            subject=subject,
+            text=text,
+            html=html,
+            attachments=[Attachment(filename=f"{invoice.number}.pdf", content=made)],
+        )
+        spent["mail"] += time.process_time() - begun
+    print(
+        "CPU ms per e-mail (this process): "
+        + ", ".join(f"{k} {1000 * v / rounds:.0f}" for k, v in spent.items())
+        + f"; PDF {len(pdf) / 1e3:.0f} kB, as Factur-X {len(made) / 1e3:.0f} kB"
+    )
+
+
+def storage_load(settings, path: str) -> bytes:
+    from infra import storage
+
+    return storage.load(settings, path)
+
+
 def check_mail(mailbox: Mailbox, customers: int) -> None:
     """One e-mail per customer to its billing address; a sample's PDF is Factur-X."""
     recipients = sorted(address for rcpt, _ in mailbox.messages for address in rcpt)
@@ -575,8 +678,7 @@ def check_mail(mailbox: Mailbox, customers: int) -> None:
 
     for _, content in mailbox.messages[:: max(1, len(mailbox.messages) // 20)]:
         message = email.message_from_bytes(content)
-        pdfs = [part.get_payload(decode=True) for part in message.walk()
-                if part.get_content_type() == "application/pdf"]
+        pdfs = [part.get_payload(decode=True) for part in message.walk() if part.get_content_type() == "application/pdf"]
         if len(pdfs) != 1 or "factur-x.xml" not in PdfReader(io.BytesIO(pdfs[0])).attachments:
             raise SystemExit("an e-mail does not carry its invoice as Factur-X")
 
@@ -587,8 +689,8 @@ async def main(args) -> None:
     cache = args.cache
     cache.mkdir(parents=True, exist_ok=True)
     folder, facts = month_data(args.customers, args.rows, cache)
-    print(f"the month: {facts['rows']} rows, {args.customers} customers, {facts['parts']} parts, "
-          f"{facts['bytes'] / 1e6:.0f} MB ({folder})", flush=True)
+    size = facts["bytes"] / 1e6
+    print(f"the month: {facts['rows']} rows, {args.customers} customers, {facts['parts']} parts, {size:.0f} MB ({folder})", flush=True)
 
     claim_redis(args.redis_url)
     mailbox = Mailbox()
@@ -596,10 +698,14 @@ async def main(args) -> None:
     controller = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
     controller.start()
     data_dir = Path(tempfile.mkdtemp(prefix="invoicing-bench-month-end-"))
-    os.environ.update(DATABASE_URL=args.database_url, REDIS_URL=args.redis_url, DATA_DIR=str(data_dir),
-                      ENVIRONMENT="production", SMTP_URL=f"smtp://127.0.0.1:{smtp_port}")
+    os.environ.update(
+        DATABASE_URL=args.database_url,
+        REDIS_URL=args.redis_url,
+        DATA_DIR=str(data_dir),
+        ENVIRONMENT="production",
+        SMTP_URL=f"smtp://127.0.0.1:{smtp_port}",
+    )
     import httpx
-    from tortoise import Tortoise
 
     from infra import broker, db
     from infra.settings import get_settings
@@ -620,6 +726,7 @@ async def main(args) -> None:
         started = start_processes(env, port, args.workers, data_dir)
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(600, connect=10)) as client:
+
             async def ready() -> bool:
                 for process in started:
                     if process.poll() is not None:
@@ -631,8 +738,11 @@ async def main(args) -> None:
 
             begun = time.perf_counter()
             await until(ready, 300, "the web app and the worker")
-            print(f"started in {time.perf_counter() - begun:.1f} s: web app on {base}, {args.workers} worker(s), SMTP on 127.0.0.1:{smtp_port}", flush=True)
+            seconds = time.perf_counter() - begun
+            print(f"started in {seconds:.1f} s: web app on {base}, {args.workers} worker(s), SMTP on port {smtp_port}", flush=True)
             phases = await month_end(Api(client, token), client, token, folder, facts, mailbox, args.customers)
+        await db.init(settings)
+        await send_costs(settings)
         await redis.flushdb()
         await redis.aclose()
     finally:
@@ -653,12 +763,20 @@ if __name__ == "__main__":
     parser.add_argument("--customers", type=int, default=100, help="managed accounts, i.e. invoices")
     parser.add_argument("--rows", type=int, default=1_000_000, help="cost rows in the month")
     parser.add_argument("--workers", type=int, default=1, help="`invoicing worker` processes")
-    parser.add_argument("--cache", type=Path, default=ROOT / "var" / "bench",
-                        help="where the generated month is kept by its parameters (default: %(default)s)")
     parser.add_argument(
-        "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
+        "--cache",
+        type=Path,
+        default=ROOT / "var" / "bench",
+        help="where the generated month is kept by its parameters (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
         help="database to DROP, recreate and drop at the end (default: $BENCH_DATABASE_URL or %(default)s)",
     )
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL),
-                        help="Redis database to FLUSH and use (default: $BENCH_REDIS_URL or %(default)s)")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL),
+        help="Redis database to FLUSH and use (default: $BENCH_REDIS_URL or %(default)s)",
+    )
     asyncio.run(main(parser.parse_args()))
