@@ -166,3 +166,42 @@ async def test_an_automatic_send_with_warnings_waits_for_a_person(world, redis):
     held = await Invoice.get(id=invoice.id)
     assert (held.status, held.auto_send_at) == ("AWAITING_APPROVAL", None)
     assert (await InvoiceEvent.get(invoice_id=invoice.id, kind="AUTO_SEND_HELD")).detail == {"warnings": ["ZERO_TOTAL"]}
+
+
+async def test_a_page_of_invoices_reads_and_approves_each_ones_own_checks(client, world):
+    """The list reads the checks of its page together, and an approval of several at once
+    weighs each invoice's warnings alone: one account's stale revision and changed rate do not
+    spill onto another's invoice of the same month."""
+    world.account.currency = "EUR"
+    await world.account.save()
+    rate = await ExchangeRate.create(organization=world.org, month=SEPT, base_currency="USD", currency="EUR", rate=Decimal("0.9"))
+    await costs(world, SEPT, [("AWS", "Amazon EC2", "1", "100")])
+    await costs(world, SEPT, [("AWS", "Amazon EC2", "2", "40")], account=world.other_account)
+    stale, fine = await generated(world, SEPT), await generated(world, SEPT, world.other_account)
+    rate.rate = Decimal("0.95")
+    await rate.save()
+    redelivered = await costs(world, SEPT, [("AWS", "Amazon EC2", "1", "1")])
+    await CostDeliveryScope.create(
+        organization=world.org, cost_import=redelivered, provider_name="AWS", billing_account_id="", billing_month=SEPT,
+        is_current=True, row_count=1, totals={"USD": "1"},
+    )
+    listed = await gql(client, """{ invoices(first: 10) { edges { node { number checks { code severity } } } } }""",
+                       token=world.tokens["owner"])
+    found = {edge["node"]["number"]: {c["code"] for c in edge["node"]["checks"]} for edge in listed["data"]["invoices"]["edges"]}
+    assert found == {stale.number: {"RATE_CHANGED", "STALE_REVISION"}, fine.number: set()}
+    # One at a time (node) reads the same.
+    assert set(await _checks(client, world, stale)) == {("RATE_CHANGED", "WARNING"), ("STALE_REVISION", "WARNING")}
+
+    refused = await gql(client, APPROVE, {"ids": [gid(stale), gid(fine)]}, world.tokens["owner"])
+    results = refused["data"]["approveInvoices"]["results"]
+    assert results[0]["error"]["code"] == "CHECKS_UNACKNOWLEDGED" and "RATE_CHANGED, STALE_REVISION" in results[0]["error"]["message"]
+    assert results[1] == {"invoice": {"status": "APPROVED"}, "error": None}
+    assert (await Invoice.get(id=stale.id)).status == "AWAITING_APPROVAL"
+
+    both = await gql(client, APPROVE, {"ids": [gid(stale), gid(fine)], "ack": ["RATE_CHANGED", "STALE_REVISION"]}, world.tokens["owner"])
+    # The second approval of the approved one changes nothing.
+    assert [r["invoice"]["status"] for r in both["data"]["approveInvoices"]["results"]] == ["APPROVED", "APPROVED"]
+    events = await InvoiceEvent.filter(kind="APPROVE").order_by("at", "id").values("invoice_id", "detail")
+    assert [(e["invoice_id"], sorted(a["code"] for a in e["detail"].get("acknowledged", []))) for e in events] == [
+        (fine.id, []), (stale.id, ["RATE_CHANGED", "STALE_REVISION"]),
+    ]

@@ -19,7 +19,7 @@ from models.errors import (
     NotFound,
     ValidationFailed,
 )
-from models.invoices.checks import CheckCode, Severity, current_findings, unacknowledged
+from models.invoices.checks import CheckCode, Severity, current_findings, current_findings_of, unacknowledged
 from models.invoices.lifecycle import lock_invoice, transition, transition_each
 from models.invoices.queries import visible_invoices
 from models.invoices.tables import DeliveryStatus, Invoice, InvoiceEvent, InvoiceKind, InvoiceStatus, PaymentStatus
@@ -120,31 +120,55 @@ async def approve(
     is approved only when the call acknowledges each of their codes (the APPROVE event keeps
     what was acknowledged). Approving an approved invoice again changes nothing."""
     actor = Actor(user_id=principal.user.id)
-
-    async def one(invoice_id):
-        invoice = await Invoice.get(id=invoice_id)
-        warnings = [f for f in await current_findings(invoice) if f.severity == Severity.WARNING]
+    visible = await _visible(principal, ids)
+    invoices = {i.id: i for i in await Invoice.filter(id__in=visible)} if visible else {}
+    shown = [invoices[i] for i in ids if i in invoices]
+    findings = dict(zip((i.id for i in shown), await current_findings_of(shown), strict=True))
+    errors: dict[Any, DomainError] = {}
+    moving: list[tuple[Any, dict[str, Any]]] = []
+    for invoice_id in ids:
+        if invoice_id not in invoices:
+            errors[invoice_id] = NotFound("No such invoice.", field="ids")
+            continue
+        warnings = [f for f in findings[invoice_id] if f.severity == Severity.WARNING]
         missing = unacknowledged(warnings, set(acknowledged))
-        if missing and invoice.status == InvoiceStatus.AWAITING_APPROVAL:
+        if missing and invoices[invoice_id].status == InvoiceStatus.AWAITING_APPROVAL:
             codes = sorted({f.code.value for f in missing})
-            raise InvalidTransition(
+            errors[invoice_id] = InvalidTransition(
                 f"Check the warnings before approving ({', '.join(codes)}): acknowledge them to approve.",
                 field="acknowledge", code=ErrorCode.CHECKS_UNACKNOWLEDGED,
             )
+            continue
         seen = [{"code": f.code.value, "message": f.message} for f in warnings]
-        try:
-            return await _approve(
-                invoice_id, actor, principal.organization_id, notify_customer, **({"acknowledged": seen} if seen else {})
-            )
-        except InvalidTransition:
-            invoice = await Invoice.get(id=invoice_id)
-            if invoice.status == InvoiceStatus.APPROVED:
-                return invoice
-            raise
-
-    outcomes = await _each(principal, ids, one)
+        moving.append((invoice_id, {"acknowledged": seen} if seen else {}))
+    # The approvals together: one transaction, a few statements (a month's approval by filter).
+    moved = await _approve_each([i for i, _ in moving], actor, principal.organization_id, notify_customer,
+                                [mine for _, mine in moving])
+    # Approving an approved invoice again changes nothing.
+    refused = [i for i, found in moved.items() if isinstance(found, InvalidTransition)]
+    again = {i.id: i for i in await Invoice.filter(id__in=refused, status=InvoiceStatus.APPROVED)} if refused else {}
+    outcomes = []
+    for invoice_id in ids:
+        found = errors.get(invoice_id) or again.get(invoice_id) or moved.get(invoice_id)
+        outcomes.append(Outcome(invoice_id, error=found) if isinstance(found, DomainError) else Outcome(invoice_id, invoice=found))
     record(Entity.INVOICE, Transition.APPROVED, [o.invoice for o in outcomes if o.invoice])
     return outcomes
+
+
+async def _approve_each(
+    ids: list[Any], actor: Actor, organization_id: Any, notify_customer: bool, details: list[dict[str, Any]],
+) -> dict[Any, Invoice | DomainError]:
+    """`_approve` of each invoice (with its event's own detail), in one transaction."""
+    if not ids:
+        return {}
+    changes: dict[str, Any] = {"approved_at": datetime.now(UTC), "auto_send_at": None}
+    if notify_customer:
+        changes["delivery_status"] = DeliveryStatus.QUEUED
+    found = await transition_each(
+        ids, "APPROVE", actor, organization_id=organization_id, changes=changes,
+        detail={"notifyCustomer": notify_customer}, each=[({}, mine) for mine in details],
+    )
+    return dict(zip(ids, found, strict=True))
 
 
 async def _approve(invoice_id: Any, actor: Actor, organization_id: Any, notify_customer: bool, **detail: Any) -> Invoice:

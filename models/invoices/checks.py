@@ -226,47 +226,101 @@ def generation_findings(
 async def current_findings(invoice: Invoice) -> list[Finding]:
     """The current revision's findings, and for an invoice awaiting approval what changed
     since it was generated."""
-    if invoice.current_revision_id is None:
-        return []
-    revision = await InvoiceRevision.filter(id=invoice.current_revision_id).only(
-        "id", "checks", "exchange_rates", "created_at", "currency"
-    ).first()
-    if revision is None:
-        return []
-    findings = [Finding.from_stored(row) for row in revision.checks]
-    if invoice.status not in (InvoiceStatus.AWAITING_APPROVAL, InvoiceStatus.ERROR):
-        return findings
-    ((month_start, incomplete),) = await Invoice.filter(id=invoice.id).values_list(
-        "billing_period__start_date", "billing_period__incomplete_at_close"
-    )
-    findings.extend(_incomplete_data(invoice, incomplete or []))
+    return (await current_findings_of([invoice]))[0]
+
+
+async def current_findings_of(invoices: list[Invoice]) -> list[list[Finding]]:
+    """`current_findings` of each invoice, a few statements for all of them (a page of the
+    list, a month's approval)."""
+    revisions = {
+        revision.id: revision
+        for revision in await InvoiceRevision.filter(
+            id__in={i.current_revision_id for i in invoices if i.current_revision_id is not None}
+        ).only("id", "checks", "exchange_rates", "created_at", "currency")
+    }
+    found = [
+        [Finding.from_stored(row) for row in revisions[i.current_revision_id].checks]
+        if i.current_revision_id in revisions else []
+        for i in invoices
+    ]
+    # What changed since generation, for those that await approval (or failed).
+    open_ = [
+        (n, invoice, revisions[invoice.current_revision_id])
+        for n, invoice in enumerate(invoices)
+        if invoice.current_revision_id in revisions
+        and invoice.status in (InvoiceStatus.AWAITING_APPROVAL, InvoiceStatus.ERROR)
+    ]
+    if not open_:
+        return found
+    of = {
+        invoice_id: (month_start, incomplete or [])
+        for invoice_id, month_start, incomplete in await Invoice.filter(id__in=[i.id for _, i, _ in open_]).values_list(
+            "id", "billing_period__start_date", "billing_period__incomplete_at_close"
+        )
+    }
+    rates = await _rates_now(open_, of)
+    stale = await _stale(open_, of)
+    for n, invoice, revision in open_:
+        month_start, incomplete = of[invoice.id]
+        found[n].extend(_incomplete_data(invoice, incomplete))
+        found[n].extend(_rate_changes(revision, rates.get((invoice.organization_id, month_start, revision.currency), [])))
+        if stale.get(n):
+            found[n].append(Finding(
+                CheckCode.STALE_REVISION, Severity.WARNING,
+                "Costs of the month were delivered again after the invoice was generated: regenerate it.",
+                {"deliveries": str(stale[n])},
+            ))
+    return found
+
+
+async def _rates_now(
+    open_: list[tuple[int, Invoice, InvoiceRevision]], of: dict[Any, tuple[date, list]],
+) -> dict[tuple[Any, date, str], list[ExchangeRate]]:
+    """The rates now of the months and currencies the revisions applied, by (organization,
+    month, invoice currency)."""
+    wanted = [(invoice, revision) for _, invoice, revision in open_ if revision.exchange_rates]
+    if not wanted:
+        return {}
+    found: dict[tuple[Any, date, str], list[ExchangeRate]] = defaultdict(list)
+    for rate in await ExchangeRate.filter(
+        organization_id__in={invoice.organization_id for invoice, _ in wanted},
+        month__in={of[invoice.id][0] for invoice, _ in wanted},
+        currency__in={revision.currency for _, revision in wanted},
+        base_currency__in={cost for _, revision in wanted for cost in revision.exchange_rates},
+    ):
+        found[(rate.organization_id, rate.month, rate.currency)].append(rate)
+    return found
+
+
+def _rate_changes(revision: InvoiceRevision, rates: list[ExchangeRate]) -> list[Finding]:
     applied = {cost: Decimal(rate) for cost, rate in (revision.exchange_rates or {}).items()}
-    if applied:
-        for rate in await ExchangeRate.filter(
-            organization_id=invoice.organization_id, month=month_start, currency=revision.currency,
-            base_currency__in=list(applied),
-        ):
-            if rate.rate != applied[rate.base_currency]:
-                was, now = f"{applied[rate.base_currency].normalize():f}", f"{rate.rate.normalize():f}"
-                findings.append(Finding(
-                    CheckCode.RATE_CHANGED, Severity.WARNING,
-                    f"The {rate.base_currency} rate is {now} now, not the {was} the invoice applied: regenerate it.",
-                    {"currency": rate.base_currency, "applied": was, "current": now},
-                ))
-    stale = (await connections.get("default").execute_query(
-        """SELECT count(*) AS deliveries FROM cost_delivery_scopes s
-           WHERE s.organization_id = $1 AND s.billing_month = $2 AND s.created_at > $3
-             AND EXISTS (SELECT 1 FROM cost_totals r WHERE r.cost_import_id = s.cost_import_id
-                         AND r.billing_month = $2 AND r.managed_account_id = $4)""",
-        [str(invoice.organization_id), month_start, revision.created_at, str(invoice.managed_account_id)],
-    ))[1][0]["deliveries"]
-    if stale:
-        findings.append(Finding(
-            CheckCode.STALE_REVISION, Severity.WARNING,
-            "Costs of the month were delivered again after the invoice was generated: regenerate it.",
-            {"deliveries": str(stale)},
-        ))
+    findings = []
+    for rate in rates:
+        if rate.base_currency in applied and rate.rate != applied[rate.base_currency]:
+            was, now = f"{applied[rate.base_currency].normalize():f}", f"{rate.rate.normalize():f}"
+            findings.append(Finding(
+                CheckCode.RATE_CHANGED, Severity.WARNING,
+                f"The {rate.base_currency} rate is {now} now, not the {was} the invoice applied: regenerate it.",
+                {"currency": rate.base_currency, "applied": was, "current": now},
+            ))
     return findings
+
+
+async def _stale(open_: list[tuple[int, Invoice, InvoiceRevision]], of: dict[Any, tuple[date, list]]) -> dict[int, int]:
+    """How many deliveries of each one's month, with costs of its account, arrived after its
+    revision was made (by the invoice's index)."""
+    rows = (await connections.get("default").execute_query(
+        """SELECT w.n, (SELECT count(*) FROM cost_delivery_scopes s
+               WHERE s.organization_id = w.organization AND s.billing_month = w.month AND s.created_at > w.since
+                 AND EXISTS (SELECT 1 FROM cost_totals r WHERE r.cost_import_id = s.cost_import_id
+                             AND r.billing_month = w.month AND r.managed_account_id = w.account)) AS deliveries
+           FROM unnest($1::int[], $2::uuid[], $3::date[], $4::timestamptz[], $5::uuid[])
+               AS w(n, organization, month, since, account)""",
+        [[n for n, _, _ in open_], [str(invoice.organization_id) for _, invoice, _ in open_],
+         [of[invoice.id][0] for _, invoice, _ in open_], [revision.created_at for _, _, revision in open_],
+         [str(invoice.managed_account_id) for _, invoice, _ in open_]],
+    ))[1]
+    return {row["n"]: row["deliveries"] for row in rows if row["deliveries"]}
 
 
 def _incomplete_data(invoice: Invoice, sources: list[dict[str, Any]]) -> list[Finding]:

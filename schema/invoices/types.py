@@ -244,10 +244,12 @@ class Invoice(relay.Node):
         "`approveInvoices(acknowledge:)`.",
         extensions=requires(*MSP_USERS),
     )
-    async def checks(self) -> list[InvoiceCheck]:
+    async def checks(self, info: Info) -> list[InvoiceCheck]:
+        # A page of invoices reads its findings together (a month's list: a few statements).
+        found = await info.context.loaders.keyed("checks", checks.current_findings_of).load(self.model)
         return [
             InvoiceCheck(code=f.code, severity=f.severity, message=f.message, figures=cast(Any, f.figures))
-            for f in await checks.current_findings(self.model)
+            for f in found
         ]
 
     @strawberry.field(description="The voided invoice this one replaces, if any (and if visible to you).")
