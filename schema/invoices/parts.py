@@ -54,7 +54,8 @@ class InvoiceLineItem:
         thousands of lines of which few fields are asked: each field is converted when first
         read (`__getattr__`), not all of them for every line; the amount, which nearly every
         list asks for, at once."""
-        new, items = object.__new__, []
+        new = object.__new__
+        items: list[InvoiceLineItem] = []
         append = items.append
         for line in lines:
             item = new(cls)
