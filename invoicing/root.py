@@ -32,7 +32,7 @@ from resolvers import (
     xero,
 )
 from schema.core.consistency import ConsistentReads
-from schema.core.context import Info
+from schema.core.context import Info, ReleaseLoaded
 from schema.core.execution import ExecutionContext, answer_prefetched
 from schema.core.limits import QueryLimits
 from schema.core.masking import ErrorCodes, Schema
@@ -91,8 +91,10 @@ class Subscription(invoices.Subscription, costs.Subscription):
 schema = Schema(
     query=Query, mutation=Mutation, subscription=Subscription,
     # In this order: the operation timed and named for the logs, who is asking, then what they
-    # may ask, then the codes of what went wrong; a query's reads see one moment.
-    extensions=[Observed, WebSocketAuthentication, QueryLimits, ErrorCodes, ConsistentReads], config=StrawberryConfig(scalar_map=SCALARS),
+    # may ask, then the codes of what went wrong; a query's reads see one moment; what the
+    # operation loaded is let go as soon as it has its answer.
+    extensions=[Observed, WebSocketAuthentication, QueryLimits, ErrorCodes, ConsistentReads, ReleaseLoaded],
+    config=StrawberryConfig(scalar_map=SCALARS),
     execution_context_class=ExecutionContext,
 )
 answer_prefetched(schema._schema)

@@ -224,3 +224,31 @@ async def test_a_customer_listing_the_timeline_is_refused_per_invoice(client, wo
     listed = await gql(client, "{ invoices(first: 100) { edges { node { number lineItems { amount } } } } }",
                        token=world.tokens["customer"])
     assert {e["node"]["number"] for e in listed["data"]["invoices"]["edges"]} == VISIBLE["customer"]
+
+
+async def test_line_amounts_are_rounded_as_round_money(client, world):
+    """The database rounds a list's line amounts (`printed_lines`); the API answers what
+    `round_money` makes of the stored amount, ties away from zero, in each currency."""
+    from decimal import Decimal
+
+    from models import InvoiceLineItem
+    from models.currencies import round_money
+
+    stored = ["0.1250", "-0.6250", "2.0050", "-2.0049", "1.0000", "12.5000", "-12.5000", "0.0000"]
+    month = date(2024, 7, 1)
+    for currency in ("USD", "JPY", "BHD"):
+        period = await f.billing_period(await world.account.organization, month)
+        month = (month + timedelta(days=32)).replace(day=1)
+        made = await f.generated_invoice(world.account, period, number=f"INV-{currency}", lines=0, currency=currency)
+        await InvoiceLineItem.bulk_create([
+            InvoiceLineItem(revision_id=made.current_revision_id, position=i + 1, description="x", amount=Decimal(a))
+            for i, a in enumerate(stored)
+        ])
+    query = "{ invoices(first: 10) { edges { node { number currency lineItems { amount } } } } }"
+    listed = await gql(client, query, token=world.tokens["owner"])
+    seen = {e["node"]["number"]: e["node"] for e in listed["data"]["invoices"]["edges"]}
+    for currency in ("USD", "JPY", "BHD"):
+        node = seen[f"INV-{currency}"]
+        assert [line["amount"] for line in node["lineItems"]] == [str(round_money(Decimal(a), currency)) for a in stored]
+        one = await gql(client, ONE, {"n": f"INV-{currency}"}, token=world.tokens["owner"])
+        assert [line["amount"] for line in one["data"]["invoice"]["lineItems"]] == [line["amount"] for line in node["lineItems"]]

@@ -12,6 +12,7 @@ from models.invoices.queries import (
     late_costs_of,
     organization_today,
     preset_range,
+    printed_lines,
     visible_invoice_by_number,
     visible_invoices,
 )
@@ -34,5 +35,5 @@ __all__ = [
     "InvoiceExtraLine", "InvoiceKind", "InvoiceLineItem", "InvoiceNumberCounter", "InvoiceQuery",
     "InvoiceRevision", "InvoiceStatus", "LineKind", "PaymentStatus", "amount_due", "display_status",
     "filter_invoices", "is_visible", "late_costs_of", "organization_today", "preset_range",
-    "visible_invoice_by_number", "visible_invoices",
+    "printed_lines", "visible_invoice_by_number", "visible_invoices",
 ]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from arq import ArqRedis
+from strawberry.extensions import SchemaExtension
 from strawberry.types import Info as StrawberryInfo
 
 from infra.events import Hub
@@ -38,3 +40,14 @@ class Context:
 
 
 Info = StrawberryInfo[Context, None]
+
+
+class ReleaseLoaded(SchemaExtension):
+    """Once an operation has its answer, its context's loaders forget what they loaded
+    (`Loaders.clear`): freed then, not at the collector's next pass."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        context = self.execution_context.context
+        if isinstance(context, Context):
+            context.loaders.clear()

@@ -8,7 +8,8 @@ out. The cost is the number of objects the answer may hold: a connection's `firs
 the default page) multiplies what is asked of each node. Introspection (`__schema`, `__type`)
 is bounded by the schema itself and left out of depth and cost; in production it is only for
 an authenticated MSP user (the committed SDL serves code generators) and errors never suggest
-field names. A document that passed validation once is not validated again (`ValidDocuments`)."""
+field names. A document that passed validation once is not validated again (`ValidDocuments`),
+nor is a text parsed again (`ParsedDocuments`)."""
 
 from __future__ import annotations
 
@@ -182,6 +183,32 @@ class ValidDocuments:
 VALID_DOCUMENTS = ValidDocuments()
 
 
+class ParsedDocuments:
+    """Parsed documents by their text and the token limit they were parsed under: parsing the
+    console's few documents again on every request made garbage for the collector too (a
+    document's tokens link to one another). graphql-core never changes a document; the limits
+    and validation still run on every request. Bounded; the least recently used is forgotten
+    first."""
+
+    def __init__(self, size: int = 256):
+        self.size = size
+        self._documents: OrderedDict[tuple[str, int | None], DocumentNode] = OrderedDict()
+
+    def get(self, key: tuple[str, int | None]) -> DocumentNode | None:
+        document = self._documents.get(key)
+        if document is not None:
+            self._documents.move_to_end(key)
+        return document
+
+    def add(self, key: tuple[str, int | None], document: DocumentNode) -> None:
+        self._documents[key] = document
+        if len(self._documents) > self.size:
+            self._documents.popitem(last=False)
+
+
+PARSED_DOCUMENTS = ParsedDocuments()
+
+
 class QueryLimits(SchemaExtension):
     """Refuses, before validation, a document past the limits of the settings (tokens,
     depth, aliases, cost), and in production introspection by anyone but an MSP user."""
@@ -192,7 +219,14 @@ class QueryLimits(SchemaExtension):
         yield
 
     def on_parse(self) -> Iterator[None]:
+        execution = self.execution_context
+        key = (execution.query, execution.parse_options.get("max_tokens")) if execution.query else None
+        if key is not None and execution.graphql_document is None:
+            # Set before strawberry parses: it then takes this one.
+            execution.graphql_document = PARSED_DOCUMENTS.get(key)
         yield
+        if key is not None and execution.graphql_document is not None and not execution.pre_execution_errors:
+            PARSED_DOCUMENTS.add(key, execution.graphql_document)
         # The parser's own error names no code; it is already in the answer, so it is
         # rewritten in place.
         for error in self.execution_context.pre_execution_errors or []:

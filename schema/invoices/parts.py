@@ -14,10 +14,9 @@ from strawberry.scalars import JSON
 
 from models import BillingPeriod as BillingPeriodModel
 from models import Invoice as InvoiceModel
-from models import InvoiceLineItem as InvoiceLineItemModel
 from models.costs.queries import CostQuery, filter_costs, line_costs
 from models.currencies import round_money
-from models.invoices import diff
+from models.invoices import diff, printed_lines
 from schema.core.context import Info
 from schema.core.pagination import Direction, paginate
 from schema.core.permissions import MSP_USERS, requires
@@ -28,8 +27,9 @@ from schema.line_kinds import LineKind
 
 
 def revision_lines(info: Info):
-    """The loader of a revision's printed lines, as rows."""
-    return info.context.loaders.children(InvoiceLineItemModel, "revision_id", order=("position",), raw=True)
+    """The loader of the printed lines of a (revision id, currency), as rows
+    (`models.invoices.printed_lines`: their amounts rounded to the currency)."""
+    return info.context.loaders.keyed("printed_lines", printed_lines)
 
 
 @strawberry.type(description="One printed line of an invoice.")
@@ -48,14 +48,20 @@ class InvoiceLineItem:
     invoice: strawberry.Private[InvoiceModel | None] = None
 
     @classmethod
-    def from_row(cls, line: Any, currency: str, invoice: InvoiceModel | None = None) -> InvoiceLineItem:
-        """From a row of `revision_lines` (a record: the kind comes as its text). A page of a list
-        holds thousands of lines of which few fields are asked: each field is converted when
-        first read (`__getattr__`), not all of them for every line."""
-        item = object.__new__(cls)
-        # The amount, which nearly every list asks for, at once; the rest when read.
-        item.__dict__.update(_row=line, _currency=currency, invoice=invoice, amount=round_money(Decimal(line["amount"]), currency))
-        return item
+    def from_rows(cls, lines: list[Any], currency: str, invoice: InvoiceModel | None = None) -> list[InvoiceLineItem]:
+        """The lines of rows of `revision_lines` for `currency` (records: the kind comes as its
+        text, the amount as its text already rounded to the currency). A page of a list holds
+        thousands of lines of which few fields are asked: each field is converted when first
+        read (`__getattr__`), not all of them for every line; the amount, which nearly every
+        list asks for, at once."""
+        new = object.__new__
+        items: list[InvoiceLineItem] = []
+        append = items.append
+        for line in lines:
+            item = new(cls)
+            item.__dict__.update(_row=line, _currency=currency, invoice=invoice, amount=Decimal(line["amount"]))
+            append(item)
+        return items
 
     def __getattr__(self, name: str) -> Any:
         # Reached only for a field not read yet (the instance's dict has no such key).
@@ -109,7 +115,7 @@ _LINE_FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "quantity": lambda row, _: _optional_plain(row["quantity"]),
     "unit": lambda row, _: row["unit"],
     "unit_price": lambda row, _: _optional_plain(row["unit_price"]),
-    "amount": lambda row, currency: round_money(Decimal(row["amount"]), currency),
+    "amount": lambda row, _: Decimal(row["amount"]),  # rounded by `printed_lines`
 }
 
 
@@ -240,7 +246,7 @@ class InvoiceRevision:
     @strawberry.field(description="The revision's lines, in order.")
     async def line_items(self, info: Info) -> list[InvoiceLineItem]:
         invoice = await info.context.loaders.by_id(InvoiceModel).load(self.invoice_id)
-        return [InvoiceLineItem.from_row(r, self.currency, invoice) for r in await revision_lines(info).load(self.revision_id)]
+        return InvoiceLineItem.from_rows(await revision_lines(info).load((self.revision_id, self.currency)), self.currency, invoice)
 
     @strawberry.field(
         description="What changed against another revision of the invoice (default: the one before): "

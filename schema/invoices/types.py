@@ -401,10 +401,13 @@ async def _periods(info: Info, invoices: list[Invoice]) -> list[date]:
 
 
 async def _line_items(info: Info, invoices: list[Invoice]) -> list[list[InvoiceLineItem]]:
-    revision_ids = [i.model.current_revision_id for i in invoices if i.model.current_revision_id is not None]
-    # Looked up by every invoice's revision, None (no lines yet) included.
-    lines: dict[UUID | None, list[Any]] = dict(zip(revision_ids, await revision_lines(info).load_many(revision_ids)))
-    return [[InvoiceLineItem.from_row(r, i.currency, i.model) for r in lines.get(i.model.current_revision_id, ())] for i in invoices]
+    keys = [(i.model.current_revision_id, i.model.currency) for i in invoices if i.model.current_revision_id is not None]
+    # Looked up by every invoice's revision and currency, no revision (no lines yet) included.
+    lines: dict[tuple[UUID | None, str], list[Any]] = dict(zip(keys, await revision_lines(info).load_many(keys)))
+    return [
+        InvoiceLineItem.from_rows(lines.get((i.model.current_revision_id, i.model.currency), []), i.model.currency, i.model)
+        for i in invoices
+    ]
 
 
 def _children(info: Info, model: type, order: tuple[str, ...], invoices: list[Invoice]) -> Awaitable[list[list[dict]]]:
