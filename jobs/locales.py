@@ -10,65 +10,36 @@ from CLDR's data for that locale: `1.234,56 €` in German, `1 234,56 €` in Fr
 
 from __future__ import annotations
 
-import functools
-import gettext
-import io
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 
 from babel.dates import format_date as babel_date
-from babel.dates import format_skeleton
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
-from babel.numbers import format_currency, format_decimal, format_percent
-from babel.support import Translations
+from babel.numbers import format_currency, format_decimal
 from jinja2 import Environment, pass_context
 from jinja2.runtime import Context
 
 from models.currencies import MINOR_UNITS, round_money
-from models.locales import DEFAULT_LOCALE, SUPPORTED_LOCALES
-
-CATALOGS_DIR = Path(__file__).resolve().parent.parent / "templates" / "locale"
-_MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
+from models.locales import (
+    CATALOGS_DIR,
+    DEFAULT_LOCALE,
+    MONTHS,
+    SUPPORTED_LOCALES,
+    format_month,
+    format_percent_value,
+    known,
+    translate,
+    translations,
 )
 
-
-def known(locale: str | None) -> str:
-    """The locale a stored view or row names, English when it names none (printed before
-    documents had a language) or one no longer supported."""
-    return locale if locale in SUPPORTED_LOCALES else DEFAULT_LOCALE
-
-
-@functools.cache
-def translations(locale: str) -> gettext.NullTranslations:
-    """The locale's catalog, compiled from its .po file; English's is the message ids."""
-    if known(locale) == DEFAULT_LOCALE:
-        return gettext.NullTranslations()
-    with (CATALOGS_DIR / locale / "LC_MESSAGES" / "messages.po").open("rb") as source:
-        catalog = read_po(source, locale=locale)
-    compiled = io.BytesIO()
-    write_mo(compiled, catalog)
-    compiled.seek(0)
-    return Translations(compiled)
-
-
-def translate(locale: str | None, message: str, **values: object) -> str:
-    """`message` in the locale, with `%(name)s` placeholders filled from `values`."""
-    text = translations(known(locale)).gettext(message)
-    return text % values if values else text
+__all__ = [
+    "CATALOGS_DIR",
+    "SUPPORTED_LOCALES",
+    "format_month",
+    "format_percent_value",
+    "known",
+    "translate",
+    "translations",
+]
 
 
 def _day(value: str | date) -> date:
@@ -116,29 +87,13 @@ def format_quantity(value: str | Decimal, locale: str | None = None) -> str:
     return f"{quantity:,f}" if quantity != quantity.to_integral() else f"{quantity:,.0f}"
 
 
-def format_percent_value(percent: str | Decimal, locale: str | None = None) -> str:
-    """A rate given in percent: '19' -> '19%' ('19 %' in German and French)."""
-    rate = Decimal(percent)
-    if known(locale) == DEFAULT_LOCALE:
-        return f"{rate.normalize():f}%"
-    return format_percent(rate / 100, locale=locale, decimal_quantization=False)
-
-
 def format_date(value: str | date, locale: str | None = None) -> str:
     """'2024-10-01' -> '1 October 2024', whatever the process locale; Babel's long date
     elsewhere ('1. Oktober 2024', '1 de octubre de 2024')."""
     day = _day(value)
     if known(locale) == DEFAULT_LOCALE:
-        return f"{day.day} {_MONTHS[day.month - 1]} {day.year}"
+        return f"{day.day} {MONTHS[day.month - 1]} {day.year}"
     return babel_date(day, "long", locale=locale)
-
-
-def format_month(value: str | date, locale: str | None = None) -> str:
-    """A month as its name and year: 'September 2024', 'septembre 2024'."""
-    day = _day(value)
-    if known(locale) == DEFAULT_LOCALE:
-        return f"{_MONTHS[day.month - 1]} {day.year}"
-    return format_skeleton("yMMMM", day, locale=locale)
 
 
 def page_label(locale: str | None) -> str:

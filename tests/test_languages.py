@@ -17,7 +17,7 @@ from decimal import Decimal
 import pikepdf
 import pytest
 from babel.dates import format_date
-from babel.numbers import format_currency
+from babel.numbers import format_currency, format_percent
 from strawberry.relay import to_base64
 
 from infra import storage
@@ -412,3 +412,124 @@ async def test_a_new_account_may_choose_its_language(client, world):
     assert wrong["data"]["createManagedAccount"] == {"__typename": "ValidationError", "field": "locale"}
     viewer = await gql(client, create, {"input": {"name": "Languages Three Ltd", "locale": "de"}}, token=world.tokens["viewer"])
     assert error_codes(viewer) == ["FORBIDDEN"]
+
+
+OCT = date(2024, 10, 1)
+# What the generator writes itself, and how each language must read it back.
+GENERATED = {
+    "de": ("Aufschlag: Managed service", "Nach der Rechnungsstellung eingegangene Kosten für September 2024", "VAT (19 %)"),
+    "fr": ("Majoration : Managed service", "Coûts de septembre 2024 reçus après facturation", "VAT (19 %)"),
+}
+
+
+async def _october_usage(world) -> None:
+    """A line of October usage for `world.account`, so that its October invoice has a line to mark up."""
+    from models import CostImport, CostRecord
+    from models.costs import CostOrigin
+    from tests import factories
+
+    imp = await CostImport.create(
+        organization=world.org, file_sha256="1" * 64, row_count=1, inserted_count=1, duplicate_count=0, origin=CostOrigin.MSP_DELEGATED
+    )
+    await CostRecord.create(
+        organization=world.org,
+        managed_account=world.account,
+        cost_import=imp,
+        fingerprint="october-usage",
+        origin=CostOrigin.MSP_DELEGATED,
+        billing_month=OCT,
+        billing_period_start=datetime(2024, 10, 1, tzinfo=UTC),
+        billing_period_end=datetime(2024, 11, 1, tzinfo=UTC),
+        provider_name="AWS",
+        sub_account_id="1",
+        billed_cost=Decimal("200"),
+        billing_currency="USD",
+        service_name="Amazon EC2",
+        service_category="Compute",
+        charge_category="Usage",
+        consumed_unit="Hrs",
+        consumed_quantity=Decimal("10"),
+    )
+    await factories.summed_costs(world.org.id)
+
+
+@pytest.mark.parametrize("locale", sorted(GENERATED))
+async def test_the_generators_own_line_labels_are_in_the_invoices_language(renderer, world, locale):
+    """A markup rule's line, a late cost's line (its month as Babel names it) and a percentage
+    charge are written in the account's language: in the stored lines, the HTML and the PDF."""
+    from models import BillingProfileCharge, BillingRule
+    from models.actors import Actor
+    from models.billing_periods import close_period
+    from models.costs import import_costs
+    from tests.test_corrections import _approved_september, restate
+    from tests.test_costs_import import to_csv
+
+    world.account.locale = locale
+    await world.account.save()
+    header, rows, _ = await _approved_september(world)
+    await import_costs(world.org.id, to_csv(header, restate(rows, Decimal("2"))))  # a late cost of September
+    await _october_usage(world)
+    await BillingRule.create(
+        organization=world.org,
+        name="Managed service",
+        kind="MARKUP",
+        calculation="PERCENT",
+        value=Decimal("10"),
+        managed_account=world.account,
+    )
+    await BillingProfileCharge.create(billing_profile=world.profile, position=1, name="VAT", kind="PERCENT", value=Decimal("19"))
+    await close_period(world.org.id, OCT, Actor.system("test"))
+    october = await Invoice.get(managed_account_id=world.account.id, billing_period__start_date=OCT)
+    context = await load_context(october.id)
+    computed = await compute(context)
+    markup, late, vat = GENERATED[locale]
+    assert [(line.kind, spaced(line.description)) for line in computed.lines] == [
+        ("USAGE", "AWS Amazon EC2 (Compute)"),
+        ("RULE", markup),
+        ("LATE_COST", late),
+        ("TAX", vat),
+    ]
+    assert [line.description for line in computed.lines][1:] == [
+        translate(locale, "Markup: %(name)s", name="Managed service"),
+        translate(
+            locale, "Costs for %(month)s received after invoicing", month=spaced(format_date(date(2024, 9, 1), "MMMM y", locale=locale))
+        ),
+        f"VAT ({format_percent(Decimal('0.19'), locale=locale)})",
+    ]
+    view = build_view(context, computed, "INV-2024-0002", TEMPLATE_VERSION)
+    html = render_invoice_html(view)
+    pdf = await renderer.render(html, page_label=page_label(locale))
+    text = text_of(pdf)
+    for label in (markup, late, vat):
+        assert label in spaced(html) and label in text
+    assert not any(english in text for english in ("Markup:", "Costs for", "received after invoicing"))
+
+
+async def test_an_english_invoice_keeps_its_generated_labels_word_for_word(world):
+    from tests.test_invoice_generation import SEPT as september
+
+    await costs(world.org, world.account, [("", "", "", "12.5", None, None)])
+    from models import BillingRule
+    from models.billing_periods import close_period
+    from models.invoices.lifecycle import Actor
+
+    await BillingRule.create(organization=world.org, name="Care", kind="MARKUP", calculation="PERCENT", value=Decimal("10"))
+    await close_period(world.org.id, september, Actor.system("test"))
+    computed = await compute(await load_context((await Invoice.get(managed_account_id=world.account.id)).id))
+    assert [line.description for line in computed.lines] == ["Cloud usage", "Markup: Care"]
+    world.account.locale = "es"
+    await world.account.save()
+    computed = await compute(await load_context((await Invoice.get(managed_account_id=world.account.id)).id))
+    assert [line.description for line in computed.lines] == ["Uso de la nube", "Recargo: Care"]
+
+
+@pytest.mark.parametrize(
+    "locale,label", [("en", "Credit on invoice INV-1"), ("de", "Gutschrift zur Rechnung INV-1"), ("nl", "Creditering van factuur INV-1")]
+)
+def test_a_credit_notes_own_line_is_in_its_invoices_language(locale, label):
+    from models.credit_notes import amounts
+    from models.credit_notes.tables import CreditMode
+
+    printed = [{"position": 1, "kind": "USAGE", "description": "AWS Amazon EC2", "amount": Decimal("100.00")}]
+    note = amounts.credit(CreditMode.AMOUNT, printed, {}, Decimal("100.00"), "EUR", "INV-1", None, "30", locale=locale)
+    assert [(line.description, line.amount) for line in note] == [(label, Decimal("30.00"))]

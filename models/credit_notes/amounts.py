@@ -38,6 +38,7 @@ from models.credit_notes.tables import CreditMode
 from models.currencies import MINOR_UNITS, round_money
 from models.errors import CreditExceeded, ErrorCode, ValidationFailed
 from models.invoices.tables import LineKind
+from models.locales import translate
 
 NET_KINDS = (LineKind.USAGE, LineKind.RULE)
 CHARGE_KINDS = (LineKind.TAX, LineKind.CHARGE)
@@ -76,13 +77,14 @@ def exact_amount(value: Any, currency: str, field: str) -> Decimal:
 
 def credit(
     mode: CreditMode, lines: list[dict[str, Any]], credited: dict[int, Decimal], left: Decimal, currency: str,
-    invoice_number: str, chosen: list[LineCredit] | None = None, amount: Any = None,
+    invoice_number: str, chosen: list[LineCredit] | None = None, amount: Any = None, locale: str | None = None,
 ) -> list[CreditLine]:
     """The lines of a credit note in `mode` on an invoice printed as `lines` (its current
     revision's, with position, kind, description and amount), of which earlier credit notes
     credited `credited` by line position and left `left` of its total. Refuses what would
-    credit nothing or more than is left (nothing is written then)."""
-    description = f"Credit on invoice {invoice_number}"
+    credit nothing or more than is left (nothing is written then). A line the note writes
+    itself is labelled in the language the invoice was printed in (`locale`)."""
+    description = translate(locale, "Credit on invoice %(number)s", number=invoice_number)
     if mode == CreditMode.LINES:
         note = by_lines(lines, chosen or [], currency, credited, left)
     elif mode == CreditMode.AMOUNT:

@@ -98,6 +98,7 @@ async def create_credit_note(
         left = round_money(invoice.total - invoice.amount_credited, currency)
         credit = amounts.credit(
             mode, printed, await _credited(conn, invoice), left, currency, invoice.number or "", lines, amount,
+            revision.locale,
         )
         subtotal = sum((c.amount for c in credit if c.kind not in CHARGE_KINDS), Decimal(0))
         charges = sum((c.amount for c in credit if c.kind in CHARGE_KINDS), Decimal(0))

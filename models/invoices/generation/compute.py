@@ -48,6 +48,7 @@ from models.invoices.generation.inputs import fetch_inputs
 from models.invoices.generation.types import ComputedRevision, Context, Inputs, Line
 from models.invoices.queries import organization_today
 from models.invoices.tables import InvoiceKind, LineKind
+from models.locales import format_month, format_percent_value, translate
 from models.managed_accounts import AutoInvoice
 
 HUNDRED = Decimal(100)
@@ -93,14 +94,24 @@ def _rule_delta(rule: BillingRule, base: Decimal, rate: Decimal) -> Decimal:
     return amount if rule.kind in (RuleKind.MARKUP, RuleKind.TAX) else -amount
 
 
-def _description(group: dict[str, Any], several: bool) -> str:
-    what = f"{group['provider_name']} {group['service_name']}".strip() or "Cloud usage"
+def _rule_label(rule: BillingRule, locale: str) -> str:
+    """The label of a rule's adjustment line in the revision's language ("Markup: Support")."""
+    if rule.kind == RuleKind.CREDIT:
+        return translate(locale, "Credit: %(name)s", name=rule.name)
+    if rule.kind == RuleKind.DISCOUNT:
+        return translate(locale, "Discount: %(name)s", name=rule.name)
+    return translate(locale, "Markup: %(name)s", name=rule.name)
+
+
+def _description(group: dict[str, Any], several: bool, locale: str) -> str:
+    what = f"{group['provider_name']} {group['service_name']}".strip() or translate(locale, "Cloud usage")
     details = [part for part in (group["service_category"], several and group["billing_currency"]) if part]
     return f"{what} ({', '.join(details)})" if details else what
 
 
-def _late_lines(rows: list[dict[str, Any]], rates: dict[tuple[date, str], Decimal], currency: str) -> list[Line]:
-    """One line per month and cost currency of late costs, converted at that month's rate."""
+def _late_lines(rows: list[dict[str, Any]], rates: dict[tuple[date, str], Decimal], currency: str, locale: str) -> list[Line]:
+    """One line per month and cost currency of late costs, converted at that month's rate,
+    labelled in the revision's language."""
     sums: dict[tuple[date, str], Decimal] = {}
     for row in rows:
         key = (row["billing_month"], row["currency"])
@@ -108,7 +119,8 @@ def _late_lines(rows: list[dict[str, Any]], rates: dict[tuple[date, str], Decima
     lines = []
     for (month, cost), amount in sorted(sums.items()):
         several = sum(1 for m, _ in sums if m == month) > 1
-        label = f"Costs for {month:%B %Y} received after invoicing" + (f" ({cost})" if several else "")
+        label = translate(locale, "Costs for %(month)s received after invoicing", month=format_month(month, locale))
+        label += f" ({cost})" if several else ""
         foreign = cost != currency
         lines.append(
             Line(
@@ -132,8 +144,9 @@ class _Usage:
     """The usage lines of a month's cost groups, with each line's amount converted (exactly,
     before rounding) and the rate it was converted at."""
 
-    def __init__(self, groups: list[dict[str, Any]], month_rates: dict[str, Decimal], currency: str) -> None:
+    def __init__(self, groups: list[dict[str, Any]], month_rates: dict[str, Decimal], currency: str, locale: str) -> None:
         several = len(month_rates) > 1
+        self.locale = locale
         self.lines: list[Line] = []
         self.converted: list[Decimal] = []
         self.rates: list[Decimal] = []
@@ -148,7 +161,7 @@ class _Usage:
                     service=g["service_name"],
                     category=g["service_category"],
                     amount=g["amount"],
-                    description=_description(g, several),
+                    description=_description(g, several, locale),
                     quantity=g["quantity"] if agree else None,
                     unit=g["unit"] if agree else None,
                     unit_price=(g["amount"] * rate / g["quantity"]) if agree else None,
@@ -183,7 +196,7 @@ class _Usage:
             if base:
                 for i in matched:
                     running[i] += delta * running[i] / base
-            adjustments.append(Line(kind=LineKind.RULE, description=f"{rule.kind.value.title()}: {rule.name}", amount=delta))
+            adjustments.append(Line(kind=LineKind.RULE, description=_rule_label(rule, self.locale), amount=delta))
         return adjustments, taxes
 
 
@@ -196,8 +209,8 @@ def _charges(ctx: Context, subtotal: Decimal) -> list[Line]:
         if supplementary and charge.kind != ChargeKind.PERCENT:
             continue
         amount = subtotal * charge.value / HUNDRED if charge.kind == ChargeKind.PERCENT else charge.value
-        label = f"{charge.name} ({charge.value.normalize():f}%)" if charge.kind == ChargeKind.PERCENT else charge.name
         percent = charge.value if charge.kind == ChargeKind.PERCENT else None
+        label = charge.name if percent is None else f"{charge.name} ({format_percent_value(percent, ctx.locale)})"
         lines.append(Line(kind=LineKind.TAX if charge.is_tax else LineKind.CHARGE, description=label, amount=amount, percent=percent))
     return lines
 
@@ -241,7 +254,7 @@ def computed(ctx: Context) -> ComputedRevision:
     def money(amount: Decimal) -> Decimal:
         return round_money(amount, currency)
 
-    usage = _Usage(groups, rates.of_month, currency)
+    usage = _Usage(groups, rates.of_month, currency, ctx.locale)
     adjustments, taxes = usage.apply_rules(inputs.rules)
     for line, amount in zip(usage.lines, usage.converted, strict=True):
         line.amount = money(amount)
@@ -257,7 +270,7 @@ def computed(ctx: Context) -> ComputedRevision:
         )
         for extra in inputs.extras
     ]
-    revision.lines = usage.lines + extras + adjustments + _late_lines(late, rates.all, currency)
+    revision.lines = usage.lines + extras + adjustments + _late_lines(late, rates.all, currency, ctx.locale)
     revision.adjustments = sum((line.amount for line in adjustments), Decimal(0))
     revision.subtotal = sum((line.amount for line in revision.lines), Decimal(0))
     revision.lines += [Line(kind=LineKind.TAX, description=rule.name, amount=money(delta)) for rule, delta in taxes]

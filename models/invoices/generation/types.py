@@ -110,6 +110,12 @@ class Context:
     inputs: Inputs | None = None
 
     @property
+    def locale(self) -> str:
+        """The language the revision is printed in (its view keeps it): the account's, else its
+        organization's; the generator writes its own line labels in it."""
+        return self.account.locale or self.organization.locale
+
+    @property
     def basis(self) -> BillingBasis:
         """The cost column billed: the account's choice, else its billing profile's."""
         return self.account.billing_basis or self.profile.billing_basis

@@ -79,7 +79,7 @@ def build_view(ctx: Context, revision: ComputedRevision, number: str, template_v
     return {
         "template_version": template_version,
         # Printed in the account's language, else its organization's; kept so that it prints so again.
-        "locale": ctx.account.locale or ctx.organization.locale,
+        "locale": ctx.locale,
         "number": number,
         "issue_date": issue_date.isoformat(),
         "due_date": due_date.isoformat(),
