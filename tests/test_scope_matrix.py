@@ -84,6 +84,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "Query.invoices": ANY_USER,
     "Query.reconciliation": MSP,
     "Query.margins": MSP,
+    "Query.monthSummary": MSP,
     "Query.invoice": ANY_USER,
     "Query.billingPeriods": MSP,
     "Query.billingRules": MSP,
