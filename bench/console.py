@@ -8,8 +8,8 @@ database, serves the app with uvicorn on a loopback port, and opens `/console` i
 in a fresh browser context (nothing cached but the vendored files' immutable copies would be
 on a first visit: the context is new each time). A round's figure is the page's own clock from
 the navigation's start to the month view drawn with all its figures (`window.consoleTimings`,
-set when `#month[data-ready]` is): the 1,000 invoices read in pages of 100, the warnings of
-those awaiting approval, the reconciliation, sources and imports. The last line is
+set when `#month[data-ready]` is): one request for the month's figures (`monthSummary`,
+summed by the database), the reconciliation, sources and imports. The last line is
 `interactive_ms <median>`.
 
     .venv/bin/python bench/console.py [--database-url URL] [--rounds 9]

@@ -14,7 +14,7 @@ from strawberry.relay import to_base64
 from infra import events, links
 from models import invoices
 from models.errors import ValidationFailed
-from models.invoices import actions, drafts, reconciliation
+from models.invoices import actions, drafts, reconciliation, summary
 from schema.core import fanout
 from schema.core.context import Info
 from schema.core.errors import user_error
@@ -46,6 +46,7 @@ from schema.invoices import (
 )
 from schema.invoices.inputs import InvoiceItemChange, InvoiceItemInput
 from schema.invoices.reconciliation import AccountMargin, Reconciliation
+from schema.invoices.summary import MonthSummary
 
 
 @strawberry.type
@@ -80,6 +81,15 @@ class Query:
         found = await reconciliation.reconcile(principal.organization_id, period)
         link = links.sign(info.context.settings, principal, "reconciliation", period.isoformat())
         return Reconciliation.of(found, link.url)
+
+    @strawberry.field(
+        description="A month at a glance: its invoices by display status with their totals per currency, and "
+        "what still needs a person (approvals, warnings to acknowledge, errors, undelivered e-mails, deliveries "
+        "after approval).",
+        extensions=requires(*MSP_USERS),
+    )
+    async def month_summary(self, info: Info, period: Month) -> MonthSummary:
+        return MonthSummary.of(await summary.month_summary(info.context.authenticated(), period))
 
     @strawberry.field(
         description="The margin report of a month: per invoiced account, what its invoice bills for cloud "

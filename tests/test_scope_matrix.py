@@ -84,6 +84,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "Query.invoices": ANY_USER,
     "Query.reconciliation": MSP,
     "Query.margins": MSP,
+    "Query.monthSummary": MSP,
     "Query.invoice": ANY_USER,
     "Query.billingPeriods": MSP,
     "Query.billingRules": MSP,
@@ -649,8 +650,10 @@ def unshown(field: str, answers: dict[str, dict], asked: str, markers: dict[str,
 # Fields whose answer names none of the victim's rows for anyone, so that there is nothing to
 # hide: the signed-in user itself, writes about the caller's own organization, and a signed link
 # (what the audit log's link serves to each principal: tests/test_audit_log.py), and the list of
-# webhook event types, the same for every organization.
-NOTHING_SHOWN = {"Query.viewer", "Mutation.login", "Mutation.acceptInvitation", "Query.auditLogExport", "Query.webhookEventTypes"}
+# webhook event types, the same for every organization; and the month summary, counts and sums
+# that name no row (another organization's owner gets its own figures: tests/test_month_summary.py).
+NOTHING_SHOWN = {"Query.viewer", "Mutation.login", "Mutation.acceptInvitation", "Query.auditLogExport", "Query.webhookEventTypes",
+                 "Query.monthSummary"}
 
 
 def _short(value: Any) -> str:

@@ -26,14 +26,10 @@
     MONTH: "query ConsoleMonth($month: Month!) {" +
       " billingPeriods(first: 1, filter: {from: $month, to: $month}) { edges { node { month state completeness" +
       " forcedAt invoiceCount sourceCompleteness { provider state writtenAt costSource { name } } } } }" +
+      " monthSummary(period: $month) { invoiceCount totals { displayStatus currency count total }" +
+      " attention { ready awaitingApproval errors warnings invoicesWithWarnings undelivered lateDeliveries } }" +
       " reconciliation(period: $month) { totals { currency imported invoiced notInvoiced integrationExcluded unclaimed late } }" +
       " costImports(first: 5, orderBy: {field: CREATED_AT, direction: DESC}) { edges { node { id filename state rowsDone rows } } } }",
-    MONTH_INVOICES: "query ConsoleMonthInvoices($month: Month!, $after: String) { invoices(first: " + PAGE +
-      ", after: $after, filter: {periodFrom: $month, periodTo: $month}) { totalCount pageInfo { hasNextPage endCursor }" +
-      " edges { node { id status displayStatus deliveryStatus currency total } } } }",
-    MONTH_WARNINGS: "query ConsoleMonthWarnings($month: Month!, $after: String) { invoices(first: " + PAGE +
-      ", after: $after, filter: {periodFrom: $month, periodTo: $month, status: [AWAITING_APPROVAL]}) {" +
-      " pageInfo { hasNextPage endCursor } edges { node { id checks { severity } } } } }",
     INVOICES: "query ConsoleInvoices($filter: InvoiceFilter!, $after: String) { invoices(first: " + PAGE +
       ", after: $after, filter: $filter, orderBy: {field: NUMBER, direction: ASC}) { totalCount" +
       " pageInfo { hasNextPage endCursor } edges { node { ...ConsoleRow } } } } " + ROW,

@@ -235,64 +235,51 @@
 
   // --- The month at a glance ------------------------------------------------------------------
 
+  // The month's figures come from the server in the one request (`monthSummary`: summed by
+  // the database); the invoice list is read only by the approval view, page by page.
   function loadMonth() {
     var run = ++state.monthRun;
     var month = state.month;
-    var invoices = [];
-    var warned = { invoices: 0, warnings: 0 };
     $("month-title").textContent = monthName(month);
     $("month").removeAttribute("data-ready");
-    var overview = api.ask("MONTH", { month: month });
-    var all = api.pages("MONTH_INVOICES", { month: month }, function (d) { return d.invoices; }, function (c) {
-      if (run !== state.monthRun) return false;
-      c.edges.forEach(function (e) { invoices.push(e.node); });
-    });
-    var awaiting = api.pages("MONTH_WARNINGS", { month: month }, function (d) { return d.invoices; }, function (c) {
-      if (run !== state.monthRun) return false;
-      c.edges.forEach(function (e) {
-        var count = warnings(e.node).length;
-        if (count) { warned.invoices += 1; warned.warnings += count; }
-      });
-    });
-    return Promise.all([overview, all, awaiting]).then(function (results) {
+    return api.ask("MONTH", { month: month }).then(function (data) {
       if (run !== state.monthRun) return;
-      renderMonth(results[0], invoices, warned);
+      renderMonth(data);
       $("month").setAttribute("data-ready", month);
-      window.consoleTimings = { monthReady: performance.now(), invoices: invoices.length };
+      window.consoleTimings = { monthReady: performance.now(), invoices: data.monthSummary.invoiceCount };
       focusTitle("month-title");
       loadAccounts();
     }).catch(failed);
   }
 
-  function renderMonth(data, invoices, warned) {
+  function renderMonth(data) {
+    var summary = data.monthSummary;
     var byStatus = {};
-    invoices.forEach(function (invoice) {
-      var entry = byStatus[invoice.displayStatus] = byStatus[invoice.displayStatus] || { count: 0, totals: {} };
-      entry.count += 1;
-      entry.totals[invoice.currency] = (entry.totals[invoice.currency] || 0) + Math.round(Number(invoice.total) * 100);
+    summary.totals.forEach(function (t) {
+      var entry = byStatus[t.displayStatus] = byStatus[t.displayStatus] || { count: 0, totals: [] };
+      entry.count += t.count;
+      entry.totals.push(money(t.total, t.currency));
     });
     $("by-status-rows").replaceChildren.apply($("by-status-rows"), DISPLAY.filter(function (d) {
       return byStatus[d[0]];
     }).map(function (d) {
       var entry = byStatus[d[0]];
-      var totals = Object.keys(entry.totals).sort().map(function (c) { return money(entry.totals[c] / 100, c); });
-      return cells(element("tr"), [d[1], String(entry.count), totals.join(" · ")]);
+      return cells(element("tr"), [d[1], String(entry.count), entry.totals.join(" · ")]);
     }));
-    if (!invoices.length) $("by-status-rows").appendChild(cells(element("tr"), ["No invoices this month", "0", "—"]));
+    if (!summary.invoiceCount) $("by-status-rows").appendChild(cells(element("tr"), ["No invoices this month", "0", "—"]));
 
-    var count = function (test) { return invoices.filter(test).length; };
+    var a = summary.attention;
     var needs = [];
-    if (warned.invoices) needs.push([warned.warnings + " warnings to acknowledge on " + warned.invoices + " invoices", "WARNING"]);
-    var errors = count(function (i) { return i.status === "ERROR"; });
-    if (errors) needs.push([errors + " invoices failed to generate", "ERROR"]);
-    var pending = count(function (i) { return i.status === "AWAITING_APPROVAL"; });
-    if (pending) needs.push([pending + " invoices await approval", "AWAITING_APPROVAL"]);
-    var ready = count(function (i) { return i.status === "READY_TO_INVOICE"; });
-    if (ready) needs.push([ready + " invoices are ready to generate", "READY_TO_INVOICE"]);
-    var undelivered = count(function (i) {
-      return i.status === "APPROVED" && (i.deliveryStatus === "FAILED" || i.deliveryStatus === "NOT_SENT");
-    });
-    if (undelivered) needs.push([undelivered + " approved invoices were not delivered", "APPROVED"]);
+    if (a.invoicesWithWarnings) {
+      needs.push([a.warnings + " warnings to acknowledge on " + a.invoicesWithWarnings + " invoices", "WARNING"]);
+    }
+    if (a.errors) needs.push([a.errors + " invoices failed to generate", "ERROR"]);
+    if (a.awaitingApproval) needs.push([a.awaitingApproval + " invoices await approval", "AWAITING_APPROVAL"]);
+    if (a.ready) needs.push([a.ready + " invoices are ready to generate", "READY_TO_INVOICE"]);
+    if (a.undelivered) needs.push([a.undelivered + " approved invoices were not delivered", "APPROVED"]);
+    if (a.lateDeliveries) {
+      needs.push([a.lateDeliveries + " approved invoices had costs delivered after approval, not billed yet", "APPROVED"]);
+    }
     var period = data.billingPeriods.edges.length ? data.billingPeriods.edges[0].node : null;
     if (period && period.completeness && period.completeness !== "COMPLETE") {
       needs.push(["The month's cost data is " + period.completeness.toLowerCase(), null]);
