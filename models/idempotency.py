@@ -8,24 +8,34 @@ key and the same input (the same `fingerprint`) within `KEY_LIFETIME` is answere
 does nothing. The same key with another input is refused (`IdempotencyKeyReused`); a request
 that comes while the first is still working is refused too (`IdempotencyKeyInProgress`): it
 may try again in a moment. A claim whose work failed unexpectedly is released, so that a
-retry does the work. Expired keys are purged by the worker's daily cron (`purge_keys`)."""
+retry does the work. The claimant holds its claim by a lease it renews while it works
+(`renew`); a claim whose lease ran out belongs to a process that died mid-work (its work's
+transaction rolled back with it), and a retry with the same input takes it over and does the
+work. Expired keys are purged by the worker's daily cron (`purge_keys`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import uuid4
 
 from tortoise import fields
+from tortoise.expressions import Q
 from tortoise.migrations.constraints import UniqueConstraint
 from tortoise.models import Model
 
 from models.base import enum_check
 from models.errors import Conflict, ErrorCode, ValidationFailed
 
+log = logging.getLogger(__name__)
+
 KEY_LIFETIME = timedelta(hours=24)
+# How long a claim holds without its claimant renewing it (every quarter of it while working).
+LEASE = timedelta(seconds=60)
 MAX_KEY_LENGTH = 255
 
 
@@ -47,6 +57,8 @@ class IdempotencyKey(Model):
     answer = fields.TextField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField(db_index=True)
+    # Until when the claimant holds a WORKING claim, unless it renews it.
+    lease_until = fields.DatetimeField(null=True)
 
     class Meta:
         table = "idempotency_keys"
@@ -89,10 +101,11 @@ async def claim(organization_id: Any, user_id: Any, key: str, fingerprint: str) 
     # One statement: of two concurrent claims, the database lets one insert, the other waits
     # for it to commit and inserts nothing.
     claimed = await IdempotencyKey._meta.db.execute_query_dict(
-        "INSERT INTO idempotency_keys (id, organization_id, user_id, key, fingerprint, state, created_at, expires_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, now(), $7) ON CONFLICT (organization_id, user_id, key) DO NOTHING"
+        "INSERT INTO idempotency_keys"
+        " (id, organization_id, user_id, key, fingerprint, state, created_at, expires_at, lease_until)"
+        " VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8) ON CONFLICT (organization_id, user_id, key) DO NOTHING"
         " RETURNING id",
-        [uuid4(), organization_id, user_id, key, fingerprint, KeyState.WORKING.value, _now() + KEY_LIFETIME],
+        [uuid4(), organization_id, user_id, key, fingerprint, KeyState.WORKING.value, _now() + KEY_LIFETIME, _now() + LEASE],
     )
     if claimed:
         return True, None
@@ -102,6 +115,8 @@ async def claim(organization_id: Any, user_id: Any, key: str, fingerprint: str) 
             "This idempotency key was used with another input: use a new key for a new request.",
             field="idempotencyKey",
         )
+    if held.state != KeyState.DONE and await _taken_over(held.id):
+        return True, None
     if held.state != KeyState.DONE:
         raise IdempotencyKeyInProgress(
             "A request with this idempotency key is still being processed: try again in a moment.",
@@ -110,10 +125,33 @@ async def claim(organization_id: Any, user_id: Any, key: str, fingerprint: str) 
     return False, json.loads(held.answer) if held.answer is not None else None
 
 
+async def _taken_over(claim_id: Any) -> bool:
+    """Take over a claim whose lease ran out (or that holds none); one statement, so of two
+    retries one takes it."""
+    lapsed = Q(lease_until__isnull=True) | Q(lease_until__lt=_now())
+    return bool(await IdempotencyKey.filter(lapsed, id=claim_id, state=KeyState.WORKING).update(lease_until=_now() + LEASE))
+
+
+async def renew(organization_id: Any, user_id: Any, key: str, done: asyncio.Event) -> None:
+    """Hold a claimed key until `done` is set: its lease renewed every quarter of it."""
+    while True:
+        try:
+            await asyncio.wait_for(done.wait(), LEASE.total_seconds() / 4)
+            return
+        except TimeoutError:
+            pass
+        try:
+            await IdempotencyKey.filter(organization_id=organization_id, user_id=user_id, key=key, state=KeyState.WORKING).update(
+                lease_until=_now() + LEASE
+            )
+        except Exception:  # the work goes on; the next renewal tries again before the lease runs out
+            log.warning("An idempotency claim's lease could not be renewed.", exc_info=True)
+
+
 async def answered(organization_id: Any, user_id: Any, key: str, answer: Any) -> None:
     """Keep the answer of the work done under a claimed key."""
     mine = IdempotencyKey.filter(organization_id=organization_id, user_id=user_id, key=key)
-    await mine.update(state=KeyState.DONE, answer=json.dumps(answer))
+    await mine.update(state=KeyState.DONE, answer=json.dumps(answer), lease_until=None)
 
 
 async def release(organization_id: Any, user_id: Any, key: str) -> None:

@@ -16,7 +16,7 @@ import pytest
 from strawberry.relay import to_base64
 
 from jobs.worker import purge_old_tokens
-from models import CostImport, CreditNote, CreditUseEntry, IdempotencyKey, Invoice, InvoiceEvent, Payment, Refund
+from models import CostImport, CreditNote, CreditUseEntry, IdempotencyKey, Invoice, InvoiceEvent, Payment, Refund, idempotency
 from models.base import Scope
 from models.invoices.tables import InvoiceExtraLine
 from tests import factories as f
@@ -373,6 +373,62 @@ async def test_many_requests_at_once_with_one_key_do_the_work_once(client, world
     assert await case.done() == 1
 
 
+async def test_a_claim_left_by_a_claimant_that_died_is_taken_over_once_its_lease_runs_out(client, world):
+    """A process that died mid-work leaves its claim WORKING (its work rolled back with it). While
+    the lease holds, a retry is told the work is in progress; once it has run out, the retry does
+    the work, and the key then replays that answer."""
+    case = await record_payment(client, world)
+    owner = world.tokens["owner"]
+    probe = payload(await ask(client, case, owner, "probe"))
+    assert probe["__typename"] == "PaymentRecorded"
+    held = await IdempotencyKey.get(key="probe")
+    dead = await IdempotencyKey.create(
+        organization_id=held.organization_id,
+        user_id=held.user_id,
+        key="dead",
+        fingerprint=held.fingerprint,
+        expires_at=held.expires_at,
+        lease_until=datetime.now(UTC) + timedelta(seconds=30),
+    )
+    waiting = payload(await ask(client, case, owner, "dead"))
+    assert (waiting["__typename"], waiting["code"]) == ("ConflictError", "IDEMPOTENCY_KEY_IN_PROGRESS")
+    assert await case.done() == 1
+    await IdempotencyKey.filter(id=dead.id).update(lease_until=datetime.now(UTC) - timedelta(seconds=1))
+    other = payload(await ask(client, case, owner, "dead", **case.other))
+    assert other["code"] == "IDEMPOTENCY_KEY_REUSED" and await case.done() == 1
+    retried = payload(await ask(client, case, owner, "dead"))
+    assert retried["__typename"] == "PaymentRecorded" and retried["payment"]["id"] != probe["payment"]["id"]
+    assert await case.done() == 2
+    assert payload(await ask(client, case, owner, "dead")) == retried
+    assert await case.done() == 2
+    assert (await IdempotencyKey.get(id=dead.id)).lease_until is None
+
+
+async def test_a_claimant_still_working_renews_its_lease(client, world, settings, monkeypatch):
+    """The first request waits on a locked row for three lease lengths: it keeps renewing its
+    claim, so a retry meanwhile is told it is in progress, and the work is done once."""
+    monkeypatch.setattr(idempotency, "LEASE", timedelta(seconds=2))
+    case = await record_payment(client, world)
+    owner = world.tokens["owner"]
+    locker = await asyncpg.connect(settings.database_url)
+    try:
+        async with locker.transaction():
+            await locker.execute("SELECT id FROM invoices WHERE number = 'INV-2024-0001' FOR UPDATE")
+            first = asyncio.create_task(ask(client, case, owner, "slow"))
+            async with asyncio.timeout(10):
+                while not await IdempotencyKey.filter(key="slow").exists():  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            for _ in range(4):
+                await asyncio.sleep(1.5)
+                second = payload(await ask(client, case, owner, "slow"))
+                assert second["code"] == "IDEMPOTENCY_KEY_IN_PROGRESS"
+            assert (await IdempotencyKey.get(key="slow")).lease_until > datetime.now(UTC)
+    finally:
+        await locker.close()
+    assert payload(await first)["__typename"] == "PaymentRecorded"
+    assert await case.done() == 1
+
+
 async def test_keys_are_per_user_and_a_replay_is_for_its_own_user_only(client, world):
     case = await record_payment(client, world)
     other_owner = await f.user(world.org, Scope.OWNER)
@@ -439,7 +495,7 @@ async def test_a_key_holding_nul_is_bad_input_also_where_the_payload_has_no_vali
 
 async def test_an_answer_echoing_a_nul_the_client_sent_is_kept_and_answered_again(client, world):
     void = (
-        "mutation($ids: [ID!]!, $key: String) { voidInvoices(ids: $ids, reason: \"Duplicate\", notifyCustomer: false,"
+        'mutation($ids: [ID!]!, $key: String) { voidInvoices(ids: $ids, reason: "Duplicate", notifyCustomer: false,'
         " idempotencyKey: $key) { __typename } }"
     )
     variables = {"ids": ["not\x00an-id"], "key": "void-once"}

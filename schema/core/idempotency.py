@@ -10,6 +10,7 @@ are now (an invoice paid since shows as paid) and only to whom may see them."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import importlib
@@ -81,11 +82,16 @@ class Idempotent(FieldExtension):
         first, kept = await idempotency.claim(*mine, await _fingerprint(info.field_name, kwargs))
         if not first:
             return await _thawed(kept, info)
+        done = asyncio.Event()
+        holding = asyncio.create_task(idempotency.renew(*mine, done))
         try:
             answer = await _answer(next_(source, info, **kwargs))
         except BaseException:
             await idempotency.release(*mine)
             raise
+        finally:
+            done.set()
+            await holding
         await idempotency.answered(*mine, _frozen(answer))
         return answer
 
