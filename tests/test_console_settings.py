@@ -69,10 +69,21 @@ def _graphql_posts(page, origin: str) -> list[str]:
     return sent
 
 
+async def _partner_credit(owner: User) -> BillingRule:
+    return await BillingRule.create(
+        organization_id=owner.organization_id,
+        name="Partner credit",
+        kind=RuleKind.CREDIT,
+        calculation=RuleCalculation.FIXED,
+        value=Decimal("25"),
+    )
+
+
 async def _token(origin: str, email: str, password: str) -> str:
     async with httpx.AsyncClient(base_url=origin) as http:
         answer = await gql(
-            http, "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { ... on LoginSuccess { token } } }",
+            http,
+            "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { ... on LoginSuccess { token } } }",
             {"e": email, "p": password},
         )
     return answer["data"]["login"]["token"]
@@ -116,7 +127,11 @@ async def test_an_owner_creates_edits_ends_and_deletes_a_billing_rule_and_a_bad_
     rule = await BillingRule.get(name="Loyalty discount")
     atlas = await ManagedAccount.get(name="Atlas Freight")
     assert (rule.kind, rule.calculation, rule.value, rule.managed_account_id, rule.is_active) == (
-        "DISCOUNT", "PERCENT", Decimal("7.5"), atlas.id, True,
+        "DISCOUNT",
+        "PERCENT",
+        Decimal("7.5"),
+        atlas.id,
+        True,
     )
     # The focus is back on the button that opened the dialog.
     assert await page.evaluate("document.activeElement.id") == "rule-new"
@@ -134,16 +149,23 @@ async def test_an_owner_creates_edits_ends_and_deletes_a_billing_rule_and_a_bad_
     assert await page.evaluate("document.activeElement.getAttribute('aria-label')") == "Edit rule Loyalty discount"
     async with httpx.AsyncClient(base_url=origin) as http:
         answer = await gql(http, RULES, token=await _token(origin, *users["viewer"]))
-    assert [e["node"] for e in answer["data"]["billingRules"]["edges"]] == [{
-        "name": "Loyalty discount", "kind": "DISCOUNT", "calculation": "PERCENT", "value": "10",
-        "providerName": "AWS", "endsOn": None, "account": None,
-    }]
+    assert [e["node"] for e in answer["data"]["billingRules"]["edges"]] == [
+        {
+            "name": "Loyalty discount",
+            "kind": "DISCOUNT",
+            "calculation": "PERCENT",
+            "value": "10",
+            "providerName": "AWS",
+            "endsOn": None,
+            "account": None,
+        }
+    ]
 
     # Ended after the console's month, then deleted (each confirmed).
     await page.get_by_role("button", name="End rule Loyalty discount after September 2024").click()
-    await page.get_by_role("dialog", name="End billing rule Loyalty discount").get_by_role(
-        "button", name="End after September 2024"
-    ).click()
+    await (
+        page.get_by_role("dialog", name="End billing rule Loyalty discount").get_by_role("button", name="End after September 2024").click()
+    )
     await _saved(page)
     assert (await _table(page, "rule-rows"))[0][4] == "Until September 2024"
     assert (await BillingRule.get(id=rule.id)).ends_on == date(2024, 9, 1)
@@ -303,9 +325,7 @@ async def test_a_viewer_sees_each_section_without_a_control_and_the_api_refuses_
     page, origin = visit.page, visit.origin
     users = await _demo()
     owner = await User.get(email=users["owner"][0])
-    rule = await BillingRule.create(
-        organization_id=owner.organization_id, name="Partner credit", kind=RuleKind.CREDIT, calculation=RuleCalculation.FIXED, value=Decimal("25"),
-    )
+    rule = await _partner_credit(owner)
     await _settings(page, origin, *users["viewer"])
     assert (await _table(page, "rule-rows")) == [["Partner credit", "Credit", "25", "Every account", "Every month"]]
     assert len(await _table(page, "people-rows")) == 3
@@ -385,9 +405,7 @@ async def test_a_billing_rule_is_made_by_keyboard_alone_in_a_dialog_that_keeps_t
 async def test_axe_finds_no_violation_on_the_settings_view_and_its_dialogs(browser, site):
     users = await _demo()
     owner = await User.get(email=users["owner"][0])
-    await BillingRule.create(
-        organization_id=owner.organization_id, name="Partner credit", kind=RuleKind.CREDIT, calculation=RuleCalculation.FIXED, value=Decimal("25"),
-    )
+    await _partner_credit(owner)
     # axe-core is the test's script, not the page's: the page's policy would refuse it.
     context = await browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
     page = await context.new_page()
