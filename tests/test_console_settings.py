@@ -272,6 +272,7 @@ async def test_an_owner_creates_a_token_shown_once_that_works_then_revokes_it(vi
     secret = await secret_field.input_value()
     assert len(secret) >= 32
     assert await page.evaluate("document.activeElement.id") == "token-secret"
+    assert await page.get_by_role("dialog", name="Your new API token").is_visible()
     await page.get_by_role("button", name="Copy secret").click()
     await page.get_by_text("Copied to the clipboard.").wait_for()
     assert await page.evaluate("navigator.clipboard.readText()") == secret

@@ -416,6 +416,7 @@
       // The secret goes to the dialog's field alone; closing the dialog empties it.
       $("token-form").hidden = true;
       $("token-made").hidden = false;
+      dialog.setAttribute("aria-labelledby", "token-made-title");
       $("token-secret").value = answer.token;
       $("token-secret").focus();
       $("token-secret").select();
@@ -443,6 +444,7 @@
     $("token-copied").textContent = "";
     $("token-made").hidden = true;
     $("token-form").hidden = false;
+    $("token-dialog").setAttribute("aria-labelledby", "token-title");
   }
 
   function revokeToken(token) {
