@@ -57,8 +57,9 @@
       " ... on UserError { code message } } } " + ROW,
     SETTINGS: "query ConsoleSettings($month: Month!, $owner: Boolean!) {" +
       " exchangeRates(first: 100, filter: {monthFrom: $month, monthTo: $month}) { edges { node { id baseCurrency currency rate } } }" +
-      " billingRules(first: 100) { edges { node { id name kind calculation value isActive providerName serviceName account { name } } } }" +
-      " users(first: 100) { edges { node { id name email scope state } } }" +
+      " billingRules(first: 100) { edges { node { id name kind calculation value isActive providerName serviceName" +
+      " serviceCategory startsOn endsOn account { id name } } } }" +
+      " users(first: 100) { edges { node { id name email scope state managedAccount { id name } } } }" +
       " apiTokens(first: 100) @include(if: $owner) { edges { node { id name expiresAt lastUsedAt user { email } } } } }",
     ACCOUNTS: "query ConsoleAccounts($after: String) { managedAccounts(first: " + PAGE + ", after: $after) {" +
       " pageInfo { hasNextPage endCursor } edges { node { id name currency autoInvoice } } } }",

@@ -126,23 +126,9 @@
     $("settings").removeAttribute("data-ready");
     return api.ask("SETTINGS", { month: state.month, owner: state.owner }).then(function (data) {
       renderRates(data.exchangeRates.edges.map(function (e) { return e.node; }));
-      $("rule-rows").replaceChildren.apply($("rule-rows"), data.billingRules.edges.map(function (e) {
-        var r = e.node;
-        var value = r.calculation === "PERCENT" ? r.value + " %" : r.value;
-        var scope = [r.account ? r.account.name : "Every account", r.providerName, r.serviceName].filter(Boolean).join(" · ");
-        return cells(element("tr"), [r.name + (r.isActive ? "" : " (inactive)"), r.kind.toLowerCase(), value, scope]);
-      }));
-      if (!data.billingRules.edges.length) $("rule-rows").appendChild(cells(element("tr"), ["No billing rules", "—", "—", "—"]));
       renderAccounts();
-      $("people-rows").replaceChildren.apply($("people-rows"), data.users.edges.map(function (e) {
-        var u = e.node;
-        return cells(element("tr"), [u.name, u.email, p.SCOPES[u.scope], u.state.toLowerCase()]);
-      }));
-      var tokens = data.apiTokens ? data.apiTokens.edges : [];
-      $("token-rows").replaceChildren.apply($("token-rows"), tokens.map(function (e) {
-        var t = e.node;
-        return cells(element("tr"), [t.name, t.user.email, p.day(t.expiresAt), t.lastUsedAt ? p.day(t.lastUsedAt) : "Never"]);
-      }));
+      // The billing rules, the people and the API tokens, with the owner's controls.
+      window.consoleAdmin.render(data);
       $("settings").setAttribute("data-ready", "true");
       p.focusTitle("settings-title");
     }).catch(p.failed);
@@ -210,5 +196,5 @@
   $("rate-form").addEventListener("submit", setRate);
 
   window.consoleActions = { render: render };
-  window.consoleSettings = { load: load, accounts: loadAccounts };
+  window.consoleSettings = { load: load, accounts: loadAccounts, accountList: function () { return accounts; } };
 })();
