@@ -4,12 +4,14 @@ credit notes on an approved invoice by an amount and by part of a line, is told 
 words when an amount is more than is left to credit (nothing is written), and a viewer's
 session sees each credit note arrive live, with no control of its own; the credit notes are
 listed with their PDFs, each downloaded through a fresh signed link. The costs behind a line
-of more than 50 records are read page by page to the end, by keyboard, with their count."""
+of more than 50 records are read page by page to the end, by keyboard, with their count,
+through `Invoice.lineItem(position:)`, which MSP users page and no one else reads."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,13 +22,25 @@ from models import CostRecord, CreditNote, CreditNoteLine, Invoice, InvoiceLineI
 from models.credit_notes.delivery import record_pdf
 from tests import factories as f
 from tests.graphql import gql
-from tests.test_console import LOGIN, SEPT, _approval, _gid, _month, _september, _sign_in, _table
+from tests.test_checks import costs, generated
+from tests.test_console import LOGIN, SEPT, _approval, _axe, _gid, _month, _september, _sign_in, _table
+from tests.test_corrections import gid
 from tests.test_pages import WATCH_POLICY, browser, site, visit
 
 __all__ = ["browser", "site", "visit"]  # the fixtures this module borrows
 
-CODES = ["TOTAL_CHANGED", "SERVICE_CHANGED", "NEW_SERVICE", "SERVICE_GONE", "NO_DATA", "ZERO_TOTAL",
-         "NEGATIVE_TOTAL", "RATE_CHANGED", "STALE_REVISION", "INCOMPLETE_DATA"]
+CODES = [
+    "TOTAL_CHANGED",
+    "SERVICE_CHANGED",
+    "NEW_SERVICE",
+    "SERVICE_GONE",
+    "NO_DATA",
+    "ZERO_TOTAL",
+    "NEGATIVE_TOTAL",
+    "RATE_CHANGED",
+    "STALE_REVISION",
+    "INCOMPLETE_DATA",
+]
 APPROVE = """mutation($ids: [ID!]!, $codes: [InvoiceCheckCode!]) { approveInvoices(ids: $ids, acknowledge: $codes,
   notifyCustomer: false) { ... on InvoiceActionResults { succeeded results { error { message } } } } }"""
 
@@ -48,8 +62,9 @@ async def _open(page, invoice: Invoice, status: str) -> None:
 
 
 async def _second_session(browser, origin: str, users: dict, role: str):
-    context = await browser.new_context(viewport={"width": 1200, "height": 720}, locale="en-GB",
-                                        timezone_id="Europe/London", service_workers="block")
+    context = await browser.new_context(
+        viewport={"width": 1200, "height": 720}, locale="en-GB", timezone_id="Europe/London", service_workers="block"
+    )
     await context.add_init_script(WATCH_POLICY)
     page = await context.new_page()
     page.set_default_timeout(20_000)
@@ -60,14 +75,18 @@ async def _second_session(browser, origin: str, users: dict, role: str):
 
 
 async def test_an_owner_credits_by_amount_and_by_line_refused_above_what_is_left_and_a_viewer_sees_it_live(
-    visit, browser, settings,
+    visit,
+    browser,
+    settings,
 ):
     page, origin = visit.page, visit.origin
     made = await _month()
     invoice = await _approved(origin, made.users, made.demo[-1])
-    creditable = await InvoiceLineItem.filter(
-        revision_id=invoice.current_revision_id, kind__in=["USAGE", "RULE"], amount__gt=0
-    ).order_by("position").first()
+    creditable = (
+        await InvoiceLineItem.filter(revision_id=invoice.current_revision_id, kind__in=["USAGE", "RULE"], amount__gt=0)
+        .order_by("position")
+        .first()
+    )
     assert invoice.status == "APPROVED" and creditable is not None
 
     viewer, watching = await _second_session(browser, origin, made.users, "viewer")
@@ -84,6 +103,7 @@ async def test_an_owner_credits_by_amount_and_by_line_refused_above_what_is_left
         await page.get_by_role("button", name="Credit note…").click()
         form = page.locator("form.credit")
         assert await page.evaluate("document.activeElement.value") == "FULL"
+        assert await _axe(page) == []
 
         # More than is left to credit: the API's typed refusal, its maximum, nothing written.
         await form.get_by_label("An amount, taxes included").check()
@@ -158,14 +178,15 @@ async def test_the_costs_behind_a_line_of_more_than_fifty_records_page_to_the_en
     invoice = made.demo[-1]
     line = await InvoiceLineItem.filter(revision_id=invoice.current_revision_id, kind="USAGE").order_by("position").first()
     same = CostRecord.filter(
-        managed_account_id=invoice.managed_account_id, billing_month=SEPT, provider_name=line.provider_name,
-        service_name=line.service_name, service_category=line.service_category,
+        managed_account_id=invoice.managed_account_id,
+        billing_month=SEPT,
+        provider_name=line.provider_name,
+        service_name=line.service_name,
+        service_category=line.service_category,
     )
     row = await same.first().values()
     row.pop("id")
-    await CostRecord.bulk_create(
-        [CostRecord(**{**row, "fingerprint": f"drill-{n:04d}", "resource_id": f"vm-{n:04d}"}) for n in range(120)]
-    )
+    await CostRecord.bulk_create([CostRecord(**{**row, "fingerprint": f"drill-{n:04d}", "resource_id": f"vm-{n:04d}"}) for n in range(120)])
     await f.summed_costs(invoice.organization_id)
     total = await same.count()
     assert total > 120
@@ -185,14 +206,57 @@ async def test_the_costs_behind_a_line_of_more_than_fifty_records_page_to_the_en
         before, shown = shown, min(shown + 50, total)
         await count.get_by_text(f"{shown} of {total} records", exact=False).wait_for()
         # The first row read has the focus, and Tab reaches the button again while more remain.
-        focused = await page.evaluate(
-            "[...document.querySelectorAll('#drill-rows tr')].indexOf(document.activeElement.parentElement)")
+        focused = await page.evaluate("[...document.querySelectorAll('#drill-rows tr')].indexOf(document.activeElement.parentElement)")
         assert focused == before
         if shown < total:
             await page.keyboard.press("Tab")
             assert await page.evaluate("document.activeElement.id") == "drill-more"
     assert await count.inner_text() == f"{total} of {total} records shown: all of them"
     assert await more.is_hidden()
+    assert await _axe(page) == []
     rows = await _table(page, "drill-rows")
     assert len(rows) == total and len({r[2] for r in rows if r[2].startswith("vm-")}) == 120
     assert visit.foreign() == [] and await visit.violations() == []
+
+
+LINE = """query($id: ID!, $p: Int!, $after: String) { node(id: $id) { ... on Invoice { lineItem(position: $p) {
+  position description costs(first: 2, after: $after) { totalCount pageInfo { hasNextPage endCursor }
+  edges { node { id billedCost } } } } } } }"""
+
+
+async def test_one_lines_costs_are_paged_by_their_cursor_for_msp_users_only(client, world):
+    await costs(
+        world,
+        SEPT,
+        [
+            ("AWS", "Amazon EC2", "1", "60"),
+            ("AWS", "Amazon EC2", "2", "40"),
+            ("AWS", "Amazon EC2", "3", "5"),
+            ("AWS", "Amazon S3", "1", "10"),
+        ],
+    )
+    await f.summed_costs(world.org.id)
+    invoice = await generated(world, SEPT)
+    ec2 = await InvoiceLineItem.get(revision_id=invoice.current_revision_id, service_name="Amazon EC2")
+    asked = {"id": gid(invoice), "p": ec2.position}
+    for role in ("owner", "viewer"):
+        first = (await gql(client, LINE, asked, world.tokens[role]))["data"]["node"]["lineItem"]
+        assert first["position"] == ec2.position and first["costs"]["totalCount"] == 3
+        assert len(first["costs"]["edges"]) == 2 and first["costs"]["pageInfo"]["hasNextPage"] is True
+        after = first["costs"]["pageInfo"]["endCursor"]
+        rest = (await gql(client, LINE, {**asked, "after": after}, world.tokens[role]))["data"]["node"]["lineItem"]["costs"]
+        assert rest["pageInfo"]["hasNextPage"] is False and len(rest["edges"]) == 1
+        read = [e["node"] for e in first["costs"]["edges"] + rest["edges"]]
+        assert len({c["id"] for c in read}) == 3 and sorted(Decimal(c["billedCost"]) for c in read) == [5, 40, 60]
+    missing = await gql(client, LINE, {**asked, "p": 99}, world.tokens["owner"])
+    assert missing["data"]["node"]["lineItem"] is None
+
+    # A customer reads its approved invoice's line, never the costs behind it; no one else the line.
+    await Invoice.filter(id=invoice.id).update(status="APPROVED", approved_at=datetime.now(UTC))
+    customer = await gql(client, LINE, asked, world.tokens["customer"])
+    assert [e["extensions"]["code"] for e in customer["errors"]] == ["FORBIDDEN"]
+    line_only = """query($id: ID!, $p: Int!) { node(id: $id) { ... on Invoice { lineItem(position: $p) { description } } } }"""
+    seen = await gql(client, line_only, asked, world.tokens["customer"])
+    assert seen["data"]["node"]["lineItem"]["description"] == ec2.description
+    for role in ("other_customer", "foreign_owner"):
+        assert (await gql(client, LINE, asked, world.tokens[role]))["data"]["node"] is None

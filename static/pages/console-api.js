@@ -40,11 +40,11 @@
       " added { description after difference } removed { description before difference }" +
       " changed { description before after difference } } }" +
       " lineItems { position kind description provider service amount } } } } " + ROW,
-    // A page of a line's costs: the lines come together (a cursor is a position in its list, so
-    // each line reads the same page of its own), the page reads the one it drills.
-    LINE_COSTS: "query ConsoleLineCosts($id: ID!, $after: String) { node(id: $id) { ... on Invoice { currency" +
-      " lineItems { position costs(first: " + COSTS_PAGE + ", after: $after) { totalCount pageInfo { hasNextPage endCursor }" +
-      " edges { node { id subAccountId subAccountName serviceName resourceId billedCost billingCurrency } } } } } } }",
+    // A page of one line's costs, from the cursor of the page before.
+    LINE_COSTS: "query ConsoleLineCosts($id: ID!, $position: Int!, $after: String) { node(id: $id) { ... on Invoice {" +
+      " lineItem(position: $position) { position costs(first: " + COSTS_PAGE + ", after: $after) { totalCount" +
+      " pageInfo { hasNextPage endCursor } edges { node { id subAccountId subAccountName serviceName resourceId" +
+      " billedCost billingCurrency } } } } } } }",
     APPROVE: "mutation ConsoleApprove($ids: [ID!]!, $acknowledge: [InvoiceCheckCode!], $notify: Boolean!, $key: String) {" +
       " approveInvoices(ids: $ids, acknowledge: $acknowledge, notifyCustomer: $notify, idempotencyKey: $key) {" +
       " __typename " + RESULTS + " } } " + ROW,

@@ -375,9 +375,9 @@
 
   function drillPage(at) {
     $("drill").setAttribute("aria-busy", "true");
-    return api.ask("LINE_COSTS", { id: at.invoice.id, after: at.after }).then(function (data) {
+    return api.ask("LINE_COSTS", { id: at.invoice.id, position: at.line.position, after: at.after }).then(function (data) {
       if (at !== drilled || at.run !== drillRun) return null;
-      var found = data.node.lineItems.filter(function (l) { return l.position === at.line.position; })[0];
+      var found = data.node && data.node.lineItem;
       var costs = found ? found.costs : { totalCount: 0, edges: [], pageInfo: { hasNextPage: false, endCursor: null } };
       var total = costs.totalCount;
       $("drill-title").textContent = "Costs behind line " + at.line.position + ": " + at.line.description + " (" +
