@@ -23,7 +23,7 @@ from models.credit_notes.delivery import record_pdf
 from tests import factories as f
 from tests.graphql import gql
 from tests.test_checks import costs, generated
-from tests.test_console import LOGIN, SEPT, _approval, _axe, _gid, _month, _september, _sign_in, _table
+from tests.test_console import LOGIN, SEPT, _approval, _gid, _month, _september, _sign_in, _table
 from tests.test_corrections import gid
 from tests.test_pages import WATCH_POLICY, browser, site, visit
 
@@ -103,7 +103,6 @@ async def test_an_owner_credits_by_amount_and_by_line_refused_above_what_is_left
         await page.get_by_role("button", name="Credit note…").click()
         form = page.locator("form.credit")
         assert await page.evaluate("document.activeElement.value") == "FULL"
-        assert await _axe(page) == []
 
         # More than is left to credit: the API's typed refusal, its maximum, nothing written.
         await form.get_by_label("An amount, taxes included").check()
@@ -198,7 +197,8 @@ async def test_the_costs_behind_a_line_of_more_than_fifty_records_page_to_the_en
     await page.locator("#drill-title").get_by_text(f"({total} records)", exact=False).wait_for()
     count = page.locator("#drill-count")
     assert await count.inner_text() == f"50 of {total} records shown"
-    more = page.get_by_role("button", name="Show the next 50")
+    more = page.locator("#drill-more")
+    assert await more.inner_text() == "Show the next 50"
     shown = 50
     while shown < total:
         await more.focus()
@@ -209,11 +209,12 @@ async def test_the_costs_behind_a_line_of_more_than_fifty_records_page_to_the_en
         focused = await page.evaluate("[...document.querySelectorAll('#drill-rows tr')].indexOf(document.activeElement.parentElement)")
         assert focused == before
         if shown < total:
+            left = total - shown
+            assert await more.inner_text() == (f"Show the last {left}" if left <= 50 else "Show the next 50")
             await page.keyboard.press("Tab")
             assert await page.evaluate("document.activeElement.id") == "drill-more"
     assert await count.inner_text() == f"{total} of {total} records shown: all of them"
     assert await more.is_hidden()
-    assert await _axe(page) == []
     rows = await _table(page, "drill-rows")
     assert len(rows) == total and len({r[2] for r in rows if r[2].startswith("vm-")}) == 120
     assert visit.foreign() == [] and await visit.violations() == []

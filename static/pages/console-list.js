@@ -395,6 +395,8 @@
       var more = costs.pageInfo.hasNextPage;
       $("drill-count").textContent = at.shown.toLocaleString("en-GB") + " of " + total.toLocaleString("en-GB") +
         (total === 1 ? " record" : " records") + " shown" + (more ? "" : ": all of them");
+      var left = total - at.shown;
+      $("drill-more").textContent = left > api.COSTS_PAGE ? "Show the next " + api.COSTS_PAGE : "Show the last " + left;
       $("drill-more").hidden = !more;
       return added;
     }).catch(p.failed).then(function (added) {
