@@ -123,7 +123,9 @@ async def test_an_owner_credits_by_amount_and_by_line_refused_above_what_is_left
         first = await CreditNote.get(invoice_id=invoice.id)
         assert (first.mode, first.total, first.reason) == ("AMOUNT", Decimal("10.00"), "Goodwill for the outage")
         assert await form.count() == 0
-        assert await page.evaluate("document.activeElement.id") == "credit-notes-title"
+        # Once the invoice is read again, the focus is on its credit notes, the new one listed.
+        await page.wait_for_function("document.activeElement.id === 'credit-notes-title'")
+        assert first.number in await page.locator("#detail-credit-notes").inner_text()
         # The viewer's session, without a reload.
         await watching.locator("#detail-credit-notes li", has_text=first.number).wait_for()
 
