@@ -25,7 +25,7 @@ from tests.graphql import gql
 from tests.test_checks import costs, generated
 from tests.test_console import LOGIN, SEPT, _approval, _gid, _month, _september, _sign_in, _table
 from tests.test_corrections import gid
-from tests.test_pages import WATCH_POLICY, browser, site, visit
+from tests.test_pages import WATCH_POLICY, _until, browser, site, visit
 
 __all__ = ["browser", "site", "visit"]  # the fixtures this module borrows
 
@@ -123,8 +123,12 @@ async def test_an_owner_credits_by_amount_and_by_line_refused_above_what_is_left
         first = await CreditNote.get(invoice_id=invoice.id)
         assert (first.mode, first.total, first.reason) == ("AMOUNT", Decimal("10.00"), "Goodwill for the outage")
         assert await form.count() == 0
+
         # Once the invoice is read again, the focus is on its credit notes, the new one listed.
-        await page.wait_for_function("document.activeElement.id === 'credit-notes-title'")
+        async def on_credit_notes() -> bool:
+            return await page.evaluate("document.activeElement.id") == "credit-notes-title"
+
+        await _until(on_credit_notes, "the focus on the credit notes")
         assert first.number in await page.locator("#detail-credit-notes").inner_text()
         # The viewer's session, without a reload.
         await watching.locator("#detail-credit-notes li", has_text=first.number).wait_for()
