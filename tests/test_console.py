@@ -437,5 +437,7 @@ async def test_the_console_is_served_with_the_pages_policy(settings, redis, envi
         axe = await http.get("/pages/vendor/axe-core@4.10.3/axe.min.js")
     assert console.status_code == 200 and console.headers["content-security-policy"] == pages.PORTAL_POLICY
     assert "trusted-types 'none'" in console.headers["content-security-policy"]
-    assert [r.status_code for r in files] == [200] * len(files) and len(files) == 8
+    assert [r.status_code for r in files] == [200] * len(files) and len(files) == 11
+    # What it shares with the portal is one file each, served to both.
+    assert {"pages-api.js", "pages-base.css"} <= pages.CONSOLE.assets() & pages.PORTAL.assets()
     assert axe.status_code == 404

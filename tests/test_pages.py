@@ -441,7 +441,7 @@ def test_a_page_whose_files_are_missing_says_how_to_install_them(tmp_path, monke
     assert response.status_code == 503 and b"scripts/setup.sh" in response.body
 
 
-def test_the_demo_prints_the_portal_and_its_customer_beside_graphiql(settings, monkeypatch):
+def test_the_demo_prints_the_console_the_portal_and_its_customer_beside_graphiql(settings, monkeypatch):
     import uvicorn
 
     from invoicing.cli import servers
@@ -460,6 +460,7 @@ def test_the_demo_prints_the_portal_and_its_customer_beside_graphiql(settings, m
                        users)
     lines = captured.get().splitlines()
     at = lines.index("GraphiQL: http://127.0.0.1:8000/graphql")
-    assert lines[at + 1] == "Customer portal: http://127.0.0.1:8000/portal"
-    assert "customer@northwind.example with the password customer-password (Atlas Freight" in lines[at + 2]
+    assert lines[at + 1] == "Month-end console (owners and viewers): http://127.0.0.1:8000/console"
+    assert lines[at + 2] == "Customer portal: http://127.0.0.1:8000/portal"
+    assert "customer@northwind.example with the password customer-password (Atlas Freight" in lines[at + 3]
     assert "owner-password" not in captured.get()

@@ -113,6 +113,7 @@ def _serve(settings: Settings, demo_users: list | None = None) -> None:
     label = "GraphiQL" if settings.environment == "development" else "GraphQL"
     base = settings.public_url.rstrip("/")
     console.print(f"\n{label}: [bold cyan]{base}/graphql[/bold cyan]")
+    console.print(f"Month-end console (owners and viewers): [bold cyan]{base}/console[/bold cyan]")
     console.print(f"Customer portal: [bold cyan]{base}/portal[/bold cyan]")
     for user in demo_users or []:
         if user.scope == Scope.CUSTOMER:

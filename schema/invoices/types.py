@@ -131,6 +131,14 @@ class Invoice(relay.Node):
     def line_items(self, info: Info) -> list[InvoiceLineItem]:
         return self._related(info, "lineItems")
 
+    @strawberry.field(
+        description="One line of the current revision by its position (`InvoiceLineItem.position`); null when "
+        "there is none. A console pages through one line's `costs` with it, without reading the other lines'."
+    )
+    async def line_item(self, info: Info, position: int) -> InvoiceLineItem | None:
+        (lines,) = await _line_items(info, [self])
+        return next((line for line in lines if line.position == position), None)
+
     @strawberry.field(description="Payments received, in the order they were made.", metadata=PREFETCHED)
     def payments(self, info: Info) -> list[Payment]:
         return self._related(info, "payments")

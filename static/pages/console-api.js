@@ -1,16 +1,17 @@
 // The month-end console's side of the public GraphQL API: its documents, each a constant (the
 // same text for every request, so that the server's validation cache serves it), the session
-// (a `login` token in the tab's sessionStorage) and the live client (graphql-transport-ws).
-// Nothing here touches the page: console.js does.
+// (a `login` token in the tab's sessionStorage) and the live client (graphql-transport-ws),
+// on the calls the portal shares (pages-api.js). Nothing here touches the page: console.js does.
 (function () {
   "use strict";
 
-  var ENDPOINT = location.origin + "/graphql";
-  var SOCKET = ENDPOINT.replace(/^http/, "ws");
+  var shared = window.pagesApi;
+  var SessionEnded = shared.SessionEnded;
   var STORED = "invoicing.console.session";
   // The portal's key: a customer who signs in here is handed over to it, signed in.
   var PORTAL_STORED = "invoicing.portal.session";
   var PAGE = 100; // the server's largest page
+  var COSTS_PAGE = 50; // the cost records behind a line, read a page at a time
 
   var ROW = "fragment ConsoleRow on Invoice { id number status displayStatus deliveryStatus currency total period" +
     " account { id name } checks { code severity message } }";
@@ -35,12 +36,14 @@
       " pageInfo { hasNextPage endCursor } edges { node { ...ConsoleRow } } } } " + ROW,
     INVOICE: "query ConsoleInvoice($id: ID!) { node(id: $id) { ... on Invoice { ...ConsoleRow paymentStatus amountDue" +
       " issueDate dueDate errorMessage pdfUrl replaces { number } replacedBy { number }" +
-      " creditNotes { number total } revisions { revision createdAt total diff { against totalChange causes" +
+      " amountCredited creditNotes { id number issueDate total mode reason } revisions { revision createdAt total diff { against totalChange causes" +
       " added { description after difference } removed { description before difference }" +
       " changed { description before after difference } } }" +
       " lineItems { position kind description provider service amount } } } } " + ROW,
-    LINE_COSTS: "query ConsoleLineCosts($id: ID!) { node(id: $id) { ... on Invoice { currency lineItems { position" +
-      " costs(first: 50) { totalCount edges { node { id subAccountId subAccountName serviceName resourceId" +
+    // A page of one line's costs, from the cursor of the page before.
+    LINE_COSTS: "query ConsoleLineCosts($id: ID!, $position: Int!, $after: String) { node(id: $id) { ... on Invoice {" +
+      " lineItem(position: $position) { position costs(first: " + COSTS_PAGE + ", after: $after) { totalCount" +
+      " pageInfo { hasNextPage endCursor } edges { node { id subAccountId subAccountName serviceName resourceId" +
       " billedCost billingCurrency } } } } } } }",
     APPROVE: "mutation ConsoleApprove($ids: [ID!]!, $acknowledge: [InvoiceCheckCode!], $notify: Boolean!, $key: String) {" +
       " approveInvoices(ids: $ids, acknowledge: $acknowledge, notifyCustomer: $notify, idempotencyKey: $key) {" +
@@ -54,7 +57,8 @@
       " ... on UserError { code message } } } " + ROW,
     CREDIT: "mutation ConsoleCredit($input: CreateCreditNoteInput!, $key: String) { createCreditNote(input: $input," +
       " idempotencyKey: $key) { __typename ... on CreditNoteCreated { creditNote { number total } invoice { ...ConsoleRow } }" +
-      " ... on UserError { code message } } } " + ROW,
+      " ... on CreditExceededError { maximum } ... on UserError { code message field } } } " + ROW,
+    CREDIT_NOTE_PDF: "query ConsoleCreditNotePdf($id: ID!) { node(id: $id) { ... on CreditNote { pdfUrl } } }",
     SETTINGS: "query ConsoleSettings($month: Month!, $owner: Boolean!) {" +
       " exchangeRates(first: 100, filter: {monthFrom: $month, monthTo: $month}) { edges { node { id baseCurrency currency rate } } }" +
       " billingRules(first: 100) { edges { node { id name kind calculation value isActive providerName serviceName" +
@@ -72,30 +76,15 @@
     IMPORT_LIVE: "subscription ConsoleImport($id: ID!) { costImportChanged(id: $id) { id filename state rowsDone rows } }",
   };
 
-  function SessionEnded() {}
   function Refused(message) { this.message = message; }
 
   var session = null; // {token, expiresAt}
 
+  // A field the role may not use is said as such, not in the server's words.
   function call(query, variables, token) {
-    var headers = { "Content-Type": "application/json", Accept: "application/json" };
-    if (token) headers.Authorization = "Bearer " + token;
-    return fetch(ENDPOINT, {
-      method: "POST", headers: headers, credentials: "omit", cache: "no-store",
-      body: JSON.stringify({ query: query, variables: variables || {} }),
-    }).then(function (response) {
-      return response.json().catch(function () {
-        throw new Error("The server answered " + response.status + ". Please try again in a moment.");
-      });
-    }, function () {
-      throw new Error("The server cannot be reached. Check your connection, then try again.");
-    }).then(function (result) {
-      var errors = result.errors || [];
-      var codes = errors.map(function (e) { return e.extensions && e.extensions.code; });
-      if (codes.indexOf("UNAUTHENTICATED") >= 0) throw new SessionEnded();
-      if (codes.indexOf("FORBIDDEN") >= 0) throw new Refused("Your role cannot do this.");
-      if (errors.length) throw new Error(errors[0].message);
-      return result.data;
+    return shared.call(query, variables, token).catch(function (error) {
+      if (error.codes && error.codes.indexOf("FORBIDDEN") >= 0) throw new Refused("Your role cannot do this.");
+      throw error;
     });
   }
 
@@ -125,33 +114,13 @@
 
   function remember(value, key) {
     if (!key) session = value;
-    try {
-      if (value) sessionStorage.setItem(key || STORED, JSON.stringify(value));
-      else sessionStorage.removeItem(key || STORED);
-    } catch (e) { /* storage refused: the session lasts as long as the page */ }
+    shared.keep(key || STORED, value);
   }
 
-  function stored() {
-    try {
-      var value = JSON.parse(sessionStorage.getItem(STORED) || "null");
-      return value && typeof value.token === "string" && typeof value.expiresAt === "string" ? value : null;
-    } catch (e) {
-      return null;
-    }
-  }
+  function stored() { return shared.kept(STORED); }
 
   function liveClient(on) {
-    return graphqlWs.createClient({
-      url: SOCKET,
-      connectionParams: function () { return { authorization: "Bearer " + (session ? session.token : "") }; },
-      retryAttempts: Infinity,
-      retryWait: function (retries) {
-        var wait = Math.min(1000 * Math.pow(2, retries), 30000) * (0.5 + Math.random() / 2);
-        return new Promise(function (resolve) { setTimeout(resolve, wait); });
-      },
-      shouldRetry: function (event) { return !(event && event.code === 4403); },
-      on: on,
-    });
+    return shared.liveClient(function () { return session && session.token; }, on);
   }
 
   // An idempotency key: a retried click does the work once (crypto.randomUUID needs HTTPS).
@@ -161,7 +130,7 @@
   }
 
   window.consoleApi = {
-    DOCUMENTS: DOCUMENTS, SessionEnded: SessionEnded, Refused: Refused, PORTAL_STORED: PORTAL_STORED,
+    DOCUMENTS: DOCUMENTS, COSTS_PAGE: COSTS_PAGE, SessionEnded: SessionEnded, Refused: Refused, PORTAL_STORED: PORTAL_STORED,
     call: call, ask: ask, pages: pages, remember: remember, stored: stored, liveClient: liveClient, key: key,
     session: function () { return session; },
     onSessionEnded: function (callback) { onEnded = callback; },

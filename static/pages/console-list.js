@@ -301,7 +301,7 @@
       p.money(invoice.total, invoice.currency) + (invoice.status === "APPROVED" ? " · due " + p.day(invoice.dueDate) : "");
     if (invoice.replaces) summary += " · replaces " + invoice.replaces.number;
     if (invoice.replacedBy) summary += " · replaced by " + (invoice.replacedBy.number || "a draft");
-    invoice.creditNotes.forEach(function (c) { summary += " · credit note " + c.number + " " + p.money(c.total, invoice.currency); });
+    if (Number(invoice.amountCredited) > 0) summary += " · credited " + p.money(invoice.amountCredited, invoice.currency);
     if (invoice.errorMessage) summary += " · " + invoice.errorMessage;
     $("detail-summary").textContent = summary;
     window.consoleActions.render(invoice);
@@ -351,28 +351,72 @@
       return tr;
     }));
     $("drill").hidden = true;
+    drilled = null;
   }
 
   function signed(amount, currency) {
     return (Number(amount) > 0 ? "+" : "") + p.money(amount, currency);
   }
 
+  // The cost records behind a line, a page at a time ("Show the next 50" reads the next page
+  // through its cursor), with how many there are in all.
+  var drilled = null; // {invoice, line, after, shown, run}
+  var drillRun = 0;
+
   function drill(invoice, line) {
-    api.ask("LINE_COSTS", { id: invoice.id }).then(function (data) {
-      var found = data.node.lineItems.filter(function (l) { return l.position === line.position; })[0];
-      var costs = found ? found.costs : { totalCount: 0, edges: [] };
-      $("drill-title").textContent = "Costs behind line " + line.position + ": " + line.description + " (" +
-        costs.totalCount + (costs.totalCount === 1 ? " record" : " records") +
-        (costs.totalCount > costs.edges.length ? ", the first " + costs.edges.length + " shown" : "") + ")";
-      var rows = $("drill-rows");
-      rows.replaceChildren.apply(rows, costs.edges.map(function (e) {
-        var c = e.node;
-        return cells(element("tr"), [c.subAccountName || c.subAccountId, c.serviceName || "—", c.resourceId || "—",
-          p.money(c.billedCost, c.billingCurrency)]);
-      }));
+    drilled = { invoice: invoice, line: line, after: null, shown: 0, run: ++drillRun };
+    $("drill-rows").replaceChildren();
+    $("drill-more").hidden = true;
+    return drillPage(drilled).then(function () {
       $("drill").hidden = false;
       $("drill-title").focus();
-    }).catch(p.failed);
+    });
+  }
+
+  function drillPage(at) {
+    $("drill").setAttribute("aria-busy", "true");
+    return api.ask("LINE_COSTS", { id: at.invoice.id, position: at.line.position, after: at.after }).then(function (data) {
+      if (at !== drilled || at.run !== drillRun) return null;
+      var found = data.node && data.node.lineItem;
+      var costs = found ? found.costs : { totalCount: 0, edges: [], pageInfo: { hasNextPage: false, endCursor: null } };
+      var total = costs.totalCount;
+      $("drill-title").textContent = "Costs behind line " + at.line.position + ": " + at.line.description + " (" +
+        total.toLocaleString("en-GB") + (total === 1 ? " record" : " records") + ")";
+      var added = costs.edges.map(function (e) {
+        var c = e.node;
+        var tr = cells(element("tr"), [c.subAccountName || c.subAccountId, c.serviceName || "—", c.resourceId || "—",
+          p.money(c.billedCost, c.billingCurrency)]);
+        tr.firstChild.tabIndex = -1;
+        return tr;
+      });
+      added.forEach(function (tr) { $("drill-rows").appendChild(tr); });
+      at.shown += added.length;
+      at.after = costs.pageInfo.endCursor || at.after;
+      var more = costs.pageInfo.hasNextPage;
+      $("drill-count").textContent = at.shown.toLocaleString("en-GB") + " of " + total.toLocaleString("en-GB") +
+        (total === 1 ? " record" : " records") + " shown" + (more ? "" : ": all of them");
+      var left = total - at.shown;
+      $("drill-more").textContent = left > api.COSTS_PAGE ? "Show the next " + api.COSTS_PAGE : "Show the last " + left;
+      $("drill-more").hidden = !more;
+      return added;
+    }).catch(p.failed).then(function (added) {
+      $("drill").removeAttribute("aria-busy");
+      return added;
+    });
+  }
+
+  function drillMore() {
+    var at = drilled;
+    if (!at) return;
+    var more = $("drill-more");
+    more.disabled = true;
+    drillPage(at).then(function (added) {
+      more.disabled = false;
+      // The first row read takes the focus: reading on goes down the new rows, and Tab from
+      // them reaches the button again while more remain.
+      if (added && added.length) added[0].firstChild.focus();
+      else if (!more.hidden) more.focus();
+    });
   }
 
   // --- Start --------------------------------------------------------------------------------
@@ -390,6 +434,7 @@
   $("approve-form").addEventListener("submit", approve);
   $("approve-cancel").addEventListener("click", function () { $("approve-dialog").close(); });
   $("detail-close").addEventListener("click", closeDetail);
+  $("drill-more").addEventListener("click", drillMore);
   $("detail").addEventListener("keydown", function (e) { if (e.key === "Escape") closeDetail(); });
 
   window.consoleList = {

@@ -8,6 +8,7 @@
   "use strict";
 
   var api = window.consoleApi;
+  var element = window.pagesApi.element;
   var ROW_HEIGHT = 44; // px, as console.css sets it: the list renders only the rows in sight
   var OVERSCAN = 12;
   var EXPIRED = "Your session has expired. Please sign in again.";
@@ -33,13 +34,6 @@
   };
 
   // --- Formatting ---------------------------------------------------------------------------
-
-  function element(tag, text, className) {
-    var node = document.createElement(tag);
-    if (text !== undefined && text !== null) node.textContent = text;
-    if (className) node.className = className;
-    return node;
-  }
 
   function button(text, handler, className, label) {
     var node = element("button", text, className);
@@ -118,7 +112,8 @@
     state.elements.clear();
     $("rows").replaceChildren();
     ["by-status-rows", "source-rows", "import-rows", "reconciliation-rows", "attention", "rate-rows", "rule-rows",
-      "account-rows", "people-rows", "token-rows", "detail-lines", "drill-rows"].forEach(function (id) {
+      "account-rows", "people-rows", "token-rows", "detail-lines", "drill-rows", "drill-count", "detail-credit",
+      "detail-credit-notes"].forEach(function (id) {
       $(id).replaceChildren();
     });
     $("detail").hidden = true;

@@ -8,8 +8,8 @@
 (function () {
   "use strict";
 
-  var ENDPOINT = location.origin + "/graphql";
-  var SOCKET = ENDPOINT.replace(/^http/, "ws");
+  var shared = window.pagesApi;
+  var SessionEnded = shared.SessionEnded, call = shared.call, element = shared.element, save = shared.save;
   var STORED = "invoicing.portal.session";
   var PAGE_SIZE = 50;
   // setTimeout's limit (about 24.8 days); a longer session is checked again then.
@@ -52,30 +52,6 @@
 
   // --- Calls --------------------------------------------------------------------------------
 
-  function SessionEnded() {}
-
-  function call(query, variables, token) {
-    var headers = { "Content-Type": "application/json", Accept: "application/json" };
-    if (token) headers.Authorization = "Bearer " + token;
-    return fetch(ENDPOINT, {
-      method: "POST", headers: headers, credentials: "omit", cache: "no-store",
-      body: JSON.stringify({ query: query, variables: variables || {} }),
-    }).then(function (response) {
-      return response.json().catch(function () {
-        throw new Error("The server answered " + response.status + ". Please try again in a moment.");
-      });
-    }, function () {
-      throw new Error("The server cannot be reached. Check your connection, then try again.");
-    }).then(function (result) {
-      var errors = result.errors || [];
-      if (errors.some(function (e) { return e.extensions && e.extensions.code === "UNAUTHENTICATED"; })) {
-        throw new SessionEnded();
-      }
-      if (errors.length) throw new Error(errors[0].message);
-      return result.data;
-    });
-  }
-
   // As the signed-in customer: a refused token ends the session on screen too.
   function ask(query, variables) {
     if (!session) return Promise.reject(new SessionEnded());
@@ -110,13 +86,6 @@
     if (invoice.status === "VOIDED") return { text: "Voided", tone: "voided" };
     var tone = { PAID: "paid", OVERDUE: "overdue", REFUNDED: "voided" }[invoice.paymentStatus] || "open";
     return { text: STATUS[invoice.paymentStatus] || invoice.paymentStatus, tone: tone };
-  }
-
-  function element(tag, text, className) {
-    var node = document.createElement(tag);
-    if (text !== undefined && text !== null) node.textContent = text;
-    if (className) node.className = className;
-    return node;
   }
 
   // --- Screens ------------------------------------------------------------------------------
@@ -250,19 +219,7 @@
 
   function remember(value) {
     session = value;
-    try {
-      if (value) sessionStorage.setItem(STORED, JSON.stringify(value));
-      else sessionStorage.removeItem(STORED);
-    } catch (e) { /* storage refused: the session lasts as long as the page */ }
-  }
-
-  function stored() {
-    try {
-      var value = JSON.parse(sessionStorage.getItem(STORED) || "null");
-      return value && typeof value.token === "string" && typeof value.expiresAt === "string" ? value : null;
-    } catch (e) {
-      return null;
-    }
+    shared.keep(STORED, value);
   }
 
   function expired(value) {
@@ -373,16 +330,6 @@
     });
   }
 
-  function save(url, filename) {
-    var link = element("a");
-    link.href = url;
-    link.download = filename;
-    link.hidden = true;
-    document.body.appendChild(link);
-    link.click();
-    link.remove();
-  }
-
   function download(query, id, field, filename, button) {
     // A link is signed for a few minutes: a fresh one for each download.
     button.disabled = true;
@@ -425,28 +372,16 @@
 
   function startLive() {
     if (live || !session) return;
-    var client = graphqlWs.createClient({
-      url: SOCKET,
-      connectionParams: function () { return { authorization: "Bearer " + (session ? session.token : "") }; },
-      retryAttempts: Infinity,
-      // 1, 2, 4... seconds between attempts, at most 30, spread so that clients do not return together.
-      retryWait: function (retries) {
-        var wait = Math.min(1000 * Math.pow(2, retries), 30000) * (0.5 + Math.random() / 2);
-        return new Promise(function (resolve) { setTimeout(resolve, wait); });
+    var client = shared.liveClient(function () { return session && session.token; }, {
+      connected: function (socket, payload, wasRetry) {
+        liveStatus("Live updates on");
+        // Events are not replayed: what changed while the socket was down is read again.
+        if (wasRetry) load().catch(function () {});
       },
-      // 4403: the token was refused when the socket opened; no retry brings it back.
-      shouldRetry: function (event) { return !(event && event.code === 4403); },
-      on: {
-        connected: function (socket, payload, wasRetry) {
-          liveStatus("Live updates on");
-          // Events are not replayed: what changed while the socket was down is read again.
-          if (wasRetry) load().catch(function () {});
-        },
-        closed: function (event) {
-          if (live !== client) return;
-          if (event && event.code === 4403) endSession(EXPIRED);
-          else liveStatus("Live updates paused: reconnecting…");
-        },
+      closed: function (event) {
+        if (live !== client) return;
+        if (event && event.code === 4403) endSession(EXPIRED);
+        else liveStatus("Live updates paused: reconnecting…");
       },
     });
     live = client;
@@ -497,7 +432,7 @@
   $("sign-in-form").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", signOut);
 
-  var kept = stored();
+  var kept = shared.kept(STORED);
   if (kept && !expired(kept)) {
     session = kept;
     open();
