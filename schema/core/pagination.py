@@ -117,6 +117,45 @@ async def paginate(
     return _page(connection, rows, to_node, start, end, total)
 
 
+def connection_field(
+    connection: type[ConnectionType],
+    order_type: type,
+    default_order: Any,
+    query: Callable[[Any], Any],
+    to_node: Callable[[Any], Any],
+    *,
+    description: str,
+    extensions: list[Any],
+) -> Any:
+    """A list field as every list of the API takes it: `first`, `after`, `last`, `before` and
+    `orderBy` (an `order_type`, `default_order` when not given), paging `query(principal)`, the
+    viewer's scoped rows, each answered as `to_node(row)`."""
+
+    async def resolve(
+        info: Any,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        order_by: Any = None,
+    ) -> Any:
+        rows = query(info.context.authenticated())
+        order = order_by or default_order
+        return await paginate(info, connection, rows, to_node, order, first=first, after=after, last=last, before=before)
+
+    # Strawberry reads the arguments' types from the annotations: this list's own types.
+    resolve.__annotations__ = {
+        "info": strawberry.Info,
+        "first": int | None,
+        "after": str | None,
+        "last": int | None,
+        "before": str | None,
+        "order_by": order_type | None,
+        "return": connection,
+    }
+    return strawberry.field(resolve, description=description, extensions=extensions)
+
+
 # A list size no list reaches: where a page starts, before the list's size is known.
 _UNBOUNDED = 2**62
 
