@@ -10,7 +10,7 @@ from schema.core.context import Info
 from schema.core.mutations import mutation
 from schema.core.nodes import node_uuid
 from schema.core.pagination import Direction, connection_field
-from schema.core.permissions import MSP_USERS, OWNERS, requires
+from schema.core.permissions import MSP_USERS, OWNERS
 from schema.invoice_templates import (
     ActivateInvoiceTemplatePayload,
     InvoiceTemplate,
@@ -33,12 +33,11 @@ TYPE_NAME = "InvoiceTemplate"
 class Query:
     invoice_templates = connection_field(
         InvoiceTemplateConnection,
-        InvoiceTemplateOrder,
         InvoiceTemplateOrder(field=InvoiceTemplateOrderField.VERSION, direction=Direction.DESC),
         invoice_templates.visible_templates,
         InvoiceTemplate.from_model,
         description="The organization's own invoice templates; by default the latest version first.",
-        extensions=requires(*MSP_USERS),
+        scopes=MSP_USERS,
     )
 
 

@@ -45,12 +45,11 @@ TYPE_NAME = "WebhookEndpoint"
 class Query:
     webhook_endpoints = connection_field(
         WebhookEndpointConnection,
-        WebhookEndpointOrder,
         WebhookEndpointOrder(field=WebhookEndpointOrderField.CREATED_AT, direction=Direction.ASC),
         webhooks.visible_endpoints,
         WebhookEndpoint.from_model,
         description="The organization's webhook endpoints; by default oldest first.",
-        extensions=requires(*MSP_USERS),
+        scopes=MSP_USERS,
     )
 
     @strawberry.field(description="Every event type an endpoint can subscribe to.", extensions=requires(*MSP_USERS))

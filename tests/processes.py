@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+# The app's factory served by uvicorn on loopback, as a web process is started (its port apart).
+WEB = ("-m", "uvicorn", "invoicing.app:create_app", "--factory", "--host", "127.0.0.1")
 # The families an operator watches (docs/operators/observability.md) that a month taken
 # through the processes makes non-zero.
 FAMILIES = (
@@ -80,20 +82,7 @@ class Processes:
     async def web(self, name: str, port: int, log_level: str = "info", ready: tuple[int, ...] = (200, 503), **env: str) -> subprocess.Popen:
         """The app's factory served by uvicorn on `port`, once `/healthz` answers one of `ready`
         (503: serving, but no worker's heartbeat yet)."""
-        process = self.start(
-            name,
-            "-m",
-            "uvicorn",
-            "invoicing.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            log_level,
-            **env,
-        )
+        process = self.start(name, *WEB, "--port", str(port), "--log-level", log_level, **env)
         await self.answering(name, process, port, ready)
         return process
 

@@ -19,6 +19,7 @@ from tortoise import connections
 from tortoise.backends.base.client import TransactionalDBClient
 
 from models.errors import RequestErrorCode
+from schema.core.permissions import requires
 
 NodeType = TypeVar("NodeType", bound=relay.Node)
 CURSOR_PREFIX = "cursor"
@@ -119,17 +120,17 @@ async def paginate(
 
 def connection_field(
     connection: type[ConnectionType],
-    order_type: type,
     default_order: Any,
     query: Callable[[Any], Any],
     to_node: Callable[[Any], Any],
     *,
     description: str,
-    extensions: list[Any],
+    scopes: tuple[Any, ...],
 ) -> Any:
-    """A list field as every list of the API takes it: `first`, `after`, `last`, `before` and
-    `orderBy` (an `order_type`, `default_order` when not given), paging `query(principal)`, the
-    viewer's scoped rows, each answered as `to_node(row)`."""
+    """A list field for the viewers of `scopes`, taking what every list of the API takes:
+    `first`, `after`, `last`, `before` and `orderBy` (of the type of `default_order`, which
+    applies when none is given). It pages `query(principal)`, the viewer's scoped rows, each
+    answered as `to_node(row)`."""
 
     async def resolve(
         info: Any,
@@ -150,10 +151,10 @@ def connection_field(
         "after": str | None,
         "last": int | None,
         "before": str | None,
-        "order_by": order_type | None,
+        "order_by": type(default_order) | None,
         "return": connection,
     }
-    return strawberry.field(resolve, description=description, extensions=extensions)
+    return strawberry.field(resolve, description=description, extensions=requires(*scopes))
 
 
 # A list size no list reaches: where a page starts, before the list's size is known.
