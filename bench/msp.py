@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests import processes  # noqa: E402
+
 PASSWORD = "bench-owner-password"
 OWNER = "owner@bench.example"
 BUCKET, PREFIX, EXPORT, PERIOD = "bench-billing", "exports", "focus-bench", "2024-09"
@@ -40,22 +42,9 @@ S3_KEY_ID, S3_SECRET = "AKIABENCHMONTH", "bench-month-secret"
 SYNCED_ROWS, UPLOADED_ROWS = 3000, 2000
 SUB_ACCOUNTS = 300  # bench/import_costs.py's generator: SubAccountId 100000000000 + 7 * n
 
-# Each family an operator watches (docs/operators/observability.md), as the parser names them.
-FAMILIES = (
-    "invoicing_graphql_operation_seconds",
-    "invoicing_subscriptions_active",
-    "invoicing_job_seconds",
-    "invoicing_queue_jobs_waiting",
-    "invoicing_queue_jobs_running",
-    "invoicing_queue_oldest_job_age_seconds",
-    "invoicing_cost_import_rows",
-    "invoicing_cost_import_seconds",
-    "invoicing_pdfs_printed",
-    "invoicing_pdf_print_seconds",
-    "invoicing_emails",
-    "invoicing_xero_syncs",
-    "invoicing_cost_source_syncs",
-)
+# Each family an operator watches (docs/operators/observability.md), as the parser names them:
+# those a month makes non-zero, and the jobs running, which only a scrape during a job sees.
+FAMILIES = (*processes.FAMILIES, "invoicing_queue_jobs_running")
 
 LOGIN = """mutation Login($e: String!, $p: String!) { login(email: $e, password: $p) {
   __typename ... on LoginSuccess { token } } }"""
@@ -80,17 +69,11 @@ APPROVE = BULK % ("Approve", ", $acknowledge: [InvoiceCheckCode!]", "approveInvo
 PUSH = BULK % ("PushToXero", "", "pushInvoicesToXero", "")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Ports:
     """The loopback ports of the month's servers, chosen before the settings are read."""
 
     def __init__(self) -> None:
-        self.web, self.moto, self.xero, self.smtp = free_port(), free_port(), free_port(), free_port()
+        self.web, self.moto, self.xero, self.smtp = (processes.free_port() for _ in range(4))
 
     def environment(self) -> dict[str, str]:
         """The settings both processes read: where each outside system listens."""
@@ -151,7 +134,7 @@ class Outside:
         config = uvicorn.Config(self.xero.app(), host="127.0.0.1", port=self.ports.xero, lifespan="off", log_level="warning")
         self.xero_server = uvicorn.Server(config)
         self.xero_task = asyncio.create_task(self.xero_server.serve())
-        await _until(lambda: _listening(self.ports.moto) and self.xero_server.started, "moto and the Xero server", 60)
+        await processes.until(lambda: _listening(self.ports.moto) and self.xero_server.started, "moto and the Xero server", 60)
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -222,19 +205,6 @@ def _listening(port: int) -> bool:
         return False
 
 
-async def _until(condition, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
 class Scrapes:
     """`/metrics` of the web process and of the worker, every half second, read with
     prometheus-client's parser: per family, its highest value in any scrape of either
@@ -303,27 +273,8 @@ class Msp:
         from tests.graphql import LiveClient
 
         self.outside.mails = 0
-        with (self.folder / "web.log").open("wb") as out:
-            self.web = subprocess.Popen(  # noqa: ASYNC220 (started once, before the MSP's work)
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "invoicing.app:create_app",
-                    "--factory",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.ports.web),
-                    "--log-level",
-                    "warning",
-                ],
-                cwd=ROOT,
-                env=self.settings.child_environment(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        await _until(self._healthy, "the web process", 90)
+        self.processes = processes.Processes(self.settings, self.folder)
+        self.web = await self.processes.web("web", self.ports.web, log_level="warning", ready=(200,))
         self.http = httpx.AsyncClient(base_url=self.web_url, timeout=600)
         login = await self.call(LOGIN, {"e": OWNER, "p": PASSWORD}, token=None)
         self.token = login["login"]["token"]
@@ -331,24 +282,11 @@ class Msp:
         await self.live.__aenter__()
         await self.live.subscribe(WATCH)
 
-    async def _healthy(self) -> bool:
-        if self.web.poll() is not None:
-            raise SystemExit(f"the web process ended: {(self.folder / 'web.log').read_text()[-2000:]}")
-        try:
-            async with httpx.AsyncClient() as client:
-                return (await client.get(f"{self.web_url}/healthz")).status_code == 200
-        except httpx.TransportError:
-            return False
-
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
             await self.live.__aexit__(None, None, None)
         await self.http.aclose()
-        self.web.terminate()
-        try:
-            self.web.wait(40)
-        except subprocess.TimeoutExpired:
-            self.web.kill()
+        self.processes.stop()
 
     async def call(self, query: str, variables: dict | None = None, token: str | None | bool = True) -> dict:
         headers = {"Authorization": f"Bearer {self.token if token is True else token}"} if token else {}
@@ -412,7 +350,7 @@ class Msp:
                 raise SystemExit(f"an import failed: {edges}")
             return done if len(done) == 2 else []
 
-        await _until(imported, "the synced and the uploaded delivery", 600)
+        await processes.until(imported, "the synced and the uploaded delivery", 600)
         rows = sum(node["rows"] for node in await imported())
         return rows, time.perf_counter() - started
 
@@ -462,13 +400,13 @@ class Msp:
 
         started = time.perf_counter()
         await self.bulk(APPROVE, ids, acknowledge=codes)
-        await _until(lambda: self.outside.mails >= expected, "the e-mails", 120 + expected)
-        await _until(lambda: _count_is(Invoice.filter(delivery_status="SENT"), expected), "the deliveries", 60)
+        await processes.until(lambda: self.outside.mails >= expected, "the e-mails", 120 + expected)
+        await processes.until(lambda: _count_is(Invoice.filter(delivery_status="SENT"), expected), "the deliveries", 60)
         self.timings["approve and e-mail"] = time.perf_counter() - started
 
         started = time.perf_counter()
         await self.bulk(PUSH, ids)
-        await _until(
+        await processes.until(
             lambda: _count_is(XeroSync.filter(state=SyncState.SYNCED), expected, XeroSync.filter(state=SyncState.FAILED)),
             "the pushes to Xero",
             120 + expected,

@@ -9,8 +9,8 @@ from models import invoice_templates
 from schema.core.context import Info
 from schema.core.mutations import mutation
 from schema.core.nodes import node_uuid
-from schema.core.pagination import Direction, paginate
-from schema.core.permissions import MSP_USERS, OWNERS, requires
+from schema.core.pagination import Direction, connection_field
+from schema.core.permissions import MSP_USERS, OWNERS
 from schema.invoice_templates import (
     ActivateInvoiceTemplatePayload,
     InvoiceTemplate,
@@ -31,30 +31,14 @@ TYPE_NAME = "InvoiceTemplate"
 
 @strawberry.type
 class Query:
-    @strawberry.field(
+    invoice_templates = connection_field(
+        InvoiceTemplateConnection,
+        InvoiceTemplateOrder(field=InvoiceTemplateOrderField.VERSION, direction=Direction.DESC),
+        invoice_templates.visible_templates,
+        InvoiceTemplate.from_model,
         description="The organization's own invoice templates; by default the latest version first.",
-        extensions=requires(*MSP_USERS),
+        scopes=MSP_USERS,
     )
-    async def invoice_templates(
-        self,
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        order_by: InvoiceTemplateOrder | None = None,
-    ) -> InvoiceTemplateConnection:
-        return await paginate(
-            info,
-            InvoiceTemplateConnection,
-            invoice_templates.visible_templates(info.context.authenticated()),
-            InvoiceTemplate.from_model,
-            order_by or InvoiceTemplateOrder(field=InvoiceTemplateOrderField.VERSION, direction=Direction.DESC),
-            first=first,
-            after=after,
-            last=last,
-            before=before,
-        )
 
 
 @strawberry.type

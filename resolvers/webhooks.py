@@ -13,7 +13,7 @@ from models import webhooks
 from schema.core.context import Info
 from schema.core.mutations import mutation
 from schema.core.nodes import node_uuid_or_none
-from schema.core.pagination import Direction, paginate
+from schema.core.pagination import Direction, connection_field
 from schema.core.permissions import MSP_USERS, OWNERS, requires
 from schema.webhooks import (
     CreateWebhookEndpointInput,
@@ -43,27 +43,14 @@ TYPE_NAME = "WebhookEndpoint"
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="The organization's webhook endpoints; by default oldest first.", extensions=requires(*MSP_USERS))
-    async def webhook_endpoints(
-        self,
-        info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        order_by: WebhookEndpointOrder | None = None,
-    ) -> WebhookEndpointConnection:
-        return await paginate(
-            info,
-            WebhookEndpointConnection,
-            webhooks.visible_endpoints(info.context.authenticated()),
-            WebhookEndpoint.from_model,
-            order_by or WebhookEndpointOrder(field=WebhookEndpointOrderField.CREATED_AT, direction=Direction.ASC),
-            first=first,
-            after=after,
-            last=last,
-            before=before,
-        )
+    webhook_endpoints = connection_field(
+        WebhookEndpointConnection,
+        WebhookEndpointOrder(field=WebhookEndpointOrderField.CREATED_AT, direction=Direction.ASC),
+        webhooks.visible_endpoints,
+        WebhookEndpoint.from_model,
+        description="The organization's webhook endpoints; by default oldest first.",
+        scopes=MSP_USERS,
+    )
 
     @strawberry.field(description="Every event type an endpoint can subscribe to.", extensions=requires(*MSP_USERS))
     def webhook_event_types(self) -> list[WebhookEventType]:

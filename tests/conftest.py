@@ -1,9 +1,10 @@
 """Tests run against a real PostgreSQL and Redis.
 
-`TEST_DATABASE_URL` names a database that is built from the migrations at the start of the
-run and dropped at its end (default: `invoicing_test_<pid>` on 127.0.0.1:5432, so that runs
-side by side do not meet); `TEST_REDIS_URL` a Redis database (default: the first of databases
-15 down to 1 of 127.0.0.1:6379 that no other live run holds). Tables are truncated and the
+`TEST_DATABASE_URL` names a database that is copied at the start of the run from a template
+the migrations built once (tests/databases.py) and dropped at its end (default:
+`invoicing_test_<pid>` on 127.0.0.1:5432, so that runs side by side do not meet);
+`TEST_REDIS_URL` a Redis database (default: the first of databases 15 down to 1 of
+127.0.0.1:6379 that no other live run holds). Tables are truncated and the
 Redis database emptied before each test; live events use channels of that database only
 (infra.events.channel), so runs side by side neither see nor flush each other's. Each worker
 of a parallel run (pytest-xdist, as `./test` runs) is such a run: its own database and Redis
@@ -19,7 +20,6 @@ import email
 import os
 import re
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,7 +32,7 @@ import httpx
 import psutil
 import pytest
 import redis as redis_client
-from tortoise import Tortoise, connections
+from tortoise import connections
 
 # Under pytest-xdist each worker is a run of its own: its own database and Redis database.
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
@@ -105,6 +105,8 @@ os.environ.pop("SMTP_URL", None)
 
 from infra import db  # noqa: E402
 from infra.settings import get_settings  # noqa: E402
+from tests.databases import create_migrated  # noqa: E402
+from tests.processes import free_port  # noqa: E402
 
 
 async def _admin(url: str, *statements: str) -> None:
@@ -118,12 +120,6 @@ async def _admin(url: str, *statements: str) -> None:
         await conn.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def settings():
     return get_settings()
@@ -131,13 +127,8 @@ def settings():
 
 @pytest.fixture(scope="session", autouse=True)
 async def database(settings):
-    await _admin(
-        settings.database_url,
-        'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
-        'CREATE DATABASE "{name}"',
-    )
-    await db.migrate(settings)
-    await Tortoise.close_connections()
+    # A copy of the migrated template (tests/databases.py): migrating again costs minutes.
+    await create_migrated(settings.database_url)
     await db.init(settings)
     yield
     await db.close()
@@ -289,13 +280,40 @@ SLOW_MODULES = E2E_MODULES | {
 }
 
 
+# The modules that take longest (a browser, real processes, emulators, many cases), longest
+# first. A parallel run (`--dist loadfile`) hands out whole modules in collection order: these
+# go first, the rest after by number of tests, so that the run ends on short modules and both
+# workers finish together instead of one running a long module alone at the end.
+LONGEST_MODULES = (
+    "test_console", "test_pages", "test_observability", "test_pipeline_resilience", "test_pipeline_recovery",
+    "test_scope_matrix", "test_separate_hosts", "test_cost_sources_clouds", "test_cost_sources",
+    "test_subscriptions_processes", "test_credit_notes_e2e", "test_einvoicing", "test_invoice_templates",
+    "test_fuzz", "test_rendering", "test_subscriptions", "test_data_completeness", "test_storage",
+)
+
+
+def pytest_configure(config):
+    # xdist would otherwise hand out the modules with the most tests first, whatever their length.
+    config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(items):
+    counts: dict[str, int] = {}
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        counts[module] = counts.get(module, 0) + 1
         if module in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
         if module in E2E_MODULES:
             item.add_marker(pytest.mark.e2e)
+    rank = {module: position for position, module in enumerate(LONGEST_MODULES)}
+
+    def order(item) -> tuple[int, int]:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        return (rank.get(module, len(rank)), -counts[module])
+
+    # Stable: the tests of a module keep their order, and modules of the same rank theirs.
+    items.sort(key=order)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,9 @@
 """Cost records imported before deliveries existed survive the move to the partitioned table:
 every row, its values and id, and each scope's rows become that scope's current delivery.
 
-Run in a child process on a database of its own: migrating needs a Tortoise set-up of its own."""
+Run in a child process on a database of its own: migrating needs a Tortoise set-up of its own.
+The legacy schema is copied from a template migrated once (tests/databases.py); the move itself
+is migrated each time."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from tortoise import Tortoise
 from tortoise.migrations.api.migrate import migrate
 from infra import db
 from infra.settings import Settings
+from tests.databases import create_migrated
 
 url, legacy = sys.argv[1], sys.argv[2]
 plain = url.replace("postgres://", "postgresql://", 1)
@@ -32,13 +35,9 @@ name = plain.rsplit("/", 1)[1]
 
 
 async def main():
-    connection = await asyncpg.connect(admin)
-    await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await connection.execute(f'CREATE DATABASE "{name}"')
-    await connection.close()
+    # The schema as it stood at the legacy migration: a copy of its template.
+    await create_migrated(url, target=f"models.{legacy}")
     config = db.tortoise_config(Settings(database_url=url, redis_url="redis://127.0.0.1:6379/15"))
-    await migrate(config=config, target=f"models.{legacy}")
-    await Tortoise.close_connections()
     legacy_db = await asyncpg.connect(plain)
     org = await legacy_db.fetchval(
         "INSERT INTO organizations (id, created_at, updated_at, name, timezone, invoice_prefix, "

@@ -10,11 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -33,12 +29,12 @@ from models.base import Scope
 from models.cost_sources import CostSource, CostSourceKind
 from models.cost_sources.credentials import Credentials, seal_credentials
 from models.xero.tokens import TokenSet, seal_tokens
-from tests.conftest import Mailbox, free_port
+from tests.conftest import Mailbox
 from tests.graphql import LiveClient
+from tests.processes import FAMILIES, Processes, free_port, until
 from tests.test_cost_imports_api import IMPORT
 from tests.test_costs_import import AWS_BIG, SAMPLE
 
-ROOT = Path(__file__).resolve().parent.parent
 SMTP_USER, SMTP_PASSWORD = "mailer", "smtp-password-never-logged"
 METRICS_TOKEN = "metrics-token-never-logged"
 PASSWORD = "owner-password-never-logged"
@@ -55,20 +51,6 @@ BULK = """mutation %s($ids: [ID!]!) { %s(ids: $ids) { __typename
 WATCH = """subscription Watch { invoiceStatusChanged { status } }"""
 PDF_URL = """query Pdf($n: String!) { invoice(number: $n) { pdfUrl } }"""
 FIELDS = {"time", "level", "logger", "message", "request_id", "operation", "organization_id", "job_id", "function"}
-FAMILIES = (
-    "invoicing_graphql_operation_seconds",
-    "invoicing_subscriptions_active",
-    "invoicing_job_seconds",
-    "invoicing_queue_jobs_waiting",
-    "invoicing_queue_oldest_job_age_seconds",
-    "invoicing_cost_import_rows",
-    "invoicing_cost_import_seconds",
-    "invoicing_pdfs_printed",
-    "invoicing_pdf_print_seconds",
-    "invoicing_emails",
-    "invoicing_xero_syncs",
-    "invoicing_cost_source_syncs",
-)
 
 
 def _authenticate(server, session, envelope, mechanism, auth_data):
@@ -91,82 +73,6 @@ def mailbox():
     controller.start()
     yield f"smtp://{SMTP_USER}:{SMTP_PASSWORD}@127.0.0.1:{controller.port}", box
     controller.stop()
-
-
-class Processes:
-    """Web processes and workers started as an operator starts them, each writing its output
-    to a file of its own, stopped on the way out."""
-
-    def __init__(self, settings, **env: str):
-        self.folder = Path(tempfile.mkdtemp(prefix="invoicing-observe-"))
-        self.env = settings.child_environment() | {"LOG_FORMAT": "json", **env}
-        self.started: list[subprocess.Popen] = []
-
-    def start(self, name: str, *command: str, **env: str) -> subprocess.Popen:
-        with (self.folder / f"{name}.log").open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, *command],
-                cwd=ROOT,
-                env=self.env | env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        self.started.append(process)
-        return process
-
-    def web(self, name: str, port: int, **env: str) -> subprocess.Popen:
-        process = self.start(
-            name,
-            "-m",
-            "uvicorn",
-            "invoicing.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "info",
-            **env,
-        )
-        _until_sync(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), process, "the web process")
-        return process
-
-    def lines(self) -> list[str]:
-        return [line for path in sorted(self.folder.glob("*.log")) for line in path.read_text().splitlines()]
-
-    def stop(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.started:
-            try:
-                process.wait(40)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url).status_code in (200, 503)
-    except httpx.TransportError:
-        return False
-
-
-def _until_sync(condition, process: subprocess.Popen, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert process.poll() is None and time.monotonic() < deadline, f"{what} did not start"
-        time.sleep(0.1)
-
-
-async def _until(condition, what: str, timeout: float = 90) -> None:
-    for _ in range(int(timeout / 0.1)):
-        if await condition():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def _scrape(url: str) -> dict[str, float]:
@@ -220,12 +126,17 @@ async def test_a_month_through_real_processes_is_counted_and_logged_as_json_with
     await world.account.save()
     web_port, worker_port = free_port(), free_port()
     processes = Processes(
-        settings, SMTP_URL=mailbox[0], METRICS_TOKEN=METRICS_TOKEN, WORKER_METRICS_PORT=str(worker_port), XERO_REVOCATION_URL=CLOSED
+        settings,
+        LOG_FORMAT="json",
+        SMTP_URL=mailbox[0],
+        METRICS_TOKEN=METRICS_TOKEN,
+        WORKER_METRICS_PORT=str(worker_port),
+        XERO_REVOCATION_URL=CLOSED,
     )
     web = f"127.0.0.1:{web_port}"
     sealed = seal_tokens(settings, TokenSet("access-never-logged", REFRESH, time.time() + 600))
     try:
-        processes.web("web", web_port)
+        await processes.web("web", web_port)
         async with httpx.AsyncClient(base_url=f"http://{web}", timeout=60) as client:
             login = await client.post("/graphql", json={"query": LOGIN, "variables": {"e": owner.email, "p": PASSWORD}})
             token = login.json()["data"]["login"]["token"]
@@ -244,17 +155,17 @@ async def test_a_month_through_real_processes_is_counted_and_logged_as_json_with
             assert before["invoicing_subscriptions_active{}"] == 1
             assert _total(before, "invoicing_graphql_operation_seconds_count", type="mutation", outcome="ok") == 2
 
-            processes.start("worker", "-m", "invoicing", "worker")
-            await _until(lambda: CostImport.filter(state="DONE").exists(), "the import")
+            processes.worker()
+            await until(lambda: CostImport.filter(state="DONE").exists(), "the import")
             closed = await _post(client, CLOSE, {"m": "2024-09"}, token)
             assert closed.json()["data"]["closeBillingPeriod"]["invoicesCreated"] == 2
             invoice = await Invoice.get(managed_account_id=world.account.id, billing_period__start_date="2024-09-01")
             ids = [to_base64("Invoice", str(invoice.id))]
             await _post(client, BULK % ("Generate", "generateInvoices"), {"ids": ids}, token)
-            await _until(lambda: Invoice.filter(id=invoice.id, status="AWAITING_APPROVAL").exists(), "generation")
+            await until(lambda: Invoice.filter(id=invoice.id, status="AWAITING_APPROVAL").exists(), "generation")
             approved = await _post(client, BULK % ("Approve", "approveInvoices"), {"ids": ids}, token)
             assert approved.json()["data"]["approveInvoices"]["results"][0]["error"] is None, approved.text
-            await _until(lambda: Invoice.filter(id=invoice.id, delivery_status="SENT").exists(), "the e-mail")
+            await until(lambda: Invoice.filter(id=invoice.id, delivery_status="SENT").exists(), "the e-mail")
             number = (await Invoice.get(id=invoice.id)).number
             link = (await _post(client, PDF_URL, {"n": number}, token)).json()["data"]["invoice"]["pdfUrl"]
             assert (await client.get(urlsplit(link).path)).status_code == 200
@@ -276,7 +187,7 @@ async def test_a_month_through_real_processes_is_counted_and_logged_as_json_with
                 samples = await _scrape(f"http://127.0.0.1:{worker_port}/metrics")
                 return _total(samples, "invoicing_xero_syncs_total") == 2 and _total(samples, "invoicing_cost_source_syncs_total") == 1
 
-            await _until(counted, "the revocations and the sync")
+            await until(counted, "the revocations and the sync")
             worker = await _scrape(f"http://127.0.0.1:{worker_port}/metrics")
             after = await _scrape(f"http://{web}/metrics")
     finally:
@@ -341,13 +252,18 @@ async def test_a_stopping_web_process_finishes_its_requests_and_closes_sockets_w
     reconnect, to another process), an upload under way answered in full, then it exits."""
     port = free_port()
     processes = Processes(
-        settings, HOST="127.0.0.1", PORT=str(port), WEB_STOP_SECONDS="20", ALLOWED_ORIGINS=json.dumps(["http://127.0.0.1:8000"])
+        settings,
+        LOG_FORMAT="json",
+        HOST="127.0.0.1",
+        PORT=str(port),
+        WEB_STOP_SECONDS="20",
+        ALLOWED_ORIGINS=json.dumps(["http://127.0.0.1:8000"]),
     )
     owner, body, boundary = world.tokens["owner"], _multipart("observe"), "observe"
     half, resumed = len(body) // 2, asyncio.Event()
     try:
         server = processes.start("serve", "-m", "invoicing", "serve")
-        _until_sync(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), server, "invoicing serve")
+        await processes.answering("serve", server, port)
         sent_half = asyncio.Event()
 
         async def slowly():
@@ -409,15 +325,15 @@ async def test_a_stopping_worker_takes_no_more_jobs_and_hands_back_the_one_it_co
 
     stalling = await asyncio.start_server(answer_nothing, "127.0.0.1", 0)
     stall_port = stalling.sockets[0].getsockname()[1]
-    processes = Processes(settings, WORKER_STOP_SECONDS="2", XERO_REVOCATION_URL=f"http://127.0.0.1:{stall_port}/revoke")
+    processes = Processes(settings, LOG_FORMAT="json", WORKER_STOP_SECONDS="2", XERO_REVOCATION_URL=f"http://127.0.0.1:{stall_port}/revoke")
     sealed = seal_tokens(settings, TokenSet("access", "refresh", time.time() + 600))
     try:
-        worker = processes.start("worker", "-m", "invoicing", "worker")
+        worker = processes.worker()
 
         async def heartbeat() -> bool:
             return bool(await redis.exists(broker.HEALTH_CHECK_KEY))
 
-        await _until(heartbeat, "the worker's heartbeat")
+        await until(heartbeat, "the worker's heartbeat")
         await dispatch.enqueue_xero_revoke(redis, sealed)
         (held_job,) = await _revocations(redis)
         await asyncio.wait_for(connected.wait(), 30)
@@ -442,13 +358,13 @@ async def test_a_stopping_worker_takes_no_more_jobs_and_hands_back_the_one_it_co
         assert any(r["message"] == f"job {held_job} handed back to the queue" for r in records)
         assert any(r["message"].startswith("revoke_xero_tokens cancelled") and r["job_id"] == held_job for r in records)
 
-        processes.start("second-worker", "-m", "invoicing", "worker", XERO_REVOCATION_URL=CLOSED)
+        processes.worker("second-worker", XERO_REVOCATION_URL=CLOSED)
 
         async def both_run() -> bool:
             tries = await redis.get(retry_key_prefix + held_job)
             return tries == b"1" and not await redis.exists(job_key_prefix + later_job)
 
-        await _until(both_run, "the second worker's runs")
+        await until(both_run, "the second worker's runs")
     finally:
         stalling.close()
         processes.stop()

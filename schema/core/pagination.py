@@ -19,6 +19,7 @@ from tortoise import connections
 from tortoise.backends.base.client import TransactionalDBClient
 
 from models.errors import RequestErrorCode
+from schema.core.permissions import requires
 
 NodeType = TypeVar("NodeType", bound=relay.Node)
 CURSOR_PREFIX = "cursor"
@@ -115,6 +116,45 @@ async def paginate(
     start, end = _bounds(total, first, after, last, before, max_page_size)
     rows = await query.order_by(*order_by).offset(start).limit(end - start) if end > start else []
     return _page(connection, rows, to_node, start, end, total)
+
+
+def connection_field(
+    connection: type[ConnectionType],
+    default_order: Any,
+    query: Callable[[Any], Any],
+    to_node: Callable[[Any], Any],
+    *,
+    description: str,
+    scopes: tuple[Any, ...],
+) -> Any:
+    """A list field for the viewers of `scopes`, taking what every list of the API takes:
+    `first`, `after`, `last`, `before` and `orderBy` (of the type of `default_order`, which
+    applies when none is given). It pages `query(principal)`, the viewer's scoped rows, each
+    answered as `to_node(row)`."""
+
+    async def resolve(
+        info: Any,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        order_by: Any = None,
+    ) -> Any:
+        rows = query(info.context.authenticated())
+        order = order_by or default_order
+        return await paginate(info, connection, rows, to_node, order, first=first, after=after, last=last, before=before)
+
+    # Strawberry reads the arguments' types from the annotations: this list's own types.
+    resolve.__annotations__ = {
+        "info": strawberry.Info,
+        "first": int | None,
+        "after": str | None,
+        "last": int | None,
+        "before": str | None,
+        "order_by": type(default_order) | None,
+        "return": connection,
+    }
+    return strawberry.field(resolve, description=description, extensions=requires(*scopes))
 
 
 # A list size no list reaches: where a page starts, before the list's size is known.
