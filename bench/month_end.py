@@ -807,7 +807,10 @@ async def main(args) -> None:
         controller.stop()
         await db.close()
         await drop_database(args.database_url)
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if args.keep_logs:
+            print(f"the processes' log: {data_dir / 'processes.log'}")
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
         release_redis(args.redis_url)
     reconciliation_ms = phases.pop("reconciliation_ms")
     print(" + ".join(f"{name} {seconds:.1f}" for name, seconds in phases.items()))
@@ -820,6 +823,7 @@ if __name__ == "__main__":
     parser.add_argument("--customers", type=int, default=100, help="managed accounts, i.e. invoices")
     parser.add_argument("--rows", type=int, default=1_000_000, help="cost rows in the month")
     parser.add_argument("--workers", type=int, default=1, help="`invoicing worker` processes")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' data folder and log")
     parser.add_argument(
         "--cache",
         type=Path,

@@ -1,6 +1,7 @@
-"""The mailer: builds one message and delivers it over SMTP, or files it in the outbox.
+"""The mailer: builds messages and delivers them over SMTP, or files them in the outbox.
 
-`send_mail` reports each recipient separately, because one SMTP transaction can be accepted
+`send_mail` sends one message; `send_mails` several over one SMTP connection, each with its
+own outcome. They report each recipient separately, because one SMTP transaction can be accepted
 for some recipients and refused for others. Failures that concern the whole message are
 exceptions: `MailTransientError` (the server could not be reached; the caller retries) and
 `MailPermanentError` (retrying cannot help until someone changes the configuration).

@@ -11,7 +11,7 @@ from typing import Any
 from arq import Retry
 
 from infra import storage
-from jobs.effects import runs_effects
+from jobs.effects import following, runs_effects
 from jobs.locales import format_month, money_value
 from jobs.mailer import (
     Attachment,
@@ -47,7 +47,7 @@ async def send_invoice(ctx: dict, invoice_id: str) -> str:
     FAILED. The worker's send jobs running at once are sent together (`InvoiceMailings`);
     an unreachable server is retried with a growing delay, up to MAX_TRIES."""
     mailings = ctx.get("mailings") or InvoiceMailings(ctx["settings"])
-    outcome = await mailings.send(invoice_id)
+    outcome = await mailings.send(invoice_id, ctx.get("redis"))
     if isinstance(outcome, MailTransientError):
         if ctx.get("job_try", 1) < MAX_TRIES:
             raise Retry(defer=30 * ctx.get("job_try", 1)) from outcome
@@ -55,8 +55,6 @@ async def send_invoice(ctx: dict, invoice_id: str) -> str:
         return DeliveryStatus.FAILED.value
     if isinstance(outcome, BaseException):
         raise outcome
-    if outcome != NOTHING_TO_SEND:
-        record(Entity.INVOICE, Transition.DELIVERED, [invoice_id])
     return outcome
 
 
@@ -70,17 +68,21 @@ class InvoiceMailings:
     wait for their own outcome, while the invoices go out together, up to SEND_BATCH over one
     SMTP connection, their rows read and their deliveries written by a few statements for all
     of them (`deliver_invoices`); CONNECTIONS_AT_ONCE batches at a time. Those that come while
-    the connections are busy make the next batch, as printing does (jobs/pdf.py)."""
+    the connections are busy make the next batch, as printing does (jobs/pdf.py). A batch is a
+    unit of work of its own: its deliveries are announced together once it is over."""
 
     def __init__(self, settings: Any) -> None:
         self.settings = settings
         self._waiting: list[tuple[str, asyncio.Future]] = []
+        self._redis: Any = None
         self._connections = asyncio.Semaphore(CONNECTIONS_AT_ONCE)
         self._dispatcher: asyncio.Task | None = None
         self._batches: set[asyncio.Task] = set()
 
-    async def send(self, invoice_id: str) -> str | BaseException:
-        """What became of the invoice's e-mail (see `deliver_invoices`)."""
+    async def send(self, invoice_id: str, redis: Any) -> str | BaseException:
+        """What became of the invoice's e-mail (see `deliver_invoices`); `redis` is where its
+        delivery is announced."""
+        self._redis = redis
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((str(invoice_id), future))
         if self._dispatcher is None or self._dispatcher.done():
@@ -115,7 +117,8 @@ class InvoiceMailings:
 
     async def _send(self, batch: list[tuple[str, asyncio.Future]]) -> None:
         try:
-            outcomes = await deliver_invoices(self.settings, [invoice_id for invoice_id, _ in batch])
+            async with following(self._redis):
+                outcomes = await deliver_invoices(self.settings, [invoice_id for invoice_id, _ in batch])
         except BaseException as exc:
             for _, future in batch:
                 if not future.done():
@@ -134,9 +137,8 @@ async def deliver_invoices(settings: Any, ids: list[str]) -> dict[str, str | Bas
     """E-mail the approved invoices among `ids` (the PDF, as Factur-X when their organization
     chose it) to their accounts' billing e-mails, over one SMTP connection, and write each one's
     delivery: what became of each, "nothing to send" (not approved), "no recipients", SENT or
-    FAILED (written), or the error that kept it from the server (not written: a
-    `MailTransientError` is worth another try). Their DELIVERED transitions are for the
-    caller to record."""
+    FAILED (written, and recorded as DELIVERED), or the error that kept it from the server (not
+    written: a `MailTransientError` is worth another try)."""
     outcomes: dict[str, str | BaseException] = dict.fromkeys(ids, NOTHING_TO_SEND)
     invoices = await Invoice.filter(id__in=ids, status=InvoiceStatus.APPROVED, current_revision_id__isnull=False)
     if not invoices:
@@ -184,6 +186,7 @@ async def deliver_invoices(settings: Any, ids: list[str]) -> dict[str, str | Bas
     for (invoice_id, _, _), status in zip(deliveries, await record_deliveries(deliveries), strict=True):
         if outcomes[str(invoice_id)] == NOTHING_TO_SEND:
             outcomes[str(invoice_id)] = status.value
+    record(Entity.INVOICE, Transition.DELIVERED, [invoice_id for invoice_id, _, _ in deliveries])
     return outcomes
 
 

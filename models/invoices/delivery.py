@@ -24,8 +24,8 @@ async def record_delivery(invoice_id: Any, outcomes: list[Any], failure: str | N
 
 async def record_deliveries(deliveries: Sequence[tuple[Any, list[Any], str | None]]) -> list[DeliveryStatus]:
     """`record_delivery`'s writes for several invoices (id, recipients' outcomes, failure), in
-    one transaction of a few statements: each one's new status. The caller records each
-    invoice's DELIVERED transition in its own unit of work."""
+    one transaction of a few statements: each one's new status. The caller records their
+    DELIVERED transitions."""
     statuses = [
         DeliveryStatus.SENT if any(o.delivered for o in outcomes) else DeliveryStatus.FAILED for _, outcomes, _ in deliveries
     ]
