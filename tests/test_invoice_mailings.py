@@ -37,7 +37,12 @@ async def _approved(settings, account, period, n: int, emails: list[str]) -> Inv
     path = f"invoices/{account.organization_id}/INV-2024-000{n}-r1.pdf"
     storage.save(settings, path, PDF)
     return await f.generated_invoice(
-        account, period, number=f"INV-2024-000{n}", status="APPROVED", snapshot=sample_view(), pdf_path=path,
+        account,
+        period,
+        number=f"INV-2024-000{n}",
+        status="APPROVED",
+        snapshot=sample_view(),
+        pdf_path=path,
         delivery_status="QUEUED",
     )
 
