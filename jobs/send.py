@@ -121,12 +121,14 @@ class InvoiceMailings:
         try:
             async with following(self._redis):
                 outcomes = await deliver_invoices(self.settings, [invoice_id for invoice_id, _ in batch])
-        except BaseException as exc:
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:  # the batch failed as a whole: each of its jobs fails with it
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
         else:
             for invoice_id, future in batch:
                 if not future.done():
