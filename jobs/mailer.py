@@ -1,7 +1,6 @@
-"""The mailer: builds messages and delivers them over SMTP, or files them in the outbox.
+"""The mailer: builds one message and delivers it over SMTP, or files it in the outbox.
 
-`send_mail` sends one message; `send_mails` several over one SMTP connection, each with its
-own outcome. They report each recipient separately, because one SMTP transaction can be accepted
+`send_mail` reports each recipient separately, because one SMTP transaction can be accepted
 for some recipients and refused for others. Failures that concern the whole message are
 exceptions: `MailTransientError` (the server could not be reached; the caller retries) and
 `MailPermanentError` (retrying cannot help until someone changes the configuration).
@@ -10,7 +9,6 @@ exceptions: `MailTransientError` (the server could not be reached; the caller re
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import re
 import ssl
@@ -36,7 +34,6 @@ from models.errors import ValidationFailed
 from models.organizations import Organization
 from models.text import normalize_email
 
-log = logging.getLogger(__name__)
 SMTP_TIMEOUT = 30.0
 NOTIFICATION_KINDS = frozenset({"approved", "voided", "refunded", "credit_refunded"})
 _MIME_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$", re.IGNORECASE)
@@ -80,20 +77,6 @@ class RecipientOutcome:
     detail: str
 
 
-@dataclass(frozen=True)
-class Mail:
-    """One message of `send_mails`: `send_mail`'s arguments."""
-
-    to: list[str]
-    subject: str
-    text: str
-    html: str | None = None
-    attachments: Sequence[Attachment] = ()
-    reply_to: str | None = None
-    sender_name: str | None = None
-    message_id_domain: str | None = None
-
-
 async def send_mail(
     settings,
     *,
@@ -110,64 +93,33 @@ async def send_mail(
     the outbox when `settings.smtp_url` is unset). `sender_name` replaces the display name
     of SMTP_FROM (its address stays: the server is allowed to send as it). Raises
     `ValidationFailed` for bad input before anything is sent."""
-    mail = Mail(to, subject, text, html, attachments, reply_to, sender_name, message_id_domain)
-    (sent,) = await send_mails(settings, [mail])
-    if isinstance(sent, Exception):
-        raise sent
-    return sent
-
-
-async def send_mails(settings, mails: Sequence[Mail]) -> list[list[RecipientOutcome] | MailError | ValidationFailed]:
-    """Send each message as `send_mail` does, all of them over one SMTP connection: what
-    became of each, its recipients' outcomes or why it was not sent (`ValidationFailed` for
-    its bad input, a `MailError` for the server's refusal). One refused message does not stop
-    the others; once the connection is lost, those not sent yet are `MailTransientError`s."""
-    results: list[list[RecipientOutcome] | MailError | ValidationFailed] = []
-    built: list[tuple[int, EmailMessage, str, list[str]]] = []
-    now = datetime.now(UTC)
-    for mail in mails:
-        try:
-            built.append((len(results), *_message(settings, mail, now)))
-            results.append([])
-        except (ValidationFailed, MailError) as exc:
-            results.append(exc)
-    if not built:
-        return results
-    if settings.smtp_url:
-        delivered = await _deliver(settings.smtp_url, [(message, sender, recipients) for _, message, sender, recipients in built])
-    else:
-        paths = await asyncio.to_thread(_write_outboxes, settings.outbox_path, [message for _, message, _, _ in built], now)
-        delivered = [
-            [RecipientOutcome(recipient, True, str(path)) for recipient in recipients]
-            for path, (_, _, _, recipients) in zip(paths, built, strict=True)
-        ]
-    for (at, _, _, recipients), outcome in zip(built, delivered, strict=True):
-        results[at] = outcome
-        if isinstance(outcome, MailError):
-            metrics.EMAILS.labels("failed").inc(len(recipients))
-        else:
-            for one in outcome:
-                metrics.EMAILS.labels("sent" if one.delivered else "failed").inc()
-    return results
-
-
-def _message(settings, mail: Mail, now: datetime) -> tuple[EmailMessage, str, list[str]]:
-    """The message, its envelope's sender and recipients; `ValidationFailed` for bad input."""
-    recipients = _recipients(mail.to)
-    if _has_line_break(mail.subject):
+    recipients = _recipients(to)
+    if _has_line_break(subject):
         raise ValidationFailed("The subject must be a single line.", field="subject")
     sender = _sender(settings.smtp_from)
-    reply_to = _address(mail.reply_to, "replyTo") if mail.reply_to is not None else None
+    reply_to = _address(reply_to, "replyTo") if reply_to is not None else None
     from_header = settings.smtp_from
-    if mail.sender_name:
-        if _has_line_break(mail.sender_name):
+    if sender_name:
+        if _has_line_break(sender_name):
             raise ValidationFailed("The sender name must be a single line.", field="senderName")
-        from_header = str(Address(display_name=mail.sender_name, addr_spec=sender))
+        from_header = str(Address(display_name=sender_name, addr_spec=sender))
+    now = datetime.now(UTC)
     message = _build(
-        from_header, recipients, mail.subject.strip(), mail.text, mail.html, mail.attachments, reply_to, now,
-        mail.message_id_domain or Address(addr_spec=sender).domain,
+        from_header, recipients, subject.strip(), text, html, attachments, reply_to, now,
+        message_id_domain or Address(addr_spec=sender).domain,
     )
-    return message, sender, recipients
+    if settings.smtp_url:
+        try:
+            outcomes = await _deliver(settings.smtp_url, message, sender, recipients)
+        except MailError:
+            metrics.EMAILS.labels("failed").inc(len(recipients))
+            raise
+    else:
+        path = await asyncio.to_thread(_write_outbox, settings.outbox_path, message, now)
+        outcomes = [RecipientOutcome(recipient, True, str(path)) for recipient in recipients]
+    for outcome in outcomes:
+        metrics.EMAILS.labels("sent" if outcome.delivered else "failed").inc()
+    return outcomes
 
 
 class Sender(TypedDict):
@@ -308,10 +260,6 @@ def _build(
     return message
 
 
-def _write_outboxes(outbox: Path, messages: list[EmailMessage], now: datetime) -> list[Path]:
-    return [_write_outbox(outbox, message, now) for message in messages]
-
-
 def _write_outbox(outbox: Path, message: EmailMessage, now: datetime) -> Path:
     outbox.mkdir(parents=True, exist_ok=True)
     local_part = message["Message-ID"].strip("<>").partition("@")[0]
@@ -357,68 +305,36 @@ def _response_error(code: int, message: str, what: str) -> MailError:
 
 
 async def _deliver(
-    smtp_url: str, messages: Sequence[tuple[EmailMessage, str, list[str]]]
-) -> list[list[RecipientOutcome] | MailError]:
-    """Each message (with its envelope's sender and recipients) sent over one connection:
-    its recipients' outcomes, or the error that kept it from being sent."""
+    smtp_url: str, message: EmailMessage, sender: str, recipients: list[str]
+) -> list[RecipientOutcome]:
+    connection = _connection(smtp_url)
     try:
-        connection = _connection(smtp_url)
-    except MailError as exc:
-        return [exc] * len(messages)
-    results: list[list[RecipientOutcome] | MailError] = []
-    client = aiosmtplib.SMTP(**connection)
-    try:
-        await client.connect()
-    except Exception as exc:  # mapped to why: every message shares it
-        return [_error(exc, connection["hostname"])] * len(messages)
-    try:
-        for message, sender, recipients in messages:
-            if not client.is_connected:
-                results.append(MailTransientError(f"the connection to {connection['hostname']} was lost"))
-                continue
-            try:
-                refused, response = await client.send_message(message, sender=sender, recipients=recipients)
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                refused = {err.recipient: aiosmtplib.SMTPResponse(err.code, err.message) for err in exc.recipients}
-                response = ""
-            except Exception as exc:  # mapped to why: this message's own outcome
-                results.append(_error(exc, connection["hostname"]))
-                continue
-            results.append([
-                RecipientOutcome(recipient, False, f"{refused[recipient].code} {refused[recipient].message}")
-                if recipient in refused
-                else RecipientOutcome(recipient, True, f"250 {response}".rstrip())
-                for recipient in recipients
-            ])
-    finally:
-        if client.is_connected:
-            try:
-                await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                client.close()
-    return results
-
-
-def _error(exc: Exception, hostname: str) -> MailError:
-    """What an exception of aiosmtplib's (or of the socket) says of the message: worth
-    retrying or not."""
-    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        return _response_error(exc.code, exc.message, "authentication failed")
-    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
-        return _response_error(exc.code, exc.message, f"sender {exc.sender} refused")
-    if isinstance(exc, aiosmtplib.SMTPConnectError):
+        refused, response = await aiosmtplib.send(
+            message, sender=sender, recipients=recipients, **connection
+        )
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        refused = {err.recipient: aiosmtplib.SMTPResponse(err.code, err.message) for err in exc.recipients}
+        response = ""
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        raise _response_error(exc.code, exc.message, "authentication failed") from exc
+    except aiosmtplib.SMTPSenderRefused as exc:
+        raise _response_error(exc.code, exc.message, f"sender {exc.sender} refused") from exc
+    except aiosmtplib.SMTPConnectError as exc:
         if isinstance(exc.__cause__, ssl.SSLCertVerificationError):
-            return MailPermanentError(f"the server's TLS certificate is not valid: {exc.__cause__}")
+            raise MailPermanentError(f"the server's TLS certificate is not valid: {exc.__cause__}") from exc
         if isinstance(exc, aiosmtplib.SMTPResponseException):
-            return _response_error(exc.code, exc.message, "connection refused")
-        return MailTransientError(f"cannot connect to {hostname}: {exc}")
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return _response_error(exc.code, exc.message, "message refused")
-    if isinstance(exc, (aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected, OSError)):
-        return MailTransientError(f"the connection to {hostname} failed: {exc}")
-    if isinstance(exc, aiosmtplib.SMTPException):
+            raise _response_error(exc.code, exc.message, "connection refused") from exc
+        raise MailTransientError(f"cannot connect to {connection['hostname']}: {exc}") from exc
+    except aiosmtplib.SMTPResponseException as exc:
+        raise _response_error(exc.code, exc.message, "message refused") from exc
+    except (aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected, OSError) as exc:
+        raise MailTransientError(f"the connection to {connection['hostname']} failed: {exc}") from exc
+    except aiosmtplib.SMTPException as exc:
         # STARTTLS or AUTH not offered, SMTPUTF8 not supported: the configuration must change.
-        return MailPermanentError(str(exc))
-    # Anything else: whether the message went is unknown, and a later try may succeed.
-    log.warning("sending through %s failed", hostname, exc_info=exc)
-    return MailTransientError(f"sending through {hostname} failed ({type(exc).__name__})")
+        raise MailPermanentError(str(exc)) from exc
+    return [
+        RecipientOutcome(recipient, False, f"{refused[recipient].code} {refused[recipient].message}")
+        if recipient in refused
+        else RecipientOutcome(recipient, True, f"250 {response}".rstrip())
+        for recipient in recipients
+    ]

@@ -27,7 +27,7 @@ from jobs.overdue import mark_overdue_invoices
 from jobs.pdf import PdfRenderer
 from jobs.periods import close_due_periods, send_due_invoices
 from jobs.reminders import queue_due_reminders, send_reminder
-from jobs.send import InvoiceMailings, notify_customer, send_invoice
+from jobs.send import notify_customer, send_invoice
 from jobs.statements import print_statement
 from jobs.void_copies import print_void_copy
 from jobs.webhooks import deliver_webhooks, notify_webhook_disabled, sweep_webhooks
@@ -51,12 +51,11 @@ async def startup(ctx: dict) -> None:
 
 async def shared(settings: Settings) -> dict[str, Any]:
     """What a worker's jobs share: one warm browser (starting Chromium costs far more than a
-    render), the invoice e-mails sent together, and the turns of generation jobs and cost imports."""
+    render), and the turns of generation jobs and cost imports."""
     renderer = PdfRenderer(settings, batch_size=settings.pdf_batch_size)
     await renderer.start()
     return {
         "pdf": renderer,
-        "mailings": InvoiceMailings(settings),
         "generations": asyncio.Semaphore(GENERATIONS_AT_ONCE),
         "imports": asyncio.Semaphore(IMPORTS_AT_ONCE),
         # The ids of the jobs running now but the webhook lanes (jobs/webhooks.py yields to them).
@@ -67,8 +66,6 @@ async def shared(settings: Settings) -> dict[str, Any]:
 async def shutdown(ctx: dict) -> None:
     if "pdf" in ctx:
         await ctx["pdf"].close()
-    if "mailings" in ctx:
-        await ctx["mailings"].close()
     if "metrics" in ctx:
         await ctx["metrics"].stop()
     await db.close()

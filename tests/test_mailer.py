@@ -15,13 +15,11 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from jobs import mailer
 from jobs.mailer import (
     Attachment,
-    Mail,
     MailPermanentError,
     MailTransientError,
     render_invoice_email,
     render_notification_email,
     send_mail,
-    send_mails,
 )
 from models.errors import ValidationFailed
 
@@ -299,49 +297,3 @@ def test_notification_optional_details_and_unknown_kind():
     assert "refunded 100.00 EUR" in refunded
     with pytest.raises(ValueError):
         render_notification_email("paid", INVOICE_CONTEXT)
-
-
-class Batches(Recorder):
-    """Recorder that answers 554 to the DATA of a message whose subject says so, and notes
-    the SMTP session of each message it accepts."""
-
-    def __init__(self):
-        super().__init__()
-        self.sessions: list[int] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        if b"Subject: Refuse me" in envelope.content:
-            return "554 5.6.0 Message rejected"
-        self.sessions.append(id(session))
-        return await super().handle_DATA(server, session, envelope)
-
-
-async def test_a_batch_goes_over_one_connection_and_a_refused_message_fails_alone(settings):
-    recorder = Batches()
-    controller = Controller(recorder, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    try:
-        mails = [
-            Mail(to=[ACCEPTED], subject="Invoice 1", text="one", attachments=[Attachment("1.pdf", PDF)]),
-            Mail(to=[ACCEPTED], subject="Refuse me", text="two"),
-            Mail(to=[REFUSED], subject="Invoice 3", text="three"),
-            Mail(to=["not an address"], subject="Invoice 4", text="four"),
-            Mail(to=[ACCEPTED, REFUSED], subject="Invoice 5", text="five", sender_name="Northwind"),
-        ]
-        sent = await send_mails(_with(settings, smtp_url=f"smtp://127.0.0.1:{controller.port}"), mails)
-    finally:
-        controller.stop()
-    assert [o.delivered for o in sent[0]] == [True]
-    assert isinstance(sent[1], MailPermanentError) and "554" in str(sent[1])
-    assert [(o.recipient, o.delivered) for o in sent[2]] == [(REFUSED, False)]
-    assert isinstance(sent[3], ValidationFailed)
-    assert [(o.recipient, o.delivered) for o in sent[4]] == [(ACCEPTED, True), (REFUSED, False)]
-    assert [r.message["Subject"] for r in recorder.received] == ["Invoice 1", "Invoice 5"]
-    assert recorder.received[1].message["From"] == "Northwind <no-reply@invoicing.local>"
-    assert len(set(recorder.sessions)) == 1
-
-
-async def test_a_batch_to_an_unreachable_server_is_transient_for_each_message(settings):
-    url = f"smtp://127.0.0.1:{_free_port()}"
-    sent = await send_mails(_with(settings, smtp_url=url), [Mail(to=[ACCEPTED], subject=f"Invoice {n}", text="x") for n in range(3)])
-    assert [type(one) for one in sent] == [MailTransientError] * 3

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
 from io import BytesIO
-from typing import Any
 
 from facturx import generate_from_file
 from facturx.facturx import FACTURX_LEVEL2xsd
@@ -41,28 +38,10 @@ async def frozen_document(invoice: Invoice) -> tuple[InvoiceRevision, EDocument]
     if invoice.approved_at is None or invoice.current_revision_id is None:
         return None
     revision = await InvoiceRevision.get(id=invoice.current_revision_id)
-    document = (await frozen_documents([invoice], {revision.id: revision})).get(invoice.id)
-    return None if document is None else (revision, document)
-
-
-async def frozen_documents(invoices: Sequence[Invoice], revisions: Mapping[Any, InvoiceRevision]) -> dict[Any, EDocument]:
-    """`frozen_document` of several invoices whose current revisions are given (by id), their
-    lines read together: each invoice's document by its id, for those that have one."""
-    ready = {
-        invoice.id: revisions[invoice.current_revision_id]
-        for invoice in invoices
-        if invoice.approved_at is not None and invoice.current_revision_id is not None
-        and einvoice_ready(revisions[invoice.current_revision_id].snapshot)
-    }
-    if not ready:
-        return {}
-    lines: dict[Any, list[InvoiceLineItem]] = defaultdict(list)
-    for line in await InvoiceLineItem.filter(revision_id__in=[r.id for r in ready.values()]).order_by("position"):
-        lines[line.revision_id].append(line)  # type: ignore[attr-defined]
-    return {
-        invoice_id: document_from(revision.snapshot, lines[revision.id], DocumentKind.INVOICE)
-        for invoice_id, revision in ready.items()
-    }
+    if not einvoice_ready(revision.snapshot):
+        return None
+    lines = await InvoiceLineItem.filter(revision_id=revision.id).order_by("position")
+    return revision, document_from(revision.snapshot, lines, DocumentKind.INVOICE)
 
 
 @dataclass

@@ -3,8 +3,6 @@ sent to the customer when it is voided or refunded."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,35 +15,16 @@ from models.outbox import Entity, Transition, record
 async def record_delivery(invoice_id: Any, outcomes: list[Any], failure: str | None) -> DeliveryStatus:
     """Set `delivery_status` (SENT when at least one recipient accepted it) and add one
     timeline event per recipient, or one for a failure before any recipient."""
-    (status,) = await record_deliveries([(invoice_id, outcomes, failure)])
+    status = DeliveryStatus.SENT if any(o.delivered for o in outcomes) else DeliveryStatus.FAILED
+    async with in_transaction() as conn:
+        await Invoice.filter(id=invoice_id).using_db(conn).update(
+            delivery_status=status, updated_at=datetime.now(UTC)
+        )
+        await InvoiceEvent.bulk_create(
+            _events(invoice_id, outcomes, failure, ("SENT", "DELIVERY_FAILED"), {}), using_db=conn
+        )
     record(Entity.INVOICE, Transition.DELIVERED, [invoice_id])
     return status
-
-
-async def record_deliveries(deliveries: Sequence[tuple[Any, list[Any], str | None]]) -> list[DeliveryStatus]:
-    """`record_delivery`'s writes for several invoices (id, recipients' outcomes, failure), in
-    one transaction of a few statements: each one's new status. The caller records their
-    DELIVERED transitions."""
-    statuses = [
-        DeliveryStatus.SENT if any(o.delivered for o in outcomes) else DeliveryStatus.FAILED for _, outcomes, _ in deliveries
-    ]
-    if not deliveries:
-        return statuses
-    moving: dict[DeliveryStatus, list[Any]] = defaultdict(list)
-    for (invoice_id, _, _), status in zip(deliveries, statuses, strict=True):
-        moving[status].append(invoice_id)
-    now = datetime.now(UTC)
-    async with in_transaction() as conn:
-        for status, ids in moving.items():
-            await Invoice.filter(id__in=ids).using_db(conn).update(delivery_status=status, updated_at=now)
-        await InvoiceEvent.bulk_create(
-            [
-                event for invoice_id, outcomes, failure in deliveries
-                for event in _events(invoice_id, outcomes, failure, ("SENT", "DELIVERY_FAILED"), {})
-            ],
-            using_db=conn,
-        )
-    return statuses
 
 
 async def record_void_copy(invoice_id: Any, path: str) -> bool:
