@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import email
 import json
 import os
@@ -435,6 +436,53 @@ def start_processes(env: dict[str, str], port: int, workers: int, logs: Path) ->
     return started
 
 
+class CpuMeter:
+    """CPU seconds spent so far by the product's processes, by kind: the web process, the
+    workers' own Python, their Chromium (every process under a worker: Playwright's driver and
+    the browser's), PostgreSQL's backends serving the bench's database, and this process (the
+    script and the SMTP server). A process that ends keeps its last reading. Load independent,
+    unlike the phases' seconds."""
+
+    KINDS = ("web", "worker", "chromium", "postgres", "bench")
+
+    def __init__(self, started: list[subprocess.Popen], database: str) -> None:
+        import psutil
+
+        self.web = psutil.Process(started[0].pid)
+        self.workers = [psutil.Process(process.pid) for process in started[1:]]
+        self.database = database
+        self.last: dict[int, tuple[str, float]] = {}
+
+    @staticmethod
+    def _seconds(process) -> float:
+        times = process.cpu_times()
+        return times.user + times.system
+
+    async def reading(self) -> dict[str, float]:
+        import psutil
+
+        seen: list[tuple[str, psutil.Process]] = [("web", self.web), ("bench", psutil.Process())]
+        for worker in self.workers:
+            seen.append(("worker", worker))
+            seen += [("chromium", child) for child in worker.children(recursive=True)]
+        admin = await _admin(self.database)
+        try:
+            name = urlsplit(self.database).path.lstrip("/")
+            backends = await admin.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", name)
+        finally:
+            await admin.close()
+        for row in backends:
+            with contextlib.suppress(psutil.Error):
+                seen.append(("postgres", psutil.Process(row["pid"])))
+        for kind, process in seen:
+            with contextlib.suppress(psutil.Error):
+                self.last[process.pid] = (kind, self._seconds(process))
+        totals = dict.fromkeys(self.KINDS, 0.0)
+        for kind, seconds in self.last.values():
+            totals[kind] += seconds
+        return totals
+
+
 def stop_processes(started: list[subprocess.Popen]) -> None:
     for process in started:
         process.terminate()
@@ -514,19 +562,27 @@ async def upload(client, token: str, files: list[tuple[str, Path]]) -> str:
     return payload["costImport"]["id"]
 
 
-async def month_end(api: Api, client, token: str, folder: Path, facts: dict, mailbox: Mailbox, customers: int) -> dict[str, float]:
+async def month_end(
+    api: Api, client, token: str, folder: Path, facts: dict, mailbox: Mailbox, customers: int, meter: CpuMeter
+) -> dict[str, float]:
     from decimal import Decimal
 
     phases: dict[str, float] = {}
     rows = facts["rows"]
+    cpu = await meter.reading()
 
-    def done(phase: str, started: float, note) -> None:
+    async def done(phase: str, started: float, note) -> None:
+        nonlocal cpu
         phases[phase] = time.perf_counter() - started
+        now = await meter.reading()
+        spent = " ".join(f"{kind} {1000 * (now[kind] - cpu[kind]) / customers:.1f}" for kind in CpuMeter.KINDS)
+        cpu = now
         print(f"{phase:<10} {phases[phase]:8.2f} s  {note() if callable(note) else note}", flush=True)
+        print(f"{'':<10} {'':8}    CPU ms per invoice: {spent}", flush=True)
 
     started = time.perf_counter()
     import_id = await upload(client, token, delivery_files(folder))
-    done("upload", started, f"{facts['parts']} parts and the manifest, {facts['bytes'] / 1e6:.0f} MB")
+    await done("upload", started, f"{facts['parts']} parts and the manifest, {facts['bytes'] / 1e6:.0f} MB")
 
     started = time.perf_counter()
     state: dict = {}
@@ -546,13 +602,13 @@ async def month_end(api: Api, client, token: str, folder: Path, facts: dict, mai
         with_upload = rows / (phases["import"] + phases["upload"])
         return f"{rows} rows: {rows / phases['import']:,.0f} rows/s ({with_upload:,.0f} with the upload)"
 
-    done("import", started, rates)
+    await done("import", started, rates)
 
     started = time.perf_counter()
     closed = (await api(CLOSE, {"m": MONTH}))["closeBillingPeriod"]
     if closed.get("invoicesCreated") != customers:
         raise SystemExit(f"closeBillingPeriod answered {closed}")
-    done("close", started, f"{customers} invoices ready")
+    await done("close", started, f"{customers} invoices ready")
 
     started = time.perf_counter()
     generated = await api(GENERATE, {"f": {"periodFrom": MONTH, "periodTo": MONTH, "status": ["READY_TO_INVOICE"]}})
@@ -567,7 +623,7 @@ async def month_end(api: Api, client, token: str, folder: Path, facts: dict, mai
         return (await api.count(status=["AWAITING_APPROVAL"]))[0] == customers
 
     await until(generated_all, 120 + customers, "generation")
-    done("generate", started, lambda: f"{customers / phases['generate']:.1f} invoices/s")
+    await done("generate", started, lambda: f"{customers / phases['generate']:.1f} invoices/s")
 
     started = time.perf_counter()
     warnings: set[str] = set()
@@ -585,11 +641,11 @@ async def month_end(api: Api, client, token: str, folder: Path, facts: dict, mai
         after = page["pageInfo"]["endCursor"]
     if read != customers:
         raise SystemExit(f"read the checks of {read} invoices, not {customers}")
-    done("checks", started, f"{read} invoices' checks: {findings} findings, warnings {sorted(warnings) or 'none'}")
+    await done("checks", started, f"{read} invoices' checks: {findings} findings, warnings {sorted(warnings) or 'none'}")
 
     started = time.perf_counter()
     reconciliation = (await api(RECONCILIATION, {"m": MONTH}))["reconciliation"]
-    done("reconcile", started, f"{len(reconciliation['lines'])} lines")
+    await done("reconcile", started, f"{len(reconciliation['lines'])} lines")
     cost = sum(Decimal(total["imported"]) for total in reconciliation["totals"])
     counted = sum(line["rows"] for line in reconciliation["lines"])
     expected = Decimal(facts["billed_thousandths"]) / 1000
@@ -601,7 +657,7 @@ async def month_end(api: Api, client, token: str, folder: Path, facts: dict, mai
     results = approved["approveInvoices"].get("results") or []
     if len(results) != customers or any(result["error"] for result in results):
         raise SystemExit(f"approveInvoices answered {json.dumps(approved)[:2000]}")
-    done("approve", started, f"{customers} approved")
+    await done("approve", started, f"{customers} approved")
 
     started = time.perf_counter()
 
@@ -610,7 +666,7 @@ async def month_end(api: Api, client, token: str, folder: Path, facts: dict, mai
 
     await until(sent_all, 120 + 2 * customers, "the e-mails")
     check_mail(mailbox, customers)
-    done("send", started, lambda: f"{len(mailbox.messages)} e-mails with Factur-X: {customers / phases['send']:.1f}/s")
+    await done("send", started, lambda: f"{len(mailbox.messages)} e-mails with Factur-X: {customers / phases['send']:.1f}/s")
 
     times = []
     for _ in range(5):
@@ -740,7 +796,8 @@ async def main(args) -> None:
             await until(ready, 300, "the web app and the worker")
             seconds = time.perf_counter() - begun
             print(f"started in {seconds:.1f} s: web app on {base}, {args.workers} worker(s), SMTP on port {smtp_port}", flush=True)
-            phases = await month_end(Api(client, token), client, token, folder, facts, mailbox, args.customers)
+            meter = CpuMeter(started, args.database_url)
+            phases = await month_end(Api(client, token), client, token, folder, facts, mailbox, args.customers, meter)
         await db.init(settings)
         await send_costs(settings)
         await redis.flushdb()
@@ -750,7 +807,10 @@ async def main(args) -> None:
         controller.stop()
         await db.close()
         await drop_database(args.database_url)
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if args.keep_logs:
+            print(f"the processes' log: {data_dir / 'processes.log'}")
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
         release_redis(args.redis_url)
     reconciliation_ms = phases.pop("reconciliation_ms")
     print(" + ".join(f"{name} {seconds:.1f}" for name, seconds in phases.items()))
@@ -763,6 +823,7 @@ if __name__ == "__main__":
     parser.add_argument("--customers", type=int, default=100, help="managed accounts, i.e. invoices")
     parser.add_argument("--rows", type=int, default=1_000_000, help="cost rows in the month")
     parser.add_argument("--workers", type=int, default=1, help="`invoicing worker` processes")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' data folder and log")
     parser.add_argument(
         "--cache",
         type=Path,
