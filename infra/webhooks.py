@@ -128,11 +128,12 @@ class Sender:
 
     KEEP_ALIVE_SECONDS = 5.0
 
-    def __init__(self, settings: Settings, *, connections: int = 16):
+    def __init__(self, settings: Settings, *, connections: int = 16, tls: ssl.SSLContext | None = None):
         self.settings = settings
         self._most_idle = connections
         self._idle: OrderedDict[_Connection, _Origin] = OrderedDict()
-        self._tls = ssl.create_default_context(cafile=certifi.where())
+        # The public authorities; the tests' own authority in their place.
+        self._tls = tls or ssl.create_default_context(cafile=certifi.where())
 
     async def __aenter__(self) -> Sender:
         return self
