@@ -21,10 +21,16 @@ worker runs as `invoicing worker` does, in a process of its own (with its warm C
    is; prints the p50/p99 from each commit to its receipt (`steady_p99_ms`).
 
 `other_work_ratio` is the time of the other work during the burst over the mean of its two
-times alone (1.0: unaffected). The last line is the burst's `p99_ms`. The database named by
---database-url is DROPPED and recreated: never point it at one you keep.
+times alone (1.0: unaffected), printed with how far apart the two runs alone are (the
+machine's noise); `other_work_cpu_ratio` is the same for the worker's CPU seconds, which the
+machine's load hardly moves (the lanes' share of the worker while it does the other work).
+`cpu_ms_per_delivery` is the worker's CPU per delivery once the other work ended (the lanes'
+cost alone); `--lane N` measures it in this process, without a worker or other work. The
+last line is the burst's `p99_ms`. The database named by --database-url is DROPPED and
+recreated: never point it at one you keep.
 
     .venv/bin/python bench/webhooks.py [--events 10000] [--endpoints 10] [--steady 200] [--other 24]
+    .venv/bin/python bench/webhooks.py --lane 2000 [--endpoints 10] [--keep-database]
 """
 
 from __future__ import annotations
@@ -151,7 +157,7 @@ async def other_work(organizations: int, invoices: int) -> list:
     (`bench/month_close.py`'s), their invoices ready to generate."""
     from bench.month_close import MONTH
     from bench.month_close import seed as seed_month
-    from models import Organization
+    from models import Organization, User
     from models.actors import Actor
     from models.billing_periods import close_period
 
@@ -159,6 +165,8 @@ async def other_work(organizations: int, invoices: int) -> list:
     for n in range(organizations):
         org = await seed_month(invoices, 20)
         await Organization.filter(id=org.id).update(name=f"Other work {n}", invoice_prefix=f"OW{n}")
+        # An e-mail names one user across organizations: the next seed's owner takes the same one.
+        await User.filter(organization_id=org.id).update(email=f"owner@other{n}.example")
         await close_period(org.id, MONTH, Actor.system("bench"))
         found.append(org)
     return found
@@ -226,7 +234,14 @@ async def main(events: int, endpoints: int, steady: int, other: int, database_ur
             await asyncio.sleep(3)  # its jobs run at start-up end
             started = time.time()
             warm = await generate(redis, others[3])  # the worker's first generation warms its templates and browser
-            alone = [await generate(redis, others[0])]
+            alone, alone_cpu = [], []
+
+            async def other_alone(org) -> None:
+                cpu = _cpu(worker.pid)
+                alone.append(await generate(redis, org))
+                alone_cpu.append(_cpu(worker.pid) - cpu)
+
+            await other_alone(others[0])
             print(f"other work: warming {warm:.2f} s, alone {alone[0]:.2f} s", flush=True)
             # The approved invoices' guard (a trigger) set aside for this one move of the seed.
             await connections.get("default").execute_script(
@@ -239,10 +254,12 @@ async def main(events: int, endpoints: int, steady: int, other: int, database_ur
                 overdue = await mark_overdue(datetime.now(UTC), Actor.system("bench"))
                 burst_commit = time.time()
             committed.update({node_id("Invoice", invoice.id): burst_commit for invoice in overdue})
+            cpu_burst_started = _cpu(worker.pid)
             beside = await generate(redis, others[1])
-            beside_ended = time.time()
+            beside_ended, cpu_beside_ended = time.time(), _cpu(worker.pid)
             burst = await _arrivals(http, port, len(overdue))
-            alone.append(await generate(redis, others[2]))
+            cpu_burst_ended = _cpu(worker.pid)
+            await other_alone(others[2])
             for n in range(steady):
                 owner, invoice = invoices[n % len(invoices)]
                 async with following(redis):
@@ -276,10 +293,121 @@ async def main(events: int, endpoints: int, steady: int, other: int, database_ur
         f"other_work {other} invoices generated: alone_s {alone[0]:.2f} {alone[1]:.2f} during_burst_s {beside:.2f}"
         f" (burst delivered {delivered_before} of {len(burst)} meanwhile, in {finished - burst_commit:.1f} s in all)"
     )
-    print(f"other_work_ratio {beside / (sum(alone) / len(alone)):.2f}")
+    spread = (max(alone) - min(alone)) / (sum(alone) / len(alone))
+    print(f"other_work_ratio {beside / (sum(alone) / len(alone)):.2f} (its two runs alone differ by {100 * spread:.0f}% of their mean)")
+    beside_cpu = cpu_beside_ended - cpu_burst_started
+    print(
+        f"other_work_cpu_ratio {beside_cpu / (sum(alone_cpu) / len(alone_cpu)):.2f} (the worker's CPU seconds:"
+        f" alone {alone_cpu[0]:.2f} {alone_cpu[1]:.2f}, during the burst {beside_cpu:.2f})"
+    )
+    after_other = sum(1 for _, arrived, ok in burst if ok and arrived > beside_ended)
+    print(
+        f"cpu_ms_per_delivery {1000 * (cpu_burst_ended - cpu_beside_ended) / max(after_other, 1):.2f}"
+        f" (the worker's CPU over the {after_other} deliveries after the other work ended)"
+    )
     print(f"p50_ms {_at(burst_ms, 0.5)}")
     print(f"deliveries_per_s {len(burst) / max(finished - burst_commit, 1e-9):.0f}")
     print(f"p99_ms {_at(burst_ms, 0.99)}")
+
+
+async def lane(deliveries: int, endpoints: int, database_url: str, keep: bool = False) -> None:
+    """One lane alone, in this process: `deliveries` queued at once to `endpoints` endpoints on
+    the loopback receiver, then delivered by `deliver_due` as a worker's lane does; prints the
+    CPU this process used per delivery (claiming, signing, posting, logging), a figure that
+    the machine's load hardly moves, beside the wall time. With `keep`, the database of an
+    earlier run is emptied rather than made anew (migrating takes minutes on a busy machine)."""
+    os.environ.update(DATABASE_URL=database_url, WEBHOOK_PRIVATE_ADDRESSES="true", WEBHOOK_ALLOW_HTTP="true")
+    import httpx
+    from tortoise import Tortoise
+
+    from infra import db
+    from infra.settings import get_settings
+    from infra.webhooks import Sender
+    from jobs.webhooks import deliver_due
+    from models import Organization
+    from models.auth import Principal, create_user
+    from models.base import Scope
+    from models.webhooks import EndpointInput, Event, WebhookDelivery, create_endpoint, queue_events
+
+    started = time.perf_counter()
+    if keep:
+        await db.init(get_settings())
+        await Tortoise.get_connection("default").execute_script("TRUNCATE organizations, users, webhook_events CASCADE")
+    else:
+        await fresh_database(database_url)
+    print(f"database ready in {time.perf_counter() - started:.1f} s", flush=True)
+    settings = get_settings()
+    port = free_port()
+    secrets_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-webhooks-{os.getpid()}.json"
+    secrets, events = {}, []
+
+    async def anywhere(url: str) -> None:
+        return None
+
+    for n in range(endpoints):
+        org = await Organization.create(name=f"Bench MSP {n}")
+        owner = Principal(await create_user(org.id, email=f"owner{n}@bench.example", scope=Scope.OWNER), None)
+        _, secrets[f"org{n}"] = await create_endpoint(
+            owner, settings, EndpointInput(url=f"http://127.0.0.1:{port}/hooks/org{n}", events=["payment.recorded"]), anywhere
+        )
+        events += [Event(org.id, "payment.recorded", _payment(n * deliveries + i)) for i in range(deliveries // endpoints)]
+    secrets_file.write_text(json.dumps(secrets))  # noqa: ASYNC240 (a small file, before the run)
+    await queue_events(events, datetime.now(UTC))
+    receiver = subprocess.Popen([sys.executable, __file__, "--receiver", str(port), "--secrets", str(secrets_file)])  # noqa: ASYNC220
+    try:
+        async with httpx.AsyncClient() as http:
+            for _ in range(200):
+                with contextlib.suppress(httpx.HTTPError):
+                    await http.get(f"http://127.0.0.1:{port}/stats")
+                    break
+                await asyncio.sleep(0.1)
+            cpu, wall = time.process_time(), time.perf_counter()
+            async with Sender(settings, connections=settings.webhook_concurrency) as sender:
+                attempted = await deliver_due(settings, sender)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            arrivals = await _arrivals(http, port, len(events))
+    finally:
+        receiver.send_signal(signal.SIGTERM)
+        receiver.wait(20)
+        secrets_file.unlink(missing_ok=True)
+    delivered = await WebhookDelivery.filter(state="DELIVERED").count()
+    await db.close()
+    print(f"lane deliveries {attempted} delivered {delivered} unverified {sum(1 for _, _, ok in arrivals if not ok)}")
+    print(f"lane_cpu_ms_per_delivery {1000 * cpu / max(attempted, 1):.2f} (wall {wall:.1f} s, {attempted / wall:.0f} a second)")
+
+
+def _payment(n: int) -> dict:
+    """A payment event's data, about the size of a real one."""
+    from models.webhooks import node_id
+
+    invoice = {
+        "id": node_id("Invoice", n),
+        "number": f"INV-2026-{n:05d}",
+        "status": "APPROVED",
+        "paymentStatus": "PARTIALLY_PAID",
+        "deliveryStatus": "SENT",
+        "currency": "EUR",
+        "total": "1250.00",
+        "subtotal": "1033.06",
+        "taxTotal": "216.94",
+        "amountPaid": "100.00",
+        "amountDue": "1150.00",
+        "issueDate": "2026-11-01",
+        "dueDate": "2026-11-30",
+        "period": "2026-10",
+        "replaces": None,
+        "account": {"id": node_id("ManagedAccount", n % 10), "name": f"Customer {n % 10}"},
+    }
+    payment = {"id": node_id("Payment", n), "amount": "100.00", "paidOn": "2026-11-20", "method": "BANK_TRANSFER"}
+    return {"payment": payment, "invoice": invoice}
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds the process has used (user and system)."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def _at(values: list[float], share: float) -> str:
@@ -287,8 +415,8 @@ def _at(values: list[float], share: float) -> str:
 
 
 async def _arrivals(http, port: int, count: int) -> list:
-    """What the receiver has noted, once it holds `count` (10 minutes at most)."""
-    deadline = time.time() + 600
+    """What the receiver has noted, once it holds `count` (an hour at most)."""
+    deadline = time.time() + 3600
     while True:
         arrivals = (await http.get(f"http://127.0.0.1:{port}/stats")).json()
         if len(arrivals) >= count or time.time() > deadline:
@@ -308,11 +436,15 @@ if __name__ == "__main__":
         help="database to DROP and recreate (default: $BENCH_DATABASE_URL or %(default)s)",
     )
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--lane", type=int, help="only the CPU of one lane in this process: this many deliveries, queued at once")
+    parser.add_argument("--keep-database", action="store_true", help="with --lane: empty the database of an earlier run")
     parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--secrets", type=Path, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.receiver:
         serve_receiver(arguments.receiver, arguments.secrets)
+    elif arguments.lane:
+        asyncio.run(lane(arguments.lane, arguments.endpoints, arguments.database_url, arguments.keep_database))
     else:
         asyncio.run(
             main(arguments.events, arguments.endpoints, arguments.steady, arguments.other, arguments.database_url, arguments.redis_url)

@@ -43,13 +43,21 @@ async def resolve(host: str, *, allow_private: bool, timeout: float, port: int |
     raises EgressRefused when it does not resolve or any of them is not public (unless
     `allow_private`)."""
     try:
-        async with asyncio.timeout(timeout):
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError, TimeoutError):
-        raise EgressRefused(Refusal.UNRESOLVED) from None
-    addresses = list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos))
+        # A literal address is its own answer: no resolver's thread to ask.
+        addresses: list[IPAddress] = [ipaddress.ip_address(host)]
+    except ValueError:
+        addresses = await _lookup(host, port, timeout)
     if not addresses:
         raise EgressRefused(Refusal.UNRESOLVED)
     if not allow_private and not all(is_public(address) for address in addresses):
         raise EgressRefused(Refusal.PRIVATE)
     return addresses
+
+
+async def _lookup(host: str, port: int | None, timeout: float) -> list[IPAddress]:
+    try:
+        async with asyncio.timeout(timeout):
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError, TimeoutError):
+        raise EgressRefused(Refusal.UNRESOLVED) from None
+    return list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos))

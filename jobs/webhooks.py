@@ -56,14 +56,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def signed_headers(secrets: list[str], message_id: str, payload: str) -> dict[str, str]:
+def signed_headers(signers: list[Webhook], message_id: str, payload: str) -> dict[str, str]:
     """The Standard Webhooks headers: the message's id, the time of this attempt, and one
     signature per secret valid now (the new and the previous one after a rotation)."""
     at = datetime.now(UTC)
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(int(at.timestamp())),
-        "webhook-signature": " ".join(Webhook(secret).sign(message_id, at, payload) for secret in secrets),
+        "webhook-signature": " ".join(signer.sign(message_id, at, payload) for signer in signers),
     }
 
 
@@ -78,13 +78,15 @@ async def deliver_due(settings: Settings, sender: Sender, clock: Clock = _now, b
     endpoint_turns: dict[object, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(PER_ENDPOINT))
     disable_after = timedelta(hours=settings.webhook_disable_after_hours)
     in_flight: set[asyncio.Task] = set()
+    # One signer per secret while this runs (a rotated secret is another key, so another signer).
+    signers: dict[str, Webhook] = {}
     done: list[Attempted] = []
     attempted, flushed_at = 0, time.monotonic()
 
-    async def attempt(due: Due, secrets: list[str] | None) -> None:
+    async def attempt(due: Due, signing: list[Webhook] | None) -> None:
         async with endpoint_turns[due.endpoint.id]:
-            if secrets:
-                outcome = await sender.post(due.endpoint.url, signed_headers(secrets, due.message_id, due.payload), due.payload)
+            if signing:
+                outcome = await sender.post(due.endpoint.url, signed_headers(signing, due.message_id, due.payload), due.payload)
             else:
                 outcome = Outcome(None, 0, error="the signing secret cannot be read with this server's key: rotate it")
         done.append(Attempted(due.delivery_id, outcome, clock()))
@@ -104,7 +106,7 @@ async def deliver_due(settings: Settings, sender: Sender, clock: Clock = _now, b
             if room > 0 and (room * 4 >= limit or not in_flight):
                 claimed = await claim_due(clock(), room)
                 attempted += len(claimed)
-                in_flight |= {asyncio.create_task(attempt(due, secrets)) for due, secrets in _signing(settings, claimed, clock())}
+                in_flight |= {asyncio.create_task(attempt(due, signing)) for due, signing in _signing(settings, claimed, clock(), signers)}
             if done and (len(done) >= FLUSH_SIZE or not in_flight or time.monotonic() - flushed_at >= FLUSH_SECONDS):
                 await flush()
             if not in_flight:
@@ -120,13 +122,15 @@ async def deliver_due(settings: Settings, sender: Sender, clock: Clock = _now, b
             await flush()
 
 
-def _signing(settings: Settings, claimed: list[Due], now: datetime) -> list[tuple[Due, list[str] | None]]:
-    """Each delivery with the secrets that sign it now, unsealed once per endpoint."""
-    secrets: dict[object, list[str] | None] = {}
+def _signing(settings: Settings, claimed: list[Due], now: datetime, signers: dict[str, Webhook]) -> list[tuple[Due, list[Webhook] | None]]:
+    """Each delivery with the signers of the secrets valid now, unsealed once per endpoint and
+    batch; `signers` keeps one per secret."""
+    found: dict[object, list[Webhook] | None] = {}
     for due in claimed:
-        if due.endpoint.id not in secrets:
-            secrets[due.endpoint.id] = signing_secrets(settings, due.endpoint, now)
-    return [(due, secrets[due.endpoint.id]) for due in claimed]
+        if due.endpoint.id not in found:
+            secrets = signing_secrets(settings, due.endpoint, now)
+            found[due.endpoint.id] = [signers.get(s) or signers.setdefault(s, Webhook(s)) for s in secrets] or None
+    return [(due, found[due.endpoint.id]) for due in claimed]
 
 
 def _others_running(ctx: dict) -> Busy:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from infra.webhooks import Sender
 from jobs.effects import following
@@ -44,6 +45,7 @@ from models.webhooks import (
     queue_events,
     record_attempts,
 )
+from models.webhooks import test_event as webhook_test_event
 from tests import factories
 from tests.conftest import serving
 from tests.graphql import gql
@@ -628,3 +630,155 @@ async def test_the_worker_tells_the_lanes_while_other_jobs_run():
     assert busy() and shared == {"generate_invoices:9a2b"}
     await release_job(generation)
     assert not busy() and shared == set()
+
+
+async def _test_event(path: str) -> None:
+    """A `webhook.test` event queued to the endpoint added for `path`, due now."""
+    from models.webhooks import queue_test
+
+    endpoint = await WebhookEndpoint.get(description=path)
+    await queue_test(endpoint, webhook_test_event(endpoint), datetime.now(UTC))
+
+
+async def test_a_kept_connection_serves_its_endpoint_until_the_address_changes_or_is_refused(
+    world, settings, hooks, hooks_client, receiver
+):
+    """A lane keeps connections alive between deliveries, but only to the name and the address
+    each delivery's own check allowed: a new address (nothing listens there) or a check that now
+    refuses the address posts nothing on the connection kept for the old one."""
+    await add_endpoint(hooks_client, world.tokens["owner"], receiver, "kept")
+    async with Sender(hooks) as sender:
+        for _ in range(2):
+            await _test_event("kept")
+            assert await deliver_due(hooks, sender) == 1
+        first, second = receiver.at("kept")
+        assert first.verified and second.verified and first.peer == second.peer
+        # The endpoint moves to an address where nothing listens: no post on the kept connection.
+        moved = receiver.url("kept").replace("127.0.0.1", "127.0.0.2")
+        await WebhookEndpoint.filter(url=receiver.url("kept")).update(url=moved)
+        await _test_event("kept")
+        assert await deliver_due(hooks, sender) == 1
+        # Back at the first address, but the check now refuses loopback addresses.
+        await WebhookEndpoint.filter(url=moved).update(url=receiver.url("kept"))
+        sender.settings = settings.model_copy(update={"webhook_allow_http": True})
+        await _test_event("kept")
+        assert await deliver_due(sender.settings, sender) == 1
+    assert len(receiver.at("kept")) == 2
+    errors = await WebhookAttempt.all().order_by("at").values_list("status_code", "error")
+    assert errors == [
+        (200, None),
+        (200, None),
+        (None, "could not connect (refused, unreachable or TLS failed)"),
+        (None, "refused: the host is on a loopback, private or link-local address"),
+    ]
+
+
+async def test_a_rotated_secret_signs_on_the_connection_kept_alive(world, hooks, hooks_client, receiver):
+    endpoint_id, old = await add_endpoint(hooks_client, world.tokens["owner"], receiver, "turning")
+    async with Sender(hooks) as sender:
+        await _test_event("turning")
+        assert await deliver_due(hooks, sender) == 1
+        rotated = await gql(
+            hooks_client,
+            "mutation($id: ID!) { rotateWebhookSecret(id: $id) { ... on WebhookSecretRotated { secret } } }",
+            {"id": endpoint_id},
+            world.tokens["owner"],
+        )
+        new = rotated["data"]["rotateWebhookSecret"]["secret"]
+        await _test_event("turning")
+        assert await deliver_due(hooks, sender) == 1
+    before, after = receiver.at("turning")
+    assert before.peer == after.peer
+    assert len(before.headers["webhook-signature"].split(" ")) == 1
+    assert len(after.headers["webhook-signature"].split(" ")) == 2
+    for secret in (new, old):  # a receiver holding either secret accepts it
+        Webhook(secret).verify(after.body, after.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new).verify(before.body, before.headers)
+
+
+async def test_an_endpoint_that_closes_each_connection_gets_each_delivery_on_a_new_one(world, hooks, hooks_client, receiver):
+    """An answer saying `Connection: close` (or a connection the endpoint closed while it was idle)
+    is not used again: the next delivery opens another."""
+    await add_endpoint(hooks_client, world.tokens["owner"], receiver, "closing")
+    receiver.answers["closing"] = ["close", "close"]
+    async with Sender(hooks) as sender:
+        for _ in range(3):
+            await _test_event("closing")
+            assert await deliver_due(hooks, sender) == 1
+    received = receiver.at("closing")
+    assert [one.verified for one in received] == [True] * 3
+    assert len({one.peer for one in received}) == 3
+    assert await WebhookDelivery.filter(state=DeliveryState.DELIVERED).count() == 3
+
+
+def _authority(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A certificate authority of the test's own and a certificate it signed for `localhost`:
+    the authority's file, the certificate's and its key's."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def made(subject: str, key, issuer: str, signer, ca: bool, names: list[str]) -> x509.Certificate:
+        now = datetime.now(UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(name) for name in names]), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = made("Test authority", ca_key, "Test authority", ca_key, True, [])
+    leaf = made("localhost", key, "Test authority", ca_key, False, ["localhost"])
+    files = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    files[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    files[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return files
+
+
+async def test_over_tls_the_certificate_is_checked_against_the_endpoints_name_not_the_address(world, hooks, hooks_client, tmp_path):
+    """The connection goes to the checked address, and TLS's server name and the certificate's
+    check stay the endpoint's name: `https://localhost` is delivered; the same server reached
+    as `https://127.0.0.1` is refused (its certificate names `localhost` only)."""
+    import asyncio
+    import ssl
+
+    import uvicorn
+
+    from tests.conftest import free_port
+
+    ca, cert, key = _authority(tmp_path)
+    found, port = Receiver(), free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(found.app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", ssl_certfile=cert, ssl_keyfile=key)
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
+            await asyncio.sleep(0.01)
+        found.address = f"localhost:{port}"
+        await add_endpoint(hooks_client, world.tokens["owner"], found, "named")
+        await WebhookEndpoint.filter(description="named").update(url=f"https://localhost:{port}/named")
+        await _test_event("named")
+        async with Sender(hooks, tls=ssl.create_default_context(cafile=ca)) as sender:
+            assert await deliver_due(hooks, sender) == 1
+            await WebhookEndpoint.filter(description="named").update(url=f"https://127.0.0.1:{port}/named")
+            await _test_event("named")
+            assert await deliver_due(hooks, sender) == 1
+    finally:
+        server.should_exit = True
+        await task
+    (received,) = found.at("named")
+    assert received.verified and received.headers["host"] == f"localhost:{port}"
+    errors = await WebhookAttempt.all().order_by("at").values_list("status_code", "error")
+    assert errors == [(200, None), (None, "could not connect (refused, unreachable or TLS failed)")]

@@ -1,6 +1,6 @@
 """A real HTTP receiver of webhooks for the tests, on a loopback port: it verifies every
 delivery's signature with `standardwebhooks` against the secrets of the path it was posted to,
-keeps what it received, and answers as the test tells it (a status per request, a hang
+keeps what it received (and the connection it came on), and answers as the test tells it (a status per request, a hang
 longer than the sender's timeout, a redirect, a delay per path while it counts the requests
 it holds at once)."""
 
@@ -26,6 +26,8 @@ class Received:
     headers: dict[str, str]
     body: bytes
     verified: bool
+    # The sender's end of the connection it came on (the same on a connection kept alive).
+    peer: str = ""
 
     @property
     def json(self) -> Any:
@@ -40,7 +42,8 @@ class Receiver:
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.secrets: dict[str, list[str]] = defaultdict(list)
-        # Per path, what to answer next: an HTTP status, "hang" or "redirect"; empty: 200.
+        # Per path, what to answer next: an HTTP status, "hang", "redirect" or "close" (200 and
+        # the connection closed); empty: 200.
         self.answers: dict[str, list[Any]] = defaultdict(list)
         # Per path, how long each answer takes (seconds), and the most requests it had at once.
         self.delay: dict[str, float] = defaultdict(float)
@@ -70,7 +73,8 @@ class Receiver:
             with contextlib.suppress(WebhookVerificationError):
                 Webhook(secret).verify(body, headers)
                 verified = True
-        self.received.append(Received(path, headers, body, verified))
+        peer = f"{request.client.host}:{request.client.port}" if request.client else ""
+        self.received.append(Received(path, headers, body, verified, peer))
         if self.delay[path]:
             self._open[path] += 1
             self.peak[path] = max(self.peak[path], self._open[path])
@@ -82,6 +86,8 @@ class Receiver:
         if answer == "hang":
             await asyncio.sleep(3)
             return PlainTextResponse("too late")
+        if answer == "close":
+            return PlainTextResponse("ok", headers={"Connection": "close"})
         if answer == "redirect":
             return Response(status_code=302, headers={"Location": self.url("redirected")})
         return PlainTextResponse("ok" if verified else "bad signature", status_code=answer if verified else 401)
