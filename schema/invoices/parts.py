@@ -59,7 +59,7 @@ class InvoiceLineItem:
         append = items.append
         for line in lines:
             item = new(cls)
-            item.__dict__.update(_row=line, _currency=currency, invoice=invoice, amount=Decimal(line["amount"]))
+            item.__dict__ = {"_row": line, "_currency": currency, "invoice": invoice, "amount": Decimal(line["amount"])}
             append(item)
         return items
 
