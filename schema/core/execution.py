@@ -96,7 +96,7 @@ class _PlainObject(NamedTuple):
     is_type_of: Callable[[Any, Any], Any] | None
     # When every field asked is a plain leaf and the type has no `is_type_of`: (response
     # name, reader, serializer, non-null) per field, for the tight loop of `_complete_leaves`.
-    leaves: tuple[tuple[str, Callable[[Any], Any], Callable[[Any], Any], bool], ...] | None = None
+    leaves: tuple[tuple[str, Any, Any, bool], ...] | None = None
 
 
 class _PlainList(NamedTuple):
@@ -192,7 +192,7 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         leaves = None
         if object_type.is_type_of is None and all(field.kind == _LEAF for field in fields):
             leaves = tuple(
-                (field.name, field.read, field.leaf.coerce_output_value, field.required)  # type: ignore[union-attr,misc]
+                (field.name, field.read, field.leaf.coerce_output_value, field.required)  # type: ignore[union-attr]
                 for field in fields
             )
         return _PlainObject(tuple(fields), object_type.name, object_type.is_type_of, leaves)
