@@ -94,6 +94,9 @@ class _PlainObject(NamedTuple):
     fields: tuple[_Field, ...]
     typename: str
     is_type_of: Callable[[Any, Any], Any] | None
+    # When every field asked is a plain leaf and the type has no `is_type_of`: (response
+    # name, reader, serializer, non-null) per field, for the tight loop of `_complete_leaves`.
+    leaves: tuple[tuple[str, Any, Any, bool], ...] | None = None
 
 
 class _PlainList(NamedTuple):
@@ -186,7 +189,13 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 fields.append(_Field(response_name, _OBJECT, read, None, required, nested))
             else:
                 return None
-        return _PlainObject(tuple(fields), object_type.name, object_type.is_type_of)
+        leaves = None
+        if object_type.is_type_of is None and all(field.kind == _LEAF for field in fields):
+            leaves = tuple(
+                (field.name, field.read, field.leaf.coerce_output_value, field.required)  # type: ignore[union-attr]
+                for field in fields
+            )
+        return _PlainObject(tuple(fields), object_type.name, object_type.is_type_of, leaves)
 
     def _object_reader(self, field: GraphQLField, name: str) -> Callable[[Any], Any] | None:
         """How to read a field holding objects without its resolver: an attribute (a field
@@ -259,6 +268,8 @@ def _complete_plain(plan: _PlainList, items: list) -> list | None:
 
 
 def _complete_items(plan: _PlainObject, nullable_items: bool, items: list) -> list:
+    if plan.leaves is not None:
+        return _complete_leaves(plan.leaves, nullable_items, items)
     completed: list[Any] = []
     append = completed.append
     plain_type: type | None = None
@@ -275,6 +286,41 @@ def _complete_items(plan: _PlainObject, nullable_items: bool, items: list) -> li
                 raise _Fallback
             plain_type = type(item)
         append(_complete_object(plan, item))
+    return completed
+
+
+def _complete_leaves(leaves: tuple, nullable_items: bool, items: list) -> list:
+    """`_complete_items` for objects asked only plain leaves (an invoice's lines, each with its
+    amount): the same answer and the same fallbacks, in one loop without a call per item."""
+    completed: list[Any] = []
+    append = completed.append
+    plain_type: type | None = None
+    for item in items:
+        if item is None:
+            if not nullable_items:
+                raise _Fallback
+            append(None)
+            continue
+        if type(item) is not plain_type:
+            if isinstance(item, Exception) or hasattr(type(item), "__await__"):
+                raise _Fallback
+            plain_type = type(item)
+        row: dict[str, Any] = {}
+        for name, read, serialize, required in leaves:
+            value = read(item)
+            if value is None:
+                if required:
+                    raise _Fallback
+                row[name] = None
+                continue
+            try:
+                serialized = serialize(value)
+            except Exception:  # reported by graphql-core's path, at its place
+                raise _Fallback from None
+            if serialized is None or serialized is Undefined:
+                raise _Fallback
+            row[name] = serialized
+        append(row)
     return completed
 
 

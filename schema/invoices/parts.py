@@ -14,6 +14,7 @@ from strawberry.scalars import JSON
 
 from models import BillingPeriod as BillingPeriodModel
 from models import Invoice as InvoiceModel
+from models import InvoiceEvent as InvoiceEventModel
 from models.costs.queries import CostQuery, filter_costs, line_costs
 from models.currencies import round_money
 from models.invoices import diff, printed_lines
@@ -30,6 +31,10 @@ def revision_lines(info: Info):
     """The loader of the printed lines of a (revision id, currency), as rows
     (`models.invoices.printed_lines`: their amounts rounded to the currency)."""
     return info.context.loaders.keyed("printed_lines", printed_lines)
+
+
+# How an event's `detail` is decoded from its JSON text.
+_EVENT_DETAIL = InvoiceEventModel._meta.fields_map["detail"]
 
 
 @strawberry.type(description="One printed line of an invoice.")
@@ -59,7 +64,7 @@ class InvoiceLineItem:
         append = items.append
         for line in lines:
             item = new(cls)
-            item.__dict__.update(_row=line, _currency=currency, invoice=invoice, amount=Decimal(line["amount"]))
+            item.__dict__ = {"_row": line, "_currency": currency, "invoice": invoice, "amount": Decimal(line["amount"])}
             append(item)
         return items
 
@@ -296,12 +301,14 @@ class InvoiceEvent:
     detail: JSON = strawberry.field(description="Particulars (amounts, recipients, errors).")
 
     @classmethod
-    def from_row(cls, row: dict, actor_email: str | None) -> InvoiceEvent:
+    def from_row(cls, row: Any, actor_email: str | None) -> InvoiceEvent:
+        """The event of one of the driver's records (`Loaders.children(raw=True)`): `detail`
+        comes as its JSON text, decoded as the table's field decodes it."""
         return cls(
             at=row["at"],
             actor=actor_email or row["actor_label"],
             kind=row["kind"],
             from_status=row["from_status"],
             to_status=row["to_status"],
-            detail=row["detail"],
+            detail=_EVENT_DETAIL.to_python_value(row["detail"]),
         )

@@ -32,6 +32,7 @@ from models.invoices import checks
 from models.xero import DocumentKind
 from schema.core.context import Info
 from schema.core.execution import PREFETCHED
+from schema.core.loaders import load_all
 from schema.core.nodes import schema_type, scoped_nodes
 from schema.core.pagination import selected_node_fields
 from schema.core.permissions import ANY_USER, MSP_USERS, requires
@@ -397,29 +398,35 @@ async def _first(values: Awaitable[list[Any]]) -> Any:
 
 
 async def _accounts(info: Info, invoices: list[Invoice]) -> list[ManagedAccount]:
-    rows = await info.context.loaders.by_id(ManagedAccountModel).load_many([i.model.managed_account_id for i in invoices])
+    ids = [i.model.managed_account_id for i in invoices]
+    rows = await load_all(info.context.loaders.by_id(ManagedAccountModel), dict.fromkeys(ids))
     # An account's invoices share one value: it is read-only.
     accounts = {row.id: ManagedAccount.from_model(row) for row in rows}
-    return [accounts[row.id] for row in rows]
+    return [accounts[account_id] for account_id in ids]
 
 
 async def _periods(info: Info, invoices: list[Invoice]) -> list[date]:
-    rows = await info.context.loaders.by_id(BillingPeriodModel).load_many([i.model.billing_period_id for i in invoices])
-    return [row.start_date for row in rows]
+    ids = [i.model.billing_period_id for i in invoices]
+    rows = await load_all(info.context.loaders.by_id(BillingPeriodModel), dict.fromkeys(ids))
+    months = {row.id: row.start_date for row in rows}
+    return [months[period_id] for period_id in ids]
 
 
 async def _line_items(info: Info, invoices: list[Invoice]) -> list[list[InvoiceLineItem]]:
     keys = [(i.model.current_revision_id, i.model.currency) for i in invoices if i.model.current_revision_id is not None]
     # Looked up by every invoice's revision and currency, no revision (no lines yet) included.
-    lines: dict[tuple[UUID | None, str], list[Any]] = dict(zip(keys, await revision_lines(info).load_many(keys)))
+    lines: dict[tuple[UUID | None, str], list[Any]] = dict(zip(keys, await load_all(revision_lines(info), keys)))
     return [
         InvoiceLineItem.from_rows(lines.get((i.model.current_revision_id, i.model.currency), []), i.model.currency, i.model)
         for i in invoices
     ]
 
 
-def _children(info: Info, model: type, order: tuple[str, ...], invoices: list[Invoice]) -> Awaitable[list[list[dict]]]:
-    return info.context.loaders.children(model, "invoice_id", order=order).load_many([i.model.id for i in invoices])
+def _children(
+    info: Info, model: type, order: tuple[str, ...], invoices: list[Invoice], *, raw: bool = False
+) -> Awaitable[list[list[Any]]]:
+    loader = info.context.loaders.children(model, "invoice_id", order=order, raw=raw)
+    return load_all(loader, [i.model.id for i in invoices])
 
 
 async def _payments(info: Info, invoices: list[Invoice]) -> list[list[Payment]]:
@@ -433,9 +440,10 @@ async def _refunds(info: Info, invoices: list[Invoice]) -> list[list[Refund]]:
 
 
 async def _timelines(info: Info, invoices: list[Invoice]) -> list[list[InvoiceEvent]]:
-    rows = await _children(info, InvoiceEventModel, ("at", "id"), invoices)
+    # The driver's records: a page's timelines are a hundred rows or more, read as they come.
+    rows = await _children(info, InvoiceEventModel, ("at", "id"), invoices, raw=True)
     actor_ids = list({r["actor_id"] for events in rows for r in events if r["actor_id"] is not None})
-    users = await info.context.loaders.by_id(UserModel).load_many(actor_ids)
+    users = await load_all(info.context.loaders.by_id(UserModel), actor_ids)
     emails = {user.id: user.email for user in users if user is not None}
     return [[InvoiceEvent.from_row(r, emails.get(r["actor_id"])) for r in events] for events in rows]
 
