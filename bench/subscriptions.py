@@ -104,7 +104,7 @@ class Servers:
         env = dict(os.environ, SUBSCRIPTION_FANOUT="true" if mode.fanout else "false")
         self.ports = [port + i for i in range(count)]
         # As `invoicing serve` runs uvicorn (WS_MAX_MESSAGE_BYTES, WS_PER_MESSAGE_DEFLATE).
-        options = ["--ws-max-size", "65536", "--ws-per-message-deflate", "true" if mode.deflate else "false"]
+        options = ["--ws", mode.ws, "--ws-max-size", "65536", "--ws-per-message-deflate", "true" if mode.deflate else "false"]
         self.processes = [
             subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "invoicing.app:create_app", "--factory", "--host", "127.0.0.1",
@@ -180,10 +180,13 @@ class Mode(NamedTuple):
     name: str
     fanout: bool  # SUBSCRIPTION_FANOUT
     deflate: bool  # WS_PER_MESSAGE_DEFLATE
+    ws: str = "infra.live_sockets:LiveSocket"  # uvicorn's WebSocket protocol, as `invoicing serve` runs it
 
 
-BEFORE = Mode("before", fanout=False, deflate=True)  # each subscriber's own execution, compressed frames
-FANOUT = Mode("fan-out", fanout=True, deflate=True)
+STOCK = "websockets-sansio"  # uvicorn's own: every frame through ASGI, sent by its subscriber's task
+BEFORE = Mode("before", fanout=False, deflate=True, ws=STOCK)  # each subscriber's own execution, compressed frames
+FANOUT = Mode("fan-out", fanout=True, deflate=True, ws=STOCK)
+TASKS = Mode("tasks", fanout=True, deflate=False, ws=STOCK)  # shared execution, a task and an ASGI send per frame
 NOW = Mode("now", fanout=True, deflate=False)  # the defaults
 
 
