@@ -14,10 +14,12 @@ not inflate as much as the latencies); the last line is `p99_ms_at_1000 <value>`
 The subscribers live in one client process, which records each frame's arrival and reads the
 frames only once the round is over, so that its own parsing does not delay the later frames.
 
-`--compare` runs every count three times, in a row: "before" (SUBSCRIPTION_FANOUT=false:
+`--compare` runs every count four times, in a row: "before" (SUBSCRIPTION_FANOUT=false:
 each subscriber's event executed and encoded on its own; WS_PER_MESSAGE_DEFLATE=true: each
 frame compressed for each subscriber, uvicorn's default), "fan-out" (shared execution, still
-compressed) and "now" (the defaults), and prints before/now from the same run. `--quick`: 1 and 100 and 1,000
+compressed), "tasks" (shared execution, each frame sent through ASGI by its subscriber's task:
+uvicorn's stock WebSocket protocol) and "now" (the defaults: frames written by the relay,
+infra/live_sockets.py), and prints before/now from the same run. `--quick`: 1 and 100 and 1,000
 subscribers only, 10 rounds.
 
 The database named by --database-url is DROPPED and recreated.
@@ -234,7 +236,7 @@ async def main() -> None:
     await db.init(settings)
     invoice, token = await seed()
     redis = await broker.connect(settings)
-    modes = (BEFORE, FANOUT, NOW) if args.compare else (NOW,)
+    modes = (BEFORE, FANOUT, TASKS, NOW) if args.compare else (NOW,)
     plan = [(1, int(count), args.rounds) for count in args.counts.split(",")]
     if args.large:
         plan.append((args.large_processes, args.large, args.large_rounds))
