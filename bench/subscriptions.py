@@ -14,10 +14,12 @@ not inflate as much as the latencies); the last line is `p99_ms_at_1000 <value>`
 The subscribers live in one client process, which records each frame's arrival and reads the
 frames only once the round is over, so that its own parsing does not delay the later frames.
 
-`--compare` runs every count three times, in a row: "before" (SUBSCRIPTION_FANOUT=false:
+`--compare` runs every count four times, in a row: "before" (SUBSCRIPTION_FANOUT=false:
 each subscriber's event executed and encoded on its own; WS_PER_MESSAGE_DEFLATE=true: each
 frame compressed for each subscriber, uvicorn's default), "fan-out" (shared execution, still
-compressed) and "now" (the defaults), and prints before/now from the same run. `--quick`: 1 and 100 and 1,000
+compressed), "tasks" (shared execution, each frame sent through ASGI by its subscriber's task:
+uvicorn's stock WebSocket protocol) and "now" (the defaults: frames written by the relay,
+infra/live_sockets.py), and prints before/now from the same run. `--quick`: 1 and 100 and 1,000
 subscribers only, 10 rounds.
 
 The database named by --database-url is DROPPED and recreated.
@@ -104,7 +106,7 @@ class Servers:
         env = dict(os.environ, SUBSCRIPTION_FANOUT="true" if mode.fanout else "false")
         self.ports = [port + i for i in range(count)]
         # As `invoicing serve` runs uvicorn (WS_MAX_MESSAGE_BYTES, WS_PER_MESSAGE_DEFLATE).
-        options = ["--ws-max-size", "65536", "--ws-per-message-deflate", "true" if mode.deflate else "false"]
+        options = ["--ws", mode.ws, "--ws-max-size", "65536", "--ws-per-message-deflate", "true" if mode.deflate else "false"]
         self.processes = [
             subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "invoicing.app:create_app", "--factory", "--host", "127.0.0.1",
@@ -180,10 +182,13 @@ class Mode(NamedTuple):
     name: str
     fanout: bool  # SUBSCRIPTION_FANOUT
     deflate: bool  # WS_PER_MESSAGE_DEFLATE
+    ws: str = "infra.live_sockets:LiveSocket"  # uvicorn's WebSocket protocol, as `invoicing serve` runs it
 
 
-BEFORE = Mode("before", fanout=False, deflate=True)  # each subscriber's own execution, compressed frames
-FANOUT = Mode("fan-out", fanout=True, deflate=True)
+STOCK = "websockets-sansio"  # uvicorn's own: every frame through ASGI, sent by its subscriber's task
+BEFORE = Mode("before", fanout=False, deflate=True, ws=STOCK)  # each subscriber's own execution, compressed frames
+FANOUT = Mode("fan-out", fanout=True, deflate=True, ws=STOCK)
+TASKS = Mode("tasks", fanout=True, deflate=False, ws=STOCK)  # shared execution, a task and an ASGI send per frame
 NOW = Mode("now", fanout=True, deflate=False)  # the defaults
 
 
@@ -231,7 +236,7 @@ async def main() -> None:
     await db.init(settings)
     invoice, token = await seed()
     redis = await broker.connect(settings)
-    modes = (BEFORE, FANOUT, NOW) if args.compare else (NOW,)
+    modes = (BEFORE, FANOUT, TASKS, NOW) if args.compare else (NOW,)
     plan = [(1, int(count), args.rounds) for count in args.counts.split(",")]
     if args.large:
         plan.append((args.large_processes, args.large, args.large_rounds))

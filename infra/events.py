@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -153,6 +153,16 @@ class Subscription:
         # (no task or timer per wait, as `asyncio.wait_for` would make).
         self._waiter: asyncio.Future[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
+        # Set by whoever can send this subscriber's events without waking its task
+        # (schema/core/fanout.py); the hub hands them to its `send` while the subscriber is idle.
+        self.sink: Any = None
+
+    def idle(self, now: float) -> bool:
+        """Waiting for its next event, with none pending and its token alive: an event sent to
+        it now, by someone else than its own task, cannot overtake another one."""
+        waiter = self._waiter
+        return (waiter is not None and not waiter.done() and not self._pending and self.ended is None
+                and self._expires_at > now)
 
     def wants(self, change: InvoiceChange) -> bool:
         if self.account_ids is not None and change.managed_account_id not in self.account_ids:
@@ -210,13 +220,22 @@ class Subscription:
                 self._waiter = None
 
 
+# Sends an event to idle subscribers that have a sink, and answers those it could not send to.
+Sender = Callable[[Delivery, list[Subscription]], Awaitable[list[Subscription]]]
+
+
 class Hub:
     """This process's one Redis subscription, fanned out to its local subscribers (indexed by
-    organization, so an event is only matched against subscribers who could see it)."""
+    organization, so an event is only matched against subscribers who could see it).
 
-    def __init__(self, *, queue_size: int, recheck_seconds: float):
+    With a `send`, an event goes to each idle subscriber with a sink through it, from the loop
+    that relays the event, and to the others through their queues, each sent by its own task.
+    The relay awaits `send` before the next event: each subscriber gets its events in order."""
+
+    def __init__(self, *, queue_size: int, recheck_seconds: float, send: Sender | None = None):
         self.queue_size = queue_size
         self.recheck_seconds = recheck_seconds
+        self.send = send
         self._by_organization: dict[str, set[Subscription]] = defaultdict(set)
         self._by_token: dict[str, set[Subscription]] = defaultdict(set)
         self._tasks: list[asyncio.Task] = []
@@ -314,12 +333,22 @@ class Hub:
         except Exception:  # the database is away: these subscribers miss an event, so they re-query
             log.exception("could not read invoice %s for its event", change.invoice_id)
             invoice = None
-        delivery = Delivery(change, invoice) if invoice is not None else None
-        for subscription in subscribers:
-            if delivery is None:
+        if invoice is None:
+            for subscription in subscribers:
                 subscription.end(EVENTS_MISSED)
-            else:
-                subscription.offer(delivery)
+            return
+        delivery = Delivery(change, invoice)
+        queued = subscribers
+        if self.send is not None:
+            now = time.time()
+            direct: list[Subscription] = []
+            queued = []
+            for subscription in subscribers:
+                (direct if subscription.sink is not None and subscription.idle(now) else queued).append(subscription)
+            if direct:
+                queued += await self.send(delivery, direct)
+        for subscription in queued:
+            subscription.offer(delivery)
 
     async def _recheck(self) -> None:
         """Revocations travel by pub/sub, which can lose a message while a connection is

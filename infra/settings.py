@@ -251,7 +251,7 @@ class Settings(BaseSettings):
         description="Compress WebSocket messages (permessage-deflate) when a client offers it. Off: live events "
         "are a few hundred bytes, and compressing every frame for every subscriber costs more CPU (and a "
         "compressor's memory per socket) than the bytes it saves. (uvicorn run directly: "
-        "`--ws-per-message-deflate false`.)",
+        "`--ws infra.live_sockets:LiveSocket --ws-per-message-deflate false`, as `invoicing serve` runs it.)",
     )
     max_query_tokens: int = Field(
         5_000, gt=0, description="Most tokens a GraphQL document may have (names, punctuation, values). This and "

@@ -39,8 +39,8 @@ from models.errors import DomainError, RequestErrorCode
 from models.xero.connections import BROWSER_COOKIE, take_authorization
 from models.xero.tokens import browser_bound, webhook_signed
 from resolvers.xero import complete_connection, webhook_received
+from schema.core import fanout
 from schema.core.context import Context
-from schema.core.fanout import FanOutHandler
 from schema.core.permissions import authenticate_bearer
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class GraphQLApp(GraphQL[Context, None]):
         self.events = events
         # Live events: one execution and one encoding per group of alike subscribers (schema/core/fanout.py).
         if settings.subscription_fanout:
-            self.graphql_transport_ws_handler_class = FanOutHandler
+            self.graphql_transport_ws_handler_class = fanout.FanOutHandler
         # Every operation on a WebSocket counts, queries included.
         self.max_subscriptions_per_connection = settings.subscriptions_per_connection
 
@@ -310,7 +310,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     configure_logging(settings)
 
     events = Hub(queue_size=settings.subscription_queue_size,
-                 recheck_seconds=settings.subscription_recheck_seconds)
+                 recheck_seconds=settings.subscription_recheck_seconds,
+                 send=fanout.send if settings.subscription_fanout else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):

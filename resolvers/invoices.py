@@ -305,9 +305,11 @@ class Subscription:
             account_ids=filter_uuids(account_ids, "ManagedAccount"), invoice_ids=filter_uuids(invoice_ids, "Invoice"),
         )
         try:
+            # Sent by the hub itself while this subscriber waits (schema/core/fanout.py), else:
+            fanout.attach(info, subscription, InvoiceStatusEvent.from_delivery)
             async for delivery in subscription:
                 # Executed once for every subscriber of this process with the same operation,
-                # variables and scope class, and sent from here (schema/core/fanout.py)...
+                # variables and scope class, and sent from here...
                 if await fanout.deliver(info, delivery.shared, partial(InvoiceStatusEvent.from_delivery, delivery)):
                     continue
                 # ... or, on another transport, executed by graphql-core for this subscriber.

@@ -200,13 +200,15 @@ async def live_server(app, settings):
 
 @contextlib.asynccontextmanager
 async def serving(app, settings):
-    """`app` served by uvicorn on a free loopback port, in this event loop: its address."""
+    """`app` served by uvicorn on a free loopback port, in this event loop, as `invoicing serve`
+    serves it: its address."""
     import uvicorn
+
+    from infra.live_sockets import uvicorn_options
 
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
-        ws_max_size=settings.ws_max_message_bytes,
+        app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", **uvicorn_options(settings),
     ))
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)

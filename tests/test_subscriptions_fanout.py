@@ -10,7 +10,8 @@ import pytest
 from strawberry.relay import to_base64
 
 import tests.factories as f
-from infra import events, links
+from infra import events, links, live_sockets
+from models.auth import authenticate
 from models.base import Scope
 from schema.core import fanout
 from tests.conftest import serving
@@ -106,12 +107,13 @@ async def test_an_answer_that_names_its_user_goes_to_that_user_alone(live_server
     assert executions == [("OWNER", True)] * 3
 
 
-@pytest.mark.parametrize("role", ["owner", "customer"])
-async def test_the_frames_are_those_of_each_subscribers_own_execution(settings, redis, world, role):
+@pytest.mark.parametrize(("role", "deflate"), [("owner", False), ("customer", False), ("owner", True)])
+async def test_the_frames_are_those_of_each_subscribers_own_execution(settings, redis, world, role, deflate):
     """The same operations on a server with the fan-out and on one without: the same messages,
     byte for byte once decoded (errors, fragments, aliases and variables included). This is
     what fails if graphql-core's or strawberry's internals that schema/core/fanout.py relies on
-    (Executor.build, execute_subscription_event, the transport handler's operations) change."""
+    (Executor.build, execute_subscription_event, the transport handler's operations) change.
+    With compressed frames (WS_PER_MESSAGE_DEFLATE) the fan-out's frames go through ASGI."""
     from invoicing.app import create_app
 
     invoice = await _approved(world)
@@ -127,7 +129,7 @@ async def test_the_frames_are_those_of_each_subscribers_own_execution(settings, 
     ]
     received = {}
     for shared in (False, True):
-        configured = settings.model_copy(update={"subscription_fanout": shared})
+        configured = settings.model_copy(update={"subscription_fanout": shared, "ws_per_message_deflate": deflate})
         application = create_app(configured)
         application.state.redis = redis
         try:
@@ -174,3 +176,73 @@ async def test_a_subscriber_leaving_while_its_group_executes_does_not_stop_the_o
         release.set()
         message = await staying.next(kept)
     assert message["payload"]["data"]["invoiceStatusChanged"]["invoice"]["number"] == "INV-2024-0001"
+
+
+@pytest.fixture
+def written(monkeypatch):
+    """How many messages the fan-out wrote straight to a socket (`LiveSocket.write_text`)."""
+    counted = [0]
+    original = live_sockets.LiveSocket.write_text
+
+    def counting(socket, *parts):
+        done = original(socket, *parts)
+        counted[0] += done
+        return done
+
+    monkeypatch.setattr(live_sockets.LiveSocket, "write_text", counting)
+    return counted
+
+
+async def test_waiting_subscribers_get_their_frames_from_the_relay(live_server, app, redis, world, written,
+                                                                   executions):
+    """Waiting subscribers are written to by the relay, one execution per group, without their
+    tasks."""
+    invoice = await _approved(world)
+    async with LiveClient(live_server, world.tokens["owner"]) as owner, \
+            LiveClient(live_server, world.tokens["customer"]) as customer:
+        ops = [(owner, await owner.subscribe(WATCH)), (owner, await owner.subscribe(WATCH)),
+               (customer, await customer.subscribe(WATCH))]
+        await _registered(app.state.events, 3)
+        await asyncio.sleep(0.2)  # each waits for its first event
+        for _ in range(2):
+            await events.publish(redis, [invoice])
+            messages = await _next_of_all(ops)
+            assert [m["payload"]["data"]["invoiceStatusChanged"]["invoice"]["number"] for m in messages] == \
+                ["INV-2024-0001"] * 3
+    assert written[0] == 6
+    assert sorted(executions) == [("CUSTOMER", False), ("CUSTOMER", False), ("OWNER", False), ("OWNER", False)]
+
+
+async def test_the_hub_sends_only_to_subscribers_waiting_with_nothing_queued(world):
+    """An event the relay sends itself never overtakes one still queued for its subscriber."""
+    sent: list[list[events.Subscription]] = []
+
+    async def send(delivery, subscriptions):
+        sent.append(list(subscriptions))
+        return []
+
+    hub = events.Hub(queue_size=10, recheck_seconds=60, send=send)
+    principal = await authenticate(world.tokens["owner"])
+    waiting, behind, plain = (events.Subscription(hub, principal, None, None, hub.queue_size) for _ in range(3))
+    for subscription in (waiting, behind, plain):
+        hub._by_organization[str(world.org.id)].add(subscription)
+    waiting.sink = behind.sink = object()
+    invoice = await _approved(world)
+    change = events.InvoiceChange.of(invoice)
+    earlier = events.Delivery(change, invoice)
+    behind.offer(earlier)
+    next_event = asyncio.create_task(waiting.__anext__())
+    await asyncio.sleep(0)  # it waits
+    await hub.dispatch(events.INVOICE_CHANNEL, change.to_json())
+    assert sent == [[waiting]] and not next_event.done()
+    assert [d is earlier for d in behind._pending] == [True, False] and len(plain._pending) == 1
+    next_event.cancel()
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65_535, 65_536, 70_000])
+def test_a_written_frame_is_what_websockets_itself_frames(length):
+    from websockets.frames import Frame, Opcode
+
+    data = b"x" * length
+    assert live_sockets.text_frame_header(length) + data == Frame(Opcode.TEXT, data).serialize(
+        mask=False, extensions=[])

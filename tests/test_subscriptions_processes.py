@@ -62,7 +62,8 @@ def processes(settings, mailbox):
     started = [
         subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "invoicing.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
+             "--port", str(port), "--log-level", "warning", "--ws", "infra.live_sockets:LiveSocket",
+             "--ws-per-message-deflate", "false"],
             cwd=ROOT, env=env,
         )
         for port in ports

@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from infra import db
 from infra.embedded import resolve_urls
+from infra.live_sockets import uvicorn_options
 from infra.settings import Settings, get_settings
 from invoicing.cli.common import app, console, errors, nothing, resolved_settings, run
 from invoicing.cli.data import DEMO_SAMPLE, load_demo_data
@@ -133,8 +134,7 @@ def _serve(settings: Settings, demo_users: list | None = None) -> None:
     # On SIGTERM uvicorn takes no new connection, closes WebSockets with 1012 (service restart:
     # clients reconnect, to another process) and lets requests under way finish.
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level="info",
-        ws_max_size=settings.ws_max_message_bytes, ws_per_message_deflate=settings.ws_per_message_deflate,
+        create_app(settings), host=settings.host, port=settings.port, log_level="info", **uvicorn_options(settings),
         timeout_graceful_shutdown=settings.web_stop_seconds, **_log_config(settings),
     )
 

@@ -4,9 +4,16 @@ graphql-core runs a subscription's selection once per event per subscriber, and 
 then encodes and sends each result on its own. The subscribers of a console screen mostly send
 the same operation, so here the subscribers of this process that receive an event with the same
 document, variables and *scope class* (organization, scope, and account for a customer) share
-one execution of it and one encoded payload; each still gets its own frame (its operation id)
-on its own socket, sent from its own task, so a client that does not read stalls only itself
-(and is ended by its bounded queue, `infra.events.Subscription`).
+one execution of it and one encoded payload.
+
+How each gets it: on a socket of `infra.live_sockets` (the web process's own), the hub hands
+the event to `send` for every subscriber waiting for its next event; `send` executes once per
+group and writes each subscriber's frame (its operation id around the shared payload) straight
+to its socket, in the loop that relays the event: no task wakes per subscriber, no ASGI layer
+is crossed per frame. A subscriber it cannot write to so (events still queued for it, a socket
+whose client reads too slowly or that compresses its frames) gets the event in its queue, and
+its own task sends it through ASGI (`deliver`), reusing the group's payload; a client that does
+not read stalls only itself, and is ended by its bounded queue (`infra.events.Subscription`).
 
 What each subscriber receives is decided per subscriber as before: the event reaches it only
 if its scope and filters allow (`Hub.dispatch`), and only while its token lives. The shared
@@ -24,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import defaultdict
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import fields
@@ -36,6 +44,8 @@ from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 
+from infra.events import Delivery, Subscription
+from infra.live_sockets import FRAMES, LiveSocket
 from models.auth import Principal
 from schema.core.context import Context, Info
 from schema.core.loaders import Loaders
@@ -58,7 +68,8 @@ class FanOutHandler(BaseGraphQLTransportWSHandler[Context, None]):
 class Sink:
     """Where one operation's shared payloads go: its socket, under its id."""
 
-    __slots__ = ("handler", "operation", "prefix", "group", "_principal", "_scope_class")
+    __slots__ = ("handler", "operation", "prefix", "group", "_principal", "_scope_class", "info", "root", "socket",
+                 "_head")
 
     def __init__(self, handler: FanOutHandler, operation: Operation[Context, None]):
         self.handler = handler
@@ -69,6 +80,11 @@ class Sink:
         self.group = (operation.query, operation.operation_name, variables)
         self._principal: Principal | None = None
         self._scope_class: tuple | None = None
+        # Set by `attach`, when the hub may send this operation's events (`send`).
+        self.info: Info | None = None
+        self.root: Callable[[Delivery], Any] | None = None
+        self.socket: LiveSocket | None = None
+        self._head = self.prefix.encode()
 
     def scope_class(self, principal: Principal | None) -> tuple | None:
         """`scope_class(principal)`, kept while the socket's principal stays the same object
@@ -88,7 +104,32 @@ class Sink:
             raise WebSocketDisconnected from exc
 
 
+    def write(self, payload: bytes) -> bool:
+        """Write the `next` message around `payload` to the socket now; False when it must go
+        through ASGI (`send`), or not at all (the client completed the operation)."""
+        operation = self.operation
+        if operation.completed or self.handler.operations.get(operation.id) is not operation:
+            return False
+        assert self.socket is not None, "written to once attached only"
+        return self.socket.write_text(self._head, payload, b"}")
+
+
 _sink: ContextVar[Sink | None] = ContextVar("fanout_sink", default=None)
+
+
+def attach(info: Info, subscription: Subscription, root: Callable[[Delivery], Any]) -> None:
+    """Let the hub send `subscription`'s events (`send`), each executed on `root(delivery)`, when
+    its operation runs on a `FanOutHandler` socket that `infra.live_sockets` serves; elsewhere
+    its resolver sends them, through `deliver` or as usual."""
+    sink = _sink.get()
+    if sink is None:
+        return
+    websocket = sink.handler.websocket
+    assert isinstance(websocket, ASGIWebSocketAdapter), "a sink is made for ASGI sockets only"
+    socket = (websocket.ws.scope.get("extensions") or {}).get(FRAMES)
+    if isinstance(socket, LiveSocket):
+        sink.info, sink.root, sink.socket = info, root, socket
+        subscription.sink = sink
 
 
 class ClassPrincipal(Principal):
@@ -179,6 +220,46 @@ class _Shared:
     def __init__(self) -> None:
         self.payload: str | None = None
         self.ready = asyncio.get_running_loop().create_future()
+
+
+async def send(delivery: Delivery, subscriptions: list[Subscription]) -> list[Subscription]:
+    """The hub's `send` (`infra.events.Hub`): `delivery` executed once per group of these idle,
+    attached subscribers and written to each one's socket. Answers those it did not write to;
+    the hub queues the event for them, and their tasks find the group's payload in
+    `delivery.shared` (or, after a personal or failed execution, run their own)."""
+    groups: dict[tuple, list[Subscription]] = defaultdict(list)
+    for subscription in subscriptions:
+        sink = subscription.sink
+        groups[sink.group, sink.scope_class(sink.info.context.principal)].append(subscription)
+    left: list[Subscription] = []
+    if len(groups) == 1:
+        [(key, members)] = groups.items()
+        await _send_group(delivery, key, members, left)
+    else:  # the groups' executions may read the database: at once
+        await asyncio.gather(*(_send_group(delivery, key, members, left) for key, members in groups.items()))
+    return left
+
+
+async def _send_group(delivery: Delivery, key: tuple, members: list[Subscription], left: list[Subscription]) -> None:
+    first = members[0].sink
+    entry = delivery.shared[key] = _Shared()
+    try:
+        payload, personal = await execute(first.info, first, first.root(delivery))
+        if not personal:
+            entry.payload = payload
+    except Exception:
+        # Each then runs its own, in its own task: a failure ends its operation as without the fan-out.
+        left.extend(members)
+        return
+    finally:
+        entry.ready.set_result(None)
+    encoded = payload.encode()
+    if personal:  # the first member's alone; the others run their own
+        left.extend(members[1:])
+        members = members[:1]
+    for subscription in members:
+        if subscription.ended is not None or not subscription.sink.write(encoded):
+            left.append(subscription)
 
 
 async def deliver(info: Info, shared: dict, event: Callable[[], Any]) -> bool:
