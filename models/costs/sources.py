@@ -20,6 +20,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -202,7 +203,8 @@ def _parquet_batches(part: Part) -> Iterator[Batch]:
 
 # What reading a damaged gzip stream raises: cut short (EOFError), not gzip or trailing bytes
 # that are not (BadGzipFile, an OSError), a bad deflate block or checksum (IsalError).
-GZIP_ERRORS = (OSError, EOFError, isal_zlib.error)
+# (isal's stubs declare its error as an instance: the class is cast.)
+GZIP_ERRORS: tuple[type[Exception], ...] = (OSError, EOFError, cast(type[Exception], isal_zlib.error))
 
 
 def _open_text(part: Part) -> io.BufferedReader | igzip.IGzipFile:
