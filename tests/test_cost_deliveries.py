@@ -152,6 +152,52 @@ async def test_a_damaged_file_refuses_the_delivery_in_our_words(tmp_path, damage
     assert await counts() == (0, 0)
 
 
+@pytest.mark.parametrize("damage", ["cut short", "cut in its trailer", "trailing garbage", "bad checksum", "bad block",
+                                    "cut past the first block"])
+async def test_a_damaged_gzip_refuses_the_delivery_in_our_words_and_leaves_nothing(tmp_path, damage):
+    org = await f.organization()
+    header, rows = sample_rows()
+    # Past the first block (8 MiB of text): the damage is met while the rows stream, not
+    # while the header is read.
+    data = to_csv(header, rows * (40 if damage == "cut past the first block" else 1))
+    packed = gzip.compress(data)
+    packed = {
+        "cut short": packed[: len(packed) // 2],
+        "cut in its trailer": packed[:-3],
+        "trailing garbage": packed + b"these bytes are not gzip",
+        "bad checksum": packed[:-8] + bytes([packed[-8] ^ 0xFF]) + packed[-7:],
+        "bad block": packed[:12] + bytes(b ^ 0x5A for b in packed[12:40]) + packed[40:],
+        "cut past the first block": packed[: len(packed) * 3 // 4],
+    }[damage]
+    (path := tmp_path / "export.csv.gz").write_bytes(packed)
+
+    with pytest.raises(CostFileRejected) as refused:
+        await import_costs(org.id, path)
+
+    assert (refused.value.message, refused.value.file) == ("the gzip file is damaged or truncated", "export.csv.gz")
+    assert await counts() == (0, 0)
+
+
+@pytest.mark.parametrize("layout", ["members", "zero padding"])
+async def test_a_gzip_of_several_members_or_padded_with_zeros_imports_whole(tmp_path, layout):
+    """As Python's gzip reads them: `cat a.gz b.gz` is one file, and zeros after the last member are padding."""
+    org = await f.organization()
+    account = await f.managed_account(org, sub_accounts=[AWS_BIG])
+    header, rows = sample_rows()
+    data = to_csv(header, rows)
+    if layout == "members":
+        cut = data.index(b"\n", len(data) // 2) + 1
+        packed = gzip.compress(data[:cut]) + gzip.compress(data[cut:])
+    else:
+        packed = gzip.compress(data) + bytes(512)
+    (path := tmp_path / "export.csv.gz").write_bytes(packed)
+
+    report = await import_costs(org.id, path)
+
+    assert (report.rows, report.inserted) == (1000, 1000)
+    assert await database_totals(org.id) == expected_totals(rows, {AWS_BIG: account.id})
+
+
 # ---------------------------------------------------------------- supersession
 
 

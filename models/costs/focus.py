@@ -57,6 +57,7 @@ _SHOWN_VALUE = 40
 _ZONED = r"(?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)$"
 _CURRENCY = "^[A-Za-z]{3}$"
 _CONTROL = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]"
+_ESCAPED = '[\\\\"\\x00-\\x1f]'  # what a JSON string literal cannot hold as it is
 
 
 class RowProblem(Exception):
@@ -222,8 +223,12 @@ def _first(mask: pa.Array) -> int | None:
     return pc.index(pc.fill_null(mask, False), True).as_py()
 
 
-def _as_text(array: pa.Array) -> pa.Array:
-    """Any column as UTF-8 text with FOCUS nulls ("" and NULL) as nulls."""
+def _as_text(array: pa.Array, nulls_read: bool = False) -> pa.Array:
+    """Any column as UTF-8 text with FOCUS nulls ("" and NULL) as nulls. `nulls_read`: the
+    reader made them nulls already (Arrow's CSV reader, told NULL_TEXTS), so a text column
+    is taken as it is."""
+    if nulls_read and pa.types.is_string(array.type):
+        return array
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
     if not pa.types.is_string(array.type):
@@ -244,7 +249,7 @@ def _as_text(array: pa.Array) -> pa.Array:
     return array
 
 
-def _decimal(column: Column, array: pa.Array) -> pa.Array:
+def _decimal(column: Column, array: pa.Array, nulls_read: bool = False) -> pa.Array:
     """The column as NUMERIC(38,16) decimals (COST_TYPE) once each value is known to fit
     exactly: binary COPY sends them as PostgreSQL's own NUMERIC, which it reads without
     parsing text."""
@@ -255,7 +260,7 @@ def _decimal(column: Column, array: pa.Array) -> pa.Array:
             array = array.cast(pa.string())
     elif pa.types.is_floating(array.type):
         return _double(column, array)
-    text = _as_text(array)
+    text = _as_text(array, nulls_read)
     try:
         return text.cast(COST_TYPE)
     except pa.ArrowInvalid:
@@ -301,13 +306,18 @@ def _double(column: Column, array: pa.Array) -> pa.Array:
     return pa.array(values, COST_TYPE)
 
 
-def _timestamp(column: Column, array: pa.Array) -> pa.Array:
+def _timestamp(column: Column, array: pa.Array, nulls_read: bool = False) -> pa.Array:
     if pa.types.is_timestamp(array.type):
         # A timestamp without a zone is UTC's wall clock, as FOCUS says.
         return array.cast(pa.timestamp("us", tz=array.type.tz or "UTC")).cast(TIMESTAMP_TYPE)
     if pa.types.is_date(array.type):
         return array.cast(pa.timestamp("us")).cast(TIMESTAMP_TYPE)
-    text = _as_text(array)
+    text = _as_text(array, nulls_read)
+    try:
+        # Most exports write every time with its offset (`Z`): then Arrow reads them as they are.
+        return text.cast(TIMESTAMP_TYPE)
+    except pa.ArrowInvalid:
+        pass
     zoned = pc.match_substring_regex(text, _ZONED)
     utc = pc.if_else(zoned, text, pc.binary_join_element_wise(text, "Z", ""))
     try:
@@ -326,9 +336,11 @@ def _timestamp(column: Column, array: pa.Array) -> pa.Array:
     return pa.array(values, TIMESTAMP_TYPE)
 
 
-def _text(column: Column, array: pa.Array) -> pa.Array:
-    text = _as_text(array)
-    if column.max_length is not None:
+def _text(column: Column, array: pa.Array, nulls_read: bool = False) -> pa.Array:
+    text = _as_text(array, nulls_read)
+    # A text has at most as many characters as bytes: its characters are counted only when
+    # its bytes could be too many.
+    if column.max_length is not None and (pc.max(pc.binary_length(text)).as_py() or 0) > column.max_length:
         bad = _first(pc.greater(pc.utf8_length(text), column.max_length))
         if bad is not None:
             raise RowProblem(
@@ -338,16 +350,16 @@ def _text(column: Column, array: pa.Array) -> pa.Array:
     return text
 
 
-def _currency(column: Column, array: pa.Array) -> pa.Array:
-    text = _as_text(array)
+def _currency(column: Column, array: pa.Array, nulls_read: bool = False) -> pa.Array:
+    text = _as_text(array, nulls_read)
     bad = _first(pc.invert(pc.match_substring_regex(text, _CURRENCY)))
     if bad is not None:
         raise RowProblem(bad, f"{column.focus} {shown(text[bad].as_py())} is not a 3-letter currency code", column.focus)
     return pc.utf8_upper(text)
 
 
-def _json_object(column: Column, array: pa.Array) -> pa.Array:
-    text = _as_text(array)
+def _json_object(column: Column, array: pa.Array, nulls_read: bool = False) -> pa.Array:
+    text = _as_text(array, nulls_read)
     # Tags repeat from row to row (per resource): each distinct text is checked once.
     for raw in pc.unique(text).to_pylist():
         if raw is None:
@@ -372,6 +384,8 @@ _CONVERT = {
 def _json_string(text: pa.Array) -> pa.Array:
     """Each text as a JSON string literal (null stays null), escaped in Arrow; the rare
     value holding another control character goes through json.dumps."""
+    if not pc.any(pc.match_substring_regex(text, _ESCAPED)).as_py():
+        return pc.binary_join_element_wise('"', text, '"', "")
     for plain, escaped in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
         text = pc.replace_substring(text, plain, escaped)
     quoted = pc.binary_join_element_wise('"', text, '"', "")
@@ -385,7 +399,7 @@ def _json_string(text: pa.Array) -> pa.Array:
     return quoted
 
 
-def _extra(columns: list[tuple[str, pa.Array]], rows: int) -> pa.Array:
+def _extra(columns: list[tuple[str, pa.Array]], rows: int, nulls_read: bool = False) -> pa.Array:
     """The `extra` JSON object of every row: its other non-null columns, in name order."""
     if not columns:
         return pa.repeat(pa.scalar("{}"), rows)
@@ -393,7 +407,7 @@ def _extra(columns: list[tuple[str, pa.Array]], rows: int) -> pa.Array:
     # (Not null_handling="skip": it drops the rows whose values are all null.)
     pairs = [
         pc.fill_null(
-            pc.binary_join_element_wise("," + json.dumps(name, ensure_ascii=False) + ":", _json_string(_as_text(array)), ""),
+            pc.binary_join_element_wise("," + json.dumps(name, ensure_ascii=False) + ":", _json_string(_as_text(array, nulls_read)), ""),
             "",
         )
         for name, array in columns
@@ -415,16 +429,18 @@ class BatchChecker:
 
     `account_keys`/`account_ids` map sub-account ids to managed account ids (text);
     `only_account` (with its name) makes every row's sub-account have to be that account's.
+    `nulls_read`: the part's reader made FOCUS's null texts nulls already (CSV).
     """
 
     def __init__(
         self, names: list[str], account_keys: pa.Array, account_ids: pa.Array,
-        only_account: tuple[str, str] | None = None,
+        only_account: tuple[str, str] | None = None, nulls_read: bool = False,
     ):
         self.mapped, self.extra_columns = header_of(names)
         self.account_keys = account_keys
         self.account_ids = account_ids
         self.only_account = only_account
+        self.nulls_read = nulls_read
 
     def check(self, batch: pa.RecordBatch) -> CheckedBatch:
         """The batch converted for COPY; raises `RowProblem` for its earliest bad row (the
@@ -439,7 +455,7 @@ class BatchChecker:
                 continue
             array = batch.column(index)
             try:
-                value = _CONVERT[column.kind](column, array)
+                value = _CONVERT[column.kind](column, array, self.nulls_read)
                 if column.required:
                     bad = _first(pc.is_null(value))
                     if bad is not None:
@@ -471,7 +487,7 @@ class BatchChecker:
             raise min(problems, key=lambda problem: problem[:2])[2]
         # FOCUS times are UTC, and so is the month: the one the billing period starts in.
         month = pc.floor_temporal(start, unit="month").cast(pa.timestamp("us")).cast(pa.date32())
-        extra = _extra([(name, batch.column(index)) for name, index in self.extra_columns], rows)
+        extra = _extra([(name, batch.column(index)) for name, index in self.extra_columns], rows, self.nulls_read)
         arrays = [accounts, month, *(converted[column.field] for column in COLUMNS), extra]
         return CheckedBatch(pa.Table.from_arrays(arrays, names=list(ROW_FIELDS)), rows)
 

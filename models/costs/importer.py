@@ -299,7 +299,9 @@ class _Pipeline:
                 for batch in read_batches(part):
                     if checker is None:
                         try:
-                            checker = BatchChecker(batch.names, self.keys, self.values, self.only_account)
+                            checker = BatchChecker(
+                                batch.names, self.keys, self.values, self.only_account, nulls_read=part.kind != "parquet",
+                            )
                         except CostFileRejected as refused:
                             raise refused.placed(
                                 line=1 if part.kind != "parquet" else None, file=part.name, name_file=self.name_files,

@@ -16,17 +16,17 @@ from __future__ import annotations
 import bisect
 import codecs
 import csv
-import gzip
 import io
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+from isal import igzip, isal_zlib
 
 from infra.settings import get_settings
 from models.costs.focus import NULL_TEXTS, header_of, is_focus_column
@@ -201,9 +201,17 @@ def _parquet_batches(part: Part) -> Iterator[Batch]:
             row += data.num_rows
 
 
-def _open_text(part: Part) -> io.BufferedReader | gzip.GzipFile:
-    raw = part.path.open("rb")
-    return gzip.open(raw) if part.kind == "csv.gz" else raw
+# What reading a damaged gzip stream raises: cut short (EOFError), not gzip or trailing bytes
+# that are not (BadGzipFile, an OSError), a bad deflate block or checksum (IsalError).
+# (isal's stubs declare its error as an instance: the class is cast.)
+GZIP_ERRORS: tuple[type[Exception], ...] = (OSError, EOFError, cast(type[Exception], isal_zlib.error))
+
+
+def _open_text(part: Part) -> io.BufferedReader | igzip.IGzipFile:
+    """The part's bytes, inflated when it is gzip: by ISA-L's igzip, which reads what Python's
+    gzip reads (members one after the other, zero padding after the last) about six times as
+    fast, with the GIL released while it inflates."""
+    return igzip.open(part.path, "rb") if part.kind == "csv.gz" else part.path.open("rb")
 
 
 def header_names(part: Part) -> tuple[list[str], str]:
@@ -212,7 +220,7 @@ def header_names(part: Part) -> tuple[list[str], str]:
     try:
         with _open_text(part) as stream:
             head = stream.read(_SNIFF_BYTES)
-    except (OSError, EOFError, zlib.error):
+    except GZIP_ERRORS:
         raise CostFileRejected("the gzip file is damaged or truncated", file=part.name) from None
     encoding = "utf-8"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -245,8 +253,10 @@ def _not_utf8(data: bytes, position: int, part: Part) -> CostFileRejected:
 
 def _csv_batches(part: Part) -> Iterator[Batch]:
     names, encoding = header_names(part)
+    # Arrow's own gzip stream inflates with zlib: igzip, as a Python file, does it in a
+    # fraction of the time, on Arrow's reading thread, ahead of the parsing.
+    stream = pa.PythonFile(_open_text(part), mode="r") if part.kind == "csv.gz" else pa.input_stream(str(part.path))
     try:
-        stream = pa.input_stream(str(part.path), compression="gzip" if part.kind == "csv.gz" else None)
         reader = pa_csv.open_csv(
             stream,
             read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, encoding=encoding, use_threads=True),
@@ -256,7 +266,8 @@ def _csv_batches(part: Part) -> Iterator[Batch]:
                 null_values=list(NULL_TEXTS), strings_can_be_null=True, quoted_strings_can_be_null=True,
             ),
         )
-    except (pa.ArrowException, OSError):
+    except (pa.ArrowException, *GZIP_ERRORS):
+        stream.close()
         raise explain_csv_failure(part, 0) from None
     row = 0
     with stream:
@@ -265,7 +276,7 @@ def _csv_batches(part: Part) -> Iterator[Batch]:
                 data = reader.read_next_batch()
             except StopIteration:
                 return
-            except (pa.ArrowException, OSError):
+            except (pa.ArrowException, *GZIP_ERRORS):
                 raise explain_csv_failure(part, row) from None
             longest = _longest_row(_batch_row_bytes(data))
             if longest is not None:
@@ -283,7 +294,7 @@ def explain_csv_failure(part: Part, from_row: int) -> CostFileRejected:
         with _open_text(part) as stream:
             while stream.read(_TEXT_CHUNK):
                 pass
-    except (OSError, EOFError, zlib.error):
+    except GZIP_ERRORS:
         return CostFileRejected("the gzip file is damaged or truncated", file=part.name)
     limit = get_settings().cost_row_max_bytes
     refused = _check_lines(part, limit)
