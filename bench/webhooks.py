@@ -216,17 +216,13 @@ async def main(events: int, endpoints: int, steady: int, other: int, database_ur
     others = await other_work(4, other)
     seeded = time.time()
     environment = {**os.environ, "WEBHOOK_PRIVATE_ADDRESSES": "true", "WEBHOOK_ALLOW_HTTP": "true"}
-    receiver = subprocess.Popen([sys.executable, __file__, "--receiver", str(port), "--secrets", str(secrets_file)], env=environment)  # noqa: ASYNC220
+    receiver = start_receiver(port, secrets_file, environment)
     worker = subprocess.Popen(  # noqa: ASYNC220 (started once, before the run)
         [sys.executable, "-m", "invoicing", "worker"], env=environment, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         async with httpx.AsyncClient() as http:
-            for _ in range(200):
-                with contextlib.suppress(httpx.HTTPError):
-                    await http.get(f"http://127.0.0.1:{port}/stats")
-                    break
-                await asyncio.sleep(0.1)
+            await receiver_ready(http, port)
             for _ in range(600):  # the worker is up once its health check is written
                 if await redis.exists(broker.HEALTH_CHECK_KEY):
                     break
@@ -353,14 +349,10 @@ async def lane(deliveries: int, endpoints: int, database_url: str, keep: bool = 
         events += [Event(org.id, "payment.recorded", _payment(n * deliveries + i)) for i in range(deliveries // endpoints)]
     secrets_file.write_text(json.dumps(secrets))  # noqa: ASYNC240 (a small file, before the run)
     await queue_events(events, datetime.now(UTC))
-    receiver = subprocess.Popen([sys.executable, __file__, "--receiver", str(port), "--secrets", str(secrets_file)])  # noqa: ASYNC220
+    receiver = start_receiver(port, secrets_file)
     try:
         async with httpx.AsyncClient() as http:
-            for _ in range(200):
-                with contextlib.suppress(httpx.HTTPError):
-                    await http.get(f"http://127.0.0.1:{port}/stats")
-                    break
-                await asyncio.sleep(0.1)
+            await receiver_ready(http, port)
             cpu, wall = time.process_time(), time.perf_counter()
             async with Sender(settings, connections=settings.webhook_concurrency) as sender:
                 attempted = await deliver_due(settings, sender)
@@ -374,6 +366,23 @@ async def lane(deliveries: int, endpoints: int, database_url: str, keep: bool = 
     await db.close()
     print(f"lane deliveries {attempted} delivered {delivered} unverified {sum(1 for _, _, ok in arrivals if not ok)}")
     print(f"lane_cpu_ms_per_delivery {1000 * cpu / max(attempted, 1):.2f} (wall {wall:.1f} s, {attempted / wall:.0f} a second)")
+
+
+def start_receiver(port: int, secrets_file: Path, environment: dict[str, str] | None = None) -> subprocess.Popen:
+    """The receiver, a process of its own (this file with `--receiver`)."""
+    command = [sys.executable, __file__, "--receiver", str(port), "--secrets", str(secrets_file)]
+    return subprocess.Popen(command, env=environment)
+
+
+async def receiver_ready(http, port: int) -> None:
+    """Until the receiver answers (20 s at most)."""
+    import httpx
+
+    for _ in range(200):
+        with contextlib.suppress(httpx.HTTPError):
+            await http.get(f"http://127.0.0.1:{port}/stats")
+            return
+        await asyncio.sleep(0.1)
 
 
 def _payment(n: int) -> dict:
