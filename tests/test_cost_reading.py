@@ -301,3 +301,19 @@ async def test_a_header_line_longer_than_the_sample_read_for_it_is_refused(tmp_p
         "line 1: the header line is longer than 64 KiB; a FOCUS header names a few dozen columns"
     )
     assert await CostRecord.all().count() == 0
+
+
+def test_extra_texts_become_json_strings_control_characters_included():
+    """The `extra` column's values: quotes, backslashes and every control character escaped, a
+    null kept null, other text as it is; each reads back as the text it was."""
+    import json
+
+    import pyarrow as pa
+
+    from models.costs.json_text import json_strings
+
+    texts = ['plain', 'say "hi" \\ there', None, "bell\x07 tab\t line\n", "zürich €"]
+    literals = json_strings(pa.array(texts)).to_pylist()
+    assert literals[0] == '"plain"' and literals[2] is None
+    assert [None if literal is None else json.loads(literal) for literal in literals] == texts
+    assert "\x07" not in literals[3] and "\\u0007" in literals[3]

@@ -113,7 +113,7 @@ class Traffic:
 
 
 @pytest.fixture
-def traffic(renderer):
+async def traffic(renderer):
     seen = Traffic()
     context = renderer._context
 

@@ -27,6 +27,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, DecimalException, Inexact
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from models.costs.json_text import json_strings
 from models.errors import CostFileRejected
 
 # The widest number a cost column holds: NUMERIC(38,16), 22 digits before the point.
@@ -56,8 +57,6 @@ _MAX_NUMBER_TEXT = 100
 _SHOWN_VALUE = 40
 _ZONED = r"(?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)$"
 _CURRENCY = "^[A-Za-z]{3}$"
-_CONTROL = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]"
-_ESCAPED = '[\\\\"\\x00-\\x1f]'  # what a JSON string literal cannot hold as it is
 
 
 class RowProblem(Exception):
@@ -381,24 +380,6 @@ _CONVERT = {
 }
 
 
-def _json_string(text: pa.Array) -> pa.Array:
-    """Each text as a JSON string literal (null stays null), escaped in Arrow; the rare
-    value holding another control character goes through json.dumps."""
-    if not pc.any(pc.match_substring_regex(text, _ESCAPED)).as_py():
-        return pc.binary_join_element_wise('"', text, '"', "")
-    for plain, escaped in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
-        text = pc.replace_substring(text, plain, escaped)
-    quoted = pc.binary_join_element_wise('"', text, '"', "")
-    control = pc.match_substring_regex(text, _CONTROL)
-    if pc.any(control).as_py():
-        fixed = [
-            json.dumps(json.loads(value), ensure_ascii=False) if flag else value
-            for value, flag in zip(quoted.to_pylist(), control.to_pylist())
-        ]
-        quoted = pa.array(fixed, pa.string())
-    return quoted
-
-
 def _extra(columns: list[tuple[str, pa.Array]], rows: int, nulls_read: bool = False) -> pa.Array:
     """The `extra` JSON object of every row: its other non-null columns, in name order."""
     if not columns:
@@ -407,7 +388,7 @@ def _extra(columns: list[tuple[str, pa.Array]], rows: int, nulls_read: bool = Fa
     # (Not null_handling="skip": it drops the rows whose values are all null.)
     pairs = [
         pc.fill_null(
-            pc.binary_join_element_wise("," + json.dumps(name, ensure_ascii=False) + ":", _json_string(_as_text(array, nulls_read)), ""),
+            pc.binary_join_element_wise("," + json.dumps(name, ensure_ascii=False) + ":", json_strings(_as_text(array, nulls_read)), ""),
             "",
         )
         for name, array in columns
