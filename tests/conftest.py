@@ -282,40 +282,13 @@ SLOW_MODULES = E2E_MODULES | {
 }
 
 
-# The modules that take longest (a browser, real processes, emulators, many cases), longest
-# first. A parallel run (`--dist loadfile`) hands out whole modules in collection order: these
-# go first, the rest after by number of tests, so that the run ends on short modules and both
-# workers finish together instead of one running a long module alone at the end.
-LONGEST_MODULES = (
-    "test_console", "test_pages", "test_observability", "test_pipeline_resilience", "test_pipeline_recovery",
-    "test_scope_matrix", "test_separate_hosts", "test_cost_sources_clouds", "test_cost_sources",
-    "test_subscriptions_processes", "test_credit_notes_e2e", "test_einvoicing", "test_invoice_templates",
-    "test_fuzz", "test_rendering", "test_subscriptions", "test_data_completeness", "test_storage",
-)
-
-
-def pytest_configure(config):
-    # xdist would otherwise hand out the modules with the most tests first, whatever their length.
-    config.option.loadscopereorder = False
-
-
 def pytest_collection_modifyitems(items):
-    counts: dict[str, int] = {}
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-        counts[module] = counts.get(module, 0) + 1
         if module in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
         if module in E2E_MODULES:
             item.add_marker(pytest.mark.e2e)
-    rank = {module: position for position, module in enumerate(LONGEST_MODULES)}
-
-    def order(item) -> tuple[int, int]:
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-        return (rank.get(module, len(rank)), -counts[module])
-
-    # Stable: the tests of a module keep their order, and modules of the same rank theirs.
-    items.sort(key=order)
 
 
 @pytest.fixture(scope="session")
