@@ -387,6 +387,35 @@ async def test_the_portal_says_so_on_a_wrong_password_an_expired_session_and_a_n
     assert await visit.violations() == []
 
 
+@pytest.mark.parametrize("path", ["/portal", "/console"])
+async def test_the_sign_in_form_says_what_is_missing_and_a_refusal_on_both_pages(visit, world, path):
+    """Both pages' sign-in is pages-api.js's: what is missing said and focused, nothing sent;
+    a refusal said, the password emptied and focused, the button usable again."""
+    page, origin = visit.page, visit.origin
+    await page.goto(origin + path)
+    alert = page.locator("#sign-in-message")
+    focused = "document.activeElement.id"
+    await page.get_by_role("button", name="Sign in").click()
+    await alert.get_by_text("Enter your e-mail and your password.").wait_for()
+    assert await page.evaluate(focused) == "email"
+    await page.get_by_label("E-mail").fill(world.users["customer"].email)
+    await page.get_by_role("button", name="Sign in").click()
+    assert await page.evaluate(focused) == "password"
+    assert not [url for url in visit.requests if url.startswith(origin + "/graphql")], "nothing sent"
+
+    await page.get_by_label("Password").fill("not the password")
+    await page.keyboard.press("Enter")
+    await alert.get_by_text("The e-mail or the password is wrong.").wait_for()
+    assert await alert.get_attribute("class") == "notice error"
+    assert await page.get_by_label("Password").input_value() == ""
+    assert await page.evaluate(focused) == "password"
+    assert await page.get_by_role("button", name="Sign in").is_enabled()
+    sent = [json.loads(body) for body in visit.received if '"login"' in body]
+    assert sent and sent[-1]["data"]["login"]["__typename"] == "UserError"
+    assert visit.foreign() == []
+    assert await visit.violations() == []
+
+
 # --- Serving (no browser) --------------------------------------------------------------------
 
 @pytest.mark.parametrize("environment", ["development", "production"])

@@ -43,8 +43,9 @@
     providerName: "rule-provider", serviceName: "rule-service", serviceCategory: "rule-category",
     startsOn: "rule-starts", endsOn: "rule-ends", isActive: "rule-active",
   };
-  var PERSON_FIELDS = { email: "person-email", name: "person-name", scope: "person-scope", managedAccountId: "person-account" };
-  var ROLE_FIELDS = { userId: "role-scope", scope: "role-scope", managedAccountId: "role-account" };
+  var PERSON_FIELDS = {
+    email: "person-email", name: "person-name", userId: "person-scope", scope: "person-scope", managedAccountId: "person-account",
+  };
   var TOKEN_FIELDS = { name: "token-name", expiresInDays: "token-days" };
   // What the Decimal scalar takes; anything else would be refused as a malformed request.
   var FIGURE = /^-?\d+(\.\d+)?$/;
@@ -292,7 +293,7 @@
 
   // --- People -------------------------------------------------------------------------------
 
-  var changing = null; // the user whose role the dialog changes
+  var changing = null; // the user whose role the person dialog changes; null: it invites one
 
   function personRow(u) {
     var role = p.SCOPES[u.scope] + (u.managedAccount ? " · " + u.managedAccount.name : "");
@@ -301,7 +302,7 @@
       var self = state.viewer && state.viewer.user.email === u.email;
       var who = u.name || u.email;
       values.push(self ? element("span", "You", "muted") : controls([
-        u.state !== "DEACTIVATED" ? ["Change role", "Change the role of " + who, "person-role-" + u.id, function () { changeRole(u); }] : null,
+        u.state !== "DEACTIVATED" ? ["Change role", "Change the role of " + who, "person-role-" + u.id, function () { personDialog(u); }] : null,
         u.state === "INVITED" ? ["Resend", "Resend the invitation of " + who, "person-resend-" + u.id, function () { resend(u); }] : null,
         u.state === "INVITED" ? ["Revoke invitation", "Revoke the invitation of " + who, "person-revoke-" + u.id,
           function () { remove(u); }] : null,
@@ -315,52 +316,46 @@
   }
 
   // The account choice is only for a customer user.
-  function scoped(select, account) {
-    account.closest(".field").hidden = select.value !== "CUSTOMER";
+  function scoped() {
+    $("person-account").closest(".field").hidden = $("person-scope").value !== "CUSTOMER";
   }
 
-  function invite() {
-    $("person-email").value = "";
-    $("person-name").value = "";
-    $("person-scope").value = "VIEWER";
-    accountOptions($("person-account"), null, null);
-    scoped($("person-scope"), $("person-account"));
-    openDialog($("person-dialog"), $("person-email"), "person-new");
+  function role(scope) { return p.SCOPES[scope].toLowerCase(); }
+
+  // The person dialog: inviting someone (`user` null), or changing `user`'s role.
+  function personDialog(user) {
+    changing = user;
+    $("person-title").textContent = user ? "Change the role of " + (user.name || user.email) : "Invite a person";
+    $("person-note").textContent = user ? user.email + " is " + role(user.scope) + " now."
+      : "The person is e-mailed a link to choose a password.";
+    $("person-save").textContent = user ? "Save role" : "Send invitation";
+    ["person-email", "person-name"].forEach(function (id) {
+      $(id).value = "";
+      $(id).closest(".field").hidden = !!user;
+    });
+    $("person-scope").value = user ? user.scope : "VIEWER";
+    accountOptions($("person-account"), null, user && user.managedAccount);
+    scoped();
+    openDialog($("person-dialog"), user ? $("person-scope") : $("person-email"), "person-new");
   }
 
-  function saveInvite(event) {
+  function savePerson(event) {
     event.preventDefault();
     var dialog = $("person-dialog");
     clearErrors(dialog);
     var scope = $("person-scope").value;
-    var input = {
-      email: $("person-email").value.trim(), name: text("person-name"), scope: scope,
-      managedAccountId: scope === "CUSTOMER" ? $("person-account").value || null : null,
-    };
-    busy($("person-save"), send("INVITE", { input: input }, "inviteUser", "UserInvited").then(function (answer) {
-      return done(dialog, answer.user.email + " is invited: an e-mail with a link is on its way.");
+    var account = scope === "CUSTOMER" ? $("person-account").value || null : null;
+    var work = changing
+      ? send("ROLE", { id: changing.id, scope: scope, account: account }, "changeUserScope", "UserUpdated").then(function (answer) {
+        return answer.user.email + " is " + role(answer.user.scope) + " now.";
+      })
+      : send("INVITE", { input: { email: $("person-email").value.trim(), name: text("person-name"), scope: scope, managedAccountId: account } },
+        "inviteUser", "UserInvited").then(function (answer) {
+        return answer.user.email + " is invited: an e-mail with a link is on its way.";
+      });
+    busy($("person-save"), work.then(function (message) {
+      return done(dialog, message);
     }).catch(function (error) { refused(dialog, PERSON_FIELDS, error); }));
-  }
-
-  function changeRole(user) {
-    changing = user;
-    $("role-title").textContent = "Change the role of " + (user.name || user.email);
-    $("role-who").textContent = user.email + " is " + p.SCOPES[user.scope].toLowerCase() + " now.";
-    $("role-scope").value = user.scope;
-    accountOptions($("role-account"), null, user.managedAccount);
-    scoped($("role-scope"), $("role-account"));
-    openDialog($("role-dialog"), $("role-scope"), "person-new");
-  }
-
-  function saveRole(event) {
-    event.preventDefault();
-    var dialog = $("role-dialog");
-    clearErrors(dialog);
-    var scope = $("role-scope").value;
-    var variables = { id: changing.id, scope: scope, account: scope === "CUSTOMER" ? $("role-account").value || null : null };
-    busy($("role-save"), send("ROLE", variables, "changeUserScope", "UserUpdated").then(function (answer) {
-      return done(dialog, answer.user.email + " is " + p.SCOPES[answer.user.scope].toLowerCase() + " now.");
-    }).catch(function (error) { refused(dialog, ROLE_FIELDS, error); }));
   }
 
   function remove(user) {
@@ -468,7 +463,7 @@
     if (!tokens.length) body.appendChild(cells(element("tr"), ["No API tokens", "—", "—", "—", ""]));
   }
 
-  ["rule-dialog", "person-dialog", "role-dialog", "token-dialog", "confirm-dialog"].forEach(function (id) {
+  ["rule-dialog", "person-dialog", "token-dialog", "confirm-dialog"].forEach(function (id) {
     var dialog = $(id);
     dialog.addEventListener("keydown", trap);
     dialog.addEventListener("close", returnFocus);
@@ -479,11 +474,9 @@
   $("token-dialog").addEventListener("close", forgetSecret);
   $("rule-new").addEventListener("click", function () { editRule(null); });
   $("rule-form").addEventListener("submit", saveRule);
-  $("person-new").addEventListener("click", invite);
-  $("person-form").addEventListener("submit", saveInvite);
-  $("person-scope").addEventListener("change", function () { scoped($("person-scope"), $("person-account")); });
-  $("role-form").addEventListener("submit", saveRole);
-  $("role-scope").addEventListener("change", function () { scoped($("role-scope"), $("role-account")); });
+  $("person-new").addEventListener("click", function () { personDialog(null); });
+  $("person-form").addEventListener("submit", savePerson);
+  $("person-scope").addEventListener("change", scoped);
   $("token-new").addEventListener("click", newToken);
   $("token-form").addEventListener("submit", createToken);
   $("token-copy").addEventListener("click", copySecret);

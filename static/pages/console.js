@@ -8,11 +8,11 @@
   "use strict";
 
   var api = window.consoleApi;
-  var element = window.pagesApi.element;
+  var shared = window.pagesApi;
+  var element = shared.element;
   var ROW_HEIGHT = 44; // px, as console.css sets it: the list renders only the rows in sight
   var OVERSCAN = 12;
-  var EXPIRED = "Your session has expired. Please sign in again.";
-  var SIGNED_OUT = "You are signed out.";
+  var EXPIRED = shared.EXPIRED;
   var DISPLAY = [
     ["DRAFT", "Draft"], ["PENDING", "Pending"], ["SENT", "Sent"], ["PAID", "Paid"], ["OVERDUE", "Overdue"],
     ["REFUNDED", "Refunded"], ["VOIDED", "Voided"],
@@ -78,12 +78,8 @@
     return (invoice.checks || []).filter(function (c) { return c.severity === "WARNING"; });
   }
 
-  function show(message, target, calm) {
-    var box = $(target || "message");
-    box.textContent = message || "";
-    box.hidden = !message;
-    box.className = "notice" + (calm ? "" : " error");
-  }
+  // A message in the page's alert box (`target`, else the one under the bar); an error unless `calm`.
+  function show(message, target, calm) { shared.notice(message, target || "message", calm); }
 
   function announce(message) { $("announcer").textContent = message; }
 
@@ -95,10 +91,7 @@
 
   function showSignIn(message) {
     ["month", "approval", "settings", "nav", "who"].forEach(function (id) { $(id).hidden = true; });
-    $("sign-in").hidden = false;
-    show(message, "sign-in-message", message === SIGNED_OUT);
-    $("password").value = "";
-    (message ? $("sign-in-title") : $("email")).focus();
+    shared.showSignIn(message);
   }
 
   function endSession(message) {
@@ -127,39 +120,16 @@
     location.assign("/portal");
   }
 
-  function signIn(event) {
-    event.preventDefault();
-    var email = $("email").value.trim();
-    var password = $("password").value;
-    if (!email || !password) {
-      show("Enter your e-mail and your password.", "sign-in-message");
-      (email ? $("password") : $("email")).focus();
-      return;
-    }
-    $("sign-in-button").disabled = true;
-    show("", "sign-in-message");
-    api.call(api.DOCUMENTS.LOGIN, { email: email, password: password }).then(function (data) {
-      var result = data.login;
-      if (result.__typename !== "LoginSuccess") {
-        show(result.message, "sign-in-message");
-        $("password").value = "";
-        $("password").focus();
-        return null;
-      }
-      $("password").value = "";
-      if (result.viewer.scope === "CUSTOMER") return toPortal(result.token, result.expiresAt);
-      api.remember({ token: result.token, expiresAt: result.expiresAt });
-      return open();
-    }).catch(function (error) {
-      show(error.message, "sign-in-message");
-    }).then(function () {
-      $("sign-in-button").disabled = false;
-    });
+  // A customer's sign-in is handed to the portal; anyone else's opens the console.
+  function signedIn(result) {
+    if (result.viewer.scope === "CUSTOMER") return toPortal(result.token, result.expiresAt);
+    api.remember({ token: result.token, expiresAt: result.expiresAt });
+    return open();
   }
 
   function signOut() {
     var session = api.session();
-    endSession(SIGNED_OUT);
+    endSession(shared.SIGNED_OUT);
     if (session) api.call(api.DOCUMENTS.SIGN_OUT, {}, session.token).catch(function () {});
   }
 
@@ -407,7 +377,7 @@
   // --- Start --------------------------------------------------------------------------------
 
   function start() {
-    $("sign-in-form").addEventListener("submit", signIn);
+    $("sign-in-form").addEventListener("submit", shared.signIn(api.DOCUMENTS.LOGIN, signedIn));
     $("sign-out").addEventListener("click", signOut);
     window.addEventListener("hashchange", route);
     $("month-picker").addEventListener("change", function () {

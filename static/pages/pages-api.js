@@ -1,12 +1,17 @@
 // What the portal and the console share of the public GraphQL API, written once: a GraphQL
 // call over HTTP with its errors said in words, the session kept in the tab's sessionStorage,
 // the live client (graphql-transport-ws, with graphql-ws), a download through a signed link,
-// and text-only elements. Each page keeps its own documents and screens.
+// text-only elements and notices, and the sign-in form both pages have. Each page keeps its
+// own documents and screens.
 (function () {
   "use strict";
 
   var ENDPOINT = location.origin + "/graphql";
   var SOCKET = ENDPOINT.replace(/^http/, "ws");
+  var EXPIRED = "Your session has expired. Please sign in again.";
+  var SIGNED_OUT = "You are signed out.";
+
+  var $ = function (id) { return document.getElementById(id); };
 
   // The token was refused (expired, revoked): the page ends its session.
   function SessionEnded() {}
@@ -91,8 +96,64 @@
     link.remove();
   }
 
+  // A message in the page's alert box `target` (none: hidden); an error unless `calm`.
+  function notice(message, target, calm) {
+    var box = $(target);
+    box.textContent = message || "";
+    box.hidden = !message;
+    box.className = "notice" + (calm ? "" : " error");
+  }
+
+  // --- The sign-in form: #sign-in-form in #sign-in, with #email, #password, #sign-in-button,
+  // #sign-in-title and the alert #sign-in-message, the same on both pages --------------------
+
+  // The form shown (the page has hidden the rest) with `message`: calm when signed out, else an
+  // error; the focus on the message's heading, or on the e-mail field when there is none.
+  function showSignIn(message) {
+    $("sign-in").hidden = false;
+    notice(message, "sign-in-message", message === SIGNED_OUT);
+    $("password").value = "";
+    (message ? $("sign-in-title") : $("email")).focus();
+  }
+
+  // What was typed in, or null once the form said what is missing (the focus on it).
+  function readSignIn() {
+    var email = $("email").value.trim();
+    var password = $("password").value;
+    if (email && password) return { email: email, password: password };
+    notice("Enter your e-mail and your password.", "sign-in-message");
+    (email ? $("password") : $("email")).focus();
+    return null;
+  }
+
+  // The form's submit: the page's `login` document with what was typed in. A LoginSuccess goes
+  // to `signedIn(result)` (the button stays disabled until what it returns settles); a refusal
+  // or a failed call is said at the form. The password is emptied once the server answered.
+  function signIn(login, signedIn) {
+    return function (event) {
+      event.preventDefault();
+      var typed = readSignIn();
+      if (!typed) return;
+      var button = $("sign-in-button");
+      button.disabled = true;
+      notice("", "sign-in-message");
+      call(login, typed).then(function (data) {
+        var result = data.login;
+        $("password").value = "";
+        if (result.__typename === "LoginSuccess") return signedIn(result);
+        notice(result.message, "sign-in-message");
+        $("password").focus();
+        return null;
+      }).catch(function (error) {
+        if (!(error instanceof SessionEnded)) notice(error.message, "sign-in-message");
+      }).then(function () {
+        button.disabled = false;
+      });
+    };
+  }
+
   window.pagesApi = {
     SessionEnded: SessionEnded, call: call, keep: keep, kept: kept, liveClient: liveClient, element: element,
-    save: save,
+    save: save, notice: notice, showSignIn: showSignIn, signIn: signIn, EXPIRED: EXPIRED, SIGNED_OUT: SIGNED_OUT,
   };
 })();

@@ -10,6 +10,7 @@
 
   var shared = window.pagesApi;
   var SessionEnded = shared.SessionEnded, call = shared.call, element = shared.element, save = shared.save;
+  var show = shared.notice; // a message in one of the page's alert boxes
   var STORED = "invoicing.portal.session";
   var PAGE_SIZE = 50;
   // setTimeout's limit (about 24.8 days); a longer session is checked again then.
@@ -33,8 +34,7 @@
   var LIVE = "subscription PortalLive { invoiceStatusChanged { invoice { ...PortalInvoice } } } " + INVOICE_FIELDS;
   var SIGN_OUT = "mutation PortalSignOut { revokeToken { __typename } }";
 
-  var EXPIRED = "Your session has expired. Please sign in again.";
-  var SIGNED_OUT = "You are signed out.";
+  var EXPIRED = shared.EXPIRED;
   var STATUS = {
     UNPAID: "Unpaid", PARTIALLY_PAID: "Partly paid", PAID: "Paid", OVERDUE: "Overdue",
     PARTIALLY_REFUNDED: "Partly refunded", REFUNDED: "Refunded",
@@ -90,21 +90,10 @@
 
   // --- Screens ------------------------------------------------------------------------------
 
-  // A message in one of the page's alert boxes (none: hidden); an error unless `calm`.
-  function show(message, target, calm) {
-    var box = $(target);
-    box.textContent = message || "";
-    box.hidden = !message;
-    box.className = "notice" + (calm ? "" : " error");
-  }
-
   function showSignIn(message) {
     $("invoices").hidden = true;
     $("who").hidden = true;
-    $("sign-in").hidden = false;
-    show(message, "sign-in-message", message === SIGNED_OUT);
-    $("password").value = "";
-    (message ? $("sign-in-title") : $("email")).focus();
+    shared.showSignIn(message);
   }
 
   function showInvoices(viewer) {
@@ -248,46 +237,22 @@
     showSignIn(message);
   }
 
-  function signIn(event) {
-    event.preventDefault();
-    var email = $("email").value.trim();
-    var password = $("password").value;
-    if (!email || !password) {
-      show("Enter your e-mail and your password.", "sign-in-message");
-      (email ? $("password") : $("email")).focus();
-      return;
+  // Only a customer's sign-in opens the portal.
+  function signedIn(result) {
+    if (result.viewer.scope !== "CUSTOMER") {
+      // Not a customer: the token goes at once, nothing is read with it.
+      call(SIGN_OUT, {}, result.token).catch(function () {});
+      show("This portal is for customers. MSP users work in their console or through the API.", "sign-in-message");
+      return null;
     }
-    var button = $("sign-in-button");
-    button.disabled = true;
-    show("", "sign-in-message");
-    call(LOGIN, { email: email, password: password }).then(function (data) {
-      var result = data.login;
-      if (result.__typename !== "LoginSuccess") {
-        show(result.message, "sign-in-message");
-        $("password").value = "";
-        $("password").focus();
-        return null;
-      }
-      if (result.viewer.scope !== "CUSTOMER") {
-        // Not a customer: the token goes at once, nothing is read with it.
-        call(SIGN_OUT, {}, result.token).catch(function () {});
-        show("This portal is for customers. MSP users work in their console or through the API.", "sign-in-message");
-        return null;
-      }
-      remember({ token: result.token, expiresAt: result.expiresAt });
-      $("password").value = "";
-      return open();
-    }).catch(function (error) {
-      if (!(error instanceof SessionEnded)) show(error.message, "sign-in-message");
-    }).then(function () {
-      button.disabled = false;
-    });
+    remember({ token: result.token, expiresAt: result.expiresAt });
+    return open();
   }
 
   function signOut() {
     var token = session && session.token;
     // The live client first, so that the revocation does not read as an expired session.
-    endSession(SIGNED_OUT);
+    endSession(shared.SIGNED_OUT);
     if (token) call(SIGN_OUT, {}, token).catch(function () {});
   }
 
@@ -429,7 +394,7 @@
     ended: function (error) { return error instanceof SessionEnded; },
   });
 
-  $("sign-in-form").addEventListener("submit", signIn);
+  $("sign-in-form").addEventListener("submit", shared.signIn(LOGIN, signedIn));
   $("sign-out").addEventListener("click", signOut);
 
   var kept = shared.kept(STORED);
