@@ -339,21 +339,24 @@
     openDialog($("person-dialog"), user ? $("person-scope") : $("person-email"), "person-new");
   }
 
+  // The person dialog's change (the role, or the invitation): what is announced once it is saved.
+  function personChange() {
+    var scope = $("person-scope").value;
+    var account = scope === "CUSTOMER" ? $("person-account").value || null : null;
+    if (changing) {
+      return send("ROLE", { id: changing.id, scope: scope, account: account }, "changeUserScope", "UserUpdated")
+        .then(function (answer) { return answer.user.email + " is " + role(answer.user.scope) + " now."; });
+    }
+    var input = { email: $("person-email").value.trim(), name: text("person-name"), scope: scope, managedAccountId: account };
+    return send("INVITE", { input: input }, "inviteUser", "UserInvited")
+      .then(function (answer) { return answer.user.email + " is invited: an e-mail with a link is on its way."; });
+  }
+
   function savePerson(event) {
     event.preventDefault();
     var dialog = $("person-dialog");
     clearErrors(dialog);
-    var scope = $("person-scope").value;
-    var account = scope === "CUSTOMER" ? $("person-account").value || null : null;
-    var work = changing
-      ? send("ROLE", { id: changing.id, scope: scope, account: account }, "changeUserScope", "UserUpdated").then(function (answer) {
-        return answer.user.email + " is " + role(answer.user.scope) + " now.";
-      })
-      : send("INVITE", { input: { email: $("person-email").value.trim(), name: text("person-name"), scope: scope, managedAccountId: account } },
-        "inviteUser", "UserInvited").then(function (answer) {
-        return answer.user.email + " is invited: an e-mail with a link is on its way.";
-      });
-    busy($("person-save"), work.then(function (message) {
+    busy($("person-save"), personChange().then(function (message) {
       return done(dialog, message);
     }).catch(function (error) { refused(dialog, PERSON_FIELDS, error); }));
   }
