@@ -28,11 +28,12 @@ machine's load hardly moves (the lanes' share of the worker while it does the ot
 Each run of the other work ends at its last AWAITING_APPROVAL, and its CPU is read there from
 the worker's CPU sampled every 20 ms (the bench's poll sees that moment later, by when the
 lanes post again). `cpu_ms_per_delivery` is the worker's CPU per delivery once the other work
-ended (the lanes' cost alone); `--lane N` measures it in this process, without a worker or other work. The
-last line is the burst's `p99_ms`. The database named by --database-url is DROPPED and
-recreated: never point it at one you keep.
+ended (the lanes' cost alone); `--lane N` measures it in this process, without a worker or
+other work. The last line is the burst's `p99_ms`. The database named by --database-url is
+DROPPED and recreated: never point it at one you keep; `--worker-log` keeps the worker's log
+(a generation that failed and was tried again shows there).
 
-    .venv/bin/python bench/webhooks.py [--events 10000] [--endpoints 10] [--steady 200] [--other 24]
+    .venv/bin/python bench/webhooks.py [--events 10000] [--endpoints 10] [--steady 200] [--other 24] [--worker-log FILE]
     .venv/bin/python bench/webhooks.py --lane 2000 [--endpoints 10] [--keep-database]
 """
 
@@ -218,7 +219,9 @@ async def generate(redis, org) -> tuple[float, float]:
     return started, await wait_until_generated(org, len(ids), timeout=600)
 
 
-async def main(events: int, endpoints: int, steady: int, other: int, database_url: str, redis_url: str) -> None:
+async def main(
+    events: int, endpoints: int, steady: int, other: int, database_url: str, redis_url: str, worker_log: Path | None = None
+) -> None:
     os.environ.update(DATABASE_URL=database_url, REDIS_URL=redis_url, WEBHOOK_PRIVATE_ADDRESSES="true", WEBHOOK_ALLOW_HTTP="true")
     import httpx
     from tortoise import connections
@@ -244,8 +247,9 @@ async def main(events: int, endpoints: int, steady: int, other: int, database_ur
     seeded = time.time()
     environment = {**os.environ, "WEBHOOK_PRIVATE_ADDRESSES": "true", "WEBHOOK_ALLOW_HTTP": "true"}
     receiver = start_receiver(port, secrets_file, environment)
+    output = worker_log.open("w") if worker_log else subprocess.DEVNULL  # noqa: ASYNC230 (opened once, before the run)
     worker = subprocess.Popen(  # noqa: ASYNC220 (started once, before the run)
-        [sys.executable, "-m", "invoicing", "worker"], env=environment, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "invoicing", "worker"], env=environment, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT
     )
     try:
         async with httpx.AsyncClient() as http:
@@ -305,6 +309,8 @@ async def main(events: int, endpoints: int, steady: int, other: int, database_ur
             except subprocess.TimeoutExpired:
                 process.kill()
         secrets_file.unlink(missing_ok=True)
+        if worker_log:
+            output.close()
         await redis.aclose()
         await db.close()
 
@@ -479,6 +485,7 @@ if __name__ == "__main__":
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--lane", type=int, help="only the CPU of one lane in this process: this many deliveries, queued at once")
     parser.add_argument("--keep-database", action="store_true", help="with --lane: empty the database of an earlier run")
+    parser.add_argument("--worker-log", type=Path, help="write the worker's log there (discarded by default)")
     parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--secrets", type=Path, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -488,5 +495,13 @@ if __name__ == "__main__":
         asyncio.run(lane(arguments.lane, arguments.endpoints, arguments.database_url, arguments.keep_database))
     else:
         asyncio.run(
-            main(arguments.events, arguments.endpoints, arguments.steady, arguments.other, arguments.database_url, arguments.redis_url)
+            main(
+                arguments.events,
+                arguments.endpoints,
+                arguments.steady,
+                arguments.other,
+                arguments.database_url,
+                arguments.redis_url,
+                arguments.worker_log,
+            )
         )

@@ -87,12 +87,18 @@ async def claim_job(ctx: dict) -> None:
     )
 
 
+async def end_job(ctx: dict) -> None:
+    """The job returned, failed or was cancelled (arq has yet to record it): the webhook lanes
+    go on if it was the last other job. Here rather than once arq removed its claim, which
+    may fail (Redis down) and leave the lanes waiting."""
+    if _other_job(ctx):
+        ctx["other_jobs"].ended(ctx["job_id"])
+
+
 async def release_job(ctx: dict) -> None:
     """The job ended (arq removed its claim): stop renewing it. A job that the worker's stop
     cut short stays queued for another worker (arq's doing), and this try is not counted
     against it: a cost import, tried once, runs again in full."""
-    if _other_job(ctx):
-        ctx["other_jobs"].ended(ctx["job_id"])
     if lease := ctx.pop("lease", None):
         lease.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -205,6 +211,7 @@ class WorkerSettings:
     on_startup = startup
     on_shutdown = shutdown
     on_job_start = claim_job
+    on_job_end = end_job
     after_job_end = release_job
     queue_name = broker.QUEUE_NAME
     health_check_key = broker.HEALTH_CHECK_KEY

@@ -609,11 +609,12 @@ def _holding():
 async def _worker(redis, settings, *extra):
     """A worker as `jobs.worker` runs one, telling its lanes of the other jobs it runs (with
     `extra` functions and no cron); its context."""
-    from jobs.worker import WorkerSettings, claim_job, release_job
+    from jobs.worker import WorkerSettings
     from tests.workers import running
 
     ctx = {"settings": settings, "other_jobs": OtherJobs()}
-    async with running(redis, ctx, functions=[*WorkerSettings.functions, *extra], on_job_start=claim_job, after_job_end=release_job):
+    job_hooks = {name: getattr(WorkerSettings, name) for name in ("on_job_start", "on_job_end", "after_job_end")}
+    async with running(redis, ctx, functions=[*WorkerSettings.functions, *extra], **job_hooks):
         yield ctx
 
 
@@ -698,7 +699,7 @@ async def test_deliveries_taken_but_not_posted_are_given_back_due_as_they_were_u
 
 
 async def test_the_worker_tells_the_lanes_while_other_jobs_run(hooks):
-    from jobs.worker import claim_job, release_job
+    from jobs.worker import claim_job, end_job
 
     others = OtherJobs()
     limit = lane_limit(hooks.model_copy(update={"webhook_concurrency": 16, "webhook_busy_max_wait_seconds": 60}), others)
@@ -711,7 +712,7 @@ async def test_the_worker_tells_the_lanes_while_other_jobs_run(hooks):
     assert limit() == 0 and not others.idle.is_set() and others.ids == {"generate_invoices:9a2b"}
     # Past the longest wait: a few at once (WEBHOOK_CONCURRENCY_BUSY).
     assert lane_limit(hooks.model_copy(update={"webhook_concurrency_busy": 3, "webhook_busy_max_wait_seconds": 0}), others)() == 3
-    await release_job(generation)
+    await end_job(generation)
     assert limit() == 16 and others.idle.is_set() and others.busy_for() == 0
 
 
