@@ -220,15 +220,26 @@ async def deliver_webhooks(ctx: dict, lane: int) -> int:
     await redis.delete(dispatch.webhook_lane_kick(lane))
     attempted = 0
     others: OtherJobs | None = ctx.get("other_jobs")
-    limit = lane_limit(settings, others)
+    allowed = lane_limit(settings, others)
+    # Whether the round stopped for other jobs rather than for want of deliveries due (they
+    # may have ended since: the lane goes on all the same).
+    yielded = False
+
+    def limit() -> int:
+        nonlocal yielded
+        most = allowed()
+        yielded = yielded or not most
+        return most
+
     async with Sender(settings, connections=settings.webhook_concurrency) as sender:
         while await redis.set(lock, token, nx=True, ex=LANE_LOCK_SECONDS):
             try:
                 while True:
                     await redis.delete(dispatch.WEBHOOKS_WAKE)
+                    yielded = False
                     attempted += await deliver_due(settings, sender, limit=limit)
                     await redis.expire(lock, LANE_LOCK_SECONDS)
-                    if others is not None and not limit():
+                    if yielded and others is not None:
                         await _await_turn(others, settings, redis, lock)
                         continue
                     if not await redis.exists(dispatch.WEBHOOKS_WAKE):

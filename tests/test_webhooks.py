@@ -661,6 +661,25 @@ async def test_while_the_worker_runs_another_job_the_lanes_post_nothing_then_del
     assert await WebhookAttempt.all().count() == 60
 
 
+async def test_a_lane_that_stopped_for_a_short_job_goes_on_once_it_ended(world, redis, hooks, hooks_client, receiver):
+    """The other job ends while the lane's posts in flight still run: the lane delivers the
+    rest itself (no sweeper runs here to start it again)."""
+    await _burst(world, hooks_client, receiver, ["brief"], 30)
+    receiver.delay["brief"] = 0.3
+    settings = hooks.model_copy(update={"webhook_lanes": 1})
+    hold, started, release = _holding()
+    release.set()
+    async with _worker(redis, settings, hold):
+        await dispatch.start_webhook_lanes(redis, settings.webhook_lanes)
+        await receiver.wait_for("brief", 1)
+        await redis.enqueue_job("hold")
+        await asyncio.wait_for(started.wait(), 30)
+        received = await receiver.wait_for("brief", 30)
+        await _settled(receiver, "brief")
+    assert len(receiver.at("brief")) == 30 and len({one.headers["webhook-id"] for one in received}) == 30
+    assert await WebhookDelivery.filter(state=DeliveryState.DELIVERED, attempts=1).count() == 30
+
+
 async def test_a_worker_busy_past_the_longest_wait_lets_its_lanes_post_a_few_at_once(world, redis, hooks, hooks_client, receiver):
     await _burst(world, hooks_client, receiver, ["late"], 8)
     receiver.delay["late"] = 0.2
