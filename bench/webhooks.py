@@ -13,9 +13,10 @@ worker runs as `invoicing worker` does, in a process of its own (with its warm C
 2. A burst: 10,000 approved invoices (1,000 per organization) fall due, and one run of the
    overdue marking commits them all: 10,000 `invoice.overdue` events at once. Right after its
    commit, the same amount of other work (a second organization's invoices) is started and
-   timed while the burst is delivered. Prints `deliveries_per_s` (10,000 over the time from
-   that commit to the last receipt) and the p50/p99 from the commit to each receipt
-   (queueing included).
+   timed while the burst waits: the lanes post nothing while the worker runs other jobs (but
+   the posts in flight as the first generation job starts), and deliver the burst once it
+   runs none. Prints `deliveries_per_s` (10,000 over the time from that commit to the last
+   receipt) and the p50/p99 from the commit to each receipt (queueing included).
 3. Other work alone again (a third organization), once the burst is delivered.
 4. Steady changes: 200 payments recorded one after another, each a unit of work as a mutation
    is; prints the p50/p99 from each commit to its receipt (`steady_p99_ms`).
@@ -24,12 +25,15 @@ worker runs as `invoicing worker` does, in a process of its own (with its warm C
 times alone (1.0: unaffected), printed with how far apart the two runs alone are (the
 machine's noise); `other_work_cpu_ratio` is the same for the worker's CPU seconds, which the
 machine's load hardly moves (the lanes' share of the worker while it does the other work).
-`cpu_ms_per_delivery` is the worker's CPU per delivery once the other work ended (the lanes'
-cost alone); `--lane N` measures it in this process, without a worker or other work. The
-last line is the burst's `p99_ms`. The database named by --database-url is DROPPED and
-recreated: never point it at one you keep.
+Each run of the other work ends at its last AWAITING_APPROVAL, and its CPU is read there from
+the worker's CPU sampled every 20 ms (the bench's poll sees that moment later, by when the
+lanes post again). `cpu_ms_per_delivery` is the worker's CPU per delivery once the other work
+ended (the lanes' cost alone); `--lane N` measures it in this process, without a worker or
+other work. The last line is the burst's `p99_ms`. The database named by --database-url is
+DROPPED and recreated: never point it at one you keep; `--worker-log` keeps the worker's log
+(a generation that failed and was tried again shows there).
 
-    .venv/bin/python bench/webhooks.py [--events 10000] [--endpoints 10] [--steady 200] [--other 24]
+    .venv/bin/python bench/webhooks.py [--events 10000] [--endpoints 10] [--steady 200] [--other 24] [--worker-log FILE]
     .venv/bin/python bench/webhooks.py --lane 2000 [--endpoints 10] [--keep-database]
 """
 
@@ -172,9 +176,33 @@ async def other_work(organizations: int, invoices: int) -> list:
     return found
 
 
-async def generate(redis, org) -> float:
-    """Generate the organization's invoices as `generateInvoices` does: seconds from the start
-    to the last AWAITING_APPROVAL."""
+class CpuTrace:
+    """A process's CPU seconds sampled every `every` seconds, each with when it was taken: its
+    CPU at a moment known only afterwards, interpolated between the samples around it."""
+
+    def __init__(self, pid: int, every: float = 0.02) -> None:
+        self.pid, self.every = pid, every
+        self.samples: list[tuple[float, float]] = []
+
+    async def run(self) -> None:
+        while True:
+            self.samples.append((time.time(), _cpu(self.pid)))
+            await asyncio.sleep(self.every)
+
+    async def at(self, moment: float) -> float:
+        """The CPU seconds at `moment` (waiting for a sample after it)."""
+        while not self.samples or self.samples[-1][0] < moment:  # noqa: ASYNC110 (sampled by run())
+            await asyncio.sleep(self.every)
+        after = next(i for i, (taken, _) in enumerate(self.samples) if taken >= moment)
+        if after == 0:
+            return self.samples[0][1]
+        (t0, c0), (t1, c1) = self.samples[after - 1], self.samples[after]
+        return c0 + (c1 - c0) * (moment - t0) / (t1 - t0)
+
+
+async def generate(redis, org) -> tuple[float, float]:
+    """Generate the organization's invoices as `generateInvoices` does: when it started and
+    when the last turned AWAITING_APPROVAL (time.time())."""
     from bench.month_close import wait_until_generated
     from jobs import dispatch
     from models import Invoice
@@ -188,10 +216,12 @@ async def generate(redis, org) -> float:
     started = time.time()
     await start_generations(list(ids), org.id, Actor(user_id=owner.id))
     await dispatch.enqueue_generation(redis, ids)
-    return await wait_until_generated(org, len(ids), timeout=600) - started
+    return started, await wait_until_generated(org, len(ids), timeout=600)
 
 
-async def main(events: int, endpoints: int, steady: int, other: int, database_url: str, redis_url: str) -> None:
+async def main(
+    events: int, endpoints: int, steady: int, other: int, database_url: str, redis_url: str, worker_log: Path | None = None
+) -> None:
     os.environ.update(DATABASE_URL=database_url, REDIS_URL=redis_url, WEBHOOK_PRIVATE_ADDRESSES="true", WEBHOOK_ALLOW_HTTP="true")
     import httpx
     from tortoise import connections
@@ -217,8 +247,9 @@ async def main(events: int, endpoints: int, steady: int, other: int, database_ur
     seeded = time.time()
     environment = {**os.environ, "WEBHOOK_PRIVATE_ADDRESSES": "true", "WEBHOOK_ALLOW_HTTP": "true"}
     receiver = start_receiver(port, secrets_file, environment)
+    output = worker_log.open("w") if worker_log else subprocess.DEVNULL  # noqa: ASYNC230 (opened once, before the run)
     worker = subprocess.Popen(  # noqa: ASYNC220 (started once, before the run)
-        [sys.executable, "-m", "invoicing", "worker"], env=environment, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "invoicing", "worker"], env=environment, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT
     )
     try:
         async with httpx.AsyncClient() as http:
@@ -229,13 +260,17 @@ async def main(events: int, endpoints: int, steady: int, other: int, database_ur
                 await asyncio.sleep(0.1)
             await asyncio.sleep(3)  # its jobs run at start-up end
             started = time.time()
-            warm = await generate(redis, others[3])  # the worker's first generation warms its templates and browser
+            begun, ended = await generate(redis, others[3])  # the worker's first generation warms its templates and browser
+            warm = ended - begun
             alone, alone_cpu = [], []
+            trace = CpuTrace(worker.pid)
+            sampling = asyncio.create_task(trace.run())
 
             async def other_alone(org) -> None:
                 cpu = _cpu(worker.pid)
-                alone.append(await generate(redis, org))
-                alone_cpu.append(_cpu(worker.pid) - cpu)
+                begun, ended = await generate(redis, org)
+                alone.append(ended - begun)
+                alone_cpu.append(await trace.at(ended) - cpu)
 
             await other_alone(others[0])
             print(f"other work: warming {warm:.2f} s, alone {alone[0]:.2f} s", flush=True)
@@ -251,8 +286,8 @@ async def main(events: int, endpoints: int, steady: int, other: int, database_ur
                 burst_commit = time.time()
             committed.update({node_id("Invoice", invoice.id): burst_commit for invoice in overdue})
             cpu_burst_started = _cpu(worker.pid)
-            beside = await generate(redis, others[1])
-            beside_ended, cpu_beside_ended = time.time(), _cpu(worker.pid)
+            begun, beside_ended = await generate(redis, others[1])
+            beside, cpu_beside_ended = beside_ended - begun, await trace.at(beside_ended)
             burst = await _arrivals(http, port, len(overdue))
             cpu_burst_ended = _cpu(worker.pid)
             await other_alone(others[2])
@@ -264,6 +299,7 @@ async def main(events: int, endpoints: int, steady: int, other: int, database_ur
                     )
                     committed[node_id("Payment", done.payment.id)] = time.time()
             arrivals = await _arrivals(http, port, len(overdue) + steady)
+            sampling.cancel()
     finally:
         for process in (worker, receiver):
             process.send_signal(signal.SIGTERM)
@@ -273,6 +309,8 @@ async def main(events: int, endpoints: int, steady: int, other: int, database_ur
             except subprocess.TimeoutExpired:
                 process.kill()
         secrets_file.unlink(missing_ok=True)
+        if worker_log:
+            output.close()
         await redis.aclose()
         await db.close()
 
@@ -447,6 +485,7 @@ if __name__ == "__main__":
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--lane", type=int, help="only the CPU of one lane in this process: this many deliveries, queued at once")
     parser.add_argument("--keep-database", action="store_true", help="with --lane: empty the database of an earlier run")
+    parser.add_argument("--worker-log", type=Path, help="write the worker's log there (discarded by default)")
     parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--secrets", type=Path, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -456,5 +495,13 @@ if __name__ == "__main__":
         asyncio.run(lane(arguments.lane, arguments.endpoints, arguments.database_url, arguments.keep_database))
     else:
         asyncio.run(
-            main(arguments.events, arguments.endpoints, arguments.steady, arguments.other, arguments.database_url, arguments.redis_url)
+            main(
+                arguments.events,
+                arguments.endpoints,
+                arguments.steady,
+                arguments.other,
+                arguments.database_url,
+                arguments.redis_url,
+                arguments.worker_log,
+            )
         )

@@ -220,9 +220,14 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(
         16, gt=0, le=256, description="Deliveries in flight at once in each lane (at most 4 of them to one endpoint).",
     )
+    webhook_busy_max_wait_seconds: float = Field(
+        60, ge=0, description="While the worker runs other jobs (generation, e-mail, imports) its webhook lanes post "
+        "nothing, for this long at most: once it has run them this long without a break, the lanes post "
+        "WEBHOOK_CONCURRENCY_BUSY at once each until it runs none (0: at once, never waiting).",
+    )
     webhook_concurrency_busy: int = Field(
-        1, gt=0, le=256, description="Deliveries in flight at once in each lane while the worker runs other jobs "
-        "(generation, e-mail, imports): webhooks then leave them the worker's time.",
+        1, gt=0, le=256, description="Deliveries in flight at once in each lane once the worker has run other jobs for "
+        "WEBHOOK_BUSY_MAX_WAIT_SECONDS without a break: webhooks late, never starved, and still leaving it most of its time.",
     )
     subscriptions_per_connection: int = Field(
         20, gt=0, description="Cap on operations running at once on one WebSocket."

@@ -18,6 +18,7 @@ cost four fifths of a delivery's CPU; this posts the same request for a fraction
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import time
 from collections import OrderedDict
@@ -121,6 +122,13 @@ class _Connection:
         self.writer.close()
 
 
+@functools.cache
+def public_tls() -> ssl.SSLContext:
+    """TLS with the public authorities (certifi's), made once per process: reading them costs
+    some 30 ms of CPU, which each lane paid as it started, while the worker's other jobs ran."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 class Sender:
     """One lane's connections: kept alive between deliveries to the same endpoint name and
     checked address, `connections` of them idle at most (the longest idle closed first) and
@@ -133,7 +141,7 @@ class Sender:
         self._most_idle = connections
         self._idle: OrderedDict[_Connection, _Origin] = OrderedDict()
         # The public authorities; the tests' own authority in their place.
-        self._tls = tls or ssl.create_default_context(cafile=certifi.where())
+        self._tls = tls or public_tls()
 
     async def __aenter__(self) -> Sender:
         return self

@@ -30,7 +30,7 @@ from jobs.reminders import queue_due_reminders, send_reminder
 from jobs.send import notify_customer, send_invoice
 from jobs.statements import print_statement
 from jobs.void_copies import print_void_copy
-from jobs.webhooks import deliver_webhooks, notify_webhook_disabled, sweep_webhooks
+from jobs.webhooks import OtherJobs, deliver_webhooks, notify_webhook_disabled, sweep_webhooks
 from jobs.xero import poll_xero_payments, push_to_xero, read_xero_payments, revoke_xero_tokens
 from models.auth import purge_tokens
 from models.idempotency import purge_keys
@@ -58,8 +58,8 @@ async def shared(settings: Settings) -> dict[str, Any]:
         "pdf": renderer,
         "generations": asyncio.Semaphore(GENERATIONS_AT_ONCE),
         "imports": asyncio.Semaphore(IMPORTS_AT_ONCE),
-        # The ids of the jobs running now but the webhook lanes (jobs/webhooks.py yields to them).
-        "other_jobs": set(),
+        # The jobs running now but the webhook lanes' (the lanes wait for it to run none).
+        "other_jobs": OtherJobs(),
     }
 
 
@@ -78,7 +78,7 @@ async def claim_job(ctx: dict) -> None:
     # arq's own lines of the job (its start and end) carry its id: this runs in its task.
     log_context.mark(job_id=ctx["job_id"])
     if _other_job(ctx):
-        ctx["other_jobs"].add(ctx["job_id"])
+        ctx["other_jobs"].started(ctx["job_id"])
     settings = ctx.get("settings")
     if settings is None or "redis" not in ctx:
         return
@@ -87,12 +87,18 @@ async def claim_job(ctx: dict) -> None:
     )
 
 
+async def end_job(ctx: dict) -> None:
+    """The job returned, failed or was cancelled (arq has yet to record it): the webhook lanes
+    go on if it was the last other job. Here rather than once arq removed its claim, which
+    may fail (Redis down) and leave the lanes waiting."""
+    if _other_job(ctx):
+        ctx["other_jobs"].ended(ctx["job_id"])
+
+
 async def release_job(ctx: dict) -> None:
     """The job ended (arq removed its claim): stop renewing it. A job that the worker's stop
     cut short stays queued for another worker (arq's doing), and this try is not counted
     against it: a cost import, tried once, runs again in full."""
-    if _other_job(ctx):
-        ctx["other_jobs"].discard(ctx["job_id"])
     if lease := ctx.pop("lease", None):
         lease.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -205,6 +211,7 @@ class WorkerSettings:
     on_startup = startup
     on_shutdown = shutdown
     on_job_start = claim_job
+    on_job_end = end_job
     after_job_end = release_job
     queue_name = broker.QUEUE_NAME
     health_check_key = broker.HEALTH_CHECK_KEY

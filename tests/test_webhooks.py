@@ -4,7 +4,10 @@ disabling, organization isolation, refused URLs, rotation, and the scope matrix.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -14,9 +17,10 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from infra.webhooks import Sender
+from jobs import dispatch
 from jobs.effects import following
 from jobs.mailer import RecipientOutcome
-from jobs.webhooks import PER_ENDPOINT, deliver_due, notify_webhook_disabled
+from jobs.webhooks import PER_ENDPOINT, OtherJobs, deliver_due, lane_limit, notify_webhook_disabled
 from models import CostSource, User
 from models.actors import Actor
 from models.auth import Principal
@@ -32,6 +36,7 @@ from models.payments.ledger import record_payment, refund_payment
 from models.payments.overdue import mark_overdue
 from models.payments.tables import PaymentMethod
 from models.webhooks import (
+    CLAIM,
     EVENT_TYPES,
     RETRY_DELAYS,
     Attempted,
@@ -41,9 +46,11 @@ from models.webhooks import (
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
+    claim_due,
     node_id,
     queue_events,
     record_attempts,
+    release_claims,
 )
 from models.webhooks import test_event as webhook_test_event
 from tests import factories
@@ -101,9 +108,9 @@ async def add_endpoint(client, token, receiver, path, events=None) -> tuple[str,
     return answer["webhookEndpoint"]["id"], answer["secret"]
 
 
-async def deliver(settings, at: datetime | None = None, busy=lambda: False) -> int:
+async def deliver(settings, at: datetime | None = None, limit=None) -> int:
     async with Sender(settings) as sender:
-        return await deliver_due(settings, sender, (lambda: at) if at else (lambda: datetime.now(UTC)), busy)
+        return await deliver_due(settings, sender, (lambda: at) if at else (lambda: datetime.now(UTC)), limit)
 
 
 async def _refund(owner, invoice):
@@ -584,13 +591,148 @@ async def test_a_burst_is_posted_concurrently_at_most_four_at_once_to_an_endpoin
     assert len(receiver.at("two")) == 50
 
 
-async def test_while_the_worker_runs_other_jobs_a_lane_posts_fewer_at_once(world, hooks, hooks_client, receiver):
-    await _burst(world, hooks_client, receiver, ["shared"], 12)
-    receiver.delay["shared"] = 0.05
-    settings = hooks.model_copy(update={"webhook_concurrency": 16, "webhook_concurrency_busy": 2})
-    assert await deliver(settings, busy=lambda: True) == 12
-    assert receiver.peak["shared"] == 2
-    assert len(receiver.at("shared")) == 12 and await WebhookDelivery.filter(state=DeliveryState.DELIVERED).count() == 12
+def _holding():
+    """Another job for the worker (arq's function "hold"): it runs until `release` is set, and
+    sets `started` as it begins."""
+    from arq import func
+
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(ctx: dict) -> None:
+        started.set()
+        await release.wait()
+
+    return func(hold, name="hold", keep_result=0, timeout=120), started, release
+
+
+@contextlib.asynccontextmanager
+async def _worker(redis, settings, *extra):
+    """A worker as `jobs.worker` runs one, telling its lanes of the other jobs it runs (with
+    `extra` functions and no cron); its context."""
+    from jobs.worker import WorkerSettings
+    from tests.workers import running
+
+    ctx = {"settings": settings, "other_jobs": OtherJobs()}
+    job_hooks = {name: getattr(WorkerSettings, name) for name in ("on_job_start", "on_job_end", "after_job_end")}
+    async with running(redis, ctx, functions=[*WorkerSettings.functions, *extra], **job_hooks):
+        yield ctx
+
+
+async def _settled(receiver, path: str, timeout: float = 30) -> None:
+    """Until every delivery the receiver got is logged as delivered and no delivery is held by
+    a lane (each one pending is due, not claimed)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            now = datetime.now(UTC)
+            held = await WebhookDelivery.filter(state=DeliveryState.PENDING, next_attempt_at__gt=now).exists()
+            logged = await WebhookDelivery.filter(state=DeliveryState.DELIVERED).count()
+            if not held and logged == len(receiver.at(path)):
+                return
+            await asyncio.sleep(0.05)
+
+
+async def test_while_the_worker_runs_another_job_the_lanes_post_nothing_then_deliver_each_once_when_it_ends(
+    world, redis, hooks, hooks_client, receiver
+):
+    await _burst(world, hooks_client, receiver, ["held"], 60)
+    receiver.delay["held"] = 0.3
+    settings = hooks.model_copy(update={"webhook_lanes": 1})
+    hold, started, release = _holding()
+    async with _worker(redis, settings, hold):
+        await dispatch.start_webhook_lanes(redis, settings.webhook_lanes)
+        await receiver.wait_for("held", 1)
+        await redis.enqueue_job("hold")
+        await asyncio.wait_for(started.wait(), 30)
+        before = len(receiver.at("held"))
+        # The posts in flight end and are logged, what the lane took but did not post is given
+        # back (due, held by no one), and nothing more is posted while the other job runs.
+        await _settled(receiver, "held")
+        posted = len(receiver.at("held"))
+        await asyncio.sleep(1.5)
+        assert len(receiver.at("held")) == posted <= before + PER_ENDPOINT and posted < 60
+        assert await WebhookDelivery.filter(state=DeliveryState.PENDING).count() == 60 - posted
+        assert await redis.exists(dispatch.webhook_lane_lock(0)), "the lane waits rather than ends"
+        release.set()
+        received = await receiver.wait_for("held", 60)
+        await _settled(receiver, "held")
+    assert len(receiver.at("held")) == 60 and all(one.verified for one in received)
+    assert len({one.headers["webhook-id"] for one in received}) == 60
+    assert await WebhookDelivery.filter(state=DeliveryState.DELIVERED, attempts=1).count() == 60
+    assert await WebhookAttempt.all().count() == 60
+
+
+async def test_a_lane_that_stopped_for_a_short_job_goes_on_once_it_ended(world, redis, hooks, hooks_client, receiver):
+    """The other job ends while the lane's posts in flight still run: the lane delivers the
+    rest itself (no sweeper runs here to start it again)."""
+    await _burst(world, hooks_client, receiver, ["brief"], 30)
+    receiver.delay["brief"] = 0.3
+    settings = hooks.model_copy(update={"webhook_lanes": 1})
+    hold, started, release = _holding()
+    release.set()
+    async with _worker(redis, settings, hold):
+        await dispatch.start_webhook_lanes(redis, settings.webhook_lanes)
+        await receiver.wait_for("brief", 1)
+        await redis.enqueue_job("hold")
+        await asyncio.wait_for(started.wait(), 30)
+        received = await receiver.wait_for("brief", 30)
+        await _settled(receiver, "brief")
+    assert len(receiver.at("brief")) == 30 and len({one.headers["webhook-id"] for one in received}) == 30
+    assert await WebhookDelivery.filter(state=DeliveryState.DELIVERED, attempts=1).count() == 30
+
+
+async def test_a_worker_busy_past_the_longest_wait_lets_its_lanes_post_a_few_at_once(world, redis, hooks, hooks_client, receiver):
+    await _burst(world, hooks_client, receiver, ["late"], 8)
+    receiver.delay["late"] = 0.2
+    settings = hooks.model_copy(
+        update={"webhook_lanes": 1, "webhook_concurrency": 16, "webhook_concurrency_busy": 2, "webhook_busy_max_wait_seconds": 2.0}
+    )
+    hold, started, release = _holding()
+    async with _worker(redis, settings, hold) as ctx:
+        await redis.enqueue_job("hold")
+        await asyncio.wait_for(started.wait(), 30)
+        busy_since = time.monotonic() - ctx["other_jobs"].busy_for()
+        await dispatch.start_webhook_lanes(redis, settings.webhook_lanes)
+        received = await receiver.wait_for("late", 8)
+        await _settled(receiver, "late")
+        busy = bool(ctx["other_jobs"])
+        release.set()
+    assert busy, "delivered while the other job still ran"
+    assert min(one.at for one in received) >= busy_since + 2.0
+    assert receiver.peak["late"] == 2
+    assert len({one.headers["webhook-id"] for one in received}) == 8
+    assert await WebhookDelivery.filter(state=DeliveryState.DELIVERED, attempts=1).count() == 8
+
+
+async def test_deliveries_taken_but_not_posted_are_given_back_due_as_they_were_unless_taken_again(world, hooks_client, receiver):
+    await _burst(world, hooks_client, receiver, ["given"], 3)
+    start = datetime.now(UTC)
+    due = dict(await WebhookDelivery.all().values_list("id", "next_attempt_at"))
+    taken = await claim_due(start, 3)
+    assert len(taken) == 3 and await claim_due(start, 3) == []
+    # One claim lapses and another lane takes that delivery: it stays with its new holder.
+    (retaken,) = await claim_due(start + CLAIM + timedelta(seconds=1), 1)
+    await release_claims(taken)
+    now = dict(await WebhookDelivery.all().values_list("id", "next_attempt_at"))
+    assert now == {**due, retaken.delivery_id: retaken.held_until}
+    assert {one.delivery_id for one in await claim_due(start, 3)} == set(due) - {retaken.delivery_id}
+
+
+async def test_the_worker_tells_the_lanes_while_other_jobs_run(hooks):
+    from jobs.worker import claim_job, end_job
+
+    others = OtherJobs()
+    limit = lane_limit(hooks.model_copy(update={"webhook_concurrency": 16, "webhook_busy_max_wait_seconds": 60}), others)
+    assert limit() == 16
+    for job_id in ("deliver_webhooks:0:5f1c", "cron:sweep_webhooks:1796611200000"):
+        await claim_job({"other_jobs": others, "job_id": job_id})
+        assert limit() == 16 and others.idle.is_set()
+    generation = {"other_jobs": others, "job_id": "generate_invoices:9a2b"}
+    await claim_job(generation)
+    assert limit() == 0 and not others.idle.is_set() and others.ids == {"generate_invoices:9a2b"}
+    # Past the longest wait: a few at once (WEBHOOK_CONCURRENCY_BUSY).
+    assert lane_limit(hooks.model_copy(update={"webhook_concurrency_busy": 3, "webhook_busy_max_wait_seconds": 0}), others)() == 3
+    await end_job(generation)
+    assert limit() == 16 and others.idle.is_set() and others.busy_for() == 0
 
 
 async def test_a_batch_of_attempts_moves_each_delivery_and_the_endpoints_streak_in_order(world, hooks_client, receiver):
@@ -614,22 +756,6 @@ async def test_a_batch_of_attempts_moves_each_delivery_and_the_endpoints_streak_
     rows = await WebhookDelivery.filter(id__in=[first, third]).values_list("attempts", "last_status", "next_attempt_at")
     assert sorted(rows, key=str) == [(1, None, None), (1, None, None)]
     assert await WebhookAttempt.filter(delivery_id=second).values_list("status_code", "duration_ms") == [(204, 3)]
-
-
-async def test_the_worker_tells_the_lanes_while_other_jobs_run():
-    from jobs.webhooks import _others_running
-    from jobs.worker import claim_job, release_job
-
-    shared: set[str] = set()
-    busy = _others_running({"other_jobs": shared})
-    for job_id in ("deliver_webhooks:0:5f1c", "cron:sweep_webhooks:1796611200000"):
-        await claim_job({"other_jobs": shared, "job_id": job_id})
-        assert not busy()
-    generation = {"other_jobs": shared, "job_id": "generate_invoices:9a2b"}
-    await claim_job(generation)
-    assert busy() and shared == {"generate_invoices:9a2b"}
-    await release_job(generation)
-    assert not busy() and shared == set()
 
 
 async def _test_event(path: str) -> None:

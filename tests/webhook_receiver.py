@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -28,6 +29,8 @@ class Received:
     verified: bool
     # The sender's end of the connection it came on (the same on a connection kept alive).
     peer: str = ""
+    # When it arrived (time.monotonic()).
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def json(self) -> Any:

@@ -21,10 +21,8 @@ async def running(redis, ctx: dict[str, Any], **options: Any) -> AsyncIterator[A
     from infra import broker
     from jobs.worker import WorkerSettings
 
-    worker = Worker(
-        functions=WorkerSettings.functions, redis_pool=redis, queue_name=broker.QUEUE_NAME,
-        handle_signals=False, ctx=ctx, **{"max_jobs": WorkerSettings.max_jobs, "poll_delay": WorkerSettings.poll_delay, **options},
-    )
+    defaults = {"functions": WorkerSettings.functions, "max_jobs": WorkerSettings.max_jobs, "poll_delay": WorkerSettings.poll_delay}
+    worker = Worker(redis_pool=redis, queue_name=broker.QUEUE_NAME, handle_signals=False, ctx=ctx, **{**defaults, **options})
     task = asyncio.create_task(worker.async_run())
     try:
         yield worker

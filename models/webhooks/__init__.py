@@ -7,6 +7,7 @@ bodies; `endpoints`: creating and changing endpoints, their sealed secrets; `del
 queue, the retry schedule and what an attempt's outcome does."""
 
 from models.webhooks.deliveries import (
+    CLAIM,
     RETRY_DELAYS,
     Attempted,
     Due,
@@ -18,6 +19,7 @@ from models.webhooks.deliveries import (
     record_attempt,
     record_attempts,
     redeliver,
+    release_claims,
 )
 from models.webhooks.endpoints import (
     EndpointInput,
@@ -44,6 +46,7 @@ from models.webhooks.tables import (
 )
 
 __all__ = [
+    "CLAIM",
     "EVENT_TYPES",
     "RETRY_DELAYS",
     "TEST_EVENT",
@@ -72,6 +75,7 @@ __all__ = [
     "record_attempt",
     "record_attempts",
     "redeliver",
+    "release_claims",
     "rotate_secret",
     "signing_secrets",
     "test_event",

@@ -99,7 +99,7 @@ async def redeliver(delivery: WebhookDelivery, now: datetime) -> WebhookDelivery
 
 _CLAIM_DUE = """
 WITH due AS (
-    SELECT d2.id FROM webhook_deliveries AS d2
+    SELECT d2.id, d2.next_attempt_at AS due_at FROM webhook_deliveries AS d2
     JOIN webhook_endpoints AS e ON e.id = d2.endpoint_id
     WHERE d2.state = 'PENDING' AND d2.next_attempt_at <= $1 AND e.enabled
     ORDER BY d2.next_attempt_at
@@ -107,21 +107,24 @@ WITH due AS (
     FOR UPDATE OF d2 SKIP LOCKED
 ), claimed AS (
     UPDATE webhook_deliveries AS d SET next_attempt_at = $2 FROM due WHERE d.id = due.id
-    RETURNING d.id, d.endpoint_id, d.event_id
+    RETURNING d.id, d.endpoint_id, d.event_id, due.due_at, d.next_attempt_at AS held_until
 )
-SELECT claimed.id, claimed.endpoint_id, claimed.event_id, event.payload
+SELECT claimed.id, claimed.endpoint_id, claimed.event_id, claimed.due_at, claimed.held_until, event.payload
 FROM claimed JOIN webhook_events AS event ON event.id = claimed.event_id
 """
 
 
 @dataclass(frozen=True)
 class Due:
-    """A delivery taken for an attempt, with what the attempt needs."""
+    """A delivery taken for an attempt, with what the attempt needs, when it fell due and
+    until when it is held (`release_claims` gives it back as it was)."""
 
     delivery_id: Any
     endpoint: WebhookEndpoint
     message_id: str
     payload: str
+    due_at: datetime
+    held_until: datetime
 
 
 async def claim_due(now: datetime, limit: int) -> list[Due]:
@@ -135,10 +138,34 @@ async def claim_due(now: datetime, limit: int) -> list[Due]:
         return []
     endpoints = {e.id: e for e in await WebhookEndpoint.filter(id__in=list({row["endpoint_id"] for row in rows}))}
     return [
-        Due(row["id"], endpoints[row["endpoint_id"]], WebhookEvent.message_id_of(row["event_id"]), row["payload"])
+        Due(
+            row["id"],
+            endpoints[row["endpoint_id"]],
+            WebhookEvent.message_id_of(row["event_id"]),
+            row["payload"],
+            row["due_at"],
+            row["held_until"],
+        )
         for row in rows
         if row["endpoint_id"] in endpoints
     ]
+
+
+_RELEASE = """
+UPDATE webhook_deliveries AS d SET next_attempt_at = r.due_at
+FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS r(id, due_at, held_until)
+WHERE d.id = r.id AND d.state = 'PENDING' AND d.next_attempt_at = r.held_until
+"""
+
+
+async def release_claims(claimed: Sequence[Due]) -> None:
+    """Give deliveries taken but not attempted back, due when they were (one statement): the
+    next lane, of this worker or another, takes them at once rather than after CLAIM. One
+    whose claim lapsed and was taken again since is left to its new holder."""
+    if claimed:
+        await WebhookDelivery._meta.db.execute_query(
+            _RELEASE, [[due.delivery_id for due in claimed], [due.due_at for due in claimed], [due.held_until for due in claimed]]
+        )
 
 
 async def any_due(now: datetime) -> bool:
