@@ -15,8 +15,8 @@ from strawberry.relay import to_base64
 import tests.factories as f
 from infra import events
 from models import Invoice
-from models.invoices import is_visible
 from models.auth import Token, authenticate
+from models.invoices import is_visible
 from tests.conftest import serving
 from tests.graphql import LiveClient, gql, subscribed
 
