@@ -147,6 +147,13 @@ class Subscription:
         self.limit = limit
         self.ended: SubscriptionEnded | None = None
         self._pending: deque[Delivery] = deque()
+        # All that `wants` reads, the organization aside (the hub's first index): subscribers
+        # alike in it want the same events, so the hub asks one of them per event.
+        self.visibility = (
+            principal.scope, principal.managed_account_id,
+            None if account_ids is None else frozenset(account_ids),
+            None if invoice_ids is None else frozenset(invoice_ids),
+        )
         self._expires_at = principal.presented_token.expires_at.timestamp()
         # Woken through one future per wait and ended by one timer at the token's expiry: a
         # fan-out to thousands of subscribers sets a result per subscriber, and nothing more
@@ -220,13 +227,23 @@ class Subscription:
                 self._waiter = None
 
 
+def _discard(index: dict[Any, set[Subscription]], key: Any, subscription: Subscription) -> None:
+    """`subscription` out of `index[key]`, and the key out of the index once nobody is left."""
+    subs = index.get(key)
+    if subs is not None:
+        subs.discard(subscription)
+        if not subs:
+            del index[key]
+
+
 # Sends an event to idle subscribers that have a sink, and answers those it could not send to.
 Sender = Callable[[Delivery, list[Subscription]], Awaitable[list[Subscription]]]
 
 
 class Hub:
-    """This process's one Redis subscription, fanned out to its local subscribers (indexed by
-    organization, so an event is only matched against subscribers who could see it).
+    """This process's one Redis subscription, fanned out to its local subscribers, indexed by
+    organization, then by what decides which events they want (`Subscription.visibility`):
+    an event is matched once per such class of its organization's subscribers, not once each.
 
     With a `send`, an event goes to each idle subscriber with a sink through it, from the loop
     that relays the event, and to the others through their queues, each sent by its own task.
@@ -236,7 +253,7 @@ class Hub:
         self.queue_size = queue_size
         self.recheck_seconds = recheck_seconds
         self.send = send
-        self._by_organization: dict[str, set[Subscription]] = defaultdict(set)
+        self._by_organization: dict[str, dict[tuple, set[Subscription]]] = defaultdict(lambda: defaultdict(set))
         self._by_token: dict[str, set[Subscription]] = defaultdict(set)
         self._tasks: list[asyncio.Task] = []
         self._pubsub: PubSub | None = None
@@ -252,22 +269,25 @@ class Hub:
             None if invoice_ids is None else {str(i) for i in invoice_ids},
             self.queue_size,
         )
-        self._by_organization[str(principal.organization_id)].add(subscription)
-        self._by_token[subscription.token_id].add(subscription)
+        self.add(subscription)
         return subscription
+
+    def add(self, subscription: Subscription) -> None:
+        """Relay events to `subscription` from now on (`subscribe` made it)."""
+        self._by_organization[str(subscription.principal.organization_id)][subscription.visibility].add(subscription)
+        self._by_token[subscription.token_id].add(subscription)
 
     def subscription_count(self) -> int:
         """How many subscriptions this process serves now."""
-        return sum(len(subs) for subs in self._by_organization.values())
+        return sum(len(subs) for classes in self._by_organization.values() for subs in classes.values())
 
     def forget(self, subscription: Subscription) -> None:
-        for index, key in ((self._by_organization, str(subscription.principal.organization_id)),
-                           (self._by_token, subscription.token_id)):
-            subs = index.get(key)
-            if subs is not None:
-                subs.discard(subscription)
-                if not subs:
-                    del index[key]
+        organization = str(subscription.principal.organization_id)
+        classes = self._by_organization.get(organization, {})
+        _discard(classes, subscription.visibility, subscription)
+        if not classes:
+            self._by_organization.pop(organization, None)
+        _discard(self._by_token, subscription.token_id, subscription)
 
     async def _start(self, redis: Redis) -> None:
         async with self._lock:
@@ -307,9 +327,10 @@ class Hub:
                 await self.dispatch(message["channel"], message["data"])
 
     def _end_all(self, reason: SubscriptionEnded) -> None:
-        for subs in list(self._by_organization.values()):
-            for subscription in list(subs):
-                subscription.end(reason)
+        for classes in list(self._by_organization.values()):
+            for subs in list(classes.values()):
+                for subscription in list(subs):
+                    subscription.end(reason)
 
     async def dispatch(self, name: bytes | str, data: bytes | str) -> None:
         name = name.decode() if isinstance(name, bytes) else name
@@ -323,9 +344,10 @@ class Hub:
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed invoice event: %.200r", data)
             return
-        subscribers = [
-            s for s in self._by_organization.get(change.organization_id, ()) if not s.ended and s.wants(change)
-        ]
+        subscribers: list[Subscription] = []
+        for subs in self._by_organization.get(change.organization_id, {}).values():
+            if next(iter(subs)).wants(change):  # any one answers for its class (never empty: `forget`)
+                subscribers += [s for s in subs if s.ended is None]
         if not subscribers:
             return
         try:

@@ -63,8 +63,8 @@ class LiveSocket(WebSocketsSansIOProtocol):
             or self.transport.is_closing()
         ):
             return False
-        length = sum(len(part) for part in parts)
-        self.transport.write(b"".join((text_frame_header(length), *parts)))
+        data = b"".join(parts)
+        self.transport.write(text_frame_header(len(data)) + data)
         return True
 
 

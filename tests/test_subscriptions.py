@@ -16,6 +16,7 @@ import tests.factories as f
 from infra import events
 from models import Invoice
 from models.auth import Token, authenticate
+from models.invoices import is_visible
 from tests.conftest import serving
 from tests.graphql import LiveClient, gql, subscribed
 
@@ -200,7 +201,7 @@ async def test_a_subscriber_that_does_not_read_is_ended_not_buffered(world):
     hub = events.Hub(queue_size=3, recheck_seconds=60)
     principal = await authenticate(world.tokens["owner"])
     subscription = events.Subscription(hub, principal, None, None, hub.queue_size)
-    hub._by_organization[str(world.org.id)].add(subscription)
+    hub.add(subscription)
     mine, _, _ = await _invoices(world)
     change = events.InvoiceChange.of(mine).to_json()
     for _ in range(1000):
@@ -209,6 +210,36 @@ async def test_a_subscriber_that_does_not_read_is_ended_not_buffered(world):
     assert len(subscription._pending) == 0
     with pytest.raises(events.SubscriptionEnded):
         await subscription.__anext__()
+
+
+async def test_an_event_is_matched_once_per_class_of_alike_subscribers(world, monkeypatch):
+    """Subscribers alike in scope, account and filters want the same events: the hub asks one
+    of each class, and each class still gets only what its members may see."""
+    hub = events.Hub(queue_size=10, recheck_seconds=60)
+    mine, theirs, foreign = await _invoices(world)
+    await Invoice.filter(id__in=[mine.id, theirs.id]).update(status="APPROVED", approved_at=datetime.now(UTC))
+    principals = {role: await authenticate(world.tokens[role]) for role in world.ROLES}
+
+    def subscriber(role, accounts=None, invoices=None):
+        subscription = events.Subscription(hub, principals[role], accounts, invoices, hub.queue_size)
+        hub.add(subscription)
+        return subscription
+
+    owners = [subscriber("owner") for _ in range(3)]
+    viewer, customer, other_customer, foreign_owner = (subscriber(role) for role in world.ROLES[1:])
+    owner_of_theirs = subscriber("owner", accounts={str(world.other_account.id)})
+    owner_of_mine = subscriber("owner", invoices={str(mine.id)})
+    asked = []
+    monkeypatch.setattr(events, "is_visible", lambda *args: asked.append(args) or is_visible(*args))
+    await hub.dispatch(events.INVOICE_CHANNEL, events.InvoiceChange.of(await Invoice.get(id=mine.id)).to_json())
+    got = {s for s in (*owners, viewer, customer, other_customer, foreign_owner, owner_of_theirs, owner_of_mine)
+           if s._pending}
+    assert got == {*owners, viewer, customer, owner_of_mine}
+    # owner, viewer, customer, other customer, owner of another account's invoice: the owner
+    # class without filters asked once for its three; the filtered-out class not at all.
+    assert len(asked) == 5
+    await hub.dispatch(events.INVOICE_CHANNEL, events.InvoiceChange.of(foreign).to_json())
+    assert [len(s._pending) for s in (foreign_owner, *owners)] == [1, 1, 1, 1]
 
 
 async def test_caps_on_operations_per_socket_and_message_size(settings, redis, world):

@@ -43,7 +43,7 @@ async def _approved(world):
 async def _registered(hub: events.Hub, count: int) -> None:
     """Until the hub holds `count` subscriptions (an event published before would be missed)."""
     for _ in range(200):
-        if sum(len(subs) for subs in hub._by_organization.values()) >= count:
+        if hub.subscription_count() >= count:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"fewer than {count} subscriptions registered")
@@ -225,7 +225,7 @@ async def test_the_hub_sends_only_to_subscribers_waiting_with_nothing_queued(wor
     principal = await authenticate(world.tokens["owner"])
     waiting, behind, plain = (events.Subscription(hub, principal, None, None, hub.queue_size) for _ in range(3))
     for subscription in (waiting, behind, plain):
-        hub._by_organization[str(world.org.id)].add(subscription)
+        hub.add(subscription)
     waiting.sink = behind.sink = object()
     invoice = await _approved(world)
     change = events.InvoiceChange.of(invoice)

@@ -68,8 +68,8 @@ class FanOutHandler(BaseGraphQLTransportWSHandler[Context, None]):
 class Sink:
     """Where one operation's shared payloads go: its socket, under its id."""
 
-    __slots__ = ("handler", "operation", "prefix", "group", "_principal", "_scope_class", "info", "root", "socket",
-                 "_head")
+    __slots__ = ("handler", "operation", "prefix", "group", "_principal", "_scope_class", "_key", "info", "context",
+                 "root", "socket", "_head")
 
     def __init__(self, handler: FanOutHandler, operation: Operation[Context, None]):
         self.handler = handler
@@ -80,8 +80,10 @@ class Sink:
         self.group = (operation.query, operation.operation_name, variables)
         self._principal: Principal | None = None
         self._scope_class: tuple | None = None
+        self._key: tuple = (self.group, None)
         # Set by `attach`, when the hub may send this operation's events (`send`).
         self.info: Info | None = None
+        self.context: Context | None = None
         self.root: Callable[[Delivery], Any] | None = None
         self.socket: LiveSocket | None = None
         self._head = self.prefix.encode()
@@ -91,7 +93,17 @@ class Sink:
         (a new operation on the socket authenticates again, and replaces it)."""
         if principal is not self._principal or principal is None:
             self._principal, self._scope_class = principal, scope_class(principal)
+            self._key = (self.group, self._scope_class)
         return self._scope_class
+
+    def key(self) -> tuple:
+        """The group this attached operation shares an execution with: its operation, variables
+        and scope class, computed again only when its socket's principal changes."""
+        assert self.context is not None, "keyed once attached only"
+        principal = self.context.principal
+        if principal is not self._principal or principal is None:
+            self.scope_class(principal)
+        return self._key
 
     async def send(self, payload: str) -> None:
         if self.operation.completed:
@@ -104,14 +116,15 @@ class Sink:
             raise WebSocketDisconnected from exc
 
 
-    def write(self, payload: bytes) -> bool:
-        """Write the `next` message around `payload` to the socket now; False when it must go
-        through ASGI (`send`), or not at all (the client completed the operation)."""
+    def write(self, tail: bytes) -> bool:
+        """Write the `next` message, this operation's head then `tail` (the shared payload and
+        the message's closing brace), to the socket now; False when it must go through ASGI
+        (`send`), or not at all (the client completed the operation)."""
         operation = self.operation
         if operation.completed or self.handler.operations.get(operation.id) is not operation:
             return False
         assert self.socket is not None, "written to once attached only"
-        return self.socket.write_text(self._head, payload, b"}")
+        return self.socket.write_text(self._head, tail)
 
 
 _sink: ContextVar[Sink | None] = ContextVar("fanout_sink", default=None)
@@ -128,7 +141,7 @@ def attach(info: Info, subscription: Subscription, root: Callable[[Delivery], An
     assert isinstance(websocket, ASGIWebSocketAdapter), "a sink is made for ASGI sockets only"
     socket = (websocket.ws.scope.get("extensions") or {}).get(FRAMES)
     if isinstance(socket, LiveSocket):
-        sink.info, sink.root, sink.socket = info, root, socket
+        sink.info, sink.context, sink.root, sink.socket = info, info.context, root, socket
         subscription.sink = sink
 
 
@@ -229,8 +242,7 @@ async def send(delivery: Delivery, subscriptions: list[Subscription]) -> list[Su
     `delivery.shared` (or, after a personal or failed execution, run their own)."""
     groups: dict[tuple, list[Subscription]] = defaultdict(list)
     for subscription in subscriptions:
-        sink = subscription.sink
-        groups[sink.group, sink.scope_class(sink.info.context.principal)].append(subscription)
+        groups[subscription.sink.key()].append(subscription)
     left: list[Subscription] = []
     if len(groups) == 1:
         [(key, members)] = groups.items()
@@ -253,12 +265,12 @@ async def _send_group(delivery: Delivery, key: tuple, members: list[Subscription
         return
     finally:
         entry.ready.set_result(None)
-    encoded = payload.encode()
+    tail = (payload + "}").encode()  # each member's frame: its head, then this
     if personal:  # the first member's alone; the others run their own
         left.extend(members[1:])
         members = members[:1]
     for subscription in members:
-        if subscription.ended is not None or not subscription.sink.write(encoded):
+        if subscription.ended is not None or not subscription.sink.write(tail):
             left.append(subscription)
 
 
