@@ -77,6 +77,66 @@ class Prepared:
         return await executor.execute_select(built.sql, params)
 
 
+class _Reading(NamedTuple):
+    """How a model's rows become its instances, as the ORM's `_init_from_db` makes them."""
+
+    # Whether the primary key is not made by the database (the ORM's `_custom_generated_pk`).
+    custom_pk: bool
+    # Columns whose value is made into the field's type unless it is null...
+    typed: tuple[tuple[str, Callable[[Any], Any]], ...]
+    # ...and columns the field converts itself (enums, datetimes, JSON).
+    converted: tuple[tuple[str, Callable[[Any], Any]], ...]
+
+
+_readings: dict[type, _Reading | None] = {}
+
+
+def _reading(model: type) -> _Reading | None:
+    """None for a model with a column named apart from its field (read through the ORM)."""
+    if model not in _readings:
+        meta = model._meta  # type: ignore[attr-defined]
+        groups = (meta.db_native_fields, meta.db_default_fields, meta.db_complex_fields)
+        if any(column != name for group in groups for column, name, _ in group):
+            _readings[model] = None
+        else:
+            _readings[model] = _Reading(
+                meta.db_pk_column not in meta.generated_db_fields,
+                tuple((column, field.field_type) for column, _, field in meta.db_default_fields),
+                tuple((column, field.to_python_value) for column, _, field in meta.db_complex_fields),
+            )
+    return _readings[model]
+
+
+async def fetch(query: QuerySet) -> list[Any]:
+    """`await query` for a read of whole rows (no `only`, related rows or locks): the same
+    instances, each made in one step (its values set at once, converting only the columns that
+    need it) rather than the ORM's call per field, which for a page of a hundred invoices of
+    thirty columns cost as much CPU as the rest of the page's read."""
+    reading = _reading(query.model)
+    if (
+        reading is None or type(query) is not QuerySet or query._select_related or query._prefetch_map
+        or query._prefetch_queries or query._fields_for_select or query._single or query._select_for_update
+    ):
+        return await query
+    query._choose_db_if_not_chosen()
+    query._make_query()
+    _, records = await query._db.execute_query(*query.query.get_parameterized_sql())
+    new, model, custom_pk = object.__new__, query.model, reading.custom_pk
+    instances = []
+    for record in records:
+        values = dict(record)
+        for column, make in reading.typed:
+            if (value := values[column]) is not None:
+                values[column] = make(value)
+        for column, convert in reading.converted:
+            values[column] = convert(values[column])
+        instance = new(model)
+        instance.__dict__.update(_partial=False, _saved_in_db=True, _custom_generated_pk=custom_pk, _await_when_save={})
+        instance.__dict__.update(values)
+        instances.append(instance)
+    return instances
+
+
 class TimestampMixin:
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)

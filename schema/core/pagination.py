@@ -16,6 +16,7 @@ from strawberry.relay.utils import from_base64, to_base64
 from strawberry.types.nodes import SelectedField, Selection
 from tortoise.expressions import Subquery
 
+from models.base import fetch
 from models.errors import RequestErrorCode
 from schema.core.permissions import requires
 
@@ -107,7 +108,7 @@ async def paginate(
         rows: list = []
         if size:
             counted = query.annotate(**{_LIST_SIZE: Subquery(query.count())})
-            rows = await counted.order_by(*order_by).offset(start).limit(size)
+            rows = await fetch(counted.order_by(*order_by).offset(start).limit(size))
         # The size rides on every row; the rows go on as the query alone makes them.
         total = [row.__dict__.pop(_LIST_SIZE) for row in rows][0] if rows else None
         if total is None:
@@ -116,7 +117,7 @@ async def paginate(
         return _page(connection, rows[:max(end - start, 0)], to_node, start, end, total)
     total = await query.count()
     start, end = _bounds(total, first, after, last, before, max_page_size)
-    rows = await query.order_by(*order_by).offset(start).limit(end - start) if end > start else []
+    rows = await fetch(query.order_by(*order_by).offset(start).limit(end - start)) if end > start else []
     return _page(connection, rows, to_node, start, end, total)
 
 
