@@ -55,7 +55,7 @@ async def test_invoices_scope_matrix(client, world, role):
         one = (await gql(client, ONE, {"n": number}, token=token))["data"]["invoice"]
         node = (await gql(client, NODE, {"id": to_base64("Invoice", str(invoice.id))}, token=token))["data"]["node"]
         if number in VISIBLE[role]:
-            assert one["number"] == number and [l["position"] for l in one["lineItems"]] == [1, 2]
+            assert one["number"] == number and [line["position"] for line in one["lineItems"]] == [1, 2]
             assert node == {"number": number}
         else:
             assert one is None and node is None
@@ -195,7 +195,7 @@ async def test_the_invoice_list_issues_the_same_statements_for_10_and_100_invoic
     month = date(2020, 1, 1)
     accounts = [world.account, world.other_account]
     periods = []
-    for i in range(50):
+    for _ in range(50):
         periods.append(await f.billing_period(world.org, month))
         month = (month + timedelta(days=32)).replace(day=1)
     for i in range(10):
