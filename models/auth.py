@@ -27,7 +27,7 @@ from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
 from models.audit import AuditEntity, record_change, snapshot
-from models.base import Scope, TimestampMixin, enum_check
+from models.base import Prepared, Scope, TimestampMixin, enum_check
 from models.errors import AuthenticationFailed, EmailTaken, NotFound, ValidationFailed
 from models.login_throttle import LoginThrottle
 from models.outbox import Entity, Transition, record
@@ -267,11 +267,16 @@ async def login(
     return await issue_token(user, TokenKind.SESSION, lifetime)
 
 
+# A token with its user and the user's organization, by the digest of the raw token.
+_TOKEN_BY_HASH = Prepared(
+    Token, lambda digest: Token.filter(token_hash=digest).select_related("user", "user__organization").limit(1)
+)
+
+
 async def authenticate(raw: str) -> Principal:
     """The user behind a raw token, or `AuthenticationFailed`."""
-    token = await Token.get_or_none(token_hash=hash_token(raw)).select_related(
-        "user", "user__organization"
-    )
+    found = await _TOKEN_BY_HASH.run(hash_token(raw))
+    token = found[0] if found else None
     if token is None or not token.is_valid or not token.user.is_active:
         raise AuthenticationFailed("The token is invalid, expired or revoked.")
     now = _now()

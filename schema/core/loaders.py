@@ -18,6 +18,7 @@ from tortoise.functions import Count
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
+from models.base import fetch
 from models.einvoicing.files import ready_revisions
 
 
@@ -46,7 +47,7 @@ class Loaders:
                 query = model.filter(pk__in=wanted)
                 if only:
                     query = query.only(model._meta.pk_attr, *only)
-                rows = {row.pk: row for row in await query} if wanted else {}
+                rows = {row.pk: row for row in await fetch(query)} if wanted else {}
                 return [rows.get(i) for i in ids]
 
             self._loaders[key] = DataLoader(load_fn=load)

@@ -5,7 +5,6 @@ the order is total and a cursor means the same thing on the next request)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from enum import Enum
 from typing import Any, Generic, TypeVar
@@ -15,9 +14,9 @@ from graphql import GraphQLError
 from strawberry import relay
 from strawberry.relay.utils import from_base64, to_base64
 from strawberry.types.nodes import SelectedField, Selection
-from tortoise import connections
-from tortoise.backends.base.client import TransactionalDBClient
+from tortoise.expressions import Subquery
 
+from models.base import fetch
 from models.errors import RequestErrorCode
 from schema.core.permissions import requires
 
@@ -94,27 +93,31 @@ async def paginate(
     last: int | None = None,
     before: str | None = None,
 ) -> ConnectionType:
-    """A page of `query` sorted by `order` (an input with `field` and `direction`): one COUNT
-    and one page query, whatever the page size. A page by `first`/`after` starts where the
-    cursor says, so both statements run side by side (on two connections of the pool); a
-    page counted from the end (`last`, `before`) needs the count first."""
+    """A page of `query` sorted by `order` (an input with `field` and `direction`), whatever
+    the page size. A page by `first`/`after` starts where the cursor says: its rows and the
+    size of the list come in one statement (the COUNT as a subquery of the page's, which
+    PostgreSQL runs once), and a COUNT of its own follows only when the page is empty past
+    the list's start. A page counted from the end (`last`, `before`) needs the count first."""
     max_page_size = info.context.settings.max_page_size
     order_by = order_fields(order.field.value, order.direction)
     _check_size(first, "first", max_page_size)
     _check_size(last, "last", max_page_size)
-    if last is None and before is None and not _in_transaction(query):
+    if last is None and before is None:
         start, _ = _bounds(_UNBOUNDED, first, after, None, None, max_page_size)
         size = first if first is not None else min(DEFAULT_PAGE_SIZE, max_page_size)
         rows: list = []
-        if size == 0:
-            total = await query.count()
-        else:
-            total, rows = await asyncio.gather(query.count(), query.order_by(*order_by).offset(start).limit(size))
+        if size:
+            counted = query.annotate(**{_LIST_SIZE: Subquery(query.count())})
+            rows = await fetch(counted.order_by(*order_by).offset(start).limit(size))
+        # The size rides on every row; the rows go on as the query alone makes them.
+        total = [row.__dict__.pop(_LIST_SIZE) for row in rows][0] if rows else None
+        if total is None:
+            total = await query.count() if start or not size else 0
         start, end = _bounds(total, first, after, None, None, max_page_size)
         return _page(connection, rows[:max(end - start, 0)], to_node, start, end, total)
     total = await query.count()
     start, end = _bounds(total, first, after, last, before, max_page_size)
-    rows = await query.order_by(*order_by).offset(start).limit(end - start) if end > start else []
+    rows = await fetch(query.order_by(*order_by).offset(start).limit(end - start)) if end > start else []
     return _page(connection, rows, to_node, start, end, total)
 
 
@@ -159,11 +162,8 @@ def connection_field(
 
 # A list size no list reaches: where a page starts, before the list's size is known.
 _UNBOUNDED = 2**62
-
-
-def _in_transaction(query: Any) -> bool:
-    """Whether the query would run on a transaction's one connection (no two statements at once)."""
-    return isinstance(connections.get(query.model._meta.default_connection), TransactionalDBClient)
+# The column of a page's rows that holds the size of the whole list.
+_LIST_SIZE = "list_size"
 
 
 def _after(after: str | None) -> int:
