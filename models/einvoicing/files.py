@@ -34,13 +34,16 @@ class EInvoiceFormat(str, Enum):
     UBL = "UBL"
 
 
-async def frozen_document(invoice: Invoice) -> tuple[InvoiceRevision, EDocument] | None:
-    """The EN 16931 document of an approved invoice's current revision, from what was frozen
-    (the revision's view and stored lines); None when the invoice was never approved or its
-    revision lacks what EN 16931 needs."""
+async def frozen_document(
+    invoice: Invoice, revision: InvoiceRevision | None = None
+) -> tuple[InvoiceRevision, EDocument] | None:
+    """The EN 16931 document of an approved invoice's current revision (read unless the
+    caller holds it), from what was frozen (the revision's view and stored lines); None when
+    the invoice was never approved or its revision lacks what EN 16931 needs."""
     if invoice.approved_at is None or invoice.current_revision_id is None:
         return None
-    revision = await InvoiceRevision.get(id=invoice.current_revision_id)
+    if revision is None or revision.id != invoice.current_revision_id:
+        revision = await InvoiceRevision.get(id=invoice.current_revision_id)
     if not einvoice_ready(revision.snapshot):
         return None
     lines = await InvoiceLineItem.filter(revision_id=revision.id).order_by("position")
