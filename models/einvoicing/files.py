@@ -175,5 +175,6 @@ def _with_facturx_xml(pdf: bytes, xml: bytes, about: dict[str, str]) -> bytes:
             target.docinfo[key] = pikepdf.String(value)
         target.docinfo["/CreationDate"] = target.docinfo["/ModDate"] = pdf_date
         written = BytesIO()
-        target.save(written, min_version="1.6")
+        # The XMP written above is the one kept: pikepdf would parse it again to add the version.
+        target.save(written, min_version="1.6", fix_metadata_version=False)
         return written.getvalue()
