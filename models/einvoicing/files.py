@@ -131,7 +131,8 @@ def _with_facturx_xml(pdf: bytes, xml: bytes, about: dict[str, str]) -> bytes:
     """`pdf` with `xml` embedded as the Factur-X library embeds it (the attachment and its
     relationship, the XMP metadata of PDF/A-3 level B and of Factur-X, the document
     information that XMP repeats), written by qpdf: the library's own writer (pypdf) copies
-    the whole PDF object by object in Python, ten times the cost."""
+    the whole PDF object by object in Python, which made the Factur-X PDF cost three times
+    as much (docs/benchmarks/month-end.md)."""
     now = datetime.now(UTC)
     with pikepdf.open(BytesIO(pdf)) as target:
         producer = str(target.docinfo.get("/Producer", "invoicing"))
