@@ -82,9 +82,7 @@ async def _approved(redis: ArqRedis, happened: Happened) -> None:
     """Invoices approved: announced, then sent to the customer where approval queued it."""
     invoices: Sequence[Invoice] = happened.subjects
     await events.publish(redis, invoices)
-    for invoice in invoices:
-        if invoice.delivery_status == DeliveryStatus.QUEUED:
-            await dispatch.enqueue_send(redis, invoice.id)
+    await dispatch.enqueue_sends(redis, [invoice.id for invoice in invoices if invoice.delivery_status == DeliveryStatus.QUEUED])
 
 
 async def _resend_requested(redis: ArqRedis, happened: Happened) -> None:

@@ -9,8 +9,10 @@ exceptions: `MailTransientError` (the server could not be reached; the caller re
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
+import socket
 import ssl
 import tempfile
 import unicodedata
@@ -295,7 +297,15 @@ def _connection(smtp_url: str) -> dict:
         "use_tls": parts.scheme == "smtps",
         "start_tls": starttls and parts.scheme == "smtp",
         "timeout": SMTP_TIMEOUT,
+        "local_hostname": _local_hostname(),
     }
+
+
+@functools.cache
+def _local_hostname() -> str:
+    """The name this host gives in its EHLO, looked up once per process: aiosmtplib looks it up
+    (`socket.getfqdn`, in a thread) on every connection when not told."""
+    return socket.getfqdn()
 
 
 def _response_error(code: int, message: str, what: str) -> MailError:

@@ -20,6 +20,7 @@ from infra import broker, links, storage
 from models import BillingProfile, Invoice, ManagedAccount, Organization
 from models.einvoicing.cii import cii_xml
 from models.einvoicing.document import DocumentKind, DocumentReference, document_from
+from models.einvoicing.files import facturx_pdf
 from models.einvoicing.ubl import ubl_xml
 from models.invoices import LineKind
 from tests.einvoice_checks import (
@@ -198,6 +199,52 @@ async def _all_sent(world):
 
 async def _download(client, url: str):
     return await client.get(urlsplit(url).path)
+
+
+def test_the_factur_x_pdf_embeds_the_xml_and_says_the_same_in_its_xmp_and_document_information():
+    """PDF/A-3 asks the document information and the XMP metadata to agree, and Factur-X asks
+    for the XML as an attachment with its relationship; the printed pages stay as they were."""
+    import hashlib
+
+    import pikepdf
+
+    printed = pikepdf.new()
+    printed.add_blank_page()
+    printed.add_blank_page()
+    printed.docinfo["/Producer"] = "invoicing (Chromium, qpdf)"
+    plain = io.BytesIO()
+    printed.save(plain)
+    document = document_from(VIEW, LINES, DocumentKind.INVOICE)
+    made = facturx_pdf(plain.getvalue(), document)
+
+    assert made.startswith(b"%PDF-1.6") and made.count(b"%PDF-") == 1
+    filename, xml = get_xml_from_pdf(made, check_xsd=True)
+    assert (filename, xml) == ("factur-x.xml", cii_xml(document))
+    with pikepdf.open(io.BytesIO(made)) as pdf:
+        assert len(pdf.pages) == 2
+        (attached,) = pdf.Root.AF
+        assert attached.AFRelationship == pikepdf.Name.Data and pdf.Root.Names.EmbeddedFiles.Names[1] == attached
+        stream = attached.EF.F
+        assert stream.Subtype == pikepdf.Name("/text/xml") and int(stream.Params.Size) == len(xml)
+        assert bytes(stream.Params.CheckSum) == hashlib.md5(xml).digest()
+        info = {key: str(value) for key, value in pdf.docinfo.items()}
+        xmp = etree.fromstring(pdf.Root.Metadata.read_bytes())
+    ns = {"rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#", "dc": "http://purl.org/dc/elements/1.1/",
+          "pdf": "http://ns.adobe.com/pdf/1.3/", "xmp": "http://ns.adobe.com/xap/1.0/", "pdfaid": "http://www.aiim.org/pdfa/ns/id/"}
+
+    def said(path: str) -> str:
+        return xmp.findtext(f".//{path}", namespaces=ns)
+
+    assert (said("pdfaid:part"), said("pdfaid:conformance")) == ("3", "B")
+    assert info["/Title"] == said("dc:title/rdf:Alt/rdf:li") == "Northwind SAS: Invoice INV-2024-0001"
+    assert info["/Author"] == said("dc:creator/rdf:Seq/rdf:li") == "Northwind SAS"
+    assert info["/Subject"] == said("dc:description/rdf:Alt/rdf:li")
+    assert info["/Producer"] == said("pdf:Producer") == "invoicing (Chromium, qpdf)"
+    assert info["/Creator"] == said("xmp:CreatorTool")
+    # D:20261207121211+00'00' in the document information is 2026-12-07T12:12:11+00:00 in XMP.
+    stamp = said("xmp:CreateDate")
+    assert info["/CreationDate"] == info["/ModDate"] == "D:" + stamp[:19].replace("-", "").replace("T", "").replace(":", "") + "+00'00'"
+    assert said("xmp:ModifyDate") == stamp
 
 
 async def test_an_approved_sample_invoice_downloads_as_factur_x_and_ubl_that_validate(client, world, worker, smtp, redis):

