@@ -17,9 +17,9 @@ that reads the column, on every partition.
 """
 
 from tortoise import migrations
+from tortoise.indexes import Index
 from tortoise.migrations import operations as ops
 from tortoise.migrations.constraints import CheckConstraint
-from tortoise.indexes import Index
 
 # A partition made before kept its own copy of the checks (LIKE ... INCLUDING CONSTRAINTS, then
 # attached): dropping them from the parent leaves those, so each partition drops its own.
