@@ -7,7 +7,7 @@ constraints (a regular expression per row). So:
 - `sub_account_id` compares bytewise (COLLATE "C"): it is an identifier, never sorted for
   people, and the index on (organization_id, sub_account_id) then compares with memcmp
   instead of the locale's collation, on every insert;
-- the id sequence hands each session 1,024 ids at a time rather than locking its page per row;
+- the id sequence hands each connection 1,024 ids at a time rather than locking its page per row;
 - the currency and month checks go: the import, the table's writer, sets both from what it
   checked (a currency code upper-cased after its pattern, the month's first day) and writes
   nothing when a row fails; the origin's check, an equality to two values, stays.
