@@ -1,5 +1,6 @@
 """Cost records imported before deliveries existed survive the move to the partitioned table:
-every row, its values and id, and each scope's rows become that scope's current delivery.
+every row, its values and id, and each scope's rows become that scope's current delivery; the
+partitions made then lose the per-row checks the import took over (migration 0027).
 
 Run in a child process on a database of its own: migrating needs a Tortoise set-up of its own.
 The legacy schema is copied from a template migrated once (tests/databases.py); the move itself
@@ -66,12 +67,22 @@ async def main():
         "SELECT count(*) FROM pg_partitioned_table WHERE partrelid = 'cost_records'::regclass")
     state = await current.fetchval("SELECT state FROM cost_imports")
     scopes = await current.fetchval("SELECT count(*) FROM cost_delivery_scopes")
+    # A partition made after the migrations, beside the two made while moving the rows.
+    await current.execute("SELECT ensure_cost_records_partition('2024-11-01')")
+    tables = "SELECT inhrelid FROM pg_inherits WHERE inhparent = 'cost_records'::regclass"
+    checks = {r["relname"]: r["checks"] for r in await current.fetch(
+        "SELECT c.relname, array_agg(k.conname ORDER BY k.conname) FILTER (WHERE k.conname IS NOT NULL) AS checks"
+        " FROM pg_class c LEFT JOIN pg_constraint k ON k.conrelid = c.oid AND k.contype = 'c'"
+        f" WHERE c.oid IN ({tables}) OR c.oid = 'cost_records'::regclass GROUP BY 1")}
+    collations = [r["collname"] for r in await current.fetch(
+        "SELECT DISTINCT l.collname FROM pg_attribute a JOIN pg_collation l ON l.oid = a.attcollation"
+        f" WHERE a.attname = 'sub_account_id' AND (a.attrelid IN ({tables}) OR a.attrelid = 'cost_records'::regclass)")]
     await current.close()
     connection = await asyncpg.connect(admin)
     await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await connection.close()
     print(json.dumps({"before": before, "after": after, "partitioned": partitioned, "state": state,
-                      "scopes": scopes}, default=str))
+                      "scopes": scopes, "checks": checks, "collations": collations}, default=str))
 
 asyncio.run(main())
 """
@@ -80,7 +91,7 @@ asyncio.run(main())
 def test_legacy_cost_records_survive_the_move_to_deliveries():
     url = TEST_DATABASE_URL.rsplit("/", 1)[0] + f"/invoicing_migration_{os.getpid()}"
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, url, LEGACY], cwd=ROOT, capture_output=True, text=True, timeout=180,
+        [sys.executable, "-c", SCRIPT, url, LEGACY], cwd=ROOT, capture_output=True, text=True, timeout=300,
         env={**os.environ, "DATABASE_URL": url},
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -90,3 +101,10 @@ def test_legacy_cost_records_survive_the_move_to_deliveries():
     assert found["partitioned"] == 1
     assert found["state"] == "DONE"
     assert found["scopes"] == 2, "one current delivery per scope: AWS 111122223333 in September and in October"
+    # Migration 0027: on the partitions made before it and after, one check (the origin's) and
+    # sub-account ids compared bytewise.
+    assert set(found["checks"]) == {
+        "cost_records", "cost_records_default", "cost_records_y2024m09", "cost_records_y2024m10", "cost_records_y2024m11",
+    }
+    assert all(checks == ["cost_records_origin_valid"] for checks in found["checks"].values()), found["checks"]
+    assert found["collations"] == ["C"]
