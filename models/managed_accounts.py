@@ -252,9 +252,12 @@ async def _logged(connection: Any, account: ManagedAccount, before: dict[str, An
 
 
 async def _relink_costs(connection: Any, account: ManagedAccount, wanted: list[str]) -> None:
-    """The account's records become exactly those of its sub-accounts, whatever linked them
-    before; only rows whose link changes are written. The month's sums (`cost_totals`, keyed
-    by sub-account as well) follow them."""
+    """The account's records become exactly those of its sub-accounts; only rows whose link
+    changes are written. The month's sums (`cost_totals`, keyed by sub-account as well) follow
+    them. A row of a sub-account the account now has is either its own already or unclaimed (a
+    sub-account belongs to one account at most, and an account unlinks the rows of one it lets
+    go), so only unclaimed rows are linked: cost_records' index by sub-account holds those
+    alone (migrations/0028)."""
     for table in ("cost_totals", "cost_records"):
         await connection.execute_query(
             f"UPDATE {table} SET managed_account_id = NULL WHERE managed_account_id = $1 AND organization_id = $2"
@@ -264,7 +267,7 @@ async def _relink_costs(connection: Any, account: ManagedAccount, wanted: list[s
         if wanted:
             await connection.execute_query(
                 f"UPDATE {table} SET managed_account_id = $1 WHERE organization_id = $2"
-                " AND sub_account_id = ANY($3::varchar[]) AND managed_account_id IS DISTINCT FROM $1",
+                " AND sub_account_id = ANY($3::varchar[]) AND managed_account_id IS NULL",
                 [account.id, account.organization_id, wanted],
             )
 

@@ -1,6 +1,7 @@
 """Cost records imported before deliveries existed survive the move to the partitioned table:
 every row, its values and id, and each scope's rows become that scope's current delivery; the
-partitions made then lose the per-row checks the import took over (migration 0027).
+partitions made then lose the per-row checks the import took over (migration 0027), and their index
+by sub-account keeps the unclaimed rows alone (0028).
 
 Run in a child process on a database of its own: migrating needs a Tortoise set-up of its own.
 The legacy schema is copied from a template migrated once (tests/databases.py); the move itself
@@ -77,12 +78,17 @@ async def main():
     collations = [r["collname"] for r in await current.fetch(
         "SELECT DISTINCT l.collname FROM pg_attribute a JOIN pg_collation l ON l.oid = a.attcollation"
         f" WHERE a.attname = 'sub_account_id' AND (a.attrelid IN ({tables}) OR a.attrelid = 'cost_records'::regclass)")]
+    # Migration 0028: the index by sub-account, on every partition, holds the unclaimed rows alone.
+    by_sub_account = [r["indexdef"].split(" USING ", 1)[1] for r in await current.fetch(
+        "SELECT indexdef FROM pg_indexes WHERE indexdef LIKE '%(organization_id, sub_account_id)%'"
+        f" AND (tablename::regclass IN ({tables}) OR tablename = 'cost_records') ORDER BY tablename")]
     await current.close()
     connection = await asyncpg.connect(admin)
     await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await connection.close()
     print(json.dumps({"before": before, "after": after, "partitioned": partitioned, "state": state,
-                      "scopes": scopes, "checks": checks, "collations": collations}, default=str))
+                      "scopes": scopes, "checks": checks, "collations": collations,
+                      "by_sub_account": by_sub_account}, default=str))
 
 asyncio.run(main())
 """
@@ -108,3 +114,6 @@ def test_legacy_cost_records_survive_the_move_to_deliveries():
     }
     assert all(checks == ["cost_records_origin_valid"] for checks in found["checks"].values()), found["checks"]
     assert found["collations"] == ["C"]
+    assert found["by_sub_account"] == ["btree (organization_id, sub_account_id) WHERE (managed_account_id IS NULL)"] * 5, (
+        found["by_sub_account"]
+    )
