@@ -252,12 +252,9 @@ async def _logged(connection: Any, account: ManagedAccount, before: dict[str, An
 
 
 async def _relink_costs(connection: Any, account: ManagedAccount, wanted: list[str]) -> None:
-    """The account's records become exactly those of its sub-accounts; only rows whose link
-    changes are written. The month's sums (`cost_totals`, keyed by sub-account as well) follow
-    them. A row of a sub-account the account now has is either its own already or unclaimed (a
-    sub-account belongs to one account at most, and an account unlinks the rows of one it lets
-    go), so only unclaimed rows are linked: cost_records' index by sub-account holds those
-    alone (migrations/0028)."""
+    """The account's records (and the month's sums, `cost_totals`) become exactly those of its
+    sub-accounts; only rows whose link changes are written. A sub-account's rows are its one
+    account's or unclaimed, so only unclaimed rows are linked (migrations/0028's index)."""
     for table in ("cost_totals", "cost_records"):
         await connection.execute_query(
             f"UPDATE {table} SET managed_account_id = NULL WHERE managed_account_id = $1 AND organization_id = $2"
