@@ -240,7 +240,7 @@ async def deliver_webhooks(ctx: dict, lane: int) -> int:
                     attempted += await deliver_due(settings, sender, limit=limit)
                     await redis.expire(lock, LANE_LOCK_SECONDS)
                     if yielded and others is not None:
-                        await _await_turn(others, settings, redis, lock)
+                        await _await_turn(others, allowed, settings, redis, lock)
                         continue
                     if not await redis.exists(dispatch.WEBHOOKS_WAKE):
                         break
@@ -251,11 +251,11 @@ async def deliver_webhooks(ctx: dict, lane: int) -> int:
     return attempted
 
 
-async def _await_turn(others: OtherJobs, settings: Settings, redis: Any, lock: str) -> None:
-    """Until the worker runs no other job, or has run them for WEBHOOK_BUSY_MAX_WAIT_SECONDS
-    without a break; the lane's lock renewed meanwhile (the wait may outlast it)."""
-    limit = lane_limit(settings, others)
-    while not limit():
+async def _await_turn(others: OtherJobs, allowed: Limit, settings: Settings, redis: Any, lock: str) -> None:
+    """Until `allowed()` lets the lane post again: the worker runs no other job, or has run them
+    for WEBHOOK_BUSY_MAX_WAIT_SECONDS without a break; the lane's lock renewed meanwhile (the
+    wait may outlast it)."""
+    while not allowed():
         left = settings.webhook_busy_max_wait_seconds - others.busy_for()
         await others.until_idle(min(left, LANE_LOCK_SECONDS / 3))
         await redis.expire(lock, LANE_LOCK_SECONDS)

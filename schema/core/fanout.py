@@ -100,9 +100,7 @@ class Sink:
         """The group this attached operation shares an execution with: its operation, variables
         and scope class, computed again only when its socket's principal changes."""
         assert self.context is not None, "keyed once attached only"
-        principal = self.context.principal
-        if principal is not self._principal or principal is None:
-            self.scope_class(principal)
+        self.scope_class(self.context.principal)
         return self._key
 
     async def send(self, payload: str) -> None:
