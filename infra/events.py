@@ -137,6 +137,10 @@ class Subscription:
     """One subscriber's pending events. Bounded: a client that does not keep up is ended
     with FELL_BEHIND instead of growing the server's memory."""
 
+    # Each event reads a few of these for every subscriber: kept in the object itself.
+    __slots__ = ("hub", "principal", "token_id", "account_ids", "invoice_ids", "limit", "ended", "_pending",
+                 "visibility", "_expires_at", "_waiter", "_expiry", "sink")
+
     def __init__(self, hub: Hub, principal: Principal, account_ids: set[str] | None,
                  invoice_ids: set[str] | None, limit: int):
         self.hub = hub
@@ -166,7 +170,9 @@ class Subscription:
 
     def idle(self, now: float) -> bool:
         """Waiting for its next event, with none pending and its token alive: an event sent to
-        it now, by someone else than its own task, cannot overtake another one."""
+        it now, by someone else than its own task, cannot overtake another one. Not idle either
+        once its task is cancelled (its operation completed, its socket closed): cancelling the
+        task cancels the future it waits on at once."""
         waiter = self._waiter
         return (waiter is not None and not waiter.done() and not self._pending and self.ended is None
                 and self._expires_at > now)

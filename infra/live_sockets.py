@@ -20,7 +20,6 @@ from typing import Any
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Opcode
 from websockets.http11 import Request
-from websockets.protocol import State
 
 from infra.settings import Settings
 
@@ -39,7 +38,13 @@ def text_frame_header(length: int) -> bytes:
 
 
 class LiveSocket(WebSocketsSansIOProtocol):
-    """uvicorn's WebSocket protocol, offering `write_text` to the app in its scope."""
+    """uvicorn's WebSocket protocol, offering `write_frame` to the app in its scope."""
+
+    # Kept here rather than read through uvicorn's objects: a relay checks them for every
+    # subscriber of every event. Whether the transport asked to stop writing (`writable`)...
+    paused = False
+    # ...and, once the handshake is done, whether no extension was agreed.
+    _plain: bool | None = None
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -47,24 +52,33 @@ class LiveSocket(WebSocketsSansIOProtocol):
         if scope is not None:
             scope["extensions"][FRAMES] = self
 
-    def write_text(self, *parts: bytes) -> bool:
-        """Write one text message, the UTF-8 `parts` joined, now; False, with nothing written,
-        when it must go through ASGI instead: before the handshake or once closing starts, with
-        permessage-deflate (each frame then depends on the ones before), or while the transport
-        holds more than its high-water mark unsent (a client that does not read: ASGI's send
-        waits, and the subscriber's bounded queue ends it)."""
-        if (
-            not self.writable.is_set()
-            or not self.handshake_complete
-            or self.close_sent
-            or self.disconnected
-            or self.conn.state is not State.OPEN
-            or self.conn.extensions
-            or self.transport.is_closing()
-        ):
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.paused = False
+
+    def write_frame(self, frame: bytes) -> bool:
+        """Write `frame`, a whole text frame (`text_frame_header`, then its data), now; False,
+        with nothing written, when it must go through ASGI instead: before the handshake or
+        once closing starts, with permessage-deflate (each frame then depends on the ones
+        before), or while the transport holds more than its high-water mark unsent (a client
+        that does not read: ASGI's send waits, and the subscriber's bounded queue ends it).
+        The connection leaves the OPEN state only by a close sent (`close_sent`) or received
+        (uvicorn then closes the transport), or by its loss (`disconnected`)."""
+        if self.close_sent or self.disconnected or self.paused:
             return False
-        data = b"".join(parts)
-        self.transport.write(text_frame_header(len(data)) + data)
+        plain = self._plain
+        if plain is None:
+            if not self.handshake_complete:
+                return False
+            plain = self._plain = not self.conn.extensions
+        transport = self.transport
+        if not plain or transport.is_closing():
+            return False
+        transport.write(frame)
         return True
 
 

@@ -151,7 +151,9 @@ async def test_the_frames_are_those_of_each_subscribers_own_execution(settings, 
 
 
 async def test_a_subscriber_leaving_while_its_group_executes_does_not_stop_the_others(live_server, app, redis, world,
-                                                                                       monkeypatch):
+                                                                                       monkeypatch, written):
+    """The one that completed its operation meanwhile gets no frame (its task, cancelled, no
+    longer waits); the other gets its own from the relay."""
     invoice = await _approved(world)
     original = fanout.execute
     started = asyncio.Event()
@@ -175,21 +177,23 @@ async def test_a_subscriber_leaving_while_its_group_executes_does_not_stop_the_o
         await asyncio.sleep(0.2)
         release.set()
         message = await staying.next(kept)
+        assert await leaving.drain(first, quiet=0.3) == []
     assert message["payload"]["data"]["invoiceStatusChanged"]["invoice"]["number"] == "INV-2024-0001"
+    assert written[0] == 1
 
 
 @pytest.fixture
 def written(monkeypatch):
-    """How many messages the fan-out wrote straight to a socket (`LiveSocket.write_text`)."""
+    """How many messages the fan-out wrote straight to a socket (`LiveSocket.write_frame`)."""
     counted = [0]
-    original = live_sockets.LiveSocket.write_text
+    original = live_sockets.LiveSocket.write_frame
 
-    def counting(socket, *parts):
-        done = original(socket, *parts)
+    def counting(socket, frame):
+        done = original(socket, frame)
         counted[0] += done
         return done
 
-    monkeypatch.setattr(live_sockets.LiveSocket, "write_text", counting)
+    monkeypatch.setattr(live_sockets.LiveSocket, "write_frame", counting)
     return counted
 
 
@@ -211,6 +215,30 @@ async def test_waiting_subscribers_get_their_frames_from_the_relay(live_server, 
                 ["INV-2024-0001"] * 3
     assert written[0] == 6
     assert sorted(executions) == [("CUSTOMER", False), ("CUSTOMER", False), ("OWNER", False), ("OWNER", False)]
+
+
+async def test_a_socket_whose_transport_paused_gets_its_event_through_asgi_once_it_resumes(live_server, app, redis,
+                                                                                            world, written):
+    """A transport holding more than its high-water mark unsent (`pause_writing`) is not written
+    to by the relay; the event waits in the subscriber's queue, and its task sends it through
+    ASGI once the transport drains (`resume_writing`)."""
+    invoice = await _approved(world)
+    async with LiveClient(live_server, world.tokens["owner"]) as live:
+        op = await live.subscribe(WATCH)
+        await _registered(app.state.events, 1)
+        await asyncio.sleep(0.2)  # it waits for its first event
+        [socket] = {s.sink.socket for classes in app.state.events._by_organization.values()
+                    for subs in classes.values() for s in subs}
+        socket.pause_writing()
+        await events.publish(redis, [invoice])
+        assert await live.drain(op, quiet=0.3) == []
+        socket.resume_writing()
+        message = await live.next(op)
+        await events.publish(redis, [invoice])
+        again = await live.next(op)
+    assert [m["payload"]["data"]["invoiceStatusChanged"]["invoice"]["number"] for m in (message, again)] == \
+        ["INV-2024-0001"] * 2
+    assert written[0] == 1  # the second, written by the relay again
 
 
 async def test_the_hub_sends_only_to_subscribers_waiting_with_nothing_queued(world):

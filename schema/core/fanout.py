@@ -31,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+import weakref
 from collections import defaultdict
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -45,7 +47,7 @@ from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 
 from infra.events import Delivery, Subscription
-from infra.live_sockets import FRAMES, LiveSocket
+from infra.live_sockets import FRAMES, LiveSocket, text_frame_header
 from models.auth import Principal
 from schema.core.context import Context, Info
 from schema.core.loaders import Loaders
@@ -65,11 +67,29 @@ class FanOutHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().run_operation(operation)
 
 
+class _Group:
+    """A group's key (`Sink.key`) as one object per process, hashed by its identity: grouping
+    an event's subscribers reads none of their strings."""
+
+    __slots__ = ("key", "__weakref__")
+    _all: weakref.WeakValueDictionary[tuple, _Group] = weakref.WeakValueDictionary()
+
+    def __init__(self, key: tuple):
+        self.key = key
+
+    @classmethod
+    def of(cls, key: tuple) -> _Group:
+        group = cls._all.get(key)
+        if group is None:
+            group = cls._all[key] = cls(key)
+        return group
+
+
 class Sink:
     """Where one operation's shared payloads go: its socket, under its id."""
 
-    __slots__ = ("handler", "operation", "prefix", "group", "_principal", "_scope_class", "_key", "info", "context",
-                 "root", "socket", "_head")
+    __slots__ = ("handler", "operation", "prefix", "group", "_principal", "_key", "info", "context", "root", "socket",
+                 "head")
 
     def __init__(self, handler: FanOutHandler, operation: Operation[Context, None]):
         self.handler = handler
@@ -79,28 +99,21 @@ class Sink:
         variables = json.dumps(operation.variables or {}, sort_keys=True, separators=(",", ":"))
         self.group = (operation.query, operation.operation_name, variables)
         self._principal: Principal | None = None
-        self._scope_class: tuple | None = None
-        self._key: tuple = (self.group, None)
+        self._key = _Group.of((self.group, None))
         # Set by `attach`, when the hub may send this operation's events (`send`).
         self.info: Info | None = None
         self.context: Context | None = None
         self.root: Callable[[Delivery], Any] | None = None
         self.socket: LiveSocket | None = None
-        self._head = self.prefix.encode()
+        self.head = self.prefix.encode()
 
-    def scope_class(self, principal: Principal | None) -> tuple | None:
-        """`scope_class(principal)`, kept while the socket's principal stays the same object
-        (a new operation on the socket authenticates again, and replaces it)."""
+    def key(self, principal: Principal | None) -> _Group:
+        """The group this operation shares an execution with when its socket's principal is
+        `principal`: its operation, variables and scope class, computed again only when that
+        principal changes (each operation on a socket authenticates again, and replaces it)."""
         if principal is not self._principal or principal is None:
-            self._principal, self._scope_class = principal, scope_class(principal)
-            self._key = (self.group, self._scope_class)
-        return self._scope_class
-
-    def key(self) -> tuple:
-        """The group this attached operation shares an execution with: its operation, variables
-        and scope class, computed again only when its socket's principal changes."""
-        assert self.context is not None, "keyed once attached only"
-        self.scope_class(self.context.principal)
+            self._principal = principal
+            self._key = _Group.of((self.group, scope_class(principal)))
         return self._key
 
     async def send(self, payload: str) -> None:
@@ -112,17 +125,6 @@ class Sink:
             await websocket.ws.send_text(self.prefix + payload + "}")
         except WebSocketDisconnect as exc:  # as strawberry's own send reports it
             raise WebSocketDisconnected from exc
-
-
-    def write(self, tail: bytes) -> bool:
-        """Write the `next` message, this operation's head then `tail` (the shared payload and
-        the message's closing brace), to the socket now; False when it must go through ASGI
-        (`send`), or not at all (the client completed the operation)."""
-        operation = self.operation
-        if operation.completed or self.handler.operations.get(operation.id) is not operation:
-            return False
-        assert self.socket is not None, "written to once attached only"
-        return self.socket.write_text(self._head, tail)
 
 
 _sink: ContextVar[Sink | None] = ContextVar("fanout_sink", default=None)
@@ -238,9 +240,10 @@ async def send(delivery: Delivery, subscriptions: list[Subscription]) -> list[Su
     attached subscribers and written to each one's socket. Answers those it did not write to;
     the hub queues the event for them, and their tasks find the group's payload in
     `delivery.shared` (or, after a personal or failed execution, run their own)."""
-    groups: dict[tuple, list[Subscription]] = defaultdict(list)
+    groups: dict[_Group, list[Subscription]] = defaultdict(list)
     for subscription in subscriptions:
-        groups[subscription.sink.key()].append(subscription)
+        sink = subscription.sink
+        groups[sink.key(sink.context.principal)].append(subscription)
     left: list[Subscription] = []
     if len(groups) == 1:
         [(key, members)] = groups.items()
@@ -250,7 +253,7 @@ async def send(delivery: Delivery, subscriptions: list[Subscription]) -> list[Su
     return left
 
 
-async def _send_group(delivery: Delivery, key: tuple, members: list[Subscription], left: list[Subscription]) -> None:
+async def _send_group(delivery: Delivery, key: _Group, members: list[Subscription], left: list[Subscription]) -> None:
     first = members[0].sink
     entry = delivery.shared[key] = _Shared()
     try:
@@ -263,13 +266,24 @@ async def _send_group(delivery: Delivery, key: tuple, members: list[Subscription
         return
     finally:
         entry.ready.set_result(None)
-    tail = (payload + "}").encode()  # each member's frame: its head, then this
+    tail = (payload + "}").encode()  # each member's message: its head, then this
     if personal:  # the first member's alone; the others run their own
         left.extend(members[1:])
         members = members[:1]
+    size = len(tail)
+    headers: dict[int, bytes] = {}  # frame headers by message length: heads differ by their ids only
+    now = time.time()
     for subscription in members:
-        if subscription.ended is not None or not subscription.sink.write(tail):
-            left.append(subscription)
+        sink = subscription.sink
+        if subscription.idle(now):  # still: the execution may have waited for the database
+            head = sink.head
+            length = len(head) + size
+            header = headers.get(length)
+            if header is None:
+                header = headers[length] = text_frame_header(length)
+            if sink.socket.write_frame(header + head + tail):
+                continue
+        left.append(subscription)
 
 
 async def deliver(info: Info, shared: dict, event: Callable[[], Any]) -> bool:
@@ -280,7 +294,7 @@ async def deliver(info: Info, shared: dict, event: Callable[[], Any]) -> bool:
     sink = _sink.get()
     if sink is None:
         return False
-    key = (sink.group, sink.scope_class(info.context.principal))
+    key = sink.key(info.context.principal)
     entry = shared.get(key)
     if entry is None:
         entry = shared[key] = _Shared()
