@@ -372,9 +372,20 @@ async def test_the_month_is_worked_by_keyboard_alone(visit):
     await _tab_to(page, "Approve 1 selected", back=True)
     await page.keyboard.press("Enter")
     await page.get_by_role("dialog").wait_for()
+    # The dialog keeps the focus (Tab goes round its controls); Escape gives it back to the button.
+    for _ in range(6):
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("document.activeElement.closest('#approve-dialog') !== null")
+    await page.keyboard.press("Escape")
+    await page.get_by_role("dialog").wait_for(state="hidden")
+    assert await page.evaluate("document.activeElement.id") == "approve-selected"
+    await page.keyboard.press("Enter")
+    await page.get_by_role("dialog").wait_for()
     await _tab_to(page, "Approve", limit=10)
     await page.keyboard.press("Enter")
     await page.locator("#approval-results").get_by_text("1 invoice approved.").wait_for()
+    await page.wait_for_timeout(100)  # the dialog's close event, after the answer took the focus
+    assert await page.evaluate("document.activeElement.id") == "approval-results"
     assert (await Invoice.get(id=third.id)).status == "APPROVED"
 
 

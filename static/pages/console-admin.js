@@ -63,47 +63,9 @@
 
   // --- Dialogs ------------------------------------------------------------------------------
 
-  var FOCUSABLE = "button, input, select, textarea, [href], [tabindex]:not([tabindex='-1'])";
-  var back = { node: null, key: null, fallback: null }; // where the focus returns on closing
-
-  function focusables(dialog) {
-    return Array.prototype.filter.call(dialog.querySelectorAll(FOCUSABLE), function (node) {
-      return !node.disabled && node.getClientRects().length > 0;
-    });
-  }
-
-  // Tab and Shift+Tab go round the dialog's controls and never leave it.
-  function trap(event) {
-    if (event.key !== "Tab") return;
-    var controls = focusables(event.currentTarget);
-    if (!controls.length) return;
-    var first = controls[0];
-    var last = controls[controls.length - 1];
-    if (event.shiftKey && (document.activeElement === first || controls.indexOf(document.activeElement) < 0)) {
-      event.preventDefault();
-      last.focus();
-    } else if (!event.shiftKey && (document.activeElement === last || controls.indexOf(document.activeElement) < 0)) {
-      event.preventDefault();
-      first.focus();
-    }
-  }
-
   function openDialog(dialog, first, fallback) {
-    var from = document.activeElement;
-    back = { node: from, key: from && from.dataset ? from.dataset.key : null, fallback: fallback };
     clearErrors(dialog);
-    dialog.showModal();
-    first.focus();
-  }
-
-  // Back to the control that opened the dialog, or to its successor once the list was drawn
-  // again (same `data-key`), or to the section's own button when the row is gone.
-  function returnFocus() {
-    var target = back.node && back.node.isConnected ? back.node : null;
-    if (!target && back.key) target = document.querySelector('[data-key="' + CSS.escape(back.key) + '"]');
-    if (!target && back.fallback) target = $(back.fallback);
-    back = { node: null, key: null, fallback: null };
-    if (target && target.getClientRects().length) target.focus();
+    p.openDialog(dialog, first, fallback);
   }
 
   function fieldError(input, message) {
@@ -466,14 +428,7 @@
     if (!tokens.length) body.appendChild(cells(element("tr"), ["No API tokens", "—", "—", "—", ""]));
   }
 
-  ["rule-dialog", "person-dialog", "token-dialog", "confirm-dialog"].forEach(function (id) {
-    var dialog = $(id);
-    dialog.addEventListener("keydown", trap);
-    dialog.addEventListener("close", returnFocus);
-    dialog.querySelectorAll("[data-close]").forEach(function (node) {
-      node.addEventListener("click", function () { dialog.close(); });
-    });
-  });
+  ["rule-dialog", "person-dialog", "token-dialog", "confirm-dialog"].forEach(function (id) { p.keepDialog($(id)); });
   $("token-dialog").addEventListener("close", forgetSecret);
   $("rule-new").addEventListener("click", function () { editRule(null); });
   $("rule-form").addEventListener("submit", saveRule);

@@ -227,7 +227,7 @@
       return label;
     }));
     $("approve-warnings").hidden = Object.keys(codes).length === 0;
-    dialog.showModal();
+    p.openDialog(dialog, dialog.querySelector("input"), "approve-selected");
   }
 
   function approve(event) {
@@ -238,7 +238,7 @@
     $("approve-confirm").disabled = true;
     api.ask("APPROVE", { ids: ids, acknowledge: acknowledge, notify: $("approve-notify").checked, key: api.key() })
       .then(function (data) {
-        dialog.close();
+        p.closeDialog(dialog);
         results(data.approveInvoices, "approved");
       }).catch(function (error) {
         dialog.close();
@@ -432,7 +432,7 @@
   $("select-all").addEventListener("change", selectAll);
   $("approve-selected").addEventListener("click", function () { askApproval(Array.from(state.selected)); });
   $("approve-form").addEventListener("submit", approve);
-  $("approve-cancel").addEventListener("click", function () { $("approve-dialog").close(); });
+  p.keepDialog($("approve-dialog"));
   $("detail-close").addEventListener("click", closeDetail);
   $("drill-more").addEventListener("click", drillMore);
   $("detail").addEventListener("keydown", function (e) { if (e.key === "Escape") closeDetail(); });

@@ -310,9 +310,70 @@
     else location.hash = "#approval";
   }
 
+  // --- Dialogs ------------------------------------------------------------------------------
+  // Each change is a modal dialog: focus stays inside it (Tab goes round), Escape or its
+  // [data-close] control closes it, and the focus goes back where it came from.
+
+  var FOCUSABLE = "button, input, select, textarea, [href], [tabindex]:not([tabindex='-1'])";
+  var back = { node: null, key: null, fallback: null }; // where the focus returns on closing
+
+  function focusables(dialog) {
+    return Array.prototype.filter.call(dialog.querySelectorAll(FOCUSABLE), function (node) {
+      return !node.disabled && node.getClientRects().length > 0;
+    });
+  }
+
+  // Tab and Shift+Tab go round the dialog's controls and never leave it.
+  function trap(event) {
+    if (event.key !== "Tab") return;
+    var controls = focusables(event.currentTarget);
+    if (!controls.length) return;
+    var first = controls[0];
+    var last = controls[controls.length - 1];
+    if (event.shiftKey && (document.activeElement === first || controls.indexOf(document.activeElement) < 0)) {
+      event.preventDefault();
+      last.focus();
+    } else if (!event.shiftKey && (document.activeElement === last || controls.indexOf(document.activeElement) < 0)) {
+      event.preventDefault();
+      first.focus();
+    }
+  }
+
+  function openDialog(dialog, first, fallback) {
+    var from = document.activeElement;
+    back = { node: from, key: from && from.dataset ? from.dataset.key : null, fallback: fallback };
+    dialog.showModal();
+    first.focus();
+  }
+
+  // Back to the control that opened the dialog, or to its successor once the list was drawn
+  // again (same `data-key`), or to the section's own control when the row is gone.
+  function returnFocus() {
+    var target = back.node && back.node.isConnected ? back.node : null;
+    if (!target && back.key) target = document.querySelector('[data-key="' + CSS.escape(back.key) + '"]');
+    if (!target && back.fallback) target = $(back.fallback);
+    back = { node: null, key: null, fallback: null };
+    if (target && target.getClientRects().length) target.focus();
+  }
+
+  function keepDialog(dialog) {
+    dialog.addEventListener("keydown", trap);
+    dialog.addEventListener("close", returnFocus);
+    dialog.querySelectorAll("[data-close]").forEach(function (node) {
+      node.addEventListener("click", function () { dialog.close(); });
+    });
+  }
+
+  // Closed by its answer, which takes the focus itself (a notice of what was done).
+  function closeDialog(dialog) {
+    back = { node: null, key: null, fallback: null };
+    dialog.close();
+  }
+
   window.consoleParts = {
     $: $, api: api, state: state, element: element, button: button, cells: cells, money: money, day: day,
     monthName: monthName, warnings: warnings, show: show, announce: announce, failed: failed, focusTitle: focusTitle,
+    openDialog: openDialog, keepDialog: keepDialog, closeDialog: closeDialog,
     STATUS: STATUS, AUTO: AUTO, SCOPES: SCOPES, ROW_HEIGHT: ROW_HEIGHT, OVERSCAN: OVERSCAN,
   };
 
