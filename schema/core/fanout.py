@@ -71,17 +71,14 @@ class _Group:
     """A group's key (`Sink.key`) as one object per process, hashed by its identity: grouping
     an event's subscribers reads none of their strings."""
 
-    __slots__ = ("key", "__weakref__")
+    __slots__ = ("__weakref__",)
     _all: weakref.WeakValueDictionary[tuple, _Group] = weakref.WeakValueDictionary()
-
-    def __init__(self, key: tuple):
-        self.key = key
 
     @classmethod
     def of(cls, key: tuple) -> _Group:
         group = cls._all.get(key)
         if group is None:
-            group = cls._all[key] = cls(key)
+            group = cls._all[key] = cls()
         return group
 
 
